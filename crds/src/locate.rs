@@ -1,0 +1,152 @@
+//! Maps a field path (`transforms[1].window.keyBy`) to the line it stands on in the YAML text.
+//!
+//! serde reports its own errors with a location, but checks made after parsing (an unknown
+//! column in an expression, a window on a non-timestamp field) only know the field path.
+//! Users fix manifests by line, so every error gets one; this index is how.
+
+use std::collections::HashMap;
+
+use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
+use yaml_rust2::scanner::Marker;
+
+/// Field path -> 1-based line, built once per file. Performs no I/O.
+#[derive(Debug, Default, Clone)]
+pub struct LineIndex {
+    lines: HashMap<String, usize>,
+}
+
+struct Collect(Vec<(Event, Marker)>);
+
+impl MarkedEventReceiver for Collect {
+    fn on_event(&mut self, ev: Event, mark: Marker) {
+        self.0.push((ev, mark));
+    }
+}
+
+impl LineIndex {
+    /// Index every mapping key and sequence item of `src`. Invalid YAML yields an empty index
+    /// (the parse error is reported by serde with its own location).
+    #[must_use]
+    pub fn new(src: &str) -> Self {
+        let mut collect = Collect(Vec::new());
+        let mut parser = Parser::new_from_str(src);
+        if parser.load(&mut collect, false).is_err() {
+            return Self::default();
+        }
+        let mut index = Self::default();
+        let events = &collect.0;
+        let mut i = 0;
+        while i < events.len() {
+            match events[i].0 {
+                Event::MappingStart(..) | Event::SequenceStart(..) => {
+                    i = index.walk(events, i, &mut String::new());
+                }
+                _ => i += 1,
+            }
+        }
+        index
+    }
+
+    /// The line of `path`, or of its nearest indexed ancestor.
+    #[must_use]
+    pub fn line_of(&self, path: &str) -> Option<usize> {
+        let mut p = path;
+        loop {
+            if let Some(l) = self.lines.get(p) {
+                return Some(*l);
+            }
+            let cut = p.rfind(['.', '['])?;
+            p = &p[..cut];
+        }
+    }
+
+    fn walk(&mut self, events: &[(Event, Marker)], mut i: usize, path: &mut String) -> usize {
+        match &events[i].0 {
+            Event::MappingStart(..) => {
+                i += 1;
+                while i < events.len() {
+                    let (ev, mark) = &events[i];
+                    let key = match ev {
+                        Event::MappingEnd => return i + 1,
+                        Event::Scalar(k, ..) => k.clone(),
+                        _ => String::new(),
+                    };
+                    let len = path.len();
+                    if !path.is_empty() {
+                        path.push('.');
+                    }
+                    path.push_str(&key);
+                    self.lines.entry(path.clone()).or_insert(mark.line());
+                    i = self.skip_key(events, i);
+                    i = self.walk(events, i, path);
+                    path.truncate(len);
+                }
+                i
+            }
+            Event::SequenceStart(..) => {
+                i += 1;
+                let mut n = 0;
+                while i < events.len() {
+                    if matches!(events[i].0, Event::SequenceEnd) {
+                        return i + 1;
+                    }
+                    let len = path.len();
+                    path.push_str(&format!("[{n}]"));
+                    self.lines.entry(path.clone()).or_insert(events[i].1.line());
+                    i = self.walk(events, i, path);
+                    path.truncate(len);
+                    n += 1;
+                }
+                i
+            }
+            _ => i + 1,
+        }
+    }
+
+    /// Keys are scalars in every manifest we read; a complex key is skipped whole.
+    fn skip_key(&mut self, events: &[(Event, Marker)], i: usize) -> usize {
+        match events[i].0 {
+            Event::MappingStart(..) | Event::SequenceStart(..) => {
+                self.walk(events, i, &mut String::from("?"))
+            }
+            _ => i + 1,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_keys_items_and_falls_back_to_the_nearest_ancestor() {
+        let src = "\
+name: x
+source:
+  schema:
+    - {name: a, type: int64}
+    - name: b
+      type: string
+transforms:
+  - filter: \"a > 1\"
+  - window:
+      tumbling: 10s
+      keyBy: [a]
+";
+        let idx = LineIndex::new(src);
+        let cases: &[(&str, usize)] = &[
+            ("name", 1),
+            ("source.schema", 3),
+            ("source.schema[0]", 4),
+            ("source.schema[1].type", 6),
+            ("transforms[0].filter", 8),
+            ("transforms[1].window.tumbling", 10),
+            ("transforms[1].window.keyBy[0]", 11),
+            ("transforms[1].window.aggregates", 9),
+        ];
+        for (path, line) in cases {
+            assert_eq!(idx.line_of(path), Some(*line), "{path}");
+        }
+        assert_eq!(idx.line_of("nothing"), None);
+    }
+}

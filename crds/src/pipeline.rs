@@ -1,0 +1,450 @@
+//! The pipeline spec: `source`, `transforms`, `sinks`, plus how the job checkpoints.
+//!
+//! These serde types are what `weir-runtime run job.yaml` reads and what the StreamJob CRD
+//! embeds under `spec.pipeline`, so a pipeline moves between laptop and cluster unchanged.
+//! Every struct denies unknown fields: a typo is an error naming the field and its line,
+//! never a silently ignored setting.
+
+use indexmap::IndexMap;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::duration::Duration;
+
+/// A whole job as run locally: the pipeline plus its execution settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(from = "JobFileRepr", into = "JobFileRepr")]
+pub struct JobFile {
+    /// Job name; names the storage directory `<storage>/<namespace>/<name>/`. Defaults to the
+    /// file name without extension.
+    pub name: Option<String>,
+    /// Subtasks per operator. A savepoint restores at any parallelism up to `maxParallelism`.
+    pub parallelism: u32,
+    /// Number of key groups: the unit in which keyed state is split and moved on rescale.
+    pub max_parallelism: u32,
+    /// Checkpointing; on by default with local storage under `./.weir/`.
+    pub checkpoint: CheckpointSpec,
+    /// What the job computes.
+    pub pipeline: Pipeline,
+}
+
+/// The on-disk shape of [`JobFile`]: flat, because `#[serde(flatten)]` would hide the field
+/// path and line of every error inside the pipeline.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct JobFileRepr {
+    /// Job name; names the storage directory `<storage>/<namespace>/<name>/`. Defaults to the
+    /// file name without extension.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Subtasks per operator. A savepoint restores at any parallelism up to `maxParallelism`.
+    #[serde(default = "default_parallelism")]
+    pub parallelism: u32,
+    /// Number of key groups: the unit in which keyed state is split and moved on rescale.
+    /// Fixed for the life of the job's state.
+    #[serde(default = "default_max_parallelism")]
+    pub max_parallelism: u32,
+    /// Checkpointing; on by default with local storage under `./.weir/`.
+    #[serde(default)]
+    pub checkpoint: CheckpointSpec,
+    /// Where records come from, their schema and their event time.
+    #[serde(with = "serde_yaml::with::singleton_map_recursive")]
+    #[schemars(with = "SourceSpec")]
+    pub source: SourceSpec,
+    /// Applied in order.
+    #[serde(default, with = "serde_yaml::with::singleton_map_recursive")]
+    #[schemars(with = "Vec<Transform>")]
+    pub transforms: Vec<Transform>,
+    /// Every sink receives every result record.
+    #[serde(with = "serde_yaml::with::singleton_map_recursive")]
+    #[schemars(with = "Vec<SinkSpec>")]
+    pub sinks: Vec<SinkSpec>,
+}
+
+impl From<JobFileRepr> for JobFile {
+    fn from(r: JobFileRepr) -> Self {
+        Self {
+            name: r.name,
+            parallelism: r.parallelism,
+            max_parallelism: r.max_parallelism,
+            checkpoint: r.checkpoint,
+            pipeline: Pipeline {
+                source: r.source,
+                transforms: r.transforms,
+                sinks: r.sinks,
+            },
+        }
+    }
+}
+
+impl From<JobFile> for JobFileRepr {
+    fn from(j: JobFile) -> Self {
+        Self {
+            name: j.name,
+            parallelism: j.parallelism,
+            max_parallelism: j.max_parallelism,
+            checkpoint: j.checkpoint,
+            source: j.pipeline.source,
+            transforms: j.pipeline.transforms,
+            sinks: j.pipeline.sinks,
+        }
+    }
+}
+
+fn default_parallelism() -> u32 {
+    1
+}
+
+fn default_max_parallelism() -> u32 {
+    128
+}
+
+/// Source, transforms and sinks: the dataflow itself.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Pipeline {
+    /// Where records come from, their schema and their event time.
+    pub source: SourceSpec,
+    /// Applied in order.
+    #[serde(default)]
+    pub transforms: Vec<Transform>,
+    /// Every sink receives every result record.
+    pub sinks: Vec<SinkSpec>,
+}
+
+/// How and where the job checkpoints.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CheckpointSpec {
+    /// Time between the end of one checkpoint and the trigger of the next.
+    #[serde(default = "default_interval")]
+    pub interval: Duration,
+    /// A checkpoint not completed within this time is abandoned.
+    #[serde(default = "default_timeout")]
+    pub timeout: Duration,
+    /// Least time between the completion of one checkpoint and the start of the next.
+    #[serde(default)]
+    pub min_pause: Duration,
+    /// `file:///abs/path`, `file://./relative` or `s3://bucket/prefix`.
+    #[serde(default = "default_storage")]
+    pub storage: String,
+    /// Completed checkpoints kept; older ones are deleted. All are kept on cancellation.
+    #[serde(default = "default_retained")]
+    pub retained: u32,
+    /// S3 connection settings, used when `storage` is `s3://`.
+    #[serde(default)]
+    pub s3: S3Spec,
+    /// Refuse storage without conditional writes (needed to fence zombies). Turning this off
+    /// gives up the exactly-once guarantee when two incarnations run at once.
+    #[serde(default = "default_true")]
+    pub exactly_once: bool,
+}
+
+fn default_interval() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_timeout() -> Duration {
+    Duration::from_secs(600)
+}
+fn default_storage() -> String {
+    "file://./.weir".to_string()
+}
+fn default_retained() -> u32 {
+    3
+}
+fn default_true() -> bool {
+    true
+}
+
+impl Default for CheckpointSpec {
+    fn default() -> Self {
+        Self {
+            interval: default_interval(),
+            timeout: default_timeout(),
+            min_pause: Duration::default(),
+            storage: default_storage(),
+            retained: default_retained(),
+            s3: S3Spec::default(),
+            exactly_once: true,
+        }
+    }
+}
+
+/// S3 endpoint settings. Credentials come from the standard AWS chain (environment, profile,
+/// web identity), never from the manifest.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct S3Spec {
+    /// Custom endpoint, e.g. `http://127.0.0.1:9000`; AWS when absent.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// Region; `us-east-1` when absent and none is configured in the environment.
+    #[serde(default)]
+    pub region: Option<String>,
+    /// Path-style addressing (`endpoint/bucket/key`), which most non-AWS servers need.
+    #[serde(default)]
+    pub path_style: Option<bool>,
+}
+
+/// The source: exactly one connector, the schema of its records and its event time.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SourceSpec {
+    /// Seeded, deterministic generator.
+    #[serde(default)]
+    pub datagen: Option<DatagenSpec>,
+    /// JSON lines from a file.
+    #[serde(default)]
+    pub file: Option<FileSourceSpec>,
+    /// Record fields, in order.
+    pub schema: Vec<FieldSpec>,
+    /// Which field carries event time, and how late records may arrive.
+    #[serde(default)]
+    pub event_time: Option<EventTimeSpec>,
+    /// What to do with a record that cannot be decoded.
+    #[serde(default)]
+    pub on_decode_error: DecodeErrorPolicy,
+}
+
+/// One schema field.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FieldSpec {
+    /// Column name.
+    pub name: String,
+    /// Column type.
+    #[serde(rename = "type")]
+    pub data_type: FieldType,
+    /// Whether the field may be null or absent.
+    #[serde(default)]
+    pub nullable: bool,
+}
+
+/// Column types a schema can declare.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum FieldType {
+    /// UTF-8 text.
+    String,
+    /// 64-bit signed integer.
+    Int64,
+    /// 64-bit float.
+    Float64,
+    /// true / false.
+    Boolean,
+    /// Millisecond timestamp (UTC). In JSON: RFC 3339 text or epoch milliseconds.
+    Timestamp,
+}
+
+/// Event time: the field and the bounded out-of-orderness the watermark allows for.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EventTimeSpec {
+    /// A `timestamp` field of the schema.
+    pub field: String,
+    /// Watermark = highest event time seen minus this.
+    #[serde(default)]
+    pub max_out_of_orderness: Duration,
+}
+
+/// What happens to an undecodable source record.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum DecodeErrorPolicy {
+    /// Stop the job with an error naming the record (the default: nothing is lost silently).
+    #[default]
+    Fail,
+    /// Drop the record and count it in `weir_decode_errors_total`.
+    Skip,
+    /// Write the raw record and the error to a side output.
+    SideOutput(Box<SinkSpec>),
+}
+
+/// The deterministic generator. Record `i` depends only on `seed` and `i`, so the same seed
+/// yields the same stream at any parallelism; tests and benchmarks compute oracles from it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DatagenSpec {
+    /// Seed of every generated value.
+    #[serde(default)]
+    pub seed: u64,
+    /// Records in all; unbounded when absent.
+    #[serde(default)]
+    pub count: Option<u64>,
+    /// Records per second over all subtasks; as fast as possible when absent.
+    #[serde(default)]
+    pub rate: Option<u64>,
+    /// Independent splits the stream is cut into (record `i` belongs to split `i mod splits`);
+    /// the unit of source parallelism.
+    #[serde(default = "default_splits")]
+    pub splits: u32,
+    /// Rows per emitted batch.
+    #[serde(default = "default_batch_size")]
+    pub batch_size: u32,
+    /// How each schema field is generated.
+    pub fields: IndexMap<String, FieldGenerator>,
+}
+
+fn default_splits() -> u32 {
+    8
+}
+
+fn default_batch_size() -> u32 {
+    1024
+}
+
+/// How one generated field gets its value.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub enum FieldGenerator {
+    /// The record index `i` (an `int64`): unique, useful as an id.
+    Sequence,
+    /// `prefix` + a number uniform in `[0, cardinality)` (a `string`): a key.
+    Key {
+        /// Distinct keys.
+        cardinality: u64,
+        /// Text before the number.
+        #[serde(default)]
+        prefix: String,
+    },
+    /// Uniform in `[min, max]` (inclusive for `int64`, half-open for `float64`).
+    Uniform {
+        /// Lower bound.
+        min: f64,
+        /// Upper bound.
+        max: f64,
+    },
+    /// `true` with this probability (a `boolean`).
+    Bernoulli {
+        /// Probability of `true`.
+        p: f64,
+    },
+    /// A `timestamp`: `start + i * step - d`, `d` uniform in `[0, disorder)`, so records
+    /// arrive out of order by up to `disorder`.
+    EventTime {
+        /// RFC 3339 time of record 0.
+        #[serde(default = "default_start")]
+        start: String,
+        /// Event-time distance between consecutive records.
+        #[serde(default = "default_step")]
+        step: Duration,
+        /// Largest delay of a record behind its slot.
+        #[serde(default)]
+        disorder: Duration,
+    },
+}
+
+fn default_start() -> String {
+    "2026-01-01T00:00:00Z".to_string()
+}
+
+fn default_step() -> Duration {
+    Duration::from_millis(1)
+}
+
+/// JSON lines from a file, read once (bounded).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FileSourceSpec {
+    /// Path of the file.
+    pub path: String,
+    /// Lines per emitted batch.
+    #[serde(default = "default_batch_size")]
+    pub batch_size: u32,
+}
+
+/// One transform step.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub enum Transform {
+    /// Keep records for which this SQL expression is true.
+    Filter(String),
+    /// Output columns, in order: name -> SQL expression over the input columns.
+    Select(IndexMap<String, String>),
+    /// Keyed event-time window aggregation.
+    Window(WindowSpec),
+    /// Drop records whose key was seen within `ttl` of event time.
+    Dedup(DedupSpec),
+}
+
+/// A keyed window. Exactly one of `tumbling`, `sliding`, `session`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WindowSpec {
+    /// Fixed, non-overlapping windows of this size.
+    #[serde(default)]
+    pub tumbling: Option<Duration>,
+    /// Windows of `size` starting every `slide`.
+    #[serde(default)]
+    pub sliding: Option<SlidingSpec>,
+    /// Per-key windows closed by `gap` of inactivity.
+    #[serde(default)]
+    pub session: Option<SessionSpec>,
+    /// Key columns; results carry them plus `window_start` and `window_end`.
+    pub key_by: Vec<String>,
+    /// Output column -> aggregate: `count(*)`, `count(e)`, `sum(e)`, `min(e)`, `max(e)`,
+    /// `avg(e)`, `count_distinct(e)`, with `e` a SQL expression.
+    pub aggregates: IndexMap<String, String>,
+    /// What happens to a record whose windows have all closed.
+    #[serde(default)]
+    pub late_records: LatePolicy,
+}
+
+/// Sliding window geometry.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SlidingSpec {
+    /// Window length.
+    pub size: Duration,
+    /// Distance between window starts.
+    pub slide: Duration,
+}
+
+/// Session window geometry.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SessionSpec {
+    /// Inactivity that closes a session.
+    pub gap: Duration,
+}
+
+/// Late-record handling.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum LatePolicy {
+    /// Drop and count in `weir_late_records_total`.
+    #[default]
+    Drop,
+    /// Write late records, unchanged, to this sink.
+    SideOutput(Box<SinkSpec>),
+}
+
+/// Keyed deduplication.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DedupSpec {
+    /// Columns that identify a duplicate.
+    pub key_by: Vec<String>,
+    /// How long (event time) a key is remembered after its first record.
+    pub ttl: Duration,
+}
+
+/// One sink. Exactly one connector.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub enum SinkSpec {
+    /// JSON lines on standard output. At-least-once: output before a crash repeats.
+    Stdout {},
+    /// Discards everything; for benchmarks.
+    Blackhole {},
+    /// JSON lines files, exactly-once: written pending, renamed when the checkpoint completes.
+    File(FileSinkSpec),
+}
+
+/// File sink settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FileSinkSpec {
+    /// Directory that receives `part-*.jsonl` files.
+    pub path: String,
+}

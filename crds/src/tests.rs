@@ -1,0 +1,128 @@
+//! Loader tests: good files parse; each kind of bad file names the field and its line.
+
+use crate::{JobErrors, load_job};
+
+const GOOD: &str = "\
+name: orders
+parallelism: 2
+checkpoint: {interval: 2s, storage: file://./.weir}
+source:
+  datagen:
+    seed: 7
+    count: 1000
+    fields:
+      store_id: {key: {cardinality: 5, prefix: s-}}
+      amount: {uniform: {min: 0, max: 10}}
+      ts: {eventTime: {step: 10ms}}
+  schema:
+    - {name: store_id, type: string}
+    - {name: amount, type: float64}
+    - {name: ts, type: timestamp}
+  eventTime: {field: ts, maxOutOfOrderness: 1s}
+transforms:
+  - filter: amount > 1
+  - window:
+      tumbling: 10s
+      keyBy: [store_id]
+      aggregates: {orders: count(*), sales: sum(amount)}
+sinks:
+  - file: {path: out}
+  - stdout: {}
+";
+
+fn errors(src: &str) -> JobErrors {
+    load_job("job.yaml", src).expect_err("job should be rejected")
+}
+
+#[test]
+fn good_job_parses_with_defaults() {
+    let job = load_job("job.yaml", GOOD).expect("valid job");
+    assert_eq!(job.parallelism, 2);
+    assert_eq!(job.max_parallelism, 128);
+    assert_eq!(job.checkpoint.retained, 3);
+    assert_eq!(job.pipeline.transforms.len(), 2);
+}
+
+#[test]
+fn unknown_field_is_named_with_its_line() {
+    let src = GOOD.replace("tumbling: 10s", "tumbling: 10s\n      tumblng: 5s");
+    let e = errors(&src);
+    assert_eq!(e.errors.len(), 1, "{e}");
+    let msg = e.to_string();
+    assert!(msg.contains("tumblng"), "{msg}");
+    assert!(msg.contains("transforms[1].window"), "{msg}");
+    assert_eq!(e.errors[0].line, Some(21), "{msg}");
+}
+
+#[test]
+fn wrong_type_is_named_with_its_line() {
+    let src = GOOD.replace("parallelism: 2", "parallelism: two");
+    let e = errors(&src);
+    let msg = e.to_string();
+    assert!(msg.contains("parallelism"), "{msg}");
+    assert!(msg.contains("invalid type"), "{msg}");
+    assert_eq!(e.errors[0].line, Some(2), "{msg}");
+}
+
+#[test]
+fn bad_duration_names_the_field() {
+    let src = GOOD.replace("tumbling: 10s", "tumbling: 10 seconds");
+    let e = errors(&src);
+    let msg = e.to_string();
+    assert!(msg.contains("transforms[1].window"), "{msg}");
+    assert!(msg.contains("invalid duration `10 seconds`"), "{msg}");
+    assert_eq!(e.errors[0].line, Some(20), "{msg}");
+}
+
+#[test]
+fn event_time_on_a_non_timestamp_field_is_rejected_with_its_line() {
+    let src = GOOD.replace("eventTime: {field: ts,", "eventTime: {field: amount,");
+    let e = errors(&src);
+    let err = e
+        .errors
+        .iter()
+        .find(|e| e.path == "source.eventTime.field")
+        .expect("eventTime error");
+    assert!(err.message.contains("needs a timestamp field"), "{e}");
+    assert_eq!(err.line, Some(16), "{e}");
+}
+
+#[test]
+fn window_without_event_time_is_rejected() {
+    let src = GOOD.replace("  eventTime: {field: ts, maxOutOfOrderness: 1s}\n", "");
+    let e = errors(&src);
+    let err = e
+        .errors
+        .iter()
+        .find(|e| e.path == "transforms[1].window")
+        .expect("window error");
+    assert!(err.message.contains("source.eventTime"), "{e}");
+    assert_eq!(err.line, Some(18), "{e}");
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let src = GOOD
+        .replace("parallelism: 2", "parallelism: 0")
+        .replace("count(*)", "median(amount)")
+        .replace("  - file: {path: out}\n  - stdout: {}\n", "  []\n")
+        .replace("sinks:\n  []", "sinks: []");
+    let e = errors(&src);
+    let paths: Vec<&str> = e.errors.iter().map(|e| e.path.as_str()).collect();
+    assert!(paths.contains(&"parallelism"), "{e}");
+    assert!(
+        paths.contains(&"transforms[1].window.aggregates.orders"),
+        "{e}"
+    );
+    assert!(paths.contains(&"sinks"), "{e}");
+}
+
+#[test]
+fn generator_must_match_field_type() {
+    let src = GOOD.replace("amount: {uniform: {min: 0, max: 10}}", "amount: sequence");
+    let e = errors(&src);
+    assert!(
+        e.to_string().contains("source.datagen.fields.amount"),
+        "{e}"
+    );
+}

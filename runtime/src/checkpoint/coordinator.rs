@@ -1,0 +1,437 @@
+//! The checkpoint coordinator: triggers barriers, collects acks, writes `_metadata` (the commit
+//! point), tells sinks to commit, applies retention, copies savepoints, and ends the job after
+//! a final or stop checkpoint. One checkpoint is in flight at a time.
+//!
+//! # Guarantees
+//! - `_metadata` of checkpoint `n` is written only after every subtask acknowledged `n` with an
+//!   uploaded state file, and only while this incarnation's generation is current.
+//! - Sinks are told to commit `n` only after `_metadata` of `n` exists.
+//! - A failed or timed-out checkpoint leaves earlier ones untouched; its sinks' transactions
+//!   stay pending and are committed with the next completed checkpoint, whose `_metadata`
+//!   lists them too.
+
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+use super::layout::METADATA;
+use super::metadata::{CheckpointMetadata, encode_metadata};
+use super::{Barrier, BarrierKind, fencing, restore, retention};
+use crate::control::metrics::Metrics;
+use crate::control::status::{CheckpointInfo, JobState, JobStatus, SavepointInfo};
+use crate::error::{Error, Result};
+use crate::ids::{CheckpointId, TaskId};
+use crate::task::{Ack, Control, TaskEvent, Uploader};
+
+/// Requests from the control API and signal handlers.
+#[derive(Debug)]
+pub enum Request {
+    /// Take a savepoint; `id` names the request in `GET /v1/savepoints/{id}`.
+    Savepoint {
+        /// Request id.
+        id: String,
+    },
+    /// Stop after a final checkpoint, optionally written as a savepoint.
+    Stop {
+        /// Also write a savepoint.
+        savepoint: bool,
+    },
+}
+
+/// How the job ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// All input processed and committed.
+    Finished,
+    /// Stopped on request; the savepoint URI when one was taken.
+    Stopped {
+        /// Savepoint URI.
+        savepoint: Option<String>,
+    },
+}
+
+/// Timing and retention settings.
+#[derive(Debug, Clone)]
+pub struct CoordinatorConfig {
+    /// Job name.
+    pub name: String,
+    /// Between triggers.
+    pub interval: Duration,
+    /// Abandon a checkpoint after this.
+    pub timeout: Duration,
+    /// Least time from a completion to the next trigger.
+    pub min_pause: Duration,
+    /// Completed checkpoints kept.
+    pub retained: usize,
+    /// Parallelism.
+    pub parallelism: u32,
+    /// Key groups.
+    pub max_parallelism: u32,
+}
+
+struct Pending {
+    barrier: Barrier,
+    started: Instant,
+    triggered_at_ms: i64,
+    acks: BTreeMap<TaskId, Ack>,
+    savepoint_request: Option<String>,
+}
+
+/// The coordinator of one job incarnation.
+pub struct Coordinator {
+    /// Settings.
+    pub cfg: CoordinatorConfig,
+    /// Storage and lineage.
+    pub up: Uploader,
+    /// Control channels of source tasks.
+    pub sources: Vec<(TaskId, mpsc::UnboundedSender<Control>)>,
+    /// Control channels of every task (sources included).
+    pub tasks: Vec<(TaskId, mpsc::UnboundedSender<Control>)>,
+    /// From tasks.
+    pub events: mpsc::UnboundedReceiver<TaskEvent>,
+    /// From the control API and signals.
+    pub requests: mpsc::Receiver<Request>,
+    /// Id of the next checkpoint.
+    pub next_id: CheckpointId,
+    /// Shared with the control API.
+    pub status: Arc<RwLock<JobStatus>>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+impl Coordinator {
+    fn update(&self, f: impl FnOnce(&mut JobStatus)) {
+        if let Ok(mut s) = self.status.write() {
+            f(&mut s);
+        }
+    }
+
+    /// Run until the job finishes, is stopped, or fails.
+    ///
+    /// # Errors
+    /// A task failure, fencing by a newer incarnation, or a storage failure at the commit point.
+    pub async fn run(mut self) -> Result<Outcome> {
+        let mut pending: Option<Pending> = None;
+        let mut queue: VecDeque<(BarrierKind, Option<String>)> = VecDeque::new();
+        let mut finished_sources: HashSet<TaskId> = HashSet::new();
+        let mut last_trigger = Instant::now();
+        let mut last_complete = Instant::now();
+        let mut finishing: Option<Outcome> = None;
+        let mut done_tasks = 0usize;
+        loop {
+            if pending.is_none() && finishing.is_none() {
+                let all_finished = finished_sources.len() == self.sources.len();
+                let due =
+                    (last_trigger + self.cfg.interval).max(last_complete + self.cfg.min_pause);
+                let next = if let Some(q) = queue.pop_front() {
+                    Some(q)
+                } else if all_finished {
+                    Some((BarrierKind::Final, None))
+                } else if Instant::now() >= due {
+                    Some((BarrierKind::Checkpoint, None))
+                } else {
+                    None
+                };
+                if let Some((kind, req)) = next {
+                    pending = Some(self.trigger(kind, req));
+                    last_trigger = Instant::now();
+                }
+            }
+            let wake = match &pending {
+                Some(p) => p.started + self.cfg.timeout,
+                None => (last_trigger + self.cfg.interval).max(last_complete + self.cfg.min_pause),
+            };
+            tokio::select! {
+                ev = self.events.recv() => match ev {
+                    Some(TaskEvent::Ack(a)) => {
+                        let Some(p) = pending.as_mut() else { continue };
+                        if a.barrier.id != p.barrier.id {
+                            continue; // ack of an abandoned checkpoint
+                        }
+                        p.acks.insert(a.task, a);
+                        if p.acks.len() == self.tasks.len() {
+                            let Some(p) = pending.take() else { continue };
+                            let kind = p.barrier.kind;
+                            match self.complete(p).await? {
+                                true => {
+                                    last_complete = Instant::now();
+                                    if matches!(kind, BarrierKind::Final | BarrierKind::Stop { .. }) {
+                                        let savepoint = self.status.read().ok().and_then(|s| {
+                                            s.savepoints.iter().rev().find(|x| x.checkpoint == Some(CheckpointId(self.next_id.0 - 1))).and_then(|x| x.path.clone())
+                                        });
+                                        finishing = Some(if kind == BarrierKind::Final { Outcome::Finished } else { Outcome::Stopped { savepoint } });
+                                        for (_, c) in &self.sources {
+                                            let _ = c.send(Control::Finish);
+                                        }
+                                    }
+                                }
+                                false if kind.stops() => {
+                                    return Err(Error::Checkpoint { id: CheckpointId(self.next_id.0 - 1), message: "the stop checkpoint failed; the job stops without it and restores from the previous checkpoint".into() });
+                                }
+                                false => last_complete = Instant::now(),
+                            }
+                        }
+                    }
+                    Some(TaskEvent::SourceFinished(t)) => {
+                        finished_sources.insert(t);
+                    }
+                    Some(TaskEvent::Failed(t, e)) => {
+                        tracing::error!(task = %t, error = %e, "task failed");
+                        return Err(e);
+                    }
+                    Some(TaskEvent::Done(_)) => {
+                        done_tasks += 1;
+                        if done_tasks == self.tasks.len()
+                            && let Some(o) = finishing.take()
+                        {
+                            return Ok(o);
+                        }
+                    }
+                    None => return Err(Error::internal("every task is gone")),
+                },
+                r = self.requests.recv() => match r {
+                    Some(Request::Savepoint { id }) => {
+                        self.update(|s| s.savepoints.push(SavepointInfo { id: id.clone(), status: "pending".into(), path: None, checkpoint: None, error: None }));
+                        queue.push_back((BarrierKind::Savepoint, Some(id)));
+                    }
+                    Some(Request::Stop { savepoint }) if !queue.iter().any(|(k, _)| k.stops()) => {
+                        self.update(|s| s.state = JobState::Stopping);
+                        queue.push_back((BarrierKind::Stop { savepoint }, None));
+                    }
+                    Some(Request::Stop { .. }) => {}
+                    None => {}
+                },
+                () = tokio::time::sleep_until(wake.into()) => {
+                    if let Some(p) = pending.take_if(|p| p.started.elapsed() >= self.cfg.timeout) {
+                        let kind = p.barrier.kind;
+                        self.fail(p, format!("timed out after {:?}", self.cfg.timeout));
+                        if kind.stops() {
+                            return Err(Error::Checkpoint { id: CheckpointId(self.next_id.0 - 1), message: "the stop checkpoint timed out".into() });
+                        }
+                        last_complete = Instant::now();
+                    }
+                },
+            }
+        }
+    }
+
+    fn trigger(&mut self, kind: BarrierKind, savepoint_request: Option<String>) -> Pending {
+        let barrier = Barrier {
+            id: self.next_id,
+            kind,
+        };
+        self.next_id = CheckpointId(self.next_id.0 + 1);
+        tracing::debug!(checkpoint = %barrier.id, ?kind, "triggering checkpoint");
+        for (_, c) in &self.sources {
+            let _ = c.send(Control::Trigger(barrier));
+        }
+        let p = Pending {
+            barrier,
+            started: Instant::now(),
+            triggered_at_ms: now_ms(),
+            acks: BTreeMap::new(),
+            savepoint_request,
+        };
+        self.update(|s| {
+            s.upsert_checkpoint(CheckpointInfo {
+                id: barrier.id,
+                kind,
+                status: "in-progress".into(),
+                triggered_at_ms: p.triggered_at_ms,
+                duration_ms: None,
+                size_bytes: None,
+                alignment_ms: None,
+                path: None,
+                error: None,
+            });
+        });
+        p
+    }
+
+    fn fail(&mut self, p: Pending, why: String) {
+        tracing::warn!(checkpoint = %p.barrier.id, reason = %why, "checkpoint failed");
+        self.metrics.checkpoints_failed.inc();
+        self.update(|s| {
+            s.upsert_checkpoint(CheckpointInfo {
+                id: p.barrier.id,
+                kind: p.barrier.kind,
+                status: "failed".into(),
+                triggered_at_ms: p.triggered_at_ms,
+                duration_ms: None,
+                size_bytes: None,
+                alignment_ms: None,
+                path: None,
+                error: Some(why.clone()),
+            });
+            if let Some(req) = &p.savepoint_request
+                && let Some(sp) = s.savepoints.iter_mut().find(|x| &x.id == req)
+            {
+                sp.status = "failed".into();
+                sp.error = Some(why);
+            }
+        });
+        // Its files stay until retention removes incomplete checkpoints older than the
+        // newest completed one: a successor may be writing the same id right now.
+    }
+
+    /// Commit point. `Ok(false)` when the checkpoint failed but the job may go on.
+    async fn complete(&mut self, p: Pending) -> Result<bool> {
+        let id = p.barrier.id;
+        if let Some(e) = p.acks.values().find_map(|a| a.state.as_ref().err()) {
+            let e = e.clone();
+            self.fail(p, format!("state upload failed: {e}"));
+            return Ok(false);
+        }
+        let duration_ms = p.started.elapsed().as_millis() as u64;
+        let mut state_files: Vec<_> = p
+            .acks
+            .values()
+            .filter_map(|a| a.state.as_ref().ok().cloned())
+            .collect();
+        state_files.sort_by_key(|f| f.task);
+        let mut committables: Vec<_> = p
+            .acks
+            .values()
+            .flat_map(|a| a.committables.iter().cloned())
+            .collect();
+        committables.sort_by(|a, b| {
+            (&a.sink, a.checkpoint, a.subtask).cmp(&(&b.sink, b.checkpoint, b.subtask))
+        });
+        let meta = CheckpointMetadata {
+            job: self.cfg.name.clone(),
+            job_id: self.up.job_id.clone(),
+            generation: self.up.generation,
+            id,
+            kind: p.barrier.kind,
+            parallelism: self.cfg.parallelism,
+            max_parallelism: self.cfg.max_parallelism,
+            completed_at_ms: now_ms(),
+            duration_ms,
+            state_files,
+            committables,
+        };
+        let bytes = encode_metadata(&meta).map_err(|e| Error::internal(e.to_string()))?;
+        crate::fault::point("before-metadata", id);
+        fencing::ensure_current(&self.up.storage, &self.up.layout, self.up.generation).await?;
+        let dir = self.up.layout.checkpoint_dir(&self.up.job_id, id);
+        if !self
+            .up
+            .storage
+            .put_if_absent(&format!("{dir}{METADATA}"), Bytes::from(bytes))
+            .await?
+        {
+            return Err(Error::Checkpoint {
+                id,
+                message: "another incarnation completed this checkpoint first; stopping so that the next start restores from it".into(),
+            });
+        }
+        crate::fault::point("after-metadata", id);
+        for (_, c) in &self.tasks {
+            let _ = c.send(Control::Commit(id));
+        }
+        let size = meta.state_size();
+        let alignment = p.acks.values().map(|a| a.alignment_ms).max();
+        tracing::info!(checkpoint = %id, kind = ?p.barrier.kind, duration_ms, size_bytes = size, "checkpoint completed");
+        self.metrics.checkpoints_completed.inc();
+        self.metrics
+            .checkpoint_duration
+            .observe(duration_ms as f64 / 1000.0);
+        self.metrics.checkpoint_size.set(size as i64);
+        let path = self.up.storage.uri(&dir);
+        self.update(|s| {
+            s.upsert_checkpoint(CheckpointInfo {
+                id,
+                kind: p.barrier.kind,
+                status: "completed".into(),
+                triggered_at_ms: p.triggered_at_ms,
+                duration_ms: Some(duration_ms),
+                size_bytes: Some(size),
+                alignment_ms: alignment,
+                path: Some(path),
+                error: None,
+            });
+        });
+        if p.barrier.kind.is_savepoint() {
+            let result = self.copy_savepoint(&meta).await;
+            let req = p.savepoint_request.clone();
+            self.update(|s| {
+                let entry = match &req {
+                    Some(r) => s.savepoints.iter_mut().find(|x| &x.id == r),
+                    None => None,
+                };
+                let info = SavepointInfo {
+                    id: req.clone().unwrap_or_else(|| format!("stop-{id}")),
+                    status: if result.is_ok() {
+                        "completed"
+                    } else {
+                        "failed"
+                    }
+                    .into(),
+                    path: result.as_ref().ok().cloned(),
+                    checkpoint: Some(id),
+                    error: result.as_ref().err().map(ToString::to_string),
+                };
+                match entry {
+                    Some(e) => *e = info,
+                    None => s.savepoints.push(info),
+                }
+            });
+            if let Err(e) = result {
+                tracing::error!(checkpoint = %id, error = %e, "savepoint copy failed; the checkpoint itself is complete");
+            }
+        }
+        let up = self.up.clone();
+        let retained = self.cfg.retained;
+        tokio::spawn(async move {
+            if let Err(e) = apply_retention(&up, retained).await {
+                tracing::warn!(error = %e, "retention cleanup failed; will retry after the next checkpoint");
+            }
+        });
+        Ok(true)
+    }
+
+    /// Copy a completed checkpoint into a self-contained savepoint directory.
+    async fn copy_savepoint(&self, meta: &CheckpointMetadata) -> Result<String> {
+        let from = self.up.layout.checkpoint_dir(&self.up.job_id, meta.id);
+        let to = self.up.layout.savepoint_dir(&self.up.job_id, meta.id);
+        for f in &meta.state_files {
+            let bytes = self
+                .up
+                .storage
+                .get(&format!("{from}{}", f.file))
+                .await?
+                .ok_or_else(|| Error::Restore(format!("state file {} vanished", f.file)))?;
+            self.up
+                .storage
+                .put(&format!("{to}{}", f.file), bytes)
+                .await?;
+        }
+        let bytes = encode_metadata(meta).map_err(|e| Error::internal(e.to_string()))?;
+        self.up
+            .storage
+            .put(&format!("{to}{METADATA}"), Bytes::from(bytes))
+            .await?;
+        let uri = self.up.storage.uri(&to);
+        tracing::info!(savepoint = %uri, "savepoint completed");
+        Ok(uri.trim_end_matches('/').to_string())
+    }
+}
+
+async fn apply_retention(up: &Uploader, retained: usize) -> Result<()> {
+    let dirs = restore::list(&up.storage, &up.layout, &up.job_id).await?;
+    for id in retention::to_delete(&dirs, retained) {
+        up.storage
+            .delete_prefix(&up.layout.checkpoint_dir(&up.job_id, id))
+            .await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,33 @@
+//! The checkpoint protocol, in one place (aligned barriers, as in Chandy–Lamport and Flink).
+//!
+//! ```text
+//!  coordinator            source subtasks        keyed subtasks            sink side
+//!  ───────────            ───────────────        ──────────────            ─────────
+//!  trigger(n) ──────────► record split offsets
+//!                         forward barrier n ───► align: block each input
+//!                                                that delivered n until all
+//!                                                have; snapshot state;
+//!                                                forward barrier n ───────► pre_commit()
+//!             ◄── ack(n, state uploaded off the hot path, committables) ── (every subtask)
+//!  all acks ─► check generation (fencing)
+//!           ─► create chk-n/_metadata if absent   ◄── THE COMMIT POINT
+//!           ─► commit(n) to every subtask ─────────────────────────────► commit()
+//!           ─► retention: delete completed checkpoints beyond `retained`
+//! ```
+//!
+//! Modules: [`barrier`] (what travels), [`align`] (pure: when to snapshot),
+//! [`layout`] (the only place that formats storage paths), [`metadata`] (`_metadata` and
+//! state-file encoding with checksums), [`fencing`] (generation claims), [`restore`] (which
+//! checkpoint to load, skipping corrupt ones), [`retention`] (pure: what to delete),
+//! [`coordinator`] (the I/O shell that triggers, collects, commits).
+
+pub mod align;
+pub mod barrier;
+pub mod coordinator;
+pub mod fencing;
+pub mod layout;
+pub mod metadata;
+pub mod restore;
+pub mod retention;
+
+pub use barrier::{Barrier, BarrierKind};

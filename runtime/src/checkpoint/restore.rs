@@ -1,0 +1,156 @@
+//! Finding and loading the checkpoint to restore from.
+//!
+//! With no explicit path, the newest *valid* completed checkpoint of the current lineage wins:
+//! each candidate's `_metadata` and every state file it names are checked against their
+//! CRCs, and a corrupt one is reported (naming the file) and skipped for the one before it.
+//! Redistribution at another parallelism is pure: source splits go to `split % parallelism`,
+//! keyed state to the subtask owning each key group.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+
+use super::layout::{Layout, METADATA};
+use super::metadata::{CheckpointMetadata, TaskState, decode_metadata, decode_state, verify};
+use crate::error::{Error, Result};
+use crate::ids::{CheckpointId, TaskId};
+use crate::operator::KeyedState;
+use crate::source::SplitState;
+use crate::storage::Storage;
+
+/// A verified checkpoint, loaded.
+#[derive(Debug, Clone)]
+pub struct Restored {
+    /// URI of its directory (what `--restore-from` takes).
+    pub uri: String,
+    /// Its `_metadata`.
+    pub metadata: CheckpointMetadata,
+    /// State per subtask that wrote it.
+    pub tasks: Vec<(TaskId, TaskState)>,
+}
+
+impl Restored {
+    /// Source positions for a new source subtask: the splits it now owns.
+    #[must_use]
+    pub fn splits_for(&self, owned: &[u32]) -> Vec<SplitState> {
+        let all: BTreeMap<u32, SplitState> = self
+            .tasks
+            .iter()
+            .flat_map(|(_, s)| s.splits.iter().map(|sp| (sp.split, *sp)))
+            .collect();
+        owned
+            .iter()
+            .map(|s| all.get(s).copied().unwrap_or_else(|| SplitState::new(*s)))
+            .collect()
+    }
+
+    /// Keyed state of `operator` in the key groups `range`, from whichever subtasks wrote it.
+    #[must_use]
+    pub fn keyed_for(&self, operator: &str, range: &Range<u32>) -> KeyedState {
+        self.tasks
+            .iter()
+            .flat_map(|(_, s)| s.operators.iter())
+            .filter(|(id, _)| id == operator)
+            .flat_map(|(_, groups)| groups.iter().filter(|(kg, _)| range.contains(kg)).cloned())
+            .collect()
+    }
+
+    /// Operator ids that carry state in this checkpoint.
+    #[must_use]
+    pub fn stateful_operators(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self
+            .tasks
+            .iter()
+            .flat_map(|(_, s)| {
+                s.operators
+                    .iter()
+                    .filter(|(_, g)| !g.is_empty())
+                    .map(|(id, _)| id.clone())
+            })
+            .collect();
+        ids.sort();
+        ids.dedup();
+        ids
+    }
+}
+
+/// Load and verify the checkpoint whose directory is `dir` (a prefix ending in `/`).
+///
+/// # Errors
+/// [`Error::Restore`] naming the missing or corrupt file.
+pub async fn load(storage: &Storage, dir: &str) -> Result<Restored> {
+    let meta_key = format!("{dir}{METADATA}");
+    let bytes = storage.get(&meta_key).await?.ok_or_else(|| {
+        Error::Restore(format!(
+            "{} does not exist (not a completed checkpoint or savepoint)",
+            storage.uri(&meta_key)
+        ))
+    })?;
+    let metadata = decode_metadata(&bytes)
+        .map_err(|e| Error::Restore(format!("corrupt {}: {e}", storage.uri(&meta_key))))?;
+    let mut tasks = Vec::with_capacity(metadata.state_files.len());
+    for f in &metadata.state_files {
+        let key = format!("{dir}{}", f.file);
+        let bytes = storage.get(&key).await?.ok_or_else(|| {
+            Error::Restore(format!("state file {} is missing", storage.uri(&key)))
+        })?;
+        verify(&bytes, f.crc32, f.size).map_err(|e| {
+            Error::Restore(format!("corrupt state file {}: {e}", storage.uri(&key)))
+        })?;
+        let state = decode_state(&bytes).map_err(|e| {
+            Error::Restore(format!("corrupt state file {}: {e}", storage.uri(&key)))
+        })?;
+        tasks.push((f.task, state));
+    }
+    Ok(Restored {
+        uri: storage.uri(dir),
+        metadata,
+        tasks,
+    })
+}
+
+/// Completed and incomplete checkpoint directories of a lineage.
+///
+/// # Errors
+/// Storage errors.
+pub async fn list(
+    storage: &Storage,
+    layout: &Layout,
+    job_id: &str,
+) -> Result<BTreeMap<CheckpointId, bool>> {
+    let mut dirs = BTreeMap::new();
+    for key in storage.list(&layout.checkpoints(job_id)).await? {
+        if let Some((id, is_meta)) = Layout::parse_checkpoint(&key) {
+            *dirs.entry(id).or_insert(false) |= is_meta;
+        }
+    }
+    Ok(dirs)
+}
+
+/// The newest completed checkpoint of `job_id` that verifies, skipping (and logging) corrupt
+/// ones. `Ok(None)` when there is none.
+///
+/// # Errors
+/// Storage errors (a corrupt checkpoint is not an error; an unreachable store is).
+pub async fn newest(storage: &Storage, layout: &Layout, job_id: &str) -> Result<Option<Restored>> {
+    let dirs = list(storage, layout, job_id).await?;
+    for (id, _) in dirs.iter().rev().filter(|(_, done)| **done) {
+        match load(storage, &layout.checkpoint_dir(job_id, *id)).await {
+            Ok(r) => return Ok(Some(r)),
+            Err(Error::Restore(msg)) => {
+                tracing::error!(checkpoint = %id, "{msg}; trying the previous checkpoint");
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(None)
+}
+
+/// Load from a checkpoint or savepoint URI (`file://…/chk-7`, `s3://…/sp-7-abc`).
+///
+/// # Errors
+/// [`Error::Restore`] naming the URI or the corrupt file.
+pub async fn from_uri(uri: &str, s3: &weir_crds::S3Spec) -> Result<Restored> {
+    let trimmed = uri.trim_end_matches('/');
+    let storage = Storage::open(trimmed, s3).await?;
+    load(&storage, "").await
+}

@@ -1,0 +1,179 @@
+//! The control API (HTTP): job status, savepoints, stop, health and metrics.
+//!
+//! | route | |
+//! |---|---|
+//! | `GET /v1/job` | state, parallelism, watermarks, checkpoint history, savepoints, sinks |
+//! | `POST /v1/savepoints` | trigger a savepoint; `202 {"id": …}` |
+//! | `GET /v1/savepoints/{id}` | `pending`, `completed` (with `path`) or `failed` (with `error`) |
+//! | `POST /v1/stop` | body `{"savepoint": true}` optional; final checkpoint (or savepoint), commit, exit 0 |
+//! | `GET /healthz` | the process serves requests |
+//! | `GET /readyz` | restore is done and tasks run |
+//! | `GET /metrics` | Prometheus text |
+
+pub mod metrics;
+pub mod status;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use tokio::sync::mpsc;
+
+use crate::checkpoint::coordinator::Request;
+use crate::ids::{Millis, TaskId};
+use metrics::Metrics;
+use status::{JobState, JobStatus, TaskWatermark};
+
+/// Shared with the handlers.
+#[derive(Clone)]
+pub struct ApiState {
+    /// Job status.
+    pub status: Arc<RwLock<JobStatus>>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// To the coordinator.
+    pub requests: mpsc::Sender<Request>,
+    /// Task of each watermark slot.
+    pub tasks: Arc<Vec<TaskId>>,
+    next_savepoint: Arc<AtomicU64>,
+}
+
+impl ApiState {
+    /// State for the handlers.
+    #[must_use]
+    pub fn new(
+        status: Arc<RwLock<JobStatus>>,
+        metrics: Arc<Metrics>,
+        requests: mpsc::Sender<Request>,
+        tasks: Vec<TaskId>,
+    ) -> Self {
+        Self {
+            status,
+            metrics,
+            requests,
+            tasks: Arc::new(tasks),
+            next_savepoint: Arc::new(AtomicU64::new(1)),
+        }
+    }
+}
+
+/// The router.
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/v1/job", get(job))
+        .route("/v1/savepoints", post(trigger_savepoint))
+        .route("/v1/savepoints/{id}", get(savepoint))
+        .route("/v1/stop", post(stop))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(ready))
+        .route("/metrics", get(metrics))
+        .with_state(state)
+}
+
+/// Bind `addr` and serve until the process ends.
+///
+/// # Errors
+/// The bind error, naming the address.
+pub async fn serve(addr: SocketAddr, state: ApiState) -> std::io::Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        std::io::Error::new(e.kind(), format!("control API cannot bind {addr}: {e}"))
+    })?;
+    let bound = listener.local_addr()?;
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, router(state)).await {
+            tracing::error!(error = %e, "control API stopped");
+        }
+    });
+    Ok(bound)
+}
+
+fn snapshot(s: &ApiState) -> Option<JobStatus> {
+    let mut st = s.status.read().ok()?.clone();
+    st.watermarks = s
+        .tasks
+        .iter()
+        .zip(s.metrics.watermarks())
+        .map(|(t, w)| TaskWatermark {
+            task: *t,
+            watermark: (w != Millis::MIN).then_some(w),
+        })
+        .collect();
+    st.records_in = s.metrics.records_out("source");
+    Some(st)
+}
+
+async fn job(State(s): State<ApiState>) -> Response {
+    match snapshot(&s) {
+        Some(st) => Json(st).into_response(),
+        None => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+async fn trigger_savepoint(State(s): State<ApiState>) -> Response {
+    let id = format!(
+        "sp-req-{}",
+        s.next_savepoint.fetch_add(1, Ordering::Relaxed)
+    );
+    match s.requests.send(Request::Savepoint { id: id.clone() }).await {
+        Ok(()) => (StatusCode::ACCEPTED, Json(serde_json::json!({ "id": id }))).into_response(),
+        Err(_) => (StatusCode::CONFLICT, "job is not running").into_response(),
+    }
+}
+
+async fn savepoint(State(s): State<ApiState>, Path(id): Path<String>) -> Response {
+    let found = s
+        .status
+        .read()
+        .ok()
+        .and_then(|st| st.savepoints.iter().find(|x| x.id == id).cloned());
+    match found {
+        Some(sp) => Json(sp).into_response(),
+        None => (StatusCode::NOT_FOUND, format!("no savepoint request {id}")).into_response(),
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct StopBody {
+    #[serde(default)]
+    savepoint: bool,
+}
+
+async fn stop(State(s): State<ApiState>, body: Option<Json<StopBody>>) -> Response {
+    let savepoint = body.map(|Json(b)| b.savepoint).unwrap_or_default();
+    match s.requests.send(Request::Stop { savepoint }).await {
+        Ok(()) => (
+            StatusCode::ACCEPTED,
+            Json(serde_json::json!({ "stopping": true, "savepoint": savepoint })),
+        )
+            .into_response(),
+        Err(_) => (StatusCode::CONFLICT, "job is not running").into_response(),
+    }
+}
+
+async fn ready(State(s): State<ApiState>) -> Response {
+    let state = s
+        .status
+        .read()
+        .map(|st| st.state)
+        .unwrap_or(JobState::Failed);
+    if state == JobState::Running {
+        "ready".into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, format!("{state:?}")).into_response()
+    }
+}
+
+async fn metrics(State(s): State<ApiState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        s.metrics.encode(),
+    )
+        .into_response()
+}

@@ -1,0 +1,89 @@
+//! The runtime's error type. Variants are named after the step that failed and carry the
+//! object they failed on (file, record, checkpoint), so a log line is enough to act on.
+
+use crate::ids::CheckpointId;
+use crate::storage::StorageError;
+
+/// Result alias for the runtime.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can stop a job.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The job file is invalid; nothing was started.
+    #[error(transparent)]
+    Job(#[from] weir_crds::JobErrors),
+    /// Checkpoint storage failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// An Arrow kernel failed.
+    #[error("arrow: {0}")]
+    Arrow(#[from] datafusion::arrow::error::ArrowError),
+    /// Expression evaluation failed.
+    #[error("expression: {0}")]
+    Expr(#[from] datafusion::error::DataFusionError),
+    /// A source record could not be decoded and the policy is `fail`.
+    #[error("cannot decode record {location}: {message}")]
+    Decode {
+        /// `file:line` or split and offset.
+        location: String,
+        /// What was wrong with it.
+        message: String,
+    },
+    /// A source failed to read.
+    #[error("source {source_name}: {message}")]
+    Source {
+        /// Which source.
+        source_name: String,
+        /// What happened.
+        message: String,
+    },
+    /// A sink failed to write or commit.
+    #[error("sink {sink}: {message}")]
+    Sink {
+        /// Which sink.
+        sink: String,
+        /// What happened.
+        message: String,
+    },
+    /// Checkpoint or restore protocol failure.
+    #[error("checkpoint {id}: {message}")]
+    Checkpoint {
+        /// Which checkpoint.
+        id: CheckpointId,
+        /// What happened.
+        message: String,
+    },
+    /// A newer incarnation of this job has claimed the storage; this one must stop writing.
+    #[error(
+        "fenced: generation {mine} was superseded by generation {newer}; this incarnation stops"
+    )]
+    Fenced {
+        /// This incarnation's generation.
+        mine: u64,
+        /// The generation that superseded it.
+        newer: u64,
+    },
+    /// No usable checkpoint or savepoint where one was required.
+    #[error("restore: {0}")]
+    Restore(String),
+    /// State bytes could not be encoded or decoded.
+    #[error("state of {operator}: {message}")]
+    State {
+        /// Operator id.
+        operator: String,
+        /// What happened.
+        message: String,
+    },
+    /// A task or channel ended unexpectedly (a bug or a panic elsewhere).
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// Shorthand for [`Error::Internal`].
+    pub fn internal(msg: impl Into<String>) -> Self {
+        Self::Internal(msg.into())
+    }
+}

@@ -1,0 +1,542 @@
+//! Starting a job: restore decision, generation claim, commit-phase recovery of sinks, then
+//! the task graph, the coordinator and the control API.
+//!
+//! # Expected flow
+//! 1. Open storage; for exactly-once jobs, probe that conditional create works.
+//! 2. Pick the restore point: `--restore-from`, else the newest valid checkpoint of the
+//!    current lineage (the newest generation's `jobId`), else what that generation restored
+//!    from, else nothing.
+//! 3. Claim the next generation (fencing the previous incarnation).
+//! 4. Commit the sink transactions the restored checkpoint promised; abort leftovers.
+//! 5. Start tasks with their share of the restored state; start the coordinator.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use weir_crds::SourceSpec;
+
+use crate::checkpoint::coordinator::{Coordinator, CoordinatorConfig, Outcome, Request};
+use crate::checkpoint::fencing::{self, Generation};
+use crate::checkpoint::layout::Layout;
+use crate::checkpoint::restore::{self, Restored};
+use crate::control::metrics::Metrics;
+use crate::control::status::{JobState, JobStatus, SinkInfo};
+use crate::control::{self, ApiState};
+use crate::error::{Error, Result};
+use crate::ids::{CheckpointId, Millis, TaskId};
+use crate::keys::{KeyCodec, key_group_range};
+use crate::plan::Plan;
+use crate::sink::{self, SinkConnector, SinkContext};
+use crate::source::datagen::{DatagenReader, Generator};
+use crate::source::file::{FileReader, OnError};
+use crate::source::{SourceReader, SplitState, owned_splits};
+use crate::storage::Storage;
+use crate::task::{
+    Control, Outlet, Shuffle, SinkSlot, SourceTask, StageTask, TaskCore, TaskEvent, Uploader,
+};
+
+/// Bounded channel capacity between tasks, in batches: small, so backpressure is quick and
+/// barriers do not queue behind much data.
+const CHANNEL_BATCHES: usize = 8;
+
+/// Settings given on the command line (or by the operator) rather than in the job file.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Storage namespace (`local` for `weir-runtime run`; the Kubernetes namespace in a cluster).
+    pub namespace: String,
+    /// Override of the job's parallelism.
+    pub parallelism: Option<u32>,
+    /// Override of `checkpoint.storage`.
+    pub checkpoint_dir: Option<String>,
+    /// Restore from this checkpoint or savepoint URI.
+    pub restore_from: Option<String>,
+    /// Start even if the checkpoint holds state for operators the job no longer has.
+    pub allow_non_restored_state: bool,
+    /// Where to serve the control API; none when `None`.
+    pub control_addr: Option<SocketAddr>,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        Self {
+            namespace: "local".into(),
+            parallelism: None,
+            checkpoint_dir: None,
+            restore_from: None,
+            allow_non_restored_state: false,
+            control_addr: None,
+        }
+    }
+}
+
+/// A started job.
+pub struct RunningJob {
+    /// Where the control API listens.
+    pub control_addr: Option<SocketAddr>,
+    /// Send stop and savepoint requests.
+    pub requests: mpsc::Sender<Request>,
+    /// Status, as `GET /v1/job` shows it.
+    pub status: Arc<RwLock<JobStatus>>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    handle: JoinHandle<Result<Outcome>>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl RunningJob {
+    /// Wait for the job to end. Tasks still running are aborted.
+    ///
+    /// # Errors
+    /// The job's failure.
+    pub async fn wait(self) -> Result<Outcome> {
+        let r = match self.handle.await {
+            Ok(r) => r,
+            Err(e) => Err(Error::internal(format!("coordinator panicked: {e}"))),
+        };
+        for t in &self.tasks {
+            t.abort();
+        }
+        if let Ok(mut s) = self.status.write() {
+            match &r {
+                Ok(Outcome::Finished) => s.state = JobState::Finished,
+                Ok(Outcome::Stopped { .. }) => s.state = JobState::Stopped,
+                Err(e) => {
+                    s.state = JobState::Failed;
+                    s.failure = Some(e.to_string());
+                }
+            }
+        }
+        r
+    }
+}
+
+fn new_job_id() -> String {
+    let seed = format!("{:?}{}", std::time::SystemTime::now(), std::process::id());
+    format!("{:016x}", xxhash_rust::xxh3::xxh3_64(seed.as_bytes()))
+}
+
+fn writer() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into());
+    format!("{host}/{}", std::process::id())
+}
+
+/// Restore point and lineage for a new incarnation.
+async fn choose_restore(
+    storage: &Storage,
+    layout: &Layout,
+    opts: &RunOptions,
+    s3: &weir_crds::S3Spec,
+) -> Result<(Option<Restored>, String)> {
+    if let Some(uri) = &opts.restore_from {
+        let r = restore::from_uri(uri, s3).await?;
+        return Ok((Some(r), new_job_id()));
+    }
+    let Some(prev) = fencing::latest(storage, layout).await? else {
+        return Ok((None, new_job_id()));
+    };
+    if let Some(r) = restore::newest(storage, layout, &prev.job_id).await? {
+        return Ok((Some(r), prev.job_id));
+    }
+    if let Some(uri) = &prev.restored_from {
+        tracing::info!(from = %uri, "no completed checkpoint in the current lineage; restoring what it started from");
+        let r = restore::from_uri(uri, s3).await?;
+        return Ok((Some(r), prev.job_id));
+    }
+    Ok((None, prev.job_id))
+}
+
+/// Start `plan`.
+///
+/// # Errors
+/// Storage refused or unreachable, no usable restore point, state that does not fit the job,
+/// sink recovery failures, or a control API that cannot bind.
+pub async fn start(plan: Plan, opts: RunOptions) -> Result<RunningJob> {
+    let job = &plan.job;
+    let parallelism = opts.parallelism.unwrap_or(job.parallelism);
+    let max_parallelism = job.max_parallelism;
+    if parallelism == 0 || parallelism > max_parallelism {
+        return Err(Error::Restore(format!(
+            "parallelism {parallelism} must be between 1 and maxParallelism {max_parallelism}"
+        )));
+    }
+    let storage_uri = opts
+        .checkpoint_dir
+        .clone()
+        .unwrap_or_else(|| job.checkpoint.storage.clone());
+    let storage = Storage::open(&storage_uri, &job.checkpoint.s3).await?;
+    let layout = Layout::new(&opts.namespace, &plan.name);
+    if job.checkpoint.exactly_once {
+        let probe = format!("{}/{}/_probe/{}", opts.namespace, plan.name, new_job_id());
+        if !storage.probe_conditional_writes(&probe).await? {
+            return Err(Error::Restore(format!(
+                "checkpoint storage {storage_uri} does not honour conditional writes (If-None-Match: *); exactly-once jobs need them to fence a zombie incarnation. Use storage that has them (AWS S3, MinIO, moto, file://) or set checkpoint.exactlyOnce: false to give up that guarantee"
+            )));
+        }
+    }
+    let (restored, job_id) = choose_restore(&storage, &layout, &opts, &job.checkpoint.s3).await?;
+    if let Some(r) = &restored {
+        if r.metadata.max_parallelism != max_parallelism {
+            return Err(Error::Restore(format!(
+                "{} was taken with maxParallelism {}, the job has {max_parallelism}; key groups cannot be remapped",
+                r.uri, r.metadata.max_parallelism
+            )));
+        }
+        let known: Vec<&str> = plan
+            .stages
+            .iter()
+            .flat_map(|s| {
+                s.ops
+                    .iter()
+                    .filter(|o| o.is_stateful())
+                    .map(|o| o.id.as_str())
+            })
+            .collect();
+        let unknown: Vec<String> = r
+            .stateful_operators()
+            .into_iter()
+            .filter(|id| !known.contains(&id.as_str()))
+            .collect();
+        if !unknown.is_empty() && !opts.allow_non_restored_state {
+            return Err(Error::Restore(format!(
+                "{} holds state for operators this job does not have ({}); pass --allow-non-restored-state to drop it",
+                r.uri,
+                unknown.join(", ")
+            )));
+        }
+        tracing::info!(from = %r.uri, checkpoint = %r.metadata.id, taken_at_parallelism = r.metadata.parallelism, "restoring");
+    }
+    let restored_uri = restored
+        .as_ref()
+        .map(|r| r.uri.trim_end_matches('/').to_string());
+    let claimed = fencing::claim(&storage, &layout, |g| Generation {
+        generation: g,
+        job_id: job_id.clone(),
+        restored_from: restored_uri.clone(),
+        writer: writer(),
+        claimed_at_ms: 0,
+    })
+    .await?;
+    let highest_completed = restore::list(&storage, &layout, &job_id)
+        .await?
+        .into_iter()
+        .filter(|(_, done)| *done)
+        .map(|(id, _)| id.0)
+        .max()
+        .unwrap_or(0);
+    let next_id = CheckpointId(
+        restored
+            .as_ref()
+            .map_or(0, |r| r.metadata.id.0)
+            .max(highest_completed)
+            + 1,
+    );
+
+    // Sinks: commit-phase recovery before anything writes.
+    let mut connectors: BTreeMap<String, Arc<dyn SinkConnector>> = BTreeMap::new();
+    for (id, spec) in &plan.sinks {
+        connectors.insert(id.clone(), sink::connector(spec));
+    }
+    for st in &plan.stages {
+        for op in &st.ops {
+            if let Some((id, spec)) = &op.side_sink {
+                connectors.insert(id.clone(), sink::connector(spec));
+            }
+        }
+    }
+    if let Some((id, spec)) = &plan.decode_side {
+        connectors.insert(id.clone(), sink::connector(spec));
+    }
+    for (id, c) in &connectors {
+        let committables = restored
+            .as_ref()
+            .map(|r| {
+                r.metadata
+                    .committables
+                    .iter()
+                    .filter(|x| &x.sink == id)
+                    .map(|x| x.committable.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        c.recover_and_commit(committables).await?;
+    }
+
+    // Tasks.
+    let stages = plan.stages.len();
+    let task_ids: Vec<TaskId> = (0..stages as u32)
+        .flat_map(|s| {
+            (0..parallelism).map(move |t| TaskId {
+                stage: s,
+                subtask: t,
+            })
+        })
+        .collect();
+    let metrics = Arc::new(Metrics::new(task_ids.len()));
+    let (events_tx, events_rx) = mpsc::unbounded_channel();
+    let uploader = Uploader {
+        storage: storage.clone(),
+        layout: layout.clone(),
+        job_id: job_id.clone(),
+        generation: claimed.generation,
+    };
+    // senders[stage][upstream][downstream], receivers[stage][downstream][upstream]
+    let mut senders: Vec<Vec<Vec<mpsc::Sender<crate::task::Message>>>> = Vec::new();
+    let mut receivers: Vec<Vec<Vec<mpsc::Receiver<crate::task::Message>>>> = Vec::new();
+    for _ in 0..stages {
+        let mut s = vec![Vec::new(); parallelism as usize];
+        let mut r: Vec<Vec<_>> = (0..parallelism).map(|_| Vec::new()).collect();
+        for from_upstream in &mut s {
+            for to_downstream in &mut r {
+                let (tx, rx) = mpsc::channel(CHANNEL_BATCHES);
+                from_upstream.push(tx);
+                to_downstream.push(rx);
+            }
+        }
+        senders.push(s);
+        receivers.push(r);
+    }
+    let open_slot = |id: &str, subtask: u32| -> Result<SinkSlot> {
+        let c = connectors
+            .get(id)
+            .ok_or_else(|| Error::internal(format!("no connector {id}")))?;
+        Ok(SinkSlot {
+            id: id.to_string(),
+            inst: c.open(&SinkContext {
+                subtask,
+                parallelism,
+                generation: claimed.generation,
+            })?,
+            pending: BTreeMap::new(),
+        })
+    };
+    let mut ctrls = Vec::new();
+    let mut source_ctrls = Vec::new();
+    let mut handles = Vec::new();
+    let source = &job.pipeline.source;
+    let ooo = source
+        .event_time
+        .as_ref()
+        .map_or(0, |e| e.max_out_of_orderness.as_millis_i64());
+    let generator = match &source.datagen {
+        Some(d) => Some(Generator::new(d, Arc::clone(&plan.source_schema))?),
+        None => None,
+    };
+    for (slot, tid) in task_ids.iter().enumerate() {
+        let stage = &plan.stages[tid.stage as usize];
+        let range = key_group_range(tid.subtask, parallelism, max_parallelism);
+        let mut ops = Vec::new();
+        let mut side = Vec::new();
+        for op in &stage.ops {
+            let mut inst = op.instantiate(max_parallelism)?;
+            if let Some(r) = &restored {
+                inst.restore(r.keyed_for(&op.id, &range))?;
+            }
+            ops.push((op.id.clone(), inst));
+            side.push(match &op.side_sink {
+                Some((id, _)) => Some(open_slot(id, tid.subtask)?),
+                None => None,
+            });
+        }
+        let last = tid.stage as usize + 1 == stages;
+        let outlet = if last {
+            Outlet::Sinks(
+                plan.sinks
+                    .iter()
+                    .map(|(id, _)| open_slot(id, tid.subtask))
+                    .collect::<Result<_>>()?,
+            )
+        } else {
+            let next = &plan.stages[tid.stage as usize + 1];
+            Outlet::Shuffle(Shuffle {
+                targets: std::mem::take(&mut senders[tid.stage as usize + 1][tid.subtask as usize]),
+                keys: KeyCodec::new(&stage.output, next.shuffle_keys.clone().unwrap_or_default())?,
+                max_parallelism,
+            })
+        };
+        let decode_side = match (&plan.decode_side, tid.stage) {
+            (Some((id, _)), 0) => Some(open_slot(id, tid.subtask)?),
+            _ => None,
+        };
+        let mut core = TaskCore {
+            id: *tid,
+            ops,
+            side,
+            decode_side,
+            outlet,
+            events: events_tx.clone(),
+            uploader: uploader.clone(),
+            metrics: Arc::clone(&metrics),
+            slot,
+            watermark: Millis::MIN,
+        };
+        core.begin(next_id).await?;
+        let (ctrl_tx, ctrl_rx) = mpsc::unbounded_channel::<Control>();
+        ctrls.push((*tid, ctrl_tx.clone()));
+        let events = events_tx.clone();
+        let id = *tid;
+        let fut: std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + Send>> =
+            if tid.stage == 0 {
+                source_ctrls.push((*tid, ctrl_tx));
+                let reader = source_reader(
+                    source,
+                    generator.as_ref(),
+                    &plan,
+                    tid.subtask,
+                    parallelism,
+                    restored.as_ref(),
+                )?;
+                let rate = source.datagen.as_ref().and_then(|d| d.rate).map(|r| {
+                    let owned =
+                        owned_splits(d_splits(source), tid.subtask, parallelism).len() as f64;
+                    r as f64 * owned / f64::from(d_splits(source).max(1))
+                });
+                Box::pin(
+                    SourceTask {
+                        core,
+                        reader,
+                        ctrl: ctrl_rx,
+                        max_out_of_orderness: ooo,
+                        rate,
+                    }
+                    .run(),
+                )
+            } else {
+                Box::pin(
+                    StageTask {
+                        core,
+                        inputs: std::mem::take(
+                            &mut receivers[tid.stage as usize][tid.subtask as usize],
+                        ),
+                        ctrl: ctrl_rx,
+                    }
+                    .run(),
+                )
+            };
+        handles.push(tokio::spawn(async move {
+            let ev = match fut.await {
+                Ok(()) => TaskEvent::Done(id),
+                Err(e) => TaskEvent::Failed(id, e),
+            };
+            let _ = events.send(ev);
+        }));
+    }
+    drop(events_tx);
+
+    let status = Arc::new(RwLock::new(JobStatus {
+        name: plan.name.clone(),
+        job_id: job_id.clone(),
+        generation: claimed.generation,
+        state: JobState::Running,
+        parallelism,
+        max_parallelism,
+        restored_from: restored_uri,
+        last_checkpoint: None,
+        checkpoints: Vec::new(),
+        savepoints: Vec::new(),
+        sinks: connectors
+            .iter()
+            .map(|(id, c)| SinkInfo {
+                id: id.clone(),
+                name: c.name(),
+                guarantee: c.guarantee(),
+            })
+            .collect(),
+        watermarks: Vec::new(),
+        records_in: 0,
+        failure: None,
+    }));
+    let (req_tx, req_rx) = mpsc::channel(16);
+    let control_addr = match opts.control_addr {
+        Some(addr) => Some(
+            control::serve(
+                addr,
+                ApiState::new(
+                    Arc::clone(&status),
+                    Arc::clone(&metrics),
+                    req_tx.clone(),
+                    task_ids.clone(),
+                ),
+            )
+            .await
+            .map_err(|e| Error::internal(e.to_string()))?,
+        ),
+        None => None,
+    };
+    let coordinator = Coordinator {
+        cfg: CoordinatorConfig {
+            name: plan.name.clone(),
+            interval: job.checkpoint.interval.get(),
+            timeout: job.checkpoint.timeout.get(),
+            min_pause: job.checkpoint.min_pause.get(),
+            retained: job.checkpoint.retained as usize,
+            parallelism,
+            max_parallelism,
+        },
+        up: uploader,
+        sources: source_ctrls,
+        tasks: ctrls,
+        events: events_rx,
+        requests: req_rx,
+        next_id,
+        status: Arc::clone(&status),
+        metrics: Arc::clone(&metrics),
+    };
+    tracing::info!(job = %plan.name, job_id = %job_id, generation = claimed.generation, parallelism, first_checkpoint = %next_id, "job started");
+    Ok(RunningJob {
+        control_addr,
+        requests: req_tx,
+        status,
+        metrics,
+        handle: tokio::spawn(coordinator.run()),
+        tasks: handles,
+    })
+}
+
+fn d_splits(source: &SourceSpec) -> u32 {
+    source.datagen.as_ref().map_or(1, |d| d.splits)
+}
+
+fn source_reader(
+    source: &SourceSpec,
+    generator: Option<&Generator>,
+    plan: &Plan,
+    subtask: u32,
+    parallelism: u32,
+    restored: Option<&Restored>,
+) -> Result<Box<dyn SourceReader>> {
+    let splits = |total: u32| -> Vec<SplitState> {
+        let owned = owned_splits(total, subtask, parallelism);
+        match restored {
+            Some(r) => r.splits_for(&owned),
+            None => owned.into_iter().map(SplitState::new).collect(),
+        }
+    };
+    if let (Some(d), Some(g)) = (&source.datagen, generator) {
+        return Ok(Box::new(DatagenReader::new(
+            g.clone(),
+            d.splits,
+            d.batch_size,
+            splits(d.splits),
+        )));
+    }
+    if let Some(f) = &source.file {
+        let on_error = match &source.on_decode_error {
+            weir_crds::DecodeErrorPolicy::Fail => OnError::Fail,
+            weir_crds::DecodeErrorPolicy::Skip => OnError::Skip,
+            weir_crds::DecodeErrorPolicy::SideOutput(_) => OnError::SideOutput,
+        };
+        let state = splits(1).into_iter().next();
+        return Ok(Box::new(FileReader::new(
+            f.path.clone(),
+            Arc::clone(&plan.source_schema),
+            plan.source_time_col,
+            f.batch_size,
+            on_error,
+            state,
+        )));
+    }
+    Err(Error::internal("source has no connector"))
+}

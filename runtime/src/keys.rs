@@ -1,0 +1,111 @@
+//! Keys and key groups. A key (the `keyBy` columns of a row) hashes to one of
+//! `max_parallelism` key groups; each subtask owns a contiguous range of key groups. State is
+//! stored per key group, so a savepoint taken at parallelism 2 restores at 3: each new subtask
+//! takes the key groups in its new range, whatever subtask wrote them.
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, RecordBatch};
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::row::{RowConverter, Rows, SortField};
+
+use crate::error::Result;
+
+/// Turns key columns into comparable, hashable byte rows (Arrow's row format), and back.
+#[derive(Debug)]
+pub struct KeyCodec {
+    columns: Vec<usize>,
+    converter: RowConverter,
+}
+
+impl KeyCodec {
+    /// Codec for `key_by` column indices of `schema`.
+    ///
+    /// # Errors
+    /// Arrow's error when a key column's type cannot be row-encoded.
+    pub fn new(schema: &SchemaRef, columns: Vec<usize>) -> Result<Self> {
+        let fields = columns
+            .iter()
+            .map(|&i| SortField::new(schema.field(i).data_type().clone()))
+            .collect();
+        Ok(Self {
+            columns,
+            converter: RowConverter::new(fields)?,
+        })
+    }
+
+    /// Key rows of every row of `batch`.
+    ///
+    /// # Errors
+    /// Arrow's error on encoding.
+    pub fn rows(&self, batch: &RecordBatch) -> Result<Rows> {
+        let cols: Vec<ArrayRef> = self
+            .columns
+            .iter()
+            .map(|&i| Arc::clone(batch.column(i)))
+            .collect();
+        Ok(self.converter.convert_columns(&cols)?)
+    }
+
+    /// Decode stored key bytes back into key columns (one row per key).
+    ///
+    /// # Errors
+    /// Arrow's error on malformed rows.
+    pub fn decode<'a>(&self, keys: impl IntoIterator<Item = &'a [u8]>) -> Result<Vec<ArrayRef>> {
+        let parser = self.converter.parser();
+        let rows: Vec<_> = keys.into_iter().map(|k| parser.parse(k)).collect();
+        Ok(self.converter.convert_rows(rows)?)
+    }
+
+    /// Key column indices.
+    #[must_use]
+    pub fn columns(&self) -> &[usize] {
+        &self.columns
+    }
+}
+
+/// The key group of encoded key bytes. xxh3 is stable across releases and platforms, which
+/// matters: key groups are written into savepoints.
+#[must_use]
+pub fn key_group(key: &[u8], max_parallelism: u32) -> u32 {
+    (xxhash_rust::xxh3::xxh3_64(key) % u64::from(max_parallelism)) as u32
+}
+
+/// The subtask that owns `key_group`.
+#[must_use]
+pub fn subtask_of(key_group: u32, parallelism: u32, max_parallelism: u32) -> u32 {
+    (u64::from(key_group) * u64::from(parallelism) / u64::from(max_parallelism)) as u32
+}
+
+/// The key groups `subtask` owns: the inverse of [`subtask_of`].
+#[must_use]
+pub fn key_group_range(subtask: u32, parallelism: u32, max_parallelism: u32) -> Range<u32> {
+    let (p, m) = (u64::from(parallelism), u64::from(max_parallelism));
+    let start = (u64::from(subtask) * m).div_ceil(p);
+    let end = (u64::from(subtask + 1) * m).div_ceil(p);
+    start as u32..end as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_group_ranges_partition_all_groups_and_match_subtask_of() {
+        for max in [1u32, 7, 128, 1000] {
+            for par in 1..=max.min(17) {
+                let mut next = 0;
+                for t in 0..par {
+                    let r = key_group_range(t, par, max);
+                    assert_eq!(r.start, next, "max {max} par {par} subtask {t}");
+                    for kg in r.clone() {
+                        assert_eq!(subtask_of(kg, par, max), t, "max {max} par {par} kg {kg}");
+                    }
+                    next = r.end;
+                }
+                assert_eq!(next, max);
+            }
+        }
+    }
+}

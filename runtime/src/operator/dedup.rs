@@ -1,0 +1,138 @@
+//! `dedup`: keep the first record of each key; drop later records of that key until `ttl`
+//! of event time has passed since the first. A key is forgotten once the watermark passes
+//! `first + ttl`, which bounds state by the key rate times the TTL.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use datafusion::arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
+use datafusion::arrow::compute::filter_record_batch;
+use datafusion::arrow::datatypes::TimestampMillisecondType;
+
+use super::{KeyedState, Operator, OperatorCounters, Output};
+use crate::error::{Error, Result};
+use crate::ids::Millis;
+use crate::keys::{KeyCodec, key_group};
+
+/// The dedup operator of one subtask.
+#[derive(Debug)]
+pub struct Dedup {
+    keys: KeyCodec,
+    time_col: usize,
+    ttl: Millis,
+    max_parallelism: u32,
+    /// key -> event time of the record that was kept.
+    seen: HashMap<Vec<u8>, Millis>,
+    /// (expiry, key), to forget keys in watermark order.
+    expiries: BTreeSet<(Millis, Vec<u8>)>,
+    counters: OperatorCounters,
+}
+
+impl Dedup {
+    /// A dedup operator with no state.
+    #[must_use]
+    pub fn new(keys: KeyCodec, time_col: usize, ttl: Millis, max_parallelism: u32) -> Self {
+        Self {
+            keys,
+            time_col,
+            ttl,
+            max_parallelism,
+            seen: HashMap::new(),
+            expiries: BTreeSet::new(),
+            counters: OperatorCounters::default(),
+        }
+    }
+
+    fn remember(&mut self, key: Vec<u8>, ts: Millis) {
+        if let Some(old) = self.seen.insert(key.clone(), ts) {
+            self.expiries
+                .remove(&(old.saturating_add(self.ttl), key.clone()));
+        }
+        self.expiries.insert((ts.saturating_add(self.ttl), key));
+    }
+}
+
+impl Operator for Dedup {
+    fn process(&mut self, batch: RecordBatch, out: &mut Output) -> Result<()> {
+        let rows = self.keys.rows(&batch)?;
+        let ts = batch
+            .column(self.time_col)
+            .as_primitive_opt::<TimestampMillisecondType>()
+            .ok_or_else(|| Error::internal("dedup time column is not a millisecond timestamp"))?;
+        let mut keep = Vec::with_capacity(batch.num_rows());
+        for row in 0..batch.num_rows() {
+            let key = rows.row(row);
+            let t = if ts.is_null(row) {
+                Millis::MIN
+            } else {
+                ts.value(row)
+            };
+            let dup = self
+                .seen
+                .get(key.as_ref())
+                .is_some_and(|first| t < first.saturating_add(self.ttl));
+            if dup {
+                self.counters.duplicates += 1;
+            } else {
+                self.remember(key.as_ref().to_vec(), t);
+            }
+            keep.push(!dup);
+        }
+        let kept = filter_record_batch(&batch, &BooleanArray::from(keep))?;
+        if kept.num_rows() > 0 {
+            out.batches.push(kept);
+        }
+        Ok(())
+    }
+
+    fn on_watermark(&mut self, watermark: Millis, _out: &mut Output) -> Result<()> {
+        while let Some((expiry, _)) = self.expiries.first() {
+            if *expiry > watermark {
+                break;
+            }
+            if let Some((_, key)) = self.expiries.pop_first() {
+                self.seen.remove(&key);
+            }
+        }
+        Ok(())
+    }
+
+    fn snapshot(&self) -> Result<KeyedState> {
+        let mut groups: BTreeMap<u32, Vec<(&[u8], Millis)>> = BTreeMap::new();
+        for (k, t) in &self.seen {
+            groups
+                .entry(key_group(k, self.max_parallelism))
+                .or_default()
+                .push((k, *t));
+        }
+        groups
+            .into_iter()
+            .map(|(kg, mut e)| {
+                e.sort();
+                postcard::to_stdvec(&e)
+                    .map(|b| (kg, b))
+                    .map_err(|e| Error::State {
+                        operator: "dedup".into(),
+                        message: e.to_string(),
+                    })
+            })
+            .collect()
+    }
+
+    fn restore(&mut self, state: KeyedState) -> Result<()> {
+        for (_, bytes) in state {
+            let entries: Vec<(Vec<u8>, Millis)> =
+                postcard::from_bytes(&bytes).map_err(|e| Error::State {
+                    operator: "dedup".into(),
+                    message: e.to_string(),
+                })?;
+            for (k, t) in entries {
+                self.remember(k, t);
+            }
+        }
+        Ok(())
+    }
+
+    fn counters(&self) -> OperatorCounters {
+        self.counters
+    }
+}

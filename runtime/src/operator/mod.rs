@@ -1,0 +1,85 @@
+//! Operators: what a subtask does to each batch and watermark between its input and output.
+//!
+//! An operator sees one subtask's share of the data. Stateless operators (`filter`, `select`)
+//! are chained into whatever task precedes them; keyed operators (`window`, `dedup`) start a
+//! new stage fed by a key-group shuffle, and keep their state per key group so that it can
+//! move between subtasks on rescale.
+
+pub mod dedup;
+pub mod filter;
+pub mod select;
+pub mod window;
+
+#[cfg(test)]
+mod tests;
+
+use datafusion::arrow::array::RecordBatch;
+
+use crate::error::Result;
+use crate::ids::Millis;
+
+/// What an operator emits in one call: results for the next operator, and records for its
+/// side output (late records), if it has one.
+#[derive(Debug, Default)]
+pub struct Output {
+    /// Main output, in order.
+    pub batches: Vec<RecordBatch>,
+    /// Side output, in order.
+    pub side: Vec<RecordBatch>,
+}
+
+/// Keyed state of one operator in one subtask: opaque bytes per key group.
+pub type KeyedState = Vec<(u32, Vec<u8>)>;
+
+/// Counters an operator keeps for metrics and `GET /v1/job`.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct OperatorCounters {
+    /// Records that arrived after all their windows had closed.
+    pub late_records: u64,
+    /// Records dropped as duplicates.
+    pub duplicates: u64,
+}
+
+/// One operator instance in one subtask.
+///
+/// # Guarantees implementors give
+/// - `process` and `on_watermark` are deterministic given the same inputs in the same order;
+///   exactly-once output rests on replay producing the same results.
+/// - `snapshot` captures everything needed to continue; `restore` accepts the key groups of
+///   any number of former subtasks (a rescale) and ignores none of them.
+pub trait Operator: Send {
+    /// Handle one input batch.
+    ///
+    /// # Errors
+    /// Expression evaluation errors.
+    fn process(&mut self, batch: RecordBatch, out: &mut Output) -> Result<()>;
+
+    /// The input watermark advanced to `watermark`; emit what it completes.
+    ///
+    /// # Errors
+    /// Expression or Arrow errors while building results.
+    fn on_watermark(&mut self, _watermark: Millis, _out: &mut Output) -> Result<()> {
+        Ok(())
+    }
+
+    /// Encode state per key group. Stateless operators return nothing.
+    ///
+    /// # Errors
+    /// Encoding errors.
+    fn snapshot(&self) -> Result<KeyedState> {
+        Ok(Vec::new())
+    }
+
+    /// Load key groups (already filtered to this subtask's range) from a checkpoint.
+    ///
+    /// # Errors
+    /// Decoding errors naming the operator.
+    fn restore(&mut self, _state: KeyedState) -> Result<()> {
+        Ok(())
+    }
+
+    /// Counters since start.
+    fn counters(&self) -> OperatorCounters {
+        OperatorCounters::default()
+    }
+}

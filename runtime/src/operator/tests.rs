@@ -1,0 +1,290 @@
+//! Operator tests over hand-made batches.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    Array, AsArray, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray,
+};
+use datafusion::arrow::datatypes::{
+    DataType, Float64Type, Int64Type, SchemaRef, TimestampMillisecondType,
+};
+use indexmap::IndexMap;
+use weir_crds::{Duration, LatePolicy, SessionSpec, SinkSpec, SlidingSpec, Transform, WindowSpec};
+
+use super::{Operator, Output};
+use crate::keys::key_group_range;
+use crate::plan::OpPlan;
+
+fn input_schema() -> SchemaRef {
+    crate::schema::source_schema(&[
+        weir_crds::FieldSpec {
+            name: "k".into(),
+            data_type: weir_crds::FieldType::String,
+            nullable: false,
+        },
+        weir_crds::FieldSpec {
+            name: "v".into(),
+            data_type: weir_crds::FieldType::Int64,
+            nullable: true,
+        },
+        weir_crds::FieldSpec {
+            name: "ts".into(),
+            data_type: weir_crds::FieldType::Timestamp,
+            nullable: false,
+        },
+    ])
+}
+
+fn batch(rows: &[(&str, Option<i64>, i64)]) -> RecordBatch {
+    RecordBatch::try_new(
+        input_schema(),
+        vec![
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0))),
+            Arc::new(Int64Array::from(
+                rows.iter().map(|r| r.1).collect::<Vec<_>>(),
+            )),
+            Arc::new(TimestampMillisecondArray::from_iter_values(
+                rows.iter().map(|r| r.2),
+            )),
+        ],
+    )
+    .unwrap()
+}
+
+fn window_spec(kind: &str, late: LatePolicy) -> WindowSpec {
+    let mut aggregates = IndexMap::new();
+    for (n, a) in [
+        ("n", "count(*)"),
+        ("nv", "count(v)"),
+        ("s", "sum(v)"),
+        ("lo", "min(v)"),
+        ("hi", "max(v)"),
+        ("mean", "avg(v)"),
+        ("d", "count_distinct(v)"),
+    ] {
+        aggregates.insert(n.to_string(), a.to_string());
+    }
+    WindowSpec {
+        tumbling: (kind == "tumbling").then(|| Duration::from_millis(10)),
+        sliding: (kind == "sliding").then(|| SlidingSpec {
+            size: Duration::from_millis(10),
+            slide: Duration::from_millis(5),
+        }),
+        session: (kind == "session").then(|| SessionSpec {
+            gap: Duration::from_millis(5),
+        }),
+        key_by: vec!["k".into()],
+        aggregates,
+        late_records: late,
+    }
+}
+
+fn window_op(kind: &str, late: LatePolicy) -> Box<dyn Operator> {
+    let spec = window_spec(kind, late.clone());
+    let src = "source: {}\n";
+    let job: weir_crds::JobFile = serde_yaml::from_str(
+        "source:\n  datagen: {fields: {}}\n  schema: [{name: k, type: string}, {name: v, type: int64, nullable: true}, {name: ts, type: timestamp}]\n  eventTime: {field: ts}\ntransforms: []\nsinks: [{blackhole: {}}]\n",
+    )
+    .unwrap();
+    let mut job = job;
+    job.pipeline.transforms = vec![Transform::Window(spec)];
+    let plan = crate::plan::plan(&job, "t", "t.yaml", src).unwrap();
+    let op: &OpPlan = &plan.stages[1].ops[0];
+    op.instantiate(128).unwrap()
+}
+
+/// Rows as (key, start, end, n, nv, s, lo, hi, mean, d).
+type Row = (
+    String,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    Option<i64>,
+    Option<i64>,
+    Option<f64>,
+    i64,
+);
+
+fn rows(out: &Output) -> Vec<Row> {
+    let mut v = Vec::new();
+    for b in &out.batches {
+        let c = |i: usize| b.column(i).clone();
+        let k = c(0);
+        let k = k.as_string::<i32>();
+        for r in 0..b.num_rows() {
+            let i64c = |i: usize| c(i).as_primitive::<Int64Type>().value(r);
+            let opt = |i: usize| {
+                let a = c(i);
+                let a = a.as_primitive::<Int64Type>();
+                a.is_valid(r).then(|| a.value(r))
+            };
+            let mean = c(8);
+            let mean = mean.as_primitive::<Float64Type>();
+            v.push((
+                k.value(r).to_string(),
+                c(1).as_primitive::<TimestampMillisecondType>().value(r),
+                c(2).as_primitive::<TimestampMillisecondType>().value(r),
+                i64c(3),
+                i64c(4),
+                i64c(5),
+                opt(6),
+                opt(7),
+                mean.is_valid(r).then(|| mean.value(r)),
+                i64c(9),
+            ));
+        }
+    }
+    v.sort_by(|a, b| (a.1, &a.0).cmp(&(b.1, &b.0)));
+    v
+}
+
+#[test]
+fn tumbling_windows_fire_when_the_watermark_passes_their_end() {
+    let mut op = window_op("tumbling", LatePolicy::Drop);
+    let mut out = Output::default();
+    op.process(
+        batch(&[
+            ("a", Some(1), 0),
+            ("a", Some(3), 9),
+            ("b", None, 5),
+            ("a", Some(3), 12),
+        ]),
+        &mut out,
+    )
+    .unwrap();
+    op.on_watermark(8, &mut out).unwrap();
+    assert!(
+        out.batches.is_empty(),
+        "window [0,10) must not fire at watermark 8"
+    );
+    op.on_watermark(9, &mut out).unwrap();
+    assert_eq!(
+        rows(&out),
+        vec![
+            ("a".into(), 0, 10, 2, 2, 4, Some(1), Some(3), Some(2.0), 2),
+            ("b".into(), 0, 10, 1, 0, 0, None, None, None, 0),
+        ]
+    );
+}
+
+#[test]
+fn a_record_for_a_closed_window_is_late_and_goes_to_the_side_output() {
+    let side = LatePolicy::SideOutput(Box::new(SinkSpec::Blackhole {}));
+    let mut op = window_op("tumbling", side);
+    let mut out = Output::default();
+    op.process(batch(&[("a", Some(1), 0)]), &mut out).unwrap();
+    op.on_watermark(15, &mut out).unwrap();
+    op.process(batch(&[("a", Some(7), 3), ("a", Some(8), 16)]), &mut out)
+        .unwrap();
+    assert_eq!(op.counters().late_records, 1);
+    assert_eq!(out.side.len(), 1);
+    assert_eq!(out.side[0].num_rows(), 1);
+    assert_eq!(
+        out.side[0].column(1).as_primitive::<Int64Type>().value(0),
+        7
+    );
+    let mut dropping = window_op("tumbling", LatePolicy::Drop);
+    let mut out2 = Output::default();
+    dropping.on_watermark(15, &mut out2).unwrap();
+    dropping
+        .process(batch(&[("a", Some(7), 3)]), &mut out2)
+        .unwrap();
+    assert!(out2.side.is_empty());
+    assert_eq!(dropping.counters().late_records, 1);
+}
+
+#[test]
+fn sliding_windows_count_a_record_in_every_window_containing_it() {
+    let mut op = window_op("sliding", LatePolicy::Drop);
+    let mut out = Output::default();
+    op.process(batch(&[("a", Some(1), 7)]), &mut out).unwrap();
+    op.on_watermark(100, &mut out).unwrap();
+    let got: Vec<(i64, i64)> = rows(&out).iter().map(|r| (r.1, r.2)).collect();
+    assert_eq!(got, vec![(0, 10), (5, 15)]);
+}
+
+#[test]
+fn session_windows_merge_records_closer_than_the_gap() {
+    let mut op = window_op("session", LatePolicy::Drop);
+    let mut out = Output::default();
+    // 0 and 4 merge (gap 5), 20 is its own session; 2 arrives later and falls into the first.
+    op.process(
+        batch(&[("a", Some(1), 0), ("a", Some(2), 20), ("a", Some(4), 4)]),
+        &mut out,
+    )
+    .unwrap();
+    op.process(batch(&[("a", Some(8), 2)]), &mut out).unwrap();
+    op.on_watermark(100, &mut out).unwrap();
+    let got: Vec<(i64, i64, i64, i64)> = rows(&out).iter().map(|r| (r.1, r.2, r.3, r.5)).collect();
+    assert_eq!(got, vec![(0, 9, 3, 13), (20, 25, 1, 2)]);
+}
+
+#[test]
+fn window_state_survives_a_snapshot_split_across_new_subtasks() {
+    let mut op = window_op("tumbling", LatePolicy::Drop);
+    let mut out = Output::default();
+    let keys: Vec<String> = (0..40).map(|i| format!("key-{i}")).collect();
+    let input: Vec<(&str, Option<i64>, i64)> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| (k.as_str(), Some(i as i64), 3))
+        .collect();
+    op.process(batch(&input), &mut out).unwrap();
+    let state = op.snapshot().unwrap();
+    // Restore into three subtasks, each taking its key-group range, then fire.
+    let mut restored = Vec::new();
+    for t in 0..3 {
+        let range = key_group_range(t, 3, 128);
+        let mut o = window_op("tumbling", LatePolicy::Drop);
+        o.restore(
+            state
+                .iter()
+                .filter(|(kg, _)| range.contains(kg))
+                .cloned()
+                .collect(),
+        )
+        .unwrap();
+        let mut out = Output::default();
+        o.on_watermark(100, &mut out).unwrap();
+        restored.extend(rows(&out));
+    }
+    op.on_watermark(100, &mut out).unwrap();
+    let mut expected = rows(&out);
+    restored.sort_by(|a, b| a.0.cmp(&b.0));
+    expected.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(restored.len(), 40);
+    assert_eq!(restored, expected);
+}
+
+#[test]
+fn dedup_keeps_the_first_record_per_key_within_the_ttl() {
+    let mut job: weir_crds::JobFile = serde_yaml::from_str(
+        "source:\n  datagen: {fields: {}}\n  schema: [{name: k, type: string}, {name: v, type: int64, nullable: true}, {name: ts, type: timestamp}]\n  eventTime: {field: ts}\nsinks: [{blackhole: {}}]\n",
+    )
+    .unwrap();
+    job.pipeline.transforms = vec![Transform::Dedup(weir_crds::DedupSpec {
+        key_by: vec!["k".into()],
+        ttl: Duration::from_millis(10),
+    })];
+    let plan = crate::plan::plan(&job, "t", "t.yaml", "").unwrap();
+    let mut op = plan.stages[1].ops[0].instantiate(128).unwrap();
+    let mut out = Output::default();
+    op.process(
+        batch(&[("a", Some(1), 0), ("a", Some(2), 5), ("b", Some(3), 6)]),
+        &mut out,
+    )
+    .unwrap();
+    op.on_watermark(20, &mut out).unwrap();
+    op.process(batch(&[("a", Some(4), 21)]), &mut out).unwrap();
+    let vs: Vec<i64> = out
+        .batches
+        .iter()
+        .flat_map(|b| b.column(1).as_primitive::<Int64Type>().values().to_vec())
+        .collect();
+    assert_eq!(vs, vec![1, 3, 4]);
+    assert_eq!(op.counters().duplicates, 1);
+    assert_eq!(plan.stages[1].output.field(1).data_type(), &DataType::Int64);
+}

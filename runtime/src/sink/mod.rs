@@ -1,0 +1,132 @@
+//! Sinks. Exactly-once sinks implement [`TwoPhaseCommitSink`]; the checkpoint protocol drives
+//! them:
+//!
+//! ```text
+//!  begin(n+1) ── write … write ── barrier n+1 ──► pre_commit() ──► committable → checkpoint n+1
+//!                                                                   │
+//!                    _metadata of n+1 written (commit point) ◄──────┘
+//!                                   │
+//!                                   ▼
+//!                   commit(committables of n+1)          (idempotent)
+//!
+//!  restore from n:  SinkConnector::recover_and_commit(committables recorded in n)
+//!                   commits what n promised and aborts everything left from later attempts
+//! ```
+//!
+//! A sink that cannot be exactly-once ([`Guarantee::AtLeastOnce`]) says so in its docs and in
+//! `GET /v1/job`.
+
+pub mod file;
+pub mod stdout;
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::RecordBatch;
+use futures::future::BoxFuture;
+use serde::Serialize;
+use weir_crds::SinkSpec;
+
+use crate::error::Result;
+use crate::ids::CheckpointId;
+
+/// What a transaction needs to be committed later, possibly by another process after a
+/// restore. Stored in the checkpoint's `_metadata`.
+pub type Committable = serde_json::Value;
+
+/// What a sink promises about duplicates after a failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Guarantee {
+    /// Every result exactly once.
+    ExactlyOnce,
+    /// Results written before a failure may be written again after it.
+    AtLeastOnce,
+    /// Nothing is written.
+    None,
+}
+
+/// Where a sink instance runs.
+#[derive(Debug, Clone)]
+pub struct SinkContext {
+    /// Subtask index.
+    pub subtask: u32,
+    /// Subtasks of this sink.
+    pub parallelism: u32,
+    /// Storage generation of this incarnation; makes transaction names unique per incarnation.
+    pub generation: u64,
+}
+
+/// A sink subtask that commits in two phases with the checkpoint.
+///
+/// # Guarantees implementors give
+/// - Records written after `begin(n)` become visible only through `commit` of the
+///   committable returned by the next `pre_commit`.
+/// - `commit` is idempotent: committing a committable twice, or one already committed by
+///   [`SinkConnector::recover_and_commit`], succeeds without writing anything twice.
+/// - `pre_commit` makes the transaction durable: after it returns, a crash does not lose it.
+pub trait TwoPhaseCommitSink: Send {
+    /// Open the transaction that collects records until checkpoint `txn`'s barrier.
+    fn begin(&mut self, txn: CheckpointId) -> BoxFuture<'_, Result<()>>;
+    /// Add records to the open transaction.
+    fn write<'a>(&'a mut self, batch: &'a RecordBatch) -> BoxFuture<'a, Result<()>>;
+    /// The barrier arrived: make the open transaction durable and return how to commit it.
+    fn pre_commit(&mut self) -> BoxFuture<'_, Result<Committable>>;
+    /// The checkpoint completed: make these transactions visible.
+    fn commit(&mut self, committables: Vec<Committable>) -> BoxFuture<'_, Result<()>>;
+    /// Throw away the open transaction (job stopping without a checkpoint).
+    fn abort(&mut self) -> BoxFuture<'_, Result<()>>;
+}
+
+/// A sink subtask without transactions.
+pub trait PlainSink: Send {
+    /// Write records.
+    fn write<'a>(&'a mut self, batch: &'a RecordBatch) -> BoxFuture<'a, Result<()>>;
+    /// Flush on a barrier so that a completed checkpoint implies delivered output.
+    fn flush(&mut self) -> BoxFuture<'_, Result<()>>;
+}
+
+/// One sink subtask.
+pub enum SinkInstance {
+    /// Exactly-once.
+    TwoPhase(Box<dyn TwoPhaseCommitSink>),
+    /// At-least-once or none.
+    Plain(Box<dyn PlainSink>),
+}
+
+/// A configured sink: opens subtask instances and performs restore-time recovery.
+pub trait SinkConnector: Send + Sync {
+    /// Name for logs and metrics.
+    fn name(&self) -> String;
+    /// What this sink guarantees.
+    fn guarantee(&self) -> Guarantee;
+    /// Open subtask `ctx.subtask`.
+    ///
+    /// # Errors
+    /// Connection or file errors naming the target.
+    fn open(&self, ctx: &SinkContext) -> Result<SinkInstance>;
+    /// Before any subtask starts after a restore: commit the transactions recorded in the
+    /// restored checkpoint (commit-phase recovery) and abort anything else left pending.
+    /// Runs also on a fresh start with no committables, to clear leftovers.
+    fn recover_and_commit(&self, committables: Vec<Committable>) -> BoxFuture<'_, Result<()>>;
+}
+
+/// Build the connector for a sink spec.
+#[must_use]
+pub fn connector(spec: &SinkSpec) -> Arc<dyn SinkConnector> {
+    match spec {
+        SinkSpec::File(f) => Arc::new(file::FileSinkConnector::new(&f.path)),
+        SinkSpec::Stdout {} => Arc::new(stdout::StdoutConnector { discard: false }),
+        SinkSpec::Blackhole {} => Arc::new(stdout::StdoutConnector { discard: true }),
+    }
+}
+
+/// Records as JSON lines, the format every text sink writes.
+///
+/// # Errors
+/// Arrow's error for types JSON cannot represent.
+pub fn json_lines(batch: &RecordBatch) -> Result<Vec<u8>> {
+    let mut w = datafusion::arrow::json::LineDelimitedWriter::new(Vec::new());
+    w.write(batch)?;
+    w.finish()?;
+    Ok(w.into_inner())
+}

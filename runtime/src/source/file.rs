@@ -1,0 +1,196 @@
+//! JSON-lines file source: one split (the file), position = byte offset of the next line.
+//!
+//! Lines decode in batches through arrow-json; when a batch fails, its lines are decoded one
+//! by one so that the bad line is named (`path:line`) and handled by the job's policy while
+//! the good lines around it go through.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Seek, SeekFrom};
+use std::sync::{Arc, LazyLock};
+
+use datafusion::arrow::array::{RecordBatch, StringArray};
+use datafusion::arrow::compute::concat_batches;
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::json::ReaderBuilder;
+
+use super::{Poll, SourceReader, SplitState};
+use crate::error::{Error, Result};
+
+/// What to do with a line that does not decode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnError {
+    /// Stop the job, naming the line.
+    Fail,
+    /// Count and drop.
+    Skip,
+    /// Send to the side output.
+    SideOutput,
+}
+
+/// Schema of decode-error side-output records.
+pub static DECODE_ERROR_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    Arc::new(Schema::new(vec![
+        Field::new("source", DataType::Utf8, false),
+        Field::new("raw", DataType::Utf8, false),
+        Field::new("error", DataType::Utf8, false),
+    ]))
+});
+
+/// Reader of one JSON-lines file.
+#[derive(Debug)]
+pub struct FileReader {
+    path: String,
+    schema: SchemaRef,
+    time_col: Option<usize>,
+    batch_size: usize,
+    on_error: OnError,
+    state: Option<SplitState>,
+    /// Lines dropped under `skip` (and sent under `sideOutput`).
+    pub decode_errors: u64,
+}
+
+impl FileReader {
+    /// Reader that resumes at `state` (split 0); `None` when another subtask owns the file.
+    #[must_use]
+    pub fn new(
+        path: String,
+        schema: SchemaRef,
+        time_col: Option<usize>,
+        batch_size: u32,
+        on_error: OnError,
+        state: Option<SplitState>,
+    ) -> Self {
+        Self {
+            path,
+            schema,
+            time_col,
+            batch_size: batch_size.max(1) as usize,
+            on_error,
+            state,
+            decode_errors: 0,
+        }
+    }
+
+    fn source_err(&self, message: String) -> Error {
+        Error::Source {
+            source_name: format!("file {}", self.path),
+            message,
+        }
+    }
+
+    fn decode(&self, text: &[u8]) -> std::result::Result<Option<RecordBatch>, String> {
+        let mut d = ReaderBuilder::new(self.schema.clone())
+            .with_batch_size(self.batch_size.max(1))
+            .build_decoder()
+            .map_err(|e| e.to_string())?;
+        d.decode(text).map_err(|e| e.to_string())?;
+        d.flush().map_err(|e| e.to_string())
+    }
+}
+
+impl SourceReader for FileReader {
+    fn poll(&mut self) -> Result<Poll> {
+        let Some(state) = self.state else {
+            return Ok(Poll::Finished);
+        };
+        if state.finished {
+            return Ok(Poll::Finished);
+        }
+        let file = File::open(&self.path).map_err(|e| self.source_err(format!("open: {e}")))?;
+        let mut r = BufReader::new(file);
+        r.seek(SeekFrom::Start(state.offset))
+            .map_err(|e| self.source_err(format!("seek: {e}")))?;
+        let mut lines: Vec<(u64, String)> = Vec::with_capacity(self.batch_size);
+        let (mut offset, mut line_no) = (state.offset, state.records);
+        while lines.len() < self.batch_size {
+            let mut line = String::new();
+            let n = r
+                .read_line(&mut line)
+                .map_err(|e| self.source_err(format!("read line {}: {e}", line_no + 1)))?;
+            if n == 0 {
+                break;
+            }
+            offset += n as u64;
+            line_no += 1;
+            if !line.trim().is_empty() {
+                lines.push((line_no, line));
+            }
+        }
+        let finished = lines.is_empty();
+        let mut side = None;
+        let data = if lines.is_empty() {
+            RecordBatch::new_empty(self.schema.clone())
+        } else {
+            let all: String = lines.iter().map(|(_, l)| l.as_str()).collect();
+            match self.decode(all.as_bytes()) {
+                Ok(b) => b.unwrap_or_else(|| RecordBatch::new_empty(self.schema.clone())),
+                Err(_) => {
+                    // Slow path: find the bad lines.
+                    let mut good = Vec::new();
+                    let (mut srcs, mut raws, mut errs) = (Vec::new(), Vec::new(), Vec::new());
+                    for (no, l) in &lines {
+                        match self.decode(l.as_bytes()) {
+                            Ok(Some(b)) => good.push(b),
+                            Ok(None) => {}
+                            Err(e) => {
+                                let location = format!("{}:{no}", self.path);
+                                match self.on_error {
+                                    OnError::Fail => {
+                                        return Err(Error::Decode {
+                                            location,
+                                            message: e,
+                                        });
+                                    }
+                                    OnError::Skip => {}
+                                    OnError::SideOutput => {
+                                        srcs.push(location);
+                                        raws.push(l.trim_end().to_string());
+                                        errs.push(e);
+                                    }
+                                }
+                                self.decode_errors += 1;
+                                tracing::warn!(file = %self.path, line = no, "undecodable record");
+                            }
+                        }
+                    }
+                    if !srcs.is_empty() {
+                        side = Some(RecordBatch::try_new(
+                            DECODE_ERROR_SCHEMA.clone(),
+                            vec![
+                                Arc::new(StringArray::from(srcs)),
+                                Arc::new(StringArray::from(raws)),
+                                Arc::new(StringArray::from(errs)),
+                            ],
+                        )?);
+                    }
+                    concat_batches(&self.schema, &good)?
+                }
+            }
+        };
+        let mut max_ts = state.max_event_time;
+        if let Some(tc) = self.time_col
+            && let Some(ts) = data
+                .column(tc)
+                .as_any()
+                .downcast_ref::<datafusion::arrow::array::TimestampMillisecondArray>()
+            && let Some(m) = datafusion::arrow::compute::max(ts)
+        {
+            max_ts = max_ts.max(m);
+        }
+        self.state = Some(SplitState {
+            offset,
+            records: line_no,
+            max_event_time: max_ts,
+            finished,
+            ..state
+        });
+        if finished && side.is_none() {
+            return Ok(Poll::Finished);
+        }
+        Ok(Poll::Batch { data, side })
+    }
+
+    fn snapshot(&self) -> Vec<SplitState> {
+        self.state.into_iter().collect()
+    }
+}

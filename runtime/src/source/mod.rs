@@ -1,0 +1,91 @@
+//! Sources: readers that own some splits of the input, remember their position per split,
+//! and compute a watermark from the event times they have emitted.
+//!
+//! Positions are kept per split (not per subtask) so that a savepoint restores at another
+//! parallelism: each new subtask takes the splits that now map to it, wherever they were.
+
+pub mod datagen;
+pub mod file;
+
+use datafusion::arrow::array::RecordBatch;
+use serde::{Deserialize, Serialize};
+
+use crate::error::Result;
+use crate::ids::Millis;
+
+/// Position of one split, as stored in a checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SplitState {
+    /// Split id.
+    pub split: u32,
+    /// Records (datagen) or bytes (file) consumed.
+    pub offset: u64,
+    /// Records consumed (file: line number), for messages.
+    pub records: u64,
+    /// Highest event time emitted, for the watermark after restore.
+    pub max_event_time: Millis,
+    /// No more input in this split.
+    pub finished: bool,
+}
+
+impl SplitState {
+    /// A split at its beginning.
+    #[must_use]
+    pub fn new(split: u32) -> Self {
+        Self {
+            split,
+            offset: 0,
+            records: 0,
+            max_event_time: Millis::MIN,
+            finished: false,
+        }
+    }
+}
+
+/// What a poll produced.
+#[derive(Debug)]
+pub enum Poll {
+    /// Records, and records to the decode-error side output.
+    Batch {
+        /// Decoded records.
+        data: RecordBatch,
+        /// Undecodable records for the side output (`file`, `line`, `raw`, `error`).
+        side: Option<RecordBatch>,
+    },
+    /// Every owned split is finished.
+    Finished,
+}
+
+/// A source subtask's reader.
+pub trait SourceReader: Send {
+    /// The next batch. Bounded sources return [`Poll::Finished`] when done.
+    ///
+    /// # Errors
+    /// Read failures, and undecodable records under the `fail` policy.
+    fn poll(&mut self) -> Result<Poll>;
+
+    /// Positions of the owned splits.
+    fn snapshot(&self) -> Vec<SplitState>;
+
+    /// Watermark over owned splits: the lowest per-split watermark of unfinished splits;
+    /// `Millis::MAX` when all are finished (so downstream windows can close).
+    fn watermark(&self, max_out_of_orderness: Millis) -> Millis {
+        let splits = self.snapshot();
+        splits
+            .iter()
+            .filter(|s| !s.finished)
+            .map(|s| {
+                s.max_event_time
+                    .saturating_sub(max_out_of_orderness)
+                    .saturating_sub(1)
+            })
+            .min()
+            .unwrap_or(Millis::MAX)
+    }
+}
+
+/// Split ids owned by `subtask`: round-robin, the same rule at every parallelism.
+#[must_use]
+pub fn owned_splits(splits: u32, subtask: u32, parallelism: u32) -> Vec<u32> {
+    (0..splits).filter(|s| s % parallelism == subtask).collect()
+}

@@ -1,0 +1,645 @@
+//! Subtask event loops. A task runs a chain of operators, feeds its outlet (a key-group
+//! shuffle to the next stage, or the sinks), and reacts to barriers; the protocol decisions
+//! themselves live in [`crate::checkpoint`].
+//!
+//! Channels between tasks are bounded: a slow consumer makes its producers wait
+//! (backpressure), and the time they wait is measured.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::task::Poll as TaskPoll;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use datafusion::arrow::array::{RecordBatch, UInt32Array};
+use datafusion::arrow::compute::take_record_batch;
+use tokio::sync::mpsc;
+
+use crate::checkpoint::Barrier;
+use crate::checkpoint::align::{AlignAction, Aligner};
+use crate::checkpoint::layout::Layout;
+use crate::checkpoint::metadata::{SinkCommittable, StateFileRef, TaskState, encode_state};
+use crate::control::metrics::Metrics;
+use crate::error::{Error, Result};
+use crate::ids::{CheckpointId, Millis, TaskId};
+use crate::keys::{KeyCodec, key_group, subtask_of};
+use crate::operator::{Operator, Output};
+use crate::sink::{Committable, SinkInstance};
+use crate::source::{Poll, SourceReader};
+use crate::storage::Storage;
+
+/// What flows between tasks.
+#[derive(Debug)]
+pub enum Message {
+    /// Records.
+    Data(RecordBatch),
+    /// Event time has advanced to this watermark on this channel.
+    Watermark(Millis),
+    /// A checkpoint barrier.
+    Barrier(Barrier),
+    /// The upstream task finished; nothing more comes.
+    End,
+}
+
+/// Coordinator -> task.
+#[derive(Debug, Clone, Copy)]
+pub enum Control {
+    /// Sources only: inject this barrier.
+    Trigger(Barrier),
+    /// Checkpoint completed: commit sink transactions up to it.
+    Commit(CheckpointId),
+    /// Sources only: stop and send `End` downstream.
+    Finish,
+}
+
+/// Task -> coordinator.
+#[derive(Debug)]
+pub enum TaskEvent {
+    /// Snapshot for a barrier is uploaded (or failed to upload).
+    Ack(Ack),
+    /// A source consumed all its input.
+    SourceFinished(TaskId),
+    /// The task failed; the job fails.
+    Failed(TaskId, Error),
+    /// The task ended normally.
+    Done(TaskId),
+}
+
+/// A subtask's acknowledgement of a barrier.
+#[derive(Debug)]
+pub struct Ack {
+    /// The barrier.
+    pub barrier: Barrier,
+    /// Who.
+    pub task: TaskId,
+    /// The uploaded state file, or why the upload failed.
+    pub state: std::result::Result<StateFileRef, String>,
+    /// Every committable this subtask has not yet seen committed (including older ones of
+    /// abandoned checkpoints, so a restore from this checkpoint commits them too).
+    pub committables: Vec<SinkCommittable>,
+    /// Time spent aligning, ms.
+    pub alignment_ms: u64,
+}
+
+/// Where snapshots go.
+#[derive(Debug, Clone)]
+pub struct Uploader {
+    /// Checkpoint storage.
+    pub storage: Storage,
+    /// Paths.
+    pub layout: Layout,
+    /// Lineage.
+    pub job_id: String,
+    /// This incarnation's generation.
+    pub generation: u64,
+}
+
+/// A sink subtask with its not-yet-committed transactions.
+pub struct SinkSlot {
+    /// Sink id in the plan.
+    pub id: String,
+    /// The instance.
+    pub inst: SinkInstance,
+    /// Pre-committed, awaiting the checkpoint's completion.
+    pub pending: BTreeMap<CheckpointId, Committable>,
+}
+
+impl SinkSlot {
+    async fn write(&mut self, b: &RecordBatch) -> Result<()> {
+        match &mut self.inst {
+            SinkInstance::TwoPhase(s) => s.write(b).await,
+            SinkInstance::Plain(s) => s.write(b).await,
+        }
+    }
+}
+
+/// Key-group routing to the next stage's subtasks.
+pub struct Shuffle {
+    /// One sender per downstream subtask.
+    pub targets: Vec<mpsc::Sender<Message>>,
+    /// Key columns of this stage's output.
+    pub keys: KeyCodec,
+    /// Key groups.
+    pub max_parallelism: u32,
+}
+
+/// Where a task's output goes.
+pub enum Outlet {
+    /// To the next stage.
+    Shuffle(Shuffle),
+    /// To the sinks.
+    Sinks(Vec<SinkSlot>),
+}
+
+/// State and wiring shared by source and stage tasks.
+pub struct TaskCore {
+    /// Who.
+    pub id: TaskId,
+    /// Chained operators with their ids.
+    pub ops: Vec<(String, Box<dyn Operator>)>,
+    /// Side-output sink per operator (late records).
+    pub side: Vec<Option<SinkSlot>>,
+    /// Side output for undecodable source records.
+    pub decode_side: Option<SinkSlot>,
+    /// Output.
+    pub outlet: Outlet,
+    /// To the coordinator.
+    pub events: mpsc::UnboundedSender<TaskEvent>,
+    /// Snapshot upload target.
+    pub uploader: Uploader,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Index of this task in the metrics' watermark table.
+    pub slot: usize,
+    /// Current output watermark.
+    pub watermark: Millis,
+}
+
+impl TaskCore {
+    fn slots_mut(&mut self) -> impl Iterator<Item = &mut SinkSlot> {
+        let outlet: Box<dyn Iterator<Item = &mut SinkSlot> + Send> = match &mut self.outlet {
+            Outlet::Sinks(s) => Box::new(s.iter_mut()),
+            Outlet::Shuffle(_) => Box::new(std::iter::empty()),
+        };
+        outlet
+            .chain(self.side.iter_mut().flatten())
+            .chain(self.decode_side.iter_mut())
+    }
+
+    /// Open every sink's first transaction.
+    ///
+    /// # Errors
+    /// Sink errors.
+    pub async fn begin(&mut self, txn: CheckpointId) -> Result<()> {
+        for slot in self.slots_mut() {
+            if let SinkInstance::TwoPhase(s) = &mut slot.inst {
+                s.begin(txn).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Run `batches` through operators `start..`, then to the outlet.
+    async fn run_from(&mut self, start: usize, mut cur: Vec<RecordBatch>) -> Result<()> {
+        let mut side: Vec<(usize, RecordBatch)> = Vec::new();
+        for i in start..self.ops.len() {
+            let mut next = Vec::new();
+            let (id, op) = &mut self.ops[i];
+            for b in cur {
+                let rows = b.num_rows() as u64;
+                let mut out = Output::default();
+                let before = op.counters();
+                op.process(b, &mut out)?;
+                let after = op.counters();
+                self.metrics
+                    .late_records
+                    .inc_by(after.late_records - before.late_records);
+                self.metrics
+                    .duplicates
+                    .inc_by(after.duplicates - before.duplicates);
+                self.metrics.records(
+                    id,
+                    rows,
+                    out.batches.iter().map(|b| b.num_rows() as u64).sum(),
+                );
+                next.extend(out.batches);
+                side.extend(out.side.into_iter().map(|b| (i, b)));
+            }
+            cur = next;
+        }
+        for (i, b) in side {
+            if let Some(slot) = &mut self.side[i] {
+                slot.write(&b).await?;
+            }
+        }
+        for b in cur {
+            self.emit(b).await?;
+        }
+        Ok(())
+    }
+
+    /// Records entering the chain.
+    ///
+    /// # Errors
+    /// Operator or sink errors.
+    pub async fn push(&mut self, batch: RecordBatch) -> Result<()> {
+        self.run_from(0, vec![batch]).await
+    }
+
+    /// Undecodable source records, to the side output.
+    ///
+    /// # Errors
+    /// Sink errors.
+    pub async fn push_decode_errors(&mut self, batch: RecordBatch) -> Result<()> {
+        self.metrics.decode_errors.inc_by(batch.num_rows() as u64);
+        if let Some(slot) = &mut self.decode_side {
+            slot.write(&batch).await?;
+        }
+        Ok(())
+    }
+
+    /// Advance event time: each operator fires what the watermark completes (its output
+    /// flowing through the operators after it), then the watermark goes downstream.
+    ///
+    /// # Errors
+    /// Operator or sink errors.
+    pub async fn advance_watermark(&mut self, wm: Millis) -> Result<()> {
+        if wm <= self.watermark {
+            return Ok(());
+        }
+        self.watermark = wm;
+        self.metrics.set_watermark(self.slot, wm);
+        for i in 0..self.ops.len() {
+            let mut out = Output::default();
+            self.ops[i].1.on_watermark(wm, &mut out)?;
+            let rows = out.batches.iter().map(|b| b.num_rows() as u64).sum();
+            self.metrics.records(&self.ops[i].0, 0, rows);
+            for b in out.side {
+                if let Some(slot) = &mut self.side[i] {
+                    slot.write(&b).await?;
+                }
+            }
+            if !out.batches.is_empty() {
+                self.run_from(i + 1, out.batches).await?;
+            }
+        }
+        self.broadcast(Message::Watermark(wm)).await
+    }
+
+    async fn emit(&mut self, batch: RecordBatch) -> Result<()> {
+        match &mut self.outlet {
+            Outlet::Sinks(slots) => {
+                for s in slots.iter_mut() {
+                    s.write(&batch).await?;
+                }
+                self.metrics.records("sinks", batch.num_rows() as u64, 0);
+                Ok(())
+            }
+            Outlet::Shuffle(sh) => {
+                let n = sh.targets.len() as u32;
+                let rows = sh.keys.rows(&batch)?;
+                let mut idx: Vec<Vec<u32>> = vec![Vec::new(); n as usize];
+                for r in 0..batch.num_rows() {
+                    let kg = key_group(rows.row(r).as_ref(), sh.max_parallelism);
+                    idx[subtask_of(kg, n, sh.max_parallelism) as usize].push(r as u32);
+                }
+                for (t, rows) in idx.into_iter().enumerate() {
+                    if rows.is_empty() {
+                        continue;
+                    }
+                    let part = take_record_batch(&batch, &UInt32Array::from(rows))?;
+                    send(&sh.targets[t], Message::Data(part), &self.metrics).await?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    async fn broadcast(&mut self, m: Message) -> Result<()> {
+        if let Outlet::Shuffle(sh) = &self.outlet {
+            for t in &sh.targets {
+                let copy = match &m {
+                    Message::Watermark(w) => Message::Watermark(*w),
+                    Message::Barrier(b) => Message::Barrier(*b),
+                    Message::End => Message::End,
+                    Message::Data(d) => Message::Data(d.clone()),
+                };
+                send(t, copy, &self.metrics).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Barrier `b` is aligned: snapshot operators, pre-commit sinks, start the upload in the
+    /// background, forward the barrier, open the next transactions.
+    ///
+    /// # Errors
+    /// Operator snapshot or sink pre-commit errors (these fail the task).
+    pub async fn snapshot(
+        &mut self,
+        b: Barrier,
+        splits: Vec<crate::source::SplitState>,
+        alignment: Duration,
+    ) -> Result<()> {
+        let mut state = TaskState {
+            splits,
+            operators: Vec::new(),
+        };
+        for (id, op) in &self.ops {
+            if let Ok(keyed) = op.snapshot() {
+                state.operators.push((id.clone(), keyed));
+            } else {
+                return Err(Error::State {
+                    operator: id.clone(),
+                    message: "snapshot failed".into(),
+                });
+            }
+        }
+        let subtask = self.id.subtask;
+        let mut committables = Vec::new();
+        for slot in self.slots_mut() {
+            match &mut slot.inst {
+                SinkInstance::TwoPhase(s) => {
+                    let c = s.pre_commit().await?;
+                    slot.pending.insert(b.id, c);
+                }
+                SinkInstance::Plain(s) => s.flush().await?,
+            }
+            for (chk, c) in &slot.pending {
+                committables.push(SinkCommittable {
+                    sink: slot.id.clone(),
+                    checkpoint: *chk,
+                    subtask,
+                    committable: c.clone(),
+                });
+            }
+        }
+        let bytes = encode_state(&state).map_err(|e| Error::State {
+            operator: self.id.to_string(),
+            message: e.to_string(),
+        })?;
+        let up = self.uploader.clone();
+        let events = self.events.clone();
+        let task = self.id;
+        let alignment_ms = alignment.as_millis() as u64;
+        tokio::spawn(async move {
+            let file = Layout::state_file(task, up.generation);
+            let key = format!("{}{file}", up.layout.checkpoint_dir(&up.job_id, b.id));
+            let crc32 = crc32fast::hash(&bytes);
+            let size = bytes.len() as u64;
+            crate::fault::point("during-upload", b.id);
+            let state = up
+                .storage
+                .put(&key, Bytes::from(bytes))
+                .await
+                .map(|()| StateFileRef {
+                    task,
+                    file,
+                    size,
+                    crc32,
+                })
+                .map_err(|e| e.to_string());
+            let _ = events.send(TaskEvent::Ack(Ack {
+                barrier: b,
+                task,
+                state,
+                committables,
+                alignment_ms,
+            }));
+        });
+        self.broadcast(Message::Barrier(b)).await?;
+        self.begin(CheckpointId(b.id.0 + 1)).await
+    }
+
+    /// Commit every transaction pre-committed at or before `upto`.
+    ///
+    /// # Errors
+    /// Sink commit errors (the job fails; a restore retries the commit).
+    pub async fn commit(&mut self, upto: CheckpointId) -> Result<()> {
+        for slot in self.slots_mut() {
+            let later = slot.pending.split_off(&CheckpointId(upto.0 + 1));
+            let done = std::mem::replace(&mut slot.pending, later);
+            if done.is_empty() {
+                continue;
+            }
+            if let SinkInstance::TwoPhase(s) = &mut slot.inst {
+                s.commit(done.into_values().collect()).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Send `End` downstream.
+    ///
+    /// # Errors
+    /// A closed downstream channel.
+    pub async fn finish(&mut self) -> Result<()> {
+        self.broadcast(Message::End).await
+    }
+}
+
+async fn send(tx: &mpsc::Sender<Message>, m: Message, metrics: &Metrics) -> Result<()> {
+    match tx.try_send(m) {
+        Ok(()) => Ok(()),
+        Err(mpsc::error::TrySendError::Full(m)) => {
+            let t = Instant::now();
+            let r = tx
+                .send(m)
+                .await
+                .map_err(|_| Error::internal("downstream task is gone"));
+            metrics
+                .backpressure_ms
+                .inc_by(t.elapsed().as_millis() as u64);
+            r
+        }
+        Err(mpsc::error::TrySendError::Closed(_)) => {
+            Err(Error::internal("downstream task is gone"))
+        }
+    }
+}
+
+/// Source task settings.
+pub struct SourceTask {
+    /// Shared task state.
+    pub core: TaskCore,
+    /// The reader over owned splits.
+    pub reader: Box<dyn SourceReader>,
+    /// From the coordinator.
+    pub ctrl: mpsc::UnboundedReceiver<Control>,
+    /// Watermark lag.
+    pub max_out_of_orderness: Millis,
+    /// Records per second for this subtask, if limited.
+    pub rate: Option<f64>,
+}
+
+impl SourceTask {
+    /// Run until told to finish.
+    ///
+    /// # Errors
+    /// Read, decode (policy `fail`), operator and sink errors.
+    pub async fn run(mut self) -> Result<()> {
+        let mut idle = false;
+        let started = Instant::now();
+        let mut emitted = 0u64;
+        loop {
+            loop {
+                match self.ctrl.try_recv() {
+                    Ok(c) => {
+                        if self.control(c, &mut idle).await? {
+                            return Ok(());
+                        }
+                    }
+                    Err(mpsc::error::TryRecvError::Empty) => break,
+                    Err(mpsc::error::TryRecvError::Disconnected) => return Ok(()),
+                }
+            }
+            if idle {
+                match self.ctrl.recv().await {
+                    Some(c) => {
+                        if self.control(c, &mut idle).await? {
+                            return Ok(());
+                        }
+                    }
+                    None => return Ok(()),
+                }
+                continue;
+            }
+            if let Some(rate) = self.rate {
+                let due = started + Duration::from_secs_f64(emitted as f64 / rate);
+                if Instant::now() < due {
+                    tokio::select! {
+                        c = self.ctrl.recv() => match c {
+                            Some(c) => if self.control(c, &mut idle).await? { return Ok(()) },
+                            None => return Ok(()),
+                        },
+                        () = tokio::time::sleep_until(due.into()) => {}
+                    }
+                    continue;
+                }
+            }
+            match self.reader.poll()? {
+                Poll::Batch { data, side } => {
+                    emitted += data.num_rows() as u64;
+                    self.core
+                        .metrics
+                        .records("source", 0, data.num_rows() as u64);
+                    if let Some(side) = side {
+                        self.core.push_decode_errors(side).await?;
+                    }
+                    if data.num_rows() > 0 {
+                        self.core.push(data).await?;
+                    }
+                    let wm = self.reader.watermark(self.max_out_of_orderness);
+                    self.core.advance_watermark(wm).await?;
+                }
+                Poll::Finished => {
+                    self.core.advance_watermark(Millis::MAX).await?;
+                    idle = true;
+                    let _ = self
+                        .core
+                        .events
+                        .send(TaskEvent::SourceFinished(self.core.id));
+                }
+            }
+        }
+    }
+
+    /// Returns true when the task should end.
+    async fn control(&mut self, c: Control, idle: &mut bool) -> Result<bool> {
+        match c {
+            Control::Trigger(b) => {
+                self.core
+                    .snapshot(b, self.reader.snapshot(), Duration::ZERO)
+                    .await?;
+                if b.kind.stops() {
+                    *idle = true;
+                }
+            }
+            Control::Commit(n) => self.core.commit(n).await?,
+            Control::Finish => {
+                self.core.finish().await?;
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+}
+
+/// A task fed by channels from the previous stage.
+pub struct StageTask {
+    /// Shared task state.
+    pub core: TaskCore,
+    /// One receiver per upstream subtask.
+    pub inputs: Vec<mpsc::Receiver<Message>>,
+    /// From the coordinator.
+    pub ctrl: mpsc::UnboundedReceiver<Control>,
+}
+
+enum Next {
+    Ctrl(Option<Control>),
+    Input(usize, Message),
+}
+
+impl StageTask {
+    /// Run until every input has ended.
+    ///
+    /// # Errors
+    /// Operator, sink and state errors.
+    pub async fn run(mut self) -> Result<()> {
+        let n = self.inputs.len();
+        let mut aligner = Aligner::new(n);
+        let mut wms = vec![Millis::MIN; n];
+        let mut ended = vec![false; n];
+        let mut align_start: Option<Instant> = None;
+        let mut rr = 0usize;
+        loop {
+            if ended.iter().all(|e| *e) {
+                while let Ok(c) = self.ctrl.try_recv() {
+                    if let Control::Commit(id) = c {
+                        self.core.commit(id).await?;
+                    }
+                }
+                self.core.finish().await?;
+                return Ok(());
+            }
+            let readable: Vec<bool> = (0..n)
+                .map(|i| !ended[i] && !aligner.is_blocked(i))
+                .collect();
+            let inputs = &mut self.inputs;
+            let next = tokio::select! {
+                biased;
+                c = self.ctrl.recv() => Next::Ctrl(c),
+                (i, m) = std::future::poll_fn(|cx| {
+                    for k in 0..n {
+                        let i = (rr + k) % n;
+                        if !readable[i] {
+                            continue;
+                        }
+                        match inputs[i].poll_recv(cx) {
+                            TaskPoll::Ready(Some(m)) => return TaskPoll::Ready((i, m)),
+                            TaskPoll::Ready(None) => return TaskPoll::Ready((i, Message::End)),
+                            TaskPoll::Pending => {}
+                        }
+                    }
+                    TaskPoll::Pending
+                }) => Next::Input(i, m),
+            };
+            match next {
+                Next::Ctrl(None) => return Ok(()),
+                Next::Ctrl(Some(Control::Commit(id))) => self.core.commit(id).await?,
+                Next::Ctrl(Some(_)) => {}
+                Next::Input(i, m) => {
+                    rr = i + 1;
+                    match m {
+                        Message::Data(b) => self.core.push(b).await?,
+                        Message::Watermark(w) => {
+                            wms[i] = wms[i].max(w);
+                            let low = (0..n)
+                                .filter(|k| !ended[*k])
+                                .map(|k| wms[k])
+                                .min()
+                                .unwrap_or(Millis::MAX);
+                            self.core.advance_watermark(low).await?;
+                        }
+                        Message::Barrier(b) => match aligner.on_barrier(i, b) {
+                            AlignAction::Block => {
+                                align_start.get_or_insert_with(Instant::now);
+                            }
+                            AlignAction::Snapshot(b) => {
+                                let took =
+                                    align_start.take().map_or(Duration::ZERO, |t| t.elapsed());
+                                self.core
+                                    .metrics
+                                    .alignment_ms
+                                    .inc_by(took.as_millis() as u64);
+                                self.core.snapshot(b, Vec::new(), took).await?;
+                            }
+                            AlignAction::Ignore => {}
+                        },
+                        Message::End => ended[i] = true,
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,305 @@
+//! Checkpoint storage, retention, restore, corruption and rescaling, against `file://` and the
+//! real local S3 server (one scenario, every backend).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::{OrdersJob, assert_matches_oracle, fresh_bucket, s3_endpoint};
+use weir_runtime::checkpoint::coordinator::{Outcome, Request};
+use weir_runtime::checkpoint::layout::Layout;
+use weir_runtime::checkpoint::metadata::decode_metadata;
+use weir_runtime::checkpoint::{fencing, restore};
+use weir_runtime::job::{RunOptions, start};
+use weir_runtime::storage::Storage;
+
+fn s3_spec(ep: &str) -> weir_crds::S3Spec {
+    weir_crds::S3Spec {
+        endpoint: Some(ep.to_string()),
+        region: Some("us-east-1".into()),
+        path_style: Some(true),
+    }
+}
+
+async fn run_job(job: &OrdersJob, opts: RunOptions) -> weir_runtime::error::Result<Outcome> {
+    let plan = weir_runtime::plan_source(&format!("{}.yaml", job.name), &job.yaml())?;
+    start(plan, opts).await?.wait().await
+}
+
+/// Where a test keeps checkpoints: a temp dir, or a fresh bucket on the local S3 server.
+async fn backend(kind: &str, test: &str, tmp: &Path) -> Option<(String, Option<String>)> {
+    match kind {
+        "file" => Some((format!("file://{}", tmp.join("chk").display()), None)),
+        _ => {
+            let ep = s3_endpoint(test)?;
+            let bucket = fresh_bucket(&ep, test).await;
+            Some((format!("s3://{bucket}/checkpoints"), Some(ep)))
+        }
+    }
+}
+
+async fn layout_and_retention(kind: &str) {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some((storage_uri, ep)) = backend(kind, "layout_and_retention", tmp.path()).await else {
+        return;
+    };
+    let mut job = OrdersJob::new("retention", storage_uri.clone(), tmp.path().join("out"));
+    job.s3_endpoint = ep.clone();
+    job.count = 30_000;
+    job.rate = Some(30_000);
+    job.interval_ms = 50;
+    job.retained = 2;
+    let outcome = run_job(&job, RunOptions::default()).await.unwrap();
+    assert_eq!(outcome, Outcome::Finished);
+    assert_matches_oracle(&job, kind);
+
+    let spec = ep.as_deref().map(s3_spec).unwrap_or_default();
+    let storage = Storage::open(&storage_uri, &spec).await.unwrap();
+    let layout = Layout::new("local", "retention");
+    let generation = fencing::latest(&storage, &layout)
+        .await
+        .unwrap()
+        .expect("a generation claim");
+    assert_eq!(generation.generation, 1);
+    let dirs = restore::list(&storage, &layout, &generation.job_id)
+        .await
+        .unwrap();
+    let completed: Vec<_> = dirs
+        .iter()
+        .filter(|(_, d)| **d)
+        .map(|(id, _)| id.0)
+        .collect();
+    assert!(
+        completed.len() <= 2,
+        "retained 2, found completed {completed:?}"
+    );
+    let newest = *completed.last().expect("a completed checkpoint");
+    assert!(
+        newest >= 3,
+        "expected several checkpoints in {}ms-interval run, newest is {newest}",
+        job.interval_ms
+    );
+    let keys = storage
+        .list(&layout.checkpoint_dir(&generation.job_id, weir_runtime::ids::CheckpointId(newest)))
+        .await
+        .unwrap();
+    let names: Vec<&str> = keys.iter().filter_map(|k| k.rsplit('/').next()).collect();
+    assert!(names.contains(&"_metadata"), "{names:?}");
+    for t in [
+        "s0-t0-g1.state",
+        "s0-t1-g1.state",
+        "s1-t0-g1.state",
+        "s1-t1-g1.state",
+    ] {
+        assert!(names.contains(&t), "missing {t} in {names:?}");
+    }
+    let meta_key = format!(
+        "{}_metadata",
+        layout.checkpoint_dir(&generation.job_id, weir_runtime::ids::CheckpointId(newest))
+    );
+    let meta = decode_metadata(&storage.get(&meta_key).await.unwrap().unwrap()).unwrap();
+    assert_eq!(meta.state_files.len(), 4);
+    assert_eq!(meta.generation, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkpoints_land_in_the_layout_and_retention_holds_on_file() {
+    layout_and_retention("file").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkpoints_land_in_the_layout_and_retention_holds_on_s3() {
+    layout_and_retention("s3").await;
+}
+
+/// Run until a few checkpoints completed, then stop (final checkpoint, no savepoint).
+async fn run_then_stop(job: &OrdersJob, opts: RunOptions, min_checkpoints: u64) -> Outcome {
+    let plan = weir_runtime::plan_source(&format!("{}.yaml", job.name), &job.yaml()).unwrap();
+    let running = start(plan, opts).await.unwrap();
+    for _ in 0..600 {
+        let done = running
+            .status
+            .read()
+            .unwrap()
+            .last_checkpoint
+            .as_ref()
+            .map_or(0, |c| c.id.0);
+        if done >= min_checkpoints {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    running
+        .requests
+        .send(Request::Stop { savepoint: false })
+        .await
+        .unwrap();
+    running.wait().await.unwrap()
+}
+
+async fn corruption_falls_back(kind: &str) {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some((storage_uri, ep)) = backend(kind, "corruption", tmp.path()).await else {
+        return;
+    };
+    let mut job = OrdersJob::new("corrupt", storage_uri.clone(), tmp.path().join("out"));
+    job.s3_endpoint = ep.clone();
+    job.count = 1_000_000;
+    job.rate = Some(20_000);
+    job.interval_ms = 50;
+    job.retained = 10;
+    let outcome = run_then_stop(&job, RunOptions::default(), 4).await;
+    assert_eq!(outcome, Outcome::Stopped { savepoint: None });
+
+    let spec = ep.as_deref().map(s3_spec).unwrap_or_default();
+    let storage = Storage::open(&storage_uri, &spec).await.unwrap();
+    let layout = Layout::new("local", "corrupt");
+    let job_id = fencing::latest(&storage, &layout)
+        .await
+        .unwrap()
+        .unwrap()
+        .job_id;
+    let completed: Vec<u64> = restore::list(&storage, &layout, &job_id)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|(_, d)| *d)
+        .map(|(i, _)| i.0)
+        .collect();
+    assert!(completed.len() >= 3, "{completed:?}");
+    let n = completed[completed.len() - 1];
+    let prev = completed[completed.len() - 2];
+    let before = completed[completed.len() - 3];
+
+    // Flip a byte in the newest _metadata: the previous checkpoint is chosen.
+    let dir = |id: u64| layout.checkpoint_dir(&job_id, weir_runtime::ids::CheckpointId(id));
+    let meta_key = format!("{}_metadata", dir(n));
+    let mut bytes = storage.get(&meta_key).await.unwrap().unwrap().to_vec();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x01;
+    storage.put(&meta_key, bytes.into()).await.unwrap();
+    let chosen = restore::newest(&storage, &layout, &job_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        chosen.metadata.id.0, prev,
+        "corrupt _metadata of {n} must be skipped"
+    );
+
+    // Truncate a state file of that one: the one before is chosen.
+    let state_key = format!("{}s1-t0-g1.state", dir(prev));
+    let state = storage.get(&state_key).await.unwrap().unwrap();
+    storage
+        .put(&state_key, state.slice(..state.len() / 2))
+        .await
+        .unwrap();
+    let chosen = restore::newest(&storage, &layout, &job_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        chosen.metadata.id.0, before,
+        "corrupt state file of {prev} must be skipped"
+    );
+
+    // The runtime itself reports both files by name and restores from the one before.
+    let file = job.write(tmp.path());
+    let log = tmp.path().join("restart.log");
+    let mut child = common::spawn_runtime(&file, &[], &[], &log);
+    let mut text = String::new();
+    for _ in 0..300 {
+        text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.contains("job started") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        text.contains(&storage.uri(&meta_key)),
+        "log does not name the corrupt _metadata:\n{text}"
+    );
+    assert!(
+        text.contains(&storage.uri(&state_key)),
+        "log does not name the corrupt state file:\n{text}"
+    );
+    assert!(
+        text.contains(&format!("checkpoint={before}")),
+        "restore did not use checkpoint {before}:\n{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupt_metadata_or_state_falls_back_to_the_previous_checkpoint_on_file() {
+    corruption_falls_back("file").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupt_metadata_or_state_falls_back_to_the_previous_checkpoint_on_s3() {
+    corruption_falls_back("s3").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn savepoint_at_parallelism_2_restores_at_3_and_at_1_with_identical_results() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some((storage_uri, ep)) = backend("s3", "rescale", tmp.path()).await else {
+        return;
+    };
+    let mut job = OrdersJob::new("rescale", storage_uri.clone(), tmp.path().join("out-a"));
+    job.s3_endpoint = ep.clone();
+    job.count = 60_000;
+    job.rate = Some(20_000);
+    job.interval_ms = 200;
+    job.parallelism = 2;
+
+    // Phase 1: run at 2, stop with a savepoint part-way.
+    let plan = weir_runtime::plan_source("rescale.yaml", &job.yaml()).unwrap();
+    let running = start(plan, RunOptions::default()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    running
+        .requests
+        .send(Request::Stop { savepoint: true })
+        .await
+        .unwrap();
+    let Outcome::Stopped {
+        savepoint: Some(sp),
+    } = running.wait().await.unwrap()
+    else {
+        panic!("no savepoint")
+    };
+    assert!(sp.contains("/savepoints/sp-"), "{sp}");
+    let partial = common::read_output(&job.out_dir).0.len();
+    assert!(
+        partial > 0 && partial < job.oracle().len(),
+        "savepoint should be part-way: {partial} rows"
+    );
+
+    // Two branches from the same savepoint, each with a copy of the output so far.
+    let out_b = tmp.path().join("out-b");
+    std::fs::create_dir_all(&out_b).unwrap();
+    for e in std::fs::read_dir(&job.out_dir).unwrap().flatten() {
+        if e.path().is_file() {
+            std::fs::copy(e.path(), out_b.join(e.file_name())).unwrap();
+        }
+    }
+    for (p, out) in [(3u32, job.out_dir.clone()), (1, out_b)] {
+        let mut branch = job.clone();
+        branch.out_dir = out;
+        branch.rate = None;
+        let opts = RunOptions {
+            parallelism: Some(p),
+            restore_from: Some(sp.clone()),
+            checkpoint_dir: Some(format!("{storage_uri}-p{p}")),
+            ..RunOptions::default()
+        };
+        assert_eq!(run_job(&branch, opts).await.unwrap(), Outcome::Finished);
+        assert_matches_oracle(&branch, &format!("restored at parallelism {p}"));
+    }
+    let a = common::read_output(&job.out_dir).0;
+    let b = common::read_output(&tmp.path().join("out-b")).0;
+    assert_eq!(a, b, "parallelism 3 and 1 disagree");
+}

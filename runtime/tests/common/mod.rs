@@ -1,0 +1,296 @@
+//! Shared test harness: the local S3 server, an oracle computed independently of the engine,
+//! output readers, and a runner for the `weir-runtime` binary.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)] // test helpers: a panic is the failure report
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use weir_runtime::storage::Storage;
+
+/// The local S3 endpoint, or `None` after printing one SKIPPED line. With `WEIR_REQUIRE_S3=1`
+/// (set by `tests/run-all.sh` and CI) a missing endpoint fails instead.
+pub fn s3_endpoint(test: &str) -> Option<String> {
+    match std::env::var("WEIR_S3_ENDPOINT") {
+        Ok(e) if !e.is_empty() => Some(e),
+        _ => {
+            assert!(
+                std::env::var("WEIR_REQUIRE_S3").is_err(),
+                "{test}: WEIR_REQUIRE_S3 is set but WEIR_S3_ENDPOINT is not; start it with tests/s3.sh start"
+            );
+            println!(
+                "SKIPPED {test}: WEIR_S3_ENDPOINT is not set (run tests/s3.sh start, or tests/run-all.sh)"
+            );
+            None
+        }
+    }
+}
+
+/// Credentials for the local S3 server; the same values `tests/run-all.sh` exports, passed
+/// explicitly to child processes.
+pub fn s3_env() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("AWS_ACCESS_KEY_ID", "weir-test"),
+        ("AWS_SECRET_ACCESS_KEY", "weir-test"),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+    ]
+}
+
+/// A fresh bucket per test run, so runs never collide.
+pub async fn fresh_bucket(endpoint: &str, test: &str) -> String {
+    assert!(
+        std::env::var("AWS_ACCESS_KEY_ID").is_ok(),
+        "S3 tests need AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY for the local server; tests/run-all.sh exports them"
+    );
+    let bucket = format!("weir-{}-{}", test.replace('_', "-"), unique());
+    let spec = weir_crds::S3Spec {
+        endpoint: Some(endpoint.to_string()),
+        region: Some("us-east-1".into()),
+        path_style: Some(true),
+    };
+    match Storage::open(&format!("s3://{bucket}"), &spec)
+        .await
+        .unwrap()
+    {
+        Storage::S3(s) => s.create_bucket_if_missing().await.unwrap(),
+        Storage::File(_) => unreachable!(),
+    }
+    bucket
+}
+
+/// A short unique suffix.
+pub fn unique() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!(
+        "{:x}{}{}",
+        (t % 0xffff_ffff) as u64,
+        std::process::id() % 1000,
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Parameters of the standard orders job used by the end-to-end tests.
+#[derive(Clone, Debug)]
+pub struct OrdersJob {
+    pub name: String,
+    pub count: u64,
+    pub rate: Option<u64>,
+    pub parallelism: u32,
+    pub interval_ms: u64,
+    pub storage: String,
+    pub s3_endpoint: Option<String>,
+    pub out_dir: PathBuf,
+    pub stores: u64,
+    pub window_ms: i64,
+    pub retained: u32,
+}
+
+/// Window results keyed by (store, window start ms): (orders, sales, min, max).
+pub type WindowRows = BTreeMap<(String, i64), (i64, i64, i64, i64)>;
+
+pub const SEED: u64 = 20_261_121;
+pub const START: &str = "2026-01-01T00:00:00Z";
+pub const START_MS: i64 = 1_767_225_600_000;
+
+impl OrdersJob {
+    pub fn new(name: &str, storage: String, out_dir: PathBuf) -> Self {
+        Self {
+            name: name.to_string(),
+            count: 40_000,
+            rate: None,
+            parallelism: 2,
+            interval_ms: 100,
+            storage,
+            s3_endpoint: None,
+            out_dir,
+            stores: 7,
+            window_ms: 1000,
+            retained: 3,
+        }
+    }
+
+    pub fn yaml(&self) -> String {
+        let rate = self
+            .rate
+            .map(|r| format!("    rate: {r}\n"))
+            .unwrap_or_default();
+        let s3 = self
+            .s3_endpoint
+            .as_ref()
+            .map(|e| format!("  s3: {{endpoint: \"{e}\", region: us-east-1, pathStyle: true}}\n"))
+            .unwrap_or_default();
+        format!(
+            "name: {name}
+parallelism: {p}
+checkpoint:
+  interval: {interval}ms
+  timeout: 30s
+  storage: \"{storage}\"
+  retained: {retained}
+{s3}source:
+  datagen:
+    seed: {SEED}
+    count: {count}
+{rate}    splits: 6
+    batchSize: 500
+    fields:
+      order_id: sequence
+      store_id: {{key: {{cardinality: {stores}, prefix: s-}}}}
+      amount: {{uniform: {{min: -50, max: 500}}}}
+      ts: {{eventTime: {{start: \"{START}\", step: 1ms, disorder: 200ms}}}}
+  schema:
+    - {{name: order_id, type: int64}}
+    - {{name: store_id, type: string}}
+    - {{name: amount, type: int64}}
+    - {{name: ts, type: timestamp}}
+  eventTime: {{field: ts, maxOutOfOrderness: 500ms}}
+transforms:
+  - filter: amount > 0
+  - window:
+      tumbling: {window}ms
+      keyBy: [store_id]
+      aggregates: {{orders: count(*), sales: sum(amount), smallest: min(amount), biggest: max(amount)}}
+sinks:
+  - file: {{path: \"{out}\"}}
+",
+            name = self.name,
+            p = self.parallelism,
+            interval = self.interval_ms,
+            storage = self.storage,
+            retained = self.retained,
+            count = self.count,
+            stores = self.stores,
+            window = self.window_ms,
+            out = self.out_dir.display(),
+        )
+    }
+
+    pub fn write(&self, dir: &Path) -> PathBuf {
+        let p = dir.join(format!("{}.yaml", self.name));
+        std::fs::write(&p, self.yaml()).unwrap();
+        p
+    }
+
+    /// The expected output, computed without the engine: the generator's definition of
+    /// record `i` (SplitMix64 of seed and index, re-implemented here), filtered and summed in
+    /// plain Rust. Rows are `(store, window_start_ms, orders, sales, min, max)`.
+    pub fn oracle(&self) -> WindowRows {
+        let mut out = WindowRows::new();
+        for i in 0..self.count {
+            let store = format!("s-{}", rnd(1, i) % self.stores);
+            let amount = -50 + (rnd(2, i) % 551) as i64;
+            let ts = START_MS + i as i64 - (rnd(3, i) % 200) as i64;
+            if amount <= 0 {
+                continue;
+            }
+            let w = ts - ts.rem_euclid(self.window_ms);
+            let e = out.entry((store, w)).or_insert((0, 0, i64::MAX, i64::MIN));
+            e.0 += 1;
+            e.1 += amount;
+            e.2 = e.2.min(amount);
+            e.3 = e.3.max(amount);
+        }
+        out
+    }
+}
+
+fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+fn rnd(field: u64, i: u64) -> u64 {
+    mix(SEED ^ mix(field << 48 ^ i))
+}
+
+/// Every committed output row of a file sink directory, as a multiset keyed like the oracle.
+/// Duplicates are reported, not merged.
+pub fn read_output(dir: &Path) -> (WindowRows, Vec<String>) {
+    let mut rows = BTreeMap::new();
+    let mut dups = Vec::new();
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return (rows, dups);
+    };
+    let mut files: Vec<PathBuf> = rd
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+        .collect();
+    files.sort();
+    for f in files {
+        for line in std::fs::read_to_string(&f).unwrap().lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            let store = v["store_id"].as_str().unwrap().to_string();
+            let ws = v["window_start"].as_str().unwrap();
+            let ws = parse_ts(ws);
+            let row = (
+                v["orders"].as_i64().unwrap(),
+                v["sales"].as_i64().unwrap(),
+                v["smallest"].as_i64().unwrap(),
+                v["biggest"].as_i64().unwrap(),
+            );
+            if rows.insert((store.clone(), ws), row).is_some() {
+                dups.push(format!("{store}@{ws} in {}", f.display()));
+            }
+        }
+    }
+    (rows, dups)
+}
+
+/// `2026-01-01T00:00:01` (as arrow-json writes millisecond timestamps) -> epoch ms.
+pub fn parse_ts(s: &str) -> i64 {
+    weir_runtime::schema::parse_timestamp_millis(&format!("{}Z", s.trim_end_matches('Z'))).unwrap()
+}
+
+/// Compare output with the oracle; panic with the first differences.
+pub fn assert_matches_oracle(job: &OrdersJob, context: &str) {
+    let expected = job.oracle();
+    let (got, dups) = read_output(&job.out_dir);
+    assert!(dups.is_empty(), "{context}: duplicate rows: {dups:?}");
+    let missing: Vec<_> = expected
+        .iter()
+        .filter(|(k, v)| got.get(*k) != Some(*v))
+        .take(5)
+        .collect();
+    let extra: Vec<_> = got
+        .iter()
+        .filter(|(k, _)| !expected.contains_key(*k))
+        .take(5)
+        .collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "{context}: output differs from the oracle ({} expected rows, {} got); missing or wrong: {missing:?}; unexpected: {extra:?}",
+        expected.len(),
+        got.len()
+    );
+}
+
+/// Start the runtime binary on a job file.
+pub fn spawn_runtime(job_file: &Path, extra: &[&str], env: &[(&str, &str)], log: &Path) -> Child {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_weir-runtime"));
+    cmd.arg("run")
+        .arg(job_file)
+        .args(["--control-addr", "none"])
+        .args(extra);
+    for (k, v) in s3_env() {
+        cmd.env(k, v);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let logf = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
+    cmd.stdout(Stdio::null()).stderr(Stdio::from(logf));
+    cmd.spawn().unwrap()
+}

@@ -1,0 +1,127 @@
+//! The control API over real HTTP: status, savepoints, metrics, readiness and stop.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::OrdersJob;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use weir_runtime::checkpoint::coordinator::Outcome;
+use weir_runtime::job::{RunOptions, start};
+
+/// Minimal HTTP/1.1 client: enough for a handful of requests, no extra dependency.
+async fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await.unwrap();
+    let text = String::from_utf8_lossy(&buf).to_string();
+    let code = text.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (code, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_savepoint_metrics_and_stop_work_over_http() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut job = OrdersJob::new(
+        "api",
+        format!("file://{}", tmp.path().join("chk").display()),
+        tmp.path().join("out"),
+    );
+    job.count = 10_000_000;
+    job.rate = Some(5_000);
+    job.interval_ms = 100;
+    let plan = weir_runtime::plan_source("api.yaml", &job.yaml()).unwrap();
+    let running = start(
+        plan,
+        RunOptions {
+            control_addr: Some("127.0.0.1:0".parse().unwrap()),
+            ..RunOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let addr = running.control_addr.expect("bound");
+    assert_eq!(http(addr, "GET", "/healthz", "").await.0, 200);
+    assert_eq!(http(addr, "GET", "/readyz", "").await.0, 200);
+
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let (code, body) = http(addr, "GET", "/v1/job", "").await;
+    assert_eq!(code, 200);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["state"], "running");
+    assert_eq!(v["parallelism"], 2);
+    assert!(v["recordsIn"].as_u64().unwrap() > 0, "{v}");
+    assert!(
+        v["lastCheckpoint"]["sizeBytes"].as_u64().unwrap() > 0,
+        "{v}"
+    );
+    assert!(v["lastCheckpoint"]["durationMs"].is_u64(), "{v}");
+    assert!(
+        v["watermarks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w["watermark"].is_i64()),
+        "{v}"
+    );
+    assert_eq!(v["sinks"][0]["guarantee"], "exactly-once", "{v}");
+
+    let (code, body) = http(addr, "POST", "/v1/savepoints", "").await;
+    assert_eq!(code, 202);
+    let id = serde_json::from_str::<serde_json::Value>(&body).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut sp = serde_json::Value::Null;
+    for _ in 0..200 {
+        let (_, b) = http(addr, "GET", &format!("/v1/savepoints/{id}"), "").await;
+        sp = serde_json::from_str(&b).unwrap();
+        if sp["status"] != "pending" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(sp["status"], "completed", "{sp}");
+    let path = sp["path"].as_str().unwrap();
+    assert!(
+        std::path::Path::new(path.trim_start_matches("file://"))
+            .join("_metadata")
+            .exists(),
+        "{path}"
+    );
+    assert_eq!(http(addr, "GET", "/v1/savepoints/nope", "").await.0, 404);
+
+    let (code, metrics) = http(addr, "GET", "/metrics", "").await;
+    assert_eq!(code, 200);
+    for name in [
+        "weir_records_out_total{operator=\"source\"}",
+        "weir_checkpoint_duration_seconds_bucket",
+        "weir_checkpoint_size_bytes",
+        "weir_alignment_milliseconds_total",
+        "weir_backpressure_milliseconds_total",
+    ] {
+        assert!(metrics.contains(name), "missing {name} in:\n{metrics}");
+    }
+
+    let (code, _) = http(addr, "POST", "/v1/stop", "{\"savepoint\": true}").await;
+    assert_eq!(code, 202);
+    let outcome = tokio::time::timeout(Duration::from_secs(20), running.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    let Outcome::Stopped { savepoint: Some(p) } = outcome else {
+        panic!("expected a stop with savepoint, got {outcome:?}")
+    };
+    assert!(p.contains("savepoints/sp-"), "{p}");
+}
