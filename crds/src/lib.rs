@@ -6,7 +6,7 @@
 //! bad file fails before anything runs, with errors that name the field and its line:
 //!
 //! ```
-//! let err = weir_crds::load_job("job.yaml", "source: {}\nsinks: []\nbogus: 1\n").unwrap_err();
+//! let err = weir_crds::load_job("job.yaml", "bogus: 1\n").unwrap_err();
 //! assert!(err.to_string().contains("bogus"));
 //! ```
 
