@@ -19,6 +19,25 @@ fn next(state: &mut u64) -> u64 {
     *state
 }
 
+/// Wait for the process to exit; past `limit`, kill it and fail with `why`.
+fn wait_exit(
+    mut child: std::process::Child,
+    limit: Duration,
+    why: &str,
+) -> std::process::ExitStatus {
+    let t = Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        if t.elapsed() > limit {
+            let _ = child.kill();
+            panic!("{why} within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 #[test]
 fn kill_dash_nine_at_random_moments_never_loses_or_doubles_a_window() {
     let Some(ep) = s3_endpoint("fault_injection") else {
@@ -61,19 +80,12 @@ fn kill_dash_nine_at_random_moments_never_loses_or_doubles_a_window() {
         let use_point = point_hits.len() < 6 && (random_kills >= 20 || runs % 4 == 0);
         if use_point {
             let p = points[point_hits.len() % points.len()];
-            let mut child =
-                spawn_runtime(&file, &[], &[("WEIR_CRASH_AT", &format!("{p}:0"))], &log);
-            let t = Instant::now();
-            let status = loop {
-                if let Some(s) = child.try_wait().unwrap() {
-                    break s;
-                }
-                assert!(
-                    t.elapsed() < Duration::from_secs(60),
-                    "crash point {p} never reached"
-                );
-                std::thread::sleep(Duration::from_millis(10));
-            };
+            let child = spawn_runtime(&file, &[], &[("WEIR_CRASH_AT", &format!("{p}:0"))], &log);
+            let status = wait_exit(
+                child,
+                Duration::from_secs(60),
+                &format!("crash point {p} never reached"),
+            );
             if status.signal().is_some() {
                 point_hits.push(p);
             } else {
@@ -102,18 +114,8 @@ fn kill_dash_nine_at_random_moments_never_loses_or_doubles_a_window() {
     assert!(point_hits.len() >= 6, "crash points hit: {point_hits:?}");
 
     // Final run: restore and finish.
-    let mut child = spawn_runtime(&file, &[], &[], &log);
-    let t = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(180),
-            "final run did not finish"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let child = spawn_runtime(&file, &[], &[], &log);
+    let status = wait_exit(child, Duration::from_secs(180), "final run did not finish");
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(
         status.success(),

@@ -71,10 +71,12 @@ async fn once_a_successor_claims_its_generation_the_zombie_completes_no_checkpoi
         .await
         .expect("zombie kept running")
         .expect_err("zombie must fail");
+    // Fenced at its next commit; in the narrow race where its generation check passed just
+    // before the claim, its `_metadata` create or its sink commit fails instead.
     assert!(
         matches!(
             err,
-            Error::Fenced { mine: 1, newer: 2 } | Error::Checkpoint { .. }
+            Error::Fenced { mine: 1, newer: 2 } | Error::Checkpoint { .. } | Error::Sink { .. }
         ),
         "unexpected: {err}"
     );

@@ -2,16 +2,16 @@
 //! of event time has passed since the first. A key is forgotten once the watermark passes
 //! `first + ttl`, which bounds state by the key rate times the TTL.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 
 use datafusion::arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
 use datafusion::arrow::compute::filter_record_batch;
 use datafusion::arrow::datatypes::TimestampMillisecondType;
 
-use super::{KeyedState, Operator, OperatorCounters, Output};
+use super::{KeyedState, Operator, OperatorCounters, Output, decode_keyed, encode_keyed};
 use crate::error::{Error, Result};
 use crate::ids::Millis;
-use crate::keys::{KeyCodec, key_group};
+use crate::keys::KeyCodec;
 
 /// The dedup operator of one subtask.
 #[derive(Debug)]
@@ -97,37 +97,16 @@ impl Operator for Dedup {
     }
 
     fn snapshot(&self) -> Result<KeyedState> {
-        let mut groups: BTreeMap<u32, Vec<(&[u8], Millis)>> = BTreeMap::new();
-        for (k, t) in &self.seen {
-            groups
-                .entry(key_group(k, self.max_parallelism))
-                .or_default()
-                .push((k, *t));
-        }
-        groups
-            .into_iter()
-            .map(|(kg, mut e)| {
-                e.sort();
-                postcard::to_stdvec(&e)
-                    .map(|b| (kg, b))
-                    .map_err(|e| Error::State {
-                        operator: "dedup".into(),
-                        message: e.to_string(),
-                    })
-            })
-            .collect()
+        encode_keyed(
+            "dedup",
+            self.max_parallelism,
+            self.seen.iter().map(|(k, t)| (k.as_slice(), *t)),
+        )
     }
 
     fn restore(&mut self, state: KeyedState) -> Result<()> {
-        for (_, bytes) in state {
-            let entries: Vec<(Vec<u8>, Millis)> =
-                postcard::from_bytes(&bytes).map_err(|e| Error::State {
-                    operator: "dedup".into(),
-                    message: e.to_string(),
-                })?;
-            for (k, t) in entries {
-                self.remember(k, t);
-            }
+        for (k, t) in decode_keyed::<Millis>("dedup", state)? {
+            self.remember(k, t);
         }
         Ok(())
     }

@@ -15,8 +15,12 @@ mod tests;
 
 use datafusion::arrow::array::RecordBatch;
 
-use crate::error::Result;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::{Error, Result};
 use crate::ids::Millis;
+use crate::keys::key_group;
 
 /// What an operator emits in one call: results for the next operator, and records for its
 /// side output (late records), if it has one.
@@ -82,4 +86,56 @@ pub trait Operator: Send {
     fn counters(&self) -> OperatorCounters {
         OperatorCounters::default()
     }
+}
+
+/// Encode per-key entries into [`KeyedState`]: grouped by key group, sorted by key within a
+/// group so that equal state encodes to equal bytes.
+///
+/// # Errors
+/// Encoding errors, naming `operator`.
+pub fn encode_keyed<'a, T: Serialize + 'a>(
+    operator: &str,
+    max_parallelism: u32,
+    entries: impl Iterator<Item = (&'a [u8], T)>,
+) -> Result<KeyedState> {
+    let mut groups: std::collections::BTreeMap<u32, Vec<(&[u8], T)>> =
+        std::collections::BTreeMap::new();
+    for (k, v) in entries {
+        groups
+            .entry(key_group(k, max_parallelism))
+            .or_default()
+            .push((k, v));
+    }
+    groups
+        .into_iter()
+        .map(|(kg, mut group)| {
+            group.sort_by(|a, b| a.0.cmp(b.0));
+            postcard::to_stdvec(&group)
+                .map(|b| (kg, b))
+                .map_err(|e| Error::State {
+                    operator: operator.to_string(),
+                    message: e.to_string(),
+                })
+        })
+        .collect()
+}
+
+/// Decode what [`encode_keyed`] wrote, over all the key groups given.
+///
+/// # Errors
+/// Decoding errors, naming `operator`.
+pub fn decode_keyed<T: DeserializeOwned>(
+    operator: &str,
+    state: KeyedState,
+) -> Result<Vec<(Vec<u8>, T)>> {
+    let mut out = Vec::new();
+    for (kg, bytes) in state {
+        let entries: Vec<(Vec<u8>, T)> =
+            postcard::from_bytes(&bytes).map_err(|e| Error::State {
+                operator: operator.to_string(),
+                message: format!("key group {kg}: {e}"),
+            })?;
+        out.extend(entries);
+    }
+    Ok(out)
 }

@@ -26,11 +26,11 @@ use datafusion::arrow::row::{RowConverter, SortField};
 use serde::{Deserialize, Serialize};
 use weir_crds::AggregateFn;
 
-use super::{KeyedState, Operator, OperatorCounters, Output};
+use super::{KeyedState, Operator, OperatorCounters, Output, decode_keyed, encode_keyed};
 use crate::error::{Error, Result};
 use crate::expr::CompiledExpr;
 use crate::ids::Millis;
-use crate::keys::{KeyCodec, key_group};
+use crate::keys::KeyCodec;
 
 /// Window geometry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -496,40 +496,19 @@ impl Operator for WindowOperator {
     }
 
     fn snapshot(&self) -> Result<KeyedState> {
-        let mut groups: BTreeMap<u32, Vec<(&[u8], &KeyWindows)>> = BTreeMap::new();
-        for (k, w) in &self.state {
-            groups
-                .entry(key_group(k, self.max_parallelism))
-                .or_default()
-                .push((k.as_slice(), w));
-        }
-        groups
-            .into_iter()
-            .map(|(kg, mut entries)| {
-                entries.sort_by(|a, b| a.0.cmp(b.0));
-                postcard::to_stdvec(&entries)
-                    .map(|b| (kg, b))
-                    .map_err(|e| Error::State {
-                        operator: "window".into(),
-                        message: e.to_string(),
-                    })
-            })
-            .collect()
+        encode_keyed(
+            "window",
+            self.max_parallelism,
+            self.state.iter().map(|(k, w)| (k.as_slice(), w)),
+        )
     }
 
     fn restore(&mut self, state: KeyedState) -> Result<()> {
-        for (_, bytes) in state {
-            let entries: Vec<(Vec<u8>, KeyWindows)> =
-                postcard::from_bytes(&bytes).map_err(|e| Error::State {
-                    operator: "window".into(),
-                    message: e.to_string(),
-                })?;
-            for (key, windows) in entries {
-                for (start, w) in &windows {
-                    self.timers.insert((w.end, *start, key.clone()));
-                }
-                self.state.insert(key, windows);
+        for (key, windows) in decode_keyed::<KeyWindows>("window", state)? {
+            for (start, w) in &windows {
+                self.timers.insert((w.end, *start, key.clone()));
             }
+            self.state.insert(key, windows);
         }
         Ok(())
     }

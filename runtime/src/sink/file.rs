@@ -45,6 +45,18 @@ struct FileCommittable {
     file: String,
 }
 
+/// Parse committables, skipping `null` (a transaction that received no records).
+fn parse(dir: &Path, committables: Vec<Committable>) -> Result<Vec<FileCommittable>> {
+    committables
+        .into_iter()
+        .filter(|c| !c.is_null())
+        .map(|c| {
+            serde_json::from_value(c)
+                .map_err(|e| err(dir, format!("unreadable committable in checkpoint: {e}")))
+        })
+        .collect()
+}
+
 fn err(dir: &Path, message: String) -> Error {
     Error::Sink {
         sink: format!("file {}", dir.display()),
@@ -122,12 +134,7 @@ impl TwoPhaseCommitSink for FileSink {
 
     fn commit(&mut self, committables: Vec<Committable>) -> BoxFuture<'_, Result<()>> {
         Box::pin(async move {
-            for c in committables {
-                if c.is_null() {
-                    continue;
-                }
-                let c: FileCommittable = serde_json::from_value(c)
-                    .map_err(|e| err(&self.dir, format!("bad committable: {e}")))?;
+            for c in parse(&self.dir, committables)? {
                 commit_one(&self.dir, &c)?;
             }
             Ok(())
@@ -168,12 +175,7 @@ impl SinkConnector for FileSinkConnector {
     fn recover_and_commit(&self, committables: Vec<Committable>) -> BoxFuture<'_, Result<()>> {
         Box::pin(async move {
             let mut keep = Vec::new();
-            for c in committables {
-                if c.is_null() {
-                    continue;
-                }
-                let c: FileCommittable = serde_json::from_value(c)
-                    .map_err(|e| err(&self.dir, format!("bad committable in checkpoint: {e}")))?;
+            for c in parse(&self.dir, committables)? {
                 commit_one(&self.dir, &c)?;
                 keep.push(c.file);
             }
