@@ -231,6 +231,31 @@ async fn corruption_falls_back(kind: &str) {
         text.contains(&format!("checkpoint={before}")),
         "restore did not use checkpoint {before}:\n{text}"
     );
+
+    // With every completed checkpoint corrupt, the job refuses to start from nothing.
+    // (Listed again: the restarted runtime may have completed one more before it was killed.)
+    let now: Vec<u64> = restore::list(&storage, &layout, &job_id)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|(_, d)| *d)
+        .map(|(i, _)| i.0)
+        .collect();
+    for id in &now {
+        let key = format!("{}_metadata", dir(*id));
+        if let Some(bytes) = storage.get(&key).await.unwrap() {
+            storage
+                .put(&key, bytes.slice(..bytes.len() - 1))
+                .await
+                .unwrap();
+        }
+    }
+    let plan = weir_runtime::plan_source("corrupt.yaml", &job.yaml()).unwrap();
+    let err = match start(plan, RunOptions::default()).await {
+        Ok(_) => panic!("must refuse to start when every checkpoint is corrupt"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("refusing to start from nothing"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
