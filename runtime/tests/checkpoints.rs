@@ -139,6 +139,16 @@ async fn run_then_stop(job: &OrdersJob, opts: RunOptions, min_checkpoints: u64) 
     running.wait().await.unwrap()
 }
 
+async fn completed_ids(storage: &Storage, layout: &Layout, job_id: &str) -> Vec<u64> {
+    restore::list(storage, layout, job_id)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|(_, done)| *done)
+        .map(|(id, _)| id.0)
+        .collect()
+}
+
 async fn corruption_falls_back(kind: &str) {
     let tmp = tempfile::tempdir().unwrap();
     let Some((storage_uri, ep)) = backend(kind, "corruption", tmp.path()).await else {
@@ -161,13 +171,7 @@ async fn corruption_falls_back(kind: &str) {
         .unwrap()
         .unwrap()
         .job_id;
-    let completed: Vec<u64> = restore::list(&storage, &layout, &job_id)
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|(_, d)| *d)
-        .map(|(i, _)| i.0)
-        .collect();
+    let completed = completed_ids(&storage, &layout, &job_id).await;
     assert!(completed.len() >= 3, "{completed:?}");
     let n = completed[completed.len() - 1];
     let prev = completed[completed.len() - 2];
@@ -234,13 +238,7 @@ async fn corruption_falls_back(kind: &str) {
 
     // With every completed checkpoint corrupt, the job refuses to start from nothing.
     // (Listed again: the restarted runtime may have completed one more before it was killed.)
-    let now: Vec<u64> = restore::list(&storage, &layout, &job_id)
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|(_, d)| *d)
-        .map(|(i, _)| i.0)
-        .collect();
+    let now = completed_ids(&storage, &layout, &job_id).await;
     for id in &now {
         let key = format!("{}_metadata", dir(*id));
         if let Some(bytes) = storage.get(&key).await.unwrap() {

@@ -1,0 +1,10 @@
+# Entry points a newcomer needs; the scripts hold the logic.
+.PHONY: test quickstart
+
+# Install and start the local S3 server, then fmt --check, clippy -D warnings and every test.
+test:
+	tests/run-all.sh
+
+# Build the runtime in release mode and run the quickstart job.
+quickstart:
+	cargo run --release -p weir-runtime -- run examples/quickstart.yaml
