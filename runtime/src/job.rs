@@ -140,18 +140,6 @@ async fn choose_restore(
     if let Some(r) = restore::newest(storage, layout, &prev.job_id).await? {
         return Ok((Some(r), prev.job_id));
     }
-    let completed = restore::list(storage, layout, &prev.job_id)
-        .await?
-        .values()
-        .filter(|done| **done)
-        .count();
-    if completed > 0 {
-        // Starting empty would replay input whose results sinks already committed.
-        return Err(Error::Restore(format!(
-            "all {completed} completed checkpoints under {} failed verification (errors above); refusing to start from nothing, which would repeat committed output. Start with --restore-from <checkpoint or savepoint URI>",
-            storage.uri(&layout.checkpoints(&prev.job_id))
-        )));
-    }
     if let Some(uri) = &prev.restored_from {
         tracing::info!(from = %uri, "no completed checkpoint in the current lineage; restoring what it started from");
         let r = restore::from_uri(uri, s3).await?;

@@ -326,14 +326,7 @@ impl TaskCore {
             operators: Vec::new(),
         };
         for (id, op) in &self.ops {
-            if let Ok(keyed) = op.snapshot() {
-                state.operators.push((id.clone(), keyed));
-            } else {
-                return Err(Error::State {
-                    operator: id.clone(),
-                    message: "snapshot failed".into(),
-                });
-            }
+            state.operators.push((id.clone(), op.snapshot()?));
         }
         let subtask = self.id.subtask;
         let mut committables = Vec::new();

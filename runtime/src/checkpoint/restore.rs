@@ -127,13 +127,21 @@ pub async fn list(
 }
 
 /// The newest completed checkpoint of `job_id` that verifies, skipping (and logging) corrupt
-/// ones. `Ok(None)` when there is none.
+/// ones. `Ok(None)` when the lineage has no completed checkpoint.
 ///
 /// # Errors
-/// Storage errors (a corrupt checkpoint is not an error; an unreachable store is).
+/// Storage errors (one corrupt checkpoint is not an error; an unreachable store is), and
+/// [`Error::Restore`] when completed checkpoints exist but every one is corrupt: starting
+/// empty then would replay input whose results sinks already committed.
 pub async fn newest(storage: &Storage, layout: &Layout, job_id: &str) -> Result<Option<Restored>> {
     let dirs = list(storage, layout, job_id).await?;
-    for (id, _) in dirs.iter().rev().filter(|(_, done)| **done) {
+    let completed: Vec<CheckpointId> = dirs
+        .iter()
+        .rev()
+        .filter(|(_, done)| **done)
+        .map(|(id, _)| *id)
+        .collect();
+    for id in &completed {
         match load(storage, &layout.checkpoint_dir(job_id, *id)).await {
             Ok(r) => return Ok(Some(r)),
             Err(Error::Restore(msg)) => {
@@ -142,7 +150,14 @@ pub async fn newest(storage: &Storage, layout: &Layout, job_id: &str) -> Result<
             Err(e) => return Err(e),
         }
     }
-    Ok(None)
+    if completed.is_empty() {
+        return Ok(None);
+    }
+    Err(Error::Restore(format!(
+        "all {} completed checkpoints under {} failed verification (errors above); refusing to start from nothing, which would repeat committed output. Start with --restore-from <checkpoint or savepoint URI>",
+        completed.len(),
+        storage.uri(&layout.checkpoints(job_id))
+    )))
 }
 
 /// Load from a checkpoint or savepoint URI (`file://…/chk-7`, `s3://…/sp-7-abc`).

@@ -51,8 +51,7 @@ fn parse(dir: &Path, committables: Vec<Committable>) -> Result<Vec<FileCommittab
         .into_iter()
         .filter(|c| !c.is_null())
         .map(|c| {
-            serde_json::from_value(c)
-                .map_err(|e| err(dir, format!("unreadable committable in checkpoint: {e}")))
+            serde_json::from_value(c).map_err(|e| err(dir, format!("unreadable committable: {e}")))
         })
         .collect()
 }
