@@ -391,11 +391,21 @@ impl Coordinator {
         }
         let up = self.up.clone();
         let retained = self.cfg.retained;
-        tokio::spawn(async move {
+        let retention = async move {
             if let Err(e) = apply_retention(&up, retained).await {
                 tracing::warn!(error = %e, "retention cleanup failed; will retry after the next checkpoint");
             }
-        });
+        };
+        if matches!(
+            p.barrier.kind,
+            BarrierKind::Final | BarrierKind::Stop { .. }
+        ) {
+            // The job ends after this one: a spawned cleanup would race the exit and leave
+            // more than `retained` checkpoints behind.
+            retention.await;
+        } else {
+            tokio::spawn(retention);
+        }
         Ok(true)
     }
 
