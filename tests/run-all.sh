@@ -1,16 +1,27 @@
 #!/usr/bin/env bash
-# The one test command: installs and starts what the tests need (a local S3 server on
-# 127.0.0.1), then runs formatting, lints and every test. Stops the server on exit.
+# The one test command: installs and starts what the tests need on 127.0.0.1 (a local S3
+# server, a Kafka-protocol broker, ClickHouse with ZooKeeper), then runs formatting, lints
+# and every test. Stops all three on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s (%ss)\n' "$1" "$SECONDS"; }
 
+# Set before the first start, so a server that did start is stopped when a later one fails.
+trap 'tests/clickhouse.sh stop || true; tests/kafka.sh stop || true; tests/s3.sh stop || true' EXIT
+
 step "local S3 server"
 endpoint=$(tests/s3.sh start)
-trap 'tests/s3.sh stop' EXIT
 export WEIR_S3_ENDPOINT="$endpoint" WEIR_REQUIRE_S3=1
 export AWS_ACCESS_KEY_ID=weir-test AWS_SECRET_ACCESS_KEY=weir-test AWS_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true
+
+step "local Kafka broker (nisshi)"
+bootstrap=$(tests/kafka.sh start)
+export WEIR_KAFKA_BOOTSTRAP="$bootstrap" WEIR_REQUIRE_KAFKA=1
+
+step "local ClickHouse + ZooKeeper"
+clickhouse_url=$(tests/clickhouse.sh start)
+export WEIR_CLICKHOUSE_URL="$clickhouse_url" WEIR_REQUIRE_CLICKHOUSE=1
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

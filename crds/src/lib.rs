@@ -10,14 +10,19 @@
 //! assert!(err.to_string().contains("bogus"));
 //! ```
 
+pub mod connectors;
 pub mod duration;
 pub mod locate;
 pub mod pipeline;
 pub mod validate;
 
+pub use connectors::*;
 pub use duration::Duration;
 pub use pipeline::*;
-pub use validate::{AggregateFn, FieldError, JobErrors, load_job, parse_aggregate, validate};
+pub use validate::{
+    AggregateFn, FieldError, JobErrors, KAFKA_RAW_COLUMNS, load_job, parse_aggregate,
+    parse_timestamp_ms, validate,
+};
 
 #[cfg(test)]
 mod tests;

@@ -9,6 +9,7 @@ use indexmap::IndexMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::connectors::{ClickHouseSinkSpec, KafkaSinkSpec, KafkaSourceSpec};
 use crate::duration::Duration;
 
 /// A whole job as run locally: the pipeline plus its execution settings.
@@ -196,6 +197,9 @@ pub struct SourceSpec {
     /// JSON lines from a file.
     #[serde(default)]
     pub file: Option<FileSourceSpec>,
+    /// A Kafka topic.
+    #[serde(default)]
+    pub kafka: Option<KafkaSourceSpec>,
     /// Record fields, in order.
     pub schema: Vec<FieldSpec>,
     /// Which field carries event time, and how late records may arrive.
@@ -439,6 +443,11 @@ pub enum SinkSpec {
     Blackhole {},
     /// JSON lines files, exactly-once: written pending, renamed when the checkpoint completes.
     File(FileSinkSpec),
+    /// A Kafka topic; exactly-once through Kafka transactions.
+    Kafka(KafkaSinkSpec),
+    /// A ClickHouse table over HTTP; exactly-once through write-ahead, deduplicated inserts.
+    #[serde(rename = "clickhouse")]
+    ClickHouse(ClickHouseSinkSpec),
 }
 
 /// File sink settings.

@@ -6,9 +6,11 @@
 
 use std::fmt;
 
+use crate::connectors::{ClickHouseMode, Delivery, KafkaFormat, KafkaSourceSpec, StartingOffsets};
 use crate::locate::LineIndex;
 use crate::pipeline::{
-    DatagenSpec, FieldGenerator, FieldType, JobFile, SourceSpec, Transform, WindowSpec,
+    CheckpointSpec, DatagenSpec, DecodeErrorPolicy, FieldGenerator, FieldType, JobFile, LatePolicy,
+    SinkSpec, SourceSpec, Transform, WindowSpec,
 };
 
 /// One problem in a job file: where and what.
@@ -213,20 +215,232 @@ pub fn validate(job: &JobFile) -> Vec<FieldError> {
     if job.pipeline.sinks.is_empty() {
         errs.push(FieldError::new("sinks", "needs at least one sink"));
     }
+    for (i, s) in job.pipeline.sinks.iter().enumerate() {
+        validate_sink(&format!("sinks[{i}]"), s, c, &mut errs);
+    }
+    for (i, t) in job.pipeline.transforms.iter().enumerate() {
+        if let Transform::Window(w) = t
+            && let LatePolicy::SideOutput(s) = &w.late_records
+        {
+            let path = format!("transforms[{i}].window.lateRecords.sideOutput");
+            validate_sink(&path, s, c, &mut errs);
+        }
+    }
+    if let DecodeErrorPolicy::SideOutput(s) = &job.pipeline.source.on_decode_error {
+        validate_sink("source.onDecodeError.sideOutput", s, c, &mut errs);
+    }
     errs
 }
 
-fn validate_source(src: &SourceSpec, errs: &mut Vec<FieldError>) {
-    match (&src.datagen, &src.file) {
-        (Some(_), Some(_)) => errs.push(FieldError::new(
-            "source",
-            "give exactly one of datagen, file; found both",
+/// Columns of a `format: raw` Kafka source, in order.
+pub const KAFKA_RAW_COLUMNS: [(&str, FieldType); 6] = [
+    ("key", FieldType::String),
+    ("value", FieldType::String),
+    ("headers", FieldType::String),
+    ("timestamp", FieldType::Timestamp),
+    ("partition", FieldType::Int64),
+    ("offset", FieldType::Int64),
+];
+
+fn validate_kafka_source(k: &KafkaSourceSpec, src: &SourceSpec, errs: &mut Vec<FieldError>) {
+    let base = "source.kafka";
+    if k.bootstrap_servers.trim().is_empty() {
+        errs.push(FieldError::new(
+            format!("{base}.bootstrapServers"),
+            "is empty",
+        ));
+    }
+    if k.topic.trim().is_empty() {
+        errs.push(FieldError::new(format!("{base}.topic"), "is empty"));
+    }
+    if k.max_batch_size == 0 {
+        errs.push(FieldError::new(
+            format!("{base}.maxBatchSize"),
+            "must be at least 1",
+        ));
+    }
+    match (k.starting_offsets, &k.starting_timestamp) {
+        (StartingOffsets::Timestamp, None) => errs.push(FieldError::new(
+            format!("{base}.startingTimestamp"),
+            "is required with startingOffsets: timestamp",
         )),
-        (None, None) => errs.push(FieldError::new(
-            "source",
-            "give exactly one of datagen, file; found neither",
+        (StartingOffsets::Timestamp, Some(t)) => {
+            if let Err(e) = parse_timestamp_ms(t) {
+                errs.push(FieldError::new(format!("{base}.startingTimestamp"), e));
+            }
+        }
+        (_, Some(_)) => errs.push(FieldError::new(
+            format!("{base}.startingTimestamp"),
+            "is only used with startingOffsets: timestamp",
         )),
+        (_, None) => {}
+    }
+    if let Some(tf) = &k.timestamp_field {
+        match src.schema.iter().find(|f| &f.name == tf) {
+            Some(f) if f.data_type == FieldType::Timestamp => {}
+            Some(f) => errs.push(FieldError::new(
+                format!("{base}.timestampField"),
+                format!(
+                    "`{tf}` has type {:?}; it must be a timestamp field",
+                    f.data_type
+                ),
+            )),
+            None => errs.push(FieldError::new(
+                format!("{base}.timestampField"),
+                format!("`{tf}` is not in source.schema ({})", field_names(src)),
+            )),
+        }
+    }
+    if k.format == KafkaFormat::Raw {
+        let want: Vec<(&str, FieldType)> = KAFKA_RAW_COLUMNS.to_vec();
+        let got: Vec<(&str, FieldType)> = src
+            .schema
+            .iter()
+            .map(|f| (f.name.as_str(), f.data_type))
+            .collect();
+        if got != want {
+            errs.push(FieldError::new(
+                "source.schema",
+                format!(
+                    "format: raw needs exactly these fields in order: {}",
+                    want.iter()
+                        .map(|(n, t)| format!("{n} ({t:?})"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
+        }
+    }
+}
+
+/// Epoch milliseconds from RFC 3339 text or a plain integer.
+///
+/// # Errors
+/// A message saying what was expected.
+pub fn parse_timestamp_ms(s: &str) -> Result<i64, String> {
+    if let Ok(ms) = s.trim().parse::<i64>() {
+        return Ok(ms);
+    }
+    chrono::DateTime::parse_from_rfc3339(s.trim())
+        .map(|t| t.timestamp_millis())
+        .map_err(|e| format!("`{s}` is neither RFC 3339 time nor epoch milliseconds ({e})"))
+}
+
+fn validate_sink(path: &str, sink: &SinkSpec, c: &CheckpointSpec, errs: &mut Vec<FieldError>) {
+    match sink {
+        SinkSpec::Kafka(k) => {
+            if k.bootstrap_servers.trim().is_empty() {
+                errs.push(FieldError::new(
+                    format!("{path}.kafka.bootstrapServers"),
+                    "is empty",
+                ));
+            }
+            if k.topic.trim().is_empty() {
+                errs.push(FieldError::new(format!("{path}.kafka.topic"), "is empty"));
+            }
+            let delivery = k.delivery.unwrap_or(if c.exactly_once {
+                Delivery::ExactlyOnce
+            } else {
+                Delivery::AtLeastOnce
+            });
+            if delivery == Delivery::ExactlyOnce {
+                match &k.transactional_id_prefix {
+                    None => errs.push(FieldError::new(
+                        format!("{path}.kafka.transactionalIdPrefix"),
+                        "is required for delivery: exactly-once (unique per job in the cluster)",
+                    )),
+                    Some(p) if p.trim().is_empty() => errs.push(FieldError::new(
+                        format!("{path}.kafka.transactionalIdPrefix"),
+                        "is empty",
+                    )),
+                    Some(_) => {}
+                }
+                if k.transaction_pool_size < 2 {
+                    errs.push(FieldError::new(
+                        format!("{path}.kafka.transactionPoolSize"),
+                        "must be at least 2 (one transaction commits while the next writes)",
+                    ));
+                }
+                let needed = c.timeout.get() + k.restart_budget.get();
+                if k.transaction_timeout.get() < needed {
+                    errs.push(FieldError::new(
+                        format!("{path}.kafka.transactionTimeout"),
+                        format!(
+                            "{} is shorter than checkpoint.timeout {} plus restartBudget {}: \
+                             the broker could abort a transaction a completed checkpoint \
+                             promised; raise transactionTimeout (and the broker's \
+                             transaction.max.timeout.ms) to at least {}s, or lower \
+                             checkpoint.timeout or restartBudget",
+                            k.transaction_timeout,
+                            c.timeout,
+                            k.restart_budget,
+                            needed.as_secs()
+                        ),
+                    ));
+                }
+            }
+        }
+        SinkSpec::ClickHouse(ch) => {
+            if !(ch.url.starts_with("http://") || ch.url.starts_with("https://")) {
+                errs.push(FieldError::new(
+                    format!("{path}.clickhouse.url"),
+                    format!("`{}` is not an http:// or https:// URL", ch.url),
+                ));
+            }
+            if ch.table.trim().is_empty() {
+                errs.push(FieldError::new(
+                    format!("{path}.clickhouse.table"),
+                    "is empty",
+                ));
+            }
+            if ch.block_rows == 0 {
+                errs.push(FieldError::new(
+                    format!("{path}.clickhouse.blockRows"),
+                    "must be at least 1",
+                ));
+            }
+            if ch.initial_backoff.get().is_zero() || ch.max_backoff < ch.initial_backoff {
+                errs.push(FieldError::new(
+                    format!("{path}.clickhouse.maxBackoff"),
+                    "initialBackoff must be > 0 and maxBackoff >= initialBackoff",
+                ));
+            }
+            if ch.mode == ClickHouseMode::WriteAhead && !c.exactly_once {
+                errs.push(FieldError::new(
+                    format!("{path}.clickhouse.mode"),
+                    "writeAhead needs checkpoint.exactlyOnce: true; use mode: replacing",
+                ));
+            }
+        }
         _ => {}
+    }
+}
+
+fn validate_source(src: &SourceSpec, errs: &mut Vec<FieldError>) {
+    let given: Vec<&str> = [
+        ("datagen", src.datagen.is_some()),
+        ("file", src.file.is_some()),
+        ("kafka", src.kafka.is_some()),
+    ]
+    .iter()
+    .filter(|(_, on)| *on)
+    .map(|(n, _)| *n)
+    .collect();
+    if given.len() != 1 {
+        errs.push(FieldError::new(
+            "source",
+            format!(
+                "give exactly one of datagen, file, kafka; found {}",
+                if given.is_empty() {
+                    "none".to_string()
+                } else {
+                    given.join(", ")
+                }
+            ),
+        ));
+    }
+    if let Some(k) = &src.kafka {
+        validate_kafka_source(k, src, errs);
     }
     if src.schema.is_empty() {
         errs.push(FieldError::new("source.schema", "needs at least one field"));

@@ -14,9 +14,10 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 
+use datafusion::arrow::datatypes::SchemaRef;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use weir_crds::SourceSpec;
+use weir_crds::{SinkSpec, SourceSpec};
 
 use crate::checkpoint::coordinator::{Coordinator, CoordinatorConfig, Outcome, Request};
 use crate::checkpoint::fencing::{self, Generation};
@@ -27,11 +28,12 @@ use crate::control::status::{JobState, JobStatus, SinkInfo};
 use crate::control::{self, ApiState};
 use crate::error::{Error, Result};
 use crate::ids::{CheckpointId, Millis, TaskId};
+use crate::kafka::source::{KafkaReader, ReaderSetup};
 use crate::keys::{KeyCodec, key_group_range};
 use crate::plan::Plan;
 use crate::sink::{self, SinkConnector, SinkContext};
 use crate::source::datagen::{DatagenReader, Generator};
-use crate::source::file::{FileReader, OnError};
+use crate::source::file::{DECODE_ERROR_SCHEMA, FileReader, OnError};
 use crate::source::{SourceReader, SplitState, owned_splits};
 use crate::storage::Storage;
 use crate::task::{
@@ -162,6 +164,36 @@ pub async fn start(plan: Plan, opts: RunOptions) -> Result<RunningJob> {
             "parallelism {parallelism} must be between 1 and maxParallelism {max_parallelism}"
         )));
     }
+    // Sinks first: a wrong table or topic fails before any state is touched.
+    let env = sink::SinkEnv {
+        job_name: plan.name.clone(),
+        parallelism,
+        exactly_once: job.checkpoint.exactly_once,
+    };
+    let mut connectors: BTreeMap<String, Arc<dyn SinkConnector>> = BTreeMap::new();
+    let mut inputs: Vec<(String, &SinkSpec, SchemaRef)> = Vec::new();
+    let last_output = plan.stages.last().map_or_else(
+        || Arc::clone(&plan.source_schema),
+        |s| Arc::clone(&s.output),
+    );
+    for (id, spec) in &plan.sinks {
+        inputs.push((id.clone(), spec, Arc::clone(&last_output)));
+    }
+    for st in &plan.stages {
+        for op in &st.ops {
+            if let Some((id, spec)) = &op.side_sink {
+                inputs.push((id.clone(), spec, Arc::clone(&op.input)));
+            }
+        }
+    }
+    if let Some((id, spec)) = &plan.decode_side {
+        inputs.push((id.clone(), spec, DECODE_ERROR_SCHEMA.clone()));
+    }
+    for (id, spec, input) in inputs {
+        let c = sink::connector(spec, &env);
+        c.prepare(&input).await?;
+        connectors.insert(id, c);
+    }
     let storage_uri = opts
         .checkpoint_dir
         .clone()
@@ -235,20 +267,6 @@ pub async fn start(plan: Plan, opts: RunOptions) -> Result<RunningJob> {
     );
 
     // Sinks: commit-phase recovery before anything writes.
-    let mut connectors: BTreeMap<String, Arc<dyn SinkConnector>> = BTreeMap::new();
-    for (id, spec) in &plan.sinks {
-        connectors.insert(id.clone(), sink::connector(spec));
-    }
-    for st in &plan.stages {
-        for op in &st.ops {
-            if let Some((id, spec)) = &op.side_sink {
-                connectors.insert(id.clone(), sink::connector(spec));
-            }
-        }
-    }
-    if let Some((id, spec)) = &plan.decode_side {
-        connectors.insert(id.clone(), sink::connector(spec));
-    }
     for (id, c) in &connectors {
         let committables = restored
             .as_ref()
@@ -308,6 +326,7 @@ pub async fn start(plan: Plan, opts: RunOptions) -> Result<RunningJob> {
                 subtask,
                 parallelism,
                 generation: claimed.generation,
+                job_id: job_id.clone(),
             })?,
             pending: BTreeMap::new(),
         })
@@ -387,6 +406,7 @@ pub async fn start(plan: Plan, opts: RunOptions) -> Result<RunningJob> {
                     tid.subtask,
                     parallelism,
                     restored.as_ref(),
+                    &metrics,
                 )?;
                 let rate = source.datagen.as_ref().and_then(|d| d.rate).map(|r| {
                     let owned =
@@ -400,6 +420,7 @@ pub async fn start(plan: Plan, opts: RunOptions) -> Result<RunningJob> {
                         ctrl: ctrl_rx,
                         max_out_of_orderness: ooo,
                         rate,
+                        taken: BTreeMap::new(),
                     }
                     .run(),
                 )
@@ -445,6 +466,7 @@ pub async fn start(plan: Plan, opts: RunOptions) -> Result<RunningJob> {
             })
             .collect(),
         watermarks: Vec::new(),
+        source_lag: Vec::new(),
         records_in: 0,
         failure: None,
     }));
@@ -506,7 +528,29 @@ fn source_reader(
     subtask: u32,
     parallelism: u32,
     restored: Option<&Restored>,
+    metrics: &Arc<Metrics>,
 ) -> Result<Box<dyn SourceReader>> {
+    let on_error = match &source.on_decode_error {
+        weir_crds::DecodeErrorPolicy::Fail => OnError::Fail,
+        weir_crds::DecodeErrorPolicy::Skip => OnError::Skip,
+        weir_crds::DecodeErrorPolicy::SideOutput(_) => OnError::SideOutput,
+    };
+    if let Some(k) = &source.kafka {
+        return Ok(Box::new(KafkaReader::open(
+            k,
+            ReaderSetup {
+                job_name: &plan.name,
+                schema: Arc::clone(&plan.source_schema),
+                time_col: plan.source_time_col,
+                on_error,
+                subtask,
+                parallelism,
+                restored: restored.map(Restored::all_splits).unwrap_or_default(),
+                bounded: k.bounded,
+                metrics: Arc::clone(metrics),
+            },
+        )?));
+    }
     let splits = |total: u32| -> Vec<SplitState> {
         let owned = owned_splits(total, subtask, parallelism);
         match restored {
@@ -523,11 +567,6 @@ fn source_reader(
         )));
     }
     if let Some(f) = &source.file {
-        let on_error = match &source.on_decode_error {
-            weir_crds::DecodeErrorPolicy::Fail => OnError::Fail,
-            weir_crds::DecodeErrorPolicy::Skip => OnError::Skip,
-            weir_crds::DecodeErrorPolicy::SideOutput(_) => OnError::SideOutput,
-        };
         let state = splits(1).into_iter().next();
         return Ok(Box::new(FileReader::new(
             f.path.clone(),

@@ -17,12 +17,14 @@
 //! ```
 
 pub mod checkpoint;
+pub mod clickhouse;
 pub mod control;
 pub mod error;
 pub mod expr;
 pub mod fault;
 pub mod ids;
 pub mod job;
+pub mod kafka;
 pub mod keys;
 pub mod operator;
 pub mod plan;

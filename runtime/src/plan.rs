@@ -234,7 +234,10 @@ fn window_parts(
 /// Every problem found, each naming its field and line.
 pub fn plan(job: &JobFile, name: &str, file: &str, src: &str) -> Result<Plan, JobErrors> {
     let mut errs: Vec<FieldError> = Vec::new();
-    let source = source_schema(&job.pipeline.source.schema);
+    let source = match &job.pipeline.source.kafka {
+        Some(k) if k.format == weir_crds::KafkaFormat::Raw => crate::kafka::source::raw_schema(),
+        _ => source_schema(&job.pipeline.source.schema),
+    };
     let mut time_col = job
         .pipeline
         .source

@@ -443,7 +443,13 @@ pub struct SourceTask {
     pub max_out_of_orderness: Millis,
     /// Records per second for this subtask, if limited.
     pub rate: Option<f64>,
+    /// Positions snapshotted per checkpoint, until that checkpoint completes.
+    pub taken: BTreeMap<CheckpointId, Vec<crate::source::SplitState>>,
 }
+
+/// How long a source with nothing to read waits before polling again (control messages
+/// wake it earlier).
+const IDLE_POLL: Duration = Duration::from_millis(10);
 
 impl SourceTask {
     /// Run until told to finish.
@@ -505,6 +511,15 @@ impl SourceTask {
                     let wm = self.reader.watermark(self.max_out_of_orderness);
                     self.core.advance_watermark(wm).await?;
                 }
+                Poll::Idle => {
+                    tokio::select! {
+                        c = self.ctrl.recv() => match c {
+                            Some(c) => if self.control(c, &mut idle).await? { return Ok(()) },
+                            None => return Ok(()),
+                        },
+                        () = tokio::time::sleep(IDLE_POLL) => {}
+                    }
+                }
                 Poll::Finished => {
                     self.core.advance_watermark(Millis::MAX).await?;
                     idle = true;
@@ -521,14 +536,21 @@ impl SourceTask {
     async fn control(&mut self, c: Control, idle: &mut bool) -> Result<bool> {
         match c {
             Control::Trigger(b) => {
-                self.core
-                    .snapshot(b, self.reader.snapshot(), Duration::ZERO)
-                    .await?;
+                let splits = self.reader.snapshot();
+                self.taken.insert(b.id, splits.clone());
+                self.core.snapshot(b, splits, Duration::ZERO).await?;
                 if b.kind.stops() {
                     *idle = true;
                 }
             }
-            Control::Commit(n) => self.core.commit(n).await?,
+            Control::Commit(n) => {
+                self.core.commit(n).await?;
+                let later = self.taken.split_off(&CheckpointId(n.0 + 1));
+                let done = std::mem::replace(&mut self.taken, later);
+                if let Some((_, splits)) = done.into_iter().next_back() {
+                    self.reader.checkpoint_completed(&splits);
+                }
+            }
             Control::Finish => {
                 self.core.finish().await?;
                 return Ok(true);

@@ -43,6 +43,15 @@ impl Restored {
             .collect()
     }
 
+    /// Every split position in the checkpoint, whichever subtask held it.
+    #[must_use]
+    pub fn all_splits(&self) -> Vec<SplitState> {
+        self.tasks
+            .iter()
+            .flat_map(|(_, s)| s.splits.iter().copied())
+            .collect()
+    }
+
     /// Keyed state of `operator` in the key groups `range`, from whichever subtasks wrote it.
     #[must_use]
     pub fn keyed_for(&self, operator: &str, range: &Range<u32>) -> KeyedState {

@@ -1,5 +1,6 @@
 //! Prometheus metrics of one job (served on `/metrics`).
 
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, Ordering};
 
@@ -44,6 +45,17 @@ pub struct Metrics {
     /// Failed checkpoints.
     pub checkpoints_failed: Counter,
     watermarks: Vec<AtomicI64>,
+    source_lag: Family<PartitionLabel, Gauge>,
+    lags: Mutex<BTreeMap<(String, i32), i64>>,
+}
+
+/// Labels of per-partition source gauges.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PartitionLabel {
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
 }
 
 impl Metrics {
@@ -64,6 +76,8 @@ impl Metrics {
             checkpoints_completed: Counter::default(),
             checkpoints_failed: Counter::default(),
             watermarks: (0..tasks).map(|_| AtomicI64::new(Millis::MIN)).collect(),
+            source_lag: Family::default(),
+            lags: Mutex::new(BTreeMap::new()),
         };
         if let Ok(mut r) = m.registry.lock() {
             r.register(
@@ -75,6 +89,11 @@ impl Metrics {
                 "records_out",
                 "Records out of an operator",
                 m.records_out.clone(),
+            );
+            r.register(
+                "source_lag_records",
+                "Records between a source partition's position and its end",
+                m.source_lag.clone(),
             );
             r.register(
                 "decode_errors",
@@ -146,6 +165,28 @@ impl Metrics {
                 operator: operator.to_string(),
             })
             .get()
+    }
+
+    /// Records between a source partition's position and its end (last stable offset).
+    pub fn set_source_lag(&self, topic: &str, partition: i32, lag: i64) {
+        self.source_lag
+            .get_or_create(&PartitionLabel {
+                topic: topic.to_string(),
+                partition,
+            })
+            .set(lag);
+        if let Ok(mut l) = self.lags.lock() {
+            l.insert((topic.to_string(), partition), lag);
+        }
+    }
+
+    /// Lag of every source partition seen.
+    #[must_use]
+    pub fn source_lags(&self) -> Vec<(String, i32, i64)> {
+        self.lags
+            .lock()
+            .map(|l| l.iter().map(|((t, p), v)| (t.clone(), *p, *v)).collect())
+            .unwrap_or_default()
     }
 
     /// Record a task's output watermark.

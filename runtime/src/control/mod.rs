@@ -29,7 +29,7 @@ use tokio::sync::mpsc;
 use crate::checkpoint::coordinator::Request;
 use crate::ids::{Millis, TaskId};
 use metrics::Metrics;
-use status::{JobState, JobStatus, TaskWatermark};
+use status::{JobState, JobStatus, SourceLag, TaskWatermark};
 
 /// Shared with the handlers.
 #[derive(Clone)]
@@ -106,6 +106,16 @@ fn snapshot(s: &ApiState) -> Option<JobStatus> {
         })
         .collect();
     st.records_in = s.metrics.records_out("source");
+    st.source_lag = s
+        .metrics
+        .source_lags()
+        .into_iter()
+        .map(|(topic, partition, lag)| SourceLag {
+            topic,
+            partition,
+            lag,
+        })
+        .collect();
     Some(st)
 }
 

@@ -85,6 +85,17 @@ pub struct TaskWatermark {
     pub watermark: Option<Millis>,
 }
 
+/// How far a source partition is behind its end.
+#[derive(Debug, Clone, Serialize)]
+pub struct SourceLag {
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// Records not yet read (up to the last stable offset).
+    pub lag: i64,
+}
+
 /// The job as seen by the control API.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -115,6 +126,8 @@ pub struct JobStatus {
     pub watermarks: Vec<TaskWatermark>,
     /// Records emitted by the source.
     pub records_in: u64,
+    /// Per-partition lag of a Kafka source (filled in per request).
+    pub source_lag: Vec<SourceLag>,
     /// Failure reason.
     pub failure: Option<String>,
 }

@@ -22,6 +22,7 @@ pub mod stdout;
 use std::sync::Arc;
 
 use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::SchemaRef;
 use futures::future::BoxFuture;
 use serde::Serialize;
 use weir_crds::SinkSpec;
@@ -54,6 +55,19 @@ pub struct SinkContext {
     pub parallelism: u32,
     /// Storage generation of this incarnation; makes transaction names unique per incarnation.
     pub generation: u64,
+    /// Lineage id; part of deduplication identities that must survive a restore.
+    pub job_id: String,
+}
+
+/// What a connector knows about the job it serves.
+#[derive(Debug, Clone)]
+pub struct SinkEnv {
+    /// Job name.
+    pub job_name: String,
+    /// Sink subtasks.
+    pub parallelism: u32,
+    /// `checkpoint.exactlyOnce`.
+    pub exactly_once: bool,
 }
 
 /// A sink subtask that commits in two phases with the checkpoint.
@@ -108,15 +122,22 @@ pub trait SinkConnector: Send + Sync {
     /// restored checkpoint (commit-phase recovery) and abort anything else left pending.
     /// Runs also on a fresh start with no committables, to clear leftovers.
     fn recover_and_commit(&self, committables: Vec<Committable>) -> BoxFuture<'_, Result<()>>;
+    /// Before anything runs: check the target against the records this sink will receive
+    /// (columns, types, reachability), so a wrong table or topic fails fast by name.
+    fn prepare<'a>(&'a self, _input: &'a SchemaRef) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async { Ok(()) })
+    }
 }
 
 /// Build the connector for a sink spec.
 #[must_use]
-pub fn connector(spec: &SinkSpec) -> Arc<dyn SinkConnector> {
+pub fn connector(spec: &SinkSpec, env: &SinkEnv) -> Arc<dyn SinkConnector> {
     match spec {
         SinkSpec::File(f) => Arc::new(file::FileSinkConnector::new(&f.path)),
         SinkSpec::Stdout {} => Arc::new(stdout::StdoutConnector { discard: false }),
         SinkSpec::Blackhole {} => Arc::new(stdout::StdoutConnector { discard: true }),
+        SinkSpec::Kafka(k) => Arc::new(crate::kafka::sink::KafkaSinkConnector::new(k, env)),
+        SinkSpec::ClickHouse(c) => Arc::new(crate::clickhouse::ClickHouseConnector::new(c, env)),
     }
 }
 

@@ -9,10 +9,9 @@ use std::io::{BufRead, BufReader, Seek, SeekFrom};
 use std::sync::{Arc, LazyLock};
 
 use datafusion::arrow::array::{RecordBatch, StringArray};
-use datafusion::arrow::compute::concat_batches;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use datafusion::arrow::json::ReaderBuilder;
 
+use super::json::JsonDecoder;
 use super::{Poll, SourceReader, SplitState};
 use crate::error::{Error, Result};
 
@@ -36,6 +35,28 @@ pub static DECODE_ERROR_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     ]))
 });
 
+/// Side-output records for undecodable input; `None` when there are none.
+///
+/// # Errors
+/// Never in practice (the columns match the schema).
+pub fn decode_errors_batch(
+    sources: Vec<String>,
+    raws: Vec<String>,
+    errors: Vec<String>,
+) -> Result<Option<RecordBatch>> {
+    if sources.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(RecordBatch::try_new(
+        DECODE_ERROR_SCHEMA.clone(),
+        vec![
+            Arc::new(StringArray::from(sources)),
+            Arc::new(StringArray::from(raws)),
+            Arc::new(StringArray::from(errors)),
+        ],
+    )?))
+}
+
 /// Reader of one JSON-lines file.
 #[derive(Debug)]
 pub struct FileReader {
@@ -45,6 +66,7 @@ pub struct FileReader {
     batch_size: usize,
     on_error: OnError,
     state: Option<SplitState>,
+    decoder: JsonDecoder,
     /// Lines dropped under `skip` (and sent under `sideOutput`).
     pub decode_errors: u64,
 }
@@ -62,6 +84,7 @@ impl FileReader {
     ) -> Self {
         Self {
             path,
+            decoder: JsonDecoder::new(schema.clone()),
             schema,
             time_col,
             batch_size: batch_size.max(1) as usize,
@@ -76,15 +99,6 @@ impl FileReader {
             source_name: format!("file {}", self.path),
             message,
         }
-    }
-
-    fn decode(&self, text: &[u8]) -> std::result::Result<Option<RecordBatch>, String> {
-        let mut d = ReaderBuilder::new(self.schema.clone())
-            .with_batch_size(self.batch_size.max(1))
-            .build_decoder()
-            .map_err(|e| e.to_string())?;
-        d.decode(text).map_err(|e| e.to_string())?;
-        d.flush().map_err(|e| e.to_string())
     }
 }
 
@@ -121,51 +135,31 @@ impl SourceReader for FileReader {
         let data = if lines.is_empty() {
             RecordBatch::new_empty(self.schema.clone())
         } else {
-            let all: String = lines.iter().map(|(_, l)| l.as_str()).collect();
-            match self.decode(all.as_bytes()) {
-                Ok(b) => b.unwrap_or_else(|| RecordBatch::new_empty(self.schema.clone())),
-                Err(_) => {
-                    // Slow path: find the bad lines.
-                    let mut good = Vec::new();
-                    let (mut srcs, mut raws, mut errs) = (Vec::new(), Vec::new(), Vec::new());
-                    for (no, l) in &lines {
-                        match self.decode(l.as_bytes()) {
-                            Ok(Some(b)) => good.push(b),
-                            Ok(None) => {}
-                            Err(e) => {
-                                let location = format!("{}:{no}", self.path);
-                                match self.on_error {
-                                    OnError::Fail => {
-                                        return Err(Error::Decode {
-                                            location,
-                                            message: e,
-                                        });
-                                    }
-                                    OnError::Skip => {}
-                                    OnError::SideOutput => {
-                                        srcs.push(location);
-                                        raws.push(l.trim_end().to_string());
-                                        errs.push(e);
-                                    }
-                                }
-                                self.decode_errors += 1;
-                                tracing::warn!(file = %self.path, line = no, "undecodable record");
-                            }
-                        }
+            let texts: Vec<&[u8]> = lines.iter().map(|(_, l)| l.as_bytes()).collect();
+            let decoded = self.decoder.decode(&texts)?;
+            let (mut srcs, mut raws, mut errs) = (Vec::new(), Vec::new(), Vec::new());
+            for (i, e) in decoded.bad {
+                let (no, l) = &lines[i];
+                let location = format!("{}:{no}", self.path);
+                match self.on_error {
+                    OnError::Fail => {
+                        return Err(Error::Decode {
+                            location,
+                            message: e,
+                        });
                     }
-                    if !srcs.is_empty() {
-                        side = Some(RecordBatch::try_new(
-                            DECODE_ERROR_SCHEMA.clone(),
-                            vec![
-                                Arc::new(StringArray::from(srcs)),
-                                Arc::new(StringArray::from(raws)),
-                                Arc::new(StringArray::from(errs)),
-                            ],
-                        )?);
+                    OnError::Skip => {}
+                    OnError::SideOutput => {
+                        srcs.push(location);
+                        raws.push(l.trim_end().to_string());
+                        errs.push(e);
                     }
-                    concat_batches(&self.schema, &good)?
                 }
+                self.decode_errors += 1;
+                tracing::warn!(file = %self.path, line = no, "undecodable record");
             }
+            side = decode_errors_batch(srcs, raws, errs)?;
+            decoded.data
         };
         let mut max_ts = state.max_event_time;
         if let Some(tc) = self.time_col

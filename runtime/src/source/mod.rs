@@ -6,6 +6,7 @@
 
 pub mod datagen;
 pub mod file;
+pub mod json;
 
 use datafusion::arrow::array::RecordBatch;
 use serde::{Deserialize, Serialize};
@@ -52,6 +53,8 @@ pub enum Poll {
         /// Undecodable records for the side output (`file`, `line`, `raw`, `error`).
         side: Option<RecordBatch>,
     },
+    /// Nothing to read right now (unbounded sources); ask again shortly.
+    Idle,
     /// Every owned split is finished.
     Finished,
 }
@@ -66,6 +69,10 @@ pub trait SourceReader: Send {
 
     /// Positions of the owned splits.
     fn snapshot(&self) -> Vec<SplitState>;
+
+    /// A checkpoint holding these positions completed. Sources with an external notion of
+    /// progress (Kafka consumer groups) report it here; it never affects what is restored.
+    fn checkpoint_completed(&mut self, _splits: &[SplitState]) {}
 
     /// Watermark over owned splits: the lowest per-split watermark of unfinished splits;
     /// `Millis::MAX` when all are finished (so downstream windows can close).

@@ -8,6 +8,8 @@ use std::process::{Child, Command, Stdio};
 
 use weir_runtime::storage::Storage;
 
+pub mod stack;
+
 /// The local S3 endpoint, or `None` after printing one SKIPPED line. With `WEIR_REQUIRE_S3=1`
 /// (set by `tests/run-all.sh` and CI) a missing endpoint fails instead.
 pub fn s3_endpoint(test: &str) -> Option<String> {

@@ -1,0 +1,228 @@
+//! Settings of the external connectors: Kafka (source and sink) and ClickHouse (sink).
+//!
+//! Secrets never appear here: Kafka SASL and ClickHouse passwords are read from environment
+//! variables whose names the manifest gives (the operator fills them from Secret references).
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::Duration;
+
+/// Read a Kafka topic. Partitions are assigned by Weir (`partition mod parallelism`), never
+/// by consumer-group rebalancing, and positions live in checkpoints; the group only receives
+/// offset commits after each completed checkpoint so that lag tools see progress.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KafkaSourceSpec {
+    /// Comma-separated `host:port` list.
+    pub bootstrap_servers: String,
+    /// Topic to read.
+    pub topic: String,
+    /// How record values are decoded.
+    #[serde(default)]
+    pub format: KafkaFormat,
+    /// Where a partition starts when no checkpoint knows it.
+    #[serde(default)]
+    pub starting_offsets: StartingOffsets,
+    /// For `startingOffsets: timestamp`: RFC 3339 time or epoch milliseconds; each partition
+    /// starts at its first record at or after it.
+    #[serde(default)]
+    pub starting_timestamp: Option<String>,
+    /// Consumer group that receives offset commits after each completed checkpoint
+    /// (default `weir-<job name>`). Only for monitoring: restore never reads it.
+    #[serde(default)]
+    pub group_id: Option<String>,
+    /// How often the partition count is re-read so new partitions are picked up; `0s` never.
+    #[serde(default = "default_discovery")]
+    pub partition_discovery: Duration,
+    /// A `timestamp` field of the schema to fill with each record's Kafka timestamp instead of
+    /// a JSON field, so `eventTime.field` can use the broker's time.
+    #[serde(default)]
+    pub timestamp_field: Option<String>,
+    /// Stop at the offsets that are the newest when the job (or a restore) starts, take a
+    /// final checkpoint and end: for backfills and tests.
+    #[serde(default)]
+    pub bounded: bool,
+    /// Records read per poll at most.
+    #[serde(default = "default_max_batch")]
+    pub max_batch_size: u32,
+    /// Extra librdkafka consumer properties (no secrets; see `saslPasswordEnv`).
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+    /// Environment variable holding `sasl.password`, when the cluster needs SASL.
+    #[serde(default)]
+    pub sasl_password_env: Option<String>,
+}
+
+fn default_discovery() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_max_batch() -> u32 {
+    4096
+}
+
+/// Record value format of a Kafka source.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum KafkaFormat {
+    /// One JSON object per record, decoded into `schema`.
+    #[default]
+    Json,
+    /// No decoding: columns `key`, `value` (text), `headers` (JSON object text), `timestamp`,
+    /// `partition`, `offset`. `schema` must list exactly these (see the README).
+    Raw,
+}
+
+/// Where a Kafka partition starts without a checkpoint.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum StartingOffsets {
+    /// The oldest record still in the log.
+    #[default]
+    Earliest,
+    /// Only records produced after the job first starts.
+    Latest,
+    /// The first record at or after `startingTimestamp`.
+    Timestamp,
+}
+
+/// Write records as JSON to a Kafka topic.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KafkaSinkSpec {
+    /// Comma-separated `host:port` list.
+    pub bootstrap_servers: String,
+    /// Topic to write.
+    pub topic: String,
+    /// Delivery guarantee; `exactly-once` by default when `checkpoint.exactlyOnce` is on.
+    #[serde(default)]
+    pub delivery: Option<Delivery>,
+    /// Transactional ids are `<prefix>-<subtask>-<n mod transactionPoolSize>`; required for
+    /// exactly-once and unique per job across the cluster.
+    #[serde(default)]
+    pub transactional_id_prefix: Option<String>,
+    /// Transactional ids per subtask. Checkpoint `n` uses id `n mod pool`, so a transaction
+    /// can wait for its commit while the next checkpoint's transaction is already writing.
+    #[serde(default = "default_pool")]
+    pub transaction_pool_size: u32,
+    /// `transaction.timeout.ms`. A pre-committed transaction must outlive the checkpoint
+    /// timeout plus a restart, or the broker aborts what a checkpoint already promised.
+    #[serde(default = "default_txn_timeout")]
+    pub transaction_timeout: Duration,
+    /// How long a restart (crash, reschedule, restore) may take; checked against
+    /// `transactionTimeout` together with `checkpoint.timeout`.
+    #[serde(default = "default_restart_budget")]
+    pub restart_budget: Duration,
+    /// Columns whose values form the record key (one column: its text; several: a JSON
+    /// array). No key when empty.
+    #[serde(default)]
+    pub key_by: Vec<String>,
+    /// An integer column choosing the partition (`value mod partitions`); by key hash when
+    /// absent.
+    #[serde(default)]
+    pub partition_by: Option<String>,
+    /// Write this text column as the record value instead of the whole record as JSON (for
+    /// dead-letter topics: `raw`).
+    #[serde(default)]
+    pub value_field: Option<String>,
+    /// Text columns also written as record headers (for dead-letter topics: `error`,
+    /// `source`).
+    #[serde(default)]
+    pub header_fields: Vec<String>,
+    /// Extra librdkafka producer properties (no secrets; see `saslPasswordEnv`).
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+    /// Environment variable holding `sasl.password`, when the cluster needs SASL.
+    #[serde(default)]
+    pub sasl_password_env: Option<String>,
+}
+
+fn default_pool() -> u32 {
+    4
+}
+fn default_txn_timeout() -> Duration {
+    Duration::from_secs(15 * 60)
+}
+fn default_restart_budget() -> Duration {
+    Duration::from_secs(5 * 60)
+}
+
+/// What a Kafka sink promises.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Delivery {
+    /// One Kafka transaction per subtask per checkpoint, committed when it completes.
+    ExactlyOnce,
+    /// Flushed at every checkpoint; records may repeat after a failure.
+    AtLeastOnce,
+    /// Fire and forget.
+    None,
+}
+
+/// Insert into a ClickHouse table over HTTP.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClickHouseSinkSpec {
+    /// HTTP endpoint, e.g. `http://clickhouse:8123`.
+    pub url: String,
+    /// Target table; its columns must match the records (checked before the job starts).
+    pub table: String,
+    /// Database of the table.
+    #[serde(default = "default_database")]
+    pub database: String,
+    /// User name.
+    #[serde(default = "default_user")]
+    pub user: String,
+    /// Environment variable holding the password (filled from a Secret by the operator).
+    #[serde(default)]
+    pub password_env: Option<String>,
+    /// How duplicates are prevented.
+    #[serde(default)]
+    pub mode: ClickHouseMode,
+    /// A `UInt64` column of a `ReplacingMergeTree(version)` table that receives the
+    /// checkpoint id, so the newest write of a key wins.
+    #[serde(default)]
+    pub version_column: Option<String>,
+    /// Rows per INSERT (one deduplication block each).
+    #[serde(default = "default_block_rows")]
+    pub block_rows: u32,
+    /// First retry delay; doubles up to `maxBackoff`. A failing server stalls commits (and
+    /// backpressures the job) rather than dropping rows.
+    #[serde(default = "default_initial_backoff")]
+    pub initial_backoff: Duration,
+    /// Longest retry delay.
+    #[serde(default = "default_max_backoff")]
+    pub max_backoff: Duration,
+}
+
+fn default_database() -> String {
+    "default".to_string()
+}
+fn default_user() -> String {
+    "default".to_string()
+}
+fn default_block_rows() -> u32 {
+    65_536
+}
+fn default_initial_backoff() -> Duration {
+    Duration::from_millis(200)
+}
+fn default_max_backoff() -> Duration {
+    Duration::from_secs(30)
+}
+
+/// How the ClickHouse sink avoids double counting.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum ClickHouseMode {
+    /// Rows of checkpoint `n` are stored with the checkpoint and inserted after it completes,
+    /// in deterministic blocks with a deduplication identity; a replayed insert is dropped by
+    /// the server (`insert_deduplication_token`, or block hashes of `Replicated*` tables).
+    #[default]
+    WriteAhead,
+    /// Rows are inserted at every checkpoint barrier; a `ReplacingMergeTree` keyed on the
+    /// result key collapses replays (read with `FINAL`).
+    Replacing,
+}

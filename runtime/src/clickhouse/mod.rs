@@ -1,0 +1,435 @@
+//! ClickHouse sink over HTTP.
+//!
+//! `writeAhead` (exactly-once): the rows of checkpoint `n` travel inside checkpoint `n`
+//! (as its committable) and are inserted only after `n` completes, split into blocks the same
+//! way every time. Each block carries a deduplication identity — `insert_deduplication_token`
+//! on servers that have it (22.2+), otherwise the block's own hash, which `Replicated*` tables
+//! remember — so a commit replayed after a crash is dropped by the server instead of counted
+//! twice. Before the job starts the sink checks that the table can deduplicate at all.
+//!
+//! `replacing`: rows are inserted at every barrier; a `ReplacingMergeTree` keyed on the result
+//! key makes replays harmless when read with `FINAL` (the reference design from Flink).
+//!
+//! A server that is down or overloaded stalls the insert with exponential backoff; the sink's
+//! task stops taking records meanwhile, which backpressures the job. Nothing is dropped.
+
+pub mod client;
+pub mod rows;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::SchemaRef;
+use futures::future::BoxFuture;
+use serde::{Deserialize, Serialize};
+use tokio::sync::OnceCell;
+use weir_crds::{ClickHouseMode, ClickHouseSinkSpec};
+
+use crate::error::{Error, Result};
+use crate::ids::CheckpointId;
+use crate::sink::{
+    Committable, Guarantee, PlainSink, SinkConnector, SinkContext, SinkEnv, SinkInstance,
+    TwoPhaseCommitSink,
+};
+use client::{ChError, Client, has_dedup_token};
+use rows::{RowEncoder, TableColumn};
+
+/// What the sink learned about the server and table in `prepare`.
+#[derive(Clone)]
+struct Target {
+    client: Client,
+    encoder: RowEncoder,
+    dedup_token: bool,
+}
+
+/// Rows of one checkpoint and subtask, stored in the checkpoint until inserted.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PendingRows {
+    /// Checkpoint.
+    pub checkpoint: u64,
+    /// Subtask.
+    pub subtask: u32,
+    /// Deduplication identity prefix; blocks append `:b<k>`.
+    pub token: String,
+    /// `JSONEachRow` lines.
+    pub rows: String,
+    /// Number of lines.
+    pub count: u64,
+}
+
+/// A configured ClickHouse sink.
+pub struct ClickHouseConnector {
+    spec: ClickHouseSinkSpec,
+    target: OnceCell<Target>,
+}
+
+impl ClickHouseConnector {
+    /// Connector for `spec`; nothing connects until [`SinkConnector::prepare`].
+    #[must_use]
+    pub fn new(spec: &ClickHouseSinkSpec, _env: &SinkEnv) -> Self {
+        Self {
+            spec: spec.clone(),
+            target: OnceCell::new(),
+        }
+    }
+
+    fn table(&self) -> String {
+        format!("{}.{}", self.spec.database, self.spec.table)
+    }
+
+    fn err(&self, message: impl Into<String>) -> Error {
+        Error::Sink {
+            sink: format!("clickhouse {}", self.table()),
+            message: message.into(),
+        }
+    }
+
+    fn target(&self) -> Result<&Target> {
+        self.target
+            .get()
+            .ok_or_else(|| Error::internal("clickhouse sink used before prepare"))
+    }
+
+    async fn connect(&self, input: &SchemaRef) -> Result<Target> {
+        let password = match &self.spec.password_env {
+            Some(var) => Some(std::env::var(var).map_err(|_| {
+                self.err(format!(
+                    "environment variable {var} (passwordEnv) is not set"
+                ))
+            })?),
+            None => None,
+        };
+        let client = Client::new(&self.spec.url, &self.spec.user, password)
+            .map_err(|e| self.err(e.message))?;
+        let version = client.version().await.map_err(|e| {
+            self.err(format!(
+                "cannot reach ClickHouse at {}: {}",
+                self.spec.url, e.message
+            ))
+        })?;
+        let lit = |s: &str| format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"));
+        let engine = client
+            .execute(
+                &format!(
+                    "SELECT engine, engine_full FROM system.tables WHERE database = {} AND name = {} FORMAT TabSeparated",
+                    lit(&self.spec.database),
+                    lit(&self.spec.table)
+                ),
+                &[],
+                None,
+            )
+            .await
+            .map_err(|e| self.err(e.message))?;
+        let Some(line) = engine.lines().next() else {
+            return Err(self.err(format!(
+                "table {} does not exist on {}",
+                self.table(),
+                self.spec.url
+            )));
+        };
+        let (engine, engine_full) = line.split_once('\t').unwrap_or((line, ""));
+        let described = client
+            .execute(
+                &format!(
+                    "DESCRIBE TABLE `{}`.`{}` FORMAT TabSeparated",
+                    self.spec.database, self.spec.table
+                ),
+                &[],
+                None,
+            )
+            .await
+            .map_err(|e| self.err(e.message))?;
+        let columns: Vec<TableColumn> = described
+            .lines()
+            .filter_map(|l| {
+                let mut f = l.split('\t');
+                Some(TableColumn {
+                    name: f.next()?.to_string(),
+                    data_type: f.next()?.to_string(),
+                    has_default: f.next().is_some_and(|d| !d.is_empty()),
+                })
+            })
+            .collect();
+        let encoder = RowEncoder::new(input, &columns, self.spec.version_column.as_deref())
+            .map_err(|m| self.err(m))?;
+        let dedup_token = has_dedup_token(version);
+        match self.spec.mode {
+            ClickHouseMode::WriteAhead => {
+                let replicated = engine.starts_with("Replicated");
+                let window = engine_full.contains("non_replicated_deduplication_window");
+                if !(replicated || dedup_token && window) {
+                    return Err(self.err(format!(
+                        "mode writeAhead needs a table that drops a replayed block: {} is {engine} on \
+                         ClickHouse {}.{}; use a Replicated*MergeTree table{}, or mode: replacing \
+                         with a ReplacingMergeTree table",
+                        self.table(),
+                        version.0,
+                        version.1,
+                        if dedup_token {
+                            ", or set the table setting non_replicated_deduplication_window"
+                        } else {
+                            ""
+                        }
+                    )));
+                }
+            }
+            ClickHouseMode::Replacing => {
+                if !engine.contains("ReplacingMergeTree") {
+                    return Err(self.err(format!(
+                        "mode replacing needs a ReplacingMergeTree table ordered by the result \
+                         key; {} is {engine}",
+                        self.table()
+                    )));
+                }
+            }
+        }
+        tracing::info!(table = %self.table(), engine, version = %format!("{}.{}", version.0, version.1), dedup_token, mode = ?self.spec.mode, "clickhouse sink ready");
+        Ok(Target {
+            client,
+            encoder,
+            dedup_token,
+        })
+    }
+
+    fn inserter(&self) -> Result<Inserter> {
+        let t = self.target()?;
+        Ok(Inserter {
+            client: t.client.clone(),
+            table: self.table(),
+            columns: t.encoder.column_list(),
+            dedup_token: t.dedup_token,
+            block_rows: self.spec.block_rows.max(1) as usize,
+            initial_backoff: self.spec.initial_backoff.get(),
+            max_backoff: self.spec.max_backoff.get(),
+        })
+    }
+}
+
+/// Inserts row text in deterministic blocks, retrying until the server takes them.
+#[derive(Clone)]
+struct Inserter {
+    client: Client,
+    table: String,
+    columns: String,
+    dedup_token: bool,
+    block_rows: usize,
+    initial_backoff: Duration,
+    max_backoff: Duration,
+}
+
+impl Inserter {
+    fn err(&self, message: String) -> Error {
+        Error::Sink {
+            sink: format!("clickhouse {}", self.table),
+            message,
+        }
+    }
+
+    /// Insert `rows` (JSONEachRow lines) as blocks of `block_rows`; block `k` carries
+    /// `token:b<k>` when the server supports tokens.
+    async fn insert(&self, rows: &str, token: Option<&str>, checkpoint: u64) -> Result<()> {
+        let lines: Vec<&str> = rows.lines().filter(|l| !l.is_empty()).collect();
+        for (k, chunk) in lines.chunks(self.block_rows).enumerate() {
+            let mut body = Vec::with_capacity(chunk.iter().map(|l| l.len() + 1).sum());
+            for l in chunk {
+                body.extend_from_slice(l.as_bytes());
+                body.push(b'\n');
+            }
+            let mut settings = vec![
+                ("max_insert_block_size", self.block_rows.to_string()),
+                ("insert_deduplicate", "1".to_string()),
+                ("input_format_skip_unknown_fields", "0".to_string()),
+            ];
+            if let (true, Some(t)) = (self.dedup_token, token) {
+                settings.push(("insert_deduplication_token", format!("{t}:b{k}")));
+                settings.push(("date_time_input_format", "best_effort".to_string()));
+            }
+            let sql = format!(
+                "INSERT INTO {} ({}) FORMAT JSONEachRow",
+                self.table, self.columns
+            );
+            let mut delay = self.initial_backoff;
+            let mut attempt = 0u32;
+            loop {
+                match self
+                    .client
+                    .execute(&sql, &settings, Some(body.clone()))
+                    .await
+                {
+                    Ok(_) => {
+                        // Inserted, not yet acknowledged to the job: a replay must be dropped.
+                        crate::fault::point("clickhouse-after-insert", CheckpointId(checkpoint));
+                        break;
+                    }
+                    Err(ChError {
+                        retriable: true,
+                        message,
+                    }) => {
+                        attempt += 1;
+                        tracing::warn!(table = %self.table, attempt, retry_in_ms = delay.as_millis() as u64, error = %message, "clickhouse insert failed; retrying");
+                        tokio::time::sleep(delay).await;
+                        delay = (delay * 2).min(self.max_backoff);
+                    }
+                    Err(e) => return Err(self.err(format!("insert: {}", e.message))),
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl SinkConnector for ClickHouseConnector {
+    fn name(&self) -> String {
+        format!("clickhouse {}", self.table())
+    }
+
+    fn guarantee(&self) -> Guarantee {
+        // Replacing mode writes each result at least once; the table's key makes the
+        // repeats collapse, which is exactly-once for readers that use FINAL.
+        match self.spec.mode {
+            ClickHouseMode::WriteAhead => Guarantee::ExactlyOnce,
+            ClickHouseMode::Replacing => Guarantee::AtLeastOnce,
+        }
+    }
+
+    fn prepare<'a>(&'a self, input: &'a SchemaRef) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let t = self.connect(input).await?;
+            let _ = self.target.set(t);
+            Ok(())
+        })
+    }
+
+    fn open(&self, ctx: &SinkContext) -> Result<SinkInstance> {
+        let t = self.target()?;
+        let inserter = self.inserter()?;
+        Ok(match self.spec.mode {
+            ClickHouseMode::WriteAhead => SinkInstance::TwoPhase(Box::new(WriteAheadWriter {
+                encoder: t.encoder.clone(),
+                inserter,
+                token_base: format!("weir:{}:{}:t{}", ctx.job_id, self.table(), ctx.subtask),
+                subtask: ctx.subtask,
+                checkpoint: 0,
+                rows: String::new(),
+                count: 0,
+            })),
+            ClickHouseMode::Replacing => SinkInstance::Plain(Box::new(ReplacingWriter {
+                encoder: t.encoder.clone(),
+                inserter,
+                rows: String::new(),
+            })),
+        })
+    }
+
+    fn recover_and_commit(&self, committables: Vec<Committable>) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async move {
+            if committables.is_empty() {
+                return Ok(());
+            }
+            let inserter = self.inserter()?;
+            let mut pending: Vec<PendingRows> = committables
+                .into_iter()
+                .map(serde_json::from_value)
+                .collect::<std::result::Result<_, _>>()
+                .map_err(|e| self.err(format!("checkpoint holds unreadable rows: {e}")))?;
+            pending.sort_by_key(|p| (p.checkpoint, p.subtask));
+            for p in pending.iter().filter(|p| p.count > 0) {
+                inserter
+                    .insert(&p.rows, Some(&p.token), p.checkpoint)
+                    .await?;
+                tracing::info!(table = %self.table(), checkpoint = p.checkpoint, subtask = p.subtask, rows = p.count, "re-inserted rows of the restored checkpoint (duplicates dropped by the server)");
+            }
+            Ok(())
+        })
+    }
+}
+
+/// Exactly-once writer: buffers a checkpoint's rows and inserts them after it completes.
+struct WriteAheadWriter {
+    encoder: RowEncoder,
+    inserter: Inserter,
+    token_base: String,
+    subtask: u32,
+    checkpoint: u64,
+    rows: String,
+    count: u64,
+}
+
+impl TwoPhaseCommitSink for WriteAheadWriter {
+    fn begin(&mut self, txn: CheckpointId) -> BoxFuture<'_, Result<()>> {
+        self.checkpoint = txn.0;
+        self.rows.clear();
+        self.count = 0;
+        Box::pin(async { Ok(()) })
+    }
+
+    fn write<'a>(&'a mut self, batch: &'a RecordBatch) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            self.count += batch.num_rows() as u64;
+            self.encoder.encode_into(batch, 0, &mut self.rows)
+        })
+    }
+
+    fn pre_commit(&mut self) -> BoxFuture<'_, Result<Committable>> {
+        Box::pin(async move {
+            let p = PendingRows {
+                checkpoint: self.checkpoint,
+                subtask: self.subtask,
+                token: format!("{}:c{}", self.token_base, self.checkpoint),
+                rows: std::mem::take(&mut self.rows),
+                count: std::mem::take(&mut self.count),
+            };
+            serde_json::to_value(&p).map_err(|e| Error::internal(e.to_string()))
+        })
+    }
+
+    fn commit(&mut self, committables: Vec<Committable>) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async move {
+            for c in committables {
+                let p: PendingRows = serde_json::from_value(c)
+                    .map_err(|e| Error::internal(format!("clickhouse committable: {e}")))?;
+                if p.count > 0 {
+                    self.inserter
+                        .insert(&p.rows, Some(&p.token), p.checkpoint)
+                        .await?;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn abort(&mut self) -> BoxFuture<'_, Result<()>> {
+        self.rows.clear();
+        self.count = 0;
+        Box::pin(async { Ok(()) })
+    }
+}
+
+/// Idempotent-table writer: inserts at every barrier.
+struct ReplacingWriter {
+    encoder: RowEncoder,
+    inserter: Inserter,
+    rows: String,
+}
+
+impl PlainSink for ReplacingWriter {
+    fn write<'a>(&'a mut self, batch: &'a RecordBatch) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let version = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64);
+            self.encoder.encode_into(batch, version, &mut self.rows)
+        })
+    }
+
+    fn flush(&mut self) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async move {
+            if !self.rows.is_empty() {
+                let rows = std::mem::take(&mut self.rows);
+                self.inserter.insert(&rows, None, 0).await?;
+            }
+            Ok(())
+        })
+    }
+}

@@ -1,0 +1,7 @@
+//! Kafka: the source, the transactional sink, and the one protocol step librdkafka cannot do
+//! (committing a transaction another process pre-committed).
+
+pub mod config;
+pub mod sink;
+pub mod source;
+pub mod wire;

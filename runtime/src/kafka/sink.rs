@@ -1,0 +1,710 @@
+//! Kafka sink: two-phase commit on Kafka transactions.
+//!
+//! Each subtask owns a pool of transactional ids `<prefix>-<subtask>-<k>`; checkpoint `n`'s
+//! records go into a transaction on id `n mod pool`, so that transaction can wait for the
+//! checkpoint to complete while the next one is already being written. At the barrier the
+//! transaction is flushed (pre-commit) and its producer id and epoch go into the checkpoint;
+//! once `_metadata` is written the transaction is committed.
+//!
+//! After a crash, [`KafkaSinkConnector::recover_and_commit`] finishes what the restored
+//! checkpoint promised: it resumes each recorded transaction with the stored producer id and
+//! epoch and sends `EndTxn(commit)` (librdkafka cannot resume a transaction it did not begin;
+//! [`super::wire`] speaks that one step). Transactions of later, unfinished checkpoints are
+//! aborted when the new incarnation initialises every id of its pool, which bumps the epoch —
+//! the same step fences a zombie incarnation still writing with the old epoch.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use datafusion::arrow::array::{Array, AsArray, RecordBatch};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Int64Type, SchemaRef};
+use futures::future::BoxFuture;
+use rdkafka::ClientContext;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::statistics::Statistics;
+use serde::{Deserialize, Serialize};
+use weir_crds::{Delivery, KafkaSinkSpec};
+
+use super::config::{client_config, partition_count};
+use super::wire::{self, EndTxnOutcome};
+use crate::error::{Error, Result};
+use crate::ids::CheckpointId;
+use crate::sink::{
+    Committable, Guarantee, PlainSink, SinkConnector, SinkContext, SinkEnv, SinkInstance,
+    TwoPhaseCommitSink, json_lines,
+};
+
+/// How long transactional calls may block before the job fails (a restore then retries).
+const TXN_CALL_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What a pre-committed transaction needs to be committed by another process.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct KafkaTxn {
+    /// `transactional.id`.
+    pub transactional_id: String,
+    /// Producer id at pre-commit.
+    pub producer_id: i64,
+    /// Producer epoch at pre-commit.
+    pub producer_epoch: i16,
+    /// Checkpoint the transaction belongs to.
+    pub checkpoint: u64,
+    /// Records in it; empty transactions need no commit.
+    pub records: u64,
+    /// Sink parallelism when it was written (recovery fences ids of every subtask that existed).
+    pub parallelism: u32,
+}
+
+/// Producer id and epoch as librdkafka reports them in its statistics (it has no API for
+/// them, and commit-phase recovery needs them).
+struct EosContext {
+    ids: Arc<Mutex<Option<(i64, i16)>>>,
+}
+
+impl ClientContext for EosContext {
+    fn stats(&self, s: Statistics) {
+        if let Some(eos) = s.eos
+            && eos.producer_id >= 0
+            && eos.producer_epoch >= 0
+            && let Ok(mut g) = self.ids.lock()
+        {
+            *g = Some((eos.producer_id, eos.producer_epoch as i16));
+        }
+    }
+
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        tracing::warn!(%error, reason, "kafka producer");
+    }
+}
+
+type Prod = FutureProducer<EosContext>;
+
+/// A configured Kafka sink.
+pub struct KafkaSinkConnector {
+    spec: KafkaSinkSpec,
+    delivery: Delivery,
+    env: SinkEnv,
+    /// Partition count, read by `prepare` (needed for `partitionBy`).
+    partitions: Arc<OnceLock<u32>>,
+}
+
+impl KafkaSinkConnector {
+    /// Connector for `spec`; nothing connects until [`SinkConnector::prepare`].
+    #[must_use]
+    pub fn new(spec: &KafkaSinkSpec, env: &SinkEnv) -> Self {
+        let delivery = spec.delivery.unwrap_or(if env.exactly_once {
+            Delivery::ExactlyOnce
+        } else {
+            Delivery::AtLeastOnce
+        });
+        Self {
+            spec: spec.clone(),
+            delivery,
+            env: env.clone(),
+            partitions: Arc::new(OnceLock::new()),
+        }
+    }
+
+    fn err(&self, message: impl Into<String>) -> Error {
+        Error::Sink {
+            sink: format!("kafka topic {}", self.spec.topic),
+            message: message.into(),
+        }
+    }
+
+    fn txn_id(&self, subtask: u32, k: u32) -> String {
+        format!(
+            "{}-{subtask}-{k}",
+            self.spec
+                .transactional_id_prefix
+                .as_deref()
+                .unwrap_or("weir")
+        )
+    }
+
+    fn producer_config(&self, txn_id: Option<&str>) -> Result<rdkafka::ClientConfig> {
+        let mut c = client_config(
+            &format!("sink-{}", self.env.job_name),
+            &self.spec.bootstrap_servers,
+            &self.spec.properties,
+            self.spec.sasl_password_env.as_deref(),
+        )
+        .map_err(|e| self.err(e.to_string()))?;
+        // Same key -> same partition as Java clients.
+        c.set("partitioner", "murmur2_random");
+        match (self.delivery, txn_id) {
+            (Delivery::ExactlyOnce, Some(id)) => {
+                c.set("transactional.id", id)
+                    .set(
+                        "transaction.timeout.ms",
+                        self.spec.transaction_timeout.get().as_millis().to_string(),
+                    )
+                    .set("statistics.interval.ms", "200");
+            }
+            (Delivery::AtLeastOnce, _) => {
+                c.set("enable.idempotence", "true");
+            }
+            _ => {}
+        }
+        Ok(c)
+    }
+
+    /// A transactional producer for `txn_id`, initialised (which aborts whatever an earlier
+    /// holder of the id left open and fences it), with its producer id and epoch.
+    async fn init_txn_producer(&self, txn_id: String) -> Result<(Prod, i64, i16)> {
+        let cfg = self.producer_config(Some(&txn_id))?;
+        let id2 = txn_id.clone();
+        let topic = self.spec.topic.clone();
+        let ids = Arc::new(Mutex::new(None));
+        let ctx = EosContext {
+            ids: Arc::clone(&ids),
+        };
+        let joined = tokio::task::spawn_blocking(move || -> std::result::Result<Prod, String> {
+            let p: Prod = cfg
+                .create_with_context(ctx)
+                .map_err(|e| format!("producer {id2}: {e}"))?;
+            p.init_transactions(TXN_CALL_TIMEOUT)
+                .map_err(|e| format!("init_transactions for {id2}: {e}"))?;
+            Ok(p)
+        })
+        .await
+        .map_err(|e| self.err(format!("producer setup panicked: {e}")))?;
+        let p = joined.map_err(|m| self.err(m))?;
+        // Statistics arrive every 200 ms; wait for the first one after init.
+        for _ in 0..100 {
+            if let Ok(g) = ids.lock()
+                && let Some((pid, epoch)) = *g
+            {
+                tracing::debug!(topic = %topic, transactional_id = %txn_id, pid, epoch, "transactional producer ready");
+                return Ok((p, pid, epoch));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Err(self.err(format!(
+            "transactional id {txn_id}: producer id/epoch not reported within 5 s; \
+             cannot record the transaction for commit-phase recovery"
+        )))
+    }
+
+    /// Fence `txn_id`: initialise it once and drop the producer.
+    async fn fence(&self, txn_id: String) -> Result<()> {
+        let (p, _, _) = self.init_txn_producer(txn_id).await?;
+        drop(p);
+        Ok(())
+    }
+}
+
+impl SinkConnector for KafkaSinkConnector {
+    fn name(&self) -> String {
+        format!("kafka {}", self.spec.topic)
+    }
+
+    fn guarantee(&self) -> Guarantee {
+        match self.delivery {
+            Delivery::ExactlyOnce => Guarantee::ExactlyOnce,
+            Delivery::AtLeastOnce => Guarantee::AtLeastOnce,
+            Delivery::None => Guarantee::None,
+        }
+    }
+
+    fn prepare<'a>(&'a self, input: &'a SchemaRef) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let names: Vec<String> = input.fields().iter().map(|f| f.name().clone()).collect();
+            let check = |field: &str, col: &str, int: bool| -> Result<()> {
+                match input.field_with_name(col) {
+                    Err(_) => Err(self.err(format!(
+                        "{field}: column `{col}` is not in the sink's records ({})",
+                        names.join(", ")
+                    ))),
+                    Ok(f) if int && !f.data_type().is_integer() => Err(self.err(format!(
+                        "{field}: column `{col}` has type {}; an integer column is needed",
+                        f.data_type()
+                    ))),
+                    Ok(_) => Ok(()),
+                }
+            };
+            for c in &self.spec.key_by {
+                check("keyBy", c, false)?;
+            }
+            if let Some(c) = &self.spec.partition_by {
+                check("partitionBy", c, true)?;
+            }
+            if let Some(c) = &self.spec.value_field {
+                check("valueField", c, false)?;
+            }
+            for c in &self.spec.header_fields {
+                check("headerFields", c, false)?;
+            }
+            let cfg = self.producer_config(None)?;
+            let bootstrap = self.spec.bootstrap_servers.clone();
+            let topic = self.spec.topic.clone();
+            let n = tokio::task::spawn_blocking(move || -> std::result::Result<u32, String> {
+                let p: rdkafka::producer::BaseProducer = cfg.create().map_err(|e| e.to_string())?;
+                partition_count(p.client(), &bootstrap, &topic)
+            })
+            .await
+            .map_err(|e| self.err(e.to_string()))?
+            .map_err(|m| self.err(m))?;
+            let _ = self.partitions.set(n);
+            Ok(())
+        })
+    }
+
+    fn open(&self, ctx: &SinkContext) -> Result<SinkInstance> {
+        let encoder = Encoder {
+            spec: self.spec.clone(),
+            partitions: self.partitions.get().copied(),
+        };
+        match self.delivery {
+            Delivery::ExactlyOnce => Ok(SinkInstance::TwoPhase(Box::new(TxnWriter {
+                connector: KafkaSinkConnector {
+                    spec: self.spec.clone(),
+                    delivery: self.delivery,
+                    env: self.env.clone(),
+                    partitions: Arc::clone(&self.partitions),
+                },
+                subtask: ctx.subtask,
+                parallelism: ctx.parallelism,
+                pool: Vec::new(),
+                current: None,
+                encoder,
+                inflight: VecDeque::new(),
+                records: 0,
+            }))),
+            _ => {
+                let cfg = self.producer_config(None)?;
+                let producer: FutureProducer = cfg
+                    .create()
+                    .map_err(|e| self.err(format!("producer: {e}")))?;
+                Ok(SinkInstance::Plain(Box::new(PlainWriter {
+                    producer,
+                    encoder,
+                    inflight: VecDeque::new(),
+                    track: self.delivery == Delivery::AtLeastOnce,
+                    topic: self.spec.topic.clone(),
+                })))
+            }
+        }
+    }
+
+    fn recover_and_commit(&self, committables: Vec<Committable>) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async move {
+            if self.delivery != Delivery::ExactlyOnce {
+                return Ok(());
+            }
+            let mut prev_parallelism = 0;
+            let mut txns: Vec<KafkaTxn> = Vec::new();
+            for c in committables {
+                let t: KafkaTxn = serde_json::from_value(c).map_err(|e| {
+                    self.err(format!("checkpoint records an unreadable transaction: {e}"))
+                })?;
+                prev_parallelism = prev_parallelism.max(t.parallelism);
+                txns.push(t);
+            }
+            txns.sort_by_key(|t| t.checkpoint);
+            for t in txns.iter().filter(|t| t.records > 0) {
+                let outcome = wire::end_txn(
+                    &self.spec.bootstrap_servers,
+                    &t.transactional_id,
+                    t.producer_id,
+                    t.producer_epoch,
+                    true,
+                )
+                .await
+                .map_err(|e| {
+                    self.err(format!(
+                        "commit-phase recovery of {} (checkpoint {}): {e}",
+                        t.transactional_id, t.checkpoint
+                    ))
+                })?;
+                match outcome {
+                    EndTxnOutcome::Done => tracing::info!(
+                        transactional_id = %t.transactional_id, checkpoint = t.checkpoint,
+                        records = t.records, "committed transaction recorded in the restored checkpoint"),
+                    // We always commit before we fence, so a superseded epoch means an earlier
+                    // recovery already committed this transaction.
+                    EndTxnOutcome::AlreadyCompleted | EndTxnOutcome::Fenced => tracing::info!(
+                        transactional_id = %t.transactional_id, checkpoint = t.checkpoint,
+                        ?outcome, "transaction of the restored checkpoint was already committed"),
+                }
+            }
+            // Ids of subtasks that no longer exist are fenced here; the current subtasks fence
+            // their own pool when they start.
+            for sub in self.env.parallelism..prev_parallelism {
+                for k in 0..self.spec.transaction_pool_size {
+                    self.fence(self.txn_id(sub, k)).await?;
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+/// Turns rows into Kafka records.
+struct Encoder {
+    spec: KafkaSinkSpec,
+    partitions: Option<u32>,
+}
+
+struct OutRecord {
+    key: Option<String>,
+    value: Vec<u8>,
+    headers: Vec<(String, String)>,
+    partition: Option<i32>,
+}
+
+fn strings(batch: &RecordBatch, col: &str) -> Result<Vec<Option<String>>> {
+    let a = batch
+        .column_by_name(col)
+        .ok_or_else(|| Error::internal(format!("column {col} missing")))?;
+    let s = cast(a, &DataType::Utf8)?;
+    let s = s.as_string::<i32>();
+    Ok((0..s.len())
+        .map(|i| (!s.is_null(i)).then(|| s.value(i).to_string()))
+        .collect())
+}
+
+impl Encoder {
+    fn encode(&self, batch: &RecordBatch) -> Result<Vec<OutRecord>> {
+        let n = batch.num_rows();
+        let values: Vec<Vec<u8>> = match &self.spec.value_field {
+            Some(c) => strings(batch, c)?
+                .into_iter()
+                .map(|v| v.unwrap_or_default().into_bytes())
+                .collect(),
+            None => json_lines(batch)?
+                .split(|b| *b == b'\n')
+                .filter(|l| !l.is_empty())
+                .map(<[u8]>::to_vec)
+                .collect(),
+        };
+        let key_cols: Vec<Vec<Option<String>>> = self
+            .spec
+            .key_by
+            .iter()
+            .map(|c| strings(batch, c))
+            .collect::<Result<_>>()?;
+        let header_cols: Vec<(String, Vec<Option<String>>)> = self
+            .spec
+            .header_fields
+            .iter()
+            .map(|c| Ok((c.clone(), strings(batch, c)?)))
+            .collect::<Result<_>>()?;
+        let parts: Option<Vec<Option<i64>>> = match (&self.spec.partition_by, self.partitions) {
+            (Some(c), Some(_)) => {
+                let a = batch
+                    .column_by_name(c)
+                    .ok_or_else(|| Error::internal(format!("column {c} missing")))?;
+                let a = cast(a, &DataType::Int64)?;
+                let a = a.as_primitive::<Int64Type>();
+                Some(
+                    (0..a.len())
+                        .map(|i| (!a.is_null(i)).then(|| a.value(i)))
+                        .collect(),
+                )
+            }
+            _ => None,
+        };
+        let mut out = Vec::with_capacity(n);
+        for (i, value) in values.into_iter().enumerate().take(n) {
+            let key = match key_cols.len() {
+                0 => None,
+                1 => key_cols[0][i].clone(),
+                _ => Some(
+                    serde_json::Value::Array(
+                        key_cols
+                            .iter()
+                            .map(|c| c[i].clone().map_or(serde_json::Value::Null, Into::into))
+                            .collect(),
+                    )
+                    .to_string(),
+                ),
+            };
+            let partition = match (&parts, self.partitions) {
+                (Some(p), Some(count)) => p[i].map(|v| v.rem_euclid(i64::from(count)) as i32),
+                _ => None,
+            };
+            out.push(OutRecord {
+                key,
+                value,
+                headers: header_cols
+                    .iter()
+                    .filter_map(|(name, c)| c[i].clone().map(|v| (name.clone(), v)))
+                    .collect(),
+                partition,
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// Hand `records` to the producer, waiting for earlier deliveries when its queue is full.
+async fn send_all<C: ClientContext + 'static>(
+    producer: &FutureProducer<C>,
+    topic: &str,
+    records: Vec<OutRecord>,
+    inflight: &mut VecDeque<DeliveryFuture>,
+    track: bool,
+) -> Result<()> {
+    for r in records {
+        let mut headers = OwnedHeaders::new();
+        for (k, v) in &r.headers {
+            headers = headers.insert(Header {
+                key: k,
+                value: Some(v.as_bytes()),
+            });
+        }
+        let mut rec = FutureRecord::to(topic).payload(&r.value).headers(headers);
+        if let Some(k) = &r.key {
+            rec = rec.key(k.as_bytes());
+        }
+        if let Some(p) = r.partition {
+            rec = rec.partition(p);
+        }
+        loop {
+            match producer.send_result(rec) {
+                Ok(f) => {
+                    if track {
+                        inflight.push_back(f);
+                    }
+                    break;
+                }
+                Err((
+                    rdkafka::error::KafkaError::MessageProduction(
+                        rdkafka::types::RDKafkaErrorCode::QueueFull,
+                    ),
+                    back,
+                )) => {
+                    rec = back;
+                    match inflight.pop_front() {
+                        Some(f) => check_delivery(f, topic).await?,
+                        None => tokio::time::sleep(Duration::from_millis(5)).await,
+                    }
+                }
+                Err((e, _)) => {
+                    return Err(Error::Sink {
+                        sink: format!("kafka topic {topic}"),
+                        message: format!("send: {e}"),
+                    });
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn check_delivery(f: DeliveryFuture, topic: &str) -> Result<()> {
+    let err = |m: String| Error::Sink {
+        sink: format!("kafka topic {topic}"),
+        message: m,
+    };
+    match f.await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err((e, _))) => Err(err(format!("delivery failed: {e}"))),
+        Err(_) => Err(err("delivery report lost (producer closed)".to_string())),
+    }
+}
+
+async fn drain(inflight: &mut VecDeque<DeliveryFuture>, topic: &str) -> Result<()> {
+    while let Some(f) = inflight.pop_front() {
+        check_delivery(f, topic).await?;
+    }
+    Ok(())
+}
+
+struct PoolSlot {
+    producer: Prod,
+    txn_id: String,
+    producer_id: i64,
+    epoch: i16,
+    /// Checkpoint whose transaction is pre-committed on this id and awaits its commit.
+    precommitted: Option<u64>,
+}
+
+/// Exactly-once writer of one subtask.
+struct TxnWriter {
+    connector: KafkaSinkConnector,
+    subtask: u32,
+    parallelism: u32,
+    pool: Vec<PoolSlot>,
+    /// Pool slot and checkpoint of the open transaction.
+    current: Option<(usize, u64)>,
+    encoder: Encoder,
+    inflight: VecDeque<DeliveryFuture>,
+    records: u64,
+}
+
+impl TxnWriter {
+    async fn init_pool(&mut self) -> Result<()> {
+        let c = &self.connector;
+        let ids: Vec<String> = (0..c.spec.transaction_pool_size)
+            .map(|k| c.txn_id(self.subtask, k))
+            .collect();
+        let inits = ids.into_iter().map(|id| async move {
+            let (producer, pid, epoch) = c.init_txn_producer(id.clone()).await?;
+            Ok::<_, Error>(PoolSlot {
+                producer,
+                txn_id: id,
+                producer_id: pid,
+                epoch,
+                precommitted: None,
+            })
+        });
+        self.pool = futures::future::try_join_all(inits).await?;
+        Ok(())
+    }
+
+    async fn blocking<F>(&self, slot: usize, what: &'static str, f: F) -> Result<()>
+    where
+        F: FnOnce(&Prod) -> rdkafka::error::KafkaResult<()> + Send + 'static,
+    {
+        let p = self.pool[slot].producer.clone();
+        let id = self.pool[slot].txn_id.clone();
+        tokio::task::spawn_blocking(move || f(&p))
+            .await
+            .map_err(|e| self.connector.err(format!("{what} panicked: {e}")))?
+            .map_err(|e| self.connector.err(format!("{what} on {id}: {e}")))
+    }
+}
+
+impl TwoPhaseCommitSink for TxnWriter {
+    fn begin(&mut self, txn: CheckpointId) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async move {
+            if self.pool.is_empty() {
+                self.init_pool().await?;
+            }
+            let slot = (txn.0 % self.pool.len() as u64) as usize;
+            if let Some(waiting) = self.pool[slot].precommitted {
+                return Err(self.connector.err(format!(
+                    "transactional id {} still holds the transaction of checkpoint {waiting}, \
+                     which has not completed; checkpoints are failing faster than \
+                     transactionPoolSize ({}) allows",
+                    self.pool[slot].txn_id,
+                    self.pool.len()
+                )));
+            }
+            self.pool[slot]
+                .producer
+                .begin_transaction()
+                .map_err(|e| self.connector.err(format!("begin_transaction: {e}")))?;
+            self.current = Some((slot, txn.0));
+            self.records = 0;
+            Ok(())
+        })
+    }
+
+    fn write<'a>(&'a mut self, batch: &'a RecordBatch) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let Some((slot, _)) = self.current else {
+                return Err(Error::internal("kafka sink write without a transaction"));
+            };
+            let records = self.encoder.encode(batch)?;
+            self.records += records.len() as u64;
+            let producer = self.pool[slot].producer.clone();
+            send_all(
+                &producer,
+                &self.connector.spec.topic,
+                records,
+                &mut self.inflight,
+                true,
+            )
+            .await
+        })
+    }
+
+    fn pre_commit(&mut self) -> BoxFuture<'_, Result<Committable>> {
+        Box::pin(async move {
+            let Some((slot, checkpoint)) = self.current.take() else {
+                return Err(Error::internal(
+                    "kafka sink pre-commit without a transaction",
+                ));
+            };
+            drain(&mut self.inflight, &self.connector.spec.topic).await?;
+            self.blocking(slot, "flush", |p| p.flush(TXN_CALL_TIMEOUT))
+                .await?;
+            crate::fault::point("kafka-after-precommit", CheckpointId(checkpoint));
+            let s = &mut self.pool[slot];
+            s.precommitted = Some(checkpoint);
+            let t = KafkaTxn {
+                transactional_id: s.txn_id.clone(),
+                producer_id: s.producer_id,
+                producer_epoch: s.epoch,
+                checkpoint,
+                records: self.records,
+                parallelism: self.parallelism,
+            };
+            serde_json::to_value(&t).map_err(|e| Error::internal(e.to_string()))
+        })
+    }
+
+    fn commit(&mut self, committables: Vec<Committable>) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async move {
+            for c in committables {
+                let t: KafkaTxn = serde_json::from_value(c)
+                    .map_err(|e| Error::internal(format!("kafka committable: {e}")))?;
+                let Some(slot) = self.pool.iter().position(|s| {
+                    s.txn_id == t.transactional_id && s.precommitted == Some(t.checkpoint)
+                }) else {
+                    continue;
+                };
+                crate::fault::point("kafka-before-commit", CheckpointId(t.checkpoint));
+                self.blocking(slot, "commit_transaction", |p| {
+                    p.commit_transaction(TXN_CALL_TIMEOUT)
+                })
+                .await?;
+                self.pool[slot].precommitted = None;
+            }
+            Ok(())
+        })
+    }
+
+    fn abort(&mut self) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async move {
+            self.inflight.clear();
+            if let Some((slot, _)) = self.current.take() {
+                self.blocking(slot, "abort_transaction", |p| {
+                    p.abort_transaction(TXN_CALL_TIMEOUT)
+                })
+                .await?;
+            }
+            Ok(())
+        })
+    }
+}
+
+/// At-least-once (flush at every barrier) or fire-and-forget writer.
+struct PlainWriter {
+    producer: FutureProducer,
+    encoder: Encoder,
+    inflight: VecDeque<DeliveryFuture>,
+    track: bool,
+    topic: String,
+}
+
+impl PlainSink for PlainWriter {
+    fn write<'a>(&'a mut self, batch: &'a RecordBatch) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let records = self.encoder.encode(batch)?;
+            send_all(
+                &self.producer,
+                &self.topic,
+                records,
+                &mut self.inflight,
+                self.track,
+            )
+            .await
+        })
+    }
+
+    fn flush(&mut self) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async move {
+            if self.track {
+                drain(&mut self.inflight, &self.topic).await?;
+            }
+            Ok(())
+        })
+    }
+}

@@ -1,0 +1,974 @@
+//! Raw Kafka protocol over TCP, for the transaction steps librdkafka cannot do.
+//!
+//! librdkafka keeps a transaction's producer id and epoch private and only ends a
+//! transaction that the same client instance began. Commit-phase recovery has to end a
+//! transaction recorded in a checkpoint from a process that never saw it, so this module
+//! speaks the protocol directly (framing, headers and version negotiation) using the
+//! message types of the `kafka-protocol` crate.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, DescribeProducersRequest,
+    DescribeProducersResponse, DescribeTransactionsRequest, DescribeTransactionsResponse,
+    EndTxnRequest, EndTxnResponse, FetchRequest, FetchResponse, FindCoordinatorRequest,
+    FindCoordinatorResponse, InitProducerIdRequest, InitProducerIdResponse, ListOffsetsRequest,
+    ListOffsetsResponse, ListTransactionsRequest, ListTransactionsResponse, MetadataRequest,
+    MetadataResponse, RequestHeader, ResponseHeader, TopicName, TransactionalId,
+    metadata_request::MetadataRequestTopic,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Message, StrBytes};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::{Instant, timeout};
+use tracing::{debug, info, warn};
+
+/// A broker that cannot be reached within this time is treated as down, so that a
+/// bootstrap list falls through to its next entry instead of hanging.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Bounds one request/response round trip; a broker that accepts a request and then
+/// goes silent must not stall recovery forever.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long [`end_txn`] keeps retrying while the coordinator is moving or still
+/// finishing an earlier EndTxn.
+pub const END_TXN_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Responses larger than this are rejected before allocating, because a corrupt or
+/// non-Kafka peer could otherwise make us allocate up to 2 GiB from a length prefix.
+const MAX_RESPONSE_BYTES: usize = 256 * 1024 * 1024;
+
+/// Sent as `client.id` so broker logs show which requests came from recovery.
+const CLIENT_ID: &str = "weir-wire";
+
+/// Kafka's UNSUPPORTED_VERSION, the one error an ApiVersions request can fail with
+/// because we asked for a newer version than the broker knows.
+const UNSUPPORTED_VERSION: i16 = 35;
+
+/// EndTxn v5 opts into transactions "version 2" (KIP-890), where the broker bumps the
+/// epoch on every commit and interprets the request epoch differently. Transactions
+/// begun by librdkafka (which only speaks EndTxn v0-1) are version-1 transactions, so
+/// the recovery path must stay on v4 or below.
+const END_TXN_MAX_VERSION: i16 = 4;
+
+/// Kafka's key type for transaction coordinators in FindCoordinator.
+const COORDINATOR_KEY_TYPE_TRANSACTION: i8 = 1;
+
+/// A request this client can send.
+///
+/// `kafka_protocol::protocol::Request` is only implemented when the crate's `broker`
+/// feature is on (it also requires decoding requests), and the workspace builds it with
+/// `client` only; this trait needs just the client half: encode the request, decode the
+/// response.
+pub trait KafkaRequest: Message + Encodable + HeaderVersion {
+    /// The API key of this request.
+    const KEY: i16;
+    /// The response to this request.
+    type Response: Decodable + HeaderVersion;
+}
+
+macro_rules! kafka_requests {
+    ($($req:ty => $resp:ty, $key:expr;)*) => {
+        $(
+            impl KafkaRequest for $req {
+                const KEY: i16 = $key as i16;
+                type Response = $resp;
+            }
+        )*
+    };
+}
+
+kafka_requests! {
+    ApiVersionsRequest => ApiVersionsResponse, ApiKey::ApiVersions;
+    MetadataRequest => MetadataResponse, ApiKey::Metadata;
+    FindCoordinatorRequest => FindCoordinatorResponse, ApiKey::FindCoordinator;
+    EndTxnRequest => EndTxnResponse, ApiKey::EndTxn;
+    FetchRequest => FetchResponse, ApiKey::Fetch;
+    ListOffsetsRequest => ListOffsetsResponse, ApiKey::ListOffsets;
+    InitProducerIdRequest => InitProducerIdResponse, ApiKey::InitProducerId;
+    DescribeTransactionsRequest => DescribeTransactionsResponse, ApiKey::DescribeTransactions;
+    ListTransactionsRequest => ListTransactionsResponse, ApiKey::ListTransactions;
+    DescribeProducersRequest => DescribeProducersResponse, ApiKey::DescribeProducers;
+}
+
+/// Errors name the broker address and the API that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum WireError {
+    #[error("connecting to Kafka broker {addr}: {source}")]
+    Connect {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("connecting to Kafka broker {addr}: no answer within {timeout:?}")]
+    ConnectTimeout { addr: String, timeout: Duration },
+
+    #[error("{api} to Kafka broker {addr}: I/O error: {source}")]
+    Io {
+        addr: String,
+        api: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("{api} to Kafka broker {addr}: no response within {timeout:?}")]
+    Timeout {
+        addr: String,
+        api: &'static str,
+        timeout: Duration,
+    },
+
+    #[error("{api} to Kafka broker {addr}: cannot encode v{version} request: {message}")]
+    Encode {
+        addr: String,
+        api: &'static str,
+        version: i16,
+        message: String,
+    },
+
+    #[error("{api} from Kafka broker {addr}: cannot decode v{version} response: {message}")]
+    Decode {
+        addr: String,
+        api: &'static str,
+        version: i16,
+        message: String,
+    },
+
+    #[error("{api} from Kafka broker {addr}: {message}")]
+    Protocol {
+        addr: String,
+        api: &'static str,
+        message: String,
+    },
+
+    #[error(
+        "{api} to Kafka broker {addr}: no common version (broker {broker_min}..{broker_max}, \
+         client {client_min}..{client_max})"
+    )]
+    UnsupportedVersion {
+        addr: String,
+        api: &'static str,
+        broker_min: i16,
+        broker_max: i16,
+        client_min: i16,
+        client_max: i16,
+    },
+
+    #[error("{api} to Kafka broker {addr}: the broker does not support this API")]
+    UnsupportedApi { addr: String, api: &'static str },
+
+    #[error("{api} via Kafka broker {addr}: broker error {code} ({})", error_name(*.code))]
+    Broker {
+        addr: String,
+        api: &'static str,
+        code: i16,
+    },
+
+    #[error("no Kafka broker in bootstrap list '{bootstrap}' answered: {}", join_errors(.errors))]
+    NoBroker {
+        bootstrap: String,
+        errors: Vec<WireError>,
+    },
+
+    #[error(
+        "{api} for transactional id '{transactional_id}' still failing after {elapsed:?}: {last}"
+    )]
+    RetriesExhausted {
+        api: &'static str,
+        transactional_id: String,
+        elapsed: Duration,
+        #[source]
+        last: Box<WireError>,
+    },
+}
+
+impl WireError {
+    /// The Kafka error code, when the broker answered with one.
+    pub fn broker_code(&self) -> Option<i16> {
+        match self {
+            WireError::Broker { code, .. } => Some(*code),
+            WireError::RetriesExhausted { last, .. } => last.broker_code(),
+            _ => None,
+        }
+    }
+}
+
+fn error_name(code: i16) -> String {
+    match ResponseError::try_from_code(code) {
+        Some(ResponseError::Unknown(c)) => format!("unknown error code {c}"),
+        Some(err) => format!("{err:?}: {err}"),
+        None => "NONE".to_owned(),
+    }
+}
+
+fn join_errors(errors: &[WireError]) -> String {
+    if errors.is_empty() {
+        return "the list is empty".to_owned();
+    }
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Human-readable API name for errors and logs.
+fn api_name(key: i16) -> &'static str {
+    match ApiKey::try_from(key) {
+        Ok(ApiKey::Produce) => "Produce",
+        Ok(ApiKey::Fetch) => "Fetch",
+        Ok(ApiKey::ListOffsets) => "ListOffsets",
+        Ok(ApiKey::Metadata) => "Metadata",
+        Ok(ApiKey::FindCoordinator) => "FindCoordinator",
+        Ok(ApiKey::ApiVersions) => "ApiVersions",
+        Ok(ApiKey::InitProducerId) => "InitProducerId",
+        Ok(ApiKey::AddPartitionsToTxn) => "AddPartitionsToTxn",
+        Ok(ApiKey::AddOffsetsToTxn) => "AddOffsetsToTxn",
+        Ok(ApiKey::EndTxn) => "EndTxn",
+        Ok(ApiKey::TxnOffsetCommit) => "TxnOffsetCommit",
+        Ok(ApiKey::DescribeTransactions) => "DescribeTransactions",
+        Ok(ApiKey::ListTransactions) => "ListTransactions",
+        Ok(ApiKey::CreateTopics) => "CreateTopics",
+        Ok(ApiKey::OffsetFetch) => "OffsetFetch",
+        Ok(ApiKey::OffsetCommit) => "OffsetCommit",
+        Ok(_) => "Kafka request",
+        Err(()) => "unknown Kafka API",
+    }
+}
+
+/// Formats `host:port`, bracketing IPv6 literals so the result parses as a socket address.
+fn host_port(host: &str, port: i32) -> String {
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+/// Splits a comma-separated bootstrap list, ignoring blanks so "a:1, b:2," works.
+fn bootstrap_addrs(bootstrap: &str) -> Vec<&str> {
+    bootstrap
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+/// One TCP connection to one broker: length-framed request/response with correlation ids.
+///
+/// Requests are strictly sequential (`&mut self`), so a response always belongs to the
+/// last request; the correlation id is still checked to detect a desynchronised stream.
+pub struct Connection {
+    addr: String,
+    stream: TcpStream,
+    next_correlation_id: i32,
+    /// Broker-supported version ranges by API key, from ApiVersions at connect.
+    versions: HashMap<i16, (i16, i16)>,
+    /// Set after a timeout or I/O error mid-request: the stream may hold half a frame,
+    /// so any later response would be misread.
+    broken: bool,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("addr", &self.addr)
+            .field("broken", &self.broken)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Connection {
+    /// Connects and negotiates API versions (ApiVersions), so later requests can pick
+    /// versions the broker understands.
+    pub async fn connect(addr: &str) -> Result<Self, WireError> {
+        let stream = match timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(source)) => {
+                return Err(WireError::Connect {
+                    addr: addr.to_owned(),
+                    source,
+                });
+            }
+            Err(_) => {
+                return Err(WireError::ConnectTimeout {
+                    addr: addr.to_owned(),
+                    timeout: CONNECT_TIMEOUT,
+                });
+            }
+        };
+        // Small request/response exchanges; Nagle would only add latency.
+        if let Err(err) = stream.set_nodelay(true) {
+            debug!(addr, %err, "cannot set TCP_NODELAY");
+        }
+        let mut conn = Connection {
+            addr: addr.to_owned(),
+            stream,
+            next_correlation_id: 1,
+            versions: HashMap::new(),
+            broken: false,
+        };
+        conn.negotiate_versions().await?;
+        Ok(conn)
+    }
+
+    /// Connects to the first reachable broker of a comma-separated bootstrap list.
+    pub async fn connect_any(bootstrap: &str) -> Result<Self, WireError> {
+        let mut errors = Vec::new();
+        for addr in bootstrap_addrs(bootstrap) {
+            match Connection::connect(addr).await {
+                Ok(conn) => return Ok(conn),
+                Err(err) => {
+                    debug!(addr, %err, "bootstrap broker unusable, trying next");
+                    errors.push(err);
+                }
+            }
+        }
+        Err(WireError::NoBroker {
+            bootstrap: bootstrap.to_owned(),
+            errors,
+        })
+    }
+
+    /// The address this connection was opened to.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// The broker's supported version range for an API key, if it supports the API.
+    pub fn broker_versions(&self, api_key: i16) -> Option<(i16, i16)> {
+        self.versions.get(&api_key).copied()
+    }
+
+    /// Highest version of `Req` that both the broker and `kafka-protocol` support.
+    pub fn version_for<Req: KafkaRequest>(&self) -> Result<i16, WireError> {
+        self.version_capped::<Req>(Req::VERSIONS.max)
+    }
+
+    /// Like [`Connection::version_for`] but never above `cap`, for APIs whose newer
+    /// versions change semantics or need data we do not have (e.g. topic ids in Fetch).
+    pub fn version_capped<Req: KafkaRequest>(&self, cap: i16) -> Result<i16, WireError> {
+        let api = api_name(Req::KEY);
+        let Some((broker_min, broker_max)) = self.broker_versions(Req::KEY) else {
+            return Err(WireError::UnsupportedApi {
+                addr: self.addr.clone(),
+                api,
+            });
+        };
+        let client_min = Req::VERSIONS.min;
+        let client_max = Req::VERSIONS.max.min(cap);
+        let version = broker_max.min(client_max);
+        if version < broker_min.max(client_min) {
+            return Err(WireError::UnsupportedVersion {
+                addr: self.addr.clone(),
+                api,
+                broker_min,
+                broker_max,
+                client_min,
+                client_max,
+            });
+        }
+        Ok(version)
+    }
+
+    /// Sends `req` encoded as `version` and returns the decoded response.
+    pub async fn request<Req: KafkaRequest>(
+        &mut self,
+        req: Req,
+        version: i16,
+    ) -> Result<Req::Response, WireError> {
+        let api = api_name(Req::KEY);
+        let mut body = BytesMut::new();
+        req.encode(&mut body, version)
+            .map_err(|err| WireError::Encode {
+                addr: self.addr.clone(),
+                api,
+                version,
+                message: format!("{err:#}"),
+            })?;
+        let mut response = self
+            .round_trip(
+                Req::KEY,
+                version,
+                Req::header_version(version),
+                <Req::Response as HeaderVersion>::header_version(version),
+                body.freeze(),
+            )
+            .await?;
+        let decoded =
+            <Req::Response as Decodable>::decode(&mut response, version).map_err(|err| {
+                WireError::Decode {
+                    addr: self.addr.clone(),
+                    api,
+                    version,
+                    message: format!("{err:#}"),
+                }
+            })?;
+        if response.has_remaining() {
+            // Trailing bytes mean we decoded with the wrong version's schema.
+            debug!(addr = %self.addr, api, version, trailing = response.remaining(), "response has trailing bytes");
+        }
+        Ok(decoded)
+    }
+
+    /// Sends `req` at the highest mutually supported version.
+    pub async fn request_auto<Req: KafkaRequest>(
+        &mut self,
+        req: Req,
+    ) -> Result<Req::Response, WireError> {
+        let version = self.version_for::<Req>()?;
+        self.request(req, version).await
+    }
+
+    /// Frames and sends one request, reads one response, and returns the response body
+    /// after its header.
+    async fn round_trip(
+        &mut self,
+        api_key: i16,
+        version: i16,
+        request_header_version: i16,
+        response_header_version: i16,
+        body: Bytes,
+    ) -> Result<Bytes, WireError> {
+        let api = api_name(api_key);
+        if self.broken {
+            return Err(WireError::Protocol {
+                addr: self.addr.clone(),
+                api,
+                message: "connection unusable after an earlier failed request".to_owned(),
+            });
+        }
+        let correlation_id = self.next_correlation_id;
+        self.next_correlation_id = self.next_correlation_id.wrapping_add(1);
+
+        let header = RequestHeader::default()
+            .with_request_api_key(api_key)
+            .with_request_api_version(version)
+            .with_correlation_id(correlation_id)
+            .with_client_id(Some(StrBytes::from_static_str(CLIENT_ID)));
+        let mut frame = BytesMut::with_capacity(body.len() + 64);
+        frame.put_i32(0); // length placeholder, patched below
+        header
+            .encode(&mut frame, request_header_version)
+            .map_err(|err| WireError::Encode {
+                addr: self.addr.clone(),
+                api,
+                version,
+                message: format!("request header: {err:#}"),
+            })?;
+        frame.put_slice(&body);
+        let len = i32::try_from(frame.len() - 4).map_err(|_| WireError::Encode {
+            addr: self.addr.clone(),
+            api,
+            version,
+            message: format!(
+                "request of {} bytes exceeds the protocol limit",
+                frame.len()
+            ),
+        })?;
+        frame[..4].copy_from_slice(&len.to_be_bytes());
+
+        // Mark broken until the exchange completes: a timeout or error leaves the
+        // stream at an unknown position.
+        self.broken = true;
+        let addr = self.addr.clone();
+        let exchange = async {
+            self.stream
+                .write_all(&frame)
+                .await
+                .map_err(|source| WireError::Io {
+                    addr: addr.clone(),
+                    api,
+                    source,
+                })?;
+            let mut len_buf = [0u8; 4];
+            self.stream
+                .read_exact(&mut len_buf)
+                .await
+                .map_err(|source| WireError::Io {
+                    addr: addr.clone(),
+                    api,
+                    source,
+                })?;
+            let len = i32::from_be_bytes(len_buf);
+            let len = usize::try_from(len)
+                .ok()
+                .filter(|len| (4..=MAX_RESPONSE_BYTES).contains(len))
+                .ok_or_else(|| WireError::Protocol {
+                    addr: addr.clone(),
+                    api,
+                    message: format!("invalid response frame length {len}"),
+                })?;
+            let mut buf = vec![0u8; len];
+            self.stream
+                .read_exact(&mut buf)
+                .await
+                .map_err(|source| WireError::Io {
+                    addr: addr.clone(),
+                    api,
+                    source,
+                })?;
+            Ok::<_, WireError>(Bytes::from(buf))
+        };
+        let mut response = match timeout(REQUEST_TIMEOUT, exchange).await {
+            Ok(result) => result?,
+            Err(_) => {
+                return Err(WireError::Timeout {
+                    addr,
+                    api,
+                    timeout: REQUEST_TIMEOUT,
+                });
+            }
+        };
+        self.broken = false;
+
+        let header =
+            ResponseHeader::decode(&mut response, response_header_version).map_err(|err| {
+                WireError::Decode {
+                    addr: self.addr.clone(),
+                    api,
+                    version,
+                    message: format!("response header: {err:#}"),
+                }
+            })?;
+        if header.correlation_id != correlation_id {
+            self.broken = true;
+            return Err(WireError::Protocol {
+                addr: self.addr.clone(),
+                api,
+                message: format!(
+                    "correlation id mismatch: sent {correlation_id}, got {}",
+                    header.correlation_id
+                ),
+            });
+        }
+        Ok(response)
+    }
+
+    /// Asks the broker which API versions it supports.
+    ///
+    /// Uses ApiVersions v3 (what current clients send); a broker that does not know v3
+    /// answers UNSUPPORTED_VERSION with a v0 body listing its versions, which we accept.
+    async fn negotiate_versions(&mut self) -> Result<(), WireError> {
+        const VERSION: i16 = 3;
+        let api = api_name(ApiVersionsRequest::KEY);
+        let req = ApiVersionsRequest::default()
+            .with_client_software_name(StrBytes::from_static_str("weir"))
+            .with_client_software_version(StrBytes::from_static_str(env!("CARGO_PKG_VERSION")));
+        let mut body = BytesMut::new();
+        req.encode(&mut body, VERSION)
+            .map_err(|err| WireError::Encode {
+                addr: self.addr.clone(),
+                api,
+                version: VERSION,
+                message: format!("{err:#}"),
+            })?;
+        let response = self
+            .round_trip(
+                ApiVersionsRequest::KEY,
+                VERSION,
+                ApiVersionsRequest::header_version(VERSION),
+                ApiVersionsResponse::header_version(VERSION),
+                body.freeze(),
+            )
+            .await?;
+        // The error code is the first field in every version, so it tells us which
+        // schema the body uses before decoding it.
+        let error_code = match response.get(..2) {
+            Some(&[hi, lo]) => i16::from_be_bytes([hi, lo]),
+            _ => {
+                return Err(WireError::Decode {
+                    addr: self.addr.clone(),
+                    api,
+                    version: VERSION,
+                    message: format!("body of {} bytes has no error code", response.len()),
+                });
+            }
+        };
+        let decode_version = if error_code == UNSUPPORTED_VERSION {
+            0
+        } else {
+            VERSION
+        };
+        let decoded =
+            ApiVersionsResponse::decode(&mut response.clone(), decode_version).map_err(|err| {
+                WireError::Decode {
+                    addr: self.addr.clone(),
+                    api,
+                    version: decode_version,
+                    message: format!("{err:#}"),
+                }
+            })?;
+        if decoded.error_code != 0 && decoded.error_code != UNSUPPORTED_VERSION {
+            return Err(WireError::Broker {
+                addr: self.addr.clone(),
+                api,
+                code: decoded.error_code,
+            });
+        }
+        self.versions = decoded
+            .api_keys
+            .iter()
+            .map(|k| (k.api_key, (k.min_version, k.max_version)))
+            .collect();
+        if self.versions.is_empty() {
+            return Err(WireError::Protocol {
+                addr: self.addr.clone(),
+                api,
+                message: "broker listed no supported APIs".to_owned(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Leader of one partition as reported by Metadata.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionLeader {
+    pub partition: i32,
+    /// Kafka error code for this partition (0 when fine; LEADER_NOT_AVAILABLE while a
+    /// new topic is still being set up).
+    pub error_code: i16,
+    pub leader_id: i32,
+    /// `host:port` of the leader, if the leader is among the listed brokers.
+    pub leader: Option<String>,
+}
+
+/// One topic's partitions as reported by Metadata.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicMetadata {
+    pub name: String,
+    /// Kafka error code for the topic (0 when fine, 3 UNKNOWN_TOPIC_OR_PARTITION when
+    /// it does not exist).
+    pub error_code: i16,
+    /// Sorted by partition number.
+    pub partitions: Vec<PartitionLeader>,
+}
+
+/// Looks up partition leaders of `topics` through `bootstrap` without creating topics.
+///
+/// Topic and partition errors are returned in the result rather than as `Err`, because
+/// callers differ on which of them are transient.
+pub async fn metadata(bootstrap: &str, topics: &[&str]) -> Result<Vec<TopicMetadata>, WireError> {
+    let mut conn = Connection::connect_any(bootstrap).await?;
+    metadata_on(&mut conn, topics).await
+}
+
+/// [`metadata`] over an existing connection.
+pub async fn metadata_on(
+    conn: &mut Connection,
+    topics: &[&str],
+) -> Result<Vec<TopicMetadata>, WireError> {
+    let version = conn.version_for::<MetadataRequest>()?;
+    let req = MetadataRequest::default()
+        .with_topics(Some(
+            topics
+                .iter()
+                .map(|t| {
+                    MetadataRequestTopic::default()
+                        .with_name(Some(TopicName(StrBytes::from_string((*t).to_owned()))))
+                })
+                .collect(),
+        ))
+        // Reading must not create topics as a side effect (brokers before v4 ignore this).
+        .with_allow_auto_topic_creation(false);
+    let resp = conn.request(req, version).await?;
+    let brokers: HashMap<i32, String> = resp
+        .brokers
+        .iter()
+        .map(|b| (b.node_id.0, host_port(&b.host, b.port)))
+        .collect();
+    let mut out: Vec<TopicMetadata> = resp
+        .topics
+        .iter()
+        .map(|t| {
+            let mut partitions: Vec<PartitionLeader> = t
+                .partitions
+                .iter()
+                .map(|p| PartitionLeader {
+                    partition: p.partition_index,
+                    error_code: p.error_code,
+                    leader_id: p.leader_id.0,
+                    leader: brokers.get(&p.leader_id.0).cloned(),
+                })
+                .collect();
+            partitions.sort_by_key(|p| p.partition);
+            TopicMetadata {
+                name: t.name.as_ref().map(|n| n.0.to_string()).unwrap_or_default(),
+                error_code: t.error_code,
+                partitions,
+            }
+        })
+        .collect();
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+/// Finds the transaction coordinator for `transactional_id` and returns its `host:port`.
+///
+/// A coordinator-level error (e.g. COORDINATOR_NOT_AVAILABLE) is returned as
+/// [`WireError::Broker`] so callers can decide to retry.
+pub async fn find_transaction_coordinator(
+    bootstrap: &str,
+    transactional_id: &str,
+) -> Result<String, WireError> {
+    let mut conn = Connection::connect_any(bootstrap).await?;
+    let api = api_name(FindCoordinatorRequest::KEY);
+    let version = conn.version_for::<FindCoordinatorRequest>()?;
+    if version < 1 {
+        // v0 has no key type and always means the group coordinator.
+        return Err(WireError::UnsupportedVersion {
+            addr: conn.addr().to_owned(),
+            api,
+            broker_min: 0,
+            broker_max: 0,
+            client_min: 1,
+            client_max: FindCoordinatorRequest::VERSIONS.max,
+        });
+    }
+    let key = StrBytes::from_string(transactional_id.to_owned());
+    let mut req = FindCoordinatorRequest::default().with_key_type(COORDINATOR_KEY_TYPE_TRANSACTION);
+    // v4 replaced the single key with a batch of keys.
+    req = if version >= 4 {
+        req.with_coordinator_keys(vec![key])
+    } else {
+        req.with_key(key)
+    };
+    let resp = conn.request(req, version).await?;
+    let (code, host, port) = if version >= 4 {
+        let Some(c) = resp.coordinators.first() else {
+            return Err(WireError::Protocol {
+                addr: conn.addr().to_owned(),
+                api,
+                message: "response lists no coordinator".to_owned(),
+            });
+        };
+        (c.error_code, c.host.to_string(), c.port)
+    } else {
+        (resp.error_code, resp.host.to_string(), resp.port)
+    };
+    if code != 0 {
+        return Err(WireError::Broker {
+            addr: conn.addr().to_owned(),
+            api,
+            code,
+        });
+    }
+    Ok(host_port(&host, port))
+}
+
+/// Result of committing or aborting a transaction by its stored producer id/epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndTxnOutcome {
+    /// The broker accepted the EndTxn. Note that Kafka also answers NONE when the same
+    /// outcome was already applied (a repeated commit of a committed transaction), and
+    /// nisshi answers NONE for any repeat, so `Done` does not prove this call did it.
+    Done,
+    /// The broker says the transaction is no longer ongoing (INVALID_TXN_STATE), e.g.
+    /// it was completed before. This does not say whether it was committed or aborted.
+    AlreadyCompleted,
+    /// The producer id/epoch was superseded (another producer initialised the same
+    /// transactional id, or the broker aborted the transaction on timeout and bumped the
+    /// epoch). The transaction cannot be committed any more.
+    Fenced,
+}
+
+/// Error codes [`end_txn`] maps or retries (Kafka numbering).
+mod codes {
+    pub const COORDINATOR_LOAD_IN_PROGRESS: i16 = 14;
+    pub const COORDINATOR_NOT_AVAILABLE: i16 = 15;
+    pub const NOT_COORDINATOR: i16 = 16;
+    pub const INVALID_PRODUCER_EPOCH: i16 = 47;
+    pub const INVALID_TXN_STATE: i16 = 48;
+    pub const INVALID_PRODUCER_ID_MAPPING: i16 = 49;
+    pub const CONCURRENT_TRANSACTIONS: i16 = 51;
+    pub const UNKNOWN_PRODUCER_ID: i16 = 59;
+    pub const PRODUCER_FENCED: i16 = 90;
+}
+
+/// Whether a failure may clear up by itself: the coordinator is moving or loading, a
+/// previous EndTxn is still writing markers, or the network hiccupped. EndTxn is
+/// idempotent for the same outcome, so resending after an I/O error is safe.
+fn end_txn_retriable(err: &WireError) -> bool {
+    match err {
+        WireError::Broker { code, .. } => matches!(
+            *code,
+            codes::COORDINATOR_LOAD_IN_PROGRESS
+                | codes::COORDINATOR_NOT_AVAILABLE
+                | codes::NOT_COORDINATOR
+                | codes::CONCURRENT_TRANSACTIONS
+        ),
+        WireError::Connect { .. }
+        | WireError::ConnectTimeout { .. }
+        | WireError::Io { .. }
+        | WireError::Timeout { .. } => true,
+        WireError::NoBroker { errors, .. } => {
+            !errors.is_empty() && errors.iter().all(end_txn_retriable)
+        }
+        _ => false,
+    }
+}
+
+/// Commit-phase recovery: ends transaction `transactional_id` using the producer id and
+/// epoch recorded at pre-commit, from a connection that never took part in it.
+///
+/// Finds the transaction coordinator through `bootstrap` (comma-separated `host:port`
+/// list, each tried in turn), sends EndTxn, and retries transient coordinator errors
+/// with backoff for up to [`END_TXN_DEADLINE`].
+///
+/// With transactions v1 the epoch does not change between transactions of one producer
+/// session, so EndTxn ends whatever transaction is currently open under this id and
+/// epoch. Callers must make sure no live producer has begun a newer transaction with the
+/// same transactional id and epoch (e.g. use one transactional id per checkpoint, or
+/// only recover after the owner is gone).
+pub async fn end_txn(
+    bootstrap: &str,
+    transactional_id: &str,
+    producer_id: i64,
+    producer_epoch: i16,
+    commit: bool,
+) -> Result<EndTxnOutcome, WireError> {
+    let api = api_name(EndTxnRequest::KEY);
+    let start = Instant::now();
+    let deadline = start + END_TXN_DEADLINE;
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let attempt = end_txn_once(
+            bootstrap,
+            transactional_id,
+            producer_id,
+            producer_epoch,
+            commit,
+        )
+        .await;
+        let err = match attempt {
+            Ok(outcome) => {
+                info!(
+                    transactional_id,
+                    producer_id,
+                    producer_epoch,
+                    commit,
+                    ?outcome,
+                    "EndTxn finished"
+                );
+                return Ok(outcome);
+            }
+            Err(err) if end_txn_retriable(&err) => err,
+            Err(err) => return Err(err),
+        };
+        let now = Instant::now();
+        if now + backoff > deadline {
+            return Err(WireError::RetriesExhausted {
+                api,
+                transactional_id: transactional_id.to_owned(),
+                elapsed: now - start,
+                last: Box::new(err),
+            });
+        }
+        warn!(
+            transactional_id,
+            producer_id,
+            producer_epoch,
+            %err,
+            retry_in = ?backoff,
+            "EndTxn not accepted yet, retrying"
+        );
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(1));
+    }
+}
+
+async fn end_txn_once(
+    bootstrap: &str,
+    transactional_id: &str,
+    producer_id: i64,
+    producer_epoch: i16,
+    commit: bool,
+) -> Result<EndTxnOutcome, WireError> {
+    let api = api_name(EndTxnRequest::KEY);
+    let coordinator = find_transaction_coordinator(bootstrap, transactional_id).await?;
+    let mut conn = Connection::connect(&coordinator).await?;
+    let version = conn.version_capped::<EndTxnRequest>(END_TXN_MAX_VERSION)?;
+    let req = EndTxnRequest::default()
+        .with_transactional_id(TransactionalId(StrBytes::from_string(
+            transactional_id.to_owned(),
+        )))
+        .with_producer_id(producer_id.into())
+        .with_producer_epoch(producer_epoch)
+        .with_committed(commit);
+    let resp = conn.request(req, version).await?;
+    debug!(
+        addr = conn.addr(),
+        transactional_id,
+        producer_id,
+        producer_epoch,
+        commit,
+        version,
+        error_code = resp.error_code,
+        "EndTxn response"
+    );
+    match resp.error_code {
+        0 => Ok(EndTxnOutcome::Done),
+        codes::INVALID_TXN_STATE => Ok(EndTxnOutcome::AlreadyCompleted),
+        // UNKNOWN_PRODUCER_ID is what nisshi answers when the producer id no longer
+        // belongs to the transactional id, i.e. Kafka's INVALID_PRODUCER_ID_MAPPING.
+        codes::INVALID_PRODUCER_EPOCH
+        | codes::PRODUCER_FENCED
+        | codes::INVALID_PRODUCER_ID_MAPPING
+        | codes::UNKNOWN_PRODUCER_ID => Ok(EndTxnOutcome::Fenced),
+        code => Err(WireError::Broker {
+            addr: conn.addr().to_owned(),
+            api,
+            code,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_port_brackets_ipv6() {
+        assert_eq!(host_port("::1", 9092), "[::1]:9092");
+        assert_eq!(host_port("broker", 9092), "broker:9092");
+    }
+
+    #[test]
+    fn bootstrap_list_ignores_blanks() {
+        assert_eq!(bootstrap_addrs(" a:1, ,b:2,"), vec!["a:1", "b:2"]);
+    }
+
+    #[test]
+    fn retriable_codes() {
+        let broker = |code| WireError::Broker {
+            addr: "x:1".to_owned(),
+            api: "EndTxn",
+            code,
+        };
+        assert!(end_txn_retriable(&broker(codes::CONCURRENT_TRANSACTIONS)));
+        assert!(end_txn_retriable(&broker(codes::NOT_COORDINATOR)));
+        assert!(!end_txn_retriable(&broker(codes::PRODUCER_FENCED)));
+        // An empty bootstrap list never becomes usable by waiting.
+        assert!(!end_txn_retriable(&WireError::NoBroker {
+            bootstrap: String::new(),
+            errors: vec![],
+        }));
+    }
+
+    #[test]
+    fn error_names_code() {
+        let err = WireError::Broker {
+            addr: "b:9092".to_owned(),
+            api: "EndTxn",
+            code: 48,
+        };
+        let text = err.to_string();
+        assert!(text.contains("b:9092") && text.contains("EndTxn") && text.contains("48"));
+    }
+}

@@ -1,0 +1,376 @@
+//! The connector test stack: Kafka broker, ClickHouse, a deterministic order stream on Kafka,
+//! its oracle, and readers for what the sinks committed.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use weir_runtime::clickhouse::client::Client;
+
+use super::{START_MS, parse_ts};
+
+/// The broker to test against: `KAFKA_BOOTSTRAP` (any real cluster) or the local one from
+/// `tests/kafka.sh`; `None` after one SKIPPED line unless `WEIR_REQUIRE_KAFKA=1`.
+pub fn kafka(test: &str) -> Option<String> {
+    match weir_testkit::bootstrap() {
+        Some(b) => Some(b),
+        None => {
+            assert!(
+                !weir_testkit::require_kafka(),
+                "{test}: WEIR_REQUIRE_KAFKA=1 but no broker is configured (KAFKA_BOOTSTRAP or WEIR_KAFKA_BOOTSTRAP)"
+            );
+            println!(
+                "SKIPPED {test}: no Kafka broker (set KAFKA_BOOTSTRAP or run tests/kafka.sh start)"
+            );
+            None
+        }
+    }
+}
+
+/// The local ClickHouse HTTP URL from `tests/clickhouse.sh`, like [`kafka`].
+pub fn clickhouse(test: &str) -> Option<String> {
+    match std::env::var("WEIR_CLICKHOUSE_URL") {
+        Ok(u) if !u.is_empty() => Some(u),
+        _ => {
+            assert!(
+                std::env::var("WEIR_REQUIRE_CLICKHOUSE").is_err(),
+                "{test}: WEIR_REQUIRE_CLICKHOUSE=1 but WEIR_CLICKHOUSE_URL is not set"
+            );
+            println!(
+                "SKIPPED {test}: WEIR_CLICKHOUSE_URL is not set (run tests/clickhouse.sh start)"
+            );
+            None
+        }
+    }
+}
+
+/// Whether the broker is the local one (its restart script applies, and its read_committed
+/// consumers are known to be wrong).
+pub fn local_broker() -> bool {
+    std::env::var("KAFKA_BOOTSTRAP").map_or(true, |v| v.is_empty())
+}
+
+/// Create `topic` with `partitions` partitions.
+pub async fn create_topic(bootstrap: &str, topic: &str, partitions: i32) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .unwrap();
+    let r = admin
+        .create_topics(
+            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+        )
+        .await
+        .unwrap();
+    for x in r {
+        x.unwrap();
+    }
+}
+
+/// One order of the deterministic stream.
+#[derive(Debug, Clone)]
+pub struct Order {
+    pub id: u64,
+    pub partition: i32,
+    pub store: String,
+    pub amount: i64,
+    pub ts: i64,
+}
+
+fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Order `i` of a stream: a pure function of `i`, so the oracle needs no engine. Event time
+/// moves 100 ms per order with up to 2 s of disorder (inside the job's 5 s bound).
+pub fn order(i: u64, partitions: i32, stores: u64) -> Order {
+    Order {
+        id: i,
+        partition: (i % partitions as u64) as i32,
+        store: format!("store-{}", mix(i ^ 0x51) % stores),
+        amount: (mix(i ^ 0xa3) % 1000) as i64 - 100,
+        ts: START_MS + i as i64 * 100 - (mix(i ^ 0x7e) % 2000) as i64,
+    }
+}
+
+pub fn order_json(o: &Order) -> String {
+    serde_json::json!({
+        "order_id": o.id,
+        "store_id": o.store,
+        "amount": o.amount,
+        "ts": o.ts,
+    })
+    .to_string()
+}
+
+/// A producer for test input (plain, idempotent: input is never transactional).
+pub fn input_producer(bootstrap: &str) -> FutureProducer {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "5")
+        .create()
+        .unwrap()
+}
+
+/// Produce orders `range` and wait for every delivery.
+pub async fn produce_orders(
+    p: &FutureProducer,
+    topic: &str,
+    range: std::ops::Range<u64>,
+    partitions: i32,
+    stores: u64,
+) {
+    let mut pending = Vec::new();
+    for i in range {
+        let o = order(i, partitions, stores);
+        let payload = order_json(&o);
+        let key = o.id.to_string();
+        let f = p
+            .send_result(
+                FutureRecord::to(topic)
+                    .partition(o.partition)
+                    .key(&key)
+                    .payload(&payload),
+            )
+            .map_err(|(e, _)| e)
+            .unwrap();
+        pending.push(f);
+        if pending.len() >= 5000 {
+            for f in pending.drain(..) {
+                f.await.unwrap().unwrap();
+            }
+        }
+    }
+    for f in pending {
+        f.await.unwrap().unwrap();
+    }
+}
+
+/// One record per partition far past the last order, with `amount = 0` so the filter drops
+/// it: it only moves every partition's watermark past the last window.
+pub async fn produce_end_markers(p: &FutureProducer, topic: &str, count: u64, partitions: i32) {
+    for part in 0..partitions {
+        let payload = serde_json::json!({
+            "order_id": count + part as u64,
+            "store_id": "end",
+            "amount": 0,
+            "ts": START_MS + count as i64 * 100 + 600_000,
+        })
+        .to_string();
+        p.send(
+            FutureRecord::<(), _>::to(topic)
+                .partition(part)
+                .payload(&payload),
+            Duration::from_secs(10),
+        )
+        .await
+        .map_err(|(e, _)| e)
+        .unwrap();
+    }
+}
+
+/// Expected rows: (store, window_start ms) -> (orders, sales), 1-minute tumbling windows.
+pub type Sales = BTreeMap<(String, i64), (i64, i64)>;
+
+pub fn oracle(count: u64, partitions: i32, stores: u64) -> Sales {
+    let mut out = Sales::new();
+    for i in 0..count {
+        let o = order(i, partitions, stores);
+        if o.amount <= 0 {
+            continue;
+        }
+        let w = o.ts - o.ts.rem_euclid(60_000);
+        let e = out.entry((o.store, w)).or_insert((0, 0));
+        e.0 += 1;
+        e.1 += o.amount;
+    }
+    out
+}
+
+/// The job: Kafka -> filter -> 1-minute tumbling count/sum per store -> the given sinks.
+#[allow(clippy::too_many_arguments)] // a test builder: named at every call site
+pub fn sales_job(
+    name: &str,
+    bootstrap: &str,
+    topic: &str,
+    storage: &str,
+    s3_endpoint: &str,
+    parallelism: u32,
+    interval_ms: u64,
+    bounded: bool,
+    sinks: &str,
+) -> String {
+    format!(
+        "name: {name}
+parallelism: {parallelism}
+checkpoint:
+  interval: {interval_ms}ms
+  timeout: 30s
+  storage: \"{storage}\"
+  retained: 2
+  s3: {{endpoint: \"{s3_endpoint}\", region: us-east-1, pathStyle: true}}
+source:
+  kafka: {{bootstrapServers: \"{bootstrap}\", topic: {topic}, bounded: {bounded}, partitionDiscovery: 1s}}
+  schema:
+    - {{name: order_id, type: int64}}
+    - {{name: store_id, type: string}}
+    - {{name: amount, type: int64}}
+    - {{name: ts, type: timestamp}}
+  eventTime: {{field: ts, maxOutOfOrderness: 5s}}
+transforms:
+  - filter: amount > 0
+  - window: {{tumbling: 1m, keyBy: [store_id], aggregates: {{orders: count(*), sales: sum(amount)}}}}
+sinks:
+{sinks}"
+    )
+}
+
+/// ClickHouse client for test queries.
+pub fn ch(url: &str) -> Client {
+    Client::new(url, "default", None).unwrap()
+}
+
+pub async fn ch_exec(url: &str, sql: &str) -> String {
+    ch(url)
+        .execute(sql, &[], None)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {}", e.message))
+}
+
+/// Create the two reference tables: a Replicated one for write-ahead mode (block
+/// deduplication) and a ReplacingMergeTree keyed on the result key.
+pub async fn create_sales_tables(url: &str, wa: &str, rmt: &str) {
+    ch_exec(
+        url,
+        &format!(
+            "CREATE TABLE {wa} (store_id String, window_start DateTime, window_end DateTime, orders Int64, sales Int64) \
+             ENGINE = ReplicatedMergeTree('/clickhouse/tables/{{shard}}/{wa}', '{{replica}}') ORDER BY (window_start, store_id)"
+        ),
+    )
+    .await;
+    ch_exec(
+        url,
+        &format!(
+            "CREATE TABLE {rmt} (store_id String, window_start DateTime, window_end DateTime, orders Int64, sales Int64, v UInt64) \
+             ENGINE = ReplacingMergeTree(v) ORDER BY (window_start, store_id)"
+        ),
+    )
+    .await;
+}
+
+/// Rows of a sales table; duplicates are listed, not merged.
+pub async fn ch_sales(url: &str, table: &str, fin: bool) -> (Sales, Vec<String>) {
+    let text = ch_exec(
+        url,
+        &format!(
+            "SELECT store_id, toUInt32(window_start), orders, sales FROM {table} {} FORMAT TabSeparated",
+            if fin { "FINAL" } else { "" }
+        ),
+    )
+    .await;
+    let mut rows = Sales::new();
+    let mut dups = Vec::new();
+    for l in text.lines() {
+        let f: Vec<&str> = l.split('\t').collect();
+        let key = (f[0].to_string(), f[1].parse::<i64>().unwrap() * 1000);
+        if rows
+            .insert(key.clone(), (f[2].parse().unwrap(), f[3].parse().unwrap()))
+            .is_some()
+        {
+            dups.push(format!("{key:?}"));
+        }
+    }
+    (rows, dups)
+}
+
+/// Committed records of the output topic as sales rows, per the read_committed verifier.
+pub async fn kafka_sales(bootstrap: &str, topic: &str) -> (Sales, Vec<String>, usize) {
+    let report = weir_testkit::read_topic(bootstrap, topic).await.unwrap();
+    let mut rows = Sales::new();
+    let mut dups = Vec::new();
+    for r in &report.committed {
+        let v: serde_json::Value =
+            serde_json::from_slice(r.value.as_deref().unwrap_or_default()).unwrap();
+        let key = (
+            v["store_id"].as_str().unwrap().to_string(),
+            parse_ts(v["window_start"].as_str().unwrap()),
+        );
+        let val = (v["orders"].as_i64().unwrap(), v["sales"].as_i64().unwrap());
+        if rows.insert(key.clone(), val).is_some() {
+            dups.push(format!("{key:?}"));
+        }
+    }
+    (rows, dups, report.open)
+}
+
+/// Panic with the first differences between `got` and `expected`.
+pub fn assert_sales(what: &str, expected: &Sales, got: &Sales, dups: &[String]) {
+    assert!(
+        dups.is_empty(),
+        "{what}: duplicate rows: {:?}",
+        &dups[..dups.len().min(5)]
+    );
+    let missing: Vec<_> = expected
+        .iter()
+        .filter(|(k, v)| got.get(*k) != Some(*v))
+        .take(5)
+        .collect();
+    let extra: Vec<_> = got
+        .iter()
+        .filter(|(k, _)| !expected.contains_key(*k))
+        .take(5)
+        .collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "{what}: differs from the oracle ({} expected rows, {} got); missing or wrong: {missing:?}; unexpected: {extra:?}",
+        expected.len(),
+        got.len()
+    );
+}
+
+/// Run a stack script (`tests/kafka.sh restart`, ...), from the repository root.
+pub fn stack_script(script: &str, arg: &str) {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let st = std::process::Command::new("bash")
+        .arg(root.join("tests").join(script))
+        .arg(arg)
+        .status()
+        .unwrap();
+    assert!(st.success(), "tests/{script} {arg} failed");
+}
+
+/// Offsets the consumer group `group` has committed for `topic`.
+pub fn group_offsets(
+    bootstrap: &str,
+    group: &str,
+    topic: &str,
+    partitions: i32,
+) -> BTreeMap<i32, i64> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .create()
+        .unwrap();
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition(topic, p);
+    }
+    let got = c.committed_offsets(tpl, Duration::from_secs(10)).unwrap();
+    got.elements()
+        .iter()
+        .filter_map(|e| match e.offset() {
+            rdkafka::Offset::Offset(o) => Some((e.partition(), o)),
+            _ => None,
+        })
+        .collect()
+}

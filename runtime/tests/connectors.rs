@@ -1,0 +1,521 @@
+//! Kafka and ClickHouse connectors against the real stack (`tests/kafka.sh`,
+//! `tests/clickhouse.sh`, `tests/s3.sh`): the reference scenario end to end, commit-phase
+//! recovery, a zombie incarnation, and bad input. Output topics are checked with the
+//! read_committed verifier (`weir-testkit`), because the local broker's own read_committed
+//! consumers see aborted records (its defect; see DEVELOPERS.md).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
+
+mod common;
+
+use std::path::Path;
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use common::stack::{
+    assert_sales, ch_exec, ch_sales, clickhouse, create_sales_tables, create_topic, input_producer,
+    kafka, kafka_sales, oracle, produce_end_markers, produce_orders, sales_job,
+};
+use common::{fresh_bucket, s3_endpoint, spawn_runtime, unique};
+
+const PARTITIONS: i32 = 3;
+const STORES: u64 = 5;
+
+struct Stack {
+    kafka: String,
+    ch: String,
+    s3: String,
+}
+
+fn stack(test: &str) -> Option<Stack> {
+    Some(Stack {
+        s3: s3_endpoint(test)?,
+        kafka: kafka(test)?,
+        ch: clickhouse(test)?,
+    })
+}
+
+fn wait_exit(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let t = Instant::now();
+    while t.elapsed() < limit {
+        if let Some(s) = child.try_wait().unwrap() {
+            return Some(s);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+fn log_tail(log: &Path) -> String {
+    let t = std::fs::read_to_string(log).unwrap_or_default();
+    t[t.len().saturating_sub(3000)..].to_string()
+}
+
+/// Everything a scenario needs: input topic with orders, output topic, both tables, bucket.
+struct Scenario {
+    name: String,
+    input: String,
+    output: String,
+    wa: String,
+    rmt: String,
+    storage: String,
+    count: u64,
+}
+
+impl Scenario {
+    async fn new(st: &Stack, test: &str, count: u64) -> Self {
+        let u = unique();
+        let s = Self {
+            name: format!("{test}-{u}").replace('_', "-"),
+            input: format!("orders-{u}"),
+            output: format!("sales-{u}"),
+            wa: format!("sales_wa_{u}"),
+            rmt: format!("sales_rmt_{u}"),
+            storage: format!("s3://{}/chk", fresh_bucket(&st.s3, test).await),
+            count,
+        };
+        create_topic(&st.kafka, &s.input, PARTITIONS).await;
+        create_topic(&st.kafka, &s.output, PARTITIONS).await;
+        create_sales_tables(&st.ch, &s.wa, &s.rmt).await;
+        s
+    }
+
+    fn sinks(&self, st: &Stack) -> String {
+        format!(
+            "  - clickhouse: {{url: \"{ch}\", table: {wa}, mode: writeAhead}}
+  - clickhouse: {{url: \"{ch}\", table: {rmt}, mode: replacing, versionColumn: v}}
+  - kafka: {{bootstrapServers: \"{k}\", topic: {out}, transactionalIdPrefix: {name}, keyBy: [store_id]}}
+",
+            ch = st.ch,
+            wa = self.wa,
+            rmt = self.rmt,
+            k = st.kafka,
+            out = self.output,
+            name = self.name,
+        )
+    }
+
+    fn write_job(
+        &self,
+        st: &Stack,
+        dir: &Path,
+        parallelism: u32,
+        interval_ms: u64,
+        bounded: bool,
+    ) -> std::path::PathBuf {
+        let yaml = sales_job(
+            &self.name,
+            &st.kafka,
+            &self.input,
+            &self.storage,
+            &st.s3,
+            parallelism,
+            interval_ms,
+            bounded,
+            &self.sinks(st),
+        );
+        let p = dir.join(format!("{}.yaml", self.name));
+        std::fs::write(&p, yaml).unwrap();
+        p
+    }
+
+    async fn produce_all(&self, st: &Stack) {
+        let p = input_producer(&st.kafka);
+        produce_orders(&p, &self.input, 0..self.count, PARTITIONS, STORES).await;
+        produce_end_markers(&p, &self.input, self.count, PARTITIONS).await;
+    }
+
+    /// ClickHouse (raw for write-ahead, FINAL for replacing) and the committed output topic
+    /// equal the oracle; no transaction is left open.
+    async fn assert_exact(&self, st: &Stack, context: &str) {
+        let expected = oracle(self.count, PARTITIONS, STORES);
+        assert!(expected.len() > 20, "the oracle is too small to prove anything");
+        let (wa, wa_dups) = ch_sales(&st.ch, &self.wa, false).await;
+        assert_sales(
+            &format!("{context}: clickhouse write-ahead (raw rows)"),
+            &expected,
+            &wa,
+            &wa_dups,
+        );
+        let (rmt, rmt_dups) = ch_sales(&st.ch, &self.rmt, true).await;
+        assert_sales(
+            &format!("{context}: clickhouse ReplacingMergeTree FINAL"),
+            &expected,
+            &rmt,
+            &rmt_dups,
+        );
+        let (k, k_dups, open) = kafka_sales(&st.kafka, &self.output).await;
+        assert_sales(
+            &format!("{context}: committed Kafka records"),
+            &expected,
+            &k,
+            &k_dups,
+        );
+        assert_eq!(
+            open, 0,
+            "{context}: transactions left open on the output topic"
+        );
+    }
+}
+
+#[test]
+fn reference_scenario_kafka_to_clickhouse_and_kafka() {
+    let Some(st) = stack("reference_scenario") else {
+        return;
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let sc = rt.block_on(Scenario::new(&st, "reference", 6_000));
+    rt.block_on(sc.produce_all(&st));
+    let tmp = tempfile::tempdir().unwrap();
+    let job = sc.write_job(&st, tmp.path(), 2, 200, true);
+    let log = tmp.path().join("runtime.log");
+    let mut child = spawn_runtime(&job, &[], &[], &log);
+    let status =
+        wait_exit(&mut child, Duration::from_secs(120)).expect("bounded job did not finish");
+    assert!(
+        status.success(),
+        "job failed: {status:?}\n{}",
+        log_tail(&log)
+    );
+    rt.block_on(sc.assert_exact(&st, "bounded run"));
+
+    // Lag tools see progress: the group's committed offsets reach the end of each partition.
+    let report = rt
+        .block_on(weir_testkit::read_topic(&st.kafka, &sc.input))
+        .unwrap();
+    let committed = common::stack::group_offsets(
+        &st.kafka,
+        &format!("weir-{}", sc.name),
+        &sc.input,
+        PARTITIONS,
+    );
+    for p in &report.partitions {
+        assert_eq!(
+            committed.get(&p.partition).copied(),
+            Some(p.high_watermark),
+            "group offset of partition {} after the final checkpoint",
+            p.partition
+        );
+    }
+}
+
+#[test]
+fn commit_phase_recovery_commits_the_pending_transaction_exactly_once() {
+    let Some(st) = stack("commit_phase_recovery") else {
+        return;
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let sc = rt.block_on(Scenario::new(&st, "recovery", 6_000));
+    rt.block_on(sc.produce_all(&st));
+    let tmp = tempfile::tempdir().unwrap();
+    // A long interval: checkpoint 2 is the first to carry output (windows close as the
+    // watermark passes them), and the crash comes right after its _metadata is written.
+    let job = sc.write_job(&st, tmp.path(), 2, 300, true);
+    let log = tmp.path().join("runtime.log");
+    let mut child = spawn_runtime(&job, &[], &[("WEIR_CRASH_AT", "after-metadata:1")], &log);
+    let status = wait_exit(&mut child, Duration::from_secs(60)).expect("crash point not reached");
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(
+        status.signal(),
+        Some(9),
+        "expected the crash point to kill the run\n{}",
+        log_tail(&log)
+    );
+
+    // The checkpoint is complete, its Kafka transactions pre-committed but not committed.
+    let before = rt
+        .block_on(weir_testkit::read_topic(&st.kafka, &sc.output))
+        .unwrap();
+    let pending: usize = before.open;
+    println!(
+        "after the crash: {} committed, {} records in open transactions",
+        before.committed.len(),
+        pending
+    );
+
+    let mut child = spawn_runtime(&job, &[], &[], &log);
+    let status =
+        wait_exit(&mut child, Duration::from_secs(120)).expect("restored run did not finish");
+    assert!(
+        status.success(),
+        "restored run failed: {status:?}\n{}",
+        log_tail(&log)
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    if pending > 0 {
+        assert!(
+            text.contains("committed transaction recorded in the restored checkpoint"),
+            "the restore did not commit the pending transaction\n{}",
+            log_tail(&log)
+        );
+    }
+    rt.block_on(sc.assert_exact(&st, "after commit-phase recovery"));
+    let after = rt
+        .block_on(weir_testkit::read_topic(&st.kafka, &sc.output))
+        .unwrap();
+    assert!(
+        after.open_producers.is_empty(),
+        "lingering transactions: {:?}",
+        after.open_transactions
+    );
+}
+
+#[test]
+fn zombie_incarnation_never_becomes_visible() {
+    let Some(st) = stack("zombie") else {
+        return;
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let count = 30_000;
+    let sc = rt.block_on(Scenario::new(&st, "zombie", count));
+    let tmp = tempfile::tempdir().unwrap();
+    let job = sc.write_job(&st, tmp.path(), 2, 200, false);
+    let log_a = tmp.path().join("a.log");
+    let log_b = tmp.path().join("b.log");
+    let producer = input_producer(&st.kafka);
+    // Input arrives while both incarnations run.
+    rt.block_on(produce_orders(
+        &producer,
+        &sc.input,
+        0..count / 3,
+        PARTITIONS,
+        STORES,
+    ));
+    let mut a = spawn_runtime(&job, &[], &[], &log_a);
+    std::thread::sleep(Duration::from_secs(3));
+    // B starts while A still runs: B claims the next storage generation, commits what A's last
+    // checkpoint promised, and fences A's transactional ids.
+    let mut b = spawn_runtime(&job, &[], &[], &log_b);
+    rt.block_on(produce_orders(
+        &producer,
+        &sc.input,
+        count / 3..count,
+        PARTITIONS,
+        STORES,
+    ));
+    rt.block_on(produce_end_markers(&producer, &sc.input, count, PARTITIONS));
+    let a_status = wait_exit(&mut a, Duration::from_secs(60));
+    let a_text = std::fs::read_to_string(&log_a).unwrap();
+    assert!(
+        matches!(a_status, Some(s) if !s.success()),
+        "the old incarnation should stop once fenced: {a_status:?}\n{}",
+        &a_text[a_text.len().saturating_sub(3000)..]
+    );
+    assert!(
+        a_text.contains("fenced") || a_text.contains("Fenced") || a_text.contains("fencing"),
+        "the old incarnation stopped for another reason\n{}",
+        &a_text[a_text.len().saturating_sub(3000)..]
+    );
+    // Wait until B has produced every window, then stop it with a final checkpoint.
+    let expected = oracle(count, PARTITIONS, STORES);
+    let t = Instant::now();
+    loop {
+        let (got, _) = rt.block_on(ch_sales(&st.ch, &sc.wa, false));
+        if got.len() >= expected.len() || t.elapsed() > Duration::from_secs(90) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let pid = b.id().to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    let b_status = wait_exit(&mut b, Duration::from_secs(60)).expect("B did not stop on SIGTERM");
+    assert!(
+        b_status.success(),
+        "B failed: {b_status:?}\n{}",
+        log_tail(&log_b)
+    );
+    rt.block_on(sc.assert_exact(&st, "after a zombie incarnation"));
+}
+
+fn run_to_exit(
+    job_yaml: &str,
+    dir: &Path,
+    name: &str,
+    limit: Duration,
+) -> (std::process::ExitStatus, String) {
+    let job = dir.join(format!("{name}.yaml"));
+    std::fs::write(&job, job_yaml).unwrap();
+    let log = dir.join(format!("{name}.log"));
+    let mut child = spawn_runtime(&job, &[], &[], &log);
+    let status = wait_exit(&mut child, limit).unwrap_or_else(|| {
+        let _ = child.kill();
+        panic!("{name}: did not exit within {limit:?}\n{}", log_tail(&log))
+    });
+    (status, std::fs::read_to_string(&log).unwrap())
+}
+
+#[test]
+fn bad_input_fails_fast_or_follows_the_decode_policy() {
+    let Some(st) = stack("bad_input_connectors") else {
+        return;
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let bucket = rt.block_on(fresh_bucket(&st.s3, "badinput"));
+    let u = unique();
+    let input = format!("mixed-{u}");
+    let dlq = format!("dlq-{u}");
+    let out = format!("out-{u}");
+    rt.block_on(create_topic(&st.kafka, &input, 1));
+    rt.block_on(create_topic(&st.kafka, &dlq, 1));
+    rt.block_on(create_topic(&st.kafka, &out, 1));
+    let producer = input_producer(&st.kafka);
+    let records: Vec<String> = (0..20)
+        .map(|i| match i {
+            5 => "{not json".to_string(),
+            11 => r#"{"order_id": "eleven", "store_id": "s", "amount": 1, "ts": 0}"#.to_string(),
+            _ => format!(
+                r#"{{"order_id": {i}, "store_id": "s", "amount": {i}, "ts": {}}}"#,
+                i * 1000
+            ),
+        })
+        .collect();
+    rt.block_on(async {
+        for r in &records {
+            producer
+                .send(
+                    rdkafka::producer::FutureRecord::<(), _>::to(&input)
+                        .partition(0)
+                        .payload(r),
+                    Duration::from_secs(10),
+                )
+                .await
+                .map_err(|(e, _)| e)
+                .unwrap();
+        }
+    });
+    let job = |name: &str, source: &str, policy: &str, sinks: &str| {
+        format!(
+            "name: {name}-{u}
+parallelism: 1
+checkpoint: {{interval: 200ms, timeout: 30s, storage: \"s3://{bucket}/{name}\", s3: {{endpoint: \"{s3}\", region: us-east-1, pathStyle: true}}}}
+source:
+  kafka: {source}
+  schema:
+    - {{name: order_id, type: int64}}
+    - {{name: store_id, type: string}}
+    - {{name: amount, type: int64}}
+    - {{name: ts, type: timestamp}}
+{policy}sinks:
+{sinks}",
+            s3 = st.s3
+        )
+    };
+    let good_source = format!(
+        "{{bootstrapServers: \"{}\", topic: {input}, bounded: true}}",
+        st.kafka
+    );
+    let out_sink = format!(
+        "  - kafka: {{bootstrapServers: \"{}\", topic: {out}, transactionalIdPrefix: bad-{u}}}\n",
+        st.kafka
+    );
+
+    // fail: the job stops and names the record.
+    let (s, text) = run_to_exit(
+        &job("fail", &good_source, "  onDecodeError: fail\n", &out_sink),
+        tmp.path(),
+        "fail",
+        Duration::from_secs(60),
+    );
+    assert!(!s.success(), "policy fail must stop the job");
+    assert!(
+        text.contains(&format!("{input}/0@5")),
+        "error should name topic/partition@offset:\n{text}"
+    );
+
+    // skip: the job finishes; 18 records through, 2 counted.
+    let (s, text) = run_to_exit(
+        &job("skip", &good_source, "  onDecodeError: skip\n", &out_sink),
+        tmp.path(),
+        "skip",
+        Duration::from_secs(60),
+    );
+    assert!(s.success(), "skip run failed:\n{text}");
+    assert_eq!(text.matches("undecodable record").count(), 2, "{text}");
+
+    // dead-letter topic: raw bytes as the value, the error and the position as headers.
+    let policy = format!(
+        "  onDecodeError:\n    sideOutput:\n      kafka: {{bootstrapServers: \"{}\", topic: {dlq}, transactionalIdPrefix: dlq-{u}, valueField: raw, headerFields: [error, source]}}\n",
+        st.kafka
+    );
+    let (s, text) = run_to_exit(
+        &job("dlq", &good_source, &policy, &out_sink),
+        tmp.path(),
+        "dlq",
+        Duration::from_secs(60),
+    );
+    assert!(s.success(), "dead-letter run failed:\n{text}");
+    let report = rt
+        .block_on(weir_testkit::read_topic(&st.kafka, &dlq))
+        .unwrap();
+    let dead: Vec<(String, String, String)> = report
+        .committed
+        .iter()
+        .map(|r| {
+            let h = |k: &str| {
+                r.headers
+                    .iter()
+                    .find(|(n, _)| n == k)
+                    .and_then(|(_, v)| v.as_ref())
+                    .map(|v| String::from_utf8_lossy(v).into_owned())
+                    .unwrap_or_default()
+            };
+            (
+                String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).into_owned(),
+                h("source"),
+                h("error"),
+            )
+        })
+        .collect();
+    assert_eq!(dead.len(), 2, "dead letters: {dead:?}");
+    assert_eq!(dead[0].0, records[5]);
+    assert_eq!(dead[0].1, format!("{input}/0@5"));
+    assert!(!dead[0].2.is_empty());
+    assert_eq!(dead[1].0, records[11]);
+    let outs = rt
+        .block_on(weir_testkit::read_topic(&st.kafka, &out))
+        .unwrap();
+    // skip and dlq runs each wrote 18 records (fail wrote nothing committed).
+    assert_eq!(outs.committed.len(), 36, "output of skip + dlq runs");
+
+    // Wrong broker, missing topic, missing table: fail fast, naming the thing.
+    let wrong = "{bootstrapServers: \"127.0.0.1:1\", topic: x, bounded: true}";
+    let (s, text) = run_to_exit(
+        &job("wrongbroker", wrong, "", &out_sink),
+        tmp.path(),
+        "wrongbroker",
+        Duration::from_secs(40),
+    );
+    assert!(!s.success());
+    assert!(text.contains("cannot reach Kafka at 127.0.0.1:1"), "{text}");
+    let missing = format!(
+        "{{bootstrapServers: \"{}\", topic: nope-{u}, bounded: true}}",
+        st.kafka
+    );
+    let (s, text) = run_to_exit(
+        &job("missingtopic", &missing, "", &out_sink),
+        tmp.path(),
+        "missingtopic",
+        Duration::from_secs(40),
+    );
+    assert!(!s.success());
+    assert!(
+        text.contains(&format!("topic `nope-{u}` does not exist")),
+        "{text}"
+    );
+    let ch_sink = format!("  - clickhouse: {{url: \"{}\", table: nope_{u}}}\n", st.ch);
+    let (s, text) = run_to_exit(
+        &job("missingtable", &good_source, "", &ch_sink),
+        tmp.path(),
+        "missingtable",
+        Duration::from_secs(40),
+    );
+    assert!(!s.success());
+    assert!(
+        text.contains(&format!("table default.nope_{u} does not exist")),
+        "{text}"
+    );
+    let _ = rt.block_on(ch_exec(&st.ch, "SELECT 1"));
+}

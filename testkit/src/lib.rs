@@ -1,0 +1,85 @@
+//! Test support for Weir: finding the test Kafka broker, and a read_committed verifier
+//! that does not trust the broker's own read_committed implementation.
+//!
+//! The local test broker (nisshi) never lists aborted transactions in Fetch responses,
+//! so its read_committed consumers also see aborted records; its log does hold correct
+//! COMMIT/ABORT control batches, though. [`read_topic`] therefore reads the raw log and
+//! applies Kafka's visibility rule itself, which gives the same answer on any broker.
+
+pub mod rd;
+mod verify;
+
+pub use verify::{
+    CommittedRecord, OpenTransaction, PartitionReport, TopicReport, VerifyError, committed_records,
+    read_topic,
+};
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Environment variable naming a real Kafka cluster; preferred over the local broker so
+/// CI can run the same tests against Apache Kafka.
+pub const ENV_KAFKA_BOOTSTRAP: &str = "KAFKA_BOOTSTRAP";
+/// Environment variable set by `tests/kafka.sh` for the local nisshi broker.
+pub const ENV_WEIR_KAFKA_BOOTSTRAP: &str = "WEIR_KAFKA_BOOTSTRAP";
+/// When `1`, tests must fail instead of skipping if no broker is configured, so a CI
+/// job that is supposed to exercise Kafka cannot silently pass by skipping.
+pub const ENV_REQUIRE_KAFKA: &str = "WEIR_REQUIRE_KAFKA";
+
+fn non_empty_env(name: &str) -> Option<String> {
+    std::env::var(name)
+        .ok()
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
+}
+
+/// The Kafka bootstrap list for tests: `KAFKA_BOOTSTRAP` (a real Kafka cluster) if set,
+/// else `WEIR_KAFKA_BOOTSTRAP` (the local broker from `tests/kafka.sh`), else `None`.
+pub fn bootstrap() -> Option<String> {
+    non_empty_env(ENV_KAFKA_BOOTSTRAP).or_else(|| non_empty_env(ENV_WEIR_KAFKA_BOOTSTRAP))
+}
+
+/// Whether tests run against a real Kafka cluster (`KAFKA_BOOTSTRAP`), where broker-side
+/// read_committed can be trusted and compared with the verifier.
+pub fn is_real_kafka() -> bool {
+    non_empty_env(ENV_KAFKA_BOOTSTRAP).is_some()
+}
+
+/// Whether `WEIR_REQUIRE_KAFKA=1`: a missing broker is then a test failure.
+pub fn require_kafka() -> bool {
+    non_empty_env(ENV_REQUIRE_KAFKA).as_deref() == Some("1")
+}
+
+/// The bootstrap list, or `None` after printing one `SKIPPED:` line when no broker is
+/// configured.
+///
+/// # Panics
+///
+/// When no broker is configured but `WEIR_REQUIRE_KAFKA=1`, so the test fails.
+pub fn broker_or_skip(test: &str) -> Option<String> {
+    match bootstrap() {
+        Some(bootstrap) => Some(bootstrap),
+        None if require_kafka() => panic!(
+            "{test}: WEIR_REQUIRE_KAFKA=1 but no Kafka broker configured \
+             (set KAFKA_BOOTSTRAP or run tests/kafka.sh start)"
+        ),
+        None => {
+            println!(
+                "SKIPPED: {test}: no Kafka broker (set KAFKA_BOOTSTRAP or run tests/kafka.sh start)"
+            );
+            None
+        }
+    }
+}
+
+/// A topic (or transactional id) name no earlier test run has used, so tests on a
+/// long-lived broker never see each other's records or transactions.
+pub fn unique_name(prefix: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{prefix}-{}-{nanos:x}-{n}", std::process::id())
+}

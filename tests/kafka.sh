@@ -1,0 +1,146 @@
+#!/usr/bin/env bash
+# Local Kafka-protocol broker for tests: nisshi (a Kafka-compatible broker written in Rust),
+# installed once with `cargo install` into the cache outside the clone, bound to 127.0.0.1.
+#
+#   tests/kafka.sh start     install when missing, start, wait until it answers an ApiVersions
+#                            request; prints the bootstrap address (host:port)
+#   tests/kafka.sh stop      stop the broker by PID and wait for it to exit
+#   tests/kafka.sh restart   stop + start on the same port and storage (for fault tests)
+#   tests/kafka.sh env       print `export WEIR_KAFKA_BOOTSTRAP=...` for a running broker
+#
+# Storage (WEIR_KAFKA_STORAGE; when it is unset, `restart` reuses what the broker ran with):
+#   memory (default)  in-memory; everything is lost when the broker stops or restarts
+#   sqlite            $STATE/kafka/kafka.db; topics, records and committed offsets survive
+#                     a restart, but interleaved transactional producers misbehave
+#   any URL           passed to --storage-engine as is (relative sqlite:// paths resolve
+#                     against $STATE/kafka)
+set -euo pipefail
+
+CACHE="${WEIR_CACHE:-$HOME/.cache/weir}"
+STATE="${WEIR_STACK_DIR:-$CACHE/stack}"
+TOOLS="$CACHE/tools"
+BIN="$TOOLS/bin/nisshi"
+NISSHI_VERSION="0.7.0-pre.2"
+PORT="${WEIR_KAFKA_PORT:-9392}"
+ADDR="127.0.0.1:$PORT"
+DIR="$STATE/kafka"
+PIDFILE="$STATE/kafka.pid"
+STORAGEFILE="$STATE/kafka.storage"
+LOG="$STATE/kafka.log"
+mkdir -p "$STATE"
+
+install() {
+  if [ -x "$BIN" ]; then return; fi
+  # Serialise our own installs, and wait for one started by hand (same command) to finish
+  # rather than compiling a second copy into the same target dir.
+  exec 9>"$CACHE/nisshi-install.lock"
+  flock 9
+  local waited=0
+  while pgrep -f "cargo install nisshi" >/dev/null; do
+    if [ "$waited" -eq 0 ]; then echo "kafka: waiting for a running 'cargo install nisshi' to finish" >&2; fi
+    waited=$((waited + 1))
+    sleep 5
+  done
+  if [ ! -x "$BIN" ]; then
+    echo "kafka: installing nisshi $NISSHI_VERSION into $TOOLS (takes ~30 min the first time)" >&2
+    cargo install nisshi --version "$NISSHI_VERSION" --locked --features libsql,dynostore \
+      --root "$TOOLS" --target-dir "$CACHE/nisshi-build" >&2
+  fi
+  exec 9>&-
+}
+
+running() {
+  [ -f "$PIDFILE" ] || return 1
+  local pid
+  pid=$(cat "$PIDFILE")
+  kill -0 "$pid" 2>/dev/null && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q "nisshi broker"
+}
+
+port_open() { timeout 1 bash -c "exec 3<>/dev/tcp/127.0.0.1/$PORT" 2>/dev/null; }
+
+# A real Kafka round trip: ApiVersions v0 (api key 18, correlation id 42, client id "weir").
+# The reply must start with size(4) correlation_id(4)=42 error_code(2)=0.
+api_versions_ok() {
+  local reply
+  reply=$(timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$PORT \
+    && printf '\x00\x00\x00\x0e\x00\x12\x00\x00\x00\x00\x00\x2a\x00\x04weir' >&3 \
+    && head -c 10 <&3" 2>/dev/null | od -An -tx1 | tr -d ' \n') || return 1
+  [ "${reply:8:12}" = "0000002a0000" ]
+}
+
+storage_url() {
+  case "${WEIR_KAFKA_STORAGE:-memory}" in
+    memory) echo "memory://weir/" ;;
+    sqlite) echo "sqlite://kafka.db" ;; # relative to the working directory, $DIR
+    *://*) echo "$WEIR_KAFKA_STORAGE" ;;
+    *) echo "kafka: WEIR_KAFKA_STORAGE must be memory, sqlite or a storage URL" >&2; exit 2 ;;
+  esac
+}
+
+fail() {
+  echo "kafka: $1" >&2
+  if [ -s "$LOG" ]; then echo "--- last lines of $LOG:" >&2; tail -n 40 "$LOG" >&2; fi
+  exit 1
+}
+
+start() { # start STORAGE_URL: the log is kept across restarts and truncated by `start`
+  install
+  if running; then echo "$ADDR"; return; fi
+  if port_open; then fail "port $ADDR is already in use by another process"; fi
+  local storage="$1"
+  mkdir -p "$DIR"
+  echo "$storage" >"$STORAGEFILE"
+  echo "=== $(date -u +%FT%TZ) starting nisshi broker on $ADDR, storage $storage" >>"$LOG"
+  # nisshi also reads its flags from these variables (and a .env file): clear the ones a
+  # developer's shell might carry so the broker only sees what we pass.
+  (cd "$DIR" && exec nohup env -u CLUSTER_ID -u LISTENER_URL -u ADVERTISED_LISTENER_URL \
+    -u STORAGE_ENGINE -u SCHEMA_REGISTRY -u OTEL_EXPORTER_OTLP_ENDPOINT \
+    "$BIN" broker --listener-url "tcp://$ADDR" --advertised-listener-url "tcp://$ADDR" \
+    --storage-engine "$storage" >>"$LOG" 2>&1 </dev/null) &
+  echo $! >"$PIDFILE"
+  for _ in $(seq 1 600); do
+    if api_versions_ok; then echo "$ADDR"; return; fi
+    if ! running; then fail "nisshi broker exited"; fi
+    sleep 0.1
+  done
+  fail "nisshi broker did not answer ApiVersions on $ADDR within 60 s"
+}
+
+stop() {
+  if running; then
+    local pid
+    pid=$(cat "$PIDFILE")
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 1 300); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+      echo "kafka: nisshi (pid $pid) did not exit within 30 s of SIGTERM; killing it" >&2
+      kill -9 "$pid" 2>/dev/null || true
+      while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+    fi
+  fi
+  rm -f "$PIDFILE"
+}
+
+case "${1:-}" in
+  start)
+    storage=$(storage_url)
+    if ! running; then : >"$LOG"; fi
+    start "$storage"
+    ;;
+  stop) stop ;;
+  restart)
+    # Same storage as the broker ran with, unless WEIR_KAFKA_STORAGE says otherwise.
+    if [ -z "${WEIR_KAFKA_STORAGE:-}" ] && [ -f "$STORAGEFILE" ]; then
+      storage=$(cat "$STORAGEFILE")
+    else
+      storage=$(storage_url)
+    fi
+    stop
+    start "$storage"
+    ;;
+  env) echo "export WEIR_KAFKA_BOOTSTRAP=$ADDR" ;;
+  *) echo "usage: $0 start|stop|restart|env" >&2; exit 2 ;;
+esac
