@@ -9,6 +9,7 @@
 #                                      wait until both answer; prints the HTTP URL
 #   tests/clickhouse.sh stop           stop ClickHouse then ZooKeeper by PID
 #   tests/clickhouse.sh restart        restart clickhouse-server only (ZooKeeper and data stay)
+#   tests/clickhouse.sh status         exit 0 when ZooKeeper and ClickHouse run and answer
 #   tests/clickhouse.sh env            print `export WEIR_CLICKHOUSE_URL=...` for a running server
 #   tests/clickhouse.sh client QUERY   run QUERY over HTTP and print the result
 set -euo pipefail
@@ -239,11 +240,19 @@ case "${1:-}" in
   start) install; start_zookeeper; start_clickhouse; echo "$URL" ;;
   stop) stop_clickhouse; stop_zookeeper ;;
   restart) stop_clickhouse; start_zookeeper; start_clickhouse; echo "$URL" ;;
+  status)
+    if running "$ZK_PIDFILE" QuorumPeerMain && zk_cmd srvr | grep -q '^Mode: standalone' \
+      && running "$CH_PIDFILE" clickhouse-server && [ "$(query 'SELECT 1' 2>/dev/null)" = 1 ]; then
+      echo "clickhouse: running, pid $(cat "$CH_PIDFILE"), $URL; zookeeper pid $(cat "$ZK_PIDFILE"), 127.0.0.1:$ZK_PORT"
+    else
+      echo "clickhouse: not running (or not answering) on $URL / ZooKeeper 127.0.0.1:$ZK_PORT" >&2; exit 1
+    fi
+    ;;
   env) echo "export WEIR_CLICKHOUSE_URL=$URL" ;;
   client)
     shift
     if [ $# -eq 0 ]; then echo "usage: $0 client QUERY" >&2; exit 2; fi
     query "$*"
     ;;
-  *) echo "usage: $0 start|stop|restart|env|client QUERY" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop|restart|status|env|client QUERY" >&2; exit 2 ;;
 esac

@@ -6,12 +6,19 @@
 #                            request; prints the bootstrap address (host:port)
 #   tests/kafka.sh stop      stop the broker by PID and wait for it to exit
 #   tests/kafka.sh restart   stop + start on the same port and storage (for fault tests)
+#   tests/kafka.sh status    exit 0 when the broker runs and answers (prints PID and storage)
 #   tests/kafka.sh env       print `export WEIR_KAFKA_BOOTSTRAP=...` for a running broker
 #
 # Storage (WEIR_KAFKA_STORAGE; when it is unset, `restart` reuses what the broker ran with):
 #   memory (default)  in-memory; everything is lost when the broker stops or restarts
-#   sqlite            $STATE/kafka/kafka.db; topics, records and committed offsets survive
-#                     a restart, but interleaved transactional producers misbehave
+#   sqlite            $STATE/kafka/kafka.db (kept until deleted by hand); topics, records,
+#                     committed and aborted transactions and committed group offsets survive
+#                     a restart or kill -9. But with this engine read_committed consumers also
+#                     see records of still-open transactions: use it only for tests that
+#                     restart the broker.
+# Both engines (nisshi 0.7.0-pre.2) let read_committed consumers see aborted records when
+# two transactions interleave on one partition, and a new producer's InitProducerId makes a
+# fenced producer's open transaction visible instead of aborting it. See DEVELOPERS.md.
 #   any URL           passed to --storage-engine as is (relative sqlite:// paths resolve
 #                     against $STATE/kafka)
 set -euo pipefail
@@ -33,6 +40,7 @@ install() {
   if [ -x "$BIN" ]; then return; fi
   # Serialise our own installs, and wait for one started by hand (same command) to finish
   # rather than compiling a second copy into the same target dir.
+  mkdir -p "$CACHE"
   exec 9>"$CACHE/nisshi-install.lock"
   flock 9
   local waited=0
@@ -85,16 +93,24 @@ fail() {
 
 start() { # start STORAGE_URL: the log is kept across restarts and truncated by `start`
   install
-  if running; then echo "$ADDR"; return; fi
-  if port_open; then fail "port $ADDR is already in use by another process"; fi
   local storage="$1"
+  if running; then
+    if [ "$(cat "$STORAGEFILE" 2>/dev/null)" != "$storage" ]; then
+      echo "kafka: already running with storage $(cat "$STORAGEFILE" 2>/dev/null), not $storage; restart it to change" >&2
+    fi
+    echo "$ADDR"
+    return
+  fi
+  if port_open; then fail "port $ADDR is already in use by another process"; fi
   mkdir -p "$DIR"
   echo "$storage" >"$STORAGEFILE"
   echo "=== $(date -u +%FT%TZ) starting nisshi broker on $ADDR, storage $storage" >>"$LOG"
   # nisshi also reads its flags from these variables (and a .env file): clear the ones a
-  # developer's shell might carry so the broker only sees what we pass.
+  # developer's shell might carry so the broker only sees what we pass. Its log level is
+  # RUST_LOG, which the tests' own RUST_LOG must not change: WEIR_KAFKA_LOG sets it.
   (cd "$DIR" && exec nohup env -u CLUSTER_ID -u LISTENER_URL -u ADVERTISED_LISTENER_URL \
     -u STORAGE_ENGINE -u SCHEMA_REGISTRY -u OTEL_EXPORTER_OTLP_ENDPOINT \
+    RUST_LOG="${WEIR_KAFKA_LOG:-warn}" NO_COLOR=1 \
     "$BIN" broker --listener-url "tcp://$ADDR" --advertised-listener-url "tcp://$ADDR" \
     --storage-engine "$storage" >>"$LOG" 2>&1 </dev/null) &
   echo $! >"$PIDFILE"
@@ -141,6 +157,13 @@ case "${1:-}" in
     stop
     start "$storage"
     ;;
+  status)
+    if running && api_versions_ok; then
+      echo "kafka: running, pid $(cat "$PIDFILE"), $ADDR, storage $(cat "$STORAGEFILE")"
+    else
+      echo "kafka: not running on $ADDR" >&2; exit 1
+    fi
+    ;;
   env) echo "export WEIR_KAFKA_BOOTSTRAP=$ADDR" ;;
-  *) echo "usage: $0 start|stop|restart|env" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop|restart|status|env" >&2; exit 2 ;;
 esac

@@ -267,9 +267,17 @@ pub async fn start(plan: Plan, opts: RunOptions) -> Result<RunningJob> {
     );
 
     // Sinks: commit-phase recovery before anything writes.
+    let already_committed = match &restored {
+        Some(r) => restore::sinks_committed(&r.uri, &job.checkpoint.s3).await?,
+        None => false,
+    };
+    if already_committed {
+        tracing::info!("sinks of the restored checkpoint were committed by an earlier restore");
+    }
     for (id, c) in &connectors {
         let committables = restored
             .as_ref()
+            .filter(|_| !already_committed)
             .map(|r| {
                 r.metadata
                     .committables
@@ -280,6 +288,11 @@ pub async fn start(plan: Plan, opts: RunOptions) -> Result<RunningJob> {
             })
             .unwrap_or_default();
         c.recover_and_commit(committables).await?;
+    }
+    if let Some(r) = &restored
+        && !already_committed
+    {
+        restore::mark_sinks_committed(&r.uri, &job.checkpoint.s3, &writer()).await?;
     }
 
     // Tasks.

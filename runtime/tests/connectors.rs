@@ -128,7 +128,10 @@ impl Scenario {
     /// equal the oracle; no transaction is left open.
     async fn assert_exact(&self, st: &Stack, context: &str) {
         let expected = oracle(self.count, PARTITIONS, STORES);
-        assert!(expected.len() > 20, "the oracle is too small to prove anything");
+        assert!(
+            expected.len() > 20,
+            "the oracle is too small to prove anything"
+        );
         let (wa, wa_dups) = ch_sales(&st.ch, &self.wa, false).await;
         assert_sales(
             &format!("{context}: clickhouse write-ahead (raw rows)"),
@@ -226,6 +229,10 @@ fn commit_phase_recovery_commits_the_pending_transaction_exactly_once() {
         .block_on(weir_testkit::read_topic(&st.kafka, &sc.output))
         .unwrap();
     let pending: usize = before.open;
+    assert!(
+        pending > 0,
+        "the crash should leave the checkpoint's Kafka transactions pre-committed and open"
+    );
     println!(
         "after the crash: {} committed, {} records in open transactions",
         before.committed.len(),
@@ -240,15 +247,13 @@ fn commit_phase_recovery_commits_the_pending_transaction_exactly_once() {
         "restored run failed: {status:?}\n{}",
         log_tail(&log)
     );
-    let text = std::fs::read_to_string(&log).unwrap();
-    if pending > 0 {
-        assert!(
-            text.contains("committed transaction recorded in the restored checkpoint"),
-            "the restore did not commit the pending transaction\n{}",
-            log_tail(&log)
-        );
-    }
     rt.block_on(sc.assert_exact(&st, "after commit-phase recovery"));
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("committed transaction recorded in the restored checkpoint"),
+        "the restore did not commit the pending transaction\n{}",
+        log_tail(&log)
+    );
     let after = rt
         .block_on(weir_testkit::read_topic(&st.kafka, &sc.output))
         .unwrap();

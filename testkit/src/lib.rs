@@ -10,8 +10,8 @@ pub mod rd;
 mod verify;
 
 pub use verify::{
-    CommittedRecord, OpenTransaction, PartitionReport, TopicReport, VerifyError, committed_records,
-    read_topic,
+    CommittedRecord, OpenTransaction, PartitionReport, SETTLE_TIMEOUT, TopicReport, VerifyError,
+    committed_records, read_topic, read_topic_settled,
 };
 
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -185,6 +185,31 @@ pub async fn committed_records(
     Ok(read_topic(bootstrap, topic).await?.committed)
 }
 
+/// How long [`read_topic_settled`] waits for transaction markers to appear.
+pub const SETTLE_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// [`read_topic`], repeated until at most `max_open` records are undecided or
+/// [`SETTLE_TIMEOUT`] passed; returns the last report either way, so the caller's
+/// assertions show the state.
+///
+/// Kafka answers EndTxn (and so `commit_transaction` returns) before the COMMIT/ABORT
+/// markers are in the partitions, so a read right after a commit can still see the
+/// transaction open.
+pub async fn read_topic_settled(
+    bootstrap: &str,
+    topic: &str,
+    max_open: usize,
+) -> Result<TopicReport, VerifyError> {
+    let deadline = tokio::time::Instant::now() + SETTLE_TIMEOUT;
+    loop {
+        let report = read_topic(bootstrap, topic).await?;
+        if report.open <= max_open || tokio::time::Instant::now() >= deadline {
+            return Ok(report);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// Reads every partition of `topic` from offset 0 (or the log start) to its high
 /// watermark and classifies each record as committed, aborted or open.
 ///

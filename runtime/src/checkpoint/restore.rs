@@ -178,3 +178,31 @@ pub async fn from_uri(uri: &str, s3: &weir_crds::S3Spec) -> Result<Restored> {
     let storage = Storage::open(trimmed, s3).await?;
     load(&storage, "").await
 }
+
+/// Name of the marker written into a restored checkpoint once every sink has finished its
+/// commit-phase recovery. A later restore from the same checkpoint skips that step: the
+/// transactions are committed for good, and brokers answer a repeated `EndTxn` for a
+/// transaction whose id was fenced since with an error (or, the local test broker, by
+/// closing the connection) rather than success.
+pub const SINKS_COMMITTED: &str = "_sinks_committed";
+
+/// Whether commit-phase recovery of the checkpoint at `uri` already completed.
+///
+/// # Errors
+/// Storage errors.
+pub async fn sinks_committed(uri: &str, s3: &weir_crds::S3Spec) -> Result<bool> {
+    let storage = Storage::open(uri.trim_end_matches('/'), s3).await?;
+    Ok(storage.get(SINKS_COMMITTED).await?.is_some())
+}
+
+/// Record that commit-phase recovery of the checkpoint at `uri` completed.
+///
+/// # Errors
+/// Storage errors.
+pub async fn mark_sinks_committed(uri: &str, s3: &weir_crds::S3Spec, by: &str) -> Result<()> {
+    let storage = Storage::open(uri.trim_end_matches('/'), s3).await?;
+    storage
+        .put(SINKS_COMMITTED, bytes::Bytes::from(by.to_string()))
+        .await?;
+    Ok(())
+}

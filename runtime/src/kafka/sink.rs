@@ -12,6 +12,11 @@
 //! [`super::wire`] speaks that one step). Transactions of later, unfinished checkpoints are
 //! aborted when the new incarnation initialises every id of its pool, which bumps the epoch —
 //! the same step fences a zombie incarnation still writing with the old epoch.
+//!
+//! Every transaction has an epoch of its own: after a commit the id is initialised again in the
+//! background, ready before the id comes round again. With one epoch for many transactions
+//! (Kafka's transaction protocol v1), a recovery's `EndTxn` for a recorded transaction would
+//! commit whatever a still-running old incarnation had begun next under the same id.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -189,6 +194,15 @@ impl KafkaSinkConnector {
         )))
     }
 
+    fn clone_for_reinit(&self) -> Self {
+        Self {
+            spec: self.spec.clone(),
+            delivery: self.delivery,
+            env: self.env.clone(),
+            partitions: Arc::clone(&self.partitions),
+        }
+    }
+
     /// Fence `txn_id`: initialise it once and drop the producer.
     async fn fence(&self, txn_id: String) -> Result<()> {
         let (p, _, _) = self.init_txn_producer(txn_id).await?;
@@ -260,12 +274,7 @@ impl SinkConnector for KafkaSinkConnector {
         };
         match self.delivery {
             Delivery::ExactlyOnce => Ok(SinkInstance::TwoPhase(Box::new(TxnWriter {
-                connector: KafkaSinkConnector {
-                    spec: self.spec.clone(),
-                    delivery: self.delivery,
-                    env: self.env.clone(),
-                    partitions: Arc::clone(&self.partitions),
-                },
+                connector: self.clone_for_reinit(),
                 subtask: ctx.subtask,
                 parallelism: ctx.parallelism,
                 pool: Vec::new(),
@@ -313,19 +322,28 @@ impl SinkConnector for KafkaSinkConnector {
                     t.producer_epoch,
                     true,
                 )
-                .await
-                .map_err(|e| {
-                    self.err(format!(
-                        "commit-phase recovery of {} (checkpoint {}): {e}",
-                        t.transactional_id, t.checkpoint
-                    ))
-                })?;
+                .await;
+                let outcome = match outcome {
+                    // A broker that closes the connection instead of answering
+                    // PRODUCER_FENCED (the local test broker does): the epoch was superseded.
+                    Err(wire::WireError::EndTxnRejected { .. }) => {
+                        tracing::warn!(transactional_id = %t.transactional_id, "broker closed the connection on EndTxn; treating the producer epoch as superseded");
+                        EndTxnOutcome::Fenced
+                    }
+                    other => other.map_err(|e| {
+                        self.err(format!(
+                            "commit-phase recovery of {} (checkpoint {}): {e}",
+                            t.transactional_id, t.checkpoint
+                        ))
+                    })?,
+                };
                 match outcome {
                     EndTxnOutcome::Done => tracing::info!(
                         transactional_id = %t.transactional_id, checkpoint = t.checkpoint,
                         records = t.records, "committed transaction recorded in the restored checkpoint"),
-                    // We always commit before we fence, so a superseded epoch means an earlier
-                    // recovery already committed this transaction.
+                    // Epochs are bumped only after the transaction they end was committed (a
+                    // recovery commits before it fences; a pool slot is re-initialised only
+                    // after its commit), so a superseded epoch means it was committed.
                     EndTxnOutcome::AlreadyCompleted | EndTxnOutcome::Fenced => tracing::info!(
                         transactional_id = %t.transactional_id, checkpoint = t.checkpoint,
                         ?outcome, "transaction of the restored checkpoint was already committed"),
@@ -522,6 +540,8 @@ struct PoolSlot {
     epoch: i16,
     /// Checkpoint whose transaction is pre-committed on this id and awaits its commit.
     precommitted: Option<u64>,
+    /// A fresh producer for this id being initialised after the last commit.
+    next: Option<tokio::task::JoinHandle<Result<(Prod, i64, i16)>>>,
 }
 
 /// Exactly-once writer of one subtask.
@@ -551,6 +571,7 @@ impl TxnWriter {
                 producer_id: pid,
                 epoch,
                 precommitted: None,
+                next: None,
             })
         });
         self.pool = futures::future::try_join_all(inits).await?;
@@ -577,6 +598,18 @@ impl TwoPhaseCommitSink for TxnWriter {
                 self.init_pool().await?;
             }
             let slot = (txn.0 % self.pool.len() as u64) as usize;
+            if let Some(next) = self.pool[slot].next.take() {
+                let (producer, pid, epoch) = next.await.map_err(|e| {
+                    self.connector
+                        .err(format!("producer re-init panicked: {e}"))
+                })??;
+                let s = &mut self.pool[slot];
+                let old = std::mem::replace(&mut s.producer, producer);
+                s.producer_id = pid;
+                s.epoch = epoch;
+                // librdkafka's destructor may block on its threads.
+                tokio::task::spawn_blocking(move || drop(old));
+            }
             if let Some(waiting) = self.pool[slot].precommitted {
                 return Err(self.connector.err(format!(
                     "transactional id {} still holds the transaction of checkpoint {waiting}, \
@@ -656,6 +689,14 @@ impl TwoPhaseCommitSink for TxnWriter {
                 })
                 .await?;
                 self.pool[slot].precommitted = None;
+                // Every transaction gets its own epoch: with one epoch across transactions a
+                // late EndTxn for a recorded transaction (a restore while this incarnation
+                // still runs) would commit whatever this id wrote next.
+                let connector = self.connector.clone_for_reinit();
+                let id = self.pool[slot].txn_id.clone();
+                self.pool[slot].next = Some(tokio::spawn(async move {
+                    connector.init_txn_producer(id).await
+                }));
             }
             Ok(())
         })

@@ -55,6 +55,10 @@ const UNSUPPORTED_VERSION: i16 = 35;
 /// the recovery path must stay on v4 or below.
 const END_TXN_MAX_VERSION: i16 = 4;
 
+/// How many times in a row the coordinator may close the connection on EndTxn before
+/// [`end_txn`] stops treating it as a network hiccup (see [`WireError::EndTxnRejected`]).
+const END_TXN_MAX_REJECTIONS: u32 = 3;
+
 /// Kafka's key type for transaction coordinators in FindCoordinator.
 const COORDINATOR_KEY_TYPE_TRANSACTION: i8 = 1;
 
@@ -114,6 +118,28 @@ pub enum WireError {
         api: &'static str,
         #[source]
         source: std::io::Error,
+    },
+
+    /// The broker closed the connection instead of answering. Kafka only does that for
+    /// malformed requests, but nisshi does it whenever a handler fails, e.g. for EndTxn
+    /// from a fenced or unknown producer.
+    #[error("{api} to Kafka broker {addr}: connection closed without a response")]
+    ClosedWithoutResponse { addr: String, api: &'static str },
+
+    /// [`end_txn`] only: the coordinator accepted the connection and the lookup, then
+    /// closed the connection on EndTxn itself, repeatedly. nisshi does this instead of
+    /// answering PRODUCER_FENCED, UNKNOWN_PRODUCER_ID or TRANSACTIONAL_ID_NOT_FOUND, so
+    /// the transaction cannot be ended with this producer id/epoch, but the broker did
+    /// not say why.
+    #[error(
+        "EndTxn for transactional id '{transactional_id}' rejected by Kafka broker {addr}: \
+         it closed the connection instead of answering, {attempts} times in a row \
+         (nisshi does this for a fenced or unknown producer id/epoch)"
+    )]
+    EndTxnRejected {
+        addr: String,
+        transactional_id: String,
+        attempts: u32,
     },
 
     #[error("{api} to Kafka broker {addr}: no response within {timeout:?}")]
@@ -490,10 +516,18 @@ impl Connection {
             self.stream
                 .read_exact(&mut len_buf)
                 .await
-                .map_err(|source| WireError::Io {
-                    addr: addr.clone(),
-                    api,
-                    source,
+                .map_err(|source| match source.kind() {
+                    std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset => {
+                        WireError::ClosedWithoutResponse {
+                            addr: addr.clone(),
+                            api,
+                        }
+                    }
+                    _ => WireError::Io {
+                        addr: addr.clone(),
+                        api,
+                        source,
+                    },
                 })?;
             let len = i32::from_be_bytes(len_buf);
             let len = usize::try_from(len)
@@ -765,9 +799,11 @@ pub async fn find_transaction_coordinator(
 /// Result of committing or aborting a transaction by its stored producer id/epoch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EndTxnOutcome {
-    /// The broker accepted the EndTxn. Note that Kafka also answers NONE when the same
-    /// outcome was already applied (a repeated commit of a committed transaction), and
-    /// nisshi answers NONE for any repeat, so `Done` does not prove this call did it.
+    /// The broker accepted the EndTxn. Kafka also answers NONE when the same outcome
+    /// was already applied (a repeated commit of a committed transaction). nisshi answers
+    /// NONE for any EndTxn on a transaction that is no longer open, even a commit of an
+    /// aborted one, and its sqlite engine even for a fenced or unknown producer; in all
+    /// those cases it writes no marker. So `Done` does not prove this call committed.
     Done,
     /// The broker says the transaction is no longer ongoing (INVALID_TXN_STATE), e.g.
     /// it was completed before. This does not say whether it was committed or aborted.
@@ -806,6 +842,7 @@ fn end_txn_retriable(err: &WireError) -> bool {
         WireError::Connect { .. }
         | WireError::ConnectTimeout { .. }
         | WireError::Io { .. }
+        | WireError::ClosedWithoutResponse { .. }
         | WireError::Timeout { .. } => true,
         WireError::NoBroker { errors, .. } => {
             !errors.is_empty() && errors.iter().all(end_txn_retriable)
@@ -837,6 +874,9 @@ pub async fn end_txn(
     let start = Instant::now();
     let deadline = start + END_TXN_DEADLINE;
     let mut backoff = Duration::from_millis(100);
+    // Consecutive attempts where only the EndTxn request itself got the connection
+    // closed; a broker restart would fail the connect or the lookup instead.
+    let mut rejected = 0u32;
     loop {
         let attempt = end_txn_once(
             bootstrap,
@@ -861,6 +901,22 @@ pub async fn end_txn(
             Err(err) if end_txn_retriable(&err) => err,
             Err(err) => return Err(err),
         };
+        match &err {
+            WireError::ClosedWithoutResponse {
+                addr,
+                api: closed_api,
+            } if *closed_api == api => {
+                rejected += 1;
+                if rejected >= END_TXN_MAX_REJECTIONS {
+                    return Err(WireError::EndTxnRejected {
+                        addr: addr.clone(),
+                        transactional_id: transactional_id.to_owned(),
+                        attempts: rejected,
+                    });
+                }
+            }
+            _ => rejected = 0,
+        }
         let now = Instant::now();
         if now + backoff > deadline {
             return Err(WireError::RetriesExhausted {

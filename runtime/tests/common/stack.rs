@@ -337,15 +337,47 @@ pub fn assert_sales(what: &str, expected: &Sales, got: &Sales, dups: &[String]) 
     );
 }
 
-/// Run a stack script (`tests/kafka.sh restart`, ...), from the repository root.
-pub fn stack_script(script: &str, arg: &str) {
+/// Run a stack script (`tests/kafka.sh restart`, ...), from the repository root; its stdout.
+pub fn stack_script(script: &str, arg: &str, env: &[(&str, String)]) -> String {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let st = std::process::Command::new("bash")
+    let out = std::process::Command::new("bash")
         .arg(root.join("tests").join(script))
         .arg(arg)
-        .status()
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stderr(std::process::Stdio::inherit())
+        .output()
         .unwrap();
-    assert!(st.success(), "tests/{script} {arg} failed");
+    assert!(out.status.success(), "tests/{script} {arg} failed");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A broker of this test's own, on persistent (sqlite) storage so that it can be restarted
+/// under a running job; stopped when dropped.
+pub struct OwnBroker {
+    env: Vec<(&'static str, String)>,
+    pub bootstrap: String,
+}
+
+impl OwnBroker {
+    pub fn start(dir: &std::path::Path, port: u16) -> Self {
+        let env = vec![
+            ("WEIR_KAFKA_PORT", port.to_string()),
+            ("WEIR_STACK_DIR", dir.display().to_string()),
+            ("WEIR_KAFKA_STORAGE", "sqlite".to_string()),
+        ];
+        let bootstrap = stack_script("kafka.sh", "start", &env);
+        Self { env, bootstrap }
+    }
+
+    pub fn restart(&self) {
+        stack_script("kafka.sh", "restart", &self.env);
+    }
+}
+
+impl Drop for OwnBroker {
+    fn drop(&mut self) {
+        let _ = std::panic::catch_unwind(|| stack_script("kafka.sh", "stop", &self.env));
+    }
 }
 
 /// Offsets the consumer group `group` has committed for `topic`.
