@@ -126,3 +126,76 @@ fn generator_must_match_field_type() {
         "{e}"
     );
 }
+
+const KAFKA: &str = "\
+name: sales
+checkpoint: {interval: 2s, timeout: 10m}
+source:
+  kafka: {bootstrapServers: k:9092, topic: orders}
+  schema:
+    - {name: store_id, type: string}
+    - {name: ts, type: timestamp}
+sinks:
+  - kafka: {bootstrapServers: k:9092, topic: out, transactionalIdPrefix: sales}
+  - clickhouse: {url: http://ch:8123, table: t}
+";
+
+#[test]
+fn connector_settings_parse_with_defaults() {
+    let job = load_job("job.yaml", KAFKA).expect("valid job");
+    let k = job.pipeline.source.kafka.as_ref().expect("kafka source");
+    assert_eq!(k.starting_offsets, crate::StartingOffsets::Earliest);
+    assert_eq!(k.partition_discovery.to_string(), "30s");
+    match &job.pipeline.sinks[1] {
+        crate::SinkSpec::ClickHouse(c) => {
+            assert_eq!(c.mode, crate::ClickHouseMode::WriteAhead);
+            assert_eq!(c.database, "default");
+        }
+        other => panic!("expected clickhouse, got {other:?}"),
+    }
+}
+
+#[test]
+fn connector_mistakes_name_the_field_and_the_fix() {
+    let cases: [(&str, &str, &str); 6] = [
+        (
+            "transactionalIdPrefix: sales",
+            "delivery: exactly-once",
+            "sinks[0].kafka.transactionalIdPrefix",
+        ),
+        (
+            "transactionalIdPrefix: sales}",
+            "transactionalIdPrefix: sales, transactionTimeout: 12m}",
+            "raise transactionTimeout",
+        ),
+        (
+            "topic: orders}",
+            "topic: orders, startingOffsets: timestamp}",
+            "source.kafka.startingTimestamp",
+        ),
+        (
+            "topic: orders}",
+            "topic: orders, format: raw}",
+            "format: raw needs exactly these fields",
+        ),
+        (
+            "url: http://ch:8123",
+            "url: ch:8123",
+            "sinks[1].clickhouse.url",
+        ),
+        (
+            "  kafka: {bootstrapServers: k:9092, topic: orders}\n",
+            "  kafka: {bootstrapServers: k:9092, topic: orders}\n  file: {path: x}\n",
+            "found file, kafka",
+        ),
+    ];
+    for (from, to, expect) in cases {
+        let src = KAFKA.replacen(from, to, 1);
+        assert_ne!(src, KAFKA, "case `{to}` did not change the file");
+        let msg = errors(&src).to_string();
+        assert!(
+            msg.contains(expect),
+            "`{to}`: expected `{expect}` in:\n{msg}"
+        );
+    }
+}
