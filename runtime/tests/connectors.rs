@@ -8,14 +8,13 @@
 mod common;
 
 use std::path::Path;
-use std::process::Child;
 use std::time::{Duration, Instant};
 
 use common::stack::{
     assert_sales, ch_exec, ch_sales, clickhouse, create_sales_tables, create_topic, input_producer,
     kafka, kafka_sales, oracle, produce_end_markers, produce_orders, sales_job,
 };
-use common::{fresh_bucket, s3_endpoint, spawn_runtime, unique};
+use common::{fresh_bucket, log_tail, s3_endpoint, spawn_runtime, unique, wait_exit_within};
 
 const PARTITIONS: i32 = 3;
 const STORES: u64 = 5;
@@ -32,22 +31,6 @@ fn stack(test: &str) -> Option<Stack> {
         kafka: kafka(test)?,
         ch: clickhouse(test)?,
     })
-}
-
-fn wait_exit(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
-    let t = Instant::now();
-    while t.elapsed() < limit {
-        if let Some(s) = child.try_wait().unwrap() {
-            return Some(s);
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    None
-}
-
-fn log_tail(log: &Path) -> String {
-    let t = std::fs::read_to_string(log).unwrap_or_default();
-    t[t.len().saturating_sub(3000)..].to_string()
 }
 
 /// Everything a scenario needs: input topic with orders, output topic, both tables, bucket.
@@ -173,7 +156,7 @@ fn reference_scenario_kafka_to_clickhouse_and_kafka() {
     let log = tmp.path().join("runtime.log");
     let mut child = spawn_runtime(&job, &[], &[], &log);
     let status =
-        wait_exit(&mut child, Duration::from_secs(120)).expect("bounded job did not finish");
+        wait_exit_within(&mut child, Duration::from_secs(120)).expect("bounded job did not finish");
     assert!(
         status.success(),
         "job failed: {status:?}\n{}",
@@ -215,7 +198,8 @@ fn commit_phase_recovery_commits_the_pending_transaction_exactly_once() {
     let job = sc.write_job(&st, tmp.path(), 2, 300, true);
     let log = tmp.path().join("runtime.log");
     let mut child = spawn_runtime(&job, &[], &[("WEIR_CRASH_AT", "after-metadata:1")], &log);
-    let status = wait_exit(&mut child, Duration::from_secs(60)).expect("crash point not reached");
+    let status =
+        wait_exit_within(&mut child, Duration::from_secs(60)).expect("crash point not reached");
     use std::os::unix::process::ExitStatusExt;
     assert_eq!(
         status.signal(),
@@ -240,8 +224,8 @@ fn commit_phase_recovery_commits_the_pending_transaction_exactly_once() {
     );
 
     let mut child = spawn_runtime(&job, &[], &[], &log);
-    let status =
-        wait_exit(&mut child, Duration::from_secs(120)).expect("restored run did not finish");
+    let status = wait_exit_within(&mut child, Duration::from_secs(120))
+        .expect("restored run did not finish");
     assert!(
         status.success(),
         "restored run failed: {status:?}\n{}",
@@ -298,7 +282,7 @@ fn zombie_incarnation_never_becomes_visible() {
         STORES,
     ));
     rt.block_on(produce_end_markers(&producer, &sc.input, count, PARTITIONS));
-    let a_status = wait_exit(&mut a, Duration::from_secs(60));
+    let a_status = wait_exit_within(&mut a, Duration::from_secs(60));
     let a_text = std::fs::read_to_string(&log_a).unwrap();
     assert!(
         matches!(a_status, Some(s) if !s.success()),
@@ -325,7 +309,8 @@ fn zombie_incarnation_never_becomes_visible() {
         .args(["-TERM", &pid])
         .status()
         .unwrap();
-    let b_status = wait_exit(&mut b, Duration::from_secs(60)).expect("B did not stop on SIGTERM");
+    let b_status =
+        wait_exit_within(&mut b, Duration::from_secs(60)).expect("B did not stop on SIGTERM");
     assert!(
         b_status.success(),
         "B failed: {b_status:?}\n{}",
@@ -344,7 +329,7 @@ fn run_to_exit(
     std::fs::write(&job, job_yaml).unwrap();
     let log = dir.join(format!("{name}.log"));
     let mut child = spawn_runtime(&job, &[], &[], &log);
-    let status = wait_exit(&mut child, limit).unwrap_or_else(|| {
+    let status = wait_exit_within(&mut child, limit).unwrap_or_else(|| {
         let _ = child.kill();
         panic!("{name}: did not exit within {limit:?}\n{}", log_tail(&log))
     });

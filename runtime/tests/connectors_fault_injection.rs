@@ -10,8 +10,6 @@
 mod common;
 
 use std::os::unix::process::ExitStatusExt;
-use std::path::Path;
-use std::process::Child;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -21,34 +19,11 @@ use common::stack::{
     input_producer, kafka, kafka_sales, local_broker, oracle, produce_end_markers, produce_orders,
     sales_job, stack_script,
 };
-use common::{fresh_bucket, s3_endpoint, spawn_runtime, unique};
+use common::{fresh_bucket, log_tail, s3_endpoint, spawn_runtime, unique, wait_exit_within};
 
 const PARTITIONS: i32 = 3;
 const STORES: u64 = 5;
 const COUNT: u64 = 60_000;
-
-fn next(state: &mut u64) -> u64 {
-    *state ^= *state << 13;
-    *state ^= *state >> 7;
-    *state ^= *state << 17;
-    *state
-}
-
-fn wait_exit(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
-    let t = Instant::now();
-    while t.elapsed() < limit {
-        if let Some(s) = child.try_wait().unwrap() {
-            return Some(s);
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    None
-}
-
-fn tail(log: &Path) -> String {
-    let t = std::fs::read_to_string(log).unwrap_or_default();
-    t[t.len().saturating_sub(4000)..].to_string()
-}
 
 #[test]
 fn kill_dash_nine_and_server_restarts_never_lose_or_double_a_result() {
@@ -122,17 +97,7 @@ fn kill_dash_nine_and_server_restarts_never_lose_or_double_a_result() {
         })
     };
 
-    let seed = std::env::var("WEIR_FAULT_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-                | 1
-        });
-    println!("fault schedule seed: {seed} (replay with WEIR_FAULT_SEED={seed})");
+    let seed = common::fault_seed();
     let mut rng = seed;
     let points = [
         "kafka-after-precommit",
@@ -151,11 +116,11 @@ fn kill_dash_nine_and_server_restarts_never_lose_or_double_a_result() {
         if use_point {
             let p = points[hits.len() % points.len()];
             let mut child = spawn_runtime(&job, &[], &[("WEIR_CRASH_AT", &format!("{p}:0"))], &log);
-            match wait_exit(&mut child, Duration::from_secs(15)) {
+            match wait_exit_within(&mut child, Duration::from_secs(15)) {
                 Some(s) if s.signal() == Some(9) => hits.push(p),
                 Some(s) => panic!(
                     "run with crash point {p} ended otherwise: {s:?}\n{}",
-                    tail(&log)
+                    log_tail(&log)
                 ),
                 None => {
                     // Not reached (e.g. no output yet): a random kill instead.
@@ -166,7 +131,9 @@ fn kill_dash_nine_and_server_restarts_never_lose_or_double_a_result() {
             continue;
         }
         let mut child = spawn_runtime(&job, &[], &[], &log);
-        std::thread::sleep(Duration::from_millis(200 + next(&mut rng) % 1000));
+        std::thread::sleep(Duration::from_millis(
+            200 + common::xorshift(&mut rng) % 1000,
+        ));
         if random_kills == 10
             && !broker_restarted
             && let Some(b) = &own
@@ -196,7 +163,7 @@ fn kill_dash_nine_and_server_restarts_never_lose_or_double_a_result() {
                 assert!(
                     self_exits <= 5,
                     "the job keeps failing on its own\n{}",
-                    tail(&log)
+                    log_tail(&log)
                 );
             }
         }
@@ -229,7 +196,7 @@ fn kill_dash_nine_and_server_restarts_never_lose_or_double_a_result() {
         assert!(
             child.try_wait().unwrap().is_none(),
             "final run died\n{}",
-            tail(&log)
+            log_tail(&log)
         );
         std::thread::sleep(Duration::from_millis(500));
     }
@@ -239,11 +206,12 @@ fn kill_dash_nine_and_server_restarts_never_lose_or_double_a_result() {
         .args(["-TERM", &pid])
         .status()
         .unwrap();
-    let status = wait_exit(&mut child, Duration::from_secs(60)).expect("final run did not stop");
+    let status =
+        wait_exit_within(&mut child, Duration::from_secs(60)).expect("final run did not stop");
     assert!(
         status.success(),
         "final run failed: {status:?}\n{}",
-        tail(&log)
+        log_tail(&log)
     );
 
     let context = format!("after {random_kills} kills and crash points {hits:?}");

@@ -11,14 +11,6 @@ use std::time::{Duration, Instant};
 
 use common::{OrdersJob, assert_matches_oracle, fresh_bucket, s3_endpoint, spawn_runtime};
 
-/// xorshift64: the kill schedule; its seed is printed so a failure can be replayed.
-fn next(state: &mut u64) -> u64 {
-    *state ^= *state << 13;
-    *state ^= *state >> 7;
-    *state ^= *state << 17;
-    *state
-}
-
 /// Wait for the process to exit; past `limit`, kill it and fail with `why`.
 fn wait_exit(
     mut child: std::process::Child,
@@ -59,17 +51,7 @@ fn kill_dash_nine_at_random_moments_never_loses_or_doubles_a_window() {
     let file = job.write(tmp.path());
     let log = tmp.path().join("runtime.log");
 
-    let seed = std::env::var("WEIR_FAULT_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-                | 1
-        });
-    println!("fault schedule seed: {seed} (replay with WEIR_FAULT_SEED={seed})");
+    let seed = common::fault_seed();
     let mut rng = seed;
     let points = ["during-upload", "before-metadata", "after-metadata"];
     let mut random_kills = 0;
@@ -96,7 +78,7 @@ fn kill_dash_nine_at_random_moments_never_loses_or_doubles_a_window() {
             }
         } else {
             let mut child = spawn_runtime(&file, &[], &[], &log);
-            let delay = 150 + next(&mut rng) % 1200;
+            let delay = 150 + common::xorshift(&mut rng) % 1200;
             std::thread::sleep(Duration::from_millis(delay));
             if child.try_wait().unwrap().is_none() {
                 child.kill().unwrap(); // SIGKILL

@@ -254,9 +254,22 @@ pub fn parse_ts(s: &str) -> i64 {
 
 /// Compare output with the oracle; panic with the first differences.
 pub fn assert_matches_oracle(job: &OrdersJob, context: &str) {
-    let expected = job.oracle();
     let (got, dups) = read_output(&job.out_dir);
-    assert!(dups.is_empty(), "{context}: duplicate rows: {dups:?}");
+    assert_same_rows(context, &job.oracle(), &got, &dups);
+}
+
+/// `got` equals `expected` and nothing was written twice; panic with the first differences.
+pub fn assert_same_rows<K: Ord + std::fmt::Debug, V: PartialEq + std::fmt::Debug>(
+    context: &str,
+    expected: &BTreeMap<K, V>,
+    got: &BTreeMap<K, V>,
+    dups: &[String],
+) {
+    assert!(
+        dups.is_empty(),
+        "{context}: duplicate rows: {:?}",
+        &dups[..dups.len().min(5)]
+    );
     let missing: Vec<_> = expected
         .iter()
         .filter(|(k, v)| got.get(*k) != Some(*v))
@@ -269,10 +282,55 @@ pub fn assert_matches_oracle(job: &OrdersJob, context: &str) {
         .collect();
     assert!(
         missing.is_empty() && extra.is_empty(),
-        "{context}: output differs from the oracle ({} expected rows, {} got); missing or wrong: {missing:?}; unexpected: {extra:?}",
+        "{context}: differs from the oracle ({} expected rows, {} got); missing or wrong: {missing:?}; unexpected: {extra:?}",
         expected.len(),
         got.len()
     );
+}
+
+/// Wait up to `limit` for the process to exit.
+pub fn wait_exit_within(
+    child: &mut Child,
+    limit: std::time::Duration,
+) -> Option<std::process::ExitStatus> {
+    let t = std::time::Instant::now();
+    while t.elapsed() < limit {
+        if let Some(s) = child.try_wait().unwrap() {
+            return Some(s);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    None
+}
+
+/// The last few KiB of a log, for failure messages.
+pub fn log_tail(log: &Path) -> String {
+    let t = std::fs::read_to_string(log).unwrap_or_default();
+    t[t.floor_char_boundary(t.len().saturating_sub(4000))..].to_string()
+}
+
+/// xorshift64: the kill schedule's random numbers.
+pub fn xorshift(state: &mut u64) -> u64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    *state
+}
+
+/// Seed of a fault schedule: `WEIR_FAULT_SEED` to replay one, else fresh (and printed).
+pub fn fault_seed() -> u64 {
+    let seed = std::env::var("WEIR_FAULT_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+                | 1
+        });
+    println!("fault schedule seed: {seed} (replay with WEIR_FAULT_SEED={seed})");
+    seed
 }
 
 /// Start the runtime binary on a job file.

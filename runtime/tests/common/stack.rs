@@ -314,27 +314,7 @@ pub async fn kafka_sales(bootstrap: &str, topic: &str) -> (Sales, Vec<String>, u
 
 /// Panic with the first differences between `got` and `expected`.
 pub fn assert_sales(what: &str, expected: &Sales, got: &Sales, dups: &[String]) {
-    assert!(
-        dups.is_empty(),
-        "{what}: duplicate rows: {:?}",
-        &dups[..dups.len().min(5)]
-    );
-    let missing: Vec<_> = expected
-        .iter()
-        .filter(|(k, v)| got.get(*k) != Some(*v))
-        .take(5)
-        .collect();
-    let extra: Vec<_> = got
-        .iter()
-        .filter(|(k, _)| !expected.contains_key(*k))
-        .take(5)
-        .collect();
-    assert!(
-        missing.is_empty() && extra.is_empty(),
-        "{what}: differs from the oracle ({} expected rows, {} got); missing or wrong: {missing:?}; unexpected: {extra:?}",
-        expected.len(),
-        got.len()
-    );
+    super::assert_same_rows(what, expected, got, dups);
 }
 
 /// Run a stack script (`tests/kafka.sh restart`, ...), from the repository root; its stdout.
