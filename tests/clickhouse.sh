@@ -13,6 +13,8 @@
 #   tests/clickhouse.sh env            print `export WEIR_CLICKHOUSE_URL=...` for a running server
 #   tests/clickhouse.sh client QUERY   run QUERY over HTTP and print the result
 set -euo pipefail
+# shellcheck source=tests/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 CACHE="${WEIR_CACHE:-$HOME/.cache/weir}"
 STATE="${WEIR_STACK_DIR:-$CACHE/stack}"
@@ -61,21 +63,10 @@ running() {
 
 port_open() { timeout 1 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null; }
 
-# stop_pid PIDFILE PATTERN NAME: SIGTERM, wait up to 30 s for the exit, then SIGKILL.
+# stop_pid PIDFILE PATTERN NAME: stop the process the PID file names (see tests/lib.sh).
 stop_pid() {
   if running "$1" "$2"; then
-    local pid
-    pid=$(cat "$1")
-    kill "$pid" 2>/dev/null || true
-    for _ in $(seq 1 300); do
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.1
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-      echo "clickhouse: $3 (pid $pid) did not exit within 30 s of SIGTERM; killing it" >&2
-      kill -9 "$pid" 2>/dev/null || true
-      while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
-    fi
+    terminate "clickhouse: $3" "$(cat "$1")"
   fi
   rm -f "$1"
 }

@@ -22,6 +22,8 @@
 #   any URL           passed to --storage-engine as is (relative sqlite:// paths resolve
 #                     against $STATE/kafka)
 set -euo pipefail
+# shellcheck source=tests/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 CACHE="${WEIR_CACHE:-$HOME/.cache/weir}"
 STATE="${WEIR_STACK_DIR:-$CACHE/stack}"
@@ -124,18 +126,7 @@ start() { # start STORAGE_URL: the log is kept across restarts and truncated by 
 
 stop() {
   if running; then
-    local pid
-    pid=$(cat "$PIDFILE")
-    kill "$pid" 2>/dev/null || true
-    for _ in $(seq 1 300); do
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.1
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-      echo "kafka: nisshi (pid $pid) did not exit within 30 s of SIGTERM; killing it" >&2
-      kill -9 "$pid" 2>/dev/null || true
-      while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
-    fi
+    terminate "kafka: nisshi" "$(cat "$PIDFILE")"
   fi
   rm -f "$PIDFILE"
 }

@@ -387,44 +387,30 @@ async fn fetch_partition(
         }
         let (hw, _) = *end.get_or_insert((data.high_watermark, data.last_stable_offset));
         let records = data.records.clone().unwrap_or_default();
-        let (batches, partial) = split_batches(records).map_err(|message| VerifyError::Decode {
-            topic: topic.to_owned(),
-            partition,
-            offset,
-            addr: conn.addr().to_owned(),
-            message,
-        })?;
-        let mut progressed = false;
-        for batch in batches {
-            let next = batch_next_offset(&batch).map_err(|message| VerifyError::Decode {
+        let addr = conn.addr().to_owned();
+        let decode_err = |offset: i64| {
+            let addr = addr.clone();
+            move |message: String| VerifyError::Decode {
                 topic: topic.to_owned(),
                 partition,
                 offset,
-                addr: conn.addr().to_owned(),
+                addr,
                 message,
-            })?;
+            }
+        };
+        let (batches, partial) = split_batches(records).map_err(decode_err(offset))?;
+        let mut progressed = false;
+        for batch in batches {
+            let next = batch_next_offset(&batch).map_err(decode_err(offset))?;
             if next <= offset {
                 continue; // a batch we already processed, returned again
             }
             let mut buf = batch.clone();
-            let set = RecordBatchDecoder::decode(&mut buf).map_err(|err| VerifyError::Decode {
-                topic: topic.to_owned(),
-                partition,
-                offset,
-                addr: conn.addr().to_owned(),
-                message: format!("{err:#}"),
-            })?;
+            let set = RecordBatchDecoder::decode(&mut buf)
+                .map_err(|err| decode_err(offset)(format!("{err:#}")))?;
             for record in set.records {
                 if record.offset >= offset && record.offset < hw {
-                    classifier
-                        .add(record)
-                        .map_err(|message| VerifyError::Decode {
-                            topic: topic.to_owned(),
-                            partition,
-                            offset,
-                            addr: conn.addr().to_owned(),
-                            message,
-                        })?;
+                    classifier.add(record).map_err(decode_err(offset))?;
                 }
             }
             offset = next;
