@@ -187,6 +187,36 @@ pub struct S3Spec {
     pub path_style: Option<bool>,
 }
 
+/// Schema of a policy that is either a word or `{sideOutput: <sink>}`. A Kubernetes
+/// structural schema cannot say "string or object", so the node keeps what it is given and a
+/// CEL rule checks the shape; the operator then decodes it fully before deploying.
+fn policy_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "description": "A word (`fail`, `skip`, `drop`) or `{sideOutput: <sink>}`.",
+        "x-kubernetes-preserve-unknown-fields": true,
+        "x-kubernetes-validations": [{
+            "rule": "self in ['fail', 'skip', 'drop'] || (has(self.sideOutput) && self.size() == 1)",
+            "message": "must be fail, skip, drop or {sideOutput: <sink>}"
+        }]
+    })
+}
+
+/// Schema of `datagen.fields`: each value is `sequence` or a one-key generator object (see
+/// [`policy_schema`] for why the node is not typed).
+fn generators_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "description": "Field name -> generator: `sequence`, `{key: ...}`, `{uniform: ...}`, `{bernoulli: ...}` or `{eventTime: ...}`.",
+        "additionalProperties": {
+            "x-kubernetes-preserve-unknown-fields": true,
+            "x-kubernetes-validations": [{
+                "rule": "self == 'sequence' || self.size() == 1",
+                "message": "must be sequence or one of {key: ...}, {uniform: ...}, {bernoulli: ...}, {eventTime: ...}"
+            }]
+        }
+    })
+}
+
 /// The source: exactly one connector, the schema of its records and its event time.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -207,6 +237,7 @@ pub struct SourceSpec {
     pub event_time: Option<EventTimeSpec>,
     /// What to do with a record that cannot be decoded.
     #[serde(default)]
+    #[schemars(schema_with = "policy_schema")]
     pub on_decode_error: DecodeErrorPolicy,
 }
 
@@ -286,6 +317,7 @@ pub struct DatagenSpec {
     #[serde(default = "default_batch_size")]
     pub batch_size: u32,
     /// How each schema field is generated.
+    #[schemars(schema_with = "generators_schema")]
     pub fields: IndexMap<String, FieldGenerator>,
 }
 
@@ -391,6 +423,7 @@ pub struct WindowSpec {
     pub aggregates: IndexMap<String, String>,
     /// What happens to a record whose windows have all closed.
     #[serde(default)]
+    #[schemars(schema_with = "policy_schema")]
     pub late_records: LatePolicy,
 }
 

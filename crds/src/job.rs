@@ -1,0 +1,458 @@
+//! The `StreamJob` custom resource (`weir.dev/v1alpha1`): what a user `kubectl apply`s.
+//!
+//! The spec embeds the same [`Pipeline`] a local job file holds, plus what only a cluster
+//! needs: image, upgrade mode, nonces, restart budget, savepoint policy, resources and Secret
+//! references. Everything a schema can check is in the generated OpenAPI schema (types, enums,
+//! ranges, patterns) or in the CEL rules below, so `kubectl apply` of a bad manifest fails
+//! naming the field. [`StreamJobSpec::job_file`] turns a spec into the job file the runtime
+//! pod reads, and [`StreamJobSpec::validate`] runs the checks only code can make.
+
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::duration::Duration;
+use crate::pipeline::{CheckpointSpec, JobFile, Pipeline, S3Spec};
+use crate::status::StreamJobStatus;
+use crate::validate::FieldError;
+
+/// Desired state of a `StreamJob`. `kubectl explain streamjob.spec` prints these docs.
+#[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "weir.dev",
+    version = "v1alpha1",
+    kind = "StreamJob",
+    plural = "streamjobs",
+    shortname = "sj",
+    namespaced,
+    status = "StreamJobStatus",
+    printcolumn = r#"{"name":"State","type":"string","jsonPath":".status.lifecycleState","description":"Lifecycle state"}"#,
+    printcolumn = r#"{"name":"Parallelism","type":"integer","jsonPath":".spec.parallelism","description":"Subtasks per operator"}"#,
+    printcolumn = r#"{"name":"Last Checkpoint","type":"date","jsonPath":".status.lastCheckpoint.completedAt","description":"When the newest checkpoint completed"}"#,
+    printcolumn = r#"{"name":"Restarts","type":"integer","jsonPath":".status.restarts.count","description":"Automatic restarts"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
+    validation = kube::core::Rule::new("duration(self.spec.checkpoint.interval.endsWith('d') ? '0s' : self.spec.checkpoint.interval) < duration(self.spec.checkpoint.timeout.endsWith('d') ? '87600h' : self.spec.checkpoint.timeout)").message("checkpoint.timeout must be longer than checkpoint.interval").field_path(".spec.checkpoint.timeout"),
+    validation = kube::core::Rule::new("self.spec.parallelism <= self.spec.maxParallelism").message("parallelism must not exceed maxParallelism").field_path(".spec.parallelism"),
+    validation = kube::core::Rule::new("self.spec.pipeline.sinks.all(s, !has(s.kafka) || has(s.kafka.transactionalIdPrefix) || (has(s.kafka.delivery) && s.kafka.delivery != 'exactly-once') || (!has(s.kafka.delivery) && !self.spec.checkpoint.exactlyOnce))").message("an exactly-once Kafka sink needs transactionalIdPrefix (unique per job)").field_path(".spec.pipeline.sinks"),
+    validation = kube::core::Rule::new("[has(self.spec.pipeline.source.datagen), has(self.spec.pipeline.source.file), has(self.spec.pipeline.source.kafka)].filter(x, x).size() == 1").message("source needs exactly one of datagen, file, kafka").field_path(".spec.pipeline.source"),
+    validation = kube::core::Rule::new("!has(self.spec.pipeline.transforms) || self.spec.pipeline.transforms.all(t, !has(t.window) || [has(t.window.tumbling), has(t.window.sliding), has(t.window.session)].filter(x, x).size() == 1)").message("a window needs exactly one of tumbling, sliding, session").field_path(".spec.pipeline.transforms"),
+    validation = kube::core::Rule::new("duration(self.spec.restart.initialBackoff.endsWith('d') ? '0s' : self.spec.restart.initialBackoff) <= duration(self.spec.restart.maxBackoff.endsWith('d') ? '87600h' : self.spec.restart.maxBackoff)").message("restart.initialBackoff must not exceed restart.maxBackoff").field_path(".spec.restart.initialBackoff"),
+    validation = kube::core::Rule::new("!has(oldSelf.spec) || self.spec.maxParallelism == oldSelf.spec.maxParallelism").message("maxParallelism is fixed for the life of the job's state; create a new StreamJob to change it").field_path(".spec.maxParallelism"),
+)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StreamJobSpec {
+    /// Runtime image. When absent the operator uses its default (Helm value
+    /// `runtime.image`), recorded in `status.deployedImage`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// Subtasks per operator. Changing it rescales through `upgradeMode`: keyed state moves
+    /// by key group, so a savepoint restores at any parallelism up to `maxParallelism`.
+    #[serde(default = "default_parallelism")]
+    #[schemars(range(min = 1, max = 32768))]
+    pub parallelism: u32,
+    /// Key groups: the unit keyed state is split into. Fixed for the life of the job's state.
+    #[serde(default = "default_max_parallelism")]
+    #[schemars(range(min = 1, max = 32768))]
+    pub max_parallelism: u32,
+    /// `running`, or `suspended`: stop with a savepoint and remove the pods; setting it back
+    /// to `running` restores from that savepoint.
+    #[serde(default)]
+    pub state: DesiredState,
+    /// How a spec change reaches the running job: `savepoint` (stop with a savepoint, start
+    /// from it), `last-state` (stop, restore the newest checkpoint) or `stateless` (start
+    /// empty). Never downgraded silently: when a savepoint cannot be taken the upgrade waits.
+    #[serde(default)]
+    pub upgrade_mode: UpgradeMode,
+    /// Change (e.g. increment) to restart the job from its newest completed checkpoint.
+    #[serde(default)]
+    pub restart_nonce: i64,
+    /// Change (e.g. increment) to take a savepoint now; it is listed in `status.savepoints`.
+    #[serde(default)]
+    pub savepoint_trigger_nonce: i64,
+    /// Savepoint or checkpoint URI the job starts from the first time it is deployed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initial_savepoint_path: Option<String>,
+    /// Start even when the restored state holds operators the pipeline no longer has.
+    #[serde(default)]
+    pub allow_non_restored_state: bool,
+    /// Take a final savepoint when the StreamJob is deleted. Checkpoints and savepoints are
+    /// never deleted on deletion either way.
+    #[serde(default)]
+    pub savepoint_on_delete: bool,
+    /// Checkpointing: interval, timeout, storage and how many completed checkpoints to keep.
+    pub checkpoint: JobCheckpointSpec,
+    /// Periodic savepoints and how many are kept in `status.savepoints`.
+    #[serde(default)]
+    pub savepoint: SavepointPolicy,
+    /// Automatic restarts of failed runtime pods: backoff and budget.
+    #[serde(default)]
+    pub restart: RestartPolicy,
+    /// Deadlines and rollback for upgrades.
+    #[serde(default)]
+    pub upgrade: UpgradePolicy,
+    /// CPU and memory of the runtime pod (requests = limits).
+    #[serde(default)]
+    pub resources: JobResources,
+    /// Environment variables taken from Secrets, e.g. the variable a sink's `passwordEnv` or a
+    /// source's `saslPasswordEnv` names. Secrets never appear in the manifest itself.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secret_env: Vec<SecretEnv>,
+    /// What the job computes: source, transforms, sinks (the same block as a local job file).
+    #[schemars(with = "Pipeline")]
+    pub pipeline: Pipeline,
+}
+
+fn default_parallelism() -> u32 {
+    1
+}
+fn default_max_parallelism() -> u32 {
+    128
+}
+
+/// Whether the job should run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum DesiredState {
+    /// Pods run and process records.
+    #[default]
+    Running,
+    /// Stopped with a savepoint; no pods.
+    Suspended,
+}
+
+/// How a spec change is carried to the running job.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum UpgradeMode {
+    /// Start the new spec with empty state (sources start at their starting offsets).
+    Stateless,
+    /// Stop (final checkpoint), then restore the newest completed checkpoint.
+    LastState,
+    /// Stop with a savepoint, then start from it. Waits, saying why, if none can be taken.
+    #[default]
+    Savepoint,
+}
+
+/// Checkpoint settings of a StreamJob. Storage must be shared (S3): a pod's local disk does
+/// not survive the pod.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct JobCheckpointSpec {
+    /// Time between the end of one checkpoint and the trigger of the next.
+    #[serde(default = "default_interval")]
+    pub interval: Duration,
+    /// A checkpoint not completed within this time is abandoned. Must exceed `interval`.
+    #[serde(default = "default_timeout")]
+    pub timeout: Duration,
+    /// Least time between the completion of one checkpoint and the start of the next.
+    #[serde(default = "zero")]
+    pub min_pause: Duration,
+    /// `s3://bucket/prefix`. Checkpoints live under `<storage>/<namespace>/<name>/`.
+    #[schemars(regex(pattern = r"^s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/.*)?$"))]
+    pub storage: String,
+    /// Completed checkpoints kept; older ones are deleted. All are kept when the job stops.
+    #[serde(default = "default_retained")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub retained: u32,
+    /// S3 endpoint, region and the Secret holding credentials.
+    #[serde(default)]
+    pub s3: JobS3Spec,
+    /// Refuse storage without conditional writes (needed to fence zombie pods).
+    #[serde(default = "yes")]
+    pub exactly_once: bool,
+    /// Restart a running job whose newest checkpoint is older than this. Default: twice
+    /// `timeout` plus `interval`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress_timeout: Option<Duration>,
+}
+
+fn default_interval() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_timeout() -> Duration {
+    Duration::from_secs(600)
+}
+fn zero() -> Duration {
+    Duration::from_millis(0)
+}
+fn default_retained() -> u32 {
+    3
+}
+fn yes() -> bool {
+    true
+}
+
+/// S3 settings. Credentials come from a Secret with keys `AWS_ACCESS_KEY_ID` and
+/// `AWS_SECRET_ACCESS_KEY` (or from the pod's service account when none is named).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct JobS3Spec {
+    /// Custom endpoint, e.g. `http://minio.storage:9000`; AWS when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// Region; `us-east-1` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// Path-style addressing, which most non-AWS servers need.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path_style: Option<bool>,
+    /// Name of a Secret in the job's namespace with `AWS_ACCESS_KEY_ID` and
+    /// `AWS_SECRET_ACCESS_KEY`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_secret: Option<String>,
+}
+
+/// Savepoint policy.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SavepointPolicy {
+    /// Take a savepoint this often while running; none when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub periodic: Option<Duration>,
+    /// Savepoints kept in `status.savepoints`; the oldest periodic and manual ones beyond
+    /// this are disposed (deleted from storage). Upgrade and suspend savepoints are kept.
+    #[serde(default = "default_history")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub history_max_count: u32,
+    /// Give up on a requested savepoint after this long (the condition says so).
+    #[serde(default = "default_savepoint_timeout")]
+    pub timeout: Duration,
+}
+
+fn default_history() -> u32 {
+    10
+}
+fn default_savepoint_timeout() -> Duration {
+    Duration::from_secs(600)
+}
+
+impl Default for SavepointPolicy {
+    fn default() -> Self {
+        Self {
+            periodic: None,
+            history_max_count: default_history(),
+            timeout: default_savepoint_timeout(),
+        }
+    }
+}
+
+/// Automatic restarts: exponential backoff and a budget per window.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RestartPolicy {
+    /// Wait before the first restart; doubles with every restart within `window`.
+    #[serde(default = "default_initial_backoff")]
+    pub initial_backoff: Duration,
+    /// Longest wait between restarts.
+    #[serde(default = "default_max_backoff")]
+    pub max_backoff: Duration,
+    /// Restarts allowed within `window`; one more and the job is `Failed` with the reason.
+    #[serde(default = "default_max_restarts")]
+    #[schemars(range(min = 0, max = 10000))]
+    pub max_restarts: u32,
+    /// The sliding window the budget counts over.
+    #[serde(default = "default_window")]
+    pub window: Duration,
+}
+
+fn default_initial_backoff() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_max_backoff() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_max_restarts() -> u32 {
+    20
+}
+fn default_window() -> Duration {
+    Duration::from_secs(3600)
+}
+
+impl Default for RestartPolicy {
+    fn default() -> Self {
+        Self {
+            initial_backoff: default_initial_backoff(),
+            max_backoff: default_max_backoff(),
+            max_restarts: default_max_restarts(),
+            window: default_window(),
+        }
+    }
+}
+
+/// Upgrade deadlines and rollback.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UpgradePolicy {
+    /// New pods must be ready within this time after an upgrade starts them.
+    #[serde(default = "default_ready_timeout")]
+    pub ready_timeout: Duration,
+    /// When the upgraded job misses `readyTimeout`, go back to the last spec that ran, from
+    /// the upgrade's savepoint. Without it the job is `Failed` and waits for a new spec.
+    #[serde(default)]
+    pub rollback: bool,
+}
+
+fn default_ready_timeout() -> Duration {
+    Duration::from_secs(300)
+}
+
+impl Default for UpgradePolicy {
+    fn default() -> Self {
+        Self {
+            ready_timeout: default_ready_timeout(),
+            rollback: false,
+        }
+    }
+}
+
+/// Runtime pod resources; requests equal limits so the pod gets a predictable share.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct JobResources {
+    /// CPU quantity, e.g. `"1"` or `"500m"`.
+    #[serde(default = "default_cpu")]
+    #[schemars(regex(pattern = r"^[0-9]+(\.[0-9]+)?m?$"))]
+    pub cpu: String,
+    /// Memory quantity, e.g. `"2Gi"`.
+    #[serde(default = "default_memory")]
+    #[schemars(regex(pattern = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|k|M|G|T)?$"))]
+    pub memory: String,
+}
+
+fn default_cpu() -> String {
+    "1".to_string()
+}
+fn default_memory() -> String {
+    "2Gi".to_string()
+}
+
+impl Default for JobResources {
+    fn default() -> Self {
+        Self {
+            cpu: default_cpu(),
+            memory: default_memory(),
+        }
+    }
+}
+
+/// One environment variable of the runtime pod, read from a Secret key.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SecretEnv {
+    /// Variable name, e.g. `CLICKHOUSE_PASSWORD`.
+    #[schemars(regex(pattern = r"^[A-Za-z_][A-Za-z0-9_]*$"))]
+    pub name: String,
+    /// Secret in the job's namespace.
+    pub secret: String,
+    /// Key within the Secret.
+    pub key: String,
+}
+
+impl StreamJobSpec {
+    /// The job file the runtime pod runs: pipeline, parallelism and checkpointing of this
+    /// spec under the StreamJob's name (which names the storage directory).
+    #[must_use]
+    pub fn job_file(&self, name: &str) -> JobFile {
+        let c = &self.checkpoint;
+        JobFile {
+            name: Some(name.to_string()),
+            parallelism: self.parallelism,
+            max_parallelism: self.max_parallelism,
+            checkpoint: CheckpointSpec {
+                interval: c.interval,
+                timeout: c.timeout,
+                min_pause: c.min_pause,
+                storage: c.storage.clone(),
+                retained: c.retained,
+                s3: S3Spec {
+                    endpoint: c.s3.endpoint.clone(),
+                    region: c.s3.region.clone(),
+                    path_style: c.s3.path_style,
+                },
+                exactly_once: c.exactly_once,
+            },
+            pipeline: self.pipeline.clone(),
+        }
+    }
+
+    /// How long a running job may go without a completed checkpoint before it is restarted.
+    #[must_use]
+    pub fn progress_timeout(&self) -> std::time::Duration {
+        let c = &self.checkpoint;
+        c.progress_timeout
+            .map(Duration::get)
+            .unwrap_or_else(|| c.timeout.get() * 2 + c.interval.get())
+    }
+
+    /// The checks only code can make, with paths relative to the manifest (`spec.…`):
+    /// the pipeline's own checks (columns referenced by transforms and sinks, window and
+    /// event-time rules) plus the environment variables the connectors name. Performs no I/O;
+    /// Secrets are checked by the operator, which can read them.
+    #[must_use]
+    pub fn validate(&self, name: &str) -> Vec<FieldError> {
+        let job = self.job_file(name);
+        let mut errs: Vec<FieldError> = crate::validate::validate(&job)
+            .into_iter()
+            .chain(crate::columns::check_columns(&job))
+            .map(|e| {
+                let path = match e.path.as_str() {
+                    p if p.starts_with("source")
+                        || p.starts_with("transforms")
+                        || p.starts_with("sinks") =>
+                    {
+                        format!("spec.pipeline.{p}")
+                    }
+                    p => format!("spec.{p}"),
+                };
+                FieldError::new(path, e.message)
+            })
+            .collect();
+        for (path, var) in self.env_references() {
+            if !self.secret_env.iter().any(|s| s.name == var) {
+                errs.push(FieldError::new(
+                    path,
+                    format!(
+                        "names environment variable `{var}`, but spec.secretEnv does not define it"
+                    ),
+                ));
+            }
+        }
+        errs
+    }
+
+    /// `(field path, variable)` for every environment variable a connector reads.
+    fn env_references(&self) -> Vec<(String, String)> {
+        use crate::pipeline::SinkSpec;
+        let mut refs = Vec::new();
+        if let Some(k) = &self.pipeline.source.kafka
+            && let Some(v) = &k.sasl_password_env
+        {
+            refs.push((
+                "spec.pipeline.source.kafka.saslPasswordEnv".to_string(),
+                v.clone(),
+            ));
+        }
+        for (i, s) in self.pipeline.sinks.iter().enumerate() {
+            match s {
+                SinkSpec::Kafka(k) => {
+                    if let Some(v) = &k.sasl_password_env {
+                        refs.push((
+                            format!("spec.pipeline.sinks[{i}].kafka.saslPasswordEnv"),
+                            v.clone(),
+                        ));
+                    }
+                }
+                SinkSpec::ClickHouse(c) => {
+                    if let Some(v) = &c.password_env {
+                        refs.push((
+                            format!("spec.pipeline.sinks[{i}].clickhouse.passwordEnv"),
+                            v.clone(),
+                        ));
+                    }
+                }
+                _ => {}
+            }
+        }
+        refs
+    }
+}
