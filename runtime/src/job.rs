@@ -55,6 +55,8 @@ pub struct RunOptions {
     pub checkpoint_dir: Option<String>,
     /// Restore from this checkpoint or savepoint URI.
     pub restore_from: Option<String>,
+    /// Start a new lineage once (idempotent across restarts); see [`StartRequest`].
+    pub start: Option<StartRequest>,
     /// Start even if the checkpoint holds state for operators the job no longer has.
     pub allow_non_restored_state: bool,
     /// Where to serve the control API; none when `None`.
@@ -68,10 +70,24 @@ impl Default for RunOptions {
             parallelism: None,
             checkpoint_dir: None,
             restore_from: None,
+            start: None,
             allow_non_restored_state: false,
             control_addr: None,
         }
     }
+}
+
+/// A one-time start of a new lineage, as the operator asks for after an upgrade: from a
+/// savepoint (or checkpoint), or empty. Unlike `--restore-from`, repeating it is safe: when
+/// the newest generation was begun by the same `id`, the incarnation continues that lineage
+/// (its newest checkpoint), so a pod that dies after the upgrade never goes back to the
+/// savepoint and replays output its sinks already committed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StartRequest {
+    /// Unique per start; the operator keeps it until the next upgrade.
+    pub id: String,
+    /// Checkpoint or savepoint URI; `None` starts with empty state.
+    pub from: Option<String>,
 }
 
 /// A started job.
@@ -125,29 +141,70 @@ fn writer() -> String {
     format!("{host}/{}", std::process::id())
 }
 
+/// Where a new incarnation starts: the restored checkpoint, the lineage it writes, and the
+/// start id it records.
+struct StartChoice {
+    restored: Option<Restored>,
+    job_id: String,
+    start_id: Option<String>,
+    /// Continues the previous generation's lineage (which a predecessor may still write).
+    continuing: bool,
+}
+
 /// Restore point and lineage for a new incarnation.
 async fn choose_restore(
     storage: &Storage,
     layout: &Layout,
     opts: &RunOptions,
     s3: &weir_crds::S3Spec,
-) -> Result<(Option<Restored>, String)> {
+) -> Result<StartChoice> {
+    let fresh = |restored, start_id| StartChoice {
+        restored,
+        job_id: new_job_id(),
+        start_id,
+        continuing: false,
+    };
     if let Some(uri) = &opts.restore_from {
         let r = restore::from_uri(uri, s3).await?;
-        return Ok((Some(r), new_job_id()));
+        return Ok(fresh(Some(r), None));
     }
-    let Some(prev) = fencing::latest(storage, layout).await? else {
-        return Ok((None, new_job_id()));
+    let prev = fencing::latest(storage, layout).await?;
+    if let Some(start) = &opts.start {
+        let continuing = prev
+            .as_ref()
+            .is_some_and(|p| p.start_id.as_deref() == Some(start.id.as_str()));
+        if !continuing {
+            let id = Some(start.id.clone());
+            return match &start.from {
+                Some(uri) => {
+                    tracing::info!(from = %uri, start_id = %start.id, "starting a new lineage");
+                    Ok(fresh(Some(restore::from_uri(uri, s3).await?), id))
+                }
+                None => {
+                    tracing::info!(start_id = %start.id, "starting a new lineage with empty state");
+                    Ok(fresh(None, id))
+                }
+            };
+        }
+    }
+    let Some(prev) = prev else {
+        return Ok(fresh(None, None));
+    };
+    let continue_with = |restored| StartChoice {
+        restored,
+        job_id: prev.job_id.clone(),
+        start_id: prev.start_id.clone(),
+        continuing: true,
     };
     if let Some(r) = restore::newest(storage, layout, &prev.job_id).await? {
-        return Ok((Some(r), prev.job_id));
+        return Ok(continue_with(Some(r)));
     }
     if let Some(uri) = &prev.restored_from {
         tracing::info!(from = %uri, "no completed checkpoint in the current lineage; restoring what it started from");
         let r = restore::from_uri(uri, s3).await?;
-        return Ok((Some(r), prev.job_id));
+        return Ok(continue_with(Some(r)));
     }
-    Ok((None, prev.job_id))
+    Ok(continue_with(None))
 }
 
 /// Start `plan`.
@@ -208,7 +265,12 @@ pub async fn start(plan: Plan, opts: RunOptions) -> Result<RunningJob> {
             )));
         }
     }
-    let (restored, job_id) = choose_restore(&storage, &layout, &opts, &job.checkpoint.s3).await?;
+    let StartChoice {
+        restored,
+        job_id,
+        start_id,
+        continuing,
+    } = choose_restore(&storage, &layout, &opts, &job.checkpoint.s3).await?;
     if let Some(r) = &restored {
         if r.metadata.max_parallelism != max_parallelism {
             return Err(Error::Restore(format!(
@@ -247,10 +309,33 @@ pub async fn start(plan: Plan, opts: RunOptions) -> Result<RunningJob> {
         generation: g,
         job_id: job_id.clone(),
         restored_from: restored_uri.clone(),
+        start_id: start_id.clone(),
         writer: writer(),
         claimed_at_ms: 0,
     })
     .await?;
+    // A predecessor that is still running may have completed a checkpoint between the choice
+    // above and the claim. It cannot complete or commit another one now (it checks the
+    // generation again after writing `_metadata`), so the newest checkpoint of the lineage
+    // seen after the claim is final: restore that one, or output it committed would repeat.
+    let restored = if continuing {
+        match restore::newest(&storage, &layout, &job_id).await? {
+            Some(newer)
+                if restored
+                    .as_ref()
+                    .is_none_or(|r| newer.metadata.id > r.metadata.id) =>
+            {
+                tracing::warn!(checkpoint = %newer.metadata.id, "a predecessor completed a newer checkpoint before this incarnation claimed its generation; restoring that one");
+                Some(newer)
+            }
+            _ => restored,
+        }
+    } else {
+        restored
+    };
+    let restored_uri = restored
+        .as_ref()
+        .map(|r| r.uri.trim_end_matches('/').to_string());
     let highest_completed = restore::list(&storage, &layout, &job_id)
         .await?
         .into_iter()

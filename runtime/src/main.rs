@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use weir_runtime::checkpoint::coordinator::{Outcome, Request};
-use weir_runtime::job::{RunOptions, start};
+use weir_runtime::job::{RunOptions, StartRequest, start};
 
 #[derive(Parser)]
 #[command(
@@ -36,8 +36,15 @@ enum Command {
         #[arg(long)]
         checkpoint_dir: Option<String>,
         /// Restore from this checkpoint or savepoint URI instead of the newest checkpoint.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "start_from")]
         restore_from: Option<String>,
+        /// Start a new lineage once, from this checkpoint or savepoint URI or `empty`; later
+        /// runs with the same `--start-id` continue that lineage instead (used by the operator).
+        #[arg(long, requires = "start_id")]
+        start_from: Option<String>,
+        /// Id of the `--start-from` request; unique per upgrade.
+        #[arg(long, requires = "start_from")]
+        start_id: Option<String>,
         /// Start even if the checkpoint holds state of operators the job no longer has.
         #[arg(long)]
         allow_non_restored_state: bool,
@@ -70,6 +77,17 @@ fn init_logs(format: &str, quiet: bool) {
     }
 }
 
+/// Writes how the process ended to `$WEIR_TERMINATION_LOG` (in a pod: the container's
+/// termination message file), so the operator reads a stop's savepoint path or a failure's
+/// reason from the Pod object even after the process is gone.
+fn termination_message(v: &serde_json::Value) {
+    if let Ok(path) = std::env::var("WEIR_TERMINATION_LOG")
+        && let Err(e) = std::fs::write(&path, v.to_string())
+    {
+        tracing::warn!(path = %path, error = %e, "cannot write the termination message");
+    }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -92,16 +110,25 @@ async fn main() -> anyhow::Result<()> {
             parallelism,
             checkpoint_dir,
             restore_from,
+            start_from,
+            start_id,
             allow_non_restored_state,
             control_addr,
             namespace,
         } => {
+            let start_request = start_id.map(|id| StartRequest {
+                id,
+                from: start_from.filter(|f| f != "empty"),
+            });
             let tty = std::io::stderr().is_terminal();
             init_logs(&cli.log_format, tty);
             let plan = match weir_runtime::load_plan(&file) {
                 Ok(p) => p,
                 Err(e) => {
                     eprint!("{e}");
+                    termination_message(
+                        &serde_json::json!({"outcome": "failed", "error": e.to_string()}),
+                    );
                     std::process::exit(1);
                 }
             };
@@ -120,11 +147,17 @@ async fn main() -> anyhow::Result<()> {
                     parallelism,
                     checkpoint_dir,
                     restore_from,
+                    start: start_request,
                     allow_non_restored_state,
                     control_addr,
                 },
             )
-            .await?;
+            .await
+            .inspect_err(|e| {
+                termination_message(
+                    &serde_json::json!({"outcome": "failed", "error": e.to_string()}),
+                );
+            })?;
             if let Some(a) = job.control_addr {
                 tracing::info!(addr = %a, "control API listening");
             }
@@ -187,9 +220,13 @@ async fn main() -> anyhow::Result<()> {
             match job.wait().await {
                 Ok(Outcome::Finished) => {
                     tracing::info!("input exhausted; final checkpoint committed");
+                    termination_message(&serde_json::json!({"outcome": "finished"}));
                     Ok(())
                 }
                 Ok(Outcome::Stopped { savepoint }) => {
+                    termination_message(
+                        &serde_json::json!({"outcome": "stopped", "savepoint": savepoint}),
+                    );
                     match savepoint {
                         Some(p) => eprintln!("\nstopped with savepoint {p}"),
                         None => {
@@ -200,6 +237,9 @@ async fn main() -> anyhow::Result<()> {
                 }
                 Err(e) => {
                     eprintln!("\njob failed: {e}");
+                    termination_message(
+                        &serde_json::json!({"outcome": "failed", "error": e.to_string()}),
+                    );
                     std::process::exit(1);
                 }
             }

@@ -326,3 +326,67 @@ async fn savepoint_at_parallelism_2_restores_at_3_and_at_1_with_identical_result
     let b = common::read_output(&tmp.path().join("out-b")).0;
     assert_eq!(a, b, "parallelism 3 and 1 disagree");
 }
+
+/// `--start-from` starts a new lineage once: a second run with the same start id continues
+/// that lineage (its newest checkpoint) instead of going back to the start point, and a new
+/// id starts over. This is what keeps a pod that dies after an upgrade from replaying output.
+#[tokio::test]
+async fn start_request_begins_a_lineage_once_and_is_then_continued() {
+    use weir_runtime::job::StartRequest;
+    let tmp = tempfile::tempdir().unwrap();
+    let storage_uri = format!("file://{}", tmp.path().join("chk").display());
+    let mut job = OrdersJob::new("starts", storage_uri.clone(), tmp.path().join("out"));
+    job.count = 5_000;
+    job.interval_ms = 50;
+    let storage = Storage::open(&storage_uri, &weir_crds::S3Spec::default())
+        .await
+        .unwrap();
+    let layout = Layout::new("local", "starts");
+    let latest = || async { fencing::latest(&storage, &layout).await.unwrap().unwrap() };
+
+    run_job(&job, RunOptions::default()).await.unwrap();
+    let first = latest().await;
+    let first_chk = restore::newest(&storage, &layout, &first.job_id)
+        .await
+        .unwrap()
+        .expect("first lineage has a checkpoint")
+        .uri;
+
+    let empty = |id: &str| RunOptions {
+        start: Some(StartRequest {
+            id: id.into(),
+            from: None,
+        }),
+        ..RunOptions::default()
+    };
+    run_job(&job, empty("upgrade-1")).await.unwrap();
+    let second = latest().await;
+    assert_ne!(second.job_id, first.job_id, "a start begins a new lineage");
+    assert_eq!(second.restored_from, None, "empty start restores nothing");
+    assert_eq!(second.start_id.as_deref(), Some("upgrade-1"));
+
+    run_job(&job, empty("upgrade-1")).await.unwrap();
+    let third = latest().await;
+    assert_eq!(third.job_id, second.job_id, "same start id continues");
+    let restored = third.restored_from.expect("continued from a checkpoint");
+    assert!(
+        restored.contains(&second.job_id),
+        "restored {restored} from the new lineage"
+    );
+    assert_eq!(third.start_id.as_deref(), Some("upgrade-1"));
+
+    let from = RunOptions {
+        start: Some(StartRequest {
+            id: "upgrade-2".into(),
+            from: Some(first_chk.clone()),
+        }),
+        ..RunOptions::default()
+    };
+    run_job(&job, from).await.unwrap();
+    let fourth = latest().await;
+    assert_ne!(fourth.job_id, third.job_id);
+    assert_eq!(
+        fourth.restored_from.as_deref(),
+        Some(first_chk.trim_end_matches('/'))
+    );
+}

@@ -33,6 +33,10 @@ pub struct Generation {
     pub job_id: String,
     /// Checkpoint or savepoint URI it restored from, if any.
     pub restored_from: Option<String>,
+    /// Id of the `--start-from` request that began this lineage; later incarnations given
+    /// the same id continue the lineage instead of starting over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_id: Option<String>,
     /// Host and pid, for humans.
     pub writer: String,
     /// Claim time, ms since epoch.
