@@ -54,6 +54,9 @@ pub struct StreamJobStatus {
     /// The spec (JSON) the pods run; changes are classified against it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_reconciled_spec: Option<String>,
+    /// A spec (JSON) whose upgrade failed and was rolled back; not retried until it changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rolled_back_spec: Option<String>,
     /// The last spec (JSON) that ran and became ready; the target of a rollback.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_stable_spec: Option<String>,
@@ -87,19 +90,22 @@ pub enum LifecycleState {
     Suspended,
     /// Stopped for good until the spec changes; see the `Ready` condition.
     Failed,
+    /// A bounded source was read to its end and the final checkpoint committed.
+    Finished,
     /// The finalizer is running.
     Deleting,
 }
 
 impl LifecycleState {
     /// Every state, for per-state metrics.
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 8] = [
         Self::Created,
         Self::Deploying,
         Self::Running,
         Self::Upgrading,
         Self::Suspended,
         Self::Failed,
+        Self::Finished,
         Self::Deleting,
     ];
 
@@ -113,6 +119,7 @@ impl LifecycleState {
             Self::Upgrading => "Upgrading",
             Self::Suspended => "Suspended",
             Self::Failed => "Failed",
+            Self::Finished => "Finished",
             Self::Deleting => "Deleting",
         }
     }
@@ -256,6 +263,9 @@ pub struct Operation {
     /// Why the operation is waiting, if it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waiting: Option<String>,
+    /// The incarnation started by this operation, once its pod was created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_incarnation: Option<u64>,
 }
 
 /// A savepoint requested from a running pod.
