@@ -1,0 +1,506 @@
+//! Every reconcile decision, as pure functions of what was observed.
+//!
+//! [`decide`] takes the job (spec, status, deletion mark), what [`crate::observe`] saw (pods,
+//! the runtime's own report, missing Secrets) and `now`, and returns a [`Decision`]: the new
+//! status, the actions to carry out and the events to record. It performs no I/O and reads no
+//! clock, so every transition is a table test (`tests.rs`). The shell in
+//! [`crate::reconcile`] gathers the facts, calls it, and applies the result.
+//!
+//! ```text
+//! Created ─first deploy─► Deploying ─runtime running─► Running ─spec change─► Upgrading
+//!    ▲                      ▲   │ pod failed (backoff, budget)   │  stop (savepoint |
+//!    │ invalid spec         │   ▼                                │  checkpoint | stateless)
+//!    └── stays Created      └─ restart ◄── no progress ◄─────────┘  then start ─► Running
+//! Running ─state: suspended─► (stop with savepoint) ─► Suspended ─state: running─► Deploying
+//! budget exhausted / upgrade not ready (no rollback) ─► Failed ─new spec or nonce─► Deploying
+//! deletionTimestamp ─► Deleting ─(final savepoint)─► pods removed ─► finalizer removed
+//! ```
+
+mod lifecycle;
+mod operation;
+mod restart;
+mod savepoints;
+pub mod spec_change;
+#[cfg(test)]
+mod tests;
+
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use weir_crds::{LifecycleState, SavepointTrigger, StreamJobSpec, StreamJobStatus};
+
+use crate::events::{Event, Reason};
+
+/// What the shell knows about a job when it decides.
+#[derive(Debug, Clone)]
+pub struct JobView {
+    /// `metadata.name`.
+    pub name: String,
+    /// `metadata.generation`.
+    pub generation: i64,
+    /// `metadata.deletionTimestamp` is set.
+    pub deleting: bool,
+    /// The spec.
+    pub spec: StreamJobSpec,
+    /// The status as last written.
+    pub status: StreamJobStatus,
+}
+
+/// Phase of a runtime pod, as the kubelet reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PodPhase {
+    /// Not running yet.
+    Pending,
+    /// Containers running.
+    Running,
+    /// Exited 0.
+    Succeeded,
+    /// Exited non-zero or was killed.
+    Failed,
+    /// Node lost.
+    Unknown,
+}
+
+/// How a runtime process ended, from its termination message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RuntimeOutcome {
+    /// Stopped on request; with the savepoint path when it was a stop with savepoint.
+    Stopped {
+        /// Savepoint URI.
+        savepoint: Option<String>,
+    },
+    /// All input consumed (bounded sources).
+    Finished,
+    /// The job failed.
+    Failed {
+        /// The runtime's error.
+        error: String,
+    },
+}
+
+/// One runtime pod owned by the job.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PodView {
+    /// Pod name.
+    pub name: String,
+    /// Incarnation label.
+    pub incarnation: u64,
+    /// Phase.
+    pub phase: PodPhase,
+    /// Being deleted.
+    pub deleting: bool,
+    /// Kubelet's reason for a terminated container, e.g. `OOMKilled`.
+    pub reason: Option<String>,
+    /// Exit code of a terminated container.
+    pub exit_code: Option<i32>,
+    /// The runtime's own account of how it ended.
+    pub outcome: Option<RuntimeOutcome>,
+}
+
+/// A savepoint request as the runtime reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuntimeSavepoint {
+    /// Request id.
+    pub id: String,
+    /// `pending`, `completed` or `failed`.
+    pub status: String,
+    /// URI when completed.
+    pub path: Option<String>,
+    /// Why it failed.
+    pub error: Option<String>,
+}
+
+/// The runtime's `GET /v1/job`, reduced to what decisions need.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct RuntimeView {
+    /// Lineage id.
+    pub job_id: String,
+    /// `running`, `initializing`, `stopping`, ...
+    pub state: String,
+    /// Newest completed checkpoint: id, path, completion time, size.
+    pub last_checkpoint: Option<weir_crds::CheckpointStatus>,
+    /// Savepoint requests of this process.
+    pub savepoints: Vec<RuntimeSavepoint>,
+}
+
+/// Everything observed for one job.
+#[derive(Debug, Clone, Default)]
+pub struct Observed {
+    /// Runtime pods owned by the job.
+    pub pods: Vec<PodView>,
+    /// Report of the current incarnation's runtime, when it answered.
+    pub runtime: Option<RuntimeView>,
+    /// Semantic problems found by looking at the cluster (a Secret that does not exist),
+    /// as `(field path, message)`.
+    pub problems: Vec<(String, String)>,
+}
+
+/// Something the shell must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Apply the ConfigMap (job file of `status.lastReconciledSpec`) and the Service.
+    EnsureConfig,
+    /// Create the runtime pod of `incarnation` from the reconciled spec and `status.start`.
+    CreatePod {
+        /// Incarnation number.
+        incarnation: u64,
+    },
+    /// Delete a pod (the runtime takes a final checkpoint on SIGTERM).
+    DeletePod {
+        /// Pod name.
+        name: String,
+    },
+    /// `POST /v1/stop {"savepoint": true}` to the pod's runtime.
+    StopWithSavepoint {
+        /// Pod name.
+        pod: String,
+    },
+    /// `POST /v1/savepoints`; the shell records the request id in `status.pendingSavepoint`.
+    TriggerSavepoint {
+        /// Pod name.
+        pod: String,
+    },
+    /// Delete a savepoint dropped from the history.
+    DisposeSavepoint {
+        /// Savepoint URI.
+        path: String,
+    },
+    /// Deletion may finish.
+    RemoveFinalizer,
+}
+
+/// The result of one decision.
+#[derive(Debug, Clone)]
+pub struct Decision {
+    /// Status to write.
+    pub status: StreamJobStatus,
+    /// Actions, in order.
+    pub actions: Vec<Action>,
+    /// Events to record.
+    pub events: Vec<Event>,
+    /// When to look again, at the latest.
+    pub requeue: std::time::Duration,
+}
+
+/// Operator-wide settings decisions depend on.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Image used when `spec.image` is absent.
+    pub default_image: String,
+}
+
+/// How often a job is looked at while nothing changes: the runtime status (checkpoints,
+/// savepoints) is polled at this pace.
+pub const POLL: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Short wait while something is in motion (pods stopping, starting).
+pub const SHORT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Decide what to do with `job`. Performs no I/O; called by [`crate::reconcile`].
+#[must_use]
+pub fn decide(job: &JobView, obs: &Observed, now: Timestamp, settings: &Settings) -> Decision {
+    let mut d = Decider {
+        job,
+        obs,
+        now,
+        settings,
+        st: job.status.clone(),
+        actions: Vec::new(),
+        events: Vec::new(),
+        requeue: POLL,
+    };
+    d.run();
+    let mut status = d.st;
+    status.observed_generation = Some(job.generation);
+    lifecycle::set_conditions(&mut status, now);
+    Decision {
+        status,
+        actions: d.actions,
+        events: d.events,
+        requeue: d.requeue,
+    }
+}
+
+/// Working state of one decision.
+pub(crate) struct Decider<'a> {
+    pub(crate) job: &'a JobView,
+    pub(crate) obs: &'a Observed,
+    pub(crate) now: Timestamp,
+    pub(crate) settings: &'a Settings,
+    pub(crate) st: StreamJobStatus,
+    pub(crate) actions: Vec<Action>,
+    pub(crate) events: Vec<Event>,
+    pub(crate) requeue: std::time::Duration,
+}
+
+impl Decider<'_> {
+    fn run(&mut self) {
+        if self.job.deleting {
+            return self.delete();
+        }
+        let problems = self.problems();
+        if !problems.is_empty() {
+            return self.invalid(&problems);
+        }
+        lifecycle::clear_invalid(&mut self.st);
+        self.observe_runtime();
+        if self.st.operation.is_some() {
+            return self.continue_operation();
+        }
+        if self.st.last_reconciled_spec.is_none() {
+            return self.first_deploy();
+        }
+        match self.st.lifecycle_state {
+            LifecycleState::Suspended => return self.while_suspended(),
+            LifecycleState::Failed | LifecycleState::Finished => return self.while_failed(),
+            _ => {}
+        }
+        if self.job.spec.state == weir_crds::DesiredState::Suspended {
+            return self.begin_suspend();
+        }
+        if self.spec_changed() {
+            return;
+        }
+        if self.job.spec.restart_nonce != self.st.observed_restart_nonce {
+            self.st.observed_restart_nonce = self.job.spec.restart_nonce;
+            return self.begin_restart("restartNonce changed", false);
+        }
+        self.supervise();
+    }
+
+    /// Field errors from the spec itself and from the cluster.
+    fn problems(&self) -> Vec<(String, String)> {
+        let mut p: Vec<(String, String)> = self
+            .job
+            .spec
+            .validate(&self.job.name)
+            .into_iter()
+            .map(|e| (e.path, e.message))
+            .collect();
+        p.extend(self.obs.problems.iter().cloned());
+        p
+    }
+
+    fn invalid(&mut self, problems: &[(String, String)]) {
+        let message = problems
+            .iter()
+            .map(|(p, m)| format!("{p}: {m}"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        let first_time = lifecycle::mark_invalid(&mut self.st, &message);
+        if first_time || self.st.observed_generation != Some(self.job.generation) {
+            self.event(Reason::InvalidSpec, format!("not deployed: {message}"));
+        }
+        // A deployed job keeps running its last valid spec (and finishes an operation in
+        // flight, whose target was valid); nothing new is deployed.
+        self.requeue = POLL;
+        if self.st.operation.is_some() {
+            self.continue_operation();
+        } else if self.st.last_reconciled_spec.is_some()
+            && !matches!(
+                self.st.lifecycle_state,
+                LifecycleState::Suspended | LifecycleState::Failed | LifecycleState::Finished
+            )
+        {
+            self.supervise();
+        }
+    }
+
+    pub(crate) fn event(&mut self, reason: Reason, message: impl Into<String>) {
+        self.events.push(Event::new(reason, message));
+    }
+
+    pub(crate) fn now_time(&self) -> Time {
+        Time(self.now)
+    }
+
+    /// The current incarnation's pod.
+    pub(crate) fn current_pod(&self) -> Option<&PodView> {
+        self.obs
+            .pods
+            .iter()
+            .find(|p| p.incarnation == self.st.incarnation)
+    }
+
+    /// Canonical JSON of the spec, as stored in `lastReconciledSpec`.
+    pub(crate) fn spec_json(spec: &StreamJobSpec) -> String {
+        serde_json::to_string(spec).unwrap_or_default()
+    }
+
+    /// The spec the pods run.
+    pub(crate) fn reconciled(&self) -> Option<StreamJobSpec> {
+        self.st
+            .last_reconciled_spec
+            .as_deref()
+            .and_then(|s| serde_json::from_str(s).ok())
+    }
+
+    /// A fresh, unique id for a lineage start.
+    pub(crate) fn start_id(&self) -> String {
+        format!(
+            "{}-g{}-i{}-{}",
+            self.job.name,
+            self.job.generation,
+            self.st.incarnation + 1,
+            self.now.as_millisecond()
+        )
+    }
+
+    /// Copy what the runtime reports into the status.
+    fn observe_runtime(&mut self) {
+        let Some(rt) = &self.obs.runtime else { return };
+        if !rt.job_id.is_empty() {
+            self.st.job_id = Some(rt.job_id.clone());
+        }
+        if let Some(c) = &rt.last_checkpoint {
+            let newer = self
+                .st
+                .last_checkpoint
+                .as_ref()
+                .is_none_or(|old| old.id != c.id || old.path != c.path);
+            if newer {
+                self.st.last_checkpoint = Some(c.clone());
+            }
+        }
+    }
+
+    /// The pod's runtime is up and processing.
+    pub(crate) fn runtime_running(&self) -> bool {
+        self.current_pod()
+            .is_some_and(|p| p.phase == PodPhase::Running && !p.deleting)
+            && self
+                .obs
+                .runtime
+                .as_ref()
+                .is_some_and(|r| r.state == "running")
+    }
+
+    /// Record a completed savepoint and trim the history.
+    pub(crate) fn add_savepoint(&mut self, path: String, trigger: SavepointTrigger) {
+        if self.st.savepoints.iter().any(|s| s.path == path) {
+            return;
+        }
+        self.st.savepoints.push(weir_crds::SavepointStatus {
+            path: path.clone(),
+            trigger,
+            completed_at: self.now_time(),
+        });
+        self.event(
+            Reason::SavepointCompleted,
+            format!("{trigger:?} savepoint {path}").to_lowercase(),
+        );
+        savepoints::trim_history(self);
+    }
+
+    fn first_deploy(&mut self) {
+        if self.job.spec.state == weir_crds::DesiredState::Suspended {
+            self.st.lifecycle_state = LifecycleState::Suspended;
+            return;
+        }
+        self.st.last_reconciled_spec = Some(Self::spec_json(&self.job.spec));
+        self.st.observed_restart_nonce = self.job.spec.restart_nonce;
+        self.st.observed_savepoint_trigger_nonce = self.job.spec.savepoint_trigger_nonce;
+        self.st.start =
+            self.job
+                .spec
+                .initial_savepoint_path
+                .clone()
+                .map(|from| weir_crds::StartPoint {
+                    id: self.start_id(),
+                    from: Some(from),
+                });
+        let from = self
+            .st
+            .start
+            .as_ref()
+            .and_then(|s| s.from.clone())
+            .unwrap_or_else(|| "empty state (or the newest checkpoint in storage)".into());
+        self.event(
+            Reason::Deploying,
+            format!(
+                "first deploy at parallelism {} from {from}",
+                self.job.spec.parallelism
+            ),
+        );
+        self.create_pod();
+    }
+
+    /// Start the next incarnation from the reconciled spec.
+    pub(crate) fn create_pod(&mut self) {
+        self.st.incarnation += 1;
+        self.st.incarnation_started_at = Some(self.now_time());
+        self.st.running_since = None;
+        self.st.pending_savepoint = None;
+        self.st.deployed_image = Some(
+            self.reconciled()
+                .and_then(|s| s.image)
+                .unwrap_or_else(|| self.settings.default_image.clone()),
+        );
+        self.st.lifecycle_state = match self.st.operation {
+            Some(_) => LifecycleState::Upgrading,
+            None => LifecycleState::Deploying,
+        };
+        self.actions.push(Action::EnsureConfig);
+        self.actions.push(Action::CreatePod {
+            incarnation: self.st.incarnation,
+        });
+        self.requeue = SHORT;
+    }
+
+    /// Delete every pod that is not already going, returning whether any pod still exists.
+    pub(crate) fn delete_all_pods(&mut self) -> bool {
+        for p in &self.obs.pods {
+            if !p.deleting {
+                self.actions.push(Action::DeletePod {
+                    name: p.name.clone(),
+                });
+            }
+        }
+        !self.obs.pods.is_empty()
+    }
+
+    fn while_suspended(&mut self) {
+        if self.delete_all_pods() {
+            self.requeue = SHORT;
+            return;
+        }
+        if self.job.spec.state == weir_crds::DesiredState::Suspended {
+            return;
+        }
+        // Resume from where the suspend left the job (its savepoint, its newest checkpoint,
+        // or empty state; see `stopping`), with the spec as it is now: changes made while
+        // suspended take effect on resume.
+        self.st.last_reconciled_spec = Some(Self::spec_json(&self.job.spec));
+        self.st.observed_restart_nonce = self.job.spec.restart_nonce;
+        let from = match &self.st.start {
+            Some(s) => s.from.clone().unwrap_or_else(|| "empty state".into()),
+            None => "the newest checkpoint".into(),
+        };
+        self.event(Reason::Resumed, format!("resuming from {from}"));
+        self.create_pod();
+    }
+
+    fn while_failed(&mut self) {
+        let retry = self.st.last_reconciled_spec.as_deref()
+            != Some(Self::spec_json(&self.job.spec).as_str())
+            || self.job.spec.restart_nonce != self.st.observed_restart_nonce;
+        if !retry {
+            self.requeue = POLL * 6;
+            return;
+        }
+        if self.delete_all_pods() {
+            self.requeue = SHORT;
+            return;
+        }
+        // Restarted by the user: the budget starts over, state comes from the newest
+        // checkpoint of the lineage (the runtime finds it).
+        self.st.restarts.recent.clear();
+        self.st.restarts.last_failure_at = None;
+        self.st.observed_restart_nonce = self.job.spec.restart_nonce;
+        self.st.last_reconciled_spec = Some(Self::spec_json(&self.job.spec));
+        self.event(
+            Reason::Deploying,
+            "redeploying after Failed: spec or restartNonce changed",
+        );
+        self.create_pod();
+    }
+}

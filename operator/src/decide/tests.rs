@@ -1,0 +1,1063 @@
+//! Decision tables: one test per transition, each built from a job fixture, what is observed
+//! and the time, asserting the actions, the new lifecycle state and the events.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
+
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use weir_crds::{
+    CheckpointStatus, DesiredState, LifecycleState, OperationKind, OperationPhase, SavepointStatus,
+    SavepointTrigger, StopMode, StreamJobSpec, StreamJobStatus, UpgradeMode,
+};
+
+use super::*;
+use crate::events::Reason;
+
+const SPEC: &str = r#"
+parallelism: 2
+checkpoint: {interval: 30s, timeout: 2m, storage: "s3://bucket/weir"}
+restart: {initialBackoff: 1s, maxBackoff: 1m, maxRestarts: 3, window: 1h}
+savepoint: {historyMaxCount: 2, timeout: 1m}
+upgrade: {readyTimeout: 5m}
+pipeline:
+  source:
+    kafka: {bootstrapServers: "kafka:9092", topic: orders}
+    schema: [{name: store_id, type: string}, {name: amount, type: int64}, {name: ts, type: timestamp}]
+    eventTime: {field: ts}
+  transforms:
+    - window: {tumbling: 1m, keyBy: [store_id], aggregates: {sales: sum(amount)}}
+  sinks:
+    - kafka: {bootstrapServers: "kafka:9092", topic: out, transactionalIdPrefix: out}
+"#;
+
+/// Specs are JSON-shaped (as the apiserver stores them); YAML is only the notation here.
+fn parse_spec() -> StreamJobSpec {
+    let v: serde_json::Value = serde_yaml::from_str(SPEC).unwrap();
+    serde_json::from_value(v).unwrap()
+}
+
+fn t(secs: i64) -> Timestamp {
+    Timestamp::from_second(1_800_000_000 + secs).unwrap()
+}
+
+fn settings() -> Settings {
+    Settings {
+        default_image: "weir-runtime:test".into(),
+    }
+}
+
+/// A job fixture: spec, status and what is observed.
+#[derive(Clone)]
+struct Fx {
+    job: JobView,
+    obs: Observed,
+}
+
+impl Fx {
+    fn new() -> Self {
+        let spec = parse_spec();
+        Self {
+            job: JobView {
+                name: "sales".into(),
+                generation: 1,
+                deleting: false,
+                spec,
+                status: StreamJobStatus::default(),
+            },
+            obs: Observed::default(),
+        }
+    }
+
+    /// Deployed and running at incarnation 1 since t(0), with a checkpoint at `t(0)`.
+    fn running() -> Self {
+        let mut fx = Self::new();
+        let d = fx.decide(0);
+        fx.job.status = d.status;
+        fx.pod(1, PodPhase::Running).runtime_running();
+        let d = fx.decide(0);
+        assert_eq!(d.status.lifecycle_state, LifecycleState::Running);
+        fx.job.status = d.status;
+        fx
+    }
+
+    fn spec(mut self, f: impl FnOnce(&mut StreamJobSpec)) -> Self {
+        f(&mut self.job.spec);
+        self.job.generation += 1;
+        self
+    }
+
+    fn pod(&mut self, incarnation: u64, phase: PodPhase) -> &mut Self {
+        self.obs.pods.retain(|p| p.incarnation != incarnation);
+        self.obs.pods.push(PodView {
+            name: format!("sales-{incarnation}"),
+            incarnation,
+            phase,
+            deleting: false,
+            reason: None,
+            exit_code: None,
+            outcome: None,
+        });
+        self
+    }
+
+    fn last_pod(&mut self) -> &mut PodView {
+        self.obs.pods.last_mut().unwrap()
+    }
+
+    fn no_pods(&mut self) -> &mut Self {
+        self.obs.pods.clear();
+        self.obs.runtime = None;
+        self
+    }
+
+    fn runtime_running(&mut self) -> &mut Self {
+        self.obs.runtime = Some(RuntimeView {
+            job_id: "lineage-a".into(),
+            state: "running".into(),
+            last_checkpoint: Some(CheckpointStatus {
+                id: 4,
+                path: Some("s3://bucket/weir/ns/sales/lineage-a/chk-4".into()),
+                completed_at: Some(Time(t(0))),
+                size_bytes: Some(100),
+            }),
+            savepoints: vec![],
+        });
+        self
+    }
+
+    /// The runtime reports a checkpoint completed at `at`.
+    fn checkpoint_at(&mut self, at: i64) -> &mut Self {
+        let c = self
+            .obs
+            .runtime
+            .as_mut()
+            .unwrap()
+            .last_checkpoint
+            .as_mut()
+            .unwrap();
+        c.id += 1;
+        c.completed_at = Some(Time(t(at)));
+        self
+    }
+
+    fn decide(&self, at: i64) -> Decision {
+        decide(&self.job, &self.obs, t(at), &settings())
+    }
+
+    /// Decide at `at` and carry the status forward.
+    fn step(&mut self, at: i64) -> Decision {
+        let d = self.decide(at);
+        self.job.status = d.status.clone();
+        d
+    }
+}
+
+fn reasons(d: &Decision) -> Vec<Reason> {
+    d.events.iter().map(|e| e.reason).collect()
+}
+
+fn condition<'a>(
+    d: &'a Decision,
+    t: &str,
+) -> &'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+    d.status.conditions.iter().find(|c| c.type_ == t).unwrap()
+}
+
+#[test]
+fn first_deploy_creates_config_and_pod_one() {
+    let d = Fx::new().decide(0);
+    assert_eq!(
+        d.actions,
+        vec![Action::EnsureConfig, Action::CreatePod { incarnation: 1 }]
+    );
+    assert_eq!(d.status.lifecycle_state, LifecycleState::Deploying);
+    assert_eq!(
+        d.status.start, None,
+        "no start point: runtime restores what storage has"
+    );
+    assert_eq!(
+        d.status.deployed_image.as_deref(),
+        Some("weir-runtime:test")
+    );
+    assert_eq!(reasons(&d), vec![Reason::Deploying]);
+    assert_eq!(condition(&d, "Ready").status, "False");
+    assert_eq!(condition(&d, "Progressing").status, "True");
+}
+
+#[test]
+fn first_deploy_starts_from_initial_savepoint() {
+    let fx = Fx::new().spec(|s| s.initial_savepoint_path = Some("s3://b/sp-9".into()));
+    let d = fx.decide(0);
+    assert_eq!(d.status.start.unwrap().from.as_deref(), Some("s3://b/sp-9"));
+}
+
+#[test]
+fn runtime_running_marks_running_and_ready() {
+    let fx = Fx::running();
+    let st = &fx.job.status;
+    assert_eq!(st.job_id.as_deref(), Some("lineage-a"));
+    assert_eq!(st.last_checkpoint.as_ref().unwrap().id, 4);
+    assert!(st.last_stable_spec.is_some());
+    let d = fx.decide(5);
+    assert_eq!(condition(&d, "Ready").status, "True");
+    assert!(d.actions.is_empty(), "{:?}", d.actions);
+    assert!(
+        d.events.is_empty(),
+        "steady state emits nothing: {:?}",
+        d.events
+    );
+}
+
+#[test]
+fn invalid_spec_is_not_deployed_and_names_the_field() {
+    let fx = Fx::new().spec(|s| {
+        s.pipeline.transforms[0] = weir_crds::Transform::Filter("amout > 0".into());
+    });
+    let d = fx.decide(0);
+    assert!(d.actions.is_empty(), "nothing deployed: {:?}", d.actions);
+    assert_eq!(d.status.lifecycle_state, LifecycleState::Created);
+    let ready = condition(&d, "Ready");
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("False", "InvalidSpec")
+    );
+    assert!(
+        ready.message.contains("spec.pipeline.transforms[0].filter"),
+        "{}",
+        ready.message
+    );
+    assert_eq!(reasons(&d), vec![Reason::InvalidSpec]);
+}
+
+#[test]
+fn missing_secret_blocks_deploy() {
+    let mut fx = Fx::new();
+    fx.obs.problems.push((
+        "spec.checkpoint.s3.credentialsSecret".into(),
+        "Secret `s3` does not exist".into(),
+    ));
+    let d = fx.decide(0);
+    assert!(d.actions.is_empty());
+    assert!(condition(&d, "Ready").message.contains("credentialsSecret"));
+}
+
+#[test]
+fn invalid_update_keeps_the_running_spec() {
+    let mut fx = Fx::running();
+    let before = fx.job.status.last_reconciled_spec.clone();
+    fx = fx.spec(|s| s.parallelism = 0);
+    let d = fx.decide(5);
+    assert!(d.actions.is_empty(), "{:?}", d.actions);
+    assert_eq!(d.status.last_reconciled_spec, before);
+    assert_eq!(d.status.lifecycle_state, LifecycleState::Running);
+    assert_eq!(condition(&d, "Progressing").reason, "InvalidSpec");
+}
+
+#[test]
+fn pod_failure_restarts_after_backoff_from_newest_checkpoint() {
+    let mut fx = Fx::running();
+    fx.pod(1, PodPhase::Failed);
+    fx.last_pod().reason = Some("OOMKilled".into());
+    fx.last_pod().exit_code = Some(137);
+    fx.obs.runtime = None;
+    // First look: the failed pod is deleted (old pods must be gone before new ones start).
+    let d = fx.step(10);
+    assert_eq!(
+        d.actions,
+        vec![Action::DeletePod {
+            name: "sales-1".into()
+        }]
+    );
+    assert_eq!(
+        d.status.restarts.last_reason.as_deref(),
+        Some("pod sales-1 OOMKilled (exit 137)")
+    );
+    // Gone, backoff (1s) passed: incarnation 2 with the same start point.
+    fx.no_pods();
+    let d = fx.step(12);
+    assert_eq!(
+        d.actions,
+        vec![Action::EnsureConfig, Action::CreatePod { incarnation: 2 }]
+    );
+    assert_eq!(d.status.restarts.count, 1);
+    assert_eq!(
+        d.status.start, None,
+        "the runtime picks the newest checkpoint itself"
+    );
+    assert_eq!(reasons(&d), vec![Reason::Restarting]);
+    assert_eq!(condition(&d, "Degraded").status, "True");
+}
+
+#[test]
+fn pod_failure_without_any_checkpoint_restarts_the_same_way() {
+    let mut fx = Fx::new();
+    fx.step(0);
+    fx.pod(1, PodPhase::Failed);
+    fx.last_pod().outcome = Some(RuntimeOutcome::Failed {
+        error: "cannot reach Kafka at kafka:9092 within 10s".into(),
+    });
+    fx.step(30);
+    fx.no_pods();
+    let d = fx.step(32);
+    assert_eq!(
+        d.actions,
+        vec![Action::EnsureConfig, Action::CreatePod { incarnation: 2 }]
+    );
+    assert!(
+        d.status
+            .restarts
+            .last_reason
+            .unwrap()
+            .contains("cannot reach Kafka"),
+        "the runtime's own error is the reason"
+    );
+}
+
+#[test]
+fn backoff_doubles_within_the_window() {
+    let cases: &[(usize, u64)] = &[(0, 1), (1, 2), (2, 4), (5, 32), (6, 60), (30, 60)];
+    for (n, secs) in cases {
+        let b = restart::backoff(
+            std::time::Duration::from_secs(1),
+            std::time::Duration::from_secs(60),
+            *n,
+        );
+        assert_eq!(b.as_secs(), *secs, "restart {n}");
+    }
+    // A second failure within the window waits 2 s, not 1 s.
+    let mut fx = Fx::running();
+    fx.job.status.restarts.recent = vec![Time(t(-100))];
+    fx.no_pods();
+    let d = fx.step(20);
+    assert_eq!(d.actions, vec![], "vanished at 20: wait");
+    assert_eq!(d.requeue.as_secs(), 2);
+    let d = fx.step(21);
+    assert!(d.actions.is_empty(), "1 s is not enough");
+    let d = fx.step(22);
+    assert_eq!(
+        d.actions.last(),
+        Some(&Action::CreatePod { incarnation: 2 })
+    );
+}
+
+#[test]
+fn restart_budget_exhausted_fails_the_job_with_the_reason() {
+    let mut fx = Fx::running();
+    fx.job.status.restarts.recent = vec![Time(t(-300)), Time(t(-200)), Time(t(-100))];
+    fx.pod(1, PodPhase::Failed);
+    fx.last_pod().reason = Some("Error".into());
+    let d = fx.step(10);
+    assert_eq!(d.status.lifecycle_state, LifecycleState::Failed);
+    assert!(d.actions.is_empty(), "no restart: {:?}", d.actions);
+    assert_eq!(reasons(&d), vec![Reason::RestartBudgetExhausted]);
+    let ready = condition(&d, "Ready");
+    assert!(
+        ready.message.contains("3 restarts within 1h"),
+        "{}",
+        ready.message
+    );
+    // Restarts older than the window do not count.
+    let mut fx = Fx::running();
+    fx.job.status.restarts.recent = vec![Time(t(-7200)), Time(t(-5000)), Time(t(-100))];
+    fx.pod(1, PodPhase::Failed);
+    let d = fx.step(10);
+    assert_eq!(d.status.lifecycle_state, LifecycleState::Running);
+    assert_eq!(
+        d.actions,
+        vec![Action::DeletePod {
+            name: "sales-1".into()
+        }]
+    );
+}
+
+#[test]
+fn failed_job_waits_until_the_spec_or_nonce_changes() {
+    let mut fx = Fx::running();
+    fx.job.status.lifecycle_state = LifecycleState::Failed;
+    fx.no_pods();
+    assert!(fx.decide(10).actions.is_empty());
+    let fx = fx.spec(|s| s.restart_nonce = 1);
+    let d = fx.decide(10);
+    assert_eq!(
+        d.actions.last(),
+        Some(&Action::CreatePod { incarnation: 2 })
+    );
+    assert!(d.status.restarts.recent.is_empty(), "budget starts over");
+}
+
+#[test]
+fn no_progress_restarts_through_a_final_checkpoint() {
+    let mut fx = Fx::running();
+    // progress timeout = 2 * 2m + 30s = 270 s after the last checkpoint (t=0).
+    let d = fx.decide(200);
+    assert!(d.actions.is_empty());
+    let d = fx.step(300);
+    assert_eq!(
+        d.actions,
+        vec![Action::DeletePod {
+            name: "sales-1".into()
+        }]
+    );
+    assert_eq!(reasons(&d), vec![Reason::NoProgress]);
+    let op = d.status.operation.unwrap();
+    assert_eq!(
+        (op.kind, op.stop),
+        (OperationKind::Restart, StopMode::Checkpoint)
+    );
+    assert_eq!(d.status.restarts.count, 1);
+    fx.no_pods();
+    let d = fx.step(305);
+    assert_eq!(
+        d.actions.last(),
+        Some(&Action::CreatePod { incarnation: 2 })
+    );
+}
+
+#[test]
+fn restart_nonce_restarts_without_using_the_budget() {
+    let fx = Fx::running().spec(|s| s.restart_nonce = 7);
+    let d = fx.decide(10);
+    assert_eq!(
+        d.actions,
+        vec![Action::DeletePod {
+            name: "sales-1".into()
+        }]
+    );
+    assert_eq!(d.status.observed_restart_nonce, 7);
+    assert_eq!(d.status.restarts.count, 0);
+}
+
+#[test]
+fn ignorable_change_only_updates_the_reconciled_spec() {
+    let fx = Fx::running().spec(|s| {
+        s.upgrade_mode = UpgradeMode::Stateless;
+        s.restart.max_restarts = 9;
+    });
+    let d = fx.decide(10);
+    assert!(d.actions.is_empty(), "{:?}", d.actions);
+    assert!(d.status.operation.is_none());
+    assert!(
+        d.status
+            .last_reconciled_spec
+            .unwrap()
+            .contains("\"maxRestarts\":9")
+    );
+}
+
+#[test]
+fn restart_class_change_restarts_from_the_newest_checkpoint_in_any_mode() {
+    let fx = Fx::running().spec(|s| s.resources.memory = "4Gi".into());
+    let d = fx.decide(10);
+    let op = d.status.operation.as_ref().unwrap();
+    assert_eq!(
+        (op.kind, op.stop),
+        (OperationKind::Restart, StopMode::Checkpoint)
+    );
+    assert_eq!(
+        d.actions,
+        vec![Action::DeletePod {
+            name: "sales-1".into()
+        }]
+    );
+    assert!(d.events[0].message.contains("resources"));
+}
+
+#[test]
+fn savepoint_upgrade_stops_with_savepoint_then_starts_from_it() {
+    let mut fx = Fx::running().spec(|s| s.parallelism = 3);
+    let d = fx.step(10);
+    assert_eq!(
+        d.actions,
+        vec![Action::StopWithSavepoint {
+            pod: "sales-1".into()
+        }]
+    );
+    assert_eq!(d.status.lifecycle_state, LifecycleState::Upgrading);
+    assert!(
+        d.events[0].message.contains("parallelism"),
+        "{:?}",
+        d.events
+    );
+    // Still stopping: no second request within the savepoint timeout.
+    assert!(fx.step(12).actions.is_empty());
+    // The runtime exits 0 with the savepoint in its termination message.
+    fx.pod(1, PodPhase::Succeeded);
+    fx.last_pod().outcome = Some(RuntimeOutcome::Stopped {
+        savepoint: Some("s3://bucket/weir/ns/sales/savepoints/sp-5-a".into()),
+    });
+    fx.obs.runtime = None;
+    let d = fx.step(20);
+    assert_eq!(
+        d.actions,
+        vec![Action::DeletePod {
+            name: "sales-1".into()
+        }]
+    );
+    assert_eq!(d.status.savepoints.len(), 1);
+    assert_eq!(d.status.savepoints[0].trigger, SavepointTrigger::Upgrade);
+    fx.no_pods();
+    let d = fx.step(22);
+    assert_eq!(
+        d.actions,
+        vec![Action::EnsureConfig, Action::CreatePod { incarnation: 2 }]
+    );
+    let start = d.status.start.clone().unwrap();
+    assert_eq!(
+        start.from.as_deref(),
+        Some("s3://bucket/weir/ns/sales/savepoints/sp-5-a")
+    );
+    assert!(
+        d.status
+            .last_reconciled_spec
+            .unwrap()
+            .contains("\"parallelism\":3")
+    );
+    // Ready: upgrade completes.
+    fx.pod(2, PodPhase::Running).runtime_running();
+    let d = fx.step(30);
+    assert_eq!(d.status.lifecycle_state, LifecycleState::Running);
+    assert!(d.status.operation.is_none());
+    assert_eq!(reasons(&d), vec![Reason::UpgradeCompleted]);
+    assert_eq!(d.status.last_stable_spec, d.status.last_reconciled_spec);
+}
+
+#[test]
+fn last_state_upgrade_stops_with_a_final_checkpoint_and_keeps_the_lineage() {
+    let mut fx = Fx::running().spec(|s| {
+        s.upgrade_mode = UpgradeMode::LastState;
+        s.parallelism = 4;
+    });
+    let d = fx.step(10);
+    assert_eq!(
+        d.actions,
+        vec![Action::DeletePod {
+            name: "sales-1".into()
+        }]
+    );
+    fx.no_pods();
+    let d = fx.step(15);
+    assert_eq!(
+        d.actions.last(),
+        Some(&Action::CreatePod { incarnation: 2 })
+    );
+    assert_eq!(
+        d.status.start, None,
+        "restores the newest checkpoint of the lineage"
+    );
+}
+
+#[test]
+fn stateless_upgrade_starts_empty() {
+    let mut fx = Fx::running().spec(|s| {
+        s.upgrade_mode = UpgradeMode::Stateless;
+        s.image = Some("weir-runtime:2".into());
+    });
+    fx.step(10);
+    fx.no_pods();
+    let d = fx.step(15);
+    let start = d.status.start.unwrap();
+    assert_eq!(start.from, None, "empty state");
+    assert!(!start.id.is_empty(), "a new start id: runs once");
+    assert_eq!(d.status.deployed_image.as_deref(), Some("weir-runtime:2"));
+}
+
+#[test]
+fn savepoint_failure_during_upgrade_waits_and_never_falls_back() {
+    let mut fx = Fx::running().spec(|s| s.parallelism = 3);
+    fx.step(10);
+    // The pod dies while stopping: no savepoint.
+    fx.pod(1, PodPhase::Failed);
+    fx.last_pod().reason = Some("Error".into());
+    fx.obs.runtime = None;
+    let d = fx.step(20);
+    let op = d.status.operation.clone().unwrap();
+    assert_eq!(op.phase, OperationPhase::Stopping);
+    assert_eq!(op.stop, StopMode::Savepoint, "no silent downgrade");
+    assert!(
+        op.waiting
+            .unwrap()
+            .contains("a savepoint needs a running job")
+    );
+    assert!(reasons(&d).contains(&Reason::SavepointFailed));
+    let p = condition(&d, "Progressing");
+    assert_eq!(p.status, "False");
+    assert!(
+        p.message.contains("upgradeMode: last-state"),
+        "{}",
+        p.message
+    );
+    // The old spec is healed so the savepoint can be retried.
+    fx.no_pods();
+    let d = fx.step(25);
+    assert_eq!(
+        d.actions.last(),
+        Some(&Action::CreatePod { incarnation: 2 })
+    );
+    assert!(
+        d.status
+            .last_reconciled_spec
+            .unwrap()
+            .contains("\"parallelism\":2")
+    );
+    fx.pod(2, PodPhase::Running).runtime_running();
+    let d = fx.step(30);
+    assert_eq!(
+        d.actions,
+        vec![Action::StopWithSavepoint {
+            pod: "sales-2".into()
+        }]
+    );
+    // The user decides to go on without a savepoint.
+    let mut fx = fx.spec(|s| s.upgrade_mode = UpgradeMode::LastState);
+    let d = fx.step(40);
+    assert_eq!(d.status.operation.unwrap().stop, StopMode::Checkpoint);
+    assert_eq!(
+        d.actions,
+        vec![Action::DeletePod {
+            name: "sales-2".into()
+        }]
+    );
+}
+
+#[test]
+fn savepoint_timeout_asks_again_and_says_so() {
+    let mut fx = Fx::running().spec(|s| s.parallelism = 3);
+    fx.step(10);
+    let d = fx.step(100);
+    assert_eq!(
+        d.actions,
+        vec![Action::StopWithSavepoint {
+            pod: "sales-1".into()
+        }]
+    );
+    assert!(
+        d.status
+            .operation
+            .unwrap()
+            .waiting
+            .unwrap()
+            .contains("no savepoint within 1m")
+    );
+}
+
+fn upgraded_but_not_ready(rollback: bool) -> (Fx, Decision) {
+    let mut fx = Fx::running().spec(|s| {
+        s.parallelism = 3;
+        s.upgrade.rollback = rollback;
+    });
+    fx.step(10);
+    fx.pod(1, PodPhase::Succeeded);
+    fx.last_pod().outcome = Some(RuntimeOutcome::Stopped {
+        savepoint: Some("s3://b/sp-5".into()),
+    });
+    fx.obs.runtime = None;
+    fx.step(20);
+    fx.no_pods();
+    fx.step(22);
+    fx.pod(2, PodPhase::Pending);
+    assert!(fx.step(100).actions.is_empty(), "within readyTimeout: wait");
+    let d = fx.step(400);
+    (fx, d)
+}
+
+#[test]
+fn upgrade_not_ready_rolls_back_from_the_upgrade_savepoint() {
+    let (mut fx, d) = upgraded_but_not_ready(true);
+    assert_eq!(reasons(&d), vec![Reason::RollingBack]);
+    let op = d.status.operation.clone().unwrap();
+    assert_eq!(op.kind, OperationKind::Rollback);
+    assert_eq!(
+        d.actions,
+        vec![Action::DeletePod {
+            name: "sales-2".into()
+        }]
+    );
+    fx.no_pods();
+    let d = fx.step(405);
+    assert_eq!(
+        d.actions.last(),
+        Some(&Action::CreatePod { incarnation: 3 })
+    );
+    assert_eq!(
+        d.status.start.clone().unwrap().from.as_deref(),
+        Some("s3://b/sp-5")
+    );
+    assert!(
+        d.status
+            .last_reconciled_spec
+            .unwrap()
+            .contains("\"parallelism\":2")
+    );
+    fx.pod(3, PodPhase::Running).runtime_running();
+    let d = fx.step(410);
+    assert_eq!(d.status.lifecycle_state, LifecycleState::Running);
+    // The failed spec is not retried until it changes.
+    let d = fx.step(420);
+    assert!(d.actions.is_empty(), "{:?}", d.actions);
+}
+
+#[test]
+fn upgrade_not_ready_without_rollback_fails() {
+    let (_, d) = upgraded_but_not_ready(false);
+    assert_eq!(d.status.lifecycle_state, LifecycleState::Failed);
+    assert_eq!(reasons(&d), vec![Reason::UpgradeFailed]);
+    assert_eq!(
+        d.actions,
+        vec![Action::DeletePod {
+            name: "sales-2".into()
+        }]
+    );
+}
+
+#[test]
+fn suspend_stops_with_savepoint_and_resume_restores_it() {
+    let mut fx = Fx::running().spec(|s| s.state = DesiredState::Suspended);
+    let d = fx.step(10);
+    assert_eq!(
+        d.actions,
+        vec![Action::StopWithSavepoint {
+            pod: "sales-1".into()
+        }]
+    );
+    fx.pod(1, PodPhase::Succeeded);
+    fx.last_pod().outcome = Some(RuntimeOutcome::Stopped {
+        savepoint: Some("s3://b/sp-7".into()),
+    });
+    fx.obs.runtime = None;
+    let d = fx.step(20);
+    assert_eq!(
+        d.actions,
+        vec![Action::DeletePod {
+            name: "sales-1".into()
+        }]
+    );
+    fx.no_pods();
+    let d = fx.step(22);
+    assert_eq!(d.status.lifecycle_state, LifecycleState::Suspended);
+    assert_eq!(reasons(&d), vec![Reason::Suspended]);
+    assert!(d.actions.is_empty());
+    assert!(fx.step(100).actions.is_empty(), "stays suspended");
+    let mut fx = fx.spec(|s| s.state = DesiredState::Running);
+    let d = fx.step(200);
+    assert_eq!(reasons(&d), vec![Reason::Resumed]);
+    assert_eq!(
+        d.actions.last(),
+        Some(&Action::CreatePod { incarnation: 2 })
+    );
+    assert_eq!(d.status.start.unwrap().from.as_deref(), Some("s3://b/sp-7"));
+}
+
+#[test]
+fn last_state_suspend_stops_with_a_final_checkpoint_and_resumes_the_lineage() {
+    let mut fx = Fx::running().spec(|s| {
+        s.upgrade_mode = UpgradeMode::LastState;
+        s.state = DesiredState::Suspended;
+    });
+    let d = fx.step(10);
+    assert_eq!(
+        d.actions,
+        vec![Action::DeletePod {
+            name: "sales-1".into()
+        }]
+    );
+    fx.no_pods();
+    let d = fx.step(15);
+    assert_eq!(d.status.lifecycle_state, LifecycleState::Suspended);
+    assert_eq!(d.status.start, None, "resume continues the lineage");
+    let mut fx = fx.spec(|s| s.state = DesiredState::Running);
+    let d = fx.step(20);
+    assert_eq!(
+        d.actions.last(),
+        Some(&Action::CreatePod { incarnation: 2 })
+    );
+    assert_eq!(d.status.start, None);
+}
+
+#[test]
+fn invalid_spec_during_an_upgrade_lets_the_upgrade_finish() {
+    let mut fx = Fx::running().spec(|s| s.parallelism = 3);
+    fx.step(10);
+    let mut fx = fx.spec(|s| s.parallelism = 0);
+    fx.pod(1, PodPhase::Succeeded);
+    fx.last_pod().outcome = Some(RuntimeOutcome::Stopped {
+        savepoint: Some("s3://b/sp-5".into()),
+    });
+    fx.obs.runtime = None;
+    let d = fx.step(20);
+    assert_eq!(
+        d.actions,
+        vec![Action::DeletePod {
+            name: "sales-1".into()
+        }]
+    );
+    fx.no_pods();
+    let d = fx.step(22);
+    assert_eq!(
+        d.actions.last(),
+        Some(&Action::CreatePod { incarnation: 2 })
+    );
+    assert!(
+        d.status
+            .last_reconciled_spec
+            .unwrap()
+            .contains("\"parallelism\":3")
+    );
+}
+
+#[test]
+fn manual_savepoint_is_triggered_followed_and_recorded() {
+    let mut fx = Fx::running().spec(|s| s.savepoint_trigger_nonce = 1);
+    let d = fx.step(10);
+    assert_eq!(
+        d.actions,
+        vec![Action::TriggerSavepoint {
+            pod: "sales-1".into()
+        }]
+    );
+    // The shell fills in the runtime's request id.
+    fx.job.status.pending_savepoint.as_mut().unwrap().request_id = "sp-req-1".into();
+    let rt = fx.obs.runtime.as_mut().unwrap();
+    rt.savepoints.push(RuntimeSavepoint {
+        id: "sp-req-1".into(),
+        status: "pending".into(),
+        path: None,
+        error: None,
+    });
+    assert!(fx.step(12).actions.is_empty());
+    let rt = fx.obs.runtime.as_mut().unwrap();
+    rt.savepoints[0].status = "completed".into();
+    rt.savepoints[0].path = Some("s3://b/sp-8".into());
+    let d = fx.step(14);
+    assert_eq!(d.status.savepoints[0].trigger, SavepointTrigger::Manual);
+    assert_eq!(d.status.observed_savepoint_trigger_nonce, 1);
+    assert!(d.status.pending_savepoint.is_none());
+    assert_eq!(reasons(&d), vec![Reason::SavepointCompleted]);
+    assert!(fx.step(20).actions.is_empty(), "nonce handled once");
+}
+
+#[test]
+fn failed_manual_savepoint_is_reported_and_not_retried() {
+    let mut fx = Fx::running().spec(|s| s.savepoint_trigger_nonce = 1);
+    fx.step(10);
+    fx.job.status.pending_savepoint.as_mut().unwrap().request_id = "sp-req-1".into();
+    fx.obs
+        .runtime
+        .as_mut()
+        .unwrap()
+        .savepoints
+        .push(RuntimeSavepoint {
+            id: "sp-req-1".into(),
+            status: "failed".into(),
+            path: None,
+            error: Some("storage unreachable".into()),
+        });
+    let d = fx.step(12);
+    assert_eq!(reasons(&d), vec![Reason::SavepointFailed]);
+    assert!(d.events[0].message.contains("storage unreachable"));
+    assert!(fx.step(20).actions.is_empty());
+}
+
+#[test]
+fn periodic_savepoints_are_due_after_the_period() {
+    let mut fx = Fx::running().spec(|s| s.savepoint.periodic = Some("1h".parse().unwrap()));
+    fx.checkpoint_at(1800);
+    assert!(fx.step(1800).actions.is_empty());
+    fx.checkpoint_at(3600);
+    let d = fx.step(3600);
+    assert_eq!(
+        d.actions,
+        vec![Action::TriggerSavepoint {
+            pod: "sales-1".into()
+        }]
+    );
+    assert_eq!(
+        d.status.pending_savepoint.unwrap().trigger,
+        SavepointTrigger::Periodic
+    );
+}
+
+#[test]
+fn history_beyond_max_count_is_trimmed_and_disposed() {
+    let mut fx = Fx::running().spec(|s| s.savepoint_trigger_nonce = 1);
+    let sp = |p: &str| SavepointStatus {
+        path: p.into(),
+        trigger: SavepointTrigger::Periodic,
+        completed_at: Time(t(-10)),
+    };
+    fx.job.status.savepoints = vec![sp("s3://b/sp-1"), sp("s3://b/sp-2")];
+    // sp-1 is where the lineage started: kept.
+    fx.job.status.start = Some(weir_crds::StartPoint {
+        id: "x".into(),
+        from: Some("s3://b/sp-1".into()),
+    });
+    fx.step(10);
+    fx.job.status.pending_savepoint.as_mut().unwrap().request_id = "r".into();
+    fx.obs
+        .runtime
+        .as_mut()
+        .unwrap()
+        .savepoints
+        .push(RuntimeSavepoint {
+            id: "r".into(),
+            status: "completed".into(),
+            path: Some("s3://b/sp-3".into()),
+            error: None,
+        });
+    let d = fx.step(12);
+    assert_eq!(
+        d.actions,
+        vec![Action::DisposeSavepoint {
+            path: "s3://b/sp-2".into()
+        }]
+    );
+    let kept: Vec<_> = d
+        .status
+        .savepoints
+        .iter()
+        .map(|s| s.path.as_str())
+        .collect();
+    assert_eq!(kept, ["s3://b/sp-1", "s3://b/sp-3"]);
+    assert!(reasons(&d).contains(&Reason::SavepointDisposed));
+}
+
+#[test]
+fn deletion_without_final_savepoint_removes_pods_then_the_finalizer() {
+    let mut fx = Fx::running();
+    fx.job.deleting = true;
+    let d = fx.step(10);
+    assert_eq!(
+        d.actions,
+        vec![Action::DeletePod {
+            name: "sales-1".into()
+        }]
+    );
+    assert_eq!(d.status.lifecycle_state, LifecycleState::Deleting);
+    assert_eq!(reasons(&d), vec![Reason::Deleting]);
+    fx.no_pods();
+    assert_eq!(fx.step(12).actions, vec![Action::RemoveFinalizer]);
+}
+
+#[test]
+fn deletion_with_final_savepoint_stops_with_savepoint_first() {
+    let mut fx = Fx::running().spec(|s| s.savepoint_on_delete = true);
+    fx.job.deleting = true;
+    let d = fx.step(10);
+    assert_eq!(
+        d.actions,
+        vec![Action::StopWithSavepoint {
+            pod: "sales-1".into()
+        }]
+    );
+    assert!(fx.step(12).actions.is_empty(), "waiting for the savepoint");
+    fx.pod(1, PodPhase::Succeeded);
+    fx.last_pod().outcome = Some(RuntimeOutcome::Stopped {
+        savepoint: Some("s3://b/sp-final".into()),
+    });
+    fx.obs.runtime = None;
+    let d = fx.step(20);
+    assert_eq!(
+        d.actions,
+        vec![Action::DeletePod {
+            name: "sales-1".into()
+        }]
+    );
+    assert_eq!(d.status.savepoints[0].trigger, SavepointTrigger::Delete);
+    fx.no_pods();
+    assert_eq!(fx.step(22).actions, vec![Action::RemoveFinalizer]);
+}
+
+#[test]
+fn deletion_goes_on_when_the_final_savepoint_cannot_be_taken() {
+    let mut fx = Fx::running().spec(|s| s.savepoint_on_delete = true);
+    fx.job.deleting = true;
+    fx.step(10);
+    let d = fx.step(100);
+    assert!(reasons(&d).contains(&Reason::SavepointFailed));
+    assert_eq!(
+        d.actions,
+        vec![Action::DeletePod {
+            name: "sales-1".into()
+        }]
+    );
+}
+
+#[test]
+fn spec_change_classes_take_the_largest_changed_field() {
+    use spec_change::{SpecChange, classify};
+    let base = parse_spec();
+    type Edit = Box<dyn Fn(&mut StreamJobSpec)>;
+    let cases: Vec<(&str, Edit, SpecChange)> = vec![
+        ("nothing", Box::new(|_| {}), SpecChange::Ignore),
+        (
+            "restartNonce",
+            Box::new(|s| s.restart_nonce = 3),
+            SpecChange::Ignore,
+        ),
+        (
+            "upgradeMode",
+            Box::new(|s| s.upgrade_mode = UpgradeMode::Stateless),
+            SpecChange::Ignore,
+        ),
+        (
+            "state",
+            Box::new(|s| s.state = DesiredState::Suspended),
+            SpecChange::Ignore,
+        ),
+        (
+            "savepoint policy",
+            Box::new(|s| s.savepoint.history_max_count = 5),
+            SpecChange::Ignore,
+        ),
+        (
+            "resources",
+            Box::new(|s| s.resources.cpu = "2".into()),
+            SpecChange::Restart,
+        ),
+        (
+            "interval",
+            Box::new(|s| s.checkpoint.interval = "1m".parse().unwrap()),
+            SpecChange::Restart,
+        ),
+        (
+            "parallelism",
+            Box::new(|s| s.parallelism = 5),
+            SpecChange::Upgrade,
+        ),
+        (
+            "image",
+            Box::new(|s| s.image = Some("x".into())),
+            SpecChange::Upgrade,
+        ),
+        (
+            "pipeline + resources",
+            Box::new(|s| {
+                s.resources.cpu = "2".into();
+                s.pipeline.transforms.clear();
+            }),
+            SpecChange::Upgrade,
+        ),
+    ];
+    for (what, f, expected) in cases {
+        let mut new = base.clone();
+        f(&mut new);
+        assert_eq!(classify(&base, &new).0, expected, "{what}");
+    }
+}
+
+#[test]
+fn stopped_pod_of_a_bounded_job_finishes_it() {
+    let mut fx = Fx::running();
+    fx.pod(1, PodPhase::Succeeded);
+    fx.last_pod().outcome = Some(RuntimeOutcome::Finished);
+    let d = fx.step(10);
+    assert_eq!(d.status.lifecycle_state, LifecycleState::Finished);
+    assert!(d.actions.is_empty());
+}
+
+#[test]
+fn pod_not_yet_listed_right_after_creation_is_not_a_failure() {
+    let mut fx = Fx::new();
+    fx.step(0);
+    let d = fx.step(3);
+    assert!(d.actions.is_empty(), "{:?}", d.actions);
+    assert_eq!(d.status.restarts.count, 0);
+}

@@ -1,0 +1,152 @@
+//! `weir-operator`: parse flags, set up logs, serve health and metrics, take the lease when
+//! asked to, then run the controller.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::Context as _;
+use axum::Router;
+use axum::http::StatusCode;
+use axum::routing::get;
+use clap::Parser;
+use weir_operator::context::Context;
+use weir_operator::decide::Settings;
+use weir_operator::dispose::S3Savepoints;
+use weir_operator::leader::{self, LeaseConfig};
+use weir_operator::metrics::Metrics;
+use weir_operator::runtime_client::HttpRuntime;
+
+#[derive(Parser)]
+#[command(
+    name = "weir-operator",
+    version,
+    about = "Runs Weir StreamJobs on Kubernetes"
+)]
+struct Args {
+    /// Runtime image for StreamJobs that do not name one.
+    #[arg(long, env = "WEIR_RUNTIME_IMAGE", default_value = "weir-runtime:0.1.0")]
+    runtime_image: String,
+    /// Namespaces to watch, comma-separated; all when empty.
+    #[arg(
+        long,
+        env = "WEIR_WATCH_NAMESPACES",
+        value_delimiter = ',',
+        default_value = ""
+    )]
+    watch_namespaces: Vec<String>,
+    /// Address of `/healthz`, `/readyz` and `/metrics`.
+    #[arg(long, env = "WEIR_HTTP_ADDR", default_value = "127.0.0.1:8080")]
+    http_addr: SocketAddr,
+    /// Reconcile only while holding the Lease (for more than one replica).
+    #[arg(long, env = "WEIR_LEADER_ELECTION")]
+    leader_election: bool,
+    /// Namespace of the Lease (the operator's own).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    lease_namespace: String,
+    /// Name of the Lease.
+    #[arg(long, env = "WEIR_LEASE_NAME", default_value = "weir-operator")]
+    lease_name: String,
+    /// This replica's identity in the Lease.
+    #[arg(long, env = "POD_NAME", default_value = "weir-operator")]
+    identity: String,
+    /// Log format: `json` (one object per line, with the job's namespace and name) or `text`.
+    #[arg(long, env = "WEIR_LOG_FORMAT", default_value = "json")]
+    log_format: String,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt().with_env_filter(filter);
+    if args.log_format == "json" {
+        logs.json().with_current_span(true).init();
+    } else {
+        logs.init();
+    }
+    let namespaces: Vec<String> = args
+        .watch_namespaces
+        .iter()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
+
+    let metrics = Arc::new(Metrics::new());
+    let ready = Arc::new(AtomicBool::new(false));
+    serve(args.http_addr, metrics.clone(), ready.clone()).await?;
+
+    let client = kube::Client::try_default()
+        .await
+        .context("no Kubernetes configuration (in-cluster or KUBECONFIG)")?;
+    weir_operator::controller::check_crd(&client, &namespaces)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        Arc::new(HttpRuntime::new()?),
+        Arc::new(S3Savepoints),
+        metrics,
+        Settings {
+            default_image: args.runtime_image,
+        },
+    ));
+    ready.store(true, Ordering::Relaxed);
+    if args.leader_election {
+        let cfg = LeaseConfig {
+            namespace: args.lease_namespace,
+            name: args.lease_name,
+            identity: args.identity,
+        };
+        leader::acquire(&client, &cfg).await;
+        tokio::select! {
+            () = weir_operator::controller::run(ctx, namespaces) => {}
+            () = leader::hold(&client, &cfg) => {
+                anyhow::bail!("lost the leader lease; exiting so that only one replica reconciles");
+            }
+        }
+    } else {
+        weir_operator::controller::run(ctx, namespaces).await;
+    }
+    Ok(())
+}
+
+async fn serve(
+    addr: SocketAddr,
+    metrics: Arc<Metrics>,
+    ready: Arc<AtomicBool>,
+) -> anyhow::Result<()> {
+    let app = Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/readyz",
+            get(move || {
+                let ready = ready.clone();
+                async move {
+                    if ready.load(Ordering::Relaxed) {
+                        (StatusCode::OK, "ready")
+                    } else {
+                        (StatusCode::SERVICE_UNAVAILABLE, "starting")
+                    }
+                }
+            }),
+        )
+        .route(
+            "/metrics",
+            get(move || {
+                let m = metrics.clone();
+                async move { m.encode() }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot bind {addr}"))?;
+    tracing::info!(%addr, "serving /healthz, /readyz, /metrics");
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "health server stopped");
+        }
+    });
+    Ok(())
+}

@@ -1,0 +1,156 @@
+//! The async shell around [`decide`]: observe, decide, act, record events, write status.
+//!
+//! # Expected flow
+//! 1. Add the finalizer to a new StreamJob (and return: the change triggers the next pass).
+//! 2. [`observe`]: pods, runtime report, Secrets.
+//! 3. [`decide`]: pure; new status, actions, events.
+//! 4. [`act`] each action in order, then publish events, then server-side apply the status
+//!    when it changed.
+//!
+//! # Errors
+//! A failed API call stops the pass before the status is written; the next pass observes
+//! again and decides afresh, and every action is idempotent, so nothing is done twice.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action as Requeue;
+use kube::runtime::events::{Event as KubeEvent, EventType};
+use kube::{Api, Resource, ResourceExt};
+use weir_crds::{LifecycleState, OperationKind, StreamJob, StreamJobStatus};
+
+use crate::act::act;
+use crate::context::{Context, FINALIZER, MANAGER};
+use crate::decide::{Action, JobView, decide};
+use crate::error::{Error, Result};
+use crate::events::Event;
+use crate::observe::observe;
+use crate::pods::Owner;
+
+/// Reconcile one StreamJob.
+///
+/// # Errors
+/// API failures; [`error_policy`] requeues.
+#[tracing::instrument(skip_all, fields(namespace = %job.namespace().unwrap_or_default(), job = %job.name_any()))]
+pub async fn reconcile(job: Arc<StreamJob>, ctx: Arc<Context>) -> Result<Requeue> {
+    let _timer = ctx.metrics.reconcile_started();
+    let name = job.name_any();
+    let ns = job
+        .namespace()
+        .ok_or_else(|| Error::NoNamespace(name.clone()))?;
+    let deleting = job.metadata.deletion_timestamp.is_some();
+    let has_finalizer = job.finalizers().iter().any(|f| f == FINALIZER);
+    let api: Api<StreamJob> = Api::namespaced(ctx.client.clone(), &ns);
+    if !has_finalizer {
+        if deleting {
+            return Ok(Requeue::await_change());
+        }
+        add_finalizer(&api, &job).await?;
+        return Ok(Requeue::await_change());
+    }
+    let obs = observe(&ctx, &job, &ns, &name).await?;
+    let old_status = job.status.clone().unwrap_or_default();
+    let view = JobView {
+        name: name.clone(),
+        generation: job.metadata.generation.unwrap_or(0),
+        deleting,
+        spec: job.spec.clone(),
+        status: old_status.clone(),
+    };
+    let decision = decide(&view, &obs.observed, (ctx.now)(), &ctx.settings);
+    let owner = Owner {
+        name: name.clone(),
+        namespace: ns.clone(),
+        uid: job.uid().unwrap_or_default(),
+    };
+    let mut status = decision.status;
+    let mut events = decision.events;
+    let mut finished = false;
+    for a in &decision.actions {
+        tracing::info!(action = ?a, "acting");
+        act(&ctx, &job, &owner, &obs, &mut status, a, &mut events).await?;
+        finished |= *a == Action::RemoveFinalizer;
+    }
+    publish(&ctx, &job, &events).await;
+    if finished {
+        ctx.metrics.forget(&ns, &name);
+    } else {
+        ctx.metrics
+            .observe_transition(&name, &ns, &old_status, &status, (ctx.now)());
+    }
+    if !finished && status != old_status {
+        write_status(&api, &name, &status).await?;
+    }
+    Ok(Requeue::requeue(decision.requeue))
+}
+
+/// Logs, counts and requeues. Keeps no per-object memory: the status holds what matters.
+pub fn error_policy(job: Arc<StreamJob>, err: &Error, ctx: Arc<Context>) -> Requeue {
+    tracing::warn!(namespace = %job.namespace().unwrap_or_default(), job = %job.name_any(), error = %err, "reconcile failed");
+    ctx.metrics.reconcile_failed(err.metric_label());
+    Requeue::requeue(Duration::from_secs(5))
+}
+
+async fn add_finalizer(api: &Api<StreamJob>, job: &StreamJob) -> Result<()> {
+    let mut finalizers = job.finalizers().to_vec();
+    finalizers.push(FINALIZER.to_string());
+    let patch = serde_json::json!({"metadata": {
+        "finalizers": finalizers,
+        "resourceVersion": job.metadata.resource_version,
+    }});
+    api.patch(
+        &job.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await
+    .map_err(|e| Error::kube("add finalizer", e))?;
+    Ok(())
+}
+
+async fn write_status(api: &Api<StreamJob>, name: &str, status: &StreamJobStatus) -> Result<()> {
+    let patch = serde_json::json!({
+        "apiVersion": "weir.dev/v1alpha1",
+        "kind": "StreamJob",
+        "status": status,
+    });
+    api.patch_status(
+        name,
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .map_err(|e| Error::kube("write status", e))?;
+    Ok(())
+}
+
+async fn publish(ctx: &Context, job: &StreamJob, events: &[Event]) {
+    let reference = job.object_ref(&());
+    for e in events {
+        let ev = KubeEvent {
+            type_: if e.reason.is_warning() {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: e.reason.as_str().to_string(),
+            note: Some(e.message.clone()),
+            action: e.reason.as_str().to_string(),
+            secondary: None,
+        };
+        tracing::info!(reason = e.reason.as_str(), message = %e.message, "event");
+        if let Err(err) = ctx.recorder.publish(&ev, &reference).await {
+            tracing::warn!(error = %err, "event not recorded");
+        }
+    }
+}
+
+/// Whether an operation of `kind` just ended between two statuses.
+#[must_use]
+pub fn finished_operation(old: &StreamJobStatus, new: &StreamJobStatus) -> Option<OperationKind> {
+    match (&old.operation, &new.operation) {
+        (Some(o), None) if new.lifecycle_state == LifecycleState::Running => Some(o.kind),
+        _ => None,
+    }
+}
