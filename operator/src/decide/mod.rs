@@ -96,6 +96,19 @@ pub struct PodView {
     pub outcome: Option<RuntimeOutcome>,
 }
 
+impl PodView {
+    /// The savepoint a stop with savepoint left, once the pod exited with it.
+    #[must_use]
+    pub fn stop_savepoint(&self) -> Option<&str> {
+        match (&self.phase, &self.outcome) {
+            (PodPhase::Succeeded, Some(RuntimeOutcome::Stopped { savepoint })) => {
+                savepoint.as_deref()
+            }
+            _ => None,
+        }
+    }
+}
+
 /// A savepoint request as the runtime reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RuntimeSavepoint {
@@ -311,6 +324,11 @@ impl Decider<'_> {
 
     pub(crate) fn now_time(&self) -> Time {
         Time(self.now)
+    }
+
+    /// Seconds from `t` to now (negative when `t` is in the future).
+    pub(crate) fn secs_since(&self, t: Timestamp) -> f64 {
+        self.now.duration_since(t).as_secs_f64()
     }
 
     /// The current incarnation's pod.

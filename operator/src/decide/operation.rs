@@ -14,7 +14,7 @@ use weir_crds::{
 };
 
 use super::spec_change::{SpecChange, classify};
-use super::{Action, Decider, PodPhase, RuntimeOutcome, SHORT};
+use super::{Action, Decider, PodPhase, SHORT};
 use crate::events::Reason;
 
 /// How an upgrade in `mode` stops the old pods.
@@ -138,13 +138,10 @@ impl Decider<'_> {
         let pod = self.current_pod().cloned();
         match pod {
             Some(p) if p.phase == PodPhase::Succeeded => {
-                if let Some(RuntimeOutcome::Stopped {
-                    savepoint: Some(path),
-                }) = &p.outcome
-                {
-                    op.savepoint = Some(path.clone());
+                if let Some(path) = p.stop_savepoint() {
+                    op.savepoint = Some(path.to_string());
                     op.waiting = None;
-                    self.add_savepoint(path.clone(), trigger_for(op.kind));
+                    self.add_savepoint(path.to_string(), trigger_for(op.kind));
                     return true;
                 }
                 // Exited without a savepoint: restart the old spec and ask again.
@@ -162,9 +159,10 @@ impl Decider<'_> {
                 false
             }
             Some(_) if self.runtime_running() => {
-                let due = op.stop_requested_at.as_ref().is_none_or(|t| {
-                    self.now.duration_since(t.0).as_secs_f64() > timeout.as_secs_f64()
-                });
+                let due = op
+                    .stop_requested_at
+                    .as_ref()
+                    .is_none_or(|t| self.secs_since(t.0) > timeout.as_secs_f64());
                 if due {
                     if op.stop_requested_at.is_some() {
                         op.waiting = Some(format!(
@@ -311,7 +309,7 @@ impl Decider<'_> {
             .st
             .incarnation_started_at
             .as_ref()
-            .map(|t| self.now.duration_since(t.0).as_secs_f64())
+            .map(|t| self.secs_since(t.0))
             .unwrap_or(0.0);
         if op.kind == OperationKind::Upgrade && elapsed > deadline.as_secs_f64() {
             return self.upgrade_not_ready(op);
@@ -403,17 +401,14 @@ impl Decider<'_> {
             let waited = op
                 .stop_requested_at
                 .as_ref()
-                .map(|t| self.now.duration_since(t.0).as_secs_f64())
+                .map(|t| self.secs_since(t.0))
                 .unwrap_or(0.0);
             let pod = self.current_pod().cloned();
             match pod {
                 Some(p) if p.phase == PodPhase::Succeeded => {
-                    if let Some(RuntimeOutcome::Stopped {
-                        savepoint: Some(path),
-                    }) = &p.outcome
-                    {
-                        op.savepoint = Some(path.clone());
-                        self.add_savepoint(path.clone(), SavepointTrigger::Delete);
+                    if let Some(path) = p.stop_savepoint() {
+                        op.savepoint = Some(path.to_string());
+                        self.add_savepoint(path.to_string(), SavepointTrigger::Delete);
                     }
                 }
                 Some(p) if p.phase == PodPhase::Running && waited <= timeout => {

@@ -91,7 +91,7 @@ impl Decider<'_> {
         let Some(last) = since_checkpoint.max(since_running) else {
             return false;
         };
-        let idle = self.now.duration_since(last).as_secs_f64();
+        let idle = self.secs_since(last);
         if idle <= limit.as_secs_f64() {
             return false;
         }
@@ -141,7 +141,7 @@ impl Decider<'_> {
             .st
             .incarnation_started_at
             .as_ref()
-            .is_some_and(|t| self.now.duration_since(t.0).as_secs_f64() < CREATE_GRACE_SECS);
+            .is_some_and(|t| self.secs_since(t.0) < CREATE_GRACE_SECS);
         let failure = match &pod {
             None if just_created => None,
             None => Some(format!(
@@ -198,7 +198,7 @@ impl Decider<'_> {
             .last_failure_at
             .as_ref()
             .map_or(self.now, |t| t.0);
-        let waited = self.now.duration_since(failed_at).as_secs_f64();
+        let waited = self.secs_since(failed_at);
         if self.delete_all_pods() {
             self.requeue = SHORT;
             return true;

@@ -29,12 +29,11 @@ impl Decider<'_> {
             .into_iter()
             .chain(self.st.running_since.as_ref().map(|t| t.0))
             .max();
-        let due = last
-            .is_none_or(|l| self.now.duration_since(l).as_secs_f64() >= every.get().as_secs_f64());
+        let due = last.is_none_or(|l| self.secs_since(l) >= every.get().as_secs_f64());
         if due {
             self.trigger(SavepointTrigger::Periodic, nonce);
         } else if let Some(l) = last {
-            let left = every.get().as_secs_f64() - self.now.duration_since(l).as_secs_f64();
+            let left = every.get().as_secs_f64() - self.secs_since(l);
             self.requeue = self
                 .requeue
                 .min(std::time::Duration::from_secs_f64(left.max(1.0)));
@@ -78,7 +77,7 @@ impl Decider<'_> {
             .as_ref()
             .and_then(|r| r.savepoints.iter().find(|s| s.id == p.request_id).cloned());
         let timeout = self.job.spec.savepoint.timeout.get().as_secs_f64();
-        let waited = self.now.duration_since(p.requested_at.0).as_secs_f64();
+        let waited = self.secs_since(p.requested_at.0);
         match report {
             Some(s) if s.status == "completed" => {
                 done(&mut self.st);
