@@ -318,24 +318,6 @@ pub async fn start(plan: Plan, opts: RunOptions) -> Result<RunningJob> {
     // above and the claim. It cannot complete or commit another one now (it checks the
     // generation again after writing `_metadata`), so the newest checkpoint of the lineage
     // seen after the claim is final: restore that one, or output it committed would repeat.
-    let restored = if continuing {
-        match restore::newest(&storage, &layout, &job_id).await? {
-            Some(newer)
-                if restored
-                    .as_ref()
-                    .is_none_or(|r| newer.metadata.id > r.metadata.id) =>
-            {
-                tracing::warn!(checkpoint = %newer.metadata.id, "a predecessor completed a newer checkpoint before this incarnation claimed its generation; restoring that one");
-                Some(newer)
-            }
-            _ => restored,
-        }
-    } else {
-        restored
-    };
-    let restored_uri = restored
-        .as_ref()
-        .map(|r| r.uri.trim_end_matches('/').to_string());
     let highest_completed = restore::list(&storage, &layout, &job_id)
         .await?
         .into_iter()
@@ -343,6 +325,20 @@ pub async fn start(plan: Plan, opts: RunOptions) -> Result<RunningJob> {
         .map(|(id, _)| id.0)
         .max()
         .unwrap_or(0);
+    let chosen = restored.as_ref().map_or(0, |r| r.metadata.id.0);
+    let restored = match restored {
+        _ if continuing && highest_completed > chosen => {
+            let newer = restore::newest(&storage, &layout, &job_id).await?;
+            if let Some(n) = &newer {
+                tracing::warn!(checkpoint = %n.metadata.id, "a predecessor completed a newer checkpoint before this incarnation claimed its generation; restoring that one");
+            }
+            newer
+        }
+        r => r,
+    };
+    let restored_uri = restored
+        .as_ref()
+        .map(|r| r.uri.trim_end_matches('/').to_string());
     let next_id = CheckpointId(
         restored
             .as_ref()
