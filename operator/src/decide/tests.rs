@@ -103,6 +103,16 @@ impl Fx {
         self.obs.pods.last_mut().unwrap()
     }
 
+    /// Pod `incarnation` stopped with a savepoint at `path` and exited 0.
+    fn exited_with_savepoint(&mut self, incarnation: u64, path: &str) -> &mut Self {
+        self.pod(incarnation, PodPhase::Succeeded);
+        self.last_pod().outcome = Some(RuntimeOutcome::Stopped {
+            savepoint: Some(path.into()),
+        });
+        self.obs.runtime = None;
+        self
+    }
+
     fn no_pods(&mut self) -> &mut Self {
         self.obs.pods.clear();
         self.obs.runtime = None;
@@ -480,11 +490,7 @@ fn savepoint_upgrade_stops_with_savepoint_then_starts_from_it() {
     // Still stopping: no second request within the savepoint timeout.
     assert!(fx.step(12).actions.is_empty());
     // The runtime exits 0 with the savepoint in its termination message.
-    fx.pod(1, PodPhase::Succeeded);
-    fx.last_pod().outcome = Some(RuntimeOutcome::Stopped {
-        savepoint: Some("s3://bucket/weir/ns/sales/savepoints/sp-5-a".into()),
-    });
-    fx.obs.runtime = None;
+    fx.exited_with_savepoint(1, "s3://bucket/weir/ns/sales/savepoints/sp-5-a");
     let d = fx.step(20);
     assert_eq!(
         d.actions,
@@ -645,11 +651,7 @@ fn upgraded_but_not_ready(rollback: bool) -> (Fx, Decision) {
         s.upgrade.rollback = rollback;
     });
     fx.step(10);
-    fx.pod(1, PodPhase::Succeeded);
-    fx.last_pod().outcome = Some(RuntimeOutcome::Stopped {
-        savepoint: Some("s3://b/sp-5".into()),
-    });
-    fx.obs.runtime = None;
+    fx.exited_with_savepoint(1, "s3://b/sp-5");
     fx.step(20);
     fx.no_pods();
     fx.step(22);
@@ -718,11 +720,7 @@ fn suspend_stops_with_savepoint_and_resume_restores_it() {
             pod: "sales-1".into()
         }]
     );
-    fx.pod(1, PodPhase::Succeeded);
-    fx.last_pod().outcome = Some(RuntimeOutcome::Stopped {
-        savepoint: Some("s3://b/sp-7".into()),
-    });
-    fx.obs.runtime = None;
+    fx.exited_with_savepoint(1, "s3://b/sp-7");
     let d = fx.step(20);
     assert_eq!(
         d.actions,
@@ -777,11 +775,7 @@ fn invalid_spec_during_an_upgrade_lets_the_upgrade_finish() {
     let mut fx = Fx::running().spec(|s| s.parallelism = 3);
     fx.step(10);
     let mut fx = fx.spec(|s| s.parallelism = 0);
-    fx.pod(1, PodPhase::Succeeded);
-    fx.last_pod().outcome = Some(RuntimeOutcome::Stopped {
-        savepoint: Some("s3://b/sp-5".into()),
-    });
-    fx.obs.runtime = None;
+    fx.exited_with_savepoint(1, "s3://b/sp-5");
     let d = fx.step(20);
     assert_eq!(
         d.actions,
@@ -948,11 +942,7 @@ fn deletion_with_final_savepoint_stops_with_savepoint_first() {
         }]
     );
     assert!(fx.step(12).actions.is_empty(), "waiting for the savepoint");
-    fx.pod(1, PodPhase::Succeeded);
-    fx.last_pod().outcome = Some(RuntimeOutcome::Stopped {
-        savepoint: Some("s3://b/sp-final".into()),
-    });
-    fx.obs.runtime = None;
+    fx.exited_with_savepoint(1, "s3://b/sp-final");
     let d = fx.step(20);
     assert_eq!(
         d.actions,
