@@ -169,11 +169,7 @@ pub async fn act(
 
 /// The spec the pods run (the decided `lastReconciledSpec`), or the current spec.
 fn reconciled(job: &StreamJob, status: &StreamJobStatus) -> StreamJobSpec {
-    status
-        .last_reconciled_spec
-        .as_deref()
-        .and_then(|s| serde_json::from_str(s).ok())
-        .unwrap_or_else(|| job.spec.clone())
+    crate::decide::reconciled_spec(status).unwrap_or_else(|| job.spec.clone())
 }
 
 async fn read_credentials(

@@ -75,15 +75,12 @@ pub fn pod_view(p: &Pod) -> Option<PodView> {
         Some("Unknown") => PodPhase::Unknown,
         _ => PodPhase::Pending,
     };
-    let terminated = status
+    let state = status
         .and_then(|s| s.container_statuses.as_ref())
         .and_then(|cs| cs.first())
-        .and_then(|c| c.state.as_ref())
-        .and_then(|s| s.terminated.as_ref());
-    let waiting_reason = status
-        .and_then(|s| s.container_statuses.as_ref())
-        .and_then(|cs| cs.first())
-        .and_then(|c| c.state.as_ref())
+        .and_then(|c| c.state.as_ref());
+    let terminated = state.and_then(|s| s.terminated.as_ref());
+    let waiting_reason = state
         .and_then(|s| s.waiting.as_ref())
         .and_then(|w| w.reason.clone());
     Some(PodView {

@@ -18,7 +18,7 @@ use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action as Requeue;
 use kube::runtime::events::{Event as KubeEvent, EventType};
 use kube::{Api, Resource, ResourceExt};
-use weir_crds::{LifecycleState, OperationKind, StreamJob, StreamJobStatus};
+use weir_crds::{StreamJob, StreamJobStatus};
 
 use crate::act::act;
 use crate::context::{Context, FINALIZER, MANAGER};
@@ -143,14 +143,5 @@ async fn publish(ctx: &Context, job: &StreamJob, events: &[Event]) {
         if let Err(err) = ctx.recorder.publish(&ev, &reference).await {
             tracing::warn!(error = %err, "event not recorded");
         }
-    }
-}
-
-/// Whether an operation of `kind` just ended between two statuses.
-#[must_use]
-pub fn finished_operation(old: &StreamJobStatus, new: &StreamJobStatus) -> Option<OperationKind> {
-    match (&old.operation, &new.operation) {
-        (Some(o), None) if new.lifecycle_state == LifecycleState::Running => Some(o.kind),
-        _ => None,
     }
 }

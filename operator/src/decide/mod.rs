@@ -208,6 +208,15 @@ pub const POLL: std::time::Duration = std::time::Duration::from_secs(10);
 /// Short wait while something is in motion (pods stopping, starting).
 pub const SHORT: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// The spec the pods run (`status.lastReconciledSpec`), when there is one.
+#[must_use]
+pub fn reconciled_spec(status: &StreamJobStatus) -> Option<StreamJobSpec> {
+    status
+        .last_reconciled_spec
+        .as_deref()
+        .and_then(|s| serde_json::from_str(s).ok())
+}
+
 /// Decide what to do with `job`. Performs no I/O; called by [`crate::reconcile`].
 #[must_use]
 pub fn decide(job: &JobView, obs: &Observed, now: Timestamp, settings: &Settings) -> Decision {
@@ -346,10 +355,7 @@ impl Decider<'_> {
 
     /// The spec the pods run.
     pub(crate) fn reconciled(&self) -> Option<StreamJobSpec> {
-        self.st
-            .last_reconciled_spec
-            .as_deref()
-            .and_then(|s| serde_json::from_str(s).ok())
+        reconciled_spec(&self.st)
     }
 
     /// A fresh, unique id for a lineage start.
