@@ -157,6 +157,7 @@ async fn pass(jobs: &[StreamJob], running: bool) -> (f64, Vec<StreamJob>) {
         Arc::new(Metrics::new()),
         Settings {
             default_image: "weir-runtime:bench".into(),
+            ..Settings::default()
         },
     ));
     let start = Instant::now();

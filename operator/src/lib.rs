@@ -13,7 +13,8 @@
 //!
 //! - [`decide`] holds every decision and is tested as tables;
 //! - [`pods`] builds the owned objects (security context, Secret references);
-//! - [`reconcile`] is the shell; [`controller`] the wiring; [`leader`] the Lease election.
+//! - [`reconcile`] is the shell; [`controller`] the wiring; [`leader`] the Lease election;
+//! - [`rbac`] lists every permission the operator uses (the chart's Roles follow it).
 
 pub mod act;
 pub mod context;
@@ -26,5 +27,6 @@ pub mod leader;
 pub mod metrics;
 pub mod observe;
 pub mod pods;
+pub mod rbac;
 pub mod reconcile;
 pub mod runtime_client;

@@ -50,6 +50,19 @@ struct Args {
     /// This replica's identity in the Lease.
     #[arg(long, env = "POD_NAME", default_value = "weir-operator")]
     identity: String,
+    /// S3 endpoint for jobs whose `checkpoint.s3.endpoint` is unset (AWS when empty).
+    #[arg(long, env = "WEIR_DEFAULT_S3_ENDPOINT")]
+    default_s3_endpoint: Option<String>,
+    /// S3 region for jobs whose `checkpoint.s3.region` is unset.
+    #[arg(long, env = "WEIR_DEFAULT_S3_REGION")]
+    default_s3_region: Option<String>,
+    /// Path-style S3 addressing for jobs whose `checkpoint.s3.pathStyle` is unset.
+    #[arg(long, env = "WEIR_DEFAULT_S3_PATH_STYLE")]
+    default_s3_path_style: Option<bool>,
+    /// Secret (in each job's namespace) with `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`
+    /// for jobs whose `checkpoint.s3.credentialsSecret` is unset.
+    #[arg(long, env = "WEIR_DEFAULT_S3_CREDENTIALS_SECRET")]
+    default_s3_credentials_secret: Option<String>,
     /// Log format: `json` (one object per line, with the job's namespace and name) or `text`.
     #[arg(long, env = "WEIR_LOG_FORMAT", default_value = "json")]
     log_format: String,
@@ -90,6 +103,12 @@ async fn main() -> anyhow::Result<()> {
         metrics,
         Settings {
             default_image: args.runtime_image,
+            s3_defaults: weir_crds::JobS3Spec {
+                endpoint: args.default_s3_endpoint.filter(|s| !s.is_empty()),
+                region: args.default_s3_region.filter(|s| !s.is_empty()),
+                path_style: args.default_s3_path_style,
+                credentials_secret: args.default_s3_credentials_secret.filter(|s| !s.is_empty()),
+            },
         },
     ));
     ready.store(true, Ordering::Relaxed);

@@ -35,6 +35,8 @@ use crate::pods::Owner;
 #[tracing::instrument(skip_all, fields(namespace = %job.namespace().unwrap_or_default(), job = %job.name_any()))]
 pub async fn reconcile(job: Arc<StreamJob>, ctx: Arc<Context>) -> Result<Requeue> {
     let _timer = ctx.metrics.reconcile_started();
+    let mut job = Arc::unwrap_or_clone(job);
+    job.spec = ctx.settings.effective(job.spec);
     let name = job.name_any();
     let ns = job
         .namespace()

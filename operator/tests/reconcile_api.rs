@@ -1,6 +1,8 @@
 //! API-level tests: `reconcile` against a mocked Kubernetes API (every request is checked, in
 //! order, and answered) and a scripted runtime control API. A missing call, an extra call or
-//! a call out of order fails the test.
+//! a call out of order fails the test. Every request is also recorded, and
+//! `every_request_is_granted_and_every_grant_is_used` checks the lot against the operator's
+//! RBAC table ([`weir_operator::rbac`]).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
 
 use std::sync::{Arc, Mutex};
@@ -86,6 +88,7 @@ fn context(runtime: Arc<FakeRuntime>, now: fn() -> jiff::Timestamp) -> (Arc<Cont
         Arc::new(Metrics::new()),
         Settings {
             default_image: "weir-runtime:test".into(),
+            ..Settings::default()
         },
     );
     ctx.now = now;
@@ -137,6 +140,25 @@ fn list(items: Value) -> Value {
     json!({"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": "1"}, "items": items})
 }
 
+/// Every request any scenario made: method, path, query, content type.
+static SEEN: Mutex<Vec<[String; 4]>> = Mutex::new(Vec::new());
+
+fn record<B>(req: &Request<B>) {
+    let header = |n: &str| {
+        req.headers()
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string()
+    };
+    SEEN.lock().unwrap().push([
+        req.method().to_string(),
+        req.uri().path().to_string(),
+        req.uri().query().unwrap_or_default().to_string(),
+        header("content-type"),
+    ]);
+}
+
 /// Serves `calls` in order, echoing bodies when the answer is `null`; returns the request
 /// bodies. Panics on any call that differs.
 async fn serve(mut handle: Handle, calls: Vec<Call>) -> Vec<Value> {
@@ -146,6 +168,7 @@ async fn serve(mut handle: Handle, calls: Vec<Call>) -> Vec<Value> {
             .await
             .unwrap_or_else(|_| panic!("call {i} ({} {}) never came", c.method, c.path))
             .expect("client dropped");
+        record(&req);
         assert_eq!(
             (req.method().clone(), req.uri().path().to_string()),
             (c.method.clone(), c.path.clone()),
@@ -422,4 +445,146 @@ async fn delete_removes_pods_then_the_finalizer() {
     run(reconcile(Arc::new(job(status, deleting)), ctx)).await;
     let bodies = server.await.unwrap();
     assert_eq!(bodies[1]["metadata"]["finalizers"], json!([]));
+}
+
+/// Answers whatever comes, as an empty cluster would: lists are empty, named reads are 404
+/// (or `lease` for the Lease), writes echo, watches stay open. Records every request.
+async fn lenient(mut handle: Handle, lease: Option<Value>) {
+    let mut open_watches = Vec::new();
+    while let Some((req, send)) = handle.next_request().await {
+        record(&req);
+        let path = req.uri().path().to_string();
+        let query = req.uri().query().unwrap_or_default().to_string();
+        let method = req.method().clone();
+        let named = weir_operator::rbac::request_verbs(method.as_str(), &path, &query, "")
+            .is_some_and(|(_, _, v)| v == ["get"]);
+        if query.contains("watch=true") {
+            open_watches.push(send);
+            continue;
+        }
+        let bytes = req.into_body().collect_bytes().await.unwrap();
+        let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        let not_found = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                               "reason": "NotFound", "code": 404, "message": "not found"});
+        let (code, answer) = match method {
+            Method::GET if named && path.contains("/leases/") && lease.is_some() => {
+                (200, lease.clone().unwrap())
+            }
+            Method::GET if named => (404, not_found),
+            Method::GET => (200, list(json!([]))),
+            _ if path.contains("/streamjobs/") => (
+                200,
+                serde_json::to_value(job(body["status"].clone(), json!({}))).unwrap(),
+            ),
+            Method::POST if path.ends_with("/events") => (201, event_ok()),
+            _ => {
+                let mut echo = body;
+                if echo.get("metadata").is_none() {
+                    echo["metadata"] = json!({"name": "x", "namespace": "shop"});
+                }
+                (200, echo)
+            }
+        };
+        send.send_response(
+            Response::builder()
+                .status(code)
+                .body(Body::from(serde_json::to_vec(&answer).unwrap()))
+                .unwrap(),
+        );
+    }
+}
+
+/// The requests no scenario above makes: the start-up CRD check, the controller's lists and
+/// watches, a job naming a Secret, and both ways of taking the Lease.
+async fn remaining_requests() {
+    let rt = Arc::new(FakeRuntime::default());
+    for namespaces in [vec![], vec!["shop".to_string()]] {
+        let (ctx, handle) = context(rt.clone(), || now_at(0));
+        let server = tokio::spawn(lenient(handle, None));
+        weir_operator::controller::check_crd(&ctx.client, &namespaces)
+            .await
+            .unwrap();
+        let watching = weir_operator::controller::run(ctx, namespaces);
+        let _ = tokio::time::timeout(Duration::from_millis(500), watching).await;
+        server.abort();
+    }
+
+    let (ctx, handle) = context(rt.clone(), || now_at(0));
+    let server = tokio::spawn(lenient(handle, None));
+    let mut j = job(Value::Null, json!({}));
+    j.spec.secret_env = vec![
+        serde_json::from_value(json!({"name": "DB_PASSWORD", "secret": "db", "key": "pw"}))
+            .unwrap(),
+    ];
+    run(reconcile(Arc::new(j), ctx)).await;
+    server.abort();
+
+    let expired = json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+        "metadata": {"name": "weir-operator", "namespace": "weir", "resourceVersion": "3"},
+        "spec": {"holderIdentity": "other", "leaseDurationSeconds": 15,
+                 "renewTime": "2020-01-01T00:00:00.000000Z"}});
+    for lease in [None, Some(expired)] {
+        let (ctx, handle) = context(rt.clone(), || now_at(0));
+        let server = tokio::spawn(lenient(handle, lease));
+        let cfg = weir_operator::leader::LeaseConfig {
+            namespace: "weir".into(),
+            name: "weir-operator".into(),
+            identity: "me".into(),
+        };
+        assert!(
+            weir_operator::leader::try_acquire(&ctx.client, &cfg)
+                .await
+                .unwrap()
+        );
+        server.abort();
+    }
+}
+
+/// What the code calls, what `rbac::PERMISSIONS` declares and (through `tests/chart.rs`) what
+/// the chart grants must agree: an undeclared call fails here, and so does a declared verb
+/// no request uses (unless `rbac::IMPLIED` says why it is needed anyway).
+#[test]
+fn every_request_is_granted_and_every_grant_is_used() {
+    use std::collections::BTreeSet;
+    use weir_operator::rbac::{IMPLIED, PERMISSIONS, request_verbs};
+
+    deploy_applies_config_and_service_creates_pod_then_records_event_and_status();
+    new_job_gets_the_finalizer_first();
+    heal_deletes_the_failed_pod_then_starts_the_next_incarnation();
+    savepoint_upgrade_asks_the_runtime_to_stop_with_a_savepoint();
+    delete_removes_pods_then_the_finalizer();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(remaining_requests());
+
+    let mut used: BTreeSet<(String, String, String)> = BTreeSet::new();
+    for [method, path, query, content_type] in SEEN.lock().unwrap().iter() {
+        let (g, r, verbs) = request_verbs(method, path, query, content_type)
+            .unwrap_or_else(|| panic!("not a resource request: {method} {path}"));
+        for v in verbs {
+            let granted = PERMISSIONS
+                .iter()
+                .any(|p| p.group == g && p.resource == r && p.verbs.contains(&v));
+            assert!(
+                granted,
+                "{method} {path}?{query} needs `{v}` on {g}/{r}, which rbac::PERMISSIONS lacks"
+            );
+            used.insert((g.clone(), r.clone(), v.to_string()));
+        }
+    }
+    for p in PERMISSIONS {
+        for v in p.verbs {
+            let implied = IMPLIED
+                .iter()
+                .any(|(g, r, iv, _)| *g == p.group && *r == p.resource && iv == v);
+            assert!(
+                implied || used.contains(&(p.group.into(), p.resource.into(), (*v).into())),
+                "rbac::PERMISSIONS grants `{v}` on {}/{} but no request used it",
+                p.group,
+                p.resource
+            );
+        }
+    }
 }

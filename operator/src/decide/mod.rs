@@ -195,10 +195,33 @@ pub struct Decision {
 }
 
 /// Operator-wide settings decisions depend on.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Settings {
     /// Image used when `spec.image` is absent.
     pub default_image: String,
+    /// S3 settings for jobs whose `checkpoint.s3` leaves a field unset (the Helm chart's
+    /// `s3` values), so a cluster with one object store needs them in one place.
+    pub s3_defaults: weir_crds::JobS3Spec,
+}
+
+impl Settings {
+    /// The job as the operator acts on it: unset `checkpoint.s3` fields take the operator's
+    /// defaults. Applied once per reconcile, before anything reads the spec, so observe,
+    /// decide and act agree; a changed default is then an ordinary `checkpoint.s3` change
+    /// (an upgrade through `upgradeMode`), never a silent switch of storage under a running
+    /// job.
+    #[must_use]
+    pub fn effective(&self, mut spec: StreamJobSpec) -> StreamJobSpec {
+        let (s3, d) = (&mut spec.checkpoint.s3, &self.s3_defaults);
+        s3.endpoint = s3.endpoint.take().or_else(|| d.endpoint.clone());
+        s3.region = s3.region.take().or_else(|| d.region.clone());
+        s3.path_style = s3.path_style.or(d.path_style);
+        s3.credentials_secret = s3
+            .credentials_secret
+            .take()
+            .or_else(|| d.credentials_secret.clone());
+        spec
+    }
 }
 
 /// How often a job is looked at while nothing changes: the runtime status (checkpoints,

@@ -42,6 +42,7 @@ fn t(secs: i64) -> Timestamp {
 fn settings() -> Settings {
     Settings {
         default_image: "weir-runtime:test".into(),
+        ..Settings::default()
     }
 }
 
@@ -1050,4 +1051,35 @@ fn pod_not_yet_listed_right_after_creation_is_not_a_failure() {
     let d = fx.step(3);
     assert!(d.actions.is_empty(), "{:?}", d.actions);
     assert_eq!(d.status.restarts.count, 0);
+}
+
+#[test]
+fn operator_s3_defaults_fill_only_what_the_job_leaves_unset() {
+    let with_defaults = Settings {
+        s3_defaults: weir_crds::JobS3Spec {
+            endpoint: Some("http://minio.storage:9000".into()),
+            region: Some("eu-west-1".into()),
+            path_style: Some(true),
+            credentials_secret: Some("weir-s3".into()),
+        },
+        ..settings()
+    };
+    let mut spec = parse_spec();
+    spec.checkpoint.s3.region = Some("us-east-2".into());
+    spec.checkpoint.s3.path_style = Some(false);
+    let s3 = with_defaults.effective(spec).checkpoint.s3;
+    assert_eq!(s3.endpoint.as_deref(), Some("http://minio.storage:9000"));
+    assert_eq!(
+        s3.region.as_deref(),
+        Some("us-east-2"),
+        "the job's value wins"
+    );
+    assert_eq!(s3.path_style, Some(false), "an explicit false is kept");
+    assert_eq!(s3.credentials_secret.as_deref(), Some("weir-s3"));
+    let untouched = settings().effective(parse_spec());
+    assert_eq!(
+        untouched,
+        parse_spec(),
+        "no defaults: the spec is unchanged"
+    );
 }
