@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The one test command: installs and starts what the tests need on 127.0.0.1 (a local S3
-# server, a Kafka-protocol broker, ClickHouse with ZooKeeper), then runs formatting, lints
-# and every test. Stops all three on exit.
+# server, a Kafka-protocol broker, ClickHouse with ZooKeeper) and the chart tools (helm,
+# kubernetes-validate), checks the chart, then runs formatting, lints and every test. Stops
+# the three servers on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,6 +23,10 @@ export WEIR_KAFKA_BOOTSTRAP="$bootstrap" WEIR_REQUIRE_KAFKA=1
 step "local ClickHouse + ZooKeeper"
 clickhouse_url=$(tests/clickhouse.sh start)
 export WEIR_CLICKHOUSE_URL="$clickhouse_url" WEIR_REQUIRE_CLICKHOUSE=1
+
+step "Helm chart: lint --strict, render, validate offline"
+helm_bin=$(tests/chart.sh check)
+export WEIR_HELM="$helm_bin" WEIR_REQUIRE_HELM=1
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

@@ -169,3 +169,30 @@ async fn serve(
     });
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+    use super::*;
+
+    /// The chart passes these exact spellings; a renamed flag must fail here, not in a cluster.
+    #[test]
+    fn the_charts_flags_parse() {
+        let a = Args::try_parse_from([
+            "weir-operator",
+            "--http-addr=0.0.0.0:8080",
+            "--runtime-image=weir-runtime:0.1.0",
+            "--log-format=json",
+            "--watch-namespaces=shop,analytics",
+            "--leader-election",
+            "--lease-name=weir-operator",
+            "--default-s3-path-style=false",
+            "--default-s3-endpoint=http://minio:9000",
+        ])
+        .unwrap();
+        assert_eq!(a.watch_namespaces, vec!["shop", "analytics"]);
+        assert!(a.leader_election);
+        assert_eq!(a.default_s3_path_style, Some(false));
+        assert_eq!(a.http_addr.port(), 8080);
+    }
+}

@@ -1,0 +1,252 @@
+//! The Helm chart as rendered: RBAC equal to `rbac::PERMISSIONS` (nothing more, nothing less,
+//! in the right scope), PodSecurity `restricted`-compatible pods, leader election with two
+//! replicas, and the flags that carry the values. Needs the helm binary: `WEIR_HELM` (set by
+//! `tests/run-all.sh` from `tests/chart.sh`); without it the tests print SKIPPED, unless
+//! `WEIR_REQUIRE_HELM=1`, when they fail.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::process::Command;
+
+use serde::Deserialize;
+use serde_json::Value;
+use weir_operator::rbac::{PERMISSIONS, Scope};
+
+fn helm() -> Option<String> {
+    match std::env::var("WEIR_HELM") {
+        Ok(h) if !h.is_empty() => Some(h),
+        _ => {
+            assert!(
+                std::env::var("WEIR_REQUIRE_HELM").is_err(),
+                "WEIR_REQUIRE_HELM is set but WEIR_HELM does not name a helm binary"
+            );
+            eprintln!(
+                "SKIPPED: chart tests need helm; run `tests/chart.sh helm` and set WEIR_HELM to the path it prints"
+            );
+            None
+        }
+    }
+}
+
+/// `helm template` with `args`, as a list of objects.
+fn render(helm: &str, args: &[&str]) -> Vec<Value> {
+    let chart = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../charts/weir");
+    let out = Command::new(helm)
+        .args(["template", "weir"])
+        .arg(&chart)
+        .args(["--namespace", "weir", "--kube-version", "1.33.0"])
+        .args(args)
+        .output()
+        .expect("run helm");
+    assert!(
+        out.status.success(),
+        "helm template failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    serde_yaml::Deserializer::from_str(&text)
+        .map(|d| serde_json::to_value(serde_yaml::Value::deserialize(d).unwrap()).unwrap())
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+fn of_kind<'a>(objs: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    objs.iter().filter(|o| o["kind"] == kind).collect()
+}
+
+type Grants = BTreeSet<(String, String, String)>;
+
+/// Every (group, resource, verb) a Role or ClusterRole grants; wildcards and resourceNames
+/// are refused outright.
+fn grants(role: &Value) -> Grants {
+    let strs = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .map(|a| a.iter().map(|s| s.as_str().unwrap().to_string()).collect())
+            .unwrap_or_default()
+    };
+    let mut out = Grants::new();
+    for rule in role["rules"].as_array().unwrap() {
+        assert!(rule.get("resourceNames").is_none(), "{rule}");
+        for g in strs(&rule["apiGroups"]) {
+            for r in strs(&rule["resources"]) {
+                for v in strs(&rule["verbs"]) {
+                    assert!(
+                        g != "*" && r != "*" && v != "*",
+                        "wildcard in {}: {rule}",
+                        role["metadata"]["name"]
+                    );
+                    out.insert((g.clone(), r.clone(), v));
+                }
+            }
+        }
+    }
+    out
+}
+
+fn declared(scope: Scope) -> Grants {
+    PERMISSIONS
+        .iter()
+        .filter(|p| p.scope == scope)
+        .flat_map(|p| {
+            p.verbs
+                .iter()
+                .map(|v| (p.group.to_string(), p.resource.to_string(), v.to_string()))
+        })
+        .collect()
+}
+
+fn args(objs: &[Value]) -> Vec<String> {
+    let d = of_kind(objs, "Deployment")[0];
+    d["spec"]["template"]["spec"]["containers"][0]["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect()
+}
+
+fn bound_to_operator(binding: &Value) {
+    let s = &binding["subjects"];
+    assert_eq!(s.as_array().unwrap().len(), 1, "{binding}");
+    assert_eq!(s[0]["kind"], "ServiceAccount");
+    assert_eq!(s[0]["name"], "weir");
+    assert_eq!(s[0]["namespace"], "weir");
+}
+
+#[test]
+fn default_install_grants_exactly_the_declared_rules_cluster_wide_and_no_lease() {
+    let Some(helm) = helm() else { return };
+    let objs = render(&helm, &[]);
+    let cluster_roles = of_kind(&objs, "ClusterRole");
+    assert_eq!(cluster_roles.len(), 1);
+    assert_eq!(grants(cluster_roles[0]), declared(Scope::JobNamespaces));
+    let bindings = of_kind(&objs, "ClusterRoleBinding");
+    assert_eq!(bindings.len(), 1);
+    assert_eq!(bindings[0]["roleRef"]["name"], "weir");
+    bound_to_operator(bindings[0]);
+    assert!(
+        of_kind(&objs, "Role").is_empty(),
+        "one replica needs no Lease"
+    );
+    let a = args(&objs);
+    assert!(!a.iter().any(|x| x == "--leader-election"), "{a:?}");
+    assert!(!a.iter().any(|x| x.starts_with("--watch-namespaces")));
+    assert!(a.contains(&"--runtime-image=weir-runtime:0.1.0".to_string()));
+    assert!(of_kind(&objs, "ServiceMonitor").is_empty());
+}
+
+#[test]
+fn watched_namespaces_get_roles_and_nothing_is_cluster_wide() {
+    let Some(helm) = helm() else { return };
+    let objs = render(
+        &helm,
+        &[
+            "--set",
+            "replicaCount=2",
+            "--set",
+            "watchNamespaces={shop,analytics}",
+            "--set",
+            "metrics.serviceMonitor.enabled=true",
+        ],
+    );
+    assert!(of_kind(&objs, "ClusterRole").is_empty());
+    assert!(of_kind(&objs, "ClusterRoleBinding").is_empty());
+    let roles = of_kind(&objs, "Role");
+    let in_ns = |ns: &str, name: &str| {
+        *roles
+            .iter()
+            .find(|r| r["metadata"]["namespace"] == ns && r["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("no Role {ns}/{name}"))
+    };
+    for ns in ["shop", "analytics"] {
+        assert_eq!(
+            grants(in_ns(ns, "weir")),
+            declared(Scope::JobNamespaces),
+            "{ns}"
+        );
+    }
+    assert_eq!(
+        grants(in_ns("weir", "weir-leader")),
+        declared(Scope::OperatorNamespace)
+    );
+    assert_eq!(roles.len(), 3, "one per watched namespace plus the Lease");
+    let bindings = of_kind(&objs, "RoleBinding");
+    assert_eq!(bindings.len(), 3);
+    for b in bindings {
+        assert_eq!(b["roleRef"]["kind"], "Role");
+        assert_eq!(b["roleRef"]["name"], b["metadata"]["name"]);
+        bound_to_operator(b);
+    }
+    let a = args(&objs);
+    assert!(a.contains(&"--leader-election".to_string()), "{a:?}");
+    assert!(a.contains(&"--watch-namespaces=shop,analytics".to_string()));
+    let d = of_kind(&objs, "Deployment")[0];
+    assert_eq!(d["spec"]["replicas"], 2);
+    let env = d["spec"]["template"]["spec"]["containers"][0]["env"].to_string();
+    assert!(
+        env.contains("POD_NAME") && env.contains("POD_NAMESPACE"),
+        "the Lease needs identity and namespace: {env}"
+    );
+    assert_eq!(of_kind(&objs, "ServiceMonitor").len(), 1);
+}
+
+/// What PodSecurity `restricted` demands of the operator pod.
+#[test]
+fn operator_pod_meets_the_restricted_pod_security_standard() {
+    let Some(helm) = helm() else { return };
+    let objs = render(&helm, &[]);
+    let pod = &of_kind(&objs, "Deployment")[0]["spec"]["template"]["spec"];
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(
+        pod["securityContext"]["seccompProfile"]["type"],
+        "RuntimeDefault"
+    );
+    assert!(pod.get("hostNetwork").is_none() && pod.get("hostPID").is_none());
+    for c in pod["containers"].as_array().unwrap() {
+        let sc = &c["securityContext"];
+        assert_eq!(sc["allowPrivilegeEscalation"], false, "{c}");
+        assert_eq!(sc["readOnlyRootFilesystem"], true);
+        assert_eq!(sc["capabilities"]["drop"], serde_json::json!(["ALL"]));
+        assert!(sc["capabilities"].get("add").is_none());
+        assert!(c["resources"]["limits"]["memory"].is_string());
+        assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/healthz");
+        assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz");
+    }
+}
+
+#[test]
+fn s3_values_reach_the_operator_as_defaults() {
+    let Some(helm) = helm() else { return };
+    let objs = render(
+        &helm,
+        &[
+            "--set",
+            "s3.endpoint=http://minio.storage:9000",
+            "--set",
+            "s3.region=eu-west-1",
+            "--set",
+            "s3.pathStyle=false",
+            "--set",
+            "s3.credentialsSecret=weir-s3",
+        ],
+    );
+    let env: Vec<(String, String)> =
+        of_kind(&objs, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|e| Some((e["name"].as_str()?.into(), e["value"].as_str()?.into())))
+            .collect();
+    for (k, v) in [
+        ("WEIR_DEFAULT_S3_ENDPOINT", "http://minio.storage:9000"),
+        ("WEIR_DEFAULT_S3_REGION", "eu-west-1"),
+        ("WEIR_DEFAULT_S3_PATH_STYLE", "false"),
+        ("WEIR_DEFAULT_S3_CREDENTIALS_SECRET", "weir-s3"),
+    ] {
+        assert!(
+            env.contains(&(k.into(), v.into())),
+            "{k}={v} missing: {env:?}"
+        );
+    }
+}
