@@ -61,6 +61,10 @@ running() {
   kill -0 "$pid" 2>/dev/null && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$2"
 }
 
+# alive PIDFILE: the process we just started still exists. While starting, its command line
+# may still be the forking shell's (before exec), so `running` would call it gone.
+alive() { kill -0 "$(cat "$1")" 2>/dev/null; }
+
 port_open() { timeout 1 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null; }
 
 # stop_pid PIDFILE PATTERN NAME: stop the process the PID file names (see tests/lib.sh).
@@ -104,7 +108,7 @@ EOF
   echo $! >"$ZK_PIDFILE"
   for _ in $(seq 1 300); do
     if zk_cmd srvr | grep -q '^Mode: standalone'; then return; fi
-    if ! running "$ZK_PIDFILE" QuorumPeerMain; then fail "ZooKeeper exited" "$ZK_LOG"; fi
+    if ! alive "$ZK_PIDFILE"; then fail "ZooKeeper exited" "$ZK_LOG"; fi
     sleep 0.1
   done
   fail "ZooKeeper did not serve on 127.0.0.1:$ZK_PORT within 30 s" "$ZK_LOG"
@@ -216,7 +220,7 @@ start_clickhouse() {
       && query "SELECT count() FROM system.zookeeper WHERE path = '/'" >/dev/null 2>&1; then
       return
     fi
-    if ! running "$CH_PIDFILE" clickhouse-server; then
+    if ! alive "$CH_PIDFILE"; then
       fail "clickhouse-server exited" "$CH_OUT" "$CH_ERRLOG"
     fi
     sleep 0.1

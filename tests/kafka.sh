@@ -118,7 +118,8 @@ start() { # start STORAGE_URL: the log is kept across restarts and truncated by 
   echo $! >"$PIDFILE"
   for _ in $(seq 1 600); do
     if api_versions_ok; then echo "$ADDR"; return; fi
-    if ! running; then fail "nisshi broker exited"; fi
+    # kill -0, not `running`: until the subshell has exec'd, its command line is bash's.
+    if ! kill -0 "$(cat "$PIDFILE")" 2>/dev/null; then fail "nisshi broker exited"; fi
     sleep 0.1
   done
   fail "nisshi broker did not answer ApiVersions on $ADDR within 60 s"

@@ -329,3 +329,43 @@ fn semantic_errors_name_the_manifest_field() {
         "{shown:?}"
     );
 }
+
+/// Every `StreamJob` in `examples/` is what the cluster would accept and the operator would
+/// deploy: schema, CEL rules and the semantic checks all pass.
+#[test]
+fn example_manifests_are_accepted_and_valid() {
+    use serde::Deserialize;
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples");
+    let mut seen = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("examples/") {
+        let path = entry.expect("dir entry").path();
+        if path.extension().is_none_or(|e| e != "yaml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).expect("readable");
+        for doc in serde_yaml::Deserializer::from_str(&text) {
+            let v: Value = match serde_yaml::Value::deserialize(doc) {
+                Ok(y) => serde_json::to_value(y).expect("JSON-shaped"),
+                Err(e) => panic!("{}: {e}", path.display()),
+            };
+            if v["kind"] != "StreamJob" {
+                continue;
+            }
+            let name = v["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            assert_eq!(
+                rejections(&v, None),
+                Vec::<String>::new(),
+                "{}",
+                path.display()
+            );
+            let job: StreamJob = serde_json::from_value(v).expect("decodes");
+            assert_eq!(job.spec.validate(&name), vec![], "{}", path.display());
+            seen.push(name);
+        }
+    }
+    seen.sort();
+    assert_eq!(seen, ["large-orders", "store-sales"]);
+}
