@@ -369,3 +369,25 @@ fn example_manifests_are_accepted_and_valid() {
     seen.sort();
     assert_eq!(seen, ["large-orders", "store-sales"]);
 }
+
+#[test]
+fn committed_reference_matches_the_schema() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../docs/streamjob-reference.md"
+    );
+    let committed = std::fs::read_to_string(path).expect("docs/streamjob-reference.md");
+    let current = crate::reference::markdown().expect("renders");
+    assert!(
+        committed == current,
+        "docs/streamjob-reference.md is stale; regenerate it with \
+         `cargo run -p weir-crds --features kube --bin crdgen -- --reference > docs/streamjob-reference.md`"
+    );
+    for field in [
+        "spec.checkpoint.storage",
+        "spec.pipeline.sinks[].kafka.transactionalIdPrefix",
+        "status.lifecycleState",
+    ] {
+        assert!(current.contains(&format!("`{field}`")), "{field} missing");
+    }
+}

@@ -42,7 +42,7 @@ use crate::validate::FieldError;
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct StreamJobSpec {
     /// Runtime image. When absent the operator uses its default (Helm value
-    /// `runtime.image`), recorded in `status.deployedImage`.
+    /// `runtimeImage`), recorded in `status.deployedImage`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
     /// Subtasks per operator. Changing it rescales through `upgradeMode`: keyed state moves

@@ -24,6 +24,8 @@ pub mod validate;
 #[cfg(feature = "kube")]
 pub mod job;
 #[cfg(feature = "kube")]
+pub mod reference;
+#[cfg(feature = "kube")]
 pub mod status;
 #[cfg(feature = "kube")]
 pub use job::*;

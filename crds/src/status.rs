@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 #[serde(rename_all = "camelCase")]
 pub struct StreamJobStatus {
     /// Where the job is in its life: Created, Deploying, Running, Upgrading, Suspended,
-    /// Failed or Deleting.
+    /// Failed, Finished or Deleting.
     #[serde(default)]
     pub lifecycle_state: LifecycleState,
     /// Id of the checkpoint lineage the runtime writes (one per restore from a savepoint).
