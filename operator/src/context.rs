@@ -1,17 +1,15 @@
-//! What every reconcile shares: the API client, the runtime client, the event recorder,
-//! metrics and settings.
+//! What every reconcile shares: the API client, the runtime client, metrics and settings.
 
 use std::sync::Arc;
 
 use kube::Client;
-use kube::runtime::events::{Recorder, Reporter};
 
 use crate::decide::Settings;
 use crate::dispose::SavepointStore;
 use crate::metrics::Metrics;
 use crate::runtime_client::RuntimeApi;
 
-/// Field manager of every server-side apply, and the name events are reported by.
+/// Field manager of every server-side apply.
 pub const MANAGER: &str = "weir-operator";
 /// Finalizer that keeps a StreamJob until its pods (and final savepoint) are handled.
 pub const FINALIZER: &str = "weir.dev/finalizer";
@@ -25,8 +23,8 @@ pub struct Context {
     pub runtime: Arc<dyn RuntimeApi>,
     /// Savepoint disposal.
     pub savepoints: Arc<dyn SavepointStore>,
-    /// Event recorder.
-    pub recorder: Recorder,
+    /// `reportingInstance` of events: this replica (its pod name).
+    pub instance: String,
     /// Metrics.
     pub metrics: Arc<Metrics>,
     /// Settings for decisions.
@@ -45,12 +43,8 @@ impl Context {
         metrics: Arc<Metrics>,
         settings: Settings,
     ) -> Self {
-        let reporter = Reporter {
-            controller: MANAGER.into(),
-            instance: std::env::var("POD_NAME").ok(),
-        };
         Self {
-            recorder: Recorder::new(client.clone(), reporter),
+            instance: std::env::var("POD_NAME").unwrap_or_else(|_| MANAGER.into()),
             client,
             runtime,
             savepoints,

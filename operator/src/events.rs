@@ -82,6 +82,9 @@ impl Reason {
     }
 }
 
+use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+
 /// One event to record on the StreamJob.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {
@@ -104,5 +107,92 @@ impl Event {
             message.truncate(cut);
         }
         Self { reason, message }
+    }
+
+    /// The `events.k8s.io/v1` object for this event about `regarding`. Every transition is
+    /// its own Event (a generated name, no series): kube-runtime's recorder folds events of
+    /// the same reason into one series and keeps only the first note, so `kubectl describe`
+    /// would show one restart's cause for three different restarts.
+    #[must_use]
+    pub fn to_kube(
+        &self,
+        regarding: ObjectReference,
+        instance: &str,
+        now: jiff::Timestamp,
+    ) -> k8s_openapi::api::events::v1::Event {
+        let reason = self.reason.as_str().to_string();
+        k8s_openapi::api::events::v1::Event {
+            metadata: ObjectMeta {
+                generate_name: Some(format!("{}.", regarding.name.clone().unwrap_or_default())),
+                namespace: regarding.namespace.clone(),
+                ..ObjectMeta::default()
+            },
+            event_time: Some(MicroTime(now)),
+            action: Some(reason.clone()),
+            reason: Some(reason),
+            note: Some(self.message.clone()),
+            type_: Some(
+                if self.reason.is_warning() {
+                    "Warning"
+                } else {
+                    "Normal"
+                }
+                .into(),
+            ),
+            regarding: Some(regarding),
+            reporting_controller: Some(REPORTING_CONTROLLER.into()),
+            reporting_instance: Some(instance.chars().take(128).collect()),
+            ..k8s_openapi::api::events::v1::Event::default()
+        }
+    }
+}
+
+/// `reportingController` of every event.
+pub const REPORTING_CONTROLLER: &str = "weir.dev/operator";
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+    use super::*;
+
+    #[test]
+    fn every_event_is_its_own_valid_kubernetes_event() {
+        let job = ObjectReference {
+            api_version: Some("weir.dev/v1alpha1".into()),
+            kind: Some("StreamJob".into()),
+            name: Some("sales".into()),
+            namespace: Some("shop".into()),
+            uid: Some("u1".into()),
+            ..ObjectReference::default()
+        };
+        let now = jiff::Timestamp::from_second(1_800_000_000).unwrap();
+        let a = Event::new(Reason::Restarting, "pod sales-1 OOMKilled (exit 137)").to_kube(
+            job.clone(),
+            "weir-7d9f",
+            now,
+        );
+        let b = Event::new(Reason::Restarting, "pod sales-2 Error (exit 1)").to_kube(
+            job.clone(),
+            "weir-7d9f",
+            now,
+        );
+        // What events.k8s.io/v1 validation requires.
+        for e in [&a, &b] {
+            assert_eq!(e.metadata.generate_name.as_deref(), Some("sales."));
+            assert_eq!(e.metadata.namespace.as_deref(), Some("shop"));
+            assert!(e.metadata.name.is_none() && e.series.is_none());
+            assert!(e.event_time.is_some());
+            assert_eq!(
+                e.reporting_controller.as_deref(),
+                Some(REPORTING_CONTROLLER)
+            );
+            assert_eq!(e.reporting_instance.as_deref(), Some("weir-7d9f"));
+            assert_eq!(e.action.as_deref(), Some("Restarting"));
+            assert_eq!(e.type_.as_deref(), Some("Warning"));
+            assert_eq!(e.regarding.as_ref(), Some(&job));
+        }
+        assert_ne!(a.note, b.note, "each restart keeps its own cause");
+        let ok = Event::new(Reason::Running, "running").to_kube(job, "i", now);
+        assert_eq!(ok.type_.as_deref(), Some("Normal"));
     }
 }

@@ -29,23 +29,14 @@ pub struct Permission {
 
 /// Verbs the operator needs without issuing a request of that verb itself, and why. The
 /// call-recording test accepts these without seeing them; anything else must be seen.
-pub const IMPLIED: &[(&str, &str, &str, &str)] = &[
-    (
-        "weir.dev",
-        "streamjobs/finalizers",
-        "update",
-        "pods, ConfigMaps and Services carry an owner reference with blockOwnerDeletion; \
+pub const IMPLIED: &[(&str, &str, &str, &str)] = &[(
+    "weir.dev",
+    "streamjobs/finalizers",
+    "update",
+    "pods, ConfigMaps and Services carry an owner reference with blockOwnerDeletion; \
          clusters running the OwnerReferencesPermissionEnforcement admission plugin check \
          this verb when such an object is created",
-    ),
-    (
-        "events.k8s.io",
-        "events",
-        "patch",
-        "kube-runtime's event recorder patches an event it already created when the same \
-         event repeats (an event series) instead of creating another",
-    ),
-];
+)];
 
 /// The operator's permissions. Secrets are only read (`get`, by name): the operator checks
 /// that referenced Secrets and keys exist and reads S3 credentials to dispose of savepoints;
@@ -96,7 +87,7 @@ pub const PERMISSIONS: &[Permission] = &[
     Permission {
         group: "events.k8s.io",
         resource: "events",
-        verbs: &["create", "patch"],
+        verbs: &["create"],
         scope: Scope::JobNamespaces,
     },
     Permission {

@@ -14,9 +14,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use kube::api::{Patch, PatchParams};
+use kube::api::{Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action as Requeue;
-use kube::runtime::events::{Event as KubeEvent, EventType};
 use kube::{Api, Resource, ResourceExt};
 use weir_crds::{StreamJob, StreamJobStatus};
 
@@ -128,21 +127,12 @@ async fn write_status(api: &Api<StreamJob>, name: &str, status: &StreamJobStatus
 }
 
 async fn publish(ctx: &Context, job: &StreamJob, events: &[Event]) {
-    let reference = job.object_ref(&());
+    let ns = job.namespace().unwrap_or_default();
+    let api: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(ctx.client.clone(), &ns);
     for e in events {
-        let ev = KubeEvent {
-            type_: if e.reason.is_warning() {
-                EventType::Warning
-            } else {
-                EventType::Normal
-            },
-            reason: e.reason.as_str().to_string(),
-            note: Some(e.message.clone()),
-            action: e.reason.as_str().to_string(),
-            secondary: None,
-        };
         tracing::info!(reason = e.reason.as_str(), message = %e.message, "event");
-        if let Err(err) = ctx.recorder.publish(&ev, &reference).await {
+        let ev = e.to_kube(job.object_ref(&()), &ctx.instance, (ctx.now)());
+        if let Err(err) = api.create(&PostParams::default(), &ev).await {
             tracing::warn!(error = %err, "event not recorded");
         }
     }

@@ -1,0 +1,190 @@
+//! A real kube-apiserver with its etcd, found the envtest way: `KUBEBUILDER_ASSETS` names a
+//! directory holding `etcd` and `kube-apiserver` (what `setup-envtest use` downloads). No
+//! scheduler, controller-manager or kubelet runs: `kubelet.rs` plays the node.
+//!
+//! Authentication is a static token file with two users: an administrator for the test,
+//! and `system:serviceaccount:weir:weir`, the operator's identity, which has no rights but
+//! what the Helm chart's RBAC grants it. So the operator runs against the API with exactly
+//! the chart's permissions.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use kube::Client;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+
+pub const ADMIN_TOKEN: &str = "weir-envtest-admin";
+pub const OPERATOR_TOKEN: &str = "weir-envtest-operator";
+/// The operator's user, as the chart's RoleBindings name it (ServiceAccount `weir` in
+/// namespace `weir`).
+pub const OPERATOR_USER: &str = "system:serviceaccount:weir:weir";
+
+pub struct Envtest {
+    dir: tempfile::TempDir,
+    etcd: Child,
+    apiserver: Child,
+    pub url: String,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// The assets directory, or `None` after printing why the caller skips.
+pub fn assets(test: &str) -> Option<PathBuf> {
+    match std::env::var("KUBEBUILDER_ASSETS") {
+        Ok(d) if Path::new(&d).join("kube-apiserver").is_file() => Some(PathBuf::from(d)),
+        Ok(d) => panic!("KUBEBUILDER_ASSETS={d} has no kube-apiserver binary"),
+        Err(_) => {
+            println!(
+                "SKIPPED {test}: needs a real kube-apiserver and etcd; set KUBEBUILDER_ASSETS to a \
+                 directory holding both (e.g. `setup-envtest use 1.33 -p path`)"
+            );
+            None
+        }
+    }
+}
+
+impl Envtest {
+    /// Starts etcd and kube-apiserver on free loopback ports and waits until the API answers.
+    pub async fn start(assets: &Path) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let d = dir.path();
+        let (client_port, peer_port, api_port) = (free_port(), free_port(), free_port());
+        let etcd_log = std::fs::File::create(d.join("etcd.log")).expect("log");
+        let etcd = Command::new(assets.join("etcd"))
+            .args([
+                "--name=envtest".to_string(),
+                format!("--data-dir={}", d.join("etcd").display()),
+                format!("--listen-client-urls=http://127.0.0.1:{client_port}"),
+                format!("--advertise-client-urls=http://127.0.0.1:{client_port}"),
+                format!("--listen-peer-urls=http://127.0.0.1:{peer_port}"),
+                format!("--initial-advertise-peer-urls=http://127.0.0.1:{peer_port}"),
+                format!("--initial-cluster=envtest=http://127.0.0.1:{peer_port}"),
+            ])
+            .stdout(Stdio::null())
+            .stderr(etcd_log)
+            .spawn()
+            .expect("start etcd");
+
+        let key = d.join("sa.key");
+        let status = Command::new("openssl")
+            .args(["genrsa", "-out"])
+            .arg(&key)
+            .arg("2048")
+            .stderr(Stdio::null())
+            .status()
+            .expect("openssl for the service-account signing key");
+        assert!(status.success(), "openssl genrsa failed");
+        let tokens = d.join("tokens.csv");
+        std::fs::write(
+            &tokens,
+            format!(
+                "{ADMIN_TOKEN},admin,admin-uid,system:masters\n\
+                 {OPERATOR_TOKEN},{OPERATOR_USER},operator-uid,\"system:serviceaccounts,system:serviceaccounts:weir,system:authenticated\"\n"
+            ),
+        )
+        .expect("token file");
+        let api_log = std::fs::File::create(d.join("apiserver.log")).expect("log");
+        let apiserver = Command::new(assets.join("kube-apiserver"))
+            .args([
+                format!("--etcd-servers=http://127.0.0.1:{client_port}"),
+                "--bind-address=127.0.0.1".to_string(),
+                format!("--secure-port={api_port}"),
+                format!("--cert-dir={}", d.join("certs").display()),
+                format!("--token-auth-file={}", tokens.display()),
+                "--authorization-mode=RBAC".to_string(),
+                "--service-account-issuer=https://kubernetes.default.svc".to_string(),
+                format!("--service-account-key-file={}", key.display()),
+                format!("--service-account-signing-key-file={}", key.display()),
+                "--service-cluster-ip-range=10.0.0.0/24".to_string(),
+                // No controller-manager creates the `default` ServiceAccount in namespaces.
+                "--disable-admission-plugins=ServiceAccount".to_string(),
+                "--allow-privileged=true".to_string(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(api_log)
+            .spawn()
+            .expect("start kube-apiserver");
+        let mut env = Self {
+            dir,
+            etcd,
+            apiserver,
+            url: format!("https://127.0.0.1:{api_port}"),
+        };
+        env.wait_ready().await;
+        env
+    }
+
+    async fn wait_ready(&mut self) {
+        let started = Instant::now();
+        loop {
+            if let Ok(c) = self.client(ADMIN_TOKEN).await
+                && let Ok(text) = c
+                    .request_text(http::Request::get("/readyz").body(Vec::new()).expect("req"))
+                    .await
+                && text.trim() == "ok"
+            {
+                return;
+            }
+            if let Ok(Some(s)) = self.apiserver.try_wait() {
+                panic!(
+                    "kube-apiserver exited ({s}):\n{}",
+                    self.log("apiserver.log")
+                );
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(90),
+                "kube-apiserver not ready within 90 s:\n{}",
+                self.log("apiserver.log")
+            );
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+
+    pub fn log(&self, name: &str) -> String {
+        let text = std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
+    /// A kubeconfig for `token` (written into the env's directory); its path.
+    pub fn kubeconfig(&self, token: &str) -> PathBuf {
+        let path = self.dir.path().join(format!("kubeconfig-{token}"));
+        std::fs::write(
+            &path,
+            format!(
+                "apiVersion: v1\nkind: Config\n\
+                 clusters: [{{name: envtest, cluster: {{server: \"{}\", insecure-skip-tls-verify: true}}}}]\n\
+                 users: [{{name: u, user: {{token: {token}}}}}]\n\
+                 contexts: [{{name: envtest, context: {{cluster: envtest, user: u}}}}]\n\
+                 current-context: envtest\n",
+                self.url
+            ),
+        )
+        .expect("write kubeconfig");
+        path
+    }
+
+    pub async fn client(&self, token: &str) -> Result<Client, String> {
+        let kc = Kubeconfig::read_from(self.kubeconfig(token)).map_err(|e| e.to_string())?;
+        let cfg = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+            .await
+            .map_err(|e| e.to_string())?;
+        Client::try_from(cfg).map_err(|e| e.to_string())
+    }
+}
+
+impl Drop for Envtest {
+    fn drop(&mut self) {
+        let _ = self.apiserver.kill();
+        let _ = self.apiserver.wait();
+        let _ = self.etcd.kill();
+        let _ = self.etcd.wait();
+    }
+}

@@ -1,0 +1,357 @@
+//! Plays the kubelet for one namespace of an envtest apiserver: every pod the operator
+//! creates is bound to a pretend node and its container run as a local `weir-runtime`
+//! process with the pod's arguments and environment (Secret references resolved), its
+//! ConfigMap volume written to a directory, its control port mapped to a free loopback port
+//! (reported through the `weir.dev/control-port` annotation and `podIP: 127.0.0.1`). Phases
+//! and container states are reported as a kubelet would, including the termination message
+//! the runtime writes. A pod being deleted gets SIGTERM and its grace period, then SIGKILL;
+//! the pod object goes once the process has exited. `kill9` simulates a crash.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
+use kube::Client;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::runtime::watcher;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+const NODE: &str = "weir-harness";
+const MOUNT_PREFIX: &str = "/etc/weir";
+
+enum Signal {
+    /// The pod is being deleted: SIGTERM, grace, SIGKILL.
+    Stop,
+    /// Crash now.
+    Kill9,
+}
+
+#[derive(Clone, Default)]
+struct Pods(Arc<Mutex<HashMap<String, mpsc::UnboundedSender<Signal>>>>);
+
+pub struct Kubelet {
+    pods: Pods,
+    task: tokio::task::JoinHandle<()>,
+}
+
+fn now() -> String {
+    jiff::Timestamp::now()
+        .round(jiff::Unit::Second)
+        .unwrap_or(jiff::Timestamp::now())
+        .to_string()
+}
+
+impl Kubelet {
+    /// Starts playing the node for `ns`; runtime processes run `runtime_bin`, logging into
+    /// `logs/<pod>.log`.
+    pub fn start(client: Client, ns: &str, runtime_bin: PathBuf, logs: PathBuf) -> Self {
+        std::fs::create_dir_all(&logs).expect("log dir");
+        let pods = Pods::default();
+        let task = tokio::spawn(watch(
+            client,
+            ns.to_string(),
+            runtime_bin,
+            logs,
+            pods.clone(),
+        ));
+        Self { pods, task }
+    }
+
+    /// SIGKILL the process of `pod` (as an OOM kill or a node crash would). False when the
+    /// harness runs no such pod.
+    pub fn kill9(&self, pod: &str) -> bool {
+        let pods = self.pods.0.lock().expect("lock");
+        pods.get(pod)
+            .is_some_and(|tx| tx.send(Signal::Kill9).is_ok())
+    }
+
+    /// Names of the pods whose processes are running.
+    pub fn running(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.pods.0.lock().expect("lock").keys().cloned().collect();
+        v.sort();
+        v
+    }
+}
+
+impl Drop for Kubelet {
+    fn drop(&mut self) {
+        for tx in self.pods.0.lock().expect("lock").values() {
+            let _ = tx.send(Signal::Kill9);
+        }
+        self.task.abort();
+    }
+}
+
+async fn watch(client: Client, ns: String, bin: PathBuf, logs: PathBuf, pods: Pods) {
+    let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let mut events = watcher(api.clone(), watcher::Config::default()).boxed();
+    while let Some(ev) = events.next().await {
+        let pod = match ev {
+            Ok(watcher::Event::Apply(p) | watcher::Event::InitApply(p)) => p,
+            Ok(watcher::Event::Delete(p)) => {
+                let name = p.metadata.name.clone().unwrap_or_default();
+                if let Some(tx) = pods.0.lock().expect("lock").get(&name) {
+                    let _ = tx.send(Signal::Kill9);
+                }
+                continue;
+            }
+            Ok(_) => continue,
+            Err(e) => {
+                eprintln!("kubelet: watch error: {e}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let phase = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.phase.clone())
+            .unwrap_or_default();
+        let known = pods.0.lock().expect("lock").get(&name).cloned();
+        if pod.metadata.deletion_timestamp.is_some() {
+            match known {
+                Some(tx) => {
+                    let _ = tx.send(Signal::Stop);
+                }
+                None => {
+                    let _ = api
+                        .delete(&name, &DeleteParams::default().grace_period(0))
+                        .await;
+                }
+            }
+            continue;
+        }
+        if known.is_some() || phase == "Succeeded" || phase == "Failed" || phase == "Running" {
+            continue;
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        pods.0.lock().expect("lock").insert(name.clone(), tx);
+        let (client, ns, bin, logs, pods) = (
+            client.clone(),
+            ns.clone(),
+            bin.clone(),
+            logs.clone(),
+            pods.clone(),
+        );
+        tokio::spawn(async move {
+            if let Err(e) = run_pod(&client, &ns, &pod, &bin, &logs, rx).await {
+                eprintln!("kubelet: pod {name}: {e}");
+            }
+            pods.0.lock().expect("lock").remove(&name);
+        });
+    }
+}
+
+/// The environment of the runtime container: values as given, Secret keys resolved.
+async fn environment(
+    client: &Client,
+    ns: &str,
+    pod: &Pod,
+) -> Result<Vec<(String, String)>, String> {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
+    let container = &pod.spec.as_ref().ok_or("no spec")?.containers[0];
+    let mut out = Vec::new();
+    for e in container.env.clone().unwrap_or_default() {
+        let value = match (e.value, e.value_from) {
+            (Some(v), _) => v,
+            (None, Some(from)) => match from.secret_key_ref {
+                Some(r) => {
+                    let s = secrets
+                        .get(&r.name)
+                        .await
+                        .map_err(|err| format!("Secret {}: {err}", r.name))?;
+                    let data = s.data.unwrap_or_default();
+                    let bytes = data
+                        .get(&r.key)
+                        .ok_or_else(|| format!("Secret {} has no key {}", r.name, r.key))?;
+                    String::from_utf8_lossy(&bytes.0).into_owned()
+                }
+                None => continue,
+            },
+            (None, None) => String::new(),
+        };
+        out.push((e.name, value));
+    }
+    Ok(out)
+}
+
+/// Writes the pod's ConfigMap volumes under `dir`; the container's mount path for each.
+async fn volumes(
+    client: &Client,
+    ns: &str,
+    pod: &Pod,
+    dir: &Path,
+) -> Result<Vec<(String, PathBuf)>, String> {
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+    let spec = pod.spec.as_ref().ok_or("no spec")?;
+    let mut mounts = Vec::new();
+    for v in spec.volumes.clone().unwrap_or_default() {
+        let Some(cm) = v.config_map else { continue };
+        let m = cms
+            .get(&cm.name)
+            .await
+            .map_err(|e| format!("ConfigMap {}: {e}", cm.name))?;
+        let vdir = dir.join(&v.name);
+        std::fs::create_dir_all(&vdir).map_err(|e| e.to_string())?;
+        for (k, text) in m.data.unwrap_or_default() {
+            std::fs::write(vdir.join(k), text).map_err(|e| e.to_string())?;
+        }
+        for c in &spec.containers {
+            for vm in c.volume_mounts.clone().unwrap_or_default() {
+                if vm.name == v.name {
+                    mounts.push((vm.mount_path, vdir.clone()));
+                }
+            }
+        }
+    }
+    Ok(mounts)
+}
+
+async fn patch_status(api: &Api<Pod>, name: &str, status: Value) {
+    if let Err(e) = api
+        .patch_status(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": status})),
+        )
+        .await
+    {
+        eprintln!("kubelet: status of {name}: {e}");
+    }
+}
+
+async fn run_pod(
+    client: &Client,
+    ns: &str,
+    pod: &Pod,
+    bin: &Path,
+    logs: &Path,
+    mut signals: mpsc::UnboundedReceiver<Signal>,
+) -> Result<(), String> {
+    let api: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let binding = json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": name},
+                         "target": {"apiVersion": "v1", "kind": "Node", "name": NODE}});
+    api.create_subresource::<Value, Value>("binding", &name, &PostParams::default(), &binding)
+        .await
+        .map_err(|e| format!("bind: {e}"))?;
+
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let mounts = volumes(client, ns, pod, dir.path()).await?;
+    let termination = dir.path().join("termination-log");
+    let mut env = environment(client, ns, pod).await?;
+    for (k, v) in &mut env {
+        if k == "WEIR_TERMINATION_LOG" {
+            *v = termination.display().to_string();
+        }
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(|e| e.to_string())?
+        .port();
+    let container = &pod.spec.as_ref().ok_or("no spec")?.containers[0];
+    let args: Vec<String> = container
+        .args
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|a| {
+            let a = a.replace("0.0.0.0:8081", &format!("127.0.0.1:{port}"));
+            mounts.iter().fold(a, |a, (mount, local)| {
+                a.replace(mount.as_str(), &local.display().to_string())
+            })
+        })
+        .collect();
+    assert!(
+        args.iter().all(|a| !a.starts_with(MOUNT_PREFIX)),
+        "unmapped path in {args:?}"
+    );
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(logs.join(format!("{name}.log")))
+        .map_err(|e| e.to_string())?;
+    let mut child = tokio::process::Command::new(bin)
+        .args(&args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(env)
+        .stdout(log.try_clone().map_err(|e| e.to_string())?)
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("spawn {}: {e}", bin.display()))?;
+    let pid = child.id().unwrap_or_default();
+    let started = now();
+    api.patch(
+        &name,
+        &PatchParams::default(),
+        &Patch::Merge(
+            json!({"metadata": {"annotations": {"weir.dev/control-port": port.to_string()}}}),
+        ),
+    )
+    .await
+    .map_err(|e| format!("annotate: {e}"))?;
+    patch_status(
+        &api,
+        &name,
+        json!({"phase": "Running", "podIP": "127.0.0.1", "podIPs": [{"ip": "127.0.0.1"}],
+               "hostIP": "127.0.0.1", "startTime": started,
+               "containerStatuses": [{"name": "runtime", "image": container.image, "imageID": "",
+                   "ready": true, "started": true, "restartCount": 0,
+                   "state": {"running": {"startedAt": started}}}]}),
+    )
+    .await;
+
+    let grace = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.termination_grace_period_seconds)
+        .unwrap_or(30);
+    let mut deleting = false;
+    let status = loop {
+        tokio::select! {
+            s = child.wait() => break s.map_err(|e| e.to_string())?,
+            sig = signals.recv() => match sig {
+                Some(Signal::Kill9) | None => { let _ = child.start_kill(); }
+                Some(Signal::Stop) => {
+                    deleting = true;
+                    let _ = std::process::Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
+                    match tokio::time::timeout(Duration::from_secs(u64::try_from(grace).unwrap_or(30)), child.wait()).await {
+                        Ok(s) => break s.map_err(|e| e.to_string())?,
+                        Err(_) => { let _ = child.start_kill(); }
+                    }
+                }
+            }
+        }
+    };
+    use std::os::unix::process::ExitStatusExt;
+    let code = status.code().unwrap_or(128 + status.signal().unwrap_or(9));
+    let message = std::fs::read_to_string(&termination).unwrap_or_default();
+    patch_status(
+        &api,
+        &name,
+        json!({"phase": if code == 0 { "Succeeded" } else { "Failed" },
+               "containerStatuses": [{"name": "runtime", "image": container.image, "imageID": "",
+                   "ready": false, "started": false, "restartCount": 0,
+                   "state": {"terminated": {"exitCode": code,
+                       "reason": if code == 0 { "Completed" } else { "Error" },
+                       "message": message, "startedAt": started, "finishedAt": now()}}}]}),
+    )
+    .await;
+    // Whether or not it was being deleted, wait for a deletion and finish it: a terminal pod
+    // stays until someone deletes it, as with a real kubelet.
+    if !deleting {
+        // Stop (deletion requested) or Kill9 (the object is already gone, or teardown).
+        let _ = signals.recv().await;
+    }
+    let _ = api
+        .delete(&name, &DeleteParams::default().grace_period(0))
+        .await;
+    Ok(())
+}
