@@ -274,7 +274,12 @@ async fn scenario(assets: &Path, s3: &str, kafka: &str, ch: &str) {
     // Kept after the test: the operator's and every pod's log, for when it fails.
     let logs = std::env::temp_dir().join(format!("weir-whole-system-{u}"));
     println!("whole_system: operator and pod logs in {}", logs.display());
-    let kubelet = kubelet::Kubelet::start(admin.clone(), NS, runtime_bin, logs.join("pods"));
+    let kubelet = kubelet::Kubelet::start(
+        admin.clone(),
+        NS,
+        kubelet::Runner::Process(runtime_bin),
+        logs.join("pods"),
+    );
     let op_log = std::fs::File::create(logs.join("operator.log")).unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

@@ -6,6 +6,7 @@
 //! and `system:serviceaccount:weir:weir`, the operator's identity, which has no rights but
 //! what the Helm chart's RBAC grants it. So the operator runs against the API with exactly
 //! the chart's permissions.
+#![allow(dead_code)] // shared by the whole-system test and the operator's apiserver suite
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

@@ -1,11 +1,16 @@
 //! Plays the kubelet for one namespace of an envtest apiserver: every pod the operator
-//! creates is bound to a pretend node and its container run as a local `weir-runtime`
-//! process with the pod's arguments and environment (Secret references resolved), its
-//! ConfigMap volume written to a directory, its control port mapped to a free loopback port
-//! (reported through the `weir.dev/control-port` annotation and `podIP: 127.0.0.1`). Phases
-//! and container states are reported as a kubelet would, including the termination message
-//! the runtime writes. A pod being deleted gets SIGTERM and its grace period, then SIGKILL;
-//! the pod object goes once the process has exited. `kill9` simulates a crash.
+//! creates is bound to a pretend node and its container started with the pod's arguments
+//! and environment (Secret references resolved), its ConfigMap volume written to a
+//! directory, its control port mapped to a free loopback port (reported through the
+//! `weir.dev/control-port` annotation and `podIP: 127.0.0.1`). Phases and container states
+//! are reported as a kubelet would, including the termination message. A pod being deleted
+//! gets SIGTERM and its grace period, then SIGKILL; the pod object goes once the container
+//! has exited. `kill9` simulates a crash.
+//!
+//! The container is a real `weir-runtime` process ([`Runner::Process`], the whole-system
+//! test) or a scripted control API in the test process ([`Runner::Fake`], the operator's
+//! apiserver suite).
+#![allow(dead_code)] // shared by the whole-system test and the operator's apiserver suite
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -22,6 +27,25 @@ use tokio::sync::mpsc;
 
 const NODE: &str = "weir-harness";
 const MOUNT_PREFIX: &str = "/etc/weir";
+
+/// What runs a pod's container.
+#[derive(Clone)]
+pub enum Runner {
+    /// The `weir-runtime` binary as a local process.
+    Process(PathBuf),
+    /// A scripted runtime control API (see [`FakeRuntime`]).
+    Fake(Arc<FakeRuntime>),
+}
+
+/// How a container ended: exit code and termination message.
+type Exit = (i32, String);
+
+/// A started container: its end, and how to signal it.
+struct Started {
+    exit: tokio::sync::oneshot::Receiver<Exit>,
+    term: Box<dyn FnMut() + Send>,
+    kill: Box<dyn FnMut() + Send>,
+}
 
 enum Signal {
     /// The pod is being deleted: SIGTERM, grace, SIGKILL.
@@ -48,16 +72,10 @@ fn now() -> String {
 impl Kubelet {
     /// Starts playing the node for `ns`; runtime processes run `runtime_bin`, logging into
     /// `logs/<pod>.log`.
-    pub fn start(client: Client, ns: &str, runtime_bin: PathBuf, logs: PathBuf) -> Self {
+    pub fn start(client: Client, ns: &str, runner: Runner, logs: PathBuf) -> Self {
         std::fs::create_dir_all(&logs).expect("log dir");
         let pods = Pods::default();
-        let task = tokio::spawn(watch(
-            client,
-            ns.to_string(),
-            runtime_bin,
-            logs,
-            pods.clone(),
-        ));
+        let task = tokio::spawn(watch(client, ns.to_string(), runner, logs, pods.clone()));
         Self { pods, task }
     }
 
@@ -86,7 +104,7 @@ impl Drop for Kubelet {
     }
 }
 
-async fn watch(client: Client, ns: String, bin: PathBuf, logs: PathBuf, pods: Pods) {
+async fn watch(client: Client, ns: String, runner: Runner, logs: PathBuf, pods: Pods) {
     let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
     let mut events = watcher(api.clone(), watcher::Config::default()).boxed();
     while let Some(ev) = events.next().await {
@@ -131,15 +149,15 @@ async fn watch(client: Client, ns: String, bin: PathBuf, logs: PathBuf, pods: Po
         }
         let (tx, rx) = mpsc::unbounded_channel();
         pods.0.lock().expect("lock").insert(name.clone(), tx);
-        let (client, ns, bin, logs, pods) = (
+        let (client, ns, runner, logs, pods) = (
             client.clone(),
             ns.clone(),
-            bin.clone(),
+            runner.clone(),
             logs.clone(),
             pods.clone(),
         );
         tokio::spawn(async move {
-            if let Err(e) = run_pod(&client, &ns, &pod, &bin, &logs, rx).await {
+            if let Err(e) = run_pod(&client, &ns, &pod, &runner, &logs, rx).await {
                 eprintln!("kubelet: pod {name}: {e}");
             }
             pods.0.lock().expect("lock").remove(&name);
@@ -225,11 +243,62 @@ async fn patch_status(api: &Api<Pod>, name: &str, status: Value) {
     }
 }
 
+/// Starts `bin` with `args` and `env` (and nothing of the test's environment but `PATH`).
+fn start_process(
+    bin: &Path,
+    args: &[String],
+    env: Vec<(String, String)>,
+    log: &Path,
+    termination: PathBuf,
+) -> Result<Started, String> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .map_err(|e| e.to_string())?;
+    let mut child = tokio::process::Command::new(bin)
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(env)
+        .stdout(log.try_clone().map_err(|e| e.to_string())?)
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("spawn {}: {e}", bin.display()))?;
+    let pid = child.id().unwrap_or_default().to_string();
+    let (tx, exit) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        use std::os::unix::process::ExitStatusExt;
+        let code = match child.wait().await {
+            Ok(s) => s.code().unwrap_or(128 + s.signal().unwrap_or(9)),
+            Err(_) => 137,
+        };
+        let _ = tx.send((
+            code,
+            std::fs::read_to_string(&termination).unwrap_or_default(),
+        ));
+    });
+    let signal = |sig: &'static str, pid: String| {
+        move || {
+            let _ = std::process::Command::new("kill")
+                .arg(sig)
+                .arg(&pid)
+                .status();
+        }
+    };
+    Ok(Started {
+        exit,
+        term: Box::new(signal("-TERM", pid.clone())),
+        kill: Box::new(signal("-KILL", pid)),
+    })
+}
+
 async fn run_pod(
     client: &Client,
     ns: &str,
     pod: &Pod,
-    bin: &Path,
+    runner: &Runner,
     logs: &Path,
     mut signals: mpsc::UnboundedReceiver<Signal>,
 ) -> Result<(), String> {
@@ -271,23 +340,17 @@ async fn run_pod(
         args.iter().all(|a| !a.starts_with(MOUNT_PREFIX)),
         "unmapped path in {args:?}"
     );
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(logs.join(format!("{name}.log")))
-        .map_err(|e| e.to_string())?;
-    let mut child = tokio::process::Command::new(bin)
-        .args(&args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .envs(env)
-        .stdout(log.try_clone().map_err(|e| e.to_string())?)
-        .stderr(log)
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| format!("spawn {}: {e}", bin.display()))?;
-    let pid = child.id().unwrap_or_default();
-    let started = now();
+    let mut started = match runner {
+        Runner::Process(bin) => start_process(
+            bin,
+            &args,
+            env,
+            &logs.join(format!("{name}.log")),
+            termination,
+        )?,
+        Runner::Fake(fake) => fake.start(&name, port, &args).await,
+    };
+    let started_at = now();
     api.patch(
         &name,
         &PatchParams::default(),
@@ -301,10 +364,10 @@ async fn run_pod(
         &api,
         &name,
         json!({"phase": "Running", "podIP": "127.0.0.1", "podIPs": [{"ip": "127.0.0.1"}],
-               "hostIP": "127.0.0.1", "startTime": started,
+               "hostIP": "127.0.0.1", "startTime": started_at,
                "containerStatuses": [{"name": "runtime", "image": container.image, "imageID": "",
                    "ready": true, "started": true, "restartCount": 0,
-                   "state": {"running": {"startedAt": started}}}]}),
+                   "state": {"running": {"startedAt": started_at}}}]}),
     )
     .await;
 
@@ -314,25 +377,23 @@ async fn run_pod(
         .and_then(|s| s.termination_grace_period_seconds)
         .unwrap_or(30);
     let mut deleting = false;
-    let status = loop {
+    let (code, message) = loop {
         tokio::select! {
-            s = child.wait() => break s.map_err(|e| e.to_string())?,
+            e = &mut started.exit => break e.unwrap_or((137, String::new())),
             sig = signals.recv() => match sig {
-                Some(Signal::Kill9) | None => { let _ = child.start_kill(); }
+                Some(Signal::Kill9) | None => (started.kill)(),
                 Some(Signal::Stop) => {
                     deleting = true;
-                    let _ = std::process::Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
-                    match tokio::time::timeout(Duration::from_secs(u64::try_from(grace).unwrap_or(30)), child.wait()).await {
-                        Ok(s) => break s.map_err(|e| e.to_string())?,
-                        Err(_) => { let _ = child.start_kill(); }
+                    (started.term)();
+                    let limit = Duration::from_secs(u64::try_from(grace).unwrap_or(30));
+                    match tokio::time::timeout(limit, &mut started.exit).await {
+                        Ok(e) => break e.unwrap_or((137, String::new())),
+                        Err(_) => (started.kill)(),
                     }
                 }
             }
         }
     };
-    use std::os::unix::process::ExitStatusExt;
-    let code = status.code().unwrap_or(128 + status.signal().unwrap_or(9));
-    let message = std::fs::read_to_string(&termination).unwrap_or_default();
     patch_status(
         &api,
         &name,
@@ -341,11 +402,10 @@ async fn run_pod(
                    "ready": false, "started": false, "restartCount": 0,
                    "state": {"terminated": {"exitCode": code,
                        "reason": if code == 0 { "Completed" } else { "Error" },
-                       "message": message, "startedAt": started, "finishedAt": now()}}}]}),
+                       "message": message, "startedAt": started_at, "finishedAt": now()}}}]}),
     )
     .await;
-    // Whether or not it was being deleted, wait for a deletion and finish it: a terminal pod
-    // stays until someone deletes it, as with a real kubelet.
+    // A terminal pod stays until someone deletes it, as with a real kubelet.
     if !deleting {
         // Stop (deletion requested) or Kill9 (the object is already gone, or teardown).
         let _ = signals.recv().await;
@@ -354,4 +414,158 @@ async fn run_pod(
         .delete(&name, &DeleteParams::default().grace_period(0))
         .await;
     Ok(())
+}
+
+/// A scripted runtime control API, one per pod, all sharing this script. It serves what the
+/// operator reads from `GET /v1/job` (a lineage id, state, a checkpoint that advances on
+/// every call, savepoint requests) and acts on `POST /v1/savepoints` and `POST /v1/stop`
+/// like the runtime: a stop with a savepoint ends the "container" with exit 0 and the
+/// termination message naming it.
+#[derive(Default)]
+pub struct FakeRuntime {
+    /// Answer savepoint requests and stops-with-savepoint with a failure.
+    pub fail_savepoints: std::sync::atomic::AtomicBool,
+    /// Every control call, as `"<pod> <METHOD> <path>"`.
+    pub calls: Mutex<Vec<String>>,
+    /// Arguments each pod was started with.
+    pub started: Mutex<Vec<(String, Vec<String>)>>,
+    next: std::sync::atomic::AtomicU64,
+}
+
+struct FakePod {
+    name: String,
+    script: Arc<FakeRuntime>,
+    checkpoint: std::sync::atomic::AtomicU64,
+    savepoints: Mutex<Vec<Value>>,
+    exit: Mutex<Option<tokio::sync::oneshot::Sender<Exit>>>,
+    server: Mutex<Option<tokio::task::AbortHandle>>,
+}
+
+impl FakePod {
+    /// The container ends: report `exit`, and close the control API once the answer in
+    /// flight (to a stop) has gone out.
+    fn end(&self, exit: Exit) {
+        if let Some(tx) = self.exit.lock().expect("lock").take() {
+            let _ = tx.send(exit);
+        }
+        if let Some(server) = self.server.lock().expect("lock").take() {
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                server.abort();
+            });
+        }
+    }
+    fn record(&self, call: &str) {
+        self.script
+            .calls
+            .lock()
+            .expect("lock")
+            .push(format!("{} {call}", self.name));
+    }
+    fn savepoint_path(&self) -> String {
+        let n = self
+            .script
+            .next
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            + 1;
+        format!("s3://weir-test/ckpt/{}/savepoints/sp-{n}-fake", self.name)
+    }
+}
+
+impl FakeRuntime {
+    async fn start(self: &Arc<Self>, pod: &str, port: u16, args: &[String]) -> Started {
+        use axum::routing::{get, post};
+        self.started
+            .lock()
+            .expect("lock")
+            .push((pod.to_string(), args.to_vec()));
+        let (tx, exit) = tokio::sync::oneshot::channel();
+        let p = Arc::new(FakePod {
+            name: pod.to_string(),
+            script: self.clone(),
+            checkpoint: std::sync::atomic::AtomicU64::new(0),
+            savepoints: Mutex::new(Vec::new()),
+            exit: Mutex::new(Some(tx)),
+            server: Mutex::new(None),
+        });
+        let job = {
+            let p = p.clone();
+            move || async move {
+                p.record("GET /v1/job");
+                let id = p
+                    .checkpoint
+                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+                    + 1;
+                let ms = jiff::Timestamp::now().as_millisecond();
+                axum::Json(
+                    json!({"jobId": format!("lineage-{}", p.name), "state": "running",
+                    "lastCheckpoint": {"id": id, "triggeredAtMs": ms, "durationMs": 5,
+                        "sizeBytes": 100, "path": format!("s3://weir-test/ckpt/{}/chk-{id}", p.name)},
+                    "savepoints": p.savepoints.lock().expect("lock").clone()}),
+                )
+            }
+        };
+        let trigger = {
+            let p = p.clone();
+            move || async move {
+                p.record("POST /v1/savepoints");
+                let id = format!("req-{}", p.savepoints.lock().expect("lock").len() + 1);
+                let entry = if p
+                    .script
+                    .fail_savepoints
+                    .load(std::sync::atomic::Ordering::SeqCst)
+                {
+                    json!({"id": id, "status": "failed", "path": null, "error": "injected failure"})
+                } else {
+                    json!({"id": id, "status": "completed", "path": p.savepoint_path(), "error": null})
+                };
+                p.savepoints.lock().expect("lock").push(entry);
+                axum::Json(json!({"id": id}))
+            }
+        };
+        let stop = {
+            let p = p.clone();
+            move || async move {
+                p.record("POST /v1/stop");
+                if p.script
+                    .fail_savepoints
+                    .load(std::sync::atomic::Ordering::SeqCst)
+                {
+                    return (
+                        axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                        "savepoint failed".to_string(),
+                    );
+                }
+                let path = p.savepoint_path();
+                p.end((
+                    0,
+                    json!({"outcome": "stopped", "savepoint": path}).to_string(),
+                ));
+                (axum::http::StatusCode::OK, "{}".to_string())
+            }
+        };
+        let app = axum::Router::new()
+            .route("/v1/job", get(job))
+            .route("/v1/savepoints", post(trigger))
+            .route("/v1/stop", post(stop));
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .expect("bind the fake control API");
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        *p.server.lock().expect("lock") = Some(server.abort_handle());
+        let (term_pod, kill_pod) = (p.clone(), p);
+        Started {
+            exit,
+            // SIGTERM: a final checkpoint, then exit 0 without a savepoint.
+            term: Box::new(move || {
+                term_pod.end((
+                    0,
+                    json!({"outcome": "stopped", "savepoint": null}).to_string(),
+                ));
+            }),
+            kill: Box::new(move || kill_pod.end((137, String::new()))),
+        }
+    }
 }

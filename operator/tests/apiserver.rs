@@ -1,0 +1,361 @@
+//! The operator against a real kube-apiserver (envtest: `KUBEBUILDER_ASSETS` names a
+//! directory with `etcd` and `kube-apiserver`): the generated CRD is applied, the controller
+//! runs in this process, a harness plays the kubelet and each pod's container is a scripted
+//! runtime control API. Walks deploy, heal, a savepoint upgrade, a triggered savepoint, a
+//! savepoint that cannot be taken during an upgrade (waits; switching to last-state
+//! proceeds), suspend/resume, an invalid spec and deletion with a final savepoint, reading
+//! status, conditions and events through the API. Prints one SKIPPED line without an
+//! apiserver.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
+
+#[path = "../../runtime/tests/common/envtest.rs"]
+mod envtest;
+#[path = "../../runtime/tests/common/kubelet.rs"]
+mod kubelet;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use futures::future::BoxFuture;
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::Client;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use serde_json::{Value, json};
+use weir_crds::{JobS3Spec, LifecycleState, StreamJob, StreamJobStatus};
+use weir_operator::context::Context;
+use weir_operator::decide::Settings;
+use weir_operator::dispose::SavepointStore;
+use weir_operator::metrics::Metrics;
+use weir_operator::runtime_client::HttpRuntime;
+
+const NS: &str = "flows";
+
+/// Disposal is not what this suite checks (`tests/dispose_s3.rs` does): keep everything.
+struct KeepAll;
+impl SavepointStore for KeepAll {
+    fn dispose<'a>(
+        &'a self,
+        _: &'a str,
+        _: &'a JobS3Spec,
+        _: Option<(String, String)>,
+    ) -> BoxFuture<'a, Result<usize, String>> {
+        Box::pin(async { Ok(0) })
+    }
+}
+
+fn manifest(name: &str, filter: &str) -> StreamJob {
+    serde_json::from_value(json!({
+        "apiVersion": "weir.dev/v1alpha1", "kind": "StreamJob",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {
+            "parallelism": 2,
+            "checkpoint": {"interval": "1s", "timeout": "30s", "storage": "s3://weir-test/ckpt"},
+            "restart": {"initialBackoff": "1s", "maxBackoff": "2s", "maxRestarts": 5, "window": "1h"},
+            "savepoint": {"timeout": "20s"},
+            "pipeline": {
+                "source": {"kafka": {"bootstrapServers": "kafka:9092", "topic": "orders"},
+                           "schema": [{"name": "store_id", "type": "string"},
+                                      {"name": "amount", "type": "int64"}]},
+                "transforms": [{"filter": filter}],
+                "sinks": [{"kafka": {"bootstrapServers": "kafka:9092", "topic": "out",
+                                     "transactionalIdPrefix": name}}]
+            }
+        }
+    }))
+    .unwrap()
+}
+
+async fn wait_for<T, F, Fut>(what: &str, f: F) -> T
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn status(jobs: &Api<StreamJob>, name: &str) -> StreamJobStatus {
+    jobs.get(name)
+        .await
+        .ok()
+        .and_then(|j| j.status)
+        .unwrap_or_default()
+}
+
+/// Running at an incarnation above `after`; the incarnation.
+async fn running_after(jobs: &Api<StreamJob>, name: &str, after: u64, what: &str) -> u64 {
+    wait_for(what, || async {
+        let s = status(jobs, name).await;
+        (s.lifecycle_state == LifecycleState::Running && s.incarnation > after)
+            .then_some(s.incarnation)
+    })
+    .await
+}
+
+fn condition<'a>(
+    s: &'a StreamJobStatus,
+    t: &str,
+) -> Option<&'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+    s.conditions.iter().find(|c| c.type_ == t)
+}
+
+async fn patch(jobs: &Api<StreamJob>, name: &str, spec: Value) {
+    jobs.patch(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": spec})),
+    )
+    .await
+    .unwrap();
+}
+
+async fn event_reasons(client: &Client, name: &str) -> Vec<String> {
+    Api::<Event>::namespaced(client.clone(), NS)
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+        .filter_map(|e| e.reason)
+        .collect()
+}
+
+#[test]
+fn operator_flows_against_a_real_apiserver() {
+    let Some(assets) = envtest::assets("operator_apiserver") else {
+        return;
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(flows(&assets));
+}
+
+async fn flows(assets: &std::path::Path) {
+    let env = envtest::Envtest::start(assets).await;
+    let client = env.client(envtest::ADMIN_TOKEN).await.unwrap();
+    let pp = PostParams::default();
+    let crd_path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../charts/weir/crds/streamjobs.weir.dev.yaml"
+    );
+    let crd: CustomResourceDefinition =
+        serde_yaml::from_str(&std::fs::read_to_string(crd_path).unwrap()).unwrap();
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    crds.create(&pp, &crd).await.unwrap();
+    wait_for("the CRD to be established", || async {
+        let c = crds.get("streamjobs.weir.dev").await.ok()?;
+        c.status?
+            .conditions?
+            .iter()
+            .any(|c| c.type_ == "Established" && c.status == "True")
+            .then_some(())
+    })
+    .await;
+    Api::<Namespace>::all(client.clone())
+        .create(
+            &pp,
+            &serde_json::from_value(json!({"metadata": {"name": NS}})).unwrap(),
+        )
+        .await
+        .unwrap();
+
+    let fake = Arc::new(kubelet::FakeRuntime::default());
+    let logs = tempfile::tempdir().unwrap();
+    let kubelet = kubelet::Kubelet::start(
+        client.clone(),
+        NS,
+        kubelet::Runner::Fake(fake.clone()),
+        logs.path().to_path_buf(),
+    );
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        Arc::new(HttpRuntime::new().unwrap()),
+        Arc::new(KeepAll),
+        Arc::new(Metrics::new()),
+        Settings {
+            default_image: "weir-runtime:test".into(),
+            ..Settings::default()
+        },
+    ));
+    let controller = tokio::spawn(weir_operator::controller::run(ctx, vec![NS.into()]));
+    let jobs: Api<StreamJob> = Api::namespaced(client.clone(), NS);
+
+    // Deploy.
+    jobs.create(&pp, &manifest("a", "amount > 0"))
+        .await
+        .unwrap();
+    let mut inc = running_after(&jobs, "a", 0, "the first deploy").await;
+    let s = status(&jobs, "a").await;
+    assert_eq!(
+        condition(&s, "Ready").map(|c| c.status.as_str()),
+        Some("True")
+    );
+    assert!(
+        s.last_checkpoint.is_some(),
+        "checkpoint from the runtime report"
+    );
+
+    // Heal: a crash is replaced, the cause recorded.
+    assert!(kubelet.kill9(&format!("a-{inc}")));
+    inc = running_after(&jobs, "a", inc, "recovery from a crash").await;
+    let s = status(&jobs, "a").await;
+    assert_eq!(s.restarts.count, 1);
+    assert!(
+        s.restarts
+            .last_reason
+            .as_deref()
+            .unwrap_or_default()
+            .contains("137"),
+        "{:?}",
+        s.restarts.last_reason
+    );
+
+    // Savepoint upgrade: stop with a savepoint, start the new spec from it.
+    patch(&jobs, "a", json!({"parallelism": 3})).await;
+    inc = running_after(&jobs, "a", inc, "the savepoint upgrade").await;
+    let s = status(&jobs, "a").await;
+    let from = s
+        .start
+        .as_ref()
+        .and_then(|p| p.from.clone())
+        .unwrap_or_default();
+    assert!(from.contains("/savepoints/"), "started from {from:?}");
+    let started = fake.started.lock().unwrap().clone();
+    let (_, args) = started
+        .iter()
+        .find(|(p, _)| *p == format!("a-{inc}"))
+        .unwrap();
+    assert!(args.contains(&from), "{args:?} lacks --start-from {from}");
+    assert!(
+        fake.calls
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|c| c.ends_with("POST /v1/stop")),
+        "the runtime was never asked to stop with a savepoint"
+    );
+
+    // A triggered savepoint lands in the history.
+    patch(&jobs, "a", json!({"savepointTriggerNonce": 1})).await;
+    wait_for("the triggered savepoint", || async {
+        (!status(&jobs, "a").await.savepoints.is_empty()).then_some(())
+    })
+    .await;
+
+    // A savepoint that cannot be taken: the upgrade waits and says why.
+    fake.fail_savepoints.store(true, Ordering::SeqCst);
+    patch(&jobs, "a", json!({"parallelism": 2})).await;
+    let message = wait_for("Progressing=False while the savepoint fails", || async {
+        let s = status(&jobs, "a").await;
+        let c = condition(&s, "Progressing")?;
+        (c.status == "False" && s.lifecycle_state == LifecycleState::Upgrading)
+            .then(|| c.message.clone())
+    })
+    .await;
+    assert!(message.to_lowercase().contains("savepoint"), "{message}");
+    assert!(
+        kubelet.running().contains(&format!("a-{inc}")),
+        "the old pod keeps running"
+    );
+    // The user chooses: upgrade from the newest checkpoint instead.
+    patch(&jobs, "a", json!({"upgradeMode": "last-state"})).await;
+    inc = running_after(&jobs, "a", inc, "the last-state upgrade").await;
+    fake.fail_savepoints.store(false, Ordering::SeqCst);
+
+    // Suspend (no pods) and resume.
+    patch(
+        &jobs,
+        "a",
+        json!({"upgradeMode": "savepoint", "state": "suspended"}),
+    )
+    .await;
+    wait_for("suspension", || async {
+        let s = status(&jobs, "a").await;
+        (s.lifecycle_state == LifecycleState::Suspended && kubelet.running().is_empty())
+            .then_some(())
+    })
+    .await;
+    patch(&jobs, "a", json!({"state": "running"})).await;
+    inc = running_after(&jobs, "a", inc, "the resume").await;
+
+    // An invalid spec is not deployed and says which field.
+    jobs.create(&pp, &manifest("bad", "no_such_column > 0"))
+        .await
+        .unwrap();
+    let c = wait_for("Ready=False on the invalid job", || async {
+        let s = status(&jobs, "bad").await;
+        condition(&s, "Ready")
+            .filter(|c| c.status == "False" && c.reason == "InvalidSpec")
+            .cloned()
+    })
+    .await;
+    assert!(
+        c.message.contains("spec.pipeline.transforms[0].filter"),
+        "{}",
+        c.message
+    );
+    assert!(!kubelet.running().iter().any(|p| p.starts_with("bad-")));
+    assert!(
+        event_reasons(&client, "bad")
+            .await
+            .contains(&"InvalidSpec".to_string())
+    );
+
+    // Deletion with a final savepoint; the object goes once the pod has.
+    patch(&jobs, "a", json!({"savepointOnDelete": true})).await;
+    let stops_before = fake
+        .calls
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|c| c.ends_with("POST /v1/stop"))
+        .count();
+    jobs.delete("a", &Default::default()).await.unwrap();
+    wait_for("the StreamJob to go", || async {
+        jobs.get_opt("a").await.ok()?.is_none().then_some(())
+    })
+    .await;
+    let stops_after = fake
+        .calls
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|c| c.ends_with("POST /v1/stop"))
+        .count();
+    assert!(
+        stops_after > stops_before,
+        "no final savepoint on delete (incarnation {inc})"
+    );
+
+    let reasons = event_reasons(&client, "a").await;
+    for want in [
+        "Deploying",
+        "Running",
+        "Restarting",
+        "UpgradeStarted",
+        "UpgradeCompleted",
+        "SavepointCompleted",
+        "Suspended",
+        "Resumed",
+        "Deleting",
+    ] {
+        assert!(
+            reasons.iter().any(|r| r == want),
+            "no {want} event: {reasons:?}"
+        );
+    }
+    controller.abort();
+    drop(kubelet);
+}
