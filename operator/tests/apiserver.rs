@@ -359,3 +359,55 @@ async fn flows(assets: &std::path::Path) {
     controller.abort();
     drop(kubelet);
 }
+
+/// The harness's scripted control API speaks what the operator's client reads (this part
+/// needs no apiserver): a job report with a checkpoint, a triggered savepoint that
+/// completes, and a stop with a savepoint that ends the container with its path.
+#[test]
+fn scripted_control_api_speaks_the_runtime_dialect() {
+    use weir_operator::runtime_client::RuntimeApi;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let fake = Arc::new(kubelet::FakeRuntime::default());
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let started = fake.start("a-1", port, &["run".into()]).await;
+        let base = format!("http://127.0.0.1:{port}");
+        let client = HttpRuntime::new().unwrap();
+        let v = client.job(&base).await.unwrap();
+        assert_eq!(
+            (v.job_id.as_str(), v.state.as_str()),
+            ("lineage-a-1", "running")
+        );
+        assert!(v.last_checkpoint.is_some());
+        let id = client.trigger_savepoint(&base).await.unwrap();
+        let v = client.job(&base).await.unwrap();
+        let sp = v.savepoints.iter().find(|s| s.id == id).unwrap();
+        assert_eq!(sp.status, "completed");
+        assert!(
+            sp.path
+                .as_deref()
+                .unwrap_or_default()
+                .contains("/savepoints/")
+        );
+
+        fake.fail_savepoints.store(true, Ordering::SeqCst);
+        assert!(client.stop_with_savepoint(&base).await.is_err());
+        fake.fail_savepoints.store(false, Ordering::SeqCst);
+        client.stop_with_savepoint(&base).await.unwrap();
+        let (code, message) = started.exit.await.unwrap();
+        assert_eq!(code, 0);
+        let m: Value = serde_json::from_str(&message).unwrap();
+        assert_eq!(m["outcome"], "stopped");
+        assert!(m["savepoint"].as_str().unwrap().contains("/savepoints/"));
+        assert_eq!(
+            fake.calls.lock().unwrap().len(),
+            5,
+            "{:?}",
+            fake.calls.lock().unwrap()
+        );
+    });
+}

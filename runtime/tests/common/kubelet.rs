@@ -38,13 +38,13 @@ pub enum Runner {
 }
 
 /// How a container ended: exit code and termination message.
-type Exit = (i32, String);
+pub type Exit = (i32, String);
 
 /// A started container: its end, and how to signal it.
-struct Started {
-    exit: tokio::sync::oneshot::Receiver<Exit>,
-    term: Box<dyn FnMut() + Send>,
-    kill: Box<dyn FnMut() + Send>,
+pub struct Started {
+    pub exit: tokio::sync::oneshot::Receiver<Exit>,
+    pub term: Box<dyn FnMut() + Send>,
+    pub kill: Box<dyn FnMut() + Send>,
 }
 
 enum Signal {
@@ -473,7 +473,8 @@ impl FakePod {
 }
 
 impl FakeRuntime {
-    async fn start(self: &Arc<Self>, pod: &str, port: u16, args: &[String]) -> Started {
+    /// Serves the control API of `pod` on `port` until the container ends.
+    pub async fn start(self: &Arc<Self>, pod: &str, port: u16, args: &[String]) -> Started {
         use axum::routing::{get, post};
         self.started
             .lock()
