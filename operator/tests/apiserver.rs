@@ -15,12 +15,10 @@ mod kubelet;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::future::BoxFuture;
-use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::events::v1::Event;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Client;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
@@ -68,22 +66,13 @@ fn manifest(name: &str, filter: &str) -> StreamJob {
     .unwrap()
 }
 
+/// Everything here happens within a minute.
 async fn wait_for<T, F, Fut>(what: &str, f: F) -> T
 where
-    F: Fn() -> Fut,
+    F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    envtest::wait_for(what, Duration::from_secs(60), f).await
 }
 
 async fn status(jobs: &Api<StreamJob>, name: &str) -> StreamJobStatus {
@@ -150,26 +139,9 @@ async fn flows(assets: &std::path::Path) {
         env!("CARGO_MANIFEST_DIR"),
         "/../charts/weir/crds/streamjobs.weir.dev.yaml"
     );
-    let crd: CustomResourceDefinition =
-        serde_yaml::from_str(&std::fs::read_to_string(crd_path).unwrap()).unwrap();
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    crds.create(&pp, &crd).await.unwrap();
-    wait_for("the CRD to be established", || async {
-        let c = crds.get("streamjobs.weir.dev").await.ok()?;
-        c.status?
-            .conditions?
-            .iter()
-            .any(|c| c.type_ == "Established" && c.status == "True")
-            .then_some(())
-    })
-    .await;
-    Api::<Namespace>::all(client.clone())
-        .create(
-            &pp,
-            &serde_json::from_value(json!({"metadata": {"name": NS}})).unwrap(),
-        )
-        .await
-        .unwrap();
+    let crd = serde_yaml::from_str(&std::fs::read_to_string(crd_path).unwrap()).unwrap();
+    envtest::install_crd(&client, &crd).await;
+    envtest::create_namespace(&client, NS).await;
 
     let fake = Arc::new(kubelet::FakeRuntime::default());
     let logs = tempfile::tempdir().unwrap();
@@ -315,25 +287,21 @@ async fn flows(assets: &std::path::Path) {
 
     // Deletion with a final savepoint; the object goes once the pod has.
     patch(&jobs, "a", json!({"savepointOnDelete": true})).await;
-    let stops_before = fake
-        .calls
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|c| c.ends_with("POST /v1/stop"))
-        .count();
+    let stops = || {
+        fake.calls
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|c| c.ends_with("POST /v1/stop"))
+            .count()
+    };
+    let stops_before = stops();
     jobs.delete("a", &Default::default()).await.unwrap();
     wait_for("the StreamJob to go", || async {
         jobs.get_opt("a").await.ok()?.is_none().then_some(())
     })
     .await;
-    let stops_after = fake
-        .calls
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|c| c.ends_with("POST /v1/stop"))
-        .count();
+    let stops_after = stops();
     assert!(
         stops_after > stops_before,
         "no final savepoint on delete (incarnation {inc})"

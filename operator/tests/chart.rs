@@ -5,11 +5,11 @@
 //! `WEIR_REQUIRE_HELM=1`, when they fail.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
 
-use std::collections::BTreeSet;
-use std::path::PathBuf;
-use std::process::Command;
+#[path = "../../runtime/tests/common/helm.rs"]
+mod helm;
 
-use serde::Deserialize;
+use std::collections::BTreeSet;
+
 use serde_json::Value;
 use weir_operator::rbac::{PERMISSIONS, Scope};
 
@@ -29,26 +29,8 @@ fn helm() -> Option<String> {
     }
 }
 
-/// `helm template` with `args`, as a list of objects.
 fn render(helm: &str, args: &[&str]) -> Vec<Value> {
-    let chart = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../charts/weir");
-    let out = Command::new(helm)
-        .args(["template", "weir"])
-        .arg(&chart)
-        .args(["--namespace", "weir", "--kube-version", "1.33.0"])
-        .args(args)
-        .output()
-        .expect("run helm");
-    assert!(
-        out.status.success(),
-        "helm template failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
-    serde_yaml::Deserializer::from_str(&text)
-        .map(|d| serde_json::to_value(serde_yaml::Value::deserialize(d).unwrap()).unwrap())
-        .filter(|v| !v.is_null())
-        .collect()
+    helm::template(helm, args)
 }
 
 fn of_kind<'a>(objs: &'a [Value], kind: &str) -> Vec<&'a Value> {

@@ -14,20 +14,20 @@
 mod common;
 #[path = "common/envtest.rs"]
 mod envtest;
+#[path = "common/helm.rs"]
+mod helm;
 #[path = "common/kubelet.rs"]
 mod kubelet;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Client;
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams};
-use serde::Deserialize;
 use serde_json::{Value, json};
 
 use common::stack::{
@@ -35,6 +35,7 @@ use common::stack::{
     oracle, produce_end_markers, produce_orders,
 };
 use common::{fresh_bucket, s3_endpoint, unique};
+use envtest::wait_for;
 
 const NS: &str = "shop";
 const JOB: &str = "store-sales";
@@ -53,53 +54,6 @@ fn job_resource() -> ApiResource {
         api_version: "weir.dev/v1alpha1".into(),
         kind: "StreamJob".into(),
         plural: "streamjobs".into(),
-    }
-}
-
-/// `helm template` of the chart with default values, as objects.
-fn render_chart() -> Vec<Value> {
-    let helm = std::env::var("WEIR_HELM")
-        .expect("the whole-system test renders the chart: set WEIR_HELM (tests/chart.sh helm)");
-    let out = Command::new(helm)
-        .args(["template", "weir"])
-        .arg(repo().join("charts/weir"))
-        .args([
-            "--namespace",
-            "weir",
-            "--kube-version",
-            "1.33.0",
-            "--include-crds",
-        ])
-        .output()
-        .expect("helm");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
-    serde_yaml::Deserializer::from_str(&text)
-        .map(|d| serde_json::to_value(serde_yaml::Value::deserialize(d).unwrap()).unwrap())
-        .filter(|v| !v.is_null())
-        .collect()
-}
-
-/// Polls `f` until it returns `Some`, or fails with `what` after `limit`.
-async fn wait_for<T, F, Fut>(what: &str, limit: Duration, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(
-            start.elapsed() < limit,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
 
@@ -177,38 +131,17 @@ async fn scenario(assets: &Path, s3: &str, kafka: &str, ch: &str) {
     let pp = PostParams::default();
 
     // The chart: CRD, the operator's ClusterRole and binding (ServiceAccount weir/weir).
-    let objects = render_chart();
-    let crds: Api<CustomResourceDefinition> = Api::all(admin.clone());
+    let helm_bin = std::env::var("WEIR_HELM")
+        .expect("the whole-system test renders the chart: set WEIR_HELM (tests/chart.sh helm)");
+    let objects = helm::template(&helm_bin, &["--include-crds"]);
     for o in objects
         .iter()
         .filter(|o| o["kind"] == "CustomResourceDefinition")
     {
-        crds.create(&pp, &serde_json::from_value(o.clone()).unwrap())
-            .await
-            .unwrap();
+        envtest::install_crd(&admin, &serde_json::from_value(o.clone()).unwrap()).await;
     }
-    wait_for(
-        "the CRD to be established",
-        Duration::from_secs(30),
-        || async {
-            let c = crds.get("streamjobs.weir.dev").await.ok()?;
-            c.status?
-                .conditions?
-                .iter()
-                .any(|c| c.type_ == "Established" && c.status == "True")
-                .then_some(())
-        },
-    )
-    .await;
-    let namespaces: Api<Namespace> = Api::all(admin.clone());
     for ns in ["weir", NS] {
-        namespaces
-            .create(
-                &pp,
-                &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap(),
-            )
-            .await
-            .unwrap();
+        envtest::create_namespace(&admin, ns).await;
     }
     for o in &objects {
         match o["kind"].as_str() {
