@@ -222,29 +222,32 @@ const PODS: &str = "/api/v1/namespaces/shop/pods";
 const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/shop/events";
 const STATUS: &str = "/apis/weir.dev/v1alpha1/namespaces/shop/streamjobs/sales/status";
 
+/// No pod exists, so a new incarnation starts: list pods, apply ConfigMap and Service,
+/// create the pod, record the event, write the status.
+fn start_incarnation_calls() -> Vec<Call> {
+    vec![
+        call(Method::GET, PODS, list(json!([]))),
+        call(
+            Method::PATCH,
+            "/api/v1/namespaces/shop/configmaps/sales-job",
+            Value::Null,
+        ),
+        call(
+            Method::PATCH,
+            "/api/v1/namespaces/shop/services/sales",
+            Value::Null,
+        ),
+        call(Method::POST, PODS, Value::Null),
+        call(Method::POST, EVENTS, event_ok()),
+        call(Method::PATCH, STATUS, Value::Null),
+    ]
+}
+
 #[tokio::test]
 async fn deploy_applies_config_and_service_creates_pod_then_records_event_and_status() {
     let rt = Arc::new(FakeRuntime::default());
     let (ctx, handle) = context(rt.clone(), || now_at(0));
-    let server = tokio::spawn(serve(
-        handle,
-        vec![
-            call(Method::GET, PODS, list(json!([]))),
-            call(
-                Method::PATCH,
-                "/api/v1/namespaces/shop/configmaps/sales-job",
-                Value::Null,
-            ),
-            call(
-                Method::PATCH,
-                "/api/v1/namespaces/shop/services/sales",
-                Value::Null,
-            ),
-            call(Method::POST, PODS, Value::Null),
-            call(Method::POST, EVENTS, event_ok()),
-            call(Method::PATCH, STATUS, Value::Null),
-        ],
-    ));
+    let server = tokio::spawn(serve(handle, start_incarnation_calls()));
     run(reconcile(Arc::new(job(Value::Null, json!({}))), ctx)).await;
     let bodies = server.await.unwrap();
     let cm = &bodies[1];
@@ -342,25 +345,7 @@ async fn heal_deletes_the_failed_pod_then_starts_the_next_incarnation() {
 
     // Pass 2, after the backoff, the pod is gone: incarnation 2.
     let (ctx, handle) = context(rt, || now_at(100_010));
-    let server = tokio::spawn(serve(
-        handle,
-        vec![
-            call(Method::GET, PODS, list(json!([]))),
-            call(
-                Method::PATCH,
-                "/api/v1/namespaces/shop/configmaps/sales-job",
-                Value::Null,
-            ),
-            call(
-                Method::PATCH,
-                "/api/v1/namespaces/shop/services/sales",
-                Value::Null,
-            ),
-            call(Method::POST, PODS, Value::Null),
-            call(Method::POST, EVENTS, event_ok()),
-            call(Method::PATCH, STATUS, Value::Null),
-        ],
-    ));
+    let server = tokio::spawn(serve(handle, start_incarnation_calls()));
     run(reconcile(Arc::new(job(status, json!({}))), ctx)).await;
     let bodies = server.await.unwrap();
     assert_eq!(bodies[3]["metadata"]["name"], "sales-2");
