@@ -30,3 +30,4 @@ pub mod pods;
 pub mod rbac;
 pub mod reconcile;
 pub mod runtime_client;
+pub mod tls;

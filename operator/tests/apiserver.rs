@@ -127,6 +127,7 @@ fn operator_flows_against_a_real_apiserver() {
     let Some(assets) = envtest::assets("operator_apiserver") else {
         return;
     };
+    weir_operator::tls::install_crypto_provider();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(flows(&assets));
 }

@@ -91,6 +91,10 @@ fn termination_message(v: &serde_json::Value) {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // One TLS provider for the whole process, installed before any client exists: rustls
+    // panics at the first handshake when it cannot tell which provider to use. The workspace
+    // links only aws-lc-rs (the S3 client's); `Err` means one is already installed.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     match cli.command {
         Command::Validate { file } => {
             init_logs(&cli.log_format, false);
