@@ -37,6 +37,8 @@ pub enum Reason {
     Suspended,
     /// Started again after a suspend.
     Resumed,
+    /// A bounded source was read to its end and the final checkpoint committed.
+    Finished,
     /// The finalizer runs.
     Deleting,
 }
@@ -62,6 +64,7 @@ impl Reason {
             Self::SavepointDisposed => "SavepointDisposed",
             Self::Suspended => "Suspended",
             Self::Resumed => "Resumed",
+            Self::Finished => "Finished",
             Self::Deleting => "Deleting",
         }
     }
@@ -123,7 +126,10 @@ impl Event {
         let reason = self.reason.as_str().to_string();
         k8s_openapi::api::events::v1::Event {
             metadata: ObjectMeta {
-                generate_name: Some(format!("{}.", regarding.name.clone().unwrap_or_default())),
+                // The apiserver checks a generated-name prefix as a DNS subdomain whose
+                // trailing dash stands for the random suffix; a trailing dot is refused
+                // ("store-sales." is invalid), and the event is then never recorded.
+                generate_name: Some(format!("{}-", regarding.name.clone().unwrap_or_default())),
                 namespace: regarding.namespace.clone(),
                 ..ObjectMeta::default()
             },
@@ -178,7 +184,9 @@ mod tests {
         );
         // What events.k8s.io/v1 validation requires.
         for e in [&a, &b] {
-            assert_eq!(e.metadata.generate_name.as_deref(), Some("sales."));
+            let prefix = e.metadata.generate_name.as_deref().unwrap();
+            assert_eq!(prefix, "sales-");
+            assert!(is_dns_subdomain_prefix(prefix), "{prefix}");
             assert_eq!(e.metadata.namespace.as_deref(), Some("shop"));
             assert!(e.metadata.name.is_none() && e.series.is_none());
             assert!(e.event_time.is_some());
@@ -194,5 +202,29 @@ mod tests {
         assert_ne!(a.note, b.note, "each restart keeps its own cause");
         let ok = Event::new(Reason::Running, "running").to_kube(job, "i", now);
         assert_eq!(ok.type_.as_deref(), Some("Normal"));
+    }
+
+    /// The apiserver's check of a `generateName` prefix: a DNS-1123 subdomain once a trailing
+    /// dash (where the random suffix goes) is masked.
+    fn is_dns_subdomain_prefix(prefix: &str) -> bool {
+        let name = prefix
+            .strip_suffix('-')
+            .map_or(prefix.to_string(), |p| format!("{p}a"));
+        name.len() <= 253
+            && name.split('.').all(|label| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && label
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                    && !label.starts_with('-')
+                    && !label.ends_with('-')
+            })
+    }
+
+    #[test]
+    fn the_old_dotted_prefix_is_what_the_apiserver_refused() {
+        assert!(!is_dns_subdomain_prefix("store-sales."));
+        assert!(is_dns_subdomain_prefix("store-sales-"));
     }
 }
