@@ -28,18 +28,18 @@ pub struct KafkaSourceSpec {
     pub starting_offsets: StartingOffsets,
     /// For `startingOffsets: timestamp`: RFC 3339 time or epoch milliseconds; each partition
     /// starts at its first record at or after it.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub starting_timestamp: Option<String>,
     /// Consumer group that receives offset commits after each completed checkpoint
     /// (default `weir-<job name>`). Only for monitoring: restore never reads it.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group_id: Option<String>,
     /// How often the partition count is re-read so new partitions are picked up; `0s` never.
     #[serde(default = "default_discovery")]
     pub partition_discovery: Duration,
     /// A `timestamp` field of the schema to fill with each record's Kafka timestamp instead of
     /// a JSON field, so `eventTime.field` can use the broker's time.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timestamp_field: Option<String>,
     /// Stop at the offsets that are the newest when the job (or a restore) starts, take a
     /// final checkpoint and end: for backfills and tests.
@@ -52,7 +52,7 @@ pub struct KafkaSourceSpec {
     #[serde(default)]
     pub properties: BTreeMap<String, String>,
     /// Environment variable holding `sasl.password`, when the cluster needs SASL.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sasl_password_env: Option<String>,
 }
 
@@ -97,11 +97,12 @@ pub struct KafkaSinkSpec {
     /// Topic to write.
     pub topic: String,
     /// Delivery guarantee; `exactly-once` by default when `checkpoint.exactlyOnce` is on.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delivery: Option<Delivery>,
     /// Transactional ids are `<prefix>-<subtask>-<n mod transactionPoolSize>`; required for
     /// exactly-once and unique per job across the cluster.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 200))]
     pub transactional_id_prefix: Option<String>,
     /// Transactional ids per subtask. Checkpoint `n` uses id `n mod pool`, so a transaction
     /// can wait for its commit while the next checkpoint's transaction is already writing.
@@ -121,11 +122,11 @@ pub struct KafkaSinkSpec {
     pub key_by: Vec<String>,
     /// An integer column choosing the partition (`value mod partitions`); by key hash when
     /// absent.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub partition_by: Option<String>,
     /// Write this text column as the record value instead of the whole record as JSON (for
     /// dead-letter topics: `raw`).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value_field: Option<String>,
     /// Text columns also written as record headers (for dead-letter topics: `error`,
     /// `source`).
@@ -135,7 +136,7 @@ pub struct KafkaSinkSpec {
     #[serde(default)]
     pub properties: BTreeMap<String, String>,
     /// Environment variable holding `sasl.password`, when the cluster needs SASL.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sasl_password_env: Option<String>,
 }
 
@@ -176,14 +177,14 @@ pub struct ClickHouseSinkSpec {
     #[serde(default = "default_user")]
     pub user: String,
     /// Environment variable holding the password (filled from a Secret by the operator).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password_env: Option<String>,
     /// How duplicates are prevented.
     #[serde(default)]
     pub mode: ClickHouseMode,
     /// A `UInt64` column of a `ReplacingMergeTree(version)` table that receives the
     /// checkpoint id, so the newest write of a key wins.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version_column: Option<String>,
     /// Rows per INSERT (one deduplication block each).
     #[serde(default = "default_block_rows")]

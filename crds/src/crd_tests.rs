@@ -31,7 +31,7 @@ spec:
         - {name: amount, type: float64}
         - {name: ts, type: timestamp}
       eventTime: {field: ts, maxOutOfOrderness: 5s}
-      onDecodeError: skip
+      onDecodeError: {skip: {}}
     transforms:
       - filter: amount > 0
       - window: {tumbling: 1m, keyBy: [store_id], aggregates: {orders: "count(*)", sales: sum(amount)}}
@@ -150,7 +150,15 @@ fn crd_names_printer_columns_and_status_subresource() {
         .collect();
     assert_eq!(
         cols,
-        ["State", "Parallelism", "Last Checkpoint", "Restarts", "Age"]
+        [
+            "State",
+            "Ready",
+            "Parallelism",
+            "Desired",
+            "Last Checkpoint",
+            "Restarts",
+            "Age"
+        ]
     );
 }
 
@@ -209,6 +217,23 @@ fn schema_rejects_wrong_types_missing_fields_and_out_of_range_values() {
             "bad duration",
             edit(|v| v["spec"]["checkpoint"]["interval"] = Value::from("30 seconds")),
             "/spec/checkpoint/interval",
+        ),
+        (
+            "bad decode policy",
+            edit(|v| {
+                v["spec"]["pipeline"]["source"]["onDecodeError"] = serde_json::json!({"ignore": {}})
+            }),
+            "/spec/pipeline/source/onDecodeError",
+        ),
+        (
+            "decode policy as a bare word",
+            edit(|v| v["spec"]["pipeline"]["source"]["onDecodeError"] = Value::from("skip")),
+            "/spec/pipeline/source/onDecodeError",
+        ),
+        (
+            "no sinks",
+            edit(|v| v["spec"]["pipeline"]["sinks"] = serde_json::json!([])),
+            "/spec/pipeline/sinks",
         ),
         (
             "two connectors in one sink",
@@ -273,11 +298,6 @@ fn cel_rules_reject_cross_field_mistakes_with_their_message() {
                     serde_json::json!({"initialBackoff": "10m", "maxBackoff": "1m"})
             }),
             "initialBackoff must not exceed",
-        ),
-        (
-            "bad decode policy",
-            edit(|v| v["spec"]["pipeline"]["source"]["onDecodeError"] = Value::from("ignore")),
-            "must be fail, skip, drop",
         ),
     ];
     for (what, obj, message) in cases {
@@ -389,5 +409,212 @@ fn committed_reference_matches_the_schema() {
         "status.lifecycleState",
     ] {
         assert!(current.contains(&format!("`{field}`")), "{field} missing");
+    }
+}
+
+/// The apiserver refuses a CEL rule on a node without a type ("failed to convert to
+/// declType"), and a rule whose estimated cost has no bound (a list, map or string it walks
+/// with no `maxItems`/`maxProperties`/`maxLength`, or a rule under an unbounded list, which
+/// runs once per item). This guard fails on both without an apiserver; the real apiserver run
+/// stays the proof (the costs themselves are only computed there).
+#[test]
+fn cel_rules_sit_on_typed_nodes_and_walk_only_bounded_values() {
+    let mut bad = Vec::new();
+    rule_nodes(&schema(), "", &[], &mut bad);
+    assert!(
+        bad.is_empty(),
+        "CEL rules the apiserver refuses or cannot cost: {bad:#?}"
+    );
+}
+
+/// Visits every node; for each one with rules, checks the node, the lists/maps it sits in, and
+/// what its rules walk.
+fn rule_nodes(n: &Value, path: &str, unbounded_above: &[String], bad: &mut Vec<String>) {
+    let Some(m) = n.as_object() else { return };
+    if let Some(rules) = m.get("x-kubernetes-validations").and_then(Value::as_array) {
+        if !m.contains_key("type") {
+            bad.push(format!("{path}: rules on a node without a type"));
+        }
+        for above in unbounded_above {
+            bad.push(format!("{path}: rules under unbounded {above}"));
+        }
+        for rule in rules.iter().filter_map(|r| r["rule"].as_str()) {
+            let named = referenced_fields(rule);
+            walked_unbounded(n, path, &named, true, rule, bad);
+        }
+    }
+    for (k, v) in m
+        .get("properties")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+    {
+        rule_nodes(v, &format!("{path}.{k}"), unbounded_above, bad);
+    }
+    for (key, bound, suffix) in [
+        ("items", "maxItems", "[]"),
+        ("additionalProperties", "maxProperties", "{}"),
+    ] {
+        if let Some(child) = m.get(key).filter(|c| c.is_object()) {
+            let mut above = unbounded_above.to_vec();
+            if !m.contains_key(bound) {
+                above.push(format!("{path} (no {bound})"));
+            }
+            rule_nodes(child, &format!("{path}{suffix}"), &above, bad);
+        }
+    }
+}
+
+/// The field names a rule mentions after a dot (`self.spec.pipeline.sinks`, `s.kafka`).
+fn referenced_fields(rule: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let b = rule.as_bytes();
+    for (i, _) in rule.match_indices('.') {
+        let name: String = rule[i + 1..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        let follows_ident =
+            i > 0 && (b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b')' || b[i - 1] == b'_');
+        if follows_ident && !name.is_empty() && !name.starts_with(|c: char| c.is_ascii_digit()) {
+            out.push(name);
+        }
+    }
+    out
+}
+
+/// Follows the fields a rule names from the node it sits on, through list items and map
+/// values, and reports each list, map or string on the way that has no bound.
+fn walked_unbounded(
+    n: &Value,
+    path: &str,
+    named: &[String],
+    root: bool,
+    rule: &str,
+    bad: &mut Vec<String>,
+) {
+    let Some(m) = n.as_object() else { return };
+    let ty = m.get("type").and_then(Value::as_str).unwrap_or_default();
+    let missing = match ty {
+        "array" if !m.contains_key("maxItems") => Some("maxItems"),
+        "string" if !m.contains_key("maxLength") => Some("maxLength"),
+        "object" if m.contains_key("additionalProperties") && !m.contains_key("maxProperties") => {
+            Some("maxProperties")
+        }
+        _ => None,
+    };
+    if let Some(bound) = missing
+        && !root
+    {
+        bad.push(format!("{path}: walked by `{rule}` but has no {bound}"));
+    }
+    for (k, v) in m
+        .get("properties")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+    {
+        if named.iter().any(|f| f == k) {
+            walked_unbounded(v, &format!("{path}.{k}"), named, false, rule, bad);
+        }
+    }
+    if let Some(i) = m.get("items") {
+        walked_unbounded(i, &format!("{path}[]"), named, false, rule, bad);
+    }
+    if let Some(a) = m.get("additionalProperties").filter(|a| a.is_object()) {
+        walked_unbounded(a, &format!("{path}{{}}"), named, false, rule, bad);
+    }
+}
+
+#[test]
+fn the_guard_catches_the_defects_real_apiservers_refused() {
+    // Defect 1: a rule on an untyped (preserve-unknown-fields) node.
+    let untyped = serde_json::json!({"type": "object", "properties": {"p": {
+        "x-kubernetes-preserve-unknown-fields": true,
+        "x-kubernetes-validations": [{"rule": "self == 'x'"}]}}});
+    // Defect 2: a root rule walking an unbounded list and strings.
+    let unbounded = serde_json::json!({"type": "object",
+        "x-kubernetes-validations": [{"rule": "self.sinks.all(s, s.name != 'x')"}],
+        "properties": {"sinks": {"type": "array", "items": {"type": "object",
+            "properties": {"name": {"type": "string"}}}}}});
+    for (what, s, expect) in [
+        ("untyped", untyped, "without a type"),
+        ("unbounded", unbounded, "no maxItems"),
+    ] {
+        let mut bad = Vec::new();
+        rule_nodes(&s, "", &[], &mut bad);
+        assert!(bad.iter().any(|b| b.contains(expect)), "{what}: {bad:?}");
+    }
+}
+
+/// Manifests that between them use every connector, transform, generator and policy, each
+/// written with as little as the schema allows.
+fn every_shape() -> Vec<Value> {
+    let mut out = vec![manifest(GOOD)];
+    let datagen = edit(|v| {
+        v["spec"]["pipeline"]["source"] = serde_json::json!({
+            "datagen": {"fields": {
+                "id": {"sequence": {}}, "store_id": {"key": {"cardinality": 5}},
+                "amount": {"uniform": {"min": 0, "max": 10}}, "vip": {"bernoulli": {"p": 0.5}},
+                "ts": {"eventTime": {}}}},
+            "schema": [{"name": "id", "type": "int64"}, {"name": "store_id", "type": "string"},
+                       {"name": "amount", "type": "float64"}, {"name": "vip", "type": "boolean"},
+                       {"name": "ts", "type": "timestamp"}],
+            "eventTime": {"field": "ts"},
+            "onDecodeError": {"sideOutput": {"stdout": {}}}});
+        v["spec"]["pipeline"]["transforms"] = serde_json::json!([
+            {"select": {"store_id": "store_id", "amount": "amount", "ts": "ts"}},
+            {"dedup": {"keyBy": ["store_id"], "ttl": "1m"}},
+            {"window": {"sliding": {"size": "1m", "slide": "10s"}, "keyBy": ["store_id"],
+                        "aggregates": {"n": "count(*)"}, "lateRecords": {"sideOutput": {"blackhole": {}}}}},
+            {"window": {"session": {"gap": "30s"}, "keyBy": ["store_id"], "aggregates": {"m": "max(n)"}}}]);
+        v["spec"]["pipeline"]["sinks"] = serde_json::json!([
+            {"file": {"path": "/out"}}, {"stdout": {}}, {"blackhole": {}},
+            {"kafka": {"bootstrapServers": "k:9092", "topic": "t", "delivery": "at-least-once"}}]);
+        v["spec"]["secretEnv"] = serde_json::json!([]);
+    });
+    let file = edit(|v| {
+        v["spec"]["pipeline"]["source"]
+            .as_object_mut()
+            .map(|s| s.remove("kafka"));
+        v["spec"]["pipeline"]["source"]["file"] = serde_json::json!({"path": "/in.jsonl"});
+    });
+    out.push(datagen);
+    out.push(file);
+    out
+}
+
+/// `None` must be omitted, never sent as `null`: the apiserver validates an explicit null
+/// against the field's enum or type ("Unsupported value: null"). What the Rust types write is
+/// also what the schema and rules accept, so the operator can create what users can.
+#[test]
+fn rust_types_omit_absent_fields_and_write_what_the_schema_accepts() {
+    fn nulls(v: &Value, path: &str, out: &mut Vec<String>) {
+        match v {
+            Value::Null => out.push(path.to_string()),
+            Value::Object(m) => m
+                .iter()
+                .for_each(|(k, v)| nulls(v, &format!("{path}.{k}"), out)),
+            Value::Array(a) => a
+                .iter()
+                .enumerate()
+                .for_each(|(i, v)| nulls(v, &format!("{path}[{i}]"), out)),
+            _ => {}
+        }
+    }
+    for obj in every_shape() {
+        assert_eq!(rejections(&obj, None), Vec::<String>::new(), "{obj}");
+        let job: StreamJob = serde_json::from_value(obj).expect("decodes");
+        let written = serde_json::to_value(&job).expect("serializes");
+        let mut found = Vec::new();
+        nulls(&written, "", &mut found);
+        let status = serde_json::to_value(crate::StreamJobStatus::default()).expect("status");
+        nulls(&status, "status", &mut found);
+        assert!(found.is_empty(), "fields written as null: {found:?}");
+        assert_eq!(
+            rejections(&written, None),
+            Vec::<String>::new(),
+            "{written}"
+        );
     }
 }

@@ -126,6 +126,8 @@ impl JsonSchema for Duration {
         schemars::json_schema!({
             "type": "string",
             "pattern": "^[0-9]+(ms|s|m|h|d)$",
+            // Bounded so the apiserver can cost the CEL rules that compare durations.
+            "maxLength": 24,
             "description": "A duration: an integer and a unit (ms, s, m, h, d), e.g. `30s`."
         })
     }

@@ -43,6 +43,7 @@ pub fn crd_yaml() -> Result<String, serde_yaml::Error> {
         .map_err(<serde_yaml::Error as serde::ser::Error>::custom)?;
     if let Some(root) = crd.pointer_mut("/spec/versions/0/schema/openAPIV3Schema") {
         strip_closed_objects(root);
+        bound_enums_and_drop_nullable(root);
         root["description"] = serde_json::Value::from(
             "A streaming job run exactly-once by the Weir operator. See spec for what it computes and how it is run.",
         );
@@ -66,6 +67,42 @@ fn strip_closed_objects(v: &mut serde_json::Value) {
             m.values_mut().for_each(strip_closed_objects);
         }
         serde_json::Value::Array(a) => a.iter_mut().for_each(strip_closed_objects),
+        _ => {}
+    }
+}
+
+/// Two rewrites of what schemars and kube derive, both for the real apiserver:
+/// - a string enum gets `maxLength` (its longest value), because the apiserver costs a CEL
+///   rule by the longest string it may compare and does not infer it from `enum`;
+/// - `nullable: true` (from `Option`) goes: the Rust types omit absent fields, and without
+///   it the apiserver prunes an explicit `null` (so `delivery: null` means "default") instead
+///   of validating null against the enum and refusing the object.
+#[cfg(feature = "kube")]
+fn bound_enums_and_drop_nullable(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(m) => {
+            if m.get("nullable") == Some(&serde_json::Value::Bool(true)) {
+                m.remove("nullable");
+            }
+            let longest = m
+                .get("enum")
+                .and_then(serde_json::Value::as_array)
+                .map(|e| {
+                    e.iter()
+                        .filter_map(serde_json::Value::as_str)
+                        .map(str::len)
+                        .max()
+                        .unwrap_or(0)
+                });
+            if let Some(n) = longest
+                && m.get("type").and_then(serde_json::Value::as_str) == Some("string")
+                && !m.contains_key("maxLength")
+            {
+                m.insert("maxLength".into(), serde_json::Value::from(n));
+            }
+            m.values_mut().for_each(bound_enums_and_drop_nullable);
+        }
+        serde_json::Value::Array(a) => a.iter_mut().for_each(bound_enums_and_drop_nullable),
         _ => {}
     }
 }

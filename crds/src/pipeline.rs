@@ -36,7 +36,7 @@ pub struct JobFile {
 pub struct JobFileRepr {
     /// Job name; names the storage directory `<storage>/<namespace>/<name>/`. Defaults to the
     /// file name without extension.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// Subtasks per operator. A savepoint restores at any parallelism up to `maxParallelism`.
     #[serde(default = "default_parallelism")]
@@ -108,10 +108,19 @@ pub struct Pipeline {
     pub source: SourceSpec,
     /// Applied in order.
     #[serde(default)]
+    #[schemars(length(max = MAX_TRANSFORMS))]
     pub transforms: Vec<Transform>,
     /// Every sink receives every result record.
+    #[schemars(length(min = 1, max = MAX_SINKS))]
     pub sinks: Vec<SinkSpec>,
 }
+
+/// Most transforms a pipeline may have. A bound the CRD states, so that the apiserver can
+/// estimate the cost of the CEL rules that walk the list (an unbounded list fails the budget).
+pub const MAX_TRANSFORMS: usize = 64;
+
+/// Most sinks a pipeline may have (the same reason as [`MAX_TRANSFORMS`]).
+pub const MAX_SINKS: usize = 16;
 
 /// How and where the job checkpoints.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -177,67 +186,41 @@ impl Default for CheckpointSpec {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct S3Spec {
     /// Custom endpoint, e.g. `http://127.0.0.1:9000`; AWS when absent.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
     /// Region; `us-east-1` when absent and none is configured in the environment.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub region: Option<String>,
     /// Path-style addressing (`endpoint/bucket/key`), which most non-AWS servers need.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path_style: Option<bool>,
-}
-
-/// Schema of a policy that is either a word or `{sideOutput: <sink>}`. A Kubernetes
-/// structural schema cannot say "string or object", so the node keeps what it is given and a
-/// CEL rule checks the shape; the operator then decodes it fully before deploying.
-fn policy_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-    schemars::json_schema!({
-        "description": "A word (`fail`, `skip`, `drop`) or `{sideOutput: <sink>}`.",
-        "x-kubernetes-preserve-unknown-fields": true,
-        "x-kubernetes-validations": [{
-            "rule": "self in ['fail', 'skip', 'drop'] || (has(self.sideOutput) && self.size() == 1)",
-            "message": "must be fail, skip, drop or {sideOutput: <sink>}"
-        }]
-    })
-}
-
-/// Schema of `datagen.fields`: each value is `sequence` or a one-key generator object (see
-/// [`policy_schema`] for why the node is not typed).
-fn generators_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-    schemars::json_schema!({
-        "type": "object",
-        "description": "Field name -> generator: `sequence`, `{key: ...}`, `{uniform: ...}`, `{bernoulli: ...}` or `{eventTime: ...}`.",
-        "additionalProperties": {
-            "x-kubernetes-preserve-unknown-fields": true,
-            "x-kubernetes-validations": [{
-                "rule": "self == 'sequence' || self.size() == 1",
-                "message": "must be sequence or one of {key: ...}, {uniform: ...}, {bernoulli: ...}, {eventTime: ...}"
-            }]
-        }
-    })
 }
 
 /// The source: exactly one connector, the schema of its records and its event time.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "[has(self.datagen), has(self.file), has(self.kafka)].filter(x, x).size() == 1",
+    "message": "source needs exactly one of datagen, file, kafka"
+}]))]
 pub struct SourceSpec {
     /// Seeded, deterministic generator.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub datagen: Option<DatagenSpec>,
     /// JSON lines from a file.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file: Option<FileSourceSpec>,
     /// A Kafka topic.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kafka: Option<KafkaSourceSpec>,
     /// Record fields, in order.
     pub schema: Vec<FieldSpec>,
     /// Which field carries event time, and how late records may arrive.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event_time: Option<EventTimeSpec>,
-    /// What to do with a record that cannot be decoded.
+    /// What to do with a record that cannot be decoded: `{fail: {}}` (the default),
+    /// `{skip: {}}` or `{sideOutput: <sink>}`.
     #[serde(default)]
-    #[schemars(schema_with = "policy_schema")]
     pub on_decode_error: DecodeErrorPolicy,
 }
 
@@ -282,17 +265,23 @@ pub struct EventTimeSpec {
     pub max_out_of_orderness: Duration,
 }
 
-/// What happens to an undecodable source record.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
+/// What happens to an undecodable source record. An object with exactly one member (like a
+/// sink), because a Kubernetes schema cannot type a field that is "a word or an object".
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub enum DecodeErrorPolicy {
     /// Stop the job with an error naming the record (the default: nothing is lost silently).
-    #[default]
-    Fail,
+    Fail {},
     /// Drop the record and count it in `weir_decode_errors_total`.
-    Skip,
+    Skip {},
     /// Write the raw record and the error to a side output.
     SideOutput(Box<SinkSpec>),
+}
+
+impl Default for DecodeErrorPolicy {
+    fn default() -> Self {
+        Self::Fail {}
+    }
 }
 
 /// The deterministic generator. Record `i` depends only on `seed` and `i`, so the same seed
@@ -304,10 +293,10 @@ pub struct DatagenSpec {
     #[serde(default)]
     pub seed: u64,
     /// Records in all; unbounded when absent.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub count: Option<u64>,
     /// Records per second over all subtasks; as fast as possible when absent.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate: Option<u64>,
     /// Independent splits the stream is cut into (record `i` belongs to split `i mod splits`);
     /// the unit of source parallelism.
@@ -316,8 +305,8 @@ pub struct DatagenSpec {
     /// Rows per emitted batch.
     #[serde(default = "default_batch_size")]
     pub batch_size: u32,
-    /// How each schema field is generated.
-    #[schemars(schema_with = "generators_schema")]
+    /// How each schema field is generated: `{sequence: {}}`, `{key: ...}`, `{uniform: ...}`,
+    /// `{bernoulli: ...}` or `{eventTime: ...}`.
     pub fields: IndexMap<String, FieldGenerator>,
 }
 
@@ -334,7 +323,7 @@ fn default_batch_size() -> u32 {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub enum FieldGenerator {
     /// The record index `i` (an `int64`): unique, useful as an id.
-    Sequence,
+    Sequence {},
     /// `prefix` + a number uniform in `[0, cardinality)` (a `string`): a key.
     Key {
         /// Distinct keys.
@@ -406,24 +395,28 @@ pub enum Transform {
 /// A keyed window. Exactly one of `tumbling`, `sliding`, `session`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "[has(self.tumbling), has(self.sliding), has(self.session)].filter(x, x).size() == 1",
+    "message": "a window needs exactly one of tumbling, sliding, session"
+}]))]
 pub struct WindowSpec {
     /// Fixed, non-overlapping windows of this size.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tumbling: Option<Duration>,
     /// Windows of `size` starting every `slide`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sliding: Option<SlidingSpec>,
     /// Per-key windows closed by `gap` of inactivity.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session: Option<SessionSpec>,
     /// Key columns; results carry them plus `window_start` and `window_end`.
     pub key_by: Vec<String>,
     /// Output column -> aggregate: `count(*)`, `count(e)`, `sum(e)`, `min(e)`, `max(e)`,
     /// `avg(e)`, `count_distinct(e)`, with `e` a SQL expression.
     pub aggregates: IndexMap<String, String>,
-    /// What happens to a record whose windows have all closed.
+    /// What happens to a record whose windows have all closed: `{drop: {}}` (the default)
+    /// or `{sideOutput: <sink>}`.
     #[serde(default)]
-    #[schemars(schema_with = "policy_schema")]
     pub late_records: LatePolicy,
 }
 
@@ -445,15 +438,20 @@ pub struct SessionSpec {
     pub gap: Duration,
 }
 
-/// Late-record handling.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
+/// Late-record handling: an object with exactly one member (see [`DecodeErrorPolicy`]).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub enum LatePolicy {
     /// Drop and count in `weir_late_records_total`.
-    #[default]
-    Drop,
+    Drop {},
     /// Write late records, unchanged, to this sink.
     SideOutput(Box<SinkSpec>),
+}
+
+impl Default for LatePolicy {
+    fn default() -> Self {
+        Self::Drop {}
+    }
 }
 
 /// Keyed deduplication.

@@ -64,7 +64,12 @@ fn section(out: &mut String, path: &str, node: &Value, recurse: bool) {
         let _ = writeln!(out, "{}\n", one_line(d));
     }
     out.push_str("| field | type | default | description |\n|---|---|---|---|\n");
-    rows(out, path, node, recurse, path == "spec");
+    // A list of objects (`spec.secretEnv`) has its fields on the item schema, not on the list:
+    // descend into it, so the rows read `spec.secretEnv[].name`.
+    match node.get("items").filter(|i| i.get("properties").is_some()) {
+        Some(items) => rows(out, &format!("{path}[]"), items, recurse, false),
+        None => rows(out, path, node, recurse, path == "spec"),
+    }
 }
 
 fn rows(out: &mut String, path: &str, node: &Value, recurse: bool, shallow_objects: bool) {
@@ -180,4 +185,57 @@ fn one_line(s: &str) -> String {
         .collect::<Vec<_>>()
         .join(" ")
         .replace('|', "\\|")
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    /// `spec.secretEnv` is a list of objects: its section lists the fields of one item.
+    #[test]
+    fn a_list_of_objects_gets_a_row_per_item_field() {
+        let list = json!({
+            "type": "array",
+            "description": "Environment variables taken from Secrets.",
+            "items": {
+                "type": "object",
+                "required": ["name", "secret", "key"],
+                "properties": {
+                    "name": {"type": "string", "description": "Variable name.", "pattern": "^[A-Z_]+$"},
+                    "secret": {"type": "string", "description": "Secret in the job's namespace."},
+                    "key": {"type": "string", "description": "Key within the Secret."}
+                }
+            }
+        });
+        let mut out = String::new();
+        section(&mut out, "spec.secretEnv", &list, true);
+        for field in ["name", "secret", "key"] {
+            assert!(
+                out.contains(&format!(
+                    "| `spec.secretEnv[].{field}` | string **required** |"
+                )),
+                "no row for {field}:\n{out}"
+            );
+        }
+        assert!(out.contains("Pattern `^[A-Z_]+$`."), "{out}");
+    }
+
+    /// The same through the real CRD, as `crdgen --reference` renders it.
+    #[test]
+    fn the_reference_lists_the_fields_of_secret_env_items() {
+        let md = markdown().expect("renders");
+        let section = md
+            .split("\n## `spec.secretEnv`\n")
+            .nth(1)
+            .and_then(|s| s.split("\n## ").next())
+            .expect("a spec.secretEnv section");
+        for field in ["name", "secret", "key"] {
+            assert!(
+                section.contains(&format!("| `spec.secretEnv[].{field}` |")),
+                "no row for {field}:\n{section}"
+            );
+        }
+    }
 }

@@ -30,6 +30,10 @@ pub struct StreamJobStatus {
     /// manual ones).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub savepoints: Vec<SavepointStatus>,
+    /// Subtasks per operator of the pods that are running now: `spec.parallelism` of the spec
+    /// they run, which lags the desired value during a rescale; absent when nothing runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parallelism: Option<u32>,
     /// Automatic restarts and why the last one happened.
     #[serde(default)]
     pub restarts: RestartStatus,

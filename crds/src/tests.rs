@@ -119,7 +119,10 @@ fn every_problem_is_reported_at_once() {
 
 #[test]
 fn generator_must_match_field_type() {
-    let src = GOOD.replace("amount: {uniform: {min: 0, max: 10}}", "amount: sequence");
+    let src = GOOD.replace(
+        "amount: {uniform: {min: 0, max: 10}}",
+        "amount: {sequence: {}}",
+    );
     let e = errors(&src);
     assert!(
         e.to_string().contains("source.datagen.fields.amount"),

@@ -215,6 +215,19 @@ pub fn validate(job: &JobFile) -> Vec<FieldError> {
     if job.pipeline.sinks.is_empty() {
         errs.push(FieldError::new("sinks", "needs at least one sink"));
     }
+    // The same bounds the CRD states, so a job file that runs locally also applies.
+    if job.pipeline.sinks.len() > crate::MAX_SINKS {
+        errs.push(FieldError::new(
+            "sinks",
+            format!("at most {} sinks", crate::MAX_SINKS),
+        ));
+    }
+    if job.pipeline.transforms.len() > crate::MAX_TRANSFORMS {
+        errs.push(FieldError::new(
+            "transforms",
+            format!("at most {} transforms", crate::MAX_TRANSFORMS),
+        ));
+    }
     for (i, s) in job.pipeline.sinks.iter().enumerate() {
         validate_sink(&format!("sinks[{i}]"), s, c, &mut errs);
     }
@@ -520,7 +533,7 @@ fn validate_datagen(d: &DatagenSpec, src: &SourceSpec, errs: &mut Vec<FieldError
             continue;
         };
         let ok = match g {
-            FieldGenerator::Sequence => field.data_type == FieldType::Int64,
+            FieldGenerator::Sequence {} => field.data_type == FieldType::Int64,
             FieldGenerator::Key { cardinality, .. } => {
                 if *cardinality == 0 {
                     errs.push(FieldError::new(

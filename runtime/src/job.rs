@@ -625,8 +625,8 @@ fn source_reader(
     metrics: &Arc<Metrics>,
 ) -> Result<Box<dyn SourceReader>> {
     let on_error = match &source.on_decode_error {
-        weir_crds::DecodeErrorPolicy::Fail => OnError::Fail,
-        weir_crds::DecodeErrorPolicy::Skip => OnError::Skip,
+        weir_crds::DecodeErrorPolicy::Fail {} => OnError::Fail,
+        weir_crds::DecodeErrorPolicy::Skip {} => OnError::Skip,
         weir_crds::DecodeErrorPolicy::SideOutput(_) => OnError::SideOutput,
     };
     if let Some(k) = &source.kafka {

@@ -148,7 +148,7 @@ async fn run_file(policy: &str) -> (Result<Outcome, Error>, tempfile::TempDir) {
 
 #[tokio::test]
 async fn undecodable_record_fails_the_job_naming_file_and_line() {
-    let (r, tmp) = run_file("fail").await;
+    let (r, tmp) = run_file("{fail: {}}").await;
     let e = r.expect_err("policy fail must fail the job").to_string();
     assert!(e.contains("in.jsonl:3"), "{e}");
     assert!(
@@ -159,7 +159,7 @@ async fn undecodable_record_fails_the_job_naming_file_and_line() {
 
 #[tokio::test]
 async fn undecodable_records_are_skipped_and_counted() {
-    let (r, tmp) = run_file("skip").await;
+    let (r, tmp) = run_file("{skip: {}}").await;
     assert_eq!(r.unwrap(), Outcome::Finished);
     let ids: Vec<i64> = lines(&tmp.path().join("out"))
         .iter()

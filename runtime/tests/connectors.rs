@@ -404,7 +404,12 @@ source:
 
     // fail: the job stops and names the record.
     let (s, text) = run_to_exit(
-        &job("fail", &good_source, "  onDecodeError: fail\n", &out_sink),
+        &job(
+            "fail",
+            &good_source,
+            "  onDecodeError: {fail: {}}\n",
+            &out_sink,
+        ),
         tmp.path(),
         "fail",
         Duration::from_secs(60),
@@ -417,7 +422,12 @@ source:
 
     // skip: the job finishes; 18 records through, 2 counted.
     let (s, text) = run_to_exit(
-        &job("skip", &good_source, "  onDecodeError: skip\n", &out_sink),
+        &job(
+            "skip",
+            &good_source,
+            "  onDecodeError: {skip: {}}\n",
+            &out_sink,
+        ),
         tmp.path(),
         "skip",
         Duration::from_secs(60),

@@ -143,7 +143,7 @@ fn rows(out: &Output) -> Vec<Row> {
 
 #[test]
 fn tumbling_windows_fire_when_the_watermark_passes_their_end() {
-    let mut op = window_op("tumbling", LatePolicy::Drop);
+    let mut op = window_op("tumbling", LatePolicy::Drop {});
     let mut out = Output::default();
     op.process(
         batch(&[
@@ -186,7 +186,7 @@ fn a_record_for_a_closed_window_is_late_and_goes_to_the_side_output() {
         out.side[0].column(1).as_primitive::<Int64Type>().value(0),
         7
     );
-    let mut dropping = window_op("tumbling", LatePolicy::Drop);
+    let mut dropping = window_op("tumbling", LatePolicy::Drop {});
     let mut out2 = Output::default();
     dropping.on_watermark(15, &mut out2).unwrap();
     dropping
@@ -198,7 +198,7 @@ fn a_record_for_a_closed_window_is_late_and_goes_to_the_side_output() {
 
 #[test]
 fn sliding_windows_count_a_record_in_every_window_containing_it() {
-    let mut op = window_op("sliding", LatePolicy::Drop);
+    let mut op = window_op("sliding", LatePolicy::Drop {});
     let mut out = Output::default();
     op.process(batch(&[("a", Some(1), 7)]), &mut out).unwrap();
     op.on_watermark(100, &mut out).unwrap();
@@ -208,7 +208,7 @@ fn sliding_windows_count_a_record_in_every_window_containing_it() {
 
 #[test]
 fn session_windows_merge_records_closer_than_the_gap() {
-    let mut op = window_op("session", LatePolicy::Drop);
+    let mut op = window_op("session", LatePolicy::Drop {});
     let mut out = Output::default();
     // 0 and 4 merge (gap 5), 20 is its own session; 2 arrives later and falls into the first.
     op.process(
@@ -224,7 +224,7 @@ fn session_windows_merge_records_closer_than_the_gap() {
 
 #[test]
 fn window_state_survives_a_snapshot_split_across_new_subtasks() {
-    let mut op = window_op("tumbling", LatePolicy::Drop);
+    let mut op = window_op("tumbling", LatePolicy::Drop {});
     let mut out = Output::default();
     let keys: Vec<String> = (0..40).map(|i| format!("key-{i}")).collect();
     let input: Vec<(&str, Option<i64>, i64)> = keys
@@ -238,7 +238,7 @@ fn window_state_survives_a_snapshot_split_across_new_subtasks() {
     let mut restored = Vec::new();
     for t in 0..3 {
         let range = key_group_range(t, 3, 128);
-        let mut o = window_op("tumbling", LatePolicy::Drop);
+        let mut o = window_op("tumbling", LatePolicy::Drop {});
         o.restore(
             state
                 .iter()

@@ -84,7 +84,7 @@ impl Generator {
                 .get(f.name())
                 .ok_or_else(|| Error::internal(format!("no generator for {}", f.name())))?;
             fields.push(match g {
-                FieldGenerator::Sequence => Gen::Sequence,
+                FieldGenerator::Sequence {} => Gen::Sequence,
                 FieldGenerator::Key {
                     cardinality,
                     prefix,
@@ -285,9 +285,10 @@ mod tests {
     use super::*;
 
     fn reader(splits: Vec<SplitState>) -> DatagenReader {
-        let spec: DatagenSpec =
-            serde_yaml::from_str("count: 60\nbatchSize: 5\nsplits: 6\nfields: {id: sequence}\n")
-                .expect("spec");
+        let spec: DatagenSpec = serde_yaml::from_str(
+            "count: 60\nbatchSize: 5\nsplits: 6\nfields: {id: {sequence: {}}}\n",
+        )
+        .expect("spec");
         let schema = crate::schema::source_schema(&[weir_crds::FieldSpec {
             name: "id".into(),
             data_type: weir_crds::FieldType::Int64,

@@ -142,7 +142,7 @@ checkpoint:
 {rate}    splits: 6
     batchSize: 500
     fields:
-      order_id: sequence
+      order_id: {{sequence: {{}}}}
       store_id: {{key: {{cardinality: {stores}, prefix: s-}}}}
       amount: {{uniform: {{min: -50, max: 500}}}}
       ts: {{eventTime: {{start: \"{START}\", step: 1ms, disorder: 200ms}}}}
