@@ -58,10 +58,12 @@ pub async fn act(
         }
         Action::CreatePod { incarnation } => {
             let spec = reconciled(job, status);
-            let image = spec
-                .image
+            // The image decide chose (`status.deployedImage`): a heal keeps the image that
+            // ran, even when the operator's default changed meanwhile.
+            let image = status
+                .deployed_image
                 .clone()
-                .unwrap_or_else(|| ctx.settings.default_image.clone());
+                .unwrap_or_else(|| ctx.settings.image(&spec));
             let pod = pods::pod(owner, &spec, status.start.as_ref(), *incarnation, &image);
             let name = pods::pod_name(&owner.name, *incarnation);
             match Api::<Pod>::namespaced(ctx.client.clone(), ns)

@@ -45,10 +45,41 @@ impl Default for Metrics {
     }
 }
 
-/// Observes a reconcile's duration when dropped, so no exit path is missed.
+/// How a reconcile pass ended: the `result` label of `weir_operator_reconciles_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReconcileResult {
+    /// The pass decided, acted and wrote what it decided.
+    Done,
+    /// An API call failed and the pass stopped (`weir_operator_reconcile_errors` says which
+    /// kind); the controller retries it.
+    Error,
+}
+
+impl ReconcileResult {
+    /// The label value.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Done => "done",
+            Self::Error => "error",
+        }
+    }
+}
+
+/// Observes a reconcile's duration and result when dropped, so no exit path is missed. A pass
+/// counts as [`ReconcileResult::Error`] unless it called [`ReconcileTimer::done`]: every early
+/// return (`?`) is a failure.
 pub struct ReconcileTimer<'a> {
     metrics: &'a Metrics,
     start: Instant,
+    result: ReconcileResult,
+}
+
+impl ReconcileTimer<'_> {
+    /// The pass completed.
+    pub fn done(mut self) {
+        self.result = ReconcileResult::Done;
+    }
 }
 
 impl Drop for ReconcileTimer<'_> {
@@ -59,7 +90,7 @@ impl Drop for ReconcileTimer<'_> {
         self.metrics
             .reconciles
             .get_or_create(&ResultLabel {
-                result: "done".into(),
+                result: self.result.as_str().into(),
             })
             .inc();
     }
@@ -76,7 +107,11 @@ impl Metrics {
         let jobs = Family::<StateLabel, Gauge>::default();
         let restarts = Counter::default();
         let upgrade_duration = Histogram::new(exponential_buckets(1.0, 2.0, 12));
-        registry.register("reconciles", "Reconcile passes", reconciles.clone());
+        registry.register(
+            "reconciles",
+            "Reconcile passes, by result (done, error)",
+            reconciles.clone(),
+        );
         registry.register(
             "reconcile_errors",
             "Failed reconcile passes, by error",
@@ -122,6 +157,7 @@ impl Metrics {
         ReconcileTimer {
             metrics: self,
             start: Instant::now(),
+            result: ReconcileResult::Error,
         }
     }
 
@@ -195,5 +231,34 @@ impl Metrics {
             out.clear();
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `weir_operator_reconciles_total{result}` as `/metrics` shows it.
+    fn reconciles(m: &Metrics, result: &str) -> u64 {
+        let line = format!("weir_operator_reconciles_total{{result=\"{result}\"}} ");
+        m.encode()
+            .lines()
+            .find_map(|l| l.strip_prefix(line.as_str()))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    #[test]
+    fn a_pass_that_ends_early_counts_as_an_error() {
+        let m = Metrics::new();
+        {
+            // Dropped without being marked done: a `?` returned an error.
+            let _timer = m.reconcile_started();
+        }
+        assert_eq!(reconciles(&m, "error"), 1, "{}", m.encode());
+        assert_eq!(reconciles(&m, "done"), 0, "{}", m.encode());
+        m.reconcile_started().done();
+        assert_eq!(reconciles(&m, "done"), 1, "{}", m.encode());
+        assert_eq!(reconciles(&m, "error"), 1, "{}", m.encode());
     }
 }

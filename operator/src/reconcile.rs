@@ -33,7 +33,7 @@ use crate::pods::Owner;
 /// API failures; [`error_policy`] requeues.
 #[tracing::instrument(skip_all, fields(namespace = %job.namespace().unwrap_or_default(), job = %job.name_any()))]
 pub async fn reconcile(job: Arc<StreamJob>, ctx: Arc<Context>) -> Result<Requeue> {
-    let _timer = ctx.metrics.reconcile_started();
+    let timer = ctx.metrics.reconcile_started();
     let mut job = Arc::unwrap_or_clone(job);
     job.spec = ctx.settings.effective(job.spec);
     let name = job.name_any();
@@ -44,10 +44,10 @@ pub async fn reconcile(job: Arc<StreamJob>, ctx: Arc<Context>) -> Result<Requeue
     let has_finalizer = job.finalizers().iter().any(|f| f == FINALIZER);
     let api: Api<StreamJob> = Api::namespaced(ctx.client.clone(), &ns);
     if !has_finalizer {
-        if deleting {
-            return Ok(Requeue::await_change());
+        if !deleting {
+            add_finalizer(&api, &job).await?;
         }
-        add_finalizer(&api, &job).await?;
+        timer.done();
         return Ok(Requeue::await_change());
     }
     let obs = observe(&ctx, &job, &ns, &name).await?;
@@ -83,6 +83,7 @@ pub async fn reconcile(job: Arc<StreamJob>, ctx: Arc<Context>) -> Result<Requeue
     if !finished && status != old_status {
         write_status(&api, &name, &status).await?;
     }
+    timer.done();
     Ok(Requeue::requeue(decision.requeue))
 }
 

@@ -271,6 +271,67 @@ async fn deploy_applies_config_and_service_creates_pod_then_records_event_and_st
     assert!(rt.calls.lock().unwrap().is_empty(), "no pod to ask yet");
 }
 
+/// `weir_operator_reconciles_total{result}` as `/metrics` shows it.
+fn reconciles(metrics: &Metrics, result: &str) -> u64 {
+    let line = format!("weir_operator_reconciles_total{{result=\"{result}\"}} ");
+    metrics
+        .encode()
+        .lines()
+        .find_map(|l| l.strip_prefix(line.as_str()))
+        .map_or(0, |n| n.trim().parse().unwrap())
+}
+
+#[tokio::test]
+async fn reconciles_are_counted_by_their_result() {
+    // A pass that decides and acts is `done`.
+    let rt = Arc::new(FakeRuntime::default());
+    let (ctx, handle) = context(rt.clone(), || now_at(0));
+    let server = tokio::spawn(serve(handle, start_incarnation_calls()));
+    run(reconcile(
+        Arc::new(job(Value::Null, json!({}))),
+        ctx.clone(),
+    ))
+    .await;
+    server.await.unwrap();
+    assert_eq!(
+        (
+            reconciles(&ctx.metrics, "done"),
+            reconciles(&ctx.metrics, "error")
+        ),
+        (1, 0)
+    );
+    // A pass whose API call fails is an `error`, not `done`.
+    let (ctx, mut handle) = context(rt, || now_at(0));
+    let server = tokio::spawn(async move {
+        let (req, send) = handle.next_request().await.expect("the pods are listed");
+        record(&req);
+        assert_eq!(req.uri().path(), PODS);
+        let status = json!({"apiVersion": "v1", "kind": "Status", "status": "Failure",
+                            "message": "etcd timeout", "reason": "InternalError", "code": 500});
+        send.send_response(
+            Response::builder()
+                .status(500)
+                .body(Body::from(serde_json::to_vec(&status).unwrap()))
+                .unwrap(),
+        );
+    });
+    let result = tokio::time::timeout(
+        Duration::from_secs(10),
+        reconcile(Arc::new(job(Value::Null, json!({}))), ctx.clone()),
+    )
+    .await
+    .expect("no hang");
+    assert!(result.is_err(), "the failed list fails the pass");
+    server.await.unwrap();
+    assert_eq!(
+        (
+            reconciles(&ctx.metrics, "done"),
+            reconciles(&ctx.metrics, "error")
+        ),
+        (0, 1)
+    );
+}
+
 #[tokio::test]
 async fn new_job_gets_the_finalizer_first() {
     let rt = Arc::new(FakeRuntime::default());

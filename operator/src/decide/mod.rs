@@ -197,7 +197,8 @@ pub struct Decision {
 /// Operator-wide settings decisions depend on.
 #[derive(Debug, Clone, Default)]
 pub struct Settings {
-    /// Image used when `spec.image` is absent.
+    /// Image used when `spec.image` is absent. Part of the job's effective spec: a changed
+    /// default upgrades running jobs through their `upgradeMode` (see [`Settings::image`]).
     pub default_image: String,
     /// S3 settings for jobs whose `checkpoint.s3` leaves a field unset (the Helm chart's
     /// `s3` values), so a cluster with one object store needs them in one place.
@@ -222,6 +223,16 @@ impl Settings {
             .or_else(|| d.credentials_secret.clone());
         spec
     }
+
+    /// The image `spec` runs: `spec.image`, else the operator's default. Decisions compare
+    /// it with the image the pods run, so a new default is an upgrade like any image change,
+    /// never a silent switch at the next crash.
+    #[must_use]
+    pub fn image(&self, spec: &StreamJobSpec) -> String {
+        spec.image
+            .clone()
+            .unwrap_or_else(|| self.default_image.clone())
+    }
 }
 
 /// How often a job is looked at while nothing changes: the runtime status (checkpoints,
@@ -240,11 +251,28 @@ pub fn reconciled_spec(status: &StreamJobStatus) -> Option<StreamJobSpec> {
         .and_then(|s| serde_json::from_str(s).ok())
 }
 
+/// Sets the image of the spec stored as JSON in `json` when it has none.
+fn pin_image(json: &mut Option<String>, image: &str) {
+    let Some(mut spec) = json
+        .as_deref()
+        .and_then(|s| serde_json::from_str::<StreamJobSpec>(s).ok())
+    else {
+        return;
+    };
+    if spec.image.is_none() {
+        spec.image = Some(image.to_string());
+        *json = Some(Decider::spec_json(&spec));
+    }
+}
+
 /// Decide what to do with `job`. Performs no I/O; called by [`crate::reconcile`].
 #[must_use]
 pub fn decide(job: &JobView, obs: &Observed, now: Timestamp, settings: &Settings) -> Decision {
+    let mut target = job.spec.clone();
+    target.image = Some(settings.image(&job.spec));
     let mut d = Decider {
         job,
+        target,
         obs,
         now,
         settings,
@@ -257,6 +285,9 @@ pub fn decide(job: &JobView, obs: &Observed, now: Timestamp, settings: &Settings
     let mut status = d.st;
     status.observed_generation = Some(job.generation);
     lifecycle::set_conditions(&mut status, now);
+    status.parallelism = (status.lifecycle_state == LifecycleState::Running)
+        .then(|| reconciled_spec(&status).map(|s| s.parallelism))
+        .flatten();
     Decision {
         status,
         actions: d.actions,
@@ -268,6 +299,10 @@ pub fn decide(job: &JobView, obs: &Observed, now: Timestamp, settings: &Settings
 /// Working state of one decision.
 pub(crate) struct Decider<'a> {
     pub(crate) job: &'a JobView,
+    /// `job.spec` with its image resolved (see [`Settings::image`]): the spec to deploy. The
+    /// reconciled spec is stored this way, so it says which image the pods run, a heal keeps
+    /// starting that image, and a rollback goes back to the stable spec's image.
+    pub(crate) target: StreamJobSpec,
     pub(crate) obs: &'a Observed,
     pub(crate) now: Timestamp,
     pub(crate) settings: &'a Settings,
@@ -279,6 +314,7 @@ pub(crate) struct Decider<'a> {
 
 impl Decider<'_> {
     fn run(&mut self) {
+        self.pin_legacy_images();
         if self.job.deleting {
             return self.delete();
         }
@@ -421,6 +457,30 @@ impl Decider<'_> {
                 .is_some_and(|r| r.state == "running")
     }
 
+    /// Statuses written before the image was part of the reconciled spec leave it out (absent
+    /// meant "the operator's default, whatever it is now"). Pin it once: the spec the pods run
+    /// gets the image they run (`deployedImage`), so a default changed since is seen as a
+    /// change; specs not running (a stable spec the pods left, a rolled-back spec, the target
+    /// of an operation) get the default, which is what they would have started with.
+    fn pin_legacy_images(&mut self) {
+        let default = self.settings.default_image.clone();
+        let deployed = self
+            .st
+            .deployed_image
+            .clone()
+            .unwrap_or_else(|| default.clone());
+        let stable_runs = self.st.last_stable_spec == self.st.last_reconciled_spec;
+        pin_image(&mut self.st.last_reconciled_spec, &deployed);
+        pin_image(
+            &mut self.st.last_stable_spec,
+            if stable_runs { &deployed } else { &default },
+        );
+        pin_image(&mut self.st.rolled_back_spec, &default);
+        if let Some(op) = self.st.operation.as_mut() {
+            pin_image(&mut op.target_spec, &default);
+        }
+    }
+
     /// Record a completed savepoint and trim the history.
     pub(crate) fn add_savepoint(&mut self, path: String, trigger: SavepointTrigger) {
         if self.st.savepoints.iter().any(|s| s.path == path) {
@@ -443,7 +503,7 @@ impl Decider<'_> {
             self.st.lifecycle_state = LifecycleState::Suspended;
             return;
         }
-        self.st.last_reconciled_spec = Some(Self::spec_json(&self.job.spec));
+        self.st.last_reconciled_spec = Some(Self::spec_json(&self.target));
         self.st.observed_restart_nonce = self.job.spec.restart_nonce;
         self.st.observed_savepoint_trigger_nonce = self.job.spec.savepoint_trigger_nonce;
         self.st.start =
@@ -477,9 +537,12 @@ impl Decider<'_> {
         self.st.incarnation_started_at = Some(self.now_time());
         self.st.running_since = None;
         self.st.pending_savepoint = None;
+        // The reconciled spec's image: a heal (same reconciled spec) starts the image that
+        // ran before, whatever the operator's default is now.
         self.st.deployed_image = Some(
             self.reconciled()
                 .and_then(|s| s.image)
+                .or_else(|| self.st.deployed_image.clone())
                 .unwrap_or_else(|| self.settings.default_image.clone()),
         );
         self.st.lifecycle_state = match self.st.operation {
@@ -515,20 +578,39 @@ impl Decider<'_> {
         }
         // Resume from where the suspend left the job (its savepoint, its newest checkpoint,
         // or empty state; see `stopping`), with the spec as it is now: changes made while
-        // suspended take effect on resume.
-        self.st.last_reconciled_spec = Some(Self::spec_json(&self.job.spec));
+        // suspended take effect on resume, a new default image too (nothing ran to upgrade,
+        // so the event says it).
+        let image_change = match self.reconciled().and_then(|s| s.image) {
+            Some(old) if Some(&old) != self.target.image.as_ref() => format!(
+                "; image changed from {old} to {}",
+                self.target.image.as_deref().unwrap_or_default()
+            ),
+            _ => String::new(),
+        };
+        self.st.last_reconciled_spec = Some(Self::spec_json(&self.target));
         self.st.observed_restart_nonce = self.job.spec.restart_nonce;
         let from = match &self.st.start {
             Some(s) => s.from.clone().unwrap_or_else(|| "empty state".into()),
             None => "the newest checkpoint".into(),
         };
-        self.event(Reason::Resumed, format!("resuming from {from}"));
+        self.event(
+            Reason::Resumed,
+            format!("resuming from {from}{image_change}"),
+        );
         self.create_pod();
     }
 
     fn while_failed(&mut self) {
+        // A new operator default image alone does not bring back a job that failed or
+        // finished: that waits for the user, and then takes the new default.
+        let mut wanted = self.target.clone();
+        if self.job.spec.image.is_none()
+            && let Some(old) = self.reconciled()
+        {
+            wanted.image = old.image;
+        }
         let retry = self.st.last_reconciled_spec.as_deref()
-            != Some(Self::spec_json(&self.job.spec).as_str())
+            != Some(Self::spec_json(&wanted).as_str())
             || self.job.spec.restart_nonce != self.st.observed_restart_nonce;
         if !retry {
             self.requeue = POLL * 6;
@@ -543,7 +625,7 @@ impl Decider<'_> {
         self.st.restarts.recent.clear();
         self.st.restarts.last_failure_at = None;
         self.st.observed_restart_nonce = self.job.spec.restart_nonce;
-        self.st.last_reconciled_spec = Some(Self::spec_json(&self.job.spec));
+        self.st.last_reconciled_spec = Some(Self::spec_json(&self.target));
         self.event(
             Reason::Deploying,
             "redeploying after Failed: spec or restartNonce changed",

@@ -53,9 +53,10 @@ impl Decider<'_> {
         self.continue_operation();
     }
 
-    /// Acts on a spec change; returns whether one was found that needs the pods.
+    /// Acts on a change of the effective spec (the image included: a new operator default
+    /// is an image change); returns whether one was found that needs the pods.
     pub(crate) fn spec_changed(&mut self) -> bool {
-        let target = Self::spec_json(&self.job.spec);
+        let target = Self::spec_json(&self.target);
         if self.st.last_reconciled_spec.as_deref() == Some(target.as_str()) {
             return false;
         }
@@ -64,11 +65,12 @@ impl Decider<'_> {
             return false;
         }
         self.st.rolled_back_spec = None;
-        let (class, fields) = match self.reconciled() {
-            Some(old) => classify(&old, &self.job.spec),
+        let old = self.reconciled();
+        let (class, fields) = match &old {
+            Some(old) => classify(old, &self.target),
             None => (SpecChange::Upgrade, vec!["spec"]),
         };
-        let fields = fields.join(", ");
+        let fields = self.describe_change(old.as_ref(), &fields);
         match class {
             SpecChange::Ignore => {
                 self.st.last_reconciled_spec = Some(target);
@@ -77,7 +79,7 @@ impl Decider<'_> {
             SpecChange::Restart => {
                 self.event(
                     Reason::UpgradeStarted,
-                    format!("{fields} changed: restarting from the newest checkpoint"),
+                    format!("{fields}: restarting from the newest checkpoint"),
                 );
                 self.begin(OperationKind::Restart, StopMode::Checkpoint, Some(target));
                 true
@@ -86,13 +88,38 @@ impl Decider<'_> {
                 let mode = self.job.spec.upgrade_mode;
                 self.event(
                     Reason::UpgradeStarted,
-                    format!("{fields} changed: upgrading in {mode:?} mode")
+                    format!("{fields}: upgrading in {mode:?} mode")
                         .replace("LastState", "last-state"),
                 );
                 self.begin(OperationKind::Upgrade, stop_for(mode), Some(target));
                 true
             }
         }
+    }
+
+    /// `image changed from X to Y; parallelism, pipeline changed`.
+    fn describe_change(
+        &self,
+        old: Option<&weir_crds::StreamJobSpec>,
+        fields: &[&'static str],
+    ) -> String {
+        let mut parts = Vec::new();
+        if fields.contains(&"image") {
+            let image = |s: Option<&weir_crds::StreamJobSpec>| {
+                s.and_then(|s| s.image.clone())
+                    .unwrap_or_else(|| "the default image".into())
+            };
+            parts.push(format!(
+                "image changed from {} to {}",
+                image(old),
+                image(Some(&self.target))
+            ));
+        }
+        let others: Vec<&str> = fields.iter().copied().filter(|f| *f != "image").collect();
+        if !others.is_empty() {
+            parts.push(format!("{} changed", others.join(", ")));
+        }
+        parts.join("; ")
     }
 
     /// Restart with the current spec from the newest checkpoint.

@@ -159,7 +159,7 @@ impl Decider<'_> {
                     self.st.restarts.last_reason =
                         Some("input finished; the final checkpoint is committed".into());
                     self.event(
-                        Reason::Running,
+                        Reason::Finished,
                         "input finished; final checkpoint committed",
                     );
                     return true;

@@ -1,8 +1,9 @@
 //! Savepoints of a running job: triggered by `savepointTriggerNonce` or `savepoint.periodic`,
-//! followed until the runtime reports them, kept in `status.savepoints` up to
-//! `historyMaxCount` (older ones are disposed, except the one the lineage started from).
+//! followed until the runtime reports them, and listed in `status.savepoints`. Periodic and
+//! manual ones are kept up to `historyMaxCount` (older ones are disposed, except the one the
+//! lineage started from); upgrade, suspend and delete savepoints are always kept.
 
-use weir_crds::{PendingSavepoint, SavepointTrigger};
+use weir_crds::{PendingSavepoint, SavepointStatus, SavepointTrigger};
 
 use super::{Action, Decider};
 use crate::events::Reason;
@@ -111,16 +112,34 @@ impl Decider<'_> {
     }
 }
 
-/// Keep at most `historyMaxCount` savepoints; dispose the oldest beyond it, never the one
-/// the current lineage started from.
+/// Whether `historyMaxCount` governs a savepoint: periodic and manual ones are routine and
+/// replace each other; an upgrade, suspend or delete savepoint is the way back to a state the
+/// user may need (the spec before an upgrade, the job before a suspend), as the field's
+/// documentation promises, so it is never disposed automatically.
+fn counts_toward_history(s: &SavepointStatus) -> bool {
+    matches!(
+        s.trigger,
+        SavepointTrigger::Periodic | SavepointTrigger::Manual
+    )
+}
+
+/// Keep at most `historyMaxCount` periodic and manual savepoints; dispose the oldest beyond
+/// it, never the one the current lineage started from.
 pub(crate) fn trim_history(d: &mut Decider<'_>) {
     let max = d.job.spec.savepoint.history_max_count as usize;
     let keep = d.st.start.as_ref().and_then(|s| s.from.clone());
-    while d.st.savepoints.len() > max {
+    while d
+        .st
+        .savepoints
+        .iter()
+        .filter(|s| counts_toward_history(s))
+        .count()
+        > max
+    {
         let Some(i) =
             d.st.savepoints
                 .iter()
-                .position(|s| Some(&s.path) != keep.as_ref())
+                .position(|s| counts_toward_history(s) && Some(&s.path) != keep.as_ref())
         else {
             break;
         };

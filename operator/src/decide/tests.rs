@@ -51,6 +51,7 @@ fn settings() -> Settings {
 struct Fx {
     job: JobView,
     obs: Observed,
+    settings: Settings,
 }
 
 impl Fx {
@@ -65,6 +66,7 @@ impl Fx {
                 status: StreamJobStatus::default(),
             },
             obs: Observed::default(),
+            settings: settings(),
         }
     }
 
@@ -151,7 +153,7 @@ impl Fx {
     }
 
     fn decide(&self, at: i64) -> Decision {
-        decide(&self.job, &self.obs, t(at), &settings())
+        decide(&self.job, &self.obs, t(at), &self.settings)
     }
 
     /// Decide at `at` and carry the status forward.
@@ -567,6 +569,196 @@ fn stateless_upgrade_starts_empty() {
     assert_eq!(d.status.deployed_image.as_deref(), Some("weir-runtime:2"));
 }
 
+/// The operator now defaults to `image` (its `--runtime-image` changed).
+fn default_image(fx: &mut Fx, image: &str) {
+    fx.settings.default_image = image.into();
+}
+
+#[test]
+fn changed_default_image_upgrades_through_a_savepoint() {
+    let mut fx = Fx::running();
+    assert_eq!(
+        fx.job.status.deployed_image.as_deref(),
+        Some("weir-runtime:test")
+    );
+    default_image(&mut fx, "weir-runtime:2");
+    let d = fx.step(10);
+    assert_eq!(
+        d.actions,
+        vec![Action::StopWithSavepoint {
+            pod: "sales-1".into()
+        }]
+    );
+    assert_eq!(d.status.lifecycle_state, LifecycleState::Upgrading);
+    assert_eq!(reasons(&d), vec![Reason::UpgradeStarted]);
+    assert!(
+        d.events[0]
+            .message
+            .contains("image changed from weir-runtime:test to weir-runtime:2"),
+        "{:?}",
+        d.events
+    );
+    fx.exited_with_savepoint(1, "s3://b/sp-img");
+    fx.step(20);
+    fx.no_pods();
+    let d = fx.step(22);
+    assert_eq!(
+        d.actions,
+        vec![Action::EnsureConfig, Action::CreatePod { incarnation: 2 }]
+    );
+    assert_eq!(d.status.deployed_image.as_deref(), Some("weir-runtime:2"));
+    assert_eq!(
+        d.status.start.clone().unwrap().from.as_deref(),
+        Some("s3://b/sp-img")
+    );
+    fx.pod(2, PodPhase::Running).runtime_running();
+    let d = fx.step(30);
+    assert_eq!(reasons(&d), vec![Reason::UpgradeCompleted]);
+    let d = fx.step(40);
+    assert!(d.actions.is_empty(), "upgraded once: {:?}", d.actions);
+    assert!(d.events.is_empty(), "{:?}", d.events);
+}
+
+#[test]
+fn changed_default_image_follows_last_state_and_stateless_modes() {
+    for (mode, start_from_empty) in [
+        (UpgradeMode::LastState, false),
+        (UpgradeMode::Stateless, true),
+    ] {
+        let mut fx = Fx::running().spec(|s| s.upgrade_mode = mode);
+        fx.step(5);
+        default_image(&mut fx, "weir-runtime:2");
+        let d = fx.step(10);
+        assert_eq!(
+            d.actions,
+            vec![Action::DeletePod {
+                name: "sales-1".into()
+            }],
+            "{mode:?}"
+        );
+        assert_eq!(d.status.operation.unwrap().kind, OperationKind::Upgrade);
+        fx.no_pods();
+        let d = fx.step(15);
+        assert_eq!(
+            d.actions.last(),
+            Some(&Action::CreatePod { incarnation: 2 })
+        );
+        assert_eq!(d.status.deployed_image.as_deref(), Some("weir-runtime:2"));
+        assert_eq!(
+            d.status.start.is_some(),
+            start_from_empty,
+            "{mode:?}: {:?}",
+            d.status.start
+        );
+    }
+}
+
+#[test]
+fn heal_keeps_the_deployed_image_until_the_image_upgrade_happened() {
+    // The pod crashes just as the operator comes back with a new default image.
+    let mut fx = Fx::running();
+    default_image(&mut fx, "weir-runtime:2");
+    fx.pod(1, PodPhase::Failed);
+    fx.last_pod().reason = Some("OOMKilled".into());
+    fx.obs.runtime = None;
+    let d = fx.step(10);
+    let op = d.status.operation.clone().unwrap();
+    assert_eq!(
+        (op.kind, op.stop),
+        (OperationKind::Upgrade, StopMode::Savepoint),
+        "an upgrade, waiting for its savepoint"
+    );
+    fx.no_pods();
+    let d = fx.step(12);
+    assert_eq!(
+        d.actions.last(),
+        Some(&Action::CreatePod { incarnation: 2 })
+    );
+    assert_eq!(
+        d.status.deployed_image.as_deref(),
+        Some("weir-runtime:test"),
+        "the healed pod runs the deployed image, never the new default silently"
+    );
+    // Running again: now the savepoint is taken and the new image starts from it.
+    fx.pod(2, PodPhase::Running).runtime_running();
+    let d = fx.step(20);
+    assert_eq!(
+        d.actions,
+        vec![Action::StopWithSavepoint {
+            pod: "sales-2".into()
+        }]
+    );
+    fx.exited_with_savepoint(2, "s3://b/sp-img");
+    fx.step(25);
+    fx.no_pods();
+    let d = fx.step(27);
+    assert_eq!(
+        d.actions.last(),
+        Some(&Action::CreatePod { incarnation: 3 })
+    );
+    assert_eq!(d.status.deployed_image.as_deref(), Some("weir-runtime:2"));
+}
+
+#[test]
+fn changed_default_image_leaves_an_explicit_image_finished_and_failed_jobs_alone() {
+    let mut fx = Fx::running().spec(|s| {
+        s.upgrade_mode = UpgradeMode::LastState;
+        s.image = Some("weir-runtime:pinned".into());
+    });
+    fx.step(5);
+    fx.no_pods();
+    fx.step(6);
+    fx.pod(2, PodPhase::Running).runtime_running();
+    fx.step(10);
+    assert_eq!(
+        fx.job.status.deployed_image.as_deref(),
+        Some("weir-runtime:pinned")
+    );
+    default_image(&mut fx, "weir-runtime:2");
+    let d = fx.step(20);
+    assert!(d.actions.is_empty(), "{:?}", d.actions);
+    for state in [LifecycleState::Finished, LifecycleState::Failed] {
+        let mut fx = Fx::running();
+        fx.job.status.lifecycle_state = state;
+        fx.no_pods();
+        default_image(&mut fx, "weir-runtime:2");
+        let d = fx.step(10);
+        assert!(d.actions.is_empty(), "{state:?}: {:?}", d.actions);
+        assert_eq!(d.status.lifecycle_state, state);
+    }
+}
+
+#[test]
+fn status_written_before_images_were_reconciled_keeps_the_deployed_image() {
+    // A status from an operator that left the image out of `lastReconciledSpec`.
+    let legacy = |fx: &mut Fx, deployed: &str| {
+        fx.job.status.last_reconciled_spec = Some(Decider::spec_json(&parse_spec()));
+        fx.job.status.last_stable_spec = fx.job.status.last_reconciled_spec.clone();
+        fx.job.status.deployed_image = Some(deployed.into());
+    };
+    let mut fx = Fx::running();
+    legacy(&mut fx, "weir-runtime:test");
+    let d = fx.step(10);
+    assert!(d.actions.is_empty(), "same image: {:?}", d.actions);
+    assert!(d.events.is_empty(), "{:?}", d.events);
+    let mut fx = Fx::running();
+    legacy(&mut fx, "weir-runtime:1");
+    let d = fx.step(10);
+    assert_eq!(
+        d.actions,
+        vec![Action::StopWithSavepoint {
+            pod: "sales-1".into()
+        }]
+    );
+    assert!(
+        d.events[0]
+            .message
+            .contains("image changed from weir-runtime:1 to weir-runtime:test"),
+        "{:?}",
+        d.events
+    );
+}
+
 #[test]
 fn savepoint_failure_during_upgrade_waits_and_never_falls_back() {
     let mut fx = Fx::running().spec(|s| s.parallelism = 3);
@@ -746,6 +938,31 @@ fn suspend_stops_with_savepoint_and_resume_restores_it() {
 }
 
 #[test]
+fn resume_after_a_default_image_change_starts_the_new_image_and_says_so() {
+    let mut fx = Fx::running().spec(|s| s.state = DesiredState::Suspended);
+    fx.step(10);
+    fx.exited_with_savepoint(1, "s3://b/sp-7");
+    fx.step(20);
+    fx.no_pods();
+    let d = fx.step(22);
+    assert_eq!(d.status.lifecycle_state, LifecycleState::Suspended);
+    default_image(&mut fx, "weir-runtime:2");
+    assert!(fx.step(100).actions.is_empty(), "nothing runs to upgrade");
+    let mut fx = fx.spec(|s| s.state = DesiredState::Running);
+    let d = fx.step(200);
+    assert_eq!(reasons(&d), vec![Reason::Resumed]);
+    assert!(
+        d.events[0]
+            .message
+            .contains("image changed from weir-runtime:test to weir-runtime:2"),
+        "{:?}",
+        d.events
+    );
+    assert_eq!(d.status.deployed_image.as_deref(), Some("weir-runtime:2"));
+    assert_eq!(d.status.start.unwrap().from.as_deref(), Some("s3://b/sp-7"));
+}
+
+#[test]
 fn last_state_suspend_stops_with_a_final_checkpoint_and_resumes_the_lineage() {
     let mut fx = Fx::running().spec(|s| {
         s.upgrade_mode = UpgradeMode::LastState;
@@ -915,6 +1132,73 @@ fn history_beyond_max_count_is_trimmed_and_disposed() {
 }
 
 #[test]
+fn history_limit_counts_and_disposes_only_periodic_and_manual_savepoints() {
+    let sp = |p: &str, trigger| SavepointStatus {
+        path: p.into(),
+        trigger,
+        completed_at: Time(t(-10)),
+    };
+    let history = vec![
+        sp("s3://b/up-1", SavepointTrigger::Upgrade),
+        sp("s3://b/per-1", SavepointTrigger::Periodic),
+        sp("s3://b/sus-1", SavepointTrigger::Suspend),
+        sp("s3://b/man-1", SavepointTrigger::Manual),
+    ];
+    // A manual savepoint makes three periodic/manual ones (limit 2): the oldest goes.
+    let mut fx = Fx::running().spec(|s| s.savepoint_trigger_nonce = 1);
+    fx.job.status.savepoints = history.clone();
+    fx.step(10);
+    fx.job.status.pending_savepoint.as_mut().unwrap().request_id = "r".into();
+    fx.obs
+        .runtime
+        .as_mut()
+        .unwrap()
+        .savepoints
+        .push(RuntimeSavepoint {
+            id: "r".into(),
+            status: "completed".into(),
+            path: Some("s3://b/man-2".into()),
+            error: None,
+        });
+    let d = fx.step(12);
+    assert_eq!(
+        d.actions,
+        vec![Action::DisposeSavepoint {
+            path: "s3://b/per-1".into()
+        }]
+    );
+    let kept: Vec<_> = d
+        .status
+        .savepoints
+        .iter()
+        .map(|s| s.path.as_str())
+        .collect();
+    assert_eq!(
+        kept,
+        [
+            "s3://b/up-1",
+            "s3://b/sus-1",
+            "s3://b/man-1",
+            "s3://b/man-2"
+        ]
+    );
+    // An upgrade savepoint neither counts nor pushes a periodic one out.
+    let mut fx = Fx::running().spec(|s| s.parallelism = 3);
+    fx.job.status.savepoints = history;
+    fx.step(10);
+    fx.exited_with_savepoint(1, "s3://b/up-2");
+    let d = fx.step(20);
+    assert!(
+        !d.actions
+            .iter()
+            .any(|a| matches!(a, Action::DisposeSavepoint { .. })),
+        "{:?}",
+        d.actions
+    );
+    assert_eq!(d.status.savepoints.len(), 5);
+}
+
+#[test]
 fn deletion_without_final_savepoint_removes_pods_then_the_finalizer() {
     let mut fx = Fx::running();
     fx.job.deleting = true;
@@ -1042,6 +1326,8 @@ fn stopped_pod_of_a_bounded_job_finishes_it() {
     let d = fx.step(10);
     assert_eq!(d.status.lifecycle_state, LifecycleState::Finished);
     assert!(d.actions.is_empty());
+    assert_eq!(reasons(&d), vec![Reason::Finished], "{:?}", d.events);
+    assert!(fx.step(20).events.is_empty(), "reported once");
 }
 
 #[test]
