@@ -47,6 +47,7 @@ pub struct KafkaSourceSpec {
     pub bounded: bool,
     /// Records read per poll at most.
     #[serde(default = "default_max_batch")]
+    #[schemars(range(min = 1))]
     pub max_batch_size: u32,
     /// Extra librdkafka consumer properties (no secrets; see `saslPasswordEnv`).
     #[serde(default)]
@@ -107,6 +108,7 @@ pub struct KafkaSinkSpec {
     /// Transactional ids per subtask. Checkpoint `n` uses id `n mod pool`, so a transaction
     /// can wait for its commit while the next checkpoint's transaction is already writing.
     #[serde(default = "default_pool")]
+    #[schemars(range(min = 2))]
     pub transaction_pool_size: u32,
     /// `transaction.timeout.ms`. A pre-committed transaction must outlive the checkpoint
     /// timeout plus a restart, or the broker aborts what a checkpoint already promised.
@@ -188,6 +190,7 @@ pub struct ClickHouseSinkSpec {
     pub version_column: Option<String>,
     /// Rows per INSERT (one deduplication block each).
     #[serde(default = "default_block_rows")]
+    #[schemars(range(min = 1))]
     pub block_rows: u32,
     /// First retry delay; doubles up to `maxBackoff`. A failing server stalls commits (and
     /// backpressures the job) rather than dropping rows.

@@ -71,7 +71,10 @@ fn strip_closed_objects(v: &mut serde_json::Value) {
     }
 }
 
-/// Two rewrites of what schemars and kube derive, both for the real apiserver:
+/// Three rewrites of what schemars and kube derive, all for the real apiserver:
+/// - unsigned integers get the formats Kubernetes knows (`int64`, and for `u32` a `maximum`
+///   of `u32::MAX` when none is set): `uint32`/`uint64` made every `helm install` and CRD
+///   apply print "unrecognized format" warnings, and `minimum: 0` already says unsigned;
 /// - a string enum gets `maxLength` (its longest value), because the apiserver costs a CEL
 ///   rule by the longest string it may compare and does not infer it from `enum`;
 /// - `nullable: true` (from `Option`) goes: the Rust types omit absent fields, and without
@@ -83,6 +86,18 @@ fn bound_enums_and_drop_nullable(v: &mut serde_json::Value) {
         serde_json::Value::Object(m) => {
             if m.get("nullable") == Some(&serde_json::Value::Bool(true)) {
                 m.remove("nullable");
+            }
+            match m.get("format").and_then(serde_json::Value::as_str) {
+                Some("uint32") => {
+                    m.insert("format".into(), "int64".into());
+                    if !m.contains_key("maximum") {
+                        m.insert("maximum".into(), serde_json::Value::from(u32::MAX));
+                    }
+                }
+                Some("uint64") => {
+                    m.insert("format".into(), "int64".into());
+                }
+                _ => {}
             }
             let longest = m
                 .get("enum")

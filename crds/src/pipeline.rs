@@ -301,9 +301,11 @@ pub struct DatagenSpec {
     /// Independent splits the stream is cut into (record `i` belongs to split `i mod splits`);
     /// the unit of source parallelism.
     #[serde(default = "default_splits")]
+    #[schemars(range(min = 1))]
     pub splits: u32,
     /// Rows per emitted batch.
     #[serde(default = "default_batch_size")]
+    #[schemars(range(min = 1))]
     pub batch_size: u32,
     /// How each schema field is generated: `{sequence: {}}`, `{key: ...}`, `{uniform: ...}`,
     /// `{bernoulli: ...}` or `{eventTime: ...}`.
@@ -375,6 +377,7 @@ pub struct FileSourceSpec {
     pub path: String,
     /// Lines per emitted batch.
     #[serde(default = "default_batch_size")]
+    #[schemars(range(min = 1))]
     pub batch_size: u32,
 }
 

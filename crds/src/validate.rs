@@ -455,6 +455,12 @@ fn validate_source(src: &SourceSpec, errs: &mut Vec<FieldError>) {
     if let Some(k) = &src.kafka {
         validate_kafka_source(k, src, errs);
     }
+    if src.file.as_ref().is_some_and(|f| f.batch_size == 0) {
+        errs.push(FieldError::new(
+            "source.file.batchSize",
+            "must be at least 1",
+        ));
+    }
     if src.schema.is_empty() {
         errs.push(FieldError::new("source.schema", "needs at least one field"));
     }
