@@ -8,6 +8,7 @@ use crate::decide::Settings;
 use crate::dispose::SavepointStore;
 use crate::metrics::Metrics;
 use crate::runtime_client::RuntimeApi;
+use crate::written::Written;
 
 /// Field manager of every server-side apply.
 pub const MANAGER: &str = "weir-operator";
@@ -31,6 +32,8 @@ pub struct Context {
     pub settings: Settings,
     /// The clock; tests fix it.
     pub now: fn() -> jiff::Timestamp,
+    /// The status each job was last given by this process (the cache may lag it).
+    pub written: Arc<Written>,
 }
 
 impl Context {
@@ -51,6 +54,7 @@ impl Context {
             metrics,
             settings,
             now: jiff::Timestamp::now,
+            written: Arc::default(),
         }
     }
 }

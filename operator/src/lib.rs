@@ -31,3 +31,4 @@ pub mod rbac;
 pub mod reconcile;
 pub mod runtime_client;
 pub mod tls;
+pub mod written;

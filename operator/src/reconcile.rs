@@ -3,7 +3,9 @@
 //! # Expected flow
 //! 1. Add the finalizer to a new StreamJob (and return: the change triggers the next pass).
 //! 2. [`observe`]: pods, runtime report, Secrets.
-//! 3. [`decide`]: pure; new status, actions, events.
+//! 3. [`decide`]: pure; new status, actions, events. The status it starts from is the one
+//!    this process last wrote when there is one ([`crate::written`]): the cache may not
+//!    have it yet.
 //! 4. [`act`] each action in order, then publish events, then server-side apply the status
 //!    when it changed.
 //!
@@ -50,6 +52,8 @@ pub async fn reconcile(job: Arc<StreamJob>, ctx: Arc<Context>) -> Result<Requeue
         timer.done();
         return Ok(Requeue::await_change());
     }
+    let uid = job.uid().unwrap_or_default();
+    job.status = Some(ctx.written.latest(&uid, job.status.as_ref()));
     let obs = observe(&ctx, &job, &ns, &name).await?;
     let old_status = job.status.clone().unwrap_or_default();
     let view = JobView {
@@ -63,7 +67,7 @@ pub async fn reconcile(job: Arc<StreamJob>, ctx: Arc<Context>) -> Result<Requeue
     let owner = Owner {
         name: name.clone(),
         namespace: ns.clone(),
-        uid: job.uid().unwrap_or_default(),
+        uid: uid.clone(),
     };
     let mut status = decision.status;
     let mut events = decision.events;
@@ -76,18 +80,23 @@ pub async fn reconcile(job: Arc<StreamJob>, ctx: Arc<Context>) -> Result<Requeue
     publish(&ctx, &job, &events).await;
     if finished {
         ctx.metrics.forget(&ns, &name);
+        ctx.written.forget(&uid);
     } else {
         ctx.metrics
             .observe_transition(&name, &ns, &old_status, &status, (ctx.now)());
     }
     if !finished && status != old_status {
-        write_status(&api, &name, &status).await?;
+        if let Err(e) = write_status(&api, &name, &status).await {
+            ctx.written.forget(&uid);
+            return Err(e);
+        }
+        ctx.written.record(&uid, &status);
     }
     timer.done();
     Ok(Requeue::requeue(decision.requeue))
 }
 
-/// Logs, counts and requeues. Keeps no per-object memory: the status holds what matters.
+/// Logs, counts and requeues. The status holds what matters; the next pass decides afresh.
 pub fn error_policy(job: Arc<StreamJob>, err: &Error, ctx: Arc<Context>) -> Requeue {
     tracing::warn!(namespace = %job.namespace().unwrap_or_default(), job = %job.name_any(), error = %err, "reconcile failed");
     ctx.metrics.reconcile_failed(err.metric_label());

@@ -414,6 +414,90 @@ async fn heal_deletes_the_failed_pod_then_starts_the_next_incarnation() {
     assert_eq!(bodies[5]["status"]["restarts"]["count"], 1);
 }
 
+/// The pass that a pass's own writes trigger is handed the cached object, which on a real
+/// apiserver often lacks the status just written. It must decide from the status this
+/// process wrote, not repeat the previous decision.
+#[tokio::test]
+async fn a_pass_with_a_stale_cached_status_decides_from_the_status_last_written() {
+    let rt = Arc::new(FakeRuntime::default());
+    // First deploy, then a pass with the same (stale: no status) object while the pod starts:
+    // no second "Deploying" event, no second pod, nothing to write.
+    let (ctx, handle) = context(rt.clone(), || now_at(0));
+    let server = tokio::spawn(serve(handle, start_incarnation_calls()));
+    let stale = Arc::new(job(Value::Null, json!({})));
+    run(reconcile(stale.clone(), ctx.clone())).await;
+    server.await.unwrap();
+    let (ctx2, handle) = context(rt.clone(), || now_at(1));
+    let ctx2 = Arc::new(Context {
+        written: ctx.written.clone(),
+        ..Arc::unwrap_or_clone(ctx2)
+    });
+    let starting = pod_json("sales-1", 1, "Pending", None);
+    let server = tokio::spawn(serve(
+        handle,
+        vec![call(Method::GET, PODS, list(json!([starting])))],
+    ));
+    run(reconcile(stale, ctx2)).await;
+    server.await.unwrap();
+
+    // Heal: the failed pod is deleted and the restart recorded; the next pass still sees
+    // the old status (Running, no restart) and no pod. It must wait out the backoff, not
+    // count the vanished pod as a second restart.
+    let (ctx, handle) = context(rt.clone(), || now_at(100_000));
+    let failed = pod_json(
+        "sales-1",
+        1,
+        "Failed",
+        Some(json!({"exitCode": 137, "reason": "OOMKilled"})),
+    );
+    let server = tokio::spawn(serve(
+        handle,
+        vec![
+            call(Method::GET, PODS, list(json!([failed.clone()]))),
+            call(
+                Method::DELETE,
+                "/api/v1/namespaces/shop/pods/sales-1",
+                failed,
+            ),
+            call(Method::PATCH, STATUS, Value::Null),
+        ],
+    ));
+    let stale = Arc::new(job(running_status(), json!({})));
+    run(reconcile(stale.clone(), ctx.clone())).await;
+    server.await.unwrap();
+    let (ctx2, handle) = context(rt.clone(), || now_at(100_000));
+    let ctx2 = Arc::new(Context {
+        written: ctx.written.clone(),
+        ..Arc::unwrap_or_clone(ctx2)
+    });
+    let server = tokio::spawn(serve(
+        handle,
+        vec![
+            call(Method::GET, PODS, list(json!([]))),
+            call(Method::PATCH, STATUS, Value::Null),
+        ],
+    ));
+    run(reconcile(stale.clone(), ctx2)).await;
+    let bodies = server.await.unwrap();
+    let waiting = &bodies[1]["status"]["restarts"];
+    assert_eq!(
+        (&waiting["count"], &waiting["lastReason"]),
+        (&json!(0), &json!("pod sales-1 OOMKilled (exit 137)")),
+        "the pass between pods records no second failure"
+    );
+    // After the backoff, incarnation 2 starts, and the restart is counted once.
+    let (ctx3, handle) = context(rt, || now_at(100_010));
+    let ctx3 = Arc::new(Context {
+        written: ctx.written.clone(),
+        ..Arc::unwrap_or_clone(ctx3)
+    });
+    let server = tokio::spawn(serve(handle, start_incarnation_calls()));
+    run(reconcile(stale, ctx3)).await;
+    let bodies = server.await.unwrap();
+    assert_eq!(bodies[3]["metadata"]["name"], "sales-2");
+    assert_eq!(bodies[5]["status"]["restarts"]["count"], 1);
+}
+
 #[tokio::test]
 async fn savepoint_upgrade_asks_the_runtime_to_stop_with_a_savepoint() {
     let rt = Arc::new(FakeRuntime::default());
