@@ -172,6 +172,10 @@ impl Envtest {
             ),
         )
         .expect("write kubeconfig");
+        // Owner-only, as a kubeconfig with a token should be (helm warns otherwise).
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+            .expect("chmod kubeconfig");
         path
     }
 
