@@ -173,10 +173,24 @@ async fn newcomer(assets: &Path, helm: String, kubectl: String) {
             .expect("start weir-operator"),
     );
 
-    // 3. Every example applies as shipped and the operator runs it.
+    // 3. Every StreamJob in examples/ applies as shipped and the operator runs it (the other
+    //    files there are local job files for `weir-runtime run`).
     let mut names = Vec::new();
-    for file in ["examples/store-sales.yaml", "examples/stateless.yaml"] {
-        let text = std::fs::read_to_string(repo().join(file)).unwrap();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(repo().join("examples"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .filter(|p| {
+            std::fs::read_to_string(p)
+                .unwrap()
+                .contains("kind: StreamJob")
+        })
+        .collect();
+    files.sort();
+    assert!(files.len() >= 2, "no StreamJob examples found: {files:?}");
+    for path in files {
+        let text = std::fs::read_to_string(&path).unwrap();
+        let file = path.display();
         let (ok, said) = c.apply(&text);
         assert!(ok, "{file} was refused: {said}");
         assert!(!said.contains("Warning"), "{file}: apply warned: {said}");
