@@ -36,7 +36,7 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "cargo test"
 if [ -z "${KUBEBUILDER_ASSETS:-}" ]; then
-  echo "SKIPPED the apiserver-backed whole-system test: KUBEBUILDER_ASSETS is not set (no kube-apiserver here)"
+  echo "SKIPPED the three apiserver suites (operator/tests/apiserver.rs, operator/tests/newcomer.rs, runtime/tests/whole_system.rs): KUBEBUILDER_ASSETS is not set (no kube-apiserver here)"
 fi
 cargo test --workspace --all-targets --locked
 cargo test --workspace --doc --locked
