@@ -285,8 +285,12 @@ mod tests {
     use super::*;
 
     fn reader(splits: Vec<SplitState>) -> DatagenReader {
-        let spec: DatagenSpec = serde_yaml::from_str(
-            "count: 60\nbatchSize: 5\nsplits: 6\nfields: {id: {sequence: {}}}\n",
+        // As job files read it: serde_yaml alone takes enums only as YAML tags (`!sequence`),
+        // not as the one-key maps users write.
+        let spec: DatagenSpec = serde_yaml::with::singleton_map_recursive::deserialize(
+            serde_yaml::Deserializer::from_str(
+                "count: 60\nbatchSize: 5\nsplits: 6\nfields: {id: {sequence: {}}}\n",
+            ),
         )
         .expect("spec");
         let schema = crate::schema::source_schema(&[weir_crds::FieldSpec {
