@@ -156,11 +156,7 @@ async fn newcomer(assets: &Path, helm: String, kubectl: String) {
         kubelet::Runner::Fake(fake.clone()),
         logs.clone(),
     );
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = envtest::free_port();
     let _operator = Operator(
         Command::new(env!("CARGO_BIN_EXE_weir-operator"))
             .args(["--log-format", "text"])

@@ -95,6 +95,20 @@ fn context(runtime: Arc<FakeRuntime>, now: fn() -> jiff::Timestamp) -> (Arc<Cont
     (Arc::new(ctx), handle)
 }
 
+/// A context for the next pass of the same operator process: it shares what `before` wrote.
+fn context_after(
+    before: &Context,
+    runtime: Arc<FakeRuntime>,
+    now: fn() -> jiff::Timestamp,
+) -> (Arc<Context>, Handle) {
+    let (ctx, handle) = context(runtime, now);
+    let ctx = Context {
+        written: before.written.clone(),
+        ..Arc::unwrap_or_clone(ctx)
+    };
+    (Arc::new(ctx), handle)
+}
+
 fn job(status: Value, extra_meta: Value) -> StreamJob {
     let mut meta = json!({
         "name": "sales", "namespace": "shop", "uid": "uid-1", "generation": 1,
@@ -373,29 +387,31 @@ fn pod_json(name: &str, incarnation: u64, phase: &str, terminated: Option<Value>
            "status": status})
 }
 
-#[tokio::test]
-async fn heal_deletes_the_failed_pod_then_starts_the_next_incarnation() {
-    let rt = Arc::new(FakeRuntime::default());
-    // Pass 1: the pod was OOMKilled: delete it, record why.
-    let (ctx, handle) = context(rt.clone(), || now_at(100_000));
+/// The first heal pass over an OOMKilled pod: list it, delete it, write the status.
+fn heal_first_pass_calls() -> Vec<Call> {
     let failed = pod_json(
         "sales-1",
         1,
         "Failed",
         Some(json!({"exitCode": 137, "reason": "OOMKilled"})),
     );
-    let server = tokio::spawn(serve(
-        handle,
-        vec![
-            call(Method::GET, PODS, list(json!([failed]))),
-            call(
-                Method::DELETE,
-                "/api/v1/namespaces/shop/pods/sales-1",
-                failed.clone(),
-            ),
-            call(Method::PATCH, STATUS, Value::Null),
-        ],
-    ));
+    vec![
+        call(Method::GET, PODS, list(json!([failed.clone()]))),
+        call(
+            Method::DELETE,
+            "/api/v1/namespaces/shop/pods/sales-1",
+            failed,
+        ),
+        call(Method::PATCH, STATUS, Value::Null),
+    ]
+}
+
+#[tokio::test]
+async fn heal_deletes_the_failed_pod_then_starts_the_next_incarnation() {
+    let rt = Arc::new(FakeRuntime::default());
+    // Pass 1: the pod was OOMKilled: delete it, record why.
+    let (ctx, handle) = context(rt.clone(), || now_at(100_000));
+    let server = tokio::spawn(serve(handle, heal_first_pass_calls()));
     run(reconcile(Arc::new(job(running_status(), json!({}))), ctx)).await;
     let bodies = server.await.unwrap();
     let status = bodies[2]["status"].clone();
@@ -427,11 +443,7 @@ async fn a_pass_with_a_stale_cached_status_decides_from_the_status_last_written(
     let stale = Arc::new(job(Value::Null, json!({})));
     run(reconcile(stale.clone(), ctx.clone())).await;
     server.await.unwrap();
-    let (ctx2, handle) = context(rt.clone(), || now_at(1));
-    let ctx2 = Arc::new(Context {
-        written: ctx.written.clone(),
-        ..Arc::unwrap_or_clone(ctx2)
-    });
+    let (ctx2, handle) = context_after(&ctx, rt.clone(), || now_at(1));
     let starting = pod_json("sales-1", 1, "Pending", None);
     let server = tokio::spawn(serve(
         handle,
@@ -444,32 +456,11 @@ async fn a_pass_with_a_stale_cached_status_decides_from_the_status_last_written(
     // the old status (Running, no restart) and no pod. It must wait out the backoff, not
     // count the vanished pod as a second restart.
     let (ctx, handle) = context(rt.clone(), || now_at(100_000));
-    let failed = pod_json(
-        "sales-1",
-        1,
-        "Failed",
-        Some(json!({"exitCode": 137, "reason": "OOMKilled"})),
-    );
-    let server = tokio::spawn(serve(
-        handle,
-        vec![
-            call(Method::GET, PODS, list(json!([failed.clone()]))),
-            call(
-                Method::DELETE,
-                "/api/v1/namespaces/shop/pods/sales-1",
-                failed,
-            ),
-            call(Method::PATCH, STATUS, Value::Null),
-        ],
-    ));
+    let server = tokio::spawn(serve(handle, heal_first_pass_calls()));
     let stale = Arc::new(job(running_status(), json!({})));
     run(reconcile(stale.clone(), ctx.clone())).await;
     server.await.unwrap();
-    let (ctx2, handle) = context(rt.clone(), || now_at(100_000));
-    let ctx2 = Arc::new(Context {
-        written: ctx.written.clone(),
-        ..Arc::unwrap_or_clone(ctx2)
-    });
+    let (ctx2, handle) = context_after(&ctx, rt.clone(), || now_at(100_000));
     let server = tokio::spawn(serve(
         handle,
         vec![
@@ -486,11 +477,7 @@ async fn a_pass_with_a_stale_cached_status_decides_from_the_status_last_written(
         "the pass between pods records no second failure"
     );
     // After the backoff, incarnation 2 starts, and the restart is counted once.
-    let (ctx3, handle) = context(rt, || now_at(100_010));
-    let ctx3 = Arc::new(Context {
-        written: ctx.written.clone(),
-        ..Arc::unwrap_or_clone(ctx3)
-    });
+    let (ctx3, handle) = context_after(&ctx, rt, || now_at(100_010));
     let server = tokio::spawn(serve(handle, start_incarnation_calls()));
     run(reconcile(stale, ctx3)).await;
     let bodies = server.await.unwrap();

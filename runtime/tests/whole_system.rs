@@ -214,11 +214,7 @@ async fn scenario(assets: &Path, s3: &str, kafka: &str, ch: &str) {
         logs.join("pods"),
     );
     let op_log = std::fs::File::create(logs.join("operator.log")).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = envtest::free_port();
     let _operator = Operator(
         Command::new(&operator_bin)
             .args([

@@ -1087,6 +1087,33 @@ fn periodic_savepoints_are_due_after_the_period() {
     );
 }
 
+/// Runs a triggered (manual) savepoint to completion at `path`: the pass that records it.
+fn complete_manual_savepoint(fx: &mut Fx, path: &str) -> Decision {
+    fx.step(10);
+    fx.job.status.pending_savepoint.as_mut().unwrap().request_id = "r".into();
+    fx.obs
+        .runtime
+        .as_mut()
+        .unwrap()
+        .savepoints
+        .push(RuntimeSavepoint {
+            id: "r".into(),
+            status: "completed".into(),
+            path: Some(path.into()),
+            error: None,
+        });
+    fx.step(12)
+}
+
+/// The savepoint history's paths, oldest first.
+fn kept_paths(d: &Decision) -> Vec<&str> {
+    d.status
+        .savepoints
+        .iter()
+        .map(|s| s.path.as_str())
+        .collect()
+}
+
 #[test]
 fn history_beyond_max_count_is_trimmed_and_disposed() {
     let mut fx = Fx::running().spec(|s| s.savepoint_trigger_nonce = 1);
@@ -1101,32 +1128,14 @@ fn history_beyond_max_count_is_trimmed_and_disposed() {
         id: "x".into(),
         from: Some("s3://b/sp-1".into()),
     });
-    fx.step(10);
-    fx.job.status.pending_savepoint.as_mut().unwrap().request_id = "r".into();
-    fx.obs
-        .runtime
-        .as_mut()
-        .unwrap()
-        .savepoints
-        .push(RuntimeSavepoint {
-            id: "r".into(),
-            status: "completed".into(),
-            path: Some("s3://b/sp-3".into()),
-            error: None,
-        });
-    let d = fx.step(12);
+    let d = complete_manual_savepoint(&mut fx, "s3://b/sp-3");
     assert_eq!(
         d.actions,
         vec![Action::DisposeSavepoint {
             path: "s3://b/sp-2".into()
         }]
     );
-    let kept: Vec<_> = d
-        .status
-        .savepoints
-        .iter()
-        .map(|s| s.path.as_str())
-        .collect();
+    let kept = kept_paths(&d);
     assert_eq!(kept, ["s3://b/sp-1", "s3://b/sp-3"]);
     assert!(reasons(&d).contains(&Reason::SavepointDisposed));
 }
@@ -1147,32 +1156,14 @@ fn history_limit_counts_and_disposes_only_periodic_and_manual_savepoints() {
     // A manual savepoint makes three periodic/manual ones (limit 2): the oldest goes.
     let mut fx = Fx::running().spec(|s| s.savepoint_trigger_nonce = 1);
     fx.job.status.savepoints = history.clone();
-    fx.step(10);
-    fx.job.status.pending_savepoint.as_mut().unwrap().request_id = "r".into();
-    fx.obs
-        .runtime
-        .as_mut()
-        .unwrap()
-        .savepoints
-        .push(RuntimeSavepoint {
-            id: "r".into(),
-            status: "completed".into(),
-            path: Some("s3://b/man-2".into()),
-            error: None,
-        });
-    let d = fx.step(12);
+    let d = complete_manual_savepoint(&mut fx, "s3://b/man-2");
     assert_eq!(
         d.actions,
         vec![Action::DisposeSavepoint {
             path: "s3://b/per-1".into()
         }]
     );
-    let kept: Vec<_> = d
-        .status
-        .savepoints
-        .iter()
-        .map(|s| s.path.as_str())
-        .collect();
+    let kept = kept_paths(&d);
     assert_eq!(
         kept,
         [
