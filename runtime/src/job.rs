@@ -1,14 +1,6 @@
-//! Starting a job: restore decision, generation claim, commit-phase recovery of sinks, then
-//! the task graph, the coordinator and the control API.
-//!
-//! # Expected flow
-//! 1. Open storage; for exactly-once jobs, probe that conditional create works.
-//! 2. Pick the restore point: `--restore-from`, else the newest valid checkpoint of the
-//!    current lineage (the newest generation's `jobId`), else what that generation restored
-//!    from, else nothing.
-//! 3. Claim the next generation (fencing the previous incarnation).
-//! 4. Commit the sink transactions the restored checkpoint promised; abort leftovers.
-//! 5. Start tasks with their share of the restored state; start the coordinator.
+//! Starting a job: sinks prepared, the checkpoint start-up protocol
+//! ([`crate::checkpoint::startup`]: restore point, generation claim, lineage re-read), each
+//! sink's commit-phase recovery, then the task graph, the coordinator and the control API.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -20,14 +12,16 @@ use tokio::task::JoinHandle;
 use weir_crds::{SinkSpec, SourceSpec};
 
 use crate::checkpoint::coordinator::{Coordinator, CoordinatorConfig, Outcome, Request};
-use crate::checkpoint::fencing::{self, Generation};
 use crate::checkpoint::layout::Layout;
-use crate::checkpoint::restore::{self, Restored};
+use crate::checkpoint::messages::{Control, TaskEvent};
+use crate::checkpoint::restore::Restored;
+use crate::checkpoint::snapshot::Uploader;
+use crate::checkpoint::startup::{self, Startup, StartupInput};
 use crate::control::metrics::Metrics;
 use crate::control::status::{JobState, JobStatus, SinkInfo};
 use crate::control::{self, ApiState};
 use crate::error::{Error, Result};
-use crate::ids::{CheckpointId, Millis, TaskId};
+use crate::ids::{Millis, TaskId};
 use crate::kafka::source::{KafkaReader, ReaderSetup};
 use crate::keys::{KeyCodec, key_group_range};
 use crate::plan::Plan;
@@ -36,9 +30,7 @@ use crate::source::datagen::{DatagenReader, Generator};
 use crate::source::file::{DECODE_ERROR_SCHEMA, FileReader, OnError};
 use crate::source::{SourceReader, SplitState, owned_splits};
 use crate::storage::Storage;
-use crate::task::{
-    Control, Outlet, Shuffle, SinkSlot, SourceTask, StageTask, TaskCore, TaskEvent, Uploader,
-};
+use crate::task::{Outlet, Shuffle, SinkSlot, SourceTask, StageTask, TaskCore};
 
 /// Bounded channel capacity between tasks, in batches: small, so backpressure is quick and
 /// barriers do not queue behind much data.
@@ -77,18 +69,7 @@ impl Default for RunOptions {
     }
 }
 
-/// A one-time start of a new lineage, as the operator asks for after an upgrade: from a
-/// savepoint (or checkpoint), or empty. Unlike `--restore-from`, repeating it is safe: when
-/// the newest generation was begun by the same `id`, the incarnation continues that lineage
-/// (its newest checkpoint), so a pod that dies after the upgrade never goes back to the
-/// savepoint and replays output its sinks already committed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StartRequest {
-    /// Unique per start; the operator keeps it until the next upgrade.
-    pub id: String,
-    /// Checkpoint or savepoint URI; `None` starts with empty state.
-    pub from: Option<String>,
-}
+pub use crate::checkpoint::startup::StartRequest;
 
 /// A started job.
 pub struct RunningJob {
@@ -129,82 +110,6 @@ impl RunningJob {
         }
         r
     }
-}
-
-fn new_job_id() -> String {
-    let seed = format!("{:?}{}", std::time::SystemTime::now(), std::process::id());
-    format!("{:016x}", xxhash_rust::xxh3::xxh3_64(seed.as_bytes()))
-}
-
-fn writer() -> String {
-    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into());
-    format!("{host}/{}", std::process::id())
-}
-
-/// Where a new incarnation starts: the restored checkpoint, the lineage it writes, and the
-/// start id it records.
-struct StartChoice {
-    restored: Option<Restored>,
-    job_id: String,
-    start_id: Option<String>,
-    /// Continues the previous generation's lineage (which a predecessor may still write).
-    continuing: bool,
-}
-
-/// Restore point and lineage for a new incarnation.
-async fn choose_restore(
-    storage: &Storage,
-    layout: &Layout,
-    opts: &RunOptions,
-    s3: &weir_crds::S3Spec,
-) -> Result<StartChoice> {
-    let fresh = |restored, start_id| StartChoice {
-        restored,
-        job_id: new_job_id(),
-        start_id,
-        continuing: false,
-    };
-    if let Some(uri) = &opts.restore_from {
-        let r = restore::from_uri(uri, s3).await?;
-        return Ok(fresh(Some(r), None));
-    }
-    let prev = fencing::latest(storage, layout).await?;
-    if let Some(start) = &opts.start {
-        let continuing = prev
-            .as_ref()
-            .is_some_and(|p| p.start_id.as_deref() == Some(start.id.as_str()));
-        if !continuing {
-            let id = Some(start.id.clone());
-            return match &start.from {
-                Some(uri) => {
-                    tracing::info!(from = %uri, start_id = %start.id, "starting a new lineage");
-                    Ok(fresh(Some(restore::from_uri(uri, s3).await?), id))
-                }
-                None => {
-                    tracing::info!(start_id = %start.id, "starting a new lineage with empty state");
-                    Ok(fresh(None, id))
-                }
-            };
-        }
-    }
-    let Some(prev) = prev else {
-        return Ok(fresh(None, None));
-    };
-    let continue_with = |restored| StartChoice {
-        restored,
-        job_id: prev.job_id.clone(),
-        start_id: prev.start_id.clone(),
-        continuing: true,
-    };
-    if let Some(r) = restore::newest(storage, layout, &prev.job_id).await? {
-        return Ok(continue_with(Some(r)));
-    }
-    if let Some(uri) = &prev.restored_from {
-        tracing::info!(from = %uri, "no completed checkpoint in the current lineage; restoring what it started from");
-        let r = restore::from_uri(uri, s3).await?;
-        return Ok(continue_with(Some(r)));
-    }
-    Ok(continue_with(None))
 }
 
 /// Start `plan`.
@@ -257,124 +162,44 @@ pub async fn start(plan: Plan, opts: RunOptions) -> Result<RunningJob> {
         .unwrap_or_else(|| job.checkpoint.storage.clone());
     let storage = Storage::open(&storage_uri, &job.checkpoint.s3).await?;
     let layout = Layout::new(&opts.namespace, &plan.name);
-    if job.checkpoint.exactly_once {
-        let probe = format!("{}/{}/_probe/{}", opts.namespace, plan.name, new_job_id());
-        if !storage.probe_conditional_writes(&probe).await? {
-            return Err(Error::Restore(format!(
-                "checkpoint storage {storage_uri} does not honour conditional writes (If-None-Match: *); exactly-once jobs need them to fence a zombie incarnation. Use storage that has them (AWS S3, MinIO, moto, file://) or set checkpoint.exactlyOnce: false to give up that guarantee"
-            )));
-        }
+    let stateful_operators = plan
+        .stages
+        .iter()
+        .flat_map(|s| {
+            s.ops
+                .iter()
+                .filter(|o| o.is_stateful())
+                .map(|o| o.id.clone())
+        })
+        .collect();
+    let startup = startup::begin(
+        &storage,
+        &layout,
+        &StartupInput {
+            storage_uri: &storage_uri,
+            s3: &job.checkpoint.s3,
+            exactly_once: job.checkpoint.exactly_once,
+            max_parallelism,
+            stateful_operators,
+            allow_non_restored_state: opts.allow_non_restored_state,
+            restore_from: opts.restore_from.as_deref(),
+            start: opts.start.as_ref(),
+        },
+    )
+    .await?;
+    // Sinks: commit-phase recovery before anything writes.
+    for (id, c) in &connectors {
+        c.recover_and_commit(startup.committables_for(id)).await?;
     }
-    let StartChoice {
+    startup.sinks_recovered(&job.checkpoint.s3).await?;
+    let restored_uri = startup.restored_uri();
+    let Startup {
         restored,
         job_id,
-        start_id,
-        continuing,
-    } = choose_restore(&storage, &layout, &opts, &job.checkpoint.s3).await?;
-    if let Some(r) = &restored {
-        if r.metadata.max_parallelism != max_parallelism {
-            return Err(Error::Restore(format!(
-                "{} was taken with maxParallelism {}, the job has {max_parallelism}; key groups cannot be remapped",
-                r.uri, r.metadata.max_parallelism
-            )));
-        }
-        let known: Vec<&str> = plan
-            .stages
-            .iter()
-            .flat_map(|s| {
-                s.ops
-                    .iter()
-                    .filter(|o| o.is_stateful())
-                    .map(|o| o.id.as_str())
-            })
-            .collect();
-        let unknown: Vec<String> = r
-            .stateful_operators()
-            .into_iter()
-            .filter(|id| !known.contains(&id.as_str()))
-            .collect();
-        if !unknown.is_empty() && !opts.allow_non_restored_state {
-            return Err(Error::Restore(format!(
-                "{} holds state for operators this job does not have ({}); pass --allow-non-restored-state to drop it",
-                r.uri,
-                unknown.join(", ")
-            )));
-        }
-        tracing::info!(from = %r.uri, checkpoint = %r.metadata.id, taken_at_parallelism = r.metadata.parallelism, "restoring");
-    }
-    let restored_uri = restored
-        .as_ref()
-        .map(|r| r.uri.trim_end_matches('/').to_string());
-    let claimed = fencing::claim(&storage, &layout, |g| Generation {
-        generation: g,
-        job_id: job_id.clone(),
-        restored_from: restored_uri.clone(),
-        start_id: start_id.clone(),
-        writer: writer(),
-        claimed_at_ms: 0,
-    })
-    .await?;
-    // A predecessor that is still running may have completed a checkpoint between the choice
-    // above and the claim. It cannot complete or commit another one now (it checks the
-    // generation again after writing `_metadata`), so the newest checkpoint of the lineage
-    // seen after the claim is final: restore that one, or output it committed would repeat.
-    let highest_completed = restore::list(&storage, &layout, &job_id)
-        .await?
-        .into_iter()
-        .filter(|(_, done)| *done)
-        .map(|(id, _)| id.0)
-        .max()
-        .unwrap_or(0);
-    let chosen = restored.as_ref().map_or(0, |r| r.metadata.id.0);
-    let restored = match restored {
-        _ if continuing && highest_completed > chosen => {
-            let newer = restore::newest(&storage, &layout, &job_id).await?;
-            if let Some(n) = &newer {
-                tracing::warn!(checkpoint = %n.metadata.id, "a predecessor completed a newer checkpoint before this incarnation claimed its generation; restoring that one");
-            }
-            newer
-        }
-        r => r,
-    };
-    let restored_uri = restored
-        .as_ref()
-        .map(|r| r.uri.trim_end_matches('/').to_string());
-    let next_id = CheckpointId(
-        restored
-            .as_ref()
-            .map_or(0, |r| r.metadata.id.0)
-            .max(highest_completed)
-            + 1,
-    );
-
-    // Sinks: commit-phase recovery before anything writes.
-    let already_committed = match &restored {
-        Some(r) => restore::sinks_committed(&r.uri, &job.checkpoint.s3).await?,
-        None => false,
-    };
-    if already_committed {
-        tracing::info!("sinks of the restored checkpoint were committed by an earlier restore");
-    }
-    for (id, c) in &connectors {
-        let committables = restored
-            .as_ref()
-            .filter(|_| !already_committed)
-            .map(|r| {
-                r.metadata
-                    .committables
-                    .iter()
-                    .filter(|x| &x.sink == id)
-                    .map(|x| x.committable.clone())
-                    .collect()
-            })
-            .unwrap_or_default();
-        c.recover_and_commit(committables).await?;
-    }
-    if let Some(r) = &restored
-        && !already_committed
-    {
-        restore::mark_sinks_committed(&r.uri, &job.checkpoint.s3, &writer()).await?;
-    }
+        generation,
+        first_checkpoint: next_id,
+        ..
+    } = startup;
 
     // Tasks.
     let stages = plan.stages.len();
@@ -392,7 +217,7 @@ pub async fn start(plan: Plan, opts: RunOptions) -> Result<RunningJob> {
         storage: storage.clone(),
         layout: layout.clone(),
         job_id: job_id.clone(),
-        generation: claimed.generation,
+        generation,
     };
     // senders[stage][upstream][downstream], receivers[stage][downstream][upstream]
     let mut senders: Vec<Vec<Vec<mpsc::Sender<crate::task::Message>>>> = Vec::new();
@@ -419,7 +244,7 @@ pub async fn start(plan: Plan, opts: RunOptions) -> Result<RunningJob> {
             inst: c.open(&SinkContext {
                 subtask,
                 parallelism,
-                generation: claimed.generation,
+                generation,
                 job_id: job_id.clone(),
             })?,
             pending: BTreeMap::new(),
@@ -543,7 +368,7 @@ pub async fn start(plan: Plan, opts: RunOptions) -> Result<RunningJob> {
     let status = Arc::new(RwLock::new(JobStatus {
         name: plan.name.clone(),
         job_id: job_id.clone(),
-        generation: claimed.generation,
+        generation,
         state: JobState::Running,
         parallelism,
         max_parallelism,
@@ -600,7 +425,7 @@ pub async fn start(plan: Plan, opts: RunOptions) -> Result<RunningJob> {
         status: Arc::clone(&status),
         metrics: Arc::clone(&metrics),
     };
-    tracing::info!(job = %plan.name, job_id = %job_id, generation = claimed.generation, parallelism, first_checkpoint = %next_id, "job started");
+    tracing::info!(job = %plan.name, job_id = %job_id, generation, parallelism, first_checkpoint = %next_id, "job started");
     Ok(RunningJob {
         control_addr,
         requests: req_tx,

@@ -10,15 +10,15 @@ use std::sync::Arc;
 use std::task::Poll as TaskPoll;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use datafusion::arrow::array::{RecordBatch, UInt32Array};
 use datafusion::arrow::compute::take_record_batch;
 use tokio::sync::mpsc;
 
 use crate::checkpoint::Barrier;
 use crate::checkpoint::align::{AlignAction, Aligner};
-use crate::checkpoint::layout::Layout;
-use crate::checkpoint::metadata::{SinkCommittable, StateFileRef, TaskState, encode_state};
+use crate::checkpoint::messages::{Control, TaskEvent};
+use crate::checkpoint::metadata::{SinkCommittable, TaskState};
+use crate::checkpoint::snapshot::Uploader;
 use crate::control::metrics::Metrics;
 use crate::error::{Error, Result};
 use crate::ids::{CheckpointId, Millis, TaskId};
@@ -26,7 +26,6 @@ use crate::keys::{KeyCodec, key_group, subtask_of};
 use crate::operator::{Operator, Output};
 use crate::sink::{Committable, SinkInstance};
 use crate::source::{Poll, SourceReader};
-use crate::storage::Storage;
 
 /// What flows between tasks.
 #[derive(Debug)]
@@ -39,59 +38,6 @@ pub enum Message {
     Barrier(Barrier),
     /// The upstream task finished; nothing more comes.
     End,
-}
-
-/// Coordinator -> task.
-#[derive(Debug, Clone, Copy)]
-pub enum Control {
-    /// Sources only: inject this barrier.
-    Trigger(Barrier),
-    /// Checkpoint completed: commit sink transactions up to it.
-    Commit(CheckpointId),
-    /// Sources only: stop and send `End` downstream.
-    Finish,
-}
-
-/// Task -> coordinator.
-#[derive(Debug)]
-pub enum TaskEvent {
-    /// Snapshot for a barrier is uploaded (or failed to upload).
-    Ack(Ack),
-    /// A source consumed all its input.
-    SourceFinished(TaskId),
-    /// The task failed; the job fails.
-    Failed(TaskId, Error),
-    /// The task ended normally.
-    Done(TaskId),
-}
-
-/// A subtask's acknowledgement of a barrier.
-#[derive(Debug)]
-pub struct Ack {
-    /// The barrier.
-    pub barrier: Barrier,
-    /// Who.
-    pub task: TaskId,
-    /// The uploaded state file, or why the upload failed.
-    pub state: std::result::Result<StateFileRef, String>,
-    /// Every committable this subtask has not yet seen committed (including older ones of
-    /// abandoned checkpoints, so a restore from this checkpoint commits them too).
-    pub committables: Vec<SinkCommittable>,
-    /// Time spent aligning, ms.
-    pub alignment_ms: u64,
-}
-
-/// Where snapshots go.
-#[derive(Debug, Clone)]
-pub struct Uploader {
-    /// Checkpoint storage.
-    pub storage: Storage,
-    /// Paths.
-    pub layout: Layout,
-    /// Lineage.
-    pub job_id: String,
-    /// This incarnation's generation.
-    pub generation: u64,
 }
 
 /// A sink subtask with its not-yet-committed transactions.
@@ -347,39 +293,14 @@ impl TaskCore {
                 });
             }
         }
-        let bytes = encode_state(&state).map_err(|e| Error::State {
-            operator: self.id.to_string(),
-            message: e.to_string(),
-        })?;
-        let up = self.uploader.clone();
-        let events = self.events.clone();
-        let task = self.id;
-        let alignment_ms = alignment.as_millis() as u64;
-        tokio::spawn(async move {
-            let file = Layout::state_file(task, up.generation);
-            let key = format!("{}{file}", up.layout.checkpoint_dir(&up.job_id, b.id));
-            let crc32 = crc32fast::hash(&bytes);
-            let size = bytes.len() as u64;
-            crate::fault::point("during-upload", b.id);
-            let state = up
-                .storage
-                .put(&key, Bytes::from(bytes))
-                .await
-                .map(|()| StateFileRef {
-                    task,
-                    file,
-                    size,
-                    crc32,
-                })
-                .map_err(|e| e.to_string());
-            let _ = events.send(TaskEvent::Ack(Ack {
-                barrier: b,
-                task,
-                state,
-                committables,
-                alignment_ms,
-            }));
-        });
+        self.uploader.upload(
+            self.id,
+            b,
+            &state,
+            committables,
+            alignment,
+            self.events.clone(),
+        )?;
         self.broadcast(Message::Barrier(b)).await?;
         self.begin(CheckpointId(b.id.0 + 1)).await
     }

@@ -17,14 +17,16 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use super::layout::METADATA;
+use super::layout::Layout;
+use super::messages::{Ack, Control, TaskEvent};
 use super::metadata::{CheckpointMetadata, decode_metadata, encode_metadata};
+use super::schedule::{self, Facts, Next, Timing};
+use super::snapshot::Uploader;
 use super::{Barrier, BarrierKind, fencing, restore, retention};
 use crate::control::metrics::Metrics;
 use crate::control::status::{CheckpointInfo, JobState, JobStatus, SavepointInfo};
 use crate::error::{Error, Result};
 use crate::ids::{CheckpointId, TaskId};
-use crate::task::{Ack, Control, TaskEvent, Uploader};
 
 /// Requests from the control API and signal handlers.
 #[derive(Debug)]
@@ -127,28 +129,50 @@ impl Coordinator {
         let mut last_complete = Instant::now();
         let mut finishing: Option<Outcome> = None;
         let mut done_tasks = 0usize;
+        let timing = Timing {
+            interval: self.cfg.interval,
+            timeout: self.cfg.timeout,
+            min_pause: self.cfg.min_pause,
+        };
         loop {
-            if pending.is_none() && finishing.is_none() {
-                let all_finished = finished_sources.len() == self.sources.len();
-                let due =
-                    (last_trigger + self.cfg.interval).max(last_complete + self.cfg.min_pause);
-                let next = if let Some(q) = queue.pop_front() {
-                    Some(q)
-                } else if all_finished {
-                    Some((BarrierKind::Final, None))
-                } else if Instant::now() >= due {
-                    Some((BarrierKind::Checkpoint, None))
-                } else {
-                    None
-                };
-                if let Some((kind, req)) = next {
-                    pending = Some(self.trigger(kind, req));
-                    last_trigger = Instant::now();
+            let facts = Facts {
+                in_flight_since: pending.as_ref().map(|p| p.started),
+                queued: !queue.is_empty(),
+                sources_finished: finished_sources.len() == self.sources.len(),
+                finishing: finishing.is_some(),
+                last_trigger,
+                last_complete,
+            };
+            let now = Instant::now();
+            let wake = match schedule::next(&timing, &facts, now) {
+                Next::WaitUntil(wake) => wake,
+                Next::Abandon => {
+                    if let Some(p) = pending.take() {
+                        let kind = p.barrier.kind;
+                        self.fail(p, format!("timed out after {:?}", self.cfg.timeout));
+                        if kind.stops() {
+                            return Err(Error::Checkpoint {
+                                id: CheckpointId(self.next_id.0 - 1),
+                                message: "the stop checkpoint timed out".into(),
+                            });
+                        }
+                    }
+                    last_complete = now;
+                    continue;
                 }
-            }
-            let wake = match &pending {
-                Some(p) => p.started + self.cfg.timeout,
-                None => (last_trigger + self.cfg.interval).max(last_complete + self.cfg.min_pause),
+                trigger => {
+                    let (kind, req) = match trigger {
+                        Next::TriggerFinal => (BarrierKind::Final, None),
+                        Next::TriggerPeriodic => (BarrierKind::Checkpoint, None),
+                        _ => match queue.pop_front() {
+                            Some(q) => q,
+                            None => continue,
+                        },
+                    };
+                    pending = Some(self.trigger(kind, req));
+                    last_trigger = now;
+                    continue;
+                }
             };
             tokio::select! {
                 ev = self.events.recv() => match ev {
@@ -210,16 +234,7 @@ impl Coordinator {
                     Some(Request::Stop { .. }) => {}
                     None => {}
                 },
-                () = tokio::time::sleep_until(wake.into()) => {
-                    if let Some(p) = pending.take_if(|p| p.started.elapsed() >= self.cfg.timeout) {
-                        let kind = p.barrier.kind;
-                        self.fail(p, format!("timed out after {:?}", self.cfg.timeout));
-                        if kind.stops() {
-                            return Err(Error::Checkpoint { id: CheckpointId(self.next_id.0 - 1), message: "the stop checkpoint timed out".into() });
-                        }
-                        last_complete = Instant::now();
-                    }
-                },
+                () = tokio::time::sleep_until(wake.into()) => {},
             }
         }
     }
@@ -326,13 +341,13 @@ impl Coordinator {
         if !self
             .up
             .storage
-            .put_if_absent(&format!("{dir}{METADATA}"), Bytes::from(bytes))
+            .put_if_absent(&Layout::metadata_in(&dir), Bytes::from(bytes))
             .await?
         {
             // A fenced predecessor may complete this id after this incarnation listed the
             // lineage; its checkpoint is never committed by it (see below). Skip the id: the
             // sinks' pending work rides with the next checkpoint.
-            let key = format!("{dir}{METADATA}");
+            let key = Layout::metadata_in(&dir);
             let by_older = match self.up.storage.get(&key).await? {
                 Some(b) => decode_metadata(&b).is_ok_and(|m| m.generation < self.up.generation),
                 None => false,
@@ -436,18 +451,18 @@ impl Coordinator {
             let bytes = self
                 .up
                 .storage
-                .get(&format!("{from}{}", f.file))
+                .get(&Layout::file_in(&from, &f.file))
                 .await?
                 .ok_or_else(|| Error::Restore(format!("state file {} vanished", f.file)))?;
             self.up
                 .storage
-                .put(&format!("{to}{}", f.file), bytes)
+                .put(&Layout::file_in(&to, &f.file), bytes)
                 .await?;
         }
         let bytes = encode_metadata(meta).map_err(|e| Error::internal(e.to_string()))?;
         self.up
             .storage
-            .put(&format!("{to}{METADATA}"), Bytes::from(bytes))
+            .put(&Layout::metadata_in(&to), Bytes::from(bytes))
             .await?;
         let uri = self.up.storage.uri(&to);
         tracing::info!(savepoint = %uri, "savepoint completed");

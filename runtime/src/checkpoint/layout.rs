@@ -5,12 +5,25 @@
 //! <root>/<namespace>/<job>/<jobId>/chk-<n>/_metadata     commit point of checkpoint n
 //! <root>/<namespace>/<job>/<jobId>/chk-<n>/<task>-g<g>.state
 //! <root>/<namespace>/<job>/savepoints/sp-<n>-<jobId>/    self-contained copy
+//! <checkpoint or savepoint dir>/_sinks_committed          commit-phase recovery done
+//! <root>/<namespace>/<job>/_probe/<id>                    conditional-create probe
 //! ```
+//!
+//! A checkpoint or savepoint given by URI is opened as its own storage root, so the names
+//! inside a directory ([`Layout::metadata_in`], [`Layout::file_in`], [`SINKS_COMMITTED`]) are
+//! functions of the directory alone.
 
 use crate::ids::{CheckpointId, TaskId};
 
 /// File name of a checkpoint's commit record.
 pub const METADATA: &str = "_metadata";
+
+/// Name of the marker written into a restored checkpoint once every sink has finished its
+/// commit-phase recovery. A later restore from the same checkpoint skips that step: the
+/// transactions are committed for good, and brokers answer a repeated `EndTxn` for a
+/// transaction whose id was fenced since with an error (or, the local test broker, by
+/// closing the connection) rather than success.
+pub const SINKS_COMMITTED: &str = "_sinks_committed";
 
 /// Paths of one job within a storage root.
 #[derive(Debug, Clone)]
@@ -78,6 +91,24 @@ impl Layout {
     pub fn state_file(task: TaskId, generation: u64) -> String {
         format!("{task}-g{generation}.state")
     }
+
+    /// The `_metadata` of the checkpoint or savepoint directory `dir` (`""` for a root).
+    #[must_use]
+    pub fn metadata_in(dir: &str) -> String {
+        Self::file_in(dir, METADATA)
+    }
+
+    /// File `name` (a state file, a marker) in directory `dir` (a prefix ending in `/`).
+    #[must_use]
+    pub fn file_in(dir: &str, name: &str) -> String {
+        format!("{dir}{name}")
+    }
+
+    /// Key of a conditional-create probe object.
+    #[must_use]
+    pub fn probe(&self, id: &str) -> String {
+        format!("{}/_probe/{id}", self.base)
+    }
 }
 
 #[cfg(test)]
@@ -99,5 +130,7 @@ mod tests {
             Some((CheckpointId(7), false))
         );
         assert_eq!(Layout::parse_checkpoint("ns/job/abc/other/x"), None);
+        assert_eq!(l.probe("p1"), "ns/job/_probe/p1");
+        assert_eq!(Layout::metadata_in(""), METADATA);
     }
 }

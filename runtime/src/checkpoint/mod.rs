@@ -15,10 +15,13 @@
 //!           ─► retention: delete completed checkpoints beyond `retained`
 //! ```
 //!
-//! Modules: [`barrier`] (what travels), [`align`] (pure: when to snapshot),
+//! Modules: [`startup`] (where a new incarnation starts: restore point, generation claim,
+//! commit-phase recovery inputs), [`barrier`] (what travels), [`align`] (pure: when to snapshot),
 //! [`layout`] (the only place that formats storage paths), [`metadata`] (`_metadata` and
 //! state-file encoding with checksums), [`fencing`] (generation claims), [`restore`] (which
 //! checkpoint to load, skipping corrupt ones), [`retention`] (pure: what to delete),
+//! [`schedule`] (pure: when to trigger, abandon or wait), [`messages`] (what the coordinator
+//! and tasks tell each other), [`snapshot`] (a subtask's state on its way to storage),
 //! [`coordinator`] (the I/O shell that triggers, collects, commits).
 
 pub mod align;
@@ -26,8 +29,12 @@ pub mod barrier;
 pub mod coordinator;
 pub mod fencing;
 pub mod layout;
+pub mod messages;
 pub mod metadata;
 pub mod restore;
 pub mod retention;
+pub mod schedule;
+pub mod snapshot;
+pub mod startup;
 
 pub use barrier::{Barrier, BarrierKind};

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::ops::Range;
 
-use super::layout::{Layout, METADATA};
+use super::layout::{Layout, SINKS_COMMITTED};
 use super::metadata::{CheckpointMetadata, TaskState, decode_metadata, decode_state, verify};
 use crate::error::{Error, Result};
 use crate::ids::{CheckpointId, TaskId};
@@ -87,7 +87,7 @@ impl Restored {
 /// # Errors
 /// [`Error::Restore`] naming the missing or corrupt file.
 pub async fn load(storage: &Storage, dir: &str) -> Result<Restored> {
-    let meta_key = format!("{dir}{METADATA}");
+    let meta_key = Layout::metadata_in(dir);
     let bytes = storage.get(&meta_key).await?.ok_or_else(|| {
         Error::Restore(format!(
             "{} does not exist (not a completed checkpoint or savepoint)",
@@ -178,13 +178,6 @@ pub async fn from_uri(uri: &str, s3: &weir_crds::S3Spec) -> Result<Restored> {
     let storage = Storage::open(trimmed, s3).await?;
     load(&storage, "").await
 }
-
-/// Name of the marker written into a restored checkpoint once every sink has finished its
-/// commit-phase recovery. A later restore from the same checkpoint skips that step: the
-/// transactions are committed for good, and brokers answer a repeated `EndTxn` for a
-/// transaction whose id was fenced since with an error (or, the local test broker, by
-/// closing the connection) rather than success.
-pub const SINKS_COMMITTED: &str = "_sinks_committed";
 
 /// Whether commit-phase recovery of the checkpoint at `uri` already completed.
 ///

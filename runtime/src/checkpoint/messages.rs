@@ -1,0 +1,47 @@
+//! What the coordinator and the subtasks tell each other. The coordinator owns these types;
+//! tasks import them, never the other way round.
+
+use super::Barrier;
+use super::metadata::{SinkCommittable, StateFileRef};
+use crate::error::Error;
+use crate::ids::{CheckpointId, TaskId};
+
+/// Coordinator -> task.
+#[derive(Debug, Clone, Copy)]
+pub enum Control {
+    /// Sources only: inject this barrier.
+    Trigger(Barrier),
+    /// Checkpoint completed: commit sink transactions up to it.
+    Commit(CheckpointId),
+    /// Sources only: stop and send `End` downstream.
+    Finish,
+}
+
+/// Task -> coordinator.
+#[derive(Debug)]
+pub enum TaskEvent {
+    /// Snapshot for a barrier is uploaded (or failed to upload).
+    Ack(Ack),
+    /// A source consumed all its input.
+    SourceFinished(TaskId),
+    /// The task failed; the job fails.
+    Failed(TaskId, Error),
+    /// The task ended normally.
+    Done(TaskId),
+}
+
+/// A subtask's acknowledgement of a barrier.
+#[derive(Debug)]
+pub struct Ack {
+    /// The barrier.
+    pub barrier: Barrier,
+    /// Who.
+    pub task: TaskId,
+    /// The uploaded state file, or why the upload failed.
+    pub state: std::result::Result<StateFileRef, String>,
+    /// Every committable this subtask has not yet seen committed (including older ones of
+    /// abandoned checkpoints, so a restore from this checkpoint commits them too).
+    pub committables: Vec<SinkCommittable>,
+    /// Time spent aligning, ms.
+    pub alignment_ms: u64,
+}
