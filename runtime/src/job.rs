@@ -18,7 +18,7 @@ use crate::checkpoint::restore::Restored;
 use crate::checkpoint::snapshot::Uploader;
 use crate::checkpoint::startup::{self, Startup, StartupInput};
 use crate::control::metrics::Metrics;
-use crate::control::status::{JobState, JobStatus, SinkInfo};
+use crate::control::status::{JobState, JobStatus, SinkInfo, StatusBoard};
 use crate::control::{self, ApiState};
 use crate::error::{Error, Result};
 use crate::ids::{Millis, TaskId};
@@ -422,8 +422,10 @@ pub async fn start(plan: Plan, opts: RunOptions) -> Result<RunningJob> {
         events: events_rx,
         requests: req_rx,
         next_id,
-        status: Arc::clone(&status),
-        metrics: Arc::clone(&metrics),
+        progress: Arc::new(StatusBoard {
+            status: Arc::clone(&status),
+            metrics: Arc::clone(&metrics),
+        }),
     };
     tracing::info!(job = %plan.name, job_id = %job_id, generation, parallelism, first_checkpoint = %next_id, "job started");
     Ok(RunningJob {

@@ -11,7 +11,7 @@
 //!   lists them too.
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -20,11 +20,10 @@ use tokio::sync::mpsc;
 use super::layout::Layout;
 use super::messages::{Ack, Control, TaskEvent};
 use super::metadata::{CheckpointMetadata, decode_metadata, encode_metadata};
+use super::progress::{Progress, Report};
 use super::schedule::{self, Facts, Next, Timing};
 use super::snapshot::Uploader;
 use super::{Barrier, BarrierKind, fencing, restore, retention};
-use crate::control::metrics::Metrics;
-use crate::control::status::{CheckpointInfo, JobState, JobStatus, SavepointInfo};
 use crate::error::{Error, Result};
 use crate::ids::{CheckpointId, TaskId};
 
@@ -98,10 +97,8 @@ pub struct Coordinator {
     pub requests: mpsc::Receiver<Request>,
     /// Id of the next checkpoint.
     pub next_id: CheckpointId,
-    /// Shared with the control API.
-    pub status: Arc<RwLock<JobStatus>>,
-    /// Metrics.
-    pub metrics: Arc<Metrics>,
+    /// Where progress is reported (the control API's status, the metrics).
+    pub progress: Arc<dyn Report>,
 }
 
 fn now_ms() -> i64 {
@@ -111,12 +108,6 @@ fn now_ms() -> i64 {
 }
 
 impl Coordinator {
-    fn update(&self, f: impl FnOnce(&mut JobStatus)) {
-        if let Ok(mut s) = self.status.write() {
-            f(&mut s);
-        }
-    }
-
     /// Run until the job finishes, is stopped, or fails.
     ///
     /// # Errors
@@ -129,6 +120,8 @@ impl Coordinator {
         let mut last_complete = Instant::now();
         let mut finishing: Option<Outcome> = None;
         let mut done_tasks = 0usize;
+        // The savepoint the stop checkpoint was copied to, for the outcome.
+        let mut last_savepoint: Option<(CheckpointId, String)> = None;
         let timing = Timing {
             interval: self.cfg.interval,
             timeout: self.cfg.timeout,
@@ -185,13 +178,12 @@ impl Coordinator {
                         if p.acks.len() == self.tasks.len() {
                             let Some(p) = pending.take() else { continue };
                             let kind = p.barrier.kind;
-                            match self.complete(p).await? {
+                            match self.complete(p, &mut last_savepoint).await? {
                                 true => {
                                     last_complete = Instant::now();
                                     if matches!(kind, BarrierKind::Final | BarrierKind::Stop { .. }) {
-                                        let savepoint = self.status.read().ok().and_then(|s| {
-                                            s.savepoints.iter().rev().find(|x| x.checkpoint == Some(CheckpointId(self.next_id.0 - 1))).and_then(|x| x.path.clone())
-                                        });
+                                        let stopped_at = CheckpointId(self.next_id.0 - 1);
+                                        let savepoint = last_savepoint.as_ref().filter(|(c, _)| *c == stopped_at).map(|(_, path)| path.clone());
                                         finishing = Some(if kind == BarrierKind::Final { Outcome::Finished } else { Outcome::Stopped { savepoint } });
                                         for (_, c) in &self.sources {
                                             let _ = c.send(Control::Finish);
@@ -224,11 +216,11 @@ impl Coordinator {
                 },
                 r = self.requests.recv() => match r {
                     Some(Request::Savepoint { id }) => {
-                        self.update(|s| s.savepoints.push(SavepointInfo { id: id.clone(), status: "pending".into(), path: None, checkpoint: None, error: None }));
+                        self.progress.report(Progress::SavepointRequested { request: id.clone() });
                         queue.push_back((BarrierKind::Savepoint, Some(id)));
                     }
                     Some(Request::Stop { savepoint }) if !queue.iter().any(|(k, _)| k.stops()) => {
-                        self.update(|s| s.state = JobState::Stopping);
+                        self.progress.report(Progress::Stopping);
                         queue.push_back((BarrierKind::Stop { savepoint }, None));
                     }
                     Some(Request::Stop { .. }) => {}
@@ -256,50 +248,33 @@ impl Coordinator {
             acks: BTreeMap::new(),
             savepoint_request,
         };
-        self.update(|s| {
-            s.upsert_checkpoint(CheckpointInfo {
-                id: barrier.id,
-                kind,
-                status: "in-progress".into(),
-                triggered_at_ms: p.triggered_at_ms,
-                duration_ms: None,
-                size_bytes: None,
-                alignment_ms: None,
-                path: None,
-                error: None,
-            });
+        self.progress.report(Progress::Triggered {
+            id: barrier.id,
+            kind,
+            at_ms: p.triggered_at_ms,
         });
         p
     }
 
     fn fail(&mut self, p: Pending, why: String) {
         tracing::warn!(checkpoint = %p.barrier.id, reason = %why, "checkpoint failed");
-        self.metrics.checkpoints_failed.inc();
-        self.update(|s| {
-            s.upsert_checkpoint(CheckpointInfo {
-                id: p.barrier.id,
-                kind: p.barrier.kind,
-                status: "failed".into(),
-                triggered_at_ms: p.triggered_at_ms,
-                duration_ms: None,
-                size_bytes: None,
-                alignment_ms: None,
-                path: None,
-                error: Some(why.clone()),
-            });
-            if let Some(req) = &p.savepoint_request
-                && let Some(sp) = s.savepoints.iter_mut().find(|x| &x.id == req)
-            {
-                sp.status = "failed".into();
-                sp.error = Some(why);
-            }
+        self.progress.report(Progress::Failed {
+            id: p.barrier.id,
+            kind: p.barrier.kind,
+            triggered_at_ms: p.triggered_at_ms,
+            error: why,
+            savepoint_request: p.savepoint_request,
         });
         // Its files stay until retention removes incomplete checkpoints older than the
         // newest completed one: a successor may be writing the same id right now.
     }
 
     /// Commit point. `Ok(false)` when the checkpoint failed but the job may go on.
-    async fn complete(&mut self, p: Pending) -> Result<bool> {
+    async fn complete(
+        &mut self,
+        p: Pending,
+        last_savepoint: &mut Option<(CheckpointId, String)>,
+    ) -> Result<bool> {
         let id = p.barrier.id;
         if let Some(e) = p.acks.values().find_map(|a| a.state.as_ref().err()) {
             let e = e.clone();
@@ -375,53 +350,29 @@ impl Coordinator {
         let size = meta.state_size();
         let alignment = p.acks.values().map(|a| a.alignment_ms).max();
         tracing::info!(checkpoint = %id, kind = ?p.barrier.kind, duration_ms, size_bytes = size, "checkpoint completed");
-        self.metrics.checkpoints_completed.inc();
-        self.metrics
-            .checkpoint_duration
-            .observe(duration_ms as f64 / 1000.0);
-        self.metrics.checkpoint_size.set(size as i64);
         let path = self.up.storage.uri(&dir);
-        self.update(|s| {
-            s.upsert_checkpoint(CheckpointInfo {
-                id,
-                kind: p.barrier.kind,
-                status: "completed".into(),
-                triggered_at_ms: p.triggered_at_ms,
-                duration_ms: Some(duration_ms),
-                size_bytes: Some(size),
-                alignment_ms: alignment,
-                path: Some(path),
-                error: None,
-            });
+        self.progress.report(Progress::Completed {
+            id,
+            kind: p.barrier.kind,
+            triggered_at_ms: p.triggered_at_ms,
+            duration_ms,
+            size_bytes: size,
+            alignment_ms: alignment,
+            path,
         });
         if p.barrier.kind.is_savepoint() {
             let result = self.copy_savepoint(&meta).await;
-            let req = p.savepoint_request.clone();
-            self.update(|s| {
-                let entry = match &req {
-                    Some(r) => s.savepoints.iter_mut().find(|x| &x.id == r),
-                    None => None,
-                };
-                let info = SavepointInfo {
-                    id: req.clone().unwrap_or_else(|| format!("stop-{id}")),
-                    status: if result.is_ok() {
-                        "completed"
-                    } else {
-                        "failed"
-                    }
-                    .into(),
-                    path: result.as_ref().ok().cloned(),
-                    checkpoint: Some(id),
-                    error: result.as_ref().err().map(ToString::to_string),
-                };
-                match entry {
-                    Some(e) => *e = info,
-                    None => s.savepoints.push(info),
-                }
-            });
-            if let Err(e) = result {
+            if let Err(e) = &result {
                 tracing::error!(checkpoint = %id, error = %e, "savepoint copy failed; the checkpoint itself is complete");
             }
+            if let Ok(path) = &result {
+                *last_savepoint = Some((id, path.clone()));
+            }
+            self.progress.report(Progress::SavepointDone {
+                request: p.savepoint_request.clone(),
+                checkpoint: id,
+                result: result.map_err(|e| e.to_string()),
+            });
         }
         let up = self.up.clone();
         let retained = self.cfg.retained;

@@ -22,6 +22,7 @@
 //! checkpoint to load, skipping corrupt ones), [`retention`] (pure: what to delete),
 //! [`schedule`] (pure: when to trigger, abandon or wait), [`messages`] (what the coordinator
 //! and tasks tell each other), [`snapshot`] (a subtask's state on its way to storage),
+//! [`progress`] (what the coordinator reports, for status and metrics to show),
 //! [`coordinator`] (the I/O shell that triggers, collects, commits).
 
 pub mod align;
@@ -31,6 +32,7 @@ pub mod fencing;
 pub mod layout;
 pub mod messages;
 pub mod metadata;
+pub mod progress;
 pub mod restore;
 pub mod retention;
 pub mod schedule;

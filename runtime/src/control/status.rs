@@ -3,6 +3,7 @@
 use serde::Serialize;
 
 use crate::checkpoint::BarrierKind;
+use crate::checkpoint::progress::{Progress, Report};
 use crate::ids::{CheckpointId, Millis, TaskId};
 use crate::sink::Guarantee;
 
@@ -146,6 +147,135 @@ impl JobStatus {
         let len = self.checkpoints.len();
         if len > 20 {
             self.checkpoints.drain(..len - 20);
+        }
+    }
+}
+
+/// The job's status and metrics, as the coordinator's progress reports update them.
+pub struct StatusBoard {
+    /// What `GET /v1/job` shows.
+    pub status: std::sync::Arc<std::sync::RwLock<JobStatus>>,
+    /// What `/metrics` shows.
+    pub metrics: std::sync::Arc<super::metrics::Metrics>,
+}
+
+impl StatusBoard {
+    fn update(&self, f: impl FnOnce(&mut JobStatus)) {
+        if let Ok(mut s) = self.status.write() {
+            f(&mut s);
+        }
+    }
+}
+
+impl Report for StatusBoard {
+    fn report(&self, p: Progress) {
+        match p {
+            Progress::Triggered { id, kind, at_ms } => self.update(|s| {
+                s.upsert_checkpoint(CheckpointInfo {
+                    id,
+                    kind,
+                    status: "in-progress".into(),
+                    triggered_at_ms: at_ms,
+                    duration_ms: None,
+                    size_bytes: None,
+                    alignment_ms: None,
+                    path: None,
+                    error: None,
+                });
+            }),
+            Progress::Failed {
+                id,
+                kind,
+                triggered_at_ms,
+                error,
+                savepoint_request,
+            } => {
+                self.metrics.checkpoints_failed.inc();
+                self.update(|s| {
+                    s.upsert_checkpoint(CheckpointInfo {
+                        id,
+                        kind,
+                        status: "failed".into(),
+                        triggered_at_ms,
+                        duration_ms: None,
+                        size_bytes: None,
+                        alignment_ms: None,
+                        path: None,
+                        error: Some(error.clone()),
+                    });
+                    if let Some(req) = &savepoint_request
+                        && let Some(sp) = s.savepoints.iter_mut().find(|x| &x.id == req)
+                    {
+                        sp.status = "failed".into();
+                        sp.error = Some(error);
+                    }
+                });
+            }
+            Progress::Completed {
+                id,
+                kind,
+                triggered_at_ms,
+                duration_ms,
+                size_bytes,
+                alignment_ms,
+                path,
+            } => {
+                self.metrics.checkpoints_completed.inc();
+                self.metrics
+                    .checkpoint_duration
+                    .observe(duration_ms as f64 / 1000.0);
+                self.metrics.checkpoint_size.set(size_bytes as i64);
+                self.update(|s| {
+                    s.upsert_checkpoint(CheckpointInfo {
+                        id,
+                        kind,
+                        status: "completed".into(),
+                        triggered_at_ms,
+                        duration_ms: Some(duration_ms),
+                        size_bytes: Some(size_bytes),
+                        alignment_ms,
+                        path: Some(path),
+                        error: None,
+                    });
+                });
+            }
+            Progress::SavepointRequested { request } => self.update(|s| {
+                s.savepoints.push(SavepointInfo {
+                    id: request,
+                    status: "pending".into(),
+                    path: None,
+                    checkpoint: None,
+                    error: None,
+                });
+            }),
+            Progress::SavepointDone {
+                request,
+                checkpoint,
+                result,
+            } => self.update(|s| {
+                let info = SavepointInfo {
+                    id: request
+                        .clone()
+                        .unwrap_or_else(|| format!("stop-{checkpoint}")),
+                    status: if result.is_ok() {
+                        "completed"
+                    } else {
+                        "failed"
+                    }
+                    .into(),
+                    path: result.as_ref().ok().cloned(),
+                    checkpoint: Some(checkpoint),
+                    error: result.err(),
+                };
+                match request
+                    .as_ref()
+                    .and_then(|r| s.savepoints.iter_mut().find(|x| &x.id == r))
+                {
+                    Some(e) => *e = info,
+                    None => s.savepoints.push(info),
+                }
+            }),
+            Progress::Stopping => self.update(|s| s.state = JobState::Stopping),
         }
     }
 }
