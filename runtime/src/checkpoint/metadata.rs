@@ -8,10 +8,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::BarrierKind;
+use super::state::{Committable, KeyedState, SplitState};
 use crate::ids::{CheckpointId, TaskId};
-use crate::operator::KeyedState;
-use crate::sink::Committable;
-use crate::source::SplitState;
 
 const MAGIC: &str = "WEIR-CHECKPOINT v1";
 

@@ -22,7 +22,8 @@
 //! checkpoint to load, skipping corrupt ones), [`retention`] (pure: what to delete),
 //! [`schedule`] (pure: when to trigger, abandon or wait), [`messages`] (what the coordinator
 //! and tasks tell each other), [`snapshot`] (a subtask's state on its way to storage),
-//! [`progress`] (what the coordinator reports, for status and metrics to show),
+//! [`progress`] (what the coordinator reports, for status and metrics to show), [`state`]
+//! (what a checkpoint stores per subtask),
 //! [`coordinator`] (the I/O shell that triggers, collects, commits).
 
 pub mod align;
@@ -38,5 +39,6 @@ pub mod retention;
 pub mod schedule;
 pub mod snapshot;
 pub mod startup;
+pub mod state;
 
 pub use barrier::{Barrier, BarrierKind};

@@ -11,10 +11,9 @@ use std::ops::Range;
 
 use super::layout::{Layout, SINKS_COMMITTED};
 use super::metadata::{CheckpointMetadata, TaskState, decode_metadata, decode_state, verify};
+use super::state::{KeyedState, SplitState};
 use crate::error::{Error, Result};
 use crate::ids::{CheckpointId, TaskId};
-use crate::operator::KeyedState;
-use crate::source::SplitState;
 use crate::storage::Storage;
 
 /// A verified checkpoint, loaded.

@@ -18,6 +18,7 @@ use datafusion::arrow::array::RecordBatch;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+pub use crate::checkpoint::state::KeyedState;
 use crate::error::{Error, Result};
 use crate::ids::Millis;
 use crate::keys::key_group;
@@ -31,9 +32,6 @@ pub struct Output {
     /// Side output, in order.
     pub side: Vec<RecordBatch>,
 }
-
-/// Keyed state of one operator in one subtask: opaque bytes per key group.
-pub type KeyedState = Vec<(u32, Vec<u8>)>;
 
 /// Counters an operator keeps for metrics and `GET /v1/job`.
 #[derive(Debug, Default, Clone, Copy)]

@@ -27,12 +27,9 @@ use futures::future::BoxFuture;
 use serde::Serialize;
 use weir_crds::SinkSpec;
 
+pub use crate::checkpoint::state::Committable;
 use crate::error::Result;
 use crate::ids::CheckpointId;
-
-/// What a transaction needs to be committed later, possibly by another process after a
-/// restore. Stored in the checkpoint's `_metadata`.
-pub type Committable = serde_json::Value;
 
 /// What a sink promises about duplicates after a failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -9,39 +9,10 @@ pub mod file;
 pub mod json;
 
 use datafusion::arrow::array::RecordBatch;
-use serde::{Deserialize, Serialize};
 
+pub use crate::checkpoint::state::SplitState;
 use crate::error::Result;
 use crate::ids::Millis;
-
-/// Position of one split, as stored in a checkpoint.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SplitState {
-    /// Split id.
-    pub split: u32,
-    /// Records (datagen) or bytes (file) consumed.
-    pub offset: u64,
-    /// Records consumed (file: line number), for messages.
-    pub records: u64,
-    /// Highest event time emitted, for the watermark after restore.
-    pub max_event_time: Millis,
-    /// No more input in this split.
-    pub finished: bool,
-}
-
-impl SplitState {
-    /// A split at its beginning.
-    #[must_use]
-    pub fn new(split: u32) -> Self {
-        Self {
-            split,
-            offset: 0,
-            records: 0,
-            max_event_time: Millis::MIN,
-            finished: false,
-        }
-    }
-}
 
 /// What a poll produced.
 #[derive(Debug)]
