@@ -130,6 +130,14 @@ fn generator_must_match_field_type() {
     );
 }
 
+#[test]
+fn a_choice_written_as_a_bare_word_is_refused_with_the_map_syntax() {
+    let src = GOOD.replace("amount: {uniform: {min: 0, max: 10}}", "amount: sequence");
+    let e = errors(&src).to_string();
+    assert!(e.contains("source.datagen.fields.amount"), "{e}");
+    assert!(e.contains("`{sequence: {}}`"), "{e}");
+}
+
 const KAFKA: &str = "\
 name: sales
 checkpoint: {interval: 2s, timeout: 10m}

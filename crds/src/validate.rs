@@ -90,7 +90,7 @@ pub fn load_job(file: &str, src: &str) -> Result<JobFile, JobErrors> {
     let job: JobFile = serde_yaml::from_str(src).map_err(|e| {
         let path = serde_path(&e);
         let line = e.location().map(|l| l.line());
-        let message = strip_location(&e.to_string());
+        let message = with_hint(strip_location(&e.to_string()));
         JobErrors {
             file: file.to_string(),
             errors: vec![FieldError {
@@ -114,6 +114,20 @@ fn serde_path(e: &serde_yaml::Error) -> String {
     match s.split_once(": ") {
         Some((p, _)) if !p.contains(' ') => p.to_string(),
         _ => "(document)".to_string(),
+    }
+}
+
+/// serde's words for a one-of written as a bare word (`sequence` for `{sequence: {}}`) say
+/// nothing about the fix; the manifest syntax does.
+fn with_hint(message: String) -> String {
+    if message.contains("unit variant, expected struct variant")
+        || message.contains("unit variant, expected newtype variant")
+    {
+        format!(
+            "{message}: a choice is written as a map with one key, e.g. `{{sequence: {{}}}}`, `{{skip: {{}}}}`, `{{sideOutput: {{file: {{path: dead}}}}}}`"
+        )
+    } else {
+        message
     }
 }
 
