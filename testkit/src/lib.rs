@@ -33,6 +33,25 @@ fn non_empty_env(name: &str) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
+/// What a test needs from its environment: `value`, else one `SKIPPED` line saying how to
+/// provide it (`how`) — unless `require` (a `WEIR_REQUIRE_*` variable) is set, which makes a
+/// missing server a failure, so a CI job meant to exercise it cannot pass by skipping.
+///
+/// # Panics
+///
+/// When `value` is `None` and `require` is set.
+pub fn needs(test: &str, value: Option<String>, require: &str, how: &str) -> Option<String> {
+    if value.is_some() {
+        return value;
+    }
+    assert!(
+        non_empty_env(require).is_none(),
+        "{test}: {require} is set but {how}"
+    );
+    println!("SKIPPED {test}: {how}");
+    None
+}
+
 /// The Kafka bootstrap list for tests: `KAFKA_BOOTSTRAP` (a real Kafka cluster) if set,
 /// else `WEIR_KAFKA_BOOTSTRAP` (the local broker from `tests/kafka.sh`), else `None`.
 pub fn bootstrap() -> Option<String> {
@@ -57,19 +76,12 @@ pub fn require_kafka() -> bool {
 ///
 /// When no broker is configured but `WEIR_REQUIRE_KAFKA=1`, so the test fails.
 pub fn broker_or_skip(test: &str) -> Option<String> {
-    match bootstrap() {
-        Some(bootstrap) => Some(bootstrap),
-        None if require_kafka() => panic!(
-            "{test}: WEIR_REQUIRE_KAFKA=1 but no Kafka broker configured \
-             (set KAFKA_BOOTSTRAP or run tests/kafka.sh start)"
-        ),
-        None => {
-            println!(
-                "SKIPPED: {test}: no Kafka broker (set KAFKA_BOOTSTRAP or run tests/kafka.sh start)"
-            );
-            None
-        }
-    }
+    needs(
+        test,
+        bootstrap(),
+        ENV_REQUIRE_KAFKA,
+        "no Kafka broker (set KAFKA_BOOTSTRAP or run tests/kafka.sh start)",
+    )
 }
 
 /// A topic (or transactional id) name no earlier test run has used, so tests on a

@@ -13,19 +13,14 @@ pub mod stack;
 /// The local S3 endpoint, or `None` after printing one SKIPPED line. With `WEIR_REQUIRE_S3=1`
 /// (set by `tests/run-all.sh` and CI) a missing endpoint fails instead.
 pub fn s3_endpoint(test: &str) -> Option<String> {
-    match std::env::var("WEIR_S3_ENDPOINT") {
-        Ok(e) if !e.is_empty() => Some(e),
-        _ => {
-            assert!(
-                std::env::var("WEIR_REQUIRE_S3").is_err(),
-                "{test}: WEIR_REQUIRE_S3 is set but WEIR_S3_ENDPOINT is not; start it with tests/s3.sh start"
-            );
-            println!(
-                "SKIPPED {test}: WEIR_S3_ENDPOINT is not set (run tests/s3.sh start, or tests/run-all.sh)"
-            );
-            None
-        }
-    }
+    weir_testkit::needs(
+        test,
+        std::env::var("WEIR_S3_ENDPOINT")
+            .ok()
+            .filter(|e| !e.is_empty()),
+        "WEIR_REQUIRE_S3",
+        "WEIR_S3_ENDPOINT is not set (run tests/s3.sh start, or tests/run-all.sh)",
+    )
 }
 
 /// Credentials for the local S3 server; the same values `tests/run-all.sh` exports, passed

@@ -16,36 +16,19 @@ use super::{START_MS, parse_ts};
 /// The broker to test against: `KAFKA_BOOTSTRAP` (any real cluster) or the local one from
 /// `tests/kafka.sh`; `None` after one SKIPPED line unless `WEIR_REQUIRE_KAFKA=1`.
 pub fn kafka(test: &str) -> Option<String> {
-    match weir_testkit::bootstrap() {
-        Some(b) => Some(b),
-        None => {
-            assert!(
-                !weir_testkit::require_kafka(),
-                "{test}: WEIR_REQUIRE_KAFKA=1 but no broker is configured (KAFKA_BOOTSTRAP or WEIR_KAFKA_BOOTSTRAP)"
-            );
-            println!(
-                "SKIPPED {test}: no Kafka broker (set KAFKA_BOOTSTRAP or run tests/kafka.sh start)"
-            );
-            None
-        }
-    }
+    weir_testkit::broker_or_skip(test)
 }
 
 /// The local ClickHouse HTTP URL from `tests/clickhouse.sh`, like [`kafka`].
 pub fn clickhouse(test: &str) -> Option<String> {
-    match std::env::var("WEIR_CLICKHOUSE_URL") {
-        Ok(u) if !u.is_empty() => Some(u),
-        _ => {
-            assert!(
-                std::env::var("WEIR_REQUIRE_CLICKHOUSE").is_err(),
-                "{test}: WEIR_REQUIRE_CLICKHOUSE=1 but WEIR_CLICKHOUSE_URL is not set"
-            );
-            println!(
-                "SKIPPED {test}: WEIR_CLICKHOUSE_URL is not set (run tests/clickhouse.sh start)"
-            );
-            None
-        }
-    }
+    weir_testkit::needs(
+        test,
+        std::env::var("WEIR_CLICKHOUSE_URL")
+            .ok()
+            .filter(|u| !u.is_empty()),
+        "WEIR_REQUIRE_CLICKHOUSE",
+        "WEIR_CLICKHOUSE_URL is not set (run tests/clickhouse.sh start)",
+    )
 }
 
 /// Whether the broker is the local one (its restart script applies, and its read_committed
