@@ -42,8 +42,7 @@ pub fn crd_yaml() -> Result<String, serde_yaml::Error> {
     let mut crd = serde_json::to_value(StreamJob::crd())
         .map_err(<serde_yaml::Error as serde::ser::Error>::custom)?;
     if let Some(root) = crd.pointer_mut("/spec/versions/0/schema/openAPIV3Schema") {
-        strip_closed_objects(root);
-        bound_enums_and_drop_nullable(root);
+        fit_for_apiserver(root);
         root["description"] = serde_json::Value::from(
             "A streaming job run exactly-once by the Weir operator. See spec for what it computes and how it is run.",
         );
@@ -54,24 +53,10 @@ pub fn crd_yaml() -> Result<String, serde_yaml::Error> {
     ))
 }
 
-/// Removes `additionalProperties: false` (from `deny_unknown_fields` on structs without
-/// fields): the apiserver prunes unknown fields anyway, and a structural schema forbids it
-/// next to `properties`.
-#[cfg(feature = "kube")]
-fn strip_closed_objects(v: &mut serde_json::Value) {
-    match v {
-        serde_json::Value::Object(m) => {
-            if m.get("additionalProperties") == Some(&serde_json::Value::Bool(false)) {
-                m.remove("additionalProperties");
-            }
-            m.values_mut().for_each(strip_closed_objects);
-        }
-        serde_json::Value::Array(a) => a.iter_mut().for_each(strip_closed_objects),
-        _ => {}
-    }
-}
-
-/// Three rewrites of what schemars and kube derive, all for the real apiserver:
+/// Rewrites of what schemars and kube derive, all for the real apiserver, in one walk:
+/// - `additionalProperties: false` (from `deny_unknown_fields` on structs without fields)
+///   goes: the apiserver prunes unknown fields anyway, and a structural schema forbids it
+///   next to `properties`;
 /// - unsigned integers get the formats Kubernetes knows (`int64`, and for `u32` a `maximum`
 ///   of `u32::MAX` when none is set): `uint32`/`uint64` made every `helm install` and CRD
 ///   apply print "unrecognized format" warnings, and `minimum: 0` already says unsigned;
@@ -81,9 +66,12 @@ fn strip_closed_objects(v: &mut serde_json::Value) {
 ///   it the apiserver prunes an explicit `null` (so `delivery: null` means "default") instead
 ///   of validating null against the enum and refusing the object.
 #[cfg(feature = "kube")]
-fn bound_enums_and_drop_nullable(v: &mut serde_json::Value) {
+fn fit_for_apiserver(v: &mut serde_json::Value) {
     match v {
         serde_json::Value::Object(m) => {
+            if m.get("additionalProperties") == Some(&serde_json::Value::Bool(false)) {
+                m.remove("additionalProperties");
+            }
             if m.get("nullable") == Some(&serde_json::Value::Bool(true)) {
                 m.remove("nullable");
             }
@@ -115,9 +103,9 @@ fn bound_enums_and_drop_nullable(v: &mut serde_json::Value) {
             {
                 m.insert("maxLength".into(), serde_json::Value::from(n));
             }
-            m.values_mut().for_each(bound_enums_and_drop_nullable);
+            m.values_mut().for_each(fit_for_apiserver);
         }
-        serde_json::Value::Array(a) => a.iter_mut().for_each(bound_enums_and_drop_nullable),
+        serde_json::Value::Array(a) => a.iter_mut().for_each(fit_for_apiserver),
         _ => {}
     }
 }
