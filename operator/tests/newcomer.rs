@@ -13,7 +13,7 @@ mod envtest;
 mod kubelet;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,14 +23,6 @@ const NS: &str = "newcomer";
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-struct Operator(Child);
-impl Drop for Operator {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// Runs a client (`helm` or `kubectl`) against the envtest apiserver as the administrator.
@@ -156,17 +148,10 @@ async fn newcomer(assets: &Path, helm: String, kubectl: String) {
         kubelet::Runner::Fake(fake.clone()),
         logs.clone(),
     );
-    let port = envtest::free_port();
-    let _operator = Operator(
-        Command::new(env!("CARGO_BIN_EXE_weir-operator"))
-            .args(["--log-format", "text"])
-            .arg(format!("--http-addr=127.0.0.1:{port}"))
-            .env("KUBECONFIG", env.kubeconfig(envtest::OPERATOR_TOKEN))
-            .env("WEIR_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(logs.join("operator.log")).unwrap())
-            .spawn()
-            .expect("start weir-operator"),
+    let _operator = env.start_operator(
+        Path::new(env!("CARGO_BIN_EXE_weir-operator")),
+        &[],
+        &logs.join("operator.log"),
     );
 
     // 3. Every StreamJob in examples/ applies as shipped and the operator runs it (the other

@@ -20,7 +20,6 @@ mod helm;
 mod kubelet;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret;
@@ -99,14 +98,6 @@ async fn reasons(client: &Client) -> std::collections::BTreeMap<String, i32> {
         *out.entry(e.reason.unwrap_or_default()).or_insert(0) += n;
     }
     out
-}
-
-struct Operator(Child);
-impl Drop for Operator {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 #[test]
@@ -213,23 +204,10 @@ async fn scenario(assets: &Path, s3: &str, kafka: &str, ch: &str) {
         kubelet::Runner::Process(runtime_bin),
         logs.join("pods"),
     );
-    let op_log = std::fs::File::create(logs.join("operator.log")).unwrap();
-    let port = envtest::free_port();
-    let _operator = Operator(
-        Command::new(&operator_bin)
-            .args([
-                "--runtime-image",
-                "weir-runtime:harness",
-                "--log-format",
-                "text",
-            ])
-            .arg(format!("--http-addr=127.0.0.1:{port}"))
-            .env("KUBECONFIG", env.kubeconfig(envtest::OPERATOR_TOKEN))
-            .env("WEIR_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(op_log)
-            .spawn()
-            .expect("start weir-operator"),
+    let _operator = env.start_operator(
+        &operator_bin,
+        &["--runtime-image", "weir-runtime:harness"],
+        &logs.join("operator.log"),
     );
 
     // The example, pointed at this machine.

@@ -180,6 +180,24 @@ impl Envtest {
         path
     }
 
+    /// Starts the `weir-operator` binary `bin` against this apiserver as the chart's
+    /// ServiceAccount (its token, its RBAC), with `args`, a free health/metrics port and its
+    /// log in `log`; it is killed when the handle drops.
+    pub fn start_operator(&self, bin: &Path, args: &[&str], log: &Path) -> OperatorProcess {
+        OperatorProcess(
+            Command::new(bin)
+                .args(args)
+                .args(["--log-format", "text"])
+                .arg(format!("--http-addr=127.0.0.1:{}", free_port()))
+                .env("KUBECONFIG", self.kubeconfig(OPERATOR_TOKEN))
+                .env("WEIR_LOG", "info")
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(log).expect("operator log file"))
+                .spawn()
+                .expect("start weir-operator"),
+        )
+    }
+
     pub async fn client(&self, token: &str) -> Result<Client, String> {
         let kc = Kubeconfig::read_from(self.kubeconfig(token)).map_err(|e| e.to_string())?;
         let cfg = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
@@ -246,4 +264,14 @@ pub async fn create_namespace(client: &Client, name: &str) {
         .create(&PostParams::default(), &ns)
         .await
         .expect("create the namespace");
+}
+
+/// A running `weir-operator` process; killed (and reaped) when dropped.
+pub struct OperatorProcess(Child);
+
+impl Drop for OperatorProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
