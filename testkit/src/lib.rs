@@ -52,6 +52,15 @@ pub fn needs(test: &str, value: Option<String>, require: &str, how: &str) -> Opt
     None
 }
 
+/// [`needs`] for a server named by one environment variable (`var`, non-empty).
+///
+/// # Panics
+///
+/// When `var` is unset or empty and `require` is set.
+pub fn needs_env(test: &str, var: &str, require: &str, how: &str) -> Option<String> {
+    needs(test, non_empty_env(var), require, how)
+}
+
 /// The Kafka bootstrap list for tests: `KAFKA_BOOTSTRAP` (a real Kafka cluster) if set,
 /// else `WEIR_KAFKA_BOOTSTRAP` (the local broker from `tests/kafka.sh`), else `None`.
 pub fn bootstrap() -> Option<String> {

@@ -13,11 +13,9 @@ pub mod stack;
 /// The local S3 endpoint, or `None` after printing one SKIPPED line. With `WEIR_REQUIRE_S3=1`
 /// (set by `tests/run-all.sh` and CI) a missing endpoint fails instead.
 pub fn s3_endpoint(test: &str) -> Option<String> {
-    weir_testkit::needs(
+    weir_testkit::needs_env(
         test,
-        std::env::var("WEIR_S3_ENDPOINT")
-            .ok()
-            .filter(|e| !e.is_empty()),
+        "WEIR_S3_ENDPOINT",
         "WEIR_REQUIRE_S3",
         "WEIR_S3_ENDPOINT is not set (run tests/s3.sh start, or tests/run-all.sh)",
     )

@@ -21,11 +21,9 @@ pub fn kafka(test: &str) -> Option<String> {
 
 /// The local ClickHouse HTTP URL from `tests/clickhouse.sh`, like [`kafka`].
 pub fn clickhouse(test: &str) -> Option<String> {
-    weir_testkit::needs(
+    weir_testkit::needs_env(
         test,
-        std::env::var("WEIR_CLICKHOUSE_URL")
-            .ok()
-            .filter(|u| !u.is_empty()),
+        "WEIR_CLICKHOUSE_URL",
         "WEIR_REQUIRE_CLICKHOUSE",
         "WEIR_CLICKHOUSE_URL is not set (run tests/clickhouse.sh start)",
     )
