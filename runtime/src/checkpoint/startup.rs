@@ -77,9 +77,7 @@ impl Startup {
     /// URI of the restored checkpoint, without a trailing `/`.
     #[must_use]
     pub fn restored_uri(&self) -> Option<String> {
-        self.restored
-            .as_ref()
-            .map(|r| r.uri.trim_end_matches('/').to_string())
+        self.restored.as_ref().map(dir_uri)
     }
 
     /// The transactions sink `id` must commit before it writes (none when an earlier
@@ -137,10 +135,7 @@ pub async fn begin(
         check_fits(r, input)?;
         tracing::info!(from = %r.uri, checkpoint = %r.metadata.id, taken_at_parallelism = r.metadata.parallelism, "restoring");
     }
-    let restored_from = choice
-        .restored
-        .as_ref()
-        .map(|r| r.uri.trim_end_matches('/').to_string());
+    let restored_from = choice.restored.as_ref().map(dir_uri);
     let claimed = fencing::claim(storage, layout, |g| Generation {
         generation: g,
         job_id: choice.job_id.clone(),
@@ -277,6 +272,11 @@ fn check_fits(r: &Restored, input: &StartupInput<'_>) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// The URI of a restored checkpoint as it is recorded and shown: without a trailing `/`.
+fn dir_uri(r: &Restored) -> String {
+    r.uri.trim_end_matches('/').to_string()
 }
 
 /// A new lineage id: unique per start, never derived from the job's content.
