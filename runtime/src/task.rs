@@ -269,7 +269,7 @@ impl TaskCore {
     ) -> Result<()> {
         let mut state = TaskState {
             splits,
-            operators: Vec::new(),
+            ..TaskState::default()
         };
         for (id, op) in &self.ops {
             state.operators.push((id.clone(), op.snapshot()?));
@@ -296,7 +296,7 @@ impl TaskCore {
         self.uploader.upload(
             self.id,
             b,
-            &state,
+            state,
             committables,
             alignment,
             self.events.clone(),

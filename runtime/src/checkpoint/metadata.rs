@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::BarrierKind;
-use super::state::{Committable, KeyedState, SplitState};
+use super::state::{Committable, KeyedState, SplitState, WriteAheadData};
 use crate::ids::{CheckpointId, TaskId};
 
 const MAGIC: &str = "WEIR-CHECKPOINT v1";
@@ -85,6 +85,9 @@ pub struct TaskState {
     pub splits: Vec<SplitState>,
     /// Keyed state per operator id.
     pub operators: Vec<(String, KeyedState)>,
+    /// Rows of this subtask's write-ahead sink transactions that the checkpoint promises
+    /// (kept here so that `_metadata` does not grow with throughput).
+    pub write_ahead: Vec<WriteAheadData>,
 }
 
 /// Why stored bytes were rejected.

@@ -11,7 +11,7 @@ use std::ops::Range;
 
 use super::layout::{Layout, SINKS_COMMITTED};
 use super::metadata::{CheckpointMetadata, TaskState, decode_metadata, decode_state, verify};
-use super::state::{KeyedState, SplitState};
+use super::state::{Committable, KeyedState, SplitState};
 use crate::error::{Error, Result};
 use crate::ids::{CheckpointId, TaskId};
 use crate::storage::Storage;
@@ -109,11 +109,46 @@ pub async fn load(storage: &Storage, dir: &str) -> Result<Restored> {
         })?;
         tasks.push((f.task, state));
     }
+    let mut metadata = metadata;
+    attach_write_ahead(&mut metadata, &mut tasks)
+        .map_err(|m| Error::Restore(format!("checkpoint {}: {m}", storage.uri(dir))))?;
     Ok(Restored {
         uri: storage.uri(dir),
         metadata,
         tasks,
     })
+}
+
+/// Puts the rows of every write-ahead committable back, from the state file of the subtask
+/// that wrote them, and checks them against the size and CRC `_metadata` recorded: a restore
+/// must commit exactly the rows the checkpoint promised or refuse the checkpoint.
+fn attach_write_ahead(
+    meta: &mut CheckpointMetadata,
+    tasks: &mut [(TaskId, TaskState)],
+) -> std::result::Result<(), String> {
+    let mut stored: BTreeMap<(String, u64, u32), Vec<u8>> = BTreeMap::new();
+    for (task, state) in tasks.iter_mut() {
+        for d in std::mem::take(&mut state.write_ahead) {
+            stored.insert((d.sink, d.checkpoint, task.subtask), d.data);
+        }
+    }
+    for c in &mut meta.committables {
+        let Committable::WriteAhead(w) = &mut c.committable else {
+            continue;
+        };
+        let what = || {
+            format!(
+                "the write-ahead rows of sink {} for checkpoint {} from subtask {}",
+                c.sink, w.checkpoint, c.subtask
+            )
+        };
+        let data = stored
+            .remove(&(c.sink.clone(), w.checkpoint, c.subtask))
+            .ok_or_else(|| format!("{} are in no state file", what()))?;
+        verify(&data, w.crc32, w.bytes).map_err(|e| format!("{}: {e}", what()))?;
+        w.data = bytes::Bytes::from(data);
+    }
+    Ok(())
 }
 
 /// Completed and incomplete checkpoint directories of a lineage.

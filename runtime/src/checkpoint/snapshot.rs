@@ -11,6 +11,7 @@ use super::Barrier;
 use super::layout::Layout;
 use super::messages::{Ack, TaskEvent};
 use super::metadata::{SinkCommittable, StateFileRef, TaskState, encode_state};
+use super::state::{Committable, WriteAheadData};
 use crate::error::{Error, Result};
 use crate::ids::TaskId;
 use crate::storage::Storage;
@@ -31,6 +32,8 @@ pub struct Uploader {
 impl Uploader {
     /// Encodes `state` of `task` for barrier `b` now, uploads it in the background, then
     /// acknowledges `b` on `events` with the file (or the upload error) and `committables`.
+    /// The rows of write-ahead committables go into the state file; `_metadata` will hold
+    /// only their size and checksum.
     ///
     /// # Errors
     /// State that cannot be encoded (the task fails).
@@ -38,12 +41,23 @@ impl Uploader {
         &self,
         task: TaskId,
         b: Barrier,
-        state: &TaskState,
+        mut state: TaskState,
         committables: Vec<SinkCommittable>,
         alignment: Duration,
         events: mpsc::UnboundedSender<TaskEvent>,
     ) -> Result<()> {
-        let bytes = encode_state(state).map_err(|e| Error::State {
+        state.write_ahead = committables
+            .iter()
+            .filter_map(|c| match &c.committable {
+                Committable::WriteAhead(w) => Some(WriteAheadData {
+                    sink: c.sink.clone(),
+                    checkpoint: w.checkpoint,
+                    data: w.data.to_vec(),
+                }),
+                _ => None,
+            })
+            .collect();
+        let bytes = encode_state(&state).map_err(|e| Error::State {
             operator: task.to_string(),
             message: e.to_string(),
         })?;
@@ -75,5 +89,164 @@ impl Uploader {
             }));
         });
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
+    use super::*;
+    use crate::checkpoint::metadata::{CheckpointMetadata, decode_state, encode_metadata};
+    use crate::checkpoint::restore;
+    use crate::checkpoint::state::WriteAhead;
+    use crate::checkpoint::{Barrier, BarrierKind};
+    use crate::ids::CheckpointId;
+
+    async fn uploader(dir: &std::path::Path) -> Uploader {
+        let uri = format!("file://{}", dir.display());
+        Uploader {
+            storage: Storage::open(&uri, &weir_crds::S3Spec::default())
+                .await
+                .unwrap(),
+            layout: Layout::new("ns", "job"),
+            job_id: "lineage".into(),
+            generation: 1,
+        }
+    }
+
+    /// Uploads one subtask's snapshot with a write-ahead committable of `rows_bytes` bytes
+    /// and completes checkpoint 1 with it, as the coordinator does.
+    async fn checkpoint_with_rows(up: &Uploader, data: Vec<u8>) -> (String, CheckpointMetadata) {
+        let task = TaskId {
+            stage: 1,
+            subtask: 0,
+        };
+        let b = Barrier {
+            id: CheckpointId(1),
+            kind: BarrierKind::Checkpoint,
+        };
+        let committable = SinkCommittable {
+            sink: "sink-0".into(),
+            checkpoint: CheckpointId(1),
+            subtask: 0,
+            committable: Committable::WriteAhead(WriteAhead::new(1, 0, "tok".into(), 3, data)),
+        };
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        up.upload(
+            task,
+            b,
+            TaskState::default(),
+            vec![committable],
+            Duration::ZERO,
+            tx,
+        )
+        .unwrap();
+        let Some(TaskEvent::Ack(ack)) = rx.recv().await else {
+            panic!("no ack");
+        };
+        let meta = CheckpointMetadata {
+            job: "job".into(),
+            job_id: "lineage".into(),
+            generation: 1,
+            id: CheckpointId(1),
+            kind: BarrierKind::Checkpoint,
+            parallelism: 1,
+            max_parallelism: 8,
+            completed_at_ms: 0,
+            duration_ms: 0,
+            state_files: vec![ack.state.unwrap()],
+            committables: ack.committables,
+        };
+        let dir = up.layout.checkpoint_dir(&up.job_id, CheckpointId(1));
+        let bytes = encode_metadata(&meta).unwrap();
+        up.storage
+            .put(&Layout::metadata_in(&dir), Bytes::from(bytes))
+            .await
+            .unwrap();
+        (dir, meta)
+    }
+
+    #[tokio::test]
+    async fn write_ahead_rows_travel_in_the_state_file_not_in_metadata() {
+        let tmp = tempfile::tempdir().unwrap();
+        let up = uploader(tmp.path()).await;
+        let rows: Vec<u8> = b"{\"k\":\"marker-row\",\"v\":1}\n".repeat(4_000);
+        let (dir, meta) = checkpoint_with_rows(&up, rows.clone()).await;
+
+        let encoded = encode_metadata(&meta).unwrap();
+        assert!(
+            encoded.len() < 2_048,
+            "_metadata is {} bytes for {} bytes of rows: the rows went into it",
+            encoded.len(),
+            rows.len()
+        );
+        assert!(!String::from_utf8_lossy(&encoded).contains("marker-row"));
+
+        let restored = restore::load(&up.storage, &dir).await.unwrap();
+        let [c] = restored.metadata.committables.as_slice() else {
+            panic!("one committable expected");
+        };
+        let Committable::WriteAhead(w) = &c.committable else {
+            panic!("write-ahead committable expected, got {c:?}");
+        };
+        assert_eq!(w.data.as_ref(), rows.as_slice(), "restored rows differ");
+        assert_eq!((w.rows, w.token.as_str()), (3, "tok"));
+    }
+
+    #[tokio::test]
+    async fn a_state_file_without_the_promised_rows_is_refused_by_name() {
+        let tmp = tempfile::tempdir().unwrap();
+        let up = uploader(tmp.path()).await;
+        let (dir, mut meta) = checkpoint_with_rows(&up, b"{\"k\":1}\n".to_vec()).await;
+
+        // The state file is intact (its CRC matches) but lacks the rows `_metadata` promises.
+        let file = &mut meta.state_files[0];
+        let key = Layout::file_in(&dir, &file.file);
+        let mut state = decode_state(&up.storage.get(&key).await.unwrap().unwrap()).unwrap();
+        assert_eq!(
+            state.write_ahead.len(),
+            1,
+            "the uploader did not store the rows"
+        );
+        state.write_ahead.clear();
+        let bytes = encode_state(&state).unwrap();
+        file.crc32 = crc32fast::hash(&bytes);
+        file.size = bytes.len() as u64;
+        up.storage.put(&key, Bytes::from(bytes)).await.unwrap();
+        let meta_bytes = encode_metadata(&meta).unwrap();
+        up.storage
+            .put(&Layout::metadata_in(&dir), Bytes::from(meta_bytes))
+            .await
+            .unwrap();
+
+        let err = restore::load(&up.storage, &dir).await.unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("write-ahead rows of sink sink-0 for checkpoint 1 from subtask 0"),
+            "{msg}"
+        );
+
+        // Rows that differ from what `_metadata` recorded are refused too.
+        state.write_ahead.push(WriteAheadData {
+            sink: "sink-0".into(),
+            checkpoint: 1,
+            data: b"{\"k\":2}\n".to_vec(),
+        });
+        let bytes = encode_state(&state).unwrap();
+        meta.state_files[0].crc32 = crc32fast::hash(&bytes);
+        meta.state_files[0].size = bytes.len() as u64;
+        up.storage.put(&key, Bytes::from(bytes)).await.unwrap();
+        up.storage
+            .put(
+                &Layout::metadata_in(&dir),
+                Bytes::from(encode_metadata(&meta).unwrap()),
+            )
+            .await
+            .unwrap();
+        let msg = restore::load(&up.storage, &dir)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("checksum mismatch"), "{msg}");
     }
 }

@@ -19,6 +19,7 @@
 use super::fencing::{self, Generation};
 use super::layout::Layout;
 use super::restore::{self, Restored};
+use super::state::Committable;
 use crate::error::{Error, Result};
 use crate::ids::CheckpointId;
 use crate::storage::Storage;
@@ -83,7 +84,7 @@ impl Startup {
     /// The transactions sink `id` must commit before it writes (none when an earlier
     /// incarnation already did, or when nothing was restored).
     #[must_use]
-    pub fn committables_for(&self, id: &str) -> Vec<serde_json::Value> {
+    pub fn committables_for(&self, id: &str) -> Vec<Committable> {
         match &self.restored {
             Some(r) if !self.sinks_done => r
                 .metadata

@@ -38,6 +38,103 @@ impl SplitState {
 /// Keyed state of one operator in one subtask: opaque bytes per key group.
 pub type KeyedState = Vec<(u32, Vec<u8>)>;
 
-/// What a transaction needs to be committed later, possibly by another process after a
-/// restore. Stored in the checkpoint's `_metadata`.
-pub type Committable = serde_json::Value;
+/// What a pre-committed sink transaction needs to be committed later, possibly by another
+/// process after a restore. Recorded in the checkpoint's `_metadata`, which is the commit
+/// point and must stay small: anything that grows with the data (write-ahead rows) travels in
+/// the state file of the subtask that wrote it, and `_metadata` keeps only its size and CRC.
+///
+/// The variants are the commit mechanisms the protocol knows, not connectors: a connector
+/// picks the one it commits with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "type")]
+pub enum Committable {
+    /// The transaction received no records: nothing to commit.
+    Empty,
+    /// A file written aside, moved into place on commit.
+    StagedFile(StagedFile),
+    /// A Kafka transaction left open at pre-commit, ended by the producer that began it or,
+    /// after a restore, by an `EndTxn` with the recorded producer id and epoch.
+    KafkaTransaction(KafkaTransaction),
+    /// Rows the checkpoint keeps and the sink writes after the checkpoint completes, in blocks
+    /// the target deduplicates by a token.
+    WriteAhead(WriteAhead),
+}
+
+/// A staged file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StagedFile {
+    /// File name, the same in the staging directory and in the target directory.
+    pub file: String,
+}
+
+/// A pre-committed Kafka transaction.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KafkaTransaction {
+    /// `transactional.id`.
+    pub transactional_id: String,
+    /// Producer id at pre-commit.
+    pub producer_id: i64,
+    /// Producer epoch at pre-commit.
+    pub producer_epoch: i16,
+    /// Checkpoint the transaction belongs to.
+    pub checkpoint: u64,
+    /// Records in it; empty transactions need no commit.
+    pub records: u64,
+    /// Sink parallelism when it was written (recovery fences ids of every subtask that existed).
+    pub parallelism: u32,
+}
+
+/// Rows written ahead: encoded by the sink, kept by the checkpoint until it completes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WriteAhead {
+    /// Checkpoint whose barrier closed the rows.
+    pub checkpoint: u64,
+    /// Subtask that wrote them.
+    pub subtask: u32,
+    /// Deduplication identity prefix; each block the sink writes appends its index.
+    pub token: String,
+    /// Number of rows.
+    pub rows: u64,
+    /// Bytes of [`Self::data`] and their CRC32, so that a restore can tell that the state file
+    /// it read them from holds exactly what this checkpoint promised.
+    pub bytes: u64,
+    /// CRC32 of [`Self::data`].
+    pub crc32: u32,
+    /// The encoded rows. Never in `_metadata`: the uploader moves them into the subtask's
+    /// state file and a restore puts them back.
+    #[serde(skip)]
+    pub data: bytes::Bytes,
+}
+
+impl WriteAhead {
+    /// Rows of `checkpoint` from `subtask`, with their size and checksum.
+    #[must_use]
+    pub fn new(checkpoint: u64, subtask: u32, token: String, rows: u64, data: Vec<u8>) -> Self {
+        Self {
+            checkpoint,
+            subtask,
+            token,
+            rows,
+            bytes: data.len() as u64,
+            crc32: crc32fast::hash(&data),
+            data: bytes::Bytes::from(data),
+        }
+    }
+}
+
+/// Write-ahead rows of one sink transaction, as stored in the state file of the subtask that
+/// wrote them (a restore matches them to the [`WriteAhead`] committables of `_metadata`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WriteAheadData {
+    /// Sink id within the plan.
+    pub sink: String,
+    /// Checkpoint whose barrier closed the rows.
+    pub checkpoint: u64,
+    /// The encoded rows, stored as one byte string (not a sequence of numbers: postcard then
+    /// copies them in one piece, which keeps a megabyte of rows off the barrier's path).
+    #[serde(with = "serde_bytes")]
+    pub data: Vec<u8>,
+}

@@ -1,7 +1,8 @@
 //! ClickHouse sink over HTTP.
 //!
 //! `writeAhead` (exactly-once): the rows of checkpoint `n` travel inside checkpoint `n`
-//! (as its committable) and are inserted only after `n` completes, split into blocks the same
+//! (in the writing subtask's state file; the committable in `_metadata` holds their size,
+//! checksum and deduplication token) and are inserted only after `n` completes, split into blocks the same
 //! way every time. Each block carries a deduplication identity — `insert_deduplication_token`
 //! on servers that have it (22.2+), otherwise the block's own hash, which `Replicated*` tables
 //! remember — so a commit replayed after a crash is dropped by the server instead of counted
@@ -21,10 +22,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
 use futures::future::BoxFuture;
-use serde::{Deserialize, Serialize};
 use tokio::sync::OnceCell;
 use weir_crds::{ClickHouseMode, ClickHouseSinkSpec};
 
+use crate::checkpoint::state::WriteAhead;
 use crate::error::{Error, Result};
 use crate::ids::CheckpointId;
 use crate::sink::{
@@ -40,22 +41,6 @@ struct Target {
     client: Client,
     encoder: RowEncoder,
     dedup_token: bool,
-}
-
-/// Rows of one checkpoint and subtask, stored in the checkpoint until inserted.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PendingRows {
-    /// Checkpoint.
-    pub checkpoint: u64,
-    /// Subtask.
-    pub subtask: u32,
-    /// Deduplication identity prefix; blocks append `:b<k>`.
-    pub token: String,
-    /// `JSONEachRow` lines.
-    pub rows: String,
-    /// Number of lines.
-    pub count: u64,
 }
 
 /// A configured ClickHouse sink.
@@ -226,6 +211,20 @@ impl Inserter {
         }
     }
 
+    /// Insert the rows a checkpoint kept, under their deduplication token.
+    async fn insert_written_ahead(&self, w: &WriteAhead) -> Result<()> {
+        if w.rows == 0 {
+            return Ok(());
+        }
+        let rows = std::str::from_utf8(&w.data).map_err(|e| {
+            self.err(format!(
+                "rows kept by checkpoint {} (subtask {}) are not UTF-8: {e}",
+                w.checkpoint, w.subtask
+            ))
+        })?;
+        self.insert(rows, Some(&w.token), w.checkpoint).await
+    }
+
     /// Insert `rows` (JSONEachRow lines) as blocks of `block_rows`; block `k` carries
     /// `token:b<k>` when the server supports tokens.
     async fn insert(&self, rows: &str, token: Option<&str>, checkpoint: u64) -> Result<()> {
@@ -328,17 +327,22 @@ impl SinkConnector for ClickHouseConnector {
                 return Ok(());
             }
             let inserter = self.inserter()?;
-            let mut pending: Vec<PendingRows> = committables
-                .into_iter()
-                .map(serde_json::from_value)
-                .collect::<std::result::Result<_, _>>()
-                .map_err(|e| self.err(format!("checkpoint holds unreadable rows: {e}")))?;
+            let mut pending = Vec::with_capacity(committables.len());
+            for c in committables {
+                match c {
+                    Committable::WriteAhead(w) => pending.push(w),
+                    Committable::Empty => {}
+                    other => {
+                        return Err(self.err(format!(
+                            "checkpoint records a committable of another sink: {other:?}"
+                        )));
+                    }
+                }
+            }
             pending.sort_by_key(|p| (p.checkpoint, p.subtask));
-            for p in pending.iter().filter(|p| p.count > 0) {
-                inserter
-                    .insert(&p.rows, Some(&p.token), p.checkpoint)
-                    .await?;
-                tracing::info!(table = %self.table(), checkpoint = p.checkpoint, subtask = p.subtask, rows = p.count, "re-inserted rows of the restored checkpoint (duplicates dropped by the server)");
+            for p in pending.iter().filter(|p| p.rows > 0) {
+                inserter.insert_written_ahead(p).await?;
+                tracing::info!(table = %self.table(), checkpoint = p.checkpoint, subtask = p.subtask, rows = p.rows, "re-inserted rows of the restored checkpoint (duplicates dropped by the server)");
             }
             Ok(())
         })
@@ -373,26 +377,32 @@ impl TwoPhaseCommitSink for WriteAheadWriter {
 
     fn pre_commit(&mut self) -> BoxFuture<'_, Result<Committable>> {
         Box::pin(async move {
-            let p = PendingRows {
-                checkpoint: self.checkpoint,
-                subtask: self.subtask,
-                token: format!("{}:c{}", self.token_base, self.checkpoint),
-                rows: std::mem::take(&mut self.rows),
-                count: std::mem::take(&mut self.count),
-            };
-            serde_json::to_value(&p).map_err(|e| Error::internal(e.to_string()))
+            let rows = std::mem::take(&mut self.rows);
+            let count = std::mem::take(&mut self.count);
+            if count == 0 {
+                return Ok(Committable::Empty);
+            }
+            Ok(Committable::WriteAhead(WriteAhead::new(
+                self.checkpoint,
+                self.subtask,
+                format!("{}:c{}", self.token_base, self.checkpoint),
+                count,
+                rows.into_bytes(),
+            )))
         })
     }
 
     fn commit(&mut self, committables: Vec<Committable>) -> BoxFuture<'_, Result<()>> {
         Box::pin(async move {
             for c in committables {
-                let p: PendingRows = serde_json::from_value(c)
-                    .map_err(|e| Error::internal(format!("clickhouse committable: {e}")))?;
-                if p.count > 0 {
-                    self.inserter
-                        .insert(&p.rows, Some(&p.token), p.checkpoint)
-                        .await?;
+                match c {
+                    Committable::WriteAhead(w) => self.inserter.insert_written_ahead(&w).await?,
+                    Committable::Empty => {}
+                    other => {
+                        return Err(Error::internal(format!(
+                            "clickhouse sink asked to commit {other:?}"
+                        )));
+                    }
                 }
             }
             Ok(())

@@ -30,11 +30,11 @@ use rdkafka::ClientContext;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::statistics::Statistics;
-use serde::{Deserialize, Serialize};
 use weir_crds::{Delivery, KafkaSinkSpec};
 
 use super::config::{client_config, partition_count};
 use super::wire::{self, EndTxnOutcome};
+use crate::checkpoint::state::KafkaTransaction;
 use crate::error::{Error, Result};
 use crate::ids::CheckpointId;
 use crate::sink::{
@@ -44,24 +44,6 @@ use crate::sink::{
 
 /// How long transactional calls may block before the job fails (a restore then retries).
 const TXN_CALL_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// What a pre-committed transaction needs to be committed by another process.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub struct KafkaTxn {
-    /// `transactional.id`.
-    pub transactional_id: String,
-    /// Producer id at pre-commit.
-    pub producer_id: i64,
-    /// Producer epoch at pre-commit.
-    pub producer_epoch: i16,
-    /// Checkpoint the transaction belongs to.
-    pub checkpoint: u64,
-    /// Records in it; empty transactions need no commit.
-    pub records: u64,
-    /// Sink parallelism when it was written (recovery fences ids of every subtask that existed).
-    pub parallelism: u32,
-}
 
 /// Producer id and epoch as librdkafka reports them in its statistics (it has no API for
 /// them, and commit-phase recovery needs them).
@@ -305,11 +287,17 @@ impl SinkConnector for KafkaSinkConnector {
                 return Ok(());
             }
             let mut prev_parallelism = 0;
-            let mut txns: Vec<KafkaTxn> = Vec::new();
+            let mut txns: Vec<KafkaTransaction> = Vec::new();
             for c in committables {
-                let t: KafkaTxn = serde_json::from_value(c).map_err(|e| {
-                    self.err(format!("checkpoint records an unreadable transaction: {e}"))
-                })?;
+                let t = match c {
+                    Committable::KafkaTransaction(t) => t,
+                    Committable::Empty => continue,
+                    other => {
+                        return Err(self.err(format!(
+                            "checkpoint records a committable of another sink: {other:?}"
+                        )));
+                    }
+                };
                 prev_parallelism = prev_parallelism.max(t.parallelism);
                 txns.push(t);
             }
@@ -661,7 +649,7 @@ impl TwoPhaseCommitSink for TxnWriter {
             crate::fault::point("kafka-after-precommit", CheckpointId(checkpoint));
             let s = &mut self.pool[slot];
             s.precommitted = Some(checkpoint);
-            let t = KafkaTxn {
+            let t = KafkaTransaction {
                 transactional_id: s.txn_id.clone(),
                 producer_id: s.producer_id,
                 producer_epoch: s.epoch,
@@ -669,15 +657,22 @@ impl TwoPhaseCommitSink for TxnWriter {
                 records: self.records,
                 parallelism: self.parallelism,
             };
-            serde_json::to_value(&t).map_err(|e| Error::internal(e.to_string()))
+            Ok(Committable::KafkaTransaction(t))
         })
     }
 
     fn commit(&mut self, committables: Vec<Committable>) -> BoxFuture<'_, Result<()>> {
         Box::pin(async move {
             for c in committables {
-                let t: KafkaTxn = serde_json::from_value(c)
-                    .map_err(|e| Error::internal(format!("kafka committable: {e}")))?;
+                let t = match c {
+                    Committable::KafkaTransaction(t) => t,
+                    Committable::Empty => continue,
+                    other => {
+                        return Err(Error::internal(format!(
+                            "kafka sink asked to commit {other:?}"
+                        )));
+                    }
+                };
                 let Some(slot) = self.pool.iter().position(|s| {
                     s.txn_id == t.transactional_id && s.precommitted == Some(t.checkpoint)
                 }) else {

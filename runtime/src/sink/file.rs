@@ -12,12 +12,12 @@ use std::path::{Path, PathBuf};
 
 use datafusion::arrow::array::RecordBatch;
 use futures::future::BoxFuture;
-use serde::{Deserialize, Serialize};
 
 use super::{
     Committable, Guarantee, SinkConnector, SinkContext, SinkInstance, TwoPhaseCommitSink,
     json_lines,
 };
+use crate::checkpoint::state::StagedFile;
 use crate::error::{Error, Result};
 use crate::ids::CheckpointId;
 
@@ -39,19 +39,18 @@ impl FileSinkConnector {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-struct FileCommittable {
-    /// File name, the same in `.pending/` and in the directory.
-    file: String,
-}
-
-/// Parse committables, skipping `null` (a transaction that received no records).
-fn parse(dir: &Path, committables: Vec<Committable>) -> Result<Vec<FileCommittable>> {
+/// The staged files among `committables` (others are empty transactions), refusing a
+/// committable of another kind: it would mean the checkpoint's sink ids were mixed up.
+fn parse(dir: &Path, committables: Vec<Committable>) -> Result<Vec<StagedFile>> {
     committables
         .into_iter()
-        .filter(|c| !c.is_null())
-        .map(|c| {
-            serde_json::from_value(c).map_err(|e| err(dir, format!("unreadable committable: {e}")))
+        .filter_map(|c| match c {
+            Committable::Empty => None,
+            Committable::StagedFile(f) => Some(Ok(f)),
+            other => Some(Err(err(
+                dir,
+                format!("checkpoint records a committable of another sink: {other:?}"),
+            ))),
         })
         .collect()
 }
@@ -64,7 +63,7 @@ fn err(dir: &Path, message: String) -> Error {
 }
 
 /// Rename `.pending/<file>` into place; succeed when that already happened.
-fn commit_one(dir: &Path, c: &FileCommittable) -> Result<()> {
+fn commit_one(dir: &Path, c: &StagedFile) -> Result<()> {
     let pending = dir.join(PENDING).join(&c.file);
     let target = dir.join(&c.file);
     match std::fs::rename(&pending, &target) {
@@ -117,7 +116,7 @@ impl TwoPhaseCommitSink for FileSink {
     fn pre_commit(&mut self) -> BoxFuture<'_, Result<Committable>> {
         Box::pin(async move {
             let Some((name, mut w)) = self.file.take() else {
-                return Ok(Committable::Null);
+                return Ok(Committable::Empty);
             };
             w.flush()
                 .map_err(|e| err(&self.dir, format!("flush {name}: {e}")))?;
@@ -126,8 +125,7 @@ impl TwoPhaseCommitSink for FileSink {
                 .map_err(|e| err(&self.dir, format!("flush {name}: {e}")))?;
             f.sync_all()
                 .map_err(|e| err(&self.dir, format!("sync {name}: {e}")))?;
-            serde_json::to_value(FileCommittable { file: name })
-                .map_err(|e| Error::internal(e.to_string()))
+            Ok(Committable::StagedFile(StagedFile { file: name }))
         })
     }
 
