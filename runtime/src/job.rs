@@ -14,21 +14,20 @@ use weir_crds::{SinkSpec, SourceSpec};
 use crate::checkpoint::coordinator::{Coordinator, CoordinatorConfig, Outcome, Request};
 use crate::checkpoint::layout::Layout;
 use crate::checkpoint::messages::{Control, TaskEvent};
-use crate::checkpoint::restore::Restored;
 use crate::checkpoint::snapshot::Uploader;
 use crate::checkpoint::startup::{self, Startup, StartupInput};
+use crate::connectors;
 use crate::control::metrics::Metrics;
 use crate::control::status::{JobState, JobStatus, SinkInfo, StatusBoard};
 use crate::control::{self, ApiState};
 use crate::error::{Error, Result};
 use crate::ids::{Millis, TaskId};
-use crate::kafka::source::{KafkaReader, ReaderSetup};
 use crate::keys::{KeyCodec, key_group_range};
 use crate::plan::Plan;
 use crate::sink::{self, SinkConnector, SinkContext};
-use crate::source::datagen::{DatagenReader, Generator};
-use crate::source::file::{DECODE_ERROR_SCHEMA, FileReader, OnError};
-use crate::source::{SourceReader, SplitState, owned_splits};
+use crate::source::datagen::Generator;
+use crate::source::file::DECODE_ERROR_SCHEMA;
+use crate::source::owned_splits;
 use crate::storage::Storage;
 use crate::task::{Outlet, Shuffle, SinkSlot, SourceTask, StageTask, TaskCore};
 
@@ -152,7 +151,7 @@ pub async fn start(plan: Plan, opts: RunOptions) -> Result<RunningJob> {
         inputs.push((id.clone(), spec, DECODE_ERROR_SCHEMA.clone()));
     }
     for (id, spec, input) in inputs {
-        let c = sink::connector(spec, &env);
+        let c = connectors::sink(spec, &env);
         c.prepare(&input).await?;
         connectors.insert(id, c);
     }
@@ -318,7 +317,7 @@ pub async fn start(plan: Plan, opts: RunOptions) -> Result<RunningJob> {
         let fut: std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + Send>> =
             if tid.stage == 0 {
                 source_ctrls.push((*tid, ctrl_tx));
-                let reader = source_reader(
+                let reader = connectors::source_reader(
                     source,
                     generator.as_ref(),
                     &plan,
@@ -440,63 +439,4 @@ pub async fn start(plan: Plan, opts: RunOptions) -> Result<RunningJob> {
 
 fn d_splits(source: &SourceSpec) -> u32 {
     source.datagen.as_ref().map_or(1, |d| d.splits)
-}
-
-fn source_reader(
-    source: &SourceSpec,
-    generator: Option<&Generator>,
-    plan: &Plan,
-    subtask: u32,
-    parallelism: u32,
-    restored: Option<&Restored>,
-    metrics: &Arc<Metrics>,
-) -> Result<Box<dyn SourceReader>> {
-    let on_error = match &source.on_decode_error {
-        weir_crds::DecodeErrorPolicy::Fail {} => OnError::Fail,
-        weir_crds::DecodeErrorPolicy::Skip {} => OnError::Skip,
-        weir_crds::DecodeErrorPolicy::SideOutput(_) => OnError::SideOutput,
-    };
-    if let Some(k) = &source.kafka {
-        return Ok(Box::new(KafkaReader::open(
-            k,
-            ReaderSetup {
-                job_name: &plan.name,
-                schema: Arc::clone(&plan.source_schema),
-                time_col: plan.source_time_col,
-                on_error,
-                subtask,
-                parallelism,
-                restored: restored.map(Restored::all_splits).unwrap_or_default(),
-                bounded: k.bounded,
-                metrics: Arc::clone(metrics),
-            },
-        )?));
-    }
-    let splits = |total: u32| -> Vec<SplitState> {
-        let owned = owned_splits(total, subtask, parallelism);
-        match restored {
-            Some(r) => r.splits_for(&owned),
-            None => owned.into_iter().map(SplitState::new).collect(),
-        }
-    };
-    if let (Some(d), Some(g)) = (&source.datagen, generator) {
-        return Ok(Box::new(DatagenReader::new(
-            g.clone(),
-            d.splits,
-            d.batch_size,
-            splits(d.splits),
-        )));
-    }
-    if let Some(f) = &source.file {
-        let state = splits(1).into_iter().next();
-        return Ok(Box::new(FileReader::new(
-            f.path.clone(),
-            Arc::clone(&plan.source_schema),
-            plan.source_time_col,
-            f.batch_size,
-            on_error,
-            state,
-        )));
-    }
-    Err(Error::internal("source has no connector"))
 }

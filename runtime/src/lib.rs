@@ -18,6 +18,7 @@
 
 pub mod checkpoint;
 pub mod clickhouse;
+pub mod connectors;
 pub mod control;
 pub mod error;
 pub mod expr;

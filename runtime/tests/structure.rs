@@ -1,6 +1,8 @@
 //! The shape of the code that the checkpoint protocol depends on, held by a test: the
 //! protocol lives in `src/checkpoint/` and leans on nothing that carries records, storage
-//! paths are formatted in one file, and starting a job does not re-implement the restore.
+//! paths are formatted in one file, starting a job does not re-implement the restore, and no
+//! module of `src/` imports a module that imports it (connectors are mapped from their specs
+//! in `src/connectors.rs`, which no connector imports).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
 
 use std::path::{Path, PathBuf};
@@ -90,4 +92,95 @@ fn starting_a_job_leaves_the_restore_protocol_to_the_checkpoint_module() {
             "job.rs uses {protocol}: the start-up protocol belongs in checkpoint/startup.rs"
         );
     }
+}
+
+/// The top-level modules of `src/` that the non-test code of `module` names (`crate::x`, or
+/// `x` inside `use crate::{…}`).
+fn imports(files: &[(PathBuf, String)]) -> std::collections::BTreeMap<String, Vec<String>> {
+    let root = src();
+    let mut graph: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for (path, code) in files {
+        let rel = path.strip_prefix(&root).unwrap();
+        let module = rel
+            .components()
+            .next()
+            .unwrap()
+            .as_os_str()
+            .to_string_lossy()
+            .trim_end_matches(".rs")
+            .to_string();
+        if ["lib", "main"].contains(&module.as_str()) || rel.ends_with("tests.rs") {
+            continue;
+        }
+        let code = code.split("#[cfg(test)]").next().unwrap_or_default();
+        let mut named = Vec::new();
+        for (i, _) in code.match_indices("crate::") {
+            let rest = &code[i + "crate::".len()..];
+            if let Some(group) = rest.strip_prefix('{') {
+                let group = &group[..group.find('}').unwrap_or(group.len())];
+                named.extend(group.split(',').filter_map(|item| {
+                    let head = item.trim().split("::").next()?.trim();
+                    (!head.is_empty()).then(|| head.to_string())
+                }));
+            } else {
+                let head: String = rest
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                named.push(head);
+            }
+        }
+        let edges = graph.entry(module.clone()).or_default();
+        for n in named {
+            if n != module && !edges.contains(&n) {
+                edges.push(n);
+            }
+        }
+    }
+    graph
+}
+
+/// A cycle through `start` in `graph`, as the path of modules, if there is one.
+fn cycle_through(
+    graph: &std::collections::BTreeMap<String, Vec<String>>,
+    start: &str,
+) -> Option<Vec<String>> {
+    let mut stack = vec![(start.to_string(), vec![start.to_string()])];
+    let mut seen = std::collections::BTreeSet::new();
+    while let Some((at, path)) = stack.pop() {
+        for next in graph.get(&at).into_iter().flatten() {
+            if next == start {
+                let mut cycle = path.clone();
+                cycle.push(start.to_string());
+                return Some(cycle);
+            }
+            if seen.insert(next.clone()) {
+                let mut p = path.clone();
+                p.push(next.clone());
+                stack.push((next.clone(), p));
+            }
+        }
+    }
+    None
+}
+
+#[test]
+fn runtime_modules_import_each_other_in_no_cycle() {
+    let graph = imports(&code_files(&src()));
+    assert!(
+        graph
+            .get("job")
+            .is_some_and(|e| e.contains(&"checkpoint".to_string())),
+        "the import scan found nothing: {graph:#?}"
+    );
+    let cycles: Vec<String> = graph
+        .keys()
+        .filter_map(|m| cycle_through(&graph, m))
+        .map(|c| c.join(" -> "))
+        .collect();
+    assert!(
+        cycles.is_empty(),
+        "modules that import their importers (a connector belongs to one module, the \
+         spec-to-connector mapping to src/connectors.rs): {cycles:#?}"
+    );
 }

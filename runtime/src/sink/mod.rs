@@ -19,13 +19,10 @@
 pub mod file;
 pub mod stdout;
 
-use std::sync::Arc;
-
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
 use futures::future::BoxFuture;
 use serde::Serialize;
-use weir_crds::SinkSpec;
 
 pub use crate::checkpoint::state::Committable;
 use crate::error::Result;
@@ -123,18 +120,6 @@ pub trait SinkConnector: Send + Sync {
     /// (columns, types, reachability), so a wrong table or topic fails fast by name.
     fn prepare<'a>(&'a self, _input: &'a SchemaRef) -> BoxFuture<'a, Result<()>> {
         Box::pin(async { Ok(()) })
-    }
-}
-
-/// Build the connector for a sink spec.
-#[must_use]
-pub fn connector(spec: &SinkSpec, env: &SinkEnv) -> Arc<dyn SinkConnector> {
-    match spec {
-        SinkSpec::File(f) => Arc::new(file::FileSinkConnector::new(&f.path)),
-        SinkSpec::Stdout {} => Arc::new(stdout::StdoutConnector { discard: false }),
-        SinkSpec::Blackhole {} => Arc::new(stdout::StdoutConnector { discard: true }),
-        SinkSpec::Kafka(k) => Arc::new(crate::kafka::sink::KafkaSinkConnector::new(k, env)),
-        SinkSpec::ClickHouse(c) => Arc::new(crate::clickhouse::ClickHouseConnector::new(c, env)),
     }
 }
 

@@ -1,0 +1,95 @@
+//! The one place that maps a pipeline's specs to the code that serves them: a sink spec to
+//! its connector, a source spec to the reader of one subtask. The connectors live in their
+//! own modules (`kafka`, `clickhouse`, `source::{datagen, file}`, `sink::{file, stdout}`) and
+//! implement the traits of `source` and `sink`; none of them imports this module, so adding a
+//! connector touches its own module and one `match` here, and no module imports its importer.
+
+use std::sync::Arc;
+
+use weir_crds::{SinkSpec, SourceSpec};
+
+use crate::checkpoint::restore::Restored;
+use crate::control::metrics::Metrics;
+use crate::error::{Error, Result};
+use crate::kafka::source::{KafkaReader, ReaderSetup};
+use crate::plan::Plan;
+use crate::sink::{SinkConnector, SinkEnv};
+use crate::source::datagen::{DatagenReader, Generator};
+use crate::source::file::{FileReader, OnError};
+use crate::source::{SourceReader, SplitState, owned_splits};
+
+/// The connector of a sink spec; nothing connects until its `prepare`.
+#[must_use]
+pub fn sink(spec: &SinkSpec, env: &SinkEnv) -> Arc<dyn SinkConnector> {
+    match spec {
+        SinkSpec::File(f) => Arc::new(crate::sink::file::FileSinkConnector::new(&f.path)),
+        SinkSpec::Stdout {} => Arc::new(crate::sink::stdout::StdoutConnector { discard: false }),
+        SinkSpec::Blackhole {} => Arc::new(crate::sink::stdout::StdoutConnector { discard: true }),
+        SinkSpec::Kafka(k) => Arc::new(crate::kafka::sink::KafkaSinkConnector::new(k, env)),
+        SinkSpec::ClickHouse(c) => Arc::new(crate::clickhouse::ClickHouseConnector::new(c, env)),
+    }
+}
+
+/// The reader of one source subtask: the splits it owns (from the restored checkpoint when
+/// there is one) of whichever connector the spec names.
+///
+/// # Errors
+/// Connection or file errors naming the source.
+pub fn source_reader(
+    source: &SourceSpec,
+    generator: Option<&Generator>,
+    plan: &Plan,
+    subtask: u32,
+    parallelism: u32,
+    restored: Option<&Restored>,
+    metrics: &Arc<Metrics>,
+) -> Result<Box<dyn SourceReader>> {
+    let on_error = match &source.on_decode_error {
+        weir_crds::DecodeErrorPolicy::Fail {} => OnError::Fail,
+        weir_crds::DecodeErrorPolicy::Skip {} => OnError::Skip,
+        weir_crds::DecodeErrorPolicy::SideOutput(_) => OnError::SideOutput,
+    };
+    if let Some(k) = &source.kafka {
+        return Ok(Box::new(KafkaReader::open(
+            k,
+            ReaderSetup {
+                job_name: &plan.name,
+                schema: Arc::clone(&plan.source_schema),
+                time_col: plan.source_time_col,
+                on_error,
+                subtask,
+                parallelism,
+                restored: restored.map(Restored::all_splits).unwrap_or_default(),
+                bounded: k.bounded,
+                metrics: Arc::clone(metrics),
+            },
+        )?));
+    }
+    let splits = |total: u32| -> Vec<SplitState> {
+        let owned = owned_splits(total, subtask, parallelism);
+        match restored {
+            Some(r) => r.splits_for(&owned),
+            None => owned.into_iter().map(SplitState::new).collect(),
+        }
+    };
+    if let (Some(d), Some(g)) = (&source.datagen, generator) {
+        return Ok(Box::new(DatagenReader::new(
+            g.clone(),
+            d.splits,
+            d.batch_size,
+            splits(d.splits),
+        )));
+    }
+    if let Some(f) = &source.file {
+        let state = splits(1).into_iter().next();
+        return Ok(Box::new(FileReader::new(
+            f.path.clone(),
+            Arc::clone(&plan.source_schema),
+            plan.source_time_col,
+            f.batch_size,
+            on_error,
+            state,
+        )));
+    }
+    Err(Error::internal("source has no connector"))
+}
