@@ -23,6 +23,8 @@ use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout};
 use tracing::{debug, info, warn};
 
+use crate::retry::Backoff;
+
 /// A broker that cannot be reached within this time is treated as down, so that a
 /// bootstrap list falls through to its next entry instead of hanging.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -776,8 +778,8 @@ pub async fn end_txn(
 ) -> Result<EndTxnOutcome, WireError> {
     let api = EndTxnRequest::NAME;
     let start = Instant::now();
-    let deadline = start + END_TXN_DEADLINE;
-    let mut backoff = Duration::from_millis(100);
+    let mut delays = Backoff::new(Duration::from_millis(100), Duration::from_secs(1))
+        .until(start + END_TXN_DEADLINE);
     // Consecutive attempts where only the EndTxn request itself got the connection
     // closed; a broker restart would fail the connect or the lookup instead.
     let mut rejected = 0u32;
@@ -821,25 +823,23 @@ pub async fn end_txn(
             }
             _ => rejected = 0,
         }
-        let now = Instant::now();
-        if now + backoff > deadline {
+        let Some(delay) = delays.next() else {
             return Err(WireError::RetriesExhausted {
                 api,
                 transactional_id: transactional_id.to_owned(),
-                elapsed: now - start,
+                elapsed: start.elapsed(),
                 last: Box::new(err),
             });
-        }
+        };
         warn!(
             transactional_id,
             producer_id,
             producer_epoch,
             %err,
-            retry_in = ?backoff,
+            retry_in = ?delay,
             "EndTxn not accepted yet, retrying"
         );
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(1));
+        tokio::time::sleep(delay).await;
     }
 }
 
