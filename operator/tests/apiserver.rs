@@ -8,11 +8,6 @@
 //! apiserver.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
 
-#[path = "../../runtime/tests/common/envtest.rs"]
-mod envtest;
-#[path = "../../runtime/tests/common/kubelet.rs"]
-mod kubelet;
-
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -23,6 +18,7 @@ use kube::Client;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use weir_crds::{JobS3Spec, LifecycleState, StreamJob, StreamJobStatus};
+use weir_kubetest::{envtest, kubelet};
 use weir_operator::context::Context;
 use weir_operator::decide::Settings;
 use weir_operator::dispose::SavepointStore;

@@ -5,12 +5,10 @@
 //! `WEIR_REQUIRE_HELM=1`, when they fail.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
 
-#[path = "../../runtime/tests/common/helm.rs"]
-mod helm;
-
 use std::collections::BTreeSet;
 
 use serde_json::Value;
+use weir_kubetest::helm;
 use weir_operator::rbac::{PERMISSIONS, Scope};
 
 fn helm() -> Option<String> {

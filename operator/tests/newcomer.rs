@@ -7,17 +7,13 @@
 //! per pod. Prints one SKIPPED line without an apiserver.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
 
-#[path = "../../runtime/tests/common/envtest.rs"]
-mod envtest;
-#[path = "../../runtime/tests/common/kubelet.rs"]
-mod kubelet;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use weir_kubetest::{envtest, kubelet};
 
 const NS: &str = "newcomer";
 

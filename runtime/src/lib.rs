@@ -29,6 +29,7 @@ pub mod kafka;
 pub mod keys;
 pub mod operator;
 pub mod plan;
+mod retry;
 pub mod schema;
 pub mod sink;
 pub mod source;

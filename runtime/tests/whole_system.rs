@@ -12,12 +12,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
 
 mod common;
-#[path = "common/envtest.rs"]
-mod envtest;
-#[path = "common/helm.rs"]
-mod helm;
-#[path = "common/kubelet.rs"]
-mod kubelet;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -28,13 +22,14 @@ use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use kube::Client;
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
+use weir_kubetest::envtest::{self, wait_for};
+use weir_kubetest::{helm, kubelet};
 
 use common::stack::{
     assert_sales, ch_exec, ch_sales, clickhouse, create_topic, input_producer, kafka, kafka_sales,
     oracle, produce_end_markers, produce_orders,
 };
 use common::{fresh_bucket, s3_endpoint, unique};
-use envtest::wait_for;
 
 const NS: &str = "shop";
 const JOB: &str = "store-sales";

@@ -248,8 +248,9 @@ impl Inserter {
                 "INSERT INTO {} ({}) FORMAT JSONEachRow",
                 self.table, self.columns
             );
-            let mut delay = self.initial_backoff;
-            let mut attempt = 0u32;
+            // No deadline: a server that is down stalls the insert until it is back (see the
+            // module docs), so the delays never run out.
+            let mut delays = crate::retry::Backoff::new(self.initial_backoff, self.max_backoff);
             loop {
                 match self
                     .client
@@ -265,10 +266,12 @@ impl Inserter {
                         retriable: true,
                         message,
                     }) => {
-                        attempt += 1;
+                        let Some(delay) = delays.next() else {
+                            return Err(self.err(format!("insert: {message}")));
+                        };
+                        let attempt = delays.attempts();
                         tracing::warn!(table = %self.table, attempt, retry_in_ms = delay.as_millis() as u64, error = %message, "clickhouse insert failed; retrying");
                         tokio::time::sleep(delay).await;
-                        delay = (delay * 2).min(self.max_backoff);
                     }
                     Err(e) => return Err(self.err(format!("insert: {}", e.message))),
                 }

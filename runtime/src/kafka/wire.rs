@@ -12,11 +12,8 @@ use std::time::Duration;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, ApiVersionsResponse, DescribeProducersRequest,
-    DescribeProducersResponse, DescribeTransactionsRequest, DescribeTransactionsResponse,
-    EndTxnRequest, EndTxnResponse, FetchRequest, FetchResponse, FindCoordinatorRequest,
-    FindCoordinatorResponse, InitProducerIdRequest, InitProducerIdResponse, ListOffsetsRequest,
-    ListOffsetsResponse, ListTransactionsRequest, ListTransactionsResponse, MetadataRequest,
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, EndTxnRequest, EndTxnResponse, FetchRequest,
+    FetchResponse, FindCoordinatorRequest, FindCoordinatorResponse, MetadataRequest,
     MetadataResponse, RequestHeader, ResponseHeader, TopicName, TransactionalId,
     metadata_request::MetadataRequestTopic,
 };
@@ -25,6 +22,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout};
 use tracing::{debug, info, warn};
+
+use crate::retry::Backoff;
 
 /// A broker that cannot be reached within this time is treated as down, so that a
 /// bootstrap list falls through to its next entry instead of hanging.
@@ -45,9 +44,9 @@ const MAX_RESPONSE_BYTES: usize = 256 * 1024 * 1024;
 /// Sent as `client.id` so broker logs show which requests came from recovery.
 const CLIENT_ID: &str = "weir-wire";
 
-/// Kafka's UNSUPPORTED_VERSION, the one error an ApiVersions request can fail with
-/// because we asked for a newer version than the broker knows.
-const UNSUPPORTED_VERSION: i16 = 35;
+/// The one error an ApiVersions request can fail with because we asked for a newer
+/// version than the broker knows.
+const UNSUPPORTED_VERSION: i16 = ResponseError::UnsupportedVersion.code();
 
 /// EndTxn v5 opts into transactions "version 2" (KIP-890), where the broker bumps the
 /// epoch on every commit and interprets the request epoch differently. Transactions
@@ -71,32 +70,32 @@ const COORDINATOR_KEY_TYPE_TRANSACTION: i8 = 1;
 pub trait KafkaRequest: Message + Encodable + HeaderVersion {
     /// The API key of this request.
     const KEY: i16;
+    /// The API's name, for errors and logs.
+    const NAME: &'static str;
     /// The response to this request.
     type Response: Decodable + HeaderVersion;
 }
 
 macro_rules! kafka_requests {
-    ($($req:ty => $resp:ty, $key:expr;)*) => {
+    ($($api:ident: $req:ty => $resp:ty;)*) => {
         $(
             impl KafkaRequest for $req {
-                const KEY: i16 = $key as i16;
+                const KEY: i16 = ApiKey::$api as i16;
+                const NAME: &'static str = stringify!($api);
                 type Response = $resp;
             }
         )*
     };
 }
 
+// Only what recovery (ApiVersions, FindCoordinator, EndTxn) and the testkit's verifier
+// (Metadata, Fetch) send.
 kafka_requests! {
-    ApiVersionsRequest => ApiVersionsResponse, ApiKey::ApiVersions;
-    MetadataRequest => MetadataResponse, ApiKey::Metadata;
-    FindCoordinatorRequest => FindCoordinatorResponse, ApiKey::FindCoordinator;
-    EndTxnRequest => EndTxnResponse, ApiKey::EndTxn;
-    FetchRequest => FetchResponse, ApiKey::Fetch;
-    ListOffsetsRequest => ListOffsetsResponse, ApiKey::ListOffsets;
-    InitProducerIdRequest => InitProducerIdResponse, ApiKey::InitProducerId;
-    DescribeTransactionsRequest => DescribeTransactionsResponse, ApiKey::DescribeTransactions;
-    ListTransactionsRequest => ListTransactionsResponse, ApiKey::ListTransactions;
-    DescribeProducersRequest => DescribeProducersResponse, ApiKey::DescribeProducers;
+    ApiVersions: ApiVersionsRequest => ApiVersionsResponse;
+    Metadata: MetadataRequest => MetadataResponse;
+    FindCoordinator: FindCoordinatorRequest => FindCoordinatorResponse;
+    EndTxn: EndTxnRequest => EndTxnResponse;
+    Fetch: FetchRequest => FetchResponse;
 }
 
 /// Errors name the broker address and the API that failed.
@@ -213,17 +212,6 @@ pub enum WireError {
     },
 }
 
-impl WireError {
-    /// The Kafka error code, when the broker answered with one.
-    pub fn broker_code(&self) -> Option<i16> {
-        match self {
-            WireError::Broker { code, .. } => Some(*code),
-            WireError::RetriesExhausted { last, .. } => last.broker_code(),
-            _ => None,
-        }
-    }
-}
-
 fn error_name(code: i16) -> String {
     match ResponseError::try_from_code(code) {
         Some(ResponseError::Unknown(c)) => format!("unknown error code {c}"),
@@ -241,30 +229,6 @@ fn join_errors(errors: &[WireError]) -> String {
         .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join("; ")
-}
-
-/// Human-readable API name for errors and logs.
-fn api_name(key: i16) -> &'static str {
-    match ApiKey::try_from(key) {
-        Ok(ApiKey::Produce) => "Produce",
-        Ok(ApiKey::Fetch) => "Fetch",
-        Ok(ApiKey::ListOffsets) => "ListOffsets",
-        Ok(ApiKey::Metadata) => "Metadata",
-        Ok(ApiKey::FindCoordinator) => "FindCoordinator",
-        Ok(ApiKey::ApiVersions) => "ApiVersions",
-        Ok(ApiKey::InitProducerId) => "InitProducerId",
-        Ok(ApiKey::AddPartitionsToTxn) => "AddPartitionsToTxn",
-        Ok(ApiKey::AddOffsetsToTxn) => "AddOffsetsToTxn",
-        Ok(ApiKey::EndTxn) => "EndTxn",
-        Ok(ApiKey::TxnOffsetCommit) => "TxnOffsetCommit",
-        Ok(ApiKey::DescribeTransactions) => "DescribeTransactions",
-        Ok(ApiKey::ListTransactions) => "ListTransactions",
-        Ok(ApiKey::CreateTopics) => "CreateTopics",
-        Ok(ApiKey::OffsetFetch) => "OffsetFetch",
-        Ok(ApiKey::OffsetCommit) => "OffsetCommit",
-        Ok(_) => "Kafka request",
-        Err(()) => "unknown Kafka API",
-    }
 }
 
 /// Formats `host:port`, bracketing IPv6 literals so the result parses as a socket address.
@@ -366,11 +330,6 @@ impl Connection {
         &self.addr
     }
 
-    /// The broker's supported version range for an API key, if it supports the API.
-    pub fn broker_versions(&self, api_key: i16) -> Option<(i16, i16)> {
-        self.versions.get(&api_key).copied()
-    }
-
     /// Highest version of `Req` that both the broker and `kafka-protocol` support.
     pub fn version_for<Req: KafkaRequest>(&self) -> Result<i16, WireError> {
         self.version_capped::<Req>(Req::VERSIONS.max)
@@ -379,8 +338,8 @@ impl Connection {
     /// Like [`Connection::version_for`] but never above `cap`, for APIs whose newer
     /// versions change semantics or need data we do not have (e.g. topic ids in Fetch).
     pub fn version_capped<Req: KafkaRequest>(&self, cap: i16) -> Result<i16, WireError> {
-        let api = api_name(Req::KEY);
-        let Some((broker_min, broker_max)) = self.broker_versions(Req::KEY) else {
+        let api = Req::NAME;
+        let Some(&(broker_min, broker_max)) = self.versions.get(&Req::KEY) else {
             return Err(WireError::UnsupportedApi {
                 addr: self.addr.clone(),
                 api,
@@ -408,24 +367,8 @@ impl Connection {
         req: Req,
         version: i16,
     ) -> Result<Req::Response, WireError> {
-        let api = api_name(Req::KEY);
-        let mut body = BytesMut::new();
-        req.encode(&mut body, version)
-            .map_err(|err| WireError::Encode {
-                addr: self.addr.clone(),
-                api,
-                version,
-                message: format!("{err:#}"),
-            })?;
-        let mut response = self
-            .round_trip(
-                Req::KEY,
-                version,
-                Req::header_version(version),
-                <Req::Response as HeaderVersion>::header_version(version),
-                body.freeze(),
-            )
-            .await?;
+        let api = Req::NAME;
+        let mut response = self.round_trip(&req, version).await?;
         let decoded =
             <Req::Response as Decodable>::decode(&mut response, version).map_err(|err| {
                 WireError::Decode {
@@ -442,26 +385,23 @@ impl Connection {
         Ok(decoded)
     }
 
-    /// Sends `req` at the highest mutually supported version.
-    pub async fn request_auto<Req: KafkaRequest>(
+    /// Encodes, frames and sends one request as `version`, reads one response, and returns
+    /// the response body after its header (decoding it is the caller's: ApiVersions needs
+    /// to look at the body first).
+    async fn round_trip<Req: KafkaRequest>(
         &mut self,
-        req: Req,
-    ) -> Result<Req::Response, WireError> {
-        let version = self.version_for::<Req>()?;
-        self.request(req, version).await
-    }
-
-    /// Frames and sends one request, reads one response, and returns the response body
-    /// after its header.
-    async fn round_trip(
-        &mut self,
-        api_key: i16,
+        req: &Req,
         version: i16,
-        request_header_version: i16,
-        response_header_version: i16,
-        body: Bytes,
     ) -> Result<Bytes, WireError> {
-        let api = api_name(api_key);
+        let api = Req::NAME;
+        let mut body = BytesMut::new();
+        req.encode(&mut body, version)
+            .map_err(|err| WireError::Encode {
+                addr: self.addr.clone(),
+                api,
+                version,
+                message: format!("{err:#}"),
+            })?;
         if self.broken {
             return Err(WireError::Protocol {
                 addr: self.addr.clone(),
@@ -473,14 +413,14 @@ impl Connection {
         self.next_correlation_id = self.next_correlation_id.wrapping_add(1);
 
         let header = RequestHeader::default()
-            .with_request_api_key(api_key)
+            .with_request_api_key(Req::KEY)
             .with_request_api_version(version)
             .with_correlation_id(correlation_id)
             .with_client_id(Some(StrBytes::from_static_str(CLIENT_ID)));
         let mut frame = BytesMut::with_capacity(body.len() + 64);
         frame.put_i32(0); // length placeholder, patched below
         header
-            .encode(&mut frame, request_header_version)
+            .encode(&mut frame, Req::header_version(version))
             .map_err(|err| WireError::Encode {
                 addr: self.addr.clone(),
                 api,
@@ -561,6 +501,7 @@ impl Connection {
         };
         self.broken = false;
 
+        let response_header_version = <Req::Response as HeaderVersion>::header_version(version);
         let header =
             ResponseHeader::decode(&mut response, response_header_version).map_err(|err| {
                 WireError::Decode {
@@ -590,27 +531,11 @@ impl Connection {
     /// answers UNSUPPORTED_VERSION with a v0 body listing its versions, which we accept.
     async fn negotiate_versions(&mut self) -> Result<(), WireError> {
         const VERSION: i16 = 3;
-        let api = api_name(ApiVersionsRequest::KEY);
+        let api = ApiVersionsRequest::NAME;
         let req = ApiVersionsRequest::default()
             .with_client_software_name(StrBytes::from_static_str("weir"))
             .with_client_software_version(StrBytes::from_static_str(env!("CARGO_PKG_VERSION")));
-        let mut body = BytesMut::new();
-        req.encode(&mut body, VERSION)
-            .map_err(|err| WireError::Encode {
-                addr: self.addr.clone(),
-                api,
-                version: VERSION,
-                message: format!("{err:#}"),
-            })?;
-        let response = self
-            .round_trip(
-                ApiVersionsRequest::KEY,
-                VERSION,
-                ApiVersionsRequest::header_version(VERSION),
-                ApiVersionsResponse::header_version(VERSION),
-                body.freeze(),
-            )
-            .await?;
+        let response = self.round_trip(&req, VERSION).await?;
         // The error code is the first field in every version, so it tells us which
         // schema the body uses before decoding it.
         let error_code = match response.get(..2) {
@@ -690,14 +615,6 @@ pub struct TopicMetadata {
 /// callers differ on which of them are transient.
 pub async fn metadata(bootstrap: &str, topics: &[&str]) -> Result<Vec<TopicMetadata>, WireError> {
     let mut conn = Connection::connect_any(bootstrap).await?;
-    metadata_on(&mut conn, topics).await
-}
-
-/// [`metadata`] over an existing connection.
-pub async fn metadata_on(
-    conn: &mut Connection,
-    topics: &[&str],
-) -> Result<Vec<TopicMetadata>, WireError> {
     let version = conn.version_for::<MetadataRequest>()?;
     let req = MetadataRequest::default()
         .with_topics(Some(
@@ -752,7 +669,7 @@ pub async fn find_transaction_coordinator(
     transactional_id: &str,
 ) -> Result<String, WireError> {
     let mut conn = Connection::connect_any(bootstrap).await?;
-    let api = api_name(FindCoordinatorRequest::KEY);
+    let api = FindCoordinatorRequest::NAME;
     let version = conn.version_for::<FindCoordinatorRequest>()?;
     if version < 1 {
         // v0 has no key type and always means the group coordinator.
@@ -814,30 +731,19 @@ pub enum EndTxnOutcome {
     Fenced,
 }
 
-/// Error codes [`end_txn`] maps or retries (Kafka numbering).
-mod codes {
-    pub const COORDINATOR_LOAD_IN_PROGRESS: i16 = 14;
-    pub const COORDINATOR_NOT_AVAILABLE: i16 = 15;
-    pub const NOT_COORDINATOR: i16 = 16;
-    pub const INVALID_PRODUCER_EPOCH: i16 = 47;
-    pub const INVALID_TXN_STATE: i16 = 48;
-    pub const INVALID_PRODUCER_ID_MAPPING: i16 = 49;
-    pub const CONCURRENT_TRANSACTIONS: i16 = 51;
-    pub const UNKNOWN_PRODUCER_ID: i16 = 59;
-    pub const PRODUCER_FENCED: i16 = 90;
-}
-
 /// Whether a failure may clear up by itself: the coordinator is moving or loading, a
 /// previous EndTxn is still writing markers, or the network hiccupped. EndTxn is
 /// idempotent for the same outcome, so resending after an I/O error is safe.
 fn end_txn_retriable(err: &WireError) -> bool {
     match err {
         WireError::Broker { code, .. } => matches!(
-            *code,
-            codes::COORDINATOR_LOAD_IN_PROGRESS
-                | codes::COORDINATOR_NOT_AVAILABLE
-                | codes::NOT_COORDINATOR
-                | codes::CONCURRENT_TRANSACTIONS
+            ResponseError::try_from_code(*code),
+            Some(
+                ResponseError::CoordinatorLoadInProgress
+                    | ResponseError::CoordinatorNotAvailable
+                    | ResponseError::NotCoordinator
+                    | ResponseError::ConcurrentTransactions
+            )
         ),
         WireError::Connect { .. }
         | WireError::ConnectTimeout { .. }
@@ -870,10 +776,10 @@ pub async fn end_txn(
     producer_epoch: i16,
     commit: bool,
 ) -> Result<EndTxnOutcome, WireError> {
-    let api = api_name(EndTxnRequest::KEY);
+    let api = EndTxnRequest::NAME;
     let start = Instant::now();
-    let deadline = start + END_TXN_DEADLINE;
-    let mut backoff = Duration::from_millis(100);
+    let mut delays = Backoff::new(Duration::from_millis(100), Duration::from_secs(1))
+        .until(start + END_TXN_DEADLINE);
     // Consecutive attempts where only the EndTxn request itself got the connection
     // closed; a broker restart would fail the connect or the lookup instead.
     let mut rejected = 0u32;
@@ -917,25 +823,23 @@ pub async fn end_txn(
             }
             _ => rejected = 0,
         }
-        let now = Instant::now();
-        if now + backoff > deadline {
+        let Some(delay) = delays.next() else {
             return Err(WireError::RetriesExhausted {
                 api,
                 transactional_id: transactional_id.to_owned(),
-                elapsed: now - start,
+                elapsed: start.elapsed(),
                 last: Box::new(err),
             });
-        }
+        };
         warn!(
             transactional_id,
             producer_id,
             producer_epoch,
             %err,
-            retry_in = ?backoff,
+            retry_in = ?delay,
             "EndTxn not accepted yet, retrying"
         );
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(1));
+        tokio::time::sleep(delay).await;
     }
 }
 
@@ -946,7 +850,7 @@ async fn end_txn_once(
     producer_epoch: i16,
     commit: bool,
 ) -> Result<EndTxnOutcome, WireError> {
-    let api = api_name(EndTxnRequest::KEY);
+    let api = EndTxnRequest::NAME;
     let coordinator = find_transaction_coordinator(bootstrap, transactional_id).await?;
     let mut conn = Connection::connect(&coordinator).await?;
     let version = conn.version_capped::<EndTxnRequest>(END_TXN_MAX_VERSION)?;
@@ -968,19 +872,21 @@ async fn end_txn_once(
         error_code = resp.error_code,
         "EndTxn response"
     );
-    match resp.error_code {
-        0 => Ok(EndTxnOutcome::Done),
-        codes::INVALID_TXN_STATE => Ok(EndTxnOutcome::AlreadyCompleted),
+    match ResponseError::try_from_code(resp.error_code) {
+        None => Ok(EndTxnOutcome::Done),
+        Some(ResponseError::InvalidTxnState) => Ok(EndTxnOutcome::AlreadyCompleted),
         // UNKNOWN_PRODUCER_ID is what nisshi answers when the producer id no longer
         // belongs to the transactional id, i.e. Kafka's INVALID_PRODUCER_ID_MAPPING.
-        codes::INVALID_PRODUCER_EPOCH
-        | codes::PRODUCER_FENCED
-        | codes::INVALID_PRODUCER_ID_MAPPING
-        | codes::UNKNOWN_PRODUCER_ID => Ok(EndTxnOutcome::Fenced),
-        code => Err(WireError::Broker {
+        Some(
+            ResponseError::InvalidProducerEpoch
+            | ResponseError::ProducerFenced
+            | ResponseError::InvalidProducerIdMapping
+            | ResponseError::UnknownProducerId,
+        ) => Ok(EndTxnOutcome::Fenced),
+        Some(_) => Err(WireError::Broker {
             addr: conn.addr().to_owned(),
             api,
-            code,
+            code: resp.error_code,
         }),
     }
 }
@@ -1007,9 +913,15 @@ mod tests {
             api: "EndTxn",
             code,
         };
-        assert!(end_txn_retriable(&broker(codes::CONCURRENT_TRANSACTIONS)));
-        assert!(end_txn_retriable(&broker(codes::NOT_COORDINATOR)));
-        assert!(!end_txn_retriable(&broker(codes::PRODUCER_FENCED)));
+        assert!(end_txn_retriable(&broker(
+            ResponseError::ConcurrentTransactions.code()
+        )));
+        assert!(end_txn_retriable(&broker(
+            ResponseError::NotCoordinator.code()
+        )));
+        assert!(!end_txn_retriable(&broker(
+            ResponseError::ProducerFenced.code()
+        )));
         // An empty bootstrap list never becomes usable by waiting.
         assert!(!end_txn_retriable(&WireError::NoBroker {
             bootstrap: String::new(),

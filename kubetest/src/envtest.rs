@@ -1,12 +1,11 @@
 //! A real kube-apiserver with its etcd, found the envtest way: `KUBEBUILDER_ASSETS` names a
 //! directory holding `etcd` and `kube-apiserver` (what `setup-envtest use` downloads). No
-//! scheduler, controller-manager or kubelet runs: `kubelet.rs` plays the node.
+//! scheduler, controller-manager or kubelet runs: [`crate::kubelet`] plays the node.
 //!
 //! Authentication is a static token file with two users: an administrator for the test,
 //! and `system:serviceaccount:weir:weir`, the operator's identity, which has no rights but
 //! what the Helm chart's RBAC grants it. So the operator runs against the API with exactly
 //! the chart's permissions.
-#![allow(dead_code)] // shared by the whole-system test and the operator's apiserver suite
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

@@ -1,6 +1,5 @@
 //! `helm template` of the chart, as JSON objects: shared by the operator's chart tests and
 //! the whole-system test (which installs the rendered CRD and RBAC).
-#![allow(dead_code)]
 
 use std::path::Path;
 use std::process::Command;
@@ -11,6 +10,8 @@ use serde_json::Value;
 /// Renders `charts/weir` (release `weir`, namespace `weir`, Kubernetes 1.33) with `args`
 /// using the helm binary `helm`.
 pub fn template(helm: &str, args: &[&str]) -> Vec<Value> {
+    // This crate sits at the workspace root like `charts/`, so the chart is found from here
+    // whichever suite calls.
     let chart = Path::new(env!("CARGO_MANIFEST_DIR")).join("../charts/weir");
     let out = Command::new(helm)
         .args(["template", "weir"])

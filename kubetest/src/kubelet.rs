@@ -10,7 +10,6 @@
 //! The container is a real `weir-runtime` process ([`Runner::Process`], the whole-system
 //! test) or a scripted control API in the test process ([`Runner::Fake`], the operator's
 //! apiserver suite).
-#![allow(dead_code)] // shared by the whole-system test and the operator's apiserver suite
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
