@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use weir_runtime::checkpoint::coordinator::{Outcome, Request};
+use weir_crds::control::{Outcome, TERMINATION_LOG_ENV};
+use weir_runtime::checkpoint::coordinator::{self, Request};
 use weir_runtime::job::{RunOptions, StartRequest, start};
 
 #[derive(Parser)]
@@ -80,11 +81,21 @@ fn init_logs(format: &str, quiet: bool) {
 /// Writes how the process ended to `$WEIR_TERMINATION_LOG` (in a pod: the container's
 /// termination message file), so the operator reads a stop's savepoint path or a failure's
 /// reason from the Pod object even after the process is gone.
-fn termination_message(v: &serde_json::Value) {
-    if let Ok(path) = std::env::var("WEIR_TERMINATION_LOG")
-        && let Err(e) = std::fs::write(&path, v.to_string())
-    {
+fn termination_message(outcome: &Outcome) {
+    let Ok(path) = std::env::var(TERMINATION_LOG_ENV) else {
+        return;
+    };
+    let written = serde_json::to_string(outcome)
+        .map_err(std::io::Error::other)
+        .and_then(|text| std::fs::write(&path, text));
+    if let Err(e) = written {
         tracing::warn!(path = %path, error = %e, "cannot write the termination message");
+    }
+}
+
+fn failed(e: &impl ToString) -> Outcome {
+    Outcome::Failed {
+        error: e.to_string(),
     }
 }
 
@@ -130,9 +141,7 @@ async fn main() -> anyhow::Result<()> {
                 Ok(p) => p,
                 Err(e) => {
                     eprint!("{e}");
-                    termination_message(
-                        &serde_json::json!({"outcome": "failed", "error": e.to_string()}),
-                    );
+                    termination_message(&failed(&e));
                     std::process::exit(1);
                 }
             };
@@ -157,11 +166,7 @@ async fn main() -> anyhow::Result<()> {
                 },
             )
             .await
-            .inspect_err(|e| {
-                termination_message(
-                    &serde_json::json!({"outcome": "failed", "error": e.to_string()}),
-                );
-            })?;
+            .inspect_err(|e| termination_message(&failed(e)))?;
             if let Some(a) = job.control_addr {
                 tracing::info!(addr = %a, "control API listening");
             }
@@ -222,15 +227,15 @@ async fn main() -> anyhow::Result<()> {
                 });
             }
             match job.wait().await {
-                Ok(Outcome::Finished) => {
+                Ok(coordinator::Outcome::Finished) => {
                     tracing::info!("input exhausted; final checkpoint committed");
-                    termination_message(&serde_json::json!({"outcome": "finished"}));
+                    termination_message(&Outcome::Finished);
                     Ok(())
                 }
-                Ok(Outcome::Stopped { savepoint }) => {
-                    termination_message(
-                        &serde_json::json!({"outcome": "stopped", "savepoint": savepoint}),
-                    );
+                Ok(coordinator::Outcome::Stopped { savepoint }) => {
+                    termination_message(&Outcome::Stopped {
+                        savepoint: savepoint.clone(),
+                    });
                     match savepoint {
                         Some(p) => eprintln!("\nstopped with savepoint {p}"),
                         None => {
@@ -241,9 +246,7 @@ async fn main() -> anyhow::Result<()> {
                 }
                 Err(e) => {
                     eprintln!("\njob failed: {e}");
-                    termination_message(
-                        &serde_json::json!({"outcome": "failed", "error": e.to_string()}),
-                    );
+                    termination_message(&failed(&e));
                     std::process::exit(1);
                 }
             }
