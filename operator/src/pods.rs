@@ -19,6 +19,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use weir_crds::control::TERMINATION_LOG_ENV;
 use weir_crds::{StartPoint, StreamJobSpec};
 
 /// Label naming the StreamJob an object belongs to.
@@ -192,7 +193,7 @@ pub fn pod(
     let mut labels = owner.labels();
     labels.insert(INCARNATION_LABEL.to_string(), incarnation.to_string());
     let mut env_vars = vec![
-        env("WEIR_TERMINATION_LOG", "/dev/termination-log"),
+        env(TERMINATION_LOG_ENV, "/dev/termination-log"),
         env("WEIR_LOG", "info"),
         env("AWS_EC2_METADATA_DISABLED", "true"),
     ];
