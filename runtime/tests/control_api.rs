@@ -1,6 +1,6 @@
 //! The control API over real HTTP: status, savepoints, metrics, readiness and stop. Every
-//! `/v1` answer is also read as the operator reads it, through the contract's types
-//! (`weir_crds::control`), and must come back out as the same JSON.
+//! `/v1` answer and the termination message are also read as the operator reads them, through
+//! the contract's types (`weir_crds::control`), and must come back out byte-equivalent.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
 
 mod common;
@@ -13,8 +13,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use weir_crds::control::{
-    AttemptStatus, JobReport, JobState, SavepointAccepted, SavepointReport, SavepointState,
-    StopAccepted,
+    AttemptStatus, JobReport, JobState, LogFormat, RuntimeArgs, RuntimeCli, RuntimeCommand,
+    SavepointAccepted, SavepointReport, SavepointState, Start, StopAccepted, TERMINATION_LOG_ENV,
 };
 use weir_runtime::checkpoint::coordinator::Outcome;
 use weir_runtime::job::{RunOptions, start};
@@ -172,4 +172,60 @@ async fn status_savepoint_metrics_and_stop_work_over_http() {
         panic!("expected a stop with savepoint, got {outcome:?}")
     };
     assert!(p.contains("savepoints/sp-"), "{p}");
+}
+
+/// The binary takes the command line the operator writes (`RuntimeCli::to_args`, here with a
+/// start from empty state) and leaves its end in the termination message as an `Outcome`:
+/// `finished` for bounded input, `failed` with the error for a job file that does not exist.
+#[test]
+fn the_binary_reads_the_operators_arguments_and_writes_its_outcome() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut job = OrdersJob::new(
+        "bounded",
+        format!("file://{}", tmp.path().join("chk").display()),
+        tmp.path().join("out"),
+    );
+    job.count = 2_000;
+    let file = job.write(tmp.path());
+    let run = |file: String, name: &str| {
+        let cli = RuntimeCli {
+            command: RuntimeCommand::Run(RuntimeArgs {
+                start: Some(Start {
+                    id: "s-1".into(),
+                    from: None,
+                }),
+                control_addr: None,
+                ..RuntimeArgs::new(file)
+            }),
+            log_format: LogFormat::Json,
+        };
+        let message = tmp.path().join(format!("{name}.termination"));
+        let log = tmp.path().join(format!("{name}.log"));
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_weir-runtime"))
+            .args(cli.to_args())
+            .env(TERMINATION_LOG_ENV, &message)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let status = common::wait_exit_within(&mut child, Duration::from_secs(60));
+        let text = std::fs::read_to_string(&message).unwrap_or_default();
+        (status, contract::<weir_crds::control::Outcome>(&text), log)
+    };
+
+    let (status, outcome, log) = run(file.display().to_string(), "bounded");
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "{status:?}\n{}",
+        common::log_tail(&log)
+    );
+    assert_eq!(outcome, weir_crds::control::Outcome::Finished);
+
+    let missing = tmp.path().join("missing.yaml").display().to_string();
+    let (status, outcome, _) = run(missing, "missing");
+    assert_eq!(status.and_then(|s| s.code()), Some(1));
+    let weir_crds::control::Outcome::Failed { error } = outcome else {
+        panic!("expected a failure, got {outcome:?}")
+    };
+    assert!(error.contains("missing.yaml"), "{error}");
 }
