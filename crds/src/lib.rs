@@ -13,9 +13,14 @@
 //! let err = weir_crds::load_job("job.yaml", "bogus: 1\n").unwrap_err();
 //! assert!(err.to_string().contains("bogus"));
 //! ```
+//!
+//! [`control`] is the contract between the operator and the runtime (the control API's JSON,
+//! the termination message, the runtime's command line); it needs no `kube` feature because
+//! the runtime speaks it too.
 
 pub mod columns;
 pub mod connectors;
+pub mod control;
 pub mod duration;
 pub mod locate;
 pub mod pipeline;

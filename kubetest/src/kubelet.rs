@@ -23,6 +23,10 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::watcher;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
+use weir_crds::control::{
+    AttemptStatus, CheckpointKind, CheckpointReport, JobReport, JobState, Outcome,
+    SavepointAccepted, SavepointReport, SavepointState, StopAccepted, StopRequest, routes,
+};
 
 const NODE: &str = "weir-harness";
 const MOUNT_PREFIX: &str = "/etc/weir";
@@ -415,11 +419,11 @@ async fn run_pod(
     Ok(())
 }
 
-/// A scripted runtime control API, one per pod, all sharing this script. It serves what the
-/// operator reads from `GET /v1/job` (a lineage id, state, a checkpoint that advances on
-/// every call, savepoint requests) and acts on `POST /v1/savepoints` and `POST /v1/stop`
-/// like the runtime: a stop with a savepoint ends the "container" with exit 0 and the
-/// termination message naming it.
+/// A scripted runtime control API, one per pod, all sharing this script. It serves the
+/// contract's `GET /v1/job` report (a lineage id, state, a checkpoint that advances on every
+/// call, savepoint requests) and acts on `POST /v1/savepoints` and `POST /v1/stop` like the
+/// runtime: a stop with a savepoint ends the "container" with exit 0 and the termination
+/// message naming it.
 #[derive(Default)]
 pub struct FakeRuntime {
     /// Answer savepoint requests and stops-with-savepoint with a failure.
@@ -435,7 +439,7 @@ struct FakePod {
     name: String,
     script: Arc<FakeRuntime>,
     checkpoint: std::sync::atomic::AtomicU64,
-    savepoints: Mutex<Vec<Value>>,
+    savepoints: Mutex<Vec<SavepointReport>>,
     exit: Mutex<Option<tokio::sync::oneshot::Sender<Exit>>>,
     server: Mutex<Option<tokio::task::AbortHandle>>,
 }
@@ -497,12 +501,33 @@ impl FakeRuntime {
                     .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
                     + 1;
                 let ms = jiff::Timestamp::now().as_millisecond();
-                axum::Json(
-                    json!({"jobId": format!("lineage-{}", p.name), "state": "running",
-                    "lastCheckpoint": {"id": id, "triggeredAtMs": ms, "durationMs": 5,
-                        "sizeBytes": 100, "path": format!("s3://weir-test/ckpt/{}/chk-{id}", p.name)},
-                    "savepoints": p.savepoints.lock().expect("lock").clone()}),
-                )
+                axum::Json(JobReport {
+                    name: p.name.clone(),
+                    job_id: format!("lineage-{}", p.name),
+                    generation: 1,
+                    state: JobState::Running,
+                    parallelism: 1,
+                    max_parallelism: 128,
+                    restored_from: None,
+                    last_checkpoint: Some(CheckpointReport {
+                        id,
+                        kind: CheckpointKind::Checkpoint,
+                        status: AttemptStatus::Completed,
+                        triggered_at_ms: ms,
+                        duration_ms: Some(5),
+                        size_bytes: Some(100),
+                        alignment_ms: None,
+                        path: Some(format!("s3://weir-test/ckpt/{}/chk-{id}", p.name)),
+                        error: None,
+                    }),
+                    checkpoints: Vec::new(),
+                    savepoints: p.savepoints.lock().expect("lock").clone(),
+                    sinks: Vec::new(),
+                    watermarks: Vec::new(),
+                    records_in: 0,
+                    source_lag: Vec::new(),
+                    failure: None,
+                })
             }
         };
         let trigger = {
@@ -515,39 +540,62 @@ impl FakeRuntime {
                     .fail_savepoints
                     .load(std::sync::atomic::Ordering::SeqCst)
                 {
-                    json!({"id": id, "status": "failed", "path": null, "error": "injected failure"})
+                    SavepointReport {
+                        id: id.clone(),
+                        status: SavepointState::Failed,
+                        path: None,
+                        checkpoint: None,
+                        error: Some("injected failure".into()),
+                    }
                 } else {
-                    json!({"id": id, "status": "completed", "path": p.savepoint_path(), "error": null})
+                    SavepointReport {
+                        id: id.clone(),
+                        status: SavepointState::Completed,
+                        path: Some(p.savepoint_path()),
+                        checkpoint: None,
+                        error: None,
+                    }
                 };
                 p.savepoints.lock().expect("lock").push(entry);
-                axum::Json(json!({"id": id}))
+                (
+                    axum::http::StatusCode::ACCEPTED,
+                    axum::Json(SavepointAccepted { id }),
+                )
             }
         };
         let stop = {
             let p = p.clone();
-            move || async move {
+            move |body: Option<axum::Json<StopRequest>>| async move {
                 p.record("POST /v1/stop");
-                if p.script
-                    .fail_savepoints
-                    .load(std::sync::atomic::Ordering::SeqCst)
+                let StopRequest { savepoint } = body.map(|b| b.0).unwrap_or_default();
+                if savepoint
+                    && p.script
+                        .fail_savepoints
+                        .load(std::sync::atomic::Ordering::SeqCst)
                 {
                     return (
                         axum::http::StatusCode::INTERNAL_SERVER_ERROR,
                         "savepoint failed".to_string(),
                     );
                 }
-                let path = p.savepoint_path();
-                p.end((
-                    0,
-                    json!({"outcome": "stopped", "savepoint": path}).to_string(),
-                ));
-                (axum::http::StatusCode::OK, "{}".to_string())
+                let outcome = Outcome::Stopped {
+                    savepoint: savepoint.then(|| p.savepoint_path()),
+                };
+                p.end((0, serde_json::to_string(&outcome).expect("encode")));
+                let accepted = StopAccepted {
+                    stopping: true,
+                    savepoint,
+                };
+                (
+                    axum::http::StatusCode::ACCEPTED,
+                    serde_json::to_string(&accepted).expect("encode"),
+                )
             }
         };
         let app = axum::Router::new()
-            .route("/v1/job", get(job))
-            .route("/v1/savepoints", post(trigger))
-            .route("/v1/stop", post(stop));
+            .route(routes::JOB, get(job))
+            .route(routes::SAVEPOINTS, post(trigger))
+            .route(routes::STOP, post(stop));
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
             .await
             .expect("bind the fake control API");
@@ -560,10 +608,8 @@ impl FakeRuntime {
             exit,
             // SIGTERM: a final checkpoint, then exit 0 without a savepoint.
             term: Box::new(move || {
-                term_pod.end((
-                    0,
-                    json!({"outcome": "stopped", "savepoint": null}).to_string(),
-                ));
+                let stopped = Outcome::Stopped { savepoint: None };
+                term_pod.end((0, serde_json::to_string(&stopped).expect("encode")));
             }),
             kill: Box::new(move || kill_pod.end((137, String::new()))),
         }

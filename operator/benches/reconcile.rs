@@ -29,7 +29,7 @@ impl RuntimeApi for Runtime {
         Box::pin(async {
             Ok(RuntimeView {
                 job_id: "lineage".into(),
-                state: "running".into(),
+                state: weir_crds::control::JobState::Running,
                 ..RuntimeView::default()
             })
         })

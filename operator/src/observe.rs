@@ -99,20 +99,11 @@ pub fn pod_view(p: &Pod) -> Option<PodView> {
     })
 }
 
-/// The runtime's termination message (`WEIR_TERMINATION_LOG`).
+/// The runtime's termination message (`WEIR_TERMINATION_LOG`); `None` for anything else the
+/// container left there (a panic's log tail).
 #[must_use]
 pub fn parse_outcome(message: &str) -> Option<RuntimeOutcome> {
-    let v: serde_json::Value = serde_json::from_str(message.trim()).ok()?;
-    match v["outcome"].as_str()? {
-        "stopped" => Some(RuntimeOutcome::Stopped {
-            savepoint: v["savepoint"].as_str().map(str::to_string),
-        }),
-        "finished" => Some(RuntimeOutcome::Finished),
-        "failed" => Some(RuntimeOutcome::Failed {
-            error: v["error"].as_str().unwrap_or("unknown error").to_string(),
-        }),
-        _ => None,
-    }
+    serde_json::from_str(message.trim()).ok()
 }
 
 fn address(p: &Pod) -> Option<String> {

@@ -9,6 +9,7 @@
 //! - Secrets reach the pod only as `secretKeyRef` environment variables.
 
 use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr};
 
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
@@ -19,6 +20,9 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use weir_crds::control::{
+    self, LogFormat, RuntimeArgs, RuntimeCli, RuntimeCommand, Start, TERMINATION_LOG_ENV,
+};
 use weir_crds::{StartPoint, StreamJobSpec};
 
 /// Label naming the StreamJob an object belongs to.
@@ -28,8 +32,8 @@ pub const INCARNATION_LABEL: &str = "weir.dev/incarnation";
 /// Annotation overriding the control API port the operator calls (tests and local harnesses
 /// that map ports); the container always listens on [`CONTROL_PORT`].
 pub const CONTROL_PORT_ANNOTATION: &str = "weir.dev/control-port";
-/// Port of the runtime's control API.
-pub const CONTROL_PORT: i32 = 8081;
+/// Port of the runtime's control API, as the pod and Service specs want it.
+pub const CONTROL_PORT: i32 = control::CONTROL_PORT as i32;
 /// Key of the job file in the ConfigMap, and its path in the pod.
 pub const JOB_FILE: &str = "job.yaml";
 const CONFIG_DIR: &str = "/etc/weir";
@@ -151,33 +155,32 @@ fn env(name: &str, value: &str) -> EnvVar {
     }
 }
 
-/// The runtime's command line for a pod.
+/// The runtime's command line for a pod, written by the contract's own [`RuntimeCli`] so it
+/// is what `weir-runtime` parses.
 #[must_use]
 pub fn runtime_args(
     owner: &Owner,
     spec: &StreamJobSpec,
     start: Option<&StartPoint>,
 ) -> Vec<String> {
-    let mut args = vec![
-        "run".to_string(),
-        format!("{CONFIG_DIR}/{JOB_FILE}"),
-        "--namespace".to_string(),
-        owner.namespace.clone(),
-        "--control-addr".to_string(),
-        format!("0.0.0.0:{CONTROL_PORT}"),
-        "--log-format".to_string(),
-        "json".to_string(),
-    ];
-    if let Some(s) = start {
-        args.push("--start-from".into());
-        args.push(s.from.clone().unwrap_or_else(|| "empty".into()));
-        args.push("--start-id".into());
-        args.push(s.id.clone());
+    let run = RuntimeArgs {
+        start: start.map(|s| Start {
+            id: s.id.clone(),
+            from: s.from.clone(),
+        }),
+        allow_non_restored_state: spec.allow_non_restored_state,
+        control_addr: Some(SocketAddr::from((
+            Ipv4Addr::UNSPECIFIED,
+            control::CONTROL_PORT,
+        ))),
+        namespace: owner.namespace.clone(),
+        ..RuntimeArgs::new(format!("{CONFIG_DIR}/{JOB_FILE}"))
+    };
+    RuntimeCli {
+        command: RuntimeCommand::Run(run),
+        log_format: LogFormat::Json,
     }
-    if spec.allow_non_restored_state {
-        args.push("--allow-non-restored-state".into());
-    }
-    args
+    .to_args()
 }
 
 /// The runtime pod of `incarnation`.
@@ -192,7 +195,7 @@ pub fn pod(
     let mut labels = owner.labels();
     labels.insert(INCARNATION_LABEL.to_string(), incarnation.to_string());
     let mut env_vars = vec![
-        env("WEIR_TERMINATION_LOG", "/dev/termination-log"),
+        env(TERMINATION_LOG_ENV, "/dev/termination-log"),
         env("WEIR_LOG", "info"),
         env("AWS_EC2_METADATA_DISABLED", "true"),
     ];
@@ -410,7 +413,7 @@ pipeline:
         assert!(
             runtime_args(&owner(), &spec(), Some(&empty))
                 .join(" ")
-                .contains("--start-from empty")
+                .contains("--start-empty --start-id s-2")
         );
         assert!(
             !runtime_args(&owner(), &spec(), None)

@@ -1,12 +1,13 @@
 //! Talking to a runtime pod's control API (`GET /v1/job`, `POST /v1/savepoints`,
-//! `POST /v1/stop`). Behind a trait so reconcile tests can script the runtime's answers.
+//! `POST /v1/stop`). Behind a trait so reconcile tests can script the runtime's answers. The
+//! bodies are the contract's types (`weir_crds::control`), which the runtime serves.
 
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use serde::Deserialize;
+use weir_crds::control::{JobReport, SavepointAccepted, StopRequest, routes};
 
-use crate::decide::{RuntimeSavepoint, RuntimeView};
+use crate::decide::RuntimeView;
 
 /// Why a call to the runtime failed.
 #[derive(Debug, thiserror::Error)]
@@ -30,7 +31,7 @@ pub enum RuntimeError {
         /// Body text.
         body: String,
     },
-    /// A body that is not what the control API returns.
+    /// A body that is not what the contract (`weir_crds::control`) says.
     #[error("runtime at {url} sent an unreadable body: {message}")]
     Decode {
         /// URL called.
@@ -76,18 +77,15 @@ impl HttpRuntime {
         Ok(Self { http })
     }
 
-    async fn call(
-        &self,
-        url: String,
-        post: Option<serde_json::Value>,
-    ) -> Result<Vec<u8>, RuntimeError> {
-        let req = match post {
-            Some(body) => self
+    async fn call(&self, url: String, method: Method) -> Result<Vec<u8>, RuntimeError> {
+        let req = match method {
+            Method::Get => self.http.get(&url),
+            Method::Post(None) => self.http.post(&url),
+            Method::Post(Some(json)) => self
                 .http
                 .post(&url)
                 .header("content-type", "application/json")
-                .body(body.to_string()),
-            None => self.http.get(&url),
+                .body(json),
         };
         let unreachable = |e: reqwest::Error| RuntimeError::Unreachable {
             url: url.clone(),
@@ -107,80 +105,33 @@ impl HttpRuntime {
     }
 }
 
-/// The parts of `GET /v1/job` decisions read.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct JobBody {
-    job_id: String,
-    state: String,
-    last_checkpoint: Option<CheckpointBody>,
-    #[serde(default)]
-    savepoints: Vec<SavepointBody>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct CheckpointBody {
-    id: u64,
-    triggered_at_ms: i64,
-    duration_ms: Option<u64>,
-    size_bytes: Option<u64>,
-    path: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-struct SavepointBody {
-    id: String,
-    status: String,
-    path: Option<String>,
-    error: Option<String>,
+/// A call's method, and a `POST`'s JSON body if it has one.
+enum Method {
+    Get,
+    Post(Option<String>),
 }
 
 /// Decode a `GET /v1/job` body.
 ///
 /// # Errors
-/// The body is not the control API's JSON.
+/// The body is not a [`JobReport`].
 pub fn decode_job(body: &[u8]) -> Result<RuntimeView, serde_json::Error> {
-    let b: JobBody = serde_json::from_slice(body)?;
-    let last_checkpoint = b.last_checkpoint.map(|c| {
-        let done_ms = c
-            .triggered_at_ms
-            .saturating_add(i64::try_from(c.duration_ms.unwrap_or(0)).unwrap_or(0));
-        weir_crds::CheckpointStatus {
-            id: c.id,
-            path: c.path,
-            completed_at: jiff::Timestamp::from_millisecond(done_ms)
-                .ok()
-                .map(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time),
-            size_bytes: c.size_bytes,
-        }
-    });
-    Ok(RuntimeView {
-        job_id: b.job_id,
-        state: b.state,
-        last_checkpoint,
-        savepoints: b
-            .savepoints
-            .into_iter()
-            .map(|s| RuntimeSavepoint {
-                id: s.id,
-                status: s.status,
-                path: s.path,
-                error: s.error,
-            })
-            .collect(),
-    })
+    serde_json::from_slice::<JobReport>(body).map(RuntimeView::from)
+}
+
+fn decode_error(url: String) -> impl FnOnce(serde_json::Error) -> RuntimeError {
+    move |e| RuntimeError::Decode {
+        url,
+        message: e.to_string(),
+    }
 }
 
 impl RuntimeApi for HttpRuntime {
     fn job<'a>(&'a self, base: &'a str) -> BoxFuture<'a, Result<RuntimeView, RuntimeError>> {
         Box::pin(async move {
-            let url = format!("{base}/v1/job");
-            let body = self.call(url.clone(), None).await?;
-            decode_job(&body).map_err(|e| RuntimeError::Decode {
-                url,
-                message: e.to_string(),
-            })
+            let url = format!("{base}{}", routes::JOB);
+            let body = self.call(url.clone(), Method::Get).await?;
+            decode_job(&body).map_err(decode_error(url))
         })
     }
 
@@ -189,24 +140,22 @@ impl RuntimeApi for HttpRuntime {
         base: &'a str,
     ) -> BoxFuture<'a, Result<String, RuntimeError>> {
         Box::pin(async move {
-            let url = format!("{base}/v1/savepoints");
-            let body = self.call(url.clone(), Some(serde_json::json!({}))).await?;
-            serde_json::from_slice::<serde_json::Value>(&body)
-                .ok()
-                .and_then(|v| v["id"].as_str().map(str::to_string))
-                .ok_or_else(|| RuntimeError::Decode {
-                    url,
-                    message: "no `id` in the answer".into(),
-                })
+            let url = format!("{base}{}", routes::SAVEPOINTS);
+            let body = self.call(url.clone(), Method::Post(None)).await?;
+            serde_json::from_slice::<SavepointAccepted>(&body)
+                .map(|a| a.id)
+                .map_err(decode_error(url))
         })
     }
 
     fn stop_with_savepoint<'a>(&'a self, base: &'a str) -> BoxFuture<'a, Result<(), RuntimeError>> {
         Box::pin(async move {
-            let url = format!("{base}/v1/stop");
-            self.call(url, Some(serde_json::json!({"savepoint": true})))
-                .await
-                .map(|_| ())
+            let url = format!("{base}{}", routes::STOP);
+            let body = serde_json::to_string(&StopRequest { savepoint: true })
+                .map_err(decode_error(url.clone()))?;
+            // The answer (`StopAccepted`) is not read: the stop is underway once accepted, and
+            // how it ended comes from the termination message.
+            self.call(url, Method::Post(Some(body))).await.map(|_| ())
         })
     }
 }
@@ -228,7 +177,10 @@ mod tests {
               "path":"s3://b/sp","checkpoint":8,"error":null}],
             "sinks":[],"watermarks":[],"recordsIn":10,"sourceLag":[],"failure":null}"#;
         let v = decode_job(body).unwrap();
-        assert_eq!((v.job_id.as_str(), v.state.as_str()), ("abc", "running"));
+        assert_eq!(
+            (v.job_id.as_str(), v.state),
+            ("abc", weir_crds::control::JobState::Running)
+        );
         let c = v.last_checkpoint.unwrap();
         assert_eq!(c.id, 7);
         assert_eq!(

@@ -344,14 +344,14 @@ fn scripted_control_api_speaks_the_runtime_dialect() {
         let client = HttpRuntime::new().unwrap();
         let v = client.job(&base).await.unwrap();
         assert_eq!(
-            (v.job_id.as_str(), v.state.as_str()),
-            ("lineage-a-1", "running")
+            (v.job_id.as_str(), v.state),
+            ("lineage-a-1", weir_crds::control::JobState::Running)
         );
         assert!(v.last_checkpoint.is_some());
         let id = client.trigger_savepoint(&base).await.unwrap();
         let v = client.job(&base).await.unwrap();
         let sp = v.savepoints.iter().find(|s| s.id == id).unwrap();
-        assert_eq!(sp.status, "completed");
+        assert_eq!(sp.status, weir_crds::control::SavepointState::Completed);
         assert!(
             sp.path
                 .as_deref()

@@ -490,7 +490,7 @@ async fn savepoint_upgrade_asks_the_runtime_to_stop_with_a_savepoint() {
     let rt = Arc::new(FakeRuntime::default());
     *rt.view.lock().unwrap() = Some(RuntimeView {
         job_id: "lineage-a".into(),
-        state: "running".into(),
+        state: weir_crds::control::JobState::Running,
         ..RuntimeView::default()
     });
     let (ctx, handle) = context(rt.clone(), || now_at(100_000));

@@ -74,7 +74,7 @@ sinks:
             .unwrap()
             .last_checkpoint
             .as_ref()
-            .map_or(0, |c| c.id.0);
+            .map_or(0, |c| c.id);
         (o, n)
     });
     let secs = t.elapsed().as_secs_f64();

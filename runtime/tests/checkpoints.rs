@@ -125,7 +125,7 @@ async fn run_then_stop(job: &OrdersJob, opts: RunOptions, min_checkpoints: u64) 
             .unwrap()
             .last_checkpoint
             .as_ref()
-            .map_or(0, |c| c.id.0);
+            .map_or(0, |c| c.id);
         if done >= min_checkpoints {
             break;
         }

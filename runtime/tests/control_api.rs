@@ -1,4 +1,6 @@
-//! The control API over real HTTP: status, savepoints, metrics, readiness and stop.
+//! The control API over real HTTP: status, savepoints, metrics, readiness and stop. Every
+//! `/v1` answer and the termination message are also read as the operator reads them, through
+//! the contract's types (`weir_crds::control`), and must come back out byte-equivalent.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
 
 mod common;
@@ -7,7 +9,13 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::OrdersJob;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use weir_crds::control::{
+    AttemptStatus, JobReport, JobState, LogFormat, RuntimeArgs, RuntimeCli, RuntimeCommand,
+    SavepointAccepted, SavepointReport, SavepointState, Start, StopAccepted, TERMINATION_LOG_ENV,
+};
 use weir_runtime::checkpoint::coordinator::Outcome;
 use weir_runtime::job::{RunOptions, start};
 
@@ -28,6 +36,22 @@ async fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, S
         .map(|(_, b)| b.to_string())
         .unwrap_or_default();
     (code, body)
+}
+
+/// `body` read as the contract's `T`, which must carry all of it: written back out it is the
+/// same JSON, so a field the runtime serves and the type lacks (or the reverse) fails here,
+/// not in a cluster.
+fn contract<T: DeserializeOwned + Serialize>(body: &str) -> T {
+    let raw: serde_json::Value = serde_json::from_str(body).unwrap();
+    let typed: T = serde_json::from_value(raw.clone())
+        .unwrap_or_else(|e| panic!("not a {}: {e}\n{body}", std::any::type_name::<T>()));
+    assert_eq!(
+        serde_json::to_value(&typed).unwrap(),
+        raw,
+        "{} does not carry the whole answer",
+        std::any::type_name::<T>()
+    );
+    typed
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -58,6 +82,8 @@ async fn status_savepoint_metrics_and_stop_work_over_http() {
     tokio::time::sleep(Duration::from_millis(600)).await;
     let (code, body) = http(addr, "GET", "/v1/job", "").await;
     assert_eq!(code, 200);
+    let report: JobReport = contract(&body);
+    assert_eq!(report.state, JobState::Running);
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["state"], "running");
     assert_eq!(v["parallelism"], 2);
@@ -79,20 +105,35 @@ async fn status_savepoint_metrics_and_stop_work_over_http() {
 
     let (code, body) = http(addr, "POST", "/v1/savepoints", "").await;
     assert_eq!(code, 202);
-    let id = serde_json::from_str::<serde_json::Value>(&body).unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let SavepointAccepted { id } = contract(&body);
     let mut sp = serde_json::Value::Null;
     for _ in 0..200 {
         let (_, b) = http(addr, "GET", &format!("/v1/savepoints/{id}"), "").await;
+        let typed: SavepointReport = contract(&b);
         sp = serde_json::from_str(&b).unwrap();
-        if sp["status"] != "pending" {
+        if typed.status != SavepointState::Pending {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(sp["status"], "completed", "{sp}");
+    // The report now lists the savepoint request and checkpoints of several kinds and states.
+    let (_, body) = http(addr, "GET", "/v1/job", "").await;
+    let report: JobReport = contract(&body);
+    assert!(
+        report
+            .savepoints
+            .iter()
+            .any(|s| s.id == id && s.status == SavepointState::Completed),
+        "{body}"
+    );
+    assert!(
+        report
+            .checkpoints
+            .iter()
+            .any(|c| c.status == AttemptStatus::Completed),
+        "{body}"
+    );
     let path = sp["path"].as_str().unwrap();
     assert!(
         std::path::Path::new(path.trim_start_matches("file://"))
@@ -114,8 +155,15 @@ async fn status_savepoint_metrics_and_stop_work_over_http() {
         assert!(metrics.contains(name), "missing {name} in:\n{metrics}");
     }
 
-    let (code, _) = http(addr, "POST", "/v1/stop", "{\"savepoint\": true}").await;
+    let (code, body) = http(addr, "POST", "/v1/stop", "{\"savepoint\": true}").await;
     assert_eq!(code, 202);
+    assert_eq!(
+        contract::<StopAccepted>(&body),
+        StopAccepted {
+            stopping: true,
+            savepoint: true
+        }
+    );
     let outcome = tokio::time::timeout(Duration::from_secs(20), running.wait())
         .await
         .unwrap()
@@ -124,4 +172,60 @@ async fn status_savepoint_metrics_and_stop_work_over_http() {
         panic!("expected a stop with savepoint, got {outcome:?}")
     };
     assert!(p.contains("savepoints/sp-"), "{p}");
+}
+
+/// The binary takes the command line the operator writes (`RuntimeCli::to_args`, here with a
+/// start from empty state) and leaves its end in the termination message as an `Outcome`:
+/// `finished` for bounded input, `failed` with the error for a job file that does not exist.
+#[test]
+fn the_binary_reads_the_operators_arguments_and_writes_its_outcome() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut job = OrdersJob::new(
+        "bounded",
+        format!("file://{}", tmp.path().join("chk").display()),
+        tmp.path().join("out"),
+    );
+    job.count = 2_000;
+    let file = job.write(tmp.path());
+    let run = |file: String, name: &str| {
+        let cli = RuntimeCli {
+            command: RuntimeCommand::Run(RuntimeArgs {
+                start: Some(Start {
+                    id: "s-1".into(),
+                    from: None,
+                }),
+                control_addr: None,
+                ..RuntimeArgs::new(file)
+            }),
+            log_format: LogFormat::Json,
+        };
+        let message = tmp.path().join(format!("{name}.termination"));
+        let log = tmp.path().join(format!("{name}.log"));
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_weir-runtime"))
+            .args(cli.to_args())
+            .env(TERMINATION_LOG_ENV, &message)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let status = common::wait_exit_within(&mut child, Duration::from_secs(60));
+        let text = std::fs::read_to_string(&message).unwrap_or_default();
+        (status, contract::<weir_crds::control::Outcome>(&text), log)
+    };
+
+    let (status, outcome, log) = run(file.display().to_string(), "bounded");
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "{status:?}\n{}",
+        common::log_tail(&log)
+    );
+    assert_eq!(outcome, weir_crds::control::Outcome::Finished);
+
+    let missing = tmp.path().join("missing.yaml").display().to_string();
+    let (status, outcome, _) = run(missing, "missing");
+    assert_eq!(status.and_then(|s| s.code()), Some(1));
+    let weir_crds::control::Outcome::Failed { error } = outcome else {
+        panic!("expected a failure, got {outcome:?}")
+    };
+    assert!(error.contains("missing.yaml"), "{error}");
 }

@@ -26,6 +26,7 @@ mod tests;
 
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use weir_crds::control::{JobReport, JobState, SavepointState};
 use weir_crds::{LifecycleState, SavepointTrigger, StreamJobSpec, StreamJobStatus};
 
 use crate::events::{Event, Reason};
@@ -60,22 +61,9 @@ pub enum PodPhase {
     Unknown,
 }
 
-/// How a runtime process ended, from its termination message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RuntimeOutcome {
-    /// Stopped on request; with the savepoint path when it was a stop with savepoint.
-    Stopped {
-        /// Savepoint URI.
-        savepoint: Option<String>,
-    },
-    /// All input consumed (bounded sources).
-    Finished,
-    /// The job failed.
-    Failed {
-        /// The runtime's error.
-        error: String,
-    },
-}
+/// How a runtime process ended, from its termination message (the contract's
+/// [`Outcome`](weir_crds::control::Outcome)).
+pub use weir_crds::control::Outcome as RuntimeOutcome;
 
 /// One runtime pod owned by the job.
 #[derive(Debug, Clone, PartialEq)]
@@ -109,30 +97,63 @@ impl PodView {
     }
 }
 
-/// A savepoint request as the runtime reports it.
+/// A savepoint request as the runtime reports it, reduced to what decisions read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RuntimeSavepoint {
     /// Request id.
     pub id: String,
-    /// `pending`, `completed` or `failed`.
-    pub status: String,
+    /// Where it is.
+    pub status: SavepointState,
     /// URI when completed.
     pub path: Option<String>,
     /// Why it failed.
     pub error: Option<String>,
 }
 
-/// The runtime's `GET /v1/job`, reduced to what decisions need.
+/// The runtime's `GET /v1/job` ([`JobReport`]), reduced to what decisions need, so decision
+/// tests build a few fields instead of a whole report.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct RuntimeView {
     /// Lineage id.
     pub job_id: String,
-    /// `running`, `initializing`, `stopping`, ...
-    pub state: String,
+    /// Lifecycle inside the runtime process.
+    pub state: JobState,
     /// Newest completed checkpoint: id, path, completion time, size.
     pub last_checkpoint: Option<weir_crds::CheckpointStatus>,
     /// Savepoint requests of this process.
     pub savepoints: Vec<RuntimeSavepoint>,
+}
+
+impl From<JobReport> for RuntimeView {
+    fn from(r: JobReport) -> Self {
+        let last_checkpoint = r.last_checkpoint.map(|c| {
+            // The report has trigger time and duration; the status wants the completion time.
+            let done_ms = c
+                .triggered_at_ms
+                .saturating_add(i64::try_from(c.duration_ms.unwrap_or(0)).unwrap_or(0));
+            weir_crds::CheckpointStatus {
+                id: c.id,
+                path: c.path,
+                completed_at: Timestamp::from_millisecond(done_ms).ok().map(Time),
+                size_bytes: c.size_bytes,
+            }
+        });
+        Self {
+            job_id: r.job_id,
+            state: r.state,
+            last_checkpoint,
+            savepoints: r
+                .savepoints
+                .into_iter()
+                .map(|s| RuntimeSavepoint {
+                    id: s.id,
+                    status: s.status,
+                    path: s.path,
+                    error: s.error,
+                })
+                .collect(),
+        }
+    }
 }
 
 /// Everything observed for one job.
@@ -454,7 +475,7 @@ impl Decider<'_> {
                 .obs
                 .runtime
                 .as_ref()
-                .is_some_and(|r| r.state == "running")
+                .is_some_and(|r| r.state == JobState::Running)
     }
 
     /// Statuses written before the image was part of the reconciled spec leave it out (absent

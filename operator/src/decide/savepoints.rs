@@ -3,6 +3,7 @@
 //! manual ones are kept up to `historyMaxCount` (older ones are disposed, except the one the
 //! lineage started from); upgrade, suspend and delete savepoints are always kept.
 
+use weir_crds::control::SavepointState;
 use weir_crds::{PendingSavepoint, SavepointStatus, SavepointTrigger};
 
 use super::{Action, Decider};
@@ -80,11 +81,11 @@ impl Decider<'_> {
         let timeout = self.job.spec.savepoint.timeout.get().as_secs_f64();
         let waited = self.secs_since(p.requested_at.0);
         match report {
-            Some(s) if s.status == "completed" => {
+            Some(s) if s.status == SavepointState::Completed => {
                 done(&mut self.st);
                 self.add_savepoint(s.path.unwrap_or_default(), p.trigger);
             }
-            Some(s) if s.status == "failed" => {
+            Some(s) if s.status == SavepointState::Failed => {
                 done(&mut self.st);
                 self.event(
                     Reason::SavepointFailed,

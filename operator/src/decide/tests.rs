@@ -125,7 +125,7 @@ impl Fx {
     fn runtime_running(&mut self) -> &mut Self {
         self.obs.runtime = Some(RuntimeView {
             job_id: "lineage-a".into(),
-            state: "running".into(),
+            state: JobState::Running,
             last_checkpoint: Some(CheckpointStatus {
                 id: 4,
                 path: Some("s3://bucket/weir/ns/sales/lineage-a/chk-4".into()),
@@ -1030,13 +1030,13 @@ fn manual_savepoint_is_triggered_followed_and_recorded() {
     let rt = fx.obs.runtime.as_mut().unwrap();
     rt.savepoints.push(RuntimeSavepoint {
         id: "sp-req-1".into(),
-        status: "pending".into(),
+        status: SavepointState::Pending,
         path: None,
         error: None,
     });
     assert!(fx.step(12).actions.is_empty());
     let rt = fx.obs.runtime.as_mut().unwrap();
-    rt.savepoints[0].status = "completed".into();
+    rt.savepoints[0].status = SavepointState::Completed;
     rt.savepoints[0].path = Some("s3://b/sp-8".into());
     let d = fx.step(14);
     assert_eq!(d.status.savepoints[0].trigger, SavepointTrigger::Manual);
@@ -1058,7 +1058,7 @@ fn failed_manual_savepoint_is_reported_and_not_retried() {
         .savepoints
         .push(RuntimeSavepoint {
             id: "sp-req-1".into(),
-            status: "failed".into(),
+            status: SavepointState::Failed,
             path: None,
             error: Some("storage unreachable".into()),
         });
@@ -1098,7 +1098,7 @@ fn complete_manual_savepoint(fx: &mut Fx, path: &str) -> Decision {
         .savepoints
         .push(RuntimeSavepoint {
             id: "r".into(),
-            status: "completed".into(),
+            status: SavepointState::Completed,
             path: Some(path.into()),
             error: None,
         });

@@ -1,11 +1,15 @@
 //! The control API (HTTP): job status, savepoints, stop, health and metrics.
 //!
+//! The `/v1` routes are the operator's side of the contract; their bodies are the types of
+//! `weir_crds::control` (`crds/src/control/`), which the operator decodes, so the JSON is
+//! defined there and nowhere else.
+//!
 //! | route | |
 //! |---|---|
-//! | `GET /v1/job` | state, parallelism, watermarks, checkpoint history, savepoints, sinks |
-//! | `POST /v1/savepoints` | trigger a savepoint; `202 {"id": …}` |
-//! | `GET /v1/savepoints/{id}` | `pending`, `completed` (with `path`) or `failed` (with `error`) |
-//! | `POST /v1/stop` | body `{"savepoint": true}` optional; final checkpoint (or savepoint), commit, exit 0 |
+//! | `GET /v1/job` | `JobReport`: state, parallelism, watermarks, checkpoint history, savepoints, sinks |
+//! | `POST /v1/savepoints` | trigger a savepoint; `202` `SavepointAccepted` (`{"id": …}`) |
+//! | `GET /v1/savepoints/{id}` | `SavepointReport`: `pending`, `completed` (with `path`) or `failed` (with `error`) |
+//! | `POST /v1/stop` | optional `StopRequest` (`{"savepoint": true}`); final checkpoint (or savepoint), commit, exit 0; `202` `StopAccepted` |
 //! | `GET /healthz` | the process serves requests |
 //! | `GET /readyz` | restore is done and tasks run |
 //! | `GET /metrics` | Prometheus text |
@@ -23,13 +27,15 @@ use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use serde::Deserialize;
 use tokio::sync::mpsc;
+use weir_crds::control::{
+    SavepointAccepted, SourceLag, StopAccepted, StopRequest, TaskWatermark, routes,
+};
 
 use crate::checkpoint::coordinator::Request;
 use crate::ids::{Millis, TaskId};
 use metrics::Metrics;
-use status::{JobState, JobStatus, SourceLag, TaskWatermark};
+use status::{JobState, JobStatus};
 
 /// Shared with the handlers.
 #[derive(Clone)]
@@ -67,10 +73,10 @@ impl ApiState {
 /// The router.
 pub fn router(state: ApiState) -> Router {
     Router::new()
-        .route("/v1/job", get(job))
-        .route("/v1/savepoints", post(trigger_savepoint))
-        .route("/v1/savepoints/{id}", get(savepoint))
-        .route("/v1/stop", post(stop))
+        .route(routes::JOB, get(job))
+        .route(routes::SAVEPOINTS, post(trigger_savepoint))
+        .route(&format!("{}/{{id}}", routes::SAVEPOINTS), get(savepoint))
+        .route(routes::STOP, post(stop))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
@@ -101,7 +107,7 @@ fn snapshot(s: &ApiState) -> Option<JobStatus> {
         .iter()
         .zip(s.metrics.watermarks())
         .map(|(t, w)| TaskWatermark {
-            task: *t,
+            task: (*t).into(),
             watermark: (w != Millis::MIN).then_some(w),
         })
         .collect();
@@ -132,7 +138,7 @@ async fn trigger_savepoint(State(s): State<ApiState>) -> Response {
         s.next_savepoint.fetch_add(1, Ordering::Relaxed)
     );
     match s.requests.send(Request::Savepoint { id: id.clone() }).await {
-        Ok(()) => (StatusCode::ACCEPTED, Json(serde_json::json!({ "id": id }))).into_response(),
+        Ok(()) => (StatusCode::ACCEPTED, Json(SavepointAccepted { id })).into_response(),
         Err(_) => (StatusCode::CONFLICT, "job is not running").into_response(),
     }
 }
@@ -149,18 +155,15 @@ async fn savepoint(State(s): State<ApiState>, Path(id): Path<String>) -> Respons
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
-struct StopBody {
-    #[serde(default)]
-    savepoint: bool,
-}
-
-async fn stop(State(s): State<ApiState>, body: Option<Json<StopBody>>) -> Response {
-    let savepoint = body.map(|Json(b)| b.savepoint).unwrap_or_default();
+async fn stop(State(s): State<ApiState>, body: Option<Json<StopRequest>>) -> Response {
+    let StopRequest { savepoint } = body.map(|Json(b)| b).unwrap_or_default();
     match s.requests.send(Request::Stop { savepoint }).await {
         Ok(()) => (
             StatusCode::ACCEPTED,
-            Json(serde_json::json!({ "stopping": true, "savepoint": savepoint })),
+            Json(StopAccepted {
+                stopping: true,
+                savepoint,
+            }),
         )
             .into_response(),
         Err(_) => (StatusCode::CONFLICT, "job is not running").into_response(),

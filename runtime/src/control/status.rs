@@ -1,153 +1,67 @@
 //! What `GET /v1/job` reports. The coordinator writes it; the control API reads it.
+//!
+//! The status is kept as the contract's own [`JobReport`] (`weir_crds::control`), so what the
+//! runtime serves is by construction what the operator decodes. The runtime's id and barrier
+//! types are converted at the boundary, here.
 
-use serde::Serialize;
+use weir_crds::control::{
+    AttemptStatus, CheckpointKind, CheckpointReport, SavepointReport, SavepointState, TaskRef,
+};
+/// The engine's names for the report: the job's status is the report it serves.
+pub use weir_crds::control::{JobReport as JobStatus, JobState, SinkReport as SinkInfo};
 
 use crate::checkpoint::BarrierKind;
 use crate::checkpoint::progress::{Progress, Report};
-use crate::ids::{CheckpointId, Millis, TaskId};
-use crate::sink::Guarantee;
+use crate::ids::{CheckpointId, TaskId};
 
-/// Lifecycle of the job inside this process.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum JobState {
-    /// Restoring and starting tasks.
-    Initializing,
-    /// Processing.
-    Running,
-    /// Taking the final checkpoint or savepoint of a stop.
-    Stopping,
-    /// Stopped on request (with or without savepoint).
-    Stopped,
-    /// All input consumed, final checkpoint committed.
-    Finished,
-    /// Failed; see `failure`.
-    Failed,
-}
-
-/// One checkpoint attempt.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct CheckpointInfo {
-    /// Id.
-    pub id: CheckpointId,
-    /// Kind.
-    pub kind: BarrierKind,
-    /// `in-progress`, `completed` or `failed`.
-    pub status: String,
-    /// Trigger time, ms since epoch.
-    pub triggered_at_ms: i64,
-    /// Trigger to completion, ms.
-    pub duration_ms: Option<u64>,
-    /// State bytes.
-    pub size_bytes: Option<u64>,
-    /// Longest alignment among subtasks, ms.
-    pub alignment_ms: Option<u64>,
-    /// Directory URI.
-    pub path: Option<String>,
-    /// Why it failed.
-    pub error: Option<String>,
-}
-
-/// A savepoint request.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct SavepointInfo {
-    /// Request id (`POST /v1/savepoints` returns it).
-    pub id: String,
-    /// `pending`, `completed` or `failed`.
-    pub status: String,
-    /// Savepoint URI when completed.
-    pub path: Option<String>,
-    /// Checkpoint id it was taken as.
-    pub checkpoint: Option<CheckpointId>,
-    /// Why it failed.
-    pub error: Option<String>,
-}
-
-/// A sink and its guarantee.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct SinkInfo {
-    /// Sink id.
-    pub id: String,
-    /// Connector description.
-    pub name: String,
-    /// Delivery guarantee.
-    pub guarantee: Guarantee,
-}
-
-/// A task's watermark.
-#[derive(Debug, Clone, Serialize)]
-pub struct TaskWatermark {
-    /// Task.
-    pub task: TaskId,
-    /// Output watermark, ms since epoch (`null` before the first).
-    pub watermark: Option<Millis>,
-}
-
-/// How far a source partition is behind its end.
-#[derive(Debug, Clone, Serialize)]
-pub struct SourceLag {
-    /// Topic.
-    pub topic: String,
-    /// Partition.
-    pub partition: i32,
-    /// Records not yet read (up to the last stable offset).
-    pub lag: i64,
-}
-
-/// The job as seen by the control API.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct JobStatus {
-    /// Job name.
-    pub name: String,
-    /// Lineage id.
-    pub job_id: String,
-    /// Storage generation.
-    pub generation: u64,
-    /// State.
-    pub state: JobState,
-    /// Parallelism.
-    pub parallelism: u32,
-    /// Key groups.
-    pub max_parallelism: u32,
-    /// Checkpoint or savepoint restored from.
-    pub restored_from: Option<String>,
-    /// Newest completed checkpoint.
-    pub last_checkpoint: Option<CheckpointInfo>,
-    /// Recent attempts, newest last.
-    pub checkpoints: Vec<CheckpointInfo>,
-    /// Savepoint requests.
-    pub savepoints: Vec<SavepointInfo>,
-    /// Sinks.
-    pub sinks: Vec<SinkInfo>,
-    /// Watermarks (filled in per request).
-    pub watermarks: Vec<TaskWatermark>,
-    /// Records emitted by the source.
-    pub records_in: u64,
-    /// Per-partition lag of a Kafka source (filled in per request).
-    pub source_lag: Vec<SourceLag>,
-    /// Failure reason.
-    pub failure: Option<String>,
-}
-
-impl JobStatus {
-    /// Record a checkpoint attempt's latest state, keeping the 20 most recent.
-    pub fn upsert_checkpoint(&mut self, c: CheckpointInfo) {
-        if c.status == "completed" {
-            self.last_checkpoint = Some(c.clone());
+impl From<BarrierKind> for CheckpointKind {
+    fn from(k: BarrierKind) -> Self {
+        match k {
+            BarrierKind::Checkpoint => Self::Checkpoint,
+            BarrierKind::Savepoint => Self::Savepoint,
+            BarrierKind::Stop { savepoint } => Self::Stop { savepoint },
+            BarrierKind::Final => Self::Final,
         }
-        if let Some(old) = self.checkpoints.iter_mut().find(|x| x.id == c.id) {
-            *old = c;
-        } else {
-            self.checkpoints.push(c);
+    }
+}
+
+impl From<TaskId> for TaskRef {
+    fn from(t: TaskId) -> Self {
+        Self {
+            stage: t.stage,
+            subtask: t.subtask,
         }
-        let len = self.checkpoints.len();
-        if len > 20 {
-            self.checkpoints.drain(..len - 20);
-        }
+    }
+}
+
+/// A checkpoint attempt as reported, before its outcome is known.
+fn attempt(id: CheckpointId, kind: BarrierKind, at_ms: i64) -> CheckpointReport {
+    CheckpointReport {
+        id: id.0,
+        kind: kind.into(),
+        status: AttemptStatus::InProgress,
+        triggered_at_ms: at_ms,
+        duration_ms: None,
+        size_bytes: None,
+        alignment_ms: None,
+        path: None,
+        error: None,
+    }
+}
+
+/// Record a checkpoint attempt's latest state, keeping the 20 most recent.
+fn upsert_checkpoint(s: &mut JobStatus, c: CheckpointReport) {
+    if c.status == AttemptStatus::Completed {
+        s.last_checkpoint = Some(c.clone());
+    }
+    if let Some(old) = s.checkpoints.iter_mut().find(|x| x.id == c.id) {
+        *old = c;
+    } else {
+        s.checkpoints.push(c);
+    }
+    let len = s.checkpoints.len();
+    if len > 20 {
+        s.checkpoints.drain(..len - 20);
     }
 }
 
@@ -170,19 +84,9 @@ impl StatusBoard {
 impl Report for StatusBoard {
     fn report(&self, p: Progress) {
         match p {
-            Progress::Triggered { id, kind, at_ms } => self.update(|s| {
-                s.upsert_checkpoint(CheckpointInfo {
-                    id,
-                    kind,
-                    status: "in-progress".into(),
-                    triggered_at_ms: at_ms,
-                    duration_ms: None,
-                    size_bytes: None,
-                    alignment_ms: None,
-                    path: None,
-                    error: None,
-                });
-            }),
+            Progress::Triggered { id, kind, at_ms } => {
+                self.update(|s| upsert_checkpoint(s, attempt(id, kind, at_ms)));
+            }
             Progress::Failed {
                 id,
                 kind,
@@ -192,21 +96,18 @@ impl Report for StatusBoard {
             } => {
                 self.metrics.checkpoints_failed.inc();
                 self.update(|s| {
-                    s.upsert_checkpoint(CheckpointInfo {
-                        id,
-                        kind,
-                        status: "failed".into(),
-                        triggered_at_ms,
-                        duration_ms: None,
-                        size_bytes: None,
-                        alignment_ms: None,
-                        path: None,
-                        error: Some(error.clone()),
-                    });
+                    upsert_checkpoint(
+                        s,
+                        CheckpointReport {
+                            status: AttemptStatus::Failed,
+                            error: Some(error.clone()),
+                            ..attempt(id, kind, triggered_at_ms)
+                        },
+                    );
                     if let Some(req) = &savepoint_request
                         && let Some(sp) = s.savepoints.iter_mut().find(|x| &x.id == req)
                     {
-                        sp.status = "failed".into();
+                        sp.status = SavepointState::Failed;
                         sp.error = Some(error);
                     }
                 });
@@ -226,23 +127,23 @@ impl Report for StatusBoard {
                     .observe(duration_ms as f64 / 1000.0);
                 self.metrics.checkpoint_size.set(size_bytes as i64);
                 self.update(|s| {
-                    s.upsert_checkpoint(CheckpointInfo {
-                        id,
-                        kind,
-                        status: "completed".into(),
-                        triggered_at_ms,
-                        duration_ms: Some(duration_ms),
-                        size_bytes: Some(size_bytes),
-                        alignment_ms,
-                        path: Some(path),
-                        error: None,
-                    });
+                    upsert_checkpoint(
+                        s,
+                        CheckpointReport {
+                            status: AttemptStatus::Completed,
+                            duration_ms: Some(duration_ms),
+                            size_bytes: Some(size_bytes),
+                            alignment_ms,
+                            path: Some(path),
+                            ..attempt(id, kind, triggered_at_ms)
+                        },
+                    );
                 });
             }
             Progress::SavepointRequested { request } => self.update(|s| {
-                s.savepoints.push(SavepointInfo {
+                s.savepoints.push(SavepointReport {
                     id: request,
-                    status: "pending".into(),
+                    status: SavepointState::Pending,
                     path: None,
                     checkpoint: None,
                     error: None,
@@ -253,18 +154,17 @@ impl Report for StatusBoard {
                 checkpoint,
                 result,
             } => self.update(|s| {
-                let info = SavepointInfo {
+                let info = SavepointReport {
                     id: request
                         .clone()
                         .unwrap_or_else(|| format!("stop-{checkpoint}")),
                     status: if result.is_ok() {
-                        "completed"
+                        SavepointState::Completed
                     } else {
-                        "failed"
-                    }
-                    .into(),
+                        SavepointState::Failed
+                    },
                     path: result.as_ref().ok().cloned(),
-                    checkpoint: Some(checkpoint),
+                    checkpoint: Some(checkpoint.0),
                     error: result.err(),
                 };
                 match request

@@ -22,23 +22,14 @@ pub mod stdout;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
 use futures::future::BoxFuture;
-use serde::Serialize;
 
 pub use crate::checkpoint::state::Committable;
 use crate::error::Result;
 use crate::ids::CheckpointId;
 
-/// What a sink promises about duplicates after a failure.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Guarantee {
-    /// Every result exactly once.
-    ExactlyOnce,
-    /// Results written before a failure may be written again after it.
-    AtLeastOnce,
-    /// Nothing is written.
-    None,
-}
+/// What a sink promises about duplicates after a failure; part of `GET /v1/job`, so the type is
+/// the operator–runtime contract's.
+pub use weir_crds::control::Guarantee;
 
 /// Where a sink instance runs.
 #[derive(Debug, Clone)]

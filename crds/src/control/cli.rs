@@ -1,0 +1,296 @@
+//! `weir-runtime`'s command line. The runtime parses it with [`RuntimeCli`] and the operator
+//! writes a pod's arguments with [`RuntimeCli::to_args`], so a renamed or new flag cannot
+//! reach one side only; the tests parse what `to_args` writes back into the same value.
+
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::str::FromStr;
+
+use clap::{Args, FromArgMatches, Parser, Subcommand, ValueEnum};
+
+/// Port of the control API: the runtime's default and the port the operator calls in pods.
+pub const CONTROL_PORT: u16 = 8081;
+
+/// Where the control API listens unless told otherwise: loopback, because outside a pod the
+/// API should not be reachable from the network by default.
+pub const DEFAULT_CONTROL_ADDR: SocketAddr =
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, CONTROL_PORT));
+
+/// Storage namespace outside Kubernetes.
+pub const DEFAULT_NAMESPACE: &str = "local";
+
+/// The whole command line.
+#[derive(Debug, Clone, PartialEq, Eq, Parser)]
+#[command(
+    name = "weir-runtime",
+    version,
+    about = "Weir's exactly-once stream-processing runtime"
+)]
+pub struct RuntimeCli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: RuntimeCommand,
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "WEIR_LOG_FORMAT")]
+    pub log_format: LogFormat,
+}
+
+/// The subcommands.
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+pub enum RuntimeCommand {
+    /// Run a job until its input ends, or until SIGTERM / Ctrl-C (final checkpoint, then exit 0).
+    Run(RuntimeArgs),
+    /// Check a job file and exit: 0 when valid, 1 with every error otherwise.
+    Validate {
+        /// Job file (YAML).
+        file: String,
+    },
+}
+
+/// How the runtime logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+impl fmt::Display for LogFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = self.to_possible_value().map(|v| v.get_name().to_string());
+        f.write_str(name.as_deref().unwrap_or_default())
+    }
+}
+
+/// `run`'s arguments, typed: a start point cannot lack its id, and "empty state" and "no
+/// control API" are values, not magic strings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuntimeArgs {
+    /// Job file (YAML).
+    pub file: String,
+    /// Subtasks per operator (overrides the file).
+    pub parallelism: Option<u32>,
+    /// Checkpoint storage URI (overrides `checkpoint.storage`).
+    pub checkpoint_dir: Option<String>,
+    /// Restore from this checkpoint or savepoint URI instead of the newest checkpoint.
+    pub restore_from: Option<String>,
+    /// Start a new lineage once (the operator's upgrades and stateless resumes).
+    pub start: Option<Start>,
+    /// Start even if the checkpoint holds state of operators the job no longer has.
+    pub allow_non_restored_state: bool,
+    /// Where the control API listens; `None`: no control API.
+    pub control_addr: Option<SocketAddr>,
+    /// Storage namespace.
+    pub namespace: String,
+}
+
+/// A request to start a new lineage. Unlike `--restore-from` it is safe to repeat: the first
+/// run with an id starts the lineage, later runs with the same id continue it, so a pod that
+/// dies right after an upgrade does not go back to the upgrade savepoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Start {
+    /// Unique per start (per upgrade or resume).
+    pub id: String,
+    /// Checkpoint or savepoint URI; `None`: empty state.
+    pub from: Option<String>,
+}
+
+impl RuntimeArgs {
+    /// `run file` with every default.
+    #[must_use]
+    pub fn new(file: impl Into<String>) -> Self {
+        Self {
+            file: file.into(),
+            parallelism: None,
+            checkpoint_dir: None,
+            restore_from: None,
+            start: None,
+            allow_non_restored_state: false,
+            control_addr: Some(DEFAULT_CONTROL_ADDR),
+            namespace: DEFAULT_NAMESPACE.to_string(),
+        }
+    }
+
+    /// `run` and its flags. Every value is written out, defaults included, so the pod's
+    /// environment (`WEIR_NAMESPACE`, `WEIR_CONTROL_ADDR`) cannot change what the operator
+    /// asked for.
+    fn to_args(&self) -> Vec<String> {
+        let mut args = vec!["run".to_string(), self.file.clone()];
+        let mut flag = |name: &str, value: Option<String>| {
+            args.push(format!("--{name}"));
+            args.extend(value);
+        };
+        if let Some(p) = self.parallelism {
+            flag("parallelism", Some(p.to_string()));
+        }
+        if let Some(d) = &self.checkpoint_dir {
+            flag("checkpoint-dir", Some(d.clone()));
+        }
+        if let Some(r) = &self.restore_from {
+            flag("restore-from", Some(r.clone()));
+        }
+        if let Some(s) = &self.start {
+            match &s.from {
+                Some(uri) => flag("start-from", Some(uri.clone())),
+                None => flag("start-empty", None),
+            }
+            flag("start-id", Some(s.id.clone()));
+        }
+        if self.allow_non_restored_state {
+            flag("allow-non-restored-state", None);
+        }
+        flag(
+            "control-addr",
+            Some(ControlAddr(self.control_addr).to_string()),
+        );
+        flag("namespace", Some(self.namespace.clone()));
+        args
+    }
+}
+
+impl RuntimeCli {
+    /// The arguments (after the program name) that parse back into `self`.
+    #[must_use]
+    pub fn to_args(&self) -> Vec<String> {
+        let mut args = match &self.command {
+            RuntimeCommand::Run(run) => run.to_args(),
+            RuntimeCommand::Validate { file } => vec!["validate".to_string(), file.clone()],
+        };
+        args.extend(["--log-format".to_string(), self.log_format.to_string()]);
+        args
+    }
+}
+
+/// `--control-addr`: `host:port`, or `none` for no control API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ControlAddr(Option<SocketAddr>);
+
+/// `--control-addr` that is neither `host:port` nor `none`.
+#[derive(Debug, thiserror::Error)]
+#[error("`{0}` is not host:port or `none`")]
+struct BadControlAddr(String);
+
+impl FromStr for ControlAddr {
+    type Err = BadControlAddr;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s == "none" {
+            return Ok(Self(None));
+        }
+        s.parse()
+            .map(|a| Self(Some(a)))
+            .map_err(|_| BadControlAddr(s.to_string()))
+    }
+}
+
+impl fmt::Display for ControlAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(a) => write!(f, "{a}"),
+            None => f.write_str("none"),
+        }
+    }
+}
+
+/// `run`'s flags as clap sees them. Kept private: the one-of-two start flags and the `none`
+/// address only exist on the command line; [`RuntimeArgs`] is what both sides handle.
+#[derive(Args)]
+struct RunFlags {
+    /// Job file (YAML).
+    file: String,
+    /// Subtasks per operator (overrides the file).
+    #[arg(long, short)]
+    parallelism: Option<u32>,
+    /// Checkpoint storage URI (overrides `checkpoint.storage`).
+    #[arg(long)]
+    checkpoint_dir: Option<String>,
+    /// Restore from this checkpoint or savepoint URI instead of the newest checkpoint.
+    #[arg(long, conflicts_with = "start_point")]
+    restore_from: Option<String>,
+    /// Start a new lineage once, from this checkpoint or savepoint URI; later runs with the
+    /// same `--start-id` continue that lineage instead (used by the operator).
+    #[arg(long, group = "start_point", requires = "start_id")]
+    start_from: Option<String>,
+    /// Like `--start-from`, with empty state.
+    #[arg(long, group = "start_point", requires = "start_id")]
+    start_empty: bool,
+    /// Id of the `--start-from` or `--start-empty` request; unique per upgrade.
+    #[arg(long, requires = "start_point")]
+    start_id: Option<String>,
+    /// Start even if the checkpoint holds state of operators the job no longer has.
+    #[arg(long)]
+    allow_non_restored_state: bool,
+    /// Control API address (`none` to disable).
+    #[arg(long, default_value_t = ControlAddr(Some(DEFAULT_CONTROL_ADDR)), env = "WEIR_CONTROL_ADDR")]
+    control_addr: ControlAddr,
+    /// Storage namespace.
+    #[arg(long, default_value = DEFAULT_NAMESPACE, env = "WEIR_NAMESPACE")]
+    namespace: String,
+}
+
+impl From<RunFlags> for RuntimeArgs {
+    fn from(f: RunFlags) -> Self {
+        Self {
+            file: f.file,
+            parallelism: f.parallelism,
+            checkpoint_dir: f.checkpoint_dir,
+            restore_from: f.restore_from,
+            // clap has checked that an id comes with exactly one of the two start flags.
+            start: f.start_id.map(|id| Start {
+                id,
+                from: f.start_from,
+            }),
+            allow_non_restored_state: f.allow_non_restored_state,
+            control_addr: f.control_addr.0,
+            namespace: f.namespace,
+        }
+    }
+}
+
+impl From<RuntimeArgs> for RunFlags {
+    fn from(a: RuntimeArgs) -> Self {
+        let (start_id, start_from, start_empty) = match a.start {
+            Some(s) => (Some(s.id), s.from.clone(), s.from.is_none()),
+            None => (None, None, false),
+        };
+        Self {
+            file: a.file,
+            parallelism: a.parallelism,
+            checkpoint_dir: a.checkpoint_dir,
+            restore_from: a.restore_from,
+            start_from,
+            start_empty,
+            start_id,
+            allow_non_restored_state: a.allow_non_restored_state,
+            control_addr: ControlAddr(a.control_addr),
+            namespace: a.namespace,
+        }
+    }
+}
+
+impl FromArgMatches for RuntimeArgs {
+    fn from_arg_matches(matches: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        RunFlags::from_arg_matches(matches).map(Self::from)
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &clap::ArgMatches) -> Result<(), clap::Error> {
+        let mut flags = RunFlags::from(self.clone());
+        flags.update_from_arg_matches(matches)?;
+        *self = flags.into();
+        Ok(())
+    }
+}
+
+impl Args for RuntimeArgs {
+    fn group_id() -> Option<clap::Id> {
+        RunFlags::group_id()
+    }
+
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        RunFlags::augment_args(cmd)
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        RunFlags::augment_args_for_update(cmd)
+    }
+}

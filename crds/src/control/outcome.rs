@@ -1,0 +1,27 @@
+//! How a runtime process ended, as it tells the operator through the termination message: the
+//! process is gone by the time the operator looks, so the pod object is the only place left.
+
+use serde::{Deserialize, Serialize};
+
+/// Environment variable naming the file the runtime writes its [`Outcome`] to; in a pod, the
+/// container's termination message file, which Kubernetes copies into the pod's status.
+pub const TERMINATION_LOG_ENV: &str = "WEIR_TERMINATION_LOG";
+
+/// The termination message: `{"outcome":"stopped","savepoint":…}`, `{"outcome":"finished"}` or
+/// `{"outcome":"failed","error":…}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "lowercase")]
+pub enum Outcome {
+    /// Stopped on request (SIGTERM or `POST /v1/stop`) after a final checkpoint.
+    Stopped {
+        /// Savepoint URI, when the stop took one.
+        savepoint: Option<String>,
+    },
+    /// All input consumed (bounded sources), final checkpoint committed.
+    Finished,
+    /// The job failed.
+    Failed {
+        /// The runtime's error.
+        error: String,
+    },
+}
