@@ -137,9 +137,19 @@ async fn trigger_savepoint(State(s): State<ApiState>) -> Response {
         "sp-req-{}",
         s.next_savepoint.fetch_add(1, Ordering::Relaxed)
     );
+    // Listed as pending before the coordinator hears of it, so that a client polling
+    // `GET /v1/savepoints/{id}` right after the 202 never gets a 404 for the id it was given.
+    if let Ok(mut st) = s.status.write() {
+        status::add_pending_savepoint(&mut st, &id);
+    }
     match s.requests.send(Request::Savepoint { id: id.clone() }).await {
         Ok(()) => (StatusCode::ACCEPTED, Json(SavepointAccepted { id })).into_response(),
-        Err(_) => (StatusCode::CONFLICT, "job is not running").into_response(),
+        Err(_) => {
+            if let Ok(mut st) = s.status.write() {
+                st.savepoints.retain(|x| x.id != id);
+            }
+            (StatusCode::CONFLICT, "job is not running").into_response()
+        }
     }
 }
 

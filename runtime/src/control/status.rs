@@ -140,15 +140,9 @@ impl Report for StatusBoard {
                     );
                 });
             }
-            Progress::SavepointRequested { request } => self.update(|s| {
-                s.savepoints.push(SavepointReport {
-                    id: request,
-                    status: SavepointState::Pending,
-                    path: None,
-                    checkpoint: None,
-                    error: None,
-                });
-            }),
+            Progress::SavepointRequested { request } => {
+                self.update(|s| add_pending_savepoint(s, &request));
+            }
             Progress::SavepointDone {
                 request,
                 checkpoint,
@@ -177,5 +171,19 @@ impl Report for StatusBoard {
             }),
             Progress::Stopping => self.update(|s| s.state = JobState::Stopping),
         }
+    }
+}
+
+/// Lists savepoint request `id` as pending unless it is listed already (the control API lists
+/// it when it accepts the request, the coordinator reports it when it takes it up).
+pub fn add_pending_savepoint(s: &mut JobStatus, id: &str) {
+    if !s.savepoints.iter().any(|x| x.id == id) {
+        s.savepoints.push(SavepointReport {
+            id: id.to_string(),
+            status: SavepointState::Pending,
+            path: None,
+            checkpoint: None,
+            error: None,
+        });
     }
 }
