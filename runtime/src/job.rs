@@ -18,7 +18,7 @@ use crate::checkpoint::snapshot::Uploader;
 use crate::checkpoint::startup::{self, Startup, StartupInput};
 use crate::connectors;
 use crate::control::metrics::Metrics;
-use crate::control::status::{JobState, JobStatus, SinkInfo, StatusBoard};
+use crate::control::status::{JobReport, JobState, SinkReport, StatusBoard};
 use crate::control::{self, ApiState};
 use crate::error::{Error, Result};
 use crate::ids::{Millis, TaskId};
@@ -77,7 +77,7 @@ pub struct RunningJob {
     /// Send stop and savepoint requests.
     pub requests: mpsc::Sender<Request>,
     /// Status, as `GET /v1/job` shows it.
-    pub status: Arc<RwLock<JobStatus>>,
+    pub status: Arc<RwLock<JobReport>>,
     /// Metrics.
     pub metrics: Arc<Metrics>,
     handle: JoinHandle<Result<Outcome>>,
@@ -364,7 +364,7 @@ pub async fn start(plan: Plan, opts: RunOptions) -> Result<RunningJob> {
     }
     drop(events_tx);
 
-    let status = Arc::new(RwLock::new(JobStatus {
+    let status = Arc::new(RwLock::new(JobReport {
         name: plan.name.clone(),
         job_id: job_id.clone(),
         generation,
@@ -377,7 +377,7 @@ pub async fn start(plan: Plan, opts: RunOptions) -> Result<RunningJob> {
         savepoints: Vec::new(),
         sinks: connectors
             .iter()
-            .map(|(id, c)| SinkInfo {
+            .map(|(id, c)| SinkReport {
                 id: id.clone(),
                 name: c.name(),
                 guarantee: c.guarantee(),

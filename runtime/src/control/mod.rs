@@ -35,13 +35,13 @@ use weir_crds::control::{
 use crate::checkpoint::coordinator::Request;
 use crate::ids::{Millis, TaskId};
 use metrics::Metrics;
-use status::{JobState, JobStatus};
+use status::{JobReport, JobState};
 
 /// Shared with the handlers.
 #[derive(Clone)]
 pub struct ApiState {
     /// Job status.
-    pub status: Arc<RwLock<JobStatus>>,
+    pub status: Arc<RwLock<JobReport>>,
     /// Metrics.
     pub metrics: Arc<Metrics>,
     /// To the coordinator.
@@ -55,7 +55,7 @@ impl ApiState {
     /// State for the handlers.
     #[must_use]
     pub fn new(
-        status: Arc<RwLock<JobStatus>>,
+        status: Arc<RwLock<JobReport>>,
         metrics: Arc<Metrics>,
         requests: mpsc::Sender<Request>,
         tasks: Vec<TaskId>,
@@ -100,7 +100,7 @@ pub async fn serve(addr: SocketAddr, state: ApiState) -> std::io::Result<SocketA
     Ok(bound)
 }
 
-fn snapshot(s: &ApiState) -> Option<JobStatus> {
+fn snapshot(s: &ApiState) -> Option<JobReport> {
     let mut st = s.status.read().ok()?.clone();
     st.watermarks = s
         .tasks

@@ -7,8 +7,8 @@
 use weir_crds::control::{
     AttemptStatus, CheckpointKind, CheckpointReport, SavepointReport, SavepointState, TaskRef,
 };
-/// The engine's names for the report: the job's status is the report it serves.
-pub use weir_crds::control::{JobReport as JobStatus, JobState, SinkReport as SinkInfo};
+/// The job's status is the report the control API serves, so it is the contract's type.
+pub use weir_crds::control::{JobReport, JobState, SinkReport};
 
 use crate::checkpoint::BarrierKind;
 use crate::checkpoint::progress::{Progress, Report};
@@ -50,7 +50,7 @@ fn attempt(id: CheckpointId, kind: BarrierKind, at_ms: i64) -> CheckpointReport 
 }
 
 /// Record a checkpoint attempt's latest state, keeping the 20 most recent.
-fn upsert_checkpoint(s: &mut JobStatus, c: CheckpointReport) {
+fn upsert_checkpoint(s: &mut JobReport, c: CheckpointReport) {
     if c.status == AttemptStatus::Completed {
         s.last_checkpoint = Some(c.clone());
     }
@@ -68,13 +68,13 @@ fn upsert_checkpoint(s: &mut JobStatus, c: CheckpointReport) {
 /// The job's status and metrics, as the coordinator's progress reports update them.
 pub struct StatusBoard {
     /// What `GET /v1/job` shows.
-    pub status: std::sync::Arc<std::sync::RwLock<JobStatus>>,
+    pub status: std::sync::Arc<std::sync::RwLock<JobReport>>,
     /// What `/metrics` shows.
     pub metrics: std::sync::Arc<super::metrics::Metrics>,
 }
 
 impl StatusBoard {
-    fn update(&self, f: impl FnOnce(&mut JobStatus)) {
+    fn update(&self, f: impl FnOnce(&mut JobReport)) {
         if let Ok(mut s) = self.status.write() {
             f(&mut s);
         }
@@ -176,7 +176,7 @@ impl Report for StatusBoard {
 
 /// Lists savepoint request `id` as pending unless it is listed already (the control API lists
 /// it when it accepts the request, the coordinator reports it when it takes it up).
-pub fn add_pending_savepoint(s: &mut JobStatus, id: &str) {
+pub fn add_pending_savepoint(s: &mut JobReport, id: &str) {
     if !s.savepoints.iter().any(|x| x.id == id) {
         s.savepoints.push(SavepointReport {
             id: id.to_string(),
