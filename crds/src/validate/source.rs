@@ -1,20 +1,12 @@
-//! The source's own checks (exactly one connector, the schema, event time) and the hand-off
-//! to the connector's checks, which live in the connector's file.
+//! The source's own checks (exactly one connector, the schema, event time) and the one
+//! `match` that hands each connector to its checks, which live in the connector's file.
 
 use super::{FieldError, datagen, file, kafka};
-use crate::pipeline::{FieldType, SourceSpec};
+use crate::pipeline::{FieldType, SourceConnector, SourceSpec};
 
 /// The whole `source`.
 pub(super) fn check(src: &SourceSpec, errs: &mut Vec<FieldError>) {
-    let given: Vec<&str> = [
-        ("datagen", src.datagen.is_some()),
-        ("file", src.file.is_some()),
-        ("kafka", src.kafka.is_some()),
-    ]
-    .iter()
-    .filter(|(_, on)| *on)
-    .map(|(n, _)| *n)
-    .collect();
+    let given: Vec<&str> = src.connectors().map(SourceConnector::name).collect();
     if given.len() != 1 {
         errs.push(FieldError::new(
             "source",
@@ -27,12 +19,6 @@ pub(super) fn check(src: &SourceSpec, errs: &mut Vec<FieldError>) {
                 }
             ),
         ));
-    }
-    if let Some(k) = &src.kafka {
-        kafka::check_source(k, src, errs);
-    }
-    if let Some(f) = &src.file {
-        file::check_source(f, errs);
     }
     if src.schema.is_empty() {
         errs.push(FieldError::new("source.schema", "needs at least one field"));
@@ -65,8 +51,14 @@ pub(super) fn check(src: &SourceSpec, errs: &mut Vec<FieldError>) {
             Some(_) => {}
         }
     }
-    if let Some(d) = &src.datagen {
-        datagen::check_source(d, src, errs);
+    // After the schema's own checks, because most connector checks are against the schema.
+    // Every connector given is checked, even several, so one edit cycle fixes them all.
+    for connector in src.connectors() {
+        match connector {
+            SourceConnector::Datagen(d) => datagen::check_source(d, src, errs),
+            SourceConnector::File(f) => file::check_source(f, errs),
+            SourceConnector::Kafka(k) => kafka::check_source(k, src, errs),
+        }
     }
 }
 
@@ -74,4 +66,23 @@ pub(super) fn check(src: &SourceSpec, errs: &mut Vec<FieldError>) {
 pub(super) fn field_names(src: &SourceSpec) -> String {
     let names: Vec<&str> = src.schema.iter().map(|f| f.name.as_str()).collect();
     format!("fields: {}", names.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn each_of_several_connectors_is_still_checked() {
+        let src = "\
+source:
+  file: {path: in.jsonl, batchSize: 0}
+  kafka: {bootstrapServers: k:9092, topic: ' '}
+  schema: [{name: a, type: int64}]
+sinks: [{stdout: {}}]
+";
+        let e = crate::load_job("job.yaml", src).expect_err("two connectors");
+        let paths: Vec<&str> = e.errors.iter().map(|e| e.path.as_str()).collect();
+        assert!(paths.contains(&"source.file.batchSize"), "{e}");
+        assert!(paths.contains(&"source.kafka.topic"), "{e}");
+        assert!(e.to_string().contains("found file, kafka"), "{e}");
+    }
 }
