@@ -224,6 +224,57 @@ pub struct SourceSpec {
     pub on_decode_error: DecodeErrorPolicy,
 }
 
+/// The connector of a [`SourceSpec`], as the enum [`SinkSpec`] is on the wire. The wire form
+/// keeps three optional fields and a CEL exactly-one rule because serde cannot flatten an
+/// enum into a struct that denies unknown fields; code matches on this instead, so a new
+/// connector is a compile error wherever one is handled.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum SourceConnector<'a> {
+    /// Seeded, deterministic generator.
+    Datagen(&'a DatagenSpec),
+    /// JSON lines from a file.
+    File(&'a FileSourceSpec),
+    /// A Kafka topic.
+    Kafka(&'a KafkaSourceSpec),
+}
+
+impl SourceConnector<'_> {
+    /// The connector's key in a manifest, as messages name it.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Datagen(_) => "datagen",
+            Self::File(_) => "file",
+            Self::Kafka(_) => "kafka",
+        }
+    }
+}
+
+impl SourceSpec {
+    /// The one connector given; `None` when there are none or several, which validation
+    /// reports (so a validated source always has one).
+    #[must_use]
+    pub fn connector(&self) -> Option<SourceConnector<'_>> {
+        let mut given = self.connectors();
+        match (given.next(), given.next()) {
+            (Some(c), None) => Some(c),
+            _ => None,
+        }
+    }
+
+    /// Every connector given, in manifest order (`datagen`, `file`, `kafka`). Validation
+    /// checks each even when several are given, so one edit cycle fixes them all.
+    pub(crate) fn connectors(&self) -> impl Iterator<Item = SourceConnector<'_>> {
+        [
+            self.datagen.as_ref().map(SourceConnector::Datagen),
+            self.file.as_ref().map(SourceConnector::File),
+            self.kafka.as_ref().map(SourceConnector::Kafka),
+        ]
+        .into_iter()
+        .flatten()
+    }
+}
+
 /// One schema field.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -490,4 +541,41 @@ pub enum SinkSpec {
 pub struct FileSinkSpec {
     /// Directory that receives `part-*.jsonl` files.
     pub path: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{SourceConnector, SourceSpec};
+
+    fn source(connectors: &str) -> SourceSpec {
+        let yaml = format!("{connectors}\nschema: [{{name: a, type: int64}}]\n");
+        serde_yaml::from_str(&yaml).expect("a source")
+    }
+
+    const DATAGEN: &str = "datagen: {fields: {}}";
+    const FILE: &str = "file: {path: in.jsonl}";
+    const KAFKA: &str = "kafka: {bootstrapServers: k:9092, topic: t}";
+
+    #[test]
+    fn connector_is_the_one_given() {
+        let s = source(DATAGEN);
+        let d = s.datagen.as_ref().expect("datagen");
+        assert_eq!(s.connector(), Some(SourceConnector::Datagen(d)));
+        let s = source(FILE);
+        let f = s.file.as_ref().expect("file");
+        assert_eq!(s.connector(), Some(SourceConnector::File(f)));
+        let s = source(KAFKA);
+        let k = s.kafka.as_ref().expect("kafka");
+        assert_eq!(s.connector(), Some(SourceConnector::Kafka(k)));
+        assert_eq!(s.connector().map(SourceConnector::name), Some("kafka"));
+    }
+
+    #[test]
+    fn connector_is_none_without_exactly_one() {
+        assert_eq!(source("").connector(), None);
+        let two = source(&format!("{FILE}\n{KAFKA}"));
+        assert_eq!(two.connector(), None);
+        let names: Vec<&str> = two.connectors().map(SourceConnector::name).collect();
+        assert_eq!(names, ["file", "kafka"]);
+    }
 }

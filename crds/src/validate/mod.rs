@@ -1,0 +1,247 @@
+//! Checks a parsed job that the type system cannot express, and the loader that turns YAML
+//! text into a [`JobFile`] or a list of errors that each name a field and a line.
+//!
+//! Checks that need the data's types (does a column exist, does an expression type-check)
+//! live in the runtime's planner, which reports through the same [`FieldError`].
+//!
+//! Each connector's checks live in the file named after it (`kafka.rs` holds the Kafka
+//! source's and sink's); this file holds the job-level checks and calls the rest.
+
+mod clickhouse;
+mod datagen;
+mod file;
+mod kafka;
+mod source;
+mod transforms;
+
+use std::fmt;
+
+use crate::locate::LineIndex;
+use crate::pipeline::{
+    CheckpointSpec, DecodeErrorPolicy, JobFile, LatePolicy, SinkSpec, Transform,
+};
+
+pub use kafka::{KAFKA_RAW_COLUMNS, parse_timestamp_ms};
+pub use transforms::{AggregateFn, parse_aggregate};
+
+/// One problem in a job file: where and what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    /// Field path, e.g. `transforms[1].window.keyBy[0]`.
+    pub path: String,
+    /// 1-based line in the file, when known.
+    pub line: Option<usize>,
+    /// What is wrong and, where possible, what would be right.
+    pub message: String,
+}
+
+impl FieldError {
+    /// An error at `path`; the line is filled in by [`JobErrors::locate`].
+    #[must_use]
+    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            path: path.into(),
+            line: None,
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(l) => write!(f, "{} (line {l}): {}", self.path, self.message),
+            None => write!(f, "{}: {}", self.path, self.message),
+        }
+    }
+}
+
+/// Every problem found in one job file. Reported together so one edit cycle fixes them all.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct JobErrors {
+    /// The file the errors are in.
+    pub file: String,
+    /// The problems, in file order where lines are known.
+    pub errors: Vec<FieldError>,
+}
+
+impl fmt::Display for JobErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "invalid job file {}:", self.file)?;
+        for e in &self.errors {
+            writeln!(f, "  {e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl JobErrors {
+    /// Fill in lines from the YAML text and sort by them.
+    #[must_use]
+    pub fn locate(file: &str, src: &str, mut errors: Vec<FieldError>) -> Self {
+        let index = LineIndex::new(src);
+        for e in &mut errors {
+            if e.line.is_none() {
+                e.line = index.line_of(&e.path);
+            }
+        }
+        errors.sort_by_key(|e| e.line.unwrap_or(usize::MAX));
+        Self {
+            file: file.to_string(),
+            errors,
+        }
+    }
+}
+
+/// Parse and check a job file. `file` is only used in messages.
+///
+/// # Errors
+/// Unknown fields, wrong types and every failed check, each with its field path and line.
+pub fn load_job(file: &str, src: &str) -> Result<JobFile, JobErrors> {
+    let job: JobFile = serde_yaml::from_str(src).map_err(|e| {
+        let path = serde_path(&e);
+        let line = e.location().map(|l| l.line());
+        let message = with_hint(strip_location(&e.to_string()));
+        JobErrors {
+            file: file.to_string(),
+            errors: vec![FieldError {
+                path,
+                line,
+                message,
+            }],
+        }
+    })?;
+    let errors = validate(&job);
+    if errors.is_empty() {
+        Ok(job)
+    } else {
+        Err(JobErrors::locate(file, src, errors))
+    }
+}
+
+/// serde_yaml prints `path: message at line L column C`; keep the path separately.
+fn serde_path(e: &serde_yaml::Error) -> String {
+    let s = e.to_string();
+    match s.split_once(": ") {
+        Some((p, _)) if !p.contains(' ') => p.to_string(),
+        _ => "(document)".to_string(),
+    }
+}
+
+/// serde's words for a one-of written as a bare word (`sequence` for `{sequence: {}}`) say
+/// nothing about the fix; the manifest syntax does.
+fn with_hint(message: String) -> String {
+    if message.contains("unit variant, expected struct variant")
+        || message.contains("unit variant, expected newtype variant")
+    {
+        format!(
+            "{message}: a choice is written as a map with one key, e.g. `{{sequence: {{}}}}`, `{{skip: {{}}}}`, `{{sideOutput: {{file: {{path: dead}}}}}}`"
+        )
+    } else {
+        message
+    }
+}
+
+fn strip_location(s: &str) -> String {
+    let body = match s.split_once(": ") {
+        Some((p, rest)) if !p.contains(' ') => rest,
+        _ => s,
+    };
+    match body.rfind(" at line ") {
+        Some(i) => body[..i].to_string(),
+        None => body.to_string(),
+    }
+}
+
+/// The checks that need no data: counts, ranges, exactly-one-of, references to schema fields.
+/// Performs no I/O; called by [`load_job`] and by the operator before deploying.
+#[must_use]
+pub fn validate(job: &JobFile) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    if job.parallelism == 0 {
+        errs.push(FieldError::new("parallelism", "must be at least 1"));
+    }
+    if job.max_parallelism == 0 || job.max_parallelism > 32_768 {
+        errs.push(FieldError::new(
+            "maxParallelism",
+            "must be between 1 and 32768",
+        ));
+    } else if job.parallelism > job.max_parallelism {
+        errs.push(FieldError::new(
+            "parallelism",
+            format!(
+                "{} exceeds maxParallelism {}",
+                job.parallelism, job.max_parallelism
+            ),
+        ));
+    }
+    let c = &job.checkpoint;
+    if c.retained == 0 {
+        errs.push(FieldError::new("checkpoint.retained", "must be at least 1"));
+    }
+    if c.interval.get().is_zero() {
+        errs.push(FieldError::new(
+            "checkpoint.interval",
+            "must be greater than 0",
+        ));
+    }
+    if c.timeout <= c.interval {
+        errs.push(FieldError::new(
+            "checkpoint.timeout",
+            format!(
+                "{} must be longer than checkpoint.interval {}",
+                c.timeout, c.interval
+            ),
+        ));
+    }
+    if !(c.storage.starts_with("file://") || c.storage.starts_with("s3://")) {
+        errs.push(FieldError::new(
+            "checkpoint.storage",
+            format!("`{}` is not a file:// or s3:// URI", c.storage),
+        ));
+    }
+    source::check(&job.pipeline.source, &mut errs);
+    let has_event_time = job.pipeline.source.event_time.is_some();
+    transforms::check(&job.pipeline.transforms, has_event_time, &mut errs);
+    if job.pipeline.sinks.is_empty() {
+        errs.push(FieldError::new("sinks", "needs at least one sink"));
+    }
+    // The same bounds the CRD states, so a job file that runs locally also applies.
+    if job.pipeline.sinks.len() > crate::MAX_SINKS {
+        errs.push(FieldError::new(
+            "sinks",
+            format!("at most {} sinks", crate::MAX_SINKS),
+        ));
+    }
+    if job.pipeline.transforms.len() > crate::MAX_TRANSFORMS {
+        errs.push(FieldError::new(
+            "transforms",
+            format!("at most {} transforms", crate::MAX_TRANSFORMS),
+        ));
+    }
+    for (i, s) in job.pipeline.sinks.iter().enumerate() {
+        check_sink(&format!("sinks[{i}]"), s, c, &mut errs);
+    }
+    for (i, t) in job.pipeline.transforms.iter().enumerate() {
+        if let Transform::Window(w) = t
+            && let LatePolicy::SideOutput(s) = &w.late_records
+        {
+            let path = format!("transforms[{i}].window.lateRecords.sideOutput");
+            check_sink(&path, s, c, &mut errs);
+        }
+    }
+    if let DecodeErrorPolicy::SideOutput(s) = &job.pipeline.source.on_decode_error {
+        check_sink("source.onDecodeError.sideOutput", s, c, &mut errs);
+    }
+    errs
+}
+
+/// One sink (or side output) at `path`: the connector's own checks.
+fn check_sink(path: &str, sink: &SinkSpec, c: &CheckpointSpec, errs: &mut Vec<FieldError>) {
+    match sink {
+        SinkSpec::Kafka(k) => kafka::check_sink(path, k, c, errs),
+        SinkSpec::ClickHouse(ch) => clickhouse::check_sink(path, ch, c, errs),
+        // Nothing to check without I/O (see `file.rs` for the file sink).
+        SinkSpec::File(_) | SinkSpec::Stdout {} | SinkSpec::Blackhole {} => {}
+    }
+}

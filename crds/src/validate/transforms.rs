@@ -1,0 +1,151 @@
+//! The transforms' checks (window geometry, aggregates, dedup), and the aggregate parser the
+//! runtime's window operator shares so that what validation accepts is what runs.
+
+use super::FieldError;
+use crate::pipeline::{Transform, WindowSpec};
+
+/// Every transform, in order. `has_event_time`: windows close by event time, so they need a
+/// source that has one.
+pub(super) fn check(transforms: &[Transform], has_event_time: bool, errs: &mut Vec<FieldError>) {
+    for (i, t) in transforms.iter().enumerate() {
+        let base = format!("transforms[{i}]");
+        match t {
+            Transform::Filter(e) if e.trim().is_empty() => {
+                errs.push(FieldError::new(
+                    format!("{base}.filter"),
+                    "expression is empty",
+                ));
+            }
+            Transform::Select(cols) if cols.is_empty() => {
+                errs.push(FieldError::new(
+                    format!("{base}.select"),
+                    "needs at least one column",
+                ));
+            }
+            Transform::Window(w) => {
+                check_window(&format!("{base}.window"), w, has_event_time, errs)
+            }
+            Transform::Dedup(d) => {
+                if d.key_by.is_empty() {
+                    errs.push(FieldError::new(
+                        format!("{base}.dedup.keyBy"),
+                        "needs at least one column",
+                    ));
+                }
+                if d.ttl.get().is_zero() {
+                    errs.push(FieldError::new(
+                        format!("{base}.dedup.ttl"),
+                        "must be greater than 0",
+                    ));
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn check_window(path: &str, w: &WindowSpec, has_event_time: bool, errs: &mut Vec<FieldError>) {
+    let kinds = usize::from(w.tumbling.is_some())
+        + usize::from(w.sliding.is_some())
+        + usize::from(w.session.is_some());
+    if kinds != 1 {
+        errs.push(FieldError::new(
+            path,
+            format!("give exactly one of tumbling, sliding, session; found {kinds}"),
+        ));
+    }
+    if !has_event_time {
+        errs.push(FieldError::new(
+            path,
+            "windows need source.eventTime (a timestamp field)",
+        ));
+    }
+    let zero = |d: crate::Duration| d.get().is_zero();
+    if w.tumbling.is_some_and(zero) {
+        errs.push(FieldError::new(
+            format!("{path}.tumbling"),
+            "must be greater than 0",
+        ));
+    }
+    if let Some(s) = &w.sliding {
+        if zero(s.size) || zero(s.slide) {
+            errs.push(FieldError::new(
+                format!("{path}.sliding"),
+                "size and slide must be greater than 0",
+            ));
+        } else if s.slide > s.size {
+            errs.push(FieldError::new(
+                format!("{path}.sliding.slide"),
+                "must not exceed size",
+            ));
+        }
+    }
+    if w.session.as_ref().is_some_and(|s| zero(s.gap)) {
+        errs.push(FieldError::new(
+            format!("{path}.session.gap"),
+            "must be greater than 0",
+        ));
+    }
+    if w.aggregates.is_empty() {
+        errs.push(FieldError::new(
+            format!("{path}.aggregates"),
+            "needs at least one aggregate",
+        ));
+    }
+    for (name, agg) in &w.aggregates {
+        if let Err(m) = parse_aggregate(agg) {
+            errs.push(FieldError::new(format!("{path}.aggregates.{name}"), m));
+        }
+    }
+}
+
+/// Aggregate functions a window computes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AggregateFn {
+    /// Rows (`count(*)`) or non-null values (`count(e)`).
+    Count,
+    /// Sum.
+    Sum,
+    /// Minimum.
+    Min,
+    /// Maximum.
+    Max,
+    /// Mean.
+    Avg,
+    /// Distinct non-null values.
+    CountDistinct,
+}
+
+/// Split `sum(amount * 2)` into the function and its argument (`None` for `count(*)`).
+///
+/// # Errors
+/// A message naming the accepted forms.
+pub fn parse_aggregate(s: &str) -> Result<(AggregateFn, Option<String>), String> {
+    let s = s.trim();
+    let bad = || {
+        format!(
+            "`{s}` is not an aggregate; expected count(*), count(e), sum(e), min(e), max(e), avg(e) or count_distinct(e)"
+        )
+    };
+    let open = s.find('(').ok_or_else(bad)?;
+    if !s.ends_with(')') {
+        return Err(bad());
+    }
+    let func = s[..open].trim().to_ascii_lowercase();
+    let arg = s[open + 1..s.len() - 1].trim();
+    let f = match func.as_str() {
+        "count" => AggregateFn::Count,
+        "sum" => AggregateFn::Sum,
+        "min" => AggregateFn::Min,
+        "max" => AggregateFn::Max,
+        "avg" => AggregateFn::Avg,
+        "count_distinct" => AggregateFn::CountDistinct,
+        _ => return Err(bad()),
+    };
+    match (f, arg) {
+        (_, "") => Err(bad()),
+        (AggregateFn::Count, "*") => Ok((f, None)),
+        (_, "*") => Err(format!("`{s}`: only count takes *")),
+        (_, a) => Ok((f, Some(a.to_string()))),
+    }
+}
