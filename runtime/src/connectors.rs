@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use weir_crds::{SinkSpec, SourceSpec};
+use weir_crds::{SinkSpec, SourceConnector, SourceSpec};
 
 use crate::checkpoint::restore::Restored;
 use crate::control::metrics::Metrics;
@@ -49,8 +49,15 @@ pub fn source_reader(
         weir_crds::DecodeErrorPolicy::Skip {} => OnError::Skip,
         weir_crds::DecodeErrorPolicy::SideOutput(_) => OnError::SideOutput,
     };
-    if let Some(k) = &source.kafka {
-        return Ok(Box::new(KafkaReader::open(
+    let splits = |total: u32| -> Vec<SplitState> {
+        let owned = owned_splits(total, subtask, parallelism);
+        match restored {
+            Some(r) => r.splits_for(&owned),
+            None => owned.into_iter().map(SplitState::new).collect(),
+        }
+    };
+    match source.connector() {
+        Some(SourceConnector::Kafka(k)) => Ok(Box::new(KafkaReader::open(
             k,
             ReaderSetup {
                 job_name: &plan.name,
@@ -63,33 +70,26 @@ pub fn source_reader(
                 bounded: k.bounded,
                 metrics: Arc::clone(metrics),
             },
-        )?));
-    }
-    let splits = |total: u32| -> Vec<SplitState> {
-        let owned = owned_splits(total, subtask, parallelism);
-        match restored {
-            Some(r) => r.splits_for(&owned),
-            None => owned.into_iter().map(SplitState::new).collect(),
+        )?)),
+        Some(SourceConnector::Datagen(d)) => {
+            let g =
+                generator.ok_or_else(|| Error::internal("datagen source without its generator"))?;
+            Ok(Box::new(DatagenReader::new(
+                g.clone(),
+                d.splits,
+                d.batch_size,
+                splits(d.splits),
+            )))
         }
-    };
-    if let (Some(d), Some(g)) = (&source.datagen, generator) {
-        return Ok(Box::new(DatagenReader::new(
-            g.clone(),
-            d.splits,
-            d.batch_size,
-            splits(d.splits),
-        )));
-    }
-    if let Some(f) = &source.file {
-        let state = splits(1).into_iter().next();
-        return Ok(Box::new(FileReader::new(
+        Some(SourceConnector::File(f)) => Ok(Box::new(FileReader::new(
             f.path.clone(),
             Arc::clone(&plan.source_schema),
             plan.source_time_col,
             f.batch_size,
             on_error,
-            state,
-        )));
+            splits(1).into_iter().next(),
+        ))),
+        // Validation refuses a source without exactly one connector before anything runs.
+        None => Err(Error::internal("source has not exactly one connector")),
     }
-    Err(Error::internal("source has no connector"))
 }
