@@ -433,6 +433,11 @@ impl SourceTask {
                     self.core.advance_watermark(wm).await?;
                 }
                 Poll::Idle => {
+                    // A split restored past its last record (or a subtask owning no split)
+                    // polls idle forever; its watermark comes from the restored positions,
+                    // and without it every downstream window would wait for new input.
+                    let wm = self.reader.watermark(self.max_out_of_orderness);
+                    self.core.advance_watermark(wm).await?;
                     tokio::select! {
                         c = self.ctrl.recv() => match c {
                             Some(c) => if self.control(c, &mut idle).await? { return Ok(()) },

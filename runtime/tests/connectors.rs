@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::stack::{
     assert_sales, ch_exec, ch_sales, clickhouse, create_sales_tables, create_topic, input_producer,
-    kafka, kafka_sales, oracle, produce_end_markers, produce_orders, sales_job,
+    kafka, kafka_sales, oracle, produce_end_marker, produce_end_markers, produce_orders, sales_job,
 };
 use common::{fresh_bucket, log_tail, s3_endpoint, spawn_runtime, unique, wait_exit_within};
 
@@ -317,6 +317,79 @@ fn zombie_incarnation_never_becomes_visible() {
         log_tail(&log_b)
     );
     rt.block_on(sc.assert_exact(&st, "after a zombie incarnation"));
+}
+
+/// A restored source whose splits have no more input still holds the watermark its restored
+/// positions imply: the windows that only waited for another partition close once that
+/// partition's records arrive, without new input on the restored ones.
+#[test]
+fn restored_idle_partitions_do_not_hold_windows_back() {
+    let Some(st) = stack("restored_idle") else {
+        return;
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let count = 6_000;
+    let sc = rt.block_on(Scenario::new(&st, "restored-idle", count));
+    let tmp = tempfile::tempdir().unwrap();
+    let job = sc.write_job(&st, tmp.path(), 2, 200, false);
+    let producer = input_producer(&st.kafka);
+    rt.block_on(produce_orders(
+        &producer,
+        &sc.input,
+        0..count,
+        PARTITIONS,
+        STORES,
+    ));
+    // Subtask 0 of 2 owns partitions 0 and 2: they end; partition 1 (subtask 1) stays open,
+    // so the last window cannot close in the first incarnation.
+    for part in [0, 2] {
+        rt.block_on(produce_end_marker(&producer, &sc.input, count, part));
+    }
+    let expected = oracle(count, PARTITIONS, STORES);
+    let wait_rows = |n: usize, limit: Duration| {
+        let t = Instant::now();
+        loop {
+            let (got, _) = rt.block_on(ch_sales(&st.ch, &sc.wa, false));
+            if got.len() >= n || t.elapsed() > limit {
+                return got.len();
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    };
+    let stop = |child: &mut std::process::Child, log: &Path| {
+        std::process::Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        let status = wait_exit_within(child, Duration::from_secs(60)).expect("no exit on SIGTERM");
+        assert!(status.success(), "{status:?}\n{}", log_tail(log));
+    };
+    let log_a = tmp.path().join("a.log");
+    let mut a = spawn_runtime(&job, &[], &[], &log_a);
+    let before_last = expected.len() - STORES as usize;
+    let seen = wait_rows(before_last, Duration::from_secs(60));
+    assert_eq!(seen, before_last, "first incarnation\n{}", log_tail(&log_a));
+    // Let subtask 0 read its end markers into a checkpoint, then stop with a final one.
+    std::thread::sleep(Duration::from_secs(1));
+    stop(&mut a, &log_a);
+    let (after_a, _) = rt.block_on(ch_sales(&st.ch, &sc.wa, false));
+    assert!(
+        after_a.len() < expected.len(),
+        "the last window closed before the restart; the test proves nothing"
+    );
+
+    let log_b = tmp.path().join("b.log");
+    let mut b = spawn_runtime(&job, &[], &[], &log_b);
+    rt.block_on(produce_end_marker(&producer, &sc.input, count, 1));
+    let seen = wait_rows(expected.len(), Duration::from_secs(45));
+    stop(&mut b, &log_b);
+    assert_eq!(
+        seen,
+        expected.len(),
+        "after the restart the last window never closed\n{}",
+        log_tail(&log_b)
+    );
+    rt.block_on(sc.assert_exact(&st, "after restoring idle partitions"));
 }
 
 fn run_to_exit(

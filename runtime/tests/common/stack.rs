@@ -140,23 +140,28 @@ pub async fn produce_orders(
 /// it: it only moves every partition's watermark past the last window.
 pub async fn produce_end_markers(p: &FutureProducer, topic: &str, count: u64, partitions: i32) {
     for part in 0..partitions {
-        let payload = serde_json::json!({
-            "order_id": count + part as u64,
-            "store_id": "end",
-            "amount": 0,
-            "ts": START_MS + count as i64 * 100 + 600_000,
-        })
-        .to_string();
-        p.send(
-            FutureRecord::<(), _>::to(topic)
-                .partition(part)
-                .payload(&payload),
-            Duration::from_secs(10),
-        )
-        .await
-        .map_err(|(e, _)| e)
-        .unwrap();
+        produce_end_marker(p, topic, count, part).await;
     }
+}
+
+/// The end marker of [`produce_end_markers`] on one partition only.
+pub async fn produce_end_marker(p: &FutureProducer, topic: &str, count: u64, part: i32) {
+    let payload = serde_json::json!({
+        "order_id": count + part as u64,
+        "store_id": "end",
+        "amount": 0,
+        "ts": START_MS + count as i64 * 100 + 600_000,
+    })
+    .to_string();
+    p.send(
+        FutureRecord::<(), _>::to(topic)
+            .partition(part)
+            .payload(&payload),
+        Duration::from_secs(10),
+    )
+    .await
+    .map_err(|(e, _)| e)
+    .unwrap();
 }
 
 /// Expected rows: (store, window_start ms) -> (orders, sales), 1-minute tumbling windows.
