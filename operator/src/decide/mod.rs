@@ -272,6 +272,11 @@ pub fn reconciled_spec(status: &StreamJobStatus) -> Option<StreamJobSpec> {
         .and_then(|s| serde_json::from_str(s).ok())
 }
 
+/// Canonical JSON of the spec, as stored in `lastReconciledSpec`.
+pub(crate) fn spec_json(spec: &StreamJobSpec) -> String {
+    serde_json::to_string(spec).unwrap_or_default()
+}
+
 /// Sets the image of the spec stored as JSON in `json` when it has none.
 fn pin_image(json: &mut Option<String>, image: &str) {
     let Some(mut spec) = json
@@ -282,7 +287,7 @@ fn pin_image(json: &mut Option<String>, image: &str) {
     };
     if spec.image.is_none() {
         spec.image = Some(image.to_string());
-        *json = Some(Decider::spec_json(&spec));
+        *json = Some(spec_json(&spec));
     }
 }
 
@@ -428,11 +433,6 @@ impl Decider<'_> {
             .find(|p| p.incarnation == self.st.incarnation)
     }
 
-    /// Canonical JSON of the spec, as stored in `lastReconciledSpec`.
-    pub(crate) fn spec_json(spec: &StreamJobSpec) -> String {
-        serde_json::to_string(spec).unwrap_or_default()
-    }
-
     /// The spec the pods run.
     pub(crate) fn reconciled(&self) -> Option<StreamJobSpec> {
         reconciled_spec(&self.st)
@@ -524,7 +524,7 @@ impl Decider<'_> {
             self.st.lifecycle_state = LifecycleState::Suspended;
             return;
         }
-        self.st.last_reconciled_spec = Some(Self::spec_json(&self.target));
+        self.st.last_reconciled_spec = Some(spec_json(&self.target));
         self.st.observed_restart_nonce = self.job.spec.restart_nonce;
         self.st.observed_savepoint_trigger_nonce = self.job.spec.savepoint_trigger_nonce;
         self.st.start =
@@ -608,7 +608,7 @@ impl Decider<'_> {
             ),
             _ => String::new(),
         };
-        self.st.last_reconciled_spec = Some(Self::spec_json(&self.target));
+        self.st.last_reconciled_spec = Some(spec_json(&self.target));
         self.st.observed_restart_nonce = self.job.spec.restart_nonce;
         let from = match &self.st.start {
             Some(s) => s.from.clone().unwrap_or_else(|| "empty state".into()),
@@ -630,8 +630,7 @@ impl Decider<'_> {
         {
             wanted.image = old.image;
         }
-        let retry = self.st.last_reconciled_spec.as_deref()
-            != Some(Self::spec_json(&wanted).as_str())
+        let retry = self.st.last_reconciled_spec.as_deref() != Some(spec_json(&wanted).as_str())
             || self.job.spec.restart_nonce != self.st.observed_restart_nonce;
         if !retry {
             self.requeue = POLL * 6;
@@ -646,7 +645,7 @@ impl Decider<'_> {
         self.st.restarts.recent.clear();
         self.st.restarts.last_failure_at = None;
         self.st.observed_restart_nonce = self.job.spec.restart_nonce;
-        self.st.last_reconciled_spec = Some(Self::spec_json(&self.target));
+        self.st.last_reconciled_spec = Some(spec_json(&self.target));
         self.event(
             Reason::Deploying,
             "redeploying after Failed: spec or restartNonce changed",

@@ -14,7 +14,7 @@ use weir_crds::{
 };
 
 use super::spec_change::{SpecChange, classify};
-use super::{Action, Decider, PodPhase, SHORT};
+use super::{Action, Decider, PodPhase, SHORT, spec_json};
 use crate::events::Reason;
 
 /// How an upgrade in `mode` stops the old pods.
@@ -56,7 +56,7 @@ impl Decider<'_> {
     /// Acts on a change of the effective spec (the image included: a new operator default
     /// is an image change); returns whether one was found that needs the pods.
     pub(crate) fn spec_changed(&mut self) -> bool {
-        let target = Self::spec_json(&self.target);
+        let target = spec_json(&self.target);
         if self.st.last_reconciled_spec.as_deref() == Some(target.as_str()) {
             return false;
         }

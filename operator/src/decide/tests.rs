@@ -732,7 +732,7 @@ fn changed_default_image_leaves_an_explicit_image_finished_and_failed_jobs_alone
 fn status_written_before_images_were_reconciled_keeps_the_deployed_image() {
     // A status from an operator that left the image out of `lastReconciledSpec`.
     let legacy = |fx: &mut Fx, deployed: &str| {
-        fx.job.status.last_reconciled_spec = Some(Decider::spec_json(&parse_spec()));
+        fx.job.status.last_reconciled_spec = Some(spec_json(&parse_spec()));
         fx.job.status.last_stable_spec = fx.job.status.last_reconciled_spec.clone();
         fx.job.status.deployed_image = Some(deployed.into());
     };
