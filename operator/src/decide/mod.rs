@@ -6,6 +6,13 @@
 //! clock, so every transition is a table test (`tests.rs`). The shell in
 //! [`crate::reconcile`] gathers the facts, calls it, and applies the result.
 //!
+//! Inside, sub-decisions are free functions over [`Facts`] (what was observed; read-only)
+//! and [`Step`] (the status, actions and events produced so far); where the caller branches
+//! on their result they return an enum saying what they did. `choose` orders them; each
+//! lives with its concern: `deploy` (start and remove incarnations), `operation`
+//! (stop-then-start), `restart` (healing, backoff, budget), `savepoints`, `lifecycle`
+//! (conditions) and `spec_change` (classifying a change).
+//!
 //! ```text
 //! Created ─first deploy─► Deploying ─runtime running─► Running ─spec change─► Upgrading
 //!    ▲                      ▲   │ pod failed (backoff, budget)   │  stop (savepoint |
@@ -16,6 +23,7 @@
 //! deletionTimestamp ─► Deleting ─(final savepoint)─► pods removed ─► finalizer removed
 //! ```
 
+mod deploy;
 mod lifecycle;
 mod operation;
 mod restart;
@@ -27,7 +35,7 @@ mod tests;
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use weir_crds::control::{JobReport, JobState, SavepointState};
-use weir_crds::{LifecycleState, SavepointTrigger, StreamJobSpec, StreamJobStatus};
+use weir_crds::{LifecycleState, StreamJobSpec, StreamJobStatus};
 
 use crate::events::{Event, Reason};
 
@@ -296,19 +304,22 @@ fn pin_image(json: &mut Option<String>, image: &str) {
 pub fn decide(job: &JobView, obs: &Observed, now: Timestamp, settings: &Settings) -> Decision {
     let mut target = job.spec.clone();
     target.image = Some(settings.image(&job.spec));
-    let mut d = Decider {
+    let f = Facts {
         job,
         target,
         obs,
         now,
         settings,
+    };
+    let mut s = Step {
         st: job.status.clone(),
         actions: Vec::new(),
         events: Vec::new(),
         requeue: POLL,
     };
-    d.run();
-    let mut status = d.st;
+    pin_legacy_images(settings, &mut s.st);
+    choose(&f, &mut s);
+    let mut status = s.st;
     status.observed_generation = Some(job.generation);
     lifecycle::set_conditions(&mut status, now);
     status.parallelism = (status.lifecycle_state == LifecycleState::Running)
@@ -316,14 +327,15 @@ pub fn decide(job: &JobView, obs: &Observed, now: Timestamp, settings: &Settings
         .flatten();
     Decision {
         status,
-        actions: d.actions,
-        events: d.events,
-        requeue: d.requeue,
+        actions: s.actions,
+        events: s.events,
+        requeue: s.requeue,
     }
 }
 
-/// Working state of one decision.
-pub(crate) struct Decider<'a> {
+/// What one decision reads. Nothing in it changes while deciding; everything that does is in
+/// [`Step`], so a sub-decision's signature says what it may change.
+pub(crate) struct Facts<'a> {
     pub(crate) job: &'a JobView,
     /// `job.spec` with its image resolved (see [`Settings::image`]): the spec to deploy. The
     /// reconciled spec is stored this way, so it says which image the pods run, a heal keeps
@@ -332,90 +344,9 @@ pub(crate) struct Decider<'a> {
     pub(crate) obs: &'a Observed,
     pub(crate) now: Timestamp,
     pub(crate) settings: &'a Settings,
-    pub(crate) st: StreamJobStatus,
-    pub(crate) actions: Vec<Action>,
-    pub(crate) events: Vec<Event>,
-    pub(crate) requeue: std::time::Duration,
 }
 
-impl Decider<'_> {
-    fn run(&mut self) {
-        self.pin_legacy_images();
-        if self.job.deleting {
-            return self.delete();
-        }
-        let problems = self.problems();
-        if !problems.is_empty() {
-            return self.invalid(&problems);
-        }
-        lifecycle::clear_invalid(&mut self.st);
-        self.observe_runtime();
-        if self.st.operation.is_some() {
-            return self.continue_operation();
-        }
-        if self.st.last_reconciled_spec.is_none() {
-            return self.first_deploy();
-        }
-        match self.st.lifecycle_state {
-            LifecycleState::Suspended => return self.while_suspended(),
-            LifecycleState::Failed | LifecycleState::Finished => return self.while_failed(),
-            _ => {}
-        }
-        if self.job.spec.state == weir_crds::DesiredState::Suspended {
-            return self.begin_suspend();
-        }
-        if self.spec_changed() {
-            return;
-        }
-        if self.job.spec.restart_nonce != self.st.observed_restart_nonce {
-            self.st.observed_restart_nonce = self.job.spec.restart_nonce;
-            return self.begin_restart("restartNonce changed", false);
-        }
-        self.supervise();
-    }
-
-    /// Field errors from the spec itself and from the cluster.
-    fn problems(&self) -> Vec<(String, String)> {
-        let mut p: Vec<(String, String)> = self
-            .job
-            .spec
-            .validate(&self.job.name)
-            .into_iter()
-            .map(|e| (e.path, e.message))
-            .collect();
-        p.extend(self.obs.problems.iter().cloned());
-        p
-    }
-
-    fn invalid(&mut self, problems: &[(String, String)]) {
-        let message = problems
-            .iter()
-            .map(|(p, m)| format!("{p}: {m}"))
-            .collect::<Vec<_>>()
-            .join("; ");
-        let first_time = lifecycle::mark_invalid(&mut self.st, &message);
-        if first_time || self.st.observed_generation != Some(self.job.generation) {
-            self.event(Reason::InvalidSpec, format!("not deployed: {message}"));
-        }
-        // A deployed job keeps running its last valid spec (and finishes an operation in
-        // flight, whose target was valid); nothing new is deployed.
-        self.requeue = POLL;
-        if self.st.operation.is_some() {
-            self.continue_operation();
-        } else if self.st.last_reconciled_spec.is_some()
-            && !matches!(
-                self.st.lifecycle_state,
-                LifecycleState::Suspended | LifecycleState::Failed | LifecycleState::Finished
-            )
-        {
-            self.supervise();
-        }
-    }
-
-    pub(crate) fn event(&mut self, reason: Reason, message: impl Into<String>) {
-        self.events.push(Event::new(reason, message));
-    }
-
+impl Facts<'_> {
     pub(crate) fn now_time(&self) -> Time {
         Time(self.now)
     }
@@ -425,51 +356,17 @@ impl Decider<'_> {
         self.now.duration_since(t).as_secs_f64()
     }
 
-    /// The current incarnation's pod.
-    pub(crate) fn current_pod(&self) -> Option<&PodView> {
+    /// The pod of the incarnation `st` names.
+    pub(crate) fn current_pod(&self, st: &StreamJobStatus) -> Option<&PodView> {
         self.obs
             .pods
             .iter()
-            .find(|p| p.incarnation == self.st.incarnation)
+            .find(|p| p.incarnation == st.incarnation)
     }
 
-    /// The spec the pods run.
-    pub(crate) fn reconciled(&self) -> Option<StreamJobSpec> {
-        reconciled_spec(&self.st)
-    }
-
-    /// A fresh, unique id for a lineage start.
-    pub(crate) fn start_id(&self) -> String {
-        format!(
-            "{}-g{}-i{}-{}",
-            self.job.name,
-            self.job.generation,
-            self.st.incarnation + 1,
-            self.now.as_millisecond()
-        )
-    }
-
-    /// Copy what the runtime reports into the status.
-    fn observe_runtime(&mut self) {
-        let Some(rt) = &self.obs.runtime else { return };
-        if !rt.job_id.is_empty() {
-            self.st.job_id = Some(rt.job_id.clone());
-        }
-        if let Some(c) = &rt.last_checkpoint {
-            let newer = self
-                .st
-                .last_checkpoint
-                .as_ref()
-                .is_none_or(|old| old.id != c.id || old.path != c.path);
-            if newer {
-                self.st.last_checkpoint = Some(c.clone());
-            }
-        }
-    }
-
-    /// The pod's runtime is up and processing.
-    pub(crate) fn runtime_running(&self) -> bool {
-        self.current_pod()
+    /// The pod of the incarnation `st` names is up and its runtime processing.
+    pub(crate) fn runtime_running(&self, st: &StreamJobStatus) -> bool {
+        self.current_pod(st)
             .is_some_and(|p| p.phase == PodPhase::Running && !p.deleting)
             && self
                 .obs
@@ -478,178 +375,146 @@ impl Decider<'_> {
                 .is_some_and(|r| r.state == JobState::Running)
     }
 
-    /// Statuses written before the image was part of the reconciled spec leave it out (absent
-    /// meant "the operator's default, whatever it is now"). Pin it once: the spec the pods run
-    /// gets the image they run (`deployedImage`), so a default changed since is seen as a
-    /// change; specs not running (a stable spec the pods left, a rolled-back spec, the target
-    /// of an operation) get the default, which is what they would have started with.
-    fn pin_legacy_images(&mut self) {
-        let default = self.settings.default_image.clone();
-        let deployed = self
-            .st
-            .deployed_image
-            .clone()
-            .unwrap_or_else(|| default.clone());
-        let stable_runs = self.st.last_stable_spec == self.st.last_reconciled_spec;
-        pin_image(&mut self.st.last_reconciled_spec, &deployed);
-        pin_image(
-            &mut self.st.last_stable_spec,
-            if stable_runs { &deployed } else { &default },
-        );
-        pin_image(&mut self.st.rolled_back_spec, &default);
-        if let Some(op) = self.st.operation.as_mut() {
-            pin_image(&mut op.target_spec, &default);
-        }
+    /// A fresh, unique id for a lineage start after the incarnation `st` names.
+    pub(crate) fn start_id(&self, st: &StreamJobStatus) -> String {
+        format!(
+            "{}-g{}-i{}-{}",
+            self.job.name,
+            self.job.generation,
+            st.incarnation + 1,
+            self.now.as_millisecond()
+        )
+    }
+}
+
+/// What one decision has produced so far: the status being built, the actions and events in
+/// order, and when to look again.
+pub(crate) struct Step {
+    pub(crate) st: StreamJobStatus,
+    pub(crate) actions: Vec<Action>,
+    pub(crate) events: Vec<Event>,
+    pub(crate) requeue: std::time::Duration,
+}
+
+impl Step {
+    pub(crate) fn event(&mut self, reason: Reason, message: impl Into<String>) {
+        self.events.push(Event::new(reason, message));
     }
 
-    /// Record a completed savepoint and trim the history.
-    pub(crate) fn add_savepoint(&mut self, path: String, trigger: SavepointTrigger) {
-        if self.st.savepoints.iter().any(|s| s.path == path) {
-            return;
-        }
-        self.st.savepoints.push(weir_crds::SavepointStatus {
-            path: path.clone(),
-            trigger,
-            completed_at: self.now_time(),
-        });
-        self.event(
-            Reason::SavepointCompleted,
-            format!("{trigger:?} savepoint {path}").to_lowercase(),
-        );
-        savepoints::trim_history(self);
+    /// The spec the pods run.
+    pub(crate) fn reconciled(&self) -> Option<StreamJobSpec> {
+        reconciled_spec(&self.st)
     }
+}
 
-    fn first_deploy(&mut self) {
-        if self.job.spec.state == weir_crds::DesiredState::Suspended {
-            self.st.lifecycle_state = LifecycleState::Suspended;
-            return;
-        }
-        self.st.last_reconciled_spec = Some(spec_json(&self.target));
-        self.st.observed_restart_nonce = self.job.spec.restart_nonce;
-        self.st.observed_savepoint_trigger_nonce = self.job.spec.savepoint_trigger_nonce;
-        self.st.start =
-            self.job
-                .spec
-                .initial_savepoint_path
-                .clone()
-                .map(|from| weir_crds::StartPoint {
-                    id: self.start_id(),
-                    from: Some(from),
-                });
-        let from = self
-            .st
-            .start
+/// The one place that orders the sub-decisions: deletion first, then an invalid spec, an
+/// operation in flight, the first deploy, suspended or failed jobs, a wanted suspend, a spec
+/// change, a restart nonce, and finally supervising a running job.
+fn choose(f: &Facts<'_>, s: &mut Step) {
+    if f.job.deleting {
+        return operation::delete(f, s);
+    }
+    let problems = problems(f);
+    if !problems.is_empty() {
+        return invalid(f, s, &problems);
+    }
+    lifecycle::clear_invalid(&mut s.st);
+    observe_runtime(f, &mut s.st);
+    if s.st.operation.is_some() {
+        return operation::advance(f, s);
+    }
+    if s.st.last_reconciled_spec.is_none() {
+        return deploy::first(f, s);
+    }
+    match s.st.lifecycle_state {
+        LifecycleState::Suspended => return deploy::while_suspended(f, s),
+        LifecycleState::Failed | LifecycleState::Finished => return deploy::while_failed(f, s),
+        _ => {}
+    }
+    if f.job.spec.state == weir_crds::DesiredState::Suspended {
+        return operation::begin_suspend(f, s);
+    }
+    if operation::on_spec_change(f, s) == operation::SpecChangeHandled::Yes {
+        return;
+    }
+    if f.job.spec.restart_nonce != s.st.observed_restart_nonce {
+        s.st.observed_restart_nonce = f.job.spec.restart_nonce;
+        return operation::begin_restart(f, s, "restartNonce changed", false);
+    }
+    restart::supervise(f, s);
+}
+
+/// Field errors from the spec itself and from the cluster.
+fn problems(f: &Facts<'_>) -> Vec<(String, String)> {
+    let mut p: Vec<(String, String)> = f
+        .job
+        .spec
+        .validate(&f.job.name)
+        .into_iter()
+        .map(|e| (e.path, e.message))
+        .collect();
+    p.extend(f.obs.problems.iter().cloned());
+    p
+}
+
+fn invalid(f: &Facts<'_>, s: &mut Step, problems: &[(String, String)]) {
+    let message = problems
+        .iter()
+        .map(|(p, m)| format!("{p}: {m}"))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let first_time = lifecycle::mark_invalid(&mut s.st, &message);
+    if first_time || s.st.observed_generation != Some(f.job.generation) {
+        s.event(Reason::InvalidSpec, format!("not deployed: {message}"));
+    }
+    // A deployed job keeps running its last valid spec (and finishes an operation in
+    // flight, whose target was valid); nothing new is deployed.
+    s.requeue = POLL;
+    if s.st.operation.is_some() {
+        operation::advance(f, s);
+    } else if s.st.last_reconciled_spec.is_some()
+        && !matches!(
+            s.st.lifecycle_state,
+            LifecycleState::Suspended | LifecycleState::Failed | LifecycleState::Finished
+        )
+    {
+        restart::supervise(f, s);
+    }
+}
+
+/// Copy what the runtime reports into the status.
+fn observe_runtime(f: &Facts<'_>, st: &mut StreamJobStatus) {
+    let Some(rt) = &f.obs.runtime else { return };
+    if !rt.job_id.is_empty() {
+        st.job_id = Some(rt.job_id.clone());
+    }
+    if let Some(c) = &rt.last_checkpoint {
+        let newer = st
+            .last_checkpoint
             .as_ref()
-            .and_then(|s| s.from.clone())
-            .unwrap_or_else(|| "empty state (or the newest checkpoint in storage)".into());
-        self.event(
-            Reason::Deploying,
-            format!(
-                "first deploy at parallelism {} from {from}",
-                self.job.spec.parallelism
-            ),
-        );
-        self.create_pod();
+            .is_none_or(|old| old.id != c.id || old.path != c.path);
+        if newer {
+            st.last_checkpoint = Some(c.clone());
+        }
     }
+}
 
-    /// Start the next incarnation from the reconciled spec.
-    pub(crate) fn create_pod(&mut self) {
-        self.st.incarnation += 1;
-        self.st.incarnation_started_at = Some(self.now_time());
-        self.st.running_since = None;
-        self.st.pending_savepoint = None;
-        // The reconciled spec's image: a heal (same reconciled spec) starts the image that
-        // ran before, whatever the operator's default is now.
-        self.st.deployed_image = Some(
-            self.reconciled()
-                .and_then(|s| s.image)
-                .or_else(|| self.st.deployed_image.clone())
-                .unwrap_or_else(|| self.settings.default_image.clone()),
-        );
-        self.st.lifecycle_state = match self.st.operation {
-            Some(_) => LifecycleState::Upgrading,
-            None => LifecycleState::Deploying,
-        };
-        self.actions.push(Action::EnsureConfig);
-        self.actions.push(Action::CreatePod {
-            incarnation: self.st.incarnation,
-        });
-        self.requeue = SHORT;
-    }
-
-    /// Delete every pod that is not already going, returning whether any pod still exists.
-    pub(crate) fn delete_all_pods(&mut self) -> bool {
-        for p in &self.obs.pods {
-            if !p.deleting {
-                self.actions.push(Action::DeletePod {
-                    name: p.name.clone(),
-                });
-            }
-        }
-        !self.obs.pods.is_empty()
-    }
-
-    fn while_suspended(&mut self) {
-        if self.delete_all_pods() {
-            self.requeue = SHORT;
-            return;
-        }
-        if self.job.spec.state == weir_crds::DesiredState::Suspended {
-            return;
-        }
-        // Resume from where the suspend left the job (its savepoint, its newest checkpoint,
-        // or empty state; see `stopping`), with the spec as it is now: changes made while
-        // suspended take effect on resume, a new default image too (nothing ran to upgrade,
-        // so the event says it).
-        let image_change = match self.reconciled().and_then(|s| s.image) {
-            Some(old) if Some(&old) != self.target.image.as_ref() => format!(
-                "; image changed from {old} to {}",
-                self.target.image.as_deref().unwrap_or_default()
-            ),
-            _ => String::new(),
-        };
-        self.st.last_reconciled_spec = Some(spec_json(&self.target));
-        self.st.observed_restart_nonce = self.job.spec.restart_nonce;
-        let from = match &self.st.start {
-            Some(s) => s.from.clone().unwrap_or_else(|| "empty state".into()),
-            None => "the newest checkpoint".into(),
-        };
-        self.event(
-            Reason::Resumed,
-            format!("resuming from {from}{image_change}"),
-        );
-        self.create_pod();
-    }
-
-    fn while_failed(&mut self) {
-        // A new operator default image alone does not bring back a job that failed or
-        // finished: that waits for the user, and then takes the new default.
-        let mut wanted = self.target.clone();
-        if self.job.spec.image.is_none()
-            && let Some(old) = self.reconciled()
-        {
-            wanted.image = old.image;
-        }
-        let retry = self.st.last_reconciled_spec.as_deref() != Some(spec_json(&wanted).as_str())
-            || self.job.spec.restart_nonce != self.st.observed_restart_nonce;
-        if !retry {
-            self.requeue = POLL * 6;
-            return;
-        }
-        if self.delete_all_pods() {
-            self.requeue = SHORT;
-            return;
-        }
-        // Restarted by the user: the budget starts over, state comes from the newest
-        // checkpoint of the lineage (the runtime finds it).
-        self.st.restarts.recent.clear();
-        self.st.restarts.last_failure_at = None;
-        self.st.observed_restart_nonce = self.job.spec.restart_nonce;
-        self.st.last_reconciled_spec = Some(spec_json(&self.target));
-        self.event(
-            Reason::Deploying,
-            "redeploying after Failed: spec or restartNonce changed",
-        );
-        self.create_pod();
+/// Statuses written before the image was part of the reconciled spec leave it out (absent
+/// meant "the operator's default, whatever it is now"). Pin it once: the spec the pods run
+/// gets the image they run (`deployedImage`), so a default changed since is seen as a
+/// change; specs not running (a stable spec the pods left, a rolled-back spec, the target
+/// of an operation) get the default, which is what they would have started with.
+fn pin_legacy_images(settings: &Settings, st: &mut StreamJobStatus) {
+    let default = settings.default_image.clone();
+    let deployed = st.deployed_image.clone().unwrap_or_else(|| default.clone());
+    let stable_runs = st.last_stable_spec == st.last_reconciled_spec;
+    pin_image(&mut st.last_reconciled_spec, &deployed);
+    pin_image(
+        &mut st.last_stable_spec,
+        if stable_runs { &deployed } else { &default },
+    );
+    pin_image(&mut st.rolled_back_spec, &default);
+    if let Some(op) = st.operation.as_mut() {
+        pin_image(&mut op.target_spec, &default);
     }
 }

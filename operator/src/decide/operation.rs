@@ -10,12 +10,30 @@
 
 use weir_crds::{
     LifecycleState, Operation, OperationKind, OperationPhase, SavepointTrigger, StartPoint,
-    StopMode, UpgradeMode,
+    StopMode, StreamJobSpec, UpgradeMode,
 };
 
+use super::deploy::{self, Pods};
+use super::restart::{self, Heal};
 use super::spec_change::{SpecChange, classify};
-use super::{Action, Decider, PodPhase, SHORT, spec_json};
+use super::{Action, Facts, PodPhase, SHORT, Step, savepoints, spec_json};
 use crate::events::Reason;
+
+/// Whether [`on_spec_change`] found a change that needs the pods.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SpecChangeHandled {
+    /// No change, only fields the operator reads, or a rolled-back spec not retried.
+    No,
+    /// A restart or upgrade began.
+    Yes,
+}
+
+/// Whether the savepoint a stop needs is there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SavepointWait {
+    Taken,
+    Waiting,
+}
 
 /// How an upgrade in `mode` stops the old pods.
 fn stop_for(mode: UpgradeMode) -> StopMode {
@@ -34,428 +52,424 @@ fn trigger_for(kind: OperationKind) -> SavepointTrigger {
     }
 }
 
-impl Decider<'_> {
-    fn begin(&mut self, kind: OperationKind, stop: StopMode, target_spec: Option<String>) {
-        self.st.operation = Some(Operation {
-            kind,
-            phase: OperationPhase::Stopping,
-            stop,
-            started_at: self.now_time(),
-            stop_requested_at: None,
-            savepoint: None,
-            target_spec,
-            waiting: None,
-            started_incarnation: None,
-        });
-        if matches!(kind, OperationKind::Upgrade | OperationKind::Rollback) {
-            self.st.lifecycle_state = LifecycleState::Upgrading;
-        }
-        self.continue_operation();
+/// A fresh operation of `kind`, stopping the old pods by `stop`.
+fn operation(f: &Facts<'_>, kind: OperationKind, stop: StopMode) -> Operation {
+    Operation {
+        kind,
+        phase: OperationPhase::Stopping,
+        stop,
+        started_at: f.now_time(),
+        stop_requested_at: None,
+        savepoint: None,
+        target_spec: None,
+        waiting: None,
+        started_incarnation: None,
     }
+}
 
-    /// Acts on a change of the effective spec (the image included: a new operator default
-    /// is an image change); returns whether one was found that needs the pods.
-    pub(crate) fn spec_changed(&mut self) -> bool {
-        let target = spec_json(&self.target);
-        if self.st.last_reconciled_spec.as_deref() == Some(target.as_str()) {
-            return false;
+fn begin(
+    f: &Facts<'_>,
+    s: &mut Step,
+    kind: OperationKind,
+    stop: StopMode,
+    target_spec: Option<String>,
+) {
+    s.st.operation = Some(Operation {
+        target_spec,
+        ..operation(f, kind, stop)
+    });
+    if matches!(kind, OperationKind::Upgrade | OperationKind::Rollback) {
+        s.st.lifecycle_state = LifecycleState::Upgrading;
+    }
+    advance(f, s);
+}
+
+/// Acts on a change of the effective spec (the image included: a new operator default is an
+/// image change).
+pub(crate) fn on_spec_change(f: &Facts<'_>, s: &mut Step) -> SpecChangeHandled {
+    let target = spec_json(&f.target);
+    if s.st.last_reconciled_spec.as_deref() == Some(target.as_str()) {
+        return SpecChangeHandled::No;
+    }
+    if s.st.rolled_back_spec.as_deref() == Some(target.as_str()) {
+        // This spec failed and was rolled back; it is not retried until it changes.
+        return SpecChangeHandled::No;
+    }
+    s.st.rolled_back_spec = None;
+    let old = s.reconciled();
+    let (class, fields) = match &old {
+        Some(old) => classify(old, &f.target),
+        None => (SpecChange::Upgrade, vec!["spec"]),
+    };
+    let fields = describe_change(old.as_ref(), &f.target, &fields);
+    match class {
+        SpecChange::Ignore => {
+            s.st.last_reconciled_spec = Some(target);
+            SpecChangeHandled::No
         }
-        if self.st.rolled_back_spec.as_deref() == Some(target.as_str()) {
-            // This spec failed and was rolled back; it is not retried until it changes.
-            return false;
+        SpecChange::Restart => {
+            s.event(
+                Reason::UpgradeStarted,
+                format!("{fields}: restarting from the newest checkpoint"),
+            );
+            begin(
+                f,
+                s,
+                OperationKind::Restart,
+                StopMode::Checkpoint,
+                Some(target),
+            );
+            SpecChangeHandled::Yes
         }
-        self.st.rolled_back_spec = None;
-        let old = self.reconciled();
-        let (class, fields) = match &old {
-            Some(old) => classify(old, &self.target),
-            None => (SpecChange::Upgrade, vec!["spec"]),
+        SpecChange::Upgrade => {
+            let mode = f.job.spec.upgrade_mode;
+            s.event(
+                Reason::UpgradeStarted,
+                format!("{fields}: upgrading in {mode:?} mode").replace("LastState", "last-state"),
+            );
+            begin(f, s, OperationKind::Upgrade, stop_for(mode), Some(target));
+            SpecChangeHandled::Yes
+        }
+    }
+}
+
+/// `image changed from X to Y; parallelism, pipeline changed`.
+fn describe_change(
+    old: Option<&StreamJobSpec>,
+    new: &StreamJobSpec,
+    fields: &[&'static str],
+) -> String {
+    let mut parts = Vec::new();
+    if fields.contains(&"image") {
+        let image = |s: Option<&StreamJobSpec>| {
+            s.and_then(|s| s.image.clone())
+                .unwrap_or_else(|| "the default image".into())
         };
-        let fields = self.describe_change(old.as_ref(), &fields);
-        match class {
-            SpecChange::Ignore => {
-                self.st.last_reconciled_spec = Some(target);
-                false
-            }
-            SpecChange::Restart => {
-                self.event(
-                    Reason::UpgradeStarted,
-                    format!("{fields}: restarting from the newest checkpoint"),
-                );
-                self.begin(OperationKind::Restart, StopMode::Checkpoint, Some(target));
-                true
-            }
-            SpecChange::Upgrade => {
-                let mode = self.job.spec.upgrade_mode;
-                self.event(
-                    Reason::UpgradeStarted,
-                    format!("{fields}: upgrading in {mode:?} mode")
-                        .replace("LastState", "last-state"),
-                );
-                self.begin(OperationKind::Upgrade, stop_for(mode), Some(target));
-                true
-            }
-        }
+        parts.push(format!(
+            "image changed from {} to {}",
+            image(old),
+            image(Some(new))
+        ));
     }
+    let others: Vec<&str> = fields.iter().copied().filter(|f| *f != "image").collect();
+    if !others.is_empty() {
+        parts.push(format!("{} changed", others.join(", ")));
+    }
+    parts.join("; ")
+}
 
-    /// `image changed from X to Y; parallelism, pipeline changed`.
-    fn describe_change(
-        &self,
-        old: Option<&weir_crds::StreamJobSpec>,
-        fields: &[&'static str],
-    ) -> String {
-        let mut parts = Vec::new();
-        if fields.contains(&"image") {
-            let image = |s: Option<&weir_crds::StreamJobSpec>| {
-                s.and_then(|s| s.image.clone())
-                    .unwrap_or_else(|| "the default image".into())
-            };
-            parts.push(format!(
-                "image changed from {} to {}",
-                image(old),
-                image(Some(&self.target))
+/// Restart with the current spec from the newest checkpoint; `counted` restarts use the
+/// restart budget (a job that stopped making progress), others do not (a restart nonce).
+pub(crate) fn begin_restart(f: &Facts<'_>, s: &mut Step, why: &str, counted: bool) {
+    if counted {
+        s.st.restarts.count += 1;
+        s.st.restarts.recent.push(f.now_time());
+        s.st.restarts.last_reason = Some(why.to_string());
+        s.event(Reason::NoProgress, format!("restarting: {why}"));
+    } else {
+        s.event(Reason::Restarting, format!("restarting: {why}"));
+    }
+    begin(f, s, OperationKind::Restart, StopMode::Checkpoint, None);
+}
+
+/// Stop as `upgradeMode` says (with a savepoint, a final checkpoint, or plainly) and remove
+/// the pods.
+pub(crate) fn begin_suspend(f: &Facts<'_>, s: &mut Step) {
+    let stop = stop_for(f.job.spec.upgrade_mode);
+    begin(f, s, OperationKind::Suspend, stop, None);
+}
+
+/// Move the operation in flight one step.
+pub(crate) fn advance(f: &Facts<'_>, s: &mut Step) {
+    let Some(op) = s.st.operation.clone() else {
+        return;
+    };
+    match op.phase {
+        OperationPhase::Stopping => stopping(f, s, op),
+        OperationPhase::Starting => starting(f, s, op),
+    }
+}
+
+/// Waits for a savepoint from the running pod, asking for it when due.
+fn await_savepoint(f: &Facts<'_>, s: &mut Step, op: &mut Operation) -> SavepointWait {
+    if op.savepoint.is_some() {
+        return SavepointWait::Taken;
+    }
+    let timeout = f.job.spec.savepoint.timeout.get();
+    let pod = f.current_pod(&s.st).cloned();
+    match pod {
+        Some(p) if p.phase == PodPhase::Succeeded => {
+            if let Some(path) = p.stop_savepoint() {
+                op.savepoint = Some(path.to_string());
+                op.waiting = None;
+                savepoints::record(f, s, path.to_string(), trigger_for(op.kind));
+                return SavepointWait::Taken;
+            }
+            // Exited without a savepoint: restart the old spec and ask again.
+            op.waiting = Some(format!(
+                "pod {} exited without a savepoint ({:?}); restarting the job to try again",
+                p.name, p.outcome
             ));
+            op.stop_requested_at = None;
+            s.event(
+                Reason::SavepointFailed,
+                op.waiting.clone().unwrap_or_default(),
+            );
+            s.st.operation = Some(op.clone());
+            restart::heal(f, s);
+            SavepointWait::Waiting
         }
-        let others: Vec<&str> = fields.iter().copied().filter(|f| *f != "image").collect();
-        if !others.is_empty() {
-            parts.push(format!("{} changed", others.join(", ")));
+        Some(p) if f.runtime_running(&s.st) => {
+            let due = op
+                .stop_requested_at
+                .as_ref()
+                .is_none_or(|t| f.secs_since(t.0) > timeout.as_secs_f64());
+            if due {
+                if op.stop_requested_at.is_some() {
+                    op.waiting = Some(format!(
+                        "no savepoint within {}; asked again",
+                        f.job.spec.savepoint.timeout
+                    ));
+                    s.event(
+                        Reason::SavepointFailed,
+                        op.waiting.clone().unwrap_or_default(),
+                    );
+                }
+                op.stop_requested_at = Some(f.now_time());
+                s.actions.push(Action::StopWithSavepoint { pod: p.name });
+            }
+            s.requeue = SHORT;
+            s.st.operation = Some(op.clone());
+            SavepointWait::Waiting
         }
-        parts.join("; ")
-    }
-
-    /// Restart with the current spec from the newest checkpoint.
-    pub(crate) fn begin_restart(&mut self, why: &str, counted: bool) {
-        if counted {
-            self.st.restarts.count += 1;
-            self.st.restarts.recent.push(self.now_time());
-            self.st.restarts.last_reason = Some(why.to_string());
-            self.event(Reason::NoProgress, format!("restarting: {why}"));
-        } else {
-            self.event(Reason::Restarting, format!("restarting: {why}"));
+        other => {
+            let why = match &other {
+                None => "no runtime pod exists".to_string(),
+                Some(p) if p.phase == PodPhase::Failed => format!("pod {} failed", p.name),
+                Some(p) => format!("pod {} is not running yet ({:?})", p.name, p.phase),
+            };
+            let w = format!(
+                "a savepoint needs a running job: {why}; waiting (set upgradeMode: last-state or stateless to go on without one)"
+            );
+            if op.waiting.as_deref() != Some(w.as_str()) {
+                s.event(Reason::SavepointFailed, w.clone());
+            }
+            op.waiting = Some(w);
+            op.stop_requested_at = None;
+            s.st.operation = Some(op.clone());
+            // A failed or vanished pod is healed (old spec, budget and backoff apply), so
+            // the savepoint can be taken once it runs again.
+            restart::heal(f, s);
+            SavepointWait::Waiting
         }
-        self.begin(OperationKind::Restart, StopMode::Checkpoint, None);
     }
+}
 
-    /// Stop as `upgradeMode` says (with a savepoint, a final checkpoint, or plainly) and
-    /// remove the pods.
-    pub(crate) fn begin_suspend(&mut self) {
-        let stop = stop_for(self.job.spec.upgrade_mode);
-        self.begin(OperationKind::Suspend, stop, None);
+fn stopping(f: &Facts<'_>, s: &mut Step, mut op: Operation) {
+    if matches!(op.kind, OperationKind::Upgrade | OperationKind::Suspend) && op.savepoint.is_none()
+    {
+        // The user may change upgradeMode while an upgrade waits: that is their decision.
+        op.stop = stop_for(f.job.spec.upgrade_mode);
     }
+    if op.stop == StopMode::Savepoint && await_savepoint(f, s, &mut op) == SavepointWait::Waiting {
+        return;
+    }
+    op.waiting = None;
+    s.st.operation = Some(op.clone());
+    if deploy::delete_all_pods(f, s) == Pods::Remaining {
+        s.requeue = SHORT;
+        return;
+    }
+    match op.kind {
+        OperationKind::Suspend => suspended(f, s, &op),
+        OperationKind::Delete => {}
+        _ => {
+            op.phase = OperationPhase::Starting;
+            s.st.operation = Some(op.clone());
+            starting(f, s, op);
+        }
+    }
+}
 
-    pub(crate) fn continue_operation(&mut self) {
-        let Some(op) = self.st.operation.clone() else {
+/// The suspend's pods are gone: record where resuming starts (the savepoint, the lineage's
+/// newest checkpoint with `start` unchanged, or empty state).
+fn suspended(f: &Facts<'_>, s: &mut Step, op: &Operation) {
+    s.st.operation = None;
+    s.st.lifecycle_state = LifecycleState::Suspended;
+    s.st.running_since = None;
+    let how = match op.stop {
+        StopMode::Savepoint => {
+            s.st.start = Some(StartPoint {
+                id: f.start_id(&s.st),
+                from: op.savepoint.clone(),
+            });
+            format!("with savepoint {}", op.savepoint.as_deref().unwrap_or("-"))
+        }
+        StopMode::Checkpoint => "after a final checkpoint".to_string(),
+        StopMode::Stateless => {
+            s.st.start = Some(StartPoint {
+                id: f.start_id(&s.st),
+                from: None,
+            });
+            "(stateless: resuming starts empty)".to_string()
+        }
+    };
+    s.event(Reason::Suspended, format!("stopped {how}"));
+}
+
+fn starting(f: &Facts<'_>, s: &mut Step, mut op: Operation) {
+    if op.started_incarnation.is_none() {
+        if deploy::delete_all_pods(f, s) == Pods::Remaining {
+            s.requeue = SHORT;
             return;
+        }
+        if let Some(t) = &op.target_spec {
+            s.st.last_reconciled_spec = Some(t.clone());
+        }
+        match op.stop {
+            StopMode::Savepoint => {
+                s.st.start = Some(StartPoint {
+                    id: f.start_id(&s.st),
+                    from: op.savepoint.clone(),
+                });
+            }
+            StopMode::Stateless => {
+                s.st.start = Some(StartPoint {
+                    id: f.start_id(&s.st),
+                    from: None,
+                });
+            }
+            StopMode::Checkpoint => {}
+        }
+        op.started_incarnation = Some(s.st.incarnation + 1);
+        s.st.operation = Some(op);
+        deploy::create_pod(f, s);
+        return;
+    }
+    if f.runtime_running(&s.st) {
+        s.st.operation = None;
+        s.st.lifecycle_state = LifecycleState::Running;
+        s.st.running_since = Some(f.now_time());
+        s.st.last_stable_spec = s.st.last_reconciled_spec.clone();
+        let (reason, msg) = match op.kind {
+            OperationKind::Upgrade => (Reason::UpgradeCompleted, "the new spec is running"),
+            OperationKind::Rollback => (
+                Reason::UpgradeCompleted,
+                "rolled back: the last stable spec is running",
+            ),
+            _ => (Reason::Running, "restarted and running"),
         };
-        match op.phase {
-            OperationPhase::Stopping => self.stopping(op),
-            OperationPhase::Starting => self.starting(op),
-        }
+        s.event(reason, msg);
+        return;
     }
-
-    fn set_op(&mut self, op: Operation) {
-        self.st.operation = Some(op);
+    let deadline = f.job.spec.upgrade.ready_timeout.get();
+    let elapsed =
+        s.st.incarnation_started_at
+            .as_ref()
+            .map(|t| f.secs_since(t.0))
+            .unwrap_or(0.0);
+    if op.kind == OperationKind::Upgrade && elapsed > deadline.as_secs_f64() {
+        return upgrade_not_ready(f, s, op);
     }
+    if restart::heal(f, s) == Heal::NotNeeded {
+        s.st.lifecycle_state = LifecycleState::Upgrading;
+        s.requeue = SHORT;
+    }
+}
 
-    /// Waits for a savepoint from the running pod; returns whether it is there.
-    fn await_savepoint(&mut self, op: &mut Operation) -> bool {
-        if op.savepoint.is_some() {
-            return true;
+fn upgrade_not_ready(f: &Facts<'_>, s: &mut Step, op: Operation) {
+    let why = format!(
+        "the new spec did not become ready within {}",
+        f.job.spec.upgrade.ready_timeout
+    );
+    let stable = s.st.last_stable_spec.clone();
+    if f.job.spec.upgrade.rollback
+        && let (Some(stable), Some(sp)) = (stable, op.savepoint.clone())
+    {
+        s.st.rolled_back_spec = s.st.last_reconciled_spec.clone();
+        s.event(
+            Reason::RollingBack,
+            format!("{why}; rolling back to the last stable spec from savepoint {sp}"),
+        );
+        s.st.operation = Some(Operation {
+            savepoint: Some(sp),
+            target_spec: Some(stable),
+            ..operation(f, OperationKind::Rollback, StopMode::Savepoint)
+        });
+        advance(f, s);
+        return;
+    }
+    s.event(
+        Reason::UpgradeFailed,
+        format!("{why}; the job is Failed until the spec changes"),
+    );
+    s.st.operation = None;
+    s.st.lifecycle_state = LifecycleState::Failed;
+    s.st.restarts.last_reason = Some(why);
+    deploy::delete_all_pods(f, s);
+}
+
+/// The finalizer: an optional final savepoint, then the pods go. Storage is never touched:
+/// checkpoints and savepoints outlive the StreamJob.
+pub(crate) fn delete(f: &Facts<'_>, s: &mut Step) {
+    if s.st.lifecycle_state != LifecycleState::Deleting {
+        s.st.lifecycle_state = LifecycleState::Deleting;
+        s.event(
+            Reason::Deleting,
+            "removing the pods; checkpoints and savepoints are kept",
+        );
+    }
+    let wants_savepoint = f.job.spec.savepoint_on_delete;
+    let in_delete_op = matches!(&s.st.operation, Some(o) if o.kind == OperationKind::Delete);
+    if wants_savepoint && !in_delete_op && f.runtime_running(&s.st) {
+        s.st.operation = Some(Operation {
+            stop_requested_at: Some(f.now_time()),
+            ..operation(f, OperationKind::Delete, StopMode::Savepoint)
+        });
+        if let Some(p) = f.current_pod(&s.st) {
+            s.actions.push(Action::StopWithSavepoint {
+                pod: p.name.clone(),
+            });
         }
-        let timeout = self.job.spec.savepoint.timeout.get();
-        let pod = self.current_pod().cloned();
-        match pod {
+        s.requeue = SHORT;
+        return;
+    }
+    if let Some(mut op) =
+        s.st.operation
+            .clone()
+            .filter(|o| o.kind == OperationKind::Delete)
+        && op.savepoint.is_none()
+    {
+        let timeout = f.job.spec.savepoint.timeout.get().as_secs_f64();
+        let waited = op
+            .stop_requested_at
+            .as_ref()
+            .map(|t| f.secs_since(t.0))
+            .unwrap_or(0.0);
+        match f.current_pod(&s.st) {
             Some(p) if p.phase == PodPhase::Succeeded => {
                 if let Some(path) = p.stop_savepoint() {
                     op.savepoint = Some(path.to_string());
-                    op.waiting = None;
-                    self.add_savepoint(path.to_string(), trigger_for(op.kind));
-                    return true;
+                    savepoints::record(f, s, path.to_string(), SavepointTrigger::Delete);
                 }
-                // Exited without a savepoint: restart the old spec and ask again.
-                op.waiting = Some(format!(
-                    "pod {} exited without a savepoint ({:?}); restarting the job to try again",
-                    p.name, p.outcome
-                ));
-                op.stop_requested_at = None;
-                self.event(
-                    Reason::SavepointFailed,
-                    op.waiting.clone().unwrap_or_default(),
-                );
-                self.set_op(op.clone());
-                self.heal();
-                false
             }
-            Some(_) if self.runtime_running() => {
-                let due = op
-                    .stop_requested_at
-                    .as_ref()
-                    .is_none_or(|t| self.secs_since(t.0) > timeout.as_secs_f64());
-                if due {
-                    if op.stop_requested_at.is_some() {
-                        op.waiting = Some(format!(
-                            "no savepoint within {}; asked again",
-                            self.job.spec.savepoint.timeout
-                        ));
-                        self.event(
-                            Reason::SavepointFailed,
-                            op.waiting.clone().unwrap_or_default(),
-                        );
-                    }
-                    op.stop_requested_at = Some(self.now_time());
-                    if let Some(p) = self.current_pod() {
-                        self.actions.push(Action::StopWithSavepoint {
-                            pod: p.name.clone(),
-                        });
-                    }
-                }
-                self.requeue = SHORT;
-                self.set_op(op.clone());
-                false
-            }
-            other => {
-                let why = match &other {
-                    None => "no runtime pod exists".to_string(),
-                    Some(p) if p.phase == PodPhase::Failed => format!("pod {} failed", p.name),
-                    Some(p) => format!("pod {} is not running yet ({:?})", p.name, p.phase),
-                };
-                let w = format!(
-                    "a savepoint needs a running job: {why}; waiting (set upgradeMode: last-state or stateless to go on without one)"
-                );
-                if op.waiting.as_deref() != Some(w.as_str()) {
-                    self.event(Reason::SavepointFailed, w.clone());
-                }
-                op.waiting = Some(w);
-                op.stop_requested_at = None;
-                self.set_op(op.clone());
-                // A failed or vanished pod is healed (old spec, budget and backoff apply),
-                // so the savepoint can be taken once it runs again.
-                self.heal();
-                false
-            }
-        }
-    }
-
-    fn stopping(&mut self, mut op: Operation) {
-        if matches!(op.kind, OperationKind::Upgrade | OperationKind::Suspend)
-            && op.savepoint.is_none()
-        {
-            // The user may change upgradeMode while an upgrade waits: that is their decision.
-            op.stop = stop_for(self.job.spec.upgrade_mode);
-        }
-        if op.stop == StopMode::Savepoint && !self.await_savepoint(&mut op) {
-            return;
-        }
-        op.waiting = None;
-        self.set_op(op.clone());
-        if self.delete_all_pods() {
-            self.requeue = SHORT;
-            return;
-        }
-        match op.kind {
-            OperationKind::Suspend => {
-                self.st.operation = None;
-                self.st.lifecycle_state = LifecycleState::Suspended;
-                self.st.running_since = None;
-                // Where resuming starts: the savepoint, the lineage's newest checkpoint
-                // (start unchanged), or empty state.
-                let how = match op.stop {
-                    StopMode::Savepoint => {
-                        self.st.start = Some(StartPoint {
-                            id: self.start_id(),
-                            from: op.savepoint.clone(),
-                        });
-                        format!("with savepoint {}", op.savepoint.as_deref().unwrap_or("-"))
-                    }
-                    StopMode::Checkpoint => "after a final checkpoint".to_string(),
-                    StopMode::Stateless => {
-                        self.st.start = Some(StartPoint {
-                            id: self.start_id(),
-                            from: None,
-                        });
-                        "(stateless: resuming starts empty)".to_string()
-                    }
-                };
-                self.event(Reason::Suspended, format!("stopped {how}"));
-            }
-            OperationKind::Delete => {}
-            _ => {
-                op.phase = OperationPhase::Starting;
-                self.set_op(op.clone());
-                self.starting(op);
-            }
-        }
-    }
-
-    fn starting(&mut self, mut op: Operation) {
-        if op.started_incarnation.is_none() {
-            if self.delete_all_pods() {
-                self.requeue = SHORT;
+            Some(p) if p.phase == PodPhase::Running && waited <= timeout => {
+                s.requeue = SHORT;
                 return;
             }
-            if let Some(t) = &op.target_spec {
-                self.st.last_reconciled_spec = Some(t.clone());
+            _ => {
+                s.event(
+                    Reason::SavepointFailed,
+                    "the final savepoint was not taken; deleting anyway (checkpoints are kept)",
+                );
+                op.savepoint = Some(String::new());
             }
-            match op.stop {
-                StopMode::Savepoint => {
-                    self.st.start = Some(StartPoint {
-                        id: self.start_id(),
-                        from: op.savepoint.clone(),
-                    });
-                }
-                StopMode::Stateless => {
-                    self.st.start = Some(StartPoint {
-                        id: self.start_id(),
-                        from: None,
-                    });
-                }
-                StopMode::Checkpoint => {}
-            }
-            op.started_incarnation = Some(self.st.incarnation + 1);
-            self.set_op(op);
-            self.create_pod();
-            return;
         }
-        if self.runtime_running() {
-            self.st.operation = None;
-            self.st.lifecycle_state = LifecycleState::Running;
-            self.st.running_since = Some(self.now_time());
-            self.st.last_stable_spec = self.st.last_reconciled_spec.clone();
-            let (reason, msg) = match op.kind {
-                OperationKind::Upgrade => (Reason::UpgradeCompleted, "the new spec is running"),
-                OperationKind::Rollback => (
-                    Reason::UpgradeCompleted,
-                    "rolled back: the last stable spec is running",
-                ),
-                _ => (Reason::Running, "restarted and running"),
-            };
-            self.event(reason, msg);
-            return;
-        }
-        let deadline = self.job.spec.upgrade.ready_timeout.get();
-        let elapsed = self
-            .st
-            .incarnation_started_at
-            .as_ref()
-            .map(|t| self.secs_since(t.0))
-            .unwrap_or(0.0);
-        if op.kind == OperationKind::Upgrade && elapsed > deadline.as_secs_f64() {
-            return self.upgrade_not_ready(op);
-        }
-        if !self.heal() {
-            self.st.lifecycle_state = LifecycleState::Upgrading;
-            self.requeue = SHORT;
-        }
+        s.st.operation = Some(op);
     }
-
-    fn upgrade_not_ready(&mut self, op: Operation) {
-        let why = format!(
-            "the new spec did not become ready within {}",
-            self.job.spec.upgrade.ready_timeout
-        );
-        let stable = self.st.last_stable_spec.clone();
-        if self.job.spec.upgrade.rollback
-            && let (Some(stable), Some(sp)) = (stable, op.savepoint.clone())
-        {
-            self.st.rolled_back_spec = self.st.last_reconciled_spec.clone();
-            self.event(
-                Reason::RollingBack,
-                format!("{why}; rolling back to the last stable spec from savepoint {sp}"),
-            );
-            self.st.operation = Some(Operation {
-                kind: OperationKind::Rollback,
-                phase: OperationPhase::Stopping,
-                stop: StopMode::Savepoint,
-                started_at: self.now_time(),
-                stop_requested_at: None,
-                savepoint: Some(sp),
-                target_spec: Some(stable),
-                waiting: None,
-                started_incarnation: None,
-            });
-            self.continue_operation();
-            return;
-        }
-        self.event(
-            Reason::UpgradeFailed,
-            format!("{why}; the job is Failed until the spec changes"),
-        );
-        self.st.operation = None;
-        self.st.lifecycle_state = LifecycleState::Failed;
-        self.st.restarts.last_reason = Some(why);
-        self.delete_all_pods();
+    if deploy::delete_all_pods(f, s) == Pods::Remaining {
+        s.requeue = SHORT;
+        return;
     }
-
-    /// The finalizer: an optional final savepoint, then the pods go. Storage is never
-    /// touched: checkpoints and savepoints outlive the StreamJob.
-    pub(crate) fn delete(&mut self) {
-        if self.st.lifecycle_state != LifecycleState::Deleting {
-            self.st.lifecycle_state = LifecycleState::Deleting;
-            self.event(
-                Reason::Deleting,
-                "removing the pods; checkpoints and savepoints are kept",
-            );
-        }
-        let wants_savepoint = self.job.spec.savepoint_on_delete;
-        let in_delete_op = matches!(&self.st.operation, Some(o) if o.kind == OperationKind::Delete);
-        if wants_savepoint && !in_delete_op && self.runtime_running() {
-            self.st.operation = Some(Operation {
-                kind: OperationKind::Delete,
-                phase: OperationPhase::Stopping,
-                stop: StopMode::Savepoint,
-                started_at: self.now_time(),
-                stop_requested_at: Some(self.now_time()),
-                savepoint: None,
-                target_spec: None,
-                waiting: None,
-                started_incarnation: None,
-            });
-            if let Some(p) = self.current_pod() {
-                self.actions.push(Action::StopWithSavepoint {
-                    pod: p.name.clone(),
-                });
-            }
-            self.requeue = SHORT;
-            return;
-        }
-        if let Some(mut op) = self
-            .st
-            .operation
-            .clone()
-            .filter(|o| o.kind == OperationKind::Delete)
-            && op.savepoint.is_none()
-        {
-            let timeout = self.job.spec.savepoint.timeout.get().as_secs_f64();
-            let waited = op
-                .stop_requested_at
-                .as_ref()
-                .map(|t| self.secs_since(t.0))
-                .unwrap_or(0.0);
-            let pod = self.current_pod().cloned();
-            match pod {
-                Some(p) if p.phase == PodPhase::Succeeded => {
-                    if let Some(path) = p.stop_savepoint() {
-                        op.savepoint = Some(path.to_string());
-                        self.add_savepoint(path.to_string(), SavepointTrigger::Delete);
-                    }
-                }
-                Some(p) if p.phase == PodPhase::Running && waited <= timeout => {
-                    self.requeue = SHORT;
-                    return;
-                }
-                _ => {
-                    self.event(
-                        Reason::SavepointFailed,
-                        "the final savepoint was not taken; deleting anyway (checkpoints are kept)",
-                    );
-                    op.savepoint = Some(String::new());
-                }
-            }
-            self.st.operation = Some(op);
-        }
-        if self.delete_all_pods() {
-            self.requeue = SHORT;
-            return;
-        }
-        self.actions.push(Action::RemoveFinalizer);
-    }
+    s.actions.push(Action::RemoveFinalizer);
 }

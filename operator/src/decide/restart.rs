@@ -6,7 +6,8 @@
 
 use weir_crds::LifecycleState;
 
-use super::{Decider, PodPhase, PodView, RuntimeOutcome, SHORT};
+use super::deploy::{self, Pods};
+use super::{Facts, PodPhase, PodView, RuntimeOutcome, SHORT, Step, operation, savepoints};
 use crate::events::Reason;
 
 /// A pod created this recently and not listed yet is still being created, not vanished.
@@ -40,186 +41,203 @@ pub fn backoff(
     initial.saturating_mul(factor).min(max)
 }
 
-impl Decider<'_> {
-    /// Keep a deployed job healthy. Performs no I/O.
-    pub(crate) fn supervise(&mut self) {
-        if self.heal() {
-            return;
-        }
-        if !self.runtime_running() {
-            if self.current_pod().is_some() {
-                self.st.lifecycle_state = LifecycleState::Deploying;
-                self.requeue = SHORT;
-            }
-            return;
-        }
-        if self.st.lifecycle_state != LifecycleState::Running {
-            self.event(
-                Reason::Running,
-                format!(
-                    "incarnation {} is running{}",
-                    self.st.incarnation,
-                    self.st
-                        .job_id
-                        .as_deref()
-                        .map(|j| format!(" (lineage {j})"))
-                        .unwrap_or_default()
-                ),
-            );
-            self.st.lifecycle_state = LifecycleState::Running;
-        }
-        if self.st.running_since.is_none() {
-            self.st.running_since = Some(self.now_time());
-        }
-        self.st.last_stable_spec = self.st.last_reconciled_spec.clone();
-        if self.no_progress() {
-            return;
-        }
-        self.savepoints();
-    }
+/// Whether [`heal`] took the job in hand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Heal {
+    /// The current pod is fine (or just being created, or going away on request).
+    NotNeeded,
+    /// The pod failed, vanished or finished: the step replaces it, waits for the backoff,
+    /// or ends the job (finished, or out of restarts).
+    Handled,
+}
 
-    /// Restart a job whose newest checkpoint is older than the progress timeout.
-    fn no_progress(&mut self) -> bool {
-        let limit = self.job.spec.progress_timeout();
-        let since_checkpoint = self
-            .st
-            .last_checkpoint
+/// How the current incarnation's pod is doing, for healing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum PodHealth {
+    /// Running, starting, going away on request, or created a moment ago and not listed yet.
+    Fine,
+    /// The runtime finished its bounded input and committed the final checkpoint.
+    Finished,
+    /// Failed or vanished, in one line.
+    Failed(String),
+}
+
+/// Restarts left in the window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Budget {
+    Left,
+    /// The job is now `Failed`.
+    Exhausted,
+}
+
+/// Keep a deployed job healthy. Performs no I/O.
+pub(crate) fn supervise(f: &Facts<'_>, s: &mut Step) {
+    if heal(f, s) == Heal::Handled {
+        return;
+    }
+    if !f.runtime_running(&s.st) {
+        if f.current_pod(&s.st).is_some() {
+            s.st.lifecycle_state = LifecycleState::Deploying;
+            s.requeue = SHORT;
+        }
+        return;
+    }
+    if s.st.lifecycle_state != LifecycleState::Running {
+        let lineage =
+            s.st.job_id
+                .as_deref()
+                .map(|j| format!(" (lineage {j})"))
+                .unwrap_or_default();
+        let message = format!("incarnation {} is running{lineage}", s.st.incarnation);
+        s.event(Reason::Running, message);
+        s.st.lifecycle_state = LifecycleState::Running;
+    }
+    if s.st.running_since.is_none() {
+        s.st.running_since = Some(f.now_time());
+    }
+    s.st.last_stable_spec = s.st.last_reconciled_spec.clone();
+    if no_progress(f, s) == Heal::Handled {
+        return;
+    }
+    savepoints::run(f, s);
+}
+
+/// Restart a job whose newest checkpoint is older than the progress timeout.
+fn no_progress(f: &Facts<'_>, s: &mut Step) -> Heal {
+    let limit = f.job.spec.progress_timeout();
+    let since_checkpoint =
+        s.st.last_checkpoint
             .as_ref()
             .and_then(|c| c.completed_at.as_ref())
             .map(|t| t.0);
-        let since_running = self.st.running_since.as_ref().map(|t| t.0);
-        let Some(last) = since_checkpoint.max(since_running) else {
-            return false;
-        };
-        let idle = self.secs_since(last);
-        if idle <= limit.as_secs_f64() {
-            return false;
-        }
-        let why = format!(
-            "no checkpoint completed for {}s (limit {}s)",
-            idle as u64,
-            limit.as_secs()
-        );
-        if self.budget_exhausted(&why) {
-            return true;
-        }
-        self.begin_restart(&why, true);
-        true
+    let since_running = s.st.running_since.as_ref().map(|t| t.0);
+    let Some(last) = since_checkpoint.max(since_running) else {
+        return Heal::NotNeeded;
+    };
+    let idle = f.secs_since(last);
+    if idle <= limit.as_secs_f64() {
+        return Heal::NotNeeded;
     }
-
-    /// Restarts left in the window? When not, the job is `Failed` with `why`.
-    fn budget_exhausted(&mut self, why: &str) -> bool {
-        let window = self.job.spec.restart.window.get().as_secs_f64();
-        let now = self.now;
-        self.st
-            .restarts
-            .recent
-            .retain(|t| now.duration_since(t.0).as_secs_f64() < window);
-        let max = self.job.spec.restart.max_restarts as usize;
-        if self.st.restarts.recent.len() < max {
-            return false;
-        }
-        let msg = format!(
-            "{max} restarts within {}; last: {why}",
-            self.job.spec.restart.window
-        );
-        self.event(Reason::RestartBudgetExhausted, msg.clone());
-        self.st.restarts.last_reason = Some(msg);
-        self.st.lifecycle_state = LifecycleState::Failed;
-        self.st.operation = None;
-        true
+    let why = format!(
+        "no checkpoint completed for {}s (limit {}s)",
+        idle as u64,
+        limit.as_secs()
+    );
+    if budget(f, s, &why) == Budget::Left {
+        operation::begin_restart(f, s, &why, true);
     }
+    Heal::Handled
+}
 
-    /// Replace the current incarnation's pod if it failed or vanished; returns whether it
-    /// did (or is waiting to). Performs no I/O.
-    pub(crate) fn heal(&mut self) -> bool {
-        if self.st.incarnation == 0 {
-            return false;
+/// Drops restarts older than the window; when none are left, the job is `Failed` with `why`.
+fn budget(f: &Facts<'_>, s: &mut Step, why: &str) -> Budget {
+    let window = f.job.spec.restart.window.get().as_secs_f64();
+    let now = f.now;
+    s.st.restarts
+        .recent
+        .retain(|t| now.duration_since(t.0).as_secs_f64() < window);
+    let max = f.job.spec.restart.max_restarts as usize;
+    if s.st.restarts.recent.len() < max {
+        return Budget::Left;
+    }
+    let msg = format!(
+        "{max} restarts within {}; last: {why}",
+        f.job.spec.restart.window
+    );
+    s.event(Reason::RestartBudgetExhausted, msg.clone());
+    s.st.restarts.last_reason = Some(msg);
+    s.st.lifecycle_state = LifecycleState::Failed;
+    s.st.operation = None;
+    Budget::Exhausted
+}
+
+/// How the current incarnation's pod is doing. Performs no I/O.
+fn pod_health(f: &Facts<'_>, st: &weir_crds::StreamJobStatus) -> PodHealth {
+    let just_created = st
+        .incarnation_started_at
+        .as_ref()
+        .is_some_and(|t| f.secs_since(t.0) < CREATE_GRACE_SECS);
+    match f.current_pod(st) {
+        None if just_created => PodHealth::Fine,
+        None => PodHealth::Failed(format!("pod {}-{} vanished", f.job.name, st.incarnation)),
+        Some(p) if p.deleting => PodHealth::Fine,
+        Some(p) if matches!(p.phase, PodPhase::Failed | PodPhase::Unknown) => {
+            PodHealth::Failed(describe_failure(p))
         }
-        let pod = self.current_pod().cloned();
-        let just_created = self
-            .st
-            .incarnation_started_at
-            .as_ref()
-            .is_some_and(|t| self.secs_since(t.0) < CREATE_GRACE_SECS);
-        let failure = match &pod {
-            None if just_created => None,
-            None => Some(format!(
-                "pod {}-{} vanished",
-                self.job.name, self.st.incarnation
-            )),
-            Some(p) if p.deleting => None,
-            Some(p) if matches!(p.phase, PodPhase::Failed | PodPhase::Unknown) => {
-                Some(describe_failure(p))
-            }
-            Some(p) if p.phase == PodPhase::Succeeded => match &p.outcome {
-                Some(RuntimeOutcome::Finished) => {
-                    self.st.lifecycle_state = LifecycleState::Finished;
-                    self.st.operation = None;
-                    self.st.restarts.last_reason =
-                        Some("input finished; the final checkpoint is committed".into());
-                    self.event(
-                        Reason::Finished,
-                        "input finished; final checkpoint committed",
-                    );
-                    return true;
-                }
-                // A stop the operator asked for is handled by the operation.
-                Some(RuntimeOutcome::Stopped { .. }) if self.st.operation.is_some() => None,
-                _ => Some(describe_failure(p)),
-            },
-            Some(_) => None,
-        };
-        let Some(why) = failure else { return false };
-        let started = self.st.incarnation_started_at.as_ref().map(|t| t.0);
-        let recorded = self
-            .st
-            .restarts
+        Some(p) if p.phase == PodPhase::Succeeded => match &p.outcome {
+            Some(RuntimeOutcome::Finished) => PodHealth::Finished,
+            // A stop the operator asked for is handled by the operation.
+            Some(RuntimeOutcome::Stopped { .. }) if st.operation.is_some() => PodHealth::Fine,
+            _ => PodHealth::Failed(describe_failure(p)),
+        },
+        Some(_) => PodHealth::Fine,
+    }
+}
+
+/// Replace the current incarnation's pod if it failed or vanished. Performs no I/O.
+pub(crate) fn heal(f: &Facts<'_>, s: &mut Step) -> Heal {
+    if s.st.incarnation == 0 {
+        return Heal::NotNeeded;
+    }
+    let why = match pod_health(f, &s.st) {
+        PodHealth::Fine => return Heal::NotNeeded,
+        PodHealth::Finished => {
+            s.st.lifecycle_state = LifecycleState::Finished;
+            s.st.operation = None;
+            s.st.restarts.last_reason =
+                Some("input finished; the final checkpoint is committed".into());
+            s.event(
+                Reason::Finished,
+                "input finished; final checkpoint committed",
+            );
+            return Heal::Handled;
+        }
+        PodHealth::Failed(why) => why,
+    };
+    let started = s.st.incarnation_started_at.as_ref().map(|t| t.0);
+    let recorded =
+        s.st.restarts
             .last_failure_at
             .as_ref()
-            .is_some_and(|t| started.is_none_or(|s| t.0 >= s));
-        if !recorded {
-            self.st.restarts.last_failure_at = Some(self.now_time());
-            self.st.restarts.last_reason = Some(why.clone());
-        }
-        let why = self.st.restarts.last_reason.clone().unwrap_or(why);
-        if self.budget_exhausted(&why) {
-            return true;
-        }
-        let r = &self.job.spec.restart;
-        let wait = backoff(
-            r.initial_backoff.get(),
-            r.max_backoff.get(),
-            self.st.restarts.recent.len(),
-        );
-        let failed_at = self
-            .st
-            .restarts
+            .is_some_and(|t| started.is_none_or(|st| t.0 >= st));
+    if !recorded {
+        s.st.restarts.last_failure_at = Some(f.now_time());
+        s.st.restarts.last_reason = Some(why.clone());
+    }
+    let why = s.st.restarts.last_reason.clone().unwrap_or(why);
+    if budget(f, s, &why) == Budget::Exhausted {
+        return Heal::Handled;
+    }
+    let r = &f.job.spec.restart;
+    let wait = backoff(
+        r.initial_backoff.get(),
+        r.max_backoff.get(),
+        s.st.restarts.recent.len(),
+    );
+    let failed_at =
+        s.st.restarts
             .last_failure_at
             .as_ref()
-            .map_or(self.now, |t| t.0);
-        let waited = self.secs_since(failed_at);
-        if self.delete_all_pods() {
-            self.requeue = SHORT;
-            return true;
-        }
-        if waited < wait.as_secs_f64() {
-            self.requeue = std::time::Duration::from_secs_f64(wait.as_secs_f64() - waited);
-            if self.st.operation.is_none() {
-                self.st.lifecycle_state = LifecycleState::Deploying;
-            }
-            return true;
-        }
-        self.st.restarts.count += 1;
-        self.st.restarts.recent.push(self.now_time());
-        self.event(
-            Reason::Restarting,
-            format!(
-                "{why}; restart {} from the newest checkpoint (waited {}s)",
-                self.st.restarts.count, waited as u64
-            ),
-        );
-        self.create_pod();
-        true
+            .map_or(f.now, |t| t.0);
+    let waited = f.secs_since(failed_at);
+    if deploy::delete_all_pods(f, s) == Pods::Remaining {
+        s.requeue = SHORT;
+        return Heal::Handled;
     }
+    if waited < wait.as_secs_f64() {
+        s.requeue = std::time::Duration::from_secs_f64(wait.as_secs_f64() - waited);
+        if s.st.operation.is_none() {
+            s.st.lifecycle_state = LifecycleState::Deploying;
+        }
+        return Heal::Handled;
+    }
+    s.st.restarts.count += 1;
+    s.st.restarts.recent.push(f.now_time());
+    let message = format!(
+        "{why}; restart {} from the newest checkpoint (waited {}s)",
+        s.st.restarts.count, waited as u64
+    );
+    s.event(Reason::Restarting, message);
+    deploy::create_pod(f, s);
+    Heal::Handled
 }

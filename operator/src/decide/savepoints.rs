@@ -4,113 +4,145 @@
 //! lineage started from); upgrade, suspend and delete savepoints are always kept.
 
 use weir_crds::control::SavepointState;
-use weir_crds::{PendingSavepoint, SavepointStatus, SavepointTrigger};
+use weir_crds::{PendingSavepoint, SavepointStatus, SavepointTrigger, StreamJobStatus};
 
-use super::{Action, Decider};
+use super::{Action, Facts, SHORT, Step};
 use crate::events::Reason;
 
-impl Decider<'_> {
-    /// Follow the pending savepoint, or start one when due. The job is running.
-    pub(crate) fn savepoints(&mut self) {
-        if let Some(p) = self.st.pending_savepoint.clone() {
-            return self.follow(p);
-        }
-        let nonce = self.job.spec.savepoint_trigger_nonce;
-        if nonce != self.st.observed_savepoint_trigger_nonce {
-            return self.trigger(SavepointTrigger::Manual, nonce);
-        }
-        let Some(every) = self.job.spec.savepoint.periodic else {
-            return;
-        };
-        let last = self
-            .st
-            .savepoints
+/// Where a pending savepoint request stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Progress {
+    /// The process that had the request is gone, or the request never reached it.
+    Lost,
+    /// Completed at this path.
+    Completed(String),
+    /// Failed, with the runtime's reason.
+    Failed(String),
+    /// Not done within `savepoint.timeout`.
+    TimedOut,
+    /// Still being taken.
+    Pending,
+}
+
+/// Follow the pending savepoint, or start one when due. The job is running.
+pub(crate) fn run(f: &Facts<'_>, s: &mut Step) {
+    if let Some(p) = s.st.pending_savepoint.clone() {
+        return follow(f, s, p);
+    }
+    let nonce = f.job.spec.savepoint_trigger_nonce;
+    if nonce != s.st.observed_savepoint_trigger_nonce {
+        return trigger(f, s, SavepointTrigger::Manual, nonce);
+    }
+    let Some(every) = f.job.spec.savepoint.periodic else {
+        return;
+    };
+    let last =
+        s.st.savepoints
             .iter()
-            .map(|s| s.completed_at.0)
+            .map(|sp| sp.completed_at.0)
             .max()
             .into_iter()
-            .chain(self.st.running_since.as_ref().map(|t| t.0))
+            .chain(s.st.running_since.as_ref().map(|t| t.0))
             .max();
-        let due = last.is_none_or(|l| self.secs_since(l) >= every.get().as_secs_f64());
-        if due {
-            self.trigger(SavepointTrigger::Periodic, nonce);
-        } else if let Some(l) = last {
-            let left = every.get().as_secs_f64() - self.secs_since(l);
-            self.requeue = self
-                .requeue
-                .min(std::time::Duration::from_secs_f64(left.max(1.0)));
-        }
+    let due = last.is_none_or(|l| f.secs_since(l) >= every.get().as_secs_f64());
+    if due {
+        trigger(f, s, SavepointTrigger::Periodic, nonce);
+    } else if let Some(l) = last {
+        let left = every.get().as_secs_f64() - f.secs_since(l);
+        s.requeue = s
+            .requeue
+            .min(std::time::Duration::from_secs_f64(left.max(1.0)));
     }
+}
 
-    fn trigger(&mut self, trigger: SavepointTrigger, nonce: i64) {
-        let Some(pod) = self.current_pod().map(|p| p.name.clone()) else {
-            return;
-        };
-        self.st.pending_savepoint = Some(PendingSavepoint {
-            request_id: String::new(),
-            incarnation: self.st.incarnation,
-            trigger,
-            requested_at: self.now_time(),
-            nonce,
-        });
-        self.event(
-            Reason::SavepointTriggered,
-            format!("{trigger:?} savepoint requested from {pod}").to_lowercase(),
-        );
-        self.actions.push(Action::TriggerSavepoint { pod });
-    }
+fn trigger(f: &Facts<'_>, s: &mut Step, trigger: SavepointTrigger, nonce: i64) {
+    let Some(pod) = f.current_pod(&s.st).map(|p| p.name.clone()) else {
+        return;
+    };
+    s.st.pending_savepoint = Some(PendingSavepoint {
+        request_id: String::new(),
+        incarnation: s.st.incarnation,
+        trigger,
+        requested_at: f.now_time(),
+        nonce,
+    });
+    s.event(
+        Reason::SavepointTriggered,
+        format!("{trigger:?} savepoint requested from {pod}").to_lowercase(),
+    );
+    s.actions.push(Action::TriggerSavepoint { pod });
+}
 
-    fn follow(&mut self, p: PendingSavepoint) {
-        let done = |st: &mut weir_crds::StreamJobStatus| {
-            st.pending_savepoint = None;
-            if p.trigger == SavepointTrigger::Manual {
-                st.observed_savepoint_trigger_nonce = p.nonce;
-            }
-        };
-        if p.incarnation != self.st.incarnation || p.request_id.is_empty() {
-            // The process that had the request is gone (or the request never reached it):
-            // ask the current one.
-            self.st.pending_savepoint = None;
-            return self.trigger(p.trigger, p.nonce);
-        }
-        let report = self
-            .obs
-            .runtime
-            .as_ref()
-            .and_then(|r| r.savepoints.iter().find(|s| s.id == p.request_id).cloned());
-        let timeout = self.job.spec.savepoint.timeout.get().as_secs_f64();
-        let waited = self.secs_since(p.requested_at.0);
-        match report {
-            Some(s) if s.status == SavepointState::Completed => {
-                done(&mut self.st);
-                self.add_savepoint(s.path.unwrap_or_default(), p.trigger);
-            }
-            Some(s) if s.status == SavepointState::Failed => {
-                done(&mut self.st);
-                self.event(
-                    Reason::SavepointFailed,
-                    format!(
-                        "{:?} savepoint failed: {}",
-                        p.trigger,
-                        s.error.unwrap_or_default()
-                    )
-                    .to_lowercase(),
-                );
-            }
-            _ if waited > timeout => {
-                done(&mut self.st);
-                self.event(
-                    Reason::SavepointFailed,
-                    format!(
-                        "{:?} savepoint not completed within {}",
-                        p.trigger, self.job.spec.savepoint.timeout
-                    )
-                    .to_lowercase(),
-                );
-            }
-            _ => self.requeue = super::SHORT,
-        }
+/// Where request `p` stands, from the runtime's report and the time. Performs no I/O.
+fn progress(f: &Facts<'_>, st: &StreamJobStatus, p: &PendingSavepoint) -> Progress {
+    if p.incarnation != st.incarnation || p.request_id.is_empty() {
+        return Progress::Lost;
     }
+    let report = f
+        .obs
+        .runtime
+        .as_ref()
+        .and_then(|r| r.savepoints.iter().find(|sp| sp.id == p.request_id));
+    let timeout = f.job.spec.savepoint.timeout.get().as_secs_f64();
+    match report {
+        Some(sp) if sp.status == SavepointState::Completed => {
+            Progress::Completed(sp.path.clone().unwrap_or_default())
+        }
+        Some(sp) if sp.status == SavepointState::Failed => {
+            Progress::Failed(sp.error.clone().unwrap_or_default())
+        }
+        _ if f.secs_since(p.requested_at.0) > timeout => Progress::TimedOut,
+        _ => Progress::Pending,
+    }
+}
+
+fn follow(f: &Facts<'_>, s: &mut Step, p: PendingSavepoint) {
+    let progress = progress(f, &s.st, &p);
+    if progress == Progress::Pending {
+        s.requeue = SHORT;
+        return;
+    }
+    s.st.pending_savepoint = None;
+    if progress == Progress::Lost {
+        // Ask the current process.
+        return trigger(f, s, p.trigger, p.nonce);
+    }
+    if p.trigger == SavepointTrigger::Manual {
+        s.st.observed_savepoint_trigger_nonce = p.nonce;
+    }
+    match progress {
+        Progress::Completed(path) => record(f, s, path, p.trigger),
+        Progress::Failed(error) => s.event(
+            Reason::SavepointFailed,
+            format!("{:?} savepoint failed: {error}", p.trigger).to_lowercase(),
+        ),
+        Progress::TimedOut => s.event(
+            Reason::SavepointFailed,
+            format!(
+                "{:?} savepoint not completed within {}",
+                p.trigger, f.job.spec.savepoint.timeout
+            )
+            .to_lowercase(),
+        ),
+        Progress::Lost | Progress::Pending => {}
+    }
+}
+
+/// Record a completed savepoint and trim the history.
+pub(crate) fn record(f: &Facts<'_>, s: &mut Step, path: String, trigger: SavepointTrigger) {
+    if s.st.savepoints.iter().any(|sp| sp.path == path) {
+        return;
+    }
+    s.st.savepoints.push(SavepointStatus {
+        path: path.clone(),
+        trigger,
+        completed_at: f.now_time(),
+    });
+    s.event(
+        Reason::SavepointCompleted,
+        format!("{trigger:?} savepoint {path}").to_lowercase(),
+    );
+    trim_history(f, s);
 }
 
 /// Whether `historyMaxCount` governs a savepoint: periodic and manual ones are routine and
@@ -126,29 +158,29 @@ fn counts_toward_history(s: &SavepointStatus) -> bool {
 
 /// Keep at most `historyMaxCount` periodic and manual savepoints; dispose the oldest beyond
 /// it, never the one the current lineage started from.
-pub(crate) fn trim_history(d: &mut Decider<'_>) {
-    let max = d.job.spec.savepoint.history_max_count as usize;
-    let keep = d.st.start.as_ref().and_then(|s| s.from.clone());
-    while d
+fn trim_history(f: &Facts<'_>, s: &mut Step) {
+    let max = f.job.spec.savepoint.history_max_count as usize;
+    let keep = s.st.start.as_ref().and_then(|start| start.from.clone());
+    while s
         .st
         .savepoints
         .iter()
-        .filter(|s| counts_toward_history(s))
+        .filter(|sp| counts_toward_history(sp))
         .count()
         > max
     {
         let Some(i) =
-            d.st.savepoints
+            s.st.savepoints
                 .iter()
-                .position(|s| counts_toward_history(s) && Some(&s.path) != keep.as_ref())
+                .position(|sp| counts_toward_history(sp) && Some(&sp.path) != keep.as_ref())
         else {
             break;
         };
-        let gone = d.st.savepoints.remove(i);
-        d.actions.push(Action::DisposeSavepoint {
+        let gone = s.st.savepoints.remove(i);
+        s.actions.push(Action::DisposeSavepoint {
             path: gone.path.clone(),
         });
-        d.event(
+        s.event(
             Reason::SavepointDisposed,
             format!(
                 "{} dropped from the history (historyMaxCount {max})",
