@@ -16,6 +16,7 @@
 //! deletionTimestamp ─► Deleting ─(final savepoint)─► pods removed ─► finalizer removed
 //! ```
 
+pub mod acted;
 mod lifecycle;
 mod operation;
 mod restart;
