@@ -13,28 +13,28 @@ use weir_crds::{StreamJob, StreamJobSpec, StreamJobStatus};
 
 use crate::context::{Context, FINALIZER, MANAGER};
 use crate::decide::Action;
+use crate::decide::acted::Acted;
 use crate::error::{Error, Result};
-use crate::events::{Event, Reason};
 use crate::observe::Observation;
 use crate::pods::{self, Owner};
 
-/// Carries out `action`. `status` is the decided status; a savepoint request's id (or a
-/// failed request) is recorded in it.
+/// Carries out `action` and says what happened, for
+/// [`decide::acted::fold`](crate::decide::acted::fold) to record. `status` is the decided
+/// status (folded with the outcomes of the actions before this one): pods are built from it.
 ///
 /// # Errors
-/// API failures. A runtime that does not answer is recorded in `status` (and retried by a
-/// later decision), not an error.
+/// API failures. A runtime that does not answer is an outcome ([`Acted`]), retried by a later
+/// decision, not an error.
 pub async fn act(
     ctx: &Context,
     job: &StreamJob,
     owner: &Owner,
     obs: &Observation,
-    status: &mut StreamJobStatus,
+    status: &StreamJobStatus,
     action: &Action,
-    events: &mut Vec<Event>,
-) -> Result<()> {
+) -> Result<Acted> {
     let ns = owner.namespace.as_str();
-    match action {
+    let acted = match action {
         Action::EnsureConfig => {
             let spec = reconciled(job, status);
             let cm = pods::config_map(owner, &spec).map_err(|e| Error::Render {
@@ -55,6 +55,7 @@ pub async fn act(
                 .patch(&owner.name, &ssa, &Patch::Apply(&pods::service(owner)))
                 .await
                 .map_err(|e| Error::kube(format!("apply Service {}", owner.name), e))?;
+            Acted::Done
         }
         Action::CreatePod { incarnation } => {
             let spec = reconciled(job, status);
@@ -76,6 +77,7 @@ pub async fn act(
                 }
                 Err(e) => return Err(Error::kube(format!("create pod {name}"), e)),
             }
+            Acted::Done
         }
         Action::DeletePod { name } => {
             match Api::<Pod>::namespaced(ctx.client.clone(), ns)
@@ -86,6 +88,7 @@ pub async fn act(
                 Err(kube::Error::Api(s)) if s.code == 404 => {}
                 Err(e) => return Err(Error::kube(format!("delete pod {name}"), e)),
             }
+            Acted::Done
         }
         Action::StopWithSavepoint { pod } => {
             let sent = match obs.addresses.get(pod) {
@@ -96,11 +99,14 @@ pub async fn act(
                     .map_err(|e| e.to_string()),
                 None => Err(format!("pod {pod} has no IP")),
             };
-            if let Err(e) = sent {
-                tracing::warn!(pod = %pod, error = %e, "stop with savepoint not sent; will retry");
-                if let Some(op) = status.operation.as_mut() {
-                    op.stop_requested_at = None;
-                    op.waiting = Some(format!("stop with savepoint could not be sent: {e}"));
+            match sent {
+                Ok(()) => Acted::Done,
+                Err(error) => {
+                    tracing::warn!(pod = %pod, error = %error, "stop with savepoint not sent; will retry");
+                    Acted::StopNotSent {
+                        pod: pod.clone(),
+                        error,
+                    }
                 }
             }
         }
@@ -114,14 +120,13 @@ pub async fn act(
                 None => Err(format!("pod {pod} has no IP")),
             };
             match sent {
-                Ok(id) => {
-                    if let Some(p) = status.pending_savepoint.as_mut() {
-                        p.request_id = id;
+                Ok(id) => Acted::SavepointRequested { id },
+                Err(error) => {
+                    tracing::warn!(pod = %pod, error = %error, "savepoint request not sent; will retry");
+                    Acted::SavepointNotSent {
+                        pod: pod.clone(),
+                        error,
                     }
-                }
-                Err(e) => {
-                    tracing::warn!(pod = %pod, error = %e, "savepoint request not sent; will retry");
-                    status.pending_savepoint = None;
                 }
             }
         }
@@ -136,11 +141,14 @@ pub async fn act(
                 .dispose(path, &spec.checkpoint.s3, creds)
                 .await
             {
-                Ok(n) => tracing::info!(path = %path, objects = n, "savepoint disposed"),
-                Err(e) => events.push(Event::new(
-                    Reason::SavepointFailed,
-                    format!("could not dispose {path}: {e}; delete it by hand"),
-                )),
+                Ok(n) => {
+                    tracing::info!(path = %path, objects = n, "savepoint disposed");
+                    Acted::Done
+                }
+                Err(error) => Acted::DisposeFailed {
+                    path: path.clone(),
+                    error,
+                },
             }
         }
         Action::RemoveFinalizer => {
@@ -164,9 +172,10 @@ pub async fn act(
                 Err(kube::Error::Api(s)) if s.code == 404 => {}
                 Err(e) => return Err(Error::kube("remove finalizer", e)),
             }
+            Acted::Done
         }
-    }
-    Ok(())
+    };
+    Ok(acted)
 }
 
 /// The spec the pods run (the decided `lastReconciledSpec`), or the current spec.
