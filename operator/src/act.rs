@@ -5,8 +5,12 @@
 //! Every action is idempotent: creating a pod that exists, deleting one that is gone or
 //! applying an unchanged ConfigMap succeeds, so a reconcile that failed halfway can simply
 //! run again.
+//!
+//! Acting reads nothing from the API (Secrets included: [`crate::observe`] read them), and
+//! records nothing itself: it reports what happened as an [`Acted`], which the pure
+//! [`fold`](crate::decide::acted::fold) brings into the status.
 
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
 use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use weir_crds::{StreamJob, StreamJobSpec, StreamJobStatus};
@@ -15,7 +19,7 @@ use crate::context::{Context, FINALIZER, MANAGER};
 use crate::decide::Action;
 use crate::decide::acted::Acted;
 use crate::error::{Error, Result};
-use crate::observe::Observation;
+use crate::observe::{Observation, S3Credentials};
 use crate::pods::{self, Owner};
 
 /// Carries out `action` and says what happened, for
@@ -131,14 +135,10 @@ pub async fn act(
             }
         }
         Action::DisposeSavepoint { path } => {
-            let spec = &job.spec;
-            let creds = match &spec.checkpoint.s3.credentials_secret {
-                Some(secret) => read_credentials(ctx, ns, secret).await?,
-                None => None,
-            };
+            let creds = obs.s3_credentials.clone().map(S3Credentials::into_pair);
             match ctx
                 .savepoints
-                .dispose(path, &spec.checkpoint.s3, creds)
+                .dispose(path, &job.spec.checkpoint.s3, creds)
                 .await
             {
                 Ok(n) => {
@@ -181,21 +181,4 @@ pub async fn act(
 /// The spec the pods run (the decided `lastReconciledSpec`), or the current spec.
 fn reconciled(job: &StreamJob, status: &StreamJobStatus) -> StreamJobSpec {
     crate::decide::reconciled_spec(status).unwrap_or_else(|| job.spec.clone())
-}
-
-async fn read_credentials(
-    ctx: &Context,
-    ns: &str,
-    secret: &str,
-) -> Result<Option<(String, String)>> {
-    let s = Api::<Secret>::namespaced(ctx.client.clone(), ns)
-        .get_opt(secret)
-        .await
-        .map_err(|e| Error::kube(format!("read Secret {ns}/{secret}"), e))?;
-    let data = s.and_then(|s| s.data).unwrap_or_default();
-    let get = |k: &str| {
-        data.get(k)
-            .map(|b| String::from_utf8_lossy(&b.0).trim().to_string())
-    };
-    Ok(get("AWS_ACCESS_KEY_ID").zip(get("AWS_SECRET_ACCESS_KEY")))
 }
