@@ -182,3 +182,195 @@ pub async fn act(
 fn reconciled(job: &StreamJob, status: &StreamJobStatus) -> StreamJobSpec {
     crate::decide::reconciled_spec(status).unwrap_or_else(|| job.spec.clone())
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
+    use std::sync::{Arc, Mutex};
+
+    use futures::future::BoxFuture;
+    use http::{Request, Response};
+    use kube::client::Body;
+    use serde_json::json;
+    use weir_crds::JobS3Spec;
+
+    use super::*;
+    use crate::decide::RuntimeView;
+    use crate::dispose::SavepointStore;
+    use crate::observe::S3Credentials;
+    use crate::runtime_client::{RuntimeApi, RuntimeError};
+
+    /// A runtime that answers at `http://up` and is down everywhere else.
+    struct Runtime;
+
+    impl Runtime {
+        fn answer<T>(base: &str, ok: T) -> Result<T, RuntimeError> {
+            if base == "http://up" {
+                Ok(ok)
+            } else {
+                Err(RuntimeError::Unreachable {
+                    url: base.into(),
+                    message: "down".into(),
+                })
+            }
+        }
+    }
+
+    impl RuntimeApi for Runtime {
+        fn job<'a>(&'a self, base: &'a str) -> BoxFuture<'a, Result<RuntimeView, RuntimeError>> {
+            Box::pin(async move { Self::answer(base, RuntimeView::default()) })
+        }
+        fn trigger_savepoint<'a>(
+            &'a self,
+            base: &'a str,
+        ) -> BoxFuture<'a, Result<String, RuntimeError>> {
+            Box::pin(async move { Self::answer(base, "sp-req-7".to_string()) })
+        }
+        fn stop_with_savepoint<'a>(
+            &'a self,
+            base: &'a str,
+        ) -> BoxFuture<'a, Result<(), RuntimeError>> {
+            Box::pin(async move { Self::answer(base, ()) })
+        }
+    }
+
+    /// Records the credentials each disposal got; refuses paths containing `denied`.
+    #[derive(Default)]
+    struct Store {
+        got: Mutex<Vec<Option<(String, String)>>>,
+    }
+
+    impl SavepointStore for Store {
+        fn dispose<'a>(
+            &'a self,
+            path: &'a str,
+            _: &'a JobS3Spec,
+            credentials: Option<(String, String)>,
+        ) -> BoxFuture<'a, Result<usize, String>> {
+            self.got.lock().unwrap().push(credentials);
+            Box::pin(async move {
+                if path.contains("denied") {
+                    Err("AccessDenied".to_string())
+                } else {
+                    Ok(3)
+                }
+            })
+        }
+    }
+
+    fn job() -> StreamJob {
+        StreamJob::new(
+            "sales",
+            serde_json::from_value(json!({
+                "checkpoint": {"interval": "30s", "timeout": "2m", "storage": "s3://b/weir",
+                               "s3": {"credentialsSecret": "s3"}},
+                "pipeline": {
+                    "source": {"kafka": {"bootstrapServers": "kafka:9092", "topic": "orders"},
+                               "schema": [{"name": "amount", "type": "int64"}]},
+                    "sinks": [{"kafka": {"bootstrapServers": "kafka:9092", "topic": "out",
+                                         "transactionalIdPrefix": "out"}}]
+                }
+            }))
+            .unwrap(),
+        )
+    }
+
+    /// The runtime and storage outcomes of `act`, with no Kubernetes API to talk to: the
+    /// mocked API is gone before acting, so any read (a Secret, say) would be an `Err`.
+    #[tokio::test]
+    async fn runtime_and_storage_outcomes_are_reported_not_recorded() {
+        let (svc, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        drop(handle);
+        let store = Arc::new(Store::default());
+        let ctx = Context::new(
+            kube::Client::new(svc, "default"),
+            Arc::new(Runtime),
+            store.clone(),
+            Arc::new(crate::metrics::Metrics::new()),
+            crate::decide::Settings::default(),
+        );
+        let owner = Owner {
+            name: "sales".into(),
+            namespace: "shop".into(),
+            uid: "uid-1".into(),
+        };
+        let mut obs = Observation {
+            s3_credentials: Some(S3Credentials::new("AKIDEXAMPLE", "secret")),
+            ..Observation::default()
+        };
+        obs.addresses.insert("sales-3".into(), "http://up".into());
+        obs.addresses.insert("sales-2".into(), "http://down".into());
+        let pod = |p: &str| p.to_string();
+        let rows = [
+            (
+                Action::StopWithSavepoint {
+                    pod: pod("sales-3"),
+                },
+                Acted::Done,
+            ),
+            (
+                Action::StopWithSavepoint {
+                    pod: pod("sales-2"),
+                },
+                Acted::StopNotSent {
+                    pod: pod("sales-2"),
+                    error: "runtime at http://down did not answer: down".into(),
+                },
+            ),
+            (
+                Action::StopWithSavepoint {
+                    pod: pod("sales-4"),
+                },
+                Acted::StopNotSent {
+                    pod: pod("sales-4"),
+                    error: "pod sales-4 has no IP".into(),
+                },
+            ),
+            (
+                Action::TriggerSavepoint {
+                    pod: pod("sales-3"),
+                },
+                Acted::SavepointRequested {
+                    id: "sp-req-7".into(),
+                },
+            ),
+            (
+                Action::TriggerSavepoint {
+                    pod: pod("sales-4"),
+                },
+                Acted::SavepointNotSent {
+                    pod: pod("sales-4"),
+                    error: "pod sales-4 has no IP".into(),
+                },
+            ),
+            (
+                Action::DisposeSavepoint {
+                    path: "s3://b/weir/shop/sales/savepoints/sp-1/".into(),
+                },
+                Acted::Done,
+            ),
+            (
+                Action::DisposeSavepoint {
+                    path: "s3://denied/weir/shop/sales/savepoints/sp-2/".into(),
+                },
+                Acted::DisposeFailed {
+                    path: "s3://denied/weir/shop/sales/savepoints/sp-2/".into(),
+                    error: "AccessDenied".into(),
+                },
+            ),
+        ];
+        let status = StreamJobStatus::default();
+        for (action, want) in rows {
+            let got = act(&ctx, &job(), &owner, &obs, &status, &action)
+                .await
+                .unwrap_or_else(|e| panic!("{action:?}: {e}"));
+            assert_eq!(got, want, "{action:?}");
+        }
+        let creds = Some(("AKIDEXAMPLE".to_string(), "secret".to_string()));
+        assert_eq!(
+            *store.got.lock().unwrap(),
+            [creds.clone(), creds],
+            "both disposals use the observed credentials"
+        );
+    }
+}
