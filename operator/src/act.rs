@@ -5,36 +5,40 @@
 //! Every action is idempotent: creating a pod that exists, deleting one that is gone or
 //! applying an unchanged ConfigMap succeeds, so a reconcile that failed halfway can simply
 //! run again.
+//!
+//! Acting reads nothing from the API (Secrets included: [`crate::observe`] read them), and
+//! records nothing itself: it reports what happened as an [`Acted`], which the pure
+//! [`fold`](crate::decide::acted::fold) brings into the status.
 
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
 use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use weir_crds::{StreamJob, StreamJobSpec, StreamJobStatus};
 
 use crate::context::{Context, FINALIZER, MANAGER};
 use crate::decide::Action;
+use crate::decide::acted::Acted;
 use crate::error::{Error, Result};
-use crate::events::{Event, Reason};
-use crate::observe::Observation;
+use crate::observe::{Observation, S3Credentials};
 use crate::pods::{self, Owner};
 
-/// Carries out `action`. `status` is the decided status; a savepoint request's id (or a
-/// failed request) is recorded in it.
+/// Carries out `action` and says what happened, for
+/// [`decide::acted::fold`](crate::decide::acted::fold) to record. `status` is the decided
+/// status (folded with the outcomes of the actions before this one): pods are built from it.
 ///
 /// # Errors
-/// API failures. A runtime that does not answer is recorded in `status` (and retried by a
-/// later decision), not an error.
+/// API failures. A runtime that does not answer is an outcome ([`Acted`]), retried by a later
+/// decision, not an error.
 pub async fn act(
     ctx: &Context,
     job: &StreamJob,
     owner: &Owner,
     obs: &Observation,
-    status: &mut StreamJobStatus,
+    status: &StreamJobStatus,
     action: &Action,
-    events: &mut Vec<Event>,
-) -> Result<()> {
+) -> Result<Acted> {
     let ns = owner.namespace.as_str();
-    match action {
+    let acted = match action {
         Action::EnsureConfig => {
             let spec = reconciled(job, status);
             let cm = pods::config_map(owner, &spec).map_err(|e| Error::Render {
@@ -55,6 +59,7 @@ pub async fn act(
                 .patch(&owner.name, &ssa, &Patch::Apply(&pods::service(owner)))
                 .await
                 .map_err(|e| Error::kube(format!("apply Service {}", owner.name), e))?;
+            Acted::Done
         }
         Action::CreatePod { incarnation } => {
             let spec = reconciled(job, status);
@@ -76,6 +81,7 @@ pub async fn act(
                 }
                 Err(e) => return Err(Error::kube(format!("create pod {name}"), e)),
             }
+            Acted::Done
         }
         Action::DeletePod { name } => {
             match Api::<Pod>::namespaced(ctx.client.clone(), ns)
@@ -86,6 +92,7 @@ pub async fn act(
                 Err(kube::Error::Api(s)) if s.code == 404 => {}
                 Err(e) => return Err(Error::kube(format!("delete pod {name}"), e)),
             }
+            Acted::Done
         }
         Action::StopWithSavepoint { pod } => {
             let sent = match obs.addresses.get(pod) {
@@ -96,11 +103,14 @@ pub async fn act(
                     .map_err(|e| e.to_string()),
                 None => Err(format!("pod {pod} has no IP")),
             };
-            if let Err(e) = sent {
-                tracing::warn!(pod = %pod, error = %e, "stop with savepoint not sent; will retry");
-                if let Some(op) = status.operation.as_mut() {
-                    op.stop_requested_at = None;
-                    op.waiting = Some(format!("stop with savepoint could not be sent: {e}"));
+            match sent {
+                Ok(()) => Acted::Done,
+                Err(error) => {
+                    tracing::warn!(pod = %pod, error = %error, "stop with savepoint not sent; will retry");
+                    Acted::StopNotSent {
+                        pod: pod.clone(),
+                        error,
+                    }
                 }
             }
         }
@@ -114,33 +124,31 @@ pub async fn act(
                 None => Err(format!("pod {pod} has no IP")),
             };
             match sent {
-                Ok(id) => {
-                    if let Some(p) = status.pending_savepoint.as_mut() {
-                        p.request_id = id;
+                Ok(id) => Acted::SavepointRequested { id },
+                Err(error) => {
+                    tracing::warn!(pod = %pod, error = %error, "savepoint request not sent; will retry");
+                    Acted::SavepointNotSent {
+                        pod: pod.clone(),
+                        error,
                     }
-                }
-                Err(e) => {
-                    tracing::warn!(pod = %pod, error = %e, "savepoint request not sent; will retry");
-                    status.pending_savepoint = None;
                 }
             }
         }
         Action::DisposeSavepoint { path } => {
-            let spec = &job.spec;
-            let creds = match &spec.checkpoint.s3.credentials_secret {
-                Some(secret) => read_credentials(ctx, ns, secret).await?,
-                None => None,
-            };
+            let creds = obs.s3_credentials.clone().map(S3Credentials::into_pair);
             match ctx
                 .savepoints
-                .dispose(path, &spec.checkpoint.s3, creds)
+                .dispose(path, &job.spec.checkpoint.s3, creds)
                 .await
             {
-                Ok(n) => tracing::info!(path = %path, objects = n, "savepoint disposed"),
-                Err(e) => events.push(Event::new(
-                    Reason::SavepointFailed,
-                    format!("could not dispose {path}: {e}; delete it by hand"),
-                )),
+                Ok(n) => {
+                    tracing::info!(path = %path, objects = n, "savepoint disposed");
+                    Acted::Done
+                }
+                Err(error) => Acted::DisposeFailed {
+                    path: path.clone(),
+                    error,
+                },
             }
         }
         Action::RemoveFinalizer => {
@@ -164,9 +172,10 @@ pub async fn act(
                 Err(kube::Error::Api(s)) if s.code == 404 => {}
                 Err(e) => return Err(Error::kube("remove finalizer", e)),
             }
+            Acted::Done
         }
-    }
-    Ok(())
+    };
+    Ok(acted)
 }
 
 /// The spec the pods run (the decided `lastReconciledSpec`), or the current spec.
@@ -174,19 +183,194 @@ fn reconciled(job: &StreamJob, status: &StreamJobStatus) -> StreamJobSpec {
     crate::decide::reconciled_spec(status).unwrap_or_else(|| job.spec.clone())
 }
 
-async fn read_credentials(
-    ctx: &Context,
-    ns: &str,
-    secret: &str,
-) -> Result<Option<(String, String)>> {
-    let s = Api::<Secret>::namespaced(ctx.client.clone(), ns)
-        .get_opt(secret)
-        .await
-        .map_err(|e| Error::kube(format!("read Secret {ns}/{secret}"), e))?;
-    let data = s.and_then(|s| s.data).unwrap_or_default();
-    let get = |k: &str| {
-        data.get(k)
-            .map(|b| String::from_utf8_lossy(&b.0).trim().to_string())
-    };
-    Ok(get("AWS_ACCESS_KEY_ID").zip(get("AWS_SECRET_ACCESS_KEY")))
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
+    use std::sync::{Arc, Mutex};
+
+    use futures::future::BoxFuture;
+    use http::{Request, Response};
+    use kube::client::Body;
+    use serde_json::json;
+    use weir_crds::JobS3Spec;
+
+    use super::*;
+    use crate::decide::RuntimeView;
+    use crate::dispose::SavepointStore;
+    use crate::observe::S3Credentials;
+    use crate::runtime_client::{RuntimeApi, RuntimeError};
+
+    /// A runtime that answers at `http://up` and is down everywhere else.
+    struct Runtime;
+
+    impl Runtime {
+        fn answer<T>(base: &str, ok: T) -> Result<T, RuntimeError> {
+            if base == "http://up" {
+                Ok(ok)
+            } else {
+                Err(RuntimeError::Unreachable {
+                    url: base.into(),
+                    message: "down".into(),
+                })
+            }
+        }
+    }
+
+    impl RuntimeApi for Runtime {
+        fn job<'a>(&'a self, base: &'a str) -> BoxFuture<'a, Result<RuntimeView, RuntimeError>> {
+            Box::pin(async move { Self::answer(base, RuntimeView::default()) })
+        }
+        fn trigger_savepoint<'a>(
+            &'a self,
+            base: &'a str,
+        ) -> BoxFuture<'a, Result<String, RuntimeError>> {
+            Box::pin(async move { Self::answer(base, "sp-req-7".to_string()) })
+        }
+        fn stop_with_savepoint<'a>(
+            &'a self,
+            base: &'a str,
+        ) -> BoxFuture<'a, Result<(), RuntimeError>> {
+            Box::pin(async move { Self::answer(base, ()) })
+        }
+    }
+
+    /// Records the credentials each disposal got; refuses paths containing `denied`.
+    #[derive(Default)]
+    struct Store {
+        got: Mutex<Vec<Option<(String, String)>>>,
+    }
+
+    impl SavepointStore for Store {
+        fn dispose<'a>(
+            &'a self,
+            path: &'a str,
+            _: &'a JobS3Spec,
+            credentials: Option<(String, String)>,
+        ) -> BoxFuture<'a, Result<usize, String>> {
+            self.got.lock().unwrap().push(credentials);
+            Box::pin(async move {
+                if path.contains("denied") {
+                    Err("AccessDenied".to_string())
+                } else {
+                    Ok(3)
+                }
+            })
+        }
+    }
+
+    fn job() -> StreamJob {
+        StreamJob::new(
+            "sales",
+            serde_json::from_value(json!({
+                "checkpoint": {"interval": "30s", "timeout": "2m", "storage": "s3://b/weir",
+                               "s3": {"credentialsSecret": "s3"}},
+                "pipeline": {
+                    "source": {"kafka": {"bootstrapServers": "kafka:9092", "topic": "orders"},
+                               "schema": [{"name": "amount", "type": "int64"}]},
+                    "sinks": [{"kafka": {"bootstrapServers": "kafka:9092", "topic": "out",
+                                         "transactionalIdPrefix": "out"}}]
+                }
+            }))
+            .unwrap(),
+        )
+    }
+
+    /// The runtime and storage outcomes of `act`, with no Kubernetes API to talk to: the
+    /// mocked API is gone before acting, so any read (a Secret, say) would be an `Err`.
+    #[tokio::test]
+    async fn runtime_and_storage_outcomes_are_reported_not_recorded() {
+        let (svc, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        drop(handle);
+        let store = Arc::new(Store::default());
+        let ctx = Context::new(
+            kube::Client::new(svc, "default"),
+            Arc::new(Runtime),
+            store.clone(),
+            Arc::new(crate::metrics::Metrics::new()),
+            crate::decide::Settings::default(),
+        );
+        let owner = Owner {
+            name: "sales".into(),
+            namespace: "shop".into(),
+            uid: "uid-1".into(),
+        };
+        let mut obs = Observation {
+            s3_credentials: Some(S3Credentials::new("AKIDEXAMPLE", "secret")),
+            ..Observation::default()
+        };
+        obs.addresses.insert("sales-3".into(), "http://up".into());
+        obs.addresses.insert("sales-2".into(), "http://down".into());
+        let pod = |p: &str| p.to_string();
+        let rows = [
+            (
+                Action::StopWithSavepoint {
+                    pod: pod("sales-3"),
+                },
+                Acted::Done,
+            ),
+            (
+                Action::StopWithSavepoint {
+                    pod: pod("sales-2"),
+                },
+                Acted::StopNotSent {
+                    pod: pod("sales-2"),
+                    error: "runtime at http://down did not answer: down".into(),
+                },
+            ),
+            (
+                Action::StopWithSavepoint {
+                    pod: pod("sales-4"),
+                },
+                Acted::StopNotSent {
+                    pod: pod("sales-4"),
+                    error: "pod sales-4 has no IP".into(),
+                },
+            ),
+            (
+                Action::TriggerSavepoint {
+                    pod: pod("sales-3"),
+                },
+                Acted::SavepointRequested {
+                    id: "sp-req-7".into(),
+                },
+            ),
+            (
+                Action::TriggerSavepoint {
+                    pod: pod("sales-4"),
+                },
+                Acted::SavepointNotSent {
+                    pod: pod("sales-4"),
+                    error: "pod sales-4 has no IP".into(),
+                },
+            ),
+            (
+                Action::DisposeSavepoint {
+                    path: "s3://b/weir/shop/sales/savepoints/sp-1/".into(),
+                },
+                Acted::Done,
+            ),
+            (
+                Action::DisposeSavepoint {
+                    path: "s3://denied/weir/shop/sales/savepoints/sp-2/".into(),
+                },
+                Acted::DisposeFailed {
+                    path: "s3://denied/weir/shop/sales/savepoints/sp-2/".into(),
+                    error: "AccessDenied".into(),
+                },
+            ),
+        ];
+        let status = StreamJobStatus::default();
+        for (action, want) in rows {
+            let got = act(&ctx, &job(), &owner, &obs, &status, &action)
+                .await
+                .unwrap_or_else(|e| panic!("{action:?}: {e}"));
+            assert_eq!(got, want, "{action:?}");
+        }
+        let creds = Some(("AKIDEXAMPLE".to_string(), "secret".to_string()));
+        assert_eq!(
+            *store.got.lock().unwrap(),
+            [creds.clone(), creds],
+            "both disposals use the observed credentials"
+        );
+    }
 }

@@ -1,25 +1,71 @@
 //! Gathering the facts a decision needs: the job's pods (a fresh list, not a cache, so a pod
-//! created a moment ago is seen), the current runtime's report, and missing Secrets.
+//! created a moment ago is seen), the current runtime's report, and missing Secrets; and
+//! what acting needs besides: pod addresses and the S3 credentials.
+//!
+//! Every read happens here, so acting only writes: the Secrets a job references are read
+//! once per pass, and the decision and the actions work from the same reading.
 
 use std::collections::{BTreeSet, HashMap};
+use std::fmt;
 
 use k8s_openapi::api::core::v1::{Pod, Secret};
-use kube::Api;
 use kube::api::ListParams;
-use weir_crds::StreamJob;
+use kube::{Api, Client};
+use weir_crds::{StreamJob, StreamJobSpec};
 
 use crate::context::Context;
 use crate::decide::{Observed, PodPhase, PodView, RuntimeOutcome};
 use crate::error::{Error, Result};
 use crate::pods::{CONTROL_PORT, CONTROL_PORT_ANNOTATION, INCARNATION_LABEL, JOB_LABEL};
 
-/// What was observed, plus the control API address of each pod that has one.
+/// What was observed, plus what only acting needs: the control API address of each pod that
+/// has one, and the S3 credentials.
 #[derive(Debug, Default)]
 pub struct Observation {
     /// Input of the decision.
     pub observed: Observed,
     /// Pod name -> `http://<ip>:<port>`.
     pub addresses: HashMap<String, String>,
+    /// The keys in `spec.checkpoint.s3.credentialsSecret`, for disposing savepoints. Here and
+    /// not in [`Observed`]: decisions have no use for them, and what they read is logged.
+    /// `None` when no Secret is named, or it or one of its keys is missing (which
+    /// `observed.problems` reports).
+    pub s3_credentials: Option<S3Credentials>,
+}
+
+/// An S3 access key pair from a Secret. Its `Debug` shows neither half, so an
+/// [`Observation`] can be logged whole.
+#[derive(Clone, PartialEq, Eq)]
+pub struct S3Credentials {
+    access_key_id: String,
+    secret_access_key: String,
+}
+
+impl S3Credentials {
+    /// A key pair.
+    #[must_use]
+    pub fn new(access_key_id: impl Into<String>, secret_access_key: impl Into<String>) -> Self {
+        Self {
+            access_key_id: access_key_id.into(),
+            secret_access_key: secret_access_key.into(),
+        }
+    }
+
+    /// `(access key id, secret access key)`, as
+    /// [`SavepointStore::dispose`](crate::dispose::SavepointStore::dispose) takes them.
+    #[must_use]
+    pub fn into_pair(self) -> (String, String) {
+        (self.access_key_id, self.secret_access_key)
+    }
+}
+
+impl fmt::Debug for S3Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("S3Credentials")
+            .field("access_key_id", &"<redacted>")
+            .field("secret_access_key", &"<redacted>")
+            .finish()
+    }
 }
 
 /// Observe `job` in `ns`.
@@ -52,7 +98,10 @@ pub async fn observe(ctx: &Context, job: &StreamJob, ns: &str, name: &str) -> Re
             Err(e) => tracing::debug!(error = %e, "runtime status not available"),
         }
     }
-    obs.observed.problems = missing_secrets(ctx, job, ns).await?;
+    let refs = references(&job.spec);
+    let secrets = read_secrets(&ctx.client, ns, &refs).await?;
+    obs.observed.problems = missing_secrets(&refs, &secrets, ns);
+    obs.s3_credentials = s3_credentials(&job.spec, &secrets);
     Ok(obs)
 }
 
@@ -123,66 +172,350 @@ fn address(p: &Pod) -> Option<String> {
     Some(format!("http://{host}:{port}"))
 }
 
-/// `(field, message)` for each referenced Secret or key that does not exist.
-async fn missing_secrets(
-    ctx: &Context,
-    job: &StreamJob,
-    ns: &str,
-) -> Result<Vec<(String, String)>> {
-    let spec = &job.spec;
-    let mut wanted: Vec<(String, String, Vec<String>)> = Vec::new();
+/// One Secret the spec references: the field naming it, the Secret, the keys it must have.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Reference {
+    field: String,
+    secret: String,
+    keys: Vec<String>,
+}
+
+/// Every Secret reference in `spec`, the S3 credentials first.
+fn references(spec: &StreamJobSpec) -> Vec<Reference> {
+    let mut refs = Vec::new();
     if let Some(s) = &spec.checkpoint.s3.credentials_secret {
-        wanted.push((
-            "spec.checkpoint.s3.credentialsSecret".into(),
-            s.clone(),
-            vec!["AWS_ACCESS_KEY_ID".into(), "AWS_SECRET_ACCESS_KEY".into()],
-        ));
+        refs.push(Reference {
+            field: "spec.checkpoint.s3.credentialsSecret".into(),
+            secret: s.clone(),
+            keys: vec![ACCESS_KEY_ID.into(), SECRET_ACCESS_KEY.into()],
+        });
     }
     for (i, e) in spec.secret_env.iter().enumerate() {
-        wanted.push((
-            format!("spec.secretEnv[{i}]"),
-            e.secret.clone(),
-            vec![e.key.clone()],
-        ));
+        refs.push(Reference {
+            field: format!("spec.secretEnv[{i}]"),
+            secret: e.secret.clone(),
+            keys: vec![e.key.clone()],
+        });
     }
-    let names: BTreeSet<&String> = wanted.iter().map(|(_, s, _)| s).collect();
-    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
-    let mut found: HashMap<String, Option<BTreeSet<String>>> = HashMap::new();
+    refs
+}
+
+/// Keys of `spec.checkpoint.s3.credentialsSecret` (the names the AWS SDKs read from the
+/// environment, so the same Secret also serves the runtime).
+const ACCESS_KEY_ID: &str = "AWS_ACCESS_KEY_ID";
+const SECRET_ACCESS_KEY: &str = "AWS_SECRET_ACCESS_KEY";
+
+/// Each referenced Secret, read once however many fields name it; `None` for one that does
+/// not exist.
+async fn read_secrets(
+    client: &Client,
+    ns: &str,
+    refs: &[Reference],
+) -> Result<HashMap<String, Option<Secret>>> {
+    let names: BTreeSet<&String> = refs.iter().map(|r| &r.secret).collect();
+    let api: Api<Secret> = Api::namespaced(client.clone(), ns);
+    let mut found = HashMap::new();
     for n in names {
         let s = api
             .get_opt(n)
             .await
             .map_err(|e| Error::kube(format!("read Secret {ns}/{n}"), e))?;
-        let keys = s.map(|s| {
-            s.data
-                .unwrap_or_default()
-                .into_keys()
-                .chain(s.string_data.unwrap_or_default().into_keys())
-                .collect()
-        });
-        found.insert(n.clone(), keys);
+        found.insert(n.clone(), s);
     }
+    Ok(found)
+}
+
+/// `(field, message)` for each referenced Secret or key that does not exist.
+fn missing_secrets(
+    refs: &[Reference],
+    found: &HashMap<String, Option<Secret>>,
+    ns: &str,
+) -> Vec<(String, String)> {
     let mut problems = Vec::new();
-    for (field, secret, keys) in wanted {
-        match found.get(&secret).cloned().flatten() {
+    for r in refs {
+        let keys: Option<BTreeSet<&String>> =
+            found.get(&r.secret).and_then(Option::as_ref).map(|s| {
+                s.data
+                    .iter()
+                    .flat_map(|d| d.keys())
+                    .chain(s.string_data.iter().flat_map(|d| d.keys()))
+                    .collect()
+            });
+        match keys {
             None => problems.push((
-                field,
-                format!("Secret `{secret}` does not exist in namespace {ns}"),
+                r.field.clone(),
+                format!("Secret `{}` does not exist in namespace {ns}", r.secret),
             )),
             Some(have) => {
-                for k in keys.iter().filter(|k| !have.contains(*k)) {
-                    problems.push((field.clone(), format!("Secret `{secret}` has no key `{k}`")));
+                for k in r.keys.iter().filter(|k| !have.contains(k)) {
+                    problems.push((
+                        r.field.clone(),
+                        format!("Secret `{}` has no key `{k}`", r.secret),
+                    ));
                 }
             }
         }
     }
-    Ok(problems)
+    problems
+}
+
+/// The key pair in `spec.checkpoint.s3.credentialsSecret`, trimmed (a Secret made with
+/// `echo` ends in a newline); `None` unless the Secret has both keys in its data.
+fn s3_credentials(
+    spec: &StreamJobSpec,
+    found: &HashMap<String, Option<Secret>>,
+) -> Option<S3Credentials> {
+    let name = spec.checkpoint.s3.credentials_secret.as_ref()?;
+    let data = found.get(name)?.as_ref()?.data.as_ref()?;
+    let get = |k: &str| {
+        data.get(k)
+            .map(|b| String::from_utf8_lossy(&b.0).trim().to_string())
+    };
+    Some(S3Credentials::new(
+        get(ACCESS_KEY_ID)?,
+        get(SECRET_ACCESS_KEY)?,
+    ))
 }
 
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    use http::{Request, Response};
+    use k8s_openapi::ByteString;
+    use kube::client::Body;
+    use serde_json::{Value, json};
+
     use super::*;
+
+    /// A spec naming `credentials_secret` for S3 and `secret_env` for the pods.
+    fn spec(credentials_secret: Option<&str>, secret_env: Value) -> StreamJobSpec {
+        serde_json::from_value(json!({
+            "checkpoint": {"interval": "30s", "timeout": "2m", "storage": "s3://bucket/weir",
+                           "s3": {"credentialsSecret": credentials_secret}},
+            "secretEnv": secret_env,
+            "pipeline": {
+                "source": {"kafka": {"bootstrapServers": "kafka:9092", "topic": "orders"},
+                           "schema": [{"name": "amount", "type": "int64"}]},
+                "sinks": [{"kafka": {"bootstrapServers": "kafka:9092", "topic": "out",
+                                     "transactionalIdPrefix": "out"}}]
+            }
+        }))
+        .unwrap()
+    }
+
+    fn secret(name: &str, data: &[(&str, &str)]) -> Secret {
+        let mut s = Secret::default();
+        s.metadata.name = Some(name.into());
+        s.data = Some(
+            data.iter()
+                .map(|(k, v)| ((*k).to_string(), ByteString(v.as_bytes().to_vec())))
+                .collect(),
+        );
+        s
+    }
+
+    const ID: &str = "AKIDEXAMPLE";
+    const KEY: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
+
+    #[test]
+    fn s3_credentials_and_missing_secrets_come_from_the_same_reading() {
+        struct Row {
+            name: &'static str,
+            credentials_secret: Option<&'static str>,
+            secrets: Vec<Secret>,
+            credentials: Option<S3Credentials>,
+            problems: Vec<&'static str>,
+        }
+        let with_string_data = {
+            let mut s = Secret::default();
+            s.metadata.name = Some("s3".into());
+            s.string_data = Some(BTreeMap::from([
+                (ACCESS_KEY_ID.to_string(), ID.to_string()),
+                (SECRET_ACCESS_KEY.to_string(), KEY.to_string()),
+            ]));
+            s
+        };
+        let rows = [
+            Row {
+                name: "no credentialsSecret: the default chain, nothing to read",
+                credentials_secret: None,
+                secrets: vec![],
+                credentials: None,
+                problems: vec![],
+            },
+            Row {
+                name: "both keys, trimmed of the newline `echo` leaves",
+                credentials_secret: Some("s3"),
+                secrets: vec![secret(
+                    "s3",
+                    &[(ACCESS_KEY_ID, "AKIDEXAMPLE\n"), (SECRET_ACCESS_KEY, KEY)],
+                )],
+                credentials: Some(S3Credentials::new(ID, KEY)),
+                problems: vec![],
+            },
+            Row {
+                name: "a Secret that does not exist is a problem, and no credentials",
+                credentials_secret: Some("s3"),
+                secrets: vec![],
+                credentials: None,
+                problems: vec!["Secret `s3` does not exist in namespace shop"],
+            },
+            Row {
+                name: "a missing key is a problem, and no credentials",
+                credentials_secret: Some("s3"),
+                secrets: vec![secret("s3", &[(ACCESS_KEY_ID, ID)])],
+                credentials: None,
+                problems: vec!["Secret `s3` has no key `AWS_SECRET_ACCESS_KEY`"],
+            },
+            Row {
+                // As before the credentials moved here: `stringData` (write-only, so never
+                // returned by the API) counts as present but is not read.
+                name: "keys only in stringData",
+                credentials_secret: Some("s3"),
+                secrets: vec![with_string_data],
+                credentials: None,
+                problems: vec![],
+            },
+        ];
+        for row in rows {
+            let spec = spec(row.credentials_secret, json!([]));
+            // As `read_secrets` answers: every referenced name, `None` for one that is absent.
+            let mut found: HashMap<String, Option<Secret>> = row
+                .credentials_secret
+                .map(|n| (n.to_string(), None))
+                .into_iter()
+                .collect();
+            for s in row.secrets {
+                found.insert(s.metadata.name.clone().unwrap(), Some(s));
+            }
+            assert_eq!(
+                s3_credentials(&spec, &found),
+                row.credentials,
+                "{}: credentials",
+                row.name
+            );
+            let problems = missing_secrets(&references(&spec), &found, "shop");
+            let want: Vec<(String, String)> = row
+                .problems
+                .iter()
+                .map(|m| {
+                    (
+                        "spec.checkpoint.s3.credentialsSecret".to_string(),
+                        m.to_string(),
+                    )
+                })
+                .collect();
+            assert_eq!(problems, want, "{}: problems", row.name);
+        }
+    }
+
+    #[test]
+    fn credentials_never_show_in_debug_output() {
+        let obs = Observation {
+            s3_credentials: Some(S3Credentials::new(ID, KEY)),
+            ..Observation::default()
+        };
+        let printed = format!("{obs:?} {obs:#?}");
+        assert!(!printed.contains(ID) && !printed.contains(KEY), "{printed}");
+        assert!(printed.contains("<redacted>"), "{printed}");
+    }
+
+    /// `observe` against a mocked API: the Secret named by both the S3 credentials and a
+    /// `secretEnv` entry is read once, its keys land in the observation (not in `observed`),
+    /// and what is missing lands in `observed.problems`.
+    #[tokio::test]
+    async fn observe_reads_each_secret_once_and_keeps_the_s3_keys_for_acting() {
+        let (svc, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let server = tokio::spawn(async move {
+            let mut seen = Vec::new();
+            while let Some((req, send)) = handle.next_request().await {
+                let path = req.uri().path().to_string();
+                seen.push(format!("{} {path}", req.method()));
+                let (code, body) = if path.ends_with("/pods") {
+                    (
+                        200,
+                        json!({"apiVersion": "v1", "kind": "PodList",
+                                 "metadata": {}, "items": []}),
+                    )
+                } else if path.ends_with("/secrets/s3") {
+                    let s = secret(
+                        "s3",
+                        &[
+                            (ACCESS_KEY_ID, ID),
+                            (
+                                SECRET_ACCESS_KEY,
+                                "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\n",
+                            ),
+                        ],
+                    );
+                    (200, serde_json::to_value(s).unwrap())
+                } else {
+                    (
+                        404,
+                        json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                                 "reason": "NotFound", "code": 404, "message": "not found"}),
+                    )
+                };
+                send.send_response(
+                    Response::builder()
+                        .status(code)
+                        .body(Body::from(serde_json::to_vec(&body).unwrap()))
+                        .unwrap(),
+                );
+            }
+            seen
+        });
+        let ctx = Context::new(
+            kube::Client::new(svc, "default"),
+            Arc::new(crate::runtime_client::HttpRuntime::new().unwrap()),
+            Arc::new(crate::dispose::S3Savepoints),
+            Arc::new(crate::metrics::Metrics::new()),
+            crate::decide::Settings::default(),
+        );
+        let mut job = StreamJob::new(
+            "sales",
+            spec(
+                Some("s3"),
+                json!([{"name": "EXTRA", "secret": "s3", "key": "extra"},
+                       {"name": "DB_PASSWORD", "secret": "db", "key": "pw"}]),
+            ),
+        );
+        job.metadata.namespace = Some("shop".into());
+        let obs = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            observe(&ctx, &job, "shop", "sales"),
+        )
+        .await
+        .expect("observe made a call nobody answers (or hung)")
+        .unwrap();
+        drop(ctx);
+        let seen = server.await.unwrap();
+        assert_eq!(
+            seen,
+            [
+                "GET /api/v1/namespaces/shop/pods",
+                "GET /api/v1/namespaces/shop/secrets/db",
+                "GET /api/v1/namespaces/shop/secrets/s3",
+            ]
+        );
+        assert_eq!(obs.s3_credentials, Some(S3Credentials::new(ID, KEY)));
+        assert_eq!(
+            obs.observed.problems,
+            [
+                (
+                    "spec.secretEnv[0]".to_string(),
+                    "Secret `s3` has no key `extra`".to_string()
+                ),
+                (
+                    "spec.secretEnv[1]".to_string(),
+                    "Secret `db` does not exist in namespace shop".to_string()
+                ),
+            ]
+        );
+    }
 
     #[test]
     fn termination_messages_become_outcomes() {

@@ -6,8 +6,9 @@
 //! 3. [`decide`]: pure; new status, actions, events. The status it starts from is the one
 //!    this process last wrote when there is one ([`crate::written`]): the cache may not
 //!    have it yet.
-//! 4. [`act`] each action in order, then publish events, then server-side apply the status
-//!    when it changed.
+//! 4. [`act`] each action in order, folding what happened into the decided status and events
+//!    ([`acted::fold`]: a stop or savepoint request the runtime did not get is asked again
+//!    next pass), then publish events, then server-side apply the status when it changed.
 //!
 //! # Errors
 //! A failed API call stops the pass before the status is written; the next pass observes
@@ -23,7 +24,7 @@ use weir_crds::{StreamJob, StreamJobStatus};
 
 use crate::act::act;
 use crate::context::{Context, FINALIZER, MANAGER};
-use crate::decide::{Action, JobView, decide};
+use crate::decide::{Action, JobView, acted, decide};
 use crate::error::{Error, Result};
 use crate::events::Event;
 use crate::observe::observe;
@@ -74,7 +75,8 @@ pub async fn reconcile(job: Arc<StreamJob>, ctx: Arc<Context>) -> Result<Requeue
     let mut finished = false;
     for a in &decision.actions {
         tracing::info!(action = ?a, "acting");
-        act(&ctx, &job, &owner, &obs, &mut status, a, &mut events).await?;
+        let acted = act(&ctx, &job, &owner, &obs, &status, a).await?;
+        acted::fold(&mut status, &mut events, &acted);
         finished |= *a == Action::RemoveFinalizer;
     }
     publish(&ctx, &job, &events).await;

@@ -23,6 +23,7 @@
 //! deletionTimestamp ─► Deleting ─(final savepoint)─► pods removed ─► finalizer removed
 //! ```
 
+pub mod acted;
 mod deploy;
 mod lifecycle;
 mod operation;
