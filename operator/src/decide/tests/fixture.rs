@@ -65,11 +65,14 @@ impl Fx {
         }
     }
 
+    /// Pod 1 was asked for at t(0) and is not listed yet.
+    pub(super) fn deployed() -> Self {
+        Self::new().at(0)
+    }
+
     /// Deployed and running at incarnation 1 since t(0), with a checkpoint at `t(0)`.
     pub(super) fn running() -> Self {
-        let mut fx = Self::new();
-        let d = fx.decide(0);
-        fx.job.status = d.status;
+        let mut fx = Self::deployed();
         fx.pod(1, PodPhase::Running).runtime_running();
         let d = fx.decide(0);
         assert_eq!(d.status.lifecycle_state, LifecycleState::Running);
@@ -80,6 +83,20 @@ impl Fx {
     pub(super) fn spec(mut self, f: impl FnOnce(&mut StreamJobSpec)) -> Self {
         f(&mut self.job.spec);
         self.job.generation += 1;
+        self
+    }
+
+    /// Changes what is observed (or the settings) without deciding, for fixtures built in
+    /// one expression (table rows take a plain `fn() -> Fx`).
+    pub(super) fn then(mut self, f: impl FnOnce(&mut Self)) -> Self {
+        f(&mut self);
+        self
+    }
+
+    /// Decides at `at` and carries the status forward, for fixtures built in one expression:
+    /// the passes a row needs before the one it checks.
+    pub(super) fn at(mut self, at: i64) -> Self {
+        self.step(at);
         self
     }
 
@@ -168,4 +185,119 @@ pub(super) fn condition<'a>(
     t: &str,
 ) -> &'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
     d.status.conditions.iter().find(|c| c.type_ == t).unwrap()
+}
+
+/// A new incarnation: its config is applied first, then its pod is created.
+pub(super) fn new_pod(incarnation: u64) -> Vec<Action> {
+    vec![Action::EnsureConfig, Action::CreatePod { incarnation }]
+}
+
+/// Where the next incarnation starts (`status.start`).
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Start {
+    /// No start point: the runtime restores the newest checkpoint of its lineage itself.
+    Newest,
+    /// A start point from this savepoint.
+    From(&'static str),
+}
+
+/// A fact about a decision beyond its actions, state and events; the columns a row needs
+/// only sometimes.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Has {
+    /// Condition `type` with this status and reason.
+    Condition(&'static str, &'static str, &'static str),
+    /// Condition `type` whose message contains the text.
+    ConditionSays(&'static str, &'static str),
+    /// `status.start`.
+    Start(Start),
+    /// `status.deployedImage`.
+    Image(&'static str),
+    /// `status.restarts.count`.
+    Restarts(u32),
+}
+
+impl Has {
+    fn check(self, what: &str, d: &Decision) {
+        let st = &d.status;
+        let condition = |type_: &str| {
+            st.conditions
+                .iter()
+                .find(|c| c.type_ == type_)
+                .unwrap_or_else(|| panic!("{what}: no condition {type_}"))
+        };
+        match self {
+            Has::Condition(type_, status, reason) => {
+                let c = condition(type_);
+                assert_eq!(
+                    (c.status.as_str(), c.reason.as_str()),
+                    (status, reason),
+                    "{what}: condition {type_} ({})",
+                    c.message
+                );
+            }
+            Has::ConditionSays(type_, text) => {
+                let c = condition(type_);
+                assert!(
+                    c.message.contains(text),
+                    "{what}: condition {type_} should say {text:?}: {:?}",
+                    c.message
+                );
+            }
+            Has::Start(start) => match start {
+                Start::Newest => assert_eq!(st.start, None, "{what}: start"),
+                Start::From(path) => assert_eq!(
+                    st.start.as_ref().and_then(|s| s.from.as_deref()),
+                    Some(path),
+                    "{what}: start from"
+                ),
+            },
+            Has::Image(image) => {
+                assert_eq!(st.deployed_image.as_deref(), Some(image), "{what}: image");
+            }
+            Has::Restarts(n) => assert_eq!(st.restarts.count, n, "{what}: restarts"),
+        }
+    }
+}
+
+/// One transition: a fixture, a decision at `at`, and everything the decision must show.
+pub(super) struct Row {
+    pub(super) what: &'static str,
+    pub(super) given: fn() -> Fx,
+    pub(super) at: i64,
+    pub(super) actions: Vec<Action>,
+    pub(super) state: LifecycleState,
+    pub(super) events: &'static [Reason],
+    pub(super) also: &'static [Has],
+}
+
+/// Runs every row on its own fixture, naming the row in any failure.
+pub(super) fn run(rows: &[Row]) {
+    for r in rows {
+        (r.given)().expect(r.what, r.at, &r.actions, r.state, r.events, r.also);
+    }
+}
+
+impl Fx {
+    /// Decides at `at`, carries the status forward and checks the decision: the actions,
+    /// lifecycle state and event reasons exactly, and each of `also`. `what` names the row
+    /// or the step of a script in every failure.
+    pub(super) fn expect(
+        &mut self,
+        what: &str,
+        at: i64,
+        actions: &[Action],
+        state: LifecycleState,
+        events: &[Reason],
+        also: &[Has],
+    ) -> Decision {
+        let d = self.step(at);
+        assert_eq!(d.actions, actions, "{what}: actions");
+        assert_eq!(d.status.lifecycle_state, state, "{what}: lifecycle state");
+        assert_eq!(reasons(&d), events, "{what}: events {:?}", d.events);
+        for h in also {
+            h.check(what, &d);
+        }
+        d
+    }
 }

@@ -2,6 +2,7 @@
 //! and the time, asserting the actions, the new lifecycle state and the events.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
 
+mod deploy;
 mod fixture;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -13,34 +14,6 @@ use weir_crds::{
 use super::*;
 use crate::events::Reason;
 use fixture::*;
-
-#[test]
-fn first_deploy_creates_config_and_pod_one() {
-    let d = Fx::new().decide(0);
-    assert_eq!(
-        d.actions,
-        vec![Action::EnsureConfig, Action::CreatePod { incarnation: 1 }]
-    );
-    assert_eq!(d.status.lifecycle_state, LifecycleState::Deploying);
-    assert_eq!(
-        d.status.start, None,
-        "no start point: runtime restores what storage has"
-    );
-    assert_eq!(
-        d.status.deployed_image.as_deref(),
-        Some("weir-runtime:test")
-    );
-    assert_eq!(reasons(&d), vec![Reason::Deploying]);
-    assert_eq!(condition(&d, "Ready").status, "False");
-    assert_eq!(condition(&d, "Progressing").status, "True");
-}
-
-#[test]
-fn first_deploy_starts_from_initial_savepoint() {
-    let fx = Fx::new().spec(|s| s.initial_savepoint_path = Some("s3://b/sp-9".into()));
-    let d = fx.decide(0);
-    assert_eq!(d.status.start.unwrap().from.as_deref(), Some("s3://b/sp-9"));
-}
 
 #[test]
 fn runtime_running_marks_running_and_ready() {
@@ -57,39 +30,6 @@ fn runtime_running_marks_running_and_ready() {
         "steady state emits nothing: {:?}",
         d.events
     );
-}
-
-#[test]
-fn invalid_spec_is_not_deployed_and_names_the_field() {
-    let fx = Fx::new().spec(|s| {
-        s.pipeline.transforms[0] = weir_crds::Transform::Filter("amout > 0".into());
-    });
-    let d = fx.decide(0);
-    assert!(d.actions.is_empty(), "nothing deployed: {:?}", d.actions);
-    assert_eq!(d.status.lifecycle_state, LifecycleState::Created);
-    let ready = condition(&d, "Ready");
-    assert_eq!(
-        (ready.status.as_str(), ready.reason.as_str()),
-        ("False", "InvalidSpec")
-    );
-    assert!(
-        ready.message.contains("spec.pipeline.transforms[0].filter"),
-        "{}",
-        ready.message
-    );
-    assert_eq!(reasons(&d), vec![Reason::InvalidSpec]);
-}
-
-#[test]
-fn missing_secret_blocks_deploy() {
-    let mut fx = Fx::new();
-    fx.obs.problems.push((
-        "spec.checkpoint.s3.credentialsSecret".into(),
-        "Secret `s3` does not exist".into(),
-    ));
-    let d = fx.decide(0);
-    assert!(d.actions.is_empty());
-    assert!(condition(&d, "Ready").message.contains("credentialsSecret"));
 }
 
 #[test]
@@ -1158,44 +1098,4 @@ fn stopped_pod_of_a_bounded_job_finishes_it() {
     assert!(d.actions.is_empty());
     assert_eq!(reasons(&d), vec![Reason::Finished], "{:?}", d.events);
     assert!(fx.step(20).events.is_empty(), "reported once");
-}
-
-#[test]
-fn pod_not_yet_listed_right_after_creation_is_not_a_failure() {
-    let mut fx = Fx::new();
-    fx.step(0);
-    let d = fx.step(3);
-    assert!(d.actions.is_empty(), "{:?}", d.actions);
-    assert_eq!(d.status.restarts.count, 0);
-}
-
-#[test]
-fn operator_s3_defaults_fill_only_what_the_job_leaves_unset() {
-    let with_defaults = Settings {
-        s3_defaults: weir_crds::JobS3Spec {
-            endpoint: Some("http://minio.storage:9000".into()),
-            region: Some("eu-west-1".into()),
-            path_style: Some(true),
-            credentials_secret: Some("weir-s3".into()),
-        },
-        ..settings()
-    };
-    let mut spec = parse_spec();
-    spec.checkpoint.s3.region = Some("us-east-2".into());
-    spec.checkpoint.s3.path_style = Some(false);
-    let s3 = with_defaults.effective(spec).checkpoint.s3;
-    assert_eq!(s3.endpoint.as_deref(), Some("http://minio.storage:9000"));
-    assert_eq!(
-        s3.region.as_deref(),
-        Some("us-east-2"),
-        "the job's value wins"
-    );
-    assert_eq!(s3.path_style, Some(false), "an explicit false is kept");
-    assert_eq!(s3.credentials_secret.as_deref(), Some("weir-s3"));
-    let untouched = settings().effective(parse_spec());
-    assert_eq!(
-        untouched,
-        parse_spec(),
-        "no defaults: the spec is unchanged"
-    );
 }
