@@ -2,7 +2,10 @@
 
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use weir_crds::{CheckpointStatus, LifecycleState, StreamJobSpec, StreamJobStatus};
+use weir_crds::{
+    CheckpointStatus, LifecycleState, OperationKind, OperationPhase, StopMode, StreamJobSpec,
+    StreamJobStatus,
+};
 
 use crate::decide::*;
 use crate::events::Reason;
@@ -114,27 +117,49 @@ impl Fx {
         self
     }
 
+    /// Pod `incarnation` failed; its runtime no longer answers. Returns the pod for the
+    /// kubelet's reason, exit code or the runtime's outcome.
+    pub(super) fn fails(&mut self, incarnation: u64) -> &mut PodView {
+        self.pod(incarnation, PodPhase::Failed);
+        self.obs.runtime = None;
+        self.last_pod()
+    }
+
+    pub(super) fn oom_killed(&mut self, incarnation: u64) {
+        let p = self.fails(incarnation);
+        p.reason = Some("OOMKilled".into());
+        p.exit_code = Some(137);
+    }
+
+    /// Restarts already counted in the window, at these times.
+    pub(super) fn recent_restarts(&mut self, at: &[i64]) {
+        self.job.status.restarts.recent = at.iter().map(|&s| Time(t(s))).collect();
+    }
+
+    /// The operator now defaults to `image` (its `--runtime-image` changed).
+    pub(super) fn default_image(&mut self, image: &str) {
+        self.settings.default_image = image.into();
+    }
+
     pub(super) fn last_pod(&mut self) -> &mut PodView {
         self.obs.pods.last_mut().unwrap()
     }
 
     /// Pod `incarnation` stopped with a savepoint at `path` and exited 0.
-    pub(super) fn exited_with_savepoint(&mut self, incarnation: u64, path: &str) -> &mut Self {
+    pub(super) fn exited_with_savepoint(&mut self, incarnation: u64, path: &str) {
         self.pod(incarnation, PodPhase::Succeeded);
         self.last_pod().outcome = Some(RuntimeOutcome::Stopped {
             savepoint: Some(path.into()),
         });
         self.obs.runtime = None;
-        self
     }
 
-    pub(super) fn no_pods(&mut self) -> &mut Self {
+    pub(super) fn no_pods(&mut self) {
         self.obs.pods.clear();
         self.obs.runtime = None;
-        self
     }
 
-    pub(super) fn runtime_running(&mut self) -> &mut Self {
+    pub(super) fn runtime_running(&mut self) {
         self.obs.runtime = Some(RuntimeView {
             job_id: "lineage-a".into(),
             state: JobState::Running,
@@ -146,11 +171,10 @@ impl Fx {
             }),
             savepoints: vec![],
         });
-        self
     }
 
     /// The runtime reports a checkpoint completed at `at`.
-    pub(super) fn checkpoint_at(&mut self, at: i64) -> &mut Self {
+    pub(super) fn checkpoint_at(&mut self, at: i64) {
         let c = self
             .obs
             .runtime
@@ -161,7 +185,6 @@ impl Fx {
             .unwrap();
         c.id += 1;
         c.completed_at = Some(Time(t(at)));
-        self
     }
 
     pub(super) fn decide(&self, at: i64) -> Decision {
@@ -192,6 +215,12 @@ pub(super) fn new_pod(incarnation: u64) -> Vec<Action> {
     vec![Action::EnsureConfig, Action::CreatePod { incarnation }]
 }
 
+pub(super) fn delete_pod(incarnation: u64) -> Action {
+    Action::DeletePod {
+        name: format!("sales-{incarnation}"),
+    }
+}
+
 /// Where the next incarnation starts (`status.start`).
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Start {
@@ -215,6 +244,19 @@ pub(super) enum Has {
     Image(&'static str),
     /// `status.restarts.count`.
     Restarts(u32),
+    /// `status.restarts.recent` has this many entries.
+    RecentRestarts(usize),
+    /// `status.restarts.lastReason`.
+    LastReason(&'static str),
+    /// The operation in flight: kind, phase and how the old pod stops.
+    Operation(OperationKind, OperationPhase, StopMode),
+    /// `status.lastReconciledSpec` contains the text.
+    Reconciled(&'static str),
+    /// Looks again within this many seconds.
+    Requeue(u64),
+    /// The next decision, at this time, does nothing and says nothing: what happened is
+    /// acted on and reported once.
+    Quiet(i64),
 }
 
 impl Has {
@@ -256,6 +298,34 @@ impl Has {
                 assert_eq!(st.deployed_image.as_deref(), Some(image), "{what}: image");
             }
             Has::Restarts(n) => assert_eq!(st.restarts.count, n, "{what}: restarts"),
+            Has::RecentRestarts(n) => {
+                assert_eq!(st.restarts.recent.len(), n, "{what}: recent restarts");
+            }
+            Has::LastReason(why) => assert_eq!(
+                st.restarts.last_reason.as_deref(),
+                Some(why),
+                "{what}: last reason"
+            ),
+            Has::Operation(kind, phase, stop) => {
+                let op = st
+                    .operation
+                    .as_ref()
+                    .unwrap_or_else(|| panic!("{what}: no operation"));
+                assert_eq!(
+                    (op.kind, op.phase, op.stop),
+                    (kind, phase, stop),
+                    "{what}: operation"
+                );
+            }
+            Has::Reconciled(text) => {
+                let spec = st.last_reconciled_spec.as_deref().unwrap_or_default();
+                assert!(
+                    spec.contains(text),
+                    "{what}: reconciled spec has {text}: {spec}"
+                );
+            }
+            Has::Requeue(secs) => assert_eq!(d.requeue.as_secs(), secs, "{what}: requeue"),
+            Has::Quiet(_) => {}
         }
     }
 }
@@ -297,6 +367,17 @@ impl Fx {
         assert_eq!(reasons(&d), events, "{what}: events {:?}", d.events);
         for h in also {
             h.check(what, &d);
+        }
+        for h in also {
+            if let Has::Quiet(later) = *h {
+                let next = self.step(later);
+                assert!(
+                    next.actions.is_empty() && next.events.is_empty(),
+                    "{what}: at {later} again: {:?} {:?}",
+                    next.actions,
+                    next.events
+                );
+            }
         }
         d
     }

@@ -4,6 +4,7 @@
 
 mod deploy;
 mod fixture;
+mod healing;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use weir_crds::{
@@ -42,166 +43,6 @@ fn invalid_update_keeps_the_running_spec() {
     assert_eq!(d.status.last_reconciled_spec, before);
     assert_eq!(d.status.lifecycle_state, LifecycleState::Running);
     assert_eq!(condition(&d, "Progressing").reason, "InvalidSpec");
-}
-
-#[test]
-fn pod_failure_restarts_after_backoff_from_newest_checkpoint() {
-    let mut fx = Fx::running();
-    fx.pod(1, PodPhase::Failed);
-    fx.last_pod().reason = Some("OOMKilled".into());
-    fx.last_pod().exit_code = Some(137);
-    fx.obs.runtime = None;
-    // First look: the failed pod is deleted (old pods must be gone before new ones start).
-    let d = fx.step(10);
-    assert_eq!(
-        d.actions,
-        vec![Action::DeletePod {
-            name: "sales-1".into()
-        }]
-    );
-    assert_eq!(
-        d.status.restarts.last_reason.as_deref(),
-        Some("pod sales-1 OOMKilled (exit 137)")
-    );
-    // Gone, backoff (1s) passed: incarnation 2 with the same start point.
-    fx.no_pods();
-    let d = fx.step(12);
-    assert_eq!(
-        d.actions,
-        vec![Action::EnsureConfig, Action::CreatePod { incarnation: 2 }]
-    );
-    assert_eq!(d.status.restarts.count, 1);
-    assert_eq!(
-        d.status.start, None,
-        "the runtime picks the newest checkpoint itself"
-    );
-    assert_eq!(reasons(&d), vec![Reason::Restarting]);
-    assert_eq!(condition(&d, "Degraded").status, "True");
-}
-
-#[test]
-fn pod_failure_without_any_checkpoint_restarts_the_same_way() {
-    let mut fx = Fx::new();
-    fx.step(0);
-    fx.pod(1, PodPhase::Failed);
-    fx.last_pod().outcome = Some(RuntimeOutcome::Failed {
-        error: "cannot reach Kafka at kafka:9092 within 10s".into(),
-    });
-    fx.step(30);
-    fx.no_pods();
-    let d = fx.step(32);
-    assert_eq!(
-        d.actions,
-        vec![Action::EnsureConfig, Action::CreatePod { incarnation: 2 }]
-    );
-    assert!(
-        d.status
-            .restarts
-            .last_reason
-            .unwrap()
-            .contains("cannot reach Kafka"),
-        "the runtime's own error is the reason"
-    );
-}
-
-#[test]
-fn backoff_doubles_within_the_window() {
-    let cases: &[(usize, u64)] = &[(0, 1), (1, 2), (2, 4), (5, 32), (6, 60), (30, 60)];
-    for (n, secs) in cases {
-        let b = restart::backoff(
-            std::time::Duration::from_secs(1),
-            std::time::Duration::from_secs(60),
-            *n,
-        );
-        assert_eq!(b.as_secs(), *secs, "restart {n}");
-    }
-    // A second failure within the window waits 2 s, not 1 s.
-    let mut fx = Fx::running();
-    fx.job.status.restarts.recent = vec![Time(t(-100))];
-    fx.no_pods();
-    let d = fx.step(20);
-    assert_eq!(d.actions, vec![], "vanished at 20: wait");
-    assert_eq!(d.requeue.as_secs(), 2);
-    let d = fx.step(21);
-    assert!(d.actions.is_empty(), "1 s is not enough");
-    let d = fx.step(22);
-    assert_eq!(
-        d.actions.last(),
-        Some(&Action::CreatePod { incarnation: 2 })
-    );
-}
-
-#[test]
-fn restart_budget_exhausted_fails_the_job_with_the_reason() {
-    let mut fx = Fx::running();
-    fx.job.status.restarts.recent = vec![Time(t(-300)), Time(t(-200)), Time(t(-100))];
-    fx.pod(1, PodPhase::Failed);
-    fx.last_pod().reason = Some("Error".into());
-    let d = fx.step(10);
-    assert_eq!(d.status.lifecycle_state, LifecycleState::Failed);
-    assert!(d.actions.is_empty(), "no restart: {:?}", d.actions);
-    assert_eq!(reasons(&d), vec![Reason::RestartBudgetExhausted]);
-    let ready = condition(&d, "Ready");
-    assert!(
-        ready.message.contains("3 restarts within 1h"),
-        "{}",
-        ready.message
-    );
-    // Restarts older than the window do not count.
-    let mut fx = Fx::running();
-    fx.job.status.restarts.recent = vec![Time(t(-7200)), Time(t(-5000)), Time(t(-100))];
-    fx.pod(1, PodPhase::Failed);
-    let d = fx.step(10);
-    assert_eq!(d.status.lifecycle_state, LifecycleState::Running);
-    assert_eq!(
-        d.actions,
-        vec![Action::DeletePod {
-            name: "sales-1".into()
-        }]
-    );
-}
-
-#[test]
-fn failed_job_waits_until_the_spec_or_nonce_changes() {
-    let mut fx = Fx::running();
-    fx.job.status.lifecycle_state = LifecycleState::Failed;
-    fx.no_pods();
-    assert!(fx.decide(10).actions.is_empty());
-    let fx = fx.spec(|s| s.restart_nonce = 1);
-    let d = fx.decide(10);
-    assert_eq!(
-        d.actions.last(),
-        Some(&Action::CreatePod { incarnation: 2 })
-    );
-    assert!(d.status.restarts.recent.is_empty(), "budget starts over");
-}
-
-#[test]
-fn no_progress_restarts_through_a_final_checkpoint() {
-    let mut fx = Fx::running();
-    // progress timeout = 2 * 2m + 30s = 270 s after the last checkpoint (t=0).
-    let d = fx.decide(200);
-    assert!(d.actions.is_empty());
-    let d = fx.step(300);
-    assert_eq!(
-        d.actions,
-        vec![Action::DeletePod {
-            name: "sales-1".into()
-        }]
-    );
-    assert_eq!(reasons(&d), vec![Reason::NoProgress]);
-    let op = d.status.operation.unwrap();
-    assert_eq!(
-        (op.kind, op.stop),
-        (OperationKind::Restart, StopMode::Checkpoint)
-    );
-    assert_eq!(d.status.restarts.count, 1);
-    fx.no_pods();
-    let d = fx.step(305);
-    assert_eq!(
-        d.actions.last(),
-        Some(&Action::CreatePod { incarnation: 2 })
-    );
 }
 
 #[test]
@@ -496,15 +337,6 @@ fn changed_default_image_leaves_an_explicit_image_finished_and_failed_jobs_alone
     default_image(&mut fx, "weir-runtime:2");
     let d = fx.step(20);
     assert!(d.actions.is_empty(), "{:?}", d.actions);
-    for state in [LifecycleState::Finished, LifecycleState::Failed] {
-        let mut fx = Fx::running();
-        fx.job.status.lifecycle_state = state;
-        fx.no_pods();
-        default_image(&mut fx, "weir-runtime:2");
-        let d = fx.step(10);
-        assert!(d.actions.is_empty(), "{state:?}: {:?}", d.actions);
-        assert_eq!(d.status.lifecycle_state, state);
-    }
 }
 
 #[test]
@@ -1086,16 +918,4 @@ fn spec_change_classes_take_the_largest_changed_field() {
         f(&mut new);
         assert_eq!(classify(&base, &new).0, expected, "{what}");
     }
-}
-
-#[test]
-fn stopped_pod_of_a_bounded_job_finishes_it() {
-    let mut fx = Fx::running();
-    fx.pod(1, PodPhase::Succeeded);
-    fx.last_pod().outcome = Some(RuntimeOutcome::Finished);
-    let d = fx.step(10);
-    assert_eq!(d.status.lifecycle_state, LifecycleState::Finished);
-    assert!(d.actions.is_empty());
-    assert_eq!(reasons(&d), vec![Reason::Finished], "{:?}", d.events);
-    assert!(fx.step(20).events.is_empty(), "reported once");
 }
