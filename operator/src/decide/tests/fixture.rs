@@ -77,9 +77,12 @@ impl Fx {
     pub(super) fn running() -> Self {
         let mut fx = Self::deployed();
         fx.pod(1, PodPhase::Running).runtime_running();
-        let d = fx.decide(0);
-        assert_eq!(d.status.lifecycle_state, LifecycleState::Running);
-        fx.job.status = d.status;
+        let st = fx.step(0).status;
+        assert_eq!(st.lifecycle_state, LifecycleState::Running);
+        assert_eq!(st.job_id.as_deref(), Some("lineage-a"));
+        assert_eq!(st.last_checkpoint.as_ref().unwrap().id, 4);
+        assert!(st.last_stable_spec.is_some());
+        assert_eq!(st.deployed_image.as_deref(), Some("weir-runtime:test"));
         fx
     }
 
@@ -115,6 +118,13 @@ impl Fx {
             outcome: None,
         });
         self
+    }
+
+    /// Pod `incarnation` runs and its runtime reports running (lineage-a, checkpoint 4 at
+    /// t(0)).
+    pub(super) fn runs(&mut self, incarnation: u64) {
+        self.pod(incarnation, PodPhase::Running);
+        self.runtime_running();
     }
 
     /// Pod `incarnation` failed; its runtime no longer answers. Returns the pod for the
@@ -221,6 +231,12 @@ pub(super) fn delete_pod(incarnation: u64) -> Action {
     }
 }
 
+pub(super) fn stop_with_savepoint(incarnation: u64) -> Action {
+    Action::StopWithSavepoint {
+        pod: format!("sales-{incarnation}"),
+    }
+}
+
 /// Where the next incarnation starts (`status.start`).
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Start {
@@ -234,6 +250,8 @@ pub(super) enum Start {
 /// only sometimes.
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Has {
+    /// The first event's message contains the text.
+    Says(&'static str),
     /// Condition `type` with this status and reason.
     Condition(&'static str, &'static str, &'static str),
     /// Condition `type` whose message contains the text.
@@ -248,10 +266,16 @@ pub(super) enum Has {
     RecentRestarts(usize),
     /// `status.restarts.lastReason`.
     LastReason(&'static str),
+    /// No operation in flight.
+    NoOperation,
     /// The operation in flight: kind, phase and how the old pod stops.
     Operation(OperationKind, OperationPhase, StopMode),
     /// `status.lastReconciledSpec` contains the text.
     Reconciled(&'static str),
+    /// `status.lastReconciledSpec` is what it was before the decision.
+    ReconciledUnchanged,
+    /// `status.observedRestartNonce`.
+    ObservedRestartNonce(i64),
     /// Looks again within this many seconds.
     Requeue(u64),
     /// The next decision, at this time, does nothing and says nothing: what happened is
@@ -260,7 +284,7 @@ pub(super) enum Has {
 }
 
 impl Has {
-    fn check(self, what: &str, d: &Decision) {
+    fn check(self, what: &str, before: &StreamJobStatus, d: &Decision) {
         let st = &d.status;
         let condition = |type_: &str| {
             st.conditions
@@ -269,6 +293,11 @@ impl Has {
                 .unwrap_or_else(|| panic!("{what}: no condition {type_}"))
         };
         match self {
+            Has::Says(text) => assert!(
+                d.events.first().is_some_and(|e| e.message.contains(text)),
+                "{what}: the first event should say {text:?}: {:?}",
+                d.events
+            ),
             Has::Condition(type_, status, reason) => {
                 let c = condition(type_);
                 assert_eq!(
@@ -306,6 +335,7 @@ impl Has {
                 Some(why),
                 "{what}: last reason"
             ),
+            Has::NoOperation => assert_eq!(st.operation, None, "{what}: operation"),
             Has::Operation(kind, phase, stop) => {
                 let op = st
                     .operation
@@ -322,6 +352,16 @@ impl Has {
                 assert!(
                     spec.contains(text),
                     "{what}: reconciled spec has {text}: {spec}"
+                );
+            }
+            Has::ReconciledUnchanged => assert_eq!(
+                st.last_reconciled_spec, before.last_reconciled_spec,
+                "{what}: reconciled spec"
+            ),
+            Has::ObservedRestartNonce(n) => {
+                assert_eq!(
+                    st.observed_restart_nonce, n,
+                    "{what}: observed restartNonce"
                 );
             }
             Has::Requeue(secs) => assert_eq!(d.requeue.as_secs(), secs, "{what}: requeue"),
@@ -361,12 +401,13 @@ impl Fx {
         events: &[Reason],
         also: &[Has],
     ) -> Decision {
+        let before = self.job.status.clone();
         let d = self.step(at);
         assert_eq!(d.actions, actions, "{what}: actions");
         assert_eq!(d.status.lifecycle_state, state, "{what}: lifecycle state");
         assert_eq!(reasons(&d), events, "{what}: events {:?}", d.events);
         for h in also {
-            h.check(what, &d);
+            h.check(what, &before, &d);
         }
         for h in also {
             if let Has::Quiet(later) = *h {

@@ -2,6 +2,7 @@
 //! and the time, asserting the actions, the new lifecycle state and the events.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
 
+mod changes;
 mod deploy;
 mod fixture;
 mod healing;
@@ -9,90 +10,12 @@ mod healing;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use weir_crds::{
     DesiredState, LifecycleState, OperationKind, OperationPhase, SavepointStatus, SavepointTrigger,
-    StopMode, StreamJobSpec, UpgradeMode,
+    StopMode, UpgradeMode,
 };
 
 use super::*;
 use crate::events::Reason;
 use fixture::*;
-
-#[test]
-fn runtime_running_marks_running_and_ready() {
-    let fx = Fx::running();
-    let st = &fx.job.status;
-    assert_eq!(st.job_id.as_deref(), Some("lineage-a"));
-    assert_eq!(st.last_checkpoint.as_ref().unwrap().id, 4);
-    assert!(st.last_stable_spec.is_some());
-    let d = fx.decide(5);
-    assert_eq!(condition(&d, "Ready").status, "True");
-    assert!(d.actions.is_empty(), "{:?}", d.actions);
-    assert!(
-        d.events.is_empty(),
-        "steady state emits nothing: {:?}",
-        d.events
-    );
-}
-
-#[test]
-fn invalid_update_keeps_the_running_spec() {
-    let mut fx = Fx::running();
-    let before = fx.job.status.last_reconciled_spec.clone();
-    fx = fx.spec(|s| s.parallelism = 0);
-    let d = fx.decide(5);
-    assert!(d.actions.is_empty(), "{:?}", d.actions);
-    assert_eq!(d.status.last_reconciled_spec, before);
-    assert_eq!(d.status.lifecycle_state, LifecycleState::Running);
-    assert_eq!(condition(&d, "Progressing").reason, "InvalidSpec");
-}
-
-#[test]
-fn restart_nonce_restarts_without_using_the_budget() {
-    let fx = Fx::running().spec(|s| s.restart_nonce = 7);
-    let d = fx.decide(10);
-    assert_eq!(
-        d.actions,
-        vec![Action::DeletePod {
-            name: "sales-1".into()
-        }]
-    );
-    assert_eq!(d.status.observed_restart_nonce, 7);
-    assert_eq!(d.status.restarts.count, 0);
-}
-
-#[test]
-fn ignorable_change_only_updates_the_reconciled_spec() {
-    let fx = Fx::running().spec(|s| {
-        s.upgrade_mode = UpgradeMode::Stateless;
-        s.restart.max_restarts = 9;
-    });
-    let d = fx.decide(10);
-    assert!(d.actions.is_empty(), "{:?}", d.actions);
-    assert!(d.status.operation.is_none());
-    assert!(
-        d.status
-            .last_reconciled_spec
-            .unwrap()
-            .contains("\"maxRestarts\":9")
-    );
-}
-
-#[test]
-fn restart_class_change_restarts_from_the_newest_checkpoint_in_any_mode() {
-    let fx = Fx::running().spec(|s| s.resources.memory = "4Gi".into());
-    let d = fx.decide(10);
-    let op = d.status.operation.as_ref().unwrap();
-    assert_eq!(
-        (op.kind, op.stop),
-        (OperationKind::Restart, StopMode::Checkpoint)
-    );
-    assert_eq!(
-        d.actions,
-        vec![Action::DeletePod {
-            name: "sales-1".into()
-        }]
-    );
-    assert!(d.events[0].message.contains("resources"));
-}
 
 #[test]
 fn savepoint_upgrade_stops_with_savepoint_then_starts_from_it() {
@@ -317,57 +240,6 @@ fn heal_keeps_the_deployed_image_until_the_image_upgrade_happened() {
         Some(&Action::CreatePod { incarnation: 3 })
     );
     assert_eq!(d.status.deployed_image.as_deref(), Some("weir-runtime:2"));
-}
-
-#[test]
-fn changed_default_image_leaves_an_explicit_image_finished_and_failed_jobs_alone() {
-    let mut fx = Fx::running().spec(|s| {
-        s.upgrade_mode = UpgradeMode::LastState;
-        s.image = Some("weir-runtime:pinned".into());
-    });
-    fx.step(5);
-    fx.no_pods();
-    fx.step(6);
-    fx.pod(2, PodPhase::Running).runtime_running();
-    fx.step(10);
-    assert_eq!(
-        fx.job.status.deployed_image.as_deref(),
-        Some("weir-runtime:pinned")
-    );
-    default_image(&mut fx, "weir-runtime:2");
-    let d = fx.step(20);
-    assert!(d.actions.is_empty(), "{:?}", d.actions);
-}
-
-#[test]
-fn status_written_before_images_were_reconciled_keeps_the_deployed_image() {
-    // A status from an operator that left the image out of `lastReconciledSpec`.
-    let legacy = |fx: &mut Fx, deployed: &str| {
-        fx.job.status.last_reconciled_spec = Some(spec_json(&parse_spec()));
-        fx.job.status.last_stable_spec = fx.job.status.last_reconciled_spec.clone();
-        fx.job.status.deployed_image = Some(deployed.into());
-    };
-    let mut fx = Fx::running();
-    legacy(&mut fx, "weir-runtime:test");
-    let d = fx.step(10);
-    assert!(d.actions.is_empty(), "same image: {:?}", d.actions);
-    assert!(d.events.is_empty(), "{:?}", d.events);
-    let mut fx = Fx::running();
-    legacy(&mut fx, "weir-runtime:1");
-    let d = fx.step(10);
-    assert_eq!(
-        d.actions,
-        vec![Action::StopWithSavepoint {
-            pod: "sales-1".into()
-        }]
-    );
-    assert!(
-        d.events[0]
-            .message
-            .contains("image changed from weir-runtime:1 to weir-runtime:test"),
-        "{:?}",
-        d.events
-    );
 }
 
 #[test]
@@ -855,67 +727,4 @@ fn deletion_goes_on_when_the_final_savepoint_cannot_be_taken() {
             name: "sales-1".into()
         }]
     );
-}
-
-#[test]
-fn spec_change_classes_take_the_largest_changed_field() {
-    use spec_change::{SpecChange, classify};
-    let base = parse_spec();
-    type Edit = Box<dyn Fn(&mut StreamJobSpec)>;
-    let cases: Vec<(&str, Edit, SpecChange)> = vec![
-        ("nothing", Box::new(|_| {}), SpecChange::Ignore),
-        (
-            "restartNonce",
-            Box::new(|s| s.restart_nonce = 3),
-            SpecChange::Ignore,
-        ),
-        (
-            "upgradeMode",
-            Box::new(|s| s.upgrade_mode = UpgradeMode::Stateless),
-            SpecChange::Ignore,
-        ),
-        (
-            "state",
-            Box::new(|s| s.state = DesiredState::Suspended),
-            SpecChange::Ignore,
-        ),
-        (
-            "savepoint policy",
-            Box::new(|s| s.savepoint.history_max_count = 5),
-            SpecChange::Ignore,
-        ),
-        (
-            "resources",
-            Box::new(|s| s.resources.cpu = "2".into()),
-            SpecChange::Restart,
-        ),
-        (
-            "interval",
-            Box::new(|s| s.checkpoint.interval = "1m".parse().unwrap()),
-            SpecChange::Restart,
-        ),
-        (
-            "parallelism",
-            Box::new(|s| s.parallelism = 5),
-            SpecChange::Upgrade,
-        ),
-        (
-            "image",
-            Box::new(|s| s.image = Some("x".into())),
-            SpecChange::Upgrade,
-        ),
-        (
-            "pipeline + resources",
-            Box::new(|s| {
-                s.resources.cpu = "2".into();
-                s.pipeline.transforms.clear();
-            }),
-            SpecChange::Upgrade,
-        ),
-    ];
-    for (what, f, expected) in cases {
-        let mut new = base.clone();
-        f(&mut new);
-        assert_eq!(classify(&base, &new).0, expected, "{what}");
-    }
 }
