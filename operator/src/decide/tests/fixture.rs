@@ -3,8 +3,8 @@
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use weir_crds::{
-    CheckpointStatus, LifecycleState, OperationKind, OperationPhase, StopMode, StreamJobSpec,
-    StreamJobStatus,
+    CheckpointStatus, LifecycleState, OperationKind, OperationPhase, SavepointStatus,
+    SavepointTrigger, StopMode, StreamJobSpec, StreamJobStatus,
 };
 
 use crate::decide::*;
@@ -146,6 +146,42 @@ impl Fx {
         self.job.status.restarts.recent = at.iter().map(|&s| Time(t(s))).collect();
     }
 
+    /// The shell sent the pending savepoint request and recorded the runtime's id for it.
+    pub(super) fn savepoint_accepted(&mut self, id: &str) {
+        let pending = self.job.status.pending_savepoint.as_mut();
+        pending.expect("a savepoint was requested").request_id = id.into();
+    }
+
+    /// The runtime reports savepoint request `id` as `status`.
+    pub(super) fn runtime_reports(
+        &mut self,
+        id: &str,
+        status: SavepointState,
+        path: Option<&str>,
+        error: Option<&str>,
+    ) {
+        let savepoints = &mut self.obs.runtime.as_mut().unwrap().savepoints;
+        savepoints.retain(|s| s.id != id);
+        savepoints.push(RuntimeSavepoint {
+            id: id.into(),
+            status,
+            path: path.map(Into::into),
+            error: error.map(Into::into),
+        });
+    }
+
+    /// `status.savepoints` from before: these paths and triggers, completed at t(-10).
+    pub(super) fn history(&mut self, savepoints: &[(&str, SavepointTrigger)]) {
+        self.job.status.savepoints = savepoints
+            .iter()
+            .map(|&(path, trigger)| SavepointStatus {
+                path: path.into(),
+                trigger,
+                completed_at: Time(t(-10)),
+            })
+            .collect();
+    }
+
     /// The operator now defaults to `image` (its `--runtime-image` changed).
     pub(super) fn default_image(&mut self, image: &str) {
         self.settings.default_image = image.into();
@@ -237,6 +273,12 @@ pub(super) fn stop_with_savepoint(incarnation: u64) -> Action {
     }
 }
 
+pub(super) fn trigger_savepoint(incarnation: u64) -> Action {
+    Action::TriggerSavepoint {
+        pod: format!("sales-{incarnation}"),
+    }
+}
+
 /// Where the next incarnation starts (`status.start`).
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Start {
@@ -276,6 +318,12 @@ pub(super) enum Has {
     ReconciledUnchanged,
     /// `status.observedRestartNonce`.
     ObservedRestartNonce(i64),
+    /// `status.observedSavepointTriggerNonce`.
+    ObservedSavepointNonce(i64),
+    /// The trigger of `status.pendingSavepoint`, if any.
+    Pending(Option<SavepointTrigger>),
+    /// `status.savepoints`, oldest first: paths and triggers.
+    Savepoints(&'static [(&'static str, SavepointTrigger)]),
     /// Looks again within this many seconds.
     Requeue(u64),
     /// The next decision, at this time, does nothing and says nothing: what happened is
@@ -363,6 +411,23 @@ impl Has {
                     st.observed_restart_nonce, n,
                     "{what}: observed restartNonce"
                 );
+            }
+            Has::ObservedSavepointNonce(n) => assert_eq!(
+                st.observed_savepoint_trigger_nonce, n,
+                "{what}: observed savepointTriggerNonce"
+            ),
+            Has::Pending(trigger) => assert_eq!(
+                st.pending_savepoint.as_ref().map(|p| p.trigger),
+                trigger,
+                "{what}: pending savepoint"
+            ),
+            Has::Savepoints(expected) => {
+                let kept: Vec<(&str, SavepointTrigger)> = st
+                    .savepoints
+                    .iter()
+                    .map(|s| (s.path.as_str(), s.trigger))
+                    .collect();
+                assert_eq!(kept, expected, "{what}: savepoints");
             }
             Has::Requeue(secs) => assert_eq!(d.requeue.as_secs(), secs, "{what}: requeue"),
             Has::Quiet(_) => {}
