@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
 
 mod changes;
+mod deletion;
 mod deploy;
 mod fixture;
 mod healing;
@@ -495,62 +496,5 @@ fn invalid_spec_during_an_upgrade_lets_the_upgrade_finish() {
             .last_reconciled_spec
             .unwrap()
             .contains("\"parallelism\":3")
-    );
-}
-
-#[test]
-fn deletion_without_final_savepoint_removes_pods_then_the_finalizer() {
-    let mut fx = Fx::running();
-    fx.job.deleting = true;
-    let d = fx.step(10);
-    assert_eq!(
-        d.actions,
-        vec![Action::DeletePod {
-            name: "sales-1".into()
-        }]
-    );
-    assert_eq!(d.status.lifecycle_state, LifecycleState::Deleting);
-    assert_eq!(reasons(&d), vec![Reason::Deleting]);
-    fx.no_pods();
-    assert_eq!(fx.step(12).actions, vec![Action::RemoveFinalizer]);
-}
-
-#[test]
-fn deletion_with_final_savepoint_stops_with_savepoint_first() {
-    let mut fx = Fx::running().spec(|s| s.savepoint_on_delete = true);
-    fx.job.deleting = true;
-    let d = fx.step(10);
-    assert_eq!(
-        d.actions,
-        vec![Action::StopWithSavepoint {
-            pod: "sales-1".into()
-        }]
-    );
-    assert!(fx.step(12).actions.is_empty(), "waiting for the savepoint");
-    fx.exited_with_savepoint(1, "s3://b/sp-final");
-    let d = fx.step(20);
-    assert_eq!(
-        d.actions,
-        vec![Action::DeletePod {
-            name: "sales-1".into()
-        }]
-    );
-    assert_eq!(d.status.savepoints[0].trigger, SavepointTrigger::Delete);
-    fx.no_pods();
-    assert_eq!(fx.step(22).actions, vec![Action::RemoveFinalizer]);
-}
-
-#[test]
-fn deletion_goes_on_when_the_final_savepoint_cannot_be_taken() {
-    let mut fx = Fx::running().spec(|s| s.savepoint_on_delete = true);
-    fx.job.deleting = true;
-    fx.step(10);
-    let d = fx.step(100);
-    assert!(reasons(&d).contains(&Reason::SavepointFailed));
-    assert_eq!(
-        d.actions,
-        vec![Action::DeletePod {
-            name: "sales-1".into()
-        }]
     );
 }
