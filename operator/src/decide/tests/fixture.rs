@@ -284,6 +284,8 @@ pub(super) fn trigger_savepoint(incarnation: u64) -> Action {
 pub(super) enum Start {
     /// No start point: the runtime restores the newest checkpoint of its lineage itself.
     Newest,
+    /// A start point without a path: a new lineage with empty state.
+    Empty,
     /// A start point from this savepoint.
     From(&'static str),
 }
@@ -365,6 +367,14 @@ impl Has {
             }
             Has::Start(start) => match start {
                 Start::Newest => assert_eq!(st.start, None, "{what}: start"),
+                Start::Empty => {
+                    let s = st
+                        .start
+                        .as_ref()
+                        .unwrap_or_else(|| panic!("{what}: no start point"));
+                    assert_eq!(s.from, None, "{what}: start from");
+                    assert!(!s.id.is_empty(), "{what}: a start id, so it runs once");
+                }
                 Start::From(path) => assert_eq!(
                     st.start.as_ref().and_then(|s| s.from.as_deref()),
                     Some(path),

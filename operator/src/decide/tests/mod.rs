@@ -8,10 +8,10 @@ mod deploy;
 mod fixture;
 mod healing;
 mod savepoints;
+mod suspend;
 
 use weir_crds::{
-    DesiredState, LifecycleState, OperationKind, OperationPhase, SavepointTrigger, StopMode,
-    UpgradeMode,
+    LifecycleState, OperationKind, OperationPhase, SavepointTrigger, StopMode, UpgradeMode,
 };
 
 use super::*;
@@ -385,91 +385,6 @@ fn upgrade_not_ready_without_rollback_fails() {
             name: "sales-2".into()
         }]
     );
-}
-
-#[test]
-fn suspend_stops_with_savepoint_and_resume_restores_it() {
-    let mut fx = Fx::running().spec(|s| s.state = DesiredState::Suspended);
-    let d = fx.step(10);
-    assert_eq!(
-        d.actions,
-        vec![Action::StopWithSavepoint {
-            pod: "sales-1".into()
-        }]
-    );
-    fx.exited_with_savepoint(1, "s3://b/sp-7");
-    let d = fx.step(20);
-    assert_eq!(
-        d.actions,
-        vec![Action::DeletePod {
-            name: "sales-1".into()
-        }]
-    );
-    fx.no_pods();
-    let d = fx.step(22);
-    assert_eq!(d.status.lifecycle_state, LifecycleState::Suspended);
-    assert_eq!(reasons(&d), vec![Reason::Suspended]);
-    assert!(d.actions.is_empty());
-    assert!(fx.step(100).actions.is_empty(), "stays suspended");
-    let mut fx = fx.spec(|s| s.state = DesiredState::Running);
-    let d = fx.step(200);
-    assert_eq!(reasons(&d), vec![Reason::Resumed]);
-    assert_eq!(
-        d.actions.last(),
-        Some(&Action::CreatePod { incarnation: 2 })
-    );
-    assert_eq!(d.status.start.unwrap().from.as_deref(), Some("s3://b/sp-7"));
-}
-
-#[test]
-fn resume_after_a_default_image_change_starts_the_new_image_and_says_so() {
-    let mut fx = Fx::running().spec(|s| s.state = DesiredState::Suspended);
-    fx.step(10);
-    fx.exited_with_savepoint(1, "s3://b/sp-7");
-    fx.step(20);
-    fx.no_pods();
-    let d = fx.step(22);
-    assert_eq!(d.status.lifecycle_state, LifecycleState::Suspended);
-    default_image(&mut fx, "weir-runtime:2");
-    assert!(fx.step(100).actions.is_empty(), "nothing runs to upgrade");
-    let mut fx = fx.spec(|s| s.state = DesiredState::Running);
-    let d = fx.step(200);
-    assert_eq!(reasons(&d), vec![Reason::Resumed]);
-    assert!(
-        d.events[0]
-            .message
-            .contains("image changed from weir-runtime:test to weir-runtime:2"),
-        "{:?}",
-        d.events
-    );
-    assert_eq!(d.status.deployed_image.as_deref(), Some("weir-runtime:2"));
-    assert_eq!(d.status.start.unwrap().from.as_deref(), Some("s3://b/sp-7"));
-}
-
-#[test]
-fn last_state_suspend_stops_with_a_final_checkpoint_and_resumes_the_lineage() {
-    let mut fx = Fx::running().spec(|s| {
-        s.upgrade_mode = UpgradeMode::LastState;
-        s.state = DesiredState::Suspended;
-    });
-    let d = fx.step(10);
-    assert_eq!(
-        d.actions,
-        vec![Action::DeletePod {
-            name: "sales-1".into()
-        }]
-    );
-    fx.no_pods();
-    let d = fx.step(15);
-    assert_eq!(d.status.lifecycle_state, LifecycleState::Suspended);
-    assert_eq!(d.status.start, None, "resume continues the lineage");
-    let mut fx = fx.spec(|s| s.state = DesiredState::Running);
-    let d = fx.step(20);
-    assert_eq!(
-        d.actions.last(),
-        Some(&Action::CreatePod { incarnation: 2 })
-    );
-    assert_eq!(d.status.start, None);
 }
 
 #[test]
