@@ -127,6 +127,21 @@ impl Fx {
         self.runtime_running();
     }
 
+    /// Pod `incarnation`, asked to stop with a savepoint, exits with one at `path`; decides
+    /// at `at` (the pods go) and at `at + 2` (the next incarnation starts), returning the
+    /// latter decision.
+    pub(super) fn exits_with_savepoint_and_restarts(
+        &mut self,
+        incarnation: u64,
+        path: &str,
+        at: i64,
+    ) -> Decision {
+        self.exited_with_savepoint(incarnation, path);
+        self.step(at);
+        self.no_pods();
+        self.step(at + 2)
+    }
+
     /// Pod `incarnation` failed; its runtime no longer answers. Returns the pod for the
     /// kubelet's reason, exit code or the runtime's outcome.
     pub(super) fn fails(&mut self, incarnation: u64) -> &mut PodView {
@@ -249,13 +264,6 @@ pub(super) fn reasons(d: &Decision) -> Vec<Reason> {
     d.events.iter().map(|e| e.reason).collect()
 }
 
-pub(super) fn condition<'a>(
-    d: &'a Decision,
-    t: &str,
-) -> &'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
-    d.status.conditions.iter().find(|c| c.type_ == t).unwrap()
-}
-
 /// A new incarnation: its config is applied first, then its pod is created.
 pub(super) fn new_pod(incarnation: u64) -> Vec<Action> {
     vec![Action::EnsureConfig, Action::CreatePod { incarnation }]
@@ -314,10 +322,14 @@ pub(super) enum Has {
     NoOperation,
     /// The operation in flight: kind, phase and how the old pod stops.
     Operation(OperationKind, OperationPhase, StopMode),
+    /// The operation in flight waits, and says why with the text.
+    Waiting(&'static str),
     /// `status.lastReconciledSpec` contains the text.
     Reconciled(&'static str),
     /// `status.lastReconciledSpec` is what it was before the decision.
     ReconciledUnchanged,
+    /// `status.lastStableSpec` is the reconciled spec: what runs is known to work.
+    StableIsReconciled,
     /// `status.observedRestartNonce`.
     ObservedRestartNonce(i64),
     /// `status.observedSavepointTriggerNonce`.
@@ -405,6 +417,13 @@ impl Has {
                     "{what}: operation"
                 );
             }
+            Has::Waiting(text) => {
+                let waiting = st.operation.as_ref().and_then(|o| o.waiting.as_deref());
+                assert!(
+                    waiting.is_some_and(|w| w.contains(text)),
+                    "{what}: the operation should wait because {text:?}: {waiting:?}"
+                );
+            }
             Has::Reconciled(text) => {
                 let spec = st.last_reconciled_spec.as_deref().unwrap_or_default();
                 assert!(
@@ -415,6 +434,10 @@ impl Has {
             Has::ReconciledUnchanged => assert_eq!(
                 st.last_reconciled_spec, before.last_reconciled_spec,
                 "{what}: reconciled spec"
+            ),
+            Has::StableIsReconciled => assert_eq!(
+                st.last_stable_spec, st.last_reconciled_spec,
+                "{what}: stable spec"
             ),
             Has::ObservedRestartNonce(n) => {
                 assert_eq!(
