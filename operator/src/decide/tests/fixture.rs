@@ -1,16 +1,21 @@
-//! The job fixture the decision tests start from: one spec, one clock, one way to step.
+//! The job fixture every decision test starts from, the steps that move it, and the one
+//! check every row and script step makes.
 
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use weir_crds::control::{JobState, SavepointState};
 use weir_crds::{
     CheckpointStatus, LifecycleState, OperationKind, OperationPhase, SavepointStatus,
     SavepointTrigger, StopMode, StreamJobSpec, StreamJobStatus,
 };
 
-use crate::decide::*;
+use crate::decide::{
+    Action, Decision, JobView, Observed, PodPhase, PodView, RuntimeOutcome, RuntimeSavepoint,
+    RuntimeView, Settings, decide,
+};
 use crate::events::Reason;
 
-pub(super) const SPEC: &str = r#"
+const SPEC: &str = r#"
 parallelism: 2
 checkpoint: {interval: 30s, timeout: 2m, storage: "s3://bucket/weir"}
 restart: {initialBackoff: 1s, maxBackoff: 1m, maxRestarts: 3, window: 1h}
@@ -33,7 +38,8 @@ pub(super) fn parse_spec() -> StreamJobSpec {
     serde_json::from_value(v).unwrap()
 }
 
-pub(super) fn t(secs: i64) -> Timestamp {
+/// Seconds from the fixture's epoch; rows speak in small numbers.
+fn t(secs: i64) -> Timestamp {
     Timestamp::from_second(1_800_000_000 + secs).unwrap()
 }
 
@@ -49,18 +55,17 @@ pub(super) fn settings() -> Settings {
 pub(super) struct Fx {
     pub(super) job: JobView,
     pub(super) obs: Observed,
-    pub(super) settings: Settings,
+    settings: Settings,
 }
 
 impl Fx {
     pub(super) fn new() -> Self {
-        let spec = parse_spec();
         Self {
             job: JobView {
                 name: "sales".into(),
                 generation: 1,
                 deleting: false,
-                spec,
+                spec: parse_spec(),
                 status: StreamJobStatus::default(),
             },
             obs: Observed::default(),
@@ -73,10 +78,11 @@ impl Fx {
         Self::new().at(0)
     }
 
-    /// Deployed and running at incarnation 1 since t(0), with a checkpoint at `t(0)`.
+    /// Deployed and running at incarnation 1 since t(0), with a checkpoint at t(0). What a
+    /// running job reports is checked here, once for every test that starts from it.
     pub(super) fn running() -> Self {
         let mut fx = Self::deployed();
-        fx.pod(1, PodPhase::Running).runtime_running();
+        fx.runs(1);
         let st = fx.step(0).status;
         assert_eq!(st.lifecycle_state, LifecycleState::Running);
         assert_eq!(st.job_id.as_deref(), Some("lineage-a"));
@@ -86,6 +92,7 @@ impl Fx {
         fx
     }
 
+    /// The user edits the spec (a new generation).
     pub(super) fn spec(mut self, f: impl FnOnce(&mut StreamJobSpec)) -> Self {
         f(&mut self.job.spec);
         self.job.generation += 1;
@@ -106,7 +113,15 @@ impl Fx {
         self
     }
 
-    pub(super) fn pod(&mut self, incarnation: u64, phase: PodPhase) -> &mut Self {
+    /// Decides at `at` and carries the status forward, as the shell writes it.
+    pub(super) fn step(&mut self, at: i64) -> Decision {
+        let d = decide(&self.job, &self.obs, t(at), &self.settings);
+        self.job.status = d.status.clone();
+        d
+    }
+
+    /// Pod `incarnation` is listed in `phase` (replacing what was listed for it).
+    pub(super) fn pod(&mut self, incarnation: u64, phase: PodPhase) -> &mut PodView {
         self.obs.pods.retain(|p| p.incarnation != incarnation);
         self.obs.pods.push(PodView {
             name: format!("sales-{incarnation}"),
@@ -117,14 +132,59 @@ impl Fx {
             exit_code: None,
             outcome: None,
         });
-        self
+        self.obs.pods.last_mut().unwrap()
     }
 
     /// Pod `incarnation` runs and its runtime reports running (lineage-a, checkpoint 4 at
     /// t(0)).
     pub(super) fn runs(&mut self, incarnation: u64) {
         self.pod(incarnation, PodPhase::Running);
-        self.runtime_running();
+        self.obs.runtime = Some(RuntimeView {
+            job_id: "lineage-a".into(),
+            state: JobState::Running,
+            last_checkpoint: Some(CheckpointStatus {
+                id: 4,
+                path: Some("s3://bucket/weir/ns/sales/lineage-a/chk-4".into()),
+                completed_at: Some(Time(t(0))),
+                size_bytes: Some(100),
+            }),
+            savepoints: vec![],
+        });
+    }
+
+    /// The runtime reports a checkpoint completed at `at`.
+    pub(super) fn checkpoint_at(&mut self, at: i64) {
+        let runtime = self.obs.runtime.as_mut().unwrap();
+        let c = runtime.last_checkpoint.as_mut().unwrap();
+        c.id += 1;
+        c.completed_at = Some(Time(t(at)));
+    }
+
+    /// Pod `incarnation` failed; its runtime no longer answers. Returns the pod for the
+    /// kubelet's reason, exit code or the runtime's outcome.
+    pub(super) fn fails(&mut self, incarnation: u64) -> &mut PodView {
+        self.obs.runtime = None;
+        self.pod(incarnation, PodPhase::Failed)
+    }
+
+    pub(super) fn oom_killed(&mut self, incarnation: u64) {
+        let p = self.fails(incarnation);
+        p.reason = Some("OOMKilled".into());
+        p.exit_code = Some(137);
+    }
+
+    /// Pod `incarnation` stopped with a savepoint at `path` and exited 0.
+    pub(super) fn exited_with_savepoint(&mut self, incarnation: u64, path: &str) {
+        self.obs.runtime = None;
+        self.pod(incarnation, PodPhase::Succeeded).outcome = Some(RuntimeOutcome::Stopped {
+            savepoint: Some(path.into()),
+        });
+    }
+
+    /// Every pod is gone, terminating ones too.
+    pub(super) fn no_pods(&mut self) {
+        self.obs.pods.clear();
+        self.obs.runtime = None;
     }
 
     /// Pod `incarnation`, asked to stop with a savepoint, exits with one at `path`; decides
@@ -140,20 +200,6 @@ impl Fx {
         self.step(at);
         self.no_pods();
         self.step(at + 2)
-    }
-
-    /// Pod `incarnation` failed; its runtime no longer answers. Returns the pod for the
-    /// kubelet's reason, exit code or the runtime's outcome.
-    pub(super) fn fails(&mut self, incarnation: u64) -> &mut PodView {
-        self.pod(incarnation, PodPhase::Failed);
-        self.obs.runtime = None;
-        self.last_pod()
-    }
-
-    pub(super) fn oom_killed(&mut self, incarnation: u64) {
-        let p = self.fails(incarnation);
-        p.reason = Some("OOMKilled".into());
-        p.exit_code = Some(137);
     }
 
     /// Restarts already counted in the window, at these times.
@@ -202,66 +248,40 @@ impl Fx {
         self.settings.default_image = image.into();
     }
 
-    pub(super) fn last_pod(&mut self) -> &mut PodView {
-        self.obs.pods.last_mut().unwrap()
-    }
-
-    /// Pod `incarnation` stopped with a savepoint at `path` and exited 0.
-    pub(super) fn exited_with_savepoint(&mut self, incarnation: u64, path: &str) {
-        self.pod(incarnation, PodPhase::Succeeded);
-        self.last_pod().outcome = Some(RuntimeOutcome::Stopped {
-            savepoint: Some(path.into()),
-        });
-        self.obs.runtime = None;
-    }
-
-    pub(super) fn no_pods(&mut self) {
-        self.obs.pods.clear();
-        self.obs.runtime = None;
-    }
-
-    pub(super) fn runtime_running(&mut self) {
-        self.obs.runtime = Some(RuntimeView {
-            job_id: "lineage-a".into(),
-            state: JobState::Running,
-            last_checkpoint: Some(CheckpointStatus {
-                id: 4,
-                path: Some("s3://bucket/weir/ns/sales/lineage-a/chk-4".into()),
-                completed_at: Some(Time(t(0))),
-                size_bytes: Some(100),
-            }),
-            savepoints: vec![],
-        });
-    }
-
-    /// The runtime reports a checkpoint completed at `at`.
-    pub(super) fn checkpoint_at(&mut self, at: i64) {
-        let c = self
-            .obs
-            .runtime
-            .as_mut()
-            .unwrap()
-            .last_checkpoint
-            .as_mut()
-            .unwrap();
-        c.id += 1;
-        c.completed_at = Some(Time(t(at)));
-    }
-
-    pub(super) fn decide(&self, at: i64) -> Decision {
-        decide(&self.job, &self.obs, t(at), &self.settings)
-    }
-
-    /// Decide at `at` and carry the status forward.
-    pub(super) fn step(&mut self, at: i64) -> Decision {
-        let d = self.decide(at);
-        self.job.status = d.status.clone();
+    /// Decides at `at`, carries the status forward and checks the decision: the actions,
+    /// lifecycle state and event reasons exactly, and each of `also`. `what` names the row
+    /// or the step of a script in every failure.
+    pub(super) fn expect(
+        &mut self,
+        what: &str,
+        at: i64,
+        actions: &[Action],
+        state: LifecycleState,
+        events: &[Reason],
+        also: &[Has],
+    ) -> Decision {
+        let before = self.job.status.clone();
+        let d = self.step(at);
+        assert_eq!(d.actions, actions, "{what}: actions");
+        assert_eq!(d.status.lifecycle_state, state, "{what}: lifecycle state");
+        let reasons: Vec<Reason> = d.events.iter().map(|e| e.reason).collect();
+        assert_eq!(reasons, events, "{what}: events {:?}", d.events);
+        for h in also {
+            h.check(what, &before, &d);
+        }
+        for h in also {
+            if let Has::Quiet(later) = *h {
+                let next = self.step(later);
+                assert!(
+                    next.actions.is_empty() && next.events.is_empty(),
+                    "{what}: at {later} again: {:?} {:?}",
+                    next.actions,
+                    next.events
+                );
+            }
+        }
         d
     }
-}
-
-pub(super) fn reasons(d: &Decision) -> Vec<Reason> {
-    d.events.iter().map(|e| e.reason).collect()
 }
 
 /// A new incarnation: its config is applied first, then its pod is created.
@@ -287,6 +307,24 @@ pub(super) fn trigger_savepoint(incarnation: u64) -> Action {
     }
 }
 
+/// One transition: a fixture, a decision at `at`, and everything the decision must show.
+pub(super) struct Row {
+    pub(super) what: &'static str,
+    pub(super) given: fn() -> Fx,
+    pub(super) at: i64,
+    pub(super) actions: Vec<Action>,
+    pub(super) state: LifecycleState,
+    pub(super) events: &'static [Reason],
+    pub(super) also: &'static [Has],
+}
+
+/// Runs every row on its own fixture, naming the row in any failure.
+pub(super) fn run(rows: &[Row]) {
+    for r in rows {
+        (r.given)().expect(r.what, r.at, &r.actions, r.state, r.events, r.also);
+    }
+}
+
 /// Where the next incarnation starts (`status.start`).
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Start {
@@ -298,8 +336,9 @@ pub(super) enum Start {
     From(&'static str),
 }
 
-/// A fact about a decision beyond its actions, state and events; the columns a row needs
-/// only sometimes.
+/// A fact about a decision beyond its actions, state and events: the columns a row needs
+/// only sometimes. Facts are data rather than closures so a row stays one line of a table
+/// and a failure names both the row and the fact.
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Has {
     /// The first event's message contains the text.
@@ -463,61 +502,8 @@ impl Has {
                 assert_eq!(kept, expected, "{what}: savepoints");
             }
             Has::Requeue(secs) => assert_eq!(d.requeue.as_secs(), secs, "{what}: requeue"),
+            // Decides again, so `expect` checks it after the facts about this decision.
             Has::Quiet(_) => {}
         }
-    }
-}
-
-/// One transition: a fixture, a decision at `at`, and everything the decision must show.
-pub(super) struct Row {
-    pub(super) what: &'static str,
-    pub(super) given: fn() -> Fx,
-    pub(super) at: i64,
-    pub(super) actions: Vec<Action>,
-    pub(super) state: LifecycleState,
-    pub(super) events: &'static [Reason],
-    pub(super) also: &'static [Has],
-}
-
-/// Runs every row on its own fixture, naming the row in any failure.
-pub(super) fn run(rows: &[Row]) {
-    for r in rows {
-        (r.given)().expect(r.what, r.at, &r.actions, r.state, r.events, r.also);
-    }
-}
-
-impl Fx {
-    /// Decides at `at`, carries the status forward and checks the decision: the actions,
-    /// lifecycle state and event reasons exactly, and each of `also`. `what` names the row
-    /// or the step of a script in every failure.
-    pub(super) fn expect(
-        &mut self,
-        what: &str,
-        at: i64,
-        actions: &[Action],
-        state: LifecycleState,
-        events: &[Reason],
-        also: &[Has],
-    ) -> Decision {
-        let before = self.job.status.clone();
-        let d = self.step(at);
-        assert_eq!(d.actions, actions, "{what}: actions");
-        assert_eq!(d.status.lifecycle_state, state, "{what}: lifecycle state");
-        assert_eq!(reasons(&d), events, "{what}: events {:?}", d.events);
-        for h in also {
-            h.check(what, &before, &d);
-        }
-        for h in also {
-            if let Has::Quiet(later) = *h {
-                let next = self.step(later);
-                assert!(
-                    next.actions.is_empty() && next.events.is_empty(),
-                    "{what}: at {later} again: {:?} {:?}",
-                    next.actions,
-                    next.events
-                );
-            }
-        }
-        d
     }
 }

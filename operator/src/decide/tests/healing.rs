@@ -209,8 +209,7 @@ fn a_failed_or_finished_job_waits_for_the_user() {
             what: "bounded input read to its end: Finished, reported once",
             given: || {
                 Fx::running().then(|fx| {
-                    fx.pod(1, PodPhase::Succeeded);
-                    fx.last_pod().outcome = Some(RuntimeOutcome::Finished);
+                    fx.pod(1, PodPhase::Succeeded).outcome = Some(RuntimeOutcome::Finished);
                 })
             },
             at: 10,
