@@ -1,6 +1,6 @@
 //! A running job and one change to its spec, its status or the operator's settings: the
-//! decision that follows. Upgrades and suspends go on past their first step in
-//! `upgrades.rs`.
+//! decision that follows. Upgrades and suspends, whose later steps matter as much as the
+//! first, run to the end in `upgrades.rs` and `suspend.rs`.
 
 use weir_crds::{
     DesiredState, LifecycleState, OperationKind, OperationPhase, StopMode, StreamJobSpec,
@@ -20,8 +20,9 @@ fn more_memory(mode: UpgradeMode) -> Fx {
     })
 }
 
-/// A status written by an operator that left the image out of `lastReconciledSpec`, for
-/// pods that run `deployed`.
+/// A status as operators wrote it before the image was part of `lastReconciledSpec`, with
+/// pods that run `deployed`: upgrading the operator must not read it as an image change
+/// unless the pods really run another image.
 fn legacy_status(deployed: &str) -> Fx {
     Fx::running().then(|fx| {
         let st = &mut fx.job.status;
@@ -31,7 +32,8 @@ fn legacy_status(deployed: &str) -> Fx {
     })
 }
 
-/// A last-state job upgraded to an image of its own; then the operator's default changes.
+/// A last-state job upgraded to an image of its own; then the operator's default changes,
+/// which must not touch a job that never used it.
 fn pinned_image() -> Fx {
     let mut fx = Fx::running()
         .spec(|s| {

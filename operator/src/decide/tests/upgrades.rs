@@ -33,7 +33,8 @@ struct Upgrade {
     reconciled: &'static str,
 }
 
-/// Running in `mode`; then the operator's default image changes.
+/// Running in `mode`; then the operator's default image changes. The mode change is decided
+/// first, so the image is the only change the upgrade sees.
 fn default_image_in(mode: UpgradeMode) -> Fx {
     Fx::running()
         .spec(|s| s.upgrade_mode = mode)
@@ -342,7 +343,8 @@ fn a_heal_keeps_the_deployed_image_until_the_image_upgrade_happened() {
     assert_eq!(d.status.deployed_image.as_deref(), Some("weir-runtime:2"));
 }
 
-/// Upgraded to parallelism 3 through a savepoint; pod 2 stays pending from 22 on.
+/// Upgraded to parallelism 3 through a savepoint; pod 2 stays pending from 22 on, so only
+/// upgrade.readyTimeout decides what happens next.
 fn not_ready(rollback: bool) -> Fx {
     let mut fx = Fx::running().spec(|s| {
         s.parallelism = 3;
