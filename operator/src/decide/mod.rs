@@ -3,7 +3,7 @@
 //! [`decide`] takes the job (spec, status, deletion mark), what [`crate::observe`] saw (pods,
 //! the runtime's own report, missing Secrets) and `now`, and returns a [`Decision`]: the new
 //! status, the actions to carry out and the events to record. It performs no I/O and reads no
-//! clock, so every transition is a table test (`tests.rs`). The shell in
+//! clock, so every transition is a row of a table in `tests/`. The shell in
 //! [`crate::reconcile`] gathers the facts, calls it, and applies the result.
 //!
 //! Inside, sub-decisions are free functions over [`Facts`] (what was observed; read-only)

@@ -225,6 +225,9 @@ fn await_savepoint(f: &Facts<'_>, s: &mut Step, op: &mut Operation) -> Savepoint
                 .as_ref()
                 .is_none_or(|t| f.secs_since(t.0) > timeout.as_secs_f64());
             if due {
+                // A first request clears what an earlier wait said (e.g. "no runtime pod
+                // exists" before a heal); a repeated one says why it repeats.
+                op.waiting = None;
                 if op.stop_requested_at.is_some() {
                     op.waiting = Some(format!(
                         "no savepoint within {}; asked again",

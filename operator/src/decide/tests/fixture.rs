@@ -363,6 +363,8 @@ pub(super) enum Has {
     Operation(OperationKind, OperationPhase, StopMode),
     /// The operation in flight waits, and says why with the text.
     Waiting(&'static str),
+    /// The operation in flight is not waiting for anything (no stale reason shown).
+    NotWaiting,
     /// `status.lastReconciledSpec` contains the text.
     Reconciled(&'static str),
     /// `status.lastReconciledSpec` is what it was before the decision.
@@ -462,6 +464,10 @@ impl Has {
                     waiting.is_some_and(|w| w.contains(text)),
                     "{what}: the operation should wait because {text:?}: {waiting:?}"
                 );
+            }
+            Has::NotWaiting => {
+                let waiting = st.operation.as_ref().and_then(|o| o.waiting.as_deref());
+                assert_eq!(waiting, None, "{what}: the operation should not wait");
             }
             Has::Reconciled(text) => {
                 let spec = st.last_reconciled_spec.as_deref().unwrap_or_default();

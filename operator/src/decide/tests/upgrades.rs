@@ -288,7 +288,7 @@ fn a_savepoint_that_cannot_be_taken_heals_the_old_spec_and_waits_for_the_user() 
         &[stop_with_savepoint(2)],
         LifecycleState::Upgrading,
         &[],
-        &[UPGRADE_STOPPING],
+        &[UPGRADE_STOPPING, Has::NotWaiting],
     );
     let mut fx = fx.spec(|s| s.upgrade_mode = UpgradeMode::LastState);
     fx.expect(
