@@ -314,6 +314,12 @@ pub struct EventTimeSpec {
     /// Watermark = highest event time seen minus this.
     #[serde(default)]
     pub max_out_of_orderness: Duration,
+    /// A partition (Kafka) or split (file, datagen) that delivers no record for this long
+    /// stops holding the watermark back, so one silent partition does not stop every window;
+    /// it rejoins with its next record, and records that are late by then follow the job's
+    /// late-record policy. Absent: a silent partition holds the watermark (Flink's default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_timeout: Option<Duration>,
 }
 
 /// What happens to an undecodable source record. An object with exactly one member (like a

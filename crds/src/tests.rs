@@ -88,6 +88,32 @@ fn event_time_on_a_non_timestamp_field_is_rejected_with_its_line() {
 }
 
 #[test]
+fn idle_timeout_is_read_and_zero_is_rejected_with_its_line() {
+    let src = GOOD.replace(
+        "maxOutOfOrderness: 1s}",
+        "maxOutOfOrderness: 1s, idleTimeout: 30s}",
+    );
+    let job = load_job("job.yaml", &src).expect("idleTimeout: 30s is valid");
+    let et = job.pipeline.source.event_time.expect("eventTime");
+    assert_eq!(
+        et.idle_timeout.map(|d| d.get()),
+        Some(std::time::Duration::from_secs(30))
+    );
+    let src = GOOD.replace(
+        "maxOutOfOrderness: 1s}",
+        "maxOutOfOrderness: 1s, idleTimeout: 0s}",
+    );
+    let e = errors(&src);
+    let err = e
+        .errors
+        .iter()
+        .find(|e| e.path == "source.eventTime.idleTimeout")
+        .expect("idleTimeout error");
+    assert!(err.message.contains("greater than 0"), "{e}");
+    assert_eq!(err.line, Some(16), "{e}");
+}
+
+#[test]
 fn window_without_event_time_is_rejected() {
     let src = GOOD.replace("  eventTime: {field: ts, maxOutOfOrderness: 1s}\n", "");
     let e = errors(&src);

@@ -50,6 +50,12 @@ pub(super) fn check(src: &SourceSpec, errs: &mut Vec<FieldError>) {
             )),
             Some(_) => {}
         }
+        if et.idle_timeout.is_some_and(|t| t.get().is_zero()) {
+            errs.push(FieldError::new(
+                "source.eventTime.idleTimeout",
+                "must be greater than 0 (leave it out to let a silent partition hold the watermark)",
+            ));
+        }
     }
     // After the schema's own checks, because most connector checks are against the schema.
     // Every connector given is checked, even several, so one edit cycle fixes them all.
