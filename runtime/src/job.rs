@@ -27,6 +27,7 @@ use crate::plan::Plan;
 use crate::sink::{self, SinkConnector, SinkContext};
 use crate::source::datagen::Generator;
 use crate::source::file::DECODE_ERROR_SCHEMA;
+use crate::source::idleness::Idleness;
 use crate::source::owned_splits;
 use crate::storage::Storage;
 use crate::task::{Outlet, Shuffle, SinkSlot, SourceTask, StageTask, TaskCore};
@@ -257,6 +258,11 @@ pub async fn start(plan: Plan, opts: RunOptions) -> Result<RunningJob> {
         .event_time
         .as_ref()
         .map_or(0, |e| e.max_out_of_orderness.as_millis_i64());
+    let idle_timeout = source
+        .event_time
+        .as_ref()
+        .and_then(|e| e.idle_timeout)
+        .map(|d| d.get());
     let generator = match &source.datagen {
         Some(d) => Some(Generator::new(d, Arc::clone(&plan.source_schema))?),
         None => None,
@@ -308,6 +314,7 @@ pub async fn start(plan: Plan, opts: RunOptions) -> Result<RunningJob> {
             metrics: Arc::clone(&metrics),
             slot,
             watermark: Millis::MIN,
+            idle: false,
         };
         core.begin(next_id).await?;
         let (ctrl_tx, ctrl_rx) = mpsc::unbounded_channel::<Control>();
@@ -336,7 +343,7 @@ pub async fn start(plan: Plan, opts: RunOptions) -> Result<RunningJob> {
                         core,
                         reader,
                         ctrl: ctrl_rx,
-                        max_out_of_orderness: ooo,
+                        idleness: Idleness::new(idle_timeout, ooo),
                         rate,
                         taken: BTreeMap::new(),
                     }

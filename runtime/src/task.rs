@@ -25,15 +25,21 @@ use crate::ids::{CheckpointId, Millis, TaskId};
 use crate::keys::{KeyCodec, key_group, subtask_of};
 use crate::operator::{Operator, Output};
 use crate::sink::{Committable, SinkInstance};
+use crate::source::idleness::{Idleness, SourceWatermark};
 use crate::source::{Poll, SourceReader};
+use crate::watermark::{Combined, InputWatermarks};
 
 /// What flows between tasks.
 #[derive(Debug)]
 pub enum Message {
     /// Records.
     Data(RecordBatch),
-    /// Event time has advanced to this watermark on this channel.
+    /// Event time has advanced to this watermark on this channel; an idle channel is
+    /// active again.
     Watermark(Millis),
+    /// Every source behind this channel is idle (`eventTime.idleTimeout`): it holds nothing
+    /// back until its next watermark.
+    Idle,
     /// A checkpoint barrier.
     Barrier(Barrier),
     /// The upstream task finished; nothing more comes.
@@ -99,6 +105,8 @@ pub struct TaskCore {
     pub slot: usize,
     /// Current output watermark.
     pub watermark: Millis,
+    /// Said downstream that everything behind this task is idle, and not active since.
+    pub idle: bool,
 }
 
 impl TaskCore {
@@ -191,9 +199,11 @@ impl TaskCore {
     /// Operator or sink errors.
     pub async fn advance_watermark(&mut self, wm: Millis) -> Result<()> {
         if wm <= self.watermark {
-            return Ok(());
+            // Not later, but a channel that was idle is active again.
+            return self.activate().await;
         }
         self.watermark = wm;
+        self.idle = false;
         self.metrics.set_watermark(self.slot, wm);
         for i in 0..self.ops.len() {
             let mut out = Output::default();
@@ -210,6 +220,39 @@ impl TaskCore {
             }
         }
         self.broadcast(Message::Watermark(wm)).await
+    }
+
+    /// Everything behind this task is idle, with event time as far as `wm`: fire what that
+    /// completes, then downstream stops waiting for this task (said once, until active again).
+    ///
+    /// # Errors
+    /// Operator or sink errors; downstream gone.
+    pub async fn go_idle_at(&mut self, wm: Millis) -> Result<()> {
+        if wm > self.watermark {
+            self.advance_watermark(wm).await?;
+        }
+        if self.idle {
+            return Ok(());
+        }
+        self.idle = true;
+        self.broadcast(Message::Idle).await
+    }
+
+    /// Act on what a stage's inputs say about event time.
+    async fn follow(&mut self, c: Combined) -> Result<()> {
+        match c {
+            Combined::At(wm) => self.advance_watermark(wm).await,
+            Combined::Idle(wm) => self.go_idle_at(wm).await,
+        }
+    }
+
+    /// Active again after [`TaskCore::go_idle_at`]: the current watermark tells downstream.
+    async fn activate(&mut self) -> Result<()> {
+        if !self.idle {
+            return Ok(());
+        }
+        self.idle = false;
+        self.broadcast(Message::Watermark(self.watermark)).await
     }
 
     async fn emit(&mut self, batch: RecordBatch) -> Result<()> {
@@ -248,6 +291,7 @@ impl TaskCore {
                     Message::Watermark(w) => Message::Watermark(*w),
                     Message::Barrier(b) => Message::Barrier(*b),
                     Message::End => Message::End,
+                    Message::Idle => Message::Idle,
                     Message::Data(d) => Message::Data(d.clone()),
                 };
                 send(t, copy, &self.metrics).await?;
@@ -360,8 +404,8 @@ pub struct SourceTask {
     pub reader: Box<dyn SourceReader>,
     /// From the coordinator.
     pub ctrl: mpsc::UnboundedReceiver<Control>,
-    /// Watermark lag.
-    pub max_out_of_orderness: Millis,
+    /// The watermark over the owned splits, with their idleness.
+    pub idleness: Idleness,
     /// Records per second for this subtask, if limited.
     pub rate: Option<f64>,
     /// Positions snapshotted per checkpoint, until that checkpoint completes.
@@ -429,15 +473,13 @@ impl SourceTask {
                     if data.num_rows() > 0 {
                         self.core.push(data).await?;
                     }
-                    let wm = self.reader.watermark(self.max_out_of_orderness);
-                    self.core.advance_watermark(wm).await?;
+                    self.source_watermark().await?;
                 }
                 Poll::Idle => {
-                    // A split restored past its last record (or a subtask owning no split)
-                    // polls idle forever; its watermark comes from the restored positions,
-                    // and without it every downstream window would wait for new input.
-                    let wm = self.reader.watermark(self.max_out_of_orderness);
-                    self.core.advance_watermark(wm).await?;
+                    // Also when nothing arrives: a split restored past its last record (or
+                    // a subtask owning no split) polls idle for ever, its watermark comes from
+                    // the restored positions, and splits go idle by the clock.
+                    self.source_watermark().await?;
                     tokio::select! {
                         c = self.ctrl.recv() => match c {
                             Some(c) => if self.control(c, &mut idle).await? { return Ok(()) },
@@ -455,6 +497,22 @@ impl SourceTask {
                         .send(TaskEvent::SourceFinished(self.core.id));
                 }
             }
+        }
+    }
+
+    /// Tell downstream where event time is over the owned splits, or that they are idle.
+    async fn source_watermark(&mut self) -> Result<()> {
+        let (wm, parts) = self
+            .idleness
+            .watermark(&self.reader.snapshot(), Instant::now());
+        for p in parts {
+            self.core
+                .metrics
+                .set_split_watermark(p.split, p.watermark, p.idle);
+        }
+        match wm {
+            SourceWatermark::At(wm) => self.core.advance_watermark(wm).await,
+            SourceWatermark::Idle(wm) => self.core.go_idle_at(wm).await,
         }
     }
 
@@ -509,12 +567,11 @@ impl StageTask {
     pub async fn run(mut self) -> Result<()> {
         let n = self.inputs.len();
         let mut aligner = Aligner::new(n);
-        let mut wms = vec![Millis::MIN; n];
-        let mut ended = vec![false; n];
+        let mut event_time = InputWatermarks::new(n);
         let mut align_start: Option<Instant> = None;
         let mut rr = 0usize;
         loop {
-            if ended.iter().all(|e| *e) {
+            if event_time.all_ended() {
                 while let Ok(c) = self.ctrl.try_recv() {
                     if let Control::Commit(id) = c {
                         self.core.commit(id).await?;
@@ -524,7 +581,7 @@ impl StageTask {
                 return Ok(());
             }
             let readable: Vec<bool> = (0..n)
-                .map(|i| !ended[i] && !aligner.is_blocked(i))
+                .map(|i| !event_time.is_ended(i) && !aligner.is_blocked(i))
                 .collect();
             let inputs = &mut self.inputs;
             let next = tokio::select! {
@@ -554,13 +611,12 @@ impl StageTask {
                     match m {
                         Message::Data(b) => self.core.push(b).await?,
                         Message::Watermark(w) => {
-                            wms[i] = wms[i].max(w);
-                            let low = (0..n)
-                                .filter(|k| !ended[*k])
-                                .map(|k| wms[k])
-                                .min()
-                                .unwrap_or(Millis::MAX);
-                            self.core.advance_watermark(low).await?;
+                            let c = event_time.watermark(i, w);
+                            self.core.follow(c).await?;
+                        }
+                        Message::Idle => {
+                            let c = event_time.idle(i);
+                            self.core.follow(c).await?;
                         }
                         Message::Barrier(b) => match aligner.on_barrier(i, b) {
                             AlignAction::Block => {
@@ -577,7 +633,7 @@ impl StageTask {
                             }
                             AlignAction::Ignore => {}
                         },
-                        Message::End => ended[i] = true,
+                        Message::End => event_time.end(i),
                     }
                 }
             }

@@ -46,7 +46,16 @@ pub struct Metrics {
     pub checkpoints_failed: Counter,
     watermarks: Vec<AtomicI64>,
     source_lag: Family<PartitionLabel, Gauge>,
+    split_watermark: Family<SplitLabel, Gauge>,
+    split_idle: Family<SplitLabel, Gauge>,
     lags: Mutex<BTreeMap<(String, i32), i64>>,
+}
+
+/// Labels of per-split source gauges (for Kafka the split is the partition).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SplitLabel {
+    /// Split id.
+    pub split: u32,
 }
 
 /// Labels of per-partition source gauges.
@@ -77,6 +86,8 @@ impl Metrics {
             checkpoints_failed: Counter::default(),
             watermarks: (0..tasks).map(|_| AtomicI64::new(Millis::MIN)).collect(),
             source_lag: Family::default(),
+            split_watermark: Family::default(),
+            split_idle: Family::default(),
             lags: Mutex::new(BTreeMap::new()),
         };
         if let Ok(mut r) = m.registry.lock() {
@@ -94,6 +105,16 @@ impl Metrics {
                 "source_lag_records",
                 "Records between a source partition's position and its end",
                 m.source_lag.clone(),
+            );
+            r.register(
+                "source_split_watermark_milliseconds",
+                "A source split's own watermark (the partition, for Kafka)",
+                m.split_watermark.clone(),
+            );
+            r.register(
+                "source_split_idle",
+                "1 while a source split is idle (eventTime.idleTimeout) and not holding the watermark back",
+                m.split_idle.clone(),
             );
             r.register(
                 "decode_errors",
@@ -187,6 +208,13 @@ impl Metrics {
             .lock()
             .map(|l| l.iter().map(|((t, p), v)| (t.clone(), *p, *v)).collect())
             .unwrap_or_default()
+    }
+
+    /// A source split's own watermark and whether it is idle.
+    pub fn set_split_watermark(&self, split: u32, watermark: Millis, idle: bool) {
+        let l = SplitLabel { split };
+        self.split_watermark.get_or_create(&l).set(watermark);
+        self.split_idle.get_or_create(&l).set(i64::from(idle));
     }
 
     /// Record a task's output watermark.

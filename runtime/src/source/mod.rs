@@ -6,13 +6,13 @@
 
 pub mod datagen;
 pub mod file;
+pub mod idleness;
 pub mod json;
 
 use datafusion::arrow::array::RecordBatch;
 
 pub use crate::checkpoint::state::SplitState;
 use crate::error::Result;
-use crate::ids::Millis;
 
 /// What a poll produced.
 #[derive(Debug)]
@@ -44,22 +44,6 @@ pub trait SourceReader: Send {
     /// A checkpoint holding these positions completed. Sources with an external notion of
     /// progress (Kafka consumer groups) report it here; it never affects what is restored.
     fn checkpoint_completed(&mut self, _splits: &[SplitState]) {}
-
-    /// Watermark over owned splits: the lowest per-split watermark of unfinished splits;
-    /// `Millis::MAX` when all are finished (so downstream windows can close).
-    fn watermark(&self, max_out_of_orderness: Millis) -> Millis {
-        let splits = self.snapshot();
-        splits
-            .iter()
-            .filter(|s| !s.finished)
-            .map(|s| {
-                s.max_event_time
-                    .saturating_sub(max_out_of_orderness)
-                    .saturating_sub(1)
-            })
-            .min()
-            .unwrap_or(Millis::MAX)
-    }
 }
 
 /// Split ids owned by `subtask`: round-robin, the same rule at every parallelism.

@@ -1,0 +1,156 @@
+//! A stage's event time over its input channels.
+//!
+//! Each upstream subtask is one channel. The stage's watermark is the lowest over channels
+//! that have neither ended nor gone idle (see `source/idleness.rs`): an idle channel holds
+//! nothing back until its next watermark. When every open channel is idle, event time is as
+//! far as the furthest of them and the stage is idle in turn (Flink's watermark valve does
+//! the same), so what arrived before the input went quiet is not held back either. When all
+//! channels have ended, event time is over.
+
+use crate::ids::Millis;
+
+/// What the stage does after an input event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Combined {
+    /// Advance to this watermark (a no-op when not later than the current one, except that
+    /// an idle stage is active again).
+    At(Millis),
+    /// Every open input is idle: advance to this, then tell downstream this stage is idle.
+    Idle(Millis),
+}
+
+/// Per-channel watermarks and idle flags of one stage.
+#[derive(Debug, Clone)]
+pub struct InputWatermarks {
+    wms: Vec<Millis>,
+    idle: Vec<bool>,
+    ended: Vec<bool>,
+}
+
+impl InputWatermarks {
+    /// `n` channels, none heard from yet.
+    #[must_use]
+    pub fn new(n: usize) -> Self {
+        Self {
+            wms: vec![Millis::MIN; n],
+            idle: vec![false; n],
+            ended: vec![false; n],
+        }
+    }
+
+    /// Channel `i` reached `wm` (and is active, if it was idle).
+    pub fn watermark(&mut self, i: usize, wm: Millis) -> Combined {
+        self.wms[i] = self.wms[i].max(wm);
+        self.idle[i] = false;
+        self.combined()
+    }
+
+    /// Everything behind channel `i` is idle.
+    pub fn idle(&mut self, i: usize) -> Combined {
+        self.idle[i] = true;
+        self.combined()
+    }
+
+    /// Channel `i` ended.
+    pub fn end(&mut self, i: usize) {
+        self.ended[i] = true;
+    }
+
+    /// Whether channel `i` ended.
+    #[must_use]
+    pub fn is_ended(&self, i: usize) -> bool {
+        self.ended[i]
+    }
+
+    /// Every channel ended.
+    #[must_use]
+    pub fn all_ended(&self) -> bool {
+        self.ended.iter().all(|e| *e)
+    }
+
+    fn combined(&self) -> Combined {
+        let open = || (0..self.wms.len()).filter(|k| !self.ended[*k]);
+        if open().next().is_none() {
+            return Combined::At(Millis::MAX);
+        }
+        match open().filter(|k| !self.idle[*k]).map(|k| self.wms[k]).min() {
+            Some(low) => Combined::At(low),
+            None => Combined::Idle(open().map(|k| self.wms[k]).max().unwrap_or(Millis::MIN)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    enum Ev {
+        Wm(usize, Millis),
+        Idle(usize),
+        End(usize),
+    }
+
+    /// Three channels; each row is one event and what the stage does after it.
+    #[test]
+    fn idle_channels_stop_holding_the_stage_back() {
+        let rows: &[(&str, Ev, Option<Combined>)] = &[
+            (
+                "one channel heard from: the others hold it",
+                Ev::Wm(0, 100),
+                Some(Combined::At(Millis::MIN)),
+            ),
+            (
+                "two heard from: the silent one holds it",
+                Ev::Wm(1, 200),
+                Some(Combined::At(Millis::MIN)),
+            ),
+            (
+                "all heard from: the lowest",
+                Ev::Wm(2, 50),
+                Some(Combined::At(50)),
+            ),
+            (
+                "the lowest goes idle: the lowest of the rest",
+                Ev::Idle(2),
+                Some(Combined::At(100)),
+            ),
+            (
+                "another goes idle: the one left",
+                Ev::Idle(0),
+                Some(Combined::At(200)),
+            ),
+            (
+                "the last goes idle: as far as the furthest, and idle",
+                Ev::Idle(1),
+                Some(Combined::Idle(200)),
+            ),
+            (
+                "an idle channel comes back, behind: it counts again",
+                Ev::Wm(2, 60),
+                Some(Combined::At(60)),
+            ),
+            ("an ended channel never counts", Ev::End(2), None),
+            (
+                "an idle channel comes back ahead: the other is still idle",
+                Ev::Wm(0, 300),
+                Some(Combined::At(300)),
+            ),
+            ("", Ev::End(0), None),
+            ("all ended: the end of time", Ev::End(1), None),
+        ];
+        let mut w = InputWatermarks::new(3);
+        for (what, ev, expected) in rows {
+            let got = match ev {
+                Ev::Wm(i, wm) => Some(w.watermark(*i, *wm)),
+                Ev::Idle(i) => Some(w.idle(*i)),
+                Ev::End(i) => {
+                    w.end(*i);
+                    None
+                }
+            };
+            assert_eq!(got, *expected, "{what}");
+        }
+        assert!(w.all_ended());
+        assert_eq!(w.combined(), Combined::At(Millis::MAX));
+    }
+}
