@@ -743,7 +743,7 @@ source:
     let rows = read("fromtime");
     assert_eq!(rows.len(), 1, "{rows:?}");
     // Event time came from the Kafka timestamps: one window, the hour they fall in.
-    assert_eq!(rows[0]["window_start"], "2026-01-01T00:00:00");
+    assert_eq!(rows[0]["window_start"], "2026-01-01T00:00:00Z");
     if common::stack::local_broker() {
         // nisshi answers ListOffsets-by-timestamp with offset 0 for any time (its defect;
         // checked with librdkafka's offsets_for_times), so only real Kafka can show the

@@ -39,7 +39,7 @@ use crate::error::{Error, Result};
 use crate::ids::CheckpointId;
 use crate::sink::{
     Committable, Guarantee, PlainSink, SinkConnector, SinkContext, SinkEnv, SinkInstance,
-    TwoPhaseCommitSink, json_lines,
+    TwoPhaseCommitSink, json_lines, zoned,
 };
 
 /// How long transactional calls may block before the job fails (a restore then retries).
@@ -366,7 +366,7 @@ fn strings(batch: &RecordBatch, col: &str) -> Result<Vec<Option<String>>> {
     let a = batch
         .column_by_name(col)
         .ok_or_else(|| Error::internal(format!("column {col} missing")))?;
-    let s = cast(a, &DataType::Utf8)?;
+    let s = cast(&zoned(a)?, &DataType::Utf8)?;
     let s = s.as_string::<i32>();
     Ok((0..s.len())
         .map(|i| (!s.is_null(i)).then(|| s.value(i).to_string()))

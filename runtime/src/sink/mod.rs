@@ -19,8 +19,10 @@
 pub mod file;
 pub mod stdout;
 
-use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::datatypes::SchemaRef;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, RecordBatch};
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use futures::future::BoxFuture;
 
 pub use crate::checkpoint::state::Committable;
@@ -119,8 +121,100 @@ pub trait SinkConnector: Send + Sync {
 /// # Errors
 /// Arrow's error for types JSON cannot represent.
 pub fn json_lines(batch: &RecordBatch) -> Result<Vec<u8>> {
+    let batch = zoned_timestamps(batch)?;
     let mut w = datafusion::arrow::json::LineDelimitedWriter::new(Vec::new());
-    w.write(batch)?;
+    w.write(&batch)?;
     w.finish()?;
     Ok(w.into_inner())
+}
+
+/// Weir's timestamps carry no zone because they are all UTC; text written for others says
+/// so (RFC 3339 with `Z`), so no reader has to guess. Only the column type changes: the
+/// values are the same instants.
+fn zoned_timestamps(batch: &RecordBatch) -> Result<RecordBatch> {
+    use datafusion::arrow::datatypes::{Field, Schema};
+    if !batch
+        .schema()
+        .fields()
+        .iter()
+        .any(|f| matches!(f.data_type(), DataType::Timestamp(_, None)))
+    {
+        return Ok(batch.clone());
+    }
+    let mut fields = Vec::with_capacity(batch.num_columns());
+    let mut cols = Vec::with_capacity(batch.num_columns());
+    for (f, c) in batch.schema().fields().iter().zip(batch.columns()) {
+        let c = zoned(c)?;
+        fields.push(Field::new(f.name(), c.data_type().clone(), f.is_nullable()));
+        cols.push(c);
+    }
+    Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), cols)?)
+}
+
+/// A timestamp column without a zone as the same instants in UTC (any other column as is),
+/// so that casting it to text writes `Z`.
+///
+/// # Errors
+/// Arrow's cast error.
+pub fn zoned(a: &ArrayRef) -> Result<ArrayRef> {
+    Ok(match a.data_type() {
+        DataType::Timestamp(unit, None) => {
+            datafusion::arrow::compute::cast(a, &DataType::Timestamp(*unit, Some("+00:00".into())))?
+        }
+        _ => Arc::clone(a),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
+    use datafusion::arrow::array::{Int64Array, TimestampMillisecondArray};
+    use datafusion::arrow::datatypes::{Field, Schema, TimeUnit};
+
+    use super::*;
+
+    #[test]
+    fn json_timestamps_carry_their_zone_and_parse_back_to_the_same_instant() {
+        let instants = [1_773_478_740_000_i64, 1_773_478_740_123, 0];
+        let schema = Arc::new(Schema::new(vec![
+            Field::new(
+                "window_start",
+                DataType::Timestamp(TimeUnit::Millisecond, None),
+                true,
+            ),
+            Field::new("n", DataType::Int64, false),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(TimestampMillisecondArray::from(vec![
+                    Some(instants[0]),
+                    Some(instants[1]),
+                    None,
+                ])),
+                Arc::new(Int64Array::from(vec![1, 2, 3])),
+            ],
+        )
+        .unwrap();
+        let text = String::from_utf8(json_lines(&batch).unwrap()).unwrap();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        for (i, line) in lines.iter().take(2).enumerate() {
+            let s = line["window_start"].as_str().unwrap();
+            assert!(s.ends_with('Z'), "{s}: no zone");
+            let back = crate::schema::parse_timestamp_millis(s).unwrap();
+            assert_eq!(back, instants[i], "{s}");
+        }
+        assert!(lines[2].get("window_start").is_none_or(|v| v.is_null()));
+        // Keys and value fields are cast to text the same way.
+        let text =
+            datafusion::arrow::compute::cast(&zoned(batch.column(0)).unwrap(), &DataType::Utf8)
+                .unwrap();
+        let text = text
+            .as_any()
+            .downcast_ref::<datafusion::arrow::array::StringArray>();
+        assert_eq!(text.unwrap().value(0), "2026-03-14T08:59:00Z");
+    }
 }
