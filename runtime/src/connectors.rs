@@ -30,6 +30,21 @@ pub fn sink(spec: &SinkSpec, env: &SinkEnv) -> Arc<dyn SinkConnector> {
     }
 }
 
+/// Wait until the source's external system answers (Kafka brokers), logging the wait, so the
+/// readers open against a system that is there. Sources without one are ready at once.
+///
+/// # Errors
+/// The system still unreachable after the wait limit, or an answer that waiting cannot
+/// change (a missing topic), naming the source.
+pub async fn wait_for_source(source: &SourceSpec, job_name: &str) -> Result<()> {
+    match source.connector() {
+        Some(SourceConnector::Kafka(k)) => {
+            crate::kafka::source::wait_until_reachable(k, job_name).await
+        }
+        _ => Ok(()),
+    }
+}
+
 /// The reader of one source subtask: the splits it owns (from the restored checkpoint when
 /// there is one) of whichever connector the spec names.
 ///

@@ -156,6 +156,7 @@ pub async fn start(plan: Plan, opts: RunOptions) -> Result<RunningJob> {
         c.prepare(&input).await?;
         connectors.insert(id, c);
     }
+    connectors::wait_for_source(&job.pipeline.source, &plan.name).await?;
     let storage_uri = opts
         .checkpoint_dir
         .clone()

@@ -425,6 +425,98 @@ fn restored_idle_partitions_do_not_hold_windows_back() {
     rt.block_on(sc.assert_exact(&st, "after restoring idle partitions"));
 }
 
+/// With the broker down at start-up the runtime says what it waits for, with the address and
+/// the attempt, within two seconds and on; when the broker comes up the job goes on and its
+/// output equals the oracle.
+#[test]
+fn a_broker_down_at_start_up_is_waited_for_out_loud() {
+    let Some(st) = stack("broker_down_at_start") else {
+        return;
+    };
+    if !common::stack::local_broker() {
+        eprintln!("SKIPPED broker_down_at_start: stops and starts a broker of its own");
+        return;
+    }
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let own = common::stack::OwnBroker::start(&dir.path().join("stack"), 9398);
+    let u = unique();
+    let (input, count) = (format!("orders-down-{u}"), 3_000);
+    rt.block_on(async {
+        create_topic(&own.bootstrap, &input, PARTITIONS).await;
+        let p = input_producer(&own.bootstrap);
+        produce_orders(&p, &input, 0..count, PARTITIONS, STORES).await;
+        produce_end_markers(&p, &input, count, PARTITIONS).await;
+    });
+    own.stop();
+    let out = dir.path().join("out");
+    let job = dir.path().join("job.yaml");
+    std::fs::write(
+        &job,
+        sales_job(
+            &format!("down-{u}"),
+            &own.bootstrap,
+            &input,
+            &format!("file://{}/chk", dir.path().display()),
+            &st.s3,
+            1,
+            300,
+            false,
+            &format!("  - file: {{path: \"{}\"}}\n", out.display()),
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("runtime.log");
+    let started = Instant::now();
+    let mut child = spawn_runtime(&job, &[], &[("WEIR_WAIT_TIMEOUT", "60s")], &log);
+    let waiting = format!("waiting for Kafka at {}", own.bootstrap);
+    let lines = || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains(&waiting))
+            .count()
+    };
+    while lines() == 0 && started.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let first = started.elapsed();
+    println!(
+        "first 'waiting' line {} ms after the start",
+        first.as_millis()
+    );
+    assert!(lines() > 0, "no waiting line\n{}", log_tail(&log));
+    std::thread::sleep(Duration::from_secs(6));
+    let later = lines();
+    assert!(
+        later >= 3,
+        "the wait is not logged on: {later} lines\n{}",
+        log_tail(&log)
+    );
+    assert!(
+        first < Duration::from_millis(2_500),
+        "first waiting line after {first:?}"
+    );
+    own.resume();
+    let expected = oracle(count, PARTITIONS, STORES);
+    let t = Instant::now();
+    while common::stack::file_sales(&out).0.len() < expected.len()
+        && t.elapsed() < Duration::from_secs(60)
+    {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = wait_exit_within(&mut child, Duration::from_secs(60)).expect("no exit");
+    assert!(status.success(), "{status:?}\n{}", log_tail(&log));
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("reached after waiting"), "{}", log_tail(&log));
+    let (got, dups) = common::stack::file_sales(&out);
+    assert_sales("after the broker came up", &expected, &got, &dups);
+}
+
 fn run_to_exit(
     job_yaml: &str,
     dir: &Path,
@@ -434,7 +526,8 @@ fn run_to_exit(
     let job = dir.join(format!("{name}.yaml"));
     std::fs::write(&job, job_yaml).unwrap();
     let log = dir.join(format!("{name}.log"));
-    let mut child = spawn_runtime(&job, &[], &[], &log);
+    // An unreachable system fails after a short wait (logged), naming it.
+    let mut child = spawn_runtime(&job, &[], &[("WEIR_WAIT_TIMEOUT", "3s")], &log);
     let status = wait_exit_within(&mut child, limit).unwrap_or_else(|| {
         let _ = child.kill();
         panic!("{name}: did not exit within {limit:?}\n{}", log_tail(&log))
@@ -596,6 +689,7 @@ source:
     );
     assert!(!s.success());
     assert!(text.contains("cannot reach Kafka at 127.0.0.1:1"), "{text}");
+    assert!(text.contains("waiting for Kafka at 127.0.0.1:1"), "{text}");
     let missing = format!(
         "{{bootstrapServers: \"{}\", topic: nope-{u}, bounded: true}}",
         st.kafka

@@ -8,9 +8,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::stack::{
-    Sales, create_topic, input_producer, kafka, order, order_json, produce_end_marker,
+    Sales, create_topic, file_rows, file_sales, input_producer, kafka, order, order_json,
+    produce_end_marker,
 };
-use common::{START_MS, log_tail, parse_ts, spawn_runtime, unique, wait_exit_within};
+use common::{START_MS, log_tail, spawn_runtime, unique, wait_exit_within};
 use rdkafka::producer::FutureRecord;
 
 const PARTITIONS: i32 = 3;
@@ -43,45 +44,6 @@ sinks:
 ",
         dir = dir.display()
     )
-}
-
-/// Committed rows of a file sink directory: windows, or (for the late side output) orders.
-fn committed(dir: &Path) -> Vec<serde_json::Value> {
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut files: Vec<_> = rd
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
-        .collect();
-    files.sort();
-    files
-        .iter()
-        .flat_map(|f| {
-            std::fs::read_to_string(f)
-                .unwrap()
-                .lines()
-                .map(|l| serde_json::from_str(l).unwrap())
-                .collect::<Vec<_>>()
-        })
-        .collect()
-}
-
-fn windows(dir: &Path) -> (Sales, Vec<String>) {
-    let mut rows = Sales::new();
-    let mut dups = Vec::new();
-    for v in committed(dir) {
-        let key = (
-            v["store_id"].as_str().unwrap().to_string(),
-            parse_ts(v["window_start"].as_str().unwrap()),
-        );
-        let val = (v["orders"].as_i64().unwrap(), v["sales"].as_i64().unwrap());
-        if rows.insert(key.clone(), val).is_some() {
-            dups.push(format!("{key:?}"));
-        }
-    }
-    (rows, dups)
 }
 
 fn wait_for(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
@@ -201,9 +163,9 @@ fn a_silent_partition_holds_windows_only_without_idle_timeout() {
     let (mut without, without_dir, without_log) = run("held", None);
 
     let all_closed = wait_for(Duration::from_secs(60), || {
-        windows(&with_dir.join("out")).0.len() >= expected.len()
+        file_sales(&with_dir.join("out")).0.len() >= expected.len()
     });
-    let (got, dups) = windows(&with_dir.join("out"));
+    let (got, dups) = file_sales(&with_dir.join("out"));
     assert!(
         all_closed,
         "with idleTimeout: {} of {} windows closed\n{}",
@@ -213,7 +175,7 @@ fn a_silent_partition_holds_windows_only_without_idle_timeout() {
     );
     common::assert_same_rows("with idleTimeout", &expected, &got, &dups);
     // The job without a timeout ran as long and checkpointed all along: nothing closed.
-    let (held, _) = windows(&without_dir.join("out"));
+    let (held, _) = file_sales(&without_dir.join("out"));
     assert!(
         held.is_empty(),
         "without idleTimeout the silent partition must hold every window: {} closed",
@@ -243,9 +205,9 @@ fn a_silent_partition_holds_windows_only_without_idle_timeout() {
     });
     let late_dir = with_dir.join("late");
     let arrived = wait_for(Duration::from_secs(30), || {
-        committed(&late_dir).len() >= late.len()
+        file_rows(&late_dir).len() >= late.len()
     });
-    let mut side: Vec<u64> = committed(&late_dir)
+    let mut side: Vec<u64> = file_rows(&late_dir)
         .iter()
         .map(|v| v["order_id"].as_u64().unwrap())
         .collect();
@@ -258,6 +220,6 @@ fn a_silent_partition_holds_windows_only_without_idle_timeout() {
     beating.store(false, std::sync::atomic::Ordering::Relaxed);
     heartbeat.join().unwrap();
     stop(&mut with, &with_log);
-    let (got, dups) = windows(&with_dir.join("out"));
+    let (got, dups) = file_sales(&with_dir.join("out"));
     common::assert_same_rows("after late records", &expected, &got, &dups);
 }

@@ -87,12 +87,21 @@ impl ClickHouseConnector {
         };
         let client = Client::new(&self.spec.url, &self.spec.user, password)
             .map_err(|e| self.err(e.message))?;
-        let version = client.version().await.map_err(|e| {
-            self.err(format!(
-                "cannot reach ClickHouse at {}: {}",
-                self.spec.url, e.message
-            ))
-        })?;
+        let version = crate::wait::until_reached(
+            "ClickHouse",
+            &self.spec.url,
+            crate::wait::limit(),
+            || async {
+                client.version().await.map_err(|e| {
+                    crate::wait::Attempt::Unreachable(format!(
+                        "cannot reach ClickHouse at {}: {}",
+                        self.spec.url, e.message
+                    ))
+                })
+            },
+        )
+        .await
+        .map_err(|m| self.err(m))?;
         let lit = |s: &str| format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"));
         let engine = client
             .execute(

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use rdkafka::ClientConfig;
 
 use crate::error::{Error, Result};
+use crate::wait::Attempt;
 
 /// How long metadata and coordinator calls may take before a clear error.
 pub const METADATA_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -37,8 +38,13 @@ pub fn client_config(
     Ok(c)
 }
 
-/// Partition count of `topic`, failing fast with a message that says whether the brokers or
-/// the topic are the problem.
+/// How long one metadata request may take while waiting for brokers at start-up: short, so
+/// each failed attempt is logged within about two seconds (see [`crate::wait`]).
+pub const ATTEMPT_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(1500);
+
+/// Partition count of `topic`, saying whether the brokers or the topic are the problem:
+/// brokers that do not answer within `timeout` are [`Attempt::Unreachable`], a topic that is
+/// missing is [`Attempt::Refused`].
 ///
 /// # Errors
 /// Unreachable brokers or a missing topic.
@@ -46,32 +52,58 @@ pub fn partition_count<C: rdkafka::client::ClientContext>(
     client: &rdkafka::client::Client<C>,
     bootstrap: &str,
     topic: &str,
-) -> std::result::Result<u32, String> {
-    let md = client
-        .fetch_metadata(Some(topic), METADATA_TIMEOUT)
-        .map_err(|e| {
-            format!(
-                "cannot reach Kafka at {bootstrap} within {}s: {e}",
-                METADATA_TIMEOUT.as_secs()
-            )
-        })?;
+    timeout: std::time::Duration,
+) -> std::result::Result<u32, Attempt> {
+    let md = client.fetch_metadata(Some(topic), timeout).map_err(|e| {
+        Attempt::Unreachable(format!(
+            "cannot reach Kafka at {bootstrap} within {}ms: {e}",
+            timeout.as_millis()
+        ))
+    })?;
+    let missing = || Attempt::Refused(format!("topic `{topic}` does not exist on {bootstrap}"));
     let t = md
         .topics()
         .iter()
         .find(|t| t.name() == topic)
-        .ok_or_else(|| format!("topic `{topic}` does not exist on {bootstrap}"))?;
+        .ok_or_else(missing)?;
     if let Some(e) = t.error() {
         return Err(match e {
-            rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART => {
-                format!("topic `{topic}` does not exist on {bootstrap}")
-            }
-            other => format!("topic `{topic}` on {bootstrap}: {other:?}"),
+            rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART => missing(),
+            other => Attempt::Refused(format!("topic `{topic}` on {bootstrap}: {other:?}")),
         });
     }
     if t.partitions().is_empty() {
-        return Err(format!(
+        return Err(Attempt::Refused(format!(
             "topic `{topic}` does not exist on {bootstrap} (no partitions)"
-        ));
+        )));
     }
     Ok(t.partitions().len() as u32)
+}
+
+/// Partition count of `topic`, waiting (out loud, see [`crate::wait`]) for brokers that do
+/// not answer yet. `cfg` holds the base settings ([`client_config`]); each attempt makes a
+/// short-lived client from it.
+///
+/// # Errors
+/// A missing topic or bad settings at once; brokers still unreachable after the wait limit.
+pub async fn wait_for_partitions(
+    cfg: &ClientConfig,
+    bootstrap: &str,
+    topic: &str,
+) -> std::result::Result<u32, String> {
+    crate::wait::until_reached("Kafka", bootstrap, crate::wait::limit(), || {
+        let (cfg, bootstrap, topic) = (cfg.clone(), bootstrap.to_string(), topic.to_string());
+        async move {
+            tokio::task::spawn_blocking(move || {
+                use rdkafka::producer::Producer as _;
+                let p: rdkafka::producer::BaseProducer = cfg
+                    .create()
+                    .map_err(|e| Attempt::Refused(format!("client settings: {e}")))?;
+                partition_count(p.client(), &bootstrap, &topic, ATTEMPT_TIMEOUT)
+            })
+            .await
+            .map_err(|e| Attempt::Refused(e.to_string()))?
+        }
+    })
+    .await
 }

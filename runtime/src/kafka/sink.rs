@@ -32,7 +32,7 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::statistics::Statistics;
 use weir_crds::{Delivery, KafkaSinkSpec};
 
-use super::config::{client_config, partition_count};
+use super::config::{client_config, wait_for_partitions};
 use super::wire::{self, EndTxnOutcome};
 use crate::checkpoint::state::KafkaTransaction;
 use crate::error::{Error, Result};
@@ -235,15 +235,9 @@ impl SinkConnector for KafkaSinkConnector {
                 check("headerFields", c, false)?;
             }
             let cfg = self.producer_config(None)?;
-            let bootstrap = self.spec.bootstrap_servers.clone();
-            let topic = self.spec.topic.clone();
-            let n = tokio::task::spawn_blocking(move || -> std::result::Result<u32, String> {
-                let p: rdkafka::producer::BaseProducer = cfg.create().map_err(|e| e.to_string())?;
-                partition_count(p.client(), &bootstrap, &topic)
-            })
-            .await
-            .map_err(|e| self.err(e.to_string()))?
-            .map_err(|m| self.err(m))?;
+            let n = wait_for_partitions(&cfg, &self.spec.bootstrap_servers, &self.spec.topic)
+                .await
+                .map_err(|m| self.err(m))?;
             let _ = self.partitions.set(n);
             Ok(())
         })

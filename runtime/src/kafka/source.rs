@@ -25,13 +25,14 @@ use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use weir_crds::{KafkaFormat, KafkaSourceSpec, StartingOffsets, parse_timestamp_ms};
 
-use super::config::{METADATA_TIMEOUT, client_config, partition_count};
+use super::config::{METADATA_TIMEOUT, client_config, partition_count, wait_for_partitions};
 use crate::control::metrics::Metrics;
 use crate::error::{Error, Result};
 use crate::ids::Millis;
 use crate::source::file::{OnError, decode_errors_batch};
 use crate::source::json::JsonDecoder;
 use crate::source::{Poll, SourceReader, SplitState};
+use crate::wait::Attempt;
 
 /// High watermarks per partition from librdkafka's statistics, read without a network call.
 #[derive(Default)]
@@ -164,8 +165,15 @@ impl KafkaReader {
         let consumer: BaseConsumer<StatsContext> = cfg
             .create_with_context(StatsContext::default())
             .map_err(|e| src_err(format!("client settings: {e}")))?;
-        let count = partition_count(consumer.client(), &spec.bootstrap_servers, &spec.topic)
-            .map_err(src_err)?;
+        let count = partition_count(
+            consumer.client(),
+            &spec.bootstrap_servers,
+            &spec.topic,
+            METADATA_TIMEOUT,
+        )
+        .map_err(|a| match a {
+            Attempt::Unreachable(m) | Attempt::Refused(m) => src_err(m),
+        })?;
         let ts_field = spec
             .timestamp_field
             .as_ref()
@@ -326,13 +334,14 @@ impl KafkaReader {
             self.consumer.client(),
             &self.spec.bootstrap_servers,
             &self.spec.topic,
+            METADATA_TIMEOUT,
         ) {
             Ok(n) if n > self.known_partitions => {
                 tracing::info!(topic = %self.spec.topic, from = self.known_partitions, to = n, "new kafka partitions");
                 self.add_partitions(n, &HashMap::new())
             }
             Ok(_) => Ok(()),
-            Err(e) => {
+            Err(Attempt::Unreachable(e) | Attempt::Refused(e)) => {
                 tracing::warn!(topic = %self.spec.topic, error = %e, "partition discovery failed; will retry");
                 Ok(())
             }
@@ -457,6 +466,28 @@ fn headers_json(m: &rdkafka::message::BorrowedMessage<'_>) -> String {
         }
     }
     serde_json::Value::Object(obj).to_string()
+}
+
+/// Before the readers open: wait until the brokers answer for the topic, logging each failed
+/// attempt (see [`crate::wait`]), so a broker that is still starting delays the job instead
+/// of failing it, and a missing topic fails at once.
+///
+/// # Errors
+/// A missing topic, bad settings, or brokers still unreachable after the wait limit.
+pub async fn wait_until_reachable(spec: &KafkaSourceSpec, job_name: &str) -> Result<()> {
+    let cfg = client_config(
+        &format!("source-{job_name}"),
+        &spec.bootstrap_servers,
+        &spec.properties,
+        spec.sasl_password_env.as_deref(),
+    )?;
+    wait_for_partitions(&cfg, &spec.bootstrap_servers, &spec.topic)
+        .await
+        .map(|_| ())
+        .map_err(|message| Error::Source {
+            source_name: format!("kafka topic {}", spec.topic),
+            message,
+        })
 }
 
 impl SourceReader for KafkaReader {

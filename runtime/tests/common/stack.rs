@@ -298,6 +298,45 @@ pub async fn kafka_sales(bootstrap: &str, topic: &str) -> (Sales, Vec<String>, u
     (rows, dups, report.open)
 }
 
+/// Committed rows of a file sink directory: windows, or (for the late side output) orders.
+pub fn file_rows(dir: &std::path::Path) -> Vec<serde_json::Value> {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut files: Vec<_> = rd
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .flat_map(|f| {
+            std::fs::read_to_string(f)
+                .unwrap()
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+pub fn file_sales(dir: &std::path::Path) -> (Sales, Vec<String>) {
+    let mut rows = Sales::new();
+    let mut dups = Vec::new();
+    for v in file_rows(dir) {
+        let key = (
+            v["store_id"].as_str().unwrap().to_string(),
+            super::parse_ts(v["window_start"].as_str().unwrap()),
+        );
+        let val = (v["orders"].as_i64().unwrap(), v["sales"].as_i64().unwrap());
+        if rows.insert(key.clone(), val).is_some() {
+            dups.push(format!("{key:?}"));
+        }
+    }
+    (rows, dups)
+}
+
 /// Panic with the first differences between `got` and `expected`.
 pub fn assert_sales(what: &str, expected: &Sales, got: &Sales, dups: &[String]) {
     super::assert_same_rows(what, expected, got, dups);
@@ -337,6 +376,15 @@ impl OwnBroker {
 
     pub fn restart(&self) {
         stack_script("kafka.sh", "restart", &self.env);
+    }
+
+    pub fn stop(&self) {
+        stack_script("kafka.sh", "stop", &self.env);
+    }
+
+    /// Start again after [`OwnBroker::stop`], on the same storage.
+    pub fn resume(&self) {
+        stack_script("kafka.sh", "start", &self.env);
     }
 }
 
