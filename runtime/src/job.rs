@@ -126,6 +126,52 @@ pub async fn start(plan: Plan, opts: RunOptions) -> Result<RunningJob> {
             "parallelism {parallelism} must be between 1 and maxParallelism {max_parallelism}"
         )));
     }
+    // The control API first, so that liveness and readiness answer (and say what start-up
+    // waits for) while sinks, sources and storage are reached and state is restored.
+    let stages = plan.stages.len();
+    let task_ids: Vec<TaskId> = (0..stages as u32)
+        .flat_map(|s| {
+            (0..parallelism).map(move |t| TaskId {
+                stage: s,
+                subtask: t,
+            })
+        })
+        .collect();
+    let metrics = Arc::new(Metrics::new(task_ids.len()));
+    let status = Arc::new(RwLock::new(JobReport {
+        name: plan.name.clone(),
+        job_id: String::new(),
+        generation: 0,
+        state: JobState::Initializing,
+        parallelism,
+        max_parallelism,
+        restored_from: None,
+        last_checkpoint: None,
+        checkpoints: Vec::new(),
+        savepoints: Vec::new(),
+        sinks: Vec::new(),
+        watermarks: Vec::new(),
+        source_lag: Vec::new(),
+        records_in: 0,
+        failure: None,
+    }));
+    let (req_tx, req_rx) = mpsc::channel(16);
+    let control_addr = match opts.control_addr {
+        Some(addr) => Some(
+            control::serve(
+                addr,
+                ApiState::new(
+                    Arc::clone(&status),
+                    Arc::clone(&metrics),
+                    req_tx.clone(),
+                    task_ids.clone(),
+                ),
+            )
+            .await
+            .map_err(|e| Error::internal(e.to_string()))?,
+        ),
+        None => None,
+    };
     // Sinks first: a wrong table or topic fails before any state is touched.
     let env = sink::SinkEnv {
         job_name: plan.name.clone(),
@@ -203,16 +249,6 @@ pub async fn start(plan: Plan, opts: RunOptions) -> Result<RunningJob> {
     } = startup;
 
     // Tasks.
-    let stages = plan.stages.len();
-    let task_ids: Vec<TaskId> = (0..stages as u32)
-        .flat_map(|s| {
-            (0..parallelism).map(move |t| TaskId {
-                stage: s,
-                subtask: t,
-            })
-        })
-        .collect();
-    let metrics = Arc::new(Metrics::new(task_ids.len()));
     let (events_tx, events_rx) = mpsc::unbounded_channel();
     let uploader = Uploader {
         storage: storage.clone(),
@@ -372,47 +408,20 @@ pub async fn start(plan: Plan, opts: RunOptions) -> Result<RunningJob> {
     }
     drop(events_tx);
 
-    let status = Arc::new(RwLock::new(JobReport {
-        name: plan.name.clone(),
-        job_id: job_id.clone(),
-        generation,
-        state: JobState::Running,
-        parallelism,
-        max_parallelism,
-        restored_from: restored_uri,
-        last_checkpoint: None,
-        checkpoints: Vec::new(),
-        savepoints: Vec::new(),
-        sinks: connectors
+    if let Ok(mut st) = status.write() {
+        st.job_id = job_id.clone();
+        st.generation = generation;
+        st.restored_from = restored_uri;
+        st.sinks = connectors
             .iter()
             .map(|(id, c)| SinkReport {
                 id: id.clone(),
                 name: c.name(),
                 guarantee: c.guarantee(),
             })
-            .collect(),
-        watermarks: Vec::new(),
-        source_lag: Vec::new(),
-        records_in: 0,
-        failure: None,
-    }));
-    let (req_tx, req_rx) = mpsc::channel(16);
-    let control_addr = match opts.control_addr {
-        Some(addr) => Some(
-            control::serve(
-                addr,
-                ApiState::new(
-                    Arc::clone(&status),
-                    Arc::clone(&metrics),
-                    req_tx.clone(),
-                    task_ids.clone(),
-                ),
-            )
-            .await
-            .map_err(|e| Error::internal(e.to_string()))?,
-        ),
-        None => None,
-    };
+            .collect();
+        st.state = JobState::Running;
+    }
     let coordinator = Coordinator {
         cfg: CoordinatorConfig {
             name: plan.name.clone(),

@@ -9,7 +9,7 @@
 //! topic or table) fail at once.
 
 use std::future::Future;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// How long start-up waits for each external system; `WEIR_WAIT_TIMEOUT`.
@@ -17,6 +17,21 @@ pub const DEFAULT_LIMIT: Duration = Duration::from_secs(120);
 
 /// The longest pause between two attempts, so a wait is logged at least this often.
 pub const MAX_PAUSE: Duration = Duration::from_secs(2);
+
+/// What start-up waits for right now, for `/readyz` (one job per process).
+static WAITING: Mutex<Option<String>> = Mutex::new(None);
+
+/// What start-up waits for right now, e.g. `waiting for Kafka at host:9092 (attempt 3): …`.
+#[must_use]
+pub fn current() -> Option<String> {
+    WAITING.lock().ok().and_then(|w| w.clone())
+}
+
+fn note(w: Option<String>) {
+    if let Ok(mut cur) = WAITING.lock() {
+        *cur = w;
+    }
+}
 
 /// One attempt's failure.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,6 +80,7 @@ where
     for n in 1u32.. {
         match attempt().await {
             Ok(v) => {
+                note(None);
                 if n > 1 {
                     tracing::info!(
                         what,
@@ -76,10 +92,14 @@ where
                 }
                 return Ok(v);
             }
-            Err(Attempt::Refused(e)) => return Err(e),
+            Err(Attempt::Refused(e)) => {
+                note(None);
+                return Err(e);
+            }
             Err(Attempt::Unreachable(e)) => {
                 let waited = started.elapsed();
                 if waited >= limit {
+                    note(None);
                     return Err(format!(
                         "{e} (gave up after {n} attempts in {}s; WEIR_WAIT_TIMEOUT={}s)",
                         waited.as_secs(),
@@ -87,6 +107,10 @@ where
                     ));
                 }
                 tracing::warn!(what, address, attempt = n, waited_s = waited.as_secs(), error = %e, "waiting for {what} at {address}");
+                note(Some(format!(
+                    "waiting for {what} at {address} (attempt {n}, {}s): {e}",
+                    waited.as_secs()
+                )));
                 tokio::time::sleep(pause.min(limit.saturating_sub(waited))).await;
                 pause = (pause * 2).min(MAX_PAUSE);
             }

@@ -468,7 +468,17 @@ fn a_broker_down_at_start_up_is_waited_for_out_loud() {
     .unwrap();
     let log = dir.path().join("runtime.log");
     let started = Instant::now();
-    let mut child = spawn_runtime(&job, &[], &[("WEIR_WAIT_TIMEOUT", "60s")], &log);
+    let control = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
+    let mut child = spawn_runtime(
+        &job,
+        &["--control-addr", &control],
+        &[("WEIR_WAIT_TIMEOUT", "60s")],
+        &log,
+    );
     let waiting = format!("waiting for Kafka at {}", own.bootstrap);
     let lines = || {
         std::fs::read_to_string(&log)
@@ -486,6 +496,15 @@ fn a_broker_down_at_start_up_is_waited_for_out_loud() {
         first.as_millis()
     );
     assert!(lines() > 0, "no waiting line\n{}", log_tail(&log));
+    // Readiness answers while start-up waits, and says for what.
+    let (code, body) = rt.block_on(async {
+        let r = reqwest::get(format!("http://{control}/readyz"))
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    });
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains(&waiting), "/readyz says: {body}");
     std::thread::sleep(Duration::from_secs(6));
     let later = lines();
     assert!(

@@ -11,7 +11,11 @@
 //! | `GET /v1/savepoints/{id}` | `SavepointReport`: `pending`, `completed` (with `path`) or `failed` (with `error`) |
 //! | `POST /v1/stop` | optional `StopRequest` (`{"savepoint": true}`); final checkpoint (or savepoint), commit, exit 0; `202` `StopAccepted` |
 //! | `GET /healthz` | the process serves requests |
-//! | `GET /readyz` | restore is done and tasks run |
+//! | `GET /readyz` | restore is done and tasks run; before that `503` with the state and what start-up waits for |
+//!
+//! The API is up from the start of `job::start`, so the kubelet's liveness probe passes while
+//! start-up waits for a broker or restores large state; savepoint and stop requests are
+//! refused (`409`) until the job runs.
 //! | `GET /metrics` | Prometheus text |
 
 pub mod metrics;
@@ -133,6 +137,9 @@ async fn job(State(s): State<ApiState>) -> Response {
 }
 
 async fn trigger_savepoint(State(s): State<ApiState>) -> Response {
+    if !running(&s) {
+        return (StatusCode::CONFLICT, "job is still starting").into_response();
+    }
     let id = format!(
         "sp-req-{}",
         s.next_savepoint.fetch_add(1, Ordering::Relaxed)
@@ -167,6 +174,9 @@ async fn savepoint(State(s): State<ApiState>, Path(id): Path<String>) -> Respons
 
 async fn stop(State(s): State<ApiState>, body: Option<Json<StopRequest>>) -> Response {
     let StopRequest { savepoint } = body.map(|Json(b)| b).unwrap_or_default();
+    if !running(&s) {
+        return (StatusCode::CONFLICT, "job is still starting").into_response();
+    }
     match s.requests.send(Request::Stop { savepoint }).await {
         Ok(()) => (
             StatusCode::ACCEPTED,
@@ -187,10 +197,20 @@ async fn ready(State(s): State<ApiState>) -> Response {
         .map(|st| st.state)
         .unwrap_or(JobState::Failed);
     if state == JobState::Running {
-        "ready".into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, format!("{state:?}")).into_response()
+        return "ready".into_response();
     }
+    let body = match (state, crate::wait::current()) {
+        (JobState::Initializing, Some(w)) => format!("{state:?}: {w}"),
+        _ => format!("{state:?}"),
+    };
+    (StatusCode::SERVICE_UNAVAILABLE, body).into_response()
+}
+
+/// Requests need a running job; while it starts they are refused, not queued for later.
+fn running(s: &ApiState) -> bool {
+    s.status
+        .read()
+        .is_ok_and(|st| st.state != JobState::Initializing)
 }
 
 async fn metrics(State(s): State<ApiState>) -> Response {

@@ -329,10 +329,11 @@ pub fn fault_seed() -> u64 {
 /// Start the runtime binary on a job file.
 pub fn spawn_runtime(job_file: &Path, extra: &[&str], env: &[(&str, &str)], log: &Path) -> Child {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_weir-runtime"));
-    cmd.arg("run")
-        .arg(job_file)
-        .args(["--control-addr", "none"])
-        .args(extra);
+    cmd.arg("run").arg(job_file);
+    if !extra.contains(&"--control-addr") {
+        cmd.args(["--control-addr", "none"]);
+    }
+    cmd.args(extra);
     for (k, v) in s3_env() {
         cmd.env(k, v);
     }
