@@ -8,7 +8,8 @@
 //!    have it yet.
 //! 4. [`act`] each action in order, folding what happened into the decided status and events
 //!    ([`acted::fold`]: a stop or savepoint request the runtime did not get is asked again
-//!    next pass), then publish events, then server-side apply the status when it changed.
+//!    next pass), recompute the conditions from the result ([`acted::settle`]), then
+//!    publish events, then server-side apply the status when it changed.
 //!
 //! # Errors
 //! A failed API call stops the pass before the status is written; the next pass observes
@@ -79,6 +80,7 @@ pub async fn reconcile(job: Arc<StreamJob>, ctx: Arc<Context>) -> Result<Requeue
         acted::fold(&mut status, &mut events, &acted);
         finished |= *a == Action::RemoveFinalizer;
     }
+    acted::settle(&mut status, (ctx.now)());
     publish(&ctx, &job, &events).await;
     if finished {
         ctx.metrics.forget(&ns, &name);

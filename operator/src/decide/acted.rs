@@ -46,6 +46,13 @@ pub enum Acted {
     },
 }
 
+/// The conditions from the status as a pass ends, after what act reported was folded in:
+/// a stop that could not be sent makes the operation wait, and `Progressing` must say so in
+/// the same status write (decide computed the conditions before anything was sent).
+pub fn settle(status: &mut StreamJobStatus, now: jiff::Timestamp) {
+    super::lifecycle::set_conditions(status, now);
+}
+
 /// Records `acted` in the decided `status` and `events`. Pure: no I/O, no clock.
 ///
 /// - A stop that was not sent is not "requested": clearing `stopRequestedAt` makes the next
@@ -251,5 +258,35 @@ mod tests {
     fn every_outcome_has_a_row() {
         let covered: BTreeSet<usize> = rows().iter().map(|r| variant(&r.acted)).collect();
         assert_eq!(covered, (0..VARIANTS).collect());
+    }
+
+    #[test]
+    fn a_stop_not_sent_shows_in_the_conditions_of_the_same_pass() {
+        let now = Timestamp::from_second(1_800_000_100).unwrap();
+        let mut st = busy();
+        super::super::lifecycle::set_conditions(&mut st, now);
+        let progressing = |st: &StreamJobStatus| {
+            st.conditions
+                .iter()
+                .find(|c| c.type_ == "Progressing")
+                .map(|c| (c.status.clone(), c.reason.clone()))
+        };
+        assert_eq!(
+            progressing(&st),
+            Some(("True".into(), "UpgradeInProgress".into()))
+        );
+        fold(
+            &mut st,
+            &mut Vec::new(),
+            &Acted::StopNotSent {
+                pod: "sales-3".into(),
+                error: "connection refused".into(),
+            },
+        );
+        settle(&mut st, now);
+        assert_eq!(
+            progressing(&st),
+            Some(("False".into(), "UpgradeWaiting".into()))
+        );
     }
 }
