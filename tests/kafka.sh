@@ -8,6 +8,9 @@
 #   tests/kafka.sh restart   stop + start on the same port and storage (for fault tests)
 #   tests/kafka.sh status    exit 0 when the broker runs and answers (prints PID and storage)
 #   tests/kafka.sh env       print `export WEIR_KAFKA_BOOTSTRAP=...` for a running broker
+#   tests/kafka.sh topic NAME [PARTITIONS]
+#                            create topic NAME (default 3 partitions) on the running broker;
+#                            a topic that exists already is left as it is
 #
 # Storage (WEIR_KAFKA_STORAGE; when it is unset, `restart` reuses what the broker ran with):
 #   memory (default)  in-memory; everything is lost when the broker stops or restarts
@@ -157,5 +160,15 @@ case "${1:-}" in
     fi
     ;;
   env) echo "export WEIR_KAFKA_BOOTSTRAP=$ADDR" ;;
-  *) echo "usage: $0 start|stop|restart|status|env" >&2; exit 2 ;;
+  topic)
+    name=${2:?usage: $0 topic NAME [PARTITIONS]}
+    if ! out=$("$BIN" topic create --broker "tcp://$ADDR" --partitions "${3:-3}" "$name" 2>&1); then
+      if printf '%s' "$out" | grep -q "already exists"; then
+        echo "kafka: topic $name exists already" >&2
+      else
+        echo "kafka: cannot create topic $name on $ADDR: $out" >&2; exit 1
+      fi
+    fi
+    ;;
+  *) echo "usage: $0 start|stop|restart|status|env|topic NAME [PARTITIONS]" >&2; exit 2 ;;
 esac

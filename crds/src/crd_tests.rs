@@ -5,7 +5,7 @@
 
 use serde_json::Value;
 
-use crate::{StreamJob, crd_yaml};
+use crate::{SinkSpec, StreamJob, crd_yaml};
 
 const CRD_PATH: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -668,4 +668,47 @@ fn rust_types_omit_absent_fields_and_write_what_the_schema_accepts() {
             "{written}"
         );
     }
+}
+
+/// The local reference job (`examples/store-sales.local.yaml`) is the manifest's pipeline
+/// with local addresses, and the README shows the ClickHouse table the examples ship.
+#[test]
+fn the_local_reference_job_and_the_readme_agree_with_the_shipped_examples() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../");
+    let read = |p: &str| std::fs::read_to_string(format!("{root}{p}")).expect(p);
+    // JSON-shaped, as the apiserver stores it.
+    let yaml: serde_yaml::Value =
+        serde_yaml::from_str(&read("examples/store-sales.yaml")).expect("manifest");
+    let manifest: StreamJob =
+        serde_json::from_value(serde_json::to_value(yaml).expect("JSON")).expect("decodes");
+    let local = crate::load_job(
+        "examples/store-sales.local.yaml",
+        &read("examples/store-sales.local.yaml"),
+    )
+    .expect("local job");
+    let mut pipeline = local.pipeline.clone();
+    // Only the addresses may differ.
+    let remote = &manifest.spec.pipeline;
+    if let (Some(l), Some(r)) = (pipeline.source.kafka.as_mut(), remote.source.kafka.as_ref()) {
+        l.bootstrap_servers.clone_from(&r.bootstrap_servers);
+    }
+    for (l, r) in pipeline.sinks.iter_mut().zip(&remote.sinks) {
+        match (l, r) {
+            (SinkSpec::Kafka(l), SinkSpec::Kafka(r)) => {
+                l.bootstrap_servers.clone_from(&r.bootstrap_servers);
+            }
+            (SinkSpec::ClickHouse(l), SinkSpec::ClickHouse(r)) => l.url.clone_from(&r.url),
+            _ => {}
+        }
+    }
+    assert_eq!(&pipeline, remote, "examples/store-sales.local.yaml drifted");
+    assert_eq!(local.name.as_deref(), manifest.metadata.name.as_deref());
+    assert_eq!(local.parallelism, manifest.spec.parallelism);
+
+    let sql = read("examples/clickhouse/store_sales.sql");
+    let create = &sql[sql.find("CREATE TABLE").expect("a CREATE TABLE")..];
+    assert!(
+        read("README.md").contains(create.trim_end()),
+        "README.md does not show examples/clickhouse/store_sales.sql as shipped"
+    );
 }
