@@ -1,5 +1,6 @@
-//! Event time against the real broker (`tests/kafka.sh`): a silent partition with and without
-//! `eventTime.idleTimeout`, and what happens to records that arrive on it afterwards.
+//! Event time: the end of a bounded file input, and against the real broker
+//! (`tests/kafka.sh`) a silent partition with and without `eventTime.idleTimeout`, and what
+//! happens to records that arrive on it afterwards.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
 
 mod common;
@@ -222,4 +223,54 @@ fn a_silent_partition_holds_windows_only_without_idle_timeout() {
     stop(&mut with, &with_log);
     let (got, dups) = file_sales(&with_dir.join("out"));
     common::assert_same_rows("after late records", &expected, &got, &dups);
+}
+
+/// End of input is a watermark at the end of time: a bounded file job emits every window,
+/// the last (partial) one included, commits them, and finishes by itself.
+#[test]
+fn a_bounded_file_input_emits_every_window_at_its_end() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let count = 5_000;
+    let input: String = (0..count)
+        .map(|i| order_json(&order(i, 1, STORES)) + "\n")
+        .collect();
+    std::fs::write(dir.join("orders.jsonl"), input).unwrap();
+    let job = dir.join("job.yaml");
+    std::fs::write(
+        &job,
+        format!(
+            "name: file-end
+parallelism: 2
+checkpoint: {{interval: 200ms, storage: \"file://{d}/chk\"}}
+source:
+  file: {{path: \"{d}/orders.jsonl\"}}
+  schema:
+    - {{name: order_id, type: int64}}
+    - {{name: store_id, type: string}}
+    - {{name: amount, type: int64}}
+    - {{name: ts, type: timestamp}}
+  eventTime: {{field: ts, maxOutOfOrderness: 5s}}
+transforms:
+  - filter: amount > 0
+  - window: {{tumbling: 1m, keyBy: [store_id], aggregates: {{orders: count(*), sales: sum(amount)}}}}
+sinks:
+  - file: {{path: \"{d}/out\"}}
+",
+            d = dir.display()
+        ),
+    )
+    .unwrap();
+    let log = dir.join("runtime.log");
+    let mut child = spawn_runtime(&job, &[], &[], &log);
+    let status = wait_exit_within(&mut child, Duration::from_secs(60)).expect("did not finish");
+    assert!(status.success(), "{status:?}\n{}", log_tail(&log));
+    let expected = common::stack::oracle(count, 1, STORES);
+    let last = expected.keys().map(|(_, w)| *w).max().unwrap();
+    assert!(
+        expected.len() > 20 && expected.keys().any(|(_, w)| *w == last),
+        "the oracle is too small to prove anything"
+    );
+    let (got, dups) = file_sales(&dir.join("out"));
+    common::assert_same_rows("bounded file input", &expected, &got, &dups);
 }
