@@ -9,8 +9,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::stack::{
-    Sales, create_topic, file_rows, file_sales, input_producer, kafka, order, order_json,
-    produce_end_marker,
+    ORDERS_SCHEMA, Sales, create_topic, file_rows, file_sales, input_producer, kafka, order,
+    order_json, produce_end_marker,
 };
 use common::{START_MS, log_tail, spawn_runtime, unique, wait_exit_within};
 use rdkafka::producer::FutureRecord;
@@ -27,12 +27,7 @@ parallelism: 3
 checkpoint: {{interval: 300ms, storage: \"file://{dir}/chk\"}}
 source:
   kafka: {{bootstrapServers: \"{bootstrap}\", topic: {topic}}}
-  schema:
-    - {{name: order_id, type: int64}}
-    - {{name: store_id, type: string}}
-    - {{name: amount, type: int64}}
-    - {{name: ts, type: timestamp}}
-  eventTime: {{field: ts, maxOutOfOrderness: 5s{idle}}}
+{schema}  eventTime: {{field: ts, maxOutOfOrderness: 5s{idle}}}
 transforms:
   - filter: amount > 0
   - window:
@@ -43,7 +38,8 @@ transforms:
 sinks:
   - file: {{path: \"{dir}/out\"}}
 ",
-        dir = dir.display()
+        dir = dir.display(),
+        schema = ORDERS_SCHEMA,
     )
 }
 
@@ -245,19 +241,15 @@ parallelism: 2
 checkpoint: {{interval: 200ms, storage: \"file://{d}/chk\"}}
 source:
   file: {{path: \"{d}/orders.jsonl\"}}
-  schema:
-    - {{name: order_id, type: int64}}
-    - {{name: store_id, type: string}}
-    - {{name: amount, type: int64}}
-    - {{name: ts, type: timestamp}}
-  eventTime: {{field: ts, maxOutOfOrderness: 5s}}
+{schema}  eventTime: {{field: ts, maxOutOfOrderness: 5s}}
 transforms:
   - filter: amount > 0
   - window: {{tumbling: 1m, keyBy: [store_id], aggregates: {{orders: count(*), sales: sum(amount)}}}}
 sinks:
   - file: {{path: \"{d}/out\"}}
 ",
-            d = dir.display()
+            d = dir.display(),
+            schema = ORDERS_SCHEMA,
         ),
     )
     .unwrap();

@@ -182,6 +182,14 @@ pub fn oracle(count: u64, partitions: i32, stores: u64) -> Sales {
     out
 }
 
+/// The source schema of every orders job (YAML at the indentation of `source:`'s fields).
+pub const ORDERS_SCHEMA: &str = "  schema:
+    - {name: order_id, type: int64}
+    - {name: store_id, type: string}
+    - {name: amount, type: int64}
+    - {name: ts, type: timestamp}
+";
+
 /// The job: Kafka -> filter -> 1-minute tumbling count/sum per store -> the given sinks.
 #[allow(clippy::too_many_arguments)] // a test builder: named at every call site
 pub fn sales_job(
@@ -206,12 +214,7 @@ checkpoint:
   s3: {{endpoint: \"{s3_endpoint}\", region: us-east-1, pathStyle: true}}
 source:
   kafka: {{bootstrapServers: \"{bootstrap}\", topic: {topic}, bounded: {bounded}, partitionDiscovery: 1s}}
-  schema:
-    - {{name: order_id, type: int64}}
-    - {{name: store_id, type: string}}
-    - {{name: amount, type: int64}}
-    - {{name: ts, type: timestamp}}
-  eventTime: {{field: ts, maxOutOfOrderness: 5s}}
+{ORDERS_SCHEMA}  eventTime: {{field: ts, maxOutOfOrderness: 5s}}
 transforms:
   - filter: amount > 0
   - window: {{tumbling: 1m, keyBy: [store_id], aggregates: {{orders: count(*), sales: sum(amount)}}}}
