@@ -208,6 +208,7 @@ pub async fn start(plan: Plan, opts: RunOptions) -> Result<RunningJob> {
         .clone()
         .unwrap_or_else(|| job.checkpoint.storage.clone());
     let storage = Storage::open(&storage_uri, &job.checkpoint.s3).await?;
+    storage.wait_until_reachable(crate::wait::limit()).await?;
     let layout = Layout::new(&opts.namespace, &plan.name);
     let stateful_operators = plan
         .stages

@@ -1,4 +1,5 @@
-//! Waiting for an external system at start-up (a broker, ClickHouse), out loud.
+//! Waiting for an external system at start-up (a broker, ClickHouse, the S3 endpoint), out
+//! loud.
 //!
 //! A system that is down when a job starts is often only starting itself (a deploy that
 //! brings both up, a broker restart), so the runtime retries instead of failing at the first

@@ -390,3 +390,42 @@ async fn start_request_begins_a_lineage_once_and_is_then_continued() {
         Some(first_chk.trim_end_matches('/'))
     );
 }
+
+/// An S3 endpoint that does not answer is waited for, then refused naming the store; a
+/// bucket the server refuses fails at once instead of waiting.
+#[tokio::test]
+async fn an_unreachable_store_is_waited_for_and_then_named() {
+    let storage = Storage::open("s3://weir-nowhere/chk", &s3_spec("http://127.0.0.1:1"))
+        .await
+        .unwrap();
+    let t = std::time::Instant::now();
+    let e = storage
+        .wait_until_reachable(Duration::from_secs(3))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(t.elapsed() >= Duration::from_secs(3), "gave up early: {e}");
+    assert!(
+        e.contains("s3://weir-nowhere/chk")
+            && e.contains("does not answer")
+            && e.contains("gave up after"),
+        "{e}"
+    );
+    let Some(ep) = s3_endpoint("unreachable_store") else {
+        return;
+    };
+    let missing = Storage::open("s3://no-such-bucket-for-weir/chk", &s3_spec(&ep))
+        .await
+        .unwrap();
+    let t = std::time::Instant::now();
+    let e = missing
+        .wait_until_reachable(Duration::from_secs(30))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        t.elapsed() < Duration::from_secs(10),
+        "a refusal was waited for: {e}"
+    );
+    assert!(!e.contains("does not answer"), "{e}");
+}

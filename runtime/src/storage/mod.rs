@@ -37,6 +37,16 @@ pub enum StorageError {
         /// The cause.
         source: std::io::Error,
     },
+    /// The S3 endpoint did not answer (connection refused, DNS, timeout).
+    #[error("{op} {uri}: the S3 endpoint does not answer: {message}")]
+    Unreachable {
+        /// What was attempted.
+        op: &'static str,
+        /// The object.
+        uri: String,
+        /// The client's account.
+        message: String,
+    },
     /// An S3 request failed.
     #[error("{op} {uri}: {message}")]
     S3 {
@@ -145,6 +155,31 @@ impl Storage {
             Self::File(s) => s.delete_prefix(prefix).await,
             Self::S3(s) => s.delete_prefix(prefix).await,
         }
+    }
+
+    /// Wait (out loud, see [`crate::wait`]) until the store answers a listing, so a storage
+    /// server that is still starting delays the job instead of failing it; refusals (no such
+    /// bucket, access denied) fail at once.
+    ///
+    /// # Errors
+    /// A refusal, or no answer within `limit` (start-up passes [`crate::wait::limit`]).
+    pub async fn wait_until_reachable(&self, limit: std::time::Duration) -> Result<()> {
+        let address = self.uri("");
+        crate::wait::until_reached("S3", &address, limit, || async {
+            match self.list("_weir-reachable/").await {
+                Ok(_) => Ok(()),
+                Err(e @ StorageError::Unreachable { .. }) => {
+                    Err(crate::wait::Attempt::Unreachable(e.to_string()))
+                }
+                Err(e) => Err(crate::wait::Attempt::Refused(e.to_string())),
+            }
+        })
+        .await
+        .map_err(|message| StorageError::S3 {
+            op: "reach",
+            uri: address.clone(),
+            message,
+        })
     }
 
     /// Whether conditional create really excludes a second writer here. Probed with a real

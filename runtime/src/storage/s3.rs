@@ -23,10 +23,15 @@ fn err<E: std::error::Error + 'static>(
     op: &'static str,
     uri: String,
 ) -> impl FnOnce(SdkError<E>) -> StorageError {
-    move |e| StorageError::S3 {
-        op,
-        uri,
-        message: DisplayErrorContext(&e).to_string(),
+    move |e| {
+        let message = DisplayErrorContext(&e).to_string();
+        match e {
+            // No answer from the endpoint (connection refused, DNS, timeout): waiting may help.
+            SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => {
+                StorageError::Unreachable { op, uri, message }
+            }
+            _ => StorageError::S3 { op, uri, message },
+        }
     }
 }
 
