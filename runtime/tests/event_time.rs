@@ -112,6 +112,11 @@ fn a_silent_partition_holds_windows_only_without_idle_timeout() {
     );
 
     let tmp = tempfile::tempdir().unwrap();
+    let control = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
     let run = |name: &str, idle: Option<&str>| {
         let dir = tmp.path().join(name);
         std::fs::create_dir_all(&dir).unwrap();
@@ -122,7 +127,11 @@ fn a_silent_partition_holds_windows_only_without_idle_timeout() {
         )
         .unwrap();
         let log = dir.join("runtime.log");
-        (spawn_runtime(&file, &[], &[], &log), dir, log)
+        let args: &[&str] = match idle {
+            Some(_) => &["--control-addr", &control],
+            None => &[],
+        };
+        (spawn_runtime(&file, args, &[], &log), dir, log)
     };
     // The other partitions stay active: a record every 200 ms that the filter drops, at the
     // end markers' event time, so only the silent partition can go idle.
@@ -171,6 +180,24 @@ fn a_silent_partition_holds_windows_only_without_idle_timeout() {
         log_tail(&with_log)
     );
     common::assert_same_rows("with idleTimeout", &expected, &got, &dups);
+    // Per-partition watermark and idle state are metrics: the silent one is idle, the
+    // others are not.
+    let metrics = rt.block_on(async {
+        reqwest::get(format!("http://{control}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    });
+    for (split, idle) in [(0, 0), (1, 0), (SILENT, 1)] {
+        let line = format!("weir_source_split_idle{{split=\"{split}\"}} {idle}");
+        assert!(metrics.contains(&line), "{line} not in\n{metrics}");
+    }
+    assert!(
+        metrics.contains("weir_source_split_watermark_milliseconds{split=\"0\"}"),
+        "{metrics}"
+    );
     // The job without a timeout ran as long and checkpointed all along: nothing closed.
     let (held, _) = file_sales(&without_dir.join("out"));
     assert!(
