@@ -137,7 +137,9 @@ pub async fn start(plan: Plan, opts: RunOptions) -> Result<RunningJob> {
             })
         })
         .collect();
-    let metrics = Arc::new(Metrics::new(task_ids.len()));
+    let metrics = Arc::new(Metrics::new(
+        task_ids.iter().map(ToString::to_string).collect(),
+    ));
     let status = Arc::new(RwLock::new(JobReport {
         name: plan.name.clone(),
         job_id: String::new(),

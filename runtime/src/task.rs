@@ -385,9 +385,7 @@ async fn send(tx: &mpsc::Sender<Message>, m: Message, metrics: &Metrics) -> Resu
                 .send(m)
                 .await
                 .map_err(|_| Error::internal("downstream task is gone"));
-            metrics
-                .backpressure_ms
-                .inc_by(t.elapsed().as_millis() as u64);
+            metrics.backpressure.inc_by(t.elapsed().as_secs_f64());
             r
         }
         Err(mpsc::error::TrySendError::Closed(_)) => {
@@ -625,10 +623,7 @@ impl StageTask {
                             AlignAction::Snapshot(b) => {
                                 let took =
                                     align_start.take().map_or(Duration::ZERO, |t| t.elapsed());
-                                self.core
-                                    .metrics
-                                    .alignment_ms
-                                    .inc_by(took.as_millis() as u64);
+                                self.core.metrics.alignment.inc_by(took.as_secs_f64());
                                 self.core.snapshot(b, Vec::new(), took).await?;
                             }
                             AlignAction::Ignore => {}

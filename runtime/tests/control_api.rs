@@ -149,11 +149,48 @@ async fn status_savepoint_metrics_and_stop_work_over_http() {
         "weir_records_out_total{operator=\"source\"}",
         "weir_checkpoint_duration_seconds_bucket",
         "weir_checkpoint_size_bytes",
-        "weir_alignment_milliseconds_total",
-        "weir_backpressure_milliseconds_total",
+        "weir_alignment_seconds_total",
+        "weir_backpressure_seconds_total",
+        "weir_watermark_timestamp_seconds{task=\"s0-t0\"}",
+        "# EOF",
     ] {
         assert!(metrics.contains(name), "missing {name} in:\n{metrics}");
     }
+    // Durations and times in seconds, as Prometheus expects: the newest checkpoint completed
+    // moments ago and the job has been up for a while.
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .unwrap_or_else(|| panic!("no {name} in:\n{metrics}"))
+            .parse()
+            .unwrap()
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let last = value("weir_last_checkpoint_completed_timestamp_seconds");
+    assert!(
+        now - last < 120.0 && last <= now + 1.0,
+        "last checkpoint at {last}, now {now}"
+    );
+    assert!(value("weir_uptime_seconds") > 0.0);
+    let raw = {
+        let mut st = tokio::net::TcpStream::connect(addr).await.unwrap();
+        st.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = Vec::new();
+        st.read_to_end(&mut buf).await.unwrap();
+        String::from_utf8_lossy(&buf).to_lowercase()
+    };
+    assert!(
+        raw.contains("content-type: application/openmetrics-text; version=1.0.0"),
+        "{}",
+        &raw[..raw.len().min(400)]
+    );
 
     let (code, body) = http(addr, "POST", "/v1/stop", "{\"savepoint\": true}").await;
     assert_eq!(code, 202);

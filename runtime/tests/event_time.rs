@@ -195,7 +195,7 @@ fn a_silent_partition_holds_windows_only_without_idle_timeout() {
         assert!(metrics.contains(&line), "{line} not in\n{metrics}");
     }
     assert!(
-        metrics.contains("weir_source_split_watermark_milliseconds{split=\"0\"}"),
+        metrics.contains("weir_source_split_watermark_timestamp_seconds{split=\"0\"}"),
         "{metrics}"
     );
     // The job without a timeout ran as long and checkpointed all along: nothing closed.

@@ -2,7 +2,8 @@
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::Instant;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -32,10 +33,12 @@ pub struct Metrics {
     pub late_records: Counter,
     /// Records dropped by dedup.
     pub duplicates: Counter,
-    /// Time producers waited on full channels, ms.
-    pub backpressure_ms: Counter,
-    /// Time inputs were blocked for barrier alignment, ms.
-    pub alignment_ms: Counter,
+    /// Time producers waited on full channels, seconds.
+    pub backpressure: Counter<f64, AtomicU64>,
+    /// Time inputs were blocked for barrier alignment, seconds.
+    pub alignment: Counter<f64, AtomicU64>,
+    /// When the newest checkpoint completed, Unix seconds.
+    pub last_checkpoint_completed: Gauge<f64, AtomicU64>,
     /// Checkpoint durations, seconds.
     pub checkpoint_duration: Histogram,
     /// Size of the last completed checkpoint.
@@ -45,10 +48,21 @@ pub struct Metrics {
     /// Failed checkpoints.
     pub checkpoints_failed: Counter,
     watermarks: Vec<AtomicI64>,
+    task_names: Vec<String>,
+    task_watermark: Family<TaskLabel, Gauge<f64, AtomicU64>>,
+    started: Instant,
+    uptime: Gauge<f64, AtomicU64>,
     source_lag: Family<PartitionLabel, Gauge>,
-    split_watermark: Family<SplitLabel, Gauge>,
+    split_watermark: Family<SplitLabel, Gauge<f64, AtomicU64>>,
     split_idle: Family<SplitLabel, Gauge>,
     lags: Mutex<BTreeMap<(String, i32), i64>>,
+}
+
+/// Label naming a task (`s<stage>-t<subtask>`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TaskLabel {
+    /// Task id.
+    pub task: String,
 }
 
 /// Labels of per-split source gauges (for Kafka the split is the partition).
@@ -68,9 +82,10 @@ pub struct PartitionLabel {
 }
 
 impl Metrics {
-    /// Metrics with one watermark slot per task.
+    /// Metrics with one watermark slot per task, named by `tasks` (the labels of the
+    /// watermark gauges).
     #[must_use]
-    pub fn new(tasks: usize) -> Self {
+    pub fn new(tasks: Vec<String>) -> Self {
         let m = Self {
             registry: Mutex::new(Registry::with_prefix("weir")),
             records_in: Family::default(),
@@ -78,13 +93,18 @@ impl Metrics {
             decode_errors: Counter::default(),
             late_records: Counter::default(),
             duplicates: Counter::default(),
-            backpressure_ms: Counter::default(),
-            alignment_ms: Counter::default(),
+            backpressure: Counter::default(),
+            alignment: Counter::default(),
+            last_checkpoint_completed: Gauge::default(),
             checkpoint_duration: Histogram::new(exponential_buckets(0.005, 2.0, 16)),
             checkpoint_size: Gauge::default(),
             checkpoints_completed: Counter::default(),
             checkpoints_failed: Counter::default(),
-            watermarks: (0..tasks).map(|_| AtomicI64::new(Millis::MIN)).collect(),
+            watermarks: tasks.iter().map(|_| AtomicI64::new(Millis::MIN)).collect(),
+            task_names: tasks,
+            task_watermark: Family::default(),
+            started: Instant::now(),
+            uptime: Gauge::default(),
             source_lag: Family::default(),
             split_watermark: Family::default(),
             split_idle: Family::default(),
@@ -107,9 +127,24 @@ impl Metrics {
                 m.source_lag.clone(),
             );
             r.register(
-                "source_split_watermark_milliseconds",
-                "A source split's own watermark (the partition, for Kafka)",
+                "source_split_watermark_timestamp_seconds",
+                "A source split's own watermark, Unix seconds (the partition, for Kafka)",
                 m.split_watermark.clone(),
+            );
+            r.register(
+                "watermark_timestamp_seconds",
+                "A task's output watermark, Unix seconds (absent until the first)",
+                m.task_watermark.clone(),
+            );
+            r.register(
+                "last_checkpoint_completed_timestamp_seconds",
+                "When the newest checkpoint completed, Unix seconds",
+                m.last_checkpoint_completed.clone(),
+            );
+            r.register(
+                "uptime_seconds",
+                "Seconds since the job started",
+                m.uptime.clone(),
             );
             r.register(
                 "source_split_idle",
@@ -132,14 +167,14 @@ impl Metrics {
                 m.duplicates.clone(),
             );
             r.register(
-                "backpressure_milliseconds",
+                "backpressure_seconds",
                 "Time spent waiting on full channels",
-                m.backpressure_ms.clone(),
+                m.backpressure.clone(),
             );
             r.register(
-                "alignment_milliseconds",
+                "alignment_seconds",
                 "Time inputs were blocked for barrier alignment",
-                m.alignment_ms.clone(),
+                m.alignment.clone(),
             );
             r.register(
                 "checkpoint_duration_seconds",
@@ -213,7 +248,9 @@ impl Metrics {
     /// A source split's own watermark and whether it is idle.
     pub fn set_split_watermark(&self, split: u32, watermark: Millis, idle: bool) {
         let l = SplitLabel { split };
-        self.split_watermark.get_or_create(&l).set(watermark);
+        if let Some(secs) = seconds(watermark) {
+            self.split_watermark.get_or_create(&l).set(secs);
+        }
         self.split_idle.get_or_create(&l).set(i64::from(idle));
     }
 
@@ -233,13 +270,30 @@ impl Metrics {
             .collect()
     }
 
-    /// Prometheus text exposition.
+    /// OpenMetrics text exposition (serve it as [`CONTENT_TYPE`]).
     #[must_use]
     pub fn encode(&self) -> String {
+        // Gauges read at scrape time rather than written on every watermark.
+        self.uptime.set(self.started.elapsed().as_secs_f64());
+        for (name, wm) in self.task_names.iter().zip(self.watermarks()) {
+            if let Some(secs) = seconds(wm) {
+                self.task_watermark
+                    .get_or_create(&TaskLabel { task: name.clone() })
+                    .set(secs);
+            }
+        }
         let mut out = String::new();
         if let Ok(r) = self.registry.lock() {
             let _ = prometheus_client::encoding::text::encode(&mut out, &r);
         }
         out
     }
+}
+
+/// The content type of [`Metrics::encode`]'s text.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// An event time as Unix seconds; none before the first watermark or at the end of time.
+fn seconds(t: Millis) -> Option<f64> {
+    (t != Millis::MIN && t != Millis::MAX).then(|| t as f64 / 1000.0)
 }

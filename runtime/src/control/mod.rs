@@ -215,7 +215,7 @@ fn running(s: &ApiState) -> bool {
 
 async fn metrics(State(s): State<ApiState>) -> Response {
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        [(header::CONTENT_TYPE, metrics::CONTENT_TYPE)],
         s.metrics.encode(),
     )
         .into_response()

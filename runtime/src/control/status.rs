@@ -126,6 +126,9 @@ impl Report for StatusBoard {
                     .checkpoint_duration
                     .observe(duration_ms as f64 / 1000.0);
                 self.metrics.checkpoint_size.set(size_bytes as i64);
+                self.metrics
+                    .last_checkpoint_completed
+                    .set((triggered_at_ms as f64 + duration_ms as f64) / 1000.0);
                 self.update(|s| {
                     upsert_checkpoint(
                         s,
