@@ -43,7 +43,8 @@ check() {
   render defaults
   render namespaced --set replicaCount=2 --set 'watchNamespaces={shop,analytics}' \
     --set s3.endpoint=http://minio.storage:9000 --set s3.pathStyle=true \
-    --set s3.credentialsSecret=weir-s3 --set metrics.serviceMonitor.enabled=true
+    --set s3.credentialsSecret=weir-s3 --set metrics.serviceMonitor.enabled=true \
+    --set metrics.podMonitor.enabled=true --set metrics.dashboard.enabled=true
   # A mistyped value must be refused by values.schema.json, naming the key.
   if err=$("$HELM" template weir charts/weir --kube-version "$KUBE_VERSION" \
       --set replicaCount=two 2>&1); then
@@ -51,7 +52,7 @@ check() {
   fi
   grep -q replicaCount <<<"$err" || { echo "chart: error does not name the key: $err" >&2; exit 1; }
   # Exits non-zero on any object that does not validate; it only warns (to stderr) about
-  # the ServiceMonitor, whose schema is not part of Kubernetes'.
+  # the ServiceMonitor and PodMonitor, whose schemas are not part of Kubernetes'.
   "$VENV/bin/kubernetes-validate" --strict --quiet -k "$KUBE_VERSION" \
     "$OUT/defaults.yaml" "$OUT/namespaced.yaml" >&2
   echo "$HELM"

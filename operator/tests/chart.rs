@@ -230,3 +230,84 @@ fn s3_values_reach_the_operator_as_defaults() {
         );
     }
 }
+
+/// The registered names of a metrics source file (`register("name", …)`), with its prefix.
+fn registered(path: &str, prefix: &str) -> BTreeSet<String> {
+    let src = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path))
+        .unwrap();
+    src.split("register(")
+        .skip(1)
+        .filter_map(|rest| rest.trim_start().strip_prefix('"'))
+        .filter_map(|rest| rest.split('"').next())
+        .map(|name| format!("{prefix}_{name}"))
+        .collect()
+}
+
+/// Runtime pods are scraped where the operator works, and the dashboard shows only metrics
+/// that exist: every `weir_…` series it queries is one the runtime or the operator registers
+/// (a renamed metric fails here, not in an empty Grafana panel).
+#[test]
+fn runtime_pods_are_scraped_and_the_dashboard_queries_real_metrics() {
+    let Some(helm) = helm() else { return };
+    let objs = render(
+        &helm,
+        &[
+            "--set",
+            "watchNamespaces={shop,analytics}",
+            "--set",
+            "metrics.podMonitor.enabled=true",
+            "--set",
+            "metrics.dashboard.enabled=true",
+        ],
+    );
+    let pm = of_kind(&objs, "PodMonitor");
+    assert_eq!(pm.len(), 1);
+    let spec = &pm[0]["spec"];
+    assert_eq!(
+        spec["selector"]["matchExpressions"][0],
+        serde_json::json!({"key": "weir.dev/job", "operator": "Exists"})
+    );
+    assert_eq!(
+        spec["namespaceSelector"]["matchNames"],
+        serde_json::json!(["shop", "analytics"])
+    );
+    assert_eq!(spec["podMetricsEndpoints"][0]["port"], "control");
+    assert_eq!(spec["podMetricsEndpoints"][0]["path"], "/metrics");
+
+    let cms = of_kind(&objs, "ConfigMap");
+    let cm = cms
+        .iter()
+        .find(|c| c["metadata"]["labels"]["grafana_dashboard"] == "1")
+        .expect("the dashboard ConfigMap");
+    let dashboard: Value =
+        serde_json::from_str(cm["data"]["weir-jobs.json"].as_str().unwrap()).unwrap();
+    let text = dashboard.to_string();
+    let mut known = registered("../runtime/src/control/metrics.rs", "weir");
+    known.extend(registered("src/metrics.rs", "weir_operator"));
+    let used: BTreeSet<String> = text
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with("weir_"))
+        .map(|w| {
+            ["_total", "_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| w.strip_suffix(s))
+                .unwrap_or(w)
+                .to_string()
+        })
+        .collect();
+    assert!(used.len() >= 10, "{used:?}");
+    let unknown: Vec<&String> = used.iter().filter(|u| !known.contains(*u)).collect();
+    assert!(
+        unknown.is_empty(),
+        "not registered: {unknown:?}; known: {known:?}"
+    );
+    assert!(
+        dashboard["panels"].as_array().is_some_and(|p| p.len() >= 8),
+        "panels"
+    );
+
+    // Off by default.
+    let objs = render(&helm, &[]);
+    assert!(of_kind(&objs, "PodMonitor").is_empty());
+    assert!(of_kind(&objs, "ConfigMap").is_empty());
+}
