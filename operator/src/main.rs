@@ -156,7 +156,15 @@ async fn serve(
             "/metrics",
             get(move || {
                 let m = metrics.clone();
-                async move { m.encode() }
+                async move {
+                    (
+                        [(
+                            axum::http::header::CONTENT_TYPE,
+                            weir_operator::metrics::CONTENT_TYPE,
+                        )],
+                        m.encode(),
+                    )
+                }
             }),
         );
     let listener = tokio::net::TcpListener::bind(addr)

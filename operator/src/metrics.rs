@@ -27,6 +27,9 @@ struct StateLabel {
     state: String,
 }
 
+/// The content type of [`Metrics::encode`]'s text (OpenMetrics, ending in `# EOF`).
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
 /// The operator's metrics.
 pub struct Metrics {
     registry: Registry,
