@@ -25,9 +25,9 @@ use crate::ids::{CheckpointId, Millis, TaskId};
 use crate::keys::{KeyCodec, key_group, subtask_of};
 use crate::operator::{Operator, Output};
 use crate::sink::{Committable, SinkInstance};
-use crate::source::idleness::{Idleness, SourceWatermark};
+use crate::source::idleness::Idleness;
 use crate::source::{Poll, SourceReader};
-use crate::watermark::{Combined, InputWatermarks};
+use crate::watermark::{EventTime, InputWatermarks};
 
 /// What flows between tasks.
 #[derive(Debug)]
@@ -227,7 +227,7 @@ impl TaskCore {
     ///
     /// # Errors
     /// Operator or sink errors; downstream gone.
-    pub async fn go_idle_at(&mut self, wm: Millis) -> Result<()> {
+    async fn go_idle_at(&mut self, wm: Millis) -> Result<()> {
         if wm > self.watermark {
             self.advance_watermark(wm).await?;
         }
@@ -238,11 +238,12 @@ impl TaskCore {
         self.broadcast(Message::Idle).await
     }
 
-    /// Act on what a stage's inputs say about event time.
-    async fn follow(&mut self, c: Combined) -> Result<()> {
-        match c {
-            Combined::At(wm) => self.advance_watermark(wm).await,
-            Combined::Idle(wm) => self.go_idle_at(wm).await,
+    /// Act on what a task's inputs (a source's splits, a stage's channels) say about event
+    /// time.
+    async fn follow(&mut self, t: EventTime) -> Result<()> {
+        match t {
+            EventTime::At(wm) => self.advance_watermark(wm).await,
+            EventTime::Idle(wm) => self.go_idle_at(wm).await,
         }
     }
 
@@ -508,10 +509,7 @@ impl SourceTask {
                 .metrics
                 .set_split_watermark(p.split, p.watermark, p.idle);
         }
-        match wm {
-            SourceWatermark::At(wm) => self.core.advance_watermark(wm).await,
-            SourceWatermark::Idle(wm) => self.core.go_idle_at(wm).await,
-        }
+        self.core.follow(wm).await
     }
 
     /// Returns true when the task should end.

@@ -43,6 +43,16 @@ pub enum Attempt {
     Refused(String),
 }
 
+impl Attempt {
+    /// What went wrong, whichever kind it was (for callers that do not wait).
+    #[must_use]
+    pub fn into_message(self) -> String {
+        match self {
+            Self::Unreachable(m) | Self::Refused(m) => m,
+        }
+    }
+}
+
 /// `WEIR_WAIT_TIMEOUT` (a duration such as `30s` or `5m`), read once.
 ///
 /// # Panics

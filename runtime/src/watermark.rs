@@ -9,13 +9,15 @@
 
 use crate::ids::Millis;
 
-/// What the stage does after an input event.
+/// Where event time stands behind a task: what a source subtask's splits say (see
+/// `source/idleness.rs`) and what a stage's inputs say, acted on the same way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Combined {
+pub enum EventTime {
     /// Advance to this watermark (a no-op when not later than the current one, except that
-    /// an idle stage is active again).
+    /// an idle task is active again); `Millis::MAX` when every input has ended.
     At(Millis),
-    /// Every open input is idle: advance to this, then tell downstream this stage is idle.
+    /// Everything behind is idle: advance to this (the furthest of them), then tell
+    /// downstream this task is idle.
     Idle(Millis),
 }
 
@@ -39,14 +41,14 @@ impl InputWatermarks {
     }
 
     /// Channel `i` reached `wm` (and is active, if it was idle).
-    pub fn watermark(&mut self, i: usize, wm: Millis) -> Combined {
+    pub fn watermark(&mut self, i: usize, wm: Millis) -> EventTime {
         self.wms[i] = self.wms[i].max(wm);
         self.idle[i] = false;
         self.combined()
     }
 
     /// Everything behind channel `i` is idle.
-    pub fn idle(&mut self, i: usize) -> Combined {
+    pub fn idle(&mut self, i: usize) -> EventTime {
         self.idle[i] = true;
         self.combined()
     }
@@ -68,14 +70,14 @@ impl InputWatermarks {
         self.ended.iter().all(|e| *e)
     }
 
-    fn combined(&self) -> Combined {
+    fn combined(&self) -> EventTime {
         let open = || (0..self.wms.len()).filter(|k| !self.ended[*k]);
         if open().next().is_none() {
-            return Combined::At(Millis::MAX);
+            return EventTime::At(Millis::MAX);
         }
         match open().filter(|k| !self.idle[*k]).map(|k| self.wms[k]).min() {
-            Some(low) => Combined::At(low),
-            None => Combined::Idle(open().map(|k| self.wms[k]).max().unwrap_or(Millis::MIN)),
+            Some(low) => EventTime::At(low),
+            None => EventTime::Idle(open().map(|k| self.wms[k]).max().unwrap_or(Millis::MIN)),
         }
     }
 }
@@ -93,47 +95,47 @@ mod tests {
     /// Three channels; each row is one event and what the stage does after it.
     #[test]
     fn idle_channels_stop_holding_the_stage_back() {
-        let rows: &[(&str, Ev, Option<Combined>)] = &[
+        let rows: &[(&str, Ev, Option<EventTime>)] = &[
             (
                 "one channel heard from: the others hold it",
                 Ev::Wm(0, 100),
-                Some(Combined::At(Millis::MIN)),
+                Some(EventTime::At(Millis::MIN)),
             ),
             (
                 "two heard from: the silent one holds it",
                 Ev::Wm(1, 200),
-                Some(Combined::At(Millis::MIN)),
+                Some(EventTime::At(Millis::MIN)),
             ),
             (
                 "all heard from: the lowest",
                 Ev::Wm(2, 50),
-                Some(Combined::At(50)),
+                Some(EventTime::At(50)),
             ),
             (
                 "the lowest goes idle: the lowest of the rest",
                 Ev::Idle(2),
-                Some(Combined::At(100)),
+                Some(EventTime::At(100)),
             ),
             (
                 "another goes idle: the one left",
                 Ev::Idle(0),
-                Some(Combined::At(200)),
+                Some(EventTime::At(200)),
             ),
             (
                 "the last goes idle: as far as the furthest, and idle",
                 Ev::Idle(1),
-                Some(Combined::Idle(200)),
+                Some(EventTime::Idle(200)),
             ),
             (
                 "an idle channel comes back, behind: it counts again",
                 Ev::Wm(2, 60),
-                Some(Combined::At(60)),
+                Some(EventTime::At(60)),
             ),
             ("an ended channel never counts", Ev::End(2), None),
             (
                 "an idle channel comes back ahead: the other is still idle",
                 Ev::Wm(0, 300),
-                Some(Combined::At(300)),
+                Some(EventTime::At(300)),
             ),
             ("", Ev::End(0), None),
             ("all ended: the end of time", Ev::End(1), None),
@@ -151,6 +153,6 @@ mod tests {
             assert_eq!(got, *expected, "{what}");
         }
         assert!(w.all_ended());
-        assert_eq!(w.combined(), Combined::At(Millis::MAX));
+        assert_eq!(w.combined(), EventTime::At(Millis::MAX));
     }
 }

@@ -12,11 +12,11 @@
 //! | `POST /v1/stop` | optional `StopRequest` (`{"savepoint": true}`); final checkpoint (or savepoint), commit, exit 0; `202` `StopAccepted` |
 //! | `GET /healthz` | the process serves requests |
 //! | `GET /readyz` | restore is done and tasks run; before that `503` with the state and what start-up waits for |
+//! | `GET /metrics` | OpenMetrics text |
 //!
 //! The API is up from the start of `job::start`, so the kubelet's liveness probe passes while
 //! start-up waits for a broker or restores large state; savepoint and stop requests are
 //! refused (`409`) until the job runs.
-//! | `GET /metrics` | Prometheus text |
 
 pub mod metrics;
 pub mod status;

@@ -32,7 +32,6 @@ use crate::ids::Millis;
 use crate::source::file::{OnError, decode_errors_batch};
 use crate::source::json::JsonDecoder;
 use crate::source::{Poll, SourceReader, SplitState};
-use crate::wait::Attempt;
 
 /// High watermarks per partition from librdkafka's statistics, read without a network call.
 #[derive(Default)]
@@ -171,9 +170,7 @@ impl KafkaReader {
             &spec.topic,
             METADATA_TIMEOUT,
         )
-        .map_err(|a| match a {
-            Attempt::Unreachable(m) | Attempt::Refused(m) => src_err(m),
-        })?;
+        .map_err(|a| src_err(a.into_message()))?;
         let ts_field = spec
             .timestamp_field
             .as_ref()
@@ -341,7 +338,8 @@ impl KafkaReader {
                 self.add_partitions(n, &HashMap::new())
             }
             Ok(_) => Ok(()),
-            Err(Attempt::Unreachable(e) | Attempt::Refused(e)) => {
+            Err(a) => {
+                let e = a.into_message();
                 tracing::warn!(topic = %self.spec.topic, error = %e, "partition discovery failed; will retry");
                 Ok(())
             }

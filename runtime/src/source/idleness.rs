@@ -19,16 +19,7 @@ use std::time::{Duration, Instant};
 
 use super::SplitState;
 use crate::ids::Millis;
-
-/// What a source subtask's splits say about event time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SourceWatermark {
-    /// Event time has reached this (`Millis::MAX` when every split is finished).
-    At(Millis),
-    /// Every unfinished split is idle: event time is as far as the furthest of them (the
-    /// given watermark), and the subtask holds nothing back until one moves.
-    Idle(Millis),
-}
+use crate::watermark::EventTime;
 
 /// Per-split activity of one source subtask.
 #[derive(Debug)]
@@ -66,7 +57,7 @@ impl Idleness {
         &mut self,
         splits: &[SplitState],
         now: Instant,
-    ) -> (SourceWatermark, Vec<SplitWatermark>) {
+    ) -> (EventTime, Vec<SplitWatermark>) {
         let mut parts = Vec::with_capacity(splits.len());
         let mut low: Option<Millis> = None;
         let mut high = Millis::MIN;
@@ -102,9 +93,9 @@ impl Idleness {
             }
         }
         let wm = match low {
-            Some(l) => SourceWatermark::At(l),
-            None if unfinished == 0 => SourceWatermark::At(Millis::MAX),
-            None => SourceWatermark::Idle(high),
+            Some(l) => EventTime::At(l),
+            None if unfinished == 0 => EventTime::At(Millis::MAX),
+            None => EventTime::Idle(high),
         };
         (wm, parts)
     }
@@ -129,49 +120,49 @@ mod tests {
     /// Splits 0 and 1 of one subtask, `maxOutOfOrderness` 0 (watermark = event time - 1).
     #[test]
     fn idle_splits_stop_counting_and_rejoin_when_they_move() {
-        type Row = (&'static str, u64, [(u64, Millis, bool); 2], SourceWatermark);
+        type Row = (&'static str, u64, [(u64, Millis, bool); 2], EventTime);
         let with_timeout: &[Row] = &[
             (
                 "start: both count, split 1 has no record yet",
                 0,
                 [(10, 1_000, false), (0, Millis::MIN, false)],
-                SourceWatermark::At(Millis::MIN),
+                EventTime::At(Millis::MIN),
             ),
             (
                 "split 1 silent for less than the timeout still holds it back",
                 4,
                 [(20, 2_000, false), (0, Millis::MIN, false)],
-                SourceWatermark::At(Millis::MIN),
+                EventTime::At(Millis::MIN),
             ),
             (
                 "split 1 silent for the timeout is idle: split 0 alone",
                 5,
                 [(30, 3_000, false), (0, Millis::MIN, false)],
-                SourceWatermark::At(2_999),
+                EventTime::At(2_999),
             ),
             (
                 "split 0 stops too (5 s later): the subtask is idle, as far as split 0 got",
                 10,
                 [(30, 3_000, false), (0, Millis::MIN, false)],
-                SourceWatermark::Idle(2_999),
+                EventTime::Idle(2_999),
             ),
             (
                 "split 1 gets an old record: it counts again, with its own event time",
                 11,
                 [(30, 3_000, false), (1, 500, false)],
-                SourceWatermark::At(499),
+                EventTime::At(499),
             ),
             (
                 "split 1 is finished (and split 0 moves): finished splits never hold it back",
                 12,
                 [(40, 4_000, false), (1, 500, true)],
-                SourceWatermark::At(3_999),
+                EventTime::At(3_999),
             ),
             (
                 "both finished: end of time",
                 13,
                 [(40, 4_000, true), (1, 500, true)],
-                SourceWatermark::At(Millis::MAX),
+                EventTime::At(Millis::MAX),
             ),
         ];
         let t0 = Instant::now();
@@ -196,7 +187,7 @@ mod tests {
                 &[split(0, offset, 10_000, false), silent],
                 t0 + Duration::from_secs(secs),
             );
-            assert_eq!(wm, SourceWatermark::At(Millis::MIN), "after {secs}s");
+            assert_eq!(wm, EventTime::At(Millis::MIN), "after {secs}s");
             assert!(parts.iter().all(|p| !p.idle));
         }
     }
@@ -210,7 +201,7 @@ mod tests {
             &[split(3, 2, 6_000, false), split(4, 1, 7_000, false)],
             t0 + Duration::from_secs(2),
         );
-        assert_eq!(wm, SourceWatermark::At(5_899));
+        assert_eq!(wm, EventTime::At(5_899));
         assert_eq!(
             parts,
             vec![
