@@ -14,7 +14,9 @@ use common::stack::{
     assert_sales, ch_exec, ch_sales, clickhouse, create_sales_tables, create_topic, input_producer,
     kafka, kafka_sales, oracle, produce_end_marker, produce_end_markers, produce_orders, sales_job,
 };
-use common::{fresh_bucket, log_tail, s3_endpoint, spawn_runtime, unique, wait_exit_within};
+use common::{
+    fresh_bucket, log_tail, s3_endpoint, spawn_runtime, stop_cleanly, unique, wait_exit_within,
+};
 
 const PARTITIONS: i32 = 3;
 const STORES: u64 = 5;
@@ -337,18 +339,7 @@ fn zombie_incarnation_never_becomes_visible() {
         }
         std::thread::sleep(Duration::from_millis(300));
     }
-    let pid = b.id().to_string();
-    std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    let b_status =
-        wait_exit_within(&mut b, Duration::from_secs(60)).expect("B did not stop on SIGTERM");
-    assert!(
-        b_status.success(),
-        "B failed: {b_status:?}\n{}",
-        log_tail(&log_b)
-    );
+    stop_cleanly(&mut b, "TERM", &log_b, "B");
     rt.block_on(sc.assert_exact(&st, "after a zombie incarnation"));
 }
 
@@ -389,14 +380,6 @@ fn restored_idle_partitions_do_not_hold_windows_back() {
             std::thread::sleep(Duration::from_millis(300));
         }
     };
-    let stop = |child: &mut std::process::Child, log: &Path| {
-        std::process::Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .unwrap();
-        let status = wait_exit_within(child, Duration::from_secs(60)).expect("no exit on SIGTERM");
-        assert!(status.success(), "{status:?}\n{}", log_tail(log));
-    };
     let log_a = tmp.path().join("a.log");
     let mut a = spawn_runtime(&job, &[], &[], &log_a);
     let before_last = expected.len() - STORES as usize;
@@ -404,7 +387,7 @@ fn restored_idle_partitions_do_not_hold_windows_back() {
     assert_eq!(seen, before_last, "first incarnation\n{}", log_tail(&log_a));
     // Let subtask 0 read its end markers into a checkpoint, then stop with a final one.
     std::thread::sleep(Duration::from_secs(1));
-    stop(&mut a, &log_a);
+    stop_cleanly(&mut a, "TERM", &log_a, "the first incarnation");
     let (after_a, _) = rt.block_on(ch_sales(&st.ch, &sc.wa, false));
     assert!(
         after_a.len() < expected.len(),
@@ -415,7 +398,7 @@ fn restored_idle_partitions_do_not_hold_windows_back() {
     let mut b = spawn_runtime(&job, &[], &[], &log_b);
     rt.block_on(produce_end_marker(&producer, &sc.input, count, 1));
     let seen = wait_rows(expected.len(), Duration::from_secs(45));
-    stop(&mut b, &log_b);
+    stop_cleanly(&mut b, "TERM", &log_b, "the restored incarnation");
     assert_eq!(
         seen,
         expected.len(),
@@ -524,12 +507,7 @@ fn a_broker_down_at_start_up_is_waited_for_out_loud() {
     {
         std::thread::sleep(Duration::from_millis(200));
     }
-    std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let status = wait_exit_within(&mut child, Duration::from_secs(60)).expect("no exit");
-    assert!(status.success(), "{status:?}\n{}", log_tail(&log));
+    stop_cleanly(&mut child, "TERM", &log, "the job");
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(text.contains("reached after waiting"), "{}", log_tail(&log));
     let (got, dups) = common::stack::file_sales(&out);

@@ -201,18 +201,7 @@ fn kill_dash_nine_and_server_restarts_never_lose_or_double_a_result() {
         std::thread::sleep(Duration::from_millis(500));
     }
     std::thread::sleep(Duration::from_millis(500));
-    let pid = child.id().to_string();
-    std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    let status =
-        wait_exit_within(&mut child, Duration::from_secs(60)).expect("final run did not stop");
-    assert!(
-        status.success(),
-        "final run failed: {status:?}\n{}",
-        log_tail(&log)
-    );
+    common::stop_cleanly(&mut child, "TERM", &log, "final run");
 
     let context = format!("after {random_kills} kills and crash points {hits:?}");
     let (got, dups) = rt.block_on(ch_sales(&ch, &wa, false));

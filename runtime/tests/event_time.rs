@@ -12,7 +12,7 @@ use common::stack::{
     ORDERS_SCHEMA, Sales, create_topic, file_rows, file_sales, input_producer, kafka, order,
     order_json, produce_end_marker,
 };
-use common::{START_MS, log_tail, spawn_runtime, unique, wait_exit_within};
+use common::{START_MS, log_tail, spawn_runtime, stop_cleanly, unique, wait_exit_within};
 use rdkafka::producer::FutureRecord;
 
 const PARTITIONS: i32 = 3;
@@ -52,15 +52,6 @@ fn wait_for(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(200));
     }
     done()
-}
-
-fn stop(child: &mut std::process::Child, log: &Path) {
-    std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let status = wait_exit_within(child, Duration::from_secs(60)).expect("no exit on SIGTERM");
-    assert!(status.success(), "{status:?}\n{}", log_tail(log));
 }
 
 /// One partition of three never gets a record while the other two stay active. With
@@ -205,7 +196,12 @@ fn a_silent_partition_holds_windows_only_without_idle_timeout() {
         "without idleTimeout the silent partition must hold every window: {} closed",
         held.len()
     );
-    stop(&mut without, &without_log);
+    stop_cleanly(
+        &mut without,
+        "TERM",
+        &without_log,
+        "the job without idleTimeout",
+    );
 
     // The silent partition wakes up with orders for the first minute, long closed.
     let late: Vec<u64> = (0..5).map(|k| 1_000_000 + k).collect();
@@ -243,7 +239,7 @@ fn a_silent_partition_holds_windows_only_without_idle_timeout() {
     );
     beating.store(false, std::sync::atomic::Ordering::Relaxed);
     heartbeat.join().unwrap();
-    stop(&mut with, &with_log);
+    stop_cleanly(&mut with, "TERM", &with_log, "the job with idleTimeout");
     let (got, dups) = file_sales(&with_dir.join("out"));
     common::assert_same_rows("after late records", &expected, &got, &dups);
 }

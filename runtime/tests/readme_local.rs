@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::parse_ts;
 use common::stack::{ch_exec, clickhouse, kafka, local_broker};
-use common::{log_tail, parse_ts, wait_exit_within};
 
 const SECTION: &str = "## The reference job on your machine";
 const CARGO_RUN: &str = "cargo run --release -p weir-runtime --";
@@ -140,16 +140,7 @@ fn the_readme_runs_the_reference_job_locally() {
                 std::thread::sleep(Duration::from_millis(500));
             }
             // Ctrl-C.
-            Command::new("kill")
-                .args(["-INT", &job.id().to_string()])
-                .status()
-                .unwrap();
-            let status = wait_exit_within(&mut job, Duration::from_secs(60)).expect("no exit");
-            assert!(
-                status.success(),
-                "{line}: {status:?}\n{}",
-                log_tail(log.path())
-            );
+            common::stop_cleanly(&mut job, "INT", log.path(), line);
             let got = table(&ch, &rt);
             common::assert_same_rows("store_sales FINAL", &want, &got, &[]);
             ran_job = true;

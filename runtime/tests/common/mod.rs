@@ -296,6 +296,22 @@ pub fn wait_exit_within(
     None
 }
 
+/// Stop `child` as a user does (`signal`: `TERM`, or `INT` for Ctrl-C) and require a clean
+/// exit within a minute: final checkpoint, commit, exit 0. `what` names it in failures.
+pub fn stop_cleanly(child: &mut Child, signal: &str, log: &Path, what: &str) {
+    Command::new("kill")
+        .args([&format!("-{signal}"), &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = wait_exit_within(child, std::time::Duration::from_secs(60))
+        .unwrap_or_else(|| panic!("{what} did not stop on SIG{signal}\n{}", log_tail(log)));
+    assert!(
+        status.success(),
+        "{what} failed: {status:?}\n{}",
+        log_tail(log)
+    );
+}
+
 /// The last few KiB of a log, for failure messages.
 pub fn log_tail(log: &Path) -> String {
     let t = std::fs::read_to_string(log).unwrap_or_default();
