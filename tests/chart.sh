@@ -41,6 +41,8 @@ check() {
   install
   mkdir -p "$OUT"
   render defaults
+  render all-namespaces --set 'networkPolicy.namespaces={shop}' \
+    --set 'networkPolicy.metricsFrom[0].namespaceSelector.matchLabels.kubernetes\.io/metadata\.name=monitoring'
   render namespaced --set replicaCount=2 --set 'watchNamespaces={shop,analytics}' \
     --set s3.endpoint=http://minio.storage:9000 --set s3.pathStyle=true \
     --set s3.credentialsSecret=weir-s3 --set metrics.serviceMonitor.enabled=true \
@@ -54,7 +56,7 @@ check() {
   # Exits non-zero on any object that does not validate; it only warns (to stderr) about
   # the ServiceMonitor and PodMonitor, whose schemas are not part of Kubernetes'.
   "$VENV/bin/kubernetes-validate" --strict --quiet -k "$KUBE_VERSION" \
-    "$OUT/defaults.yaml" "$OUT/namespaced.yaml" >&2
+    "$OUT/defaults.yaml" "$OUT/all-namespaces.yaml" "$OUT/namespaced.yaml" >&2
   echo "$HELM"
 }
 

@@ -351,7 +351,13 @@ async fn run_pod(
             &logs.join(format!("{name}.log")),
             termination,
         )?,
-        Runner::Fake(fake) => fake.start(&name, port, &args).await,
+        Runner::Fake(fake) => {
+            let token = env
+                .iter()
+                .find(|(k, _)| k == weir_crds::control::auth::TOKEN_ENV)
+                .map(|(_, v)| v.clone());
+            fake.start(&name, port, &args, token).await
+        }
     };
     let started_at = now();
     api.patch(
@@ -423,7 +429,8 @@ async fn run_pod(
 /// contract's `GET /v1/job` report (a lineage id, state, a checkpoint that advances on every
 /// call, savepoint requests) and acts on `POST /v1/savepoints` and `POST /v1/stop` like the
 /// runtime: a stop with a savepoint ends the "container" with exit 0 and the termination
-/// message naming it.
+/// message naming it. Like the runtime, it refuses `/v1` calls without the pod's control
+/// token (`401`, recorded as `"<pod> REFUSED <METHOD> <path>"`).
 #[derive(Default)]
 pub struct FakeRuntime {
     /// Answer savepoint requests and stops-with-savepoint with a failure.
@@ -476,8 +483,15 @@ impl FakePod {
 }
 
 impl FakeRuntime {
-    /// Serves the control API of `pod` on `port` until the container ends.
-    pub async fn start(self: &Arc<Self>, pod: &str, port: u16, args: &[String]) -> Started {
+    /// Serves the control API of `pod` on `port` until the container ends; with `token`
+    /// (the pod's `WEIR_CONTROL_TOKEN`), only to callers that send it.
+    pub async fn start(
+        self: &Arc<Self>,
+        pod: &str,
+        port: u16,
+        args: &[String],
+        token: Option<String>,
+    ) -> Started {
         use axum::routing::{get, post};
         self.started
             .lock()
@@ -592,10 +606,33 @@ impl FakeRuntime {
                 )
             }
         };
+        let guard = {
+            let p = p.clone();
+            move |req: axum::extract::Request, next: axum::middleware::Next| {
+                let p = p.clone();
+                let token = token.clone();
+                async move {
+                    let offered = req
+                        .headers()
+                        .get(axum::http::header::AUTHORIZATION)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.strip_prefix("Bearer "));
+                    if token.is_none() || offered == token.as_deref() {
+                        return next.run(req).await;
+                    }
+                    p.record(&format!("REFUSED {} {}", req.method(), req.uri().path()));
+                    axum::response::IntoResponse::into_response((
+                        axum::http::StatusCode::UNAUTHORIZED,
+                        "wrong or missing control token",
+                    ))
+                }
+            }
+        };
         let app = axum::Router::new()
             .route(routes::JOB, get(job))
             .route(routes::SAVEPOINTS, post(trigger))
-            .route(routes::STOP, post(stop));
+            .route(routes::STOP, post(stop))
+            .route_layer(axum::middleware::from_fn(guard));
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
             .await
             .expect("bind the fake control API");

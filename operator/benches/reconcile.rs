@@ -21,11 +21,11 @@ use weir_operator::decide::{RuntimeView, Settings};
 use weir_operator::dispose::SavepointStore;
 use weir_operator::metrics::Metrics;
 use weir_operator::reconcile::reconcile;
-use weir_operator::runtime_client::{RuntimeApi, RuntimeError};
+use weir_operator::runtime_client::{Endpoint, RuntimeApi, RuntimeError};
 
 struct Runtime;
 impl RuntimeApi for Runtime {
-    fn job<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<RuntimeView, RuntimeError>> {
+    fn job<'a>(&'a self, _: Endpoint<'a>) -> BoxFuture<'a, Result<RuntimeView, RuntimeError>> {
         Box::pin(async {
             Ok(RuntimeView {
                 job_id: "lineage".into(),
@@ -34,10 +34,16 @@ impl RuntimeApi for Runtime {
             })
         })
     }
-    fn trigger_savepoint<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<String, RuntimeError>> {
+    fn trigger_savepoint<'a>(
+        &'a self,
+        _: Endpoint<'a>,
+    ) -> BoxFuture<'a, Result<String, RuntimeError>> {
         Box::pin(async { Ok("sp".into()) })
     }
-    fn stop_with_savepoint<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<(), RuntimeError>> {
+    fn stop_with_savepoint<'a>(
+        &'a self,
+        _: Endpoint<'a>,
+    ) -> BoxFuture<'a, Result<(), RuntimeError>> {
         Box::pin(async { Ok(()) })
     }
 }

@@ -10,9 +10,10 @@
 //! records nothing itself: it reports what happened as an [`Acted`], which the pure
 //! [`fold`](crate::decide::acted::fold) brings into the status.
 
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
 use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use weir_crds::control::ControlToken;
 use weir_crds::{StreamJob, StreamJobSpec, StreamJobStatus};
 
 use crate::context::{Context, FINALIZER, MANAGER};
@@ -21,6 +22,7 @@ use crate::decide::acted::Acted;
 use crate::error::{Error, Result};
 use crate::observe::{Observation, S3Credentials};
 use crate::pods::{self, Owner};
+use crate::runtime_client::Endpoint;
 
 /// Carries out `action` and says what happened, for
 /// [`decide::acted::fold`](crate::decide::acted::fold) to record. `status` is the decided
@@ -59,6 +61,9 @@ pub async fn act(
                 .patch(&owner.name, &ssa, &Patch::Apply(&pods::service(owner)))
                 .await
                 .map_err(|e| Error::kube(format!("apply Service {}", owner.name), e))?;
+            if obs.control_token.is_none() {
+                create_control_secret(ctx, owner).await?;
+            }
             Acted::Done
         }
         Action::CreatePod { incarnation } => {
@@ -95,10 +100,10 @@ pub async fn act(
             Acted::Done
         }
         Action::StopWithSavepoint { pod } => {
-            let sent = match obs.addresses.get(pod) {
-                Some(addr) => ctx
+            let sent = match endpoint(obs, pod) {
+                Some(at) => ctx
                     .runtime
-                    .stop_with_savepoint(addr)
+                    .stop_with_savepoint(at)
                     .await
                     .map_err(|e| e.to_string()),
                 None => Err(format!("pod {pod} has no IP")),
@@ -115,10 +120,10 @@ pub async fn act(
             }
         }
         Action::TriggerSavepoint { pod } => {
-            let sent = match obs.addresses.get(pod) {
-                Some(addr) => ctx
+            let sent = match endpoint(obs, pod) {
+                Some(at) => ctx
                     .runtime
-                    .trigger_savepoint(addr)
+                    .trigger_savepoint(at)
                     .await
                     .map_err(|e| e.to_string()),
                 None => Err(format!("pod {pod} has no IP")),
@@ -179,6 +184,37 @@ pub async fn act(
 }
 
 /// The spec the pods run (the decided `lastReconciledSpec`), or the current spec.
+/// The control API of `pod`, with the job's token; `None` while the pod has no IP.
+fn endpoint<'a>(obs: &'a Observation, pod: &str) -> Option<Endpoint<'a>> {
+    obs.addresses.get(pod).map(|base| Endpoint {
+        base,
+        token: obs.control_token.as_ref(),
+    })
+}
+
+/// Creates the job's control Secret with a fresh random token. A Secret that appeared since
+/// observing (another reconcile, a retried pass) is kept: its token is the one pods use.
+async fn create_control_secret(ctx: &Context, owner: &Owner) -> Result<()> {
+    let name = weir_crds::control::auth::secret_name(&owner.name);
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| Error::Render {
+        job: owner.name.clone(),
+        message: format!("no randomness for the control token: {e}"),
+    })?;
+    let token = ControlToken::new(&hex::encode(bytes)).ok_or_else(|| Error::Render {
+        job: owner.name.clone(),
+        message: "empty control token".into(),
+    })?;
+    match Api::<Secret>::namespaced(ctx.client.clone(), &owner.namespace)
+        .create(&PostParams::default(), &pods::control_secret(owner, &token))
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+        Err(e) => Err(Error::kube(format!("create Secret {name}"), e)),
+    }
+}
+
 fn reconciled(job: &StreamJob, status: &StreamJobStatus) -> StreamJobSpec {
     crate::decide::reconciled_spec(status).unwrap_or_else(|| job.spec.clone())
 }
@@ -217,20 +253,20 @@ mod tests {
     }
 
     impl RuntimeApi for Runtime {
-        fn job<'a>(&'a self, base: &'a str) -> BoxFuture<'a, Result<RuntimeView, RuntimeError>> {
-            Box::pin(async move { Self::answer(base, RuntimeView::default()) })
+        fn job<'a>(&'a self, at: Endpoint<'a>) -> BoxFuture<'a, Result<RuntimeView, RuntimeError>> {
+            Box::pin(async move { Self::answer(at.base, RuntimeView::default()) })
         }
         fn trigger_savepoint<'a>(
             &'a self,
-            base: &'a str,
+            at: Endpoint<'a>,
         ) -> BoxFuture<'a, Result<String, RuntimeError>> {
-            Box::pin(async move { Self::answer(base, "sp-req-7".to_string()) })
+            Box::pin(async move { Self::answer(at.base, "sp-req-7".to_string()) })
         }
         fn stop_with_savepoint<'a>(
             &'a self,
-            base: &'a str,
+            at: Endpoint<'a>,
         ) -> BoxFuture<'a, Result<(), RuntimeError>> {
-            Box::pin(async move { Self::answer(base, ()) })
+            Box::pin(async move { Self::answer(at.base, ()) })
         }
     }
 

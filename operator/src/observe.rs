@@ -11,12 +11,14 @@ use std::fmt;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::ListParams;
 use kube::{Api, Client};
+use weir_crds::control::{ControlToken, auth};
 use weir_crds::{StreamJob, StreamJobSpec};
 
 use crate::context::Context;
 use crate::decide::{Observed, PodPhase, PodView, RuntimeOutcome};
 use crate::error::{Error, Result};
 use crate::pods::{CONTROL_PORT, CONTROL_PORT_ANNOTATION, INCARNATION_LABEL, JOB_LABEL};
+use crate::runtime_client::Endpoint;
 
 /// What was observed, plus what only acting needs: the control API address of each pod that
 /// has one, and the S3 credentials.
@@ -31,6 +33,9 @@ pub struct Observation {
     /// `None` when no Secret is named, or it or one of its keys is missing (which
     /// `observed.problems` reports).
     pub s3_credentials: Option<S3Credentials>,
+    /// The job's control token, from its control Secret; `None` until the operator has
+    /// created that Secret (acting on `EnsureConfig` does, before the first pod).
+    pub control_token: Option<ControlToken>,
 }
 
 /// An S3 access key pair from a Secret. Its `Debug` shows neither half, so an
@@ -86,6 +91,7 @@ pub async fn observe(ctx: &Context, job: &StreamJob, ns: &str, name: &str) -> Re
         }
         obs.observed.pods.push(view);
     }
+    obs.control_token = control_token(&ctx.client, ns, name).await?;
     let incarnation = job.status.as_ref().map_or(0, |s| s.incarnation);
     let current = obs
         .observed
@@ -93,7 +99,11 @@ pub async fn observe(ctx: &Context, job: &StreamJob, ns: &str, name: &str) -> Re
         .iter()
         .find(|p| p.incarnation == incarnation && p.phase == PodPhase::Running);
     if let Some(addr) = current.and_then(|p| obs.addresses.get(&p.name)) {
-        match ctx.runtime.job(addr).await {
+        let at = Endpoint {
+            base: addr,
+            token: obs.control_token.as_ref(),
+        };
+        match ctx.runtime.job(at).await {
             Ok(v) => obs.observed.runtime = Some(v),
             Err(e) => tracing::debug!(error = %e, "runtime status not available"),
         }
@@ -204,6 +214,20 @@ fn references(spec: &StreamJobSpec) -> Vec<Reference> {
 /// environment, so the same Secret also serves the runtime).
 const ACCESS_KEY_ID: &str = "AWS_ACCESS_KEY_ID";
 const SECRET_ACCESS_KEY: &str = "AWS_SECRET_ACCESS_KEY";
+
+/// The token in the job's control Secret; `None` when the Secret or its key is missing.
+async fn control_token(client: &Client, ns: &str, job: &str) -> Result<Option<ControlToken>> {
+    let name = auth::secret_name(job);
+    let secret = Api::<Secret>::namespaced(client.clone(), ns)
+        .get_opt(&name)
+        .await
+        .map_err(|e| Error::kube(format!("read Secret {ns}/{name}"), e))?;
+    Ok(secret
+        .and_then(|s| s.data)
+        .and_then(|d| d.get(auth::TOKEN_KEY).cloned())
+        .and_then(|b| String::from_utf8(b.0).ok())
+        .and_then(|t| ControlToken::new(&t)))
+}
 
 /// Each referenced Secret, read once however many fields name it; `None` for one that does
 /// not exist.
@@ -416,10 +440,14 @@ mod tests {
     fn credentials_never_show_in_debug_output() {
         let obs = Observation {
             s3_credentials: Some(S3Credentials::new(ID, KEY)),
+            control_token: ControlToken::new("c0ntr0l"),
             ..Observation::default()
         };
         let printed = format!("{obs:?} {obs:#?}");
-        assert!(!printed.contains(ID) && !printed.contains(KEY), "{printed}");
+        assert!(
+            !printed.contains(ID) && !printed.contains(KEY) && !printed.contains("c0ntr0l"),
+            "{printed}"
+        );
         assert!(printed.contains("<redacted>"), "{printed}");
     }
 
@@ -440,6 +468,9 @@ mod tests {
                         json!({"apiVersion": "v1", "kind": "PodList",
                                  "metadata": {}, "items": []}),
                     )
+                } else if path.ends_with("/secrets/sales-control") {
+                    let s = secret("sales-control", &[("token", "c0ntr0l\n")]);
+                    (200, serde_json::to_value(s).unwrap())
                 } else if path.ends_with("/secrets/s3") {
                     let s = secret(
                         "s3",
@@ -497,11 +528,13 @@ mod tests {
             seen,
             [
                 "GET /api/v1/namespaces/shop/pods",
+                "GET /api/v1/namespaces/shop/secrets/sales-control",
                 "GET /api/v1/namespaces/shop/secrets/db",
                 "GET /api/v1/namespaces/shop/secrets/s3",
             ]
         );
         assert_eq!(obs.s3_credentials, Some(S3Credentials::new(ID, KEY)));
+        assert_eq!(obs.control_token, ControlToken::new("c0ntr0l"));
         assert_eq!(
             obs.observed.problems,
             [

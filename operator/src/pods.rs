@@ -1,12 +1,14 @@
 //! The objects a StreamJob owns: a ConfigMap with the job file, a Service for the control
-//! API, and one runtime pod per incarnation. Pure builders; [`crate::act`] applies them.
+//! API, a Secret with the control token, and one runtime pod per incarnation. Pure builders;
+//! [`crate::act`] applies them.
 //!
 //! # Guarantees
 //! - Every object carries an owner reference to the StreamJob (garbage-collected with it)
 //!   and the labels `weir.dev/job` and, for pods, `weir.dev/incarnation`.
 //! - Runtime pods run non-root with a read-only root filesystem, no privilege escalation, no
 //!   capabilities and the runtime default seccomp profile; requests equal limits.
-//! - Secrets reach the pod only as `secretKeyRef` environment variables.
+//! - Secrets reach the pod only as `secretKeyRef` environment variables, the control token
+//!   among them.
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -14,14 +16,15 @@ use std::net::{Ipv4Addr, SocketAddr};
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
     EnvVar, EnvVarSource, HTTPGetAction, Pod, PodSecurityContext, PodSpec, Probe,
-    ResourceRequirements, SeccompProfile, SecretKeySelector, SecurityContext, Service, ServicePort,
-    ServiceSpec, Volume, VolumeMount,
+    ResourceRequirements, SeccompProfile, Secret, SecretKeySelector, SecurityContext, Service,
+    ServicePort, ServiceSpec, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use weir_crds::control::{
-    self, LogFormat, RuntimeArgs, RuntimeCli, RuntimeCommand, Start, TERMINATION_LOG_ENV,
+    self, ControlToken, LogFormat, RuntimeArgs, RuntimeCli, RuntimeCommand, Start,
+    TERMINATION_LOG_ENV,
 };
 use weir_crds::{StartPoint, StreamJobSpec};
 
@@ -132,6 +135,23 @@ pub fn service(owner: &Owner) -> Service {
     }
 }
 
+/// The Secret with the job's control token, which the runtime pods get as
+/// [`control::auth::TOKEN_ENV`] and the operator sends on every control call. Immutable: a
+/// token is never rewritten under a running pod.
+#[must_use]
+pub fn control_secret(owner: &Owner, token: &ControlToken) -> Secret {
+    Secret {
+        metadata: owner.meta(control::auth::secret_name(&owner.name), owner.labels()),
+        immutable: Some(true),
+        type_: Some("Opaque".into()),
+        string_data: Some(BTreeMap::from([(
+            control::auth::TOKEN_KEY.to_string(),
+            token.expose().to_string(),
+        )])),
+        ..Secret::default()
+    }
+}
+
 fn secret_env(name: &str, secret: &str, key: &str) -> EnvVar {
     EnvVar {
         name: name.to_string(),
@@ -198,6 +218,11 @@ pub fn pod(
         env(TERMINATION_LOG_ENV, "/dev/termination-log"),
         env("WEIR_LOG", "info"),
         env("AWS_EC2_METADATA_DISABLED", "true"),
+        secret_env(
+            control::auth::TOKEN_ENV,
+            &control::auth::secret_name(&owner.name),
+            control::auth::TOKEN_KEY,
+        ),
     ];
     let s3 = &spec.checkpoint.s3;
     if let Some(region) = &s3.region {
@@ -385,12 +410,25 @@ pipeline:
             ("AWS_ACCESS_KEY_ID", "s3-creds", "AWS_ACCESS_KEY_ID"),
             ("AWS_SECRET_ACCESS_KEY", "s3-creds", "AWS_SECRET_ACCESS_KEY"),
             ("CLICKHOUSE_PASSWORD", "ch", "password"),
+            ("WEIR_CONTROL_TOKEN", "sales-control", "token"),
         ] {
             let e = by_name(var);
             assert_eq!(e.value, None, "{var} has no literal value");
             let r = e.value_from.unwrap().secret_key_ref.unwrap();
             assert_eq!((r.name.as_str(), r.key.as_str()), (secret, key));
         }
+    }
+
+    #[test]
+    fn the_control_secret_is_owned_immutable_and_hides_its_token_from_debug() {
+        let token = ControlToken::new("t0k3n").unwrap();
+        let s = control_secret(&owner(), &token);
+        assert_eq!(s.metadata.name.as_deref(), Some("sales-control"));
+        assert_eq!(s.immutable, Some(true));
+        assert_eq!(s.string_data.as_ref().unwrap()["token"], "t0k3n");
+        let o = &s.metadata.owner_references.as_ref().unwrap()[0];
+        assert_eq!((o.kind.as_str(), o.uid.as_str()), ("StreamJob", "u-1"));
+        assert!(!format!("{token:?}").contains("t0k3n"));
     }
 
     #[test]

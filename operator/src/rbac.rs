@@ -38,9 +38,11 @@ pub const IMPLIED: &[(&str, &str, &str, &str)] = &[(
          this verb when such an object is created",
 )];
 
-/// The operator's permissions. Secrets are only read (`get`, by name): the operator checks
-/// that referenced Secrets and keys exist and reads S3 credentials to dispose of savepoints;
-/// it never lists or writes them.
+/// The operator's permissions. Secrets are read only by name (`get`, never `list` or
+/// `watch`, so the operator cannot enumerate them): those a StreamJob names, to check their
+/// keys exist and to dispose of savepoints with the S3 credentials, and the job's own control
+/// Secret. The one write is `create`, of that control Secret (immutable, owned by the job and
+/// collected with it); no Secret is ever updated or deleted.
 pub const PERMISSIONS: &[Permission] = &[
     Permission {
         group: "weir.dev",
@@ -81,7 +83,7 @@ pub const PERMISSIONS: &[Permission] = &[
     Permission {
         group: "",
         resource: "secrets",
-        verbs: &["get"],
+        verbs: &["get", "create"],
         scope: Scope::JobNamespaces,
     },
     Permission {

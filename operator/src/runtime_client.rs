@@ -1,11 +1,12 @@
 //! Talking to a runtime pod's control API (`GET /v1/job`, `POST /v1/savepoints`,
 //! `POST /v1/stop`). Behind a trait so reconcile tests can script the runtime's answers. The
-//! bodies are the contract's types (`weir_crds::control`), which the runtime serves.
+//! bodies are the contract's types (`weir_crds::control`), which the runtime serves. Every
+//! call carries the job's control token, without which the runtime answers `401`.
 
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use weir_crds::control::{JobReport, SavepointAccepted, StopRequest, routes};
+use weir_crds::control::{ControlToken, JobReport, SavepointAccepted, StopRequest, routes};
 
 use crate::decide::RuntimeView;
 
@@ -41,17 +42,30 @@ pub enum RuntimeError {
     },
 }
 
-/// The control API, as the operator uses it. `base` is `http://<pod IP>:<port>`.
+/// One runtime's control API: where it is and the token it wants.
+#[derive(Debug, Clone, Copy)]
+pub struct Endpoint<'a> {
+    /// `http://<pod IP>:<port>`.
+    pub base: &'a str,
+    /// The job's control token; `None` only before its Secret exists (the call is then
+    /// refused, and retried by a later reconcile).
+    pub token: Option<&'a ControlToken>,
+}
+
+/// The control API, as the operator uses it.
 pub trait RuntimeApi: Send + Sync {
     /// `GET /v1/job`.
-    fn job<'a>(&'a self, base: &'a str) -> BoxFuture<'a, Result<RuntimeView, RuntimeError>>;
+    fn job<'a>(&'a self, at: Endpoint<'a>) -> BoxFuture<'a, Result<RuntimeView, RuntimeError>>;
     /// `POST /v1/savepoints`; the request id.
     fn trigger_savepoint<'a>(
         &'a self,
-        base: &'a str,
+        at: Endpoint<'a>,
     ) -> BoxFuture<'a, Result<String, RuntimeError>>;
     /// `POST /v1/stop {"savepoint": true}`.
-    fn stop_with_savepoint<'a>(&'a self, base: &'a str) -> BoxFuture<'a, Result<(), RuntimeError>>;
+    fn stop_with_savepoint<'a>(
+        &'a self,
+        at: Endpoint<'a>,
+    ) -> BoxFuture<'a, Result<(), RuntimeError>>;
 }
 
 /// The real client, over HTTP.
@@ -77,8 +91,13 @@ impl HttpRuntime {
         Ok(Self { http })
     }
 
-    async fn call(&self, url: String, method: Method) -> Result<Vec<u8>, RuntimeError> {
-        let req = match method {
+    async fn call(
+        &self,
+        url: String,
+        token: Option<&ControlToken>,
+        method: Method,
+    ) -> Result<Vec<u8>, RuntimeError> {
+        let mut req = match method {
             Method::Get => self.http.get(&url),
             Method::Post(None) => self.http.post(&url),
             Method::Post(Some(json)) => self
@@ -87,6 +106,9 @@ impl HttpRuntime {
                 .header("content-type", "application/json")
                 .body(json),
         };
+        if let Some(t) = token {
+            req = req.header("authorization", t.bearer());
+        }
         let unreachable = |e: reqwest::Error| RuntimeError::Unreachable {
             url: url.clone(),
             message: e.to_string(),
@@ -127,35 +149,40 @@ fn decode_error(url: String) -> impl FnOnce(serde_json::Error) -> RuntimeError {
 }
 
 impl RuntimeApi for HttpRuntime {
-    fn job<'a>(&'a self, base: &'a str) -> BoxFuture<'a, Result<RuntimeView, RuntimeError>> {
+    fn job<'a>(&'a self, at: Endpoint<'a>) -> BoxFuture<'a, Result<RuntimeView, RuntimeError>> {
         Box::pin(async move {
-            let url = format!("{base}{}", routes::JOB);
-            let body = self.call(url.clone(), Method::Get).await?;
+            let url = format!("{}{}", at.base, routes::JOB);
+            let body = self.call(url.clone(), at.token, Method::Get).await?;
             decode_job(&body).map_err(decode_error(url))
         })
     }
 
     fn trigger_savepoint<'a>(
         &'a self,
-        base: &'a str,
+        at: Endpoint<'a>,
     ) -> BoxFuture<'a, Result<String, RuntimeError>> {
         Box::pin(async move {
-            let url = format!("{base}{}", routes::SAVEPOINTS);
-            let body = self.call(url.clone(), Method::Post(None)).await?;
+            let url = format!("{}{}", at.base, routes::SAVEPOINTS);
+            let body = self.call(url.clone(), at.token, Method::Post(None)).await?;
             serde_json::from_slice::<SavepointAccepted>(&body)
                 .map(|a| a.id)
                 .map_err(decode_error(url))
         })
     }
 
-    fn stop_with_savepoint<'a>(&'a self, base: &'a str) -> BoxFuture<'a, Result<(), RuntimeError>> {
+    fn stop_with_savepoint<'a>(
+        &'a self,
+        at: Endpoint<'a>,
+    ) -> BoxFuture<'a, Result<(), RuntimeError>> {
         Box::pin(async move {
-            let url = format!("{base}{}", routes::STOP);
+            let url = format!("{}{}", at.base, routes::STOP);
             let body = serde_json::to_string(&StopRequest { savepoint: true })
                 .map_err(decode_error(url.clone()))?;
             // The answer (`StopAccepted`) is not read: the stop is underway once accepted, and
             // how it ended comes from the termination message.
-            self.call(url, Method::Post(Some(body))).await.map(|_| ())
+            self.call(url, at.token, Method::Post(Some(body)))
+                .await
+                .map(|_| ())
         })
     }
 }

@@ -330,7 +330,7 @@ async fn flows(assets: &std::path::Path) {
 /// completes, and a stop with a savepoint that ends the container with its path.
 #[test]
 fn scripted_control_api_speaks_the_runtime_dialect() {
-    use weir_operator::runtime_client::RuntimeApi;
+    use weir_operator::runtime_client::{Endpoint, RuntimeApi, RuntimeError};
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let fake = Arc::new(kubelet::FakeRuntime::default());
@@ -339,17 +339,33 @@ fn scripted_control_api_speaks_the_runtime_dialect() {
             .local_addr()
             .unwrap()
             .port();
-        let started = fake.start("a-1", port, &["run".into()]).await;
+        let started = fake
+            .start("a-1", port, &["run".into()], Some("tok-a-1".into()))
+            .await;
         let base = format!("http://127.0.0.1:{port}");
         let client = HttpRuntime::new().unwrap();
-        let v = client.job(&base).await.unwrap();
+        let token = weir_crds::control::ControlToken::new("tok-a-1").unwrap();
+        let stranger = Endpoint {
+            base: &base,
+            token: None,
+        };
+        let err = client.job(stranger).await.unwrap_err();
+        assert!(
+            matches!(err, RuntimeError::Status { status: 401, .. }),
+            "{err}"
+        );
+        let at = Endpoint {
+            base: &base,
+            token: Some(&token),
+        };
+        let v = client.job(at).await.unwrap();
         assert_eq!(
             (v.job_id.as_str(), v.state),
             ("lineage-a-1", weir_crds::control::JobState::Running)
         );
         assert!(v.last_checkpoint.is_some());
-        let id = client.trigger_savepoint(&base).await.unwrap();
-        let v = client.job(&base).await.unwrap();
+        let id = client.trigger_savepoint(at).await.unwrap();
+        let v = client.job(at).await.unwrap();
         let sp = v.savepoints.iter().find(|s| s.id == id).unwrap();
         assert_eq!(sp.status, weir_crds::control::SavepointState::Completed);
         assert!(
@@ -360,9 +376,9 @@ fn scripted_control_api_speaks_the_runtime_dialect() {
         );
 
         fake.fail_savepoints.store(true, Ordering::SeqCst);
-        assert!(client.stop_with_savepoint(&base).await.is_err());
+        assert!(client.stop_with_savepoint(at).await.is_err());
         fake.fail_savepoints.store(false, Ordering::SeqCst);
-        client.stop_with_savepoint(&base).await.unwrap();
+        client.stop_with_savepoint(at).await.unwrap();
         let (code, message) = started.exit.await.unwrap();
         assert_eq!(code, 0);
         let m: Value = serde_json::from_str(&message).unwrap();
@@ -370,9 +386,10 @@ fn scripted_control_api_speaks_the_runtime_dialect() {
         assert!(m["savepoint"].as_str().unwrap().contains("/savepoints/"));
         assert_eq!(
             fake.calls.lock().unwrap().len(),
-            5,
+            6,
             "{:?}",
             fake.calls.lock().unwrap()
         );
+        assert_eq!(fake.calls.lock().unwrap()[0], "a-1 REFUSED GET /v1/job");
     });
 }

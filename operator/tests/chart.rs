@@ -311,3 +311,80 @@ fn runtime_pods_are_scraped_and_the_dashboard_queries_real_metrics() {
     assert!(of_kind(&objs, "PodMonitor").is_empty());
     assert!(of_kind(&objs, "ConfigMap").is_empty());
 }
+
+/// The NetworkPolicy admits the operator's own pods (the labels its Deployment gives them, in
+/// the release namespace) to the runtime pods' `control` port, plus the configured metrics
+/// peers, in each watched namespace; with all namespaces watched, only where listed.
+#[test]
+fn only_the_operator_and_metrics_peers_reach_runtime_pods() {
+    let Some(helm) = helm() else { return };
+    let objs = render(&helm, &["--set", "watchNamespaces={shop,analytics}"]);
+    let policies = of_kind(&objs, "NetworkPolicy");
+    let namespaces: Vec<&str> = policies
+        .iter()
+        .map(|p| p["metadata"]["namespace"].as_str().unwrap())
+        .collect();
+    assert_eq!(namespaces, ["shop", "analytics"]);
+    let deployment = of_kind(&objs, "Deployment")[0];
+    let operator_labels = &deployment["spec"]["template"]["metadata"]["labels"];
+    let release_ns = deployment["metadata"]["namespace"].as_str().unwrap();
+    for p in &policies {
+        let spec = &p["spec"];
+        assert_eq!(spec["policyTypes"], serde_json::json!(["Ingress"]));
+        assert_eq!(
+            spec["podSelector"]["matchExpressions"][0],
+            serde_json::json!({"key": "weir.dev/job", "operator": "Exists"})
+        );
+        let rules = spec["ingress"].as_array().unwrap();
+        assert_eq!(rules.len(), 1, "{spec}");
+        assert_eq!(
+            rules[0]["ports"],
+            serde_json::json!([{"port": "control", "protocol": "TCP"}])
+        );
+        let from = rules[0]["from"].as_array().unwrap();
+        assert_eq!(from.len(), 1, "no metrics peers configured: {spec}");
+        assert_eq!(
+            from[0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"],
+            release_ns
+        );
+        // Every label the policy asks for is one the operator's pods carry.
+        let wanted = from[0]["podSelector"]["matchLabels"].as_object().unwrap();
+        assert!(!wanted.is_empty());
+        for (k, v) in wanted {
+            assert_eq!(&operator_labels[k], v, "operator pods lack {k}={v}");
+        }
+    }
+
+    // All namespaces watched: nothing unless namespaces are listed; metricsFrom is appended.
+    assert!(of_kind(&render(&helm, &[]), "NetworkPolicy").is_empty());
+    let objs = render(
+        &helm,
+        &[
+            "--set",
+            "networkPolicy.namespaces={shop}",
+            "--set",
+            "networkPolicy.metricsFrom[0].podSelector.matchLabels.app=prometheus",
+        ],
+    );
+    let policies = of_kind(&objs, "NetworkPolicy");
+    assert_eq!(policies.len(), 1);
+    assert_eq!(
+        policies[0]["spec"]["ingress"][0]["from"][1],
+        serde_json::json!({"podSelector": {"matchLabels": {"app": "prometheus"}}})
+    );
+    assert!(
+        of_kind(
+            &render(
+                &helm,
+                &[
+                    "--set",
+                    "networkPolicy.enabled=false",
+                    "--set",
+                    "watchNamespaces={shop}"
+                ]
+            ),
+            "NetworkPolicy"
+        )
+        .is_empty()
+    );
+}

@@ -18,7 +18,7 @@ use weir_operator::decide::{RuntimeView, Settings};
 use weir_operator::dispose::SavepointStore;
 use weir_operator::metrics::Metrics;
 use weir_operator::reconcile::reconcile;
-use weir_operator::runtime_client::{RuntimeApi, RuntimeError};
+use weir_operator::runtime_client::{Endpoint, RuntimeApi, RuntimeError};
 
 type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
 
@@ -30,7 +30,8 @@ struct FakeRuntime {
 }
 
 impl RuntimeApi for FakeRuntime {
-    fn job<'a>(&'a self, base: &'a str) -> BoxFuture<'a, Result<RuntimeView, RuntimeError>> {
+    fn job<'a>(&'a self, at: Endpoint<'a>) -> BoxFuture<'a, Result<RuntimeView, RuntimeError>> {
+        let base = at.base;
         self.calls
             .lock()
             .unwrap()
@@ -45,15 +46,20 @@ impl RuntimeApi for FakeRuntime {
     }
     fn trigger_savepoint<'a>(
         &'a self,
-        base: &'a str,
+        at: Endpoint<'a>,
     ) -> BoxFuture<'a, Result<String, RuntimeError>> {
+        let base = at.base;
         self.calls
             .lock()
             .unwrap()
             .push(format!("POST {base}/v1/savepoints"));
         Box::pin(async { Ok("sp-req-1".to_string()) })
     }
-    fn stop_with_savepoint<'a>(&'a self, base: &'a str) -> BoxFuture<'a, Result<(), RuntimeError>> {
+    fn stop_with_savepoint<'a>(
+        &'a self,
+        at: Endpoint<'a>,
+    ) -> BoxFuture<'a, Result<(), RuntimeError>> {
+        let base = at.base;
         self.calls
             .lock()
             .unwrap()
@@ -206,8 +212,13 @@ async fn serve(mut handle: Handle, calls: Vec<Call>) -> Vec<Value> {
             echo
         };
         bodies.push(body);
+        let code = match answer["kind"].as_str() {
+            Some("Status") => answer["code"].as_u64().and_then(|c| u16::try_from(c).ok()),
+            _ => None,
+        };
         send.send_response(
             Response::builder()
+                .status(code.unwrap_or(200))
                 .body(Body::from(serde_json::to_vec(&answer).unwrap()))
                 .unwrap(),
         );
@@ -235,12 +246,31 @@ fn event_ok() -> Value {
 const PODS: &str = "/api/v1/namespaces/shop/pods";
 const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/shop/events";
 const STATUS: &str = "/apis/weir.dev/v1alpha1/namespaces/shop/streamjobs/sales/status";
+const CONTROL_SECRET: &str = "/api/v1/namespaces/shop/secrets/sales-control";
 
-/// No pod exists, so a new incarnation starts: list pods, apply ConfigMap and Service,
-/// create the pod, record the event, write the status.
+fn not_found() -> Value {
+    json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+           "reason": "NotFound", "code": 404, "message": "not found"})
+}
+
+/// Observing reads the job's control token after listing the pods; here it exists.
+fn control_secret_read() -> Call {
+    call(
+        Method::GET,
+        CONTROL_SECRET,
+        json!({"apiVersion": "v1", "kind": "Secret",
+               "metadata": {"name": "sales-control", "namespace": "shop"},
+               "data": {"token": "dG9rZW4="}}),
+    )
+}
+
+/// No pod exists, so a new incarnation starts: list pods, find no control Secret, apply
+/// ConfigMap and Service, create the control Secret and the pod, record the event, write the
+/// status.
 fn start_incarnation_calls() -> Vec<Call> {
     vec![
         call(Method::GET, PODS, list(json!([]))),
+        call(Method::GET, CONTROL_SECRET, not_found()),
         call(
             Method::PATCH,
             "/api/v1/namespaces/shop/configmaps/sales-job",
@@ -251,6 +281,7 @@ fn start_incarnation_calls() -> Vec<Call> {
             "/api/v1/namespaces/shop/services/sales",
             Value::Null,
         ),
+        call(Method::POST, "/api/v1/namespaces/shop/secrets", Value::Null),
         call(Method::POST, PODS, Value::Null),
         call(Method::POST, EVENTS, event_ok()),
         call(Method::PATCH, STATUS, Value::Null),
@@ -264,22 +295,22 @@ async fn deploy_applies_config_and_service_creates_pod_then_records_event_and_st
     let server = tokio::spawn(serve(handle, start_incarnation_calls()));
     run(reconcile(Arc::new(job(Value::Null, json!({}))), ctx)).await;
     let bodies = server.await.unwrap();
-    let cm = &bodies[1];
+    let cm = &bodies[2];
     assert!(
         cm["data"]["job.yaml"]
             .as_str()
             .unwrap()
             .contains("parallelism: 2")
     );
-    let pod = &bodies[3];
+    let pod = &bodies[5];
     assert_eq!(pod["metadata"]["name"], "sales-1");
     assert_eq!(pod["metadata"]["ownerReferences"][0]["uid"], "uid-1");
     assert_eq!(
         pod["spec"]["containers"][0]["securityContext"]["readOnlyRootFilesystem"],
         true
     );
-    assert_eq!(bodies[4]["reason"], "Deploying");
-    let status = &bodies[5]["status"];
+    assert_eq!(bodies[6]["reason"], "Deploying");
+    let status = &bodies[7]["status"];
     assert_eq!(status["lifecycleState"], "Deploying");
     assert_eq!(status["incarnation"], 1);
     assert!(rt.calls.lock().unwrap().is_empty(), "no pod to ask yet");
@@ -397,6 +428,7 @@ fn heal_first_pass_calls() -> Vec<Call> {
     );
     vec![
         call(Method::GET, PODS, list(json!([failed.clone()]))),
+        control_secret_read(),
         call(
             Method::DELETE,
             "/api/v1/namespaces/shop/pods/sales-1",
@@ -414,7 +446,7 @@ async fn heal_deletes_the_failed_pod_then_starts_the_next_incarnation() {
     let server = tokio::spawn(serve(handle, heal_first_pass_calls()));
     run(reconcile(Arc::new(job(running_status(), json!({}))), ctx)).await;
     let bodies = server.await.unwrap();
-    let status = bodies[2]["status"].clone();
+    let status = bodies[3]["status"].clone();
     assert_eq!(
         status["restarts"]["lastReason"],
         "pod sales-1 OOMKilled (exit 137)"
@@ -425,9 +457,9 @@ async fn heal_deletes_the_failed_pod_then_starts_the_next_incarnation() {
     let server = tokio::spawn(serve(handle, start_incarnation_calls()));
     run(reconcile(Arc::new(job(status, json!({}))), ctx)).await;
     let bodies = server.await.unwrap();
-    assert_eq!(bodies[3]["metadata"]["name"], "sales-2");
-    assert_eq!(bodies[4]["reason"], "Restarting");
-    assert_eq!(bodies[5]["status"]["restarts"]["count"], 1);
+    assert_eq!(bodies[5]["metadata"]["name"], "sales-2");
+    assert_eq!(bodies[6]["reason"], "Restarting");
+    assert_eq!(bodies[7]["status"]["restarts"]["count"], 1);
 }
 
 /// The pass that a pass's own writes trigger is handed the cached object, which on a real
@@ -447,7 +479,10 @@ async fn a_pass_with_a_stale_cached_status_decides_from_the_status_last_written(
     let starting = pod_json("sales-1", 1, "Pending", None);
     let server = tokio::spawn(serve(
         handle,
-        vec![call(Method::GET, PODS, list(json!([starting])))],
+        vec![
+            call(Method::GET, PODS, list(json!([starting]))),
+            control_secret_read(),
+        ],
     ));
     run(reconcile(stale, ctx2)).await;
     server.await.unwrap();
@@ -465,12 +500,13 @@ async fn a_pass_with_a_stale_cached_status_decides_from_the_status_last_written(
         handle,
         vec![
             call(Method::GET, PODS, list(json!([]))),
+            control_secret_read(),
             call(Method::PATCH, STATUS, Value::Null),
         ],
     ));
     run(reconcile(stale.clone(), ctx2)).await;
     let bodies = server.await.unwrap();
-    let waiting = &bodies[1]["status"]["restarts"];
+    let waiting = &bodies[2]["status"]["restarts"];
     assert_eq!(
         (&waiting["count"], &waiting["lastReason"]),
         (&json!(0), &json!("pod sales-1 OOMKilled (exit 137)")),
@@ -481,8 +517,8 @@ async fn a_pass_with_a_stale_cached_status_decides_from_the_status_last_written(
     let server = tokio::spawn(serve(handle, start_incarnation_calls()));
     run(reconcile(stale, ctx3)).await;
     let bodies = server.await.unwrap();
-    assert_eq!(bodies[3]["metadata"]["name"], "sales-2");
-    assert_eq!(bodies[5]["status"]["restarts"]["count"], 1);
+    assert_eq!(bodies[5]["metadata"]["name"], "sales-2");
+    assert_eq!(bodies[7]["status"]["restarts"]["count"], 1);
 }
 
 #[tokio::test]
@@ -502,6 +538,7 @@ async fn savepoint_upgrade_asks_the_runtime_to_stop_with_a_savepoint() {
                 PODS,
                 list(json!([pod_json("sales-1", 1, "Running", None)])),
             ),
+            control_secret_read(),
             call(Method::POST, EVENTS, event_ok()),
             call(Method::PATCH, STATUS, Value::Null),
         ],
@@ -510,9 +547,9 @@ async fn savepoint_upgrade_asks_the_runtime_to_stop_with_a_savepoint() {
     j.spec.parallelism = 3;
     run(reconcile(Arc::new(j), ctx)).await;
     let bodies = server.await.unwrap();
-    assert_eq!(bodies[1]["reason"], "UpgradeStarted");
-    assert_eq!(bodies[2]["status"]["lifecycleState"], "Upgrading");
-    assert_eq!(bodies[2]["status"]["operation"]["stop"], "savepoint");
+    assert_eq!(bodies[2]["reason"], "UpgradeStarted");
+    assert_eq!(bodies[3]["status"]["lifecycleState"], "Upgrading");
+    assert_eq!(bodies[3]["status"]["operation"]["stop"], "savepoint");
     assert_eq!(
         *rt.calls.lock().unwrap(),
         vec![
@@ -532,6 +569,7 @@ async fn delete_removes_pods_then_the_finalizer() {
         handle,
         vec![
             call(Method::GET, PODS, list(json!([pod.clone()]))),
+            control_secret_read(),
             call(Method::DELETE, "/api/v1/namespaces/shop/pods/sales-1", pod),
             call(Method::POST, EVENTS, event_ok()),
             call(Method::PATCH, STATUS, Value::Null),
@@ -543,8 +581,8 @@ async fn delete_removes_pods_then_the_finalizer() {
     ))
     .await;
     let bodies = server.await.unwrap();
-    assert_eq!(bodies[2]["reason"], "Deleting");
-    let status = bodies[3]["status"].clone();
+    assert_eq!(bodies[3]["reason"], "Deleting");
+    let status = bodies[4]["status"].clone();
     assert_eq!(status["lifecycleState"], "Deleting");
 
     let (ctx, handle) = context(rt, || now_at(100_005));
@@ -552,6 +590,7 @@ async fn delete_removes_pods_then_the_finalizer() {
         handle,
         vec![
             call(Method::GET, PODS, list(json!([]))),
+            control_secret_read(),
             call(
                 Method::PATCH,
                 "/apis/weir.dev/v1alpha1/namespaces/shop/streamjobs/sales",
@@ -561,7 +600,7 @@ async fn delete_removes_pods_then_the_finalizer() {
     ));
     run(reconcile(Arc::new(job(status, deleting)), ctx)).await;
     let bodies = server.await.unwrap();
-    assert_eq!(bodies[1]["metadata"]["finalizers"], json!([]));
+    assert_eq!(bodies[2]["metadata"]["finalizers"], json!([]));
 }
 
 /// Answers whatever comes, as an empty cluster would: lists are empty, named reads are 404

@@ -9,6 +9,7 @@ use std::sync::{Arc, RwLock};
 use datafusion::arrow::datatypes::SchemaRef;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+use weir_crds::control::ControlToken;
 use weir_crds::{SinkSpec, SourceSpec};
 
 use crate::checkpoint::coordinator::{Coordinator, CoordinatorConfig, Outcome, Request};
@@ -53,6 +54,8 @@ pub struct RunOptions {
     pub allow_non_restored_state: bool,
     /// Where to serve the control API; none when `None`.
     pub control_addr: Option<SocketAddr>,
+    /// Token the control API's `/v1` routes require; open when `None`.
+    pub control_token: Option<ControlToken>,
 }
 
 impl Default for RunOptions {
@@ -65,6 +68,7 @@ impl Default for RunOptions {
             start: None,
             allow_non_restored_state: false,
             control_addr: None,
+            control_token: None,
         }
     }
 }
@@ -167,6 +171,7 @@ pub async fn start(plan: Plan, opts: RunOptions) -> Result<RunningJob> {
                     Arc::clone(&metrics),
                     req_tx.clone(),
                     task_ids.clone(),
+                    opts.control_token.clone(),
                 ),
             )
             .await

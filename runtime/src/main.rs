@@ -4,7 +4,9 @@ use std::io::IsTerminal;
 use std::time::Duration;
 
 use clap::Parser;
-use weir_crds::control::{LogFormat, Outcome, RuntimeCli, RuntimeCommand, TERMINATION_LOG_ENV};
+use weir_crds::control::{
+    ControlToken, LogFormat, Outcome, RuntimeCli, RuntimeCommand, TERMINATION_LOG_ENV, auth,
+};
 use weir_runtime::checkpoint::coordinator::{self, Request};
 use weir_runtime::job::{RunOptions, StartRequest, start};
 
@@ -89,12 +91,23 @@ async fn main() -> anyhow::Result<()> {
                     }),
                     allow_non_restored_state: args.allow_non_restored_state,
                     control_addr: args.control_addr,
+                    control_token: std::env::var(auth::TOKEN_ENV)
+                        .ok()
+                        .and_then(|t| ControlToken::new(&t)),
                 },
             )
             .await
             .inspect_err(|e| termination_message(&failed(e)))?;
             if let Some(a) = job.control_addr {
                 tracing::info!(addr = %a, "control API listening");
+                if !a.ip().is_loopback() && std::env::var_os(auth::TOKEN_ENV).is_none() {
+                    tracing::warn!(
+                        addr = %a,
+                        "control API reachable beyond this host without a control token: \
+                         anyone who can connect may stop the job (set {})",
+                        auth::TOKEN_ENV
+                    );
+                }
             }
             let requests = job.requests.clone();
             tokio::spawn(async move {

@@ -13,17 +13,29 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use weir_crds::control::{
-    AttemptStatus, JobReport, JobState, LogFormat, RuntimeArgs, RuntimeCli, RuntimeCommand,
-    SavepointAccepted, SavepointReport, SavepointState, Start, StopAccepted, TERMINATION_LOG_ENV,
+    AttemptStatus, ControlToken, JobReport, JobState, LogFormat, RuntimeArgs, RuntimeCli,
+    RuntimeCommand, SavepointAccepted, SavepointReport, SavepointState, Start, StopAccepted,
+    TERMINATION_LOG_ENV,
 };
 use weir_runtime::checkpoint::coordinator::Outcome;
 use weir_runtime::job::{RunOptions, start};
 
 /// Minimal HTTP/1.1 client: enough for a handful of requests, no extra dependency.
 async fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
+    http_with(addr, method, path, body, "").await
+}
+
+/// [`http`] with extra header lines (each ending in `\r\n`).
+async fn http_with(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: &str,
+    headers: &str,
+) -> (u16, String) {
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
     let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{headers}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
     s.write_all(req.as_bytes()).await.unwrap();
@@ -209,6 +221,71 @@ async fn status_savepoint_metrics_and_stop_work_over_http() {
         panic!("expected a stop with savepoint, got {outcome:?}")
     };
     assert!(p.contains("savepoints/sp-"), "{p}");
+}
+
+/// With a control token, every `/v1` route refuses a caller without it or with another one
+/// (`401`, and nothing happens: the job keeps running), serves the one holding it, and the
+/// probes and `/metrics` stay open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_control_token_locks_the_v1_routes_and_leaves_probes_and_metrics_open() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut job = OrdersJob::new(
+        "locked",
+        format!("file://{}", tmp.path().join("chk").display()),
+        tmp.path().join("out"),
+    );
+    job.count = 10_000_000;
+    job.rate = Some(5_000);
+    job.interval_ms = 100;
+    let plan = weir_runtime::plan_source("locked.yaml", &job.yaml()).unwrap();
+    let token = ControlToken::new("9f2c-the-operators-token").unwrap();
+    let running = start(
+        plan,
+        RunOptions {
+            control_addr: Some("127.0.0.1:0".parse().unwrap()),
+            control_token: Some(token.clone()),
+            ..RunOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let addr = running.control_addr.expect("bound");
+    let granted = format!("Authorization: {}\r\n", token.bearer());
+    let wrong = "Authorization: Bearer 9f2c-the-operators-toke\r\n";
+    for path in ["/healthz", "/metrics"] {
+        assert_eq!(http(addr, "GET", path, "").await.0, 200, "{path}");
+    }
+    for (method, path, body) in [
+        ("GET", "/v1/job", ""),
+        ("POST", "/v1/savepoints", ""),
+        ("GET", "/v1/savepoints/sp-req-1", ""),
+        ("POST", "/v1/stop", "{\"savepoint\": false}"),
+    ] {
+        let (code, text) = http(addr, method, path, body).await;
+        assert_eq!(code, 401, "{method} {path} without a token: {text}");
+        assert!(text.contains("control token"), "{text}");
+        let (code, text) = http_with(addr, method, path, body, wrong).await;
+        assert_eq!(code, 401, "{method} {path} with a wrong token: {text}");
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (code, body) = http_with(addr, "GET", "/v1/job", "", &granted).await;
+    assert_eq!(code, 200, "{body}");
+    let report: JobReport = contract(&body);
+    assert_eq!(
+        report.state,
+        JobState::Running,
+        "refused stop was not obeyed"
+    );
+    assert!(report.savepoints.is_empty(), "refused savepoint was taken");
+
+    let (code, body) =
+        http_with(addr, "POST", "/v1/stop", "{\"savepoint\": false}", &granted).await;
+    assert_eq!(code, 202, "{body}");
+    let outcome = tokio::time::timeout(Duration::from_secs(20), running.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(matches!(outcome, Outcome::Stopped { .. }), "{outcome:?}");
 }
 
 /// The binary takes the command line the operator writes (`RuntimeCli::to_args`, here with a

@@ -21,8 +21,12 @@
 //! | `GET /v1/savepoints/{id}` | | [`SavepointReport`], `404` when unknown |
 //! | `POST /v1/stop` | [`StopRequest`], optional | `202` [`StopAccepted`] |
 //!
+//! Every `/v1` route needs the job's control token when the runtime has one ([`auth`]); a
+//! request without it is refused with `401`.
+//!
 //! A refused request (`409` when the job no longer runs, `404`) answers with plain text.
 
+pub mod auth;
 pub mod cli;
 pub mod outcome;
 pub mod report;
@@ -30,6 +34,7 @@ pub mod requests;
 #[cfg(test)]
 mod tests;
 
+pub use auth::ControlToken;
 pub use cli::{CONTROL_PORT, LogFormat, RuntimeArgs, RuntimeCli, RuntimeCommand, Start};
 pub use outcome::{Outcome, TERMINATION_LOG_ENV};
 pub use report::{

@@ -14,6 +14,10 @@
 //! | `GET /readyz` | restore is done and tasks run; before that `503` with the state and what start-up waits for |
 //! | `GET /metrics` | OpenMetrics text |
 //!
+//! With a control token (`WEIR_CONTROL_TOKEN`, which the operator sets from the job's control
+//! Secret) every `/v1` route needs `Authorization: Bearer <token>` and answers `401` without
+//! it; the health and metrics routes never do. See `weir_crds::control::auth`.
+//!
 //! The API is up from the start of `job::start`, so the kubelet's liveness probe passes while
 //! start-up waits for a broker or restores large state; savepoint and stop requests are
 //! refused (`409`) until the job runs.
@@ -27,13 +31,15 @@ use std::sync::{Arc, RwLock};
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Request as HttpRequest, State};
 use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use subtle::ConstantTimeEq;
 use tokio::sync::mpsc;
 use weir_crds::control::{
-    SavepointAccepted, SourceLag, StopAccepted, StopRequest, TaskWatermark, routes,
+    ControlToken, SavepointAccepted, SourceLag, StopAccepted, StopRequest, TaskWatermark, routes,
 };
 
 use crate::checkpoint::coordinator::Request;
@@ -52,6 +58,8 @@ pub struct ApiState {
     pub requests: mpsc::Sender<Request>,
     /// Task of each watermark slot.
     pub tasks: Arc<Vec<TaskId>>,
+    /// Required on `/v1` routes when set.
+    token: Option<Arc<ControlToken>>,
     next_savepoint: Arc<AtomicU64>,
 }
 
@@ -63,12 +71,14 @@ impl ApiState {
         metrics: Arc<Metrics>,
         requests: mpsc::Sender<Request>,
         tasks: Vec<TaskId>,
+        token: Option<ControlToken>,
     ) -> Self {
         Self {
             status,
             metrics,
             requests,
             tasks: Arc::new(tasks),
+            token: token.map(Arc::new),
             next_savepoint: Arc::new(AtomicU64::new(1)),
         }
     }
@@ -76,11 +86,14 @@ impl ApiState {
 
 /// The router.
 pub fn router(state: ApiState) -> Router {
-    Router::new()
+    let v1 = Router::new()
         .route(routes::JOB, get(job))
         .route(routes::SAVEPOINTS, post(trigger_savepoint))
         .route(&format!("{}/{{id}}", routes::SAVEPOINTS), get(savepoint))
         .route(routes::STOP, post(stop))
+        .route_layer(middleware::from_fn_with_state(state.clone(), authorize));
+    Router::new()
+        .merge(v1)
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
@@ -102,6 +115,35 @@ pub async fn serve(addr: SocketAddr, state: ApiState) -> std::io::Result<SocketA
         }
     });
     Ok(bound)
+}
+
+/// Lets a `/v1` request through when the runtime has no token or the request carries it.
+async fn authorize(State(s): State<ApiState>, req: HttpRequest, next: Next) -> Response {
+    let Some(token) = &s.token else {
+        return next.run(req).await;
+    };
+    let offered = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    // Constant time, so the answer's timing does not tell how much of a guess was right.
+    let granted =
+        offered.is_some_and(|o| bool::from(o.as_bytes().ct_eq(token.expose().as_bytes())));
+    if granted {
+        return next.run(req).await;
+    }
+    let why = if offered.is_some() {
+        "wrong control token"
+    } else {
+        "this route needs the job's control token (Authorization: Bearer)"
+    };
+    (
+        StatusCode::UNAUTHORIZED,
+        [(header::WWW_AUTHENTICATE, "Bearer")],
+        why,
+    )
+        .into_response()
 }
 
 fn snapshot(s: &ApiState) -> Option<JobReport> {
