@@ -90,9 +90,31 @@ pub struct StreamJobSpec {
     /// Deadlines and rollback for upgrades.
     #[serde(default)]
     pub upgrade: UpgradePolicy,
-    /// CPU and memory of the runtime pod (requests = limits).
+    /// CPU and memory of the runtime container: `cpu` and `memory` set requests and limits
+    /// alike; `requests` or `limits` replace one side.
     #[serde(default)]
     pub resources: JobResources,
+    /// Service account of the runtime pods (for IRSA, workload identity and the like); the
+    /// namespace's `default` when absent. Its API token is mounted only if the service account
+    /// or `podTemplate` asks for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"))]
+    pub service_account_name: Option<String>,
+    /// Secrets (of type `kubernetes.io/dockerconfigjson`) to pull the runtime image with.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub image_pull_secrets: Vec<String>,
+    /// Log level and format of the runtime.
+    #[serde(default)]
+    pub logging: Logging,
+    /// A Kubernetes pod template merged under what the operator owns: labels, annotations,
+    /// nodeSelector, tolerations, affinity, priorityClassName, topologySpreadConstraints,
+    /// volumes, sidecar and init containers, and in the container named `runtime` extra env,
+    /// envFrom and volumeMounts. Root, privilege escalation, a writable root filesystem for
+    /// the runtime and the fields the operator owns (image, args, ports, probes, resources)
+    /// are refused, naming the field. The manifest reference lists the merge rules.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "pod_template_schema")]
+    pub pod_template: Option<serde_json::Value>,
     /// Environment variables taken from Secrets, e.g. the variable a sink's `passwordEnv` or a
     /// source's `saslPasswordEnv` names. Secrets never appear in the manifest itself.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -305,18 +327,124 @@ impl Default for UpgradePolicy {
     }
 }
 
-/// Runtime pod resources; requests equal limits so the pod gets a predictable share.
+/// Runtime container resources. By default requests equal limits, so the pod gets a
+/// predictable share (Guaranteed QoS); `requests` and `limits` set the two sides apart, e.g.
+/// no CPU limit.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct JobResources {
-    /// CPU quantity, e.g. `"1"` or `"500m"`.
+    /// CPU quantity, e.g. `"1"` or `"500m"`: request and limit, unless `requests` or
+    /// `limits` is given.
     #[serde(default = "default_cpu")]
     #[schemars(regex(pattern = r"^[0-9]+(\.[0-9]+)?m?$"))]
     pub cpu: String,
-    /// Memory quantity, e.g. `"2Gi"`.
+    /// Memory quantity, e.g. `"2Gi"`: request and limit, unless `requests` or `limits` is
+    /// given.
     #[serde(default = "default_memory")]
     #[schemars(regex(pattern = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|k|M|G|T)?$"))]
     pub memory: String,
+    /// Requests, replacing `cpu` and `memory` on that side (only what is listed is
+    /// requested).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests: Option<ResourceQuantities>,
+    /// Limits, replacing `cpu` and `memory` on that side (only what is listed is limited:
+    /// `limits: {memory: 2Gi}` sets no CPU limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<ResourceQuantities>,
+}
+
+/// One side (requests or limits) of the runtime container's resources.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ResourceQuantities {
+    /// CPU quantity, e.g. `"500m"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9]+(\.[0-9]+)?m?$"))]
+    pub cpu: Option<String>,
+    /// Memory quantity, e.g. `"2Gi"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|k|M|G|T)?$"))]
+    pub memory: Option<String>,
+    /// Ephemeral storage quantity (the emptyDir under `/tmp`), e.g. `"1Gi"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|k|M|G|T)?$"))]
+    pub ephemeral_storage: Option<String>,
+}
+
+/// `(resource name, quantity)` pairs of one side, as a pod's `requests` or `limits` has them.
+pub type Quantities = Vec<(&'static str, String)>;
+
+impl JobResources {
+    /// `(requests, limits)`.
+    #[must_use]
+    pub fn sides(&self) -> (Quantities, Quantities) {
+        let both = ResourceQuantities {
+            cpu: Some(self.cpu.clone()),
+            memory: Some(self.memory.clone()),
+            ephemeral_storage: None,
+        };
+        let pairs = |q: &ResourceQuantities| {
+            [
+                ("cpu", &q.cpu),
+                ("memory", &q.memory),
+                ("ephemeral-storage", &q.ephemeral_storage),
+            ]
+            .into_iter()
+            .filter_map(|(k, v)| v.clone().map(|v| (k, v)))
+            .collect::<Vec<_>>()
+        };
+        (
+            pairs(self.requests.as_ref().unwrap_or(&both)),
+            pairs(self.limits.as_ref().unwrap_or(&both)),
+        )
+    }
+}
+
+/// How the runtime logs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Logging {
+    /// A level (`error`, `warn`, `info`, `debug`, `trace`) or a filter of `target=level`
+    /// pairs, e.g. `info,weir_runtime::checkpoint=debug`.
+    #[serde(default = "default_log_level")]
+    #[schemars(regex(pattern = r"^[A-Za-z0-9_:=,\-]+$"))]
+    pub level: String,
+    /// `json` (one object per line, for log collectors) or `text`.
+    #[serde(default)]
+    pub format: LogFormatSpec,
+}
+
+fn default_log_level() -> String {
+    "info".to_string()
+}
+
+impl Default for Logging {
+    fn default() -> Self {
+        Self {
+            level: default_log_level(),
+            format: LogFormatSpec::default(),
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum LogFormatSpec {
+    /// One JSON object per line.
+    #[default]
+    Json,
+    /// Human-readable lines.
+    Text,
+}
+
+/// `spec.podTemplate` in the CRD: an object whose fields the apiserver keeps as given. The
+/// operator checks it (`pod_template::check`) and the apiserver validates the merged pod.
+fn pod_template_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "x-kubernetes-preserve-unknown-fields": true,
+    })
 }
 
 fn default_cpu() -> String {
@@ -331,6 +459,8 @@ impl Default for JobResources {
         Self {
             cpu: default_cpu(),
             memory: default_memory(),
+            requests: None,
+            limits: None,
         }
     }
 }
@@ -407,6 +537,9 @@ impl StreamJobSpec {
                 FieldError::new(path, e.message)
             })
             .collect();
+        if let Some(t) = &self.pod_template {
+            errs.extend(crate::pod_template::check(t));
+        }
         for (path, var) in self.env_references() {
             if !self.secret_env.iter().any(|s| s.name == var) {
                 errs.push(FieldError::new(

@@ -29,6 +29,8 @@ pub mod validate;
 #[cfg(feature = "kube")]
 pub mod job;
 #[cfg(feature = "kube")]
+pub mod pod_template;
+#[cfg(feature = "kube")]
 pub mod reference;
 #[cfg(feature = "kube")]
 pub mod status;

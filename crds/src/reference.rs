@@ -46,6 +46,14 @@ pub fn markdown() -> Result<String, serde_yaml::Error> {
             }
         }
     }
+    out.push_str(
+        "\n## `spec.podTemplate`: how it is merged\n\n\
+         The operator builds the runtime pod and merges the template under it. Fields that \
+         would run the job as root or with more privilege, and the fields the operator owns \
+         in the `runtime` container, are refused when the spec is checked (`Ready=False`, \
+         `InvalidSpec`, naming the field); the floors below hold regardless.\n\n",
+    );
+    out.push_str(crate::pod_template::MERGE_RULES);
     section(&mut out, "status", &root["properties"]["status"], true);
     Ok(out)
 }

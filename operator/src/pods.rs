@@ -6,7 +6,8 @@
 //! - Every object carries an owner reference to the StreamJob (garbage-collected with it)
 //!   and the labels `weir.dev/job` and, for pods, `weir.dev/incarnation`.
 //! - Runtime pods run non-root with a read-only root filesystem, no privilege escalation, no
-//!   capabilities and the runtime default seccomp profile; requests equal limits.
+//!   capabilities and the runtime default seccomp profile, whatever `spec.podTemplate` says
+//!   (see [`pod`] for how a template is merged).
 //! - Secrets reach the pod only as `secretKeyRef` environment variables, the control token
 //!   among them.
 
@@ -15,9 +16,9 @@ use std::net::{Ipv4Addr, SocketAddr};
 
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
-    EnvVar, EnvVarSource, HTTPGetAction, Pod, PodSecurityContext, PodSpec, Probe,
-    ResourceRequirements, SeccompProfile, Secret, SecretKeySelector, SecurityContext, Service,
-    ServicePort, ServiceSpec, Volume, VolumeMount,
+    EnvVar, EnvVarSource, HTTPGetAction, LocalObjectReference, Pod, Probe, ResourceRequirements,
+    SeccompProfile, Secret, SecretKeySelector, SecurityContext, Service, ServicePort, ServiceSpec,
+    Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
@@ -26,7 +27,8 @@ use weir_crds::control::{
     self, ControlToken, LogFormat, RuntimeArgs, RuntimeCli, RuntimeCommand, Start,
     TERMINATION_LOG_ENV,
 };
-use weir_crds::{StartPoint, StreamJobSpec};
+use weir_crds::pod_template::{OWNED_VOLUMES, RUNTIME_CONTAINER};
+use weir_crds::{LogFormatSpec, StartPoint, StreamJobSpec};
 
 /// Label naming the StreamJob an object belongs to.
 pub const JOB_LABEL: &str = "weir.dev/job";
@@ -198,12 +200,19 @@ pub fn runtime_args(
     };
     RuntimeCli {
         command: RuntimeCommand::Run(run),
-        log_format: LogFormat::Json,
+        log_format: match spec.logging.format {
+            LogFormatSpec::Json => LogFormat::Json,
+            LogFormatSpec::Text => LogFormat::Text,
+        },
     }
     .to_args()
 }
 
-/// The runtime pod of `incarnation`.
+/// The runtime pod of `incarnation`: the operator's pod, merged over `spec.podTemplate` by
+/// the rules of [`weir_crds::pod_template::MERGE_RULES`] (the manifest reference prints them).
+///
+/// What the template may not do is refused before this by `weir_crds::pod_template::check`;
+/// the floors here hold even for a template that was never checked.
 #[must_use]
 pub fn pod(
     owner: &Owner,
@@ -212,11 +221,136 @@ pub fn pod(
     incarnation: u64,
     image: &str,
 ) -> Pod {
-    let mut labels = owner.labels();
+    let template = spec
+        .pod_template
+        .as_ref()
+        .and_then(|t| weir_crds::pod_template::decode(t).ok())
+        .unwrap_or_default();
+    let user_meta = template.metadata.unwrap_or_default();
+    let mut ps = template.spec.unwrap_or_default();
+    let user_runtime = ps
+        .containers
+        .iter()
+        .position(|c| c.name == RUNTIME_CONTAINER)
+        .map(|i| ps.containers.remove(i));
+
+    let mut labels = user_meta.labels.unwrap_or_default();
+    labels.extend(owner.labels());
     labels.insert(INCARNATION_LABEL.to_string(), incarnation.to_string());
+    let mut metadata = owner.meta(pod_name(&owner.name, incarnation), labels);
+    metadata.annotations = user_meta.annotations;
+
+    let mut runtime = runtime_container(owner, spec, start, image);
+    if let Some(user) = user_runtime {
+        let ours: Vec<String> = runtime
+            .env
+            .iter()
+            .flatten()
+            .map(|e| e.name.clone())
+            .collect();
+        let theirs = user
+            .env
+            .into_iter()
+            .flatten()
+            .filter(|e| !ours.contains(&e.name));
+        runtime.env.get_or_insert_with(Vec::new).extend(theirs);
+        runtime.env_from = user.env_from;
+        runtime
+            .volume_mounts
+            .get_or_insert_with(Vec::new)
+            .extend(user.volume_mounts.into_iter().flatten());
+        runtime.lifecycle = user.lifecycle;
+        runtime.image_pull_policy = user.image_pull_policy;
+    }
+    let sidecars = std::mem::take(&mut ps.containers);
+    ps.containers = std::iter::once(runtime)
+        .chain(sidecars.into_iter().map(with_security_floor))
+        .collect();
+    ps.init_containers = ps
+        .init_containers
+        .map(|cs| cs.into_iter().map(with_security_floor).collect());
+
+    // SIGTERM makes the runtime take a final checkpoint; give it the checkpoint timeout.
+    let grace = i64::try_from(spec.checkpoint.timeout.get().as_secs())
+        .unwrap_or(600)
+        .saturating_add(30);
+    ps.termination_grace_period_seconds = Some(
+        ps.termination_grace_period_seconds
+            .map_or(grace, |g| g.max(grace)),
+    );
+    ps.restart_policy = Some("Never".into());
+    ps.automount_service_account_token = ps.automount_service_account_token.or(Some(false));
+    ps.enable_service_links = ps.enable_service_links.or(Some(false));
+    ps.host_network = None;
+    ps.host_pid = None;
+    ps.host_ipc = None;
+    ps.host_users = None;
+    if let Some(sa) = &spec.service_account_name {
+        ps.service_account_name = Some(sa.clone());
+    }
+    let mut pull = ps.image_pull_secrets.take().unwrap_or_default();
+    for name in &spec.image_pull_secrets {
+        if !pull.iter().any(|r| &r.name == name) {
+            pull.push(LocalObjectReference { name: name.clone() });
+        }
+    }
+    ps.image_pull_secrets = (!pull.is_empty()).then_some(pull);
+    let mut sc = ps.security_context.take().unwrap_or_default();
+    sc.run_as_non_root = Some(true);
+    sc.run_as_user = Some(sc.run_as_user.filter(|u| *u != 0).unwrap_or(RUN_AS));
+    sc.run_as_group = Some(sc.run_as_group.unwrap_or(RUN_AS));
+    sc.fs_group = Some(sc.fs_group.unwrap_or(RUN_AS));
+    if sc
+        .seccomp_profile
+        .as_ref()
+        .is_none_or(|p| p.type_ == "Unconfined")
+    {
+        sc.seccomp_profile = Some(SeccompProfile {
+            type_: "RuntimeDefault".into(),
+            ..SeccompProfile::default()
+        });
+    }
+    ps.security_context = Some(sc);
+    let mut volumes = vec![
+        Volume {
+            name: "job".into(),
+            config_map: Some(ConfigMapVolumeSource {
+                name: config_name(&owner.name),
+                ..ConfigMapVolumeSource::default()
+            }),
+            ..Volume::default()
+        },
+        Volume {
+            name: "tmp".into(),
+            empty_dir: Some(EmptyDirVolumeSource::default()),
+            ..Volume::default()
+        },
+    ];
+    volumes.extend(
+        ps.volumes
+            .take()
+            .into_iter()
+            .flatten()
+            .filter(|v| v.host_path.is_none() && !OWNED_VOLUMES.contains(&v.name.as_str())),
+    );
+    ps.volumes = Some(volumes);
+    Pod {
+        metadata,
+        spec: Some(ps),
+        ..Pod::default()
+    }
+}
+
+/// The operator's own runtime container.
+fn runtime_container(
+    owner: &Owner,
+    spec: &StreamJobSpec,
+    start: Option<&StartPoint>,
+    image: &str,
+) -> Container {
     let mut env_vars = vec![
         env(TERMINATION_LOG_ENV, "/dev/termination-log"),
-        env("WEIR_LOG", "info"),
+        env("WEIR_LOG", &spec.logging.level),
         env("AWS_EC2_METADATA_DISABLED", "true"),
         secret_env(
             control::auth::TOKEN_ENV,
@@ -239,13 +373,14 @@ pub fn pod(
     for e in &spec.secret_env {
         env_vars.push(secret_env(&e.name, &e.secret, &e.key));
     }
-    let quantities = BTreeMap::from([
-        ("cpu".to_string(), Quantity(spec.resources.cpu.clone())),
-        (
-            "memory".to_string(),
-            Quantity(spec.resources.memory.clone()),
-        ),
-    ]);
+    let (requests, limits) = spec.resources.sides();
+    let quantities = |side: Vec<(&str, String)>| {
+        (!side.is_empty()).then(|| {
+            side.into_iter()
+                .map(|(k, v)| (k.to_string(), Quantity(v)))
+                .collect::<BTreeMap<_, _>>()
+        })
+    };
     let probe = |path: &str, period: i32| Probe {
         http_get: Some(HTTPGetAction {
             path: Some(path.to_string()),
@@ -256,93 +391,85 @@ pub fn pod(
         failure_threshold: Some(3),
         ..Probe::default()
     };
-    // SIGTERM makes the runtime take a final checkpoint; give it the checkpoint timeout.
-    let grace = i64::try_from(spec.checkpoint.timeout.get().as_secs())
-        .unwrap_or(600)
-        .saturating_add(30);
-    Pod {
-        metadata: owner.meta(pod_name(&owner.name, incarnation), labels),
-        spec: Some(PodSpec {
-            restart_policy: Some("Never".into()),
-            termination_grace_period_seconds: Some(grace),
-            automount_service_account_token: Some(false),
-            enable_service_links: Some(false),
-            security_context: Some(PodSecurityContext {
-                run_as_non_root: Some(true),
-                run_as_user: Some(RUN_AS),
-                run_as_group: Some(RUN_AS),
-                fs_group: Some(RUN_AS),
-                seccomp_profile: Some(SeccompProfile {
-                    type_: "RuntimeDefault".into(),
-                    ..SeccompProfile::default()
-                }),
-                ..PodSecurityContext::default()
-            }),
-            containers: vec![Container {
-                name: "runtime".into(),
-                image: Some(image.to_string()),
-                args: Some(runtime_args(owner, spec, start)),
-                env: Some(env_vars),
-                ports: Some(vec![ContainerPort {
-                    name: Some("control".into()),
-                    container_port: CONTROL_PORT,
-                    ..ContainerPort::default()
-                }]),
-                resources: Some(ResourceRequirements {
-                    requests: Some(quantities.clone()),
-                    limits: Some(quantities),
-                    ..ResourceRequirements::default()
-                }),
-                readiness_probe: Some(probe("/readyz", 5)),
-                liveness_probe: Some(probe("/healthz", 10)),
-                termination_message_path: Some("/dev/termination-log".into()),
-                termination_message_policy: Some("FallbackToLogsOnError".into()),
-                security_context: Some(SecurityContext {
-                    allow_privilege_escalation: Some(false),
-                    read_only_root_filesystem: Some(true),
-                    run_as_non_root: Some(true),
-                    privileged: Some(false),
-                    capabilities: Some(Capabilities {
-                        drop: Some(vec!["ALL".into()]),
-                        ..Capabilities::default()
-                    }),
-                    ..SecurityContext::default()
-                }),
-                volume_mounts: Some(vec![
-                    VolumeMount {
-                        name: "job".into(),
-                        mount_path: CONFIG_DIR.into(),
-                        read_only: Some(true),
-                        ..VolumeMount::default()
-                    },
-                    VolumeMount {
-                        name: "tmp".into(),
-                        mount_path: "/tmp".into(),
-                        ..VolumeMount::default()
-                    },
-                ]),
-                working_dir: Some("/tmp".into()),
-                ..Container::default()
-            }],
-            volumes: Some(vec![
-                Volume {
-                    name: "job".into(),
-                    config_map: Some(ConfigMapVolumeSource {
-                        name: config_name(&owner.name),
-                        ..ConfigMapVolumeSource::default()
-                    }),
-                    ..Volume::default()
-                },
-                Volume {
-                    name: "tmp".into(),
-                    empty_dir: Some(EmptyDirVolumeSource::default()),
-                    ..Volume::default()
-                },
-            ]),
-            ..PodSpec::default()
+    Container {
+        name: RUNTIME_CONTAINER.into(),
+        image: Some(image.to_string()),
+        args: Some(runtime_args(owner, spec, start)),
+        env: Some(env_vars),
+        ports: Some(vec![ContainerPort {
+            name: Some("control".into()),
+            container_port: CONTROL_PORT,
+            ..ContainerPort::default()
+        }]),
+        resources: Some(ResourceRequirements {
+            requests: quantities(requests),
+            limits: quantities(limits),
+            ..ResourceRequirements::default()
         }),
-        ..Pod::default()
+        readiness_probe: Some(probe("/readyz", 5)),
+        liveness_probe: Some(probe("/healthz", 10)),
+        termination_message_path: Some("/dev/termination-log".into()),
+        termination_message_policy: Some("FallbackToLogsOnError".into()),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            read_only_root_filesystem: Some(true),
+            run_as_non_root: Some(true),
+            privileged: Some(false),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".into()]),
+                ..Capabilities::default()
+            }),
+            ..SecurityContext::default()
+        }),
+        volume_mounts: Some(vec![
+            VolumeMount {
+                name: "job".into(),
+                mount_path: CONFIG_DIR.into(),
+                read_only: Some(true),
+                ..VolumeMount::default()
+            },
+            VolumeMount {
+                name: "tmp".into(),
+                mount_path: "/tmp".into(),
+                ..VolumeMount::default()
+            },
+        ]),
+        working_dir: Some("/tmp".into()),
+        ..Container::default()
     }
+}
+
+/// A user's sidecar or init container with the restricted floor: whatever it asked for, it
+/// is not privileged, cannot escalate, runs as non-root (not uid 0) and keeps at most
+/// `NET_BIND_SERVICE`; its root filesystem is read-only unless it says otherwise.
+fn with_security_floor(mut c: Container) -> Container {
+    let mut sc = c.security_context.take().unwrap_or_default();
+    sc.privileged = Some(false);
+    sc.allow_privilege_escalation = Some(false);
+    sc.run_as_non_root = Some(true);
+    sc.run_as_user = sc.run_as_user.filter(|u| *u != 0);
+    sc.read_only_root_filesystem = Some(sc.read_only_root_filesystem.unwrap_or(true));
+    let added: Vec<String> = sc
+        .capabilities
+        .as_ref()
+        .and_then(|c| c.add.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|c| c == "NET_BIND_SERVICE")
+        .collect();
+    sc.capabilities = Some(Capabilities {
+        drop: Some(vec!["ALL".into()]),
+        add: (!added.is_empty()).then_some(added),
+    });
+    if sc
+        .seccomp_profile
+        .as_ref()
+        .is_some_and(|p| p.type_ == "Unconfined")
+    {
+        sc.seccomp_profile = None;
+    }
+    c.security_context = Some(sc);
+    c
 }
 
 #[cfg(test)]
@@ -457,6 +584,274 @@ pipeline:
             !runtime_args(&owner(), &spec(), None)
                 .join(" ")
                 .contains("--start")
+        );
+    }
+
+    fn with(extra: serde_json::Value) -> StreamJobSpec {
+        let mut v = serde_json::to_value(spec()).unwrap();
+        for (k, x) in extra.as_object().unwrap() {
+            v[k] = x.clone();
+        }
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn runtime(p: &Pod) -> &Container {
+        let c = &p.spec.as_ref().unwrap().containers[0];
+        assert_eq!(c.name, "runtime");
+        c
+    }
+
+    #[test]
+    fn a_pod_template_is_merged_under_what_the_operator_owns() {
+        let s = with(serde_json::json!({
+            "serviceAccountName": "weir-jobs",
+            "imagePullSecrets": ["registry"],
+            "podTemplate": {
+                "metadata": {"labels": {"team": "data", "weir.dev/job": "other"},
+                             "annotations": {"sidecar.istio.io/inject": "false"}},
+                "spec": {
+                    "serviceAccountName": "ignored-for-spec",
+                    "nodeSelector": {"pool": "stream"},
+                    "tolerations": [{"key": "dedicated", "operator": "Exists"}],
+                    "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution":
+                        {"nodeSelectorTerms": [{"matchExpressions":
+                            [{"key": "zone", "operator": "In", "values": ["a"]}]}]}}},
+                    "priorityClassName": "high",
+                    "imagePullSecrets": [{"name": "mirror"}],
+                    "securityContext": {"runAsUser": 1000, "supplementalGroups": [5]},
+                    "terminationGracePeriodSeconds": 5,
+                    "volumes": [{"name": "ca", "configMap": {"name": "corp-ca"}}],
+                    "containers": [
+                        {"name": "runtime",
+                         "env": [{"name": "SSL_CERT_DIR", "value": "/etc/ca"},
+                                 {"name": "WEIR_LOG", "value": "trace"}],
+                         "envFrom": [{"configMapRef": {"name": "settings"}}],
+                         "volumeMounts": [{"name": "ca", "mountPath": "/etc/ca"}]},
+                        {"name": "agent", "image": "agent:1"}
+                    ],
+                    "initContainers": [{"name": "wait", "image": "busybox:1"}]
+                }
+            }
+        }));
+        let p = pod(&owner(), &s, None, 2, "weir-runtime:1");
+        let labels = p.metadata.labels.as_ref().unwrap();
+        assert_eq!(labels["team"], "data", "user labels kept");
+        assert_eq!(labels[JOB_LABEL], "sales", "the operator's labels win");
+        assert_eq!(labels[INCARNATION_LABEL], "2");
+        assert_eq!(
+            p.metadata.annotations.as_ref().unwrap()["sidecar.istio.io/inject"],
+            "false"
+        );
+        let ps = p.spec.as_ref().unwrap();
+        assert_eq!(ps.service_account_name.as_deref(), Some("weir-jobs"));
+        assert_eq!(ps.node_selector.as_ref().unwrap()["pool"], "stream");
+        assert_eq!(ps.tolerations.as_ref().unwrap().len(), 1);
+        assert!(ps.affinity.as_ref().unwrap().node_affinity.is_some());
+        assert_eq!(ps.priority_class_name.as_deref(), Some("high"));
+        let pulls: Vec<&str> = ps
+            .image_pull_secrets
+            .iter()
+            .flatten()
+            .map(|r| r.name.as_str())
+            .collect();
+        assert_eq!(pulls, ["mirror", "registry"]);
+        let psc = ps.security_context.as_ref().unwrap();
+        assert_eq!(
+            psc.run_as_user,
+            Some(1000),
+            "a non-root uid of the user's is kept"
+        );
+        assert_eq!(psc.supplemental_groups.as_deref(), Some(&[5][..]));
+        assert_eq!(psc.run_as_non_root, Some(true));
+        assert_eq!(psc.fs_group, Some(65_532));
+        assert!(
+            ps.termination_grace_period_seconds.unwrap() > 5,
+            "a shorter grace period would cut the final checkpoint"
+        );
+        let volumes: Vec<&str> = ps
+            .volumes
+            .iter()
+            .flatten()
+            .map(|v| v.name.as_str())
+            .collect();
+        assert_eq!(volumes, ["job", "tmp", "ca"]);
+        let c = runtime(&p);
+        assert_eq!(c.image.as_deref(), Some("weir-runtime:1"));
+        let env = c.env.as_ref().unwrap();
+        let value = |n: &str| {
+            env.iter()
+                .filter(|e| e.name == n)
+                .map(|e| e.value.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(value("SSL_CERT_DIR"), [Some("/etc/ca".to_string())]);
+        assert_eq!(value("WEIR_LOG"), [Some("info".to_string())], "ours win");
+        assert_eq!(c.env_from.as_ref().unwrap().len(), 1);
+        let mounts: Vec<&str> = c
+            .volume_mounts
+            .iter()
+            .flatten()
+            .map(|m| m.mount_path.as_str())
+            .collect();
+        assert_eq!(mounts, ["/etc/weir", "/tmp", "/etc/ca"]);
+        let names: Vec<&str> = ps.containers.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["runtime", "agent"]);
+        let agent = ps.containers[1].security_context.as_ref().unwrap();
+        assert_eq!(agent.allow_privilege_escalation, Some(false));
+        assert_eq!(agent.read_only_root_filesystem, Some(true));
+        let init = &ps.init_containers.as_ref().unwrap()[0];
+        assert_eq!(
+            init.security_context.as_ref().unwrap().run_as_non_root,
+            Some(true)
+        );
+    }
+
+    /// The floor holds even for a template `pod_template::check` never saw: each row tries
+    /// one unsafe override and must find the safe value in the pod.
+    #[test]
+    fn unsafe_overrides_never_reach_the_pod() {
+        type Probe = fn(&Pod) -> bool;
+        let rows: [(&str, serde_json::Value, Probe); 8] = [
+            (
+                "root uid",
+                serde_json::json!({"securityContext": {"runAsUser": 0}}),
+                |p| {
+                    p.spec
+                        .as_ref()
+                        .unwrap()
+                        .security_context
+                        .as_ref()
+                        .unwrap()
+                        .run_as_user
+                        == Some(65_532)
+                },
+            ),
+            (
+                "runAsNonRoot false",
+                serde_json::json!({"securityContext": {"runAsNonRoot": false}}),
+                |p| {
+                    p.spec
+                        .as_ref()
+                        .unwrap()
+                        .security_context
+                        .as_ref()
+                        .unwrap()
+                        .run_as_non_root
+                        == Some(true)
+                },
+            ),
+            (
+                "host network",
+                serde_json::json!({"hostNetwork": true, "hostPID": true}),
+                |p| {
+                    p.spec.as_ref().unwrap().host_network.is_none()
+                        && p.spec.as_ref().unwrap().host_pid.is_none()
+                },
+            ),
+            (
+                "restart in place",
+                serde_json::json!({"restartPolicy": "Always"}),
+                |p| p.spec.as_ref().unwrap().restart_policy.as_deref() == Some("Never"),
+            ),
+            (
+                "another image and a writable root",
+                serde_json::json!({"containers": [{"name": "runtime",
+                 "image": "evil:1", "args": ["x"],
+                 "securityContext": {"readOnlyRootFilesystem": false, "privileged": true}}]}),
+                |p| {
+                    let c = runtime(p);
+                    let sc = c.security_context.as_ref().unwrap();
+                    c.image.as_deref() == Some("weir-runtime:1")
+                        && c.args.as_ref().unwrap()[0] == "run"
+                        && sc.read_only_root_filesystem == Some(true)
+                        && sc.privileged == Some(false)
+                },
+            ),
+            (
+                "a privileged, escalating sidecar with SYS_ADMIN",
+                serde_json::json!({"containers": [{"name": "side",
+                 "securityContext": {"privileged": true, "allowPrivilegeEscalation": true,
+                                     "runAsUser": 0, "capabilities": {"add": ["SYS_ADMIN", "NET_BIND_SERVICE"]}}}]}),
+                |p| {
+                    let sc = p.spec.as_ref().unwrap().containers[1]
+                        .security_context
+                        .clone()
+                        .unwrap();
+                    sc.privileged == Some(false)
+                        && sc.allow_privilege_escalation == Some(false)
+                        && sc.run_as_user.is_none()
+                        && sc.capabilities.unwrap().add
+                            == Some(vec!["NET_BIND_SERVICE".to_string()])
+                },
+            ),
+            (
+                "unconfined seccomp",
+                serde_json::json!({"securityContext": {"seccompProfile": {"type": "Unconfined"}}}),
+                |p| {
+                    p.spec
+                        .as_ref()
+                        .unwrap()
+                        .security_context
+                        .as_ref()
+                        .unwrap()
+                        .seccomp_profile
+                        .as_ref()
+                        .unwrap()
+                        .type_
+                        == "RuntimeDefault"
+                },
+            ),
+            (
+                "a hostPath volume and a volume named like the operator's",
+                serde_json::json!({"volumes": [
+                 {"name": "root", "hostPath": {"path": "/"}}, {"name": "job", "emptyDir": {}}]}),
+                |p| {
+                    let v = p.spec.as_ref().unwrap().volumes.clone().unwrap();
+                    v.len() == 2
+                        && v.iter().all(|v| v.host_path.is_none())
+                        && v[0].config_map.is_some()
+                },
+            ),
+        ];
+        for (name, template_spec, safe) in rows {
+            let s = with(serde_json::json!({"podTemplate": {"spec": template_spec}}));
+            let p = pod(&owner(), &s, None, 1, "weir-runtime:1");
+            assert!(safe(&p), "{name}: {:#?}", p.spec);
+        }
+    }
+
+    #[test]
+    fn requests_limits_and_logging_come_from_the_spec() {
+        let s = with(serde_json::json!({
+            "resources": {"requests": {"cpu": "250m", "memory": "1Gi"}, "limits": {"memory": "1Gi"}},
+            "logging": {"level": "info,weir_runtime::checkpoint=debug", "format": "text"}
+        }));
+        let p = pod(&owner(), &s, None, 1, "img");
+        let c = runtime(&p);
+        let r = c.resources.as_ref().unwrap();
+        let q = |m: &Option<BTreeMap<String, Quantity>>, k: &str| {
+            m.as_ref().and_then(|m| m.get(k)).map(|q| q.0.clone())
+        };
+        assert_eq!(q(&r.requests, "cpu").as_deref(), Some("250m"));
+        assert_eq!(q(&r.requests, "memory").as_deref(), Some("1Gi"));
+        assert_eq!(q(&r.limits, "memory").as_deref(), Some("1Gi"));
+        assert_eq!(q(&r.limits, "cpu"), None, "no CPU limit");
+        let env = c.env.as_ref().unwrap();
+        assert!(env.iter().any(|e| e.name == "WEIR_LOG"
+            && e.value.as_deref() == Some("info,weir_runtime::checkpoint=debug")));
+        let args = c.args.as_ref().unwrap().join(" ");
+        assert!(args.contains("--log-format text"), "{args}");
+        // Defaults: requests equal limits (Guaranteed), JSON logs.
+        let p = pod(&owner(), &spec(), None, 1, "img");
+        let r = runtime(&p).resources.clone().unwrap();
+        assert_eq!(r.requests, r.limits);
+        assert!(
+            runtime(&p)
+                .args
+                .as_ref()
+                .unwrap()
+                .join(" ")
+                .contains("--log-format json")
         );
     }
 

@@ -13,6 +13,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::events::v1::Event;
 use kube::Client;
 use kube::api::{Api, Patch, PatchParams, PostParams};
@@ -223,6 +224,64 @@ async fn flows(assets: &std::path::Path) {
     })
     .await;
 
+    // A pod template, separate requests and limits and text logs: the apiserver admits the
+    // merged pod, and the platform's fields are in it next to the operator's.
+    patch(
+        &jobs,
+        "a",
+        json!({
+            "resources": {"requests": {"cpu": "250m", "memory": "512Mi"},
+                          "limits": {"memory": "512Mi"}},
+            "logging": {"level": "debug", "format": "text"},
+            "podTemplate": {
+                "metadata": {"labels": {"team": "data"}},
+                "spec": {
+                    "nodeSelector": {"pool": "stream"},
+                    "tolerations": [{"key": "dedicated", "operator": "Exists",
+                                     "effect": "NoSchedule"}],
+                    "containers": [
+                        {"name": "runtime", "env": [{"name": "EXTRA", "value": "1"}]},
+                        {"name": "agent", "image": "agent:1"}
+                    ]
+                }
+            }
+        }),
+    )
+    .await;
+    inc = running_after(&jobs, "a", inc, "the pod-template upgrade").await;
+    let admitted = Api::<Pod>::namespaced(client.clone(), NS)
+        .get(&format!("a-{inc}"))
+        .await
+        .unwrap();
+    let labels = admitted.metadata.labels.clone().unwrap_or_default();
+    assert_eq!(labels.get("team").map(String::as_str), Some("data"));
+    assert_eq!(labels.get("weir.dev/job").map(String::as_str), Some("a"));
+    let ps = admitted.spec.clone().unwrap();
+    assert_eq!(
+        ps.node_selector
+            .unwrap_or_default()
+            .get("pool")
+            .map(String::as_str),
+        Some("stream")
+    );
+    let names: Vec<&str> = ps.containers.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["runtime", "agent"]);
+    let runtime = &ps.containers[0];
+    let resources = runtime.resources.clone().unwrap();
+    assert_eq!(resources.requests.unwrap()["cpu"].0, "250m");
+    assert!(
+        !resources.limits.unwrap().contains_key("cpu"),
+        "no CPU limit"
+    );
+    let env = runtime.env.clone().unwrap();
+    assert!(env.iter().any(|e| e.name == "EXTRA"));
+    assert!(
+        env.iter()
+            .any(|e| e.name == "WEIR_LOG" && e.value.as_deref() == Some("debug"))
+    );
+    let sidecar = ps.containers[1].security_context.clone().unwrap();
+    assert_eq!(sidecar.allow_privilege_escalation, Some(false));
+
     // A savepoint that cannot be taken: the upgrade waits and says why.
     fake.fail_savepoints.store(true, Ordering::SeqCst);
     patch(&jobs, "a", json!({"parallelism": 2})).await;
@@ -280,6 +339,32 @@ async fn flows(assets: &std::path::Path) {
         event_reasons(&client, "bad")
             .await
             .contains(&"InvalidSpec".to_string())
+    );
+
+    // A template asking for privilege is refused, naming the field; nothing is deployed.
+    let mut privileged = manifest("privileged", "amount > 0");
+    privileged.spec.pod_template = Some(json!({"spec": {"containers": [
+        {"name": "debug", "image": "busybox:1", "securityContext": {"privileged": true}}
+    ]}}));
+    jobs.create(&pp, &privileged).await.unwrap();
+    let c = wait_for("Ready=False on the privileged template", || async {
+        let s = status(&jobs, "privileged").await;
+        condition(&s, "Ready")
+            .filter(|c| c.status == "False" && c.reason == "InvalidSpec")
+            .cloned()
+    })
+    .await;
+    assert!(
+        c.message
+            .contains("spec.podTemplate.spec.containers[0].securityContext.privileged"),
+        "{}",
+        c.message
+    );
+    assert!(
+        !kubelet
+            .running()
+            .iter()
+            .any(|p| p.starts_with("privileged-"))
     );
 
     // Deletion with a final savepoint; the object goes once the pod has.

@@ -1,0 +1,373 @@
+//! `spec.podTemplate`: the user's part of a runtime pod, and the lines it may not cross.
+//!
+//! The template is a Kubernetes `PodTemplateSpec` (as the Flink operator's `podTemplate`), so
+//! anything a platform needs (node pools, tolerations, affinity, sidecars, extra volumes,
+//! labels for cost allocation, annotations for a service mesh) is written the usual way. The
+//! operator merges it under what it owns (`operator/src/pods.rs`). Its schema in the CRD
+//! only says "an object": the full pod schema would make the CRD too large for a client-side
+//! `kubectl apply`, so the checks are made here, when the operator validates the spec, and
+//! the apiserver validates the merged pod when it is created.
+//!
+//! Refused, each naming the field:
+//! - anything that is not a `PodTemplateSpec` (a wrong type, an unknown structure);
+//! - what would run the job as root or with more privilege: `runAsUser: 0`,
+//!   `runAsNonRoot: false`, `privileged: true`, `allowPrivilegeEscalation: true`, added
+//!   capabilities other than `NET_BIND_SERVICE`, `seccompProfile: Unconfined`, host
+//!   namespaces, `hostPath` volumes;
+//! - in the container named `runtime`, what the operator owns: `image` (use `spec.image`),
+//!   `command`, `args`, `ports`, probes, `resources` (use `spec.resources`) and
+//!   `readOnlyRootFilesystem: false`;
+//! - `restartPolicy` other than `Never` (a restart is the operator's decision), and volumes
+//!   or mounts that take the operator's names and paths.
+
+use k8s_openapi::api::core::v1::{Container, PodSecurityContext, PodTemplateSpec, SecurityContext};
+
+use crate::validate::FieldError;
+
+/// Name of the runtime container, in the pod and in a template.
+pub const RUNTIME_CONTAINER: &str = "runtime";
+/// Volumes the operator adds: the job file and a writable `/tmp`.
+pub const OWNED_VOLUMES: &[&str] = &["job", "tmp"];
+/// Where the operator mounts them in the runtime container.
+pub const OWNED_MOUNT_PATHS: &[&str] = &["/etc/weir", "/tmp"];
+
+const FIELD: &str = "spec.podTemplate";
+
+/// How the operator merges `spec.podTemplate` with its own pod (`operator/src/pods.rs`), as
+/// a Markdown table for the manifest reference.
+pub const MERGE_RULES: &str = "\
+| part | from the template | the operator's |\n\
+|---|---|---|\n\
+| labels, annotations | kept | `weir.dev/*` and `app.kubernetes.io/*` labels win |\n\
+| nodeSelector, tolerations, affinity, priorityClassName, topologySpreadConstraints, runtimeClassName, dnsConfig, hostAliases, ... | kept | |\n\
+| serviceAccountName | kept | `spec.serviceAccountName` wins |\n\
+| automountServiceAccountToken, enableServiceLinks | kept | `false` when unset |\n\
+| imagePullSecrets | kept | `spec.imagePullSecrets` added |\n\
+| volumes | kept, but `hostPath` volumes and the names `job` and `tmp` | `job` (the job file) and `tmp` added |\n\
+| pod securityContext | kept (fsGroup, supplementalGroups, sysctls, ...) | non-root, uid/gid/fsGroup 65532 unless set, `RuntimeDefault` seccomp unless a profile is set |\n\
+| terminationGracePeriodSeconds | kept if longer | checkpoint timeout + 30 s |\n\
+| restartPolicy | | `Never` |\n\
+| host namespaces | | off |\n\
+| container `runtime` | env (the operator's names win), envFrom, volumeMounts, lifecycle, imagePullPolicy | image, args, ports, probes, resources (`spec.resources`), security context |\n\
+| other containers, initContainers | kept | no privilege escalation, not privileged, non-root, capabilities dropped but `NET_BIND_SERVICE`, read-only root unless they set it |\n\
+";
+
+/// `spec.podTemplate` read as a `PodTemplateSpec`, or the error naming the field that is not.
+///
+/// # Errors
+/// The first field that does not decode, with its path.
+pub fn decode(template: &serde_json::Value) -> Result<PodTemplateSpec, FieldError> {
+    serde_path_to_error::deserialize(template).map_err(|e| {
+        let at = e.path().to_string();
+        let path = if at == "." {
+            FIELD.to_string()
+        } else {
+            format!("{FIELD}.{at}")
+        };
+        FieldError::new(path, format!("not part of a pod template: {}", e.inner()))
+    })
+}
+
+/// Every reason the template may not be used, each naming its field.
+#[must_use]
+pub fn check(template: &serde_json::Value) -> Vec<FieldError> {
+    let t = match decode(template) {
+        Ok(t) => t,
+        Err(e) => return vec![e],
+    };
+    let mut errs = Vec::new();
+    let Some(spec) = &t.spec else { return errs };
+    let at = |rest: &str| format!("{FIELD}.spec.{rest}");
+    if let Some(p) = spec.restart_policy.as_deref()
+        && p != "Never"
+    {
+        errs.push(FieldError::new(
+            at("restartPolicy"),
+            format!("`{p}`: runtime pods are never restarted in place; the operator replaces them from the newest checkpoint"),
+        ));
+    }
+    for (flag, set) in [
+        ("hostNetwork", spec.host_network),
+        ("hostPID", spec.host_pid),
+        ("hostIPC", spec.host_ipc),
+        ("hostUsers", spec.host_users.map(|u| !u)),
+    ] {
+        if set == Some(true) {
+            let what = if flag == "hostUsers" { "false" } else { "true" };
+            errs.push(FieldError::new(
+                at(flag),
+                format!("`{what}` would share the node's namespaces with the job"),
+            ));
+        }
+    }
+    if let Some(sc) = &spec.security_context {
+        pod_security(sc, &at("securityContext"), &mut errs);
+    }
+    for (i, v) in spec.volumes.iter().flatten().enumerate() {
+        if v.host_path.is_some() {
+            errs.push(FieldError::new(
+                at(&format!("volumes[{i}].hostPath")),
+                "a hostPath volume reaches into the node; use a PersistentVolumeClaim or an emptyDir",
+            ));
+        }
+        if OWNED_VOLUMES.contains(&v.name.as_str()) {
+            errs.push(FieldError::new(
+                at(&format!("volumes[{i}].name")),
+                format!(
+                    "`{}` is the operator's own volume; choose another name",
+                    v.name
+                ),
+            ));
+        }
+    }
+    let groups = [
+        ("containers", spec.containers.as_slice()),
+        (
+            "initContainers",
+            spec.init_containers.as_deref().unwrap_or_default(),
+        ),
+    ];
+    for (group, containers) in groups {
+        for (i, c) in containers.iter().enumerate() {
+            let path = at(&format!("{group}[{i}]"));
+            if let Some(sc) = &c.security_context {
+                container_security(sc, &format!("{path}.securityContext"), &mut errs);
+            }
+            if group == "containers" && c.name == RUNTIME_CONTAINER {
+                runtime_container(c, &path, &mut errs);
+            }
+        }
+    }
+    errs
+}
+
+fn pod_security(sc: &PodSecurityContext, path: &str, errs: &mut Vec<FieldError>) {
+    if sc.run_as_user == Some(0) {
+        errs.push(FieldError::new(
+            format!("{path}.runAsUser"),
+            "0 is root; runtime pods run as a non-root user (default 65532)",
+        ));
+    }
+    if sc.run_as_non_root == Some(false) {
+        errs.push(FieldError::new(
+            format!("{path}.runAsNonRoot"),
+            "`false` is refused: runtime pods run as non-root",
+        ));
+    }
+    if sc
+        .seccomp_profile
+        .as_ref()
+        .is_some_and(|p| p.type_ == "Unconfined")
+    {
+        errs.push(FieldError::new(
+            format!("{path}.seccompProfile.type"),
+            "`Unconfined` is refused; use RuntimeDefault or a Localhost profile",
+        ));
+    }
+}
+
+fn container_security(sc: &SecurityContext, path: &str, errs: &mut Vec<FieldError>) {
+    let mut refuse = |field: &str, why: &str| {
+        errs.push(FieldError::new(format!("{path}.{field}"), why.to_string()));
+    };
+    if sc.run_as_user == Some(0) {
+        refuse(
+            "runAsUser",
+            "0 is root; containers of a runtime pod run as non-root",
+        );
+    }
+    if sc.run_as_non_root == Some(false) {
+        refuse(
+            "runAsNonRoot",
+            "`false` is refused: containers run as non-root",
+        );
+    }
+    if sc.privileged == Some(true) {
+        refuse("privileged", "privileged containers are refused");
+    }
+    if sc.allow_privilege_escalation == Some(true) {
+        refuse(
+            "allowPrivilegeEscalation",
+            "`true` is refused: no process in a runtime pod may gain privileges",
+        );
+    }
+    if let Some(added) = sc.capabilities.as_ref().and_then(|c| c.add.as_ref())
+        && let Some(cap) = added.iter().find(|c| c.as_str() != "NET_BIND_SERVICE")
+    {
+        refuse(
+            "capabilities.add",
+            &format!("`{cap}` is refused; only NET_BIND_SERVICE may be added"),
+        );
+    }
+    if sc
+        .seccomp_profile
+        .as_ref()
+        .is_some_and(|p| p.type_ == "Unconfined")
+    {
+        refuse(
+            "seccompProfile.type",
+            "`Unconfined` is refused; use RuntimeDefault or a Localhost profile",
+        );
+    }
+}
+
+fn runtime_container(c: &Container, path: &str, errs: &mut Vec<FieldError>) {
+    let owned = [
+        ("image", c.image.is_some(), "set spec.image"),
+        (
+            "command",
+            c.command.is_some(),
+            "the operator starts the runtime",
+        ),
+        (
+            "args",
+            c.args.is_some(),
+            "the operator writes the runtime's arguments",
+        ),
+        (
+            "ports",
+            c.ports.is_some(),
+            "the control port is the operator's",
+        ),
+        (
+            "livenessProbe",
+            c.liveness_probe.is_some(),
+            "the operator probes /healthz",
+        ),
+        (
+            "readinessProbe",
+            c.readiness_probe.is_some(),
+            "the operator probes /readyz",
+        ),
+        (
+            "startupProbe",
+            c.startup_probe.is_some(),
+            "the operator's probes apply",
+        ),
+        ("resources", c.resources.is_some(), "set spec.resources"),
+    ];
+    for (field, set, instead) in owned {
+        if set {
+            errs.push(FieldError::new(
+                format!("{path}.{field}"),
+                format!("owned by the operator in the `runtime` container: {instead}"),
+            ));
+        }
+    }
+    if c.security_context
+        .as_ref()
+        .and_then(|s| s.read_only_root_filesystem)
+        == Some(false)
+    {
+        errs.push(FieldError::new(
+            format!("{path}.securityContext.readOnlyRootFilesystem"),
+            "the runtime's root filesystem stays read-only; it writes only to /tmp",
+        ));
+    }
+    for (i, m) in c.volume_mounts.iter().flatten().enumerate() {
+        if OWNED_MOUNT_PATHS.contains(&m.mount_path.trim_end_matches('/')) {
+            errs.push(FieldError::new(
+                format!("{path}.volumeMounts[{i}].mountPath"),
+                format!(
+                    "`{}` is where the operator mounts its own volume",
+                    m.mount_path
+                ),
+            ));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
+    use super::*;
+    use serde_json::json;
+
+    /// Each row: a template, and the field paths refused (none: accepted).
+    #[test]
+    fn unsafe_or_operator_owned_fields_are_refused_by_name() {
+        let rows: Vec<(&str, serde_json::Value, Vec<&str>)> = vec![
+            (
+                "what a platform team sets is accepted",
+                json!({"metadata": {"labels": {"team": "data"}, "annotations": {"a": "b"}},
+                       "spec": {"nodeSelector": {"pool": "stream"},
+                                "tolerations": [{"key": "dedicated", "operator": "Exists"}],
+                                "priorityClassName": "high",
+                                "serviceAccountName": "weir-jobs",
+                                "securityContext": {"runAsUser": 1000, "fsGroup": 2000},
+                                "volumes": [{"name": "ca", "configMap": {"name": "ca"}}],
+                                "containers": [
+                                  {"name": "runtime", "env": [{"name": "X", "value": "1"}],
+                                   "volumeMounts": [{"name": "ca", "mountPath": "/etc/ca"}]},
+                                  {"name": "proxy", "image": "envoy:1",
+                                   "securityContext": {"capabilities": {"add": ["NET_BIND_SERVICE"]}}}]}}),
+                vec![],
+            ),
+            (
+                "root, privilege and host access",
+                json!({"spec": {"hostNetwork": true, "hostPID": true,
+                                "securityContext": {"runAsUser": 0, "runAsNonRoot": false,
+                                                    "seccompProfile": {"type": "Unconfined"}},
+                                "volumes": [{"name": "h", "hostPath": {"path": "/"}}],
+                                "containers": [{"name": "side", "securityContext":
+                                    {"privileged": true, "allowPrivilegeEscalation": true,
+                                     "runAsUser": 0, "capabilities": {"add": ["SYS_ADMIN"]}}}],
+                                "initContainers": [{"name": "init", "securityContext": {"runAsNonRoot": false}}]}}),
+                vec![
+                    "spec.podTemplate.spec.hostNetwork",
+                    "spec.podTemplate.spec.hostPID",
+                    "spec.podTemplate.spec.securityContext.runAsUser",
+                    "spec.podTemplate.spec.securityContext.runAsNonRoot",
+                    "spec.podTemplate.spec.securityContext.seccompProfile.type",
+                    "spec.podTemplate.spec.volumes[0].hostPath",
+                    "spec.podTemplate.spec.containers[0].securityContext.runAsUser",
+                    "spec.podTemplate.spec.containers[0].securityContext.privileged",
+                    "spec.podTemplate.spec.containers[0].securityContext.allowPrivilegeEscalation",
+                    "spec.podTemplate.spec.containers[0].securityContext.capabilities.add",
+                    "spec.podTemplate.spec.initContainers[0].securityContext.runAsNonRoot",
+                ],
+            ),
+            (
+                "what the operator owns in the runtime container",
+                json!({"spec": {"restartPolicy": "Always",
+                                "volumes": [{"name": "tmp", "emptyDir": {}}],
+                                "containers": [{"name": "runtime", "image": "evil:1",
+                                    "command": ["sh"], "args": ["-c"],
+                                    "ports": [{"containerPort": 1}],
+                                    "resources": {"limits": {"cpu": "8"}},
+                                    "securityContext": {"readOnlyRootFilesystem": false},
+                                    "volumeMounts": [{"name": "x", "mountPath": "/etc/weir/"}]}]}}),
+                vec![
+                    "spec.podTemplate.spec.restartPolicy",
+                    "spec.podTemplate.spec.volumes[0].name",
+                    "spec.podTemplate.spec.containers[0].image",
+                    "spec.podTemplate.spec.containers[0].command",
+                    "spec.podTemplate.spec.containers[0].args",
+                    "spec.podTemplate.spec.containers[0].ports",
+                    "spec.podTemplate.spec.containers[0].resources",
+                    "spec.podTemplate.spec.containers[0].securityContext.readOnlyRootFilesystem",
+                    "spec.podTemplate.spec.containers[0].volumeMounts[0].mountPath",
+                ],
+            ),
+            (
+                "a sidecar may have a writable root filesystem",
+                json!({"spec": {"containers": [{"name": "agent",
+                    "securityContext": {"readOnlyRootFilesystem": false}}]}}),
+                vec![],
+            ),
+            (
+                "not a pod template",
+                json!({"spec": {"tolerations": "all"}}),
+                vec!["spec.podTemplate.spec.tolerations"],
+            ),
+        ];
+        for (name, template, want) in rows {
+            let got: Vec<String> = check(&template).into_iter().map(|e| e.path).collect();
+            let mut got_sorted = got.clone();
+            got_sorted.sort();
+            let mut want_sorted: Vec<String> = want.iter().map(ToString::to_string).collect();
+            want_sorted.sort();
+            assert_eq!(got_sorted, want_sorted, "{name}: {got:?}");
+        }
+    }
+}
