@@ -1,7 +1,19 @@
-# weir-operator: the controller the Helm chart deploys.
+# weir-operator: the controller the Helm chart deploys. For users with Docker; `make images`
+# builds the same image with buildah, without a Docker engine.
 #   docker build -f docker/operator.Dockerfile -t weir-operator:0.1.0 .
-FROM rust:1.94-bookworm AS build
+# Dependencies are compiled in their own layer (cargo-chef), so a source change rebuilds only
+# the workspace crates.
+FROM rust:1.95-bookworm AS chef
+RUN cargo install --locked cargo-chef@0.1.78
 WORKDIR /src
+
+FROM chef AS plan
+COPY . .
+RUN cargo chef prepare --recipe-path recipe.json
+
+FROM chef AS build
+COPY --from=plan /src/recipe.json recipe.json
+RUN cargo chef cook --release --locked -p weir-operator --recipe-path recipe.json
 COPY . .
 RUN cargo build --release --locked -p weir-operator \
     && install -D target/release/weir-operator /out/weir-operator

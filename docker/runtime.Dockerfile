@@ -1,9 +1,20 @@
-# weir-runtime: the process each StreamJob pod runs.
+# weir-runtime: the process each StreamJob pod runs. For users with Docker; `make images`
+# builds the same image with buildah, without a Docker engine.
 #   docker build -f docker/runtime.Dockerfile -t weir-runtime:0.1.0 .
-# Build stage: the workspace's pinned toolchain floor (rust-version in Cargo.toml).
-FROM rust:1.94-bookworm AS build
+# Dependencies are compiled in their own layer (cargo-chef), so a source change rebuilds only
+# the workspace crates.
+FROM rust:1.95-bookworm AS chef
+RUN cargo install --locked cargo-chef@0.1.78
 WORKDIR /src
+
+FROM chef AS plan
+COPY . .
+RUN cargo chef prepare --recipe-path recipe.json
+
+FROM chef AS build
 # The image already has what the bundled librdkafka's build needs (gcc, g++, make, zlib).
+COPY --from=plan /src/recipe.json recipe.json
+RUN cargo chef cook --release --locked -p weir-runtime --recipe-path recipe.json
 COPY . .
 RUN cargo build --release --locked -p weir-runtime \
     && install -D target/release/weir-runtime /out/weir-runtime \
@@ -18,4 +29,5 @@ COPY --from=build /out/weir-runtime /usr/local/bin/weir-runtime
 # librdkafka's compression links zlib, which distroless/cc does not carry.
 COPY --from=build /out/lib/libz.so.1 /usr/lib/libz.so.1
 USER 65532:65532
+EXPOSE 8081
 ENTRYPOINT ["/usr/local/bin/weir-runtime"]

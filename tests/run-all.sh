@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The one test command: installs and starts what the tests need on 127.0.0.1 (a local S3
 # server, a Kafka-protocol broker, ClickHouse with ZooKeeper) and the chart tools (helm,
-# kubernetes-validate), checks the chart, then runs formatting, lints and every test. Stops
-# the three servers on exit.
+# kubernetes-validate), checks the chart, then runs formatting, lints and every test, and
+# builds and smoke-tests the two images (docker/images.sh). Stops the three servers on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -40,5 +40,9 @@ if [ -z "${KUBEBUILDER_ASSETS:-}" ]; then
 fi
 cargo test --workspace --all-targets --locked
 cargo test --workspace --doc --locked
+
+step "images: build with buildah from release binaries, then run each from its root filesystem"
+docker/images.sh build
+docker/images.sh smoke
 
 step "done"

@@ -388,3 +388,30 @@ fn only_the_operator_and_metrics_peers_reach_runtime_pods() {
         .is_empty()
     );
 }
+
+/// The chart's default images are the ones `make images` (docker/images.sh) builds and tags:
+/// `weir-operator:<version>` and `weir-runtime:<version>`, the workspace's version.
+#[test]
+fn default_images_are_the_ones_make_images_builds() {
+    let Some(helm) = helm() else { return };
+    let objs = render(&helm, &[]);
+    let version = env!("CARGO_PKG_VERSION");
+    let deployment = of_kind(&objs, "Deployment")[0];
+    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(container["image"], format!("weir-operator:{version}"));
+    assert!(
+        args(&objs).contains(&format!("--runtime-image=weir-runtime:{version}")),
+        "{:?}",
+        args(&objs)
+    );
+    let script = std::fs::read_to_string("../docker/images.sh").unwrap();
+    for name in ["weir-operator", "weir-runtime"] {
+        assert!(
+            script.contains(&format!("image \"$work\" {name} ")),
+            "docker/images.sh no longer builds {name}"
+        );
+    }
+    assert!(
+        script.contains("\"localhost/$name:$VERSION\" \"oci-archive:$archive:$name:$VERSION\"")
+    );
+}
