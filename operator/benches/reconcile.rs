@@ -61,7 +61,8 @@ impl SavepointStore for Store {
 }
 
 /// Answers like an API server would, for the calls reconcile makes: lists return the pods
-/// in `running` (a Running pod of incarnation 1 per job), writes echo their body.
+/// in `running` (a Running pod of incarnation 1 per job), Secrets exist, writes echo their
+/// body.
 async fn api_server(
     mut handle: tower_test::mock::Handle<Request<Body>, Response<Body>>,
     running: bool,
@@ -69,6 +70,7 @@ async fn api_server(
     while let Some((req, send)) = handle.next_request().await {
         let path = req.uri().path().to_string();
         let is_list = req.method() == http::Method::GET && path.ends_with("/pods");
+        let req_get_secret = req.method() == http::Method::GET && path.contains("/secrets/");
         let job_name = req
             .uri()
             .query()
@@ -88,6 +90,11 @@ async fn api_server(
                 json!([])
             };
             json!({"apiVersion": "v1", "kind": "List", "metadata": {}, "items": items})
+        } else if req_get_secret {
+            // The job's control Secret, which observe reads on every pass.
+            json!({"apiVersion": "v1", "kind": "Secret",
+                   "metadata": {"name": "control", "namespace": "bench"},
+                   "data": {"token": "dG9rZW4="}})
         } else if path.contains("/events") {
             json!({"apiVersion": "events.k8s.io/v1", "kind": "Event",
                    "metadata": {"name": "e", "namespace": "bench"}, "eventTime": "2027-01-15T08:00:00.000000Z"})
