@@ -35,10 +35,14 @@ BIN="$TOOLS/bin/nisshi"
 NISSHI_VERSION="0.7.0-pre.2"
 PORT="${WEIR_KAFKA_PORT:-9392}"
 ADDR="127.0.0.1:$PORT"
-DIR="$STATE/kafka"
-PIDFILE="$STATE/kafka.pid"
-STORAGEFILE="$STATE/kafka.storage"
-LOG="$STATE/kafka.log"
+# A second broker (tests/kafka-sasl.sh) runs under another name, may advertise another
+# address (a TLS proxy in front of it) and may require SASL authentication.
+NAME="${WEIR_KAFKA_NAME:-kafka}"
+ADVERTISED="${WEIR_KAFKA_ADVERTISED:-$ADDR}"
+DIR="$STATE/$NAME"
+PIDFILE="$STATE/$NAME.pid"
+STORAGEFILE="$STATE/$NAME.storage"
+LOG="$STATE/$NAME.log"
 mkdir -p "$STATE"
 
 install() {
@@ -116,8 +120,8 @@ start() { # start STORAGE_URL: the log is kept across restarts and truncated by 
   (cd "$DIR" && exec nohup env -u CLUSTER_ID -u LISTENER_URL -u ADVERTISED_LISTENER_URL \
     -u STORAGE_ENGINE -u SCHEMA_REGISTRY -u OTEL_EXPORTER_OTLP_ENDPOINT \
     RUST_LOG="${WEIR_KAFKA_LOG:-warn}" NO_COLOR=1 \
-    "$BIN" broker --listener-url "tcp://$ADDR" --advertised-listener-url "tcp://$ADDR" \
-    --storage-engine "$storage" >>"$LOG" 2>&1 </dev/null) &
+    "$BIN" broker --listener-url "tcp://$ADDR" --advertised-listener-url "tcp://$ADVERTISED" \
+    --storage-engine "$storage" ${WEIR_KAFKA_AUTH:+--authentication} >>"$LOG" 2>&1 </dev/null) &
   echo $! >"$PIDFILE"
   for _ in $(seq 1 600); do
     if api_versions_ok; then echo "$ADDR"; return; fi

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The one test command: installs and starts what the tests need on 127.0.0.1 (a local S3
-# server, a Kafka-protocol broker, ClickHouse with ZooKeeper) and the chart tools (helm,
+# server, a Kafka-protocol broker and a second one requiring SASL, a throwaway CA, ClickHouse
+# with ZooKeeper) and the chart tools (helm,
 # kubernetes-validate), checks the chart, then runs formatting, lints and every test, and
 # builds and smoke-tests the two images (docker/images.sh). Stops the three servers on exit.
 set -euo pipefail
@@ -9,7 +10,7 @@ cd "$(dirname "$0")/.."
 step() { printf '\n==> %s (%ss)\n' "$1" "$SECONDS"; }
 
 # Set before the first start, so a server that did start is stopped when a later one fails.
-trap 'tests/clickhouse.sh stop || true; tests/kafka.sh stop || true; tests/s3.sh stop || true' EXIT
+trap 'tests/clickhouse.sh stop || true; tests/kafka-sasl.sh stop || true; tests/kafka.sh stop || true; tests/s3.sh stop || true' EXIT
 
 step "local S3 server"
 endpoint=$(tests/s3.sh start)
@@ -19,6 +20,10 @@ export AWS_ACCESS_KEY_ID=weir-test AWS_SECRET_ACCESS_KEY=weir-test AWS_REGION=us
 step "local Kafka broker (nisshi)"
 bootstrap=$(tests/kafka.sh start)
 export WEIR_KAFKA_BOOTSTRAP="$bootstrap" WEIR_REQUIRE_KAFKA=1
+
+step "a second broker requiring SASL (SCRAM), and a throwaway CA for TLS"
+export WEIR_TLS_DIR; WEIR_TLS_DIR=$(tests/tls.sh dir)
+export WEIR_KAFKA_SASL_BROKER; WEIR_KAFKA_SASL_BROKER=$(tests/kafka-sasl.sh start)
 
 step "local ClickHouse + ZooKeeper"
 clickhouse_url=$(tests/clickhouse.sh start)

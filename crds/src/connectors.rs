@@ -1,7 +1,8 @@
 //! Settings of the external connectors: Kafka (source and sink) and ClickHouse (sink).
 //!
-//! Secrets never appear here: Kafka SASL and ClickHouse passwords are read from environment
-//! variables whose names the manifest gives (the operator fills them from Secret references).
+//! Secrets never appear here: Kafka SASL and ClickHouse passwords and TLS keys are read from
+//! environment variables whose names the manifest gives (the operator fills them from Secret
+//! references).
 
 use std::collections::BTreeMap;
 
@@ -49,12 +50,13 @@ pub struct KafkaSourceSpec {
     #[serde(default = "default_max_batch")]
     #[schemars(range(min = 1))]
     pub max_batch_size: u32,
-    /// Extra librdkafka consumer properties (no secrets; see `saslPasswordEnv`).
+    /// How the client connects: TLS and SASL.
+    #[serde(default)]
+    pub security: KafkaSecurity,
+    /// Extra librdkafka consumer properties; nothing secret and nothing of `security`
+    /// (`security.protocol`, `sasl.*`, `ssl.*` are refused here).
     #[serde(default)]
     pub properties: BTreeMap<String, String>,
-    /// Environment variable holding `sasl.password`, when the cluster needs SASL.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sasl_password_env: Option<String>,
 }
 
 fn default_discovery() -> Duration {
@@ -134,12 +136,162 @@ pub struct KafkaSinkSpec {
     /// `source`).
     #[serde(default)]
     pub header_fields: Vec<String>,
-    /// Extra librdkafka producer properties (no secrets; see `saslPasswordEnv`).
+    /// How the producer and the transaction-recovery client connect: TLS and SASL.
+    #[serde(default)]
+    pub security: KafkaSecurity,
+    /// Extra librdkafka producer properties; nothing secret and nothing of `security`
+    /// (`security.protocol`, `sasl.*`, `ssl.*` are refused here).
     #[serde(default)]
     pub properties: BTreeMap<String, String>,
-    /// Environment variable holding `sasl.password`, when the cluster needs SASL.
+}
+
+/// How a Kafka client reaches the brokers. The same settings serve librdkafka (source,
+/// sink) and the client that finishes transactions after a restart, so both reach the
+/// brokers the same way. Secrets (password, private key) come from environment variables
+/// the manifest names, which `secretEnv` fills from Secrets.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KafkaSecurity {
+    /// `plaintext`, `ssl` (TLS), `sasl-plaintext` (SASL without TLS) or `sasl-ssl`.
+    #[serde(default)]
+    pub protocol: KafkaProtocol,
+    /// SASL mechanism and credentials; required for the `sasl-*` protocols.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sasl_password_env: Option<String>,
+    pub sasl: Option<SaslSpec>,
+    /// TLS: the CA bundle to trust and a client certificate; for `ssl` and `sasl-ssl`. The
+    /// system's CA bundle when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsSpec>,
+}
+
+/// Transport and authentication of a Kafka connection.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum KafkaProtocol {
+    /// No TLS, no authentication.
+    #[default]
+    Plaintext,
+    /// TLS; the broker's certificate is verified (and a client certificate sent, if given).
+    Ssl,
+    /// SASL authentication without TLS.
+    SaslPlaintext,
+    /// SASL authentication over TLS.
+    SaslSsl,
+}
+
+impl KafkaProtocol {
+    /// Whether the connection is TLS.
+    #[must_use]
+    pub fn tls(self) -> bool {
+        matches!(self, Self::Ssl | Self::SaslSsl)
+    }
+    /// Whether the client authenticates with SASL.
+    #[must_use]
+    pub fn sasl(self) -> bool {
+        matches!(self, Self::SaslPlaintext | Self::SaslSsl)
+    }
+    /// librdkafka's `security.protocol` value.
+    #[must_use]
+    pub fn librdkafka(self) -> &'static str {
+        match self {
+            Self::Plaintext => "plaintext",
+            Self::Ssl => "ssl",
+            Self::SaslPlaintext => "sasl_plaintext",
+            Self::SaslSsl => "sasl_ssl",
+        }
+    }
+}
+
+/// SASL credentials of a Kafka client.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SaslSpec {
+    /// `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512`.
+    pub mechanism: SaslMechanism,
+    /// User name.
+    #[schemars(length(min = 1))]
+    pub username: String,
+    /// Environment variable holding the password (from `secretEnv`).
+    #[schemars(regex(pattern = r"^[A-Za-z_][A-Za-z0-9_]*$"))]
+    pub password_env: String,
+}
+
+/// A SASL mechanism.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum SaslMechanism {
+    /// User name and password in the clear (inside TLS).
+    #[serde(rename = "PLAIN")]
+    Plain,
+    /// Salted challenge-response with SHA-256; the password never crosses the wire.
+    #[serde(rename = "SCRAM-SHA-256")]
+    ScramSha256,
+    /// Salted challenge-response with SHA-512.
+    #[serde(rename = "SCRAM-SHA-512")]
+    ScramSha512,
+}
+
+impl SaslMechanism {
+    /// The mechanism's name on the wire and in librdkafka's `sasl.mechanism`.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Plain => "PLAIN",
+            Self::ScramSha256 => "SCRAM-SHA-256",
+            Self::ScramSha512 => "SCRAM-SHA-512",
+        }
+    }
+}
+
+/// TLS settings of a client: whom to trust and who it is. PEM text comes from environment
+/// variables (filled by `secretEnv`), never from the manifest.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TlsSpec {
+    /// Environment variable holding the PEM CA bundle that signs the server's certificate;
+    /// the system's CA bundle when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[A-Za-z_][A-Za-z0-9_]*$"))]
+    pub ca_pem_env: Option<String>,
+    /// Environment variable holding the client certificate chain (PEM), for mutual TLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[A-Za-z_][A-Za-z0-9_]*$"))]
+    pub certificate_pem_env: Option<String>,
+    /// Environment variable holding the client certificate's private key (PEM).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[A-Za-z_][A-Za-z0-9_]*$"))]
+    pub key_pem_env: Option<String>,
+}
+
+impl TlsSpec {
+    /// `(field, variable)` of each environment variable named.
+    #[must_use]
+    pub fn env_vars(&self) -> Vec<(&'static str, &str)> {
+        [
+            ("caPemEnv", &self.ca_pem_env),
+            ("certificatePemEnv", &self.certificate_pem_env),
+            ("keyPemEnv", &self.key_pem_env),
+        ]
+        .into_iter()
+        .filter_map(|(f, v)| v.as_deref().map(|v| (f, v)))
+        .collect()
+    }
+}
+
+impl KafkaSecurity {
+    /// `(field below security, variable)` of each environment variable named.
+    #[must_use]
+    pub fn env_vars(&self) -> Vec<(String, &str)> {
+        let mut out = Vec::new();
+        if let Some(s) = &self.sasl {
+            out.push(("sasl.passwordEnv".to_string(), s.password_env.as_str()));
+        }
+        if let Some(t) = &self.tls {
+            for (f, v) in t.env_vars() {
+                out.push((format!("tls.{f}"), v));
+            }
+        }
+        out
+    }
 }
 
 fn default_pool() -> u32 {

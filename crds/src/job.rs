@@ -116,7 +116,7 @@ pub struct StreamJobSpec {
     #[schemars(schema_with = "pod_template_schema")]
     pub pod_template: Option<serde_json::Value>,
     /// Environment variables taken from Secrets, e.g. the variable a sink's `passwordEnv` or a
-    /// source's `saslPasswordEnv` names. Secrets never appear in the manifest itself.
+    /// source's `security.sasl.passwordEnv` names (PEM text for `security.tls` too). Secrets never appear in the manifest itself.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub secret_env: Vec<SecretEnv>,
     /// What the job computes: source, transforms, sinks (the same block as a local job file).
@@ -557,21 +557,21 @@ impl StreamJobSpec {
     fn env_references(&self) -> Vec<(String, String)> {
         use crate::pipeline::SinkSpec;
         let mut refs = Vec::new();
-        if let Some(k) = &self.pipeline.source.kafka
-            && let Some(v) = &k.sasl_password_env
-        {
-            refs.push((
-                "spec.pipeline.source.kafka.saslPasswordEnv".to_string(),
-                v.clone(),
-            ));
+        if let Some(k) = &self.pipeline.source.kafka {
+            for (f, v) in k.security.env_vars() {
+                refs.push((
+                    format!("spec.pipeline.source.kafka.security.{f}"),
+                    v.to_string(),
+                ));
+            }
         }
         for (i, s) in self.pipeline.sinks.iter().enumerate() {
             match s {
                 SinkSpec::Kafka(k) => {
-                    if let Some(v) = &k.sasl_password_env {
+                    for (f, v) in k.security.env_vars() {
                         refs.push((
-                            format!("spec.pipeline.sinks[{i}].kafka.saslPasswordEnv"),
-                            v.clone(),
+                            format!("spec.pipeline.sinks[{i}].kafka.security.{f}"),
+                            v.to_string(),
                         ));
                     }
                 }

@@ -6,12 +6,14 @@
 //! COMMIT/ABORT control batches, though. [`read_topic`] therefore reads the raw log and
 //! applies Kafka's visibility rule itself, which gives the same answer on any broker.
 
+pub mod front;
 pub mod rd;
 mod verify;
 
 pub use verify::{
     CommittedRecord, OpenTransaction, PartitionReport, SETTLE_TIMEOUT, TopicReport, VerifyError,
-    committed_records, read_topic, read_topic_settled,
+    committed_records, read_cluster_topic, read_cluster_topic_settled, read_topic,
+    read_topic_settled,
 };
 
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -10,7 +10,7 @@ use kafka_protocol::messages::{FetchRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{Record, RecordBatchDecoder};
 use tracing::debug;
-use weir_runtime::kafka::wire::{self, Connection, WireError};
+use weir_runtime::kafka::wire::{self, Cluster, Connection, WireError};
 
 /// Newer Fetch versions address topics by id only; the verifier knows names, and v12
 /// is supported by every broker since Kafka 2.7 as well as by nisshi.
@@ -200,9 +200,18 @@ pub async fn read_topic_settled(
     topic: &str,
     max_open: usize,
 ) -> Result<TopicReport, VerifyError> {
+    read_cluster_topic_settled(&Cluster::plaintext(bootstrap), topic, max_open).await
+}
+
+/// [`read_topic_settled`] on a cluster reached with TLS or SASL.
+pub async fn read_cluster_topic_settled(
+    cluster: &Cluster,
+    topic: &str,
+    max_open: usize,
+) -> Result<TopicReport, VerifyError> {
     let deadline = tokio::time::Instant::now() + SETTLE_TIMEOUT;
     loop {
-        let report = read_topic(bootstrap, topic).await?;
+        let report = read_cluster_topic(cluster, topic).await?;
         if report.open <= max_open || tokio::time::Instant::now() >= deadline {
             return Ok(report);
         }
@@ -218,7 +227,15 @@ pub async fn read_topic_settled(
 /// partition (with an epoch at least the record's) is COMMIT, invisible if it is ABORT,
 /// and undecided (open) if no marker follows yet.
 pub async fn read_topic(bootstrap: &str, topic: &str) -> Result<TopicReport, VerifyError> {
-    let partitions = partition_leaders(bootstrap, topic).await?;
+    read_cluster_topic(&Cluster::plaintext(bootstrap), topic).await
+}
+
+/// [`read_topic`] on a cluster reached with TLS or SASL (the same way the sink does).
+pub async fn read_cluster_topic(
+    cluster: &Cluster,
+    topic: &str,
+) -> Result<TopicReport, VerifyError> {
+    let partitions = partition_leaders(cluster, topic).await?;
     let mut connections: HashMap<String, Connection> = HashMap::new();
     let mut report = TopicReport {
         topic: topic.to_owned(),
@@ -231,7 +248,7 @@ pub async fn read_topic(bootstrap: &str, topic: &str) -> Result<TopicReport, Ver
     };
     for (partition, leader) in partitions {
         if !connections.contains_key(&leader) {
-            let conn = Connection::connect(&leader).await?;
+            let conn = Connection::connect(&leader, &cluster.security).await?;
             connections.insert(leader.clone(), conn);
         }
         let Some(conn) = connections.get_mut(&leader) else {
@@ -265,12 +282,12 @@ pub async fn read_topic(bootstrap: &str, topic: &str) -> Result<TopicReport, Ver
 
 /// Partition number -> leader address, waiting briefly for a just-created topic.
 async fn partition_leaders(
-    bootstrap: &str,
+    cluster: &Cluster,
     topic: &str,
 ) -> Result<Vec<(i32, String)>, VerifyError> {
     let deadline = tokio::time::Instant::now() + METADATA_PATIENCE;
     loop {
-        let result = leaders_once(bootstrap, topic).await;
+        let result = leaders_once(cluster, topic).await;
         match result {
             Err(VerifyError::Topic { code, .. } | VerifyError::NoLeader { code, .. })
                 if matches!(code, UNKNOWN_TOPIC_OR_PARTITION | LEADER_NOT_AVAILABLE)
@@ -288,8 +305,8 @@ async fn partition_leaders(
     }
 }
 
-async fn leaders_once(bootstrap: &str, topic: &str) -> Result<Vec<(i32, String)>, VerifyError> {
-    let topics = wire::metadata(bootstrap, &[topic]).await?;
+async fn leaders_once(cluster: &Cluster, topic: &str) -> Result<Vec<(i32, String)>, VerifyError> {
+    let topics = wire::metadata(cluster, &[topic]).await?;
     let Some(meta) = topics.into_iter().find(|t| t.name == topic) else {
         return Err(VerifyError::Topic {
             topic: topic.to_owned(),

@@ -84,7 +84,7 @@ impl Open {
 
     async fn end(&self, commit: bool) -> Result<EndTxnOutcome, wire::WireError> {
         let outcome = wire::end_txn(
-            &self.bootstrap,
+            &wire::Cluster::plaintext(&self.bootstrap),
             &self.txn_id,
             self.txn.producer_id,
             self.txn.producer_epoch,
@@ -272,7 +272,14 @@ async fn end_txn_unknown_transactional_id_is_an_error() {
     let Some(bootstrap) = broker_or_skip("end_txn_unknown_transactional_id_is_an_error") else {
         return;
     };
-    let outcome = wire::end_txn(&bootstrap, &unique_name("endtxn-nobody"), 12345, 0, true).await;
+    let outcome = wire::end_txn(
+        &wire::Cluster::plaintext(&bootstrap),
+        &unique_name("endtxn-nobody"),
+        12345,
+        0,
+        true,
+    )
+    .await;
     println!("end_txn for an unknown transactional id: {outcome:?}");
     // Kafka answers INVALID_PRODUCER_ID_MAPPING for an id it does not know.
     assert_fenced(&outcome, None);
@@ -339,7 +346,7 @@ async fn end_txn_commits_transaction_of_killed_process() {
     assert_eq!(report.open, 2);
     let txn = report.open_transactions[0].clone();
     let outcome = wire::end_txn(
-        &bootstrap,
+        &wire::Cluster::plaintext(&bootstrap),
         &txn_id,
         txn.producer_id,
         txn.producer_epoch,

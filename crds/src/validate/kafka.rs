@@ -3,8 +3,66 @@
 
 use super::FieldError;
 use super::source::field_names;
-use crate::connectors::{Delivery, KafkaFormat, KafkaSinkSpec, KafkaSourceSpec, StartingOffsets};
+use crate::connectors::{
+    Delivery, KafkaFormat, KafkaSecurity, KafkaSinkSpec, KafkaSourceSpec, StartingOffsets,
+};
 use crate::pipeline::{CheckpointSpec, FieldType, SourceSpec};
+
+/// librdkafka properties that `security` sets; in `properties` they would configure
+/// librdkafka one way and the transaction-recovery client another.
+const SECURITY_PROPERTIES: [&str; 3] = ["security.protocol", "sasl.", "ssl."];
+
+/// `security` is consistent (SASL settings exactly for the `sasl-*` protocols, TLS settings
+/// only with TLS, a client key with its certificate) and `properties` does not configure
+/// security behind its back.
+fn check_security(
+    sec: &KafkaSecurity,
+    properties: &std::collections::BTreeMap<String, String>,
+    base: &str,
+    errs: &mut Vec<FieldError>,
+) {
+    let at = |f: &str| format!("{base}.security.{f}");
+    match (sec.protocol.sasl(), &sec.sasl) {
+        (true, None) => errs.push(FieldError::new(
+            at("sasl"),
+            format!(
+                "is required with protocol {}",
+                sec.protocol.librdkafka().replace('_', "-")
+            ),
+        )),
+        (false, Some(_)) => errs.push(FieldError::new(
+            at("sasl"),
+            "is only used with protocol sasl-plaintext or sasl-ssl",
+        )),
+        _ => {}
+    }
+    if let Some(t) = &sec.tls {
+        if !sec.protocol.tls() {
+            errs.push(FieldError::new(
+                at("tls"),
+                "is only used with protocol ssl or sasl-ssl",
+            ));
+        }
+        if t.certificate_pem_env.is_some() != t.key_pem_env.is_some() {
+            errs.push(FieldError::new(
+                at("tls"),
+                "certificatePemEnv and keyPemEnv go together (mutual TLS needs both)",
+            ));
+        }
+    }
+    for key in properties.keys() {
+        if SECURITY_PROPERTIES
+            .iter()
+            .any(|p| key == p || (p.ends_with('.') && key.starts_with(p)))
+        {
+            errs.push(FieldError::new(
+                format!("{base}.properties.{key}"),
+                "is set by `security` (protocol, sasl, tls), which the transaction-recovery \
+                 client reads too; set it there",
+            ));
+        }
+    }
+}
 
 /// Columns of a `format: raw` Kafka source, in order.
 pub const KAFKA_RAW_COLUMNS: [(&str, FieldType); 6] = [
@@ -29,6 +87,7 @@ pub(super) fn check_source(k: &KafkaSourceSpec, src: &SourceSpec, errs: &mut Vec
     if k.topic.trim().is_empty() {
         errs.push(FieldError::new(format!("{base}.topic"), "is empty"));
     }
+    check_security(&k.security, &k.properties, base, errs);
     if k.max_batch_size == 0 {
         errs.push(FieldError::new(
             format!("{base}.maxBatchSize"),
@@ -116,6 +175,7 @@ pub(super) fn check_sink(
             "is empty",
         ));
     }
+    check_security(&k.security, &k.properties, &format!("{path}.kafka"), errs);
     if k.topic.trim().is_empty() {
         errs.push(FieldError::new(format!("{path}.kafka.topic"), "is empty"));
     }
@@ -158,6 +218,63 @@ pub(super) fn check_sink(
                     needed.as_secs()
                 ),
             ));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
+    use super::*;
+
+    /// Each row: a Kafka source's `security` and `properties`, and the paths refused.
+    #[test]
+    fn security_settings_must_agree_with_the_protocol() {
+        let rows: [(&str, &str, &[&str]); 6] = [
+            (
+                "{protocol: sasl-ssl, sasl: {mechanism: SCRAM-SHA-512, username: u, passwordEnv: P}, tls: {caPemEnv: CA}}",
+                "{}",
+                &[],
+            ),
+            (
+                "{protocol: sasl-plaintext}",
+                "{}",
+                &["source.kafka.security.sasl"],
+            ),
+            (
+                "{protocol: ssl, sasl: {mechanism: PLAIN, username: u, passwordEnv: P}}",
+                "{}",
+                &["source.kafka.security.sasl"],
+            ),
+            (
+                "{protocol: plaintext, tls: {caPemEnv: CA}}",
+                "{}",
+                &["source.kafka.security.tls"],
+            ),
+            (
+                "{protocol: ssl, tls: {certificatePemEnv: CERT}}",
+                "{}",
+                &["source.kafka.security.tls"],
+            ),
+            (
+                "{}",
+                "{security.protocol: SASL_SSL, sasl.password: x, ssl.ca.location: /ca, linger.ms: '5'}",
+                &[
+                    "source.kafka.properties.sasl.password",
+                    "source.kafka.properties.security.protocol",
+                    "source.kafka.properties.ssl.ca.location",
+                ],
+            ),
+        ];
+        for (security, properties, want) in rows {
+            let sec: KafkaSecurity = serde_yaml::from_str(security).unwrap();
+            let props: std::collections::BTreeMap<String, String> =
+                serde_yaml::from_str(properties).unwrap();
+            let mut errs = Vec::new();
+            check_security(&sec, &props, "source.kafka", &mut errs);
+            let mut got: Vec<String> = errs.into_iter().map(|e| e.path).collect();
+            got.sort();
+            assert_eq!(got, want, "{security} {properties}");
         }
     }
 }

@@ -4,23 +4,24 @@ use std::collections::BTreeMap;
 
 use rdkafka::ClientConfig;
 
-use crate::error::{Error, Result};
+use weir_crds::KafkaProtocol;
+
+use super::security::ClientSecurity;
+use super::wire::{Cluster, Connection, WireError};
 use crate::wait::Attempt;
 
 /// How long metadata and coordinator calls may take before a clear error.
 pub const METADATA_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Base settings: brokers, the user's extra properties, and the SASL password read from the
-/// environment variable the manifest names (never from the manifest itself).
-///
-/// # Errors
-/// A named password variable that is not set.
+/// Base settings: brokers, security (TLS, SASL; its secrets came from the environment) and
+/// the user's extra properties.
+#[must_use]
 pub fn client_config(
     what: &str,
     bootstrap: &str,
     properties: &BTreeMap<String, String>,
-    sasl_password_env: Option<&str>,
-) -> Result<ClientConfig> {
+    security: &ClientSecurity,
+) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", bootstrap);
     c.set("client.id", format!("weir-{what}"));
@@ -28,14 +29,8 @@ pub fn client_config(
     for (k, v) in properties {
         c.set(k, v);
     }
-    if let Some(var) = sasl_password_env {
-        let pw = std::env::var(var).map_err(|_| Error::Sink {
-            sink: what.to_string(),
-            message: format!("environment variable {var} (saslPasswordEnv) is not set"),
-        })?;
-        c.set("sasl.password", pw);
-    }
-    Ok(c)
+    security.apply(&mut c);
+    c
 }
 
 /// How long one metadata request may take while waiting for brokers at start-up: short, so
@@ -84,16 +79,32 @@ pub fn partition_count<C: rdkafka::client::ClientContext>(
 /// not answer yet. `cfg` holds the base settings ([`client_config`]); each attempt makes a
 /// short-lived client from it.
 ///
+/// With TLS or SASL, each attempt first connects once with the wire client, which says
+/// exactly what failed: librdkafka only retries a refused certificate or password until the
+/// timeout. Those fail at once, naming the broker; an unreachable broker is waited for.
+///
 /// # Errors
-/// A missing topic or bad settings at once; brokers still unreachable after the wait limit.
+/// A missing topic, a refused certificate or password, or bad settings at once; brokers
+/// still unreachable after the wait limit.
 pub async fn wait_for_partitions(
     cfg: &ClientConfig,
-    bootstrap: &str,
+    cluster: &Cluster,
     topic: &str,
 ) -> std::result::Result<u32, String> {
+    let bootstrap = cluster.bootstrap.as_str();
     crate::wait::until_reached("Kafka", bootstrap, crate::wait::limit(), || {
-        let (cfg, bootstrap, topic) = (cfg.clone(), bootstrap.to_string(), topic.to_string());
+        let (cfg, cluster, topic) = (cfg.clone(), cluster.clone(), topic.to_string());
         async move {
+            if cluster.security.protocol() != KafkaProtocol::Plaintext {
+                match Connection::connect_any(&cluster).await {
+                    Ok(_) => {}
+                    Err(e @ (WireError::Tls { .. } | WireError::Authentication { .. })) => {
+                        return Err(Attempt::Refused(e.to_string()));
+                    }
+                    Err(e) => return Err(Attempt::Unreachable(e.to_string())),
+                }
+            }
+            let bootstrap = cluster.bootstrap;
             tokio::task::spawn_blocking(move || {
                 use rdkafka::producer::Producer as _;
                 let p: rdkafka::producer::BaseProducer = cfg

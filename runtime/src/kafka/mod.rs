@@ -2,6 +2,8 @@
 //! (committing a transaction another process pre-committed).
 
 pub mod config;
+pub mod sasl;
+pub mod security;
 pub mod sink;
 pub mod source;
 pub mod wire;

@@ -33,7 +33,8 @@ use rdkafka::statistics::Statistics;
 use weir_crds::{Delivery, KafkaSinkSpec};
 
 use super::config::{client_config, wait_for_partitions};
-use super::wire::{self, EndTxnOutcome};
+use super::security::ClientSecurity;
+use super::wire::{self, Cluster, EndTxnOutcome};
 use crate::checkpoint::state::KafkaTransaction;
 use crate::error::{Error, Result};
 use crate::ids::CheckpointId;
@@ -112,14 +113,25 @@ impl KafkaSinkConnector {
         )
     }
 
+    /// The brokers and how to reach them, read from the environment each time (cheap), so
+    /// the producer and commit-phase recovery always agree.
+    fn cluster(&self) -> Result<Cluster> {
+        let security =
+            ClientSecurity::from_spec("security", &self.spec.security).map_err(|e| self.err(e))?;
+        Ok(Cluster {
+            bootstrap: self.spec.bootstrap_servers.clone(),
+            security,
+        })
+    }
+
     fn producer_config(&self, txn_id: Option<&str>) -> Result<rdkafka::ClientConfig> {
+        let cluster = self.cluster()?;
         let mut c = client_config(
             &format!("sink-{}", self.env.job_name),
-            &self.spec.bootstrap_servers,
+            &cluster.bootstrap,
             &self.spec.properties,
-            self.spec.sasl_password_env.as_deref(),
-        )
-        .map_err(|e| self.err(e.to_string()))?;
+            &cluster.security,
+        );
         // Same key -> same partition as Java clients.
         c.set("partitioner", "murmur2_random");
         match (self.delivery, txn_id) {
@@ -235,7 +247,7 @@ impl SinkConnector for KafkaSinkConnector {
                 check("headerFields", c, false)?;
             }
             let cfg = self.producer_config(None)?;
-            let n = wait_for_partitions(&cfg, &self.spec.bootstrap_servers, &self.spec.topic)
+            let n = wait_for_partitions(&cfg, &self.cluster()?, &self.spec.topic)
                 .await
                 .map_err(|m| self.err(m))?;
             let _ = self.partitions.set(n);
@@ -296,9 +308,10 @@ impl SinkConnector for KafkaSinkConnector {
                 txns.push(t);
             }
             txns.sort_by_key(|t| t.checkpoint);
+            let cluster = self.cluster()?;
             for t in txns.iter().filter(|t| t.records > 0) {
                 let outcome = wire::end_txn(
-                    &self.spec.bootstrap_servers,
+                    &cluster,
                     &t.transactional_id,
                     t.producer_id,
                     t.producer_epoch,

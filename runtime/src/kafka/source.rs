@@ -26,6 +26,8 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use weir_crds::{KafkaFormat, KafkaSourceSpec, StartingOffsets, parse_timestamp_ms};
 
 use super::config::{METADATA_TIMEOUT, client_config, partition_count, wait_for_partitions};
+use super::security::ClientSecurity;
+use super::wire::Cluster;
 use crate::control::metrics::Metrics;
 use crate::error::{Error, Result};
 use crate::ids::Millis;
@@ -145,12 +147,14 @@ impl KafkaReader {
             source_name: format!("kafka topic {}", spec.topic),
             message,
         };
+        let security =
+            ClientSecurity::from_spec("source.kafka.security", &spec.security).map_err(src_err)?;
         let mut cfg = client_config(
             &format!("source-{}", setup.job_name),
             &spec.bootstrap_servers,
             &spec.properties,
-            spec.sasl_password_env.as_deref(),
-        )?;
+            &security,
+        );
         let group = spec
             .group_id
             .clone()
@@ -473,19 +477,26 @@ fn headers_json(m: &rdkafka::message::BorrowedMessage<'_>) -> String {
 /// # Errors
 /// A missing topic, bad settings, or brokers still unreachable after the wait limit.
 pub async fn wait_until_reachable(spec: &KafkaSourceSpec, job_name: &str) -> Result<()> {
+    let src_err = |message: String| Error::Source {
+        source_name: format!("kafka topic {}", spec.topic),
+        message,
+    };
+    let security =
+        ClientSecurity::from_spec("source.kafka.security", &spec.security).map_err(src_err)?;
     let cfg = client_config(
         &format!("source-{job_name}"),
         &spec.bootstrap_servers,
         &spec.properties,
-        spec.sasl_password_env.as_deref(),
-    )?;
-    wait_for_partitions(&cfg, &spec.bootstrap_servers, &spec.topic)
+        &security,
+    );
+    let cluster = Cluster {
+        bootstrap: spec.bootstrap_servers.clone(),
+        security,
+    };
+    wait_for_partitions(&cfg, &cluster, &spec.topic)
         .await
         .map(|_| ())
-        .map_err(|message| Error::Source {
-            source_name: format!("kafka topic {}", spec.topic),
-            message,
-        })
+        .map_err(src_err)
 }
 
 impl SourceReader for KafkaReader {

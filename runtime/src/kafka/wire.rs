@@ -1,10 +1,12 @@
-//! Raw Kafka protocol over TCP, for the transaction steps librdkafka cannot do.
+//! Raw Kafka protocol over TCP (or TLS, with SASL), for the transaction steps librdkafka
+//! cannot do.
 //!
 //! librdkafka keeps a transaction's producer id and epoch private and only ends a
 //! transaction that the same client instance began. Commit-phase recovery has to end a
 //! transaction recorded in a checkpoint from a process that never saw it, so this module
 //! speaks the protocol directly (framing, headers and version negotiation) using the
-//! message types of the `kafka-protocol` crate.
+//! message types of the `kafka-protocol` crate. It reaches the brokers the way the sink's
+//! librdkafka producer does: the same [`ClientSecurity`] gives it TLS and SASL.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -14,16 +16,43 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, EndTxnRequest, EndTxnResponse, FetchRequest,
     FetchResponse, FindCoordinatorRequest, FindCoordinatorResponse, MetadataRequest,
-    MetadataResponse, RequestHeader, ResponseHeader, TopicName, TransactionalId,
-    metadata_request::MetadataRequestTopic,
+    MetadataResponse, RequestHeader, ResponseHeader, SaslAuthenticateRequest,
+    SaslAuthenticateResponse, SaslHandshakeRequest, SaslHandshakeResponse, TopicName,
+    TransactionalId, metadata_request::MetadataRequestTopic,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Message, StrBytes};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout};
 use tracing::{debug, info, warn};
 
+use super::sasl::{self, Scram};
+use super::security::{ClientSecurity, SaslCredentials};
 use crate::retry::Backoff;
+
+/// Where a Kafka cluster is and how to reach it.
+#[derive(Debug, Clone)]
+pub struct Cluster {
+    /// Comma-separated `host:port` list.
+    pub bootstrap: String,
+    /// TLS and SASL, as the sink's producer uses them.
+    pub security: ClientSecurity,
+}
+
+impl Cluster {
+    /// A cluster reached without TLS or SASL.
+    #[must_use]
+    pub fn plaintext(bootstrap: &str) -> Self {
+        Self {
+            bootstrap: bootstrap.to_owned(),
+            security: ClientSecurity::default(),
+        }
+    }
+}
+
+/// A byte stream to a broker: TCP, or TLS over TCP.
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
 /// A broker that cannot be reached within this time is treated as down, so that a
 /// bootstrap list falls through to its next entry instead of hanging.
@@ -92,6 +121,8 @@ macro_rules! kafka_requests {
 // (Metadata, Fetch) send.
 kafka_requests! {
     ApiVersions: ApiVersionsRequest => ApiVersionsResponse;
+    SaslHandshake: SaslHandshakeRequest => SaslHandshakeResponse;
+    SaslAuthenticate: SaslAuthenticateRequest => SaslAuthenticateResponse;
     Metadata: MetadataRequest => MetadataResponse;
     FindCoordinator: FindCoordinatorRequest => FindCoordinatorResponse;
     EndTxn: EndTxnRequest => EndTxnResponse;
@@ -110,6 +141,23 @@ pub enum WireError {
 
     #[error("connecting to Kafka broker {addr}: no answer within {timeout:?}")]
     ConnectTimeout { addr: String, timeout: Duration },
+
+    /// The TLS handshake failed: an untrusted or mismatched certificate, a broker that does
+    /// not speak TLS, or a refused client certificate.
+    #[error("TLS with Kafka broker {addr}: {message}")]
+    Tls { addr: String, message: String },
+
+    /// SASL authentication failed: wrong user or password, or a mechanism the broker does
+    /// not offer for this user.
+    #[error(
+        "SASL {mechanism} authentication as '{username}' to Kafka broker {addr} failed: {message}"
+    )]
+    Authentication {
+        addr: String,
+        mechanism: &'static str,
+        username: String,
+        message: String,
+    },
 
     #[error("{api} to Kafka broker {addr}: I/O error: {source}")]
     Io {
@@ -240,6 +288,45 @@ fn host_port(host: &str, port: i32) -> String {
     }
 }
 
+fn auth_failed(addr: &str, credentials: &SaslCredentials, message: String) -> WireError {
+    WireError::Authentication {
+        addr: addr.to_owned(),
+        mechanism: credentials.mechanism.name(),
+        username: credentials.username.clone(),
+        message,
+    }
+}
+
+/// A broker that drops the connection during authentication instead of answering (nisshi
+/// does, for a wrong password or a mechanism it does not offer) has refused us: say so
+/// rather than "I/O error".
+fn refused(addr: &str, credentials: &SaslCredentials, e: WireError) -> WireError {
+    match e {
+        WireError::ClosedWithoutResponse { .. } | WireError::Io { .. } => auth_failed(
+            addr,
+            credentials,
+            "the broker closed the connection (wrong user or password, or a mechanism it does \
+             not offer)"
+                .to_owned(),
+        ),
+        other => other,
+    }
+}
+
+/// A fresh SCRAM client nonce: 24 random bytes as hex.
+fn client_nonce() -> String {
+    let mut bytes = [0u8; 24];
+    // Without the OS's randomness there is nothing safe to offer; the clock still makes the
+    // nonce unique, which is what SCRAM needs from it.
+    if getrandom::fill(&mut bytes).is_err() {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        bytes[..16].copy_from_slice(&t.to_le_bytes());
+    }
+    hex::encode(bytes)
+}
+
 /// Splits a comma-separated bootstrap list, ignoring blanks so "a:1, b:2," works.
 fn bootstrap_addrs(bootstrap: &str) -> Vec<&str> {
     bootstrap
@@ -255,7 +342,7 @@ fn bootstrap_addrs(bootstrap: &str) -> Vec<&str> {
 /// last request; the correlation id is still checked to detect a desynchronised stream.
 pub struct Connection {
     addr: String,
-    stream: TcpStream,
+    stream: Box<dyn Io>,
     next_correlation_id: i32,
     /// Broker-supported version ranges by API key, from ApiVersions at connect.
     versions: HashMap<i16, (i16, i16)>,
@@ -274,9 +361,10 @@ impl std::fmt::Debug for Connection {
 }
 
 impl Connection {
-    /// Connects and negotiates API versions (ApiVersions), so later requests can pick
-    /// versions the broker understands.
-    pub async fn connect(addr: &str) -> Result<Self, WireError> {
+    /// Connects (TLS when `security` says so), negotiates API versions (ApiVersions), so
+    /// later requests can pick versions the broker understands, and authenticates with SASL
+    /// when `security` says so.
+    pub async fn connect(addr: &str, security: &ClientSecurity) -> Result<Self, WireError> {
         let stream = match timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
             Ok(Ok(stream)) => stream,
             Ok(Err(source)) => {
@@ -296,6 +384,27 @@ impl Connection {
         if let Err(err) = stream.set_nodelay(true) {
             debug!(addr, %err, "cannot set TCP_NODELAY");
         }
+        let tls = |message: String| WireError::Tls {
+            addr: addr.to_owned(),
+            message,
+        };
+        let stream: Box<dyn Io> = match security.tls_connector().map_err(tls)? {
+            None => Box::new(stream),
+            Some(connector) => {
+                let host = addr
+                    .rsplit_once(':')
+                    .map_or(addr, |(h, _)| h)
+                    .trim_start_matches('[')
+                    .trim_end_matches(']');
+                let name = rustls::pki_types::ServerName::try_from(host.to_owned())
+                    .map_err(|e| tls(format!("`{host}` is not a server name: {e}")))?;
+                match timeout(CONNECT_TIMEOUT, connector.connect(name, stream)).await {
+                    Ok(Ok(s)) => Box::new(s),
+                    Ok(Err(e)) => return Err(tls(format!("handshake failed: {e}"))),
+                    Err(_) => return Err(tls(format!("no handshake within {CONNECT_TIMEOUT:?}"))),
+                }
+            }
+        };
         let mut conn = Connection {
             addr: addr.to_owned(),
             stream,
@@ -304,15 +413,91 @@ impl Connection {
             broken: false,
         };
         conn.negotiate_versions().await?;
+        if let Some(credentials) = security.sasl() {
+            conn.authenticate(credentials).await?;
+        }
         Ok(conn)
     }
 
-    /// Connects to the first reachable broker of a comma-separated bootstrap list.
-    pub async fn connect_any(bootstrap: &str) -> Result<Self, WireError> {
+    /// SaslHandshake v1, then the mechanism's messages in SaslAuthenticate requests.
+    async fn authenticate(&mut self, credentials: &SaslCredentials) -> Result<(), WireError> {
+        let mechanism = credentials.mechanism.name();
+        let version = self.version_capped::<SaslHandshakeRequest>(1)?;
+        let hs = self
+            .request(
+                SaslHandshakeRequest::default()
+                    .with_mechanism(StrBytes::from_static_str(mechanism)),
+                version,
+            )
+            .await
+            .map_err(|e| refused(&self.addr, credentials, e))?;
+        if hs.error_code != 0 {
+            let offered: Vec<String> = hs.mechanisms.iter().map(ToString::to_string).collect();
+            return Err(auth_failed(
+                &self.addr,
+                credentials,
+                format!(
+                    "mechanism not offered (the broker offers {})",
+                    offered.join(", ")
+                ),
+            ));
+        }
+        match Scram::start(
+            credentials.mechanism,
+            &credentials.username,
+            &client_nonce(),
+        ) {
+            None => {
+                let plain = sasl::plain(&credentials.username, credentials.password());
+                self.sasl_step(plain, credentials).await?;
+            }
+            Some((scram, first)) => {
+                let server_first = self.sasl_step(first, credentials).await?;
+                let last = scram
+                    .answer(&server_first, credentials.password())
+                    .map_err(|m| auth_failed(&self.addr, credentials, m))?;
+                let server_final = self.sasl_step(last.message.clone(), credentials).await?;
+                last.verify(&server_final)
+                    .map_err(|m| auth_failed(&self.addr, credentials, m))?;
+            }
+        }
+        debug!(addr = %self.addr, mechanism, "SASL authenticated");
+        Ok(())
+    }
+
+    /// One SaslAuthenticate round trip; the server's bytes.
+    async fn sasl_step(
+        &mut self,
+        bytes: Vec<u8>,
+        credentials: &SaslCredentials,
+    ) -> Result<Vec<u8>, WireError> {
+        let version = self.version_capped::<SaslAuthenticateRequest>(1)?;
+        let req = SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(bytes));
+        let resp = self
+            .request(req, version)
+            .await
+            .map_err(|e| refused(&self.addr, credentials, e))?;
+        if resp.error_code != 0 {
+            let why = resp
+                .error_message
+                .as_ref()
+                .map_or_else(|| error_name(resp.error_code), ToString::to_string);
+            return Err(auth_failed(&self.addr, credentials, why));
+        }
+        Ok(resp.auth_bytes.to_vec())
+    }
+
+    /// Connects to the first reachable broker of the cluster's bootstrap list.
+    pub async fn connect_any(cluster: &Cluster) -> Result<Self, WireError> {
+        let bootstrap = cluster.bootstrap.as_str();
         let mut errors = Vec::new();
         for addr in bootstrap_addrs(bootstrap) {
-            match Connection::connect(addr).await {
+            match Connection::connect(addr, &cluster.security).await {
                 Ok(conn) => return Ok(conn),
+                // Another broker would refuse the same certificate or password: say so now.
+                Err(err @ (WireError::Tls { .. } | WireError::Authentication { .. })) => {
+                    return Err(err);
+                }
                 Err(err) => {
                     debug!(addr, %err, "bootstrap broker unusable, trying next");
                     errors.push(err);
@@ -613,8 +798,8 @@ pub struct TopicMetadata {
 ///
 /// Topic and partition errors are returned in the result rather than as `Err`, because
 /// callers differ on which of them are transient.
-pub async fn metadata(bootstrap: &str, topics: &[&str]) -> Result<Vec<TopicMetadata>, WireError> {
-    let mut conn = Connection::connect_any(bootstrap).await?;
+pub async fn metadata(cluster: &Cluster, topics: &[&str]) -> Result<Vec<TopicMetadata>, WireError> {
+    let mut conn = Connection::connect_any(cluster).await?;
     let version = conn.version_for::<MetadataRequest>()?;
     let req = MetadataRequest::default()
         .with_topics(Some(
@@ -665,10 +850,10 @@ pub async fn metadata(bootstrap: &str, topics: &[&str]) -> Result<Vec<TopicMetad
 /// A coordinator-level error (e.g. COORDINATOR_NOT_AVAILABLE) is returned as
 /// [`WireError::Broker`] so callers can decide to retry.
 pub async fn find_transaction_coordinator(
-    bootstrap: &str,
+    cluster: &Cluster,
     transactional_id: &str,
 ) -> Result<String, WireError> {
-    let mut conn = Connection::connect_any(bootstrap).await?;
+    let mut conn = Connection::connect_any(cluster).await?;
     let api = FindCoordinatorRequest::NAME;
     let version = conn.version_for::<FindCoordinatorRequest>()?;
     if version < 1 {
@@ -770,7 +955,7 @@ fn end_txn_retriable(err: &WireError) -> bool {
 /// same transactional id and epoch (e.g. use one transactional id per checkpoint, or
 /// only recover after the owner is gone).
 pub async fn end_txn(
-    bootstrap: &str,
+    cluster: &Cluster,
     transactional_id: &str,
     producer_id: i64,
     producer_epoch: i16,
@@ -785,7 +970,7 @@ pub async fn end_txn(
     let mut rejected = 0u32;
     loop {
         let attempt = end_txn_once(
-            bootstrap,
+            cluster,
             transactional_id,
             producer_id,
             producer_epoch,
@@ -844,15 +1029,15 @@ pub async fn end_txn(
 }
 
 async fn end_txn_once(
-    bootstrap: &str,
+    cluster: &Cluster,
     transactional_id: &str,
     producer_id: i64,
     producer_epoch: i16,
     commit: bool,
 ) -> Result<EndTxnOutcome, WireError> {
     let api = EndTxnRequest::NAME;
-    let coordinator = find_transaction_coordinator(bootstrap, transactional_id).await?;
-    let mut conn = Connection::connect(&coordinator).await?;
+    let coordinator = find_transaction_coordinator(cluster, transactional_id).await?;
+    let mut conn = Connection::connect(&coordinator, &cluster.security).await?;
     let version = conn.version_capped::<EndTxnRequest>(END_TXN_MAX_VERSION)?;
     let req = EndTxnRequest::default()
         .with_transactional_id(TransactionalId(StrBytes::from_string(

@@ -1,0 +1,277 @@
+//! How a Kafka client reaches the brokers: a source's or sink's `security`, read once with
+//! its secrets taken from the environment. librdkafka gets it as properties
+//! ([`ClientSecurity::apply`]); the transaction-recovery client ([`super::wire`]) gets a TLS
+//! connector and the SASL credentials from the same value, so both reach the same brokers
+//! the same way.
+
+use std::fmt;
+use std::sync::Arc;
+
+use rdkafka::ClientConfig;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use weir_crds::{KafkaProtocol, KafkaSecurity, SaslMechanism};
+
+/// A connection's security, resolved: protocol, SASL credentials and TLS material.
+#[derive(Clone, Default)]
+pub struct ClientSecurity {
+    protocol: KafkaProtocol,
+    sasl: Option<SaslCredentials>,
+    tls: Option<TlsMaterial>,
+}
+
+/// SASL mechanism, user and password. The password never appears in `Debug`.
+#[derive(Clone)]
+pub struct SaslCredentials {
+    /// Mechanism.
+    pub mechanism: SaslMechanism,
+    /// User name.
+    pub username: String,
+    password: String,
+}
+
+impl SaslCredentials {
+    /// The password, for the authentication exchange only.
+    #[must_use]
+    pub fn password(&self) -> &str {
+        &self.password
+    }
+}
+
+/// PEM text of the CA bundle and the client certificate and key, as the environment gave it.
+#[derive(Clone, Default)]
+struct TlsMaterial {
+    ca_pem: Option<String>,
+    cert_pem: Option<String>,
+    key_pem: Option<String>,
+}
+
+impl fmt::Debug for ClientSecurity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientSecurity")
+            .field("protocol", &self.protocol)
+            .field(
+                "sasl",
+                &self
+                    .sasl
+                    .as_ref()
+                    .map(|s| (s.mechanism.name(), s.username.as_str(), "<redacted>")),
+            )
+            .field(
+                "tls",
+                &self.tls.as_ref().map(|t| {
+                    (
+                        t.ca_pem.is_some(),
+                        t.cert_pem.is_some(),
+                        t.key_pem.as_ref().map(|_| "<redacted>"),
+                    )
+                }),
+            )
+            .finish()
+    }
+}
+
+impl ClientSecurity {
+    /// Reads the environment variables `spec` names. `field` is where `spec` sits in the job
+    /// file (`source.kafka.security`), for the error.
+    ///
+    /// # Errors
+    /// A named variable that is not set, naming it and its field.
+    pub fn from_spec(field: &str, spec: &KafkaSecurity) -> Result<Self, String> {
+        Self::from_spec_with(field, spec, |name| std::env::var(name).ok())
+    }
+
+    /// [`ClientSecurity::from_spec`] with the variables looked up by `lookup` (a test's own
+    /// clients, which must not change the process environment).
+    ///
+    /// # Errors
+    /// A named variable that `lookup` does not know, naming it and its field.
+    pub fn from_spec_with(
+        field: &str,
+        spec: &KafkaSecurity,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, String> {
+        let var = |name: &str, what: &str| {
+            lookup(name)
+                .ok_or_else(|| format!("environment variable {name} ({field}.{what}) is not set"))
+        };
+        let sasl = match &spec.sasl {
+            Some(s) => Some(SaslCredentials {
+                mechanism: s.mechanism,
+                username: s.username.clone(),
+                password: var(&s.password_env, "sasl.passwordEnv")?,
+            }),
+            None => None,
+        };
+        let tls = match (&spec.tls, spec.protocol.tls()) {
+            (Some(t), true) => Some(TlsMaterial {
+                ca_pem: t
+                    .ca_pem_env
+                    .as_deref()
+                    .map(|v| var(v, "tls.caPemEnv"))
+                    .transpose()?,
+                cert_pem: t
+                    .certificate_pem_env
+                    .as_deref()
+                    .map(|v| var(v, "tls.certificatePemEnv"))
+                    .transpose()?,
+                key_pem: t
+                    .key_pem_env
+                    .as_deref()
+                    .map(|v| var(v, "tls.keyPemEnv"))
+                    .transpose()?,
+            }),
+            (None, true) => Some(TlsMaterial::default()),
+            (_, false) => None,
+        };
+        Ok(Self {
+            protocol: spec.protocol,
+            sasl: sasl.filter(|_| spec.protocol.sasl()),
+            tls,
+        })
+    }
+
+    /// The protocol.
+    #[must_use]
+    pub fn protocol(&self) -> KafkaProtocol {
+        self.protocol
+    }
+
+    /// The SASL credentials, for a `sasl-*` protocol.
+    #[must_use]
+    pub fn sasl(&self) -> Option<&SaslCredentials> {
+        self.sasl.as_ref()
+    }
+
+    /// Sets librdkafka's `security.protocol`, `sasl.*` and `ssl.*` properties.
+    pub fn apply(&self, c: &mut ClientConfig) {
+        c.set("security.protocol", self.protocol.librdkafka());
+        if let Some(s) = &self.sasl {
+            c.set("sasl.mechanism", s.mechanism.name());
+            c.set("sasl.username", &s.username);
+            c.set("sasl.password", &s.password);
+        }
+        if let Some(t) = &self.tls {
+            c.set("ssl.endpoint.identification.algorithm", "https");
+            if let Some(ca) = &t.ca_pem {
+                c.set("ssl.ca.pem", ca);
+            }
+            if let Some(cert) = &t.cert_pem {
+                c.set("ssl.certificate.pem", cert);
+            }
+            if let Some(key) = &t.key_pem {
+                c.set("ssl.key.pem", key);
+            }
+        }
+    }
+
+    /// The TLS client for the wire protocol; `None` without TLS. It trusts the CA bundle
+    /// given, or the system's, and presents the client certificate when one is given.
+    ///
+    /// # Errors
+    /// PEM text that holds no certificate or key, or one rustls refuses.
+    pub fn tls_connector(&self) -> Result<Option<tokio_rustls::TlsConnector>, String> {
+        let Some(t) = &self.tls else { return Ok(None) };
+        let mut roots = rustls::RootCertStore::empty();
+        match &t.ca_pem {
+            Some(pem) => {
+                let certs = certificates(pem, "tls.caPemEnv")?;
+                for c in certs {
+                    roots
+                        .add(c)
+                        .map_err(|e| format!("tls.caPemEnv: a certificate rustls refuses: {e}"))?;
+                }
+            }
+            None => {
+                let found = rustls_native_certs::load_native_certs();
+                for c in found.certs {
+                    // A system bundle may hold certificates rustls cannot use; skip those.
+                    let _ = roots.add(c);
+                }
+                if roots.is_empty() {
+                    return Err("no CA certificates in the system bundle; set tls.caPemEnv".into());
+                }
+            }
+        }
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("TLS settings: {e}"))?
+            .with_root_certificates(roots);
+        let config = match (&t.cert_pem, &t.key_pem) {
+            (Some(cert), Some(key)) => {
+                let chain = certificates(cert, "tls.certificatePemEnv")?;
+                let key = PrivateKeyDer::from_pem_slice(key.as_bytes())
+                    .map_err(|e| format!("tls.keyPemEnv: no private key in the PEM text: {e}"))?;
+                builder
+                    .with_client_auth_cert(chain, key)
+                    .map_err(|e| format!("tls.certificatePemEnv/keyPemEnv: {e}"))?
+            }
+            _ => builder.with_no_client_auth(),
+        };
+        Ok(Some(tokio_rustls::TlsConnector::from(Arc::new(config))))
+    }
+}
+
+fn certificates(pem: &str, field: &str) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem.as_bytes())
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("{field}: unreadable PEM: {e}"))?;
+    if certs.is_empty() {
+        return Err(format!("{field}: the PEM text holds no certificate"));
+    }
+    Ok(certs)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
+    use super::*;
+
+    #[test]
+    fn a_missing_variable_is_named_with_its_field_and_secrets_stay_out_of_debug() {
+        let spec: KafkaSecurity = serde_json::from_value(serde_json::json!({
+            "protocol": "sasl-ssl",
+            "sasl": {"mechanism": "SCRAM-SHA-512", "username": "weir",
+                     "passwordEnv": "WEIR_TEST_SURELY_UNSET_PASSWORD"}
+        }))
+        .unwrap();
+        let err = ClientSecurity::from_spec("sinks[0].kafka.security", &spec).unwrap_err();
+        assert_eq!(
+            err,
+            "environment variable WEIR_TEST_SURELY_UNSET_PASSWORD \
+             (sinks[0].kafka.security.sasl.passwordEnv) is not set"
+        );
+        let s = ClientSecurity {
+            protocol: KafkaProtocol::SaslSsl,
+            sasl: Some(SaslCredentials {
+                mechanism: SaslMechanism::Plain,
+                username: "weir".into(),
+                password: "hunter2".into(),
+            }),
+            tls: Some(TlsMaterial {
+                key_pem: Some("-----BEGIN PRIVATE KEY-----".into()),
+                ..TlsMaterial::default()
+            }),
+        };
+        let printed = format!("{s:?}");
+        assert!(
+            !printed.contains("hunter2") && !printed.contains("BEGIN"),
+            "{printed}"
+        );
+    }
+
+    #[test]
+    fn pem_without_a_certificate_is_refused_by_field() {
+        let s = ClientSecurity {
+            protocol: KafkaProtocol::Ssl,
+            sasl: None,
+            tls: Some(TlsMaterial {
+                ca_pem: Some("not pem".into()),
+                ..TlsMaterial::default()
+            }),
+        };
+        let err = s.tls_connector().err().unwrap();
+        assert!(err.starts_with("tls.caPemEnv"), "{err}");
+    }
+}
