@@ -10,7 +10,8 @@
 #   tests/clickhouse.sh stop           stop ClickHouse then ZooKeeper by PID
 #   tests/clickhouse.sh restart        restart clickhouse-server only (ZooKeeper and data stay)
 #   tests/clickhouse.sh status         exit 0 when ZooKeeper and ClickHouse run and answer
-#   tests/clickhouse.sh env            print `export WEIR_CLICKHOUSE_URL=...` for a running server
+#   tests/clickhouse.sh env            print `export WEIR_CLICKHOUSE_URL=... WEIR_CLICKHOUSE_HTTPS_URL=...`
+#                                      for a running server (HTTPS on 9402, tests/tls.sh's CA)
 #   tests/clickhouse.sh client QUERY   run QUERY over HTTP and print the result
 set -euo pipefail
 # shellcheck source=tests/lib.sh
@@ -21,6 +22,8 @@ STATE="${WEIR_STACK_DIR:-$CACHE/stack}"
 HTTP_PORT="${WEIR_CLICKHOUSE_HTTP_PORT:-9393}"
 TCP_PORT="${WEIR_CLICKHOUSE_TCP_PORT:-9394}"
 INTERSERVER_PORT="${WEIR_CLICKHOUSE_INTERSERVER_PORT:-9395}"
+# HTTPS with the throwaway CA of tests/tls.sh (server certificate for localhost, 127.0.0.1).
+HTTPS_PORT="${WEIR_CLICKHOUSE_HTTPS_PORT:-9402}"
 ZK_PORT="${WEIR_ZOOKEEPER_PORT:-9396}"
 URL="http://127.0.0.1:$HTTP_PORT"
 
@@ -115,6 +118,8 @@ EOF
 }
 
 write_clickhouse_config() {
+  local TLS_DIR
+  TLS_DIR=$("$(dirname "${BASH_SOURCE[0]}")/tls.sh" dir)
   mkdir -p "$CH_DIR/data" "$CH_DIR/tmp" "$CH_DIR/user_files" "$CH_DIR/format_schemas" "$CH_DIR/log"
   cat >"$CH_DIR/config.xml" <<EOF
 <?xml version="1.0"?>
@@ -129,6 +134,18 @@ write_clickhouse_config() {
     </logger>
     <listen_host>127.0.0.1</listen_host>
     <http_port>$HTTP_PORT</http_port>
+    <https_port>$HTTPS_PORT</https_port>
+    <openSSL>
+        <server>
+            <certificateFile>$TLS_DIR/server.pem</certificateFile>
+            <privateKeyFile>$TLS_DIR/server.key</privateKeyFile>
+            <verificationMode>none</verificationMode>
+            <loadDefaultCAFile>false</loadDefaultCAFile>
+            <cacheSessions>true</cacheSessions>
+            <disableProtocols>sslv2,sslv3</disableProtocols>
+            <preferServerCiphers>true</preferServerCiphers>
+        </server>
+    </openSSL>
     <tcp_port>$TCP_PORT</tcp_port>
     <interserver_http_port>$INTERSERVER_PORT</interserver_http_port>
     <interserver_http_host>127.0.0.1</interserver_http_host>
@@ -207,7 +224,7 @@ query() { # query SQL: POST it, print the result; fails (with the server's messa
 
 start_clickhouse() {
   if running "$CH_PIDFILE" clickhouse-server; then return; fi
-  for p in "$HTTP_PORT" "$TCP_PORT" "$INTERSERVER_PORT"; do
+  for p in "$HTTP_PORT" "$TCP_PORT" "$INTERSERVER_PORT" "$HTTPS_PORT"; do
     if port_open "$p"; then fail "port 127.0.0.1:$p is already in use by another process"; fi
   done
   write_clickhouse_config
@@ -243,7 +260,7 @@ case "${1:-}" in
       echo "clickhouse: not running (or not answering) on $URL / ZooKeeper 127.0.0.1:$ZK_PORT" >&2; exit 1
     fi
     ;;
-  env) echo "export WEIR_CLICKHOUSE_URL=$URL" ;;
+  env) echo "export WEIR_CLICKHOUSE_URL=$URL WEIR_CLICKHOUSE_HTTPS_URL=https://localhost:$HTTPS_PORT" ;;
   client)
     shift
     if [ $# -eq 0 ]; then echo "usage: $0 client QUERY" >&2; exit 2; fi

@@ -28,6 +28,7 @@ export WEIR_KAFKA_SASL_BROKER; WEIR_KAFKA_SASL_BROKER=$(tests/kafka-sasl.sh star
 step "local ClickHouse + ZooKeeper"
 clickhouse_url=$(tests/clickhouse.sh start)
 export WEIR_CLICKHOUSE_URL="$clickhouse_url" WEIR_REQUIRE_CLICKHOUSE=1
+export WEIR_CLICKHOUSE_HTTPS_URL=https://localhost:9402
 
 step "Helm chart: lint --strict, render, validate offline"
 helm_bin=$(tests/chart.sh check)

@@ -320,7 +320,7 @@ pub enum Delivery {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ClickHouseSinkSpec {
-    /// HTTP endpoint, e.g. `http://clickhouse:8123`.
+    /// HTTP endpoint, e.g. `http://clickhouse:8123`, or `https://clickhouse:8443` (TLS).
     pub url: String,
     /// Target table; its columns must match the records (checked before the job starts).
     pub table: String,
@@ -333,6 +333,10 @@ pub struct ClickHouseSinkSpec {
     /// Environment variable holding the password (filled from a Secret by the operator).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password_env: Option<String>,
+    /// TLS for an `https://` URL: the CA bundle to trust (the system's when absent) and a
+    /// client certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsSpec>,
     /// How duplicates are prevented.
     #[serde(default)]
     pub mode: ClickHouseMode,

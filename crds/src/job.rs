@@ -555,6 +555,7 @@ impl StreamJobSpec {
 
     /// `(field path, variable)` for every environment variable a connector reads.
     fn env_references(&self) -> Vec<(String, String)> {
+        use crate::connectors::TlsSpec;
         use crate::pipeline::SinkSpec;
         let mut refs = Vec::new();
         if let Some(k) = &self.pipeline.source.kafka {
@@ -580,6 +581,12 @@ impl StreamJobSpec {
                         refs.push((
                             format!("spec.pipeline.sinks[{i}].clickhouse.passwordEnv"),
                             v.clone(),
+                        ));
+                    }
+                    for (f, v) in c.tls.iter().flat_map(TlsSpec::env_vars) {
+                        refs.push((
+                            format!("spec.pipeline.sinks[{i}].clickhouse.tls.{f}"),
+                            v.to_string(),
                         ));
                     }
                 }

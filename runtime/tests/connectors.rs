@@ -989,3 +989,97 @@ fn store_sales_example_is_exactly_once_across_a_crash() {
     assert_sales("example: committed Kafka records", &expected, &rows, &dups);
     assert_eq!(open, 0, "transactions left open on the output topic");
 }
+
+/// The ClickHouse sinks over HTTPS (the server's `https_port`, a certificate from
+/// `tests/tls.sh`'s throwaway CA, trusted through `tls.caPemEnv`): killed after a
+/// checkpoint's `_metadata`, restarted, and both tables equal the oracle. With another CA the
+/// job fails at once, naming the server and the certificate problem.
+#[test]
+fn clickhouse_over_https_is_exactly_once_and_refuses_an_unknown_ca() {
+    let Some(st) = stack("clickhouse_https") else {
+        return;
+    };
+    let how = "WEIR_CLICKHOUSE_HTTPS_URL and WEIR_TLS_DIR are not set (tests/run-all.sh sets them)";
+    let Some(https) = weir_testkit::needs_env(
+        "clickhouse_https",
+        "WEIR_CLICKHOUSE_HTTPS_URL",
+        "WEIR_REQUIRE_CLICKHOUSE",
+        how,
+    ) else {
+        return;
+    };
+    let Some(tls) = weir_testkit::needs_env(
+        "clickhouse_https",
+        "WEIR_TLS_DIR",
+        "WEIR_REQUIRE_CLICKHOUSE",
+        how,
+    ) else {
+        return;
+    };
+    let pem = |name: &str| std::fs::read_to_string(Path::new(&tls).join(name)).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let sc = rt.block_on(Scenario::new(&st, "chtls", 4_000));
+    rt.block_on(sc.produce_all(&st));
+    let tmp = tempfile::tempdir().unwrap();
+    let sinks = format!(
+        "  - clickhouse: {{url: \"{https}\", table: {wa}, mode: writeAhead, tls: {{caPemEnv: CH_CA}}}}
+  - clickhouse: {{url: \"{https}\", table: {rmt}, mode: replacing, versionColumn: v, tls: {{caPemEnv: CH_CA}}}}
+  - kafka: {{bootstrapServers: \"{k}\", topic: {out}, transactionalIdPrefix: {name}, keyBy: [store_id]}}
+",
+        wa = sc.wa,
+        rmt = sc.rmt,
+        k = st.kafka,
+        out = sc.output,
+        name = sc.name,
+    );
+    let yaml = sales_job(
+        &sc.name,
+        &st.kafka,
+        &sc.input,
+        &sc.storage,
+        &st.s3,
+        2,
+        300,
+        true,
+        &sinks,
+    );
+    let job = tmp.path().join("job.yaml");
+    std::fs::write(&job, yaml).unwrap();
+    let ca = pem("ca.pem");
+    let log = tmp.path().join("runtime.log");
+    let mut child = spawn_runtime(
+        &job,
+        &[],
+        &[("CH_CA", &ca), ("WEIR_CRASH_AT", "after-metadata:1")],
+        &log,
+    );
+    let status = wait_exit_within(&mut child, Duration::from_secs(60))
+        .unwrap_or_else(|| panic!("crash point not reached\n{}", log_tail(&log)));
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(
+        status.signal(),
+        Some(9),
+        "expected the crash\n{}",
+        log_tail(&log)
+    );
+    let mut child = spawn_runtime(&job, &[], &[("CH_CA", &ca)], &log);
+    let status = wait_exit_within(&mut child, Duration::from_secs(120))
+        .expect("restored run did not finish");
+    assert!(status.success(), "{status:?}\n{}", log_tail(&log));
+    rt.block_on(sc.assert_exact(&st, "ClickHouse over HTTPS, after a crash"));
+
+    // Another CA: refused at once, not waited for.
+    let other = pem("other-ca.pem");
+    let log = tmp.path().join("wrong-ca.log");
+    let started = Instant::now();
+    let mut child = spawn_runtime(&job, &[], &[("CH_CA", &other)], &log);
+    let status = wait_exit_within(&mut child, Duration::from_secs(60)).expect("no exit");
+    let took = started.elapsed();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(!status.success(), "started with an unknown CA\n{text}");
+    assert!(took < Duration::from_secs(30), "took {took:?}\n{text}");
+    for want in [https.as_str(), "certificate"] {
+        assert!(text.contains(want), "no `{want}` in\n{text}");
+    }
+    println!("ClickHouse over HTTPS: exact after a crash; an unknown CA refused in {took:?}");
+}

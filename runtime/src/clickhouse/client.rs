@@ -1,4 +1,4 @@
-//! ClickHouse over HTTP: queries, inserts with retry, and what the server can do.
+//! ClickHouse over HTTP or HTTPS: queries, inserts with retry, and what the server can do.
 
 use std::time::Duration;
 
@@ -40,6 +40,43 @@ fn error_code(body: &str) -> Option<u32> {
         .ok()
 }
 
+/// PEM text for HTTPS: the CA bundle to trust instead of the system's, and a client
+/// certificate with its key.
+#[derive(Clone, Default)]
+pub struct TlsPem {
+    /// CA bundle.
+    pub ca: Option<String>,
+    /// Client certificate chain and private key.
+    pub identity: Option<(String, String)>,
+}
+
+/// Whether a failed request failed on TLS (an untrusted certificate, a refused client
+/// certificate): a retry cannot help.
+fn is_tls_failure(e: &reqwest::Error) -> bool {
+    let mut source: Option<&dyn std::error::Error> = Some(e);
+    while let Some(err) = source {
+        let text = err.to_string().to_lowercase();
+        if text.contains("certificate") || text.contains("tls") || text.contains("handshake") {
+            return true;
+        }
+        source = err.source();
+    }
+    false
+}
+
+/// The full chain of an error, so "invalid peer certificate: UnknownIssuer" is not hidden
+/// behind "error sending request".
+fn chain(e: &reqwest::Error) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut source = std::error::Error::source(e);
+    while let Some(err) = source {
+        parts.push(err.to_string());
+        source = err.source();
+    }
+    parts.dedup();
+    parts.join(": ")
+}
+
 /// One HTTP endpoint and credentials.
 #[derive(Clone)]
 pub struct Client {
@@ -54,15 +91,37 @@ impl Client {
     ///
     /// # Errors
     /// The HTTP client cannot be built.
-    pub fn new(url: &str, user: &str, password: Option<String>) -> Result<Self, ChError> {
-        let http = reqwest::Client::builder()
+    pub fn new(
+        url: &str,
+        user: &str,
+        password: Option<String>,
+        tls: &TlsPem,
+    ) -> Result<Self, ChError> {
+        let refuse = |message: String| ChError {
+            retriable: false,
+            message,
+        };
+        let mut builder = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
-            .timeout(Duration::from_secs(300))
+            .timeout(Duration::from_secs(300));
+        if let Some(ca) = &tls.ca {
+            let certs = reqwest::Certificate::from_pem_bundle(ca.as_bytes())
+                .map_err(|e| refuse(format!("tls.caPemEnv: {e}")))?;
+            if certs.is_empty() {
+                return Err(refuse(
+                    "tls.caPemEnv: the PEM text holds no certificate".into(),
+                ));
+            }
+            builder = builder.tls_certs_only(certs);
+        }
+        if let Some((cert, key)) = &tls.identity {
+            let identity = reqwest::Identity::from_pem(format!("{cert}\n{key}").as_bytes())
+                .map_err(|e| refuse(format!("tls.certificatePemEnv/keyPemEnv: {e}")))?;
+            builder = builder.identity(identity);
+        }
+        let http = builder
             .build()
-            .map_err(|e| ChError {
-                retriable: false,
-                message: format!("http client: {e}"),
-            })?;
+            .map_err(|e| refuse(format!("http client: {e}")))?;
         Ok(Self {
             http,
             url: url.trim_end_matches('/').to_string(),
@@ -93,8 +152,8 @@ impl Client {
             .header(reqwest::header::CONTENT_LENGTH, body.len())
             .body(body);
         let resp = req.send().await.map_err(|e| ChError {
-            retriable: true,
-            message: format!("{}: {e}", self.url),
+            retriable: !is_tls_failure(&e),
+            message: format!("{}: {}", self.url, chain(&e)),
         })?;
         let status = resp.status();
         let text = resp.text().await.map_err(|e| ChError {

@@ -32,7 +32,7 @@ use crate::sink::{
     Committable, Guarantee, PlainSink, SinkConnector, SinkContext, SinkEnv, SinkInstance,
     TwoPhaseCommitSink,
 };
-use client::{ChError, Client, has_dedup_token};
+use client::{ChError, Client, TlsPem, has_dedup_token};
 use rows::{RowEncoder, TableColumn};
 
 /// What the sink learned about the server and table in `prepare`.
@@ -85,7 +85,24 @@ impl ClickHouseConnector {
             })?),
             None => None,
         };
-        let client = Client::new(&self.spec.url, &self.spec.user, password)
+        let pem = |var: &Option<String>, field: &str| -> Result<Option<String>> {
+            var.as_deref()
+                .map(|v| {
+                    std::env::var(v).map_err(|_| {
+                        self.err(format!("environment variable {v} (tls.{field}) is not set"))
+                    })
+                })
+                .transpose()
+        };
+        let tls = match &self.spec.tls {
+            Some(t) => TlsPem {
+                ca: pem(&t.ca_pem_env, "caPemEnv")?,
+                identity: pem(&t.certificate_pem_env, "certificatePemEnv")?
+                    .zip(pem(&t.key_pem_env, "keyPemEnv")?),
+            },
+            None => TlsPem::default(),
+        };
+        let client = Client::new(&self.spec.url, &self.spec.user, password, &tls)
             .map_err(|e| self.err(e.message))?;
         let version = crate::wait::until_reached(
             "ClickHouse",
@@ -93,10 +110,16 @@ impl ClickHouseConnector {
             crate::wait::limit(),
             || async {
                 client.version().await.map_err(|e| {
-                    crate::wait::Attempt::Unreachable(format!(
+                    let message = format!(
                         "cannot reach ClickHouse at {}: {}",
                         self.spec.url, e.message
-                    ))
+                    );
+                    // A refused certificate will be refused again: fail now, saying so.
+                    if e.retriable {
+                        crate::wait::Attempt::Unreachable(message)
+                    } else {
+                        crate::wait::Attempt::Refused(message)
+                    }
                 })
             },
         )

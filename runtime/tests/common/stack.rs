@@ -225,7 +225,7 @@ sinks:
 
 /// ClickHouse client for test queries.
 pub fn ch(url: &str) -> Client {
-    Client::new(url, "default", None).unwrap()
+    Client::new(url, "default", None, &Default::default()).unwrap()
 }
 
 pub async fn ch_exec(url: &str, sql: &str) -> String {
