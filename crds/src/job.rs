@@ -218,6 +218,12 @@ pub struct JobS3Spec {
     /// Path-style addressing, which most non-AWS servers need.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path_style: Option<bool>,
+    /// Environment variable (from `secretEnv`) holding the PEM CA bundle of an `https://`
+    /// endpoint signed by a private CA. The runtime uses it; the operator's savepoint
+    /// disposal does not yet (it trusts the system's CAs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[A-Za-z_][A-Za-z0-9_]*$"))]
+    pub ca_pem_env: Option<String>,
     /// Name of a Secret in the job's namespace with `AWS_ACCESS_KEY_ID` and
     /// `AWS_SECRET_ACCESS_KEY`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -498,6 +504,7 @@ impl StreamJobSpec {
                     endpoint: c.s3.endpoint.clone(),
                     region: c.s3.region.clone(),
                     path_style: c.s3.path_style,
+                    ca_pem_env: c.s3.ca_pem_env.clone(),
                 },
                 exactly_once: c.exactly_once,
             },
@@ -558,6 +565,9 @@ impl StreamJobSpec {
         use crate::connectors::TlsSpec;
         use crate::pipeline::SinkSpec;
         let mut refs = Vec::new();
+        if let Some(v) = &self.checkpoint.s3.ca_pem_env {
+            refs.push(("spec.checkpoint.s3.caPemEnv".to_string(), v.clone()));
+        }
         if let Some(k) = &self.pipeline.source.kafka {
             for (f, v) in k.security.env_vars() {
                 refs.push((

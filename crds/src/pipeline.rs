@@ -194,6 +194,11 @@ pub struct S3Spec {
     /// Path-style addressing (`endpoint/bucket/key`), which most non-AWS servers need.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path_style: Option<bool>,
+    /// Environment variable holding the PEM CA bundle that signs an `https://` endpoint's
+    /// certificate (a private CA); the system's CA bundle when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[A-Za-z_][A-Za-z0-9_]*$"))]
+    pub ca_pem_env: Option<String>,
 }
 
 /// The source: exactly one connector, the schema of its records and its event time.

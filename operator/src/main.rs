@@ -109,6 +109,7 @@ async fn main() -> anyhow::Result<()> {
                 region: args.default_s3_region.filter(|s| !s.is_empty()),
                 path_style: args.default_s3_path_style,
                 credentials_secret: args.default_s3_credentials_secret.filter(|s| !s.is_empty()),
+                ca_pem_env: None,
             },
         },
     ));

@@ -75,6 +75,7 @@ async fn disposal_deletes_the_savepoint_and_nothing_else() {
         region: Some("us-east-1".into()),
         path_style: Some(true),
         credentials_secret: None,
+        ..JobS3Spec::default()
     };
     let store = S3Savepoints;
     let n = store

@@ -20,6 +20,7 @@ fn s3_spec(ep: &str) -> weir_crds::S3Spec {
         endpoint: Some(ep.to_string()),
         region: Some("us-east-1".into()),
         path_style: Some(true),
+        ca_pem_env: None,
     }
 }
 
@@ -428,4 +429,88 @@ async fn an_unreachable_store_is_waited_for_and_then_named() {
         "a refusal was waited for: {e}"
     );
     assert!(!e.contains("does not answer"), "{e}");
+}
+
+/// Checkpoints to S3 over HTTPS with a private CA (`checkpoint.s3.caPemEnv`): the local S3
+/// server behind a TLS terminator with `tests/tls.sh`'s certificate. The job, killed after a
+/// checkpoint's `_metadata` and restarted, restores from S3 over TLS and its output equals
+/// the oracle; with another CA it fails at once, naming the bucket and the certificate.
+#[test]
+fn checkpoints_reach_s3_over_https_with_a_private_ca() {
+    let Some(plain) = s3_endpoint("s3_https") else {
+        return;
+    };
+    let Some(tls) = weir_testkit::needs_env(
+        "s3_https",
+        "WEIR_TLS_DIR",
+        "WEIR_REQUIRE_S3",
+        "WEIR_TLS_DIR is not set (tests/run-all.sh sets it from tests/tls.sh)",
+    ) else {
+        return;
+    };
+    let tls = std::path::PathBuf::from(tls);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let upstream = plain.trim_start_matches("http://").to_string();
+    let front = rt.block_on(weir_testkit::front::start(
+        "127.0.0.1:9403",
+        &upstream,
+        weir_testkit::front::Transport::Tls {
+            dir: &tls,
+            mutual: false,
+        },
+    ));
+    let bucket = rt.block_on(fresh_bucket(&plain, "s3-https"));
+    let tmp = tempfile::tempdir().unwrap();
+    let mut job = OrdersJob::new(
+        "s3-https",
+        format!("s3://{bucket}/chk"),
+        tmp.path().join("out"),
+    );
+    job.count = 200_000;
+    job.rate = Some(100_000);
+    job.interval_ms = 200;
+    job.s3_endpoint = Some("https://localhost:9403".into());
+    let yaml = job
+        .yaml()
+        .replace("pathStyle: true}", "pathStyle: true, caPemEnv: S3_CA}");
+    assert!(yaml.contains("caPemEnv: S3_CA"), "{yaml}");
+    let file = tmp.path().join("job.yaml");
+    std::fs::write(&file, &yaml).unwrap();
+    let ca = std::fs::read_to_string(tls.join("ca.pem")).unwrap();
+    let log = tmp.path().join("run.log");
+    let mut child = common::spawn_runtime(
+        &file,
+        &[],
+        &[("S3_CA", &ca), ("WEIR_CRASH_AT", "after-metadata:2")],
+        &log,
+    );
+    let status = common::wait_exit_within(&mut child, Duration::from_secs(60))
+        .unwrap_or_else(|| panic!("crash point not reached\n{}", common::log_tail(&log)));
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(status.signal(), Some(9), "{}", common::log_tail(&log));
+    let mut child = common::spawn_runtime(&file, &[], &[("S3_CA", &ca)], &log);
+    let status = common::wait_exit_within(&mut child, Duration::from_secs(120))
+        .unwrap_or_else(|| panic!("restored run did not finish\n{}", common::log_tail(&log)));
+    assert!(status.success(), "{status:?}\n{}", common::log_tail(&log));
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("restor"),
+        "the restart restored nothing\n{text}"
+    );
+    assert_matches_oracle(&job, "checkpoints to S3 over HTTPS, after a crash");
+
+    let other = std::fs::read_to_string(tls.join("other-ca.pem")).unwrap();
+    let log = tmp.path().join("wrong-ca.log");
+    let started = std::time::Instant::now();
+    let mut child = common::spawn_runtime(&file, &[], &[("S3_CA", &other)], &log);
+    let status = common::wait_exit_within(&mut child, Duration::from_secs(60)).expect("no exit");
+    let took = started.elapsed();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(!status.success(), "ran with an unknown CA\n{text}");
+    assert!(took < Duration::from_secs(30), "took {took:?}\n{text}");
+    for want in [bucket.as_str(), "certificate"] {
+        assert!(text.contains(want), "no `{want}` in\n{text}");
+    }
+    println!("S3 over HTTPS: exact after a crash; an unknown CA refused in {took:?}");
+    drop(front);
 }

@@ -53,6 +53,7 @@ async fn once_a_successor_claims_its_generation_the_zombie_completes_no_checkpoi
             endpoint: Some(ep.clone()),
             region: None,
             path_style: Some(true),
+            ca_pem_env: None,
         },
     )
     .await

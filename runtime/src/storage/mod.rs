@@ -84,7 +84,7 @@ impl Storage {
             if bucket.is_empty() {
                 return Err(StorageError::BadUri(uri.to_string()));
             }
-            Ok(Self::S3(S3Store::new(bucket, prefix, s3).await))
+            Ok(Self::S3(S3Store::new(bucket, prefix, s3).await?))
         } else {
             Err(StorageError::BadUri(uri.to_string()))
         }

@@ -25,9 +25,11 @@ fn err<E: std::error::Error + 'static>(
 ) -> impl FnOnce(SdkError<E>) -> StorageError {
     move |e| {
         let message = DisplayErrorContext(&e).to_string();
+        // A certificate the client does not trust will not be trusted later either.
+        let refused_tls = message.to_lowercase().contains("certificate");
         match e {
             // No answer from the endpoint (connection refused, DNS, timeout): waiting may help.
-            SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => {
+            SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) if !refused_tls => {
                 StorageError::Unreachable { op, uri, message }
             }
             _ => StorageError::S3 { op, uri, message },
@@ -35,12 +37,54 @@ fn err<E: std::error::Error + 'static>(
     }
 }
 
+/// An HTTPS client trusting only the CA bundle in environment variable `var`.
+fn private_ca_client(
+    bucket: &str,
+    var: &str,
+) -> Result<aws_sdk_s3::config::SharedHttpClient, StorageError> {
+    use aws_smithy_http_client::tls;
+    let refuse = |message: String| StorageError::S3 {
+        op: "configure TLS for",
+        uri: format!("s3://{bucket}"),
+        message,
+    };
+    let pem = std::env::var(var).map_err(|_| {
+        refuse(format!(
+            "environment variable {var} (s3.caPemEnv) is not set"
+        ))
+    })?;
+    if !pem.contains("-----BEGIN CERTIFICATE-----") {
+        return Err(refuse(format!(
+            "environment variable {var} (s3.caPemEnv) holds no PEM certificate"
+        )));
+    }
+    let trust = tls::TrustStore::empty()
+        .with_native_roots(false)
+        .with_pem_certificate(pem.into_bytes());
+    let context = tls::TlsContext::builder()
+        .with_trust_store(trust)
+        .build()
+        .map_err(|e| refuse(format!("s3.caPemEnv: {e}")))?;
+    Ok(aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::AwsLc,
+        ))
+        .tls_context(context)
+        .build_https())
+}
+
 impl S3Store {
     /// Client from the standard AWS chain (env, profile, web identity), overridden by `spec`.
-    pub async fn new(bucket: &str, prefix: &str, spec: &S3Spec) -> Self {
+    ///
+    /// # Errors
+    /// `spec.caPemEnv` names a variable that is not set or holds no certificate.
+    pub async fn new(bucket: &str, prefix: &str, spec: &S3Spec) -> Result<Self, StorageError> {
         let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
         if let Some(region) = &spec.region {
             loader = loader.region(aws_config::Region::new(region.clone()));
+        }
+        if let Some(var) = &spec.ca_pem_env {
+            loader = loader.http_client(private_ca_client(bucket, var)?);
         }
         let shared = loader.load().await;
         let mut conf = aws_sdk_s3::config::Builder::from(&shared);
@@ -52,11 +96,11 @@ impl S3Store {
         }
         // Non-AWS endpoints almost always need path-style; AWS itself does not.
         conf = conf.force_path_style(spec.path_style.unwrap_or(spec.endpoint.is_some()));
-        Self {
+        Ok(Self {
             client: Client::from_conf(conf.build()),
             bucket: bucket.to_string(),
             prefix: prefix.trim_matches('/').to_string(),
-        }
+        })
     }
 
     fn key(&self, key: &str) -> String {

@@ -43,6 +43,7 @@ pub async fn fresh_bucket(endpoint: &str, test: &str) -> String {
         endpoint: Some(endpoint.to_string()),
         region: Some("us-east-1".into()),
         path_style: Some(true),
+        ca_pem_env: None,
     };
     match Storage::open(&format!("s3://{bucket}"), &spec)
         .await

@@ -82,6 +82,7 @@ fn operator_s3_defaults_fill_only_what_the_job_leaves_unset() {
             region: Some("eu-west-1".into()),
             path_style: Some(true),
             credentials_secret: Some("weir-s3".into()),
+            ca_pem_env: None,
         },
         ..settings()
     };
