@@ -20,7 +20,9 @@
 //! - `restartPolicy` other than `Never` (a restart is the operator's decision), and volumes
 //!   or mounts that take the operator's names and paths.
 
-use k8s_openapi::api::core::v1::{Container, PodSecurityContext, PodTemplateSpec, SecurityContext};
+use k8s_openapi::api::core::v1::{
+    Container, PodSecurityContext, PodTemplateSpec, SeccompProfile, SecurityContext,
+};
 
 use crate::validate::FieldError;
 
@@ -141,24 +143,28 @@ pub fn check(template: &serde_json::Value) -> Vec<FieldError> {
     errs
 }
 
-fn pod_security(sc: &PodSecurityContext, path: &str, errs: &mut Vec<FieldError>) {
-    if sc.run_as_user == Some(0) {
+/// The identity checks a pod and a container security context share: not root, not
+/// `runAsNonRoot: false`, not an Unconfined seccomp profile.
+fn identity(
+    run_as_user: Option<i64>,
+    run_as_non_root: Option<bool>,
+    seccomp: Option<&SeccompProfile>,
+    path: &str,
+    errs: &mut Vec<FieldError>,
+) {
+    if run_as_user == Some(0) {
         errs.push(FieldError::new(
             format!("{path}.runAsUser"),
             "0 is root; runtime pods run as a non-root user (default 65532)",
         ));
     }
-    if sc.run_as_non_root == Some(false) {
+    if run_as_non_root == Some(false) {
         errs.push(FieldError::new(
             format!("{path}.runAsNonRoot"),
             "`false` is refused: runtime pods run as non-root",
         ));
     }
-    if sc
-        .seccomp_profile
-        .as_ref()
-        .is_some_and(|p| p.type_ == "Unconfined")
-    {
+    if seccomp.is_some_and(|p| p.type_ == "Unconfined") {
         errs.push(FieldError::new(
             format!("{path}.seccompProfile.type"),
             "`Unconfined` is refused; use RuntimeDefault or a Localhost profile",
@@ -166,48 +172,43 @@ fn pod_security(sc: &PodSecurityContext, path: &str, errs: &mut Vec<FieldError>)
     }
 }
 
+fn pod_security(sc: &PodSecurityContext, path: &str, errs: &mut Vec<FieldError>) {
+    identity(
+        sc.run_as_user,
+        sc.run_as_non_root,
+        sc.seccomp_profile.as_ref(),
+        path,
+        errs,
+    );
+}
+
 fn container_security(sc: &SecurityContext, path: &str, errs: &mut Vec<FieldError>) {
-    let mut refuse = |field: &str, why: &str| {
-        errs.push(FieldError::new(format!("{path}.{field}"), why.to_string()));
-    };
-    if sc.run_as_user == Some(0) {
-        refuse(
-            "runAsUser",
-            "0 is root; containers of a runtime pod run as non-root",
-        );
-    }
-    if sc.run_as_non_root == Some(false) {
-        refuse(
-            "runAsNonRoot",
-            "`false` is refused: containers run as non-root",
-        );
-    }
+    identity(
+        sc.run_as_user,
+        sc.run_as_non_root,
+        sc.seccomp_profile.as_ref(),
+        path,
+        errs,
+    );
     if sc.privileged == Some(true) {
-        refuse("privileged", "privileged containers are refused");
+        errs.push(FieldError::new(
+            format!("{path}.privileged"),
+            "privileged containers are refused",
+        ));
     }
     if sc.allow_privilege_escalation == Some(true) {
-        refuse(
-            "allowPrivilegeEscalation",
+        errs.push(FieldError::new(
+            format!("{path}.allowPrivilegeEscalation"),
             "`true` is refused: no process in a runtime pod may gain privileges",
-        );
+        ));
     }
     if let Some(added) = sc.capabilities.as_ref().and_then(|c| c.add.as_ref())
         && let Some(cap) = added.iter().find(|c| c.as_str() != "NET_BIND_SERVICE")
     {
-        refuse(
-            "capabilities.add",
-            &format!("`{cap}` is refused; only NET_BIND_SERVICE may be added"),
-        );
-    }
-    if sc
-        .seccomp_profile
-        .as_ref()
-        .is_some_and(|p| p.type_ == "Unconfined")
-    {
-        refuse(
-            "seccompProfile.type",
-            "`Unconfined` is refused; use RuntimeDefault or a Localhost profile",
-        );
+        errs.push(FieldError::new(
+            format!("{path}.capabilities.add"),
+            format!("`{cap}` is refused; only NET_BIND_SERVICE may be added"),
+        ));
     }
 }
 
