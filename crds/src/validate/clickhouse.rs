@@ -19,18 +19,13 @@ pub(super) fn check_sink(
         ));
     }
     if let Some(t) = &ch.tls {
-        if !ch.url.starts_with("https://") {
-            errs.push(FieldError::new(
-                format!("{path}.clickhouse.tls"),
-                "is only used with an https:// URL",
-            ));
-        }
-        if t.certificate_pem_env.is_some() != t.key_pem_env.is_some() {
-            errs.push(FieldError::new(
-                format!("{path}.clickhouse.tls"),
-                "certificatePemEnv and keyPemEnv go together (mutual TLS needs both)",
-            ));
-        }
+        super::check_tls(
+            t,
+            ch.url.starts_with("https://"),
+            "an https:// URL",
+            &format!("{path}.clickhouse.tls"),
+            errs,
+        );
     }
     if ch.table.trim().is_empty() {
         errs.push(FieldError::new(

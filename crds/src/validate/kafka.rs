@@ -37,18 +37,13 @@ fn check_security(
         _ => {}
     }
     if let Some(t) = &sec.tls {
-        if !sec.protocol.tls() {
-            errs.push(FieldError::new(
-                at("tls"),
-                "is only used with protocol ssl or sasl-ssl",
-            ));
-        }
-        if t.certificate_pem_env.is_some() != t.key_pem_env.is_some() {
-            errs.push(FieldError::new(
-                at("tls"),
-                "certificatePemEnv and keyPemEnv go together (mutual TLS needs both)",
-            ));
-        }
+        super::check_tls(
+            t,
+            sec.protocol.tls(),
+            "protocol ssl or sasl-ssl",
+            &at("tls"),
+            errs,
+        );
     }
     for key in properties.keys() {
         if SECURITY_PROPERTIES

@@ -153,6 +153,26 @@ fn strip_location(s: &str) -> String {
     }
 }
 
+/// A connector's `tls` block at `path`: only where the connection is TLS (`usable`, else
+/// "is only used with `when`"), and a client key only with its certificate.
+fn check_tls(
+    t: &crate::connectors::TlsSpec,
+    usable: bool,
+    when: &str,
+    path: &str,
+    errs: &mut Vec<FieldError>,
+) {
+    if !usable {
+        errs.push(FieldError::new(path, format!("is only used with {when}")));
+    }
+    if t.certificate_pem_env.is_some() != t.key_pem_env.is_some() {
+        errs.push(FieldError::new(
+            path,
+            "certificatePemEnv and keyPemEnv go together (mutual TLS needs both)",
+        ));
+    }
+}
+
 /// The checks that need no data: counts, ranges, exactly-one-of, references to schema fields.
 /// Performs no I/O; called by [`load_job`] and by the operator before deploying.
 #[must_use]
