@@ -35,6 +35,7 @@ pub mod sink;
 pub mod source;
 pub mod storage;
 pub mod task;
+pub mod tls;
 pub mod wait;
 pub mod watermark;
 

@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 
+use crate::tls::TlsPem;
+
 /// A failed request: whether retrying can help, and the server's message.
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]
@@ -38,16 +40,6 @@ fn error_code(body: &str) -> Option<u32> {
         .next()?
         .parse()
         .ok()
-}
-
-/// PEM text for HTTPS: the CA bundle to trust instead of the system's, and a client
-/// certificate with its key.
-#[derive(Clone, Default)]
-pub struct TlsPem {
-    /// CA bundle.
-    pub ca: Option<String>,
-    /// Client certificate chain and private key.
-    pub identity: Option<(String, String)>,
 }
 
 /// Whether a failed request failed on TLS (an untrusted certificate, a refused client
@@ -114,7 +106,7 @@ impl Client {
             }
             builder = builder.tls_certs_only(certs);
         }
-        if let Some((cert, key)) = &tls.identity {
+        if let Some((cert, key)) = tls.identity() {
             let identity = reqwest::Identity::from_pem(format!("{cert}\n{key}").as_bytes())
                 .map_err(|e| refuse(format!("tls.certificatePemEnv/keyPemEnv: {e}")))?;
             builder = builder.identity(identity);

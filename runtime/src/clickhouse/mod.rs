@@ -32,7 +32,8 @@ use crate::sink::{
     Committable, Guarantee, PlainSink, SinkConnector, SinkContext, SinkEnv, SinkInstance,
     TwoPhaseCommitSink,
 };
-use client::{ChError, Client, TlsPem, has_dedup_token};
+use crate::tls::TlsPem;
+use client::{ChError, Client, has_dedup_token};
 use rows::{RowEncoder, TableColumn};
 
 /// What the sink learned about the server and table in `prepare`.
@@ -85,21 +86,10 @@ impl ClickHouseConnector {
             })?),
             None => None,
         };
-        let pem = |var: &Option<String>, field: &str| -> Result<Option<String>> {
-            var.as_deref()
-                .map(|v| {
-                    std::env::var(v).map_err(|_| {
-                        self.err(format!("environment variable {v} (tls.{field}) is not set"))
-                    })
-                })
-                .transpose()
-        };
         let tls = match &self.spec.tls {
-            Some(t) => TlsPem {
-                ca: pem(&t.ca_pem_env, "caPemEnv")?,
-                identity: pem(&t.certificate_pem_env, "certificatePemEnv")?
-                    .zip(pem(&t.key_pem_env, "keyPemEnv")?),
-            },
+            Some(t) => {
+                TlsPem::from_spec("tls", t, |v| std::env::var(v).ok()).map_err(|e| self.err(e))?
+            }
             None => TlsPem::default(),
         };
         let client = Client::new(&self.spec.url, &self.spec.user, password, &tls)

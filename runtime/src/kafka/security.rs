@@ -5,19 +5,26 @@
 //! the same way.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use rdkafka::ClientConfig;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use weir_crds::{KafkaProtocol, KafkaSecurity, SaslMechanism};
 
+use crate::tls::{TlsPem, env_var};
+
+/// The wire client's TLS setup, built on first use and shared by clones.
+type Connector = Arc<OnceLock<Result<Option<tokio_rustls::TlsConnector>, String>>>;
+
 /// A connection's security, resolved: protocol, SASL credentials and TLS material.
 #[derive(Clone, Default)]
 pub struct ClientSecurity {
     protocol: KafkaProtocol,
     sasl: Option<SaslCredentials>,
-    tls: Option<TlsMaterial>,
+    tls: Option<TlsPem>,
+    /// Built once per value (not per connection: it may read the system's CA bundle).
+    connector: Connector,
 }
 
 /// SASL mechanism, user and password. The password never appears in `Debug`.
@@ -38,14 +45,6 @@ impl SaslCredentials {
     }
 }
 
-/// PEM text of the CA bundle and the client certificate and key, as the environment gave it.
-#[derive(Clone, Default)]
-struct TlsMaterial {
-    ca_pem: Option<String>,
-    cert_pem: Option<String>,
-    key_pem: Option<String>,
-}
-
 impl fmt::Debug for ClientSecurity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ClientSecurity")
@@ -57,16 +56,7 @@ impl fmt::Debug for ClientSecurity {
                     .as_ref()
                     .map(|s| (s.mechanism.name(), s.username.as_str(), "<redacted>")),
             )
-            .field(
-                "tls",
-                &self.tls.as_ref().map(|t| {
-                    (
-                        t.ca_pem.is_some(),
-                        t.cert_pem.is_some(),
-                        t.key_pem.as_ref().map(|_| "<redacted>"),
-                    )
-                }),
-            )
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -91,43 +81,28 @@ impl ClientSecurity {
         spec: &KafkaSecurity,
         lookup: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, String> {
-        let var = |name: &str, what: &str| {
-            lookup(name)
-                .ok_or_else(|| format!("environment variable {name} ({field}.{what}) is not set"))
-        };
         let sasl = match &spec.sasl {
             Some(s) => Some(SaslCredentials {
                 mechanism: s.mechanism,
                 username: s.username.clone(),
-                password: var(&s.password_env, "sasl.passwordEnv")?,
+                password: env_var(
+                    &lookup,
+                    &s.password_env,
+                    &format!("{field}.sasl.passwordEnv"),
+                )?,
             }),
             None => None,
         };
         let tls = match (&spec.tls, spec.protocol.tls()) {
-            (Some(t), true) => Some(TlsMaterial {
-                ca_pem: t
-                    .ca_pem_env
-                    .as_deref()
-                    .map(|v| var(v, "tls.caPemEnv"))
-                    .transpose()?,
-                cert_pem: t
-                    .certificate_pem_env
-                    .as_deref()
-                    .map(|v| var(v, "tls.certificatePemEnv"))
-                    .transpose()?,
-                key_pem: t
-                    .key_pem_env
-                    .as_deref()
-                    .map(|v| var(v, "tls.keyPemEnv"))
-                    .transpose()?,
-            }),
-            (None, true) => Some(TlsMaterial::default()),
+            (Some(t), true) => Some(TlsPem::from_spec(&format!("{field}.tls"), t, &lookup)?),
+            (None, true) => Some(TlsPem::default()),
             (_, false) => None,
         };
         Ok(Self {
             protocol: spec.protocol,
             sasl: sasl.filter(|_| spec.protocol.sasl()),
             tls,
+            connector: Connector::default(),
         })
     }
 
@@ -153,64 +128,71 @@ impl ClientSecurity {
         }
         if let Some(t) = &self.tls {
             c.set("ssl.endpoint.identification.algorithm", "https");
-            if let Some(ca) = &t.ca_pem {
+            if let Some(ca) = &t.ca {
                 c.set("ssl.ca.pem", ca);
             }
-            if let Some(cert) = &t.cert_pem {
+            if let Some(cert) = &t.cert {
                 c.set("ssl.certificate.pem", cert);
             }
-            if let Some(key) = &t.key_pem {
+            if let Some(key) = &t.key {
                 c.set("ssl.key.pem", key);
             }
         }
     }
 
-    /// The TLS client for the wire protocol; `None` without TLS. It trusts the CA bundle
-    /// given, or the system's, and presents the client certificate when one is given.
+    /// The TLS client for the wire protocol; `None` without TLS. Built on the first call and
+    /// shared by every clone, so a recovery that connects many times reads the CA bundle once.
     ///
     /// # Errors
     /// PEM text that holds no certificate or key, or one rustls refuses.
     pub fn tls_connector(&self) -> Result<Option<tokio_rustls::TlsConnector>, String> {
-        let Some(t) = &self.tls else { return Ok(None) };
-        let mut roots = rustls::RootCertStore::empty();
-        match &t.ca_pem {
-            Some(pem) => {
-                let certs = certificates(pem, "tls.caPemEnv")?;
-                for c in certs {
-                    roots
-                        .add(c)
-                        .map_err(|e| format!("tls.caPemEnv: a certificate rustls refuses: {e}"))?;
-                }
-            }
-            None => {
-                let found = rustls_native_certs::load_native_certs();
-                for c in found.certs {
-                    // A system bundle may hold certificates rustls cannot use; skip those.
-                    let _ = roots.add(c);
-                }
-                if roots.is_empty() {
-                    return Err("no CA certificates in the system bundle; set tls.caPemEnv".into());
-                }
+        self.connector
+            .get_or_init(|| self.tls.as_ref().map(build_connector).transpose())
+            .clone()
+    }
+}
+
+/// The wire client's TLS: trust the CA bundle given, or the system's, and present the client
+/// certificate when one is given.
+fn build_connector(t: &TlsPem) -> Result<tokio_rustls::TlsConnector, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    match &t.ca {
+        Some(pem) => {
+            let certs = certificates(pem, "tls.caPemEnv")?;
+            for c in certs {
+                roots
+                    .add(c)
+                    .map_err(|e| format!("tls.caPemEnv: a certificate rustls refuses: {e}"))?;
             }
         }
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let builder = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| format!("TLS settings: {e}"))?
-            .with_root_certificates(roots);
-        let config = match (&t.cert_pem, &t.key_pem) {
-            (Some(cert), Some(key)) => {
-                let chain = certificates(cert, "tls.certificatePemEnv")?;
-                let key = PrivateKeyDer::from_pem_slice(key.as_bytes())
-                    .map_err(|e| format!("tls.keyPemEnv: no private key in the PEM text: {e}"))?;
-                builder
-                    .with_client_auth_cert(chain, key)
-                    .map_err(|e| format!("tls.certificatePemEnv/keyPemEnv: {e}"))?
+        None => {
+            let found = rustls_native_certs::load_native_certs();
+            for c in found.certs {
+                // A system bundle may hold certificates rustls cannot use; skip those.
+                let _ = roots.add(c);
             }
-            _ => builder.with_no_client_auth(),
-        };
-        Ok(Some(tokio_rustls::TlsConnector::from(Arc::new(config))))
+            if roots.is_empty() {
+                return Err("no CA certificates in the system bundle; set tls.caPemEnv".into());
+            }
+        }
     }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS settings: {e}"))?
+        .with_root_certificates(roots);
+    let config = match t.identity() {
+        Some((cert, key)) => {
+            let chain = certificates(cert, "tls.certificatePemEnv")?;
+            let key = PrivateKeyDer::from_pem_slice(key.as_bytes())
+                .map_err(|e| format!("tls.keyPemEnv: no private key in the PEM text: {e}"))?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| format!("tls.certificatePemEnv/keyPemEnv: {e}"))?
+        }
+        None => builder.with_no_client_auth(),
+    };
+    Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
 }
 
 fn certificates(pem: &str, field: &str) -> Result<Vec<CertificateDer<'static>>, String> {
@@ -249,10 +231,11 @@ mod tests {
                 username: "weir".into(),
                 password: "hunter2".into(),
             }),
-            tls: Some(TlsMaterial {
-                key_pem: Some("-----BEGIN PRIVATE KEY-----".into()),
-                ..TlsMaterial::default()
+            tls: Some(TlsPem {
+                key: Some("-----BEGIN PRIVATE KEY-----".into()),
+                ..TlsPem::default()
             }),
+            connector: Connector::default(),
         };
         let printed = format!("{s:?}");
         assert!(
@@ -266,10 +249,11 @@ mod tests {
         let s = ClientSecurity {
             protocol: KafkaProtocol::Ssl,
             sasl: None,
-            tls: Some(TlsMaterial {
-                ca_pem: Some("not pem".into()),
-                ..TlsMaterial::default()
+            tls: Some(TlsPem {
+                ca: Some("not pem".into()),
+                ..TlsPem::default()
             }),
+            connector: Connector::default(),
         };
         let err = s.tls_connector().err().unwrap();
         assert!(err.starts_with("tls.caPemEnv"), "{err}");

@@ -48,11 +48,7 @@ fn private_ca_client(
         uri: format!("s3://{bucket}"),
         message,
     };
-    let pem = std::env::var(var).map_err(|_| {
-        refuse(format!(
-            "environment variable {var} (s3.caPemEnv) is not set"
-        ))
-    })?;
+    let pem = crate::tls::env_var(|v| std::env::var(v).ok(), var, "s3.caPemEnv").map_err(refuse)?;
     if !pem.contains("-----BEGIN CERTIFICATE-----") {
         return Err(refuse(format!(
             "environment variable {var} (s3.caPemEnv) holds no PEM certificate"
