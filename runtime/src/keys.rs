@@ -7,7 +7,7 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, RecordBatch};
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::arrow::row::{RowConverter, Rows, SortField};
 
 use crate::error::Result;
@@ -16,6 +16,7 @@ use crate::error::Result;
 #[derive(Debug)]
 pub struct KeyCodec {
     columns: Vec<usize>,
+    types: Vec<DataType>,
     converter: RowConverter,
 }
 
@@ -25,12 +26,14 @@ impl KeyCodec {
     /// # Errors
     /// Arrow's error when a key column's type cannot be row-encoded.
     pub fn new(schema: &SchemaRef, columns: Vec<usize>) -> Result<Self> {
-        let fields = columns
+        let types: Vec<DataType> = columns
             .iter()
-            .map(|&i| SortField::new(schema.field(i).data_type().clone()))
+            .map(|&i| schema.field(i).data_type().clone())
             .collect();
+        let fields = types.iter().map(|t| SortField::new(t.clone())).collect();
         Ok(Self {
             columns,
+            types,
             converter: RowConverter::new(fields)?,
         })
     }
@@ -45,7 +48,15 @@ impl KeyCodec {
             .iter()
             .map(|&i| Arc::clone(batch.column(i)))
             .collect();
-        Ok(self.converter.convert_columns(&cols)?)
+        self.rows_of(&cols)
+    }
+
+    /// Key rows of key columns already taken out of a batch.
+    ///
+    /// # Errors
+    /// Arrow's error on encoding.
+    pub fn rows_of(&self, key_columns: &[ArrayRef]) -> Result<Rows> {
+        Ok(self.converter.convert_columns(key_columns)?)
     }
 
     /// Decode stored key bytes back into key columns (one row per key).
@@ -56,6 +67,12 @@ impl KeyCodec {
         let parser = self.converter.parser();
         let rows: Vec<_> = keys.into_iter().map(|k| parser.parse(k)).collect();
         Ok(self.converter.convert_rows(rows)?)
+    }
+
+    /// Key column types, in key order.
+    #[must_use]
+    pub fn types(&self) -> &[DataType] {
+        &self.types
     }
 
     /// Key column indices.

@@ -1,0 +1,404 @@
+//! The reference workload, the one Weir is compared with Apache Flink on:
+//! `orders(store_id BIGINT over 100,000 keys, amount DOUBLE in [-100, 900], ts)` from the
+//! generator, `WHERE amount > 0`, a 2 h tumbling event-time window per `store_id` with
+//! `COUNT(*)` and `SUM(amount)` (7.2 M rows per window, every key live in every window), into a
+//! blackhole.
+//!
+//! `cargo bench -p weir-runtime --bench reference -- [--records N] [--runs R] [--only NAME]`
+//!
+//! Each configuration runs in its own child process (this binary again, with `--child`), so
+//! that its peak RSS and CPU time are its own. One line per configuration, the median run by
+//! throughput. "Per core" divides by the process's CPU time (user + system), not by wall time:
+//! it says how much machine a record costs, whatever the parallelism.
+//!
+//! Under `cargo test` (no `--bench` argument) it runs every configuration once on a few
+//! thousand records and checks the counts, so CI knows the benchmark still runs.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // benchmark: a panic is the report
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use weir_runtime::job::{RunOptions, start};
+
+/// One configuration of the reference run.
+#[derive(Clone, Copy)]
+struct Config {
+    name: &'static str,
+    parallelism: u32,
+    /// Checkpoint interval; `None` is "off" (an interval longer than any run).
+    checkpoint: Option<&'static str>,
+    /// Generator alone: no filter, no window.
+    generator_only: bool,
+    /// Keys, and window size: the state-size configuration uses many keys.
+    keys: u64,
+    window: &'static str,
+    /// Checkpoint storage on the local S3 server (`WEIR_S3_ENDPOINT`) instead of a temp dir.
+    s3: bool,
+}
+
+const CONFIGS: &[Config] = &[
+    Config {
+        name: "datagen -> blackhole",
+        parallelism: 1,
+        checkpoint: None,
+        generator_only: true,
+        keys: 100_000,
+        window: "2h",
+        s3: false,
+    },
+    Config {
+        name: "p1, no checkpoints",
+        parallelism: 1,
+        checkpoint: None,
+        generator_only: false,
+        keys: 100_000,
+        window: "2h",
+        s3: false,
+    },
+    Config {
+        name: "p1, checkpoint every 1s",
+        parallelism: 1,
+        checkpoint: Some("1s"),
+        generator_only: false,
+        keys: 100_000,
+        window: "2h",
+        s3: false,
+    },
+    Config {
+        name: "p2, no checkpoints",
+        parallelism: 2,
+        checkpoint: None,
+        generator_only: false,
+        keys: 100_000,
+        window: "2h",
+        s3: false,
+    },
+    Config {
+        name: "p2, checkpoint every 1s",
+        parallelism: 2,
+        checkpoint: Some("1s"),
+        generator_only: false,
+        keys: 100_000,
+        window: "2h",
+        s3: false,
+    },
+    Config {
+        name: "p1, 3 M keys, checkpoint every 1s to S3",
+        parallelism: 1,
+        checkpoint: Some("1s"),
+        generator_only: false,
+        keys: 3_000_000,
+        window: "12h",
+        s3: true,
+    },
+];
+
+fn job_yaml(c: &Config, records: u64, storage: &str) -> String {
+    let interval = c.checkpoint.unwrap_or("24h");
+    let transforms = if c.generator_only {
+        "[]".to_string()
+    } else {
+        format!(
+            "\n  - filter: amount > 0\n  - window: {{tumbling: {}, keyBy: [store_id], aggregates: {{orders: count(*), sales: sum(amount)}}}}",
+            c.window
+        )
+    };
+    let s3 = if c.s3 {
+        let endpoint = std::env::var("WEIR_S3_ENDPOINT").unwrap_or_default();
+        format!(", s3: {{endpoint: \"{endpoint}\", pathStyle: true, region: us-east-1}}")
+    } else {
+        String::new()
+    };
+    format!(
+        "name: reference
+parallelism: {p}
+checkpoint: {{interval: {interval}, timeout: 2d, storage: \"{storage}\"{s3}}}
+source:
+  datagen:
+    seed: 1
+    count: {records}
+    splits: 8
+    batchSize: 8192
+    fields:
+      store_id: {{uniform: {{min: 0, max: {max_key}}}}}
+      amount: {{uniform: {{min: -100, max: 900}}}}
+      ts: {{eventTime: {{step: 1ms}}}}
+  schema:
+    - {{name: store_id, type: int64}}
+    - {{name: amount, type: float64}}
+    - {{name: ts, type: timestamp}}
+  eventTime: {{field: ts, maxOutOfOrderness: 1s}}
+transforms: {transforms}
+sinks:
+  - blackhole: {{}}
+",
+        p = c.parallelism,
+        max_key = c.keys - 1,
+    )
+}
+
+/// Peak resident set of this process, MiB.
+fn peak_rss_mib() -> f64 {
+    proc_status_kib("VmHWM:") / 1024.0
+}
+
+fn proc_status_kib(field: &str) -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with(field)).map(str::to_string))
+        .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        .unwrap_or(0.0)
+}
+
+/// User + system CPU time of this process, seconds (clock ticks of 1/100 s, as on Linux).
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 of stat(5); `rest` starts at field 3.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+fn percentile(sorted: &[u64], p: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+/// What one child reports: a single line, `key=value` pairs.
+struct RunResult {
+    records: u64,
+    secs: f64,
+    cpu: f64,
+    rss_mib: f64,
+    checkpoints: usize,
+    p50_ms: u64,
+    p99_ms: u64,
+    max_state_mib: f64,
+}
+
+impl RunResult {
+    fn line(&self) -> String {
+        format!(
+            "RESULT records={} secs={:.4} cpu={:.3} rss={:.1} checkpoints={} p50={} p99={} state={:.1}",
+            self.records,
+            self.secs,
+            self.cpu,
+            self.rss_mib,
+            self.checkpoints,
+            self.p50_ms,
+            self.p99_ms,
+            self.max_state_mib
+        )
+    }
+
+    fn parse(out: &str) -> Option<Self> {
+        let line = out.lines().find(|l| l.starts_with("RESULT "))?;
+        let kv: BTreeMap<&str, &str> = line
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|p| p.split_once('='))
+            .collect();
+        Some(Self {
+            records: kv.get("records")?.parse().ok()?,
+            secs: kv.get("secs")?.parse().ok()?,
+            cpu: kv.get("cpu")?.parse().ok()?,
+            rss_mib: kv.get("rss")?.parse().ok()?,
+            checkpoints: kv.get("checkpoints")?.parse().ok()?,
+            p50_ms: kv.get("p50")?.parse().ok()?,
+            p99_ms: kv.get("p99")?.parse().ok()?,
+            max_state_mib: kv.get("state")?.parse().ok()?,
+        })
+    }
+
+    fn rate(&self) -> f64 {
+        self.records as f64 / self.secs
+    }
+}
+
+/// Run one configuration in this process and print its `RESULT` line.
+fn child(c: &Config, records: u64) {
+    let tmp = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let storage = if c.s3 {
+        let bucket = format!("weir-bench-{}", std::process::id());
+        let spec = weir_crds::S3Spec {
+            endpoint: std::env::var("WEIR_S3_ENDPOINT").ok(),
+            region: Some("us-east-1".into()),
+            path_style: Some(true),
+            ca_pem_env: None,
+        };
+        rt.block_on(async {
+            match weir_runtime::storage::Storage::open(&format!("s3://{bucket}"), &spec).await {
+                Ok(weir_runtime::storage::Storage::S3(s)) => {
+                    s.create_bucket_if_missing().await.unwrap();
+                }
+                _ => panic!("s3://{bucket} did not open as S3"),
+            }
+        });
+        format!("s3://{bucket}/reference")
+    } else {
+        format!("file://{}", tmp.path().display())
+    };
+    let yaml = job_yaml(c, records, &storage);
+    let plan = weir_runtime::plan_source("reference.yaml", &yaml).unwrap();
+    let cpu0 = cpu_seconds();
+    let t = Instant::now();
+    let (durations, sizes) = rt.block_on(async {
+        let job = start(plan, RunOptions::default()).await.unwrap();
+        let status = Arc::clone(&job.status);
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let finished = Arc::clone(&done);
+        // The status keeps the last 20 attempts; sampling it often keeps every one.
+        let sampler = tokio::spawn(async move {
+            let mut seen: BTreeMap<u64, (u64, u64)> = BTreeMap::new();
+            loop {
+                if let Ok(s) = status.read() {
+                    for a in &s.checkpoints {
+                        if let (Some(d), Some(b)) = (a.duration_ms, a.size_bytes) {
+                            seen.insert(a.id, (d, b));
+                        }
+                    }
+                }
+                if finished.load(std::sync::atomic::Ordering::Acquire) {
+                    return seen;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+        let outcome = job.wait().await.unwrap();
+        eprintln!("outcome: {outcome:?}");
+        done.store(true, std::sync::atomic::Ordering::Release);
+        let seen = sampler.await.unwrap();
+        let mut d: Vec<u64> = seen.values().map(|v| v.0).collect();
+        d.sort_unstable();
+        let s = seen.values().map(|v| v.1).max().unwrap_or(0);
+        (d, s)
+    });
+    let secs = t.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu0;
+    let r = RunResult {
+        records,
+        secs,
+        cpu,
+        rss_mib: peak_rss_mib(),
+        checkpoints: durations.len(),
+        p50_ms: percentile(&durations, 0.5),
+        p99_ms: percentile(&durations, 0.99),
+        max_state_mib: sizes as f64 / (1024.0 * 1024.0),
+    };
+    println!("{}", r.line());
+}
+
+fn arg<T: std::str::FromStr>(args: &[String], name: &str) -> Option<T> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(name) = arg::<String>(&args, "--child") {
+        let c = CONFIGS.iter().find(|c| c.name == name).unwrap();
+        child(c, arg(&args, "--records").unwrap());
+        return;
+    }
+    // `cargo bench` passes `--bench`; `cargo test` does not: then a quick check that it runs.
+    let benching = args.iter().any(|a| a == "--bench");
+    let records: u64 =
+        arg(&args, "--records").unwrap_or(if benching { 30_000_000 } else { 20_000 });
+    let runs: usize = arg(&args, "--runs").unwrap_or(if benching { 3 } else { 1 });
+    let only: Option<String> = arg(&args, "--only");
+    let s3 = std::env::var("WEIR_S3_ENDPOINT").is_ok();
+    let exe = std::env::current_exe().unwrap();
+    println!(
+        "reference workload: {records} records per run, median of {runs} run(s) by throughput, {} cores",
+        std::thread::available_parallelism().map_or(0, usize::from)
+    );
+    println!(
+        "{:<42} {:>10} {:>12} {:>9} {:>6} {:>12} {:>9}",
+        "configuration", "M rec/s", "M rec/s/core", "RSS MiB", "ckpts", "ckpt p50/p99", "state MiB"
+    );
+    let mut baseline: BTreeMap<u32, f64> = BTreeMap::new();
+    for c in CONFIGS {
+        if only.as_deref().is_some_and(|o| !c.name.contains(o)) {
+            continue;
+        }
+        if c.s3 && !s3 {
+            println!(
+                "{:<42} SKIPPED: WEIR_S3_ENDPOINT is not set (tests/s3.sh start)",
+                c.name
+            );
+            continue;
+        }
+        // The state-size run needs every key live: three windows' worth of records.
+        let n = if c.s3 && benching {
+            records.max(30_000_000)
+        } else {
+            records
+        };
+        let mut results: Vec<RunResult> = (0..runs)
+            .map(|_| {
+                let out = Command::new(&exe)
+                    .args(["--child", c.name, "--records", &n.to_string()])
+                    .output()
+                    .unwrap();
+                let stdout = String::from_utf8_lossy(&out.stdout);
+                assert!(
+                    out.status.success(),
+                    "{} failed: {}\n{}",
+                    c.name,
+                    stdout,
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                RunResult::parse(&stdout).expect("a RESULT line")
+            })
+            .collect();
+        results.sort_by(|a, b| a.rate().total_cmp(&b.rate()));
+        let r = &results[results.len() / 2];
+        assert_eq!(r.records, n);
+        if c.checkpoint.is_some() {
+            assert!(
+                r.checkpoints > 0 || !benching,
+                "{}: no checkpoint completed",
+                c.name
+            );
+        }
+        let overhead = match (c.checkpoint, c.keys, c.generator_only) {
+            (None, 100_000, false) => {
+                baseline.insert(c.parallelism, r.rate());
+                String::new()
+            }
+            (Some(_), 100_000, false) => baseline
+                .get(&c.parallelism)
+                .map(|b| {
+                    format!(
+                        "  ({:+.1}% vs no checkpoints)",
+                        (r.rate() / b - 1.0) * 100.0
+                    )
+                })
+                .unwrap_or_default(),
+            _ => String::new(),
+        };
+        println!(
+            "{:<42} {:>10.2} {:>12.2} {:>9.0} {:>6} {:>12} {:>9.1}{overhead}",
+            c.name,
+            r.rate() / 1e6,
+            r.records as f64 / r.cpu.max(0.01) / 1e6,
+            r.rss_mib,
+            r.checkpoints,
+            format!("{}/{} ms", r.p50_ms, r.p99_ms),
+            r.max_state_mib,
+        );
+    }
+    if let (Some(p1), Some(p2)) = (baseline.get(&1), baseline.get(&2)) {
+        println!("parallelism 2 / parallelism 1: {:.2}x", p2 / p1);
+    }
+}

@@ -1,0 +1,362 @@
+//! Aggregate state. [`Acc`] is one group's accumulator: what session windows keep per key and
+//! what checkpoints store. [`Column`] holds one aggregate for every group of a window in a
+//! plain vector, updated a batch at a time by a loop per aggregate, which is what lets the
+//! tumbling and sliding path run at memory speed.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    Array, ArrayRef, Float64Array, Int64Array, TimestampMillisecondArray,
+};
+use datafusion::arrow::datatypes::DataType;
+use serde::{Deserialize, Serialize};
+use weir_crds::AggregateFn;
+
+use super::{Aggregate, ValueKind};
+
+/// One group's accumulator for one aggregate. Its serde form is checkpoint format.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Acc {
+    /// `count`.
+    Count(i64),
+    /// Integer `sum`.
+    SumI(i64),
+    /// Float `sum`.
+    SumF(f64),
+    /// Integer `min`.
+    MinI(Option<i64>),
+    /// Integer `max`.
+    MaxI(Option<i64>),
+    /// Float `min`.
+    MinF(Option<f64>),
+    /// Float `max`.
+    MaxF(Option<f64>),
+    /// `avg`: sum and count.
+    Avg(f64, i64),
+    /// `count_distinct`: the row-format values seen.
+    Distinct(HashSet<Vec<u8>>),
+}
+
+impl Acc {
+    /// The empty accumulator for `a`.
+    pub fn new(a: &Aggregate) -> Self {
+        let int = matches!(a.kind, ValueKind::Int { .. });
+        match a.func {
+            AggregateFn::Count => Self::Count(0),
+            AggregateFn::CountDistinct => Self::Distinct(HashSet::new()),
+            AggregateFn::Avg => Self::Avg(0.0, 0),
+            AggregateFn::Sum if int => Self::SumI(0),
+            AggregateFn::Sum => Self::SumF(0.0),
+            AggregateFn::Min if int => Self::MinI(None),
+            AggregateFn::Min => Self::MinF(None),
+            AggregateFn::Max if int => Self::MaxI(None),
+            AggregateFn::Max => Self::MaxF(None),
+        }
+    }
+
+    /// Add row `row` of `v`.
+    pub fn update(&mut self, v: &Value<'_>, row: usize) {
+        match (self, v) {
+            (Self::Count(c), Value::Star) => *c += 1,
+            (Self::Count(c), Value::Valid(valid)) => *c += i64::from(valid.is_valid(row)),
+            (Self::Distinct(set), Value::Rows(conv_rows, valid)) if valid.is_valid(row) => {
+                set.insert(conv_rows.row(row).as_ref().to_vec());
+            }
+            (acc, Value::Int(a)) if a.is_valid(row) => {
+                let x = a.value(row);
+                match acc {
+                    Self::SumI(s) => *s = s.wrapping_add(x),
+                    Self::MinI(m) => *m = Some(m.map_or(x, |m| m.min(x))),
+                    Self::MaxI(m) => *m = Some(m.map_or(x, |m| m.max(x))),
+                    Self::Avg(s, c) => {
+                        *s += x as f64;
+                        *c += 1;
+                    }
+                    _ => {}
+                }
+            }
+            (acc, Value::Float(a)) if a.is_valid(row) => {
+                let x = a.value(row);
+                match acc {
+                    Self::SumF(s) => *s += x,
+                    Self::MinF(m) => *m = Some(m.map_or(x, |m| m.min(x))),
+                    Self::MaxF(m) => *m = Some(m.map_or(x, |m| m.max(x))),
+                    Self::Avg(s, c) => {
+                        *s += x;
+                        *c += 1;
+                    }
+                    _ => {}
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Merge two session windows' accumulators.
+    pub fn merge(&mut self, other: Self) {
+        match (self, other) {
+            (Self::Count(a), Self::Count(b)) | (Self::SumI(a), Self::SumI(b)) => *a += b,
+            (Self::SumF(a), Self::SumF(b)) => *a += b,
+            (Self::MinI(a), Self::MinI(b)) => *a = opt(*a, b, i64::min),
+            (Self::MaxI(a), Self::MaxI(b)) => *a = opt(*a, b, i64::max),
+            (Self::MinF(a), Self::MinF(b)) => *a = opt(*a, b, f64::min),
+            (Self::MaxF(a), Self::MaxF(b)) => *a = opt(*a, b, f64::max),
+            (Self::Avg(s, c), Self::Avg(s2, c2)) => {
+                *s += s2;
+                *c += c2;
+            }
+            (Self::Distinct(a), Self::Distinct(b)) => a.extend(b),
+            _ => {}
+        }
+    }
+}
+
+fn opt<T: Copy>(a: Option<T>, b: Option<T>, f: fn(T, T) -> T) -> Option<T> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(f(x, y)),
+        (x, y) => x.or(y),
+    }
+}
+
+/// An aggregate's argument over one batch, evaluated once.
+pub enum Value<'a> {
+    /// `count(*)`.
+    Star,
+    /// `count(e)`: only validity matters.
+    Valid(&'a dyn Array),
+    /// `count_distinct(e)`: row-format values, and validity.
+    Rows(datafusion::arrow::row::Rows, &'a dyn Array),
+    /// Integer argument.
+    Int(&'a Int64Array),
+    /// Float argument.
+    Float(&'a Float64Array),
+}
+
+/// Build the result column of `a` from accumulators.
+pub fn finish<'a>(a: &Aggregate, accs: impl Iterator<Item = &'a Acc>) -> ArrayRef {
+    let accs: Vec<&Acc> = accs.collect();
+    match a.output_type() {
+        DataType::Int64 => Arc::new(Int64Array::from(
+            accs.iter()
+                .map(|acc| match acc {
+                    Acc::Count(c) | Acc::SumI(c) => Some(*c),
+                    Acc::MinI(m) | Acc::MaxI(m) => *m,
+                    Acc::Distinct(s) => Some(s.len() as i64),
+                    _ => None,
+                })
+                .collect::<Vec<_>>(),
+        )),
+        DataType::Timestamp(..) => Arc::new(TimestampMillisecondArray::from(
+            accs.iter()
+                .map(|acc| match acc {
+                    Acc::MinI(m) | Acc::MaxI(m) => *m,
+                    _ => None,
+                })
+                .collect::<Vec<_>>(),
+        )),
+        _ => Arc::new(Float64Array::from(
+            accs.iter()
+                .map(|acc| match acc {
+                    Acc::SumF(s) => Some(*s),
+                    Acc::MinF(m) | Acc::MaxF(m) => *m,
+                    Acc::Avg(s, c) if *c > 0 => Some(s / *c as f64),
+                    _ => None,
+                })
+                .collect::<Vec<_>>(),
+        )),
+    }
+}
+
+/// One aggregate for every group of a window, indexed by group.
+#[derive(Debug)]
+pub enum Column {
+    /// Counts.
+    Count(Vec<i64>),
+    /// Integer sums.
+    SumI(Vec<i64>),
+    /// Float sums.
+    SumF(Vec<f64>),
+    /// Integer minima.
+    MinI(Vec<Option<i64>>),
+    /// Integer maxima.
+    MaxI(Vec<Option<i64>>),
+    /// Float minima.
+    MinF(Vec<Option<f64>>),
+    /// Float maxima.
+    MaxF(Vec<Option<f64>>),
+    /// Sums and counts.
+    Avg(Vec<(f64, i64)>),
+    /// Distinct values.
+    Distinct(Vec<HashSet<Vec<u8>>>),
+}
+
+/// `f(slot, row)` for each row and its group, the per-aggregate inner loop. Rows where
+/// `valid` is null are skipped; without nulls the check is not made at all.
+#[inline]
+fn each<T>(
+    col: &mut [T],
+    rows: &[u32],
+    groups: &[u32],
+    valid: &dyn Array,
+    mut f: impl FnMut(&mut T, usize),
+) {
+    let pairs = rows.iter().zip(groups);
+    if valid.null_count() == 0 {
+        for (&r, &g) in pairs {
+            f(&mut col[g as usize], r as usize);
+        }
+    } else {
+        for (&r, &g) in pairs {
+            if valid.is_valid(r as usize) {
+                f(&mut col[g as usize], r as usize);
+            }
+        }
+    }
+}
+
+impl Column {
+    /// An empty column for `a`.
+    pub fn new(a: &Aggregate) -> Self {
+        match Acc::new(a) {
+            Acc::Count(_) => Self::Count(Vec::new()),
+            Acc::SumI(_) => Self::SumI(Vec::new()),
+            Acc::SumF(_) => Self::SumF(Vec::new()),
+            Acc::MinI(_) => Self::MinI(Vec::new()),
+            Acc::MaxI(_) => Self::MaxI(Vec::new()),
+            Acc::MinF(_) => Self::MinF(Vec::new()),
+            Acc::MaxF(_) => Self::MaxF(Vec::new()),
+            Acc::Avg(..) => Self::Avg(Vec::new()),
+            Acc::Distinct(_) => Self::Distinct(Vec::new()),
+        }
+    }
+
+    /// Grow to `groups` groups, new ones empty.
+    pub fn resize(&mut self, groups: usize) {
+        match self {
+            Self::Count(v) | Self::SumI(v) => v.resize(groups, 0),
+            Self::SumF(v) => v.resize(groups, 0.0),
+            Self::MinI(v) | Self::MaxI(v) => v.resize(groups, None),
+            Self::MinF(v) | Self::MaxF(v) => v.resize(groups, None),
+            Self::Avg(v) => v.resize(groups, (0.0, 0)),
+            Self::Distinct(v) => v.resize_with(groups, HashSet::new),
+        }
+    }
+
+    /// Add `rows` of `v`, row `rows[i]` to group `groups[i]`. The column is already sized.
+    pub fn update(&mut self, v: &Value<'_>, rows: &[u32], groups: &[u32]) {
+        match (self, v) {
+            (Self::Count(c), Value::Star) => {
+                for &g in groups {
+                    c[g as usize] += 1;
+                }
+            }
+            (Self::Count(c), Value::Valid(a)) => each(c, rows, groups, *a, |c, _| *c += 1),
+            (Self::Distinct(sets), Value::Rows(conv, a)) => each(sets, rows, groups, *a, |s, r| {
+                s.insert(conv.row(r).as_ref().to_vec());
+            }),
+            (Self::SumI(s), Value::Int(a)) => each(s, rows, groups, *a, |s, r| {
+                *s = s.wrapping_add(a.value(r));
+            }),
+            (Self::MinI(m), Value::Int(a)) => each(m, rows, groups, *a, |m, r| {
+                let x = a.value(r);
+                *m = Some(m.map_or(x, |m| m.min(x)));
+            }),
+            (Self::MaxI(m), Value::Int(a)) => each(m, rows, groups, *a, |m, r| {
+                let x = a.value(r);
+                *m = Some(m.map_or(x, |m| m.max(x)));
+            }),
+            (Self::Avg(v), Value::Int(a)) => each(v, rows, groups, *a, |(s, c), r| {
+                *s += a.value(r) as f64;
+                *c += 1;
+            }),
+            (Self::SumF(s), Value::Float(a)) => {
+                each(s, rows, groups, *a, |s, r| *s += a.value(r));
+            }
+            (Self::MinF(m), Value::Float(a)) => each(m, rows, groups, *a, |m, r| {
+                let x = a.value(r);
+                *m = Some(m.map_or(x, |m| m.min(x)));
+            }),
+            (Self::MaxF(m), Value::Float(a)) => each(m, rows, groups, *a, |m, r| {
+                let x = a.value(r);
+                *m = Some(m.map_or(x, |m| m.max(x)));
+            }),
+            (Self::Avg(v), Value::Float(a)) => each(v, rows, groups, *a, |(s, c), r| {
+                *s += a.value(r);
+                *c += 1;
+            }),
+            _ => {}
+        }
+    }
+
+    /// Group `g`'s accumulator, as checkpoints store it.
+    pub fn get(&self, g: usize) -> Acc {
+        match self {
+            Self::Count(v) => Acc::Count(v[g]),
+            Self::SumI(v) => Acc::SumI(v[g]),
+            Self::SumF(v) => Acc::SumF(v[g]),
+            Self::MinI(v) => Acc::MinI(v[g]),
+            Self::MaxI(v) => Acc::MaxI(v[g]),
+            Self::MinF(v) => Acc::MinF(v[g]),
+            Self::MaxF(v) => Acc::MaxF(v[g]),
+            Self::Avg(v) => Acc::Avg(v[g].0, v[g].1),
+            Self::Distinct(v) => Acc::Distinct(v[g].clone()),
+        }
+    }
+
+    /// Set group `g` from a restored accumulator; a mismatched kind is ignored as the
+    /// per-key path ignores it.
+    pub fn set(&mut self, g: usize, acc: Acc) {
+        match (self, acc) {
+            (Self::Count(v), Acc::Count(x)) | (Self::SumI(v), Acc::SumI(x)) => v[g] = x,
+            (Self::SumF(v), Acc::SumF(x)) => v[g] = x,
+            (Self::MinI(v), Acc::MinI(x)) | (Self::MaxI(v), Acc::MaxI(x)) => v[g] = x,
+            (Self::MinF(v), Acc::MinF(x)) | (Self::MaxF(v), Acc::MaxF(x)) => v[g] = x,
+            (Self::Avg(v), Acc::Avg(s, c)) => v[g] = (s, c),
+            (Self::Distinct(v), Acc::Distinct(x)) => v[g] = x,
+            _ => {}
+        }
+    }
+
+    /// The result column for groups `order`, of `a`'s output type (the same values the
+    /// per-key [`finish`] gives).
+    pub fn finish(&self, a: &Aggregate, order: &[u32]) -> ArrayRef {
+        let n = order.len();
+        let at = |g: &u32| *g as usize;
+        match (a.output_type(), self) {
+            (DataType::Int64, Self::Count(v) | Self::SumI(v)) => {
+                Arc::new(Int64Array::from_iter_values(order.iter().map(|g| v[at(g)])))
+            }
+            (DataType::Int64, Self::Distinct(v)) => Arc::new(Int64Array::from_iter_values(
+                order.iter().map(|g| v[at(g)].len() as i64),
+            )),
+            (DataType::Int64, Self::MinI(v) | Self::MaxI(v)) => {
+                Arc::new(order.iter().map(|g| v[at(g)]).collect::<Int64Array>())
+            }
+            (DataType::Int64, _) => Arc::new(Int64Array::new_null(n)),
+            (DataType::Timestamp(..), Self::MinI(v) | Self::MaxI(v)) => Arc::new(
+                order
+                    .iter()
+                    .map(|g| v[at(g)])
+                    .collect::<TimestampMillisecondArray>(),
+            ),
+            (DataType::Timestamp(..), _) => Arc::new(TimestampMillisecondArray::new_null(n)),
+            (_, Self::SumF(v)) => Arc::new(Float64Array::from_iter_values(
+                order.iter().map(|g| v[at(g)]),
+            )),
+            (_, Self::MinF(v) | Self::MaxF(v)) => {
+                Arc::new(order.iter().map(|g| v[at(g)]).collect::<Float64Array>())
+            }
+            (_, Self::Avg(v)) => Arc::new(
+                order
+                    .iter()
+                    .map(|g| {
+                        let (s, c) = v[at(g)];
+                        (c > 0).then(|| s / c as f64)
+                    })
+                    .collect::<Float64Array>(),
+            ),
+            _ => Arc::new(Float64Array::new_null(n)),
+        }
+    }
+}

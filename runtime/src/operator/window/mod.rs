@@ -1,0 +1,310 @@
+//! Keyed event-time windows: tumbling, sliding and session, with count, sum, min, max, avg and
+//! count_distinct.
+//!
+//! Watermark convention (as in Flink): watermark `w` promises no more records with event
+//! time `<= w`. A window `[start, end)` fires once `w >= end - 1`; a record is late when every
+//! window it belongs to has fired. Results carry the key columns, `window_start`,
+//! `window_end`, and one column per aggregate, in the order the manifest lists them.
+//!
+//! # Caveats
+//! Float sums depend on the order rows arrive in, and rows of one key from several upstream
+//! subtasks interleave freely, so float results may differ in the last bits between runs.
+//! Integer sums, counts, min and max are exact.
+//!
+//! # Two layouts, one behaviour
+//! Tumbling and sliding windows share their boundaries across keys, so [`aligned`] keeps one
+//! table of groups per window with accumulators in vectors; session windows differ per key, so
+//! [`session`] keeps windows per key. Both fire a window's groups sorted by key and store the
+//! same checkpoint format (per key: its windows by start), so a job's state does not depend on
+//! which one wrote it.
+
+mod accumulators;
+mod aligned;
+mod groups;
+mod session;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, AsArray, RecordBatch};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Float64Type, Int64Type};
+use datafusion::arrow::row::{RowConverter, SortField};
+use serde::{Deserialize, Serialize};
+use weir_crds::AggregateFn;
+
+use super::{KeyedState, Operator, OperatorCounters, Output};
+use crate::error::{Error, Result};
+use crate::expr::CompiledExpr;
+use crate::ids::Millis;
+use crate::keys::KeyCodec;
+use accumulators::{Acc, Value};
+use datafusion::arrow::datatypes::SchemaRef;
+
+/// Window geometry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Assigner {
+    /// `[k*size, (k+1)*size)`.
+    Tumbling {
+        /// Length, ms.
+        size: Millis,
+    },
+    /// Windows of `size` starting at multiples of `slide`.
+    Sliding {
+        /// Length, ms.
+        size: Millis,
+        /// Start spacing, ms.
+        slide: Millis,
+    },
+    /// Merged `[ts, ts+gap)` intervals per key.
+    Session {
+        /// Inactivity gap, ms.
+        gap: Millis,
+    },
+}
+
+impl Assigner {
+    fn windows(self, ts: Millis, out: &mut Vec<(Millis, Millis)>) {
+        out.clear();
+        match self {
+            Self::Tumbling { size } => {
+                let start = ts - ts.rem_euclid(size);
+                out.push((start, start + size));
+            }
+            Self::Sliding { size, slide } => {
+                let mut start = ts - ts.rem_euclid(slide);
+                while start > ts - size {
+                    out.push((start, start + size));
+                    start -= slide;
+                }
+            }
+            Self::Session { gap } => out.push((ts, ts + gap)),
+        }
+    }
+}
+
+/// How an aggregate reads its argument.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValueKind {
+    /// Integers (and timestamps, whose results are timestamps again).
+    Int {
+        /// Whether results are timestamps.
+        timestamp: bool,
+    },
+    /// Floats.
+    Float,
+    /// Any type: only counted (`count(e)`, `count_distinct(e)`).
+    Any,
+}
+
+/// One aggregate column.
+#[derive(Debug)]
+pub struct Aggregate {
+    /// Function.
+    pub func: AggregateFn,
+    /// Argument; `None` for `count(*)`.
+    pub arg: Option<CompiledExpr>,
+    /// How the argument is read; decides the result type.
+    pub kind: ValueKind,
+}
+
+impl Aggregate {
+    /// The Arrow type this aggregate produces.
+    #[must_use]
+    pub fn output_type(&self) -> DataType {
+        match (self.func, self.kind) {
+            (AggregateFn::Count | AggregateFn::CountDistinct, _) => DataType::Int64,
+            (AggregateFn::Avg, _) | (_, ValueKind::Float | ValueKind::Any) => DataType::Float64,
+            (_, ValueKind::Int { timestamp: true }) => crate::schema::timestamp_type(),
+            (_, ValueKind::Int { timestamp: false }) => DataType::Int64,
+        }
+    }
+}
+
+/// One window of one key, as checkpoints store it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Window {
+    end: Millis,
+    accs: Vec<Acc>,
+}
+
+/// Per-key windows, by start: the checkpoint format of both layouts.
+type KeyWindows = BTreeMap<Millis, Window>;
+
+/// Everything the planner decided about a window.
+#[derive(Debug)]
+pub struct WindowConfig {
+    /// Geometry.
+    pub assigner: Assigner,
+    /// Key codec over the input schema.
+    pub keys: KeyCodec,
+    /// Event-time column index in the input.
+    pub time_col: usize,
+    /// Aggregates, in output order.
+    pub aggregates: Vec<Aggregate>,
+    /// Output schema: keys, window_start, window_end, aggregates.
+    pub output: SchemaRef,
+    /// Late records go to the side output instead of being dropped.
+    pub side_output: bool,
+    /// Key groups in the job.
+    pub max_parallelism: u32,
+}
+
+/// The parts both layouts share: what the planner decided, and how arguments are read.
+struct Shared {
+    assigner: Assigner,
+    keys: KeyCodec,
+    time_col: usize,
+    aggregates: Vec<Aggregate>,
+    distinct_converters: Vec<Option<RowConverter>>,
+    output: SchemaRef,
+    side_output: bool,
+    max_parallelism: u32,
+}
+
+impl Shared {
+    fn new(c: WindowConfig) -> Result<Self> {
+        let distinct_converters = c
+            .aggregates
+            .iter()
+            .map(|a| match (a.func, &a.arg) {
+                (AggregateFn::CountDistinct, Some(arg)) => {
+                    RowConverter::new(vec![SortField::new(arg.data_type.clone())]).map(Some)
+                }
+                _ => Ok(None),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self {
+            assigner: c.assigner,
+            keys: c.keys,
+            time_col: c.time_col,
+            aggregates: c.aggregates,
+            distinct_converters,
+            output: c.output,
+            side_output: c.side_output,
+            max_parallelism: c.max_parallelism,
+        })
+    }
+
+    fn new_accs(&self) -> Vec<Acc> {
+        self.aggregates.iter().map(Acc::new).collect()
+    }
+
+    /// Every aggregate's argument over `batch`, evaluated once and cast to what its
+    /// accumulator reads.
+    fn arguments(&self, batch: &RecordBatch) -> Result<Vec<Option<ArrayRef>>> {
+        let mut arrays = Vec::with_capacity(self.aggregates.len());
+        for a in &self.aggregates {
+            let Some(arg) = &a.arg else {
+                arrays.push(None);
+                continue;
+            };
+            let v = arg.eval(batch)?;
+            arrays.push(Some(match (a.func, a.kind) {
+                (AggregateFn::Count | AggregateFn::CountDistinct, _) | (_, ValueKind::Any) => v,
+                (_, ValueKind::Int { .. }) => cast(&v, &DataType::Int64)?,
+                (_, ValueKind::Float) => cast(&v, &DataType::Float64)?,
+            }));
+        }
+        Ok(arrays)
+    }
+
+    /// Typed views of [`Shared::arguments`].
+    fn values<'a>(&self, arrays: &'a [Option<ArrayRef>]) -> Result<Vec<Value<'a>>> {
+        let mut values = Vec::with_capacity(arrays.len());
+        for (i, a) in self.aggregates.iter().enumerate() {
+            values.push(match (&arrays[i], a.func) {
+                (None, _) => Value::Star,
+                (Some(v), AggregateFn::Count) => Value::Valid(v.as_ref()),
+                (Some(v), AggregateFn::CountDistinct) => {
+                    let conv = self.distinct_converters[i]
+                        .as_ref()
+                        .ok_or_else(|| Error::internal("count_distinct without a row converter"))?;
+                    Value::Rows(conv.convert_columns(&[Arc::clone(v)])?, v.as_ref())
+                }
+                (Some(v), _) => match a.kind {
+                    ValueKind::Float => Value::Float(v.as_primitive::<Float64Type>()),
+                    _ => Value::Int(v.as_primitive::<Int64Type>()),
+                },
+            });
+        }
+        Ok(values)
+    }
+}
+
+/// The window operator of one subtask.
+pub struct WindowOperator {
+    inner: Layout,
+}
+
+enum Layout {
+    Aligned(aligned::AlignedWindows),
+    Session(session::SessionWindows),
+}
+
+impl std::fmt::Debug for WindowOperator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (layout, shared) = match &self.inner {
+            Layout::Aligned(w) => ("aligned", &w.shared),
+            Layout::Session(w) => ("session", &w.shared),
+        };
+        f.debug_struct("WindowOperator")
+            .field("layout", &layout)
+            .field("assigner", &shared.assigner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WindowOperator {
+    /// A window operator with no state.
+    ///
+    /// # Errors
+    /// Arrow's error when a `count_distinct` argument type cannot be row-encoded.
+    pub fn new(c: WindowConfig) -> Result<Self> {
+        let shared = Shared::new(c)?;
+        let inner = match shared.assigner {
+            Assigner::Session { .. } => Layout::Session(session::SessionWindows::new(shared)),
+            Assigner::Tumbling { .. } | Assigner::Sliding { .. } => {
+                Layout::Aligned(aligned::AlignedWindows::new(shared))
+            }
+        };
+        Ok(Self { inner })
+    }
+
+    fn op(&mut self) -> &mut dyn Operator {
+        match &mut self.inner {
+            Layout::Aligned(w) => w,
+            Layout::Session(w) => w,
+        }
+    }
+}
+
+impl Operator for WindowOperator {
+    fn process(&mut self, batch: RecordBatch, out: &mut Output) -> Result<()> {
+        self.op().process(batch, out)
+    }
+
+    fn on_watermark(&mut self, watermark: Millis, out: &mut Output) -> Result<()> {
+        self.op().on_watermark(watermark, out)
+    }
+
+    fn snapshot(&self) -> Result<KeyedState> {
+        match &self.inner {
+            Layout::Aligned(w) => w.snapshot(),
+            Layout::Session(w) => w.snapshot(),
+        }
+    }
+
+    fn restore(&mut self, state: KeyedState) -> Result<()> {
+        self.op().restore(state)
+    }
+
+    fn counters(&self) -> OperatorCounters {
+        match &self.inner {
+            Layout::Aligned(w) => w.counters(),
+            Layout::Session(w) => w.counters(),
+        }
+    }
+}

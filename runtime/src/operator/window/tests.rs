@@ -1,0 +1,236 @@
+//! The aligned layout against the per-key one, which is the behaviour it replaced: the same
+//! batches and watermarks must give the same results in the same order, the same checkpoint
+//! bytes, and each must restore the other's checkpoints.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    Float64Array, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray,
+};
+use datafusion::arrow::compute::concat_batches;
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use weir_crds::AggregateFn;
+
+use super::{
+    Aggregate, Assigner, Layout, Shared, ValueKind, WindowConfig, WindowOperator, session,
+};
+use crate::expr::CompiledExpr;
+use crate::keys::KeyCodec;
+use crate::operator::{Operator, Output};
+use crate::schema::timestamp_type;
+
+fn input() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("k", DataType::Int64, true),
+        Field::new("s", DataType::Utf8, false),
+        Field::new("v", DataType::Int64, true),
+        Field::new("f", DataType::Float64, false),
+        Field::new("ts", timestamp_type(), false),
+    ]))
+}
+
+fn config(key_by: &[usize], size: i64) -> WindowConfig {
+    let schema = input();
+    let agg = |func, arg: Option<&str>, kind| Aggregate {
+        func,
+        arg: arg.map(|a| CompiledExpr::compile(a, &schema).unwrap()),
+        kind,
+    };
+    let int = ValueKind::Int { timestamp: false };
+    let aggregates = vec![
+        agg(AggregateFn::Count, None, ValueKind::Any),
+        agg(AggregateFn::Count, Some("v"), ValueKind::Any),
+        agg(AggregateFn::Sum, Some("v"), int),
+        agg(AggregateFn::Min, Some("v"), int),
+        agg(AggregateFn::Max, Some("v"), int),
+        agg(AggregateFn::Avg, Some("f"), ValueKind::Float),
+        agg(AggregateFn::Sum, Some("f"), ValueKind::Float),
+        agg(
+            AggregateFn::Min,
+            Some("ts"),
+            ValueKind::Int { timestamp: true },
+        ),
+        agg(AggregateFn::CountDistinct, Some("v"), ValueKind::Any),
+    ];
+    let mut fields: Vec<Field> = key_by.iter().map(|&i| schema.field(i).clone()).collect();
+    fields.push(Field::new("window_start", timestamp_type(), false));
+    fields.push(Field::new("window_end", timestamp_type(), false));
+    for (i, a) in aggregates.iter().enumerate() {
+        fields.push(Field::new(format!("a{i}"), a.output_type(), true));
+    }
+    WindowConfig {
+        assigner: Assigner::Tumbling { size },
+        keys: KeyCodec::new(&schema, key_by.to_vec()).unwrap(),
+        time_col: 4,
+        aggregates,
+        output: Arc::new(Schema::new(fields)),
+        side_output: true,
+        max_parallelism: 16,
+    }
+}
+
+fn aligned_op(key_by: &[usize], size: i64) -> WindowOperator {
+    let op = WindowOperator::new(config(key_by, size)).unwrap();
+    assert!(matches!(op.inner, Layout::Aligned(_)));
+    op
+}
+
+/// The per-key layout with a tumbling assigner: what tumbling windows ran on before.
+fn per_key_op(key_by: &[usize], size: i64) -> WindowOperator {
+    let shared = Shared::new(config(key_by, size)).unwrap();
+    WindowOperator {
+        inner: Layout::Session(session::SessionWindows::new(shared)),
+    }
+}
+
+fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Batch `b`: 200 rows over 30 keys (some null), event time rising with disorder, and now and
+/// then a row far behind (late).
+fn batch(b: u64) -> RecordBatch {
+    let n = 200u64;
+    let r = |i: u64, f: u64| mix(b * 1_000_003 + i * 31 + f);
+    let k: Int64Array = (0..n)
+        .map(|i| (r(i, 1) % 10 != 0).then(|| (r(i, 2) % 30) as i64 - 5))
+        .collect();
+    let s = StringArray::from_iter_values((0..n).map(|i| format!("s{}", r(i, 3) % 3)));
+    let v: Int64Array = (0..n)
+        .map(|i| (r(i, 4) % 7 != 0).then(|| (r(i, 5) % 100) as i64 - 20))
+        .collect();
+    let f = Float64Array::from_iter_values((0..n).map(|i| (r(i, 6) % 1000) as f64 / 7.0));
+    let ts = TimestampMillisecondArray::from_iter_values((0..n).map(|i| {
+        let t = (b * n + i) as i64;
+        if r(i, 7) % 50 == 0 {
+            t - 400
+        } else {
+            t - (r(i, 8) % 20) as i64
+        }
+    }));
+    RecordBatch::try_new(
+        input(),
+        vec![
+            Arc::new(k),
+            Arc::new(s),
+            Arc::new(v),
+            Arc::new(f),
+            Arc::new(ts),
+        ],
+    )
+    .unwrap()
+}
+
+fn one(out: &Output, schema: &SchemaRef) -> RecordBatch {
+    concat_batches(schema, &out.batches).unwrap()
+}
+
+fn run_both(key_by: &[usize]) {
+    let size = 100;
+    let (mut a, mut p) = (aligned_op(key_by, size), per_key_op(key_by, size));
+    let schema = config(key_by, size).output;
+    let mut fired = 0;
+    for b in 0..40 {
+        let (mut oa, mut op) = (Output::default(), Output::default());
+        a.process(batch(b), &mut oa).unwrap();
+        p.process(batch(b), &mut op).unwrap();
+        let wm = (b * 200) as i64 - 50;
+        a.on_watermark(wm, &mut oa).unwrap();
+        p.on_watermark(wm, &mut op).unwrap();
+        assert_eq!(one(&oa, &schema), one(&op, &schema), "batch {b}: results");
+        assert_eq!(oa.side, op.side, "batch {b}: late records");
+        fired += one(&oa, &schema).num_rows();
+        let (sa, sp) = (a.snapshot().unwrap(), p.snapshot().unwrap());
+        // Equal as decoded (count_distinct's sets encode in hash order, so not as bytes).
+        let decoded = |s: &crate::operator::KeyedState| {
+            let groups: Vec<u32> = s.iter().map(|(kg, _)| *kg).collect();
+            let entries =
+                crate::operator::decode_keyed::<super::KeyWindows>("window", s.clone()).unwrap();
+            (groups, entries)
+        };
+        let same = decoded(&sa) == decoded(&sp);
+        assert!(same, "batch {b}: the checkpoints differ");
+        if b % 7 == 3 {
+            // Swap layouts through the checkpoint: each must continue from the other's.
+            let (mut a2, mut p2) = (aligned_op(key_by, size), per_key_op(key_by, size));
+            a2.restore(sp).unwrap();
+            p2.restore(sa).unwrap();
+            let (mut oa, mut op) = (Output::default(), Output::default());
+            a2.on_watermark(wm, &mut oa).unwrap();
+            p2.on_watermark(wm, &mut op).unwrap();
+            (a, p) = (a2, p2);
+        }
+    }
+    assert!(fired > 500, "the test fired only {fired} results");
+    let (mut oa, mut op) = (Output::default(), Output::default());
+    a.on_watermark(i64::MAX, &mut oa).unwrap();
+    p.on_watermark(i64::MAX, &mut op).unwrap();
+    assert_eq!(one(&oa, &schema), one(&op, &schema), "final results");
+}
+
+#[test]
+fn aligned_windows_over_an_integer_key_match_the_per_key_layout() {
+    run_both(&[0]);
+}
+
+#[test]
+fn aligned_windows_over_a_composite_key_match_the_per_key_layout() {
+    run_both(&[1, 0]);
+}
+
+#[test]
+fn sliding_windows_restore_into_any_number_of_subtasks() {
+    // Sliding windows have no per-key twin; their own round trip through a checkpoint must
+    // give what an uninterrupted run gives.
+    let mut c = config(&[0], 100);
+    c.assigner = Assigner::Sliding {
+        size: 100,
+        slide: 25,
+    };
+    let schema = c.output.clone();
+    let mut whole = WindowOperator::new(c).unwrap();
+    let mut out = Output::default();
+    for b in 0..5 {
+        whole.process(batch(b), &mut out).unwrap();
+    }
+    let state = whole.snapshot().unwrap();
+    whole.on_watermark(i64::MAX, &mut out).unwrap();
+    let expected = one(&out, &schema);
+    let mut restored = Vec::new();
+    for t in 0..3 {
+        let range = crate::keys::key_group_range(t, 3, 16);
+        let mut c = config(&[0], 100);
+        c.assigner = Assigner::Sliding {
+            size: 100,
+            slide: 25,
+        };
+        let mut o = WindowOperator::new(c).unwrap();
+        let mine = state.iter().filter(|(kg, _)| range.contains(kg)).cloned();
+        o.restore(mine.collect()).unwrap();
+        let mut out = Output::default();
+        o.on_watermark(i64::MAX, &mut out).unwrap();
+        restored.extend(out.batches);
+    }
+    let sort = |b: &RecordBatch| {
+        let mut rows: Vec<String> = (0..b.num_rows())
+            .map(|r| {
+                (0..b.num_columns())
+                    .map(|c| {
+                        datafusion::arrow::util::display::array_value_to_string(b.column(c), r)
+                            .unwrap()
+                    })
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .collect();
+        rows.sort();
+        rows
+    };
+    let got = sort(&concat_batches(&schema, &restored).unwrap());
+    assert!(got.len() > 100);
+    assert_eq!(got, sort(&expected));
+}
