@@ -36,6 +36,8 @@ struct Config {
     window: &'static str,
     /// Checkpoint storage on the local S3 server (`WEIR_S3_ENDPOINT`) instead of a temp dir.
     s3: bool,
+    /// Pin the process to this many cores (`taskset`); `None` lets it use the machine.
+    cores: Option<usize>,
 }
 
 const CONFIGS: &[Config] = &[
@@ -47,6 +49,27 @@ const CONFIGS: &[Config] = &[
         keys: 100_000,
         window: "2h",
         s3: false,
+        cores: None,
+    },
+    Config {
+        name: "p1 on 1 core, no checkpoints",
+        parallelism: 1,
+        checkpoint: None,
+        generator_only: false,
+        keys: 100_000,
+        window: "2h",
+        s3: false,
+        cores: Some(1),
+    },
+    Config {
+        name: "p1 on 1 core, checkpoint every 1s",
+        parallelism: 1,
+        checkpoint: Some("1s"),
+        generator_only: false,
+        keys: 100_000,
+        window: "2h",
+        s3: false,
+        cores: Some(1),
     },
     Config {
         name: "p1, no checkpoints",
@@ -56,6 +79,7 @@ const CONFIGS: &[Config] = &[
         keys: 100_000,
         window: "2h",
         s3: false,
+        cores: None,
     },
     Config {
         name: "p1, checkpoint every 1s",
@@ -65,6 +89,7 @@ const CONFIGS: &[Config] = &[
         keys: 100_000,
         window: "2h",
         s3: false,
+        cores: None,
     },
     Config {
         name: "p2, no checkpoints",
@@ -74,6 +99,7 @@ const CONFIGS: &[Config] = &[
         keys: 100_000,
         window: "2h",
         s3: false,
+        cores: None,
     },
     Config {
         name: "p2, checkpoint every 1s",
@@ -83,6 +109,17 @@ const CONFIGS: &[Config] = &[
         keys: 100_000,
         window: "2h",
         s3: false,
+        cores: None,
+    },
+    Config {
+        name: "p1, 3 M keys, no checkpoints",
+        parallelism: 1,
+        checkpoint: None,
+        generator_only: false,
+        keys: 3_000_000,
+        window: "12h",
+        s3: false,
+        cores: None,
     },
     Config {
         name: "p1, 3 M keys, checkpoint every 1s to S3",
@@ -92,6 +129,7 @@ const CONFIGS: &[Config] = &[
         keys: 3_000_000,
         window: "12h",
         s3: true,
+        cores: None,
     },
 ];
 
@@ -227,21 +265,7 @@ fn child(c: &Config, records: u64) {
     let tmp = tempfile::tempdir().unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let storage = if c.s3 {
-        let bucket = format!("weir-bench-{}", std::process::id());
-        let spec = weir_crds::S3Spec {
-            endpoint: std::env::var("WEIR_S3_ENDPOINT").ok(),
-            region: Some("us-east-1".into()),
-            path_style: Some(true),
-            ca_pem_env: None,
-        };
-        rt.block_on(async {
-            match weir_runtime::storage::Storage::open(&format!("s3://{bucket}"), &spec).await {
-                Ok(weir_runtime::storage::Storage::S3(s)) => {
-                    s.create_bucket_if_missing().await.unwrap();
-                }
-                _ => panic!("s3://{bucket} did not open as S3"),
-            }
-        });
+        let bucket = s3_bucket(&rt);
         format!("s3://{bucket}/reference")
     } else {
         format!("file://{}", tmp.path().display())
@@ -296,6 +320,43 @@ fn child(c: &Config, records: u64) {
     println!("{}", r.line());
 }
 
+/// A fresh bucket on the local S3 server.
+fn s3_bucket(rt: &tokio::runtime::Runtime) -> String {
+    let bucket = format!("weir-bench-{}", std::process::id());
+    rt.block_on(async {
+        match open_s3(&bucket).await {
+            weir_runtime::storage::Storage::S3(s) => s.create_bucket_if_missing().await.unwrap(),
+            weir_runtime::storage::Storage::File(_) => panic!("s3://{bucket} opened as a file"),
+        }
+    });
+    bucket
+}
+
+async fn open_s3(bucket: &str) -> weir_runtime::storage::Storage {
+    let spec = weir_crds::S3Spec {
+        endpoint: std::env::var("WEIR_S3_ENDPOINT").ok(),
+        region: Some("us-east-1".into()),
+        path_style: Some(true),
+        ca_pem_env: None,
+    };
+    weir_runtime::storage::Storage::open(&format!("s3://{bucket}"), &spec)
+        .await
+        .unwrap()
+}
+
+/// The S3 server's own ceiling: one 100 MB PUT through the same client, no job around it.
+fn s3_ceiling() -> f64 {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let bucket = s3_bucket(&rt);
+    let data = bytes::Bytes::from(vec![7u8; 100 * 1024 * 1024]);
+    rt.block_on(async {
+        let s = open_s3(&bucket).await;
+        let t = Instant::now();
+        s.put("ceiling", data).await.unwrap();
+        t.elapsed().as_secs_f64()
+    })
+}
+
 fn arg<T: std::str::FromStr>(args: &[String], name: &str) -> Option<T> {
     args.iter()
         .position(|a| a == name)
@@ -313,7 +374,7 @@ fn main() {
     // `cargo bench` passes `--bench`; `cargo test` does not: then a quick check that it runs.
     let benching = args.iter().any(|a| a == "--bench");
     let records: u64 =
-        arg(&args, "--records").unwrap_or(if benching { 30_000_000 } else { 20_000 });
+        arg(&args, "--records").unwrap_or(if benching { 300_000_000 } else { 20_000 });
     let runs: usize = arg(&args, "--runs").unwrap_or(if benching { 3 } else { 1 });
     let only: Option<String> = arg(&args, "--only");
     let s3 = std::env::var("WEIR_S3_ENDPOINT").is_ok();
@@ -326,7 +387,7 @@ fn main() {
         "{:<42} {:>10} {:>12} {:>9} {:>6} {:>12} {:>9}",
         "configuration", "M rec/s", "M rec/s/core", "RSS MiB", "ckpts", "ckpt p50/p99", "state MiB"
     );
-    let mut baseline: BTreeMap<u32, f64> = BTreeMap::new();
+    let mut baseline: BTreeMap<(u32, usize, u64), f64> = BTreeMap::new();
     for c in CONFIGS {
         if only.as_deref().is_some_and(|o| !c.name.contains(o)) {
             continue;
@@ -338,7 +399,8 @@ fn main() {
             );
             continue;
         }
-        // The state-size run needs every key live: three windows' worth of records.
+        // The state-size runs: 30 M records put nearly every one of the 3 M keys in the one
+        // 12 h window, about 100 MB of state.
         let n = if c.s3 && benching {
             records.max(30_000_000)
         } else {
@@ -346,10 +408,18 @@ fn main() {
         };
         let mut results: Vec<RunResult> = (0..runs)
             .map(|_| {
-                let out = Command::new(&exe)
-                    .args(["--child", c.name, "--records", &n.to_string()])
-                    .output()
-                    .unwrap();
+                let child = ["--child", c.name, "--records", &n.to_string()].map(String::from);
+                let out = match c.cores {
+                    // Cores 0..k: the source and the window then share them, as on a small pod.
+                    Some(k) => Command::new("taskset")
+                        .arg("-c")
+                        .arg(format!("0-{}", k - 1))
+                        .arg(&exe)
+                        .args(child)
+                        .output(),
+                    None => Command::new(&exe).args(child).output(),
+                }
+                .unwrap();
                 let stdout = String::from_utf8_lossy(&out.stdout);
                 assert!(
                     out.status.success(),
@@ -371,13 +441,15 @@ fn main() {
                 c.name
             );
         }
-        let overhead = match (c.checkpoint, c.keys, c.generator_only) {
-            (None, 100_000, false) => {
-                baseline.insert(c.parallelism, r.rate());
+        // Baselines by (parallelism, cores) for the checkpoint overhead and the scaling ratio.
+        let at = (c.parallelism, c.cores.unwrap_or(0), c.keys);
+        let overhead = match (c.checkpoint, c.generator_only) {
+            (None, false) => {
+                baseline.insert(at, r.rate());
                 String::new()
             }
-            (Some(_), 100_000, false) => baseline
-                .get(&c.parallelism)
+            (Some(_), false) => baseline
+                .get(&at)
                 .map(|b| {
                     format!(
                         "  ({:+.1}% vs no checkpoints)",
@@ -398,7 +470,28 @@ fn main() {
             r.max_state_mib,
         );
     }
-    if let (Some(p1), Some(p2)) = (baseline.get(&1), baseline.get(&2)) {
-        println!("parallelism 2 / parallelism 1: {:.2}x", p2 / p1);
+    if s3 && benching && only.is_none() {
+        println!(
+            "S3 server alone: one 100 MiB PUT took {:.2} s (the floor under any 100 MB checkpoint)",
+            s3_ceiling()
+        );
+    }
+    if let (Some(p1), Some(p2)) = (
+        baseline.get(&(1, 0, 100_000)),
+        baseline.get(&(2, 0, 100_000)),
+    ) {
+        println!(
+            "parallelism 2 / parallelism 1, both on all cores: {:.2}x",
+            p2 / p1
+        );
+    }
+    if let (Some(p1), Some(p2)) = (
+        baseline.get(&(1, 1, 100_000)),
+        baseline.get(&(2, 0, 100_000)),
+    ) {
+        println!(
+            "parallelism 2 on all cores / parallelism 1 on one core: {:.2}x",
+            p2 / p1
+        );
     }
 }

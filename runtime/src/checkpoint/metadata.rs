@@ -84,10 +84,49 @@ pub struct TaskState {
     /// Source positions (source subtasks only).
     pub splits: Vec<SplitState>,
     /// Keyed state per operator id.
+    #[serde(with = "keyed_state_bytes")]
     pub operators: Vec<(String, KeyedState)>,
     /// Rows of this subtask's write-ahead sink transactions that the checkpoint promises
     /// (kept here so that `_metadata` does not grow with throughput).
     pub write_ahead: Vec<WriteAheadData>,
+}
+
+/// Each key group's bytes as one byte string rather than a sequence of `u8`. postcard writes
+/// both the same way (a length, then the bytes), so the format is unchanged, but a byte string
+/// is one copy where a sequence is a call per byte: 100 MB of state encoded in tens of
+/// milliseconds instead of hundreds.
+mod keyed_state_bytes {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use serde_bytes::{ByteBuf, Bytes};
+
+    use super::KeyedState;
+
+    pub fn serialize<S: Serializer>(
+        operators: &[(String, KeyedState)],
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.collect_seq(operators.iter().map(|(id, groups)| {
+            let groups: Vec<(u32, &Bytes)> =
+                groups.iter().map(|(kg, b)| (*kg, Bytes::new(b))).collect();
+            (id, groups)
+        }))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Vec<(String, KeyedState)>, D::Error> {
+        let raw: Vec<(String, Vec<(u32, ByteBuf)>)> = Deserialize::deserialize(d)?;
+        Ok(raw
+            .into_iter()
+            .map(|(id, groups)| {
+                let groups = groups
+                    .into_iter()
+                    .map(|(kg, b)| (kg, b.into_vec()))
+                    .collect();
+                (id, groups)
+            })
+            .collect())
+    }
 }
 
 /// Why stored bytes were rejected.
@@ -196,6 +235,36 @@ pub fn decode_state(bytes: &[u8]) -> Result<TaskState, CorruptError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn key_group_bytes_encode_as_the_plain_sequence_they_replaced() {
+        #[derive(Serialize)]
+        struct Plain {
+            splits: Vec<SplitState>,
+            operators: Vec<(String, KeyedState)>,
+            write_ahead: Vec<WriteAheadData>,
+        }
+        let operators = vec![
+            (
+                "window-0".to_string(),
+                vec![(3, vec![1, 2, 255]), (9, (0..=255).collect())],
+            ),
+            ("dedup-1".to_string(), vec![(0, Vec::new())]),
+        ];
+        let state = TaskState {
+            splits: Vec::new(),
+            operators: operators.clone(),
+            write_ahead: Vec::new(),
+        };
+        let plain = Plain {
+            splits: Vec::new(),
+            operators,
+            write_ahead: Vec::new(),
+        };
+        let bytes = encode_state(&state).expect("encodes");
+        assert_eq!(bytes, postcard::to_stdvec(&plain).expect("encodes"));
+        assert_eq!(decode_state(&bytes).expect("decodes"), state);
+    }
 
     fn sample() -> CheckpointMetadata {
         CheckpointMetadata {

@@ -289,6 +289,35 @@ impl Column {
         }
     }
 
+    /// An empty column of the same aggregate.
+    pub fn empty_like(&self) -> Self {
+        match self {
+            Self::Count(_) => Self::Count(Vec::new()),
+            Self::SumI(_) => Self::SumI(Vec::new()),
+            Self::SumF(_) => Self::SumF(Vec::new()),
+            Self::MinI(_) => Self::MinI(Vec::new()),
+            Self::MaxI(_) => Self::MaxI(Vec::new()),
+            Self::MinF(_) => Self::MinF(Vec::new()),
+            Self::MaxF(_) => Self::MaxF(Vec::new()),
+            Self::Avg(_) => Self::Avg(Vec::new()),
+            Self::Distinct(_) => Self::Distinct(Vec::new()),
+        }
+    }
+
+    /// Append `from`'s group `g` (a column of the same aggregate). A loop of these is a
+    /// gather: its loads are independent, so the CPU overlaps their cache misses.
+    pub fn push_from(&mut self, from: &Self, g: usize) {
+        match (self, from) {
+            (Self::Count(v), Self::Count(f)) | (Self::SumI(v), Self::SumI(f)) => v.push(f[g]),
+            (Self::SumF(v), Self::SumF(f)) => v.push(f[g]),
+            (Self::MinI(v), Self::MinI(f)) | (Self::MaxI(v), Self::MaxI(f)) => v.push(f[g]),
+            (Self::MinF(v), Self::MinF(f)) | (Self::MaxF(v), Self::MaxF(f)) => v.push(f[g]),
+            (Self::Avg(v), Self::Avg(f)) => v.push(f[g]),
+            (Self::Distinct(v), Self::Distinct(f)) => v.push(f[g].clone()),
+            _ => {}
+        }
+    }
+
     /// Group `g`'s accumulator, as checkpoints store it.
     pub fn get(&self, g: usize) -> Acc {
         match self {

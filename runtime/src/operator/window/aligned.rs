@@ -6,7 +6,7 @@
 //! tight loop. Per record that is one hash probe and one store per aggregate: no allocation,
 //! no per-key object, no ordered-map walk.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
@@ -16,11 +16,11 @@ use datafusion::arrow::compute::filter_record_batch;
 use datafusion::arrow::datatypes::TimestampMillisecondType;
 
 use super::accumulators::Column;
-use super::groups::{BatchKeys, GroupKeys, KeyMode};
-use super::{Assigner, KeyWindows, Shared, Window};
+use super::groups::{BatchKeys, GroupKeys, KeyMode, KeyRows};
+use super::{Assigner, KeyWindows, Shared};
 use crate::error::{Error, Result};
 use crate::ids::Millis;
-use crate::operator::{KeyedState, Operator, OperatorCounters, Output, decode_keyed, encode_keyed};
+use crate::operator::{KeyedState, Operator, OperatorCounters, Output, decode_keyed};
 
 /// One open window: its groups and their accumulators.
 #[derive(Debug)]
@@ -107,24 +107,73 @@ impl AlignedWindows {
         Ok(())
     }
 
-    /// The per-key checkpoint format (see the module of [`super`]): each key with its windows.
+    /// The per-key checkpoint format (see the module of [`super`]): per key group, each key
+    /// (sorted) with its windows by start. Written straight from the group tables: no per-key
+    /// map is built, which keeps a checkpoint of 100,000 keys to a few milliseconds and
+    /// megabytes.
     pub(super) fn snapshot(&self) -> Result<KeyedState> {
-        let mut per_key: HashMap<Vec<u8>, KeyWindows> = HashMap::new();
-        for (&start, w) in &self.windows {
-            let rows = w.keys.rows(&self.mode, &self.shared.keys)?;
-            for (g, key) in rows.into_iter().enumerate() {
-                let accs = w.accs.iter().map(|c| c.get(g)).collect();
-                per_key
-                    .entry(key)
-                    .or_default()
-                    .insert(start, Window { end: w.end, accs });
+        let max_parallelism = self.shared.max_parallelism;
+        let keys: Vec<KeyRows<'_>> = self
+            .windows
+            .values()
+            .map(|w| w.keys.rows(&self.mode, &self.shared.keys))
+            .collect::<Result<_>>()?;
+        let windows: Vec<(Millis, &Groups)> = self.windows.iter().map(|(s, w)| (*s, w)).collect();
+        let mut index: Vec<Entry<'_>> = Vec::new();
+        for (wi, (start, w)) in windows.iter().enumerate() {
+            for g in 0..w.keys.len() {
+                let key = keys[wi].get(g);
+                index.push(Entry {
+                    key_group: crate::keys::key_group(key, max_parallelism),
+                    prefix: prefix(key),
+                    key,
+                    start: *start,
+                    window: wi as u32,
+                    group: g as u32,
+                });
             }
         }
-        encode_keyed(
-            "window",
-            self.shared.max_parallelism,
-            per_key.iter().map(|(k, w)| (k.as_slice(), w)),
-        )
+        // Key group, then key bytes (their first eight as a number decide nearly always),
+        // then window start: the order the format lists them in.
+        index.sort_unstable_by(|a, b| {
+            (a.key_group, a.prefix)
+                .cmp(&(b.key_group, b.prefix))
+                .then_with(|| a.key.cmp(b.key))
+                .then(a.start.cmp(&b.start))
+        });
+        // Accumulators in that order, one column at a time.
+        let sorted: Vec<Column> = (0..self.shared.aggregates.len())
+            .map(|c| {
+                let mut col = windows.first().map_or_else(
+                    || Column::new(&self.shared.aggregates[c]),
+                    |w| w.1.accs[c].empty_like(),
+                );
+                for e in &index {
+                    col.push_from(&windows[e.window as usize].1.accs[c], e.group as usize);
+                }
+                col
+            })
+            .collect();
+        let mut state = Vec::new();
+        let mut at = 0;
+        for group in index.chunk_by(|a, b| a.key_group == b.key_group) {
+            let mut entries: Vec<KeyEntry<'_>> = Vec::new();
+            for windows_of_key in group.chunk_by(|a, b| a.prefix == b.prefix && a.key == b.key) {
+                entries.push(KeyEntry {
+                    windows: windows_of_key,
+                    first: at,
+                    groups: &windows,
+                    accs: &sorted,
+                });
+                at += windows_of_key.len();
+            }
+            let bytes = postcard::to_stdvec(&entries).map_err(|e| Error::State {
+                operator: "window".into(),
+                message: e.to_string(),
+            })?;
+            state.push((group[0].key_group, bytes));
+        }
+        Ok(state)
     }
 
     pub(super) fn counters(&self) -> OperatorCounters {
@@ -250,5 +299,90 @@ impl Operator for AlignedWindows {
             }
         }
         Ok(())
+    }
+}
+
+/// One (key, window) of a snapshot, with what it sorts by.
+struct Entry<'a> {
+    key_group: u32,
+    prefix: u128,
+    key: &'a [u8],
+    start: Millis,
+    window: u32,
+    group: u32,
+}
+
+/// The first 16 bytes of `key`, big-endian, zero-padded: ordered as the bytes are whenever
+/// two prefixes differ, and enough to tell apart any two integer keys (9 bytes in row format).
+fn prefix(key: &[u8]) -> u128 {
+    let mut b = [0u8; 16];
+    let n = key.len().min(16);
+    b[..n].copy_from_slice(&key[..n]);
+    u128::from_be_bytes(b)
+}
+
+/// One key's entry in the checkpoint format, serialised as `(key, KeyWindows)` is: the key's
+/// bytes, then its windows as a map from start to `Window { end, accs }`.
+struct KeyEntry<'a> {
+    /// This key's (key, window) entries, in start order.
+    windows: &'a [Entry<'a>],
+    /// Position of `windows[0]` in the sorted index, and so in `accs`.
+    first: usize,
+    groups: &'a [(Millis, &'a Groups)],
+    /// Accumulators in index order.
+    accs: &'a [Column],
+}
+
+impl serde::Serialize for KeyEntry<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeTuple;
+        let mut t = s.serialize_tuple(2)?;
+        // As bytes: the same encoding as the `&[u8]` it stands for, in one copy.
+        t.serialize_element(serde_bytes::Bytes::new(self.windows[0].key))?;
+        t.serialize_element(&WindowsOfKey(self))?;
+        t.end()
+    }
+}
+
+struct WindowsOfKey<'a>(&'a KeyEntry<'a>);
+
+impl serde::Serialize for WindowsOfKey<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        let k = self.0;
+        s.collect_map(k.windows.iter().enumerate().map(|(i, e)| {
+            let (_, w) = k.groups[e.window as usize];
+            let window = WindowRef {
+                end: w.end,
+                accs: k.accs,
+                at: k.first + i,
+            };
+            (e.start, window)
+        }))
+    }
+}
+
+/// Serialises as [`Window`] does (`end`, then `accs` as a sequence of [`super::Acc`]), reading
+/// the accumulators in place instead of collecting them into a vector per key.
+struct WindowRef<'a> {
+    end: Millis,
+    accs: &'a [Column],
+    at: usize,
+}
+
+impl serde::Serialize for WindowRef<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut w = s.serialize_struct("Window", 2)?;
+        w.serialize_field("end", &self.end)?;
+        w.serialize_field("accs", &AccsAt(self.accs, self.at))?;
+        w.end()
+    }
+}
+
+struct AccsAt<'a>(&'a [Column], usize);
+
+impl serde::Serialize for AccsAt<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(|c| c.get(self.1)))
     }
 }

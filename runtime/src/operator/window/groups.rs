@@ -264,11 +264,11 @@ impl GroupKeys {
         }
     }
 
-    /// Every group's key, in row format, in group order.
+    /// Every group's key in row format, indexed by group.
     ///
     /// # Errors
     /// Arrow's error on encoding.
-    pub fn rows(&self, mode: &KeyMode, codec: &KeyCodec) -> Result<Vec<Vec<u8>>> {
+    pub fn rows<'a>(&'a self, mode: &KeyMode, codec: &KeyCodec) -> Result<KeyRows<'a>> {
         match self {
             Self::Int { keys, .. } => {
                 let ints: ArrayRef = Arc::new(Int64Array::from(keys.clone()));
@@ -276,13 +276,9 @@ impl GroupKeys {
                     KeyMode::Int(t) if t != &DataType::Int64 => cast(&ints, t)?,
                     _ => ints,
                 };
-                let rows = codec.rows_of(&[col])?;
-                Ok(rows.iter().map(|r| r.as_ref().to_vec()).collect())
+                Ok(KeyRows::Encoded(codec.rows_of(&[col])?))
             }
-            Self::Rows { data, offsets, .. } => Ok(offsets
-                .windows(2)
-                .map(|w| data[w[0]..w[1]].to_vec())
-                .collect()),
+            Self::Rows { data, offsets, .. } => Ok(KeyRows::Arena { data, offsets }),
         }
     }
 
@@ -313,6 +309,30 @@ impl GroupKeys {
                     .map(|&g| &data[offsets[g as usize]..offsets[g as usize + 1]]),
             ),
             _ => Err(Error::internal("group keys and key mode disagree")),
+        }
+    }
+}
+
+/// The row-format keys of a window's groups, without a copy per key.
+pub enum KeyRows<'a> {
+    /// Integer keys, encoded for the occasion.
+    Encoded(Rows),
+    /// Row-format keys, as the group table keeps them.
+    Arena {
+        /// Key bytes back to back.
+        data: &'a [u8],
+        /// Group `g`'s bytes are `data[offsets[g]..offsets[g + 1]]`.
+        offsets: &'a [usize],
+    },
+}
+
+impl KeyRows<'_> {
+    /// Group `g`'s key bytes.
+    #[must_use]
+    pub fn get(&self, g: usize) -> &[u8] {
+        match self {
+            Self::Encoded(rows) => rows.row(g).data(),
+            Self::Arena { data, offsets } => &data[offsets[g]..offsets[g + 1]],
         }
     }
 }
