@@ -78,6 +78,19 @@ async fn main() -> anyhow::Result<()> {
                     std::process::exit(1);
                 }
             };
+            // Listen for SIGTERM and SIGINT before starting: a stop that arrives while the
+            // job restores or waits for a broker is acted on once it runs, instead of killing
+            // the process (the default action) mid-start.
+            let (requests_tx, requests_rx) = tokio::sync::oneshot::channel();
+            {
+                use tokio::signal::unix::{SignalKind, signal};
+                if let (Ok(term), Ok(int)) = (
+                    signal(SignalKind::terminate()),
+                    signal(SignalKind::interrupt()),
+                ) {
+                    tokio::spawn(stop_on_signals(term, int, requests_rx));
+                }
+            }
             let job = start(
                 plan,
                 RunOptions {
@@ -109,31 +122,7 @@ async fn main() -> anyhow::Result<()> {
                     );
                 }
             }
-            let requests = job.requests.clone();
-            tokio::spawn(async move {
-                let mut term =
-                    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                    {
-                        Ok(s) => s,
-                        Err(_) => return,
-                    };
-                let mut signals = 0;
-                loop {
-                    tokio::select! {
-                        _ = term.recv() => {}
-                        _ = tokio::signal::ctrl_c() => {}
-                    }
-                    signals += 1;
-                    if signals > 1 {
-                        eprintln!("\nsecond signal: exiting without a final checkpoint");
-                        std::process::exit(130);
-                    }
-                    eprintln!(
-                        "\nstopping: taking a final checkpoint (signal again to exit at once)"
-                    );
-                    let _ = requests.send(Request::Stop { savepoint: false }).await;
-                }
-            });
+            let _ = requests_tx.send(job.requests.clone());
             if tty {
                 let status = job.status.clone();
                 let metrics = job.metrics.clone();
@@ -189,6 +178,47 @@ async fn main() -> anyhow::Result<()> {
                     std::process::exit(1);
                 }
             }
+        }
+    }
+}
+
+/// Stop the job on SIGTERM or SIGINT: the first signal asks for a stop with a final checkpoint
+/// (at once if the job runs, as soon as it does if it is still starting), the second exits
+/// without one.
+async fn stop_on_signals(
+    mut term: tokio::signal::unix::Signal,
+    mut int: tokio::signal::unix::Signal,
+    mut started: tokio::sync::oneshot::Receiver<tokio::sync::mpsc::Sender<Request>>,
+) {
+    let mut requests: Option<tokio::sync::mpsc::Sender<Request>> = None;
+    let mut asked = false;
+    loop {
+        tokio::select! {
+            r = &mut started, if requests.is_none() => {
+                // An error means the job never started: the process is exiting anyway.
+                let Ok(tx) = r else { return };
+                if asked {
+                    let _ = tx.send(Request::Stop { savepoint: false }).await;
+                }
+                requests = Some(tx);
+                continue;
+            }
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        if asked {
+            eprintln!("\nsecond signal: exiting without a final checkpoint");
+            std::process::exit(130);
+        }
+        asked = true;
+        match &requests {
+            Some(tx) => {
+                eprintln!("\nstopping: taking a final checkpoint (signal again to exit at once)");
+                let _ = tx.send(Request::Stop { savepoint: false }).await;
+            }
+            None => eprintln!(
+                "\nstopping once the job has started, with a final checkpoint (signal again to exit at once)"
+            ),
         }
     }
 }
