@@ -6,7 +6,8 @@
 use std::ops::Range;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, RecordBatch};
+use datafusion::arrow::array::{ArrayRef, RecordBatch, UInt32Array};
+use datafusion::arrow::compute::take_record_batch;
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::arrow::row::{RowConverter, Rows, SortField};
 
@@ -87,6 +88,32 @@ impl KeyCodec {
 #[must_use]
 pub fn key_group(key: &[u8], max_parallelism: u32) -> u32 {
     (xxhash_rust::xxh3::xxh3_64(key) % u64::from(max_parallelism)) as u32
+}
+
+/// Split `batch` among `targets` subtasks by the key group of each row's key, keeping row
+/// order within each part: (subtask, its rows), for subtasks that get any.
+///
+/// # Errors
+/// Arrow's error on encoding keys or taking rows.
+pub fn partition(
+    batch: &RecordBatch,
+    keys: &KeyCodec,
+    targets: u32,
+    max_parallelism: u32,
+) -> Result<Vec<(usize, RecordBatch)>> {
+    let rows = keys.rows(batch)?;
+    let mut idx: Vec<Vec<u32>> = vec![Vec::new(); targets as usize];
+    for (r, row) in rows.iter().enumerate() {
+        let kg = key_group(row.as_ref(), max_parallelism);
+        idx[subtask_of(kg, targets, max_parallelism) as usize].push(r as u32);
+    }
+    let mut parts = Vec::new();
+    for (t, rows) in idx.into_iter().enumerate() {
+        if !rows.is_empty() {
+            parts.push((t, take_record_batch(batch, &UInt32Array::from(rows))?));
+        }
+    }
+    Ok(parts)
 }
 
 /// The subtask that owns `key_group`.

@@ -10,8 +10,7 @@ use std::sync::Arc;
 use std::task::Poll as TaskPoll;
 use std::time::{Duration, Instant};
 
-use datafusion::arrow::array::{RecordBatch, UInt32Array};
-use datafusion::arrow::compute::take_record_batch;
+use datafusion::arrow::array::RecordBatch;
 use tokio::sync::mpsc;
 
 use crate::checkpoint::Barrier;
@@ -22,7 +21,7 @@ use crate::checkpoint::snapshot::Uploader;
 use crate::control::metrics::Metrics;
 use crate::error::{Error, Result};
 use crate::ids::{CheckpointId, Millis, TaskId};
-use crate::keys::{KeyCodec, key_group, subtask_of};
+use crate::keys::{KeyCodec, partition};
 use crate::operator::{Operator, Output};
 use crate::sink::{Committable, SinkInstance};
 use crate::source::idleness::Idleness;
@@ -271,17 +270,7 @@ impl TaskCore {
             }
             Outlet::Shuffle(sh) => {
                 let n = sh.targets.len() as u32;
-                let rows = sh.keys.rows(&batch)?;
-                let mut idx: Vec<Vec<u32>> = vec![Vec::new(); n as usize];
-                for r in 0..batch.num_rows() {
-                    let kg = key_group(rows.row(r).as_ref(), sh.max_parallelism);
-                    idx[subtask_of(kg, n, sh.max_parallelism) as usize].push(r as u32);
-                }
-                for (t, rows) in idx.into_iter().enumerate() {
-                    if rows.is_empty() {
-                        continue;
-                    }
-                    let part = take_record_batch(&batch, &UInt32Array::from(rows))?;
+                for (t, part) in partition(&batch, &sh.keys, n, sh.max_parallelism)? {
                     send(&sh.targets[t], Message::Data(part), &self.metrics).await?;
                 }
                 Ok(())
