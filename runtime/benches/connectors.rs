@@ -116,8 +116,7 @@ fn consume_all(bootstrap: &str, topic: &str, n: u64) -> f64 {
     n as f64 / t.elapsed().as_secs_f64()
 }
 
-const SCHEMA: &str = "  format: json
-  schema:
+const SCHEMA: &str = "  schema:
     - {name: order_id, type: int64}
     - {name: store_id, type: string}
     - {name: amount, type: int64}
@@ -137,7 +136,7 @@ fn job(
 parallelism: 2
 checkpoint: {{interval: 1s, storage: \"file://{dir}\"}}
 source:
-  kafka: {{bootstrapServers: \"{bootstrap}\", topic: {topic}, bounded: true}}
+  kafka: {{bootstrapServers: \"{bootstrap}\", topic: {topic}, format: json, bounded: true}}
 {SCHEMA}  eventTime: {{field: ts, maxOutOfOrderness: 1s}}
 transforms:
 {transforms}
@@ -292,14 +291,7 @@ fn main() {
             n,
             run(
                 &rt,
-                &job(
-                    table,
-                    &bootstrap,
-                    &input,
-                    &dir(table),
-                    WINDOW,
-                    &sink,
-                ),
+                &job(table, &bootstrap, &input, &dir(table), WINDOW, &sink),
             ),
         );
     }
@@ -331,7 +323,7 @@ fn latency(rt: &tokio::runtime::Runtime, bootstrap: &str, ch_url: &str, u: &str,
 parallelism: 2
 checkpoint: {{interval: 1s, storage: \"file://{dir}\"}}
 source:
-  kafka: {{bootstrapServers: \"{bootstrap}\", topic: {topic}}}
+  kafka: {{bootstrapServers: \"{bootstrap}\", topic: {topic}, format: json}}
 {SCHEMA}transforms:
   - filter: amount > -1000
   - select: {{order_id: order_id, ts: ts}}
