@@ -13,8 +13,11 @@
 //! process's (the job's; the bench's own clients are idle meanwhile).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // benchmark: a panic is the report
 
+mod common;
+
 use std::time::{Duration, Instant};
 
+use common::cpu_seconds;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -38,14 +41,6 @@ fn order_json(i: u64, ts: i64) -> String {
         mix(i ^ 0x51) % STORES,
         (mix(i ^ 0xa3) % 1000) as i64 - 100
     )
-}
-
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    (ticks(11) + ticks(12)) / 100.0
 }
 
 fn producer(bootstrap: &str) -> FutureProducer {

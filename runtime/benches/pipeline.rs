@@ -4,32 +4,21 @@
 //! `cargo bench -p weir-runtime --bench pipeline -- [records] [parallelism]`
 #![allow(clippy::unwrap_used, clippy::expect_used)] // benchmark: a panic is the report
 
+mod common;
+
 use std::time::Instant;
 
+use common::peak_rss_mib;
 use weir_runtime::job::{RunOptions, start};
 
-fn peak_rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .map(str::to_string)
-        })
-        .and_then(|l| {
-            l.split_whitespace()
-                .nth(1)
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
-}
-
 fn main() {
+    // `cargo bench` passes `--bench`; under `cargo test` a short run checks that it works.
+    let benching = std::env::args().any(|a| a == "--bench");
     let args: Vec<String> = std::env::args().filter(|a| !a.starts_with("--")).collect();
     let count: u64 = args
         .get(1)
         .and_then(|s| s.parse().ok())
-        .unwrap_or(5_000_000);
+        .unwrap_or(if benching { 5_000_000 } else { 200_000 });
     let parallelism: u32 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(2);
     let tmp = tempfile::tempdir().unwrap();
     let yaml = format!(

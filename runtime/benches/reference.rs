@@ -15,11 +15,14 @@
 //! thousand records and checks the counts, so CI knows the benchmark still runs.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // benchmark: a panic is the report
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::{cpu_seconds, peak_rss_mib};
 use weir_runtime::job::{RunOptions, start};
 
 /// One configuration of the reference run.
@@ -40,96 +43,68 @@ struct Config {
     cores: Option<usize>,
 }
 
+/// The reference job at parallelism 1 without checkpoints; each configuration changes some of it.
+const BASE: Config = Config {
+    name: "",
+    parallelism: 1,
+    checkpoint: None,
+    generator_only: false,
+    keys: 100_000,
+    window: "2h",
+    s3: false,
+    cores: None,
+};
+
 const CONFIGS: &[Config] = &[
     Config {
         name: "datagen -> blackhole",
-        parallelism: 1,
-        checkpoint: None,
         generator_only: true,
-        keys: 100_000,
-        window: "2h",
-        s3: false,
-        cores: None,
+        ..BASE
     },
     Config {
         name: "p1 on 1 core, no checkpoints",
-        parallelism: 1,
-        checkpoint: None,
-        generator_only: false,
-        keys: 100_000,
-        window: "2h",
-        s3: false,
         cores: Some(1),
+        ..BASE
     },
     Config {
         name: "p1 on 1 core, checkpoint every 1s",
-        parallelism: 1,
         checkpoint: Some("1s"),
-        generator_only: false,
-        keys: 100_000,
-        window: "2h",
-        s3: false,
         cores: Some(1),
+        ..BASE
     },
     Config {
         name: "p1, no checkpoints",
-        parallelism: 1,
-        checkpoint: None,
-        generator_only: false,
-        keys: 100_000,
-        window: "2h",
-        s3: false,
-        cores: None,
+        ..BASE
     },
     Config {
         name: "p1, checkpoint every 1s",
-        parallelism: 1,
         checkpoint: Some("1s"),
-        generator_only: false,
-        keys: 100_000,
-        window: "2h",
-        s3: false,
-        cores: None,
+        ..BASE
     },
     Config {
         name: "p2, no checkpoints",
         parallelism: 2,
-        checkpoint: None,
-        generator_only: false,
-        keys: 100_000,
-        window: "2h",
-        s3: false,
-        cores: None,
+        ..BASE
     },
     Config {
         name: "p2, checkpoint every 1s",
         parallelism: 2,
         checkpoint: Some("1s"),
-        generator_only: false,
-        keys: 100_000,
-        window: "2h",
-        s3: false,
-        cores: None,
+        ..BASE
     },
     Config {
         name: "p1, 3 M keys, no checkpoints",
-        parallelism: 1,
-        checkpoint: None,
-        generator_only: false,
         keys: 3_000_000,
         window: "12h",
-        s3: false,
-        cores: None,
+        ..BASE
     },
     Config {
         name: "p1, 3 M keys, checkpoint every 1s to S3",
-        parallelism: 1,
         checkpoint: Some("1s"),
-        generator_only: false,
         keys: 3_000_000,
         window: "12h",
         s3: true,
-        cores: None,
+        ..BASE
     },
 ];
 
@@ -175,30 +150,6 @@ sinks:
         p = c.parallelism,
         max_key = c.keys - 1,
     )
-}
-
-/// Peak resident set of this process, MiB.
-fn peak_rss_mib() -> f64 {
-    proc_status_kib("VmHWM:") / 1024.0
-}
-
-fn proc_status_kib(field: &str) -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with(field)).map(str::to_string))
-        .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
-        .unwrap_or(0.0)
-}
-
-/// User + system CPU time of this process, seconds (clock ticks of 1/100 s, as on Linux).
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the command name, which is in parentheses and may hold spaces.
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    // utime and stime are fields 14 and 15 of stat(5); `rest` starts at field 3.
-    (ticks(11) + ticks(12)) / 100.0
 }
 
 fn percentile(sorted: &[u64], p: f64) -> u64 {

@@ -9,10 +9,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{
-    Array, AsArray, BooleanArray, RecordBatch, TimestampMillisecondArray,
-};
-use datafusion::arrow::compute::filter_record_batch;
+use datafusion::arrow::array::{Array, AsArray, RecordBatch, TimestampMillisecondArray};
 use datafusion::arrow::datatypes::TimestampMillisecondType;
 
 use super::accumulators::Column;
@@ -20,7 +17,7 @@ use super::groups::{BatchKeys, GroupKeys, KeyMode, KeyRows};
 use super::{Assigner, KeyWindows, Shared};
 use crate::error::{Error, Result};
 use crate::ids::Millis;
-use crate::operator::{KeyedState, Operator, OperatorCounters, Output, decode_keyed};
+use crate::operator::{KeyedState, Operator, Output, decode_keyed};
 
 /// One open window: its groups and their accumulators.
 #[derive(Debug)]
@@ -36,8 +33,6 @@ pub struct AlignedWindows {
     mode: KeyMode,
     /// Open windows by start. All have the same length, so start order is fire order.
     windows: BTreeMap<Millis, Groups>,
-    watermark: Millis,
-    counters: OperatorCounters,
     /// Scratch: group index of each row of the window being updated.
     groups: Vec<u32>,
 }
@@ -49,8 +44,6 @@ impl AlignedWindows {
             shared,
             mode,
             windows: BTreeMap::new(),
-            watermark: Millis::MIN,
-            counters: OperatorCounters::default(),
             groups: Vec::new(),
         }
     }
@@ -175,10 +168,6 @@ impl AlignedWindows {
         }
         Ok(state)
     }
-
-    pub(super) fn counters(&self) -> OperatorCounters {
-        self.counters
-    }
 }
 
 impl Operator for AlignedWindows {
@@ -196,7 +185,6 @@ impl Operator for AlignedWindows {
         // Rows of each window the batch touches, in row order: (start, end, rows).
         let mut per_window: Vec<(Millis, Millis, Vec<u32>)> = Vec::new();
         let mut late = vec![false; n];
-        let mut any_late = false;
         let mut wins = Vec::new();
         let mut last = 0usize;
         for (row, is_late) in late.iter_mut().enumerate() {
@@ -218,7 +206,7 @@ impl Operator for AlignedWindows {
             }
             let mut open = false;
             for &(start, end) in &wins {
-                if end - 1 <= self.watermark {
+                if end - 1 <= self.shared.watermark {
                     continue;
                 }
                 open = true;
@@ -233,8 +221,6 @@ impl Operator for AlignedWindows {
             }
             if !open {
                 *is_late = true;
-                any_late = true;
-                self.counters.late_records += 1;
             }
         }
 
@@ -250,16 +236,11 @@ impl Operator for AlignedWindows {
         }
         self.groups = groups;
 
-        if any_late && self.shared.side_output {
-            out.side
-                .push(filter_record_batch(&batch, &BooleanArray::from(late))?);
-        }
-        Ok(())
+        self.shared.late_rows(&batch, late, out)
     }
 
     fn on_watermark(&mut self, watermark: Millis, out: &mut Output) -> Result<()> {
-        if watermark > self.watermark {
-            self.watermark = watermark;
+        if self.shared.advance(watermark) {
             self.fire(watermark, out)?;
         }
         Ok(())

@@ -162,6 +162,9 @@ struct Shared {
     output: SchemaRef,
     side_output: bool,
     max_parallelism: u32,
+    /// The input watermark so far: records of windows that end at or before it are late.
+    watermark: Millis,
+    counters: OperatorCounters,
 }
 
 impl Shared {
@@ -185,7 +188,34 @@ impl Shared {
             output: c.output,
             side_output: c.side_output,
             max_parallelism: c.max_parallelism,
+            watermark: Millis::MIN,
+            counters: OperatorCounters::default(),
         })
+    }
+
+    /// Move to `watermark`; whether it is later than before (then windows may fire).
+    fn advance(&mut self, watermark: Millis) -> bool {
+        let later = watermark > self.watermark;
+        self.watermark = self.watermark.max(watermark);
+        later
+    }
+
+    /// Count the rows of `batch` marked `late`, and send them to the side output if the job
+    /// has one.
+    fn late_rows(&mut self, batch: &RecordBatch, late: Vec<bool>, out: &mut Output) -> Result<()> {
+        let n = late.iter().filter(|l| **l).count();
+        if n == 0 {
+            return Ok(());
+        }
+        self.counters.late_records += n as u64;
+        if self.side_output {
+            let rows = datafusion::arrow::compute::filter_record_batch(
+                batch,
+                &datafusion::arrow::array::BooleanArray::from(late),
+            )?;
+            out.side.push(rows);
+        }
+        Ok(())
     }
 
     fn new_accs(&self) -> Vec<Acc> {
@@ -303,8 +333,8 @@ impl Operator for WindowOperator {
 
     fn counters(&self) -> OperatorCounters {
         match &self.inner {
-            Layout::Aligned(w) => w.counters(),
-            Layout::Session(w) => w.counters(),
+            Layout::Aligned(w) => w.shared.counters,
+            Layout::Session(w) => w.shared.counters,
         }
     }
 }

@@ -4,17 +4,14 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
-use datafusion::arrow::array::{
-    Array, AsArray, BooleanArray, RecordBatch, TimestampMillisecondArray,
-};
-use datafusion::arrow::compute::filter_record_batch;
+use datafusion::arrow::array::{Array, AsArray, RecordBatch, TimestampMillisecondArray};
 use datafusion::arrow::datatypes::TimestampMillisecondType;
 
 use super::accumulators::finish;
 use super::{KeyWindows, Shared, Window};
 use crate::error::{Error, Result};
 use crate::ids::Millis;
-use crate::operator::{KeyedState, Operator, OperatorCounters, Output, decode_keyed, encode_keyed};
+use crate::operator::{KeyedState, Operator, Output, decode_keyed, encode_keyed};
 
 /// The session windows of one subtask.
 pub struct SessionWindows {
@@ -22,8 +19,6 @@ pub struct SessionWindows {
     state: HashMap<Vec<u8>, KeyWindows>,
     /// Fire order: (end, start, key).
     timers: BTreeSet<(Millis, Millis, Vec<u8>)>,
-    watermark: Millis,
-    counters: OperatorCounters,
 }
 
 impl SessionWindows {
@@ -32,8 +27,6 @@ impl SessionWindows {
             shared,
             state: HashMap::new(),
             timers: BTreeSet::new(),
-            watermark: Millis::MIN,
-            counters: OperatorCounters::default(),
         }
     }
 
@@ -111,10 +104,6 @@ impl SessionWindows {
             self.state.iter().map(|(k, w)| (k.as_slice(), w)),
         )
     }
-
-    pub(super) fn counters(&self) -> OperatorCounters {
-        self.counters
-    }
 }
 
 impl Operator for SessionWindows {
@@ -128,18 +117,15 @@ impl Operator for SessionWindows {
         let arrays = self.shared.arguments(&batch)?;
         let values = self.shared.values(&arrays)?;
         let mut late = vec![false; n];
-        let mut any_late = false;
         let mut wins = Vec::new();
         for (row, is_late) in late.iter_mut().enumerate() {
             if ts.is_null(row) {
                 continue;
             }
             self.shared.assigner.windows(ts.value(row), &mut wins);
-            wins.retain(|(_, end)| end - 1 > self.watermark);
+            wins.retain(|(_, end)| end - 1 > self.shared.watermark);
             if wins.is_empty() {
                 *is_late = true;
-                any_late = true;
-                self.counters.late_records += 1;
                 continue;
             }
             let key = key_rows.row(row);
@@ -153,16 +139,11 @@ impl Operator for SessionWindows {
                 }
             }
         }
-        if any_late && self.shared.side_output {
-            out.side
-                .push(filter_record_batch(&batch, &BooleanArray::from(late))?);
-        }
-        Ok(())
+        self.shared.late_rows(&batch, late, out)
     }
 
     fn on_watermark(&mut self, watermark: Millis, out: &mut Output) -> Result<()> {
-        if watermark > self.watermark {
-            self.watermark = watermark;
+        if self.shared.advance(watermark) {
             self.fire(watermark, out)?;
         }
         Ok(())
