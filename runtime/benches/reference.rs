@@ -4,7 +4,7 @@
 //! `COUNT(*)` and `SUM(amount)` (7.2 M rows per window, every key live in every window), into a
 //! blackhole.
 //!
-//! `cargo bench -p weir-runtime --bench reference -- [--records N] [--runs R] [--only NAME]`
+//! `cargo bench -p weir-runtime --bench reference -- [--records N] [--runs R] [--only NAME|NAME…]`
 //!
 //! Each configuration runs in its own child process (this binary again, with `--child`), so
 //! that its peak RSS and CPU time are its own. One line per configuration, the median run by
@@ -340,7 +340,10 @@ fn main() {
     );
     let mut baseline: BTreeMap<(u32, usize, u64), f64> = BTreeMap::new();
     for c in CONFIGS {
-        if only.as_deref().is_some_and(|o| !c.name.contains(o)) {
+        if only
+            .as_deref()
+            .is_some_and(|o| !o.split('|').any(|o| c.name.contains(o)))
+        {
             continue;
         }
         if c.s3 && !s3 {
