@@ -17,7 +17,7 @@ use crate::checkpoint::Barrier;
 use crate::checkpoint::align::{AlignAction, Aligner};
 use crate::checkpoint::messages::{Control, TaskEvent};
 use crate::checkpoint::metadata::{SinkCommittable, TaskState};
-use crate::checkpoint::snapshot::Uploader;
+use crate::checkpoint::snapshot::{Snapshot, Uploader};
 use crate::control::metrics::Metrics;
 use crate::error::{Error, Result};
 use crate::ids::{CheckpointId, Millis, TaskId};
@@ -294,23 +294,24 @@ impl TaskCore {
         Ok(())
     }
 
-    /// Barrier `b` is aligned: snapshot operators, pre-commit sinks, start the upload in the
-    /// background, forward the barrier, open the next transactions.
+    /// Barrier `b` is aligned: capture operator state, pre-commit sinks, encode and upload in
+    /// the background, forward the barrier, open the next transactions.
     ///
     /// # Errors
-    /// Operator snapshot or sink pre-commit errors (these fail the task).
+    /// Operator capture or sink pre-commit errors (these fail the task).
     pub async fn snapshot(
         &mut self,
         b: Barrier,
         splits: Vec<crate::source::SplitState>,
         alignment: Duration,
     ) -> Result<()> {
-        let mut state = TaskState {
+        let state = TaskState {
             splits,
             ..TaskState::default()
         };
+        let mut captured = Vec::with_capacity(self.ops.len());
         for (id, op) in &self.ops {
-            state.operators.push((id.clone(), op.snapshot()?));
+            captured.push((id.clone(), op.capture()?));
         }
         let subtask = self.id.subtask;
         let mut committables = Vec::new();
@@ -334,11 +335,14 @@ impl TaskCore {
         self.uploader.upload(
             self.id,
             b,
-            state,
+            Snapshot {
+                state,
+                operators: captured,
+            },
             committables,
             alignment,
             self.events.clone(),
-        )?;
+        );
         self.broadcast(Message::Barrier(b)).await?;
         self.begin(CheckpointId(b.id.0 + 1)).await
     }

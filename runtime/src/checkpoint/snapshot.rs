@@ -1,6 +1,7 @@
-//! A subtask's snapshot on its way to storage: encoded (with its checksum) on the task, then
-//! uploaded off the hot path; the acknowledgement reaches the coordinator when the state file
-//! exists (or with the reason it does not).
+//! A subtask's snapshot on its way to storage: captured on the task, then encoded (with its
+//! checksum) and uploaded off it, so records flow again while a large state is written; the
+//! acknowledgement reaches the coordinator when the state file exists (or with the reason it
+//! does not, which fails the checkpoint, not the job).
 
 use std::time::Duration;
 
@@ -11,10 +12,20 @@ use super::Barrier;
 use super::layout::Layout;
 use super::messages::{Ack, TaskEvent};
 use super::metadata::{SinkCommittable, StateFileRef, TaskState, encode_state};
-use super::state::{Committable, WriteAheadData};
+use super::state::{Committable, DeferredState, WriteAheadData};
 use crate::error::{Error, Result};
 use crate::ids::TaskId;
 use crate::storage::Storage;
+
+/// A subtask's state at a barrier: what is plain data already (source positions), and each
+/// operator's state as captured, still to be encoded ([`crate::operator::Operator::capture`]).
+#[derive(Default)]
+pub struct Snapshot {
+    /// Source positions; operators and write-ahead rows are filled in on the way.
+    pub state: TaskState,
+    /// Captured operator state by operator id, in operator order.
+    pub operators: Vec<(String, DeferredState)>,
+}
 
 /// Where this incarnation's snapshots go.
 #[derive(Debug, Clone)]
@@ -30,22 +41,23 @@ pub struct Uploader {
 }
 
 impl Uploader {
-    /// Encodes `state` of `task` for barrier `b` now, uploads it in the background, then
-    /// acknowledges `b` on `events` with the file (or the upload error) and `committables`.
-    /// The rows of write-ahead committables go into the state file; `_metadata` will hold
-    /// only their size and checksum.
-    ///
-    /// # Errors
-    /// State that cannot be encoded (the task fails).
+    /// Encodes the `snapshot` of `task` for barrier `b` and uploads it, both in the background; then acknowledges `b` on `events` with
+    /// the file (or the encoding or upload error) and `committables`. The rows of write-ahead
+    /// committables go into the state file; `_metadata` will hold only their size and
+    /// checksum.
     pub fn upload(
         &self,
         task: TaskId,
         b: Barrier,
-        mut state: TaskState,
+        snapshot: Snapshot,
         committables: Vec<SinkCommittable>,
         alignment: Duration,
         events: mpsc::UnboundedSender<TaskEvent>,
-    ) -> Result<()> {
+    ) {
+        let Snapshot {
+            mut state,
+            operators: captured,
+        } = snapshot;
         state.write_ahead = committables
             .iter()
             .filter_map(|c| match &c.committable {
@@ -57,29 +69,33 @@ impl Uploader {
                 _ => None,
             })
             .collect();
-        let bytes = encode_state(&state).map_err(|e| Error::State {
-            operator: task.to_string(),
-            message: e.to_string(),
-        })?;
         let up = self.clone();
         let alignment_ms = alignment.as_millis() as u64;
         tokio::spawn(async move {
             let file = Layout::state_file(task, up.generation);
             let key = Layout::file_in(&up.layout.checkpoint_dir(&up.job_id, b.id), &file);
-            let crc32 = crc32fast::hash(&bytes);
-            let size = bytes.len() as u64;
-            crate::fault::point("during-upload", b.id);
-            let state = up
-                .storage
-                .put(&key, Bytes::from(bytes))
+            let encoded = tokio::task::spawn_blocking(move || encode(task, state, captured))
                 .await
-                .map(|()| StateFileRef {
-                    task,
-                    file,
-                    size,
-                    crc32,
-                })
-                .map_err(|e| e.to_string());
+                .map_err(|e| format!("encoding the state of {task}: {e}"))
+                .and_then(|r| r.map_err(|e| e.to_string()));
+            let state = match encoded {
+                Ok(bytes) => {
+                    let crc32 = crc32fast::hash(&bytes);
+                    let size = bytes.len() as u64;
+                    crate::fault::point("during-upload", b.id);
+                    up.storage
+                        .put(&key, Bytes::from(bytes))
+                        .await
+                        .map(|()| StateFileRef {
+                            task,
+                            file,
+                            size,
+                            crc32,
+                        })
+                        .map_err(|e| e.to_string())
+                }
+                Err(e) => Err(e),
+            };
             let _ = events.send(TaskEvent::Ack(Ack {
                 barrier: b,
                 task,
@@ -88,8 +104,22 @@ impl Uploader {
                 alignment_ms,
             }));
         });
-        Ok(())
     }
+}
+
+/// Encode the captured operator state into `state`, then the whole of it.
+fn encode(
+    task: TaskId,
+    mut state: TaskState,
+    captured: Vec<(String, DeferredState)>,
+) -> Result<Vec<u8>> {
+    for (id, encode_operator) in captured {
+        state.operators.push((id, encode_operator()?));
+    }
+    encode_state(&state).map_err(|e| Error::State {
+        operator: task.to_string(),
+        message: e.to_string(),
+    })
 }
 
 #[cfg(test)]
@@ -135,12 +165,11 @@ mod tests {
         up.upload(
             task,
             b,
-            TaskState::default(),
+            Snapshot::default(),
             vec![committable],
             Duration::ZERO,
             tx,
-        )
-        .unwrap();
+        );
         let Some(TaskEvent::Ack(ack)) = rx.recv().await else {
             panic!("no ack");
         };

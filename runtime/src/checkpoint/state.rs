@@ -38,6 +38,10 @@ impl SplitState {
 /// Keyed state of one operator in one subtask: opaque bytes per key group.
 pub type KeyedState = Vec<(u32, Vec<u8>)>;
 
+/// Keyed state captured at a barrier, still to be encoded: the operator copies what it needs
+/// on its task, and this runs off it while records flow again.
+pub type DeferredState = Box<dyn FnOnce() -> crate::error::Result<KeyedState> + Send>;
+
 /// What a pre-committed sink transaction needs to be committed later, possibly by another
 /// process after a restore. Recorded in the checkpoint's `_metadata`, which is the commit
 /// point and must stay small: anything that grows with the data (write-ahead rows) travels in

@@ -18,7 +18,7 @@ use datafusion::arrow::array::RecordBatch;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-pub use crate::checkpoint::state::KeyedState;
+pub use crate::checkpoint::state::{DeferredState, KeyedState};
 use crate::error::{Error, Result};
 use crate::ids::Millis;
 use crate::keys::key_group;
@@ -70,6 +70,17 @@ pub trait Operator: Send {
     /// Encoding errors.
     fn snapshot(&self) -> Result<KeyedState> {
         Ok(Vec::new())
+    }
+
+    /// Capture state at a barrier and return what encodes it: the task calls this, and the
+    /// encoding runs off the task while records flow again. An operator with much state
+    /// copies it here cheaply and encodes later; the default encodes at once.
+    ///
+    /// # Errors
+    /// Encoding errors.
+    fn capture(&self) -> Result<DeferredState> {
+        let state = self.snapshot()?;
+        Ok(Box::new(move || Ok(state)))
     }
 
     /// Load key groups (already filtered to this subtask's range) from a checkpoint.

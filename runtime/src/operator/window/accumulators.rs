@@ -169,7 +169,7 @@ pub fn finish<'a>(a: &Aggregate, accs: impl Iterator<Item = &'a Acc>) -> ArrayRe
 }
 
 /// One aggregate for every group of a window, indexed by group.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum Column {
     /// Counts.
     Count(Vec<i64>),

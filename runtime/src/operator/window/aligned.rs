@@ -100,34 +100,69 @@ impl AlignedWindows {
         Ok(())
     }
 
+    /// Copy what a checkpoint needs of every open window (key bytes, accumulators): a few
+    /// memory copies on the task; [`Captured::encode`] does the rest off it.
+    pub(super) fn capture(&self) -> Result<Captured> {
+        let windows = self
+            .windows
+            .iter()
+            .map(|(&start, w)| {
+                Ok(CapturedWindow {
+                    start,
+                    end: w.end,
+                    keys: w.keys.rows(&self.mode, &self.shared.keys)?,
+                    accs: w.accs.clone(),
+                })
+            })
+            .collect::<Result<_>>()?;
+        Ok(Captured {
+            windows,
+            max_parallelism: self.shared.max_parallelism,
+        })
+    }
+
+    pub(super) fn snapshot(&self) -> Result<KeyedState> {
+        self.capture()?.encode()
+    }
+}
+
+/// One open window as a checkpoint captured it.
+struct CapturedWindow {
+    start: Millis,
+    end: Millis,
+    keys: KeyRows,
+    accs: Vec<Column>,
+}
+
+/// The open windows at a barrier, ready to encode anywhere.
+pub(super) struct Captured {
+    windows: Vec<CapturedWindow>,
+    max_parallelism: u32,
+}
+
+impl Captured {
     /// The per-key checkpoint format (see the module of [`super`]): per key group, each key
     /// (sorted) with its windows by start. Written straight from the group tables: no per-key
     /// map is built, which keeps a checkpoint of 100,000 keys to a few milliseconds and
     /// megabytes.
-    pub(super) fn snapshot(&self) -> Result<KeyedState> {
-        let max_parallelism = self.shared.max_parallelism;
-        let keys: Vec<KeyRows<'_>> = self
-            .windows
-            .values()
-            .map(|w| w.keys.rows(&self.mode, &self.shared.keys))
-            .collect::<Result<_>>()?;
-        let windows: Vec<(Millis, &Groups)> = self.windows.iter().map(|(s, w)| (*s, w)).collect();
+    pub(super) fn encode(self) -> Result<KeyedState> {
+        let windows = &self.windows;
         let mut index: Vec<Entry<'_>> = Vec::new();
-        for (wi, (start, w)) in windows.iter().enumerate() {
+        for (wi, w) in windows.iter().enumerate() {
             for g in 0..w.keys.len() {
-                let key = keys[wi].get(g);
+                let key = w.keys.get(g);
                 index.push(Entry {
-                    key_group: crate::keys::key_group(key, max_parallelism),
+                    key_group: crate::keys::key_group(key, self.max_parallelism),
                     prefix: prefix(key),
                     key,
-                    start: *start,
+                    start: w.start,
                     window: wi as u32,
                     group: g as u32,
                 });
             }
         }
-        // Key group, then key bytes (their first eight as a number decide nearly always),
-        // then window start: the order the format lists them in.
+        // Key group, then key bytes (their first 16 as a number decide nearly always), then
+        // window start: the order the format lists them in.
         index.sort_unstable_by(|a, b| {
             (a.key_group, a.prefix)
                 .cmp(&(b.key_group, b.prefix))
@@ -135,14 +170,12 @@ impl AlignedWindows {
                 .then(a.start.cmp(&b.start))
         });
         // Accumulators in that order, one column at a time.
-        let sorted: Vec<Column> = (0..self.shared.aggregates.len())
+        let aggregates = windows.first().map_or(0, |w| w.accs.len());
+        let sorted: Vec<Column> = (0..aggregates)
             .map(|c| {
-                let mut col = windows.first().map_or_else(
-                    || Column::new(&self.shared.aggregates[c]),
-                    |w| w.1.accs[c].empty_like(),
-                );
+                let mut col = windows[0].accs[c].empty_like();
                 for e in &index {
-                    col.push_from(&windows[e.window as usize].1.accs[c], e.group as usize);
+                    col.push_from(&windows[e.window as usize].accs[c], e.group as usize);
                 }
                 col
             })
@@ -155,7 +188,7 @@ impl AlignedWindows {
                 entries.push(KeyEntry {
                     windows: windows_of_key,
                     first: at,
-                    groups: &windows,
+                    captured: windows,
                     accs: &sorted,
                 });
                 at += windows_of_key.len();
@@ -309,7 +342,7 @@ struct KeyEntry<'a> {
     windows: &'a [Entry<'a>],
     /// Position of `windows[0]` in the sorted index, and so in `accs`.
     first: usize,
-    groups: &'a [(Millis, &'a Groups)],
+    captured: &'a [CapturedWindow],
     /// Accumulators in index order.
     accs: &'a [Column],
 }
@@ -331,7 +364,7 @@ impl serde::Serialize for WindowsOfKey<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         let k = self.0;
         s.collect_map(k.windows.iter().enumerate().map(|(i, e)| {
-            let (_, w) = k.groups[e.window as usize];
+            let w = &k.captured[e.window as usize];
             let window = WindowRef {
                 end: w.end,
                 accs: k.accs,

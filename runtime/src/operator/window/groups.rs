@@ -268,7 +268,7 @@ impl GroupKeys {
     ///
     /// # Errors
     /// Arrow's error on encoding.
-    pub fn rows<'a>(&'a self, mode: &KeyMode, codec: &KeyCodec) -> Result<KeyRows<'a>> {
+    pub fn rows(&self, mode: &KeyMode, codec: &KeyCodec) -> Result<KeyRows> {
         match self {
             Self::Int { keys, .. } => {
                 let ints: ArrayRef = Arc::new(Int64Array::from(keys.clone()));
@@ -278,7 +278,10 @@ impl GroupKeys {
                 };
                 Ok(KeyRows::Encoded(codec.rows_of(&[col])?))
             }
-            Self::Rows { data, offsets, .. } => Ok(KeyRows::Arena { data, offsets }),
+            Self::Rows { data, offsets, .. } => Ok(KeyRows::Arena {
+                data: data.clone(),
+                offsets: offsets.clone(),
+            }),
         }
     }
 
@@ -313,20 +316,30 @@ impl GroupKeys {
     }
 }
 
-/// The row-format keys of a window's groups, without a copy per key.
-pub enum KeyRows<'a> {
+/// The row-format keys of a window's groups, owned (a checkpoint encodes them off the task),
+/// without an allocation per key.
+pub enum KeyRows {
     /// Integer keys, encoded for the occasion.
     Encoded(Rows),
-    /// Row-format keys, as the group table keeps them.
+    /// Row-format keys, copied from the group table.
     Arena {
         /// Key bytes back to back.
-        data: &'a [u8],
+        data: Vec<u8>,
         /// Group `g`'s bytes are `data[offsets[g]..offsets[g + 1]]`.
-        offsets: &'a [usize],
+        offsets: Vec<usize>,
     },
 }
 
-impl KeyRows<'_> {
+impl KeyRows {
+    /// Keys in all.
+    #[must_use]
+    pub(super) fn len(&self) -> usize {
+        match self {
+            Self::Encoded(rows) => rows.num_rows(),
+            Self::Arena { offsets, .. } => offsets.len() - 1,
+        }
+    }
+
     /// Group `g`'s key bytes.
     #[must_use]
     pub fn get(&self, g: usize) -> &[u8] {

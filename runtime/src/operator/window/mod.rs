@@ -327,6 +327,19 @@ impl Operator for WindowOperator {
         }
     }
 
+    fn capture(&self) -> Result<super::DeferredState> {
+        match &self.inner {
+            Layout::Aligned(w) => {
+                let captured = w.capture()?;
+                Ok(Box::new(move || captured.encode()))
+            }
+            Layout::Session(w) => {
+                let state = w.snapshot()?;
+                Ok(Box::new(move || Ok(state)))
+            }
+        }
+    }
+
     fn restore(&mut self, state: KeyedState) -> Result<()> {
         self.op().restore(state)
     }

@@ -234,3 +234,25 @@ fn sliding_windows_restore_into_any_number_of_subtasks() {
     assert!(got.len() > 100);
     assert_eq!(got, sort(&expected));
 }
+
+#[test]
+fn a_capture_encodes_the_state_at_the_barrier_even_when_encoded_later() {
+    for key_by in [&[0][..], &[1, 0][..]] {
+        let mut op = aligned_op(key_by, 100);
+        let mut out = Output::default();
+        for b in 0..6 {
+            op.process(batch(b), &mut out).unwrap();
+        }
+        let captured = op.capture().unwrap();
+        let at_barrier = op.snapshot().unwrap();
+        for b in 6..12 {
+            op.process(batch(b), &mut out).unwrap();
+        }
+        let later = captured().unwrap();
+        let decode = |s: crate::operator::KeyedState| {
+            crate::operator::decode_keyed::<super::KeyWindows>("window", s).unwrap()
+        };
+        assert_eq!(decode(later), decode(at_barrier), "keys {key_by:?}");
+        assert_ne!(decode(op.snapshot().unwrap()).len(), 0);
+    }
+}
