@@ -17,7 +17,9 @@ use super::groups::{BatchKeys, GroupKeys, KeyMode, KeyRows};
 use super::{Assigner, KeyWindows, Shared};
 use crate::error::{Error, Result};
 use crate::ids::Millis;
-use crate::operator::{KeyedState, Operator, Output, decode_keyed};
+use crate::operator::{
+    DeferredState, KeyedState, Operator, OperatorCounters, Output, decode_keyed,
+};
 
 /// One open window: its groups and their accumulators.
 #[derive(Debug)]
@@ -102,7 +104,7 @@ impl AlignedWindows {
 
     /// Copy what a checkpoint needs of every open window (key bytes, accumulators): a few
     /// memory copies on the task; [`Captured::encode`] does the rest off it.
-    pub(super) fn capture(&self) -> Result<Captured> {
+    fn capture_state(&self) -> Result<Captured> {
         let windows = self
             .windows
             .iter()
@@ -120,10 +122,6 @@ impl AlignedWindows {
             max_parallelism: self.shared.max_parallelism,
         })
     }
-
-    pub(super) fn snapshot(&self) -> Result<KeyedState> {
-        self.capture()?.encode()
-    }
 }
 
 /// One open window as a checkpoint captured it.
@@ -135,7 +133,7 @@ struct CapturedWindow {
 }
 
 /// The open windows at a barrier, ready to encode anywhere.
-pub(super) struct Captured {
+struct Captured {
     windows: Vec<CapturedWindow>,
     max_parallelism: u32,
 }
@@ -145,7 +143,7 @@ impl Captured {
     /// (sorted) with its windows by start. Written straight from the group tables: no per-key
     /// map is built, which keeps a checkpoint of 100,000 keys to a few milliseconds and
     /// megabytes.
-    pub(super) fn encode(self) -> Result<KeyedState> {
+    fn encode(self) -> Result<KeyedState> {
         let windows = &self.windows;
         let mut index: Vec<Entry<'_>> = Vec::new();
         for (wi, w) in windows.iter().enumerate() {
@@ -277,6 +275,19 @@ impl Operator for AlignedWindows {
             self.fire(watermark, out)?;
         }
         Ok(())
+    }
+
+    fn snapshot(&self) -> Result<KeyedState> {
+        self.capture_state()?.encode()
+    }
+
+    fn capture(&self) -> Result<DeferredState> {
+        let captured = self.capture_state()?;
+        Ok(Box::new(move || captured.encode()))
+    }
+
+    fn counters(&self) -> OperatorCounters {
+        self.shared.counters
     }
 
     fn restore(&mut self, state: KeyedState) -> Result<()> {

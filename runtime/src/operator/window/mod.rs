@@ -303,8 +303,15 @@ impl WindowOperator {
         Ok(Self { inner })
     }
 
-    fn op(&mut self) -> &mut dyn Operator {
+    fn layout_mut(&mut self) -> &mut dyn Operator {
         match &mut self.inner {
+            Layout::Aligned(w) => w,
+            Layout::Session(w) => w,
+        }
+    }
+
+    fn layout(&self) -> &dyn Operator {
+        match &self.inner {
             Layout::Aligned(w) => w,
             Layout::Session(w) => w,
         }
@@ -313,41 +320,26 @@ impl WindowOperator {
 
 impl Operator for WindowOperator {
     fn process(&mut self, batch: RecordBatch, out: &mut Output) -> Result<()> {
-        self.op().process(batch, out)
+        self.layout_mut().process(batch, out)
     }
 
     fn on_watermark(&mut self, watermark: Millis, out: &mut Output) -> Result<()> {
-        self.op().on_watermark(watermark, out)
+        self.layout_mut().on_watermark(watermark, out)
     }
 
     fn snapshot(&self) -> Result<KeyedState> {
-        match &self.inner {
-            Layout::Aligned(w) => w.snapshot(),
-            Layout::Session(w) => w.snapshot(),
-        }
+        self.layout().snapshot()
     }
 
     fn capture(&self) -> Result<super::DeferredState> {
-        match &self.inner {
-            Layout::Aligned(w) => {
-                let captured = w.capture()?;
-                Ok(Box::new(move || captured.encode()))
-            }
-            Layout::Session(w) => {
-                let state = w.snapshot()?;
-                Ok(Box::new(move || Ok(state)))
-            }
-        }
+        self.layout().capture()
     }
 
     fn restore(&mut self, state: KeyedState) -> Result<()> {
-        self.op().restore(state)
+        self.layout_mut().restore(state)
     }
 
     fn counters(&self) -> OperatorCounters {
-        match &self.inner {
-            Layout::Aligned(w) => w.shared.counters,
-            Layout::Session(w) => w.shared.counters,
-        }
+        self.layout().counters()
     }
 }

@@ -11,7 +11,7 @@ use super::accumulators::finish;
 use super::{KeyWindows, Shared, Window};
 use crate::error::{Error, Result};
 use crate::ids::Millis;
-use crate::operator::{KeyedState, Operator, Output, decode_keyed, encode_keyed};
+use crate::operator::{KeyedState, Operator, OperatorCounters, Output, decode_keyed, encode_keyed};
 
 /// The session windows of one subtask.
 pub struct SessionWindows {
@@ -96,14 +96,6 @@ impl SessionWindows {
             .push(RecordBatch::try_new(Arc::clone(&s.output), columns)?);
         Ok(())
     }
-
-    pub(super) fn snapshot(&self) -> Result<KeyedState> {
-        encode_keyed(
-            "window",
-            self.shared.max_parallelism,
-            self.state.iter().map(|(k, w)| (k.as_slice(), w)),
-        )
-    }
 }
 
 impl Operator for SessionWindows {
@@ -147,6 +139,18 @@ impl Operator for SessionWindows {
             self.fire(watermark, out)?;
         }
         Ok(())
+    }
+
+    fn snapshot(&self) -> Result<KeyedState> {
+        encode_keyed(
+            "window",
+            self.shared.max_parallelism,
+            self.state.iter().map(|(k, w)| (k.as_slice(), w)),
+        )
+    }
+
+    fn counters(&self) -> OperatorCounters {
+        self.shared.counters
     }
 
     fn restore(&mut self, state: KeyedState) -> Result<()> {
