@@ -91,7 +91,8 @@ pub fn key_group(key: &[u8], max_parallelism: u32) -> u32 {
 }
 
 /// Split `batch` among `targets` subtasks by the key group of each row's key, keeping row
-/// order within each part: (subtask, its rows), for subtasks that get any.
+/// order within each part: (subtask, its rows), for subtasks that get any. One subtask owns
+/// every key group, so then the batch goes whole, without encoding or hashing a key.
 ///
 /// # Errors
 /// Arrow's error on encoding keys or taking rows.
@@ -101,6 +102,9 @@ pub fn partition(
     targets: u32,
     max_parallelism: u32,
 ) -> Result<Vec<(usize, RecordBatch)>> {
+    if targets == 1 {
+        return Ok(vec![(0, batch.clone())]);
+    }
     let rows = keys.rows(batch)?;
     let mut idx: Vec<Vec<u32>> = vec![Vec::new(); targets as usize];
     for (r, row) in rows.iter().enumerate() {
@@ -151,5 +155,35 @@ mod tests {
                 assert_eq!(next, max);
             }
         }
+    }
+
+    #[test]
+    fn partition_sends_each_row_to_the_subtask_owning_its_key_group() {
+        use datafusion::arrow::array::{AsArray, Int64Array};
+        use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema};
+        let schema: SchemaRef =
+            Arc::new(Schema::new(vec![Field::new("k", DataType::Int64, false)]));
+        let batch = RecordBatch::try_new(
+            Arc::clone(&schema),
+            vec![Arc::new(Int64Array::from_iter_values(0..500))],
+        )
+        .expect("batch");
+        let codec = KeyCodec::new(&schema, vec![0]).expect("codec");
+        let whole = partition(&batch, &codec, 1, 128).expect("partition");
+        assert_eq!(whole.len(), 1);
+        assert_eq!((whole[0].0, &whole[0].1), (0, &batch));
+        let parts = partition(&batch, &codec, 3, 128).expect("partition");
+        let mut seen = Vec::new();
+        for (t, part) in &parts {
+            let rows = codec.rows(part).expect("rows");
+            for (i, row) in rows.iter().enumerate() {
+                let kg = key_group(row.as_ref(), 128);
+                assert_eq!(subtask_of(kg, 3, 128) as usize, *t);
+                seen.push(part.column(0).as_primitive::<Int64Type>().value(i));
+            }
+        }
+        assert_eq!(parts.len(), 3);
+        seen.sort_unstable();
+        assert_eq!(seen, (0..500).collect::<Vec<i64>>());
     }
 }

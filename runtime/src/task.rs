@@ -264,10 +264,6 @@ impl TaskCore {
                 self.metrics.records("sinks", batch.num_rows() as u64, 0);
                 Ok(())
             }
-            // One downstream subtask owns every key group: nothing to route.
-            Outlet::Shuffle(sh) if sh.targets.len() == 1 => {
-                send(&sh.targets[0], Message::Data(batch), &self.metrics).await
-            }
             Outlet::Shuffle(sh) => {
                 let n = sh.targets.len() as u32;
                 for (t, part) in partition(&batch, &sh.keys, n, sh.max_parallelism)? {

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, Int64Array, PrimitiveArray, RecordBatch};
-use datafusion::arrow::buffer::NullBuffer;
+use datafusion::arrow::buffer::{NullBuffer, ScalarBuffer};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Int64Type, TimeUnit, TimestampMillisecondType};
 use datafusion::arrow::row::Rows;
@@ -45,8 +45,8 @@ impl KeyMode {
 pub enum BatchKeys {
     /// Integer keys and their validity.
     Int {
-        /// Values (undefined where null).
-        values: Vec<i64>,
+        /// Values (undefined where null); shares the column's buffer.
+        values: ScalarBuffer<i64>,
         /// Validity, if any row is null.
         nulls: Option<NullBuffer>,
     },
@@ -80,9 +80,9 @@ impl BatchKeys {
 
     fn from_int_column(col: &ArrayRef) -> Result<Self> {
         let values = if let Some(a) = col.as_primitive_opt::<Int64Type>() {
-            a.values().to_vec()
+            a.values().clone()
         } else if let Some(a) = col.as_primitive_opt::<TimestampMillisecondType>() {
-            a.values().to_vec()
+            a.values().clone()
         } else {
             return Err(Error::internal("integer key column is not int64"));
         };
