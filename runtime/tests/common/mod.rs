@@ -297,6 +297,30 @@ pub fn wait_exit_within(
     None
 }
 
+/// A job its peer refuses (an unknown CA, a wrong password) must fail well before the 60 s
+/// start-up wait, naming each of `want` in its log. `run` starts it and returns its exit
+/// status; `what` names it in failures. Returns how long it took.
+pub fn refused_fast(
+    what: &str,
+    log: &Path,
+    want: &[&str],
+    run: impl FnOnce() -> std::process::ExitStatus,
+) -> std::time::Duration {
+    let started = std::time::Instant::now();
+    let status = run();
+    let took = started.elapsed();
+    let text = std::fs::read_to_string(log).unwrap();
+    assert!(!status.success(), "{what} started anyway\n{text}");
+    assert!(
+        took < std::time::Duration::from_secs(30),
+        "{what} took {took:?} to fail (the wait limit is 60 s)\n{text}"
+    );
+    for w in want {
+        assert!(text.contains(w), "{what}: no `{w}` in\n{text}");
+    }
+    took
+}
+
 /// Stop `child` as a user does (`signal`: `TERM`, or `INT` for Ctrl-C) and require a clean
 /// exit within a minute: final checkpoint, commit, exit 0. `what` names it in failures.
 pub fn stop_cleanly(child: &mut Child, signal: &str, log: &Path, what: &str) {
