@@ -207,8 +207,7 @@ impl Operator for AlignedWindows {
         let ts = batch
             .column(self.shared.time_col)
             .as_primitive_opt::<TimestampMillisecondType>()
-            .ok_or_else(|| Error::internal("window time column is not a millisecond timestamp"))?
-            .clone();
+            .ok_or_else(|| Error::internal("window time column is not a millisecond timestamp"))?;
         let keys = BatchKeys::of(&self.mode, &self.shared.keys, &batch)?;
         let arrays = self.shared.arguments(&batch)?;
         let values = self.shared.values(&arrays)?;
@@ -250,9 +249,7 @@ impl Operator for AlignedWindows {
                 };
                 per_window[last].2.push(row as u32);
             }
-            if !open {
-                *is_late = true;
-            }
+            *is_late = !open;
         }
 
         let mut groups = std::mem::take(&mut self.groups);
