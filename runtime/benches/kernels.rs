@@ -44,6 +44,17 @@ fn int_plan() -> Plan {
     plan("int64", "{uniform: {min: 0, max: 99999}}")
 }
 
+/// The workload over 100,000 keys, as int64 and as strings (the `key` generator).
+fn both_key_types() -> [(&'static str, Plan); 2] {
+    [
+        ("100k int64 keys", int_plan()),
+        (
+            "100k string keys",
+            plan("string", "{key: {cardinality: 100000, prefix: store-}}"),
+        ),
+    ]
+}
+
 fn generator(p: &Plan) -> Generator {
     let spec = p.job.pipeline.source.datagen.as_ref().unwrap();
     Generator::new(spec, p.source_schema.clone()).unwrap()
@@ -58,13 +69,7 @@ fn batch(g: &Generator, n: u64) -> RecordBatch {
 fn datagen(c: &mut Criterion) {
     let mut group = c.benchmark_group("datagen");
     group.throughput(Throughput::Elements(ROWS));
-    for (name, p) in [
-        ("int64 keys", int_plan()),
-        (
-            "string keys",
-            plan("string", "{key: {cardinality: 100000, prefix: store-}}"),
-        ),
-    ] {
+    for (name, p) in both_key_types() {
         let g = generator(&p);
         let mut n = 0;
         group.bench_function(name, |b| {
@@ -114,13 +119,8 @@ fn key_groups(c: &mut Criterion) {
 fn window(c: &mut Criterion) {
     let mut group = c.benchmark_group("window");
     group.throughput(Throughput::Elements(ROWS));
-    for (name, p) in [
-        ("tumbling, 100k int64 keys", int_plan()),
-        (
-            "tumbling, 100k string keys",
-            plan("string", "{key: {cardinality: 100000, prefix: store-}}"),
-        ),
-    ] {
+    for (keys, p) in both_key_types() {
+        let name = format!("tumbling, {keys}");
         let g = generator(&p);
         let mut op = p.stages[1].ops[0].instantiate(128).unwrap();
         // Warm: every key already has its group in the open window, as in steady state.
