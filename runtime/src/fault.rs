@@ -3,21 +3,38 @@
 //! `WEIR_CRASH_AT=<point>:<checkpoint>` kills the process with SIGKILL when it reaches
 //! `<point>` for checkpoint `>= <checkpoint>`, the moments a random `kill -9` rarely hits:
 //! `during-upload` (some state files written, not all), `before-metadata` (all acks in, no
-//! `_metadata`), `after-metadata` (committed, sinks not yet told). Unset in production, where
-//! this costs one branch per checkpoint.
+//! `_metadata`), `after-metadata` (committed, sinks not yet told). `WEIR_PAUSE_AT` (same
+//! form) stops the process there with SIGSTOP instead, once: a partitioned zombie that goes on
+//! when the test sends SIGCONT. Unset in production, where this costs one branch per
+//! checkpoint.
 
 use std::sync::LazyLock;
 
 use crate::ids::CheckpointId;
 
-static CRASH_AT: LazyLock<Option<(String, u64)>> = LazyLock::new(|| {
-    let v = std::env::var("WEIR_CRASH_AT").ok()?;
+static CRASH_AT: LazyLock<Option<(String, u64)>> = LazyLock::new(|| parse("WEIR_CRASH_AT"));
+static PAUSE_AT: LazyLock<Option<(String, u64)>> = LazyLock::new(|| parse("WEIR_PAUSE_AT"));
+static PAUSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+fn parse(var: &str) -> Option<(String, u64)> {
+    let v = std::env::var(var).ok()?;
     let (p, n) = v.split_once(':')?;
     Some((p.to_string(), n.parse().ok()?))
-});
+}
 
-/// Die here if told to.
+/// Die (or stop) here if told to.
 pub fn point(name: &str, id: CheckpointId) {
+    if let Some((p, n)) = PAUSE_AT.as_ref()
+        && p == name
+        && id.0 >= *n
+        && !PAUSED.swap(true, std::sync::atomic::Ordering::SeqCst)
+    {
+        tracing::warn!(point = name, checkpoint = %id, "WEIR_PAUSE_AT: stopping this process until SIGCONT");
+        if let Some(me) = rustix::process::Pid::from_raw(std::process::id() as i32) {
+            let _ = rustix::process::kill_process(me, rustix::process::Signal::STOP);
+        }
+        tracing::warn!(point = name, checkpoint = %id, "WEIR_PAUSE_AT: continued");
+    }
     if let Some((p, n)) = CRASH_AT.as_ref()
         && p == name
         && id.0 >= *n

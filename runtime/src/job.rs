@@ -15,8 +15,12 @@ use weir_crds::{SinkSpec, SourceSpec};
 use crate::checkpoint::coordinator::{Coordinator, CoordinatorConfig, Outcome, Request};
 use crate::checkpoint::layout::Layout;
 use crate::checkpoint::messages::{Control, TaskEvent};
+use crate::checkpoint::restore;
 use crate::checkpoint::snapshot::Uploader;
 use crate::checkpoint::startup::{self, Startup, StartupInput};
+use crate::cluster::exchange::Exchange;
+use crate::cluster::wire::StartInfo;
+use crate::cluster::{Pods, link};
 use crate::connectors;
 use crate::control::metrics::Metrics;
 use crate::control::status::{JobReport, JobState, SinkReport, StatusBoard};
@@ -56,6 +60,8 @@ pub struct RunOptions {
     pub control_addr: Option<SocketAddr>,
     /// Token the control API's `/v1` routes require; open when `None`.
     pub control_token: Option<ControlToken>,
+    /// This process's place in a multi-pod job; `None`: the whole job runs here.
+    pub pods: Option<Pods>,
 }
 
 impl Default for RunOptions {
@@ -69,6 +75,7 @@ impl Default for RunOptions {
             allow_non_restored_state: false,
             control_addr: None,
             control_token: None,
+            pods: None,
         }
     }
 }
@@ -130,16 +137,26 @@ pub async fn start(plan: Plan, opts: RunOptions) -> Result<RunningJob> {
             "parallelism {parallelism} must be between 1 and maxParallelism {max_parallelism}"
         )));
     }
+    let pods = opts.pods.clone().map(Arc::new);
+    if let Some(p) = &pods {
+        p.check(parallelism)?;
+    }
+    let runs_here = |subtask: u32| pods.as_ref().is_none_or(|p| p.runs(subtask, parallelism));
     // The control API first, so that liveness and readiness answer (and say what start-up
     // waits for) while sinks, sources and storage are reached and state is restored.
     let stages = plan.stages.len();
-    let task_ids: Vec<TaskId> = (0..stages as u32)
+    let all_tasks: Vec<TaskId> = (0..stages as u32)
         .flat_map(|s| {
             (0..parallelism).map(move |t| TaskId {
                 stage: s,
                 subtask: t,
             })
         })
+        .collect();
+    let task_ids: Vec<TaskId> = all_tasks
+        .iter()
+        .copied()
+        .filter(|t| runs_here(t.subtask))
         .collect();
     let metrics = Arc::new(Metrics::new(
         task_ids.iter().map(ToString::to_string).collect(),
@@ -177,6 +194,13 @@ pub async fn start(plan: Plan, opts: RunOptions) -> Result<RunningJob> {
             .await
             .map_err(|e| Error::internal(e.to_string()))?,
         ),
+        None => None,
+    };
+    let (events_tx, events_rx) = mpsc::unbounded_channel();
+    let mut exchange = match &pods {
+        Some(p) => {
+            Some(Exchange::serve(Arc::clone(p), events_tx.clone(), Arc::clone(&metrics)).await?)
+        }
         None => None,
     };
     // Sinks first: a wrong table or topic fails before any state is touched.
@@ -217,47 +241,63 @@ pub async fn start(plan: Plan, opts: RunOptions) -> Result<RunningJob> {
     let storage = Storage::open(&storage_uri, &job.checkpoint.s3).await?;
     storage.wait_until_reachable(crate::wait::limit()).await?;
     let layout = Layout::new(&opts.namespace, &plan.name);
-    let stateful_operators = plan
-        .stages
-        .iter()
-        .flat_map(|s| {
-            s.ops
-                .iter()
-                .filter(|o| o.is_stateful())
-                .map(|o| o.id.clone())
-        })
-        .collect();
-    let startup = startup::begin(
-        &storage,
-        &layout,
-        &StartupInput {
-            storage_uri: &storage_uri,
-            s3: &job.checkpoint.s3,
-            exactly_once: job.checkpoint.exactly_once,
-            max_parallelism,
-            stateful_operators,
-            allow_non_restored_state: opts.allow_non_restored_state,
-            restore_from: opts.restore_from.as_deref(),
-            start: opts.start.as_ref(),
-        },
-    )
-    .await?;
-    // Sinks: commit-phase recovery before anything writes.
-    for (id, c) in &connectors {
-        c.recover_and_commit(startup.committables_for(id)).await?;
-    }
-    startup.sinks_recovered(&job.checkpoint.s3).await?;
-    let restored_uri = startup.restored_uri();
-    let Startup {
+    let begun = match (&pods, &exchange) {
+        (Some(p), Some((ex, _))) if !p.is_coordinator() => {
+            let (link, info) = link::Coordinator::join(ex, &p.incarnation, p.index).await?;
+            let restored = match &info.restored {
+                Some(uri) => {
+                    tracing::info!(from = %uri, pod = p.index, "restoring this pod's subtasks");
+                    Some(restore::from_uri(uri, &job.checkpoint.s3).await?)
+                }
+                None => None,
+            };
+            Begun {
+                restored,
+                restored_uri: info.restored,
+                job_id: info.job_id,
+                generation: info.generation,
+                next_id: info.first_checkpoint,
+                link: Some(link),
+            }
+        }
+        _ => {
+            begin_here(
+                &plan,
+                &opts,
+                &storage,
+                &storage_uri,
+                &layout,
+                max_parallelism,
+                &connectors,
+            )
+            .await?
+        }
+    };
+    let Begun {
         restored,
+        restored_uri,
         job_id,
         generation,
-        first_checkpoint: next_id,
-        ..
-    } = startup;
+        next_id,
+        link: coordinator_link,
+    } = begun;
+    // The other pods: where to start, then wait until each has built its tasks.
+    let mut other_pods = None;
+    if let (Some(p), Some((ex, joins))) = (&pods, exchange.as_mut()) {
+        ex.set_generation(generation);
+        if p.is_coordinator() {
+            let joined = link::accept(joins, p.count).await?;
+            let info = StartInfo {
+                job_id: job_id.clone(),
+                generation,
+                restored: restored_uri.clone(),
+                first_checkpoint: next_id,
+            };
+            other_pods = Some(link::Pods::start(joined, &info, &events_tx, &req_tx).await?);
+        }
+    }
 
     // Tasks.
-    let (events_tx, events_rx) = mpsc::unbounded_channel();
     let uploader = Uploader {
         storage: storage.clone(),
         layout: layout.clone(),
@@ -267,14 +307,35 @@ pub async fn start(plan: Plan, opts: RunOptions) -> Result<RunningJob> {
     // senders[stage][upstream][downstream], receivers[stage][downstream][upstream]
     let mut senders: Vec<Vec<Vec<mpsc::Sender<crate::task::Message>>>> = Vec::new();
     let mut receivers: Vec<Vec<Vec<mpsc::Receiver<crate::task::Message>>>> = Vec::new();
-    for _ in 0..stages {
+    // Both ends here: a channel. One end in another pod: a channel whose other end is a
+    // data link. Neither: nothing.
+    for stage in 0..stages as u32 {
         let mut s = vec![Vec::new(); parallelism as usize];
         let mut r: Vec<Vec<_>> = (0..parallelism).map(|_| Vec::new()).collect();
-        for from_upstream in &mut s {
-            for to_downstream in &mut r {
+        for (up, from_upstream) in (0..parallelism).zip(&mut s) {
+            for (down, to_downstream) in (0..parallelism).zip(&mut r) {
+                if stage == 0 {
+                    continue;
+                }
+                let (here_up, here_down) = (runs_here(up), runs_here(down));
+                if !here_up && !here_down {
+                    continue;
+                }
                 let (tx, rx) = mpsc::channel(CHANNEL_BATCHES);
-                from_upstream.push(tx);
-                to_downstream.push(rx);
+                match (&pods, &exchange) {
+                    (Some(p), Some((ex, _))) if !here_down => {
+                        ex.send(generation, stage, up, down, p.owner(down, parallelism), rx);
+                        from_upstream.push(tx);
+                    }
+                    (Some(_), Some((ex, _))) if !here_up => {
+                        ex.expect(stage, up, down, tx);
+                        to_downstream.push(rx);
+                    }
+                    _ => {
+                        from_upstream.push(tx);
+                        to_downstream.push(rx);
+                    }
+                }
             }
         }
         senders.push(s);
@@ -414,6 +475,19 @@ pub async fn start(plan: Plan, opts: RunOptions) -> Result<RunningJob> {
             let _ = events.send(ev);
         }));
     }
+    // The coordinator's handles on the other pods' tasks.
+    let mut local_ctrls = std::collections::HashMap::new();
+    if let (Some(p), Some(others)) = (&pods, &other_pods) {
+        for t in all_tasks.iter().filter(|t| !runs_here(t.subtask)) {
+            let c = others.0.control(p.owner(t.subtask, parallelism), *t);
+            if t.stage == 0 {
+                source_ctrls.push((*t, c.clone()));
+            }
+            ctrls.push((*t, c));
+        }
+    } else if coordinator_link.is_some() {
+        local_ctrls = ctrls.iter().cloned().collect();
+    }
     drop(events_tx);
 
     if let Ok(mut st) = status.write() {
@@ -451,14 +525,116 @@ pub async fn start(plan: Plan, opts: RunOptions) -> Result<RunningJob> {
             metrics: Arc::clone(&metrics),
         }),
     };
-    tracing::info!(job = %plan.name, job_id = %job_id, generation, parallelism, first_checkpoint = %next_id, "job started");
+    let handle = match (coordinator_link, other_pods) {
+        (Some(link), _) => {
+            let requests = coordinator.requests;
+            tokio::spawn(link.relay(local_ctrls, coordinator.events, requests))
+        }
+        (None, Some(others)) => {
+            let mut ready = 0;
+            let want = others_count(pods.as_deref());
+            let mut readiness = others.1;
+            while ready < want {
+                match readiness.recv().await {
+                    Some(Ok(_)) => ready += 1,
+                    Some(Err(e)) => return Err(e),
+                    None => return Err(Error::internal("lost the other pods while starting")),
+                }
+            }
+            let others = others.0;
+            tokio::spawn(async move {
+                let r = coordinator.run().await;
+                if let Ok(o) = &r {
+                    others.finish(o).await;
+                }
+                r
+            })
+        }
+        (None, None) => tokio::spawn(coordinator.run()),
+    };
+    tracing::info!(job = %plan.name, job_id = %job_id, generation, parallelism, pod = ?pods.as_ref().map(|p| p.index), first_checkpoint = %next_id, "job started");
     Ok(RunningJob {
         control_addr,
         requests: req_tx,
         status,
         metrics,
-        handle: tokio::spawn(coordinator.run()),
+        handle,
         tasks: handles,
+    })
+}
+
+fn others_count(pods: Option<&Pods>) -> u32 {
+    pods.map_or(0, |p| p.count - 1)
+}
+
+/// Where this incarnation starts, as pod 0 (or a single pod) decided it, or as pod 0 told
+/// this pod.
+struct Begun {
+    restored: Option<crate::checkpoint::restore::Restored>,
+    restored_uri: Option<String>,
+    job_id: String,
+    generation: u64,
+    next_id: crate::ids::CheckpointId,
+    link: Option<link::Coordinator>,
+}
+
+/// The start-up protocol, run by the only pod or pod 0: restore point, generation claim,
+/// every sink's commit-phase recovery (for all subtasks, whichever pod runs them).
+async fn begin_here(
+    plan: &Plan,
+    opts: &RunOptions,
+    storage: &Storage,
+    storage_uri: &str,
+    layout: &Layout,
+    max_parallelism: u32,
+    connectors: &BTreeMap<String, Arc<dyn SinkConnector>>,
+) -> Result<Begun> {
+    let job = &plan.job;
+    let stateful_operators = plan
+        .stages
+        .iter()
+        .flat_map(|s| {
+            s.ops
+                .iter()
+                .filter(|o| o.is_stateful())
+                .map(|o| o.id.clone())
+        })
+        .collect();
+    let startup = startup::begin(
+        storage,
+        layout,
+        &StartupInput {
+            storage_uri,
+            s3: &job.checkpoint.s3,
+            exactly_once: job.checkpoint.exactly_once,
+            max_parallelism,
+            stateful_operators,
+            allow_non_restored_state: opts.allow_non_restored_state,
+            restore_from: opts.restore_from.as_deref(),
+            start: opts.start.as_ref(),
+        },
+    )
+    .await?;
+    // Sinks: commit-phase recovery before anything writes.
+    for (id, c) in connectors {
+        c.recover_and_commit(startup.committables_for(id)).await?;
+    }
+    startup.sinks_recovered(&job.checkpoint.s3).await?;
+    let restored_uri = startup.restored_uri();
+    let Startup {
+        restored,
+        job_id,
+        generation,
+        first_checkpoint: next_id,
+        ..
+    } = startup;
+    Ok(Begun {
+        restored,
+        restored_uri,
+        job_id,
+        generation,
+        next_id,
+        link: None,
     })
 }
 

@@ -6,7 +6,8 @@
 //! bounded channels, with a key-group shuffle in front of every keyed operator. The
 //! [`checkpoint`] module holds the whole checkpoint protocol: aligned barriers, `_metadata` as
 //! the commit point, fencing, restore and retention. Sinks that commit in two phases implement
-//! [`sink::TwoPhaseCommitSink`]. State lives in [`storage`] (`file://` or `s3://`).
+//! [`sink::TwoPhaseCommitSink`]. State lives in [`storage`] (`file://` or `s3://`). A job may
+//! run as several pods, each with a slice of every stage's subtasks ([`cluster`]).
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), weir_runtime::error::Error> {
@@ -18,6 +19,7 @@
 
 pub mod checkpoint;
 pub mod clickhouse;
+pub mod cluster;
 pub mod connectors;
 pub mod control;
 pub mod error;

@@ -5,9 +5,11 @@ use std::time::Duration;
 
 use clap::Parser;
 use weir_crds::control::{
-    ControlToken, LogFormat, Outcome, RuntimeCli, RuntimeCommand, TERMINATION_LOG_ENV, auth,
+    ControlToken, EXCHANGE_TOKEN_ENV, LogFormat, Outcome, PodArgs, RuntimeCli, RuntimeCommand,
+    TERMINATION_LOG_ENV, auth,
 };
 use weir_runtime::checkpoint::coordinator::{self, Request};
+use weir_runtime::cluster::Pods;
 use weir_runtime::job::{RunOptions, StartRequest, start};
 
 fn init_logs(format: LogFormat, quiet: bool) {
@@ -78,6 +80,18 @@ async fn main() -> anyhow::Result<()> {
                     std::process::exit(1);
                 }
             };
+            if args.pods.count > 1 && args.pods.index.is_none() {
+                let code = weir_runtime::cluster::launcher::run(args, cli.log_format).await?;
+                std::process::exit(code);
+            }
+            let pods = match pods(&args.pods).await {
+                Ok(p) => p,
+                Err(e) => {
+                    eprintln!("{e}");
+                    termination_message(&failed(&e));
+                    std::process::exit(1);
+                }
+            };
             // Listen for SIGTERM and SIGINT before starting: a stop that arrives while the
             // job restores or waits for a broker is acted on once it runs, instead of killing
             // the process (the default action) mid-start.
@@ -107,6 +121,7 @@ async fn main() -> anyhow::Result<()> {
                     control_token: std::env::var(auth::TOKEN_ENV)
                         .ok()
                         .and_then(|t| ControlToken::new(&t)),
+                    pods,
                 },
             )
             .await
@@ -180,6 +195,37 @@ async fn main() -> anyhow::Result<()> {
             }
         }
     }
+}
+
+/// This process's place in a multi-pod job, from `--pod-index`, `--peers` and the token in
+/// the environment; `None` for a job that runs whole here.
+async fn pods(args: &PodArgs) -> anyhow::Result<Option<Pods>> {
+    let Some(index) = args.index else {
+        return Ok(None);
+    };
+    let own = args
+        .peers
+        .get(index as usize)
+        .ok_or_else(|| anyhow::anyhow!("--peers has no entry for --pod-index {index}"))?;
+    let listen = match args.exchange_addr {
+        Some(a) => a,
+        None => tokio::net::lookup_host(own)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot resolve this pod's address {own}: {e}"))?
+            .next()
+            .ok_or_else(|| anyhow::anyhow!("{own} resolves to no address"))?,
+    };
+    let token = std::env::var(EXCHANGE_TOKEN_ENV).map_err(|_| {
+        anyhow::anyhow!("{EXCHANGE_TOKEN_ENV} must hold the job's exchange secret: pods of a multi-pod job authenticate each other with it")
+    })?;
+    Ok(Some(Pods {
+        index,
+        count: args.count,
+        peers: args.peers.clone(),
+        listen,
+        token,
+        incarnation: args.incarnation.clone().unwrap_or_default(),
+    }))
 }
 
 /// Stop the job on SIGTERM or SIGINT: the first signal asks for a stop with a final checkpoint

@@ -19,6 +19,13 @@ pub const DEFAULT_CONTROL_ADDR: SocketAddr =
 /// Storage namespace outside Kubernetes.
 pub const DEFAULT_NAMESPACE: &str = "local";
 
+/// Port of the pod-to-pod exchange (Arrow Flight) in pods of a multi-pod job.
+pub const EXCHANGE_PORT: u16 = 7070;
+
+/// Environment variable holding the secret that pods of one job present to each other's
+/// exchange; a multi-pod job refuses to start without it.
+pub const EXCHANGE_TOKEN_ENV: &str = "WEIR_EXCHANGE_TOKEN";
+
 /// The whole command line.
 #[derive(Debug, Clone, PartialEq, Eq, Parser)]
 #[command(
@@ -37,6 +44,8 @@ pub struct RuntimeCli {
 
 /// The subcommands.
 #[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+// Parsed once per process: boxing `Run` would only make every match on it noisier.
+#[allow(clippy::large_enum_variant)]
 pub enum RuntimeCommand {
     /// Run a job until its input ends, or until SIGTERM / Ctrl-C (final checkpoint, then exit 0).
     Run(RuntimeArgs),
@@ -83,6 +92,36 @@ pub struct RuntimeArgs {
     pub control_addr: Option<SocketAddr>,
     /// Storage namespace.
     pub namespace: String,
+    /// How the job is spread over pods (one pod unless told otherwise).
+    pub pods: PodArgs,
+}
+
+/// Where this process sits in a multi-pod job. `count` alone (no `index`) asks `run` to
+/// launch the pods itself as local processes; with `index`, this process is that pod.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodArgs {
+    /// Pods of the job.
+    pub count: u32,
+    /// This pod; `None` with `count > 1`: launch `count` local pods.
+    pub index: Option<u32>,
+    /// Exchange address (`host:port`) of every pod, in pod order.
+    pub peers: Vec<String>,
+    /// Where this pod's exchange listens; defaults to its own entry in `peers`.
+    pub exchange_addr: Option<SocketAddr>,
+    /// Names one start of all the pods; pods of another incarnation cannot connect.
+    pub incarnation: Option<String>,
+}
+
+impl Default for PodArgs {
+    fn default() -> Self {
+        Self {
+            count: 1,
+            index: None,
+            peers: Vec::new(),
+            exchange_addr: None,
+            incarnation: None,
+        }
+    }
 }
 
 /// A request to start a new lineage. Unlike `--restore-from` it is safe to repeat: the first
@@ -109,6 +148,7 @@ impl RuntimeArgs {
             allow_non_restored_state: false,
             control_addr: Some(DEFAULT_CONTROL_ADDR),
             namespace: DEFAULT_NAMESPACE.to_string(),
+            pods: PodArgs::default(),
         }
     }
 
@@ -145,6 +185,21 @@ impl RuntimeArgs {
             Some(ControlAddr(self.control_addr).to_string()),
         );
         flag("namespace", Some(self.namespace.clone()));
+        if self.pods.count != 1 {
+            flag("pods", Some(self.pods.count.to_string()));
+        }
+        if let Some(i) = self.pods.index {
+            flag("pod-index", Some(i.to_string()));
+        }
+        if !self.pods.peers.is_empty() {
+            flag("peers", Some(self.pods.peers.join(",")));
+        }
+        if let Some(a) = self.pods.exchange_addr {
+            flag("exchange-addr", Some(a.to_string()));
+        }
+        if let Some(i) = &self.pods.incarnation {
+            flag("incarnation", Some(i.clone()));
+        }
         args
     }
 }
@@ -226,6 +281,22 @@ struct RunFlags {
     /// Storage namespace.
     #[arg(long, default_value = DEFAULT_NAMESPACE, env = "WEIR_NAMESPACE")]
     namespace: String,
+    /// Run the job as this many pods (processes). Without `--pod-index`, `run` starts them
+    /// itself on 127.0.0.x and restarts them all from the newest checkpoint when one fails.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pods: u32,
+    /// This process is pod INDEX of `--pods` (set by the operator or the local launcher).
+    #[arg(long, requires = "peers")]
+    pod_index: Option<u32>,
+    /// Exchange address (`host:port`) of every pod, comma-separated, in pod order.
+    #[arg(long, value_delimiter = ',')]
+    peers: Vec<String>,
+    /// Where this pod's exchange listens (default: its own entry in `--peers`).
+    #[arg(long, env = "WEIR_EXCHANGE_ADDR")]
+    exchange_addr: Option<SocketAddr>,
+    /// Names one start of all pods of the job; pods of another incarnation cannot connect.
+    #[arg(long)]
+    incarnation: Option<String>,
 }
 
 impl From<RunFlags> for RuntimeArgs {
@@ -243,6 +314,13 @@ impl From<RunFlags> for RuntimeArgs {
             allow_non_restored_state: f.allow_non_restored_state,
             control_addr: f.control_addr.0,
             namespace: f.namespace,
+            pods: PodArgs {
+                count: f.pods,
+                index: f.pod_index,
+                peers: f.peers,
+                exchange_addr: f.exchange_addr,
+                incarnation: f.incarnation,
+            },
         }
     }
 }
@@ -264,6 +342,11 @@ impl From<RuntimeArgs> for RunFlags {
             allow_non_restored_state: a.allow_non_restored_state,
             control_addr: ControlAddr(a.control_addr),
             namespace: a.namespace,
+            pods: a.pods.count,
+            pod_index: a.pods.index,
+            peers: a.pods.peers,
+            exchange_addr: a.pods.exchange_addr,
+            incarnation: a.pods.incarnation,
         }
     }
 }

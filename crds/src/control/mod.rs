@@ -35,7 +35,10 @@ pub mod requests;
 mod tests;
 
 pub use auth::ControlToken;
-pub use cli::{CONTROL_PORT, LogFormat, RuntimeArgs, RuntimeCli, RuntimeCommand, Start};
+pub use cli::{
+    CONTROL_PORT, EXCHANGE_PORT, EXCHANGE_TOKEN_ENV, LogFormat, PodArgs, RuntimeArgs, RuntimeCli,
+    RuntimeCommand, Start,
+};
 pub use outcome::{Outcome, TERMINATION_LOG_ENV};
 pub use report::{
     AttemptStatus, CheckpointKind, CheckpointReport, Guarantee, JobReport, JobState,

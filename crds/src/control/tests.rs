@@ -155,6 +155,17 @@ fn every_command_line_parses_back_into_itself() {
         allow_non_restored_state: true,
         control_addr: Some("0.0.0.0:8081".parse().unwrap()),
         namespace: "shop".into(),
+        pods: PodArgs {
+            count: 3,
+            index: Some(1),
+            peers: vec![
+                "p-0.w:7070".into(),
+                "p-1.w:7070".into(),
+                "p-2.w:7070".into(),
+            ],
+            exchange_addr: Some("10.0.0.7:7070".parse().unwrap()),
+            incarnation: Some("shop-3".into()),
+        },
     };
     let variants = [
         all_flags.clone(),

@@ -28,7 +28,7 @@ use crate::error::{Error, Result};
 use crate::ids::{CheckpointId, TaskId};
 
 /// Requests from the control API and signal handlers.
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub enum Request {
     /// Take a savepoint; `id` names the request in `GET /v1/savepoints/{id}`.
     Savepoint {
@@ -43,7 +43,7 @@ pub enum Request {
 }
 
 /// How the job ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Outcome {
     /// All input processed and committed.
     Finished,
@@ -203,6 +203,10 @@ impl Coordinator {
                     Some(TaskEvent::Failed(t, e)) => {
                         tracing::error!(task = %t, error = %e, "task failed");
                         return Err(e);
+                    }
+                    Some(TaskEvent::PodLost { pod, error }) => {
+                        tracing::error!(pod, error = %error, "lost a pod of this job");
+                        return Err(error);
                     }
                     Some(TaskEvent::Done(_)) => {
                         done_tasks += 1;

@@ -1,13 +1,15 @@
 //! What the coordinator and the subtasks tell each other. The coordinator owns these types;
 //! tasks import them, never the other way round.
 
+use serde::{Deserialize, Serialize};
+
 use super::Barrier;
 use super::metadata::{SinkCommittable, StateFileRef};
 use crate::error::Error;
 use crate::ids::{CheckpointId, TaskId};
 
 /// Coordinator -> task.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub enum Control {
     /// Sources only: inject this barrier.
     Trigger(Barrier),
@@ -28,10 +30,17 @@ pub enum TaskEvent {
     Failed(TaskId, Error),
     /// The task ended normally.
     Done(TaskId),
+    /// Another pod of the job died or cannot be reached; the incarnation fails.
+    PodLost {
+        /// Which pod.
+        pod: u32,
+        /// What was seen.
+        error: Error,
+    },
 }
 
 /// A subtask's acknowledgement of a barrier.
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Ack {
     /// The barrier.
     pub barrier: Barrier,

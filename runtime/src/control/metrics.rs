@@ -47,6 +47,10 @@ pub struct Metrics {
     pub checkpoints_completed: Counter,
     /// Failed checkpoints.
     pub checkpoints_failed: Counter,
+    /// Bytes this pod sent to other pods' subtasks (multi-pod jobs).
+    pub exchange_sent: Counter,
+    /// Bytes this pod received from other pods' subtasks (multi-pod jobs).
+    pub exchange_received: Counter,
     watermarks: Vec<AtomicI64>,
     task_names: Vec<String>,
     task_watermark: Family<TaskLabel, Gauge<f64, AtomicU64>>,
@@ -100,6 +104,8 @@ impl Metrics {
             checkpoint_size: Gauge::default(),
             checkpoints_completed: Counter::default(),
             checkpoints_failed: Counter::default(),
+            exchange_sent: Counter::default(),
+            exchange_received: Counter::default(),
             watermarks: tasks.iter().map(|_| AtomicI64::new(Millis::MIN)).collect(),
             task_names: tasks,
             task_watermark: Family::default(),
@@ -111,6 +117,16 @@ impl Metrics {
             lags: Mutex::new(BTreeMap::new()),
         };
         if let Ok(mut r) = m.registry.lock() {
+            r.register(
+                "exchange_sent_bytes",
+                "Bytes sent to subtasks in other pods",
+                m.exchange_sent.clone(),
+            );
+            r.register(
+                "exchange_received_bytes",
+                "Bytes received from subtasks in other pods",
+                m.exchange_received.clone(),
+            );
             r.register(
                 "records_in",
                 "Records into an operator",

@@ -1,0 +1,550 @@
+//! The pod's Arrow Flight endpoint and the data links between subtasks in different pods.
+//!
+//! A data link replaces one in-memory channel: the sending pod drains the channel's receiver
+//! into a `DoExchange` stream; the receiving pod feeds what arrives into the channel's
+//! sender. Records and signals share the stream, so barrier alignment sees exactly what it
+//! sees in one process. Flow control is by credit ([`Credit`]): the receiver grants one per
+//! message handed to its bounded channel, the sender never has more than [`CREDITS`]
+//! messages unanswered, so a slow subtask holds its producers back with bounded memory on
+//! both sides.
+//!
+//! Every call presents the job's token (`authorization: Bearer`), and names its incarnation
+//! and generation: a pod of another start, or a zombie of an older generation, is refused.
+//! HTTP/2 keep-alives turn a stopped or unreachable peer into a broken link within
+//! [`KEEPALIVE`] + [`KEEPALIVE_TIMEOUT`], and a broken link fails the incarnation.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arrow_flight::flight_service_client::FlightServiceClient;
+use arrow_flight::flight_service_server::{FlightService, FlightServiceServer};
+use arrow_flight::{
+    Action, ActionType, Criteria, Empty, FlightData, FlightDescriptor, FlightInfo,
+    HandshakeRequest, HandshakeResponse, PollInfo, PutResult, SchemaResult, Ticket,
+};
+use futures::stream::{BoxStream, Stream, StreamExt};
+use subtle::ConstantTimeEq;
+use tokio::sync::{Notify, mpsc, watch};
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Request, Response, Status, Streaming};
+
+use super::Pods;
+use super::wire::{self, BatchEncoder, Credit, Decoder, Hello, Signal};
+use crate::checkpoint::messages::TaskEvent;
+use crate::control::metrics::Metrics;
+use crate::error::{Error, Result};
+use crate::task::Message;
+
+/// Messages a data link may have unanswered; with the channel on each side, what one link
+/// can hold is bounded by this many batches plus two channels' worth.
+pub const CREDITS: u32 = 8;
+
+/// How often an idle HTTP/2 connection is pinged.
+pub const KEEPALIVE: Duration = Duration::from_secs(5);
+
+/// How long a ping may go unanswered before the connection (and every link on it) is broken.
+pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Largest message accepted: a batch of wide rows; beyond it a link fails naming the size.
+const MAX_MESSAGE: usize = 256 * 1024 * 1024;
+
+type Frames = Pin<Box<dyn Stream<Item = std::result::Result<FlightData, Status>> + Send>>;
+
+/// A pod that connected to the coordinator's control link.
+pub struct Joined {
+    /// Its pod index.
+    pub pod: u32,
+    /// What it sends.
+    pub incoming: Streaming<FlightData>,
+    /// What it is sent.
+    pub outgoing: mpsc::Sender<std::result::Result<FlightData, Status>>,
+}
+
+/// Channels of this pod's subtasks that wait for a data link from another pod.
+#[derive(Default)]
+struct Inbound {
+    channels: Mutex<HashMap<(u32, u32, u32), mpsc::Sender<Message>>>,
+    registered: Notify,
+}
+
+/// This pod's exchange: the Flight server, and what it hands to the job.
+#[derive(Clone)]
+pub struct Exchange {
+    pods: Arc<Pods>,
+    inbound: Arc<Inbound>,
+    generation: watch::Sender<Option<u64>>,
+    joined: mpsc::Sender<Joined>,
+    events: mpsc::UnboundedSender<TaskEvent>,
+    metrics: Arc<Metrics>,
+}
+
+impl Exchange {
+    /// Listen on `pods.listen`. Pods that join the control link arrive on the returned
+    /// receiver (only pod 0 accepts them).
+    ///
+    /// # Errors
+    /// The address cannot be bound.
+    pub async fn serve(
+        pods: Arc<Pods>,
+        events: mpsc::UnboundedSender<TaskEvent>,
+        metrics: Arc<Metrics>,
+    ) -> Result<(Self, mpsc::Receiver<Joined>)> {
+        let (joined, joins) = mpsc::channel(pods.count as usize + 1);
+        let ex = Self {
+            pods: Arc::clone(&pods),
+            inbound: Arc::default(),
+            generation: watch::Sender::new(None),
+            joined,
+            events,
+            metrics,
+        };
+        let listener = tokio::net::TcpListener::bind(pods.listen)
+            .await
+            .map_err(|e| {
+                Error::internal(format!(
+                    "cannot listen for other pods on {}: {e}",
+                    pods.listen
+                ))
+            })?;
+        let incoming =
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+        let service = FlightServiceServer::new(ex.clone())
+            .max_decoding_message_size(MAX_MESSAGE)
+            .max_encoding_message_size(MAX_MESSAGE);
+        let server = tonic::transport::Server::builder()
+            .http2_keepalive_interval(Some(KEEPALIVE))
+            .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
+            .add_service(service);
+        let events = ex.events.clone();
+        tokio::spawn(async move {
+            if let Err(e) = server.serve_with_incoming(incoming).await {
+                let _ = events.send(TaskEvent::PodLost {
+                    pod: pods.index,
+                    error: Error::internal(format!("the exchange server stopped: {e}")),
+                });
+            }
+        });
+        tracing::info!(addr = %ex.pods.listen, pod = ex.pods.index, pods = ex.pods.count, "exchange listening");
+        Ok((ex, joins))
+    }
+
+    /// The incarnation's generation is known: data links of it may now be accepted.
+    pub fn set_generation(&self, generation: u64) {
+        self.generation.send_replace(Some(generation));
+    }
+
+    /// Feed what the link for `(stage, from, to)` brings into `tx`.
+    pub fn expect(&self, stage: u32, from: u32, to: u32, tx: mpsc::Sender<Message>) {
+        if let Ok(mut m) = self.inbound.channels.lock() {
+            m.insert((stage, from, to), tx);
+        }
+        self.inbound.registered.notify_waiters();
+    }
+
+    /// Drain `rx` (the channel from subtask `from` to subtask `to` of stage `stage`) into a
+    /// data link to pod `pod`. A link that cannot be opened or breaks fails the incarnation.
+    pub fn send(
+        &self,
+        generation: u64,
+        stage: u32,
+        from: u32,
+        to: u32,
+        pod: u32,
+        rx: mpsc::Receiver<Message>,
+    ) {
+        let hello = Hello::Data {
+            incarnation: self.pods.incarnation.clone(),
+            generation,
+            pod: self.pods.index,
+            stage,
+            from,
+            to,
+        };
+        let ex = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = ex.run_link(hello, pod, rx).await {
+                let _ = ex.events.send(TaskEvent::PodLost {
+                    pod,
+                    error: Error::internal(format!(
+                        "data link s{stage}: t{from} -> t{to} (pod {pod}): {e}"
+                    )),
+                });
+            }
+        });
+    }
+
+    /// A connection to pod `pod`, retried until it answers or the start-up wait runs out.
+    ///
+    /// # Errors
+    /// The peer did not answer in time.
+    pub async fn connect(&self, pod: u32) -> Result<FlightServiceClient<Channel>> {
+        let peer = self
+            .pods
+            .peers
+            .get(pod as usize)
+            .ok_or_else(|| Error::internal(format!("no address for pod {pod}")))?;
+        let endpoint = Endpoint::from_shared(format!("http://{peer}"))
+            .map_err(|e| Error::internal(format!("pod {pod} address {peer}: {e}")))?
+            .connect_timeout(Duration::from_secs(5))
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(KEEPALIVE)
+            .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+            .keep_alive_while_idle(true);
+        let deadline = Instant::now() + crate::wait::limit();
+        loop {
+            match endpoint.connect().await {
+                Ok(ch) => {
+                    return Ok(FlightServiceClient::new(ch)
+                        .max_decoding_message_size(MAX_MESSAGE)
+                        .max_encoding_message_size(MAX_MESSAGE));
+                }
+                Err(e) if Instant::now() > deadline => {
+                    return Err(Error::internal(format!(
+                        "pod {pod} at {peer} did not answer within {:?}: {e}",
+                        crate::wait::limit()
+                    )));
+                }
+                Err(e) => {
+                    tracing::debug!(pod, peer = %peer, error = %e, "waiting for a pod");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+    }
+
+    /// Open a `DoExchange` link to pod `pod`: `hello` first, then `frames`.
+    ///
+    /// # Errors
+    /// The peer is unreachable or refuses the link.
+    pub async fn open(
+        &self,
+        pod: u32,
+        hello: &Hello,
+        frames: mpsc::Receiver<FlightData>,
+    ) -> Result<Streaming<FlightData>> {
+        let mut client = self.connect(pod).await?;
+        let first = wire::hello(hello)?;
+        let stream = futures::stream::iter(std::iter::once(first)).chain(Received(frames));
+        let mut req = Request::new(stream);
+        let bearer = format!("Bearer {}", self.pods.token)
+            .parse()
+            .map_err(|_| Error::internal("the exchange token is not a valid header value"))?;
+        req.metadata_mut().insert("authorization", bearer);
+        client
+            .do_exchange(req)
+            .await
+            .map(Response::into_inner)
+            .map_err(|s| Error::internal(format!("pod {pod} refused the link: {}", s.message())))
+    }
+
+    async fn run_link(
+        &self,
+        hello: Hello,
+        pod: u32,
+        mut rx: mpsc::Receiver<Message>,
+    ) -> Result<()> {
+        let (out, frames) = mpsc::channel::<FlightData>(2);
+        let mut replies = self.open(pod, &hello, frames).await?;
+        let mut credits = 0u32;
+        let mut encoder = BatchEncoder::default();
+        let gone = || Error::internal("the receiving pod closed the link");
+        loop {
+            let m = if credits == 0 {
+                let reply = replies.message().await.map_err(status)?.ok_or_else(gone)?;
+                credits += wire::parse_meta::<Credit>(&reply.app_metadata)?.0;
+                continue;
+            } else {
+                tokio::select! {
+                    biased;
+                    reply = replies.message() => {
+                        let reply = reply.map_err(status)?.ok_or_else(gone)?;
+                        credits += wire::parse_meta::<Credit>(&reply.app_metadata)?.0;
+                        continue;
+                    }
+                    m = rx.recv() => m,
+                }
+            };
+            let Some(m) = m else {
+                // The sending subtask is gone without its end: its own failure is reported.
+                return Ok(());
+            };
+            let end = matches!(m, Message::End);
+            let frames = match &m {
+                Message::Data(b) => encoder.encode(b)?,
+                m => match Signal::of(m) {
+                    Some(s) => vec![wire::meta(&s)?],
+                    None => Vec::new(),
+                },
+            };
+            for f in frames {
+                self.metrics.exchange_sent.inc_by(wire::size(&f) as u64);
+                out.send(f).await.map_err(|_| gone())?;
+            }
+            credits -= 1;
+            if end {
+                drop(out);
+                // Wait for the receiver to close its side: then everything was handed over.
+                while let Ok(Some(_)) = replies.message().await {}
+                return Ok(());
+            }
+        }
+    }
+
+    fn authenticate<T>(&self, req: &Request<T>) -> std::result::Result<(), Status> {
+        let expected = format!("Bearer {}", self.pods.token);
+        let given = req
+            .metadata()
+            .get("authorization")
+            .map(|v| v.as_bytes())
+            .unwrap_or_default();
+        if bool::from(given.ct_eq(expected.as_bytes())) {
+            Ok(())
+        } else {
+            tracing::warn!(peer = ?req.remote_addr(), "refused an exchange call without this job's token");
+            Err(Status::unauthenticated("wrong or missing exchange token"))
+        }
+    }
+
+    /// The sender for a link of this incarnation, once this pod registered it.
+    async fn take(
+        &self,
+        generation: u64,
+        key: (u32, u32, u32),
+    ) -> std::result::Result<mpsc::Sender<Message>, Status> {
+        let deadline = tokio::time::Instant::now() + crate::wait::limit();
+        let mut gen_rx = self.generation.subscribe();
+        let mine = loop {
+            if let Some(g) = *gen_rx.borrow_and_update() {
+                break g;
+            }
+            if tokio::time::timeout_at(deadline, gen_rx.changed())
+                .await
+                .is_err()
+            {
+                return Err(Status::unavailable(
+                    "this pod has not started its incarnation",
+                ));
+            }
+        };
+        if generation != mine {
+            return Err(Status::permission_denied(format!(
+                "generation {generation} is not this incarnation's ({mine})"
+            )));
+        }
+        loop {
+            let notified = self.inbound.registered.notified();
+            if let Ok(mut m) = self.inbound.channels.lock()
+                && let Some(tx) = m.remove(&key)
+            {
+                return Ok(tx);
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return Err(Status::not_found(format!(
+                    "no subtask here expects s{}: t{} -> t{}",
+                    key.0, key.1, key.2
+                )));
+            }
+        }
+    }
+}
+
+fn status(s: Status) -> Error {
+    Error::internal(format!("{}: {}", s.code(), s.message()))
+}
+
+/// A stream of what `rx` receives, until its senders are gone.
+pub fn receiver<T: Send + 'static>(rx: mpsc::Receiver<T>) -> BoxStream<'static, T> {
+    Received(rx).boxed()
+}
+
+struct Received<T>(mpsc::Receiver<T>);
+
+impl<T> Stream for Received<T> {
+    type Item = T;
+    fn poll_next(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<T>> {
+        self.0.poll_recv(cx)
+    }
+}
+
+/// Hand what a data link brings to the subtask's channel, granting a credit for each.
+async fn receive(
+    ex: &Exchange,
+    from_pod: u32,
+    incoming: Streaming<FlightData>,
+    tx: mpsc::Sender<Message>,
+    replies: mpsc::Sender<std::result::Result<FlightData, Status>>,
+) -> Result<()> {
+    let mut incoming = incoming;
+    let mut decoder = Decoder::default();
+    let credit = wire::meta(&Credit(1))?;
+    let mut ended = false;
+    loop {
+        let f = match incoming.message().await {
+            Ok(Some(f)) => f,
+            Ok(None) => break,
+            Err(s) => {
+                return Err(Error::internal(format!(
+                    "data link from pod {from_pod}: {}",
+                    s.message()
+                )));
+            }
+        };
+        ex.metrics.exchange_received.inc_by(wire::size(&f) as u64);
+        let Some(m) = decoder.decode(&f)? else {
+            continue;
+        };
+        ended = matches!(m, Message::End);
+        if tx.send(m).await.is_err() {
+            // The subtask is gone; its own failure is reported.
+            return Ok(());
+        }
+        let _ = replies.send(Ok(credit.clone())).await;
+    }
+    if ended {
+        Ok(())
+    } else {
+        Err(Error::internal(
+            "the sending pod closed the link before its end",
+        ))
+    }
+}
+
+#[tonic::async_trait]
+impl FlightService for Exchange {
+    type HandshakeStream = BoxStream<'static, std::result::Result<HandshakeResponse, Status>>;
+    type ListFlightsStream = BoxStream<'static, std::result::Result<FlightInfo, Status>>;
+    type DoGetStream = Frames;
+    type DoPutStream = BoxStream<'static, std::result::Result<PutResult, Status>>;
+    type DoExchangeStream = Frames;
+    type DoActionStream = BoxStream<'static, std::result::Result<arrow_flight::Result, Status>>;
+    type ListActionsStream = BoxStream<'static, std::result::Result<ActionType, Status>>;
+
+    async fn do_exchange(
+        &self,
+        req: Request<Streaming<FlightData>>,
+    ) -> std::result::Result<Response<Self::DoExchangeStream>, Status> {
+        self.authenticate(&req)?;
+        let remote = req.remote_addr();
+        let mut incoming = req.into_inner();
+        let first = incoming
+            .message()
+            .await?
+            .ok_or_else(|| Status::invalid_argument("empty link"))?;
+        let hello =
+            wire::parse_hello(&first).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let incarnation = match &hello {
+            Hello::Data { incarnation, .. } | Hello::Control { incarnation, .. } => incarnation,
+        };
+        if *incarnation != self.pods.incarnation {
+            tracing::warn!(peer = ?remote, theirs = %incarnation, "refused a link from another incarnation");
+            return Err(Status::permission_denied(format!(
+                "incarnation {incarnation} is not this pod's"
+            )));
+        }
+        match hello {
+            Hello::Data {
+                generation,
+                pod,
+                stage,
+                from,
+                to,
+                ..
+            } => {
+                let tx = self.take(generation, (stage, from, to)).await?;
+                let (replies, out) = mpsc::channel(CREDITS as usize + 1);
+                let initial =
+                    wire::meta(&Credit(CREDITS)).map_err(|e| Status::internal(e.to_string()))?;
+                let _ = replies.send(Ok(initial)).await;
+                let ex = self.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = receive(&ex, pod, incoming, tx, replies).await {
+                        let _ = ex.events.send(TaskEvent::PodLost {
+                            pod,
+                            error: Error::internal(format!(
+                                "data link s{stage}: t{from} -> t{to}: {e}"
+                            )),
+                        });
+                    }
+                });
+                Ok(Response::new(receiver(out)))
+            }
+            Hello::Control { pod, .. } => {
+                if !self.pods.is_coordinator() {
+                    return Err(Status::failed_precondition(
+                        "only pod 0 coordinates the job",
+                    ));
+                }
+                let (outgoing, out) = mpsc::channel(1024);
+                self.joined
+                    .send(Joined {
+                        pod,
+                        incoming,
+                        outgoing,
+                    })
+                    .await
+                    .map_err(|_| Status::unavailable("the job is no longer accepting pods"))?;
+                Ok(Response::new(receiver(out)))
+            }
+        }
+    }
+
+    async fn handshake(
+        &self,
+        _: Request<Streaming<HandshakeRequest>>,
+    ) -> std::result::Result<Response<Self::HandshakeStream>, Status> {
+        Err(Status::unimplemented("only DoExchange"))
+    }
+    async fn list_flights(
+        &self,
+        _: Request<Criteria>,
+    ) -> std::result::Result<Response<Self::ListFlightsStream>, Status> {
+        Err(Status::unimplemented("only DoExchange"))
+    }
+    async fn get_flight_info(
+        &self,
+        _: Request<FlightDescriptor>,
+    ) -> std::result::Result<Response<FlightInfo>, Status> {
+        Err(Status::unimplemented("only DoExchange"))
+    }
+    async fn poll_flight_info(
+        &self,
+        _: Request<FlightDescriptor>,
+    ) -> std::result::Result<Response<PollInfo>, Status> {
+        Err(Status::unimplemented("only DoExchange"))
+    }
+    async fn get_schema(
+        &self,
+        _: Request<FlightDescriptor>,
+    ) -> std::result::Result<Response<SchemaResult>, Status> {
+        Err(Status::unimplemented("only DoExchange"))
+    }
+    async fn do_get(
+        &self,
+        _: Request<Ticket>,
+    ) -> std::result::Result<Response<Self::DoGetStream>, Status> {
+        Err(Status::unimplemented("only DoExchange"))
+    }
+    async fn do_put(
+        &self,
+        _: Request<Streaming<FlightData>>,
+    ) -> std::result::Result<Response<Self::DoPutStream>, Status> {
+        Err(Status::unimplemented("only DoExchange"))
+    }
+    async fn do_action(
+        &self,
+        _: Request<Action>,
+    ) -> std::result::Result<Response<Self::DoActionStream>, Status> {
+        Err(Status::unimplemented("only DoExchange"))
+    }
+    async fn list_actions(
+        &self,
+        _: Request<Empty>,
+    ) -> std::result::Result<Response<Self::ListActionsStream>, Status> {
+        Err(Status::unimplemented("only DoExchange"))
+    }
+}

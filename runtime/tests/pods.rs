@@ -1,0 +1,568 @@
+//! One job as several processes (pods): the same output as one process, exactly-once under
+//! `kill -9` of any pod, a stopped (partitioned) coordinator that completes nothing once its
+//! successor started, and rescaling 1 -> 3 -> 2 pods through savepoints.
+//!
+//! The tests start pods the way the operator does (one process per pod, `--pod-index`,
+//! `--peers`, a shared token), or through `run --pods N`, the local launcher.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
+
+mod common;
+
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{OrdersJob, assert_matches_oracle, fresh_bucket, log_tail, s3_endpoint, s3_env};
+
+/// Pods of one incarnation, started as the operator starts them.
+struct Incarnation {
+    pods: Vec<Child>,
+}
+
+/// A free port on 127.0.0.(i+1).
+fn free_address(i: u32) -> String {
+    let l =
+        std::net::TcpListener::bind(("127.0.0.".to_string() + &(i + 1).to_string(), 0)).unwrap();
+    l.local_addr().unwrap().to_string()
+}
+
+impl Incarnation {
+    /// `count` pods of `job`, each with `env(pod)` added; all log to `log`.
+    fn start(
+        job: &Path,
+        count: u32,
+        extra: &[&str],
+        env: &dyn Fn(u32) -> Vec<(String, String)>,
+        log: &Path,
+    ) -> Self {
+        let peers: Vec<String> = (0..count).map(free_address).collect();
+        let incarnation = format!("test-{}", common::unique());
+        let pods = (0..count)
+            .map(|i| {
+                let mut cmd = Command::new(env!("CARGO_BIN_EXE_weir-runtime"));
+                cmd.arg("run")
+                    .arg(job)
+                    .args(["--control-addr", "none"])
+                    .args(["--pods", &count.to_string()])
+                    .args(["--pod-index", &i.to_string()])
+                    .args(["--peers", &peers.join(",")])
+                    .args(["--incarnation", &incarnation])
+                    .args(extra)
+                    .env("WEIR_EXCHANGE_TOKEN", "test-token-0123456789");
+                for (k, v) in s3_env() {
+                    cmd.env(k, v);
+                }
+                for (k, v) in env(i) {
+                    cmd.env(k, v);
+                }
+                let logf = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(log)
+                    .unwrap();
+                cmd.stdout(Stdio::null()).stderr(Stdio::from(logf));
+                cmd.spawn().unwrap()
+            })
+            .collect();
+        Self { pods }
+    }
+
+    /// Wait until every pod exited, at most `limit`; the statuses in pod order.
+    fn wait(&mut self, limit: Duration) -> Option<Vec<std::process::ExitStatus>> {
+        let t = Instant::now();
+        let mut out = vec![None; self.pods.len()];
+        while t.elapsed() < limit {
+            for (i, p) in self.pods.iter_mut().enumerate() {
+                if out[i].is_none() {
+                    out[i] = p.try_wait().unwrap();
+                }
+            }
+            if out.iter().all(Option::is_some) {
+                return Some(out.into_iter().map(Option::unwrap).collect());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    fn kill_all(&mut self) {
+        for p in &mut self.pods {
+            let _ = p.kill();
+            let _ = p.wait();
+        }
+    }
+}
+
+fn signal(pid: u32, sig: &str) {
+    Command::new("kill")
+        .args([&format!("-{sig}"), &pid.to_string()])
+        .status()
+        .unwrap();
+}
+
+/// `weir-runtime run --pods N job`, the local launcher; stderr to `log`.
+fn launch(job: &Path, pods: u32, extra: &[&str], log: &Path) -> Child {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_weir-runtime"));
+    cmd.arg("run")
+        .arg(job)
+        .args(["--pods", &pods.to_string()])
+        .args(extra);
+    if !extra.contains(&"--control-addr") {
+        cmd.args(["--control-addr", "none"]);
+    }
+    for (k, v) in s3_env() {
+        cmd.env(k, v);
+    }
+    let logf = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
+    cmd.stdout(Stdio::null()).stderr(Stdio::from(logf));
+    cmd.spawn().unwrap()
+}
+
+fn file_job(tmp: &Path, name: &str) -> OrdersJob {
+    let mut job = OrdersJob::new(
+        name,
+        format!("file://{}", tmp.join("chk").display()),
+        tmp.join("out"),
+    );
+    job.parallelism = 3;
+    job.count = 60_000;
+    job
+}
+
+/// Three processes, one job: every window exactly once, as the oracle computes it; and
+/// records really crossed between the pods.
+#[test]
+fn three_pods_write_exactly_what_the_oracle_computes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let job = file_job(tmp.path(), "three-pods");
+    let file = job.write(tmp.path());
+    let log = tmp.path().join("run.log");
+    let mut child = launch(&file, 3, &["--log-format", "text"], &log);
+    let status = common::wait_exit_within(&mut child, Duration::from_secs(120))
+        .unwrap_or_else(|| panic!("three pods did not finish\n{}", log_tail(&log)));
+    assert!(status.success(), "{status:?}\n{}", log_tail(&log));
+    let text = std::fs::read_to_string(&log).unwrap();
+    for pod in 0..3 {
+        assert!(
+            text.contains(&format!("[pod {pod}]")) && text.contains(&format!("pod=Some({pod})")),
+            "pod {pod} never ran\n{}",
+            log_tail(&log)
+        );
+    }
+    assert_matches_oracle(&job, "three pods");
+}
+
+/// Pods refuse a caller without the job's token, and one from another incarnation.
+#[test]
+fn a_pod_refuses_links_without_the_token_or_from_another_incarnation() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut job = file_job(tmp.path(), "refuse");
+    job.count = 100_000_000;
+    job.rate = Some(1_000);
+    let file = job.write(tmp.path());
+    let log = tmp.path().join("run.log");
+    // Pod 1 of a two-pod job whose pod 0 is an impostor with the wrong token: pod 1 is
+    // refused and fails, naming why.
+    let peers = [free_address(0), free_address(1)];
+    let spawn = |i: u32, token: &str, incarnation: &str| {
+        let logf = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
+        Command::new(env!("CARGO_BIN_EXE_weir-runtime"))
+            .arg("run")
+            .arg(&file)
+            .args(["--control-addr", "none", "--pods", "2"])
+            .args(["--pod-index", &i.to_string(), "--peers", &peers.join(",")])
+            .args(["--incarnation", incarnation])
+            .env("WEIR_EXCHANGE_TOKEN", token)
+            .env("WEIR_WAIT_TIMEOUT", "20s")
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(logf))
+            .spawn()
+            .unwrap()
+    };
+    for (token, incarnation, want) in [
+        (
+            "another-token-0123456789",
+            "b",
+            "wrong or missing exchange token",
+        ),
+        (
+            "the-right-token-0123456",
+            "a",
+            "incarnation a is not this pod's",
+        ),
+    ] {
+        let mut p0 = spawn(0, "the-right-token-0123456", "b");
+        let mut p1 = spawn(1, token, incarnation);
+        let s1 = common::wait_exit_within(&mut p1, Duration::from_secs(30));
+        let _ = p0.kill();
+        let _ = p0.wait();
+        assert!(
+            matches!(s1, Some(s) if !s.success()),
+            "pod 1 should fail: {s1:?}\n{}",
+            log_tail(&log)
+        );
+        let text = std::fs::read_to_string(&log).unwrap();
+        assert!(text.contains(want), "no `{want}` in\n{}", log_tail(&log));
+    }
+    // Without a token at all, a pod does not start.
+    let out = Command::new(env!("CARGO_BIN_EXE_weir-runtime"))
+        .arg("run")
+        .arg(&file)
+        .args(["--control-addr", "none", "--pods", "2"])
+        .args(["--pod-index", "1", "--peers", &peers.join(",")])
+        .env_remove("WEIR_EXCHANGE_TOKEN")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("WEIR_EXCHANGE_TOKEN"), "{err}");
+}
+
+/// Exactly-once across processes: three pods, one of them killed with SIGKILL at 20+ random
+/// moments and at the crash points (a state upload in any pod, between the last ack and
+/// `_metadata`, between `_metadata` and the commit); the other pods must stop by themselves
+/// each time, and the restarted incarnation restores. The file sink's output equals the
+/// oracle.
+#[test]
+fn kill_dash_nine_of_any_pod_never_loses_or_doubles_a_window() {
+    let Some(ep) = s3_endpoint("pods_fault_injection") else {
+        return;
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let bucket = rt.block_on(fresh_bucket(&ep, "pods-faults"));
+    let tmp = tempfile::tempdir().unwrap();
+    let mut job = OrdersJob::new(
+        "pods-faults",
+        format!("s3://{bucket}/chk"),
+        tmp.path().join("out"),
+    );
+    job.s3_endpoint = Some(ep);
+    job.parallelism = 3;
+    job.count = 400_000;
+    job.rate = Some(20_000);
+    job.interval_ms = 150;
+    job.retained = 2;
+    let file = job.write(tmp.path());
+    let log = tmp.path().join("pods.log");
+
+    let seed = common::fault_seed();
+    let mut rng = seed;
+    let points = ["during-upload", "before-metadata", "after-metadata"];
+    let mut random_kills = 0;
+    let mut point_hits: Vec<String> = Vec::new();
+    let mut runs = 0;
+    let no_env = |_: u32| Vec::new();
+    while (random_kills < 20 || point_hits.len() < 6) && runs < 80 {
+        runs += 1;
+        let use_point = point_hits.len() < 6 && (random_kills >= 20 || runs % 4 == 0);
+        if use_point {
+            let p = points[point_hits.len() % points.len()];
+            // The coordinator's points happen in pod 0; an upload happens in every pod.
+            let target = if p == "during-upload" {
+                (common::xorshift(&mut rng) % 3) as u32
+            } else {
+                0
+            };
+            let env = move |i: u32| {
+                if i == target {
+                    vec![("WEIR_CRASH_AT".to_string(), format!("{p}:0"))]
+                } else {
+                    Vec::new()
+                }
+            };
+            let mut inc = Incarnation::start(&file, 3, &[], &env, &log);
+            let statuses = inc.wait(Duration::from_secs(90)).unwrap_or_else(|| {
+                inc.kill_all();
+                panic!(
+                    "crash point {p} in pod {target}: pods did not all stop\n{}",
+                    log_tail(&log)
+                )
+            });
+            if statuses[target as usize].signal() == Some(9) {
+                point_hits.push(format!("{p}@pod{target}"));
+            } else {
+                assert!(
+                    statuses.iter().all(std::process::ExitStatus::success),
+                    "run with crash point {p} failed: {statuses:?}\n{}",
+                    log_tail(&log)
+                );
+            }
+        } else {
+            let mut inc = Incarnation::start(&file, 3, &[], &no_env, &log);
+            let delay = 300 + common::xorshift(&mut rng) % 1500;
+            std::thread::sleep(Duration::from_millis(delay));
+            let victim = (common::xorshift(&mut rng) % 3) as usize;
+            if inc.pods[victim].try_wait().unwrap().is_none() {
+                inc.pods[victim].kill().unwrap(); // SIGKILL
+                random_kills += 1;
+                // The survivors notice the lost pod and stop by themselves.
+                let statuses = inc.wait(Duration::from_secs(30)).unwrap_or_else(|| {
+                    inc.kill_all();
+                    panic!(
+                        "after pod {victim} was killed, the others did not stop\n{}",
+                        log_tail(&log)
+                    )
+                });
+                for (i, s) in statuses.iter().enumerate() {
+                    assert!(
+                        i == victim || !s.success(),
+                        "pod {i} went on without pod {victim}: {s:?}\n{}",
+                        log_tail(&log)
+                    );
+                }
+            } else {
+                inc.kill_all();
+            }
+        }
+    }
+    println!("killed a pod at {random_kills} random moments; crash points hit: {point_hits:?}");
+    assert!(
+        random_kills >= 20,
+        "only {random_kills} random kills landed"
+    );
+    assert!(point_hits.len() >= 6, "crash points hit: {point_hits:?}");
+
+    let mut last = Incarnation::start(&file, 3, &[], &no_env, &log);
+    let statuses = last.wait(Duration::from_secs(240)).unwrap_or_else(|| {
+        last.kill_all();
+        panic!("final run did not finish\n{}", log_tail(&log))
+    });
+    assert!(
+        statuses.iter().all(std::process::ExitStatus::success),
+        "final run failed: {statuses:?}\n{}",
+        log_tail(&log)
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.matches("restoring this pod's subtasks").count() >= 20,
+        "expected the other pods to restore after most kills"
+    );
+    assert_matches_oracle(
+        &job,
+        &format!("after {random_kills} kills and crash points {point_hits:?}"),
+    );
+}
+
+fn process_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?.1.trim_start().chars().next()
+}
+
+/// A partitioned coordinator: pod 0 stops (SIGSTOP) with every acknowledgement of a
+/// checkpoint in hand, before `_metadata`. Its successor incarnation starts and runs; then
+/// the old pod 0 goes on, finds itself fenced, and completes nothing. The output is exact.
+#[test]
+fn a_stopped_coordinator_completes_nothing_once_its_successor_started() {
+    let Some(ep) = s3_endpoint("pods_zombie") else {
+        return;
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let bucket = rt.block_on(fresh_bucket(&ep, "pods-zombie"));
+    let tmp = tempfile::tempdir().unwrap();
+    let mut job = OrdersJob::new(
+        "pods-zombie",
+        format!("s3://{bucket}/chk"),
+        tmp.path().join("out"),
+    );
+    job.s3_endpoint = Some(ep);
+    job.parallelism = 3;
+    job.count = 120_000;
+    job.rate = Some(20_000);
+    job.interval_ms = 200;
+    job.retained = 100;
+    let file = job.write(tmp.path());
+    let log_a = tmp.path().join("a.log");
+    let log_b = tmp.path().join("b.log");
+    let pause = |i: u32| {
+        if i == 0 {
+            vec![("WEIR_PAUSE_AT".to_string(), "before-metadata:3".to_string())]
+        } else {
+            Vec::new()
+        }
+    };
+    let mut a = Incarnation::start(&file, 3, &[], &pause, &log_a);
+    let a0 = a.pods[0].id();
+    let t = Instant::now();
+    while process_state(a0) != Some('T') {
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "pod 0 never paused\n{}",
+            log_tail(&log_a)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // A's other pods lose pod 0 (keep-alive) and stop by themselves.
+    let t = Instant::now();
+    while a.pods[1..]
+        .iter_mut()
+        .any(|p| p.try_wait().unwrap().is_none())
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(45),
+            "A's pods 1 and 2 did not notice that pod 0 stopped\n{}",
+            log_tail(&log_a)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The successor starts while A's pod 0 is stopped, and completes checkpoints.
+    let mut b = Incarnation::start(&file, 3, &[], &|_| Vec::new(), &log_b);
+    let t = Instant::now();
+    while !std::fs::read_to_string(&log_b)
+        .unwrap_or_default()
+        .contains("checkpoint completed")
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "B never checkpointed\n{}",
+            log_tail(&log_b)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    signal(a0, "CONT");
+    let a0_status = common::wait_exit_within(&mut a.pods[0], Duration::from_secs(60));
+    let a_text = std::fs::read_to_string(&log_a).unwrap();
+    assert!(
+        matches!(a0_status, Some(s) if !s.success()),
+        "the old pod 0 should fail once fenced: {a0_status:?}\n{}",
+        log_tail(&log_a)
+    );
+    assert!(
+        a_text.contains("fenced") || a_text.contains("Fenced"),
+        "the old pod 0 stopped for another reason\n{}",
+        log_tail(&log_a)
+    );
+    let completed_after_pause = a_text
+        .split("WEIR_PAUSE_AT: continued")
+        .nth(1)
+        .map_or(0, |after| after.matches("checkpoint completed").count());
+    assert_eq!(completed_after_pause, 0, "{}", log_tail(&log_a));
+    let statuses = b.wait(Duration::from_secs(120)).unwrap_or_else(|| {
+        b.kill_all();
+        panic!("B did not finish\n{}", log_tail(&log_b))
+    });
+    assert!(
+        statuses.iter().all(std::process::ExitStatus::success),
+        "B failed: {statuses:?}\n{}",
+        log_tail(&log_b)
+    );
+    assert_matches_oracle(&job, "after a partitioned coordinator");
+}
+
+/// Stop with a savepoint through pod 0's control API; the savepoint's URI.
+fn stop_with_savepoint(child: &mut Child, control: &str, log: &Path) -> String {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let accepted = rt.block_on(async {
+        for _ in 0..600 {
+            if let Ok(r) = reqwest::Client::new()
+                .post(format!("http://{control}/v1/stop"))
+                .header("content-type", "application/json")
+                .body(r#"{"savepoint":true}"#)
+                .send()
+                .await
+                && r.status().is_success()
+            {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        false
+    });
+    assert!(accepted, "stop not accepted\n{}", log_tail(log));
+    let status = common::wait_exit_within(child, Duration::from_secs(60))
+        .unwrap_or_else(|| panic!("did not stop\n{}", log_tail(log)));
+    assert!(status.success(), "{status:?}\n{}", log_tail(log));
+    let text = std::fs::read_to_string(log).unwrap();
+    let sp = text
+        .rsplit("stopped with savepoint ")
+        .next()
+        .and_then(|s| s.split_whitespace().next())
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        sp.contains("/savepoints/"),
+        "no savepoint in\n{}",
+        log_tail(log)
+    );
+    sp
+}
+
+fn free_control() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().to_string()
+}
+
+/// Rescale through savepoints: 1 pod at parallelism 2, then 3 pods at parallelism 3, then 2
+/// pods at parallelism 4, each restored from the previous one's stop savepoint; the output
+/// is the oracle's.
+#[test]
+fn rescale_from_one_pod_to_three_to_two_through_savepoints() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut job = file_job(tmp.path(), "rescale-pods");
+    job.count = 150_000;
+    job.rate = Some(30_000);
+    let file = job.write(tmp.path());
+    let log = tmp.path().join("run.log");
+    let rows = |job: &OrdersJob| common::read_output(&job.out_dir).0.len();
+
+    let control = free_control();
+    let mut one = launch(
+        &file,
+        1,
+        &["--parallelism", "2", "--control-addr", &control],
+        &log,
+    );
+    let t = Instant::now();
+    while rows(&job) < 10 {
+        assert!(t.elapsed() < Duration::from_secs(60), "{}", log_tail(&log));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let sp1 = stop_with_savepoint(&mut one, &control, &log);
+
+    let control = free_control();
+    let mut three = launch(
+        &file,
+        3,
+        &[
+            "--parallelism",
+            "3",
+            "--control-addr",
+            &control,
+            "--restore-from",
+            &sp1,
+        ],
+        &log,
+    );
+    let before = rows(&job);
+    let t = Instant::now();
+    while rows(&job) < before + 10 {
+        assert!(t.elapsed() < Duration::from_secs(60), "{}", log_tail(&log));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let sp2 = stop_with_savepoint(&mut three, &control, &log);
+    assert_ne!(sp1, sp2);
+    let partial = rows(&job);
+    assert!(
+        partial < job.oracle().len(),
+        "the job should be part-way at the second savepoint: {partial} rows"
+    );
+
+    let mut two = launch(
+        &file,
+        2,
+        &["--parallelism", "4", "--restore-from", &sp2],
+        &log,
+    );
+    let status = common::wait_exit_within(&mut two, Duration::from_secs(120))
+        .unwrap_or_else(|| panic!("two pods did not finish\n{}", log_tail(&log)));
+    assert!(status.success(), "{status:?}\n{}", log_tail(&log));
+    assert_matches_oracle(&job, "after 1 -> 3 -> 2 pods");
+}
