@@ -109,6 +109,17 @@ impl RunningJob {
         for t in &self.tasks {
             t.abort();
         }
+        let (sent, received) = (
+            self.metrics.exchange_sent.get(),
+            self.metrics.exchange_received.get(),
+        );
+        if sent + received > 0 {
+            tracing::info!(
+                sent_bytes = sent,
+                received_bytes = received,
+                "exchange totals of this pod"
+            );
+        }
         if let Ok(mut s) = self.status.write() {
             match &r {
                 Ok(Outcome::Finished) => s.state = JobState::Finished,
