@@ -4,7 +4,9 @@
 //! commit, between `_metadata` and the Kafka commit, right after a ClickHouse insert before
 //! the job knows it succeeded); the broker and ClickHouse are each restarted once mid-run.
 //! Afterwards ClickHouse (raw rows for write-ahead mode, FINAL for ReplacingMergeTree) and
-//! the committed records of the output topic must equal the oracle exactly.
+//! the committed records of the output topic must equal the oracle exactly. The same
+//! scenario runs as one process and as three pods (any pod killed; the others must stop by
+//! themselves).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
 
 mod common;
@@ -19,7 +21,7 @@ use common::stack::{
     input_producer, kafka, kafka_sales, local_broker, oracle, produce_end_markers, produce_orders,
     sales_job, stack_script,
 };
-use common::{fresh_bucket, log_tail, s3_endpoint, spawn_runtime, unique, wait_exit_within};
+use common::{Incarnation, fresh_bucket, log_tail, s3_endpoint, unique};
 
 const PARTITIONS: i32 = 3;
 const STORES: u64 = 5;
@@ -27,18 +29,47 @@ const COUNT: u64 = 60_000;
 
 #[test]
 fn kill_dash_nine_and_server_restarts_never_lose_or_double_a_result() {
-    let (Some(s3), Some(shared_kafka), Some(ch)) = (
-        s3_endpoint("connectors_fault_injection"),
-        kafka("connectors_fault_injection"),
-        clickhouse("connectors_fault_injection"),
-    ) else {
+    scenario("connectors_fault_injection", 1, 30, 9397);
+}
+
+#[test]
+fn three_pods_killed_at_random_never_lose_or_double_a_result() {
+    scenario("connectors_fault_injection_pods", 3, 20, 9404);
+}
+
+/// Wait until pod `target` exits, at most `limit`.
+fn wait_pod(
+    inc: &mut Incarnation,
+    target: usize,
+    limit: Duration,
+) -> Option<std::process::ExitStatus> {
+    let t = Instant::now();
+    while t.elapsed() < limit {
+        if let Some(s) = inc.pods[target].try_wait().unwrap() {
+            return Some(s);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+/// One scenario at a time: each restarts the shared ClickHouse, and each wants the cores.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn scenario(test: &str, pods: u32, min_kills: usize, broker_port: u16) {
+    let (Some(s3), Some(shared_kafka), Some(ch)) =
+        (s3_endpoint(test), kafka(test), clickhouse(test))
+    else {
         return;
     };
+    let _one = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     // The broker restart needs a broker that keeps its log across restarts: the local one on
     // sqlite storage, started for this test alone. Against KAFKA_BOOTSTRAP (a real cluster)
     // the broker is not restarted; say so.
     let stack_dir = tempfile::tempdir().unwrap();
-    let own = local_broker().then(|| OwnBroker::start(stack_dir.path(), 9397));
+    let own = local_broker().then(|| OwnBroker::start(stack_dir.path(), broker_port));
     let bootstrap = own.as_ref().map_or(shared_kafka, |b| b.bootstrap.clone());
     if own.is_none() {
         println!("NOTE: KAFKA_BOOTSTRAP is a real cluster; the broker-restart step is skipped");
@@ -65,7 +96,7 @@ fn kill_dash_nine_and_server_restarts_never_lose_or_double_a_result() {
         &input,
         &format!("s3://{bucket}/chk"),
         &s3,
-        2,
+        pods.max(2),
         150,
         false,
         &sinks,
@@ -110,31 +141,51 @@ fn kill_dash_nine_and_server_restarts_never_lose_or_double_a_result() {
     let (mut broker_restarted, mut ch_restarted) = (false, false);
     let mut runs = 0;
     let mut self_exits = 0;
-    while (random_kills < 30 || hits.len() < points.len()) && runs < 100 {
+    let no_env = |_: u32| Vec::new();
+    while (random_kills < min_kills || hits.len() < points.len()) && runs < 100 {
         runs += 1;
-        let use_point = hits.len() < points.len() && (random_kills >= 30 || runs % 3 == 0);
+        let use_point = hits.len() < points.len() && (random_kills >= min_kills || runs % 3 == 0);
         if use_point {
             let p = points[hits.len() % points.len()];
-            let mut child = spawn_runtime(&job, &[], &[("WEIR_CRASH_AT", &format!("{p}:0"))], &log);
-            match wait_exit_within(&mut child, Duration::from_secs(15)) {
+            // `_metadata` is written by pod 0; the sinks' points happen in every pod.
+            let target = if p == "after-metadata" {
+                0
+            } else {
+                (common::xorshift(&mut rng) % u64::from(pods)) as usize
+            };
+            let env = move |i: u32| {
+                if i as usize == target {
+                    vec![("WEIR_CRASH_AT".to_string(), format!("{p}:0"))]
+                } else {
+                    Vec::new()
+                }
+            };
+            let mut inc = Incarnation::start(&job, pods, &[], &env, &log);
+            match wait_pod(&mut inc, target, Duration::from_secs(15)) {
                 Some(s) if s.signal() == Some(9) => hits.push(p),
                 Some(s) => panic!(
-                    "run with crash point {p} ended otherwise: {s:?}\n{}",
+                    "run with crash point {p} in pod {target} ended otherwise: {s:?}\n{}",
                     log_tail(&log)
                 ),
-                None => {
-                    // Not reached (e.g. no output yet): a random kill instead.
-                    child.kill().unwrap();
-                    child.wait().unwrap();
-                }
+                // Not reached (e.g. no output yet): a random kill instead.
+                None => {}
+            }
+            if inc.wait(Duration::from_secs(30)).is_none() {
+                inc.kill_all();
+                assert_eq!(
+                    pods,
+                    1,
+                    "pods went on without a killed pod\n{}",
+                    log_tail(&log)
+                );
             }
             continue;
         }
-        let mut child = spawn_runtime(&job, &[], &[], &log);
+        let mut inc = Incarnation::start(&job, pods, &[], &no_env, &log);
         std::thread::sleep(Duration::from_millis(
             200 + common::xorshift(&mut rng) % 1000,
         ));
-        if random_kills == 10
+        if random_kills == min_kills / 3
             && !broker_restarted
             && let Some(b) = &own
         {
@@ -143,35 +194,46 @@ fn kill_dash_nine_and_server_restarts_never_lose_or_double_a_result() {
             broker_restarted = true;
             std::thread::sleep(Duration::from_millis(1500));
         }
-        if random_kills == 20 && !ch_restarted {
+        if random_kills == 2 * min_kills / 3 && !ch_restarted {
             println!("restarting ClickHouse under the running job");
             stack_script("clickhouse.sh", "restart", &[]);
             ch_restarted = true;
             std::thread::sleep(Duration::from_millis(1500));
         }
-        match child.try_wait().unwrap() {
-            None => {
-                child.kill().unwrap();
-                assert_eq!(child.wait().unwrap().signal(), Some(9));
-                random_kills += 1;
+        let victim = (common::xorshift(&mut rng) % u64::from(pods)) as usize;
+        let running = inc.pods.iter_mut().all(|c| c.try_wait().unwrap().is_none());
+        if running {
+            inc.pods[victim].kill().unwrap(); // SIGKILL
+            random_kills += 1;
+            // The other pods lose it and stop by themselves.
+            let statuses = inc.wait(Duration::from_secs(30)).unwrap_or_else(|| {
+                inc.kill_all();
+                panic!("pods went on without pod {victim}\n{}", log_tail(&log))
+            });
+            assert_eq!(statuses[victim].signal(), Some(9));
+            for (i, st) in statuses.iter().enumerate() {
+                assert!(i == victim || !st.success(), "pod {i}: {st:?}");
             }
+        } else {
             // A run may fail on its own while a server restarts (a pod would be restarted
             // the same way); correctness is judged by the oracle at the end.
-            Some(s) => {
-                self_exits += 1;
-                println!("run {runs} exited by itself ({s:?}); restarting");
-                assert!(
-                    self_exits <= 5,
-                    "the job keeps failing on its own\n{}",
-                    log_tail(&log)
-                );
-            }
+            inc.kill_all();
+            self_exits += 1;
+            println!("run {runs} exited by itself; restarting");
+            assert!(
+                self_exits <= 5,
+                "the job keeps failing on its own\n{}",
+                log_tail(&log)
+            );
         }
     }
     println!(
         "killed at {random_kills} random moments; crash points hit: {hits:?}; broker restarted: {broker_restarted}; clickhouse restarted: {ch_restarted}"
     );
-    assert!(random_kills >= 30, "only {random_kills} random kills");
+    assert!(
+        random_kills >= min_kills,
+        "only {random_kills} random kills"
+    );
     for p in points {
         assert!(hits.contains(&p), "crash point {p} never hit: {hits:?}");
     }
@@ -186,7 +248,7 @@ fn kill_dash_nine_and_server_restarts_never_lose_or_double_a_result() {
 
     // Final run: restore, catch up, stop with a final checkpoint.
     let expected = oracle(COUNT, PARTITIONS, STORES);
-    let mut child = spawn_runtime(&job, &[], &[], &log);
+    let mut last = Incarnation::start(&job, pods, &[], &no_env, &log);
     let t = Instant::now();
     loop {
         let (got, _) = rt.block_on(ch_sales(&ch, &wa, false));
@@ -194,14 +256,29 @@ fn kill_dash_nine_and_server_restarts_never_lose_or_double_a_result() {
             break;
         }
         assert!(
-            child.try_wait().unwrap().is_none(),
+            last.pods
+                .iter_mut()
+                .all(|c| c.try_wait().unwrap().is_none()),
             "final run died\n{}",
             log_tail(&log)
         );
         std::thread::sleep(Duration::from_millis(500));
     }
     std::thread::sleep(Duration::from_millis(500));
-    common::stop_cleanly(&mut child, "TERM", &log, "final run");
+    // A stop asked of pod 0 (a signal) stops every pod after a final checkpoint.
+    std::process::Command::new("kill")
+        .args(["-TERM", &last.pods[0].id().to_string()])
+        .status()
+        .unwrap();
+    let statuses = last.wait(Duration::from_secs(60)).unwrap_or_else(|| {
+        last.kill_all();
+        panic!("final run did not stop\n{}", log_tail(&log))
+    });
+    assert!(
+        statuses.iter().all(std::process::ExitStatus::success),
+        "final run: {statuses:?}\n{}",
+        log_tail(&log)
+    );
 
     let context = format!("after {random_kills} kills and crash points {hits:?}");
     let (got, dups) = rt.block_on(ch_sales(&ch, &wa, false));

@@ -13,86 +13,10 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{OrdersJob, assert_matches_oracle, fresh_bucket, log_tail, s3_endpoint, s3_env};
-
-/// Pods of one incarnation, started as the operator starts them.
-struct Incarnation {
-    pods: Vec<Child>,
-}
-
-/// A free port on 127.0.0.(i+1).
-fn free_address(i: u32) -> String {
-    let l =
-        std::net::TcpListener::bind(("127.0.0.".to_string() + &(i + 1).to_string(), 0)).unwrap();
-    l.local_addr().unwrap().to_string()
-}
-
-impl Incarnation {
-    /// `count` pods of `job`, each with `env(pod)` added; all log to `log`.
-    fn start(
-        job: &Path,
-        count: u32,
-        extra: &[&str],
-        env: &dyn Fn(u32) -> Vec<(String, String)>,
-        log: &Path,
-    ) -> Self {
-        let peers: Vec<String> = (0..count).map(free_address).collect();
-        let incarnation = format!("test-{}", common::unique());
-        let pods = (0..count)
-            .map(|i| {
-                let mut cmd = Command::new(env!("CARGO_BIN_EXE_weir-runtime"));
-                cmd.arg("run")
-                    .arg(job)
-                    .args(["--control-addr", "none"])
-                    .args(["--pods", &count.to_string()])
-                    .args(["--pod-index", &i.to_string()])
-                    .args(["--peers", &peers.join(",")])
-                    .args(["--incarnation", &incarnation])
-                    .args(extra)
-                    .env("WEIR_EXCHANGE_TOKEN", "test-token-0123456789");
-                for (k, v) in s3_env() {
-                    cmd.env(k, v);
-                }
-                for (k, v) in env(i) {
-                    cmd.env(k, v);
-                }
-                let logf = std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(log)
-                    .unwrap();
-                cmd.stdout(Stdio::null()).stderr(Stdio::from(logf));
-                cmd.spawn().unwrap()
-            })
-            .collect();
-        Self { pods }
-    }
-
-    /// Wait until every pod exited, at most `limit`; the statuses in pod order.
-    fn wait(&mut self, limit: Duration) -> Option<Vec<std::process::ExitStatus>> {
-        let t = Instant::now();
-        let mut out = vec![None; self.pods.len()];
-        while t.elapsed() < limit {
-            for (i, p) in self.pods.iter_mut().enumerate() {
-                if out[i].is_none() {
-                    out[i] = p.try_wait().unwrap();
-                }
-            }
-            if out.iter().all(Option::is_some) {
-                return Some(out.into_iter().map(Option::unwrap).collect());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
-    }
-
-    fn kill_all(&mut self) {
-        for p in &mut self.pods {
-            let _ = p.kill();
-            let _ = p.wait();
-        }
-    }
-}
+use common::{
+    Incarnation, OrdersJob, assert_matches_oracle, free_address, fresh_bucket, log_tail,
+    s3_endpoint, s3_env,
+};
 
 fn signal(pid: u32, sig: &str) {
     Command::new("kill")

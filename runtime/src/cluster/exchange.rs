@@ -548,3 +548,131 @@ impl FlightService for Exchange {
         Err(Status::unimplemented("only DoExchange"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
+    use std::net::SocketAddr;
+
+    use datafusion::arrow::array::{Int64Array, RecordBatch};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+
+    use super::*;
+
+    fn free() -> SocketAddr {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+    }
+
+    async fn pod(
+        index: u32,
+        peers: &[SocketAddr],
+    ) -> (Exchange, mpsc::UnboundedReceiver<TaskEvent>) {
+        let (events, rx) = mpsc::unbounded_channel();
+        let pods = Pods {
+            index,
+            count: peers.len() as u32,
+            peers: peers.iter().map(ToString::to_string).collect(),
+            listen: peers[index as usize],
+            token: "a-test-token-0123456789".into(),
+            incarnation: "t".into(),
+        };
+        let (ex, _) = Exchange::serve(Arc::new(pods), events, Arc::new(Metrics::new(Vec::new())))
+            .await
+            .unwrap();
+        ex.set_generation(4);
+        (ex, rx)
+    }
+
+    fn batch(i: i64) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![Field::new("k", DataType::Int64, false)]));
+        RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(vec![i; 1000]))]).unwrap()
+    }
+
+    /// A consumer that takes nothing holds its producer back after the credits and the two
+    /// channels are full; once it drains, every message arrives, in order, ending with End.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stalled_consumer_bounds_what_the_producer_hands_over() {
+        let peers = [free(), free()];
+        let (sender, _e0) = pod(0, &peers).await;
+        let (receiver, _e1) = pod(1, &peers).await;
+        let (into_link, from_task) = mpsc::channel(1);
+        sender.send(4, 1, 0, 0, 1, from_task);
+        let (to_task, mut task_input) = mpsc::channel(1);
+        receiver.expect(1, 0, 0, to_task);
+        let handed = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let producer = {
+            let handed = Arc::clone(&handed);
+            tokio::spawn(async move {
+                for i in 0..200 {
+                    into_link.send(Message::Data(batch(i))).await.unwrap();
+                    handed.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+                into_link.send(Message::End).await.unwrap();
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let stalled_at = handed.load(std::sync::atomic::Ordering::SeqCst);
+        // Credits, the receiving channel, the link's send buffer and the producer's channel.
+        let bound = u64::from(CREDITS) + 1 + 2 + 1 + 1;
+        assert!(
+            stalled_at <= bound,
+            "the producer handed over {stalled_at} messages to a stalled consumer (bound {bound})"
+        );
+        assert!(
+            stalled_at >= u64::from(CREDITS),
+            "only {stalled_at} handed over"
+        );
+        for i in 0..200 {
+            match task_input.recv().await.unwrap() {
+                Message::Data(b) => assert_eq!(b, batch(i)),
+                other => panic!("message {i}: {other:?}"),
+            }
+        }
+        assert!(matches!(task_input.recv().await, Some(Message::End)));
+        producer.await.unwrap();
+    }
+
+    /// A link with the wrong token or of another generation is refused before any data moves.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn links_without_the_token_or_of_another_generation_are_refused() {
+        let peers = [free(), free()];
+        let (sender, mut events) = pod(0, &peers).await;
+        let (receiver, _e1) = pod(1, &peers).await;
+        let (to_task, _task_input) = mpsc::channel(1);
+        receiver.expect(1, 0, 0, to_task);
+        let (_into_link, from_task) = mpsc::channel(1);
+        sender.send(3, 1, 0, 0, 1, from_task);
+        match events.recv().await {
+            Some(TaskEvent::PodLost { pod: 1, error }) => {
+                assert!(
+                    error
+                        .to_string()
+                        .contains("generation 3 is not this incarnation's (4)"),
+                    "{error}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        let mut impostor = sender.clone();
+        impostor.pods = Arc::new(Pods {
+            token: "not-the-token-0123456789".into(),
+            ..(*sender.pods).clone()
+        });
+        let (_into_link, from_task) = mpsc::channel(1);
+        impostor.send(4, 1, 0, 0, 1, from_task);
+        match events.recv().await {
+            Some(TaskEvent::PodLost { error, .. }) => {
+                assert!(
+                    error
+                        .to_string()
+                        .contains("wrong or missing exchange token"),
+                    "{error}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
