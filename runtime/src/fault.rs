@@ -33,6 +33,8 @@ pub fn point(name: &str, id: CheckpointId) {
         if let Some(me) = rustix::process::Pid::from_raw(std::process::id() as i32) {
             let _ = rustix::process::kill_process(me, rustix::process::Signal::STOP);
         }
+        // The stop reaches the process asynchronously; stay here until it has.
+        std::thread::sleep(std::time::Duration::from_millis(200));
         tracing::warn!(point = name, checkpoint = %id, "WEIR_PAUSE_AT: continued");
     }
     if let Some((p, n)) = CRASH_AT.as_ref()

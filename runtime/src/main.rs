@@ -80,6 +80,14 @@ async fn main() -> anyhow::Result<()> {
                     std::process::exit(1);
                 }
             };
+            let parallelism = args.parallelism.unwrap_or(plan.job.parallelism);
+            if args.pods.count > parallelism {
+                eprintln!(
+                    "--pods {} exceeds the parallelism {parallelism}: every pod runs at least one subtask of each operator",
+                    args.pods.count
+                );
+                std::process::exit(2);
+            }
             if args.pods.count > 1 && args.pods.index.is_none() {
                 let code = weir_runtime::cluster::launcher::run(args, cli.log_format).await?;
                 std::process::exit(code);

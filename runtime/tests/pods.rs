@@ -137,6 +137,16 @@ fn a_pod_refuses_links_without_the_token_or_from_another_incarnation() {
         let text = std::fs::read_to_string(&log).unwrap();
         assert!(text.contains(want), "no `{want}` in\n{}", log_tail(&log));
     }
+    // More pods than subtasks: refused before anything starts.
+    let out = Command::new(env!("CARGO_BIN_EXE_weir-runtime"))
+        .arg("run")
+        .arg(&file)
+        .args(["--control-addr", "none", "--pods", "4"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--pods 4 exceeds the parallelism 3"), "{err}");
     // Without a token at all, a pod does not start.
     let out = Command::new(env!("CARGO_BIN_EXE_weir-runtime"))
         .arg("run")
@@ -171,7 +181,9 @@ fn kill_dash_nine_of_any_pod_never_loses_or_doubles_a_window() {
     );
     job.s3_endpoint = Some(ep);
     job.parallelism = 3;
-    job.count = 400_000;
+    // 50 s of input at the rate: more than the kills leave time for, so the job is still
+    // running at every kill; the final run reads the rest.
+    job.count = 1_000_000;
     job.rate = Some(20_000);
     job.interval_ms = 150;
     job.retained = 2;
@@ -190,9 +202,9 @@ fn kill_dash_nine_of_any_pod_never_loses_or_doubles_a_window() {
         let use_point = point_hits.len() < 6 && (random_kills >= 20 || runs % 4 == 0);
         if use_point {
             let p = points[point_hits.len() % points.len()];
-            // The coordinator's points happen in pod 0; an upload happens in every pod.
+            // The coordinator's points happen in pod 0; uploads in every pod: the other two.
             let target = if p == "during-upload" {
-                (common::xorshift(&mut rng) % 3) as u32
+                1 + (point_hits.len() / points.len()) as u32 % 2
             } else {
                 0
             };
@@ -225,7 +237,8 @@ fn kill_dash_nine_of_any_pod_never_loses_or_doubles_a_window() {
             let delay = 300 + common::xorshift(&mut rng) % 1500;
             std::thread::sleep(Duration::from_millis(delay));
             let victim = (common::xorshift(&mut rng) % 3) as usize;
-            if inc.pods[victim].try_wait().unwrap().is_none() {
+            let running = inc.pods.iter_mut().all(|p| p.try_wait().unwrap().is_none());
+            if running {
                 inc.pods[victim].kill().unwrap(); // SIGKILL
                 random_kills += 1;
                 // The survivors notice the lost pod and stop by themselves.
@@ -359,8 +372,12 @@ fn a_stopped_coordinator_completes_nothing_once_its_successor_started() {
         "the old pod 0 should fail once fenced: {a0_status:?}\n{}",
         log_tail(&log_a)
     );
+    // Fenced by the generation check, or (had it checked before it stopped) by the
+    // create-if-absent `_metadata` its successor already wrote.
     assert!(
-        a_text.contains("fenced") || a_text.contains("Fenced"),
+        a_text.contains("fenced")
+            || a_text.contains("Fenced")
+            || a_text.contains("another incarnation completed this checkpoint first"),
         "the old pod 0 stopped for another reason\n{}",
         log_tail(&log_a)
     );
@@ -379,6 +396,55 @@ fn a_stopped_coordinator_completes_nothing_once_its_successor_started() {
         log_tail(&log_b)
     );
     assert_matches_oracle(&job, "after a partitioned coordinator");
+    // In storage: every checkpoint from B's first one on is B's.
+    let field = |text: &str, key: &str| {
+        text.split(key)
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let b_text = std::fs::read_to_string(&log_b).unwrap();
+    let job_id = field(&a_text, "job_id=");
+    let b_first: u64 = field(&b_text, "first_checkpoint=").parse().unwrap();
+    let b_generation: u64 = field(&b_text, "generation=").parse().unwrap();
+    rt.block_on(async {
+        let storage = weir_runtime::storage::Storage::open(
+            &job.storage,
+            &weir_crds::S3Spec {
+                endpoint: job.s3_endpoint.clone(),
+                region: Some("us-east-1".into()),
+                path_style: Some(true),
+                ca_pem_env: None,
+            },
+        )
+        .await
+        .unwrap();
+        let layout = weir_runtime::checkpoint::layout::Layout::new("local", &job.name);
+        let dirs = weir_runtime::checkpoint::restore::list(&storage, &layout, &job_id)
+            .await
+            .unwrap();
+        let mut checked = 0;
+        for (id, done) in dirs {
+            if !done || id.0 < b_first {
+                continue;
+            }
+            let dir = layout.checkpoint_dir(&job_id, id);
+            let bytes = storage
+                .get(&weir_runtime::checkpoint::layout::Layout::metadata_in(&dir))
+                .await
+                .unwrap()
+                .unwrap();
+            let meta = weir_runtime::checkpoint::metadata::decode_metadata(&bytes).unwrap();
+            assert_eq!(
+                meta.generation, b_generation,
+                "checkpoint {id} was completed by generation {}",
+                meta.generation
+            );
+            checked += 1;
+        }
+        assert!(checked > 0, "no checkpoint of B to check");
+    });
 }
 
 /// Stop with a savepoint through pod 0's control API; the savepoint's URI.
