@@ -153,6 +153,7 @@ fn crd_names_printer_columns_and_status_subresource() {
         [
             "State",
             "Ready",
+            "Pods",
             "Parallelism",
             "Desired",
             "Last Checkpoint",
@@ -197,6 +198,11 @@ fn schema_rejects_wrong_types_missing_fields_and_out_of_range_values() {
             "out of range",
             edit(|v| v["spec"]["parallelism"] = Value::from(0)),
             "/spec/parallelism",
+        ),
+        (
+            "no pods",
+            edit(|v| v["spec"]["pods"] = Value::from(0)),
+            "/spec/pods",
         ),
         (
             "out of range retained",
@@ -277,6 +283,19 @@ fn cel_rules_reject_cross_field_mistakes_with_their_message() {
             "parallelism must not exceed maxParallelism",
         ),
         (
+            "more pods than parallelism",
+            edit(|v| v["spec"]["pods"] = Value::from(3)),
+            "pods must not exceed parallelism",
+        ),
+        (
+            "more pods than the default parallelism",
+            edit(|v| {
+                v["spec"].as_object_mut().map(|s| s.remove("parallelism"));
+                v["spec"]["pods"] = Value::from(2);
+            }),
+            "pods must not exceed parallelism",
+        ),
+        (
             "exactly-once Kafka sink without prefix",
             edit(|v| {
                 v["spec"]["pipeline"]["sinks"][1]["kafka"]
@@ -317,6 +336,9 @@ fn cel_rules_reject_cross_field_mistakes_with_their_message() {
             "{what}: expected `{message}`, got {errs:?}"
         );
     }
+    // As many pods as subtasks is the most there can be.
+    let ok = edit(|v| v["spec"]["pods"] = Value::from(2));
+    assert_eq!(rejections(&ok, None), Vec::<String>::new());
     // At-least-once Kafka sinks need no prefix.
     let ok = edit(|v| {
         let k = &mut v["spec"]["pipeline"]["sinks"][1]["kafka"];
@@ -358,6 +380,43 @@ fn semantic_errors_name_the_manifest_field() {
         ),
         "{shown:?}"
     );
+}
+
+/// A job of several pods is found through the Service `<name>-peers`, a DNS label: a name
+/// that leaves no room for the suffix is refused naming `spec.pods`, and one pod needs no
+/// such Service.
+#[test]
+fn a_multi_pod_job_needs_room_for_its_peers_service_in_its_name() {
+    let mut job: StreamJob = serde_json::from_value(manifest(GOOD)).expect("decodes");
+    job.spec.pods = 2;
+    let longest = "s".repeat(crate::MAX_MULTI_POD_NAME);
+    assert_eq!(format!("{longest}-peers").len(), 63);
+    assert_eq!(job.spec.validate(&longest), vec![]);
+    let too_long = format!("{longest}s");
+    let errs = job.spec.validate(&too_long);
+    assert!(
+        errs.iter()
+            .any(|e| e.path == "spec.pods" && e.message.contains("-peers")),
+        "{errs:?}"
+    );
+    job.spec.pods = 1;
+    assert_eq!(job.spec.validate(&too_long), vec![]);
+}
+
+/// `pods: 1` is left out of the spec's JSON, so a spec the operator recorded in status
+/// before the field existed is byte-for-byte what the same spec serializes to now (the
+/// operator compares them to find changes), and any other value is written.
+#[test]
+fn one_pod_is_left_out_of_the_json_and_more_are_written() {
+    let mut job: StreamJob = serde_json::from_value(manifest(GOOD)).expect("decodes");
+    assert_eq!(job.spec.pods, 1, "the default");
+    let one = serde_json::to_value(&job.spec).expect("serializes");
+    assert!(one.get("pods").is_none(), "{one}");
+    job.spec.pods = 2;
+    let two = serde_json::to_value(&job.spec).expect("serializes");
+    assert_eq!(two["pods"], 2);
+    let back: crate::StreamJobSpec = serde_json::from_value(two).expect("decodes");
+    assert_eq!(back.pods, 2);
 }
 
 /// Every `StreamJob` in `examples/` is what the cluster would accept and the operator would

@@ -28,6 +28,7 @@ use crate::validate::FieldError;
     status = "StreamJobStatus",
     printcolumn = r#"{"name":"State","type":"string","jsonPath":".status.lifecycleState","description":"Lifecycle state"}"#,
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status","description":"Whether the job runs and checkpoints as specified"}"#,
+    printcolumn = r#"{"name":"Pods","type":"string","jsonPath":".status.pods","description":"Ready pods of the current incarnation / pods it runs as"}"#,
     printcolumn = r#"{"name":"Parallelism","type":"integer","jsonPath":".status.parallelism","description":"Subtasks per operator of the running pods"}"#,
     printcolumn = r#"{"name":"Desired","type":"integer","jsonPath":".spec.parallelism","description":"Subtasks per operator the spec asks for"}"#,
     printcolumn = r#"{"name":"Last Checkpoint","type":"date","jsonPath":".status.lastCheckpoint.completedAt","description":"When the newest checkpoint completed"}"#,
@@ -35,6 +36,7 @@ use crate::validate::FieldError;
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
     validation = kube::core::Rule::new("duration(self.spec.checkpoint.interval.endsWith('d') ? '0s' : self.spec.checkpoint.interval) < duration(self.spec.checkpoint.timeout.endsWith('d') ? '87600h' : self.spec.checkpoint.timeout)").message("checkpoint.timeout must be longer than checkpoint.interval").field_path(".spec.checkpoint.timeout"),
     validation = kube::core::Rule::new("self.spec.parallelism <= self.spec.maxParallelism").message("parallelism must not exceed maxParallelism").field_path(".spec.parallelism"),
+    validation = kube::core::Rule::new("self.spec.pods <= self.spec.parallelism").message("pods must not exceed parallelism: every pod runs at least one subtask of each operator").field_path(".spec.pods"),
     validation = kube::core::Rule::new("self.spec.pipeline.sinks.all(s, !has(s.kafka) || has(s.kafka.transactionalIdPrefix) || (has(s.kafka.delivery) && s.kafka.delivery != 'exactly-once') || (!has(s.kafka.delivery) && !self.spec.checkpoint.exactlyOnce))").message("an exactly-once Kafka sink needs transactionalIdPrefix (unique per job)").field_path(".spec.pipeline.sinks"),
     validation = kube::core::Rule::new("duration(self.spec.restart.initialBackoff.endsWith('d') ? '0s' : self.spec.restart.initialBackoff) <= duration(self.spec.restart.maxBackoff.endsWith('d') ? '87600h' : self.spec.restart.maxBackoff)").message("restart.initialBackoff must not exceed restart.maxBackoff").field_path(".spec.restart.initialBackoff"),
     validation = kube::core::Rule::new("!has(oldSelf.spec) || self.spec.maxParallelism == oldSelf.spec.maxParallelism").message("maxParallelism is fixed for the life of the job's state; create a new StreamJob to change it").field_path(".spec.maxParallelism"),
@@ -50,6 +52,18 @@ pub struct StreamJobSpec {
     #[serde(default = "default_parallelism")]
     #[schemars(range(min = 1, max = 32768))]
     pub parallelism: u32,
+    /// Pods (processes) the job runs as; each runs a contiguous slice of every operator's
+    /// subtasks, so it must not exceed `parallelism`. More pods spread one job over more
+    /// nodes than one pod's `resources` can hold. All pods of a start fail and restart
+    /// together (from the newest checkpoint), and changing it rescales through `upgradeMode`
+    /// like `parallelism`: checkpoints do not depend on the number of pods.
+    // Omitted from JSON when 1, so a spec recorded in status before the field existed reads
+    // back unchanged (an unchanged spec must not look like a change to a running job). That
+    // keeps schemars from writing the default, so it is given here: the apiserver must fill
+    // it in for the CEL rule comparing it with `parallelism`.
+    #[serde(default = "default_pods", skip_serializing_if = "is_one")]
+    #[schemars(range(min = 1, max = 32768), extend("default" = 1))]
+    pub pods: u32,
     /// Key groups: the unit keyed state is split into. Fixed for the life of the job's state.
     #[serde(default = "default_max_parallelism")]
     #[schemars(range(min = 1, max = 32768))]
@@ -126,6 +140,13 @@ pub struct StreamJobSpec {
 
 fn default_parallelism() -> u32 {
     1
+}
+fn default_pods() -> u32 {
+    1
+}
+// serde's `skip_serializing_if` passes a reference.
+fn is_one(n: &u32) -> bool {
+    *n == 1
 }
 fn default_max_parallelism() -> u32 {
     128
@@ -484,6 +505,10 @@ pub struct SecretEnv {
     pub key: String,
 }
 
+/// Longest name of a job with `pods` above 1: the operator names the headless Service its
+/// pods find each other through `<name>-peers`, and a Service name is a DNS label (63).
+pub const MAX_MULTI_POD_NAME: usize = 63 - "-peers".len();
+
 impl StreamJobSpec {
     /// The job file the runtime pod runs: pipeline, parallelism and checkpointing of this
     /// spec under the StreamJob's name (which names the storage directory).
@@ -546,6 +571,17 @@ impl StreamJobSpec {
             .collect();
         if let Some(t) = &self.pod_template {
             errs.extend(crate::pod_template::check(t));
+        }
+        if self.pods > 1 && name.len() > MAX_MULTI_POD_NAME {
+            errs.push(FieldError::new(
+                "spec.pods",
+                format!(
+                    "a job of several pods needs a name of at most {MAX_MULTI_POD_NAME} characters \
+                     (`{name}` has {}): its pods find each other through the Service `{name}-peers`, \
+                     and a Service name has at most 63",
+                    name.len()
+                ),
+            ));
         }
         for (path, var) in self.env_references() {
             if !self.secret_env.iter().any(|s| s.name == var) {

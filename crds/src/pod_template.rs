@@ -48,6 +48,7 @@ pub const MERGE_RULES: &str = "\
 | volumes | kept, but `hostPath` volumes and the names `job` and `tmp` | `job` (the job file) and `tmp` added |\n\
 | pod securityContext | kept (fsGroup, supplementalGroups, sysctls, ...) | non-root, uid/gid/fsGroup 65532 unless set, `RuntimeDefault` seccomp unless a profile is set |\n\
 | terminationGracePeriodSeconds | kept if longer | checkpoint timeout + 30 s |\n\
+| hostname, subdomain | kept when `pods` is 1 | with `pods` above 1: the pod's name, and `<job>-peers` (the headless Service its peers resolve it through) |\n\
 | restartPolicy | | `Never` |\n\
 | host namespaces | | off |\n\
 | container `runtime` | env (the operator's names win), envFrom, volumeMounts, lifecycle, imagePullPolicy | image, args, ports, probes, resources (`spec.resources`), security context |\n\

@@ -34,6 +34,11 @@ pub struct StreamJobStatus {
     /// they run, which lags the desired value during a rescale; absent when nothing runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parallelism: Option<u32>,
+    /// `ready/desired` pods of the current incarnation, e.g. `2/2`, as a Deployment's READY:
+    /// a job of several pods runs only when all of them do. Absent before the first deploy
+    /// and while suspended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pods: Option<String>,
     /// Automatic restarts and why the last one happened.
     #[serde(default)]
     pub restarts: RestartStatus,
@@ -43,10 +48,11 @@ pub struct StreamJobStatus {
     /// Image the current pods run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deployed_image: Option<String>,
-    /// Counter of runtime pod starts; the current pod is `<name>-<incarnation>`.
+    /// Counter of starts of the runtime pods; the current pod is `<name>-<incarnation>`, or
+    /// with `spec.pods` above 1 the pods are `<name>-<incarnation>-<index>`.
     #[serde(default)]
     pub incarnation: u64,
-    /// When the current incarnation's pod was created.
+    /// When the current incarnation's pods were created.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub incarnation_started_at: Option<Time>,
     /// When the current incarnation was first seen running.

@@ -1,19 +1,30 @@
 //! Plays the kubelet for one namespace of an envtest apiserver: every pod the operator
 //! creates is bound to a pretend node and its container started with the pod's arguments
-//! and environment (Secret references resolved), its ConfigMap volume written to a
-//! directory, its control port mapped to a free loopback port (reported through the
-//! `weir.dev/control-port` annotation and `podIP: 127.0.0.1`). Phases and container states
-//! are reported as a kubelet would, including the termination message. A pod being deleted
-//! gets SIGTERM and its grace period, then SIGKILL; the pod object goes once the container
-//! has exited. `kill9` simulates a crash.
+//! and environment (Secret references and the pod's IP resolved, `$(VAR)` expanded), its
+//! ConfigMap volume written to a directory. Phases and container states are reported as a
+//! kubelet would, including the termination message. A pod being deleted gets SIGTERM and
+//! its grace period, then SIGKILL; the pod object goes once the container has exited.
+//! `kill9` simulates a crash.
+//!
+//! Each pod gets a loopback address of its own, `127.B.x.y` (B from the process id, x.y
+//! counting up, so pods of parallel tests and of parallel test processes rarely share one),
+//! reported as its `podIP`. Its ports are free ports on that address: the control port
+//! (reported through the `weir.dev/control-port` annotation) and, in a job of several pods,
+//! the exchange port. No cluster DNS runs here, so what it would resolve is rewritten: a
+//! `--peers` entry `<hostname>.<subdomain>.<namespace>.svc:7070` becomes the address and
+//! exchange port of the pod with that hostname and subdomain (given out when first named,
+//! by the pod itself or by a peer started before it), and `WEIR_EXCHANGE_ADDR` and
+//! `--exchange-addr` become the pod's own.
 //!
 //! The container is a real `weir-runtime` process ([`Runner::Process`], the whole-system
 //! test) or a scripted control API in the test process ([`Runner::Fake`], the operator's
 //! apiserver suite).
 
 use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -60,6 +71,55 @@ enum Signal {
 #[derive(Clone, Default)]
 struct Pods(Arc<Mutex<HashMap<String, mpsc::UnboundedSender<Signal>>>>);
 
+/// Where a pod is reachable: its own loopback IP and the port its exchange listens on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Address {
+    ip: Ipv4Addr,
+    exchange: u16,
+}
+
+/// The address of each pod, by the name cluster DNS would know it by
+/// (`<hostname>.<subdomain>.<namespace>.svc`, or the pod's name without a subdomain).
+#[derive(Clone, Default)]
+struct Addresses(Arc<Mutex<HashMap<String, Address>>>);
+
+impl Addresses {
+    /// The address of `host`, given out now if it has none yet.
+    fn of(&self, host: &str) -> Result<Address, String> {
+        let mut all = self.0.lock().expect("lock");
+        if let Some(a) = all.get(host) {
+            return Ok(*a);
+        }
+        let ip = next_ip();
+        let a = Address {
+            ip,
+            exchange: free_port(ip)?,
+        };
+        all.insert(host.to_string(), a);
+        Ok(a)
+    }
+}
+
+/// A loopback address no other pod of this process got: `127.B.x.y` with B from the process
+/// id and x.y counting up (y in 1..=254).
+fn next_ip() -> Ipv4Addr {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, Ordering::SeqCst);
+    let b = 1 + u8::try_from(std::process::id() % 254).unwrap_or(0);
+    let x = u8::try_from((n / 254) % 256).unwrap_or(0);
+    let y = 1 + u8::try_from(n % 254).unwrap_or(0);
+    Ipv4Addr::new(127, b, x, y)
+}
+
+/// A port free on `ip` right now (released before the pod binds it, as with the local
+/// launcher: another process taking it in between fails that pod, and it is restarted).
+fn free_port(ip: Ipv4Addr) -> Result<u16, String> {
+    std::net::TcpListener::bind(SocketAddrV4::new(ip, 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| format!("no free port on {ip}: {e}"))
+}
+
 pub struct Kubelet {
     pods: Pods,
     task: tokio::task::JoinHandle<()>,
@@ -78,7 +138,14 @@ impl Kubelet {
     pub fn start(client: Client, ns: &str, runner: Runner, logs: PathBuf) -> Self {
         std::fs::create_dir_all(&logs).expect("log dir");
         let pods = Pods::default();
-        let task = tokio::spawn(watch(client, ns.to_string(), runner, logs, pods.clone()));
+        let task = tokio::spawn(watch(
+            client,
+            ns.to_string(),
+            runner,
+            logs,
+            pods.clone(),
+            Addresses::default(),
+        ));
         Self { pods, task }
     }
 
@@ -107,7 +174,14 @@ impl Drop for Kubelet {
     }
 }
 
-async fn watch(client: Client, ns: String, runner: Runner, logs: PathBuf, pods: Pods) {
+async fn watch(
+    client: Client,
+    ns: String,
+    runner: Runner,
+    logs: PathBuf,
+    pods: Pods,
+    addresses: Addresses,
+) {
     let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
     let mut events = watcher(api.clone(), watcher::Config::default()).boxed();
     while let Some(ev) = events.next().await {
@@ -152,15 +226,16 @@ async fn watch(client: Client, ns: String, runner: Runner, logs: PathBuf, pods: 
         }
         let (tx, rx) = mpsc::unbounded_channel();
         pods.0.lock().expect("lock").insert(name.clone(), tx);
-        let (client, ns, runner, logs, pods) = (
+        let (client, ns, runner, logs, pods, addresses) = (
             client.clone(),
             ns.clone(),
             runner.clone(),
             logs.clone(),
             pods.clone(),
+            addresses.clone(),
         );
         tokio::spawn(async move {
-            if let Err(e) = run_pod(&client, &ns, &pod, &runner, &logs, rx).await {
+            if let Err(e) = run_pod(&client, &ns, &pod, &runner, &logs, &addresses, rx).await {
                 eprintln!("kubelet: pod {name}: {e}");
             }
             pods.0.lock().expect("lock").remove(&name);
@@ -168,20 +243,23 @@ async fn watch(client: Client, ns: String, runner: Runner, logs: PathBuf, pods: 
     }
 }
 
-/// The environment of the runtime container: values as given, Secret keys resolved.
+/// The environment of the runtime container: values as given with `$(VAR)` of variables
+/// defined before them expanded (as a kubelet does), Secret keys resolved, `status.podIP`
+/// the pod's address.
 async fn environment(
     client: &Client,
     ns: &str,
     pod: &Pod,
+    ip: Ipv4Addr,
 ) -> Result<Vec<(String, String)>, String> {
     let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
     let container = &pod.spec.as_ref().ok_or("no spec")?.containers[0];
-    let mut out = Vec::new();
+    let mut out: Vec<(String, String)> = Vec::new();
     for e in container.env.clone().unwrap_or_default() {
         let value = match (e.value, e.value_from) {
-            (Some(v), _) => v,
-            (None, Some(from)) => match from.secret_key_ref {
-                Some(r) => {
+            (Some(v), _) => expand(&v, &out),
+            (None, Some(from)) => match (from.secret_key_ref, from.field_ref) {
+                (Some(r), _) => {
                     let s = secrets
                         .get(&r.name)
                         .await
@@ -192,13 +270,50 @@ async fn environment(
                         .ok_or_else(|| format!("Secret {} has no key {}", r.name, r.key))?;
                     String::from_utf8_lossy(&bytes.0).into_owned()
                 }
-                None => continue,
+                (None, Some(f)) if f.field_path == "status.podIP" => ip.to_string(),
+                _ => continue,
             },
             (None, None) => String::new(),
         };
         out.push((e.name, value));
     }
     Ok(out)
+}
+
+/// `$(NAME)` in `value` replaced by the value of `NAME` among `defined`; unknown names stay.
+fn expand(value: &str, defined: &[(String, String)]) -> String {
+    defined.iter().fold(value.to_string(), |v, (name, val)| {
+        v.replace(&format!("$({name})"), val)
+    })
+}
+
+/// The name cluster DNS knows `pod` by: `<hostname>.<subdomain>.<namespace>.svc` for a pod
+/// with both (a pod of a job of several pods), else its name.
+fn dns_name(pod: &Pod, ns: &str) -> String {
+    let spec = pod.spec.as_ref();
+    match (
+        spec.and_then(|s| s.hostname.as_deref()),
+        spec.and_then(|s| s.subdomain.as_deref()),
+    ) {
+        (Some(h), Some(d)) => format!("{h}.{d}.{ns}.svc"),
+        _ => pod.metadata.name.clone().unwrap_or_default(),
+    }
+}
+
+/// `--peers` entries (`host:port`) with a cluster DNS name rewritten to the address and
+/// exchange port that pod has (or will have) here.
+fn local_peers(peers: &str, addresses: &Addresses) -> Result<String, String> {
+    peers
+        .split(',')
+        .map(|entry| match entry.rsplit_once(':') {
+            Some((host, _)) if host.ends_with(".svc") => {
+                let a = addresses.of(host)?;
+                Ok(SocketAddrV4::new(a.ip, a.exchange).to_string())
+            }
+            _ => Ok(entry.to_string()),
+        })
+        .collect::<Result<Vec<_>, String>>()
+        .map(|v| v.join(","))
 }
 
 /// Writes the pod's ConfigMap volumes under `dir`; the container's mount path for each.
@@ -303,6 +418,7 @@ async fn run_pod(
     pod: &Pod,
     runner: &Runner,
     logs: &Path,
+    addresses: &Addresses,
     mut signals: mpsc::UnboundedReceiver<Signal>,
 ) -> Result<(), String> {
     let api: Api<Pod> = Api::namespaced(client.clone(), ns);
@@ -316,29 +432,30 @@ async fn run_pod(
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let mounts = volumes(client, ns, pod, dir.path()).await?;
     let termination = dir.path().join("termination-log");
-    let mut env = environment(client, ns, pod).await?;
+    let own = addresses.of(&dns_name(pod, ns))?;
+    let ip = own.ip;
+    let exchange = SocketAddrV4::new(ip, own.exchange).to_string();
+    let mut env = environment(client, ns, pod, ip).await?;
     for (k, v) in &mut env {
-        if k == "WEIR_TERMINATION_LOG" {
-            *v = termination.display().to_string();
+        match k.as_str() {
+            "WEIR_TERMINATION_LOG" => *v = termination.display().to_string(),
+            "WEIR_EXCHANGE_ADDR" => v.clone_from(&exchange),
+            _ => {}
         }
     }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map_err(|e| e.to_string())?
-        .port();
+    let port = free_port(ip)?;
     let container = &pod.spec.as_ref().ok_or("no spec")?.containers[0];
-    let args: Vec<String> = container
-        .args
-        .clone()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|a| {
-            let a = a.replace("0.0.0.0:8081", &format!("127.0.0.1:{port}"));
-            mounts.iter().fold(a, |a, (mount, local)| {
-                a.replace(mount.as_str(), &local.display().to_string())
-            })
-        })
-        .collect();
+    let mut args: Vec<String> = Vec::new();
+    for a in container.args.clone().unwrap_or_default() {
+        let a = match args.last().map(String::as_str) {
+            Some("--peers") => local_peers(&a, addresses)?,
+            Some("--exchange-addr") => exchange.clone(),
+            _ => a.replace("0.0.0.0:8081", &format!("{ip}:{port}")),
+        };
+        args.push(mounts.iter().fold(a, |a, (mount, local)| {
+            a.replace(mount.as_str(), &local.display().to_string())
+        }));
+    }
     assert!(
         args.iter().all(|a| !a.starts_with(MOUNT_PREFIX)),
         "unmapped path in {args:?}"
@@ -356,7 +473,8 @@ async fn run_pod(
                 .iter()
                 .find(|(k, _)| k == weir_crds::control::auth::TOKEN_ENV)
                 .map(|(_, v)| v.clone());
-            fake.start(&name, port, &args, token).await
+            let control = SocketAddr::from((ip, port));
+            fake.start(&name, control, &args, token).await
         }
     };
     let started_at = now();
@@ -372,7 +490,7 @@ async fn run_pod(
     patch_status(
         &api,
         &name,
-        json!({"phase": "Running", "podIP": "127.0.0.1", "podIPs": [{"ip": "127.0.0.1"}],
+        json!({"phase": "Running", "podIP": ip.to_string(), "podIPs": [{"ip": ip.to_string()}],
                "hostIP": "127.0.0.1", "startTime": started_at,
                "containerStatuses": [{"name": "runtime", "image": container.image, "imageID": "",
                    "ready": true, "started": true, "restartCount": 0,
@@ -431,6 +549,11 @@ async fn run_pod(
 /// runtime: a stop with a savepoint ends the "container" with exit 0 and the termination
 /// message naming it. Like the runtime, it refuses `/v1` calls without the pod's control
 /// token (`401`, recorded as `"<pod> REFUSED <METHOD> <path>"`).
+///
+/// Pods started with the same `--incarnation` (the pods of one start of a job of several
+/// pods) end together, as the runtime's do once their links break: [`CASCADE`] after one
+/// ends, the others end too, with exit 0 and no savepoint when it stopped well (pod 0 tells
+/// the others how the job ended), with exit 1 and a failure naming it otherwise.
 #[derive(Default)]
 pub struct FakeRuntime {
     /// Answer savepoint requests and stops-with-savepoint with a failure.
@@ -440,11 +563,18 @@ pub struct FakeRuntime {
     /// Arguments each pod was started with.
     pub started: Mutex<Vec<(String, Vec<String>)>>,
     next: std::sync::atomic::AtomicU64,
+    /// The pods of each incarnation of a job of several pods.
+    incarnations: Mutex<HashMap<String, Vec<Weak<FakePod>>>>,
 }
+
+/// How long the other pods of an incarnation outlive the first to end.
+pub const CASCADE: Duration = Duration::from_millis(500);
 
 struct FakePod {
     name: String,
     script: Arc<FakeRuntime>,
+    /// `--incarnation`, for a pod of a job of several pods.
+    incarnation: Option<String>,
     checkpoint: std::sync::atomic::AtomicU64,
     savepoints: Mutex<Vec<SavepointReport>>,
     exit: Mutex<Option<tokio::sync::oneshot::Sender<Exit>>>,
@@ -452,18 +582,52 @@ struct FakePod {
 }
 
 impl FakePod {
-    /// The container ends: report `exit`, and close the control API once the answer in
-    /// flight (to a stop) has gone out.
+    /// The container ends: report `exit`, close the control API once the answer in flight
+    /// (to a stop) has gone out, and end the other pods of its incarnation after
+    /// [`CASCADE`]. Ending twice does nothing.
     fn end(&self, exit: Exit) {
-        if let Some(tx) = self.exit.lock().expect("lock").take() {
-            let _ = tx.send(exit);
-        }
+        let Some(tx) = self.exit.lock().expect("lock").take() else {
+            return;
+        };
+        let well = exit.0 == 0;
+        let _ = tx.send(exit);
         if let Some(server) = self.server.lock().expect("lock").take() {
             tokio::spawn(async move {
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 server.abort();
             });
         }
+        let Some(incarnation) = &self.incarnation else {
+            return;
+        };
+        let peers: Vec<Arc<FakePod>> = self
+            .script
+            .incarnations
+            .lock()
+            .expect("lock")
+            .get(incarnation)
+            .into_iter()
+            .flatten()
+            .filter_map(Weak::upgrade)
+            .filter(|p| p.name != self.name)
+            .collect();
+        let outcome = if well {
+            (0, Outcome::Stopped { savepoint: None })
+        } else {
+            (
+                1,
+                Outcome::Failed {
+                    error: format!("lost pod {}: its link broke", self.name),
+                },
+            )
+        };
+        let message = serde_json::to_string(&outcome.1).expect("encode");
+        tokio::spawn(async move {
+            tokio::time::sleep(CASCADE).await;
+            for p in peers {
+                p.end((outcome.0, message.clone()));
+            }
+        });
     }
     fn record(&self, call: &str) {
         self.script
@@ -483,12 +647,12 @@ impl FakePod {
 }
 
 impl FakeRuntime {
-    /// Serves the control API of `pod` on `port` until the container ends; with `token`
+    /// Serves the control API of `pod` on `addr` until the container ends; with `token`
     /// (the pod's `WEIR_CONTROL_TOKEN`), only to callers that send it.
     pub async fn start(
         self: &Arc<Self>,
         pod: &str,
-        port: u16,
+        addr: SocketAddr,
         args: &[String],
         token: Option<String>,
     ) -> Started {
@@ -498,9 +662,15 @@ impl FakeRuntime {
             .expect("lock")
             .push((pod.to_string(), args.to_vec()));
         let (tx, exit) = tokio::sync::oneshot::channel();
+        let incarnation = args
+            .iter()
+            .position(|a| a == "--incarnation")
+            .and_then(|i| args.get(i + 1))
+            .cloned();
         let p = Arc::new(FakePod {
             name: pod.to_string(),
             script: self.clone(),
+            incarnation: incarnation.clone(),
             checkpoint: std::sync::atomic::AtomicU64::new(0),
             savepoints: Mutex::new(Vec::new()),
             exit: Mutex::new(Some(tx)),
@@ -633,7 +803,15 @@ impl FakeRuntime {
             .route(routes::SAVEPOINTS, post(trigger))
             .route(routes::STOP, post(stop))
             .route_layer(axum::middleware::from_fn(guard));
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        if let Some(i) = incarnation {
+            self.incarnations
+                .lock()
+                .expect("lock")
+                .entry(i)
+                .or_default()
+                .push(Arc::downgrade(&p));
+        }
+        let listener = tokio::net::TcpListener::bind(addr)
             .await
             .expect("bind the fake control API");
         let server = tokio::spawn(async move {
@@ -650,5 +828,40 @@ impl FakeRuntime {
             }),
             kill: Box::new(move || kill_pod.end((137, String::new()))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What cluster DNS would resolve is rewritten to the addresses given out here: a peer
+    /// named before it starts keeps the address it was given, each pod has its own, and an
+    /// entry that is not a cluster name is left alone.
+    #[test]
+    fn peers_resolve_to_the_addresses_their_pods_get() {
+        let addresses = Addresses::default();
+        let peers = "a-3-0.a-peers.ns.svc:7070,a-3-1.a-peers.ns.svc:7070,10.0.0.9:7070";
+        let local = local_peers(peers, &addresses).expect("rewritten");
+        let entries: Vec<&str> = local.split(',').collect();
+        assert_eq!(entries.len(), 3);
+        assert_eq!(entries[2], "10.0.0.9:7070");
+        let pod_1 = addresses.of("a-3-1.a-peers.ns.svc").expect("address");
+        assert_eq!(
+            entries[1],
+            SocketAddrV4::new(pod_1.ip, pod_1.exchange).to_string()
+        );
+        assert_ne!(entries[0], entries[1]);
+        let first = addresses.of("a-3-0.a-peers.ns.svc").expect("address");
+        assert_ne!(first.ip, pod_1.ip, "each pod has its own address");
+        assert!(first.ip.is_loopback() && pod_1.ip.is_loopback());
+        assert_eq!(local_peers(peers, &addresses).expect("again"), local);
+    }
+
+    #[test]
+    fn variables_expand_from_those_defined_before() {
+        let defined = vec![("POD_IP".to_string(), "127.9.0.1".to_string())];
+        assert_eq!(expand("$(POD_IP):7070", &defined), "127.9.0.1:7070");
+        assert_eq!(expand("$(OTHER):1", &defined), "$(OTHER):1");
     }
 }

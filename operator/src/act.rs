@@ -57,16 +57,29 @@ pub async fn act(
                         e,
                     )
                 })?;
-            Api::<Service>::namespaced(ctx.client.clone(), ns)
-                .patch(&owner.name, &ssa, &Patch::Apply(&pods::service(owner)))
+            let services = Api::<Service>::namespaced(ctx.client.clone(), ns);
+            services
+                .patch(
+                    &owner.name,
+                    &ssa,
+                    &Patch::Apply(&pods::service(owner, spec.pods)),
+                )
                 .await
                 .map_err(|e| Error::kube(format!("apply Service {}", owner.name), e))?;
             if obs.control_token.is_none() {
                 create_control_secret(ctx, owner).await?;
             }
+            if spec.pods > 1 {
+                let peers = pods::peers_service_name(&owner.name);
+                services
+                    .patch(&peers, &ssa, &Patch::Apply(&pods::peers_service(owner)))
+                    .await
+                    .map_err(|e| Error::kube(format!("apply Service {peers}"), e))?;
+                create_exchange_secret(ctx, owner).await?;
+            }
             Acted::Done
         }
-        Action::CreatePod { incarnation } => {
+        Action::CreatePod { incarnation, index } => {
             let spec = reconciled(job, status);
             // The image decide chose (`status.deployedImage`): a heal keeps the image that
             // ran, even when the operator's default changed meanwhile.
@@ -74,8 +87,9 @@ pub async fn act(
                 .deployed_image
                 .clone()
                 .unwrap_or_else(|| ctx.settings.image(&spec));
-            let pod = pods::pod(owner, &spec, status.start.as_ref(), *incarnation, &image);
-            let name = pods::pod_name(&owner.name, *incarnation);
+            let start = status.start.as_ref();
+            let pod = pods::pod(owner, &spec, start, *incarnation, *index, &image);
+            let name = pods::pod_name(&owner.name, *incarnation, *index, spec.pods);
             match Api::<Pod>::namespaced(ctx.client.clone(), ns)
                 .create(&PostParams::default(), &pod)
                 .await
@@ -207,6 +221,27 @@ async fn create_control_secret(ctx: &Context, owner: &Owner) -> Result<()> {
     })?;
     match Api::<Secret>::namespaced(ctx.client.clone(), &owner.namespace)
         .create(&PostParams::default(), &pods::control_secret(owner, &token))
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+        Err(e) => Err(Error::kube(format!("create Secret {name}"), e)),
+    }
+}
+
+/// Creates the exchange Secret of a job of several pods with a fresh random token, unless it
+/// exists: its token is the one the pods of every incarnation share, and it is never read
+/// back (only the pods read it, through a `secretKeyRef`), so a `409` means done.
+async fn create_exchange_secret(ctx: &Context, owner: &Owner) -> Result<()> {
+    let name = pods::exchange_secret_name(&owner.name);
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| Error::Render {
+        job: owner.name.clone(),
+        message: format!("no randomness for the exchange token: {e}"),
+    })?;
+    let secret = pods::exchange_secret(owner, &hex::encode(bytes));
+    match Api::<Secret>::namespaced(ctx.client.clone(), &owner.namespace)
+        .create(&PostParams::default(), &secret)
         .await
     {
         Ok(_) => Ok(()),

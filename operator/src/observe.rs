@@ -17,7 +17,9 @@ use weir_crds::{StreamJob, StreamJobSpec};
 use crate::context::Context;
 use crate::decide::{Observed, PodPhase, PodView, RuntimeOutcome};
 use crate::error::{Error, Result};
-use crate::pods::{CONTROL_PORT, CONTROL_PORT_ANNOTATION, INCARNATION_LABEL, JOB_LABEL};
+use crate::pods::{
+    CONTROL_PORT, CONTROL_PORT_ANNOTATION, INCARNATION_LABEL, JOB_LABEL, POD_INDEX_LABEL,
+};
 use crate::runtime_client::Endpoint;
 
 /// What was observed, plus what only acting needs: the control API address of each pod that
@@ -92,12 +94,14 @@ pub async fn observe(ctx: &Context, job: &StreamJob, ns: &str, name: &str) -> Re
         obs.observed.pods.push(view);
     }
     obs.control_token = control_token(&ctx.client, ns, name).await?;
+    // Pod 0 of the current incarnation: in a job of several pods the coordinator, whose
+    // report is the job's.
     let incarnation = job.status.as_ref().map_or(0, |s| s.incarnation);
     let current = obs
         .observed
         .pods
         .iter()
-        .find(|p| p.incarnation == incarnation && p.phase == PodPhase::Running);
+        .find(|p| p.incarnation == incarnation && p.index == 0 && p.phase == PodPhase::Running);
     if let Some(addr) = current.and_then(|p| obs.addresses.get(&p.name)) {
         let at = Endpoint {
             base: addr,
@@ -115,17 +119,18 @@ pub async fn observe(ctx: &Context, job: &StreamJob, ns: &str, name: &str) -> Re
     Ok(obs)
 }
 
-/// A pod as decisions see it; `None` for a pod without our incarnation label.
+/// A pod as decisions see it; `None` for a pod without our incarnation label (or with an
+/// index label that is not a number). A pod without an index label is pod 0: pods of a
+/// job of one pod have none.
 #[must_use]
 pub fn pod_view(p: &Pod) -> Option<PodView> {
     let name = p.metadata.name.clone()?;
-    let incarnation = p
-        .metadata
-        .labels
-        .as_ref()?
-        .get(INCARNATION_LABEL)?
-        .parse()
-        .ok()?;
+    let labels = p.metadata.labels.as_ref()?;
+    let incarnation = labels.get(INCARNATION_LABEL)?.parse().ok()?;
+    let index = match labels.get(POD_INDEX_LABEL) {
+        Some(i) => i.parse().ok()?,
+        None => 0,
+    };
     let status = p.status.as_ref();
     let phase = match status.and_then(|s| s.phase.as_deref()) {
         Some("Running") => PodPhase::Running,
@@ -134,10 +139,15 @@ pub fn pod_view(p: &Pod) -> Option<PodView> {
         Some("Unknown") => PodPhase::Unknown,
         _ => PodPhase::Pending,
     };
-    let state = status
-        .and_then(|s| s.container_statuses.as_ref())
-        .and_then(|cs| cs.first())
-        .and_then(|c| c.state.as_ref());
+    // The runtime container's status: the kubelet lists containers by name, so a sidecar
+    // may come first.
+    let statuses = status.and_then(|s| s.container_statuses.as_deref());
+    let container = statuses.and_then(|cs| {
+        cs.iter()
+            .find(|c| c.name == weir_crds::pod_template::RUNTIME_CONTAINER)
+            .or_else(|| cs.first())
+    });
+    let state = container.and_then(|c| c.state.as_ref());
     let terminated = state.and_then(|s| s.terminated.as_ref());
     let waiting_reason = state
         .and_then(|s| s.waiting.as_ref())
@@ -145,6 +155,8 @@ pub fn pod_view(p: &Pod) -> Option<PodView> {
     Some(PodView {
         name,
         incarnation,
+        index,
+        ready: container.is_some_and(|c| c.ready),
         phase,
         deleting: p.metadata.deletion_timestamp.is_some(),
         reason: terminated
@@ -592,5 +604,33 @@ mod tests {
         );
         assert_eq!(v.reason.as_deref(), Some("OOMKilled"));
         assert_eq!(address(&p).as_deref(), Some("http://10.0.0.7:18081"));
+        assert_eq!((v.index, v.ready), (0, false), "no index label: pod 0");
+    }
+
+    /// A pod of a job of several pods carries its index; readiness and the termination are
+    /// the runtime container's, wherever the kubelet lists it among sidecars; an index that
+    /// is not a number makes the pod not one of ours rather than pod 0.
+    #[test]
+    fn pod_view_reads_the_index_and_the_runtime_containers_status() {
+        let p: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "sales-4-1",
+                         "labels": {"weir.dev/incarnation": "4", "weir.dev/pod-index": "1"}},
+            "status": {"phase": "Running", "podIP": "10.0.0.8", "containerStatuses": [
+                {"name": "agent", "image": "a", "imageID": "", "ready": false, "restartCount": 0,
+                 "state": {"waiting": {"reason": "CrashLoopBackOff"}}},
+                {"name": "runtime", "image": "i", "imageID": "", "ready": true, "restartCount": 0,
+                 "state": {"running": {}}}]}
+        }))
+        .unwrap();
+        let v = pod_view(&p).unwrap();
+        assert_eq!((v.incarnation, v.index, v.ready), (4, 1, true));
+        assert_eq!(v.reason, None, "the sidecar's state is not the runtime's");
+        let mut bad = p;
+        bad.metadata
+            .labels
+            .as_mut()
+            .unwrap()
+            .insert(POD_INDEX_LABEL.into(), "one".into());
+        assert_eq!(pod_view(&bad), None);
     }
 }

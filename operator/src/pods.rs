@@ -1,10 +1,26 @@
 //! The objects a StreamJob owns: a ConfigMap with the job file, a Service for the control
-//! API, a Secret with the control token, and one runtime pod per incarnation. Pure builders;
-//! [`crate::act`] applies them.
+//! API, a Secret with the control token, and the runtime pods of each incarnation (one, or
+//! `spec.pods`). Pure builders; [`crate::act`] applies them.
+//!
+//! A job of several pods also owns a headless Service, `<job>-peers`, through which each pod
+//! resolves the others (`<pod>.<job>-peers.<namespace>.svc`), and a Secret with the token the
+//! pods present to each other's exchange. Its pods are `<job>-<incarnation>-<index>`, each
+//! with that name as its hostname, so a pod of one incarnation is never mistaken for one of
+//! another, even by a DNS cache. Pod 0 coordinates checkpoints: the control Service and the
+//! operator talk to it.
+//!
+//! ```text
+//!   <job>-3-0 ◄──── exchange :7070 ────► <job>-3-1     (found through <job>-peers)
+//!     ▲ control :8081
+//!   operator, Service <job>
+//! ```
 //!
 //! # Guarantees
 //! - Every object carries an owner reference to the StreamJob (garbage-collected with it)
-//!   and the labels `weir.dev/job` and, for pods, `weir.dev/incarnation`.
+//!   and the labels `weir.dev/job` and, for pods, `weir.dev/incarnation` (and
+//!   `weir.dev/pod-index` in a job of several pods).
+//! - A job of one pod gets exactly the pod, arguments and objects it got before jobs of
+//!   several pods existed.
 //! - Runtime pods run non-root with a read-only root filesystem, no privilege escalation, no
 //!   capabilities and the runtime default seccomp profile, whatever `spec.podTemplate` says
 //!   (see [`pod`] for how a template is merged).
@@ -16,15 +32,15 @@ use std::net::{Ipv4Addr, SocketAddr};
 
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
-    EnvVar, EnvVarSource, HTTPGetAction, LocalObjectReference, Pod, Probe, ResourceRequirements,
-    SeccompProfile, Secret, SecretKeySelector, SecurityContext, Service, ServicePort, ServiceSpec,
-    Volume, VolumeMount,
+    EnvVar, EnvVarSource, HTTPGetAction, LocalObjectReference, ObjectFieldSelector, Pod, Probe,
+    ResourceRequirements, SeccompProfile, Secret, SecretKeySelector, SecurityContext, Service,
+    ServicePort, ServiceSpec, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use weir_crds::control::{
-    self, ControlToken, LogFormat, RuntimeArgs, RuntimeCli, RuntimeCommand, Start,
+    self, ControlToken, LogFormat, PodArgs, RuntimeArgs, RuntimeCli, RuntimeCommand, Start,
     TERMINATION_LOG_ENV,
 };
 use weir_crds::pod_template::{OWNED_VOLUMES, RUNTIME_CONTAINER};
@@ -34,6 +50,17 @@ use weir_crds::{LogFormatSpec, StartPoint, StreamJobSpec};
 pub const JOB_LABEL: &str = "weir.dev/job";
 /// Label with a runtime pod's incarnation number.
 pub const INCARNATION_LABEL: &str = "weir.dev/incarnation";
+/// Label with a pod's index in a job of several pods (0 coordinates checkpoints); a pod
+/// without it is pod 0 of a job of one pod.
+pub const POD_INDEX_LABEL: &str = "weir.dev/pod-index";
+/// Key of the token in the exchange Secret.
+pub const EXCHANGE_TOKEN_KEY: &str = "token";
+/// Port of the pod-to-pod exchange, as the pod and Service specs want it.
+pub const EXCHANGE_PORT: i32 = control::EXCHANGE_PORT as i32;
+/// Environment variable with the pod's IP (downward API), which the exchange address uses.
+const POD_IP_ENV: &str = "POD_IP";
+/// Environment variable the runtime reads the exchange's listening address from.
+const EXCHANGE_ADDR_ENV: &str = "WEIR_EXCHANGE_ADDR";
 /// Annotation overriding the control API port the operator calls (tests and local harnesses
 /// that map ports); the container always listens on [`CONTROL_PORT`].
 pub const CONTROL_PORT_ANNOTATION: &str = "weir.dev/control-port";
@@ -96,10 +123,56 @@ pub fn config_name(job: &str) -> String {
     format!("{job}-job")
 }
 
-/// Name of the pod of `incarnation`.
+/// Name of pod `index` of `incarnation` in a job of `pods` pods: `<job>-<incarnation>` for a
+/// job of one pod (as before jobs of several pods existed), `<job>-<incarnation>-<index>`
+/// otherwise.
 #[must_use]
-pub fn pod_name(job: &str, incarnation: u64) -> String {
-    format!("{job}-{incarnation}")
+pub fn pod_name(job: &str, incarnation: u64, index: u32, pods: u32) -> String {
+    if pods > 1 {
+        format!("{job}-{incarnation}-{index}")
+    } else {
+        format!("{job}-{incarnation}")
+    }
+}
+
+/// Name of the headless Service the pods of a job of several pods find each other through.
+#[must_use]
+pub fn peers_service_name(job: &str) -> String {
+    format!("{job}-peers")
+}
+
+/// Name of the Secret with the token the pods of a job present to each other's exchange.
+#[must_use]
+pub fn exchange_secret_name(job: &str) -> String {
+    format!("{job}-exchange")
+}
+
+/// Hostname of pod `index` of `incarnation` in a job of several pods: its name, which DNS
+/// takes as a label of at most 63 characters, so a long job name is cut (the incarnation
+/// and index, which make it unique under `<job>-peers`, are kept).
+#[must_use]
+pub fn hostname(job: &str, incarnation: u64, index: u32) -> String {
+    let suffix = format!("-{incarnation}-{index}");
+    let room = 63usize.saturating_sub(suffix.len());
+    let cut = job.char_indices().nth(room).map_or(job.len(), |(i, _)| i);
+    let prefix = job[..cut].trim_end_matches(['-', '.']);
+    format!("{prefix}{suffix}")
+}
+
+/// Exchange address (`host:port`) of every pod of `incarnation`, in pod order, by the names
+/// the headless Service gives them.
+#[must_use]
+pub fn peers(owner: &Owner, incarnation: u64, pods: u32) -> Vec<String> {
+    (0..pods)
+        .map(|i| {
+            format!(
+                "{}.{}.{}.svc:{EXCHANGE_PORT}",
+                hostname(&owner.name, incarnation, i),
+                peers_service_name(&owner.name),
+                owner.namespace
+            )
+        })
+        .collect()
 }
 
 /// The ConfigMap with the job file the runtime reads.
@@ -116,15 +189,18 @@ pub fn config_map(owner: &Owner, spec: &StreamJobSpec) -> Result<ConfigMap, serd
 }
 
 /// The Service in front of the control API (status, savepoints, `/metrics` for scraping).
+/// In a job of several pods it selects pod 0 only: the coordinator's report is the job's,
+/// and a savepoint request's id is only known to the pod that took it.
 #[must_use]
-pub fn service(owner: &Owner) -> Service {
+pub fn service(owner: &Owner, pods: u32) -> Service {
+    let mut selector = BTreeMap::from([(JOB_LABEL.to_string(), owner.name.clone())]);
+    if pods > 1 {
+        selector.insert(POD_INDEX_LABEL.to_string(), "0".to_string());
+    }
     Service {
         metadata: owner.meta(owner.name.clone(), owner.labels()),
         spec: Some(ServiceSpec {
-            selector: Some(BTreeMap::from([(
-                JOB_LABEL.to_string(),
-                owner.name.clone(),
-            )])),
+            selector: Some(selector),
             ports: Some(vec![ServicePort {
                 name: Some("control".into()),
                 port: CONTROL_PORT,
@@ -134,6 +210,49 @@ pub fn service(owner: &Owner) -> Service {
             ..ServiceSpec::default()
         }),
         ..Service::default()
+    }
+}
+
+/// The headless Service of a job of several pods: a DNS name per pod
+/// (`<hostname>.<job>-peers.<namespace>.svc`) and no virtual IP. It publishes pods before
+/// they are ready, because a pod becomes ready only once every other pod has reached it.
+#[must_use]
+pub fn peers_service(owner: &Owner) -> Service {
+    Service {
+        metadata: owner.meta(peers_service_name(&owner.name), owner.labels()),
+        spec: Some(ServiceSpec {
+            cluster_ip: Some("None".into()),
+            publish_not_ready_addresses: Some(true),
+            selector: Some(BTreeMap::from([(
+                JOB_LABEL.to_string(),
+                owner.name.clone(),
+            )])),
+            ports: Some(vec![ServicePort {
+                name: Some("exchange".into()),
+                port: EXCHANGE_PORT,
+                target_port: Some(IntOrString::Int(EXCHANGE_PORT)),
+                ..ServicePort::default()
+            }]),
+            ..ServiceSpec::default()
+        }),
+        ..Service::default()
+    }
+}
+
+/// The Secret with the token the pods of a job of several pods present to each other's
+/// exchange (the runtime's `WEIR_EXCHANGE_TOKEN`). Only the pods read it; the operator
+/// creates it and never reads it back. Immutable, like the control Secret.
+#[must_use]
+pub fn exchange_secret(owner: &Owner, token: &str) -> Secret {
+    Secret {
+        metadata: owner.meta(exchange_secret_name(&owner.name), owner.labels()),
+        immutable: Some(true),
+        type_: Some("Opaque".into()),
+        string_data: Some(BTreeMap::from([(
+            EXCHANGE_TOKEN_KEY.to_string(),
+            token.to_string(),
+        )])),
+        ..Secret::default()
     }
 }
 
@@ -177,15 +296,31 @@ fn env(name: &str, value: &str) -> EnvVar {
     }
 }
 
-/// The runtime's command line for a pod, written by the contract's own [`RuntimeCli`] so it
-/// is what `weir-runtime` parses.
+/// The runtime's command line for pod `index` of `incarnation`, written by the contract's
+/// own [`RuntimeCli`] so it is what `weir-runtime` parses. A job of several pods adds where
+/// the pod sits (`--pods`, `--pod-index`, `--peers`) and the incarnation's name, which
+/// keeps pods of different incarnations from linking up; a job of one pod gets none of it.
 #[must_use]
 pub fn runtime_args(
     owner: &Owner,
     spec: &StreamJobSpec,
     start: Option<&StartPoint>,
+    incarnation: u64,
+    index: u32,
 ) -> Vec<String> {
+    let pods = if spec.pods > 1 {
+        PodArgs {
+            count: spec.pods,
+            index: Some(index),
+            peers: peers(owner, incarnation, spec.pods),
+            exchange_addr: None,
+            incarnation: Some(format!("{}-{incarnation}", owner.name)),
+        }
+    } else {
+        PodArgs::default()
+    };
     let run = RuntimeArgs {
+        pods,
         start: start.map(|s| Start {
             id: s.id.clone(),
             from: s.from.clone(),
@@ -208,8 +343,9 @@ pub fn runtime_args(
     .to_args()
 }
 
-/// The runtime pod of `incarnation`: the operator's pod, merged over `spec.podTemplate` by
-/// the rules of [`weir_crds::pod_template::MERGE_RULES`] (the manifest reference prints them).
+/// Runtime pod `index` of `incarnation` (of `spec.pods`): the operator's pod, merged over
+/// `spec.podTemplate` by the rules of [`weir_crds::pod_template::MERGE_RULES`] (the manifest
+/// reference prints them).
 ///
 /// What the template may not do is refused before this by `weir_crds::pod_template::check`;
 /// the floors here hold even for a template that was never checked.
@@ -219,6 +355,7 @@ pub fn pod(
     spec: &StreamJobSpec,
     start: Option<&StartPoint>,
     incarnation: u64,
+    index: u32,
     image: &str,
 ) -> Pod {
     let template = spec
@@ -237,10 +374,15 @@ pub fn pod(
     let mut labels = user_meta.labels.unwrap_or_default();
     labels.extend(owner.labels());
     labels.insert(INCARNATION_LABEL.to_string(), incarnation.to_string());
-    let mut metadata = owner.meta(pod_name(&owner.name, incarnation), labels);
+    let several = spec.pods > 1;
+    if several {
+        labels.insert(POD_INDEX_LABEL.to_string(), index.to_string());
+    }
+    let name = pod_name(&owner.name, incarnation, index, spec.pods);
+    let mut metadata = owner.meta(name, labels);
     metadata.annotations = user_meta.annotations;
 
-    let mut runtime = runtime_container(owner, spec, start, image);
+    let mut runtime = runtime_container(owner, spec, start, incarnation, index, image);
     if let Some(user) = user_runtime {
         let ours: Vec<String> = runtime
             .env
@@ -279,6 +421,11 @@ pub fn pod(
             .map_or(grace, |g| g.max(grace)),
     );
     ps.restart_policy = Some("Never".into());
+    if several {
+        // `<hostname>.<job>-peers.<namespace>.svc` is how the other pods reach this one.
+        ps.hostname = Some(hostname(&owner.name, incarnation, index));
+        ps.subdomain = Some(peers_service_name(&owner.name));
+    }
     ps.automount_service_account_token = ps.automount_service_account_token.or(Some(false));
     ps.enable_service_links = ps.enable_service_links.or(Some(false));
     ps.host_network = None;
@@ -346,6 +493,8 @@ fn runtime_container(
     owner: &Owner,
     spec: &StreamJobSpec,
     start: Option<&StartPoint>,
+    incarnation: u64,
+    index: u32,
     image: &str,
 ) -> Container {
     let mut env_vars = vec![
@@ -373,6 +522,40 @@ fn runtime_container(
     for e in &spec.secret_env {
         env_vars.push(secret_env(&e.name, &e.secret, &e.key));
     }
+    let mut ports = vec![ContainerPort {
+        name: Some("control".into()),
+        container_port: CONTROL_PORT,
+        ..ContainerPort::default()
+    }];
+    if spec.pods > 1 {
+        env_vars.push(secret_env(
+            control::EXCHANGE_TOKEN_ENV,
+            &exchange_secret_name(&owner.name),
+            EXCHANGE_TOKEN_KEY,
+        ));
+        // The exchange listens on the pod's own IP, which the pod cannot name in its
+        // arguments (they are written before it has one) and need not look up in DNS.
+        env_vars.push(EnvVar {
+            name: POD_IP_ENV.into(),
+            value_from: Some(EnvVarSource {
+                field_ref: Some(ObjectFieldSelector {
+                    field_path: "status.podIP".into(),
+                    ..ObjectFieldSelector::default()
+                }),
+                ..EnvVarSource::default()
+            }),
+            ..EnvVar::default()
+        });
+        env_vars.push(env(
+            EXCHANGE_ADDR_ENV,
+            &format!("$({POD_IP_ENV}):{EXCHANGE_PORT}"),
+        ));
+        ports.push(ContainerPort {
+            name: Some("exchange".into()),
+            container_port: EXCHANGE_PORT,
+            ..ContainerPort::default()
+        });
+    }
     let (requests, limits) = spec.resources.sides();
     let quantities = |side: Vec<(&str, String)>| {
         (!side.is_empty()).then(|| {
@@ -394,13 +577,9 @@ fn runtime_container(
     Container {
         name: RUNTIME_CONTAINER.into(),
         image: Some(image.to_string()),
-        args: Some(runtime_args(owner, spec, start)),
+        args: Some(runtime_args(owner, spec, start, incarnation, index)),
         env: Some(env_vars),
-        ports: Some(vec![ContainerPort {
-            name: Some("control".into()),
-            container_port: CONTROL_PORT,
-            ..ContainerPort::default()
-        }]),
+        ports: Some(ports),
         resources: Some(ResourceRequirements {
             requests: quantities(requests),
             limits: quantities(limits),
@@ -502,7 +681,7 @@ pipeline:
 
     #[test]
     fn pod_is_locked_down_and_owned() {
-        let p = pod(&owner(), &spec(), None, 3, "weir-runtime:1");
+        let p = pod(&owner(), &spec(), None, 3, 0, "weir-runtime:1");
         assert_eq!(p.metadata.name.as_deref(), Some("sales-3"));
         let o = &p.metadata.owner_references.as_ref().unwrap()[0];
         assert_eq!(
@@ -530,7 +709,7 @@ pipeline:
 
     #[test]
     fn secrets_arrive_only_as_secret_references() {
-        let p = pod(&owner(), &spec(), None, 1, "img");
+        let p = pod(&owner(), &spec(), None, 1, 0, "img");
         let env = p.spec.unwrap().containers[0].env.clone().unwrap();
         let by_name = |n: &str| env.iter().find(|e| e.name == n).unwrap().clone();
         for (var, secret, key) in [
@@ -564,7 +743,7 @@ pipeline:
             id: "s-1".into(),
             from: Some("s3://b/sp-1".into()),
         };
-        let args = runtime_args(&owner(), &spec(), Some(&start));
+        let args = runtime_args(&owner(), &spec(), Some(&start), 1, 0);
         let joined = args.join(" ");
         assert!(
             joined.contains("--start-from s3://b/sp-1 --start-id s-1"),
@@ -576,12 +755,12 @@ pipeline:
             from: None,
         };
         assert!(
-            runtime_args(&owner(), &spec(), Some(&empty))
+            runtime_args(&owner(), &spec(), Some(&empty), 1, 0)
                 .join(" ")
                 .contains("--start-empty --start-id s-2")
         );
         assert!(
-            !runtime_args(&owner(), &spec(), None)
+            !runtime_args(&owner(), &spec(), None, 1, 0)
                 .join(" ")
                 .contains("--start")
         );
@@ -633,7 +812,7 @@ pipeline:
                 }
             }
         }));
-        let p = pod(&owner(), &s, None, 2, "weir-runtime:1");
+        let p = pod(&owner(), &s, None, 2, 0, "weir-runtime:1");
         let labels = p.metadata.labels.as_ref().unwrap();
         assert_eq!(labels["team"], "data", "user labels kept");
         assert_eq!(labels[JOB_LABEL], "sales", "the operator's labels win");
@@ -815,7 +994,7 @@ pipeline:
         ];
         for (name, template_spec, safe) in rows {
             let s = with(serde_json::json!({"podTemplate": {"spec": template_spec}}));
-            let p = pod(&owner(), &s, None, 1, "weir-runtime:1");
+            let p = pod(&owner(), &s, None, 1, 0, "weir-runtime:1");
             assert!(safe(&p), "{name}: {:#?}", p.spec);
         }
     }
@@ -826,7 +1005,7 @@ pipeline:
             "resources": {"requests": {"cpu": "250m", "memory": "1Gi"}, "limits": {"memory": "1Gi"}},
             "logging": {"level": "info,weir_runtime::checkpoint=debug", "format": "text"}
         }));
-        let p = pod(&owner(), &s, None, 1, "img");
+        let p = pod(&owner(), &s, None, 1, 0, "img");
         let c = runtime(&p);
         let r = c.resources.as_ref().unwrap();
         let q = |m: &Option<BTreeMap<String, Quantity>>, k: &str| {
@@ -842,7 +1021,7 @@ pipeline:
         let args = c.args.as_ref().unwrap().join(" ");
         assert!(args.contains("--log-format text"), "{args}");
         // Defaults: requests equal limits (Guaranteed), JSON logs.
-        let p = pod(&owner(), &spec(), None, 1, "img");
+        let p = pod(&owner(), &spec(), None, 1, 0, "img");
         let r = runtime(&p).resources.clone().unwrap();
         assert_eq!(r.requests, r.limits);
         assert!(
@@ -853,6 +1032,197 @@ pipeline:
                 .join(" ")
                 .contains("--log-format json")
         );
+    }
+
+    /// The runtime's command line as the runtime parses it.
+    fn parsed(args: &[String]) -> RuntimeArgs {
+        use clap::Parser;
+        let cli = RuntimeCli::try_parse_from(
+            std::iter::once("weir-runtime".to_string()).chain(args.iter().cloned()),
+        )
+        .unwrap();
+        match cli.command {
+            RuntimeCommand::Run(run) => run,
+            other => panic!("not `run`: {other:?}"),
+        }
+    }
+
+    fn env_of<'a>(c: &'a Container, name: &str) -> Option<&'a EnvVar> {
+        c.env.iter().flatten().find(|e| e.name == name)
+    }
+
+    /// `pods: 1` (the default) is the pod jobs always had: its name, arguments, ports and
+    /// environment have nothing of a job of several pods, and the control Service selects
+    /// by the job alone.
+    #[test]
+    fn a_job_of_one_pod_has_none_of_the_multi_pod_wiring() {
+        let p = pod(&owner(), &spec(), None, 3, 0, "img");
+        assert_eq!(p.metadata.name.as_deref(), Some("sales-3"));
+        assert!(
+            !p.metadata
+                .labels
+                .as_ref()
+                .unwrap()
+                .contains_key(POD_INDEX_LABEL)
+        );
+        let ps = p.spec.as_ref().unwrap();
+        assert_eq!((ps.hostname.as_ref(), ps.subdomain.as_ref()), (None, None));
+        let c = runtime(&p);
+        let args = c.args.clone().unwrap();
+        assert_eq!(
+            args,
+            [
+                "run",
+                "/etc/weir/job.yaml",
+                "--control-addr",
+                "0.0.0.0:8081",
+                "--namespace",
+                "shop",
+                "--log-format",
+                "json"
+            ]
+        );
+        assert_eq!(parsed(&args).pods, PodArgs::default());
+        for name in ["WEIR_EXCHANGE_TOKEN", "POD_IP", "WEIR_EXCHANGE_ADDR"] {
+            assert!(env_of(c, name).is_none(), "{name}");
+        }
+        let ports: Vec<i32> = c.ports.iter().flatten().map(|p| p.container_port).collect();
+        assert_eq!(ports, [8081]);
+        let selector = service(&owner(), 1).spec.unwrap().selector.unwrap();
+        assert_eq!(
+            selector,
+            BTreeMap::from([(JOB_LABEL.to_string(), "sales".to_string())])
+        );
+    }
+
+    fn two_pods() -> StreamJobSpec {
+        with(serde_json::json!({"parallelism": 4, "pods": 2}))
+    }
+
+    /// Pod 1 of incarnation 3 of a job of two pods: its own name and hostname under the
+    /// headless Service, where it sits on its command line (as the runtime parses it), the
+    /// exchange token only by reference, and its exchange on the pod's IP.
+    #[test]
+    fn each_pod_of_a_job_of_several_pods_knows_its_place_and_its_peers() {
+        let p = pod(&owner(), &two_pods(), None, 3, 1, "img");
+        assert_eq!(p.metadata.name.as_deref(), Some("sales-3-1"));
+        let labels = p.metadata.labels.as_ref().unwrap();
+        assert_eq!(
+            (
+                labels[INCARNATION_LABEL].as_str(),
+                labels[POD_INDEX_LABEL].as_str()
+            ),
+            ("3", "1")
+        );
+        let ps = p.spec.as_ref().unwrap();
+        assert_eq!(ps.hostname.as_deref(), Some("sales-3-1"));
+        assert_eq!(ps.subdomain.as_deref(), Some("sales-peers"));
+        let c = runtime(&p);
+        let run = parsed(c.args.as_ref().unwrap());
+        assert_eq!(
+            run.pods,
+            PodArgs {
+                count: 2,
+                index: Some(1),
+                peers: vec![
+                    "sales-3-0.sales-peers.shop.svc:7070".into(),
+                    "sales-3-1.sales-peers.shop.svc:7070".into(),
+                ],
+                exchange_addr: None,
+                incarnation: Some("sales-3".into()),
+            }
+        );
+        let token = env_of(c, "WEIR_EXCHANGE_TOKEN").unwrap();
+        assert_eq!(token.value, None, "no literal token");
+        let r = token.value_from.clone().unwrap().secret_key_ref.unwrap();
+        assert_eq!(
+            (r.name.as_str(), r.key.as_str()),
+            ("sales-exchange", "token")
+        );
+        let ip = env_of(c, "POD_IP").unwrap().value_from.clone().unwrap();
+        assert_eq!(ip.field_ref.unwrap().field_path, "status.podIP");
+        let names: Vec<&str> = c.env.iter().flatten().map(|e| e.name.as_str()).collect();
+        let at = |n: &str| names.iter().position(|x| *x == n).unwrap();
+        assert!(
+            at("POD_IP") < at("WEIR_EXCHANGE_ADDR"),
+            "$(POD_IP) expands only from a variable defined before it"
+        );
+        assert_eq!(
+            env_of(c, "WEIR_EXCHANGE_ADDR").unwrap().value.as_deref(),
+            Some("$(POD_IP):7070")
+        );
+        let ports: Vec<(Option<&str>, i32)> = c
+            .ports
+            .iter()
+            .flatten()
+            .map(|p| (p.name.as_deref(), p.container_port))
+            .collect();
+        assert_eq!(ports, [(Some("control"), 8081), (Some("exchange"), 7070)]);
+        // Pod 0 has the same peers and incarnation: they must agree to link up.
+        let p0 = pod(&owner(), &two_pods(), None, 3, 0, "img");
+        let run0 = parsed(runtime(&p0).args.as_ref().unwrap());
+        assert_eq!(
+            (run0.pods.index, &run0.pods.peers, &run0.pods.incarnation),
+            (Some(0), &run.pods.peers, &run.pods.incarnation)
+        );
+        assert_eq!(p0.metadata.name.as_deref(), Some("sales-3-0"));
+    }
+
+    #[test]
+    fn the_pods_of_a_job_find_each_other_through_a_headless_service() {
+        let s = peers_service(&owner());
+        assert_eq!(s.metadata.name.as_deref(), Some("sales-peers"));
+        let o = &s.metadata.owner_references.as_ref().unwrap()[0];
+        assert_eq!((o.kind.as_str(), o.uid.as_str()), ("StreamJob", "u-1"));
+        let spec = s.spec.unwrap();
+        assert_eq!(spec.cluster_ip.as_deref(), Some("None"));
+        assert_eq!(
+            spec.publish_not_ready_addresses,
+            Some(true),
+            "a pod is ready only once its peers reached it"
+        );
+        assert_eq!(
+            spec.selector.unwrap(),
+            BTreeMap::from([(JOB_LABEL.to_string(), "sales".to_string())])
+        );
+        let port = &spec.ports.unwrap()[0];
+        assert_eq!((port.name.as_deref(), port.port), (Some("exchange"), 7070));
+        // The control Service selects the coordinator only.
+        let control = service(&owner(), 2).spec.unwrap().selector.unwrap();
+        assert_eq!(control[POD_INDEX_LABEL], "0");
+        assert_eq!(control[JOB_LABEL], "sales");
+    }
+
+    #[test]
+    fn the_exchange_secret_is_owned_and_immutable() {
+        let s = exchange_secret(&owner(), "0123456789abcdef0123");
+        assert_eq!(s.metadata.name.as_deref(), Some("sales-exchange"));
+        assert_eq!(s.immutable, Some(true));
+        assert_eq!(
+            s.string_data.as_ref().unwrap()[EXCHANGE_TOKEN_KEY],
+            "0123456789abcdef0123"
+        );
+        let o = &s.metadata.owner_references.as_ref().unwrap()[0];
+        assert_eq!((o.kind.as_str(), o.controller), ("StreamJob", Some(true)));
+    }
+
+    /// A hostname is a DNS label (at most 63 characters): a long job name is cut, and the
+    /// incarnation and index that keep hostnames apart stay whole.
+    #[test]
+    fn hostnames_are_dns_labels_that_keep_incarnation_and_index() {
+        assert_eq!(hostname("sales", 3, 1), "sales-3-1");
+        let long = "a".repeat(57);
+        for (inc, index) in [(1, 0), (12_345, 7), (u64::MAX, u32::MAX)] {
+            let h = hostname(&long, inc, index);
+            assert!(h.len() <= 63, "{h}");
+            assert!(h.ends_with(&format!("-{inc}-{index}")), "{h}");
+            assert!(h.starts_with('a'), "{h}");
+        }
+        assert_ne!(hostname(&long, 12_345, 1), hostname(&long, 12_345, 2));
+        // A cut never leaves a dash before the suffix's own.
+        let dashed = format!("{}-{}", "b".repeat(50), "c".repeat(20));
+        let h = hostname(&dashed, 123_456_789, 0);
+        assert!(!h.contains("--") && h.len() <= 63, "{h}");
     }
 
     #[test]

@@ -4,8 +4,10 @@
 //! runtime control API. Walks deploy, heal, a savepoint upgrade, a triggered savepoint, a
 //! savepoint that cannot be taken during an upgrade (waits; switching to last-state
 //! proceeds), suspend/resume, an invalid spec and deletion with a final savepoint, reading
-//! status, conditions and events through the API. Prints one SKIPPED line without an
-//! apiserver.
+//! status, conditions and events through the API; and a job of two pods: both start, their
+//! Services and Secret are admitted, killing one replaces both (never two incarnations at
+//! once), and `pods: 1` rescales it through a savepoint asked of pod 0. Prints one SKIPPED
+//! line without an apiserver.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
 
 use std::sync::Arc;
@@ -367,6 +369,8 @@ async fn flows(assets: &std::path::Path) {
             .any(|p| p.starts_with("privileged-"))
     );
 
+    two_pods(&client, &jobs, &fake, &kubelet).await;
+
     // Deletion with a final savepoint; the object goes once the pod has.
     patch(&jobs, "a", json!({"savepointOnDelete": true})).await;
     let stops = || {
@@ -410,6 +414,144 @@ async fn flows(assets: &std::path::Path) {
     drop(kubelet);
 }
 
+/// The incarnations whose pods of job `name` exist (terminating ones too).
+async fn incarnations(pods: &Api<Pod>, name: &str) -> std::collections::BTreeSet<String> {
+    let lp = kube::api::ListParams::default().labels(&format!("weir.dev/job={name}"));
+    pods.list(&lp)
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|p| p.metadata.labels?.get("weir.dev/incarnation").cloned())
+        .collect()
+}
+
+/// A job of two pods, `m`, next to the others.
+async fn two_pods(
+    client: &Client,
+    jobs: &Api<StreamJob>,
+    fake: &Arc<kubelet::FakeRuntime>,
+    kubelet: &kubelet::Kubelet,
+) {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
+    // Watches, all along, that no two incarnations of `m` ever have pods at once.
+    let overlap = Arc::new(std::sync::Mutex::new(None));
+    let watcher = {
+        let (pods, overlap) = (pods.clone(), overlap.clone());
+        tokio::spawn(async move {
+            loop {
+                let seen = incarnations(&pods, "m").await;
+                if seen.len() > 1 {
+                    overlap.lock().unwrap().get_or_insert(seen);
+                }
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+        })
+    };
+    let mut m = manifest("m", "amount > 0");
+    m.spec.pods = 2;
+    jobs.create(&PostParams::default(), &m).await.unwrap();
+    let mut inc = running_after(jobs, "m", 0, "the job of two pods to run").await;
+    let s = status(jobs, "m").await;
+    assert_eq!(s.pods.as_deref(), Some("2/2"), "{s:?}");
+
+    // What the apiserver admitted: both pods under the headless Service, its Secret.
+    let mut ips = Vec::new();
+    for i in 0..2 {
+        let p = pods.get(&format!("m-{inc}-{i}")).await.unwrap();
+        let spec = p.spec.clone().unwrap();
+        assert_eq!(spec.hostname, Some(format!("m-{inc}-{i}")));
+        assert_eq!(spec.subdomain.as_deref(), Some("m-peers"));
+        ips.push(p.status.and_then(|s| s.pod_ip).unwrap());
+    }
+    assert_ne!(ips[0], ips[1], "each pod has its own address");
+    let peers = Api::<k8s_openapi::api::core::v1::Service>::namespaced(client.clone(), NS)
+        .get("m-peers")
+        .await
+        .unwrap()
+        .spec
+        .unwrap();
+    assert_eq!(peers.cluster_ip.as_deref(), Some("None"));
+    assert_eq!(peers.publish_not_ready_addresses, Some(true));
+    let secret = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), NS)
+        .get("m-exchange")
+        .await
+        .unwrap();
+    assert_eq!(secret.immutable, Some(true));
+    // The harness gave the pods the addresses it rewrote `--peers` to: no cluster name left.
+    let started = fake.started.lock().unwrap().clone();
+    let (_, args) = started
+        .iter()
+        .find(|(p, _)| *p == format!("m-{inc}-1"))
+        .unwrap();
+    let at = args.iter().position(|a| a == "--peers").unwrap();
+    assert!(
+        !args[at + 1].contains(".svc") && args[at + 1].contains(&ips[1]),
+        "{args:?}"
+    );
+    assert!(
+        args.windows(2).any(|w| w == ["--pod-index", "1"]),
+        "{args:?}"
+    );
+
+    // Killing pod 1 fails the incarnation: both pods are replaced, the cause recorded.
+    assert!(kubelet.kill9(&format!("m-{inc}-1")));
+    let killed = inc;
+    inc = running_after(jobs, "m", inc, "the job of two pods to recover").await;
+    let s = status(jobs, "m").await;
+    assert_eq!(s.restarts.count, 1);
+    let why = s.restarts.last_reason.clone().unwrap_or_default();
+    assert!(
+        why.contains(&format!("m-{killed}-1")) && why.contains("137"),
+        "{why}"
+    );
+    assert_eq!(s.pods.as_deref(), Some("2/2"));
+
+    // One pod again: a rescale through a savepoint, asked of pod 0.
+    let stopped_0 = format!("m-{inc}-0 POST /v1/stop");
+    patch(jobs, "m", json!({"pods": 1})).await;
+    inc = running_after(jobs, "m", inc, "the rescale to one pod").await;
+    let s = status(jobs, "m").await;
+    assert!(
+        s.start
+            .as_ref()
+            .and_then(|p| p.from.as_deref())
+            .is_some_and(|f| f.contains("/savepoints/")),
+        "{:?}",
+        s.start
+    );
+    assert!(
+        fake.calls.lock().unwrap().contains(&stopped_0),
+        "the stop went to pod 0"
+    );
+    assert_eq!(s.pods.as_deref(), Some("1/1"));
+    assert!(kubelet.running().contains(&format!("m-{inc}")));
+
+    // More pods than subtasks is refused by the apiserver, naming the field.
+    let err = jobs
+        .patch(
+            "m",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"pods": 3}})),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("pods must not exceed parallelism"), "{err}");
+
+    jobs.delete("m", &Default::default()).await.unwrap();
+    wait_for("the job of two pods to go", || async {
+        jobs.get_opt("m").await.ok()?.is_none().then_some(())
+    })
+    .await;
+    watcher.abort();
+    assert_eq!(
+        *overlap.lock().unwrap(),
+        None,
+        "pods of two incarnations existed at once"
+    );
+}
+
 /// The harness's scripted control API speaks what the operator's client reads (this part
 /// needs no apiserver): a job report with a checkpoint, a triggered savepoint that
 /// completes, and a stop with a savepoint that ends the container with its path.
@@ -419,15 +561,14 @@ fn scripted_control_api_speaks_the_runtime_dialect() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let fake = Arc::new(kubelet::FakeRuntime::default());
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
-            .unwrap()
-            .port();
+            .unwrap();
         let started = fake
-            .start("a-1", port, &["run".into()], Some("tok-a-1".into()))
+            .start("a-1", addr, &["run".into()], Some("tok-a-1".into()))
             .await;
-        let base = format!("http://127.0.0.1:{port}");
+        let base = format!("http://{addr}");
         let client = HttpRuntime::new().unwrap();
         let token = weir_crds::control::ControlToken::new("tok-a-1").unwrap();
         let stranger = Endpoint {

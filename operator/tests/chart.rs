@@ -314,7 +314,8 @@ fn runtime_pods_are_scraped_and_the_dashboard_queries_real_metrics() {
 
 /// The NetworkPolicy admits the operator's own pods (the labels its Deployment gives them, in
 /// the release namespace) to the runtime pods' `control` port, plus the configured metrics
-/// peers, in each watched namespace; with all namespaces watched, only where listed.
+/// peers, and runtime pods of the same namespace (only) to each other's `exchange` port, in
+/// each watched namespace; with all namespaces watched, only where listed.
 #[test]
 fn only_the_operator_and_metrics_peers_reach_runtime_pods() {
     let Some(helm) = helm() else { return };
@@ -336,7 +337,17 @@ fn only_the_operator_and_metrics_peers_reach_runtime_pods() {
             serde_json::json!({"key": "weir.dev/job", "operator": "Exists"})
         );
         let rules = spec["ingress"].as_array().unwrap();
-        assert_eq!(rules.len(), 1, "{spec}");
+        assert_eq!(rules.len(), 2, "{spec}");
+        // Pods of a job of several pods reach each other's exchange, and nothing else does:
+        // a bare podSelector is this namespace's runtime pods, never another namespace's.
+        assert_eq!(
+            rules[1],
+            serde_json::json!({
+                "from": [{"podSelector": {"matchExpressions":
+                    [{"key": "weir.dev/job", "operator": "Exists"}]}}],
+                "ports": [{"port": "exchange", "protocol": "TCP"}]
+            })
+        );
         assert_eq!(
             rules[0]["ports"],
             serde_json::json!([{"port": "control", "protocol": "TCP"}])

@@ -196,7 +196,8 @@ async fn newcomer(assets: &Path, helm: String, kubectl: String) {
         .await;
     }
 
-    // 4. kubectl get sj: State, Ready, running and desired parallelism, Last Checkpoint, Restarts.
+    // 4. kubectl get sj: State, Ready, ready/desired pods, running and desired parallelism,
+    // Last Checkpoint, Restarts.
     let table = c.kubectl(&["get", "sj", "-n", NS]);
     let mut lines = table.lines();
     let header: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
@@ -206,6 +207,7 @@ async fn newcomer(assets: &Path, helm: String, kubectl: String) {
             "NAME",
             "STATE",
             "READY",
+            "PODS",
             "PARALLELISM",
             "DESIRED",
             "LAST",
@@ -220,14 +222,15 @@ async fn newcomer(assets: &Path, helm: String, kubectl: String) {
         .unwrap()
         .split_whitespace()
         .collect();
-    // store-sales runs at parallelism 2; the checkpoint column is an age such as `3s`.
+    // store-sales runs on one pod at parallelism 2; the checkpoint column is an age such as
+    // `3s`.
     assert_eq!(
-        row[..5],
-        ["store-sales", "Running", "True", "2", "2"],
+        row[..6],
+        ["store-sales", "Running", "True", "1/1", "2", "2"],
         "{table}"
     );
-    assert!(row[5].ends_with('s') || row[5].ends_with('m'), "{table}");
-    assert_eq!(row[6], "0", "{table}");
+    assert!(row[6].ends_with('s') || row[6].ends_with('m'), "{table}");
+    assert_eq!(row[7], "0", "{table}");
 
     // 5. kubectl explain prints the doc comments.
     let explained = c.kubectl(&["explain", "streamjob.spec.checkpoint"]);

@@ -316,6 +316,92 @@ async fn deploy_applies_config_and_service_creates_pod_then_records_event_and_st
     assert!(rt.calls.lock().unwrap().is_empty(), "no pod to ask yet");
 }
 
+/// A job of two pods starts as two pods at once, after its config: the control Service
+/// (selecting pod 0), the headless `sales-peers` Service, the exchange Secret (created
+/// blind: a `409` from an earlier pass is fine, and it is never read back), then pod 0
+/// and pod 1.
+#[tokio::test]
+async fn a_job_of_two_pods_starts_with_its_peers_service_exchange_secret_and_both_pods() {
+    let rt = Arc::new(FakeRuntime::default());
+    let (ctx, handle) = context(rt.clone(), || now_at(0));
+    let calls = vec![
+        call(Method::GET, PODS, list(json!([]))),
+        control_secret_read(),
+        call(
+            Method::PATCH,
+            "/api/v1/namespaces/shop/configmaps/sales-job",
+            Value::Null,
+        ),
+        call(
+            Method::PATCH,
+            "/api/v1/namespaces/shop/services/sales",
+            Value::Null,
+        ),
+        call(
+            Method::PATCH,
+            "/api/v1/namespaces/shop/services/sales-peers",
+            Value::Null,
+        ),
+        call(
+            Method::POST,
+            "/api/v1/namespaces/shop/secrets",
+            json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                   "reason": "AlreadyExists", "code": 409, "message": "exists"}),
+        ),
+        call(Method::POST, PODS, Value::Null),
+        call(Method::POST, PODS, Value::Null),
+        call(Method::POST, EVENTS, event_ok()),
+        call(Method::PATCH, STATUS, Value::Null),
+    ];
+    let server = tokio::spawn(serve(handle, calls));
+    let mut j = job(Value::Null, json!({}));
+    j.spec.pods = 2;
+    run(reconcile(Arc::new(j), ctx)).await;
+    let bodies = server.await.unwrap();
+    assert_eq!(
+        bodies[3]["spec"]["selector"],
+        json!({"weir.dev/job": "sales", "weir.dev/pod-index": "0"})
+    );
+    assert_eq!(bodies[4]["spec"]["clusterIP"], "None");
+    assert_eq!(bodies[4]["spec"]["publishNotReadyAddresses"], true);
+    assert_eq!(bodies[5]["metadata"]["name"], "sales-exchange");
+    assert_eq!(bodies[5]["immutable"], true);
+    let token = bodies[5]["stringData"]["token"].as_str().unwrap();
+    assert!(token.len() >= 16, "the runtime refuses shorter tokens");
+    for (i, pod) in bodies[6..8].iter().enumerate() {
+        assert_eq!(pod["metadata"]["name"], format!("sales-1-{i}"));
+        assert_eq!(
+            pod["metadata"]["labels"]["weir.dev/pod-index"],
+            i.to_string()
+        );
+        assert_eq!(pod["spec"]["hostname"], format!("sales-1-{i}"));
+        assert_eq!(pod["spec"]["subdomain"], "sales-peers");
+        let args = pod["spec"]["containers"][0]["args"].to_string();
+        assert!(args.contains(&format!("\"--pod-index\",\"{i}\"")), "{args}");
+        assert!(
+            args.contains(
+                "sales-1-0.sales-peers.shop.svc:7070,sales-1-1.sales-peers.shop.svc:7070"
+            ),
+            "{args}"
+        );
+    }
+    assert!(
+        !bodies[6..8].iter().any(|b| b.to_string().contains(token)),
+        "the pods get the exchange token only by reference"
+    );
+    assert!(
+        bodies[8]["note"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("on 2 pods"),
+        "{}",
+        bodies[8]
+    );
+    let status = &bodies[9]["status"];
+    assert_eq!(status["pods"], "0/2");
+    assert!(rt.calls.lock().unwrap().is_empty(), "no pod to ask yet");
+}
+
 /// `weir_operator_reconciles_total{result}` as `/metrics` shows it.
 fn reconciles(metrics: &Metrics, result: &str) -> u64 {
     let line = format!("weir_operator_reconciles_total{{result=\"{result}\"}} ");
@@ -705,6 +791,7 @@ fn every_request_is_granted_and_every_grant_is_used() {
     use weir_operator::rbac::{IMPLIED, PERMISSIONS, request_verbs};
 
     deploy_applies_config_and_service_creates_pod_then_records_event_and_status();
+    a_job_of_two_pods_starts_with_its_peers_service_exchange_secret_and_both_pods();
     new_job_gets_the_finalizer_first();
     heal_deletes_the_failed_pod_then_starts_the_next_incarnation();
     savepoint_upgrade_asks_the_runtime_to_stop_with_a_savepoint();

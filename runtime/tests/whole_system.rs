@@ -6,9 +6,11 @@
 //!
 //! Scenario: apply `examples/store-sales.yaml` (addresses changed), feed a deterministic
 //! order stream, `kill -9` the runtime three times, rescale 2 -> 3 in `savepoint` mode,
-//! suspend and resume, then compare ClickHouse (`FINAL` and raw) and the committed output
-//! topic with the oracle: exact equality. Status, conditions and events are read through the
-//! API along the way. Without an apiserver it prints one SKIPPED line.
+//! scale out to two pods (`pods: 2`, again through a savepoint) and `kill -9` one of them
+//! (both are replaced, from the newest checkpoint), suspend and resume the two pods, then
+//! compare ClickHouse (`FINAL` and raw) and the committed output topic with the oracle:
+//! exact equality. Status, conditions and events are read through the API along the way.
+//! Without an apiserver it prints one SKIPPED line.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
 
 mod common;
@@ -260,7 +262,41 @@ async fn scenario(assets: &Path, s3: &str, kafka: &str, ch: &str) {
         from.contains("/savepoints/"),
         "the rescaled job did not start from a savepoint: {s}"
     );
-    produce_orders(&producer, &input, 7_000..9_000, PARTITIONS, STORES).await;
+    produce_orders(&producer, &input, 7_000..8_000, PARTITIONS, STORES).await;
+
+    // Scale out: the same parallelism on two pods, each running a slice of every operator's
+    // subtasks and exchanging records with the other; through a savepoint again.
+    patch_spec(&jobs, json!({"pods": 2})).await;
+    inc = running_after(&jobs, inc, "the scale-out to two pods").await;
+    let s = status(&jobs).await;
+    assert_eq!(s["pods"], "2/2", "{s}");
+    let from_2 = s["start"]["from"].as_str().unwrap_or_default().to_string();
+    assert!(
+        from_2.contains("/savepoints/") && from_2 != from,
+        "the scale-out did not start from a savepoint of its own: {s}"
+    );
+    let pods: Vec<String> = (0..2).map(|i| format!("{JOB}-{inc}-{i}")).collect();
+    let running = kubelet.running();
+    assert!(
+        pods.iter().all(|p| running.contains(p)),
+        "{pods:?} not all running: {running:?}"
+    );
+    // A crash of one pod fails both: the other stops once its links break, and the operator
+    // starts both again, from the newest checkpoint, once neither is left.
+    assert!(kubelet.kill9(&pods[1]), "no process for {}", pods[1]);
+    produce_orders(&producer, &input, 8_000..9_000, PARTITIONS, STORES).await;
+    inc = running_after(&jobs, inc, "both pods to recover from the kill of pod 1").await;
+    let s = status(&jobs).await;
+    assert_eq!(s["restarts"]["count"].as_u64(), Some(4), "{s}");
+    assert!(
+        s["restarts"]["lastReason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(&pods[1]),
+        "the restart does not name the killed pod: {s}"
+    );
+    assert_eq!(s["start"]["from"].as_str(), Some(from_2.as_str()), "{s}");
+    assert_eq!(s["pods"], "2/2", "{s}");
 
     // Suspend (no pods), feed more input, resume.
     patch_spec(&jobs, json!({"state": "suspended"})).await;
@@ -313,7 +349,7 @@ async fn scenario(assets: &Path, s3: &str, kafka: &str, ch: &str) {
     ] {
         assert!(r.contains_key(want), "no {want} event in {r:?}");
     }
-    assert!(r["Restarting"] >= 3, "{r:?}");
+    assert!(r["Restarting"] >= 4, "{r:?}");
     let s = status(&jobs).await;
     let ready = s["conditions"]
         .as_array()

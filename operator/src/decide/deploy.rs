@@ -1,10 +1,10 @@
 //! Starting and removing incarnations: the first deploy, a resume from `Suspended`, a
 //! redeploy after `Failed`, and the two primitives every other decision uses to start the
-//! next pod or remove all of them.
+//! next incarnation (all its pods) or remove every pod.
 
 use weir_crds::{DesiredState, LifecycleState, StartPoint};
 
-use super::{Action, Facts, POLL, SHORT, Step, spec_json};
+use super::{Action, Facts, POLL, SHORT, Step, pods_of, spec_json};
 use crate::events::Reason;
 
 /// Pods still exist after asking them to go: the caller waits for them.
@@ -38,14 +38,26 @@ pub(crate) fn first(f: &Facts<'_>, s: &mut Step) {
     s.event(
         Reason::Deploying,
         format!(
-            "first deploy at parallelism {} from {from}",
-            spec.parallelism
+            "first deploy at parallelism {}{} from {from}",
+            spec.parallelism,
+            on_pods(spec.pods)
         ),
     );
     create_pod(f, s);
 }
 
-/// Start the next incarnation from the reconciled spec.
+/// ` on N pods` for a job of several pods, nothing for one (its messages stay as they were).
+pub(crate) fn on_pods(pods: u32) -> String {
+    if pods > 1 {
+        format!(" on {pods} pods")
+    } else {
+        String::new()
+    }
+}
+
+/// Start the next incarnation from the reconciled spec: all of its `spec.pods` pods at once
+/// (a pod waits for the others to join, so starting them one by one gains nothing). The
+/// callers start one only when no pod of the job is left.
 pub(crate) fn create_pod(f: &Facts<'_>, s: &mut Step) {
     s.st.incarnation += 1;
     s.st.incarnation_started_at = Some(f.now_time());
@@ -64,9 +76,12 @@ pub(crate) fn create_pod(f: &Facts<'_>, s: &mut Step) {
         None => LifecycleState::Deploying,
     };
     s.actions.push(Action::EnsureConfig);
-    s.actions.push(Action::CreatePod {
-        incarnation: s.st.incarnation,
-    });
+    for index in 0..pods_of(&s.st) {
+        s.actions.push(Action::CreatePod {
+            incarnation: s.st.incarnation,
+            index,
+        });
+    }
     s.requeue = SHORT;
 }
 

@@ -13,6 +13,12 @@
 //! (stop-then-start), `restart` (healing, backoff, budget), `savepoints`, `lifecycle`
 //! (conditions) and `spec_change` (classifying a change).
 //!
+//! An incarnation is one start of the job's pods: one pod, or `spec.pods` of them
+//! (`<job>-<incarnation>-<index>`), which live and die together. It runs when every one of
+//! its pods runs and pod 0 (the coordinator) reports running; any pod failing fails it, and
+//! it is replaced whole, never before every pod of it is gone. Stops, savepoints and how
+//! the job ended are pod 0's, the only pod the operator talks to ([`Facts::coordinator`]).
+//!
 //! ```text
 //! Created ─first deploy─► Deploying ─runtime running─► Running ─spec change─► Upgrading
 //!    ▲                      ▲   │ pod failed (backoff, budget)   │  stop (savepoint |
@@ -81,6 +87,10 @@ pub struct PodView {
     pub name: String,
     /// Incarnation label.
     pub incarnation: u64,
+    /// Index label within the incarnation; 0 (the coordinator) for a job of one pod.
+    pub index: u32,
+    /// The runtime container passes its readiness probe.
+    pub ready: bool,
     /// Phase.
     pub phase: PodPhase,
     /// Being deleted.
@@ -180,12 +190,16 @@ pub struct Observed {
 /// Something the shell must do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    /// Apply the ConfigMap (job file of `status.lastReconciledSpec`) and the Service.
+    /// Apply the ConfigMap (job file of `status.lastReconciledSpec`) and the Service; for a
+    /// job of several pods also the headless peers Service and the exchange Secret.
     EnsureConfig,
-    /// Create the runtime pod of `incarnation` from the reconciled spec and `status.start`.
+    /// Create runtime pod `index` of `incarnation` from the reconciled spec and
+    /// `status.start`. An incarnation's pods are created together, in one pass.
     CreatePod {
         /// Incarnation number.
         incarnation: u64,
+        /// Pod within the incarnation (0 for a job of one pod).
+        index: u32,
     },
     /// Delete a pod (the runtime takes a final checkpoint on SIGTERM).
     DeletePod {
@@ -272,6 +286,42 @@ pub const POLL: std::time::Duration = std::time::Duration::from_secs(10);
 /// Short wait while something is in motion (pods stopping, starting).
 pub const SHORT: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// Pods of the incarnation `st` names: `spec.pods` of the spec they run (the reconciled spec
+/// changes only when a new incarnation starts), 1 before there is one.
+#[must_use]
+pub fn pods_of(st: &StreamJobStatus) -> u32 {
+    reconciled_spec(st).map_or(1, |s| s.pods.max(1))
+}
+
+fn incarnation_pods<'a>(obs: &'a Observed, st: &StreamJobStatus) -> Vec<&'a PodView> {
+    let mut pods: Vec<&PodView> = obs
+        .pods
+        .iter()
+        .filter(|p| p.incarnation == st.incarnation)
+        .collect();
+    pods.sort_by_key(|p| p.index);
+    pods
+}
+
+/// `status.pods`: ready pods of the current incarnation over the pods it should have, as a
+/// Deployment's READY; `None` before the first deploy and while suspended, when no pods are
+/// wanted.
+fn pods_ready(obs: &Observed, st: &StreamJobStatus) -> Option<String> {
+    if st.incarnation == 0
+        || matches!(
+            st.lifecycle_state,
+            LifecycleState::Created | LifecycleState::Suspended
+        )
+    {
+        return None;
+    }
+    let ready = incarnation_pods(obs, st)
+        .iter()
+        .filter(|p| p.ready && p.phase == PodPhase::Running && !p.deleting)
+        .count();
+    Some(format!("{ready}/{}", pods_of(st)))
+}
+
 /// The spec the pods run (`status.lastReconciledSpec`), when there is one.
 #[must_use]
 pub fn reconciled_spec(status: &StreamJobStatus) -> Option<StreamJobSpec> {
@@ -326,6 +376,7 @@ pub fn decide(job: &JobView, obs: &Observed, now: Timestamp, settings: &Settings
     status.parallelism = (status.lifecycle_state == LifecycleState::Running)
         .then(|| reconciled_spec(&status).map(|s| s.parallelism))
         .flatten();
+    status.pods = pods_ready(obs, &status);
     Decision {
         status,
         actions: s.actions,
@@ -357,18 +408,30 @@ impl Facts<'_> {
         self.now.duration_since(t).as_secs_f64()
     }
 
-    /// The pod of the incarnation `st` names.
-    pub(crate) fn current_pod(&self, st: &StreamJobStatus) -> Option<&PodView> {
+    /// Pod 0 of the incarnation `st` names: the only pod of a job of one pod, the checkpoint
+    /// coordinator of a job of several. Stops and savepoints are asked of it, and its end is
+    /// how the incarnation ended.
+    pub(crate) fn coordinator(&self, st: &StreamJobStatus) -> Option<&PodView> {
         self.obs
             .pods
             .iter()
-            .find(|p| p.incarnation == st.incarnation)
+            .find(|p| p.incarnation == st.incarnation && p.index == 0)
     }
 
-    /// The pod of the incarnation `st` names is up and its runtime processing.
+    /// The pods of the incarnation `st` names that are listed, in index order.
+    pub(crate) fn incarnation_pods(&self, st: &StreamJobStatus) -> Vec<&PodView> {
+        incarnation_pods(self.obs, st)
+    }
+
+    /// Every pod of the incarnation `st` names is up and not going away, and the runtime
+    /// (pod 0) reports processing.
     pub(crate) fn runtime_running(&self, st: &StreamJobStatus) -> bool {
-        self.current_pod(st)
-            .is_some_and(|p| p.phase == PodPhase::Running && !p.deleting)
+        let pods = self.incarnation_pods(st);
+        let up = |i: u32| {
+            pods.iter()
+                .any(|p| p.index == i && p.phase == PodPhase::Running && !p.deleting)
+        };
+        (0..pods_of(st)).all(up)
             && self
                 .obs
                 .runtime

@@ -3,8 +3,10 @@
 //! restarts; each pass moves it at most one step.
 //!
 //! # Guarantees
-//! - At most one incarnation writes: the next pod is created only when no pod of the job
-//!   exists any more, not even a terminating one.
+//! - At most one incarnation writes: the next incarnation's pods are created only when no
+//!   pod of the job exists any more, not even a terminating one.
+//! - In a job of several pods, the stop with a savepoint is asked of pod 0 (the
+//!   coordinator; the others stop when it tells them), and its exit says what the stop left.
 //! - No silent downgrade: a `savepoint` upgrade whose savepoint cannot be taken waits, with a
 //!   condition saying why, until it can or the user changes `upgradeMode`.
 
@@ -16,7 +18,7 @@ use weir_crds::{
 use super::deploy::{self, Pods};
 use super::restart::{self, Heal};
 use super::spec_change::{SpecChange, classify};
-use super::{Action, Facts, PodPhase, SHORT, Step, savepoints, spec_json};
+use super::{Action, Facts, PodPhase, SHORT, Step, pods_of, savepoints, spec_json};
 use crate::events::Reason;
 
 /// Whether [`on_spec_change`] found a change that needs the pods.
@@ -190,13 +192,40 @@ pub(crate) fn advance(f: &Facts<'_>, s: &mut Step) {
     }
 }
 
-/// Waits for a savepoint from the running pod, asking for it when due.
+/// Why the current incarnation cannot take a savepoint: no pod, a failed pod, or a pod that
+/// does not run yet (in index order, so a job of one pod reads as it always did).
+fn not_running(f: &Facts<'_>, st: &weir_crds::StreamJobStatus) -> String {
+    let pods = f.incarnation_pods(st);
+    if pods.is_empty() {
+        return "no runtime pod exists".to_string();
+    }
+    if let Some(p) = pods.iter().find(|p| p.phase == PodPhase::Failed) {
+        return format!("pod {} failed", p.name);
+    }
+    if let Some(p) = pods
+        .iter()
+        .find(|p| p.phase != PodPhase::Running || p.deleting)
+    {
+        return format!("pod {} is not running yet ({:?})", p.name, p.phase);
+    }
+    let count = pods_of(st);
+    if let Some(i) = (0..count).find(|i| !pods.iter().any(|p| p.index == *i)) {
+        let name = crate::pods::pod_name(&f.job.name, st.incarnation, i, count);
+        return format!("pod {name} does not exist");
+    }
+    format!(
+        "pod {} is not running yet ({:?})",
+        pods[0].name, pods[0].phase
+    )
+}
+
+/// Waits for a savepoint from the running job (pod 0), asking for it when due.
 fn await_savepoint(f: &Facts<'_>, s: &mut Step, op: &mut Operation) -> SavepointWait {
     if op.savepoint.is_some() {
         return SavepointWait::Taken;
     }
     let timeout = f.job.spec.savepoint.timeout.get();
-    let pod = f.current_pod(&s.st).cloned();
+    let pod = f.coordinator(&s.st).cloned();
     match pod {
         Some(p) if p.phase == PodPhase::Succeeded => {
             if let Some(path) = p.stop_savepoint() {
@@ -245,12 +274,8 @@ fn await_savepoint(f: &Facts<'_>, s: &mut Step, op: &mut Operation) -> Savepoint
             s.st.operation = Some(op.clone());
             SavepointWait::Waiting
         }
-        other => {
-            let why = match &other {
-                None => "no runtime pod exists".to_string(),
-                Some(p) if p.phase == PodPhase::Failed => format!("pod {} failed", p.name),
-                Some(p) => format!("pod {} is not running yet ({:?})", p.name, p.phase),
-            };
+        _ => {
+            let why = not_running(f, &s.st);
             let w = format!(
                 "a savepoint needs a running job: {why}; waiting (set upgradeMode: last-state or stateless to go on without one)"
             );
@@ -429,7 +454,7 @@ pub(crate) fn delete(f: &Facts<'_>, s: &mut Step) {
             stop_requested_at: Some(f.now_time()),
             ..operation(f, OperationKind::Delete, StopMode::Savepoint)
         });
-        if let Some(p) = f.current_pod(&s.st) {
+        if let Some(p) = f.coordinator(&s.st) {
             s.actions.push(Action::StopWithSavepoint {
                 pod: p.name.clone(),
             });
@@ -449,7 +474,7 @@ pub(crate) fn delete(f: &Facts<'_>, s: &mut Step) {
             .as_ref()
             .map(|t| f.secs_since(t.0))
             .unwrap_or(0.0);
-        match f.current_pod(&s.st) {
+        match f.coordinator(&s.st) {
             Some(p) if p.phase == PodPhase::Succeeded => {
                 if let Some(path) = p.stop_savepoint() {
                     op.savepoint = Some(path.to_string());

@@ -1,13 +1,20 @@
 //! Supervising a deployed job: healing failed or vanished pods with exponential backoff and
 //! a restart budget per window, and restarting a job that stopped making checkpoints.
 //!
+//! The unit of healing is the incarnation: in a job of several pods one pod failing or
+//! vanishing fails them all (the others stop within seconds once their links break), so
+//! every pod of it is deleted and, once all are gone, a new incarnation starts whole from
+//! the newest checkpoint.
+//!
 //! Backoff and budget are computed from `status.restarts`, never from operator memory, so
 //! they hold across operator restarts and leader changes.
 
 use weir_crds::LifecycleState;
 
 use super::deploy::{self, Pods};
-use super::{Facts, PodPhase, PodView, RuntimeOutcome, SHORT, Step, operation, savepoints};
+use super::{
+    Facts, PodPhase, PodView, RuntimeOutcome, SHORT, Step, operation, pods_of, savepoints,
+};
 use crate::events::Reason;
 
 /// A pod created this recently and not listed yet is still being created, not vanished.
@@ -51,10 +58,12 @@ pub(crate) enum Heal {
     Handled,
 }
 
-/// How the current incarnation's pod is doing, for healing.
+/// How the current incarnation's pods are doing, for healing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum PodHealth {
-    /// Running, starting, going away on request, or created a moment ago and not listed yet.
+    /// Running, starting, going away on request, or created a moment ago and not listed yet;
+    /// in a job of several pods also a pod that ended well while pod 0 still runs (pod 0
+    /// says how the job ends).
     Fine,
     /// The runtime finished its bounded input and committed the final checkpoint.
     Finished,
@@ -76,7 +85,7 @@ pub(crate) fn supervise(f: &Facts<'_>, s: &mut Step) {
         return;
     }
     if !f.runtime_running(&s.st) {
-        if f.current_pod(&s.st).is_some() {
+        if !f.incarnation_pods(&s.st).is_empty() {
             s.st.lifecycle_state = LifecycleState::Deploying;
             s.requeue = SHORT;
         }
@@ -151,30 +160,65 @@ fn budget(f: &Facts<'_>, s: &mut Step, why: &str) -> Budget {
     Budget::Exhausted
 }
 
-/// How the current incarnation's pod is doing. Performs no I/O.
+/// How the current incarnation's pods are doing, taken together. Performs no I/O.
+///
+/// In order: nothing listed (just created, or vanished); a pod going away (on the
+/// operator's request or a person's: what is gone is judged once it is); a pod failed (see
+/// below for which one names the failure);
+/// pod 0 ended (finished, stopped on request, or ended unasked); a pod missing that was
+/// created long enough ago to be listed (vanished).
+///
+/// When several pods have failed, the others usually followed the first when their links
+/// broke, and the runtime says so in their termination message; a pod that ended without
+/// one (killed: OOM, `kill -9`, a node gone) is the likelier cause, so it names the
+/// failure, then the lowest index. The reason is recorded when a failure is first seen,
+/// which is usually before the others follow.
 fn pod_health(f: &Facts<'_>, st: &weir_crds::StreamJobStatus) -> PodHealth {
     let just_created = st
         .incarnation_started_at
         .as_ref()
         .is_some_and(|t| f.secs_since(t.0) < CREATE_GRACE_SECS);
-    match f.current_pod(st) {
-        None if just_created => PodHealth::Fine,
-        None => PodHealth::Failed(format!("pod {}-{} vanished", f.job.name, st.incarnation)),
-        Some(p) if p.deleting => PodHealth::Fine,
-        Some(p) if matches!(p.phase, PodPhase::Failed | PodPhase::Unknown) => {
-            PodHealth::Failed(describe_failure(p))
-        }
-        Some(p) if p.phase == PodPhase::Succeeded => match &p.outcome {
+    let pods = f.incarnation_pods(st);
+    let count = pods_of(st);
+    let vanished = |index: u32| {
+        let name = crate::pods::pod_name(&f.job.name, st.incarnation, index, count);
+        PodHealth::Failed(format!("pod {name} vanished"))
+    };
+    if pods.is_empty() {
+        return if just_created {
+            PodHealth::Fine
+        } else {
+            vanished(0)
+        };
+    }
+    if pods.iter().any(|p| p.deleting) {
+        return PodHealth::Fine;
+    }
+    if let Some(p) = pods
+        .iter()
+        .filter(|p| matches!(p.phase, PodPhase::Failed | PodPhase::Unknown))
+        .min_by_key(|p| (p.outcome.is_some(), p.index))
+    {
+        return PodHealth::Failed(describe_failure(p));
+    }
+    if let Some(p) = f.coordinator(st)
+        && p.phase == PodPhase::Succeeded
+    {
+        return match &p.outcome {
             Some(RuntimeOutcome::Finished) => PodHealth::Finished,
             // A stop the operator asked for is handled by the operation.
             Some(RuntimeOutcome::Stopped { .. }) if st.operation.is_some() => PodHealth::Fine,
             _ => PodHealth::Failed(describe_failure(p)),
-        },
-        Some(_) => PodHealth::Fine,
+        };
+    }
+    match (0..count).find(|i| !pods.iter().any(|p| p.index == *i)) {
+        Some(missing) if !just_created => vanished(missing),
+        _ => PodHealth::Fine,
     }
 }
 
-/// Replace the current incarnation's pod if it failed or vanished. Performs no I/O.
+/// Replace the current incarnation (every pod of it) if a pod failed or vanished. Performs no
+/// I/O.
 pub(crate) fn heal(f: &Facts<'_>, s: &mut Step) -> Heal {
     if s.st.incarnation == 0 {
         return Heal::NotNeeded;

@@ -56,7 +56,8 @@ pub(crate) fn run(f: &Facts<'_>, s: &mut Step) {
 }
 
 fn trigger(f: &Facts<'_>, s: &mut Step, trigger: SavepointTrigger, nonce: i64) {
-    let Some(pod) = f.current_pod(&s.st).map(|p| p.name.clone()) else {
+    // Pod 0: the coordinator takes savepoints, and the request's id is known only there.
+    let Some(pod) = f.coordinator(&s.st).map(|p| p.name.clone()) else {
         return;
     };
     s.st.pending_savepoint = Some(PendingSavepoint {

@@ -11,7 +11,8 @@ pub enum SpecChange {
     /// The pods restart from their newest checkpoint whatever the upgrade mode: state stays
     /// compatible (resources, Secrets, checkpoint timing).
     Restart,
-    /// The job changes (pipeline, parallelism, image, storage): it goes through `upgradeMode`.
+    /// The job changes (pipeline, parallelism, pods, image, storage): it goes through
+    /// `upgradeMode`.
     Upgrade,
 }
 
@@ -33,6 +34,9 @@ pub fn classify(old: &StreamJobSpec, new: &StreamJobSpec) -> (SpecChange, Vec<&'
         SpecChange::Upgrade,
         "parallelism",
     );
+    // A rescale like `parallelism`: the pods stop (with a savepoint in `savepoint` mode) and
+    // every pod of the new layout restores its slice of the key groups from it.
+    check(o.pods != n.pods, SpecChange::Upgrade, "pods");
     check(
         o.max_parallelism != n.max_parallelism,
         SpecChange::Upgrade,

@@ -220,6 +220,12 @@ fn spec_change_classes_take_the_largest_changed_field() {
             &["parallelism"],
         ),
         (
+            "pods: a rescale, as parallelism",
+            |s| s.pods = 2,
+            SpecChange::Upgrade,
+            &["pods"],
+        ),
+        (
             "image",
             |s| s.image = Some("x".into()),
             SpecChange::Upgrade,

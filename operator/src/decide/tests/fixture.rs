@@ -120,12 +120,34 @@ impl Fx {
         d
     }
 
-    /// Pod `incarnation` is listed in `phase` (replacing what was listed for it).
+    /// Pod `incarnation` of a job of one pod is listed in `phase` (replacing what was listed
+    /// for it).
     pub(super) fn pod(&mut self, incarnation: u64, phase: PodPhase) -> &mut PodView {
-        self.obs.pods.retain(|p| p.incarnation != incarnation);
+        self.listed(format!("sales-{incarnation}"), incarnation, 0, phase)
+    }
+
+    /// Pod `index` of `incarnation` of a job of several pods (`sales-<incarnation>-<index>`)
+    /// is listed in `phase`, ready when running (replacing what was listed for it).
+    pub(super) fn pod_of(&mut self, incarnation: u64, index: u32, phase: PodPhase) -> &mut PodView {
+        let name = format!("sales-{incarnation}-{index}");
+        self.listed(name, incarnation, index, phase)
+    }
+
+    fn listed(
+        &mut self,
+        name: String,
+        incarnation: u64,
+        index: u32,
+        phase: PodPhase,
+    ) -> &mut PodView {
+        self.obs
+            .pods
+            .retain(|p| (p.incarnation, p.index) != (incarnation, index));
         self.obs.pods.push(PodView {
-            name: format!("sales-{incarnation}"),
+            name,
             incarnation,
+            index,
+            ready: phase == PodPhase::Running,
             phase,
             deleting: false,
             reason: None,
@@ -135,10 +157,8 @@ impl Fx {
         self.obs.pods.last_mut().unwrap()
     }
 
-    /// Pod `incarnation` runs and its runtime reports running (lineage-a, checkpoint 4 at
-    /// t(0)).
-    pub(super) fn runs(&mut self, incarnation: u64) {
-        self.pod(incarnation, PodPhase::Running);
+    /// The runtime (pod 0) reports running: lineage-a, checkpoint 4 at t(0).
+    pub(super) fn reports_running(&mut self) {
         self.obs.runtime = Some(RuntimeView {
             job_id: "lineage-a".into(),
             state: JobState::Running,
@@ -150,6 +170,21 @@ impl Fx {
             }),
             savepoints: vec![],
         });
+    }
+
+    /// Pod `incarnation` runs and its runtime reports running (lineage-a, checkpoint 4 at
+    /// t(0)).
+    pub(super) fn runs(&mut self, incarnation: u64) {
+        self.pod(incarnation, PodPhase::Running);
+        self.reports_running();
+    }
+
+    /// Every pod of `incarnation` of a job of `pods` pods runs, and pod 0 reports running.
+    pub(super) fn all_run(&mut self, incarnation: u64, pods: u32) {
+        for i in 0..pods {
+            self.pod_of(incarnation, i, PodPhase::Running);
+        }
+        self.reports_running();
     }
 
     /// The runtime reports a checkpoint completed at `at`.
@@ -286,12 +321,26 @@ impl Fx {
 
 /// A new incarnation: its config is applied first, then its pod is created.
 pub(super) fn new_pod(incarnation: u64) -> Vec<Action> {
-    vec![Action::EnsureConfig, Action::CreatePod { incarnation }]
+    new_pods(incarnation, 1)
+}
+
+/// A new incarnation of `pods` pods: its config, then every pod of it.
+pub(super) fn new_pods(incarnation: u64, pods: u32) -> Vec<Action> {
+    std::iter::once(Action::EnsureConfig)
+        .chain((0..pods).map(|index| Action::CreatePod { incarnation, index }))
+        .collect()
 }
 
 pub(super) fn delete_pod(incarnation: u64) -> Action {
     Action::DeletePod {
         name: format!("sales-{incarnation}"),
+    }
+}
+
+/// Deleting pod `index` of `incarnation` of a job of several pods.
+pub(super) fn delete_pod_of(incarnation: u64, index: u32) -> Action {
+    Action::DeletePod {
+        name: format!("sales-{incarnation}-{index}"),
     }
 }
 
@@ -381,6 +430,8 @@ pub(super) enum Has {
     Savepoints(&'static [(&'static str, SavepointTrigger)]),
     /// Looks again within this many seconds.
     Requeue(u64),
+    /// `status.pods` (`ready/desired`), or its absence.
+    Pods(Option<&'static str>),
     /// The next decision, at this time, does nothing and says nothing: what happened is
     /// acted on and reported once.
     Quiet(i64),
@@ -508,6 +559,7 @@ impl Has {
                 assert_eq!(kept, expected, "{what}: savepoints");
             }
             Has::Requeue(secs) => assert_eq!(d.requeue.as_secs(), secs, "{what}: requeue"),
+            Has::Pods(pods) => assert_eq!(st.pods.as_deref(), pods, "{what}: status.pods"),
             // Decides again, so `expect` checks it after the facts about this decision.
             Has::Quiet(_) => {}
         }

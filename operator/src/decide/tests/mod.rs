@@ -10,6 +10,7 @@ mod deletion;
 mod deploy;
 mod fixture;
 mod healing;
+mod pods;
 mod savepoints;
 mod suspend;
 mod upgrades;
