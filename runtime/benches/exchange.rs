@@ -14,9 +14,13 @@
 //! configuration once on a few thousand records, so CI knows it still runs.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // benchmark: a panic is the report
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use common::{arg, children_cpu_seconds, peak_rss_mib_of};
 
 #[derive(Clone, Copy)]
 struct Config {
@@ -86,22 +90,6 @@ fn free(ip: &str) -> String {
         .to_string()
 }
 
-/// `utime + stime` of this process's waited-for descendants, seconds.
-fn children_cpu() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    // cutime and cstime are fields 16 and 17 of stat(5); `rest` starts at field 3.
-    (ticks(13) + ticks(14)) / 100.0
-}
-
-fn peak_rss_mib(pid: u32) -> Option<f64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let l = s.lines().find(|l| l.starts_with("VmHWM:"))?;
-    Some(l.split_whitespace().nth(1)?.parse::<f64>().ok()? / 1024.0)
-}
-
 fn signal(pid: u32, sig: &str) {
     let _ = Command::new("kill")
         .args([&format!("-{sig}"), &pid.to_string()])
@@ -161,7 +149,7 @@ fn run(c: &Config, records: u64) -> RunResult {
     let peers: Vec<String> = (0..c.pods)
         .map(|i| free(&format!("127.0.0.{}", i + 1)))
         .collect();
-    let cpu0 = children_cpu();
+    let cpu0 = children_cpu_seconds();
     let t = Instant::now();
     let mut pods: Vec<(Child, std::path::PathBuf)> = (0..c.pods)
         .map(|i| {
@@ -195,7 +183,7 @@ fn run(c: &Config, records: u64) -> RunResult {
     let period = Duration::from_millis(100);
     loop {
         for (i, (p, _)) in pods.iter().enumerate() {
-            if let Some(r) = peak_rss_mib(p.id()) {
+            if let Some(r) = peak_rss_mib_of(&p.id().to_string()) {
                 rss[i] = rss[i].max(r);
             }
         }
@@ -238,19 +226,12 @@ fn run(c: &Config, records: u64) -> RunResult {
     RunResult {
         records,
         secs,
-        cpu: children_cpu() - cpu0,
+        cpu: children_cpu_seconds() - cpu0,
         exchange_bytes,
         checkpoint_ms: seen.values().map(|v| v.0).collect(),
         alignment_ms: seen.values().map(|v| v.1).collect(),
         rss_mib: rss,
     }
-}
-
-fn arg<T: std::str::FromStr>(args: &[String], name: &str) -> Option<T> {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
 }
 
 fn main() {

@@ -22,7 +22,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{cpu_seconds, peak_rss_mib};
+use common::{arg, cpu_seconds, peak_rss_mib};
 use weir_runtime::job::{RunOptions, start};
 
 /// One configuration of the reference run.
@@ -306,13 +306,6 @@ fn s3_ceiling() -> f64 {
         s.put("ceiling", data).await.unwrap();
         t.elapsed().as_secs_f64()
     })
-}
-
-fn arg<T: std::str::FromStr>(args: &[String], name: &str) -> Option<T> {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
 }
 
 fn main() {

@@ -38,12 +38,7 @@ fn launch(job: &Path, pods: u32, extra: &[&str], log: &Path) -> Child {
     for (k, v) in s3_env() {
         cmd.env(k, v);
     }
-    let logf = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .unwrap();
-    cmd.stdout(Stdio::null()).stderr(Stdio::from(logf));
+    cmd.stdout(Stdio::null()).stderr(common::append_to(log));
     cmd.spawn().unwrap()
 }
 
@@ -94,11 +89,6 @@ fn a_pod_refuses_links_without_the_token_or_from_another_incarnation() {
     // refused and fails, naming why.
     let peers = [free_address(0), free_address(1)];
     let spawn = |i: u32, token: &str, incarnation: &str| {
-        let logf = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .unwrap();
         Command::new(env!("CARGO_BIN_EXE_weir-runtime"))
             .arg("run")
             .arg(&file)
@@ -108,7 +98,7 @@ fn a_pod_refuses_links_without_the_token_or_from_another_incarnation() {
             .env("WEIR_EXCHANGE_TOKEN", token)
             .env("WEIR_WAIT_TIMEOUT", "20s")
             .stdout(Stdio::null())
-            .stderr(Stdio::from(logf))
+            .stderr(common::append_to(&log))
             .spawn()
             .unwrap()
     };
@@ -242,7 +232,7 @@ fn kill_dash_nine_of_any_pod_never_loses_or_doubles_a_window() {
                 inc.pods[victim].kill().unwrap(); // SIGKILL
                 random_kills += 1;
                 // The survivors notice the lost pod and stop by themselves.
-                let statuses = inc.wait(Duration::from_secs(30)).unwrap_or_else(|| {
+                let statuses = inc.wait(Duration::from_secs(45)).unwrap_or_else(|| {
                     inc.kill_all();
                     panic!(
                         "after pod {victim} was killed, the others did not stop\n{}",
@@ -269,15 +259,7 @@ fn kill_dash_nine_of_any_pod_never_loses_or_doubles_a_window() {
     assert!(point_hits.len() >= 6, "crash points hit: {point_hits:?}");
 
     let mut last = Incarnation::start(&file, 3, &[], &no_env, &log);
-    let statuses = last.wait(Duration::from_secs(240)).unwrap_or_else(|| {
-        last.kill_all();
-        panic!("final run did not finish\n{}", log_tail(&log))
-    });
-    assert!(
-        statuses.iter().all(std::process::ExitStatus::success),
-        "final run failed: {statuses:?}\n{}",
-        log_tail(&log)
-    );
+    last.all_succeed(Duration::from_secs(240), &log, "final run");
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(
         text.matches("restoring this pod's subtasks").count() >= 20,
@@ -386,15 +368,7 @@ fn a_stopped_coordinator_completes_nothing_once_its_successor_started() {
         .nth(1)
         .map_or(0, |after| after.matches("checkpoint completed").count());
     assert_eq!(completed_after_pause, 0, "{}", log_tail(&log_a));
-    let statuses = b.wait(Duration::from_secs(120)).unwrap_or_else(|| {
-        b.kill_all();
-        panic!("B did not finish\n{}", log_tail(&log_b))
-    });
-    assert!(
-        statuses.iter().all(std::process::ExitStatus::success),
-        "B failed: {statuses:?}\n{}",
-        log_tail(&log_b)
-    );
+    b.all_succeed(Duration::from_secs(120), &log_b, "B");
     assert_matches_oracle(&job, "after a partitioned coordinator");
     // In storage: every checkpoint from B's first one on is B's.
     let field = |text: &str, key: &str| {

@@ -381,13 +381,19 @@ pub fn spawn_runtime(job_file: &Path, extra: &[&str], env: &[(&str, &str)], log:
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let logf = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .unwrap();
-    cmd.stdout(Stdio::null()).stderr(Stdio::from(logf));
+    cmd.stdout(Stdio::null()).stderr(append_to(log));
     cmd.spawn().unwrap()
+}
+
+/// Standard error of a child process, appended to `log` (several runs share one log).
+pub fn append_to(log: &Path) -> Stdio {
+    Stdio::from(
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap(),
+    )
 }
 
 /// Pods of one incarnation, started as the operator starts them.
@@ -423,7 +429,11 @@ impl Incarnation {
                     cmd.args(["--pods", &count.to_string()])
                         .args(["--pod-index", &i.to_string()])
                         .args(["--peers", &peers.join(",")])
-                        .args(["--incarnation", &incarnation]);
+                        .args(["--incarnation", &incarnation])
+                        // A pod killed before it joined is only noticed when the start-up
+                        // wait runs out (no pod can tell "dead" from "not started yet"):
+                        // keep that wait short enough for a test's patience.
+                        .env("WEIR_WAIT_TIMEOUT", "20s");
                 }
                 cmd.args(extra)
                     .env("WEIR_EXCHANGE_TOKEN", "test-token-0123456789");
@@ -433,12 +443,7 @@ impl Incarnation {
                 for (k, v) in env(i) {
                     cmd.env(k, v);
                 }
-                let logf = std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(log)
-                    .unwrap();
-                cmd.stdout(Stdio::null()).stderr(Stdio::from(logf));
+                cmd.stdout(Stdio::null()).stderr(append_to(log));
                 cmd.spawn().unwrap()
             })
             .collect();
@@ -461,6 +466,23 @@ impl Incarnation {
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
         None
+    }
+
+    /// Wait until every pod exited, at most `limit`, and require each to have succeeded;
+    /// `what` and the tail of `log` name a failure.
+    pub fn all_succeed(&mut self, limit: std::time::Duration, log: &Path, what: &str) {
+        let statuses = self.wait(limit).unwrap_or_else(|| {
+            self.kill_all();
+            panic!(
+                "{what}: pods still running after {limit:?}\n{}",
+                log_tail(log)
+            )
+        });
+        assert!(
+            statuses.iter().all(std::process::ExitStatus::success),
+            "{what}: {statuses:?}\n{}",
+            log_tail(log)
+        );
     }
 
     pub fn kill_all(&mut self) {
