@@ -15,7 +15,6 @@ use weir_crds::{SinkSpec, SourceSpec};
 use crate::checkpoint::coordinator::{Coordinator, CoordinatorConfig, Outcome, Request};
 use crate::checkpoint::layout::Layout;
 use crate::checkpoint::messages::{Control, TaskEvent};
-use crate::checkpoint::restore;
 use crate::checkpoint::snapshot::Uploader;
 use crate::checkpoint::startup::{self, Startup, StartupInput};
 use crate::cluster::exchange::Exchange;
@@ -255,13 +254,7 @@ pub async fn start(plan: Plan, opts: RunOptions) -> Result<RunningJob> {
     let begun = match (&pods, &exchange) {
         (Some(p), Some((ex, _))) if !p.is_coordinator() => {
             let (link, info) = link::Coordinator::join(ex, &p.incarnation, p.index).await?;
-            let restored = match &info.restored {
-                Some(uri) => {
-                    tracing::info!(from = %uri, pod = p.index, "restoring this pod's subtasks");
-                    Some(restore::from_uri(uri, &job.checkpoint.s3).await?)
-                }
-                None => None,
-            };
+            let restored = startup::join(info.restored.as_deref(), &job.checkpoint.s3).await?;
             Begun {
                 restored,
                 restored_uri: info.restored,

@@ -111,6 +111,22 @@ impl Startup {
     }
 }
 
+/// The start of a pod that is not the coordinator of a multi-pod job: the coordinator ran
+/// steps 1–5 for the whole job and names the checkpoint it restored; this pod loads the same
+/// one (verified like any restore) to take its own subtasks' state from it.
+///
+/// # Errors
+/// The checkpoint is missing or corrupt.
+pub async fn join(restored: Option<&str>, s3: &weir_crds::S3Spec) -> Result<Option<Restored>> {
+    match restored {
+        Some(uri) => {
+            tracing::info!(from = %uri, "restoring this pod's subtasks");
+            Ok(Some(restore::from_uri(uri, s3).await?))
+        }
+        None => Ok(None),
+    }
+}
+
 /// Steps 1–4 of the flow above.
 ///
 /// # Errors
