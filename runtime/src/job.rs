@@ -316,11 +316,10 @@ pub async fn start(plan: Plan, opts: RunOptions) -> Result<RunningJob> {
     for stage in 0..stages as u32 {
         let mut s = vec![Vec::new(); parallelism as usize];
         let mut r: Vec<Vec<_>> = (0..parallelism).map(|_| Vec::new()).collect();
-        for (up, from_upstream) in (0..parallelism).zip(&mut s) {
+        // Stage 0 (the sources) has no inputs.
+        let upstream = if stage == 0 { 0..0 } else { 0..parallelism };
+        for (up, from_upstream) in upstream.zip(&mut s) {
             for (down, to_downstream) in (0..parallelism).zip(&mut r) {
-                if stage == 0 {
-                    continue;
-                }
                 let (here_up, here_down) = (runs_here(up), runs_here(down));
                 if !here_up && !here_down {
                     continue;
@@ -483,7 +482,7 @@ pub async fn start(plan: Plan, opts: RunOptions) -> Result<RunningJob> {
     let mut local_ctrls = std::collections::HashMap::new();
     if let (Some(p), Some(others)) = (&pods, &other_pods) {
         for t in all_tasks.iter().filter(|t| !runs_here(t.subtask)) {
-            let c = others.0.control(p.owner(t.subtask, parallelism), *t);
+            let c = others.control(p.owner(t.subtask, parallelism), *t);
             if t.stage == 0 {
                 source_ctrls.push((*t, c.clone()));
             }
@@ -534,18 +533,8 @@ pub async fn start(plan: Plan, opts: RunOptions) -> Result<RunningJob> {
             let requests = coordinator.requests;
             tokio::spawn(link.relay(local_ctrls, coordinator.events, requests))
         }
-        (None, Some(others)) => {
-            let mut ready = 0;
-            let want = others_count(pods.as_deref());
-            let mut readiness = others.1;
-            while ready < want {
-                match readiness.recv().await {
-                    Some(Ok(_)) => ready += 1,
-                    Some(Err(e)) => return Err(e),
-                    None => return Err(Error::internal("lost the other pods while starting")),
-                }
-            }
-            let others = others.0;
+        (None, Some(mut others)) => {
+            others.ready().await?;
             tokio::spawn(async move {
                 let r = coordinator.run().await;
                 if let Ok(o) = &r {
@@ -565,10 +554,6 @@ pub async fn start(plan: Plan, opts: RunOptions) -> Result<RunningJob> {
         handle,
         tasks: handles,
     })
-}
-
-fn others_count(pods: Option<&Pods>) -> u32 {
-    pods.map_or(0, |p| p.count - 1)
 }
 
 /// Where this incarnation starts, as pod 0 (or a single pod) decided it, or as pod 0 told

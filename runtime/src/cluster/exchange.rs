@@ -251,20 +251,15 @@ impl Exchange {
         let mut encoder = BatchEncoder::default();
         let gone = || Error::internal("the receiving pod closed the link");
         loop {
-            let m = if credits == 0 {
-                let reply = replies.message().await.map_err(status)?.ok_or_else(gone)?;
-                credits += wire::parse_meta::<Credit>(&reply.app_metadata)?.0;
-                continue;
-            } else {
-                tokio::select! {
-                    biased;
-                    reply = replies.message() => {
-                        let reply = reply.map_err(status)?.ok_or_else(gone)?;
-                        credits += wire::parse_meta::<Credit>(&reply.app_metadata)?.0;
-                        continue;
-                    }
-                    m = rx.recv() => m,
+            // Credits are read as they come; a message is taken only while one is left.
+            let m = tokio::select! {
+                biased;
+                reply = replies.message() => {
+                    let reply = reply.map_err(status)?.ok_or_else(gone)?;
+                    credits += wire::parse_meta::<Credit>(&reply.app_metadata)?.0;
+                    continue;
                 }
+                m = rx.recv(), if credits > 0 => m,
             };
             let Some(m) = m else {
                 // The sending subtask is gone without its end: its own failure is reported.
@@ -375,11 +370,10 @@ impl<T> Stream for Received<T> {
 async fn receive(
     ex: &Exchange,
     from_pod: u32,
-    incoming: Streaming<FlightData>,
+    mut incoming: Streaming<FlightData>,
     tx: mpsc::Sender<Message>,
     replies: mpsc::Sender<std::result::Result<FlightData, Status>>,
 ) -> Result<()> {
-    let mut incoming = incoming;
     let mut decoder = Decoder::default();
     let credit = wire::meta(&Credit(1))?;
     let mut ended = false;

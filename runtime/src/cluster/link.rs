@@ -56,12 +56,13 @@ pub async fn accept(joins: &mut mpsc::Receiver<Joined>, pods: u32) -> Result<Vec
 /// The coordinator's side: one link per other pod.
 pub struct Pods {
     links: Vec<(u32, Outgoing)>,
+    /// Each pod's `Ready`, or why it failed before.
+    ready: mpsc::UnboundedReceiver<Result<u32>>,
 }
 
 impl Pods {
-    /// Tell every joined pod where to start; from then on, their events go to `events`,
-    /// their stop and savepoint requests to `requests`, and each `Ready` to the returned
-    /// receiver (an error there: a pod failed before it was ready).
+    /// Tell every joined pod where to start; from then on, their events go to `events` and
+    /// their stop and savepoint requests to `requests`.
     ///
     /// # Errors
     /// A pod's link is already gone.
@@ -70,7 +71,7 @@ impl Pods {
         info: &StartInfo,
         events: &mpsc::UnboundedSender<TaskEvent>,
         requests: &mpsc::Sender<Request>,
-    ) -> Result<(Self, mpsc::UnboundedReceiver<Result<u32>>)> {
+    ) -> Result<Self> {
         let (ready_tx, ready) = mpsc::unbounded_channel();
         let mut links = Vec::new();
         for j in joined {
@@ -88,7 +89,22 @@ impl Pods {
                 ready_tx.clone(),
             ));
         }
-        Ok((Self { links }, ready))
+        Ok(Self { links, ready })
+    }
+
+    /// Wait until every pod has built its tasks.
+    ///
+    /// # Errors
+    /// A pod failed or left before it was ready.
+    pub async fn ready(&mut self) -> Result<()> {
+        for _ in 0..self.links.len() {
+            match self.ready.recv().await {
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(e),
+                None => return Err(Error::internal("lost the other pods while starting")),
+            }
+        }
+        Ok(())
     }
 
     /// A control channel to task `task` of pod `pod`, as the coordinator uses for its own.
