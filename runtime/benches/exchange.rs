@@ -53,35 +53,6 @@ const CONFIGS: &[Config] = &[
     },
 ];
 
-fn job_yaml(records: u64, storage: &str) -> String {
-    format!(
-        "name: exchange
-parallelism: 2
-checkpoint: {{interval: 1s, timeout: 2d, storage: \"{storage}\"}}
-source:
-  datagen:
-    seed: 1
-    count: {records}
-    splits: 8
-    batchSize: 8192
-    fields:
-      store_id: {{uniform: {{min: 0, max: 99999}}}}
-      amount: {{uniform: {{min: -100, max: 900}}}}
-      ts: {{eventTime: {{step: 1ms}}}}
-  schema:
-    - {{name: store_id, type: int64}}
-    - {{name: amount, type: float64}}
-    - {{name: ts, type: timestamp}}
-  eventTime: {{field: ts, maxOutOfOrderness: 1s}}
-transforms:
-  - filter: amount > 0
-  - window: {{tumbling: 2h, keyBy: [store_id], aggregates: {{orders: count(*), sales: sum(amount)}}}}
-sinks:
-  - blackhole: {{}}
-"
-    )
-}
-
 fn free(ip: &str) -> String {
     std::net::TcpListener::bind((ip, 0))
         .unwrap()
@@ -144,7 +115,16 @@ fn run(c: &Config, records: u64) -> RunResult {
     let tmp = tempfile::tempdir().unwrap();
     let job = tmp.path().join("job.yaml");
     let storage = format!("file://{}", tmp.path().join("chk").display());
-    std::fs::write(&job, job_yaml(records, &storage)).unwrap();
+    let yaml = common::reference_job(&common::ReferenceJob {
+        parallelism: 2,
+        records,
+        checkpoint: "1s",
+        storage: &storage,
+        s3_endpoint: None,
+        keys: 100_000,
+        window: Some("2h"),
+    });
+    std::fs::write(&job, yaml).unwrap();
     let control = free("127.0.0.1");
     let peers: Vec<String> = (0..c.pods)
         .map(|i| free(&format!("127.0.0.{}", i + 1)))

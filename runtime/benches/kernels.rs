@@ -8,7 +8,7 @@
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use datafusion::arrow::array::RecordBatch;
 use weir_runtime::keys::{KeyCodec, partition};
-use weir_runtime::operator::Output;
+use weir_runtime::operator::{Operator, Output};
 use weir_runtime::plan::Plan;
 use weir_runtime::source::datagen::Generator;
 
@@ -82,6 +82,13 @@ fn datagen(c: &mut Criterion) {
     group.finish();
 }
 
+/// One batch through `op`, with what it emitted.
+fn run(op: &mut dyn Operator, input: RecordBatch) -> Output {
+    let mut out = Output::default();
+    op.process(input, &mut out).unwrap();
+    out
+}
+
 fn filter(c: &mut Criterion) {
     let p = int_plan();
     let input = batch(&generator(&p), 0);
@@ -91,11 +98,7 @@ fn filter(c: &mut Criterion) {
     group.bench_function("amount > 0", |b| {
         b.iter_batched(
             || input.clone(),
-            |input| {
-                let mut out = Output::default();
-                op.process(input, &mut out).unwrap();
-                out
-            },
+            |input| run(op.as_mut(), input),
             BatchSize::SmallInput,
         );
     });
@@ -125,8 +128,7 @@ fn window(c: &mut Criterion) {
         let mut op = p.stages[1].ops[0].instantiate(128).unwrap();
         // Warm: every key already has its group in the open window, as in steady state.
         for n in 0..100 {
-            let mut out = Output::default();
-            op.process(batch(&g, n), &mut out).unwrap();
+            run(op.as_mut(), batch(&g, n));
         }
         let inputs: Vec<RecordBatch> = (100..164).map(|n| batch(&g, n)).collect();
         let mut i = 0;
@@ -136,11 +138,7 @@ fn window(c: &mut Criterion) {
                     i = (i + 1) % inputs.len();
                     inputs[i].clone()
                 },
-                |input| {
-                    let mut out = Output::default();
-                    op.process(input, &mut out).unwrap();
-                    out
-                },
+                |input| run(op.as_mut(), input),
                 BatchSize::SmallInput,
             );
         });

@@ -109,47 +109,17 @@ const CONFIGS: &[Config] = &[
 ];
 
 fn job_yaml(c: &Config, records: u64, storage: &str) -> String {
-    let interval = c.checkpoint.unwrap_or("24h");
-    let transforms = if c.generator_only {
-        "[]".to_string()
-    } else {
-        format!(
-            "\n  - filter: amount > 0\n  - window: {{tumbling: {}, keyBy: [store_id], aggregates: {{orders: count(*), sales: sum(amount)}}}}",
-            c.window
-        )
-    };
-    let s3 = if c.s3 {
-        let endpoint = std::env::var("WEIR_S3_ENDPOINT").unwrap_or_default();
-        format!(", s3: {{endpoint: \"{endpoint}\", pathStyle: true, region: us-east-1}}")
-    } else {
-        String::new()
-    };
-    format!(
-        "name: reference
-parallelism: {p}
-checkpoint: {{interval: {interval}, timeout: 2d, storage: \"{storage}\"{s3}}}
-source:
-  datagen:
-    seed: 1
-    count: {records}
-    splits: 8
-    batchSize: 8192
-    fields:
-      store_id: {{uniform: {{min: 0, max: {max_key}}}}}
-      amount: {{uniform: {{min: -100, max: 900}}}}
-      ts: {{eventTime: {{step: 1ms}}}}
-  schema:
-    - {{name: store_id, type: int64}}
-    - {{name: amount, type: float64}}
-    - {{name: ts, type: timestamp}}
-  eventTime: {{field: ts, maxOutOfOrderness: 1s}}
-transforms: {transforms}
-sinks:
-  - blackhole: {{}}
-",
-        p = c.parallelism,
-        max_key = c.keys - 1,
-    )
+    let s3 =
+        c.s3.then(|| std::env::var("WEIR_S3_ENDPOINT").unwrap_or_default());
+    common::reference_job(&common::ReferenceJob {
+        parallelism: c.parallelism,
+        records,
+        checkpoint: c.checkpoint.unwrap_or("24h"),
+        storage,
+        s3_endpoint: s3.as_deref(),
+        keys: c.keys,
+        window: (!c.generator_only).then_some(c.window),
+    })
 }
 
 fn percentile(sorted: &[u64], p: f64) -> u64 {

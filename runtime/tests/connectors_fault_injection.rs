@@ -37,22 +37,6 @@ fn three_pods_killed_at_random_never_lose_or_double_a_result() {
     scenario("connectors_fault_injection_pods", 3, 20, 9404);
 }
 
-/// Wait until pod `target` exits, at most `limit`.
-fn wait_pod(
-    inc: &mut Incarnation,
-    target: usize,
-    limit: Duration,
-) -> Option<std::process::ExitStatus> {
-    let t = Instant::now();
-    while t.elapsed() < limit {
-        if let Some(s) = inc.pods[target].try_wait().unwrap() {
-            return Some(s);
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    None
-}
-
 /// One scenario at a time: each restarts the shared ClickHouse, and each wants the cores.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
@@ -161,7 +145,7 @@ fn scenario(test: &str, pods: u32, min_kills: usize, broker_port: u16) {
                 }
             };
             let mut inc = Incarnation::start(&job, pods, &[], &env, &log);
-            match wait_pod(&mut inc, target, Duration::from_secs(15)) {
+            match common::wait_exit_within(&mut inc.pods[target], Duration::from_secs(15)) {
                 Some(s) if s.signal() == Some(9) => {
                     hits.push(p);
                     // The other pods lose it and stop by themselves.

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use common::{
     Incarnation, OrdersJob, assert_matches_oracle, free_address, fresh_bucket, log_tail,
-    s3_endpoint, s3_env,
+    s3_endpoint, spawn_runtime,
 };
 
 fn signal(pid: u32, sig: &str) {
@@ -23,23 +23,6 @@ fn signal(pid: u32, sig: &str) {
         .args([&format!("-{sig}"), &pid.to_string()])
         .status()
         .unwrap();
-}
-
-/// `weir-runtime run --pods N job`, the local launcher; stderr to `log`.
-fn launch(job: &Path, pods: u32, extra: &[&str], log: &Path) -> Child {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_weir-runtime"));
-    cmd.arg("run")
-        .arg(job)
-        .args(["--pods", &pods.to_string()])
-        .args(extra);
-    if !extra.contains(&"--control-addr") {
-        cmd.args(["--control-addr", "none"]);
-    }
-    for (k, v) in s3_env() {
-        cmd.env(k, v);
-    }
-    cmd.stdout(Stdio::null()).stderr(common::append_to(log));
-    cmd.spawn().unwrap()
 }
 
 fn file_job(tmp: &Path, name: &str) -> OrdersJob {
@@ -61,7 +44,7 @@ fn three_pods_write_exactly_what_the_oracle_computes() {
     let job = file_job(tmp.path(), "three-pods");
     let file = job.write(tmp.path());
     let log = tmp.path().join("run.log");
-    let mut child = launch(&file, 3, &["--log-format", "text"], &log);
+    let mut child = spawn_runtime(&file, &["--pods", "3", "--log-format", "text"], &[], &log);
     let status = common::wait_exit_within(&mut child, Duration::from_secs(120))
         .unwrap_or_else(|| panic!("three pods did not finish\n{}", log_tail(&log)));
     assert!(status.success(), "{status:?}\n{}", log_tail(&log));
@@ -459,11 +442,6 @@ fn stop_with_savepoint(child: &mut Child, control: &str, log: &Path) -> String {
     sp
 }
 
-fn free_control() -> String {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().to_string()
-}
-
 /// Rescale through savepoints: 1 pod at parallelism 2, then 3 pods at parallelism 3, then 2
 /// pods at parallelism 4, each restored from the previous one's stop savepoint; the output
 /// is the oracle's.
@@ -477,11 +455,18 @@ fn rescale_from_one_pod_to_three_to_two_through_savepoints() {
     let log = tmp.path().join("run.log");
     let rows = |job: &OrdersJob| common::read_output(&job.out_dir).0.len();
 
-    let control = free_control();
-    let mut one = launch(
+    let control = free_address(0);
+    let mut one = spawn_runtime(
         &file,
-        1,
-        &["--parallelism", "2", "--control-addr", &control],
+        &[
+            "--pods",
+            "1",
+            "--parallelism",
+            "2",
+            "--control-addr",
+            &control,
+        ],
+        &[],
         &log,
     );
     let t = Instant::now();
@@ -491,11 +476,12 @@ fn rescale_from_one_pod_to_three_to_two_through_savepoints() {
     }
     let sp1 = stop_with_savepoint(&mut one, &control, &log);
 
-    let control = free_control();
-    let mut three = launch(
+    let control = free_address(0);
+    let mut three = spawn_runtime(
         &file,
-        3,
         &[
+            "--pods",
+            "3",
             "--parallelism",
             "3",
             "--control-addr",
@@ -503,6 +489,7 @@ fn rescale_from_one_pod_to_three_to_two_through_savepoints() {
             "--restore-from",
             &sp1,
         ],
+        &[],
         &log,
     );
     let before = rows(&job);
@@ -519,10 +506,10 @@ fn rescale_from_one_pod_to_three_to_two_through_savepoints() {
         "the job should be part-way at the second savepoint: {partial} rows"
     );
 
-    let mut two = launch(
+    let mut two = spawn_runtime(
         &file,
-        2,
-        &["--parallelism", "4", "--restore-from", &sp2],
+        &["--pods", "2", "--parallelism", "4", "--restore-from", &sp2],
+        &[],
         &log,
     );
     let status = common::wait_exit_within(&mut two, Duration::from_secs(120))

@@ -47,3 +47,61 @@ pub fn arg<T: std::str::FromStr>(args: &[String], name: &str) -> Option<T> {
         .and_then(|i| args.get(i + 1))
         .and_then(|v| v.parse().ok())
 }
+
+/// The reference workload (see `reference.rs`): `store_id` over `keys` keys, `amount` in
+/// [-100, 900], event time +1 ms per record; `WHERE amount > 0` and a tumbling window per
+/// `store_id` with `count(*)` and `sum(amount)`; into a blackhole.
+pub struct ReferenceJob<'a> {
+    pub parallelism: u32,
+    pub records: u64,
+    /// Checkpoint interval (a day for "none but the final one").
+    pub checkpoint: &'a str,
+    pub storage: &'a str,
+    /// Endpoint of an S3 `storage`.
+    pub s3_endpoint: Option<&'a str>,
+    pub keys: u64,
+    /// Window size; `None`: the generator alone, no filter or window.
+    pub window: Option<&'a str>,
+}
+
+/// The job file of `j`.
+pub fn reference_job(j: &ReferenceJob<'_>) -> String {
+    let transforms = match j.window {
+        None => "[]".to_string(),
+        Some(w) => format!(
+            "\n  - filter: amount > 0\n  - window: {{tumbling: {w}, keyBy: [store_id], aggregates: {{orders: count(*), sales: sum(amount)}}}}"
+        ),
+    };
+    let s3 = j.s3_endpoint.map_or_else(String::new, |e| {
+        format!(", s3: {{endpoint: \"{e}\", pathStyle: true, region: us-east-1}}")
+    });
+    format!(
+        "name: reference
+parallelism: {p}
+checkpoint: {{interval: {interval}, timeout: 2d, storage: \"{storage}\"{s3}}}
+source:
+  datagen:
+    seed: 1
+    count: {records}
+    splits: 8
+    batchSize: 8192
+    fields:
+      store_id: {{uniform: {{min: 0, max: {max_key}}}}}
+      amount: {{uniform: {{min: -100, max: 900}}}}
+      ts: {{eventTime: {{step: 1ms}}}}
+  schema:
+    - {{name: store_id, type: int64}}
+    - {{name: amount, type: float64}}
+    - {{name: ts, type: timestamp}}
+  eventTime: {{field: ts, maxOutOfOrderness: 1s}}
+transforms: {transforms}
+sinks:
+  - blackhole: {{}}
+",
+        p = j.parallelism,
+        interval = j.checkpoint,
+        storage = j.storage,
+        records = j.records,
+        max_key = j.keys - 1,
+    )
+}
