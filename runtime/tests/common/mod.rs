@@ -468,6 +468,33 @@ impl Incarnation {
         None
     }
 
+    /// The first pod to exit within `limit`, with its status; among pods seen exiting at
+    /// the same poll, one killed by a signal (the cause; the others followed it).
+    pub fn first_exit(
+        &mut self,
+        limit: std::time::Duration,
+    ) -> Option<(usize, std::process::ExitStatus)> {
+        use std::os::unix::process::ExitStatusExt;
+        let t = std::time::Instant::now();
+        while t.elapsed() < limit {
+            let exited: Vec<(usize, std::process::ExitStatus)> = self
+                .pods
+                .iter_mut()
+                .enumerate()
+                .filter_map(|(i, p)| p.try_wait().unwrap().map(|s| (i, s)))
+                .collect();
+            if let Some(first) = exited
+                .iter()
+                .find(|(_, s)| s.signal().is_some())
+                .or(exited.first())
+            {
+                return Some(*first);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        None
+    }
+
     /// Wait until every pod exited, at most `limit`, and require each to have succeeded;
     /// `what` and the tail of `log` name a failure.
     pub fn all_succeed(&mut self, limit: std::time::Duration, log: &Path, what: &str) {
