@@ -9,7 +9,7 @@
 #                             and weir-runtime:<version> (the chart's defaults); prints sizes
 #   docker/images.sh smoke    unpack each archive's root filesystem and run its entrypoint there
 #                             (chroot, as uid 65532): `--version` for both, and the runtime
-#                             validates examples/quickstart.yaml
+#                             validates examples/quickstart.yaml and carries no fault hooks
 #
 # Each image holds the binary, exactly the shared libraries `ldd` says it loads (glibc, libgcc,
 # zlib, ...), the CA bundle, /etc/passwd with the `nonroot` user and an empty /tmp: no shell,
@@ -159,6 +159,11 @@ smoke() {
         echo "images: a broken job file validated" >&2; exit 1
       fi
       grep -q broken.yaml <<<"$out" || { echo "images: error does not name the file: $out" >&2; exit 1; }
+      # Fault-injection points are for tests only: the shipped binary must not know them.
+      if grep -q -a -e WEIR_CRASH_AT -e WEIR_PAUSE_AT "$root/${entry%% *}"; then
+        echo "images: weir-runtime was built with its fault hooks (WEIR_CRASH_AT)" >&2; exit 1
+      fi
+      echo "images: weir-runtime has no fault hooks"
     fi
   done
 }

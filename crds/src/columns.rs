@@ -106,6 +106,10 @@ fn unknown(name: &str, cols: &[String]) -> String {
 /// Adds an error for every identifier in `sql` that is not in `cols` (unquoted identifiers
 /// compare lower-cased, as DataFusion resolves them), or one parse error.
 fn expr_refs(path: &str, sql: &str, cols: &[String], errs: &mut Vec<FieldError>) {
+    if let Err(e) = crate::validate::expr_limits::check(path, sql) {
+        errs.push(e);
+        return;
+    }
     let parsed = Parser::new(&GenericDialect {})
         .try_with_sql(sql)
         .and_then(|mut p| p.parse_expr());

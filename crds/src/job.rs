@@ -207,6 +207,14 @@ pub struct JobCheckpointSpec {
     /// `timeout` plus `interval`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub progress_timeout: Option<Duration>,
+    /// When the newest completed checkpoint cannot be read (a corrupt or missing file), restore
+    /// the newest older one that can. Off by default, and then the job is `Failed` naming the
+    /// checkpoint and why: sinks may already have committed that checkpoint's output, and
+    /// restoring an older one writes it again (duplicates in Kafka, repeated inserts into a
+    /// table that does not deduplicate). Set it to accept that, for one restart; the change
+    /// restarts the job and is recorded in an event.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub skip_unreadable: bool,
 }
 
 fn default_interval() -> Duration {

@@ -8,12 +8,21 @@
 //! `kubectl apply`, so the checks are made here, when the operator validates the spec, and
 //! the apiserver validates the merged pod when it is created.
 //!
-//! Refused, each naming the field:
+//! The checks follow the Kubernetes Pod Security Standard `restricted` as an allow-list where
+//! it is one (volume types, sysctls, SELinux types, AppArmor and seccomp profiles), so a new
+//! kind of host access is refused until it is listed here. Refused, each naming the field:
 //! - anything that is not a `PodTemplateSpec` (a wrong type, an unknown structure);
+//! - volume types other than `configMap`, `csi`, `downwardAPI`, `emptyDir`, `ephemeral`,
+//!   `persistentVolumeClaim`, `projected` and `secret` (so no `hostPath`, `nfs`, `iscsi`,
+//!   `gitRepo`, `flexVolume`, ...), and a projected service-account token unless the template
+//!   asks for tokens with `automountServiceAccountToken: true`;
+//! - `nodeName` (bypasses the scheduler), `shareProcessNamespace`, `hostPort`, a `procMount`
+//!   other than `Default`, sysctls outside the safe set, SELinux `user`/`role` or a type
+//!   outside the container types, AppArmor `Unconfined`, Windows `hostProcess`;
 //! - what would run the job as root or with more privilege: `runAsUser: 0`,
 //!   `runAsNonRoot: false`, `privileged: true`, `allowPrivilegeEscalation: true`, added
 //!   capabilities other than `NET_BIND_SERVICE`, `seccompProfile: Unconfined`, host
-//!   namespaces, `hostPath` volumes;
+//!   namespaces;
 //! - in the container named `runtime`, what the operator owns: `image` (use `spec.image`),
 //!   `command`, `args`, `ports`, probes, `resources` (use `spec.resources`) and
 //!   `readOnlyRootFilesystem: false`;
@@ -21,7 +30,8 @@
 //!   or mounts that take the operator's names and paths.
 
 use k8s_openapi::api::core::v1::{
-    Container, PodSecurityContext, PodTemplateSpec, SeccompProfile, SecurityContext,
+    AppArmorProfile, Container, PodSecurityContext, PodTemplateSpec, SELinuxOptions,
+    SeccompProfile, SecurityContext, Volume, WindowsSecurityContextOptions,
 };
 
 use crate::validate::FieldError;
@@ -45,7 +55,7 @@ pub const MERGE_RULES: &str = "\
 | serviceAccountName | kept | `spec.serviceAccountName` wins |\n\
 | automountServiceAccountToken, enableServiceLinks | kept | `false` when unset |\n\
 | imagePullSecrets | kept | `spec.imagePullSecrets` added |\n\
-| volumes | kept, but `hostPath` volumes and the names `job` and `tmp` | `job` (the job file) and `tmp` added |\n\
+| volumes | kept, but only the types Pod Security `restricted` allows (configMap, csi, downwardAPI, emptyDir, ephemeral, persistentVolumeClaim, projected, secret), a projected service-account token only with `automountServiceAccountToken: true`, and not the names `job` and `tmp` | `job` (the job file) and `tmp` added |\n\
 | pod securityContext | kept (fsGroup, supplementalGroups, sysctls, ...) | non-root, uid/gid/fsGroup 65532 unless set, `RuntimeDefault` seccomp unless a profile is set |\n\
 | terminationGracePeriodSeconds | kept if longer | checkpoint timeout + 30 s |\n\
 | hostname, subdomain | kept when `pods` is 1 | with `pods` above 1: the pod's name, and `<job>-peers` (the headless Service its peers resolve it through) |\n\
@@ -93,26 +103,33 @@ pub fn check(template: &serde_json::Value) -> Vec<FieldError> {
         ("hostNetwork", spec.host_network),
         ("hostPID", spec.host_pid),
         ("hostIPC", spec.host_ipc),
-        ("hostUsers", spec.host_users.map(|u| !u)),
     ] {
+        // `hostUsers: false` (a user namespace of the pod's own) only adds isolation.
         if set == Some(true) {
-            let what = if flag == "hostUsers" { "false" } else { "true" };
             errs.push(FieldError::new(
                 at(flag),
-                format!("`{what}` would share the node's namespaces with the job"),
+                "`true` would share the node's namespaces with the job",
             ));
         }
     }
     if let Some(sc) = &spec.security_context {
         pod_security(sc, &at("securityContext"), &mut errs);
     }
+    if spec.node_name.is_some() {
+        errs.push(FieldError::new(
+            at("nodeName"),
+            "bypasses the scheduler (and its admission); use nodeSelector or affinity",
+        ));
+    }
+    if spec.share_process_namespace == Some(true) {
+        errs.push(FieldError::new(
+            at("shareProcessNamespace"),
+            "`true` would let sidecars see and signal the runtime's processes",
+        ));
+    }
+    let tokens_asked = spec.automount_service_account_token == Some(true);
     for (i, v) in spec.volumes.iter().flatten().enumerate() {
-        if v.host_path.is_some() {
-            errs.push(FieldError::new(
-                at(&format!("volumes[{i}].hostPath")),
-                "a hostPath volume reaches into the node; use a PersistentVolumeClaim or an emptyDir",
-            ));
-        }
+        volume_source(v, tokens_asked, &at(&format!("volumes[{i}]")), &mut errs);
         if OWNED_VOLUMES.contains(&v.name.as_str()) {
             errs.push(FieldError::new(
                 at(&format!("volumes[{i}].name")),
@@ -135,6 +152,14 @@ pub fn check(template: &serde_json::Value) -> Vec<FieldError> {
             let path = at(&format!("{group}[{i}]"));
             if let Some(sc) = &c.security_context {
                 container_security(sc, &format!("{path}.securityContext"), &mut errs);
+            }
+            for (j, port) in c.ports.iter().flatten().enumerate() {
+                if port.host_port.is_some_and(|p| p != 0) {
+                    errs.push(FieldError::new(
+                        format!("{path}.ports[{j}].hostPort"),
+                        "a host port reaches past the pod network (and its NetworkPolicy)",
+                    ));
+                }
             }
             if group == "containers" && c.name == RUNTIME_CONTAINER {
                 runtime_container(c, &path, &mut errs);
@@ -181,6 +206,126 @@ fn pod_security(sc: &PodSecurityContext, path: &str, errs: &mut Vec<FieldError>)
         path,
         errs,
     );
+    confinement(
+        sc.se_linux_options.as_ref(),
+        sc.app_armor_profile.as_ref(),
+        sc.windows_options.as_ref(),
+        path,
+        errs,
+    );
+    for (i, sysctl) in sc.sysctls.iter().flatten().enumerate() {
+        if !SAFE_SYSCTLS.contains(&sysctl.name.as_str()) {
+            errs.push(FieldError::new(
+                format!("{path}.sysctls[{i}].name"),
+                format!(
+                    "`{}` is not one of the safe sysctls ({})",
+                    sysctl.name,
+                    SAFE_SYSCTLS.join(", ")
+                ),
+            ));
+        }
+    }
+}
+
+/// Volume types Pod Security `restricted` allows: none reaches into the node.
+const VOLUME_TYPES: &[&str] = &[
+    "configMap",
+    "csi",
+    "downwardAPI",
+    "emptyDir",
+    "ephemeral",
+    "persistentVolumeClaim",
+    "projected",
+    "secret",
+];
+
+/// The sysctls Kubernetes namespaces per pod (Pod Security's safe set).
+const SAFE_SYSCTLS: &[&str] = &[
+    "kernel.shm_rmid_forced",
+    "net.ipv4.ip_local_port_range",
+    "net.ipv4.ip_unprivileged_port_start",
+    "net.ipv4.tcp_syncookies",
+    "net.ipv4.ping_group_range",
+    "net.ipv4.ip_local_reserved_ports",
+    "net.ipv4.tcp_keepalive_time",
+    "net.ipv4.tcp_fin_timeout",
+    "net.ipv4.tcp_keepalive_intvl",
+    "net.ipv4.tcp_keepalive_probes",
+];
+
+/// SELinux types a container may run as under Pod Security `restricted`.
+const SELINUX_TYPES: &[&str] = &[
+    "container_t",
+    "container_init_t",
+    "container_kvm_t",
+    "container_engine_t",
+];
+
+/// A volume's source must be one of [`VOLUME_TYPES`]; its name not the operator's.
+fn volume_source(v: &Volume, tokens_asked: bool, path: &str, errs: &mut Vec<FieldError>) {
+    let source = serde_json::to_value(v).unwrap_or_default();
+    for kind in source.as_object().into_iter().flatten().map(|(k, _)| k) {
+        if kind != "name" && !VOLUME_TYPES.contains(&kind.as_str()) {
+            errs.push(FieldError::new(
+                format!("{path}.{kind}"),
+                format!(
+                    "`{kind}` volumes are refused (they reach into the node or past its \
+                     admission); allowed: {}",
+                    VOLUME_TYPES.join(", ")
+                ),
+            ));
+        }
+    }
+    let sources = v.projected.as_ref().and_then(|p| p.sources.as_ref());
+    for (j, s) in sources.into_iter().flatten().enumerate() {
+        if s.service_account_token.is_some() && !tokens_asked {
+            errs.push(FieldError::new(
+                format!("{path}.projected.sources[{j}].serviceAccountToken"),
+                "a service-account token is mounted only when the template asks for tokens \
+                 with automountServiceAccountToken: true",
+            ));
+        }
+    }
+}
+
+/// SELinux, AppArmor and Windows options Pod Security `restricted` allows.
+fn confinement(
+    selinux: Option<&SELinuxOptions>,
+    apparmor: Option<&AppArmorProfile>,
+    windows: Option<&WindowsSecurityContextOptions>,
+    path: &str,
+    errs: &mut Vec<FieldError>,
+) {
+    if let Some(se) = selinux {
+        for (field, set) in [("user", &se.user), ("role", &se.role)] {
+            if set.is_some() {
+                errs.push(FieldError::new(
+                    format!("{path}.seLinuxOptions.{field}"),
+                    "may not be set: the runtime's SELinux user and role are the node's default",
+                ));
+            }
+        }
+        if let Some(t) = se.type_.as_deref()
+            && !SELINUX_TYPES.contains(&t)
+        {
+            errs.push(FieldError::new(
+                format!("{path}.seLinuxOptions.type"),
+                format!("`{t}` is refused; allowed: {}", SELINUX_TYPES.join(", ")),
+            ));
+        }
+    }
+    if apparmor.is_some_and(|p| p.type_ == "Unconfined") {
+        errs.push(FieldError::new(
+            format!("{path}.appArmorProfile.type"),
+            "`Unconfined` is refused; use RuntimeDefault or a Localhost profile",
+        ));
+    }
+    if windows.and_then(|w| w.host_process) == Some(true) {
+        errs.push(FieldError::new(
+            format!("{path}.windowsOptions.hostProcess"),
+            "host processes are refused",
+        ));
+    }
 }
 
 fn container_security(sc: &SecurityContext, path: &str, errs: &mut Vec<FieldError>) {
@@ -191,10 +336,25 @@ fn container_security(sc: &SecurityContext, path: &str, errs: &mut Vec<FieldErro
         path,
         errs,
     );
+    confinement(
+        sc.se_linux_options.as_ref(),
+        sc.app_armor_profile.as_ref(),
+        sc.windows_options.as_ref(),
+        path,
+        errs,
+    );
     if sc.privileged == Some(true) {
         errs.push(FieldError::new(
             format!("{path}.privileged"),
             "privileged containers are refused",
+        ));
+    }
+    if let Some(m) = sc.proc_mount.as_deref()
+        && m != "Default"
+    {
+        errs.push(FieldError::new(
+            format!("{path}.procMount"),
+            format!("`{m}` is refused: /proc stays masked"),
         ));
     }
     if sc.allow_privilege_escalation == Some(true) {
@@ -267,7 +427,12 @@ fn runtime_container(c: &Container, path: &str, errs: &mut Vec<FieldError>) {
         ));
     }
     for (i, m) in c.volume_mounts.iter().flatten().enumerate() {
-        if OWNED_MOUNT_PATHS.contains(&m.mount_path.trim_end_matches('/')) {
+        let at = normalise(&m.mount_path);
+        // The operator's path itself, or a directory above it, which would hide it.
+        let hides = |owned: &&str| {
+            *owned == at || owned.starts_with(&format!("{}/", at.trim_end_matches('/')))
+        };
+        if OWNED_MOUNT_PATHS.iter().any(hides) {
             errs.push(FieldError::new(
                 format!("{path}.volumeMounts[{i}].mountPath"),
                 format!(
@@ -277,6 +442,22 @@ fn runtime_container(c: &Container, path: &str, errs: &mut Vec<FieldError>) {
             ));
         }
     }
+}
+
+/// A path as the kernel resolves it: `//` and `.` dropped, `..` applied, no trailing `/`
+/// (`/etc//weir/./` and `/tmp/../etc/weir` are `/etc/weir`).
+fn normalise(path: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            p => parts.push(p),
+        }
+    }
+    format!("/{}", parts.join("/"))
 }
 
 #[cfg(test)]
@@ -350,6 +531,56 @@ mod tests {
                     "spec.podTemplate.spec.containers[0].securityContext.readOnlyRootFilesystem",
                     "spec.podTemplate.spec.containers[0].volumeMounts[0].mountPath",
                 ],
+            ),
+            (
+                "host access the restricted standard refuses, by allow-list",
+                json!({"spec": {"nodeName": "node-7", "shareProcessNamespace": true,
+                                "securityContext": {
+                                    "sysctls": [{"name": "net.ipv4.tcp_syncookies", "value": "1"},
+                                                {"name": "kernel.msgmax", "value": "1"}],
+                                    "seLinuxOptions": {"user": "system_u", "type": "spc_t"},
+                                    "appArmorProfile": {"type": "Unconfined"}},
+                                "volumes": [{"name": "n", "nfs": {"server": "s", "path": "/"}},
+                                            {"name": "g", "gitRepo": {"repository": "r"}},
+                                            {"name": "i", "iscsi": {"targetPortal": "t", "iqn": "q", "lun": 0}},
+                                            {"name": "f", "flexVolume": {"driver": "d"}},
+                                            {"name": "p", "projected": {"sources": [
+                                                {"configMap": {"name": "c"}},
+                                                {"serviceAccountToken": {"path": "t"}}]}},
+                                            {"name": "ok", "persistentVolumeClaim": {"claimName": "c"}}],
+                                "containers": [
+                                  {"name": "side", "ports": [{"containerPort": 80, "hostPort": 80}],
+                                   "securityContext": {"procMount": "Unmasked",
+                                                       "windowsOptions": {"hostProcess": true}}},
+                                  {"name": "runtime", "volumeMounts": [
+                                      {"name": "ok", "mountPath": "/etc//weir/."},
+                                      {"name": "ok", "mountPath": "/var/../etc"},
+                                      {"name": "ok", "mountPath": "/data"}]}]}}),
+                vec![
+                    "spec.podTemplate.spec.nodeName",
+                    "spec.podTemplate.spec.shareProcessNamespace",
+                    "spec.podTemplate.spec.securityContext.sysctls[1].name",
+                    "spec.podTemplate.spec.securityContext.seLinuxOptions.user",
+                    "spec.podTemplate.spec.securityContext.seLinuxOptions.type",
+                    "spec.podTemplate.spec.securityContext.appArmorProfile.type",
+                    "spec.podTemplate.spec.volumes[0].nfs",
+                    "spec.podTemplate.spec.volumes[1].gitRepo",
+                    "spec.podTemplate.spec.volumes[2].iscsi",
+                    "spec.podTemplate.spec.volumes[3].flexVolume",
+                    "spec.podTemplate.spec.volumes[4].projected.sources[1].serviceAccountToken",
+                    "spec.podTemplate.spec.containers[0].ports[0].hostPort",
+                    "spec.podTemplate.spec.containers[0].securityContext.procMount",
+                    "spec.podTemplate.spec.containers[0].securityContext.windowsOptions.hostProcess",
+                    "spec.podTemplate.spec.containers[1].volumeMounts[0].mountPath",
+                    "spec.podTemplate.spec.containers[1].volumeMounts[1].mountPath",
+                ],
+            ),
+            (
+                "a projected token the template asks for, and hostUsers: false",
+                json!({"spec": {"automountServiceAccountToken": true, "hostUsers": false,
+                                "volumes": [{"name": "p", "projected": {"sources": [
+                                    {"serviceAccountToken": {"path": "t", "audience": "sts"}}]}}]}}),
+                vec![],
             ),
             (
                 "a sidecar may have a writable root filesystem",

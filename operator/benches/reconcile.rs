@@ -91,9 +91,19 @@ async fn api_server(
             };
             json!({"apiVersion": "v1", "kind": "List", "metadata": {}, "items": items})
         } else if req_get_secret {
-            // The job's control Secret, which observe reads on every pass.
+            // The job's control Secret, which observe reads on every pass, owned by the job
+            // (`job-<i>-control` belongs to uid `u<i>`).
+            let job = path
+                .rsplit('/')
+                .next()
+                .unwrap_or("")
+                .trim_end_matches("-control");
+            let uid = format!("u{}", job.trim_start_matches("job-"));
             json!({"apiVersion": "v1", "kind": "Secret",
-                   "metadata": {"name": "control", "namespace": "bench"},
+                   "metadata": {"name": "control", "namespace": "bench",
+                                "ownerReferences": [{"apiVersion": "weir.dev/v1alpha1",
+                                    "kind": "StreamJob", "name": job, "uid": uid,
+                                    "controller": true}]},
                    "data": {"token": "dG9rZW4="}})
         } else if path.contains("/events") {
             json!({"apiVersion": "events.k8s.io/v1", "kind": "Event",

@@ -183,7 +183,7 @@ pub async fn act(
                 "finalizers": remaining,
                 "resourceVersion": job.metadata.resource_version,
             }});
-            match Api::<StreamJob>::namespaced(ctx.client.clone(), ns)
+            match Api::<crate::watched::Watched>::namespaced(ctx.client.clone(), ns)
                 .patch(&owner.name, &PatchParams::default(), &Patch::Merge(&patch))
                 .await
             {

@@ -1,5 +1,7 @@
 //! Controller wiring: watch StreamJobs and the Pods, ConfigMaps and Services they own, in
-//! every namespace or in the listed ones, and run [`reconcile`] for each change.
+//! every namespace or in the listed ones, and run [`reconcile_watched`] for each change. Jobs
+//! are watched as [`Watched`]: each decoded on its own, so one the operator cannot read does
+//! not stop the watch for the others.
 
 use std::sync::Arc;
 
@@ -8,18 +10,19 @@ use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
 use kube::runtime::Controller;
 use kube::runtime::watcher;
 use kube::{Api, Client};
-use weir_crds::StreamJob;
 
 use crate::context::Context;
 use crate::pods::JOB_LABEL;
-use crate::reconcile::{error_policy, reconcile};
+use crate::reconcile::{error_policy, reconcile_watched};
+use crate::watched::Watched;
 
 /// Fails with the install command when the CRD is not there (or not readable).
 ///
 /// # Errors
 /// The API's answer, explained.
 pub async fn check_crd(client: &Client, namespaces: &[String]) -> Result<(), String> {
-    let api: Api<StreamJob> = match namespaces.first() {
+    // Listed as `Watched`, so an object the operator cannot read is not taken for a missing CRD.
+    let api: Api<Watched> = match namespaces.first() {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };
@@ -43,7 +46,7 @@ pub async fn run(ctx: Arc<Context>, namespaces: Vec<String>) {
     };
     let runs = scopes.into_iter().map(|ns| {
         let client = ctx.client.clone();
-        let api = |c: Client| -> (Api<StreamJob>, Api<Pod>, Api<ConfigMap>, Api<Service>) {
+        let api = |c: Client| -> (Api<Watched>, Api<Pod>, Api<ConfigMap>, Api<Service>) {
             match &ns {
                 Some(n) => (
                     Api::namespaced(c.clone(), n),
@@ -68,7 +71,7 @@ pub async fn run(ctx: Arc<Context>, namespaces: Vec<String>) {
                 .owns(configs, owned.clone())
                 .owns(services, owned)
                 .shutdown_on_signal()
-                .run(reconcile, error_policy, ctx)
+                .run(reconcile_watched, error_policy, ctx)
                 .for_each(|r| async move {
                     if let Err(e) = r {
                         tracing::debug!(error = %e, "controller event");

@@ -15,6 +15,9 @@ pub enum Reason {
     Restarting,
     /// Restart budget used up; the job is `Failed`.
     RestartBudgetExhausted,
+    /// The runtime refused to start because only the user can decide how (an unreadable
+    /// newest checkpoint); the job is `Failed` without retrying.
+    NeedsDecision,
     /// No checkpoint completed within the progress timeout.
     NoProgress,
     /// A spec change is being rolled out.
@@ -53,6 +56,7 @@ impl Reason {
             Self::Running => "Running",
             Self::Restarting => "Restarting",
             Self::RestartBudgetExhausted => "RestartBudgetExhausted",
+            Self::NeedsDecision => "NeedsDecision",
             Self::NoProgress => "NoProgress",
             Self::UpgradeStarted => "UpgradeStarted",
             Self::UpgradeCompleted => "UpgradeCompleted",
@@ -77,6 +81,7 @@ impl Reason {
             Self::InvalidSpec
                 | Self::Restarting
                 | Self::RestartBudgetExhausted
+                | Self::NeedsDecision
                 | Self::NoProgress
                 | Self::UpgradeFailed
                 | Self::RollingBack

@@ -14,7 +14,9 @@
 //! - [`decide`] holds every decision and is tested as tables;
 //! - [`pods`] builds the owned objects (security context, Secret references);
 //! - [`reconcile`] is the shell; [`controller`] the wiring; [`leader`] the Lease election;
-//! - [`rbac`] lists every permission the operator uses (the chart's Roles follow it).
+//! - [`rbac`] lists every permission the operator uses (the chart's Roles follow it);
+//! - [`watched`] decodes each watched StreamJob on its own, so one the operator cannot read
+//!   is refused by name instead of stopping the watch.
 
 pub mod act;
 pub mod context;
@@ -31,4 +33,5 @@ pub mod rbac;
 pub mod reconcile;
 pub mod runtime_client;
 pub mod tls;
+pub mod watched;
 pub mod written;

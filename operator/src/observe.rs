@@ -93,7 +93,24 @@ pub async fn observe(ctx: &Context, job: &StreamJob, ns: &str, name: &str) -> Re
         }
         obs.observed.pods.push(view);
     }
-    obs.control_token = control_token(&ctx.client, ns, name).await?;
+    let uid = job.metadata.uid.clone().unwrap_or_default();
+    let mut foreign = Vec::new();
+    let control = read_secret(&ctx.client, ns, &auth::secret_name(name)).await?;
+    obs.control_token = control.as_ref().and_then(|s| {
+        if owned_by(s, &uid) {
+            control_token(s)
+        } else {
+            foreign.push(foreign_secret(s));
+            None
+        }
+    });
+    if job.spec.pods > 1 {
+        let exchange =
+            read_secret(&ctx.client, ns, &crate::pods::exchange_secret_name(name)).await?;
+        if let Some(s) = exchange.filter(|s| !owned_by(s, &uid)) {
+            foreign.push(foreign_secret(&s));
+        }
+    }
     // Pod 0 of the current incarnation: in a job of several pods the coordinator, whose
     // report is the job's.
     let incarnation = job.status.as_ref().map_or(0, |s| s.incarnation);
@@ -114,7 +131,10 @@ pub async fn observe(ctx: &Context, job: &StreamJob, ns: &str, name: &str) -> Re
     }
     let refs = references(&job.spec);
     let secrets = read_secrets(&ctx.client, ns, &refs).await?;
-    obs.observed.problems = missing_secrets(&refs, &secrets, ns);
+    obs.observed.problems = foreign;
+    obs.observed
+        .problems
+        .extend(missing_secrets(&refs, &secrets, ns));
     obs.s3_credentials = s3_credentials(&job.spec, &secrets);
     Ok(obs)
 }
@@ -227,18 +247,47 @@ fn references(spec: &StreamJobSpec) -> Vec<Reference> {
 const ACCESS_KEY_ID: &str = "AWS_ACCESS_KEY_ID";
 const SECRET_ACCESS_KEY: &str = "AWS_SECRET_ACCESS_KEY";
 
-/// The token in the job's control Secret; `None` when the Secret or its key is missing.
-async fn control_token(client: &Client, ns: &str, job: &str) -> Result<Option<ControlToken>> {
-    let name = auth::secret_name(job);
-    let secret = Api::<Secret>::namespaced(client.clone(), ns)
-        .get_opt(&name)
+/// One Secret, `None` when it does not exist.
+async fn read_secret(client: &Client, ns: &str, name: &str) -> Result<Option<Secret>> {
+    Api::<Secret>::namespaced(client.clone(), ns)
+        .get_opt(name)
         .await
-        .map_err(|e| Error::kube(format!("read Secret {ns}/{name}"), e))?;
-    Ok(secret
-        .and_then(|s| s.data)
+        .map_err(|e| Error::kube(format!("read Secret {ns}/{name}"), e))
+}
+
+/// The token in the job's control Secret; `None` when its key is missing or blank.
+fn control_token(secret: &Secret) -> Option<ControlToken> {
+    secret
+        .data
+        .as_ref()
         .and_then(|d| d.get(auth::TOKEN_KEY).cloned())
         .and_then(|b| String::from_utf8(b.0).ok())
-        .and_then(|t| ControlToken::new(&t)))
+        .and_then(|t| ControlToken::new(&t))
+}
+
+/// Whether the job with `uid` controls `secret`. The operator creates the token Secrets with
+/// that owner; one named like them but made by someone else is a token its maker knows.
+#[must_use]
+pub fn owned_by(secret: &Secret, uid: &str) -> bool {
+    !uid.is_empty()
+        && secret
+            .metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .any(|r| r.uid == uid && r.controller == Some(true))
+}
+
+fn foreign_secret(secret: &Secret) -> (String, String) {
+    (
+        format!(
+            "Secret {}",
+            secret.metadata.name.clone().unwrap_or_default()
+        ),
+        "exists but is not owned by this StreamJob: whoever made it knows the token the job \
+         would trust; delete it (the operator makes a fresh one) or rename the job"
+            .to_string(),
+    )
 }
 
 /// Each referenced Secret, read once however many fields name it; `None` for one that does
@@ -466,8 +515,10 @@ mod tests {
     /// `observe` against a mocked API: the Secret named by both the S3 credentials and a
     /// `secretEnv` entry is read once, its keys land in the observation (not in `observed`),
     /// and what is missing lands in `observed.problems`.
-    #[tokio::test]
-    async fn observe_reads_each_secret_once_and_keeps_the_s3_keys_for_acting() {
+    /// Runs `observe` for `sales` (uid `uid-sales`, pods `pods`) against a mocked API whose
+    /// control Secret is owned by the job with `control_owner`; returns the observation
+    /// and the calls made.
+    async fn observe_mocked(control_owner: &'static str, pods: u32) -> (Observation, Vec<String>) {
         let (svc, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
         let server = tokio::spawn(async move {
             let mut seen = Vec::new();
@@ -481,7 +532,17 @@ mod tests {
                                  "metadata": {}, "items": []}),
                     )
                 } else if path.ends_with("/secrets/sales-control") {
-                    let s = secret("sales-control", &[("token", "c0ntr0l\n")]);
+                    let mut s = secret("sales-control", &[("token", "c0ntr0l\n")]);
+                    s.metadata.owner_references = Some(vec![
+                        k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+                            api_version: "weir.dev/v1alpha1".into(),
+                            kind: "StreamJob".into(),
+                            name: "sales".into(),
+                            uid: control_owner.into(),
+                            controller: Some(true),
+                            block_owner_deletion: Some(true),
+                        },
+                    ]);
                     (200, serde_json::to_value(s).unwrap())
                 } else if path.ends_with("/secrets/s3") {
                     let s = secret(
@@ -527,6 +588,9 @@ mod tests {
             ),
         );
         job.metadata.namespace = Some("shop".into());
+        job.metadata.uid = Some("uid-sales".into());
+        job.spec.pods = pods;
+        job.spec.parallelism = pods;
         let obs = tokio::time::timeout(
             std::time::Duration::from_secs(10),
             observe(&ctx, &job, "shop", "sales"),
@@ -535,7 +599,12 @@ mod tests {
         .expect("observe made a call nobody answers (or hung)")
         .unwrap();
         drop(ctx);
-        let seen = server.await.unwrap();
+        (obs, server.await.unwrap())
+    }
+
+    #[tokio::test]
+    async fn observe_reads_each_secret_once_and_keeps_the_s3_keys_for_acting() {
+        let (obs, seen) = observe_mocked("uid-sales", 1).await;
         assert_eq!(
             seen,
             [
@@ -559,6 +628,27 @@ mod tests {
                     "Secret `db` does not exist in namespace shop".to_string()
                 ),
             ]
+        );
+    }
+
+    /// A token Secret named for the job but not owned by it is somebody else's token: it is
+    /// not used, and it is a problem that names it (so nothing is deployed, with an event).
+    /// Mutation: drop the ownership check and the foreign token is used.
+    #[tokio::test]
+    async fn token_secrets_the_job_does_not_own_are_refused() {
+        let (obs, seen) = observe_mocked("uid-someone-else", 2).await;
+        assert_eq!(obs.control_token, None);
+        assert!(seen.contains(&"GET /api/v1/namespaces/shop/secrets/sales-exchange".to_string()));
+        let named: Vec<&str> = obs.observed.problems.iter().map(|p| p.0.as_str()).collect();
+        assert_eq!(
+            named[0], "Secret sales-control",
+            "{:?}",
+            obs.observed.problems
+        );
+        assert!(
+            obs.observed.problems[0]
+                .1
+                .contains("not owned by this StreamJob")
         );
     }
 

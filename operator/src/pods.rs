@@ -326,6 +326,7 @@ pub fn runtime_args(
             from: s.from.clone(),
         }),
         allow_non_restored_state: spec.allow_non_restored_state,
+        skip_unreadable_checkpoints: spec.checkpoint.skip_unreadable,
         control_addr: Some(SocketAddr::from((
             Ipv4Addr::UNSPECIFIED,
             control::CONTROL_PORT,

@@ -32,6 +32,14 @@ pub enum RuntimeError {
         /// Body text.
         body: String,
     },
+    /// A body longer than [`MAX_BODY`]: not read further.
+    #[error("runtime at {url} sent more than {limit} bytes; the operator reads no further")]
+    TooLarge {
+        /// URL called.
+        url: String,
+        /// The limit, in bytes.
+        limit: usize,
+    },
     /// A body that is not what the contract (`weir_crds::control`) says.
     #[error("runtime at {url} sent an unreadable body: {message}")]
     Decode {
@@ -41,6 +49,16 @@ pub enum RuntimeError {
         message: String,
     },
 }
+
+/// Most bytes read from one answer. A job report with its full checkpoint and savepoint
+/// history is a few tens of kilobytes; the image is the user's choice, so whatever it
+/// answers must not grow the operator, which serves every job, past its memory limit.
+pub const MAX_BODY: usize = 1 << 20;
+/// Most bytes of an error answer quoted in a message (and so in a status or an event).
+const QUOTED: usize = 512;
+/// Longest a call may take, answer included: a pod that dribbles its answer must not hold
+/// a reconcile.
+const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One runtime's control API: where it is and the token it wants.
 #[derive(Debug, Clone, Copy)]
@@ -82,7 +100,7 @@ impl HttpRuntime {
     pub fn new() -> Result<Self, RuntimeError> {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(2))
-            .timeout(Duration::from_secs(5))
+            .timeout(CALL_TIMEOUT)
             .build()
             .map_err(|e| RuntimeError::Unreachable {
                 url: String::new(),
@@ -113,14 +131,32 @@ impl HttpRuntime {
             url: url.clone(),
             message: e.to_string(),
         };
-        let resp = req.send().await.map_err(unreachable)?;
+        let mut resp = req.send().await.map_err(unreachable)?;
         let status = resp.status().as_u16();
-        let body = resp.bytes().await.map_err(unreachable)?.to_vec();
+        let too_large = || RuntimeError::TooLarge {
+            url: url.clone(),
+            limit: MAX_BODY,
+        };
+        if resp.content_length().is_some_and(|n| n > MAX_BODY as u64) {
+            return Err(too_large());
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(unreachable)? {
+            if body.len() + chunk.len() > MAX_BODY {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
         if !(200..300).contains(&status) {
+            let text = String::from_utf8_lossy(&body);
+            let mut quoted: String = text.chars().take(QUOTED).collect();
+            if quoted.len() < text.len() {
+                quoted.push_str("...");
+            }
             return Err(RuntimeError::Status {
                 url,
                 status,
-                body: String::from_utf8_lossy(&body).into_owned(),
+                body: quoted,
             });
         }
         Ok(body)
@@ -215,5 +251,96 @@ mod tests {
             1_800_000_000_250
         );
         assert_eq!(v.savepoints[0].path.as_deref(), Some("s3://b/sp"));
+    }
+
+    /// A pod that answers `head`, then `chunk` over and over (`times` times, every `pause`),
+    /// on a loopback port; its address.
+    async fn runtime_answering(
+        head: &'static str,
+        chunk: &'static [u8],
+        times: usize,
+        pause: Duration,
+    ) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    let _ = conn.read(&mut buf).await;
+                    if conn.write_all(head.as_bytes()).await.is_err() {
+                        return;
+                    }
+                    for _ in 0..times {
+                        let frame = format!("{:x}\r\n", chunk.len());
+                        let ok = conn.write_all(frame.as_bytes()).await.is_ok()
+                            && conn.write_all(chunk).await.is_ok()
+                            && conn.write_all(b"\r\n").await.is_ok();
+                        if !ok {
+                            return;
+                        }
+                        tokio::time::sleep(pause).await;
+                    }
+                    let _ = conn.write_all(b"0\r\n\r\n").await;
+                });
+            }
+        });
+        format!("http://{addr}")
+    }
+
+    const CHUNKED: &str =
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n";
+    static MEGABYTE: [u8; 1 << 20] = [b' '; 1 << 20];
+
+    /// A runtime that answers without end (as any image may) is cut off at `MAX_BODY`, not
+    /// read into memory. Mutation: read the whole body (`bytes()`, as before) and this call
+    /// reads 256 MiB and fails to decode instead.
+    #[tokio::test]
+    async fn an_endless_answer_is_cut_off_at_the_limit() {
+        let base = runtime_answering(CHUNKED, &MEGABYTE, 256, Duration::ZERO).await;
+        let rt = HttpRuntime::new().unwrap();
+        let at = Endpoint {
+            base: &base,
+            token: None,
+        };
+        let e = rt.job(at).await.unwrap_err();
+        assert!(
+            matches!(
+                e,
+                RuntimeError::TooLarge {
+                    limit: MAX_BODY,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        let declared = "HTTP/1.1 200 OK\r\ncontent-length: 1000000000\r\n\r\n";
+        let base = runtime_answering(declared, b"", 0, Duration::ZERO).await;
+        let at = Endpoint {
+            base: &base,
+            token: None,
+        };
+        let e = rt.trigger_savepoint(at).await.unwrap_err();
+        assert!(matches!(e, RuntimeError::TooLarge { .. }), "{e}");
+    }
+
+    /// A runtime that dribbles its answer is given up on after the call's time limit.
+    #[tokio::test]
+    async fn a_dribbled_answer_times_out() {
+        let base = runtime_answering(CHUNKED, b" ", 1000, Duration::from_millis(100)).await;
+        let rt = HttpRuntime::new().unwrap();
+        let at = Endpoint {
+            base: &base,
+            token: None,
+        };
+        let started = std::time::Instant::now();
+        let e = rt.job(at).await.unwrap_err();
+        assert!(matches!(e, RuntimeError::Unreachable { .. }), "{e}");
+        assert!(
+            started.elapsed() < CALL_TIMEOUT * 3,
+            "{:?}",
+            started.elapsed()
+        );
     }
 }

@@ -619,3 +619,104 @@ fn scripted_control_api_speaks_the_runtime_dialect() {
         assert_eq!(fake.calls.lock().unwrap()[0], "a-1 REFUSED GET /v1/job");
     });
 }
+
+/// `{"a": {"a": ... 1}}`, `depth` levels deep, built without recursion limits.
+fn nested(depth: usize) -> Value {
+    let mut v = json!(1);
+    for _ in 0..depth {
+        v = json!({ "a": v });
+    }
+    v
+}
+
+/// One StreamJob the apiserver admits and the operator cannot read (an unknown field nested
+/// 250 levels deep in `podTemplate`, which the schema leaves open) used to make every list of
+/// StreamJobs fail: no job in the namespace was reconciled again. Now that job alone is
+/// refused, naming the field, and the others run.
+#[test]
+fn an_unreadable_job_does_not_stop_the_others_on_a_real_apiserver() {
+    let Some(assets) = envtest::assets("operator_apiserver_unreadable") else {
+        return;
+    };
+    weir_operator::tls::install_crypto_provider();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        const NS2: &str = "tenants";
+        let env = envtest::Envtest::start(&assets).await;
+        let client = env.client(envtest::ADMIN_TOKEN).await.unwrap();
+        let crd_path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../charts/weir/crds/streamjobs.weir.dev.yaml"
+        );
+        let crd = serde_yaml::from_str(&std::fs::read_to_string(crd_path).unwrap()).unwrap();
+        envtest::install_crd(&client, &crd).await;
+        envtest::create_namespace(&client, NS2).await;
+        let fake = Arc::new(kubelet::FakeRuntime::default());
+        let logs = tempfile::tempdir().unwrap();
+        let _kubelet = kubelet::Kubelet::start(
+            client.clone(),
+            NS2,
+            kubelet::Runner::Fake(fake.clone()),
+            logs.path().to_path_buf(),
+        );
+        let jobs: Api<StreamJob> = Api::namespaced(client.clone(), NS2);
+        let pp = PostParams::default();
+        // The unreadable job exists before the operator starts: its first list must work.
+        let mut deep = manifest("deep", "amount > 0");
+        deep.metadata.namespace = Some(NS2.into());
+        deep.spec.pod_template = Some(json!({"spec": {"x": nested(250)}}));
+        // The apiserver admits it; its answer is the object, which the typed client cannot
+        // read back (the failure the operator's list used to have).
+        match jobs.create(&pp, &deep).await {
+            Err(kube::Error::SerdeError(e)) => assert!(e.to_string().contains("recursion")),
+            other => panic!("expected the typed answer to be unreadable: {other:?}"),
+        }
+        weir_operator::controller::check_crd(&client, &[NS2.to_string()])
+            .await
+            .expect("the operator's start-up check lists StreamJobs");
+        let ctx = Arc::new(Context::new(
+            client.clone(),
+            Arc::new(HttpRuntime::new().unwrap()),
+            Arc::new(KeepAll),
+            Arc::new(Metrics::new()),
+            Settings {
+                default_image: "weir-runtime:test".into(),
+                ..Settings::default()
+            },
+        ));
+        let controller = tokio::spawn(weir_operator::controller::run(ctx, vec![NS2.into()]));
+        let mut ok = manifest("ok", "amount > 0");
+        ok.metadata.namespace = Some(NS2.into());
+        jobs.create(&pp, &ok).await.unwrap();
+        running_after(&jobs, "ok", 0, "a readable job next to an unreadable one").await;
+        // The unreadable one, read as the operator reads it: Ready=False naming the field,
+        // and an event.
+        let watched: Api<weir_operator::watched::Watched> = Api::namespaced(client.clone(), NS2);
+        let message = wait_for("the unreadable job's condition", || async {
+            let w = watched.get("deep").await.ok()?;
+            let status = w.job.err()?.status?;
+            let ready = condition(&status, "Ready")?.clone();
+            (ready.reason == "InvalidSpec").then_some(ready.message)
+        })
+        .await;
+        assert!(message.contains("spec.podTemplate.spec.x.a"), "{message}");
+        assert!(
+            event_reasons_in(&client, NS2, "deep")
+                .await
+                .contains(&"InvalidSpec".to_string())
+        );
+        controller.abort();
+    });
+}
+
+async fn event_reasons_in(client: &Client, ns: &str, name: &str) -> Vec<String> {
+    Api::<Event>::namespaced(client.clone(), ns)
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+        .filter_map(|e| e.reason)
+        .collect()
+}

@@ -17,8 +17,9 @@ use weir_operator::context::Context;
 use weir_operator::decide::{RuntimeView, Settings};
 use weir_operator::dispose::SavepointStore;
 use weir_operator::metrics::Metrics;
-use weir_operator::reconcile::reconcile;
+use weir_operator::reconcile::{reconcile, reconcile_watched};
 use weir_operator::runtime_client::{Endpoint, RuntimeApi, RuntimeError};
+use weir_operator::watched::Watched;
 
 type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
 
@@ -259,7 +260,10 @@ fn control_secret_read() -> Call {
         Method::GET,
         CONTROL_SECRET,
         json!({"apiVersion": "v1", "kind": "Secret",
-               "metadata": {"name": "sales-control", "namespace": "shop"},
+               "metadata": {"name": "sales-control", "namespace": "shop",
+                            "ownerReferences": [{"apiVersion": "weir.dev/v1alpha1",
+                                "kind": "StreamJob", "name": "sales", "uid": "uid-1",
+                                "controller": true}]},
                "data": {"token": "dG9rZW4="}}),
     )
 }
@@ -318,8 +322,8 @@ async fn deploy_applies_config_and_service_creates_pod_then_records_event_and_st
 
 /// A job of two pods starts as two pods at once, after its config: the control Service
 /// (selecting pod 0), the headless `sales-peers` Service, the exchange Secret (created
-/// blind: a `409` from an earlier pass is fine, and it is never read back), then pod 0
-/// and pod 1.
+/// blind: a `409` from an earlier pass is fine; observe reads it to check the job owns it),
+/// then pod 0 and pod 1.
 #[tokio::test]
 async fn a_job_of_two_pods_starts_with_its_peers_service_exchange_secret_and_both_pods() {
     let rt = Arc::new(FakeRuntime::default());
@@ -327,6 +331,11 @@ async fn a_job_of_two_pods_starts_with_its_peers_service_exchange_secret_and_bot
     let calls = vec![
         call(Method::GET, PODS, list(json!([]))),
         control_secret_read(),
+        call(
+            Method::GET,
+            "/api/v1/namespaces/shop/secrets/sales-exchange",
+            not_found(),
+        ),
         call(
             Method::PATCH,
             "/api/v1/namespaces/shop/configmaps/sales-job",
@@ -359,16 +368,16 @@ async fn a_job_of_two_pods_starts_with_its_peers_service_exchange_secret_and_bot
     run(reconcile(Arc::new(j), ctx)).await;
     let bodies = server.await.unwrap();
     assert_eq!(
-        bodies[3]["spec"]["selector"],
+        bodies[4]["spec"]["selector"],
         json!({"weir.dev/job": "sales", "weir.dev/pod-index": "0"})
     );
-    assert_eq!(bodies[4]["spec"]["clusterIP"], "None");
-    assert_eq!(bodies[4]["spec"]["publishNotReadyAddresses"], true);
-    assert_eq!(bodies[5]["metadata"]["name"], "sales-exchange");
-    assert_eq!(bodies[5]["immutable"], true);
-    let token = bodies[5]["stringData"]["token"].as_str().unwrap();
+    assert_eq!(bodies[5]["spec"]["clusterIP"], "None");
+    assert_eq!(bodies[5]["spec"]["publishNotReadyAddresses"], true);
+    assert_eq!(bodies[6]["metadata"]["name"], "sales-exchange");
+    assert_eq!(bodies[6]["immutable"], true);
+    let token = bodies[6]["stringData"]["token"].as_str().unwrap();
     assert!(token.len() >= 16, "the runtime refuses shorter tokens");
-    for (i, pod) in bodies[6..8].iter().enumerate() {
+    for (i, pod) in bodies[7..9].iter().enumerate() {
         assert_eq!(pod["metadata"]["name"], format!("sales-1-{i}"));
         assert_eq!(
             pod["metadata"]["labels"]["weir.dev/pod-index"],
@@ -386,18 +395,18 @@ async fn a_job_of_two_pods_starts_with_its_peers_service_exchange_secret_and_bot
         );
     }
     assert!(
-        !bodies[6..8].iter().any(|b| b.to_string().contains(token)),
+        !bodies[7..9].iter().any(|b| b.to_string().contains(token)),
         "the pods get the exchange token only by reference"
     );
     assert!(
-        bodies[8]["note"]
+        bodies[9]["note"]
             .as_str()
             .unwrap_or_default()
             .contains("on 2 pods"),
         "{}",
-        bodies[8]
+        bodies[9]
     );
-    let status = &bodies[9]["status"];
+    let status = &bodies[10]["status"];
     assert_eq!(status["pods"], "0/2");
     assert!(rt.calls.lock().unwrap().is_empty(), "no pod to ask yet");
 }
@@ -830,4 +839,43 @@ fn every_request_is_granted_and_every_grant_is_used() {
             );
         }
     }
+}
+
+/// A StreamJob the apiserver admitted but the operator cannot read (an unknown field nested
+/// 300 levels deep in `podTemplate`, as a tenant reproduced on a real apiserver) is refused by
+/// name: one event and a `Ready=False` condition naming the field, nothing deployed. Before,
+/// the same object failed the operator's whole list of jobs. Mutation: decode the list as
+/// `StreamJob` again and `Watched` cannot be built from this text.
+#[tokio::test]
+async fn an_unreadable_job_is_refused_by_name_and_nothing_is_deployed() {
+    let rt = Arc::new(FakeRuntime::default());
+    let (ctx, handle) = context(rt.clone(), || now_at(0));
+    let calls = vec![
+        call(Method::POST, EVENTS, event_ok()),
+        call(Method::PATCH, STATUS, Value::Null),
+    ];
+    let server = tokio::spawn(serve(handle, calls));
+    let mut v = serde_json::to_value(job(Value::Null, json!({}))).unwrap();
+    v["spec"]["podTemplate"] = json!({"spec": {"x": "DEEP"}});
+    let deep = format!("{}1{}", r#"{"a":"#.repeat(300), "}".repeat(300));
+    let text = v.to_string().replace("\"DEEP\"", &deep);
+    assert!(serde_json::from_str::<StreamJob>(&text).is_err());
+    let watched: Watched = serde_json::from_str(&text).unwrap();
+    run(reconcile_watched(Arc::new(watched), ctx)).await;
+    let bodies = server.await.unwrap();
+    let note = bodies[0]["note"].as_str().unwrap_or_default();
+    assert_eq!(bodies[0]["reason"], "InvalidSpec");
+    assert!(note.contains("spec.podTemplate.spec.x.a"), "{note}");
+    let ready = bodies[1]["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        (ready["status"].as_str(), ready["reason"].as_str()),
+        (Some("False"), Some("InvalidSpec"))
+    );
+    assert!(rt.calls.lock().unwrap().is_empty());
 }

@@ -68,6 +68,10 @@ pub enum Error {
     /// No usable checkpoint or savepoint where one was required.
     #[error("restore: {0}")]
     Restore(String),
+    /// The newest checkpoint cannot be read and restoring an older one needs the user's say;
+    /// starting again cannot help, so the runtime reports it as refused, not failed.
+    #[error("restore: {0}")]
+    Unreadable(String),
     /// State bytes could not be encoded or decoded.
     #[error("state of {operator}: {message}")]
     State {

@@ -31,6 +31,9 @@ impl CompiledExpr {
     /// # Errors
     /// DataFusion's message, which names a missing column and lists the valid ones.
     pub fn compile(sql: &str, schema: &SchemaRef) -> std::result::Result<Self, String> {
+        // Validation refuses these naming the field; this keeps any other caller from handing
+        // DataFusion's recursive planner a tree deep enough to overflow the stack.
+        weir_crds::validate::expr_limits::check("expression", sql).map_err(|e| e.message)?;
         let df_schema = DFSchema::try_from(schema.as_ref().clone()).map_err(|e| e.to_string())?;
         let logical = CONTEXT
             .parse_sql_expr(sql, &df_schema)

@@ -55,6 +55,9 @@ pub struct RunOptions {
     pub start: Option<StartRequest>,
     /// Start even if the checkpoint holds state for operators the job no longer has.
     pub allow_non_restored_state: bool,
+    /// Restore an older checkpoint when the newest cannot be read (the user's explicit
+    /// choice; otherwise the start is refused).
+    pub skip_unreadable_checkpoints: bool,
     /// Where to serve the control API; none when `None`.
     pub control_addr: Option<SocketAddr>,
     /// Token the control API's `/v1` routes require; open when `None`.
@@ -72,6 +75,7 @@ impl Default for RunOptions {
             restore_from: None,
             start: None,
             allow_non_restored_state: false,
+            skip_unreadable_checkpoints: false,
             control_addr: None,
             control_token: None,
             pods: None,
@@ -599,6 +603,7 @@ async fn begin_here(
             max_parallelism,
             stateful_operators,
             allow_non_restored_state: opts.allow_non_restored_state,
+            skip_unreadable_checkpoints: opts.skip_unreadable_checkpoints,
             restore_from: opts.restore_from.as_deref(),
             start: opts.start.as_ref(),
         },
@@ -608,7 +613,7 @@ async fn begin_here(
     for (id, c) in connectors {
         c.recover_and_commit(startup.committables_for(id)).await?;
     }
-    startup.sinks_recovered(&job.checkpoint.s3).await?;
+    startup.sinks_recovered(storage).await?;
     let restored_uri = startup.restored_uri();
     let Startup {
         restored,

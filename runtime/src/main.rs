@@ -48,6 +48,17 @@ fn failed(e: &impl ToString) -> Outcome {
     }
 }
 
+/// How a start that did not get going ended: refused when only the user can unblock it (a
+/// restart would fail the same way), failed otherwise.
+fn start_failed(e: &weir_runtime::error::Error) -> Outcome {
+    match e {
+        weir_runtime::error::Error::Unreadable(_) => Outcome::Refused {
+            error: e.to_string(),
+        },
+        _ => failed(e),
+    }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = RuntimeCli::parse();
@@ -125,15 +136,15 @@ async fn main() -> anyhow::Result<()> {
                         from: s.from,
                     }),
                     allow_non_restored_state: args.allow_non_restored_state,
+                    skip_unreadable_checkpoints: args.skip_unreadable_checkpoints,
                     control_addr: args.control_addr,
-                    control_token: std::env::var(auth::TOKEN_ENV)
-                        .ok()
-                        .and_then(|t| ControlToken::new(&t)),
+                    control_token: control_token()
+                        .inspect_err(|e| termination_message(&failed(e)))?,
                     pods,
                 },
             )
             .await
-            .inspect_err(|e| termination_message(&failed(e)))?;
+            .inspect_err(|e| termination_message(&start_failed(e)))?;
             if let Some(a) = job.control_addr {
                 tracing::info!(addr = %a, "control API listening");
                 if !a.ip().is_loopback() && std::env::var_os(auth::TOKEN_ENV).is_none() {
@@ -223,9 +234,12 @@ async fn pods(args: &PodArgs) -> anyhow::Result<Option<Pods>> {
             .next()
             .ok_or_else(|| anyhow::anyhow!("{own} resolves to no address"))?,
     };
-    let token = std::env::var(EXCHANGE_TOKEN_ENV).map_err(|_| {
-        anyhow::anyhow!("{EXCHANGE_TOKEN_ENV} must hold the job's exchange secret: pods of a multi-pod job authenticate each other with it")
-    })?;
+    let token = std::env::var(EXCHANGE_TOKEN_ENV)
+        .map_err(|_| {
+            anyhow::anyhow!("{EXCHANGE_TOKEN_ENV} must hold the job's exchange secret: pods of a multi-pod job authenticate each other with it")
+        })?
+        .trim()
+        .to_string();
     Ok(Some(Pods {
         index,
         count: args.count,
@@ -234,6 +248,24 @@ async fn pods(args: &PodArgs) -> anyhow::Result<Option<Pods>> {
         token,
         incarnation: args.incarnation.clone().unwrap_or_default(),
     }))
+}
+
+/// The control token from the environment. Set but blank (a Secret key left empty, a
+/// template that rendered nothing) is refused: read as "no token", it would leave the
+/// control API open to anyone who can reach it.
+fn control_token() -> anyhow::Result<Option<ControlToken>> {
+    match std::env::var(auth::TOKEN_ENV) {
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(std::env::VarError::NotUnicode(_)) => {
+            anyhow::bail!("{} is not valid UTF-8", auth::TOKEN_ENV)
+        }
+        Ok(t) => ControlToken::new(&t).map(Some).ok_or_else(|| {
+            anyhow::anyhow!(
+                "{} is set but blank; refusing to serve the control API without a token (unset it for a local run)",
+                auth::TOKEN_ENV
+            )
+        }),
+    }
 }
 
 /// Stop the job on SIGTERM or SIGINT: the first signal asks for a stop with a final checkpoint

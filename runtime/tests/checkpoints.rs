@@ -150,7 +150,11 @@ async fn completed_ids(storage: &Storage, layout: &Layout, job_id: &str) -> Vec<
         .collect()
 }
 
-async fn corruption_falls_back(kind: &str) {
+/// A corrupt newest checkpoint stops the start, naming it (its output may be committed
+/// already; an older checkpoint would write it again); with `--skip-unreadable-checkpoints`
+/// the newest readable older one is restored. Mutation: fall back without the flag (as before)
+/// and the refusal assertions fail.
+async fn corruption_is_refused_unless_allowed(kind: &str) {
     let tmp = tempfile::tempdir().unwrap();
     let Some((storage_uri, ep)) = backend(kind, "corruption", tmp.path()).await else {
         return;
@@ -178,14 +182,24 @@ async fn corruption_falls_back(kind: &str) {
     let prev = completed[completed.len() - 2];
     let before = completed[completed.len() - 3];
 
-    // Flip a byte in the newest _metadata: the previous checkpoint is chosen.
+    // Flip a byte in the newest _metadata: refused, naming it; the previous one only when
+    // allowed.
     let dir = |id: u64| layout.checkpoint_dir(&job_id, weir_runtime::ids::CheckpointId(id));
     let meta_key = format!("{}_metadata", dir(n));
     let mut bytes = storage.get(&meta_key).await.unwrap().unwrap().to_vec();
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0x01;
     storage.put(&meta_key, bytes.into()).await.unwrap();
-    let chosen = restore::newest(&storage, &layout, &job_id)
+    let refused = restore::newest(&storage, &layout, &job_id, false)
+        .await
+        .expect_err("an unreadable newest checkpoint must not be passed over unasked")
+        .to_string();
+    assert!(
+        refused.contains(&format!("checkpoint, {n} ("))
+            && refused.contains(&storage.uri(&meta_key)),
+        "{refused}"
+    );
+    let chosen = restore::newest(&storage, &layout, &job_id, true)
         .await
         .unwrap()
         .unwrap();
@@ -201,7 +215,7 @@ async fn corruption_falls_back(kind: &str) {
         .put(&state_key, state.slice(..state.len() / 2))
         .await
         .unwrap();
-    let chosen = restore::newest(&storage, &layout, &job_id)
+    let chosen = restore::newest(&storage, &layout, &job_id, true)
         .await
         .unwrap()
         .unwrap();
@@ -210,10 +224,34 @@ async fn corruption_falls_back(kind: &str) {
         "corrupt state file of {prev} must be skipped"
     );
 
-    // The runtime itself reports both files by name and restores from the one before.
+    // The runtime refuses to start, naming the checkpoint, and tells the operator it needs a
+    // decision (not a retry) in its termination message.
     let file = job.write(tmp.path());
+    let refused_log = tmp.path().join("refused.log");
+    let termination = tmp.path().join("termination");
+    let termination_env = termination.display().to_string();
+    let mut child = common::spawn_runtime(
+        &file,
+        &[],
+        &[("WEIR_TERMINATION_LOG", termination_env.as_str())],
+        &refused_log,
+    );
+    common::refused_fast(
+        "a runtime whose newest checkpoint is corrupt",
+        &refused_log,
+        &[&storage.uri(&meta_key), "--skip-unreadable-checkpoints"],
+        || child.wait().unwrap(),
+    );
+    let outcome: weir_crds::control::Outcome =
+        serde_json::from_str(&std::fs::read_to_string(&termination).unwrap()).unwrap();
+    assert!(
+        matches!(outcome, weir_crds::control::Outcome::Refused { .. }),
+        "{outcome:?}"
+    );
+
+    // Allowed, it reports both files by name and restores from the one before.
     let log = tmp.path().join("restart.log");
-    let mut child = common::spawn_runtime(&file, &[], &[], &log);
+    let mut child = common::spawn_runtime(&file, &["--skip-unreadable-checkpoints"], &[], &log);
     let mut text = String::new();
     for _ in 0..300 {
         text = std::fs::read_to_string(&log).unwrap_or_default();
@@ -250,7 +288,11 @@ async fn corruption_falls_back(kind: &str) {
         }
     }
     let plan = weir_runtime::plan_source("corrupt.yaml", &job.yaml()).unwrap();
-    let err = match start(plan, RunOptions::default()).await {
+    let allowed = RunOptions {
+        skip_unreadable_checkpoints: true,
+        ..RunOptions::default()
+    };
+    let err = match start(plan, allowed).await {
         Ok(_) => panic!("must refuse to start when every checkpoint is corrupt"),
         Err(e) => e.to_string(),
     };
@@ -258,13 +300,13 @@ async fn corruption_falls_back(kind: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn corrupt_metadata_or_state_falls_back_to_the_previous_checkpoint_on_file() {
-    corruption_falls_back("file").await;
+async fn a_corrupt_checkpoint_is_refused_unless_an_older_one_is_allowed_on_file() {
+    corruption_is_refused_unless_allowed("file").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn corrupt_metadata_or_state_falls_back_to_the_previous_checkpoint_on_s3() {
-    corruption_falls_back("s3").await;
+async fn a_corrupt_checkpoint_is_refused_unless_an_older_one_is_allowed_on_s3() {
+    corruption_is_refused_unless_allowed("s3").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -347,7 +389,7 @@ async fn start_request_begins_a_lineage_once_and_is_then_continued() {
 
     run_job(&job, RunOptions::default()).await.unwrap();
     let first = latest().await;
-    let first_chk = restore::newest(&storage, &layout, &first.job_id)
+    let first_chk = restore::newest(&storage, &layout, &first.job_id, false)
         .await
         .unwrap()
         .expect("first lineage has a checkpoint")
@@ -512,4 +554,65 @@ fn checkpoints_reach_s3_over_https_with_a_private_ca() {
     );
     println!("S3 over HTTPS: exact after a crash; an unknown CA refused in {took:?}");
     drop(front);
+}
+
+/// A job started from another job's checkpoint (`initialSavepointPath` on Kubernetes,
+/// `--restore-from` here) writes nothing into that job's directory: the commit-phase marker
+/// goes into its own, so the other job's own recovery is exactly what it was. Mutation: write
+/// the marker into the restored checkpoint (as before) and A's listing changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn starting_from_another_jobs_checkpoint_leaves_that_job_untouched() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root_a = format!("file://{}", tmp.path().join("a").display());
+    let mut a = OrdersJob::new("a", root_a.clone(), tmp.path().join("out-a"));
+    a.count = 1_000_000;
+    a.rate = Some(20_000);
+    a.interval_ms = 50;
+    a.retained = 10;
+    assert_eq!(
+        run_then_stop(&a, RunOptions::default(), 2).await,
+        Outcome::Stopped { savepoint: None }
+    );
+    let storage_a = Storage::open(&root_a, &weir_crds::S3Spec::default())
+        .await
+        .unwrap();
+    let layout_a = Layout::new("local", "a");
+    let job_id = fencing::latest(&storage_a, &layout_a)
+        .await
+        .unwrap()
+        .unwrap()
+        .job_id;
+    let newest = *completed_ids(&storage_a, &layout_a, &job_id)
+        .await
+        .last()
+        .unwrap();
+    let from =
+        storage_a.uri(&layout_a.checkpoint_dir(&job_id, weir_runtime::ids::CheckpointId(newest)));
+    let mut before = storage_a.list("").await.unwrap();
+    before.sort();
+
+    let root_b = format!("file://{}", tmp.path().join("b").display());
+    let mut b = OrdersJob::new("b", root_b.clone(), tmp.path().join("out-b"));
+    b.count = a.count;
+    b.rate = a.rate;
+    b.interval_ms = 50;
+    let opts = RunOptions {
+        restore_from: Some(from.clone()),
+        ..RunOptions::default()
+    };
+    assert_eq!(
+        run_then_stop(&b, opts, newest + 2).await,
+        Outcome::Stopped { savepoint: None }
+    );
+    let mut after = storage_a.list("").await.unwrap();
+    after.sort();
+    assert_eq!(before, after, "job b wrote into job a's directory");
+    let storage_b = Storage::open(&root_b, &weir_crds::S3Spec::default())
+        .await
+        .unwrap();
+    let marker = Layout::new("local", "b").recovered(&from);
+    assert!(
+        storage_b.get(&marker).await.unwrap().is_some(),
+        "job b did not record its commit-phase recovery of {from} in its own directory"
+    );
 }

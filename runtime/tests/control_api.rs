@@ -343,3 +343,33 @@ fn the_binary_reads_the_operators_arguments_and_writes_its_outcome() {
     };
     assert!(error.contains("missing.yaml"), "{error}");
 }
+
+/// A control token that is set but blank (an empty Secret key) is not "no token": the binary
+/// refuses to start, naming the variable, instead of serving `/v1` to anyone. Mutation: read
+/// a blank variable as unset (as before) and the runtime starts with an open control API.
+#[test]
+fn a_blank_control_token_refuses_to_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let job = OrdersJob::new(
+        "blank-token",
+        format!("file://{}", tmp.path().join("chk").display()),
+        tmp.path().join("out"),
+    );
+    let file = tmp.path().join("job.yaml");
+    std::fs::write(&file, job.yaml()).unwrap();
+    let log = tmp.path().join("runtime.log");
+    for blank in ["", "   \n"] {
+        let mut child = common::spawn_runtime(
+            &file,
+            &["--control-addr", "127.0.0.1:0"],
+            &[("WEIR_CONTROL_TOKEN", blank)],
+            &log,
+        );
+        common::refused_fast(
+            "a runtime with a blank control token",
+            &log,
+            &["WEIR_CONTROL_TOKEN is set but blank"],
+            || child.wait().unwrap(),
+        );
+    }
+}

@@ -112,7 +112,7 @@ async fn once_a_successor_claims_its_generation_the_zombie_completes_no_checkpoi
         }
     }
     // A restore now follows the successor's lineage.
-    let newest = restore::newest(&storage, &layout, &job_id)
+    let newest = restore::newest(&storage, &layout, &job_id, false)
         .await
         .unwrap()
         .unwrap();

@@ -404,6 +404,140 @@ fn a_stopped_coordinator_completes_nothing_once_its_successor_started() {
     });
 }
 
+/// A zombie that completes a checkpoint after its successor began: A checks its generation
+/// for checkpoint 3 and stops (SIGSTOP) before writing `_metadata`. B starts from checkpoint 2,
+/// cleans up what A's sinks prepared for 3, and is killed before its own checkpoint 3. A goes
+/// on and writes `_metadata` of 3 (B never did), then finds itself fenced and commits nothing.
+/// C must pass over A's checkpoint 3 (never committed, its sinks' work undone) and restore 2;
+/// the output equals the oracle. Mutation: restore the newest checkpoint whoever wrote it
+/// (drop `fencing::zombie` from `restore::newest`) and C restores A's 3.
+#[test]
+fn a_checkpoint_a_zombie_completes_after_its_successor_began_is_never_restored() {
+    let Some(ep) = s3_endpoint("pods_zombie_metadata") else {
+        return;
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let bucket = rt.block_on(fresh_bucket(&ep, "zombie-metadata"));
+    let tmp = tempfile::tempdir().unwrap();
+    let mut job = OrdersJob::new(
+        "zombie-metadata",
+        format!("s3://{bucket}/chk"),
+        tmp.path().join("out"),
+    );
+    job.s3_endpoint = Some(ep);
+    job.parallelism = 2;
+    job.count = 120_000;
+    job.rate = Some(20_000);
+    job.interval_ms = 200;
+    job.retained = 100;
+    let file = job.write(tmp.path());
+    let (log_a, log_b, log_c) = (
+        tmp.path().join("a.log"),
+        tmp.path().join("b.log"),
+        tmp.path().join("c.log"),
+    );
+    let env =
+        |var: &'static str, at: &'static str| move |_: u32| vec![(var.to_string(), at.to_string())];
+    let mut a = Incarnation::start(
+        &file,
+        1,
+        &[],
+        &env("WEIR_PAUSE_AT", "metadata-write:3"),
+        &log_a,
+    );
+    let a0 = a.pods[0].id();
+    let t = Instant::now();
+    while process_state(a0) != Some('T') {
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "A never paused\n{}",
+            log_tail(&log_a)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut b = Incarnation::start(
+        &file,
+        1,
+        &[],
+        &env("WEIR_CRASH_AT", "before-metadata:1"),
+        &log_b,
+    );
+    let b_status = common::wait_exit_within(&mut b.pods[0], Duration::from_secs(60));
+    assert_eq!(
+        b_status.and_then(|s| s.signal()),
+        Some(9),
+        "B was not killed at its first checkpoint\n{}",
+        log_tail(&log_b)
+    );
+    assert!(
+        std::fs::read_to_string(&log_b)
+            .unwrap()
+            .contains("checkpoint=2"),
+        "B did not restore checkpoint 2\n{}",
+        log_tail(&log_b)
+    );
+    signal(a0, "CONT");
+    let a_status = common::wait_exit_within(&mut a.pods[0], Duration::from_secs(60));
+    assert!(
+        matches!(a_status, Some(s) if !s.success()),
+        "A should fail once fenced: {a_status:?}\n{}",
+        log_tail(&log_a)
+    );
+    let a_text = std::fs::read_to_string(&log_a).unwrap();
+    let after = a_text
+        .split("WEIR_PAUSE_AT: continued")
+        .nth(1)
+        .unwrap_or_default();
+    assert_eq!(
+        after.matches("checkpoint completed").count(),
+        0,
+        "{}",
+        log_tail(&log_a)
+    );
+    // A's `_metadata` of checkpoint 3 is in storage, written by A's generation.
+    let (storage, layout) = rt.block_on(async {
+        let storage = weir_runtime::storage::Storage::open(
+            &job.storage,
+            &weir_crds::S3Spec {
+                endpoint: job.s3_endpoint.clone(),
+                region: Some("us-east-1".into()),
+                path_style: Some(true),
+                ca_pem_env: None,
+            },
+        )
+        .await
+        .unwrap();
+        let layout = weir_runtime::checkpoint::layout::Layout::new("local", &job.name);
+        (storage, layout)
+    });
+    let job_id = a_text
+        .split("job_id=")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap()
+        .to_string();
+    let meta = rt
+        .block_on(
+            storage.get(&weir_runtime::checkpoint::layout::Layout::metadata_in(
+                &layout.checkpoint_dir(&job_id, weir_runtime::ids::CheckpointId(3)),
+            )),
+        )
+        .unwrap()
+        .expect("A wrote _metadata of checkpoint 3 after B began");
+    let meta = weir_runtime::checkpoint::metadata::decode_metadata(&meta).unwrap();
+    assert_eq!(meta.generation, 1, "checkpoint 3 is A's");
+
+    let mut c = Incarnation::start(&file, 1, &[], &|_| Vec::new(), &log_c);
+    c.all_succeed(Duration::from_secs(120), &log_c, "C");
+    let c_text = std::fs::read_to_string(&log_c).unwrap();
+    assert!(
+        c_text.contains("passing over a checkpoint a fenced incarnation completed"),
+        "C did not pass over A's checkpoint 3\n{}",
+        log_tail(&log_c)
+    );
+    assert_matches_oracle(&job, "after a zombie's late checkpoint");
+}
+
 /// Stop with a savepoint through pod 0's control API; the savepoint's URI.
 fn stop_with_savepoint(child: &mut Child, control: &str, log: &Path) -> String {
     let rt = tokio::runtime::Runtime::new().unwrap();

@@ -88,6 +88,10 @@ pub struct RuntimeArgs {
     pub start: Option<Start>,
     /// Start even if the checkpoint holds state of operators the job no longer has.
     pub allow_non_restored_state: bool,
+    /// When the newest completed checkpoint cannot be read, restore the newest older one that
+    /// can. Off by default: sinks may already have committed the newest one's output, which
+    /// an older checkpoint repeats, so this is the user's explicit choice.
+    pub skip_unreadable_checkpoints: bool,
     /// Where the control API listens; `None`: no control API.
     pub control_addr: Option<SocketAddr>,
     /// Storage namespace.
@@ -146,6 +150,7 @@ impl RuntimeArgs {
             restore_from: None,
             start: None,
             allow_non_restored_state: false,
+            skip_unreadable_checkpoints: false,
             control_addr: Some(DEFAULT_CONTROL_ADDR),
             namespace: DEFAULT_NAMESPACE.to_string(),
             pods: PodArgs::default(),
@@ -179,6 +184,9 @@ impl RuntimeArgs {
         }
         if self.allow_non_restored_state {
             flag("allow-non-restored-state", None);
+        }
+        if self.skip_unreadable_checkpoints {
+            flag("skip-unreadable-checkpoints", None);
         }
         flag(
             "control-addr",
@@ -275,6 +283,12 @@ struct RunFlags {
     /// Start even if the checkpoint holds state of operators the job no longer has.
     #[arg(long)]
     allow_non_restored_state: bool,
+    /// When the newest completed checkpoint cannot be read (corrupt or missing files), restore
+    /// the newest older one that can. Without it the runtime refuses to start, naming the
+    /// checkpoint: sinks may have committed its output already, and an older checkpoint
+    /// writes that output again.
+    #[arg(long)]
+    skip_unreadable_checkpoints: bool,
     /// Control API address (`none` to disable).
     #[arg(long, default_value_t = ControlAddr(Some(DEFAULT_CONTROL_ADDR)), env = "WEIR_CONTROL_ADDR")]
     control_addr: ControlAddr,
@@ -312,6 +326,7 @@ impl From<RunFlags> for RuntimeArgs {
                 from: f.start_from,
             }),
             allow_non_restored_state: f.allow_non_restored_state,
+            skip_unreadable_checkpoints: f.skip_unreadable_checkpoints,
             control_addr: f.control_addr.0,
             namespace: f.namespace,
             pods: PodArgs {
@@ -340,6 +355,7 @@ impl From<RuntimeArgs> for RunFlags {
             start_empty,
             start_id,
             allow_non_restored_state: a.allow_non_restored_state,
+            skip_unreadable_checkpoints: a.skip_unreadable_checkpoints,
             control_addr: ControlAddr(a.control_addr),
             namespace: a.namespace,
             pods: a.pods.count,

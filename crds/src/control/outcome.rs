@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 /// container's termination message file, which Kubernetes copies into the pod's status.
 pub const TERMINATION_LOG_ENV: &str = "WEIR_TERMINATION_LOG";
 
-/// The termination message: `{"outcome":"stopped","savepoint":…}`, `{"outcome":"finished"}` or
-/// `{"outcome":"failed","error":…}`.
+/// The termination message: `{"outcome":"stopped","savepoint":…}`, `{"outcome":"finished"}`,
+/// `{"outcome":"failed","error":…}` or `{"outcome":"refused","error":…}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "outcome", rename_all = "lowercase")]
 pub enum Outcome {
@@ -22,6 +22,13 @@ pub enum Outcome {
     /// The job failed.
     Failed {
         /// The runtime's error.
+        error: String,
+    },
+    /// The runtime refused to start because starting again cannot help: a decision of the
+    /// user's is needed (the newest checkpoint cannot be read, and restoring an older one
+    /// would repeat output sinks may have committed). Not retried.
+    Refused {
+        /// What the user must decide, and how.
         error: String,
     },
 }

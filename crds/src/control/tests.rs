@@ -153,6 +153,7 @@ fn every_command_line_parses_back_into_itself() {
             from: Some("s3://b/sp-1".into()),
         }),
         allow_non_restored_state: true,
+        skip_unreadable_checkpoints: true,
         control_addr: Some("0.0.0.0:8081".parse().unwrap()),
         namespace: "shop".into(),
         pods: PodArgs {

@@ -9,6 +9,7 @@
 
 mod clickhouse;
 mod datagen;
+pub mod expr_limits;
 mod file;
 mod kafka;
 mod source;

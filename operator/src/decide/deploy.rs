@@ -160,9 +160,13 @@ pub(crate) fn while_failed(f: &Facts<'_>, s: &mut Step) {
     s.st.restarts.last_failure_at = None;
     s.st.observed_restart_nonce = f.job.spec.restart_nonce;
     s.st.last_reconciled_spec = Some(spec_json(&f.target));
-    s.event(
-        Reason::Deploying,
-        "redeploying after Failed: spec or restartNonce changed",
-    );
+    let mut message = "redeploying after Failed: spec or restartNonce changed".to_string();
+    if f.target.checkpoint.skip_unreadable {
+        message.push_str(
+            "; checkpoint.skipUnreadable is set: an unreadable newest checkpoint is passed over \
+             for an older one, and output committed after that one may be written again",
+        );
+    }
+    s.event(Reason::Deploying, message);
     create_pod(f, s);
 }

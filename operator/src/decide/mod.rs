@@ -508,6 +508,40 @@ fn choose(f: &Facts<'_>, s: &mut Step) {
     restart::supervise(f, s);
 }
 
+/// A job whose spec cannot be read (`crate::watched`) and whose pods run no spec this
+/// operator deployed: nothing is deployed, `Ready` says why naming the field (an event the
+/// first time), and a deletion only removes the finalizer (there is no state to save).
+/// A job with a deployed spec is decided by [`decide`] with that spec instead.
+#[must_use]
+pub fn unreadable(
+    status: &StreamJobStatus,
+    error: &weir_crds::validate::FieldError,
+    deleting: bool,
+    now: Timestamp,
+) -> Decision {
+    let mut s = Step {
+        st: status.clone(),
+        actions: Vec::new(),
+        events: Vec::new(),
+        requeue: POLL,
+    };
+    if deleting {
+        s.actions.push(Action::RemoveFinalizer);
+    } else {
+        let message = format!("{}: {}", error.path, error.message);
+        if lifecycle::mark_invalid(&mut s.st, &message) {
+            s.event(Reason::InvalidSpec, format!("not deployed: {message}"));
+        }
+        lifecycle::set_conditions(&mut s.st, now);
+    }
+    Decision {
+        status: s.st,
+        actions: s.actions,
+        events: s.events,
+        requeue: s.requeue,
+    }
+}
+
 /// Field errors from the spec itself and from the cluster.
 fn problems(f: &Facts<'_>) -> Vec<(String, String)> {
     let mut p: Vec<(String, String)> = f

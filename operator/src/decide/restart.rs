@@ -26,6 +26,9 @@ pub fn describe_failure(p: &PodView) -> String {
     let mut s = format!("pod {}", p.name);
     match (&p.outcome, &p.reason) {
         (Some(RuntimeOutcome::Failed { error }), _) => s.push_str(&format!(" failed: {error}")),
+        (Some(RuntimeOutcome::Refused { error }), _) => {
+            s.push_str(&format!(" refused to start: {error}"));
+        }
         (_, Some(r)) => s.push_str(&format!(" {r}")),
         _ => s.push_str(&format!(" {:?}", p.phase).to_lowercase()),
     }
@@ -69,6 +72,8 @@ enum PodHealth {
     Finished,
     /// Failed or vanished, in one line.
     Failed(String),
+    /// The runtime refused to start: restarting it cannot help until the user decides.
+    Refused(String),
 }
 
 /// Restarts left in the window.
@@ -199,6 +204,12 @@ fn pod_health(f: &Facts<'_>, st: &weir_crds::StreamJobStatus) -> PodHealth {
         .filter(|p| matches!(p.phase, PodPhase::Failed | PodPhase::Unknown))
         .min_by_key(|p| (p.outcome.is_some(), p.index))
     {
+        if let Some(r) = pods
+            .iter()
+            .find(|p| matches!(p.outcome, Some(RuntimeOutcome::Refused { .. })))
+        {
+            return PodHealth::Refused(describe_failure(r));
+        }
         return PodHealth::Failed(describe_failure(p));
     }
     if let Some(p) = f.coordinator(st)
@@ -237,6 +248,16 @@ pub(crate) fn heal(f: &Facts<'_>, s: &mut Step) -> Heal {
             return Heal::Handled;
         }
         PodHealth::Failed(why) => why,
+        PodHealth::Refused(why) => {
+            // Not retried and not counted: the same start would be refused the same way. A
+            // spec change (e.g. `checkpoint.skipUnreadable`) or `restartNonce` brings it back.
+            s.st.lifecycle_state = LifecycleState::Failed;
+            s.st.operation = None;
+            s.st.restarts.last_failure_at = Some(f.now_time());
+            s.st.restarts.last_reason = Some(why.clone());
+            s.event(Reason::NeedsDecision, why);
+            return Heal::Handled;
+        }
     };
     let started = s.st.incarnation_started_at.as_ref().map(|t| t.0);
     let recorded =

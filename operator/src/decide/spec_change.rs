@@ -1,7 +1,12 @@
 //! Classifying a spec change: each field has a class and a change is the largest class among
 //! the fields that differ (as the Flink operator tags spec fields with a diff type).
+//!
+//! Every field of [`StreamJobSpec`] and of its checkpoint block is named below, in patterns
+//! without `..`: a field added to the spec does not compile until it is given a class here,
+//! so no change can be ignored by omission (a pod template edit once waited, unseen, for the
+//! next crash to take effect).
 
-use weir_crds::StreamJobSpec;
+use weir_crds::{JobCheckpointSpec, StreamJobSpec};
 
 /// How much a spec change needs. Ordered: the maximum over changed fields wins.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -9,94 +14,166 @@ pub enum SpecChange {
     /// Nothing for the pods to do (nonces, policies the operator reads, `upgradeMode`).
     Ignore,
     /// The pods restart from their newest checkpoint whatever the upgrade mode: state stays
-    /// compatible (resources, Secrets, checkpoint timing).
+    /// compatible (resources, Secrets, checkpoint timing, the pod template, logging).
     Restart,
     /// The job changes (pipeline, parallelism, pods, image, storage): it goes through
     /// `upgradeMode`.
     Upgrade,
 }
 
+/// The changed fields with their classes, in spec order.
+struct Changes(Vec<(SpecChange, &'static str)>);
+
+impl Changes {
+    /// Records `name` when it changed and the pods must do something about it.
+    fn field<T: PartialEq>(&mut self, name: &'static str, old: &T, new: &T, class: SpecChange) {
+        if old != new && class != SpecChange::Ignore {
+            self.0.push((class, name));
+        }
+    }
+}
+
 /// The class of the change from `old` to `new`, and the names of the fields that decided it.
 /// Performs no I/O.
 #[must_use]
 pub fn classify(old: &StreamJobSpec, new: &StreamJobSpec) -> (SpecChange, Vec<&'static str>) {
-    let mut fields: Vec<(SpecChange, &'static str)> = Vec::new();
-    let mut check = |changed: bool, class, name| {
-        if changed {
-            fields.push((class, name));
-        }
-    };
-    let (o, n) = (old, new);
-    let (oc, nc) = (&o.checkpoint, &n.checkpoint);
-    check(o.image != n.image, SpecChange::Upgrade, "image");
-    check(
-        o.parallelism != n.parallelism,
-        SpecChange::Upgrade,
-        "parallelism",
-    );
+    use SpecChange::{Ignore, Restart, Upgrade};
+    let StreamJobSpec {
+        image,
+        parallelism,
+        pods,
+        max_parallelism,
+        state,
+        upgrade_mode,
+        restart_nonce,
+        savepoint_trigger_nonce,
+        initial_savepoint_path,
+        allow_non_restored_state,
+        savepoint_on_delete,
+        checkpoint,
+        savepoint,
+        restart,
+        upgrade,
+        resources,
+        service_account_name,
+        image_pull_secrets,
+        logging,
+        pod_template,
+        secret_env,
+        pipeline,
+    } = old;
+    let mut c = Changes(Vec::new());
+    c.field("image", image, &new.image, Upgrade);
+    c.field("parallelism", parallelism, &new.parallelism, Upgrade);
     // A rescale like `parallelism`: the pods stop (with a savepoint in `savepoint` mode) and
     // every pod of the new layout restores its slice of the key groups from it.
-    check(o.pods != n.pods, SpecChange::Upgrade, "pods");
-    check(
-        o.max_parallelism != n.max_parallelism,
-        SpecChange::Upgrade,
+    c.field("pods", pods, &new.pods, Upgrade);
+    c.field(
         "maxParallelism",
+        max_parallelism,
+        &new.max_parallelism,
+        Upgrade,
     );
-    check(o.pipeline != n.pipeline, SpecChange::Upgrade, "pipeline");
-    check(
-        o.allow_non_restored_state != n.allow_non_restored_state,
-        SpecChange::Upgrade,
+    // Read by the operator, not the pods.
+    c.field("state", state, &new.state, Ignore);
+    c.field("upgradeMode", upgrade_mode, &new.upgrade_mode, Ignore);
+    c.field("restartNonce", restart_nonce, &new.restart_nonce, Ignore);
+    c.field(
+        "savepointTriggerNonce",
+        savepoint_trigger_nonce,
+        &new.savepoint_trigger_nonce,
+        Ignore,
+    );
+    // Used on the first deploy only.
+    c.field(
+        "initialSavepointPath",
+        initial_savepoint_path,
+        &new.initial_savepoint_path,
+        Ignore,
+    );
+    c.field(
         "allowNonRestoredState",
+        allow_non_restored_state,
+        &new.allow_non_restored_state,
+        Upgrade,
     );
-    check(
-        oc.storage != nc.storage,
-        SpecChange::Upgrade,
-        "checkpoint.storage",
+    c.field(
+        "savepointOnDelete",
+        savepoint_on_delete,
+        &new.savepoint_on_delete,
+        Ignore,
     );
-    check(oc.s3 != nc.s3, SpecChange::Upgrade, "checkpoint.s3");
-    check(
-        oc.exactly_once != nc.exactly_once,
-        SpecChange::Upgrade,
-        "checkpoint.exactlyOnce",
+    checkpoint_fields(&mut c, checkpoint, &new.checkpoint);
+    c.field("savepoint", savepoint, &new.savepoint, Ignore);
+    c.field("restart", restart, &new.restart, Ignore);
+    c.field("upgrade", upgrade, &new.upgrade, Ignore);
+    c.field("resources", resources, &new.resources, Restart);
+    // What the pods are made of: each lands in a new pod, so the pods restart now instead of
+    // picking the change up at the next crash.
+    c.field(
+        "serviceAccountName",
+        service_account_name,
+        &new.service_account_name,
+        Restart,
     );
-    check(o.resources != n.resources, SpecChange::Restart, "resources");
-    check(
-        o.secret_env != n.secret_env,
-        SpecChange::Restart,
-        "secretEnv",
+    c.field(
+        "imagePullSecrets",
+        image_pull_secrets,
+        &new.image_pull_secrets,
+        Restart,
     );
-    check(
-        oc.interval != nc.interval,
-        SpecChange::Restart,
-        "checkpoint.interval",
-    );
-    check(
-        oc.timeout != nc.timeout,
-        SpecChange::Restart,
-        "checkpoint.timeout",
-    );
-    check(
-        oc.min_pause != nc.min_pause,
-        SpecChange::Restart,
-        "checkpoint.minPause",
-    );
-    check(
-        oc.retained != nc.retained,
-        SpecChange::Restart,
-        "checkpoint.retained",
-    );
-    // Read by the operator, not the pods: state, upgradeMode, nonces, initialSavepointPath
-    // (first deploy only), savepointOnDelete, savepoint, restart and upgrade policies,
-    // checkpoint.progressTimeout.
-    let class = fields
-        .iter()
-        .map(|(c, _)| *c)
-        .max()
-        .unwrap_or(SpecChange::Ignore);
-    let names = fields
-        .into_iter()
-        .filter(|(c, _)| *c == class)
-        .map(|(_, n)| n)
-        .collect();
+    c.field("logging", logging, &new.logging, Restart);
+    c.field("podTemplate", pod_template, &new.pod_template, Restart);
+    c.field("secretEnv", secret_env, &new.secret_env, Restart);
+    c.field("pipeline", pipeline, &new.pipeline, Upgrade);
+
+    let class = c.0.iter().map(|(c, _)| *c).max().unwrap_or(Ignore);
+    let names =
+        c.0.into_iter()
+            .filter(|(c, _)| *c == class)
+            .map(|(_, n)| n)
+            .collect();
     (class, names)
+}
+
+fn checkpoint_fields(c: &mut Changes, old: &JobCheckpointSpec, new: &JobCheckpointSpec) {
+    use SpecChange::{Ignore, Restart, Upgrade};
+    let JobCheckpointSpec {
+        interval,
+        timeout,
+        min_pause,
+        storage,
+        retained,
+        s3,
+        exactly_once,
+        progress_timeout,
+        skip_unreadable,
+    } = old;
+    c.field("checkpoint.interval", interval, &new.interval, Restart);
+    c.field("checkpoint.timeout", timeout, &new.timeout, Restart);
+    c.field("checkpoint.minPause", min_pause, &new.min_pause, Restart);
+    c.field("checkpoint.storage", storage, &new.storage, Upgrade);
+    c.field("checkpoint.retained", retained, &new.retained, Restart);
+    c.field("checkpoint.s3", s3, &new.s3, Upgrade);
+    c.field(
+        "checkpoint.exactlyOnce",
+        exactly_once,
+        &new.exactly_once,
+        Upgrade,
+    );
+    // Read by the operator (when to restart a job that makes no progress).
+    c.field(
+        "checkpoint.progressTimeout",
+        progress_timeout,
+        &new.progress_timeout,
+        Ignore,
+    );
+    // Passed to the pods at their next start: restart them so it takes effect (and the
+    // event records the user's choice).
+    c.field(
+        "checkpoint.skipUnreadable",
+        skip_unreadable,
+        &new.skip_unreadable,
+        Restart,
+    );
 }

@@ -316,6 +316,9 @@ impl Coordinator {
         let bytes = encode_metadata(&meta).map_err(|e| Error::internal(e.to_string()))?;
         crate::fault::point("before-metadata", id);
         fencing::ensure_current(&self.up.storage, &self.up.layout, self.up.generation).await?;
+        // The window a zombie slips through: checked, then paused, then writing `_metadata`
+        // after its successor began (see `fencing`).
+        crate::fault::point("metadata-write", id);
         let dir = self.up.layout.checkpoint_dir(&self.up.job_id, id);
         if !self
             .up

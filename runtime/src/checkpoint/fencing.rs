@@ -12,6 +12,14 @@
 //! consistent with whatever the zombie committed. Claims use create-only objects rather than
 //! `If-Match` on one object, so storage needs a single conditional primitive.
 //!
+//! If the successor has not reached `n` yet, the zombie's `_metadata` for `n` is created, but
+//! the zombie never commits it (it checks its generation again after the write and is
+//! fenced), and the successor has already aborted or cleaned up what that checkpoint's sinks
+//! prepared. Such a checkpoint must never be restored. So each incarnation records, after it
+//! listed the lineage and before its sinks touch anything, the first checkpoint id it will
+//! use ([`record_first`]); a checkpoint at or above a generation's first id, written by an
+//! older generation, is a zombie's ([`zombie`]) and restore passes over it.
+//!
 //! # Assumptions
 //! Storage gives read-after-write consistency and atomic conditional create; this is probed at
 //! start for exactly-once jobs and the job is refused when missing.
@@ -21,6 +29,7 @@ use serde::{Deserialize, Serialize};
 
 use super::layout::Layout;
 use crate::error::{Error, Result};
+use crate::ids::CheckpointId;
 use crate::storage::Storage;
 
 /// Contents of a generation claim.
@@ -100,6 +109,47 @@ pub async fn claim(
             "another incarnation claimed this generation first; retrying"
         );
     }
+}
+
+/// Records that generation `g` takes checkpoint ids from `first` on. Written after the lineage
+/// was listed and before any sink recovers, aborts or fences anything.
+///
+/// # Errors
+/// Storage errors.
+pub async fn record_first(
+    storage: &Storage,
+    layout: &Layout,
+    g: u64,
+    first: CheckpointId,
+) -> Result<()> {
+    storage
+        .put(&layout.generation_first(g, first), Bytes::new())
+        .await?;
+    Ok(())
+}
+
+/// Every generation's recorded first checkpoint id.
+///
+/// # Errors
+/// Storage errors.
+pub async fn firsts(storage: &Storage, layout: &Layout) -> Result<Vec<(u64, CheckpointId)>> {
+    Ok(storage
+        .list(&layout.generations())
+        .await?
+        .iter()
+        .filter_map(|k| Layout::parse_generation_first(k))
+        .collect())
+}
+
+/// The newer generation that had begun at or below checkpoint `id` when generation `by`
+/// completed it: then `by` was a zombie, never committed it, and its sinks' work was undone.
+#[must_use]
+pub fn zombie(firsts: &[(u64, CheckpointId)], id: CheckpointId, by: u64) -> Option<u64> {
+    firsts
+        .iter()
+        .filter(|(g, first)| *g > by && *first <= id)
+        .map(|(g, _)| *g)
+        .min()
 }
 
 /// Fail with [`Error::Fenced`] when a successor has claimed a newer generation.

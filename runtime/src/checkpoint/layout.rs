@@ -2,10 +2,14 @@
 //!
 //! ```text
 //! <root>/<namespace>/<job>/_generations/gen-<g>          generation claims (fencing)
+//! <root>/<namespace>/<job>/_generations/gen-<g>.first-<n> generation g's first checkpoint
 //! <root>/<namespace>/<job>/<jobId>/chk-<n>/_metadata     commit point of checkpoint n
 //! <root>/<namespace>/<job>/<jobId>/chk-<n>/<task>-g<g>.state
 //! <root>/<namespace>/<job>/savepoints/sp-<n>-<jobId>/    self-contained copy
-//! <checkpoint or savepoint dir>/_sinks_committed          commit-phase recovery done
+//! <root>/<namespace>/<job>/_recovered/<hash of URI>       commit-phase recovery of a restored
+//!                                                          checkpoint or savepoint done
+//! <checkpoint or savepoint dir>/_sinks_committed          the same, as versions before 0.1
+//!                                                          wrote it (read, never written)
 //! <root>/<namespace>/<job>/_probe/<id>                    conditional-create probe
 //! ```
 //!
@@ -18,11 +22,11 @@ use crate::ids::{CheckpointId, TaskId};
 /// File name of a checkpoint's commit record.
 pub const METADATA: &str = "_metadata";
 
-/// Name of the marker written into a restored checkpoint once every sink has finished its
-/// commit-phase recovery. A later restore from the same checkpoint skips that step: the
-/// transactions are committed for good, and brokers answer a repeated `EndTxn` for a
-/// transaction whose id was fenced since with an error (or, the local test broker, by
-/// closing the connection) rather than success.
+/// Name of the marker earlier versions wrote into a restored checkpoint once every sink had
+/// finished its commit-phase recovery; still read, so their restores are not redone. Now the
+/// marker lives in the restoring job's own directory ([`Layout::recovered`]): a job started
+/// from another job's savepoint must not write into that job's directory or change how that
+/// job recovers.
 pub const SINKS_COMMITTED: &str = "_sinks_committed";
 
 /// Paths of one job within a storage root.
@@ -56,6 +60,24 @@ impl Layout {
     #[must_use]
     pub fn parse_generation(key: &str) -> Option<u64> {
         key.rsplit('/').next()?.strip_prefix("gen-")?.parse().ok()
+    }
+
+    /// Empty marker that generation `g` takes checkpoint ids from `first` on (the number is in
+    /// the name, so one listing of [`Self::generations`] reads every generation's).
+    #[must_use]
+    pub fn generation_first(&self, g: u64, first: CheckpointId) -> String {
+        format!("{}/_generations/gen-{g:020}.first-{}", self.base, first.0)
+    }
+
+    /// `(generation, first checkpoint id)` from a key made by [`Self::generation_first`].
+    #[must_use]
+    pub fn parse_generation_first(key: &str) -> Option<(u64, CheckpointId)> {
+        let (g, first) = key
+            .rsplit('/')
+            .next()?
+            .strip_prefix("gen-")?
+            .split_once(".first-")?;
+        Some((g.parse().ok()?, CheckpointId(first.parse().ok()?)))
     }
 
     /// Prefix of all checkpoints of a lineage.
@@ -104,6 +126,17 @@ impl Layout {
         format!("{dir}{name}")
     }
 
+    /// Marker that every sink finished commit-phase recovery of the checkpoint or savepoint
+    /// at `restored_uri`. A later restore of it by this job skips that step: the
+    /// transactions are committed for good, and brokers answer a repeated `EndTxn` for a
+    /// transaction whose id was fenced since with an error rather than success.
+    #[must_use]
+    pub fn recovered(&self, restored_uri: &str) -> String {
+        let uri = restored_uri.trim_end_matches('/');
+        let hash = xxhash_rust::xxh3::xxh3_128(uri.as_bytes());
+        format!("{}/_recovered/{hash:032x}", self.base)
+    }
+
     /// Key of a conditional-create probe object.
     #[must_use]
     pub fn probe(&self, id: &str) -> String {
@@ -119,6 +152,12 @@ mod tests {
     fn paths_round_trip_through_their_parsers() {
         let l = Layout::new("ns", "job");
         assert_eq!(Layout::parse_generation(&l.generation(42)), Some(42));
+        let first = l.generation_first(42, CheckpointId(7));
+        assert_eq!(Layout::parse_generation(&first), None);
+        assert_eq!(
+            Layout::parse_generation_first(&first),
+            Some((42, CheckpointId(7)))
+        );
         let meta = format!("{}{METADATA}", l.checkpoint_dir("abc", CheckpointId(7)));
         assert_eq!(meta, "ns/job/abc/chk-7/_metadata");
         assert_eq!(

@@ -1,8 +1,10 @@
 //! Finding and loading the checkpoint to restore from.
 //!
-//! With no explicit path, the newest *valid* completed checkpoint of the current lineage wins:
-//! each candidate's `_metadata` and every state file it names are checked against their
-//! CRCs, and a corrupt one is reported (naming the file) and skipped for the one before it.
+//! With no explicit path, the newest completed checkpoint of the current lineage wins: its
+//! `_metadata` and every state file it names are checked against their CRCs. One that does not
+//! verify is reported naming the file, and the start is refused: sinks may have committed its
+//! output, which an older checkpoint would write again. Skipping to the one before is the
+//! user's explicit choice (`--skip-unreadable-checkpoints`).
 //! Redistribution at another parallelism is pure: source splits go to `split % parallelism`,
 //! keyed state to the subtask owning each key group.
 
@@ -169,14 +171,23 @@ pub async fn list(
     Ok(dirs)
 }
 
-/// The newest completed checkpoint of `job_id` that verifies, skipping (and logging) corrupt
-/// ones. `Ok(None)` when the lineage has no completed checkpoint.
+/// The newest completed checkpoint of `job_id`; `Ok(None)` when the lineage has none.
+///
+/// A completed checkpoint may have had its output committed by the sinks already, so when the
+/// newest one cannot be read, an older one is restored only when `skip_unreadable` (the
+/// user's explicit choice); each one skipped is logged naming the file and why.
 ///
 /// # Errors
-/// Storage errors (one corrupt checkpoint is not an error; an unreachable store is), and
-/// [`Error::Restore`] when completed checkpoints exist but every one is corrupt: starting
-/// empty then would replay input whose results sinks already committed.
-pub async fn newest(storage: &Storage, layout: &Layout, job_id: &str) -> Result<Option<Restored>> {
+/// Storage errors; [`Error::Unreadable`] when the newest completed checkpoint cannot be read
+/// and `skip_unreadable` is off, naming the checkpoint, the reason and the choice; and
+/// [`Error::Restore`] when every completed checkpoint is unreadable: starting empty then
+/// would replay input whose results sinks already committed.
+pub async fn newest(
+    storage: &Storage,
+    layout: &Layout,
+    job_id: &str,
+    skip_unreadable: bool,
+) -> Result<Option<Restored>> {
     let dirs = list(storage, layout, job_id).await?;
     let completed: Vec<CheckpointId> = dirs
         .iter()
@@ -184,11 +195,29 @@ pub async fn newest(storage: &Storage, layout: &Layout, job_id: &str) -> Result<
         .filter(|(_, done)| **done)
         .map(|(id, _)| *id)
         .collect();
+    let firsts = super::fencing::firsts(storage, layout).await?;
+    let mut skipped_unreadable = false;
     for id in &completed {
         match load(storage, &layout.checkpoint_dir(job_id, *id)).await {
-            Ok(r) => return Ok(Some(r)),
+            Ok(r) if super::fencing::zombie(&firsts, *id, r.metadata.generation).is_some() => {
+                let newer = super::fencing::zombie(&firsts, *id, r.metadata.generation);
+                tracing::warn!(checkpoint = %id, generation = r.metadata.generation, newer_generation = ?newer, "passing over a checkpoint a fenced incarnation completed after its successor began: it was never committed, and its sinks' work was undone");
+            }
+            Ok(r) => {
+                if skipped_unreadable {
+                    tracing::warn!(checkpoint = %id, "restoring an older checkpoint than the newest, as --skip-unreadable-checkpoints allows: output committed after it may be written again");
+                }
+                return Ok(Some(r));
+            }
+            Err(Error::Restore(msg)) if skip_unreadable => {
+                skipped_unreadable = true;
+                tracing::error!(checkpoint = %id, "{msg}; trying the previous checkpoint (--skip-unreadable-checkpoints)");
+            }
             Err(Error::Restore(msg)) => {
-                tracing::error!(checkpoint = %id, "{msg}; trying the previous checkpoint");
+                return Err(Error::Unreadable(format!(
+                    "the newest completed checkpoint, {id} ({}), cannot be read: {msg}. Its output may already be committed by the sinks, so restoring an older checkpoint could write it again; not restoring one without your say. Repair the file, or allow the older checkpoint with --skip-unreadable-checkpoints (StreamJob: spec.checkpoint.skipUnreadable: true)",
+                    storage.uri(&layout.checkpoint_dir(job_id, *id))
+                )));
             }
             Err(e) => return Err(e),
         }
@@ -213,23 +242,16 @@ pub async fn from_uri(uri: &str, s3: &weir_crds::S3Spec) -> Result<Restored> {
     load(&storage, "").await
 }
 
-/// Whether commit-phase recovery of the checkpoint at `uri` already completed.
+/// Whether commit-phase recovery of the checkpoint at `uri` completed under a version that
+/// recorded it inside the checkpoint (now it is recorded in the restoring job's directory,
+/// `Layout::recovered`). Only read.
 ///
 /// # Errors
 /// Storage errors.
-pub async fn sinks_committed(uri: &str, s3: &weir_crds::S3Spec) -> Result<bool> {
+pub async fn sinks_committed_by_an_older_version(
+    uri: &str,
+    s3: &weir_crds::S3Spec,
+) -> Result<bool> {
     let storage = Storage::open(uri.trim_end_matches('/'), s3).await?;
     Ok(storage.get(SINKS_COMMITTED).await?.is_some())
-}
-
-/// Record that commit-phase recovery of the checkpoint at `uri` completed.
-///
-/// # Errors
-/// Storage errors.
-pub async fn mark_sinks_committed(uri: &str, s3: &weir_crds::S3Spec, by: &str) -> Result<()> {
-    let storage = Storage::open(uri.trim_end_matches('/'), s3).await?;
-    storage
-        .put(SINKS_COMMITTED, bytes::Bytes::from(by.to_string()))
-        .await?;
-    Ok(())
 }

@@ -12,7 +12,9 @@
 //!    choice and the claim; it cannot complete another now, so the newest one seen after the
 //!    claim is final.
 //! 5. The caller runs each sink's commit-phase recovery with [`Startup::committables_for`],
-//!    then [`Startup::sinks_recovered`] marks the checkpoint so a later restore skips it.
+//!    then [`Startup::sinks_recovered`] records that in this job's own directory, so a later
+//!    restore of the same checkpoint skips it. Nothing is ever written into the restored
+//!    checkpoint, which may be another job's.
 //!
 //! Sinks are the caller's: this module owns the protocol, not the connectors.
 
@@ -52,6 +54,8 @@ pub struct StartupInput<'a> {
     pub stateful_operators: Vec<String>,
     /// Drop state of operators the job no longer has instead of refusing to start.
     pub allow_non_restored_state: bool,
+    /// When the newest completed checkpoint cannot be read, restore an older one.
+    pub skip_unreadable_checkpoints: bool,
     /// `--restore-from`.
     pub restore_from: Option<&'a str>,
     /// `--start-from/--start-id`.
@@ -72,6 +76,8 @@ pub struct Startup {
     /// Whether the restored checkpoint's sink transactions were already finished by an
     /// earlier incarnation.
     sinks_done: bool,
+    /// Key (in this job's storage) of the marker recording that they are.
+    recovered_marker: Option<String>,
 }
 
 impl Startup {
@@ -101,10 +107,13 @@ impl Startup {
     ///
     /// # Errors
     /// Storage errors.
-    pub async fn sinks_recovered(&self, s3: &weir_crds::S3Spec) -> Result<()> {
-        match &self.restored {
-            Some(r) if !self.sinks_done => {
-                restore::mark_sinks_committed(&r.uri, s3, &writer()).await
+    pub async fn sinks_recovered(&self, storage: &Storage) -> Result<()> {
+        match &self.recovered_marker {
+            Some(key) if !self.sinks_done => {
+                storage
+                    .put(key, bytes::Bytes::from(writer().into_bytes()))
+                    .await?;
+                Ok(())
             }
             _ => Ok(()),
         }
@@ -176,7 +185,13 @@ pub async fn begin(
     let chosen = choice.restored.as_ref().map_or(0, |r| r.metadata.id.0);
     let restored = match choice.restored {
         _ if choice.continuing && highest_completed > chosen => {
-            let newer = restore::newest(storage, layout, &choice.job_id).await?;
+            let newer = restore::newest(
+                storage,
+                layout,
+                &choice.job_id,
+                input.skip_unreadable_checkpoints,
+            )
+            .await?;
             if let Some(n) = &newer {
                 tracing::warn!(checkpoint = %n.metadata.id, "a predecessor completed a newer checkpoint before this incarnation claimed its generation; restoring that one");
             }
@@ -191,9 +206,16 @@ pub async fn begin(
             .max(highest_completed)
             + 1,
     );
-    let sinks_done = match &restored {
-        Some(r) => restore::sinks_committed(&r.uri, input.s3).await?,
-        None => false,
+    // From here on, a checkpoint an older generation completes at or above `first_checkpoint`
+    // is a zombie's: say so before any sink undoes what such a checkpoint prepared.
+    fencing::record_first(storage, layout, claimed.generation, first_checkpoint).await?;
+    let recovered_marker = restored.as_ref().map(|r| layout.recovered(&r.uri));
+    let sinks_done = match (&restored, &recovered_marker) {
+        (Some(r), Some(marker)) => {
+            storage.get(marker).await?.is_some()
+                || restore::sinks_committed_by_an_older_version(&r.uri, input.s3).await?
+        }
+        _ => false,
     };
     if sinks_done {
         tracing::info!("sinks of the restored checkpoint were committed by an earlier restore");
@@ -204,6 +226,7 @@ pub async fn begin(
         generation: claimed.generation,
         first_checkpoint,
         sinks_done,
+        recovered_marker,
     })
 }
 
@@ -256,7 +279,14 @@ async fn choose(storage: &Storage, layout: &Layout, input: &StartupInput<'_>) ->
         start_id: prev.start_id.clone(),
         continuing: true,
     };
-    if let Some(r) = restore::newest(storage, layout, &prev.job_id).await? {
+    if let Some(r) = restore::newest(
+        storage,
+        layout,
+        &prev.job_id,
+        input.skip_unreadable_checkpoints,
+    )
+    .await?
+    {
         return Ok(continue_with(Some(r)));
     }
     if let Some(uri) = &prev.restored_from {

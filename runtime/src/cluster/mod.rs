@@ -38,8 +38,8 @@ use std::net::SocketAddr;
 use crate::error::{Error, Result};
 use crate::keys::{key_group_range, subtask_of};
 
-/// This process's place in a multi-pod job.
-#[derive(Debug, Clone)]
+/// This process's place in a multi-pod job. Its `Debug` leaves the token out.
+#[derive(Clone)]
 pub struct Pods {
     /// This pod.
     pub index: u32,
@@ -53,6 +53,19 @@ pub struct Pods {
     pub token: String,
     /// Names this start of the pods; links from another incarnation are refused.
     pub incarnation: String,
+}
+
+impl std::fmt::Debug for Pods {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pods")
+            .field("index", &self.index)
+            .field("count", &self.count)
+            .field("peers", &self.peers)
+            .field("listen", &self.listen)
+            .field("token", &"<redacted>")
+            .field("incarnation", &self.incarnation)
+            .finish()
+    }
 }
 
 impl Pods {
@@ -82,7 +95,7 @@ impl Pods {
                 self.count
             ));
         }
-        if self.token.len() < 16 {
+        if self.token.trim().len() < 16 {
             return bad(format!(
                 "{} must hold at least 16 characters: pods authenticate each other with it",
                 weir_crds::control::EXCHANGE_TOKEN_ENV
@@ -182,15 +195,24 @@ mod tests {
             )
             .contains("--peers")
         );
-        assert!(
-            msg(
-                Pods {
-                    token: "short".into(),
-                    ..ok
-                },
-                4
-            )
-            .contains("WEIR_EXCHANGE_TOKEN")
-        );
+        for token in [
+            "short",
+            "                    ",
+            "\n\t \n\t \n\t \n\t \n\t \n\t ",
+        ] {
+            assert!(
+                msg(
+                    Pods {
+                        token: token.into(),
+                        ..ok.clone()
+                    },
+                    4
+                )
+                .contains("WEIR_EXCHANGE_TOKEN"),
+                "{token:?} was taken for a token"
+            );
+        }
+        let shown = format!("{ok:?}");
+        assert!(!shown.contains(&ok.token), "Debug shows the token: {shown}");
     }
 }

@@ -1,6 +1,12 @@
 //! `file://` storage. Conditional create is a hard link of a fully written temporary file:
 //! `link` fails when the target exists, so readers never see a partial object and exactly one
 //! of two racing writers wins.
+//!
+//! A write is acknowledged only once it would survive a power cut: the file's data is synced
+//! before it is renamed or linked into place, then every directory from its own up to the
+//! root, so the new name (and a checkpoint directory made for it) is on disk too. Without the
+//! directory syncs a `_metadata` acknowledged as the commit point could vanish on a crash of
+//! the machine while its sinks' transactions were committed.
 
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
@@ -66,7 +72,25 @@ impl FileStore {
         let path = self.path(key);
         tokio::fs::rename(&tmp, &path)
             .await
-            .map_err(io("rename", &path))
+            .map_err(io("rename", &path))?;
+        self.sync_dirs(&path).await
+    }
+
+    /// Syncs each directory from `path`'s own up to the root: their entries for the new name
+    /// and for directories `create_dir_all` made are then durable.
+    async fn sync_dirs(&self, path: &Path) -> Result<()> {
+        let mut dir = path.parent();
+        while let Some(d) = dir {
+            let handle = tokio::fs::File::open(d)
+                .await
+                .map_err(io("open directory", d))?;
+            handle.sync_all().await.map_err(io("sync directory", d))?;
+            if d == self.root || !d.starts_with(&self.root) {
+                break;
+            }
+            dir = d.parent();
+        }
+        Ok(())
     }
 
     pub(super) async fn put_if_absent(&self, key: &str, data: Bytes) -> Result<bool> {
@@ -75,7 +99,10 @@ impl FileStore {
         let linked = tokio::fs::hard_link(&tmp, &path).await;
         let _ = tokio::fs::remove_file(&tmp).await;
         match linked {
-            Ok(()) => Ok(true),
+            Ok(()) => {
+                self.sync_dirs(&path).await?;
+                Ok(true)
+            }
             Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(false),
             Err(e) => Err(io("link", &path)(e)),
         }

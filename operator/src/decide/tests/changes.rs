@@ -171,80 +171,248 @@ fn a_running_job_after_one_change() {
     ]);
 }
 
+/// One row per field of the spec (and of its checkpoint block): the field, an edit of it, and
+/// its class. `every_spec_field_has_a_row` holds the rows to the CRD's list of fields.
+type Edit = fn(&mut StreamJobSpec);
+const FIELD_ROWS: &[(&str, Edit, SpecChange)] = &[
+    ("image", |s| s.image = Some("x".into()), SpecChange::Upgrade),
+    ("parallelism", |s| s.parallelism = 5, SpecChange::Upgrade),
+    ("pods", |s| s.pods = 2, SpecChange::Upgrade),
+    (
+        "maxParallelism",
+        |s| s.max_parallelism = 64,
+        SpecChange::Upgrade,
+    ),
+    (
+        "state",
+        |s| s.state = DesiredState::Suspended,
+        SpecChange::Ignore,
+    ),
+    (
+        "upgradeMode",
+        |s| s.upgrade_mode = UpgradeMode::Stateless,
+        SpecChange::Ignore,
+    ),
+    ("restartNonce", |s| s.restart_nonce = 3, SpecChange::Ignore),
+    (
+        "savepointTriggerNonce",
+        |s| s.savepoint_trigger_nonce = 3,
+        SpecChange::Ignore,
+    ),
+    (
+        "initialSavepointPath",
+        |s| s.initial_savepoint_path = Some("s3://b/sp".into()),
+        SpecChange::Ignore,
+    ),
+    (
+        "allowNonRestoredState",
+        |s| s.allow_non_restored_state = true,
+        SpecChange::Upgrade,
+    ),
+    (
+        "savepointOnDelete",
+        |s| s.savepoint_on_delete = true,
+        SpecChange::Ignore,
+    ),
+    (
+        "checkpoint.interval",
+        |s| s.checkpoint.interval = "1m".parse().unwrap(),
+        SpecChange::Restart,
+    ),
+    (
+        "checkpoint.timeout",
+        |s| s.checkpoint.timeout = "20m".parse().unwrap(),
+        SpecChange::Restart,
+    ),
+    (
+        "checkpoint.minPause",
+        |s| s.checkpoint.min_pause = "5s".parse().unwrap(),
+        SpecChange::Restart,
+    ),
+    (
+        "checkpoint.storage",
+        |s| s.checkpoint.storage = "s3://other/weir".into(),
+        SpecChange::Upgrade,
+    ),
+    (
+        "checkpoint.retained",
+        |s| s.checkpoint.retained = 9,
+        SpecChange::Restart,
+    ),
+    (
+        "checkpoint.s3",
+        |s| s.checkpoint.s3.region = Some("eu-west-1".into()),
+        SpecChange::Upgrade,
+    ),
+    (
+        "checkpoint.exactlyOnce",
+        |s| s.checkpoint.exactly_once = !s.checkpoint.exactly_once,
+        SpecChange::Upgrade,
+    ),
+    (
+        "checkpoint.progressTimeout",
+        |s| s.checkpoint.progress_timeout = Some("1h".parse().unwrap()),
+        SpecChange::Ignore,
+    ),
+    (
+        "checkpoint.skipUnreadable",
+        |s| s.checkpoint.skip_unreadable = true,
+        SpecChange::Restart,
+    ),
+    (
+        "savepoint",
+        |s| s.savepoint.history_max_count = 5,
+        SpecChange::Ignore,
+    ),
+    (
+        "restart",
+        |s| s.restart.max_restarts = 1,
+        SpecChange::Ignore,
+    ),
+    ("upgrade", |s| s.upgrade.rollback = true, SpecChange::Ignore),
+    (
+        "resources",
+        |s| s.resources.cpu = "2".into(),
+        SpecChange::Restart,
+    ),
+    (
+        "serviceAccountName",
+        |s| s.service_account_name = Some("reader".into()),
+        SpecChange::Restart,
+    ),
+    (
+        "imagePullSecrets",
+        |s| s.image_pull_secrets = vec!["regcred".into()],
+        SpecChange::Restart,
+    ),
+    (
+        "logging",
+        |s| s.logging.level = "debug".into(),
+        SpecChange::Restart,
+    ),
+    (
+        "podTemplate",
+        |s| {
+            s.pod_template = Some(serde_json::json!({"spec": {"nodeSelector": {"pool": "stream"}}}))
+        },
+        SpecChange::Restart,
+    ),
+    (
+        "secretEnv",
+        |s| {
+            s.secret_env = vec![
+                serde_json::from_value(
+                    serde_json::json!({"name": "PW", "secret": "db", "key": "password"}),
+                )
+                .unwrap(),
+            ]
+        },
+        SpecChange::Restart,
+    ),
+    (
+        "pipeline",
+        |s| s.pipeline.transforms.clear(),
+        SpecChange::Upgrade,
+    ),
+];
+
 #[test]
-fn spec_change_classes_take_the_largest_changed_field() {
-    // (what changed, the edit, its class, the fields that decided it)
-    type Edit = fn(&mut StreamJobSpec);
-    let rows: &[(&str, Edit, SpecChange, &[&str])] = &[
-        ("nothing", |_| {}, SpecChange::Ignore, &[]),
-        (
-            "restartNonce",
-            |s| s.restart_nonce = 3,
-            SpecChange::Ignore,
-            &[],
-        ),
-        (
-            "upgradeMode",
-            |s| s.upgrade_mode = UpgradeMode::Stateless,
-            SpecChange::Ignore,
-            &[],
-        ),
-        (
-            "state",
-            |s| s.state = DesiredState::Suspended,
-            SpecChange::Ignore,
-            &[],
-        ),
-        (
-            "savepoint policy",
-            |s| s.savepoint.history_max_count = 5,
-            SpecChange::Ignore,
-            &[],
-        ),
-        (
-            "resources",
-            |s| s.resources.cpu = "2".into(),
-            SpecChange::Restart,
-            &["resources"],
-        ),
-        (
-            "interval",
-            |s| s.checkpoint.interval = "1m".parse().unwrap(),
-            SpecChange::Restart,
-            &["checkpoint.interval"],
-        ),
-        (
-            "parallelism",
-            |s| s.parallelism = 5,
-            SpecChange::Upgrade,
-            &["parallelism"],
-        ),
-        (
-            "pods: a rescale, as parallelism",
-            |s| s.pods = 2,
-            SpecChange::Upgrade,
-            &["pods"],
-        ),
-        (
-            "image",
-            |s| s.image = Some("x".into()),
-            SpecChange::Upgrade,
-            &["image"],
-        ),
-        (
-            "pipeline + resources",
-            |s| {
-                s.resources.cpu = "2".into();
-                s.pipeline.transforms.clear();
-            },
-            SpecChange::Upgrade,
-            &["pipeline"],
-        ),
-    ];
+fn each_spec_field_has_its_class() {
     let base = parse_spec();
-    for &(what, edit, class, fields) in rows {
+    for &(field, edit, class) in FIELD_ROWS {
         let mut new = base.clone();
         edit(&mut new);
-        assert_eq!(classify(&base, &new), (class, fields.to_vec()), "{what}");
+        assert_ne!(new, base, "{field}: the row's edit changes nothing");
+        let want = if class == SpecChange::Ignore {
+            vec![]
+        } else {
+            vec![field]
+        };
+        assert_eq!(classify(&base, &new), (class, want), "{field}");
     }
+}
+
+/// The rows name exactly the fields a user can write: the CRD's properties of `spec` and of
+/// `spec.checkpoint`. A new field fails here until it has a row (and `classify` does not
+/// compile until it has a class).
+#[test]
+fn every_spec_field_has_a_row() {
+    use kube::CustomResourceExt;
+    let crd = serde_json::to_value(weir_crds::StreamJob::crd()).unwrap();
+    let spec = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"];
+    let mut fields: Vec<String> = Vec::new();
+    for (name, schema) in spec["properties"].as_object().unwrap() {
+        if name == "checkpoint" {
+            for inner in schema["properties"].as_object().unwrap().keys() {
+                fields.push(format!("checkpoint.{inner}"));
+            }
+        } else {
+            fields.push(name.clone());
+        }
+    }
+    fields.sort();
+    let mut rows: Vec<String> = FIELD_ROWS.iter().map(|r| r.0.to_string()).collect();
+    rows.sort();
+    assert_eq!(rows, fields);
+}
+
+#[test]
+fn a_change_takes_the_largest_class_and_names_its_fields() {
+    let base = parse_spec();
+    let mut new = base.clone();
+    new.resources.cpu = "2".into();
+    new.logging.level = "debug".into();
+    new.restart_nonce = 7;
+    assert_eq!(
+        classify(&base, &new),
+        (SpecChange::Restart, vec!["resources", "logging"])
+    );
+    new.pipeline.transforms.clear();
+    assert_eq!(
+        classify(&base, &new),
+        (SpecChange::Upgrade, vec!["pipeline"])
+    );
+}
+
+#[test]
+fn a_change_to_what_pods_are_made_of_restarts_them_naming_the_field() {
+    run(&[
+        Row {
+            what: "podTemplate: the pods restart now, not at the next crash",
+            given: || {
+                Fx::running().spec(|s| {
+                    s.pod_template =
+                        Some(serde_json::json!({"metadata": {"labels": {"team": "a"}}}))
+                })
+            },
+            at: 10,
+            actions: vec![delete_pod(1)],
+            state: LifecycleState::Running,
+            events: &[Reason::UpgradeStarted],
+            also: &[RESTART, Has::Says("podTemplate")],
+        },
+        Row {
+            what: "serviceAccountName and logging: one restart naming both",
+            given: || {
+                Fx::running().spec(|s| {
+                    s.service_account_name = Some("reader".into());
+                    s.logging.level = "debug".into();
+                })
+            },
+            at: 10,
+            actions: vec![delete_pod(1)],
+            state: LifecycleState::Running,
+            events: &[Reason::UpgradeStarted],
+            also: &[RESTART, Has::Says("serviceAccountName, logging")],
+        },
+        Row {
+            what: "imagePullSecrets: the pods restart",
+            given: || Fx::running().spec(|s| s.image_pull_secrets = vec!["regcred".into()]),
+            at: 10,
+            actions: vec![delete_pod(1)],
+            state: LifecycleState::Running,
+            events: &[Reason::UpgradeStarted],
+            also: &[RESTART, Has::Says("imagePullSecrets")],
+        },
+    ]);
 }

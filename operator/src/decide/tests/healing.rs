@@ -274,3 +274,51 @@ fn a_failed_or_finished_job_waits_for_the_user() {
         },
     ]);
 }
+
+/// Running; then pod 1 refuses to start again: its newest checkpoint cannot be read.
+fn unreadable_checkpoint() -> Fx {
+    Fx::running().then(|fx| {
+        fx.fails(1).outcome = Some(RuntimeOutcome::Refused {
+            error: "the newest completed checkpoint, 7 (s3://b/w/chk-7), cannot be read".into(),
+        });
+    })
+}
+
+/// A start the runtime refused is not retried (it would be refused again, and an older
+/// checkpoint is not restored behind the user's back): the job is `Failed` naming the
+/// checkpoint, until the user allows the older one. Mutation: treat `Refused` like `Failed`
+/// and the first row restarts the pod.
+#[test]
+fn a_refused_start_waits_for_the_users_decision() {
+    run(&[
+        Row {
+            what: "newest checkpoint unreadable: Failed at once, no restart, the reason named",
+            given: unreadable_checkpoint,
+            at: 10,
+            actions: vec![],
+            state: LifecycleState::Failed,
+            events: &[Reason::NeedsDecision],
+            also: &[
+                Has::Restarts(0),
+                Has::LastReason(
+                    "pod sales-1 refused to start: the newest completed checkpoint, 7 (s3://b/w/chk-7), cannot be read",
+                ),
+                Has::Condition("Ready", "False", "Failed"),
+            ],
+        },
+        Row {
+            what: "the user allows an older checkpoint: redeployed, the event records the choice",
+            given: || {
+                unreadable_checkpoint()
+                    .at(10)
+                    .spec(|s| s.checkpoint.skip_unreadable = true)
+                    .then(|fx| fx.no_pods())
+            },
+            at: 20,
+            actions: new_pod(2),
+            state: LifecycleState::Deploying,
+            events: &[Reason::Deploying],
+            also: &[Has::Says("checkpoint.skipUnreadable is set")],
+        },
+    ]);
+}
