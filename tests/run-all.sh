@@ -47,7 +47,7 @@ fi
 cargo test --workspace --all-targets --locked
 cargo test --workspace --doc --locked
 
-step "images: build with buildah from release binaries, then run each from its root filesystem"
+step "images: build with buildah (profile ${WEIR_IMAGE_PROFILE:-release}), then run each from its root filesystem"
 docker/images.sh build
 docker/images.sh smoke
 
