@@ -171,30 +171,42 @@ pub async fn act(
             }
         }
         Action::RemoveFinalizer => {
-            let remaining: Vec<String> = job
-                .metadata
-                .finalizers
-                .clone()
-                .unwrap_or_default()
-                .into_iter()
-                .filter(|f| f != FINALIZER)
-                .collect();
-            let patch = serde_json::json!({"metadata": {
-                "finalizers": remaining,
-                "resourceVersion": job.metadata.resource_version,
-            }});
-            match Api::<crate::watched::Watched>::namespaced(ctx.client.clone(), ns)
-                .patch(&owner.name, &PatchParams::default(), &Patch::Merge(&patch))
-                .await
-            {
-                Ok(_) => {}
-                Err(kube::Error::Api(s)) if s.code == 404 => {}
-                Err(e) => return Err(Error::kube("remove finalizer", e)),
-            }
+            remove_finalizer(ctx, ns, &job.metadata).await?;
             Acted::Done
         }
     };
     Ok(acted)
+}
+
+/// Removes this operator's finalizer from the StreamJob `meta` names (also one whose spec
+/// cannot be read); a job already gone is fine.
+///
+/// # Errors
+/// API failures.
+pub(crate) async fn remove_finalizer(
+    ctx: &Context,
+    ns: &str,
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+) -> Result<()> {
+    let remaining: Vec<&String> = meta
+        .finalizers
+        .iter()
+        .flatten()
+        .filter(|f| *f != FINALIZER)
+        .collect();
+    let patch = serde_json::json!({"metadata": {
+        "finalizers": remaining,
+        "resourceVersion": meta.resource_version,
+    }});
+    let name = meta.name.clone().unwrap_or_default();
+    match Api::<crate::watched::Watched>::namespaced(ctx.client.clone(), ns)
+        .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(e) => Err(Error::kube("remove finalizer", e)),
+    }
 }
 
 /// The spec the pods run (the decided `lastReconciledSpec`), or the current spec.

@@ -89,7 +89,7 @@ async fn reconcile_unreadable(
     let decision = decide::unreadable(&status, &bad.error, deleting, (ctx.now)());
     if decision.actions.contains(&Action::RemoveFinalizer) {
         if meta.finalizers.iter().flatten().any(|f| f == FINALIZER) {
-            remove_finalizer(&api, meta).await?;
+            crate::act::remove_finalizer(&ctx, &ns, meta).await?;
         }
         ctx.written.forget(&uid);
         return Ok(Requeue::await_change());
@@ -199,28 +199,6 @@ async fn add_finalizer(api: &Api<Watched>, job: &StreamJob) -> Result<()> {
     .await
     .map_err(|e| Error::kube("add finalizer", e))?;
     Ok(())
-}
-
-async fn remove_finalizer(api: &Api<Watched>, meta: &ObjectMeta) -> Result<()> {
-    let remaining: Vec<&String> = meta
-        .finalizers
-        .iter()
-        .flatten()
-        .filter(|f| *f != FINALIZER)
-        .collect();
-    let patch = serde_json::json!({"metadata": {
-        "finalizers": remaining,
-        "resourceVersion": meta.resource_version,
-    }});
-    let name = meta.name.clone().unwrap_or_default();
-    match api
-        .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-    {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-        Err(e) => Err(Error::kube("remove finalizer", e)),
-    }
 }
 
 fn object_ref(meta: &ObjectMeta) -> ObjectReference {

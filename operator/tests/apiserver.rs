@@ -110,15 +110,7 @@ async fn patch(jobs: &Api<StreamJob>, name: &str, spec: Value) {
 }
 
 async fn event_reasons(client: &Client, name: &str) -> Vec<String> {
-    Api::<Event>::namespaced(client.clone(), NS)
-        .list(&Default::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
-        .filter_map(|e| e.reason)
-        .collect()
+    event_reasons_in(client, NS, name).await
 }
 
 #[test]

@@ -199,11 +199,11 @@ pub async fn newest(
     let mut skipped_unreadable = false;
     for id in &completed {
         match load(storage, &layout.checkpoint_dir(job_id, *id)).await {
-            Ok(r) if super::fencing::zombie(&firsts, *id, r.metadata.generation).is_some() => {
-                let newer = super::fencing::zombie(&firsts, *id, r.metadata.generation);
-                tracing::warn!(checkpoint = %id, generation = r.metadata.generation, newer_generation = ?newer, "passing over a checkpoint a fenced incarnation completed after its successor began: it was never committed, and its sinks' work was undone");
-            }
             Ok(r) => {
+                if let Some(newer) = super::fencing::zombie(&firsts, *id, r.metadata.generation) {
+                    tracing::warn!(checkpoint = %id, generation = r.metadata.generation, newer_generation = newer, "passing over a checkpoint a fenced incarnation completed after its successor began: it was never committed, and its sinks' work was undone");
+                    continue;
+                }
                 if skipped_unreadable {
                     tracing::warn!(checkpoint = %id, "restoring an older checkpoint than the newest, as --skip-unreadable-checkpoints allows: output committed after it may be written again");
                 }
