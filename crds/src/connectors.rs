@@ -344,7 +344,9 @@ pub struct ClickHouseSinkSpec {
     /// checkpoint id, so the newest write of a key wins.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version_column: Option<String>,
-    /// Rows per INSERT (one deduplication block each).
+    /// Rows per INSERT (one deduplication block each). In `writeAhead` mode a checkpoint
+    /// that would need more blocks than its subtask's share of the table's deduplication
+    /// window is written in larger blocks.
     #[serde(default = "default_block_rows")]
     #[schemars(range(min = 1))]
     pub block_rows: u32,

@@ -4,7 +4,8 @@
 //! `<point>` for checkpoint `>= <checkpoint>`, the moments a random `kill -9` rarely hits:
 //! `during-upload` (some state files written, not all), `before-metadata` (all acks in, no
 //! `_metadata`), `metadata-write` (generation checked, `_metadata` not yet written),
-//! `after-metadata` (committed, sinks not yet told). `WEIR_PAUSE_AT` (same
+//! `after-metadata` (committed, sinks not yet told), `after-sink-commit` (a sink subtask
+//! committed, the checkpoint not yet marked as committed). `WEIR_PAUSE_AT` (same
 //! form) stops the process there with SIGSTOP instead, once: a partitioned zombie that goes on
 //! when the test sends SIGCONT.
 //!

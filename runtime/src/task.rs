@@ -356,6 +356,8 @@ impl TaskCore {
             }
             if let SinkInstance::TwoPhase(s) = &mut slot.inst {
                 s.commit(done.into_values().collect()).await?;
+                // Committed, and the checkpoint not yet marked so: a restore replays it.
+                crate::fault::point("after-sink-commit", upto);
             }
         }
         Ok(())

@@ -1082,3 +1082,137 @@ fn clickhouse_over_https_is_exactly_once_and_refuses_an_unknown_ca() {
     );
     println!("ClickHouse over HTTPS: exact after a crash; an unknown CA refused in {took:?}");
 }
+
+/// A write-ahead table remembers only its last `replicated_deduplication_window` blocks: a
+/// table whose window cannot hold one block per subtask, or whose time window is short, is
+/// refused at start-up, naming the setting; and a checkpoint holding more rows than its
+/// subtask's share of the window in `blockRows` blocks is written in bigger blocks, so that a
+/// replay after a crash is still dropped. (Mutation: keep `blockRows` blocks whatever the
+/// window, and the replay below doubles most rows, because the table, cleaned every second,
+/// has forgotten them.)
+#[test]
+fn clickhouse_commits_stay_inside_the_tables_deduplication_window() {
+    let Some(st) = stack("clickhouse_dedup_window") else {
+        return;
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let sc = rt.block_on(Scenario::new(&st, "chwindow", 3_000));
+    let expected = oracle(sc.count, PARTITIONS, STORES);
+    assert!(
+        expected.len() > 20,
+        "the output must outnumber the window several times"
+    );
+    rt.block_on(sc.produce_all(&st));
+    let table = |name: &str, settings: &str| {
+        let name = format!("{}_{name}", sc.wa);
+        rt.block_on(ch_exec(
+            &st.ch,
+            &format!(
+                "CREATE TABLE {name} (store_id String, window_start DateTime, window_end DateTime, orders Int64, sales Int64) \
+                 ENGINE = ReplicatedMergeTree('/clickhouse/tables/{name}', 'r1') ORDER BY (window_start, store_id) \
+                 SETTINGS {settings}"
+            ),
+        ));
+        name
+    };
+    let small = table(
+        "small",
+        "replicated_deduplication_window = 4, cleanup_delay_period = 1, cleanup_delay_period_random_add = 0",
+    );
+    let brief = table("brief", "replicated_deduplication_window_seconds = 60");
+    let tmp = tempfile::tempdir().unwrap();
+    let job = |name: &str, table: &str, parallelism: u32| {
+        let sinks = format!(
+            "  - clickhouse: {{url: \"{}\", table: {table}, mode: writeAhead, blockRows: 1}}\n",
+            st.ch
+        );
+        sales_job(
+            &format!("{}-{name}", sc.name),
+            &st.kafka,
+            &sc.input,
+            &format!("{}-{name}", sc.storage),
+            &st.s3,
+            parallelism,
+            3_600_000,
+            true,
+            &sinks,
+        )
+    };
+
+    let (s, text) = run_to_exit(
+        &job("toomany", &small, 5),
+        tmp.path(),
+        "toomany",
+        Duration::from_secs(60),
+    );
+    assert!(
+        !s.success(),
+        "5 subtasks on a window of 4 blocks must be refused"
+    );
+    assert!(
+        text.contains(&format!("default.{small}"))
+            && text.contains("replicated_deduplication_window is 4"),
+        "the error should name the table and the setting:\n{text}"
+    );
+    let (s, text) = run_to_exit(
+        &job("brief", &brief, 1),
+        tmp.path(),
+        "brief",
+        Duration::from_secs(60),
+    );
+    assert!(!s.success(), "a 60 s window must be refused");
+    assert!(
+        text.contains("replicated_deduplication_window_seconds is 60"),
+        "{text}"
+    );
+
+    // Two subtasks, two blocks each per checkpoint; the one checkpoint (bounded input, an
+    // hour's interval) holds every row. Crash after its commit, let the table clean, replay.
+    let yaml = job("replay", &small, 2);
+    let path = tmp.path().join("replay.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let log = tmp.path().join("replay.log");
+    let mut child = spawn_runtime(
+        &path,
+        &[],
+        &[("WEIR_CRASH_AT", "after-sink-commit:1")],
+        &log,
+    );
+    let status = wait_exit_within(&mut child, Duration::from_secs(90))
+        .unwrap_or_else(|| panic!("crash point not reached\n{}", log_tail(&log)));
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(
+        status.signal(),
+        Some(9),
+        "expected the crash\n{}",
+        log_tail(&log)
+    );
+    std::thread::sleep(Duration::from_secs(4));
+    let mut child = spawn_runtime(&path, &[], &[], &log);
+    let status =
+        wait_exit_within(&mut child, Duration::from_secs(90)).expect("restored run did not finish");
+    assert!(status.success(), "{status:?}\n{}", log_tail(&log));
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("re-inserted rows of the restored checkpoint"),
+        "the restored run must have replayed the commit:\n{text}"
+    );
+    let (got, dups) = rt.block_on(ch_sales(&st.ch, &small, false));
+    assert_sales(
+        "write-ahead rows after a replay into a window of 4 blocks",
+        &expected,
+        &got,
+        &dups,
+    );
+    let parts = rt.block_on(ch_exec(
+        &st.ch,
+        &format!(
+            "SELECT count() FROM system.zookeeper WHERE path = '/clickhouse/tables/{small}/blocks'"
+        ),
+    ));
+    println!(
+        "dedup window: {} rows, in blocks the table still remembers: {}",
+        expected.len(),
+        parts.trim()
+    );
+}

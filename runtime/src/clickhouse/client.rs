@@ -181,6 +181,12 @@ impl Client {
     }
 }
 
+/// Whether a server of this version knows `async_insert` (added in 21.11).
+#[must_use]
+pub fn has_async_insert((major, minor): (u32, u32)) -> bool {
+    (major, minor) >= (21, 11)
+}
+
 /// Whether a server of this version knows `insert_deduplication_token` (added in 22.2).
 #[must_use]
 pub fn has_dedup_token((major, minor): (u32, u32)) -> bool {

@@ -6,7 +6,10 @@
 //! way every time. Each block carries a deduplication identity — `insert_deduplication_token`
 //! on servers that have it (22.2+), otherwise the block's own hash, which `Replicated*` tables
 //! remember — so a commit replayed after a crash is dropped by the server instead of counted
-//! twice. Before the job starts the sink checks that the table can deduplicate at all.
+//! twice. Before the job starts the sink checks that the table deduplicates, that its window
+//! covers the blocks a checkpoint writes (see [`dedup`]), and that the sink's inserts are
+//! synchronous (`async_insert` off) and deduplicated (`insert_deduplicate` on) despite any
+//! profile defaults.
 //!
 //! `replacing`: rows are inserted at every barrier; a `ReplacingMergeTree` keyed on the result
 //! key makes replays harmless when read with `FINAL` (the reference design from Flink).
@@ -15,6 +18,7 @@
 //! task stops taking records meanwhile, which backpressures the job. Nothing is dropped.
 
 pub mod client;
+pub mod dedup;
 pub mod rows;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -33,7 +37,7 @@ use crate::sink::{
     TwoPhaseCommitSink,
 };
 use crate::tls::TlsPem;
-use client::{ChError, Client, has_dedup_token};
+use client::{ChError, Client, has_async_insert, has_dedup_token};
 use rows::{RowEncoder, TableColumn};
 
 /// What the sink learned about the server and table in `prepare`.
@@ -42,20 +46,26 @@ struct Target {
     client: Client,
     encoder: RowEncoder,
     dedup_token: bool,
+    /// Whether the server knows `async_insert` (21.11+), so the sink can turn it off.
+    async_insert: bool,
+    /// Most blocks one subtask writes per checkpoint (the table's window share).
+    max_blocks: u64,
 }
 
 /// A configured ClickHouse sink.
 pub struct ClickHouseConnector {
     spec: ClickHouseSinkSpec,
+    parallelism: u32,
     target: OnceCell<Target>,
 }
 
 impl ClickHouseConnector {
     /// Connector for `spec`; nothing connects until [`SinkConnector::prepare`].
     #[must_use]
-    pub fn new(spec: &ClickHouseSinkSpec, _env: &SinkEnv) -> Self {
+    pub fn new(spec: &ClickHouseSinkSpec, env: &SinkEnv) -> Self {
         Self {
             spec: spec.clone(),
+            parallelism: env.parallelism,
             target: OnceCell::new(),
         }
     }
@@ -161,11 +171,18 @@ impl ClickHouseConnector {
         let encoder = RowEncoder::new(input, &columns, self.spec.version_column.as_deref())
             .map_err(|m| self.err(m))?;
         let dedup_token = has_dedup_token(version);
+        let async_insert = has_async_insert(version);
+        let mut max_blocks = u64::MAX;
         match self.spec.mode {
             ClickHouseMode::WriteAhead => {
                 let replicated = engine.starts_with("Replicated");
                 let window = engine_full.contains("non_replicated_deduplication_window");
-                if !(replicated || dedup_token && window) {
+                if replicated || dedup_token && window {
+                    let window = self.window(&client, engine_full, replicated).await?;
+                    max_blocks = dedup::blocks_per_subtask(window, self.parallelism)
+                        .map_err(|m| self.err(format!("table {}: {m}", self.table())))?;
+                    self.check_insert_settings(&client, async_insert).await?;
+                } else {
                     return Err(self.err(format!(
                         "mode writeAhead needs a table that drops a replayed block: {} is {engine} on \
                          ClickHouse {}.{}; use a Replicated*MergeTree table{}, or mode: replacing \
@@ -191,12 +208,94 @@ impl ClickHouseConnector {
                 }
             }
         }
-        tracing::info!(table = %self.table(), engine, version = %format!("{}.{}", version.0, version.1), dedup_token, mode = ?self.spec.mode, "clickhouse sink ready");
+        tracing::info!(table = %self.table(), engine, version = %format!("{}.{}", version.0, version.1), dedup_token, max_blocks, mode = ?self.spec.mode, "clickhouse sink ready");
         Ok(Target {
             client,
             encoder,
             dedup_token,
+            async_insert,
+            max_blocks,
         })
+    }
+
+    /// The table's deduplication window: its own setting, else the server's MergeTree default.
+    async fn window(
+        &self,
+        client: &Client,
+        engine_full: &str,
+        replicated: bool,
+    ) -> Result<dedup::Window> {
+        let setting = |name: &'static str| async move {
+            if let Some(v) = dedup::table_setting(engine_full, name) {
+                return Ok(Some(v));
+            }
+            let text = client
+                .execute(
+                    &format!(
+                        "SELECT value FROM system.merge_tree_settings WHERE name = '{name}' \
+                         FORMAT TabSeparated"
+                    ),
+                    &[],
+                    None,
+                )
+                .await
+                .map_err(|e| self.err(format!("reading {name}: {}", e.message)))?;
+            Ok::<_, Error>(text.trim().parse::<u64>().ok())
+        };
+        Ok(if replicated {
+            let name = "replicated_deduplication_window";
+            dedup::Window {
+                setting: name,
+                blocks: setting(name).await?.unwrap_or(0),
+                seconds: setting("replicated_deduplication_window_seconds").await?,
+            }
+        } else {
+            let name = "non_replicated_deduplication_window";
+            dedup::Window {
+                setting: name,
+                blocks: setting(name).await?.unwrap_or(0),
+                seconds: None,
+            }
+        })
+    }
+
+    /// The settings the sink's inserts rely on, as the server applies them to this user
+    /// (a profile may force them, or forbid changing them).
+    async fn check_insert_settings(&self, client: &Client, async_insert: bool) -> Result<()> {
+        let settings = Inserter::settings(async_insert);
+        let text = client
+            .execute(
+                "SELECT name, value FROM system.settings \
+                 WHERE name IN ('insert_deduplicate', 'async_insert') FORMAT TabSeparated",
+                &settings,
+                None,
+            )
+            .await
+            .map_err(|e| {
+                self.err(format!(
+                    "the server refuses the settings exactly-once inserts need \
+                     (insert_deduplicate=1{}): {}",
+                    if async_insert { ", async_insert=0" } else { "" },
+                    e.message
+                ))
+            })?;
+        for line in text.lines() {
+            let (name, value) = line.split_once('\t').unwrap_or((line, ""));
+            let wanted = if name == "insert_deduplicate" {
+                "1"
+            } else {
+                "0"
+            };
+            if value != wanted {
+                return Err(self.err(format!(
+                    "{name} is {value} for user {} although the sink asks for {wanted}: \
+                     deduplication of replayed blocks cannot be relied on; lift the profile's \
+                     constraint on {name}",
+                    self.spec.user
+                )));
+            }
+        }
+        Ok(())
     }
 
     fn inserter(&self) -> Result<Inserter> {
@@ -206,6 +305,7 @@ impl ClickHouseConnector {
             table: self.table(),
             columns: t.encoder.column_list(),
             dedup_token: t.dedup_token,
+            async_insert: t.async_insert,
             block_rows: self.spec.block_rows.max(1) as usize,
             initial_backoff: self.spec.initial_backoff.get(),
             max_backoff: self.spec.max_backoff.get(),
@@ -220,6 +320,7 @@ struct Inserter {
     table: String,
     columns: String,
     dedup_token: bool,
+    async_insert: bool,
     block_rows: usize,
     initial_backoff: Duration,
     max_backoff: Duration,
@@ -233,7 +334,19 @@ impl Inserter {
         }
     }
 
-    /// Insert the rows a checkpoint kept, under their deduplication token.
+    /// Settings of every insert (and of the start-up check that the server honours them).
+    fn settings(async_insert: bool) -> Vec<(&'static str, String)> {
+        let mut s = vec![("insert_deduplicate", "1".to_string())];
+        if async_insert {
+            // An asynchronous insert is acknowledged before it is a block of its own, and
+            // its deduplication is a different mechanism: the sink's blocks must be plain.
+            s.push(("async_insert", "0".to_string()));
+        }
+        s
+    }
+
+    /// Insert the rows a checkpoint kept, under their deduplication token, split into the
+    /// blocks the token records (older checkpoints: `blockRows`).
     async fn insert_written_ahead(&self, w: &WriteAhead) -> Result<()> {
         if w.rows == 0 {
             return Ok(());
@@ -244,24 +357,35 @@ impl Inserter {
                 w.checkpoint, w.subtask
             ))
         })?;
-        self.insert(rows, Some(&w.token), w.checkpoint).await
+        let block_rows = dedup::block_size_in_token(&w.token)
+            .and_then(|n| usize::try_from(n).ok())
+            .unwrap_or(self.block_rows);
+        self.insert(rows, block_rows, Some(&w.token), w.checkpoint)
+            .await
     }
 
     /// Insert `rows` (JSONEachRow lines) as blocks of `block_rows`; block `k` carries
     /// `token:b<k>` when the server supports tokens.
-    async fn insert(&self, rows: &str, token: Option<&str>, checkpoint: u64) -> Result<()> {
+    async fn insert(
+        &self,
+        rows: &str,
+        block_rows: usize,
+        token: Option<&str>,
+        checkpoint: u64,
+    ) -> Result<()> {
+        let block_rows = block_rows.max(1);
         let lines: Vec<&str> = rows.lines().filter(|l| !l.is_empty()).collect();
-        for (k, chunk) in lines.chunks(self.block_rows).enumerate() {
+        for (k, chunk) in lines.chunks(block_rows).enumerate() {
             let mut body = Vec::with_capacity(chunk.iter().map(|l| l.len() + 1).sum());
             for l in chunk {
                 body.extend_from_slice(l.as_bytes());
                 body.push(b'\n');
             }
-            let mut settings = vec![
-                ("max_insert_block_size", self.block_rows.to_string()),
-                ("insert_deduplicate", "1".to_string()),
+            let mut settings = Self::settings(self.async_insert);
+            settings.extend([
+                ("max_insert_block_size", block_rows.to_string()),
                 ("input_format_skip_unknown_fields", "0".to_string()),
-            ];
+            ]);
             if let (true, Some(t)) = (self.dedup_token, token) {
                 settings.push(("insert_deduplication_token", format!("{t}:b{k}")));
                 settings.push(("date_time_input_format", "best_effort".to_string()));
@@ -333,6 +457,8 @@ impl SinkConnector for ClickHouseConnector {
                 encoder: t.encoder.clone(),
                 inserter,
                 token_base: format!("weir:{}:{}:t{}", ctx.job_id, self.table(), ctx.subtask),
+                block_rows: u64::from(self.spec.block_rows),
+                max_blocks: t.max_blocks,
                 subtask: ctx.subtask,
                 checkpoint: 0,
                 rows: String::new(),
@@ -379,6 +505,8 @@ struct WriteAheadWriter {
     encoder: RowEncoder,
     inserter: Inserter,
     token_base: String,
+    block_rows: u64,
+    max_blocks: u64,
     subtask: u32,
     checkpoint: u64,
     rows: String,
@@ -407,10 +535,14 @@ impl TwoPhaseCommitSink for WriteAheadWriter {
             if count == 0 {
                 return Ok(Committable::Empty);
             }
+            let per_block = dedup::rows_per_block(count, self.block_rows, self.max_blocks);
             Ok(Committable::WriteAhead(WriteAhead::new(
                 self.checkpoint,
                 self.subtask,
-                format!("{}:c{}", self.token_base, self.checkpoint),
+                dedup::token_with_block_size(
+                    &format!("{}:c{}", self.token_base, self.checkpoint),
+                    per_block,
+                ),
                 count,
                 rows.into_bytes(),
             )))
@@ -462,7 +594,9 @@ impl PlainSink for ReplacingWriter {
         Box::pin(async move {
             if !self.rows.is_empty() {
                 let rows = std::mem::take(&mut self.rows);
-                self.inserter.insert(&rows, None, 0).await?;
+                self.inserter
+                    .insert(&rows, self.inserter.block_rows, None, 0)
+                    .await?;
             }
             Ok(())
         })
