@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use kube::Client;
 
+use crate::claims::Directory;
 use crate::decide::Settings;
 use crate::dispose::SavepointStore;
 use crate::metrics::Metrics;
@@ -34,6 +35,8 @@ pub struct Context {
     pub now: fn() -> jiff::Timestamp,
     /// The status each job was last given by this process (the cache may lag it).
     pub written: Arc<Written>,
+    /// Every watched job, for checks across jobs (a transactional-id prefix held by another).
+    pub directory: Directory,
 }
 
 impl Context {
@@ -55,6 +58,7 @@ impl Context {
             settings,
             now: jiff::Timestamp::now,
             written: Arc::default(),
+            directory: Directory::default(),
         }
     }
 }

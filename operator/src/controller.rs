@@ -66,7 +66,9 @@ pub async fn run(ctx: Arc<Context>, namespaces: Vec<String>) {
         let owned = watcher::Config::default().labels(JOB_LABEL);
         let ctx = ctx.clone();
         async move {
-            Controller::new(jobs, watcher::Config::default())
+            let controller = Controller::new(jobs, watcher::Config::default());
+            ctx.directory.add(controller.store());
+            controller
                 .owns(pods, owned.clone())
                 .owns(configs, owned.clone())
                 .owns(services, owned)

@@ -19,6 +19,7 @@
 //!   is refused by name instead of stopping the watch.
 
 pub mod act;
+pub mod claims;
 pub mod context;
 pub mod controller;
 pub mod decide;

@@ -134,6 +134,10 @@ async fn reconcile_with(
     if let Some(e) = unreadable {
         obs.observed.problems.insert(0, (e.path, e.message));
     }
+    let others = ctx.directory.jobs().await;
+    obs.observed
+        .problems
+        .extend(crate::claims::conflicts(&job.metadata, &job.spec, &others));
     let old_status = job.status.clone().unwrap_or_default();
     let view = JobView {
         name: name.clone(),

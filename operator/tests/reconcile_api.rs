@@ -879,3 +879,57 @@ async fn an_unreadable_job_is_refused_by_name_and_nothing_is_deployed() {
     );
     assert!(rt.calls.lock().unwrap().is_empty());
 }
+
+/// A second job with the transactional-id prefix of an older one on the same brokers is not
+/// deployed: the event and the Ready condition name the field and the older job. (Mutation:
+/// skip the directory check in `reconcile_with`, and the pod is created.)
+#[tokio::test]
+async fn a_job_reusing_an_older_jobs_transactional_prefix_is_refused_naming_it() {
+    use kube::runtime::{reflector, watcher};
+    let rt = Arc::new(FakeRuntime::default());
+    let (ctx, handle) = context(rt.clone(), || now_at(0));
+    let mut older = serde_json::to_value(job(Value::Null, json!({}))).unwrap();
+    older["metadata"]["name"] = "orders-copy".into();
+    older["metadata"]["namespace"] = "other".into();
+    older["metadata"]["uid"] = "uid-0".into();
+    older["metadata"]["creationTimestamp"] = "2026-01-01T00:00:00Z".into();
+    let older: Watched = serde_json::from_value(older).unwrap();
+    let (store, mut writer) = reflector::store::<Watched>();
+    writer.apply_watcher_event(&watcher::Event::Init);
+    writer.apply_watcher_event(&watcher::Event::InitApply(older));
+    writer.apply_watcher_event(&watcher::Event::InitDone);
+    ctx.directory.add(store);
+    let calls = vec![
+        call(Method::GET, PODS, list(json!([]))),
+        call(Method::GET, CONTROL_SECRET, not_found()),
+        call(Method::POST, EVENTS, event_ok()),
+        call(Method::PATCH, STATUS, Value::Null),
+    ];
+    let server = tokio::spawn(serve(handle, calls));
+    let newer = job(
+        Value::Null,
+        json!({"creationTimestamp": "2026-06-01T00:00:00Z"}),
+    );
+    run(reconcile(Arc::new(newer), ctx)).await;
+    let bodies = server.await.unwrap();
+    assert_eq!(bodies[2]["reason"], "InvalidSpec");
+    let note = bodies[2]["note"].as_str().unwrap_or_default();
+    assert!(
+        note.contains("spec.pipeline.sinks[0].kafka.transactionalIdPrefix")
+            && note.contains("StreamJob other/orders-copy"),
+        "{note}"
+    );
+    let ready = bodies[3]["status"]["conditions"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["type"] == "Ready"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(ready["reason"], "InvalidSpec", "{}", bodies[3]);
+    assert!(
+        ready["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("StreamJob other/orders-copy")),
+        "{ready}"
+    );
+    assert!(rt.calls.lock().unwrap().is_empty());
+}

@@ -13,6 +13,7 @@ pub mod expr_limits;
 mod file;
 mod kafka;
 mod source;
+pub mod transactional;
 mod transforms;
 
 use std::fmt;
@@ -254,6 +255,7 @@ pub fn validate(job: &JobFile) -> Vec<FieldError> {
     if let DecodeErrorPolicy::SideOutput(s) = &job.pipeline.source.on_decode_error {
         check_sink("source.onDecodeError.sideOutput", s, c, &mut errs);
     }
+    transactional::check(job, &mut errs);
     errs
 }
 
