@@ -2,6 +2,7 @@
 //! (committing a transaction another process pre-committed).
 
 pub mod config;
+pub mod discovery;
 pub mod sasl;
 pub mod security;
 pub mod sink;

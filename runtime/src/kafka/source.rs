@@ -26,6 +26,7 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use weir_crds::{KafkaFormat, KafkaSourceSpec, StartingOffsets, parse_timestamp_ms};
 
 use super::config::{METADATA_TIMEOUT, client_config, partition_count, wait_for_partitions};
+use super::discovery::Discovery;
 use super::security::ClientSecurity;
 use super::wire::Cluster;
 use crate::control::metrics::Metrics;
@@ -87,7 +88,8 @@ pub struct KafkaReader {
     parallelism: u32,
     parts: BTreeMap<i32, Part>,
     known_partitions: u32,
-    last_discovery: Instant,
+    /// Partition counts asked for in the background; `None` when discovery is off.
+    discovery: Option<Discovery>,
     decoder: JsonDecoder,
     schema: SchemaRef,
     time_col: Option<usize>,
@@ -155,6 +157,17 @@ impl KafkaReader {
             &spec.properties,
             &security,
         );
+        // Discovery asks with a client of its own, made before the group settings: it only
+        // reads metadata.
+        let every = spec.partition_discovery.get();
+        let discovery = if every.is_zero() {
+            None
+        } else {
+            Some(
+                Discovery::start(&cfg, &spec.bootstrap_servers, &spec.topic, every)
+                    .map_err(src_err)?,
+            )
+        };
         let group = spec
             .group_id
             .clone()
@@ -202,7 +215,7 @@ impl KafkaReader {
             parallelism: setup.parallelism.max(1),
             parts: BTreeMap::new(),
             known_partitions: 0,
-            last_discovery: Instant::now(),
+            discovery,
             decoder: JsonDecoder::new(decode_schema),
             schema: setup.schema,
             time_col: setup.time_col,
@@ -325,28 +338,14 @@ impl KafkaReader {
         }
     }
 
+    /// Take the partitions the background discovery found since the last poll.
     fn discover(&mut self) -> Result<()> {
-        let every = self.spec.partition_discovery.get();
-        if every.is_zero() || self.last_discovery.elapsed() < every {
-            return Ok(());
-        }
-        self.last_discovery = Instant::now();
-        match partition_count(
-            self.consumer.client(),
-            &self.spec.bootstrap_servers,
-            &self.spec.topic,
-            METADATA_TIMEOUT,
-        ) {
-            Ok(n) if n > self.known_partitions => {
+        match self.discovery.as_ref().and_then(Discovery::latest) {
+            Some(n) if n > self.known_partitions => {
                 tracing::info!(topic = %self.spec.topic, from = self.known_partitions, to = n, "new kafka partitions");
                 self.add_partitions(n, &HashMap::new())
             }
-            Ok(_) => Ok(()),
-            Err(a) => {
-                let e = a.into_message();
-                tracing::warn!(topic = %self.spec.topic, error = %e, "partition discovery failed; will retry");
-                Ok(())
-            }
+            _ => Ok(()),
         }
     }
 
