@@ -26,6 +26,8 @@ use common::{Incarnation, fresh_bucket, log_tail, s3_endpoint, unique};
 const PARTITIONS: i32 = 3;
 const STORES: u64 = 5;
 const COUNT: u64 = 60_000;
+/// Runs a crash point is tried before the test gives up on reaching it.
+const CRASH_POINT_ATTEMPTS: u32 = 5;
 
 #[test]
 fn kill_dash_nine_and_server_restarts_never_lose_or_double_a_result() {
@@ -128,11 +130,13 @@ fn scenario(test: &str, pods: u32, min_kills: usize, broker_port: u16) {
     let mut runs = 0;
     let mut self_exits = 0;
     let no_env = |_: u32| Vec::new();
-    while (random_kills < min_kills || hits.len() < points.len()) && runs < 100 {
-        runs += 1;
-        let use_point = hits.len() < points.len() && (random_kills >= min_kills || runs % 3 == 0);
-        if use_point {
-            let p = points[hits.len() % points.len()];
+    // The crash points first, while orders still stream in (windows close, rows are written)
+    // and before either server restarts: a restarted broker can be too busy to answer for
+    // minutes (observed with the local broker on sqlite), and a point tried only then is
+    // not reached in its window.
+    for p in points {
+        for attempt in 1..=CRASH_POINT_ATTEMPTS {
+            runs += 1;
             // Armed in every pod: `_metadata` is written by pod 0, and the sinks' points are
             // reached by whichever pod's subtasks have output (with few keys, not all do).
             let env = move |_: u32| vec![("WEIR_CRASH_AT".to_string(), format!("{p}:0"))];
@@ -148,16 +152,26 @@ fn scenario(test: &str, pods: u32, min_kills: usize, broker_port: u16) {
                             log_tail(&log)
                         );
                     }
+                    break;
                 }
                 Some((target, s)) => panic!(
                     "run with crash point {p}: pod {target} ended otherwise: {s:?}\n{}",
                     log_tail(&log)
                 ),
-                // Not reached (e.g. no output yet): a random kill instead.
-                None => inc.kill_all(),
+                // Not reached in time (no output yet, say): that run is a random kill.
+                None => {
+                    inc.kill_all();
+                    assert!(
+                        attempt < CRASH_POINT_ATTEMPTS,
+                        "crash point {p} not reached in {CRASH_POINT_ATTEMPTS} runs of 15 s\n{}",
+                        log_tail(&log)
+                    );
+                }
             }
-            continue;
         }
+    }
+    while random_kills < min_kills && runs < 100 {
+        runs += 1;
         let mut inc = Incarnation::start(&job, pods, &[], &no_env, &log);
         std::thread::sleep(Duration::from_millis(
             200 + common::xorshift(&mut rng) % 1000,
@@ -211,9 +225,6 @@ fn scenario(test: &str, pods: u32, min_kills: usize, broker_port: u16) {
         random_kills >= min_kills,
         "only {random_kills} random kills"
     );
-    for p in points {
-        assert!(hits.contains(&p), "crash point {p} never hit: {hits:?}");
-    }
     feeder.join().unwrap();
     assert!(done.load(Ordering::SeqCst));
     rt.block_on(produce_end_markers(
@@ -229,7 +240,9 @@ fn scenario(test: &str, pods: u32, min_kills: usize, broker_port: u16) {
     let t = Instant::now();
     loop {
         let (got, _) = rt.block_on(ch_sales(&ch, &wa, false));
-        if got.len() >= expected.len() || t.elapsed() > Duration::from_secs(180) {
+        // Generous: the restarted local broker has been seen busy for minutes on a loaded
+        // machine; the loop ends as soon as every result is in.
+        if got.len() >= expected.len() || t.elapsed() > Duration::from_secs(360) {
             break;
         }
         assert!(

@@ -213,7 +213,16 @@ checkpoint:
   retained: 2
   s3: {{endpoint: \"{s3_endpoint}\", region: us-east-1, pathStyle: true}}
 source:
-  kafka: {{bootstrapServers: \"{bootstrap}\", topic: {topic}, bounded: {bounded}, partitionDiscovery: 1s}}
+  kafka:
+    bootstrapServers: \"{bootstrap}\"
+    topic: {topic}
+    bounded: {bounded}
+    partitionDiscovery: 1s
+    # Small fetches: the local broker (nisshi on sqlite) fills a fetch up to its byte limit
+    # with queries record by record, so a default fetch (up to 50 MB) over a backlog of tens
+    # of thousands of orders outlasted the client's 60 s request timeout, was sent again,
+    # and the job never caught up. (librdkafka raises fetch.max.bytes to message.max.bytes.)
+    properties: {{fetch.max.bytes: \"262144\", message.max.bytes: \"65536\", max.partition.fetch.bytes: \"65536\"}}
 {ORDERS_SCHEMA}  eventTime: {{field: ts, maxOutOfOrderness: 5s}}
 transforms:
   - filter: amount > 0
