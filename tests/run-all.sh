@@ -1,16 +1,44 @@
 #!/usr/bin/env bash
-# The one test command: installs and starts what the tests need on 127.0.0.1 (a local S3
-# server, a Kafka-protocol broker and a second one requiring SASL, a throwaway CA, ClickHouse
-# with ZooKeeper) and the chart tools (helm,
-# kubernetes-validate), checks the chart, then runs formatting, lints and every test, and
-# builds and smoke-tests the two images (docker/images.sh). Stops the three servers on exit.
+# The one test command: checks formatting and compiles every target with the lints denied
+# (while the local Kafka broker compiles beside it), installs and starts what the tests need
+# on 127.0.0.1 (a local S3 server, a Kafka-protocol broker and a second one requiring SASL, a
+# throwaway CA, ClickHouse with ZooKeeper) and the chart tools (helm, kubernetes-validate),
+# checks the chart, runs every test, and builds and smoke-tests the two images
+# (docker/images.sh). Stops the servers on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s (%ss)\n' "$1" "$SECONDS"; }
 
 # Set before the first start, so a server that did start is stopped when a later one fails.
-trap 'tests/clickhouse.sh stop || true; tests/kafka-sasl.sh stop || true; tests/kafka.sh stop || true; tests/s3.sh stop || true' EXIT
+nisshi_pid=
+trap 'if [ -n "$nisshi_pid" ]; then kill "$nisshi_pid" 2>/dev/null || true; fi; tests/clickhouse.sh stop || true; tests/kafka-sasl.sh stop || true; tests/kafka.sh stop || true; tests/s3.sh stop || true' EXIT
+
+# The broker is compiled from source on a cold machine (~20 min). It compiles beside the
+# workspace: one cargo build leaves a core idle much of the time (a big crate, a link).
+cache="${WEIR_CACHE:-$HOME/.cache/weir}"
+mkdir -p "$cache"
+step "nisshi (the local Kafka broker): install in the background, log in $cache/nisshi-install.log"
+tests/kafka.sh install >"$cache/nisshi-install.log" 2>&1 &
+nisshi_pid=$!
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+# One build for lints and tests: clippy's driver compiles the workspace's own crates (every
+# target, as `cargo clippy --workspace --all-targets -- -D warnings` would lint them) and
+# emits their code too, so the dependencies are compiled once instead of once for `cargo
+# clippy` (check mode) and again for the tests. A lint fails the build with the same message.
+export RUSTC_WORKSPACE_WRAPPER="$PWD/tests/clippy-rustc.sh"
+step "compile every target: cargo clippy -D warnings + cargo test --no-run (one build: clippy-driver compiles the workspace)"
+cargo test --workspace --all-targets --locked --no-run
+
+step "wait for the broker's install"
+if ! wait "$nisshi_pid"; then
+  nisshi_pid=
+  echo "nisshi install failed:" >&2; tail -n 40 "$cache/nisshi-install.log" >&2; exit 1
+fi
+nisshi_pid=
 
 step "local S3 server"
 endpoint=$(tests/s3.sh start)
@@ -33,12 +61,6 @@ export WEIR_CLICKHOUSE_HTTPS_URL=https://localhost:9402
 step "Helm chart: lint --strict, render, validate offline"
 helm_bin=$(tests/chart.sh check)
 export WEIR_HELM="$helm_bin" WEIR_REQUIRE_HELM=1
-
-step "cargo fmt --check"
-cargo fmt --all -- --check
-
-step "cargo clippy"
-cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "cargo test"
 if [ -z "${KUBEBUILDER_ASSETS:-}" ]; then
