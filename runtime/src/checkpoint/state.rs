@@ -70,6 +70,12 @@ pub enum Committable {
 pub struct StagedFile {
     /// File name, the same in the staging directory and in the target directory.
     pub file: String,
+    /// The sink directory it was staged in. A job started from another job's checkpoint
+    /// (or with its sink moved) commits the file where it was staged, not in its own
+    /// directory, where it never was. Absent in checkpoints written before it was recorded:
+    /// the restoring sink's directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dir: Option<String>,
 }
 
 /// A pre-committed Kafka transaction.

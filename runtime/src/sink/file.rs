@@ -62,8 +62,13 @@ fn err(dir: &Path, message: String) -> Error {
     }
 }
 
-/// Rename `.pending/<file>` into place; succeed when that already happened.
-fn commit_one(dir: &Path, c: &StagedFile) -> Result<()> {
+/// Rename `.pending/<file>` into place, in the directory it was staged in (see
+/// [`StagedFile::dir`]); succeed when that already happened.
+fn commit_one(own: &Path, c: &StagedFile) -> Result<()> {
+    let dir = c.dir.as_deref().map_or(own, Path::new);
+    if dir != own {
+        tracing::info!(file = %c.file, staged_in = %dir.display(), sink = %own.display(), "committing a file of the restored checkpoint where it was staged");
+    }
     let pending = dir.join(PENDING).join(&c.file);
     let target = dir.join(&c.file);
     match std::fs::rename(&pending, &target) {
@@ -125,7 +130,10 @@ impl TwoPhaseCommitSink for FileSink {
                 .map_err(|e| err(&self.dir, format!("flush {name}: {e}")))?;
             f.sync_all()
                 .map_err(|e| err(&self.dir, format!("sync {name}: {e}")))?;
-            Ok(Committable::StagedFile(StagedFile { file: name }))
+            Ok(Committable::StagedFile(StagedFile {
+                file: name,
+                dir: Some(self.dir.display().to_string()),
+            }))
         })
     }
 
@@ -174,7 +182,9 @@ impl SinkConnector for FileSinkConnector {
             let mut keep = Vec::new();
             for c in parse(&self.dir, committables)? {
                 commit_one(&self.dir, &c)?;
-                keep.push(c.file);
+                if c.dir.as_deref().is_none_or(|d| Path::new(d) == self.dir) {
+                    keep.push(c.file);
+                }
             }
             // Anything still pending belongs to a checkpoint that never completed: abort it.
             let pending = self.dir.join(PENDING);
@@ -189,5 +199,40 @@ impl SinkConnector for FileSinkConnector {
             }
             Ok(())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
+    use super::*;
+
+    /// A job started from another job's checkpoint commits that checkpoint's files where they
+    /// were staged. (Before the directory was recorded, the restoring sink looked in its own
+    /// directory and failed the start: seen as a flaky `checkpoints` test whenever the other
+    /// job's newest checkpoint had output.)
+    #[test]
+    fn a_file_staged_by_another_sink_is_committed_where_it_was_staged() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+        std::fs::create_dir_all(a.join(PENDING)).unwrap();
+        std::fs::create_dir_all(&b).unwrap();
+        std::fs::write(a.join(PENDING).join("part-c3.jsonl"), "{}\n").unwrap();
+        let staged = StagedFile {
+            file: "part-c3.jsonl".into(),
+            dir: Some(a.display().to_string()),
+        };
+        commit_one(&b, &staged).unwrap();
+        assert!(a.join("part-c3.jsonl").exists());
+        assert!(!b.join("part-c3.jsonl").exists());
+        // Idempotent, as a second restore would do it.
+        commit_one(&b, &staged).unwrap();
+        // A committable without a directory (older checkpoints) is the restoring sink's own.
+        let old = StagedFile {
+            file: "part-c3.jsonl".into(),
+            dir: None,
+        };
+        let e = commit_one(&b, &old).unwrap_err().to_string();
+        assert!(e.contains("part-c3.jsonl"), "{e}");
     }
 }
