@@ -113,11 +113,15 @@ pub struct KafkaSinkSpec {
     #[schemars(range(min = 2))]
     pub transaction_pool_size: u32,
     /// `transaction.timeout.ms`. A pre-committed transaction must outlive the checkpoint
-    /// timeout plus a restart, or the broker aborts what a checkpoint already promised.
+    /// interval and timeout plus a restart (backoff and `restartBudget`), or the broker
+    /// aborts what a checkpoint already promised; at most the brokers'
+    /// `transaction.max.timeout.ms` (15m by default).
     #[serde(default = "default_txn_timeout")]
     pub transaction_timeout: Duration,
-    /// How long a restart (crash, reschedule, restore) may take; checked against
-    /// `transactionTimeout` together with `checkpoint.timeout`.
+    /// How long a restarted pod may take to reach its commit after the restart backoff:
+    /// rescheduling, image pull, and the start-up waits for storage and brokers (each up to
+    /// `WEIR_WAIT_TIMEOUT`, 2m). Checked against `transactionTimeout` with the checkpoint
+    /// interval and timeout and `restart.maxBackoff`.
     #[serde(default = "default_restart_budget")]
     pub restart_budget: Duration,
     /// Columns whose values form the record key (one column: its text; several: a JSON
@@ -301,7 +305,7 @@ fn default_txn_timeout() -> Duration {
     Duration::from_secs(15 * 60)
 }
 fn default_restart_budget() -> Duration {
-    Duration::from_secs(5 * 60)
+    Duration::from_secs(3 * 60)
 }
 
 /// What a Kafka sink promises.

@@ -771,3 +771,26 @@ fn the_local_reference_job_and_the_readme_agree_with_the_shipped_examples() {
         "README.md does not show examples/clickhouse/store_sales.sql as shipped"
     );
 }
+
+/// The restart backoff is a wait before a crashed job's pending transactions are committed,
+/// so a StreamJob counts it against `transactionTimeout`; the same pipeline run locally (no
+/// operator restarts) does not.
+#[test]
+fn the_restart_backoff_counts_against_the_kafka_transaction_timeout() {
+    let mut job: StreamJob = serde_json::from_value(manifest(GOOD)).expect("decodes");
+    assert_eq!(job.spec.validate("store-sales"), vec![], "defaults fit");
+    job.spec.restart.max_backoff = "3m".parse().expect("duration");
+    let errs = job.spec.validate("store-sales");
+    let field = "spec.pipeline.sinks[1].kafka.transactionTimeout";
+    assert!(
+        errs.iter().any(|e| e.path == field
+            && e.message.contains("restart.maxBackoff 180s")
+            && e.message.contains("at least 990s")),
+        "{errs:?}"
+    );
+    let local = crate::validate::validate(&job.spec.job_file("store-sales"));
+    assert!(
+        !local.iter().any(|e| e.path.ends_with("transactionTimeout")),
+        "{local:?}"
+    );
+}

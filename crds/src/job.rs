@@ -316,7 +316,7 @@ fn default_initial_backoff() -> Duration {
     Duration::from_secs(1)
 }
 fn default_max_backoff() -> Duration {
-    Duration::from_secs(300)
+    Duration::from_secs(60)
 }
 fn default_max_restarts() -> u32 {
     20
@@ -561,22 +561,23 @@ impl StreamJobSpec {
     #[must_use]
     pub fn validate(&self, name: &str) -> Vec<FieldError> {
         let job = self.job_file(name);
-        let mut errs: Vec<FieldError> = crate::validate::validate(&job)
-            .into_iter()
-            .chain(crate::columns::check_columns(&job))
-            .map(|e| {
-                let path = match e.path.as_str() {
-                    p if p.starts_with("source")
-                        || p.starts_with("transforms")
-                        || p.starts_with("sinks") =>
-                    {
-                        format!("spec.pipeline.{p}")
-                    }
-                    p => format!("spec.{p}"),
-                };
-                FieldError::new(path, e.message)
-            })
-            .collect();
+        let mut errs: Vec<FieldError> =
+            crate::validate::validate_with(&job, self.restart.max_backoff.get())
+                .into_iter()
+                .chain(crate::columns::check_columns(&job))
+                .map(|e| {
+                    let path = match e.path.as_str() {
+                        p if p.starts_with("source")
+                            || p.starts_with("transforms")
+                            || p.starts_with("sinks") =>
+                        {
+                            format!("spec.pipeline.{p}")
+                        }
+                        p => format!("spec.{p}"),
+                    };
+                    FieldError::new(path, e.message)
+                })
+                .collect();
         if let Some(t) = &self.pod_template {
             errs.extend(crate::pod_template::check(t));
         }

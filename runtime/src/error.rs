@@ -72,6 +72,16 @@ pub enum Error {
     /// starting again cannot help, so the runtime reports it as refused, not failed.
     #[error("restore: {0}")]
     Unreadable(String),
+    /// A transaction the restored checkpoint promised was aborted, or whether it was
+    /// committed cannot be told: restoring would lose its output, and starting again would
+    /// find the same, so the runtime reports it as refused, not failed.
+    #[error("commit-phase recovery of {sink}: {message}")]
+    Unconfirmed {
+        /// Which sink.
+        sink: String,
+        /// What happened and what the user can do.
+        message: String,
+    },
     /// State bytes could not be encoded or decoded.
     #[error("state of {operator}: {message}")]
     State {

@@ -52,7 +52,8 @@ fn failed(e: &impl ToString) -> Outcome {
 /// restart would fail the same way), failed otherwise.
 fn start_failed(e: &weir_runtime::error::Error) -> Outcome {
     match e {
-        weir_runtime::error::Error::Unreadable(_) => Outcome::Refused {
+        weir_runtime::error::Error::Unreadable(_)
+        | weir_runtime::error::Error::Unconfirmed { .. } => Outcome::Refused {
             error: e.to_string(),
         },
         _ => failed(e),

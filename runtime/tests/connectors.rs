@@ -219,18 +219,23 @@ fn bounded_kafka_input_emits_every_window_at_its_end() {
     rt.block_on(sc.assert_exact(&st, "bounded run without end markers"));
 }
 
-#[test]
-fn commit_phase_recovery_commits_the_pending_transaction_exactly_once() {
-    let Some(st) = stack("commit_phase_recovery") else {
-        return;
-    };
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let sc = rt.block_on(Scenario::new(&st, "recovery", 6_000));
-    rt.block_on(sc.produce_all(&st));
+/// A bounded scenario run killed right after a checkpoint's `_metadata` is written, before
+/// its sinks commit. A long interval: checkpoint 2 is the first to carry output (windows close
+/// as the watermark passes them). Returns the scenario, its directory, job file and log.
+fn crashed_after_metadata(
+    rt: &tokio::runtime::Runtime,
+    st: &Stack,
+    test: &str,
+) -> (
+    Scenario,
+    tempfile::TempDir,
+    std::path::PathBuf,
+    std::path::PathBuf,
+) {
+    let sc = rt.block_on(Scenario::new(st, test, 6_000));
+    rt.block_on(sc.produce_all(st));
     let tmp = tempfile::tempdir().unwrap();
-    // A long interval: checkpoint 2 is the first to carry output (windows close as the
-    // watermark passes them), and the crash comes right after its _metadata is written.
-    let job = sc.write_job(&st, tmp.path(), 2, 300, true);
+    let job = sc.write_job(st, tmp.path(), 2, 300, true);
     let log = tmp.path().join("runtime.log");
     let mut child = spawn_runtime(&job, &[], &[("WEIR_CRASH_AT", "after-metadata:1")], &log);
     let status =
@@ -242,6 +247,16 @@ fn commit_phase_recovery_commits_the_pending_transaction_exactly_once() {
         "expected the crash point to kill the run\n{}",
         log_tail(&log)
     );
+    (sc, tmp, job, log)
+}
+
+#[test]
+fn commit_phase_recovery_commits_the_pending_transaction_exactly_once() {
+    let Some(st) = stack("commit_phase_recovery") else {
+        return;
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (sc, _tmp, job, log) = crashed_after_metadata(&rt, &st, "recovery");
 
     // The checkpoint is complete, its Kafka transactions pre-committed but not committed.
     let before = rt
@@ -281,6 +296,94 @@ fn commit_phase_recovery_commits_the_pending_transaction_exactly_once() {
         "lingering transactions: {:?}",
         after.open_transactions
     );
+}
+
+/// The broker aborts a transaction the restored checkpoint promised (its transaction timeout
+/// ran out while the job was down, or another producer took the id): recovery reads the ABORT
+/// marker and refuses to start, naming the transaction and what to do, instead of taking
+/// EndTxn's answer ("fenced", or the local broker's plain success) as a commit and going on
+/// without the records.
+#[test]
+fn an_aborted_transaction_of_the_restored_checkpoint_stops_the_start() {
+    use weir_runtime::checkpoint::state::Committable;
+    use weir_runtime::checkpoint::{fencing, layout::Layout, restore};
+    use weir_runtime::kafka::wire::{Cluster, end_txn};
+    let Some(st) = stack("aborted_transaction") else {
+        return;
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (sc, _tmp, job, log) = crashed_after_metadata(&rt, &st, "aborted");
+
+    // What the broker's transaction timeout does: abort the transactions the completed
+    // checkpoint recorded, with the producer ids and epochs it recorded.
+    let aborted = rt.block_on(async {
+        let spec = weir_crds::S3Spec {
+            endpoint: Some(st.s3.clone()),
+            region: Some("us-east-1".into()),
+            path_style: Some(true),
+            ca_pem_env: None,
+        };
+        let storage = weir_runtime::storage::Storage::open(&sc.storage, &spec)
+            .await
+            .unwrap();
+        let layout = Layout::new("local", &sc.name);
+        let job_id = fencing::latest(&storage, &layout)
+            .await
+            .unwrap()
+            .expect("a generation")
+            .job_id;
+        let chk = restore::newest(&storage, &layout, &job_id, false)
+            .await
+            .unwrap()
+            .expect("a completed checkpoint");
+        let mut aborted = Vec::new();
+        for c in chk.metadata.committables {
+            if let Committable::KafkaTransaction(t) = c.committable
+                && t.records > 0
+            {
+                assert!(
+                    !t.first_offsets.is_empty(),
+                    "the checkpoint does not record where {} wrote",
+                    t.transactional_id
+                );
+                end_txn(
+                    &Cluster::plaintext(&st.kafka),
+                    &t.transactional_id,
+                    t.producer_id,
+                    t.producer_epoch,
+                    false,
+                )
+                .await
+                .unwrap();
+                aborted.push((t.transactional_id, t.checkpoint));
+            }
+        }
+        aborted
+    });
+    assert!(
+        !aborted.is_empty(),
+        "the crash should leave transactions with records to abort"
+    );
+    let report = rt
+        .block_on(weir_testkit::read_topic_settled(&st.kafka, &sc.output, 0))
+        .unwrap();
+    assert!(
+        report.aborted > 0 && report.open == 0,
+        "the broker did not abort them: {report:?}"
+    );
+
+    let (id, checkpoint) = &aborted[0];
+    let want = [
+        "was aborted, not committed",
+        "ABORT marker",
+        id.as_str(),
+        &format!("of checkpoint {checkpoint} "),
+        "spec.initialSavepointPath",
+    ];
+    common::refused_fast("a restore over an aborted transaction", &log, &want, || {
+        let mut child = spawn_runtime(&job, &[], &[], &log);
+        wait_exit_within(&mut child, Duration::from_secs(60)).expect("the restore hung")
+    });
 }
 
 #[test]

@@ -2,101 +2,17 @@
 //! read_uncommitted and decides visibility from the control batches in the log.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ops::ControlFlow;
 use std::time::Duration;
 
 use bytes::Bytes;
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use kafka_protocol::messages::{FetchRequest, TopicName};
-use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{Record, RecordBatchDecoder};
+use kafka_protocol::records::Record;
 use tracing::debug;
-use weir_runtime::kafka::wire::{self, Cluster, Connection, WireError};
+use weir_runtime::kafka::log::{self, CONTROL_COMMIT, LogError, control_type};
+use weir_runtime::kafka::wire::{Cluster, Connection};
 
-/// Newer Fetch versions address topics by id only; the verifier knows names, and v12
-/// is supported by every broker since Kafka 2.7 as well as by nisshi.
-const FETCH_MAX_VERSION: i16 = 12;
-/// Kafka's isolation level 0: return everything up to the high watermark, including
-/// aborted and still-open transactional records, which is what we need to classify.
-const READ_UNCOMMITTED: i8 = 0;
-const FETCH_MAX_WAIT_MS: i32 = 100;
-const FETCH_PARTITION_MAX_BYTES: i32 = 4 * 1024 * 1024;
-/// Upper bound for growing the per-partition fetch size when a broker without KIP-74
-/// returns only part of a batch larger than the requested size.
-const FETCH_PARTITION_MAX_BYTES_LIMIT: i32 = 128 * 1024 * 1024;
-/// Fetches in a row that may return nothing before the verifier gives up; it bounds a
-/// broker that reports a high watermark it cannot serve.
-const MAX_EMPTY_FETCHES: u32 = 50;
-/// How long Metadata may report a topic as unknown or leaderless (e.g. right after it
-/// was created on a multi-broker cluster) before the verifier reports the error.
-const METADATA_PATIENCE: Duration = Duration::from_secs(10);
-
-/// Record batch header layout (magic v2), for the fields needed before decoding.
-const BATCH_LOG_OVERHEAD: usize = 12; // base offset (8) + batch length (4)
-const MAGIC_OFFSET: usize = 16;
-const LAST_OFFSET_DELTA_OFFSET: usize = 23;
-
-/// Control record types from the control record key.
-const CONTROL_ABORT: i16 = 0;
-const CONTROL_COMMIT: i16 = 1;
-
-/// Kafka error codes the verifier treats specially.
-const OFFSET_OUT_OF_RANGE: i16 = 1;
-const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
-const LEADER_NOT_AVAILABLE: i16 = 5;
-
-#[derive(Debug, thiserror::Error)]
-pub enum VerifyError {
-    #[error(transparent)]
-    Wire(#[from] WireError),
-
-    #[error("topic '{topic}': Metadata error code {code}")]
-    Topic { topic: String, code: i16 },
-
-    #[error(
-        "topic '{topic}' partition {partition}: no usable leader (error code {code}, leader id {leader_id})"
-    )]
-    NoLeader {
-        topic: String,
-        partition: i32,
-        code: i16,
-        leader_id: i32,
-    },
-
-    #[error(
-        "Fetch of '{topic}' partition {partition} at offset {offset} from {addr}: error code {code}"
-    )]
-    Fetch {
-        topic: String,
-        partition: i32,
-        offset: i64,
-        addr: String,
-        code: i16,
-    },
-
-    #[error(
-        "'{topic}' partition {partition}: bad record batch at offset {offset} from {addr}: {message}"
-    )]
-    Decode {
-        topic: String,
-        partition: i32,
-        offset: i64,
-        addr: String,
-        message: String,
-    },
-
-    #[error(
-        "'{topic}' partition {partition}: stuck at offset {offset} below high watermark \
-         {high_watermark} after {attempts} fetches from {addr}"
-    )]
-    Stalled {
-        topic: String,
-        partition: i32,
-        offset: i64,
-        high_watermark: i64,
-        attempts: u32,
-        addr: String,
-    },
-}
+/// The verifier's errors are the log reader's.
+pub type VerifyError = LogError;
 
 /// One record a read_committed consumer should see.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -235,7 +151,7 @@ pub async fn read_cluster_topic(
     cluster: &Cluster,
     topic: &str,
 ) -> Result<TopicReport, VerifyError> {
-    let partitions = partition_leaders(cluster, topic).await?;
+    let partitions = log::partition_leaders(cluster, topic).await?;
     let mut connections: HashMap<String, Connection> = HashMap::new();
     let mut report = TopicReport {
         topic: topic.to_owned(),
@@ -255,9 +171,11 @@ pub async fn read_cluster_topic(
             continue; // inserted just above
         };
         let mut classifier = Classifier::new(partition);
-        let (high_watermark, broker_lso) =
-            fetch_partition(conn, topic, partition, &mut classifier).await?;
-        classifier.finish(&mut report, high_watermark, broker_lso);
+        let end = log::read_partition(conn, topic, partition, 0, |r| {
+            classifier.add(r).map(|()| ControlFlow::Continue(()))
+        })
+        .await?;
+        classifier.finish(&mut report, end.high_watermark, end.last_stable_offset);
     }
     report.committed.sort_by_key(|r| (r.partition, r.offset));
     report
@@ -278,222 +196,6 @@ pub async fn read_cluster_topic(
         "verified topic"
     );
     Ok(report)
-}
-
-/// Partition number -> leader address, waiting briefly for a just-created topic.
-async fn partition_leaders(
-    cluster: &Cluster,
-    topic: &str,
-) -> Result<Vec<(i32, String)>, VerifyError> {
-    let deadline = tokio::time::Instant::now() + METADATA_PATIENCE;
-    loop {
-        let result = leaders_once(cluster, topic).await;
-        match result {
-            Err(VerifyError::Topic { code, .. } | VerifyError::NoLeader { code, .. })
-                if matches!(code, UNKNOWN_TOPIC_OR_PARTITION | LEADER_NOT_AVAILABLE)
-                    && tokio::time::Instant::now() < deadline =>
-            {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-            Err(VerifyError::NoLeader { code: 0, .. })
-                if tokio::time::Instant::now() < deadline =>
-            {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-            other => return other,
-        }
-    }
-}
-
-async fn leaders_once(cluster: &Cluster, topic: &str) -> Result<Vec<(i32, String)>, VerifyError> {
-    let topics = wire::metadata(cluster, &[topic]).await?;
-    let Some(meta) = topics.into_iter().find(|t| t.name == topic) else {
-        return Err(VerifyError::Topic {
-            topic: topic.to_owned(),
-            code: UNKNOWN_TOPIC_OR_PARTITION,
-        });
-    };
-    if meta.error_code != 0 {
-        return Err(VerifyError::Topic {
-            topic: topic.to_owned(),
-            code: meta.error_code,
-        });
-    }
-    if meta.partitions.is_empty() {
-        return Err(VerifyError::Topic {
-            topic: topic.to_owned(),
-            code: UNKNOWN_TOPIC_OR_PARTITION,
-        });
-    }
-    meta.partitions
-        .into_iter()
-        .map(|p| match p.leader {
-            Some(leader) if p.error_code == 0 => Ok((p.partition, leader)),
-            _ => Err(VerifyError::NoLeader {
-                topic: topic.to_owned(),
-                partition: p.partition,
-                code: p.error_code,
-                leader_id: p.leader_id,
-            }),
-        })
-        .collect()
-}
-
-/// Fetches all batches of one partition up to the high watermark seen by the first
-/// fetch, feeding records to `classifier`. Returns (high watermark, broker LSO).
-async fn fetch_partition(
-    conn: &mut Connection,
-    topic: &str,
-    partition: i32,
-    classifier: &mut Classifier,
-) -> Result<(i64, i64), VerifyError> {
-    let version = conn.version_capped::<FetchRequest>(FETCH_MAX_VERSION)?;
-    let mut offset = 0i64;
-    let mut max_bytes = FETCH_PARTITION_MAX_BYTES;
-    // Fixed at the first response so records produced while we read do not keep us
-    // chasing the end of the log.
-    let mut end: Option<(i64, i64)> = None;
-    let mut empty_fetches = 0u32;
-    loop {
-        if let Some((hw, _)) = end
-            && offset >= hw
-        {
-            break;
-        }
-        let req = FetchRequest::default()
-            .with_max_wait_ms(FETCH_MAX_WAIT_MS)
-            .with_min_bytes(1)
-            .with_max_bytes(max_bytes)
-            .with_isolation_level(READ_UNCOMMITTED)
-            .with_topics(vec![
-                FetchTopic::default()
-                    .with_topic(TopicName(StrBytes::from_string(topic.to_owned())))
-                    .with_partitions(vec![
-                        FetchPartition::default()
-                            .with_partition(partition)
-                            .with_fetch_offset(offset)
-                            .with_partition_max_bytes(max_bytes),
-                    ]),
-            ]);
-        let resp = conn.request(req, version).await?;
-        let fetch_err = |code| VerifyError::Fetch {
-            topic: topic.to_owned(),
-            partition,
-            offset,
-            addr: conn.addr().to_owned(),
-            code,
-        };
-        if resp.error_code != 0 {
-            return Err(fetch_err(resp.error_code));
-        }
-        let Some(data) = resp
-            .responses
-            .iter()
-            .flat_map(|t| t.partitions.iter())
-            .find(|p| p.partition_index == partition)
-        else {
-            return Err(fetch_err(UNKNOWN_TOPIC_OR_PARTITION));
-        };
-        if data.error_code == OFFSET_OUT_OF_RANGE && data.log_start_offset > offset {
-            // Retention or DeleteRecords removed the log head; start where it begins.
-            offset = data.log_start_offset;
-            continue;
-        }
-        if data.error_code != 0 {
-            return Err(fetch_err(data.error_code));
-        }
-        let (hw, _) = *end.get_or_insert((data.high_watermark, data.last_stable_offset));
-        let records = data.records.clone().unwrap_or_default();
-        let addr = conn.addr().to_owned();
-        let decode_err = |offset: i64| {
-            let addr = addr.clone();
-            move |message: String| VerifyError::Decode {
-                topic: topic.to_owned(),
-                partition,
-                offset,
-                addr,
-                message,
-            }
-        };
-        let (batches, partial) = split_batches(records).map_err(decode_err(offset))?;
-        let mut progressed = false;
-        for batch in batches {
-            let next = batch_next_offset(&batch).map_err(decode_err(offset))?;
-            if next <= offset {
-                continue; // a batch we already processed, returned again
-            }
-            let mut buf = batch.clone();
-            let set = RecordBatchDecoder::decode(&mut buf)
-                .map_err(|err| decode_err(offset)(format!("{err:#}")))?;
-            for record in set.records {
-                if record.offset >= offset && record.offset < hw {
-                    classifier.add(record).map_err(decode_err(offset))?;
-                }
-            }
-            offset = next;
-            progressed = true;
-        }
-        if progressed {
-            empty_fetches = 0;
-            continue;
-        }
-        if partial && max_bytes < FETCH_PARTITION_MAX_BYTES_LIMIT {
-            // Only part of one large batch fit; ask for more.
-            max_bytes = max_bytes.saturating_mul(2);
-            continue;
-        }
-        empty_fetches += 1;
-        if empty_fetches >= MAX_EMPTY_FETCHES {
-            return Err(VerifyError::Stalled {
-                topic: topic.to_owned(),
-                partition,
-                offset,
-                high_watermark: hw,
-                attempts: empty_fetches,
-                addr: conn.addr().to_owned(),
-            });
-        }
-    }
-    Ok(end.unwrap_or((0, 0)))
-}
-
-/// Splits a Fetch `records` blob into complete batches. A broker may cut the last batch
-/// short at the size limit; that partial tail is dropped and reported as `true`.
-fn split_batches(mut records: Bytes) -> Result<(Vec<Bytes>, bool), String> {
-    let mut batches = Vec::new();
-    while records.len() >= BATCH_LOG_OVERHEAD {
-        let len = i32::from_be_bytes([records[8], records[9], records[10], records[11]]);
-        let len = usize::try_from(len).map_err(|_| format!("negative batch length {len}"))?;
-        let total = BATCH_LOG_OVERHEAD + len;
-        if records.len() < total {
-            return Ok((batches, true));
-        }
-        batches.push(records.split_to(total));
-    }
-    Ok((batches, !records.is_empty()))
-}
-
-/// The offset after a batch, from its header, so batches whose records were all
-/// compacted away still advance the fetch position.
-fn batch_next_offset(batch: &Bytes) -> Result<i64, String> {
-    let Some(header) = batch.get(..LAST_OFFSET_DELTA_OFFSET + 4) else {
-        return Err(format!(
-            "batch of {} bytes is shorter than a header",
-            batch.len()
-        ));
-    };
-    let magic = header[MAGIC_OFFSET];
-    if magic != 2 {
-        return Err(format!(
-            "record batch magic {magic} is not supported (only v2)"
-        ));
-    }
-    let base = i64::from_be_bytes([
-        header[0], header[1], header[2], header[3], header[4], header[5], header[6], header[7],
-    ]);
-    let o = LAST_OFFSET_DELTA_OFFSET;
-    let last_delta = i32::from_be_bytes([header[o], header[o + 1], header[o + 2], header[o + 3]]);
-    Ok(base + i64::from(last_delta) + 1)
 }
 
 struct Pending {
@@ -613,55 +315,10 @@ impl Classifier {
     }
 }
 
-/// The control type (ABORT/COMMIT) from a control record's key: version i16, type i16.
-fn control_type(record: &Record) -> Result<i16, String> {
-    let key = record.key.as_ref().map(|k| k.as_ref()).unwrap_or_default();
-    match key.get(..4) {
-        Some(&[_, _, hi, lo]) => match i16::from_be_bytes([hi, lo]) {
-            t @ (CONTROL_ABORT | CONTROL_COMMIT) => Ok(t),
-            t => Err(format!(
-                "control record at offset {} has unknown type {t}",
-                record.offset
-            )),
-        },
-        _ => Err(format!(
-            "control record at offset {} has a {}-byte key, expected 4",
-            record.offset,
-            key.len()
-        )),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kafka_protocol::indexmap::IndexMap;
-    use kafka_protocol::records::TimestampType;
-
-    fn rec(offset: i64, pid: i64, epoch: i16, txn: bool) -> Record {
-        Record {
-            transactional: txn,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: 0,
-            producer_id: pid,
-            producer_epoch: epoch,
-            timestamp_type: TimestampType::Creation,
-            offset,
-            sequence: 0,
-            timestamp: 0,
-            key: None,
-            value: Some(Bytes::from(format!("v{offset}"))),
-            headers: IndexMap::new(),
-        }
-    }
-
-    fn marker(offset: i64, pid: i64, epoch: i16, commit: bool) -> Record {
-        let mut r = rec(offset, pid, epoch, true);
-        r.control = true;
-        r.key = Some(Bytes::from(vec![0, 0, 0, u8::from(commit)]));
-        r
-    }
+    use weir_runtime::kafka::log::fixtures::{marker, record as rec};
 
     fn classify(records: Vec<Record>) -> TopicReport {
         let mut c = Classifier::new(0);
@@ -727,18 +384,5 @@ mod tests {
             marker(2, 7, 0, true),
         ]);
         assert_eq!(offsets(&r), vec![1]);
-    }
-
-    #[test]
-    fn split_keeps_partial_tail_out() {
-        let mut blob = vec![0u8; 8];
-        blob.extend_from_slice(&5i32.to_be_bytes());
-        blob.extend_from_slice(&[1, 2, 3, 4, 5]);
-        blob.extend_from_slice(&[0; 8]);
-        blob.extend_from_slice(&100i32.to_be_bytes());
-        blob.extend_from_slice(&[9; 10]);
-        let (batches, partial) = split_batches(Bytes::from(blob)).unwrap_or_default();
-        assert_eq!(batches.len(), 1);
-        assert!(partial);
     }
 }

@@ -162,6 +162,7 @@ pub(super) fn check_sink(
     path: &str,
     k: &KafkaSinkSpec,
     c: &CheckpointSpec,
+    restart_wait: std::time::Duration,
     errs: &mut Vec<FieldError>,
 ) {
     if k.bootstrap_servers.trim().is_empty() {
@@ -197,23 +198,50 @@ pub(super) fn check_sink(
                 "must be at least 2 (one transaction commits while the next writes)",
             ));
         }
-        let needed = c.timeout.get() + k.restart_budget.get();
-        if k.transaction_timeout.get() < needed {
-            errs.push(FieldError::new(
-                format!("{path}.kafka.transactionTimeout"),
-                format!(
-                    "{} is shorter than checkpoint.timeout {} plus restartBudget {}: \
-                     the broker could abort a transaction a completed checkpoint \
-                     promised; raise transactionTimeout (and the broker's \
-                     transaction.max.timeout.ms) to at least {}s, or lower \
-                     checkpoint.timeout or restartBudget",
-                    k.transaction_timeout,
-                    c.timeout,
-                    k.restart_budget,
-                    needed.as_secs()
-                ),
-            ));
-        }
+        check_txn_timeout(path, k, c, restart_wait, errs);
+    }
+}
+
+/// Every wait between a transaction's first record and its commit after a crash: the
+/// checkpoint interval (the transaction opens at the previous barrier), the checkpoint
+/// timeout (it is promised at completion), the restart backoff and the restart itself
+/// (`restartBudget`: rescheduling, image pull, start-up waits for storage and brokers). A
+/// broker aborts a transaction older than `transactionTimeout`, and the output a completed
+/// checkpoint promised is gone; recovery then refuses to start rather than lose it, but
+/// the configuration that makes it possible is refused here first.
+fn check_txn_timeout(
+    path: &str,
+    k: &KafkaSinkSpec,
+    c: &CheckpointSpec,
+    restart_wait: std::time::Duration,
+    errs: &mut Vec<FieldError>,
+) {
+    let waits = [
+        ("checkpoint.interval", c.interval.get()),
+        ("checkpoint.timeout", c.timeout.get()),
+        ("restart.maxBackoff", restart_wait),
+        ("restartBudget", k.restart_budget.get()),
+    ];
+    let needed: std::time::Duration = waits.iter().map(|(_, d)| *d).sum();
+    if k.transaction_timeout.get() < needed {
+        let parts: Vec<String> = waits
+            .iter()
+            .filter(|(_, d)| !d.is_zero())
+            .map(|(name, d)| format!("{name} {}s", d.as_secs()))
+            .collect();
+        errs.push(FieldError::new(
+            format!("{path}.kafka.transactionTimeout"),
+            format!(
+                "{} is shorter than the longest a transaction can wait for its commit after a \
+                 crash ({} = {}s): the broker could abort a transaction a completed checkpoint \
+                 promised; raise transactionTimeout (and the broker's \
+                 transaction.max.timeout.ms) to at least {}s, or lower one of the others",
+                k.transaction_timeout,
+                parts.join(" + "),
+                needed.as_secs(),
+                needed.as_secs()
+            ),
+        ));
     }
 }
 

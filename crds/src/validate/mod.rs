@@ -179,6 +179,14 @@ fn check_tls(
 /// Performs no I/O; called by [`load_job`] and by the operator before deploying.
 #[must_use]
 pub fn validate(job: &JobFile) -> Vec<FieldError> {
+    validate_with(job, std::time::Duration::ZERO)
+}
+
+/// [`validate`] for a job whose restarts wait up to `restart_wait` (the StreamJob's
+/// `restart.maxBackoff`) before the new pod starts: that wait counts against a Kafka sink's
+/// `transactionTimeout` too.
+#[must_use]
+pub fn validate_with(job: &JobFile, restart_wait: std::time::Duration) -> Vec<FieldError> {
     let mut errs = Vec::new();
     if job.parallelism == 0 {
         errs.push(FieldError::new("parallelism", "must be at least 1"));
@@ -242,27 +250,39 @@ pub fn validate(job: &JobFile) -> Vec<FieldError> {
         ));
     }
     for (i, s) in job.pipeline.sinks.iter().enumerate() {
-        check_sink(&format!("sinks[{i}]"), s, c, &mut errs);
+        check_sink(&format!("sinks[{i}]"), s, c, restart_wait, &mut errs);
     }
     for (i, t) in job.pipeline.transforms.iter().enumerate() {
         if let Transform::Window(w) = t
             && let LatePolicy::SideOutput(s) = &w.late_records
         {
             let path = format!("transforms[{i}].window.lateRecords.sideOutput");
-            check_sink(&path, s, c, &mut errs);
+            check_sink(&path, s, c, restart_wait, &mut errs);
         }
     }
     if let DecodeErrorPolicy::SideOutput(s) = &job.pipeline.source.on_decode_error {
-        check_sink("source.onDecodeError.sideOutput", s, c, &mut errs);
+        check_sink(
+            "source.onDecodeError.sideOutput",
+            s,
+            c,
+            restart_wait,
+            &mut errs,
+        );
     }
     transactional::check(job, &mut errs);
     errs
 }
 
 /// One sink (or side output) at `path`: the connector's own checks.
-fn check_sink(path: &str, sink: &SinkSpec, c: &CheckpointSpec, errs: &mut Vec<FieldError>) {
+fn check_sink(
+    path: &str,
+    sink: &SinkSpec,
+    c: &CheckpointSpec,
+    restart_wait: std::time::Duration,
+    errs: &mut Vec<FieldError>,
+) {
     match sink {
-        SinkSpec::Kafka(k) => kafka::check_sink(path, k, c, errs),
+        SinkSpec::Kafka(k) => kafka::check_sink(path, k, c, restart_wait, errs),
         SinkSpec::ClickHouse(ch) => clickhouse::check_sink(path, ch, c, errs),
         // Nothing to check without I/O (see `file.rs` for the file sink).
         SinkSpec::File(_) | SinkSpec::Stdout {} | SinkSpec::Blackhole {} => {}

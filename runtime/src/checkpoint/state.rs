@@ -94,6 +94,23 @@ pub struct KafkaTransaction {
     pub records: u64,
     /// Sink parallelism when it was written (recovery fences ids of every subtask that existed).
     pub parallelism: u32,
+    /// Offset of the transaction's first record in each partition it wrote to. Recovery
+    /// reads the transaction's COMMIT or ABORT marker from there instead of trusting what
+    /// EndTxn answered. Empty in checkpoints written before it was recorded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub first_offsets: Vec<FirstOffset>,
+}
+
+/// Where a transaction's first record landed in one partition. A list of these rather than a
+/// map: `_metadata`'s committables are an internally tagged enum, whose buffered decoding
+/// refuses JSON object keys as integers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FirstOffset {
+    /// Partition.
+    pub partition: i32,
+    /// Offset of the transaction's first record in it.
+    pub offset: i64,
 }
 
 /// Rows written ahead: encoded by the sink, kept by the checkpoint until it completes.

@@ -3,8 +3,10 @@
 
 pub mod config;
 pub mod discovery;
+pub mod log;
 pub mod sasl;
 pub mod security;
 pub mod sink;
 pub mod source;
+pub mod txn_outcome;
 pub mod wire;

@@ -9,7 +9,11 @@
 //! After a crash, [`KafkaSinkConnector::recover_and_commit`] finishes what the restored
 //! checkpoint promised: it resumes each recorded transaction with the stored producer id and
 //! epoch and sends `EndTxn(commit)` (librdkafka cannot resume a transaction it did not begin;
-//! [`super::wire`] speaks that one step). Transactions of later, unfinished checkpoints are
+//! [`super::wire`] speaks that one step), then reads the transaction's COMMIT or ABORT marker
+//! in the log ([`super::txn_outcome`]) from the first offsets recorded at pre-commit: EndTxn's
+//! answer does not tell a transaction committed earlier from one the broker aborted, and an
+//! aborted one stops the start instead of being taken as committed. Transactions of later,
+//! unfinished checkpoints are
 //! aborted when the new incarnation initialises every id of its pool, which bumps the epoch —
 //! the same step fences a zombie incarnation still writing with the old epoch.
 //!
@@ -18,7 +22,7 @@
 //! (Kafka's transaction protocol v1), a recovery's `EndTxn` for a recorded transaction would
 //! commit whatever a still-running old incarnation had begun next under the same id.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -34,8 +38,9 @@ use weir_crds::{Delivery, KafkaSinkSpec};
 
 use super::config::{client_config, wait_for_partitions};
 use super::security::ClientSecurity;
+use super::txn_outcome::{self, TxnOutcome};
 use super::wire::{self, Cluster, EndTxnOutcome};
-use crate::checkpoint::state::KafkaTransaction;
+use crate::checkpoint::state::{FirstOffset, KafkaTransaction};
 use crate::error::{Error, Result};
 use crate::ids::CheckpointId;
 use crate::sink::{
@@ -197,6 +202,80 @@ impl KafkaSinkConnector {
         }
     }
 
+    /// Confirms from the log that `t`, which recovery just asked to commit (EndTxn answered
+    /// `answer`), is committed; an aborted or unknown outcome stops the start with
+    /// [`Error::Unconfirmed`], because restoring the checkpoint would lose its records.
+    async fn confirm(
+        &self,
+        cluster: &Cluster,
+        t: &KafkaTransaction,
+        answer: EndTxnOutcome,
+    ) -> Result<()> {
+        let outcome = txn_outcome::read(cluster, &self.spec.topic, t)
+            .await
+            .map_err(|e| {
+                self.err(format!(
+                    "reading the outcome of {} (checkpoint {}) from the log: {e}",
+                    t.transactional_id, t.checkpoint
+                ))
+            })?;
+        let what = format!(
+            "transaction {} of checkpoint {} ({} records)",
+            t.transactional_id, t.checkpoint, t.records
+        );
+        let why_lost = format!(
+            "A broker aborts a transaction when its transactionTimeout ({} s) runs out before \
+             the commit (an outage or a stop longer than that), and when another producer \
+             initialises the same transactional id (another job using transactionalIdPrefix \
+             {}). Restoring checkpoint {} would lose these records, so the job does not \
+             start. To go on, start it from the checkpoint before {} (spec.initialSavepointPath; \
+             its input is read again and these records written again, while other sinks of \
+             the job may write checkpoint {}'s output a second time), and raise \
+             transactionTimeout (and the brokers' transaction.max.timeout.ms) above the longest \
+             outage to ride out",
+            self.spec.transaction_timeout.get().as_secs(),
+            self.spec
+                .transactional_id_prefix
+                .as_deref()
+                .unwrap_or("weir"),
+            t.checkpoint,
+            t.checkpoint,
+            t.checkpoint,
+        );
+        match outcome {
+            TxnOutcome::Committed => {
+                tracing::info!(
+                    transactional_id = %t.transactional_id, checkpoint = t.checkpoint,
+                    records = t.records, end_txn = ?answer,
+                    "committed transaction recorded in the restored checkpoint (its COMMIT marker is in the log)"
+                );
+                Ok(())
+            }
+            TxnOutcome::Unknown(why) if t.first_offsets.is_empty() => {
+                // Checkpoints from before first offsets were recorded: the old reading of the
+                // answer, said out loud.
+                tracing::warn!(
+                    transactional_id = %t.transactional_id, checkpoint = t.checkpoint,
+                    end_txn = ?answer, %why,
+                    "cannot confirm the transaction from the log; taking EndTxn's answer as committed"
+                );
+                Ok(())
+            }
+            TxnOutcome::Aborted { partition, offset } => Err(Error::Unconfirmed {
+                sink: self.name(),
+                message: format!(
+                    "{what} was aborted, not committed: its ABORT marker is at offset {offset} \
+                     of partition {partition} of topic {}. {why_lost}.",
+                    self.spec.topic
+                ),
+            }),
+            TxnOutcome::Unknown(why) => Err(Error::Unconfirmed {
+                sink: self.name(),
+                message: format!("cannot tell whether {what} was committed: {why}. {why_lost}."),
+            }),
+        }
+    }
+
     /// Fence `txn_id`: initialise it once and drop the producer.
     async fn fence(&self, txn_id: String) -> Result<()> {
         let (p, _, _) = self.init_txn_producer(txn_id).await?;
@@ -268,7 +347,7 @@ impl SinkConnector for KafkaSinkConnector {
                 pool: Vec::new(),
                 current: None,
                 encoder,
-                inflight: VecDeque::new(),
+                deliveries: Deliveries::default(),
                 records: 0,
             }))),
             _ => {
@@ -279,7 +358,7 @@ impl SinkConnector for KafkaSinkConnector {
                 Ok(SinkInstance::Plain(Box::new(PlainWriter {
                     producer,
                     encoder,
-                    inflight: VecDeque::new(),
+                    deliveries: Deliveries::default(),
                     track: self.delivery == Delivery::AtLeastOnce,
                     topic: self.spec.topic.clone(),
                 })))
@@ -322,7 +401,7 @@ impl SinkConnector for KafkaSinkConnector {
                     // A broker that closes the connection instead of answering
                     // PRODUCER_FENCED (the local test broker does): the epoch was superseded.
                     Err(wire::WireError::EndTxnRejected { .. }) => {
-                        tracing::warn!(transactional_id = %t.transactional_id, "broker closed the connection on EndTxn; treating the producer epoch as superseded");
+                        tracing::warn!(transactional_id = %t.transactional_id, "broker closed the connection on EndTxn (the producer epoch was superseded); reading the outcome from the log");
                         EndTxnOutcome::Fenced
                     }
                     other => other.map_err(|e| {
@@ -332,17 +411,7 @@ impl SinkConnector for KafkaSinkConnector {
                         ))
                     })?,
                 };
-                match outcome {
-                    EndTxnOutcome::Done => tracing::info!(
-                        transactional_id = %t.transactional_id, checkpoint = t.checkpoint,
-                        records = t.records, "committed transaction recorded in the restored checkpoint"),
-                    // Epochs are bumped only after the transaction they end was committed (a
-                    // recovery commits before it fences; a pool slot is re-initialised only
-                    // after its commit), so a superseded epoch means it was committed.
-                    EndTxnOutcome::AlreadyCompleted | EndTxnOutcome::Fenced => tracing::info!(
-                        transactional_id = %t.transactional_id, checkpoint = t.checkpoint,
-                        ?outcome, "transaction of the restored checkpoint was already committed"),
-                }
+                self.confirm(&cluster, t, outcome).await?;
             }
             // Ids of subtasks that no longer exist are fenced here; the current subtasks fence
             // their own pool when they start.
@@ -454,12 +523,60 @@ impl Encoder {
     }
 }
 
+/// Deliveries the producer has not confirmed yet, and the first offset each partition got
+/// since the last [`Deliveries::take_first_offsets`]: commit-phase recovery finds a
+/// transaction's markers in the log from there.
+#[derive(Default)]
+struct Deliveries {
+    inflight: VecDeque<DeliveryFuture>,
+    first_offsets: BTreeMap<i32, i64>,
+}
+
+impl Deliveries {
+    /// Waits for the oldest delivery; false when none is in flight.
+    async fn settle_one(&mut self, topic: &str) -> Result<bool> {
+        let Some(f) = self.inflight.pop_front() else {
+            return Ok(false);
+        };
+        let err = |m: String| Error::Sink {
+            sink: format!("kafka topic {topic}"),
+            message: m,
+        };
+        match f.await {
+            Ok(Ok(d)) => {
+                let first = self.first_offsets.entry(d.partition).or_insert(d.offset);
+                *first = (*first).min(d.offset);
+                Ok(true)
+            }
+            Ok(Err((e, _))) => Err(err(format!("delivery failed: {e}"))),
+            Err(_) => Err(err("delivery report lost (producer closed)".to_string())),
+        }
+    }
+
+    async fn drain(&mut self, topic: &str) -> Result<()> {
+        while self.settle_one(topic).await? {}
+        Ok(())
+    }
+
+    fn take_first_offsets(&mut self) -> Vec<FirstOffset> {
+        std::mem::take(&mut self.first_offsets)
+            .into_iter()
+            .map(|(partition, offset)| FirstOffset { partition, offset })
+            .collect()
+    }
+
+    fn clear(&mut self) {
+        self.inflight.clear();
+        self.first_offsets.clear();
+    }
+}
+
 /// Hand `records` to the producer, waiting for earlier deliveries when its queue is full.
 async fn send_all<C: ClientContext + 'static>(
     producer: &FutureProducer<C>,
     topic: &str,
     records: Vec<OutRecord>,
-    inflight: &mut VecDeque<DeliveryFuture>,
+    deliveries: &mut Deliveries,
     track: bool,
 ) -> Result<()> {
     for r in records {
@@ -481,7 +598,7 @@ async fn send_all<C: ClientContext + 'static>(
             match producer.send_result(rec) {
                 Ok(f) => {
                     if track {
-                        inflight.push_back(f);
+                        deliveries.inflight.push_back(f);
                     }
                     break;
                 }
@@ -492,9 +609,8 @@ async fn send_all<C: ClientContext + 'static>(
                     back,
                 )) => {
                     rec = back;
-                    match inflight.pop_front() {
-                        Some(f) => check_delivery(f, topic).await?,
-                        None => tokio::time::sleep(Duration::from_millis(5)).await,
+                    if !deliveries.settle_one(topic).await? {
+                        tokio::time::sleep(Duration::from_millis(5)).await;
                     }
                 }
                 Err((e, _)) => {
@@ -505,25 +621,6 @@ async fn send_all<C: ClientContext + 'static>(
                 }
             }
         }
-    }
-    Ok(())
-}
-
-async fn check_delivery(f: DeliveryFuture, topic: &str) -> Result<()> {
-    let err = |m: String| Error::Sink {
-        sink: format!("kafka topic {topic}"),
-        message: m,
-    };
-    match f.await {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err((e, _))) => Err(err(format!("delivery failed: {e}"))),
-        Err(_) => Err(err("delivery report lost (producer closed)".to_string())),
-    }
-}
-
-async fn drain(inflight: &mut VecDeque<DeliveryFuture>, topic: &str) -> Result<()> {
-    while let Some(f) = inflight.pop_front() {
-        check_delivery(f, topic).await?;
     }
     Ok(())
 }
@@ -548,7 +645,7 @@ struct TxnWriter {
     /// Pool slot and checkpoint of the open transaction.
     current: Option<(usize, u64)>,
     encoder: Encoder,
-    inflight: VecDeque<DeliveryFuture>,
+    deliveries: Deliveries,
     records: u64,
 }
 
@@ -636,7 +733,7 @@ impl TwoPhaseCommitSink for TxnWriter {
                 &producer,
                 &self.connector.spec.topic,
                 records,
-                &mut self.inflight,
+                &mut self.deliveries,
                 true,
             )
             .await
@@ -650,9 +747,10 @@ impl TwoPhaseCommitSink for TxnWriter {
                     "kafka sink pre-commit without a transaction",
                 ));
             };
-            drain(&mut self.inflight, &self.connector.spec.topic).await?;
+            self.deliveries.drain(&self.connector.spec.topic).await?;
             self.blocking(slot, "flush", |p| p.flush(TXN_CALL_TIMEOUT))
                 .await?;
+            let first_offsets = self.deliveries.take_first_offsets();
             crate::fault::point("kafka-after-precommit", CheckpointId(checkpoint));
             let s = &mut self.pool[slot];
             s.precommitted = Some(checkpoint);
@@ -663,6 +761,7 @@ impl TwoPhaseCommitSink for TxnWriter {
                 checkpoint,
                 records: self.records,
                 parallelism: self.parallelism,
+                first_offsets,
             };
             Ok(Committable::KafkaTransaction(t))
         })
@@ -706,7 +805,7 @@ impl TwoPhaseCommitSink for TxnWriter {
 
     fn abort(&mut self) -> BoxFuture<'_, Result<()>> {
         Box::pin(async move {
-            self.inflight.clear();
+            self.deliveries.clear();
             if let Some((slot, _)) = self.current.take() {
                 self.blocking(slot, "abort_transaction", |p| {
                     p.abort_transaction(TXN_CALL_TIMEOUT)
@@ -722,7 +821,7 @@ impl TwoPhaseCommitSink for TxnWriter {
 struct PlainWriter {
     producer: FutureProducer,
     encoder: Encoder,
-    inflight: VecDeque<DeliveryFuture>,
+    deliveries: Deliveries,
     track: bool,
     topic: String,
 }
@@ -735,7 +834,7 @@ impl PlainSink for PlainWriter {
                 &self.producer,
                 &self.topic,
                 records,
-                &mut self.inflight,
+                &mut self.deliveries,
                 self.track,
             )
             .await
@@ -745,7 +844,7 @@ impl PlainSink for PlainWriter {
     fn flush(&mut self) -> BoxFuture<'_, Result<()>> {
         Box::pin(async move {
             if self.track {
-                drain(&mut self.inflight, &self.topic).await?;
+                self.deliveries.drain(&self.topic).await?;
             }
             Ok(())
         })
