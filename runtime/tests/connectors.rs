@@ -15,7 +15,8 @@ use common::stack::{
     kafka, kafka_sales, oracle, produce_end_marker, produce_end_markers, produce_orders, sales_job,
 };
 use common::{
-    fresh_bucket, log_tail, s3_endpoint, spawn_runtime, stop_cleanly, unique, wait_exit_within,
+    fresh_bucket, log_tail, run_until_crash, s3_endpoint, spawn_runtime, stop_cleanly, unique,
+    wait_exit_within,
 };
 
 const PARTITIONS: i32 = 3;
@@ -237,15 +238,11 @@ fn crashed_after_metadata(
     let tmp = tempfile::tempdir().unwrap();
     let job = sc.write_job(st, tmp.path(), 2, 300, true);
     let log = tmp.path().join("runtime.log");
-    let mut child = spawn_runtime(&job, &[], &[("WEIR_CRASH_AT", "after-metadata:1")], &log);
-    let status =
-        wait_exit_within(&mut child, Duration::from_secs(60)).expect("crash point not reached");
-    use std::os::unix::process::ExitStatusExt;
-    assert_eq!(
-        status.signal(),
-        Some(9),
-        "expected the crash point to kill the run\n{}",
-        log_tail(&log)
+    run_until_crash(
+        &job,
+        &[("WEIR_CRASH_AT", "after-metadata:1")],
+        Duration::from_secs(60),
+        &log,
     );
     (sc, tmp, job, log)
 }
@@ -1070,16 +1067,12 @@ fn store_sales_example_is_exactly_once_across_a_crash() {
     std::fs::write(&job_file, serde_yaml::to_string(&job).unwrap()).unwrap();
     let log = tmp.path().join("runtime.log");
 
-    let mut child = spawn_runtime(
+    run_until_crash(
         &job_file,
-        &[],
         &[("WEIR_CRASH_AT", "after-metadata:1")],
+        Duration::from_secs(60),
         &log,
     );
-    let status =
-        wait_exit_within(&mut child, Duration::from_secs(60)).expect("crash point not reached");
-    use std::os::unix::process::ExitStatusExt;
-    assert_eq!(status.signal(), Some(9), "{}", log_tail(&log));
     let mut child = spawn_runtime(&job_file, &[], &[], &log);
     let status = wait_exit_within(&mut child, Duration::from_secs(120))
         .expect("restored run did not finish");
@@ -1150,20 +1143,11 @@ fn clickhouse_over_https_is_exactly_once_and_refuses_an_unknown_ca() {
     std::fs::write(&job, yaml).unwrap();
     let ca = pem("ca.pem");
     let log = tmp.path().join("runtime.log");
-    let mut child = spawn_runtime(
+    run_until_crash(
         &job,
-        &[],
         &[("CH_CA", &ca), ("WEIR_CRASH_AT", "after-metadata:1")],
+        Duration::from_secs(60),
         &log,
-    );
-    let status = wait_exit_within(&mut child, Duration::from_secs(60))
-        .unwrap_or_else(|| panic!("crash point not reached\n{}", log_tail(&log)));
-    use std::os::unix::process::ExitStatusExt;
-    assert_eq!(
-        status.signal(),
-        Some(9),
-        "expected the crash\n{}",
-        log_tail(&log)
     );
     let mut child = spawn_runtime(&job, &[], &[("CH_CA", &ca)], &log);
     let status = wait_exit_within(&mut child, Duration::from_secs(120))
@@ -1275,20 +1259,11 @@ fn clickhouse_commits_stay_inside_the_tables_deduplication_window() {
     let path = tmp.path().join("replay.yaml");
     std::fs::write(&path, yaml).unwrap();
     let log = tmp.path().join("replay.log");
-    let mut child = spawn_runtime(
+    run_until_crash(
         &path,
-        &[],
         &[("WEIR_CRASH_AT", "after-sink-commit:1")],
+        Duration::from_secs(90),
         &log,
-    );
-    let status = wait_exit_within(&mut child, Duration::from_secs(90))
-        .unwrap_or_else(|| panic!("crash point not reached\n{}", log_tail(&log)));
-    use std::os::unix::process::ExitStatusExt;
-    assert_eq!(
-        status.signal(),
-        Some(9),
-        "expected the crash\n{}",
-        log_tail(&log)
     );
     std::thread::sleep(Duration::from_secs(4));
     let mut child = spawn_runtime(&path, &[], &[], &log);

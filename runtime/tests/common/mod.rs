@@ -297,6 +297,26 @@ pub fn wait_exit_within(
     None
 }
 
+/// Run `job_file` with `env` (which arms a `WEIR_CRASH_AT` point) and require it to die by
+/// that point's SIGKILL within `limit`; the log tail is the failure report otherwise.
+pub fn run_until_crash(
+    job_file: &Path,
+    env: &[(&str, &str)],
+    limit: std::time::Duration,
+    log: &Path,
+) {
+    let mut child = spawn_runtime(job_file, &[], env, log);
+    let status = wait_exit_within(&mut child, limit)
+        .unwrap_or_else(|| panic!("crash point not reached\n{}", log_tail(log)));
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(
+        status.signal(),
+        Some(9),
+        "expected the crash point to kill the run\n{}",
+        log_tail(log)
+    );
+}
+
 /// A job its peer refuses (an unknown CA, a wrong password) must fail well before the 60 s
 /// start-up wait, naming each of `want` in its log. `run` starts it and returns its exit
 /// status; `what` names it in failures. Returns how long it took.
