@@ -41,7 +41,7 @@ check() {
   install
   mkdir -p "$OUT"
   render defaults
-  render all-namespaces --set 'networkPolicy.namespaces={shop}' \
+  render all-namespaces \
     --set 'networkPolicy.metricsFrom[0].namespaceSelector.matchLabels.kubernetes\.io/metadata\.name=monitoring'
   render namespaced --set replicaCount=2 --set 'watchNamespaces={shop,analytics}' \
     --set s3.endpoint=http://minio.storage:9000 --set s3.pathStyle=true \

@@ -42,6 +42,10 @@ pub async fn act(
     let ns = owner.namespace.as_str();
     let acted = match action {
         Action::EnsureConfig => {
+            if let Some(policy) = &ctx.network_policy {
+                crate::network_policy::ensure(&ctx.client, policy, &ctx.policies, owner, true)
+                    .await?;
+            }
             let spec = reconciled(job, status);
             let cm = pods::config_map(owner, &spec).map_err(|e| Error::Render {
                 job: owner.name.clone(),

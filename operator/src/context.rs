@@ -8,6 +8,7 @@ use crate::claims::Directory;
 use crate::decide::Settings;
 use crate::dispose::SavepointStore;
 use crate::metrics::Metrics;
+use crate::network_policy::{Applied, PolicySettings};
 use crate::runtime_client::RuntimeApi;
 use crate::written::Written;
 
@@ -37,6 +38,10 @@ pub struct Context {
     pub written: Arc<Written>,
     /// Every watched job, for checks across jobs (a transactional-id prefix held by another).
     pub directory: Directory,
+    /// The NetworkPolicy every job gets, when the install asked for one.
+    pub network_policy: Option<PolicySettings>,
+    /// Jobs whose NetworkPolicy this process applied.
+    pub policies: Arc<Applied>,
 }
 
 impl Context {
@@ -59,6 +64,15 @@ impl Context {
             now: jiff::Timestamp::now,
             written: Arc::default(),
             directory: Directory::default(),
+            network_policy: None,
+            policies: Arc::default(),
         }
+    }
+
+    /// Gives every job the NetworkPolicy `settings` describe ([`crate::network_policy`]).
+    #[must_use]
+    pub fn with_network_policy(mut self, settings: PolicySettings) -> Self {
+        self.network_policy = Some(settings);
+        self
     }
 }

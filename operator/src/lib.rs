@@ -14,6 +14,7 @@
 //! - [`decide`] holds every decision and is tested as tables;
 //! - [`pods`] builds the owned objects (security context, Secret references);
 //! - [`reconcile`] is the shell; [`controller`] the wiring; [`leader`] the Lease election;
+//! - [`network_policy`] writes the NetworkPolicy that keeps other pods off a job's ports;
 //! - [`rbac`] lists every permission the operator uses (the chart's Roles follow it);
 //! - [`watched`] decodes each watched StreamJob on its own, so one the operator cannot read
 //!   is refused by name instead of stopping the watch.
@@ -28,6 +29,7 @@ pub mod error;
 pub mod events;
 pub mod leader;
 pub mod metrics;
+pub mod network_policy;
 pub mod observe;
 pub mod pods;
 pub mod rbac;

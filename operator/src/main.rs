@@ -15,6 +15,7 @@ use weir_operator::decide::Settings;
 use weir_operator::dispose::S3Savepoints;
 use weir_operator::leader::{self, LeaseConfig};
 use weir_operator::metrics::Metrics;
+use weir_operator::network_policy::PolicySettings;
 use weir_operator::runtime_client::HttpRuntime;
 
 #[derive(Parser)]
@@ -63,6 +64,16 @@ struct Args {
     /// for jobs whose `checkpoint.s3.credentialsSecret` is unset.
     #[arg(long, env = "WEIR_DEFAULT_S3_CREDENTIALS_SECRET")]
     default_s3_credentials_secret: Option<String>,
+    /// Give every job a NetworkPolicy admitting only the operator's pods (selected by these
+    /// labels, a JSON object, in the operator's namespace) and `--network-policy-metrics-from`
+    /// to its control port, and only the job's own pods to its exchange port. Unset: no
+    /// policy is written.
+    #[arg(long, env = "WEIR_NETWORK_POLICY_OPERATOR_LABELS")]
+    network_policy_operator_labels: Option<String>,
+    /// More peers admitted to the control port (`/metrics`), a JSON list of
+    /// NetworkPolicyPeers, e.g. Prometheus.
+    #[arg(long, env = "WEIR_NETWORK_POLICY_METRICS_FROM", default_value = "")]
+    network_policy_metrics_from: String,
     /// Log format: `json` (one object per line, with the job's namespace and name) or `text`.
     #[arg(long, env = "WEIR_LOG_FORMAT", default_value = "json")]
     log_format: String,
@@ -86,6 +97,19 @@ async fn main() -> anyhow::Result<()> {
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty())
         .collect();
+    // Before anything listens: a bad policy flag must stop the start, not open the ports.
+    let network_policy = args
+        .network_policy_operator_labels
+        .as_deref()
+        .filter(|l| !l.trim().is_empty())
+        .map(|labels| {
+            PolicySettings::from_flags(
+                args.lease_namespace.clone(),
+                labels,
+                &args.network_policy_metrics_from,
+            )
+        })
+        .transpose()?;
 
     let metrics = Arc::new(Metrics::new());
     let ready = Arc::new(AtomicBool::new(false));
@@ -97,7 +121,7 @@ async fn main() -> anyhow::Result<()> {
     weir_operator::controller::check_crd(&client, &namespaces)
         .await
         .map_err(anyhow::Error::msg)?;
-    let ctx = Arc::new(Context::new(
+    let mut ctx = Context::new(
         client.clone(),
         Arc::new(HttpRuntime::new()?),
         Arc::new(S3Savepoints),
@@ -112,7 +136,11 @@ async fn main() -> anyhow::Result<()> {
                 ca_pem_env: None,
             },
         },
-    ));
+    );
+    if let Some(policy) = network_policy {
+        ctx = ctx.with_network_policy(policy);
+    }
+    let ctx = Arc::new(ctx);
     ready.store(true, Ordering::Relaxed);
     if args.leader_election {
         let cfg = LeaseConfig {

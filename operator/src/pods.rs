@@ -84,7 +84,7 @@ pub struct Owner {
 }
 
 impl Owner {
-    fn meta(&self, name: String, labels: BTreeMap<String, String>) -> ObjectMeta {
+    pub(crate) fn meta(&self, name: String, labels: BTreeMap<String, String>) -> ObjectMeta {
         ObjectMeta {
             name: Some(name),
             namespace: Some(self.namespace.clone()),
@@ -101,7 +101,7 @@ impl Owner {
         }
     }
 
-    fn labels(&self) -> BTreeMap<String, String> {
+    pub(crate) fn labels(&self) -> BTreeMap<String, String> {
         BTreeMap::from([
             (JOB_LABEL.to_string(), self.name.clone()),
             (

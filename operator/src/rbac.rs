@@ -44,7 +44,9 @@ pub const IMPLIED: &[(&str, &str, &str, &str)] = &[(
 /// Secret. The one write is `create`, of the job's own Secrets: the control Secret and, for a
 /// job of several pods, the exchange Secret (never read back: only its pods read it). Both
 /// are immutable, owned by the job and collected with it; no Secret is ever updated or
-/// deleted. The headless `<job>-peers` Service of a job of several pods is applied like the
+/// deleted. Each job's NetworkPolicy is applied (`patch`, which may `create`) and never read
+/// or deleted: the job owns it (only granted when the chart's `networkPolicy.enabled`, the
+/// default). The headless `<job>-peers` Service of a job of several pods is applied like the
 /// control Service (`patch`, which may `create`).
 pub const PERMISSIONS: &[Permission] = &[
     Permission {
@@ -87,6 +89,12 @@ pub const PERMISSIONS: &[Permission] = &[
         group: "",
         resource: "secrets",
         verbs: &["get", "create"],
+        scope: Scope::JobNamespaces,
+    },
+    Permission {
+        group: "networking.k8s.io",
+        resource: "networkpolicies",
+        verbs: &["create", "patch"],
         scope: Scope::JobNamespaces,
     },
     Permission {

@@ -152,6 +152,16 @@ async fn reconcile_with(
         namespace: ns.clone(),
         uid: uid.clone(),
     };
+    // Once per job in this process (a job that ran before the operator wrote policies gets
+    // one); a deploy applies it itself, before its pods.
+    let deploys = decision.actions.contains(&Action::EnsureConfig);
+    if let Some(policy) = ctx
+        .network_policy
+        .as_ref()
+        .filter(|_| !deleting && !deploys)
+    {
+        crate::network_policy::ensure(&ctx.client, policy, &ctx.policies, &owner, false).await?;
+    }
     let mut status = decision.status;
     let mut events = decision.events;
     let mut finished = false;
@@ -166,6 +176,7 @@ async fn reconcile_with(
     if finished {
         ctx.metrics.forget(&ns, &name);
         ctx.written.forget(&uid);
+        ctx.policies.forget(&uid);
     } else {
         ctx.metrics
             .observe_transition(&name, &ns, &old_status, &status, (ctx.now)());

@@ -1,7 +1,7 @@
 //! The operator against a real kube-apiserver (envtest: `KUBEBUILDER_ASSETS` names a
 //! directory with `etcd` and `kube-apiserver`): the generated CRD is applied, the controller
 //! runs in this process, a harness plays the kubelet and each pod's container is a scripted
-//! runtime control API. Walks deploy, heal, a savepoint upgrade, a triggered savepoint, a
+//! runtime control API. Walks deploy (with the job's NetworkPolicy), heal, a savepoint upgrade, a triggered savepoint, a
 //! savepoint that cannot be taken during an upgrade (waits; switching to last-state
 //! proceeds), suspend/resume, an invalid spec and deletion with a final savepoint, reading
 //! status, conditions and events through the API; and a job of two pods: both start, their
@@ -17,6 +17,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::Client;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
@@ -26,6 +27,7 @@ use weir_operator::context::Context;
 use weir_operator::decide::Settings;
 use weir_operator::dispose::SavepointStore;
 use weir_operator::metrics::Metrics;
+use weir_operator::network_policy::PolicySettings;
 use weir_operator::runtime_client::HttpRuntime;
 
 const NS: &str = "flows";
@@ -143,16 +145,25 @@ async fn flows(assets: &std::path::Path) {
         kubelet::Runner::Fake(fake.clone()),
         logs.path().to_path_buf(),
     );
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        Arc::new(HttpRuntime::new().unwrap()),
-        Arc::new(KeepAll),
-        Arc::new(Metrics::new()),
-        Settings {
-            default_image: "weir-runtime:test".into(),
-            ..Settings::default()
-        },
-    ));
+    let policy = PolicySettings::from_flags(
+        "weir".into(),
+        r#"{"app.kubernetes.io/name":"weir","app.kubernetes.io/component":"operator"}"#,
+        r#"[{"namespaceSelector":{"matchLabels":{"kubernetes.io/metadata.name":"monitoring"}}}]"#,
+    )
+    .unwrap();
+    let ctx = Arc::new(
+        Context::new(
+            client.clone(),
+            Arc::new(HttpRuntime::new().unwrap()),
+            Arc::new(KeepAll),
+            Arc::new(Metrics::new()),
+            Settings {
+                default_image: "weir-runtime:test".into(),
+                ..Settings::default()
+            },
+        )
+        .with_network_policy(policy),
+    );
     let controller = tokio::spawn(weir_operator::controller::run(ctx, vec![NS.into()]));
     let jobs: Api<StreamJob> = Api::namespaced(client.clone(), NS);
 
@@ -161,6 +172,32 @@ async fn flows(assets: &std::path::Path) {
         .await
         .unwrap();
     let mut inc = running_after(&jobs, "a", 0, "the first deploy").await;
+    // The job's NetworkPolicy, as the apiserver admitted it: owned by the job, selecting its
+    // pods, the operator and the metrics peer on `control`, the job's pods on `exchange`.
+    let np = Api::<NetworkPolicy>::namespaced(client.clone(), NS)
+        .get("a-runtime")
+        .await
+        .unwrap();
+    let np = serde_json::to_value(np).unwrap();
+    let job_uid = jobs.get("a").await.unwrap().metadata.uid.unwrap();
+    assert_eq!(
+        np["metadata"]["ownerReferences"][0]["uid"],
+        job_uid.as_str()
+    );
+    assert_eq!(
+        np["spec"]["podSelector"],
+        json!({"matchLabels": {"weir.dev/job": "a"}})
+    );
+    assert_eq!(
+        np["spec"]["ingress"][0]["from"].as_array().map(Vec::len),
+        Some(2),
+        "{np}"
+    );
+    assert_eq!(np["spec"]["ingress"][0]["ports"][0]["port"], "control");
+    assert_eq!(
+        np["spec"]["ingress"][1]["from"],
+        json!([{"podSelector": {"matchLabels": {"weir.dev/job": "a"}}}])
+    );
     let s = status(&jobs, "a").await;
     assert_eq!(
         condition(&s, "Ready").map(|c| c.status.as_str()),

@@ -312,92 +312,67 @@ fn runtime_pods_are_scraped_and_the_dashboard_queries_real_metrics() {
     assert!(of_kind(&objs, "ConfigMap").is_empty());
 }
 
-/// The NetworkPolicy admits the operator's own pods (the labels its Deployment gives them, in
-/// the release namespace) to the runtime pods' `control` port, plus the configured metrics
-/// peers, and runtime pods of the same namespace (only) to each other's `exchange` port, in
-/// each watched namespace; with all namespaces watched, only where listed.
+/// The operator writes each job's NetworkPolicy (`operator/src/network_policy.rs`), so the
+/// chart renders none itself; it hands the operator the labels of its own pods (which must
+/// select them, in the release namespace) and the metrics peers, and grants create/patch on
+/// NetworkPolicies only while `networkPolicy.enabled` (the default) is on. Before, a default
+/// install (all namespaces watched) had no policy at all.
 #[test]
-fn only_the_operator_and_metrics_peers_reach_runtime_pods() {
+fn the_operator_is_told_who_may_reach_runtime_pods() {
     let Some(helm) = helm() else { return };
-    let objs = render(&helm, &["--set", "watchNamespaces={shop,analytics}"]);
-    let policies = of_kind(&objs, "NetworkPolicy");
-    let namespaces: Vec<&str> = policies
-        .iter()
-        .map(|p| p["metadata"]["namespace"].as_str().unwrap())
-        .collect();
-    assert_eq!(namespaces, ["shop", "analytics"]);
-    let deployment = of_kind(&objs, "Deployment")[0];
-    let operator_labels = &deployment["spec"]["template"]["metadata"]["labels"];
-    let release_ns = deployment["metadata"]["namespace"].as_str().unwrap();
-    for p in &policies {
-        let spec = &p["spec"];
-        assert_eq!(spec["policyTypes"], serde_json::json!(["Ingress"]));
-        assert_eq!(
-            spec["podSelector"]["matchExpressions"][0],
-            serde_json::json!({"key": "weir.dev/job", "operator": "Exists"})
-        );
-        let rules = spec["ingress"].as_array().unwrap();
-        assert_eq!(rules.len(), 2, "{spec}");
-        // Pods of a job of several pods reach each other's exchange, and nothing else does:
-        // a bare podSelector is this namespace's runtime pods, never another namespace's.
-        assert_eq!(
-            rules[1],
-            serde_json::json!({
-                "from": [{"podSelector": {"matchExpressions":
-                    [{"key": "weir.dev/job", "operator": "Exists"}]}}],
-                "ports": [{"port": "exchange", "protocol": "TCP"}]
-            })
-        );
-        assert_eq!(
-            rules[0]["ports"],
-            serde_json::json!([{"port": "control", "protocol": "TCP"}])
-        );
-        let from = rules[0]["from"].as_array().unwrap();
-        assert_eq!(from.len(), 1, "no metrics peers configured: {spec}");
-        assert_eq!(
-            from[0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"],
-            release_ns
-        );
-        // Every label the policy asks for is one the operator's pods carry.
-        let wanted = from[0]["podSelector"]["matchLabels"].as_object().unwrap();
-        assert!(!wanted.is_empty());
-        for (k, v) in wanted {
-            assert_eq!(&operator_labels[k], v, "operator pods lack {k}={v}");
+    let flag = |a: &[String], name: &str| -> Option<Value> {
+        a.iter()
+            .find_map(|x| x.strip_prefix(&format!("--{name}=")))
+            .map(|j| serde_json::from_str(j).unwrap())
+    };
+    for set in [vec![], vec!["--set", "watchNamespaces={shop,analytics}"]] {
+        let objs = render(&helm, &set);
+        assert!(of_kind(&objs, "NetworkPolicy").is_empty());
+        let a = args(&objs);
+        let labels = flag(&a, "network-policy-operator-labels")
+            .unwrap_or_else(|| panic!("no operator labels in {a:?}"));
+        let labels = labels.as_object().unwrap();
+        assert!(!labels.is_empty());
+        let deployment = of_kind(&objs, "Deployment")[0];
+        let pod_labels = &deployment["spec"]["template"]["metadata"]["labels"];
+        for (k, v) in labels {
+            assert_eq!(&pod_labels[k], v, "operator pods lack {k}={v}");
         }
+        assert_eq!(flag(&a, "network-policy-metrics-from"), None);
     }
 
-    // All namespaces watched: nothing unless namespaces are listed; metricsFrom is appended.
-    assert!(of_kind(&render(&helm, &[]), "NetworkPolicy").is_empty());
     let objs = render(
         &helm,
         &[
             "--set",
-            "networkPolicy.namespaces={shop}",
-            "--set",
             "networkPolicy.metricsFrom[0].podSelector.matchLabels.app=prometheus",
         ],
     );
-    let policies = of_kind(&objs, "NetworkPolicy");
-    assert_eq!(policies.len(), 1);
     assert_eq!(
-        policies[0]["spec"]["ingress"][0]["from"][1],
-        serde_json::json!({"podSelector": {"matchLabels": {"app": "prometheus"}}})
+        flag(&args(&objs), "network-policy-metrics-from"),
+        Some(serde_json::json!([{"podSelector": {"matchLabels": {"app": "prometheus"}}}]))
     );
-    assert!(
-        of_kind(
-            &render(
-                &helm,
-                &[
-                    "--set",
-                    "networkPolicy.enabled=false",
-                    "--set",
-                    "watchNamespaces={shop}"
-                ]
-            ),
-            "NetworkPolicy"
-        )
-        .is_empty()
-    );
+
+    // Off: no flag, and no grant on NetworkPolicies (cluster-wide or per namespace).
+    for set in [vec![], vec!["--set", "watchNamespaces={shop}"]] {
+        let mut set = set;
+        set.extend(["--set", "networkPolicy.enabled=false"]);
+        let objs = render(&helm, &set);
+        assert!(
+            !args(&objs)
+                .iter()
+                .any(|x| x.starts_with("--network-policy")),
+            "{set:?}"
+        );
+        let mut want = declared(Scope::JobNamespaces);
+        want.retain(|(_, r, _)| r != "networkpolicies");
+        for role in of_kind(&objs, "ClusterRole")
+            .into_iter()
+            .chain(of_kind(&objs, "Role"))
+        {
+            assert_eq!(grants(role), want, "{set:?}");
+        }
+    }
 }
 
 /// The chart's default images are the ones `make images` (docker/images.sh) builds and tags:

@@ -1,6 +1,7 @@
 //! The path a new user walks, with the real clients against a real kube-apiserver (envtest:
 //! `KUBEBUILDER_ASSETS`): `helm install` of the chart as shipped (CRD included), the
-//! `weir-operator` binary started with a kubeconfig that carries exactly the chart's RBAC,
+//! `weir-operator` binary started with a kubeconfig that carries exactly the chart's RBAC (and
+//! the chart's NetworkPolicy flags: each job's policy is written),
 //! `kubectl apply` of every example, `kubectl get sj` with its columns, `kubectl explain`,
 //! `kubectl describe` with events, and a table of bad manifests that `kubectl apply` must
 //! refuse naming the field. A harness plays the kubelet with a scripted runtime control API
@@ -144,9 +145,36 @@ async fn newcomer(assets: &Path, helm: String, kubectl: String) {
         kubelet::Runner::Fake(fake.clone()),
         logs.clone(),
     );
+    // The NetworkPolicy flags exactly as the chart's Deployment passes them, and the
+    // namespace the Deployment's downward API would give.
+    let deployment: Value = serde_json::from_str(&c.kubectl(&[
+        "get",
+        "deployment",
+        "weir",
+        "-n",
+        "weir",
+        "-o",
+        "json",
+    ]))
+    .unwrap();
+    let mut operator_args: Vec<String> =
+        deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|a| a.as_str())
+            .filter(|a| a.starts_with("--network-policy"))
+            .map(String::from)
+            .collect();
+    assert!(
+        !operator_args.is_empty(),
+        "the chart passes no NetworkPolicy flags"
+    );
+    operator_args.push("--lease-namespace=weir".into());
+    let operator_args: Vec<&str> = operator_args.iter().map(String::as_str).collect();
     let _operator = env.start_operator(
         Path::new(env!("CARGO_BIN_EXE_weir-operator")),
-        &[],
+        &operator_args,
         &logs.join("operator.log"),
     );
 
@@ -195,6 +223,26 @@ async fn newcomer(assets: &Path, helm: String, kubectl: String) {
         )
         .await;
     }
+
+    // Each job got its NetworkPolicy, written with only the chart's RBAC.
+    let policies: Value =
+        serde_json::from_str(&c.kubectl(&["get", "networkpolicies", "-n", NS, "-o", "json"]))
+            .unwrap();
+    let mut policed: Vec<String> = policies["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            p["spec"]["podSelector"]["matchLabels"]["weir.dev/job"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    policed.sort();
+    let mut want = names.clone();
+    want.sort();
+    assert_eq!(policed, want, "one NetworkPolicy per job");
 
     // 4. kubectl get sj: State, Ready, ready/desired pods, running and desired parallelism,
     // Last Checkpoint, Restarts.

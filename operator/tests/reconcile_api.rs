@@ -320,6 +320,80 @@ async fn deploy_applies_config_and_service_creates_pod_then_records_event_and_st
     assert!(rt.calls.lock().unwrap().is_empty(), "no pod to ask yet");
 }
 
+fn policed(ctx: Arc<Context>) -> Arc<Context> {
+    let settings = weir_operator::network_policy::PolicySettings::from_flags(
+        "weir".into(),
+        r#"{"app.kubernetes.io/name":"weir"}"#,
+        "",
+    )
+    .unwrap();
+    Arc::new(Arc::unwrap_or_clone(ctx).with_network_policy(settings))
+}
+
+const POLICY: &str = "/apis/networking.k8s.io/v1/namespaces/shop/networkpolicies/sales-runtime";
+
+/// With NetworkPolicies on, a deploy applies the job's policy before anything else it
+/// writes, so no pod runs unprotected; the next pass of the same process does not apply it
+/// again; a new operator process (an upgrade from a chart that wrote no policies) applies it
+/// once to a job that is already running. Mutation: drop the once-per-process apply in
+/// `reconcile` and the third pass makes no call for the policy.
+#[tokio::test]
+async fn each_job_gets_its_network_policy_before_its_pods_and_after_an_operator_upgrade() {
+    let rt = Arc::new(FakeRuntime::default());
+    let (ctx, handle) = context(rt.clone(), || now_at(0));
+    let ctx = policed(ctx);
+    let mut calls = start_incarnation_calls();
+    calls.insert(2, call(Method::PATCH, POLICY, Value::Null));
+    let server = tokio::spawn(serve(handle, calls));
+    let stale = Arc::new(job(Value::Null, json!({})));
+    run(reconcile(stale.clone(), ctx.clone())).await;
+    let bodies = server.await.unwrap();
+    let policy = &bodies[2];
+    assert_eq!(policy["kind"], "NetworkPolicy");
+    assert_eq!(policy["metadata"]["ownerReferences"][0]["uid"], "uid-1");
+    assert_eq!(
+        policy["spec"]["podSelector"],
+        json!({"matchLabels": {"weir.dev/job": "sales"}})
+    );
+    let deploying = bodies[8]["status"].clone();
+    assert_eq!(deploying["lifecycleState"], "Deploying");
+
+    // The same process, the pod starting: nothing to apply.
+    let (ctx2, handle) = context_after(&ctx, rt.clone(), || now_at(1));
+    let ctx2 = Arc::new(Context {
+        policies: ctx.policies.clone(),
+        ..Arc::unwrap_or_clone(policed(ctx2))
+    });
+    let starting = pod_json("sales-1", 1, "Pending", None);
+    let server = tokio::spawn(serve(
+        handle,
+        vec![
+            call(Method::GET, PODS, list(json!([starting.clone()]))),
+            control_secret_read(),
+        ],
+    ));
+    run(reconcile(stale, ctx2)).await;
+    server.await.unwrap();
+
+    // A new operator process: the job gets its policy once.
+    let (ctx3, handle) = context(rt, || now_at(2));
+    let ctx3 = policed(ctx3);
+    let server = tokio::spawn(serve(
+        handle,
+        vec![
+            call(Method::GET, PODS, list(json!([starting]))),
+            control_secret_read(),
+            call(Method::PATCH, POLICY, Value::Null),
+        ],
+    ));
+    run(reconcile(Arc::new(job(deploying, json!({}))), ctx3)).await;
+    let bodies = server.await.unwrap();
+    assert_eq!(
+        bodies[2]["spec"]["ingress"][1]["ports"],
+        json!([{"port": "exchange", "protocol": "TCP"}])
+    );
+}
+
 /// A job of two pods starts as two pods at once, after its config: the control Service
 /// (selecting pod 0), the headless `sales-peers` Service, the exchange Secret (created
 /// blind: a `409` from an earlier pass is fine; observe reads it to check the job owns it),
@@ -800,6 +874,7 @@ fn every_request_is_granted_and_every_grant_is_used() {
     use weir_operator::rbac::{IMPLIED, PERMISSIONS, request_verbs};
 
     deploy_applies_config_and_service_creates_pod_then_records_event_and_status();
+    each_job_gets_its_network_policy_before_its_pods_and_after_an_operator_upgrade();
     a_job_of_two_pods_starts_with_its_peers_service_exchange_secret_and_both_pods();
     new_job_gets_the_finalizer_first();
     heal_deletes_the_failed_pod_then_starts_the_next_incarnation();

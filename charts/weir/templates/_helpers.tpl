@@ -58,6 +58,11 @@ any difference.
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get", "create"]
+{{- if .Values.networkPolicy.enabled }}
+- apiGroups: ["networking.k8s.io"]
+  resources: ["networkpolicies"]
+  verbs: ["create", "patch"]
+{{- end }}
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create"]
