@@ -82,6 +82,20 @@ pub enum Error {
         /// What happened and what the user can do.
         message: String,
     },
+    /// The restored checkpoint holds state for an operator of this job that does not fit it
+    /// (its aggregates or key columns were edited since). Restoring would corrupt results
+    /// and starting again would find the same, so the runtime reports it as refused.
+    #[error(
+        "restore of {operator} from {checkpoint}: {message}. Revert the edit to resume from this checkpoint, or start the job without its state (a new checkpoint.storage)"
+    )]
+    Incompatible {
+        /// Operator id.
+        operator: String,
+        /// The checkpoint.
+        checkpoint: String,
+        /// What does not fit.
+        message: String,
+    },
     /// State bytes could not be encoded or decoded.
     #[error("state of {operator}: {message}")]
     State {

@@ -388,7 +388,17 @@ pub async fn start(plan: Plan, opts: RunOptions) -> Result<RunningJob> {
         for op in &stage.ops {
             let mut inst = op.instantiate(max_parallelism)?;
             if let Some(r) = &restored {
-                inst.restore(r.keyed_for(&op.id, &range))?;
+                // The checkpoint's CRC held, so state that does not decode or fit was written
+                // for another definition of this operator.
+                inst.restore(r.keyed_for(&op.id, &range))
+                    .map_err(|e| match e {
+                        Error::State { message, .. } => Error::Incompatible {
+                            operator: op.id.clone(),
+                            checkpoint: r.uri.trim_end_matches('/').to_string(),
+                            message,
+                        },
+                        other => other,
+                    })?;
             }
             ops.push((op.id.clone(), inst));
             side.push(match &op.side_sink {

@@ -53,7 +53,8 @@ fn failed(e: &impl ToString) -> Outcome {
 fn start_failed(e: &weir_runtime::error::Error) -> Outcome {
     match e {
         weir_runtime::error::Error::Unreadable(_)
-        | weir_runtime::error::Error::Unconfirmed { .. } => Outcome::Refused {
+        | weir_runtime::error::Error::Unconfirmed { .. }
+        | weir_runtime::error::Error::Incompatible { .. } => Outcome::Refused {
             error: e.to_string(),
         },
         _ => failed(e),

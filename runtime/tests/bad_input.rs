@@ -197,3 +197,89 @@ async fn undecodable_records_go_to_the_side_output_with_their_error() {
             .all(|v| !v["error"].as_str().unwrap().is_empty())
     );
 }
+
+fn window_job(chk: &str, aggregates: &str) -> String {
+    format!(
+        "name: edited
+checkpoint: {{interval: 100ms, storage: \"file://{chk}\"}}
+source:
+  datagen:
+    rate: 2000
+    fields:
+      store_id: {{key: {{cardinality: 5}}}}
+      amount: {{uniform: {{min: 0, max: 9}}}}
+      ts: {{eventTime: {{}}}}
+  schema:
+    - {{name: store_id, type: string}}
+    - {{name: amount, type: float64}}
+    - {{name: ts, type: timestamp}}
+  eventTime: {{field: ts}}
+transforms:
+  - window:
+      tumbling: 1h
+      keyBy: [store_id]
+      aggregates: {aggregates}
+sinks:
+  - stdout: {{}}
+"
+    )
+}
+
+/// A job whose window aggregates were reordered between a savepoint and the restore is
+/// refused at start, naming the operator, the checkpoint and what changed, as an error the
+/// runtime reports as `refused` (restarting cannot help). Before, the aligned layout zipped
+/// the stored accumulators with the new aggregates: the count went nowhere, the sum took the
+/// count's place, and the results were silently wrong.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_savepoint_of_a_job_whose_aggregates_were_reordered_is_refused_naming_the_operator() {
+    use weir_runtime::checkpoint::coordinator::Request;
+    let tmp = tempfile::tempdir().unwrap();
+    let chk = tmp.path().join("chk").display().to_string();
+    let plan = weir_runtime::plan_source(
+        "edited.yaml",
+        &window_job(&chk, "{n: count(*), total: sum(amount)}"),
+    )
+    .unwrap();
+    let running = start(plan, RunOptions::default()).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    running
+        .requests
+        .send(Request::Stop { savepoint: true })
+        .await
+        .unwrap();
+    let Outcome::Stopped {
+        savepoint: Some(sp),
+    } = running.wait().await.unwrap()
+    else {
+        panic!("no savepoint")
+    };
+
+    let restore = |aggregates: &str| {
+        let plan = weir_runtime::plan_source("edited.yaml", &window_job(&chk, aggregates)).unwrap();
+        let opts = RunOptions {
+            restore_from: Some(sp.clone()),
+            ..RunOptions::default()
+        };
+        start(plan, opts)
+    };
+    let Err(e) = restore("{total: sum(amount), n: count(*)}").await else {
+        panic!("a savepoint of the other aggregate order was restored");
+    };
+    assert!(matches!(e, Error::Incompatible { .. }), "{e:?}");
+    let e = e.to_string();
+    for want in [
+        "window-0",
+        sp.trim_end_matches('/'),
+        "aggregate 1",
+        "reordered",
+    ] {
+        assert!(e.contains(want), "{want:?} missing: {e}");
+    }
+    // The job as it was restores from the same savepoint.
+    let job = restore("{n: count(*), total: sum(amount)}").await.unwrap();
+    job.requests
+        .send(Request::Stop { savepoint: false })
+        .await
+        .unwrap();
+    assert!(matches!(job.wait().await.unwrap(), Outcome::Stopped { .. }));
+}

@@ -105,7 +105,19 @@ impl Operator for Dedup {
     }
 
     fn restore(&mut self, state: KeyedState) -> Result<()> {
-        for (k, t) in decode_keyed::<Millis>("dedup", state)? {
+        let restored = decode_keyed::<Millis>("dedup", state)?;
+        let keys: Vec<&[u8]> = restored.iter().map(|(k, _)| k.as_slice()).collect();
+        if !keys.is_empty() {
+            // Dedup only compares key bytes, so a changed key type would not fail: every
+            // stored key would silently miss and its duplicates pass once.
+            self.keys
+                .decode_stored(&keys)
+                .map_err(|message| Error::State {
+                    operator: "dedup".into(),
+                    message,
+                })?;
+        }
+        for (k, t) in restored {
             self.remember(k, t);
         }
         Ok(())

@@ -38,7 +38,54 @@ pub enum Acc {
     Distinct(HashSet<Vec<u8>>),
 }
 
+/// Whether restored accumulators fit the job's aggregates: as many, and each of the kind its
+/// aggregate keeps. A job edited between checkpoint and restore (an aggregate added, removed,
+/// reordered or now over a float column) would otherwise restore some accumulators into the
+/// wrong aggregate and drop the rest without a word.
+///
+/// # Errors
+/// What does not fit, naming the aggregate by position and function.
+pub fn check_restored(aggregates: &[Aggregate], accs: &[Acc]) -> Result<(), String> {
+    if accs.len() != aggregates.len() {
+        return Err(format!(
+            "the checkpoint keeps {} accumulators per window and key, the job has {} aggregates: \
+             aggregates were added or removed since the checkpoint was taken",
+            accs.len(),
+            aggregates.len()
+        ));
+    }
+    for (i, (a, acc)) in aggregates.iter().zip(accs).enumerate() {
+        let want = Acc::new(a);
+        if std::mem::discriminant(&want) != std::mem::discriminant(acc) {
+            return Err(format!(
+                "aggregate {} ({:?}) needs {} state, the checkpoint holds {} state there: \
+                 aggregates were reordered or changed since the checkpoint was taken",
+                i + 1,
+                a.func,
+                want.kind(),
+                acc.kind()
+            ));
+        }
+    }
+    Ok(())
+}
+
 impl Acc {
+    /// What kind of accumulator this is, for messages.
+    fn kind(&self) -> &'static str {
+        match self {
+            Self::Count(_) => "count",
+            Self::SumI(_) => "integer sum",
+            Self::SumF(_) => "float sum",
+            Self::MinI(_) => "integer min",
+            Self::MaxI(_) => "integer max",
+            Self::MinF(_) => "float min",
+            Self::MaxF(_) => "float max",
+            Self::Avg(..) => "avg",
+            Self::Distinct(_) => "count distinct",
+        }
+    }
+
     /// The empty accumulator for `a`.
     pub fn new(a: &Aggregate) -> Self {
         let int = matches!(a.kind, ValueKind::Int { .. });
@@ -333,8 +380,7 @@ impl Column {
         }
     }
 
-    /// Set group `g` from a restored accumulator; a mismatched kind is ignored as the
-    /// per-key path ignores it.
+    /// Set group `g` from a restored accumulator, already checked by [`check_restored`].
     pub fn set(&mut self, g: usize, acc: Acc) {
         match (self, acc) {
             (Self::Count(v), Acc::Count(x)) | (Self::SumI(v), Acc::SumI(x)) => v[g] = x,

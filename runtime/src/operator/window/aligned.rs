@@ -12,7 +12,7 @@ use std::sync::Arc;
 use datafusion::arrow::array::{Array, AsArray, RecordBatch, TimestampMillisecondArray};
 use datafusion::arrow::datatypes::TimestampMillisecondType;
 
-use super::accumulators::Column;
+use super::accumulators::{Column, check_restored};
 use super::groups::{BatchKeys, GroupKeys, KeyMode, KeyRows};
 use super::{Assigner, KeyWindows, Shared};
 use crate::error::{Error, Result};
@@ -293,6 +293,12 @@ impl Operator for AlignedWindows {
         let mut by_start: BTreeMap<Millis, Restored> = BTreeMap::new();
         for (key, windows) in decode_keyed::<KeyWindows>("window", state)? {
             for (start, w) in windows {
+                check_restored(&self.shared.aggregates, &w.accs).map_err(|message| {
+                    Error::State {
+                        operator: "window".into(),
+                        message,
+                    }
+                })?;
                 let e = by_start
                     .entry(start)
                     .or_insert_with(|| (w.end, Vec::new(), Vec::new()));

@@ -103,24 +103,25 @@ impl BatchKeys {
     /// Keys decoded from stored row bytes (a restore).
     ///
     /// # Errors
-    /// Arrow's error on malformed rows.
+    /// A stored key that is not a key of the job's key columns ([`KeyCodec::decode_stored`]).
     pub fn from_stored<'a>(
         mode: &KeyMode,
         codec: &KeyCodec,
         keys: impl IntoIterator<Item = &'a [u8]>,
     ) -> Result<Self> {
+        let keys: Vec<&[u8]> = keys.into_iter().collect();
+        let cols = codec.decode_stored(&keys).map_err(|message| Error::State {
+            operator: "window".into(),
+            message,
+        })?;
         match mode {
             KeyMode::Int(_) => {
-                let cols = codec.decode(keys)?;
                 let col = cols
                     .first()
                     .ok_or_else(|| Error::internal("stored keys decode to no column"))?;
                 Self::from_int_column(col)
             }
-            KeyMode::Rows => {
-                let cols = codec.decode(keys)?;
-                Self::from_rows(codec.rows_of(&cols)?)
-            }
+            KeyMode::Rows => Self::from_rows(codec.rows_of(&cols)?),
         }
     }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use datafusion::arrow::array::{Array, AsArray, RecordBatch, TimestampMillisecondArray};
 use datafusion::arrow::datatypes::TimestampMillisecondType;
 
-use super::accumulators::finish;
+use super::accumulators::{check_restored, finish};
 use super::{KeyWindows, Shared, Window};
 use crate::error::{Error, Result};
 use crate::ids::Millis;
@@ -154,7 +154,21 @@ impl Operator for SessionWindows {
     }
 
     fn restore(&mut self, state: KeyedState) -> Result<()> {
-        for (key, windows) in decode_keyed::<KeyWindows>("window", state)? {
+        let restored = decode_keyed::<KeyWindows>("window", state)?;
+        let wrong = |message| Error::State {
+            operator: "window".into(),
+            message,
+        };
+        let keys: Vec<&[u8]> = restored.iter().map(|(k, _)| k.as_slice()).collect();
+        if !keys.is_empty() {
+            self.shared.keys.decode_stored(&keys).map_err(wrong)?;
+        }
+        for (_, windows) in &restored {
+            for w in windows.values() {
+                check_restored(&self.shared.aggregates, &w.accs).map_err(wrong)?;
+            }
+        }
+        for (key, windows) in restored {
             for (start, w) in &windows {
                 self.timers.insert((w.end, *start, key.clone()));
             }
