@@ -616,3 +616,84 @@ async fn starting_from_another_jobs_checkpoint_leaves_that_job_untouched() {
         "job b did not record its commit-phase recovery of {from} in its own directory"
     );
 }
+
+/// An S3 server that fails, through a proxy in front of the local one: state-file uploads
+/// answered 503 (the client's retries run out), the answer to the `_metadata` write lost
+/// after the object was stored (a 500 whose retry meets the object: 412), and retention's
+/// `DeleteObjects` answered 200 with every key listed as not deleted. The job finishes with
+/// output equal to the oracle (no acknowledged checkpoint lost, nothing twice), every error
+/// is counted (`checkpoints_failed`, `checkpoint_cleanups_failed`), the lost answer does not
+/// stop the job (the store holds exactly what it wrote), retention catches up, and the newest
+/// checkpoint restores. Mutations: ignore `DeleteObjects`' errors and the cleanup failures
+/// are not counted; take the 412 as another incarnation's (as before) and the job fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_s3_server_loses_no_acknowledged_checkpoint_and_every_error_is_reported() {
+    use weir_testkit::s3_proxy::{Answer, Fault, FaultyS3};
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(ep) = s3_endpoint("a_failing_s3_server") else {
+        return;
+    };
+    let bucket = fresh_bucket(&ep, "failing-s3").await;
+    let proxy = FaultyS3::start(&ep).await;
+    let storage_uri = format!("s3://{bucket}/checkpoints");
+    let mut job = OrdersJob::new("failing-s3", storage_uri.clone(), tmp.path().join("out"));
+    job.s3_endpoint = Some(proxy.endpoint.clone());
+    job.count = 60_000;
+    job.rate = Some(15_000);
+    job.interval_ms = 100;
+    job.retained = 2;
+    let fault = |method, path: &str, query, times, answer| Fault {
+        method,
+        path_contains: path.into(),
+        query_contains: query,
+        times,
+        answer,
+    };
+    // Three in a row on one file: the client's three attempts, so the checkpoint fails.
+    proxy.inject(fault("PUT", "s0-t0-g1.state", None, 3, Answer::Status(503)));
+    proxy.inject(fault(
+        "PUT",
+        "/_metadata",
+        None,
+        1,
+        Answer::AfterForward(500),
+    ));
+
+    let plan = weir_runtime::plan_source("failing-s3.yaml", &job.yaml()).unwrap();
+    let running = start(plan, RunOptions::default()).await.unwrap();
+    // After the start-up probe of conditional writes, whose clean-up must succeed.
+    proxy.inject(fault("POST", "/", Some("delete"), 3, Answer::DeleteErrors));
+    let metrics = running.metrics.clone();
+    let outcome = running.wait().await.unwrap();
+    assert_eq!(outcome, Outcome::Finished);
+    assert_matches_oracle(&job, "through a failing S3 server");
+    let fired = proxy.fired();
+    for what in [".state", "_metadata", "delete"] {
+        assert!(
+            fired.iter().any(|f| f.contains(what)),
+            "no {what} fault fired: {fired:?}"
+        );
+    }
+    assert!(
+        metrics.checkpoints_failed.get() >= 1,
+        "state upload failures not counted"
+    );
+    assert!(
+        metrics.checkpoint_cleanups_failed.get() >= 1,
+        "DeleteObjects errors not reported"
+    );
+
+    // Straight to the server: retention caught up, and the newest checkpoint restores.
+    let storage = Storage::open(&storage_uri, &s3_spec(&ep)).await.unwrap();
+    let layout = Layout::new("local", "failing-s3");
+    let generation = fencing::latest(&storage, &layout).await.unwrap().unwrap();
+    let dirs = restore::list(&storage, &layout, &generation.job_id)
+        .await
+        .unwrap();
+    let completed = dirs.values().filter(|d| **d).count();
+    assert!(completed <= 2, "retained 2, found {dirs:?}");
+    let newest = restore::newest(&storage, &layout, &generation.job_id, false)
+        .await
+        .unwrap();
+    assert!(newest.is_some(), "no restorable checkpoint left");
+}

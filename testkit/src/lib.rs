@@ -8,6 +8,7 @@
 
 pub mod front;
 pub mod rd;
+pub mod s3_proxy;
 mod verify;
 
 pub use verify::{

@@ -320,31 +320,37 @@ impl Coordinator {
         // after its successor began (see `fencing`).
         crate::fault::point("metadata-write", id);
         let dir = self.up.layout.checkpoint_dir(&self.up.job_id, id);
+        let bytes = Bytes::from(bytes);
         if !self
             .up
             .storage
-            .put_if_absent(&Layout::metadata_in(&dir), Bytes::from(bytes))
+            .put_if_absent(&Layout::metadata_in(&dir), bytes.clone())
             .await?
         {
-            // A fenced predecessor may complete this id after this incarnation listed the
-            // lineage; its checkpoint is never committed by it (see below). Skip the id: the
-            // sinks' pending work rides with the next checkpoint.
             let key = Layout::metadata_in(&dir);
-            let by_older = match self.up.storage.get(&key).await? {
-                Some(b) => decode_metadata(&b).is_ok_and(|m| m.generation < self.up.generation),
-                None => false,
-            };
-            if by_older {
+            let existing = self.up.storage.get(&key).await?;
+            // The store kept an earlier attempt of this very write whose answer was lost (a
+            // 500 or a dropped connection after the object was stored; the client's retry
+            // then meets its own object): the checkpoint is complete.
+            if existing.as_ref().is_some_and(|b| *b == bytes) {
+                tracing::info!(checkpoint = %id, "the answer to writing _metadata was lost, but the store holds exactly what this incarnation wrote: the checkpoint is complete");
+            } else if existing.as_ref().is_some_and(|b| {
+                decode_metadata(b).is_ok_and(|m| m.generation < self.up.generation)
+            }) {
+                // A fenced predecessor may complete this id after this incarnation listed
+                // the lineage; its checkpoint is never committed by it (see below). Skip the
+                // id: the sinks' pending work rides with the next checkpoint.
                 self.fail(
                     p,
                     format!("checkpoint {id} was completed by an older incarnation after this one started; continuing with the next id"),
                 );
                 return Ok(false);
+            } else {
+                return Err(Error::Checkpoint {
+                    id,
+                    message: "another incarnation completed this checkpoint first; stopping so that the next start restores from it".into(),
+                });
             }
-            return Err(Error::Checkpoint {
-                id,
-                message: "another incarnation completed this checkpoint first; stopping so that the next start restores from it".into(),
-            });
         }
         crate::fault::point("after-metadata", id);
         // Between the generation check above and `_metadata`, a successor may have claimed a
@@ -383,9 +389,13 @@ impl Coordinator {
         }
         let up = self.up.clone();
         let retained = self.cfg.retained;
+        let progress = self.progress.clone();
         let retention = async move {
             if let Err(e) = apply_retention(&up, retained).await {
                 tracing::warn!(error = %e, "retention cleanup failed; will retry after the next checkpoint");
+                progress.report(Progress::CleanupFailed {
+                    error: e.to_string(),
+                });
             }
         };
         if matches!(
@@ -428,12 +438,15 @@ impl Coordinator {
     }
 }
 
+/// Deletes what [`retention::to_delete`] names. `_metadata` goes first, on its own: a delete
+/// that fails halfway then leaves an incomplete directory (collected on a later pass), never
+/// one that still looks complete while its state files are gone.
 async fn apply_retention(up: &Uploader, retained: usize) -> Result<()> {
     let dirs = restore::list(&up.storage, &up.layout, &up.job_id).await?;
     for id in retention::to_delete(&dirs, retained) {
-        up.storage
-            .delete_prefix(&up.layout.checkpoint_dir(&up.job_id, id))
-            .await?;
+        let dir = up.layout.checkpoint_dir(&up.job_id, id);
+        up.storage.delete_prefix(&Layout::metadata_in(&dir)).await?;
+        up.storage.delete_prefix(&dir).await?;
     }
     Ok(())
 }

@@ -61,6 +61,12 @@ pub enum Progress {
         /// Its URI, or why the copy failed.
         result: Result<String, String>,
     },
+    /// Deleting checkpoints beyond `retained` failed (it is tried again after the next
+    /// checkpoint); nothing a restore needs was touched.
+    CleanupFailed {
+        /// Why.
+        error: String,
+    },
     /// A stop was asked for; the stop checkpoint is queued.
     Stopping,
 }

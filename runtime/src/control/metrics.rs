@@ -47,6 +47,8 @@ pub struct Metrics {
     pub checkpoints_completed: Counter,
     /// Failed checkpoints.
     pub checkpoints_failed: Counter,
+    /// Failed deletions of checkpoints beyond `retained` (retried after the next checkpoint).
+    pub checkpoint_cleanups_failed: Counter,
     /// Bytes this pod sent to other pods' subtasks (multi-pod jobs).
     pub exchange_sent: Counter,
     /// Bytes this pod received from other pods' subtasks (multi-pod jobs).
@@ -104,6 +106,7 @@ impl Metrics {
             checkpoint_size: Gauge::default(),
             checkpoints_completed: Counter::default(),
             checkpoints_failed: Counter::default(),
+            checkpoint_cleanups_failed: Counter::default(),
             exchange_sent: Counter::default(),
             exchange_received: Counter::default(),
             watermarks: tasks.iter().map(|_| AtomicI64::new(Millis::MIN)).collect(),
@@ -211,6 +214,11 @@ impl Metrics {
                 "checkpoints_failed",
                 "Failed checkpoints",
                 m.checkpoints_failed.clone(),
+            );
+            r.register(
+                "checkpoint_cleanups_failed",
+                "Failed deletions of checkpoints beyond the retained ones (retried after the next checkpoint)",
+                m.checkpoint_cleanups_failed.clone(),
             );
         }
         m

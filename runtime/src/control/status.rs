@@ -172,6 +172,9 @@ impl Report for StatusBoard {
                     None => s.savepoints.push(info),
                 }
             }),
+            Progress::CleanupFailed { .. } => {
+                self.metrics.checkpoint_cleanups_failed.inc();
+            }
             Progress::Stopping => self.update(|s| s.state = JobState::Stopping),
         }
     }

@@ -233,13 +233,30 @@ impl S3Store {
                     uri: self.uri(prefix),
                     message: e.to_string(),
                 })?;
-            self.client
+            let out = self
+                .client
                 .delete_objects()
                 .bucket(&self.bucket)
                 .delete(delete)
                 .send()
                 .await
                 .map_err(err("delete", self.uri(prefix)))?;
+            // A 200 answer may still list keys it did not delete (quiet mode lists only
+            // those): that is a failed delete, not a done one.
+            if let Some(first) = out.errors().first() {
+                return Err(StorageError::S3 {
+                    op: "delete",
+                    uri: self.uri(prefix),
+                    message: format!(
+                        "{} of {} objects not deleted; first {}: {} {}",
+                        out.errors().len(),
+                        chunk.len(),
+                        first.key().unwrap_or_default(),
+                        first.code().unwrap_or_default(),
+                        first.message().unwrap_or_default()
+                    ),
+                });
+            }
         }
         Ok(())
     }
