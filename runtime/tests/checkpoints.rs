@@ -697,3 +697,65 @@ async fn a_failing_s3_server_loses_no_acknowledged_checkpoint_and_every_error_is
         .unwrap();
     assert!(newest.is_some(), "no restorable checkpoint left");
 }
+
+/// A restore whose reads are cut short (the body stops before its `Content-Length`: a
+/// dropped connection) reads again and restores the newest checkpoint, instead of failing
+/// the start or taking the checkpoint for corrupt (the S3 client's own retries do it: a read
+/// loop of ours was tried and never ran); reads cut short every time fail the start as a
+/// storage error naming the object (a restart may help), never as an unreadable checkpoint
+/// that needs the user's decision.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_cut_short_during_a_restore_are_read_again() {
+    use weir_testkit::s3_proxy::{Answer, Fault, FaultyS3};
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(ep) = s3_endpoint("reads_cut_short") else {
+        return;
+    };
+    let bucket = fresh_bucket(&ep, "cut-short").await;
+    let storage_uri = format!("s3://{bucket}/checkpoints");
+    let mut job = OrdersJob::new("cut-short", storage_uri.clone(), tmp.path().join("out"));
+    job.s3_endpoint = Some(ep.clone());
+    job.count = 20_000;
+    job.rate = Some(10_000);
+    let plan = weir_runtime::plan_source("cut-short.yaml", &job.yaml()).unwrap();
+    let running = start(plan, RunOptions::default()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    running
+        .requests
+        .send(Request::Stop { savepoint: false })
+        .await
+        .unwrap();
+    assert!(matches!(
+        running.wait().await.unwrap(),
+        Outcome::Stopped { .. }
+    ));
+
+    let proxy = FaultyS3::start(&ep).await;
+    job.s3_endpoint = Some(proxy.endpoint.clone());
+    let cut = |path: &str, times| Fault {
+        method: "GET",
+        path_contains: path.into(),
+        query_contains: None,
+        times,
+        answer: Answer::Truncated,
+    };
+    proxy.inject(cut("/_metadata", 2));
+    proxy.inject(cut(".state", 2));
+    let plan = weir_runtime::plan_source("cut-short.yaml", &job.yaml()).unwrap();
+    let resumed = start(plan, RunOptions::default()).await.unwrap();
+    let fired = proxy.fired();
+    assert!(
+        fired.iter().any(|f| f.contains("_metadata")) && fired.iter().any(|f| f.contains(".state")),
+        "{fired:?}"
+    );
+    assert_eq!(resumed.wait().await.unwrap(), Outcome::Finished);
+    assert_matches_oracle(&job, "restored through reads cut short");
+
+    proxy.inject(cut("/_metadata", 100));
+    let plan = weir_runtime::plan_source("cut-short.yaml", &job.yaml()).unwrap();
+    let Err(e) = start(plan, RunOptions::default()).await else {
+        panic!("a start whose every read was cut short went on");
+    };
+    assert!(matches!(e, weir_runtime::error::Error::Storage(_)), "{e:?}");
+    assert!(e.to_string().contains("_metadata"), "{e}");
+}
