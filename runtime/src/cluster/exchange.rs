@@ -456,7 +456,16 @@ impl FlightService for Exchange {
                 let _ = replies.send(Ok(initial)).await;
                 let ex = self.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = receive(&ex, pod, incoming, tx, replies).await {
+                    // A panic while decoding (a bug, or input Arrow trusts) must still fail
+                    // the incarnation, not leave the link silently dead.
+                    let link = ex.clone();
+                    let received =
+                        tokio::spawn(
+                            async move { receive(&link, pod, incoming, tx, replies).await },
+                        )
+                        .await
+                        .unwrap_or_else(|e| Err(Error::internal(format!("panicked: {e}"))));
+                    if let Err(e) = received {
                         let _ = ex.events.send(TaskEvent::PodLost {
                             pod,
                             error: Error::internal(format!(
@@ -667,6 +676,143 @@ mod tests {
                 );
             }
             other => panic!("{other:?}"),
+        }
+    }
+
+    /// Whatever a peer holding the token sends on a data link (bytes that are not Arrow IPC,
+    /// a batch before its schema, a batch whose body was cut, metadata that is not a signal,
+    /// a message over the size limit) ends that link with a pod-lost error naming the link
+    /// and what was wrong: no panic, no record handed to the subtask, no unbounded buffer
+    /// (the size limit is checked on the length prefix, before the message is read).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn malformed_frames_on_a_data_link_fail_that_link_naming_it() {
+        let mut encoder = BatchEncoder::default();
+        let frames = encoder.encode(&batch(7)).unwrap();
+        let (schema, data) = (frames[0].clone(), frames[1].clone());
+        let cut = FlightData {
+            data_body: data.data_body.slice(..data.data_body.len() / 2),
+            ..data.clone()
+        };
+        let oversize = FlightData {
+            data_body: vec![0u8; MAX_MESSAGE + 1].into(),
+            ..FlightData::default()
+        };
+        let cases: Vec<(&str, Vec<FlightData>, &str)> = vec![
+            (
+                "garbage",
+                vec![FlightData {
+                    data_header: b"definitely not a flatbuffer".to_vec().into(),
+                    ..FlightData::default()
+                }],
+                "malformed Arrow IPC",
+            ),
+            (
+                "batch first",
+                vec![data.clone()],
+                "a batch before its schema",
+            ),
+            ("cut body", vec![schema, cut], "data link s1: t0 -> t0"),
+            (
+                "bad signal",
+                vec![FlightData {
+                    app_metadata: b"{not json".to_vec().into(),
+                    ..FlightData::default()
+                }],
+                "data link s1: t0 -> t0",
+            ),
+            ("oversize", vec![oversize], "message length too large"),
+        ];
+        for (what, frames, want) in cases {
+            let peers = [free(), free()];
+            let (sender, _e0) = pod(0, &peers).await;
+            let (receiver, mut events) = pod(1, &peers).await;
+            let (to_task, mut task_input) = mpsc::channel(8);
+            receiver.expect(1, 0, 0, to_task);
+            let hello = Hello::Data {
+                incarnation: "t".into(),
+                generation: 4,
+                pod: 0,
+                stage: 1,
+                from: 0,
+                to: 0,
+            };
+            // A client without the size limit, so the receiving side's limit is what acts.
+            let (tx, rx) = mpsc::channel(8);
+            let mut client = sender
+                .connect(1)
+                .await
+                .unwrap()
+                .max_encoding_message_size(usize::MAX);
+            let stream = futures::stream::iter(std::iter::once(wire::hello(&hello).unwrap()))
+                .chain(Received(rx));
+            let mut req = Request::new(stream);
+            req.metadata_mut().insert(
+                "authorization",
+                "Bearer a-test-token-0123456789".parse().unwrap(),
+            );
+            let call = tokio::spawn(async move { client.do_exchange(req).await });
+            for f in frames {
+                let _ = tx.send(f).await;
+            }
+            let event = tokio::time::timeout(Duration::from_secs(20), events.recv()).await;
+            match event {
+                Ok(Some(TaskEvent::PodLost { pod: 0, error })) => {
+                    let e = error.to_string();
+                    assert!(e.contains(want), "{what}: {e}");
+                    assert!(e.contains("data link s1: t0 -> t0"), "{what}: {e}");
+                }
+                other => panic!("{what}: {other:?}"),
+            }
+            assert!(
+                !matches!(task_input.try_recv(), Ok(Message::Data(_))),
+                "{what}: a record reached the subtask"
+            );
+            drop(tx);
+            call.abort();
+        }
+    }
+
+    /// Two control links claiming the same pod index (a second join) stop the start naming
+    /// the index, instead of silently replacing the pod that joined first.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_second_join_for_the_same_pod_stops_the_start() {
+        let peers = [free(), free(), free()];
+        let (events, _rx) = mpsc::unbounded_channel();
+        let pods = Pods {
+            index: 0,
+            count: 3,
+            peers: peers.iter().map(ToString::to_string).collect(),
+            listen: peers[0],
+            token: "a-test-token-0123456789".into(),
+            incarnation: "t".into(),
+        };
+        let (coordinator, mut joins) =
+            Exchange::serve(Arc::new(pods), events, Arc::new(Metrics::new(Vec::new())))
+                .await
+                .unwrap();
+        let (joiner, _e) = pod(1, &peers).await;
+        let hello = Hello::Control {
+            incarnation: "t".into(),
+            pod: 1,
+        };
+        let mut calls = Vec::new();
+        for _ in 0..2 {
+            let (tx, rx) = mpsc::channel(1);
+            let link = joiner.clone();
+            let hello = hello.clone();
+            calls.push((
+                tx,
+                tokio::spawn(async move { link.open(0, &hello, rx).await }),
+            ));
+        }
+        let e = super::super::link::accept(&mut joins, 3)
+            .await
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("pod 1 joined twice"), "{e}");
+        drop(coordinator);
+        for (_, c) in calls {
+            c.abort();
         }
     }
 }

@@ -35,6 +35,15 @@ pub async fn accept(joins: &mut mpsc::Receiver<Joined>, pods: u32) -> Result<Vec
                     "ignored a join from a pod this job does not have"
                 );
             }
+            // Two pods of this incarnation claiming one index (a misconfigured pod, or
+            // anyone holding the token): replacing the first would drop a pod that is
+            // running, taking either would be a guess.
+            Ok(Some(j)) if joined.contains_key(&j.pod) => {
+                return Err(Error::internal(format!(
+                    "pod {} joined twice: two pods of this incarnation claim index {}",
+                    j.pod, j.pod
+                )));
+            }
             Ok(Some(j)) => {
                 tracing::info!(pod = j.pod, "pod joined");
                 joined.insert(j.pod, j);

@@ -293,10 +293,36 @@ impl Decoder {
             return Ok(Some(parse_meta::<Signal>(&f.app_metadata)?.into_message()));
         }
         let bad = |e: String| Error::internal(format!("malformed Arrow IPC on a data link: {e}"));
-        let header = root_as_message(&f.data_header)
-            .map_err(|e| bad(e.to_string()))?
-            .header_type();
-        match header {
+        let message = root_as_message(&f.data_header).map_err(|e| bad(e.to_string()))?;
+        // Arrow's reader slices the body where the header says its buffers are and panics
+        // when that is past the end: a peer's (or a damaged) header must not get that far.
+        if let Some(rb) = message.header_as_record_batch() {
+            let body = f.data_body.len() as i64;
+            let fits = |offset: i64, length: i64| {
+                offset >= 0
+                    && length >= 0
+                    && offset.checked_add(length).is_some_and(|end| end <= body)
+            };
+            if !fits(0, message.bodyLength()) {
+                return Err(bad(format!(
+                    "the batch's header says its body is {} bytes, {body} arrived",
+                    message.bodyLength()
+                )));
+            }
+            if let Some(b) = rb
+                .buffers()
+                .into_iter()
+                .flatten()
+                .find(|b| !fits(b.offset(), b.length()))
+            {
+                return Err(bad(format!(
+                    "a buffer at {}..+{} lies outside the {body}-byte body",
+                    b.offset(),
+                    b.length()
+                )));
+            }
+        }
+        match message.header_type() {
             MessageHeader::Schema => {
                 self.schema = Some(Arc::new(Schema::try_from(f)?));
                 Ok(None)
