@@ -65,7 +65,10 @@ pub enum Error {
         /// The generation that superseded it.
         newer: u64,
     },
-    /// No usable checkpoint or savepoint where one was required.
+    /// No usable checkpoint or savepoint where one was required, or one that does not fit
+    /// the job (maxParallelism, operators it no longer has, storage without conditional
+    /// writes). At start-up only the user can change that, so the runtime reports it as
+    /// refused, not failed.
     #[error("restore: {0}")]
     Restore(String),
     /// The newest checkpoint cannot be read and restoring an older one needs the user's say;

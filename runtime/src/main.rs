@@ -53,6 +53,7 @@ fn failed(e: &impl ToString) -> Outcome {
 fn start_failed(e: &weir_runtime::error::Error) -> Outcome {
     match e {
         weir_runtime::error::Error::Unreadable(_)
+        | weir_runtime::error::Error::Restore(_)
         | weir_runtime::error::Error::Unconfirmed { .. }
         | weir_runtime::error::Error::Incompatible { .. } => Outcome::Refused {
             error: e.to_string(),

@@ -759,3 +759,40 @@ async fn reads_cut_short_during_a_restore_are_read_again() {
     assert!(matches!(e, weir_runtime::error::Error::Storage(_)), "{e:?}");
     assert!(e.to_string().contains("_metadata"), "{e}");
 }
+
+/// A start that cannot restore what it was told to (here `--restore-from` a checkpoint that
+/// does not exist: on Kubernetes a mistyped `initialSavepointPath`) is reported as refused in
+/// the termination message, so the operator asks for a decision at once instead of
+/// restarting the pod until the restart budget runs out; before, it was `failed`.
+#[test]
+fn a_start_that_cannot_restore_what_it_was_told_to_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let job = OrdersJob::new(
+        "missing-start",
+        format!("file://{}", tmp.path().join("chk").display()),
+        tmp.path().join("out"),
+    );
+    let file = job.write(tmp.path());
+    let missing = format!("file://{}/nowhere/chk-7", tmp.path().display());
+    let log = tmp.path().join("refused.log");
+    let termination = tmp.path().join("termination");
+    let termination_env = termination.display().to_string();
+    let mut child = common::spawn_runtime(
+        &file,
+        &["--restore-from", &missing],
+        &[("WEIR_TERMINATION_LOG", termination_env.as_str())],
+        &log,
+    );
+    common::refused_fast(
+        "a start from a checkpoint that does not exist",
+        &log,
+        &["nowhere/chk-7"],
+        || child.wait().unwrap(),
+    );
+    let outcome: weir_crds::control::Outcome =
+        serde_json::from_str(&std::fs::read_to_string(&termination).unwrap()).unwrap();
+    assert!(
+        matches!(outcome, weir_crds::control::Outcome::Refused { .. }),
+        "{outcome:?}"
+    );
+}
