@@ -95,6 +95,10 @@ pub enum StartingOffsets {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct KafkaSinkSpec {
+    /// The table name a `sql` pipeline writes to (`INSERT INTO <name>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[A-Za-z_][A-Za-z0-9_]*$"), length(max = 63))]
+    pub name: Option<String>,
     /// Comma-separated `host:port` list.
     pub bootstrap_servers: String,
     /// Topic to write.
@@ -324,6 +328,10 @@ pub enum Delivery {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ClickHouseSinkSpec {
+    /// The table name a `sql` pipeline writes to (`INSERT INTO <name>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[A-Za-z_][A-Za-z0-9_]*$"), length(max = 63))]
+    pub name: Option<String>,
     /// HTTP endpoint, e.g. `http://clickhouse:8123`, or `https://clickhouse:8443` (TLS).
     pub url: String,
     /// Target table; its columns must match the records (checked before the job starts).

@@ -456,7 +456,7 @@ fn example_manifests_are_accepted_and_valid() {
         }
     }
     seen.sort();
-    assert_eq!(seen, ["large-orders", "store-sales"]);
+    assert_eq!(seen, ["large-orders", "store-sales", "store-sales-sql"]);
 }
 
 #[test]

@@ -569,13 +569,14 @@ impl StreamJobSpec {
                     let path = match e.path.as_str() {
                         p if p.starts_with("source")
                             || p.starts_with("transforms")
+                            || p.starts_with("sql")
                             || p.starts_with("sinks") =>
                         {
                             format!("spec.pipeline.{p}")
                         }
                         p => format!("spec.{p}"),
                     };
-                    FieldError::new(path, e.message)
+                    FieldError { path, ..e }
                 })
                 .collect();
         if let Some(t) = &self.pod_template {

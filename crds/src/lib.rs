@@ -24,6 +24,7 @@ pub mod control;
 pub mod duration;
 pub mod locate;
 pub mod pipeline;
+pub mod sql;
 pub mod validate;
 
 #[cfg(feature = "kube")]

@@ -7,12 +7,14 @@
 use std::collections::HashMap;
 
 use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
-use yaml_rust2::scanner::Marker;
+use yaml_rust2::scanner::{Marker, TScalarStyle};
 
 /// Field path -> 1-based line, built once per file. Performs no I/O.
 #[derive(Debug, Default, Clone)]
 pub struct LineIndex {
     lines: HashMap<String, usize>,
+    /// For values written as block scalars (`sql: |`), the line their text starts on.
+    blocks: HashMap<String, usize>,
 }
 
 struct Collect(Vec<(Event, Marker)>);
@@ -78,6 +80,15 @@ impl LineIndex {
                     path.push_str(&key);
                     self.lines.entry(path.clone()).or_insert(mark.line());
                     i = self.skip_key(events, i);
+                    if let Some((
+                        Event::Scalar(_, TScalarStyle::Literal | TScalarStyle::Folded, ..),
+                        _,
+                    )) = events.get(i)
+                    {
+                        // A block scalar's text starts on the line after its `|` or `>`,
+                        // which stands on the key's line.
+                        self.blocks.entry(path.clone()).or_insert(mark.line() + 1);
+                    }
                     i = self.walk(events, i, path);
                     path.truncate(len);
                 }
@@ -101,6 +112,15 @@ impl LineIndex {
             }
             _ => i + 1,
         }
+    }
+
+    /// The file line of line `within` (1-based) of the block scalar at `path`, e.g. the line
+    /// of an SQL error inside `sql: |`. `None` when the value is not a block scalar.
+    #[must_use]
+    pub fn line_within(&self, path: &str, within: usize) -> Option<usize> {
+        self.blocks
+            .get(path)
+            .map(|start| start + within.saturating_sub(1))
     }
 
     /// Keys are scalars in every manifest we read; a complex key is skipped whole.
@@ -148,5 +168,15 @@ transforms:
             assert_eq!(idx.line_of(path), Some(*line), "{path}");
         }
         assert_eq!(idx.line_of("nothing"), None);
+    }
+
+    #[test]
+    fn lines_inside_a_block_scalar_map_to_file_lines() {
+        let src = "name: x\nsql: |\n  INSERT INTO a\n  SELECT b\n  FROM c\nother: \"d\"\n";
+        let idx = LineIndex::new(src);
+        assert_eq!(idx.line_of("sql"), Some(2));
+        assert_eq!(idx.line_within("sql", 1), Some(3));
+        assert_eq!(idx.line_within("sql", 3), Some(5));
+        assert_eq!(idx.line_within("other", 1), None);
     }
 }

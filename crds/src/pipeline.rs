@@ -56,6 +56,10 @@ pub struct JobFileRepr {
     #[serde(default, with = "serde_yaml::with::singleton_map_recursive")]
     #[schemars(with = "Vec<Transform>")]
     pub transforms: Vec<Transform>,
+    /// The pipeline as SQL instead of `transforms`: `INSERT INTO <sink> SELECT ... FROM
+    /// <source>` statements over the source and sinks by their `name`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sql: Option<String>,
     /// Every sink receives every result record.
     #[serde(with = "serde_yaml::with::singleton_map_recursive")]
     #[schemars(with = "Vec<SinkSpec>")]
@@ -72,6 +76,7 @@ impl From<JobFileRepr> for JobFile {
             pipeline: Pipeline {
                 source: r.source,
                 transforms: r.transforms,
+                sql: r.sql,
                 sinks: r.sinks,
             },
         }
@@ -87,6 +92,7 @@ impl From<JobFile> for JobFileRepr {
             checkpoint: j.checkpoint,
             source: j.pipeline.source,
             transforms: j.pipeline.transforms,
+            sql: j.pipeline.sql,
             sinks: j.pipeline.sinks,
         }
     }
@@ -100,9 +106,13 @@ fn default_max_parallelism() -> u32 {
     128
 }
 
-/// Source, transforms and sinks: the dataflow itself.
+/// Source, transforms (or SQL) and sinks: the dataflow itself.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "!has(self.sql) || !has(self.transforms) || size(self.transforms) == 0",
+    "message": "a pipeline is either transforms or sql, not both"
+}]))]
 pub struct Pipeline {
     /// Where records come from, their schema and their event time.
     pub source: SourceSpec,
@@ -110,6 +120,13 @@ pub struct Pipeline {
     #[serde(default)]
     #[schemars(length(max = MAX_TRANSFORMS))]
     pub transforms: Vec<Transform>,
+    /// The pipeline as SQL instead of `transforms`: one or more `INSERT INTO <sink> SELECT
+    /// ... FROM <source>` statements, naming the source and the sinks by their `name`.
+    /// Windows are the table functions `TUMBLE`, `HOP` and `SESSION` over the source's
+    /// event-time column, as in Flink SQL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = MAX_SQL_BYTES))]
+    pub sql: Option<String>,
     /// Every sink receives every result record.
     #[schemars(length(min = 1, max = MAX_SINKS))]
     pub sinks: Vec<SinkSpec>,
@@ -118,6 +135,10 @@ pub struct Pipeline {
 /// Most transforms a pipeline may have. A bound the CRD states, so that the apiserver can
 /// estimate the cost of the CEL rules that walk the list (an unbounded list fails the budget).
 pub const MAX_TRANSFORMS: usize = 64;
+
+/// Longest `sql` script, in bytes: a bound the CRD states (CEL cost), far above any query
+/// a person writes.
+pub const MAX_SQL_BYTES: usize = 65_536;
 
 /// Most sinks a pipeline may have (the same reason as [`MAX_TRANSFORMS`]).
 pub const MAX_SINKS: usize = 16;
@@ -209,6 +230,10 @@ pub struct S3Spec {
     "message": "source needs exactly one of datagen, file, kafka"
 }]))]
 pub struct SourceSpec {
+    /// The table name a `sql` pipeline reads the source by (required there).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[A-Za-z_][A-Za-z0-9_]*$"), length(max = 63))]
+    pub name: Option<String>,
     /// Seeded, deterministic generator.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub datagen: Option<DatagenSpec>,
@@ -534,9 +559,19 @@ pub struct DedupSpec {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub enum SinkSpec {
     /// JSON lines on standard output. At-least-once: output before a crash repeats.
-    Stdout {},
+    Stdout {
+        /// The table name a `sql` pipeline writes to (`INSERT INTO <name>`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schemars(regex(pattern = r"^[A-Za-z_][A-Za-z0-9_]*$"), length(max = 63))]
+        name: Option<String>,
+    },
     /// Discards everything; for benchmarks.
-    Blackhole {},
+    Blackhole {
+        /// The table name a `sql` pipeline writes to (`INSERT INTO <name>`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schemars(regex(pattern = r"^[A-Za-z_][A-Za-z0-9_]*$"), length(max = 63))]
+        name: Option<String>,
+    },
     /// JSON lines files, exactly-once: written pending, renamed when the checkpoint completes.
     File(FileSinkSpec),
     /// A Kafka topic; exactly-once through Kafka transactions.
@@ -546,10 +581,27 @@ pub enum SinkSpec {
     ClickHouse(ClickHouseSinkSpec),
 }
 
+impl SinkSpec {
+    /// The table name a `sql` pipeline writes to, if the sink has one.
+    #[must_use]
+    pub fn name(&self) -> Option<&str> {
+        match self {
+            Self::Stdout { name } | Self::Blackhole { name } => name.as_deref(),
+            Self::File(f) => f.name.as_deref(),
+            Self::Kafka(k) => k.name.as_deref(),
+            Self::ClickHouse(c) => c.name.as_deref(),
+        }
+    }
+}
+
 /// File sink settings.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FileSinkSpec {
+    /// The table name a `sql` pipeline writes to (`INSERT INTO <name>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[A-Za-z_][A-Za-z0-9_]*$"), length(max = 63))]
+    pub name: Option<String>,
     /// Directory that receives `part-*.jsonl` files.
     pub path: String,
 }

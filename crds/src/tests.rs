@@ -236,3 +236,79 @@ fn connector_mistakes_name_the_field_and_the_fix() {
         );
     }
 }
+
+/// GOOD with its transforms written as SQL over a named source and named sinks.
+fn sql_job(sql: &str) -> String {
+    let head = GOOD
+        .replace("source:\n", "source:\n  name: orders\n")
+        .replace(
+            "  - file: {path: out}\n  - stdout: {}\n",
+            "  - file: {name: out, path: out}\n",
+        );
+    let cut = head.find("transforms:").expect("transforms");
+    let sinks = &head[head.find("sinks:").expect("sinks")..];
+    let body: String = sql.lines().map(|l| format!("  {l}\n")).collect();
+    format!("{}{sinks}sql: |\n{body}", &head[..cut])
+}
+
+const WINDOW_SQL: &str = "INSERT INTO out
+SELECT store_id, window_start, window_end, count(*) AS orders
+FROM TABLE(TUMBLE(TABLE orders, DESCRIPTOR(ts), INTERVAL '10' SECOND))
+GROUP BY store_id, window_start, window_end";
+
+#[test]
+fn a_sql_pipeline_over_named_source_and_sinks_parses() {
+    let job = load_job("job.yaml", &sql_job(WINDOW_SQL)).expect("valid sql job");
+    assert!(job.pipeline.transforms.is_empty());
+    assert_eq!(job.pipeline.source.name.as_deref(), Some("orders"));
+    assert_eq!(job.pipeline.sinks[0].name(), Some("out"));
+}
+
+#[test]
+fn sql_problems_name_the_field_statement_and_file_line() {
+    // A table the pipeline does not have: the statement's line 3 is the file's.
+    let src = sql_job(&WINDOW_SQL.replace("TABLE orders", "TABLE ordres"));
+    let e = errors(&src);
+    let line = src
+        .lines()
+        .position(|l| l.contains("ordres"))
+        .expect("line")
+        + 1;
+    assert_eq!(e.errors.len(), 1, "{e}");
+    assert_eq!(e.errors[0].path, "sql");
+    assert_eq!(e.errors[0].line, Some(line), "{e}");
+    assert!(
+        e.errors[0]
+            .message
+            .contains("statement 1 (line 3, column 12)"),
+        "{e}"
+    );
+    assert!(e.errors[0].message.contains("`ordres` not found"), "{e}");
+    // A sink nobody writes, a sink without a name, a duplicate name, sql beside transforms.
+    let src = sql_job(WINDOW_SQL).replace(
+        "  - file: {name: out, path: out}\n",
+        "  - file: {name: out, path: out}\n  - file: {name: orders, path: o2}\n  - stdout: {}\n",
+    );
+    let e = errors(&src).to_string();
+    assert!(
+        e.contains("sinks[1].file.name") && e.contains("already the name of source.name"),
+        "{e}"
+    );
+    assert!(e.contains("no statement writes `orders`"), "{e}");
+    assert!(
+        e.contains("sinks[2].stdout") && e.contains("set sinks[2].stdout.name"),
+        "{e}"
+    );
+    let src = sql_job(WINDOW_SQL).replace("sql: |", "transforms: [{filter: amount > 1}]\nsql: |");
+    assert!(
+        errors(&src)
+            .to_string()
+            .contains("either transforms or sql")
+    );
+    // A window over another column than the event time; a syntax error at its place.
+    let src = sql_job(&WINDOW_SQL.replace("DESCRIPTOR(ts)", "DESCRIPTOR(amount)"));
+    assert!(errors(&src).to_string().contains("event-time column `ts`"));
+    let e = errors(&sql_job(&WINDOW_SQL.replace("GROUP BY", "GROUP BY BY")));
+    assert!(e.errors[0].message.contains("syntax error"), "{e}");
+    assert!(e.errors[0].message.contains("line 4"), "{e}");
+}

@@ -23,8 +23,12 @@ use crate::source::{SourceReader, SplitState, owned_splits};
 pub fn sink(spec: &SinkSpec, env: &SinkEnv) -> Arc<dyn SinkConnector> {
     match spec {
         SinkSpec::File(f) => Arc::new(crate::sink::file::FileSinkConnector::new(&f.path)),
-        SinkSpec::Stdout {} => Arc::new(crate::sink::stdout::StdoutConnector { discard: false }),
-        SinkSpec::Blackhole {} => Arc::new(crate::sink::stdout::StdoutConnector { discard: true }),
+        SinkSpec::Stdout { .. } => {
+            Arc::new(crate::sink::stdout::StdoutConnector { discard: false })
+        }
+        SinkSpec::Blackhole { .. } => {
+            Arc::new(crate::sink::stdout::StdoutConnector { discard: true })
+        }
         SinkSpec::Kafka(k) => Arc::new(crate::kafka::sink::KafkaSinkConnector::new(k, env)),
         SinkSpec::ClickHouse(c) => Arc::new(crate::clickhouse::ClickHouseConnector::new(c, env)),
     }

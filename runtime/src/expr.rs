@@ -59,7 +59,7 @@ impl CompiledExpr {
 }
 
 /// DataFusion prefixes messages with error kinds and backtrace hints; users need the sentence.
-fn clean(msg: &str) -> String {
+pub(crate) fn clean(msg: &str) -> String {
     let m = msg
         .trim_start_matches("Schema error: ")
         .trim_start_matches("Error during planning: ")

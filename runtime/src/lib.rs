@@ -35,6 +35,7 @@ mod retry;
 pub mod schema;
 pub mod sink;
 pub mod source;
+pub mod sql;
 pub mod storage;
 pub mod task;
 pub mod tls;

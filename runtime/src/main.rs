@@ -90,7 +90,11 @@ async fn main() -> anyhow::Result<()> {
                 Ok(p) => p,
                 Err(e) => {
                     eprint!("{e}");
-                    termination_message(&failed(&e));
+                    // A job file that does not plan (bad SQL, an unknown column) plans no
+                    // better after a restart: refused, so the operator waits for an edit.
+                    termination_message(&Outcome::Refused {
+                        error: e.to_string(),
+                    });
                     std::process::exit(1);
                 }
             };

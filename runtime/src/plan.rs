@@ -233,11 +233,30 @@ fn window_parts(
 /// # Errors
 /// Every problem found, each naming its field and line.
 pub fn plan(job: &JobFile, name: &str, file: &str, src: &str) -> Result<Plan, JobErrors> {
-    let mut errs: Vec<FieldError> = Vec::new();
     let source = match &job.pipeline.source.kafka {
         Some(k) if k.format == weir_crds::KafkaFormat::Raw => crate::kafka::source::raw_schema(),
         _ => source_schema(&job.pipeline.source.schema),
     };
+    if job.pipeline.sql.is_some() {
+        // SQL lowers to the transforms the YAML form would have; what is wrong after that is
+        // reported at the statement, since the user never wrote those transforms.
+        let lowered =
+            crate::sql::lower_script(job, &source).map_err(|e| JobErrors::locate(file, src, e))?;
+        let mut job = job.clone();
+        job.pipeline.transforms = lowered.transforms;
+        return plan_transforms(&job, name, source).map_err(|e| {
+            let at = usize::try_from(lowered.at.line).unwrap_or(1);
+            let errs = e
+                .into_iter()
+                .map(|f| FieldError::within("sql", at, f.message));
+            JobErrors::locate(file, src, errs.collect())
+        });
+    }
+    plan_transforms(job, name, source).map_err(|e| JobErrors::locate(file, src, e))
+}
+
+fn plan_transforms(job: &JobFile, name: &str, source: SchemaRef) -> Result<Plan, Vec<FieldError>> {
+    let mut errs: Vec<FieldError> = Vec::new();
     let mut time_col = job
         .pipeline
         .source
@@ -397,7 +416,7 @@ pub fn plan(job: &JobFile, name: &str, file: &str, src: &str) -> Result<Plan, Jo
         _ => None,
     };
     if !errs.is_empty() {
-        return Err(JobErrors::locate(file, src, errs));
+        return Err(errs);
     }
     Ok(Plan {
         name: name.to_string(),

@@ -1002,8 +1002,19 @@ source:
 /// output topic equal the oracle, with no transaction left open.
 #[test]
 fn store_sales_example_is_exactly_once_across_a_crash() {
+    store_sales_example_across_a_crash("store-sales.yaml", "store_sales_example");
+}
+
+/// The same job written in SQL (`examples/store-sales-sql.yaml`): the same oracle, so the
+/// same rows in ClickHouse and on the topic as the transforms form.
+#[test]
+fn store_sales_sql_example_is_exactly_once_across_a_crash() {
+    store_sales_example_across_a_crash("store-sales-sql.yaml", "store_sales_sql_example");
+}
+
+fn store_sales_example_across_a_crash(example: &str, test: &str) {
     use serde_json::{Value, json};
-    let Some(st) = stack("store_sales_example") else {
+    let Some(st) = stack(test) else {
         return;
     };
     let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
@@ -1014,10 +1025,7 @@ fn store_sales_example_is_exactly_once_across_a_crash() {
         format!("store-sales-{u}"),
         format!("store_sales_{u}"),
     );
-    let storage = format!(
-        "s3://{}/chk",
-        rt.block_on(fresh_bucket(&st.s3, "store_sales_example"))
-    );
+    let storage = format!("s3://{}/chk", rt.block_on(fresh_bucket(&st.s3, test)));
     rt.block_on(create_topic(&st.kafka, &input, PARTITIONS));
     rt.block_on(create_topic(&st.kafka, &output, PARTITIONS));
     let ddl = std::fs::read_to_string(examples.join("clickhouse/store_sales.sql")).unwrap();
@@ -1034,8 +1042,7 @@ fn store_sales_example_is_exactly_once_across_a_crash() {
     rt.block_on(produce_end_markers(&p, &input, count, PARTITIONS));
 
     let manifest: Value =
-        serde_yaml::from_str(&std::fs::read_to_string(examples.join("store-sales.yaml")).unwrap())
-            .unwrap();
+        serde_yaml::from_str(&std::fs::read_to_string(examples.join(example)).unwrap()).unwrap();
     let spec = &manifest["spec"];
     let mut pipeline = spec["pipeline"].clone();
     let kafka_src = &mut pipeline["source"]["kafka"];
@@ -1053,15 +1060,19 @@ fn store_sales_example_is_exactly_once_across_a_crash() {
             k["transactionalIdPrefix"] = json!(format!("ex-{u}"));
         }
     }
-    let job = json!({
+    let mut job = json!({
         "name": format!("store-sales-{u}"),
         "parallelism": spec["parallelism"],
         "checkpoint": {"interval": "300ms", "timeout": "30s", "storage": storage, "retained": 2,
                        "s3": {"endpoint": st.s3, "region": "us-east-1", "pathStyle": true}},
         "source": pipeline["source"],
-        "transforms": pipeline["transforms"],
         "sinks": pipeline["sinks"],
     });
+    for form in ["transforms", "sql"] {
+        if let Some(v) = pipeline.get(form) {
+            job[form] = v.clone();
+        }
+    }
     let tmp = tempfile::tempdir().unwrap();
     let job_file = tmp.path().join("store-sales.yaml");
     std::fs::write(&job_file, serde_yaml::to_string(&job).unwrap()).unwrap();

@@ -13,6 +13,7 @@ pub mod expr_limits;
 mod file;
 mod kafka;
 mod source;
+pub mod sql;
 pub mod transactional;
 mod transforms;
 
@@ -35,6 +36,9 @@ pub struct FieldError {
     pub line: Option<usize>,
     /// What is wrong and, where possible, what would be right.
     pub message: String,
+    /// For a multi-line value (an SQL script): the 1-based line within it the problem is on,
+    /// which [`JobErrors::locate`] turns into the file's line.
+    pub within: Option<usize>,
 }
 
 impl FieldError {
@@ -45,6 +49,16 @@ impl FieldError {
             path: path.into(),
             line: None,
             message: message.into(),
+            within: None,
+        }
+    }
+
+    /// An error on line `within` of the multi-line value at `path`.
+    #[must_use]
+    pub fn within(path: impl Into<String>, within: usize, message: impl Into<String>) -> Self {
+        Self {
+            within: Some(within),
+            ..Self::new(path, message)
         }
     }
 }
@@ -84,7 +98,10 @@ impl JobErrors {
         let index = LineIndex::new(src);
         for e in &mut errors {
             if e.line.is_none() {
-                e.line = index.line_of(&e.path);
+                e.line = e
+                    .within
+                    .and_then(|w| index.line_within(&e.path, w))
+                    .or_else(|| index.line_of(&e.path));
             }
         }
         errors.sort_by_key(|e| e.line.unwrap_or(usize::MAX));
@@ -110,6 +127,7 @@ pub fn load_job(file: &str, src: &str) -> Result<JobFile, JobErrors> {
                 path,
                 line,
                 message,
+                within: None,
             }],
         }
     })?;
@@ -270,6 +288,7 @@ pub fn validate_with(job: &JobFile, restart_wait: std::time::Duration) -> Vec<Fi
         );
     }
     transactional::check(job, &mut errs);
+    sql::check(job, &mut errs);
     errs
 }
 
@@ -285,6 +304,6 @@ fn check_sink(
         SinkSpec::Kafka(k) => kafka::check_sink(path, k, c, restart_wait, errs),
         SinkSpec::ClickHouse(ch) => clickhouse::check_sink(path, ch, c, errs),
         // Nothing to check without I/O (see `file.rs` for the file sink).
-        SinkSpec::File(_) | SinkSpec::Stdout {} | SinkSpec::Blackhole {} => {}
+        SinkSpec::File(_) | SinkSpec::Stdout { .. } | SinkSpec::Blackhole { .. } => {}
     }
 }

@@ -172,7 +172,7 @@ fn tumbling_windows_fire_when_the_watermark_passes_their_end() {
 
 #[test]
 fn a_record_for_a_closed_window_is_late_and_goes_to_the_side_output() {
-    let side = LatePolicy::SideOutput(Box::new(SinkSpec::Blackhole {}));
+    let side = LatePolicy::SideOutput(Box::new(SinkSpec::Blackhole { name: None }));
     let mut op = window_op("tumbling", side);
     let mut out = Output::default();
     op.process(batch(&[("a", Some(1), 0)]), &mut out).unwrap();

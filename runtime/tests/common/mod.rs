@@ -85,6 +85,8 @@ pub struct OrdersJob {
     pub stores: u64,
     pub window_ms: i64,
     pub retained: u32,
+    /// Write the pipeline as `sql` instead of `transforms` (the same computation).
+    pub sql: bool,
 }
 
 /// Window results keyed by (store, window start ms): (orders, sales, min, max).
@@ -108,6 +110,7 @@ impl OrdersJob {
             stores: 7,
             window_ms: 1000,
             retained: 3,
+            sql: false,
         }
     }
 
@@ -146,15 +149,7 @@ checkpoint:
     - {{name: amount, type: int64}}
     - {{name: ts, type: timestamp}}
   eventTime: {{field: ts, maxOutOfOrderness: 500ms}}
-transforms:
-  - filter: amount > 0
-  - window:
-      tumbling: {window}ms
-      keyBy: [store_id]
-      aggregates: {{orders: count(*), sales: sum(amount), smallest: min(amount), biggest: max(amount)}}
-sinks:
-  - file: {{path: \"{out}\"}}
-",
+{pipeline}",
             name = self.name,
             p = self.parallelism,
             interval = self.interval_ms,
@@ -162,9 +157,40 @@ sinks:
             retained = self.retained,
             count = self.count,
             stores = self.stores,
-            window = self.window_ms,
-            out = self.out_dir.display(),
+            pipeline = self.pipeline(),
         )
+    }
+
+    /// Filter, 1-second tumbling window per store, file sink: as transforms or as SQL.
+    fn pipeline(&self) -> String {
+        let (window, out) = (self.window_ms, self.out_dir.display());
+        if self.sql {
+            format!(
+                "  name: orders
+sinks:
+  - file: {{name: windows, path: \"{out}\"}}
+sql: |
+  INSERT INTO windows
+  SELECT store_id, window_start, window_end,
+         count(*) AS orders, sum(amount) AS sales, min(amount) AS smallest, max(amount) AS biggest
+  FROM TABLE(TUMBLE(TABLE orders, DESCRIPTOR(ts), INTERVAL '{window}' MILLISECOND))
+  WHERE amount > 0
+  GROUP BY store_id, window_start, window_end
+"
+            )
+        } else {
+            format!(
+                "transforms:
+  - filter: amount > 0
+  - window:
+      tumbling: {window}ms
+      keyBy: [store_id]
+      aggregates: {{orders: count(*), sales: sum(amount), smallest: min(amount), biggest: max(amount)}}
+sinks:
+  - file: {{path: \"{out}\"}}
+"
+            )
+        }
     }
 
     pub fn write(&self, dir: &Path) -> PathBuf {

@@ -1,0 +1,174 @@
+//! A `sql` pipeline's checks that need no types: the script parses, every statement writes a
+//! named sink and reads the named source, windows use the source's event time, and every
+//! sink is written. Column and type checks are the runtime planner's (DataFusion).
+
+use crate::pipeline::{DecodeErrorPolicy, JobFile, LatePolicy, SinkSpec, Transform};
+use crate::sql::{self, SqlError};
+use crate::validate::FieldError;
+
+/// The kind name of a sink, as its block is written (`kafka`, `clickhouse`, ...).
+fn kind(s: &SinkSpec) -> &'static str {
+    match s {
+        SinkSpec::Stdout { .. } => "stdout",
+        SinkSpec::Blackhole { .. } => "blackhole",
+        SinkSpec::File(_) => "file",
+        SinkSpec::Kafka(_) => "kafka",
+        SinkSpec::ClickHouse(_) => "clickhouse",
+    }
+}
+
+/// An error in the script, at the file line of the statement's line.
+#[must_use]
+pub fn at_sql(e: &SqlError) -> FieldError {
+    match e.at {
+        Some(p) => FieldError::within("sql", usize::try_from(p.line).unwrap_or(1), e.to_string()),
+        None => FieldError::new("sql", e.to_string()),
+    }
+}
+
+pub(super) fn check(job: &JobFile, errs: &mut Vec<FieldError>) {
+    let p = &job.pipeline;
+    // Side outputs are not tables: a name there would suggest SQL can write them.
+    for (i, t) in p.transforms.iter().enumerate() {
+        if let Transform::Window(w) = t
+            && let LatePolicy::SideOutput(s) = &w.late_records
+            && s.name().is_some()
+        {
+            errs.push(FieldError::new(
+                format!(
+                    "transforms[{i}].window.lateRecords.sideOutput.{}.name",
+                    kind(s)
+                ),
+                "only the pipeline's sinks have names",
+            ));
+        }
+    }
+    if let DecodeErrorPolicy::SideOutput(s) = &p.source.on_decode_error
+        && s.name().is_some()
+    {
+        errs.push(FieldError::new(
+            format!("source.onDecodeError.sideOutput.{}.name", kind(s)),
+            "only the pipeline's sinks have names",
+        ));
+    }
+    let mut names: Vec<(&str, String)> = Vec::new();
+    if let Some(n) = &p.source.name {
+        names.push((n, "source.name".into()));
+    }
+    for (i, s) in p.sinks.iter().enumerate() {
+        if let Some(n) = s.name() {
+            let path = format!("sinks[{i}].{}.name", kind(s));
+            if let Some((_, first)) = names.iter().find(|(m, _)| m.eq_ignore_ascii_case(n)) {
+                errs.push(FieldError::new(
+                    &path,
+                    format!("`{n}` is already the name of {first}; names must differ"),
+                ));
+            }
+            names.push((n, path));
+        }
+    }
+    let Some(script) = &p.sql else {
+        return;
+    };
+    if !p.transforms.is_empty() {
+        errs.push(FieldError::new(
+            "sql",
+            "a pipeline is either transforms or sql, not both",
+        ));
+    }
+    let source = p.source.name.as_deref().map(str::to_lowercase);
+    if source.is_none() {
+        errs.push(FieldError::new(
+            "source.name",
+            "a sql pipeline reads its source by name: set source.name (e.g. `name: orders`)",
+        ));
+    }
+    for (i, s) in p.sinks.iter().enumerate() {
+        if s.name().is_none() {
+            errs.push(FieldError::new(
+                format!("sinks[{i}].{}", kind(s)),
+                format!(
+                    "a sql pipeline writes to sinks by name: set sinks[{i}].{}.name",
+                    kind(s)
+                ),
+            ));
+        }
+    }
+    let statements = match sql::parse(script) {
+        Ok(s) => s,
+        Err(e) => {
+            errs.extend(e.iter().map(at_sql));
+            return;
+        }
+    };
+    let sink_names: Vec<String> = p
+        .sinks
+        .iter()
+        .filter_map(|s| s.name().map(str::to_lowercase))
+        .collect();
+    let event_time = p.source.event_time.as_ref().map(|e| e.field.to_lowercase());
+    for st in &statements {
+        let err = |at, message: String| {
+            at_sql(&SqlError {
+                statement: Some(st.number),
+                at: Some(at),
+                message,
+            })
+        };
+        if !sink_names.contains(&st.sink) {
+            errs.push(err(
+                st.at,
+                format!(
+                    "INSERT INTO `{}`: no sink has that name; the sinks are: {}",
+                    st.sink,
+                    list(&sink_names)
+                ),
+            ));
+        }
+        for (table, at) in st.tables_read() {
+            if source.as_deref() != Some(table.as_str()) {
+                errs.push(err(
+                    at,
+                    format!(
+                        "table `{table}` not found; the source is `{}`",
+                        source.as_deref().unwrap_or("(unnamed)")
+                    ),
+                ));
+            }
+        }
+        for w in &st.windows {
+            match &event_time {
+                Some(f) if *f == w.time_column => {}
+                Some(f) => errs.push(err(
+                    w.at,
+                    format!(
+                        "DESCRIPTOR({}): windows use the source's event-time column `{f}` (source.eventTime.field)",
+                        w.time_column
+                    ),
+                )),
+                None => errs.push(err(
+                    w.at,
+                    "a window needs event time: set source.eventTime".to_string(),
+                )),
+            }
+        }
+    }
+    for (i, s) in p.sinks.iter().enumerate() {
+        if let Some(n) = s.name()
+            && !statements.iter().any(|st| st.sink == n.to_lowercase())
+        {
+            errs.push(FieldError::new(
+                format!("sinks[{i}].{}.name", kind(s)),
+                format!("no statement writes `{n}` (`INSERT INTO {n} SELECT ...`)"),
+            ));
+        }
+    }
+}
+
+fn list(names: &[String]) -> String {
+    if names.is_empty() {
+        "(none named)".into()
+    } else {
+        names.join(", ")
+    }
+}

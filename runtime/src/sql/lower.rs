@@ -1,0 +1,323 @@
+//! DataFusion's logical plan of one statement, lowered onto Weir's streaming operators.
+//!
+//! The plan is read bottom-up, unoptimised, so each node is what the user wrote: a scan of
+//! the source (or of a window call's table), `WHERE` and `HAVING` (filters), the `SELECT`
+//! list (a projection) and `GROUP BY window_start, window_end, ...` (a window). Each becomes
+//! the transform the YAML form would have, so SQL and YAML jobs share one planner, one set of
+//! operators and one checkpoint format. What has no streaming operator yet is refused here,
+//! naming the construct, never approximated.
+
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::{Column, DFSchemaRef};
+use datafusion::logical_expr::expr::AggregateFunction;
+use datafusion::logical_expr::{Expr, LogicalPlan};
+use datafusion::sql::unparser::Unparser;
+use indexmap::IndexMap;
+use weir_crds::sql::{WindowCall, WindowKind};
+use weir_crds::{Duration, LatePolicy, SessionSpec, SlidingSpec, Transform, WindowSpec};
+
+use super::catalog::{WINDOW_END, WINDOW_START};
+
+/// What a statement lowers to so far: transforms in order, the name each output column of
+/// the plan node has in Weir's records, and a window call whose `GROUP BY` is still to come.
+#[derive(Debug, Default)]
+pub struct Lowered {
+    /// The transforms, in order.
+    pub transforms: Vec<Transform>,
+    /// Per output column of the node: (DataFusion's name, Weir's column name).
+    names: Vec<(String, String)>,
+    /// A window call read but not yet grouped.
+    pending: Option<WindowCall>,
+}
+
+/// Lower `plan`. `source` is the source's table name, `columns` its column names.
+///
+/// # Errors
+/// The construct that has no streaming operator, or an expression that cannot be written
+/// back as SQL, in words for the user.
+pub fn lower(
+    plan: &LogicalPlan,
+    source: &str,
+    columns: &[String],
+    windows: &[WindowCall],
+) -> Result<Lowered, String> {
+    let mut out = lower_node(plan, source, columns, windows)?;
+    if let Some(w) = out.pending.take() {
+        return Err(format!(
+            "a window table function is only supported under `GROUP BY window_start, window_end, ...`; {}({}) here has none",
+            kind_name(w.kind),
+            w.input
+        ));
+    }
+    Ok(out)
+}
+
+fn lower_node(
+    plan: &LogicalPlan,
+    source: &str,
+    columns: &[String],
+    windows: &[WindowCall],
+) -> Result<Lowered, String> {
+    match plan {
+        LogicalPlan::TableScan(scan) => {
+            if !scan.filters.is_empty() || scan.fetch.is_some() {
+                return Err("internal: a scan with pushed-down filters".into());
+            }
+            let table = scan.table_name.table().to_lowercase();
+            let mut names: Vec<(String, String)> =
+                columns.iter().map(|c| (c.clone(), c.clone())).collect();
+            let pending = if table == source {
+                None
+            } else if let Some(w) = windows.iter().find(|w| w.table == table) {
+                names.push((WINDOW_START.into(), WINDOW_START.into()));
+                names.push((WINDOW_END.into(), WINDOW_END.into()));
+                Some(w.clone())
+            } else {
+                return Err(format!("table `{table}` not found; the source is `{source}`"));
+            };
+            Ok(Lowered {
+                transforms: Vec::new(),
+                names,
+                pending,
+            })
+        }
+        LogicalPlan::SubqueryAlias(a) => lower_node(&a.input, source, columns, windows),
+        LogicalPlan::Filter(f) => {
+            let mut inner = lower_node(&f.input, source, columns, windows)?;
+            if inner.pending.is_some() && uses_window_columns(&f.predicate) {
+                return Err(
+                    "window_start and window_end can be filtered only after the GROUP BY (in HAVING or an outer query)"
+                        .into(),
+                );
+            }
+            let sql = to_sql(&f.predicate, &inner.names)?;
+            inner.transforms.push(Transform::Filter(sql));
+            Ok(inner)
+        }
+        LogicalPlan::Projection(p) => {
+            let mut inner = lower_node(&p.input, source, columns, windows)?;
+            if inner.pending.is_some() {
+                return Err(
+                    "a window table function is only supported under `GROUP BY window_start, window_end, ...`; select from it in a GROUP BY query"
+                        .into(),
+                );
+            }
+            let out_names = field_names(&p.schema);
+            let identity = out_names.len() == inner.names.len()
+                && p.expr.iter().zip(&inner.names).zip(&out_names).all(
+                    |((e, (df, weir)), out)| {
+                        matches!(e, Expr::Column(c) if c.name == *df) && weir == out
+                    },
+                );
+            if !identity {
+                let mut select = IndexMap::new();
+                for (e, name) in p.expr.iter().zip(&out_names) {
+                    if select.contains_key(name) {
+                        return Err(format!(
+                            "two output columns are named `{name}`; give one another name with AS"
+                        ));
+                    }
+                    select.insert(name.clone(), to_sql(unalias(e), &inner.names)?);
+                }
+                inner.transforms.push(Transform::Select(select));
+            }
+            inner.names = out_names.into_iter().map(|n| (n.clone(), n)).collect();
+            Ok(inner)
+        }
+        LogicalPlan::Aggregate(a) => {
+            let mut inner = lower_node(&a.input, source, columns, windows)?;
+            let Some(window) = inner.pending.take() else {
+                return Err(
+                    "GROUP BY without a window produces updates (a changelog), which Weir does not run yet; group by window_start, window_end of TUMBLE, HOP or SESSION"
+                        .into(),
+                );
+            };
+            let mut keys = Vec::new();
+            let (mut has_start, mut has_end) = (false, false);
+            for g in &a.group_expr {
+                let Expr::Column(c) = g else {
+                    return Err(format!(
+                        "GROUP BY `{g}`: group by columns; compute the value in a subquery and group by its name"
+                    ));
+                };
+                let weir = weir_name(&c.name, &inner.names)?;
+                match weir.as_str() {
+                    WINDOW_START => has_start = true,
+                    WINDOW_END => has_end = true,
+                    _ => keys.push(weir),
+                }
+            }
+            if !(has_start && has_end) {
+                return Err("a windowed GROUP BY groups by both window_start and window_end".into());
+            }
+            if !window.partition_by.is_empty() {
+                let mut p = window.partition_by.clone();
+                let mut k = keys.clone();
+                p.sort();
+                k.sort();
+                if p != k {
+                    return Err(format!(
+                        "SESSION(... PARTITION BY {}) must partition by the GROUP BY keys ({})",
+                        window.partition_by.join(", "),
+                        keys.join(", ")
+                    ));
+                }
+            }
+            let out_names = field_names(&a.schema);
+            let mut aggregates = IndexMap::new();
+            let mut names: Vec<(String, String)> = Vec::new();
+            for (g, df) in a.group_expr.iter().zip(&out_names) {
+                if let Expr::Column(c) = g {
+                    names.push((df.clone(), weir_name(&c.name, &inner.names)?));
+                }
+            }
+            for (i, (e, df)) in a
+                .aggr_expr
+                .iter()
+                .zip(out_names.iter().skip(a.group_expr.len()))
+                .enumerate()
+            {
+                let name = format!("__agg_{i}");
+                aggregates.insert(name.clone(), aggregate(unalias(e), &inner.names)?);
+                names.push((df.clone(), name));
+            }
+            let mut spec = WindowSpec {
+                tumbling: None,
+                sliding: None,
+                session: None,
+                key_by: keys,
+                aggregates,
+                late_records: LatePolicy::Drop {},
+            };
+            let ms = |v: i64| Duration::from_millis(u64::try_from(v).unwrap_or(1));
+            match window.kind {
+                WindowKind::Tumble { size_ms } => spec.tumbling = Some(ms(size_ms)),
+                WindowKind::Hop { slide_ms, size_ms } => {
+                    spec.sliding = Some(SlidingSpec {
+                        size: ms(size_ms),
+                        slide: ms(slide_ms),
+                    });
+                }
+                WindowKind::Session { gap_ms } => {
+                    spec.session = Some(SessionSpec { gap: ms(gap_ms) });
+                }
+            }
+            inner.transforms.push(Transform::Window(spec));
+            inner.names = names;
+            Ok(inner)
+        }
+        LogicalPlan::Join(_) => Err("joins are not supported yet".into()),
+        LogicalPlan::Union(_) => Err("UNION is not supported yet".into()),
+        LogicalPlan::Sort(_) => {
+            Err("ORDER BY has no end on a stream; use it inside ROW_NUMBER() OVER (...) (top-N, not supported yet)".into())
+        }
+        LogicalPlan::Limit(_) => Err("LIMIT has no meaning on a stream".into()),
+        LogicalPlan::Distinct(_) => Err(
+            "SELECT DISTINCT produces updates (a changelog), which Weir does not run yet".into(),
+        ),
+        LogicalPlan::Window(_) => {
+            Err("OVER (...) window functions are not supported yet".into())
+        }
+        other => Err(format!(
+            "{} is not supported in a streaming query",
+            other.display().to_string().split(':').next().unwrap_or("this")
+        )),
+    }
+}
+
+fn kind_name(k: WindowKind) -> &'static str {
+    match k {
+        WindowKind::Tumble { .. } => "TUMBLE",
+        WindowKind::Hop { .. } => "HOP",
+        WindowKind::Session { .. } => "SESSION",
+    }
+}
+
+fn field_names(schema: &DFSchemaRef) -> Vec<String> {
+    schema.fields().iter().map(|f| f.name().clone()).collect()
+}
+
+fn weir_name(df: &str, names: &[(String, String)]) -> Result<String, String> {
+    names
+        .iter()
+        .find(|(d, _)| d == df)
+        .map(|(_, w)| w.clone())
+        .ok_or_else(|| format!("internal: column `{df}` lost between plan nodes"))
+}
+
+fn unalias(e: &Expr) -> &Expr {
+    match e {
+        Expr::Alias(a) => unalias(&a.expr),
+        e => e,
+    }
+}
+
+fn uses_window_columns(e: &Expr) -> bool {
+    e.column_refs()
+        .iter()
+        .any(|c| c.name == WINDOW_START || c.name == WINDOW_END)
+}
+
+/// The expression as SQL text over Weir's column names.
+fn to_sql(e: &Expr, names: &[(String, String)]) -> Result<String, String> {
+    let renamed = e
+        .clone()
+        .transform_up(|x| match x {
+            Expr::Column(c) => {
+                let name =
+                    weir_name(&c.name, names).map_err(datafusion::error::DataFusionError::Plan)?;
+                Ok(Transformed::yes(Expr::Column(Column::new_unqualified(
+                    name,
+                ))))
+            }
+            other => Ok(Transformed::no(other)),
+        })
+        .map_err(|err| err.to_string())?
+        .data;
+    Unparser::default()
+        .expr_to_sql(&renamed)
+        .map(|ast| ast.to_string())
+        .map_err(|err| format!("`{e}` cannot be run yet: {err}"))
+}
+
+/// An aggregate call as the window's `aggregates` entry (`sum(amount)`, `count(*)`).
+fn aggregate(e: &Expr, names: &[(String, String)]) -> Result<String, String> {
+    let Expr::AggregateFunction(AggregateFunction { func, params }) = e else {
+        return Err(format!("`{e}` is not an aggregate"));
+    };
+    if params.filter.is_some() || !params.order_by.is_empty() {
+        return Err(format!(
+            "`{e}`: FILTER and ORDER BY inside an aggregate are not supported yet"
+        ));
+    }
+    let f = func.name().to_lowercase();
+    let supported = ["count", "sum", "min", "max", "avg"];
+    if !supported.contains(&f.as_str()) {
+        return Err(format!(
+            "aggregate `{f}` is not supported yet; use {}",
+            supported.join(", ")
+        ));
+    }
+    let star = params.args.is_empty()
+        || (f == "count"
+            && matches!(params.args.as_slice(), [Expr::Literal(v, _)] if !v.is_null()));
+    match (f.as_str(), params.distinct, star) {
+        ("count", false, true) => Ok("count(*)".into()),
+        (_, _, true) => Err(format!("`{e}`: only count takes *")),
+        ("count", true, false) => Ok(format!(
+            "count_distinct({})",
+            to_sql(single(&params.args, e)?, names)?
+        )),
+        (_, true, false) => Err(format!(
+            "`{e}`: DISTINCT is supported in count only ({f} of distinct values is not)"
+        )),
+        (_, false, false) => Ok(format!("{f}({})", to_sql(single(&params.args, e)?, names)?)),
+    }
+}
+
+fn single<'a>(args: &'a [Expr], e: &Expr) -> Result<&'a Expr, String> {
+    match args {
+        [a] => Ok(a),
+        _ => Err(format!("`{e}` takes one argument")),
+    }
+}

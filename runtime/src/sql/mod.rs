@@ -1,0 +1,166 @@
+//! The SQL front end: a pipeline's `sql` script, planned by DataFusion's SQL planner against
+//! the source's schema, lowered onto Weir's operators (`lower.rs`).
+//!
+//! Parsing, statement shape and table names are checked by `weir_crds::sql` (the operator
+//! runs those checks too); here DataFusion resolves columns, types and functions, and its
+//! errors come back with the statement and the line and column in the script.
+//!
+//! Today a script lowers to the transforms of a one-source pipeline. Several statements are
+//! accepted when they compute the same result for different sinks; statements computing
+//! different results need the dataflow graph, which comes with joins.
+
+mod catalog;
+mod lower;
+
+#[cfg(test)]
+mod tests;
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::common::diagnostic::Diagnostic;
+use datafusion::error::DataFusionError;
+use datafusion::sql::planner::{NullOrdering, ParserOptions, SqlToRel};
+use datafusion::sql::sqlparser::ast::Statement;
+use weir_crds::sql::{Insert, Pos, SqlError};
+use weir_crds::validate::sql::at_sql;
+use weir_crds::{FieldError, JobFile, Transform};
+
+use catalog::Catalog;
+
+/// What a script lowers to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Lowered {
+    /// The pipeline's transforms.
+    pub transforms: Vec<Transform>,
+    /// Where the (first) statement starts, for errors found later in planning.
+    pub at: Pos,
+}
+
+/// Plan the job's `sql` against the source's record schema.
+///
+/// # Errors
+/// Every problem found, as errors at the job's `sql` field carrying the statement, line and
+/// column in the script.
+pub fn lower_script(job: &JobFile, source: &SchemaRef) -> Result<Lowered, Vec<FieldError>> {
+    let script = job.pipeline.sql.as_deref().unwrap_or_default();
+    let statements =
+        weir_crds::sql::parse(script).map_err(|e| e.iter().map(at_sql).collect::<Vec<_>>())?;
+    let source_name = job
+        .pipeline
+        .source
+        .name
+        .as_deref()
+        .map(str::to_lowercase)
+        .ok_or_else(|| {
+            vec![FieldError::new(
+                "source.name",
+                "a sql pipeline reads its source by name: set source.name",
+            )]
+        })?;
+    let columns: Vec<String> = source.fields().iter().map(|f| f.name().clone()).collect();
+    let mut errs = Vec::new();
+    let mut first: Option<(usize, Vec<Transform>)> = None;
+    for st in &statements {
+        match statement(st, &source_name, source, &columns) {
+            Ok(t) => match &first {
+                None => first = Some((st.number, t)),
+                Some((n, f)) if *f != t => errs.push(at_sql(&SqlError {
+                    statement: Some(st.number),
+                    at: Some(st.at),
+                    message: format!(
+                        "computes another result than statement {n}; a job of several different queries is not supported yet (statements that write one result to several sinks are)"
+                    ),
+                })),
+                Some(_) => {}
+            },
+            Err(e) => errs.push(at_sql(&e)),
+        }
+    }
+    match first {
+        Some((_, transforms)) if errs.is_empty() => Ok(Lowered {
+            transforms,
+            at: statements.first().map(|s| s.at).unwrap_or_default(),
+        }),
+        _ => Err(errs),
+    }
+}
+
+fn statement(
+    st: &Insert,
+    source_name: &str,
+    source: &SchemaRef,
+    columns: &[String],
+) -> Result<Vec<Transform>, SqlError> {
+    let err = |at: Option<Pos>, message: String| SqlError {
+        statement: Some(st.number),
+        at: at.or(Some(st.at)),
+        message,
+    };
+    let mut catalog = Catalog::new(source_name, source);
+    for w in &st.windows {
+        if w.input != source_name {
+            return Err(err(
+                Some(w.at),
+                format!(
+                    "table `{}` not found; the source is `{source_name}`",
+                    w.input
+                ),
+            ));
+        }
+        catalog.add_window(&w.table, source);
+    }
+    let options = ParserOptions {
+        parse_float_as_decimal: false,
+        // Column names are case-sensitive, as in Flink SQL and in the source's schema.
+        enable_ident_normalization: false,
+        support_varchar_with_length: true,
+        enable_options_value_normalization: false,
+        collect_spans: true,
+        // The operators and sinks speak Utf8; a cast to VARCHAR must not bring in Utf8View.
+        map_string_types_to_utf8view: false,
+        default_null_ordering: NullOrdering::NullsMax,
+    };
+    let planner = SqlToRel::new_with_options(&catalog, options);
+    let plan = planner
+        .sql_statement_to_plan(Statement::Query(st.query.clone()))
+        .map_err(|e| {
+            let (at, message) = describe(&e);
+            err(at, message)
+        })?;
+    let lowered =
+        lower::lower(&plan, source_name, columns, &st.windows).map_err(|m| err(None, m))?;
+    Ok(lowered.transforms)
+}
+
+/// DataFusion's error as a sentence, with where it points when it knows.
+fn describe(e: &DataFusionError) -> (Option<Pos>, String) {
+    let at = e
+        .diagnostic()
+        .and_then(|d: &Diagnostic| d.span)
+        .and_then(|s| {
+            (s.start.line > 0).then_some(Pos {
+                line: s.start.line,
+                column: s.start.column,
+            })
+        });
+    (
+        at,
+        without_window_tables(&crate::expr::clean(&e.strip_backtrace())),
+    )
+}
+
+/// DataFusion names columns of a window call by the table that stands for it; the user
+/// never wrote that name.
+fn without_window_tables(message: &str) -> String {
+    let prefix = weir_crds::sql::WINDOW_PREFIX;
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(i) = rest.find(prefix) {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + prefix.len()..];
+        let digits = after.len() - after.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        let after = &after[digits..];
+        rest = after.strip_prefix('.').unwrap_or(after);
+    }
+    out.push_str(rest);
+    out
+}

@@ -1,0 +1,202 @@
+use datafusion::arrow::datatypes::SchemaRef;
+use weir_crds::{FieldError, JobFile, Transform, load_job};
+
+use crate::schema::source_schema;
+
+const HEAD: &str = "name: t
+source:
+  name: orders
+  file: {path: in.jsonl}
+  schema:
+    - {name: order_id, type: int64}
+    - {name: store_id, type: string}
+    - {name: amount, type: int64}
+    - {name: ts, type: timestamp}
+  eventTime: {field: ts, maxOutOfOrderness: 1s}
+sinks:
+  - file: {name: out, path: out}
+";
+
+fn job(sql: &str) -> (JobFile, SchemaRef) {
+    let indented: String = sql.lines().map(|l| format!("  {l}\n")).collect();
+    let src = format!("{HEAD}sql: |\n{indented}");
+    let job = load_job("t.yaml", &src).expect("valid job");
+    let schema = source_schema(&job.pipeline.source.schema);
+    (job, schema)
+}
+
+fn lower(sql: &str) -> Result<Vec<Transform>, Vec<FieldError>> {
+    let (job, schema) = job(sql);
+    super::lower_script(&job, &schema).map(|l| l.transforms)
+}
+
+fn yaml_transforms(yaml: &str) -> Vec<Transform> {
+    let src = HEAD.replace("sinks:", &format!("transforms:\n{yaml}sinks:"));
+    load_job("t.yaml", &src)
+        .expect("valid yaml")
+        .pipeline
+        .transforms
+}
+
+#[test]
+fn a_tumbling_window_lowers_to_the_yaml_forms_filter_window_and_naming() {
+    let got = lower(
+        "INSERT INTO out
+SELECT store_id, window_start, window_end, count(*) AS orders, sum(amount) AS sales
+FROM TABLE(TUMBLE(TABLE orders, DESCRIPTOR(ts), INTERVAL '1' MINUTE))
+WHERE amount > 0
+GROUP BY store_id, window_start, window_end",
+    )
+    .expect("lowers");
+    let want = yaml_transforms(
+        "  - filter: (amount > 0)
+  - window:
+      tumbling: 1m
+      keyBy: [store_id]
+      aggregates: {__agg_0: count(*), __agg_1: sum(amount)}
+  - select: {store_id: store_id, window_start: window_start, window_end: window_end, orders: __agg_0, sales: __agg_1}
+",
+    );
+    assert_eq!(got, want);
+}
+
+#[test]
+fn hop_session_distinct_having_and_expressions_lower() {
+    let got = lower(
+        "INSERT INTO out
+SELECT window_start, count(DISTINCT store_id) AS stores, avg(amount * 2) AS a
+FROM TABLE(HOP(TABLE orders, DESCRIPTOR(ts), INTERVAL '10' SECOND, INTERVAL '1' MINUTE)) w
+GROUP BY window_start, window_end
+HAVING count(*) > 3",
+    )
+    .expect("lowers");
+    let Transform::Window(w) = &got[0] else {
+        panic!("{got:?}")
+    };
+    let s = w.sliding.as_ref().expect("sliding");
+    assert_eq!((s.slide.get().as_secs(), s.size.get().as_secs()), (10, 60));
+    assert!(w.key_by.is_empty());
+    let aggs: Vec<&str> = w.aggregates.values().map(String::as_str).collect();
+    assert_eq!(
+        aggs,
+        ["count_distinct(store_id)", "avg((amount * 2))", "count(*)"]
+    );
+    assert_eq!(got[1], Transform::Filter("(__agg_2 > 3)".into()), "{got:?}");
+    let got = lower(
+        "INSERT INTO out SELECT store_id, window_end, max(amount) AS m
+FROM TABLE(SESSION(TABLE orders PARTITION BY store_id, DESCRIPTOR(ts), INTERVAL '30' SECOND))
+GROUP BY store_id, window_start, window_end",
+    )
+    .expect("lowers");
+    let Transform::Window(w) = &got[0] else {
+        panic!("{got:?}")
+    };
+    assert_eq!(w.session.as_ref().map(|s| s.gap.get().as_secs()), Some(30));
+    assert_eq!(w.key_by, ["store_id"]);
+}
+
+#[test]
+fn a_stateless_query_lowers_to_filter_and_select() {
+    let got = lower(
+        "INSERT INTO out SELECT order_id, upper(store_id) AS store, CASE WHEN amount > 100 THEN 'big' ELSE 'small' END AS size FROM orders WHERE amount <> 0",
+    )
+    .expect("lowers");
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!(got[0], Transform::Filter("(amount <> 0)".into()));
+    let Transform::Select(s) = &got[1] else {
+        panic!("{got:?}")
+    };
+    assert_eq!(s.keys().collect::<Vec<_>>(), ["order_id", "store", "size"]);
+    // SELECT * over the source is no transform at all.
+    assert_eq!(
+        lower("INSERT INTO out SELECT * FROM orders").expect("lowers"),
+        []
+    );
+}
+
+fn error_of(sql: &str) -> FieldError {
+    let errs = lower(sql).expect_err("refused");
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    errs.into_iter().next().expect("one")
+}
+
+#[test]
+fn an_unknown_column_names_the_column_statement_line_and_column() {
+    let e = error_of("INSERT INTO out\nSELECT order_id\nFROM orders\nWHERE amout > 0");
+    assert_eq!(e.path, "sql");
+    assert!(
+        e.message.starts_with("statement 1 (line 4, column 7)"),
+        "{e:?}"
+    );
+    assert!(e.message.contains("amout"), "{e:?}");
+    assert!(
+        !e.message.contains("backtrace") && !e.message.contains("Schema error"),
+        "{e:?}"
+    );
+    assert_eq!(e.within, Some(4));
+}
+
+#[test]
+fn what_has_no_streaming_operator_yet_is_refused_by_name() {
+    for (sql, words) in [
+        (
+            "INSERT INTO out SELECT store_id, count(*) AS n FROM orders GROUP BY store_id",
+            "changelog",
+        ),
+        (
+            "INSERT INTO out SELECT a.order_id FROM orders a JOIN orders b ON a.order_id = b.order_id",
+            "joins",
+        ),
+        (
+            "INSERT INTO out SELECT * FROM orders ORDER BY ts",
+            "ORDER BY",
+        ),
+        (
+            "INSERT INTO out SELECT DISTINCT store_id FROM orders",
+            "DISTINCT",
+        ),
+        (
+            "INSERT INTO out SELECT * FROM TABLE(TUMBLE(TABLE orders, DESCRIPTOR(ts), INTERVAL '1' MINUTE))",
+            "GROUP BY window_start",
+        ),
+        (
+            "INSERT INTO out SELECT store_id, window_start, count(*) FROM TABLE(TUMBLE(TABLE orders, DESCRIPTOR(ts), INTERVAL '1' MINUTE)) GROUP BY store_id, window_start",
+            "both window_start and window_end",
+        ),
+        (
+            "INSERT INTO out SELECT order_id FROM orders UNION ALL SELECT order_id FROM orders",
+            "UNION",
+        ),
+        (
+            "INSERT INTO out SELECT window_start, window_end, median(amount) FROM TABLE(TUMBLE(TABLE orders, DESCRIPTOR(ts), INTERVAL '1' MINUTE)) GROUP BY window_start, window_end",
+            "median",
+        ),
+    ] {
+        let e = error_of(sql);
+        assert!(e.message.contains(words), "{sql}: {e:?}");
+        assert!(e.message.starts_with("statement 1 (line 1"), "{e:?}");
+    }
+}
+
+#[test]
+fn statements_computing_one_result_for_several_sinks_share_it_and_others_are_refused() {
+    let q = "SELECT * FROM orders WHERE amount > 0";
+    let two_sinks = |sql: &str| {
+        let head = HEAD.replace("sinks:\n", "sinks:\n  - file: {name: out2, path: out2}\n");
+        let src = format!("{head}sql: |\n  {}\n", sql.replace('\n', "\n  "));
+        let job = load_job("t.yaml", &src).expect("valid job");
+        let schema = source_schema(&job.pipeline.source.schema);
+        super::lower_script(&job, &schema)
+    };
+    let ok = two_sinks(&format!("INSERT INTO out {q};\nINSERT INTO out2 {q};"))
+        .expect("same query twice");
+    assert_eq!(ok.transforms, [Transform::Filter("(amount > 0)".into())]);
+    let errs = two_sinks(&format!(
+        "INSERT INTO out {q};\nINSERT INTO out2 {q} AND amount < 9;"
+    ))
+    .expect_err("two queries");
+    assert!(
+        errs[0].message.starts_with("statement 2 (line 2"),
+        "{errs:?}"
+    );
+}
