@@ -23,6 +23,7 @@ pub mod cluster;
 pub mod connectors;
 pub mod control;
 pub mod error;
+pub mod explain;
 pub mod expr;
 pub mod fault;
 pub mod ids;

@@ -83,6 +83,20 @@ async fn main() -> anyhow::Result<()> {
                 }
             }
         }
+        RuntimeCommand::Explain { file, parallelism } => {
+            init_logs(cli.log_format, false);
+            match weir_runtime::load_plan(&file) {
+                Ok(plan) => {
+                    let p = parallelism.unwrap_or(plan.job.parallelism);
+                    print!("{}", weir_runtime::explain::explain(&plan, p));
+                    Ok(())
+                }
+                Err(e) => {
+                    eprint!("{e}");
+                    std::process::exit(1);
+                }
+            }
+        }
         RuntimeCommand::Run(args) => {
             let tty = std::io::stderr().is_terminal();
             init_logs(cli.log_format, tty);
@@ -91,10 +105,16 @@ async fn main() -> anyhow::Result<()> {
                 Err(e) => {
                     eprint!("{e}");
                     // A job file that does not plan (bad SQL, an unknown column) plans no
-                    // better after a restart: refused, so the operator waits for an edit.
-                    termination_message(&Outcome::Refused {
-                        error: e.to_string(),
-                    });
+                    // better after a restart: refused, so the operator waits for an edit. A
+                    // file that cannot be read (a volume not mounted yet) may be there next
+                    // time: failed, and retried.
+                    let outcome = match e {
+                        weir_runtime::error::Error::Job(_) => Outcome::Refused {
+                            error: e.to_string(),
+                        },
+                        _ => failed(&e),
+                    };
+                    termination_message(&outcome);
                     std::process::exit(1);
                 }
             };

@@ -145,3 +145,42 @@ fn bad_sql_is_reported_with_statement_line_column_and_file_line() {
         "{stderr}"
     );
 }
+
+/// `explain` shows the SQL job's stages: the filter chained to the source, the shuffle by the
+/// GROUP BY key, the window with its state id, and the sink by its name.
+#[test]
+fn explain_prints_the_dataflow_of_a_sql_job() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut job = OrdersJob::new("explained", "file://./chk".into(), tmp.path().join("out"));
+    job.sql = true;
+    let file = job.write(tmp.path());
+    let out = Command::new(env!("CARGO_BIN_EXE_weir-runtime"))
+        .args(["explain", "--parallelism", "3"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let at = |needle: &str| {
+        text.find(needle)
+            .unwrap_or_else(|| panic!("`{needle}` missing from:\n{text}"))
+    };
+    let order = [
+        at("job explained (sql): parallelism 3"),
+        at("stage 0 (x3)"),
+        at("filter (amount > 0)"),
+        at("shuffle by key groups of [store_id]"),
+        at("stage 1 (x3)"),
+        at("window tumbling"),
+        at("[state `window-0`"),
+        at("windows (sink-0, file"),
+    ];
+    assert!(
+        order.windows(2).all(|w| w[0] < w[1]),
+        "out of order:\n{text}"
+    );
+}

@@ -54,6 +54,14 @@ pub enum RuntimeCommand {
         /// Job file (YAML).
         file: String,
     },
+    /// Print the dataflow a job file plans to (stages, shuffles, state, sinks) and exit.
+    Explain {
+        /// Job file (YAML).
+        file: String,
+        /// Subtasks per operator to show; the file's `parallelism` when absent.
+        #[arg(long)]
+        parallelism: Option<u32>,
+    },
 }
 
 /// How the runtime logs.
@@ -219,6 +227,13 @@ impl RuntimeCli {
         let mut args = match &self.command {
             RuntimeCommand::Run(run) => run.to_args(),
             RuntimeCommand::Validate { file } => vec!["validate".to_string(), file.clone()],
+            RuntimeCommand::Explain { file, parallelism } => {
+                let mut a = vec!["explain".to_string(), file.clone()];
+                if let Some(p) = parallelism {
+                    a.extend(["--parallelism".to_string(), p.to_string()]);
+                }
+                a
+            }
         };
         args.extend(["--log-format".to_string(), self.log_format.to_string()]);
         args

@@ -1,0 +1,140 @@
+//! `weir-runtime explain`: the dataflow a job file plans to, as a person reads it: stages
+//! with their parallelism, what is chained in each, where records are shuffled and by which
+//! keys, which operators keep state (and under which id checkpoints store it), the schema
+//! between stages, and the sinks.
+
+use std::fmt::Write;
+
+use datafusion::arrow::datatypes::SchemaRef;
+use weir_crds::{SinkSpec, Transform};
+
+use crate::plan::{OpPlan, Plan};
+
+/// The plan as text. `parallelism` is the one the job runs at (the file's unless overridden).
+#[must_use]
+pub fn explain(plan: &Plan, parallelism: u32) -> String {
+    let mut s = String::new();
+    let job = &plan.job;
+    let form = if job.pipeline.sql.is_some() {
+        "sql"
+    } else {
+        "transforms"
+    };
+    let _ = writeln!(
+        s,
+        "job {} ({form}): parallelism {parallelism}, {} key groups",
+        plan.name, job.max_parallelism
+    );
+    let src = &job.pipeline.source;
+    let connector = src
+        .connector()
+        .map_or("?", weir_crds::SourceConnector::name);
+    let time = plan
+        .source_time_col
+        .map(|c| format!(", event time `{}`", plan.source_schema.field(c).name()))
+        .unwrap_or_default();
+    let _ = writeln!(
+        s,
+        "source {} ({connector}){time}: {}",
+        src.name.as_deref().unwrap_or("(unnamed)"),
+        columns(&plan.source_schema)
+    );
+    for (i, stage) in plan.stages.iter().enumerate() {
+        if let Some(keys) = &stage.shuffle_keys {
+            let names: Vec<&str> = keys
+                .iter()
+                .map(|k| stage.input.field(*k).name().as_str())
+                .collect();
+            let by = if names.is_empty() {
+                "one key group (no keys)".to_string()
+            } else {
+                format!("key groups of [{}]", names.join(", "))
+            };
+            let _ = writeln!(s, "  │ shuffle by {by}");
+        }
+        let _ = writeln!(s, "stage {i} (x{parallelism}):");
+        if i == 0 {
+            let _ = writeln!(s, "  source");
+        }
+        for op in &stage.ops {
+            let _ = writeln!(s, "  {}", operator(op));
+        }
+        let _ = writeln!(s, "  out: {}", columns(&stage.output));
+    }
+    let _ = writeln!(s, "sinks (each receives every result):");
+    for (id, spec) in &plan.sinks {
+        let _ = writeln!(
+            s,
+            "  {} ({id}, {})",
+            spec.name().unwrap_or("(unnamed)"),
+            sink_kind(spec)
+        );
+    }
+    s
+}
+
+fn operator(op: &OpPlan) -> String {
+    match &op.transform {
+        Transform::Filter(sql) => format!("filter {sql}"),
+        Transform::Select(cols) => {
+            let parts: Vec<String> = cols
+                .iter()
+                .map(|(n, e)| {
+                    if n == e {
+                        n.clone()
+                    } else {
+                        format!("{n} = {e}")
+                    }
+                })
+                .collect();
+            format!("select {}", parts.join(", "))
+        }
+        Transform::Window(w) => {
+            let kind = if let Some(t) = w.tumbling {
+                format!("tumbling {t}")
+            } else if let Some(sl) = &w.sliding {
+                format!("sliding {} every {}", sl.size, sl.slide)
+            } else if let Some(se) = &w.session {
+                format!("session gap {}", se.gap)
+            } else {
+                "window".into()
+            };
+            let aggs: Vec<String> = w
+                .aggregates
+                .iter()
+                .map(|(n, a)| format!("{n} = {a}"))
+                .collect();
+            format!(
+                "window {kind} by [{}]: {}  [state `{}`, per key group]",
+                w.key_by.join(", "),
+                aggs.join(", "),
+                op.id
+            )
+        }
+        Transform::Dedup(d) => format!(
+            "dedup by [{}] for {}  [state `{}`, per key group]",
+            d.key_by.join(", "),
+            d.ttl,
+            op.id
+        ),
+    }
+}
+
+fn columns(schema: &SchemaRef) -> String {
+    schema
+        .fields()
+        .iter()
+        .map(|f| format!("{} {}", f.name(), f.data_type()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn sink_kind(s: &SinkSpec) -> String {
+    match s {
+        SinkSpec::Stdout { .. } => "stdout, at-least-once".into(),
+        SinkSpec::Blackhole { .. } => "blackhole".into(),
+        SinkSpec::File(f) => format!("file {}, exactly-once", f.path),
+        SinkSpec::Kafka(k) => format!("kafka topic {}", k.topic),
+        SinkSpec::ClickHouse(c) => format!("clickhouse table {}", c.table),
+    }
+}
