@@ -256,6 +256,13 @@ fn schema_rejects_wrong_types_missing_fields_and_out_of_range_values() {
             edit(|v| v["spec"]["pipeline"]["sinks"][0]["clickhouse"]["blockRows"] = 0.into()),
             "/spec/pipeline/sinks/0/clickhouse/blockRows",
         ),
+        (
+            "a sink name that is no SQL identifier",
+            edit(|v| {
+                v["spec"]["pipeline"]["sinks"][0]["clickhouse"]["name"] = "sales-table".into()
+            }),
+            "/spec/pipeline/sinks/0/clickhouse/name",
+        ),
     ];
     for (what, obj, field) in cases {
         let errs = rejections(&obj, None);
@@ -269,6 +276,11 @@ fn schema_rejects_wrong_types_missing_fields_and_out_of_range_values() {
 #[test]
 fn cel_rules_reject_cross_field_mistakes_with_their_message() {
     let cases: Vec<(&str, Value, &str)> = vec![
+        (
+            "sql beside transforms",
+            edit(|v| v["spec"]["pipeline"]["sql"] = "INSERT INTO a SELECT * FROM b".into()),
+            "a pipeline is either transforms or sql, not both",
+        ),
         (
             "interval >= timeout",
             edit(|v| v["spec"]["checkpoint"]["timeout"] = Value::from("20s")),
