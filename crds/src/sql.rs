@@ -13,7 +13,8 @@ use std::ops::ControlFlow;
 
 use sqlparser::ast::{
     DateTimeField, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Ident, ObjectName, Query,
-    SetExpr, Spanned, Statement, TableFactor, TableObject, Value, VisitMut, VisitorMut,
+    SetExpr, Spanned, Statement as AstStatement, TableFactor, TableObject, Value, VisitMut,
+    VisitorMut,
 };
 use sqlparser::dialect::GenericDialect;
 use sqlparser::parser::Parser;
@@ -95,22 +96,40 @@ pub struct WindowCall {
     pub at: Pos,
 }
 
-/// One `INSERT INTO <sink> <query>`.
+/// What a statement's query feeds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// `INSERT INTO <sink> <query>`.
+    Sink(String),
+    /// `CREATE [TEMPORARY] VIEW <name> AS <query>`: a name later statements read.
+    View(String),
+}
+
+/// One statement: an `INSERT INTO <sink> <query>` or a `CREATE VIEW <name> AS <query>`.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Insert {
+pub struct Statement {
     /// 1-based statement number.
     pub number: usize,
     /// Where the statement starts.
     pub at: Pos,
-    /// The sink written to.
-    pub sink: String,
+    /// The sink written to, or the view defined.
+    pub target: Target,
     /// The query, its window calls replaced by tables named as in [`Self::windows`].
     pub query: Box<Query>,
     /// The window table functions the query called.
     pub windows: Vec<WindowCall>,
 }
 
-impl Insert {
+impl Statement {
+    /// The sink an `INSERT` writes.
+    #[must_use]
+    pub fn sink(&self) -> Option<&str> {
+        match &self.target {
+            Target::Sink(s) => Some(s),
+            Target::View(_) => None,
+        }
+    }
+
     /// Names of the tables the query reads, window inputs included, without the window
     /// tables themselves and without names the query defines (`WITH`).
     #[must_use]
@@ -151,7 +170,7 @@ pub const WINDOW_PREFIX: &str = "__weir_window_";
 /// # Errors
 /// Every problem found: a syntax error (one, where parsing stopped), statements that are not
 /// `INSERT INTO <sink> SELECT ...`, window calls with wrong arguments.
-pub fn parse(script: &str) -> Result<Vec<Insert>, Vec<SqlError>> {
+pub fn parse(script: &str) -> Result<Vec<Statement>, Vec<SqlError>> {
     let (text, partitions) = blank_table_keywords(script)?;
     let statements = Parser::new(&GenericDialect {})
         .try_with_sql(&text)
@@ -179,8 +198,8 @@ pub fn parse(script: &str) -> Result<Vec<Insert>, Vec<SqlError>> {
     for (i, st) in statements.into_iter().enumerate() {
         let number = i + 1;
         let at = pos_of(st.span().start);
-        match insert_parts(st) {
-            Ok((sink, mut query)) => {
+        match statement_parts(st) {
+            Ok((target, mut query)) => {
                 let mut rewriter = WindowRewriter {
                     number,
                     next: &mut windows,
@@ -197,10 +216,10 @@ pub fn parse(script: &str) -> Result<Vec<Insert>, Vec<SqlError>> {
                     }
                 }
                 errs.extend(e);
-                out.push(Insert {
+                out.push(Statement {
                     number,
                     at,
-                    sink,
+                    target,
                     query,
                     windows: calls,
                 });
@@ -215,12 +234,21 @@ pub fn parse(script: &str) -> Result<Vec<Insert>, Vec<SqlError>> {
     if errs.is_empty() { Ok(out) } else { Err(errs) }
 }
 
-fn insert_parts(st: Statement) -> Result<(String, Box<Query>), String> {
-    let Statement::Insert(ins) = st else {
+fn statement_parts(st: AstStatement) -> Result<(Target, Box<Query>), String> {
+    if let AstStatement::CreateView(v) = st {
+        if v.materialized || !v.columns.is_empty() || v.to.is_some() {
+            return Err(
+                "CREATE VIEW takes a plain query here (no MATERIALIZED, column list or TO); name the columns in the SELECT"
+                    .into(),
+            );
+        }
+        return Ok((Target::View(object_name(&v.name)), v.query));
+    }
+    let AstStatement::Insert(ins) = st else {
         let kind = st.to_string();
         let word = kind.split_whitespace().next().unwrap_or("").to_uppercase();
         return Err(format!(
-            "is {word} ...; each statement is `INSERT INTO <sink> SELECT ...`"
+            "is {word} ...; each statement is `INSERT INTO <sink> SELECT ...` or `CREATE VIEW <name> AS SELECT ...`"
         ));
     };
     let TableObject::TableName(name) = &ins.table else {
@@ -241,7 +269,7 @@ fn insert_parts(st: Statement) -> Result<(String, Box<Query>), String> {
     if matches!(source.body.as_ref(), SetExpr::Values(_)) {
         return Err("INSERT ... VALUES is not a stream; select from a source".into());
     }
-    Ok((object_name(name), source))
+    Ok((Target::Sink(object_name(name)), source))
 }
 
 struct WindowRewriter<'a> {

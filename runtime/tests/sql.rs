@@ -141,7 +141,7 @@ fn bad_sql_is_reported_with_statement_line_column_and_file_line() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("table `order` not found; the source is `orders`"),
+        stderr.contains("table `order` not found; the tables are the source and the views defined before: orders"),
         "{stderr}"
     );
 }

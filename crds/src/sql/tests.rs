@@ -6,7 +6,7 @@ fn an_insert_with_a_tumbling_window_is_read_with_its_call_replaced() {
     let stmts = parse(sql).expect("parses");
     assert_eq!(stmts.len(), 1);
     let s = &stmts[0];
-    assert_eq!(s.sink, "totals");
+    assert_eq!(s.sink(), Some("totals"));
     assert_eq!(s.windows.len(), 1);
     let w = &s.windows[0];
     assert_eq!(w.input, "orders");
@@ -62,6 +62,7 @@ fn statements_other_than_insert_and_bad_window_calls_are_refused() {
     assert_eq!(errs.len(), 2, "{errs:?}");
     assert_eq!(errs[0].statement, Some(1));
     assert!(errs[0].message.contains("INSERT INTO <sink>"), "{errs:?}");
+    assert!(errs[0].message.contains("CREATE VIEW"), "{errs:?}");
     assert_eq!(errs[1].statement, Some(2));
     assert!(
         errs[1].message.contains("TUMBLE takes 3 arguments"),
@@ -77,4 +78,15 @@ fn statements_other_than_insert_and_bad_window_calls_are_refused() {
         .expect_err("bad");
     assert!(!errs.is_empty());
     assert!(parse("  \n").is_err());
+}
+
+#[test]
+fn a_view_is_a_statement_of_its_own() {
+    let stmts = parse("CREATE TEMPORARY VIEW big AS SELECT * FROM orders WHERE amount > 100;\nINSERT INTO out SELECT * FROM big")
+        .expect("parses");
+    assert_eq!(stmts[0].target, super::Target::View("big".into()));
+    assert_eq!(stmts[0].sink(), None);
+    assert_eq!(stmts[1].sink(), Some("out"));
+    let errs = parse("CREATE MATERIALIZED VIEW v AS SELECT 1").expect_err("materialized");
+    assert!(errs[0].message.contains("MATERIALIZED"), "{errs:?}");
 }

@@ -3,7 +3,7 @@
 //! sink is written. Column and type checks are the runtime planner's (DataFusion).
 
 use crate::pipeline::{DecodeErrorPolicy, JobFile, LatePolicy, SinkSpec, Transform};
-use crate::sql::{self, SqlError};
+use crate::sql::{self, SqlError, Target};
 use crate::validate::FieldError;
 
 /// The kind name of a sink, as its block is written (`kafka`, `clickhouse`, ...).
@@ -107,6 +107,7 @@ pub(super) fn check(job: &JobFile, errs: &mut Vec<FieldError>) {
         .filter_map(|s| s.name().map(str::to_lowercase))
         .collect();
     let event_time = p.source.event_time.as_ref().map(|e| e.field.to_lowercase());
+    let mut views: Vec<String> = Vec::new();
     for st in &statements {
         let err = |at, message: String| {
             at_sql(&SqlError {
@@ -115,28 +116,31 @@ pub(super) fn check(job: &JobFile, errs: &mut Vec<FieldError>) {
                 message,
             })
         };
-        if !sink_names.contains(&st.sink) {
-            errs.push(err(
-                st.at,
-                format!(
-                    "INSERT INTO `{}`: no sink has that name; the sinks are: {}",
-                    st.sink,
-                    list(&sink_names)
-                ),
-            ));
-        }
         for (table, at) in st.tables_read() {
-            if source.as_deref() != Some(table.as_str()) {
+            if source.as_deref() != Some(table.as_str()) && !views.contains(&table) {
+                let mut known: Vec<String> = source.iter().cloned().collect();
+                known.extend(views.iter().cloned());
                 errs.push(err(
                     at,
                     format!(
-                        "table `{table}` not found; the source is `{}`",
-                        source.as_deref().unwrap_or("(unnamed)")
+                        "table `{table}` not found; the tables are the source and the views defined before: {}",
+                        list(&known)
                     ),
                 ));
             }
         }
         for w in &st.windows {
+            // An unknown input is reported above; a view is known but cannot be windowed.
+            if views.contains(&w.input) {
+                errs.push(err(
+                    w.at,
+                    format!(
+                        "a window table function reads the source `{}` itself (not `{}`)",
+                        source.as_deref().unwrap_or("(unnamed)"),
+                        w.input
+                    ),
+                ));
+            }
             match &event_time {
                 Some(f) if *f == w.time_column => {}
                 Some(f) => errs.push(err(
@@ -152,10 +156,34 @@ pub(super) fn check(job: &JobFile, errs: &mut Vec<FieldError>) {
                 )),
             }
         }
+        match &st.target {
+            Target::Sink(sink) if !sink_names.contains(sink) => errs.push(err(
+                st.at,
+                format!(
+                    "INSERT INTO `{sink}`: no sink has that name; the sinks are: {}",
+                    list(&sink_names)
+                ),
+            )),
+            Target::Sink(_) => {}
+            Target::View(v) => {
+                if source.as_deref() == Some(v.as_str())
+                    || sink_names.contains(v)
+                    || views.contains(v)
+                {
+                    errs.push(err(
+                        st.at,
+                        format!("CREATE VIEW `{v}`: that name is taken (the source, a sink or another view)"),
+                    ));
+                }
+                views.push(v.clone());
+            }
+        }
     }
     for (i, s) in p.sinks.iter().enumerate() {
         if let Some(n) = s.name()
-            && !statements.iter().any(|st| st.sink == n.to_lowercase())
+            && !statements
+                .iter()
+                .any(|st| st.sink() == Some(n.to_lowercase().as_str()))
         {
             errs.push(FieldError::new(
                 format!("sinks[{i}].{}.name", kind(s)),

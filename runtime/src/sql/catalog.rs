@@ -46,6 +46,14 @@ impl Catalog {
     }
 }
 
+impl Catalog {
+    /// A view, readable by the statements after it.
+    pub fn add_view(&mut self, name: &str, schema: SchemaRef) {
+        self.tables
+            .push((name.to_string(), Arc::new(LogicalTableSource::new(schema))));
+    }
+}
+
 /// Column a window call adds: where the window begins (inclusive).
 pub const WINDOW_START: &str = "window_start";
 /// Column a window call adds: where the window ends (exclusive).

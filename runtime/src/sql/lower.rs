@@ -30,18 +30,25 @@ pub struct Lowered {
     pending: Option<WindowCall>,
 }
 
-/// Lower `plan`. `source` is the source's table name, `columns` its column names.
+/// What a plan node may read: the source, window tables and views defined before.
+pub struct Context<'a> {
+    /// The source's table name.
+    pub source: &'a str,
+    /// The source's column names.
+    pub columns: &'a [String],
+    /// Every window call of the script.
+    pub windows: &'a [WindowCall],
+    /// Views defined so far, with their plans.
+    pub views: &'a [(String, LogicalPlan)],
+}
+
+/// Lower `plan`.
 ///
 /// # Errors
 /// The construct that has no streaming operator, or an expression that cannot be written
 /// back as SQL, in words for the user.
-pub fn lower(
-    plan: &LogicalPlan,
-    source: &str,
-    columns: &[String],
-    windows: &[WindowCall],
-) -> Result<Lowered, String> {
-    let mut out = lower_node(plan, source, columns, windows)?;
+pub fn lower(plan: &LogicalPlan, cx: &Context<'_>) -> Result<Lowered, String> {
+    let mut out = lower_node(plan, cx)?;
     if let Some(w) = out.pending.take() {
         return Err(format!(
             "a window table function is only supported under `GROUP BY window_start, window_end, ...`; {}({}) here has none",
@@ -52,18 +59,18 @@ pub fn lower(
     Ok(out)
 }
 
-fn lower_node(
-    plan: &LogicalPlan,
-    source: &str,
-    columns: &[String],
-    windows: &[WindowCall],
-) -> Result<Lowered, String> {
+fn lower_node(plan: &LogicalPlan, cx: &Context<'_>) -> Result<Lowered, String> {
+    let (source, columns, windows) = (cx.source, cx.columns, cx.windows);
     match plan {
         LogicalPlan::TableScan(scan) => {
             if !scan.filters.is_empty() || scan.fetch.is_some() {
                 return Err("internal: a scan with pushed-down filters".into());
             }
             let table = scan.table_name.table().to_lowercase();
+            if let Some((_, view)) = cx.views.iter().find(|(v, _)| *v == table) {
+                // A view is its query, inlined: the same transforms as if written here.
+                return lower_node(view, cx);
+            }
             let mut names: Vec<(String, String)> =
                 columns.iter().map(|c| (c.clone(), c.clone())).collect();
             let pending = if table == source {
@@ -81,9 +88,9 @@ fn lower_node(
                 pending,
             })
         }
-        LogicalPlan::SubqueryAlias(a) => lower_node(&a.input, source, columns, windows),
+        LogicalPlan::SubqueryAlias(a) => lower_node(&a.input, cx),
         LogicalPlan::Filter(f) => {
-            let mut inner = lower_node(&f.input, source, columns, windows)?;
+            let mut inner = lower_node(&f.input, cx)?;
             if inner.pending.is_some() && uses_window_columns(&f.predicate) {
                 return Err(
                     "window_start and window_end can be filtered only after the GROUP BY (in HAVING or an outer query)"
@@ -95,7 +102,7 @@ fn lower_node(
             Ok(inner)
         }
         LogicalPlan::Projection(p) => {
-            let mut inner = lower_node(&p.input, source, columns, windows)?;
+            let mut inner = lower_node(&p.input, cx)?;
             if inner.pending.is_some() {
                 return Err(
                     "a window table function is only supported under `GROUP BY window_start, window_end, ...`; select from it in a GROUP BY query"
@@ -125,7 +132,7 @@ fn lower_node(
             Ok(inner)
         }
         LogicalPlan::Aggregate(a) => {
-            let mut inner = lower_node(&a.input, source, columns, windows)?;
+            let mut inner = lower_node(&a.input, cx)?;
             let Some(window) = inner.pending.take() else {
                 return Err(
                     "GROUP BY without a window produces updates (a changelog), which Weir does not run yet; group by window_start, window_end of TUMBLE, HOP or SESSION"

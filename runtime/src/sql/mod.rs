@@ -5,9 +5,10 @@
 //! runs those checks too); here DataFusion resolves columns, types and functions, and its
 //! errors come back with the statement and the line and column in the script.
 //!
-//! Today a script lowers to the transforms of a one-source pipeline. Several statements are
-//! accepted when they compute the same result for different sinks; statements computing
-//! different results need the dataflow graph, which comes with joins.
+//! Today a script lowers to the transforms of a one-source pipeline. `CREATE VIEW`s are
+//! inlined where they are read. Several `INSERT`s are accepted when they compute the same
+//! result for different sinks; statements computing different results need the dataflow
+//! graph, which comes with joins.
 
 mod catalog;
 mod lower;
@@ -19,8 +20,11 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::diagnostic::Diagnostic;
 use datafusion::error::DataFusionError;
 use datafusion::sql::planner::{NullOrdering, ParserOptions, SqlToRel};
-use datafusion::sql::sqlparser::ast::Statement;
-use weir_crds::sql::{Insert, Pos, SqlError};
+use std::sync::Arc;
+
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::sql::sqlparser::ast::Statement as AstStatement;
+use weir_crds::sql::{Pos, SqlError, Statement, Target, WindowCall};
 use weir_crds::validate::sql::at_sql;
 use weir_crds::{FieldError, JobFile, Transform};
 
@@ -57,11 +61,33 @@ pub fn lower_script(job: &JobFile, source: &SchemaRef) -> Result<Lowered, Vec<Fi
             )]
         })?;
     let columns: Vec<String> = source.fields().iter().map(|f| f.name().clone()).collect();
+    let windows: Vec<WindowCall> = statements.iter().flat_map(|s| s.windows.clone()).collect();
+    let mut views: Vec<(String, LogicalPlan)> = Vec::new();
     let mut errs = Vec::new();
     let mut first: Option<(usize, Vec<Transform>)> = None;
+    let mut failed_views: Vec<String> = Vec::new();
     for st in &statements {
-        match statement(st, &source_name, source, &columns) {
-            Ok(t) => match &first {
+        // A statement reading a view that failed would only repeat the view's error.
+        if st
+            .tables_read()
+            .iter()
+            .any(|(t, _)| failed_views.contains(t))
+        {
+            if let Target::View(name) = &st.target {
+                failed_views.push(name.clone());
+            }
+            continue;
+        }
+        let cx = lower::Context {
+            source: &source_name,
+            columns: &columns,
+            windows: &windows,
+            views: &views,
+        };
+        let planned = statement(st, source, &cx);
+        match (planned, &st.target) {
+            (Ok((plan, _)), Target::View(name)) => views.push((name.clone(), plan)),
+            (Ok((_, t)), Target::Sink(_)) => match &first {
                 None => first = Some((st.number, t)),
                 Some((n, f)) if *f != t => errs.push(at_sql(&SqlError {
                     statement: Some(st.number),
@@ -72,7 +98,12 @@ pub fn lower_script(job: &JobFile, source: &SchemaRef) -> Result<Lowered, Vec<Fi
                 })),
                 Some(_) => {}
             },
-            Err(e) => errs.push(at_sql(&e)),
+            (Err(e), target) => {
+                if let Target::View(name) = target {
+                    failed_views.push(name.clone());
+                }
+                errs.push(at_sql(&e));
+            }
         }
     }
     match first {
@@ -84,25 +115,29 @@ pub fn lower_script(job: &JobFile, source: &SchemaRef) -> Result<Lowered, Vec<Fi
     }
 }
 
+/// Plan one statement and lower it (a view is lowered too, so its errors are reported at
+/// its own statement).
 fn statement(
-    st: &Insert,
-    source_name: &str,
+    st: &Statement,
     source: &SchemaRef,
-    columns: &[String],
-) -> Result<Vec<Transform>, SqlError> {
+    cx: &lower::Context<'_>,
+) -> Result<(LogicalPlan, Vec<Transform>), SqlError> {
     let err = |at: Option<Pos>, message: String| SqlError {
         statement: Some(st.number),
         at: at.or(Some(st.at)),
         message,
     };
-    let mut catalog = Catalog::new(source_name, source);
+    let mut catalog = Catalog::new(cx.source, source);
+    for (name, plan) in cx.views {
+        catalog.add_view(name, Arc::new(plan.schema().as_arrow().clone()));
+    }
     for w in &st.windows {
-        if w.input != source_name {
+        if w.input != cx.source {
             return Err(err(
                 Some(w.at),
                 format!(
-                    "table `{}` not found; the source is `{source_name}`",
-                    w.input
+                    "table `{}` not found; the source is `{}`",
+                    w.input, cx.source
                 ),
             ));
         }
@@ -121,14 +156,13 @@ fn statement(
     };
     let planner = SqlToRel::new_with_options(&catalog, options);
     let plan = planner
-        .sql_statement_to_plan(Statement::Query(st.query.clone()))
+        .sql_statement_to_plan(AstStatement::Query(st.query.clone()))
         .map_err(|e| {
             let (at, message) = describe(&e);
             err(at, message)
         })?;
-    let lowered =
-        lower::lower(&plan, source_name, columns, &st.windows).map_err(|m| err(None, m))?;
-    Ok(lowered.transforms)
+    let lowered = lower::lower(&plan, cx).map_err(|m| err(None, m))?;
+    Ok((plan, lowered.transforms))
 }
 
 /// DataFusion's error as a sentence, with where it points when it knows.

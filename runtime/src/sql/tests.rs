@@ -200,3 +200,42 @@ fn statements_computing_one_result_for_several_sinks_share_it_and_others_are_ref
         "{errs:?}"
     );
 }
+
+#[test]
+fn a_view_is_inlined_where_it_is_read() {
+    let direct = lower(
+        "INSERT INTO out
+SELECT store_id, window_start, window_end, count(*) AS orders
+FROM TABLE(TUMBLE(TABLE orders, DESCRIPTOR(ts), INTERVAL '1' MINUTE))
+WHERE amount > 0
+GROUP BY store_id, window_start, window_end",
+    )
+    .expect("lowers");
+    let via_view = lower(
+        "CREATE TEMPORARY VIEW sales AS
+SELECT store_id, window_start, window_end, count(*) AS orders
+FROM TABLE(TUMBLE(TABLE orders, DESCRIPTOR(ts), INTERVAL '1' MINUTE))
+WHERE amount > 0
+GROUP BY store_id, window_start, window_end;
+INSERT INTO out SELECT * FROM sales",
+    )
+    .expect("lowers");
+    assert_eq!(direct, via_view);
+    // A view over a view, filtered after the window.
+    let got = lower(
+        "CREATE VIEW big AS SELECT * FROM orders WHERE amount > 100;
+CREATE VIEW small_ids AS SELECT order_id FROM big WHERE order_id < 10;
+INSERT INTO out SELECT order_id * 2 AS twice FROM small_ids",
+    )
+    .expect("lowers");
+    assert_eq!(got.len(), 4, "{got:?}");
+    assert_eq!(got[0], Transform::Filter("(amount > 100)".into()));
+    assert_eq!(
+        got[1],
+        Transform::Filter("(order_id < 10)".into()),
+        "{got:?}"
+    );
+    // Errors in a view are reported at the view.
+    let e = error_of("CREATE VIEW v AS SELECT nope FROM orders;\nINSERT INTO out SELECT * FROM v");
+    assert!(e.message.starts_with("statement 1 (line 1"), "{e:?}");
+}
