@@ -582,6 +582,18 @@ pub enum SinkSpec {
 }
 
 impl SinkSpec {
+    /// The connector's key as the sink is written (`- kafka: {...}`).
+    #[must_use]
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Stdout { .. } => "stdout",
+            Self::Blackhole { .. } => "blackhole",
+            Self::File(_) => "file",
+            Self::Kafka(_) => "kafka",
+            Self::ClickHouse(_) => "clickhouse",
+        }
+    }
+
     /// The table name a `sql` pipeline writes to, if the sink has one.
     #[must_use]
     pub fn name(&self) -> Option<&str> {

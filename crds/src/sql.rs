@@ -325,12 +325,13 @@ impl VisitorMut for WindowRewriter<'_> {
         *self.next += 1;
         let alias = alias.clone();
         *factor = table_factor(&table, alias);
-        let (input, time_column, partition_by, kind) = call;
+        let (input, time_column, kind) = call;
+        // `parse` fills in a SESSION's PARTITION BY, which the text blanking took out.
         self.calls.push(WindowCall {
             table,
             input,
             time_column,
-            partition_by,
+            partition_by: Vec::new(),
             kind,
             at,
         });
@@ -338,7 +339,8 @@ impl VisitorMut for WindowRewriter<'_> {
     }
 }
 
-type Call = (String, String, Vec<String>, WindowKind);
+/// A window call's input table, time column and kind.
+type Call = (String, String, WindowKind);
 
 fn window_call(fname: &str, args: &[&Expr]) -> Result<Option<Call>, String> {
     let upper = fname.to_uppercase();
@@ -405,7 +407,7 @@ fn window_call(fname: &str, args: &[&Expr]) -> Result<Option<Call>, String> {
         ("SESSION", [gap_ms]) => WindowKind::Session { gap_ms: *gap_ms },
         _ => return Err(format!("{upper}: {usage}")),
     };
-    Ok(Some((input, time_column, Vec::new(), kind)))
+    Ok(Some((input, time_column, kind)))
 }
 
 /// `INTERVAL '10' SECOND`, `INTERVAL '1' MINUTE`, `INTERVAL '5 minutes'` in milliseconds.
@@ -494,13 +496,13 @@ fn blank_table_keywords(script: &str) -> Result<(String, Partitions), Vec<SqlErr
     let lines = LineStarts::new(script);
     let mut cuts: Vec<(usize, usize)> = Vec::new();
     let mut partitions = Partitions::new();
+    let is_kw = |t: &Token, k: &str| matches!(t, Token::Word(x) if x.quote_style.is_none() && x.value.eq_ignore_ascii_case(k));
+    let is_window = |t: &Token| {
+        ["TUMBLE", "HOP", "SESSION", "CUMULATE"]
+            .iter()
+            .any(|k| is_kw(t, k))
+    };
     for w in significant.windows(5) {
-        let is_kw = |t: &Token, k: &str| matches!(t, Token::Word(x) if x.quote_style.is_none() && x.value.eq_ignore_ascii_case(k));
-        let is_window = |t: &Token| {
-            ["TUMBLE", "HOP", "SESSION", "CUMULATE"]
-                .iter()
-                .any(|k| is_kw(t, k))
-        };
         if is_kw(&w[0].token, "TABLE")
             && w[1].token == Token::LParen
             && is_window(&w[2].token)
@@ -511,7 +513,6 @@ fn blank_table_keywords(script: &str) -> Result<(String, Partitions), Vec<SqlErr
             cuts.push((a, b));
         }
     }
-    let is_kw = |t: &Token, k: &str| matches!(t, Token::Word(x) if x.quote_style.is_none() && x.value.eq_ignore_ascii_case(k));
     for (i, t) in significant.iter().enumerate() {
         // SESSION ( TABLE t PARTITION BY a, b , DESCRIPTOR(...) ...
         if i < 4
@@ -533,11 +534,7 @@ fn blank_table_keywords(script: &str) -> Result<(String, Partitions), Vec<SqlErr
                     end = Some(n);
                     break;
                 }
-                Token::Word(w) => cols.push(if w.quote_style.is_some() {
-                    w.value.clone()
-                } else {
-                    w.value.to_lowercase()
-                }),
+                Token::Word(w) => cols.push(fold(&w.value, w.quote_style.is_some())),
                 Token::Comma => {}
                 _ => break,
             }
@@ -568,13 +565,13 @@ fn blank_table_keywords(script: &str) -> Result<(String, Partitions), Vec<SqlErr
 /// `PARTITION BY` columns of each `SESSION` call, by the position of its name.
 type Partitions = Vec<(Pos, Vec<String>)>;
 
-struct LineStarts(Vec<usize>, String);
+struct LineStarts<'a>(Vec<usize>, &'a str);
 
-impl LineStarts {
-    fn new(s: &str) -> Self {
+impl<'a> LineStarts<'a> {
+    fn new(s: &'a str) -> Self {
         let mut v = vec![0];
         v.extend(s.match_indices('\n').map(|(i, _)| i + 1));
-        Self(v, s.to_string())
+        Self(v, s)
     }
 
     /// Byte offset of a 1-based (line, character column).
@@ -638,10 +635,15 @@ fn parse_error(msg: &str) -> SqlError {
 /// An identifier as DataFusion resolves it: unquoted names fold to lower case.
 #[must_use]
 pub fn normal(i: &Ident) -> String {
-    if i.quote_style.is_some() {
-        i.value.clone()
+    fold(&i.value, i.quote_style.is_some())
+}
+
+/// A name as written (`quoted`) or folded to lower case.
+fn fold(value: &str, quoted: bool) -> String {
+    if quoted {
+        value.to_string()
     } else {
-        i.value.to_lowercase()
+        value.to_lowercase()
     }
 }
 

@@ -8,7 +8,9 @@ use std::fmt::Write;
 use datafusion::arrow::datatypes::SchemaRef;
 use weir_crds::{SinkSpec, Transform};
 
+use crate::connectors;
 use crate::plan::{OpPlan, Plan};
+use crate::sink::SinkEnv;
 
 /// The plan as text. `parallelism` is the one the job runs at (the file's unless overridden).
 #[must_use]
@@ -62,12 +64,23 @@ pub fn explain(plan: &Plan, parallelism: u32) -> String {
         let _ = writeln!(s, "  out: {}", columns(&stage.output));
     }
     let _ = writeln!(s, "sinks (each receives every result):");
+    let env = SinkEnv {
+        job_name: plan.name.clone(),
+        parallelism,
+        exactly_once: job.checkpoint.exactly_once,
+    };
     for (id, spec) in &plan.sinks {
+        // The guarantee is the connector's own answer, as `GET /v1/job` reports it.
+        let guarantee = serde_json::to_value(connectors::sink(spec, &env).guarantee())
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default();
         let _ = writeln!(
             s,
-            "  {} ({id}, {})",
+            "  {} ({id}, {}{}, {guarantee})",
             spec.name().unwrap_or("(unnamed)"),
-            sink_kind(spec)
+            spec.kind(),
+            sink_target(spec)
         );
     }
     s
@@ -129,12 +142,12 @@ fn columns(schema: &SchemaRef) -> String {
         .join(", ")
 }
 
-fn sink_kind(s: &SinkSpec) -> String {
+/// Where a sink writes, when it writes somewhere named.
+fn sink_target(s: &SinkSpec) -> String {
     match s {
-        SinkSpec::Stdout { .. } => "stdout, at-least-once".into(),
-        SinkSpec::Blackhole { .. } => "blackhole".into(),
-        SinkSpec::File(f) => format!("file {}, exactly-once", f.path),
-        SinkSpec::Kafka(k) => format!("kafka topic {}", k.topic),
-        SinkSpec::ClickHouse(c) => format!("clickhouse table {}", c.table),
+        SinkSpec::Stdout { .. } | SinkSpec::Blackhole { .. } => String::new(),
+        SinkSpec::File(f) => format!(" {}", f.path),
+        SinkSpec::Kafka(k) => format!(" topic {}", k.topic),
+        SinkSpec::ClickHouse(c) => format!(" table {}", c.table),
     }
 }

@@ -23,7 +23,7 @@ pub struct CompiledExpr {
 
 /// Function registry and planner; built once because building a context registers hundreds
 /// of functions.
-static CONTEXT: LazyLock<SessionContext> = LazyLock::new(SessionContext::new);
+pub(crate) static CONTEXT: LazyLock<SessionContext> = LazyLock::new(SessionContext::new);
 
 impl CompiledExpr {
     /// Parse and plan `sql` against `schema`.

@@ -62,6 +62,14 @@ fn start_failed(e: &weir_runtime::error::Error) -> Outcome {
     }
 }
 
+/// The plan of `file`, or every error in it on standard error and exit status 1.
+fn plan_or_exit(file: &str) -> weir_runtime::plan::Plan {
+    weir_runtime::load_plan(file).unwrap_or_else(|e| {
+        eprint!("{e}");
+        std::process::exit(1);
+    })
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = RuntimeCli::parse();
@@ -72,30 +80,16 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         RuntimeCommand::Validate { file } => {
             init_logs(cli.log_format, false);
-            match weir_runtime::load_plan(&file) {
-                Ok(_) => {
-                    println!("{file}: valid");
-                    Ok(())
-                }
-                Err(e) => {
-                    eprint!("{e}");
-                    std::process::exit(1);
-                }
-            }
+            plan_or_exit(&file);
+            println!("{file}: valid");
+            Ok(())
         }
         RuntimeCommand::Explain { file, parallelism } => {
             init_logs(cli.log_format, false);
-            match weir_runtime::load_plan(&file) {
-                Ok(plan) => {
-                    let p = parallelism.unwrap_or(plan.job.parallelism);
-                    print!("{}", weir_runtime::explain::explain(&plan, p));
-                    Ok(())
-                }
-                Err(e) => {
-                    eprint!("{e}");
-                    std::process::exit(1);
-                }
-            }
+            let plan = plan_or_exit(&file);
+            let p = parallelism.unwrap_or(plan.job.parallelism);
+            print!("{}", weir_runtime::explain::explain(&plan, p));
+            Ok(())
         }
         RuntimeCommand::Run(args) => {
             let tty = std::io::stderr().is_terminal();

@@ -16,7 +16,9 @@ use weir_crds::{
 
 use crate::expr::CompiledExpr;
 use crate::keys::KeyCodec;
-use crate::operator::window::{Aggregate, Assigner, ValueKind, WindowConfig, WindowOperator};
+use crate::operator::window::{
+    Aggregate, Assigner, ValueKind, WINDOW_END, WINDOW_START, WindowConfig, WindowOperator,
+};
 use crate::operator::{Operator, dedup::Dedup, filter::Filter, select::Select};
 use crate::schema::{source_schema, timestamp_type};
 
@@ -328,8 +330,8 @@ fn plan_transforms(job: &JobFile, name: &str, source: SchemaRef) -> Result<Plan,
                     Ok((_, keys, aggs)) => {
                         let mut fields: Vec<Field> =
                             keys.iter().map(|&k| input.field(k).clone()).collect();
-                        fields.push(Field::new("window_start", timestamp_type(), false));
-                        fields.push(Field::new("window_end", timestamp_type(), false));
+                        fields.push(Field::new(WINDOW_START, timestamp_type(), false));
+                        fields.push(Field::new(WINDOW_END, timestamp_type(), false));
                         for ((name, _), a) in w.aggregates.iter().zip(&aggs) {
                             fields.push(Field::new(name, a.output_type(), true));
                         }

@@ -242,8 +242,7 @@ async fn corruption_is_refused_unless_allowed(kind: &str) {
         &[&storage.uri(&meta_key), "--skip-unreadable-checkpoints"],
         || child.wait().unwrap(),
     );
-    let outcome: weir_crds::control::Outcome =
-        serde_json::from_str(&std::fs::read_to_string(&termination).unwrap()).unwrap();
+    let outcome = common::read_outcome(&termination);
     assert!(
         matches!(outcome, weir_crds::control::Outcome::Refused { .. }),
         "{outcome:?}"
@@ -789,8 +788,7 @@ fn a_start_that_cannot_restore_what_it_was_told_to_is_refused() {
         &["nowhere/chk-7"],
         || child.wait().unwrap(),
     );
-    let outcome: weir_crds::control::Outcome =
-        serde_json::from_str(&std::fs::read_to_string(&termination).unwrap()).unwrap();
+    let outcome = common::read_outcome(&termination);
     assert!(
         matches!(outcome, weir_crds::control::Outcome::Refused { .. }),
         "{outcome:?}"

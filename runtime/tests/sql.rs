@@ -31,6 +31,15 @@ fn lines(dir: &Path) -> Vec<String> {
     out
 }
 
+/// `weir-runtime <args> <file>`, to its end.
+fn runtime(args: &[&str], file: &Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_weir-runtime"))
+        .args(args)
+        .arg(file)
+        .output()
+        .unwrap()
+}
+
 fn run_to_end(job: &OrdersJob, dir: &Path) {
     let file = job.write(dir);
     let log = dir.join(format!("{}.log", job.name));
@@ -106,11 +115,7 @@ fn bad_sql_is_reported_with_statement_line_column_and_file_line() {
     let text = job.yaml().replace("WHERE amount > 0", "WHERE amout > 0");
     let file = tmp.path().join("bad.yaml");
     std::fs::write(&file, &text).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_weir-runtime"))
-        .arg("validate")
-        .arg(&file)
-        .output()
-        .unwrap();
+    let out = runtime(&["validate"], &file);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     let file_line = text.lines().position(|l| l.contains("amout")).unwrap() + 1;
@@ -126,19 +131,15 @@ fn bad_sql_is_reported_with_statement_line_column_and_file_line() {
         .output()
         .unwrap();
     assert!(!out.status.success());
-    let outcome = std::fs::read_to_string(&termination).unwrap();
+    let outcome = common::read_outcome(&termination);
     assert!(
-        outcome.contains("refused") && outcome.contains("amout"),
-        "{outcome}"
+        matches!(&outcome, weir_crds::control::Outcome::Refused { error } if error.contains("amout")),
+        "{outcome:?}"
     );
     // The table name is checked before DataFusion sees the statement.
     let text = job.yaml().replace("TABLE orders", "TABLE order");
     std::fs::write(&file, &text).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_weir-runtime"))
-        .arg("validate")
-        .arg(&file)
-        .output()
-        .unwrap();
+    let out = runtime(&["validate"], &file);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("table `order` not found; the tables are the source and the views defined before: orders"),
@@ -154,11 +155,7 @@ fn explain_prints_the_dataflow_of_a_sql_job() {
     let mut job = OrdersJob::new("explained", "file://./chk".into(), tmp.path().join("out"));
     job.sql = true;
     let file = job.write(tmp.path());
-    let out = Command::new(env!("CARGO_BIN_EXE_weir-runtime"))
-        .args(["explain", "--parallelism", "3"])
-        .arg(&file)
-        .output()
-        .unwrap();
+    let out = runtime(&["explain", "--parallelism", "3"], &file);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),

@@ -2,20 +2,9 @@
 //! named sink and reads the named source, windows use the source's event time, and every
 //! sink is written. Column and type checks are the runtime planner's (DataFusion).
 
-use crate::pipeline::{DecodeErrorPolicy, JobFile, LatePolicy, SinkSpec, Transform};
+use crate::pipeline::{DecodeErrorPolicy, JobFile, LatePolicy, Transform};
 use crate::sql::{self, SqlError, Target};
 use crate::validate::FieldError;
-
-/// The kind name of a sink, as its block is written (`kafka`, `clickhouse`, ...).
-fn kind(s: &SinkSpec) -> &'static str {
-    match s {
-        SinkSpec::Stdout { .. } => "stdout",
-        SinkSpec::Blackhole { .. } => "blackhole",
-        SinkSpec::File(_) => "file",
-        SinkSpec::Kafka(_) => "kafka",
-        SinkSpec::ClickHouse(_) => "clickhouse",
-    }
-}
 
 /// An error in the script, at the file line of the statement's line.
 #[must_use]
@@ -37,7 +26,7 @@ pub(super) fn check(job: &JobFile, errs: &mut Vec<FieldError>) {
             errs.push(FieldError::new(
                 format!(
                     "transforms[{i}].window.lateRecords.sideOutput.{}.name",
-                    kind(s)
+                    s.kind()
                 ),
                 "only the pipeline's sinks have names",
             ));
@@ -47,7 +36,7 @@ pub(super) fn check(job: &JobFile, errs: &mut Vec<FieldError>) {
         && s.name().is_some()
     {
         errs.push(FieldError::new(
-            format!("source.onDecodeError.sideOutput.{}.name", kind(s)),
+            format!("source.onDecodeError.sideOutput.{}.name", s.kind()),
             "only the pipeline's sinks have names",
         ));
     }
@@ -57,7 +46,7 @@ pub(super) fn check(job: &JobFile, errs: &mut Vec<FieldError>) {
     }
     for (i, s) in p.sinks.iter().enumerate() {
         if let Some(n) = s.name() {
-            let path = format!("sinks[{i}].{}.name", kind(s));
+            let path = format!("sinks[{i}].{}.name", s.kind());
             if let Some((_, first)) = names.iter().find(|(m, _)| m.eq_ignore_ascii_case(n)) {
                 errs.push(FieldError::new(
                     &path,
@@ -86,10 +75,10 @@ pub(super) fn check(job: &JobFile, errs: &mut Vec<FieldError>) {
     for (i, s) in p.sinks.iter().enumerate() {
         if s.name().is_none() {
             errs.push(FieldError::new(
-                format!("sinks[{i}].{}", kind(s)),
+                format!("sinks[{i}].{}", s.kind()),
                 format!(
                     "a sql pipeline writes to sinks by name: set sinks[{i}].{}.name",
-                    kind(s)
+                    s.kind()
                 ),
             ));
         }
@@ -186,7 +175,7 @@ pub(super) fn check(job: &JobFile, errs: &mut Vec<FieldError>) {
                 .any(|st| st.sink() == Some(n.to_lowercase().as_str()))
         {
             errs.push(FieldError::new(
-                format!("sinks[{i}].{}.name", kind(s)),
+                format!("sinks[{i}].{}.name", s.kind()),
                 format!("no statement writes `{n}` (`INSERT INTO {n} SELECT ...`)"),
             ));
         }

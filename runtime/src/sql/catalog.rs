@@ -11,12 +11,14 @@ use datafusion::execution::SessionState;
 use datafusion::logical_expr::builder::LogicalTableSource;
 use datafusion::logical_expr::planner::{ContextProvider, ExprPlanner};
 use datafusion::logical_expr::{AggregateUDF, HigherOrderUDF, ScalarUDF, TableSource, WindowUDF};
-use datafusion::prelude::SessionContext;
 
+use crate::operator::window::{WINDOW_END, WINDOW_START};
 use crate::schema::timestamp_type;
 
-/// Functions and planners, built once: a context registers hundreds of functions.
-static STATE: LazyLock<SessionState> = LazyLock::new(|| SessionContext::new().state());
+/// Functions and planners: those of the context expressions are compiled with
+/// ([`crate::expr`]), so SQL and YAML jobs know the same functions and they are registered
+/// once.
+static STATE: LazyLock<SessionState> = LazyLock::new(|| crate::expr::CONTEXT.state());
 
 /// The tables one statement may read.
 pub struct Catalog {
@@ -26,12 +28,9 @@ pub struct Catalog {
 impl Catalog {
     /// The source under its name.
     pub fn new(source: &str, schema: &SchemaRef) -> Self {
-        Self {
-            tables: vec![(
-                source.to_lowercase(),
-                Arc::new(LogicalTableSource::new(Arc::clone(schema))),
-            )],
-        }
+        let mut c = Self { tables: Vec::new() };
+        c.add(&source.to_lowercase(), Arc::clone(schema));
+        c
     }
 
     /// A window call's table: the source's columns plus `window_start` and `window_end`.
@@ -39,25 +38,19 @@ impl Catalog {
         let mut fields: Vec<Field> = source.fields().iter().map(|f| f.as_ref().clone()).collect();
         fields.push(Field::new(WINDOW_START, timestamp_type(), false));
         fields.push(Field::new(WINDOW_END, timestamp_type(), false));
-        self.tables.push((
-            table.to_string(),
-            Arc::new(LogicalTableSource::new(Arc::new(Schema::new(fields)))),
-        ));
+        self.add(table, Arc::new(Schema::new(fields)));
     }
-}
 
-impl Catalog {
     /// A view, readable by the statements after it.
     pub fn add_view(&mut self, name: &str, schema: SchemaRef) {
+        self.add(name, schema);
+    }
+
+    fn add(&mut self, name: &str, schema: SchemaRef) {
         self.tables
             .push((name.to_string(), Arc::new(LogicalTableSource::new(schema))));
     }
 }
-
-/// Column a window call adds: where the window begins (inclusive).
-pub const WINDOW_START: &str = "window_start";
-/// Column a window call adds: where the window ends (exclusive).
-pub const WINDOW_END: &str = "window_end";
 
 impl ContextProvider for Catalog {
     fn get_table_source(&self, name: TableReference) -> DfResult<Arc<dyn TableSource>> {

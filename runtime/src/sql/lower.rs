@@ -16,7 +16,7 @@ use indexmap::IndexMap;
 use weir_crds::sql::{WindowCall, WindowKind};
 use weir_crds::{Duration, LatePolicy, SessionSpec, SlidingSpec, Transform, WindowSpec};
 
-use super::catalog::{WINDOW_END, WINDOW_START};
+use crate::operator::window::{WINDOW_END, WINDOW_START};
 
 /// What a statement lowers to so far: transforms in order, the name each output column of
 /// the plan node has in Weir's records, and a window call whose `GROUP BY` is still to come.

@@ -39,7 +39,9 @@ pub struct Lowered {
     pub at: Pos,
 }
 
-/// Plan the job's `sql` against the source's record schema.
+/// Plan the job's `sql` against the source's record schema. The job has passed
+/// `weir_crds::validate` (as every job `load_job` returns has): the script parses, the
+/// source is named, and every table a statement reads and every window input exist.
 ///
 /// # Errors
 /// Every problem found, as errors at the job's `sql` field carrying the statement, line and
@@ -54,12 +56,7 @@ pub fn lower_script(job: &JobFile, source: &SchemaRef) -> Result<Lowered, Vec<Fi
         .name
         .as_deref()
         .map(str::to_lowercase)
-        .ok_or_else(|| {
-            vec![FieldError::new(
-                "source.name",
-                "a sql pipeline reads its source by name: set source.name",
-            )]
-        })?;
+        .unwrap_or_default();
     let columns: Vec<String> = source.fields().iter().map(|f| f.name().clone()).collect();
     let windows: Vec<WindowCall> = statements.iter().flat_map(|s| s.windows.clone()).collect();
     let mut views: Vec<(String, LogicalPlan)> = Vec::new();
@@ -132,15 +129,6 @@ fn statement(
         catalog.add_view(name, Arc::new(plan.schema().as_arrow().clone()));
     }
     for w in &st.windows {
-        if w.input != cx.source {
-            return Err(err(
-                Some(w.at),
-                format!(
-                    "table `{}` not found; the source is `{}`",
-                    w.input, cx.source
-                ),
-            ));
-        }
         catalog.add_window(&w.table, source);
     }
     let options = ParserOptions {

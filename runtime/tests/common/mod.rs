@@ -413,6 +413,12 @@ pub fn fault_seed() -> u64 {
     seed
 }
 
+/// How a runtime said it ended, from the termination message it wrote to `path`
+/// (`$WEIR_TERMINATION_LOG`).
+pub fn read_outcome(path: &Path) -> weir_crds::control::Outcome {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
 /// Start the runtime binary on a job file.
 pub fn spawn_runtime(job_file: &Path, extra: &[&str], env: &[(&str, &str)], log: &Path) -> Child {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_weir-runtime"));

@@ -18,6 +18,12 @@
 //! same checkpoint format (per key: its windows by start), so a job's state does not depend on
 //! which one wrote it.
 
+/// The column a window result starts with after its keys: where the window begins
+/// (inclusive). SQL reads the same name from a window table function.
+pub const WINDOW_START: &str = "window_start";
+/// The column after [`WINDOW_START`]: where the window ends (exclusive).
+pub const WINDOW_END: &str = "window_end";
+
 mod accumulators;
 mod aligned;
 mod groups;
