@@ -15,6 +15,9 @@ pub struct LineIndex {
     lines: HashMap<String, usize>,
     /// For values written as block scalars (`sql: |`), the line their text starts on.
     blocks: HashMap<String, usize>,
+    /// Values whose line breaks YAML turns into spaces: folded (`>`), plain and quoted
+    /// scalars. Only literal blocks (`|`) keep a script's lines.
+    joined: std::collections::HashSet<String>,
 }
 
 struct Collect(Vec<(Event, Marker)>);
@@ -80,14 +83,15 @@ impl LineIndex {
                     path.push_str(&key);
                     self.lines.entry(path.clone()).or_insert(mark.line());
                     i = self.skip_key(events, i);
-                    if let Some((
-                        Event::Scalar(_, TScalarStyle::Literal | TScalarStyle::Folded, ..),
-                        _,
-                    )) = events.get(i)
-                    {
-                        // A block scalar's text starts on the line after its `|` or `>`,
-                        // which stands on the key's line.
-                        self.blocks.entry(path.clone()).or_insert(mark.line() + 1);
+                    if let Some((Event::Scalar(_, style, ..), _)) = events.get(i) {
+                        if matches!(style, TScalarStyle::Literal | TScalarStyle::Folded) {
+                            // A block scalar's text starts on the line after its `|` or `>`,
+                            // which stands on the key's line.
+                            self.blocks.entry(path.clone()).or_insert(mark.line() + 1);
+                        }
+                        if *style != TScalarStyle::Literal {
+                            self.joined.insert(path.clone());
+                        }
                     }
                     i = self.walk(events, i, path);
                     path.truncate(len);
@@ -121,6 +125,12 @@ impl LineIndex {
         self.blocks
             .get(path)
             .map(|start| start + within.saturating_sub(1))
+    }
+
+    /// Whether the value at `path` is a scalar whose line breaks YAML replaced by spaces.
+    #[must_use]
+    pub fn joins_lines(&self, path: &str) -> bool {
+        self.joined.contains(path)
     }
 
     /// Keys are scalars in every manifest we read; a complex key is skipped whole.

@@ -13,7 +13,7 @@ use std::ops::ControlFlow;
 
 use sqlparser::ast::{
     DateTimeField, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Ident, ObjectName, Query,
-    SetExpr, Spanned, Statement as AstStatement, TableFactor, TableObject, Value, VisitMut,
+    SetExpr, Spanned, Statement as AstStatement, TableFactor, TableObject, Value, Visit, VisitMut,
     VisitorMut,
 };
 use sqlparser::dialect::GenericDialect;
@@ -131,12 +131,11 @@ impl Statement {
     }
 
     /// Names of the tables the query reads, window inputs included, without the window
-    /// tables themselves and without names the query defines (`WITH`).
+    /// tables themselves and without names the query defines (`WITH`, at any depth).
     #[must_use]
     pub fn tables_read(&self) -> Vec<(String, Pos)> {
-        let mut defined: Vec<String> = Vec::new();
+        let defined: Vec<String> = self.ctes().into_iter().map(|(n, _)| n).collect();
         let mut out = Vec::new();
-        collect_ctes(&self.query, &mut defined);
         let _ = sqlparser::ast::visit_relations(&*self.query, |name: &ObjectName| {
             let n = object_name(name);
             if !n.starts_with(WINDOW_PREFIX) && !defined.contains(&n) {
@@ -149,16 +148,31 @@ impl Statement {
         }
         out
     }
+
+    /// The names `WITH` defines anywhere in the query (subqueries included), where each is.
+    #[must_use]
+    pub fn ctes(&self) -> Vec<(String, Pos)> {
+        let mut c = Ctes(Vec::new());
+        let _ = Visit::visit(&*self.query, &mut c);
+        c.0
+    }
 }
 
-fn collect_ctes(q: &Query, defined: &mut Vec<String>) {
-    if let Some(with) = &q.with {
-        for cte in &with.cte_tables {
-            defined.push(normal(&cte.alias.name));
+struct Ctes(Vec<(String, Pos)>);
+
+impl sqlparser::ast::Visitor for Ctes {
+    type Break = ();
+
+    fn pre_visit_query(&mut self, q: &Query) -> ControlFlow<()> {
+        if let Some(with) = &q.with {
+            for cte in &with.cte_tables {
+                self.0.push((
+                    table_name(&cte.alias.name),
+                    pos_of(cte.alias.name.span.start),
+                ));
+            }
         }
-    }
-    if let SetExpr::Query(inner) = q.body.as_ref() {
-        collect_ctes(inner, defined);
+        ControlFlow::Continue(())
     }
 }
 
@@ -206,7 +220,7 @@ pub fn parse(script: &str) -> Result<Vec<Statement>, Vec<SqlError>> {
                     calls: Vec::new(),
                     errs: Vec::new(),
                 };
-                let _ = query.visit(&mut rewriter);
+                let _ = VisitMut::visit(&mut query, &mut rewriter);
                 let WindowRewriter {
                     mut calls, errs: e, ..
                 } = rewriter;
@@ -296,17 +310,23 @@ impl VisitorMut for WindowRewriter<'_> {
             at: Some(at),
             message: m,
         };
-        let args: Vec<&Expr> = match &f.args {
-            FunctionArguments::List(l) => l
-                .args
-                .iter()
-                .filter_map(|a| match a {
-                    FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e),
-                    _ => None,
-                })
-                .collect(),
-            _ => Vec::new(),
-        };
+        let mut args: Vec<&Expr> = Vec::new();
+        if let FunctionArguments::List(l) = &f.args {
+            for a in &l.args {
+                match a {
+                    FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => args.push(e),
+                    // Named arguments (`offset => ...`) would change the windows; none is
+                    // supported, so none may be dropped silently.
+                    other => {
+                        self.errs.push(err(format!(
+                            "{}: argument `{other}` is not supported; pass the table, DESCRIPTOR(...) and the sizes, in order",
+                            fname.to_uppercase()
+                        )));
+                        return ControlFlow::Continue(());
+                    }
+                }
+            }
+        }
         let call = match window_call(&fname, &args) {
             Ok(Some(c)) => c,
             Ok(None) => {
@@ -363,8 +383,10 @@ fn window_call(fname: &str, args: &[&Expr]) -> Result<Option<Call>, String> {
         return Err(format!("{upper} takes {} arguments: {usage}", 2 + n_sizes));
     }
     let input = match args[0] {
-        Expr::Identifier(i) => normal(i),
-        Expr::CompoundIdentifier(parts) => parts.iter().map(normal).collect::<Vec<_>>().join("."),
+        Expr::Identifier(i) => table_name(i),
+        Expr::CompoundIdentifier(parts) => {
+            parts.iter().map(table_name).collect::<Vec<_>>().join(".")
+        }
         other => {
             return Err(format!(
                 "{upper}'s first argument is `TABLE <name>`, not `{other}`"
@@ -375,7 +397,9 @@ fn window_call(fname: &str, args: &[&Expr]) -> Result<Option<Call>, String> {
         Expr::Function(d) if object_name(&d.name).eq_ignore_ascii_case("descriptor") => {
             match &d.args {
                 FunctionArguments::List(l) if l.args.len() == 1 => match &l.args[0] {
-                    FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Identifier(c))) => normal(c),
+                    FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Identifier(c))) => {
+                        c.value.clone()
+                    }
                     _ => return Err("DESCRIPTOR takes one column name".into()),
                 },
                 _ => return Err("DESCRIPTOR takes one column name".into()),
@@ -415,6 +439,14 @@ fn interval_ms(e: &Expr) -> Result<i64, String> {
     let Expr::Interval(iv) = e else {
         return Err(format!("expected an INTERVAL, got `{e}`"));
     };
+    if iv.last_field.is_some()
+        || iv.leading_precision.is_some()
+        || iv.fractional_seconds_precision.is_some()
+    {
+        return Err(format!(
+            "`{e}`: write one number and one unit (INTERVAL '90' MINUTE), not a range or a precision"
+        ));
+    }
     let text = match iv.value.as_ref() {
         Expr::Value(v) => match &v.value {
             Value::SingleQuotedString(s) | Value::Number(s, _) => s.trim().to_string(),
@@ -528,29 +560,34 @@ fn blank_table_keywords(script: &str) -> Result<(String, Partitions), Vec<SqlErr
         }
         let mut cols = Vec::new();
         let mut end = None;
+        let mut last_comma = None;
         for n in &significant[i + 2..] {
             match &n.token {
-                Token::Word(w) if w.value.eq_ignore_ascii_case("descriptor") => {
+                Token::Word(w)
+                    if w.quote_style.is_none() && w.value.eq_ignore_ascii_case("descriptor") =>
+                {
                     end = Some(n);
                     break;
                 }
-                Token::Word(w) => cols.push(fold(&w.value, w.quote_style.is_some())),
-                Token::Comma => {}
+                // Columns are case-sensitive, quoted or not, as DataFusion plans them.
+                Token::Word(w) => cols.push(w.value.clone()),
+                Token::Comma => last_comma = Some(n),
                 _ => break,
             }
         }
         // The comma before DESCRIPTOR stays; PARTITION BY and the columns become blank.
-        if let (Some(a), Some(e)) = (lines.offset(t.span.start), end)
-            && let Some(b) = lines.offset(e.span.start)
+        if let (Some(a), Some(_), Some(c)) = (lines.offset(t.span.start), end, last_comma)
+            && let Some(b) = lines.offset(c.span.start)
         {
-            let text_between = script.get(a..b).unwrap_or("");
-            let last_comma = text_between.rfind(',').map_or(b, |c| a + c);
-            cuts.push((a, last_comma));
+            cuts.push((a, b));
             partitions.push((pos_of(significant[i - 4].span.start), cols));
         }
     }
     let mut text = script.to_string();
-    for (a, b) in cuts {
+    // From the end: a blanked character may be shorter in bytes than the one it replaces,
+    // which would shift every later cut's byte offsets.
+    cuts.sort_unstable();
+    for (a, b) in cuts.into_iter().rev() {
         if let Some(s) = text.get(a..b) {
             let blank: String = s
                 .chars()
@@ -632,25 +669,34 @@ fn parse_error(msg: &str) -> SqlError {
     }
 }
 
-/// An identifier as DataFusion resolves it: unquoted names fold to lower case.
+/// A table's name (source, sink, view, `WITH` query): case-insensitive, quoted or not, so
+/// `Orders`, `orders` and `"ORDERS"` are one table. Column names are case-sensitive, as in
+/// Flink SQL and in the records' schema.
 #[must_use]
-pub fn normal(i: &Ident) -> String {
-    fold(&i.value, i.quote_style.is_some())
+pub fn table_name(i: &Ident) -> String {
+    i.value.to_lowercase()
 }
 
-/// A name as written (`quoted`) or folded to lower case.
-fn fold(value: &str, quoted: bool) -> String {
-    if quoted {
-        value.to_string()
-    } else {
-        value.to_lowercase()
-    }
+/// Whether the script has a `--` comment: such a comment runs to the end of its line, so a
+/// script whose lines were joined (a YAML folded scalar) would lose what follows it.
+#[must_use]
+pub fn has_line_comment(script: &str) -> bool {
+    Tokenizer::new(&GenericDialect {}, script)
+        .tokenize()
+        .is_ok_and(|tokens| {
+            tokens.iter().any(|t| {
+                matches!(
+                    t,
+                    Token::Whitespace(sqlparser::tokenizer::Whitespace::SingleLineComment { .. })
+                )
+            })
+        })
 }
 
 fn object_name(n: &ObjectName) -> String {
     n.0.iter()
         .map(|p| match p.as_ident() {
-            Some(i) => normal(i),
+            Some(i) => table_name(i),
             None => p.to_string(),
         })
         .collect::<Vec<_>>()

@@ -312,3 +312,35 @@ fn sql_problems_name_the_field_statement_and_file_line() {
     assert!(e.errors[0].message.contains("syntax error"), "{e}");
     assert!(e.errors[0].message.contains("line 4"), "{e}");
 }
+
+#[test]
+fn a_with_query_may_not_shadow_the_source_a_window_reads() {
+    // Inside TUMBLE, `TABLE orders` is the source whatever WITH says; refusing the shadowing
+    // name is the only way the two readings cannot differ.
+    let sql = format!(
+        "INSERT INTO out WITH orders AS (SELECT * FROM orders WHERE amount > 1)\n{}",
+        WINDOW_SQL.trim_start_matches("INSERT INTO out\n")
+    );
+    let e = errors(&sql_job(&sql)).to_string();
+    assert!(e.contains("WITH `orders`: that name is taken"), "{e}");
+}
+
+#[test]
+fn a_sink_is_written_by_one_statement() {
+    let sql = format!("{WINDOW_SQL};\n{WINDOW_SQL}");
+    let e = errors(&sql_job(&sql)).to_string();
+    assert!(e.contains("statement 1 writes that sink already"), "{e}");
+}
+
+#[test]
+fn a_folded_script_with_a_line_comment_is_refused() {
+    // Folded, `-- big ones` would swallow `AND amount < 100` and the rest of the line.
+    let sql =
+        "INSERT INTO out SELECT * FROM orders\nWHERE amount > 1 -- big ones\nAND amount < 100";
+    let folded = sql_job(sql).replace("sql: |", "sql: >");
+    let e = errors(&folded).to_string();
+    assert!(e.contains("literal block (`sql: |`)"), "{e}");
+    load_job("job.yaml", &sql_job(sql)).expect("a literal block keeps its lines");
+    let no_comment = sql_job(&sql.replace(" -- big ones", "")).replace("sql: |", "sql: >");
+    load_job("job.yaml", &no_comment).expect("folded without comments is harmless");
+}

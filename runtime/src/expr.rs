@@ -7,7 +7,7 @@ use datafusion::arrow::array::{ArrayRef, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::common::DFSchema;
 use datafusion::physical_expr::PhysicalExpr;
-use datafusion::prelude::SessionContext;
+use datafusion::prelude::{SessionConfig, SessionContext};
 
 use crate::error::Result;
 
@@ -22,8 +22,13 @@ pub struct CompiledExpr {
 }
 
 /// Function registry and planner; built once because building a context registers hundreds
-/// of functions.
-pub(crate) static CONTEXT: LazyLock<SessionContext> = LazyLock::new(SessionContext::new);
+/// of functions. `CAST(x AS VARCHAR)` gives Utf8, the string type every operator and sink
+/// reads, not DataFusion's default Utf8View.
+pub(crate) static CONTEXT: LazyLock<SessionContext> = LazyLock::new(|| {
+    SessionContext::new_with_config(
+        SessionConfig::new().set_bool("datafusion.sql_parser.map_string_types_to_utf8view", false),
+    )
+});
 
 impl CompiledExpr {
     /// Parse and plan `sql` against `schema`.

@@ -169,7 +169,7 @@ fn explain_prints_the_dataflow_of_a_sql_job() {
     let order = [
         at("job explained (sql): parallelism 3"),
         at("stage 0 (x3)"),
-        at("filter (amount > 0)"),
+        at("filter amount > 0"),
         at("shuffle by key groups of [store_id]"),
         at("stage 1 (x3)"),
         at("window tumbling"),

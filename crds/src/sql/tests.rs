@@ -90,3 +90,63 @@ fn a_view_is_a_statement_of_its_own() {
     let errs = parse("CREATE MATERIALIZED VIEW v AS SELECT 1").expect_err("materialized");
     assert!(errs[0].message.contains("MATERIALIZED"), "{errs:?}");
 }
+
+#[test]
+fn window_arguments_that_would_change_the_windows_are_refused_not_dropped() {
+    let errs = parse(
+        "INSERT INTO a SELECT * FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '1' MINUTE, offset => INTERVAL '1' SECOND))",
+    )
+    .expect_err("named argument");
+    assert!(errs[0].message.contains("offset =>"), "{errs:?}");
+    let errs = parse(
+        "INSERT INTO a SELECT * FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '1:30' HOUR TO MINUTE))",
+    )
+    .expect_err("interval range");
+    assert!(errs[0].message.contains("not a range"), "{errs:?}");
+}
+
+#[test]
+fn tables_fold_case_and_columns_keep_it() {
+    let stmts = parse(
+        "INSERT INTO \"Out\" SELECT * FROM TABLE(SESSION(TABLE Orders PARTITION BY userId, DESCRIPTOR(eventTs), INTERVAL '1' MINUTE))",
+    )
+    .expect("parses");
+    assert_eq!(stmts[0].sink(), Some("out"));
+    let w = &stmts[0].windows[0];
+    assert_eq!(w.input, "orders");
+    assert_eq!(w.partition_by, ["userId"]);
+    assert_eq!(w.time_column, "eventTs");
+}
+
+#[test]
+fn blanking_survives_wide_characters_and_commas_in_comments() {
+    // `é` is two bytes: blanking it first used to shift the second call's cut by one byte.
+    // The comma inside the comment is not the one before DESCRIPTOR.
+    let sql = "INSERT INTO a SELECT 'é' AS e, * FROM TABLE(SESSION(TABLE t PARTITION BY k /* a, b */, DESCRIPTOR(ts), INTERVAL '1' MINUTE));
+INSERT INTO b SELECT * FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '1' MINUTE))";
+    let stmts = parse(sql).expect("parses");
+    assert_eq!(stmts[0].windows[0].partition_by, ["k"]);
+    assert_eq!(stmts[1].windows[0].input, "t");
+    let sql = "INSERT INTO a SELECT * FROM TABLE(SESSION(TABLE ö PARTITION BY \"ü\", DESCRIPTOR(ts), INTERVAL '1' MINUTE)) JOIN TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '1' MINUTE)) ON true";
+    let stmts = parse(sql).expect("parses");
+    assert_eq!(stmts[0].windows.len(), 2);
+    assert_eq!(stmts[0].windows[0].partition_by, ["ü"]);
+    assert_eq!(stmts[0].windows[1].input, "t");
+}
+
+#[test]
+fn with_queries_at_any_depth_are_not_tables_read() {
+    let stmts = parse(
+        "INSERT INTO a SELECT * FROM (WITH big AS (SELECT * FROM orders WHERE x > 1) SELECT * FROM big) s",
+    )
+    .expect("parses");
+    let read: Vec<String> = stmts[0].tables_read().into_iter().map(|(t, _)| t).collect();
+    assert_eq!(read, ["orders"]);
+    assert_eq!(stmts[0].ctes()[0].0, "big");
+}
+
+#[test]
+fn line_comments_are_found_by_the_tokenizer_not_by_text() {
+    assert!(super::has_line_comment("SELECT 1 -- one\n"));
+    assert!(!super::has_line_comment("SELECT '--' AS x /* -- */"));
+}

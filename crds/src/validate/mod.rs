@@ -131,7 +131,18 @@ pub fn load_job(file: &str, src: &str) -> Result<JobFile, JobErrors> {
             }],
         }
     })?;
-    let errors = validate(&job);
+    let mut errors = validate(&job);
+    if let Some(script) = &job.pipeline.sql
+        && LineIndex::new(src).joins_lines("sql")
+        && crate::sql::has_line_comment(script)
+    {
+        // YAML joined the script's lines, so the comment now hides everything after it: a
+        // condition or a statement would vanish without an error.
+        errors.push(FieldError::new(
+            "sql",
+            "the script has a `--` comment, but YAML joins the lines of a folded (`>`), plain or quoted value, so the comment would swallow the rest of the script; write it as a literal block (`sql: |`)",
+        ));
+    }
     if errors.is_empty() {
         Ok(job)
     } else {

@@ -95,7 +95,7 @@ pub(super) fn check(job: &JobFile, errs: &mut Vec<FieldError>) {
         .iter()
         .filter_map(|s| s.name().map(str::to_lowercase))
         .collect();
-    let event_time = p.source.event_time.as_ref().map(|e| e.field.to_lowercase());
+    let event_time = p.source.event_time.as_ref().map(|e| e.field.clone());
     let mut views: Vec<String> = Vec::new();
     for st in &statements {
         let err = |at, message: String| {
@@ -105,6 +105,21 @@ pub(super) fn check(job: &JobFile, errs: &mut Vec<FieldError>) {
                 message,
             })
         };
+        for (name, at) in st.ctes() {
+            // Inside a window call `TABLE orders` always means the source, so a WITH query
+            // of that name would be read in some places and not others.
+            if source.as_deref() == Some(name.as_str())
+                || sink_names.contains(&name)
+                || views.contains(&name)
+            {
+                errs.push(err(
+                    at,
+                    format!(
+                        "WITH `{name}`: that name is taken (the source, a sink or a view); give the WITH query another name"
+                    ),
+                ));
+            }
+        }
         for (table, at) in st.tables_read() {
             if source.as_deref() != Some(table.as_str()) && !views.contains(&table) {
                 let mut known: Vec<String> = source.iter().cloned().collect();
@@ -153,7 +168,21 @@ pub(super) fn check(job: &JobFile, errs: &mut Vec<FieldError>) {
                     list(&sink_names)
                 ),
             )),
-            Target::Sink(_) => {}
+            Target::Sink(sink) => {
+                if let Some(first) = statements
+                    .iter()
+                    .find(|o| o.number < st.number && o.sink() == Some(sink.as_str()))
+                {
+                    // Two statements into one sink would each write every row.
+                    errs.push(err(
+                        st.at,
+                        format!(
+                            "INSERT INTO `{sink}`: statement {} writes that sink already; a sink is written by one statement (combine them with UNION ALL)",
+                            first.number
+                        ),
+                    ));
+                }
+            }
             Target::View(v) => {
                 if source.as_deref() == Some(v.as_str())
                     || sink_names.contains(v)

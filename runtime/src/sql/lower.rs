@@ -56,6 +56,18 @@ pub fn lower(plan: &LogicalPlan, cx: &Context<'_>) -> Result<Lowered, String> {
             w.input
         ));
     }
+    // A sink's columns (and a view's) are what the statement names; DataFusion's names for
+    // unnamed expressions (`count(*)`, `amount * 2`) are not names a table can have, and
+    // would differ between two statements that compute the same thing.
+    for (i, name) in field_names(plan.schema()).iter().enumerate() {
+        if !is_plain_name(name) {
+            return Err(format!(
+                "output column {} (`{}`) has no name; name it with `AS <name>`",
+                i + 1,
+                crate::sql::without_window_tables(name)
+            ));
+        }
+    }
     Ok(out)
 }
 
@@ -170,13 +182,36 @@ fn lower_node(plan: &LogicalPlan, cx: &Context<'_>) -> Result<Lowered, String> {
                     ));
                 }
             }
+            if window.partition_by.is_empty()
+                && !keys.is_empty()
+                && matches!(window.kind, WindowKind::Session { .. })
+            {
+                // Without PARTITION BY a session spans every key (a gap in one key's records
+                // does not end it while others arrive); Weir's sessions are per key.
+                return Err(format!(
+                    "SESSION without PARTITION BY makes sessions across all keys; write SESSION(TABLE {} PARTITION BY {}, ...) for sessions per key",
+                    window.input,
+                    keys.join(", ")
+                ));
+            }
             let out_names = field_names(&a.schema);
             let mut aggregates = IndexMap::new();
-            let mut names: Vec<(String, String)> = Vec::new();
+            // In the order the window operator emits: keys, window_start, window_end, then
+            // the aggregates; a SELECT in another order is then a projection, not skipped.
+            let mut grouped: Vec<(String, String)> = Vec::new();
             for (g, df) in a.group_expr.iter().zip(&out_names) {
                 if let Expr::Column(c) = g {
-                    names.push((df.clone(), weir_name(&c.name, &inner.names)?));
+                    grouped.push((df.clone(), weir_name(&c.name, &inner.names)?));
                 }
+            }
+            let is_bound = |w: &str| w == WINDOW_START || w == WINDOW_END;
+            let mut names: Vec<(String, String)> = grouped
+                .iter()
+                .filter(|(_, w)| !is_bound(w))
+                .cloned()
+                .collect();
+            for bound in [WINDOW_START, WINDOW_END] {
+                names.extend(grouped.iter().filter(|(_, w)| w == bound).cloned());
             }
             for (i, (e, df)) in a
                 .aggr_expr
@@ -232,6 +267,15 @@ fn lower_node(plan: &LogicalPlan, cx: &Context<'_>) -> Result<Lowered, String> {
     }
 }
 
+/// Letters, digits and `_`, not starting with a digit: a name a user wrote, not one
+/// DataFusion made up for an expression.
+fn is_plain_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_alphabetic() || c == '_')
+        && chars.all(|c| c.is_alphanumeric() || c == '_')
+        && !name.starts_with(weir_crds::sql::WINDOW_PREFIX)
+}
+
 fn kind_name(k: WindowKind) -> &'static str {
     match k {
         WindowKind::Tumble { .. } => "TUMBLE",
@@ -281,7 +325,10 @@ fn to_sql(e: &Expr, names: &[(String, String)]) -> Result<String, String> {
         })
         .map_err(|err| err.to_string())?
         .data;
+    // Pretty: only the parentheses precedence needs, so a long OR chain stays flat and
+    // within the expression compiler's nesting limit.
     Unparser::default()
+        .with_pretty(true)
         .expr_to_sql(&renamed)
         .map(|ast| ast.to_string())
         .map_err(|err| format!("`{e}` cannot be run yet: {err}"))

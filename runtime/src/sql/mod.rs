@@ -172,7 +172,7 @@ fn describe(e: &DataFusionError) -> (Option<Pos>, String) {
 
 /// DataFusion names columns of a window call by the table that stands for it; the user
 /// never wrote that name.
-fn without_window_tables(message: &str) -> String {
+pub(crate) fn without_window_tables(message: &str) -> String {
     let prefix = weir_crds::sql::WINDOW_PREFIX;
     let mut out = String::with_capacity(message.len());
     let mut rest = message;

@@ -49,7 +49,7 @@ GROUP BY store_id, window_start, window_end",
     )
     .expect("lowers");
     let want = yaml_transforms(
-        "  - filter: (amount > 0)
+        "  - filter: amount > 0
   - window:
       tumbling: 1m
       keyBy: [store_id]
@@ -79,9 +79,9 @@ HAVING count(*) > 3",
     let aggs: Vec<&str> = w.aggregates.values().map(String::as_str).collect();
     assert_eq!(
         aggs,
-        ["count_distinct(store_id)", "avg((amount * 2))", "count(*)"]
+        ["count_distinct(store_id)", "avg(amount * 2)", "count(*)"]
     );
-    assert_eq!(got[1], Transform::Filter("(__agg_2 > 3)".into()), "{got:?}");
+    assert_eq!(got[1], Transform::Filter("__agg_2 > 3".into()), "{got:?}");
     let got = lower(
         "INSERT INTO out SELECT store_id, window_end, max(amount) AS m
 FROM TABLE(SESSION(TABLE orders PARTITION BY store_id, DESCRIPTOR(ts), INTERVAL '30' SECOND))
@@ -102,7 +102,7 @@ fn a_stateless_query_lowers_to_filter_and_select() {
     )
     .expect("lowers");
     assert_eq!(got.len(), 2, "{got:?}");
-    assert_eq!(got[0], Transform::Filter("(amount <> 0)".into()));
+    assert_eq!(got[0], Transform::Filter("amount <> 0".into()));
     let Transform::Select(s) = &got[1] else {
         panic!("{got:?}")
     };
@@ -190,7 +190,7 @@ fn statements_computing_one_result_for_several_sinks_share_it_and_others_are_ref
     };
     let ok = two_sinks(&format!("INSERT INTO out {q};\nINSERT INTO out2 {q};"))
         .expect("same query twice");
-    assert_eq!(ok.transforms, [Transform::Filter("(amount > 0)".into())]);
+    assert_eq!(ok.transforms, [Transform::Filter("amount > 0".into())]);
     let errs = two_sinks(&format!(
         "INSERT INTO out {q};\nINSERT INTO out2 {q} AND amount < 9;"
     ))
@@ -229,13 +229,129 @@ INSERT INTO out SELECT order_id * 2 AS twice FROM small_ids",
     )
     .expect("lowers");
     assert_eq!(got.len(), 4, "{got:?}");
-    assert_eq!(got[0], Transform::Filter("(amount > 100)".into()));
-    assert_eq!(
-        got[1],
-        Transform::Filter("(order_id < 10)".into()),
-        "{got:?}"
-    );
+    assert_eq!(got[0], Transform::Filter("amount > 100".into()));
+    assert_eq!(got[1], Transform::Filter("order_id < 10".into()), "{got:?}");
     // Errors in a view are reported at the view.
     let e = error_of("CREATE VIEW v AS SELECT nope FROM orders;\nINSERT INTO out SELECT * FROM v");
     assert!(e.message.starts_with("statement 1 (line 1"), "{e:?}");
+}
+
+#[test]
+fn an_output_column_without_a_name_is_refused_naming_it() {
+    let e = error_of(
+        "INSERT INTO out SELECT window_start, window_end, count(*) FROM TABLE(TUMBLE(TABLE orders, DESCRIPTOR(ts), INTERVAL '1' MINUTE)) GROUP BY window_start, window_end",
+    );
+    assert!(
+        e.message
+            .contains("output column 3 (`count(*)`) has no name"),
+        "{e:?}"
+    );
+    let e = error_of("INSERT INTO out SELECT amount * 2 FROM orders");
+    assert!(e.message.contains("AS <name>"), "{e:?}");
+}
+
+#[test]
+fn identical_windowed_statements_for_two_sinks_are_one_result() {
+    let q = "SELECT store_id, window_start, window_end, count(*) AS n FROM TABLE(TUMBLE(TABLE orders, DESCRIPTOR(ts), INTERVAL '1' MINUTE)) GROUP BY store_id, window_start, window_end";
+    let head = HEAD.replace("sinks:\n", "sinks:\n  - file: {name: out2, path: out2}\n");
+    let src = format!("{head}sql: |\n  INSERT INTO out {q};\n  INSERT INTO out2 {q};\n");
+    let job = load_job("t.yaml", &src).expect("valid job");
+    let schema = source_schema(&job.pipeline.source.schema);
+    let lowered = super::lower_script(&job, &schema).expect("one result for two sinks");
+    assert_eq!(lowered.transforms.len(), 2, "{:?}", lowered.transforms);
+}
+
+#[test]
+fn a_long_or_chain_stays_within_the_expression_limits() {
+    let ors: Vec<String> = (0..40).map(|i| format!("order_id = {i}")).collect();
+    let got = lower(&format!(
+        "INSERT INTO out SELECT * FROM orders WHERE {}",
+        ors.join(" OR ")
+    ))
+    .expect("lowers");
+    let [Transform::Filter(f)] = got.as_slice() else {
+        panic!("{got:?}")
+    };
+    let schema = source_schema(
+        &job("INSERT INTO out SELECT * FROM orders")
+            .0
+            .pipeline
+            .source
+            .schema,
+    );
+    crate::expr::CompiledExpr::compile(f, &schema).expect("compiles within the nesting limit");
+}
+
+#[test]
+fn columns_keep_their_case_and_tables_do_not() {
+    let head = HEAD.replace("store_id", "storeId");
+    let lower_with = |sql: &str| {
+        let src = format!("{head}sql: |\n  {}\n", sql.replace('\n', "\n  "));
+        let job = load_job("t.yaml", &src).expect("valid job");
+        let schema = source_schema(&job.pipeline.source.schema);
+        super::lower_script(&job, &schema).map(|l| l.transforms)
+    };
+    let got = lower_with(
+        "CREATE VIEW \"Big\" AS SELECT * FROM Orders WHERE amount > 1;\nINSERT INTO \"OUT\" SELECT storeId FROM big",
+    )
+    .expect("quoted and unquoted table names are one name");
+    assert_eq!(got.len(), 2, "{got:?}");
+    let got = lower_with(
+        "INSERT INTO out SELECT storeId, window_start, window_end, count(*) AS n FROM TABLE(SESSION(TABLE orders PARTITION BY storeId, DESCRIPTOR(ts), INTERVAL '1' MINUTE)) GROUP BY storeId, window_start, window_end",
+    )
+    .expect("a camel-case partition column is the GROUP BY key");
+    let Transform::Window(w) = &got[0] else {
+        panic!("{got:?}")
+    };
+    assert_eq!(w.key_by, ["storeId"]);
+}
+
+#[test]
+fn a_select_in_another_order_than_the_window_emits_is_a_projection() {
+    let got = lower(
+        "INSERT INTO out SELECT window_start, window_end, store_id FROM TABLE(TUMBLE(TABLE orders, DESCRIPTOR(ts), INTERVAL '1' MINUTE)) GROUP BY window_start, window_end, store_id",
+    )
+    .expect("lowers");
+    let Some(Transform::Select(s)) = got.get(1) else {
+        panic!("the window emits store_id first; the user's order needs a select: {got:?}")
+    };
+    assert_eq!(
+        s.keys().collect::<Vec<_>>(),
+        ["window_start", "window_end", "store_id"]
+    );
+    let got = lower(
+        "INSERT INTO out SELECT store_id, window_start, window_end FROM TABLE(TUMBLE(TABLE orders, DESCRIPTOR(ts), INTERVAL '1' MINUTE)) GROUP BY window_start, window_end, store_id",
+    )
+    .expect("lowers");
+    assert_eq!(
+        got.len(),
+        1,
+        "the window's own order needs no select: {got:?}"
+    );
+}
+
+#[test]
+fn a_session_over_keys_needs_its_partition() {
+    let e = error_of(
+        "INSERT INTO out SELECT store_id, window_start, window_end, count(*) AS n FROM TABLE(SESSION(TABLE orders, DESCRIPTOR(ts), INTERVAL '1' MINUTE)) GROUP BY store_id, window_start, window_end",
+    );
+    assert!(e.message.contains("PARTITION BY store_id"), "{e:?}");
+}
+
+#[test]
+fn a_cast_to_varchar_is_the_string_type_sinks_read() {
+    let got =
+        lower("INSERT INTO out SELECT CAST(amount AS VARCHAR) AS s FROM orders").expect("lowers");
+    let [Transform::Select(s)] = got.as_slice() else {
+        panic!("{got:?}")
+    };
+    let schema = source_schema(
+        &job("INSERT INTO out SELECT * FROM orders")
+            .0
+            .pipeline
+            .source
+            .schema,
+    );
+    let e = crate::expr::CompiledExpr::compile(&s["s"], &schema).expect("compiles");
+    assert_eq!(e.data_type, datafusion::arrow::datatypes::DataType::Utf8);
 }
