@@ -8,7 +8,7 @@
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use datafusion::arrow::array::RecordBatch;
 use weir_runtime::keys::{KeyCodec, partition};
-use weir_runtime::operator::{Operator, Output};
+use weir_runtime::operator::{Input, Operator, Output};
 use weir_runtime::plan::Plan;
 use weir_runtime::source::datagen::Generator;
 
@@ -85,7 +85,7 @@ fn datagen(c: &mut Criterion) {
 /// One batch through `op`, with what it emitted.
 fn run(op: &mut dyn Operator, input: RecordBatch) -> Output {
     let mut out = Output::default();
-    op.process(input, &mut out).unwrap();
+    op.process(Input::ONLY, input, &mut out).unwrap();
     out
 }
 

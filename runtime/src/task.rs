@@ -22,7 +22,7 @@ use crate::control::metrics::Metrics;
 use crate::error::{Error, Result};
 use crate::ids::{CheckpointId, Millis, TaskId};
 use crate::keys::{KeyCodec, partition};
-use crate::operator::{Operator, Output};
+use crate::operator::{Input, Operator, Output};
 use crate::sink::{Committable, SinkInstance};
 use crate::source::idleness::Idleness;
 use crate::source::{Poll, SourceReader};
@@ -142,7 +142,7 @@ impl TaskCore {
                 let rows = b.num_rows() as u64;
                 let mut out = Output::default();
                 let before = op.counters();
-                op.process(b, &mut out)?;
+                op.process(Input::ONLY, b, &mut out)?;
                 let after = op.counters();
                 self.metrics
                     .late_records

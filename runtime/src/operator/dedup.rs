@@ -8,7 +8,7 @@ use datafusion::arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
 use datafusion::arrow::compute::filter_record_batch;
 use datafusion::arrow::datatypes::TimestampMillisecondType;
 
-use super::{KeyedState, Operator, OperatorCounters, Output, decode_keyed, encode_keyed};
+use super::{Input, KeyedState, Operator, OperatorCounters, Output, decode_keyed, encode_keyed};
 use crate::error::{Error, Result};
 use crate::ids::Millis;
 use crate::keys::KeyCodec;
@@ -52,7 +52,7 @@ impl Dedup {
 }
 
 impl Operator for Dedup {
-    fn process(&mut self, batch: RecordBatch, out: &mut Output) -> Result<()> {
+    fn process(&mut self, _input: Input, batch: RecordBatch, out: &mut Output) -> Result<()> {
         let rows = self.keys.rows(&batch)?;
         let ts = batch
             .column(self.time_col)

@@ -3,7 +3,7 @@
 use datafusion::arrow::array::{AsArray, RecordBatch};
 use datafusion::arrow::compute::filter_record_batch;
 
-use super::{Operator, Output};
+use super::{Input, Operator, Output};
 use crate::error::{Error, Result};
 use crate::expr::CompiledExpr;
 
@@ -22,7 +22,7 @@ impl Filter {
 }
 
 impl Operator for Filter {
-    fn process(&mut self, batch: RecordBatch, out: &mut Output) -> Result<()> {
+    fn process(&mut self, _input: Input, batch: RecordBatch, out: &mut Output) -> Result<()> {
         let mask = self.predicate.eval(&batch)?;
         let mask = mask.as_boolean_opt().ok_or_else(|| {
             Error::internal(format!(

@@ -42,6 +42,17 @@ pub struct OperatorCounters {
     pub duplicates: u64,
 }
 
+/// Which of an operator's inputs a batch arrived on. Single-input operators have only
+/// [`Input::ONLY`]; a two-input operator (a join) is told which side each batch is from,
+/// since the two sides carry different schemas and fill different state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Input(pub u8);
+
+impl Input {
+    /// The input of a single-input operator (and the first of a two-input one).
+    pub const ONLY: Self = Self(0);
+}
+
 /// One operator instance in one subtask.
 ///
 /// # Guarantees implementors give
@@ -50,11 +61,11 @@ pub struct OperatorCounters {
 /// - `snapshot` captures everything needed to continue; `restore` accepts the key groups of
 ///   any number of former subtasks (a rescale) and ignores none of them.
 pub trait Operator: Send {
-    /// Handle one input batch.
+    /// Handle one batch from input `input`.
     ///
     /// # Errors
     /// Expression evaluation errors.
-    fn process(&mut self, batch: RecordBatch, out: &mut Output) -> Result<()>;
+    fn process(&mut self, input: Input, batch: RecordBatch, out: &mut Output) -> Result<()>;
 
     /// The input watermark advanced to `watermark`; emit what it completes.
     ///

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use datafusion::arrow::array::{ArrayRef, RecordBatch};
 use datafusion::arrow::datatypes::SchemaRef;
 
-use super::{Operator, Output};
+use super::{Input, Operator, Output};
 use crate::error::Result;
 use crate::expr::CompiledExpr;
 
@@ -25,7 +25,7 @@ impl Select {
 }
 
 impl Operator for Select {
-    fn process(&mut self, batch: RecordBatch, out: &mut Output) -> Result<()> {
+    fn process(&mut self, _input: Input, batch: RecordBatch, out: &mut Output) -> Result<()> {
         let arrays = self
             .columns
             .iter()

@@ -12,7 +12,7 @@ use datafusion::arrow::datatypes::{
 use indexmap::IndexMap;
 use weir_crds::{Duration, LatePolicy, SessionSpec, SinkSpec, SlidingSpec, Transform, WindowSpec};
 
-use super::{Operator, Output};
+use super::{Input, Operator, Output};
 use crate::keys::key_group_range;
 use crate::plan::OpPlan;
 
@@ -146,6 +146,7 @@ fn tumbling_windows_fire_when_the_watermark_passes_their_end() {
     let mut op = window_op("tumbling", LatePolicy::Drop {});
     let mut out = Output::default();
     op.process(
+        Input::ONLY,
         batch(&[
             ("a", Some(1), 0),
             ("a", Some(3), 9),
@@ -175,10 +176,15 @@ fn a_record_for_a_closed_window_is_late_and_goes_to_the_side_output() {
     let side = LatePolicy::SideOutput(Box::new(SinkSpec::Blackhole { name: None }));
     let mut op = window_op("tumbling", side);
     let mut out = Output::default();
-    op.process(batch(&[("a", Some(1), 0)]), &mut out).unwrap();
-    op.on_watermark(15, &mut out).unwrap();
-    op.process(batch(&[("a", Some(7), 3), ("a", Some(8), 16)]), &mut out)
+    op.process(Input::ONLY, batch(&[("a", Some(1), 0)]), &mut out)
         .unwrap();
+    op.on_watermark(15, &mut out).unwrap();
+    op.process(
+        Input::ONLY,
+        batch(&[("a", Some(7), 3), ("a", Some(8), 16)]),
+        &mut out,
+    )
+    .unwrap();
     assert_eq!(op.counters().late_records, 1);
     assert_eq!(out.side.len(), 1);
     assert_eq!(out.side[0].num_rows(), 1);
@@ -190,7 +196,7 @@ fn a_record_for_a_closed_window_is_late_and_goes_to_the_side_output() {
     let mut out2 = Output::default();
     dropping.on_watermark(15, &mut out2).unwrap();
     dropping
-        .process(batch(&[("a", Some(7), 3)]), &mut out2)
+        .process(Input::ONLY, batch(&[("a", Some(7), 3)]), &mut out2)
         .unwrap();
     assert!(out2.side.is_empty());
     assert_eq!(dropping.counters().late_records, 1);
@@ -200,7 +206,8 @@ fn a_record_for_a_closed_window_is_late_and_goes_to_the_side_output() {
 fn sliding_windows_count_a_record_in_every_window_containing_it() {
     let mut op = window_op("sliding", LatePolicy::Drop {});
     let mut out = Output::default();
-    op.process(batch(&[("a", Some(1), 7)]), &mut out).unwrap();
+    op.process(Input::ONLY, batch(&[("a", Some(1), 7)]), &mut out)
+        .unwrap();
     op.on_watermark(100, &mut out).unwrap();
     let got: Vec<(i64, i64)> = rows(&out).iter().map(|r| (r.1, r.2)).collect();
     assert_eq!(got, vec![(0, 10), (5, 15)]);
@@ -212,11 +219,13 @@ fn session_windows_merge_records_closer_than_the_gap() {
     let mut out = Output::default();
     // 0 and 4 merge (gap 5), 20 is its own session; 2 arrives later and falls into the first.
     op.process(
+        Input::ONLY,
         batch(&[("a", Some(1), 0), ("a", Some(2), 20), ("a", Some(4), 4)]),
         &mut out,
     )
     .unwrap();
-    op.process(batch(&[("a", Some(8), 2)]), &mut out).unwrap();
+    op.process(Input::ONLY, batch(&[("a", Some(8), 2)]), &mut out)
+        .unwrap();
     op.on_watermark(100, &mut out).unwrap();
     let got: Vec<(i64, i64, i64, i64)> = rows(&out).iter().map(|r| (r.1, r.2, r.3, r.5)).collect();
     assert_eq!(got, vec![(0, 9, 3, 13), (20, 25, 1, 2)]);
@@ -232,7 +241,7 @@ fn window_state_survives_a_snapshot_split_across_new_subtasks() {
         .enumerate()
         .map(|(i, k)| (k.as_str(), Some(i as i64), 3))
         .collect();
-    op.process(batch(&input), &mut out).unwrap();
+    op.process(Input::ONLY, batch(&input), &mut out).unwrap();
     let state = op.snapshot().unwrap();
     // Restore into three subtasks, each taking its key-group range, then fire.
     let mut restored = Vec::new();
@@ -273,12 +282,14 @@ fn dedup_keeps_the_first_record_per_key_within_the_ttl() {
     let mut op = plan.stages[1].ops[0].instantiate(128).unwrap();
     let mut out = Output::default();
     op.process(
+        Input::ONLY,
         batch(&[("a", Some(1), 0), ("a", Some(2), 5), ("b", Some(3), 6)]),
         &mut out,
     )
     .unwrap();
     op.on_watermark(20, &mut out).unwrap();
-    op.process(batch(&[("a", Some(4), 21)]), &mut out).unwrap();
+    op.process(Input::ONLY, batch(&[("a", Some(4), 21)]), &mut out)
+        .unwrap();
     let vs: Vec<i64> = out
         .batches
         .iter()

@@ -18,7 +18,7 @@ use super::{Assigner, KeyWindows, Shared};
 use crate::error::{Error, Result};
 use crate::ids::Millis;
 use crate::operator::{
-    DeferredState, KeyedState, Operator, OperatorCounters, Output, decode_keyed,
+    DeferredState, Input, KeyedState, Operator, OperatorCounters, Output, decode_keyed,
 };
 
 /// One open window: its groups and their accumulators.
@@ -202,7 +202,7 @@ impl Captured {
 }
 
 impl Operator for AlignedWindows {
-    fn process(&mut self, batch: RecordBatch, out: &mut Output) -> Result<()> {
+    fn process(&mut self, _input: Input, batch: RecordBatch, out: &mut Output) -> Result<()> {
         let n = batch.num_rows();
         let ts = batch
             .column(self.shared.time_col)

@@ -41,7 +41,7 @@ use datafusion::arrow::row::{RowConverter, SortField};
 use serde::{Deserialize, Serialize};
 use weir_crds::AggregateFn;
 
-use super::{KeyedState, Operator, OperatorCounters, Output};
+use super::{Input, KeyedState, Operator, OperatorCounters, Output};
 use crate::error::{Error, Result};
 use crate::expr::CompiledExpr;
 use crate::ids::Millis;
@@ -325,8 +325,8 @@ impl WindowOperator {
 }
 
 impl Operator for WindowOperator {
-    fn process(&mut self, batch: RecordBatch, out: &mut Output) -> Result<()> {
-        self.layout_mut().process(batch, out)
+    fn process(&mut self, input: Input, batch: RecordBatch, out: &mut Output) -> Result<()> {
+        self.layout_mut().process(input, batch, out)
     }
 
     fn on_watermark(&mut self, watermark: Millis, out: &mut Output) -> Result<()> {

@@ -11,7 +11,9 @@ use super::accumulators::{check_restored, finish};
 use super::{KeyWindows, Shared, Window};
 use crate::error::{Error, Result};
 use crate::ids::Millis;
-use crate::operator::{KeyedState, Operator, OperatorCounters, Output, decode_keyed, encode_keyed};
+use crate::operator::{
+    Input, KeyedState, Operator, OperatorCounters, Output, decode_keyed, encode_keyed,
+};
 
 /// The session windows of one subtask.
 pub struct SessionWindows {
@@ -99,7 +101,7 @@ impl SessionWindows {
 }
 
 impl Operator for SessionWindows {
-    fn process(&mut self, batch: RecordBatch, out: &mut Output) -> Result<()> {
+    fn process(&mut self, _input: Input, batch: RecordBatch, out: &mut Output) -> Result<()> {
         let n = batch.num_rows();
         let key_rows = self.shared.keys.rows(&batch)?;
         let ts_arr = batch.column(self.shared.time_col);

@@ -17,7 +17,7 @@ use super::{
 };
 use crate::expr::CompiledExpr;
 use crate::keys::KeyCodec;
-use crate::operator::{Operator, Output};
+use crate::operator::{Input, Operator, Output};
 use crate::schema::timestamp_type;
 
 fn input() -> SchemaRef {
@@ -136,8 +136,8 @@ fn run_both(key_by: &[usize]) {
     let mut fired = 0;
     for b in 0..40 {
         let (mut oa, mut op) = (Output::default(), Output::default());
-        a.process(batch(b), &mut oa).unwrap();
-        p.process(batch(b), &mut op).unwrap();
+        a.process(Input::ONLY, batch(b), &mut oa).unwrap();
+        p.process(Input::ONLY, batch(b), &mut op).unwrap();
         let wm = (b * 200) as i64 - 50;
         a.on_watermark(wm, &mut oa).unwrap();
         p.on_watermark(wm, &mut op).unwrap();
@@ -195,7 +195,7 @@ fn sliding_windows_restore_into_any_number_of_subtasks() {
     let mut whole = WindowOperator::new(c).unwrap();
     let mut out = Output::default();
     for b in 0..5 {
-        whole.process(batch(b), &mut out).unwrap();
+        whole.process(Input::ONLY, batch(b), &mut out).unwrap();
     }
     let state = whole.snapshot().unwrap();
     whole.on_watermark(i64::MAX, &mut out).unwrap();
@@ -241,12 +241,12 @@ fn a_capture_encodes_the_state_at_the_barrier_even_when_encoded_later() {
         let mut op = aligned_op(key_by, 100);
         let mut out = Output::default();
         for b in 0..6 {
-            op.process(batch(b), &mut out).unwrap();
+            op.process(Input::ONLY, batch(b), &mut out).unwrap();
         }
         let captured = op.capture().unwrap();
         let at_barrier = op.snapshot().unwrap();
         for b in 6..12 {
-            op.process(batch(b), &mut out).unwrap();
+            op.process(Input::ONLY, batch(b), &mut out).unwrap();
         }
         let later = captured().unwrap();
         let decode = |s: crate::operator::KeyedState| {
@@ -269,7 +269,7 @@ fn a_checkpoint_of_an_edited_window_is_refused_naming_what_changed() {
     let filled = |mut op: WindowOperator| {
         let mut out = Output::default();
         for b in 0..3 {
-            op.process(batch(b), &mut out).unwrap();
+            op.process(Input::ONLY, batch(b), &mut out).unwrap();
         }
         op.snapshot().unwrap()
     };
