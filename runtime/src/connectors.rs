@@ -1,5 +1,5 @@
 //! The one place that maps a pipeline's specs to the code that serves them: a sink spec to
-//! its connector, a source spec to the reader of one subtask. The connectors live in their
+//! its connector, a source spec to its subtasks' readers and pacing. The connectors live in their
 //! own modules (`kafka`, `clickhouse`, `source::{datagen, file}`, `sink::{file, stdout}`) and
 //! implement the traits of `source` and `sink`; none of them imports this module, so adding a
 //! connector touches its own module and one `match` here, and no module imports its importer.
@@ -15,7 +15,8 @@ use crate::kafka::source::{KafkaReader, ReaderSetup};
 use crate::plan::Plan;
 use crate::sink::{SinkConnector, SinkEnv};
 use crate::source::datagen::{DatagenReader, Generator};
-use crate::source::file::{FileReader, OnError};
+use crate::source::decode_errors::OnError;
+use crate::source::file::FileReader;
 use crate::source::{SourceReader, SplitState, owned_splits};
 
 /// The connector of a sink spec; nothing connects until its `prepare`.
@@ -49,66 +50,99 @@ pub async fn wait_for_source(source: &SourceSpec, job_name: &str) -> Result<()> 
     }
 }
 
-/// The reader of one source subtask: the splits it owns (from the restored checkpoint when
-/// there is one) of whichever connector the spec names.
-///
-/// # Errors
-/// Connection or file errors naming the source.
-pub fn source_reader(
-    source: &SourceSpec,
-    generator: Option<&Generator>,
-    plan: &Plan,
-    subtask: u32,
-    parallelism: u32,
-    restored: Option<&Restored>,
-    metrics: &Arc<Metrics>,
-) -> Result<Box<dyn SourceReader>> {
-    let on_error = match &source.on_decode_error {
-        weir_crds::DecodeErrorPolicy::Fail {} => OnError::Fail,
-        weir_crds::DecodeErrorPolicy::Skip {} => OnError::Skip,
-        weir_crds::DecodeErrorPolicy::SideOutput(_) => OnError::SideOutput,
-    };
-    let splits = |total: u32| -> Vec<SplitState> {
-        let owned = owned_splits(total, subtask, parallelism);
-        match restored {
-            Some(r) => r.splits_for(&owned),
-            None => owned.into_iter().map(SplitState::new).collect(),
-        }
-    };
-    match source.connector() {
-        Some(SourceConnector::Kafka(k)) => Ok(Box::new(KafkaReader::open(
-            k,
-            ReaderSetup {
-                job_name: &plan.name,
-                schema: Arc::clone(&plan.source_schema),
-                time_col: plan.source_time_col,
+/// A pipeline's source as its subtasks open it: built once per job, so what every subtask
+/// shares (a generator's compiled columns) is built once.
+pub struct Source<'a> {
+    spec: &'a SourceSpec,
+    generator: Option<Generator>,
+}
+
+impl<'a> Source<'a> {
+    /// The source of `plan`.
+    ///
+    /// # Errors
+    /// A generator whose columns do not compile against the source schema.
+    pub fn new(spec: &'a SourceSpec, plan: &Plan) -> Result<Self> {
+        let generator = match &spec.datagen {
+            Some(d) => Some(Generator::new(d, Arc::clone(&plan.source_schema))?),
+            None => None,
+        };
+        Ok(Self { spec, generator })
+    }
+
+    /// The reader of one source subtask: the splits it owns (from the restored checkpoint
+    /// when there is one) of whichever connector the spec names.
+    ///
+    /// # Errors
+    /// Connection or file errors naming the source.
+    pub fn reader(
+        &self,
+        plan: &Plan,
+        subtask: u32,
+        parallelism: u32,
+        restored: Option<&Restored>,
+        metrics: &Arc<Metrics>,
+    ) -> Result<Box<dyn SourceReader>> {
+        let source = self.spec;
+        let on_error = match &source.on_decode_error {
+            weir_crds::DecodeErrorPolicy::Fail {} => OnError::Fail,
+            weir_crds::DecodeErrorPolicy::Skip {} => OnError::Skip,
+            weir_crds::DecodeErrorPolicy::SideOutput(_) => OnError::SideOutput,
+        };
+        let splits = |total: u32| -> Vec<SplitState> {
+            let owned = owned_splits(total, subtask, parallelism);
+            match restored {
+                Some(r) => r.splits_for(&owned),
+                None => owned.into_iter().map(SplitState::new).collect(),
+            }
+        };
+        match source.connector() {
+            Some(SourceConnector::Kafka(k)) => Ok(Box::new(KafkaReader::open(
+                k,
+                ReaderSetup {
+                    job_name: &plan.name,
+                    schema: Arc::clone(&plan.source_schema),
+                    time_col: plan.source_time_col,
+                    on_error,
+                    subtask,
+                    parallelism,
+                    restored: restored.map(Restored::all_splits).unwrap_or_default(),
+                    bounded: k.bounded,
+                    metrics: Arc::clone(metrics),
+                },
+            )?)),
+            Some(SourceConnector::Datagen(d)) => {
+                let g = self
+                    .generator
+                    .as_ref()
+                    .ok_or_else(|| Error::internal("datagen source without its generator"))?;
+                Ok(Box::new(DatagenReader::new(
+                    g.clone(),
+                    d.splits,
+                    d.batch_size,
+                    splits(d.splits),
+                )))
+            }
+            Some(SourceConnector::File(f)) => Ok(Box::new(FileReader::new(
+                f.path.clone(),
+                Arc::clone(&plan.source_schema),
+                plan.source_time_col,
+                f.batch_size,
                 on_error,
-                subtask,
-                parallelism,
-                restored: restored.map(Restored::all_splits).unwrap_or_default(),
-                bounded: k.bounded,
-                metrics: Arc::clone(metrics),
-            },
-        )?)),
-        Some(SourceConnector::Datagen(d)) => {
-            let g =
-                generator.ok_or_else(|| Error::internal("datagen source without its generator"))?;
-            Ok(Box::new(DatagenReader::new(
-                g.clone(),
-                d.splits,
-                d.batch_size,
-                splits(d.splits),
-            )))
+                splits(1).into_iter().next(),
+            ))),
+            // Validation refuses a source without exactly one connector before anything runs.
+            None => Err(Error::internal("source has not exactly one connector")),
         }
-        Some(SourceConnector::File(f)) => Ok(Box::new(FileReader::new(
-            f.path.clone(),
-            Arc::clone(&plan.source_schema),
-            plan.source_time_col,
-            f.batch_size,
-            on_error,
-            splits(1).into_iter().next(),
-        ))),
-        // Validation refuses a source without exactly one connector before anything runs.
-        None => Err(Error::internal("source has not exactly one connector")),
+    }
+
+    /// Records per second one subtask may emit, when the source is paced (a generator's
+    /// `rate`, shared out by the splits each subtask owns).
+    #[must_use]
+    pub fn rate(&self, subtask: u32, parallelism: u32) -> Option<f64> {
+        let d = self.spec.datagen.as_ref()?;
+        let r = d.rate?;
+        let owned = owned_splits(d.splits, subtask, parallelism).len() as f64;
+        Some(r as f64 * owned / f64::from(d.splits.max(1)))
     }
 }

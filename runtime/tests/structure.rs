@@ -78,7 +78,9 @@ fn only_layout_formats_storage_paths() {
 
 #[test]
 fn starting_a_job_leaves_the_restore_protocol_to_the_checkpoint_module() {
-    let job = std::fs::read_to_string(src().join("job.rs")).unwrap();
+    let files = code_files(&src().join("job"));
+    assert!(!files.is_empty(), "runtime/src/job/ has no code");
+    let job: String = files.into_iter().map(|(_, code)| code).collect();
     for protocol in [
         "fencing::",
         "restore::from_uri",
@@ -89,7 +91,7 @@ fn starting_a_job_leaves_the_restore_protocol_to_the_checkpoint_module() {
     ] {
         assert!(
             !job.contains(protocol),
-            "job.rs uses {protocol}: the start-up protocol belongs in checkpoint/startup.rs"
+            "job/ uses {protocol}: the start-up protocol belongs in checkpoint/startup.rs"
         );
     }
 }

@@ -99,7 +99,7 @@ pub async fn load(storage: &Storage, dir: &str) -> Result<Restored> {
         .map_err(|e| Error::Restore(format!("corrupt {}: {e}", storage.uri(&meta_key))))?;
     let mut tasks = Vec::with_capacity(metadata.state_files.len());
     for f in &metadata.state_files {
-        let key = format!("{dir}{}", f.file);
+        let key = Layout::file_in(dir, &f.file);
         let bytes = storage.get(&key).await?.ok_or_else(|| {
             Error::Restore(format!("state file {} is missing", storage.uri(&key)))
         })?;

@@ -29,6 +29,7 @@
 //! launcher) starts all of them again from the newest completed checkpoint.
 
 pub mod exchange;
+pub mod grid;
 pub mod launcher;
 pub mod link;
 pub mod wire;

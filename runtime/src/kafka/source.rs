@@ -32,7 +32,7 @@ use super::wire::Cluster;
 use crate::control::metrics::Metrics;
 use crate::error::{Error, Result};
 use crate::ids::Millis;
-use crate::source::file::{OnError, decode_errors_batch};
+use crate::source::decode_errors::{OnError, decode_errors_batch};
 use crate::source::json::JsonDecoder;
 use crate::source::{Poll, SourceReader, SplitState};
 

@@ -6,56 +6,14 @@
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Seek, SeekFrom};
-use std::sync::{Arc, LazyLock};
 
-use datafusion::arrow::array::{RecordBatch, StringArray};
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::SchemaRef;
 
+use super::decode_errors::{OnError, decode_errors_batch};
 use super::json::JsonDecoder;
 use super::{Poll, SourceReader, SplitState};
 use crate::error::{Error, Result};
-
-/// What to do with a line that does not decode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OnError {
-    /// Stop the job, naming the line.
-    Fail,
-    /// Count and drop.
-    Skip,
-    /// Send to the side output.
-    SideOutput,
-}
-
-/// Schema of decode-error side-output records.
-pub static DECODE_ERROR_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
-    Arc::new(Schema::new(vec![
-        Field::new("source", DataType::Utf8, false),
-        Field::new("raw", DataType::Utf8, false),
-        Field::new("error", DataType::Utf8, false),
-    ]))
-});
-
-/// Side-output records for undecodable input; `None` when there are none.
-///
-/// # Errors
-/// Never in practice (the columns match the schema).
-pub fn decode_errors_batch(
-    sources: Vec<String>,
-    raws: Vec<String>,
-    errors: Vec<String>,
-) -> Result<Option<RecordBatch>> {
-    if sources.is_empty() {
-        return Ok(None);
-    }
-    Ok(Some(RecordBatch::try_new(
-        DECODE_ERROR_SCHEMA.clone(),
-        vec![
-            Arc::new(StringArray::from(sources)),
-            Arc::new(StringArray::from(raws)),
-            Arc::new(StringArray::from(errors)),
-        ],
-    )?))
-}
 
 /// Reader of one JSON-lines file.
 #[derive(Debug)]

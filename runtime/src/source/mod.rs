@@ -5,6 +5,7 @@
 //! parallelism: each new subtask takes the splits that now map to it, wherever they were.
 
 pub mod datagen;
+pub mod decode_errors;
 pub mod file;
 pub mod idleness;
 pub mod json;

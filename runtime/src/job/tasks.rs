@@ -1,0 +1,183 @@
+//! The tasks this process runs: each subtask's operators (restored from the checkpoint when
+//! there is one), its outlet (the next stage's channels, or the sinks), spawned.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::Shape;
+use super::begin::Begun;
+use super::sinks::SlotOpener;
+use crate::checkpoint::messages::{Control, TaskEvent};
+use crate::checkpoint::snapshot::Uploader;
+use crate::cluster::grid::Grid;
+use crate::connectors;
+use crate::control::metrics::Metrics;
+use crate::error::{Error, Result};
+use crate::ids::{Millis, TaskId};
+use crate::keys::{KeyCodec, key_group_range};
+use crate::operator::Operator;
+use crate::plan::{Plan, StagePlan};
+use crate::source::idleness::Idleness;
+use crate::task::{Outlet, Shuffle, SourceTask, StageTask, TaskCore};
+
+/// The spawned tasks and the coordinator's handles on them.
+pub(super) struct Spawned {
+    pub handles: Vec<JoinHandle<()>>,
+    /// Every local task's control channel.
+    pub ctrls: Vec<(TaskId, mpsc::UnboundedSender<Control>)>,
+    /// The source tasks' (where barriers are injected).
+    pub source_ctrls: Vec<(TaskId, mpsc::UnboundedSender<Control>)>,
+}
+
+/// What every task of the incarnation shares.
+pub(super) struct Shared<'a> {
+    pub plan: &'a Plan,
+    pub shape: &'a Shape,
+    pub begun: &'a Begun,
+    pub slots: SlotOpener<'a>,
+    pub uploader: &'a Uploader,
+    pub events: &'a mpsc::UnboundedSender<TaskEvent>,
+    pub metrics: &'a Arc<Metrics>,
+}
+
+/// Build and spawn every task this process runs, each after its `begin` at the first
+/// checkpoint id.
+///
+/// # Errors
+/// State that does not fit an operator (named), a sink or source that cannot be opened.
+pub(super) async fn spawn(cx: &Shared<'_>, mut grid: Grid) -> Result<Spawned> {
+    let (plan, shape) = (cx.plan, cx.shape);
+    let source_spec = &plan.job.pipeline.source;
+    let source = connectors::Source::new(source_spec, plan)?;
+    let ooo = source_spec
+        .event_time
+        .as_ref()
+        .map_or(0, |e| e.max_out_of_orderness.as_millis_i64());
+    let idle_timeout = source_spec
+        .event_time
+        .as_ref()
+        .and_then(|e| e.idle_timeout)
+        .map(|d| d.get());
+    let mut out = Spawned {
+        handles: Vec::new(),
+        ctrls: Vec::new(),
+        source_ctrls: Vec::new(),
+    };
+    for (slot, tid) in shape.here.iter().enumerate() {
+        let stage = &plan.stages[tid.stage as usize];
+        let core = task_core(cx, *tid, slot, stage, &mut grid)?;
+        let mut core = core;
+        core.begin(cx.begun.next_id).await?;
+        let (ctrl_tx, ctrl_rx) = mpsc::unbounded_channel::<Control>();
+        out.ctrls.push((*tid, ctrl_tx.clone()));
+        let fut: std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + Send>> =
+            if tid.stage == 0 {
+                out.source_ctrls.push((*tid, ctrl_tx));
+                let reader = source.reader(
+                    plan,
+                    tid.subtask,
+                    shape.parallelism,
+                    cx.begun.restored.as_ref(),
+                    cx.metrics,
+                )?;
+                Box::pin(
+                    SourceTask {
+                        core,
+                        reader,
+                        ctrl: ctrl_rx,
+                        idleness: Idleness::new(idle_timeout, ooo),
+                        rate: source.rate(tid.subtask, shape.parallelism),
+                        taken: BTreeMap::new(),
+                    }
+                    .run(),
+                )
+            } else {
+                Box::pin(
+                    StageTask {
+                        core,
+                        inputs: grid.take_receivers(tid.stage, tid.subtask),
+                        ctrl: ctrl_rx,
+                    }
+                    .run(),
+                )
+            };
+        let events = cx.events.clone();
+        let id = *tid;
+        out.handles.push(tokio::spawn(async move {
+            let ev = match fut.await {
+                Ok(()) => TaskEvent::Done(id),
+                Err(e) => TaskEvent::Failed(id, e),
+            };
+            let _ = events.send(ev);
+        }));
+    }
+    Ok(out)
+}
+
+/// One task's operators, side outputs and outlet.
+fn task_core(
+    cx: &Shared<'_>,
+    tid: TaskId,
+    slot: usize,
+    stage: &StagePlan,
+    grid: &mut Grid,
+) -> Result<TaskCore> {
+    let (plan, shape) = (cx.plan, cx.shape);
+    let range = key_group_range(tid.subtask, shape.parallelism, shape.max_parallelism);
+    let mut ops: Vec<(String, Box<dyn Operator>)> = Vec::new();
+    let mut side = Vec::new();
+    for op in &stage.ops {
+        let mut inst = op.instantiate(shape.max_parallelism)?;
+        if let Some(r) = &cx.begun.restored {
+            // The checkpoint's CRC held, so state that does not decode or fit was written
+            // for another definition of this operator.
+            inst.restore(r.keyed_for(&op.id, &range))
+                .map_err(|e| match e {
+                    Error::State { message, .. } => Error::Incompatible {
+                        operator: op.id.clone(),
+                        checkpoint: r.uri.trim_end_matches('/').to_string(),
+                        message,
+                    },
+                    other => other,
+                })?;
+        }
+        ops.push((op.id.clone(), inst));
+        side.push(match &op.side_sink {
+            Some((id, _)) => Some(cx.slots.open(id, tid.subtask)?),
+            None => None,
+        });
+    }
+    let outlet = match plan.stages.get(tid.stage as usize + 1) {
+        None => Outlet::Sinks(
+            plan.sinks
+                .iter()
+                .map(|(id, _)| cx.slots.open(id, tid.subtask))
+                .collect::<Result<_>>()?,
+        ),
+        Some(next) => Outlet::Shuffle(Shuffle {
+            targets: grid.take_senders(tid.stage + 1, tid.subtask),
+            keys: KeyCodec::new(&stage.output, next.shuffle_keys.clone().unwrap_or_default())?,
+            max_parallelism: shape.max_parallelism,
+        }),
+    };
+    let decode_side = match (&plan.decode_side, tid.stage) {
+        (Some((id, _)), 0) => Some(cx.slots.open(id, tid.subtask)?),
+        _ => None,
+    };
+    Ok(TaskCore {
+        id: tid,
+        ops,
+        side,
+        decode_side,
+        outlet,
+        events: cx.events.clone(),
+        uploader: cx.uploader.clone(),
+        metrics: Arc::clone(cx.metrics),
+        slot,
+        watermark: Millis::MIN,
+        idle: false,
+    })
+}
