@@ -40,8 +40,8 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use weir_crds::control::{
-    self, ControlToken, LogFormat, PodArgs, RuntimeArgs, RuntimeCli, RuntimeCommand, Start,
-    TERMINATION_LOG_ENV,
+    self, ControlToken, JobArgs, LogFormat, PodArgs, RuntimeArgs, RuntimeCli, RuntimeCommand,
+    Start, TERMINATION_LOG_ENV,
 };
 use weir_crds::pod_template::{OWNED_VOLUMES, RUNTIME_CONTAINER};
 use weir_crds::{LogFormatSpec, StartPoint, StreamJobSpec};
@@ -321,17 +321,20 @@ pub fn runtime_args(
     };
     let run = RuntimeArgs {
         pods,
-        start: start.map(|s| Start {
-            id: s.id.clone(),
-            from: s.from.clone(),
-        }),
-        allow_non_restored_state: spec.allow_non_restored_state,
-        skip_unreadable_checkpoints: spec.checkpoint.skip_unreadable,
+        job: JobArgs {
+            namespace: owner.namespace.clone(),
+            start: start.map(|s| Start {
+                id: s.id.clone(),
+                from: s.from.clone(),
+            }),
+            allow_non_restored_state: spec.allow_non_restored_state,
+            skip_unreadable_checkpoints: spec.checkpoint.skip_unreadable,
+            ..JobArgs::default()
+        },
         control_addr: Some(SocketAddr::from((
             Ipv4Addr::UNSPECIFIED,
             control::CONTROL_PORT,
         ))),
-        namespace: owner.namespace.clone(),
         ..RuntimeArgs::new(format!("{CONFIG_DIR}/{JOB_FILE}"))
     };
     RuntimeCli {

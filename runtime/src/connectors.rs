@@ -6,13 +6,13 @@
 
 use std::sync::Arc;
 
+use datafusion::arrow::datatypes::SchemaRef;
 use weir_crds::{SinkSpec, SourceConnector, SourceSpec};
 
 use crate::checkpoint::restore::Restored;
 use crate::control::metrics::Metrics;
 use crate::error::{Error, Result};
 use crate::kafka::source::{KafkaReader, ReaderSetup};
-use crate::plan::Plan;
 use crate::sink::{SinkConnector, SinkEnv};
 use crate::source::datagen::{DatagenReader, Generator};
 use crate::source::decode_errors::OnError;
@@ -50,24 +50,49 @@ pub async fn wait_for_source(source: &SourceSpec, job_name: &str) -> Result<()> 
     }
 }
 
+/// The records a source emits: its declared `schema`, or the fixed one of a connector
+/// that brings its own (Kafka's `format: raw`).
+#[must_use]
+pub fn source_schema(spec: &SourceSpec) -> SchemaRef {
+    match &spec.kafka {
+        Some(k) if k.format == weir_crds::KafkaFormat::Raw => crate::kafka::source::raw_schema(),
+        _ => crate::schema::source_schema(&spec.schema),
+    }
+}
+
 /// A pipeline's source as its subtasks open it: built once per job, so what every subtask
 /// shares (a generator's compiled columns) is built once.
 pub struct Source<'a> {
     spec: &'a SourceSpec,
+    job_name: &'a str,
+    schema: SchemaRef,
+    time_col: Option<usize>,
     generator: Option<Generator>,
 }
 
 impl<'a> Source<'a> {
-    /// The source of `plan`.
+    /// The source `spec` of job `job_name`, emitting `schema` with its event time in column
+    /// `time_col`.
     ///
     /// # Errors
     /// A generator whose columns do not compile against the source schema.
-    pub fn new(spec: &'a SourceSpec, plan: &Plan) -> Result<Self> {
+    pub fn new(
+        spec: &'a SourceSpec,
+        job_name: &'a str,
+        schema: SchemaRef,
+        time_col: Option<usize>,
+    ) -> Result<Self> {
         let generator = match &spec.datagen {
-            Some(d) => Some(Generator::new(d, Arc::clone(&plan.source_schema))?),
+            Some(d) => Some(Generator::new(d, Arc::clone(&schema))?),
             None => None,
         };
-        Ok(Self { spec, generator })
+        Ok(Self {
+            spec,
+            job_name,
+            schema,
+            time_col,
+            generator,
+        })
     }
 
     /// The reader of one source subtask: the splits it owns (from the restored checkpoint
@@ -77,7 +102,6 @@ impl<'a> Source<'a> {
     /// Connection or file errors naming the source.
     pub fn reader(
         &self,
-        plan: &Plan,
         subtask: u32,
         parallelism: u32,
         restored: Option<&Restored>,
@@ -100,9 +124,9 @@ impl<'a> Source<'a> {
             Some(SourceConnector::Kafka(k)) => Ok(Box::new(KafkaReader::open(
                 k,
                 ReaderSetup {
-                    job_name: &plan.name,
-                    schema: Arc::clone(&plan.source_schema),
-                    time_col: plan.source_time_col,
+                    job_name: self.job_name,
+                    schema: Arc::clone(&self.schema),
+                    time_col: self.time_col,
                     on_error,
                     subtask,
                     parallelism,
@@ -125,8 +149,8 @@ impl<'a> Source<'a> {
             }
             Some(SourceConnector::File(f)) => Ok(Box::new(FileReader::new(
                 f.path.clone(),
-                Arc::clone(&plan.source_schema),
-                plan.source_time_col,
+                Arc::clone(&self.schema),
+                self.time_col,
                 f.batch_size,
                 on_error,
                 splits(1).into_iter().next(),

@@ -10,7 +10,7 @@ use weir_crds::control::{
 };
 use weir_runtime::checkpoint::coordinator::{self, Request};
 use weir_runtime::cluster::Pods;
-use weir_runtime::job::{RunOptions, StartRequest, start};
+use weir_runtime::job::{RunOptions, start};
 
 fn init_logs(format: LogFormat, quiet: bool) {
     let default = if quiet { "warn" } else { "info" };
@@ -112,7 +112,7 @@ async fn main() -> anyhow::Result<()> {
                     std::process::exit(1);
                 }
             };
-            let parallelism = args.parallelism.unwrap_or(plan.job.parallelism);
+            let parallelism = args.job.parallelism.unwrap_or(plan.job.parallelism);
             if args.pods.count > parallelism {
                 eprintln!(
                     "--pods {} exceeds the parallelism {parallelism}: every pod runs at least one subtask of each operator",
@@ -148,16 +148,7 @@ async fn main() -> anyhow::Result<()> {
             let job = start(
                 plan,
                 RunOptions {
-                    namespace: args.namespace,
-                    parallelism: args.parallelism,
-                    checkpoint_dir: args.checkpoint_dir,
-                    restore_from: args.restore_from,
-                    start: args.start.map(|s| StartRequest {
-                        id: s.id,
-                        from: s.from,
-                    }),
-                    allow_non_restored_state: args.allow_non_restored_state,
-                    skip_unreadable_checkpoints: args.skip_unreadable_checkpoints,
+                    job: args.job,
                     control_addr: args.control_addr,
                     control_token: control_token()
                         .inspect_err(|e| termination_message(&failed(e)))?,

@@ -20,7 +20,7 @@ use crate::operator::window::{
     Aggregate, Assigner, ValueKind, WINDOW_END, WINDOW_START, WindowConfig, WindowOperator,
 };
 use crate::operator::{Operator, dedup::Dedup, filter::Filter, select::Select};
-use crate::schema::{source_schema, timestamp_type};
+use crate::schema::timestamp_type;
 
 /// The whole plan.
 #[derive(Debug, Clone)]
@@ -235,10 +235,7 @@ fn window_parts(
 /// # Errors
 /// Every problem found, each naming its field and line.
 pub fn plan(job: &JobFile, name: &str, file: &str, src: &str) -> Result<Plan, JobErrors> {
-    let source = match &job.pipeline.source.kafka {
-        Some(k) if k.format == weir_crds::KafkaFormat::Raw => crate::kafka::source::raw_schema(),
-        _ => source_schema(&job.pipeline.source.schema),
-    };
+    let source = crate::connectors::source_schema(&job.pipeline.source);
     if job.pipeline.sql.is_some() {
         // SQL lowers to the transforms the YAML form would have; what is wrong after that is
         // reported at the statement, since the user never wrote those transforms.

@@ -4,7 +4,7 @@
 
 use weir_runtime::checkpoint::coordinator::Outcome;
 use weir_runtime::error::Error;
-use weir_runtime::job::{RunOptions, start};
+use weir_runtime::job::{JobArgs, RunOptions, start};
 
 const JOB: &str = "\
 name: bad
@@ -257,7 +257,10 @@ async fn a_savepoint_of_a_job_whose_aggregates_were_reordered_is_refused_naming_
     let restore = |aggregates: &str| {
         let plan = weir_runtime::plan_source("edited.yaml", &window_job(&chk, aggregates)).unwrap();
         let opts = RunOptions {
-            restore_from: Some(sp.clone()),
+            job: JobArgs {
+                restore_from: Some(sp.clone()),
+                ..JobArgs::default()
+            },
             ..RunOptions::default()
         };
         start(plan, opts)

@@ -12,7 +12,7 @@ use weir_runtime::checkpoint::coordinator::{Outcome, Request};
 use weir_runtime::checkpoint::layout::Layout;
 use weir_runtime::checkpoint::metadata::decode_metadata;
 use weir_runtime::checkpoint::{fencing, restore};
-use weir_runtime::job::{RunOptions, start};
+use weir_runtime::job::{JobArgs, RunOptions, start};
 use weir_runtime::storage::Storage;
 
 fn s3_spec(ep: &str) -> weir_crds::S3Spec {
@@ -288,7 +288,10 @@ async fn corruption_is_refused_unless_allowed(kind: &str) {
     }
     let plan = weir_runtime::plan_source("corrupt.yaml", &job.yaml()).unwrap();
     let allowed = RunOptions {
-        skip_unreadable_checkpoints: true,
+        job: JobArgs {
+            skip_unreadable_checkpoints: true,
+            ..JobArgs::default()
+        },
         ..RunOptions::default()
     };
     let err = match start(plan, allowed).await {
@@ -356,9 +359,12 @@ async fn savepoint_at_parallelism_2_restores_at_3_and_at_1_with_identical_result
         branch.out_dir = out;
         branch.rate = None;
         let opts = RunOptions {
-            parallelism: Some(p),
-            restore_from: Some(sp.clone()),
-            checkpoint_dir: Some(format!("{storage_uri}-p{p}")),
+            job: JobArgs {
+                parallelism: Some(p),
+                restore_from: Some(sp.clone()),
+                checkpoint_dir: Some(format!("{storage_uri}-p{p}")),
+                ..JobArgs::default()
+            },
             ..RunOptions::default()
         };
         assert_eq!(run_job(&branch, opts).await.unwrap(), Outcome::Finished);
@@ -374,7 +380,7 @@ async fn savepoint_at_parallelism_2_restores_at_3_and_at_1_with_identical_result
 /// id starts over. This is what keeps a pod that dies after an upgrade from replaying output.
 #[tokio::test]
 async fn start_request_begins_a_lineage_once_and_is_then_continued() {
-    use weir_runtime::job::StartRequest;
+    use weir_runtime::job::Start;
     let tmp = tempfile::tempdir().unwrap();
     let storage_uri = format!("file://{}", tmp.path().join("chk").display());
     let mut job = OrdersJob::new("starts", storage_uri.clone(), tmp.path().join("out"));
@@ -395,10 +401,13 @@ async fn start_request_begins_a_lineage_once_and_is_then_continued() {
         .uri;
 
     let empty = |id: &str| RunOptions {
-        start: Some(StartRequest {
-            id: id.into(),
-            from: None,
-        }),
+        job: JobArgs {
+            start: Some(Start {
+                id: id.into(),
+                from: None,
+            }),
+            ..JobArgs::default()
+        },
         ..RunOptions::default()
     };
     run_job(&job, empty("upgrade-1")).await.unwrap();
@@ -418,10 +427,13 @@ async fn start_request_begins_a_lineage_once_and_is_then_continued() {
     assert_eq!(third.start_id.as_deref(), Some("upgrade-1"));
 
     let from = RunOptions {
-        start: Some(StartRequest {
-            id: "upgrade-2".into(),
-            from: Some(first_chk.clone()),
-        }),
+        job: JobArgs {
+            start: Some(Start {
+                id: "upgrade-2".into(),
+                from: Some(first_chk.clone()),
+            }),
+            ..JobArgs::default()
+        },
         ..RunOptions::default()
     };
     run_job(&job, from).await.unwrap();
@@ -596,7 +608,10 @@ async fn starting_from_another_jobs_checkpoint_leaves_that_job_untouched() {
     b.rate = a.rate;
     b.interval_ms = 50;
     let opts = RunOptions {
-        restore_from: Some(from.clone()),
+        job: JobArgs {
+            restore_from: Some(from.clone()),
+            ..JobArgs::default()
+        },
         ..RunOptions::default()
     };
     assert_eq!(

@@ -13,7 +13,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use weir_crds::control::{
-    AttemptStatus, ControlToken, JobReport, JobState, LogFormat, RuntimeArgs, RuntimeCli,
+    AttemptStatus, ControlToken, JobArgs, JobReport, JobState, LogFormat, RuntimeArgs, RuntimeCli,
     RuntimeCommand, SavepointAccepted, SavepointReport, SavepointState, Start, StopAccepted,
     TERMINATION_LOG_ENV,
 };
@@ -304,10 +304,13 @@ fn the_binary_reads_the_operators_arguments_and_writes_its_outcome() {
     let run = |file: String, name: &str| {
         let cli = RuntimeCli {
             command: RuntimeCommand::Run(RuntimeArgs {
-                start: Some(Start {
-                    id: "s-1".into(),
-                    from: None,
-                }),
+                job: JobArgs {
+                    start: Some(Start {
+                        id: "s-1".into(),
+                        from: None,
+                    }),
+                    ..JobArgs::default()
+                },
                 control_addr: None,
                 ..RuntimeArgs::new(file)
             }),

@@ -86,6 +86,22 @@ impl fmt::Display for LogFormat {
 pub struct RuntimeArgs {
     /// Job file (YAML).
     pub file: String,
+    /// How this run starts and where its state lives.
+    pub job: JobArgs,
+    /// Where the control API listens; `None`: no control API.
+    pub control_addr: Option<SocketAddr>,
+    /// How the job is spread over pods (one pod unless told otherwise).
+    pub pods: PodArgs,
+}
+
+/// How one run of a job starts and where its state lives: what the command line (or the
+/// operator) sets beside the job file, and what the runtime's start-up reads. One list for
+/// both, so a flag cannot be parsed and then dropped on its way in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobArgs {
+    /// Storage namespace (`local` for `weir-runtime run`; the Kubernetes namespace in a
+    /// cluster).
+    pub namespace: String,
     /// Subtasks per operator (overrides the file).
     pub parallelism: Option<u32>,
     /// Checkpoint storage URI (overrides `checkpoint.storage`).
@@ -100,12 +116,20 @@ pub struct RuntimeArgs {
     /// can. Off by default: sinks may already have committed the newest one's output, which
     /// an older checkpoint repeats, so this is the user's explicit choice.
     pub skip_unreadable_checkpoints: bool,
-    /// Where the control API listens; `None`: no control API.
-    pub control_addr: Option<SocketAddr>,
-    /// Storage namespace.
-    pub namespace: String,
-    /// How the job is spread over pods (one pod unless told otherwise).
-    pub pods: PodArgs,
+}
+
+impl Default for JobArgs {
+    fn default() -> Self {
+        Self {
+            namespace: DEFAULT_NAMESPACE.to_string(),
+            parallelism: None,
+            checkpoint_dir: None,
+            restore_from: None,
+            start: None,
+            allow_non_restored_state: false,
+            skip_unreadable_checkpoints: false,
+        }
+    }
 }
 
 /// Where this process sits in a multi-pod job. `count` alone (no `index`) asks `run` to
@@ -153,14 +177,8 @@ impl RuntimeArgs {
     pub fn new(file: impl Into<String>) -> Self {
         Self {
             file: file.into(),
-            parallelism: None,
-            checkpoint_dir: None,
-            restore_from: None,
-            start: None,
-            allow_non_restored_state: false,
-            skip_unreadable_checkpoints: false,
+            job: JobArgs::default(),
             control_addr: Some(DEFAULT_CONTROL_ADDR),
-            namespace: DEFAULT_NAMESPACE.to_string(),
             pods: PodArgs::default(),
         }
     }
@@ -174,33 +192,33 @@ impl RuntimeArgs {
             args.push(format!("--{name}"));
             args.extend(value);
         };
-        if let Some(p) = self.parallelism {
+        if let Some(p) = self.job.parallelism {
             flag("parallelism", Some(p.to_string()));
         }
-        if let Some(d) = &self.checkpoint_dir {
+        if let Some(d) = &self.job.checkpoint_dir {
             flag("checkpoint-dir", Some(d.clone()));
         }
-        if let Some(r) = &self.restore_from {
+        if let Some(r) = &self.job.restore_from {
             flag("restore-from", Some(r.clone()));
         }
-        if let Some(s) = &self.start {
+        if let Some(s) = &self.job.start {
             match &s.from {
                 Some(uri) => flag("start-from", Some(uri.clone())),
                 None => flag("start-empty", None),
             }
             flag("start-id", Some(s.id.clone()));
         }
-        if self.allow_non_restored_state {
+        if self.job.allow_non_restored_state {
             flag("allow-non-restored-state", None);
         }
-        if self.skip_unreadable_checkpoints {
+        if self.job.skip_unreadable_checkpoints {
             flag("skip-unreadable-checkpoints", None);
         }
         flag(
             "control-addr",
             Some(ControlAddr(self.control_addr).to_string()),
         );
-        flag("namespace", Some(self.namespace.clone()));
+        flag("namespace", Some(self.job.namespace.clone()));
         if self.pods.count != 1 {
             flag("pods", Some(self.pods.count.to_string()));
         }
@@ -332,18 +350,20 @@ impl From<RunFlags> for RuntimeArgs {
     fn from(f: RunFlags) -> Self {
         Self {
             file: f.file,
-            parallelism: f.parallelism,
-            checkpoint_dir: f.checkpoint_dir,
-            restore_from: f.restore_from,
-            // clap has checked that an id comes with exactly one of the two start flags.
-            start: f.start_id.map(|id| Start {
-                id,
-                from: f.start_from,
-            }),
-            allow_non_restored_state: f.allow_non_restored_state,
-            skip_unreadable_checkpoints: f.skip_unreadable_checkpoints,
+            job: JobArgs {
+                namespace: f.namespace,
+                parallelism: f.parallelism,
+                checkpoint_dir: f.checkpoint_dir,
+                restore_from: f.restore_from,
+                // clap has checked that an id comes with exactly one of the two start flags.
+                start: f.start_id.map(|id| Start {
+                    id,
+                    from: f.start_from,
+                }),
+                allow_non_restored_state: f.allow_non_restored_state,
+                skip_unreadable_checkpoints: f.skip_unreadable_checkpoints,
+            },
             control_addr: f.control_addr.0,
-            namespace: f.namespace,
             pods: PodArgs {
                 count: f.pods,
                 index: f.pod_index,
@@ -357,27 +377,33 @@ impl From<RunFlags> for RuntimeArgs {
 
 impl From<RuntimeArgs> for RunFlags {
     fn from(a: RuntimeArgs) -> Self {
-        let (start_id, start_from, start_empty) = match a.start {
+        let RuntimeArgs {
+            file,
+            job,
+            control_addr,
+            pods,
+        } = a;
+        let (start_id, start_from, start_empty) = match job.start {
             Some(s) => (Some(s.id), s.from.clone(), s.from.is_none()),
             None => (None, None, false),
         };
         Self {
-            file: a.file,
-            parallelism: a.parallelism,
-            checkpoint_dir: a.checkpoint_dir,
-            restore_from: a.restore_from,
+            file,
+            parallelism: job.parallelism,
+            checkpoint_dir: job.checkpoint_dir,
+            restore_from: job.restore_from,
             start_from,
             start_empty,
             start_id,
-            allow_non_restored_state: a.allow_non_restored_state,
-            skip_unreadable_checkpoints: a.skip_unreadable_checkpoints,
-            control_addr: ControlAddr(a.control_addr),
-            namespace: a.namespace,
-            pods: a.pods.count,
-            pod_index: a.pods.index,
-            peers: a.pods.peers,
-            exchange_addr: a.pods.exchange_addr,
-            incarnation: a.pods.incarnation,
+            allow_non_restored_state: job.allow_non_restored_state,
+            skip_unreadable_checkpoints: job.skip_unreadable_checkpoints,
+            control_addr: ControlAddr(control_addr),
+            namespace: job.namespace,
+            pods: pods.count,
+            pod_index: pods.index,
+            peers: pods.peers,
+            exchange_addr: pods.exchange_addr,
+            incarnation: pods.incarnation,
         }
     }
 }

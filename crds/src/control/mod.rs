@@ -36,8 +36,8 @@ mod tests;
 
 pub use auth::ControlToken;
 pub use cli::{
-    CONTROL_PORT, EXCHANGE_PORT, EXCHANGE_TOKEN_ENV, LogFormat, PodArgs, RuntimeArgs, RuntimeCli,
-    RuntimeCommand, Start,
+    CONTROL_PORT, EXCHANGE_PORT, EXCHANGE_TOKEN_ENV, JobArgs, LogFormat, PodArgs, RuntimeArgs,
+    RuntimeCli, RuntimeCommand, Start,
 };
 pub use outcome::{Outcome, TERMINATION_LOG_ENV};
 pub use report::{

@@ -145,17 +145,19 @@ fn parse(args: &[String]) -> Result<RuntimeCli, clap::Error> {
 fn every_command_line_parses_back_into_itself() {
     let all_flags = RuntimeArgs {
         file: "/etc/weir/job.yaml".into(),
-        parallelism: Some(3),
-        checkpoint_dir: Some("s3://b/w".into()),
-        restore_from: None,
-        start: Some(Start {
-            id: "s-1".into(),
-            from: Some("s3://b/sp-1".into()),
-        }),
-        allow_non_restored_state: true,
-        skip_unreadable_checkpoints: true,
+        job: JobArgs {
+            namespace: "shop".into(),
+            parallelism: Some(3),
+            checkpoint_dir: Some("s3://b/w".into()),
+            restore_from: None,
+            start: Some(Start {
+                id: "s-1".into(),
+                from: Some("s3://b/sp-1".into()),
+            }),
+            allow_non_restored_state: true,
+            skip_unreadable_checkpoints: true,
+        },
         control_addr: Some("0.0.0.0:8081".parse().unwrap()),
-        namespace: "shop".into(),
         pods: PodArgs {
             count: 3,
             index: Some(1),
@@ -171,15 +173,21 @@ fn every_command_line_parses_back_into_itself() {
     let variants = [
         all_flags.clone(),
         RuntimeArgs {
-            start: Some(Start {
-                id: "s-2".into(),
-                from: None,
-            }),
+            job: JobArgs {
+                start: Some(Start {
+                    id: "s-2".into(),
+                    from: None,
+                }),
+                ..all_flags.job.clone()
+            },
             ..all_flags.clone()
         },
         RuntimeArgs {
-            start: None,
-            restore_from: Some("file:///tmp/chk-3".into()),
+            job: JobArgs {
+                start: None,
+                restore_from: Some("file:///tmp/chk-3".into()),
+                ..all_flags.job.clone()
+            },
             control_addr: None,
             ..all_flags.clone()
         },
@@ -207,7 +215,7 @@ fn every_command_line_parses_back_into_itself() {
 #[test]
 fn start_flags_are_written_as_the_runtime_documents_them() {
     let mut run = RuntimeArgs::new("job.yaml");
-    run.start = Some(Start {
+    run.job.start = Some(Start {
         id: "s-1".into(),
         from: None,
     });

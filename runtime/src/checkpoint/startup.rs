@@ -5,7 +5,7 @@
 //! # Expected flow
 //! 1. [`begin`]: for exactly-once jobs, probe that storage honours conditional creates.
 //! 2. Choose: `--restore-from`, else a new lineage the operator asked for once
-//!    ([`StartRequest`]), else the newest valid checkpoint of the newest generation's lineage,
+//!    ([`Start`]), else the newest valid checkpoint of the newest generation's lineage,
 //!    else what that generation restored from, else nothing. Check that the state fits the job.
 //! 3. Claim the next generation (fencing the previous incarnation).
 //! 4. Re-read the lineage: a predecessor may have completed a newer checkpoint between the
@@ -26,18 +26,12 @@ use crate::error::{Error, Result};
 use crate::ids::CheckpointId;
 use crate::storage::Storage;
 
-/// A one-time start of a new lineage, as the operator asks for after an upgrade: from a
-/// savepoint (or checkpoint), or empty. Unlike `--restore-from`, repeating it is safe: when
-/// the newest generation was begun by the same `id`, the incarnation continues that lineage
-/// (its newest checkpoint), so a pod that dies after the upgrade never goes back to the
-/// savepoint and replays output its sinks already committed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StartRequest {
-    /// Unique per start; the operator keeps it until the next upgrade.
-    pub id: String,
-    /// Checkpoint or savepoint URI; `None` starts with empty state.
-    pub from: Option<String>,
-}
+/// A one-time start of a new lineage (`--start-from`, `--start-empty`), as the operator asks
+/// for after an upgrade. Unlike `--restore-from`, repeating it is safe: when the newest
+/// generation was begun by the same `id`, the incarnation continues that lineage (its newest
+/// checkpoint), so a pod that dies after the upgrade never goes back to the savepoint and
+/// replays output its sinks already committed.
+pub use weir_crds::control::Start;
 
 /// What start-up needs to know about the job and how it was asked to start.
 #[derive(Debug)]
@@ -59,7 +53,7 @@ pub struct StartupInput<'a> {
     /// `--restore-from`.
     pub restore_from: Option<&'a str>,
     /// `--start-from/--start-id`.
-    pub start: Option<&'a StartRequest>,
+    pub start: Option<&'a Start>,
 }
 
 /// A claimed incarnation and the checkpoint it restores.

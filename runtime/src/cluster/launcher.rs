@@ -36,8 +36,8 @@ pub async fn run(args: RuntimeArgs, log_format: LogFormat) -> Result<i32> {
     // A restart must not go back to a `--restore-from` point: it continues the lineage that
     // start began, exactly as the operator's start requests do.
     let mut args = args;
-    if let Some(from) = args.restore_from.take() {
-        args.start = Some(Start {
+    if let Some(from) = args.job.restore_from.take() {
+        args.job.start = Some(Start {
             id: format!("launch-{launch_id}"),
             from: Some(from),
         });

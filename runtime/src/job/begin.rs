@@ -97,10 +97,10 @@ async fn begin_here(
             exactly_once: job.checkpoint.exactly_once,
             max_parallelism,
             stateful_operators,
-            allow_non_restored_state: opts.allow_non_restored_state,
-            skip_unreadable_checkpoints: opts.skip_unreadable_checkpoints,
-            restore_from: opts.restore_from.as_deref(),
-            start: opts.start.as_ref(),
+            allow_non_restored_state: opts.job.allow_non_restored_state,
+            skip_unreadable_checkpoints: opts.job.skip_unreadable_checkpoints,
+            restore_from: opts.job.restore_from.as_deref(),
+            start: opts.job.start.as_ref(),
         },
     )
     .await?;

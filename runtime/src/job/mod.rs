@@ -35,8 +35,8 @@ use crate::ids::TaskId;
 use crate::plan::Plan;
 use crate::storage::Storage;
 
-pub use crate::checkpoint::startup::StartRequest;
 pub use options::RunOptions;
+pub use weir_crds::control::{JobArgs, Start};
 
 /// A started job.
 pub struct RunningJob {
@@ -104,7 +104,7 @@ pub(crate) struct Shape {
 
 impl Shape {
     fn of(plan: &Plan, opts: &RunOptions) -> Result<Self> {
-        let parallelism = opts.parallelism.unwrap_or(plan.job.parallelism);
+        let parallelism = opts.job.parallelism.unwrap_or(plan.job.parallelism);
         let max_parallelism = plan.job.max_parallelism;
         if parallelism == 0 || parallelism > max_parallelism {
             return Err(Error::Restore(format!(
@@ -211,12 +211,13 @@ pub async fn start(plan: Plan, opts: RunOptions) -> Result<RunningJob> {
     let connectors = sinks::prepare(&plan, shape.parallelism).await?;
     connectors::wait_for_source(&plan.job.pipeline.source, &plan.name).await?;
     let storage_uri = opts
+        .job
         .checkpoint_dir
         .clone()
         .unwrap_or_else(|| plan.job.checkpoint.storage.clone());
     let storage = Storage::open(&storage_uri, &plan.job.checkpoint.s3).await?;
     storage.wait_until_reachable(crate::wait::limit()).await?;
-    let layout = Layout::new(&opts.namespace, &plan.name);
+    let layout = Layout::new(&opts.job.namespace, &plan.name);
     let store = begin::Store {
         storage: &storage,
         uri: &storage_uri,

@@ -51,7 +51,12 @@ pub(super) struct Shared<'a> {
 pub(super) async fn spawn(cx: &Shared<'_>, mut grid: Grid) -> Result<Spawned> {
     let (plan, shape) = (cx.plan, cx.shape);
     let source_spec = &plan.job.pipeline.source;
-    let source = connectors::Source::new(source_spec, plan)?;
+    let source = connectors::Source::new(
+        source_spec,
+        &plan.name,
+        Arc::clone(&plan.source_schema),
+        plan.source_time_col,
+    )?;
     let ooo = source_spec
         .event_time
         .as_ref()
@@ -77,7 +82,6 @@ pub(super) async fn spawn(cx: &Shared<'_>, mut grid: Grid) -> Result<Spawned> {
             if tid.stage == 0 {
                 out.source_ctrls.push((*tid, ctrl_tx));
                 let reader = source.reader(
-                    plan,
                     tid.subtask,
                     shape.parallelism,
                     cx.begun.restored.as_ref(),
