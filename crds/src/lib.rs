@@ -122,8 +122,8 @@ pub use connectors::*;
 pub use duration::Duration;
 pub use pipeline::*;
 pub use validate::{
-    AggregateFn, FieldError, JobErrors, KAFKA_RAW_COLUMNS, load_job, parse_aggregate,
-    parse_timestamp_ms, validate,
+    AggregateFn, FieldError, JobErrors, KAFKA_RAW_COLUMNS, NEXMARK_COLUMNS, load_job,
+    parse_aggregate, parse_timestamp_ms, validate,
 };
 
 #[cfg(all(test, feature = "kube"))]

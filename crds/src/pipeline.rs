@@ -226,8 +226,8 @@ pub struct S3Spec {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[schemars(extend("x-kubernetes-validations" = [{
-    "rule": "[has(self.datagen), has(self.file), has(self.kafka)].filter(x, x).size() == 1",
-    "message": "source needs exactly one of datagen, file, kafka"
+    "rule": "[has(self.datagen), has(self.file), has(self.kafka), has(self.nexmark)].filter(x, x).size() == 1",
+    "message": "source needs exactly one of datagen, file, kafka, nexmark"
 }]))]
 pub struct SourceSpec {
     /// The table name a `sql` pipeline reads the source by (required there).
@@ -243,6 +243,9 @@ pub struct SourceSpec {
     /// A Kafka topic.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kafka: Option<KafkaSourceSpec>,
+    /// The Nexmark benchmark's auction events (persons, auctions, bids), generated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nexmark: Option<NexmarkSpec>,
     /// Record fields, in order.
     pub schema: Vec<FieldSpec>,
     /// Which field carries event time, and how late records may arrive.
@@ -266,6 +269,8 @@ pub enum SourceConnector<'a> {
     File(&'a FileSourceSpec),
     /// A Kafka topic.
     Kafka(&'a KafkaSourceSpec),
+    /// Nexmark's generated auction events.
+    Nexmark(&'a NexmarkSpec),
 }
 
 impl SourceConnector<'_> {
@@ -276,6 +281,7 @@ impl SourceConnector<'_> {
             Self::Datagen(_) => "datagen",
             Self::File(_) => "file",
             Self::Kafka(_) => "kafka",
+            Self::Nexmark(_) => "nexmark",
         }
     }
 }
@@ -292,13 +298,14 @@ impl SourceSpec {
         }
     }
 
-    /// Every connector given, in manifest order (`datagen`, `file`, `kafka`). Validation
+    /// Every connector given, in manifest order (`datagen`, `file`, `kafka`, `nexmark`). Validation
     /// checks each even when several are given, so one edit cycle fixes them all.
     pub(crate) fn connectors(&self) -> impl Iterator<Item = SourceConnector<'_>> {
         [
             self.datagen.as_ref().map(SourceConnector::Datagen),
             self.file.as_ref().map(SourceConnector::File),
             self.kafka.as_ref().map(SourceConnector::Kafka),
+            self.nexmark.as_ref().map(SourceConnector::Nexmark),
         ]
         .into_iter()
         .flatten()
@@ -397,6 +404,43 @@ pub struct DatagenSpec {
     /// How each schema field is generated: `{sequence: {}}`, `{key: ...}`, `{uniform: ...}`,
     /// `{bernoulli: ...}` or `{eventTime: ...}`.
     pub fields: IndexMap<String, FieldGenerator>,
+}
+
+/// The Nexmark benchmark's event stream, as its reference generator (Apache Beam's) makes it:
+/// one person, three auctions and 46 bids in every 50 events, ids that grow with the
+/// stream, bids mostly on recent and hot auctions by active and hot bidders, and event time
+/// that advances `eventsPerSecond` events per second. Event `i` depends only on `i` and the
+/// seed, so the stream is the same at any parallelism and after any restore.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NexmarkSpec {
+    /// Seed of every generated value.
+    #[serde(default)]
+    pub seed: u64,
+    /// Events in all; unbounded when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub events: Option<u64>,
+    /// How fast event time advances: events per second of event time.
+    #[serde(default = "default_nexmark_event_rate")]
+    #[schemars(range(min = 1))]
+    pub events_per_second: u64,
+    /// Wall-clock pacing, events per second over all subtasks; as fast as possible when
+    /// absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<u64>,
+    /// Independent splits the stream is cut into (event `i` belongs to split `i mod splits`);
+    /// the unit of source parallelism.
+    #[serde(default = "default_splits")]
+    #[schemars(range(min = 1))]
+    pub splits: u32,
+    /// Events per emitted batch.
+    #[serde(default = "default_batch_size")]
+    #[schemars(range(min = 1))]
+    pub batch_size: u32,
+}
+
+fn default_nexmark_event_rate() -> u64 {
+    10_000
 }
 
 fn default_splits() -> u32 {

@@ -17,6 +17,7 @@ use crate::sink::{SinkConnector, SinkEnv};
 use crate::source::datagen::{DatagenReader, Generator};
 use crate::source::decode_errors::OnError;
 use crate::source::file::FileReader;
+use crate::source::nexmark::{NexmarkGenerator, NexmarkReader};
 use crate::source::{SourceReader, SplitState, owned_splits};
 
 /// The connector of a sink spec; nothing connects until its `prepare`.
@@ -51,11 +52,14 @@ pub async fn wait_for_source(source: &SourceSpec, job_name: &str) -> Result<()> 
 }
 
 /// The records a source emits: its declared `schema`, or the fixed one of a connector
-/// that brings its own (Kafka's `format: raw`).
+/// that brings its own (Kafka's `format: raw`, Nexmark).
 #[must_use]
 pub fn source_schema(spec: &SourceSpec) -> SchemaRef {
-    match &spec.kafka {
-        Some(k) if k.format == weir_crds::KafkaFormat::Raw => crate::kafka::source::raw_schema(),
+    match spec.connector() {
+        Some(SourceConnector::Kafka(k)) if k.format == weir_crds::KafkaFormat::Raw => {
+            crate::kafka::source::raw_schema()
+        }
+        Some(SourceConnector::Nexmark(_)) => crate::source::nexmark::schema(),
         _ => crate::schema::source_schema(&spec.schema),
     }
 }
@@ -147,6 +151,12 @@ impl<'a> Source<'a> {
                     splits(d.splits),
                 )))
             }
+            Some(SourceConnector::Nexmark(n)) => Ok(Box::new(NexmarkReader::new(
+                NexmarkGenerator::new(n, Arc::clone(&self.schema)),
+                n.splits,
+                n.batch_size,
+                splits(n.splits),
+            ))),
             Some(SourceConnector::File(f)) => Ok(Box::new(FileReader::new(
                 f.path.clone(),
                 Arc::clone(&self.schema),
@@ -164,9 +174,12 @@ impl<'a> Source<'a> {
     /// `rate`, shared out by the splits each subtask owns).
     #[must_use]
     pub fn rate(&self, subtask: u32, parallelism: u32) -> Option<f64> {
-        let d = self.spec.datagen.as_ref()?;
-        let r = d.rate?;
-        let owned = owned_splits(d.splits, subtask, parallelism).len() as f64;
-        Some(r as f64 * owned / f64::from(d.splits.max(1)))
+        let (rate, splits) = match self.spec.connector()? {
+            SourceConnector::Datagen(d) => (d.rate?, d.splits),
+            SourceConnector::Nexmark(n) => (n.rate?, n.splits),
+            SourceConnector::File(_) | SourceConnector::Kafka(_) => return None,
+        };
+        let owned = owned_splits(splits, subtask, parallelism).len() as f64;
+        Some(rate as f64 * owned / f64::from(splits.max(1)))
     }
 }

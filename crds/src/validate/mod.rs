@@ -12,6 +12,7 @@ mod datagen;
 pub mod expr_limits;
 mod file;
 mod kafka;
+mod nexmark;
 mod source;
 pub mod sql;
 pub mod transactional;
@@ -25,6 +26,7 @@ use crate::pipeline::{
 };
 
 pub use kafka::{KAFKA_RAW_COLUMNS, parse_timestamp_ms};
+pub use nexmark::NEXMARK_COLUMNS;
 pub use transforms::{AggregateFn, parse_aggregate};
 
 /// One problem in a job file: where and what.

@@ -1,7 +1,7 @@
 //! The source's own checks (exactly one connector, the schema, event time) and the one
 //! `match` that hands each connector to its checks, which live in the connector's file.
 
-use super::{FieldError, datagen, file, kafka};
+use super::{FieldError, datagen, file, kafka, nexmark};
 use crate::pipeline::{FieldType, SourceConnector, SourceSpec};
 
 /// The whole `source`.
@@ -11,7 +11,7 @@ pub(super) fn check(src: &SourceSpec, errs: &mut Vec<FieldError>) {
         errs.push(FieldError::new(
             "source",
             format!(
-                "give exactly one of datagen, file, kafka; found {}",
+                "give exactly one of datagen, file, kafka, nexmark; found {}",
                 if given.is_empty() {
                     "none".to_string()
                 } else {
@@ -64,6 +64,7 @@ pub(super) fn check(src: &SourceSpec, errs: &mut Vec<FieldError>) {
             SourceConnector::Datagen(d) => datagen::check_source(d, src, errs),
             SourceConnector::File(f) => file::check_source(f, errs),
             SourceConnector::Kafka(k) => kafka::check_source(k, src, errs),
+            SourceConnector::Nexmark(n) => nexmark::check_source(n, src, errs),
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod decode_errors;
 pub mod file;
 pub mod idleness;
 pub mod json;
+pub mod nexmark;
 
 use datafusion::arrow::array::RecordBatch;
 

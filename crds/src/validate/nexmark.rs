@@ -1,0 +1,85 @@
+//! The Nexmark source's checks: its settings, and the schema it fixes (written out in the
+//! job, as for Kafka's `format: raw`, so a reader of the manifest sees every column).
+
+use super::FieldError;
+use crate::pipeline::{FieldType, NexmarkSpec, SourceSpec};
+
+/// The columns of a Nexmark event, in order: which kind of event (`event_type`: 0 person,
+/// 1 auction, 2 bid), the fields of each kind (null in events of the other kinds), and the
+/// event time and padding all kinds share. Flink's Nexmark puts the three kinds in one
+/// table the same way (as nested rows); queries read them through views.
+pub const NEXMARK_COLUMNS: [(&str, FieldType); 23] = [
+    ("event_type", FieldType::Int64),
+    ("person_id", FieldType::Int64),
+    ("person_name", FieldType::String),
+    ("person_email_address", FieldType::String),
+    ("person_credit_card", FieldType::String),
+    ("person_city", FieldType::String),
+    ("person_state", FieldType::String),
+    ("auction_id", FieldType::Int64),
+    ("auction_item_name", FieldType::String),
+    ("auction_description", FieldType::String),
+    ("auction_initial_bid", FieldType::Int64),
+    ("auction_reserve", FieldType::Int64),
+    ("auction_expires", FieldType::Timestamp),
+    ("auction_seller", FieldType::Int64),
+    ("auction_category", FieldType::Int64),
+    ("bid_auction", FieldType::Int64),
+    ("bid_bidder", FieldType::Int64),
+    ("bid_price", FieldType::Int64),
+    ("bid_channel", FieldType::String),
+    ("bid_url", FieldType::String),
+    ("date_time", FieldType::Timestamp),
+    ("extra", FieldType::String),
+    ("event_id", FieldType::Int64),
+];
+
+/// The generator's settings, and `source.schema` equal to [`NEXMARK_COLUMNS`].
+pub(super) fn check_source(n: &NexmarkSpec, src: &SourceSpec, errs: &mut Vec<FieldError>) {
+    for (field, bad, why) in [
+        ("splits", n.splits == 0, "must be at least 1"),
+        ("batchSize", n.batch_size == 0, "must be at least 1"),
+        (
+            "eventsPerSecond",
+            n.events_per_second == 0,
+            "must be at least 1",
+        ),
+        (
+            "rate",
+            n.rate == Some(0),
+            "must be at least 1 (omit it for no limit)",
+        ),
+    ] {
+        if bad {
+            errs.push(FieldError::new(format!("source.nexmark.{field}"), why));
+        }
+    }
+    let got: Vec<(&str, FieldType)> = src
+        .schema
+        .iter()
+        .map(|f| (f.name.as_str(), f.data_type))
+        .collect();
+    if got != NEXMARK_COLUMNS {
+        errs.push(FieldError::new(
+            "source.schema",
+            format!(
+                "the nexmark source needs exactly these fields, in order: {}",
+                NEXMARK_COLUMNS
+                    .iter()
+                    .map(|(n, t)| format!("{{name: {n}, type: {}}}", type_word(*t)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ));
+    }
+}
+
+fn type_word(t: FieldType) -> &'static str {
+    match t {
+        FieldType::String => "string",
+        FieldType::Int64 => "int64",
+        FieldType::Float64 => "float64",
+        FieldType::Boolean => "boolean",
+        FieldType::Timestamp => "timestamp",
+    }
+}

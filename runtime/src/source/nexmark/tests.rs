@@ -1,0 +1,115 @@
+use std::collections::BTreeSet;
+
+use datafusion::arrow::array::{Array, AsArray};
+use datafusion::arrow::datatypes::{Int64Type, TimestampMillisecondType};
+use weir_crds::NexmarkSpec;
+
+use super::*;
+
+fn spec(events: u64) -> NexmarkSpec {
+    serde_yaml::from_str(&format!(
+        "events: {events}\neventsPerSecond: 1000\nsplits: 3\n"
+    ))
+    .expect("spec")
+}
+
+fn col<'a>(
+    b: &'a RecordBatch,
+    name: &str,
+) -> &'a datafusion::arrow::array::PrimitiveArray<Int64Type> {
+    b.column_by_name(name)
+        .expect(name)
+        .as_primitive::<Int64Type>()
+}
+
+#[test]
+fn the_mix_ids_and_time_follow_the_reference_generator() {
+    let g = NexmarkGenerator::new(&spec(5_000), schema());
+    let ids: Vec<u64> = (0..5_000).collect();
+    let b = g.batch(&ids).expect("batch");
+    let kinds = col(&b, "event_type");
+    let count = |k: i64| kinds.iter().filter(|v| *v == Some(k)).count();
+    // 1 person, 3 auctions, 46 bids in every 50 events.
+    assert_eq!(
+        (count(PERSON), count(AUCTION), count(BID)),
+        (100, 300, 4_600)
+    );
+    // Person and auction ids are consecutive from 1000, in stream order.
+    let persons: Vec<i64> = col(&b, "person_id").iter().flatten().collect();
+    assert_eq!(persons, (1000..1100).collect::<Vec<_>>());
+    let auctions: Vec<i64> = col(&b, "auction_id").iter().flatten().collect();
+    assert_eq!(auctions, (1000..1300).collect::<Vec<_>>());
+    // A bid names an auction and a bidder that exist by then or soon after, and mostly
+    // recent ones; hot auctions (multiples of 100 from the first) get many bids.
+    let mut per_auction = std::collections::BTreeMap::new();
+    for i in 0..b.num_rows() {
+        if kinds.value(i) != BID {
+            continue;
+        }
+        let n = i as u64;
+        let a = col(&b, "bid_auction").value(i) - 1000;
+        let p = col(&b, "bid_bidder").value(i) - 1000;
+        assert!(
+            a >= 0 && (a as u64) <= last_auction(n) + AUCTION_ID_LEAD,
+            "bid {n} on {a}"
+        );
+        assert!(
+            p >= 0 && (p as u64) <= last_person(n) + PERSON_ID_LEAD + 1,
+            "bid {n} by {p}"
+        );
+        *per_auction.entry(a).or_insert(0u32) += 1;
+        assert!(col(&b, "bid_price").value(i) >= 100);
+    }
+    let hottest = per_auction.iter().max_by_key(|(_, c)| **c).map(|(a, _)| *a);
+    assert_eq!(hottest.map(|a| a % 100), Some(0), "{per_auction:?}");
+    let categories: BTreeSet<i64> = col(&b, "auction_category").iter().flatten().collect();
+    assert_eq!(categories, (10..15).collect());
+    // Event time: eventsPerSecond events per second from the base time.
+    let t = b
+        .column_by_name("date_time")
+        .expect("date_time")
+        .as_primitive::<TimestampMillisecondType>();
+    assert_eq!(t.value(4_999) - t.value(0), 4_999);
+    assert_eq!(t.null_count(), 0);
+}
+
+#[test]
+fn an_event_is_the_same_whoever_generates_it() {
+    let g = NexmarkGenerator::new(&spec(100), schema());
+    let all = g.batch(&(0..100).collect::<Vec<_>>()).expect("all");
+    let some = g.batch(&[7, 42, 99]).expect("some");
+    for (j, i) in [7usize, 42, 99].into_iter().enumerate() {
+        assert_eq!(all.slice(i, 1), some.slice(j, 1), "event {i}");
+    }
+    let other_seed = NexmarkGenerator::new(
+        &NexmarkSpec {
+            seed: 1,
+            ..spec(100)
+        },
+        schema(),
+    );
+    assert_ne!(other_seed.batch(&[42]).expect("b"), some.slice(1, 1));
+}
+
+#[test]
+fn the_reader_emits_each_event_once_and_resumes_from_its_positions() {
+    let g = NexmarkGenerator::new(&spec(1_000), schema());
+    let drain = |r: &mut NexmarkReader, limit: usize| {
+        let mut seen = Vec::new();
+        for _ in 0..limit {
+            match r.poll().expect("poll") {
+                Poll::Batch { data, .. } => seen.extend(col(&data, "event_id").iter().flatten()),
+                Poll::Finished => break,
+                Poll::Idle => {}
+            }
+        }
+        seen
+    };
+    let mut first = NexmarkReader::new(g.clone(), 3, 64, (0..3).map(SplitState::new).collect());
+    let mut seen = drain(&mut first, 4);
+    let positions = first.snapshot();
+    let mut resumed = NexmarkReader::new(g, 3, 64, positions);
+    seen.extend(drain(&mut resumed, usize::MAX));
+    seen.sort_unstable();
+    assert_eq!(seen, (0..1_000).collect::<Vec<i64>>());
+}
