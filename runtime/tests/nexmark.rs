@@ -1,0 +1,148 @@
+//! Nexmark queries (`examples/nexmark/`) against an independent oracle: the same query,
+//! written separately in DuckDB's dialect (`tests/nexmark/oracle/`), run by DuckDB as a batch
+//! over the very events Weir read (dumped by a job that selects every event), compared row
+//! by row (`tests/nexmark/oracle.py`). Each query runs at parallelism 1 and 3, and once
+//! killed with SIGKILL at random moments and restarted from its checkpoints.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
+
+mod common;
+
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use common::{log_tail, spawn_runtime, wait_exit_within};
+
+const EVENTS: u64 = 60_000;
+const QUERIES: [&str; 5] = ["q0", "q1", "q2", "q14", "q22"];
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The example's job file, with its size, parallelism, storage and output moved under `dir`.
+fn job_file(query: &str, sql: Option<&str>, parallelism: u32, dir: &Path) -> PathBuf {
+    let text = std::fs::read_to_string(repo().join(format!("examples/nexmark/{query}.yaml")))
+        .expect("example");
+    let mut text = text
+        .replace("events: 1000000", &format!("events: {EVENTS}"))
+        .replace("parallelism: 2", &format!("parallelism: {parallelism}"))
+        .replace("interval: 2s", "interval: 200ms")
+        .replace(
+            "file://./.weir",
+            &format!("file://{}", dir.join("chk").display()),
+        )
+        .replace(
+            &format!("out/nexmark/{query}"),
+            &dir.join("out").display().to_string(),
+        );
+    if let Some(sql) = sql {
+        let at = text.find("sql: |").expect("sql");
+        text.truncate(at);
+        text.push_str("sql: |\n");
+        text.push_str(sql);
+    }
+    std::fs::create_dir_all(dir).expect("job dir");
+    let file = dir.join("job.yaml");
+    std::fs::write(&file, text).expect("write job");
+    file
+}
+
+fn run_to_end(file: &Path, log: &Path) {
+    let mut child = spawn_runtime(file, &[], &[], log);
+    let status = wait_exit_within(&mut child, Duration::from_secs(300)).expect("job ends");
+    assert!(status.success(), "job failed\n{}", log_tail(log));
+}
+
+/// Every event, as the queries' source emits it, for the oracle to read.
+fn dump_events(dir: &Path) -> PathBuf {
+    let file = job_file(
+        "q0",
+        Some("  INSERT INTO out SELECT * FROM nexmark;\n"),
+        2,
+        dir,
+    );
+    run_to_end(&file, &dir.join("runtime.log"));
+    dir.join("out")
+}
+
+fn oracle(events: &Path, query: &str, out: &Path) -> String {
+    let python = Command::new(repo().join("tests/duckdb.sh"))
+        .arg("python")
+        .output()
+        .expect("tests/duckdb.sh");
+    assert!(
+        python.status.success(),
+        "{}",
+        String::from_utf8_lossy(&python.stderr)
+    );
+    let python = String::from_utf8_lossy(&python.stdout).trim().to_string();
+    let res = Command::new(python)
+        .arg(repo().join("tests/nexmark/oracle.py"))
+        .arg(events)
+        .arg(repo().join(format!("tests/nexmark/oracle/{query}.sql")))
+        .arg(out)
+        .output()
+        .expect("oracle");
+    let report = String::from_utf8_lossy(&res.stdout).trim().to_string();
+    assert!(
+        res.status.success(),
+        "{query} differs from the oracle: {report}\n{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    report
+}
+
+#[test]
+fn every_query_equals_the_oracle_at_parallelism_1_and_3() {
+    let tmp = tempfile::tempdir().unwrap();
+    let events = dump_events(&tmp.path().join("events"));
+    for query in QUERIES {
+        for parallelism in [1, 3] {
+            let dir = tmp.path().join(format!("{query}-p{parallelism}"));
+            std::fs::create_dir_all(&dir).unwrap();
+            let file = job_file(query, None, parallelism, &dir);
+            run_to_end(&file, &dir.join("runtime.log"));
+            let report = oracle(&events, query, &dir.join("out"));
+            println!("{query} at parallelism {parallelism}: {report}");
+        }
+    }
+}
+
+#[test]
+fn a_query_killed_and_restarted_still_equals_the_oracle() {
+    let tmp = tempfile::tempdir().unwrap();
+    let events = dump_events(&tmp.path().join("events"));
+    let mut rng = common::fault_seed();
+    for query in ["q1", "q22"] {
+        let dir = tmp.path().join(query);
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = job_file(query, None, 2, &dir);
+        // Slow enough to be killed mid-stream: 60k events at 20k/s.
+        let text = std::fs::read_to_string(&file)
+            .unwrap()
+            .replace("splits: 8", "splits: 8\n    rate: 20000");
+        std::fs::write(&file, text).unwrap();
+        let log = dir.join("runtime.log");
+        let mut kills = 0;
+        for _ in 0..10 {
+            if kills == 2 {
+                break;
+            }
+            let mut child = spawn_runtime(&file, &[], &[], &log);
+            std::thread::sleep(Duration::from_millis(
+                600 + common::xorshift(&mut rng) % 800,
+            ));
+            if child.try_wait().unwrap().is_none() {
+                child.kill().unwrap();
+                assert_eq!(child.wait().unwrap().signal(), Some(9));
+                kills += 1;
+            }
+        }
+        assert_eq!(kills, 2, "{query} ended before it could be killed");
+        run_to_end(&file, &log);
+        let report = oracle(&events, query, &dir.join("out"));
+        println!("{query} after {kills} kills: {report}");
+    }
+}

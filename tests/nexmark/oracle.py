@@ -1,0 +1,119 @@
+"""The Nexmark oracle: a query run by DuckDB, as a batch over the same events Weir read,
+compared row by row with what Weir committed.
+
+    oracle.py EVENTS_DIR QUERY_SQL WEIR_OUTPUT_DIR
+
+EVENTS_DIR holds the events (the file sink's part-*.jsonl of `SELECT * FROM nexmark`),
+QUERY_SQL the query in DuckDB's dialect over the views `person`, `auction` and `bid`
+(written for the oracle, not derived from Weir's SQL), WEIR_OUTPUT_DIR the job's output.
+Prints one JSON line {rows, missing, extra, wrong} and exits 1 when they differ: rows
+compare as multisets; a row that differs from an expected one only in its non-key columns
+counts as wrong rather than as missing plus extra.
+"""
+
+import datetime
+import glob
+import json
+import os
+import sys
+from collections import Counter
+
+import duckdb
+
+VIEWS = """
+CREATE VIEW person AS SELECT person_id AS id, person_name AS name,
+  person_email_address AS email_address, person_credit_card AS credit_card,
+  person_city AS city, person_state AS state, date_time, extra
+  FROM nexmark WHERE event_type = 0;
+CREATE VIEW auction AS SELECT auction_id AS id, auction_item_name AS item_name,
+  auction_description AS description, auction_initial_bid AS initial_bid,
+  auction_reserve AS reserve, date_time, auction_expires AS expires,
+  auction_seller AS seller, auction_category AS category, extra
+  FROM nexmark WHERE event_type = 1;
+CREATE VIEW bid AS SELECT bid_auction AS auction, bid_bidder AS bidder, bid_price AS price,
+  bid_channel AS channel, bid_url AS url, date_time, extra
+  FROM nexmark WHERE event_type = 2;
+"""
+
+COLUMNS = {
+    "event_type": "BIGINT", "person_id": "BIGINT", "person_name": "VARCHAR",
+    "person_email_address": "VARCHAR", "person_credit_card": "VARCHAR",
+    "person_city": "VARCHAR", "person_state": "VARCHAR", "auction_id": "BIGINT",
+    "auction_item_name": "VARCHAR", "auction_description": "VARCHAR",
+    "auction_initial_bid": "BIGINT", "auction_reserve": "BIGINT",
+    "auction_expires": "TIMESTAMPTZ", "auction_seller": "BIGINT",
+    "auction_category": "BIGINT", "bid_auction": "BIGINT", "bid_bidder": "BIGINT",
+    "bid_price": "BIGINT", "bid_channel": "VARCHAR", "bid_url": "VARCHAR",
+    "date_time": "TIMESTAMPTZ", "extra": "VARCHAR", "event_id": "BIGINT",
+}
+
+
+def canon(v):
+    """One spelling per value: instants as epoch milliseconds, floats to 6 decimals."""
+    if isinstance(v, datetime.datetime):
+        if v.tzinfo is None:
+            v = v.replace(tzinfo=datetime.timezone.utc)
+        return round(v.timestamp() * 1000)
+    if isinstance(v, str) and len(v) >= 20 and v[4] == "-" and v[10] == "T" and v.endswith("Z"):
+        return canon(datetime.datetime.fromisoformat(v.replace("Z", "+00:00")))
+    if isinstance(v, float):
+        return round(v, 6)
+    if hasattr(v, "as_integer_ratio") and not isinstance(v, int):  # Decimal
+        return round(float(v), 6)
+    return v
+
+
+def weir_rows(out_dir, names):
+    rows = Counter()
+    for path in sorted(glob.glob(os.path.join(out_dir, "part-*.jsonl"))):
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                if line.strip():
+                    r = json.loads(line)
+                    rows[tuple(canon(r.get(n)) for n in names)] += 1
+    return rows
+
+
+def main():
+    events_dir, query_file, out_dir = sys.argv[1:4]
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    files = sorted(glob.glob(os.path.join(events_dir, "part-*.jsonl")))
+    if not files:
+        sys.exit(f"no events in {events_dir}")
+    columns = ", ".join(f"'{k}': '{v}'" for k, v in COLUMNS.items())
+    con.execute(
+        f"CREATE TABLE nexmark AS SELECT * FROM read_json({files!r}, "
+        f"format = 'newline_delimited', columns = {{{columns}}})"
+    )
+    con.execute(VIEWS)
+    with open(query_file, encoding="utf-8") as f:
+        cur = con.execute(f.read())
+    names = [d[0] for d in cur.description]
+    want = Counter(tuple(canon(v) for v in row) for row in cur.fetchall())
+    got = weir_rows(out_dir, names)
+    missing = want - got
+    extra = got - want
+    wrong = 0
+    # A wrong row is missing once and extra once with the same first column (the key).
+    extra_keys = Counter(r[0] for r in extra.elements())
+    for r in missing.elements():
+        if extra_keys[r[0]] > 0:
+            extra_keys[r[0]] -= 1
+            wrong += 1
+    report = {
+        "rows": sum(want.values()),
+        "got": sum(got.values()),
+        "missing": sum(missing.values()) - wrong,
+        "extra": sum(extra.values()) - wrong,
+        "wrong": wrong,
+    }
+    if missing or extra:
+        report["first_missing"] = [list(r) for r in list(missing)[:3]]
+        report["first_extra"] = [list(r) for r in list(extra)[:3]]
+    print(json.dumps(report, default=str))
+    sys.exit(0 if not (missing or extra) else 1)
+
+
+if __name__ == "__main__":
+    main()
