@@ -11,7 +11,7 @@ use datafusion::arrow::array::{
 use datafusion::arrow::datatypes::{DataType, Int64Type, SchemaRef, TimestampMillisecondType};
 use weir_crds::{DatagenSpec, FieldGenerator};
 
-use super::{Poll, SourceReader, SplitState};
+use super::{CountedSplits, Poll, SourceReader, SplitState};
 use crate::error::{Error, Result};
 use crate::ids::Millis;
 use crate::schema::parse_timestamp_millis;
@@ -272,10 +272,7 @@ fn max_time(col: &ArrayRef) -> Option<Millis> {
 #[derive(Debug)]
 pub struct DatagenReader {
     generator: Generator,
-    total_splits: u64,
-    batch_size: u64,
-    splits: Vec<SplitState>,
-    next: usize,
+    splits: CountedSplits,
 }
 
 impl DatagenReader {
@@ -289,57 +286,32 @@ impl DatagenReader {
     ) -> Self {
         Self {
             generator,
-            total_splits: u64::from(total_splits),
-            batch_size: u64::from(batch_size.max(1)),
-            splits,
-            next: 0,
+            splits: CountedSplits::new(total_splits, batch_size, splits),
         }
     }
 }
 
 impl SourceReader for DatagenReader {
     fn poll(&mut self) -> Result<Poll> {
-        let n = self.splits.len();
-        let first = self.next;
-        for k in 0..n {
-            let idx = (first + k) % n;
-            let s = &mut self.splits[idx];
-            if s.finished {
-                continue;
-            }
-            let mut ids = Vec::with_capacity(self.batch_size as usize);
-            while (ids.len() as u64) < self.batch_size {
-                let i = u64::from(s.split) + s.offset * self.total_splits;
-                if self.generator.count.is_some_and(|c| i >= c) {
-                    s.finished = true;
-                    break;
-                }
-                ids.push(i);
-                s.offset += 1;
-                s.records += 1;
-            }
-            self.next = (idx + 1) % n;
-            if ids.is_empty() {
-                continue;
-            }
-            let batch = self.generator.batch(&ids)?;
-            if let Some(max) = self
-                .generator
-                .time_field()
-                .and_then(|tf| max_time(batch.column(tf)))
-            {
-                s.max_event_time = s.max_event_time.max(max);
-            }
-            return Ok(Poll::Batch {
-                data: batch,
-                side: None,
-            });
+        let Some((s, ids)) = self.splits.next_batch(self.generator.count) else {
+            return Ok(Poll::Finished);
+        };
+        let batch = self.generator.batch(&ids)?;
+        if let Some(max) = self
+            .generator
+            .time_field()
+            .and_then(|tf| max_time(batch.column(tf)))
+        {
+            s.max_event_time = s.max_event_time.max(max);
         }
-        Ok(Poll::Finished)
+        Ok(Poll::Batch {
+            data: batch,
+            side: None,
+        })
     }
 
     fn snapshot(&self) -> Vec<SplitState> {
-        self.splits.clone()
+        self.splits.snapshot()
     }
 }
 

@@ -53,3 +53,62 @@ pub trait SourceReader: Send {
 pub fn owned_splits(splits: u32, subtask: u32, parallelism: u32) -> Vec<u32> {
     (0..splits).filter(|s| s % parallelism == subtask).collect()
 }
+
+/// Splits of a generated stream, record `i` in split `i mod total`, each position a count:
+/// the bookkeeping every generator's reader shares (datagen, nexmark).
+#[derive(Debug)]
+pub struct CountedSplits {
+    total: u64,
+    batch_size: u64,
+    splits: Vec<SplitState>,
+    next: usize,
+}
+
+impl CountedSplits {
+    /// `splits` (restored or fresh) of `total`, `batch_size` records at a time.
+    #[must_use]
+    pub fn new(total: u32, batch_size: u32, splits: Vec<SplitState>) -> Self {
+        Self {
+            total: u64::from(total.max(1)),
+            batch_size: u64::from(batch_size.max(1)),
+            splits,
+            next: 0,
+        }
+    }
+
+    /// The next batch's record numbers, from the splits in turn, and the split they came
+    /// from (its position already advanced past them); `None` when every split is finished,
+    /// `count` being the stream's length when it is bounded.
+    pub fn next_batch(&mut self, count: Option<u64>) -> Option<(&mut SplitState, Vec<u64>)> {
+        let n = self.splits.len();
+        for k in 0..n {
+            let idx = (self.next + k) % n;
+            let s = &mut self.splits[idx];
+            if s.finished {
+                continue;
+            }
+            let mut ids = Vec::with_capacity(self.batch_size as usize);
+            while (ids.len() as u64) < self.batch_size {
+                let i = u64::from(s.split) + s.offset * self.total;
+                if count.is_some_and(|c| i >= c) {
+                    s.finished = true;
+                    break;
+                }
+                ids.push(i);
+                s.offset += 1;
+                s.records += 1;
+            }
+            if !ids.is_empty() {
+                self.next = (idx + 1) % n;
+                return Some((&mut self.splits[idx], ids));
+            }
+        }
+        None
+    }
+
+    /// Positions of the splits.
+    #[must_use]
+    pub fn snapshot(&self) -> Vec<SplitState> {
+        self.splits.clone()
+    }
+}

@@ -21,7 +21,7 @@ use datafusion::arrow::array::{
 use datafusion::arrow::datatypes::SchemaRef;
 use weir_crds::{FieldSpec, NexmarkSpec};
 
-use super::{Poll, SourceReader, SplitState};
+use super::{CountedSplits, Poll, SourceReader, SplitState};
 use crate::error::Result;
 use crate::ids::Millis;
 
@@ -458,10 +458,7 @@ impl Builders {
 #[derive(Debug)]
 pub struct NexmarkReader {
     generator: NexmarkGenerator,
-    total_splits: u64,
-    batch_size: u64,
-    splits: Vec<SplitState>,
-    next: usize,
+    splits: CountedSplits,
 }
 
 impl NexmarkReader {
@@ -475,49 +472,27 @@ impl NexmarkReader {
     ) -> Self {
         Self {
             generator,
-            total_splits: u64::from(total_splits.max(1)),
-            batch_size: u64::from(batch_size.max(1)),
-            splits,
-            next: 0,
+            splits: CountedSplits::new(total_splits, batch_size, splits),
         }
     }
 }
 
 impl SourceReader for NexmarkReader {
     fn poll(&mut self) -> Result<Poll> {
-        let n = self.splits.len();
-        for k in 0..n {
-            let idx = (self.next + k) % n;
-            let s = &mut self.splits[idx];
-            if s.finished {
-                continue;
-            }
-            let mut ids = Vec::with_capacity(self.batch_size as usize);
-            while (ids.len() as u64) < self.batch_size {
-                let i = u64::from(s.split) + s.offset * self.total_splits;
-                if self.generator.events.is_some_and(|c| i >= c) {
-                    s.finished = true;
-                    break;
-                }
-                ids.push(i);
-                s.offset += 1;
-                s.records += 1;
-            }
-            self.next = (idx + 1) % n;
-            let Some(&last) = ids.last() else {
-                continue;
-            };
+        let Some((s, ids)) = self.splits.next_batch(self.generator.events) else {
+            return Ok(Poll::Finished);
+        };
+        if let Some(&last) = ids.last() {
             s.max_event_time = s.max_event_time.max(self.generator.time_of(last));
-            return Ok(Poll::Batch {
-                data: self.generator.batch(&ids)?,
-                side: None,
-            });
         }
-        Ok(Poll::Finished)
+        Ok(Poll::Batch {
+            data: self.generator.batch(&ids)?,
+            side: None,
+        })
     }
 
     fn snapshot(&self) -> Vec<SplitState> {
-        self.splits.clone()
+        self.splits.snapshot()
     }
 }
 
