@@ -60,7 +60,8 @@ pub struct JobFileRepr {
     /// <source>` statements over the source and sinks by their `name`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sql: Option<String>,
-    /// Every sink receives every result record.
+    /// With `transforms`, every sink receives every result record; with `sql`, each sink
+    /// receives what its `INSERT` computes.
     #[serde(with = "serde_yaml::with::singleton_map_recursive")]
     #[schemars(with = "Vec<SinkSpec>")]
     pub sinks: Vec<SinkSpec>,
@@ -121,13 +122,15 @@ pub struct Pipeline {
     #[schemars(length(max = MAX_TRANSFORMS))]
     pub transforms: Vec<Transform>,
     /// The pipeline as SQL instead of `transforms`: one or more `INSERT INTO <sink> SELECT
-    /// ... FROM <source>` statements, naming the source and the sinks by their `name`.
+    /// ... FROM <source>` statements (one per sink, one dataflow), naming the source and the
+    /// sinks by their `name`.
     /// Windows are the table functions `TUMBLE`, `HOP` and `SESSION` over the source's
     /// event-time column, as in Flink SQL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = MAX_SQL_BYTES))]
     pub sql: Option<String>,
-    /// Every sink receives every result record.
+    /// With `transforms`, every sink receives every result record; with `sql`, each sink
+    /// receives what its `INSERT` computes.
     #[schemars(length(min = 1, max = MAX_SINKS))]
     pub sinks: Vec<SinkSpec>,
 }

@@ -92,7 +92,7 @@ fn run(op: &mut dyn Operator, input: RecordBatch) -> Output {
 fn filter(c: &mut Criterion) {
     let p = int_plan();
     let input = batch(&generator(&p), 0);
-    let mut op = p.stages[0].ops[0].instantiate(128).unwrap();
+    let mut op = p.stages[0].ops[0].op.instantiate(128).unwrap();
     let mut group = c.benchmark_group("filter");
     group.throughput(Throughput::Elements(ROWS));
     group.bench_function("amount > 0", |b| {
@@ -125,7 +125,7 @@ fn window(c: &mut Criterion) {
     for (keys, p) in both_key_types() {
         let name = format!("tumbling, {keys}");
         let g = generator(&p);
-        let mut op = p.stages[1].ops[0].instantiate(128).unwrap();
+        let mut op = p.stages[1].ops[0].op.instantiate(128).unwrap();
         // Warm: every key already has its group in the open window, as in steady state.
         for n in 0..100 {
             run(op.as_mut(), batch(&g, n));

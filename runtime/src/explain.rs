@@ -1,7 +1,7 @@
 //! `weir-runtime explain`: the dataflow a job file plans to, as a person reads it: stages
-//! with their parallelism, what is chained in each, where records are shuffled and by which
-//! keys, which operators keep state (and under which id checkpoints store it), the schema
-//! between stages, and the sinks.
+//! with their parallelism, what is chained in each (a tree where results fork), where records
+//! are shuffled and by which keys, which operators keep state (and under which id checkpoints
+//! store it), the schema leaving each branch, and the sinks.
 
 use std::fmt::Write;
 
@@ -9,7 +9,7 @@ use datafusion::arrow::datatypes::SchemaRef;
 use weir_crds::{SinkSpec, Transform};
 
 use crate::connectors;
-use crate::plan::{OpPlan, Plan};
+use crate::plan::{OpPlan, Plan, StagePlan, Target};
 use crate::sink::SinkEnv;
 
 /// The plan as text. `parallelism` is the one the job runs at (the file's unless overridden).
@@ -42,28 +42,24 @@ pub fn explain(plan: &Plan, parallelism: u32) -> String {
         columns(&plan.source_schema)
     );
     for (i, stage) in plan.stages.iter().enumerate() {
-        if let Some(keys) = &stage.shuffle_keys {
-            let names: Vec<&str> = keys
-                .iter()
-                .map(|k| stage.input.field(*k).name().as_str())
-                .collect();
-            let by = if names.is_empty() {
-                "one key group (no keys)".to_string()
-            } else {
-                format!("key groups of [{}]", names.join(", "))
-            };
-            let _ = writeln!(s, "  │ shuffle by {by}");
-        }
-        let _ = writeln!(s, "stage {i} (x{parallelism}):");
+        let from: Vec<String> = stage
+            .inputs
+            .iter()
+            .filter_map(|e| plan.edges.get(*e))
+            .map(|e| format!("stage {}", e.from))
+            .collect();
+        let from = if from.is_empty() {
+            String::new()
+        } else {
+            format!(", from {}", from.join(" and "))
+        };
+        let _ = writeln!(s, "stage {i} (x{parallelism}){from}:");
         if i == 0 {
             let _ = writeln!(s, "  source");
         }
-        for op in &stage.ops {
-            let _ = writeln!(s, "  {}", operator(op));
-        }
-        let _ = writeln!(s, "  out: {}", columns(&stage.output));
+        branch(&mut s, plan, stage, None, 1);
     }
-    let _ = writeln!(s, "sinks (each receives every result):");
+    let _ = writeln!(s, "sinks:");
     let env = SinkEnv {
         job_name: plan.name.clone(),
         parallelism,
@@ -84,6 +80,43 @@ pub fn explain(plan: &Plan, parallelism: u32) -> String {
         );
     }
     s
+}
+
+/// The operators and outlets after `parent` in `stage`, indented `depth` levels.
+fn branch(s: &mut String, plan: &Plan, stage: &StagePlan, parent: Option<usize>, depth: usize) {
+    let pad = "  ".repeat(depth);
+    for (i, c) in stage.ops.iter().enumerate() {
+        if c.parent == parent {
+            let _ = writeln!(s, "{pad}{}", operator(&c.op));
+            branch(s, plan, stage, Some(i), depth + 1);
+        }
+    }
+    for o in stage.outlets.iter().filter(|o| o.after == parent) {
+        let to = match &o.to {
+            Target::Edge(e) => plan.edges.get(*e).map_or_else(String::new, |edge| {
+                let names: Vec<&str> = edge
+                    .keys
+                    .iter()
+                    .map(|k| edge.schema.field(*k).name().as_str())
+                    .collect();
+                let by = if names.is_empty() {
+                    "one key group (no keys)".to_string()
+                } else {
+                    format!("key groups of [{}]", names.join(", "))
+                };
+                format!("shuffle by {by} into stage {}", edge.to)
+            }),
+            Target::Sinks(list) => {
+                let names: Vec<String> = list
+                    .iter()
+                    .filter_map(|i| plan.sinks.get(*i))
+                    .map(|(id, spec)| spec.name().unwrap_or(id).to_string())
+                    .collect();
+                format!("to {}", names.join(", "))
+            }
+        };
+        let _ = writeln!(s, "{pad}─► {to}: {}", columns(&o.schema));
+    }
 }
 
 fn operator(op: &OpPlan) -> String {

@@ -2,7 +2,8 @@
 //! written separately in DuckDB's dialect (`tests/nexmark/oracle/`), run by DuckDB as a batch
 //! over the very events Weir read (dumped by a job that selects every event), compared row
 //! by row (`tests/nexmark/oracle.py`). Each query runs at parallelism 1 and 3, and once
-//! killed with SIGKILL at random moments and restarted from its checkpoints.
+//! killed with SIGKILL at random moments and restarted from its checkpoints; several queries
+//! in one job (`together.yaml`) each equal their own oracle the same ways.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
 
 mod common;
@@ -110,6 +111,34 @@ fn every_query_equals_the_oracle_at_parallelism_1_and_3() {
     }
 }
 
+/// Make `file`'s source slow enough to be killed mid-stream (60k events at 20k/s), then
+/// kill it with SIGKILL twice at random moments, restarting it in between.
+fn kill_twice(file: &Path, log: &Path, rng: &mut u64) {
+    let text = std::fs::read_to_string(file)
+        .unwrap()
+        .replace("splits: 8", "splits: 8\n    rate: 20000");
+    std::fs::write(file, text).unwrap();
+    let mut kills = 0;
+    for _ in 0..10 {
+        if kills == 2 {
+            break;
+        }
+        let mut child = spawn_runtime(file, &[], &[], log);
+        std::thread::sleep(Duration::from_millis(600 + common::xorshift(rng) % 800));
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap();
+            assert_eq!(child.wait().unwrap().signal(), Some(9));
+            kills += 1;
+        }
+    }
+    assert_eq!(
+        kills,
+        2,
+        "{} ended before it could be killed",
+        file.display()
+    );
+}
+
 #[test]
 fn a_query_killed_and_restarted_still_equals_the_oracle() {
     let tmp = tempfile::tempdir().unwrap();
@@ -119,30 +148,37 @@ fn a_query_killed_and_restarted_still_equals_the_oracle() {
         let dir = tmp.path().join(query);
         std::fs::create_dir_all(&dir).unwrap();
         let file = job_file(query, None, 2, &dir);
-        // Slow enough to be killed mid-stream: 60k events at 20k/s.
-        let text = std::fs::read_to_string(&file)
-            .unwrap()
-            .replace("splits: 8", "splits: 8\n    rate: 20000");
-        std::fs::write(&file, text).unwrap();
         let log = dir.join("runtime.log");
-        let mut kills = 0;
-        for _ in 0..10 {
-            if kills == 2 {
-                break;
-            }
-            let mut child = spawn_runtime(&file, &[], &[], &log);
-            std::thread::sleep(Duration::from_millis(
-                600 + common::xorshift(&mut rng) % 800,
-            ));
-            if child.try_wait().unwrap().is_none() {
-                child.kill().unwrap();
-                assert_eq!(child.wait().unwrap().signal(), Some(9));
-                kills += 1;
-            }
-        }
-        assert_eq!(kills, 2, "{query} ended before it could be killed");
+        kill_twice(&file, &log, &mut rng);
         run_to_end(&file, &log);
         let report = oracle(&events, query, &dir.join("out"));
-        println!("{query} after {kills} kills: {report}");
+        println!("{query} after 2 kills: {report}");
+    }
+}
+
+/// The sinks of `together.yaml` and the oracle query each is checked against.
+const TOGETHER: [&str; 4] = ["q1", "q2", "q14", "bids"];
+
+/// Four statements with four results in one job: one source, the `bid` view's filter and
+/// projection shared, forks into three sinks and a shuffle into a window. Each sink equals
+/// its own oracle at parallelism 3 and after SIGKILLs.
+#[test]
+fn several_queries_in_one_job_each_equal_their_oracle() {
+    let tmp = tempfile::tempdir().unwrap();
+    let events = dump_events(&tmp.path().join("events"));
+    let mut rng = common::fault_seed();
+    for killed in [false, true] {
+        let dir = tmp.path().join(if killed { "killed" } else { "p3" });
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = job_file("together", None, if killed { 2 } else { 3 }, &dir);
+        let log = dir.join("runtime.log");
+        if killed {
+            kill_twice(&file, &log, &mut rng);
+        }
+        run_to_end(&file, &log);
+        for sink in TOGETHER {
+            let report = oracle(&events, sink, &dir.join("out").join(sink));
+            println!("together, {sink}, killed {killed}: {report}");
+        }
     }
 }

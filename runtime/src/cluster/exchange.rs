@@ -135,20 +135,20 @@ impl Exchange {
         self.generation.send_replace(Some(generation));
     }
 
-    /// Feed what the link for `(stage, from, to)` brings into `tx`.
-    pub fn expect(&self, stage: u32, from: u32, to: u32, tx: mpsc::Sender<Message>) {
+    /// Feed what the link for `(edge, from, to)` brings into `tx`.
+    pub fn expect(&self, edge: u32, from: u32, to: u32, tx: mpsc::Sender<Message>) {
         if let Ok(mut m) = self.inbound.channels.lock() {
-            m.insert((stage, from, to), tx);
+            m.insert((edge, from, to), tx);
         }
         self.inbound.registered.notify_waiters();
     }
 
-    /// Drain `rx` (the channel from subtask `from` to subtask `to` of stage `stage`) into a
+    /// Drain `rx` (the channel from subtask `from` to subtask `to` of shuffle `edge`) into a
     /// data link to pod `pod`. A link that cannot be opened or breaks fails the incarnation.
     pub fn send(
         &self,
         generation: u64,
-        stage: u32,
+        edge: u32,
         from: u32,
         to: u32,
         pod: u32,
@@ -158,7 +158,7 @@ impl Exchange {
             incarnation: self.pods.incarnation.clone(),
             generation,
             pod: self.pods.index,
-            stage,
+            edge,
             from,
             to,
         };
@@ -168,7 +168,7 @@ impl Exchange {
                 let _ = ex.events.send(TaskEvent::PodLost {
                     pod,
                     error: Error::internal(format!(
-                        "data link s{stage}: t{from} -> t{to} (pod {pod}): {e}"
+                        "data link e{edge}: t{from} -> t{to} (pod {pod}): {e}"
                     )),
                 });
             }
@@ -444,12 +444,12 @@ impl FlightService for Exchange {
             Hello::Data {
                 generation,
                 pod,
-                stage,
+                edge,
                 from,
                 to,
                 ..
             } => {
-                let tx = self.take(generation, (stage, from, to)).await?;
+                let tx = self.take(generation, (edge, from, to)).await?;
                 let (replies, out) = mpsc::channel(CREDITS as usize + 1);
                 let initial =
                     wire::meta(&Credit(CREDITS)).map_err(|e| Status::internal(e.to_string()))?;
@@ -469,7 +469,7 @@ impl FlightService for Exchange {
                         let _ = ex.events.send(TaskEvent::PodLost {
                             pod,
                             error: Error::internal(format!(
-                                "data link s{stage}: t{from} -> t{to}: {e}"
+                                "data link e{edge}: t{from} -> t{to}: {e}"
                             )),
                         });
                     }
@@ -732,7 +732,7 @@ mod tests {
                 incarnation: "t".into(),
                 generation: 4,
                 pod: 0,
-                stage: 1,
+                edge: 0,
                 from: 0,
                 to: 0,
             };

@@ -1,4 +1,5 @@
-//! The channels between the subtasks of consecutive stages, for the subtasks this pod runs.
+//! The channels of every shuffle (an edge of the plan, from one stage into an input of a
+//! later one), for the subtasks this pod runs.
 //!
 //! Every upstream subtask of a shuffle sends to every downstream subtask. Both ends in this
 //! pod: an in-memory channel. One end in another pod: a channel whose other end the
@@ -16,11 +17,11 @@ use crate::task::Message;
 /// barriers do not queue behind much data.
 const CHANNEL_BATCHES: usize = 8;
 
-/// The channels of every stage's input, indexed by stage and subtask.
+/// The channels of every edge, indexed by edge and subtask.
 pub struct Grid {
-    /// `senders[stage][upstream]`: one per downstream subtask of `stage`.
+    /// `senders[edge][upstream]`: one per downstream subtask.
     senders: Vec<Vec<Vec<mpsc::Sender<Message>>>>,
-    /// `receivers[stage][downstream]`: one per upstream subtask.
+    /// `receivers[edge][downstream]`: one per upstream subtask.
     receivers: Vec<Vec<Vec<mpsc::Receiver<Message>>>>,
 }
 
@@ -49,18 +50,16 @@ impl Placement<'_> {
 }
 
 impl Grid {
-    /// Channels for `stages` stages of `parallelism` subtasks each; stage 0 (the sources)
-    /// has no input.
+    /// Channels for `edges` shuffles between stages of `parallelism` subtasks each.
     #[must_use]
-    pub fn build(stages: u32, parallelism: u32, placement: &Placement<'_>) -> Self {
+    pub fn build(edges: u32, parallelism: u32, placement: &Placement<'_>) -> Self {
         let here = |s: u32| placement.runs_here(s, parallelism);
         let mut senders = Vec::new();
         let mut receivers = Vec::new();
-        for stage in 0..stages {
+        for edge in 0..edges {
             let mut s = vec![Vec::new(); parallelism as usize];
             let mut r: Vec<Vec<_>> = (0..parallelism).map(|_| Vec::new()).collect();
-            let upstream = if stage == 0 { 0..0 } else { 0..parallelism };
-            for (up, from_upstream) in upstream.zip(&mut s) {
+            for (up, from_upstream) in (0..parallelism).zip(&mut s) {
                 for (down, to_downstream) in (0..parallelism).zip(&mut r) {
                     let (here_up, here_down) = (here(up), here(down));
                     if !here_up && !here_down {
@@ -75,7 +74,7 @@ impl Grid {
                         } if !here_down => {
                             exchange.send(
                                 *generation,
-                                stage,
+                                edge,
                                 up,
                                 down,
                                 pods.owner(down, parallelism),
@@ -84,7 +83,7 @@ impl Grid {
                             from_upstream.push(tx);
                         }
                         Placement::Pods { exchange, .. } if !here_up => {
-                            exchange.expect(stage, up, down, tx);
+                            exchange.expect(edge, up, down, tx);
                             to_downstream.push(rx);
                         }
                         _ => {
@@ -100,20 +99,21 @@ impl Grid {
         Self { senders, receivers }
     }
 
-    /// What upstream `subtask` sends into `stage` through, one channel per downstream
+    /// What upstream `subtask` sends into `edge` through, one channel per downstream
     /// subtask; taken once.
-    pub fn take_senders(&mut self, stage: u32, subtask: u32) -> Vec<mpsc::Sender<Message>> {
+    pub fn take_senders(&mut self, edge: usize, subtask: u32) -> Vec<mpsc::Sender<Message>> {
         self.senders
-            .get_mut(stage as usize)
+            .get_mut(edge)
             .and_then(|s| s.get_mut(subtask as usize))
             .map(std::mem::take)
             .unwrap_or_default()
     }
 
-    /// What `subtask` of `stage` receives from, one channel per upstream subtask; taken once.
-    pub fn take_receivers(&mut self, stage: u32, subtask: u32) -> Vec<mpsc::Receiver<Message>> {
+    /// What downstream `subtask` receives from `edge`, one channel per upstream subtask;
+    /// taken once.
+    pub fn take_receivers(&mut self, edge: usize, subtask: u32) -> Vec<mpsc::Receiver<Message>> {
         self.receivers
-            .get_mut(stage as usize)
+            .get_mut(edge)
             .and_then(|r| r.get_mut(subtask as usize))
             .map(std::mem::take)
             .unwrap_or_default()

@@ -33,7 +33,7 @@ use crate::task::Message;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum Hello {
-    /// The channel from subtask `from` to subtask `to` of stage `stage` (the receiving stage).
+    /// The channel from subtask `from` to subtask `to` of shuffle `edge` (the plan's edge).
     Data {
         /// Must equal the receiving pod's.
         incarnation: String,
@@ -41,9 +41,9 @@ pub enum Hello {
         generation: u64,
         /// The sending pod.
         pod: u32,
-        /// Receiving stage.
-        stage: u32,
-        /// Sending subtask (of stage `stage - 1`).
+        /// The shuffle.
+        edge: u32,
+        /// Sending subtask (of the edge's upstream stage).
         from: u32,
         /// Receiving subtask.
         to: u32,

@@ -79,14 +79,9 @@ async fn begin_here(
 ) -> Result<Begun> {
     let job = &plan.job;
     let stateful_operators = plan
-        .stages
-        .iter()
-        .flat_map(|s| {
-            s.ops
-                .iter()
-                .filter(|o| o.is_stateful())
-                .map(|o| o.id.clone())
-        })
+        .operators()
+        .filter(|o| o.is_stateful())
+        .map(|o| o.id.clone())
         .collect();
     let startup = startup::begin(
         store.storage,

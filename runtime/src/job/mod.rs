@@ -94,7 +94,6 @@ impl RunningJob {
 pub(crate) struct Shape {
     parallelism: u32,
     max_parallelism: u32,
-    stages: usize,
     pods: Option<Arc<Pods>>,
     /// Every task of the job, by stage then subtask.
     all_tasks: Vec<TaskId>,
@@ -127,7 +126,6 @@ impl Shape {
         let mut shape = Self {
             parallelism,
             max_parallelism,
-            stages,
             pods,
             all_tasks,
             here: Vec::new(),
@@ -250,7 +248,9 @@ pub async fn start(plan: Plan, opts: RunOptions) -> Result<RunningJob> {
         },
         _ => Placement::Local,
     };
-    let grid = Grid::build(shape.stages as u32, shape.parallelism, &placement);
+    let edges = u32::try_from(plan.edges.len())
+        .map_err(|_| Error::internal("more shuffles than channels can be numbered"))?;
+    let grid = Grid::build(edges, shape.parallelism, &placement);
     let tasks::Spawned {
         handles,
         mut ctrls,

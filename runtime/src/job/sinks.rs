@@ -29,19 +29,16 @@ pub(super) async fn prepare(plan: &Plan, parallelism: u32) -> Result<Connectors>
         parallelism,
         exactly_once: plan.job.checkpoint.exactly_once,
     };
-    let last_output = plan.stages.last().map_or_else(
-        || Arc::clone(&plan.source_schema),
-        |s| Arc::clone(&s.output),
-    );
     let mut inputs: Vec<(&String, &SinkSpec, SchemaRef)> = Vec::new();
-    for (id, spec) in &plan.sinks {
-        inputs.push((id, spec, Arc::clone(&last_output)));
+    for (i, (id, spec)) in plan.sinks.iter().enumerate() {
+        let schema = plan
+            .sink_schema(i)
+            .ok_or_else(|| Error::internal(format!("nothing feeds sink {id}")))?;
+        inputs.push((id, spec, schema));
     }
-    for st in &plan.stages {
-        for op in &st.ops {
-            if let Some((id, spec)) = &op.side_sink {
-                inputs.push((id, spec, Arc::clone(&op.input)));
-            }
+    for op in plan.operators() {
+        if let Some((id, spec)) = &op.side_sink {
+            inputs.push((id, spec, Arc::clone(&op.input)));
         }
     }
     if let Some((id, spec)) = &plan.decode_side {

@@ -1,5 +1,5 @@
 //! The tasks this process runs: each subtask's operators (restored from the checkpoint when
-//! there is one), its outlet (the next stage's channels, or the sinks), spawned.
+//! there is one), its outlets (later stages' channels, or sinks), spawned.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -18,9 +18,10 @@ use crate::control::metrics::Metrics;
 use crate::error::{Error, Result};
 use crate::ids::{Millis, TaskId};
 use crate::keys::{KeyCodec, key_group_range};
-use crate::operator::Operator;
-use crate::plan::{Plan, StagePlan};
+use crate::operator::{Input, Operator};
+use crate::plan::{Plan, StagePlan, Target};
 use crate::source::idleness::Idleness;
+use crate::task::chain::Chain;
 use crate::task::{Outlet, Shuffle, SourceTask, StageTask, TaskCore};
 
 /// The spawned tasks and the coordinator's handles on them.
@@ -99,10 +100,21 @@ pub(super) async fn spawn(cx: &Shared<'_>, mut grid: Grid) -> Result<Spawned> {
                     .run(),
                 )
             } else {
+                let mut inputs = Vec::new();
+                for (port, &edge) in stage.inputs.iter().enumerate() {
+                    let port = Input(u8::try_from(port).map_err(|_| {
+                        Error::internal(format!("stage {} has over 255 inputs", tid.stage))
+                    })?);
+                    inputs.extend(
+                        grid.take_receivers(edge, tid.subtask)
+                            .into_iter()
+                            .map(|rx| (port, rx)),
+                    );
+                }
                 Box::pin(
                     StageTask {
                         core,
-                        inputs: grid.take_receivers(tid.stage, tid.subtask),
+                        inputs,
                         ctrl: ctrl_rx,
                     }
                     .run(),
@@ -131,9 +143,10 @@ fn task_core(
 ) -> Result<TaskCore> {
     let (plan, shape) = (cx.plan, cx.shape);
     let range = key_group_range(tid.subtask, shape.parallelism, shape.max_parallelism);
-    let mut ops: Vec<(String, Box<dyn Operator>)> = Vec::new();
+    let mut ops: Vec<(String, Box<dyn Operator>, Option<usize>)> = Vec::new();
     let mut side = Vec::new();
-    for op in &stage.ops {
+    for c in &stage.ops {
+        let op = &c.op;
         let mut inst = op.instantiate(shape.max_parallelism)?;
         if let Some(r) = &cx.begun.restored {
             // The checkpoint's CRC held, so state that does not decode or fit was written
@@ -148,35 +161,50 @@ fn task_core(
                     other => other,
                 })?;
         }
-        ops.push((op.id.clone(), inst));
+        ops.push((op.id.clone(), inst, c.parent));
         side.push(match &op.side_sink {
             Some((id, _)) => Some(cx.slots.open(id, tid.subtask)?),
             None => None,
         });
     }
-    let outlet = match plan.stages.get(tid.stage as usize + 1) {
-        None => Outlet::Sinks(
-            plan.sinks
-                .iter()
-                .map(|(id, _)| cx.slots.open(id, tid.subtask))
-                .collect::<Result<_>>()?,
-        ),
-        Some(next) => Outlet::Shuffle(Shuffle {
-            targets: grid.take_senders(tid.stage + 1, tid.subtask),
-            keys: KeyCodec::new(&stage.output, next.shuffle_keys.clone().unwrap_or_default())?,
-            max_parallelism: shape.max_parallelism,
-        }),
-    };
+    let mut outlets = Vec::new();
+    for o in &stage.outlets {
+        outlets.push(match &o.to {
+            Target::Sinks(list) => Outlet::Sinks(
+                list.iter()
+                    .map(|&i| {
+                        let (id, _) = plan.sinks.get(i).ok_or_else(|| {
+                            Error::internal(format!("stage {} writes no sink {i}", tid.stage))
+                        })?;
+                        cx.slots.open(id, tid.subtask)
+                    })
+                    .collect::<Result<_>>()?,
+            ),
+            Target::Edge(e) => {
+                let edge = plan
+                    .edges
+                    .get(*e)
+                    .ok_or_else(|| Error::internal(format!("no edge {e}")))?;
+                Outlet::Shuffle(Shuffle {
+                    targets: grid.take_senders(*e, tid.subtask),
+                    keys: KeyCodec::new(&edge.schema, edge.keys.clone())?,
+                    max_parallelism: shape.max_parallelism,
+                })
+            }
+        });
+    }
+    let after: Vec<Option<usize>> = stage.outlets.iter().map(|o| o.after).collect();
+    let chain = Chain::new(ops, &after)?;
     let decode_side = match (&plan.decode_side, tid.stage) {
         (Some((id, _)), 0) => Some(cx.slots.open(id, tid.subtask)?),
         _ => None,
     };
     Ok(TaskCore {
         id: tid,
-        ops,
+        chain,
         side,
         decode_side,
-        outlet,
+        outlets,
         events: cx.events.clone(),
         uploader: cx.uploader.clone(),
         metrics: Arc::clone(cx.metrics),

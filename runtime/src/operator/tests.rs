@@ -90,7 +90,7 @@ fn window_op(kind: &str, late: LatePolicy) -> Box<dyn Operator> {
     let mut job = job;
     job.pipeline.transforms = vec![Transform::Window(spec)];
     let plan = crate::plan::plan(&job, "t", "t.yaml", src).unwrap();
-    let op: &OpPlan = &plan.stages[1].ops[0];
+    let op: &OpPlan = &plan.stages[1].ops[0].op;
     op.instantiate(128).unwrap()
 }
 
@@ -279,7 +279,7 @@ fn dedup_keeps_the_first_record_per_key_within_the_ttl() {
         ttl: Duration::from_millis(10),
     })];
     let plan = crate::plan::plan(&job, "t", "t.yaml", "").unwrap();
-    let mut op = plan.stages[1].ops[0].instantiate(128).unwrap();
+    let mut op = plan.stages[1].ops[0].op.instantiate(128).unwrap();
     let mut out = Output::default();
     op.process(
         Input::ONLY,
@@ -297,5 +297,8 @@ fn dedup_keeps_the_first_record_per_key_within_the_ttl() {
         .collect();
     assert_eq!(vs, vec![1, 3, 4]);
     assert_eq!(op.counters().duplicates, 1);
-    assert_eq!(plan.stages[1].output.field(1).data_type(), &DataType::Int64);
+    assert_eq!(
+        plan.stages[1].ops[0].op.output.field(1).data_type(),
+        &DataType::Int64
+    );
 }

@@ -5,10 +5,9 @@
 //! runs those checks too); here DataFusion resolves columns, types and functions, and its
 //! errors come back with the statement and the line and column in the script.
 //!
-//! Today a script lowers to the transforms of a one-source pipeline. `CREATE VIEW`s are
-//! inlined where they are read. Several `INSERT`s are accepted when they compute the same
-//! result for different sinks; statements computing different results need the dataflow
-//! graph, which comes with joins.
+//! Each `INSERT` lowers to the transforms computing its result from the source (a branch of
+//! the job's dataflow, [`crate::plan::flow`]); `CREATE VIEW`s are inlined where they are read,
+//! and branches that begin alike share those operators when the plan is built.
 
 mod catalog;
 mod lower;
@@ -28,15 +27,15 @@ use weir_crds::sql::{Pos, SqlError, Statement, Target, WindowCall};
 use weir_crds::validate::sql::at_sql;
 use weir_crds::{FieldError, JobFile, Transform};
 
+use crate::plan::flow::Branch;
+
 use catalog::Catalog;
 
 /// What a script lowers to.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Lowered {
-    /// The pipeline's transforms.
-    pub transforms: Vec<Transform>,
-    /// Where the (first) statement starts, for errors found later in planning.
-    pub at: Pos,
+    /// One branch per `INSERT`, in script order.
+    pub branches: Vec<Branch>,
 }
 
 /// Plan the job's `sql` against the source's record schema. The job has passed
@@ -61,7 +60,7 @@ pub fn lower_script(job: &JobFile, source: &SchemaRef) -> Result<Lowered, Vec<Fi
     let windows: Vec<WindowCall> = statements.iter().flat_map(|s| s.windows.clone()).collect();
     let mut views: Vec<(String, LogicalPlan)> = Vec::new();
     let mut errs = Vec::new();
-    let mut first: Option<(usize, Vec<Transform>)> = None;
+    let mut branches: Vec<Branch> = Vec::new();
     let mut failed_views: Vec<String> = Vec::new();
     for st in &statements {
         // A statement reading a view that failed would only repeat the view's error.
@@ -84,17 +83,11 @@ pub fn lower_script(job: &JobFile, source: &SchemaRef) -> Result<Lowered, Vec<Fi
         let planned = statement(st, source, &cx);
         match (planned, &st.target) {
             (Ok((plan, _)), Target::View(name)) => views.push((name.clone(), plan)),
-            (Ok((_, t)), Target::Sink(_)) => match &first {
-                None => first = Some((st.number, t)),
-                Some((n, f)) if *f != t => errs.push(at_sql(&SqlError {
-                    statement: Some(st.number),
-                    at: Some(st.at),
-                    message: format!(
-                        "computes another result than statement {n}; a job of several different queries is not supported yet (statements that write one result to several sinks are)"
-                    ),
-                })),
-                Some(_) => {}
-            },
+            (Ok((_, transforms)), Target::Sink(sink)) => branches.push(Branch {
+                transforms,
+                sinks: vec![sink.clone()],
+                line: usize::try_from(st.at.line).unwrap_or(1),
+            }),
             (Err(e), target) => {
                 if let Target::View(name) = target {
                     failed_views.push(name.clone());
@@ -103,12 +96,10 @@ pub fn lower_script(job: &JobFile, source: &SchemaRef) -> Result<Lowered, Vec<Fi
             }
         }
     }
-    match first {
-        Some((_, transforms)) if errs.is_empty() => Ok(Lowered {
-            transforms,
-            at: statements.first().map(|s| s.at).unwrap_or_default(),
-        }),
-        _ => Err(errs),
+    if errs.is_empty() {
+        Ok(Lowered { branches })
+    } else {
+        Err(errs)
     }
 }
 

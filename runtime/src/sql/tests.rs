@@ -27,7 +27,16 @@ fn job(sql: &str) -> (JobFile, SchemaRef) {
 
 fn lower(sql: &str) -> Result<Vec<Transform>, Vec<FieldError>> {
     let (job, schema) = job(sql);
-    super::lower_script(&job, &schema).map(|l| l.transforms)
+    super::lower_script(&job, &schema).map(first)
+}
+
+/// The first statement's transforms.
+fn first(l: super::Lowered) -> Vec<Transform> {
+    l.branches
+        .into_iter()
+        .next()
+        .map(|b| b.transforms)
+        .unwrap_or_default()
 }
 
 fn yaml_transforms(yaml: &str) -> Vec<Transform> {
@@ -179,7 +188,7 @@ fn what_has_no_streaming_operator_yet_is_refused_by_name() {
 }
 
 #[test]
-fn statements_computing_one_result_for_several_sinks_share_it_and_others_are_refused() {
+fn each_statement_is_a_branch_of_its_own_result() {
     let q = "SELECT * FROM orders WHERE amount > 0";
     let two_sinks = |sql: &str| {
         let head = HEAD.replace("sinks:\n", "sinks:\n  - file: {name: out2, path: out2}\n");
@@ -190,15 +199,24 @@ fn statements_computing_one_result_for_several_sinks_share_it_and_others_are_ref
     };
     let ok = two_sinks(&format!("INSERT INTO out {q};\nINSERT INTO out2 {q};"))
         .expect("same query twice");
-    assert_eq!(ok.transforms, [Transform::Filter("amount > 0".into())]);
-    let errs = two_sinks(&format!(
+    let got: Vec<(Vec<Transform>, Vec<String>, usize)> = ok
+        .branches
+        .into_iter()
+        .map(|b| (b.transforms, b.sinks, b.line))
+        .collect();
+    let filter = vec![Transform::Filter("amount > 0".into())];
+    assert_eq!(
+        got,
+        [
+            (filter.clone(), vec!["out".to_string()], 1),
+            (filter, vec!["out2".to_string()], 2)
+        ]
+    );
+    let two = two_sinks(&format!(
         "INSERT INTO out {q};\nINSERT INTO out2 {q} AND amount < 9;"
     ))
-    .expect_err("two queries");
-    assert!(
-        errs[0].message.starts_with("statement 2 (line 2"),
-        "{errs:?}"
-    );
+    .expect("two queries");
+    assert_ne!(two.branches[0].transforms, two.branches[1].transforms);
 }
 
 #[test]
@@ -258,7 +276,12 @@ fn identical_windowed_statements_for_two_sinks_are_one_result() {
     let job = load_job("t.yaml", &src).expect("valid job");
     let schema = source_schema(&job.pipeline.source.schema);
     let lowered = super::lower_script(&job, &schema).expect("one result for two sinks");
-    assert_eq!(lowered.transforms.len(), 2, "{:?}", lowered.transforms);
+    assert_eq!(lowered.branches.len(), 2);
+    assert_eq!(
+        lowered.branches[0].transforms,
+        lowered.branches[1].transforms
+    );
+    assert_eq!(lowered.branches[0].transforms.len(), 2, "{lowered:?}");
 }
 
 #[test]
@@ -289,7 +312,7 @@ fn columns_keep_their_case_and_tables_do_not() {
         let src = format!("{head}sql: |\n  {}\n", sql.replace('\n', "\n  "));
         let job = load_job("t.yaml", &src).expect("valid job");
         let schema = source_schema(&job.pipeline.source.schema);
-        super::lower_script(&job, &schema).map(|l| l.transforms)
+        super::lower_script(&job, &schema).map(first)
     };
     let got = lower_with(
         "CREATE VIEW \"Big\" AS SELECT * FROM Orders WHERE amount > 1;\nINSERT INTO \"OUT\" SELECT storeId FROM big",

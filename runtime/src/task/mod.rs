@@ -1,5 +1,5 @@
-//! Subtask event loops. A task runs a chain of operators, feeds its outlet (a key-group
-//! shuffle to the next stage, or the sinks), and reacts to barriers; the protocol decisions
+//! Subtask event loops. A task runs its operators ([`chain`]), feeds its outlets (key-group
+//! shuffles to later stages, or sinks), and reacts to barriers; the protocol decisions
 //! themselves live in [`crate::checkpoint`].
 //!
 //! Channels between tasks are bounded: a slow consumer makes its producers wait
@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 use datafusion::arrow::array::RecordBatch;
 use tokio::sync::mpsc;
 
+pub mod chain;
+
 use crate::checkpoint::Barrier;
 use crate::checkpoint::align::{AlignAction, Aligner};
 use crate::checkpoint::messages::{Control, TaskEvent};
@@ -22,7 +24,7 @@ use crate::control::metrics::Metrics;
 use crate::error::{Error, Result};
 use crate::ids::{CheckpointId, Millis, TaskId};
 use crate::keys::{KeyCodec, partition};
-use crate::operator::{Input, Operator, Output};
+use crate::operator::Input;
 use crate::sink::{Committable, SinkInstance};
 use crate::source::idleness::Idleness;
 use crate::source::{Poll, SourceReader};
@@ -64,7 +66,7 @@ impl SinkSlot {
     }
 }
 
-/// Key-group routing to the next stage's subtasks.
+/// Key-group routing to a later stage's subtasks.
 pub struct Shuffle {
     /// One sender per downstream subtask.
     pub targets: Vec<mpsc::Sender<Message>>,
@@ -74,11 +76,11 @@ pub struct Shuffle {
     pub max_parallelism: u32,
 }
 
-/// Where a task's output goes.
+/// Where some of a task's output goes.
 pub enum Outlet {
-    /// To the next stage.
+    /// To a later stage.
     Shuffle(Shuffle),
-    /// To the sinks.
+    /// To sinks, each receiving every record.
     Sinks(Vec<SinkSlot>),
 }
 
@@ -86,14 +88,14 @@ pub enum Outlet {
 pub struct TaskCore {
     /// Who.
     pub id: TaskId,
-    /// Chained operators with their ids.
-    pub ops: Vec<(String, Box<dyn Operator>)>,
+    /// The operators.
+    pub chain: chain::Chain,
     /// Side-output sink per operator (late records).
     pub side: Vec<Option<SinkSlot>>,
     /// Side output for undecodable source records.
     pub decode_side: Option<SinkSlot>,
-    /// Output.
-    pub outlet: Outlet,
+    /// Outputs, as the chain numbers them.
+    pub outlets: Vec<Outlet>,
     /// To the coordinator.
     pub events: mpsc::UnboundedSender<TaskEvent>,
     /// Snapshot upload target.
@@ -110,11 +112,12 @@ pub struct TaskCore {
 
 impl TaskCore {
     fn slots_mut(&mut self) -> impl Iterator<Item = &mut SinkSlot> {
-        let outlet: Box<dyn Iterator<Item = &mut SinkSlot> + Send> = match &mut self.outlet {
-            Outlet::Sinks(s) => Box::new(s.iter_mut()),
-            Outlet::Shuffle(_) => Box::new(std::iter::empty()),
-        };
-        outlet
+        self.outlets
+            .iter_mut()
+            .flat_map(|o| match o {
+                Outlet::Sinks(s) => s.as_mut_slice(),
+                Outlet::Shuffle(_) => &mut [],
+            })
             .chain(self.side.iter_mut().flatten())
             .chain(self.decode_side.iter_mut())
     }
@@ -132,51 +135,26 @@ impl TaskCore {
         Ok(())
     }
 
-    /// Run `batches` through operators `start..`, then to the outlet.
-    async fn run_from(&mut self, start: usize, mut cur: Vec<RecordBatch>) -> Result<()> {
-        let mut side: Vec<(usize, RecordBatch)> = Vec::new();
-        for i in start..self.ops.len() {
-            let mut next = Vec::new();
-            let (id, op) = &mut self.ops[i];
-            for b in cur {
-                let rows = b.num_rows() as u64;
-                let mut out = Output::default();
-                let before = op.counters();
-                op.process(Input::ONLY, b, &mut out)?;
-                let after = op.counters();
-                self.metrics
-                    .late_records
-                    .inc_by(after.late_records - before.late_records);
-                self.metrics
-                    .duplicates
-                    .inc_by(after.duplicates - before.duplicates);
-                self.metrics.records(
-                    id,
-                    rows,
-                    out.batches.iter().map(|b| b.num_rows() as u64).sum(),
-                );
-                next.extend(out.batches);
-                side.extend(out.side.into_iter().map(|b| (i, b)));
-            }
-            cur = next;
-        }
-        for (i, b) in side {
+    /// What the chain produced: side outputs written, results sent or written.
+    async fn deliver(&mut self, em: chain::Emitted) -> Result<()> {
+        for (i, b) in em.side {
             if let Some(slot) = &mut self.side[i] {
                 slot.write(&b).await?;
             }
         }
-        for b in cur {
-            self.emit(b).await?;
+        for (o, b) in em.out {
+            self.emit(o, b).await?;
         }
         Ok(())
     }
 
-    /// Records entering the chain.
+    /// Records entering the task on input `input`.
     ///
     /// # Errors
     /// Operator or sink errors.
-    pub async fn push(&mut self, batch: RecordBatch) -> Result<()> {
-        self.run_from(0, vec![batch]).await
+    pub async fn push(&mut self, input: Input, batch: RecordBatch) -> Result<()> {
+        let em = self.chain.push(input, batch, &self.metrics)?;
+        self.deliver(em).await
     }
 
     /// Undecodable source records, to the side output.
@@ -204,20 +182,8 @@ impl TaskCore {
         self.watermark = wm;
         self.idle = false;
         self.metrics.set_watermark(self.slot, wm);
-        for i in 0..self.ops.len() {
-            let mut out = Output::default();
-            self.ops[i].1.on_watermark(wm, &mut out)?;
-            let rows = out.batches.iter().map(|b| b.num_rows() as u64).sum();
-            self.metrics.records(&self.ops[i].0, 0, rows);
-            for b in out.side {
-                if let Some(slot) = &mut self.side[i] {
-                    slot.write(&b).await?;
-                }
-            }
-            if !out.batches.is_empty() {
-                self.run_from(i + 1, out.batches).await?;
-            }
-        }
+        let em = self.chain.watermark(wm, &self.metrics)?;
+        self.deliver(em).await?;
         self.broadcast(Message::Watermark(wm)).await
     }
 
@@ -255,8 +221,8 @@ impl TaskCore {
         self.broadcast(Message::Watermark(self.watermark)).await
     }
 
-    async fn emit(&mut self, batch: RecordBatch) -> Result<()> {
-        match &mut self.outlet {
+    async fn emit(&mut self, outlet: usize, batch: RecordBatch) -> Result<()> {
+        match &mut self.outlets[outlet] {
             Outlet::Sinks(slots) => {
                 for s in slots.iter_mut() {
                     s.write(&batch).await?;
@@ -275,8 +241,14 @@ impl TaskCore {
     }
 
     async fn broadcast(&mut self, m: Message) -> Result<()> {
-        if let Outlet::Shuffle(sh) = &self.outlet {
-            for t in &sh.targets {
+        // By index: an iterator over the outlets would hold sinks (not `Sync`) across the
+        // sends' awaits.
+        for o in 0..self.outlets.len() {
+            let targets: &[mpsc::Sender<Message>] = match &self.outlets[o] {
+                Outlet::Shuffle(sh) => &sh.targets,
+                Outlet::Sinks(_) => &[],
+            };
+            for t in targets {
                 let copy = match &m {
                     Message::Watermark(w) => Message::Watermark(*w),
                     Message::Barrier(b) => Message::Barrier(*b),
@@ -305,10 +277,7 @@ impl TaskCore {
             splits,
             ..TaskState::default()
         };
-        let mut captured = Vec::with_capacity(self.ops.len());
-        for (id, op) in &self.ops {
-            captured.push((id.clone(), op.capture()?));
-        }
+        let captured = self.chain.capture()?;
         let subtask = self.id.subtask;
         let mut committables = Vec::new();
         for slot in self.slots_mut() {
@@ -465,7 +434,7 @@ impl SourceTask {
                         self.core.push_decode_errors(side).await?;
                     }
                     if data.num_rows() > 0 {
-                        self.core.push(data).await?;
+                        self.core.push(Input::ONLY, data).await?;
                     }
                     self.source_watermark().await?;
                 }
@@ -535,12 +504,13 @@ impl SourceTask {
     }
 }
 
-/// A task fed by channels from the previous stage.
+/// A task fed by channels from earlier stages.
 pub struct StageTask {
     /// Shared task state.
     pub core: TaskCore,
-    /// One receiver per upstream subtask.
-    pub inputs: Vec<mpsc::Receiver<Message>>,
+    /// One receiver per upstream subtask of each input edge, with the input port it feeds.
+    /// Barriers align and watermarks combine over all of them.
+    pub inputs: Vec<(Input, mpsc::Receiver<Message>)>,
     /// From the coordinator.
     pub ctrl: mpsc::UnboundedReceiver<Control>,
 }
@@ -584,7 +554,7 @@ impl StageTask {
                         if !readable[i] {
                             continue;
                         }
-                        match inputs[i].poll_recv(cx) {
+                        match inputs[i].1.poll_recv(cx) {
                             TaskPoll::Ready(Some(m)) => return TaskPoll::Ready((i, m)),
                             TaskPoll::Ready(None) => return TaskPoll::Ready((i, Message::End)),
                             TaskPoll::Pending => {}
@@ -600,7 +570,10 @@ impl StageTask {
                 Next::Input(i, m) => {
                     rr = i + 1;
                     match m {
-                        Message::Data(b) => self.core.push(b).await?,
+                        Message::Data(b) => {
+                            let port = self.inputs[i].0;
+                            self.core.push(port, b).await?;
+                        }
                         Message::Watermark(w) => {
                             let c = event_time.watermark(i, w);
                             self.core.follow(c).await?;

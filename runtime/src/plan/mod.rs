@@ -1,0 +1,233 @@
+//! Pipeline spec -> execution plan: a dataflow of operators (a line for a `transforms`
+//! pipeline, a tree of statements over one source for `sql`), cut into stages at every
+//! key-group shuffle, with every schema known. All data-dependent checks happen here, before
+//! anything runs: unknown columns, non-boolean filters, aggregates over the wrong types,
+//! windows after the event-time column was dropped. Each error names the field path (or the
+//! statement); the caller adds lines.
+//!
+//! ```text
+//! stage 0: source ─┬ filter ─ select ──shuffle(keyBy)──► stage 1: window ─ select ──► sink a
+//!                  └ filter ─────────────────────────────────────────────────────────► sink b
+//! ```
+//!
+//! Homes: [`flow`] (the logical dataflow, before stages), [`check`] (what each transform
+//! needs of its input and gives its output), [`stages`] (chaining and cutting into stages).
+
+mod check;
+pub mod flow;
+mod stages;
+
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::SchemaRef;
+use weir_crds::{FieldError, JobErrors, JobFile, SinkSpec, Transform};
+
+use crate::expr::CompiledExpr;
+use crate::keys::KeyCodec;
+use crate::operator::window::{WindowConfig, WindowOperator};
+use crate::operator::{Operator, dedup::Dedup, filter::Filter, select::Select};
+
+use flow::Flow;
+
+/// The whole plan.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// Job name.
+    pub name: String,
+    /// The job as given.
+    pub job: JobFile,
+    /// Source record schema.
+    pub source_schema: SchemaRef,
+    /// Event-time column of the source.
+    pub source_time_col: Option<usize>,
+    /// Stages in order; stage 0 contains the source.
+    pub stages: Vec<StagePlan>,
+    /// The shuffles between stages.
+    pub edges: Vec<EdgePlan>,
+    /// Sinks: (sink id, spec), each fed by one outlet of one stage.
+    pub sinks: Vec<(String, SinkSpec)>,
+    /// Side output for undecodable source records: (sink id, spec).
+    pub decode_side: Option<(String, SinkSpec)>,
+}
+
+impl Plan {
+    /// Every operator of the job.
+    pub fn operators(&self) -> impl Iterator<Item = &OpPlan> {
+        self.stages.iter().flat_map(|s| s.ops.iter().map(|c| &c.op))
+    }
+
+    /// The schema sink `index` receives.
+    #[must_use]
+    pub fn sink_schema(&self, index: usize) -> Option<SchemaRef> {
+        self.stages.iter().find_map(|s| {
+            s.outlets.iter().find_map(|o| match &o.to {
+                Target::Sinks(list) if list.contains(&index) => Some(Arc::clone(&o.schema)),
+                _ => None,
+            })
+        })
+    }
+}
+
+/// Operators chained in one task: a tree rooted at the stage's input (the source, or the
+/// shuffle into the stage), each branch ending in outlets.
+#[derive(Debug, Clone)]
+pub struct StagePlan {
+    /// The edges into the stage, by input port; none for stage 0 (the source).
+    pub inputs: Vec<usize>,
+    /// Schema entering the stage (for stage 0: the source schema).
+    pub input: SchemaRef,
+    /// Operators, each after its parent (`None`: the stage's input).
+    pub ops: Vec<ChainOp>,
+    /// Where results leave the stage.
+    pub outlets: Vec<OutletPlan>,
+}
+
+/// An operator in a stage's chain.
+#[derive(Debug, Clone)]
+pub struct ChainOp {
+    /// The operator.
+    pub op: OpPlan,
+    /// The operator it follows (an index into the stage's `ops`, always smaller than its
+    /// own), or `None` for the stage's input.
+    pub parent: Option<usize>,
+}
+
+/// Records leaving a stage after operator `after` (or straight from its input).
+#[derive(Debug, Clone)]
+pub struct OutletPlan {
+    /// The operator whose output leaves (an index into the stage's `ops`), or `None` for the
+    /// stage's input.
+    pub after: Option<usize>,
+    /// Where to.
+    pub to: Target,
+    /// The records' schema.
+    pub schema: SchemaRef,
+}
+
+/// Where an outlet sends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// A shuffle into another stage (an index into [`Plan::edges`]).
+    Edge(usize),
+    /// Sinks (indices into [`Plan::sinks`]); each receives every record.
+    Sinks(Vec<usize>),
+}
+
+/// A key-group shuffle from one stage into an input port of a later one.
+#[derive(Debug, Clone)]
+pub struct EdgePlan {
+    /// Upstream stage.
+    pub from: usize,
+    /// Downstream stage.
+    pub to: usize,
+    /// The input port of `to`.
+    pub port: usize,
+    /// Key columns, indices into `schema`.
+    pub keys: Vec<usize>,
+    /// The records' schema.
+    pub schema: SchemaRef,
+}
+
+/// One operator, ready to instantiate per subtask.
+#[derive(Debug, Clone)]
+pub struct OpPlan {
+    /// Stable id used for state: `window-0`, `dedup-1`; stateless ops `t<i>-filter`.
+    pub id: String,
+    /// Field path of the transform, for messages.
+    pub path: String,
+    /// The transform.
+    pub transform: Transform,
+    /// Input schema.
+    pub input: SchemaRef,
+    /// Output schema.
+    pub output: SchemaRef,
+    /// Event-time column in the input.
+    pub time_col: Option<usize>,
+    /// Late-record side output: (sink id, spec).
+    pub side_sink: Option<(String, SinkSpec)>,
+}
+
+impl OpPlan {
+    /// Whether the operator keeps keyed state.
+    #[must_use]
+    pub fn is_stateful(&self) -> bool {
+        matches!(self.transform, Transform::Window(_) | Transform::Dedup(_))
+    }
+
+    /// A fresh instance for one subtask. Re-compiles expressions: they were checked when
+    /// planning, so this fails only on internal errors.
+    ///
+    /// # Errors
+    /// [`crate::error::Error::Internal`] if planning and instantiation disagree.
+    pub fn instantiate(&self, max_parallelism: u32) -> crate::error::Result<Box<dyn Operator>> {
+        let ie = |e: String| crate::error::Error::internal(format!("{}: {e}", self.path));
+        Ok(match &self.transform {
+            Transform::Filter(sql) => Box::new(Filter::new(
+                CompiledExpr::compile(sql, &self.input).map_err(ie)?,
+            )),
+            Transform::Select(cols) => Box::new(Select::new(
+                cols.values()
+                    .map(|sql| CompiledExpr::compile(sql, &self.input))
+                    .collect::<Result<_, _>>()
+                    .map_err(ie)?,
+                Arc::clone(&self.output),
+            )),
+            Transform::Window(w) => {
+                let (assigner, keys, aggs) = check::window_parts(w, &self.input, &self.path)
+                    .map_err(|e| ie(format!("{e:?}")))?;
+                Box::new(WindowOperator::new(WindowConfig {
+                    assigner,
+                    keys: KeyCodec::new(&self.input, keys)?,
+                    time_col: self.time_col.ok_or_else(|| ie("no time column".into()))?,
+                    aggregates: aggs,
+                    output: Arc::clone(&self.output),
+                    side_output: self.side_sink.is_some(),
+                    max_parallelism,
+                })?)
+            }
+            Transform::Dedup(d) => {
+                let keys = check::columns(&d.key_by, &self.input, &format!("{}.keyBy", self.path))
+                    .map_err(|e| ie(format!("{e:?}")))?;
+                Box::new(Dedup::new(
+                    KeyCodec::new(&self.input, keys)?,
+                    self.time_col.ok_or_else(|| ie("no time column".into()))?,
+                    d.ttl.as_millis_i64(),
+                    max_parallelism,
+                ))
+            }
+        })
+    }
+}
+
+/// Plan a job. `file` and `src` are only used to locate errors.
+///
+/// # Errors
+/// Every problem found, each naming its field (or statement) and line.
+pub fn plan(job: &JobFile, name: &str, file: &str, src: &str) -> Result<Plan, JobErrors> {
+    let source = crate::connectors::source_schema(&job.pipeline.source);
+    let flow = if job.pipeline.sql.is_some() {
+        let lowered =
+            crate::sql::lower_script(job, &source).map_err(|e| JobErrors::locate(file, src, e))?;
+        Flow::of_statements(&lowered.branches, &job.pipeline.sinks)
+            .map_err(|e| JobErrors::locate(file, src, e))?
+    } else {
+        Flow::line(&job.pipeline.transforms, job.pipeline.sinks.len())
+    };
+    stages::cut(job, name, source, &flow).map_err(|e| JobErrors::locate(file, src, e))
+}
+
+/// Errors found planning a node, reported where the user wrote it: at the transform's field,
+/// or at the statement of a `sql` pipeline (the user never wrote the transforms it lowered
+/// to).
+fn at_origin(origin: Option<usize>, errs: Vec<FieldError>) -> Vec<FieldError> {
+    match origin {
+        None => errs,
+        Some(line) => errs
+            .into_iter()
+            .map(|f| FieldError::within("sql", line, f.message))
+            .collect(),
+    }
+}

@@ -1,0 +1,311 @@
+//! The operators of one task: a tree rooted at the task's input (the source's records, or
+//! what the shuffles into the stage bring), each operator feeding the ones after it and the
+//! outlets that leave after it. Running records and watermarks through it does no I/O: what
+//! comes out is handed back per outlet, for the task to send or write.
+
+use datafusion::arrow::array::RecordBatch;
+
+use crate::checkpoint::state::DeferredState;
+use crate::control::metrics::Metrics;
+use crate::error::{Error, Result};
+use crate::ids::Millis;
+use crate::operator::{Input, Operator, Output};
+
+/// An operator and what follows it.
+struct Node {
+    id: String,
+    op: Box<dyn Operator>,
+    /// Fed by the task's input rather than by another operator.
+    root: bool,
+    children: Vec<usize>,
+    outlets: Vec<usize>,
+}
+
+/// What one call produced: records per outlet, and side-output records per operator (late
+/// records), each in the order produced.
+#[derive(Debug, Default)]
+pub struct Emitted {
+    /// (outlet index, records).
+    pub out: Vec<(usize, RecordBatch)>,
+    /// (operator index, records).
+    pub side: Vec<(usize, RecordBatch)>,
+}
+
+/// One task's operators.
+pub struct Chain {
+    nodes: Vec<Node>,
+    /// Operators the task's input feeds.
+    roots: Vec<usize>,
+    /// Outlets the task's input feeds directly.
+    root_outlets: Vec<usize>,
+    /// Records waiting for each operator during one call.
+    pending: Vec<Vec<RecordBatch>>,
+}
+
+impl Chain {
+    /// Operators `(id, instance, parent)`, each after its parent (`None`: the task's input),
+    /// and outlets by the operator they leave after.
+    ///
+    /// # Errors
+    /// An operator or outlet after an operator not before it (a planning error).
+    pub fn new(
+        ops: Vec<(String, Box<dyn Operator>, Option<usize>)>,
+        outlets_after: &[Option<usize>],
+    ) -> Result<Self> {
+        let mut nodes: Vec<Node> = Vec::with_capacity(ops.len());
+        let mut roots = Vec::new();
+        for (i, (id, op, parent)) in ops.into_iter().enumerate() {
+            match parent {
+                None => roots.push(i),
+                Some(p) if p < i => nodes[p].children.push(i),
+                Some(p) => {
+                    return Err(Error::internal(format!(
+                        "operator {id} follows operator {p}, which is not before it"
+                    )));
+                }
+            }
+            nodes.push(Node {
+                id,
+                op,
+                root: parent.is_none(),
+                children: Vec::new(),
+                outlets: Vec::new(),
+            });
+        }
+        let mut root_outlets = Vec::new();
+        for (o, after) in outlets_after.iter().enumerate() {
+            match after {
+                None => root_outlets.push(o),
+                Some(p) => nodes
+                    .get_mut(*p)
+                    .ok_or_else(|| Error::internal(format!("outlet {o} after no operator {p}")))?
+                    .outlets
+                    .push(o),
+            }
+        }
+        let pending = vec![Vec::new(); nodes.len()];
+        Ok(Self {
+            nodes,
+            roots,
+            root_outlets,
+            pending,
+        })
+    }
+
+    /// Operator ids, in order.
+    pub fn ids(&self) -> impl Iterator<Item = &str> {
+        self.nodes.iter().map(|n| n.id.as_str())
+    }
+
+    /// Records arriving on the task's input `input`.
+    ///
+    /// # Errors
+    /// Operator errors.
+    pub fn push(&mut self, input: Input, batch: RecordBatch, metrics: &Metrics) -> Result<Emitted> {
+        let mut em = Emitted::default();
+        let roots = self.roots.iter().map(|&r| Dest::Op(r));
+        let outlets = self.root_outlets.iter().map(|&o| Dest::Out(o));
+        spread(batch, roots.chain(outlets), &mut self.pending, &mut em);
+        self.run(input, None, metrics, &mut em)?;
+        Ok(em)
+    }
+
+    /// Event time reached `wm`: every operator fires what it completes, in order, so an
+    /// operator sees what the ones before it fired before it fires itself.
+    ///
+    /// # Errors
+    /// Operator errors.
+    pub fn watermark(&mut self, wm: Millis, metrics: &Metrics) -> Result<Emitted> {
+        let mut em = Emitted::default();
+        self.run(Input::ONLY, Some(wm), metrics, &mut em)?;
+        Ok(em)
+    }
+
+    /// Capture every operator's state, by id.
+    ///
+    /// # Errors
+    /// Operator capture errors.
+    pub fn capture(&self) -> Result<Vec<(String, DeferredState)>> {
+        self.nodes
+            .iter()
+            .map(|n| Ok((n.id.clone(), n.op.capture()?)))
+            .collect()
+    }
+
+    fn run(
+        &mut self,
+        input: Input,
+        fire: Option<Millis>,
+        metrics: &Metrics,
+        em: &mut Emitted,
+    ) -> Result<()> {
+        let Self { nodes, pending, .. } = self;
+        for i in 0..nodes.len() {
+            let waiting = std::mem::take(&mut pending[i]);
+            let node = &mut nodes[i];
+            let port = if node.root { input } else { Input::ONLY };
+            let mut produced = Vec::new();
+            for b in waiting {
+                let rows = b.num_rows() as u64;
+                let mut out = Output::default();
+                let before = node.op.counters();
+                node.op.process(port, b, &mut out)?;
+                let after = node.op.counters();
+                metrics
+                    .late_records
+                    .inc_by(after.late_records - before.late_records);
+                metrics
+                    .duplicates
+                    .inc_by(after.duplicates - before.duplicates);
+                metrics.records(
+                    &node.id,
+                    rows,
+                    out.batches.iter().map(|b| b.num_rows() as u64).sum(),
+                );
+                produced.extend(out.batches);
+                em.side.extend(out.side.into_iter().map(|b| (i, b)));
+            }
+            if let Some(wm) = fire {
+                let mut out = Output::default();
+                node.op.on_watermark(wm, &mut out)?;
+                let rows = out.batches.iter().map(|b| b.num_rows() as u64).sum();
+                metrics.records(&node.id, 0, rows);
+                produced.extend(out.batches);
+                em.side.extend(out.side.into_iter().map(|b| (i, b)));
+            }
+            for b in produced {
+                let children = node.children.iter().map(|&c| Dest::Op(c));
+                let outlets = node.outlets.iter().map(|&o| Dest::Out(o));
+                spread(b, children.chain(outlets), pending, em);
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Dest {
+    Op(usize),
+    Out(usize),
+}
+
+/// Give `batch` to every destination: shared (a batch's columns are reference-counted), the
+/// last one without a copy of the column list.
+fn spread(
+    batch: RecordBatch,
+    dests: impl Iterator<Item = Dest>,
+    pending: &mut [Vec<RecordBatch>],
+    em: &mut Emitted,
+) {
+    let mut dests = dests.peekable();
+    let mut batch = Some(batch);
+    while let Some(d) = dests.next() {
+        let b = if dests.peek().is_some() {
+            batch.clone()
+        } else {
+            batch.take()
+        };
+        let Some(b) = b else { return };
+        match d {
+            Dest::Op(i) => pending[i].push(b),
+            Dest::Out(o) => em.out.push((o, b)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use datafusion::arrow::array::{Int64Array, RecordBatch};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+
+    use super::Chain;
+    use crate::control::metrics::Metrics;
+    use crate::error::Result;
+    use crate::operator::{Input, Operator, Output};
+
+    /// Keeps rows whose value is divisible by `by`; on a watermark emits one row holding it.
+    struct Every {
+        by: i64,
+    }
+
+    impl Operator for Every {
+        fn process(&mut self, _: Input, batch: RecordBatch, out: &mut Output) -> Result<()> {
+            let col = batch
+                .column(0)
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .expect("int64");
+            let kept: Int64Array = col
+                .iter()
+                .flatten()
+                .filter(|v| v % self.by == 0)
+                .map(Some)
+                .collect();
+            out.batches.push(batch_of(kept.values()));
+            Ok(())
+        }
+
+        fn on_watermark(&mut self, wm: crate::ids::Millis, out: &mut Output) -> Result<()> {
+            out.batches.push(batch_of(&[wm * self.by]));
+            Ok(())
+        }
+    }
+
+    fn batch_of(v: &[i64]) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, true)]));
+        RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(v.to_vec()))]).expect("batch")
+    }
+
+    fn values(em: &super::Emitted, outlet: usize) -> Vec<i64> {
+        em.out
+            .iter()
+            .filter(|(o, _)| *o == outlet)
+            .flat_map(|(_, b)| {
+                let a = b
+                    .column(0)
+                    .as_any()
+                    .downcast_ref::<Int64Array>()
+                    .expect("int64");
+                a.values().to_vec()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_tree_feeds_each_branch_and_fires_parents_first() {
+        // input ─┬ every 2 ─┬ every 3 ─► outlet 0
+        //        │          └──────────► outlet 1
+        //        ├ every 5 ────────────► outlet 2
+        //        └─────────────────────► outlet 3
+        let mut chain = Chain::new(
+            vec![
+                ("two".into(), Box::new(Every { by: 2 }), None),
+                ("three".into(), Box::new(Every { by: 3 }), Some(0)),
+                ("five".into(), Box::new(Every { by: 5 }), None),
+            ],
+            &[Some(1), Some(0), Some(2), None],
+        )
+        .expect("a chain");
+        let metrics = Metrics::new(vec!["t".into()]);
+        let em = chain
+            .push(
+                Input::ONLY,
+                batch_of(&(1..=12).collect::<Vec<_>>()),
+                &metrics,
+            )
+            .expect("push");
+        assert_eq!(values(&em, 0), [6, 12]);
+        assert_eq!(values(&em, 1), [2, 4, 6, 8, 10, 12]);
+        assert_eq!(values(&em, 2), [5, 10]);
+        assert_eq!(values(&em, 3), (1..=12).collect::<Vec<_>>());
+        let em = chain.watermark(3, &metrics).expect("watermark");
+        // `three` first filters what `two` fired (6: kept), then fires 9.
+        assert_eq!(values(&em, 0), [6, 9]);
+        assert_eq!(values(&em, 1), [6]);
+        assert_eq!(values(&em, 2), [15]);
+        assert!(values(&em, 3).is_empty());
+        assert!(Chain::new(vec![("x".into(), Box::new(Every { by: 1 }), Some(0))], &[]).is_err());
+    }
+}
