@@ -9,7 +9,7 @@ use datafusion::arrow::datatypes::SchemaRef;
 use weir_crds::{SinkSpec, Transform};
 
 use crate::connectors;
-use crate::plan::{OpPlan, Plan, StagePlan, Target};
+use crate::plan::{OpPlan, Operation, Plan, StagePlan, Target};
 use crate::sink::SinkEnv;
 
 /// The plan as text. `parallelism` is the one the job runs at (the file's unless overridden).
@@ -86,14 +86,20 @@ pub fn explain(plan: &Plan, parallelism: u32) -> String {
 fn branch(s: &mut String, plan: &Plan, stage: &StagePlan, parent: Option<usize>, depth: usize) {
     let pad = "  ".repeat(depth);
     for (i, c) in stage.ops.iter().enumerate() {
-        if c.parent == parent {
+        // A union is shown under its first input; its other inputs point to it.
+        if c.parents.first() == Some(&parent) {
             let _ = writeln!(s, "{pad}{}", operator(&c.op));
             branch(s, plan, stage, Some(i), depth + 1);
+        } else if c.parents.contains(&parent) {
+            let _ = writeln!(s, "{pad}─► {} (above)", c.op.id);
         }
     }
     for o in stage.outlets.iter().filter(|o| o.after == parent) {
         let to = match &o.to {
             Target::Edge(e) => plan.edges.get(*e).map_or_else(String::new, |edge| {
+                if edge.forward {
+                    return format!("forward into stage {} (input {})", edge.to, edge.port + 1);
+                }
                 let names: Vec<&str> = edge
                     .keys
                     .iter()
@@ -120,7 +126,11 @@ fn branch(s: &mut String, plan: &Plan, stage: &StagePlan, parent: Option<usize>,
 }
 
 fn operator(op: &OpPlan) -> String {
-    match &op.transform {
+    let t = match &op.operation {
+        Operation::Union => return format!("union all ({})", op.id),
+        Operation::Transform(t) => t,
+    };
+    match t {
         Transform::Filter(sql) => format!("filter {sql}"),
         Transform::Select(cols) => {
             let parts: Vec<String> = cols

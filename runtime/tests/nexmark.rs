@@ -111,16 +111,18 @@ fn every_query_equals_the_oracle_at_parallelism_1_and_3() {
     }
 }
 
-/// Make `file`'s source slow enough to be killed mid-stream (60k events at 20k/s), then
-/// kill it with SIGKILL twice at random moments, restarting it in between.
-fn kill_twice(file: &Path, log: &Path, rng: &mut u64) {
-    let text = std::fs::read_to_string(file)
-        .unwrap()
-        .replace("splits: 8", "splits: 8\n    rate: 20000");
+/// Make `file`'s source slow enough to be killed mid-stream (60k events in `1.5 * times`
+/// seconds), then kill it with SIGKILL `times` times at random moments, restarting it in
+/// between.
+fn kill(file: &Path, log: &Path, rng: &mut u64, times: u32) {
+    let text = std::fs::read_to_string(file).unwrap().replace(
+        "splits: 8",
+        &format!("splits: 8\n    rate: {}", 40_000 / times),
+    );
     std::fs::write(file, text).unwrap();
     let mut kills = 0;
-    for _ in 0..10 {
-        if kills == 2 {
+    for _ in 0..times * 5 {
+        if kills == times {
             break;
         }
         let mut child = spawn_runtime(file, &[], &[], log);
@@ -133,7 +135,7 @@ fn kill_twice(file: &Path, log: &Path, rng: &mut u64) {
     }
     assert_eq!(
         kills,
-        2,
+        times,
         "{} ended before it could be killed",
         file.display()
     );
@@ -149,7 +151,7 @@ fn a_query_killed_and_restarted_still_equals_the_oracle() {
         std::fs::create_dir_all(&dir).unwrap();
         let file = job_file(query, None, 2, &dir);
         let log = dir.join("runtime.log");
-        kill_twice(&file, &log, &mut rng);
+        kill(&file, &log, &mut rng, 2);
         run_to_end(&file, &log);
         let report = oracle(&events, query, &dir.join("out"));
         println!("{query} after 2 kills: {report}");
@@ -157,11 +159,13 @@ fn a_query_killed_and_restarted_still_equals_the_oracle() {
 }
 
 /// The sinks of `together.yaml` and the oracle query each is checked against.
-const TOGETHER: [&str; 4] = ["q1", "q2", "q14", "bids"];
+const TOGETHER: [&str; 6] = ["q1", "q2", "q14", "bids", "either", "activity"];
 
-/// Four statements with four results in one job: one source, the `bid` view's filter and
-/// projection shared, forks into three sinks and a shuffle into a window. Each sink equals
-/// its own oracle at parallelism 3 and after SIGKILLs.
+/// Six statements with six results in one job: one source, the `bid` view's filter and
+/// projection shared, forks into sinks and shuffles into windows, a union within the source
+/// stage and a union of two windows' results (a stage fed by two forward edges, aligning
+/// barriers and taking the lower watermark of the two). Each sink equals its own oracle at
+/// parallelism 3 and after SIGKILLs.
 #[test]
 fn several_queries_in_one_job_each_equal_their_oracle() {
     let tmp = tempfile::tempdir().unwrap();
@@ -173,7 +177,7 @@ fn several_queries_in_one_job_each_equal_their_oracle() {
         let file = job_file("together", None, if killed { 2 } else { 3 }, &dir);
         let log = dir.join("runtime.log");
         if killed {
-            kill_twice(&file, &log, &mut rng);
+            kill(&file, &log, &mut rng, 4);
         }
         run_to_end(&file, &log);
         for sink in TOGETHER {

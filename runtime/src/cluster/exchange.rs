@@ -711,14 +711,14 @@ mod tests {
                 vec![data.clone()],
                 "a batch before its schema",
             ),
-            ("cut body", vec![schema, cut], "data link s1: t0 -> t0"),
+            ("cut body", vec![schema, cut], "data link e0: t0 -> t0"),
             (
                 "bad signal",
                 vec![FlightData {
                     app_metadata: b"{not json".to_vec().into(),
                     ..FlightData::default()
                 }],
-                "data link s1: t0 -> t0",
+                "data link e0: t0 -> t0",
             ),
             ("oversize", vec![oversize], "message length too large"),
         ];
@@ -727,7 +727,7 @@ mod tests {
             let (sender, _e0) = pod(0, &peers).await;
             let (receiver, mut events) = pod(1, &peers).await;
             let (to_task, mut task_input) = mpsc::channel(8);
-            receiver.expect(1, 0, 0, to_task);
+            receiver.expect(0, 0, 0, to_task);
             let hello = Hello::Data {
                 incarnation: "t".into(),
                 generation: 4,
@@ -759,7 +759,7 @@ mod tests {
                 Ok(Some(TaskEvent::PodLost { pod: 0, error })) => {
                     let e = error.to_string();
                     assert!(e.contains(want), "{what}: {e}");
-                    assert!(e.contains("data link s1: t0 -> t0"), "{what}: {e}");
+                    assert!(e.contains("data link e0: t0 -> t0"), "{what}: {e}");
                 }
                 other => panic!("{what}: {other:?}"),
             }

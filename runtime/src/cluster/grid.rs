@@ -1,7 +1,8 @@
 //! The channels of every shuffle (an edge of the plan, from one stage into an input of a
 //! later one), for the subtasks this pod runs.
 //!
-//! Every upstream subtask of a shuffle sends to every downstream subtask. Both ends in this
+//! Every upstream subtask of a shuffle sends to every downstream subtask; on a forward edge,
+//! subtask `i` sends to subtask `i` only (the same pod runs both). Both ends in this
 //! pod: an in-memory channel. One end in another pod: a channel whose other end the
 //! [`Exchange`] drains into, or fills from, a data link. Neither end here: nothing.
 
@@ -50,17 +51,21 @@ impl Placement<'_> {
 }
 
 impl Grid {
-    /// Channels for `edges` shuffles between stages of `parallelism` subtasks each.
+    /// Channels for the plan's edges between stages of `parallelism` subtasks each, given
+    /// whether each edge is a forward one.
     #[must_use]
-    pub fn build(edges: u32, parallelism: u32, placement: &Placement<'_>) -> Self {
+    pub fn build(forward: &[bool], parallelism: u32, placement: &Placement<'_>) -> Self {
         let here = |s: u32| placement.runs_here(s, parallelism);
         let mut senders = Vec::new();
         let mut receivers = Vec::new();
-        for edge in 0..edges {
+        for (edge, forward) in (0u32..).zip(forward) {
             let mut s = vec![Vec::new(); parallelism as usize];
             let mut r: Vec<Vec<_>> = (0..parallelism).map(|_| Vec::new()).collect();
             for (up, from_upstream) in (0..parallelism).zip(&mut s) {
                 for (down, to_downstream) in (0..parallelism).zip(&mut r) {
+                    if *forward && up != down {
+                        continue;
+                    }
                     let (here_up, here_down) = (here(up), here(down));
                     if !here_up && !here_down {
                         continue;

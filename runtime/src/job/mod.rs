@@ -248,9 +248,8 @@ pub async fn start(plan: Plan, opts: RunOptions) -> Result<RunningJob> {
         },
         _ => Placement::Local,
     };
-    let edges = u32::try_from(plan.edges.len())
-        .map_err(|_| Error::internal("more shuffles than channels can be numbered"))?;
-    let grid = Grid::build(edges, shape.parallelism, &placement);
+    let forward: Vec<bool> = plan.edges.iter().map(|e| e.forward).collect();
+    let grid = Grid::build(&forward, shape.parallelism, &placement);
     let tasks::Spawned {
         handles,
         mut ctrls,

@@ -18,10 +18,10 @@ use crate::control::metrics::Metrics;
 use crate::error::{Error, Result};
 use crate::ids::{Millis, TaskId};
 use crate::keys::{KeyCodec, key_group_range};
-use crate::operator::{Input, Operator};
+use crate::operator::Input;
 use crate::plan::{Plan, StagePlan, Target};
 use crate::source::idleness::Idleness;
-use crate::task::chain::Chain;
+use crate::task::chain::{Chain, Linked};
 use crate::task::{Outlet, Shuffle, SourceTask, StageTask, TaskCore};
 
 /// The spawned tasks and the coordinator's handles on them.
@@ -143,7 +143,7 @@ fn task_core(
 ) -> Result<TaskCore> {
     let (plan, shape) = (cx.plan, cx.shape);
     let range = key_group_range(tid.subtask, shape.parallelism, shape.max_parallelism);
-    let mut ops: Vec<(String, Box<dyn Operator>, Option<usize>)> = Vec::new();
+    let mut ops: Vec<Linked> = Vec::new();
     let mut side = Vec::new();
     for c in &stage.ops {
         let op = &c.op;
@@ -161,7 +161,7 @@ fn task_core(
                     other => other,
                 })?;
         }
-        ops.push((op.id.clone(), inst, c.parent));
+        ops.push((op.id.clone(), inst, c.parents.clone()));
         side.push(match &op.side_sink {
             Some((id, _)) => Some(cx.slots.open(id, tid.subtask)?),
             None => None,
@@ -185,11 +185,21 @@ fn task_core(
                     .edges
                     .get(*e)
                     .ok_or_else(|| Error::internal(format!("no edge {e}")))?;
-                Outlet::Shuffle(Shuffle {
-                    targets: grid.take_senders(*e, tid.subtask),
-                    keys: KeyCodec::new(&edge.schema, edge.keys.clone())?,
-                    max_parallelism: shape.max_parallelism,
-                })
+                let mut targets = grid.take_senders(*e, tid.subtask);
+                if edge.forward {
+                    Outlet::Forward(targets.pop().ok_or_else(|| {
+                        Error::internal(format!(
+                            "no channel for subtask {} on edge {e}",
+                            tid.subtask
+                        ))
+                    })?)
+                } else {
+                    Outlet::Shuffle(Shuffle {
+                        targets,
+                        keys: KeyCodec::new(&edge.schema, edge.keys.clone())?,
+                        max_parallelism: shape.max_parallelism,
+                    })
+                }
             }
         });
     }

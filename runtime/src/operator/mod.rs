@@ -8,6 +8,7 @@
 pub mod dedup;
 pub mod filter;
 pub mod select;
+pub mod union;
 pub mod window;
 
 #[cfg(test)]

@@ -145,6 +145,69 @@ pub(super) fn node(
     }
 }
 
+/// Check a `UNION ALL` (node `i`) of `inputs`: as many columns in each, of the same types
+/// by position. It gives the first input's column names; event time survives only where
+/// every input has it in the same column.
+pub(super) fn union(i: usize, inputs: &[Incoming], errs: &mut Vec<FieldError>) -> Checked {
+    let path = format!("transforms[{i}] (UNION ALL)");
+    let first = &inputs[0].schema;
+    for (k, inc) in inputs.iter().enumerate().skip(1) {
+        let (a, b) = (first.fields(), inc.schema.fields());
+        if a.len() != b.len() {
+            errs.push(FieldError::new(
+                &path,
+                format!(
+                    "UNION ALL: input {} has {} columns, the first has {}",
+                    k + 1,
+                    b.len(),
+                    a.len()
+                ),
+            ));
+            continue;
+        }
+        for (c, (x, y)) in a.iter().zip(b.iter()).enumerate() {
+            if x.data_type() != y.data_type() {
+                errs.push(FieldError::new(
+                    &path,
+                    format!(
+                        "UNION ALL: column {} (`{}`) is {} in the first input and {} in input {}; CAST one of them",
+                        c + 1,
+                        x.name(),
+                        x.data_type(),
+                        y.data_type(),
+                        k + 1
+                    ),
+                ));
+            }
+        }
+    }
+    let fields: Vec<Field> = first
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone().with_nullable(true))
+        .collect();
+    let time_col = inputs[0]
+        .time_col
+        .filter(|tc| inputs.iter().all(|x| x.time_col == Some(*tc)));
+    let time_lost_at = match time_col {
+        Some(_) => None,
+        None => inputs
+            .iter()
+            .find_map(|x| x.time_lost_at.clone())
+            .or_else(|| Some(path.clone())),
+    };
+    Checked {
+        path,
+        out: Incoming {
+            schema: Arc::new(Schema::new(fields)),
+            time_col,
+            time_lost_at,
+        },
+        keys: None,
+        side_sink: None,
+    }
+}
+
 /// Column indices of `names` in `schema`.
 pub(super) fn columns(
     names: &[String],

@@ -1,9 +1,12 @@
 //! The logical dataflow: transforms and what each reads, before anything is chained or cut
 //! into stages. A `transforms` pipeline is a line; a `sql` pipeline is a tree over its
 //! source, one branch per result, where statements that begin alike share the operators
-//! they have in common (two queries over one view filter once).
+//! they have in common (two queries over one view filter once), and a `UNION ALL` joins
+//! branches again.
 
 use weir_crds::{FieldError, SinkSpec, Transform};
+
+use super::Operation;
 
 /// What a node (or a sink) reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -14,13 +17,13 @@ pub enum Upstream {
     Node(usize),
 }
 
-/// One transform in the dataflow.
+/// One operator in the dataflow.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Node {
     /// What it does.
-    pub transform: Transform,
-    /// What it reads.
-    pub input: Upstream,
+    pub operation: Operation,
+    /// What it reads: one input, or several for a union.
+    pub inputs: Vec<Upstream>,
     /// For a `sql` pipeline: the line in the script of the statement that first needed the
     /// node, where its planning errors are reported.
     pub origin: Option<usize>,
@@ -35,12 +38,22 @@ pub struct Flow {
     pub sinks: Vec<Upstream>,
 }
 
-/// One result of a `sql` pipeline: the transforms computing it from the source, the sinks
-/// it goes to, and where its statement is.
+/// One step of a result's computation, as a statement lowers to it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Step {
+    /// A transform of what the step before gave.
+    Transform(Transform),
+    /// `UNION ALL` of the results of these steps, each computed from the source; the first
+    /// step of its chain.
+    Union(Vec<Vec<Step>>),
+}
+
+/// One result of a `sql` pipeline: the steps computing it from the source, the sinks it
+/// goes to, and where its statement is.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Branch {
-    /// The transforms, in order.
-    pub transforms: Vec<Transform>,
+    /// The steps, in order.
+    pub steps: Vec<Step>,
     /// Names of the sinks written (lowercase, as tables are named).
     pub sinks: Vec<String>,
     /// The 1-based line of the (first) statement in the script.
@@ -55,12 +68,12 @@ impl Flow {
             .iter()
             .enumerate()
             .map(|(i, t)| Node {
-                transform: t.clone(),
-                input: if i == 0 {
+                operation: Operation::Transform(t.clone()),
+                inputs: vec![if i == 0 {
                     Upstream::Source
                 } else {
                     Upstream::Node(i - 1)
-                },
+                }],
                 origin: None,
             })
             .collect();
@@ -82,27 +95,14 @@ impl Flow {
     /// A sink no branch writes, or a branch writing a sink the pipeline does not have (both
     /// refused by validation before; reported rather than assumed).
     pub fn of_statements(branches: &[Branch], sinks: &[SinkSpec]) -> Result<Self, Vec<FieldError>> {
-        let mut nodes: Vec<Node> = Vec::new();
+        let mut flow = Self {
+            nodes: Vec::new(),
+            sinks: Vec::new(),
+        };
         let mut fed: Vec<Option<Upstream>> = vec![None; sinks.len()];
         let mut errs = Vec::new();
         for b in branches {
-            let mut cur = Upstream::Source;
-            for t in &b.transforms {
-                cur = match nodes
-                    .iter()
-                    .position(|n| n.input == cur && n.transform == *t)
-                {
-                    Some(i) => Upstream::Node(i),
-                    None => {
-                        nodes.push(Node {
-                            transform: t.clone(),
-                            input: cur,
-                            origin: Some(b.line),
-                        });
-                        Upstream::Node(nodes.len() - 1)
-                    }
-                };
-            }
+            let cur = flow.add(&b.steps, b.line);
             for name in &b.sinks {
                 match sinks
                     .iter()
@@ -128,16 +128,45 @@ impl Flow {
         if !errs.is_empty() {
             return Err(errs);
         }
-        Ok(Self {
-            nodes,
-            sinks: fed.into_iter().flatten().collect(),
-        })
+        flow.sinks = fed.into_iter().flatten().collect();
+        Ok(flow)
+    }
+
+    /// Add `steps`, computed from the source, reusing nodes that compute the same; returns
+    /// the last.
+    fn add(&mut self, steps: &[Step], line: usize) -> Upstream {
+        let mut cur = Upstream::Source;
+        for s in steps {
+            let (operation, inputs) = match s {
+                Step::Transform(t) => (Operation::Transform(t.clone()), vec![cur]),
+                Step::Union(chains) => (
+                    Operation::Union,
+                    chains.iter().map(|c| self.add(c, line)).collect(),
+                ),
+            };
+            cur = match self
+                .nodes
+                .iter()
+                .position(|n| n.inputs == inputs && n.operation == operation)
+            {
+                Some(i) => Upstream::Node(i),
+                None => {
+                    self.nodes.push(Node {
+                        operation,
+                        inputs,
+                        origin: Some(line),
+                    });
+                    Upstream::Node(self.nodes.len() - 1)
+                }
+            };
+        }
+        cur
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{Branch, Flow, Upstream};
+    use super::{Branch, Flow, Step, Upstream};
     use weir_crds::{FileSinkSpec, SinkSpec, Transform};
 
     fn sink(name: &str) -> SinkSpec {
@@ -147,46 +176,65 @@ mod tests {
         })
     }
 
-    fn filter(s: &str) -> Transform {
-        Transform::Filter(s.into())
+    fn filter(s: &str) -> Step {
+        Step::Transform(Transform::Filter(s.into()))
     }
 
     #[test]
     fn statements_share_what_they_begin_with_and_fork_where_they_differ() {
         let branches = [
             Branch {
-                transforms: vec![filter("a > 1"), filter("b > 2")],
+                steps: vec![filter("a > 1"), filter("b > 2")],
                 sinks: vec!["x".into()],
                 line: 1,
             },
             Branch {
-                transforms: vec![filter("a > 1"), filter("c > 3")],
+                steps: vec![filter("a > 1"), filter("c > 3")],
                 sinks: vec!["y".into()],
                 line: 2,
             },
             Branch {
-                transforms: vec![filter("b > 2")],
+                steps: vec![filter("b > 2")],
                 sinks: vec!["z".into()],
                 line: 3,
             },
+            // (a > 1 UNION ALL b > 2) then c > 3: both inputs exist already.
+            Branch {
+                steps: vec![
+                    Step::Union(vec![vec![filter("a > 1")], vec![filter("b > 2")]]),
+                    filter("c > 3"),
+                ],
+                sinks: vec!["u".into()],
+                line: 4,
+            },
         ];
-        let flow =
-            Flow::of_statements(&branches, &[sink("z"), sink("x"), sink("Y")]).expect("a flow");
-        let shape: Vec<(Upstream, Option<usize>)> =
-            flow.nodes.iter().map(|n| (n.input, n.origin)).collect();
+        let flow = Flow::of_statements(&branches, &[sink("z"), sink("x"), sink("Y"), sink("u")])
+            .expect("a flow");
+        let shape: Vec<(Vec<Upstream>, Option<usize>)> = flow
+            .nodes
+            .iter()
+            .map(|n| (n.inputs.clone(), n.origin))
+            .collect();
         assert_eq!(
             shape,
             [
-                (Upstream::Source, Some(1)),
-                (Upstream::Node(0), Some(1)),
-                (Upstream::Node(0), Some(2)),
+                (vec![Upstream::Source], Some(1)),
+                (vec![Upstream::Node(0)], Some(1)),
+                (vec![Upstream::Node(0)], Some(2)),
                 // Same transform as node 1, but over the source: not the same result.
-                (Upstream::Source, Some(3)),
+                (vec![Upstream::Source], Some(3)),
+                (vec![Upstream::Node(0), Upstream::Node(3)], Some(4)),
+                (vec![Upstream::Node(4)], Some(4)),
             ]
         );
         assert_eq!(
             flow.sinks,
-            [Upstream::Node(3), Upstream::Node(1), Upstream::Node(2)]
+            [
+                Upstream::Node(3),
+                Upstream::Node(1),
+                Upstream::Node(2),
+                Upstream::Node(5)
+            ]
         );
         let e = Flow::of_statements(&branches[..1], &[sink("x"), sink("w")])
             .expect_err("w is not written");
@@ -195,8 +243,9 @@ mod tests {
 
     #[test]
     fn a_line_feeds_every_sink_from_its_last_transform() {
-        let flow = Flow::line(&[filter("a > 1"), filter("b > 1")], 2);
-        assert_eq!(flow.nodes[1].input, Upstream::Node(0));
+        let t = |s: &str| Transform::Filter(s.into());
+        let flow = Flow::line(&[t("a > 1"), t("b > 1")], 2);
+        assert_eq!(flow.nodes[1].inputs, [Upstream::Node(0)]);
         assert_eq!(flow.sinks, [Upstream::Node(1), Upstream::Node(1)]);
         assert_eq!(Flow::line(&[], 1).sinks, [Upstream::Source]);
     }

@@ -28,7 +28,7 @@ use weir_crds::{FieldError, JobErrors, JobFile, SinkSpec, Transform};
 use crate::expr::CompiledExpr;
 use crate::keys::KeyCodec;
 use crate::operator::window::{WindowConfig, WindowOperator};
-use crate::operator::{Operator, dedup::Dedup, filter::Filter, select::Select};
+use crate::operator::{Operator, dedup::Dedup, filter::Filter, select::Select, union::Union};
 
 use flow::Flow;
 
@@ -90,9 +90,10 @@ pub struct StagePlan {
 pub struct ChainOp {
     /// The operator.
     pub op: OpPlan,
-    /// The operator it follows (an index into the stage's `ops`, always smaller than its
-    /// own), or `None` for the stage's input.
-    pub parent: Option<usize>,
+    /// What it reads: operators before it (indices into the stage's `ops`, each smaller than
+    /// its own) or `None` for the stage's input. One, but for a union of results computed in
+    /// the same stage.
+    pub parents: Vec<Option<usize>>,
 }
 
 /// Records leaving a stage after operator `after` (or straight from its input).
@@ -125,10 +126,22 @@ pub struct EdgePlan {
     pub to: usize,
     /// The input port of `to`.
     pub port: usize,
-    /// Key columns, indices into `schema`.
+    /// Key columns, indices into `schema`; empty for a forward edge.
     pub keys: Vec<usize>,
+    /// Subtask `i` sends to subtask `i` only (a union of results of different stages): the
+    /// records are not redistributed, and the channel never leaves the pod.
+    pub forward: bool,
     /// The records' schema.
     pub schema: SchemaRef,
+}
+
+/// What an operator does: a transform of the YAML form, or what only SQL says.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Operation {
+    /// `filter`, `select`, `window`, `dedup`.
+    Transform(Transform),
+    /// `UNION ALL` of the operator's inputs.
+    Union,
 }
 
 /// One operator, ready to instantiate per subtask.
@@ -138,8 +151,8 @@ pub struct OpPlan {
     pub id: String,
     /// Field path of the transform, for messages.
     pub path: String,
-    /// The transform.
-    pub transform: Transform,
+    /// What it does.
+    pub operation: Operation,
     /// Input schema.
     pub input: SchemaRef,
     /// Output schema.
@@ -154,7 +167,10 @@ impl OpPlan {
     /// Whether the operator keeps keyed state.
     #[must_use]
     pub fn is_stateful(&self) -> bool {
-        matches!(self.transform, Transform::Window(_) | Transform::Dedup(_))
+        matches!(
+            self.operation,
+            Operation::Transform(Transform::Window(_) | Transform::Dedup(_))
+        )
     }
 
     /// A fresh instance for one subtask. Re-compiles expressions: they were checked when
@@ -164,7 +180,11 @@ impl OpPlan {
     /// [`crate::error::Error::Internal`] if planning and instantiation disagree.
     pub fn instantiate(&self, max_parallelism: u32) -> crate::error::Result<Box<dyn Operator>> {
         let ie = |e: String| crate::error::Error::internal(format!("{}: {e}", self.path));
-        Ok(match &self.transform {
+        let t = match &self.operation {
+            Operation::Union => return Ok(Box::new(Union::new(Arc::clone(&self.output)))),
+            Operation::Transform(t) => t,
+        };
+        Ok(match t {
             Transform::Filter(sql) => Box::new(Filter::new(
                 CompiledExpr::compile(sql, &self.input).map_err(ie)?,
             )),

@@ -1,6 +1,9 @@
 //! The dataflow cut into stages: a keyed transform (window, dedup) starts a stage fed by a
 //! key-group shuffle of what it reads; every other transform is chained into the stage of
-//! what it reads, after it. Sinks are outlets of the stage that computes what they receive.
+//! what it reads, after it. A union of results computed in one stage is chained there too;
+//! of results of different stages, it starts a stage fed by a forward edge from each (subtask
+//! `i` to subtask `i`: nothing to redistribute). Sinks are outlets of the stage that
+//! computes what they receive.
 
 use std::sync::Arc;
 
@@ -9,7 +12,7 @@ use weir_crds::{FieldError, JobFile, SinkSpec, Transform};
 
 use super::check::{self, Incoming};
 use super::flow::{Flow, Upstream};
-use super::{ChainOp, EdgePlan, OpPlan, OutletPlan, Plan, StagePlan, Target, at_origin};
+use super::{ChainOp, EdgePlan, OpPlan, Operation, OutletPlan, Plan, StagePlan, Target, at_origin};
 
 /// Plan `flow` over a source with `source`'s schema.
 ///
@@ -44,39 +47,53 @@ pub(super) fn cut(
     let mut placed: Vec<(usize, usize, Incoming)> = Vec::new();
     let mut stateful = 0usize;
     for (i, n) in flow.nodes.iter().enumerate() {
-        let (up_stage, up_after, incoming) = match n.input {
-            Upstream::Source => (0, None, &from_source),
-            Upstream::Node(k) => {
-                let (s, o, inc) = &placed[k];
-                (*s, Some(*o), inc)
-            }
-        };
+        // Each input: its stage, the operator it leaves (`None`: the stage's input), and
+        // what it gives.
+        let ins: Vec<(usize, Option<usize>, Incoming)> = n
+            .inputs
+            .iter()
+            .map(|u| match u {
+                Upstream::Source => (0, None, from_source.clone()),
+                Upstream::Node(k) => {
+                    let (s, o, inc) = &placed[*k];
+                    (*s, Some(*o), inc.clone())
+                }
+            })
+            .collect();
+        // Every node reads something (the flow is built so); the source is the fallback.
+        let (up_stage, up_after, incoming) = ins
+            .first()
+            .cloned()
+            .unwrap_or_else(|| (0, None, from_source.clone()));
         let mut found = Vec::new();
-        let checked = check::node(
-            i,
-            &n.transform,
-            incoming,
-            source_time_col.is_some(),
-            &mut found,
-        );
-        errs.extend(at_origin(n.origin, found));
-        let id = match &n.transform {
-            Transform::Window(_) | Transform::Dedup(_) => {
-                let kind = if matches!(n.transform, Transform::Window(_)) {
-                    "window"
-                } else {
-                    "dedup"
+        let (checked, id) = match &n.operation {
+            Operation::Transform(t) => {
+                let checked = check::node(i, t, &incoming, source_time_col.is_some(), &mut found);
+                let id = match t {
+                    Transform::Window(_) | Transform::Dedup(_) => {
+                        let kind = if matches!(t, Transform::Window(_)) {
+                            "window"
+                        } else {
+                            "dedup"
+                        };
+                        stateful += 1;
+                        format!("{kind}-{}", stateful - 1)
+                    }
+                    Transform::Filter(_) => format!("t{i}-filter"),
+                    Transform::Select(_) => format!("t{i}-select"),
                 };
-                stateful += 1;
-                format!("{kind}-{}", stateful - 1)
+                (checked, id)
             }
-            Transform::Filter(_) => format!("t{i}-filter"),
-            Transform::Select(_) => format!("t{i}-select"),
+            Operation::Union => {
+                let given: Vec<Incoming> = ins.iter().map(|x| x.2.clone()).collect();
+                (check::union(i, &given, &mut found), format!("t{i}-union"))
+            }
         };
+        errs.extend(at_origin(n.origin, found));
         let op = OpPlan {
             id,
             path: checked.path,
-            transform: n.transform.clone(),
+            operation: n.operation.clone(),
             input: Arc::clone(&incoming.schema),
             output: Arc::clone(&checked.out.schema),
             time_col: incoming.time_col,
@@ -91,6 +108,7 @@ pub(super) fn cut(
                     to: stage,
                     port: 0,
                     keys,
+                    forward: false,
                     schema: Arc::clone(&input_schema),
                 });
                 stages[up_stage].outlets.push(OutletPlan {
@@ -101,18 +119,52 @@ pub(super) fn cut(
                 stages.push(StagePlan {
                     inputs: vec![edge],
                     input: input_schema,
-                    ops: vec![ChainOp { op, parent: None }],
+                    ops: vec![ChainOp {
+                        op,
+                        parents: vec![None],
+                    }],
                     outlets: Vec::new(),
                 });
                 placed.push((stage, 0, checked.out));
             }
-            None => {
+            None if ins.iter().all(|x| x.0 == up_stage) => {
                 let ops = &mut stages[up_stage].ops;
                 ops.push(ChainOp {
                     op,
-                    parent: up_after,
+                    parents: ins.iter().map(|x| x.1).collect(),
                 });
                 placed.push((up_stage, ops.len() - 1, checked.out));
+            }
+            None => {
+                let stage = stages.len();
+                let mut inputs = Vec::new();
+                for (port, (from, after, inc)) in ins.iter().enumerate() {
+                    let edge = edges.len();
+                    edges.push(EdgePlan {
+                        from: *from,
+                        to: stage,
+                        port,
+                        keys: Vec::new(),
+                        forward: true,
+                        schema: Arc::clone(&inc.schema),
+                    });
+                    stages[*from].outlets.push(OutletPlan {
+                        after: *after,
+                        to: Target::Edge(edge),
+                        schema: Arc::clone(&inc.schema),
+                    });
+                    inputs.push(edge);
+                }
+                stages.push(StagePlan {
+                    inputs,
+                    input: input_schema,
+                    ops: vec![ChainOp {
+                        op,
+                        parents: vec![None],
+                    }],
+                    outlets: Vec::new(),
+                });
+                placed.push((stage, 0, checked.out));
             }
         }
     }

@@ -1,6 +1,6 @@
 use weir_crds::{Transform, load_job};
 
-use super::{Plan, Target, plan};
+use super::{Operation, Plan, Target, plan};
 
 const HEAD: &str = "name: t
 source:
@@ -20,9 +20,9 @@ fn planned(rest: &str) -> Plan {
     plan(&job, "t", "t.yaml", &src).expect("plans")
 }
 
-/// (operator kind, parent) per stage, and (after, target) per outlet.
+/// (operator kind, parents) per stage, and (after, target) per outlet.
 type Shape = Vec<(
-    Vec<(&'static str, Option<usize>)>,
+    Vec<(&'static str, Vec<Option<usize>>)>,
     Vec<(Option<usize>, Target)>,
 )>;
 
@@ -34,13 +34,14 @@ fn shape(p: &Plan) -> Shape {
                 .ops
                 .iter()
                 .map(|c| {
-                    let kind = match c.op.transform {
-                        Transform::Filter(_) => "filter",
-                        Transform::Select(_) => "select",
-                        Transform::Window(_) => "window",
-                        Transform::Dedup(_) => "dedup",
+                    let kind = match &c.op.operation {
+                        Operation::Transform(Transform::Filter(_)) => "filter",
+                        Operation::Transform(Transform::Select(_)) => "select",
+                        Operation::Transform(Transform::Window(_)) => "window",
+                        Operation::Transform(Transform::Dedup(_)) => "dedup",
+                        Operation::Union => "union",
                     };
-                    (kind, c.parent)
+                    (kind, c.parents.clone())
                 })
                 .collect();
             let outlets = s.outlets.iter().map(|o| (o.after, o.to.clone())).collect();
@@ -64,9 +65,12 @@ sinks:
     assert_eq!(
         shape(&p),
         [
-            (vec![("filter", None)], vec![(Some(0), Target::Edge(0))]),
             (
-                vec![("window", None), ("select", Some(0))],
+                vec![("filter", vec![None])],
+                vec![(Some(0), Target::Edge(0))]
+            ),
+            (
+                vec![("window", vec![None]), ("select", vec![Some(0)])],
                 vec![(Some(1), Target::Sinks(vec![0, 1]))]
             ),
         ]
@@ -102,14 +106,14 @@ sql: |
         shape(&p),
         [
             (
-                vec![("filter", None), ("select", Some(0))],
+                vec![("filter", vec![None]), ("select", vec![Some(0)])],
                 vec![
                     (Some(0), Target::Edge(0)),
                     (Some(1), Target::Sinks(vec![0]))
                 ]
             ),
             (
-                vec![("window", None), ("select", Some(0))],
+                vec![("window", vec![None]), ("select", vec![Some(0)])],
                 vec![(Some(1), Target::Sinks(vec![1]))]
             ),
         ]
@@ -117,4 +121,90 @@ sql: |
     let big = p.sink_schema(0).expect("fed");
     assert_eq!(big.fields().len(), 1);
     assert_eq!(p.sink_schema(1).expect("fed").fields().len(), 4);
+}
+
+#[test]
+fn a_union_within_a_stage_is_chained_and_across_stages_is_fed_by_forward_edges() {
+    let p = planned(
+        "sinks:
+  - file: {name: ids, path: a}
+  - file: {name: counts, path: b}
+sql: |
+  INSERT INTO ids SELECT order_id FROM orders WHERE amount > 100
+    UNION ALL SELECT order_id FROM orders WHERE amount < 5;
+  INSERT INTO counts
+    SELECT store_id, window_start, window_end, count(*) AS n
+    FROM TABLE(TUMBLE(TABLE orders, DESCRIPTOR(ts), INTERVAL '1' MINUTE))
+    GROUP BY store_id, window_start, window_end
+    UNION ALL
+    SELECT store_id, window_start, window_end, count(*) AS n
+    FROM TABLE(TUMBLE(TABLE orders, DESCRIPTOR(ts), INTERVAL '1' HOUR))
+    GROUP BY store_id, window_start, window_end;
+",
+    );
+    assert_eq!(
+        shape(&p),
+        [
+            (
+                vec![
+                    ("filter", vec![None]),
+                    ("select", vec![Some(0)]),
+                    ("filter", vec![None]),
+                    ("select", vec![Some(2)]),
+                    ("union", vec![Some(1), Some(3)]),
+                ],
+                vec![
+                    (None, Target::Edge(0)),
+                    (None, Target::Edge(1)),
+                    (Some(4), Target::Sinks(vec![0])),
+                ]
+            ),
+            (
+                vec![("window", vec![None]), ("select", vec![Some(0)])],
+                vec![(Some(1), Target::Edge(2))]
+            ),
+            (
+                vec![("window", vec![None]), ("select", vec![Some(0)])],
+                vec![(Some(1), Target::Edge(3))]
+            ),
+            (
+                vec![("union", vec![None])],
+                vec![(Some(0), Target::Sinks(vec![1]))]
+            ),
+        ]
+    );
+    let forward: Vec<(usize, usize, usize, bool)> = p
+        .edges
+        .iter()
+        .map(|e| (e.from, e.to, e.port, e.forward))
+        .collect();
+    assert_eq!(
+        forward,
+        [
+            (0, 1, 0, false),
+            (0, 2, 0, false),
+            (1, 3, 0, true),
+            (2, 3, 1, true)
+        ]
+    );
+    assert_eq!(p.stages[3].inputs, [2, 3]);
+    // Event time survives the union: both inputs carry it (window_end) in one column.
+    let union = &p.stages[3].ops[0].op;
+    assert_eq!(union.output.fields().len(), 4);
+}
+
+#[test]
+fn a_union_of_different_column_types_is_refused_naming_the_column() {
+    let src = format!(
+        "{HEAD}sinks:
+  - file: {{name: a, path: a}}
+sql: |
+  INSERT INTO a SELECT order_id AS x FROM orders UNION ALL SELECT store_id AS x FROM orders;
+"
+    );
+    let job = load_job("t.yaml", &src).expect("valid job");
+    let text = plan(&job, "t", "t.yaml", &src)
+        .expect_err("int64 and string")
+        .to_string();
+    assert!(text.contains("column 1 (`x`)"), "{text}");
 }

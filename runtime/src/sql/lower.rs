@@ -2,7 +2,8 @@
 //!
 //! The plan is read bottom-up, unoptimised, so each node is what the user wrote: a scan of
 //! the source (or of a window call's table), `WHERE` and `HAVING` (filters), the `SELECT`
-//! list (a projection) and `GROUP BY window_start, window_end, ...` (a window). Each becomes
+//! list (a projection), `GROUP BY window_start, window_end, ...` (a window) and `UNION ALL`
+//! (a union of the inputs' own steps). Each becomes
 //! the transform the YAML form would have, so SQL and YAML jobs share one planner, one set of
 //! operators and one checkpoint format. What has no streaming operator yet is refused here,
 //! naming the construct, never approximated.
@@ -10,20 +11,21 @@
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{Column, DFSchemaRef};
 use datafusion::logical_expr::expr::AggregateFunction;
-use datafusion::logical_expr::{Expr, LogicalPlan};
+use datafusion::logical_expr::{Distinct, Expr, LogicalPlan};
 use datafusion::sql::unparser::Unparser;
 use indexmap::IndexMap;
 use weir_crds::sql::{WindowCall, WindowKind};
 use weir_crds::{Duration, LatePolicy, SessionSpec, SlidingSpec, Transform, WindowSpec};
 
 use crate::operator::window::{WINDOW_END, WINDOW_START};
+use crate::plan::flow::Step;
 
-/// What a statement lowers to so far: transforms in order, the name each output column of
+/// What a statement lowers to so far: steps in order, the name each output column of
 /// the plan node has in Weir's records, and a window call whose `GROUP BY` is still to come.
 #[derive(Debug, Default)]
 pub struct Lowered {
-    /// The transforms, in order.
-    pub transforms: Vec<Transform>,
+    /// The steps, in order.
+    pub steps: Vec<Step>,
     /// Per output column of the node: (DataFusion's name, Weir's column name).
     names: Vec<(String, String)>,
     /// A window call read but not yet grouped.
@@ -95,7 +97,7 @@ fn lower_node(plan: &LogicalPlan, cx: &Context<'_>) -> Result<Lowered, String> {
                 return Err(format!("table `{table}` not found; the source is `{source}`"));
             };
             Ok(Lowered {
-                transforms: Vec::new(),
+                steps: Vec::new(),
                 names,
                 pending,
             })
@@ -110,7 +112,7 @@ fn lower_node(plan: &LogicalPlan, cx: &Context<'_>) -> Result<Lowered, String> {
                 );
             }
             let sql = to_sql(&f.predicate, &inner.names)?;
-            inner.transforms.push(Transform::Filter(sql));
+            inner.steps.push(Step::Transform(Transform::Filter(sql)));
             Ok(inner)
         }
         LogicalPlan::Projection(p) => {
@@ -138,7 +140,9 @@ fn lower_node(plan: &LogicalPlan, cx: &Context<'_>) -> Result<Lowered, String> {
                     }
                     select.insert(name.clone(), to_sql(unalias(e), &inner.names)?);
                 }
-                inner.transforms.push(Transform::Select(select));
+                inner
+                    .steps
+                    .push(Step::Transform(Transform::Select(select)));
             }
             inner.names = out_names.into_iter().map(|n| (n.clone(), n)).collect();
             Ok(inner)
@@ -244,16 +248,45 @@ fn lower_node(plan: &LogicalPlan, cx: &Context<'_>) -> Result<Lowered, String> {
                     spec.session = Some(SessionSpec { gap: ms(gap_ms) });
                 }
             }
-            inner.transforms.push(Transform::Window(spec));
+            inner.steps.push(Step::Transform(Transform::Window(spec)));
             inner.names = names;
             Ok(inner)
         }
         LogicalPlan::Join(_) => Err("joins are not supported yet".into()),
-        LogicalPlan::Union(_) => Err("UNION is not supported yet".into()),
+        LogicalPlan::Union(u) => {
+            let mut chains = Vec::new();
+            let mut first: Option<Vec<(String, String)>> = None;
+            for input in &u.inputs {
+                let l = lower_node(input, cx)?;
+                if let Some(w) = l.pending {
+                    return Err(format!(
+                        "a window table function is only supported under `GROUP BY window_start, window_end, ...`; {}({}) here feeds UNION ALL directly",
+                        kind_name(w.kind),
+                        w.input
+                    ));
+                }
+                first.get_or_insert(l.names);
+                chains.push(l.steps);
+            }
+            // The union's columns are its first input's, by position.
+            let names = field_names(&u.schema)
+                .into_iter()
+                .zip(first.unwrap_or_default())
+                .map(|(df, (_, weir))| (df, weir))
+                .collect();
+            Ok(Lowered {
+                steps: vec![Step::Union(chains)],
+                names,
+                pending: None,
+            })
+        }
         LogicalPlan::Sort(_) => {
             Err("ORDER BY has no end on a stream; use it inside ROW_NUMBER() OVER (...) (top-N, not supported yet)".into())
         }
         LogicalPlan::Limit(_) => Err("LIMIT has no meaning on a stream".into()),
+        LogicalPlan::Distinct(Distinct::All(input)) if matches!(**input, LogicalPlan::Union(_)) => {
+            Err("UNION without ALL removes duplicates, so its result updates (a changelog), which Weir does not run yet; UNION ALL keeps every row".into())
+        }
         LogicalPlan::Distinct(_) => Err(
             "SELECT DISTINCT produces updates (a changelog), which Weir does not run yet".into(),
         ),

@@ -5,7 +5,7 @@
 //! runs those checks too); here DataFusion resolves columns, types and functions, and its
 //! errors come back with the statement and the line and column in the script.
 //!
-//! Each `INSERT` lowers to the transforms computing its result from the source (a branch of
+//! Each `INSERT` lowers to the steps computing its result from the source (a branch of
 //! the job's dataflow, [`crate::plan::flow`]); `CREATE VIEW`s are inlined where they are read,
 //! and branches that begin alike share those operators when the plan is built.
 
@@ -25,9 +25,9 @@ use datafusion::logical_expr::LogicalPlan;
 use datafusion::sql::sqlparser::ast::Statement as AstStatement;
 use weir_crds::sql::{Pos, SqlError, Statement, Target, WindowCall};
 use weir_crds::validate::sql::at_sql;
-use weir_crds::{FieldError, JobFile, Transform};
+use weir_crds::{FieldError, JobFile};
 
-use crate::plan::flow::Branch;
+use crate::plan::flow::{Branch, Step};
 
 use catalog::Catalog;
 
@@ -83,8 +83,8 @@ pub fn lower_script(job: &JobFile, source: &SchemaRef) -> Result<Lowered, Vec<Fi
         let planned = statement(st, source, &cx);
         match (planned, &st.target) {
             (Ok((plan, _)), Target::View(name)) => views.push((name.clone(), plan)),
-            (Ok((_, transforms)), Target::Sink(sink)) => branches.push(Branch {
-                transforms,
+            (Ok((_, steps)), Target::Sink(sink)) => branches.push(Branch {
+                steps,
                 sinks: vec![sink.clone()],
                 line: usize::try_from(st.at.line).unwrap_or(1),
             }),
@@ -109,7 +109,7 @@ fn statement(
     st: &Statement,
     source: &SchemaRef,
     cx: &lower::Context<'_>,
-) -> Result<(LogicalPlan, Vec<Transform>), SqlError> {
+) -> Result<(LogicalPlan, Vec<Step>), SqlError> {
     let err = |at: Option<Pos>, message: String| SqlError {
         statement: Some(st.number),
         at: at.or(Some(st.at)),
@@ -141,7 +141,7 @@ fn statement(
             err(at, message)
         })?;
     let lowered = lower::lower(&plan, cx).map_err(|m| err(None, m))?;
-    Ok((plan, lowered.transforms))
+    Ok((plan, lowered.steps))
 }
 
 /// DataFusion's error as a sentence, with where it points when it knows.

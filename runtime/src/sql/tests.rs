@@ -1,6 +1,7 @@
 use datafusion::arrow::datatypes::SchemaRef;
 use weir_crds::{FieldError, JobFile, Transform, load_job};
 
+use crate::plan::flow::Step;
 use crate::schema::source_schema;
 
 const HEAD: &str = "name: t
@@ -30,13 +31,23 @@ fn lower(sql: &str) -> Result<Vec<Transform>, Vec<FieldError>> {
     super::lower_script(&job, &schema).map(first)
 }
 
-/// The first statement's transforms.
+/// The first statement's transforms (it has no union).
 fn first(l: super::Lowered) -> Vec<Transform> {
     l.branches
         .into_iter()
         .next()
-        .map(|b| b.transforms)
+        .map(|b| transforms(b.steps))
         .unwrap_or_default()
+}
+
+fn transforms(steps: Vec<Step>) -> Vec<Transform> {
+    steps
+        .into_iter()
+        .map(|s| match s {
+            Step::Transform(t) => t,
+            Step::Union(_) => panic!("a union"),
+        })
+        .collect()
 }
 
 fn yaml_transforms(yaml: &str) -> Vec<Transform> {
@@ -173,8 +184,8 @@ fn what_has_no_streaming_operator_yet_is_refused_by_name() {
             "both window_start and window_end",
         ),
         (
-            "INSERT INTO out SELECT order_id FROM orders UNION ALL SELECT order_id FROM orders",
-            "UNION",
+            "INSERT INTO out SELECT order_id FROM orders UNION SELECT order_id FROM orders",
+            "UNION ALL keeps every row",
         ),
         (
             "INSERT INTO out SELECT window_start, window_end, median(amount) FROM TABLE(TUMBLE(TABLE orders, DESCRIPTOR(ts), INTERVAL '1' MINUTE)) GROUP BY window_start, window_end",
@@ -202,7 +213,7 @@ fn each_statement_is_a_branch_of_its_own_result() {
     let got: Vec<(Vec<Transform>, Vec<String>, usize)> = ok
         .branches
         .into_iter()
-        .map(|b| (b.transforms, b.sinks, b.line))
+        .map(|b| (transforms(b.steps), b.sinks, b.line))
         .collect();
     let filter = vec![Transform::Filter("amount > 0".into())];
     assert_eq!(
@@ -216,7 +227,7 @@ fn each_statement_is_a_branch_of_its_own_result() {
         "INSERT INTO out {q};\nINSERT INTO out2 {q} AND amount < 9;"
     ))
     .expect("two queries");
-    assert_ne!(two.branches[0].transforms, two.branches[1].transforms);
+    assert_ne!(two.branches[0].steps, two.branches[1].steps);
 }
 
 #[test]
@@ -277,11 +288,8 @@ fn identical_windowed_statements_for_two_sinks_are_one_result() {
     let schema = source_schema(&job.pipeline.source.schema);
     let lowered = super::lower_script(&job, &schema).expect("one result for two sinks");
     assert_eq!(lowered.branches.len(), 2);
-    assert_eq!(
-        lowered.branches[0].transforms,
-        lowered.branches[1].transforms
-    );
-    assert_eq!(lowered.branches[0].transforms.len(), 2, "{lowered:?}");
+    assert_eq!(lowered.branches[0].steps, lowered.branches[1].steps);
+    assert_eq!(lowered.branches[0].steps.len(), 2, "{lowered:?}");
 }
 
 #[test]
@@ -377,4 +385,26 @@ fn a_cast_to_varchar_is_the_string_type_sinks_read() {
     );
     let e = crate::expr::CompiledExpr::compile(&s["s"], &schema).expect("compiles");
     assert_eq!(e.data_type, datafusion::arrow::datatypes::DataType::Utf8);
+}
+
+#[test]
+fn union_all_lowers_each_input_from_the_source() {
+    let (job, schema) = job(
+        "INSERT INTO out SELECT order_id, amount FROM orders WHERE amount > 10
+UNION ALL SELECT order_id, amount * 2 AS twice FROM orders",
+    );
+    let lowered = super::lower_script(&job, &schema).expect("lowers");
+    let [Step::Union(chains)] = lowered.branches[0].steps.as_slice() else {
+        panic!("{lowered:?}")
+    };
+    assert_eq!(chains.len(), 2);
+    assert_eq!(
+        chains[0][0],
+        Step::Transform(Transform::Filter("amount > 10".into()))
+    );
+    // A window call feeding the union directly has no GROUP BY.
+    let e = error_of(
+        "INSERT INTO out SELECT order_id FROM orders UNION ALL SELECT order_id FROM TABLE(TUMBLE(TABLE orders, DESCRIPTOR(ts), INTERVAL '1' MINUTE))",
+    );
+    assert!(e.message.contains("GROUP BY window_start"), "{e:?}");
 }

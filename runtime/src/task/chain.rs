@@ -31,6 +31,10 @@ pub struct Emitted {
     pub side: Vec<(usize, RecordBatch)>,
 }
 
+/// An operator as a chain is given it: its id, the instance, and what it reads (operators
+/// before it, or `None`: the task's input).
+pub type Linked = (String, Box<dyn Operator>, Vec<Option<usize>>);
+
 /// One task's operators.
 pub struct Chain {
     nodes: Vec<Node>,
@@ -43,31 +47,31 @@ pub struct Chain {
 }
 
 impl Chain {
-    /// Operators `(id, instance, parent)`, each after its parent (`None`: the task's input),
-    /// and outlets by the operator they leave after.
+    /// Operators `(id, instance, parents)`, each after what it reads (operators before it,
+    /// or `None`: the task's input; several for a union), and outlets by the operator they
+    /// leave after.
     ///
     /// # Errors
     /// An operator or outlet after an operator not before it (a planning error).
-    pub fn new(
-        ops: Vec<(String, Box<dyn Operator>, Option<usize>)>,
-        outlets_after: &[Option<usize>],
-    ) -> Result<Self> {
+    pub fn new(ops: Vec<Linked>, outlets_after: &[Option<usize>]) -> Result<Self> {
         let mut nodes: Vec<Node> = Vec::with_capacity(ops.len());
         let mut roots = Vec::new();
-        for (i, (id, op, parent)) in ops.into_iter().enumerate() {
-            match parent {
-                None => roots.push(i),
-                Some(p) if p < i => nodes[p].children.push(i),
-                Some(p) => {
-                    return Err(Error::internal(format!(
-                        "operator {id} follows operator {p}, which is not before it"
-                    )));
+        for (i, (id, op, parents)) in ops.into_iter().enumerate() {
+            for parent in &parents {
+                match *parent {
+                    None => roots.push(i),
+                    Some(p) if p < i => nodes[p].children.push(i),
+                    Some(p) => {
+                        return Err(Error::internal(format!(
+                            "operator {id} follows operator {p}, which is not before it"
+                        )));
+                    }
                 }
             }
             nodes.push(Node {
                 id,
                 op,
-                root: parent.is_none(),
+                root: parents.contains(&None),
                 children: Vec::new(),
                 outlets: Vec::new(),
             });
@@ -275,17 +279,23 @@ mod tests {
 
     #[test]
     fn a_tree_feeds_each_branch_and_fires_parents_first() {
-        // input ─┬ every 2 ─┬ every 3 ─► outlet 0
-        //        │          └──────────► outlet 1
-        //        ├ every 5 ────────────► outlet 2
-        //        └─────────────────────► outlet 3
+        // input ─┬ every 2 ─┬ every 3 ─────────► outlet 0
+        //        │          ├──────────────────► outlet 1
+        //        │          └ every 1 (union) ─► outlet 4
+        //        ├ every 5 ─┴──────────────────► outlet 2
+        //        └─────────────────────────────► outlet 3
         let mut chain = Chain::new(
             vec![
-                ("two".into(), Box::new(Every { by: 2 }), None),
-                ("three".into(), Box::new(Every { by: 3 }), Some(0)),
-                ("five".into(), Box::new(Every { by: 5 }), None),
+                ("two".into(), Box::new(Every { by: 2 }), vec![None]),
+                ("three".into(), Box::new(Every { by: 3 }), vec![Some(0)]),
+                ("five".into(), Box::new(Every { by: 5 }), vec![None]),
+                (
+                    "both".into(),
+                    Box::new(Every { by: 1 }),
+                    vec![Some(0), Some(2)],
+                ),
             ],
-            &[Some(1), Some(0), Some(2), None],
+            &[Some(1), Some(0), Some(2), None, Some(3)],
         )
         .expect("a chain");
         let metrics = Metrics::new(vec!["t".into()]);
@@ -300,12 +310,21 @@ mod tests {
         assert_eq!(values(&em, 1), [2, 4, 6, 8, 10, 12]);
         assert_eq!(values(&em, 2), [5, 10]);
         assert_eq!(values(&em, 3), (1..=12).collect::<Vec<_>>());
+        assert_eq!(values(&em, 4), [2, 4, 6, 8, 10, 12, 5, 10]);
         let em = chain.watermark(3, &metrics).expect("watermark");
         // `three` first filters what `two` fired (6: kept), then fires 9.
         assert_eq!(values(&em, 0), [6, 9]);
         assert_eq!(values(&em, 1), [6]);
         assert_eq!(values(&em, 2), [15]);
         assert!(values(&em, 3).is_empty());
-        assert!(Chain::new(vec![("x".into(), Box::new(Every { by: 1 }), Some(0))], &[]).is_err());
+        // The union sees both inputs' firings before it fires.
+        assert_eq!(values(&em, 4), [6, 15, 3]);
+        assert!(
+            Chain::new(
+                vec![("x".into(), Box::new(Every { by: 1 }), vec![Some(0)])],
+                &[]
+            )
+            .is_err()
+        );
     }
 }

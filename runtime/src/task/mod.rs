@@ -80,6 +80,8 @@ pub struct Shuffle {
 pub enum Outlet {
     /// To a later stage.
     Shuffle(Shuffle),
+    /// To the same subtask of a later stage.
+    Forward(mpsc::Sender<Message>),
     /// To sinks, each receiving every record.
     Sinks(Vec<SinkSlot>),
 }
@@ -116,7 +118,7 @@ impl TaskCore {
             .iter_mut()
             .flat_map(|o| match o {
                 Outlet::Sinks(s) => s.as_mut_slice(),
-                Outlet::Shuffle(_) => &mut [],
+                Outlet::Shuffle(_) | Outlet::Forward(_) => &mut [],
             })
             .chain(self.side.iter_mut().flatten())
             .chain(self.decode_side.iter_mut())
@@ -237,6 +239,7 @@ impl TaskCore {
                 }
                 Ok(())
             }
+            Outlet::Forward(tx) => send(tx, Message::Data(batch), &self.metrics).await,
         }
     }
 
@@ -246,6 +249,7 @@ impl TaskCore {
         for o in 0..self.outlets.len() {
             let targets: &[mpsc::Sender<Message>] = match &self.outlets[o] {
                 Outlet::Shuffle(sh) => &sh.targets,
+                Outlet::Forward(tx) => std::slice::from_ref(tx),
                 Outlet::Sinks(_) => &[],
             };
             for t in targets {
@@ -601,3 +605,6 @@ impl StageTask {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
