@@ -134,23 +134,12 @@ pub(super) fn check(job: &JobFile, errs: &mut Vec<FieldError>) {
             }
         }
         for w in &st.windows {
-            // An unknown input is reported above; a view is known but cannot be windowed.
-            if views.contains(&w.input) {
-                errs.push(err(
-                    w.at,
-                    format!(
-                        "a window table function reads the source `{}` itself (not `{}`)",
-                        source.as_deref().unwrap_or("(unnamed)"),
-                        w.input
-                    ),
-                ));
-            }
             match &event_time {
                 Some(f) if *f == w.time_column => {}
                 Some(f) => errs.push(err(
                     w.at,
                     format!(
-                        "DESCRIPTOR({}): windows use the source's event-time column `{f}` (source.eventTime.field)",
+                        "DESCRIPTOR({}): windows use the source's event-time column `{f}` (source.eventTime.field; a view windowed passes it through under that name)",
                         w.time_column
                     ),
                 )),

@@ -85,22 +85,29 @@ fn lower_node(plan: &LogicalPlan, cx: &Context<'_>) -> Result<Lowered, String> {
                 // A view is its query, inlined: the same transforms as if written here.
                 return lower_node(view, cx);
             }
-            let mut names: Vec<(String, String)> =
-                columns.iter().map(|c| (c.clone(), c.clone())).collect();
-            let pending = if table == source {
-                None
-            } else if let Some(w) = windows.iter().find(|w| w.table == table) {
-                names.push((WINDOW_START.into(), WINDOW_START.into()));
-                names.push((WINDOW_END.into(), WINDOW_END.into()));
-                Some(w.clone())
-            } else {
+            let from_source = || Lowered {
+                steps: Vec::new(),
+                names: columns.iter().map(|c| (c.clone(), c.clone())).collect(),
+                pending: None,
+            };
+            if table == source {
+                return Ok(from_source());
+            }
+            let Some(w) = windows.iter().find(|w| w.table == table) else {
                 return Err(format!("table `{table}` not found; the source is `{source}`"));
             };
-            Ok(Lowered {
-                steps: Vec::new(),
-                names,
-                pending,
-            })
+            // A window over a view windows what the view computes (its columns, and the
+            // event time it passes through).
+            let mut inner = match cx.views.iter().find(|(v, _)| *v == w.input) {
+                Some((_, view)) => lower_node(view, cx)?,
+                None => from_source(),
+            };
+            inner
+                .names
+                .push((WINDOW_START.into(), WINDOW_START.into()));
+            inner.names.push((WINDOW_END.into(), WINDOW_END.into()));
+            inner.pending = Some(w.clone());
+            Ok(inner)
         }
         LogicalPlan::SubqueryAlias(a) => lower_node(&a.input, cx),
         LogicalPlan::Filter(f) => {

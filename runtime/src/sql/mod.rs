@@ -120,7 +120,13 @@ fn statement(
         catalog.add_view(name, Arc::new(plan.schema().as_arrow().clone()));
     }
     for w in &st.windows {
-        catalog.add_window(&w.table, source);
+        // Over a view, the window table has the view's columns.
+        let view = cx
+            .views
+            .iter()
+            .find(|(v, _)| *v == w.input)
+            .map(|(_, plan)| Arc::new(plan.schema().as_arrow().clone()));
+        catalog.add_window(&w.table, view.as_ref().unwrap_or(source));
     }
     let options = ParserOptions {
         parse_float_as_decimal: false,

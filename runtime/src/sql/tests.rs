@@ -408,3 +408,34 @@ UNION ALL SELECT order_id, amount * 2 AS twice FROM orders",
     );
     assert!(e.message.contains("GROUP BY window_start"), "{e:?}");
 }
+
+#[test]
+fn a_window_over_a_view_windows_what_the_view_computes() {
+    let direct = lower(
+        "INSERT INTO out SELECT store_id, window_start, window_end, count(*) AS n
+FROM TABLE(TUMBLE(TABLE orders, DESCRIPTOR(ts), INTERVAL '1' MINUTE))
+WHERE amount > 0
+GROUP BY store_id, window_start, window_end",
+    )
+    .expect("lowers");
+    let via_view = lower(
+        "CREATE VIEW paid AS SELECT * FROM orders WHERE amount > 0;
+INSERT INTO out SELECT store_id, window_start, window_end, count(*) AS n
+FROM TABLE(TUMBLE(TABLE paid, DESCRIPTOR(ts), INTERVAL '1' MINUTE))
+GROUP BY store_id, window_start, window_end",
+    )
+    .expect("lowers");
+    assert_eq!(direct, via_view);
+    // A view that renames: the window groups by the view's column.
+    let renamed = lower(
+        "CREATE VIEW shops AS SELECT store_id AS shop, amount, ts FROM orders;
+INSERT INTO out SELECT shop, window_start, window_end, sum(amount) AS total
+FROM TABLE(TUMBLE(TABLE shops, DESCRIPTOR(ts), INTERVAL '1' MINUTE))
+GROUP BY shop, window_start, window_end",
+    )
+    .expect("lowers");
+    let Some(Transform::Window(w)) = renamed.get(1) else {
+        panic!("{renamed:?}")
+    };
+    assert_eq!(w.key_by, ["shop"]);
+}
