@@ -54,6 +54,17 @@ impl CompiledExpr {
         })
     }
 
+    /// Indices of the input columns the expression reads.
+    #[must_use]
+    pub fn columns(&self) -> Vec<usize> {
+        let mut out: Vec<usize> = datafusion::physical_expr::utils::collect_columns(&self.expr)
+            .iter()
+            .map(datafusion::physical_expr::expressions::Column::index)
+            .collect();
+        out.sort_unstable();
+        out
+    }
+
     /// Evaluate over a batch, one array of `batch.num_rows()` values.
     ///
     /// # Errors

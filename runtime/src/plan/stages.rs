@@ -65,6 +65,23 @@ pub(super) fn cut(
             .first()
             .cloned()
             .unwrap_or_else(|| (0, None, from_source.clone()));
+        // A window shuffles only the columns it reads.
+        let (up_after, incoming) = match &n.operation {
+            Operation::Transform(Transform::Window(w)) if ins.len() == 1 => {
+                match prune(i, w, &incoming, source_time_col.is_some()) {
+                    Some((op, out)) => {
+                        let ops = &mut stages[up_stage].ops;
+                        ops.push(ChainOp {
+                            op,
+                            parents: vec![up_after],
+                        });
+                        (Some(ops.len() - 1), out)
+                    }
+                    None => (up_after, incoming),
+                }
+            }
+            _ => (up_after, incoming),
+        };
         let mut found = Vec::new();
         let (checked, id) = match &n.operation {
             Operation::Transform(t) => {
@@ -226,4 +243,73 @@ pub(super) fn cut(
         sinks,
         decode_side,
     })
+}
+
+/// A select of only the columns window node `i` reads (its keys, the event-time column and
+/// its aggregates' arguments), when it reads fewer than it is given: so that the shuffle
+/// into the window carries those. `None` when nothing would be dropped, when late records
+/// go to a side output (they keep every column), or when the window has errors of its own
+/// (reported by its check).
+fn prune(
+    i: usize,
+    w: &weir_crds::WindowSpec,
+    incoming: &Incoming,
+    source_has_time: bool,
+) -> Option<(OpPlan, Incoming)> {
+    if matches!(w.late_records, weir_crds::LatePolicy::SideOutput(_)) {
+        // Late records go to their side output whole.
+        return None;
+    }
+    let schema = &incoming.schema;
+    let mut used: Vec<usize> = check::window_parts(w, schema, "")
+        .ok()?
+        .1
+        .into_iter()
+        .chain(incoming.time_col)
+        .collect();
+    for text in w.aggregates.values() {
+        if let Ok((_, Some(arg))) = weir_crds::parse_aggregate(text) {
+            used.extend(
+                crate::expr::CompiledExpr::compile(&arg, schema)
+                    .ok()?
+                    .columns(),
+            );
+        }
+    }
+    used.sort_unstable();
+    used.dedup();
+    // Names an expression reads as themselves (no quoting, no case folding) only.
+    let plain = |n: &str| {
+        n.chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+            && n.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    };
+    if used.len() >= schema.fields().len() || !used.iter().all(|&c| plain(schema.field(c).name())) {
+        return None;
+    }
+    let cols: indexmap::IndexMap<String, String> = used
+        .iter()
+        .map(|&c| {
+            let name = schema.field(c).name().clone();
+            (name.clone(), name)
+        })
+        .collect();
+    let select = Transform::Select(cols);
+    let mut errs = Vec::new();
+    let checked = check::node(i, &select, incoming, source_has_time, &mut errs);
+    if !errs.is_empty() {
+        return None;
+    }
+    let op = OpPlan {
+        id: format!("t{i}-prune"),
+        path: checked.path,
+        operation: Operation::Transform(select),
+        input: Arc::clone(schema),
+        output: Arc::clone(&checked.out.schema),
+        time_col: incoming.time_col,
+        side_sink: None,
+    };
+    Some((op, checked.out))
 }

@@ -65,9 +65,10 @@ sinks:
     assert_eq!(
         shape(&p),
         [
+            // The window reads store_id and ts: only those are shuffled.
             (
-                vec![("filter", vec![None])],
-                vec![(Some(0), Target::Edge(0))]
+                vec![("filter", vec![None]), ("select", vec![Some(0)])],
+                vec![(Some(1), Target::Edge(0))]
             ),
             (
                 vec![("window", vec![None]), ("select", vec![Some(0)])],
@@ -81,7 +82,14 @@ sinks:
         "store_id"
     );
     let ids: Vec<&str> = p.operators().map(|o| o.id.as_str()).collect();
-    assert_eq!(ids, ["t0-filter", "window-0", "t2-select"]);
+    assert_eq!(ids, ["t0-filter", "t1-prune", "window-0", "t2-select"]);
+    let shuffled: Vec<&str> = p.edges[0]
+        .schema
+        .fields()
+        .iter()
+        .map(|f| f.name().as_str())
+        .collect();
+    assert_eq!(shuffled, ["store_id", "ts"]);
     assert_eq!(p.sink_schema(1).expect("fed").fields().len(), 2);
 }
 
@@ -100,15 +108,19 @@ sql: |
     GROUP BY store_id, window_start, window_end;
 ",
     );
-    // One filter, feeding both the select of the first statement and the shuffle into the
-    // second's window.
+    // One filter, feeding both the select of the first statement and (through the window's
+    // column pruning) the shuffle into the second's window.
     assert_eq!(
         shape(&p),
         [
             (
-                vec![("filter", vec![None]), ("select", vec![Some(0)])],
                 vec![
-                    (Some(0), Target::Edge(0)),
+                    ("filter", vec![None]),
+                    ("select", vec![Some(0)]),
+                    ("select", vec![Some(0)])
+                ],
+                vec![
+                    (Some(2), Target::Edge(0)),
                     (Some(1), Target::Sinks(vec![0]))
                 ]
             ),
@@ -152,10 +164,12 @@ sql: |
                     ("filter", vec![None]),
                     ("select", vec![Some(2)]),
                     ("union", vec![Some(1), Some(3)]),
+                    ("select", vec![None]),
+                    ("select", vec![None]),
                 ],
                 vec![
-                    (None, Target::Edge(0)),
-                    (None, Target::Edge(1)),
+                    (Some(5), Target::Edge(0)),
+                    (Some(6), Target::Edge(1)),
                     (Some(4), Target::Sinks(vec![0])),
                 ]
             ),
@@ -207,4 +221,21 @@ sql: |
         .expect_err("int64 and string")
         .to_string();
     assert!(text.contains("column 1 (`x`)"), "{text}");
+}
+
+#[test]
+fn a_window_whose_late_records_go_to_a_side_output_shuffles_every_column() {
+    let p = planned(
+        "transforms:
+  - window:
+      tumbling: 1m
+      keyBy: [store_id]
+      aggregates: {n: count(*)}
+      lateRecords: {sideOutput: {file: {path: late}}}
+sinks:
+  - file: {path: a}
+",
+    );
+    assert!(p.stages[0].ops.is_empty(), "{:?}", shape(&p));
+    assert_eq!(p.edges[0].schema.fields().len(), 4);
 }
