@@ -122,24 +122,7 @@ pub(super) fn check_source(k: &KafkaSourceSpec, src: &SourceSpec, errs: &mut Vec
         }
     }
     if k.format == KafkaFormat::Raw {
-        let want: Vec<(&str, FieldType)> = KAFKA_RAW_COLUMNS.to_vec();
-        let got: Vec<(&str, FieldType)> = src
-            .schema
-            .iter()
-            .map(|f| (f.name.as_str(), f.data_type))
-            .collect();
-        if got != want {
-            errs.push(FieldError::new(
-                "source.schema",
-                format!(
-                    "format: raw needs exactly these fields in order: {}",
-                    want.iter()
-                        .map(|(n, t)| format!("{n} ({t:?})"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            ));
-        }
+        super::source::fixed_schema(src, &KAFKA_RAW_COLUMNS, "format: raw", errs);
     }
 }
 

@@ -54,32 +54,5 @@ pub(super) fn check_source(n: &NexmarkSpec, src: &SourceSpec, errs: &mut Vec<Fie
             errs.push(FieldError::new(format!("source.nexmark.{field}"), why));
         }
     }
-    let got: Vec<(&str, FieldType)> = src
-        .schema
-        .iter()
-        .map(|f| (f.name.as_str(), f.data_type))
-        .collect();
-    if got != NEXMARK_COLUMNS {
-        errs.push(FieldError::new(
-            "source.schema",
-            format!(
-                "the nexmark source needs exactly these fields, in order: {}",
-                NEXMARK_COLUMNS
-                    .iter()
-                    .map(|(n, t)| format!("{{name: {n}, type: {}}}", type_word(*t)))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        ));
-    }
-}
-
-fn type_word(t: FieldType) -> &'static str {
-    match t {
-        FieldType::String => "string",
-        FieldType::Int64 => "int64",
-        FieldType::Float64 => "float64",
-        FieldType::Boolean => "boolean",
-        FieldType::Timestamp => "timestamp",
-    }
+    super::source::fixed_schema(src, &NEXMARK_COLUMNS, "the nexmark source", errs);
 }

@@ -75,6 +75,45 @@ pub(super) fn field_names(src: &SourceSpec) -> String {
     format!("fields: {}", names.join(", "))
 }
 
+/// `source.schema` must be exactly `want`, in order: for a connector whose records have a
+/// fixed schema (Kafka `format: raw`, Nexmark), which the job still writes out so that a
+/// reader of the manifest sees every column. `who` names the connector in the message.
+pub(super) fn fixed_schema(
+    src: &SourceSpec,
+    want: &[(&str, FieldType)],
+    who: &str,
+    errs: &mut Vec<FieldError>,
+) {
+    let got: Vec<(&str, FieldType)> = src
+        .schema
+        .iter()
+        .map(|f| (f.name.as_str(), f.data_type))
+        .collect();
+    if got != want {
+        errs.push(FieldError::new(
+            "source.schema",
+            format!(
+                "{who} needs exactly these fields in order: {}",
+                want.iter()
+                    .map(|(n, t)| format!("{{name: {n}, type: {}}}", type_word(*t)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ));
+    }
+}
+
+/// A type as `source.schema` spells it.
+fn type_word(t: FieldType) -> &'static str {
+    match t {
+        FieldType::String => "string",
+        FieldType::Int64 => "int64",
+        FieldType::Float64 => "float64",
+        FieldType::Boolean => "boolean",
+        FieldType::Timestamp => "timestamp",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
