@@ -116,32 +116,16 @@ pub(super) fn cut(
             time_col: incoming.time_col,
             side_sink: checked.side_sink,
         };
-        let input_schema = Arc::clone(&incoming.schema);
         match checked.keys {
             Some(keys) => {
-                let (stage, edge) = (stages.len(), edges.len());
-                edges.push(EdgePlan {
+                let feed = Feed {
                     from: up_stage,
-                    to: stage,
-                    port: 0,
+                    after: up_after,
+                    schema: Arc::clone(&incoming.schema),
                     keys,
                     forward: false,
-                    schema: Arc::clone(&input_schema),
-                });
-                stages[up_stage].outlets.push(OutletPlan {
-                    after: up_after,
-                    to: Target::Edge(edge),
-                    schema: Arc::clone(&input_schema),
-                });
-                stages.push(StagePlan {
-                    inputs: vec![edge],
-                    input: input_schema,
-                    ops: vec![ChainOp {
-                        op,
-                        parents: vec![None],
-                    }],
-                    outlets: Vec::new(),
-                });
+                };
+                let stage = open_stage(&mut stages, &mut edges, vec![feed], op);
                 placed.push((stage, 0, checked.out));
             }
             None if ins.iter().all(|x| x.0 == up_stage) => {
@@ -153,34 +137,17 @@ pub(super) fn cut(
                 placed.push((up_stage, ops.len() - 1, checked.out));
             }
             None => {
-                let stage = stages.len();
-                let mut inputs = Vec::new();
-                for (port, (from, after, inc)) in ins.iter().enumerate() {
-                    let edge = edges.len();
-                    edges.push(EdgePlan {
+                let feeds = ins
+                    .iter()
+                    .map(|(from, after, inc)| Feed {
                         from: *from,
-                        to: stage,
-                        port,
+                        after: *after,
+                        schema: Arc::clone(&inc.schema),
                         keys: Vec::new(),
                         forward: true,
-                        schema: Arc::clone(&inc.schema),
-                    });
-                    stages[*from].outlets.push(OutletPlan {
-                        after: *after,
-                        to: Target::Edge(edge),
-                        schema: Arc::clone(&inc.schema),
-                    });
-                    inputs.push(edge);
-                }
-                stages.push(StagePlan {
-                    inputs,
-                    input: input_schema,
-                    ops: vec![ChainOp {
-                        op,
-                        parents: vec![None],
-                    }],
-                    outlets: Vec::new(),
-                });
+                    })
+                    .collect();
+                let stage = open_stage(&mut stages, &mut edges, feeds, op);
                 placed.push((stage, 0, checked.out));
             }
         }
@@ -245,6 +212,58 @@ pub(super) fn cut(
     })
 }
 
+/// One input of a new stage: where it leaves its stage, and how it is distributed.
+struct Feed {
+    from: usize,
+    after: Option<usize>,
+    schema: SchemaRef,
+    /// Key columns of a shuffle; empty for a forward edge.
+    keys: Vec<usize>,
+    forward: bool,
+}
+
+/// A new stage with `op` at its root, fed by one edge per feed (in port order), each an
+/// outlet of the stage the feed leaves; returns the new stage's index.
+fn open_stage(
+    stages: &mut Vec<StagePlan>,
+    edges: &mut Vec<EdgePlan>,
+    feeds: Vec<Feed>,
+    op: OpPlan,
+) -> usize {
+    let stage = stages.len();
+    let input = feeds
+        .first()
+        .map_or_else(|| Arc::clone(&op.input), |f| Arc::clone(&f.schema));
+    let mut inputs = Vec::new();
+    for (port, f) in feeds.into_iter().enumerate() {
+        let edge = edges.len();
+        stages[f.from].outlets.push(OutletPlan {
+            after: f.after,
+            to: Target::Edge(edge),
+            schema: Arc::clone(&f.schema),
+        });
+        edges.push(EdgePlan {
+            from: f.from,
+            to: stage,
+            port,
+            keys: f.keys,
+            forward: f.forward,
+            schema: f.schema,
+        });
+        inputs.push(edge);
+    }
+    stages.push(StagePlan {
+        inputs,
+        input,
+        ops: vec![ChainOp {
+            op,
+            parents: vec![None],
+        }],
+        outlets: Vec::new(),
+    });
+    stage
+}
+
 /// A select of only the columns window node `i` reads (its keys, the event-time column and
 /// its aggregates' arguments), when it reads fewer than it is given: so that the shuffle
 /// into the window carries those. `None` when nothing would be dropped, when late records
@@ -261,20 +280,10 @@ fn prune(
         return None;
     }
     let schema = &incoming.schema;
-    let mut used: Vec<usize> = check::window_parts(w, schema, "")
-        .ok()?
-        .1
-        .into_iter()
-        .chain(incoming.time_col)
-        .collect();
-    for text in w.aggregates.values() {
-        if let Ok((_, Some(arg))) = weir_crds::parse_aggregate(text) {
-            used.extend(
-                crate::expr::CompiledExpr::compile(&arg, schema)
-                    .ok()?
-                    .columns(),
-            );
-        }
+    let (_, keys, aggregates) = check::window_parts(w, schema, "").ok()?;
+    let mut used: Vec<usize> = keys.into_iter().chain(incoming.time_col).collect();
+    for a in &aggregates {
+        used.extend(a.arg.iter().flat_map(crate::expr::CompiledExpr::columns));
     }
     used.sort_unstable();
     used.dedup();

@@ -96,11 +96,6 @@ impl Chain {
         })
     }
 
-    /// Operator ids, in order.
-    pub fn ids(&self) -> impl Iterator<Item = &str> {
-        self.nodes.iter().map(|n| n.id.as_str())
-    }
-
     /// Records arriving on the task's input `input`.
     ///
     /// # Errors
