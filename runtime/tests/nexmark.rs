@@ -8,7 +8,6 @@
 
 mod common;
 
-use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -120,19 +119,7 @@ fn kill(file: &Path, log: &Path, rng: &mut u64, times: u32) {
         &format!("splits: 8\n    rate: {}", 40_000 / times),
     );
     std::fs::write(file, text).unwrap();
-    let mut kills = 0;
-    for _ in 0..times * 5 {
-        if kills == times {
-            break;
-        }
-        let mut child = spawn_runtime(file, &[], &[], log);
-        std::thread::sleep(Duration::from_millis(600 + common::xorshift(rng) % 800));
-        if child.try_wait().unwrap().is_none() {
-            child.kill().unwrap();
-            assert_eq!(child.wait().unwrap().signal(), Some(9));
-            kills += 1;
-        }
-    }
+    let kills = common::kill_randomly(file, log, rng, times, 600..1400);
     assert_eq!(
         kills,
         times,

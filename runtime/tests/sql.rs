@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -78,21 +77,7 @@ fn the_sql_form_restored_after_kill_dash_nine_equals_the_oracle() {
     let file = job.write(tmp.path());
     let log = tmp.path().join("runtime.log");
     let mut rng = common::fault_seed();
-    let mut kills = 0;
-    for _ in 0..20 {
-        if kills == 4 {
-            break;
-        }
-        let mut child = spawn_runtime(&file, &[], &[], &log);
-        std::thread::sleep(Duration::from_millis(
-            700 + common::xorshift(&mut rng) % 900,
-        ));
-        if child.try_wait().unwrap().is_none() {
-            child.kill().unwrap();
-            assert_eq!(child.wait().unwrap().signal(), Some(9));
-            kills += 1;
-        }
-    }
+    let kills = common::kill_randomly(&file, &log, &mut rng, 4, 700..1600);
     assert_eq!(
         kills,
         4,

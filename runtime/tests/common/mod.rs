@@ -397,6 +397,34 @@ pub fn xorshift(state: &mut u64) -> u64 {
     *state
 }
 
+/// Run `job_file` and kill it with SIGKILL after a random delay in `delay_ms` (the rest of
+/// the range after its start), restarting it, until it has been killed `times` times or has
+/// had five tries per kill; returns how many kills landed while the job ran.
+pub fn kill_randomly(
+    job_file: &Path,
+    log: &Path,
+    rng: &mut u64,
+    times: u32,
+    delay_ms: std::ops::Range<u64>,
+) -> u32 {
+    use std::os::unix::process::ExitStatusExt;
+    let mut kills = 0;
+    for _ in 0..times * 5 {
+        if kills == times {
+            break;
+        }
+        let mut child = spawn_runtime(job_file, &[], &[], log);
+        let delay = delay_ms.start + xorshift(rng) % (delay_ms.end - delay_ms.start).max(1);
+        std::thread::sleep(std::time::Duration::from_millis(delay));
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap();
+            assert_eq!(child.wait().unwrap().signal(), Some(9));
+            kills += 1;
+        }
+    }
+    kills
+}
+
 /// Seed of a fault schedule: `WEIR_FAULT_SEED` to replay one, else fresh (and printed).
 pub fn fault_seed() -> u64 {
     let seed = std::env::var("WEIR_FAULT_SEED")
