@@ -128,6 +128,7 @@ fn branch(s: &mut String, plan: &Plan, stage: &StagePlan, parent: Option<usize>,
 fn operator(op: &OpPlan) -> String {
     let t = match &op.operation {
         Operation::Union => return format!("union all ({})", op.id),
+        Operation::Join(j) => return join(op, j),
         Operation::Transform(t) => t,
     };
     match t {
@@ -193,4 +194,25 @@ fn sink_target(s: &SinkSpec) -> String {
         SinkSpec::Kafka(k) => format!(" topic {}", k.topic),
         SinkSpec::ClickHouse(c) => format!(" table {}", c.table),
     }
+}
+
+fn join(op: &OpPlan, j: &crate::plan::join::JoinSpec) -> String {
+    let kind = match j.kind {
+        crate::operator::join::JoinKind::Inner => "join",
+        crate::operator::join::JoinKind::Left => "left join",
+        crate::operator::join::JoinKind::Right => "right join",
+        crate::operator::join::JoinKind::Full => "full join",
+    };
+    let on: Vec<String> = j.on.iter().map(|(l, r)| format!("{l} = {r}")).collect();
+    let mut s = format!("{kind} on {}", on.join(" and "));
+    for c in &j.compares {
+        s.push_str(&format!(" and {}", c.sql));
+    }
+    if let Some(f) = &j.filter {
+        s.push_str(&format!(" and {f}"));
+    }
+    if let Some(ttl) = j.ttl {
+        s.push_str(&format!(", rows kept {ttl} ms"));
+    }
+    format!("{s} ({}, keyed state: both inputs' rows)", op.id)
 }

@@ -15,7 +15,7 @@ use std::time::Duration;
 use common::{log_tail, spawn_runtime, wait_exit_within};
 
 const EVENTS: u64 = 60_000;
-const QUERIES: [&str; 6] = ["q0", "q1", "q2", "q11", "q14", "q22"];
+const QUERIES: [&str; 9] = ["q0", "q1", "q2", "q3", "q8", "q11", "q14", "q22", "early"];
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -133,7 +133,7 @@ fn a_query_killed_and_restarted_still_equals_the_oracle() {
     let tmp = tempfile::tempdir().unwrap();
     let events = dump_events(&tmp.path().join("events"));
     let mut rng = common::fault_seed();
-    for query in ["q1", "q11", "q22"] {
+    for query in ["q1", "q3", "q11", "q22", "early"] {
         let dir = tmp.path().join(query);
         std::fs::create_dir_all(&dir).unwrap();
         let file = job_file(query, None, 2, &dir);

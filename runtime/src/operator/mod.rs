@@ -7,6 +7,7 @@
 
 pub mod dedup;
 pub mod filter;
+pub mod join;
 pub mod select;
 pub mod union;
 pub mod window;
@@ -74,6 +75,13 @@ pub trait Operator: Send {
     /// Expression or Arrow errors while building results.
     fn on_watermark(&mut self, _watermark: Millis, _out: &mut Output) -> Result<()> {
         Ok(())
+    }
+
+    /// How far behind its input's watermark the operator's results can lie in event time
+    /// (a join pairing a new row with an older one): the watermark after it is held back by
+    /// this, so that nothing downstream sees them as late.
+    fn watermark_delay(&self) -> Millis {
+        0
     }
 
     /// Encode state per key group. Stateless operators return nothing.

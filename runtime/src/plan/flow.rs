@@ -46,6 +46,9 @@ pub enum Step {
     /// `UNION ALL` of the results of these steps, each computed from the source; the first
     /// step of its chain.
     Union(Vec<Vec<Step>>),
+    /// A join of the results of two chains of steps (left, right), each computed from the
+    /// source; the first step of its chain.
+    Join(super::join::JoinSpec, Box<[Vec<Step>; 2]>),
 }
 
 /// One result of a `sql` pipeline: the steps computing it from the source, the sinks it
@@ -142,6 +145,10 @@ impl Flow {
                 Step::Union(chains) => (
                     Operation::Union,
                     chains.iter().map(|c| self.add(c, line)).collect(),
+                ),
+                Step::Join(spec, sides) => (
+                    Operation::Join(spec.clone()),
+                    sides.iter().map(|c| self.add(c, line)).collect(),
                 ),
             };
             cur = match self

@@ -15,6 +15,7 @@
 
 mod check;
 pub mod flow;
+pub mod join;
 mod stages;
 
 #[cfg(test)]
@@ -28,7 +29,9 @@ use weir_crds::{FieldError, JobErrors, JobFile, SinkSpec, Transform};
 use crate::expr::CompiledExpr;
 use crate::keys::KeyCodec;
 use crate::operator::window::{WindowConfig, WindowOperator};
-use crate::operator::{Operator, dedup::Dedup, filter::Filter, select::Select, union::Union};
+use crate::operator::{
+    Operator, dedup::Dedup, filter::Filter, join::Join, select::Select, union::Union,
+};
 
 use flow::Flow;
 
@@ -142,6 +145,8 @@ pub enum Operation {
     Transform(Transform),
     /// `UNION ALL` of the operator's inputs.
     Union,
+    /// A join of its two inputs.
+    Join(join::JoinSpec),
 }
 
 /// One operator, ready to instantiate per subtask.
@@ -161,6 +166,8 @@ pub struct OpPlan {
     pub time_col: Option<usize>,
     /// Late-record side output: (sink id, spec).
     pub side_sink: Option<(String, SinkSpec)>,
+    /// A two-input operator's second input: its schema and event-time column.
+    pub second: Option<(SchemaRef, Option<usize>)>,
 }
 
 impl OpPlan {
@@ -169,7 +176,7 @@ impl OpPlan {
     pub fn is_stateful(&self) -> bool {
         matches!(
             self.operation,
-            Operation::Transform(Transform::Window(_) | Transform::Dedup(_))
+            Operation::Transform(Transform::Window(_) | Transform::Dedup(_)) | Operation::Join(_)
         )
     }
 
@@ -182,6 +189,27 @@ impl OpPlan {
         let ie = |e: String| crate::error::Error::internal(format!("{}: {e}", self.path));
         let t = match &self.operation {
             Operation::Union => return Ok(Box::new(Union::new(Arc::clone(&self.output)))),
+            Operation::Join(spec) => {
+                let (schema, time_col) = self
+                    .second
+                    .clone()
+                    .ok_or_else(|| ie("a join with one input".into()))?;
+                let inputs = [
+                    check::Incoming {
+                        schema: Arc::clone(&self.input),
+                        time_col: self.time_col,
+                        time_lost_at: None,
+                    },
+                    check::Incoming {
+                        schema,
+                        time_col,
+                        time_lost_at: None,
+                    },
+                ];
+                let cfg = join::config(spec, [&inputs[0], &inputs[1]], &self.path, max_parallelism)
+                    .map_err(ie)?;
+                return Ok(Box::new(Join::new(cfg)?));
+            }
             Operation::Transform(t) => t,
         };
         Ok(match t {

@@ -82,6 +82,57 @@ pub(super) fn cut(
             }
             _ => (up_after, incoming),
         };
+        if let Operation::Join(spec) = &n.operation {
+            stateful += 1;
+            let id = format!("join-{}", stateful - 1);
+            let path = format!("transforms[{i}].join");
+            let [(ls, la, left), (rs, ra, right)] = match ins.as_slice() {
+                [l, r] => [l.clone(), r.clone()],
+                _ => {
+                    errs.push(FieldError::new(&path, "internal: a join needs two inputs"));
+                    continue;
+                }
+            };
+            match super::join::resolve(spec, [&left, &right], &path) {
+                Ok(r) => {
+                    let op = OpPlan {
+                        id,
+                        path,
+                        operation: n.operation.clone(),
+                        input: Arc::clone(&left.schema),
+                        output: Arc::clone(&r.out.schema),
+                        time_col: left.time_col,
+                        side_sink: None,
+                        second: Some((Arc::clone(&right.schema), right.time_col)),
+                    };
+                    let [lk, rk] = r.keys;
+                    let feeds = vec![
+                        Feed {
+                            from: ls,
+                            after: la,
+                            schema: Arc::clone(&left.schema),
+                            keys: lk,
+                            forward: false,
+                        },
+                        Feed {
+                            from: rs,
+                            after: ra,
+                            schema: Arc::clone(&right.schema),
+                            keys: rk,
+                            forward: false,
+                        },
+                    ];
+                    let stage = open_stage(&mut stages, &mut edges, feeds, op);
+                    placed.push((stage, 0, r.out));
+                }
+                Err(e) => {
+                    errs.extend(at_origin(n.origin, e));
+                    // Keep numbering: later nodes still refer to this one by index.
+                    placed.push((up_stage, up_after.unwrap_or(0), left));
+                }
+            }
+            continue;
+        }
         let mut found = Vec::new();
         let (checked, id) = match &n.operation {
             Operation::Transform(t) => {
@@ -105,6 +156,7 @@ pub(super) fn cut(
                 let given: Vec<Incoming> = ins.iter().map(|x| x.2.clone()).collect();
                 (check::union(i, &given, &mut found), format!("t{i}-union"))
             }
+            Operation::Join(_) => continue,
         };
         errs.extend(at_origin(n.origin, found));
         let op = OpPlan {
@@ -115,6 +167,7 @@ pub(super) fn cut(
             output: Arc::clone(&checked.out.schema),
             time_col: incoming.time_col,
             side_sink: checked.side_sink,
+            second: None,
         };
         match checked.keys {
             Some(keys) => {
@@ -319,6 +372,7 @@ fn prune(
         output: Arc::clone(&checked.out.schema),
         time_col: incoming.time_col,
         side_sink: None,
+        second: None,
     };
     Some((op, checked.out))
 }

@@ -40,6 +40,7 @@ fn shape(p: &Plan) -> Shape {
                         Operation::Transform(Transform::Window(_)) => "window",
                         Operation::Transform(Transform::Dedup(_)) => "dedup",
                         Operation::Union => "union",
+                        Operation::Join(_) => "join",
                     };
                     (kind, c.parents.clone())
                 })
@@ -238,4 +239,90 @@ sinks:
     );
     assert!(p.stages[0].ops.is_empty(), "{:?}", shape(&p));
     assert_eq!(p.edges[0].schema.fields().len(), 4);
+}
+
+fn plan_errors(rest: &str) -> Vec<weir_crds::FieldError> {
+    let src = format!("{HEAD}{rest}");
+    let job = load_job("t.yaml", &src).expect("valid job");
+    plan(&job, "t", "t.yaml", &src).expect_err("refused").errors
+}
+
+const JOIN_SINKS: &str = "sinks:\n  - file: {name: out, path: out}\nsql: |\n";
+
+#[test]
+fn a_join_is_a_stage_fed_by_a_shuffle_of_each_input_by_its_keys() {
+    let p = planned(&format!(
+        "{JOIN_SINKS}  INSERT INTO out SELECT a.order_id, b.amount AS later
+    FROM orders a JOIN orders b
+    ON a.store_id = b.store_id AND b.ts BETWEEN a.ts AND a.ts + INTERVAL '1' MINUTE
+    WHERE a.amount > 10 AND a.amount < b.amount;\n"
+    ));
+    let s = shape(&p);
+    // The source stage filters the left input before it is shuffled (the one-input part
+    // of the WHERE), and shuffles both.
+    assert_eq!(s[0].0, [("filter", vec![None])]);
+    assert_eq!(s[1].0, [("join", vec![None]), ("select", vec![Some(0)])]);
+    assert_eq!(p.stages[1].inputs, [0, 1]);
+    for (e, port) in p.edges.iter().zip([0, 1]) {
+        assert_eq!((e.to, e.port, e.forward), (1, port, false));
+        assert_eq!(e.keys, [1], "shuffled by store_id");
+    }
+    let Operation::Join(j) = &p.stages[1].ops[0].op.operation else {
+        panic!("not a join")
+    };
+    assert_eq!(j.on, [("store_id".to_string(), "store_id".to_string())]);
+    // b.ts BETWEEN a.ts AND a.ts + 1 min: a.ts - b.ts in [-60 s, 0]; a.amount < b.amount
+    // compares columns too (not event time: checked pair by pair).
+    let bounds: Vec<_> = j
+        .compares
+        .iter()
+        .map(|c| (c.left.as_str(), c.lo, c.hi))
+        .collect();
+    for b in [
+        ("ts", Some(-60_000), None),
+        ("ts", None, Some(0)),
+        ("amount", None, Some(-1)),
+    ] {
+        assert!(bounds.contains(&b), "{b:?} in {bounds:?}");
+    }
+    assert_eq!(j.filter, None);
+    // Interval joins keep the left input's event time; the join holds its watermark back.
+    let op = &p.stages[1].ops[0].op;
+    assert_eq!(op.output.field(3).name(), "ts");
+    assert_eq!(
+        op.instantiate(128).expect("a join").watermark_delay(),
+        60_000
+    );
+}
+
+#[test]
+fn joins_that_cannot_run_on_a_stream_are_refused_saying_why() {
+    for (sql, words) in [
+        (
+            "SELECT a.order_id FROM orders a LEFT JOIN orders b ON a.store_id = b.store_id",
+            "changelog",
+        ),
+        (
+            "SELECT a.order_id FROM orders a JOIN orders b ON a.ts = b.ts + INTERVAL '1' SECOND",
+            "needs an equality",
+        ),
+        (
+            "SELECT a.order_id FROM orders a JOIN orders b ON a.order_id = b.store_id",
+            "different types",
+        ),
+        (
+            "SELECT a.order_id FROM orders a JOIN orders b ON a.order_id = b.order_id AND a.ts BETWEEN b.ts + INTERVAL '1' SECOND AND b.ts",
+            "nothing satisfies",
+        ),
+    ] {
+        let errs = plan_errors(&format!("{JOIN_SINKS}  INSERT INTO out {sql};\n"));
+        assert_eq!(errs.len(), 1, "{sql}: {errs:?}");
+        assert!(errs[0].message.contains(words), "{sql}: {errs:?}");
+        assert_eq!((errs[0].path.as_str(), errs[0].within), ("sql", Some(1)));
+    }
+    // A regular inner join plans: both inputs kept (for ever without a TTL).
+    let p = planned(&format!(
+        "{JOIN_SINKS}  INSERT INTO out SELECT a.order_id, b.amount FROM orders a, orders b WHERE a.order_id = b.order_id;\n"
+    ));
+    assert_eq!(p.stages.len(), 2);
 }

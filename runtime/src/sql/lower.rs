@@ -26,10 +26,10 @@ use crate::plan::flow::Step;
 pub struct Lowered {
     /// The steps, in order.
     pub steps: Vec<Step>,
-    /// Per output column of the node: (DataFusion's name, Weir's column name).
-    names: Vec<(String, String)>,
+    /// Weir's columns, in order: (DataFusion's column, Weir's column name).
+    pub names: Vec<(Column, String)>,
     /// A window call read but not yet grouped.
-    pending: Option<WindowCall>,
+    pub pending: Option<WindowCall>,
 }
 
 /// What a plan node may read: the source, window tables and views defined before.
@@ -73,7 +73,7 @@ pub fn lower(plan: &LogicalPlan, cx: &Context<'_>) -> Result<Lowered, String> {
     Ok(out)
 }
 
-fn lower_node(plan: &LogicalPlan, cx: &Context<'_>) -> Result<Lowered, String> {
+pub(super) fn lower_node(plan: &LogicalPlan, cx: &Context<'_>) -> Result<Lowered, String> {
     let (source, columns, windows) = (cx.source, cx.columns, cx.windows);
     match plan {
         LogicalPlan::TableScan(scan) => {
@@ -83,11 +83,16 @@ fn lower_node(plan: &LogicalPlan, cx: &Context<'_>) -> Result<Lowered, String> {
             let table = scan.table_name.table().to_lowercase();
             if let Some((_, view)) = cx.views.iter().find(|(v, _)| *v == table) {
                 // A view is its query, inlined: the same transforms as if written here.
-                return lower_node(view, cx);
+                let mut inner = lower_node(view, cx)?;
+                inner.names = requalify(inner.names, view.schema(), &scan.projected_schema);
+                return Ok(inner);
             }
             let from_source = || Lowered {
                 steps: Vec::new(),
-                names: columns.iter().map(|c| (c.clone(), c.clone())).collect(),
+                names: columns
+                    .iter()
+                    .map(|c| (Column::new_unqualified(c), c.clone()))
+                    .collect(),
                 pending: None,
             };
             if table == source {
@@ -99,18 +104,34 @@ fn lower_node(plan: &LogicalPlan, cx: &Context<'_>) -> Result<Lowered, String> {
             // A window over a view windows what the view computes (its columns, and the
             // event time it passes through).
             let mut inner = match cx.views.iter().find(|(v, _)| *v == w.input) {
-                Some((_, view)) => lower_node(view, cx)?,
+                Some((_, view)) => {
+                    let mut inner = lower_node(view, cx)?;
+                    inner.names = requalify(inner.names, view.schema(), &scan.projected_schema);
+                    inner
+                }
                 None => from_source(),
             };
-            inner
-                .names
-                .push((WINDOW_START.into(), WINDOW_START.into()));
-            inner.names.push((WINDOW_END.into(), WINDOW_END.into()));
+            for bound in [WINDOW_START, WINDOW_END] {
+                inner
+                    .names
+                    .push((Column::new_unqualified(bound), bound.into()));
+            }
             inner.pending = Some(w.clone());
             Ok(inner)
         }
-        LogicalPlan::SubqueryAlias(a) => lower_node(&a.input, cx),
+        LogicalPlan::SubqueryAlias(a) => {
+            let mut inner = lower_node(&a.input, cx)?;
+            inner.names = requalify(inner.names, a.input.schema(), &a.schema);
+            Ok(inner)
+        }
         LogicalPlan::Filter(f) => {
+            if let LogicalPlan::Join(j) = f.input.as_ref() {
+                // `FROM a, b WHERE a.k = b.k AND ...`: the WHERE of an inner join is its
+                // condition.
+                if j.join_type == datafusion::logical_expr::JoinType::Inner {
+                    return super::join::lower(j, Some(&f.predicate), cx);
+                }
+            }
             let mut inner = lower_node(&f.input, cx)?;
             if inner.pending.is_some() && uses_window_columns(&f.predicate) {
                 return Err(
@@ -134,7 +155,7 @@ fn lower_node(plan: &LogicalPlan, cx: &Context<'_>) -> Result<Lowered, String> {
             let identity = out_names.len() == inner.names.len()
                 && p.expr.iter().zip(&inner.names).zip(&out_names).all(
                     |((e, (df, weir)), out)| {
-                        matches!(e, Expr::Column(c) if c.name == *df) && weir == out
+                        matches!(e, Expr::Column(c) if same_column(df, c)) && weir == out
                     },
                 );
             if !identity {
@@ -151,7 +172,7 @@ fn lower_node(plan: &LogicalPlan, cx: &Context<'_>) -> Result<Lowered, String> {
                     .steps
                     .push(Step::Transform(Transform::Select(select)));
             }
-            inner.names = out_names.into_iter().map(|n| (n.clone(), n)).collect();
+            inner.names = p.schema.columns().into_iter().zip(out_names).collect();
             Ok(inner)
         }
         LogicalPlan::Aggregate(a) => {
@@ -170,7 +191,7 @@ fn lower_node(plan: &LogicalPlan, cx: &Context<'_>) -> Result<Lowered, String> {
                         "GROUP BY `{g}`: group by columns; compute the value in a subquery and group by its name"
                     ));
                 };
-                let weir = weir_name(&c.name, &inner.names)?;
+                let weir = weir_name(c, &inner.names)?;
                 match weir.as_str() {
                     WINDOW_START => has_start = true,
                     WINDOW_END => has_end = true,
@@ -205,18 +226,18 @@ fn lower_node(plan: &LogicalPlan, cx: &Context<'_>) -> Result<Lowered, String> {
                     keys.join(", ")
                 ));
             }
-            let out_names = field_names(&a.schema);
+            let out_names = a.schema.columns();
             let mut aggregates = IndexMap::new();
             // In the order the window operator emits: keys, window_start, window_end, then
             // the aggregates; a SELECT in another order is then a projection, not skipped.
-            let mut grouped: Vec<(String, String)> = Vec::new();
+            let mut grouped: Vec<(Column, String)> = Vec::new();
             for (g, df) in a.group_expr.iter().zip(&out_names) {
                 if let Expr::Column(c) = g {
-                    grouped.push((df.clone(), weir_name(&c.name, &inner.names)?));
+                    grouped.push((df.clone(), weir_name(c, &inner.names)?));
                 }
             }
             let is_bound = |w: &str| w == WINDOW_START || w == WINDOW_END;
-            let mut names: Vec<(String, String)> = grouped
+            let mut names: Vec<(Column, String)> = grouped
                 .iter()
                 .filter(|(_, w)| !is_bound(w))
                 .cloned()
@@ -259,10 +280,10 @@ fn lower_node(plan: &LogicalPlan, cx: &Context<'_>) -> Result<Lowered, String> {
             inner.names = names;
             Ok(inner)
         }
-        LogicalPlan::Join(_) => Err("joins are not supported yet".into()),
+        LogicalPlan::Join(j) => super::join::lower(j, None, cx),
         LogicalPlan::Union(u) => {
             let mut chains = Vec::new();
-            let mut first: Option<Vec<(String, String)>> = None;
+            let mut first: Option<Vec<(Column, String)>> = None;
             for input in &u.inputs {
                 let l = lower_node(input, cx)?;
                 if let Some(w) = l.pending {
@@ -276,7 +297,9 @@ fn lower_node(plan: &LogicalPlan, cx: &Context<'_>) -> Result<Lowered, String> {
                 chains.push(l.steps);
             }
             // The union's columns are its first input's, by position.
-            let names = field_names(&u.schema)
+            let names = u
+                .schema
+                .columns()
                 .into_iter()
                 .zip(first.unwrap_or_default())
                 .map(|(df, (_, weir))| (df, weir))
@@ -328,12 +351,43 @@ fn field_names(schema: &DFSchemaRef) -> Vec<String> {
     schema.fields().iter().map(|f| f.name().clone()).collect()
 }
 
-fn weir_name(df: &str, names: &[(String, String)]) -> Result<String, String> {
+/// Whether `r`, as an expression refers to it, is column `d` of a node: the same name, and
+/// the same table where both say one.
+fn same_column(d: &Column, r: &Column) -> bool {
+    d.name == r.name && (d.relation.is_none() || r.relation.is_none() || d.relation == r.relation)
+}
+
+/// Weir's name of the column an expression calls `c`.
+pub(super) fn weir_name(c: &Column, names: &[(Column, String)]) -> Result<String, String> {
     names
         .iter()
-        .find(|(d, _)| d == df)
+        .find(|(d, _)| d == c)
+        .or_else(|| names.iter().find(|(d, _)| same_column(d, c)))
         .map(|(_, w)| w.clone())
-        .ok_or_else(|| format!("internal: column `{df}` lost between plan nodes"))
+        .ok_or_else(|| format!("internal: column `{c}` lost between plan nodes"))
+}
+
+/// Names as a node that renames its input's tables (an alias, a view read under its name)
+/// calls them: each column of `from` is the column of `to` at its position.
+fn requalify(
+    names: Vec<(Column, String)>,
+    from: &DFSchemaRef,
+    to: &DFSchemaRef,
+) -> Vec<(Column, String)> {
+    let pairs: Vec<(Column, Column)> = from.columns().into_iter().zip(to.columns()).collect();
+    names
+        .into_iter()
+        .map(|(c, w)| {
+            let to = pairs
+                .iter()
+                .find(|(f, _)| *f == c)
+                .or_else(|| pairs.iter().find(|(f, _)| same_column(f, &c)));
+            match to {
+                Some((_, t)) => (t.clone(), w),
+                None => (c, w),
+            }
+        })
+        .collect()
 }
 
 fn unalias(e: &Expr) -> &Expr {
@@ -350,13 +404,26 @@ fn uses_window_columns(e: &Expr) -> bool {
 }
 
 /// The expression as SQL text over Weir's column names.
-fn to_sql(e: &Expr, names: &[(String, String)]) -> Result<String, String> {
+pub(super) fn to_sql(e: &Expr, names: &[(Column, String)]) -> Result<String, String> {
+    let subquery = e
+        .exists(|x| {
+            Ok(matches!(
+                x,
+                Expr::InSubquery(_) | Expr::Exists(_) | Expr::ScalarSubquery(_)
+            ))
+        })
+        .unwrap_or(false);
+    if subquery {
+        return Err(format!(
+            "`{e}`: a subquery in an expression (IN, EXISTS or a scalar subquery) is not supported yet; write it as an inner or outer join"
+        ));
+    }
     let renamed = e
         .clone()
         .transform_up(|x| match x {
             Expr::Column(c) => {
                 let name =
-                    weir_name(&c.name, names).map_err(datafusion::error::DataFusionError::Plan)?;
+                    weir_name(&c, names).map_err(datafusion::error::DataFusionError::Plan)?;
                 Ok(Transformed::yes(Expr::Column(Column::new_unqualified(
                     name,
                 ))))
@@ -375,7 +442,7 @@ fn to_sql(e: &Expr, names: &[(String, String)]) -> Result<String, String> {
 }
 
 /// An aggregate call as the window's `aggregates` entry (`sum(amount)`, `count(*)`).
-fn aggregate(e: &Expr, names: &[(String, String)]) -> Result<String, String> {
+fn aggregate(e: &Expr, names: &[(Column, String)]) -> Result<String, String> {
     let Expr::AggregateFunction(AggregateFunction { func, params }) = e else {
         return Err(format!("`{e}` is not an aggregate"));
     };

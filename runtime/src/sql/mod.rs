@@ -10,6 +10,7 @@
 //! and branches that begin alike share those operators when the plan is built.
 
 mod catalog;
+mod join;
 mod lower;
 
 #[cfg(test)]

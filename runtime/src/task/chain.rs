@@ -17,6 +17,9 @@ struct Node {
     op: Box<dyn Operator>,
     /// Fed by the task's input rather than by another operator.
     root: bool,
+    /// How far behind the task's watermark this operator's is: what the operators before
+    /// it hold back (a join whose results can lie behind its watermark).
+    held: Millis,
     children: Vec<usize>,
     outlets: Vec<usize>,
 }
@@ -44,6 +47,9 @@ pub struct Chain {
     root_outlets: Vec<usize>,
     /// Records waiting for each operator during one call.
     pending: Vec<Vec<RecordBatch>>,
+    /// How far behind the task's watermark its output's is: the most any operator holds
+    /// back, counting those before it.
+    delay: Millis,
 }
 
 impl Chain {
@@ -57,10 +63,15 @@ impl Chain {
         let mut nodes: Vec<Node> = Vec::with_capacity(ops.len());
         let mut roots = Vec::new();
         for (i, (id, op, parents)) in ops.into_iter().enumerate() {
+            let mut held = 0;
             for parent in &parents {
                 match *parent {
                     None => roots.push(i),
-                    Some(p) if p < i => nodes[p].children.push(i),
+                    Some(p) if p < i => {
+                        nodes[p].children.push(i);
+                        held =
+                            held.max(nodes[p].held.saturating_add(nodes[p].op.watermark_delay()));
+                    }
                     Some(p) => {
                         return Err(Error::internal(format!(
                             "operator {id} follows operator {p}, which is not before it"
@@ -72,6 +83,7 @@ impl Chain {
                 id,
                 op,
                 root: parents.contains(&None),
+                held,
                 children: Vec::new(),
                 outlets: Vec::new(),
             });
@@ -88,11 +100,17 @@ impl Chain {
             }
         }
         let pending = vec![Vec::new(); nodes.len()];
+        let delay = nodes
+            .iter()
+            .map(|n| n.held.saturating_add(n.op.watermark_delay()))
+            .max()
+            .unwrap_or(0);
         Ok(Self {
             nodes,
             roots,
             root_outlets,
             pending,
+            delay,
         })
     }
 
@@ -118,6 +136,18 @@ impl Chain {
         let mut em = Emitted::default();
         self.run(Input::ONLY, Some(wm), metrics, &mut em)?;
         Ok(em)
+    }
+
+    /// The watermark the task's output carries when its input's is `wm`: held back by what
+    /// its operators hold back, so that their results are never behind it. The end of event
+    /// time stays the end.
+    #[must_use]
+    pub fn output_watermark(&self, wm: Millis) -> Millis {
+        if wm == Millis::MAX {
+            wm
+        } else {
+            wm.saturating_sub(self.delay)
+        }
     }
 
     /// Capture every operator's state, by id.
@@ -166,6 +196,11 @@ impl Chain {
             }
             if let Some(wm) = fire {
                 let mut out = Output::default();
+                let wm = if wm == Millis::MAX {
+                    wm
+                } else {
+                    wm.saturating_sub(node.held)
+                };
                 node.op.on_watermark(wm, &mut out)?;
                 let rows = out.batches.iter().map(|b| b.num_rows() as u64).sum();
                 metrics.records(&node.id, 0, rows);

@@ -186,7 +186,8 @@ impl TaskCore {
         self.metrics.set_watermark(self.slot, wm);
         let em = self.chain.watermark(wm, &self.metrics)?;
         self.deliver(em).await?;
-        self.broadcast(Message::Watermark(wm)).await
+        let out = self.chain.output_watermark(wm);
+        self.broadcast(Message::Watermark(out)).await
     }
 
     /// Everything behind this task is idle, with event time as far as `wm`: fire what that
@@ -220,7 +221,8 @@ impl TaskCore {
             return Ok(());
         }
         self.idle = false;
-        self.broadcast(Message::Watermark(self.watermark)).await
+        let out = self.chain.output_watermark(self.watermark);
+        self.broadcast(Message::Watermark(out)).await
     }
 
     async fn emit(&mut self, outlet: usize, batch: RecordBatch) -> Result<()> {

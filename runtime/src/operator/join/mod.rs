@@ -1,0 +1,495 @@
+//! Joins of two streams on equal keys: each side's rows are kept per key, and a row arriving
+//! on one side is joined at once with the other side's rows of its key.
+//!
+//! How long a row is kept is what makes a streaming join affordable:
+//! - **Time-bounded** (an interval join, or a window join, which is an interval join whose
+//!   bounds are both 0 on the window end): the condition bounds `left.t - right.t` to
+//!   `[lo, hi]` on the two sides' event-time columns, so a row can no longer match once the
+//!   watermark has passed the last time a partner could have. It is dropped then, and, for
+//!   an outer side, emitted padded with nulls if it never matched. The output is
+//!   append-only; its event time is the left row's (the right's for a right join), and the
+//!   operator holds its output watermark back by as far as a match can lie behind the
+//!   watermark, so that nothing after it sees the results as late. Rows arriving behind the
+//!   watermark (they could only join rows already dropped) are dropped and counted as late,
+//!   as Flink's interval join does.
+//! - **Regular** (no time bound): every row is kept until `stateTtl` of event time has
+//!   passed since it arrived, for ever without one. Inner joins only: an outer regular join
+//!   would retract its padded rows, which needs a changelog.
+//!
+//! State is per key, so each side is shuffled by its join keys and a key's rows of both
+//! sides meet in one subtask; a checkpoint stores every kept row under its key's group.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, RecordBatch, UInt32Array, new_null_array,
+};
+use datafusion::arrow::compute::{filter_record_batch, take};
+use datafusion::arrow::datatypes::{SchemaRef, TimestampMillisecondType};
+use serde::{Deserialize, Serialize};
+
+use super::{Input, KeyedState, Operator, OperatorCounters, Output, decode_keyed, encode_keyed};
+use crate::error::{Error, Result};
+use crate::expr::CompiledExpr;
+use crate::ids::Millis;
+use crate::keys::KeyCodec;
+
+/// Which rows without a partner still appear in the output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JoinKind {
+    /// Only matched pairs.
+    Inner,
+    /// And every left row that matched nothing, with nulls for the right.
+    Left,
+    /// And every right row that matched nothing, with nulls for the left.
+    Right,
+    /// Both.
+    Full,
+}
+
+impl JoinKind {
+    /// Whether unmatched rows of side `side` (0 left, 1 right) are emitted.
+    #[must_use]
+    pub fn keeps_unmatched(self, side: usize) -> bool {
+        matches!(
+            (self, side),
+            (Self::Full, _) | (Self::Left, 0) | (Self::Right, 1)
+        )
+    }
+}
+
+/// The time bound of an interval join: `lo <= left.t - right.t <= hi`, on each side's
+/// event-time column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeBound {
+    /// Least `left.t - right.t`.
+    pub lo: Millis,
+    /// Greatest `left.t - right.t`.
+    pub hi: Millis,
+}
+
+/// Everything a join needs, as the planner checked it.
+pub struct JoinConfig {
+    /// Inner or outer.
+    pub kind: JoinKind,
+    /// Input schemas, left then right.
+    pub inputs: [SchemaRef; 2],
+    /// Key columns of each input, pairwise of equal types.
+    pub keys: [Vec<usize>; 2],
+    /// Event-time column of each input, if it has one (both, for a time bound).
+    pub time_cols: [Option<usize>; 2],
+    /// The time bound, for an interval (or window) join.
+    pub time: Option<TimeBound>,
+    /// The rest of the join condition, over the output's columns; a pair joins only when it
+    /// is true.
+    pub filter: Option<CompiledExpr>,
+    /// Left's columns, then right's.
+    pub output: SchemaRef,
+    /// Which input's event time the output carries (none for a regular join).
+    pub time_from: Option<usize>,
+    /// For a regular join: how long after its event time a row is kept (a side without
+    /// event time keeps its rows for ever).
+    pub ttl: Option<Millis>,
+    /// Key groups.
+    pub max_parallelism: u32,
+}
+
+/// One kept row: all its columns in Arrow's row format, its event time, and whether it has
+/// joined (an outer side's unmatched rows are emitted when they expire).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Kept {
+    row: Vec<u8>,
+    time: Millis,
+    matched: bool,
+}
+
+/// One input's kept rows.
+#[derive(Debug, Default)]
+struct Side {
+    /// key -> rows, in arrival order.
+    rows: HashMap<Vec<u8>, Vec<Kept>>,
+    /// (expiry, key) of every key holding a row that expires then.
+    expiries: BTreeSet<(Millis, Vec<u8>)>,
+}
+
+/// The join operator of one subtask.
+pub struct Join {
+    cfg: JoinConfig,
+    keys: [KeyCodec; 2],
+    /// Whole rows of each side, to keep them and build output from them.
+    rows: [KeyCodec; 2],
+    sides: [Side; 2],
+    watermark: Millis,
+    counters: OperatorCounters,
+}
+
+impl Join {
+    /// A join with nothing kept.
+    ///
+    /// # Errors
+    /// A column type Arrow cannot row-encode.
+    pub fn new(cfg: JoinConfig) -> Result<Self> {
+        let codec = |side: usize, cols: Vec<usize>| KeyCodec::new(&cfg.inputs[side], cols);
+        let all = |side: usize| (0..cfg.inputs[side].fields().len()).collect::<Vec<_>>();
+        let keys = [
+            codec(0, cfg.keys[0].clone())?,
+            codec(1, cfg.keys[1].clone())?,
+        ];
+        let rows = [codec(0, all(0))?, codec(1, all(1))?];
+        Ok(Self {
+            cfg,
+            keys,
+            rows,
+            sides: [Side::default(), Side::default()],
+            watermark: Millis::MIN,
+            counters: OperatorCounters::default(),
+        })
+    }
+
+    /// When a row of `side` at `time` can no longer be joined: the watermark at which no
+    /// partner can arrive any more (`None`: kept for ever).
+    fn expiry(&self, side: usize, time: Millis) -> Option<Millis> {
+        expiry(self.cfg.time, self.cfg.ttl, side, time)
+    }
+
+    /// Whether rows at `a` (side `side`) and `b` (the other side) satisfy the time bound.
+    fn in_bound(&self, side: usize, a: Millis, b: Millis) -> bool {
+        let Some(bound) = self.cfg.time else {
+            return true;
+        };
+        let d = if side == 0 {
+            a.saturating_sub(b)
+        } else {
+            b.saturating_sub(a)
+        };
+        (bound.lo..=bound.hi).contains(&d)
+    }
+
+    /// Event time of each row of `batch` from `side` (`MIN` without an event-time column,
+    /// or where it is null).
+    fn times(&self, side: usize, batch: &RecordBatch) -> Result<Vec<Millis>> {
+        let Some(col) = self.cfg.time_cols[side] else {
+            return Ok(vec![Millis::MIN; batch.num_rows()]);
+        };
+        let ts = batch
+            .column(col)
+            .as_primitive_opt::<TimestampMillisecondType>()
+            .ok_or_else(|| Error::internal("join time column is not a millisecond timestamp"))?;
+        Ok((0..batch.num_rows())
+            .map(|r| {
+                if ts.is_null(r) {
+                    Millis::MIN
+                } else {
+                    ts.value(r)
+                }
+            })
+            .collect())
+    }
+
+    fn keep(&mut self, side: usize, key: &[u8], kept: Kept) {
+        if let Some(at) = self.expiry(side, kept.time) {
+            self.sides[side].expiries.insert((at, key.to_vec()));
+        }
+        self.sides[side]
+            .rows
+            .entry(key.to_vec())
+            .or_default()
+            .push(kept);
+    }
+
+    /// Output rows of `pairs` (row of `batch` on `side`, kept row of the other side), left
+    /// columns first; `None` for a side pads it with nulls.
+    fn assemble(
+        &self,
+        side: usize,
+        batch: &RecordBatch,
+        pairs: &[(Option<u32>, Option<&[u8]>)],
+    ) -> Result<RecordBatch> {
+        let other = 1 - side;
+        let n = pairs.len();
+        let this_cols: Vec<ArrayRef> = if pairs.iter().all(|p| p.0.is_none()) {
+            nulls(&self.cfg.inputs[side], n)
+        } else {
+            let idx: UInt32Array = pairs.iter().map(|p| p.0).collect();
+            batch
+                .columns()
+                .iter()
+                .map(|c| take(c.as_ref(), &idx, None))
+                .collect::<std::result::Result<_, _>>()?
+        };
+        let other_cols = self.decode(other, pairs.iter().map(|p| p.1), n)?;
+        let (l, r) = if side == 0 {
+            (this_cols, other_cols)
+        } else {
+            (other_cols, this_cols)
+        };
+        let columns = l.into_iter().chain(r).collect();
+        Ok(RecordBatch::try_new(Arc::clone(&self.cfg.output), columns)?)
+    }
+
+    /// Kept rows of `side` as columns, nulls where a row is `None`.
+    fn decode<'a>(
+        &self,
+        side: usize,
+        rows: impl Iterator<Item = Option<&'a [u8]>> + Clone,
+        n: usize,
+    ) -> Result<Vec<ArrayRef>> {
+        if rows.clone().all(|r| r.is_none()) {
+            return Ok(nulls(&self.cfg.inputs[side], n));
+        }
+        if rows.clone().all(|r| r.is_some()) {
+            return self.rows[side].decode(rows.flatten());
+        }
+        // Some padded: decode the present ones and take them into place.
+        let present: Vec<&[u8]> = rows.clone().flatten().collect();
+        let cols = self.rows[side].decode(present)?;
+        let mut next = 0u32;
+        let idx: UInt32Array = rows
+            .map(|r| {
+                r.map(|_| {
+                    next += 1;
+                    next - 1
+                })
+            })
+            .collect();
+        cols.iter()
+            .map(|c| Ok(take(c.as_ref(), &idx, None)?))
+            .collect()
+    }
+
+    /// The rows of `out` the residual condition keeps (all of them without one).
+    fn accept(&self, out: &RecordBatch) -> Result<Vec<bool>> {
+        let Some(f) = &self.cfg.filter else {
+            return Ok(vec![true; out.num_rows()]);
+        };
+        let mask = f.eval(out)?;
+        let mask = mask
+            .as_boolean_opt()
+            .ok_or_else(|| Error::internal(format!("join condition `{}` is not boolean", f.sql)))?;
+        Ok((0..mask.len())
+            .map(|i| mask.is_valid(i) && mask.value(i))
+            .collect())
+    }
+}
+
+/// See [`Join::expiry`]; free of `self` so that it can be called while a side is borrowed.
+fn expiry(time: Option<TimeBound>, ttl: Option<Millis>, side: usize, t: Millis) -> Option<Millis> {
+    match (time, ttl) {
+        // A left row at t pairs with right rows at [t - hi, t - lo].
+        (Some(b), _) if side == 0 => Some(t.saturating_sub(b.lo)),
+        // A right row at t pairs with left rows at [t + lo, t + hi].
+        (Some(b), _) => Some(t.saturating_add(b.hi)),
+        // Without event time (`MIN`), a row is never too old.
+        (None, Some(_)) if t == Millis::MIN => None,
+        (None, Some(ttl)) => Some(t.saturating_add(ttl)),
+        (None, None) => None,
+    }
+}
+
+fn nulls(schema: &SchemaRef, n: usize) -> Vec<ArrayRef> {
+    schema
+        .fields()
+        .iter()
+        .map(|f| new_null_array(f.data_type(), n))
+        .collect()
+}
+
+impl Operator for Join {
+    fn process(&mut self, input: Input, batch: RecordBatch, out: &mut Output) -> Result<()> {
+        let side = usize::from(input.0.min(1));
+        let other = 1 - side;
+        let keys = self.keys[side].rows(&batch)?;
+        let times = self.times(side, &batch)?;
+        let null_key: Vec<bool> = (0..batch.num_rows())
+            .map(|r| {
+                self.cfg.keys[side]
+                    .iter()
+                    .any(|&c| batch.column(c).is_null(r))
+            })
+            .collect();
+        let bounded = self.cfg.time.is_some();
+        // Candidate pairs: (row, the other side's key, index of its kept row).
+        let mut cand: Vec<(u32, usize)> = Vec::new();
+        let mut cand_rows: Vec<(Option<u32>, Option<&[u8]>)> = Vec::new();
+        let mut late = vec![false; batch.num_rows()];
+        for r in 0..batch.num_rows() {
+            if bounded && times[r] <= self.watermark {
+                late[r] = true;
+                continue;
+            }
+            if null_key[r] {
+                continue;
+            }
+            let Some(list) = self.sides[other].rows.get(keys.row(r).as_ref()) else {
+                continue;
+            };
+            for (k, kept) in list.iter().enumerate() {
+                if self.in_bound(side, times[r], kept.time) {
+                    let r32 = u32::try_from(r).map_err(|_| Error::internal("batch too large"))?;
+                    cand.push((r32, k));
+                    cand_rows.push((Some(r32), Some(kept.row.as_slice())));
+                }
+            }
+        }
+        let mut matched = vec![false; batch.num_rows()];
+        if !cand.is_empty() {
+            let joined = self.assemble(side, &batch, &cand_rows)?;
+            let ok = self.accept(&joined)?;
+            for (&(r, k), &yes) in cand.iter().zip(&ok) {
+                if yes {
+                    matched[r as usize] = true;
+                    let key = keys.row(r as usize);
+                    if let Some(kept) = self.sides[other]
+                        .rows
+                        .get_mut(key.as_ref())
+                        .and_then(|l| l.get_mut(k))
+                    {
+                        kept.matched = true;
+                    }
+                }
+            }
+            let kept = filter_record_batch(&joined, &BooleanArray::from(ok))?;
+            if kept.num_rows() > 0 {
+                out.batches.push(kept);
+            }
+        }
+        let n_late = late.iter().filter(|l| **l).count();
+        self.counters.late_records += n_late as u64;
+        let whole = self.rows[side].rows(&batch)?;
+        let mut padded: Vec<(Option<u32>, Option<&[u8]>)> = Vec::new();
+        for r in 0..batch.num_rows() {
+            if late[r] {
+                continue;
+            }
+            let r32 = u32::try_from(r).map_err(|_| Error::internal("batch too large"))?;
+            let expired = self
+                .expiry(side, times[r])
+                .is_some_and(|at| at <= self.watermark);
+            if null_key[r] || expired {
+                // Nothing can join it later: it is complete now.
+                if !matched[r] && self.cfg.kind.keeps_unmatched(side) {
+                    padded.push((Some(r32), None));
+                }
+                continue;
+            }
+            let kept = Kept {
+                row: whole.row(r).as_ref().to_vec(),
+                time: times[r],
+                matched: matched[r],
+            };
+            self.keep(side, keys.row(r).as_ref(), kept);
+        }
+        if !padded.is_empty() {
+            out.batches.push(self.assemble(side, &batch, &padded)?);
+        }
+        Ok(())
+    }
+
+    fn on_watermark(&mut self, watermark: Millis, out: &mut Output) -> Result<()> {
+        self.watermark = self.watermark.max(watermark);
+        for side in 0..2 {
+            let mut unmatched: Vec<Vec<u8>> = Vec::new();
+            while let Some((at, _)) = self.sides[side].expiries.first() {
+                if *at > self.watermark {
+                    break;
+                }
+                let Some((_, key)) = self.sides[side].expiries.pop_first() else {
+                    break;
+                };
+                let Some(list) = self.sides[side].rows.get_mut(&key) else {
+                    continue;
+                };
+                let mut i = 0;
+                while i < list.len() {
+                    let at = expiry(self.cfg.time, self.cfg.ttl, side, list[i].time);
+                    if at.is_some_and(|at| at <= self.watermark) {
+                        let gone = list.remove(i);
+                        if !gone.matched && self.cfg.kind.keeps_unmatched(side) {
+                            unmatched.push(gone.row);
+                        }
+                    } else {
+                        i += 1;
+                    }
+                }
+                if list.is_empty() {
+                    self.sides[side].rows.remove(&key);
+                }
+            }
+            if !unmatched.is_empty() {
+                let n = unmatched.len();
+                let this = self.decode(side, unmatched.iter().map(|r| Some(r.as_slice())), n)?;
+                let pad = nulls(&self.cfg.inputs[1 - side], n);
+                let columns = if side == 0 {
+                    this.into_iter().chain(pad).collect()
+                } else {
+                    pad.into_iter().chain(this).collect()
+                };
+                out.batches
+                    .push(RecordBatch::try_new(Arc::clone(&self.cfg.output), columns)?);
+            }
+        }
+        Ok(())
+    }
+
+    fn watermark_delay(&self) -> Millis {
+        match (self.cfg.time, self.cfg.time_from) {
+            // Left time: a left row joined by a right row just after the watermark can lie
+            // `-lo` behind it.
+            (Some(b), Some(0)) => (-b.lo).max(0),
+            (Some(b), Some(_)) => b.hi.max(0),
+            _ => 0,
+        }
+    }
+
+    fn snapshot(&self) -> Result<KeyedState> {
+        let mut all: HashMap<&[u8], (Vec<Kept>, Vec<Kept>)> = HashMap::new();
+        for (k, list) in &self.sides[0].rows {
+            all.entry(k.as_slice()).or_default().0.clone_from(list);
+        }
+        for (k, list) in &self.sides[1].rows {
+            all.entry(k.as_slice()).or_default().1.clone_from(list);
+        }
+        encode_keyed("join", self.cfg.max_parallelism, all.into_iter())
+    }
+
+    fn restore(&mut self, state: KeyedState) -> Result<()> {
+        let restored = decode_keyed::<(Vec<Kept>, Vec<Kept>)>("join", state)?;
+        let wrong = |message: String| Error::State {
+            operator: "join".into(),
+            message,
+        };
+        let keys: Vec<&[u8]> = restored.iter().map(|(k, _)| k.as_slice()).collect();
+        if !keys.is_empty() {
+            self.keys[0].decode_stored(&keys).map_err(wrong)?;
+        }
+        for side in 0..2 {
+            let rows: Vec<&[u8]> = restored
+                .iter()
+                .flat_map(|(_, v)| if side == 0 { &v.0 } else { &v.1 })
+                .map(|k| k.row.as_slice())
+                .collect();
+            if !rows.is_empty() {
+                self.rows[side]
+                    .decode_stored(&rows)
+                    .map_err(|m| wrong(format!("{} input: {m}", ["left", "right"][side])))?;
+            }
+        }
+        for (key, (left, right)) in restored {
+            for kept in left {
+                self.keep(0, &key, kept);
+            }
+            for kept in right {
+                self.keep(1, &key, kept);
+            }
+        }
+        Ok(())
+    }
+
+    fn counters(&self) -> OperatorCounters {
+        self.counters
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,304 @@
+//! The join against a nested-loop oracle over the same rows, and its state across a
+//! checkpoint.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    Array, AsArray, Int64Array, RecordBatch, TimestampMillisecondArray,
+};
+use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef, TimeUnit};
+
+use super::{Join, JoinConfig, JoinKind, TimeBound};
+use crate::expr::CompiledExpr;
+use crate::ids::Millis;
+use crate::operator::{Input, Operator, Output};
+
+fn side_schema(prefix: &str) -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new(format!("{prefix}k"), DataType::Int64, true),
+        Field::new(
+            format!("{prefix}t"),
+            DataType::Timestamp(TimeUnit::Millisecond, None),
+            true,
+        ),
+        Field::new(format!("{prefix}v"), DataType::Int64, true),
+    ]))
+}
+
+fn output() -> SchemaRef {
+    let fields: Vec<Field> = [side_schema("l"), side_schema("r")]
+        .iter()
+        .flat_map(|s| s.fields().iter().map(|f| f.as_ref().clone()))
+        .collect();
+    Arc::new(Schema::new(fields))
+}
+
+/// A row: (key, time, value).
+type Row = (Option<i64>, Millis, i64);
+
+fn batch(side: usize, rows: &[Row]) -> RecordBatch {
+    RecordBatch::try_new(
+        side_schema(["l", "r"][side]),
+        vec![
+            Arc::new(Int64Array::from(
+                rows.iter().map(|r| r.0).collect::<Vec<_>>(),
+            )),
+            Arc::new(TimestampMillisecondArray::from_iter_values(
+                rows.iter().map(|r| r.1),
+            )),
+            Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.2))),
+        ],
+    )
+    .unwrap()
+}
+
+fn config(kind: JoinKind, time: Option<TimeBound>, filter: Option<&str>) -> JoinConfig {
+    JoinConfig {
+        kind,
+        inputs: [side_schema("l"), side_schema("r")],
+        keys: [vec![0], vec![0]],
+        time_cols: [Some(1), Some(1)],
+        time,
+        filter: filter.map(|f| CompiledExpr::compile(f, &output()).unwrap()),
+        output: output(),
+        time_from: Some(if kind == JoinKind::Right { 1 } else { 0 }),
+        ttl: None,
+        max_parallelism: 128,
+    }
+}
+
+/// Output rows as (left value, right value), `None` where padded; sorted.
+fn pairs(out: &[RecordBatch]) -> Vec<(Option<i64>, Option<i64>)> {
+    let mut v: Vec<_> = out
+        .iter()
+        .flat_map(|b| {
+            let l = b.column(2).as_primitive::<Int64Type>().clone();
+            let r = b.column(5).as_primitive::<Int64Type>().clone();
+            (0..b.num_rows())
+                .map(move |i| {
+                    (
+                        l.is_valid(i).then(|| l.value(i)),
+                        r.is_valid(i).then(|| r.value(i)),
+                    )
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    v.sort_unstable();
+    v
+}
+
+/// What the join must give over all of `rows` (per side), computed pair by pair.
+fn oracle(
+    kind: JoinKind,
+    bound: Option<TimeBound>,
+    filter: impl Fn(i64, i64) -> bool,
+    rows: &[Vec<Row>; 2],
+) -> Vec<(Option<i64>, Option<i64>)> {
+    let mut out = Vec::new();
+    let mut right_matched = vec![false; rows[1].len()];
+    for l in &rows[0] {
+        let mut any = false;
+        for (j, r) in rows[1].iter().enumerate() {
+            let keys = l.0.is_some() && l.0 == r.0;
+            let time = bound.is_none_or(|b| (b.lo..=b.hi).contains(&(l.1 - r.1)));
+            if keys && time && filter(l.2, r.2) {
+                out.push((Some(l.2), Some(r.2)));
+                any = true;
+                right_matched[j] = true;
+            }
+        }
+        if !any && kind.keeps_unmatched(0) {
+            out.push((Some(l.2), None));
+        }
+    }
+    if kind.keeps_unmatched(1) {
+        for (r, m) in rows[1].iter().zip(right_matched) {
+            if !m {
+                out.push((None, Some(r.2)));
+            }
+        }
+    }
+    out.sort_unstable();
+    out
+}
+
+/// A reproducible pseudo-random sequence (splitmix64).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self, n: u64) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        (z ^ (z >> 31)) % n
+    }
+}
+
+/// Rows of both sides in event-time order per side, keys from a few values (some null).
+fn rows(rng: &mut Rng, n: usize) -> [Vec<Row>; 2] {
+    let mut make = |base: i64| {
+        let mut t = 0;
+        (0..n)
+            .map(|i| {
+                t += i64::try_from(rng.next(4)).unwrap();
+                let k = rng.next(6);
+                let key = (k < 5).then(|| i64::try_from(k).unwrap());
+                (key, t, base + i64::try_from(i).unwrap())
+            })
+            .collect::<Vec<_>>()
+    };
+    [make(0), make(1_000_000)]
+}
+
+/// Feed both sides interleaved at random, in batches of up to 4 rows, with the watermark
+/// at what both sides have passed; optionally checkpoint and restore into a fresh join
+/// half way. Returns everything emitted and the join at the end.
+fn drive(
+    rng: &mut Rng,
+    cfg: impl Fn() -> JoinConfig,
+    rows: &[Vec<Row>; 2],
+    restore_at: Option<usize>,
+) -> (Vec<RecordBatch>, Join) {
+    let mut join = Join::new(cfg()).unwrap();
+    let mut out = Output::default();
+    let mut at = [0usize, 0usize];
+    let mut steps = 0;
+    while at[0] < rows[0].len() || at[1] < rows[1].len() {
+        let side = if at[0] == rows[0].len() {
+            1
+        } else if at[1] == rows[1].len() {
+            0
+        } else {
+            usize::try_from(rng.next(2)).unwrap()
+        };
+        let take = (1 + usize::try_from(rng.next(4)).unwrap()).min(rows[side].len() - at[side]);
+        let b = batch(side, &rows[side][at[side]..at[side] + take]);
+        at[side] += take;
+        join.process(Input(u8::try_from(side).unwrap()), b, &mut out)
+            .unwrap();
+        // Each side is in time order: what neither will send again is behind the watermark.
+        let seen = |s: usize| {
+            if at[s] == rows[s].len() {
+                Millis::MAX - 1
+            } else {
+                rows[s][at[s]].1 - 1
+            }
+        };
+        join.on_watermark(seen(0).min(seen(1)), &mut out).unwrap();
+        steps += 1;
+        if restore_at == Some(steps) {
+            let state = join.snapshot().unwrap();
+            join = Join::new(cfg()).unwrap();
+            join.restore(state).unwrap();
+            join.on_watermark(seen(0).min(seen(1)), &mut out).unwrap();
+        }
+    }
+    join.on_watermark(Millis::MAX, &mut out).unwrap();
+    (out.batches, join)
+}
+
+#[test]
+fn interval_joins_of_every_kind_equal_the_nested_loop_oracle() {
+    let bounds = [
+        TimeBound { lo: -5, hi: 0 },
+        TimeBound { lo: 0, hi: 0 },
+        TimeBound { lo: -3, hi: 7 },
+    ];
+    for (seed, kind) in [
+        JoinKind::Inner,
+        JoinKind::Left,
+        JoinKind::Right,
+        JoinKind::Full,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        for (b, bound) in bounds.iter().enumerate() {
+            let mut rng = Rng(u64::try_from(seed * 10 + b).unwrap());
+            let rows = rows(&mut rng, 200);
+            let cfg = || config(kind, Some(*bound), Some("(lv + rv) % 3 <> 0"));
+            let want = oracle(kind, Some(*bound), |l, r| (l + r) % 3 != 0, &rows);
+            let (out, join) = drive(&mut rng, cfg, &rows, None);
+            assert_eq!(pairs(&out), want, "{kind:?} {bound:?}");
+            assert!(!want.is_empty());
+            assert_eq!(join.counters().late_records, 0);
+            // Everything expired at the end of time: no state left behind.
+            assert!(join.snapshot().unwrap().is_empty(), "{kind:?} {bound:?}");
+            // Through a checkpoint half way, the same.
+            let (out, _) = drive(&mut rng, cfg, &rows, Some(40));
+            assert_eq!(pairs(&out), want, "{kind:?} {bound:?} restored");
+        }
+    }
+}
+
+#[test]
+fn a_regular_join_keeps_rows_until_their_ttl_and_inner_pairs_equal_the_oracle() {
+    let mut rng = Rng(7);
+    let rows = rows(&mut rng, 150);
+    let cfg = || config(JoinKind::Inner, None, None);
+    let want = oracle(JoinKind::Inner, None, |_, _| true, &rows);
+    let (out, join) = drive(&mut rng, cfg, &rows, Some(30));
+    assert_eq!(pairs(&out), want);
+    // Without a TTL every row with a key stays.
+    let kept: usize = join
+        .sides
+        .iter()
+        .map(|s| s.rows.values().map(Vec::len).sum::<usize>())
+        .sum();
+    let with_key = rows.iter().flatten().filter(|r| r.0.is_some()).count();
+    assert_eq!(kept, with_key);
+
+    // A TTL of 10: a pair further apart than that in time may be missed, never one within.
+    let ttl = || JoinConfig {
+        ttl: Some(10),
+        ..config(JoinKind::Inner, None, None)
+    };
+    let (out, join) = drive(&mut rng, ttl, &rows, None);
+    let got = pairs(&out);
+    let near = oracle(
+        JoinKind::Inner,
+        Some(TimeBound { lo: -10, hi: 10 }),
+        |_, _| true,
+        &rows,
+    );
+    for p in &near {
+        assert!(got.contains(p), "{p:?} within the TTL is missing");
+    }
+    assert!(got.len() < want.len(), "the TTL dropped nothing");
+    assert!(join.snapshot().unwrap().is_empty());
+}
+
+#[test]
+fn a_row_behind_the_watermark_is_dropped_and_counted_and_results_hold_the_watermark_back() {
+    let mut join = Join::new(config(
+        JoinKind::Inner,
+        Some(TimeBound { lo: -5, hi: 0 }),
+        None,
+    ))
+    .unwrap();
+    assert_eq!(join.watermark_delay(), 5);
+    let mut out = Output::default();
+    join.process(Input(0), batch(0, &[(Some(1), 10, 1)]), &mut out)
+        .unwrap();
+    join.on_watermark(12, &mut out).unwrap();
+    // A right row at 13 joins the left row at 10, behind the watermark by 2 (within 5).
+    join.process(
+        Input(1),
+        batch(1, &[(Some(1), 13, 2), (Some(1), 12, 3)]),
+        &mut out,
+    )
+    .unwrap();
+    assert_eq!(pairs(&out.batches), [(Some(1), Some(2))]);
+    assert_eq!(join.counters().late_records, 1);
+    let Some(last) = out.batches.last() else {
+        panic!("no output")
+    };
+    let t = last
+        .column(1)
+        .as_primitive::<datafusion::arrow::datatypes::TimestampMillisecondType>()
+        .value(0);
+    assert!(t > 12 - join.watermark_delay());
+}
