@@ -6,7 +6,7 @@
 use std::ops::Range;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, RecordBatch, UInt32Array};
+use datafusion::arrow::array::{ArrayRef, RecordBatch, UInt32Array, new_null_array};
 use datafusion::arrow::compute::take_record_batch;
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::arrow::row::{RowConverter, Rows, SortField};
@@ -22,7 +22,9 @@ pub struct KeyCodec {
 }
 
 impl KeyCodec {
-    /// Codec for `key_by` column indices of `schema`.
+    /// Codec for `key_by` column indices of `schema`. No columns is one key for every row
+    /// (a window over everything): Arrow's rows need a column to count rows by, so that key
+    /// is encoded as a column of nulls, which takes no bytes.
     ///
     /// # Errors
     /// Arrow's error when a key column's type cannot be row-encoded.
@@ -31,7 +33,11 @@ impl KeyCodec {
             .iter()
             .map(|&i| schema.field(i).data_type().clone())
             .collect();
-        let fields = types.iter().map(|t| SortField::new(t.clone())).collect();
+        let fields = if types.is_empty() {
+            vec![SortField::new(DataType::Null)]
+        } else {
+            types.iter().map(|t| SortField::new(t.clone())).collect()
+        };
         Ok(Self {
             columns,
             types,
@@ -49,14 +55,19 @@ impl KeyCodec {
             .iter()
             .map(|&i| Arc::clone(batch.column(i)))
             .collect();
-        self.rows_of(&cols)
+        self.rows_of(&cols, batch.num_rows())
     }
 
-    /// Key rows of key columns already taken out of a batch.
+    /// Key rows of `n` rows' key columns, already taken out of a batch.
     ///
     /// # Errors
     /// Arrow's error on encoding.
-    pub fn rows_of(&self, key_columns: &[ArrayRef]) -> Result<Rows> {
+    pub fn rows_of(&self, key_columns: &[ArrayRef], n: usize) -> Result<Rows> {
+        if self.columns.is_empty() {
+            return Ok(self
+                .converter
+                .convert_columns(&[new_null_array(&DataType::Null, n)])?);
+        }
         Ok(self.converter.convert_columns(key_columns)?)
     }
 
@@ -67,7 +78,13 @@ impl KeyCodec {
     pub fn decode<'a>(&self, keys: impl IntoIterator<Item = &'a [u8]>) -> Result<Vec<ArrayRef>> {
         let parser = self.converter.parser();
         let rows: Vec<_> = keys.into_iter().map(|k| parser.parse(k)).collect();
-        Ok(self.converter.convert_rows(rows)?)
+        let columns = self.converter.convert_rows(rows)?;
+        // No key columns: the null column only counted rows.
+        Ok(if self.columns.is_empty() {
+            Vec::new()
+        } else {
+            columns
+        })
     }
 
     /// Decode keys read back from a checkpoint, which a job with other key columns may have
@@ -99,7 +116,9 @@ impl KeyCodec {
         let Ok(Ok(columns)) = decoded else {
             return Err(wrong(keys.first().copied().unwrap_or_default()));
         };
-        let rows = self.rows_of(&columns).map_err(|e| e.to_string())?;
+        let rows = self
+            .rows_of(&columns, keys.len())
+            .map_err(|e| e.to_string())?;
         if let Some(i) = (0..keys.len()).find(|&i| rows.row(i).as_ref() != keys[i]) {
             return Err(wrong(keys[i]));
         }
@@ -109,6 +128,10 @@ impl KeyCodec {
     /// A key's length in row format when every key column has a fixed width (a null byte
     /// plus the value), which settles most mismatches before anything is decoded.
     fn fixed_len(&self) -> Option<usize> {
+        if self.types.is_empty() {
+            // The null column standing for no key: the round trip checks it.
+            return None;
+        }
         self.types
             .iter()
             .map(|t| {
@@ -268,6 +291,30 @@ mod tests {
     /// pairs are refused by length or by a decode that does not use every byte.
     /// Mutation: drop the round trip and the `Int8`-as-`Boolean` case decodes.
     #[test]
+    fn no_key_columns_is_one_key_for_every_row() {
+        use datafusion::arrow::array::Int64Array;
+        use datafusion::arrow::datatypes::{Field, Schema};
+        let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, true)]));
+        let codec = KeyCodec::new(&schema, Vec::new()).unwrap();
+        let batch = RecordBatch::try_new(
+            Arc::clone(&schema),
+            vec![Arc::new(Int64Array::from(vec![1, 2, 3, 4, 5]))],
+        )
+        .unwrap();
+        let rows = codec.rows(&batch).unwrap();
+        assert_eq!(rows.num_rows(), 5);
+        assert!(rows.iter().all(|r| r.as_ref() == rows.row(0).as_ref()));
+        // A shuffle sends every row, all to one subtask.
+        let parts = partition(&batch, &codec, 3, 128).unwrap();
+        assert_eq!(parts.len(), 1);
+        assert_eq!(parts[0].1.num_rows(), 5);
+        // Stored and restored: still no columns, and the same key.
+        let stored: Vec<Vec<u8>> = rows.iter().map(|r| r.as_ref().to_vec()).collect();
+        let stored: Vec<&[u8]> = stored.iter().map(Vec::as_slice).collect();
+        assert!(codec.decode_stored(&stored).unwrap().is_empty());
+    }
+
+    #[test]
     fn stored_keys_of_another_type_are_refused() {
         use datafusion::arrow::array::{BooleanArray, Int8Array, StringArray};
         use datafusion::arrow::datatypes::{Field, Schema};
@@ -279,7 +326,8 @@ mod tests {
             .unwrap()
         };
         let stored = |c: &KeyCodec, col: ArrayRef| -> Vec<Vec<u8>> {
-            let rows = c.rows_of(&[col]).unwrap();
+            let n = col.len();
+            let rows = c.rows_of(&[col], n).unwrap();
             rows.iter().map(|r| r.as_ref().to_vec()).collect()
         };
         let ints = stored(

@@ -121,7 +121,7 @@ impl BatchKeys {
                     .ok_or_else(|| Error::internal("stored keys decode to no column"))?;
                 Self::from_int_column(col)
             }
-            KeyMode::Rows => Self::from_rows(codec.rows_of(&cols)?),
+            KeyMode::Rows => Self::from_rows(codec.rows_of(&cols, keys.len())?),
         }
     }
 }
@@ -277,7 +277,7 @@ impl GroupKeys {
                     KeyMode::Int(t) if t != &DataType::Int64 => cast(&ints, t)?,
                     _ => ints,
                 };
-                Ok(KeyRows::Encoded(codec.rows_of(&[col])?))
+                Ok(KeyRows::Encoded(codec.rows_of(&[col], keys.len())?))
             }
             Self::Rows { data, offsets, .. } => Ok(KeyRows::Arena {
                 data: data.clone(),
