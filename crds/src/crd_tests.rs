@@ -333,6 +333,11 @@ fn cel_rules_reject_cross_field_mistakes_with_their_message() {
             "exactly one of tumbling, sliding, session",
         ),
         (
+            "stateTtl without sql",
+            edit(|v| v["spec"]["pipeline"]["stateTtl"] = "1h".into()),
+            "stateTtl applies to sql pipelines",
+        ),
+        (
             "backoff above its maximum",
             edit(|v| {
                 v["spec"]["restart"] =

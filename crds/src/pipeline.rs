@@ -60,6 +60,9 @@ pub struct JobFileRepr {
     /// <source>` statements over the source and sinks by their `name`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sql: Option<String>,
+    /// See [`Pipeline::state_ttl`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_ttl: Option<Duration>,
     /// With `transforms`, every sink receives every result record; with `sql`, each sink
     /// receives what its `INSERT` computes.
     #[serde(with = "serde_yaml::with::singleton_map_recursive")]
@@ -78,6 +81,7 @@ impl From<JobFileRepr> for JobFile {
                 source: r.source,
                 transforms: r.transforms,
                 sql: r.sql,
+                state_ttl: r.state_ttl,
                 sinks: r.sinks,
             },
         }
@@ -94,6 +98,7 @@ impl From<JobFile> for JobFileRepr {
             source: j.pipeline.source,
             transforms: j.pipeline.transforms,
             sql: j.pipeline.sql,
+            state_ttl: j.pipeline.state_ttl,
             sinks: j.pipeline.sinks,
         }
     }
@@ -113,6 +118,9 @@ fn default_max_parallelism() -> u32 {
 #[schemars(extend("x-kubernetes-validations" = [{
     "rule": "!has(self.sql) || !has(self.transforms) || size(self.transforms) == 0",
     "message": "a pipeline is either transforms or sql, not both"
+}, {
+    "rule": "!has(self.stateTtl) || has(self.sql)",
+    "message": "stateTtl applies to sql pipelines (a regular join's rows); transforms bound their state themselves"
 }]))]
 pub struct Pipeline {
     /// Where records come from, their schema and their event time.
@@ -129,6 +137,13 @@ pub struct Pipeline {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = MAX_SQL_BYTES))]
     pub sql: Option<String>,
+    /// How long a regular join (one without a time bound) keeps a row, counted in event
+    /// time from the row's own event time, like Flink's `table.exec.state.ttl` (which counts
+    /// in processing time; event time replays the same after a restore). A row older than
+    /// this no longer joins rows that arrive after it expired; without it such a join keeps
+    /// every row for ever. Windowed and interval joins drop rows on their own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_ttl: Option<Duration>,
     /// With `transforms`, every sink receives every result record; with `sql`, each sink
     /// receives what its `INSERT` computes.
     #[schemars(length(min = 1, max = MAX_SINKS))]

@@ -305,6 +305,18 @@ fn sql_problems_name_the_field_statement_and_file_line() {
             .to_string()
             .contains("either transforms or sql")
     );
+    // stateTtl: for sql pipelines, and longer than nothing.
+    let src = GOOD.replace("transforms:", "stateTtl: 1h\ntransforms:");
+    let e = errors(&src);
+    assert_eq!(e.errors[0].path, "stateTtl", "{e}");
+    let src = sql_job(WINDOW_SQL).replace("sql: |", "stateTtl: 0s\nsql: |");
+    assert!(errors(&src).to_string().contains("longer than 0"));
+    let src = sql_job(WINDOW_SQL).replace("sql: |", "stateTtl: 90m\nsql: |");
+    let job = load_job("job.yaml", &src).expect("valid");
+    assert_eq!(
+        job.pipeline.state_ttl.map(|d| d.as_millis_i64()),
+        Some(5_400_000)
+    );
     // A window over another column than the event time; a syntax error at its place.
     let src = sql_job(&WINDOW_SQL.replace("DESCRIPTOR(ts)", "DESCRIPTOR(amount)"));
     assert!(errors(&src).to_string().contains("event-time column `ts`"));

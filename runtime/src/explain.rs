@@ -211,8 +211,9 @@ fn join(op: &OpPlan, j: &crate::plan::join::JoinSpec) -> String {
     if let Some(f) = &j.filter {
         s.push_str(&format!(" and {f}"));
     }
-    if let Some(ttl) = j.ttl {
-        s.push_str(&format!(", rows kept {ttl} ms"));
-    }
-    format!("{s} ({}, keyed state: both inputs' rows)", op.id)
+    format!(
+        "{s}   [state `{}`, per key group: both inputs' rows; {}]",
+        op.id,
+        crate::plan::join::retention(op)
+    )
 }

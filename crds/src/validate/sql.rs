@@ -57,8 +57,20 @@ pub(super) fn check(job: &JobFile, errs: &mut Vec<FieldError>) {
         }
     }
     let Some(script) = &p.sql else {
+        if p.state_ttl.is_some() {
+            errs.push(FieldError::new(
+                "stateTtl",
+                "applies to sql pipelines (a regular join's rows); transforms bound their state themselves",
+            ));
+        }
         return;
     };
+    if p.state_ttl.is_some_and(|d| d.as_millis_i64() <= 0) {
+        errs.push(FieldError::new(
+            "stateTtl",
+            "must be longer than 0 (leave it out to keep a regular join's rows for ever)",
+        ));
+    }
     if !p.transforms.is_empty() {
         errs.push(FieldError::new(
             "sql",

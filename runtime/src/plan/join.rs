@@ -13,6 +13,7 @@ use std::sync::Arc;
 use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
 use weir_crds::FieldError;
 
+use super::Operation;
 use super::check::Incoming;
 use crate::expr::CompiledExpr;
 use crate::ids::Millis;
@@ -200,6 +201,52 @@ pub(super) fn resolve(
         },
         time_from,
     })
+}
+
+/// How long join `op` keeps rows, in words for `explain`: by its time bound, by `stateTtl`,
+/// or for ever.
+#[must_use]
+pub fn retention(op: &super::OpPlan) -> String {
+    let Operation::Join(spec) = &op.operation else {
+        return String::new();
+    };
+    let Some((schema, time_col)) = op.second.clone() else {
+        return String::new();
+    };
+    let inputs = [
+        Incoming {
+            schema: Arc::clone(&op.input),
+            time_col: op.time_col,
+            time_lost_at: None,
+        },
+        Incoming {
+            schema,
+            time_col,
+            time_lost_at: None,
+        },
+    ];
+    match (resolve(spec, [&inputs[0], &inputs[1]], &op.path), spec.ttl) {
+        (
+            Ok(Resolved {
+                bound: Some(b),
+                time_from,
+                ..
+            }),
+            _,
+        ) => {
+            let held = match time_from {
+                Some(0) => (-b.lo).max(0),
+                Some(_) => b.hi.max(0),
+                None => 0,
+            };
+            format!(
+                "interval join, left - right event time in [{} ms, {} ms]: rows dropped as the watermark passes, output watermark held back {held} ms",
+                b.lo, b.hi
+            )
+        }
+        (_, Some(ttl)) => format!("regular join: rows kept {ttl} ms of event time (stateTtl)"),
+        (_, None) => "regular join: rows kept for ever (no stateTtl)".into(),
+    }
 }
 
 /// What the operator runs.

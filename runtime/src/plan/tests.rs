@@ -325,4 +325,13 @@ fn joins_that_cannot_run_on_a_stream_are_refused_saying_why() {
         "{JOIN_SINKS}  INSERT INTO out SELECT a.order_id, b.amount FROM orders a, orders b WHERE a.order_id = b.order_id;\n"
     ));
     assert_eq!(p.stages.len(), 2);
+    // With stateTtl its rows expire.
+    let p = planned(&format!(
+        "stateTtl: 10m\n{JOIN_SINKS}  INSERT INTO out SELECT a.order_id, b.amount FROM orders a JOIN orders b USING (order_id);\n"
+    ));
+    let Operation::Join(j) = &p.stages[1].ops[0].op.operation else {
+        panic!("not a join")
+    };
+    assert_eq!(j.ttl, Some(600_000));
+    assert!(super::join::retention(&p.stages[1].ops[0].op).contains("600000 ms"));
 }

@@ -63,7 +63,7 @@ pub(super) fn lower(
         compares: Vec::new(),
         filter: None,
         names: names.iter().map(|(_, w)| w.clone()).collect(),
-        ttl: None,
+        ttl: cx.state_ttl,
     };
     let mut rest: Vec<String> = Vec::new();
     let mut conjuncts: Vec<Expr> = Vec::new();

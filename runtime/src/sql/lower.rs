@@ -42,6 +42,8 @@ pub struct Context<'a> {
     pub windows: &'a [WindowCall],
     /// Views defined so far, with their plans.
     pub views: &'a [(String, LogicalPlan)],
+    /// How long a regular join keeps a row (`stateTtl`), in milliseconds of event time.
+    pub state_ttl: Option<crate::ids::Millis>,
 }
 
 /// Lower `plan`.

@@ -80,6 +80,7 @@ pub fn lower_script(job: &JobFile, source: &SchemaRef) -> Result<Lowered, Vec<Fi
             columns: &columns,
             windows: &windows,
             views: &views,
+            state_ttl: job.pipeline.state_ttl.map(|d| d.as_millis_i64()),
         };
         let planned = statement(st, source, &cx);
         match (planned, &st.target) {
