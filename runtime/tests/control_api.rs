@@ -164,6 +164,8 @@ async fn status_savepoint_metrics_and_stop_work_over_http() {
         "weir_alignment_seconds_total",
         "weir_backpressure_seconds_total",
         "weir_watermark_timestamp_seconds{task=\"s0-t0\"}",
+        // The window's state, per subtask, as its last checkpoint encoded it.
+        "weir_operator_state_bytes{operator=\"window-0\",task=\"s1-t0\"}",
         "# EOF",
     ] {
         assert!(metrics.contains(name), "missing {name} in:\n{metrics}");
@@ -189,6 +191,8 @@ async fn status_savepoint_metrics_and_stop_work_over_http() {
         "last checkpoint at {last}, now {now}"
     );
     assert!(value("weir_uptime_seconds") > 0.0);
+    // Stateless operators report no state.
+    assert!(!metrics.contains("weir_operator_state_bytes{operator=\"t0-filter\""));
     let raw = {
         let mut st = tokio::net::TcpStream::connect(addr).await.unwrap();
         st.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")

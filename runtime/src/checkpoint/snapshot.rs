@@ -13,6 +13,9 @@ use super::layout::Layout;
 use super::messages::{Ack, TaskEvent};
 use super::metadata::{SinkCommittable, StateFileRef, TaskState, encode_state};
 use super::state::{Committable, DeferredState, WriteAheadData};
+use std::sync::Arc;
+
+use crate::control::metrics::Metrics;
 use crate::error::{Error, Result};
 use crate::ids::TaskId;
 use crate::storage::Storage;
@@ -38,6 +41,8 @@ pub struct Uploader {
     pub job_id: String,
     /// This incarnation's generation.
     pub generation: u64,
+    /// Where each operator's state size goes.
+    pub metrics: Arc<Metrics>,
 }
 
 impl Uploader {
@@ -70,14 +75,16 @@ impl Uploader {
             })
             .collect();
         let up = self.clone();
+        let metrics = Arc::clone(&self.metrics);
         let alignment_ms = alignment.as_millis() as u64;
         tokio::spawn(async move {
             let file = Layout::state_file(task, up.generation);
             let key = Layout::file_in(&up.layout.checkpoint_dir(&up.job_id, b.id), &file);
-            let encoded = tokio::task::spawn_blocking(move || encode(task, state, captured))
-                .await
-                .map_err(|e| format!("encoding the state of {task}: {e}"))
-                .and_then(|r| r.map_err(|e| e.to_string()));
+            let encoded =
+                tokio::task::spawn_blocking(move || encode(task, state, captured, &metrics))
+                    .await
+                    .map_err(|e| format!("encoding the state of {task}: {e}"))
+                    .and_then(|r| r.map_err(|e| e.to_string()));
             let state = match encoded {
                 Ok(bytes) => {
                     let crc32 = crc32fast::hash(&bytes);
@@ -112,9 +119,15 @@ fn encode(
     task: TaskId,
     mut state: TaskState,
     captured: Vec<(String, DeferredState)>,
+    metrics: &Metrics,
 ) -> Result<Vec<u8>> {
     for (id, encode_operator) in captured {
-        state.operators.push((id, encode_operator()?));
+        let keyed = encode_operator()?;
+        let bytes: usize = keyed.iter().map(|(_, b)| b.len()).sum();
+        // Stateless operators have no state to report; a stateful one whose state emptied
+        // reports 0 rather than its last size.
+        metrics.set_state_bytes_if_kept(&id, &task.to_string(), bytes as u64);
+        state.operators.push((id, keyed));
     }
     encode_state(&state).map_err(|e| Error::State {
         operator: task.to_string(),
@@ -141,6 +154,7 @@ mod tests {
             layout: Layout::new("ns", "job"),
             job_id: "lineage".into(),
             generation: 1,
+            metrics: Arc::new(Metrics::new(Vec::new())),
         }
     }
 

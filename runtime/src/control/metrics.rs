@@ -62,6 +62,16 @@ pub struct Metrics {
     split_watermark: Family<SplitLabel, Gauge<f64, AtomicU64>>,
     split_idle: Family<SplitLabel, Gauge>,
     lags: Mutex<BTreeMap<(String, i32), i64>>,
+    state_bytes: Family<OperatorTaskLabel, Gauge>,
+}
+
+/// Labels of per-operator, per-subtask gauges.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OperatorTaskLabel {
+    /// Operator id.
+    pub operator: String,
+    /// Task id (`s<stage>-t<subtask>`).
+    pub task: String,
 }
 
 /// Label naming a task (`s<stage>-t<subtask>`).
@@ -118,6 +128,7 @@ impl Metrics {
             split_watermark: Family::default(),
             split_idle: Family::default(),
             lags: Mutex::new(BTreeMap::new()),
+            state_bytes: Family::default(),
         };
         if let Ok(mut r) = m.registry.lock() {
             r.register(
@@ -206,6 +217,11 @@ impl Metrics {
                 m.checkpoint_size.clone(),
             );
             r.register(
+                "operator_state_bytes",
+                "Encoded keyed state of a stateful operator in one subtask, at its last checkpoint",
+                m.state_bytes.clone(),
+            );
+            r.register(
                 "checkpoints_completed",
                 "Completed checkpoints",
                 m.checkpoints_completed.clone(),
@@ -222,6 +238,38 @@ impl Metrics {
             );
         }
         m
+    }
+
+    /// The encoded size of `operator`'s state in `task` at the checkpoint just taken: set
+    /// once it has held state, so stateless operators do not appear.
+    pub fn set_state_bytes_if_kept(&self, operator: &str, task: &str, bytes: u64) {
+        let label = OperatorTaskLabel {
+            operator: operator.to_string(),
+            task: task.to_string(),
+        };
+        if bytes == 0 && self.state_bytes.get(&label).is_none() {
+            return;
+        }
+        self.state_bytes
+            .get_or_create(&label)
+            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+    }
+
+    /// The last reported state size of `operator`, summed over its subtasks.
+    #[must_use]
+    pub fn state_bytes(&self, operator: &str) -> u64 {
+        let tasks = self.task_names.clone();
+        tasks
+            .iter()
+            .filter_map(|t| {
+                self.state_bytes
+                    .get(&OperatorTaskLabel {
+                        operator: operator.to_string(),
+                        task: t.clone(),
+                    })
+                    .map(|g| u64::try_from(g.get()).unwrap_or(0))
+            })
+            .sum()
     }
 
     /// Count records into and out of `operator`.

@@ -239,6 +239,7 @@ pub async fn start(plan: Plan, opts: RunOptions) -> Result<RunningJob> {
         layout: layout.clone(),
         job_id: begun.job_id.clone(),
         generation: begun.generation,
+        metrics: Arc::clone(&metrics),
     };
     let placement = match (&shape.pods, &exchange) {
         (Some(pods), Some((exchange, _))) => Placement::Pods {
