@@ -15,7 +15,6 @@ use super::metadata::{SinkCommittable, StateFileRef, TaskState, encode_state};
 use super::state::{Committable, DeferredState, WriteAheadData};
 use std::sync::Arc;
 
-use crate::control::metrics::Metrics;
 use crate::error::{Error, Result};
 use crate::ids::TaskId;
 use crate::storage::Storage;
@@ -41,8 +40,32 @@ pub struct Uploader {
     pub job_id: String,
     /// This incarnation's generation.
     pub generation: u64,
-    /// Where each operator's state size goes.
-    pub metrics: Arc<Metrics>,
+    /// Told each operator's state size as it is encoded.
+    pub sizes: StateSizes,
+}
+
+/// Told `(operator, task, bytes)` for each operator's encoded state in a snapshot (the job
+/// points it at its metrics; the checkpoint protocol does not know them).
+#[derive(Clone)]
+pub struct StateSizes(pub Arc<dyn StateSizeFn>);
+
+/// What [`StateSizes`] calls: `(operator, task, bytes)`.
+pub trait StateSizeFn: Fn(&str, TaskId, u64) + Send + Sync {}
+
+impl<F: Fn(&str, TaskId, u64) + Send + Sync> StateSizeFn for F {}
+
+impl StateSizes {
+    /// Told nothing.
+    #[must_use]
+    pub fn ignored() -> Self {
+        Self(Arc::new(|_, _, _| {}))
+    }
+}
+
+impl std::fmt::Debug for StateSizes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StateSizes")
+    }
 }
 
 impl Uploader {
@@ -75,13 +98,13 @@ impl Uploader {
             })
             .collect();
         let up = self.clone();
-        let metrics = Arc::clone(&self.metrics);
+        let sizes = self.sizes.clone();
         let alignment_ms = alignment.as_millis() as u64;
         tokio::spawn(async move {
             let file = Layout::state_file(task, up.generation);
             let key = Layout::file_in(&up.layout.checkpoint_dir(&up.job_id, b.id), &file);
             let encoded =
-                tokio::task::spawn_blocking(move || encode(task, state, captured, &metrics))
+                tokio::task::spawn_blocking(move || encode(task, state, captured, &sizes))
                     .await
                     .map_err(|e| format!("encoding the state of {task}: {e}"))
                     .and_then(|r| r.map_err(|e| e.to_string()));
@@ -119,14 +142,12 @@ fn encode(
     task: TaskId,
     mut state: TaskState,
     captured: Vec<(String, DeferredState)>,
-    metrics: &Metrics,
+    sizes: &StateSizes,
 ) -> Result<Vec<u8>> {
     for (id, encode_operator) in captured {
         let keyed = encode_operator()?;
         let bytes: usize = keyed.iter().map(|(_, b)| b.len()).sum();
-        // Stateless operators have no state to report; a stateful one whose state emptied
-        // reports 0 rather than its last size.
-        metrics.set_state_bytes_if_kept(&id, &task.to_string(), bytes as u64);
+        (sizes.0)(&id, task, bytes as u64);
         state.operators.push((id, keyed));
     }
     encode_state(&state).map_err(|e| Error::State {
@@ -154,7 +175,7 @@ mod tests {
             layout: Layout::new("ns", "job"),
             job_id: "lineage".into(),
             generation: 1,
-            metrics: Arc::new(Metrics::new(Vec::new())),
+            sizes: StateSizes::ignored(),
         }
     }
 

@@ -22,7 +22,7 @@ use tokio::task::JoinHandle;
 use crate::checkpoint::coordinator::{Coordinator, CoordinatorConfig, Outcome, Request};
 use crate::checkpoint::layout::Layout;
 use crate::checkpoint::messages::Control;
-use crate::checkpoint::snapshot::Uploader;
+use crate::checkpoint::snapshot::{StateSizes, Uploader};
 use crate::cluster::Pods;
 use crate::cluster::exchange::Exchange;
 use crate::cluster::grid::{Grid, Placement};
@@ -239,7 +239,14 @@ pub async fn start(plan: Plan, opts: RunOptions) -> Result<RunningJob> {
         layout: layout.clone(),
         job_id: begun.job_id.clone(),
         generation: begun.generation,
-        metrics: Arc::clone(&metrics),
+        sizes: {
+            let metrics = Arc::clone(&metrics);
+            // Stateless operators have no state to report; a stateful one whose state
+            // emptied reports 0 rather than its last size.
+            StateSizes(Arc::new(move |op, task, bytes| {
+                metrics.set_state_bytes_if_kept(op, &task.to_string(), bytes);
+            }))
+        },
     };
     let placement = match (&shape.pods, &exchange) {
         (Some(pods), Some((exchange, _))) => Placement::Pods {

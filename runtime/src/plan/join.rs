@@ -147,13 +147,20 @@ pub(super) fn resolve(
             "an outer join without a time bound on both inputs' event time produces updates (a changelog), which Weir does not run yet; bound it (a.t BETWEEN b.t - INTERVAL '10' SECOND AND b.t), join the same windows, or use an inner join".into(),
         ));
     }
-    let fields: Vec<Field> = inputs[0]
-        .schema
-        .fields()
-        .iter()
-        .chain(inputs[1].schema.fields().iter())
+    // A column may be null where its input's may, and wherever an outer join pads its
+    // input with nulls.
+    let side_fields = |side: usize| {
+        let padded = spec.kind.keeps_unmatched(1 - side);
+        inputs[side]
+            .schema
+            .fields()
+            .iter()
+            .map(move |f| (f, padded || f.is_nullable()))
+    };
+    let fields: Vec<Field> = side_fields(0)
+        .chain(side_fields(1))
         .zip(&spec.names)
-        .map(|(f, n)| Field::new(n, f.data_type().clone(), true))
+        .map(|((f, nullable), n)| Field::new(n, f.data_type().clone(), nullable))
         .collect();
     let width = inputs[0].schema.fields().len() + inputs[1].schema.fields().len();
     if fields.len() != width || spec.names.len() != width {

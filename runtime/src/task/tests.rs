@@ -62,7 +62,7 @@ async fn a_stage_of_two_inputs_aligns_the_barrier_across_both() {
             layout: Layout::new("ns", "job"),
             job_id: "j".into(),
             generation: 1,
-            metrics: Arc::new(Metrics::new(vec!["t".into()])),
+            sizes: crate::checkpoint::snapshot::StateSizes::ignored(),
         },
         metrics: Arc::new(Metrics::new(vec!["t".into()])),
         slot: 0,

@@ -1,0 +1,138 @@
+//! The Nexmark queries of `examples/nexmark/`, each from the generator into a blackhole:
+//! events per second (wall and per core of CPU time) and peak memory, per query.
+//!
+//! `cargo bench -p weir-runtime --bench nexmark -- [--events N] [--parallelism P]
+//! [--checkpoint 1s] [--only q3|q8]`
+//!
+//! Each query runs in its own child process (this binary again, with `--child`), so that
+//! its peak RSS and CPU time are its own. "Per core" divides by the process's CPU time
+//! (user + system): what an event costs, whatever the parallelism. Checkpoints go to a
+//! temporary directory every `--checkpoint` (default 1 s), as a running job's would.
+//!
+//! Under `cargo test` (no `--bench` argument) every query runs once on a few thousand events
+//! and the run is checked to have read them all, so CI knows the benchmark still runs.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // benchmark: a panic is the report
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
+
+use common::{arg, cpu_seconds, peak_rss_mib};
+use weir_runtime::job::{RunOptions, start};
+
+/// The queries, by example file name.
+const QUERIES: &[&str] = &[
+    "q0", "q1", "q2", "q3", "q7", "q8", "q11", "q14", "q22", "early",
+];
+
+/// The example's job with `events` events at `parallelism`, checkpointing every
+/// `checkpoint` into `storage`, its sink a blackhole.
+fn job_yaml(query: &str, events: u64, parallelism: u32, checkpoint: &str, storage: &str) -> String {
+    let file =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../examples/nexmark/{query}.yaml"));
+    let text = std::fs::read_to_string(&file).unwrap();
+    let sink = format!("  - file: {{name: out, path: out/nexmark/{query}}}");
+    assert!(text.contains(&sink), "{query}: no `{sink}` to replace");
+    text.replace("events: 1000000", &format!("events: {events}"))
+        .replace("parallelism: 2", &format!("parallelism: {parallelism}"))
+        .replace("interval: 2s", &format!("interval: {checkpoint}"))
+        .replace("file://./.weir", storage)
+        .replace(&sink, "  - blackhole: {name: out}")
+}
+
+/// Run one query in this process and print its `RESULT` line.
+fn child(query: &str, events: u64, parallelism: u32, checkpoint: &str) {
+    let tmp = tempfile::tempdir().unwrap();
+    let storage = format!("file://{}", tmp.path().display());
+    let yaml = job_yaml(query, events, parallelism, checkpoint, &storage);
+    let plan = weir_runtime::plan_source(&format!("{query}.yaml"), &yaml).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let cpu0 = cpu_seconds();
+    let t = Instant::now();
+    let read = rt.block_on(async {
+        let job = start(plan, RunOptions::default()).await.unwrap();
+        let metrics = std::sync::Arc::clone(&job.metrics);
+        let outcome = job.wait().await.unwrap();
+        eprintln!("outcome: {outcome:?}");
+        metrics.records_out("source")
+    });
+    let secs = t.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu0;
+    println!(
+        "RESULT events={read} secs={secs:.4} cpu={cpu:.3} rss={:.1}",
+        peak_rss_mib()
+    );
+}
+
+fn value(out: &str, key: &str) -> f64 {
+    out.lines()
+        .find(|l| l.starts_with("RESULT "))
+        .and_then(|l| {
+            l.split_whitespace()
+                .filter_map(|p| p.split_once('='))
+                .find(|(k, _)| *k == key)
+                .and_then(|(_, v)| v.parse().ok())
+        })
+        .unwrap_or_else(|| panic!("no {key} in {out}"))
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let checkpoint: String = arg(&args, "--checkpoint").unwrap_or_else(|| "1s".into());
+    let parallelism: u32 = arg(&args, "--parallelism").unwrap_or(2);
+    if let Some(q) = arg::<String>(&args, "--child") {
+        child(
+            &q,
+            arg(&args, "--events").unwrap(),
+            parallelism,
+            &checkpoint,
+        );
+        return;
+    }
+    let benching = args.iter().any(|a| a == "--bench");
+    let events: u64 = arg(&args, "--events").unwrap_or(if benching { 10_000_000 } else { 20_000 });
+    let only: Option<String> = arg(&args, "--only");
+    let exe = std::env::current_exe().unwrap();
+    println!(
+        "nexmark: {events} events per query, parallelism {parallelism}, checkpoint every {checkpoint}, into a blackhole, {} cores",
+        std::thread::available_parallelism().map_or(0, usize::from)
+    );
+    println!(
+        "{:<8} {:>10} {:>14} {:>9}",
+        "query", "M ev/s", "M ev/s/core", "RSS MiB"
+    );
+    for q in QUERIES {
+        if only
+            .as_deref()
+            .is_some_and(|o| !o.split('|').any(|o| o == *q))
+        {
+            continue;
+        }
+        let out = Command::new(&exe)
+            .args(["--child", q, "--events", &events.to_string()])
+            .args(["--parallelism", &parallelism.to_string()])
+            .args(["--checkpoint", &checkpoint])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{q} failed: {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let read = value(&stdout, "events");
+        assert!(
+            (read - events as f64).abs() < 0.5,
+            "{q} read {read} of {events} events"
+        );
+        let (secs, cpu) = (value(&stdout, "secs"), value(&stdout, "cpu"));
+        println!(
+            "{q:<8} {:>10.2} {:>14.2} {:>9.0}",
+            read / secs / 1e6,
+            read / cpu.max(0.01) / 1e6,
+            value(&stdout, "rss"),
+        );
+    }
+}
