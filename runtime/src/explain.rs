@@ -129,6 +129,22 @@ fn operator(op: &OpPlan) -> String {
     let t = match &op.operation {
         Operation::Union => return format!("union all ({})", op.id),
         Operation::Join(j) => return join(op, j),
+        Operation::TopN(t) => {
+            let order: Vec<String> = t
+                .order
+                .iter()
+                .map(|(c, desc, _)| format!("{c}{}", if *desc { " desc" } else { "" }))
+                .collect();
+            return format!(
+                "top {} per [{}] by {} as {}   [state `{}`, per key group: {} rows per open partition]",
+                t.n,
+                t.partition.join(", "),
+                order.join(", "),
+                t.rownum,
+                op.id,
+                t.n
+            );
+        }
         Operation::Transform(t) => t,
     };
     match t {

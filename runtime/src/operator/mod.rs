@@ -9,6 +9,7 @@ pub mod dedup;
 pub mod filter;
 pub mod join;
 pub mod select;
+pub mod top_n;
 pub mod union;
 pub mod window;
 

@@ -49,6 +49,8 @@ pub enum Step {
     /// A join of the results of two chains of steps (left, right), each computed from the
     /// source; the first step of its chain.
     Join(super::join::JoinSpec, Box<[Vec<Step>; 2]>),
+    /// The best N rows per partition of what the step before gave.
+    TopN(super::top_n::TopNSpec),
 }
 
 /// One result of a `sql` pipeline: the steps computing it from the source, the sinks it
@@ -146,6 +148,7 @@ impl Flow {
                     Operation::Union,
                     chains.iter().map(|c| self.add(c, line)).collect(),
                 ),
+                Step::TopN(spec) => (Operation::TopN(spec.clone()), vec![cur]),
                 Step::Join(spec, sides) => (
                     Operation::Join(spec.clone()),
                     sides.iter().map(|c| self.add(c, line)).collect(),

@@ -17,6 +17,7 @@ mod check;
 pub mod flow;
 pub mod join;
 mod stages;
+pub mod top_n;
 
 #[cfg(test)]
 mod tests;
@@ -30,7 +31,7 @@ use crate::expr::CompiledExpr;
 use crate::keys::KeyCodec;
 use crate::operator::window::{WindowConfig, WindowOperator};
 use crate::operator::{
-    Operator, dedup::Dedup, filter::Filter, join::Join, select::Select, union::Union,
+    Operator, dedup::Dedup, filter::Filter, join::Join, select::Select, top_n::TopN, union::Union,
 };
 
 use flow::Flow;
@@ -147,6 +148,8 @@ pub enum Operation {
     Union,
     /// A join of its two inputs.
     Join(join::JoinSpec),
+    /// The best N rows of each partition of its input.
+    TopN(top_n::TopNSpec),
 }
 
 /// One operator, ready to instantiate per subtask.
@@ -176,7 +179,9 @@ impl OpPlan {
     pub fn is_stateful(&self) -> bool {
         matches!(
             self.operation,
-            Operation::Transform(Transform::Window(_) | Transform::Dedup(_)) | Operation::Join(_)
+            Operation::Transform(Transform::Window(_) | Transform::Dedup(_))
+                | Operation::Join(_)
+                | Operation::TopN(_)
         )
     }
 
@@ -209,6 +214,15 @@ impl OpPlan {
                 let cfg = join::config(spec, [&inputs[0], &inputs[1]], &self.path, max_parallelism)
                     .map_err(ie)?;
                 return Ok(Box::new(Join::new(cfg)?));
+            }
+            Operation::TopN(spec) => {
+                let input = check::Incoming {
+                    schema: Arc::clone(&self.input),
+                    time_col: self.time_col,
+                    time_lost_at: None,
+                };
+                let cfg = top_n::config(spec, &input, &self.path, max_parallelism).map_err(ie)?;
+                return Ok(Box::new(TopN::new(cfg)?));
             }
             Operation::Transform(t) => t,
         };

@@ -133,6 +133,39 @@ pub(super) fn cut(
             }
             continue;
         }
+        if let Operation::TopN(spec) = &n.operation {
+            stateful += 1;
+            let id = format!("top-n-{}", stateful - 1);
+            let path = format!("transforms[{i}].topN");
+            match super::top_n::resolve(spec, &incoming, &path) {
+                Ok(r) => {
+                    let op = OpPlan {
+                        id,
+                        path,
+                        operation: n.operation.clone(),
+                        input: Arc::clone(&incoming.schema),
+                        output: Arc::clone(&r.out.schema),
+                        time_col: incoming.time_col,
+                        side_sink: None,
+                        second: None,
+                    };
+                    let feed = Feed {
+                        from: up_stage,
+                        after: up_after,
+                        schema: Arc::clone(&incoming.schema),
+                        keys: r.partition,
+                        forward: false,
+                    };
+                    let stage = open_stage(&mut stages, &mut edges, vec![feed], op);
+                    placed.push((stage, 0, r.out));
+                }
+                Err(e) => {
+                    errs.extend(at_origin(n.origin, e));
+                    placed.push((up_stage, up_after.unwrap_or(0), incoming));
+                }
+            }
+            continue;
+        }
         let mut found = Vec::new();
         let (checked, id) = match &n.operation {
             Operation::Transform(t) => {
@@ -156,7 +189,7 @@ pub(super) fn cut(
                 let given: Vec<Incoming> = ins.iter().map(|x| x.2.clone()).collect();
                 (check::union(i, &given, &mut found), format!("t{i}-union"))
             }
-            Operation::Join(_) => continue,
+            Operation::Join(_) | Operation::TopN(_) => continue,
         };
         errs.extend(at_origin(n.origin, found));
         let op = OpPlan {

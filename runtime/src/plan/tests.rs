@@ -41,6 +41,7 @@ fn shape(p: &Plan) -> Shape {
                         Operation::Transform(Transform::Dedup(_)) => "dedup",
                         Operation::Union => "union",
                         Operation::Join(_) => "join",
+                        Operation::TopN(_) => "top-n",
                     };
                     (kind, c.parents.clone())
                 })
@@ -334,4 +335,39 @@ fn joins_that_cannot_run_on_a_stream_are_refused_saying_why() {
     };
     assert_eq!(j.ttl, Some(600_000));
     assert!(super::join::retention(&p.stages[1].ops[0].op).contains("600000 ms"));
+}
+
+#[test]
+fn a_row_number_top_n_over_a_window_is_a_keyed_stage_and_over_all_time_is_refused() {
+    let p = planned(&format!(
+        "{JOIN_SINKS}  INSERT INTO out SELECT store_id, n, rownum FROM (
+    SELECT store_id, n, ROW_NUMBER() OVER (PARTITION BY window_start, window_end ORDER BY n DESC) AS rownum
+    FROM (SELECT store_id, count(*) AS n, window_start, window_end
+      FROM TABLE(TUMBLE(TABLE orders, DESCRIPTOR(ts), INTERVAL '1' MINUTE))
+      GROUP BY store_id, window_start, window_end)) WHERE rownum <= 3;\n"
+    ));
+    let s = shape(&p);
+    assert_eq!(s[2].0[0].0, "top-n");
+    let Operation::TopN(t) = &p.stages[2].ops[0].op.operation else {
+        panic!("not a top-n")
+    };
+    assert_eq!(t.n, 3);
+    assert_eq!(t.partition, ["window_start", "window_end"]);
+    // Descending; nulls order as the largest values (the planner's setting), so first.
+    assert_eq!(t.order, [("n".to_string(), true, true)]);
+    let keys: Vec<&str> = p.edges[1]
+        .keys
+        .iter()
+        .map(|&k| p.edges[1].schema.field(k).name().as_str())
+        .collect();
+    assert_eq!(keys, ["window_start", "window_end"]);
+    // The sink gets the rank under the name the query gave it.
+    let out = p.sink_schema(0).expect("a sink schema");
+    assert_eq!(out.field(2).name(), "rownum");
+
+    // Partitioned without event time, the top changes for ever: refused.
+    let errs = plan_errors(&format!(
+        "{JOIN_SINKS}  INSERT INTO out SELECT order_id FROM (SELECT order_id, ROW_NUMBER() OVER (PARTITION BY store_id ORDER BY amount) AS r FROM orders) WHERE r = 1;\n"
+    ));
+    assert!(errs[0].message.contains("changelog"), "{errs:?}");
 }

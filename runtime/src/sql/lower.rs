@@ -11,7 +11,7 @@
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{Column, DFSchemaRef};
 use datafusion::logical_expr::expr::AggregateFunction;
-use datafusion::logical_expr::{Distinct, Expr, LogicalPlan};
+use datafusion::logical_expr::{Distinct, Expr, LogicalPlan, Projection, SubqueryAlias};
 use datafusion::sql::unparser::Unparser;
 use indexmap::IndexMap;
 use weir_crds::sql::{WindowCall, WindowKind};
@@ -121,12 +121,11 @@ pub(super) fn lower_node(plan: &LogicalPlan, cx: &Context<'_>) -> Result<Lowered
             inner.pending = Some(w.clone());
             Ok(inner)
         }
-        LogicalPlan::SubqueryAlias(a) => {
-            let mut inner = lower_node(&a.input, cx)?;
-            inner.names = requalify(inner.names, a.input.schema(), &a.schema);
-            Ok(inner)
-        }
+        LogicalPlan::SubqueryAlias(a) => Ok(alias(a, lower_node(&a.input, cx)?)),
         LogicalPlan::Filter(f) => {
+            if let Some(top) = super::top_n::lower(f, cx)? {
+                return Ok(top);
+            }
             if let LogicalPlan::Join(j) = f.input.as_ref() {
                 // `FROM a, b WHERE a.k = b.k AND ...`: the WHERE of an inner join is its
                 // condition.
@@ -145,38 +144,7 @@ pub(super) fn lower_node(plan: &LogicalPlan, cx: &Context<'_>) -> Result<Lowered
             inner.steps.push(Step::Transform(Transform::Filter(sql)));
             Ok(inner)
         }
-        LogicalPlan::Projection(p) => {
-            let mut inner = lower_node(&p.input, cx)?;
-            if inner.pending.is_some() {
-                return Err(
-                    "a window table function is only supported under `GROUP BY window_start, window_end, ...`; select from it in a GROUP BY query"
-                        .into(),
-                );
-            }
-            let out_names = field_names(&p.schema);
-            let identity = out_names.len() == inner.names.len()
-                && p.expr.iter().zip(&inner.names).zip(&out_names).all(
-                    |((e, (df, weir)), out)| {
-                        matches!(e, Expr::Column(c) if same_column(df, c)) && weir == out
-                    },
-                );
-            if !identity {
-                let mut select = IndexMap::new();
-                for (e, name) in p.expr.iter().zip(&out_names) {
-                    if select.contains_key(name) {
-                        return Err(format!(
-                            "two output columns are named `{name}`; give one another name with AS"
-                        ));
-                    }
-                    select.insert(name.clone(), to_sql(unalias(e), &inner.names)?);
-                }
-                inner
-                    .steps
-                    .push(Step::Transform(Transform::Select(select)));
-            }
-            inner.names = p.schema.columns().into_iter().zip(out_names).collect();
-            Ok(inner)
-        }
+        LogicalPlan::Projection(p) => project(p, lower_node(&p.input, cx)?),
         LogicalPlan::Aggregate(a) => {
             let mut inner = lower_node(&a.input, cx)?;
             let Some(window) = inner.pending.take() else {
@@ -330,6 +298,47 @@ pub(super) fn lower_node(plan: &LogicalPlan, cx: &Context<'_>) -> Result<Lowered
             other.display().to_string().split(':').next().unwrap_or("this")
         )),
     }
+}
+
+/// A `SELECT` list over what `inner` computes: a select step, unless it passes every column
+/// through unchanged.
+pub(super) fn project(p: &Projection, mut inner: Lowered) -> Result<Lowered, String> {
+    if inner.pending.is_some() {
+        return Err(
+                "a window table function is only supported under `GROUP BY window_start, window_end, ...`; select from it in a GROUP BY query"
+                    .into(),
+            );
+    }
+    let out_names = field_names(&p.schema);
+    let identity = out_names.len() == inner.names.len()
+        && p.expr
+            .iter()
+            .zip(&inner.names)
+            .zip(&out_names)
+            .all(|((e, (df, weir)), out)| {
+                matches!(e, Expr::Column(c) if same_column(df, c)) && weir == out
+            });
+    if !identity {
+        let mut select = IndexMap::new();
+        for (e, name) in p.expr.iter().zip(&out_names) {
+            if select.contains_key(name) {
+                return Err(format!(
+                    "two output columns are named `{name}`; give one another name with AS"
+                ));
+            }
+            select.insert(name.clone(), to_sql(unalias(e), &inner.names)?);
+        }
+        inner.steps.push(Step::Transform(Transform::Select(select)));
+    }
+    inner.names = p.schema.columns().into_iter().zip(out_names).collect();
+    Ok(inner)
+}
+
+/// An alias (`FROM t AS a`, a subquery's name) over what `inner` computes: the same
+/// columns, named by the alias.
+pub(super) fn alias(a: &SubqueryAlias, mut inner: Lowered) -> Lowered {
+    inner.names = requalify(inner.names, a.input.schema(), &a.schema);
+    inner
 }
 
 /// Letters, digits and `_`, not starting with a digit: a name a user wrote, not one

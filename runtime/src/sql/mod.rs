@@ -12,6 +12,7 @@
 mod catalog;
 mod join;
 mod lower;
+mod top_n;
 
 #[cfg(test)]
 mod tests;

@@ -47,6 +47,7 @@ fn transforms(steps: Vec<Step>) -> Vec<Transform> {
             Step::Transform(t) => t,
             Step::Union(_) => panic!("a union"),
             Step::Join(..) => panic!("a join"),
+            Step::TopN(..) => panic!("a top-n"),
         })
         .collect()
 }

@@ -1,0 +1,342 @@
+//! Top-N per partition that includes event time (`ROW_NUMBER() OVER (PARTITION BY
+//! window_start, window_end, ... ORDER BY ...) <= N` over a window's results): append-only,
+//! because a partition's rows all carry one event time, so once the watermark has passed it
+//! the partition is complete and its best N rows are final. Until then each partition keeps
+//! only its best N rows (in Arrow's row format, whose byte order is the sort order), so state
+//! is N rows per open partition however many arrive.
+//!
+//! Rows that compare equal on the `ORDER BY` columns are ranked by their whole encoded row,
+//! so a replay after a restore picks the same rows (SQL leaves the choice open).
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, Int64Array, RecordBatch};
+use datafusion::arrow::compute::SortOptions;
+use datafusion::arrow::datatypes::{SchemaRef, TimestampMillisecondType};
+use datafusion::arrow::row::{RowConverter, SortField};
+
+use super::{Input, KeyedState, Operator, OperatorCounters, Output, decode_keyed, encode_keyed};
+use crate::error::{Error, Result};
+use crate::ids::Millis;
+use crate::keys::KeyCodec;
+
+/// Everything a top-N needs, as the planner checked it.
+pub struct TopNConfig {
+    /// The input's schema.
+    pub input: SchemaRef,
+    /// `PARTITION BY` columns (they include `time_col`).
+    pub partition: Vec<usize>,
+    /// `ORDER BY` columns: (column, descending, nulls first).
+    pub order: Vec<(usize, bool, bool)>,
+    /// How many rows per partition.
+    pub n: usize,
+    /// The input's event-time column.
+    pub time_col: usize,
+    /// The input's columns and the row number (int64), in that order.
+    pub output: SchemaRef,
+    /// Key groups.
+    pub max_parallelism: u32,
+}
+
+/// A kept row: its sort key (then the whole row, to break ties) and its event time.
+type Ranked = (Vec<u8>, Vec<u8>, Millis);
+
+/// The top-N operator of one subtask.
+pub struct TopN {
+    cfg: TopNConfig,
+    keys: KeyCodec,
+    rows: KeyCodec,
+    sort: RowConverter,
+    /// partition -> its best rows so far, best first.
+    parts: HashMap<Vec<u8>, Vec<Ranked>>,
+    /// (event time, partition), to emit partitions in watermark order.
+    due: BTreeSet<(Millis, Vec<u8>)>,
+    watermark: Millis,
+    counters: OperatorCounters,
+}
+
+impl TopN {
+    /// A top-N with nothing kept.
+    ///
+    /// # Errors
+    /// A column type Arrow cannot row-encode.
+    pub fn new(cfg: TopNConfig) -> Result<Self> {
+        let keys = KeyCodec::new(&cfg.input, cfg.partition.clone())?;
+        let rows = KeyCodec::new(&cfg.input, (0..cfg.input.fields().len()).collect())?;
+        let sort = RowConverter::new(
+            cfg.order
+                .iter()
+                .map(|&(c, descending, nulls_first)| {
+                    SortField::new_with_options(
+                        cfg.input.field(c).data_type().clone(),
+                        SortOptions {
+                            descending,
+                            nulls_first,
+                        },
+                    )
+                })
+                .collect(),
+        )?;
+        Ok(Self {
+            cfg,
+            keys,
+            rows,
+            sort,
+            parts: HashMap::new(),
+            due: BTreeSet::new(),
+            watermark: Millis::MIN,
+            counters: OperatorCounters::default(),
+        })
+    }
+
+    fn keep(&mut self, key: &[u8], ranked: Ranked) {
+        let n = self.cfg.n;
+        let time = ranked.2;
+        let list = self.parts.entry(key.to_vec()).or_default();
+        if list.is_empty() {
+            self.due.insert((time, key.to_vec()));
+        }
+        let at = list.partition_point(|r| (&r.0, &r.1) <= (&ranked.0, &ranked.1));
+        if at < n {
+            list.insert(at, ranked);
+            list.truncate(n);
+        }
+    }
+}
+
+impl Operator for TopN {
+    fn process(&mut self, _input: Input, batch: RecordBatch, _out: &mut Output) -> Result<()> {
+        let keys = self.keys.rows(&batch)?;
+        let whole = self.rows.rows(&batch)?;
+        let order: Vec<ArrayRef> = self
+            .cfg
+            .order
+            .iter()
+            .map(|&(c, _, _)| Arc::clone(batch.column(c)))
+            .collect();
+        let sort = self.sort.convert_columns(&order)?;
+        let ts = batch
+            .column(self.cfg.time_col)
+            .as_primitive_opt::<TimestampMillisecondType>()
+            .ok_or_else(|| Error::internal("top-N time column is not a millisecond timestamp"))?;
+        for r in 0..batch.num_rows() {
+            let t = if ts.is_null(r) {
+                Millis::MIN
+            } else {
+                ts.value(r)
+            };
+            if t <= self.watermark {
+                self.counters.late_records += 1;
+                continue;
+            }
+            let ranked = (
+                sort.row(r).as_ref().to_vec(),
+                whole.row(r).as_ref().to_vec(),
+                t,
+            );
+            self.keep(keys.row(r).as_ref(), ranked);
+        }
+        Ok(())
+    }
+
+    fn on_watermark(&mut self, watermark: Millis, out: &mut Output) -> Result<()> {
+        self.watermark = self.watermark.max(watermark);
+        let mut rows: Vec<Vec<u8>> = Vec::new();
+        let mut numbers: Vec<i64> = Vec::new();
+        while let Some((t, _)) = self.due.first() {
+            if *t > self.watermark {
+                break;
+            }
+            let Some((_, key)) = self.due.pop_first() else {
+                break;
+            };
+            for (i, (_, row, _)) in self
+                .parts
+                .remove(&key)
+                .unwrap_or_default()
+                .into_iter()
+                .enumerate()
+            {
+                rows.push(row);
+                numbers.push(i64::try_from(i + 1).unwrap_or(i64::MAX));
+            }
+        }
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut columns = self.rows.decode(rows.iter().map(Vec::as_slice))?;
+        columns.push(Arc::new(Int64Array::from(numbers)));
+        out.batches
+            .push(RecordBatch::try_new(Arc::clone(&self.cfg.output), columns)?);
+        Ok(())
+    }
+
+    fn snapshot(&self) -> Result<KeyedState> {
+        encode_keyed(
+            "top-n",
+            self.cfg.max_parallelism,
+            self.parts.iter().map(|(k, v)| (k.as_slice(), v)),
+        )
+    }
+
+    fn restore(&mut self, state: KeyedState) -> Result<()> {
+        let restored = decode_keyed::<Vec<Ranked>>("top-n", state)?;
+        let wrong = |message: String| Error::State {
+            operator: "top-n".into(),
+            message,
+        };
+        let keys: Vec<&[u8]> = restored.iter().map(|(k, _)| k.as_slice()).collect();
+        if !keys.is_empty() {
+            self.keys.decode_stored(&keys).map_err(wrong)?;
+        }
+        let rows: Vec<&[u8]> = restored
+            .iter()
+            .flat_map(|(_, v)| v.iter().map(|r| r.1.as_slice()))
+            .collect();
+        if !rows.is_empty() {
+            self.rows.decode_stored(&rows).map_err(wrong)?;
+        }
+        for (key, list) in restored {
+            for ranked in list {
+                self.keep(&key, ranked);
+            }
+        }
+        Ok(())
+    }
+
+    fn counters(&self) -> OperatorCounters {
+        self.counters
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
+
+    use std::sync::Arc;
+
+    use datafusion::arrow::array::{
+        Array, AsArray, Int64Array, RecordBatch, TimestampMillisecondArray,
+    };
+    use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef, TimeUnit};
+
+    use super::{TopN, TopNConfig};
+    use crate::operator::{Input, Operator, Output};
+
+    fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("g", DataType::Int64, false),
+            Field::new(
+                "end",
+                DataType::Timestamp(TimeUnit::Millisecond, None),
+                false,
+            ),
+            Field::new("v", DataType::Int64, true),
+        ]))
+    }
+
+    fn config(n: usize) -> TopNConfig {
+        let mut fields: Vec<Field> = schema()
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        fields.push(Field::new("rownum", DataType::Int64, false));
+        TopNConfig {
+            input: schema(),
+            partition: vec![0, 1],
+            order: vec![(2, true, false)],
+            n,
+            time_col: 1,
+            output: Arc::new(Schema::new(fields)),
+            max_parallelism: 128,
+        }
+    }
+
+    fn batch(rows: &[(i64, i64, Option<i64>)]) -> RecordBatch {
+        RecordBatch::try_new(
+            schema(),
+            vec![
+                Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.0))),
+                Arc::new(TimestampMillisecondArray::from_iter_values(
+                    rows.iter().map(|r| r.1),
+                )),
+                Arc::new(Int64Array::from(
+                    rows.iter().map(|r| r.2).collect::<Vec<_>>(),
+                )),
+            ],
+        )
+        .unwrap()
+    }
+
+    /// (group, end, value, row number), in output order.
+    fn rows(out: &Output) -> Vec<(i64, i64, Option<i64>, i64)> {
+        out.batches
+            .iter()
+            .flat_map(|b| {
+                let g = b.column(0).as_primitive::<Int64Type>().clone();
+                let e = b
+                    .column(1)
+                    .as_primitive::<datafusion::arrow::datatypes::TimestampMillisecondType>()
+                    .clone();
+                let v = b.column(2).as_primitive::<Int64Type>().clone();
+                let n = b.column(3).as_primitive::<Int64Type>().clone();
+                (0..b.num_rows())
+                    .map(move |i| {
+                        (
+                            g.value(i),
+                            e.value(i),
+                            (!v.is_null(i)).then(|| v.value(i)),
+                            n.value(i),
+                        )
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn each_partition_emits_its_best_n_once_the_watermark_passes_its_time() {
+        let mut op = TopN::new(config(2)).unwrap();
+        let mut out = Output::default();
+        op.process(
+            Input::ONLY,
+            batch(&[(1, 10, Some(5)), (1, 10, Some(9)), (2, 10, Some(1))]),
+            &mut out,
+        )
+        .unwrap();
+        op.process(
+            Input::ONLY,
+            batch(&[(1, 10, Some(7)), (1, 20, Some(100)), (1, 10, None)]),
+            &mut out,
+        )
+        .unwrap();
+        op.on_watermark(9, &mut out).unwrap();
+        assert!(out.batches.is_empty(), "nothing is complete before 10");
+        // Checkpoint and restore into a fresh operator half way.
+        let state = op.snapshot().unwrap();
+        let mut op = TopN::new(config(2)).unwrap();
+        op.restore(state).unwrap();
+        op.on_watermark(10, &mut out).unwrap();
+        let mut got = rows(&out);
+        got.sort_unstable();
+        // Descending, nulls last; partition (2, 10) has one row.
+        assert_eq!(
+            got,
+            [
+                (1, 10, Some(7), 2),
+                (1, 10, Some(9), 1),
+                (2, 10, Some(1), 1)
+            ]
+        );
+        // A row of a partition already emitted is late.
+        op.process(Input::ONLY, batch(&[(1, 10, Some(50))]), &mut out)
+            .unwrap();
+        assert_eq!(op.counters().late_records, 1);
+        let mut out = Output::default();
+        op.on_watermark(i64::MAX, &mut out).unwrap();
+        assert_eq!(rows(&out), [(1, 20, Some(100), 1)]);
+        assert!(op.snapshot().unwrap().is_empty());
+    }
+}

@@ -1,0 +1,111 @@
+//! A top-N in the plan (`ROW_NUMBER() OVER (PARTITION BY ... ORDER BY ...) <= N`), checked
+//! against its input: only a partition that includes the input's event time completes (a
+//! window top-N), so only that one is append-only and runs.
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use weir_crds::FieldError;
+
+use super::check::Incoming;
+use crate::operator::top_n::TopNConfig;
+
+/// A top-N as the SQL front end lowers it; names are Weir's column names in its input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopNSpec {
+    /// `PARTITION BY` columns.
+    pub partition: Vec<String>,
+    /// `ORDER BY` columns: (column, descending, nulls first).
+    pub order: Vec<(String, bool, bool)>,
+    /// Rows kept per partition.
+    pub n: usize,
+    /// The name of the row-number column the operator adds.
+    pub rownum: String,
+}
+
+/// A top-N resolved against its input.
+pub(super) struct Resolved {
+    pub partition: Vec<usize>,
+    pub order: Vec<(usize, bool, bool)>,
+    pub out: Incoming,
+}
+
+/// Resolve `spec` over `input`; `path` names it in messages.
+pub(super) fn resolve(
+    spec: &TopNSpec,
+    input: &Incoming,
+    path: &str,
+) -> Result<Resolved, Vec<FieldError>> {
+    let mut errs = Vec::new();
+    let col = |name: &str, errs: &mut Vec<FieldError>| {
+        let found = input.schema.index_of(name).ok();
+        if found.is_none() {
+            errs.push(FieldError::new(
+                path,
+                format!("internal: column `{name}` not found"),
+            ));
+        }
+        found
+    };
+    let partition: Vec<usize> = spec
+        .partition
+        .iter()
+        .filter_map(|p| col(p, &mut errs))
+        .collect();
+    let order: Vec<(usize, bool, bool)> = spec
+        .order
+        .iter()
+        .filter_map(|(c, d, n)| col(c, &mut errs).map(|i| (i, *d, *n)))
+        .collect();
+    match input.time_col {
+        Some(t) if partition.contains(&t) => {}
+        _ => errs.push(FieldError::new(
+            path,
+            "ROW_NUMBER() OVER (PARTITION BY ...) <= N runs as a window top-N: its PARTITION BY must include the event time of its input (window_start, window_end of a windowed query); over all time its result updates (a changelog), which Weir does not run yet",
+        )),
+    }
+    if spec.n == 0 {
+        errs.push(FieldError::new(path, "keeps no row (N must be at least 1)"));
+    }
+    if !errs.is_empty() {
+        return Err(errs);
+    }
+    let mut fields: Vec<Field> = input
+        .schema
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    fields.push(Field::new(&spec.rownum, DataType::Int64, false));
+    Ok(Resolved {
+        partition,
+        order,
+        out: Incoming {
+            schema: Arc::new(Schema::new(fields)),
+            time_col: input.time_col,
+            time_lost_at: input.time_lost_at.clone(),
+        },
+    })
+}
+
+/// What the operator runs.
+///
+/// # Errors
+/// Planning and instantiation disagree (an internal error).
+pub(super) fn config(
+    spec: &TopNSpec,
+    input: &Incoming,
+    path: &str,
+    max_parallelism: u32,
+) -> Result<TopNConfig, String> {
+    let r = resolve(spec, input, path).map_err(|e| format!("{e:?}"))?;
+    Ok(TopNConfig {
+        input: Arc::clone(&input.schema),
+        partition: r.partition,
+        order: r.order,
+        n: spec.n,
+        time_col: input.time_col.ok_or("no time column")?,
+        output: r.out.schema,
+        max_parallelism,
+    })
+}
