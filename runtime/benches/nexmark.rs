@@ -1,5 +1,6 @@
 //! The Nexmark queries of `examples/nexmark/`, each from the generator into a blackhole:
-//! events per second (wall and per core of CPU time) and peak memory, per query.
+//! events per second (wall and per core of CPU time), peak memory and the largest
+//! checkpoint (the state) per query.
 //!
 //! `cargo bench -p weir-runtime --bench nexmark -- [--events N] [--parallelism P]
 //! [--checkpoint 1s] [--only q3|q8]`
@@ -51,18 +52,38 @@ fn child(query: &str, events: u64, parallelism: u32, checkpoint: &str) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let cpu0 = cpu_seconds();
     let t = Instant::now();
-    let read = rt.block_on(async {
+    let (read, state) = rt.block_on(async {
         let job = start(plan, RunOptions::default()).await.unwrap();
         let metrics = std::sync::Arc::clone(&job.metrics);
+        let status = std::sync::Arc::clone(&job.status);
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let finished = std::sync::Arc::clone(&done);
+        // The largest checkpoint: the status keeps the last attempts, so sample it often.
+        let sampler = tokio::spawn(async move {
+            let mut largest = 0u64;
+            loop {
+                if let Ok(s) = status.read() {
+                    for a in &s.checkpoints {
+                        largest = largest.max(a.size_bytes.unwrap_or(0));
+                    }
+                }
+                if finished.load(std::sync::atomic::Ordering::Acquire) {
+                    return largest;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        });
         let outcome = job.wait().await.unwrap();
         eprintln!("outcome: {outcome:?}");
-        metrics.records_out("source")
+        done.store(true, std::sync::atomic::Ordering::Release);
+        (metrics.records_out("source"), sampler.await.unwrap())
     });
     let secs = t.elapsed().as_secs_f64();
     let cpu = cpu_seconds() - cpu0;
     println!(
-        "RESULT events={read} secs={secs:.4} cpu={cpu:.3} rss={:.1}",
-        peak_rss_mib()
+        "RESULT events={read} secs={secs:.4} cpu={cpu:.3} rss={:.1} state={:.1}",
+        peak_rss_mib(),
+        state as f64 / (1024.0 * 1024.0)
     );
 }
 
@@ -100,8 +121,8 @@ fn main() {
         std::thread::available_parallelism().map_or(0, usize::from)
     );
     println!(
-        "{:<8} {:>10} {:>14} {:>9}",
-        "query", "M ev/s", "M ev/s/core", "RSS MiB"
+        "{:<8} {:>10} {:>14} {:>9} {:>16}",
+        "query", "M ev/s", "M ev/s/core", "RSS MiB", "max ckpt MiB"
     );
     for q in QUERIES {
         if only
@@ -129,10 +150,11 @@ fn main() {
         );
         let (secs, cpu) = (value(&stdout, "secs"), value(&stdout, "cpu"));
         println!(
-            "{q:<8} {:>10.2} {:>14.2} {:>9.0}",
+            "{q:<8} {:>10.2} {:>14.2} {:>9.0} {:>16.1}",
             read / secs / 1e6,
             read / cpu.max(0.01) / 1e6,
             value(&stdout, "rss"),
+            value(&stdout, "state"),
         );
     }
 }
