@@ -20,7 +20,9 @@
 //! sides meet in one subtask; a checkpoint stores every kept row under its key's group.
 
 use std::collections::{BTreeSet, HashMap};
+
 use std::sync::Arc;
+use xxhash_rust::xxh3::Xxh3DefaultBuilder;
 
 use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, RecordBatch, UInt32Array, new_null_array,
@@ -104,13 +106,75 @@ struct Kept {
     matched: bool,
 }
 
-/// One input's kept rows.
-#[derive(Debug, Default)]
+/// One input's kept rows. Keys are interned into slots, so that the expiry index holds a
+/// number rather than a copy of the key, and each key is in it once, at its earliest expiry
+/// (a key's rows are checked together when that comes).
+#[derive(Default)]
 struct Side {
-    /// key -> rows, in arrival order.
-    rows: HashMap<Vec<u8>, Vec<Kept>>,
-    /// (expiry, key) of every key holding a row that expires then.
-    expiries: BTreeSet<(Millis, Vec<u8>)>,
+    /// key -> its slot.
+    ids: hashbrown::HashMap<Vec<u8>, u32, Xxh3DefaultBuilder>,
+    slots: Vec<Slot>,
+    /// Slots no key uses.
+    free: Vec<u32>,
+    /// (expiry, slot): each slot once, at the earliest expiry among its rows.
+    expiries: BTreeSet<(Millis, u32)>,
+}
+
+/// A key's rows.
+#[derive(Default)]
+struct Slot {
+    key: Vec<u8>,
+    /// In arrival order.
+    rows: Vec<Kept>,
+    /// Its entry in [`Side::expiries`].
+    indexed: Option<Millis>,
+}
+
+impl Side {
+    fn get(&self, key: &[u8]) -> Option<&[Kept]> {
+        self.ids
+            .get(key)
+            .map(|&id| self.slots[id as usize].rows.as_slice())
+    }
+
+    fn get_mut(&mut self, key: &[u8]) -> Option<&mut Vec<Kept>> {
+        let id = *self.ids.get(key)?;
+        Some(&mut self.slots[id as usize].rows)
+    }
+
+    /// Keep `kept` under `key`, to expire at `at` (`None`: never).
+    fn push(&mut self, key: &[u8], kept: Kept, at: Option<Millis>) {
+        let id = match self.ids.get(key) {
+            Some(&id) => id,
+            None => {
+                let id = self.free.pop().unwrap_or_else(|| {
+                    self.slots.push(Slot::default());
+                    u32::try_from(self.slots.len() - 1).unwrap_or(u32::MAX)
+                });
+                self.slots[id as usize].key = key.to_vec();
+                self.ids.insert(key.to_vec(), id);
+                id
+            }
+        };
+        let slot = &mut self.slots[id as usize];
+        slot.rows.push(kept);
+        if let Some(at) = at
+            && slot.indexed.is_none_or(|i| at < i)
+        {
+            if let Some(old) = slot.indexed {
+                self.expiries.remove(&(old, id));
+            }
+            self.expiries.insert((at, id));
+            slot.indexed = Some(at);
+        }
+    }
+
+    /// Every key with its rows.
+    fn iter(&self) -> impl Iterator<Item = (&[u8], &[Kept])> {
+        self.ids
+            .iter()
+            .map(|(k, &id)| (k.as_slice(), self.slots[id as usize].rows.as_slice()))
+    }
 }
 
 /// The join operator of one subtask.
@@ -188,14 +252,8 @@ impl Join {
     }
 
     fn keep(&mut self, side: usize, key: &[u8], kept: Kept) {
-        if let Some(at) = self.expiry(side, kept.time) {
-            self.sides[side].expiries.insert((at, key.to_vec()));
-        }
-        self.sides[side]
-            .rows
-            .entry(key.to_vec())
-            .or_default()
-            .push(kept);
+        let at = self.expiry(side, kept.time);
+        self.sides[side].push(key, kept, at);
     }
 
     /// Output rows of `pairs` (row of `batch` on `side`, kept row of the other side), left
@@ -321,7 +379,7 @@ impl Operator for Join {
             if null_key[r] {
                 continue;
             }
-            let Some(list) = self.sides[other].rows.get(keys.row(r).as_ref()) else {
+            let Some(list) = self.sides[other].get(keys.row(r).as_ref()) else {
                 continue;
             };
             for (k, kept) in list.iter().enumerate() {
@@ -341,7 +399,6 @@ impl Operator for Join {
                     matched[r as usize] = true;
                     let key = keys.row(r as usize);
                     if let Some(kept) = self.sides[other]
-                        .rows
                         .get_mut(key.as_ref())
                         .and_then(|l| l.get_mut(k))
                     {
@@ -390,30 +447,42 @@ impl Operator for Join {
         self.watermark = self.watermark.max(watermark);
         for side in 0..2 {
             let mut unmatched: Vec<Vec<u8>> = Vec::new();
-            while let Some((at, _)) = self.sides[side].expiries.first() {
-                if *at > self.watermark {
+            let (time, ttl, wm) = (self.cfg.time, self.cfg.ttl, self.watermark);
+            let pad = self.cfg.kind.keeps_unmatched(side);
+            let s = &mut self.sides[side];
+            while let Some(&(at, id)) = s.expiries.first() {
+                if at > wm {
                     break;
                 }
-                let Some((_, key)) = self.sides[side].expiries.pop_first() else {
-                    break;
-                };
-                let Some(list) = self.sides[side].rows.get_mut(&key) else {
-                    continue;
-                };
-                let mut i = 0;
-                while i < list.len() {
-                    let at = expiry(self.cfg.time, self.cfg.ttl, side, list[i].time);
-                    if at.is_some_and(|at| at <= self.watermark) {
-                        let gone = list.remove(i);
-                        if !gone.matched && self.cfg.kind.keeps_unmatched(side) {
-                            unmatched.push(gone.row);
+                s.expiries.pop_first();
+                let slot = &mut s.slots[id as usize];
+                let mut next: Option<Millis> = None;
+                let mut gone = Vec::new();
+                for kept in std::mem::take(&mut slot.rows) {
+                    match expiry(time, ttl, side, kept.time) {
+                        Some(e) if e <= wm => gone.push(kept),
+                        e => {
+                            next = match (next, e) {
+                                (Some(n), Some(e)) => Some(n.min(e)),
+                                (n, e) => n.or(e),
+                            };
+                            slot.rows.push(kept);
                         }
-                    } else {
-                        i += 1;
                     }
                 }
-                if list.is_empty() {
-                    self.sides[side].rows.remove(&key);
+                unmatched.extend(
+                    gone.into_iter()
+                        .filter(|k| pad && !k.matched)
+                        .map(|k| k.row),
+                );
+                slot.indexed = next;
+                if let Some(n) = next {
+                    s.expiries.insert((n, id));
+                }
+                if slot.rows.is_empty() {
+                    let key = std::mem::take(&mut slot.key);
+                    s.ids.remove(&key);
+                    s.free.push(id);
                 }
             }
             if !unmatched.is_empty() {
@@ -444,11 +513,11 @@ impl Operator for Join {
 
     fn snapshot(&self) -> Result<KeyedState> {
         let mut all: HashMap<&[u8], (Vec<Kept>, Vec<Kept>)> = HashMap::new();
-        for (k, list) in &self.sides[0].rows {
-            all.entry(k.as_slice()).or_default().0.clone_from(list);
+        for (k, list) in self.sides[0].iter() {
+            all.entry(k).or_default().0 = list.to_vec();
         }
-        for (k, list) in &self.sides[1].rows {
-            all.entry(k.as_slice()).or_default().1.clone_from(list);
+        for (k, list) in self.sides[1].iter() {
+            all.entry(k).or_default().1 = list.to_vec();
         }
         encode_keyed("join", self.cfg.max_parallelism, all.into_iter())
     }

@@ -246,7 +246,7 @@ fn a_regular_join_keeps_rows_until_their_ttl_and_inner_pairs_equal_the_oracle() 
     let kept: usize = join
         .sides
         .iter()
-        .map(|s| s.rows.values().map(Vec::len).sum::<usize>())
+        .map(|s| s.iter().map(|(_, rows)| rows.len()).sum::<usize>())
         .sum();
     let with_key = rows.iter().flatten().filter(|r| r.0.is_some()).count();
     assert_eq!(kept, with_key);
