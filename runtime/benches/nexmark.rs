@@ -25,7 +25,7 @@ use weir_runtime::job::{RunOptions, start};
 
 /// The queries, by example file name.
 const QUERIES: &[&str] = &[
-    "q0", "q1", "q2", "q3", "q7", "q8", "q11", "q14", "q22", "early", "hot",
+    "q0", "q1", "q2", "q3", "q5", "q7", "q8", "q11", "q14", "q22", "early", "hot",
 ];
 
 /// The example's job with `events` events at `parallelism`, checkpointing every

@@ -129,6 +129,19 @@ fn operator(op: &OpPlan) -> String {
     let t = match &op.operation {
         Operation::Union => return format!("union all ({})", op.id),
         Operation::Join(j) => return join(op, j),
+        Operation::TimeGroup(w) => {
+            let aggs: Vec<String> = w
+                .aggregates
+                .iter()
+                .map(|(n, e)| format!("{n} = {e}"))
+                .collect();
+            return format!(
+                "group by [{}] at their event time (a 1 ms window): {}   [state `{}`, per key group]",
+                w.key_by.join(", "),
+                aggs.join(", "),
+                op.id
+            );
+        }
         Operation::TopN(t) => {
             let order: Vec<String> = t
                 .order

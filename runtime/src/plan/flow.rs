@@ -51,6 +51,9 @@ pub enum Step {
     Join(super::join::JoinSpec, Box<[Vec<Step>; 2]>),
     /// The best N rows per partition of what the step before gave.
     TopN(super::top_n::TopNSpec),
+    /// A `GROUP BY` whose keys include the event time: a one-millisecond window keyed by
+    /// every group key (see `sql/time_group.rs`).
+    TimeGroup(weir_crds::WindowSpec),
 }
 
 /// One result of a `sql` pipeline: the steps computing it from the source, the sinks it
@@ -149,6 +152,7 @@ impl Flow {
                     chains.iter().map(|c| self.add(c, line)).collect(),
                 ),
                 Step::TopN(spec) => (Operation::TopN(spec.clone()), vec![cur]),
+                Step::TimeGroup(spec) => (Operation::TimeGroup(spec.clone()), vec![cur]),
                 Step::Join(spec, sides) => (
                     Operation::Join(spec.clone()),
                     sides.iter().map(|c| self.add(c, line)).collect(),

@@ -150,6 +150,9 @@ pub enum Operation {
     Join(join::JoinSpec),
     /// The best N rows of each partition of its input.
     TopN(top_n::TopNSpec),
+    /// A `GROUP BY` whose keys include the input's event time, as a one-millisecond window
+    /// keyed by every group key.
+    TimeGroup(weir_crds::WindowSpec),
 }
 
 /// One operator, ready to instantiate per subtask.
@@ -182,6 +185,7 @@ impl OpPlan {
             Operation::Transform(Transform::Window(_) | Transform::Dedup(_))
                 | Operation::Join(_)
                 | Operation::TopN(_)
+                | Operation::TimeGroup(_)
         )
     }
 
@@ -224,6 +228,7 @@ impl OpPlan {
                 let cfg = top_n::config(spec, &input, &self.path, max_parallelism).map_err(ie)?;
                 return Ok(Box::new(TopN::new(cfg)?));
             }
+            Operation::TimeGroup(w) => return self.window(w, max_parallelism),
             Operation::Transform(t) => t,
         };
         Ok(match t {
@@ -237,19 +242,7 @@ impl OpPlan {
                     .map_err(ie)?,
                 Arc::clone(&self.output),
             )),
-            Transform::Window(w) => {
-                let (assigner, keys, aggs) = check::window_parts(w, &self.input, &self.path)
-                    .map_err(|e| ie(format!("{e:?}")))?;
-                Box::new(WindowOperator::new(WindowConfig {
-                    assigner,
-                    keys: KeyCodec::new(&self.input, keys)?,
-                    time_col: self.time_col.ok_or_else(|| ie("no time column".into()))?,
-                    aggregates: aggs,
-                    output: Arc::clone(&self.output),
-                    side_output: self.side_sink.is_some(),
-                    max_parallelism,
-                })?)
-            }
+            Transform::Window(w) => return self.window(w, max_parallelism),
             Transform::Dedup(d) => {
                 let keys = check::columns(&d.key_by, &self.input, &format!("{}.keyBy", self.path))
                     .map_err(|e| ie(format!("{e:?}")))?;
@@ -261,6 +254,27 @@ impl OpPlan {
                 ))
             }
         })
+    }
+}
+
+impl OpPlan {
+    fn window(
+        &self,
+        w: &weir_crds::WindowSpec,
+        max_parallelism: u32,
+    ) -> crate::error::Result<Box<dyn Operator>> {
+        let ie = |e: String| crate::error::Error::internal(format!("{}: {e}", self.path));
+        let (assigner, keys, aggs) =
+            check::window_parts(w, &self.input, &self.path).map_err(|e| ie(format!("{e:?}")))?;
+        Ok(Box::new(WindowOperator::new(WindowConfig {
+            assigner,
+            keys: KeyCodec::new(&self.input, keys)?,
+            time_col: self.time_col.ok_or_else(|| ie("no time column".into()))?,
+            aggregates: aggs,
+            output: Arc::clone(&self.output),
+            side_output: self.side_sink.is_some(),
+            max_parallelism,
+        })?))
     }
 }
 

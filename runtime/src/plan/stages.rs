@@ -189,6 +189,24 @@ pub(super) fn cut(
                 let given: Vec<Incoming> = ins.iter().map(|x| x.2.clone()).collect();
                 (check::union(i, &given, &mut found), format!("t{i}-union"))
             }
+            Operation::TimeGroup(w) => {
+                let window = Transform::Window(w.clone());
+                let mut checked =
+                    check::node(i, &window, &incoming, source_time_col.is_some(), &mut found);
+                checked.path = format!("transforms[{i}].groupBy");
+                // Its groups are complete at their event time only if that is a key; the
+                // result (keys first) then carries it in that key's column.
+                let keys = checked.keys.clone().unwrap_or_default();
+                match incoming.time_col.and_then(|t| keys.iter().position(|&k| k == t)) {
+                    Some(at) => checked.out.time_col = Some(at),
+                    None => found.push(FieldError::new(
+                        &checked.path,
+                        "GROUP BY without a window, or without the event time of its input among its keys, produces updates (a changelog), which Weir does not run yet; group by window_start, window_end of TUMBLE, HOP or SESSION, or by the event-time column of a windowed query's results",
+                    )),
+                }
+                stateful += 1;
+                (checked, format!("window-{}", stateful - 1))
+            }
             Operation::Join(_) | Operation::TopN(_) => continue,
         };
         errs.extend(at_origin(n.origin, found));

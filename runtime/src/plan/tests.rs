@@ -42,6 +42,7 @@ fn shape(p: &Plan) -> Shape {
                         Operation::Union => "union",
                         Operation::Join(_) => "join",
                         Operation::TopN(_) => "top-n",
+                        Operation::TimeGroup(_) => "group-by-time",
                     };
                     (kind, c.parents.clone())
                 })
@@ -370,4 +371,30 @@ fn a_row_number_top_n_over_a_window_is_a_keyed_stage_and_over_all_time_is_refuse
         "{JOIN_SINKS}  INSERT INTO out SELECT order_id FROM (SELECT order_id, ROW_NUMBER() OVER (PARTITION BY store_id ORDER BY amount) AS r FROM orders) WHERE r = 1;\n"
     ));
     assert!(errs[0].message.contains("changelog"), "{errs:?}");
+}
+
+#[test]
+fn a_group_by_on_event_time_is_final_at_its_time_and_any_other_is_refused() {
+    // The windows' results carry event time in window_end: grouping by it again (Nexmark q5's
+    // maximum per window) is a one-millisecond window per group, and keeps event time.
+    let p = planned(&format!(
+        "{JOIN_SINKS}  INSERT INTO out SELECT window_end, max(n) AS top FROM (
+    SELECT store_id, count(*) AS n, window_start, window_end
+    FROM TABLE(TUMBLE(TABLE orders, DESCRIPTOR(ts), INTERVAL '1' MINUTE))
+    GROUP BY store_id, window_start, window_end) GROUP BY window_end;\n"
+    ));
+    let op = &p.stages[2].ops[0].op;
+    let Operation::TimeGroup(w) = &op.operation else {
+        panic!("not a group by time")
+    };
+    assert_eq!(w.key_by, ["window_end"]);
+    assert_eq!(op.id, "window-1");
+    // A GROUP BY without event time among its keys updates for ever.
+    for sql in [
+        "SELECT store_id, count(*) AS n FROM orders GROUP BY store_id",
+        "SELECT n, count(*) AS c FROM (SELECT store_id, count(*) AS n, window_start, window_end FROM TABLE(TUMBLE(TABLE orders, DESCRIPTOR(ts), INTERVAL '1' MINUTE)) GROUP BY store_id, window_start, window_end) GROUP BY n",
+    ] {
+        let errs = plan_errors(&format!("{JOIN_SINKS}  INSERT INTO out {sql};\n"));
+        assert!(errs[0].message.contains("changelog"), "{sql}: {errs:?}");
+    }
 }

@@ -148,10 +148,7 @@ pub(super) fn lower_node(plan: &LogicalPlan, cx: &Context<'_>) -> Result<Lowered
         LogicalPlan::Aggregate(a) => {
             let mut inner = lower_node(&a.input, cx)?;
             let Some(window) = inner.pending.take() else {
-                return Err(
-                    "GROUP BY without a window produces updates (a changelog), which Weir does not run yet; group by window_start, window_end of TUMBLE, HOP or SESSION"
-                        .into(),
-                );
+                return super::time_group::lower(a, inner);
             };
             let mut keys = Vec::new();
             let (mut has_start, mut has_end) = (false, false);
@@ -401,7 +398,7 @@ fn requalify(
         .collect()
 }
 
-fn unalias(e: &Expr) -> &Expr {
+pub(super) fn unalias(e: &Expr) -> &Expr {
     match e {
         Expr::Alias(a) => unalias(&a.expr),
         e => e,
@@ -453,7 +450,7 @@ pub(super) fn to_sql(e: &Expr, names: &[(Column, String)]) -> Result<String, Str
 }
 
 /// An aggregate call as the window's `aggregates` entry (`sum(amount)`, `count(*)`).
-fn aggregate(e: &Expr, names: &[(Column, String)]) -> Result<String, String> {
+pub(super) fn aggregate(e: &Expr, names: &[(Column, String)]) -> Result<String, String> {
     let Expr::AggregateFunction(AggregateFunction { func, params }) = e else {
         return Err(format!("`{e}` is not an aggregate"));
     };

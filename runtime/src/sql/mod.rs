@@ -12,6 +12,7 @@
 mod catalog;
 mod join;
 mod lower;
+mod time_group;
 mod top_n;
 
 #[cfg(test)]
