@@ -95,34 +95,10 @@ pub(super) fn cut(
             };
             match super::join::resolve(spec, [&left, &right], &path) {
                 Ok(r) => {
-                    let op = OpPlan {
-                        id,
-                        path,
-                        operation: n.operation.clone(),
-                        input: Arc::clone(&left.schema),
-                        output: Arc::clone(&r.out.schema),
-                        time_col: left.time_col,
-                        side_sink: None,
-                        second: Some((Arc::clone(&right.schema), right.time_col)),
-                    };
+                    let op = keyed_op(id, path, &n.operation, &left, Some(&right), &r.out);
                     let [lk, rk] = r.keys;
-                    let feeds = vec![
-                        Feed {
-                            from: ls,
-                            after: la,
-                            schema: Arc::clone(&left.schema),
-                            keys: lk,
-                            forward: false,
-                        },
-                        Feed {
-                            from: rs,
-                            after: ra,
-                            schema: Arc::clone(&right.schema),
-                            keys: rk,
-                            forward: false,
-                        },
-                    ];
-                    let stage = open_stage(&mut stages, &mut edges, feeds, op);
+                    let feeds = vec![(ls, la, &left, lk), (rs, ra, &right, rk)];
+                    let stage = open_keyed(&mut stages, &mut edges, feeds, op);
                     placed.push((stage, 0, r.out));
                 }
                 Err(e) => {
@@ -139,24 +115,9 @@ pub(super) fn cut(
             let path = format!("transforms[{i}].topN");
             match super::top_n::resolve(spec, &incoming, &path) {
                 Ok(r) => {
-                    let op = OpPlan {
-                        id,
-                        path,
-                        operation: n.operation.clone(),
-                        input: Arc::clone(&incoming.schema),
-                        output: Arc::clone(&r.out.schema),
-                        time_col: incoming.time_col,
-                        side_sink: None,
-                        second: None,
-                    };
-                    let feed = Feed {
-                        from: up_stage,
-                        after: up_after,
-                        schema: Arc::clone(&incoming.schema),
-                        keys: r.partition,
-                        forward: false,
-                    };
-                    let stage = open_stage(&mut stages, &mut edges, vec![feed], op);
+                    let op = keyed_op(id, path, &n.operation, &incoming, None, &r.out);
+                    let feeds = vec![(up_stage, up_after, &incoming, r.partition)];
+                    let stage = open_keyed(&mut stages, &mut edges, feeds, op);
                     placed.push((stage, 0, r.out));
                 }
                 Err(e) => {
@@ -222,14 +183,8 @@ pub(super) fn cut(
         };
         match checked.keys {
             Some(keys) => {
-                let feed = Feed {
-                    from: up_stage,
-                    after: up_after,
-                    schema: Arc::clone(&incoming.schema),
-                    keys,
-                    forward: false,
-                };
-                let stage = open_stage(&mut stages, &mut edges, vec![feed], op);
+                let feeds = vec![(up_stage, up_after, &incoming, keys)];
+                let stage = open_keyed(&mut stages, &mut edges, feeds, op);
                 placed.push((stage, 0, checked.out));
             }
             None if ins.iter().all(|x| x.0 == up_stage) => {
@@ -324,6 +279,49 @@ struct Feed {
     /// Key columns of a shuffle; empty for a forward edge.
     keys: Vec<usize>,
     forward: bool,
+}
+
+/// A keyed operator that only SQL has (a join, a top-N), reading `input` (and `second`) and
+/// giving `out`.
+fn keyed_op(
+    id: String,
+    path: String,
+    operation: &Operation,
+    input: &Incoming,
+    second: Option<&Incoming>,
+    out: &Incoming,
+) -> OpPlan {
+    OpPlan {
+        id,
+        path,
+        operation: operation.clone(),
+        input: Arc::clone(&input.schema),
+        output: Arc::clone(&out.schema),
+        time_col: input.time_col,
+        side_sink: None,
+        second: second.map(|s| (Arc::clone(&s.schema), s.time_col)),
+    }
+}
+
+/// [`open_stage`] for `op` fed by a key-group shuffle of each input: (its stage, the
+/// operator it leaves, what it gives, its keys), in port order.
+fn open_keyed(
+    stages: &mut Vec<StagePlan>,
+    edges: &mut Vec<EdgePlan>,
+    inputs: Vec<(usize, Option<usize>, &Incoming, Vec<usize>)>,
+    op: OpPlan,
+) -> usize {
+    let feeds = inputs
+        .into_iter()
+        .map(|(from, after, inc, keys)| Feed {
+            from,
+            after,
+            schema: Arc::clone(&inc.schema),
+            keys,
+            forward: false,
+        })
+        .collect();
+    open_stage(stages, edges, feeds, op)
 }
 
 /// A new stage with `op` at its root, fed by one edge per feed (in port order), each an

@@ -212,16 +212,7 @@ pub(super) fn lower_node(plan: &LogicalPlan, cx: &Context<'_>) -> Result<Lowered
             for bound in [WINDOW_START, WINDOW_END] {
                 names.extend(grouped.iter().filter(|(_, w)| w == bound).cloned());
             }
-            for (i, (e, df)) in a
-                .aggr_expr
-                .iter()
-                .zip(out_names.iter().skip(a.group_expr.len()))
-                .enumerate()
-            {
-                let name = format!("__agg_{i}");
-                aggregates.insert(name.clone(), aggregate(unalias(e), &inner.names)?);
-                names.push((df.clone(), name));
-            }
+            aggregates_of(a, &out_names, &inner.names, &mut aggregates, &mut names)?;
             let mut spec = WindowSpec {
                 tumbling: None,
                 sliding: None,
@@ -449,8 +440,30 @@ pub(super) fn to_sql(e: &Expr, names: &[(Column, String)]) -> Result<String, Str
         .map_err(|err| format!("`{e}` cannot be run yet: {err}"))
 }
 
+/// The aggregate calls of `a` (whose output columns are `out`) as a window's `aggregates`
+/// (`__agg_<i>`), each also appended to `names`.
+pub(super) fn aggregates_of(
+    a: &datafusion::logical_expr::Aggregate,
+    out: &[Column],
+    inner: &[(Column, String)],
+    aggregates: &mut IndexMap<String, String>,
+    names: &mut Vec<(Column, String)>,
+) -> Result<(), String> {
+    for (i, (e, df)) in a
+        .aggr_expr
+        .iter()
+        .zip(out.iter().skip(a.group_expr.len()))
+        .enumerate()
+    {
+        let name = format!("__agg_{i}");
+        aggregates.insert(name.clone(), aggregate(unalias(e), inner)?);
+        names.push((df.clone(), name));
+    }
+    Ok(())
+}
+
 /// An aggregate call as the window's `aggregates` entry (`sum(amount)`, `count(*)`).
-pub(super) fn aggregate(e: &Expr, names: &[(Column, String)]) -> Result<String, String> {
+fn aggregate(e: &Expr, names: &[(Column, String)]) -> Result<String, String> {
     let Expr::AggregateFunction(AggregateFunction { func, params }) = e else {
         return Err(format!("`{e}` is not an aggregate"));
     };

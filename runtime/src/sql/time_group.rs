@@ -11,7 +11,7 @@ use datafusion::logical_expr::{Aggregate, Expr};
 use indexmap::IndexMap;
 use weir_crds::{Duration, LatePolicy, WindowSpec};
 
-use super::lower::{Lowered, aggregate, unalias, weir_name};
+use super::lower::{Lowered, aggregates_of, weir_name};
 use crate::operator::window::{WINDOW_END, WINDOW_START};
 use crate::plan::flow::Step;
 
@@ -38,16 +38,7 @@ pub(super) fn lower(a: &Aggregate, mut inner: Lowered) -> Result<Lowered, String
         names.push((Column::new_unqualified(format!("__{bound}")), bound.into()));
     }
     let mut aggregates = IndexMap::new();
-    for (i, (e, df)) in a
-        .aggr_expr
-        .iter()
-        .zip(out.iter().skip(a.group_expr.len()))
-        .enumerate()
-    {
-        let name = format!("__agg_{i}");
-        aggregates.insert(name.clone(), aggregate(unalias(e), &inner.names)?);
-        names.push((df.clone(), name));
-    }
+    aggregates_of(a, &out, &inner.names, &mut aggregates, &mut names)?;
     inner.steps.push(Step::TimeGroup(WindowSpec {
         tumbling: Some(Duration::from_millis(1)),
         sliding: None,

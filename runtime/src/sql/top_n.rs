@@ -6,7 +6,7 @@
 use datafusion::common::{Column, ScalarValue};
 use datafusion::logical_expr::{BinaryExpr, Expr, Filter, LogicalPlan, Operator};
 
-use super::lower::{Context, Lowered, alias, lower_node, project, weir_name};
+use super::lower::{Context, Lowered, alias, lower_node, project, unalias, weir_name};
 use crate::plan::flow::Step;
 use crate::plan::top_n::TopNSpec;
 
@@ -133,11 +133,4 @@ fn limit(e: &Expr) -> Option<(Column, usize)> {
         _ => return None,
     };
     Some((c.clone(), usize::try_from(n).ok()?))
-}
-
-fn unalias(e: &Expr) -> &Expr {
-    match e {
-        Expr::Alias(a) => unalias(&a.expr),
-        e => e,
-    }
 }
