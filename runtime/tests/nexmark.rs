@@ -16,8 +16,8 @@ use std::time::Duration;
 use common::{log_tail, spawn_runtime, wait_exit_within};
 
 const EVENTS: u64 = 60_000;
-const QUERIES: [&str; 12] = [
-    "q0", "q1", "q2", "q3", "q5", "q7", "q8", "q11", "q14", "q22", "early", "hot",
+const QUERIES: [&str; 13] = [
+    "q0", "q1", "q2", "q3", "q5", "q7", "q8", "q11", "q14", "q20", "q22", "early", "hot",
 ];
 
 fn repo() -> PathBuf {
