@@ -55,28 +55,11 @@ fn child(query: &str, events: u64, parallelism: u32, checkpoint: &str) {
     let (read, state) = rt.block_on(async {
         let job = start(plan, RunOptions::default()).await.unwrap();
         let metrics = std::sync::Arc::clone(&job.metrics);
-        let status = std::sync::Arc::clone(&job.status);
-        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let finished = std::sync::Arc::clone(&done);
-        // The largest checkpoint: the status keeps the last attempts, so sample it often.
-        let sampler = tokio::spawn(async move {
-            let mut largest = 0u64;
-            loop {
-                if let Ok(s) = status.read() {
-                    for a in &s.checkpoints {
-                        largest = largest.max(a.size_bytes.unwrap_or(0));
-                    }
-                }
-                if finished.load(std::sync::atomic::Ordering::Acquire) {
-                    return largest;
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-            }
-        });
+        let sampled = common::Checkpoints::sample(std::sync::Arc::clone(&job.status));
         let outcome = job.wait().await.unwrap();
         eprintln!("outcome: {outcome:?}");
-        done.store(true, std::sync::atomic::Ordering::Release);
-        (metrics.records_out("source"), sampler.await.unwrap())
+        let largest = sampled.finish().await.values().map(|v| v.1).max();
+        (metrics.records_out("source"), largest.unwrap_or(0))
     });
     let secs = t.elapsed().as_secs_f64();
     let cpu = cpu_seconds() - cpu0;

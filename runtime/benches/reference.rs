@@ -20,7 +20,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::process::Command;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use common::{arg, cpu_seconds, peak_rss_mib};
 use weir_runtime::job::{RunOptions, start};
@@ -197,30 +197,10 @@ fn child(c: &Config, records: u64) {
     let t = Instant::now();
     let (durations, sizes) = rt.block_on(async {
         let job = start(plan, RunOptions::default()).await.unwrap();
-        let status = Arc::clone(&job.status);
-        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let finished = Arc::clone(&done);
-        // The status keeps the last 20 attempts; sampling it often keeps every one.
-        let sampler = tokio::spawn(async move {
-            let mut seen: BTreeMap<u64, (u64, u64)> = BTreeMap::new();
-            loop {
-                if let Ok(s) = status.read() {
-                    for a in &s.checkpoints {
-                        if let (Some(d), Some(b)) = (a.duration_ms, a.size_bytes) {
-                            seen.insert(a.id, (d, b));
-                        }
-                    }
-                }
-                if finished.load(std::sync::atomic::Ordering::Acquire) {
-                    return seen;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        });
+        let sampled = common::Checkpoints::sample(Arc::clone(&job.status));
         let outcome = job.wait().await.unwrap();
         eprintln!("outcome: {outcome:?}");
-        done.store(true, std::sync::atomic::Ordering::Release);
-        let seen = sampler.await.unwrap();
+        let seen = sampled.finish().await;
         let mut d: Vec<u64> = seen.values().map(|v| v.0).collect();
         d.sort_unstable();
         let s = seen.values().map(|v| v.1).max().unwrap_or(0);

@@ -105,3 +105,43 @@ sinks:
         max_key = j.keys - 1,
     )
 }
+
+/// Every completed checkpoint of a running job, by id: (duration ms, size bytes). The job's
+/// status keeps only its last attempts, so it is sampled often until [`Checkpoints::finish`].
+pub struct Checkpoints {
+    done: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    sampler: tokio::task::JoinHandle<std::collections::BTreeMap<u64, (u64, u64)>>,
+}
+
+impl Checkpoints {
+    /// Start sampling `status` (a running job's).
+    pub fn sample(
+        status: std::sync::Arc<std::sync::RwLock<weir_runtime::control::status::JobReport>>,
+    ) -> Self {
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let finished = std::sync::Arc::clone(&done);
+        let sampler = tokio::spawn(async move {
+            let mut seen = std::collections::BTreeMap::new();
+            loop {
+                if let Ok(s) = status.read() {
+                    for a in &s.checkpoints {
+                        if let (Some(d), Some(b)) = (a.duration_ms, a.size_bytes) {
+                            seen.insert(a.id, (d, b));
+                        }
+                    }
+                }
+                if finished.load(std::sync::atomic::Ordering::Acquire) {
+                    return seen;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        });
+        Self { done, sampler }
+    }
+
+    /// Stop sampling (after the job ended) and return what was seen.
+    pub async fn finish(self) -> std::collections::BTreeMap<u64, (u64, u64)> {
+        self.done.store(true, std::sync::atomic::Ordering::Release);
+        self.sampler.await.expect("the checkpoint sampler")
+    }
+}

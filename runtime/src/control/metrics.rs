@@ -255,23 +255,6 @@ impl Metrics {
             .set(i64::try_from(bytes).unwrap_or(i64::MAX));
     }
 
-    /// The last reported state size of `operator`, summed over its subtasks.
-    #[must_use]
-    pub fn state_bytes(&self, operator: &str) -> u64 {
-        let tasks = self.task_names.clone();
-        tasks
-            .iter()
-            .filter_map(|t| {
-                self.state_bytes
-                    .get(&OperatorTaskLabel {
-                        operator: operator.to_string(),
-                        task: t.clone(),
-                    })
-                    .map(|g| u64::try_from(g.get()).unwrap_or(0))
-            })
-            .sum()
-    }
-
     /// Count records into and out of `operator`.
     pub fn records(&self, operator: &str, input: u64, output: u64) {
         let l = OperatorLabel {

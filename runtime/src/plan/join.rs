@@ -109,6 +109,9 @@ pub(super) fn resolve(
         ));
     }
     let mut filter: Vec<String> = spec.filter.iter().cloned().collect();
+    // Comparisons of the two event-time columns, checked pair by pair if they do not bound
+    // the join both ways.
+    let mut on_time: Vec<String> = Vec::new();
     for c in &spec.compares {
         match (col(0, &c.left), col(1, &c.right)) {
             (Some(li), Some(ri)) if both_times(li, ri) => {
@@ -118,6 +121,7 @@ pub(super) fn resolve(
                 if let Some(x) = c.hi {
                     hi = Some(hi.map_or(x, |y| y.min(x)));
                 }
+                on_time.push(c.sql.clone());
             }
             _ => filter.push(c.sql.clone()),
         }
@@ -133,12 +137,7 @@ pub(super) fn resolve(
         // Bounded one way only: state would still grow for ever on one side, so it is a
         // regular join with the comparison checked pair by pair.
         _ => {
-            for c in &spec.compares {
-                let is_time = matches!((col(0, &c.left), col(1, &c.right)), (Some(l), Some(r)) if both_times(l, r));
-                if is_time {
-                    filter.push(c.sql.clone());
-                }
-            }
+            filter.extend(on_time);
             None
         }
     };
@@ -217,22 +216,10 @@ pub fn retention(op: &super::OpPlan) -> String {
     let Operation::Join(spec) = &op.operation else {
         return String::new();
     };
-    let Some((schema, time_col)) = op.second.clone() else {
+    let (input, Some(second)) = op.inputs() else {
         return String::new();
     };
-    let inputs = [
-        Incoming {
-            schema: Arc::clone(&op.input),
-            time_col: op.time_col,
-            time_lost_at: None,
-        },
-        Incoming {
-            schema,
-            time_col,
-            time_lost_at: None,
-        },
-    ];
-    match (resolve(spec, [&inputs[0], &inputs[1]], &op.path), spec.ttl) {
+    match (resolve(spec, [&input, &second], &op.path), spec.ttl) {
         (
             Ok(Resolved {
                 bound: Some(b),

@@ -199,32 +199,14 @@ impl OpPlan {
         let t = match &self.operation {
             Operation::Union => return Ok(Box::new(Union::new(Arc::clone(&self.output)))),
             Operation::Join(spec) => {
-                let (schema, time_col) = self
-                    .second
-                    .clone()
-                    .ok_or_else(|| ie("a join with one input".into()))?;
-                let inputs = [
-                    check::Incoming {
-                        schema: Arc::clone(&self.input),
-                        time_col: self.time_col,
-                        time_lost_at: None,
-                    },
-                    check::Incoming {
-                        schema,
-                        time_col,
-                        time_lost_at: None,
-                    },
-                ];
-                let cfg = join::config(spec, [&inputs[0], &inputs[1]], &self.path, max_parallelism)
+                let (input, second) = self.inputs();
+                let second = second.ok_or_else(|| ie("a join with one input".into()))?;
+                let cfg = join::config(spec, [&input, &second], &self.path, max_parallelism)
                     .map_err(ie)?;
                 return Ok(Box::new(Join::new(cfg)?));
             }
             Operation::TopN(spec) => {
-                let input = check::Incoming {
-                    schema: Arc::clone(&self.input),
-                    time_col: self.time_col,
-                    time_lost_at: None,
-                };
+                let (input, _) = self.inputs();
                 let cfg = top_n::config(spec, &input, &self.path, max_parallelism).map_err(ie)?;
                 return Ok(Box::new(TopN::new(cfg)?));
             }
@@ -258,6 +240,20 @@ impl OpPlan {
 }
 
 impl OpPlan {
+    /// What the operator reads, as planning checked it: its input and a two-input
+    /// operator's second.
+    fn inputs(&self) -> (check::Incoming, Option<check::Incoming>) {
+        let incoming = |schema: &SchemaRef, time_col| check::Incoming {
+            schema: Arc::clone(schema),
+            time_col,
+            time_lost_at: None,
+        };
+        (
+            incoming(&self.input, self.time_col),
+            self.second.as_ref().map(|(s, t)| incoming(s, *t)),
+        )
+    }
+
     fn window(
         &self,
         w: &weir_crds::WindowSpec,

@@ -82,46 +82,51 @@ pub(super) fn cut(
             }
             _ => (up_after, incoming),
         };
-        if let Operation::Join(spec) = &n.operation {
+        // What only SQL has (a join, a top-N): resolved against its inputs, then a stage of
+        // its own fed by a shuffle of each input on its keys.
+        let sql_keyed = match &n.operation {
+            Operation::Join(spec) => {
+                let path = format!("transforms[{i}].join");
+                let resolved = match ins.as_slice() {
+                    [l, r] => super::join::resolve(spec, [&l.2, &r.2], &path).map(|j| {
+                        let [lk, rk] = j.keys;
+                        (
+                            j.out,
+                            vec![(l.0, l.1, l.2.clone(), lk), (r.0, r.1, r.2.clone(), rk)],
+                        )
+                    }),
+                    _ => Err(vec![FieldError::new(
+                        &path,
+                        "internal: a join needs two inputs",
+                    )]),
+                };
+                Some(("join", path, resolved))
+            }
+            Operation::TopN(spec) => {
+                let path = format!("transforms[{i}].topN");
+                let resolved = super::top_n::resolve(spec, &incoming, &path).map(|t| {
+                    (
+                        t.out,
+                        vec![(up_stage, up_after, incoming.clone(), t.partition)],
+                    )
+                });
+                Some(("top-n", path, resolved))
+            }
+            _ => None,
+        };
+        if let Some((kind, path, resolved)) = sql_keyed {
             stateful += 1;
-            let id = format!("join-{}", stateful - 1);
-            let path = format!("transforms[{i}].join");
-            let [(ls, la, left), (rs, ra, right)] = match ins.as_slice() {
-                [l, r] => [l.clone(), r.clone()],
-                _ => {
-                    errs.push(FieldError::new(&path, "internal: a join needs two inputs"));
-                    continue;
-                }
-            };
-            match super::join::resolve(spec, [&left, &right], &path) {
-                Ok(r) => {
-                    let op = keyed_op(id, path, &n.operation, &left, Some(&right), &r.out);
-                    let [lk, rk] = r.keys;
-                    let feeds = vec![(ls, la, &left, lk), (rs, ra, &right, rk)];
+            let id = format!("{kind}-{}", stateful - 1);
+            match resolved {
+                Ok((out, feeds)) => {
+                    let second = feeds.get(1).map(|f| &f.2);
+                    let op = keyed_op(id, path, &n.operation, &feeds[0].2, second, &out);
                     let stage = open_keyed(&mut stages, &mut edges, feeds, op);
-                    placed.push((stage, 0, r.out));
+                    placed.push((stage, 0, out));
                 }
                 Err(e) => {
                     errs.extend(at_origin(n.origin, e));
                     // Keep numbering: later nodes still refer to this one by index.
-                    placed.push((up_stage, up_after.unwrap_or(0), left));
-                }
-            }
-            continue;
-        }
-        if let Operation::TopN(spec) = &n.operation {
-            stateful += 1;
-            let id = format!("top-n-{}", stateful - 1);
-            let path = format!("transforms[{i}].topN");
-            match super::top_n::resolve(spec, &incoming, &path) {
-                Ok(r) => {
-                    let op = keyed_op(id, path, &n.operation, &incoming, None, &r.out);
-                    let feeds = vec![(up_stage, up_after, &incoming, r.partition)];
-                    let stage = open_keyed(&mut stages, &mut edges, feeds, op);
-                    placed.push((stage, 0, r.out));
-                }
-                Err(e) => {
-                    errs.extend(at_origin(n.origin, e));
                     placed.push((up_stage, up_after.unwrap_or(0), incoming));
                 }
             }
@@ -183,7 +188,7 @@ pub(super) fn cut(
         };
         match checked.keys {
             Some(keys) => {
-                let feeds = vec![(up_stage, up_after, &incoming, keys)];
+                let feeds = vec![(up_stage, up_after, incoming.clone(), keys)];
                 let stage = open_keyed(&mut stages, &mut edges, feeds, op);
                 placed.push((stage, 0, checked.out));
             }
@@ -308,7 +313,7 @@ fn keyed_op(
 fn open_keyed(
     stages: &mut Vec<StagePlan>,
     edges: &mut Vec<EdgePlan>,
-    inputs: Vec<(usize, Option<usize>, &Incoming, Vec<usize>)>,
+    inputs: Vec<(usize, Option<usize>, Incoming, Vec<usize>)>,
     op: OpPlan,
 ) -> usize {
     let feeds = inputs

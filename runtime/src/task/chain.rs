@@ -143,11 +143,7 @@ impl Chain {
     /// time stays the end.
     #[must_use]
     pub fn output_watermark(&self, wm: Millis) -> Millis {
-        if wm == Millis::MAX {
-            wm
-        } else {
-            wm.saturating_sub(self.delay)
-        }
+        held_back(wm, self.delay)
     }
 
     /// Capture every operator's state, by id.
@@ -196,12 +192,7 @@ impl Chain {
             }
             if let Some(wm) = fire {
                 let mut out = Output::default();
-                let wm = if wm == Millis::MAX {
-                    wm
-                } else {
-                    wm.saturating_sub(node.held)
-                };
-                node.op.on_watermark(wm, &mut out)?;
+                node.op.on_watermark(held_back(wm, node.held), &mut out)?;
                 let rows = out.batches.iter().map(|b| b.num_rows() as u64).sum();
                 metrics.records(&node.id, 0, rows);
                 produced.extend(out.batches);
@@ -214,6 +205,15 @@ impl Chain {
             }
         }
         Ok(())
+    }
+}
+
+/// Watermark `wm` held back `by`; the end of event time stays the end.
+fn held_back(wm: Millis, by: Millis) -> Millis {
+    if wm == Millis::MAX {
+        wm
+    } else {
+        wm.saturating_sub(by)
     }
 }
 

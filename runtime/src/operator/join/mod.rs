@@ -262,25 +262,29 @@ impl Join {
         &self,
         side: usize,
         batch: &RecordBatch,
-        pairs: &[(Option<u32>, Option<&[u8]>)],
+        pairs: &[(u32, Option<&[u8]>)],
     ) -> Result<RecordBatch> {
-        let other = 1 - side;
-        let n = pairs.len();
-        let this_cols: Vec<ArrayRef> = if pairs.iter().all(|p| p.0.is_none()) {
-            nulls(&self.cfg.inputs[side], n)
-        } else {
-            let idx: UInt32Array = pairs.iter().map(|p| p.0).collect();
-            batch
-                .columns()
-                .iter()
-                .map(|c| take(c.as_ref(), &idx, None))
-                .collect::<std::result::Result<_, _>>()?
-        };
-        let other_cols = self.decode(other, pairs.iter().map(|p| p.1), n)?;
+        let idx: UInt32Array = pairs.iter().map(|p| p.0).collect();
+        let this_cols: Vec<ArrayRef> = batch
+            .columns()
+            .iter()
+            .map(|c| take(c.as_ref(), &idx, None))
+            .collect::<std::result::Result<_, _>>()?;
+        let other_cols = self.decode(1 - side, pairs.iter().map(|p| p.1), pairs.len())?;
+        self.output(side, this_cols, other_cols)
+    }
+
+    /// An output batch of `side`'s columns and the other side's, left's first.
+    fn output(
+        &self,
+        side: usize,
+        this: Vec<ArrayRef>,
+        other: Vec<ArrayRef>,
+    ) -> Result<RecordBatch> {
         let (l, r) = if side == 0 {
-            (this_cols, other_cols)
+            (this, other)
         } else {
-            (other_cols, this_cols)
+            (other, this)
         };
         let columns = l.into_iter().chain(r).collect();
         Ok(RecordBatch::try_new(Arc::clone(&self.cfg.output), columns)?)
@@ -369,7 +373,7 @@ impl Operator for Join {
         let bounded = self.cfg.time.is_some();
         // Candidate pairs: (row, the other side's key, index of its kept row).
         let mut cand: Vec<(u32, usize)> = Vec::new();
-        let mut cand_rows: Vec<(Option<u32>, Option<&[u8]>)> = Vec::new();
+        let mut cand_rows: Vec<(u32, Option<&[u8]>)> = Vec::new();
         let mut late = vec![false; batch.num_rows()];
         for r in 0..batch.num_rows() {
             if bounded && times[r] <= self.watermark {
@@ -386,7 +390,7 @@ impl Operator for Join {
                 if self.in_bound(side, times[r], kept.time) {
                     let r32 = u32::try_from(r).map_err(|_| Error::internal("batch too large"))?;
                     cand.push((r32, k));
-                    cand_rows.push((Some(r32), Some(kept.row.as_slice())));
+                    cand_rows.push((r32, Some(kept.row.as_slice())));
                 }
             }
         }
@@ -414,7 +418,7 @@ impl Operator for Join {
         let n_late = late.iter().filter(|l| **l).count();
         self.counters.late_records += n_late as u64;
         let whole = self.rows[side].rows(&batch)?;
-        let mut padded: Vec<(Option<u32>, Option<&[u8]>)> = Vec::new();
+        let mut padded: Vec<(u32, Option<&[u8]>)> = Vec::new();
         for r in 0..batch.num_rows() {
             if late[r] {
                 continue;
@@ -426,7 +430,7 @@ impl Operator for Join {
             if null_key[r] || expired {
                 // Nothing can join it later: it is complete now.
                 if !matched[r] && self.cfg.kind.keeps_unmatched(side) {
-                    padded.push((Some(r32), None));
+                    padded.push((r32, None));
                 }
                 continue;
             }
@@ -489,13 +493,7 @@ impl Operator for Join {
                 let n = unmatched.len();
                 let this = self.decode(side, unmatched.iter().map(|r| Some(r.as_slice())), n)?;
                 let pad = nulls(&self.cfg.inputs[1 - side], n);
-                let columns = if side == 0 {
-                    this.into_iter().chain(pad).collect()
-                } else {
-                    pad.into_iter().chain(this).collect()
-                };
-                out.batches
-                    .push(RecordBatch::try_new(Arc::clone(&self.cfg.output), columns)?);
+                out.batches.push(self.output(side, this, pad)?);
             }
         }
         Ok(())
