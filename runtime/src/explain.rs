@@ -129,14 +129,26 @@ fn operator(op: &OpPlan) -> String {
     let t = match &op.operation {
         Operation::Union => return format!("union all ({})", op.id),
         Operation::Join(j) => return join(op, j),
-        Operation::TimeGroup(w) => {
+        Operation::GroupBy(w) => {
             let aggs: Vec<String> = w
                 .aggregates
                 .iter()
                 .map(|(n, e)| format!("{n} = {e}"))
                 .collect();
+            let how = if op.groups_at_time() {
+                "at their event time (a 1 ms window)"
+            } else if crate::changelog::is_changelog(&op.output) {
+                "updating: a changelog of each group's new row (+I, -U/+U)"
+            } else {
+                "distinct: each group once, when first seen"
+            };
+            let kept = if op.groups_at_time() {
+                "per key group"
+            } else {
+                "per key group, every group kept for ever"
+            };
             return format!(
-                "group by [{}] at their event time (a 1 ms window): {}   [state `{}`, per key group]",
+                "group by [{}] {how}: {}   [state `{}`, {kept}]",
                 w.key_by.join(", "),
                 aggs.join(", "),
                 op.id

@@ -17,6 +17,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod changelog;
 pub mod checkpoint;
 pub mod clickhouse;
 pub mod cluster;

@@ -1,9 +1,10 @@
 //! Nexmark queries (`examples/nexmark/`) against an independent oracle: the same query,
 //! written separately in DuckDB's dialect (`tests/nexmark/oracle/`), run by DuckDB as a batch
 //! over the very events Weir read (dumped by a job that selects every event), compared row
-//! by row (`tests/nexmark/oracle.py`). Each query runs at parallelism 1 and 3; q1, q3, q5,
-//! q11, q22, `early` and `hot` also killed with SIGKILL at random moments and restarted from their
-//! checkpoints, the last time at parallelism 3;
+//! by row (`tests/nexmark/oracle.py`; an updating result's changelog is applied first, and a
+//! retraction of a row never written fails it). Each query runs at parallelism 1 and 3; q1,
+//! q3, q5, q11, q17, q22, `early` and `hot` also killed with SIGKILL at random moments and
+//! restarted from their checkpoints, the last time at parallelism 3;
 //! several queries in one job (`together.yaml`) each equal their own oracle the same ways.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
 
@@ -16,8 +17,9 @@ use std::time::Duration;
 use common::{log_tail, spawn_runtime, wait_exit_within};
 
 const EVENTS: u64 = 60_000;
-const QUERIES: [&str; 13] = [
-    "q0", "q1", "q2", "q3", "q5", "q7", "q8", "q11", "q14", "q20", "q22", "early", "hot",
+const QUERIES: [&str; 15] = [
+    "q0", "q1", "q2", "q3", "q5", "q7", "q8", "q11", "q14", "q15", "q17", "q20", "q22", "early",
+    "hot",
 ];
 
 fn repo() -> PathBuf {
@@ -142,7 +144,7 @@ fn a_query_killed_and_restarted_still_equals_the_oracle() {
     let tmp = tempfile::tempdir().unwrap();
     let events = dump_events(&tmp.path().join("events"));
     let mut rng = common::fault_seed();
-    for query in ["q1", "q3", "q5", "q11", "q22", "early", "hot"] {
+    for query in ["q1", "q3", "q5", "q11", "q17", "q22", "early", "hot"] {
         let dir = tmp.path().join(query);
         std::fs::create_dir_all(&dir).unwrap();
         let file = job_file(query, None, 2, &dir);
@@ -157,12 +159,15 @@ fn a_query_killed_and_restarted_still_equals_the_oracle() {
 }
 
 /// The sinks of `together.yaml` and the oracle query each is checked against.
-const TOGETHER: [&str; 6] = ["q1", "q2", "q14", "bids", "either", "activity"];
+const TOGETHER: [&str; 8] = [
+    "q1", "q2", "q14", "bids", "either", "activity", "sellers", "busy",
+];
 
-/// Six statements with six results in one job: one source, the `bid` view's filter and
+/// Eight statements with eight results in one job: one source, the `bid` view's filter and
 /// projection shared, forks into sinks and shuffles into windows, a union within the source
 /// stage and a union of two windows' results (a stage fed by two forward edges, aligning
-/// barriers and taking the lower watermark of the two). Each sink equals its own oracle at
+/// barriers and taking the lower watermark of the two), a `SELECT DISTINCT` and a filtered
+/// changelog. Each sink equals its own oracle at
 /// parallelism 3 and after SIGKILLs.
 #[test]
 fn several_queries_in_one_job_each_equal_their_oracle() {

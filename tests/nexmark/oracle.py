@@ -1,5 +1,6 @@
 """The Nexmark oracle: a query run by DuckDB, as a batch over the same events Weir read,
-compared row by row with what Weir committed.
+compared row by row with what Weir committed (a changelog applied first: the table it
+comes to).
 
     oracle.py EVENTS_DIR QUERY_SQL WEIR_OUTPUT_DIR
 
@@ -63,15 +64,39 @@ def canon(v):
     return v
 
 
+def commit_order(path):
+    """(checkpoint, generation, subtask) of a part file, the order its rows were committed
+    in: a changelog's retractions must follow the rows they retract."""
+    name = os.path.basename(path)
+    fields = dict(
+        (f[0], int(f[1:])) for f in name[len("part-"):-len(".jsonl")].split("-") if f[1:].isdigit()
+    )
+    return (fields.get("c", 0), fields.get("g", 0), fields.get("t", 0), name)
+
+
 def weir_rows(out_dir, names):
+    """The rows Weir committed, as a multiset. A changelog (rows with `_change`) is applied
+    in commit order: +I/+U add a row, -U/-D remove one, and removing a row that is not there
+    is an error of the changelog itself, reported as `unmatched_retractions`."""
     rows = Counter()
-    for path in sorted(glob.glob(os.path.join(out_dir, "part-*.jsonl"))):
+    unmatched = 0
+    changes = 0
+    for path in sorted(glob.glob(os.path.join(out_dir, "part-*.jsonl")), key=commit_order):
         with open(path, encoding="utf-8") as f:
             for line in f:
                 if line.strip():
                     r = json.loads(line)
-                    rows[tuple(canon(r.get(n)) for n in names)] += 1
-    return rows
+                    row = tuple(canon(r.get(n)) for n in names)
+                    kind = r.get("_change", "+I")
+                    changes += "_change" in r
+                    if kind in ("-U", "-D"):
+                        if rows[row] > 0:
+                            rows[row] -= 1
+                        else:
+                            unmatched += 1
+                    else:
+                        rows[row] += 1
+    return +rows, unmatched, changes
 
 
 def main():
@@ -91,7 +116,7 @@ def main():
         cur = con.execute(f.read())
     names = [d[0] for d in cur.description]
     want = Counter(tuple(canon(v) for v in row) for row in cur.fetchall())
-    got = weir_rows(out_dir, names)
+    got, unmatched, changes = weir_rows(out_dir, names)
     missing = want - got
     extra = got - want
     wrong = 0
@@ -108,11 +133,14 @@ def main():
         "extra": sum(extra.values()) - wrong,
         "wrong": wrong,
     }
+    if changes:
+        report["changes"] = changes
+        report["unmatched_retractions"] = unmatched
     if missing or extra:
         report["first_missing"] = [list(r) for r in list(missing)[:3]]
         report["first_extra"] = [list(r) for r in list(extra)[:3]]
     print(json.dumps(report, default=str))
-    sys.exit(0 if not (missing or extra) else 1)
+    sys.exit(0 if not (missing or extra or unmatched) else 1)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@
 
 pub mod dedup;
 pub mod filter;
+pub mod group_by;
 pub mod join;
 pub mod select;
 pub mod top_n;

@@ -16,6 +16,20 @@ use super::{Input, Operator, Output};
 use crate::keys::key_group_range;
 use crate::plan::OpPlan;
 
+/// A reproducible pseudo-random sequence (splitmix64), for the operators' randomised tests.
+pub(super) struct Rng(pub u64);
+
+impl Rng {
+    /// The next number in `0..n`.
+    pub fn next(&mut self, n: u64) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        (z ^ (z >> 31)) % n
+    }
+}
+
 fn input_schema() -> SchemaRef {
     crate::schema::source_schema(&[
         weir_crds::FieldSpec {

@@ -145,6 +145,53 @@ pub(super) fn node(
     }
 }
 
+/// Where among `keys` (column indices) a `GROUP BY` finds its input's event time, if it
+/// groups by it: then each group is complete once the watermark passes it, and the grouping
+/// runs as a window; otherwise its result updates (see [`group_by`]).
+pub(super) fn time_key(keys: &[usize], time_col: Option<usize>) -> Option<usize> {
+    time_col.and_then(|t| keys.iter().position(|&k| k == t))
+}
+
+/// Check an updating `GROUP BY` (node `i`): the keys and aggregates of `w` (its window fields
+/// unset) over `input`. It gives the keys, then the aggregates, then the change kind
+/// ([`crate::changelog`]) when there are aggregates to update; with none (`SELECT DISTINCT`)
+/// each group is emitted once, when first seen, and never changes. No event time survives it.
+pub(super) fn group_by(
+    i: usize,
+    w: &weir_crds::WindowSpec,
+    input: &Incoming,
+    errs: &mut Vec<FieldError>,
+) -> Checked {
+    let path = format!("transforms[{i}].groupBy");
+    let schema = &input.schema;
+    let (out, keys) = match window_parts(w, schema, &path) {
+        Ok((_, keys, aggs)) => {
+            let mut fields: Vec<Field> = keys.iter().map(|&k| schema.field(k).clone()).collect();
+            for ((name, _), a) in w.aggregates.iter().zip(&aggs) {
+                fields.push(Field::new(name, a.output_type(), true));
+            }
+            if !aggs.is_empty() {
+                fields.push(crate::changelog::field());
+            }
+            (Arc::new(Schema::new(fields)) as SchemaRef, keys)
+        }
+        Err(e) => {
+            errs.extend(e);
+            (Arc::clone(schema), Vec::new())
+        }
+    };
+    Checked {
+        out: Incoming {
+            schema: out,
+            time_col: None,
+            time_lost_at: Some(path.clone()),
+        },
+        path,
+        keys: Some(keys),
+        side_sink: None,
+    }
+}
+
 /// Check a `UNION ALL` (node `i`) of `inputs`: as many columns in each, of the same types
 /// by position. It gives the first input's column names; event time survives only where
 /// every input has it in the same column.

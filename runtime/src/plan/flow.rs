@@ -51,9 +51,9 @@ pub enum Step {
     Join(super::join::JoinSpec, Box<[Vec<Step>; 2]>),
     /// The best N rows per partition of what the step before gave.
     TopN(super::top_n::TopNSpec),
-    /// A `GROUP BY` whose keys include the event time: a one-millisecond window keyed by
-    /// every group key (see `sql/time_group.rs`).
-    TimeGroup(weir_crds::WindowSpec),
+    /// A `GROUP BY` without a window table function (see `sql/group_by.rs`): final at its
+    /// groups' event time when a key is the event time, else updating (a changelog).
+    GroupBy(weir_crds::WindowSpec),
 }
 
 /// One result of a `sql` pipeline: the steps computing it from the source, the sinks it
@@ -152,7 +152,7 @@ impl Flow {
                     chains.iter().map(|c| self.add(c, line)).collect(),
                 ),
                 Step::TopN(spec) => (Operation::TopN(spec.clone()), vec![cur]),
-                Step::TimeGroup(spec) => (Operation::TimeGroup(spec.clone()), vec![cur]),
+                Step::GroupBy(spec) => (Operation::GroupBy(spec.clone()), vec![cur]),
                 Step::Join(spec, sides) => (
                     Operation::Join(spec.clone()),
                     sides.iter().map(|c| self.add(c, line)).collect(),

@@ -13,6 +13,7 @@
 //! Homes: [`flow`] (the logical dataflow, before stages), [`check`] (what each transform
 //! needs of its input and gives its output), [`stages`] (chaining and cutting into stages).
 
+mod changes;
 mod check;
 pub mod flow;
 pub mod join;
@@ -29,6 +30,7 @@ use weir_crds::{FieldError, JobErrors, JobFile, SinkSpec, Transform};
 
 use crate::expr::CompiledExpr;
 use crate::keys::KeyCodec;
+use crate::operator::group_by::{GroupBy, GroupByConfig};
 use crate::operator::window::{WindowConfig, WindowOperator};
 use crate::operator::{
     Operator, dedup::Dedup, filter::Filter, join::Join, select::Select, top_n::TopN, union::Union,
@@ -150,9 +152,11 @@ pub enum Operation {
     Join(join::JoinSpec),
     /// The best N rows of each partition of its input.
     TopN(top_n::TopNSpec),
-    /// A `GROUP BY` whose keys include the input's event time, as a one-millisecond window
-    /// keyed by every group key.
-    TimeGroup(weir_crds::WindowSpec),
+    /// A `GROUP BY` without a window table function. When a key is the input's event time
+    /// ([`check::time_key`]) every group is final at that time: a one-millisecond window keyed
+    /// by every group key. Otherwise its result updates as rows arrive: a changelog
+    /// ([`crate::operator::group_by`]).
+    GroupBy(weir_crds::WindowSpec),
 }
 
 /// One operator, ready to instantiate per subtask.
@@ -185,7 +189,7 @@ impl OpPlan {
             Operation::Transform(Transform::Window(_) | Transform::Dedup(_))
                 | Operation::Join(_)
                 | Operation::TopN(_)
-                | Operation::TimeGroup(_)
+                | Operation::GroupBy(_)
         )
     }
 
@@ -210,7 +214,7 @@ impl OpPlan {
                 let cfg = top_n::config(spec, &input, &self.path, max_parallelism).map_err(ie)?;
                 return Ok(Box::new(TopN::new(cfg)?));
             }
-            Operation::TimeGroup(w) => return self.window(w, max_parallelism),
+            Operation::GroupBy(w) => return self.group_by(w, max_parallelism),
             Operation::Transform(t) => t,
         };
         Ok(match t {
@@ -252,6 +256,37 @@ impl OpPlan {
             incoming(&self.input, self.time_col),
             self.second.as_ref().map(|(s, t)| incoming(s, *t)),
         )
+    }
+
+    /// Whether this is a `GROUP BY` whose keys hold its input's event time, so that each group
+    /// is final at that time (it runs as a window); otherwise a `GROUP BY` updates.
+    #[must_use]
+    pub fn groups_at_time(&self) -> bool {
+        let Operation::GroupBy(w) = &self.operation else {
+            return false;
+        };
+        let keys = check::columns(&w.key_by, &self.input, "").unwrap_or_default();
+        check::time_key(&keys, self.time_col).is_some()
+    }
+
+    /// A `GROUP BY`: a window when a key is the event time, else updating (as planned).
+    fn group_by(
+        &self,
+        w: &weir_crds::WindowSpec,
+        max_parallelism: u32,
+    ) -> crate::error::Result<Box<dyn Operator>> {
+        let ie = |e: String| crate::error::Error::internal(format!("{}: {e}", self.path));
+        let (_, keys, aggregates) =
+            check::window_parts(w, &self.input, &self.path).map_err(|e| ie(format!("{e:?}")))?;
+        if self.groups_at_time() {
+            return self.window(w, max_parallelism);
+        }
+        Ok(Box::new(GroupBy::new(GroupByConfig {
+            keys: KeyCodec::new(&self.input, keys)?,
+            aggregates,
+            output: Arc::clone(&self.output),
+            max_parallelism,
+        })?))
     }
 
     fn window(

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use datafusion::arrow::datatypes::SchemaRef;
 use weir_crds::{FieldError, JobFile, SinkSpec, Transform};
 
+use super::changes;
 use super::check::{self, Incoming};
 use super::flow::{Flow, Upstream};
 use super::{ChainOp, EdgePlan, OpPlan, Operation, OutletPlan, Plan, StagePlan, Target, at_origin};
@@ -65,8 +66,18 @@ pub(super) fn cut(
             .first()
             .cloned()
             .unwrap_or_else(|| (0, None, from_source.clone()));
+        // A changelog passes through filters and selects (which carry its change kind);
+        // nothing else reads one yet.
+        let operation = match changes::through(i, &n.operation, &ins) {
+            Ok(op) => op,
+            Err(e) => {
+                errs.extend(at_origin(n.origin, vec![e]));
+                placed.push((up_stage, up_after.unwrap_or(0), incoming));
+                continue;
+            }
+        };
         // A window shuffles only the columns it reads.
-        let (up_after, incoming) = match &n.operation {
+        let (up_after, incoming) = match &operation {
             Operation::Transform(Transform::Window(w)) if ins.len() == 1 => {
                 match prune(i, w, &incoming, source_time_col.is_some()) {
                     Some((op, out)) => {
@@ -84,7 +95,7 @@ pub(super) fn cut(
         };
         // What only SQL has (a join, a top-N): resolved against its inputs, then a stage of
         // its own fed by a shuffle of each input on its keys.
-        let sql_keyed = match &n.operation {
+        let sql_keyed = match &operation {
             Operation::Join(spec) => {
                 let path = format!("transforms[{i}].join");
                 let resolved = match ins.as_slice() {
@@ -120,7 +131,7 @@ pub(super) fn cut(
             match resolved {
                 Ok((out, feeds)) => {
                     let second = feeds.get(1).map(|f| &f.2);
-                    let op = keyed_op(id, path, &n.operation, &feeds[0].2, second, &out);
+                    let op = keyed_op(id, path, &operation, &feeds[0].2, second, &out);
                     let stage = open_keyed(&mut stages, &mut edges, feeds, op);
                     placed.push((stage, 0, out));
                 }
@@ -133,7 +144,7 @@ pub(super) fn cut(
             continue;
         }
         let mut found = Vec::new();
-        let (checked, id) = match &n.operation {
+        let (checked, id) = match &operation {
             Operation::Transform(t) => {
                 let checked = check::node(i, t, &incoming, source_time_col.is_some(), &mut found);
                 let id = match t {
@@ -155,23 +166,24 @@ pub(super) fn cut(
                 let given: Vec<Incoming> = ins.iter().map(|x| x.2.clone()).collect();
                 (check::union(i, &given, &mut found), format!("t{i}-union"))
             }
-            Operation::TimeGroup(w) => {
-                let window = Transform::Window(w.clone());
-                let mut checked =
-                    check::node(i, &window, &incoming, source_time_col.is_some(), &mut found);
-                checked.path = format!("transforms[{i}].groupBy");
-                // Its groups are complete at their event time only if that is a key; the
-                // result (keys first) then carries it in that key's column.
-                let keys = checked.keys.clone().unwrap_or_default();
-                match incoming.time_col.and_then(|t| keys.iter().position(|&k| k == t)) {
-                    Some(at) => checked.out.time_col = Some(at),
-                    None => found.push(FieldError::new(
-                        &checked.path,
-                        "GROUP BY without a window, or without the event time of its input among its keys, produces updates (a changelog), which Weir does not run yet; group by window_start, window_end of TUMBLE, HOP or SESSION, or by the event-time column of a windowed query's results",
-                    )),
+            Operation::GroupBy(w) => {
+                let keys = check::columns(&w.key_by, &incoming.schema, "").unwrap_or_default();
+                if check::time_key(&keys, incoming.time_col).is_some() {
+                    let window = Transform::Window(w.clone());
+                    let mut checked =
+                        check::node(i, &window, &incoming, source_time_col.is_some(), &mut found);
+                    checked.path = format!("transforms[{i}].groupBy");
+                    // The result (keys first) carries its event time in that key's column.
+                    checked.out.time_col = check::time_key(&keys, incoming.time_col);
+                    stateful += 1;
+                    (checked, format!("window-{}", stateful - 1))
+                } else {
+                    stateful += 1;
+                    (
+                        check::group_by(i, w, &incoming, &mut found),
+                        format!("group-{}", stateful - 1),
+                    )
                 }
-                stateful += 1;
-                (checked, format!("window-{}", stateful - 1))
             }
             Operation::Join(_) | Operation::TopN(_) => continue,
         };
@@ -179,7 +191,7 @@ pub(super) fn cut(
         let op = OpPlan {
             id,
             path: checked.path,
-            operation: n.operation.clone(),
+            operation: operation.clone(),
             input: Arc::clone(&incoming.schema),
             output: Arc::clone(&checked.out.schema),
             time_col: incoming.time_col,
@@ -225,6 +237,21 @@ pub(super) fn cut(
         }
     }
     for (up, list) in feeds {
+        if let Upstream::Node(k) = up
+            && crate::changelog::is_changelog(&placed[k].2.schema)
+        {
+            for &sink in &list {
+                if let Err(m) = job
+                    .pipeline
+                    .sinks
+                    .get(sink)
+                    .map_or(Ok(()), changes::sink_takes)
+                {
+                    let e = FieldError::new(format!("sinks[{sink}]"), m);
+                    errs.extend(at_origin(flow.nodes[k].origin, vec![e]));
+                }
+            }
+        }
         let (stage, after, schema) = match up {
             Upstream::Source => (0, None, Arc::clone(&source)),
             Upstream::Node(k) => {

@@ -42,7 +42,7 @@ fn shape(p: &Plan) -> Shape {
                         Operation::Union => "union",
                         Operation::Join(_) => "join",
                         Operation::TopN(_) => "top-n",
-                        Operation::TimeGroup(_) => "group-by-time",
+                        Operation::GroupBy(_) => "group-by",
                     };
                     (kind, c.parents.clone())
                 })
@@ -374,7 +374,7 @@ fn a_row_number_top_n_over_a_window_is_a_keyed_stage_and_over_all_time_is_refuse
 }
 
 #[test]
-fn a_group_by_on_event_time_is_final_at_its_time_and_any_other_is_refused() {
+fn a_group_by_on_event_time_is_final_at_its_time_and_any_other_updates() {
     // The windows' results carry event time in window_end: grouping by it again (Nexmark q5's
     // maximum per window) is a one-millisecond window per group, and keeps event time.
     let p = planned(&format!(
@@ -384,17 +384,73 @@ fn a_group_by_on_event_time_is_final_at_its_time_and_any_other_is_refused() {
     GROUP BY store_id, window_start, window_end) GROUP BY window_end;\n"
     ));
     let op = &p.stages[2].ops[0].op;
-    let Operation::TimeGroup(w) = &op.operation else {
+    let Operation::GroupBy(w) = &op.operation else {
         panic!("not a group by time")
     };
     assert_eq!(w.key_by, ["window_end"]);
     assert_eq!(op.id, "window-1");
-    // A GROUP BY without event time among its keys updates for ever.
+    assert!(op.groups_at_time());
+    // A GROUP BY without event time among its keys updates for ever: a keyed stage whose
+    // result is a changelog, the change kind carried through the select after it to the
+    // file sink.
     for sql in [
         "SELECT store_id, count(*) AS n FROM orders GROUP BY store_id",
         "SELECT n, count(*) AS c FROM (SELECT store_id, count(*) AS n, window_start, window_end FROM TABLE(TUMBLE(TABLE orders, DESCRIPTOR(ts), INTERVAL '1' MINUTE)) GROUP BY store_id, window_start, window_end) GROUP BY n",
+        "SELECT upper(store_id) AS c, count(*) FILTER (WHERE amount > 10) AS big FROM orders GROUP BY upper(store_id)",
+    ] {
+        let p = planned(&format!("{JOIN_SINKS}  INSERT INTO out {sql};\n"));
+        let op = &p.stages.last().expect("stages").ops[0].op;
+        assert!(!op.groups_at_time(), "{sql}");
+        assert!(op.id.starts_with("group-"), "{sql}: {}", op.id);
+        let out = p.sink_schema(0).expect("a sink schema");
+        assert!(crate::changelog::is_changelog(&out), "{sql}: {out:?}");
+        assert_eq!(out.fields().len(), 3, "{sql}: {out:?}");
+    }
+    // SELECT DISTINCT only inserts, so an append-only sink takes it.
+    let p = planned(
+        "sinks:\n  - kafka: {name: out, topic: t, bootstrapServers: 'localhost:9092', transactionalIdPrefix: t}\nsql: |\n  INSERT INTO out SELECT DISTINCT store_id, order_id FROM orders;\n",
+    );
+    let out = p.sink_schema(0).expect("a sink schema");
+    assert!(!crate::changelog::is_changelog(&out), "{out:?}");
+    assert_eq!(out.fields().len(), 2);
+}
+
+#[test]
+fn a_changelog_is_refused_by_what_cannot_take_it_naming_the_sink_or_the_operator() {
+    let updating = "SELECT store_id, count(*) AS n FROM orders GROUP BY store_id";
+    let errs = plan_errors(&format!(
+        "sinks:\n  - kafka: {{name: out, topic: t, bootstrapServers: 'localhost:9092', transactionalIdPrefix: t}}\nsql: |\n  INSERT INTO out {updating};\n"
+    ));
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(
+        errs[0]
+            .message
+            .contains("sink `out` (kafka) only appends rows"),
+        "{errs:?}"
+    );
+    assert_eq!((errs[0].path.as_str(), errs[0].within), ("sql", Some(1)));
+    for (sql, what) in [
+        (
+            format!("SELECT n, count(*) AS c FROM ({updating}) GROUP BY n"),
+            "a GROUP BY over the result of a GROUP BY without a window",
+        ),
+        (
+            format!(
+                "SELECT store_id, n FROM ({updating}) UNION ALL SELECT store_id, 1 AS n FROM orders"
+            ),
+            "UNION ALL over",
+        ),
     ] {
         let errs = plan_errors(&format!("{JOIN_SINKS}  INSERT INTO out {sql};\n"));
-        assert!(errs[0].message.contains("changelog"), "{sql}: {errs:?}");
+        assert!(
+            errs.iter().any(|e| e.message.contains(what)),
+            "{sql}: {errs:?}"
+        );
     }
+    // Filters and selects read it row by row.
+    let p = planned(&format!(
+        "{JOIN_SINKS}  INSERT INTO out SELECT store_id FROM ({updating}) WHERE n > 2;\n"
+    ));
+    let out = p.sink_schema(0).expect("a sink schema");
+    assert_eq!(out.field(1).name(), crate::changelog::CHANGE);
 }

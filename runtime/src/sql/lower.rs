@@ -148,7 +148,7 @@ pub(super) fn lower_node(plan: &LogicalPlan, cx: &Context<'_>) -> Result<Lowered
         LogicalPlan::Aggregate(a) => {
             let mut inner = lower_node(&a.input, cx)?;
             let Some(window) = inner.pending.take() else {
-                return super::time_group::lower(a, inner);
+                return super::group_by::lower(a, inner);
             };
             let mut keys = Vec::new();
             let (mut has_start, mut has_end) = (false, false);
@@ -272,12 +272,12 @@ pub(super) fn lower_node(plan: &LogicalPlan, cx: &Context<'_>) -> Result<Lowered
             Err("ORDER BY has no end on a stream; use it inside ROW_NUMBER() OVER (...) (top-N, not supported yet)".into())
         }
         LogicalPlan::Limit(_) => Err("LIMIT has no meaning on a stream".into()),
-        LogicalPlan::Distinct(Distinct::All(input)) if matches!(**input, LogicalPlan::Union(_)) => {
-            Err("UNION without ALL removes duplicates, so its result updates (a changelog), which Weir does not run yet; UNION ALL keeps every row".into())
+        LogicalPlan::Distinct(Distinct::All(input)) => {
+            super::group_by::distinct(input, lower_node(input, cx)?)
         }
-        LogicalPlan::Distinct(_) => Err(
-            "SELECT DISTINCT produces updates (a changelog), which Weir does not run yet".into(),
-        ),
+        LogicalPlan::Distinct(Distinct::On(_)) => {
+            Err("SELECT DISTINCT ON is not supported; use ROW_NUMBER() OVER (PARTITION BY ...) = 1".into())
+        }
         LogicalPlan::Window(_) => {
             Err("OVER (...) window functions are not supported yet".into())
         }
@@ -467,9 +467,9 @@ fn aggregate(e: &Expr, names: &[(Column, String)]) -> Result<String, String> {
     let Expr::AggregateFunction(AggregateFunction { func, params }) = e else {
         return Err(format!("`{e}` is not an aggregate"));
     };
-    if params.filter.is_some() || !params.order_by.is_empty() {
+    if !params.order_by.is_empty() {
         return Err(format!(
-            "`{e}`: FILTER and ORDER BY inside an aggregate are not supported yet"
+            "`{e}`: ORDER BY inside an aggregate is not supported yet"
         ));
     }
     let f = func.name().to_lowercase();
@@ -480,20 +480,35 @@ fn aggregate(e: &Expr, names: &[(Column, String)]) -> Result<String, String> {
             supported.join(", ")
         ));
     }
-    let star = params.args.is_empty()
+    let mut star = params.args.is_empty()
         || (f == "count"
             && matches!(params.args.as_slice(), [Expr::Literal(v, _)] if !v.is_null()));
+    let mut args = params.args.clone();
+    // `agg(x) FILTER (WHERE c)` is `agg(CASE WHEN c THEN x END)`: every aggregate Weir runs
+    // skips nulls (`count(*) FILTER` counts the rows where c holds).
+    if let Some(filter) = &params.filter {
+        let arg = if star {
+            datafusion::logical_expr::lit(1i64)
+        } else {
+            single(&params.args, e)?.clone()
+        };
+        let case = datafusion::logical_expr::when((**filter).clone(), arg)
+            .end()
+            .map_err(|err| format!("`{e}`: {err}"))?;
+        args = vec![case];
+        star = false;
+    }
     match (f.as_str(), params.distinct, star) {
         ("count", false, true) => Ok("count(*)".into()),
         (_, _, true) => Err(format!("`{e}`: only count takes *")),
         ("count", true, false) => Ok(format!(
             "count_distinct({})",
-            to_sql(single(&params.args, e)?, names)?
+            to_sql(single(&args, e)?, names)?
         )),
         (_, true, false) => Err(format!(
             "`{e}`: DISTINCT is supported in count only ({f} of distinct values is not)"
         )),
-        (_, false, false) => Ok(format!("{f}({})", to_sql(single(&params.args, e)?, names)?)),
+        (_, false, false) => Ok(format!("{f}({})", to_sql(single(&args, e)?, names)?)),
     }
 }
 

@@ -10,9 +10,9 @@
 //! and branches that begin alike share those operators when the plan is built.
 
 mod catalog;
+mod group_by;
 mod join;
 mod lower;
-mod time_group;
 mod top_n;
 
 #[cfg(test)]

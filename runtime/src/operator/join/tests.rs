@@ -12,6 +12,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef
 use super::{Join, JoinConfig, JoinKind, TimeBound};
 use crate::expr::CompiledExpr;
 use crate::ids::Millis;
+use crate::operator::tests::Rng;
 use crate::operator::{Input, Operator, Output};
 
 fn side_schema(prefix: &str) -> SchemaRef {
@@ -122,19 +123,6 @@ fn oracle(
     }
     out.sort_unstable();
     out
-}
-
-/// A reproducible pseudo-random sequence (splitmix64).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self, n: u64) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        (z ^ (z >> 31)) % n
-    }
 }
 
 /// Rows of both sides in event-time order per side, keys from a few values (some null).

@@ -7,13 +7,16 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, Float64Array, Int64Array, TimestampMillisecondArray,
+    Array, ArrayRef, AsArray, Float64Array, Int64Array, RecordBatch, TimestampMillisecondArray,
 };
-use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Float64Type, Int64Type};
+use datafusion::arrow::row::{RowConverter, SortField};
 use serde::{Deserialize, Serialize};
 use weir_crds::AggregateFn;
 
 use super::{Aggregate, ValueKind};
+use crate::error::{Error, Result};
 
 /// One group's accumulator for one aggregate. Its serde form is checkpoint format.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -180,38 +183,137 @@ pub enum Value<'a> {
     Float(&'a Float64Array),
 }
 
+/// What an accumulator gives as its aggregate's result: a group's value, without the state
+/// behind it (a count of distinct values, not the values).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Outcome {
+    /// An integer (or timestamp) result.
+    Int(Option<i64>),
+    /// A float result.
+    Float(Option<f64>),
+}
+
+impl Acc {
+    /// The result this accumulator gives now.
+    #[must_use]
+    pub fn outcome(&self) -> Outcome {
+        match self {
+            Self::Count(c) | Self::SumI(c) => Outcome::Int(Some(*c)),
+            Self::MinI(m) | Self::MaxI(m) => Outcome::Int(*m),
+            Self::Distinct(s) => Outcome::Int(Some(s.len() as i64)),
+            Self::SumF(s) => Outcome::Float(Some(*s)),
+            Self::MinF(m) | Self::MaxF(m) => Outcome::Float(*m),
+            Self::Avg(s, c) => Outcome::Float((*c > 0).then(|| s / *c as f64)),
+        }
+    }
+}
+
 /// Build the result column of `a` from accumulators.
 pub fn finish<'a>(a: &Aggregate, accs: impl Iterator<Item = &'a Acc>) -> ArrayRef {
-    let accs: Vec<&Acc> = accs.collect();
+    finish_outcomes(a, accs.map(Acc::outcome))
+}
+
+/// Build the result column of `a` from results.
+pub fn finish_outcomes(a: &Aggregate, outcomes: impl Iterator<Item = Outcome>) -> ArrayRef {
+    let int = |o: Outcome| match o {
+        Outcome::Int(v) => v,
+        Outcome::Float(_) => None,
+    };
     match a.output_type() {
-        DataType::Int64 => Arc::new(Int64Array::from(
-            accs.iter()
-                .map(|acc| match acc {
-                    Acc::Count(c) | Acc::SumI(c) => Some(*c),
-                    Acc::MinI(m) | Acc::MaxI(m) => *m,
-                    Acc::Distinct(s) => Some(s.len() as i64),
-                    _ => None,
+        DataType::Int64 => Arc::new(outcomes.map(int).collect::<Int64Array>()),
+        DataType::Timestamp(..) => {
+            Arc::new(outcomes.map(int).collect::<TimestampMillisecondArray>())
+        }
+        _ => Arc::new(
+            outcomes
+                .map(|o| match o {
+                    Outcome::Float(v) => v,
+                    Outcome::Int(_) => None,
                 })
-                .collect::<Vec<_>>(),
-        )),
-        DataType::Timestamp(..) => Arc::new(TimestampMillisecondArray::from(
-            accs.iter()
-                .map(|acc| match acc {
-                    Acc::MinI(m) | Acc::MaxI(m) => *m,
-                    _ => None,
-                })
-                .collect::<Vec<_>>(),
-        )),
-        _ => Arc::new(Float64Array::from(
-            accs.iter()
-                .map(|acc| match acc {
-                    Acc::SumF(s) => Some(*s),
-                    Acc::MinF(m) | Acc::MaxF(m) => *m,
-                    Acc::Avg(s, c) if *c > 0 => Some(s / *c as f64),
-                    _ => None,
-                })
-                .collect::<Vec<_>>(),
-        )),
+                .collect::<Float64Array>(),
+        ),
+    }
+}
+
+/// How a set of aggregates reads its arguments from a batch: evaluated once per batch, cast
+/// to what each accumulator reads, and row-encoded for `count_distinct`.
+pub struct Arguments {
+    distinct_converters: Vec<Option<RowConverter>>,
+}
+
+impl Arguments {
+    /// Readers for `aggregates`.
+    ///
+    /// # Errors
+    /// Arrow's error when a `count_distinct` argument type cannot be row-encoded.
+    pub fn new(aggregates: &[Aggregate]) -> Result<Self> {
+        let distinct_converters = aggregates
+            .iter()
+            .map(|a| match (a.func, &a.arg) {
+                (AggregateFn::CountDistinct, Some(arg)) => {
+                    RowConverter::new(vec![SortField::new(arg.data_type.clone())]).map(Some)
+                }
+                _ => Ok(None),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self {
+            distinct_converters,
+        })
+    }
+
+    /// Every aggregate's argument over `batch`, evaluated once and cast to what its
+    /// accumulator reads.
+    ///
+    /// # Errors
+    /// Expression evaluation and cast errors.
+    pub fn eval(
+        &self,
+        aggregates: &[Aggregate],
+        batch: &RecordBatch,
+    ) -> Result<Vec<Option<ArrayRef>>> {
+        let mut arrays = Vec::with_capacity(aggregates.len());
+        for a in aggregates {
+            let Some(arg) = &a.arg else {
+                arrays.push(None);
+                continue;
+            };
+            let v = arg.eval(batch)?;
+            arrays.push(Some(match (a.func, a.kind) {
+                (AggregateFn::Count | AggregateFn::CountDistinct, _) | (_, ValueKind::Any) => v,
+                (_, ValueKind::Int { .. }) => cast(&v, &DataType::Int64)?,
+                (_, ValueKind::Float) => cast(&v, &DataType::Float64)?,
+            }));
+        }
+        Ok(arrays)
+    }
+
+    /// Typed views of [`Arguments::eval`]'s arrays.
+    ///
+    /// # Errors
+    /// Row encoding errors.
+    pub fn values<'a>(
+        &self,
+        aggregates: &[Aggregate],
+        arrays: &'a [Option<ArrayRef>],
+    ) -> Result<Vec<Value<'a>>> {
+        let mut values = Vec::with_capacity(arrays.len());
+        for (i, a) in aggregates.iter().enumerate() {
+            values.push(match (&arrays[i], a.func) {
+                (None, _) => Value::Star,
+                (Some(v), AggregateFn::Count) => Value::Valid(v.as_ref()),
+                (Some(v), AggregateFn::CountDistinct) => {
+                    let conv = self.distinct_converters[i]
+                        .as_ref()
+                        .ok_or_else(|| Error::internal("count_distinct without a row converter"))?;
+                    Value::Rows(conv.convert_columns(&[Arc::clone(v)])?, v.as_ref())
+                }
+                (Some(v), _) => match a.kind {
+                    ValueKind::Float => Value::Float(v.as_primitive::<Float64Type>()),
+                    _ => Value::Int(v.as_primitive::<Int64Type>()),
+                },
+            });
+        }
+        Ok(values)
     }
 }
 

@@ -24,7 +24,7 @@ pub const WINDOW_START: &str = "window_start";
 /// The column after [`WINDOW_START`]: where the window ends (exclusive).
 pub const WINDOW_END: &str = "window_end";
 
-mod accumulators;
+pub(crate) mod accumulators;
 mod aligned;
 mod groups;
 mod session;
@@ -32,17 +32,14 @@ mod session;
 mod tests;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, AsArray, RecordBatch};
-use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, Float64Type, Int64Type};
-use datafusion::arrow::row::{RowConverter, SortField};
+use datafusion::arrow::array::{ArrayRef, RecordBatch};
+use datafusion::arrow::datatypes::DataType;
 use serde::{Deserialize, Serialize};
 use weir_crds::AggregateFn;
 
 use super::{Input, KeyedState, Operator, OperatorCounters, Output};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::expr::CompiledExpr;
 use crate::ids::Millis;
 use crate::keys::KeyCodec;
@@ -164,7 +161,7 @@ struct Shared {
     keys: KeyCodec,
     time_col: usize,
     aggregates: Vec<Aggregate>,
-    distinct_converters: Vec<Option<RowConverter>>,
+    args: accumulators::Arguments,
     output: SchemaRef,
     side_output: bool,
     max_parallelism: u32,
@@ -175,22 +172,13 @@ struct Shared {
 
 impl Shared {
     fn new(c: WindowConfig) -> Result<Self> {
-        let distinct_converters = c
-            .aggregates
-            .iter()
-            .map(|a| match (a.func, &a.arg) {
-                (AggregateFn::CountDistinct, Some(arg)) => {
-                    RowConverter::new(vec![SortField::new(arg.data_type.clone())]).map(Some)
-                }
-                _ => Ok(None),
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let args = accumulators::Arguments::new(&c.aggregates)?;
         Ok(Self {
             assigner: c.assigner,
             keys: c.keys,
             time_col: c.time_col,
             aggregates: c.aggregates,
-            distinct_converters,
+            args,
             output: c.output,
             side_output: c.side_output,
             max_parallelism: c.max_parallelism,
@@ -228,45 +216,14 @@ impl Shared {
         self.aggregates.iter().map(Acc::new).collect()
     }
 
-    /// Every aggregate's argument over `batch`, evaluated once and cast to what its
-    /// accumulator reads.
+    /// Every aggregate's argument over `batch` (see [`accumulators::Arguments::eval`]).
     fn arguments(&self, batch: &RecordBatch) -> Result<Vec<Option<ArrayRef>>> {
-        let mut arrays = Vec::with_capacity(self.aggregates.len());
-        for a in &self.aggregates {
-            let Some(arg) = &a.arg else {
-                arrays.push(None);
-                continue;
-            };
-            let v = arg.eval(batch)?;
-            arrays.push(Some(match (a.func, a.kind) {
-                (AggregateFn::Count | AggregateFn::CountDistinct, _) | (_, ValueKind::Any) => v,
-                (_, ValueKind::Int { .. }) => cast(&v, &DataType::Int64)?,
-                (_, ValueKind::Float) => cast(&v, &DataType::Float64)?,
-            }));
-        }
-        Ok(arrays)
+        self.args.eval(&self.aggregates, batch)
     }
 
     /// Typed views of [`Shared::arguments`].
     fn values<'a>(&self, arrays: &'a [Option<ArrayRef>]) -> Result<Vec<Value<'a>>> {
-        let mut values = Vec::with_capacity(arrays.len());
-        for (i, a) in self.aggregates.iter().enumerate() {
-            values.push(match (&arrays[i], a.func) {
-                (None, _) => Value::Star,
-                (Some(v), AggregateFn::Count) => Value::Valid(v.as_ref()),
-                (Some(v), AggregateFn::CountDistinct) => {
-                    let conv = self.distinct_converters[i]
-                        .as_ref()
-                        .ok_or_else(|| Error::internal("count_distinct without a row converter"))?;
-                    Value::Rows(conv.convert_columns(&[Arc::clone(v)])?, v.as_ref())
-                }
-                (Some(v), _) => match a.kind {
-                    ValueKind::Float => Value::Float(v.as_primitive::<Float64Type>()),
-                    _ => Value::Int(v.as_primitive::<Int64Type>()),
-                },
-            });
-        }
-        Ok(values)
+        self.args.values(&self.aggregates, arrays)
     }
 }
 

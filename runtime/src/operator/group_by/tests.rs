@@ -1,0 +1,215 @@
+//! The updating `GROUP BY` against an oracle computed directly: random rows (keys with nulls,
+//! values with nulls) in random batches; its changelog, applied as a multiset (every `-U`
+//! must remove a row emitted before), must equal the groups' results over all the rows,
+//! also when the operator is snapshotted half way and the rest runs on a fresh one.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, AsArray, Int64Array, RecordBatch, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Float64Type, Int64Type, Schema, SchemaRef};
+use weir_crds::AggregateFn;
+
+use super::{GroupBy, GroupByConfig};
+use crate::changelog::{self, Kind};
+use crate::expr::CompiledExpr;
+use crate::keys::KeyCodec;
+use crate::operator::tests::Rng;
+use crate::operator::window::{Aggregate, ValueKind};
+use crate::operator::{Input, Operator, Output};
+
+fn input() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("k", DataType::Int64, true),
+        Field::new("v", DataType::Int64, true),
+    ]))
+}
+
+fn config(with_aggregates: bool) -> GroupByConfig {
+    let schema = input();
+    let agg = |func, arg: Option<&str>, kind| Aggregate {
+        func,
+        arg: arg.map(|a| CompiledExpr::compile(a, &schema).unwrap()),
+        kind,
+    };
+    let int = ValueKind::Int { timestamp: false };
+    let aggregates = if with_aggregates {
+        vec![
+            agg(AggregateFn::Count, None, ValueKind::Any),
+            agg(AggregateFn::Sum, Some("v"), int),
+            agg(AggregateFn::Max, Some("v"), int),
+            agg(AggregateFn::CountDistinct, Some("v"), ValueKind::Any),
+            agg(AggregateFn::Avg, Some("v"), int),
+        ]
+    } else {
+        Vec::new()
+    };
+    let mut fields = vec![schema.field(0).clone()];
+    for (i, a) in aggregates.iter().enumerate() {
+        fields.push(Field::new(format!("a{i}"), a.output_type(), true));
+    }
+    if with_aggregates {
+        fields.push(changelog::field());
+    }
+    GroupByConfig {
+        keys: KeyCodec::new(&schema, vec![0]).unwrap(),
+        aggregates,
+        output: Arc::new(Schema::new(fields)),
+        max_parallelism: 16,
+    }
+}
+
+/// One output row: key, count, sum, max, distinct values, avg (bits, so rows compare).
+type Row = (Option<i64>, Vec<Option<i64>>, Option<u64>);
+
+fn rows_of(batch: &RecordBatch) -> Vec<(Row, Kind)> {
+    let key = batch.column(0).as_primitive::<Int64Type>();
+    let n = batch.num_rows();
+    (0..n)
+        .map(|r| {
+            let ints: Vec<Option<i64>> = (1..=4)
+                .map(|c| {
+                    let a = batch.column(c).as_primitive::<Int64Type>();
+                    a.is_valid(r).then(|| a.value(r))
+                })
+                .collect();
+            let avg = batch.column(5).as_primitive::<Float64Type>();
+            let kinds = batch
+                .column(6)
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .unwrap();
+            (
+                (
+                    key.is_valid(r).then(|| key.value(r)),
+                    ints,
+                    avg.is_valid(r).then(|| avg.value(r).to_bits()),
+                ),
+                Kind::parse(kinds.value(r)).unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn oracle(all: &[(Option<i64>, Option<i64>)]) -> BTreeMap<Row, usize> {
+    let mut groups: BTreeMap<Option<i64>, Vec<Option<i64>>> = BTreeMap::new();
+    for (k, v) in all {
+        groups.entry(*k).or_default().push(*v);
+    }
+    let mut out = BTreeMap::new();
+    for (k, vs) in groups {
+        let valid: Vec<i64> = vs.iter().flatten().copied().collect();
+        let distinct: BTreeSet<i64> = valid.iter().copied().collect();
+        let avg = (!valid.is_empty())
+            .then(|| (valid.iter().map(|&x| x as f64).sum::<f64>() / valid.len() as f64).to_bits());
+        let row = (
+            k,
+            vec![
+                Some(vs.len() as i64),
+                Some(valid.iter().sum()),
+                valid.iter().max().copied(),
+                Some(distinct.len() as i64),
+            ],
+            avg,
+        );
+        *out.entry(row).or_default() += 1;
+    }
+    out
+}
+
+fn batch(rows: &[(Option<i64>, Option<i64>)]) -> RecordBatch {
+    RecordBatch::try_new(
+        input(),
+        vec![
+            Arc::new(rows.iter().map(|r| r.0).collect::<Int64Array>()),
+            Arc::new(rows.iter().map(|r| r.1).collect::<Int64Array>()),
+        ],
+    )
+    .unwrap()
+}
+
+#[test]
+fn the_changelog_applied_equals_the_groups_computed_directly_across_a_restore() {
+    for seed in 0..20u64 {
+        let mut rng = Rng(seed);
+        let all: Vec<(Option<i64>, Option<i64>)> = (0..1 + rng.next(300))
+            .map(|_| {
+                let k = rng.next(7).cast_signed();
+                let v = rng.next(12).cast_signed();
+                ((k != 6).then_some(k), (v != 11).then_some(v))
+            })
+            .collect();
+        let mut op = GroupBy::new(config(true)).unwrap();
+        let mut table: BTreeMap<Row, usize> = BTreeMap::new();
+        let restore_at = usize::try_from(rng.next(all.len() as u64)).unwrap();
+        let mut at = 0;
+        while at < all.len() {
+            if at >= restore_at && restore_at > 0 {
+                let state = op.snapshot().unwrap();
+                op = GroupBy::new(config(true)).unwrap();
+                op.restore(state).unwrap();
+            }
+            let n = (1 + usize::try_from(rng.next(40)).unwrap()).min(all.len() - at);
+            let mut out = Output::default();
+            op.process(Input::ONLY, batch(&all[at..at + n]), &mut out)
+                .unwrap();
+            at += n;
+            for b in &out.batches {
+                let rows = rows_of(b);
+                for (i, (row, kind)) in rows.iter().enumerate() {
+                    if *kind == Kind::UpdateBefore {
+                        assert_eq!(rows[i + 1].1, Kind::UpdateAfter, "seed {seed}: -U then +U");
+                        assert_eq!(rows[i + 1].0.0, row.0, "seed {seed}: the same group");
+                    }
+                    if kind.retracts() {
+                        let c = table.get_mut(row).unwrap_or_else(|| {
+                            panic!("seed {seed}: {row:?} retracted, never emitted")
+                        });
+                        *c -= 1;
+                        if *c == 0 {
+                            table.remove(row);
+                        }
+                    } else {
+                        *table.entry(row.clone()).or_default() += 1;
+                    }
+                }
+            }
+        }
+        assert_eq!(table, oracle(&all), "seed {seed}");
+    }
+}
+
+#[test]
+fn an_unchanged_result_emits_nothing_and_distinct_emits_each_group_once_as_inserts() {
+    let mut op = GroupBy::new(config(true)).unwrap();
+    let mut out = Output::default();
+    op.process(Input::ONLY, batch(&[(Some(1), None)]), &mut out)
+        .unwrap();
+    assert_eq!(out.batches.len(), 1);
+    // A null value changes only count(*).
+    let mut out = Output::default();
+    op.process(Input::ONLY, batch(&[(Some(1), None)]), &mut out)
+        .unwrap();
+    let rows = rows_of(&out.batches[0]);
+    assert_eq!(
+        rows.iter().map(|r| r.1).collect::<Vec<_>>(),
+        [Kind::UpdateBefore, Kind::UpdateAfter]
+    );
+
+    let mut distinct = GroupBy::new(config(false)).unwrap();
+    let mut keys = Vec::new();
+    for b in [
+        vec![(Some(1), Some(1)), (Some(2), None), (Some(1), Some(3))],
+        vec![(Some(2), Some(1)), (None, Some(1)), (None, None)],
+    ] {
+        let mut out = Output::default();
+        distinct.process(Input::ONLY, batch(&b), &mut out).unwrap();
+        for b in &out.batches {
+            assert_eq!(b.num_columns(), 1, "no change kind: inserts only");
+            let k = b.column(0).as_primitive::<Int64Type>();
+            keys.extend((0..b.num_rows()).map(|r| k.is_valid(r).then(|| k.value(r))));
+        }
+    }
+    assert_eq!(keys, [Some(1), Some(2), None]);
+}

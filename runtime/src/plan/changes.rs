@@ -1,0 +1,61 @@
+//! Where a changelog ([`crate::changelog`]) may go. Filters and selects read one row at a
+//! time, so they pass a changelog on (a select carries the change kind along); the stateful
+//! operators and `UNION ALL` do not read one yet, and are refused by name rather than run
+//! over rows they would take for inserts. Sinks that only append are refused a changelog:
+//! they would store every old version of each row beside the new one.
+
+use weir_crds::{FieldError, SinkSpec, Transform};
+
+use super::Operation;
+use super::check::Incoming;
+use crate::changelog::{CHANGE, is_changelog};
+
+/// `op` (node `i`) as it runs over `ins`: unchanged over inserts only; over a changelog, a
+/// select also passes the change kind on, and anything but a filter or a select is refused.
+///
+/// # Errors
+/// The node, and why it cannot read a changelog.
+pub(super) fn through<T>(
+    i: usize,
+    op: &Operation,
+    ins: &[(usize, T, Incoming)],
+) -> Result<Operation, FieldError> {
+    if !ins.iter().any(|x| is_changelog(&x.2.schema)) {
+        return Ok(op.clone());
+    }
+    let what = match op {
+        Operation::Transform(Transform::Filter(_)) => return Ok(op.clone()),
+        Operation::Transform(Transform::Select(cols)) => {
+            let mut cols = cols.clone();
+            cols.insert(CHANGE.to_string(), CHANGE.to_string());
+            return Ok(Operation::Transform(Transform::Select(cols)));
+        }
+        Operation::Transform(Transform::Window(_)) => "a window",
+        Operation::Transform(Transform::Dedup(_)) => "a dedup",
+        Operation::Union => "UNION ALL",
+        Operation::Join(_) => "a join",
+        Operation::TopN(_) => "a top-N (ROW_NUMBER)",
+        Operation::GroupBy(_) => "a GROUP BY",
+    };
+    Err(FieldError::new(
+        format!("transforms[{i}]"),
+        format!(
+            "{what} over the result of a GROUP BY without a window is not supported yet: that result updates (a changelog of inserts, updates and deletes), and {what} here would read its updates as new rows; aggregate in a window, or write the updating result to a sink"
+        ),
+    ))
+}
+
+/// Whether sink `spec` can take a changelog, and if not, why.
+///
+/// # Errors
+/// What the sink does instead, and what to do.
+pub(super) fn sink_takes(spec: &SinkSpec) -> Result<(), String> {
+    match spec {
+        SinkSpec::Stdout { .. } | SinkSpec::Blackhole { .. } | SinkSpec::File(_) => Ok(()),
+        SinkSpec::Kafka(_) | SinkSpec::ClickHouse(_) => Err(format!(
+            "sink `{}` ({}) only appends rows, and this statement's result updates (a GROUP BY without a window emits a new row each time a group changes); a file sink takes it, writing each row's change kind in `{CHANGE}`, or aggregate in a window (TUMBLE, HOP, SESSION), whose results are final",
+            spec.name().unwrap_or("?"),
+            spec.kind()
+        )),
+    }
+}
