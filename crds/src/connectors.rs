@@ -352,8 +352,9 @@ pub struct ClickHouseSinkSpec {
     /// How duplicates are prevented.
     #[serde(default)]
     pub mode: ClickHouseMode,
-    /// A `UInt64` column of a `ReplacingMergeTree(version)` table that receives the
-    /// checkpoint id, so the newest write of a key wins.
+    /// A `UInt64` column of a `ReplacingMergeTree(version)` table that receives a version
+    /// growing with time, so the newest write of a key wins. Required for a statement whose
+    /// result updates (a changelog), which is then written as upserts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version_column: Option<String>,
     /// Rows per INSERT (one deduplication block each). In `writeAhead` mode a checkpoint

@@ -1305,3 +1305,139 @@ fn clickhouse_commits_stay_inside_the_tables_deduplication_window() {
         parts.trim()
     );
 }
+
+/// An updating `GROUP BY` (a changelog) into a `ReplicatedReplacingMergeTree(version)` keyed
+/// on the result key, in write-ahead mode (the replicated table drops a replayed block), killed with SIGKILL twice and finished at another
+/// parallelism: read with `FINAL`, the table equals the counts and maxima the test computes
+/// itself from every bid (written by the same job to a file sink, unaggregated).
+#[test]
+fn an_updating_group_by_upserts_into_clickhouse_exactly_once_across_kills() {
+    let Some(ch) = clickhouse("clickhouse_changelog_upserts") else {
+        return;
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let u = unique();
+    let table = format!("bids_per_auction_{u}");
+    rt.block_on(ch_exec(
+        &ch,
+        &format!(
+            "CREATE TABLE {table} (auction Int64, bids Int64, top Int64, version UInt64) \
+             ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{table}', 'r1', version) \
+             ORDER BY auction"
+        ),
+    ));
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let yaml = format!(
+        "name: changelog-{u}
+parallelism: 2
+checkpoint: {{interval: 200ms, storage: \"file://{chk}\"}}
+source:
+  name: nexmark
+  nexmark: {{events: 40000, eventsPerSecond: 1000, splits: 4, rate: 20000}}
+  schema:
+    - {{name: event_type, type: int64}}
+    - {{name: person_id, type: int64}}
+    - {{name: person_name, type: string}}
+    - {{name: person_email_address, type: string}}
+    - {{name: person_credit_card, type: string}}
+    - {{name: person_city, type: string}}
+    - {{name: person_state, type: string}}
+    - {{name: auction_id, type: int64}}
+    - {{name: auction_item_name, type: string}}
+    - {{name: auction_description, type: string}}
+    - {{name: auction_initial_bid, type: int64}}
+    - {{name: auction_reserve, type: int64}}
+    - {{name: auction_expires, type: timestamp}}
+    - {{name: auction_seller, type: int64}}
+    - {{name: auction_category, type: int64}}
+    - {{name: bid_auction, type: int64}}
+    - {{name: bid_bidder, type: int64}}
+    - {{name: bid_price, type: int64}}
+    - {{name: bid_channel, type: string}}
+    - {{name: bid_url, type: string}}
+    - {{name: date_time, type: timestamp}}
+    - {{name: extra, type: string}}
+    - {{name: event_id, type: int64}}
+  eventTime: {{field: date_time, maxOutOfOrderness: 0s}}
+sinks:
+  - clickhouse: {{name: counts, url: \"{ch}\", table: {table}, mode: writeAhead, versionColumn: version}}
+  - file: {{name: bids, path: \"{bids}\"}}
+sql: |
+  INSERT INTO counts SELECT bid_auction AS auction, count(*) AS bids, max(bid_price) AS top
+    FROM nexmark WHERE event_type = 2 GROUP BY bid_auction;
+  INSERT INTO bids SELECT bid_auction AS auction, bid_price AS price
+    FROM nexmark WHERE event_type = 2;
+",
+        chk = dir.join("chk").display(),
+        bids = dir.join("bids").display(),
+    );
+    let file = dir.join("job.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    let log = dir.join("runtime.log");
+    let mut rng = common::fault_seed();
+    let kills = common::kill_randomly(&file, &log, &mut rng, 2, 500..1500);
+    assert_eq!(
+        kills,
+        2,
+        "the job ended before it could be killed\n{}",
+        log_tail(&log)
+    );
+    let mut child = spawn_runtime(&file, &["--parallelism", "3"], &[], &log);
+    let status = wait_exit_within(&mut child, Duration::from_secs(120)).expect("job ends");
+    assert!(status.success(), "{}", log_tail(&log));
+
+    // The oracle: every bid the job passed through, aggregated here.
+    let mut want: std::collections::BTreeMap<i64, (i64, i64)> = Default::default();
+    for entry in std::fs::read_dir(dir.join("bids")).unwrap() {
+        let path = entry.unwrap().path();
+        if !path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("part-")
+        {
+            continue;
+        }
+        for line in std::fs::read_to_string(&path).unwrap().lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            let (a, p) = (v["auction"].as_i64().unwrap(), v["price"].as_i64().unwrap());
+            let e = want.entry(a).or_insert((0, i64::MIN));
+            e.0 += 1;
+            e.1 = e.1.max(p);
+        }
+    }
+    let total: i64 = want.values().map(|v| v.0).sum();
+    assert!(total > 30_000, "{total} bids");
+    let text = rt.block_on(ch_exec(
+        &ch,
+        &format!(
+            "SELECT auction, bids, top FROM {table} FINAL ORDER BY auction FORMAT TabSeparated"
+        ),
+    ));
+    let got: std::collections::BTreeMap<i64, (i64, i64)> = text
+        .lines()
+        .map(|l| {
+            let f: Vec<i64> = l.split('\t').map(|x| x.parse().unwrap()).collect();
+            (f[0], (f[1], f[2]))
+        })
+        .collect();
+    let wrong: Vec<_> = want
+        .iter()
+        .filter(|(a, v)| got.get(a) != Some(v))
+        .take(5)
+        .collect();
+    assert!(
+        wrong.is_empty() && got.len() == want.len(),
+        "{} auctions expected, {} in the table; first wrong (auction, (bids, max)): {wrong:?} table has {:?}",
+        want.len(),
+        got.len(),
+        wrong.iter().map(|(a, _)| got.get(a)).collect::<Vec<_>>()
+    );
+    let stored = rt.block_on(ch_exec(&ch, &format!("SELECT count() FROM {table}")));
+    println!(
+        "changelog into clickhouse: {} auctions, {total} bids, {} rows stored before FINAL",
+        want.len(),
+        stored.trim()
+    );
+}

@@ -14,6 +14,10 @@
 //! `replacing`: rows are inserted at every barrier; a `ReplacingMergeTree` keyed on the result
 //! key makes replays harmless when read with `FINAL` (the reference design from Flink).
 //!
+//! A changelog (a result that updates) goes into a `ReplacingMergeTree(version)` ordered by
+//! its key, in either mode: each `+I`/`+U` row with a version above every earlier one of its
+//! key (see [`rows::RowEncoder::encode_into`]); read with `FINAL`, the table is the result.
+//!
 //! A server that is down or overloaded stalls the insert with exponential backoff; the sink's
 //! task stops taking records meanwhile, which backpressures the job. Nothing is dropped.
 
@@ -170,6 +174,15 @@ impl ClickHouseConnector {
             .collect();
         let encoder = RowEncoder::new(input, &columns, self.spec.version_column.as_deref())
             .map_err(|m| self.err(m))?;
+        if encoder.is_changelog() && !engine.contains("ReplacingMergeTree") {
+            return Err(self.err(format!(
+                "the records are a changelog (the statement's result updates): {} must be a \
+                 ReplacingMergeTree({}) ordered by the result's key, so that a newer row of a \
+                 key replaces the older; it is {engine}",
+                self.table(),
+                self.spec.version_column.as_deref().unwrap_or("version")
+            )));
+        }
         let dedup_token = has_dedup_token(version);
         let async_insert = has_async_insert(version);
         let mut max_blocks = u64::MAX;
@@ -468,6 +481,7 @@ impl SinkConnector for ClickHouseConnector {
                 encoder: t.encoder.clone(),
                 inserter,
                 rows: String::new(),
+                next_version: 0,
             })),
         })
     }
@@ -523,8 +537,16 @@ impl TwoPhaseCommitSink for WriteAheadWriter {
 
     fn write<'a>(&'a mut self, batch: &'a RecordBatch) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
-            self.count += batch.num_rows() as u64;
-            self.encoder.encode_into(batch, 0, &mut self.rows)
+            // A changelog's versions: the checkpoint in the high bits, the row within it in
+            // the low ones, so a later checkpoint's row of a key (after a rescale, written by
+            // another subtask) is newer still.
+            let version = if self.encoder.is_changelog() {
+                (self.checkpoint << 32) + self.count
+            } else {
+                0
+            };
+            self.count += self.encoder.encode_into(batch, version, &mut self.rows)? as u64;
+            Ok(())
         })
     }
 
@@ -578,15 +600,25 @@ struct ReplacingWriter {
     encoder: RowEncoder,
     inserter: Inserter,
     rows: String,
+    /// The next version of a changelog row: never below the clock's milliseconds (shifted
+    /// to leave room for a million rows each) nor below the last one given plus one.
+    next_version: u64,
 }
 
 impl PlainSink for ReplacingWriter {
     fn write<'a>(&'a mut self, batch: &'a RecordBatch) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
-            let version = SystemTime::now()
+            let millis = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64);
-            self.encoder.encode_into(batch, version, &mut self.rows)
+            let version = if self.encoder.is_changelog() {
+                self.next_version.max(millis << 20)
+            } else {
+                millis
+            };
+            let n = self.encoder.encode_into(batch, version, &mut self.rows)?;
+            self.next_version = version + n as u64;
+            Ok(())
         })
     }
 

@@ -3,15 +3,17 @@
 //! The table is read once before the job starts, so a missing or mistyped column fails then,
 //! by name, rather than as a parse error on the first insert. Values are written in the form
 //! every server version parses: `DateTime` as epoch seconds, `DateTime64` as UTC text,
-//! booleans as 0/1 unless the column is `Bool`.
+//! booleans as 0/1 unless the column is `Bool`. A changelog is written as upserts: each
+//! row's newest version, numbered so that a `ReplacingMergeTree(version)` keeps it.
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, RecordBatch, UInt64Array};
-use datafusion::arrow::compute::{cast, kernels::numeric::div};
+use datafusion::arrow::array::{ArrayRef, BooleanArray, RecordBatch, StringArray, UInt64Array};
+use datafusion::arrow::compute::{cast, filter_record_batch, kernels::numeric::div};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 
-use crate::error::Result;
+use crate::changelog::Kind;
+use crate::error::{Error, Result};
 use crate::sink::json_lines;
 
 /// One column of the target table, from `DESCRIBE TABLE`.
@@ -41,6 +43,9 @@ pub struct RowEncoder {
     out_schema: SchemaRef,
     version_column: Option<String>,
     columns: Vec<String>,
+    /// The records are a changelog ([`crate::changelog`]): its last column is the change
+    /// kind, which the table does not hold.
+    changelog: bool,
 }
 
 /// `Nullable(LowCardinality(String))` -> `String`.
@@ -96,7 +101,12 @@ impl RowEncoder {
             .map(|c| format!("{} {}", c.name, c.data_type))
             .collect::<Vec<_>>()
             .join(", ");
-        for f in input.fields() {
+        let changelog = crate::changelog::is_changelog(input);
+        if changelog && version_column.is_none() {
+            return Err("the records are a changelog (the statement's result updates) and need a table that replaces a row by a newer one of the same key: a ReplacingMergeTree(<version>) ordered by the result's key, with versionColumn naming <version>; versionColumn is not set".to_string());
+        }
+        let data_fields = input.fields().len() - usize::from(changelog);
+        for f in input.fields().iter().take(data_fields) {
             let Some(col) = table.iter().find(|c| &c.name == f.name()) else {
                 return Err(format!(
                     "column `{}` of the records is not in the table (table has: {listing})",
@@ -153,7 +163,14 @@ impl RowEncoder {
             out_schema: Arc::new(Schema::new(fields)),
             version_column: version_column.map(str::to_string),
             columns,
+            changelog,
         })
+    }
+
+    /// Whether the records are a changelog, written as upserts.
+    #[must_use]
+    pub fn is_changelog(&self) -> bool {
+        self.changelog
     }
 
     /// `a, b, c` for the INSERT statement.
@@ -162,13 +179,28 @@ impl RowEncoder {
         self.columns.join(", ")
     }
 
-    /// Append `batch` as JSON lines to `out`; `version` fills the version column if any.
+    /// Append `batch` as JSON lines to `out`; returns how many rows were written. `version`
+    /// fills the version column if any. Of a changelog only the rows that add (`+I`, `+U`)
+    /// are written, the `k`-th with version `version + k`: a `-U` needs no row of its own
+    /// (the `+U` after it replaces the old row, having the higher version), and the versions
+    /// a caller hands out grow with time, so the newest row of a key wins.
     ///
     /// # Errors
-    /// Arrow conversion errors.
-    pub fn encode_into(&self, batch: &RecordBatch, version: u64, out: &mut String) -> Result<()> {
+    /// Arrow conversion errors; a deletion (`-D`), which the table cannot express without a
+    /// deleted-flag column.
+    pub fn encode_into(
+        &self,
+        batch: &RecordBatch,
+        version: u64,
+        out: &mut String,
+    ) -> Result<usize> {
+        let batch = if self.changelog {
+            &self.additions(batch)?
+        } else {
+            batch
+        };
         if batch.num_rows() == 0 {
-            return Ok(());
+            return Ok(0);
         }
         let mut cols: Vec<ArrayRef> = Vec::with_capacity(self.convs.len() + 1);
         for (i, conv) in self.convs.iter().enumerate() {
@@ -194,12 +226,42 @@ impl RowEncoder {
             });
         }
         if self.version_column.is_some() {
-            cols.push(Arc::new(UInt64Array::from(vec![version; batch.num_rows()])));
+            let n = batch.num_rows() as u64;
+            cols.push(Arc::new(if self.changelog {
+                UInt64Array::from_iter_values(version..version + n)
+            } else {
+                UInt64Array::from(vec![version; batch.num_rows()])
+            }));
         }
         let b = RecordBatch::try_new(Arc::clone(&self.out_schema), cols)?;
         let text = json_lines(&b)?;
         out.push_str(&String::from_utf8_lossy(&text));
-        Ok(())
+        Ok(batch.num_rows())
+    }
+
+    /// The rows of a changelog batch that add a row, without the change kind.
+    fn additions(&self, batch: &RecordBatch) -> Result<RecordBatch> {
+        let last = batch.num_columns() - 1;
+        let kinds = batch
+            .column(last)
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .ok_or_else(|| Error::internal("the change kind is not a string column"))?;
+        let mut keep = Vec::with_capacity(batch.num_rows());
+        for k in kinds.iter() {
+            match k.and_then(Kind::parse) {
+                Some(Kind::Insert | Kind::UpdateAfter) => keep.push(true),
+                Some(Kind::UpdateBefore) => keep.push(false),
+                Some(Kind::Delete) => {
+                    return Err(Error::internal(
+                        "a deletion reached a ClickHouse sink, which has no deleted-flag column to write it to",
+                    ));
+                }
+                None => return Err(Error::internal(format!("unknown change kind {k:?}"))),
+            }
+        }
+        let data = batch.project(&(0..last).collect::<Vec<_>>())?;
+        Ok(filter_record_batch(&data, &BooleanArray::from(keep))?)
     }
 }
 
@@ -270,6 +332,46 @@ mod tests {
         assert!(
             wrong.contains("`store_id`") && wrong.contains("Int32"),
             "{wrong}"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn a_changelog_is_written_as_upserts_numbered_from_the_version_given() -> Result<()> {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Utf8, false),
+            Field::new("n", DataType::Int64, true),
+            crate::changelog::field(),
+        ]));
+        let table = vec![col("k", "String"), col("n", "Int64"), col("v", "UInt64")];
+        let refused = RowEncoder::new(&schema, &table, None)
+            .err()
+            .unwrap_or_default();
+        assert!(refused.contains("versionColumn"), "{refused}");
+        let enc = RowEncoder::new(&schema, &table, Some("v")).map_err(Error::internal)?;
+        assert!(enc.is_changelog());
+        let b = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(StringArray::from(vec!["a", "b", "a", "a"])),
+                Arc::new(Int64Array::from(vec![1, 1, 1, 2])),
+                crate::changelog::column(&[
+                    Kind::Insert,
+                    Kind::Insert,
+                    Kind::UpdateBefore,
+                    Kind::UpdateAfter,
+                ]),
+            ],
+        )?;
+        let mut out = String::new();
+        assert_eq!(enc.encode_into(&b, 100, &mut out)?, 3);
+        assert_eq!(
+            out.lines().collect::<Vec<_>>(),
+            [
+                r#"{"k":"a","n":1,"v":100}"#,
+                r#"{"k":"b","n":1,"v":101}"#,
+                r#"{"k":"a","n":2,"v":102}"#
+            ]
         );
         Ok(())
     }

@@ -2,7 +2,9 @@
 //! time, so they pass a changelog on (a select carries the change kind along); the stateful
 //! operators and `UNION ALL` do not read one yet, and are refused by name rather than run
 //! over rows they would take for inserts. Sinks that only append are refused a changelog:
-//! they would store every old version of each row beside the new one.
+//! they would store every old version of each row beside the new one. A ClickHouse sink with
+//! a version column writes it as upserts. A ClickHouse sink with
+//! a version column writes it as upserts.
 
 use weir_crds::{FieldError, SinkSpec, Transform};
 
@@ -52,10 +54,15 @@ pub(super) fn through<T>(
 pub(super) fn sink_takes(spec: &SinkSpec) -> Result<(), String> {
     match spec {
         SinkSpec::Stdout { .. } | SinkSpec::Blackhole { .. } | SinkSpec::File(_) => Ok(()),
-        SinkSpec::Kafka(_) | SinkSpec::ClickHouse(_) => Err(format!(
-            "sink `{}` ({}) only appends rows, and this statement's result updates (a GROUP BY without a window emits a new row each time a group changes); a file sink takes it, writing each row's change kind in `{CHANGE}`, or aggregate in a window (TUMBLE, HOP, SESSION), whose results are final",
-            spec.name().unwrap_or("?"),
-            spec.kind()
+        // Upserts into a ReplacingMergeTree (its engine is checked when the job starts).
+        SinkSpec::ClickHouse(c) if c.version_column.is_some() => Ok(()),
+        SinkSpec::ClickHouse(_) => Err(format!(
+            "sink `{}` (clickhouse) has no versionColumn, and this statement's result updates (a GROUP BY without a window emits a new row each time a group changes): write it into a ReplacingMergeTree(<version>) table ordered by the result's key and set versionColumn to <version>, so that each key's newest row replaces the older",
+            spec.name().unwrap_or("?")
+        )),
+        SinkSpec::Kafka(_) => Err(format!(
+            "sink `{}` (kafka) only appends rows, and this statement's result updates (a GROUP BY without a window emits a new row each time a group changes); a file sink takes it, writing each row's change kind in `{CHANGE}`, a clickhouse sink with versionColumn takes it as upserts, or aggregate in a window (TUMBLE, HOP, SESSION), whose results are final",
+            spec.name().unwrap_or("?")
         )),
     }
 }

@@ -447,6 +447,18 @@ fn a_changelog_is_refused_by_what_cannot_take_it_naming_the_sink_or_the_operator
             "{sql}: {errs:?}"
         );
     }
+    // ClickHouse takes it as upserts when it has a version column, and only then.
+    let ch = |extra: &str| {
+        format!(
+            "sinks:\n  - clickhouse: {{name: out, url: 'http://ch:8123', table: t{extra}}}\nsql: |\n  INSERT INTO out {updating};\n"
+        )
+    };
+    let errs = plan_errors(&ch(""));
+    assert!(errs[0].message.contains("versionColumn"), "{errs:?}");
+    let p = planned(&ch(", versionColumn: v"));
+    assert!(crate::changelog::is_changelog(
+        &p.sink_schema(0).expect("a sink schema")
+    ));
     // Filters and selects read it row by row.
     let p = planned(&format!(
         "{JOIN_SINKS}  INSERT INTO out SELECT store_id FROM ({updating}) WHERE n > 2;\n"
