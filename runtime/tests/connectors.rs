@@ -1306,18 +1306,26 @@ fn clickhouse_commits_stay_inside_the_tables_deduplication_window() {
     );
 }
 
-/// An updating `GROUP BY` (a changelog) into a `ReplicatedReplacingMergeTree(version)` keyed
-/// on the result key, in write-ahead mode (the replicated table drops a replayed block), killed with SIGKILL twice and finished at another
-/// parallelism: read with `FINAL`, the table equals the counts and maxima the test computes
-/// itself from every bid (written by the same job to a file sink, unaggregated).
+/// An updating `GROUP BY` (a changelog) as upserts: into a
+/// `ReplicatedReplacingMergeTree(version)` keyed on the result key, in write-ahead mode (the
+/// replicated table drops a replayed block), and into a Kafka topic keyed by it
+/// (transactional); killed with SIGKILL twice and finished at another parallelism. Read with
+/// `FINAL`, the table, and the newest committed record of each key in the topic, equal the
+/// counts and maxima the test computes itself from every bid (written by the same job to a
+/// file sink, unaggregated).
 #[test]
-fn an_updating_group_by_upserts_into_clickhouse_exactly_once_across_kills() {
-    let Some(ch) = clickhouse("clickhouse_changelog_upserts") else {
+fn an_updating_group_by_upserts_into_clickhouse_and_kafka_exactly_once_across_kills() {
+    let Some(ch) = clickhouse("changelog_upserts") else {
+        return;
+    };
+    let Some(broker) = kafka("changelog_upserts") else {
         return;
     };
     let rt = tokio::runtime::Runtime::new().unwrap();
     let u = unique();
     let table = format!("bids_per_auction_{u}");
+    let topic = format!("bids-per-auction-{u}");
+    rt.block_on(create_topic(&broker, &topic, 3));
     rt.block_on(ch_exec(
         &ch,
         &format!(
@@ -1363,8 +1371,11 @@ source:
 sinks:
   - clickhouse: {{name: counts, url: \"{ch}\", table: {table}, mode: writeAhead, versionColumn: version}}
   - file: {{name: bids, path: \"{bids}\"}}
+  - kafka: {{name: latest, bootstrapServers: \"{broker}\", topic: {topic}, transactionalIdPrefix: changelog-{u}, keyBy: [auction]}}
 sql: |
   INSERT INTO counts SELECT bid_auction AS auction, count(*) AS bids, max(bid_price) AS top
+    FROM nexmark WHERE event_type = 2 GROUP BY bid_auction;
+  INSERT INTO latest SELECT bid_auction AS auction, count(*) AS bids, max(bid_price) AS top
     FROM nexmark WHERE event_type = 2 GROUP BY bid_auction;
   INSERT INTO bids SELECT bid_auction AS auction, bid_price AS price
     FROM nexmark WHERE event_type = 2;
@@ -1434,10 +1445,41 @@ sql: |
         got.len(),
         wrong.iter().map(|(a, _)| got.get(a)).collect::<Vec<_>>()
     );
+    // The topic: the newest committed record per key, in partition order.
+    let report = rt
+        .block_on(weir_testkit::read_topic(&broker, &topic))
+        .unwrap();
+    assert_eq!(report.open, 0, "open transactions left in {topic}");
+    let mut latest: std::collections::BTreeMap<i64, (i64, i64)> = Default::default();
+    for r in &report.committed {
+        let key: i64 = std::str::from_utf8(r.key.as_deref().unwrap())
+            .unwrap()
+            .parse()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(r.value.as_deref().unwrap()).unwrap();
+        assert!(v.get("_change").is_none(), "{v}");
+        assert_eq!(v["auction"].as_i64(), Some(key));
+        latest.insert(
+            key,
+            (v["bids"].as_i64().unwrap(), v["top"].as_i64().unwrap()),
+        );
+    }
+    let wrong: Vec<_> = want
+        .iter()
+        .filter(|(a, v)| latest.get(a) != Some(v))
+        .take(5)
+        .collect();
+    assert!(
+        wrong.is_empty() && latest.len() == want.len(),
+        "topic: {} auctions expected, {} keys; first wrong: {wrong:?}",
+        want.len(),
+        latest.len()
+    );
     let stored = rt.block_on(ch_exec(&ch, &format!("SELECT count() FROM {table}")));
     println!(
-        "changelog into clickhouse: {} auctions, {total} bids, {} rows stored before FINAL",
+        "changelog upserts: {} auctions, {total} bids; clickhouse {} rows stored before FINAL; kafka {} records",
         want.len(),
-        stored.trim()
+        stored.trim(),
+        report.committed.len()
     );
 }

@@ -40,6 +40,7 @@ use super::config::{client_config, wait_for_partitions};
 use super::security::ClientSecurity;
 use super::txn_outcome::{self, TxnOutcome};
 use super::wire::{self, Cluster, EndTxnOutcome};
+use crate::changelog::{Kind, is_changelog};
 use crate::checkpoint::state::{FirstOffset, KafkaTransaction};
 use crate::error::{Error, Result};
 use crate::ids::CheckpointId;
@@ -316,6 +317,11 @@ impl SinkConnector for KafkaSinkConnector {
             for c in &self.spec.key_by {
                 check("keyBy", c, false)?;
             }
+            if is_changelog(input) && self.spec.key_by.is_empty() {
+                return Err(self.err(
+                    "keyBy: the records are a changelog (the statement's result updates), written as upserts by key; keyBy must name the result's key columns",
+                ));
+            }
             if let Some(c) = &self.spec.partition_by {
                 check("partitionBy", c, true)?;
             }
@@ -433,7 +439,8 @@ struct Encoder {
 
 struct OutRecord {
     key: Option<String>,
-    value: Vec<u8>,
+    /// `None`: a tombstone (a changelog's deletion of the key).
+    value: Option<Vec<u8>>,
     headers: Vec<(String, String)>,
     partition: Option<i32>,
 }
@@ -452,12 +459,27 @@ fn strings(batch: &RecordBatch, col: &str) -> Result<Vec<Option<String>>> {
 impl Encoder {
     fn encode(&self, batch: &RecordBatch) -> Result<Vec<OutRecord>> {
         let n = batch.num_rows();
+        // A changelog is written as upserts by key: `+I`/`+U` as the row (without its change
+        // kind), `-D` as a tombstone, `-U` not at all (the `+U` after it replaces it).
+        let (data, kinds) = if is_changelog(batch.schema_ref()) {
+            let last = batch.num_columns() - 1;
+            let kinds = batch
+                .column(last)
+                .as_string_opt::<i32>()
+                .ok_or_else(|| Error::internal("the change kind is not a string column"))?
+                .iter()
+                .map(|k| k.and_then(Kind::parse))
+                .collect::<Vec<_>>();
+            (batch.project(&(0..last).collect::<Vec<_>>())?, Some(kinds))
+        } else {
+            (batch.clone(), None)
+        };
         let values: Vec<Vec<u8>> = match &self.spec.value_field {
-            Some(c) => strings(batch, c)?
+            Some(c) => strings(&data, c)?
                 .into_iter()
                 .map(|v| v.unwrap_or_default().into_bytes())
                 .collect(),
-            None => json_lines(batch)?
+            None => json_lines(&data)?
                 .split(|b| *b == b'\n')
                 .filter(|l| !l.is_empty())
                 .map(<[u8]>::to_vec)
@@ -492,6 +514,12 @@ impl Encoder {
         };
         let mut out = Vec::with_capacity(n);
         for (i, value) in values.into_iter().enumerate().take(n) {
+            let value = match kinds.as_ref().map(|k| k[i]) {
+                None | Some(Some(Kind::Insert | Kind::UpdateAfter)) => Some(value),
+                Some(Some(Kind::Delete)) => None,
+                Some(Some(Kind::UpdateBefore)) => continue,
+                Some(None) => return Err(Error::internal("an unknown change kind")),
+            };
             let key = match key_cols.len() {
                 0 => None,
                 1 => key_cols[0][i].clone(),
@@ -587,7 +615,10 @@ async fn send_all<C: ClientContext + 'static>(
                 value: Some(v.as_bytes()),
             });
         }
-        let mut rec = FutureRecord::to(topic).payload(&r.value).headers(headers);
+        let mut rec = FutureRecord::<[u8], Vec<u8>>::to(topic).headers(headers);
+        if let Some(v) = &r.value {
+            rec = rec.payload(v);
+        }
         if let Some(k) = &r.key {
             rec = rec.key(k.as_bytes());
         }

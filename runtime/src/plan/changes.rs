@@ -3,7 +3,8 @@
 //! operators and `UNION ALL` do not read one yet, and are refused by name rather than run
 //! over rows they would take for inserts. Sinks that only append are refused a changelog:
 //! they would store every old version of each row beside the new one. A ClickHouse sink with
-//! a version column writes it as upserts. A ClickHouse sink with
+//! a version column and a Kafka sink with `keyBy` write it as upserts by key; a file sink
+//! writes each change with its kind. A ClickHouse sink with
 //! a version column writes it as upserts.
 
 use weir_crds::{FieldError, SinkSpec, Transform};
@@ -60,8 +61,10 @@ pub(super) fn sink_takes(spec: &SinkSpec) -> Result<(), String> {
             "sink `{}` (clickhouse) has no versionColumn, and this statement's result updates (a GROUP BY without a window emits a new row each time a group changes): write it into a ReplacingMergeTree(<version>) table ordered by the result's key and set versionColumn to <version>, so that each key's newest row replaces the older",
             spec.name().unwrap_or("?")
         )),
+        // Upserts by key: the newest record of a key (a compacted topic) is the result.
+        SinkSpec::Kafka(k) if !k.key_by.is_empty() => Ok(()),
         SinkSpec::Kafka(_) => Err(format!(
-            "sink `{}` (kafka) only appends rows, and this statement's result updates (a GROUP BY without a window emits a new row each time a group changes); a file sink takes it, writing each row's change kind in `{CHANGE}`, a clickhouse sink with versionColumn takes it as upserts, or aggregate in a window (TUMBLE, HOP, SESSION), whose results are final",
+            "sink `{}` (kafka) has no keyBy, and this statement's result updates (a GROUP BY without a window emits a new row each time a group changes): set keyBy to the result's key columns, and each change is written as a record of that key (the newest record of a key is the result; a deletion is a tombstone)",
             spec.name().unwrap_or("?")
         )),
     }

@@ -418,17 +418,19 @@ fn a_group_by_on_event_time_is_final_at_its_time_and_any_other_updates() {
 #[test]
 fn a_changelog_is_refused_by_what_cannot_take_it_naming_the_sink_or_the_operator() {
     let updating = "SELECT store_id, count(*) AS n FROM orders GROUP BY store_id";
-    let errs = plan_errors(&format!(
-        "sinks:\n  - kafka: {{name: out, topic: t, bootstrapServers: 'localhost:9092', transactionalIdPrefix: t}}\nsql: |\n  INSERT INTO out {updating};\n"
-    ));
+    let kafka = |extra: &str| {
+        format!(
+            "sinks:\n  - kafka: {{name: out, topic: t, bootstrapServers: 'localhost:9092', transactionalIdPrefix: t{extra}}}\nsql: |\n  INSERT INTO out {updating};\n"
+        )
+    };
+    let errs = plan_errors(&kafka(""));
     assert_eq!(errs.len(), 1, "{errs:?}");
     assert!(
-        errs[0]
-            .message
-            .contains("sink `out` (kafka) only appends rows"),
+        errs[0].message.contains("sink `out` (kafka) has no keyBy"),
         "{errs:?}"
     );
     assert_eq!((errs[0].path.as_str(), errs[0].within), ("sql", Some(1)));
+    planned(&kafka(", keyBy: [store_id]"));
     for (sql, what) in [
         (
             format!("SELECT n, count(*) AS c FROM ({updating}) GROUP BY n"),
