@@ -1426,31 +1426,35 @@ sql: |
             "SELECT auction, bids, top FROM {table} FINAL ORDER BY auction FORMAT TabSeparated"
         ),
     ));
-    let got: std::collections::BTreeMap<i64, (i64, i64)> = text
+    type Counts = std::collections::BTreeMap<i64, (i64, i64)>;
+    let got: Counts = text
         .lines()
         .map(|l| {
             let f: Vec<i64> = l.split('\t').map(|x| x.parse().unwrap()).collect();
             (f[0], (f[1], f[2]))
         })
         .collect();
-    let wrong: Vec<_> = want
-        .iter()
-        .filter(|(a, v)| got.get(a) != Some(v))
-        .take(5)
-        .collect();
-    assert!(
-        wrong.is_empty() && got.len() == want.len(),
-        "{} auctions expected, {} in the table; first wrong (auction, (bids, max)): {wrong:?} table has {:?}",
-        want.len(),
-        got.len(),
-        wrong.iter().map(|(a, _)| got.get(a)).collect::<Vec<_>>()
-    );
+    let same = |what: &str, got: &Counts| {
+        let wrong: Vec<_> = want
+            .iter()
+            .filter(|(a, v)| got.get(a) != Some(v))
+            .take(5)
+            .collect();
+        assert!(
+            wrong.is_empty() && got.len() == want.len(),
+            "{what}: {} auctions expected, {} there; first wrong (auction, (bids, max)): {wrong:?}, there: {:?}",
+            want.len(),
+            got.len(),
+            wrong.iter().map(|(a, _)| got.get(a)).collect::<Vec<_>>()
+        );
+    };
+    same("table", &got);
     // The topic: the newest committed record per key, in partition order.
     let report = rt
         .block_on(weir_testkit::read_topic(&broker, &topic))
         .unwrap();
     assert_eq!(report.open, 0, "open transactions left in {topic}");
-    let mut latest: std::collections::BTreeMap<i64, (i64, i64)> = Default::default();
+    let mut latest = Counts::new();
     for r in &report.committed {
         let key: i64 = std::str::from_utf8(r.key.as_deref().unwrap())
             .unwrap()
@@ -1464,17 +1468,7 @@ sql: |
             (v["bids"].as_i64().unwrap(), v["top"].as_i64().unwrap()),
         );
     }
-    let wrong: Vec<_> = want
-        .iter()
-        .filter(|(a, v)| latest.get(a) != Some(v))
-        .take(5)
-        .collect();
-    assert!(
-        wrong.is_empty() && latest.len() == want.len(),
-        "topic: {} auctions expected, {} keys; first wrong: {wrong:?}",
-        want.len(),
-        latest.len()
-    );
+    same("topic", &latest);
     let stored = rt.block_on(ch_exec(&ch, &format!("SELECT count() FROM {table}")));
     println!(
         "changelog upserts: {} auctions, {total} bids; clickhouse {} rows stored before FINAL; kafka {} records",
