@@ -160,8 +160,16 @@ fn operator(op: &OpPlan) -> String {
                 .iter()
                 .map(|(c, desc, _)| format!("{c}{}", if *desc { " desc" } else { "" }))
                 .collect();
+            let (how, kept) = if crate::changelog::is_changelog(&op.output) {
+                (
+                    "updating: a changelog of the ranks that change (-U/+U per rank, +I for a new one)",
+                    "per partition, every partition kept for ever",
+                )
+            } else {
+                ("at the partition's event time", "per open partition")
+            };
             return format!(
-                "top {} per [{}] by {} as {}   [state `{}`, per key group: {} rows per open partition]",
+                "top {} per [{}] by {} as {}, {how}   [state `{}`, per key group: {} rows {kept}]",
                 t.n,
                 t.partition.join(", "),
                 order.join(", "),

@@ -1,14 +1,21 @@
-//! Top-N per partition that includes event time (`ROW_NUMBER() OVER (PARTITION BY
-//! window_start, window_end, ... ORDER BY ...) <= N` over a window's results): append-only,
-//! because a partition's rows all carry one event time, so once the watermark has passed it
-//! the partition is complete and its best N rows are final. Until then each partition keeps
-//! only its best N rows (in Arrow's row format, whose byte order is the sort order), so state
-//! is N rows per open partition however many arrive.
+//! Top-N per partition (`ROW_NUMBER() OVER (PARTITION BY ... ORDER BY ...) <= N`). Each
+//! partition keeps only its best N rows (in Arrow's row format, whose byte order is the sort
+//! order), so state is N rows per partition however many arrive. Two ways to emit them:
+//!
+//! - **At event time** (a window top-N: the partition includes the input's event time, e.g.
+//!   `window_start, window_end` of a window's results): a partition's rows all carry one event
+//!   time, so once the watermark has passed it the partition is complete and its best N rows
+//!   are final: append-only.
+//! - **Updating** (any other partition, over all time): the top changes as rows arrive, so
+//!   after each input batch every rank of a touched partition whose row changed is emitted as
+//!   a changelog ([`crate::changelog`]): `-U` the row that held the rank, `+U` the row that
+//!   holds it now, `+I` for a rank filled for the first time. Rows only ever enter the top N
+//!   (the input only inserts), so no rank empties and nothing is deleted.
 //!
 //! Rows that compare equal on the `ORDER BY` columns are ranked by their whole encoded row,
 //! so a replay after a restore picks the same rows (SQL leaves the choice open).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, Int64Array, RecordBatch};
@@ -17,6 +24,7 @@ use datafusion::arrow::datatypes::{SchemaRef, TimestampMillisecondType};
 use datafusion::arrow::row::{RowConverter, SortField};
 
 use super::{Input, KeyedState, Operator, OperatorCounters, Output, decode_keyed, encode_keyed};
+use crate::changelog::{self, Kind};
 use crate::error::{Error, Result};
 use crate::ids::Millis;
 use crate::keys::KeyCodec;
@@ -25,15 +33,17 @@ use crate::keys::KeyCodec;
 pub struct TopNConfig {
     /// The input's schema.
     pub input: SchemaRef,
-    /// `PARTITION BY` columns (they include `time_col`).
+    /// `PARTITION BY` columns.
     pub partition: Vec<usize>,
     /// `ORDER BY` columns: (column, descending, nulls first).
     pub order: Vec<(usize, bool, bool)>,
     /// How many rows per partition.
     pub n: usize,
-    /// The input's event-time column.
-    pub time_col: usize,
-    /// The input's columns and the row number (int64), in that order.
+    /// The input's event-time column when `partition` includes it (a window top-N);
+    /// `None` for an updating top-N.
+    pub time_col: Option<usize>,
+    /// The input's columns and the row number (int64), in that order, then the change
+    /// kind for an updating top-N.
     pub output: SchemaRef,
     /// Key groups.
     pub max_parallelism: u32,
@@ -94,7 +104,7 @@ impl TopN {
         let n = self.cfg.n;
         let time = ranked.2;
         let list = self.parts.entry(key.to_vec()).or_default();
-        if list.is_empty() {
+        if list.is_empty() && self.cfg.time_col.is_some() {
             self.due.insert((time, key.to_vec()));
         }
         let at = list.partition_point(|r| (&r.0, &r.1) <= (&ranked.0, &ranked.1));
@@ -103,10 +113,41 @@ impl TopN {
             list.truncate(n);
         }
     }
+
+    /// The whole rows a partition holds now, best first.
+    fn held(&self, key: &[u8]) -> Vec<Vec<u8>> {
+        self.parts
+            .get(key)
+            .map(|l| l.iter().map(|r| r.1.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    /// An output batch of `rows` (whole rows with their rank) and, for an updating top-N,
+    /// their change kinds.
+    fn emit(&self, rows: &[(Vec<u8>, i64, Kind)], out: &mut Output) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut columns = self.rows.decode(rows.iter().map(|r| r.0.as_slice()))?;
+        columns.push(Arc::new(Int64Array::from_iter_values(
+            rows.iter().map(|r| r.1),
+        )));
+        if self.cfg.time_col.is_none() {
+            let kinds: Vec<Kind> = rows.iter().map(|r| r.2).collect();
+            columns.push(changelog::column(&kinds));
+        }
+        out.batches
+            .push(RecordBatch::try_new(Arc::clone(&self.cfg.output), columns)?);
+        Ok(())
+    }
+}
+
+fn rank(i: usize) -> i64 {
+    i64::try_from(i + 1).unwrap_or(i64::MAX)
 }
 
 impl Operator for TopN {
-    fn process(&mut self, _input: Input, batch: RecordBatch, _out: &mut Output) -> Result<()> {
+    fn process(&mut self, _input: Input, batch: RecordBatch, out: &mut Output) -> Result<()> {
         let keys = self.keys.rows(&batch)?;
         let whole = self.rows.rows(&batch)?;
         let order: Vec<ArrayRef> = self
@@ -116,34 +157,61 @@ impl Operator for TopN {
             .map(|&(c, _, _)| Arc::clone(batch.column(c)))
             .collect();
         let sort = self.sort.convert_columns(&order)?;
-        let ts = batch
-            .column(self.cfg.time_col)
-            .as_primitive_opt::<TimestampMillisecondType>()
-            .ok_or_else(|| Error::internal("top-N time column is not a millisecond timestamp"))?;
+        let ts = match self.cfg.time_col {
+            Some(c) => Some(
+                batch
+                    .column(c)
+                    .as_primitive_opt::<TimestampMillisecondType>()
+                    .ok_or_else(|| {
+                        Error::internal("top-N time column is not a millisecond timestamp")
+                    })?,
+            ),
+            None => None,
+        };
+        // An updating top-N: each touched partition's rows before this batch, in the order
+        // first touched.
+        let mut before: Vec<(&[u8], Vec<Vec<u8>>)> = Vec::new();
+        let mut seen: HashSet<&[u8]> = HashSet::new();
         for r in 0..batch.num_rows() {
-            let t = if ts.is_null(r) {
-                Millis::MIN
-            } else {
-                ts.value(r)
+            let t = match ts {
+                Some(ts) if ts.is_null(r) => Millis::MIN,
+                Some(ts) => ts.value(r),
+                None => Millis::MIN,
             };
-            if t <= self.watermark {
+            if ts.is_some() && t <= self.watermark {
                 self.counters.late_records += 1;
                 continue;
+            }
+            let key = keys.row(r).data();
+            if ts.is_none() && seen.insert(key) {
+                before.push((key, self.held(key)));
             }
             let ranked = (
                 sort.row(r).as_ref().to_vec(),
                 whole.row(r).as_ref().to_vec(),
                 t,
             );
-            self.keep(keys.row(r).as_ref(), ranked);
+            self.keep(key, ranked);
         }
-        Ok(())
+        let mut rows: Vec<(Vec<u8>, i64, Kind)> = Vec::new();
+        for (key, old) in before {
+            for (i, new) in self.held(key).into_iter().enumerate() {
+                match old.get(i) {
+                    Some(o) if *o == new => {}
+                    Some(o) => {
+                        rows.push((o.clone(), rank(i), Kind::UpdateBefore));
+                        rows.push((new, rank(i), Kind::UpdateAfter));
+                    }
+                    None => rows.push((new, rank(i), Kind::Insert)),
+                }
+            }
+        }
+        self.emit(&rows, out)
     }
 
     fn on_watermark(&mut self, watermark: Millis, out: &mut Output) -> Result<()> {
         self.watermark = self.watermark.max(watermark);
-        let mut rows: Vec<Vec<u8>> = Vec::new();
-        let mut numbers: Vec<i64> = Vec::new();
+        let mut rows: Vec<(Vec<u8>, i64, Kind)> = Vec::new();
         while let Some((t, _)) = self.due.first() {
             if *t > self.watermark {
                 break;
@@ -158,18 +226,10 @@ impl Operator for TopN {
                 .into_iter()
                 .enumerate()
             {
-                rows.push(row);
-                numbers.push(i64::try_from(i + 1).unwrap_or(i64::MAX));
+                rows.push((row, rank(i), Kind::Insert));
             }
         }
-        if rows.is_empty() {
-            return Ok(());
-        }
-        let mut columns = self.rows.decode(rows.iter().map(Vec::as_slice))?;
-        columns.push(Arc::new(Int64Array::from(numbers)));
-        out.batches
-            .push(RecordBatch::try_new(Arc::clone(&self.cfg.output), columns)?);
-        Ok(())
+        self.emit(&rows, out)
     }
 
     fn snapshot(&self) -> Result<KeyedState> {
@@ -248,7 +308,7 @@ mod tests {
             partition: vec![0, 1],
             order: vec![(2, true, false)],
             n,
-            time_col: 1,
+            time_col: Some(1),
             output: Arc::new(Schema::new(fields)),
             max_parallelism: 128,
         }
@@ -338,5 +398,133 @@ mod tests {
         op.on_watermark(i64::MAX, &mut out).unwrap();
         assert_eq!(rows(&out), [(1, 20, Some(100), 1)]);
         assert!(op.snapshot().unwrap().is_empty());
+    }
+
+    /// An updating top-N (partition without event time) against the top computed directly:
+    /// random rows (unique ids, values with ties and nulls) in random batches, with a
+    /// snapshot and restore into a fresh operator from a random point on; its changelog
+    /// applied as a multiset (a `-U` must remove a row emitted before, right before its `+U`
+    /// of the same rank) equals each partition's best N by value descending (nulls last),
+    /// then id.
+    #[test]
+    fn an_updating_top_n_changelog_applied_equals_the_top_computed_directly() {
+        use std::collections::BTreeMap;
+
+        use crate::changelog::{self, Kind};
+        use crate::operator::tests::Rng;
+
+        let input = Arc::new(Schema::new(vec![
+            Field::new("g", DataType::Int64, false),
+            Field::new("id", DataType::Int64, false),
+            Field::new("v", DataType::Int64, true),
+        ]));
+        let config = |n: usize| {
+            let mut fields: Vec<Field> =
+                input.fields().iter().map(|f| f.as_ref().clone()).collect();
+            fields.push(Field::new("rownum", DataType::Int64, false));
+            fields.push(changelog::field());
+            TopNConfig {
+                input: Arc::clone(&input),
+                partition: vec![0],
+                order: vec![(2, true, false), (1, false, false)],
+                n,
+                time_col: None,
+                output: Arc::new(Schema::new(fields)),
+                max_parallelism: 128,
+            }
+        };
+        type Row = (i64, i64, Option<i64>, i64);
+        for seed in 0..20u64 {
+            let mut rng = Rng(seed);
+            let n = 1 + usize::try_from(rng.next(4)).unwrap();
+            let all: Vec<(i64, i64, Option<i64>)> = (0..1 + rng.next(200))
+                .map(|id| {
+                    let v = rng.next(9).cast_signed();
+                    (
+                        rng.next(4).cast_signed(),
+                        id.cast_signed(),
+                        (v != 8).then_some(v),
+                    )
+                })
+                .collect();
+            let mut op = TopN::new(config(n)).unwrap();
+            let restore_at = usize::try_from(rng.next(all.len() as u64)).unwrap();
+            let mut table: BTreeMap<Row, usize> = BTreeMap::new();
+            let mut at = 0;
+            let mut restored = false;
+            while at < all.len() {
+                if at >= restore_at && !restored {
+                    let state = op.snapshot().unwrap();
+                    op = TopN::new(config(n)).unwrap();
+                    op.restore(state).unwrap();
+                    restored = true;
+                }
+                let k = (1 + usize::try_from(rng.next(30)).unwrap()).min(all.len() - at);
+                let part = &all[at..at + k];
+                at += k;
+                let b = RecordBatch::try_new(
+                    Arc::clone(&input),
+                    vec![
+                        Arc::new(Int64Array::from_iter_values(part.iter().map(|r| r.0))),
+                        Arc::new(Int64Array::from_iter_values(part.iter().map(|r| r.1))),
+                        Arc::new(part.iter().map(|r| r.2).collect::<Int64Array>()),
+                    ],
+                )
+                .unwrap();
+                let mut out = Output::default();
+                op.process(Input::ONLY, b, &mut out).unwrap();
+                for b in &out.batches {
+                    let col = |i: usize| b.column(i).as_primitive::<Int64Type>().clone();
+                    let (g, id, v, rn) = (col(0), col(1), col(2), col(3));
+                    let kinds = b.column(4).as_string::<i32>();
+                    let rows: Vec<(Row, Kind)> = (0..b.num_rows())
+                        .map(|i| {
+                            (
+                                (
+                                    g.value(i),
+                                    id.value(i),
+                                    v.is_valid(i).then(|| v.value(i)),
+                                    rn.value(i),
+                                ),
+                                Kind::parse(kinds.value(i)).unwrap(),
+                            )
+                        })
+                        .collect();
+                    for (i, (row, kind)) in rows.iter().enumerate() {
+                        if *kind == Kind::UpdateBefore {
+                            let next = &rows[i + 1];
+                            assert_eq!(next.1, Kind::UpdateAfter, "seed {seed}");
+                            assert_eq!((next.0.0, next.0.3), (row.0, row.3), "seed {seed}");
+                        }
+                        if kind.retracts() {
+                            let c = table.get_mut(row).unwrap_or_else(|| {
+                                panic!("seed {seed}: {row:?} retracted, never emitted")
+                            });
+                            *c -= 1;
+                            if *c == 0 {
+                                table.remove(row);
+                            }
+                        } else {
+                            *table.entry(*row).or_default() += 1;
+                        }
+                    }
+                }
+            }
+            let mut by_group: BTreeMap<i64, Vec<(i64, Option<i64>)>> = BTreeMap::new();
+            for (g, id, v) in &all {
+                by_group.entry(*g).or_default().push((*id, *v));
+            }
+            let mut want: BTreeMap<Row, usize> = BTreeMap::new();
+            for (g, mut rows) in by_group {
+                // Value descending with nulls last, then id ascending.
+                rows.sort_by_key(|(id, v)| (v.is_none(), std::cmp::Reverse(*v), *id));
+                for (i, (id, v)) in rows.into_iter().take(n).enumerate() {
+                    *want
+                        .entry((g, id, v, i64::try_from(i + 1).unwrap()))
+                        .or_default() += 1;
+                }
+            }
+            assert_eq!(table, want, "seed {seed}, n {n}");
+        }
     }
 }

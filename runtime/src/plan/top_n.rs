@@ -1,6 +1,8 @@
 //! A top-N in the plan (`ROW_NUMBER() OVER (PARTITION BY ... ORDER BY ...) <= N`), checked
-//! against its input: only a partition that includes the input's event time completes (a
-//! window top-N), so only that one is append-only and runs.
+//! against its input. A partition that includes the input's event time completes (a window
+//! top-N): its rows are final once the watermark passes, append-only. Any other partition's
+//! top changes as rows arrive, so its result is a changelog of the ranks that change
+//! ([`crate::changelog`]).
 
 use std::sync::Arc;
 
@@ -57,13 +59,7 @@ pub(super) fn resolve(
         .iter()
         .filter_map(|(c, d, n)| col(c, &mut errs).map(|i| (i, *d, *n)))
         .collect();
-    match input.time_col {
-        Some(t) if partition.contains(&t) => {}
-        _ => errs.push(FieldError::new(
-            path,
-            "ROW_NUMBER() OVER (PARTITION BY ...) <= N runs as a window top-N: its PARTITION BY must include the event time of its input (window_start, window_end of a windowed query); over all time its result updates (a changelog), which Weir does not run yet",
-        )),
-    }
+    let updating = !input.time_col.is_some_and(|t| partition.contains(&t));
     if spec.n == 0 {
         errs.push(FieldError::new(path, "keeps no row (N must be at least 1)"));
     }
@@ -77,13 +73,20 @@ pub(super) fn resolve(
         .map(|f| f.as_ref().clone())
         .collect();
     fields.push(Field::new(&spec.rownum, DataType::Int64, false));
+    if updating {
+        fields.push(crate::changelog::field());
+    }
     Ok(Resolved {
         partition,
         order,
         out: Incoming {
             schema: Arc::new(Schema::new(fields)),
-            time_col: input.time_col,
-            time_lost_at: input.time_lost_at.clone(),
+            time_col: input.time_col.filter(|_| !updating),
+            time_lost_at: if updating {
+                Some(path.to_string())
+            } else {
+                input.time_lost_at.clone()
+            },
         },
     })
 }
@@ -99,12 +102,13 @@ pub(super) fn config(
     max_parallelism: u32,
 ) -> Result<TopNConfig, String> {
     let r = resolve(spec, input, path).map_err(|e| format!("{e:?}"))?;
+    let time_col = input.time_col.filter(|t| r.partition.contains(t));
     Ok(TopNConfig {
         input: Arc::clone(&input.schema),
         partition: r.partition,
         order: r.order,
         n: spec.n,
-        time_col: input.time_col.ok_or("no time column")?,
+        time_col,
         output: r.out.schema,
         max_parallelism,
     })
