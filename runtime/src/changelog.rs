@@ -18,8 +18,10 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, StringArray};
+use datafusion::arrow::array::{ArrayRef, AsArray, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
+
+use crate::error::{Error, Result};
 
 /// The change-kind column's name, last in a changelog's schema.
 pub const CHANGE: &str = "_change";
@@ -78,10 +80,50 @@ pub fn is_changelog(schema: &Schema) -> bool {
         .is_some_and(|f| f.name() == CHANGE && f.data_type() == &DataType::Utf8)
 }
 
-/// The change-kind field, appended to a changelog's schema.
+/// The change-kind field, appended to a changelog's schema, of a changelog that updates
+/// and inserts but never deletes.
 #[must_use]
 pub fn field() -> Field {
     Field::new(CHANGE, DataType::Utf8, false)
+}
+
+/// Marks a change-kind field whose changelog may delete rows (`-D`).
+const DELETES: &str = "weir.deletes";
+
+/// [`field`] of a changelog that may also delete rows: sinks that cannot write a deletion
+/// refuse it when planning.
+#[must_use]
+pub fn field_with_deletes() -> Field {
+    field().with_metadata([(DELETES.to_string(), "true".to_string())].into())
+}
+
+/// Whether records of `schema` are a changelog that may delete rows.
+#[must_use]
+pub fn may_delete(schema: &Schema) -> bool {
+    is_changelog(schema)
+        && schema
+            .fields()
+            .last()
+            .is_some_and(|f| f.metadata().contains_key(DELETES))
+}
+
+/// The change kind of every row of a changelog batch.
+///
+/// # Errors
+/// The batch is not a changelog, or a row's kind is not one of the four.
+pub fn kinds(batch: &RecordBatch) -> Result<Vec<Kind>> {
+    let last = batch.num_columns().saturating_sub(1);
+    let col = batch
+        .column(last)
+        .as_string_opt::<i32>()
+        .filter(|_| is_changelog(batch.schema_ref()))
+        .ok_or_else(|| Error::internal("a changelog batch without its change kind"))?;
+    col.iter()
+        .map(|k| {
+            k.and_then(Kind::parse)
+                .ok_or_else(|| Error::internal(format!("unknown change kind {k:?}")))
+        })
+        .collect()
 }
 
 /// The change-kind column for `kinds`.

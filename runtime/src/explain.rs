@@ -137,6 +137,8 @@ fn operator(op: &OpPlan) -> String {
                 .collect();
             let how = if op.groups_at_time() {
                 "at their event time (a 1 ms window)"
+            } else if crate::changelog::may_delete(&op.output) {
+                "over a changelog, retracted rows taken back: each group's new row (+I, -U/+U), -D when its last row leaves"
             } else if crate::changelog::is_changelog(&op.output) {
                 "updating: a changelog of each group's new row (+I, -U/+U)"
             } else {

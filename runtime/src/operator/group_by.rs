@@ -9,6 +9,10 @@
 //! Without aggregates (`SELECT DISTINCT`) a group's row never changes: it is emitted once,
 //! when first seen, and the output is plain inserts, which any sink takes.
 //!
+//! Over a changelog (the result of another updating operator) rows also leave: `-U`/`-D`
+//! rows are taken back from their group ([`retract`]), and a group whose rows are all taken
+//! back is deleted (`-D` its last row).
+//!
 //! State is each group's accumulators, kept for as long as the job runs (per key group, so
 //! it moves on rescale).
 //!
@@ -23,7 +27,9 @@ use datafusion::arrow::array::{ArrayRef, RecordBatch};
 use datafusion::arrow::datatypes::SchemaRef;
 
 use super::window::Aggregate;
-use super::window::accumulators::{Acc, Arguments, Outcome, check_restored, finish_outcomes};
+use super::window::accumulators::{
+    Acc, Arguments, Outcome, Value, check_restored, finish_outcomes,
+};
 use super::{Input, KeyedState, Operator, Output, decode_keyed, encode_keyed};
 use crate::changelog::{self, Kind};
 use crate::error::{Error, Result};
@@ -42,6 +48,8 @@ pub struct GroupByConfig {
     pub output: SchemaRef,
     /// Key groups in the job.
     pub max_parallelism: u32,
+    /// The input is a changelog: its last column is the change kind.
+    pub retracting: bool,
 }
 
 /// The updating `GROUP BY` of one subtask.
@@ -52,7 +60,10 @@ pub struct GroupBy {
     output: SchemaRef,
     changelog: bool,
     max_parallelism: u32,
+    /// Over inserts only: each group's accumulators.
     groups: HashMap<Vec<u8>, Vec<Acc>>,
+    /// Over a changelog: each group's rows and accumulators.
+    retracting: Option<HashMap<Vec<u8>, Group>>,
 }
 
 impl std::fmt::Debug for GroupBy {
@@ -77,11 +88,57 @@ impl GroupBy {
             output: c.output,
             max_parallelism: c.max_parallelism,
             groups: HashMap::new(),
+            retracting: c.retracting.then(HashMap::new),
         })
     }
 
-    fn outcomes(accs: &[Acc]) -> Vec<Outcome> {
-        accs.iter().map(Acc::outcome).collect()
+    /// A group's result now; `None` when there is no such group.
+    fn outcomes(&self, key: &[u8]) -> Option<Vec<Outcome>> {
+        match &self.retracting {
+            Some(groups) => groups
+                .get(key)
+                .map(|g| g.accs.iter().map(Retractable::outcome).collect()),
+            None => self
+                .groups
+                .get(key)
+                .map(|accs| accs.iter().map(Acc::outcome).collect()),
+        }
+    }
+
+    /// Add row `row` (its arguments in `values`) to its group, or take it back (`sign` -1).
+    fn apply(&mut self, key: &[u8], values: &[Value<'_>], row: usize, sign: i64) {
+        if let Some(groups) = &mut self.retracting {
+            if !groups.contains_key(key) {
+                if sign < 0 {
+                    // Nothing to take back from: the changelog retracts a row this group
+                    // never had (state expired upstream); as Flink does, ignore it.
+                    tracing::debug!(
+                        "a GROUP BY was asked to take back a row of a group it does not hold"
+                    );
+                    return;
+                }
+                let accs = self.aggregates.iter().map(Retractable::new).collect();
+                groups.insert(key.to_vec(), Group { rows: 0, accs });
+            }
+            let Some(g) = groups.get_mut(key) else {
+                return;
+            };
+            g.rows += sign;
+            for (acc, v) in g.accs.iter_mut().zip(values) {
+                acc.update(v, row, sign);
+            }
+            if g.rows <= 0 {
+                groups.remove(key);
+            }
+            return;
+        }
+        let accs = self
+            .groups
+            .entry(key.to_vec())
+            .or_insert_with(|| self.aggregates.iter().map(Acc::new).collect());
+        for (acc, v) in accs.iter_mut().zip(values) {
+            acc.update(v, row);
+        }
     }
 }
 
@@ -90,43 +147,36 @@ impl Operator for GroupBy {
         let key_rows = self.keys.rows(&batch)?;
         let arrays = self.args.eval(&self.aggregates, &batch)?;
         let values = self.args.values(&self.aggregates, &arrays)?;
+        let kinds = if self.retracting.is_some() {
+            Some(changelog::kinds(&batch)?)
+        } else {
+            None
+        };
         // Groups touched, in the order first touched, with their result before this batch
-        // (`None`: new).
+        // (`None`: no such group).
         let mut touched: Vec<(&[u8], Option<Vec<Outcome>>)> = Vec::new();
         let mut seen: HashSet<&[u8]> = HashSet::new();
         for row in 0..batch.num_rows() {
             let key = key_rows.row(row).data();
-            if !self.groups.contains_key(key) {
-                seen.insert(key);
-                touched.push((key, None));
-                let fresh = self.aggregates.iter().map(Acc::new).collect();
-                self.groups.insert(key.to_vec(), fresh);
-            }
-            let accs = self
-                .groups
-                .get_mut(key)
-                .ok_or_else(|| Error::internal("a group just added is gone"))?;
             if seen.insert(key) {
-                touched.push((key, Some(Self::outcomes(accs))));
+                touched.push((key, self.outcomes(key)));
             }
-            for (acc, v) in accs.iter_mut().zip(&values) {
-                acc.update(v, row);
-            }
+            let sign = match kinds.as_ref().map(|k| k[row]) {
+                Some(k) if k.retracts() => -1,
+                _ => 1,
+            };
+            self.apply(key, &values, row, sign);
         }
         let mut rows: Vec<(&[u8], Vec<Outcome>, Kind)> = Vec::new();
         for (key, before) in touched {
-            let now = self
-                .groups
-                .get(key)
-                .map(|accs| Self::outcomes(accs))
-                .ok_or_else(|| Error::internal("a touched group is gone"))?;
-            match before {
-                None => rows.push((key, now, Kind::Insert)),
-                Some(before) if before != now => {
+            match (before, self.outcomes(key)) {
+                (None, Some(now)) => rows.push((key, now, Kind::Insert)),
+                (Some(before), Some(now)) if before != now => {
                     rows.push((key, before, Kind::UpdateBefore));
                     rows.push((key, now, Kind::UpdateAfter));
                 }
-                Some(_) => {}
+                (Some(before), None) => rows.push((key, before, Kind::Delete)),
+                _ => {}
             }
         }
         if rows.is_empty() {
@@ -146,23 +196,44 @@ impl Operator for GroupBy {
     }
 
     fn snapshot(&self) -> Result<KeyedState> {
-        encode_keyed(
-            NAME,
-            self.max_parallelism,
-            self.groups.iter().map(|(k, accs)| (k.as_slice(), accs)),
-        )
+        match &self.retracting {
+            Some(groups) => encode_keyed(
+                NAME,
+                self.max_parallelism,
+                groups.iter().map(|(k, g)| (k.as_slice(), g)),
+            ),
+            None => encode_keyed(
+                NAME,
+                self.max_parallelism,
+                self.groups.iter().map(|(k, accs)| (k.as_slice(), accs)),
+            ),
+        }
     }
 
     fn restore(&mut self, state: KeyedState) -> Result<()> {
-        let restored = decode_keyed::<Vec<Acc>>(NAME, state)?;
         let wrong = |message| Error::State {
             operator: NAME.into(),
             message,
         };
-        let keys: Vec<&[u8]> = restored.iter().map(|(k, _)| k.as_slice()).collect();
-        if !keys.is_empty() {
-            self.keys.decode_stored(&keys).map_err(wrong)?;
+        let check_keys = |keys: Vec<&[u8]>| {
+            if keys.is_empty() {
+                return Ok(());
+            }
+            self.keys.decode_stored(&keys).map(|_| ()).map_err(wrong)
+        };
+        if self.retracting.is_some() {
+            let restored = decode_keyed::<Group>(NAME, state)?;
+            check_keys(restored.iter().map(|(k, _)| k.as_slice()).collect())?;
+            for (_, g) in &restored {
+                retract::check_restored(&self.aggregates, g).map_err(wrong)?;
+            }
+            if let Some(groups) = &mut self.retracting {
+                groups.extend(restored);
+            }
+            return Ok(());
         }
+        let restored = decode_keyed::<Vec<Acc>>(NAME, state)?;
+        check_keys(restored.iter().map(|(k, _)| k.as_slice()).collect())?;
         for (_, accs) in &restored {
             check_restored(&self.aggregates, accs).map_err(wrong)?;
         }
@@ -171,5 +242,8 @@ impl Operator for GroupBy {
     }
 }
 
+mod retract;
 #[cfg(test)]
 mod tests;
+
+use retract::{Group, Retractable};

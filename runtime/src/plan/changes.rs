@@ -1,6 +1,7 @@
 //! Where a changelog ([`crate::changelog`]) may go. Filters and selects read one row at a
-//! time, so they pass a changelog on (a select carries the change kind along); the stateful
-//! operators and `UNION ALL` do not read one yet, and are refused by name rather than run
+//! time, so they pass a changelog on (a select carries the change kind along); a `GROUP BY`
+//! takes retracted rows back from their groups; the other stateful operators and
+//! `UNION ALL` do not read one yet, and are refused by name rather than run
 //! over rows they would take for inserts. Sinks that only append are refused a changelog:
 //! they would store every old version of each row beside the new one. A ClickHouse sink with
 //! a version column and a Kafka sink with `keyBy` write it as upserts by key; a file sink
@@ -35,10 +36,11 @@ pub(super) fn through<T>(
         }
         Operation::Transform(Transform::Window(_)) => "a window",
         Operation::Transform(Transform::Dedup(_)) => "a dedup",
+        // Takes rows back from their groups (`operator/group_by/retract.rs`).
+        Operation::GroupBy(_) => return Ok(op.clone()),
         Operation::Union => "UNION ALL",
         Operation::Join(_) => "a join",
         Operation::TopN(_) => "a top-N (ROW_NUMBER)",
-        Operation::GroupBy(_) => "a GROUP BY",
     };
     Err(FieldError::new(
         format!("transforms[{i}]"),
@@ -52,9 +54,13 @@ pub(super) fn through<T>(
 ///
 /// # Errors
 /// What the sink does instead, and what to do.
-pub(super) fn sink_takes(spec: &SinkSpec) -> Result<(), String> {
+pub(super) fn sink_takes(spec: &SinkSpec, deletes: bool) -> Result<(), String> {
     match spec {
         SinkSpec::Stdout { .. } | SinkSpec::Blackhole { .. } | SinkSpec::File(_) => Ok(()),
+        SinkSpec::ClickHouse(_) if deletes => Err(format!(
+            "sink `{}` (clickhouse) cannot delete a row, and this statement's result may delete some (a GROUP BY over an updating result loses a group when all its rows are taken back); write it to a file sink or to Kafka with keyBy (a deletion is a tombstone)",
+            spec.name().unwrap_or("?")
+        )),
         // Upserts into a ReplacingMergeTree (its engine is checked when the job starts).
         SinkSpec::ClickHouse(c) if c.version_column.is_some() => Ok(()),
         SinkSpec::ClickHouse(_) => Err(format!(

@@ -67,6 +67,13 @@ pub(super) fn node(
             let path = format!("transforms[{i}].select");
             let mut fields = Vec::new();
             for (name, sql) in cols {
+                if name == crate::changelog::CHANGE
+                    && let Ok(f) = schema.field_with_name(sql)
+                {
+                    // The change kind passes through as it is (whether it may delete).
+                    fields.push(f.clone());
+                    continue;
+                }
                 match CompiledExpr::compile(sql, schema) {
                     Ok(c) => fields.push(Field::new(name, c.data_type.clone(), true)),
                     Err(m) => errs.push(FieldError::new(
@@ -155,7 +162,8 @@ pub(super) fn time_key(keys: &[usize], time_col: Option<usize>) -> Option<usize>
 /// Check an updating `GROUP BY` (node `i`): the keys and aggregates of `w` (its window fields
 /// unset) over `input`. It gives the keys, then the aggregates, then the change kind
 /// ([`crate::changelog`]) when there are aggregates to update; with none (`SELECT DISTINCT`)
-/// each group is emitted once, when first seen, and never changes. No event time survives it.
+/// each group is emitted once, when first seen, and never changes. Over a changelog a group
+/// can also lose every row, so the result may delete. No event time survives it.
 pub(super) fn group_by(
     i: usize,
     w: &weir_crds::WindowSpec,
@@ -170,7 +178,10 @@ pub(super) fn group_by(
             for ((name, _), a) in w.aggregates.iter().zip(&aggs) {
                 fields.push(Field::new(name, a.output_type(), true));
             }
-            if !aggs.is_empty() {
+            if crate::changelog::is_changelog(schema) {
+                // Over a changelog a group can lose all its rows: it is deleted then.
+                fields.push(crate::changelog::field_with_deletes());
+            } else if !aggs.is_empty() {
                 fields.push(crate::changelog::field());
             }
             (Arc::new(Schema::new(fields)) as SchemaRef, keys)

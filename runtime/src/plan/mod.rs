@@ -286,6 +286,7 @@ impl OpPlan {
             aggregates,
             output: Arc::clone(&self.output),
             max_parallelism,
+            retracting: crate::changelog::is_changelog(&self.input),
         })?))
     }
 

@@ -241,12 +241,9 @@ pub(super) fn cut(
             && crate::changelog::is_changelog(&placed[k].2.schema)
         {
             for &sink in &list {
-                if let Err(m) = job
-                    .pipeline
-                    .sinks
-                    .get(sink)
-                    .map_or(Ok(()), changes::sink_takes)
-                {
+                if let Err(m) = job.pipeline.sinks.get(sink).map_or(Ok(()), |s| {
+                    changes::sink_takes(s, crate::changelog::may_delete(&placed[k].2.schema))
+                }) {
                     let e = FieldError::new(format!("sinks[{sink}]"), m);
                     errs.extend(at_origin(flow.nodes[k].origin, vec![e]));
                 }

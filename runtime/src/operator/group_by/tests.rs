@@ -27,7 +27,22 @@ fn input() -> SchemaRef {
 }
 
 fn config(with_aggregates: bool) -> GroupByConfig {
-    let schema = input();
+    config_over(&input(), with_aggregates)
+}
+
+/// The input of a GROUP BY over a changelog: `k`, `v`, then the change kind.
+fn changelog_input() -> SchemaRef {
+    let mut fields: Vec<Field> = input()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    fields.push(changelog::field());
+    Arc::new(Schema::new(fields))
+}
+
+fn config_over(schema: &SchemaRef, with_aggregates: bool) -> GroupByConfig {
+    let schema = Arc::clone(schema);
     let agg = |func, arg: Option<&str>, kind| Aggregate {
         func,
         arg: arg.map(|a| CompiledExpr::compile(a, &schema).unwrap()),
@@ -49,7 +64,10 @@ fn config(with_aggregates: bool) -> GroupByConfig {
     for (i, a) in aggregates.iter().enumerate() {
         fields.push(Field::new(format!("a{i}"), a.output_type(), true));
     }
-    if with_aggregates {
+    let retracting = changelog::is_changelog(&schema);
+    if retracting {
+        fields.push(changelog::field_with_deletes());
+    } else if with_aggregates {
         fields.push(changelog::field());
     }
     GroupByConfig {
@@ -57,6 +75,7 @@ fn config(with_aggregates: bool) -> GroupByConfig {
         aggregates,
         output: Arc::new(Schema::new(fields)),
         max_parallelism: 16,
+        retracting,
     }
 }
 
@@ -129,6 +148,103 @@ fn batch(rows: &[(Option<i64>, Option<i64>)]) -> RecordBatch {
     .unwrap()
 }
 
+/// Apply the changes of `out` to `table`, checking that each `-U` is followed by the `+U` of
+/// its group and that every retraction removes a row emitted before.
+fn apply(out: &Output, table: &mut BTreeMap<Row, usize>, seed: u64) {
+    for b in &out.batches {
+        let rows = rows_of(b);
+        for (i, (row, kind)) in rows.iter().enumerate() {
+            if *kind == Kind::UpdateBefore {
+                assert_eq!(rows[i + 1].1, Kind::UpdateAfter, "seed {seed}: -U then +U");
+                assert_eq!(rows[i + 1].0.0, row.0, "seed {seed}: the same group");
+            }
+            if kind.retracts() {
+                let c = table
+                    .get_mut(row)
+                    .unwrap_or_else(|| panic!("seed {seed}: {row:?} retracted, never emitted"));
+                *c -= 1;
+                if *c == 0 {
+                    table.remove(row);
+                }
+            } else {
+                *table.entry(row.clone()).or_default() += 1;
+            }
+        }
+    }
+}
+
+/// An input row: key and value.
+type Input2 = (Option<i64>, Option<i64>);
+
+/// Over a changelog: random inserts, updates (`-U` of a live row, `+U` of a new one) and
+/// deletes of live rows, in random batches, across a restore; the output changelog applied
+/// equals the groups of the rows still live, and groups whose rows all left are gone.
+#[test]
+fn over_a_changelog_rows_taken_back_leave_their_groups_and_empty_groups_are_deleted() {
+    for seed in 0..20u64 {
+        let mut rng = Rng(seed + 100);
+        let mut live: Vec<Input2> = Vec::new();
+        let mut changes: Vec<(Input2, Kind)> = Vec::new();
+        let draw = |rng: &mut Rng| {
+            let k = rng.next(5).cast_signed();
+            let v = rng.next(10).cast_signed();
+            ((k != 4).then_some(k), (v != 9).then_some(v))
+        };
+        for _ in 0..1 + rng.next(300) {
+            match rng.next(10) {
+                0..=4 => {
+                    let r = draw(&mut rng);
+                    live.push(r);
+                    changes.push((r, Kind::Insert));
+                }
+                5..=7 if !live.is_empty() => {
+                    let old =
+                        live.swap_remove(usize::try_from(rng.next(live.len() as u64)).unwrap());
+                    let new = draw(&mut rng);
+                    live.push(new);
+                    changes.push((old, Kind::UpdateBefore));
+                    changes.push((new, Kind::UpdateAfter));
+                }
+                _ if !live.is_empty() => {
+                    let old =
+                        live.swap_remove(usize::try_from(rng.next(live.len() as u64)).unwrap());
+                    changes.push((old, Kind::Delete));
+                }
+                _ => {}
+            }
+        }
+        let schema = changelog_input();
+        let mut op = GroupBy::new(config_over(&schema, true)).unwrap();
+        let mut table: BTreeMap<Row, usize> = BTreeMap::new();
+        let restore_at = usize::try_from(rng.next(changes.len() as u64)).unwrap();
+        let (mut at, mut restored) = (0, false);
+        while at < changes.len() {
+            if at >= restore_at && !restored {
+                let state = op.snapshot().unwrap();
+                op = GroupBy::new(config_over(&schema, true)).unwrap();
+                op.restore(state).unwrap();
+                restored = true;
+            }
+            let n = (1 + usize::try_from(rng.next(25)).unwrap()).min(changes.len() - at);
+            let part = &changes[at..at + n];
+            at += n;
+            let b = RecordBatch::try_new(
+                Arc::clone(&schema),
+                vec![
+                    Arc::new(part.iter().map(|r| r.0.0).collect::<Int64Array>()),
+                    Arc::new(part.iter().map(|r| r.0.1).collect::<Int64Array>()),
+                    changelog::column(&part.iter().map(|r| r.1).collect::<Vec<_>>()),
+                ],
+            )
+            .unwrap();
+            let mut out = Output::default();
+            op.process(Input::ONLY, b, &mut out).unwrap();
+            apply(&out, &mut table, seed);
+        }
+        assert_eq!(table, oracle(&live), "seed {seed}");
+    }
+}
+
 #[test]
 fn the_changelog_applied_equals_the_groups_computed_directly_across_a_restore() {
     for seed in 0..20u64 {
@@ -155,26 +271,7 @@ fn the_changelog_applied_equals_the_groups_computed_directly_across_a_restore() 
             op.process(Input::ONLY, batch(&all[at..at + n]), &mut out)
                 .unwrap();
             at += n;
-            for b in &out.batches {
-                let rows = rows_of(b);
-                for (i, (row, kind)) in rows.iter().enumerate() {
-                    if *kind == Kind::UpdateBefore {
-                        assert_eq!(rows[i + 1].1, Kind::UpdateAfter, "seed {seed}: -U then +U");
-                        assert_eq!(rows[i + 1].0.0, row.0, "seed {seed}: the same group");
-                    }
-                    if kind.retracts() {
-                        let c = table.get_mut(row).unwrap_or_else(|| {
-                            panic!("seed {seed}: {row:?} retracted, never emitted")
-                        });
-                        *c -= 1;
-                        if *c == 0 {
-                            table.remove(row);
-                        }
-                    } else {
-                        *table.entry(row.clone()).or_default() += 1;
-                    }
-                }
-            }
+            apply(&out, &mut table, seed);
         }
         assert_eq!(table, oracle(&all), "seed {seed}");
     }
