@@ -17,9 +17,9 @@ use std::time::Duration;
 use common::{log_tail, spawn_runtime, wait_exit_within};
 
 const EVENTS: u64 = 60_000;
-const QUERIES: [&str; 19] = [
-    "q0", "q1", "q2", "q3", "q4", "q5", "q7", "q8", "q9", "q11", "q14", "q15", "q17", "q18", "q19",
-    "q20", "q22", "early", "hot",
+const QUERIES: [&str; 21] = [
+    "q0", "q1", "q2", "q3", "q4", "q5", "q7", "q8", "q9", "q11", "q14", "q15", "q16", "q17", "q18",
+    "q19", "q20", "q21", "q22", "early", "hot",
 ];
 
 fn repo() -> PathBuf {
