@@ -137,11 +137,13 @@ pub struct Pipeline {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = MAX_SQL_BYTES))]
     pub sql: Option<String>,
-    /// How long a regular join (one without a time bound) keeps a row, counted in event
-    /// time from the row's own event time, like Flink's `table.exec.state.ttl` (which counts
-    /// in processing time; event time replays the same after a restore). A row older than
-    /// this no longer joins rows that arrive after it expired; without it such a join keeps
-    /// every row for ever. Windowed and interval joins drop rows on their own.
+    /// How long state that nothing else ends is kept, counted in event time, like Flink's
+    /// `table.exec.state.ttl` (which counts in processing time; event time replays the same
+    /// after a restore): a regular join's row (from its own event time), an updating `GROUP
+    /// BY`'s group and a top-N's partition over all time (from their newest row's). What
+    /// expired is forgotten: a later row no longer joins it, a group or partition starts
+    /// again. Without it these keep everything for ever. Windows and interval joins drop
+    /// state on their own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state_ttl: Option<Duration>,
     /// With `transforms`, every sink receives every result record; with `sql`, each sink

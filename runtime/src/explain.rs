@@ -129,7 +129,7 @@ fn operator(op: &OpPlan) -> String {
     let t = match &op.operation {
         Operation::Union => return format!("union all ({})", op.id),
         Operation::Join(j) => return join(op, j),
-        Operation::GroupBy(w) => {
+        Operation::GroupBy(w, ttl) => {
             let aggs: Vec<String> = w
                 .aggregates
                 .iter()
@@ -144,10 +144,13 @@ fn operator(op: &OpPlan) -> String {
             } else {
                 "distinct: each group once, when first seen"
             };
-            let kept = if op.groups_at_time() {
-                "per key group"
-            } else {
-                "per key group, every group kept for ever"
+            let kept = match (op.groups_at_time(), ttl, op.time_col) {
+                (true, _, _) => "per key group".to_string(),
+                (false, Some(ms), Some(_)) => format!(
+                    "per key group, a group kept until {ms} ms of event time pass without a row (stateTtl)"
+                ),
+                (false, Some(_), None) => "per key group, every group kept for ever (stateTtl counts event time, which this input does not carry)".to_string(),
+                (false, None, _) => "per key group, every group kept for ever (no stateTtl)".to_string(),
             };
             return format!(
                 "group by [{}] {how}: {}   [state `{}`, {kept}]",
@@ -165,10 +168,19 @@ fn operator(op: &OpPlan) -> String {
             let (how, kept) = if crate::changelog::is_changelog(&op.output) {
                 (
                     "updating: a changelog of the ranks that change (-U/+U per rank, +I for a new one)",
-                    "per partition, every partition kept for ever",
+                    match (t.ttl, op.time_col) {
+                        (Some(ms), Some(_)) => format!(
+                            "per partition, a partition kept until {ms} ms of event time pass without a row (stateTtl)"
+                        ),
+                        (Some(_), None) => "per partition, every partition kept for ever (stateTtl counts event time, which this input does not carry)".to_string(),
+                        (None, _) => "per partition, every partition kept for ever (no stateTtl)".to_string(),
+                    },
                 )
             } else {
-                ("at the partition's event time", "per open partition")
+                (
+                    "at the partition's event time",
+                    "per open partition".to_string(),
+                )
             };
             return format!(
                 "top {} per [{}] by {} as {}, {how}   [state `{}`, per key group: {} rows {kept}]",

@@ -13,8 +13,9 @@
 //! rows are taken back from their group ([`retract`]), and a group whose rows are all taken
 //! back is deleted (`-D` its last row).
 //!
-//! State is each group's accumulators, kept for as long as the job runs (per key group, so
-//! it moves on rescale).
+//! State is each group's accumulators, per key group (so it moves on rescale), kept for as
+//! long as the job runs, or, with `stateTtl` over input that carries event time, until no
+//! row of the group has come for that long ([`super::ttl`]).
 //!
 //! Replay after a restore is exact: the checkpoint holds every group as of its barrier, which
 //! is what the output committed by that checkpoint last said of it, so the replay's first
@@ -23,9 +24,10 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, RecordBatch};
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
+use datafusion::arrow::datatypes::{SchemaRef, TimestampMillisecondType};
 
+use super::ttl::Ttl;
 use super::window::Aggregate;
 use super::window::accumulators::{
     Acc, Arguments, Outcome, Value, check_restored, finish_outcomes,
@@ -33,6 +35,7 @@ use super::window::accumulators::{
 use super::{Input, KeyedState, Operator, Output, decode_keyed, encode_keyed};
 use crate::changelog::{self, Kind};
 use crate::error::{Error, Result};
+use crate::ids::Millis;
 use crate::keys::KeyCodec;
 
 const NAME: &str = "group by";
@@ -50,6 +53,9 @@ pub struct GroupByConfig {
     pub max_parallelism: u32,
     /// The input is a changelog: its last column is the change kind.
     pub retracting: bool,
+    /// `stateTtl`: the input's event-time column, and how long a group is kept after its
+    /// newest row.
+    pub ttl: Option<(usize, Millis)>,
 }
 
 /// The updating `GROUP BY` of one subtask.
@@ -64,6 +70,8 @@ pub struct GroupBy {
     groups: HashMap<Vec<u8>, Vec<Acc>>,
     /// Over a changelog: each group's rows and accumulators.
     retracting: Option<HashMap<Vec<u8>, Group>>,
+    /// `stateTtl`: the event-time column, and each group's newest row.
+    ttl: Option<(usize, Ttl)>,
 }
 
 impl std::fmt::Debug for GroupBy {
@@ -89,6 +97,7 @@ impl GroupBy {
             max_parallelism: c.max_parallelism,
             groups: HashMap::new(),
             retracting: c.retracting.then(HashMap::new),
+            ttl: c.ttl.map(|(col, ttl)| (col, Ttl::new(ttl))),
         })
     }
 
@@ -156,16 +165,35 @@ impl Operator for GroupBy {
         // (`None`: no such group).
         let mut touched: Vec<(&[u8], Option<Vec<Outcome>>)> = Vec::new();
         let mut seen: HashSet<&[u8]> = HashSet::new();
+        let times = match &self.ttl {
+            Some((col, _)) => Some(
+                batch
+                    .column(*col)
+                    .as_primitive_opt::<TimestampMillisecondType>()
+                    .ok_or_else(|| Error::internal("group by time column is not a timestamp"))?,
+            ),
+            None => None,
+        };
+        let mut newest: HashMap<&[u8], Millis> = HashMap::new();
         for row in 0..batch.num_rows() {
             let key = key_rows.row(row).data();
             if seen.insert(key) {
                 touched.push((key, self.outcomes(key)));
+            }
+            if let Some(ts) = times.filter(|ts| ts.is_valid(row)) {
+                let t = newest.entry(key).or_insert(Millis::MIN);
+                *t = (*t).max(ts.value(row));
             }
             let sign = match kinds.as_ref().map(|k| k[row]) {
                 Some(k) if k.retracts() => -1,
                 _ => 1,
             };
             self.apply(key, &values, row, sign);
+        }
+        if let Some((_, ttl)) = &mut self.ttl {
+            for (key, t) in newest {
+                ttl.touch(key, t);
+            }
         }
         let mut rows: Vec<(&[u8], Vec<Outcome>, Kind)> = Vec::new();
         for (key, before) in touched {
@@ -195,6 +223,15 @@ impl Operator for GroupBy {
         Ok(())
     }
 
+    fn on_watermark(&mut self, watermark: Millis, _out: &mut Output) -> Result<()> {
+        if let Some((_, ttl)) = &mut self.ttl {
+            for key in ttl.expire(watermark) {
+                self.groups.remove(&key);
+            }
+        }
+        Ok(())
+    }
+
     fn snapshot(&self) -> Result<KeyedState> {
         match &self.retracting {
             Some(groups) => encode_keyed(
@@ -202,10 +239,14 @@ impl Operator for GroupBy {
                 self.max_parallelism,
                 groups.iter().map(|(k, g)| (k.as_slice(), g)),
             ),
+            // Each group with its newest row's event time when `stateTtl` tracks it.
             None => encode_keyed(
                 NAME,
                 self.max_parallelism,
-                self.groups.iter().map(|(k, accs)| (k.as_slice(), accs)),
+                self.groups.iter().map(|(k, accs)| {
+                    let last = self.ttl.as_ref().and_then(|(_, t)| t.last(k));
+                    (k.as_slice(), (accs, last))
+                }),
             ),
         }
     }
@@ -232,12 +273,17 @@ impl Operator for GroupBy {
             }
             return Ok(());
         }
-        let restored = decode_keyed::<Vec<Acc>>(NAME, state)?;
+        let restored = decode_keyed::<(Vec<Acc>, Option<Millis>)>(NAME, state)?;
         check_keys(restored.iter().map(|(k, _)| k.as_slice()).collect())?;
-        for (_, accs) in &restored {
+        for (_, (accs, _)) in &restored {
             check_restored(&self.aggregates, accs).map_err(wrong)?;
         }
-        self.groups.extend(restored);
+        for (key, (accs, last)) in restored {
+            if let (Some((_, ttl)), Some(t)) = (&mut self.ttl, last) {
+                ttl.touch(&key, t);
+            }
+            self.groups.insert(key, accs);
+        }
         Ok(())
     }
 }

@@ -11,6 +11,7 @@ pub mod group_by;
 pub mod join;
 pub mod select;
 pub mod top_n;
+pub mod ttl;
 pub mod union;
 pub mod window;
 

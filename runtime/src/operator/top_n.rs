@@ -23,6 +23,7 @@ use datafusion::arrow::compute::SortOptions;
 use datafusion::arrow::datatypes::{SchemaRef, TimestampMillisecondType};
 use datafusion::arrow::row::{RowConverter, SortField};
 
+use super::ttl::Ttl;
 use super::{Input, KeyedState, Operator, OperatorCounters, Output, decode_keyed, encode_keyed};
 use crate::changelog::{self, Kind};
 use crate::error::{Error, Result};
@@ -45,6 +46,9 @@ pub struct TopNConfig {
     /// The input's columns and the row number (int64), in that order, then the change
     /// kind for an updating top-N.
     pub output: SchemaRef,
+    /// `stateTtl` of an updating top-N: the input's event-time column, and how long a
+    /// partition is kept after its newest row.
+    pub ttl: Option<(usize, Millis)>,
     /// Key groups.
     pub max_parallelism: u32,
 }
@@ -64,6 +68,8 @@ pub struct TopN {
     due: BTreeSet<(Millis, Vec<u8>)>,
     watermark: Millis,
     counters: OperatorCounters,
+    /// `stateTtl` of an updating top-N: each partition's newest row.
+    ttl: Option<Ttl>,
 }
 
 impl TopN {
@@ -88,6 +94,7 @@ impl TopN {
                 })
                 .collect(),
         )?;
+        let ttl = cfg.ttl.map(|(_, t)| Ttl::new(t));
         Ok(Self {
             cfg,
             keys,
@@ -97,6 +104,7 @@ impl TopN {
             due: BTreeSet::new(),
             watermark: Millis::MIN,
             counters: OperatorCounters::default(),
+            ttl,
         })
     }
 
@@ -172,6 +180,18 @@ impl Operator for TopN {
         // first touched.
         let mut before: Vec<(&[u8], Vec<Vec<u8>>)> = Vec::new();
         let mut seen: HashSet<&[u8]> = HashSet::new();
+        let ttl_times = match self.cfg.ttl {
+            Some((c, _)) => Some(
+                batch
+                    .column(c)
+                    .as_primitive_opt::<TimestampMillisecondType>()
+                    .ok_or_else(|| {
+                        Error::internal("top-N time column is not a millisecond timestamp")
+                    })?,
+            ),
+            None => None,
+        };
+        let mut newest: HashMap<&[u8], Millis> = HashMap::new();
         for r in 0..batch.num_rows() {
             let t = match ts {
                 Some(ts) if ts.is_null(r) => Millis::MIN,
@@ -186,12 +206,21 @@ impl Operator for TopN {
             if ts.is_none() && seen.insert(key) {
                 before.push((key, self.held(key)));
             }
+            if let Some(tt) = ttl_times.filter(|tt| tt.is_valid(r)) {
+                let t = newest.entry(key).or_insert(Millis::MIN);
+                *t = (*t).max(tt.value(r));
+            }
             let ranked = (
                 sort.row(r).as_ref().to_vec(),
                 whole.row(r).as_ref().to_vec(),
                 t,
             );
             self.keep(key, ranked);
+        }
+        if let Some(ttl) = &mut self.ttl {
+            for (key, t) in newest {
+                ttl.touch(key, t);
+            }
         }
         let mut rows: Vec<(Vec<u8>, i64, Kind)> = Vec::new();
         for (key, old) in before {
@@ -211,6 +240,11 @@ impl Operator for TopN {
 
     fn on_watermark(&mut self, watermark: Millis, out: &mut Output) -> Result<()> {
         self.watermark = self.watermark.max(watermark);
+        if let Some(ttl) = &mut self.ttl {
+            for key in ttl.expire(watermark) {
+                self.parts.remove(&key);
+            }
+        }
         let mut rows: Vec<(Vec<u8>, i64, Kind)> = Vec::new();
         while let Some((t, _)) = self.due.first() {
             if *t > self.watermark {
@@ -233,15 +267,37 @@ impl Operator for TopN {
     }
 
     fn snapshot(&self) -> Result<KeyedState> {
-        encode_keyed(
-            "top-n",
-            self.cfg.max_parallelism,
-            self.parts.iter().map(|(k, v)| (k.as_slice(), v)),
-        )
+        match &self.ttl {
+            // With each partition's newest row, so a restore expires it when this would have.
+            Some(ttl) => encode_keyed(
+                "top-n",
+                self.cfg.max_parallelism,
+                self.parts
+                    .iter()
+                    .map(|(k, v)| (k.as_slice(), (v, ttl.last(k)))),
+            ),
+            None => encode_keyed(
+                "top-n",
+                self.cfg.max_parallelism,
+                self.parts.iter().map(|(k, v)| (k.as_slice(), v)),
+            ),
+        }
     }
 
     fn restore(&mut self, state: KeyedState) -> Result<()> {
-        let restored = decode_keyed::<Vec<Ranked>>("top-n", state)?;
+        let restored = if self.ttl.is_some() {
+            let with_times = decode_keyed::<(Vec<Ranked>, Option<Millis>)>("top-n", state)?;
+            let mut plain = Vec::with_capacity(with_times.len());
+            for (key, (list, last)) in with_times {
+                if let (Some(ttl), Some(t)) = (&mut self.ttl, last) {
+                    ttl.touch(&key, t);
+                }
+                plain.push((key, list));
+            }
+            plain
+        } else {
+            decode_keyed::<Vec<Ranked>>("top-n", state)?
+        };
         let wrong = |message: String| Error::State {
             operator: "top-n".into(),
             message,
@@ -310,6 +366,7 @@ mod tests {
             n,
             time_col: Some(1),
             output: Arc::new(Schema::new(fields)),
+            ttl: None,
             max_parallelism: 128,
         }
     }
@@ -430,6 +487,7 @@ mod tests {
                 n,
                 time_col: None,
                 output: Arc::new(Schema::new(fields)),
+                ttl: None,
                 max_parallelism: 128,
             }
         };
@@ -526,5 +584,71 @@ mod tests {
             }
             assert_eq!(table, want, "seed {seed}, n {n}");
         }
+    }
+
+    /// `stateTtl` of an updating top-N: a partition without a row for the TTL of event time
+    /// is forgotten, so its next row takes rank 1 afresh (`+I`), also after a restore.
+    #[test]
+    fn an_updating_partition_without_rows_for_the_ttl_is_forgotten() {
+        use crate::changelog;
+
+        let mut fields: Vec<Field> = schema()
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        fields.push(Field::new("rownum", DataType::Int64, false));
+        fields.push(changelog::field());
+        let cfg = || TopNConfig {
+            input: schema(),
+            partition: vec![0],
+            order: vec![(2, true, false)],
+            n: 1,
+            time_col: None,
+            output: Arc::new(Schema::new(fields.clone())),
+            max_parallelism: 128,
+            ttl: Some((1, 5)),
+        };
+        let kinds = |out: &Output| -> Vec<(i64, Option<i64>, String)> {
+            out.batches
+                .iter()
+                .flat_map(|b| {
+                    let g = b.column(0).as_primitive::<Int64Type>().clone();
+                    let v = b.column(2).as_primitive::<Int64Type>().clone();
+                    let c = b.column(4).as_string::<i32>().clone();
+                    (0..b.num_rows())
+                        .map(move |i| {
+                            (
+                                g.value(i),
+                                (!v.is_null(i)).then(|| v.value(i)),
+                                c.value(i).to_string(),
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                })
+                .collect()
+        };
+        let mut op = TopN::new(cfg()).unwrap();
+        let mut out = Output::default();
+        op.process(
+            Input::ONLY,
+            batch(&[(1, 0, Some(9)), (2, 8, Some(9))]),
+            &mut out,
+        )
+        .unwrap();
+        op.on_watermark(10, &mut out).unwrap();
+        let state = op.snapshot().unwrap();
+        let mut op = TopN::new(cfg()).unwrap();
+        op.restore(state).unwrap();
+        let mut out = Output::default();
+        op.process(
+            Input::ONLY,
+            batch(&[(1, 11, Some(1)), (2, 12, Some(1))]),
+            &mut out,
+        )
+        .unwrap();
+        // Partition 1 (newest row at 0) expired at 10: its 1 is the top again; partition 2
+        // (newest at 8) still holds 9, which 1 does not beat.
+        assert_eq!(kinds(&out), [(1, Some(1), "+I".to_string())]);
     }
 }

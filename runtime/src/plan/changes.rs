@@ -37,7 +37,7 @@ pub(super) fn through<T>(
         Operation::Transform(Transform::Window(_)) => "a window",
         Operation::Transform(Transform::Dedup(_)) => "a dedup",
         // Takes rows back from their groups (`operator/group_by/retract.rs`).
-        Operation::GroupBy(_) => return Ok(op.clone()),
+        Operation::GroupBy(..) => return Ok(op.clone()),
         Operation::Union => "UNION ALL",
         Operation::Join(_) => "a join",
         Operation::TopN(_) => "a top-N (ROW_NUMBER)",

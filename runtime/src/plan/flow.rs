@@ -53,7 +53,8 @@ pub enum Step {
     TopN(super::top_n::TopNSpec),
     /// A `GROUP BY` without a window table function (see `sql/group_by.rs`): final at its
     /// groups' event time when a key is the event time, else updating (a changelog).
-    GroupBy(weir_crds::WindowSpec),
+    /// With its `stateTtl`.
+    GroupBy(weir_crds::WindowSpec, Option<crate::ids::Millis>),
 }
 
 /// One result of a `sql` pipeline: the steps computing it from the source, the sinks it
@@ -152,7 +153,7 @@ impl Flow {
                     chains.iter().map(|c| self.add(c, line)).collect(),
                 ),
                 Step::TopN(spec) => (Operation::TopN(spec.clone()), vec![cur]),
-                Step::GroupBy(spec) => (Operation::GroupBy(spec.clone()), vec![cur]),
+                Step::GroupBy(spec, ttl) => (Operation::GroupBy(spec.clone(), *ttl), vec![cur]),
                 Step::Join(spec, sides) => (
                     Operation::Join(spec.clone()),
                     sides.iter().map(|c| self.add(c, line)).collect(),

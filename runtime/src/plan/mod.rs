@@ -156,7 +156,8 @@ pub enum Operation {
     /// ([`check::time_key`]) every group is final at that time: a one-millisecond window keyed
     /// by every group key. Otherwise its result updates as rows arrive: a changelog
     /// ([`crate::operator::group_by`]).
-    GroupBy(weir_crds::WindowSpec),
+    /// Its `stateTtl` (milliseconds of event time), for the updating form.
+    GroupBy(weir_crds::WindowSpec, Option<crate::ids::Millis>),
 }
 
 /// One operator, ready to instantiate per subtask.
@@ -189,7 +190,7 @@ impl OpPlan {
             Operation::Transform(Transform::Window(_) | Transform::Dedup(_))
                 | Operation::Join(_)
                 | Operation::TopN(_)
-                | Operation::GroupBy(_)
+                | Operation::GroupBy(..)
         )
     }
 
@@ -214,7 +215,7 @@ impl OpPlan {
                 let cfg = top_n::config(spec, &input, &self.path, max_parallelism).map_err(ie)?;
                 return Ok(Box::new(TopN::new(cfg)?));
             }
-            Operation::GroupBy(w) => return self.group_by(w, max_parallelism),
+            Operation::GroupBy(w, ttl) => return self.group_by(w, *ttl, max_parallelism),
             Operation::Transform(t) => t,
         };
         Ok(match t {
@@ -262,7 +263,7 @@ impl OpPlan {
     /// is final at that time (it runs as a window); otherwise a `GROUP BY` updates.
     #[must_use]
     pub fn groups_at_time(&self) -> bool {
-        let Operation::GroupBy(w) = &self.operation else {
+        let Operation::GroupBy(w, _) = &self.operation else {
             return false;
         };
         let keys = check::columns(&w.key_by, &self.input, "").unwrap_or_default();
@@ -273,6 +274,7 @@ impl OpPlan {
     fn group_by(
         &self,
         w: &weir_crds::WindowSpec,
+        ttl: Option<crate::ids::Millis>,
         max_parallelism: u32,
     ) -> crate::error::Result<Box<dyn Operator>> {
         let ie = |e: String| crate::error::Error::internal(format!("{}: {e}", self.path));
@@ -287,6 +289,7 @@ impl OpPlan {
             output: Arc::clone(&self.output),
             max_parallelism,
             retracting: crate::changelog::is_changelog(&self.input),
+            ttl: ttl.zip(self.time_col).map(|(t, c)| (c, t)),
         })?))
     }
 

@@ -166,7 +166,7 @@ pub(super) fn cut(
                 let given: Vec<Incoming> = ins.iter().map(|x| x.2.clone()).collect();
                 (check::union(i, &given, &mut found), format!("t{i}-union"))
             }
-            Operation::GroupBy(w) => {
+            Operation::GroupBy(w, _) => {
                 let keys = check::columns(&w.key_by, &incoming.schema, "").unwrap_or_default();
                 if check::time_key(&keys, incoming.time_col).is_some() {
                     let window = Transform::Window(w.clone());

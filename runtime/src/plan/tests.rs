@@ -42,7 +42,7 @@ fn shape(p: &Plan) -> Shape {
                         Operation::Union => "union",
                         Operation::Join(_) => "join",
                         Operation::TopN(_) => "top-n",
-                        Operation::GroupBy(_) => "group-by",
+                        Operation::GroupBy(..) => "group-by",
                     };
                     (kind, c.parents.clone())
                 })
@@ -386,7 +386,7 @@ fn a_group_by_on_event_time_is_final_at_its_time_and_any_other_updates() {
     GROUP BY store_id, window_start, window_end) GROUP BY window_end;\n"
     ));
     let op = &p.stages[2].ops[0].op;
-    let Operation::GroupBy(w) = &op.operation else {
+    let Operation::GroupBy(w, _) = &op.operation else {
         panic!("not a group by time")
     };
     assert_eq!(w.key_by, ["window_end"]);
@@ -408,6 +408,24 @@ fn a_group_by_on_event_time_is_final_at_its_time_and_any_other_updates() {
         assert!(crate::changelog::is_changelog(&out), "{sql}: {out:?}");
         assert_eq!(out.fields().len(), 3, "{sql}: {out:?}");
     }
+    // stateTtl reaches the updating GROUP BY and top-N (event time to count it by).
+    let ttl = |sql: &str| {
+        let p = planned(&format!(
+            "stateTtl: 1m\n{JOIN_SINKS}  INSERT INTO out {sql};\n"
+        ));
+        let op = p.stages.last().expect("stages").ops[0].op.clone();
+        (op.operation, op.time_col)
+    };
+    let (op, time) = ttl("SELECT store_id, count(*) AS n FROM orders GROUP BY store_id");
+    assert!(matches!(op, Operation::GroupBy(_, Some(60_000))), "{op:?}");
+    assert_eq!(time, Some(3));
+    let (op, _) = ttl(
+        "SELECT order_id FROM (SELECT order_id, ROW_NUMBER() OVER (PARTITION BY store_id ORDER BY amount) AS r FROM orders) WHERE r = 1",
+    );
+    assert!(
+        matches!(op, Operation::TopN(ref t) if t.ttl == Some(60_000)),
+        "{op:?}"
+    );
     // SELECT DISTINCT only inserts, so an append-only sink takes it.
     let p = planned(
         "sinks:\n  - kafka: {name: out, topic: t, bootstrapServers: 'localhost:9092', transactionalIdPrefix: t}\nsql: |\n  INSERT INTO out SELECT DISTINCT store_id, order_id FROM orders;\n",

@@ -23,6 +23,9 @@ pub struct TopNSpec {
     pub n: usize,
     /// The name of the row-number column the operator adds.
     pub rownum: String,
+    /// `stateTtl`, for a top-N over all time: a partition without a row for this long (of
+    /// event time) is forgotten.
+    pub ttl: Option<crate::ids::Millis>,
 }
 
 /// A top-N resolved against its input.
@@ -109,6 +112,11 @@ pub(super) fn config(
         order: r.order,
         n: spec.n,
         time_col,
+        ttl: spec
+            .ttl
+            .zip(input.time_col)
+            .filter(|_| time_col.is_none())
+            .map(|(t, c)| (c, t)),
         output: r.out.schema,
         max_parallelism,
     })

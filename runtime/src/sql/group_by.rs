@@ -25,7 +25,11 @@ use crate::plan::flow::Step;
 ///
 /// # Errors
 /// An aggregate Weir does not run.
-pub(super) fn lower(a: &Aggregate, mut inner: Lowered) -> Result<Lowered, String> {
+pub(super) fn lower(
+    a: &Aggregate,
+    mut inner: Lowered,
+    ttl: Option<crate::ids::Millis>,
+) -> Result<Lowered, String> {
     let out = a.schema.columns();
     let mut names: Vec<(Column, String)> = Vec::new();
     let mut keys = Vec::new();
@@ -67,7 +71,7 @@ pub(super) fn lower(a: &Aggregate, mut inner: Lowered) -> Result<Lowered, String
     aggregates_of(a, &out, &inner.names, &mut aggregates, &mut names)?;
     inner
         .steps
-        .push(Step::GroupBy(group_spec(keys, aggregates)));
+        .push(Step::GroupBy(group_spec(keys, aggregates), ttl));
     inner.names = names;
     Ok(inner)
 }
@@ -77,7 +81,11 @@ pub(super) fn lower(a: &Aggregate, mut inner: Lowered) -> Result<Lowered, String
 ///
 /// # Errors
 /// A window call not grouped.
-pub(super) fn distinct(plan: &LogicalPlan, mut inner: Lowered) -> Result<Lowered, String> {
+pub(super) fn distinct(
+    plan: &LogicalPlan,
+    mut inner: Lowered,
+    ttl: Option<crate::ids::Millis>,
+) -> Result<Lowered, String> {
     if inner.pending.is_some() {
         return Err(
             "SELECT DISTINCT over a window table function: group by window_start, window_end instead"
@@ -89,9 +97,10 @@ pub(super) fn distinct(plan: &LogicalPlan, mut inner: Lowered) -> Result<Lowered
         .iter()
         .map(|c| weir_name(c, &inner.names))
         .collect::<Result<Vec<_>, _>>()?;
-    inner
-        .steps
-        .push(Step::GroupBy(group_spec(keys.clone(), IndexMap::new())));
+    inner.steps.push(Step::GroupBy(
+        group_spec(keys.clone(), IndexMap::new()),
+        ttl,
+    ));
     let select = keys.iter().map(|k| (k.clone(), k.clone())).collect();
     inner.steps.push(Step::Transform(Transform::Select(select)));
     inner.names = columns.into_iter().zip(keys).collect();

@@ -148,7 +148,7 @@ pub(super) fn lower_node(plan: &LogicalPlan, cx: &Context<'_>) -> Result<Lowered
         LogicalPlan::Aggregate(a) => {
             let mut inner = lower_node(&a.input, cx)?;
             let Some(window) = inner.pending.take() else {
-                return super::group_by::lower(a, inner);
+                return super::group_by::lower(a, inner, cx.state_ttl);
             };
             let mut keys = Vec::new();
             let (mut has_start, mut has_end) = (false, false);
@@ -273,7 +273,7 @@ pub(super) fn lower_node(plan: &LogicalPlan, cx: &Context<'_>) -> Result<Lowered
         }
         LogicalPlan::Limit(_) => Err("LIMIT has no meaning on a stream".into()),
         LogicalPlan::Distinct(Distinct::All(input)) => {
-            super::group_by::distinct(input, lower_node(input, cx)?)
+            super::group_by::distinct(input, lower_node(input, cx)?, cx.state_ttl)
         }
         LogicalPlan::Distinct(Distinct::On(_)) => {
             Err("SELECT DISTINCT ON is not supported; use ROW_NUMBER() OVER (PARTITION BY ...) = 1".into())

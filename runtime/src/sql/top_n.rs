@@ -97,6 +97,7 @@ pub(super) fn lower(f: &Filter, cx: &Context<'_>) -> Result<Option<Lowered>, Str
         order,
         n,
         rownum: ROW_NUMBER.into(),
+        ttl: cx.state_ttl,
     }));
     inner.names.push((col, ROW_NUMBER.into()));
     // Back up through the projections and aliases, as the query wrote them.

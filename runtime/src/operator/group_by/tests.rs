@@ -76,6 +76,7 @@ fn config_over(schema: &SchemaRef, with_aggregates: bool) -> GroupByConfig {
         output: Arc::new(Schema::new(fields)),
         max_parallelism: 16,
         retracting,
+        ttl: None,
     }
 }
 
@@ -309,4 +310,79 @@ fn an_unchanged_result_emits_nothing_and_distinct_emits_each_group_once_as_inser
         }
     }
     assert_eq!(keys, [Some(1), Some(2), None]);
+}
+
+/// `stateTtl`: a group without a row for the TTL of event time (against the watermark) is
+/// forgotten, so its next row starts it again (`+I`); the time of each group's newest row
+/// survives a restore.
+#[test]
+fn a_group_without_rows_for_the_ttl_is_forgotten_also_after_a_restore() {
+    use datafusion::arrow::array::TimestampMillisecondArray;
+
+    let schema: SchemaRef = Arc::new(Schema::new(vec![
+        Field::new("k", DataType::Int64, false),
+        Field::new("ts", crate::schema::timestamp_type(), false),
+    ]));
+    let cfg = || GroupByConfig {
+        keys: KeyCodec::new(&schema, vec![0]).unwrap(),
+        aggregates: vec![Aggregate {
+            func: AggregateFn::Count,
+            arg: None,
+            kind: ValueKind::Any,
+        }],
+        output: Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Int64, false),
+            Field::new("n", DataType::Int64, true),
+            changelog::field(),
+        ])),
+        max_parallelism: 16,
+        retracting: false,
+        ttl: Some((1, 5)),
+    };
+    let run = |op: &mut GroupBy, rows: &[(i64, i64)]| -> Vec<(i64, i64, String)> {
+        let b = RecordBatch::try_new(
+            Arc::clone(&schema),
+            vec![
+                Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.0))),
+                Arc::new(TimestampMillisecondArray::from_iter_values(
+                    rows.iter().map(|r| r.1),
+                )),
+            ],
+        )
+        .unwrap();
+        let mut out = Output::default();
+        op.process(Input::ONLY, b, &mut out).unwrap();
+        out.batches
+            .iter()
+            .flat_map(|b| {
+                let k = b.column(0).as_primitive::<Int64Type>().clone();
+                let n = b.column(1).as_primitive::<Int64Type>().clone();
+                let c = b.column(2).as_string::<i32>().clone();
+                (0..b.num_rows())
+                    .map(move |i| (k.value(i), n.value(i), c.value(i).to_string()))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    };
+    let s = |k: i64, n: i64, c: &str| (k, n, c.to_string());
+    let mut op = GroupBy::new(cfg()).unwrap();
+    assert_eq!(
+        run(&mut op, &[(1, 0), (2, 8)]),
+        [s(1, 1, "+I"), s(2, 1, "+I")]
+    );
+    op.on_watermark(10, &mut Output::default()).unwrap();
+    assert_eq!(
+        run(&mut op, &[(1, 11), (2, 12)]),
+        [s(1, 1, "+I"), s(2, 1, "-U"), s(2, 2, "+U")],
+        "key 1 expired at 0 + 5 <= 10, key 2 (newest row at 8) did not"
+    );
+    let state = op.snapshot().unwrap();
+    let mut op = GroupBy::new(cfg()).unwrap();
+    op.restore(state).unwrap();
+    op.on_watermark(16, &mut Output::default()).unwrap();
+    assert_eq!(
+        run(&mut op, &[(1, 18), (2, 18)]),
+        [s(1, 1, "+I"), s(2, 2, "-U"), s(2, 3, "+U")],
+        "after the restore key 1 (newest at 11) expired at 16, key 2 (newest at 12) not yet"
+    );
 }
