@@ -338,6 +338,17 @@ fn cel_rules_reject_cross_field_mistakes_with_their_message() {
             "stateTtl applies to sql pipelines",
         ),
         (
+            "further sources without sql",
+            edit(|v| {
+                v["spec"]["pipeline"]["sources"] = serde_json::json!([{
+                    "name": "stores",
+                    "file": {"path": "stores.jsonl"},
+                    "schema": [{"name": "store_id", "type": "string"}]
+                }])
+            }),
+            "further sources are read by sql statements",
+        ),
+        (
             "backoff above its maximum",
             edit(|v| {
                 v["spec"]["restart"] =

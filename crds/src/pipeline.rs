@@ -52,6 +52,14 @@ pub struct JobFileRepr {
     #[serde(with = "serde_yaml::with::singleton_map_recursive")]
     #[schemars(with = "SourceSpec")]
     pub source: SourceSpec,
+    /// See [`Pipeline::sources`].
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        with = "serde_yaml::with::singleton_map_recursive"
+    )]
+    #[schemars(with = "Vec<SourceSpec>")]
+    pub sources: Vec<SourceSpec>,
     /// Applied in order.
     #[serde(default, with = "serde_yaml::with::singleton_map_recursive")]
     #[schemars(with = "Vec<Transform>")]
@@ -79,6 +87,7 @@ impl From<JobFileRepr> for JobFile {
             checkpoint: r.checkpoint,
             pipeline: Pipeline {
                 source: r.source,
+                sources: r.sources,
                 transforms: r.transforms,
                 sql: r.sql,
                 state_ttl: r.state_ttl,
@@ -96,6 +105,7 @@ impl From<JobFile> for JobFileRepr {
             max_parallelism: j.max_parallelism,
             checkpoint: j.checkpoint,
             source: j.pipeline.source,
+            sources: j.pipeline.sources,
             transforms: j.pipeline.transforms,
             sql: j.pipeline.sql,
             state_ttl: j.pipeline.state_ttl,
@@ -119,12 +129,22 @@ fn default_max_parallelism() -> u32 {
     "rule": "!has(self.sql) || !has(self.transforms) || size(self.transforms) == 0",
     "message": "a pipeline is either transforms or sql, not both"
 }, {
+    "rule": "!has(self.sources) || size(self.sources) == 0 || has(self.sql)",
+    "message": "sources: further sources are read by sql statements, by name; a transforms pipeline reads its one source"
+}, {
     "rule": "!has(self.stateTtl) || has(self.sql)",
     "message": "stateTtl applies to sql pipelines (a regular join's rows); transforms bound their state themselves"
 }]))]
 pub struct Pipeline {
     /// Where records come from, their schema and their event time.
     pub source: SourceSpec,
+    /// Further sources of a `sql` pipeline, each a table its statements read by `name`
+    /// (joined with the others, or unioned): another topic, or a bounded file read as a
+    /// side table. Each has its own schema, event time and splits; a join or union of
+    /// results from several sources takes the lower of their watermarks.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = MAX_SOURCES))]
+    pub sources: Vec<SourceSpec>,
     /// Applied in order.
     #[serde(default)]
     #[schemars(length(max = MAX_TRANSFORMS))]
@@ -159,6 +179,9 @@ pub const MAX_TRANSFORMS: usize = 64;
 /// Longest `sql` script, in bytes: a bound the CRD states (CEL cost), far above any query
 /// a person writes.
 pub const MAX_SQL_BYTES: usize = 65_536;
+
+/// Most further sources a pipeline may have (the same reason as [`MAX_TRANSFORMS`]).
+pub const MAX_SOURCES: usize = 8;
 
 /// Most sinks a pipeline may have (the same reason as [`MAX_TRANSFORMS`]).
 pub const MAX_SINKS: usize = 16;

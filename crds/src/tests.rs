@@ -356,3 +356,39 @@ fn a_folded_script_with_a_line_comment_is_refused() {
     let no_comment = sql_job(&sql.replace(" -- big ones", "")).replace("sql: |", "sql: >");
     load_job("job.yaml", &no_comment).expect("folded without comments is harmless");
 }
+
+#[test]
+fn further_sources_are_named_tables_of_a_sql_pipeline() {
+    let side = "sources:\n  - name: stores\n    file: {path: stores.jsonl}\n    schema:\n      - {name: store_id, type: string}\n      - {name: city, type: string}\n";
+    let join = "INSERT INTO out SELECT o.order_id, s.city FROM orders o JOIN stores s ON o.store_id = s.store_id";
+    let ok = sql_job(join).replace("sinks:", &format!("{side}sinks:"));
+    let job = load_job("job.yaml", &ok).expect("a join of two sources");
+    assert_eq!(job.pipeline.sources[0].name.as_deref(), Some("stores"));
+    // A table that is neither source nor view is named with the ones there are.
+    let e = errors(&sql_job(join));
+    assert!(e.to_string().contains("table `stores` not found"), "{e}");
+    // A further source needs a name, different from the others'.
+    let e = errors(&ok.replace("  - name: stores\n", "  - name: orders\n"));
+    assert!(
+        e.errors
+            .iter()
+            .any(|f| f.path == "sources[0].name" && f.message.contains("already the name")),
+        "{e}"
+    );
+    // Its own checks are reported at its own path.
+    let e = errors(&ok.replace("{name: city, type: string}", "{name: city, type: strin}"));
+    assert!(e.to_string().contains("sources"), "{e}");
+    let e = errors(&ok.replace(
+        "      - {name: city, type: string}\n",
+        "      - {name: store_id, type: string}\n",
+    ));
+    assert!(
+        e.errors
+            .iter()
+            .any(|f| f.path == "sources[0].schema[1].name"),
+        "{e}"
+    );
+    // Only sql reads them.
+    let e = errors(&GOOD.replace("sinks:", &format!("{side}sinks:")));
+    assert!(e.errors.iter().any(|f| f.path == "sources"), "{e}");
+}

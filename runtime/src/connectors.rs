@@ -106,6 +106,7 @@ impl<'a> Source<'a> {
     /// Connection or file errors naming the source.
     pub fn reader(
         &self,
+        stage: u32,
         subtask: u32,
         parallelism: u32,
         restored: Option<&Restored>,
@@ -120,7 +121,7 @@ impl<'a> Source<'a> {
         let splits = |total: u32| -> Vec<SplitState> {
             let owned = owned_splits(total, subtask, parallelism);
             match restored {
-                Some(r) => r.splits_for(&owned),
+                Some(r) => r.splits_for(stage, &owned),
                 None => owned.into_iter().map(SplitState::new).collect(),
             }
         };
@@ -134,7 +135,7 @@ impl<'a> Source<'a> {
                     on_error,
                     subtask,
                     parallelism,
-                    restored: restored.map(Restored::all_splits).unwrap_or_default(),
+                    restored: restored.map(|r| r.all_splits(stage)).unwrap_or_default(),
                     bounded: k.bounded,
                     metrics: Arc::clone(metrics),
                 },

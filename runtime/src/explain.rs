@@ -27,20 +27,22 @@ pub fn explain(plan: &Plan, parallelism: u32) -> String {
         "job {} ({form}): parallelism {parallelism}, {} key groups",
         plan.name, job.max_parallelism
     );
-    let src = &job.pipeline.source;
-    let connector = src
-        .connector()
-        .map_or("?", weir_crds::SourceConnector::name);
-    let time = plan
-        .source_time_col
-        .map(|c| format!(", event time `{}`", plan.source_schema.field(c).name()))
-        .unwrap_or_default();
-    let _ = writeln!(
-        s,
-        "source {} ({connector}){time}: {}",
-        src.name.as_deref().unwrap_or("(unnamed)"),
-        columns(&plan.source_schema)
-    );
+    for sp in &plan.sources {
+        let connector = sp
+            .spec
+            .connector()
+            .map_or("?", weir_crds::SourceConnector::name);
+        let time = sp
+            .time_col
+            .map(|c| format!(", event time `{}`", sp.schema.field(c).name()))
+            .unwrap_or_default();
+        let _ = writeln!(
+            s,
+            "source {} ({connector}){time}: {}",
+            sp.spec.name.as_deref().unwrap_or("(unnamed)"),
+            columns(&sp.schema)
+        );
+    }
     for (i, stage) in plan.stages.iter().enumerate() {
         let from: Vec<String> = stage
             .inputs
@@ -54,8 +56,12 @@ pub fn explain(plan: &Plan, parallelism: u32) -> String {
             format!(", from {}", from.join(" and "))
         };
         let _ = writeln!(s, "stage {i} (x{parallelism}){from}:");
-        if i == 0 {
-            let _ = writeln!(s, "  source");
+        if let Some(sp) = plan.sources.get(i) {
+            let _ = writeln!(
+                s,
+                "  source {}",
+                sp.spec.name.as_deref().unwrap_or("(unnamed)")
+            );
         }
         branch(&mut s, plan, stage, None, 1);
     }

@@ -127,7 +127,7 @@ fn bad_sql_is_reported_with_statement_line_column_and_file_line() {
     let out = runtime(&["validate"], &file);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("table `order` not found; the tables are the source and the views defined before: orders"),
+        stderr.contains("table `order` not found; the tables are the sources and the views defined before: orders"),
         "{stderr}"
     );
 }

@@ -262,6 +262,27 @@ pub fn validate_with(job: &JobFile, restart_wait: std::time::Duration) -> Vec<Fi
         ));
     }
     source::check(&job.pipeline.source, &mut errs);
+    for (i, s) in job.pipeline.sources.iter().enumerate() {
+        // The same checks, reported at `sources[i]` rather than `source`.
+        let mut found = Vec::new();
+        source::check(s, &mut found);
+        errs.extend(found.into_iter().map(|mut e| {
+            e.path = e.path.replacen("source", &format!("sources[{i}]"), 1);
+            e
+        }));
+        if let DecodeErrorPolicy::SideOutput(_) = &s.on_decode_error {
+            errs.push(FieldError::new(
+                format!("sources[{i}].onDecodeError"),
+                "sideOutput is for `source` only so far; choose fail or skip",
+            ));
+        }
+    }
+    if job.pipeline.sources.len() > crate::MAX_SOURCES {
+        errs.push(FieldError::new(
+            "sources",
+            format!("at most {} further sources", crate::MAX_SOURCES),
+        ));
+    }
     let has_event_time = job.pipeline.source.event_time.is_some();
     transforms::check(&job.pipeline.transforms, has_event_time, &mut errs);
     if job.pipeline.sinks.is_empty() {

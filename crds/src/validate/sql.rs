@@ -44,6 +44,24 @@ pub(super) fn check(job: &JobFile, errs: &mut Vec<FieldError>) {
     if let Some(n) = &p.source.name {
         names.push((n, "source.name".into()));
     }
+    for (i, s) in p.sources.iter().enumerate() {
+        let path = format!("sources[{i}].name");
+        match &s.name {
+            None => errs.push(FieldError::new(
+                &path,
+                "a further source is read by name: set its name (e.g. `name: customers`)",
+            )),
+            Some(n) => {
+                if let Some((_, first)) = names.iter().find(|(m, _)| m.eq_ignore_ascii_case(n)) {
+                    errs.push(FieldError::new(
+                        &path,
+                        format!("`{n}` is already the name of {first}; names must differ"),
+                    ));
+                }
+                names.push((n, path));
+            }
+        }
+    }
     for (i, s) in p.sinks.iter().enumerate() {
         if let Some(n) = s.name() {
             let path = format!("sinks[{i}].{}.name", s.kind());
@@ -57,6 +75,12 @@ pub(super) fn check(job: &JobFile, errs: &mut Vec<FieldError>) {
         }
     }
     let Some(script) = &p.sql else {
+        if !p.sources.is_empty() {
+            errs.push(FieldError::new(
+                "sources",
+                "further sources are read by sql statements, by name; a transforms pipeline reads its one source",
+            ));
+        }
         if p.state_ttl.is_some() {
             errs.push(FieldError::new(
                 "stateTtl",
@@ -78,6 +102,19 @@ pub(super) fn check(job: &JobFile, errs: &mut Vec<FieldError>) {
         ));
     }
     let source = p.source.name.as_deref().map(str::to_lowercase);
+    // Every source a statement may read, with its event-time column.
+    let sources: Vec<(String, Option<String>)> = std::iter::once(&p.source)
+        .chain(&p.sources)
+        .filter_map(|s| {
+            s.name.as_deref().map(|n| {
+                (
+                    n.to_lowercase(),
+                    s.event_time.as_ref().map(|e| e.field.clone()),
+                )
+            })
+        })
+        .collect();
+    let is_source = |t: &str| sources.iter().any(|(n, _)| n == t);
     if source.is_none() {
         errs.push(FieldError::new(
             "source.name",
@@ -107,7 +144,6 @@ pub(super) fn check(job: &JobFile, errs: &mut Vec<FieldError>) {
         .iter()
         .filter_map(|s| s.name().map(str::to_lowercase))
         .collect();
-    let event_time = p.source.event_time.as_ref().map(|e| e.field.clone());
     let mut views: Vec<String> = Vec::new();
     for st in &statements {
         let err = |at, message: String| {
@@ -120,10 +156,7 @@ pub(super) fn check(job: &JobFile, errs: &mut Vec<FieldError>) {
         for (name, at) in st.ctes() {
             // Inside a window call `TABLE orders` always means the source, so a WITH query
             // of that name would be read in some places and not others.
-            if source.as_deref() == Some(name.as_str())
-                || sink_names.contains(&name)
-                || views.contains(&name)
-            {
+            if is_source(&name) || sink_names.contains(&name) || views.contains(&name) {
                 errs.push(err(
                     at,
                     format!(
@@ -133,19 +166,29 @@ pub(super) fn check(job: &JobFile, errs: &mut Vec<FieldError>) {
             }
         }
         for (table, at) in st.tables_read() {
-            if source.as_deref() != Some(table.as_str()) && !views.contains(&table) {
-                let mut known: Vec<String> = source.iter().cloned().collect();
+            if !is_source(&table) && !views.contains(&table) {
+                let mut known: Vec<String> = sources.iter().map(|(n, _)| n.clone()).collect();
                 known.extend(views.iter().cloned());
                 errs.push(err(
                     at,
                     format!(
-                        "table `{table}` not found; the tables are the source and the views defined before: {}",
+                        "table `{table}` not found; the tables are the sources and the views defined before: {}",
                         list(&known)
                     ),
                 ));
             }
         }
         for w in &st.windows {
+            // A window over a source uses that source's event time; over a view, the event
+            // time of a source it reads, passed through under that name.
+            let event_time = match sources.iter().find(|(n, _)| *n == w.input) {
+                Some((_, f)) => f.clone(),
+                None => sources
+                    .iter()
+                    .filter_map(|(_, f)| f.clone())
+                    .find(|f| *f == w.time_column)
+                    .or_else(|| p.source.event_time.as_ref().map(|e| e.field.clone())),
+            };
             match &event_time {
                 Some(f) if *f == w.time_column => {}
                 Some(f) => errs.push(err(
@@ -185,10 +228,7 @@ pub(super) fn check(job: &JobFile, errs: &mut Vec<FieldError>) {
                 }
             }
             Target::View(v) => {
-                if source.as_deref() == Some(v.as_str())
-                    || sink_names.contains(v)
-                    || views.contains(v)
-                {
+                if is_source(v) || sink_names.contains(v) || views.contains(v) {
                     errs.push(err(
                         st.at,
                         format!("CREATE VIEW `{v}`: that name is taken (the source, a sink or another view)"),

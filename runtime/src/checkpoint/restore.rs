@@ -32,11 +32,11 @@ pub struct Restored {
 impl Restored {
     /// Source positions for a new source subtask: the splits it now owns.
     #[must_use]
-    pub fn splits_for(&self, owned: &[u32]) -> Vec<SplitState> {
+    pub fn splits_for(&self, stage: u32, owned: &[u32]) -> Vec<SplitState> {
         let all: BTreeMap<u32, SplitState> = self
-            .tasks
-            .iter()
-            .flat_map(|(_, s)| s.splits.iter().map(|sp| (sp.split, *sp)))
+            .all_splits(stage)
+            .into_iter()
+            .map(|sp| (sp.split, sp))
             .collect();
         owned
             .iter()
@@ -44,11 +44,13 @@ impl Restored {
             .collect()
     }
 
-    /// Every split position in the checkpoint, whichever subtask held it.
+    /// Every split position of the source stage `stage` in the checkpoint, whichever
+    /// subtask held it (each source has its own splits, numbered from 0).
     #[must_use]
-    pub fn all_splits(&self) -> Vec<SplitState> {
+    pub fn all_splits(&self, stage: u32) -> Vec<SplitState> {
         self.tasks
             .iter()
+            .filter(|(t, _)| t.stage == stage)
             .flat_map(|(_, s)| s.splits.iter().copied())
             .collect()
     }

@@ -207,7 +207,9 @@ pub async fn start(plan: Plan, opts: RunOptions) -> Result<RunningJob> {
     };
     // Sinks first: a wrong table or topic fails before any state is touched.
     let connectors = sinks::prepare(&plan, shape.parallelism).await?;
-    connectors::wait_for_source(&plan.job.pipeline.source, &plan.name).await?;
+    for s in &plan.sources {
+        connectors::wait_for_source(&s.spec, &plan.name).await?;
+    }
     let storage_uri = opts
         .job
         .checkpoint_dir
@@ -290,7 +292,7 @@ pub async fn start(plan: Plan, opts: RunOptions) -> Result<RunningJob> {
             .filter(|t| !shape.runs_here(t.subtask))
         {
             let c = others.control(p.owner(t.subtask, shape.parallelism), *t);
-            if t.stage == 0 {
+            if plan.is_source_stage(t.stage as usize) {
                 source_ctrls.push((*t, c.clone()));
             }
             ctrls.push((*t, c));

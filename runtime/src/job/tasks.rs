@@ -51,22 +51,12 @@ pub(super) struct Shared<'a> {
 /// State that does not fit an operator (named), a sink or source that cannot be opened.
 pub(super) async fn spawn(cx: &Shared<'_>, mut grid: Grid) -> Result<Spawned> {
     let (plan, shape) = (cx.plan, cx.shape);
-    let source_spec = &plan.job.pipeline.source;
-    let source = connectors::Source::new(
-        source_spec,
-        &plan.name,
-        Arc::clone(&plan.source_schema),
-        plan.source_time_col,
-    )?;
-    let ooo = source_spec
-        .event_time
-        .as_ref()
-        .map_or(0, |e| e.max_out_of_orderness.as_millis_i64());
-    let idle_timeout = source_spec
-        .event_time
-        .as_ref()
-        .and_then(|e| e.idle_timeout)
-        .map(|d| d.get());
+    // Each source's connector, built once; stage `i` reads source `i`.
+    let sources = plan
+        .sources
+        .iter()
+        .map(|s| connectors::Source::new(&s.spec, &plan.name, Arc::clone(&s.schema), s.time_col))
+        .collect::<Result<Vec<_>>>()?;
     let mut out = Spawned {
         handles: Vec::new(),
         ctrls: Vec::new(),
@@ -80,9 +70,24 @@ pub(super) async fn spawn(cx: &Shared<'_>, mut grid: Grid) -> Result<Spawned> {
         let (ctrl_tx, ctrl_rx) = mpsc::unbounded_channel::<Control>();
         out.ctrls.push((*tid, ctrl_tx.clone()));
         let fut: std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + Send>> =
-            if tid.stage == 0 {
+            if let (Some(source), Some(sp)) = (
+                sources.get(tid.stage as usize),
+                plan.sources.get(tid.stage as usize),
+            ) {
+                let ooo = sp
+                    .spec
+                    .event_time
+                    .as_ref()
+                    .map_or(0, |e| e.max_out_of_orderness.as_millis_i64());
+                let idle_timeout = sp
+                    .spec
+                    .event_time
+                    .as_ref()
+                    .and_then(|e| e.idle_timeout)
+                    .map(|d| d.get());
                 out.source_ctrls.push((*tid, ctrl_tx));
                 let reader = source.reader(
+                    tid.stage,
                     tid.subtask,
                     shape.parallelism,
                     cx.begun.restored.as_ref(),

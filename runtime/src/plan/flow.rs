@@ -11,8 +11,8 @@ use super::Operation;
 /// What a node (or a sink) reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Upstream {
-    /// The source's records.
-    Source,
+    /// Source `i`'s records (the pipeline's `source` is 0, its `sources` follow).
+    Source(usize),
     /// Another node's output (an index into [`Flow::nodes`], smaller than the reader's).
     Node(usize),
 }
@@ -55,6 +55,9 @@ pub enum Step {
     /// groups' event time when a key is the event time, else updating (a changelog).
     /// With its `stateTtl`.
     GroupBy(weir_crds::WindowSpec, Option<crate::ids::Millis>),
+    /// Records of source `i` (the pipeline's `source` is 0, its `sources` follow): the
+    /// first step of a chain that does not start at the first source.
+    Read(usize),
 }
 
 /// One result of a `sql` pipeline: the steps computing it from the source, the sinks it
@@ -79,7 +82,7 @@ impl Flow {
             .map(|(i, t)| Node {
                 operation: Operation::Transform(t.clone()),
                 inputs: vec![if i == 0 {
-                    Upstream::Source
+                    Upstream::Source(0)
                 } else {
                     Upstream::Node(i - 1)
                 }],
@@ -89,7 +92,7 @@ impl Flow {
         let last = nodes
             .len()
             .checked_sub(1)
-            .map_or(Upstream::Source, Upstream::Node);
+            .map_or(Upstream::Source(0), Upstream::Node);
         Self {
             nodes,
             sinks: vec![last; sinks],
@@ -144,8 +147,12 @@ impl Flow {
     /// Add `steps`, computed from the source, reusing nodes that compute the same; returns
     /// the last.
     fn add(&mut self, steps: &[Step], line: usize) -> Upstream {
-        let mut cur = Upstream::Source;
+        let mut cur = Upstream::Source(0);
         for s in steps {
+            if let Step::Read(i) = s {
+                cur = Upstream::Source(*i);
+                continue;
+            }
             let (operation, inputs) = match s {
                 Step::Transform(t) => (Operation::Transform(t.clone()), vec![cur]),
                 Step::Union(chains) => (
@@ -154,6 +161,7 @@ impl Flow {
                 ),
                 Step::TopN(spec) => (Operation::TopN(spec.clone()), vec![cur]),
                 Step::GroupBy(spec, ttl) => (Operation::GroupBy(spec.clone(), *ttl), vec![cur]),
+                Step::Read(_) => continue,
                 Step::Join(spec, sides) => (
                     Operation::Join(spec.clone()),
                     sides.iter().map(|c| self.add(c, line)).collect(),
@@ -233,11 +241,11 @@ mod tests {
         assert_eq!(
             shape,
             [
-                (vec![Upstream::Source], Some(1)),
+                (vec![Upstream::Source(0)], Some(1)),
                 (vec![Upstream::Node(0)], Some(1)),
                 (vec![Upstream::Node(0)], Some(2)),
                 // Same transform as node 1, but over the source: not the same result.
-                (vec![Upstream::Source], Some(3)),
+                (vec![Upstream::Source(0)], Some(3)),
                 (vec![Upstream::Node(0), Upstream::Node(3)], Some(4)),
                 (vec![Upstream::Node(4)], Some(4)),
             ]
@@ -262,6 +270,6 @@ mod tests {
         let flow = Flow::line(&[t("a > 1"), t("b > 1")], 2);
         assert_eq!(flow.nodes[1].inputs, [Upstream::Node(0)]);
         assert_eq!(flow.sinks, [Upstream::Node(1), Upstream::Node(1)]);
-        assert_eq!(Flow::line(&[], 1).sinks, [Upstream::Source]);
+        assert_eq!(Flow::line(&[], 1).sinks, [Upstream::Source(0)]);
     }
 }

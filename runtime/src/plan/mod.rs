@@ -45,11 +45,14 @@ pub struct Plan {
     pub name: String,
     /// The job as given.
     pub job: JobFile,
-    /// Source record schema.
+    /// Source record schema (of the first source).
     pub source_schema: SchemaRef,
-    /// Event-time column of the source.
+    /// Event-time column of the (first) source.
     pub source_time_col: Option<usize>,
-    /// Stages in order; stage 0 contains the source.
+    /// Every source: the pipeline's `source`, then its `sources`. Stage `i` reads source
+    /// `i`.
+    pub sources: Vec<SourcePlan>,
+    /// Stages in order; the first `sources.len()` are the sources' stages.
     pub stages: Vec<StagePlan>,
     /// The shuffles between stages.
     pub edges: Vec<EdgePlan>,
@@ -59,7 +62,24 @@ pub struct Plan {
     pub decode_side: Option<(String, SinkSpec)>,
 }
 
+/// One source of the job.
+#[derive(Debug, Clone)]
+pub struct SourcePlan {
+    /// As the job gives it.
+    pub spec: weir_crds::SourceSpec,
+    /// Its records' schema.
+    pub schema: SchemaRef,
+    /// Its event-time column.
+    pub time_col: Option<usize>,
+}
+
 impl Plan {
+    /// Whether stage `stage` reads a source (rather than edges from other stages).
+    #[must_use]
+    pub fn is_source_stage(&self, stage: usize) -> bool {
+        stage < self.sources.len()
+    }
+
     /// Every operator of the job.
     pub fn operators(&self) -> impl Iterator<Item = &OpPlan> {
         self.stages.iter().flat_map(|s| s.ops.iter().map(|c| &c.op))
@@ -318,16 +338,19 @@ impl OpPlan {
 /// # Errors
 /// Every problem found, each naming its field (or statement) and line.
 pub fn plan(job: &JobFile, name: &str, file: &str, src: &str) -> Result<Plan, JobErrors> {
-    let source = crate::connectors::source_schema(&job.pipeline.source);
+    let schemas: Vec<SchemaRef> = std::iter::once(&job.pipeline.source)
+        .chain(&job.pipeline.sources)
+        .map(crate::connectors::source_schema)
+        .collect();
     let flow = if job.pipeline.sql.is_some() {
         let lowered =
-            crate::sql::lower_script(job, &source).map_err(|e| JobErrors::locate(file, src, e))?;
+            crate::sql::lower_script(job, &schemas).map_err(|e| JobErrors::locate(file, src, e))?;
         Flow::of_statements(&lowered.branches, &job.pipeline.sinks)
             .map_err(|e| JobErrors::locate(file, src, e))?
     } else {
         Flow::line(&job.pipeline.transforms, job.pipeline.sinks.len())
     };
-    stages::cut(job, name, source, &flow).map_err(|e| JobErrors::locate(file, src, e))
+    stages::cut(job, name, &schemas, &flow).map_err(|e| JobErrors::locate(file, src, e))
 }
 
 /// Errors found planning a node, reported where the user wrote it: at the transform's field,

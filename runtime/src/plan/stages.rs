@@ -13,7 +13,10 @@ use weir_crds::{FieldError, JobFile, SinkSpec, Transform};
 use super::changes;
 use super::check::{self, Incoming};
 use super::flow::{Flow, Upstream};
-use super::{ChainOp, EdgePlan, OpPlan, Operation, OutletPlan, Plan, StagePlan, Target, at_origin};
+use super::{
+    ChainOp, EdgePlan, OpPlan, Operation, OutletPlan, Plan, SourcePlan, StagePlan, Target,
+    at_origin,
+};
 
 /// Plan `flow` over a source with `source`'s schema.
 ///
@@ -22,27 +25,39 @@ use super::{ChainOp, EdgePlan, OpPlan, Operation, OutletPlan, Plan, StagePlan, T
 pub(super) fn cut(
     job: &JobFile,
     name: &str,
-    source: SchemaRef,
+    schemas: &[SchemaRef],
     flow: &Flow,
 ) -> Result<Plan, Vec<FieldError>> {
     let mut errs: Vec<FieldError> = Vec::new();
-    let source_time_col = job
-        .pipeline
-        .source
-        .event_time
-        .as_ref()
-        .and_then(|et| source.index_of(&et.field).ok());
-    let from_source = Incoming {
-        schema: Arc::clone(&source),
-        time_col: source_time_col,
+    // Each source, and a stage reading it (stage `i` reads source `i`).
+    let sources: Vec<SourcePlan> = std::iter::once(&job.pipeline.source)
+        .chain(&job.pipeline.sources)
+        .zip(schemas)
+        .map(|(spec, schema)| SourcePlan {
+            spec: spec.clone(),
+            schema: Arc::clone(schema),
+            time_col: spec
+                .event_time
+                .as_ref()
+                .and_then(|et| schema.index_of(&et.field).ok()),
+        })
+        .collect();
+    let source = Arc::clone(&sources[0].schema);
+    let source_time_col = sources[0].time_col;
+    let from_source = |i: usize| Incoming {
+        schema: Arc::clone(&sources[i].schema),
+        time_col: sources[i].time_col,
         time_lost_at: None,
     };
-    let mut stages = vec![StagePlan {
-        inputs: Vec::new(),
-        input: Arc::clone(&source),
-        ops: Vec::new(),
-        outlets: Vec::new(),
-    }];
+    let mut stages: Vec<StagePlan> = sources
+        .iter()
+        .map(|s| StagePlan {
+            inputs: Vec::new(),
+            input: Arc::clone(&s.schema),
+            ops: Vec::new(),
+            outlets: Vec::new(),
+        })
+        .collect();
     let mut edges: Vec<EdgePlan> = Vec::new();
     // Per node: its stage, its index in the stage's ops, and what it gives.
     let mut placed: Vec<(usize, usize, Incoming)> = Vec::new();
@@ -54,7 +69,7 @@ pub(super) fn cut(
             .inputs
             .iter()
             .map(|u| match u {
-                Upstream::Source => (0, None, from_source.clone()),
+                Upstream::Source(s) => (*s, None, from_source(*s)),
                 Upstream::Node(k) => {
                     let (s, o, inc) = &placed[*k];
                     (*s, Some(*o), inc.clone())
@@ -65,7 +80,7 @@ pub(super) fn cut(
         let (up_stage, up_after, incoming) = ins
             .first()
             .cloned()
-            .unwrap_or_else(|| (0, None, from_source.clone()));
+            .unwrap_or_else(|| (0, None, from_source(0)));
         // A changelog passes through filters and selects (which carry its change kind);
         // nothing else reads one yet.
         let operation = match changes::through(i, &n.operation, &ins) {
@@ -250,7 +265,7 @@ pub(super) fn cut(
             }
         }
         let (stage, after, schema) = match up {
-            Upstream::Source => (0, None, Arc::clone(&source)),
+            Upstream::Source(s) => (s, None, Arc::clone(&sources[s].schema)),
             Upstream::Node(k) => {
                 let (s, o, inc) = &placed[k];
                 (*s, Some(*o), Arc::clone(&inc.schema))
@@ -293,6 +308,7 @@ pub(super) fn cut(
         job: job.clone(),
         source_schema: source,
         source_time_col,
+        sources,
         stages,
         edges,
         sinks,

@@ -21,16 +21,15 @@ use crate::schema::timestamp_type;
 static STATE: LazyLock<SessionState> = LazyLock::new(|| crate::expr::CONTEXT.state());
 
 /// The tables one statement may read.
+#[derive(Default)]
 pub struct Catalog {
     tables: Vec<(String, Arc<dyn TableSource>)>,
 }
 
 impl Catalog {
-    /// The source under its name.
-    pub fn new(source: &str, schema: &SchemaRef) -> Self {
-        let mut c = Self { tables: Vec::new() };
-        c.add(&source.to_lowercase(), Arc::clone(schema));
-        c
+    /// A source under its name.
+    pub fn add_source(&mut self, name: &str, schema: &SchemaRef) {
+        self.add(&name.to_lowercase(), Arc::clone(schema));
     }
 
     /// A window call's table: the source's columns plus `window_start` and `window_end`.

@@ -32,12 +32,21 @@ pub struct Lowered {
     pub pending: Option<WindowCall>,
 }
 
-/// What a plan node may read: the source, window tables and views defined before.
+/// A source as a table a statement reads.
+pub struct SourceTable {
+    /// Its name, lowercase.
+    pub name: String,
+    /// Its column names.
+    pub columns: Vec<String>,
+    /// Its records' schema.
+    pub schema: datafusion::arrow::datatypes::SchemaRef,
+}
+
+/// What a plan node may read: the sources (the job's `source` first, then its `sources`),
+/// window tables and views defined before.
 pub struct Context<'a> {
-    /// The source's table name.
-    pub source: &'a str,
-    /// The source's column names.
-    pub columns: &'a [String],
+    /// The sources, in the plan's order.
+    pub sources: &'a [SourceTable],
     /// Every window call of the script.
     pub windows: &'a [WindowCall],
     /// Views defined so far, with their plans.
@@ -76,7 +85,7 @@ pub fn lower(plan: &LogicalPlan, cx: &Context<'_>) -> Result<Lowered, String> {
 }
 
 pub(super) fn lower_node(plan: &LogicalPlan, cx: &Context<'_>) -> Result<Lowered, String> {
-    let (source, columns, windows) = (cx.source, cx.columns, cx.windows);
+    let windows = cx.windows;
     match plan {
         LogicalPlan::TableScan(scan) => {
             if !scan.filters.is_empty() || scan.fetch.is_some() {
@@ -89,19 +98,26 @@ pub(super) fn lower_node(plan: &LogicalPlan, cx: &Context<'_>) -> Result<Lowered
                 inner.names = requalify(inner.names, view.schema(), &scan.projected_schema);
                 return Ok(inner);
             }
-            let from_source = || Lowered {
-                steps: Vec::new(),
-                names: columns
+            // Reading source `i`: the steps start there (the first source is where every
+            // chain starts unless told otherwise).
+            let from_source = |i: usize| Lowered {
+                steps: if i == 0 { Vec::new() } else { vec![Step::Read(i)] },
+                names: cx.sources[i]
+                    .columns
                     .iter()
                     .map(|c| (Column::new_unqualified(c), c.clone()))
                     .collect(),
                 pending: None,
             };
-            if table == source {
-                return Ok(from_source());
+            if let Some(i) = cx.sources.iter().position(|s| s.name == table) {
+                return Ok(from_source(i));
             }
             let Some(w) = windows.iter().find(|w| w.table == table) else {
-                return Err(format!("table `{table}` not found; the source is `{source}`"));
+                let names: Vec<&str> = cx.sources.iter().map(|s| s.name.as_str()).collect();
+                return Err(format!(
+                    "table `{table}` not found; the sources are {}",
+                    names.join(", ")
+                ));
             };
             // A window over a view windows what the view computes (its columns, and the
             // event time it passes through).
@@ -111,7 +127,12 @@ pub(super) fn lower_node(plan: &LogicalPlan, cx: &Context<'_>) -> Result<Lowered
                     inner.names = requalify(inner.names, view.schema(), &scan.projected_schema);
                     inner
                 }
-                None => from_source(),
+                None => from_source(
+                    cx.sources
+                        .iter()
+                        .position(|s| s.name == w.input)
+                        .unwrap_or(0),
+                ),
             };
             for bound in [WINDOW_START, WINDOW_END] {
                 inner

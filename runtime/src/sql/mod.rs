@@ -48,18 +48,25 @@ pub struct Lowered {
 /// # Errors
 /// Every problem found, as errors at the job's `sql` field carrying the statement, line and
 /// column in the script.
-pub fn lower_script(job: &JobFile, source: &SchemaRef) -> Result<Lowered, Vec<FieldError>> {
+pub fn lower_script(job: &JobFile, schemas: &[SchemaRef]) -> Result<Lowered, Vec<FieldError>> {
     let script = job.pipeline.sql.as_deref().unwrap_or_default();
     let statements =
         weir_crds::sql::parse(script).map_err(|e| e.iter().map(at_sql).collect::<Vec<_>>())?;
-    let source_name = job
-        .pipeline
-        .source
-        .name
-        .as_deref()
-        .map(str::to_lowercase)
-        .unwrap_or_default();
-    let columns: Vec<String> = source.fields().iter().map(|f| f.name().clone()).collect();
+    // The sources in the plan's order (`source`, then `sources`), by name, with their
+    // columns and schemas.
+    let sources: Vec<lower::SourceTable> = std::iter::once(&job.pipeline.source)
+        .chain(&job.pipeline.sources)
+        .zip(schemas)
+        .map(|(spec, schema)| lower::SourceTable {
+            name: spec
+                .name
+                .as_deref()
+                .map(str::to_lowercase)
+                .unwrap_or_default(),
+            columns: schema.fields().iter().map(|f| f.name().clone()).collect(),
+            schema: Arc::clone(schema),
+        })
+        .collect();
     let windows: Vec<WindowCall> = statements.iter().flat_map(|s| s.windows.clone()).collect();
     let mut views: Vec<(String, LogicalPlan)> = Vec::new();
     let mut errs = Vec::new();
@@ -78,13 +85,12 @@ pub fn lower_script(job: &JobFile, source: &SchemaRef) -> Result<Lowered, Vec<Fi
             continue;
         }
         let cx = lower::Context {
-            source: &source_name,
-            columns: &columns,
+            sources: &sources,
             windows: &windows,
             views: &views,
             state_ttl: job.pipeline.state_ttl.map(|d| d.as_millis_i64()),
         };
-        let planned = statement(st, source, &cx);
+        let planned = statement(st, &cx);
         match (planned, &st.target) {
             (Ok((plan, _)), Target::View(name)) => views.push((name.clone(), plan)),
             (Ok((_, steps)), Target::Sink(sink)) => branches.push(Branch {
@@ -111,7 +117,6 @@ pub fn lower_script(job: &JobFile, source: &SchemaRef) -> Result<Lowered, Vec<Fi
 /// its own statement).
 fn statement(
     st: &Statement,
-    source: &SchemaRef,
     cx: &lower::Context<'_>,
 ) -> Result<(LogicalPlan, Vec<Step>), SqlError> {
     let err = |at: Option<Pos>, message: String| SqlError {
@@ -119,18 +124,29 @@ fn statement(
         at: at.or(Some(st.at)),
         message,
     };
-    let mut catalog = Catalog::new(cx.source, source);
+    let mut catalog = Catalog::default();
+    for s in cx.sources {
+        catalog.add_source(&s.name, &s.schema);
+    }
     for (name, plan) in cx.views {
         catalog.add_view(name, Arc::new(plan.schema().as_arrow().clone()));
     }
     for w in &st.windows {
-        // Over a view, the window table has the view's columns.
+        // Over a view, the window table has the view's columns; over a source, the source's.
         let view = cx
             .views
             .iter()
             .find(|(v, _)| *v == w.input)
             .map(|(_, plan)| Arc::new(plan.schema().as_arrow().clone()));
-        catalog.add_window(&w.table, view.as_ref().unwrap_or(source));
+        let input = view.or_else(|| {
+            cx.sources
+                .iter()
+                .find(|s| s.name == w.input)
+                .map(|s| Arc::clone(&s.schema))
+        });
+        if let Some(input) = input {
+            catalog.add_window(&w.table, &input);
+        }
     }
     let options = ParserOptions {
         parse_float_as_decimal: false,

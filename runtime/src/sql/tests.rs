@@ -28,7 +28,7 @@ fn job(sql: &str) -> (JobFile, SchemaRef) {
 
 fn lower(sql: &str) -> Result<Vec<Transform>, Vec<FieldError>> {
     let (job, schema) = job(sql);
-    super::lower_script(&job, &schema).map(first)
+    super::lower_script(&job, std::slice::from_ref(&schema)).map(first)
 }
 
 /// The first statement's transforms (it has no union).
@@ -49,6 +49,7 @@ fn transforms(steps: Vec<Step>) -> Vec<Transform> {
             Step::Join(..) => panic!("a join"),
             Step::TopN(..) => panic!("a top-n"),
             Step::GroupBy(..) => panic!("a group by time"),
+            Step::Read(_) => panic!("another source"),
         })
         .collect()
 }
@@ -201,7 +202,7 @@ fn each_statement_is_a_branch_of_its_own_result() {
         let src = format!("{head}sql: |\n  {}\n", sql.replace('\n', "\n  "));
         let job = load_job("t.yaml", &src).expect("valid job");
         let schema = source_schema(&job.pipeline.source.schema);
-        super::lower_script(&job, &schema)
+        super::lower_script(&job, std::slice::from_ref(&schema))
     };
     let ok = two_sinks(&format!("INSERT INTO out {q};\nINSERT INTO out2 {q};"))
         .expect("same query twice");
@@ -281,7 +282,8 @@ fn identical_windowed_statements_for_two_sinks_are_one_result() {
     let src = format!("{head}sql: |\n  INSERT INTO out {q};\n  INSERT INTO out2 {q};\n");
     let job = load_job("t.yaml", &src).expect("valid job");
     let schema = source_schema(&job.pipeline.source.schema);
-    let lowered = super::lower_script(&job, &schema).expect("one result for two sinks");
+    let lowered =
+        super::lower_script(&job, std::slice::from_ref(&schema)).expect("one result for two sinks");
     assert_eq!(lowered.branches.len(), 2);
     assert_eq!(lowered.branches[0].steps, lowered.branches[1].steps);
     assert_eq!(lowered.branches[0].steps.len(), 2, "{lowered:?}");
@@ -315,7 +317,7 @@ fn columns_keep_their_case_and_tables_do_not() {
         let src = format!("{head}sql: |\n  {}\n", sql.replace('\n', "\n  "));
         let job = load_job("t.yaml", &src).expect("valid job");
         let schema = source_schema(&job.pipeline.source.schema);
-        super::lower_script(&job, &schema).map(first)
+        super::lower_script(&job, std::slice::from_ref(&schema)).map(first)
     };
     let got = lower_with(
         "CREATE VIEW \"Big\" AS SELECT * FROM Orders WHERE amount > 1;\nINSERT INTO \"OUT\" SELECT storeId FROM big",
@@ -388,7 +390,7 @@ fn union_all_lowers_each_input_from_the_source() {
         "INSERT INTO out SELECT order_id, amount FROM orders WHERE amount > 10
 UNION ALL SELECT order_id, amount * 2 AS twice FROM orders",
     );
-    let lowered = super::lower_script(&job, &schema).expect("lowers");
+    let lowered = super::lower_script(&job, std::slice::from_ref(&schema)).expect("lowers");
     let [Step::Union(chains)] = lowered.branches[0].steps.as_slice() else {
         panic!("{lowered:?}")
     };
