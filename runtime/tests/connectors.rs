@@ -1477,3 +1477,109 @@ sql: |
         report.committed.len()
     );
 }
+
+/// Two topics joined in SQL: orders (the job's `source`) and a table of stores in a second
+/// topic (a further source, without event time), each bounded. The run is killed right after
+/// a checkpoint's `_metadata` is written and finished at another parallelism: each source's
+/// offsets come back from its own tasks' state. The committed output equals every order
+/// with its store's city, as the test computes them from what it produced.
+#[test]
+fn two_topics_joined_in_sql_are_exactly_once_across_a_crash() {
+    let Some(broker) = kafka("two_topics_join") else {
+        return;
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let u = unique();
+    let (orders, stores) = (format!("orders-{u}"), format!("stores-{u}"));
+    rt.block_on(create_topic(&broker, &orders, PARTITIONS));
+    rt.block_on(create_topic(&broker, &stores, 2));
+    let count = 4_000;
+    let p = input_producer(&broker);
+    rt.block_on(produce_orders(&p, &orders, 0..count, PARTITIONS, STORES));
+    rt.block_on(produce_end_markers(&p, &orders, count, PARTITIONS));
+    let city = |k: u64| format!("city-{}", k % 3);
+    for k in 0..STORES {
+        // One record per send: the local broker's bounded end is a batch's first offset.
+        let payload =
+            serde_json::json!({"store_id": format!("store-{k}"), "city": city(k)}).to_string();
+        rt.block_on(
+            p.send(
+                rdkafka::producer::FutureRecord::<(), _>::to(&stores)
+                    .partition(i32::try_from(k % 2).unwrap())
+                    .payload(&payload),
+                Duration::from_secs(10),
+            ),
+        )
+        .map_err(|(e, _)| e)
+        .unwrap();
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let props = "properties: {fetch.max.bytes: \"262144\", message.max.bytes: \"65536\", max.partition.fetch.bytes: \"65536\"}";
+    let yaml = format!(
+        "name: two-topics-{u}
+parallelism: 2
+checkpoint: {{interval: 300ms, timeout: 30s, storage: \"file://{chk}\"}}
+source:
+  name: orders
+  kafka: {{bootstrapServers: \"{broker}\", topic: {orders}, bounded: true, partitionDiscovery: 1s, {props}}}
+{schema}  eventTime: {{field: ts, maxOutOfOrderness: 5s}}
+sources:
+  - name: stores
+    kafka: {{bootstrapServers: \"{broker}\", topic: {stores}, bounded: true, {props}}}
+    schema:
+      - {{name: store_id, type: string}}
+      - {{name: city, type: string}}
+sinks:
+  - file: {{name: out, path: \"{out}\"}}
+sql: |
+  INSERT INTO out SELECT o.order_id, o.amount, s.city
+    FROM orders o JOIN stores s ON o.store_id = s.store_id WHERE o.amount > 0;
+",
+        chk = tmp.path().join("chk").display(),
+        out = tmp.path().join("out").display(),
+        schema = common::stack::ORDERS_SCHEMA,
+    );
+    let job = tmp.path().join("job.yaml");
+    std::fs::write(&job, yaml).unwrap();
+    let log = tmp.path().join("runtime.log");
+    run_until_crash(
+        &job,
+        &[("WEIR_CRASH_AT", "after-metadata:2")],
+        Duration::from_secs(90),
+        &log,
+    );
+    let mut child = spawn_runtime(&job, &["--parallelism", "3"], &[], &log);
+    let status = wait_exit_within(&mut child, Duration::from_secs(120)).expect("job ends");
+    assert!(status.success(), "{}", log_tail(&log));
+    let mut want: Vec<(u64, i64, String)> = (0..count)
+        .map(|i| common::stack::order(i, PARTITIONS, STORES))
+        .filter(|o| o.amount > 0)
+        .map(|o| {
+            let k: u64 = o.store.trim_start_matches("store-").parse().unwrap();
+            (o.id, o.amount, city(k))
+        })
+        .collect();
+    let mut got: Vec<(u64, i64, String)> = common::stack::file_rows(&tmp.path().join("out"))
+        .iter()
+        .map(|v| {
+            (
+                v["order_id"].as_u64().unwrap(),
+                v["amount"].as_i64().unwrap(),
+                v["city"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    want.sort();
+    got.sort();
+    assert!(want.len() > 2_000, "{} orders", want.len());
+    let missing = want
+        .iter()
+        .filter(|w| got.binary_search(w).is_err())
+        .count();
+    assert_eq!(
+        (got.len(), missing),
+        (want.len(), 0),
+        "joined rows (got, missing) against the orders produced"
+    );
+    assert_eq!(got, want);
+}

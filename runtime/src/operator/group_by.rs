@@ -24,8 +24,8 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
-use datafusion::arrow::datatypes::{SchemaRef, TimestampMillisecondType};
+use datafusion::arrow::array::{Array, ArrayRef, RecordBatch};
+use datafusion::arrow::datatypes::SchemaRef;
 
 use super::ttl::Ttl;
 use super::window::Aggregate;
@@ -165,15 +165,7 @@ impl Operator for GroupBy {
         // (`None`: no such group).
         let mut touched: Vec<(&[u8], Option<Vec<Outcome>>)> = Vec::new();
         let mut seen: HashSet<&[u8]> = HashSet::new();
-        let times = match &self.ttl {
-            Some((col, _)) => Some(
-                batch
-                    .column(*col)
-                    .as_primitive_opt::<TimestampMillisecondType>()
-                    .ok_or_else(|| Error::internal("group by time column is not a timestamp"))?,
-            ),
-            None => None,
-        };
+        let times = super::event_times(&batch, self.ttl.as_ref().map(|t| t.0), NAME)?;
         let mut newest: HashMap<&[u8], Millis> = HashMap::new();
         for row in 0..batch.num_rows() {
             let key = key_rows.row(row).data();

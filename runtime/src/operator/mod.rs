@@ -120,6 +120,30 @@ pub trait Operator: Send {
     }
 }
 
+/// Column `col` of `batch` as event times, when there is such a column.
+///
+/// # Errors
+/// The column is not a millisecond timestamp (planning and the operator disagree), naming
+/// `operator`.
+pub fn event_times<'a>(
+    batch: &'a RecordBatch,
+    col: Option<usize>,
+    operator: &str,
+) -> Result<Option<&'a datafusion::arrow::array::TimestampMillisecondArray>> {
+    use datafusion::arrow::array::AsArray;
+    col.map(|c| {
+        batch
+            .column(c)
+            .as_primitive_opt::<datafusion::arrow::datatypes::TimestampMillisecondType>()
+            .ok_or_else(|| {
+                Error::internal(format!(
+                    "{operator}: the time column is not a millisecond timestamp"
+                ))
+            })
+    })
+    .transpose()
+}
+
 /// Encode per-key entries into [`KeyedState`]: grouped by key group, sorted by key within a
 /// group so that equal state encodes to equal bytes.
 ///

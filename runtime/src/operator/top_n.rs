@@ -18,9 +18,9 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, Int64Array, RecordBatch};
+use datafusion::arrow::array::{Array, ArrayRef, Int64Array, RecordBatch};
 use datafusion::arrow::compute::SortOptions;
-use datafusion::arrow::datatypes::{SchemaRef, TimestampMillisecondType};
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::row::{RowConverter, SortField};
 
 use super::ttl::Ttl;
@@ -165,32 +165,12 @@ impl Operator for TopN {
             .map(|&(c, _, _)| Arc::clone(batch.column(c)))
             .collect();
         let sort = self.sort.convert_columns(&order)?;
-        let ts = match self.cfg.time_col {
-            Some(c) => Some(
-                batch
-                    .column(c)
-                    .as_primitive_opt::<TimestampMillisecondType>()
-                    .ok_or_else(|| {
-                        Error::internal("top-N time column is not a millisecond timestamp")
-                    })?,
-            ),
-            None => None,
-        };
+        let ts = super::event_times(&batch, self.cfg.time_col, "top-n")?;
         // An updating top-N: each touched partition's rows before this batch, in the order
         // first touched.
         let mut before: Vec<(&[u8], Vec<Vec<u8>>)> = Vec::new();
         let mut seen: HashSet<&[u8]> = HashSet::new();
-        let ttl_times = match self.cfg.ttl {
-            Some((c, _)) => Some(
-                batch
-                    .column(c)
-                    .as_primitive_opt::<TimestampMillisecondType>()
-                    .ok_or_else(|| {
-                        Error::internal("top-N time column is not a millisecond timestamp")
-                    })?,
-            ),
-            None => None,
-        };
+        let ttl_times = super::event_times(&batch, self.cfg.ttl.map(|t| t.0), "top-n")?;
         let mut newest: HashMap<&[u8], Millis> = HashMap::new();
         for r in 0..batch.num_rows() {
             let t = match ts {
