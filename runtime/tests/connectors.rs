@@ -1544,7 +1544,7 @@ sql: |
     let log = tmp.path().join("runtime.log");
     run_until_crash(
         &job,
-        &[("WEIR_CRASH_AT", "after-metadata:2")],
+        &[("WEIR_CRASH_AT", "after-metadata:1")],
         Duration::from_secs(90),
         &log,
     );
