@@ -280,6 +280,11 @@ fn join(op: &OpPlan, j: &crate::plan::join::JoinSpec) -> String {
     if let Some(f) = &j.filter {
         s.push_str(&format!(" and {f}"));
     }
+    if crate::changelog::is_changelog(&op.output) {
+        s.push_str(
+            ", a changelog: a row without a partner emitted padded at once (+I), retracted (-D) when one arrives",
+        );
+    }
     format!(
         "{s}   [state `{}`, per key group: both inputs' rows; {}]",
         op.id,

@@ -3,7 +3,7 @@
 //! over the very events Weir read (dumped by a job that selects every event), compared row
 //! by row (`tests/nexmark/oracle.py`; an updating result's changelog is applied first, and a
 //! retraction of a row never written fails it). Each query runs at parallelism 1 and 3; q1,
-//! q3, q4, q5, q9, q11, q13, q17, q19, q22, `early` and `hot` also killed with SIGKILL at random moments and
+//! q3, q4, q5, q9, q11, q13, q17, q19, q22, `early`, `hot` and `people` also killed with SIGKILL at random moments and
 //! restarted from their checkpoints, the last time at parallelism 3;
 //! several queries in one job (`together.yaml`) each equal their own oracle the same ways.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
@@ -17,9 +17,9 @@ use std::time::Duration;
 use common::{log_tail, spawn_runtime, wait_exit_within};
 
 const EVENTS: u64 = 60_000;
-const QUERIES: [&str; 22] = [
+const QUERIES: [&str; 23] = [
     "q0", "q1", "q2", "q3", "q4", "q5", "q7", "q8", "q9", "q11", "q13", "q14", "q15", "q16", "q17",
-    "q18", "q19", "q20", "q21", "q22", "early", "hot",
+    "q18", "q19", "q20", "q21", "q22", "early", "hot", "people",
 ];
 
 fn repo() -> PathBuf {
@@ -150,7 +150,7 @@ fn a_query_killed_and_restarted_still_equals_the_oracle() {
     let events = dump_events(&tmp.path().join("events"));
     let mut rng = common::fault_seed();
     for query in [
-        "q1", "q3", "q4", "q5", "q9", "q11", "q13", "q17", "q19", "q22", "early", "hot",
+        "q1", "q3", "q4", "q5", "q9", "q11", "q13", "q17", "q19", "q22", "early", "hot", "people",
     ] {
         let dir = tmp.path().join(query);
         std::fs::create_dir_all(&dir).unwrap();

@@ -141,11 +141,6 @@ pub(super) fn resolve(
             None
         }
     };
-    if bound.is_none() && spec.kind != JoinKind::Inner {
-        errs.push(err(
-            "an outer join without a time bound on both inputs' event time produces updates (a changelog), which Weir does not run yet; bound it (a.t BETWEEN b.t - INTERVAL '10' SECOND AND b.t), join the same windows, or use an inner join".into(),
-        ));
-    }
     // A column may be null where its input's may, and wherever an outer join pads its
     // input with nulls.
     let side_fields = |side: usize| {
@@ -156,7 +151,7 @@ pub(super) fn resolve(
             .iter()
             .map(move |f| (f, padded || f.is_nullable()))
     };
-    let fields: Vec<Field> = side_fields(0)
+    let mut fields: Vec<Field> = side_fields(0)
         .chain(side_fields(1))
         .zip(&spec.names)
         .map(|((f, nullable), n)| Field::new(n, f.data_type().clone(), nullable))
@@ -166,6 +161,11 @@ pub(super) fn resolve(
         errs.push(err(
             "internal: join output names do not match its inputs".into()
         ));
+    }
+    // An outer join without a time bound never knows a row will stay unmatched: it emits
+    // the row padded at once and retracts it (`-D`) when a partner arrives: a changelog.
+    if bound.is_none() && spec.kind != JoinKind::Inner {
+        fields.push(crate::changelog::field_with_deletes());
     }
     let schema: SchemaRef = Arc::new(Schema::new(fields));
     let filter = (!filter.is_empty()).then(|| {

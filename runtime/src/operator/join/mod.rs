@@ -13,8 +13,10 @@
 //!   watermark (they could only join rows already dropped) are dropped and counted as late,
 //!   as Flink's interval join does.
 //! - **Regular** (no time bound): every row is kept until `stateTtl` of event time has
-//!   passed since it arrived, for ever without one. Inner joins only: an outer regular join
-//!   would retract its padded rows, which needs a changelog.
+//!   passed since it arrived, for ever without one. An outer regular join never learns that
+//!   a row will stay unmatched, so its output is a changelog ([`crate::changelog`]): an outer
+//!   side's row without a partner is emitted padded with nulls at once (`+I`), and retracted
+//!   (`-D`) just before its first pair (`+I`) when a partner arrives.
 //!
 //! State is per key, so each side is shuffled by its join keys and a key's rows of both
 //! sides meet in one subtask; a checkpoint stores every kept row under its key's group.
@@ -32,6 +34,7 @@ use datafusion::arrow::datatypes::{SchemaRef, TimestampMillisecondType};
 use serde::{Deserialize, Serialize};
 
 use super::{Input, KeyedState, Operator, OperatorCounters, Output, decode_keyed, encode_keyed};
+use crate::changelog::{self, Kind};
 use crate::error::{Error, Result};
 use crate::expr::CompiledExpr;
 use crate::ids::Millis;
@@ -186,6 +189,8 @@ pub struct Join {
     sides: [Side; 2],
     watermark: Millis,
     counters: OperatorCounters,
+    /// A regular outer join: the output is a changelog (see the module docs).
+    changelog: bool,
 }
 
 impl Join {
@@ -201,7 +206,9 @@ impl Join {
             codec(1, cfg.keys[1].clone())?,
         ];
         let rows = [codec(0, all(0))?, codec(1, all(1))?];
+        let changelog = crate::changelog::is_changelog(&cfg.output);
         Ok(Self {
+            changelog,
             cfg,
             keys,
             rows,
@@ -271,22 +278,28 @@ impl Join {
             .map(|c| take(c.as_ref(), &idx, None))
             .collect::<std::result::Result<_, _>>()?;
         let other_cols = self.decode(1 - side, pairs.iter().map(|p| p.1), pairs.len())?;
-        self.output(side, this_cols, other_cols)
+        self.output(side, this_cols, other_cols, Kind::Insert)
     }
 
-    /// An output batch of `side`'s columns and the other side's, left's first.
+    /// An output batch of `side`'s columns and the other side's, left's first (and, for a
+    /// changelog, every row's change kind `kind`).
     fn output(
         &self,
         side: usize,
         this: Vec<ArrayRef>,
         other: Vec<ArrayRef>,
+        kind: Kind,
     ) -> Result<RecordBatch> {
+        let n = this.first().map_or(0, |c| c.len());
         let (l, r) = if side == 0 {
             (this, other)
         } else {
             (other, this)
         };
-        let columns = l.into_iter().chain(r).collect();
+        let mut columns: Vec<ArrayRef> = l.into_iter().chain(r).collect();
+        if self.changelog {
+            columns.push(changelog::column(&vec![kind; n]));
+        }
         Ok(RecordBatch::try_new(Arc::clone(&self.cfg.output), columns)?)
     }
 
@@ -398,6 +411,10 @@ impl Operator for Join {
         if !cand.is_empty() {
             let joined = self.assemble(side, &batch, &cand_rows)?;
             let ok = self.accept(&joined)?;
+            // The other side's rows matched for the first time: a changelog emitted them
+            // padded, and retracts that now.
+            let mut first_match: Vec<Vec<u8>> = Vec::new();
+            let retract = self.changelog && self.cfg.kind.keeps_unmatched(other);
             for (&(r, k), &yes) in cand.iter().zip(&ok) {
                 if yes {
                     matched[r as usize] = true;
@@ -406,9 +423,19 @@ impl Operator for Join {
                         .get_mut(key.as_ref())
                         .and_then(|l| l.get_mut(k))
                     {
+                        if retract && !kept.matched {
+                            first_match.push(kept.row.clone());
+                        }
                         kept.matched = true;
                     }
                 }
+            }
+            if !first_match.is_empty() {
+                let n = first_match.len();
+                let rows = self.decode(other, first_match.iter().map(|r| Some(r.as_slice())), n)?;
+                let pad = nulls(&self.cfg.inputs[side], n);
+                out.batches
+                    .push(self.output(other, rows, pad, Kind::Delete)?);
             }
             let kept = filter_record_batch(&joined, &BooleanArray::from(ok))?;
             if kept.num_rows() > 0 {
@@ -434,6 +461,10 @@ impl Operator for Join {
                 }
                 continue;
             }
+            if self.changelog && !matched[r] && self.cfg.kind.keeps_unmatched(side) {
+                // Padded now; retracted if a partner comes.
+                padded.push((r32, None));
+            }
             let kept = Kept {
                 row: whole.row(r).as_ref().to_vec(),
                 time: times[r],
@@ -452,7 +483,8 @@ impl Operator for Join {
         for side in 0..2 {
             let mut unmatched: Vec<Vec<u8>> = Vec::new();
             let (time, ttl, wm) = (self.cfg.time, self.cfg.ttl, self.watermark);
-            let pad = self.cfg.kind.keeps_unmatched(side);
+            // A changelog emitted its unmatched rows when they came.
+            let pad = self.cfg.kind.keeps_unmatched(side) && !self.changelog;
             let s = &mut self.sides[side];
             while let Some(&(at, id)) = s.expiries.first() {
                 if at > wm {
@@ -493,7 +525,8 @@ impl Operator for Join {
                 let n = unmatched.len();
                 let this = self.decode(side, unmatched.iter().map(|r| Some(r.as_slice())), n)?;
                 let pad = nulls(&self.cfg.inputs[1 - side], n);
-                out.batches.push(self.output(side, this, pad)?);
+                out.batches
+                    .push(self.output(side, this, pad, Kind::Insert)?);
             }
         }
         Ok(())
