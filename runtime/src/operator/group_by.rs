@@ -141,10 +141,14 @@ impl GroupBy {
             }
             return;
         }
-        let accs = self
-            .groups
-            .entry(key.to_vec())
-            .or_insert_with(|| self.aggregates.iter().map(Acc::new).collect());
+        // The key is copied only for a new group, not for every row.
+        if !self.groups.contains_key(key) {
+            let fresh = self.aggregates.iter().map(Acc::new).collect();
+            self.groups.insert(key.to_vec(), fresh);
+        }
+        let Some(accs) = self.groups.get_mut(key) else {
+            return;
+        };
         for (acc, v) in accs.iter_mut().zip(values) {
             acc.update(v, row);
         }
