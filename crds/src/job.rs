@@ -89,6 +89,13 @@ pub struct StreamJobSpec {
     /// Start even when the restored state holds operators the pipeline no longer has.
     #[serde(default)]
     pub allow_non_restored_state: bool,
+    /// Operators (state ids, as `weir-runtime explain` lists them) and sources (names) whose
+    /// restored state may be dropped when it no longer fits the pipeline (a changed window,
+    /// key or aggregate; another topic or file): they start empty, everything else is
+    /// restored. A name whose state still fits is restored, so it is safe to leave here.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub drop_state: Vec<String>,
     /// Take a final savepoint when the StreamJob is deleted. Checkpoints and savepoints are
     /// never deleted on deletion either way.
     #[serde(default)]

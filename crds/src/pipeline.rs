@@ -569,6 +569,29 @@ pub enum Transform {
     Dedup(DedupSpec),
 }
 
+/// The state id of each transform (`None`: stateless): its `id`, else its kind and position
+/// among the stateful transforms (`window-0`, `dedup-1`), the ids checkpoints have always
+/// used.
+#[must_use]
+pub fn state_ids(transforms: &[Transform]) -> Vec<Option<String>> {
+    let mut stateful = 0usize;
+    transforms
+        .iter()
+        .map(|t| {
+            let (kind, id) = match t {
+                Transform::Window(w) => ("window", &w.id),
+                Transform::Dedup(d) => ("dedup", &d.id),
+                Transform::Filter(_) | Transform::Select(_) => return None,
+            };
+            stateful += 1;
+            Some(
+                id.clone()
+                    .unwrap_or_else(|| format!("{kind}-{}", stateful - 1)),
+            )
+        })
+        .collect()
+}
+
 /// A keyed window. Exactly one of `tumbling`, `sliding`, `session`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -577,6 +600,14 @@ pub enum Transform {
     "message": "a window needs exactly one of tumbling, sliding, session"
 }]))]
 pub struct WindowSpec {
+    /// Names the operator's state in checkpoints, so that it is restored into this operator
+    /// whatever transforms are added or removed around it (default: its kind and position
+    /// among the stateful transforms, `window-0`, `dedup-1`, which an inserted window or
+    /// dedup shifts). A renamed id leaves the old state unclaimed: a restore refuses it unless
+    /// `allowNonRestoredState` is set or `dropState` names the old id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"), length(max = 63))]
+    pub id: Option<String>,
     /// Fixed, non-overlapping windows of this size.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tumbling: Option<Duration>,
@@ -635,6 +666,14 @@ impl Default for LatePolicy {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DedupSpec {
+    /// Names the operator's state in checkpoints, so that it is restored into this operator
+    /// whatever transforms are added or removed around it (default: its kind and position
+    /// among the stateful transforms, `window-0`, `dedup-1`, which an inserted window or
+    /// dedup shifts). A renamed id leaves the old state unclaimed: a restore refuses it unless
+    /// `allowNonRestoredState` is set or `dropState` names the old id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"), length(max = 63))]
+    pub id: Option<String>,
     /// Columns that identify a duplicate.
     pub key_by: Vec<String>,
     /// How long (event time) a key is remembered after its first record.

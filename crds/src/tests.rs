@@ -392,3 +392,33 @@ fn further_sources_are_named_tables_of_a_sql_pipeline() {
     let e = errors(&GOOD.replace("sinks:", &format!("{side}sinks:")));
     assert!(e.errors.iter().any(|f| f.path == "sources"), "{e}");
 }
+
+#[test]
+fn state_ids_default_to_position_and_must_be_unique_and_well_formed() {
+    let job = load_job("job.yaml", GOOD).expect("valid job");
+    assert_eq!(
+        crate::state_ids(&job.pipeline.transforms),
+        [None, Some("window-0".to_string())]
+    );
+    let named = GOOD.replace("tumbling: 10s", "id: sales-per-store\n      tumbling: 10s");
+    let job = load_job("job.yaml", &named).expect("valid job");
+    assert_eq!(
+        crate::state_ids(&job.pipeline.transforms)[1].as_deref(),
+        Some("sales-per-store")
+    );
+    // A dedup named like the window's default id.
+    let clash = GOOD.replace(
+        "  - filter: amount > 1",
+        "  - dedup: {id: window-1, keyBy: [store_id], ttl: 1m}",
+    );
+    let msg = errors(&clash).to_string();
+    assert!(msg.contains("transforms[1].window.id"), "{msg}");
+    assert!(
+        msg.contains("already the state id of transforms[0]"),
+        "{msg}"
+    );
+    let bad = GOOD.replace("tumbling: 10s", "id: Sales_Total\n      tumbling: 10s");
+    let msg = errors(&bad).to_string();
+    assert!(msg.contains("transforms[1].window.id"), "{msg}");
+    assert!(msg.contains("not a state id"), "{msg}");
+}

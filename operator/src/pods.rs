@@ -328,6 +328,7 @@ pub fn runtime_args(
                 from: s.from.clone(),
             }),
             allow_non_restored_state: spec.allow_non_restored_state,
+            drop_state: spec.drop_state.clone(),
             skip_unreadable_checkpoints: spec.checkpoint.skip_unreadable,
             ..JobArgs::default()
         },

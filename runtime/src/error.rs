@@ -85,11 +85,11 @@ pub enum Error {
         /// What happened and what the user can do.
         message: String,
     },
-    /// The restored checkpoint holds state for an operator of this job that does not fit it
-    /// (its aggregates or key columns were edited since). Restoring would corrupt results
+    /// The restored checkpoint holds state for an operator (or positions for a source) of this
+    /// job that does not fit it (its definition or topic was edited since). Restoring would corrupt results
     /// and starting again would find the same, so the runtime reports it as refused.
     #[error(
-        "restore of {operator} from {checkpoint}: {message}. Revert the edit to resume from this checkpoint, or start the job without its state (a new checkpoint.storage)"
+        "restore of {operator} from {checkpoint}: {message}. Revert the edit to resume from this checkpoint, or name it in dropState (--drop-state) to start it with empty state"
     )]
     Incompatible {
         /// Operator id.

@@ -254,18 +254,19 @@ async fn a_savepoint_of_a_job_whose_aggregates_were_reordered_is_refused_naming_
         panic!("no savepoint")
     };
 
-    let restore = |aggregates: &str| {
+    let restore = |aggregates: &str, drop: &[&str]| {
         let plan = weir_runtime::plan_source("edited.yaml", &window_job(&chk, aggregates)).unwrap();
         let opts = RunOptions {
             job: JobArgs {
                 restore_from: Some(sp.clone()),
+                drop_state: drop.iter().map(ToString::to_string).collect(),
                 ..JobArgs::default()
             },
             ..RunOptions::default()
         };
         start(plan, opts)
     };
-    let Err(e) = restore("{total: sum(amount), n: count(*)}").await else {
+    let Err(e) = restore("{total: sum(amount), n: count(*)}", &[]).await else {
         panic!("a savepoint of the other aggregate order was restored");
     };
     assert!(matches!(e, Error::Incompatible { .. }), "{e:?}");
@@ -273,16 +274,22 @@ async fn a_savepoint_of_a_job_whose_aggregates_were_reordered_is_refused_naming_
     for want in [
         "window-0",
         sp.trim_end_matches('/'),
-        "aggregate 1",
-        "reordered",
+        "aggregates was `count(*), sum(amount)`, is `sum(amount), count(*)`",
+        "dropState",
     ] {
         assert!(e.contains(want), "{want:?} missing: {e}");
     }
-    // The job as it was restores from the same savepoint.
-    let job = restore("{n: count(*), total: sum(amount)}").await.unwrap();
-    job.requests
-        .send(Request::Stop { savepoint: false })
-        .await
-        .unwrap();
-    assert!(matches!(job.wait().await.unwrap(), Outcome::Stopped { .. }));
+    // The job as it was restores from the same savepoint, and the edited one does when the
+    // user names the window in dropState (it starts empty).
+    for (aggregates, drop) in [
+        ("{n: count(*), total: sum(amount)}", &[][..]),
+        ("{total: sum(amount), n: count(*)}", &["window-0"][..]),
+    ] {
+        let job = restore(aggregates, drop).await.unwrap();
+        job.requests
+            .send(Request::Stop { savepoint: false })
+            .await
+            .unwrap();
+        assert!(matches!(job.wait().await.unwrap(), Outcome::Stopped { .. }));
+    }
 }

@@ -158,7 +158,7 @@ fn explain_prints_the_dataflow_of_a_sql_job() {
         at("shuffle by key groups of [store_id]"),
         at("stage 1 (x3)"),
         at("window tumbling"),
-        at("[state `window-0`"),
+        at("[state `windows/window-0`"),
         at("windows (sink-0, file"),
     ];
     assert!(

@@ -112,6 +112,9 @@ pub struct JobArgs {
     pub start: Option<Start>,
     /// Start even if the checkpoint holds state of operators the job no longer has.
     pub allow_non_restored_state: bool,
+    /// Operators (state ids) and sources (names) whose restored state may be dropped when it
+    /// no longer fits the job: a changed definition, another topic.
+    pub drop_state: Vec<String>,
     /// When the newest completed checkpoint cannot be read, restore the newest older one that
     /// can. Off by default: sinks may already have committed the newest one's output, which
     /// an older checkpoint repeats, so this is the user's explicit choice.
@@ -127,6 +130,7 @@ impl Default for JobArgs {
             restore_from: None,
             start: None,
             allow_non_restored_state: false,
+            drop_state: Vec::new(),
             skip_unreadable_checkpoints: false,
         }
     }
@@ -210,6 +214,9 @@ impl RuntimeArgs {
         }
         if self.job.allow_non_restored_state {
             flag("allow-non-restored-state", None);
+        }
+        if !self.job.drop_state.is_empty() {
+            flag("drop-state", Some(self.job.drop_state.join(",")));
         }
         if self.job.skip_unreadable_checkpoints {
             flag("skip-unreadable-checkpoints", None);
@@ -316,6 +323,11 @@ struct RunFlags {
     /// Start even if the checkpoint holds state of operators the job no longer has.
     #[arg(long)]
     allow_non_restored_state: bool,
+    /// Operators (state ids, as `explain` lists them) and sources (names) whose restored
+    /// state may be dropped when it no longer fits the job (a changed definition, another
+    /// topic): they start empty, everything else is restored. Comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    drop_state: Vec<String>,
     /// When the newest completed checkpoint cannot be read (corrupt or missing files), restore
     /// the newest older one that can. Without it the runtime refuses to start, naming the
     /// checkpoint: sinks may have committed its output already, and an older checkpoint
@@ -361,6 +373,7 @@ impl From<RunFlags> for RuntimeArgs {
                     from: f.start_from,
                 }),
                 allow_non_restored_state: f.allow_non_restored_state,
+                drop_state: f.drop_state,
                 skip_unreadable_checkpoints: f.skip_unreadable_checkpoints,
             },
             control_addr: f.control_addr.0,
@@ -396,6 +409,7 @@ impl From<RuntimeArgs> for RunFlags {
             start_empty,
             start_id,
             allow_non_restored_state: job.allow_non_restored_state,
+            drop_state: job.drop_state,
             skip_unreadable_checkpoints: job.skip_unreadable_checkpoints,
             control_addr: ControlAddr(control_addr),
             namespace: job.namespace,

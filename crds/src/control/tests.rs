@@ -155,6 +155,7 @@ fn every_command_line_parses_back_into_itself() {
                 from: Some("s3://b/sp-1".into()),
             }),
             allow_non_restored_state: true,
+            drop_state: vec!["totals/window-0".into(), "orders".into()],
             skip_unreadable_checkpoints: true,
         },
         control_addr: Some("0.0.0.0:8081".parse().unwrap()),

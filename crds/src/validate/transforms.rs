@@ -42,6 +42,36 @@ pub(super) fn check(transforms: &[Transform], has_event_time: bool, errs: &mut V
             _ => {}
         }
     }
+    // Two operators with one id would restore each other's state.
+    let ids = crate::pipeline::state_ids(transforms);
+    for (i, id) in ids.iter().enumerate() {
+        let Some(id) = id else { continue };
+        let kind = match &transforms[i] {
+            Transform::Window(_) => "window",
+            _ => "dedup",
+        };
+        let shaped = !id.is_empty()
+            && id.len() <= 63
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !id.starts_with('-')
+            && !id.ends_with('-');
+        if !shaped {
+            errs.push(FieldError::new(
+                format!("transforms[{i}].{kind}.id"),
+                format!("`{id}` is not a state id: lowercase letters, digits and `-`, at most 63, starting and ending with a letter or digit"),
+            ));
+        }
+        if let Some(j) = ids[..i].iter().position(|x| x.as_ref() == Some(id)) {
+            errs.push(FieldError::new(
+                format!("transforms[{i}].{kind}.id"),
+                format!(
+                    "`{id}` is already the state id of transforms[{j}]; state ids must be unique"
+                ),
+            ));
+        }
+    }
 }
 
 fn check_window(path: &str, w: &WindowSpec, has_event_time: bool, errs: &mut Vec<FieldError>) {

@@ -49,6 +49,7 @@ pub fn classify(old: &StreamJobSpec, new: &StreamJobSpec) -> (SpecChange, Vec<&'
         savepoint_trigger_nonce,
         initial_savepoint_path,
         allow_non_restored_state,
+        drop_state,
         savepoint_on_delete,
         checkpoint,
         savepoint,
@@ -97,6 +98,8 @@ pub fn classify(old: &StreamJobSpec, new: &StreamJobSpec) -> (SpecChange, Vec<&'
         &new.allow_non_restored_state,
         Upgrade,
     );
+    // Like allowNonRestoredState: read when the pods restore, so the next start must see it.
+    c.field("dropState", drop_state, &new.drop_state, Upgrade);
     c.field(
         "savepointOnDelete",
         savepoint_on_delete,

@@ -71,6 +71,10 @@ pub struct CoordinatorConfig {
     pub parallelism: u32,
     /// Key groups.
     pub max_parallelism: u32,
+    /// What each stateful operator's state means, recorded in every `_metadata`.
+    pub operators: Vec<super::compat::OperatorRecord>,
+    /// What each source reads, recorded in every `_metadata`.
+    pub sources: Vec<super::compat::SourceRecord>,
 }
 
 struct Pending {
@@ -312,6 +316,8 @@ impl Coordinator {
             duration_ms,
             state_files,
             committables,
+            operators: self.cfg.operators.clone(),
+            sources: self.cfg.sources.clone(),
         };
         let bytes = encode_metadata(&meta).map_err(|e| Error::internal(e.to_string()))?;
         crate::fault::point("before-metadata", id);

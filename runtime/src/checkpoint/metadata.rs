@@ -8,6 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::BarrierKind;
+use super::compat::{OperatorRecord, SourceRecord};
 use super::state::{Committable, KeyedState, SplitState, WriteAheadData};
 use crate::ids::{CheckpointId, TaskId};
 
@@ -40,6 +41,13 @@ pub struct CheckpointMetadata {
     /// Uncommitted sink transactions this checkpoint promises: committed after `_metadata`,
     /// or by commit-phase recovery on restore.
     pub committables: Vec<SinkCommittable>,
+    /// What each stateful operator's state means, checked on restore (absent in checkpoints
+    /// written before it was recorded).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub operators: Vec<OperatorRecord>,
+    /// What each source's positions are positions in.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<SourceRecord>,
 }
 
 impl CheckpointMetadata {
@@ -287,6 +295,8 @@ mod tests {
                 crc32: 5,
             }],
             committables: vec![],
+            operators: vec![],
+            sources: vec![],
         }
     }
 

@@ -28,6 +28,7 @@
 
 pub mod align;
 pub mod barrier;
+pub mod compat;
 pub mod coordinator;
 pub mod fencing;
 pub mod layout;

@@ -220,6 +220,8 @@ mod tests {
             duration_ms: 0,
             state_files: vec![ack.state.unwrap()],
             committables: ack.committables,
+            operators: Vec::new(),
+            sources: Vec::new(),
         };
         let dir = up.layout.checkpoint_dir(&up.job_id, CheckpointId(1));
         let bytes = encode_metadata(&meta).unwrap();

@@ -18,6 +18,7 @@
 //!
 //! Sinks are the caller's: this module owns the protocol, not the connectors.
 
+use super::compat::{self, Wanted};
 use super::fencing::{self, Generation};
 use super::layout::Layout;
 use super::restore::{self, Restored};
@@ -44,10 +45,8 @@ pub struct StartupInput<'a> {
     pub exactly_once: bool,
     /// Key groups; a checkpoint taken with another number cannot be restored.
     pub max_parallelism: u32,
-    /// Ids of the job's stateful operators.
-    pub stateful_operators: Vec<String>,
-    /// Drop state of operators the job no longer has instead of refusing to start.
-    pub allow_non_restored_state: bool,
+    /// What the job's state means, and what the user allows to be dropped.
+    pub wanted: &'a Wanted,
     /// When the newest completed checkpoint cannot be read, restore an older one.
     pub skip_unreadable_checkpoints: bool,
     /// `--restore-from`.
@@ -120,11 +119,18 @@ impl Startup {
 ///
 /// # Errors
 /// The checkpoint is missing or corrupt.
-pub async fn join(restored: Option<&str>, s3: &weir_crds::S3Spec) -> Result<Option<Restored>> {
+/// It makes the state fit the job as pod 0 did (the same deterministic [`compat::fit`]).
+pub async fn join(
+    restored: Option<&str>,
+    s3: &weir_crds::S3Spec,
+    wanted: &Wanted,
+) -> Result<Option<Restored>> {
     match restored {
         Some(uri) => {
             tracing::info!(from = %uri, "restoring this pod's subtasks");
-            Ok(Some(restore::from_uri(uri, s3).await?))
+            let mut r = restore::from_uri(uri, s3).await?;
+            compat::fit(&mut r, wanted)?;
+            Ok(Some(r))
         }
         None => Ok(None),
     }
@@ -150,8 +156,8 @@ pub async fn begin(
             input.storage_uri
         )));
     }
-    let choice = choose(storage, layout, input).await?;
-    if let Some(r) = &choice.restored {
+    let mut choice = choose(storage, layout, input).await?;
+    if let Some(r) = &mut choice.restored {
         check_fits(r, input)?;
         tracing::info!(from = %r.uri, checkpoint = %r.metadata.id, taken_at_parallelism = r.metadata.parallelism, "restoring");
     }
@@ -186,8 +192,10 @@ pub async fn begin(
                 input.skip_unreadable_checkpoints,
             )
             .await?;
-            if let Some(n) = &newer {
+            let mut newer = newer;
+            if let Some(n) = &mut newer {
                 tracing::warn!(checkpoint = %n.metadata.id, "a predecessor completed a newer checkpoint before this incarnation claimed its generation; restoring that one");
+                check_fits(n, input)?;
             }
             newer
         }
@@ -291,26 +299,17 @@ async fn choose(storage: &Storage, layout: &Layout, input: &StartupInput<'_>) ->
     Ok(continue_with(None))
 }
 
-/// Key groups must match; state of operators the job no longer has is refused unless the
-/// user allows dropping it.
-fn check_fits(r: &Restored, input: &StartupInput<'_>) -> Result<()> {
+/// Key groups must match; the state must mean what it meant ([`compat::fit`], which also
+/// drops what the user allowed and moves source positions to their sources' stages).
+pub(crate) fn check_fits(r: &mut Restored, input: &StartupInput<'_>) -> Result<()> {
     if r.metadata.max_parallelism != input.max_parallelism {
         return Err(Error::Restore(format!(
             "{} was taken with maxParallelism {}, the job has {}; key groups cannot be remapped",
             r.uri, r.metadata.max_parallelism, input.max_parallelism
         )));
     }
-    let unknown: Vec<String> = r
-        .stateful_operators()
-        .into_iter()
-        .filter(|id| !input.stateful_operators.contains(id))
-        .collect();
-    if !unknown.is_empty() && !input.allow_non_restored_state {
-        return Err(Error::Restore(format!(
-            "{} holds state for operators this job does not have ({}); pass --allow-non-restored-state to drop it",
-            r.uri,
-            unknown.join(", ")
-        )));
+    for d in compat::fit(r, input.wanted)? {
+        tracing::warn!(from = %r.uri, "not restoring the state of {d}");
     }
     Ok(())
 }

@@ -6,6 +6,7 @@ use tokio::sync::mpsc;
 use super::Shape;
 use super::options::RunOptions;
 use super::sinks::Connectors;
+use crate::checkpoint::compat::Wanted;
 use crate::checkpoint::coordinator::Request;
 use crate::checkpoint::layout::Layout;
 use crate::checkpoint::messages::TaskEvent;
@@ -54,7 +55,12 @@ pub(super) async fn begin(
     match (&shape.pods, exchange) {
         (Some(p), Some(ex)) if !p.is_coordinator() => {
             let (link, info) = link::Coordinator::join(ex, &p.incarnation, p.index).await?;
-            let restored = startup::join(info.restored.as_deref(), &plan.job.checkpoint.s3).await?;
+            let restored = startup::join(
+                info.restored.as_deref(),
+                &plan.job.checkpoint.s3,
+                &wanted(plan, opts),
+            )
+            .await?;
             Ok(Begun {
                 restored,
                 restored_uri: info.restored,
@@ -78,11 +84,7 @@ async fn begin_here(
     connectors: &Connectors,
 ) -> Result<Begun> {
     let job = &plan.job;
-    let stateful_operators = plan
-        .operators()
-        .filter(|o| o.is_stateful())
-        .map(|o| o.id.clone())
-        .collect();
+    let wanted = wanted(plan, opts);
     let startup = startup::begin(
         store.storage,
         store.layout,
@@ -91,8 +93,7 @@ async fn begin_here(
             s3: &job.checkpoint.s3,
             exactly_once: job.checkpoint.exactly_once,
             max_parallelism,
-            stateful_operators,
-            allow_non_restored_state: opts.job.allow_non_restored_state,
+            wanted: &wanted,
             skip_unreadable_checkpoints: opts.job.skip_unreadable_checkpoints,
             restore_from: opts.job.restore_from.as_deref(),
             start: opts.job.start.as_ref(),
@@ -151,4 +152,14 @@ pub(super) async fn start_other_pods(
     Ok(Some(
         link::Pods::start(joined, &info, events, requests).await?,
     ))
+}
+
+/// What the job's state means and what the user allows to drop, for [`crate::checkpoint::compat::fit`].
+fn wanted(plan: &Plan, opts: &RunOptions) -> Wanted {
+    Wanted {
+        operators: plan.operator_records(),
+        sources: plan.source_records(),
+        allow_non_restored_state: opts.job.allow_non_restored_state,
+        drop_state: opts.job.drop_state.clone(),
+    }
 }

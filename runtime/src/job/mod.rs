@@ -326,6 +326,8 @@ pub async fn start(plan: Plan, opts: RunOptions) -> Result<RunningJob> {
             retained: job.checkpoint.retained as usize,
             parallelism: shape.parallelism,
             max_parallelism: shape.max_parallelism,
+            operators: plan.operator_records(),
+            sources: plan.source_records(),
         },
         up: uploader,
         sources: source_ctrls,

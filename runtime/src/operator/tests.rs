@@ -80,6 +80,7 @@ fn window_spec(kind: &str, late: LatePolicy) -> WindowSpec {
         aggregates.insert(n.to_string(), a.to_string());
     }
     WindowSpec {
+        id: None,
         tumbling: (kind == "tumbling").then(|| Duration::from_millis(10)),
         sliding: (kind == "sliding").then(|| SlidingSpec {
             size: Duration::from_millis(10),
@@ -289,6 +290,7 @@ fn dedup_keeps_the_first_record_per_key_within_the_ttl() {
     )
     .unwrap();
     job.pipeline.transforms = vec![Transform::Dedup(weir_crds::DedupSpec {
+        id: None,
         key_by: vec!["k".into()],
         ttl: Duration::from_millis(10),
     })];

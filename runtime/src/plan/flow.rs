@@ -27,6 +27,11 @@ pub struct Node {
     /// For a `sql` pipeline: the line in the script of the statement that first needed the
     /// node, where its planning errors are reported.
     pub origin: Option<usize>,
+    /// A stateful node's state id: the transform's `id` or kind and position in a
+    /// `transforms` pipeline; in a `sql` pipeline, the sink its statement writes, the kind,
+    /// and its place among the statement's stateful steps (`hot_items/window-0`), so that
+    /// adding, removing or reordering other statements leaves it alone.
+    pub state_id: Option<String>,
 }
 
 /// The dataflow of a job.
@@ -76,10 +81,12 @@ impl Flow {
     /// A `transforms` pipeline: each transform reads the one before, every sink the last.
     #[must_use]
     pub fn line(transforms: &[Transform], sinks: usize) -> Self {
+        let ids = weir_crds::state_ids(transforms);
         let nodes: Vec<Node> = transforms
             .iter()
+            .zip(ids)
             .enumerate()
-            .map(|(i, t)| Node {
+            .map(|(i, (t, state_id))| Node {
                 operation: Operation::Transform(t.clone()),
                 inputs: vec![if i == 0 {
                     Upstream::Source(0)
@@ -87,6 +94,7 @@ impl Flow {
                     Upstream::Node(i - 1)
                 }],
                 origin: None,
+                state_id,
             })
             .collect();
         let last = nodes
@@ -114,7 +122,8 @@ impl Flow {
         let mut fed: Vec<Option<Upstream>> = vec![None; sinks.len()];
         let mut errs = Vec::new();
         for b in branches {
-            let cur = flow.add(&b.steps, b.line);
+            let statement = b.sinks.first().map_or("sql", String::as_str);
+            let cur = flow.add(&b.steps, b.line, statement, &mut 0);
             for name in &b.sinks {
                 match sinks
                     .iter()
@@ -145,8 +154,14 @@ impl Flow {
     }
 
     /// Add `steps`, computed from the source, reusing nodes that compute the same; returns
-    /// the last.
-    fn add(&mut self, steps: &[Step], line: usize) -> Upstream {
+    /// the last. `stateful` counts the statement's stateful steps so far, reused or not.
+    fn add(
+        &mut self,
+        steps: &[Step],
+        line: usize,
+        statement: &str,
+        stateful: &mut usize,
+    ) -> Upstream {
         let mut cur = Upstream::Source(0);
         for s in steps {
             if let Step::Read(i) = s {
@@ -157,16 +172,34 @@ impl Flow {
                 Step::Transform(t) => (Operation::Transform(t.clone()), vec![cur]),
                 Step::Union(chains) => (
                     Operation::Union,
-                    chains.iter().map(|c| self.add(c, line)).collect(),
+                    chains
+                        .iter()
+                        .map(|c| self.add(c, line, statement, stateful))
+                        .collect(),
                 ),
                 Step::TopN(spec) => (Operation::TopN(spec.clone()), vec![cur]),
                 Step::GroupBy(spec, ttl) => (Operation::GroupBy(spec.clone(), *ttl), vec![cur]),
                 Step::Read(_) => continue,
                 Step::Join(spec, sides) => (
                     Operation::Join(spec.clone()),
-                    sides.iter().map(|c| self.add(c, line)).collect(),
+                    sides
+                        .iter()
+                        .map(|c| self.add(c, line, statement, stateful))
+                        .collect(),
                 ),
             };
+            let kind = match s {
+                Step::Transform(Transform::Window(_)) => Some("window"),
+                Step::Transform(Transform::Dedup(_)) => Some("dedup"),
+                Step::GroupBy(..) => Some("group-by"),
+                Step::TopN(_) => Some("top-n"),
+                Step::Join(..) => Some("join"),
+                _ => None,
+            };
+            let state_id = kind.map(|k| {
+                *stateful += 1;
+                format!("{statement}/{k}-{}", *stateful - 1)
+            });
             cur = match self
                 .nodes
                 .iter()
@@ -178,6 +211,7 @@ impl Flow {
                         operation,
                         inputs,
                         origin: Some(line),
+                        state_id,
                     });
                     Upstream::Node(self.nodes.len() - 1)
                 }

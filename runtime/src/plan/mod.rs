@@ -11,10 +11,13 @@
 //! ```
 //!
 //! Homes: [`flow`] (the logical dataflow, before stages), [`check`] (what each transform
-//! needs of its input and gives its output), [`stages`] (chaining and cutting into stages).
+//! needs of its input and gives its output), [`stages`] (chaining and cutting into stages),
+//! [`definition`] (what each operator's state and each source's positions mean, as
+//! checkpoints record them).
 
 mod changes;
 mod check;
+mod definition;
 pub mod flow;
 pub mod join;
 mod stages;

@@ -142,7 +142,10 @@ pub(super) fn cut(
         };
         if let Some((kind, path, resolved)) = sql_keyed {
             stateful += 1;
-            let id = format!("{kind}-{}", stateful - 1);
+            let id = n
+                .state_id
+                .clone()
+                .unwrap_or_else(|| format!("{kind}-{}", stateful - 1));
             match resolved {
                 Ok((out, feeds)) => {
                     let second = feeds.get(1).map(|f| &f.2);
@@ -170,7 +173,9 @@ pub(super) fn cut(
                             "dedup"
                         };
                         stateful += 1;
-                        format!("{kind}-{}", stateful - 1)
+                        n.state_id
+                            .clone()
+                            .unwrap_or_else(|| format!("{kind}-{}", stateful - 1))
                     }
                     Transform::Filter(_) => format!("t{i}-filter"),
                     Transform::Select(_) => format!("t{i}-select"),
@@ -191,13 +196,18 @@ pub(super) fn cut(
                     // The result (keys first) carries its event time in that key's column.
                     checked.out.time_col = check::time_key(&keys, incoming.time_col);
                     stateful += 1;
-                    (checked, format!("window-{}", stateful - 1))
+                    let id = n
+                        .state_id
+                        .clone()
+                        .unwrap_or_else(|| format!("window-{}", stateful - 1));
+                    (checked, id)
                 } else {
                     stateful += 1;
-                    (
-                        check::group_by(i, w, &incoming, &mut found),
-                        format!("group-{}", stateful - 1),
-                    )
+                    let id = n
+                        .state_id
+                        .clone()
+                        .unwrap_or_else(|| format!("group-{}", stateful - 1));
+                    (check::group_by(i, w, &incoming, &mut found), id)
                 }
             }
             Operation::Join(_) | Operation::TopN(_) => continue,

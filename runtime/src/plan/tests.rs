@@ -393,7 +393,9 @@ fn a_group_by_on_event_time_is_final_at_its_time_and_any_other_updates() {
         panic!("not a group by time")
     };
     assert_eq!(w.key_by, ["window_end"]);
-    assert_eq!(op.id, "window-1");
+    // Named by its statement (the sink it writes) and its place among the statement's
+    // stateful steps: the window, then this.
+    assert_eq!(op.id, "out/group-by-1");
     assert!(op.groups_at_time());
     // A GROUP BY without event time among its keys updates for ever: a keyed stage whose
     // result is a changelog, the change kind carried through the select after it to the
@@ -406,7 +408,7 @@ fn a_group_by_on_event_time_is_final_at_its_time_and_any_other_updates() {
         let p = planned(&format!("{JOIN_SINKS}  INSERT INTO out {sql};\n"));
         let op = &p.stages.last().expect("stages").ops[0].op;
         assert!(!op.groups_at_time(), "{sql}");
-        assert!(op.id.starts_with("group-"), "{sql}: {}", op.id);
+        assert!(op.id.starts_with("out/group-by-"), "{sql}: {}", op.id);
         let out = p.sink_schema(0).expect("a sink schema");
         assert!(crate::changelog::is_changelog(&out), "{sql}: {out:?}");
         assert_eq!(out.fields().len(), 3, "{sql}: {out:?}");

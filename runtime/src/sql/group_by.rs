@@ -111,6 +111,7 @@ pub(super) fn distinct(
 /// is when planning finds the event time among the keys.
 fn group_spec(key_by: Vec<String>, aggregates: IndexMap<String, String>) -> WindowSpec {
     WindowSpec {
+        id: None,
         tumbling: Some(Duration::from_millis(1)),
         sliding: None,
         session: None,

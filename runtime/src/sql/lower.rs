@@ -235,6 +235,7 @@ pub(super) fn lower_node(plan: &LogicalPlan, cx: &Context<'_>) -> Result<Lowered
             }
             aggregates_of(a, &out_names, &inner.names, &mut aggregates, &mut names)?;
             let mut spec = WindowSpec {
+                id: None,
                 tumbling: None,
                 sliding: None,
                 session: None,

@@ -210,6 +210,11 @@ const FIELD_ROWS: &[(&str, Edit, SpecChange)] = &[
         SpecChange::Upgrade,
     ),
     (
+        "dropState",
+        |s| s.drop_state = vec!["totals/window-0".into()],
+        SpecChange::Upgrade,
+    ),
+    (
         "savepointOnDelete",
         |s| s.savepoint_on_delete = true,
         SpecChange::Ignore,
