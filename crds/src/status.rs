@@ -27,7 +27,7 @@ pub struct StreamJobStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_checkpoint: Option<CheckpointStatus>,
     /// Savepoints taken, oldest first (at most `spec.savepoint.historyMaxCount` periodic and
-    /// manual ones).
+    /// manual ones, besides those still being deleted: `disposal`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub savepoints: Vec<SavepointStatus>,
     /// Subtasks per operator of the pods that are running now: `spec.parallelism` of the spec
@@ -178,6 +178,25 @@ pub struct SavepointStatus {
     pub trigger: SavepointTrigger,
     /// Completion time (as observed by the operator).
     pub completed_at: Time,
+    /// Set once the savepoint fell out of `historyMaxCount`: its files are being deleted. The
+    /// entry stays until the delete succeeded, so a failed one is retried and shown here
+    /// instead of leaving files nobody tracks. Not a restore point any more.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disposal: Option<Disposal>,
+}
+
+/// A savepoint's deletion in progress.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Disposal {
+    /// Deletes that failed so far (retried with a growing pause, at most an hour).
+    #[serde(default)]
+    pub failed_attempts: u32,
+    /// When the last delete was started.
+    pub last_attempt_at: Time,
+    /// Why the last delete failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
 }
 
 /// Restart bookkeeping; the budget and backoff are computed from it.

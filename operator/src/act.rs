@@ -166,7 +166,7 @@ pub async fn act(
             {
                 Ok(n) => {
                     tracing::info!(path = %path, objects = n, "savepoint disposed");
-                    Acted::Done
+                    Acted::Disposed { path: path.clone() }
                 }
                 Err(error) => Acted::DisposeFailed {
                     path: path.clone(),
@@ -434,7 +434,9 @@ mod tests {
                 Action::DisposeSavepoint {
                     path: "s3://b/weir/shop/sales/savepoints/sp-1/".into(),
                 },
-                Acted::Done,
+                Acted::Disposed {
+                    path: "s3://b/weir/shop/sales/savepoints/sp-1/".into(),
+                },
             ),
             (
                 Action::DisposeSavepoint {

@@ -36,8 +36,13 @@ pub enum Acted {
         /// Why.
         error: String,
     },
-    /// A savepoint dropped from the history could not be deleted; nobody will retry, since
-    /// it is no longer in the status.
+    /// A savepoint dropped from the history was deleted: its entry goes.
+    Disposed {
+        /// Savepoint URI.
+        path: String,
+    },
+    /// A savepoint dropped from the history could not be deleted; its entry stays, marked,
+    /// and a later pass deletes again.
     DisposeFailed {
         /// Savepoint URI.
         path: String,
@@ -60,8 +65,9 @@ pub fn settle(status: &mut StreamJobStatus, now: jiff::Timestamp) {
 /// - A savepoint request's id is how later decisions find it in the runtime's report.
 /// - A savepoint request that was not sent is forgotten, so the next decision requests again
 ///   instead of waiting for an id that does not exist.
-/// - A failed disposal leaves storage behind with nothing tracking it: only a person can
-///   clean it up, so it becomes a warning event.
+/// - A savepoint is removed from the history only once its delete succeeded; a failed
+///   delete is counted and its error kept on the entry (the next try is decided from them)
+///   and becomes a warning event.
 pub fn fold(status: &mut StreamJobStatus, events: &mut Vec<Event>, acted: &Acted) {
     match acted {
         Acted::Done => {}
@@ -77,10 +83,23 @@ pub fn fold(status: &mut StreamJobStatus, events: &mut Vec<Event>, acted: &Acted
             }
         }
         Acted::SavepointNotSent { .. } => status.pending_savepoint = None,
-        Acted::DisposeFailed { path, error } => events.push(Event::new(
-            Reason::SavepointFailed,
-            format!("could not dispose {path}: {error}; delete it by hand"),
-        )),
+        Acted::Disposed { path } => status.savepoints.retain(|sp| &sp.path != path),
+        Acted::DisposeFailed { path, error } => {
+            let mut attempts = 0;
+            for sp in status.savepoints.iter_mut().filter(|sp| &sp.path == path) {
+                if let Some(d) = sp.disposal.as_mut() {
+                    d.failed_attempts = d.failed_attempts.saturating_add(1);
+                    d.last_error = Some(error.clone());
+                    attempts = d.failed_attempts;
+                }
+            }
+            events.push(Event::new(
+                Reason::SavepointFailed,
+                format!(
+                    "could not dispose {path} (attempt {attempts}): {error}; it stays in status.savepoints and is deleted again later"
+                ),
+            ));
+        }
     }
 }
 
@@ -93,7 +112,8 @@ mod tests {
     use jiff::Timestamp;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
     use weir_crds::{
-        Operation, OperationKind, OperationPhase, PendingSavepoint, SavepointTrigger, StopMode,
+        Disposal, Operation, OperationKind, OperationPhase, PendingSavepoint, SavepointStatus,
+        SavepointTrigger, StopMode,
     };
 
     use super::*;
@@ -126,6 +146,30 @@ mod tests {
                 nonce: 0,
             }),
             ..StreamJobStatus::default()
+        }
+    }
+
+    /// Two savepoints; the first is being disposed and failed once.
+    fn disposing() -> StreamJobStatus {
+        let sp = |n: u32, disposal| SavepointStatus {
+            path: format!("s3://b/weir/shop/sales/savepoints/sp-{n}/"),
+            trigger: SavepointTrigger::Periodic,
+            completed_at: at(i64::from(n)),
+            disposal,
+        };
+        StreamJobStatus {
+            savepoints: vec![
+                sp(
+                    1,
+                    Some(Disposal {
+                        failed_attempts: 1,
+                        last_attempt_at: at(5),
+                        last_error: Some("timeout".into()),
+                    }),
+                ),
+                sp(2, None),
+            ],
+            ..busy()
         }
     }
 
@@ -208,18 +252,33 @@ mod tests {
                 events: vec![],
             },
             Row {
-                name: "a failed disposal is a warning for a person, not a status change",
-                start: busy,
+                name: "a failed disposal is counted on its entry, kept, and a warning",
+                start: disposing,
                 acted: Acted::DisposeFailed {
                     path: "s3://b/weir/shop/sales/savepoints/sp-1/".into(),
                     error: "AccessDenied".into(),
                 },
-                change: |_| {},
+                change: |s| {
+                    let d = s.savepoints[0].disposal.as_mut().unwrap();
+                    d.failed_attempts = 2;
+                    d.last_error = Some("AccessDenied".into());
+                },
                 events: vec![Event::new(
                     Reason::SavepointFailed,
-                    "could not dispose s3://b/weir/shop/sales/savepoints/sp-1/: AccessDenied; \
-                     delete it by hand",
+                    "could not dispose s3://b/weir/shop/sales/savepoints/sp-1/ (attempt 2): \
+                     AccessDenied; it stays in status.savepoints and is deleted again later",
                 )],
+            },
+            Row {
+                name: "a disposed savepoint leaves the history, and only it",
+                start: disposing,
+                acted: Acted::Disposed {
+                    path: "s3://b/weir/shop/sales/savepoints/sp-1/".into(),
+                },
+                change: |s| {
+                    s.savepoints.remove(0);
+                },
+                events: vec![],
             },
         ]
     }
@@ -250,9 +309,10 @@ mod tests {
             Acted::SavepointRequested { .. } => 2,
             Acted::SavepointNotSent { .. } => 3,
             Acted::DisposeFailed { .. } => 4,
+            Acted::Disposed { .. } => 5,
         }
     }
-    const VARIANTS: usize = 5;
+    const VARIANTS: usize = 6;
 
     #[test]
     fn every_outcome_has_a_row() {

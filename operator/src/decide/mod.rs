@@ -370,6 +370,7 @@ pub fn decide(job: &JobView, obs: &Observed, now: Timestamp, settings: &Settings
     };
     pin_legacy_images(settings, &mut s.st);
     choose(&f, &mut s);
+    savepoints::retry_disposals(&f, &mut s);
     let mut status = s.st;
     status.observed_generation = Some(job.generation);
     lifecycle::set_conditions(&mut status, now);

@@ -1,10 +1,11 @@
 //! Savepoints of a running job: triggered by `savepointTriggerNonce` or `savepoint.periodic`,
 //! followed until the runtime reports them, and listed in `status.savepoints`. Periodic and
 //! manual ones are kept up to `historyMaxCount` (older ones are disposed, except the one the
-//! lineage started from); upgrade, suspend and delete savepoints are always kept.
+//! lineage started from, and stay listed until their delete succeeded; failed deletes are
+//! retried); upgrade, suspend and delete savepoints are always kept.
 
 use weir_crds::control::SavepointState;
-use weir_crds::{PendingSavepoint, SavepointStatus, SavepointTrigger, StreamJobStatus};
+use weir_crds::{Disposal, PendingSavepoint, SavepointStatus, SavepointTrigger, StreamJobStatus};
 
 use super::{Action, Facts, SHORT, Step};
 use crate::events::Reason;
@@ -138,6 +139,7 @@ pub(crate) fn record(f: &Facts<'_>, s: &mut Step, path: String, trigger: Savepoi
         path: path.clone(),
         trigger,
         completed_at: f.now_time(),
+        disposal: None,
     });
     s.event(
         Reason::SavepointCompleted,
@@ -149,16 +151,19 @@ pub(crate) fn record(f: &Facts<'_>, s: &mut Step, path: String, trigger: Savepoi
 /// Whether `historyMaxCount` governs a savepoint: periodic and manual ones are routine and
 /// replace each other; an upgrade, suspend or delete savepoint is the way back to a state the
 /// user may need (the spec before an upgrade, the job before a suspend), as the field's
-/// documentation promises, so it is never disposed automatically.
+/// documentation promises, so it is never disposed automatically. One already being disposed
+/// counts no more.
 fn counts_toward_history(s: &SavepointStatus) -> bool {
-    matches!(
-        s.trigger,
-        SavepointTrigger::Periodic | SavepointTrigger::Manual
-    )
+    s.disposal.is_none()
+        && matches!(
+            s.trigger,
+            SavepointTrigger::Periodic | SavepointTrigger::Manual
+        )
 }
 
 /// Keep at most `historyMaxCount` periodic and manual savepoints; dispose the oldest beyond
-/// it, never the one the current lineage started from.
+/// it, never the one the current lineage started from. The entry stays, marked, until the
+/// delete succeeded ([`super::acted::fold`] removes it), so a failed delete is retried.
 fn trim_history(f: &Facts<'_>, s: &mut Step) {
     let max = f.job.spec.savepoint.history_max_count as usize;
     let keep = s.st.start.as_ref().and_then(|start| start.from.clone());
@@ -170,23 +175,59 @@ fn trim_history(f: &Facts<'_>, s: &mut Step) {
         .count()
         > max
     {
-        let Some(i) =
+        let Some(gone) =
             s.st.savepoints
-                .iter()
-                .position(|sp| counts_toward_history(sp) && Some(&sp.path) != keep.as_ref())
+                .iter_mut()
+                .find(|sp| counts_toward_history(sp) && Some(&sp.path) != keep.as_ref())
         else {
             break;
         };
-        let gone = s.st.savepoints.remove(i);
-        s.actions.push(Action::DisposeSavepoint {
-            path: gone.path.clone(),
+        gone.disposal = Some(Disposal {
+            failed_attempts: 0,
+            last_attempt_at: f.now_time(),
+            last_error: None,
         });
+        let path = gone.path.clone();
+        s.actions
+            .push(Action::DisposeSavepoint { path: path.clone() });
         s.event(
             Reason::SavepointDisposed,
-            format!(
-                "{} dropped from the history (historyMaxCount {max})",
-                gone.path
-            ),
+            format!("{path} dropped from the history (historyMaxCount {max}); deleting it"),
         );
+    }
+}
+
+/// The longest pause between two deletes of one savepoint.
+const MAX_DISPOSAL_PAUSE_SECS: f64 = 3600.0;
+
+/// Delete again every savepoint whose delete failed, 30 s after the first failure, doubling
+/// to at most an hour (and one whose delete's outcome was lost, after 30 s); runs on every
+/// pass, whatever the job's state.
+pub(crate) fn retry_disposals(f: &Facts<'_>, s: &mut Step) {
+    let mut due = Vec::new();
+    let mut wait = f64::INFINITY;
+    for sp in &mut s.st.savepoints {
+        let Some(d) = sp.disposal.as_mut() else {
+            continue;
+        };
+        // Never failed: its delete started in this pass (then it is not due), or its outcome
+        // was lost with the operator that sent it, so it is sent again after 30 s.
+        let exp = d.failed_attempts.saturating_sub(1).min(16);
+        let pause = (30.0 * f64::from(1u32 << exp)).min(MAX_DISPOSAL_PAUSE_SECS);
+        let left = pause - f.secs_since(d.last_attempt_at.0);
+        if left <= 0.0 {
+            d.last_attempt_at = f.now_time();
+            due.push(sp.path.clone());
+        } else {
+            wait = wait.min(left);
+        }
+    }
+    for path in due {
+        s.actions.push(Action::DisposeSavepoint { path });
+    }
+    if wait.is_finite() {
+        s.requeue = s
+            .requeue
+            .min(std::time::Duration::from_secs_f64(wait.max(1.0)));
     }
 }

@@ -274,8 +274,23 @@ impl Fx {
                 path: path.into(),
                 trigger,
                 completed_at: Time(t(-10)),
+                disposal: None,
             })
             .collect();
+    }
+
+    /// Savepoint `path` of the history is being disposed: its delete was last started at
+    /// `at` and has failed `failed` times.
+    pub(super) fn disposing(&mut self, path: &str, failed: u32, at: i64) {
+        for sp in &mut self.job.status.savepoints {
+            if sp.path == path {
+                sp.disposal = Some(weir_crds::Disposal {
+                    failed_attempts: failed,
+                    last_attempt_at: Time(t(at)),
+                    last_error: (failed > 0).then(|| "AccessDenied".to_string()),
+                });
+            }
+        }
     }
 
     /// The operator now defaults to `image` (its `--runtime-image` changed).
@@ -426,8 +441,10 @@ pub(super) enum Has {
     ObservedSavepointNonce(i64),
     /// The trigger of `status.pendingSavepoint`, if any.
     Pending(Option<SavepointTrigger>),
-    /// `status.savepoints`, oldest first: paths and triggers.
+    /// `status.savepoints` not being disposed, oldest first: paths and triggers.
     Savepoints(&'static [(&'static str, SavepointTrigger)]),
+    /// `status.savepoints` being disposed: paths and failed deletes so far.
+    Disposing(&'static [(&'static str, u32)]),
     /// Looks again within this many seconds.
     Requeue(u64),
     /// `status.pods` (`ready/desired`), or its absence.
@@ -554,9 +571,18 @@ impl Has {
                 let kept: Vec<(&str, SavepointTrigger)> = st
                     .savepoints
                     .iter()
+                    .filter(|s| s.disposal.is_none())
                     .map(|s| (s.path.as_str(), s.trigger))
                     .collect();
                 assert_eq!(kept, expected, "{what}: savepoints");
+            }
+            Has::Disposing(expected) => {
+                let going: Vec<(&str, u32)> = st
+                    .savepoints
+                    .iter()
+                    .filter_map(|s| Some((s.path.as_str(), s.disposal.as_ref()?.failed_attempts)))
+                    .collect();
+                assert_eq!(going, expected, "{what}: savepoints being disposed");
             }
             Has::Requeue(secs) => assert_eq!(d.requeue.as_secs(), secs, "{what}: requeue"),
             Has::Pods(pods) => assert_eq!(st.pods.as_deref(), pods, "{what}: status.pods"),

@@ -168,10 +168,11 @@ fn the_history_keeps_history_max_count_periodic_and_manual_savepoints() {
             actions: vec![dispose("s3://b/sp-2")],
             state: LifecycleState::Running,
             events: &[Reason::SavepointCompleted, Reason::SavepointDisposed],
-            also: &[Has::Savepoints(&[
-                ("s3://b/sp-1", Periodic),
-                ("s3://b/sp-3", Manual),
-            ])],
+            also: &[
+                Has::Savepoints(&[("s3://b/sp-1", Periodic), ("s3://b/sp-3", Manual)]),
+                // Listed until its delete succeeded.
+                Has::Disposing(&[("s3://b/sp-2", 0)]),
+            ],
         },
         Row {
             what: "only periodic and manual ones count: a third makes the oldest go",
@@ -212,6 +213,72 @@ fn the_history_keeps_history_max_count_periodic_and_manual_savepoints() {
                 ("s3://b/man-1", Manual),
                 ("s3://b/up-2", Upgrade),
             ])],
+        },
+    ]);
+}
+
+/// A delete that failed is tried again, 30 s after the failure and doubling, while the entry
+/// stays in the status; the history limit does not count it.
+#[test]
+fn a_failed_disposal_is_retried_with_a_growing_pause() {
+    use SavepointTrigger::Periodic;
+    fn history(failed: u32) -> Fx {
+        Fx::running().then(move |fx| {
+            fx.history(&[
+                ("s3://b/sp-1", SavepointTrigger::Periodic),
+                ("s3://b/sp-2", SavepointTrigger::Periodic),
+            ]);
+            fx.disposing("s3://b/sp-1", failed, 0);
+        })
+    }
+    run(&[
+        Row {
+            what: "failed once, 25 s ago: waits the rest of 30 s",
+            given: || history(1),
+            at: 25,
+            actions: vec![],
+            state: LifecycleState::Running,
+            events: &[],
+            also: &[Has::Disposing(&[("s3://b/sp-1", 1)]), Has::Requeue(5)],
+        },
+        Row {
+            what: "failed once, 30 s ago: deletes again",
+            given: || history(1),
+            at: 30,
+            actions: vec![dispose("s3://b/sp-1")],
+            state: LifecycleState::Running,
+            events: &[],
+            also: &[
+                Has::Disposing(&[("s3://b/sp-1", 1)]),
+                Has::Savepoints(&[("s3://b/sp-2", Periodic)]),
+            ],
+        },
+        Row {
+            what: "failed three times: waits 120 s",
+            given: || history(3),
+            at: 115,
+            actions: vec![],
+            state: LifecycleState::Running,
+            events: &[],
+            also: &[Has::Requeue(5)],
+        },
+        Row {
+            what: "failed three times, 120 s ago: deletes again",
+            given: || history(3),
+            at: 120,
+            actions: vec![dispose("s3://b/sp-1")],
+            state: LifecycleState::Running,
+            events: &[],
+            also: &[Has::Disposing(&[("s3://b/sp-1", 3)])],
+        },
+        Row {
+            what: "a delete whose outcome was lost (the operator restarted): sent again",
+            given: || history(0),
+            at: 30,
+            actions: vec![dispose("s3://b/sp-1")],
+            state: LifecycleState::Running,
+            events: &[],
+            also: &[Has::Disposing(&[("s3://b/sp-1", 0)])],
         },
     ]);
 }
