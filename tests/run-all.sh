@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The one test command: checks formatting and compiles every target with the lints denied
 # (while the local Kafka broker compiles beside it), installs and starts what the tests need
-# on 127.0.0.1 (a local S3 server, a Kafka-protocol broker and a second one requiring SASL, a
-# throwaway CA, ClickHouse with ZooKeeper) and the chart tools (helm, kubernetes-validate),
+# on 127.0.0.1 (a local S3 server, the Azure Blob Storage emulator, a Kafka-protocol broker and
+# a second one requiring SASL, a throwaway CA, ClickHouse with ZooKeeper) and the chart tools (helm, kubernetes-validate),
 # checks the chart, runs every test, and builds and smoke-tests the two images
 # (docker/images.sh). Stops the servers on exit.
 set -euo pipefail
@@ -12,7 +12,7 @@ step() { printf '\n==> %s (%ss)\n' "$1" "$SECONDS"; }
 
 # Set before the first start, so a server that did start is stopped when a later one fails.
 nisshi_pid=
-trap 'if [ -n "$nisshi_pid" ]; then kill "$nisshi_pid" 2>/dev/null || true; fi; tests/clickhouse.sh stop || true; tests/kafka-sasl.sh stop || true; tests/kafka.sh stop || true; tests/s3.sh stop || true' EXIT
+trap 'if [ -n "$nisshi_pid" ]; then kill "$nisshi_pid" 2>/dev/null || true; fi; tests/clickhouse.sh stop || true; tests/azurite.sh stop || true; tests/kafka-sasl.sh stop || true; tests/kafka.sh stop || true; tests/s3.sh stop || true' EXIT
 
 # The broker is compiled from source on a cold machine (~20 min). It compiles beside the
 # workspace: one cargo build leaves a core idle much of the time (a big crate, a link).
@@ -44,6 +44,12 @@ step "local S3 server"
 endpoint=$(tests/s3.sh start)
 export WEIR_S3_ENDPOINT="$endpoint" WEIR_REQUIRE_S3=1
 export AWS_ACCESS_KEY_ID=weir-test AWS_SECRET_ACCESS_KEY=weir-test AWS_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true
+
+step "local Azure Blob Storage (Azurite)"
+tests/azurite.sh start >/dev/null
+tests/azurite.sh container weir
+eval "$(tests/azurite.sh env)"
+export WEIR_AZURE_CONTAINER=weir WEIR_REQUIRE_AZURITE=1
 
 step "local Kafka broker (nisshi)"
 bootstrap=$(tests/kafka.sh start)

@@ -199,7 +199,9 @@ pub struct CheckpointSpec {
     /// Least time between the completion of one checkpoint and the start of the next.
     #[serde(default)]
     pub min_pause: Duration,
-    /// `file:///abs/path`, `file://./relative` or `s3://bucket/prefix`.
+    /// `file:///abs/path`, `file://./relative`, `s3://bucket/prefix`, and in a local job
+    /// file also `az://container/prefix` (Azure Blob Storage) or `gs://bucket/prefix` (Google
+    /// Cloud Storage), with credentials from the environment.
     #[serde(default = "default_storage")]
     pub storage: String,
     /// Completed checkpoints kept; older ones are deleted. All are kept on cancellation.

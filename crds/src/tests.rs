@@ -422,3 +422,19 @@ fn state_ids_default_to_position_and_must_be_unique_and_well_formed() {
     assert!(msg.contains("transforms[1].window.id"), "{msg}");
     assert!(msg.contains("not a state id"), "{msg}");
 }
+
+#[test]
+fn checkpoint_storage_takes_file_s3_azure_and_gcs_uris() {
+    for uri in [
+        "s3://b/p",
+        "az://container/p",
+        "gs://bucket/p",
+        "file:///tmp/x",
+    ] {
+        let src = GOOD.replace("storage: file://./.weir", &format!("storage: \"{uri}\""));
+        load_job("job.yaml", &src).unwrap_or_else(|e| panic!("{uri}: {e}"));
+    }
+    let msg = errors(&GOOD.replace("storage: file://./.weir", "storage: ftp://x/y")).to_string();
+    assert!(msg.contains("checkpoint.storage"), "{msg}");
+    assert!(msg.contains("az:// (Azure Blob Storage)"), "{msg}");
+}

@@ -227,7 +227,7 @@ fn s3_bucket(rt: &tokio::runtime::Runtime) -> String {
     rt.block_on(async {
         match open_s3(&bucket).await {
             weir_runtime::storage::Storage::S3(s) => s.create_bucket_if_missing().await.unwrap(),
-            weir_runtime::storage::Storage::File(_) => panic!("s3://{bucket} opened as a file"),
+            other => panic!("s3://{bucket} opened as {other:?}"),
         }
     });
     bucket

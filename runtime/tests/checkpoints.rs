@@ -1,5 +1,5 @@
-//! Checkpoint storage, retention, restore, corruption and rescaling, against `file://` and the
-//! real local S3 server (one scenario, every backend).
+//! Checkpoint storage, retention, restore, corruption and rescaling, against `file://`, the
+//! real local S3 server and the Azure Blob Storage emulator (one scenario, every backend).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
 
 mod common;
@@ -7,7 +7,9 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{OrdersJob, assert_matches_oracle, fresh_bucket, s3_endpoint};
+use common::{
+    OrdersJob, assert_matches_oracle, azure_container, fresh_bucket, s3_endpoint, unique,
+};
 use weir_runtime::checkpoint::coordinator::{Outcome, Request};
 use weir_runtime::checkpoint::layout::Layout;
 use weir_runtime::checkpoint::metadata::decode_metadata;
@@ -33,6 +35,10 @@ async fn run_job(job: &OrdersJob, opts: RunOptions) -> weir_runtime::error::Resu
 async fn backend(kind: &str, test: &str, tmp: &Path) -> Option<(String, Option<String>)> {
     match kind {
         "file" => Some((format!("file://{}", tmp.join("chk").display()), None)),
+        "azure" => {
+            let container = azure_container(test)?;
+            Some((format!("az://{container}/{test}-{}", unique()), None))
+        }
         _ => {
             let ep = s3_endpoint(test)?;
             let bucket = fresh_bucket(&ep, test).await;
@@ -113,6 +119,42 @@ async fn checkpoints_land_in_the_layout_and_retention_holds_on_file() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn checkpoints_land_in_the_layout_and_retention_holds_on_s3() {
     layout_and_retention("s3").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkpoints_land_in_the_layout_and_retention_holds_on_azure_blob_storage() {
+    layout_and_retention("azure").await;
+}
+
+/// What the protocol needs of storage, on the Azure emulator: conditional create (one winner),
+/// a missing object read as absent, listing and deleting by string prefix as S3 does (a
+/// checkpoint directory, one object, `sp-1` not matching `sp-10`).
+#[tokio::test]
+async fn azure_blob_storage_keeps_the_storage_contract() {
+    let Some(container) = azure_container("azure_storage_contract") else {
+        return;
+    };
+    let root = format!("az://{container}/contract-{}", unique());
+    let st = Storage::open(&root, &weir_crds::S3Spec::default())
+        .await
+        .unwrap();
+    assert!(st.probe_conditional_writes("_probe/p1").await.unwrap());
+    assert!(st.put_if_absent("a/x", "1".into()).await.unwrap());
+    assert!(!st.put_if_absent("a/x", "2".into()).await.unwrap());
+    assert_eq!(st.get("a/x").await.unwrap().as_deref(), Some(&b"1"[..]));
+    assert_eq!(st.get("a/missing").await.unwrap(), None);
+    for k in ["sp-1/_metadata", "sp-1/s0.state", "sp-10/_metadata", "b/y"] {
+        st.put(k, "z".into()).await.unwrap();
+    }
+    assert_eq!(
+        st.list("sp-1/").await.unwrap(),
+        ["sp-1/_metadata", "sp-1/s0.state"]
+    );
+    assert_eq!(st.list("sp-1").await.unwrap().len(), 3, "a string prefix");
+    assert_eq!(st.uri("a/x"), format!("{root}/a/x"));
+    st.delete_prefix("sp-1/").await.unwrap();
+    st.delete_prefix("a/x").await.unwrap();
+    assert_eq!(st.list("").await.unwrap(), ["b/y", "sp-10/_metadata"]);
 }
 
 /// Run until a few checkpoints completed, then stop (final checkpoint, no savepoint).
@@ -309,6 +351,11 @@ async fn a_corrupt_checkpoint_is_refused_unless_an_older_one_is_allowed_on_file(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_corrupt_checkpoint_is_refused_unless_an_older_one_is_allowed_on_s3() {
     corruption_is_refused_unless_allowed("s3").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_checkpoint_is_refused_unless_an_older_one_is_allowed_on_azure_blob_storage() {
+    corruption_is_refused_unless_allowed("azure").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -255,10 +255,16 @@ pub fn validate_with(job: &JobFile, restart_wait: std::time::Duration) -> Vec<Fi
             ),
         ));
     }
-    if !(c.storage.starts_with("file://") || c.storage.starts_with("s3://")) {
+    if !["file://", "s3://", "az://", "gs://"]
+        .iter()
+        .any(|scheme| c.storage.starts_with(scheme))
+    {
         errs.push(FieldError::new(
             "checkpoint.storage",
-            format!("`{}` is not a file:// or s3:// URI", c.storage),
+            format!(
+                "`{}` is not a file://, s3://, az:// (Azure Blob Storage) or gs:// (Google Cloud Storage) URI",
+                c.storage
+            ),
         ));
     }
     source::check(&job.pipeline.source, &mut errs);

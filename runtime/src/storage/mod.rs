@@ -1,4 +1,5 @@
-//! Object storage for checkpoints and savepoints: `file://` and `s3://` behind one type.
+//! Object storage for checkpoints and savepoints: `file://`, `s3://`, `az://` (Azure Blob
+//! Storage) and `gs://` (Google Cloud Storage) behind one type.
 //!
 //! The checkpoint protocol needs four things from storage, and every backend must give them:
 //! - **conditional create** ([`Storage::put_if_absent`]): exactly one writer succeeds; this is
@@ -9,12 +10,14 @@
 //!
 //! Keys are `/`-separated and relative to the storage root given by the URI.
 
+mod cloud;
 mod file;
 mod s3;
 
 use bytes::Bytes;
 use weir_crds::S3Spec;
 
+pub use cloud::{CloudStore, Provider};
 pub use file::FileStore;
 pub use s3::S3Store;
 
@@ -22,9 +25,9 @@ pub use s3::S3Store;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StorageError {
-    /// The URI is neither `file://` nor `s3://bucket/...`.
+    /// The URI is none of `file://`, `s3://bucket/...`, `az://container/...`, `gs://bucket/...`.
     #[error(
-        "unsupported storage URI `{0}`: expected file:///path, file://./relative or s3://bucket/prefix"
+        "unsupported storage URI `{0}`: expected file:///path, file://./relative, s3://bucket/prefix, az://container/prefix or gs://bucket/prefix"
     )]
     BadUri(String),
     /// A filesystem operation failed.
@@ -45,6 +48,16 @@ pub enum StorageError {
         /// The object.
         uri: String,
         /// The client's account.
+        message: String,
+    },
+    /// An Azure or GCS request failed, or their credentials are missing.
+    #[error("{op} {uri}: {message}")]
+    Cloud {
+        /// What was attempted.
+        op: &'static str,
+        /// The object.
+        uri: String,
+        /// The service's or the client's answer.
         message: String,
     },
     /// An S3 request failed.
@@ -69,13 +82,16 @@ pub enum Storage {
     File(FileStore),
     /// `s3://` storage.
     S3(S3Store),
+    /// `az://` and `gs://` storage.
+    Cloud(CloudStore),
 }
 
 impl Storage {
     /// Open the storage root named by `uri`.
     ///
     /// # Errors
-    /// [`StorageError::BadUri`] for anything but `file://` and `s3://bucket[/prefix]`.
+    /// [`StorageError::BadUri`] for anything but `file://`, `s3://bucket[/prefix]`,
+    /// `az://container[/prefix]` and `gs://bucket[/prefix]`; missing cloud credentials.
     pub async fn open(uri: &str, s3: &S3Spec) -> Result<Self> {
         if let Some(path) = uri.strip_prefix("file://") {
             Ok(Self::File(FileStore::new(path)))
@@ -85,6 +101,16 @@ impl Storage {
                 return Err(StorageError::BadUri(uri.to_string()));
             }
             Ok(Self::S3(S3Store::new(bucket, prefix, s3).await?))
+        } else if let Some((provider, rest)) = uri
+            .strip_prefix("az://")
+            .map(|r| (Provider::Azure, r))
+            .or_else(|| uri.strip_prefix("gs://").map(|r| (Provider::Gcs, r)))
+        {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.is_empty() {
+                return Err(StorageError::BadUri(uri.to_string()));
+            }
+            Ok(Self::Cloud(CloudStore::new(provider, bucket, prefix)?))
         } else {
             Err(StorageError::BadUri(uri.to_string()))
         }
@@ -96,6 +122,7 @@ impl Storage {
         match self {
             Self::File(s) => s.uri(key),
             Self::S3(s) => s.uri(key),
+            Self::Cloud(s) => s.uri(key),
         }
     }
 
@@ -107,6 +134,7 @@ impl Storage {
         match self {
             Self::File(s) => s.put(key, data).await,
             Self::S3(s) => s.put(key, data).await,
+            Self::Cloud(s) => s.put(key, data).await,
         }
     }
 
@@ -119,6 +147,7 @@ impl Storage {
         match self {
             Self::File(s) => s.put_if_absent(key, data).await,
             Self::S3(s) => s.put_if_absent(key, data).await,
+            Self::Cloud(s) => s.put_if_absent(key, data).await,
         }
     }
 
@@ -130,6 +159,7 @@ impl Storage {
         match self {
             Self::File(s) => s.get(key).await,
             Self::S3(s) => s.get(key).await,
+            Self::Cloud(s) => s.get(key).await,
         }
     }
 
@@ -141,6 +171,7 @@ impl Storage {
         let mut keys = match self {
             Self::File(s) => s.list(prefix).await?,
             Self::S3(s) => s.list(prefix).await?,
+            Self::Cloud(s) => s.list(prefix).await?,
         };
         keys.sort();
         Ok(keys)
@@ -154,6 +185,7 @@ impl Storage {
         match self {
             Self::File(s) => s.delete_prefix(prefix).await,
             Self::S3(s) => s.delete_prefix(prefix).await,
+            Self::Cloud(s) => s.delete_prefix(prefix).await,
         }
     }
 
@@ -165,7 +197,11 @@ impl Storage {
     /// A refusal, or no answer within `limit` (start-up passes [`crate::wait::limit`]).
     pub async fn wait_until_reachable(&self, limit: std::time::Duration) -> Result<()> {
         let address = self.uri("");
-        crate::wait::until_reached("S3", &address, limit, || async {
+        let what = match self {
+            Self::Cloud(_) => "object storage",
+            _ => "S3",
+        };
+        crate::wait::until_reached(what, &address, limit, || async {
             match self.list("_weir-reachable/").await {
                 Ok(_) => Ok(()),
                 Err(e @ StorageError::Unreachable { .. }) => {

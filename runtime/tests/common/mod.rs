@@ -21,6 +21,17 @@ pub fn s3_endpoint(test: &str) -> Option<String> {
     )
 }
 
+/// The container on the local Azure Blob Storage emulator (`tests/azurite.sh`), whose address
+/// and account the client reads from `AZURE_STORAGE_USE_EMULATOR`/`AZURITE_BLOB_STORAGE_URL`.
+pub fn azure_container(test: &str) -> Option<String> {
+    weir_testkit::needs_env(
+        test,
+        "WEIR_AZURE_CONTAINER",
+        "WEIR_REQUIRE_AZURITE",
+        "WEIR_AZURE_CONTAINER is not set (run tests/azurite.sh start and container, or tests/run-all.sh)",
+    )
+}
+
 /// Credentials for the local S3 server; the same values `tests/run-all.sh` exports, passed
 /// explicitly to child processes.
 pub fn s3_env() -> Vec<(&'static str, &'static str)> {
@@ -50,7 +61,7 @@ pub async fn fresh_bucket(endpoint: &str, test: &str) -> String {
         .unwrap()
     {
         Storage::S3(s) => s.create_bucket_if_missing().await.unwrap(),
-        Storage::File(_) => unreachable!(),
+        Storage::File(_) | Storage::Cloud(_) => unreachable!("an s3:// URI"),
     }
     bucket
 }
