@@ -12,8 +12,6 @@
 # Clients use the emulator's well-known account (devstoreaccount1 and its published key):
 # AZURE_STORAGE_USE_EMULATOR=true and AZURITE_BLOB_STORAGE_URL=http://127.0.0.1:PORT.
 set -euo pipefail
-# shellcheck source=tests/lib.sh
-source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 CACHE="${WEIR_CACHE:-$HOME/.cache/weir}"
 STATE="${WEIR_STACK_DIR:-$CACHE/stack}"
@@ -43,7 +41,7 @@ start() {
   install
   if running; then echo "http://127.0.0.1:$PORT/$ACCOUNT"; return; fi
   nohup "$PREFIX/node_modules/.bin/azurite-blob" --blobHost 127.0.0.1 --blobPort "$PORT" \
-    --inMemoryPersistence --skipApiVersionCheck --disableProductStyleUrl \
+    --inMemoryPersistence --skipApiVersionCheck --disableProductStyleUrl --silent \
     >"$LOG" 2>&1 </dev/null &
   echo $! >"$PIDFILE"
   for _ in $(seq 1 150); do
@@ -82,8 +80,16 @@ except urllib.error.HTTPError as e:
 PY
 }
 
+# Azurite closes its server on SIGTERM but its process can linger for long after; it keeps
+# nothing (in memory), so it gets 3 s and then SIGKILL.
 stop() {
-  if running; then terminate azurite "$(cat "$PIDFILE")"; fi
+  if running; then
+    local pid; pid=$(cat "$PIDFILE")
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 1 30); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null || true
+    while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+  fi
   rm -f "$PIDFILE"
 }
 

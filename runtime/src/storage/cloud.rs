@@ -72,11 +72,7 @@ impl CloudStore {
     }
 
     fn key(&self, key: &str) -> String {
-        if self.prefix.is_empty() {
-            key.to_string()
-        } else {
-            format!("{}/{key}", self.prefix)
-        }
+        super::prefixed(&self.prefix, key)
     }
 
     pub(super) fn uri(&self, key: &str) -> String {

@@ -72,6 +72,15 @@ pub enum StorageError {
     },
 }
 
+/// `key` under a bucket's or container's `prefix` (given without slashes at either end).
+fn prefixed(prefix: &str, key: &str) -> String {
+    if prefix.is_empty() {
+        key.to_string()
+    } else {
+        format!("{prefix}/{key}")
+    }
+}
+
 /// Result alias for storage calls.
 pub type Result<T, E = StorageError> = std::result::Result<T, E>;
 

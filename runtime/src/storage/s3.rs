@@ -100,11 +100,7 @@ impl S3Store {
     }
 
     fn key(&self, key: &str) -> String {
-        if self.prefix.is_empty() {
-            key.to_string()
-        } else {
-            format!("{}/{key}", self.prefix)
-        }
+        super::prefixed(&self.prefix, key)
     }
 
     pub(super) fn uri(&self, key: &str) -> String {
