@@ -61,7 +61,6 @@ pub(super) fn cut(
     let mut edges: Vec<EdgePlan> = Vec::new();
     // Per node: its stage, its index in the stage's ops, and what it gives.
     let mut placed: Vec<(usize, usize, Incoming)> = Vec::new();
-    let mut stateful = 0usize;
     for (i, n) in flow.nodes.iter().enumerate() {
         // Each input: its stage, the operator it leaves (`None`: the stage's input), and
         // what it gives.
@@ -126,7 +125,7 @@ pub(super) fn cut(
                         "internal: a join needs two inputs",
                     )]),
                 };
-                Some(("join", path, resolved))
+                Some((path, resolved))
             }
             Operation::TopN(spec) => {
                 let path = format!("transforms[{i}].topN");
@@ -136,16 +135,15 @@ pub(super) fn cut(
                         vec![(up_stage, up_after, incoming.clone(), t.partition)],
                     )
                 });
-                Some(("top-n", path, resolved))
+                Some((path, resolved))
             }
             _ => None,
         };
-        if let Some((kind, path, resolved)) = sql_keyed {
-            stateful += 1;
-            let id = n
-                .state_id
-                .clone()
-                .unwrap_or_else(|| format!("{kind}-{}", stateful - 1));
+        // The flow names every stateful node (`Flow::line`, `Flow::of_statements`); the
+        // fallback is only for a node built some other way.
+        let state_id = || n.state_id.clone().unwrap_or_else(|| format!("t{i}-state"));
+        if let Some((path, resolved)) = sql_keyed {
+            let id = state_id();
             match resolved {
                 Ok((out, feeds)) => {
                     let second = feeds.get(1).map(|f| &f.2);
@@ -166,17 +164,7 @@ pub(super) fn cut(
             Operation::Transform(t) => {
                 let checked = check::node(i, t, &incoming, source_time_col.is_some(), &mut found);
                 let id = match t {
-                    Transform::Window(_) | Transform::Dedup(_) => {
-                        let kind = if matches!(t, Transform::Window(_)) {
-                            "window"
-                        } else {
-                            "dedup"
-                        };
-                        stateful += 1;
-                        n.state_id
-                            .clone()
-                            .unwrap_or_else(|| format!("{kind}-{}", stateful - 1))
-                    }
+                    Transform::Window(_) | Transform::Dedup(_) => state_id(),
                     Transform::Filter(_) => format!("t{i}-filter"),
                     Transform::Select(_) => format!("t{i}-select"),
                 };
@@ -195,19 +183,9 @@ pub(super) fn cut(
                     checked.path = format!("transforms[{i}].groupBy");
                     // The result (keys first) carries its event time in that key's column.
                     checked.out.time_col = check::time_key(&keys, incoming.time_col);
-                    stateful += 1;
-                    let id = n
-                        .state_id
-                        .clone()
-                        .unwrap_or_else(|| format!("window-{}", stateful - 1));
-                    (checked, id)
+                    (checked, state_id())
                 } else {
-                    stateful += 1;
-                    let id = n
-                        .state_id
-                        .clone()
-                        .unwrap_or_else(|| format!("group-{}", stateful - 1));
-                    (check::group_by(i, w, &incoming, &mut found), id)
+                    (check::group_by(i, w, &incoming, &mut found), state_id())
                 }
             }
             Operation::Join(_) | Operation::TopN(_) => continue,
