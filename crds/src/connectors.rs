@@ -16,6 +16,13 @@ use crate::Duration;
 /// offset commits after each completed checkpoint so that lag tools see progress.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "(has(self.format) && self.format == 'avro') == has(self.schemaRegistry)",
+    "message": "schemaRegistry goes with format: avro, and format: avro needs it"
+}, {
+    "rule": "!has(self.schemaRegistry) || !has(self.schemaRegistry.subject)",
+    "message": "schemaRegistry.subject is only used by sinks (a source finds each record's schema by the id in the record)"
+}]))]
 pub struct KafkaSourceSpec {
     /// Comma-separated `host:port` list.
     pub bootstrap_servers: String,
@@ -24,6 +31,9 @@ pub struct KafkaSourceSpec {
     /// How record values are decoded.
     #[serde(default)]
     pub format: KafkaFormat,
+    /// Where `format: avro` finds the writer schemas.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema_registry: Option<Box<SchemaRegistrySpec>>,
     /// Where a partition starts when no checkpoint knows it.
     #[serde(default)]
     pub starting_offsets: StartingOffsets,
@@ -76,6 +86,72 @@ pub enum KafkaFormat {
     /// No decoding: columns `key`, `value` (text), `headers` (JSON object text), `timestamp`,
     /// `partition`, `offset`. `schema` must list exactly these (see the README).
     Raw,
+    /// Avro in the Confluent wire format (a zero byte, the writer schema's id in the registry,
+    /// the Avro body), as Confluent's serializers, Flink's `avro-confluent` and Debezium write
+    /// it. Each writer schema is fetched from `schemaRegistry` once and resolved against
+    /// `schema` by field name, so producers may evolve their schema the way Avro allows
+    /// (fields added, fields with defaults removed, `int` widened to `long`).
+    Avro,
+}
+
+/// How a Kafka sink writes record values.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum KafkaSinkFormat {
+    /// One JSON object per record.
+    #[default]
+    Json,
+    /// Avro in the Confluent wire format. The value schema, derived from the records'
+    /// columns, is registered under `schemaRegistry.subject` when the job starts (the
+    /// registry refuses it when it breaks the subject's compatibility rule, and the job
+    /// does not start).
+    Avro,
+}
+
+/// A Confluent-compatible Schema Registry (Confluent Platform or Cloud, Karapace, Apicurio's
+/// `ccompat` API, Redpanda).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "has(self.username) == has(self.passwordEnv)",
+    "message": "username and passwordEnv go together (HTTP basic authentication needs both)"
+}]))]
+pub struct SchemaRegistrySpec {
+    /// `http://` or `https://` base URL.
+    #[schemars(regex(pattern = r"^https?://"))]
+    pub url: String,
+    /// User for HTTP basic authentication (Confluent Cloud: the API key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 255))]
+    pub username: Option<String>,
+    /// Environment variable holding the basic-authentication password (Confluent Cloud: the
+    /// API secret), filled from a Secret by `secretEnv`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[A-Za-z_][A-Za-z0-9_]*$"), length(max = 253))]
+    pub password_env: Option<String>,
+    /// TLS for an `https://` registry: the CA to trust and a client certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsSpec>,
+    /// Sinks only: the subject the value schema is registered under (default
+    /// `<topic>-value`, Confluent's topic-name strategy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 255))]
+    pub subject: Option<String>,
+}
+
+impl SchemaRegistrySpec {
+    /// `(field below schemaRegistry, variable)` of each environment variable named.
+    #[must_use]
+    pub fn env_vars(&self) -> Vec<(String, &str)> {
+        let mut out = Vec::new();
+        if let Some(p) = &self.password_env {
+            out.push(("passwordEnv".to_string(), p.as_str()));
+        }
+        for (f, v) in self.tls.iter().flat_map(TlsSpec::env_vars) {
+            out.push((format!("tls.{f}"), v));
+        }
+        out
+    }
 }
 
 /// Where a Kafka partition starts without a checkpoint.
@@ -94,6 +170,13 @@ pub enum StartingOffsets {
 /// Write records as JSON to a Kafka topic.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "(has(self.format) && self.format == 'avro') == has(self.schemaRegistry)",
+    "message": "schemaRegistry goes with format: avro, and format: avro needs it"
+}, {
+    "rule": "!(has(self.format) && self.format == 'avro' && has(self.valueField))",
+    "message": "valueField writes one column as the value; with format: avro the value is the whole record"
+}]))]
 pub struct KafkaSinkSpec {
     /// The table name a `sql` pipeline writes to (`INSERT INTO <name>`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -139,11 +222,18 @@ pub struct KafkaSinkSpec {
     /// Write this text column as the record value instead of the whole record as JSON (for
     /// dead-letter topics: `raw`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
     pub value_field: Option<String>,
     /// Text columns also written as record headers (for dead-letter topics: `error`,
     /// `source`).
     #[serde(default)]
     pub header_fields: Vec<String>,
+    /// How record values are written.
+    #[serde(default)]
+    pub format: KafkaSinkFormat,
+    /// Where `format: avro` registers the value schema.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema_registry: Option<Box<SchemaRegistrySpec>>,
     /// How the producer and the transaction-recovery client connect: TLS and SASL.
     #[serde(default)]
     pub security: KafkaSecurity,
@@ -283,6 +373,41 @@ impl TlsSpec {
         .filter_map(|(f, v)| v.as_deref().map(|v| (f, v)))
         .collect()
     }
+}
+
+impl KafkaSourceSpec {
+    /// `(field below kafka, variable)` of each environment variable named.
+    #[must_use]
+    pub fn env_vars(&self) -> Vec<(String, &str)> {
+        connector_env_vars(&self.security, self.schema_registry.as_deref())
+    }
+}
+
+impl KafkaSinkSpec {
+    /// `(field below kafka, variable)` of each environment variable named.
+    #[must_use]
+    pub fn env_vars(&self) -> Vec<(String, &str)> {
+        connector_env_vars(&self.security, self.schema_registry.as_deref())
+    }
+}
+
+fn connector_env_vars<'a>(
+    security: &'a KafkaSecurity,
+    registry: Option<&'a SchemaRegistrySpec>,
+) -> Vec<(String, &'a str)> {
+    let mut out: Vec<(String, &str)> = security
+        .env_vars()
+        .into_iter()
+        .map(|(f, v)| (format!("security.{f}"), v))
+        .collect();
+    if let Some(r) = registry {
+        out.extend(
+            r.env_vars()
+                .into_iter()
+                .map(|(f, v)| (format!("schemaRegistry.{f}"), v)),
+        );
+    }
+    out
 }
 
 impl KafkaSecurity {

@@ -622,9 +622,14 @@ impl StreamJobSpec {
             refs.push(("spec.checkpoint.s3.caPemEnv".to_string(), v.clone()));
         }
         if let Some(k) = &self.pipeline.source.kafka {
-            for (f, v) in k.security.env_vars() {
+            for (f, v) in k.env_vars() {
+                refs.push((format!("spec.pipeline.source.kafka.{f}"), v.to_string()));
+            }
+        }
+        for (i, s) in self.pipeline.sources.iter().enumerate() {
+            for (f, v) in s.kafka.iter().flat_map(|k| k.env_vars()) {
                 refs.push((
-                    format!("spec.pipeline.source.kafka.security.{f}"),
+                    format!("spec.pipeline.sources[{i}].kafka.{f}"),
                     v.to_string(),
                 ));
             }
@@ -632,11 +637,8 @@ impl StreamJobSpec {
         for (i, s) in self.pipeline.sinks.iter().enumerate() {
             match s {
                 SinkSpec::Kafka(k) => {
-                    for (f, v) in k.security.env_vars() {
-                        refs.push((
-                            format!("spec.pipeline.sinks[{i}].kafka.security.{f}"),
-                            v.to_string(),
-                        ));
+                    for (f, v) in k.env_vars() {
+                        refs.push((format!("spec.pipeline.sinks[{i}].kafka.{f}"), v.to_string()));
                     }
                 }
                 SinkSpec::ClickHouse(c) => {

@@ -194,7 +194,27 @@ fn connector_settings_parse_with_defaults() {
 
 #[test]
 fn connector_mistakes_name_the_field_and_the_fix() {
-    let cases: [(&str, &str, &str); 6] = [
+    let cases: [(&str, &str, &str); 10] = [
+        (
+            "topic: orders}",
+            "topic: orders, format: avro}",
+            "source.kafka.schemaRegistry (line 4): is required with format: avro",
+        ),
+        (
+            "topic: orders}",
+            "topic: orders, schemaRegistry: {url: \"http://sr:8081\"}}",
+            "schemaRegistry (line 4): is only used with format: avro",
+        ),
+        (
+            "topic: orders}",
+            "topic: orders, format: avro, schemaRegistry: {url: \"sr:8081\", username: u}}",
+            "source.kafka.schemaRegistry.url (line 4): `sr:8081` is not an http",
+        ),
+        (
+            "transactionalIdPrefix: sales",
+            "transactionalIdPrefix: sales, format: avro, valueField: x, schemaRegistry: {url: \"http://sr\", subject: s}",
+            "sinks[0].kafka.valueField",
+        ),
         (
             "transactionalIdPrefix: sales",
             "delivery: exactly-once",

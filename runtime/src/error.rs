@@ -118,3 +118,16 @@ impl Error {
         Self::Internal(msg.into())
     }
 }
+
+/// The full chain of an error, so "invalid peer certificate: UnknownIssuer" is not hidden
+/// behind "error sending request".
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut source = e.source();
+    while let Some(err) = source {
+        parts.push(err.to_string());
+        source = err.source();
+    }
+    parts.dedup();
+    parts.join(": ")
+}

@@ -17,6 +17,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod avro;
 pub mod changelog;
 pub mod checkpoint;
 pub mod clickhouse;

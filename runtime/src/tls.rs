@@ -60,6 +60,35 @@ impl TlsPem {
     }
 }
 
+/// `builder` trusting `tls.ca` instead of the system's roots and presenting `tls`'s client
+/// certificate: the one way an HTTP connector (ClickHouse, a schema registry) takes its
+/// `tls` block. `field` is where the block sits, for the error.
+///
+/// # Errors
+/// PEM text that holds no certificate or does not parse, naming the field.
+pub fn http_client(
+    mut builder: reqwest::ClientBuilder,
+    tls: &TlsPem,
+    field: &str,
+) -> Result<reqwest::Client, String> {
+    if let Some(ca) = &tls.ca {
+        let certs = reqwest::Certificate::from_pem_bundle(ca.as_bytes())
+            .map_err(|e| format!("{field}.caPemEnv: {e}"))?;
+        if certs.is_empty() {
+            return Err(format!(
+                "{field}.caPemEnv: the PEM text holds no certificate"
+            ));
+        }
+        builder = builder.tls_certs_only(certs);
+    }
+    if let Some((cert, key)) = tls.identity() {
+        let identity = reqwest::Identity::from_pem(format!("{cert}\n{key}").as_bytes())
+            .map_err(|e| format!("{field}.certificatePemEnv/keyPemEnv: {e}"))?;
+        builder = builder.identity(identity);
+    }
+    builder.build().map_err(|e| format!("http client: {e}"))
+}
+
 impl fmt::Debug for TlsPem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TlsPem")

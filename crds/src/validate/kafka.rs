@@ -4,7 +4,8 @@
 use super::FieldError;
 use super::source::field_names;
 use crate::connectors::{
-    Delivery, KafkaFormat, KafkaSecurity, KafkaSinkSpec, KafkaSourceSpec, StartingOffsets,
+    Delivery, KafkaFormat, KafkaSecurity, KafkaSinkFormat, KafkaSinkSpec, KafkaSourceSpec,
+    SchemaRegistrySpec, StartingOffsets,
 };
 use crate::pipeline::{CheckpointSpec, FieldType, SourceSpec};
 
@@ -56,6 +57,52 @@ fn check_security(
                  client reads too; set it there",
             ));
         }
+    }
+}
+
+/// `schemaRegistry` is there exactly for `format: avro`, reachable by a URL it can use, with
+/// basic-authentication user and password together.
+fn check_registry(
+    reg: Option<&SchemaRegistrySpec>,
+    avro: bool,
+    sink: bool,
+    base: &str,
+    errs: &mut Vec<FieldError>,
+) {
+    let at = |f: &str| format!("{base}.schemaRegistry{f}");
+    let Some(r) = reg else {
+        if avro {
+            errs.push(FieldError::new(
+                at(""),
+                "is required with format: avro (the writer schemas live there)",
+            ));
+        }
+        return;
+    };
+    if !avro {
+        errs.push(FieldError::new(at(""), "is only used with format: avro"));
+    }
+    let https = r.url.starts_with("https://");
+    if !https && !r.url.starts_with("http://") {
+        errs.push(FieldError::new(
+            at(".url"),
+            format!("`{}` is not an http:// or https:// URL", r.url),
+        ));
+    }
+    if r.username.is_some() != r.password_env.is_some() {
+        errs.push(FieldError::new(
+            at(".username"),
+            "username and passwordEnv go together (HTTP basic authentication needs both)",
+        ));
+    }
+    if let Some(t) = &r.tls {
+        super::check_tls(t, https, "an https:// url", &at(".tls"), errs);
+    }
+    if !sink && r.subject.is_some() {
+        errs.push(FieldError::new(
+            at(".subject"),
+            "is only used by sinks (a source finds each record's schema by the id in the record)",
+        ));
     }
 }
 
@@ -124,6 +171,13 @@ pub(super) fn check_source(k: &KafkaSourceSpec, src: &SourceSpec, errs: &mut Vec
     if k.format == KafkaFormat::Raw {
         super::source::fixed_schema(src, &KAFKA_RAW_COLUMNS, "format: raw", errs);
     }
+    check_registry(
+        k.schema_registry.as_deref(),
+        k.format == KafkaFormat::Avro,
+        false,
+        base,
+        errs,
+    );
 }
 
 /// Epoch milliseconds from RFC 3339 text or a plain integer.
@@ -155,6 +209,21 @@ pub(super) fn check_sink(
         ));
     }
     check_security(&k.security, &k.properties, &format!("{path}.kafka"), errs);
+    let avro = k.format == KafkaSinkFormat::Avro;
+    check_registry(
+        k.schema_registry.as_deref(),
+        avro,
+        true,
+        &format!("{path}.kafka"),
+        errs,
+    );
+    if avro && k.value_field.is_some() {
+        errs.push(FieldError::new(
+            format!("{path}.kafka.valueField"),
+            "writes one column as the value as it is; with format: avro the value is the \
+             whole record",
+        ));
+    }
     if k.topic.trim().is_empty() {
         errs.push(FieldError::new(format!("{path}.kafka.topic"), "is empty"));
     }

@@ -56,19 +56,6 @@ fn is_tls_failure(e: &reqwest::Error) -> bool {
     false
 }
 
-/// The full chain of an error, so "invalid peer certificate: UnknownIssuer" is not hidden
-/// behind "error sending request".
-fn chain(e: &reqwest::Error) -> String {
-    let mut parts = vec![e.to_string()];
-    let mut source = std::error::Error::source(e);
-    while let Some(err) = source {
-        parts.push(err.to_string());
-        source = err.source();
-    }
-    parts.dedup();
-    parts.join(": ")
-}
-
 /// One HTTP endpoint and credentials.
 #[derive(Clone)]
 pub struct Client {
@@ -93,27 +80,10 @@ impl Client {
             retriable: false,
             message,
         };
-        let mut builder = reqwest::Client::builder()
+        let builder = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(300));
-        if let Some(ca) = &tls.ca {
-            let certs = reqwest::Certificate::from_pem_bundle(ca.as_bytes())
-                .map_err(|e| refuse(format!("tls.caPemEnv: {e}")))?;
-            if certs.is_empty() {
-                return Err(refuse(
-                    "tls.caPemEnv: the PEM text holds no certificate".into(),
-                ));
-            }
-            builder = builder.tls_certs_only(certs);
-        }
-        if let Some((cert, key)) = tls.identity() {
-            let identity = reqwest::Identity::from_pem(format!("{cert}\n{key}").as_bytes())
-                .map_err(|e| refuse(format!("tls.certificatePemEnv/keyPemEnv: {e}")))?;
-            builder = builder.identity(identity);
-        }
-        let http = builder
-            .build()
-            .map_err(|e| refuse(format!("http client: {e}")))?;
+        let http = crate::tls::http_client(builder, tls, "tls").map_err(refuse)?;
         Ok(Self {
             http,
             url: url.trim_end_matches('/').to_string(),
@@ -145,7 +115,7 @@ impl Client {
             .body(body);
         let resp = req.send().await.map_err(|e| ChError {
             retriable: !is_tls_failure(&e),
-            message: format!("{}: {}", self.url, chain(&e)),
+            message: format!("{}: {}", self.url, crate::error::chain(&e)),
         })?;
         let status = resp.status();
         let text = resp.text().await.map_err(|e| ChError {

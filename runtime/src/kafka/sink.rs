@@ -34,12 +34,13 @@ use rdkafka::ClientContext;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::statistics::Statistics;
-use weir_crds::{Delivery, KafkaSinkSpec};
+use weir_crds::{Delivery, KafkaSinkFormat, KafkaSinkSpec};
 
 use super::config::{client_config, wait_for_partitions};
 use super::security::ClientSecurity;
 use super::txn_outcome::{self, TxnOutcome};
 use super::wire::{self, Cluster, EndTxnOutcome};
+use crate::avro::{AvroEncoder, Registry, record_name};
 use crate::changelog::{Kind, is_changelog};
 use crate::checkpoint::state::{FirstOffset, KafkaTransaction};
 use crate::error::{Error, Result};
@@ -83,6 +84,8 @@ pub struct KafkaSinkConnector {
     env: SinkEnv,
     /// Partition count, read by `prepare` (needed for `partitionBy`).
     partitions: Arc<OnceLock<u32>>,
+    /// `format: avro`: the value schema `prepare` registered.
+    avro: Arc<OnceLock<AvroEncoder>>,
 }
 
 impl KafkaSinkConnector {
@@ -99,7 +102,42 @@ impl KafkaSinkConnector {
             delivery,
             env: env.clone(),
             partitions: Arc::new(OnceLock::new()),
+            avro: Arc::new(OnceLock::new()),
         }
+    }
+
+    /// Registers the value schema of records of `input` (without a changelog's change
+    /// kind), so the registry refuses an incompatible change before anything is written.
+    async fn register_value_schema(&self, input: &SchemaRef) -> Result<()> {
+        let Some(reg) = self
+            .spec
+            .schema_registry
+            .as_deref()
+            .filter(|_| self.spec.format == KafkaSinkFormat::Avro)
+        else {
+            return Ok(());
+        };
+        let columns = if is_changelog(input) {
+            input.project(&(0..input.fields().len() - 1).collect::<Vec<_>>())?
+        } else {
+            input.as_ref().clone()
+        };
+        let (schema, cast_to) =
+            crate::avro::writer_schema(&columns, &record_name(&self.spec.topic))
+                .map_err(|e| self.err(format!("format: avro: {e}")))?;
+        let registry = Registry::from_spec(reg, "kafka.schemaRegistry", |n| std::env::var(n).ok())
+            .map_err(|e| self.err(e))?;
+        let subject = reg
+            .subject
+            .clone()
+            .unwrap_or_else(|| format!("{}-value", self.spec.topic));
+        let id = registry
+            .register(&subject, &schema)
+            .await
+            .map_err(|e| self.err(e.to_string()))?;
+        tracing::info!(topic = %self.spec.topic, %subject, schema_id = id, "value schema registered");
+        let _ = self.avro.set(AvroEncoder::new(id, &schema, &cast_to));
+        Ok(())
     }
 
     fn err(&self, message: impl Into<String>) -> Error {
@@ -200,6 +238,7 @@ impl KafkaSinkConnector {
             delivery: self.delivery,
             env: self.env.clone(),
             partitions: Arc::clone(&self.partitions),
+            avro: Arc::clone(&self.avro),
         }
     }
 
@@ -336,14 +375,19 @@ impl SinkConnector for KafkaSinkConnector {
                 .await
                 .map_err(|m| self.err(m))?;
             let _ = self.partitions.set(n);
-            Ok(())
+            self.register_value_schema(input).await
         })
     }
 
     fn open(&self, ctx: &SinkContext) -> Result<SinkInstance> {
+        let avro = self.avro.get().cloned();
+        if self.spec.format == KafkaSinkFormat::Avro && avro.is_none() {
+            return Err(self.err("format: avro: no value schema was registered"));
+        }
         let encoder = Encoder {
             spec: self.spec.clone(),
             partitions: self.partitions.get().copied(),
+            avro,
         };
         match self.delivery {
             Delivery::ExactlyOnce => Ok(SinkInstance::TwoPhase(Box::new(TxnWriter {
@@ -435,6 +479,8 @@ impl SinkConnector for KafkaSinkConnector {
 struct Encoder {
     spec: KafkaSinkSpec,
     partitions: Option<u32>,
+    /// `format: avro`: the registered value schema.
+    avro: Option<AvroEncoder>,
 }
 
 struct OutRecord {
@@ -474,12 +520,16 @@ impl Encoder {
         } else {
             (batch.clone(), None)
         };
-        let values: Vec<Vec<u8>> = match &self.spec.value_field {
-            Some(c) => strings(&data, c)?
+        let values: Vec<Vec<u8>> = match (&self.avro, &self.spec.value_field) {
+            (Some(a), _) => a.encode(&data).map_err(|e| Error::Sink {
+                sink: format!("kafka topic {}", self.spec.topic),
+                message: format!("format: avro: {e}"),
+            })?,
+            (None, Some(c)) => strings(&data, c)?
                 .into_iter()
                 .map(|v| v.unwrap_or_default().into_bytes())
                 .collect(),
-            None => json_lines(&data)?
+            (None, None) => json_lines(&data)?
                 .split(|b| *b == b'\n')
                 .filter(|l| !l.is_empty())
                 .map(<[u8]>::to_vec)

@@ -1,0 +1,174 @@
+//! Values encoded here by hand (zigzag varints, as the Avro specification writes them, not
+//! by arrow-avro) decoded through the real decoder; only the registry's HTTP answer is
+//! stood in for (the real registry is exercised by `tests/schema_registry.rs`).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, AsArray};
+use datafusion::arrow::datatypes::{DataType, Field, Float64Type, Int64Type, Schema};
+use weir_crds::SchemaRegistrySpec;
+
+use super::*;
+
+/// Avro `long`/`int`: zigzag, then little-endian base-128.
+pub(crate) fn long(n: i64, out: &mut Vec<u8>) {
+    let mut z = ((n << 1) ^ (n >> 63)) as u64;
+    loop {
+        let b = (z & 0x7f) as u8;
+        z >>= 7;
+        if z == 0 {
+            out.push(b);
+            return;
+        }
+        out.push(b | 0x80);
+    }
+}
+
+pub(crate) fn string(s: &str, out: &mut Vec<u8>) {
+    long(s.len() as i64, out);
+    out.extend_from_slice(s.as_bytes());
+}
+
+fn framed(id: u32, body: &[u8]) -> Vec<u8> {
+    let mut v = vec![0];
+    v.extend_from_slice(&id.to_be_bytes());
+    v.extend_from_slice(body);
+    v
+}
+
+const V1: &str = r#"{"type":"record","name":"Order","namespace":"shop","fields":[
+    {"name":"id","type":"long"},{"name":"name","type":"string"}]}"#;
+/// v1 plus an optional amount and a field the job does not read; `id` narrowed to `int`
+/// (which the job's `long` widens).
+const V2: &str = r#"{"type":"record","name":"Order","namespace":"shop","fields":[
+    {"name":"id","type":"int"},{"name":"name","type":"string"},
+    {"name":"amount","type":["null","double"],"default":null},
+    {"name":"extra","type":"string","default":""}]}"#;
+/// `name` as a number: the job cannot read it as text.
+const WRONG: &str = r#"{"type":"record","name":"Order","namespace":"shop","fields":[
+    {"name":"id","type":"long"},{"name":"name","type":"long"}]}"#;
+
+fn v1(id: i64, name: &str) -> Vec<u8> {
+    let mut b = Vec::new();
+    long(id, &mut b);
+    string(name, &mut b);
+    framed(1, &b)
+}
+
+fn v2(id: i64, name: &str, amount: Option<f64>) -> Vec<u8> {
+    let mut b = Vec::new();
+    long(id, &mut b);
+    string(name, &mut b);
+    match amount {
+        None => long(0, &mut b),
+        Some(a) => {
+            long(1, &mut b);
+            b.extend_from_slice(&a.to_le_bytes());
+        }
+    }
+    string("ignored", &mut b);
+    framed(2, &b)
+}
+
+fn decoder() -> AvroDecoder {
+    let spec = SchemaRegistrySpec {
+        url: "http://127.0.0.1:9".to_string(),
+        username: None,
+        password_env: None,
+        tls: None,
+        subject: None,
+    };
+    let registry = Registry::from_spec(&spec, "schemaRegistry", |_| None).unwrap();
+    let target = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("name", DataType::Utf8, false),
+        Field::new("amount", DataType::Float64, true),
+    ]));
+    let mut d = AvroDecoder::new(registry, target);
+    d.accept(1, Ok(Some(V1.to_string()))).unwrap();
+    d.accept(2, Ok(Some(V2.to_string()))).unwrap();
+    d.accept(3, Ok(Some(WRONG.to_string()))).unwrap();
+    d.accept(4, Ok(None)).unwrap();
+    d
+}
+
+fn rows(b: &RecordBatch) -> Vec<(i64, String, Option<f64>)> {
+    let id = b.column(0).as_primitive::<Int64Type>();
+    let name = b.column(1).as_string::<i32>();
+    let amount = b.column(2).as_primitive::<Float64Type>();
+    (0..b.num_rows())
+        .map(|i| {
+            (
+                id.value(i),
+                name.value(i).to_string(),
+                (!amount.is_null(i)).then(|| amount.value(i)),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn evolved_writer_schemas_resolve_into_the_jobs_columns() {
+    let mut d = decoder();
+    let values = vec![
+        v1(1, "a"),
+        v2(2, "b", Some(2.5)),
+        v2(3, "c", None),
+        v1(4, "d"),
+    ];
+    let out = d.decode(&values).unwrap();
+    assert!(out.bad.is_empty(), "{:?}", out.bad);
+    assert_eq!(
+        rows(&out.data),
+        vec![
+            (1, "a".to_string(), None),
+            (2, "b".to_string(), Some(2.5)),
+            (3, "c".to_string(), None),
+            (4, "d".to_string(), None),
+        ]
+    );
+}
+
+#[test]
+fn each_bad_value_is_named_and_the_good_ones_around_it_kept() {
+    let mut d = decoder();
+    let mut truncated = v2(6, "truncated", Some(1.0));
+    truncated.truncate(truncated.len() - 9);
+    let values = vec![
+        v1(1, "a"),
+        br#"{"id": 2}"#.to_vec(),
+        framed(3, &[2, 2]),
+        framed(4, &[2]),
+        truncated,
+        framed(1, &[]),
+        v1(8, "h"),
+        vec![0, 0],
+    ];
+    let out = d.decode(&values).unwrap();
+    assert_eq!(
+        rows(&out.data),
+        vec![(1, "a".to_string(), None), (8, "h".to_string(), None)]
+    );
+    let bad: Vec<usize> = out.bad.iter().map(|(i, _)| *i).collect();
+    assert_eq!(bad, vec![1, 2, 3, 4, 5, 7], "{:?}", out.bad);
+    let why = |i: usize| &out.bad.iter().find(|(j, _)| *j == i).unwrap().1;
+    assert!(why(1).contains("0x7b"), "{}", why(1));
+    assert!(why(2).contains("schema id 3 cannot be read"), "{}", why(2));
+    assert!(
+        why(3).contains("schema id 4 is not in the schema registry"),
+        "{}",
+        why(3)
+    );
+    assert!(why(7).contains("fewer than the 5"), "{}", why(7));
+    // The decoder is whole again afterwards.
+    let again = d.decode(&[v2(9, "i", Some(9.0))]).unwrap();
+    assert_eq!(rows(&again.data), vec![(9, "i".to_string(), Some(9.0))]);
+}
+
+#[test]
+fn an_unreachable_registry_fails_the_poll_instead_of_dropping_records() {
+    let mut d = decoder();
+    let e = d.decode(&[framed(5, &[2])]).unwrap_err();
+    assert!(e.contains("unreachable"), "{e}");
+}

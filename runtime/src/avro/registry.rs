@@ -1,0 +1,267 @@
+//! A client of the Confluent Schema Registry REST API: the two calls a job makes (a schema
+//! by id, registering a subject's schema), with basic authentication and the project's TLS.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use weir_crds::SchemaRegistrySpec;
+
+use crate::retry::Backoff;
+use crate::tls::{TlsPem, env_var, http_client};
+
+/// A failed registry call.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// The registry answered and said no; retrying cannot help.
+    #[error("schema registry {url}: {message}")]
+    Refused {
+        /// The registry's base URL.
+        url: String,
+        /// Its status and message.
+        message: String,
+    },
+    /// The registry could not be reached (or failed on its side) after a few tries.
+    #[error("schema registry {url} unreachable: {message}")]
+    Unreachable {
+        /// The registry's base URL.
+        url: String,
+        /// The last failure.
+        message: String,
+    },
+}
+
+/// One registry: base URL, credentials, HTTP client.
+#[derive(Clone)]
+pub struct Registry {
+    http: reqwest::Client,
+    url: String,
+    auth: Option<(String, String)>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry")
+            .field("url", &self.url)
+            .field("user", &self.auth.as_ref().map(|a| &a.0))
+            .finish_non_exhaustive()
+    }
+}
+
+/// What `GET /schemas/ids/{id}` answers.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SchemaById {
+    schema: String,
+    #[serde(default)]
+    schema_type: Option<String>,
+    #[serde(default)]
+    references: Vec<serde_json::Value>,
+}
+
+/// The registry's error body.
+#[derive(Deserialize)]
+struct ErrorBody {
+    #[serde(default)]
+    error_code: Option<i64>,
+    #[serde(default)]
+    message: Option<String>,
+}
+
+/// Error code of "schema not found" (`GET /schemas/ids/{id}` for an unknown id).
+const SCHEMA_NOT_FOUND: i64 = 40403;
+
+const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
+
+impl Registry {
+    /// The registry `spec` describes; secrets read with `lookup`, `field` is where `spec`
+    /// sits in the job file.
+    ///
+    /// # Errors
+    /// A named environment variable that is not set, or unusable TLS settings.
+    pub fn from_spec(
+        spec: &SchemaRegistrySpec,
+        field: &str,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, String> {
+        let tls = match &spec.tls {
+            Some(t) => TlsPem::from_spec(&format!("{field}.tls"), t, &lookup)?,
+            None => TlsPem::default(),
+        };
+        let auth = match (&spec.username, &spec.password_env) {
+            (Some(u), Some(p)) => Some((
+                u.clone(),
+                env_var(&lookup, p, &format!("{field}.passwordEnv"))?,
+            )),
+            _ => None,
+        };
+        // No idle connections kept: lookups are rare and may run on a runtime that is gone
+        // by the next one.
+        let builder = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(30))
+            .pool_max_idle_per_host(0);
+        let http = http_client(builder, &tls, &format!("{field}.tls"))?;
+        Ok(Self {
+            http,
+            url: spec.url.trim_end_matches('/').to_string(),
+            auth,
+        })
+    }
+
+    /// The base URL.
+    #[must_use]
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    fn refused(&self, message: String) -> RegistryError {
+        RegistryError::Refused {
+            url: self.url.clone(),
+            message,
+        }
+    }
+
+    /// Sends the request `make` builds, retrying network failures and 5xx answers a few
+    /// times; the status and body of the first other answer.
+    async fn send(
+        &self,
+        make: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<(reqwest::StatusCode, String), RegistryError> {
+        let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(4));
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut req = make().header(reqwest::header::ACCEPT, CONTENT_TYPE);
+            if let Some((u, p)) = &self.auth {
+                req = req.basic_auth(u, Some(p));
+            }
+            let failure = match req.send().await {
+                Ok(resp) if !resp.status().is_server_error() => {
+                    let status = resp.status();
+                    let body = resp.text().await.unwrap_or_default();
+                    return Ok((status, body));
+                }
+                Ok(resp) => format!("HTTP {}", resp.status()),
+                Err(e) => crate::error::chain(&e),
+            };
+            match backoff.next() {
+                Some(d) if attempt < 4 => {
+                    tracing::warn!(registry = %self.url, attempt, error = %failure, "schema registry call failed; retrying");
+                    tokio::time::sleep(d).await;
+                }
+                _ => {
+                    return Err(RegistryError::Unreachable {
+                        url: self.url.clone(),
+                        message: failure,
+                    });
+                }
+            }
+        }
+    }
+
+    fn explain(&self, what: &str, status: reqwest::StatusCode, body: &str) -> RegistryError {
+        let message = serde_json::from_str::<ErrorBody>(body)
+            .ok()
+            .and_then(|b| b.message)
+            .unwrap_or_else(|| body.chars().take(300).collect());
+        let hint = match status.as_u16() {
+            401 => " (check schemaRegistry.username and the password in passwordEnv)",
+            403 => " (the credentials may not use this subject)",
+            _ => "",
+        };
+        self.refused(format!("{what}: HTTP {status}: {message}{hint}"))
+    }
+
+    /// The Avro schema (JSON text) registered under `id`; `Ok(None)` when the registry has no
+    /// such id.
+    ///
+    /// # Errors
+    /// The registry refused (naming why) or could not be reached; a schema that is not Avro,
+    /// or that uses references.
+    pub async fn schema_by_id(&self, id: u32) -> Result<Option<String>, RegistryError> {
+        let url = format!("{}/schemas/ids/{id}", self.url);
+        let (status, body) = self.send(|| self.http.get(&url)).await?;
+        if status == reqwest::StatusCode::NOT_FOUND {
+            let code = serde_json::from_str::<ErrorBody>(&body)
+                .ok()
+                .and_then(|b| b.error_code);
+            if code.is_none_or(|c| c == SCHEMA_NOT_FOUND) {
+                return Ok(None);
+            }
+        }
+        if !status.is_success() {
+            return Err(self.explain(&format!("schema id {id}"), status, &body));
+        }
+        let s: SchemaById = serde_json::from_str(&body)
+            .map_err(|e| self.refused(format!("schema id {id}: unreadable answer: {e}")))?;
+        if let Some(t) = s.schema_type.filter(|t| t != "AVRO") {
+            return Err(self.refused(format!(
+                "schema id {id} is a {t} schema; format: avro reads Avro schemas"
+            )));
+        }
+        if !s.references.is_empty() {
+            return Err(self.refused(format!(
+                "schema id {id} uses schema references, which Weir does not resolve; \
+                 register the schema with its named types inlined"
+            )));
+        }
+        Ok(Some(s.schema))
+    }
+
+    /// Registers `schema` (Avro JSON) under `subject`, or finds it registered already; its
+    /// id.
+    ///
+    /// # Errors
+    /// The registry refused it (an incompatible or invalid schema, named with the
+    /// registry's message) or could not be reached.
+    pub async fn register(&self, subject: &str, schema: &str) -> Result<u32, RegistryError> {
+        #[derive(Deserialize)]
+        struct Registered {
+            id: u32,
+        }
+        let url = format!("{}/subjects/{}/versions", self.url, url_segment(subject));
+        let body = serde_json::json!({ "schema": schema }).to_string();
+        let (status, answer) = self
+            .send(|| {
+                self.http
+                    .post(&url)
+                    .header(reqwest::header::CONTENT_TYPE, CONTENT_TYPE)
+                    .body(body.clone())
+            })
+            .await?;
+        if !status.is_success() {
+            return Err(self.explain(
+                &format!("registering the value schema under subject `{subject}`"),
+                status,
+                &answer,
+            ));
+        }
+        serde_json::from_str::<Registered>(&answer)
+            .map(|r| r.id)
+            .map_err(|e| self.refused(format!("subject `{subject}`: unreadable answer: {e}")))
+    }
+}
+
+/// `s` as one URL path segment (subjects may hold `/`, `:` and spaces).
+fn url_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::url_segment;
+
+    #[test]
+    fn subjects_are_escaped_as_one_path_segment() {
+        assert_eq!(url_segment("orders-value"), "orders-value");
+        assert_eq!(url_segment("a/b c:d"), "a%2Fb%20c%3Ad");
+    }
+}

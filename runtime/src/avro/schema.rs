@@ -1,0 +1,214 @@
+//! A job's columns as Avro schemas: the reader schema the source resolves every writer
+//! schema against, and the writer schema a sink registers.
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use serde_json::{Value, json};
+
+/// The Avro type a job column of type `t` is read as.
+fn read_type(t: &DataType) -> Result<Value, String> {
+    Ok(match t {
+        DataType::Utf8 => json!("string"),
+        DataType::Int64 => json!("long"),
+        DataType::Float64 => json!("double"),
+        DataType::Boolean => json!("boolean"),
+        DataType::Timestamp(TimeUnit::Millisecond, _) => {
+            json!({"type": "long", "logicalType": "timestamp-millis"})
+        }
+        other => return Err(format!("type {other} has no Avro reading")),
+    })
+}
+
+/// `t`, or `["null", t]` with a null default when the column is nullable: a writer schema
+/// without the field then reads as null, the way Avro schema evolution drops a field.
+fn nullable(t: Value, nullable: bool) -> (Value, Option<Value>) {
+    if nullable {
+        (json!(["null", t]), Some(Value::Null))
+    } else {
+        (t, None)
+    }
+}
+
+fn fields(
+    schema: &Schema,
+    types: impl Fn(&Field) -> Result<Value, String>,
+) -> Result<Vec<Value>, String> {
+    schema
+        .fields()
+        .iter()
+        .map(|f| {
+            let (t, default) = nullable(types(f)?, f.is_nullable());
+            let mut field = json!({"name": f.name(), "type": t});
+            if let Some(d) = default {
+                field["default"] = d;
+            }
+            Ok(field)
+        })
+        .collect()
+}
+
+/// The Avro reader schema of the job's `columns`, named like the writer records it reads:
+/// Avro resolves records by name, so the first writer name is the record's name and every
+/// other its alias. Fields resolve by name; a nullable column a writer lacks reads as null,
+/// a writer field the job does not declare is skipped.
+///
+/// # Errors
+/// A column type without an Avro reading (the schema of sources has none).
+pub fn reader_schema(columns: &Schema, writer_names: &[String]) -> Result<String, String> {
+    let mut names = writer_names.iter();
+    let name = names.next().map_or("record", String::as_str);
+    let aliases: Vec<&String> = names.collect();
+    let mut record = json!({
+        "type": "record",
+        "name": name,
+        "fields": fields(columns, |f| read_type(f.data_type()))?,
+    });
+    if !aliases.is_empty() {
+        record["aliases"] = json!(aliases);
+    }
+    Ok(record.to_string())
+}
+
+/// The full name (`namespace.name`) of a writer schema's top-level record.
+///
+/// # Errors
+/// Text that is not JSON or a schema that is not a record.
+pub fn record_full_name(writer: &str) -> Result<String, String> {
+    let v: Value =
+        serde_json::from_str(writer).map_err(|e| format!("the schema is not JSON: {e}"))?;
+    if v.get("type").and_then(Value::as_str) != Some("record") {
+        return Err("the schema is not a record; format: avro reads records".to_string());
+    }
+    let name = v
+        .get("name")
+        .and_then(Value::as_str)
+        .ok_or("the record has no name")?;
+    Ok(match v.get("namespace").and_then(Value::as_str) {
+        Some(ns) if !ns.is_empty() && !name.contains('.') => format!("{ns}.{name}"),
+        _ => name.to_string(),
+    })
+}
+
+/// The Avro type a sink column of type `t` is written as, and the Arrow type the column is
+/// cast to first, so the encoder sees exactly the type the schema declares.
+fn write_type(t: &DataType) -> Option<(Value, DataType)> {
+    let utc = || Some(Arc::from("+00:00"));
+    Some(match t {
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
+            (json!("string"), DataType::Utf8)
+        }
+        DataType::Boolean => (json!("boolean"), DataType::Boolean),
+        DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::UInt8 | DataType::UInt16 => {
+            (json!("int"), DataType::Int32)
+        }
+        DataType::Int64 | DataType::UInt32 | DataType::UInt64 => (json!("long"), DataType::Int64),
+        DataType::Float16 | DataType::Float32 => (json!("float"), DataType::Float32),
+        DataType::Float64 => (json!("double"), DataType::Float64),
+        DataType::Timestamp(TimeUnit::Second | TimeUnit::Millisecond, _) => (
+            json!({"type": "long", "logicalType": "timestamp-millis"}),
+            DataType::Timestamp(TimeUnit::Millisecond, utc()),
+        ),
+        DataType::Timestamp(TimeUnit::Microsecond | TimeUnit::Nanosecond, _) => (
+            json!({"type": "long", "logicalType": "timestamp-micros"}),
+            DataType::Timestamp(TimeUnit::Microsecond, utc()),
+        ),
+        DataType::Date32 | DataType::Date64 => (
+            json!({"type": "int", "logicalType": "date"}),
+            DataType::Date32,
+        ),
+        DataType::Binary | DataType::LargeBinary | DataType::BinaryView => {
+            (json!("bytes"), DataType::Binary)
+        }
+        DataType::Decimal128(p, s) => (
+            json!({"type": "bytes", "logicalType": "decimal", "precision": p, "scale": s}),
+            DataType::Decimal128(*p, *s),
+        ),
+        _ => return None,
+    })
+}
+
+/// Whether `name` is a valid Avro name.
+fn avro_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// The record name a sink writing to `topic` registers: the topic with every character an
+/// Avro name cannot hold replaced by `_`.
+#[must_use]
+pub fn record_name(topic: &str) -> String {
+    let mut name: String = topic
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    if !name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_') {
+        name.insert(0, '_');
+    }
+    name
+}
+
+/// The writer schema (Avro JSON, record `name` in namespace `weir`) of a sink's records,
+/// and the Arrow schema the records are cast to before encoding.
+///
+/// # Errors
+/// A column whose name is not an Avro name, or whose type has no Avro writing, named.
+pub fn writer_schema(columns: &Schema, name: &str) -> Result<(String, SchemaRef), String> {
+    let mut cast_to = Vec::with_capacity(columns.fields().len());
+    for f in columns.fields() {
+        if !avro_name(f.name()) {
+            return Err(format!(
+                "column `{}` is not a valid Avro field name (letters, digits, `_`, not starting \
+                 with a digit); name it with AS",
+                f.name()
+            ));
+        }
+        let Some((_, arrow)) = write_type(f.data_type()) else {
+            return Err(format!(
+                "column `{}` has type {}, which has no Avro writing; cast it",
+                f.name(),
+                f.data_type()
+            ));
+        };
+        cast_to.push(Field::new(f.name(), arrow, f.is_nullable()));
+    }
+    let record = json!({
+        "type": "record",
+        "name": name,
+        "namespace": "weir",
+        "fields": fields(columns, |f| write_type(f.data_type()).map(|(v, _)| v).ok_or_else(String::new))?,
+    });
+    Ok((record.to_string(), Arc::new(Schema::new(cast_to))))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_names_are_valid_avro_names() {
+        assert_eq!(record_name("orders.v1-out"), "orders_v1_out");
+        assert_eq!(record_name("1st"), "_1st");
+        assert!(avro_name(&record_name("ä-topic")));
+    }
+
+    #[test]
+    fn full_names_join_namespace_and_name() {
+        assert_eq!(
+            record_full_name(r#"{"type":"record","name":"O","namespace":"shop","fields":[]}"#),
+            Ok("shop.O".to_string())
+        );
+        assert!(record_full_name(r#""string""#).is_err());
+    }
+
+    #[test]
+    fn a_sink_column_without_an_avro_name_is_named() {
+        let s = Schema::new(vec![Field::new("count(*)", DataType::Int64, false)]);
+        let e = writer_schema(&s, "r").unwrap_err();
+        assert!(e.contains("`count(*)`"), "{e}");
+    }
+}

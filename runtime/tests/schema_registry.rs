@@ -1,0 +1,320 @@
+//! Avro through a real Confluent-compatible Schema Registry (`WEIR_SCHEMA_REGISTRY_URL`, e.g.
+//! Karapace or Confluent's own, backed by the local broker): records written by producers
+//! with two versions of a schema are read into the job's columns, an undecodable record goes
+//! to the side output whole, and the sink registers its value schema and writes every record
+//! framed with the id the registry gave it. Values are encoded and decoded here by hand from
+//! the Avro specification, not by the library the job uses. Skipped (one line) without a
+//! registry: none can be installed from this project's package registries.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::stack::{create_topic, file_rows, kafka};
+use common::{fresh_bucket, log_tail, s3_endpoint, spawn_runtime, unique, wait_exit_within};
+
+fn registry(test: &str) -> Option<String> {
+    weir_testkit::needs_env(
+        test,
+        "WEIR_SCHEMA_REGISTRY_URL",
+        "WEIR_REQUIRE_SCHEMA_REGISTRY",
+        "WEIR_SCHEMA_REGISTRY_URL is not set (a Confluent-compatible schema registry on the local broker)",
+    )
+}
+
+fn long(n: i64, out: &mut Vec<u8>) {
+    let mut z = ((n << 1) ^ (n >> 63)) as u64;
+    while z >= 0x80 {
+        out.push((z as u8 & 0x7f) | 0x80);
+        z >>= 7;
+    }
+    out.push(z as u8);
+}
+
+fn read_long(b: &[u8], at: &mut usize) -> i64 {
+    let (mut z, mut shift) = (0u64, 0);
+    loop {
+        let byte = b[*at];
+        *at += 1;
+        z |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return (z >> 1) as i64 ^ -((z & 1) as i64);
+        }
+        shift += 7;
+    }
+}
+
+fn read_string(b: &[u8], at: &mut usize) -> String {
+    let len = read_long(b, at) as usize;
+    *at += len;
+    String::from_utf8(b[*at - len..*at].to_vec()).unwrap()
+}
+
+const V1: &str = r#"{"type":"record","name":"Order","namespace":"shop","fields":[
+    {"name":"id","type":"long"},{"name":"name","type":"string"}]}"#;
+const V2: &str = r#"{"type":"record","name":"Order","namespace":"shop","fields":[
+    {"name":"id","type":"long"},{"name":"name","type":"string"},
+    {"name":"amount","type":["null","double"],"default":null},
+    {"name":"channel","type":"string","default":"web"}]}"#;
+
+async fn register(url: &str, subject: &str, schema: &str) -> Result<u32, String> {
+    let resp = reqwest::Client::new()
+        .post(format!("{url}/subjects/{subject}/versions"))
+        .header("Content-Type", "application/vnd.schemaregistry.v1+json")
+        .body(serde_json::json!({ "schema": schema }).to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status();
+    let body: serde_json::Value = serde_json::from_str(&resp.text().await.unwrap()).unwrap();
+    if !status.is_success() {
+        return Err(format!("{status}: {body}"));
+    }
+    Ok(body["id"].as_u64().unwrap() as u32)
+}
+
+async fn latest(url: &str, subject: &str) -> serde_json::Value {
+    let text = reqwest::get(format!("{url}/subjects/{subject}/versions/latest"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+type Row = (i64, String, Option<f64>);
+
+async fn send(p: &rdkafka::producer::FutureProducer, topic: &str, partition: i32, value: &[u8]) {
+    p.send(
+        rdkafka::producer::FutureRecord::<(), [u8]>::to(topic)
+            .partition(partition)
+            .payload(value),
+        Duration::from_secs(10),
+    )
+    .await
+    .map_err(|(e, _)| e)
+    .unwrap();
+}
+
+fn job(
+    name: &str,
+    bucket: &str,
+    s3: &str,
+    bootstrap: &str,
+    url: &str,
+    topics: (&str, &str),
+    dir: &Path,
+) -> String {
+    format!(
+        "name: {name}
+parallelism: 1
+checkpoint: {{interval: 300ms, timeout: 30s, storage: \"s3://{bucket}/ckpt\", s3: {{endpoint: \"{s3}\", region: us-east-1, pathStyle: true}}}}
+source:
+  kafka:
+    bootstrapServers: \"{bootstrap}\"
+    topic: {input}
+    bounded: true
+    format: avro
+    schemaRegistry: {{url: \"{url}\"}}
+  schema:
+    - {{name: id, type: int64}}
+    - {{name: name, type: string}}
+    - {{name: amount, type: float64, nullable: true}}
+  onDecodeError:
+    sideOutput: {{file: {{path: \"{side}\"}}}}
+sinks:
+  - kafka:
+      bootstrapServers: \"{bootstrap}\"
+      topic: {output}
+      transactionalIdPrefix: {name}
+      format: avro
+      schemaRegistry: {{url: \"{url}\"}}
+",
+        input = topics.0,
+        output = topics.1,
+        side = dir.join("side").display(),
+    )
+}
+
+fn run(yaml: &str, dir: &Path, name: &str) -> (bool, String) {
+    let file = dir.join(format!("{name}.yaml"));
+    std::fs::write(&file, yaml).unwrap();
+    let log = dir.join(format!("{name}.log"));
+    let mut child = spawn_runtime(&file, &[], &[("WEIR_WAIT_TIMEOUT", "5s")], &log);
+    let status = wait_exit_within(&mut child, Duration::from_secs(90)).unwrap_or_else(|| {
+        let _ = child.kill();
+        panic!("{name}: did not exit\n{}", log_tail(&log))
+    });
+    (status.success(), std::fs::read_to_string(&log).unwrap())
+}
+
+#[test]
+fn avro_records_of_two_schema_versions_are_read_and_written_through_the_registry() {
+    let (Some(url), Some(s3), Some(bootstrap)) = (
+        registry("avro_registry"),
+        s3_endpoint("avro_registry"),
+        kafka("avro_registry"),
+    ) else {
+        return;
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let u = unique();
+    let (input, output) = (format!("avro-in-{u}"), format!("avro-out-{u}"));
+    rt.block_on(create_topic(&bootstrap, &input, 2));
+    rt.block_on(create_topic(&bootstrap, &output, 2));
+    let bucket = rt.block_on(fresh_bucket(&s3, "avro"));
+    // Version 2 adds two fields with defaults: backward compatible, so the registry takes it.
+    let subject = format!("{input}-value");
+    let v1 = rt.block_on(register(&url, &subject, V1)).unwrap();
+    let v2 = rt.block_on(register(&url, &subject, V2)).unwrap();
+    assert_ne!(v1, v2);
+    let mut oracle: Vec<Row> = Vec::new();
+    let producer = common::stack::input_producer(&bootstrap);
+    const N: i64 = 120;
+    rt.block_on(async {
+        for i in 0..N {
+            let mut v = vec![0];
+            let name = format!("order-{i}");
+            let amount = (i % 3 != 0).then_some(i as f64 * 1.25);
+            if i % 2 == 0 {
+                v.extend_from_slice(&v1.to_be_bytes());
+                long(i, &mut v);
+                long(name.len() as i64, &mut v);
+                v.extend_from_slice(name.as_bytes());
+                oracle.push((i, name, None));
+            } else {
+                v.extend_from_slice(&v2.to_be_bytes());
+                long(i, &mut v);
+                long(name.len() as i64, &mut v);
+                v.extend_from_slice(name.as_bytes());
+                match amount {
+                    None => long(0, &mut v),
+                    Some(a) => {
+                        long(1, &mut v);
+                        v.extend_from_slice(&a.to_le_bytes());
+                    }
+                }
+                long(3, &mut v);
+                v.extend_from_slice(b"app");
+                oracle.push((i, name, amount));
+            }
+            if i == 50 {
+                // A producer that forgot the registry: JSON where Avro belongs.
+                send(&producer, &input, 0, br#"{"id": 50}"#).await;
+            }
+            // One record per send: the local broker's end offset is the last batch's first
+            // offset + 1, so a bounded source finds the true end only after single batches.
+            send(&producer, &input, (i % 2) as i32, &v).await;
+        }
+    });
+    let yaml = job(
+        "avro-ok",
+        &bucket,
+        &s3,
+        &bootstrap,
+        &url,
+        (&input, &output),
+        tmp.path(),
+    );
+    let (ok, log) = run(&yaml, tmp.path(), "avro-ok");
+    assert!(ok, "{log}");
+
+    // The registry holds the sink's value schema under <topic>-value.
+    let registered = rt.block_on(latest(&url, &format!("{output}-value")));
+    let id = registered["id"].as_u64().unwrap() as u32;
+    let schema: serde_json::Value =
+        serde_json::from_str(registered["schema"].as_str().unwrap()).unwrap();
+    let fields: Vec<&str> = schema["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, ["id", "name", "amount"], "{schema}");
+
+    // Every committed value is framed with that id and decodes to the oracle's rows.
+    let report = rt
+        .block_on(weir_testkit::read_topic_settled(&bootstrap, &output, 0))
+        .unwrap();
+    let mut got: Vec<Row> = report
+        .committed
+        .iter()
+        .map(|r| {
+            let v = r.value.as_deref().unwrap();
+            assert_eq!(v[0], 0, "magic byte");
+            assert_eq!(u32::from_be_bytes(v[1..5].try_into().unwrap()), id);
+            let mut at = 5;
+            let id = read_long(v, &mut at);
+            let name = read_string(v, &mut at);
+            let amount = match read_long(v, &mut at) {
+                0 => None,
+                _ => {
+                    at += 8;
+                    Some(f64::from_le_bytes(v[at - 8..at].try_into().unwrap()))
+                }
+            };
+            assert_eq!(at, v.len());
+            (id, name, amount)
+        })
+        .collect();
+    got.sort_by_key(|r| r.0);
+    assert_eq!(got, oracle);
+
+    // The JSON record is in the side output, whole (base64: Avro values are binary).
+    let side = file_rows(&tmp.path().join("side"));
+    assert_eq!(side.len(), 1, "{side:?}");
+    use base64::Engine as _;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(side[0]["raw"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(raw, br#"{"id": 50}"#);
+    assert!(
+        side[0]["error"].as_str().unwrap().contains("0x7b"),
+        "{side:?}"
+    );
+}
+
+#[test]
+fn a_value_schema_the_subject_cannot_take_is_refused_before_anything_is_written() {
+    let (Some(url), Some(s3), Some(bootstrap)) = (
+        registry("avro_incompatible"),
+        s3_endpoint("avro_incompatible"),
+        kafka("avro_incompatible"),
+    ) else {
+        return;
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let u = unique();
+    let (input, output) = (format!("avro-in-x-{u}"), format!("avro-out-x-{u}"));
+    rt.block_on(create_topic(&bootstrap, &input, 1));
+    rt.block_on(create_topic(&bootstrap, &output, 1));
+    let bucket = rt.block_on(fresh_bucket(&s3, "avro-x"));
+    // Consumers of the output read `id` as text; the job would write a long.
+    let theirs = r#"{"type":"record","name":"x","namespace":"weir","fields":[{"name":"id","type":"string"}]}"#;
+    rt.block_on(register(&url, &format!("{output}-value"), theirs))
+        .unwrap();
+    let yaml = job(
+        "avro-x",
+        &bucket,
+        &s3,
+        &bootstrap,
+        &url,
+        (&input, &output),
+        tmp.path(),
+    );
+    let (ok, log) = run(&yaml, tmp.path(), "avro-x");
+    assert!(!ok, "the job started:\n{log}");
+    assert!(
+        log.contains(&format!("subject `{output}-value`")) && log.contains("409"),
+        "{log}"
+    );
+    let report = rt
+        .block_on(weir_testkit::read_topic(&bootstrap, &output))
+        .unwrap();
+    assert!(report.committed.is_empty() && report.open == 0);
+}
