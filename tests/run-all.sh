@@ -72,6 +72,9 @@ step "cargo test"
 if [ -z "${KUBEBUILDER_ASSETS:-}" ]; then
   echo "SKIPPED the three apiserver suites (operator/tests/apiserver.rs, operator/tests/newcomer.rs, runtime/tests/whole_system.rs): KUBEBUILDER_ASSETS is not set (no kube-apiserver here)"
 fi
+if [ -z "${WEIR_SCHEMA_REGISTRY_URL:-}" ]; then
+  echo "SKIPPED the schema registry suite (runtime/tests/schema_registry.rs): WEIR_SCHEMA_REGISTRY_URL is not set (no Confluent-compatible registry installs from this project's package registries; see DEVELOPERS.md)"
+fi
 cargo test --workspace --all-targets --locked
 cargo test --workspace --doc --locked
 

@@ -17,8 +17,8 @@ use crate::Duration;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[schemars(extend("x-kubernetes-validations" = [{
-    "rule": "(has(self.format) && self.format == 'avro') == has(self.schemaRegistry)",
-    "message": "schemaRegistry goes with format: avro, and format: avro needs it"
+    "rule": "(has(self.format) && (self.format == 'avro' || self.format == 'protobuf')) == has(self.schemaRegistry)",
+    "message": "schemaRegistry goes with format: avro or protobuf, and they need it"
 }, {
     "rule": "!has(self.schemaRegistry) || !has(self.schemaRegistry.subject)",
     "message": "schemaRegistry.subject is only used by sinks (a source finds each record's schema by the id in the record)"
@@ -31,7 +31,7 @@ pub struct KafkaSourceSpec {
     /// How record values are decoded.
     #[serde(default)]
     pub format: KafkaFormat,
-    /// Where `format: avro` finds the writer schemas.
+    /// Where `format: avro` or `protobuf` finds the writer schemas.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schema_registry: Option<Box<SchemaRegistrySpec>>,
     /// Where a partition starts when no checkpoint knows it.
@@ -92,6 +92,19 @@ pub enum KafkaFormat {
     /// `schema` by field name, so producers may evolve their schema the way Avro allows
     /// (fields added, fields with defaults removed, `int` widened to `long`).
     Avro,
+    /// Protobuf in the Confluent wire format (a zero byte, the schema id, the message's
+    /// index path, the message). Each `.proto` is fetched from `schemaRegistry` once; columns
+    /// read the message fields of the same name (a nullable column the message lacks reads
+    /// as null).
+    Protobuf,
+}
+
+impl KafkaFormat {
+    /// Whether values carry a schema id of `schemaRegistry`.
+    #[must_use]
+    pub fn uses_registry(self) -> bool {
+        matches!(self, Self::Avro | Self::Protobuf)
+    }
 }
 
 /// How a Kafka sink writes record values.
@@ -106,6 +119,18 @@ pub enum KafkaSinkFormat {
     /// registry refuses it when it breaks the subject's compatibility rule, and the job
     /// does not start).
     Avro,
+    /// Protobuf in the Confluent wire format: a `proto3` message derived from the records'
+    /// columns (nullable ones `optional`, timestamps `google.protobuf.Timestamp`), registered
+    /// the same way.
+    Protobuf,
+}
+
+impl KafkaSinkFormat {
+    /// Whether values carry a schema id of `schemaRegistry`.
+    #[must_use]
+    pub fn uses_registry(self) -> bool {
+        matches!(self, Self::Avro | Self::Protobuf)
+    }
 }
 
 /// A Confluent-compatible Schema Registry (Confluent Platform or Cloud, Karapace, Apicurio's
@@ -171,11 +196,11 @@ pub enum StartingOffsets {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[schemars(extend("x-kubernetes-validations" = [{
-    "rule": "(has(self.format) && self.format == 'avro') == has(self.schemaRegistry)",
-    "message": "schemaRegistry goes with format: avro, and format: avro needs it"
+    "rule": "(has(self.format) && (self.format == 'avro' || self.format == 'protobuf')) == has(self.schemaRegistry)",
+    "message": "schemaRegistry goes with format: avro or protobuf, and they need it"
 }, {
-    "rule": "!(has(self.format) && self.format == 'avro' && has(self.valueField))",
-    "message": "valueField writes one column as the value; with format: avro the value is the whole record"
+    "rule": "!(has(self.format) && self.format != 'json' && has(self.valueField))",
+    "message": "valueField writes one column as the value; with format: avro or protobuf the value is the whole record"
 }]))]
 pub struct KafkaSinkSpec {
     /// The table name a `sql` pipeline writes to (`INSERT INTO <name>`).
@@ -231,7 +256,7 @@ pub struct KafkaSinkSpec {
     /// How record values are written.
     #[serde(default)]
     pub format: KafkaSinkFormat,
-    /// Where `format: avro` registers the value schema.
+    /// Where `format: avro` or `protobuf` registers the value schema.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schema_registry: Option<Box<SchemaRegistrySpec>>,
     /// How the producer and the transaction-recovery client connect: TLS and SASL.

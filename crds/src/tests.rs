@@ -198,12 +198,12 @@ fn connector_mistakes_name_the_field_and_the_fix() {
         (
             "topic: orders}",
             "topic: orders, format: avro}",
-            "source.kafka.schemaRegistry (line 4): is required with format: avro",
+            "source.kafka.schemaRegistry (line 4): is required with format: avro or protobuf",
         ),
         (
             "topic: orders}",
             "topic: orders, schemaRegistry: {url: \"http://sr:8081\"}}",
-            "schemaRegistry (line 4): is only used with format: avro",
+            "schemaRegistry (line 4): is only used with format: avro or protobuf",
         ),
         (
             "topic: orders}",

@@ -60,10 +60,19 @@ const V2: &str = r#"{"type":"record","name":"Order","namespace":"shop","fields":
     {"name":"channel","type":"string","default":"web"}]}"#;
 
 async fn register(url: &str, subject: &str, schema: &str) -> Result<u32, String> {
+    register_typed(url, subject, "AVRO", schema).await
+}
+
+async fn register_typed(
+    url: &str,
+    subject: &str,
+    schema_type: &str,
+    schema: &str,
+) -> Result<u32, String> {
     let resp = reqwest::Client::new()
         .post(format!("{url}/subjects/{subject}/versions"))
         .header("Content-Type", "application/vnd.schemaregistry.v1+json")
-        .body(serde_json::json!({ "schema": schema }).to_string())
+        .body(serde_json::json!({ "schema": schema, "schemaType": schema_type }).to_string())
         .send()
         .await
         .unwrap();
@@ -108,6 +117,18 @@ fn job(
     topics: (&str, &str),
     dir: &Path,
 ) -> String {
+    job_in(name, bucket, s3, (bootstrap, url), topics, dir, "avro")
+}
+
+fn job_in(
+    name: &str,
+    bucket: &str,
+    s3: &str,
+    (bootstrap, url): (&str, &str),
+    topics: (&str, &str),
+    dir: &Path,
+    format: &str,
+) -> String {
     format!(
         "name: {name}
 parallelism: 1
@@ -117,7 +138,7 @@ source:
     bootstrapServers: \"{bootstrap}\"
     topic: {input}
     bounded: true
-    format: avro
+    format: {format}
     schemaRegistry: {{url: \"{url}\"}}
   schema:
     - {{name: id, type: int64}}
@@ -130,7 +151,7 @@ sinks:
       bootstrapServers: \"{bootstrap}\"
       topic: {output}
       transactionalIdPrefix: {name}
-      format: avro
+      format: {format}
       schemaRegistry: {{url: \"{url}\"}}
 ",
         input = topics.0,
@@ -317,4 +338,133 @@ fn a_value_schema_the_subject_cannot_take_is_refused_before_anything_is_written(
         .block_on(weir_testkit::read_topic(&bootstrap, &output))
         .unwrap();
     assert!(report.committed.is_empty() && report.open == 0);
+}
+
+const PROTO_V1: &str = "syntax = \"proto3\";\npackage shop;\nmessage Order {\n  int64 id = 1;\n  string name = 2;\n}\n";
+const PROTO_V2: &str = "syntax = \"proto3\";\npackage shop;\nmessage Order {\n  int64 id = 1;\n  string name = 2;\n  optional double amount = 3;\n  string channel = 4;\n}\n";
+
+fn varint(mut n: u64, out: &mut Vec<u8>) {
+    while n >= 0x80 {
+        out.push((n as u8 & 0x7f) | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
+}
+
+fn read_varint(b: &[u8], at: &mut usize) -> u64 {
+    let (mut n, mut shift) = (0u64, 0);
+    loop {
+        let byte = b[*at];
+        *at += 1;
+        n |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return n;
+        }
+        shift += 7;
+    }
+}
+
+#[test]
+fn protobuf_records_of_two_schema_versions_are_read_and_written_through_the_registry() {
+    let (Some(url), Some(s3), Some(bootstrap)) = (
+        registry("protobuf_registry"),
+        s3_endpoint("protobuf_registry"),
+        kafka("protobuf_registry"),
+    ) else {
+        return;
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let u = unique();
+    let (input, output) = (format!("proto-in-{u}"), format!("proto-out-{u}"));
+    rt.block_on(create_topic(&bootstrap, &input, 2));
+    rt.block_on(create_topic(&bootstrap, &output, 2));
+    let bucket = rt.block_on(fresh_bucket(&s3, "proto"));
+    let subject = format!("{input}-value");
+    let v1 = rt
+        .block_on(register_typed(&url, &subject, "PROTOBUF", PROTO_V1))
+        .unwrap();
+    let v2 = rt
+        .block_on(register_typed(&url, &subject, "PROTOBUF", PROTO_V2))
+        .unwrap();
+    assert_ne!(v1, v2);
+    let producer = common::stack::input_producer(&bootstrap);
+    let mut oracle: Vec<Row> = Vec::new();
+    const N: i64 = 80;
+    rt.block_on(async {
+        for i in 0..N {
+            let name = format!("order-{i}");
+            let v2_record = i % 2 == 1;
+            let amount = (v2_record && i % 3 != 0).then_some(i as f64 * 0.5);
+            // Magic byte, id, index path [0] (one zero byte), then the message.
+            let mut v = vec![0];
+            v.extend_from_slice(&(if v2_record { v2 } else { v1 }).to_be_bytes());
+            v.push(0);
+            v.push(1 << 3);
+            varint(i as u64, &mut v);
+            v.push(2 << 3 | 2);
+            varint(name.len() as u64, &mut v);
+            v.extend_from_slice(name.as_bytes());
+            if let Some(a) = amount {
+                v.push(3 << 3 | 1);
+                v.extend_from_slice(&a.to_le_bytes());
+            }
+            if v2_record {
+                v.push(4 << 3 | 2);
+                v.push(3);
+                v.extend_from_slice(b"app");
+            }
+            oracle.push((i, name, amount));
+            send(&producer, &input, (i % 2) as i32, &v).await;
+        }
+    });
+    let yaml = job_in(
+        "proto-ok",
+        &bucket,
+        &s3,
+        (&bootstrap, &url),
+        (&input, &output),
+        tmp.path(),
+        "protobuf",
+    );
+    let (ok, log) = run(&yaml, tmp.path(), "proto-ok");
+    assert!(ok, "{log}");
+
+    let registered = rt.block_on(latest(&url, &format!("{output}-value")));
+    assert_eq!(registered["schemaType"], "PROTOBUF", "{registered}");
+    let id = registered["id"].as_u64().unwrap() as u32;
+    let report = rt
+        .block_on(weir_testkit::read_topic_settled(&bootstrap, &output, 0))
+        .unwrap();
+    let mut got: Vec<Row> = report
+        .committed
+        .iter()
+        .map(|r| {
+            let v = r.value.as_deref().unwrap();
+            assert_eq!(v[0], 0, "magic byte");
+            assert_eq!(u32::from_be_bytes(v[1..5].try_into().unwrap()), id);
+            assert_eq!(v[5], 0, "index path [0]");
+            let mut at = 6;
+            let (mut id, mut name, mut amount) = (0i64, String::new(), None);
+            while at < v.len() {
+                let key = read_varint(v, &mut at);
+                match (key >> 3, key & 7) {
+                    (1, 0) => id = read_varint(v, &mut at) as i64,
+                    (2, 2) => {
+                        let len = read_varint(v, &mut at) as usize;
+                        name = String::from_utf8(v[at..at + len].to_vec()).unwrap();
+                        at += len;
+                    }
+                    (3, 1) => {
+                        amount = Some(f64::from_le_bytes(v[at..at + 8].try_into().unwrap()));
+                        at += 8;
+                    }
+                    other => panic!("unexpected field {other:?}"),
+                }
+            }
+            (id, name, amount)
+        })
+        .collect();
+    got.sort_by_key(|r| r.0);
+    assert_eq!(got, oracle);
 }

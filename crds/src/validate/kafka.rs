@@ -4,8 +4,8 @@
 use super::FieldError;
 use super::source::field_names;
 use crate::connectors::{
-    Delivery, KafkaFormat, KafkaSecurity, KafkaSinkFormat, KafkaSinkSpec, KafkaSourceSpec,
-    SchemaRegistrySpec, StartingOffsets,
+    Delivery, KafkaFormat, KafkaSecurity, KafkaSinkSpec, KafkaSourceSpec, SchemaRegistrySpec,
+    StartingOffsets,
 };
 use crate::pipeline::{CheckpointSpec, FieldType, SourceSpec};
 
@@ -74,13 +74,16 @@ fn check_registry(
         if avro {
             errs.push(FieldError::new(
                 at(""),
-                "is required with format: avro (the writer schemas live there)",
+                "is required with format: avro or protobuf (the writer schemas live there)",
             ));
         }
         return;
     };
     if !avro {
-        errs.push(FieldError::new(at(""), "is only used with format: avro"));
+        errs.push(FieldError::new(
+            at(""),
+            "is only used with format: avro or protobuf",
+        ));
     }
     let https = r.url.starts_with("https://");
     if !https && !r.url.starts_with("http://") {
@@ -173,7 +176,7 @@ pub(super) fn check_source(k: &KafkaSourceSpec, src: &SourceSpec, errs: &mut Vec
     }
     check_registry(
         k.schema_registry.as_deref(),
-        k.format == KafkaFormat::Avro,
+        k.format.uses_registry(),
         false,
         base,
         errs,
@@ -209,7 +212,7 @@ pub(super) fn check_sink(
         ));
     }
     check_security(&k.security, &k.properties, &format!("{path}.kafka"), errs);
-    let avro = k.format == KafkaSinkFormat::Avro;
+    let avro = k.format.uses_registry();
     check_registry(
         k.schema_registry.as_deref(),
         avro,
@@ -220,8 +223,8 @@ pub(super) fn check_sink(
     if avro && k.value_field.is_some() {
         errs.push(FieldError::new(
             format!("{path}.kafka.valueField"),
-            "writes one column as the value as it is; with format: avro the value is the \
-             whole record",
+            "writes one column as the value as it is; with format: avro or protobuf the value \
+             is the whole record",
         ));
     }
     if k.topic.trim().is_empty() {

@@ -8,8 +8,8 @@ use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::compute::{cast, concat_batches};
 use datafusion::arrow::datatypes::SchemaRef;
 
-use super::registry::{Registry, RegistryError};
 use super::schema::{reader_schema, record_full_name};
+use crate::schema_registry::{Registered, Registry, RegistryError, SchemaType};
 use crate::source::json::Decoded;
 
 /// Rows a decoder collects before it must be flushed.
@@ -65,29 +65,9 @@ impl AvroDecoder {
             .map_err(|e| e.to_string())
     }
 
-    /// Fetches schema `id` (blocking this thread: sources poll synchronously) and decides
-    /// whether the job can read it.
+    /// Fetches schema `id` and decides whether the job can read it.
     fn learn(&mut self, id: u32) -> Result<(), RegistryError> {
-        let registry = self.registry.clone();
-        let fetched = std::thread::scope(|s| {
-            s.spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .map_err(|e| RegistryError::Unreachable {
-                        url: registry.url().to_string(),
-                        message: format!("no runtime for the lookup: {e}"),
-                    })?;
-                rt.block_on(registry.schema_by_id(id))
-            })
-            .join()
-            .unwrap_or_else(|_| {
-                Err(RegistryError::Unreachable {
-                    url: self.registry.url().to_string(),
-                    message: "the lookup thread panicked".to_string(),
-                })
-            })
-        });
+        let fetched = self.registry.schema_by_id_blocking(id);
         self.accept(id, fetched)
     }
 
@@ -95,10 +75,23 @@ impl AvroDecoder {
     fn accept(
         &mut self,
         id: u32,
-        fetched: Result<Option<String>, RegistryError>,
+        fetched: Result<Option<Registered>, RegistryError>,
     ) -> Result<(), RegistryError> {
         let schema = match fetched {
-            Ok(Some(s)) => s,
+            Ok(Some(Registered {
+                schema_type: SchemaType::Avro,
+                schema,
+            })) => schema,
+            Ok(Some(Registered { schema_type, .. })) => {
+                self.unreadable.insert(
+                    id,
+                    format!(
+                        "schema id {id} is a {} schema; format: avro reads Avro",
+                        schema_type.name()
+                    ),
+                );
+                return Ok(());
+            }
             Ok(None) => {
                 self.unreadable.insert(
                     id,
@@ -151,7 +144,7 @@ impl AvroDecoder {
         let mut bad: Vec<(usize, String)> = Vec::new();
         let mut framed: Vec<usize> = Vec::with_capacity(records.len());
         for (i, r) in records.iter().enumerate() {
-            let id = match super::frame_id(r.as_ref()) {
+            let id = match crate::schema_registry::frame_id(r.as_ref()) {
                 Ok(id) => id,
                 Err(e) => {
                     bad.push((i, e));

@@ -71,6 +71,13 @@ fn v2(id: i64, name: &str, amount: Option<f64>) -> Vec<u8> {
     framed(2, &b)
 }
 
+fn avro(schema: &str) -> Registered {
+    Registered {
+        schema_type: SchemaType::Avro,
+        schema: schema.to_string(),
+    }
+}
+
 fn decoder() -> AvroDecoder {
     let spec = SchemaRegistrySpec {
         url: "http://127.0.0.1:9".to_string(),
@@ -86,9 +93,9 @@ fn decoder() -> AvroDecoder {
         Field::new("amount", DataType::Float64, true),
     ]));
     let mut d = AvroDecoder::new(registry, target);
-    d.accept(1, Ok(Some(V1.to_string()))).unwrap();
-    d.accept(2, Ok(Some(V2.to_string()))).unwrap();
-    d.accept(3, Ok(Some(WRONG.to_string()))).unwrap();
+    d.accept(1, Ok(Some(avro(V1)))).unwrap();
+    d.accept(2, Ok(Some(avro(V2)))).unwrap();
+    d.accept(3, Ok(Some(avro(WRONG)))).unwrap();
     d.accept(4, Ok(None)).unwrap();
     d
 }

@@ -40,11 +40,13 @@ use super::config::{client_config, wait_for_partitions};
 use super::security::ClientSecurity;
 use super::txn_outcome::{self, TxnOutcome};
 use super::wire::{self, Cluster, EndTxnOutcome};
-use crate::avro::{AvroEncoder, Registry, record_name};
+use crate::avro::{AvroEncoder, record_name};
 use crate::changelog::{Kind, is_changelog};
 use crate::checkpoint::state::{FirstOffset, KafkaTransaction};
 use crate::error::{Error, Result};
 use crate::ids::CheckpointId;
+use crate::protobuf::ProtobufEncoder;
+use crate::schema_registry::{Registry, SchemaType};
 use crate::sink::{
     Committable, Guarantee, PlainSink, SinkConnector, SinkContext, SinkEnv, SinkInstance,
     TwoPhaseCommitSink, json_lines, zoned,
@@ -84,8 +86,8 @@ pub struct KafkaSinkConnector {
     env: SinkEnv,
     /// Partition count, read by `prepare` (needed for `partitionBy`).
     partitions: Arc<OnceLock<u32>>,
-    /// `format: avro`: the value schema `prepare` registered.
-    avro: Arc<OnceLock<AvroEncoder>>,
+    /// `format: avro` or `protobuf`: the value schema `prepare` registered.
+    values: Arc<OnceLock<ValueEncoder>>,
 }
 
 impl KafkaSinkConnector {
@@ -102,7 +104,7 @@ impl KafkaSinkConnector {
             delivery,
             env: env.clone(),
             partitions: Arc::new(OnceLock::new()),
-            avro: Arc::new(OnceLock::new()),
+            values: Arc::new(OnceLock::new()),
         }
     }
 
@@ -113,7 +115,7 @@ impl KafkaSinkConnector {
             .spec
             .schema_registry
             .as_deref()
-            .filter(|_| self.spec.format == KafkaSinkFormat::Avro)
+            .filter(|_| self.spec.format.uses_registry())
         else {
             return Ok(());
         };
@@ -122,9 +124,20 @@ impl KafkaSinkConnector {
         } else {
             input.as_ref().clone()
         };
-        let (schema, cast_to) =
-            crate::avro::writer_schema(&columns, &record_name(&self.spec.topic))
-                .map_err(|e| self.err(format!("format: avro: {e}")))?;
+        let format = match self.spec.format {
+            KafkaSinkFormat::Protobuf => "protobuf",
+            _ => "avro",
+        };
+        let name = record_name(&self.spec.topic);
+        let (schema_type, schema, cast_to) = if self.spec.format == KafkaSinkFormat::Protobuf {
+            let proto = crate::protobuf::sink_proto(&columns, &name)
+                .map_err(|e| self.err(format!("format: {format}: {e}")))?;
+            (SchemaType::Protobuf, proto, None)
+        } else {
+            let (schema, cast_to) = crate::avro::writer_schema(&columns, &name)
+                .map_err(|e| self.err(format!("format: {format}: {e}")))?;
+            (SchemaType::Avro, schema, Some(cast_to))
+        };
         let registry = Registry::from_spec(reg, "kafka.schemaRegistry", |n| std::env::var(n).ok())
             .map_err(|e| self.err(e))?;
         let subject = reg
@@ -132,11 +145,18 @@ impl KafkaSinkConnector {
             .clone()
             .unwrap_or_else(|| format!("{}-value", self.spec.topic));
         let id = registry
-            .register(&subject, &schema)
+            .register(&subject, &schema_type, &schema)
             .await
             .map_err(|e| self.err(e.to_string()))?;
         tracing::info!(topic = %self.spec.topic, %subject, schema_id = id, "value schema registered");
-        let _ = self.avro.set(AvroEncoder::new(id, &schema, &cast_to));
+        let encoder = match cast_to {
+            Some(cast_to) => ValueEncoder::Avro(AvroEncoder::new(id, &schema, &cast_to)),
+            None => ValueEncoder::Protobuf(
+                ProtobufEncoder::new(id, &schema)
+                    .map_err(|e| self.err(format!("format: {format}: {e}")))?,
+            ),
+        };
+        let _ = self.values.set(encoder);
         Ok(())
     }
 
@@ -238,7 +258,7 @@ impl KafkaSinkConnector {
             delivery: self.delivery,
             env: self.env.clone(),
             partitions: Arc::clone(&self.partitions),
-            avro: Arc::clone(&self.avro),
+            values: Arc::clone(&self.values),
         }
     }
 
@@ -380,14 +400,14 @@ impl SinkConnector for KafkaSinkConnector {
     }
 
     fn open(&self, ctx: &SinkContext) -> Result<SinkInstance> {
-        let avro = self.avro.get().cloned();
-        if self.spec.format == KafkaSinkFormat::Avro && avro.is_none() {
-            return Err(self.err("format: avro: no value schema was registered"));
+        let values = self.values.get().cloned();
+        if self.spec.format.uses_registry() && values.is_none() {
+            return Err(self.err("no value schema was registered"));
         }
         let encoder = Encoder {
             spec: self.spec.clone(),
             partitions: self.partitions.get().copied(),
-            avro,
+            values,
         };
         match self.delivery {
             Delivery::ExactlyOnce => Ok(SinkInstance::TwoPhase(Box::new(TxnWriter {
@@ -479,8 +499,24 @@ impl SinkConnector for KafkaSinkConnector {
 struct Encoder {
     spec: KafkaSinkSpec,
     partitions: Option<u32>,
-    /// `format: avro`: the registered value schema.
-    avro: Option<AvroEncoder>,
+    /// `format: avro` or `protobuf`: the registered value schema.
+    values: Option<ValueEncoder>,
+}
+
+/// Values written with a registered schema.
+#[derive(Clone)]
+enum ValueEncoder {
+    Avro(AvroEncoder),
+    Protobuf(ProtobufEncoder),
+}
+
+impl ValueEncoder {
+    fn encode(&self, batch: &RecordBatch) -> std::result::Result<Vec<Vec<u8>>, String> {
+        match self {
+            Self::Avro(e) => e.encode(batch),
+            Self::Protobuf(e) => e.encode(batch),
+        }
+    }
 }
 
 struct OutRecord {
@@ -520,10 +556,10 @@ impl Encoder {
         } else {
             (batch.clone(), None)
         };
-        let values: Vec<Vec<u8>> = match (&self.avro, &self.spec.value_field) {
+        let values: Vec<Vec<u8>> = match (&self.values, &self.spec.value_field) {
             (Some(a), _) => a.encode(&data).map_err(|e| Error::Sink {
                 sink: format!("kafka topic {}", self.spec.topic),
-                message: format!("format: avro: {e}"),
+                message: e,
             })?,
             (None, Some(c)) => strings(&data, c)?
                 .into_iter()

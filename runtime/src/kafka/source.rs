@@ -31,10 +31,12 @@ use super::config::{METADATA_TIMEOUT, client_config, partition_count, wait_for_p
 use super::discovery::Discovery;
 use super::security::ClientSecurity;
 use super::wire::Cluster;
-use crate::avro::{AvroDecoder, Registry};
+use crate::avro::AvroDecoder;
 use crate::control::metrics::Metrics;
 use crate::error::{Error, Result};
 use crate::ids::Millis;
+use crate::protobuf::ProtobufDecoder;
+use crate::schema_registry::Registry;
 use crate::source::decode_errors::{OnError, decode_errors_batch};
 use crate::source::json::JsonDecoder;
 use crate::source::{Poll, SourceReader, SplitState};
@@ -107,6 +109,7 @@ pub struct KafkaReader {
 enum Values {
     Json(JsonDecoder),
     Avro(Box<AvroDecoder>),
+    Protobuf(Box<ProtobufDecoder>),
 }
 
 /// Schema of `format: raw` records.
@@ -218,16 +221,21 @@ impl KafkaReader {
                 .collect::<Vec<_>>(),
         ));
         let decoder = match (spec.format, spec.schema_registry.as_deref()) {
-            (KafkaFormat::Avro, Some(reg)) => {
+            (KafkaFormat::Avro | KafkaFormat::Protobuf, Some(reg)) => {
                 let registry = Registry::from_spec(reg, "source.kafka.schemaRegistry", |n| {
                     std::env::var(n).ok()
                 })
                 .map_err(src_err)?;
-                Values::Avro(Box::new(AvroDecoder::new(registry, decode_schema)))
+                if spec.format == KafkaFormat::Avro {
+                    Values::Avro(Box::new(AvroDecoder::new(registry, decode_schema)))
+                } else {
+                    Values::Protobuf(Box::new(ProtobufDecoder::new(registry, decode_schema)))
+                }
             }
-            (KafkaFormat::Avro, None) => {
+            (KafkaFormat::Avro | KafkaFormat::Protobuf, None) => {
                 return Err(src_err(
-                    "format: avro needs schemaRegistry (the writer schemas live there)".into(),
+                    "format: avro and protobuf need schemaRegistry (the writer schemas live there)"
+                        .into(),
                 ));
             }
             _ => Values::Json(JsonDecoder::new(decode_schema)),
@@ -402,6 +410,10 @@ impl KafkaReader {
                 Ok(decoded) => decoded,
                 Err(message) => return Err(self.src_err(message)),
             },
+            Values::Protobuf(d) => match d.decode(&values) {
+                Ok(decoded) => decoded,
+                Err(message) => return Err(self.src_err(message)),
+            },
         };
         for (i, e) in &decoded.bad {
             let m = &msgs[*i];
@@ -418,7 +430,7 @@ impl KafkaReader {
                     side.0.push(location);
                     side.1.push(match self.decoder {
                         // Binary: kept whole, as base64, so nothing is lost.
-                        Values::Avro(_) => {
+                        Values::Avro(_) | Values::Protobuf(_) => {
                             base64::engine::general_purpose::STANDARD.encode(&m.value)
                         }
                         Values::Json(_) => String::from_utf8_lossy(&m.value).into_owned(),

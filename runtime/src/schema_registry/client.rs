@@ -30,6 +30,38 @@ pub enum RegistryError {
     },
 }
 
+/// The kind of a registered schema.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SchemaType {
+    /// Avro (JSON text).
+    Avro,
+    /// Protobuf (`.proto` text).
+    Protobuf,
+    /// Anything else (JSON Schema), by the registry's name.
+    Other(String),
+}
+
+impl SchemaType {
+    /// The registry's name for it.
+    #[must_use]
+    pub fn name(&self) -> &str {
+        match self {
+            Self::Avro => "AVRO",
+            Self::Protobuf => "PROTOBUF",
+            Self::Other(n) => n,
+        }
+    }
+}
+
+/// A schema as the registry holds it.
+#[derive(Debug, Clone)]
+pub struct Registered {
+    /// What kind of schema.
+    pub schema_type: SchemaType,
+    /// Its text.
+    pub schema: String,
+}
+
 /// One registry: base URL, credentials, HTTP client.
 #[derive(Clone)]
 pub struct Registry {
@@ -172,13 +204,12 @@ impl Registry {
         self.refused(format!("{what}: HTTP {status}: {message}{hint}"))
     }
 
-    /// The Avro schema (JSON text) registered under `id`; `Ok(None)` when the registry has no
-    /// such id.
+    /// The schema registered under `id`; `Ok(None)` when the registry has no such id.
     ///
     /// # Errors
-    /// The registry refused (naming why) or could not be reached; a schema that is not Avro,
-    /// or that uses references.
-    pub async fn schema_by_id(&self, id: u32) -> Result<Option<String>, RegistryError> {
+    /// The registry refused (naming why) or could not be reached; a schema that uses
+    /// references.
+    pub async fn schema_by_id(&self, id: u32) -> Result<Option<Registered>, RegistryError> {
         let url = format!("{}/schemas/ids/{id}", self.url);
         let (status, body) = self.send(|| self.http.get(&url)).await?;
         if status == reqwest::StatusCode::NOT_FOUND {
@@ -194,18 +225,44 @@ impl Registry {
         }
         let s: SchemaById = serde_json::from_str(&body)
             .map_err(|e| self.refused(format!("schema id {id}: unreadable answer: {e}")))?;
-        if let Some(t) = s.schema_type.filter(|t| t != "AVRO") {
-            return Err(self.refused(format!(
-                "schema id {id} is a {t} schema; format: avro reads Avro schemas"
-            )));
-        }
         if !s.references.is_empty() {
             return Err(self.refused(format!(
                 "schema id {id} uses schema references, which Weir does not resolve; \
-                 register the schema with its named types inlined"
+                 register the schema with its types inlined"
             )));
         }
-        Ok(Some(s.schema))
+        let schema_type = match s.schema_type.as_deref() {
+            None | Some("AVRO") => SchemaType::Avro,
+            Some("PROTOBUF") => SchemaType::Protobuf,
+            Some(other) => SchemaType::Other(other.to_string()),
+        };
+        Ok(Some(Registered {
+            schema_type,
+            schema: s.schema,
+        }))
+    }
+
+    /// [`Registry::schema_by_id`] from synchronous code (a source's poll), on a thread of
+    /// its own with a runtime of its own, so it works inside or outside any tokio runtime.
+    ///
+    /// # Errors
+    /// As [`Registry::schema_by_id`].
+    pub fn schema_by_id_blocking(&self, id: u32) -> Result<Option<Registered>, RegistryError> {
+        let unreachable = |message: String| RegistryError::Unreachable {
+            url: self.url.clone(),
+            message,
+        };
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| unreachable(format!("no runtime for the lookup: {e}")))?
+                    .block_on(self.schema_by_id(id))
+            })
+            .join()
+            .unwrap_or_else(|_| Err(unreachable("the lookup thread panicked".to_string())))
+        })
     }
 
     /// Registers `schema` (Avro JSON) under `subject`, or finds it registered already; its
@@ -214,13 +271,19 @@ impl Registry {
     /// # Errors
     /// The registry refused it (an incompatible or invalid schema, named with the
     /// registry's message) or could not be reached.
-    pub async fn register(&self, subject: &str, schema: &str) -> Result<u32, RegistryError> {
+    pub async fn register(
+        &self,
+        subject: &str,
+        schema_type: &SchemaType,
+        schema: &str,
+    ) -> Result<u32, RegistryError> {
         #[derive(Deserialize)]
         struct Registered {
             id: u32,
         }
         let url = format!("{}/subjects/{}/versions", self.url, url_segment(subject));
-        let body = serde_json::json!({ "schema": schema }).to_string();
+        let body =
+            serde_json::json!({ "schema": schema, "schemaType": schema_type.name() }).to_string();
         let (status, answer) = self
             .send(|| {
                 self.http
