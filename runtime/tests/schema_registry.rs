@@ -13,6 +13,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::stack::{create_topic, file_rows, kafka};
+use weir_testkit::varint::{long, read_long, read_string, read_varint, varint};
+
 use common::{fresh_bucket, log_tail, s3_endpoint, spawn_runtime, unique, wait_exit_within};
 
 fn registry(test: &str) -> Option<String> {
@@ -22,34 +24,6 @@ fn registry(test: &str) -> Option<String> {
         "WEIR_REQUIRE_SCHEMA_REGISTRY",
         "WEIR_SCHEMA_REGISTRY_URL is not set (a Confluent-compatible schema registry on the local broker)",
     )
-}
-
-fn long(n: i64, out: &mut Vec<u8>) {
-    let mut z = ((n << 1) ^ (n >> 63)) as u64;
-    while z >= 0x80 {
-        out.push((z as u8 & 0x7f) | 0x80);
-        z >>= 7;
-    }
-    out.push(z as u8);
-}
-
-fn read_long(b: &[u8], at: &mut usize) -> i64 {
-    let (mut z, mut shift) = (0u64, 0);
-    loop {
-        let byte = b[*at];
-        *at += 1;
-        z |= u64::from(byte & 0x7f) << shift;
-        if byte & 0x80 == 0 {
-            return (z >> 1) as i64 ^ -((z & 1) as i64);
-        }
-        shift += 7;
-    }
-}
-
-fn read_string(b: &[u8], at: &mut usize) -> String {
-    let len = read_long(b, at) as usize;
-    *at += len;
-    String::from_utf8(b[*at - len..*at].to_vec()).unwrap()
 }
 
 const V1: &str = r#"{"type":"record","name":"Order","namespace":"shop","fields":[
@@ -108,18 +82,6 @@ async fn send(p: &rdkafka::producer::FutureProducer, topic: &str, partition: i32
     .unwrap();
 }
 
-fn job(
-    name: &str,
-    bucket: &str,
-    s3: &str,
-    bootstrap: &str,
-    url: &str,
-    topics: (&str, &str),
-    dir: &Path,
-) -> String {
-    job_in(name, bucket, s3, (bootstrap, url), topics, dir, "avro")
-}
-
 fn job_in(
     name: &str,
     bucket: &str,
@@ -172,29 +134,102 @@ fn run(yaml: &str, dir: &Path, name: &str) -> (bool, String) {
     (status.success(), std::fs::read_to_string(&log).unwrap())
 }
 
-#[test]
-fn avro_records_of_two_schema_versions_are_read_and_written_through_the_registry() {
-    let (Some(url), Some(s3), Some(bootstrap)) = (
-        registry("avro_registry"),
-        s3_endpoint("avro_registry"),
-        kafka("avro_registry"),
-    ) else {
-        return;
+/// A registry, the stack, an input and an output topic and a bucket of one test.
+struct Scenario {
+    rt: tokio::runtime::Runtime,
+    tmp: tempfile::TempDir,
+    url: String,
+    s3: String,
+    bootstrap: String,
+    input: String,
+    output: String,
+    bucket: String,
+}
+
+fn scenario(test: &str, prefix: &str, partitions: i32) -> Option<Scenario> {
+    let (Some(url), Some(s3), Some(bootstrap)) = (registry(test), s3_endpoint(test), kafka(test))
+    else {
+        return None;
     };
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let tmp = tempfile::tempdir().unwrap();
     let u = unique();
-    let (input, output) = (format!("avro-in-{u}"), format!("avro-out-{u}"));
-    rt.block_on(create_topic(&bootstrap, &input, 2));
-    rt.block_on(create_topic(&bootstrap, &output, 2));
-    let bucket = rt.block_on(fresh_bucket(&s3, "avro"));
+    let (input, output) = (format!("{prefix}-in-{u}"), format!("{prefix}-out-{u}"));
+    rt.block_on(create_topic(&bootstrap, &input, partitions));
+    rt.block_on(create_topic(&bootstrap, &output, partitions));
+    let bucket = rt.block_on(fresh_bucket(&s3, prefix));
+    Some(Scenario {
+        rt,
+        tmp: tempfile::tempdir().unwrap(),
+        url,
+        s3,
+        bootstrap,
+        input,
+        output,
+        bucket,
+    })
+}
+
+impl Scenario {
+    fn job(&self, name: &str, format: &str) -> String {
+        job_in(
+            name,
+            &self.bucket,
+            &self.s3,
+            (&self.bootstrap, &self.url),
+            (&self.input, &self.output),
+            self.tmp.path(),
+            format,
+        )
+    }
+
+    /// The output subject's latest schema, and each committed value after the `header`
+    /// bytes that must follow the magic byte and that schema's id.
+    fn committed(&self, header: &[u8]) -> (serde_json::Value, Vec<Vec<u8>>) {
+        let registered = self
+            .rt
+            .block_on(latest(&self.url, &format!("{}-value", self.output)));
+        let id = registered["id"].as_u64().unwrap() as u32;
+        let report = self
+            .rt
+            .block_on(weir_testkit::read_topic_settled(
+                &self.bootstrap,
+                &self.output,
+                0,
+            ))
+            .unwrap();
+        let mut frame = vec![0];
+        frame.extend_from_slice(&id.to_be_bytes());
+        frame.extend_from_slice(header);
+        let bodies = report
+            .committed
+            .iter()
+            .map(|r| {
+                let v = r.value.as_deref().unwrap();
+                assert_eq!(
+                    &v[..frame.len()],
+                    &frame[..],
+                    "magic byte, schema id {id}, header"
+                );
+                v[frame.len()..].to_vec()
+            })
+            .collect();
+        (registered, bodies)
+    }
+}
+
+#[test]
+fn avro_records_of_two_schema_versions_are_read_and_written_through_the_registry() {
+    let Some(sc) = scenario("avro_registry", "avro", 2) else {
+        return;
+    };
+    let (rt, url, bootstrap, input) = (&sc.rt, &sc.url, &sc.bootstrap, &sc.input);
     // Version 2 adds two fields with defaults: backward compatible, so the registry takes it.
     let subject = format!("{input}-value");
-    let v1 = rt.block_on(register(&url, &subject, V1)).unwrap();
-    let v2 = rt.block_on(register(&url, &subject, V2)).unwrap();
+    let v1 = rt.block_on(register(url, &subject, V1)).unwrap();
+    let v2 = rt.block_on(register(url, &subject, V2)).unwrap();
     assert_ne!(v1, v2);
     let mut oracle: Vec<Row> = Vec::new();
-    let producer = common::stack::input_producer(&bootstrap);
+    let producer = common::stack::input_producer(bootstrap);
     const N: i64 = 120;
     rt.block_on(async {
         for i in 0..N {
@@ -225,28 +260,19 @@ fn avro_records_of_two_schema_versions_are_read_and_written_through_the_registry
             }
             if i == 50 {
                 // A producer that forgot the registry: JSON where Avro belongs.
-                send(&producer, &input, 0, br#"{"id": 50}"#).await;
+                send(&producer, input, 0, br#"{"id": 50}"#).await;
             }
             // One record per send: the local broker's end offset is the last batch's first
             // offset + 1, so a bounded source finds the true end only after single batches.
-            send(&producer, &input, (i % 2) as i32, &v).await;
+            send(&producer, input, (i % 2) as i32, &v).await;
         }
     });
-    let yaml = job(
-        "avro-ok",
-        &bucket,
-        &s3,
-        &bootstrap,
-        &url,
-        (&input, &output),
-        tmp.path(),
-    );
-    let (ok, log) = run(&yaml, tmp.path(), "avro-ok");
+    let (ok, log) = run(&sc.job("avro-ok", "avro"), sc.tmp.path(), "avro-ok");
     assert!(ok, "{log}");
 
-    // The registry holds the sink's value schema under <topic>-value.
-    let registered = rt.block_on(latest(&url, &format!("{output}-value")));
-    let id = registered["id"].as_u64().unwrap() as u32;
+    // The registry holds the sink's value schema under <topic>-value, and every committed
+    // value is framed with its id and decodes to the oracle's rows.
+    let (registered, values) = sc.committed(&[]);
     let schema: serde_json::Value =
         serde_json::from_str(registered["schema"].as_str().unwrap()).unwrap();
     let fields: Vec<&str> = schema["fields"]
@@ -256,19 +282,10 @@ fn avro_records_of_two_schema_versions_are_read_and_written_through_the_registry
         .map(|f| f["name"].as_str().unwrap())
         .collect();
     assert_eq!(fields, ["id", "name", "amount"], "{schema}");
-
-    // Every committed value is framed with that id and decodes to the oracle's rows.
-    let report = rt
-        .block_on(weir_testkit::read_topic_settled(&bootstrap, &output, 0))
-        .unwrap();
-    let mut got: Vec<Row> = report
-        .committed
+    let mut got: Vec<Row> = values
         .iter()
-        .map(|r| {
-            let v = r.value.as_deref().unwrap();
-            assert_eq!(v[0], 0, "magic byte");
-            assert_eq!(u32::from_be_bytes(v[1..5].try_into().unwrap()), id);
-            let mut at = 5;
+        .map(|v| {
+            let mut at = 0;
             let id = read_long(v, &mut at);
             let name = read_string(v, &mut at);
             let amount = match read_long(v, &mut at) {
@@ -286,7 +303,7 @@ fn avro_records_of_two_schema_versions_are_read_and_written_through_the_registry
     assert_eq!(got, oracle);
 
     // The JSON record is in the side output, whole (base64: Avro values are binary).
-    let side = file_rows(&tmp.path().join("side"));
+    let side = file_rows(&sc.tmp.path().join("side"));
     assert_eq!(side.len(), 1, "{side:?}");
     use base64::Engine as _;
     let raw = base64::engine::general_purpose::STANDARD
@@ -301,41 +318,22 @@ fn avro_records_of_two_schema_versions_are_read_and_written_through_the_registry
 
 #[test]
 fn a_value_schema_the_subject_cannot_take_is_refused_before_anything_is_written() {
-    let (Some(url), Some(s3), Some(bootstrap)) = (
-        registry("avro_incompatible"),
-        s3_endpoint("avro_incompatible"),
-        kafka("avro_incompatible"),
-    ) else {
+    let Some(sc) = scenario("avro_incompatible", "avro-x", 1) else {
         return;
     };
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let tmp = tempfile::tempdir().unwrap();
-    let u = unique();
-    let (input, output) = (format!("avro-in-x-{u}"), format!("avro-out-x-{u}"));
-    rt.block_on(create_topic(&bootstrap, &input, 1));
-    rt.block_on(create_topic(&bootstrap, &output, 1));
-    let bucket = rt.block_on(fresh_bucket(&s3, "avro-x"));
+    let (rt, output) = (&sc.rt, &sc.output);
     // Consumers of the output read `id` as text; the job would write a long.
     let theirs = r#"{"type":"record","name":"x","namespace":"weir","fields":[{"name":"id","type":"string"}]}"#;
-    rt.block_on(register(&url, &format!("{output}-value"), theirs))
+    rt.block_on(register(&sc.url, &format!("{output}-value"), theirs))
         .unwrap();
-    let yaml = job(
-        "avro-x",
-        &bucket,
-        &s3,
-        &bootstrap,
-        &url,
-        (&input, &output),
-        tmp.path(),
-    );
-    let (ok, log) = run(&yaml, tmp.path(), "avro-x");
+    let (ok, log) = run(&sc.job("avro-x", "avro"), sc.tmp.path(), "avro-x");
     assert!(!ok, "the job started:\n{log}");
     assert!(
         log.contains(&format!("subject `{output}-value`")) && log.contains("409"),
         "{log}"
     );
     let report = rt
-        .block_on(weir_testkit::read_topic(&bootstrap, &output))
+        .block_on(weir_testkit::read_topic(&sc.bootstrap, output))
         .unwrap();
     assert!(report.committed.is_empty() && report.open == 0);
 }
@@ -343,52 +341,21 @@ fn a_value_schema_the_subject_cannot_take_is_refused_before_anything_is_written(
 const PROTO_V1: &str = "syntax = \"proto3\";\npackage shop;\nmessage Order {\n  int64 id = 1;\n  string name = 2;\n}\n";
 const PROTO_V2: &str = "syntax = \"proto3\";\npackage shop;\nmessage Order {\n  int64 id = 1;\n  string name = 2;\n  optional double amount = 3;\n  string channel = 4;\n}\n";
 
-fn varint(mut n: u64, out: &mut Vec<u8>) {
-    while n >= 0x80 {
-        out.push((n as u8 & 0x7f) | 0x80);
-        n >>= 7;
-    }
-    out.push(n as u8);
-}
-
-fn read_varint(b: &[u8], at: &mut usize) -> u64 {
-    let (mut n, mut shift) = (0u64, 0);
-    loop {
-        let byte = b[*at];
-        *at += 1;
-        n |= u64::from(byte & 0x7f) << shift;
-        if byte & 0x80 == 0 {
-            return n;
-        }
-        shift += 7;
-    }
-}
-
 #[test]
 fn protobuf_records_of_two_schema_versions_are_read_and_written_through_the_registry() {
-    let (Some(url), Some(s3), Some(bootstrap)) = (
-        registry("protobuf_registry"),
-        s3_endpoint("protobuf_registry"),
-        kafka("protobuf_registry"),
-    ) else {
+    let Some(sc) = scenario("protobuf_registry", "proto", 2) else {
         return;
     };
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let tmp = tempfile::tempdir().unwrap();
-    let u = unique();
-    let (input, output) = (format!("proto-in-{u}"), format!("proto-out-{u}"));
-    rt.block_on(create_topic(&bootstrap, &input, 2));
-    rt.block_on(create_topic(&bootstrap, &output, 2));
-    let bucket = rt.block_on(fresh_bucket(&s3, "proto"));
+    let (rt, url, bootstrap, input) = (&sc.rt, &sc.url, &sc.bootstrap, &sc.input);
     let subject = format!("{input}-value");
     let v1 = rt
-        .block_on(register_typed(&url, &subject, "PROTOBUF", PROTO_V1))
+        .block_on(register_typed(url, &subject, "PROTOBUF", PROTO_V1))
         .unwrap();
     let v2 = rt
-        .block_on(register_typed(&url, &subject, "PROTOBUF", PROTO_V2))
+        .block_on(register_typed(url, &subject, "PROTOBUF", PROTO_V2))
         .unwrap();
     assert_ne!(v1, v2);
-    let producer = common::stack::input_producer(&bootstrap);
+    let producer = common::stack::input_producer(bootstrap);
     let mut oracle: Vec<Row> = Vec::new();
     const N: i64 = 80;
     rt.block_on(async {
@@ -415,36 +382,18 @@ fn protobuf_records_of_two_schema_versions_are_read_and_written_through_the_regi
                 v.extend_from_slice(b"app");
             }
             oracle.push((i, name, amount));
-            send(&producer, &input, (i % 2) as i32, &v).await;
+            send(&producer, input, (i % 2) as i32, &v).await;
         }
     });
-    let yaml = job_in(
-        "proto-ok",
-        &bucket,
-        &s3,
-        (&bootstrap, &url),
-        (&input, &output),
-        tmp.path(),
-        "protobuf",
-    );
-    let (ok, log) = run(&yaml, tmp.path(), "proto-ok");
+    let (ok, log) = run(&sc.job("proto-ok", "protobuf"), sc.tmp.path(), "proto-ok");
     assert!(ok, "{log}");
-
-    let registered = rt.block_on(latest(&url, &format!("{output}-value")));
+    // Index path [0] after the id; the fields as the generated message numbers them.
+    let (registered, values) = sc.committed(&[0]);
     assert_eq!(registered["schemaType"], "PROTOBUF", "{registered}");
-    let id = registered["id"].as_u64().unwrap() as u32;
-    let report = rt
-        .block_on(weir_testkit::read_topic_settled(&bootstrap, &output, 0))
-        .unwrap();
-    let mut got: Vec<Row> = report
-        .committed
+    let mut got: Vec<Row> = values
         .iter()
-        .map(|r| {
-            let v = r.value.as_deref().unwrap();
-            assert_eq!(v[0], 0, "magic byte");
-            assert_eq!(u32::from_be_bytes(v[1..5].try_into().unwrap()), id);
-            assert_eq!(v[5], 0, "index path [0]");
-            let mut at = 6;
+        .map(|v| {
+            let mut at = 0;
             let (mut id, mut name, mut amount) = (0i64, String::new(), None);
             while at < v.len() {
                 let key = read_varint(v, &mut at);

@@ -9,6 +9,7 @@
 pub mod front;
 pub mod rd;
 pub mod s3_proxy;
+pub mod varint;
 mod verify;
 
 pub use verify::{

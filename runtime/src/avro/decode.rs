@@ -5,11 +5,11 @@ use std::collections::{BTreeMap, HashMap};
 use arrow_avro::reader::{Decoder, ReaderBuilder};
 use arrow_avro::schema::{AvroSchema, Fingerprint, FingerprintAlgorithm, SchemaStore};
 use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::compute::{cast, concat_batches};
+use datafusion::arrow::compute::concat_batches;
 use datafusion::arrow::datatypes::SchemaRef;
 
 use super::schema::{reader_schema, record_full_name};
-use crate::schema_registry::{Registered, Registry, RegistryError, SchemaType};
+use crate::schema_registry::{Registered, Registry, RegistryError, SchemaType, readable};
 use crate::source::json::Decoded;
 
 /// Rows a decoder collects before it must be flushed.
@@ -77,39 +77,12 @@ impl AvroDecoder {
         id: u32,
         fetched: Result<Option<Registered>, RegistryError>,
     ) -> Result<(), RegistryError> {
-        let schema = match fetched {
-            Ok(Some(Registered {
-                schema_type: SchemaType::Avro,
-                schema,
-            })) => schema,
-            Ok(Some(Registered { schema_type, .. })) => {
-                self.unreadable.insert(
-                    id,
-                    format!(
-                        "schema id {id} is a {} schema; format: avro reads Avro",
-                        schema_type.name()
-                    ),
-                );
+        let schema = match readable(id, fetched, &SchemaType::Avro, self.registry.url())? {
+            Ok(schema) => schema,
+            Err(why) => {
+                self.unreadable.insert(id, why);
                 return Ok(());
             }
-            Ok(None) => {
-                self.unreadable.insert(
-                    id,
-                    format!(
-                        "schema id {id} is not in the schema registry {}",
-                        self.registry.url()
-                    ),
-                );
-                return Ok(());
-            }
-            // A schema the registry refuses to give us (not Avro, references) will not
-            // change by retrying: its records are bad records. An unreachable registry is
-            // the job's problem, not the records'.
-            Err(RegistryError::Refused { message, .. }) => {
-                self.unreadable.insert(id, message);
-                return Ok(());
-            }
-            Err(e) => return Err(e),
         };
         let name = match record_full_name(&schema) {
             Ok(n) => n,
@@ -180,7 +153,7 @@ impl AvroDecoder {
             }
         }
         bad.sort_by_key(|(i, _)| *i);
-        let data = self.conform(&good).map_err(|e| e.to_string())?;
+        let data = self.conform(&good)?;
         Ok(Decoded { data, bad })
     }
 
@@ -194,29 +167,13 @@ impl AvroDecoder {
         }
     }
 
-    /// The decoded batches as one batch of the target schema (same columns in the same
-    /// order, read types cast to the job's: a timestamp's zone dropped).
-    fn conform(
-        &self,
-        batches: &[RecordBatch],
-    ) -> Result<RecordBatch, datafusion::arrow::error::ArrowError> {
+    /// The decoded batches as one batch of the target schema.
+    fn conform(&self, batches: &[RecordBatch]) -> Result<RecordBatch, String> {
         let Some(first) = batches.first() else {
             return Ok(RecordBatch::new_empty(self.target.clone()));
         };
-        let all = concat_batches(first.schema_ref(), batches)?;
-        let cols = all
-            .columns()
-            .iter()
-            .zip(self.target.fields())
-            .map(|(c, f)| {
-                if c.data_type() == f.data_type() {
-                    Ok(c.clone())
-                } else {
-                    cast(c, f.data_type())
-                }
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        RecordBatch::try_new(self.target.clone(), cols)
+        let all = concat_batches(first.schema_ref(), batches).map_err(|e| e.to_string())?;
+        super::conform(all.columns(), &self.target)
     }
 }
 

@@ -7,28 +7,10 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, AsArray};
 use datafusion::arrow::datatypes::{DataType, Field, Float64Type, Int64Type, Schema};
-use weir_crds::SchemaRegistrySpec;
+
+use weir_testkit::varint::{long, string};
 
 use super::*;
-
-/// Avro `long`/`int`: zigzag, then little-endian base-128.
-pub(crate) fn long(n: i64, out: &mut Vec<u8>) {
-    let mut z = ((n << 1) ^ (n >> 63)) as u64;
-    loop {
-        let b = (z & 0x7f) as u8;
-        z >>= 7;
-        if z == 0 {
-            out.push(b);
-            return;
-        }
-        out.push(b | 0x80);
-    }
-}
-
-pub(crate) fn string(s: &str, out: &mut Vec<u8>) {
-    long(s.len() as i64, out);
-    out.extend_from_slice(s.as_bytes());
-}
 
 fn framed(id: u32, body: &[u8]) -> Vec<u8> {
     let mut v = vec![0];
@@ -79,14 +61,7 @@ fn avro(schema: &str) -> Registered {
 }
 
 fn decoder() -> AvroDecoder {
-    let spec = SchemaRegistrySpec {
-        url: "http://127.0.0.1:9".to_string(),
-        username: None,
-        password_env: None,
-        tls: None,
-        subject: None,
-    };
-    let registry = Registry::from_spec(&spec, "schemaRegistry", |_| None).unwrap();
+    let registry = crate::schema_registry::unreachable();
     let target = Arc::new(Schema::new(vec![
         Field::new("id", DataType::Int64, false),
         Field::new("name", DataType::Utf8, false),

@@ -6,7 +6,6 @@ use arrow_avro::schema::{FingerprintStrategy, SCHEMA_METADATA_KEY};
 use arrow_avro::writer::WriterBuilder;
 use arrow_avro::writer::format::AvroSoeFormat;
 use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{Schema, SchemaRef};
 
 /// Encodes batches of one schema with a registered writer schema.
@@ -41,19 +40,7 @@ impl AvroEncoder {
     /// # Errors
     /// A column that does not cast to its declared type, or the encoder's refusal.
     pub fn encode(&self, batch: &RecordBatch) -> Result<Vec<Vec<u8>>, String> {
-        let cols = batch
-            .columns()
-            .iter()
-            .zip(self.schema.fields())
-            .map(|(c, f)| {
-                if c.data_type() == f.data_type() {
-                    Ok(c.clone())
-                } else {
-                    cast(c, f.data_type()).map_err(|e| format!("column `{}`: {e}", f.name()))
-                }
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let batch = RecordBatch::try_new(self.schema.clone(), cols).map_err(|e| e.to_string())?;
+        let batch = super::conform(batch.columns(), &self.schema)?;
         let mut encoder = WriterBuilder::new(self.schema.as_ref().clone())
             .with_fingerprint_strategy(FingerprintStrategy::Id(self.id))
             .build_encoder::<AvroSoeFormat>()
@@ -73,21 +60,9 @@ mod tests {
     };
     use datafusion::arrow::datatypes::{DataType, Field, TimeUnit};
 
-    use super::*;
+    use weir_testkit::varint::read_long as long;
 
-    /// Reads what the Avro specification says a `long` is, independently of arrow-avro.
-    fn long(b: &[u8], at: &mut usize) -> i64 {
-        let (mut z, mut shift) = (0u64, 0);
-        loop {
-            let byte = b[*at];
-            *at += 1;
-            z |= u64::from(byte & 0x7f) << shift;
-            if byte & 0x80 == 0 {
-                return (z >> 1) as i64 ^ -((z & 1) as i64);
-            }
-            shift += 7;
-        }
-    }
+    use super::*;
 
     #[test]
     fn every_row_is_framed_with_the_registered_id_and_encoded_as_the_schema_says() {

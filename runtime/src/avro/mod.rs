@@ -19,3 +19,25 @@ mod schema;
 pub use decode::AvroDecoder;
 pub use encode::AvroEncoder;
 pub use schema::{reader_schema, record_name, writer_schema};
+
+/// `columns` as a batch of `schema` (same columns in the same order), each cast to its
+/// field's type where it differs: what arrow-avro reads or takes is close to, not exactly,
+/// the job's types (a timestamp's zone, narrower integers).
+fn conform(
+    columns: &[datafusion::arrow::array::ArrayRef],
+    schema: &datafusion::arrow::datatypes::SchemaRef,
+) -> Result<datafusion::arrow::array::RecordBatch, String> {
+    let cols = columns
+        .iter()
+        .zip(schema.fields())
+        .map(|(c, f)| {
+            if c.data_type() == f.data_type() {
+                Ok(c.clone())
+            } else {
+                datafusion::arrow::compute::cast(c, f.data_type())
+                    .map_err(|e| format!("column `{}`: {e}", f.name()))
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    datafusion::arrow::array::RecordBatch::try_new(schema.clone(), cols).map_err(|e| e.to_string())
+}

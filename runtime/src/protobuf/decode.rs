@@ -13,7 +13,7 @@ use prost_reflect::{
 };
 
 use super::{message_at, message_indexes, proto_file};
-use crate::schema_registry::{Registered, Registry, RegistryError, SchemaType, frame_id};
+use crate::schema_registry::{Registered, Registry, RegistryError, SchemaType, frame_id, readable};
 use crate::source::json::Decoded;
 
 /// How one column is read from a message field.
@@ -246,22 +246,10 @@ impl ProtobufDecoder {
         id: u32,
         fetched: Result<Option<Registered>, RegistryError>,
     ) -> Result<(), RegistryError> {
-        let file = match fetched {
-            Ok(Some(Registered {
-                schema_type: SchemaType::Protobuf,
-                schema,
-            })) => proto_file(&schema).map_err(|e| format!("schema id {id} does not compile: {e}")),
-            Ok(Some(r)) => Err(format!(
-                "schema id {id} is a {} schema; format: protobuf reads Protobuf",
-                r.schema_type.name()
-            )),
-            Ok(None) => Err(format!(
-                "schema id {id} is not in the schema registry {}",
-                self.registry.url()
-            )),
-            Err(RegistryError::Refused { message, .. }) => Err(message),
-            Err(e) => return Err(e),
-        };
+        let file =
+            readable(id, fetched, &SchemaType::Protobuf, self.registry.url())?.and_then(|schema| {
+                proto_file(&schema).map_err(|e| format!("schema id {id} does not compile: {e}"))
+            });
         self.files.insert(id, file);
         Ok(())
     }

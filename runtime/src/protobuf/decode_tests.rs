@@ -9,7 +9,8 @@ use datafusion::arrow::array::{Array, AsArray};
 use datafusion::arrow::datatypes::{
     DataType, Field, Float64Type, Int64Type, Schema, TimeUnit, TimestampMillisecondType,
 };
-use weir_crds::SchemaRegistrySpec;
+
+use weir_testkit::varint::varint;
 
 use super::*;
 
@@ -25,14 +26,6 @@ message Order {
 }
 message Refund { string id = 1; }
 "#;
-
-fn varint(mut n: u64, out: &mut Vec<u8>) {
-    while n >= 0x80 {
-        out.push((n as u8 & 0x7f) | 0x80);
-        n >>= 7;
-    }
-    out.push(n as u8);
-}
 
 fn tag(field: u64, wire: u64, out: &mut Vec<u8>) {
     varint(field << 3 | wire, out);
@@ -85,14 +78,7 @@ fn target() -> SchemaRef {
 }
 
 fn decoder() -> ProtobufDecoder {
-    let spec = SchemaRegistrySpec {
-        url: "http://127.0.0.1:9".to_string(),
-        username: None,
-        password_env: None,
-        tls: None,
-        subject: None,
-    };
-    let registry = Registry::from_spec(&spec, "schemaRegistry", |_| None).unwrap();
+    let registry = crate::schema_registry::unreachable();
     let mut d = ProtobufDecoder::new(registry, target());
     let proto = |schema: &str| {
         Ok(Some(Registered {
