@@ -178,6 +178,32 @@ fn good_manifest_is_accepted_and_decodes() {
 }
 
 #[test]
+fn checkpoints_may_live_on_s3_azure_or_gcs() {
+    for storage in [
+        "s3://weir-checkpoints/prod",
+        "az://checkpoints/prod",
+        "gs://weir-checkpoints/prod",
+    ] {
+        let mut obj = manifest(GOOD);
+        obj["spec"]["checkpoint"]["storage"] = Value::from(storage);
+        if !storage.starts_with("s3://") {
+            obj["spec"]["checkpoint"]["cloud"] = serde_json::json!({"credentialsSecret": "creds"});
+        }
+        assert_eq!(rejections(&obj, None), Vec::<String>::new(), "{storage}");
+        let job: StreamJob = serde_json::from_value(obj).expect("decodes");
+        assert_eq!(job.spec.validate("store-sales"), vec![], "{storage}");
+    }
+    for storage in ["az://A_B/x", "gs://-b/x", "abfs://c/x", "az:///x"] {
+        let mut obj = manifest(GOOD);
+        obj["spec"]["checkpoint"]["storage"] = Value::from(storage);
+        assert!(
+            !rejections(&obj, None).is_empty(),
+            "{storage} should be refused"
+        );
+    }
+}
+
+#[test]
 fn schema_rejects_wrong_types_missing_fields_and_out_of_range_values() {
     let cases: Vec<(&str, Value, &str)> = vec![
         (

@@ -183,10 +183,14 @@ pub enum UpgradeMode {
     Savepoint,
 }
 
-/// Checkpoint settings of a StreamJob. Storage must be shared (S3): a pod's local disk does
-/// not survive the pod.
+/// Checkpoint settings of a StreamJob. Storage must be shared (S3, Azure Blob Storage, Google
+/// Cloud Storage): a pod's local disk does not survive the pod.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "!has(self.cloud) || !self.storage.startsWith('s3://')",
+    "message": "cloud is for az:// and gs:// storage; s3:// storage takes its settings from s3"
+}]))]
 pub struct JobCheckpointSpec {
     /// Time between the end of one checkpoint and the trigger of the next.
     #[serde(default = "default_interval")]
@@ -197,8 +201,15 @@ pub struct JobCheckpointSpec {
     /// Least time between the completion of one checkpoint and the start of the next.
     #[serde(default = "zero")]
     pub min_pause: Duration,
-    /// `s3://bucket/prefix`. Checkpoints live under `<storage>/<namespace>/<name>/`.
-    #[schemars(regex(pattern = r"^s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/.*)?$"))]
+    /// `s3://bucket/prefix`, `az://container/prefix` (Azure Blob Storage) or
+    /// `gs://bucket/prefix` (Google Cloud Storage). Checkpoints live under
+    /// `<storage>/<namespace>/<name>/`.
+    #[schemars(
+        regex(
+            pattern = r"^(s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]|az://[a-z0-9](-?[a-z0-9]){2,62}|gs://[a-z0-9][a-z0-9._\-]{1,220}[a-z0-9])(/.*)?$"
+        ),
+        length(max = 1024)
+    )]
     pub storage: String,
     /// Completed checkpoints kept; older ones are deleted. All are kept when the job stops.
     #[serde(default = "default_retained")]
@@ -207,6 +218,9 @@ pub struct JobCheckpointSpec {
     /// S3 endpoint, region and the Secret holding credentials.
     #[serde(default)]
     pub s3: JobS3Spec,
+    /// Credentials for `az://` and `gs://` storage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cloud: Option<JobCloudSpec>,
     /// Refuse storage without conditional writes (needed to fence zombie pods).
     #[serde(default = "yes")]
     pub exactly_once: bool,
@@ -263,6 +277,20 @@ pub struct JobS3Spec {
     /// Name of a Secret in the job's namespace with `AWS_ACCESS_KEY_ID` and
     /// `AWS_SECRET_ACCESS_KEY`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_secret: Option<String>,
+}
+
+/// Credentials of Azure Blob Storage or Google Cloud Storage.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct JobCloudSpec {
+    /// Name of a Secret in the job's namespace whose keys are the provider's environment
+    /// variables: `AZURE_STORAGE_ACCOUNT_NAME` with `AZURE_STORAGE_ACCOUNT_KEY` (or
+    /// `AZURE_STORAGE_SAS_KEY`), or `GOOGLE_SERVICE_ACCOUNT_KEY` (the key file's JSON). The
+    /// pods get every key as an environment variable; the operator uses the keys to delete
+    /// disposed savepoints. Without it, pods and operator use their workload identity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
     pub credentials_secret: Option<String>,
 }
 

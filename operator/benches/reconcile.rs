@@ -53,8 +53,7 @@ impl SavepointStore for Store {
     fn dispose<'a>(
         &'a self,
         _: &'a str,
-        _: &'a weir_crds::JobS3Spec,
-        _: Option<(String, String)>,
+        _: weir_operator::dispose::Access<'a>,
     ) -> BoxFuture<'a, Result<usize, String>> {
         Box::pin(async { Ok(0) })
     }

@@ -158,12 +158,13 @@ pub async fn act(
             }
         }
         Action::DisposeSavepoint { path } => {
-            let creds = obs.s3_credentials.clone().map(S3Credentials::into_pair);
-            match ctx
-                .savepoints
-                .dispose(path, &job.spec.checkpoint.s3, creds)
-                .await
-            {
+            let pair = obs.s3_credentials.clone().map(S3Credentials::into_pair);
+            let access = crate::dispose::Access {
+                s3: &job.spec.checkpoint.s3,
+                s3_credentials: pair.as_ref().map(|(id, key)| (id.as_str(), key.as_str())),
+                cloud: &obs.cloud_credentials.0,
+            };
+            match ctx.savepoints.dispose(path, access).await {
                 Ok(n) => {
                     tracing::info!(path = %path, objects = n, "savepoint disposed");
                     Acted::Disposed { path: path.clone() }
@@ -279,11 +280,10 @@ mod tests {
     use http::{Request, Response};
     use kube::client::Body;
     use serde_json::json;
-    use weir_crds::JobS3Spec;
 
     use super::*;
     use crate::decide::RuntimeView;
-    use crate::dispose::SavepointStore;
+    use crate::dispose::{Access, SavepointStore};
     use crate::observe::S3Credentials;
     use crate::runtime_client::{RuntimeApi, RuntimeError};
 
@@ -331,10 +331,13 @@ mod tests {
         fn dispose<'a>(
             &'a self,
             path: &'a str,
-            _: &'a JobS3Spec,
-            credentials: Option<(String, String)>,
+            access: Access<'a>,
         ) -> BoxFuture<'a, Result<usize, String>> {
-            self.got.lock().unwrap().push(credentials);
+            self.got.lock().unwrap().push(
+                access
+                    .s3_credentials
+                    .map(|(id, key)| (id.to_string(), key.to_string())),
+            );
             Box::pin(async move {
                 if path.contains("denied") {
                     Err("AccessDenied".to_string())

@@ -2,31 +2,48 @@
 //! deletes: it refuses any path that is not a savepoint directory, so checkpoints (and the
 //! job's lineage) can never be removed by it.
 
+use std::sync::Arc;
+
 use aws_sdk_s3::error::DisplayErrorContext;
 use aws_sdk_s3::types::{Delete, ObjectIdentifier};
+use futures::TryStreamExt;
 use futures::future::BoxFuture;
+use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
+use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
+use object_store::{ObjectStore, ObjectStoreExt};
 use weir_crds::JobS3Spec;
+
+/// How to reach a job's storage.
+#[derive(Clone, Copy)]
+pub struct Access<'a> {
+    /// Endpoint and region of `s3://` storage.
+    pub s3: &'a JobS3Spec,
+    /// `(access key id, secret key)` of `s3://` storage, when a Secret names them.
+    pub s3_credentials: Option<(&'a str, &'a str)>,
+    /// The provider's environment variables for `az://` and `gs://` storage, from
+    /// `checkpoint.cloud.credentialsSecret` (over the operator's own environment).
+    pub cloud: &'a [(String, String)],
+}
 
 /// Where savepoints are deleted. Behind a trait so reconcile tests record instead.
 pub trait SavepointStore: Send + Sync {
-    /// Delete every object under the savepoint directory `path`, using `credentials`
-    /// (access key id, secret key) when given.
+    /// Delete every object under the savepoint directory `path`.
     fn dispose<'a>(
         &'a self,
         path: &'a str,
-        s3: &'a JobS3Spec,
-        credentials: Option<(String, String)>,
+        access: Access<'a>,
     ) -> BoxFuture<'a, Result<usize, String>>;
 }
 
-/// `(bucket, prefix)` of a savepoint URI, or why it is not one.
+/// `(scheme, bucket, prefix)` of a savepoint URI, or why it is not one.
 ///
 /// # Errors
-/// Not `s3://bucket/.../savepoints/sp-*`.
-pub fn savepoint_location(path: &str) -> Result<(String, String), String> {
-    let rest = path
-        .strip_prefix("s3://")
-        .ok_or_else(|| format!("`{path}` is not an s3:// URI"))?;
+/// Not `s3://`, `az://` or `gs://` `bucket/.../savepoints/sp-*`.
+pub fn savepoint_location(path: &str) -> Result<(&'static str, String, String), String> {
+    let (scheme, rest) = ["s3", "az", "gs"]
+        .into_iter()
+        .find_map(|s| path.strip_prefix(&format!("{s}://")).map(|r| (s, r)))
+        .ok_or_else(|| format!("`{path}` is not an s3://, az:// or gs:// URI"))?;
     let (bucket, key) = rest
         .split_once('/')
         .ok_or_else(|| format!("`{path}` has no key"))?;
@@ -38,22 +55,78 @@ pub fn savepoint_location(path: &str) -> Result<(String, String), String> {
             "`{path}` is not a savepoint directory (…/savepoints/sp-*); refusing to delete it"
         ));
     }
-    Ok((bucket.to_string(), format!("{key}/")))
+    Ok((scheme, bucket.to_string(), format!("{key}/")))
 }
 
-/// The S3 implementation.
-#[derive(Debug, Default, Clone)]
-pub struct S3Savepoints;
+/// An object store for an Azure container or a GCS bucket: the operator's environment, then
+/// the credentials Secret's keys over it (unknown keys are ignored).
+fn cloud_store(
+    scheme: &str,
+    bucket: &str,
+    cloud: &[(String, String)],
+) -> Result<Arc<dyn ObjectStore>, String> {
+    let keys = cloud
+        .iter()
+        .map(|(k, v)| (k.to_ascii_lowercase(), v.as_str()));
+    let built = if scheme == "az" {
+        let mut b = MicrosoftAzureBuilder::from_env().with_container_name(bucket);
+        for (k, v) in keys {
+            if let Ok(key) = k.parse::<AzureConfigKey>() {
+                b = b.with_config(key, v);
+            }
+        }
+        b.build().map(|s| Arc::new(s) as Arc<dyn ObjectStore>)
+    } else {
+        let mut b = GoogleCloudStorageBuilder::from_env().with_bucket_name(bucket);
+        for (k, v) in keys {
+            if let Ok(key) = k.parse::<GoogleConfigKey>() {
+                b = b.with_config(key, v);
+            }
+        }
+        b.build().map(|s| Arc::new(s) as Arc<dyn ObjectStore>)
+    };
+    built.map_err(|e| format!("{scheme}://{bucket}: {e}"))
+}
 
-impl SavepointStore for S3Savepoints {
+/// Deletes every object under `prefix` of an Azure container or GCS bucket.
+async fn dispose_cloud(
+    scheme: &str,
+    bucket: &str,
+    prefix: &str,
+    cloud: &[(String, String)],
+) -> Result<usize, String> {
+    let store = cloud_store(scheme, bucket, cloud)?;
+    let under = object_store::path::Path::from(prefix.trim_end_matches('/'));
+    let objects: Vec<_> = store
+        .list(Some(&under))
+        .try_collect()
+        .await
+        .map_err(|e| format!("listing {scheme}://{bucket}/{prefix}: {e}"))?;
+    for o in &objects {
+        store
+            .delete(&o.location)
+            .await
+            .map_err(|e| format!("deleting {scheme}://{bucket}/{}: {e}", o.location))?;
+    }
+    Ok(objects.len())
+}
+
+/// The implementation on real storage.
+#[derive(Debug, Default, Clone)]
+pub struct StorageSavepoints;
+
+impl SavepointStore for StorageSavepoints {
     fn dispose<'a>(
         &'a self,
         path: &'a str,
-        s3: &'a JobS3Spec,
-        credentials: Option<(String, String)>,
+        access: Access<'a>,
     ) -> BoxFuture<'a, Result<usize, String>> {
         Box::pin(async move {
-            let (bucket, prefix) = savepoint_location(path)?;
+            let (scheme, bucket, prefix) = savepoint_location(path)?;
+            if scheme != "s3" {
+                return dispose_cloud(scheme, &bucket, &prefix, access.cloud).await;
+            }
+            let s3 = access.s3;
             let mut conf = aws_sdk_s3::config::Builder::new()
                 .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
                 .region(aws_sdk_s3::config::Region::new(
@@ -63,7 +136,7 @@ impl SavepointStore for S3Savepoints {
             if let Some(ep) = &s3.endpoint {
                 conf = conf.endpoint_url(ep);
             }
-            if let Some((id, secret)) = credentials {
+            if let Some((id, secret)) = access.s3_credentials {
                 conf = conf.credentials_provider(aws_sdk_s3::config::Credentials::new(
                     id,
                     secret,
@@ -121,13 +194,22 @@ mod tests {
     fn only_savepoint_directories_can_be_disposed() {
         assert_eq!(
             savepoint_location("s3://b/weir/shop/sales/savepoints/sp-7-abc/"),
-            Ok(("b".into(), "weir/shop/sales/savepoints/sp-7-abc/".into()))
+            Ok((
+                "s3",
+                "b".into(),
+                "weir/shop/sales/savepoints/sp-7-abc/".into()
+            ))
+        );
+        assert_eq!(
+            savepoint_location("az://c/shop/sales/savepoints/sp-7-abc"),
+            Ok(("az", "c".into(), "shop/sales/savepoints/sp-7-abc/".into()))
         );
         for bad in [
             "s3://b/weir/shop/sales/abc/chk-7",
             "s3://b/weir/shop/sales/savepoints",
             "s3://b",
             "file:///tmp/savepoints/sp-1",
+            "gs://b/weir/shop/sales/chk-3",
         ] {
             assert!(savepoint_location(bad).is_err(), "{bad}");
         }

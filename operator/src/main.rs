@@ -12,7 +12,7 @@ use axum::routing::get;
 use clap::Parser;
 use weir_operator::context::Context;
 use weir_operator::decide::Settings;
-use weir_operator::dispose::S3Savepoints;
+use weir_operator::dispose::StorageSavepoints;
 use weir_operator::leader::{self, LeaseConfig};
 use weir_operator::metrics::Metrics;
 use weir_operator::network_policy::PolicySettings;
@@ -124,7 +124,7 @@ async fn main() -> anyhow::Result<()> {
     let mut ctx = Context::new(
         client.clone(),
         Arc::new(HttpRuntime::new()?),
-        Arc::new(S3Savepoints),
+        Arc::new(StorageSavepoints),
         metrics,
         Settings {
             default_image: args.runtime_image,

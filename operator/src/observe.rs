@@ -35,6 +35,9 @@ pub struct Observation {
     /// `None` when no Secret is named, or it or one of its keys is missing (which
     /// `observed.problems` reports).
     pub s3_credentials: Option<S3Credentials>,
+    /// The keys of `spec.checkpoint.cloud.credentialsSecret` (`az://`, `gs://` storage), for
+    /// disposing savepoints; empty when none is named or it is missing.
+    pub cloud_credentials: CloudCredentials,
     /// The job's control token, from its control Secret; `None` until the operator has
     /// created that Secret (acting on `EnsureConfig` does, before the first pod).
     pub control_token: Option<ControlToken>,
@@ -71,6 +74,19 @@ impl fmt::Debug for S3Credentials {
         f.debug_struct("S3Credentials")
             .field("access_key_id", &"<redacted>")
             .field("secret_access_key", &"<redacted>")
+            .finish()
+    }
+}
+
+/// The provider environment variables of a cloud credentials Secret, by name. Its `Debug`
+/// shows the names only.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct CloudCredentials(pub Vec<(String, String)>);
+
+impl fmt::Debug for CloudCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|(k, _)| format!("{k}=<redacted>")))
             .finish()
     }
 }
@@ -136,6 +152,7 @@ pub async fn observe(ctx: &Context, job: &StreamJob, ns: &str, name: &str) -> Re
         .problems
         .extend(missing_secrets(&refs, &secrets, ns));
     obs.s3_credentials = s3_credentials(&job.spec, &secrets);
+    obs.cloud_credentials = cloud_credentials(&job.spec, &secrets);
     Ok(obs)
 }
 
@@ -230,6 +247,20 @@ fn references(spec: &StreamJobSpec) -> Vec<Reference> {
             field: "spec.checkpoint.s3.credentialsSecret".into(),
             secret: s.clone(),
             keys: vec![ACCESS_KEY_ID.into(), SECRET_ACCESS_KEY.into()],
+        });
+    }
+    if let Some(s) = spec
+        .checkpoint
+        .cloud
+        .as_ref()
+        .and_then(|c| c.credentials_secret.as_ref())
+    {
+        // Which keys depends on the provider and the kind of credential: only the Secret's
+        // presence is checked here; the storage client names what it misses.
+        refs.push(Reference {
+            field: "spec.checkpoint.cloud.credentialsSecret".into(),
+            secret: s.clone(),
+            keys: Vec::new(),
         });
     }
     for (i, e) in spec.secret_env.iter().enumerate() {
@@ -360,6 +391,25 @@ fn s3_credentials(
         get(ACCESS_KEY_ID)?,
         get(SECRET_ACCESS_KEY)?,
     ))
+}
+
+/// Every key of `spec.checkpoint.cloud.credentialsSecret`, trimmed like the S3 pair.
+fn cloud_credentials(
+    spec: &StreamJobSpec,
+    found: &HashMap<String, Option<Secret>>,
+) -> CloudCredentials {
+    let data = spec
+        .checkpoint
+        .cloud
+        .as_ref()
+        .and_then(|c| c.credentials_secret.as_ref())
+        .and_then(|name| found.get(name)?.as_ref()?.data.as_ref());
+    CloudCredentials(
+        data.into_iter()
+            .flatten()
+            .map(|(k, v)| (k.clone(), String::from_utf8_lossy(&v.0).trim().to_string()))
+            .collect(),
+    )
 }
 
 #[cfg(test)]
@@ -575,7 +625,7 @@ mod tests {
         let ctx = Context::new(
             kube::Client::new(svc, "default"),
             Arc::new(crate::runtime_client::HttpRuntime::new().unwrap()),
-            Arc::new(crate::dispose::S3Savepoints),
+            Arc::new(crate::dispose::StorageSavepoints),
             Arc::new(crate::metrics::Metrics::new()),
             crate::decide::Settings::default(),
         );

@@ -32,9 +32,9 @@ use std::net::{Ipv4Addr, SocketAddr};
 
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
-    EnvVar, EnvVarSource, HTTPGetAction, LocalObjectReference, ObjectFieldSelector, Pod, Probe,
-    ResourceRequirements, SeccompProfile, Secret, SecretKeySelector, SecurityContext, Service,
-    ServicePort, ServiceSpec, Volume, VolumeMount,
+    EnvFromSource, EnvVar, EnvVarSource, HTTPGetAction, LocalObjectReference, ObjectFieldSelector,
+    Pod, Probe, ResourceRequirements, SeccompProfile, Secret, SecretEnvSource, SecretKeySelector,
+    SecurityContext, Service, ServicePort, ServiceSpec, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
@@ -401,7 +401,10 @@ pub fn pod(
             .flatten()
             .filter(|e| !ours.contains(&e.name));
         runtime.env.get_or_insert_with(Vec::new).extend(theirs);
-        runtime.env_from = user.env_from;
+        runtime
+            .env_from
+            .get_or_insert_with(Vec::new)
+            .extend(user.env_from.into_iter().flatten());
         runtime
             .volume_mounts
             .get_or_insert_with(Vec::new)
@@ -584,6 +587,22 @@ fn runtime_container(
         image: Some(image.to_string()),
         args: Some(runtime_args(owner, spec, start, incarnation, index)),
         env: Some(env_vars),
+        // `az://`/`gs://` credentials: every key of the Secret is one of the provider's
+        // environment variables, which the storage client reads as its own tools do.
+        env_from: spec
+            .checkpoint
+            .cloud
+            .as_ref()
+            .and_then(|c| c.credentials_secret.as_ref())
+            .map(|name| {
+                vec![EnvFromSource {
+                    secret_ref: Some(SecretEnvSource {
+                        name: name.clone(),
+                        optional: Some(false),
+                    }),
+                    ..EnvFromSource::default()
+                }]
+            }),
         ports: Some(ports),
         resources: Some(ResourceRequirements {
             requests: quantities(requests),
@@ -728,6 +747,27 @@ pipeline:
             let r = e.value_from.unwrap().secret_key_ref.unwrap();
             assert_eq!((r.name.as_str(), r.key.as_str()), (secret, key));
         }
+    }
+
+    #[test]
+    fn cloud_storage_credentials_arrive_as_the_whole_secret_and_the_templates_sources_stay() {
+        let mut spec = spec();
+        spec.checkpoint.storage = "az://checkpoints/w".into();
+        spec.checkpoint.s3 = weir_crds::JobS3Spec::default();
+        spec.checkpoint.cloud = Some(weir_crds::JobCloudSpec {
+            credentials_secret: Some("azure-creds".into()),
+        });
+        let p = pod(&owner(), &spec, None, 1, 0, "img");
+        let c = &p.spec.unwrap().containers[0];
+        let from = c.env_from.clone().unwrap();
+        assert_eq!(from.len(), 1);
+        let r = from[0].secret_ref.as_ref().unwrap();
+        assert_eq!((r.name.as_str(), r.optional), ("azure-creds", Some(false)));
+        let env = c.env.clone().unwrap();
+        assert!(
+            !env.iter().any(|e| e.name.starts_with("AWS_ACCESS")),
+            "{env:?}"
+        );
     }
 
     #[test]

@@ -21,11 +21,11 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::Client;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
-use weir_crds::{JobS3Spec, LifecycleState, StreamJob, StreamJobStatus};
+use weir_crds::{LifecycleState, StreamJob, StreamJobStatus};
 use weir_kubetest::{envtest, kubelet};
 use weir_operator::context::Context;
 use weir_operator::decide::Settings;
-use weir_operator::dispose::SavepointStore;
+use weir_operator::dispose::{Access, SavepointStore};
 use weir_operator::metrics::Metrics;
 use weir_operator::network_policy::PolicySettings;
 use weir_operator::runtime_client::HttpRuntime;
@@ -35,12 +35,7 @@ const NS: &str = "flows";
 /// Disposal is not what this suite checks (`tests/dispose_s3.rs` does): keep everything.
 struct KeepAll;
 impl SavepointStore for KeepAll {
-    fn dispose<'a>(
-        &'a self,
-        _: &'a str,
-        _: &'a JobS3Spec,
-        _: Option<(String, String)>,
-    ) -> BoxFuture<'a, Result<usize, String>> {
+    fn dispose<'a>(&'a self, _: &'a str, _: Access<'a>) -> BoxFuture<'a, Result<usize, String>> {
         Box::pin(async { Ok(0) })
     }
 }

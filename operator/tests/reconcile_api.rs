@@ -74,8 +74,7 @@ impl SavepointStore for NoStore {
     fn dispose<'a>(
         &'a self,
         path: &'a str,
-        _: &'a weir_crds::JobS3Spec,
-        _: Option<(String, String)>,
+        _: weir_operator::dispose::Access<'a>,
     ) -> BoxFuture<'a, Result<usize, String>> {
         Box::pin(async move { Err(format!("unexpected disposal of {path}")) })
     }

@@ -148,6 +148,7 @@ fn checkpoint_fields(c: &mut Changes, old: &JobCheckpointSpec, new: &JobCheckpoi
         storage,
         retained,
         s3,
+        cloud,
         exactly_once,
         progress_timeout,
         skip_unreadable,
@@ -158,6 +159,8 @@ fn checkpoint_fields(c: &mut Changes, old: &JobCheckpointSpec, new: &JobCheckpoi
     c.field("checkpoint.storage", storage, &new.storage, Upgrade);
     c.field("checkpoint.retained", retained, &new.retained, Restart);
     c.field("checkpoint.s3", s3, &new.s3, Upgrade);
+    // Only credentials: the pods read them at start.
+    c.field("checkpoint.cloud", cloud, &new.cloud, Restart);
     c.field(
         "checkpoint.exactlyOnce",
         exactly_once,

@@ -265,6 +265,15 @@ const FIELD_ROWS: &[(&str, Edit, SpecChange)] = &[
         SpecChange::Restart,
     ),
     (
+        "checkpoint.cloud",
+        |s| {
+            s.checkpoint.cloud = Some(weir_crds::JobCloudSpec {
+                credentials_secret: Some("rotated".into()),
+            })
+        },
+        SpecChange::Restart,
+    ),
+    (
         "savepoint",
         |s| s.savepoint.history_max_count = 5,
         SpecChange::Ignore,
