@@ -204,6 +204,36 @@ fn checkpoints_may_live_on_s3_azure_or_gcs() {
 }
 
 #[test]
+fn a_registry_password_must_come_from_secret_env() {
+    let mut obj = manifest(GOOD);
+    obj["spec"]["pipeline"]["source"]["kafka"] = serde_json::json!({
+        "bootstrapServers": "kafka:9092", "topic": "orders", "format": "avro",
+        "schemaRegistry": {"url": "https://sr:8081", "username": "weir", "passwordEnv": "SR_PASSWORD"}
+    });
+    assert_eq!(rejections(&obj, None), Vec::<String>::new());
+    let job: StreamJob = serde_json::from_value(obj.clone()).expect("decodes");
+    let errs: Vec<String> = job
+        .spec
+        .validate("store-sales")
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert!(
+        errs.iter().any(
+            |e| e.contains("spec.pipeline.source.kafka.schemaRegistry.passwordEnv")
+                && e.contains("SR_PASSWORD")
+        ),
+        "{errs:?}"
+    );
+    obj["spec"]["secretEnv"]
+        .as_array_mut()
+        .expect("secretEnv")
+        .push(serde_json::json!({"name": "SR_PASSWORD", "secret": "sr", "key": "password"}));
+    let job: StreamJob = serde_json::from_value(obj).expect("decodes");
+    assert_eq!(job.spec.validate("store-sales"), vec![]);
+}
+
+#[test]
 fn schema_rejects_wrong_types_missing_fields_and_out_of_range_values() {
     let cases: Vec<(&str, Value, &str)> = vec![
         (
