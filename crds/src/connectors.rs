@@ -90,7 +90,7 @@ pub enum KafkaFormat {
     /// the Avro body), as Confluent's serializers, Flink's `avro-confluent` and Debezium write
     /// it. Each writer schema is fetched from `schemaRegistry` once and resolved against
     /// `schema` by field name, so producers may evolve their schema the way Avro allows
-    /// (fields added, fields with defaults removed, `int` widened to `long`).
+    /// (fields added, fields a `nullable` column reads removed, `int` widened to `long`).
     Avro,
     /// Protobuf in the Confluent wire format (a zero byte, the schema id, the message's
     /// index path, the message). Each `.proto` is fetched from `schemaRegistry` once; columns

@@ -194,7 +194,12 @@ fn connector_settings_parse_with_defaults() {
 
 #[test]
 fn connector_mistakes_name_the_field_and_the_fix() {
-    let cases: [(&str, &str, &str); 10] = [
+    let cases: [(&str, &str, &str); 11] = [
+        (
+            "topic: orders}",
+            "topic: orders, format: avro, schemaRegistry: {url: \"https://u:p@sr:8081\"}}",
+            "schemaRegistry.url (line 4): holds credentials",
+        ),
         (
             "topic: orders}",
             "topic: orders, format: avro}",

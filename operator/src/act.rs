@@ -159,7 +159,19 @@ pub async fn act(
         }
         Action::DisposeSavepoint { path } => {
             let pair = obs.s3_credentials.clone().map(S3Credentials::into_pair);
+            let root = format!(
+                "{}/{ns}/{}/savepoints/",
+                job.spec.checkpoint.storage.trim_end_matches('/'),
+                owner.name
+            );
             let access = crate::dispose::Access {
+                root: &root,
+                cloud_secret_named: job
+                    .spec
+                    .checkpoint
+                    .cloud
+                    .as_ref()
+                    .is_some_and(|c| c.credentials_secret.is_some()),
                 s3: &job.spec.checkpoint.s3,
                 s3_credentials: pair.as_ref().map(|(id, key)| (id.as_str(), key.as_str())),
                 cloud: &obs.cloud_credentials.0,

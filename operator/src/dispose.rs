@@ -13,9 +13,25 @@ use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
 use object_store::{ObjectStore, ObjectStoreExt};
 use weir_crds::JobS3Spec;
 
+/// The keys of a cloud credentials Secret the operator uses: credentials only. Anything else
+/// object_store would accept (endpoints, token files, proxies, `allow_http`) stays out of a
+/// tenant's reach, so a Secret cannot send the operator's own identity or files elsewhere.
+const CREDENTIAL_KEYS: [&str; 4] = [
+    "AZURE_STORAGE_ACCOUNT_NAME",
+    "AZURE_STORAGE_ACCOUNT_KEY",
+    "AZURE_STORAGE_SAS_KEY",
+    "GOOGLE_SERVICE_ACCOUNT_KEY",
+];
+
 /// How to reach a job's storage.
 #[derive(Clone, Copy)]
 pub struct Access<'a> {
+    /// `<storage>/<namespace>/<name>/savepoints/`: the only directory whose savepoints this
+    /// job may have disposed (a path from the runtime's status is not trusted further).
+    pub root: &'a str,
+    /// Whether `checkpoint.cloud.credentialsSecret` names a Secret: then its keys must be
+    /// there, and the operator's own identity is never used instead.
+    pub cloud_secret_named: bool,
     /// Endpoint and region of `s3://` storage.
     pub s3: &'a JobS3Spec,
     /// `(access key id, secret key)` of `s3://` storage, when a Secret names them.
@@ -58,16 +74,24 @@ pub fn savepoint_location(path: &str) -> Result<(&'static str, String, String), 
     Ok((scheme, bucket.to_string(), format!("{key}/")))
 }
 
+/// The object_store configuration a Secret's keys give: its credential keys only, as
+/// object_store's lower-case config names.
+fn credential_config(cloud: &[(String, String)]) -> Vec<(String, &str)> {
+    cloud
+        .iter()
+        .filter(|(k, _)| CREDENTIAL_KEYS.contains(&k.as_str()))
+        .map(|(k, v)| (k.to_ascii_lowercase(), v.as_str()))
+        .collect()
+}
+
 /// An object store for an Azure container or a GCS bucket: the operator's environment, then
-/// the credentials Secret's keys over it (unknown keys are ignored).
+/// the credentials Secret's credential keys over it (other keys are ignored).
 fn cloud_store(
     scheme: &str,
     bucket: &str,
     cloud: &[(String, String)],
 ) -> Result<Arc<dyn ObjectStore>, String> {
-    let keys = cloud
-        .iter()
-        .map(|(k, v)| (k.to_ascii_lowercase(), v.as_str()));
+    let keys = credential_config(cloud);
     let built = if scheme == "az" {
         let mut b = MicrosoftAzureBuilder::from_env().with_container_name(bucket);
         for (k, v) in keys {
@@ -123,7 +147,20 @@ impl SavepointStore for StorageSavepoints {
     ) -> BoxFuture<'a, Result<usize, String>> {
         Box::pin(async move {
             let (scheme, bucket, prefix) = savepoint_location(path)?;
+            if !path.starts_with(access.root) {
+                return Err(format!(
+                    "`{path}` is not under this job's savepoints `{}`; refusing to delete it",
+                    access.root
+                ));
+            }
             if scheme != "s3" {
+                if access.cloud_secret_named && access.cloud.is_empty() {
+                    return Err(
+                        "checkpoint.cloud.credentialsSecret is missing or empty; not disposing \
+                         with the operator's own identity instead"
+                            .to_string(),
+                    );
+                }
                 return dispose_cloud(scheme, &bucket, &prefix, access.cloud).await;
             }
             let s3 = access.s3;
@@ -189,6 +226,45 @@ impl SavepointStore for StorageSavepoints {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_secret_gives_credentials_and_nothing_that_redirects_the_operator() {
+        let secret: Vec<(String, String)> = [
+            ("AZURE_STORAGE_ACCOUNT_NAME", "acct"),
+            ("AZURE_STORAGE_ACCOUNT_KEY", "k"),
+            ("AZURE_STORAGE_ENDPOINT", "http://attacker.invalid"),
+            (
+                "AZURE_FEDERATED_TOKEN_FILE",
+                "/var/run/secrets/kubernetes.io/serviceaccount/token",
+            ),
+            ("AZURE_AUTHORITY_HOST", "http://attacker.invalid"),
+            ("GOOGLE_APPLICATION_CREDENTIALS", "/etc/passwd"),
+            ("GOOGLE_BASE_URL", "http://attacker.invalid"),
+            ("PROXY_URL", "http://attacker.invalid"),
+            ("AZURE_ALLOW_HTTP", "true"),
+            ("GOOGLE_SERVICE_ACCOUNT_KEY", "{}"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let kept: Vec<String> = credential_config(&secret)
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(
+            kept,
+            [
+                "azure_storage_account_name",
+                "azure_storage_account_key",
+                "google_service_account_key"
+            ]
+        );
+        for k in &kept {
+            let azure = k.parse::<AzureConfigKey>().is_ok();
+            let google = k.parse::<GoogleConfigKey>().is_ok();
+            assert!(azure || google, "{k} is a key object_store knows");
+        }
+    }
 
     #[test]
     fn only_savepoint_directories_can_be_disposed() {

@@ -40,7 +40,7 @@ pub const IMPLIED: &[(&str, &str, &str, &str)] = &[(
 
 /// The operator's permissions. Secrets are read only by name (`get`, never `list` or
 /// `watch`, so the operator cannot enumerate them): those a StreamJob names, to check their
-/// keys exist and to dispose of savepoints with the S3 credentials, and the job's own control
+/// keys exist and to dispose of savepoints with the storage credentials, and the job's own control
 /// Secret. The one write is `create`, of the job's own Secrets: the control Secret and, for a
 /// job of several pods, the exchange Secret (never read back: only its pods read it). Both
 /// are immutable, owned by the job and collected with it; no Secret is ever updated or

@@ -78,7 +78,10 @@ async fn disposal_deletes_the_savepoint_and_nothing_else() {
         ..JobS3Spec::default()
     };
     let store = StorageSavepoints;
+    let root = format!("s3://{bucket}/w/shop/sales/savepoints/");
     let access = Access {
+        root: &root,
+        cloud_secret_named: false,
         s3: &s3,
         s3_credentials: Some((&id, &secret)),
         cloud: &[],
@@ -95,6 +98,22 @@ async fn disposal_deletes_the_savepoint_and_nothing_else() {
         .dispose(&format!("s3://{bucket}/w/shop/sales/a/chk-1"), access)
         .await;
     assert!(refused.is_err(), "a checkpoint is never disposed");
+    // Another job's savepoint, reported by a runtime whose image the user chose.
+    let refused = store
+        .dispose(
+            &format!("s3://{bucket}/w/other/job/savepoints/sp-10-a"),
+            Access {
+                root: &format!("s3://{bucket}/w/shop/sales/savepoints/"),
+                ..access
+            },
+        )
+        .await;
+    assert!(
+        refused
+            .as_ref()
+            .is_err_and(|e| e.contains("not under this job's savepoints")),
+        "{refused:?}"
+    );
     let left: Vec<String> = client
         .list_objects_v2()
         .bucket(&bucket)
@@ -139,7 +158,7 @@ async fn disposal_on_azure_blob_storage_deletes_the_savepoint_and_nothing_else()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_nanos();
-    let root = format!("dispose-{nanos}");
+    let dir = format!("dispose-{nanos}");
     let keys = [
         "shop/sales/savepoints/sp-1-a/_metadata",
         "shop/sales/savepoints/sp-1-a/s0-t0-g1.state",
@@ -149,37 +168,63 @@ async fn disposal_on_azure_blob_storage_deletes_the_savepoint_and_nothing_else()
     for k in keys {
         writer
             .put(
-                &object_store::path::Path::from(format!("{root}/{k}")),
+                &object_store::path::Path::from(format!("{dir}/{k}")),
                 PutPayload::from_static(b"x"),
             )
             .await
             .unwrap();
     }
-    let cloud = [("AZURE_STORAGE_USE_EMULATOR".to_string(), "true".to_string())];
+    // Azurite's documented development account; the emulator's address comes from the
+    // operator's environment (a Secret may only hold credentials).
+    let cloud = [
+        ("AZURE_STORAGE_ACCOUNT_NAME".to_string(), "devstoreaccount1".to_string()),
+        (
+            "AZURE_STORAGE_ACCOUNT_KEY".to_string(),
+            "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+                .to_string(),
+        ),
+        ("AZURE_STORAGE_ENDPOINT".to_string(), "http://attacker.invalid".to_string()),
+    ];
     let s3 = JobS3Spec::default();
+    let sp_root = format!("az://{container}/{dir}/shop/sales/savepoints/");
     let access = Access {
+        root: &sp_root,
+        cloud_secret_named: true,
         s3: &s3,
         s3_credentials: None,
         cloud: &cloud,
     };
     let store = StorageSavepoints;
     let n = store
-        .dispose(
-            &format!("az://{container}/{root}/shop/sales/savepoints/sp-1-a"),
-            access,
-        )
+        .dispose(&format!("{sp_root}sp-1-a"), access)
         .await
         .unwrap();
     assert_eq!(n, 2);
     let refused = store
         .dispose(
-            &format!("az://{container}/{root}/shop/sales/a/chk-1"),
+            &format!("az://{container}/{dir}/shop/sales/a/chk-1"),
             access,
         )
         .await;
     assert!(refused.is_err(), "a checkpoint is never disposed");
+    // A named Secret that is gone: not the operator's own identity instead.
+    let refused = store
+        .dispose(
+            &format!("{sp_root}sp-10-a"),
+            Access {
+                cloud: &[],
+                ..access
+            },
+        )
+        .await;
+    assert!(
+        refused
+            .as_ref()
+            .is_err_and(|e| e.contains("missing or empty")),
+        "{refused:?}"
+    );
     let mut left: Vec<String> = writer
-        .list(Some(&object_store::path::Path::from(root.as_str())))
+        .list(Some(&object_store::path::Path::from(dir.as_str())))
         .map_ok(|m| m.location.to_string())
         .try_collect()
         .await
@@ -188,8 +233,8 @@ async fn disposal_on_azure_blob_storage_deletes_the_savepoint_and_nothing_else()
     assert_eq!(
         left,
         [
-            format!("{root}/shop/sales/a/chk-1/_metadata"),
-            format!("{root}/shop/sales/savepoints/sp-10-a/_metadata")
+            format!("{dir}/shop/sales/a/chk-1/_metadata"),
+            format!("{dir}/shop/sales/savepoints/sp-10-a/_metadata")
         ]
     );
 }

@@ -60,7 +60,7 @@ fn check_security(
     }
 }
 
-/// `schemaRegistry` is there exactly for `format: avro`, reachable by a URL it can use, with
+/// `schemaRegistry` is there exactly for `format: avro` or `protobuf`, reachable by a URL it can use, with
 /// basic-authentication user and password together.
 fn check_registry(
     reg: Option<&SchemaRegistrySpec>,
@@ -90,6 +90,21 @@ fn check_registry(
         errs.push(FieldError::new(
             at(".url"),
             format!("`{}` is not an http:// or https:// URL", r.url),
+        ));
+    }
+    let authority = r
+        .url
+        .split("://")
+        .nth(1)
+        .unwrap_or("")
+        .split('/')
+        .next()
+        .unwrap_or("");
+    if authority.contains('@') {
+        errs.push(FieldError::new(
+            at(".url"),
+            "holds credentials; put the user in username and the password in a Secret \
+             (passwordEnv), so neither is logged with the URL",
         ));
     }
     if r.username.is_some() != r.password_env.is_some() {

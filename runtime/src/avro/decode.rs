@@ -8,7 +8,7 @@ use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::compute::concat_batches;
 use datafusion::arrow::datatypes::SchemaRef;
 
-use super::schema::{reader_schema, record_full_name};
+use super::schema::{check_timestamps, reader_schema, record_full_name};
 use crate::schema_registry::{Registered, Registry, RegistryError, SchemaType, readable};
 use crate::source::json::Decoded;
 
@@ -91,6 +91,13 @@ impl AvroDecoder {
                 return Ok(());
             }
         };
+        if let Err(e) = check_timestamps(&schema, &self.target) {
+            self.unreadable.insert(
+                id,
+                format!("schema id {id} cannot be read as the source's schema: {e}"),
+            );
+            return Ok(());
+        }
         self.readable.insert(id, (schema, name));
         // Checked alone, so one producer's incompatible schema spoils only its own records.
         if let Err(e) = self.build(std::iter::once(&id)) {

@@ -154,3 +154,30 @@ fn an_unreachable_registry_fails_the_poll_instead_of_dropping_records() {
     let e = d.decode(&[framed(5, &[2])]).unwrap_err();
     assert!(e.contains("unreachable"), "{e}");
 }
+
+#[test]
+fn a_writer_timestamp_in_microseconds_is_refused_not_read_as_milliseconds() {
+    let mut d = AvroDecoder::new(
+        crate::schema_registry::unreachable(),
+        Arc::new(Schema::new(vec![Field::new(
+            "at",
+            DataType::Timestamp(datafusion::arrow::datatypes::TimeUnit::Millisecond, None),
+            true,
+        )])),
+    );
+    let micros = r#"{"type":"record","name":"E","fields":[
+        {"name":"at","type":["null",{"type":"long","logicalType":"timestamp-micros"}]}]}"#;
+    let millis = r#"{"type":"record","name":"E","fields":[
+        {"name":"at","type":{"type":"long","logicalType":"timestamp-millis"}}]}"#;
+    d.accept(1, Ok(Some(avro(micros)))).unwrap();
+    d.accept(2, Ok(Some(avro(millis)))).unwrap();
+    let mut one = Vec::new();
+    long(1, &mut one);
+    long(1_700_000_000_000_000, &mut one);
+    let mut two = Vec::new();
+    long(1_700_000_000_000, &mut two);
+    let out = d.decode(&[framed(1, &one), framed(2, &two)]).unwrap();
+    assert_eq!(out.data.num_rows(), 1);
+    assert_eq!(out.bad.len(), 1);
+    assert!(out.bad[0].1.contains("timestamp-micros"), "{:?}", out.bad);
+}

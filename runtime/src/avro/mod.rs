@@ -18,7 +18,7 @@ mod schema;
 
 pub use decode::AvroDecoder;
 pub use encode::AvroEncoder;
-pub use schema::{reader_schema, record_name, writer_schema};
+pub use schema::{check_timestamps, reader_schema, record_name, writer_schema};
 
 /// `columns` as a batch of `schema` (same columns in the same order), each cast to its
 /// field's type where it differs: what arrow-avro reads or takes is close to, not exactly,

@@ -90,6 +90,59 @@ pub fn record_full_name(writer: &str) -> Result<String, String> {
     })
 }
 
+/// Refuses a writer schema whose field for a timestamp column is not milliseconds: Avro
+/// resolution looks at the primitive only, so `timestamp-micros` (or a `date`'s days) would
+/// read as milliseconds, off by a factor, and move event time and watermarks with it.
+///
+/// # Errors
+/// The field and its logical type.
+pub fn check_timestamps(writer: &str, columns: &Schema) -> Result<(), String> {
+    let v: Value =
+        serde_json::from_str(writer).map_err(|e| format!("the schema is not JSON: {e}"))?;
+    let fields = v.get("fields").and_then(Value::as_array);
+    for col in columns.fields() {
+        if !matches!(col.data_type(), DataType::Timestamp(_, _)) {
+            continue;
+        }
+        let Some(t) = fields
+            .into_iter()
+            .flatten()
+            .find(|f| f.get("name").and_then(Value::as_str) == Some(col.name().as_str()))
+            .and_then(|f| f.get("type"))
+        else {
+            continue;
+        };
+        // The non-null branch of a nullable union.
+        let t = match t.as_array() {
+            Some(branches) => branches
+                .iter()
+                .find(|b| b.as_str() != Some("null"))
+                .unwrap_or(t),
+            None => t,
+        };
+        let (primitive, logical) = match t {
+            Value::String(p) => (p.as_str(), None),
+            Value::Object(o) => (
+                o.get("type").and_then(Value::as_str).unwrap_or(""),
+                o.get("logicalType").and_then(Value::as_str),
+            ),
+            _ => ("", None),
+        };
+        match (primitive, logical) {
+            ("long", None | Some("timestamp-millis" | "local-timestamp-millis")) => {}
+            (p, l) => {
+                return Err(format!(
+                    "field `{}` is {p}{}; a timestamp column reads epoch milliseconds \
+                     (long, timestamp-millis)",
+                    col.name(),
+                    l.map(|l| format!(" ({l})")).unwrap_or_default()
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The Avro type a sink column of type `t` is written as, and the Arrow type the column is
 /// cast to first, so the encoder sees exactly the type the schema declares.
 fn write_type(t: &DataType) -> Option<(Value, DataType)> {

@@ -209,7 +209,16 @@ impl Column {
                         .and_then(|v| integer(&v).and_then(Result::ok))
                         .unwrap_or(0)
                 };
-                v.push(Some(part("seconds") * 1000 + part("nanos") / 1_000_000));
+                let (seconds, nanos) = (part("seconds"), part("nanos"));
+                // google.protobuf.Timestamp's own range: years 0001 to 9999.
+                if !(-62_135_596_800..=253_402_300_799).contains(&seconds)
+                    || !(0..1_000_000_000).contains(&nanos)
+                {
+                    return Err(format!(
+                        "timestamp {seconds}s {nanos}ns is outside google.protobuf.Timestamp's range"
+                    ));
+                }
+                v.push(Some(seconds * 1000 + nanos / 1_000_000));
             }
             _ => return Err(unexpected()),
         }

@@ -158,6 +158,7 @@ fn each_bad_value_is_named_and_the_good_ones_around_it_kept() {
         framed(1, &[4, 2, 0], &[]),
         b"plain text".to_vec(),
         framed(1, &[0], &order(9, "z", Some(1.0), None)),
+        framed(1, &[0], &order(10, "far", None, Some(i64::MAX / 2))),
     ];
     let out = d.decode(&values).unwrap();
     assert_eq!(
@@ -179,6 +180,7 @@ fn each_bad_value_is_named_and_the_good_ones_around_it_kept() {
         (5, "schema id 4 is a AVRO schema"),
         (6, "no message at index path [1, 0]"),
         (7, "not the Confluent wire format"),
+        (9, "outside google.protobuf.Timestamp's range"),
     ];
     assert_eq!(why.len(), expect.len(), "{why:?}");
     for ((i, e), (j, part)) in why.iter().zip(expect) {

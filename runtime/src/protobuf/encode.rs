@@ -142,7 +142,8 @@ impl ProtobufEncoder {
             }
             for (m, v) in msgs.iter_mut().zip(values) {
                 if let Some(v) = v {
-                    m.set_field(&field, v);
+                    m.try_set_field(&field, v)
+                        .map_err(|e| format!("column `{}`: {e}", f.name()))?;
                 }
             }
         }

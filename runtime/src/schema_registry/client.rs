@@ -168,10 +168,19 @@ impl Registry {
                 req = req.basic_auth(u, Some(p));
             }
             let failure = match req.send().await {
-                Ok(resp) if !resp.status().is_server_error() => {
+                // Overload and time-outs pass; everything else is the registry's answer.
+                Ok(resp)
+                    if !resp.status().is_server_error()
+                        && !matches!(resp.status().as_u16(), 408 | 429) =>
+                {
                     let status = resp.status();
-                    let body = resp.text().await.unwrap_or_default();
-                    return Ok((status, body));
+                    match resp.text().await {
+                        Ok(body) => return Ok((status, body)),
+                        Err(e) => format!(
+                            "HTTP {status}, body unreadable: {}",
+                            crate::error::chain(&e)
+                        ),
+                    }
                 }
                 Ok(resp) => format!("HTTP {}", resp.status()),
                 Err(e) => crate::error::chain(&e),
@@ -216,9 +225,27 @@ impl Registry {
             let code = serde_json::from_str::<ErrorBody>(&body)
                 .ok()
                 .and_then(|b| b.error_code);
-            if code.is_none_or(|c| c == SCHEMA_NOT_FOUND) {
+            if code == Some(SCHEMA_NOT_FOUND) {
                 return Ok(None);
             }
+            // A 404 that is not the registry's "no such schema": a wrong URL, not bad records.
+            return Err(RegistryError::Unreachable {
+                url: self.url.clone(),
+                message: format!(
+                    "schema id {id}: HTTP 404 without the registry's error code 40403 \
+                     (is schemaRegistry.url the registry's base URL?)"
+                ),
+            });
+        }
+        if matches!(status.as_u16(), 401 | 403) {
+            // Credentials are the job's configuration: fail the job (it retries from its
+            // checkpoint) rather than call every record bad.
+            return Err(RegistryError::Unreachable {
+                url: self.url.clone(),
+                message: self
+                    .explain(&format!("schema id {id}"), status, &body)
+                    .to_string(),
+            });
         }
         if !status.is_success() {
             return Err(self.explain(&format!("schema id {id}"), status, &body));
