@@ -234,6 +234,29 @@ fn a_registry_password_must_come_from_secret_env() {
 }
 
 #[test]
+fn a_side_outputs_secret_variables_must_come_from_secret_env_too() {
+    let mut obj = manifest(GOOD);
+    obj["spec"]["pipeline"]["source"]["onDecodeError"] = serde_json::json!({"sideOutput": {"kafka": {
+        "bootstrapServers": "kafka:9092", "topic": "dlq", "transactionalIdPrefix": "dlq",
+        "security": {"protocol": "sasl-ssl",
+                     "sasl": {"mechanism": "PLAIN", "username": "u", "passwordEnv": "DLQ_PASSWORD"}}
+    }}});
+    let job: StreamJob = serde_json::from_value(obj).expect("decodes");
+    let errs: Vec<String> = job
+        .spec
+        .validate("store-sales")
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert!(
+        errs.iter().any(|e| e.contains(
+            "spec.pipeline.source.onDecodeError.sideOutput.kafka.security.sasl.passwordEnv"
+        )),
+        "{errs:?}"
+    );
+}
+
+#[test]
 fn schema_rejects_wrong_types_missing_fields_and_out_of_range_values() {
     let cases: Vec<(&str, Value, &str)> = vec![
         (

@@ -643,8 +643,6 @@ impl StreamJobSpec {
 
     /// `(field path, variable)` for every environment variable a connector reads.
     fn env_references(&self) -> Vec<(String, String)> {
-        use crate::connectors::TlsSpec;
-        use crate::pipeline::SinkSpec;
         let mut refs = Vec::new();
         if let Some(v) = &self.checkpoint.s3.ca_pem_env {
             refs.push(("spec.checkpoint.s3.caPemEnv".to_string(), v.clone()));
@@ -663,29 +661,59 @@ impl StreamJobSpec {
             }
         }
         for (i, s) in self.pipeline.sinks.iter().enumerate() {
-            match s {
-                SinkSpec::Kafka(k) => {
-                    for (f, v) in k.env_vars() {
-                        refs.push((format!("spec.pipeline.sinks[{i}].kafka.{f}"), v.to_string()));
-                    }
-                }
-                SinkSpec::ClickHouse(c) => {
-                    if let Some(v) = &c.password_env {
-                        refs.push((
-                            format!("spec.pipeline.sinks[{i}].clickhouse.passwordEnv"),
-                            v.clone(),
-                        ));
-                    }
-                    for (f, v) in c.tls.iter().flat_map(TlsSpec::env_vars) {
-                        refs.push((
-                            format!("spec.pipeline.sinks[{i}].clickhouse.tls.{f}"),
-                            v.to_string(),
-                        ));
-                    }
-                }
-                _ => {}
+            sink_references(&format!("spec.pipeline.sinks[{i}]"), s, &mut refs);
+        }
+        // Side outputs are sinks too; their variables are checked the same way.
+        let sources = std::iter::once(("spec.pipeline.source".to_string(), &self.pipeline.source))
+            .chain(
+                self.pipeline
+                    .sources
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| (format!("spec.pipeline.sources[{i}]"), s)),
+            );
+        for (at, src) in sources {
+            if let crate::pipeline::DecodeErrorPolicy::SideOutput(sink) = &src.on_decode_error {
+                sink_references(
+                    &format!("{at}.onDecodeError.sideOutput"),
+                    sink.as_ref(),
+                    &mut refs,
+                );
+            }
+        }
+        for (i, t) in self.pipeline.transforms.iter().enumerate() {
+            if let crate::pipeline::Transform::Window(w) = t
+                && let crate::pipeline::LatePolicy::SideOutput(sink) = &w.late_records
+            {
+                sink_references(
+                    &format!("spec.pipeline.transforms[{i}].window.lateRecords.sideOutput"),
+                    sink.as_ref(),
+                    &mut refs,
+                );
             }
         }
         refs
+    }
+}
+
+/// The environment variables sink `s` at `at` reads, as `(field path, variable)`.
+fn sink_references(at: &str, s: &crate::pipeline::SinkSpec, refs: &mut Vec<(String, String)>) {
+    use crate::connectors::TlsSpec;
+    use crate::pipeline::SinkSpec;
+    match s {
+        SinkSpec::Kafka(k) => {
+            for (f, v) in k.env_vars() {
+                refs.push((format!("{at}.kafka.{f}"), v.to_string()));
+            }
+        }
+        SinkSpec::ClickHouse(c) => {
+            if let Some(v) = &c.password_env {
+                refs.push((format!("{at}.clickhouse.passwordEnv"), v.clone()));
+            }
+            for (f, v) in c.tls.iter().flat_map(TlsSpec::env_vars) {
+                refs.push((format!("{at}.clickhouse.tls.{f}"), v.to_string()));
+            }
+        }
+        _ => {}
     }
 }
