@@ -203,6 +203,16 @@ fn checkpoints_may_live_on_s3_azure_or_gcs() {
     }
 }
 
+/// What `validate` says about the StreamJob `obj`, one message per error.
+fn validation_errors(obj: Value) -> Vec<String> {
+    let job: StreamJob = serde_json::from_value(obj).expect("decodes");
+    job.spec
+        .validate("store-sales")
+        .iter()
+        .map(ToString::to_string)
+        .collect()
+}
+
 #[test]
 fn a_registry_password_must_come_from_secret_env() {
     let mut obj = manifest(GOOD);
@@ -211,13 +221,7 @@ fn a_registry_password_must_come_from_secret_env() {
         "schemaRegistry": {"url": "https://sr:8081", "username": "weir", "passwordEnv": "SR_PASSWORD"}
     });
     assert_eq!(rejections(&obj, None), Vec::<String>::new());
-    let job: StreamJob = serde_json::from_value(obj.clone()).expect("decodes");
-    let errs: Vec<String> = job
-        .spec
-        .validate("store-sales")
-        .iter()
-        .map(ToString::to_string)
-        .collect();
+    let errs = validation_errors(obj.clone());
     assert!(
         errs.iter().any(
             |e| e.contains("spec.pipeline.source.kafka.schemaRegistry.passwordEnv")
@@ -241,13 +245,7 @@ fn a_side_outputs_secret_variables_must_come_from_secret_env_too() {
         "security": {"protocol": "sasl-ssl",
                      "sasl": {"mechanism": "PLAIN", "username": "u", "passwordEnv": "DLQ_PASSWORD"}}
     }}});
-    let job: StreamJob = serde_json::from_value(obj).expect("decodes");
-    let errs: Vec<String> = job
-        .spec
-        .validate("store-sales")
-        .iter()
-        .map(ToString::to_string)
-        .collect();
+    let errs = validation_errors(obj);
     assert!(
         errs.iter().any(|e| e.contains(
             "spec.pipeline.source.onDecodeError.sideOutput.kafka.security.sasl.passwordEnv"
