@@ -6,6 +6,8 @@ use std::sync::{Arc, LazyLock};
 use datafusion::arrow::array::{ArrayRef, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::common::DFSchema;
+use datafusion::logical_expr::simplify::SimplifyContext;
+use datafusion::optimizer::simplify_expressions::ExprSimplifier;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
@@ -42,6 +44,20 @@ impl CompiledExpr {
         let df_schema = DFSchema::try_from(schema.as_ref().clone()).map_err(|e| e.to_string())?;
         let logical = CONTEXT
             .parse_sql_expr(sql, &df_schema)
+            .map_err(|e| clean(&e.to_string()))?;
+        // Some functions exist only to be rewritten by the simplifier (`coalesce` becomes a
+        // CASE) and fail if evaluated as they are; a query's optimizer would run it, so run it
+        // here too.
+        let df_schema = Arc::new(df_schema);
+        let simplifier = ExprSimplifier::new(
+            SimplifyContext::builder()
+                .with_schema(Arc::clone(&df_schema))
+                .with_config_options(Arc::clone(CONTEXT.state().config_options()))
+                .build(),
+        );
+        let logical = simplifier
+            .coerce(logical, &df_schema)
+            .and_then(|e| simplifier.simplify(e))
             .map_err(|e| clean(&e.to_string()))?;
         let expr = CONTEXT
             .create_physical_expr(logical, &df_schema)
@@ -81,4 +97,38 @@ pub(crate) fn clean(msg: &str) -> String {
         .trim_start_matches("Error during planning: ")
         .trim_start_matches("SQL error: ");
     m.split("\n").next().unwrap_or(m).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
+
+    use datafusion::arrow::array::{AsArray, Int64Array};
+    use datafusion::arrow::datatypes::{Field, Int64Type, Schema};
+
+    use super::*;
+
+    /// Functions the simplifier must rewrite before they can run (DataFusion's `coalesce`
+    /// is one) evaluate.
+    #[test]
+    fn functions_that_only_run_simplified_evaluate() {
+        let schema: SchemaRef = Arc::new(Schema::new(vec![
+            Field::new("a", DataType::Int64, true),
+            Field::new("b", DataType::Int64, true),
+        ]));
+        let batch = RecordBatch::try_new(
+            Arc::clone(&schema),
+            vec![
+                Arc::new(Int64Array::from(vec![Some(1), None, None])),
+                Arc::new(Int64Array::from(vec![Some(5), Some(6), None])),
+            ],
+        )
+        .unwrap();
+        let e = CompiledExpr::compile("coalesce(a, b, -1)", &schema).unwrap();
+        assert_eq!(e.data_type, DataType::Int64);
+        let got = e.eval(&batch).unwrap();
+        let got: Vec<i64> = got.as_primitive::<Int64Type>().values().to_vec();
+        assert_eq!(got, [1, 6, -1]);
+        assert_eq!(e.columns(), [0, 1]);
+    }
 }
