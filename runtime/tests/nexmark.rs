@@ -3,7 +3,7 @@
 //! over the very events Weir read (dumped by a job that selects every event), compared row
 //! by row (`tests/nexmark/oracle.py`; an updating result's changelog is applied first, and a
 //! retraction of a row never written fails it). Each query runs at parallelism 1 and 3; q1,
-//! q3, q4, q5, q9, q11, q13, q17, q19, q22, `early`, `hot` and `people` also killed with SIGKILL at random moments and
+//! q3, q4, q5, q9, q11, q13, q17, q19, q22, `early`, `hot`, `people` and `traders` also killed with SIGKILL at random moments and
 //! restarted from their checkpoints, the last time at parallelism 3;
 //! several queries in one job (`together.yaml`) each equal their own oracle the same ways.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
@@ -17,9 +17,9 @@ use std::time::Duration;
 use common::{log_tail, spawn_runtime, wait_exit_within};
 
 const EVENTS: u64 = 60_000;
-const QUERIES: [&str; 23] = [
+const QUERIES: [&str; 24] = [
     "q0", "q1", "q2", "q3", "q4", "q5", "q7", "q8", "q9", "q11", "q13", "q14", "q15", "q16", "q17",
-    "q18", "q19", "q20", "q21", "q22", "early", "hot", "people",
+    "q18", "q19", "q20", "q21", "q22", "early", "hot", "people", "traders",
 ];
 
 fn repo() -> PathBuf {
@@ -151,6 +151,7 @@ fn a_query_killed_and_restarted_still_equals_the_oracle() {
     let mut rng = common::fault_seed();
     for query in [
         "q1", "q3", "q4", "q5", "q9", "q11", "q13", "q17", "q19", "q22", "early", "hot", "people",
+        "traders",
     ] {
         let dir = tmp.path().join(query);
         std::fs::create_dir_all(&dir).unwrap();
@@ -166,15 +167,17 @@ fn a_query_killed_and_restarted_still_equals_the_oracle() {
 }
 
 /// The sinks of `together.yaml` and the oracle query each is checked against.
-const TOGETHER: [&str; 8] = [
-    "q1", "q2", "q14", "bids", "either", "activity", "sellers", "busy",
+const TOGETHER: [&str; 11] = [
+    "q1", "q2", "q14", "bids", "either", "activity", "sellers", "busy", "counted", "tally",
+    "leaders",
 ];
 
-/// Eight statements with eight results in one job: one source, the `bid` view's filter and
+/// Eleven statements with eleven results in one job: one source, the `bid` view's filter and
 /// projection shared, forks into sinks and shuffles into windows, a union within the source
 /// stage and a union of two windows' results (a stage fed by two forward edges, aligning
-/// barriers and taking the lower watermark of the two), a `SELECT DISTINCT` and a filtered
-/// changelog. Each sink equals its own oracle at
+/// barriers and taking the lower watermark of the two), a `SELECT DISTINCT`, a filtered
+/// changelog, a join of inserts with a changelog, a union of a changelog with inserts and a
+/// top-N over a changelog. Each sink equals its own oracle at
 /// parallelism 3 and after SIGKILLs.
 #[test]
 fn several_queries_in_one_job_each_equal_their_oracle() {

@@ -9,8 +9,13 @@
 //! - **Updating** (any other partition, over all time): the top changes as rows arrive, so
 //!   after each input batch every rank of a touched partition whose row changed is emitted as
 //!   a changelog ([`crate::changelog`]): `-U` the row that held the rank, `+U` the row that
-//!   holds it now, `+I` for a rank filled for the first time. Rows only ever enter the top N
-//!   (the input only inserts), so no rank empties and nothing is deleted.
+//!   holds it now, `+I` for a rank filled for the first time. Over inserts, rows only ever
+//!   enter the top N, so no rank empties and nothing is deleted.
+//! - **Over a changelog** (an updating `GROUP BY`'s result, say: the ten auctions with the
+//!   most bids so far), a row taken back (`-U`, `-D`) may leave the top N, and the next row
+//!   must take its place, so every row of a partition is kept, not only the best N (as
+//!   Flink's retracting top-N does; `stateTtl` bounds it), and a rank left empty is deleted
+//!   (`-D`).
 //!
 //! Rows that compare equal on the `ORDER BY` columns are ranked by their whole encoded row,
 //! so a replay after a restore picks the same rows (SQL leaves the choice open).
@@ -32,7 +37,7 @@ use crate::keys::KeyCodec;
 
 /// Everything a top-N needs, as the planner checked it.
 pub struct TopNConfig {
-    /// The input's schema.
+    /// The input's schema (a changelog's ends in its change kind).
     pub input: SchemaRef,
     /// `PARTITION BY` columns.
     pub partition: Vec<usize>,
@@ -43,8 +48,8 @@ pub struct TopNConfig {
     /// The input's event-time column when `partition` includes it (a window top-N);
     /// `None` for an updating top-N.
     pub time_col: Option<usize>,
-    /// The input's columns and the row number (int64), in that order, then the change
-    /// kind for an updating top-N.
+    /// The input's columns (but its change kind) and the row number (int64), in that
+    /// order, then the change kind for an updating top-N.
     pub output: SchemaRef,
     /// `stateTtl` of an updating top-N: the input's event-time column, and how long a
     /// partition is kept after its newest row.
@@ -70,6 +75,8 @@ pub struct TopN {
     counters: OperatorCounters,
     /// `stateTtl` of an updating top-N: each partition's newest row.
     ttl: Option<Ttl>,
+    /// The input is a changelog: every row of a partition is kept, in order.
+    log: bool,
 }
 
 impl TopN {
@@ -79,7 +86,14 @@ impl TopN {
     /// A column type Arrow cannot row-encode.
     pub fn new(cfg: TopNConfig) -> Result<Self> {
         let keys = KeyCodec::new(&cfg.input, cfg.partition.clone())?;
-        let rows = KeyCodec::new(&cfg.input, (0..cfg.input.fields().len()).collect())?;
+        let log = changelog::is_changelog(&cfg.input);
+        if log && cfg.time_col.is_some() {
+            return Err(Error::internal(
+                "a top-N over a changelog cannot complete at event time",
+            ));
+        }
+        let width = cfg.input.fields().len() - usize::from(log);
+        let rows = KeyCodec::new(&cfg.input, (0..width).collect())?;
         let sort = RowConverter::new(
             cfg.order
                 .iter()
@@ -105,6 +119,7 @@ impl TopN {
             watermark: Millis::MIN,
             counters: OperatorCounters::default(),
             ttl,
+            log,
         })
     }
 
@@ -116,17 +131,34 @@ impl TopN {
             self.due.insert((time, key.to_vec()));
         }
         let at = list.partition_point(|r| (&r.0, &r.1) <= (&ranked.0, &ranked.1));
-        if at < n {
+        if self.log {
+            list.insert(at, ranked);
+        } else if at < n {
             list.insert(at, ranked);
             list.truncate(n);
         }
     }
 
-    /// The whole rows a partition holds now, best first.
+    /// Take one row of sort key `sort` and whole row `row` out of partition `key`, if it
+    /// holds one (a row expired by `stateTtl` does not).
+    fn take_back(&mut self, key: &[u8], sort: &[u8], row: &[u8]) {
+        let Some(list) = self.parts.get_mut(key) else {
+            return;
+        };
+        if let Ok(i) = list.binary_search_by(|r| (r.0.as_slice(), r.1.as_slice()).cmp(&(sort, row)))
+        {
+            list.remove(i);
+        }
+        if list.is_empty() {
+            self.parts.remove(key);
+        }
+    }
+
+    /// The whole rows in a partition's top N now, best first.
     fn held(&self, key: &[u8]) -> Vec<Vec<u8>> {
         self.parts
             .get(key)
-            .map(|l| l.iter().map(|r| r.1.clone()).collect())
+            .map(|l| l.iter().take(self.cfg.n).map(|r| r.1.clone()).collect())
             .unwrap_or_default()
     }
 
@@ -166,6 +198,11 @@ impl Operator for TopN {
             .collect();
         let sort = self.sort.convert_columns(&order)?;
         let ts = super::event_times(&batch, self.cfg.time_col, "top-n")?;
+        let kinds = if self.log {
+            Some(changelog::kinds(&batch)?)
+        } else {
+            None
+        };
         // An updating top-N: each touched partition's rows before this batch, in the order
         // first touched.
         let mut before: Vec<(&[u8], Vec<Vec<u8>>)> = Vec::new();
@@ -186,6 +223,10 @@ impl Operator for TopN {
             if ts.is_none() && seen.insert(key) {
                 before.push((key, self.held(key)));
             }
+            if kinds.as_ref().is_some_and(|k| k[r].retracts()) {
+                self.take_back(key, sort.row(r).as_ref(), whole.row(r).as_ref());
+                continue;
+            }
             if let Some(tt) = ttl_times.filter(|tt| tt.is_valid(r)) {
                 let t = newest.entry(key).or_insert(Millis::MIN);
                 *t = (*t).max(tt.value(r));
@@ -204,7 +245,9 @@ impl Operator for TopN {
         }
         let mut rows: Vec<(Vec<u8>, i64, Kind)> = Vec::new();
         for (key, old) in before {
-            for (i, new) in self.held(key).into_iter().enumerate() {
+            let held = self.held(key);
+            let now = held.len();
+            for (i, new) in held.into_iter().enumerate() {
                 match old.get(i) {
                     Some(o) if *o == new => {}
                     Some(o) => {
@@ -213,6 +256,10 @@ impl Operator for TopN {
                     }
                     None => rows.push((new, rank(i), Kind::Insert)),
                 }
+            }
+            // Ranks left empty (over a changelog only).
+            for (i, o) in old.into_iter().enumerate().skip(now) {
+                rows.push((o, rank(i), Kind::Delete));
             }
         }
         self.emit(&rows, out)
@@ -442,24 +489,40 @@ mod tests {
     /// snapshot and restore into a fresh operator from a random point on; its changelog
     /// applied as a multiset (a `-U` must remove a row emitted before, right before its `+U`
     /// of the same rank) equals each partition's best N by value descending (nulls last),
-    /// then id.
+    /// then id. Over inserts, and over a changelog that also takes rows back (`-D`, or `-U`
+    /// before the next row's `+U`): then the top is of the rows left, and ranks that empty
+    /// are deleted.
     #[test]
     fn an_updating_top_n_changelog_applied_equals_the_top_computed_directly() {
+        for log in [false, true] {
+            updating_top_n_equals_the_top_computed_directly(log);
+        }
+    }
+
+    fn updating_top_n_equals_the_top_computed_directly(log: bool) {
         use std::collections::BTreeMap;
 
         use crate::changelog::{self, Kind};
         use crate::operator::tests::Rng;
 
-        let input = Arc::new(Schema::new(vec![
+        let data = vec![
             Field::new("g", DataType::Int64, false),
             Field::new("id", DataType::Int64, false),
             Field::new("v", DataType::Int64, true),
-        ]));
+        ];
+        let mut with_kind = data.clone();
+        if log {
+            with_kind.push(changelog::field_with_deletes());
+        }
+        let input = Arc::new(Schema::new(with_kind));
         let config = |n: usize| {
-            let mut fields: Vec<Field> =
-                input.fields().iter().map(|f| f.as_ref().clone()).collect();
+            let mut fields = data.clone();
             fields.push(Field::new("rownum", DataType::Int64, false));
-            fields.push(changelog::field());
+            fields.push(if log {
+                changelog::field_with_deletes()
+            } else {
+                changelog::field()
+            });
             TopNConfig {
                 input: Arc::clone(&input),
                 partition: vec![0],
@@ -472,6 +535,8 @@ mod tests {
             }
         };
         type Row = (i64, i64, Option<i64>, i64);
+        /// (group, id, value).
+        type Value = (i64, i64, Option<i64>);
         for seed in 0..20u64 {
             let mut rng = Rng(seed);
             let n = 1 + usize::try_from(rng.next(4)).unwrap();
@@ -485,6 +550,22 @@ mod tests {
                     )
                 })
                 .collect();
+            // Over a changelog, a row that is there is sometimes taken back first.
+            let mut present: Vec<Value> = Vec::new();
+            let mut changes: Vec<(Value, Kind)> = Vec::new();
+            for row in &all {
+                let k = rng.next(4);
+                if log && k < 2 && !present.is_empty() {
+                    let i = rng.next(present.len() as u64);
+                    let old = present.swap_remove(usize::try_from(i).unwrap());
+                    changes.push((old, [Kind::Delete, Kind::UpdateBefore][usize::from(k == 1)]));
+                    changes.push((*row, [Kind::Insert, Kind::UpdateAfter][usize::from(k == 1)]));
+                } else {
+                    changes.push((*row, Kind::Insert));
+                }
+                present.push(*row);
+            }
+            let all = changes;
             let mut op = TopN::new(config(n)).unwrap();
             let restore_at = usize::try_from(rng.next(all.len() as u64)).unwrap();
             let mut table: BTreeMap<Row, usize> = BTreeMap::new();
@@ -500,15 +581,16 @@ mod tests {
                 let k = (1 + usize::try_from(rng.next(30)).unwrap()).min(all.len() - at);
                 let part = &all[at..at + k];
                 at += k;
-                let b = RecordBatch::try_new(
-                    Arc::clone(&input),
-                    vec![
-                        Arc::new(Int64Array::from_iter_values(part.iter().map(|r| r.0))),
-                        Arc::new(Int64Array::from_iter_values(part.iter().map(|r| r.1))),
-                        Arc::new(part.iter().map(|r| r.2).collect::<Int64Array>()),
-                    ],
-                )
-                .unwrap();
+                let mut columns: Vec<datafusion::arrow::array::ArrayRef> = vec![
+                    Arc::new(Int64Array::from_iter_values(part.iter().map(|r| r.0.0))),
+                    Arc::new(Int64Array::from_iter_values(part.iter().map(|r| r.0.1))),
+                    Arc::new(part.iter().map(|r| r.0.2).collect::<Int64Array>()),
+                ];
+                if log {
+                    let kinds: Vec<Kind> = part.iter().map(|r| r.1).collect();
+                    columns.push(changelog::column(&kinds));
+                }
+                let b = RecordBatch::try_new(Arc::clone(&input), columns).unwrap();
                 let mut out = Output::default();
                 op.process(Input::ONLY, b, &mut out).unwrap();
                 for b in &out.batches {
@@ -549,7 +631,7 @@ mod tests {
                 }
             }
             let mut by_group: BTreeMap<i64, Vec<(i64, Option<i64>)>> = BTreeMap::new();
-            for (g, id, v) in &all {
+            for (g, id, v) in &present {
                 by_group.entry(*g).or_default().push((*id, *v));
             }
             let mut want: BTreeMap<Row, usize> = BTreeMap::new();
@@ -562,7 +644,7 @@ mod tests {
                         .or_default() += 1;
                 }
             }
-            assert_eq!(table, want, "seed {seed}, n {n}");
+            assert_eq!(table, want, "seed {seed}, n {n}, log {log}");
         }
     }
 

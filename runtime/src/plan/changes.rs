@@ -1,8 +1,10 @@
 //! Where a changelog ([`crate::changelog`]) may go. Filters and selects read one row at a
 //! time, so they pass a changelog on (a select carries the change kind along); a `GROUP BY`
-//! takes retracted rows back from their groups; the other stateful operators and
-//! `UNION ALL` do not read one yet, and are refused by name rather than run
-//! over rows they would take for inserts. Sinks that only append are refused a changelog:
+//! takes retracted rows back from their groups; a regular join takes them out of its state
+//! and retracts their pairs (an interval join refuses them when it is resolved); a top-N
+//! keeps every row to refill a rank; `UNION ALL` passes every input's changes on. Windows
+//! and dedup do not read one, and are refused by name rather than run over rows they would
+//! take for inserts (Flink's window aggregations refuse one too). Sinks that only append are refused a changelog:
 //! they would store every old version of each row beside the new one. A ClickHouse sink with
 //! a version column and a Kafka sink with `keyBy` write it as upserts by key; a file sink
 //! writes each change with its kind. A ClickHouse sink with
@@ -38,14 +40,19 @@ pub(super) fn through<T>(
         Operation::Transform(Transform::Dedup(_)) => "a dedup",
         // Takes rows back from their groups (`operator/group_by/retract.rs`).
         Operation::GroupBy(..) => return Ok(op.clone()),
-        Operation::Union => "UNION ALL",
-        Operation::Join(_) => "a join",
-        Operation::TopN(_) => "a top-N (ROW_NUMBER)",
+        // Each input's changes as they are (`check::union`, `operator/union.rs`).
+        Operation::Union => return Ok(op.clone()),
+        // Rows taken out of a side's state (`operator/join`); only a regular join
+        // (`plan/join.rs` refuses an interval join over a changelog).
+        Operation::Join(_) => return Ok(op.clone()),
+        // Every row of a partition kept, so that a row taken back is replaced
+        // (`operator/top_n.rs`).
+        Operation::TopN(_) => return Ok(op.clone()),
     };
     Err(FieldError::new(
         format!("transforms[{i}]"),
         format!(
-            "{what} over the result of a GROUP BY without a window is not supported yet: that result updates (a changelog of inserts, updates and deletes), and {what} here would read its updates as new rows; aggregate in a window, or write the updating result to a sink"
+            "{what} over an updating result (a changelog of inserts, updates and deletes: a GROUP BY without a window, or a join or top-N over one) is not supported: {what} would read its updates and deletions as new rows; aggregate in a window before, or write the updating result to a sink"
         ),
     ))
 }

@@ -207,10 +207,22 @@ pub(super) fn group_by(
 /// by position. It gives the first input's column names; event time survives only where
 /// every input has it in the same column.
 pub(super) fn union(i: usize, inputs: &[Incoming], errs: &mut Vec<FieldError>) -> Checked {
+    use crate::changelog::{field, field_with_deletes, is_changelog, may_delete};
     let path = format!("transforms[{i}] (UNION ALL)");
-    let first = &inputs[0].schema;
+    // Over changelogs the columns compared are the data (each input's change kind, if it has
+    // one, is not a column of the union), and the union is a changelog: an input of inserts
+    // only gives `+I` rows.
+    let data = |s: &SchemaRef| -> Vec<Field> {
+        let n = s.fields().len() - usize::from(is_changelog(s));
+        s.fields()
+            .iter()
+            .take(n)
+            .map(|f| f.as_ref().clone())
+            .collect()
+    };
+    let first = data(&inputs[0].schema);
     for (k, inc) in inputs.iter().enumerate().skip(1) {
-        let (a, b) = (first.fields(), inc.schema.fields());
+        let (a, b) = (&first, data(&inc.schema));
         if a.len() != b.len() {
             errs.push(FieldError::new(
                 &path,
@@ -239,11 +251,12 @@ pub(super) fn union(i: usize, inputs: &[Incoming], errs: &mut Vec<FieldError>) -
             }
         }
     }
-    let fields: Vec<Field> = first
-        .fields()
-        .iter()
-        .map(|f| f.as_ref().clone().with_nullable(true))
-        .collect();
+    let mut fields: Vec<Field> = first.into_iter().map(|f| f.with_nullable(true)).collect();
+    if inputs.iter().any(|x| may_delete(&x.schema)) {
+        fields.push(field_with_deletes());
+    } else if inputs.iter().any(|x| is_changelog(&x.schema)) {
+        fields.push(field());
+    }
     let time_col = inputs[0]
         .time_col
         .filter(|tc| inputs.iter().all(|x| x.time_col == Some(*tc)));

@@ -15,6 +15,7 @@ use weir_crds::FieldError;
 
 use super::Operation;
 use super::check::Incoming;
+use crate::changelog::is_changelog;
 use crate::expr::CompiledExpr;
 use crate::ids::Millis;
 use crate::operator::join::{JoinConfig, JoinKind, TimeBound};
@@ -141,6 +142,16 @@ pub(super) fn resolve(
             None
         }
     };
+    // An input that updates (a changelog) ends in its change kind, which is not a column of
+    // the join's output: the output's own says what each pair does.
+    let logs = [0, 1].map(|s| is_changelog(&inputs[s].schema));
+    let data = |side: usize| inputs[side].schema.fields().len() - usize::from(logs[side]);
+    if bound.is_some() && logs.iter().any(|l| *l) {
+        let which = if logs[0] { "left" } else { "right" };
+        errs.push(err(format!(
+            "an interval or window join reads inserts only, and its {which} input updates (a changelog: the result of a GROUP BY without a window, or of an outer join without a time bound); a retraction could come after its row expired. Join without the time condition (a regular join, with stateTtl), or window the input first"
+        )));
+    }
     // A column may be null where its input's may, and wherever an outer join pads its
     // input with nulls.
     let side_fields = |side: usize| {
@@ -149,6 +160,7 @@ pub(super) fn resolve(
             .schema
             .fields()
             .iter()
+            .take(data(side))
             .map(move |f| (f, padded || f.is_nullable()))
     };
     let mut fields: Vec<Field> = side_fields(0)
@@ -156,15 +168,16 @@ pub(super) fn resolve(
         .zip(&spec.names)
         .map(|((f, nullable), n)| Field::new(n, f.data_type().clone(), nullable))
         .collect();
-    let width = inputs[0].schema.fields().len() + inputs[1].schema.fields().len();
+    let width = data(0) + data(1);
     if fields.len() != width || spec.names.len() != width {
         errs.push(err(
             "internal: join output names do not match its inputs".into()
         ));
     }
     // An outer join without a time bound never knows a row will stay unmatched: it emits
-    // the row padded at once and retracts it (`-D`) when a partner arrives: a changelog.
-    if bound.is_none() && spec.kind != JoinKind::Inner {
+    // the row padded at once and retracts it (`-D`) when a partner arrives: a changelog. Over
+    // a changelog, every pair of a row taken back is retracted.
+    if bound.is_none() && (spec.kind != JoinKind::Inner || logs.iter().any(|l| *l)) {
         fields.push(crate::changelog::field_with_deletes());
     }
     let schema: SchemaRef = Arc::new(Schema::new(fields));

@@ -2,7 +2,7 @@
 //! against its input. A partition that includes the input's event time completes (a window
 //! top-N): its rows are final once the watermark passes, append-only. Any other partition's
 //! top changes as rows arrive, so its result is a changelog of the ranks that change
-//! ([`crate::changelog`]).
+//! ([`crate::changelog`]); over a changelog, ranks may also empty (it may delete).
 
 use std::sync::Arc;
 
@@ -63,20 +63,33 @@ pub(super) fn resolve(
         .filter_map(|(c, d, n)| col(c, &mut errs).map(|i| (i, *d, *n)))
         .collect();
     let updating = !input.time_col.is_some_and(|t| partition.contains(&t));
+    // Over a changelog the change kind is not a column of the result: its own says which
+    // ranks change, and a rank may empty (a deletion).
+    let log = crate::changelog::is_changelog(&input.schema);
+    if log && !updating {
+        errs.push(FieldError::new(
+            path,
+            "internal: a top-N over a changelog partitioned by event time",
+        ));
+    }
     if spec.n == 0 {
         errs.push(FieldError::new(path, "keeps no row (N must be at least 1)"));
     }
     if !errs.is_empty() {
         return Err(errs);
     }
+    let width = input.schema.fields().len() - usize::from(log);
     let mut fields: Vec<Field> = input
         .schema
         .fields()
         .iter()
+        .take(width)
         .map(|f| f.as_ref().clone())
         .collect();
     fields.push(Field::new(&spec.rownum, DataType::Int64, false));
-    if updating {
+    if log {
+        fields.push(crate::changelog::field_with_deletes());
+    } else if updating {
         fields.push(crate::changelog::field());
     }
     Ok(Resolved {

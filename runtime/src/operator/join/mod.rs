@@ -18,6 +18,16 @@
 //!   side's row without a partner is emitted padded with nulls at once (`+I`), and retracted
 //!   (`-D`) just before its first pair (`+I`) when a partner arrives.
 //!
+//! A regular join also reads changelogs (an updating `GROUP BY`'s result, another outer
+//! join's): a row added (`+I`, `+U`) joins as above; a row taken back (`-U`, `-D`) leaves its
+//! side's state and each pair it made is retracted (`-D`), as Flink's streaming join does. So
+//! that an outer side's row is padded again when its last partner leaves, every kept row
+//! counts its partners. The output is then a changelog of inserts and deletions (an update
+//! upstream becomes the old pairs' deletions and the new pairs' inserts, which is always
+//! right, whereas pairing `-U` with `+U` would need both to make the same number of pairs).
+//! Interval and window joins read inserts only (refused when planning otherwise): a
+//! retraction could arrive after its row has expired.
+//!
 //! State is per key, so each side is shuffled by its join keys and a key's rows of both
 //! sides meet in one subtask; a checkpoint stores every kept row under its key's group.
 
@@ -30,7 +40,7 @@ use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, RecordBatch, UInt32Array, new_null_array,
 };
 use datafusion::arrow::compute::{filter_record_batch, take};
-use datafusion::arrow::datatypes::{SchemaRef, TimestampMillisecondType};
+use datafusion::arrow::datatypes::{Schema, SchemaRef, TimestampMillisecondType};
 use serde::{Deserialize, Serialize};
 
 use super::{Input, KeyedState, Operator, OperatorCounters, Output, decode_keyed, encode_keyed};
@@ -100,13 +110,16 @@ pub struct JoinConfig {
     pub max_parallelism: u32,
 }
 
-/// One kept row: all its columns in Arrow's row format, its event time, and whether it has
-/// joined (an outer side's unmatched rows are emitted when they expire).
+/// One kept row: all its columns (but a changelog's change kind) in Arrow's row format, its
+/// event time, and how many rows of the other side it has joined (an outer side's unmatched
+/// rows are padded).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Kept {
     row: Vec<u8>,
     time: Millis,
-    matched: bool,
+    /// A varint in the checkpoint: one written when this was a `matched: bool` (a byte 0 or
+    /// 1) reads as 0 or 1 partners, which is all an append-only input ever needed.
+    matches: u32,
 }
 
 /// One input's kept rows. Keys are interned into slots, so that the expiry index holds a
@@ -172,6 +185,28 @@ impl Side {
         }
     }
 
+    /// Take one row equal to `row` away from `key`'s; `false` if there is none (it was
+    /// never kept, or expired).
+    fn remove(&mut self, key: &[u8], row: &[u8]) -> bool {
+        let Some(&id) = self.ids.get(key) else {
+            return false;
+        };
+        let slot = &mut self.slots[id as usize];
+        let Some(i) = slot.rows.iter().position(|k| k.row == row) else {
+            return false;
+        };
+        slot.rows.remove(i);
+        if slot.rows.is_empty() {
+            if let Some(at) = slot.indexed.take() {
+                self.expiries.remove(&(at, id));
+            }
+            let key = std::mem::take(&mut slot.key);
+            self.ids.remove(&key);
+            self.free.push(id);
+        }
+        true
+    }
+
     /// Every key with its rows.
     fn iter(&self) -> impl Iterator<Item = (&[u8], &[Kept])> {
         self.ids
@@ -189,8 +224,13 @@ pub struct Join {
     sides: [Side; 2],
     watermark: Millis,
     counters: OperatorCounters,
-    /// A regular outer join: the output is a changelog (see the module docs).
+    /// A regular outer join, or one over a changelog: the output is a changelog (see the
+    /// module docs).
     changelog: bool,
+    /// Which inputs are changelogs (their last column is the change kind).
+    logs: [bool; 2],
+    /// Each input's columns but the change kind: what is kept and output.
+    data: [SchemaRef; 2],
 }
 
 impl Join {
@@ -200,15 +240,28 @@ impl Join {
     /// A column type Arrow cannot row-encode.
     pub fn new(cfg: JoinConfig) -> Result<Self> {
         let codec = |side: usize, cols: Vec<usize>| KeyCodec::new(&cfg.inputs[side], cols);
-        let all = |side: usize| (0..cfg.inputs[side].fields().len()).collect::<Vec<_>>();
+        let logs = [0, 1].map(|s| changelog::is_changelog(&cfg.inputs[s]));
+        let data = [0, 1].map(|s| {
+            let width = cfg.inputs[s].fields().len() - usize::from(logs[s]);
+            let fields: Vec<_> = cfg.inputs[s].fields().iter().take(width).cloned().collect();
+            SchemaRef::new(Schema::new(fields))
+        });
+        let all = |side: usize| (0..data[side].fields().len()).collect::<Vec<_>>();
         let keys = [
             codec(0, cfg.keys[0].clone())?,
             codec(1, cfg.keys[1].clone())?,
         ];
         let rows = [codec(0, all(0))?, codec(1, all(1))?];
-        let changelog = crate::changelog::is_changelog(&cfg.output);
+        let changelog = changelog::is_changelog(&cfg.output);
+        if logs.iter().any(|l| *l) && (!changelog || cfg.time.is_some()) {
+            return Err(Error::internal(
+                "a join over a changelog must be a regular join with a changelog output",
+            ));
+        }
         Ok(Self {
             changelog,
+            logs,
+            data,
             cfg,
             keys,
             rows,
@@ -264,21 +317,116 @@ impl Join {
     }
 
     /// Output rows of `pairs` (row of `batch` on `side`, kept row of the other side), left
-    /// columns first; `None` for a side pads it with nulls.
+    /// columns first, each of change kind `kind` in a changelog; `None` for a side pads it
+    /// with nulls.
     fn assemble(
         &self,
         side: usize,
         batch: &RecordBatch,
         pairs: &[(u32, Option<&[u8]>)],
+        kind: Kind,
     ) -> Result<RecordBatch> {
         let idx: UInt32Array = pairs.iter().map(|p| p.0).collect();
         let this_cols: Vec<ArrayRef> = batch
             .columns()
             .iter()
+            .take(self.data[side].fields().len())
             .map(|c| take(c.as_ref(), &idx, None))
             .collect::<std::result::Result<_, _>>()?;
         let other_cols = self.decode(1 - side, pairs.iter().map(|p| p.1), pairs.len())?;
-        self.output(side, this_cols, other_cols, Kind::Insert)
+        self.output(side, this_cols, other_cols, kind)
+    }
+
+    /// Which rows of `batch` (from `side`) have a null key: they join nothing.
+    fn null_keys(&self, side: usize, batch: &RecordBatch) -> Vec<bool> {
+        (0..batch.num_rows())
+            .map(|r| {
+                self.cfg.keys[side]
+                    .iter()
+                    .any(|&c| batch.column(c).is_null(r))
+            })
+            .collect()
+    }
+
+    /// Rows of `batch` (from `side`, of a changelog) taken back: each leaves the side's
+    /// state, its pairs are retracted, and a row of either side left without a partner is
+    /// padded again (an outer side's) or retracted padded.
+    fn take_back(&mut self, side: usize, batch: &RecordBatch, out: &mut Output) -> Result<()> {
+        let other = 1 - side;
+        let keys = self.keys[side].rows(batch)?;
+        let whole = self.rows[side].rows(batch)?;
+        let null_key = self.null_keys(side, batch);
+        let times = self.times(side, batch)?;
+        let mut cand: Vec<(u32, usize)> = Vec::new();
+        let mut cand_rows: Vec<(u32, Option<&[u8]>)> = Vec::new();
+        for r in 0..batch.num_rows() {
+            if null_key[r] {
+                continue;
+            }
+            let Some(list) = self.sides[other].get(keys.row(r).as_ref()) else {
+                continue;
+            };
+            let r32 = u32::try_from(r).map_err(|_| Error::internal("batch too large"))?;
+            for (k, kept) in list.iter().enumerate() {
+                if self.in_bound(side, times[r], kept.time) {
+                    cand.push((r32, k));
+                    cand_rows.push((r32, Some(kept.row.as_slice())));
+                }
+            }
+        }
+        let mut pairs = vec![0u32; batch.num_rows()];
+        // The other side's rows that lose their last partner here.
+        let mut alone: Vec<Vec<u8>> = Vec::new();
+        if !cand.is_empty() {
+            let joined = self.assemble(side, batch, &cand_rows, Kind::Delete)?;
+            let ok = self.accept(&joined)?;
+            let pad = self.cfg.kind.keeps_unmatched(other);
+            for (&(r, k), &yes) in cand.iter().zip(&ok) {
+                if !yes {
+                    continue;
+                }
+                pairs[r as usize] += 1;
+                if let Some(kept) = self.sides[other]
+                    .get_mut(keys.row(r as usize).as_ref())
+                    .and_then(|l| l.get_mut(k))
+                {
+                    kept.matches = kept.matches.saturating_sub(1);
+                    if pad && kept.matches == 0 {
+                        alone.push(kept.row.clone());
+                    }
+                }
+            }
+            let gone = filter_record_batch(&joined, &BooleanArray::from(ok))?;
+            if gone.num_rows() > 0 {
+                out.batches.push(gone);
+            }
+        }
+        let mut lone: Vec<(u32, Option<&[u8]>)> = Vec::new();
+        for r in 0..batch.num_rows() {
+            if !null_key[r] {
+                // Not kept (expired by `stateTtl`): its pairs are retracted all the same.
+                self.sides[side].remove(keys.row(r).as_ref(), whole.row(r).as_ref());
+            }
+            if pairs[r] == 0 && self.cfg.kind.keeps_unmatched(side) {
+                // It was output padded (no partner), so that row goes.
+                lone.push((
+                    u32::try_from(r).map_err(|_| Error::internal("batch too large"))?,
+                    None,
+                ));
+            }
+        }
+        if !lone.is_empty() {
+            out.batches
+                .push(self.assemble(side, batch, &lone, Kind::Delete)?);
+        }
+        if !alone.is_empty() {
+            let n = alone.len();
+            let rows = self.decode(other, alone.iter().map(|r| Some(r.as_slice())), n)?;
+            let pad = nulls(&self.data[side], n);
+            out.batches
+                .push(self.output(other, rows, pad, Kind::Insert)?);
+        }
+        Ok(())
     }
 
     /// An output batch of `side`'s columns and the other side's, left's first (and, for a
@@ -311,7 +459,7 @@ impl Join {
         n: usize,
     ) -> Result<Vec<ArrayRef>> {
         if rows.clone().all(|r| r.is_none()) {
-            return Ok(nulls(&self.cfg.inputs[side], n));
+            return Ok(nulls(&self.data[side], n));
         }
         if rows.clone().all(|r| r.is_some()) {
             return self.rows[side].decode(rows.flatten());
@@ -370,19 +518,14 @@ fn nulls(schema: &SchemaRef, n: usize) -> Vec<ArrayRef> {
         .collect()
 }
 
-impl Operator for Join {
-    fn process(&mut self, input: Input, batch: RecordBatch, out: &mut Output) -> Result<()> {
-        let side = usize::from(input.0.min(1));
+impl Join {
+    /// Rows of `batch` (from `side`) added: joined with the other side's kept rows, and
+    /// kept.
+    fn add(&mut self, side: usize, batch: &RecordBatch, out: &mut Output) -> Result<()> {
         let other = 1 - side;
-        let keys = self.keys[side].rows(&batch)?;
-        let times = self.times(side, &batch)?;
-        let null_key: Vec<bool> = (0..batch.num_rows())
-            .map(|r| {
-                self.cfg.keys[side]
-                    .iter()
-                    .any(|&c| batch.column(c).is_null(r))
-            })
-            .collect();
+        let keys = self.keys[side].rows(batch)?;
+        let times = self.times(side, batch)?;
+        let null_key = self.null_keys(side, batch);
         let bounded = self.cfg.time.is_some();
         // Candidate pairs: (row, the other side's key, index of its kept row).
         let mut cand: Vec<(u32, usize)> = Vec::new();
@@ -407,9 +550,9 @@ impl Operator for Join {
                 }
             }
         }
-        let mut matched = vec![false; batch.num_rows()];
+        let mut matches = vec![0u32; batch.num_rows()];
         if !cand.is_empty() {
-            let joined = self.assemble(side, &batch, &cand_rows)?;
+            let joined = self.assemble(side, batch, &cand_rows, Kind::Insert)?;
             let ok = self.accept(&joined)?;
             // The other side's rows matched for the first time: a changelog emitted them
             // padded, and retracts that now.
@@ -417,23 +560,23 @@ impl Operator for Join {
             let retract = self.changelog && self.cfg.kind.keeps_unmatched(other);
             for (&(r, k), &yes) in cand.iter().zip(&ok) {
                 if yes {
-                    matched[r as usize] = true;
+                    matches[r as usize] += 1;
                     let key = keys.row(r as usize);
                     if let Some(kept) = self.sides[other]
                         .get_mut(key.as_ref())
                         .and_then(|l| l.get_mut(k))
                     {
-                        if retract && !kept.matched {
+                        if retract && kept.matches == 0 {
                             first_match.push(kept.row.clone());
                         }
-                        kept.matched = true;
+                        kept.matches = kept.matches.saturating_add(1);
                     }
                 }
             }
             if !first_match.is_empty() {
                 let n = first_match.len();
                 let rows = self.decode(other, first_match.iter().map(|r| Some(r.as_slice())), n)?;
-                let pad = nulls(&self.cfg.inputs[side], n);
+                let pad = nulls(&self.data[side], n);
                 out.batches
                     .push(self.output(other, rows, pad, Kind::Delete)?);
             }
@@ -444,7 +587,7 @@ impl Operator for Join {
         }
         let n_late = late.iter().filter(|l| **l).count();
         self.counters.late_records += n_late as u64;
-        let whole = self.rows[side].rows(&batch)?;
+        let whole = self.rows[side].rows(batch)?;
         let mut padded: Vec<(u32, Option<&[u8]>)> = Vec::new();
         for r in 0..batch.num_rows() {
             if late[r] {
@@ -456,24 +599,52 @@ impl Operator for Join {
                 .is_some_and(|at| at <= self.watermark);
             if null_key[r] || expired {
                 // Nothing can join it later: it is complete now.
-                if !matched[r] && self.cfg.kind.keeps_unmatched(side) {
+                if matches[r] == 0 && self.cfg.kind.keeps_unmatched(side) {
                     padded.push((r32, None));
                 }
                 continue;
             }
-            if self.changelog && !matched[r] && self.cfg.kind.keeps_unmatched(side) {
+            if self.changelog && matches[r] == 0 && self.cfg.kind.keeps_unmatched(side) {
                 // Padded now; retracted if a partner comes.
                 padded.push((r32, None));
             }
             let kept = Kept {
                 row: whole.row(r).as_ref().to_vec(),
                 time: times[r],
-                matched: matched[r],
+                matches: matches[r],
             };
             self.keep(side, keys.row(r).as_ref(), kept);
         }
         if !padded.is_empty() {
-            out.batches.push(self.assemble(side, &batch, &padded)?);
+            out.batches
+                .push(self.assemble(side, batch, &padded, Kind::Insert)?);
+        }
+        Ok(())
+    }
+}
+
+impl Operator for Join {
+    fn process(&mut self, input: Input, batch: RecordBatch, out: &mut Output) -> Result<()> {
+        let side = usize::from(input.0.min(1));
+        if !self.logs[side] {
+            return self.add(side, &batch, out);
+        }
+        // Runs of added and of taken-back rows, in order: a row's changes follow each other.
+        let kinds = changelog::kinds(&batch)?;
+        let mut start = 0;
+        while start < kinds.len() {
+            let back = kinds[start].retracts();
+            let end = kinds[start..]
+                .iter()
+                .position(|k| k.retracts() != back)
+                .map_or(kinds.len(), |p| start + p);
+            let run = batch.slice(start, end - start);
+            if back {
+                self.take_back(side, &run, out)?;
+            } else {
+                self.add(side, &run, out)?;
+            }
+            start = end;
         }
         Ok(())
     }
@@ -508,7 +679,7 @@ impl Operator for Join {
                 }
                 unmatched.extend(
                     gone.into_iter()
-                        .filter(|k| pad && !k.matched)
+                        .filter(|k| pad && k.matches == 0)
                         .map(|k| k.row),
                 );
                 slot.indexed = next;
@@ -524,7 +695,7 @@ impl Operator for Join {
             if !unmatched.is_empty() {
                 let n = unmatched.len();
                 let this = self.decode(side, unmatched.iter().map(|r| Some(r.as_slice())), n)?;
-                let pad = nulls(&self.cfg.inputs[1 - side], n);
+                let pad = nulls(&self.data[1 - side], n);
                 out.batches
                     .push(self.output(side, this, pad, Kind::Insert)?);
             }
