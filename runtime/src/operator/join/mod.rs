@@ -419,13 +419,19 @@ impl Join {
             out.batches
                 .push(self.assemble(side, batch, &lone, Kind::Delete)?);
         }
-        if !alone.is_empty() {
-            let n = alone.len();
-            let rows = self.decode(other, alone.iter().map(|r| Some(r.as_slice())), n)?;
-            let pad = nulls(&self.data[side], n);
-            out.batches
-                .push(self.output(other, rows, pad, Kind::Insert)?);
+        self.padded(other, &alone, Kind::Insert, out)
+    }
+
+    /// Kept rows of `side`, each padded with nulls for the other side, as changes of kind
+    /// `kind`.
+    fn padded(&self, side: usize, rows: &[Vec<u8>], kind: Kind, out: &mut Output) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
         }
+        let n = rows.len();
+        let this = self.decode(side, rows.iter().map(|r| Some(r.as_slice())), n)?;
+        let pad = nulls(&self.data[1 - side], n);
+        out.batches.push(self.output(side, this, pad, kind)?);
         Ok(())
     }
 
@@ -573,13 +579,7 @@ impl Join {
                     }
                 }
             }
-            if !first_match.is_empty() {
-                let n = first_match.len();
-                let rows = self.decode(other, first_match.iter().map(|r| Some(r.as_slice())), n)?;
-                let pad = nulls(&self.data[side], n);
-                out.batches
-                    .push(self.output(other, rows, pad, Kind::Delete)?);
-            }
+            self.padded(other, &first_match, Kind::Delete, out)?;
             let kept = filter_record_batch(&joined, &BooleanArray::from(ok))?;
             if kept.num_rows() > 0 {
                 out.batches.push(kept);
@@ -692,13 +692,7 @@ impl Operator for Join {
                     s.free.push(id);
                 }
             }
-            if !unmatched.is_empty() {
-                let n = unmatched.len();
-                let this = self.decode(side, unmatched.iter().map(|r| Some(r.as_slice())), n)?;
-                let pad = nulls(&self.data[1 - side], n);
-                out.batches
-                    .push(self.output(side, this, pad, Kind::Insert)?);
-            }
+            self.padded(side, &unmatched, Kind::Insert, out)?;
         }
         Ok(())
     }

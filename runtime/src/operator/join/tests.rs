@@ -146,6 +146,20 @@ fn rows(rng: &mut Rng, n: usize) -> [Vec<Row>; 2] {
     [make(0), make(1_000_000)]
 }
 
+/// Which side feeds the join next (either, at random, while both have rows left) and how
+/// many of its rows (1 to 4), given how far each side is of how many.
+fn next_part(rng: &mut Rng, at: [usize; 2], len: [usize; 2]) -> (usize, usize) {
+    let side = if at[0] == len[0] {
+        1
+    } else if at[1] == len[1] {
+        0
+    } else {
+        usize::try_from(rng.next(2)).unwrap()
+    };
+    let n = (1 + usize::try_from(rng.next(4)).unwrap()).min(len[side] - at[side]);
+    (side, n)
+}
+
 /// Feed both sides interleaved at random, in batches of up to 4 rows, with the watermark
 /// at what both sides have passed; optionally checkpoint and restore into a fresh join
 /// half way. Returns everything emitted and the join at the end.
@@ -160,14 +174,7 @@ fn drive(
     let mut at = [0usize, 0usize];
     let mut steps = 0;
     while at[0] < rows[0].len() || at[1] < rows[1].len() {
-        let side = if at[0] == rows[0].len() {
-            1
-        } else if at[1] == rows[1].len() {
-            0
-        } else {
-            usize::try_from(rng.next(2)).unwrap()
-        };
-        let take = (1 + usize::try_from(rng.next(4)).unwrap()).min(rows[side].len() - at[side]);
+        let (side, take) = next_part(rng, at, [rows[0].len(), rows[1].len()]);
         let b = batch(side, &rows[side][at[side]..at[side] + take]);
         at[side] += take;
         join.process(Input(u8::try_from(side).unwrap()), b, &mut out)
@@ -458,15 +465,7 @@ fn regular_joins_over_changelogs_equal_the_oracle_over_what_each_input_holds_at_
             let mut at = [0usize, 0usize];
             let mut steps = 0;
             while at[0] < logs[0].len() || at[1] < logs[1].len() {
-                let side = if at[0] == logs[0].len() {
-                    1
-                } else if at[1] == logs[1].len() {
-                    0
-                } else {
-                    usize::try_from(rng.next(2)).unwrap()
-                };
-                let n =
-                    (1 + usize::try_from(rng.next(4)).unwrap()).min(logs[side].len() - at[side]);
+                let (side, n) = next_part(&mut rng, at, [logs[0].len(), logs[1].len()]);
                 let part = &logs[side][at[side]..at[side] + n];
                 let b = if side == 0 || both {
                     change_batch(side, part)
