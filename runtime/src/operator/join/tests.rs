@@ -40,6 +40,14 @@ fn output() -> SchemaRef {
 /// A row: (key, time, value).
 type Row = (Option<i64>, Millis, i64);
 
+/// Every join kind.
+const KINDS: [JoinKind; 4] = [
+    JoinKind::Inner,
+    JoinKind::Left,
+    JoinKind::Right,
+    JoinKind::Full,
+];
+
 /// An output row: (left value, right value), `None` where padded.
 type Pair = (Option<i64>, Option<i64>);
 
@@ -207,15 +215,7 @@ fn interval_joins_of_every_kind_equal_the_nested_loop_oracle() {
         TimeBound { lo: 0, hi: 0 },
         TimeBound { lo: -3, hi: 7 },
     ];
-    for (seed, kind) in [
-        JoinKind::Inner,
-        JoinKind::Left,
-        JoinKind::Right,
-        JoinKind::Full,
-    ]
-    .into_iter()
-    .enumerate()
-    {
+    for (seed, kind) in KINDS.into_iter().enumerate() {
         for (b, bound) in bounds.iter().enumerate() {
             let mut rng = Rng(u64::try_from(seed * 10 + b).unwrap());
             let rows = rows(&mut rng, 200);
@@ -420,15 +420,7 @@ fn change_batch(side: usize, rows: &[(Row, Kind)]) -> RecordBatch {
 /// condition, also through a checkpoint half way.
 #[test]
 fn regular_joins_over_changelogs_equal_the_oracle_over_what_each_input_holds_at_the_end() {
-    for (seed, kind) in [
-        JoinKind::Inner,
-        JoinKind::Left,
-        JoinKind::Right,
-        JoinKind::Full,
-    ]
-    .into_iter()
-    .enumerate()
-    {
+    for (seed, kind) in KINDS.into_iter().enumerate() {
         for (both, restore) in [(true, None), (true, Some(40)), (false, Some(25))] {
             let mut rng = Rng(u64::try_from(seed + 90).unwrap());
             let base = rows(&mut rng, 150);
