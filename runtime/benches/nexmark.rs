@@ -23,17 +23,24 @@ use std::time::Instant;
 use common::{arg, cpu_seconds, peak_rss_mib};
 use weir_runtime::job::{RunOptions, start};
 
-/// The queries, by example file name.
+/// The queries, by example file name. q20 is left out: without `stateTtl` its regular join
+/// keeps every bid for ever, which measures memory, not the join.
 const QUERIES: &[&str] = &[
-    "q0", "q1", "q2", "q3", "q5", "q7", "q8", "q11", "q14", "q22", "early", "hot",
+    "q0", "q1", "q2", "q3", "q4", "q5", "q7", "q8", "q9", "q11", "q13", "q14", "q15", "q16", "q17",
+    "q18", "q19", "q21", "q22", "early", "hot", "people", "traders",
 ];
+
+/// The example's job file.
+fn example(query: &str) -> String {
+    let file =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../examples/nexmark/{query}.yaml"));
+    std::fs::read_to_string(&file).unwrap()
+}
 
 /// The example's job with `events` events at `parallelism`, checkpointing every
 /// `checkpoint` into `storage`, its sink a blackhole.
 fn job_yaml(query: &str, events: u64, parallelism: u32, checkpoint: &str, storage: &str) -> String {
-    let file =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../examples/nexmark/{query}.yaml"));
-    let text = std::fs::read_to_string(&file).unwrap();
+    let text = example(query);
     let sink = format!("  - file: {{name: out, path: out/nexmark/{query}}}");
     assert!(text.contains(&sink), "{query}: no `{sink}` to replace");
     text.replace("events: 1000000", &format!("events: {events}"))
@@ -41,6 +48,11 @@ fn job_yaml(query: &str, events: u64, parallelism: u32, checkpoint: &str, storag
         .replace("interval: 2s", &format!("interval: {checkpoint}"))
         .replace("file://./.weir", storage)
         .replace(&sink, "  - blackhole: {name: out}")
+        // A side table the example reads from the repository (q13).
+        .replace(
+            "path: examples/",
+            &format!("path: {}/../examples/", env!("CARGO_MANIFEST_DIR")),
+        )
 }
 
 /// Run one query in this process and print its `RESULT` line.
@@ -126,11 +138,14 @@ fn main() {
             "{q} failed: {stdout}\n{}",
             String::from_utf8_lossy(&out.stderr)
         );
+        // Every source's records: a further source (q13's side table) adds its own.
         let read = value(&stdout, "events");
+        let further = example(q).contains("\nsources:");
         assert!(
-            (read - events as f64).abs() < 0.5,
+            (read - events as f64).abs() < 0.5 || (further && read > events as f64),
             "{q} read {read} of {events} events"
         );
+        let read = events as f64;
         let (secs, cpu) = (value(&stdout, "secs"), value(&stdout, "cpu"));
         println!(
             "{q:<8} {:>10.2} {:>14.2} {:>9.0} {:>16.1}",
