@@ -80,6 +80,16 @@ pub trait Operator: Send {
         Ok(())
     }
 
+    /// Input `input` ended: every upstream subtask of it finished (its sources are bounded
+    /// and read to the end), so nothing more will arrive on it. A join stops keeping the
+    /// other input's rows, which nothing could join any more; the default does nothing.
+    ///
+    /// # Errors
+    /// Arrow errors while building results.
+    fn on_input_end(&mut self, _input: Input, _out: &mut Output) -> Result<()> {
+        Ok(())
+    }
+
     /// How far behind its input's watermark the operator's results can lie in event time
     /// (a join pairing a new row with an older one): the watermark after it is held back by
     /// this, so that nothing downstream sees them as late.

@@ -127,6 +127,32 @@ impl Chain {
         Ok(em)
     }
 
+    /// The task's input `input` ended: the operators reading it (the roots) hear so, and
+    /// what they emit flows through the operators after them.
+    ///
+    /// # Errors
+    /// Operator errors.
+    pub fn input_end(&mut self, input: Input, metrics: &Metrics) -> Result<Emitted> {
+        let mut em = Emitted::default();
+        {
+            let Self { nodes, pending, .. } = &mut *self;
+            for (i, node) in nodes.iter_mut().enumerate().filter(|(_, n)| n.root) {
+                let mut out = Output::default();
+                node.op.on_input_end(input, &mut out)?;
+                let rows = out.batches.iter().map(|b| b.num_rows() as u64).sum();
+                metrics.records(&node.id, 0, rows);
+                em.side.extend(out.side.into_iter().map(|b| (i, b)));
+                for b in out.batches {
+                    let children = node.children.iter().map(|&c| Dest::Op(c));
+                    let outlets = node.outlets.iter().map(|&o| Dest::Out(o));
+                    spread(b, children.chain(outlets), pending, &mut em);
+                }
+            }
+        }
+        self.run(input, None, metrics, &mut em)?;
+        Ok(em)
+    }
+
     /// Event time reached `wm`: every operator fires what it completes, in order, so an
     /// operator sees what the ones before it fired before it fires itself.
     ///

@@ -159,6 +159,15 @@ impl TaskCore {
         self.deliver(em).await
     }
 
+    /// Input `input` ended (every channel of it): the operators reading it hear so.
+    ///
+    /// # Errors
+    /// Operator or sink errors.
+    pub async fn input_end(&mut self, input: Input) -> Result<()> {
+        let em = self.chain.input_end(input, &self.metrics)?;
+        self.deliver(em).await
+    }
+
     /// Undecodable source records, to the side output.
     ///
     /// # Errors
@@ -600,7 +609,17 @@ impl StageTask {
                             }
                             AlignAction::Ignore => {}
                         },
-                        Message::End => event_time.end(i),
+                        Message::End => {
+                            let port = self.inputs[i].0;
+                            let was_open = !event_time.is_ended(i);
+                            event_time.end(i);
+                            let port_ended = (0..n)
+                                .filter(|&k| self.inputs[k].0 == port)
+                                .all(|k| event_time.is_ended(k));
+                            if was_open && port_ended {
+                                self.core.input_end(port).await?;
+                            }
+                        }
                     }
                 }
             }

@@ -30,6 +30,10 @@
 //!
 //! State is per key, so each side is shuffled by its join keys and a key's rows of both
 //! sides meet in one subtask; a checkpoint stores every kept row under its key's group.
+//!
+//! Once an input has ended (a bounded source read to its end: a side table in a file),
+//! nothing can join the other input's rows any more, so they are no longer kept: the join
+//! of a stream with a bounded table keeps only the table.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -231,6 +235,9 @@ pub struct Join {
     logs: [bool; 2],
     /// Each input's columns but the change kind: what is kept and output.
     data: [SchemaRef; 2],
+    /// Which inputs have ended ([`Operator::on_input_end`]); not checkpointed: a restored
+    /// job hears of an ended input again.
+    ended: [bool; 2],
 }
 
 impl Join {
@@ -262,6 +269,7 @@ impl Join {
             changelog,
             logs,
             data,
+            ended: [false; 2],
             cfg,
             keys,
             rows,
@@ -594,9 +602,11 @@ impl Join {
                 continue;
             }
             let r32 = u32::try_from(r).map_err(|_| Error::internal("batch too large"))?;
-            let expired = self
-                .expiry(side, times[r])
-                .is_some_and(|at| at <= self.watermark);
+            // Nothing can join a row once the other input has ended.
+            let expired = self.ended[other]
+                || self
+                    .expiry(side, times[r])
+                    .is_some_and(|at| at <= self.watermark);
             if null_key[r] || expired {
                 // Nothing can join it later: it is complete now.
                 if matches[r] == 0 && self.cfg.kind.keeps_unmatched(side) {
@@ -697,6 +707,26 @@ impl Operator for Join {
         Ok(())
     }
 
+    fn on_input_end(&mut self, input: Input, out: &mut Output) -> Result<()> {
+        let ended = usize::from(input.0.min(1));
+        self.ended[ended] = true;
+        // The other input's rows can no longer join anything: an outer side's that never
+        // did are complete now (a changelog emitted them padded when they came).
+        let side = 1 - ended;
+        let gone = std::mem::take(&mut self.sides[side]);
+        if self.cfg.kind.keeps_unmatched(side) && !self.changelog {
+            let unmatched: Vec<Vec<u8>> = gone
+                .slots
+                .into_iter()
+                .flat_map(|s| s.rows)
+                .filter(|k| k.matches == 0)
+                .map(|k| k.row)
+                .collect();
+            self.padded(side, &unmatched, Kind::Insert, out)?;
+        }
+        Ok(())
+    }
+
     fn watermark_delay(&self) -> Millis {
         match (self.cfg.time, self.cfg.time_from) {
             // Left time: a left row joined by a right row just after the watermark can lie
@@ -708,12 +738,14 @@ impl Operator for Join {
     }
 
     fn snapshot(&self) -> Result<KeyedState> {
-        let mut all: HashMap<&[u8], (Vec<Kept>, Vec<Kept>)> = HashMap::new();
+        // Borrowed, not copied: a copy would double the state's memory while it is encoded.
+        // A slice encodes as the `Vec` that `restore` decodes.
+        let mut all: HashMap<&[u8], (&[Kept], &[Kept])> = HashMap::new();
         for (k, list) in self.sides[0].iter() {
-            all.entry(k).or_default().0 = list.to_vec();
+            all.entry(k).or_insert((&[], &[])).0 = list;
         }
         for (k, list) in self.sides[1].iter() {
-            all.entry(k).or_default().1 = list.to_vec();
+            all.entry(k).or_insert((&[], &[])).1 = list;
         }
         encode_keyed("join", self.cfg.max_parallelism, all.into_iter())
     }

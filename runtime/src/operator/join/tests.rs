@@ -526,3 +526,31 @@ fn a_kept_row_of_an_older_checkpoint_reads_its_match_as_a_count() {
         );
     }
 }
+
+/// Once an input has ended, nothing can join the other's rows: they are no longer kept (an
+/// outer side's unmatched ones are emitted padded then), and the results still equal the
+/// oracle, for every join kind.
+#[test]
+fn once_an_input_ends_the_other_inputs_rows_are_no_longer_kept() {
+    for (seed, kind) in KINDS.into_iter().enumerate() {
+        let mut rng = Rng(u64::try_from(seed).unwrap() + 200);
+        let rows = rows(&mut rng, 150);
+        let bound = TimeBound { lo: -5, hi: 3 };
+        let want = oracle(kind, Some(bound), |_, _| true, &rows);
+        let mut join = Join::new(config(kind, Some(bound), None)).unwrap();
+        let mut out = Output::default();
+        // Half the left rows, then every right row, and the right input ends.
+        let half = rows[0].len() / 2;
+        join.process(Input(0), batch(0, &rows[0][..half]), &mut out)
+            .unwrap();
+        join.process(Input(1), batch(1, &rows[1]), &mut out)
+            .unwrap();
+        join.on_input_end(Input(1), &mut out).unwrap();
+        assert!(join.sides[0].iter().next().is_none(), "{kind:?}: left kept");
+        join.process(Input(0), batch(0, &rows[0][half..]), &mut out)
+            .unwrap();
+        assert!(join.sides[0].iter().next().is_none(), "{kind:?}: left kept");
+        join.on_watermark(Millis::MAX, &mut out).unwrap();
+        assert_eq!(pairs(&out.batches), want, "{kind:?}");
+    }
+}
