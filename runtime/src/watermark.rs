@@ -58,6 +58,13 @@ impl InputWatermarks {
         self.ended[i] = true;
     }
 
+    /// Whether channel `i` will bring no more records: it ended, or its event time did
+    /// (a source sends the end of event time only once its splits are read to their end).
+    #[must_use]
+    pub fn finished(&self, i: usize) -> bool {
+        self.ended[i] || self.wms[i] == Millis::MAX
+    }
+
     /// Whether channel `i` ended.
     #[must_use]
     pub fn is_ended(&self, i: usize) -> bool {

@@ -80,8 +80,9 @@ pub trait Operator: Send {
         Ok(())
     }
 
-    /// Input `input` ended: every upstream subtask of it finished (its sources are bounded
-    /// and read to the end), so nothing more will arrive on it. A join stops keeping the
+    /// Input `input` finished: every upstream subtask of it sent the end of event time (its
+    /// sources are bounded and were read to their end) or closed, so no more records will
+    /// arrive on it. A join stops keeping the
     /// other input's rows, which nothing could join any more; the default does nothing.
     ///
     /// # Errors

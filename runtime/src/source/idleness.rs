@@ -94,7 +94,11 @@ impl Idleness {
         }
         let wm = match low {
             Some(l) => EventTime::At(l),
-            None if unfinished == 0 => EventTime::At(Millis::MAX),
+            // Every owned split read to its end. A subtask owning no split is not at the
+            // end: a split found later (a new Kafka partition) may be given to it, so it is
+            // idle until then (a bounded source's reader says when it has finished, and the
+            // task then ends event time).
+            None if unfinished == 0 && !splits.is_empty() => EventTime::At(Millis::MAX),
             None => EventTime::Idle(high),
         };
         (wm, parts)
@@ -175,6 +179,9 @@ mod tests {
             let (wm, _) = idle.watermark(&splits, t0 + Duration::from_secs(*secs));
             assert_eq!(wm, *expected, "{what}");
         }
+        // Owning no split is not the end of event time (a partition may come): idle.
+        let (wm, _) = idle.watermark(&[], t0 + Duration::from_secs(14));
+        assert_eq!(wm, EventTime::Idle(Millis::MIN), "no split owned");
     }
 
     #[test]

@@ -536,6 +536,25 @@ enum Next {
 }
 
 impl StageTask {
+    /// Channel `i` finished (ended, or sent the end of event time): when that finishes its
+    /// input (every channel of the port), the operators reading it hear so, once.
+    async fn input_finished(
+        &mut self,
+        i: usize,
+        event_time: &InputWatermarks,
+        told: &mut Vec<Input>,
+    ) -> Result<()> {
+        let port = self.inputs[i].0;
+        let all = (0..self.inputs.len())
+            .filter(|&k| self.inputs[k].0 == port)
+            .all(|k| event_time.finished(k));
+        if all && !told.contains(&port) {
+            told.push(port);
+            self.core.input_end(port).await?;
+        }
+        Ok(())
+    }
+
     /// Run until every input has ended.
     ///
     /// # Errors
@@ -546,6 +565,8 @@ impl StageTask {
         let mut event_time = InputWatermarks::new(n);
         let mut align_start: Option<Instant> = None;
         let mut rr = 0usize;
+        // Inputs (ports) whose every channel has finished, told to the operators once.
+        let mut finished: Vec<Input> = Vec::new();
         loop {
             if event_time.all_ended() {
                 while let Ok(c) = self.ctrl.try_recv() {
@@ -592,6 +613,9 @@ impl StageTask {
                         Message::Watermark(w) => {
                             let c = event_time.watermark(i, w);
                             self.core.follow(c).await?;
+                            if w == Millis::MAX {
+                                self.input_finished(i, &event_time, &mut finished).await?;
+                            }
                         }
                         Message::Idle => {
                             let c = event_time.idle(i);
@@ -610,15 +634,8 @@ impl StageTask {
                             AlignAction::Ignore => {}
                         },
                         Message::End => {
-                            let port = self.inputs[i].0;
-                            let was_open = !event_time.is_ended(i);
                             event_time.end(i);
-                            let port_ended = (0..n)
-                                .filter(|&k| self.inputs[k].0 == port)
-                                .all(|k| event_time.is_ended(k));
-                            if was_open && port_ended {
-                                self.core.input_end(port).await?;
-                            }
+                            self.input_finished(i, &event_time, &mut finished).await?;
                         }
                     }
                 }
