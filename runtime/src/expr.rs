@@ -6,6 +6,8 @@ use std::sync::{Arc, LazyLock};
 use datafusion::arrow::array::{ArrayRef, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::common::DFSchema;
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::logical_expr::Expr;
 use datafusion::logical_expr::simplify::SimplifyContext;
 use datafusion::optimizer::simplify_expressions::ExprSimplifier;
 use datafusion::physical_expr::PhysicalExpr;
@@ -22,6 +24,9 @@ pub struct CompiledExpr {
     /// Result type over the input schema.
     pub data_type: DataType,
 }
+
+/// Functions of the wall clock, refused: see [`CompiledExpr::compile`].
+const CLOCK_FUNCTIONS: [&str; 4] = ["now", "current_date", "current_time", "current_timestamp"];
 
 /// Function registry and planner; built once because building a context registers hundreds
 /// of functions. `CAST(x AS VARCHAR)` gives Utf8, the string type every operator and sink
@@ -45,6 +50,25 @@ impl CompiledExpr {
         let logical = CONTEXT
             .parse_sql_expr(sql, &df_schema)
             .map_err(|e| clean(&e.to_string()))?;
+        // The wall clock at planning would be frozen into every result, and unplanned it
+        // fails at the first batch: results must come from the records (and replay alike).
+        let mut clock = None;
+        logical
+            .apply(|e| {
+                if let Expr::ScalarFunction(f) = e
+                    && CLOCK_FUNCTIONS.contains(&f.name())
+                {
+                    clock = Some(f.name().to_string());
+                    return Ok(TreeNodeRecursion::Stop);
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+            .map_err(|e| clean(&e.to_string()))?;
+        if let Some(f) = clock {
+            return Err(format!(
+                "{f}() reads the clock, so a replay after a restore would give other results; use the event-time column (or a value from the records) instead"
+            ));
+        }
         // Some functions exist only to be rewritten by the simplifier (`coalesce` becomes a
         // CASE) and fail if evaluated as they are; a query's optimizer would run it, so run it
         // here too.
@@ -130,5 +154,11 @@ mod tests {
         let got: Vec<i64> = got.as_primitive::<Int64Type>().values().to_vec();
         assert_eq!(got, [1, 6, -1]);
         assert_eq!(e.columns(), [0, 1]);
+        // The clock is refused by name, not left to fail at the first batch.
+        for f in ["now()", "current_date()", "current_time()"] {
+            let err =
+                CompiledExpr::compile(&format!("a > 0 AND {f} IS NOT NULL"), &schema).unwrap_err();
+            assert!(err.contains("reads the clock"), "{f}: {err}");
+        }
     }
 }

@@ -58,11 +58,13 @@ impl InputWatermarks {
         self.ended[i] = true;
     }
 
-    /// Whether channel `i` will bring no more records: it ended, or its event time did
-    /// (a source sends the end of event time only once its splits are read to their end).
+    /// Whether channel `i` will bring no more records: its event time ended (a source
+    /// sends the end of event time only once its reader has read everything). A channel
+    /// that closed without it did not finish: a stop with savepoint, a failed upstream task
+    /// or a lost pod close channels whose input goes on after a restore.
     #[must_use]
     pub fn finished(&self, i: usize) -> bool {
-        self.ended[i] || self.wms[i] == Millis::MAX
+        self.wms[i] == Millis::MAX
     }
 
     /// Whether channel `i` ended.
@@ -78,13 +80,17 @@ impl InputWatermarks {
     }
 
     fn combined(&self) -> EventTime {
-        let open = || (0..self.wms.len()).filter(|k| !self.ended[*k]);
-        if open().next().is_none() {
+        // Channels still to bring records: neither ended nor at the end of event time. The
+        // end of event time only once none is left: with a finished channel beside idle
+        // ones, the stage is idle (an idle channel may bring records yet), not at the end.
+        let live =
+            || (0..self.wms.len()).filter(|k| !self.ended[*k] && self.wms[*k] != Millis::MAX);
+        if live().next().is_none() {
             return EventTime::At(Millis::MAX);
         }
-        match open().filter(|k| !self.idle[*k]).map(|k| self.wms[k]).min() {
+        match live().filter(|k| !self.idle[*k]).map(|k| self.wms[k]).min() {
             Some(low) => EventTime::At(low),
-            None => EventTime::Idle(open().map(|k| self.wms[k]).max().unwrap_or(Millis::MIN)),
+            None => EventTime::Idle(live().map(|k| self.wms[k]).max().unwrap_or(Millis::MIN)),
         }
     }
 }
@@ -161,5 +167,26 @@ mod tests {
         }
         assert!(w.all_ended());
         assert_eq!(w.combined(), EventTime::At(Millis::MAX));
+    }
+
+    /// A channel at the end of event time beside idle ones does not end the stage's: the
+    /// idle ones may still bring records. Only a channel at the end is finished (one that
+    /// closed without it, as a stop with savepoint closes them, is not).
+    #[test]
+    fn the_end_of_event_time_needs_every_channel_at_it() {
+        let mut w = InputWatermarks::new(3);
+        w.watermark(0, 100);
+        w.watermark(1, 200);
+        assert_eq!(w.watermark(2, Millis::MAX), EventTime::At(100));
+        assert_eq!(w.idle(0), EventTime::At(200));
+        assert_eq!(
+            w.idle(1),
+            EventTime::Idle(200),
+            "not the end: 0 and 1 are idle"
+        );
+        assert!(w.finished(2) && !w.finished(0) && !w.finished(1));
+        w.end(1);
+        assert!(!w.finished(1), "closed, not finished");
+        assert_eq!(w.watermark(0, Millis::MAX), EventTime::At(Millis::MAX));
     }
 }

@@ -61,7 +61,6 @@ impl Idleness {
         let mut parts = Vec::with_capacity(splits.len());
         let mut low: Option<Millis> = None;
         let mut high = Millis::MIN;
-        let mut unfinished = 0usize;
         for s in splits {
             let moved = match self.seen.get(&s.split) {
                 Some((offset, _)) => *offset != s.offset,
@@ -73,7 +72,6 @@ impl Idleness {
             if s.finished {
                 continue;
             }
-            unfinished += 1;
             let since = self.seen.get(&s.split).map_or(now, |(_, t)| *t);
             let idle = self
                 .timeout
@@ -94,11 +92,10 @@ impl Idleness {
         }
         let wm = match low {
             Some(l) => EventTime::At(l),
-            // Every owned split read to its end. A subtask owning no split is not at the
-            // end: a split found later (a new Kafka partition) may be given to it, so it is
-            // idle until then (a bounded source's reader says when it has finished, and the
-            // task then ends event time).
-            None if unfinished == 0 && !splits.is_empty() => EventTime::At(Millis::MAX),
+            // No split left to read (none owned, or every one read to its end): idle, not
+            // the end of event time, because a split found later (a new Kafka partition) may
+            // still be given to this subtask. The end is the reader's to say
+            // (`Poll::Finished`), and the task then ends event time.
             None => EventTime::Idle(high),
         };
         (wm, parts)
@@ -163,10 +160,10 @@ mod tests {
                 EventTime::At(3_999),
             ),
             (
-                "both finished: end of time",
+                "both finished: idle until the reader says it has finished",
                 13,
                 [(40, 4_000, true), (1, 500, true)],
-                EventTime::At(Millis::MAX),
+                EventTime::Idle(Millis::MIN),
             ),
         ];
         let t0 = Instant::now();

@@ -633,10 +633,7 @@ impl StageTask {
                             }
                             AlignAction::Ignore => {}
                         },
-                        Message::End => {
-                            event_time.end(i);
-                            self.input_finished(i, &event_time, &mut finished).await?;
-                        }
+                        Message::End => event_time.end(i),
                     }
                 }
             }

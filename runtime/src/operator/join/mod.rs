@@ -189,17 +189,13 @@ impl Side {
         }
     }
 
-    /// Take one row equal to `row` away from `key`'s; `false` if there is none (it was
+    /// Take one row equal to `row` away from `key`'s; `None` if there is none (it was
     /// never kept, or expired).
-    fn remove(&mut self, key: &[u8], row: &[u8]) -> bool {
-        let Some(&id) = self.ids.get(key) else {
-            return false;
-        };
+    fn remove(&mut self, key: &[u8], row: &[u8]) -> Option<Kept> {
+        let id = *self.ids.get(key)?;
         let slot = &mut self.slots[id as usize];
-        let Some(i) = slot.rows.iter().position(|k| k.row == row) else {
-            return false;
-        };
-        slot.rows.remove(i);
+        let i = slot.rows.iter().position(|k| k.row == row)?;
+        let kept = slot.rows.remove(i);
         if slot.rows.is_empty() {
             if let Some(at) = slot.indexed.take() {
                 self.expiries.remove(&(at, id));
@@ -208,7 +204,7 @@ impl Side {
             self.ids.remove(&key);
             self.free.push(id);
         }
-        true
+        Some(kept)
     }
 
     /// Every key with its rows.
@@ -365,10 +361,26 @@ impl Join {
         let whole = self.rows[side].rows(batch)?;
         let null_key = self.null_keys(side, batch);
         let times = self.times(side, batch)?;
+        // Each row out of its side's state. What it made is known when it was kept, when
+        // it never could be (a null key), or when the other input has ended (its rows are
+        // all still kept, so the pairs are found again). A row that is not there otherwise
+        // expired by `stateTtl`, and with it what it joined: it is ignored, as a retraction
+        // of rows never written would be wrong too (TTL trades such exactness for bounded
+        // state, as in Flink).
+        let removed: Vec<Option<Kept>> = (0..batch.num_rows())
+            .map(|r| {
+                (!null_key[r])
+                    .then(|| self.sides[side].remove(keys.row(r).as_ref(), whole.row(r).as_ref()))
+                    .flatten()
+            })
+            .collect();
+        let known: Vec<bool> = (0..batch.num_rows())
+            .map(|r| removed[r].is_some() || null_key[r] || self.ended[other])
+            .collect();
         let mut cand: Vec<(u32, usize)> = Vec::new();
         let mut cand_rows: Vec<(u32, Option<&[u8]>)> = Vec::new();
         for r in 0..batch.num_rows() {
-            if null_key[r] {
+            if null_key[r] || !known[r] {
                 continue;
             }
             let Some(list) = self.sides[other].get(keys.row(r).as_ref()) else {
@@ -411,11 +423,8 @@ impl Join {
         }
         let mut lone: Vec<(u32, Option<&[u8]>)> = Vec::new();
         for r in 0..batch.num_rows() {
-            if !null_key[r] {
-                // Not kept (expired by `stateTtl`): its pairs are retracted all the same.
-                self.sides[side].remove(keys.row(r).as_ref(), whole.row(r).as_ref());
-            }
-            if pairs[r] == 0 && self.cfg.kind.keeps_unmatched(side) {
+            let had = removed[r].as_ref().map_or(pairs[r], |k| k.matches);
+            if known[r] && had == 0 && self.cfg.kind.keeps_unmatched(side) {
                 // It was output padded (no partner), so that row goes.
                 lone.push((
                     u32::try_from(r).map_err(|_| Error::internal("batch too large"))?,
