@@ -80,6 +80,13 @@ pub fn is_changelog(schema: &Schema) -> bool {
         .is_some_and(|f| f.name() == CHANGE && f.data_type() == &DataType::Utf8)
 }
 
+/// How many of `schema`'s columns are data: all but a changelog's change kind, which
+/// operators that read a changelog do not keep or output as a column.
+#[must_use]
+pub fn data_width(schema: &Schema) -> usize {
+    schema.fields().len() - usize::from(is_changelog(schema))
+}
+
 /// The change-kind field, appended to a changelog's schema, of a changelog that updates
 /// and inserts but never deletes.
 #[must_use]

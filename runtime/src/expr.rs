@@ -6,6 +6,7 @@ use std::sync::{Arc, LazyLock};
 use datafusion::arrow::array::{ArrayRef, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::common::DFSchema;
+use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::logical_expr::Expr;
 use datafusion::logical_expr::simplify::SimplifyContext;
@@ -24,6 +25,11 @@ pub struct CompiledExpr {
     /// Result type over the input schema.
     pub data_type: DataType,
 }
+
+/// [`CONTEXT`]'s settings, for the simplifier: read once, as reading them copies the
+/// whole session state.
+static CONFIG: LazyLock<Arc<ConfigOptions>> =
+    LazyLock::new(|| Arc::clone(CONTEXT.state().config_options()));
 
 /// Functions of the wall clock, refused: see [`CompiledExpr::compile`].
 const CLOCK_FUNCTIONS: [&str; 4] = ["now", "current_date", "current_time", "current_timestamp"];
@@ -76,7 +82,7 @@ impl CompiledExpr {
         let simplifier = ExprSimplifier::new(
             SimplifyContext::builder()
                 .with_schema(Arc::clone(&df_schema))
-                .with_config_options(Arc::clone(CONTEXT.state().config_options()))
+                .with_config_options(Arc::clone(&CONFIG))
                 .build(),
         );
         let logical = simplifier

@@ -92,8 +92,7 @@ impl TopN {
                 "a top-N over a changelog cannot complete at event time",
             ));
         }
-        let width = cfg.input.fields().len() - usize::from(log);
-        let rows = KeyCodec::new(&cfg.input, (0..width).collect())?;
+        let rows = KeyCodec::new(&cfg.input, (0..changelog::data_width(&cfg.input)).collect())?;
         let sort = RowConverter::new(
             cfg.order
                 .iter()

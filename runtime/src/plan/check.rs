@@ -207,16 +207,15 @@ pub(super) fn group_by(
 /// by position. It gives the first input's column names; event time survives only where
 /// every input has it in the same column.
 pub(super) fn union(i: usize, inputs: &[Incoming], errs: &mut Vec<FieldError>) -> Checked {
-    use crate::changelog::{field, field_with_deletes, is_changelog, may_delete};
+    use crate::changelog::{data_width, field, field_with_deletes, is_changelog, may_delete};
     let path = format!("transforms[{i}] (UNION ALL)");
     // Over changelogs the columns compared are the data (each input's change kind, if it has
     // one, is not a column of the union), and the union is a changelog: an input of inserts
     // only gives `+I` rows.
     let data = |s: &SchemaRef| -> Vec<Field> {
-        let n = s.fields().len() - usize::from(is_changelog(s));
         s.fields()
             .iter()
-            .take(n)
+            .take(data_width(s))
             .map(|f| f.as_ref().clone())
             .collect()
     };

@@ -145,7 +145,7 @@ pub(super) fn resolve(
     // An input that updates (a changelog) ends in its change kind, which is not a column of
     // the join's output: the output's own says what each pair does.
     let logs = [0, 1].map(|s| is_changelog(&inputs[s].schema));
-    let data = |side: usize| inputs[side].schema.fields().len() - usize::from(logs[side]);
+    let data = |side: usize| crate::changelog::data_width(&inputs[side].schema);
     if bound.is_some() && logs.iter().any(|l| *l) {
         let which = if logs[0] { "left" } else { "right" };
         errs.push(err(format!(

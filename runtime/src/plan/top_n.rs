@@ -78,7 +78,7 @@ pub(super) fn resolve(
     if !errs.is_empty() {
         return Err(errs);
     }
-    let width = input.schema.fields().len() - usize::from(log);
+    let width = crate::changelog::data_width(&input.schema);
     let mut fields: Vec<Field> = input
         .schema
         .fields()

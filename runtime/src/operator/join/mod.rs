@@ -245,7 +245,7 @@ impl Join {
         let codec = |side: usize, cols: Vec<usize>| KeyCodec::new(&cfg.inputs[side], cols);
         let logs = [0, 1].map(|s| changelog::is_changelog(&cfg.inputs[s]));
         let data = [0, 1].map(|s| {
-            let width = cfg.inputs[s].fields().len() - usize::from(logs[s]);
+            let width = changelog::data_width(&cfg.inputs[s]);
             let fields: Vec<_> = cfg.inputs[s].fields().iter().take(width).cloned().collect();
             SchemaRef::new(Schema::new(fields))
         });
@@ -360,7 +360,6 @@ impl Join {
         let keys = self.keys[side].rows(batch)?;
         let whole = self.rows[side].rows(batch)?;
         let null_key = self.null_keys(side, batch);
-        let times = self.times(side, batch)?;
         // Each row out of its side's state. What it made is known when it was kept, when
         // it never could be (a null key), or when the other input has ended (its rows are
         // all still kept, so the pairs are found again). A row that is not there otherwise
@@ -386,12 +385,12 @@ impl Join {
             let Some(list) = self.sides[other].get(keys.row(r).as_ref()) else {
                 continue;
             };
+            // Every kept row of the key: a join over a changelog has no time bound
+            // (`Join::new` refuses one).
             let r32 = u32::try_from(r).map_err(|_| Error::internal("batch too large"))?;
             for (k, kept) in list.iter().enumerate() {
-                if self.in_bound(side, times[r], kept.time) {
-                    cand.push((r32, k));
-                    cand_rows.push((r32, Some(kept.row.as_slice())));
-                }
+                cand.push((r32, k));
+                cand_rows.push((r32, Some(kept.row.as_slice())));
             }
         }
         let mut pairs = vec![0u32; batch.num_rows()];
