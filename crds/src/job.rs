@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::duration::Duration;
 use crate::pipeline::{CheckpointSpec, JobFile, Pipeline, S3Spec};
+use crate::state_backend::StateBackendSpec;
 use crate::status::StreamJobStatus;
 use crate::validate::FieldError;
 
@@ -102,6 +103,9 @@ pub struct StreamJobSpec {
     pub savepoint_on_delete: bool,
     /// Checkpointing: interval, timeout, storage and how many completed checkpoints to keep.
     pub checkpoint: JobCheckpointSpec,
+    /// Where operators keep keyed state: `memory` (default) or `disk`.
+    #[serde(default, skip_serializing_if = "is_default_backend")]
+    pub state_backend: StateBackendSpec,
     /// Periodic savepoints and how many are kept in `status.savepoints`.
     #[serde(default)]
     pub savepoint: SavepointPolicy,
@@ -548,6 +552,10 @@ pub struct SecretEnv {
     pub key: String,
 }
 
+fn is_default_backend(b: &StateBackendSpec) -> bool {
+    *b == StateBackendSpec::default()
+}
+
 /// Longest name of a job with `pods` above 1: the operator names the headless Service its
 /// pods find each other through `<name>-peers`, and a Service name is a DNS label (63).
 pub const MAX_MULTI_POD_NAME: usize = 63 - "-peers".len();
@@ -576,6 +584,7 @@ impl StreamJobSpec {
                 },
                 exactly_once: c.exactly_once,
             },
+            state_backend: self.state_backend.clone(),
             pipeline: self.pipeline.clone(),
         }
     }

@@ -25,6 +25,7 @@ pub mod duration;
 pub mod locate;
 pub mod pipeline;
 pub mod sql;
+pub mod state_backend;
 pub mod validate;
 
 #[cfg(feature = "kube")]

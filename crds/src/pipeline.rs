@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::connectors::{ClickHouseSinkSpec, KafkaSinkSpec, KafkaSourceSpec};
 use crate::duration::Duration;
+use crate::state_backend::StateBackendSpec;
 
 /// A whole job as run locally: the pipeline plus its execution settings.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -25,6 +26,8 @@ pub struct JobFile {
     pub max_parallelism: u32,
     /// Checkpointing; on by default with local storage under `./.weir/`.
     pub checkpoint: CheckpointSpec,
+    /// Where operators keep keyed state.
+    pub state_backend: StateBackendSpec,
     /// What the job computes.
     pub pipeline: Pipeline,
 }
@@ -48,6 +51,9 @@ pub struct JobFileRepr {
     /// Checkpointing; on by default with local storage under `./.weir/`.
     #[serde(default)]
     pub checkpoint: CheckpointSpec,
+    /// Where operators keep keyed state: `memory` (default) or `disk`.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub state_backend: StateBackendSpec,
     /// Where records come from, their schema and their event time.
     #[serde(with = "serde_yaml::with::singleton_map_recursive")]
     #[schemars(with = "SourceSpec")]
@@ -85,6 +91,7 @@ impl From<JobFileRepr> for JobFile {
             parallelism: r.parallelism,
             max_parallelism: r.max_parallelism,
             checkpoint: r.checkpoint,
+            state_backend: r.state_backend,
             pipeline: Pipeline {
                 source: r.source,
                 sources: r.sources,
@@ -104,6 +111,7 @@ impl From<JobFile> for JobFileRepr {
             parallelism: j.parallelism,
             max_parallelism: j.max_parallelism,
             checkpoint: j.checkpoint,
+            state_backend: j.state_backend,
             source: j.pipeline.source,
             sources: j.pipeline.sources,
             transforms: j.pipeline.transforms,
@@ -112,6 +120,10 @@ impl From<JobFile> for JobFileRepr {
             sinks: j.pipeline.sinks,
         }
     }
+}
+
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
 }
 
 fn default_parallelism() -> u32 {

@@ -110,6 +110,9 @@ pub enum Error {
     /// A task or channel ended unexpectedly (a bug or a panic elsewhere).
     #[error("internal: {0}")]
     Internal(String),
+    /// State on local disk (the `disk` backend) could not be read or written.
+    #[error(transparent)]
+    DiskState(#[from] weir_state::Error),
 }
 
 impl Error {

@@ -41,6 +41,7 @@ pub mod schema_registry;
 pub mod sink;
 pub mod source;
 pub mod sql;
+pub mod state;
 pub mod storage;
 pub mod task;
 pub mod tls;

@@ -236,6 +236,12 @@ pub fn validate_with(job: &JobFile, restart_wait: std::time::Duration) -> Vec<Fi
             ),
         ));
     }
+    if let Err(message) = job.state_backend.memory_bytes() {
+        let message = message
+            .trim_start_matches("stateBackend.memory: ")
+            .to_string();
+        errs.push(FieldError::new("stateBackend.memory", message));
+    }
     let c = &job.checkpoint;
     if c.retained == 0 {
         errs.push(FieldError::new("checkpoint.retained", "must be at least 1"));

@@ -52,6 +52,7 @@ pub fn classify(old: &StreamJobSpec, new: &StreamJobSpec) -> (SpecChange, Vec<&'
         drop_state,
         savepoint_on_delete,
         checkpoint,
+        state_backend,
         savepoint,
         restart,
         upgrade,
@@ -107,6 +108,10 @@ pub fn classify(old: &StreamJobSpec, new: &StreamJobSpec) -> (SpecChange, Vec<&'
         Ignore,
     );
     checkpoint_fields(&mut c, checkpoint, &new.checkpoint);
+    // The pods open their stores at start. Moving between backends needs a savepoint (the
+    // one format both read); a `last-state` restore of disk state into memory is refused by
+    // name, never misread.
+    c.field("stateBackend", state_backend, &new.state_backend, Upgrade);
     c.field("savepoint", savepoint, &new.savepoint, Ignore);
     c.field("restart", restart, &new.restart, Ignore);
     c.field("upgrade", upgrade, &new.upgrade, Ignore);

@@ -446,13 +446,64 @@ impl Coordinator {
 
 /// Deletes what [`retention::to_delete`] names. `_metadata` goes first, on its own: a delete
 /// that fails halfway then leaves an incomplete directory (collected on a later pass), never
-/// one that still looks complete while its state files are gone.
+/// one that still looks complete while its state files are gone. The shared tables of `disk`
+/// state that only the deleted checkpoints referred to go last ([`crate::state::gc`]); when a
+/// kept checkpoint's `_metadata` cannot be read, none do.
 async fn apply_retention(up: &Uploader, retained: usize) -> Result<()> {
     let dirs = restore::list(&up.storage, &up.layout, &up.job_id).await?;
-    for id in retention::to_delete(&dirs, retained) {
+    let doomed = retention::to_delete(&dirs, retained);
+    let mut deleted_meta = Vec::new();
+    for id in doomed
+        .iter()
+        .filter(|id| dirs.get(id).copied().unwrap_or(false))
+    {
+        if let Some(m) = read_metadata(up, *id).await? {
+            deleted_meta.push(m);
+        }
+    }
+    let mut unreferenced = std::collections::BTreeSet::new();
+    if deleted_meta
+        .iter()
+        .any(|m| m.state_files.iter().any(|f| !f.shared.is_empty()))
+    {
+        let mut kept = Vec::new();
+        let mut complete = true;
+        for (id, _) in dirs
+            .iter()
+            .filter(|(id, done)| **done && !doomed.contains(id))
+        {
+            match read_metadata(up, *id).await? {
+                Some(m) => kept.push(m),
+                None => complete = false,
+            }
+        }
+        if complete {
+            unreferenced = crate::state::gc::unreferenced(&deleted_meta, &kept);
+        }
+    }
+    for id in doomed {
         let dir = up.layout.checkpoint_dir(&up.job_id, id);
         up.storage.delete_prefix(&Layout::metadata_in(&dir)).await?;
         up.storage.delete_prefix(&dir).await?;
     }
+    for object in &unreferenced {
+        up.storage.delete_prefix(object).await?;
+    }
+    if !unreferenced.is_empty() {
+        tracing::debug!(
+            tables = unreferenced.len(),
+            "deleted shared state tables no kept checkpoint refers to"
+        );
+    }
     Ok(())
+}
+
+/// The `_metadata` of checkpoint `id` of the running lineage, if it is there and reads.
+async fn read_metadata(up: &Uploader, id: CheckpointId) -> Result<Option<CheckpointMetadata>> {
+    let dir = up.layout.checkpoint_dir(&up.job_id, id);
+    Ok(up
+        .storage
+        .get(&Layout::metadata_in(&dir))
+        .await?
+        .and_then(|b| decode_metadata(&b).ok()))
 }

@@ -102,6 +102,14 @@ impl Layout {
         Some((CheckpointId(n), file == METADATA))
     }
 
+    /// Directory (prefix, with trailing `/`) of the table files of `disk` state that the
+    /// checkpoints of lineage `job_id` share: each uploaded once, deleted by retention when no
+    /// kept checkpoint refers to it.
+    #[must_use]
+    pub fn shared_dir(&self, job_id: &str) -> String {
+        format!("{}/{job_id}/shared/", self.base)
+    }
+
     /// Directory of savepoint `n` of lineage `job_id`.
     #[must_use]
     pub fn savepoint_dir(&self, job_id: &str, n: CheckpointId) -> String {

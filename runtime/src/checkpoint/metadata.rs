@@ -70,6 +70,10 @@ pub struct StateFileRef {
     pub size: u64,
     /// CRC32 of the bytes.
     pub crc32: u32,
+    /// Objects under the lineage's `shared/` directory (table files of `disk` state) the
+    /// state file refers to: retention deletes one only when no kept checkpoint lists it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shared: Vec<String>,
 }
 
 /// A pre-committed sink transaction.
@@ -97,6 +101,19 @@ pub struct TaskState {
     /// Rows of this subtask's write-ahead sink transactions that the checkpoint promises
     /// (kept here so that `_metadata` does not grow with throughput).
     pub write_ahead: Vec<WriteAheadData>,
+    /// Checkpoints of operators whose state is on disk (`disk` backend), by reference to
+    /// their uploaded tables. Last, so that state files written before it existed decode
+    /// ([`decode_state`] reads them as [`TaskStateV1`]).
+    pub disk: Vec<crate::state::files::DiskSnapshot>,
+}
+
+/// [`TaskState`] as written before `disk` state existed.
+#[derive(Deserialize)]
+struct TaskStateV1 {
+    splits: Vec<SplitState>,
+    #[serde(with = "keyed_state_bytes")]
+    operators: Vec<(String, KeyedState)>,
+    write_ahead: Vec<WriteAheadData>,
 }
 
 /// Each key group's bytes as one byte string rather than a sequence of `u8`. postcard writes
@@ -237,13 +254,26 @@ pub fn encode_state(s: &TaskState) -> Result<Vec<u8>, CorruptError> {
 /// # Errors
 /// [`CorruptError::Decode`].
 pub fn decode_state(bytes: &[u8]) -> Result<TaskState, CorruptError> {
-    postcard::from_bytes(bytes).map_err(|e| CorruptError::Decode(e.to_string()))
+    match postcard::from_bytes(bytes) {
+        Ok(s) => Ok(s),
+        Err(e) => match postcard::take_from_bytes::<TaskStateV1>(bytes) {
+            Ok((v1, [])) => Ok(TaskState {
+                splits: v1.splits,
+                operators: v1.operators,
+                write_ahead: v1.write_ahead,
+                disk: Vec::new(),
+            }),
+            _ => Err(CorruptError::Decode(e.to_string())),
+        },
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// Also: a state file written before `disk` state existed (the same fields without it)
+    /// still decodes.
     #[test]
     fn key_group_bytes_encode_as_the_plain_sequence_they_replaced() {
         #[derive(Serialize)]
@@ -263,6 +293,7 @@ mod tests {
             splits: Vec::new(),
             operators: operators.clone(),
             write_ahead: Vec::new(),
+            disk: Vec::new(),
         };
         let plain = Plain {
             splits: Vec::new(),
@@ -270,8 +301,18 @@ mod tests {
             write_ahead: Vec::new(),
         };
         let bytes = encode_state(&state).expect("encodes");
-        assert_eq!(bytes, postcard::to_stdvec(&plain).expect("encodes"));
+        let old = postcard::to_stdvec(&plain).expect("encodes");
+        // The new field is one more sequence after the old ones: empty, one byte.
+        assert_eq!(bytes[..bytes.len() - 1], old[..]);
         assert_eq!(decode_state(&bytes).expect("decodes"), state);
+        assert_eq!(
+            decode_state(&old).expect("an older state file decodes"),
+            state
+        );
+        assert!(
+            decode_state(&old[..old.len() - 1]).is_err(),
+            "a cut file must not decode"
+        );
     }
 
     fn sample() -> CheckpointMetadata {
@@ -291,6 +332,7 @@ mod tests {
                     subtask: 1,
                 },
                 file: "s0-t1-g3.state".into(),
+                shared: Vec::new(),
                 size: 10,
                 crc32: 5,
             }],

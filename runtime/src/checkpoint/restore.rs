@@ -66,6 +66,22 @@ impl Restored {
             .collect()
     }
 
+    /// Checkpoints of `operator`'s disk stores that hold key groups of `range`.
+    #[must_use]
+    pub fn disk_for(
+        &self,
+        operator: &str,
+        range: &Range<u32>,
+    ) -> Vec<&crate::state::files::DiskSnapshot> {
+        self.tasks
+            .iter()
+            .flat_map(|(_, s)| s.disk.iter())
+            .filter(|d| {
+                d.operator == operator && d.first_group < range.end && d.last_group >= range.start
+            })
+            .collect()
+    }
+
     /// Operator ids that carry state in this checkpoint.
     #[must_use]
     pub fn stateful_operators(&self) -> Vec<String> {
@@ -77,6 +93,7 @@ impl Restored {
                     .iter()
                     .filter(|(_, g)| !g.is_empty())
                     .map(|(id, _)| id.clone())
+                    .chain(s.disk.iter().map(|d| d.operator.clone()))
             })
             .collect();
         ids.sort();

@@ -13,6 +13,7 @@ use super::layout::Layout;
 use super::messages::{Ack, TaskEvent};
 use super::metadata::{SinkCommittable, StateFileRef, TaskState, encode_state};
 use super::state::{Committable, DeferredState, WriteAheadData};
+use crate::operator::Capture;
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
@@ -26,7 +27,7 @@ pub struct Snapshot {
     /// Source positions; operators and write-ahead rows are filled in on the way.
     pub state: TaskState,
     /// Captured operator state by operator id, in operator order.
-    pub operators: Vec<(String, DeferredState)>,
+    pub operators: Vec<(String, Capture)>,
 }
 
 /// Where this incarnation's snapshots go.
@@ -103,11 +104,37 @@ impl Uploader {
         tokio::spawn(async move {
             let file = Layout::state_file(task, up.generation);
             let key = Layout::file_in(&up.layout.checkpoint_dir(&up.job_id, b.id), &file);
-            let encoded =
-                tokio::task::spawn_blocking(move || encode(task, state, captured, &sizes))
+            // Disk stores first: their new tables go to storage on their own, and the state
+            // file refers to them.
+            let mut keyed = Vec::new();
+            let mut shared = Vec::new();
+            let mut disk_err = None;
+            for (id, c) in captured {
+                match c {
+                    Capture::Keyed(d) => keyed.push((id, d)),
+                    Capture::Disk(d) => {
+                        let shared_dir = up.layout.shared_dir(&up.job_id);
+                        match crate::state::upload::upload(&up.storage, &shared_dir, d, b.id).await
+                        {
+                            Ok((snap, sent)) => {
+                                (sizes.0)(&id, task, sent.total_bytes);
+                                shared.extend(snap.tables.iter().map(|t| t.object.clone()));
+                                state.disk.push(snap);
+                            }
+                            Err(e) => {
+                                disk_err.get_or_insert(format!("uploading the state of {id}: {e}"));
+                            }
+                        }
+                    }
+                }
+            }
+            let encoded = match disk_err {
+                Some(e) => Err(e),
+                None => tokio::task::spawn_blocking(move || encode(task, state, keyed, &sizes))
                     .await
                     .map_err(|e| format!("encoding the state of {task}: {e}"))
-                    .and_then(|r| r.map_err(|e| e.to_string()));
+                    .and_then(|r| r.map_err(|e| e.to_string())),
+            };
             let state = match encoded {
                 Ok(bytes) => {
                     let crc32 = crc32fast::hash(&bytes);
@@ -121,6 +148,7 @@ impl Uploader {
                             file,
                             size,
                             crc32,
+                            shared,
                         })
                         .map_err(|e| e.to_string())
                 }

@@ -276,6 +276,10 @@ pub async fn start(plan: Plan, opts: RunOptions) -> Result<RunningJob> {
                 job_id: &begun.job_id,
             },
             uploader: &uploader,
+            backend: &crate::state::Backend::new(
+                &plan.job.state_backend,
+                &format!("{}/{}", opts.job.namespace, plan.name),
+            )?,
             events: &events_tx,
             metrics: &metrics,
         },

@@ -40,6 +40,7 @@ pub(super) struct Shared<'a> {
     pub begun: &'a Begun,
     pub slots: SlotOpener<'a>,
     pub uploader: &'a Uploader,
+    pub backend: &'a crate::state::Backend,
     pub events: &'a mpsc::UnboundedSender<TaskEvent>,
     pub metrics: &'a Arc<Metrics>,
 }
@@ -64,7 +65,7 @@ pub(super) async fn spawn(cx: &Shared<'_>, mut grid: Grid) -> Result<Spawned> {
     };
     for (slot, tid) in shape.here.iter().enumerate() {
         let stage = &plan.stages[tid.stage as usize];
-        let core = task_core(cx, *tid, slot, stage, &mut grid)?;
+        let core = task_core(cx, *tid, slot, stage, &mut grid).await?;
         let mut core = core;
         core.begin(cx.begun.next_id).await?;
         let (ctrl_tx, ctrl_rx) = mpsc::unbounded_channel::<Control>();
@@ -139,7 +140,7 @@ pub(super) async fn spawn(cx: &Shared<'_>, mut grid: Grid) -> Result<Spawned> {
 }
 
 /// One task's operators, side outputs and outlet.
-fn task_core(
+async fn task_core(
     cx: &Shared<'_>,
     tid: TaskId,
     slot: usize,
@@ -152,11 +153,29 @@ fn task_core(
     let mut side = Vec::new();
     for c in &stage.ops {
         let op = &c.op;
-        let mut inst = op.instantiate(shape.max_parallelism)?;
+        let groups = weir_state::KeyGroups::new(range.start..=range.end.saturating_sub(1));
+        let place = op
+            .keeps_disk_state()
+            .then(|| cx.backend.place(tid, &op.id, groups))
+            .flatten();
+        let dir = place.as_ref().map(|p| p.dir.clone());
+        let mut inst = op.instantiate_in(shape.max_parallelism, place)?;
         if let Some(r) = &cx.begun.restored {
+            let on_disk = r.disk_for(&op.id, &range);
+            let restored = if on_disk.is_empty() {
+                Ok(())
+            } else {
+                let into = dir.unwrap_or_else(|| std::env::temp_dir().join("weir-unused"));
+                let shared = cx.uploader.layout.shared_dir(&cx.uploader.job_id);
+                let fetched =
+                    crate::state::fetch::fetch(&cx.uploader.storage, &on_disk, &into, &shared)
+                        .await?;
+                inst.restore_disk(fetched)
+            };
             // The checkpoint's CRC held, so state that does not decode or fit was written
             // for another definition of this operator.
-            inst.restore(r.keyed_for(&op.id, &range))
+            restored
+                .and_then(|()| inst.restore(r.keyed_for(&op.id, &range)))
                 .map_err(|e| match e {
                     Error::State { message, .. } => Error::Incompatible {
                         operator: op.id.clone(),

@@ -1,6 +1,10 @@
 //! `dedup`: keep the first record of each key; drop later records of that key until `ttl`
 //! of event time has passed since the first. A key is forgotten once the watermark passes
 //! `first + ttl`, which bounds state by the key rate times the TTL.
+//!
+//! The keys seen live in memory ([`Memory`]) or, with the `disk` state backend, in a store on
+//! local disk ([`Disk`]); both forget keys at the same watermarks and checkpoint a savepoint
+//! in the same format, so a job can move between them through a savepoint.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -8,10 +12,13 @@ use datafusion::arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
 use datafusion::arrow::compute::filter_record_batch;
 use datafusion::arrow::datatypes::TimestampMillisecondType;
 
-use super::{Input, KeyedState, Operator, OperatorCounters, Output, decode_keyed, encode_keyed};
+use super::{
+    Capture, Input, KeyedState, Operator, OperatorCounters, Output, decode_keyed, encode_keyed,
+};
 use crate::error::{Error, Result};
 use crate::ids::Millis;
-use crate::keys::KeyCodec;
+use crate::keys::{KeyCodec, key_group};
+use crate::state::disk::{DiskState, Fetched, Place};
 
 /// The dedup operator of one subtask.
 #[derive(Debug)]
@@ -20,34 +27,193 @@ pub struct Dedup {
     time_col: usize,
     ttl: Millis,
     max_parallelism: u32,
+    seen: Seen,
+    counters: OperatorCounters,
+}
+
+#[derive(Debug)]
+enum Seen {
+    Memory(Memory),
+    Disk(Disk),
+}
+
+/// Keys seen, in memory.
+#[derive(Debug, Default)]
+struct Memory {
     /// key -> event time of the record that was kept.
     seen: HashMap<Vec<u8>, Millis>,
     /// (expiry, key), to forget keys in watermark order.
     expiries: BTreeSet<(Millis, Vec<u8>)>,
-    counters: OperatorCounters,
+}
+
+/// Keys seen, on disk: family [`SEEN`] maps each key (under its key group) to the event time
+/// kept, family [`EXPIRY`] orders them by expiry within each key group.
+#[derive(Debug)]
+struct Disk {
+    state: DiskState,
+    /// No key expires before this (a lower bound): watermarks below it need no scan.
+    next_expiry: Millis,
+}
+
+const FAMILIES: &[&str] = &["seen", "expiry"];
+const SEEN: usize = 0;
+const EXPIRY: usize = 1;
+
+/// An event time as bytes that sort as the times do.
+fn ordered(t: Millis) -> [u8; 8] {
+    ((t as u64) ^ (1 << 63)).to_be_bytes()
+}
+
+fn from_ordered(b: &[u8]) -> Option<Millis> {
+    let b: [u8; 8] = b.get(..8)?.try_into().ok()?;
+    Some((u64::from_be_bytes(b) ^ (1 << 63)) as Millis)
+}
+
+fn expiry_key(expiry: Millis, key: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(8 + key.len());
+    k.extend_from_slice(&ordered(expiry));
+    k.extend_from_slice(key);
+    k
+}
+
+fn corrupt(message: impl Into<String>) -> Error {
+    Error::State {
+        operator: "dedup".into(),
+        message: message.into(),
+    }
+}
+
+impl Memory {
+    fn remember(&mut self, key: Vec<u8>, ts: Millis, ttl: Millis) {
+        if let Some(old) = self.seen.insert(key.clone(), ts) {
+            self.expiries
+                .remove(&(old.saturating_add(ttl), key.clone()));
+        }
+        self.expiries.insert((ts.saturating_add(ttl), key));
+    }
+}
+
+impl Disk {
+    fn first_seen(&self, kg: u32, key: &[u8]) -> Result<Option<Millis>> {
+        match self.state.store().get(SEEN, kg, key)? {
+            None => Ok(None),
+            Some(v) => from_ordered(&v)
+                .map(Some)
+                .ok_or_else(|| corrupt("a stored time is not 8 bytes")),
+        }
+    }
+
+    /// Write `rows` (key group, key, event time kept, the time it replaces).
+    fn remember(
+        &mut self,
+        rows: &[(u32, Vec<u8>, Millis, Option<Millis>)],
+        ttl: Millis,
+    ) -> Result<()> {
+        let mut batch = weir_state::Batch::default();
+        for (kg, key, ts, old) in rows {
+            if let Some(old) = old {
+                batch.delete(EXPIRY, *kg, &expiry_key(old.saturating_add(ttl), key));
+            }
+            batch.put(SEEN, *kg, key, &ordered(*ts));
+            let expiry = ts.saturating_add(ttl);
+            batch.put(EXPIRY, *kg, &expiry_key(expiry, key), &[]);
+            self.next_expiry = self.next_expiry.min(expiry);
+        }
+        if batch.is_empty() {
+            return Ok(());
+        }
+        Ok(self.state.store().write(batch)?)
+    }
+
+    /// Forget every key whose expiry is at or below `watermark`.
+    fn expire(&mut self, watermark: Millis) -> Result<()> {
+        if watermark < self.next_expiry {
+            return Ok(());
+        }
+        let groups = self.state.groups();
+        let mut next = Millis::MAX;
+        for kg in groups.first..=groups.last {
+            let mut batch = weir_state::Batch::default();
+            for entry in self.state.store().scan_from(EXPIRY, kg, &[])? {
+                let (k, _) = entry?;
+                let expiry = from_ordered(&k).ok_or_else(|| corrupt("a short expiry key"))?;
+                if expiry > watermark {
+                    next = next.min(expiry);
+                    break;
+                }
+                batch.delete(EXPIRY, kg, &k);
+                batch.delete(SEEN, kg, &k[8..]);
+            }
+            if !batch.is_empty() {
+                self.state.store().write(batch)?;
+            }
+        }
+        self.next_expiry = next;
+        Ok(())
+    }
+
+    /// Every key kept, encoded per key group as the memory backend encodes it.
+    fn encode(
+        store: &weir_state::Store,
+        groups: weir_state::KeyGroups,
+        max_parallelism: u32,
+    ) -> Result<KeyedState> {
+        let mut entries: Vec<(Vec<u8>, Millis)> = Vec::new();
+        for entry in store.scan(SEEN, groups)? {
+            let (_, key, v) = entry?;
+            entries.push((
+                key,
+                from_ordered(&v).ok_or_else(|| corrupt("a stored time is not 8 bytes"))?,
+            ));
+        }
+        encode_keyed(
+            "dedup",
+            max_parallelism,
+            entries.iter().map(|(k, t)| (k.as_slice(), *t)),
+        )
+    }
 }
 
 impl Dedup {
-    /// A dedup operator with no state.
-    #[must_use]
-    pub fn new(keys: KeyCodec, time_col: usize, ttl: Millis, max_parallelism: u32) -> Self {
-        Self {
+    /// A dedup operator with no state, in memory or, given a place, on disk.
+    ///
+    /// # Errors
+    /// The disk store does not open.
+    pub fn new(
+        keys: KeyCodec,
+        time_col: usize,
+        ttl: Millis,
+        max_parallelism: u32,
+        place: Option<Place>,
+    ) -> Result<Self> {
+        let seen = match place {
+            None => Seen::Memory(Memory::default()),
+            Some(place) => Seen::Disk(Disk {
+                state: DiskState::create(place, FAMILIES)?,
+                next_expiry: Millis::MAX,
+            }),
+        };
+        Ok(Self {
             keys,
             time_col,
             ttl,
             max_parallelism,
-            seen: HashMap::new(),
-            expiries: BTreeSet::new(),
+            seen,
             counters: OperatorCounters::default(),
-        }
+        })
     }
 
-    fn remember(&mut self, key: Vec<u8>, ts: Millis) {
-        if let Some(old) = self.seen.insert(key.clone(), ts) {
-            self.expiries
-                .remove(&(old.saturating_add(self.ttl), key.clone()));
+    fn is_dup(&self, first: Option<Millis>, t: Millis) -> bool {
+        first.is_some_and(|first| t < first.saturating_add(self.ttl))
+    }
+
+    fn check_restored_keys(&self, keys: &[&[u8]]) -> Result<()> {
+        if keys.is_empty() {
+            return Ok(());
         }
-        self.expiries.insert((ts.saturating_add(self.ttl), key));
+        // Dedup only compares key bytes, so a changed key type would not fail: every
+        // stored key would silently miss and its duplicates pass once.
+        self.keys.decode_stored(keys).map(|_| ()).map_err(corrupt)
     }
 }
 
@@ -59,23 +225,54 @@ impl Operator for Dedup {
             .as_primitive_opt::<TimestampMillisecondType>()
             .ok_or_else(|| Error::internal("dedup time column is not a millisecond timestamp"))?;
         let mut keep = Vec::with_capacity(batch.num_rows());
+        // Disk: the keys this batch kept, seen by its later rows before the batch is written.
+        let mut pending: HashMap<Vec<u8>, usize> = HashMap::new();
+        let mut writes: Vec<(u32, Vec<u8>, Millis, Option<Millis>)> = Vec::new();
         for row in 0..batch.num_rows() {
             let key = rows.row(row);
+            let key = key.as_ref();
             let t = if ts.is_null(row) {
                 Millis::MIN
             } else {
                 ts.value(row)
             };
-            let dup = self
-                .seen
-                .get(key.as_ref())
-                .is_some_and(|first| t < first.saturating_add(self.ttl));
+            let dup = match &self.seen {
+                Seen::Memory(m) => self.is_dup(m.seen.get(key).copied(), t),
+                Seen::Disk(d) => {
+                    let first = match pending.get(key) {
+                        Some(i) => Some(writes[*i].2),
+                        None => d.first_seen(key_group(key, self.max_parallelism), key)?,
+                    };
+                    self.is_dup(first, t)
+                }
+            };
             if dup {
                 self.counters.duplicates += 1;
             } else {
-                self.remember(key.as_ref().to_vec(), t);
+                let ttl = self.ttl;
+                match &mut self.seen {
+                    Seen::Memory(m) => m.remember(key.to_vec(), t, ttl),
+                    Seen::Disk(d) => {
+                        let kg = key_group(key, self.max_parallelism);
+                        let old = match pending.get(key) {
+                            Some(i) => {
+                                // A later row of the batch replaces the batch's own write;
+                                // the expiry to delete stays the one stored before it.
+                                writes[*i].2 = t;
+                                keep.push(true);
+                                continue;
+                            }
+                            None => d.first_seen(kg, key)?,
+                        };
+                        pending.insert(key.to_vec(), writes.len());
+                        writes.push((kg, key.to_vec(), t, old));
+                    }
+                }
             }
             keep.push(!dup);
+        }
+        if let Seen::Disk(d) = &mut self.seen {
+            d.remember(&writes, self.ttl)?;
         }
         let kept = filter_record_batch(&batch, &BooleanArray::from(keep))?;
         if kept.num_rows() > 0 {
@@ -85,41 +282,100 @@ impl Operator for Dedup {
     }
 
     fn on_watermark(&mut self, watermark: Millis, _out: &mut Output) -> Result<()> {
-        while let Some((expiry, _)) = self.expiries.first() {
-            if *expiry > watermark {
-                break;
+        match &mut self.seen {
+            Seen::Memory(m) => {
+                while let Some((expiry, _)) = m.expiries.first() {
+                    if *expiry > watermark {
+                        break;
+                    }
+                    if let Some((_, key)) = m.expiries.pop_first() {
+                        m.seen.remove(&key);
+                    }
+                }
+                Ok(())
             }
-            if let Some((_, key)) = self.expiries.pop_first() {
-                self.seen.remove(&key);
-            }
+            Seen::Disk(d) => d.expire(watermark),
         }
-        Ok(())
     }
 
     fn snapshot(&self) -> Result<KeyedState> {
-        encode_keyed(
-            "dedup",
-            self.max_parallelism,
-            self.seen.iter().map(|(k, t)| (k.as_slice(), *t)),
-        )
+        match &self.seen {
+            Seen::Memory(m) => encode_keyed(
+                "dedup",
+                self.max_parallelism,
+                m.seen.iter().map(|(k, t)| (k.as_slice(), *t)),
+            ),
+            Seen::Disk(d) => Disk::encode(d.state.store(), d.state.groups(), self.max_parallelism),
+        }
+    }
+
+    fn capture(&self, portable: bool) -> Result<Capture> {
+        match &self.seen {
+            Seen::Memory(_) => {
+                let state = self.snapshot()?;
+                Ok(Capture::Keyed(Box::new(move || Ok(state))))
+            }
+            Seen::Disk(d) if portable => {
+                let (checkpoint, store) = d.state.frozen(FAMILIES)?;
+                let (groups, max_parallelism) = (d.state.groups(), self.max_parallelism);
+                Ok(Capture::Keyed(Box::new(move || {
+                    let encoded = Disk::encode(&store, groups, max_parallelism);
+                    drop(store);
+                    drop(checkpoint);
+                    encoded
+                })))
+            }
+            Seen::Disk(d) => Ok(Capture::Disk(d.state.capture()?)),
+        }
     }
 
     fn restore(&mut self, state: KeyedState) -> Result<()> {
         let restored = decode_keyed::<Millis>("dedup", state)?;
         let keys: Vec<&[u8]> = restored.iter().map(|(k, _)| k.as_slice()).collect();
-        if !keys.is_empty() {
-            // Dedup only compares key bytes, so a changed key type would not fail: every
-            // stored key would silently miss and its duplicates pass once.
-            self.keys
-                .decode_stored(&keys)
-                .map_err(|message| Error::State {
-                    operator: "dedup".into(),
-                    message,
-                })?;
+        self.check_restored_keys(&keys)?;
+        let ttl = self.ttl;
+        match &mut self.seen {
+            Seen::Memory(m) => {
+                for (k, t) in restored {
+                    m.remember(k, t, ttl);
+                }
+            }
+            Seen::Disk(d) => {
+                let mut writes = Vec::new();
+                for (k, t) in restored {
+                    let kg = key_group(&k, self.max_parallelism);
+                    let old = d.first_seen(kg, &k)?;
+                    writes.push((kg, k, t, old));
+                }
+                d.remember(&writes, ttl)?;
+            }
         }
-        for (k, t) in restored {
-            self.remember(k, t);
+        Ok(())
+    }
+
+    fn restore_disk(&mut self, fetched: Vec<Fetched>) -> Result<()> {
+        // The empty store made at start closes before the restored one opens in its place.
+        let place = match std::mem::replace(&mut self.seen, Seen::Memory(Memory::default())) {
+            Seen::Disk(d) => d.state.place().clone(),
+            memory @ Seen::Memory(_) => {
+                self.seen = memory;
+                return Err(corrupt(
+                    "the checkpoint holds this operator's state on disk (stateBackend type disk); restore it with the disk backend, or from a savepoint, which holds state in a form either backend reads",
+                ));
+            }
+        };
+        let state = DiskState::restore(place, FAMILIES, fetched)?;
+        // Check the stored keys still decode as this job's key columns (a sample: the first
+        // key of the range).
+        if let Some(first) = state.store().scan(SEEN, state.groups())?.next() {
+            let (_, key, _) = first?;
+            self.check_restored_keys(&[key.as_slice()])?;
         }
+        self.seen = Seen::Disk(Disk {
+            state,
+            // Unknown until a scan: the first watermark looks.
+            next_expiry: Millis::MIN,
+        });
         Ok(())
     }
 

@@ -28,6 +28,14 @@ use crate::error::{Error, Result};
 use crate::ids::Millis;
 use crate::keys::key_group;
 
+/// An operator's state at a barrier, on its way to storage.
+pub enum Capture {
+    /// Encoded per key group, off the task.
+    Keyed(DeferredState),
+    /// A checkpoint of a disk store, whose new table files the uploader sends.
+    Disk(crate::state::disk::DiskCapture),
+}
+
 /// What an operator emits in one call: results for the next operator, and records for its
 /// side output (late records), if it has one.
 #[derive(Debug, Default)]
@@ -108,13 +116,15 @@ pub trait Operator: Send {
 
     /// Capture state at a barrier and return what encodes it: the task calls this, and the
     /// encoding runs off the task while records flow again. An operator with much state
-    /// copies it here cheaply and encodes later; the default encodes at once.
+    /// copies it here cheaply and encodes later; the default encodes at once. `portable`:
+    /// the barrier's checkpoint is also a savepoint, whose state must be encoded per key group
+    /// whatever the backend (so that it restores into either one).
     ///
     /// # Errors
     /// Encoding errors.
-    fn capture(&self) -> Result<DeferredState> {
+    fn capture(&self, _portable: bool) -> Result<Capture> {
         let state = self.snapshot()?;
-        Ok(Box::new(move || Ok(state)))
+        Ok(Capture::Keyed(Box::new(move || Ok(state))))
     }
 
     /// Load key groups (already filtered to this subtask's range) from a checkpoint.
@@ -123,6 +133,19 @@ pub trait Operator: Send {
     /// Decoding errors naming the operator.
     fn restore(&mut self, _state: KeyedState) -> Result<()> {
         Ok(())
+    }
+
+    /// Load state from checkpoints of disk stores (`disk` backend), downloaded: the former
+    /// subtasks' stores that hold key groups this subtask now owns. Only operators that keep
+    /// state on disk accept it.
+    ///
+    /// # Errors
+    /// The operator keeps its state in memory, or a store does not open.
+    fn restore_disk(&mut self, _fetched: Vec<crate::state::disk::Fetched>) -> Result<()> {
+        Err(Error::State {
+            operator: String::new(),
+            message: "the checkpoint holds this operator's state on disk (stateBackend type disk); restore it with the disk backend, or from a savepoint, which holds state in a form either backend reads".into(),
+        })
     }
 
     /// Counters since start.

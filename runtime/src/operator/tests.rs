@@ -318,3 +318,165 @@ fn dedup_keeps_the_first_record_per_key_within_the_ttl() {
         &DataType::Int64
     );
 }
+
+/// A dedup operator with `ttl` ms, in memory or on disk at `place`.
+fn dedup_op(ttl: u64, place: Option<crate::state::disk::Place>) -> Box<dyn Operator> {
+    let mut job: weir_crds::JobFile = serde_yaml::from_str(
+        "source:\n  datagen: {fields: {}}\n  schema: [{name: k, type: string}, {name: v, type: int64, nullable: true}, {name: ts, type: timestamp}]\n  eventTime: {field: ts}\nsinks: [{blackhole: {}}]\n",
+    )
+    .unwrap();
+    job.pipeline.transforms = vec![Transform::Dedup(weir_crds::DedupSpec {
+        id: None,
+        key_by: vec!["k".into()],
+        ttl: Duration::from_millis(ttl),
+    })];
+    let plan = crate::plan::plan(&job, "t", "t.yaml", "").unwrap();
+    plan.stages[1].ops[0].op.instantiate_in(128, place).unwrap()
+}
+
+fn place(
+    dir: &std::path::Path,
+    groups: std::ops::RangeInclusive<u32>,
+) -> crate::state::disk::Place {
+    crate::state::disk::Place {
+        dir: dir.to_path_buf(),
+        budget: weir_state::Budget::new(16 << 20),
+        groups: weir_state::KeyGroups::new(groups),
+        operator: "dedup-0".into(),
+    }
+}
+
+fn kept(out: &Output) -> Vec<i64> {
+    out.batches
+        .iter()
+        .flat_map(|b| b.column(1).as_primitive::<Int64Type>().values().to_vec())
+        .collect()
+}
+
+/// Rows `from..to` of a reproducible stream: 80 keys, times rising with disorder.
+fn dedup_rows(from: i64, to: i64) -> Vec<(String, Option<i64>, i64)> {
+    let mut rng = Rng(from as u64 ^ 0x5eed);
+    (from..to)
+        .map(|i| {
+            let k = format!("k{}", rng.next(80));
+            (k, Some(i), i - rng.next(5) as i64)
+        })
+        .collect()
+}
+
+fn feed(op: &mut dyn Operator, rows: &[(String, Option<i64>, i64)], out: &mut Output) {
+    for chunk in rows.chunks(37) {
+        let b: Vec<(&str, Option<i64>, i64)> =
+            chunk.iter().map(|(k, v, t)| (k.as_str(), *v, *t)).collect();
+        op.process(Input::ONLY, batch(&b), out).unwrap();
+        let wm = chunk.last().unwrap().2 - 10;
+        op.on_watermark(wm, out).unwrap();
+    }
+}
+
+/// A disk store's capture, downloaded as a restore would fetch it.
+fn fetched_copy(op: &dyn Operator, to: &std::path::Path) -> crate::state::disk::Fetched {
+    let super::Capture::Disk(c) = op.capture(false).unwrap() else {
+        panic!("a disk operator captured keyed state");
+    };
+    std::fs::create_dir_all(to).unwrap();
+    for f in c.checkpoint.files() {
+        std::fs::copy(&f.path, to.join(&f.name)).unwrap();
+    }
+    crate::state::disk::Fetched {
+        source: weir_state::Source {
+            dir: to.to_path_buf(),
+            groups: c.groups,
+        },
+        tables: Vec::new(),
+        reusable: false,
+    }
+}
+
+#[test]
+fn dedup_on_disk_keeps_and_forgets_the_same_records_as_in_memory_across_a_rescale() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ttl = 300;
+    let mut memory = dedup_op(ttl, None);
+    let mut disk = dedup_op(ttl, Some(place(&tmp.path().join("one"), 0..=127)));
+    let first = dedup_rows(0, 3_000);
+    let (mut mo, mut dout) = (Output::default(), Output::default());
+    feed(memory.as_mut(), &first, &mut mo);
+    feed(disk.as_mut(), &first, &mut dout);
+    assert_eq!(kept(&dout), kept(&mo), "before the checkpoint");
+    let before = kept(&mo).len();
+    assert!(
+        before > 80 && before < 2_900,
+        "the stream should both keep and drop records: kept {before} of 3000"
+    );
+
+    // Checkpoint, then restore into two subtasks of key groups 0..=63 and 64..=127.
+    let mem_state = memory.snapshot().unwrap();
+    let copy = fetched_copy(disk.as_ref(), &tmp.path().join("download"));
+    let halves = [0..=63u32, 64..=127];
+    let mut mems: Vec<Box<dyn Operator>> = Vec::new();
+    let mut disks: Vec<Box<dyn Operator>> = Vec::new();
+    for (i, h) in halves.iter().enumerate() {
+        let mut m = dedup_op(ttl, None);
+        m.restore(
+            mem_state
+                .iter()
+                .filter(|(kg, _)| h.contains(kg))
+                .cloned()
+                .collect(),
+        )
+        .unwrap();
+        mems.push(m);
+        let mut d = dedup_op(
+            ttl,
+            Some(place(&tmp.path().join(format!("half{i}")), h.clone())),
+        );
+        let src = tmp.path().join(format!("download{i}"));
+        copy_dir(&copy.source.dir, &src);
+        d.restore_disk(vec![crate::state::disk::Fetched {
+            source: weir_state::Source {
+                dir: src,
+                groups: copy.source.groups,
+            },
+            tables: Vec::new(),
+            reusable: false,
+        }])
+        .unwrap();
+        disks.push(d);
+    }
+    let codec = crate::keys::KeyCodec::new(&input_schema(), vec![0]).unwrap();
+    let rest = dedup_rows(3_000, 6_000);
+    for (i, h) in halves.iter().enumerate() {
+        let mine: Vec<_> = rest
+            .iter()
+            .filter(|(k, _, _)| {
+                let b = batch(&[(k.as_str(), None, 0)]);
+                let rows = codec.rows(&b).unwrap();
+                h.contains(&crate::keys::key_group(rows.row(0).as_ref(), 128))
+            })
+            .cloned()
+            .collect();
+        let (mut mo, mut dout) = (Output::default(), Output::default());
+        feed(mems[i].as_mut(), &mine, &mut mo);
+        feed(disks[i].as_mut(), &mine, &mut dout);
+        assert_eq!(kept(&dout), kept(&mo), "subtask {i} after the rescale");
+        assert!(!kept(&mo).is_empty());
+        // A savepoint of the disk state is the memory backend's format.
+        let super::Capture::Keyed(encode) = disks[i].capture(true).unwrap() else {
+            panic!("a savepoint's capture must be portable");
+        };
+        let mut from_disk = encode().unwrap();
+        let mut from_memory = mems[i].snapshot().unwrap();
+        from_disk.sort();
+        from_memory.sort();
+        assert_eq!(from_disk, from_memory, "subtask {i}: savepoint state");
+    }
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
+}

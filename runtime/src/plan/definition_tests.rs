@@ -45,6 +45,7 @@ fn checkpoint_of(p: &Plan) -> Restored {
                 splits,
                 operators,
                 write_ahead: Vec::new(),
+                disk: Vec::new(),
             };
             (TaskId { stage, subtask: 0 }, state)
         })

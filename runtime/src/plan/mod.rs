@@ -223,6 +223,26 @@ impl OpPlan {
     /// # Errors
     /// [`crate::error::Error::Internal`] if planning and instantiation disagree.
     pub fn instantiate(&self, max_parallelism: u32) -> crate::error::Result<Box<dyn Operator>> {
+        self.instantiate_in(max_parallelism, None)
+    }
+
+    /// Whether the operator can keep its state on disk (the `disk` backend); the others keep
+    /// it in memory whatever the backend.
+    #[must_use]
+    pub fn keeps_disk_state(&self) -> bool {
+        matches!(self.operation, Operation::Transform(Transform::Dedup(_)))
+    }
+
+    /// [`Self::instantiate`], with its state on disk at `place` when it has one and
+    /// [`Self::keeps_disk_state`].
+    ///
+    /// # Errors
+    /// As [`Self::instantiate`]; the disk store does not open.
+    pub fn instantiate_in(
+        &self,
+        max_parallelism: u32,
+        place: Option<crate::state::disk::Place>,
+    ) -> crate::error::Result<Box<dyn Operator>> {
         let ie = |e: String| crate::error::Error::internal(format!("{}: {e}", self.path));
         let t = match &self.operation {
             Operation::Union => return Ok(Box::new(Union::new(Arc::clone(&self.output)))),
@@ -261,7 +281,8 @@ impl OpPlan {
                     self.time_col.ok_or_else(|| ie("no time column".into()))?,
                     d.ttl.as_millis_i64(),
                     max_parallelism,
-                ))
+                    place,
+                )?)
             }
         })
     }

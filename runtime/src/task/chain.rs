@@ -5,10 +5,10 @@
 
 use datafusion::arrow::array::RecordBatch;
 
-use crate::checkpoint::state::DeferredState;
 use crate::control::metrics::Metrics;
 use crate::error::{Error, Result};
 use crate::ids::Millis;
+use crate::operator::Capture;
 use crate::operator::{Input, Operator, Output};
 
 /// An operator and what follows it.
@@ -172,14 +172,15 @@ impl Chain {
         held_back(wm, self.delay)
     }
 
-    /// Capture every operator's state, by id.
+    /// Capture every operator's state, by id (`portable`: for a savepoint, see
+    /// [`crate::operator::Operator::capture`]).
     ///
     /// # Errors
     /// Operator capture errors.
-    pub fn capture(&self) -> Result<Vec<(String, DeferredState)>> {
+    pub fn capture(&self, portable: bool) -> Result<Vec<(String, Capture)>> {
         self.nodes
             .iter()
-            .map(|n| Ok((n.id.clone(), n.op.capture()?)))
+            .map(|n| Ok((n.id.clone(), n.op.capture(portable)?)))
             .collect()
     }
 

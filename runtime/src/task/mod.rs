@@ -292,7 +292,7 @@ impl TaskCore {
             splits,
             ..TaskState::default()
         };
-        let captured = self.chain.capture()?;
+        let captured = self.chain.capture(b.kind.is_savepoint())?;
         let subtask = self.id.subtask;
         let mut committables = Vec::new();
         for slot in self.slots_mut() {

@@ -17,9 +17,7 @@ use super::groups::{BatchKeys, GroupKeys, KeyMode, KeyRows};
 use super::{Assigner, KeyWindows, Shared};
 use crate::error::{Error, Result};
 use crate::ids::Millis;
-use crate::operator::{
-    DeferredState, Input, KeyedState, Operator, OperatorCounters, Output, decode_keyed,
-};
+use crate::operator::{Input, KeyedState, Operator, OperatorCounters, Output, decode_keyed};
 
 /// One open window: its groups and their accumulators.
 #[derive(Debug)]
@@ -278,9 +276,11 @@ impl Operator for AlignedWindows {
         self.capture_state()?.encode()
     }
 
-    fn capture(&self) -> Result<DeferredState> {
+    fn capture(&self, _portable: bool) -> Result<super::super::Capture> {
         let captured = self.capture_state()?;
-        Ok(Box::new(move || captured.encode()))
+        Ok(super::super::Capture::Keyed(Box::new(move || {
+            captured.encode()
+        })))
     }
 
     fn counters(&self) -> OperatorCounters {

@@ -294,8 +294,8 @@ impl Operator for WindowOperator {
         self.layout().snapshot()
     }
 
-    fn capture(&self) -> Result<super::DeferredState> {
-        self.layout().capture()
+    fn capture(&self, portable: bool) -> Result<super::Capture> {
+        self.layout().capture(portable)
     }
 
     fn restore(&mut self, state: KeyedState) -> Result<()> {

@@ -243,7 +243,9 @@ fn a_capture_encodes_the_state_at_the_barrier_even_when_encoded_later() {
         for b in 0..6 {
             op.process(Input::ONLY, batch(b), &mut out).unwrap();
         }
-        let captured = op.capture().unwrap();
+        let crate::operator::Capture::Keyed(captured) = op.capture(false).unwrap() else {
+            panic!("window state is captured per key group");
+        };
         let at_barrier = op.snapshot().unwrap();
         for b in 6..12 {
             op.process(Input::ONLY, batch(b), &mut out).unwrap();

@@ -1,0 +1,189 @@
+//! One operator's disk state in one subtask: its store, and what of it is already uploaded.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use weir_state::{Budget, KeyGroups, LocalCheckpoint, Source, Store};
+
+use super::files::{DiskSnapshot, SharedTable};
+use crate::error::Result;
+
+/// Where one operator of one subtask keeps its store.
+#[derive(Debug, Clone)]
+pub struct Place {
+    /// Its local directory.
+    pub dir: PathBuf,
+    /// The process's memory budget.
+    pub budget: Budget,
+    /// Key groups the subtask owns.
+    pub groups: KeyGroups,
+    /// Operator (state id).
+    pub operator: String,
+}
+
+/// The tables of a store already in storage, by file name. A store names its tables
+/// uniquely only within itself, and a restored store continues numbering from its
+/// checkpoint, which a newer failed attempt may have used too: so each store instance
+/// uploads under its own `uid`, and only the tables it inherited from the restored checkpoint
+/// (uploaded by an earlier instance) or uploaded itself are listed here.
+#[derive(Debug, Default)]
+pub struct Registry {
+    /// Names this instance's uploads: `shared/<uid>-<file>`.
+    pub uid: String,
+    /// Uploaded tables by file name.
+    pub uploaded: HashMap<String, SharedTable>,
+}
+
+/// A store's checkpoint taken on the task, for the uploader.
+#[derive(Debug)]
+pub struct DiskCapture {
+    /// Operator (state id).
+    pub operator: String,
+    /// Key groups it covers.
+    pub groups: KeyGroups,
+    /// The hard-linked files, removed once uploaded.
+    pub checkpoint: LocalCheckpoint,
+    /// What the store has uploaded before.
+    pub registry: Arc<Mutex<Registry>>,
+}
+
+/// A restored store's files on local disk, and where its tables came from.
+#[derive(Debug)]
+pub struct Fetched {
+    /// The downloaded directory and its key groups.
+    pub source: Source,
+    /// Its tables' objects.
+    pub tables: Vec<SharedTable>,
+    /// Whether those objects belong to the lineage now checkpointing (a checkpoint of
+    /// another lineage's objects could be deleted by that lineage's retention).
+    pub reusable: bool,
+}
+
+/// One operator's disk state in one subtask.
+#[derive(Debug)]
+pub struct DiskState {
+    store: Store,
+    place: Place,
+    registry: Arc<Mutex<Registry>>,
+    captures: AtomicU64,
+}
+
+fn uid() -> String {
+    let mut bytes = [0u8; 8];
+    // A clash only wastes an upload's uniqueness if it also meets the same file name in
+    // the same lineage; the time keeps that from mattering even without randomness.
+    let _ = getrandom::fill(&mut bytes);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or_default();
+    format!("{now:x}{}", hex::encode(bytes))
+}
+
+impl DiskState {
+    /// An empty store at `place`.
+    ///
+    /// # Errors
+    /// The store does not open.
+    pub fn create(place: Place, families: &[&str]) -> Result<Self> {
+        let store = Store::create(&place.dir.join("store"), families, &place.budget)?;
+        Ok(Self::new(store, place, HashMap::new()))
+    }
+
+    /// A store at `place` from the downloaded checkpoints `fetched`.
+    ///
+    /// # Errors
+    /// A checkpoint does not open or copy.
+    pub fn restore(place: Place, families: &[&str], fetched: Vec<Fetched>) -> Result<Self> {
+        let sources = fetched.iter().map(|f| f.source.clone()).collect();
+        let (store, base) = Store::restore(
+            &place.dir.join("store"),
+            families,
+            &place.budget,
+            place.groups,
+            sources,
+        )?;
+        let inherited = base
+            .and_then(|i| fetched.into_iter().nth(i))
+            .filter(|f| f.reusable)
+            .map(|f| f.tables.into_iter().map(|t| (t.name.clone(), t)).collect())
+            .unwrap_or_default();
+        Ok(Self::new(store, place, inherited))
+    }
+
+    fn new(store: Store, place: Place, uploaded: HashMap<String, SharedTable>) -> Self {
+        Self {
+            store,
+            place,
+            registry: Arc::new(Mutex::new(Registry {
+                uid: uid(),
+                uploaded,
+            })),
+            captures: AtomicU64::new(0),
+        }
+    }
+
+    /// The store.
+    #[must_use]
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Where it lives.
+    #[must_use]
+    pub fn place(&self) -> &Place {
+        &self.place
+    }
+
+    /// Key groups this subtask owns.
+    #[must_use]
+    pub fn groups(&self) -> KeyGroups {
+        self.place.groups
+    }
+
+    /// A checkpoint of the store for the uploader: hard links, taken on the task.
+    ///
+    /// # Errors
+    /// The store cannot flush or link its files.
+    pub fn capture(&self) -> Result<DiskCapture> {
+        let n = self.captures.fetch_add(1, Ordering::Relaxed);
+        let checkpoint = self.store.checkpoint(&format!("capture-{n}"))?;
+        Ok(DiskCapture {
+            operator: self.place.operator.clone(),
+            groups: self.place.groups,
+            checkpoint,
+            registry: Arc::clone(&self.registry),
+        })
+    }
+
+    /// A read-only view of a fresh checkpoint of the store, for a savepoint's full copy
+    /// encoded off the task: the checkpoint (kept alive) and the store opened on it.
+    ///
+    /// # Errors
+    /// The checkpoint or its opening fails.
+    pub fn frozen(&self, families: &[&str]) -> Result<(LocalCheckpoint, Store)> {
+        let n = self.captures.fetch_add(1, Ordering::Relaxed);
+        let checkpoint = self.store.checkpoint(&format!("frozen-{n}"))?;
+        let store = Store::open_read_only(checkpoint.dir(), families, &self.place.budget)?;
+        Ok((checkpoint, store))
+    }
+}
+
+impl DiskCapture {
+    /// What a checkpoint records when the upload is done.
+    pub(super) fn snapshot(
+        &self,
+        tables: Vec<SharedTable>,
+        private: Vec<super::files::PrivateFile>,
+    ) -> DiskSnapshot {
+        DiskSnapshot {
+            operator: self.operator.clone(),
+            first_group: self.groups.first,
+            last_group: self.groups.last,
+            tables,
+            private,
+        }
+    }
+}

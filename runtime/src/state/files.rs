@@ -1,0 +1,62 @@
+//! What a checkpoint records of one operator's store in one subtask (in that subtask's state
+//! file): the table files by the shared object each was uploaded to, and the store's few
+//! small files (manifest, options, `CURRENT`) inline, since they change every time.
+
+use serde::{Deserialize, Serialize};
+
+/// One store's checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiskSnapshot {
+    /// Operator (state id).
+    pub operator: String,
+    /// First key group the subtask owned.
+    pub first_group: u32,
+    /// Last key group the subtask owned.
+    pub last_group: u32,
+    /// Table files, each an object under the lineage's `shared/` directory.
+    pub tables: Vec<SharedTable>,
+    /// The other files, with their bytes.
+    pub private: Vec<PrivateFile>,
+}
+
+/// A table file and where it was uploaded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SharedTable {
+    /// File name in the store (`000123.sst`).
+    pub name: String,
+    /// Storage key of its upload.
+    pub object: String,
+    /// Bytes.
+    pub size: u64,
+    /// CRC32 of its bytes, checked when it is downloaded.
+    pub crc32: u32,
+}
+
+/// A small file kept in the state file itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrivateFile {
+    /// File name in the store.
+    pub name: String,
+    /// Its bytes.
+    #[serde(with = "serde_bytes")]
+    pub bytes: Vec<u8>,
+}
+
+impl DiskSnapshot {
+    /// The key groups it covers.
+    #[must_use]
+    pub fn groups(&self) -> weir_state::KeyGroups {
+        weir_state::KeyGroups::new(self.first_group..=self.last_group)
+    }
+
+    /// Bytes of the store it describes (tables and small files).
+    #[must_use]
+    pub fn bytes(&self) -> u64 {
+        self.tables.iter().map(|t| t.size).sum::<u64>()
+            + self
+                .private
+                .iter()
+                .map(|p| p.bytes.len() as u64)
+                .sum::<u64>()
+    }
+}

@@ -1,0 +1,152 @@
+//! A store's checkpoint to storage: each table file once, the small files inline.
+
+use bytes::Bytes;
+
+use super::disk::DiskCapture;
+use super::files::{DiskSnapshot, PrivateFile, SharedTable};
+use crate::error::{Error, Result};
+use crate::storage::Storage;
+
+/// Bytes a checkpoint of a store uploaded and referred to, for its metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Uploaded {
+    /// Bytes uploaded by this checkpoint.
+    pub new_bytes: u64,
+    /// Bytes of the whole store it describes.
+    pub total_bytes: u64,
+}
+
+/// Upload what `capture` holds that storage lacks, into `shared_dir` (a prefix ending in
+/// `/`), and describe the checkpoint. A table the store uploaded before (or inherited from
+/// the checkpoint it was restored from, in this lineage) is referred to, not sent again; it
+/// is recorded as uploaded only once its upload succeeded.
+///
+/// # Errors
+/// A file cannot be read or stored, naming it.
+pub async fn upload(
+    storage: &Storage,
+    shared_dir: &str,
+    capture: DiskCapture,
+    checkpoint: crate::ids::CheckpointId,
+) -> Result<(DiskSnapshot, Uploaded)> {
+    let mut tables = Vec::new();
+    let mut private = Vec::new();
+    let mut sent = Uploaded::default();
+    for file in capture.checkpoint.files() {
+        let read = || async {
+            tokio::fs::read(&file.path).await.map_err(|e| {
+                Error::internal(format!(
+                    "state of {}: reading {}: {e}",
+                    capture.operator,
+                    file.path.display()
+                ))
+            })
+        };
+        sent.total_bytes += file.size;
+        if !file.is_table() {
+            private.push(PrivateFile {
+                name: file.name.clone(),
+                bytes: read().await?,
+            });
+            continue;
+        }
+        let (known, uid) = {
+            let reg = capture
+                .registry
+                .lock()
+                .map_err(|_| Error::internal("state upload registry poisoned"))?;
+            (reg.uploaded.get(&file.name).cloned(), reg.uid.clone())
+        };
+        if let Some(t) = known {
+            tables.push(t);
+            continue;
+        }
+        let bytes = read().await?;
+        let table = SharedTable {
+            name: file.name.clone(),
+            object: format!("{shared_dir}{uid}-{}", file.name),
+            size: bytes.len() as u64,
+            crc32: crc32fast::hash(&bytes),
+        };
+        crate::fault::point("during-state-upload", checkpoint);
+        storage.put(&table.object, Bytes::from(bytes)).await?;
+        sent.new_bytes += table.size;
+        capture
+            .registry
+            .lock()
+            .map_err(|_| Error::internal("state upload registry poisoned"))?
+            .uploaded
+            .insert(table.name.clone(), table.clone());
+        tables.push(table);
+    }
+    Ok((capture.snapshot(tables, private), sent))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
+    use super::*;
+    use crate::ids::CheckpointId;
+    use crate::state::disk::{DiskState, Place};
+
+    #[tokio::test]
+    async fn a_checkpoint_uploads_only_the_tables_storage_lacks() {
+        let tmp = tempfile::tempdir().unwrap();
+        let storage = Storage::open(
+            &format!("file://{}", tmp.path().join("chk").display()),
+            &weir_crds::S3Spec::default(),
+        )
+        .await
+        .unwrap();
+        let place = Place {
+            dir: tmp.path().join("state"),
+            budget: weir_state::Budget::new(16 << 20),
+            groups: weir_state::KeyGroups::new(0..=7),
+            operator: "dedup-0".into(),
+        };
+        let state = DiskState::create(place, &["f"]).unwrap();
+        let write = |range: std::ops::Range<u32>| {
+            let mut b = weir_state::Batch::default();
+            for i in range {
+                b.put(0, i % 8, format!("key-{i:08}").as_bytes(), &[7; 64]);
+            }
+            state.store().write(b).unwrap();
+        };
+        write(0..20_000);
+        let (first, sent1) = upload(
+            &storage,
+            "lineage/shared/",
+            state.capture().unwrap(),
+            CheckpointId(1),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            sent1.new_bytes,
+            first.tables.iter().map(|t| t.size).sum::<u64>()
+        );
+        write(20_000..20_010);
+        let (second, sent2) = upload(
+            &storage,
+            "lineage/shared/",
+            state.capture().unwrap(),
+            CheckpointId(2),
+        )
+        .await
+        .unwrap();
+        assert!(
+            sent2.new_bytes * 20 < sent1.new_bytes,
+            "the second checkpoint uploaded {} bytes after the first's {}",
+            sent2.new_bytes,
+            sent1.new_bytes
+        );
+        assert!(sent2.total_bytes > sent1.total_bytes);
+        for t in &first.tables {
+            assert!(second.tables.contains(t), "table {} not shared", t.name);
+            let stored = storage.get(&t.object).await.unwrap().expect("uploaded");
+            assert_eq!(crc32fast::hash(&stored), t.crc32);
+        }
+        assert!(second.tables.len() > first.tables.len());
+        assert!(second.private.iter().any(|p| p.name == "CURRENT"));
+    }
+}

@@ -1,0 +1,339 @@
+//! State on disk (`stateBackend: {type: disk}`): a dedup job killed with `kill -9` at random
+//! moments and restarted at other parallelisms (2 -> 3 -> 1) emits every distinct id exactly
+//! once, against an oracle computed from the generator's definition; its checkpoints upload
+//! table files once and share them; retention deletes exactly the tables no kept checkpoint
+//! refers to, and every kept checkpoint still restores.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::time::Duration;
+
+use common::{SEED, START, fresh_bucket, s3_endpoint, spawn_runtime, wait_exit_within};
+use weir_runtime::checkpoint::layout::Layout;
+use weir_runtime::checkpoint::restore;
+use weir_runtime::storage::Storage;
+
+const COUNT: u64 = 60_000;
+const USERS: u64 = 40_000;
+
+fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// The distinct users the generator emits: its definition of field 1 of record `i`
+/// (SplitMix64 of seed and index), written here without the engine.
+fn oracle() -> BTreeSet<String> {
+    (0..COUNT)
+        .map(|i| format!("u-{}", mix(SEED ^ mix(1 << 48 ^ i)) % USERS))
+        .collect()
+}
+
+fn job_yaml(
+    name: &str,
+    parallelism: u32,
+    storage: &str,
+    s3: &str,
+    out: &Path,
+    state: &Path,
+    rate: u64,
+) -> String {
+    format!(
+        "name: {name}
+parallelism: {parallelism}
+checkpoint:
+  interval: 200ms
+  timeout: 30s
+  storage: \"{storage}\"
+  retained: 2
+{s3}stateBackend:
+  type: disk
+  dir: \"{state}\"
+  memory: 32Mi
+source:
+  datagen:
+    seed: {SEED}
+    count: {COUNT}
+    rate: {rate}
+    splits: 4
+    batchSize: 500
+    fields:
+      seq: {{sequence: {{}}}}
+      user: {{key: {{cardinality: {USERS}, prefix: u-}}}}
+      ts: {{eventTime: {{start: \"{START}\", step: 1ms, disorder: 100ms}}}}
+  schema:
+    - {{name: seq, type: int64}}
+    - {{name: user, type: string}}
+    - {{name: ts, type: timestamp}}
+  eventTime: {{field: ts, maxOutOfOrderness: 200ms}}
+transforms:
+  - dedup: {{keyBy: [user], ttl: 1h}}
+sinks:
+  - file: {{path: \"{out}\"}}
+",
+        state = state.display(),
+        out = out.display(),
+    )
+}
+
+/// Users in the committed output, with how often each appears.
+fn output(dir: &Path) -> BTreeMap<String, u32> {
+    let mut seen = BTreeMap::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if e.path().extension().is_none_or(|x| x != "jsonl") {
+            continue;
+        }
+        for line in std::fs::read_to_string(e.path()).unwrap().lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            *seen
+                .entry(v["user"].as_str().unwrap().to_string())
+                .or_insert(0) += 1;
+        }
+    }
+    seen
+}
+
+/// Every kept checkpoint of the job's one lineage, with the shared tables it refers to.
+async fn kept(storage: &Storage) -> (String, BTreeMap<u64, BTreeSet<String>>) {
+    let all = storage.list("").await.unwrap();
+    let shared_dir = all
+        .iter()
+        .find_map(|k| {
+            k.find("/shared/")
+                .map(|i| k[..i + "/shared/".len()].to_string())
+        })
+        .expect("no table was ever uploaded to a shared/ directory");
+    let mut out = BTreeMap::new();
+    for k in all
+        .iter()
+        .filter(|k| k.ends_with("/_metadata") && k.contains("/chk-"))
+    {
+        let dir = &k[..k.len() - "_metadata".len()];
+        let (id, _) = Layout::parse_checkpoint(k).unwrap();
+        let r = restore::load(storage, dir).await.unwrap();
+        let tables: BTreeSet<String> = r
+            .metadata
+            .state_files
+            .iter()
+            .flat_map(|f| f.shared.iter().cloned())
+            .collect();
+        // What `_metadata` lists is what the state files refer to.
+        let in_state: BTreeSet<String> = r
+            .tasks
+            .iter()
+            .flat_map(|(_, s)| s.disk.iter())
+            .flat_map(|d| d.tables.iter().map(|t| t.object.clone()))
+            .collect();
+        assert_eq!(tables, in_state, "checkpoint {}", id.0);
+        out.insert(id.0, tables);
+    }
+    (shared_dir, out)
+}
+
+#[test]
+fn dedup_on_disk_survives_kills_and_rescales_and_shares_its_tables() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    // The real S3 server when the stack runs (CI); local files otherwise.
+    let (storage_uri, s3) = match s3_endpoint("disk_state") {
+        Some(ep) => (
+            format!("s3://{}/chk", rt.block_on(fresh_bucket(&ep, "disk-state"))),
+            format!("  s3: {{endpoint: \"{ep}\", region: us-east-1, pathStyle: true}}\n"),
+        ),
+        None => (
+            format!("file://{}", tmp.path().join("chk").display()),
+            String::new(),
+        ),
+    };
+    let out = tmp.path().join("out");
+    let state = tmp.path().join("state");
+    let log = tmp.path().join("runtime.log");
+    let file = tmp.path().join("dedup.yaml");
+    let mut rng = common::fault_seed();
+    let mut kills = 0;
+    for (run, parallelism) in [2u32, 2, 3, 3, 1, 1, 2, 2].into_iter().enumerate() {
+        std::fs::write(
+            &file,
+            job_yaml(
+                "dedup",
+                parallelism,
+                &storage_uri,
+                &s3,
+                &out,
+                &state,
+                20_000,
+            ),
+        )
+        .unwrap();
+        let mut child = spawn_runtime(&file, &[], &[], &log);
+        std::thread::sleep(Duration::from_millis(
+            400 + common::xorshift(&mut rng) % 700,
+        ));
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap(); // SIGKILL
+            assert_eq!(child.wait().unwrap().signal(), Some(9), "run {run}");
+            kills += 1;
+        }
+    }
+    assert!(kills >= 6, "only {kills} kills landed while the job ran");
+    std::fs::write(
+        &file,
+        job_yaml("dedup", 2, &storage_uri, &s3, &out, &state, 1_000_000),
+    )
+    .unwrap();
+    let mut child = spawn_runtime(&file, &[], &[], &log);
+    let status = wait_exit_within(&mut child, Duration::from_secs(180));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "final run failed ({status:?}):\n{}",
+        common::log_tail(&log)
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.matches("restoring").count() >= 5,
+        "expected a restore after most kills:\n{}",
+        common::log_tail(&log)
+    );
+
+    let got = output(&out);
+    let twice: Vec<_> = got.iter().filter(|(_, n)| **n > 1).take(5).collect();
+    assert!(twice.is_empty(), "users emitted more than once: {twice:?}");
+    let want = oracle();
+    let got: BTreeSet<String> = got.into_keys().collect();
+    let missing: Vec<_> = want.difference(&got).take(5).collect();
+    let extra: Vec<_> = got.difference(&want).take(5).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "after {kills} kills: {} users expected, {} emitted; missing {missing:?}, unexpected {extra:?}",
+        want.len(),
+        got.len()
+    );
+
+    // The kept checkpoints' tables are all there and each still restores.
+    let storage = rt
+        .block_on(Storage::open(
+            &storage_uri,
+            &weir_crds::S3Spec {
+                endpoint: std::env::var("WEIR_S3_ENDPOINT").ok(),
+                region: Some("us-east-1".into()),
+                path_style: Some(true),
+                ca_pem_env: None,
+            },
+        ))
+        .unwrap();
+    let (shared_dir, checkpoints) = rt.block_on(kept(&storage));
+    assert_eq!(checkpoints.len(), 2, "retained: 2");
+    let stored: BTreeSet<String> = rt
+        .block_on(storage.list(&shared_dir))
+        .unwrap()
+        .into_iter()
+        .collect();
+    for (id, tables) in &checkpoints {
+        assert!(!tables.is_empty(), "checkpoint {id} refers to no table");
+        let lost: Vec<_> = tables.difference(&stored).collect();
+        assert!(
+            lost.is_empty(),
+            "checkpoint {id} refers to deleted tables {lost:?}"
+        );
+    }
+    for dir in checkpoints.keys() {
+        restores(&rt, &storage, *dir, &shared_dir, tmp.path());
+    }
+}
+
+/// Download checkpoint `id`'s stores as a restore does and open them: every user kept has its
+/// expiry entry. (The job's last checkpoints are empty: the end of input takes the watermark
+/// to the end of time, which expires every user.)
+fn restores(
+    rt: &tokio::runtime::Runtime,
+    storage: &Storage,
+    id: u64,
+    shared_dir: &str,
+    tmp: &Path,
+) {
+    let lineage = &shared_dir[..shared_dir.len() - "shared/".len()];
+    let dir = format!("{lineage}chk-{id}/");
+    let r = rt.block_on(restore::load(storage, &dir)).unwrap();
+    let snaps: Vec<_> = r.tasks.iter().flat_map(|(_, s)| s.disk.iter()).collect();
+    assert!(!snaps.is_empty(), "checkpoint {id} holds no disk state");
+    let into = tmp.join(format!("verify-{id}"));
+    let fetched = rt
+        .block_on(weir_runtime::state::fetch::fetch(
+            storage, &snaps, &into, shared_dir,
+        ))
+        .unwrap();
+    let budget = weir_state::Budget::new(16 << 20);
+    for (i, f) in fetched.into_iter().enumerate() {
+        let (store, _) = weir_state::Store::restore(
+            &into.join(format!("store-{i}")),
+            &["seen", "expiry"],
+            &budget,
+            f.source.groups,
+            vec![f.source],
+        )
+        .unwrap();
+        let all = weir_state::KeyGroups::new(0..=127);
+        let users = store.scan(0, all).unwrap().count();
+        let expiries = store.scan(1, all).unwrap().count();
+        assert_eq!(users, expiries, "checkpoint {id}, store {i}");
+    }
+}
+
+#[test]
+fn retention_deletes_exactly_the_tables_no_kept_checkpoint_refers_to() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let storage_uri = format!("file://{}", tmp.path().join("chk").display());
+    let (out, state, log) = (
+        tmp.path().join("out"),
+        tmp.path().join("state"),
+        tmp.path().join("log"),
+    );
+    let file = tmp.path().join("gc.yaml");
+    // About 15 checkpoints, each flushing new tables; RocksDB's compactions replace them.
+    std::fs::write(
+        &file,
+        job_yaml("gc", 1, &storage_uri, "", &out, &state, 20_000),
+    )
+    .unwrap();
+    let mut child = spawn_runtime(&file, &[], &[], &log);
+    let status = wait_exit_within(&mut child, Duration::from_secs(120));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "run failed ({status:?}):\n{}",
+        common::log_tail(&log)
+    );
+    assert_eq!(output(&out).len(), oracle().len());
+    let storage = rt
+        .block_on(Storage::open(&storage_uri, &weir_crds::S3Spec::default()))
+        .unwrap();
+    let (shared_dir, checkpoints) = rt.block_on(kept(&storage));
+    let referenced: BTreeSet<String> = checkpoints.values().flatten().cloned().collect();
+    let stored: BTreeSet<String> = rt
+        .block_on(storage.list(&shared_dir))
+        .unwrap()
+        .into_iter()
+        .collect();
+    assert_eq!(
+        stored,
+        referenced,
+        "shared tables left: {} stored, {} referenced by the {} kept checkpoints",
+        stored.len(),
+        referenced.len(),
+        checkpoints.len()
+    );
+    let completed = std::fs::read_to_string(&log)
+        .unwrap()
+        .matches("checkpoint completed")
+        .count();
+    assert!(completed >= 8, "only {completed} checkpoints completed");
+    for id in checkpoints.keys() {
+        restores(&rt, &storage, *id, &shared_dir, tmp.path());
+    }
+}

@@ -1,0 +1,345 @@
+//! One operator's keyed state in one subtask.
+
+use std::path::{Path, PathBuf};
+
+use rocksdb::{
+    BlockBasedOptions, ColumnFamilyDescriptor, DB, DBCompressionType, Direction, IteratorMode,
+    Options, ReadOptions, WriteBatch, WriteOptions,
+};
+
+use crate::budget::Budget;
+use crate::checkpoint::LocalCheckpoint;
+use crate::error::{Error, Result, io};
+use crate::keys::{self, KeyGroups};
+
+/// The directory under a store's root that holds the live database; checkpoints are its
+/// siblings, so that they can be hard links (same filesystem).
+const DB_DIR: &str = "db";
+
+/// A store: one RocksDB database with a column family per kind of state the operator keeps.
+pub struct Store {
+    db: DB,
+    root: PathBuf,
+    families: Vec<String>,
+    write: WriteOptions,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("root", &self.root)
+            .field("families", &self.families)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A stored entry: key group, key, value.
+pub type Entry = (u32, Vec<u8>, Vec<u8>);
+
+/// Writes applied together ([`Store::write`]).
+#[derive(Default)]
+pub struct Batch {
+    batch: WriteBatch,
+    ops: Vec<Op>,
+}
+
+enum Op {
+    Put(usize, Vec<u8>, Vec<u8>),
+    Delete(usize, Vec<u8>),
+}
+
+impl Batch {
+    /// Store `value` under `key` of key group `kg` in family `family` (its index in the
+    /// families the store was opened with).
+    pub fn put(&mut self, family: usize, kg: u32, key: &[u8], value: &[u8]) {
+        self.ops
+            .push(Op::Put(family, keys::stored(kg, key), value.to_vec()));
+    }
+
+    /// Remove `key` of key group `kg` from family `family`.
+    pub fn delete(&mut self, family: usize, kg: u32, key: &[u8]) {
+        self.ops.push(Op::Delete(family, keys::stored(kg, key)));
+    }
+
+    /// No writes yet.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+}
+
+pub(crate) fn options(budget: &Budget) -> Options {
+    let mut table = BlockBasedOptions::default();
+    table.set_block_cache(&budget.cache);
+    // Index and filter blocks count against the budget too, kept in the cache's high-priority
+    // pool so that data blocks are evicted first.
+    table.set_cache_index_and_filter_blocks(true);
+    table.set_cache_index_and_filter_blocks_with_high_priority(true);
+    table.set_pin_l0_filter_and_index_blocks_in_cache(true);
+    table.set_bloom_filter(10.0, false);
+    let mut opts = Options::default();
+    opts.create_if_missing(true);
+    opts.create_missing_column_families(true);
+    opts.set_block_based_table_factory(&table);
+    opts.set_write_buffer_manager(&budget.buffers);
+    opts.set_write_buffer_size(budget.write_buffer());
+    opts.set_max_write_buffer_number(3);
+    opts.set_compression_type(DBCompressionType::Lz4);
+    opts.set_bottommost_compression_type(DBCompressionType::Zstd);
+    opts.set_level_compaction_dynamic_level_bytes(true);
+    opts.set_max_background_jobs(2);
+    // Table files are few and large; an unbounded number open keeps their index blocks
+    // charged to the cache, not to untracked memory.
+    opts.set_max_open_files(-1);
+    opts
+}
+
+impl Store {
+    /// An empty store under `root` with column families `families` (an existing directory
+    /// there is removed: state comes from checkpoints, never from a previous run's files).
+    ///
+    /// # Errors
+    /// The directory cannot be prepared, or RocksDB does not open.
+    pub fn create(root: &Path, families: &[&str], budget: &Budget) -> Result<Self> {
+        reset_dir(root)?;
+        Self::open(root, families, budget)
+    }
+
+    pub(crate) fn open(root: &Path, families: &[&str], budget: &Budget) -> Result<Self> {
+        let opts = options(budget);
+        let dir = root.join(DB_DIR);
+        let descriptors = families
+            .iter()
+            .map(|f| ColumnFamilyDescriptor::new(*f, options(budget)));
+        let db = DB::open_cf_descriptors(&opts, &dir, descriptors).map_err(|source| Error::Db {
+            dir: dir.clone(),
+            op: "open",
+            source,
+        })?;
+        let mut write = WriteOptions::default();
+        write.disable_wal(true);
+        Ok(Self {
+            db,
+            root: root.to_path_buf(),
+            families: families.iter().map(|f| (*f).to_string()).collect(),
+            write,
+        })
+    }
+
+    /// A store's checkpoint opened read-only at `dir` (to read a consistent copy of the
+    /// state while the live store goes on).
+    ///
+    /// # Errors
+    /// RocksDB does not open it.
+    pub fn open_read_only(dir: &Path, families: &[&str], budget: &Budget) -> Result<Self> {
+        let opts = options(budget);
+        let db = DB::open_cf_for_read_only(&opts, dir, families.iter().copied(), false).map_err(
+            |source| Error::Db {
+                dir: dir.to_path_buf(),
+                op: "open read-only",
+                source,
+            },
+        )?;
+        Ok(Self {
+            db,
+            root: dir.to_path_buf(),
+            families: families.iter().map(|f| (*f).to_string()).collect(),
+            write: WriteOptions::default(),
+        })
+    }
+
+    pub(crate) fn db_dir(root: &Path) -> PathBuf {
+        root.join(DB_DIR)
+    }
+
+    fn err(&self, op: &'static str) -> impl FnOnce(rocksdb::Error) -> Error + '_ {
+        move |source| Error::Db {
+            dir: self.root.clone(),
+            op,
+            source,
+        }
+    }
+
+    fn family(&self, family: usize) -> Result<&rocksdb::ColumnFamily> {
+        self.families
+            .get(family)
+            .and_then(|name| self.db.cf_handle(name))
+            .ok_or_else(|| Error::Invalid {
+                dir: self.root.clone(),
+                message: format!("no column family {family}"),
+            })
+    }
+
+    /// The value of `key` in key group `kg` of `family`.
+    ///
+    /// # Errors
+    /// RocksDB read errors.
+    pub fn get(&self, family: usize, kg: u32, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let cf = self.family(family)?;
+        self.db
+            .get_pinned_cf(cf, keys::stored(kg, key))
+            .map(|v| v.map(|v| v.to_vec()))
+            .map_err(self.err("read"))
+    }
+
+    /// Apply `batch`.
+    ///
+    /// # Errors
+    /// RocksDB write errors.
+    pub fn write(&self, batch: Batch) -> Result<()> {
+        let Batch { mut batch, ops } = batch;
+        for op in ops {
+            match op {
+                Op::Put(f, k, v) => batch.put_cf(self.family(f)?, k, v),
+                Op::Delete(f, k) => batch.delete_cf(self.family(f)?, k),
+            }
+        }
+        self.db
+            .write_opt(batch, &self.write)
+            .map_err(self.err("write"))
+    }
+
+    /// Every entry of `family` in key groups `groups`, in key order: `(key group, key, value)`.
+    ///
+    /// # Errors
+    /// The family is unknown; RocksDB's read errors come with each item.
+    pub fn scan(
+        &self,
+        family: usize,
+        groups: KeyGroups,
+    ) -> Result<impl Iterator<Item = Result<Entry>> + '_> {
+        let cf = self.family(family)?;
+        Ok(scan(&self.db, cf, groups).map(|r| r.map_err(self.err("scan"))))
+    }
+
+    /// Entries of `family` in key group `kg` from `from` on, in key order.
+    ///
+    /// # Errors
+    /// The family is unknown; RocksDB's read errors come with each item.
+    pub fn scan_from(
+        &self,
+        family: usize,
+        kg: u32,
+        from: &[u8],
+    ) -> Result<impl Iterator<Item = Result<(Vec<u8>, Vec<u8>)>> + '_> {
+        let cf = self.family(family)?;
+        let mut read = ReadOptions::default();
+        read.set_iterate_upper_bound(keys::stored(kg.saturating_add(1), &[]));
+        let start = keys::stored(kg, from);
+        let it = self
+            .db
+            .iterator_cf_opt(cf, read, IteratorMode::From(&start, Direction::Forward));
+        Ok(it.map(move |r| {
+            r.map_err(self.err("scan")).and_then(|(k, v)| {
+                let (_, key) = keys::split(&k).ok_or_else(|| self.short_key())?;
+                Ok((key.to_vec(), v.to_vec()))
+            })
+        }))
+    }
+
+    fn short_key(&self) -> Error {
+        Error::Invalid {
+            dir: self.root.clone(),
+            message: "a stored key without its key group".into(),
+        }
+    }
+
+    /// Write this store's state to a directory beside it, as hard links to its files after
+    /// flushing the write buffers, so the checkpoint holds every write so far. Cheap: no table
+    /// is copied.
+    ///
+    /// # Errors
+    /// The flush or the links fail.
+    pub fn checkpoint(&self, name: &str) -> Result<LocalCheckpoint> {
+        let dir = self.root.join(name);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).map_err(io(&dir, "remove an old checkpoint"))?;
+        }
+        let cp = rocksdb::checkpoint::Checkpoint::new(&self.db).map_err(self.err("checkpoint"))?;
+        cp.create_checkpoint(&dir).map_err(self.err("checkpoint"))?;
+        LocalCheckpoint::read(dir)
+    }
+
+    /// Bytes of table files on disk (live and awaiting deletion).
+    #[must_use]
+    pub fn disk_bytes(&self) -> u64 {
+        self.sum_property(c"rocksdb.total-sst-files-size")
+    }
+
+    /// Bytes the write buffers of this store hold.
+    #[must_use]
+    pub fn memory_bytes(&self) -> u64 {
+        self.sum_property(c"rocksdb.cur-size-all-mem-tables")
+    }
+
+    fn sum_property(&self, name: &std::ffi::CStr) -> u64 {
+        self.families
+            .iter()
+            .filter_map(|f| self.db.cf_handle(f))
+            .filter_map(|cf| self.db.property_int_value_cf(cf, name).ok().flatten())
+            .sum()
+    }
+
+    /// Remove every key outside `groups` (after a restore from a wider range).
+    pub(crate) fn clip(&self, groups: KeyGroups) -> Result<()> {
+        for f in 0..self.families.len() {
+            let cf = self.family(f)?;
+            let lower = groups.lower();
+            if groups.first > 0 {
+                self.db
+                    .delete_range_cf_opt(cf, [0u8; keys::PREFIX], lower, &self.write)
+                    .map_err(self.err("clip"))?;
+            }
+            if let Some(upper) = groups.upper() {
+                self.db
+                    .delete_range_cf_opt(
+                        cf,
+                        upper.to_vec(),
+                        vec![0xFF; keys::PREFIX + 1],
+                        &self.write,
+                    )
+                    .map_err(self.err("clip"))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The store's root directory.
+    #[must_use]
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub(crate) fn raw(&self) -> &DB {
+        &self.db
+    }
+
+    pub(crate) fn write_options(&self) -> &WriteOptions {
+        &self.write
+    }
+}
+
+/// Entries of `cf` in `groups`, split into key group and key.
+pub(crate) fn scan<'a>(
+    db: &'a DB,
+    cf: &rocksdb::ColumnFamily,
+    groups: KeyGroups,
+) -> impl Iterator<Item = std::result::Result<Entry, rocksdb::Error>> + 'a {
+    let mut read = ReadOptions::default();
+    if let Some(upper) = groups.upper() {
+        read.set_iterate_upper_bound(upper.to_vec());
+    }
+    let lower = groups.lower();
+    let it = db.iterator_cf_opt(cf, read, IteratorMode::From(&lower, Direction::Forward));
+    it.filter_map(|r| match r {
+        Err(e) => Some(Err(e)),
+        Ok((k, v)) => keys::split(&k).map(|(kg, key)| Ok((kg, key.to_vec(), v.to_vec()))),
+    })
+}
+
+pub(crate) fn reset_dir(root: &Path) -> Result<()> {
+    if root.exists() {
+        std::fs::remove_dir_all(root).map_err(io(root, "remove old state"))?;
+    }
+    std::fs::create_dir_all(root).map_err(io(root, "create"))
+}

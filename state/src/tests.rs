@@ -1,0 +1,172 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
+
+use std::collections::BTreeMap;
+
+use crate::{Batch, Budget, KeyGroups, Source, Store};
+
+const FAMILIES: &[&str] = &["values", "index"];
+
+fn fill(store: &Store, groups: std::ops::RangeInclusive<u32>, per_group: u32, tag: &str) {
+    let mut batch = Batch::default();
+    for kg in groups {
+        for i in 0..per_group {
+            let key = format!("k{i:05}");
+            batch.put(0, kg, key.as_bytes(), format!("{tag}-{kg}-{i}").as_bytes());
+            batch.put(1, kg, format!("i{i:05}").as_bytes(), b"");
+        }
+    }
+    store.write(batch).unwrap();
+}
+
+fn contents(store: &Store, groups: KeyGroups) -> BTreeMap<(u32, Vec<u8>), Vec<u8>> {
+    store
+        .scan(0, groups)
+        .unwrap()
+        .map(|r| {
+            let (kg, k, v) = r.unwrap();
+            ((kg, k), v)
+        })
+        .collect()
+}
+
+/// Copies a local checkpoint's files to `to`, as a download would.
+fn download(cp: &crate::LocalCheckpoint, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for f in cp.files() {
+        std::fs::copy(&f.path, to.join(&f.name)).unwrap();
+    }
+}
+
+#[test]
+fn reads_what_it_wrote_and_deletes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::create(tmp.path(), FAMILIES, &Budget::new(16 << 20)).unwrap();
+    fill(&store, 0..=3, 10, "a");
+    assert_eq!(store.get(0, 2, b"k00007").unwrap().unwrap(), b"a-2-7");
+    assert_eq!(store.get(0, 9, b"k00007").unwrap(), None);
+    let mut batch = Batch::default();
+    batch.delete(0, 2, b"k00007");
+    store.write(batch).unwrap();
+    assert_eq!(store.get(0, 2, b"k00007").unwrap(), None);
+    let from: Vec<_> = store
+        .scan_from(1, 3, b"i00008")
+        .unwrap()
+        .map(|r| r.unwrap().0)
+        .collect();
+    assert_eq!(from, vec![b"i00008".to_vec(), b"i00009".to_vec()]);
+}
+
+#[test]
+fn a_later_checkpoint_keeps_the_table_files_nothing_changed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::create(tmp.path(), FAMILIES, &Budget::new(16 << 20)).unwrap();
+    fill(&store, 0..=7, 2_000, "a");
+    let first = store.checkpoint("chk-1").unwrap();
+    let tables = |cp: &crate::LocalCheckpoint| {
+        cp.files()
+            .iter()
+            .filter(|f| f.is_table())
+            .map(|f| (f.name.clone(), f.size))
+            .collect::<BTreeMap<_, _>>()
+    };
+    let before = tables(&first);
+    assert!(!before.is_empty(), "the checkpoint holds no table file");
+    let mut batch = Batch::default();
+    batch.put(0, 3, b"new", b"value");
+    store.write(batch).unwrap();
+    let second = store.checkpoint("chk-2").unwrap();
+    let after = tables(&second);
+    for (name, size) in &before {
+        assert_eq!(
+            after.get(name),
+            Some(size),
+            "table {name} changed or went away"
+        );
+    }
+    let new: u64 = after
+        .iter()
+        .filter(|(n, _)| !before.contains_key(*n))
+        .map(|(_, s)| s)
+        .sum();
+    let old: u64 = before.values().sum();
+    assert!(
+        new > 0 && new * 10 < old,
+        "new tables {new} bytes, against {old} already checkpointed"
+    );
+    let dir = second.dir().to_path_buf();
+    drop(second);
+    assert!(!dir.exists(), "a dropped checkpoint leaves its directory");
+}
+
+#[test]
+fn restores_another_parallelism_from_each_former_range() {
+    let tmp = tempfile::tempdir().unwrap();
+    let budget = Budget::new(16 << 20);
+    // Two former subtasks: key groups 0..=3 and 4..=7.
+    let a = Store::create(&tmp.path().join("a"), FAMILIES, &budget).unwrap();
+    fill(&a, 0..=3, 50, "a");
+    let b = Store::create(&tmp.path().join("b"), FAMILIES, &budget).unwrap();
+    fill(&b, 4..=7, 50, "b");
+    let expected: BTreeMap<_, _> = contents(&a, KeyGroups::new(0..=7))
+        .into_iter()
+        .chain(contents(&b, KeyGroups::new(0..=7)))
+        .collect();
+    let (ca, cb) = (
+        a.checkpoint("chk-1").unwrap(),
+        b.checkpoint("chk-1").unwrap(),
+    );
+
+    // One subtask now owns 2..=6: most of it from b, the rest from a.
+    let sources = |n: &str| {
+        let (da, db) = (tmp.path().join(n).join("a"), tmp.path().join(n).join("b"));
+        download(&ca, &da);
+        download(&cb, &db);
+        vec![
+            Source {
+                dir: da,
+                groups: KeyGroups::new(0..=3),
+            },
+            Source {
+                dir: db,
+                groups: KeyGroups::new(4..=7),
+            },
+        ]
+    };
+    let groups = KeyGroups::new(2..=6);
+    let (restored, base) = Store::restore(
+        &tmp.path().join("r"),
+        FAMILIES,
+        &budget,
+        groups,
+        sources("dl1"),
+    )
+    .unwrap();
+    assert_eq!(base, Some(1), "the source overlapping most is kept whole");
+    let want: BTreeMap<_, _> = expected
+        .iter()
+        .filter(|((kg, _), _)| (2..=6).contains(kg))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    assert_eq!(contents(&restored, KeyGroups::new(0..=7)), want);
+    let index: Vec<u32> = restored
+        .scan(1, KeyGroups::new(0..=7))
+        .unwrap()
+        .map(|r| r.unwrap().0)
+        .collect();
+    assert!(index.iter().all(|kg| (2..=6).contains(kg)), "{index:?}");
+    assert_eq!(index.len(), 5 * 50);
+
+    // And back to one subtask over everything, from the restored store's own checkpoint.
+    let cr = restored.checkpoint("chk-2").unwrap();
+    let d = tmp.path().join("dl2");
+    download(&cr, &d);
+    let (whole, _) = Store::restore(
+        &tmp.path().join("w"),
+        FAMILIES,
+        &budget,
+        KeyGroups::new(0..=7),
+        vec![Source { dir: d, groups }],
+    )
+    .unwrap();
+    assert_eq!(contents(&whole, KeyGroups::new(0..=7)), want);
+}
