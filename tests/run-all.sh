@@ -22,6 +22,16 @@ step "nisshi (the local Kafka broker): install in the background, log in $cache/
 tests/kafka.sh install >"$cache/nisshi-install.log" 2>&1 &
 nisshi_pid=$!
 
+# RocksDB's Rust bindings (the disk state backend, crate weir-state) are generated at build
+# time by bindgen, which loads libclang; gcc compiles RocksDB itself.
+step "libclang for bindgen (Debian's libclang-dev)"
+if ! compgen -G "/usr/lib/llvm-*/lib/libclang.so*" >/dev/null && ! compgen -G "/usr/lib/x86_64-linux-gnu/libclang*.so*" >/dev/null; then
+  if ! DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends libclang-dev; then
+    apt-get update
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends libclang-dev
+  fi
+fi
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 

@@ -220,6 +220,11 @@ const FIELD_ROWS: &[(&str, Edit, SpecChange)] = &[
         SpecChange::Ignore,
     ),
     (
+        "stateBackend",
+        |s| s.state_backend.kind = weir_crds::state_backend::StateBackendKind::Disk,
+        SpecChange::Upgrade,
+    ),
+    (
         "checkpoint.interval",
         |s| s.checkpoint.interval = "1m".parse().unwrap(),
         SpecChange::Restart,

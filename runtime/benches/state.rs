@@ -1,0 +1,171 @@
+//! The state backends side by side on a dedup of many distinct keys: throughput, peak memory,
+//! and what a checkpoint costs once 1% of the keys changed (bytes written to storage and
+//! time), the `memory` backend's full snapshot against the `disk` backend's incremental one.
+//!
+//! `cargo bench -p weir-runtime --bench state -- <memory|disk> <keys> [memory budget MiB]`
+//! Run each backend in its own process: peak RSS is the process's.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // benchmark: a panic is the report
+
+use std::time::Instant;
+
+use weir_runtime::operator::{Capture, Input, Operator, Output};
+use weir_runtime::source::datagen::Generator;
+use weir_runtime::state::disk::Place;
+use weir_runtime::storage::Storage;
+
+fn plan(keys: u64, seed: u64) -> weir_runtime::plan::Plan {
+    let yaml = format!(
+        "name: state
+source:
+  datagen:
+    seed: {seed}
+    fields:
+      id: {{uniform: {{min: 0, max: {max}}}}}
+      ts: {{eventTime: {{step: 1ms}}}}
+  schema:
+    - {{name: id, type: int64}}
+    - {{name: ts, type: timestamp}}
+  eventTime: {{field: ts}}
+transforms:
+  - dedup: {{keyBy: [id], ttl: 1000d}}
+sinks:
+  - blackhole: {{}}
+",
+        max = keys - 1
+    );
+    weir_runtime::plan_source("state.yaml", &yaml).unwrap()
+}
+
+fn peak_rss_mib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb / 1024)
+}
+
+fn feed(op: &mut dyn Operator, plan: &weir_runtime::plan::Plan, records: u64) -> (f64, u64) {
+    let spec = plan.job.pipeline.source.datagen.as_ref().unwrap();
+    let g = Generator::new(spec, plan.source_schema.clone()).unwrap();
+    let mut out = Output::default();
+    let mut kept = 0;
+    let t = Instant::now();
+    let mut done = 0;
+    while done < records {
+        let n = 8192.min(records - done);
+        let ids: Vec<u64> = (done..done + n).collect();
+        let b = g.batch(&ids).unwrap();
+        done += n;
+        op.process(Input::ONLY, b, &mut out).unwrap();
+        kept += out
+            .batches
+            .drain(..)
+            .map(|b| b.num_rows() as u64)
+            .sum::<u64>();
+    }
+    (t.elapsed().as_secs_f64(), kept)
+}
+
+/// Bytes and seconds of one checkpoint of `op` to `storage`.
+async fn checkpoint(op: &dyn Operator, storage: &Storage, n: u64) -> (u64, f64) {
+    let t = Instant::now();
+    match op.capture(false).unwrap() {
+        Capture::Keyed(encode) => {
+            let state = encode().unwrap();
+            let bytes: u64 = state.iter().map(|(_, b)| b.len() as u64).sum();
+            let blob: Vec<u8> = state.into_iter().flat_map(|(_, b)| b).collect();
+            storage
+                .put(&format!("full/chk-{n}"), bytes::Bytes::from(blob))
+                .await
+                .unwrap();
+            (bytes, t.elapsed().as_secs_f64())
+        }
+        Capture::Disk(c) => {
+            let (_, sent) = weir_runtime::state::upload::upload(
+                storage,
+                "shared/",
+                c,
+                weir_runtime::ids::CheckpointId(n),
+            )
+            .await
+            .unwrap();
+            (sent.new_bytes, t.elapsed().as_secs_f64())
+        }
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
+    let backend = args.first().map_or("disk", String::as_str).to_string();
+    let keys: u64 = args
+        .get(1)
+        .and_then(|k| k.parse().ok())
+        .unwrap_or(1_000_000);
+    let budget_mib: usize = args.get(2).and_then(|k| k.parse().ok()).unwrap_or(256);
+    let tmp = tempfile::tempdir_in(std::env::var("WEIR_BENCH_DIR").unwrap_or_else(|_| ".".into()))
+        .unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let storage = rt
+        .block_on(Storage::open(
+            &format!("file://{}", tmp.path().join("storage").display()),
+            &weir_crds::S3Spec::default(),
+        ))
+        .unwrap();
+    let p = plan(keys, 1);
+    let op_plan = &p.stages[1].ops[0].op;
+    let place = (backend == "disk").then(|| Place {
+        dir: tmp.path().join("state"),
+        budget: weir_state::Budget::new(budget_mib << 20),
+        groups: weir_state::KeyGroups::new(0..=127),
+        operator: "dedup-0".into(),
+    });
+    let mut op = op_plan.instantiate_in(128, place).unwrap();
+    // 1.25 records per key: about 71% of keys seen, a quarter of records duplicates.
+    let records = keys + keys / 4;
+    let (secs, kept) = feed(op.as_mut(), &p, records);
+    println!(
+        "{backend} {keys} keys: {records} records in {secs:.1} s = {:.2} M records/s ({kept} kept), peak RSS {} MiB",
+        records as f64 / secs / 1e6,
+        peak_rss_mib()
+    );
+    let (full, full_s) = rt.block_on(checkpoint(op.as_ref(), &storage, 1));
+    println!(
+        "{backend}: first checkpoint {:.1} MiB in {full_s:.2} s",
+        full as f64 / 1048576.0
+    );
+    // 1% of the keys change (new ids from another range).
+    let p2 = plan(keys / 100, 2);
+    let spec = p2.job.pipeline.source.datagen.as_ref().unwrap();
+    let g = Generator::new(spec, p2.source_schema.clone()).unwrap();
+    let mut out = Output::default();
+    let mut done = 0;
+    while done < keys / 100 {
+        let n = 8192.min(keys / 100 - done);
+        let idx: Vec<u64> = (done..done + n).collect();
+        let mut b = g.batch(&idx).unwrap();
+        // Shift the ids past the first range so that each is new.
+        let ids = b
+            .column(0)
+            .as_any()
+            .downcast_ref::<datafusion::arrow::array::Int64Array>()
+            .unwrap()
+            .iter()
+            .map(|v| v.map(|v| v + keys as i64))
+            .collect::<datafusion::arrow::array::Int64Array>();
+        let cols = vec![std::sync::Arc::new(ids) as _, b.column(1).clone()];
+        b = datafusion::arrow::array::RecordBatch::try_new(b.schema(), cols).unwrap();
+        done += n;
+        op.process(Input::ONLY, b, &mut out).unwrap();
+        out.batches.clear();
+    }
+    let (inc, inc_s) = rt.block_on(checkpoint(op.as_ref(), &storage, 2));
+    println!(
+        "{backend}: checkpoint after 1% changed: {:.1} MiB written in {inc_s:.2} s; peak RSS {} MiB",
+        inc as f64 / 1048576.0,
+        peak_rss_mib()
+    );
+}
