@@ -336,4 +336,28 @@ fn retention_deletes_exactly_the_tables_no_kept_checkpoint_refers_to() {
     for id in checkpoints.keys() {
         restores(&rt, &storage, *id, &shared_dir, tmp.path());
     }
+
+    // A table of the newest checkpoint gone: the next start refuses it by name, as any
+    // unreadable checkpoint, instead of restoring a store without it.
+    let (newest, tables) = checkpoints.iter().next_back().unwrap();
+    let gone = tables.iter().next().unwrap();
+    rt.block_on(storage.delete_prefix(gone)).unwrap();
+    let mut child = spawn_runtime(&file, &[], &[], &log);
+    let status = wait_exit_within(&mut child, Duration::from_secs(60));
+    assert!(
+        status.is_some_and(|s| !s.success()),
+        "a start without table {gone} succeeded"
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    let tail = &text[text
+        .rfind("cannot be read")
+        .unwrap_or(0)
+        .saturating_sub(200)..];
+    let name = gone.rsplit('/').next().unwrap();
+    assert!(
+        tail.contains(&format!("checkpoint, {newest}"))
+            && tail.contains(name)
+            && tail.contains("missing"),
+        "the refusal should name checkpoint {newest} and table {name}:\n{tail}"
+    );
 }

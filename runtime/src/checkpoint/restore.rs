@@ -133,11 +133,41 @@ pub async fn load(storage: &Storage, dir: &str) -> Result<Restored> {
     let mut metadata = metadata;
     attach_write_ahead(&mut metadata, &mut tasks)
         .map_err(|m| Error::Restore(format!("checkpoint {}: {m}", storage.uri(dir))))?;
+    check_shared_tables(storage, &tasks).await?;
     Ok(Restored {
         uri: storage.uri(dir),
         metadata,
         tasks,
     })
+}
+
+/// Every table file the checkpoint's disk state refers to is in storage (listed once per
+/// directory; their bytes are checked against the recorded CRC when a subtask downloads them),
+/// so that a checkpoint missing one counts as unreadable before anything is restored.
+async fn check_shared_tables(storage: &Storage, tasks: &[(TaskId, TaskState)]) -> Result<()> {
+    let mut by_dir: BTreeMap<&str, Vec<(&str, &str)>> = BTreeMap::new();
+    for (_, s) in tasks {
+        for d in &s.disk {
+            for t in &d.tables {
+                let dir = t.object.rfind('/').map_or("", |i| &t.object[..=i]);
+                by_dir
+                    .entry(dir)
+                    .or_default()
+                    .push((t.object.as_str(), d.operator.as_str()));
+            }
+        }
+    }
+    for (dir, tables) in by_dir {
+        let present: std::collections::BTreeSet<String> =
+            storage.list(dir).await?.into_iter().collect();
+        if let Some((object, operator)) = tables.iter().find(|(o, _)| !present.contains(*o)) {
+            return Err(Error::Restore(format!(
+                "table {} of {operator}'s state on disk is missing",
+                storage.uri(object)
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Puts the rows of every write-ahead committable back, from the state file of the subtask
