@@ -444,11 +444,14 @@ impl Coordinator {
     }
 }
 
-/// Deletes what [`retention::to_delete`] names. `_metadata` goes first, on its own: a delete
-/// that fails halfway then leaves an incomplete directory (collected on a later pass), never
-/// one that still looks complete while its state files are gone. The shared tables of `disk`
-/// state that only the deleted checkpoints referred to go last ([`crate::state::gc`]); when a
-/// kept checkpoint's `_metadata` cannot be read, none do.
+/// Deletes what [`retention::to_delete`] names. The shared tables of `disk` state that only
+/// the doomed checkpoints refer to go first ([`crate::state::gc`]; none when a kept
+/// checkpoint's `_metadata` cannot be read): a pass cut short then leaves a doomed checkpoint
+/// that the next pass finds and finishes, never tables that nothing lists. A doomed
+/// checkpoint is never the newest, so no restore picks it meanwhile. Then each `_metadata`
+/// goes on its own, before the rest of its directory: a delete that fails halfway leaves an
+/// incomplete directory (collected on a later pass), never one that still looks complete while
+/// its state files are gone.
 async fn apply_retention(up: &Uploader, retained: usize) -> Result<()> {
     let dirs = restore::list(&up.storage, &up.layout, &up.job_id).await?;
     let doomed = retention::to_delete(&dirs, retained);
@@ -461,7 +464,6 @@ async fn apply_retention(up: &Uploader, retained: usize) -> Result<()> {
             deleted_meta.push(m);
         }
     }
-    let mut unreferenced = std::collections::BTreeSet::new();
     if deleted_meta
         .iter()
         .any(|m| m.state_files.iter().any(|f| !f.shared.is_empty()))
@@ -478,22 +480,22 @@ async fn apply_retention(up: &Uploader, retained: usize) -> Result<()> {
             }
         }
         if complete {
-            unreferenced = crate::state::gc::unreferenced(&deleted_meta, &kept);
+            let unreferenced = crate::state::gc::unreferenced(&deleted_meta, &kept);
+            for object in &unreferenced {
+                up.storage.delete_prefix(object).await?;
+            }
+            if !unreferenced.is_empty() {
+                tracing::debug!(
+                    tables = unreferenced.len(),
+                    "deleted shared state tables no kept checkpoint refers to"
+                );
+            }
         }
     }
     for id in doomed {
         let dir = up.layout.checkpoint_dir(&up.job_id, id);
         up.storage.delete_prefix(&Layout::metadata_in(&dir)).await?;
         up.storage.delete_prefix(&dir).await?;
-    }
-    for object in &unreferenced {
-        up.storage.delete_prefix(object).await?;
-    }
-    if !unreferenced.is_empty() {
-        tracing::debug!(
-            tables = unreferenced.len(),
-            "deleted shared state tables no kept checkpoint refers to"
-        );
     }
     Ok(())
 }

@@ -232,6 +232,11 @@ pub async fn start(plan: Plan, opts: RunOptions) -> Result<RunningJob> {
         &connectors,
     )
     .await?;
+    // Tables that attempts never completed left behind; on pod 0 only, and before any pod's
+    // subtask can upload (the first barrier comes from pod 0's coordinator, started later).
+    if shape.pods.as_ref().is_none_or(|p| p.index == 0) {
+        crate::state::gc::sweep(&storage, &layout, &begun.job_id).await?;
+    }
     // The other pods: where to start, then wait until each has built its tasks.
     let other_pods =
         begin::start_other_pods(&shape, exchange.as_mut(), &begun, &events_tx, &req_tx).await?;
