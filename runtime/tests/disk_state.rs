@@ -20,18 +20,11 @@ use weir_runtime::storage::Storage;
 const COUNT: u64 = 60_000;
 const USERS: u64 = 40_000;
 
-fn mix(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
 /// The distinct users the generator emits: its definition of field 1 of record `i`
 /// (SplitMix64 of seed and index), written here without the engine.
 fn oracle() -> BTreeSet<String> {
     (0..COUNT)
-        .map(|i| format!("u-{}", mix(SEED ^ mix(1 << 48 ^ i)) % USERS))
+        .map(|i| format!("u-{}", common::rnd(1, i) % USERS))
         .collect()
 }
 
@@ -80,6 +73,18 @@ sinks:
         state = state.display(),
         out = out.display(),
     )
+}
+
+/// Run the job in `file` to its end, within `limit`; `ok`: whether it must succeed.
+fn run_to_end(file: &Path, log: &Path, limit: Duration, ok: bool) {
+    let mut child = spawn_runtime(file, &[], &[], log);
+    let status = wait_exit_within(&mut child, limit);
+    assert!(
+        status.is_some_and(|s| s.success() == ok),
+        "run of {} ended {status:?}, expected success {ok}:\n{}",
+        file.display(),
+        common::log_tail(log)
+    );
 }
 
 /// Users in the committed output, with how often each appears.
@@ -187,13 +192,7 @@ fn dedup_on_disk_survives_kills_and_rescales_and_shares_its_tables() {
         job_yaml("dedup", 2, &storage_uri, &s3, &out, &state, 1_000_000),
     )
     .unwrap();
-    let mut child = spawn_runtime(&file, &[], &[], &log);
-    let status = wait_exit_within(&mut child, Duration::from_secs(180));
-    assert!(
-        status.is_some_and(|s| s.success()),
-        "final run failed ({status:?}):\n{}",
-        common::log_tail(&log)
-    );
+    run_to_end(&file, &log, Duration::from_secs(180), true);
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(
         text.matches("restoring").count() >= 5,
@@ -311,13 +310,7 @@ fn retention_deletes_exactly_the_tables_no_kept_checkpoint_refers_to() {
         job_yaml("gc", 1, &storage_uri, "", &out, &state, 20_000),
     )
     .unwrap();
-    let mut child = spawn_runtime(&file, &[], &[], &log);
-    let status = wait_exit_within(&mut child, Duration::from_secs(120));
-    assert!(
-        status.is_some_and(|s| s.success()),
-        "run failed ({status:?}):\n{}",
-        common::log_tail(&log)
-    );
+    run_to_end(&file, &log, Duration::from_secs(120), true);
     assert_eq!(output(&out).len(), oracle().len());
     let storage = rt
         .block_on(Storage::open(&storage_uri, &weir_crds::S3Spec::default()))
@@ -351,12 +344,7 @@ fn retention_deletes_exactly_the_tables_no_kept_checkpoint_refers_to() {
     let (newest, tables) = checkpoints.iter().next_back().unwrap();
     let gone = tables.iter().next().unwrap();
     rt.block_on(storage.delete_prefix(gone)).unwrap();
-    let mut child = spawn_runtime(&file, &[], &[], &log);
-    let status = wait_exit_within(&mut child, Duration::from_secs(60));
-    assert!(
-        status.is_some_and(|s| !s.success()),
-        "a start without table {gone} succeeded"
-    );
+    run_to_end(&file, &log, Duration::from_secs(60), false);
     let text = std::fs::read_to_string(&log).unwrap();
     let tail = &text[text
         .rfind("cannot be read")

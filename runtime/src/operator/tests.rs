@@ -283,8 +283,8 @@ fn window_state_survives_a_snapshot_split_across_new_subtasks() {
     assert_eq!(restored, expected);
 }
 
-#[test]
-fn dedup_keeps_the_first_record_per_key_within_the_ttl() {
+/// A job of one dedup with `ttl` ms over (k, v, ts), planned.
+fn dedup_plan(ttl: u64) -> crate::plan::Plan {
     let mut job: weir_crds::JobFile = serde_yaml::from_str(
         "source:\n  datagen: {fields: {}}\n  schema: [{name: k, type: string}, {name: v, type: int64, nullable: true}, {name: ts, type: timestamp}]\n  eventTime: {field: ts}\nsinks: [{blackhole: {}}]\n",
     )
@@ -292,9 +292,14 @@ fn dedup_keeps_the_first_record_per_key_within_the_ttl() {
     job.pipeline.transforms = vec![Transform::Dedup(weir_crds::DedupSpec {
         id: None,
         key_by: vec!["k".into()],
-        ttl: Duration::from_millis(10),
+        ttl: Duration::from_millis(ttl),
     })];
-    let plan = crate::plan::plan(&job, "t", "t.yaml", "").unwrap();
+    crate::plan::plan(&job, "t", "t.yaml", "").unwrap()
+}
+
+#[test]
+fn dedup_keeps_the_first_record_per_key_within_the_ttl() {
+    let plan = dedup_plan(10);
     let mut op = plan.stages[1].ops[0].op.instantiate(128).unwrap();
     let mut out = Output::default();
     op.process(
@@ -321,17 +326,10 @@ fn dedup_keeps_the_first_record_per_key_within_the_ttl() {
 
 /// A dedup operator with `ttl` ms, in memory or on disk at `place`.
 fn dedup_op(ttl: u64, place: Option<crate::state::disk::Place>) -> Box<dyn Operator> {
-    let mut job: weir_crds::JobFile = serde_yaml::from_str(
-        "source:\n  datagen: {fields: {}}\n  schema: [{name: k, type: string}, {name: v, type: int64, nullable: true}, {name: ts, type: timestamp}]\n  eventTime: {field: ts}\nsinks: [{blackhole: {}}]\n",
-    )
-    .unwrap();
-    job.pipeline.transforms = vec![Transform::Dedup(weir_crds::DedupSpec {
-        id: None,
-        key_by: vec!["k".into()],
-        ttl: Duration::from_millis(ttl),
-    })];
-    let plan = crate::plan::plan(&job, "t", "t.yaml", "").unwrap();
-    plan.stages[1].ops[0].op.instantiate_in(128, place).unwrap()
+    dedup_plan(ttl).stages[1].ops[0]
+        .op
+        .instantiate_in(128, place)
+        .unwrap()
 }
 
 fn place(

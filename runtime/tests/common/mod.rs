@@ -240,7 +240,8 @@ fn mix(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-fn rnd(field: u64, i: u64) -> u64 {
+/// The generator's random value of field `field` of record `i` (seed [`SEED`]).
+pub fn rnd(field: u64, i: u64) -> u64 {
     mix(SEED ^ mix(field << 48 ^ i))
 }
 
