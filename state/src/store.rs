@@ -3,8 +3,8 @@
 use std::path::{Path, PathBuf};
 
 use rocksdb::{
-    BlockBasedOptions, ColumnFamilyDescriptor, DB, DBCompressionType, Direction, IteratorMode,
-    Options, ReadOptions, WriteBatch, WriteOptions,
+    BlockBasedIndexType, BlockBasedOptions, ColumnFamilyDescriptor, DB, DBCompressionType,
+    Direction, IteratorMode, Options, ReadOptions, WriteBatch, WriteOptions,
 };
 
 use crate::budget::Budget;
@@ -77,6 +77,13 @@ pub(crate) fn options(budget: &Budget) -> Options {
     table.set_cache_index_and_filter_blocks_with_high_priority(true);
     table.set_pin_l0_filter_and_index_blocks_in_cache(true);
     table.set_bloom_filter(10.0, false);
+    // Index and filters split into blocks the size of data blocks, found through a small
+    // pinned top level: a whole-file filter of a large table is megabytes, more than a cache
+    // shard holds, and was read back from the file (and checksummed) on every lookup.
+    table.set_index_type(BlockBasedIndexType::TwoLevelIndexSearch);
+    table.set_partition_filters(true);
+    table.set_metadata_block_size(4096);
+    table.set_pin_top_level_index_and_filter(true);
     let mut opts = Options::default();
     opts.create_if_missing(true);
     opts.create_missing_column_families(true);
