@@ -339,6 +339,20 @@ fn retention_deletes_exactly_the_tables_no_kept_checkpoint_refers_to() {
         restores(&rt, &storage, *id, &shared_dir, tmp.path());
     }
 
+    // The same job with its state in memory cannot read the disk checkpoint: refused by
+    // name before anything is downloaded (a savepoint is the way between backends).
+    let yaml = std::fs::read_to_string(&file).unwrap();
+    let memory = tmp.path().join("memory.yaml");
+    std::fs::write(&memory, yaml.replace("type: disk", "type: memory")).unwrap();
+    run_to_end(&memory, &log, Duration::from_secs(60), false);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("dedup-0")
+            && text.contains("restore it with the disk backend, or from a savepoint"),
+        "the refusal should name the operator and the way out:\n{}",
+        common::log_tail(&log)
+    );
+
     // A table of the newest checkpoint gone: the next start refuses it by name, as any
     // unreadable checkpoint, instead of restoring a store without it.
     let (newest, tables) = checkpoints.iter().next_back().unwrap();

@@ -162,15 +162,17 @@ async fn task_core(
         let mut inst = op.instantiate_in(shape.max_parallelism, place)?;
         if let Some(r) = &cx.begun.restored {
             let on_disk = r.disk_for(&op.id, &range);
-            let restored = if on_disk.is_empty() {
-                Ok(())
-            } else {
-                let into = dir.unwrap_or_else(|| std::env::temp_dir().join("weir-unused"));
-                let shared = cx.uploader.layout.shared_dir(&cx.uploader.job_id);
-                let fetched =
-                    crate::state::fetch::fetch(&cx.uploader.storage, &on_disk, &into, &shared)
-                        .await?;
-                inst.restore_disk(fetched)
+            let restored = match dir {
+                _ if on_disk.is_empty() => Ok(()),
+                Some(into) => {
+                    let shared = cx.uploader.layout.shared_dir(&cx.uploader.job_id);
+                    let fetched =
+                        crate::state::fetch::fetch(&cx.uploader.storage, &on_disk, &into, &shared)
+                            .await?;
+                    inst.restore_disk(fetched)
+                }
+                // Refused by the operator, by name, before anything is downloaded.
+                None => inst.restore_disk(Vec::new()),
             };
             // The checkpoint's CRC held, so state that does not decode or fit was written
             // for another definition of this operator.

@@ -164,6 +164,18 @@ impl DiskState {
     /// # Errors
     /// The checkpoint or its opening fails.
     pub fn frozen(&self, families: &[&str]) -> Result<(LocalCheckpoint, Store)> {
+        // This checkpoint refers to none of the uploaded tables, so once it is kept, retention
+        // may delete every table only older checkpoints list: the next checkpoint uploads the
+        // store whole again, under a new uid (an upload under the old names could land just
+        // before retention deletes them).
+        {
+            let mut reg = self
+                .registry
+                .lock()
+                .map_err(|_| crate::error::Error::internal("state upload registry poisoned"))?;
+            reg.uid = uid();
+            reg.uploaded.clear();
+        }
         let n = self.captures.fetch_add(1, Ordering::Relaxed);
         let checkpoint = self.store.checkpoint(&format!("frozen-{n}"))?;
         let store = Store::open_read_only(checkpoint.dir(), families, &self.place.budget)?;

@@ -148,5 +148,36 @@ mod tests {
         }
         assert!(second.tables.len() > first.tables.len());
         assert!(second.private.iter().any(|p| p.name == "CURRENT"));
+
+        // A savepoint's capture refers to no table: retention may then delete those of the
+        // checkpoints before it, so the next checkpoint must not refer to them.
+        let (frozen, view) = state.frozen(&["f"]).unwrap();
+        drop(view);
+        drop(frozen);
+        let (third, sent3) = upload(
+            &storage,
+            "lineage/shared/",
+            state.capture().unwrap(),
+            CheckpointId(4),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            sent3.new_bytes,
+            sent3.total_bytes
+                - third
+                    .private
+                    .iter()
+                    .map(|p| p.bytes.len() as u64)
+                    .sum::<u64>()
+        );
+        for t in &third.tables {
+            assert!(
+                !second.tables.iter().any(|s| s.object == t.object),
+                "after a savepoint, table {} still refers to {}",
+                t.name,
+                t.object
+            );
+        }
     }
 }
