@@ -256,7 +256,7 @@ fn dedup_on_disk_survives_kills_and_rescales_and_shares_its_tables() {
 }
 
 /// Download checkpoint `id`'s stores as a restore does and open them: every user kept has its
-/// expiry entry. (The job's last checkpoints are empty: the end of input takes the watermark
+/// entry in the time index. (The job's last checkpoints are empty: the end of input takes the watermark
 /// to the end of time, which expires every user.)
 fn restores(
     rt: &tokio::runtime::Runtime,
@@ -280,7 +280,7 @@ fn restores(
     for (i, f) in fetched.into_iter().enumerate() {
         let (store, _) = weir_state::Store::restore(
             &into.join(format!("store-{i}")),
-            &["seen", "expiry"],
+            &["seen", "by_time"],
             &budget,
             f.source.groups,
             vec![f.source],
@@ -338,6 +338,16 @@ fn retention_deletes_exactly_the_tables_no_kept_checkpoint_refers_to() {
     for id in checkpoints.keys() {
         restores(&rt, &storage, *id, &shared_dir, tmp.path());
     }
+
+    // Restoring a disk checkpoint by its URI (another job, --restore-from) is refused: its
+    // tables belong to this job's shared directory.
+    let newest_id = *checkpoints.keys().next_back().unwrap();
+    let lineage = &shared_dir[..shared_dir.len() - "shared/".len()];
+    let uri = storage.uri(&format!("{lineage}chk-{newest_id}/"));
+    let Err(err) = rt.block_on(restore::from_uri(&uri, &weir_crds::S3Spec::default())) else {
+        panic!("a disk checkpoint restored by URI");
+    };
+    assert!(err.to_string().contains("Start from a savepoint"), "{err}");
 
     // The same job with its state in memory cannot read the disk checkpoint: refused by
     // name before anything is downloaded (a savepoint is the way between backends).

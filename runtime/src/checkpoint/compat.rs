@@ -130,6 +130,7 @@ pub fn fit(r: &mut Restored, job: &Wanted) -> Result<Vec<String>> {
     }
     for (_, state) in &mut r.tasks {
         state.operators.retain(|(id, _)| !drop_ops.contains(id));
+        state.disk.retain(|d| !drop_ops.contains(&d.operator));
     }
     if let Some(stages) = stages {
         for (task, state) in &mut r.tasks {

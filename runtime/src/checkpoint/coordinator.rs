@@ -445,7 +445,7 @@ impl Coordinator {
 }
 
 /// Deletes what [`retention::to_delete`] names. The shared tables of `disk` state that only
-/// the doomed checkpoints refer to go first ([`crate::state::gc`]; none when a kept
+/// the doomed checkpoints refer to go first ([`super::shared_tables`]; none when a kept
 /// checkpoint's `_metadata` cannot be read): a pass cut short then leaves a doomed checkpoint
 /// that the next pass finds and finishes, never tables that nothing lists. A doomed
 /// checkpoint is never the newest, so no restore picks it meanwhile. Then each `_metadata`
@@ -464,6 +464,9 @@ async fn apply_retention(up: &Uploader, retained: usize) -> Result<()> {
             deleted_meta.push(m);
         }
     }
+    // Doomed checkpoints that list shared tables stay until a pass can tell which of their
+    // tables nothing else lists (deleted without, those tables would wait for a restart).
+    let mut spared = Vec::new();
     if deleted_meta
         .iter()
         .any(|m| m.state_files.iter().any(|f| !f.shared.is_empty()))
@@ -480,7 +483,7 @@ async fn apply_retention(up: &Uploader, retained: usize) -> Result<()> {
             }
         }
         if complete {
-            let unreferenced = crate::state::gc::unreferenced(&deleted_meta, &kept);
+            let unreferenced = super::shared_tables::unreferenced(&deleted_meta, &kept);
             for object in &unreferenced {
                 up.storage.delete_prefix(object).await?;
             }
@@ -490,9 +493,16 @@ async fn apply_retention(up: &Uploader, retained: usize) -> Result<()> {
                     "deleted shared state tables no kept checkpoint refers to"
                 );
             }
+        } else {
+            spared.extend(
+                deleted_meta
+                    .iter()
+                    .filter(|m| m.state_files.iter().any(|f| !f.shared.is_empty()))
+                    .map(|m| m.id),
+            );
         }
     }
-    for id in doomed {
+    for id in doomed.into_iter().filter(|id| !spared.contains(id)) {
         let dir = up.layout.checkpoint_dir(&up.job_id, id);
         up.storage.delete_prefix(&Layout::metadata_in(&dir)).await?;
         up.storage.delete_prefix(&dir).await?;

@@ -38,6 +38,7 @@ pub mod progress;
 pub mod restore;
 pub mod retention;
 pub mod schedule;
+pub mod shared_tables;
 pub mod snapshot;
 pub mod startup;
 pub mod state;

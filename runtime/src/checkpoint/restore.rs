@@ -107,6 +107,14 @@ impl Restored {
 /// # Errors
 /// [`Error::Restore`] naming the missing or corrupt file.
 pub async fn load(storage: &Storage, dir: &str) -> Result<Restored> {
+    let r = load_files(storage, dir).await?;
+    check_shared_tables(storage, &r.tasks).await?;
+    Ok(r)
+}
+
+/// [`load`] but for the shared tables of disk state, which live beside the checkpoints of the
+/// job that wrote them, not in the checkpoint's directory.
+async fn load_files(storage: &Storage, dir: &str) -> Result<Restored> {
     let meta_key = Layout::metadata_in(dir);
     let bytes = storage.get(&meta_key).await?.ok_or_else(|| {
         Error::Restore(format!(
@@ -133,7 +141,6 @@ pub async fn load(storage: &Storage, dir: &str) -> Result<Restored> {
     let mut metadata = metadata;
     attach_write_ahead(&mut metadata, &mut tasks)
         .map_err(|m| Error::Restore(format!("checkpoint {}: {m}", storage.uri(dir))))?;
-    check_shared_tables(storage, &tasks).await?;
     Ok(Restored {
         uri: storage.uri(dir),
         metadata,
@@ -288,7 +295,19 @@ pub async fn newest(
 pub async fn from_uri(uri: &str, s3: &weir_crds::S3Spec) -> Result<Restored> {
     let trimmed = uri.trim_end_matches('/');
     let storage = Storage::open(trimmed, s3).await?;
-    load(&storage, "").await
+    let r = load_files(&storage, "").await?;
+    if let Some(op) = r
+        .tasks
+        .iter()
+        .flat_map(|(_, s)| &s.disk)
+        .map(|d| &d.operator)
+        .next()
+    {
+        return Err(Error::Restore(format!(
+            "{trimmed} is a checkpoint of state on disk ({op}, stateBackend type disk), whose table files the checkpoints of its job share: it restores only as that job's own newest checkpoint. Start from a savepoint instead (a savepoint holds all state itself, for either backend)"
+        )));
+    }
+    Ok(r)
 }
 
 /// Whether commit-phase recovery of the checkpoint at `uri` completed under a version that

@@ -12,8 +12,7 @@ use super::Barrier;
 use super::layout::Layout;
 use super::messages::{Ack, TaskEvent};
 use super::metadata::{SinkCommittable, StateFileRef, TaskState, encode_state};
-use super::state::{Committable, DeferredState, WriteAheadData};
-use crate::operator::Capture;
+use super::state::{Capture, Committable, DeferredState, WriteAheadData};
 use std::sync::Arc;
 
 use crate::error::{Error, Result};

@@ -42,6 +42,15 @@ pub type KeyedState = Vec<(u32, Vec<u8>)>;
 /// on its task, and this runs off it while records flow again.
 pub type DeferredState = Box<dyn FnOnce() -> crate::error::Result<KeyedState> + Send>;
 
+/// An operator's state at a barrier, on its way to storage (see
+/// `crate::operator::Operator::capture`).
+pub enum Capture {
+    /// Encoded per key group, off the task.
+    Keyed(DeferredState),
+    /// A checkpoint of a disk store, whose new table files the uploader sends.
+    Disk(crate::state::disk::DiskCapture),
+}
+
 /// What a pre-committed sink transaction needs to be committed later, possibly by another
 /// process after a restore. Recorded in the checkpoint's `_metadata`, which is the commit
 /// point and must stay small: anything that grows with the data (write-ahead rows) travels in

@@ -235,7 +235,7 @@ pub async fn start(plan: Plan, opts: RunOptions) -> Result<RunningJob> {
     // Tables that attempts never completed left behind; on pod 0 only, and before any pod's
     // subtask can upload (the first barrier comes from pod 0's coordinator, started later).
     if shape.pods.as_ref().is_none_or(|p| p.index == 0) {
-        crate::state::gc::sweep(&storage, &layout, &begun.job_id).await?;
+        crate::checkpoint::shared_tables::sweep(&storage, &layout, &begun.job_id).await?;
     }
     // The other pods: where to start, then wait until each has built its tasks.
     let other_pods =
@@ -284,6 +284,7 @@ pub async fn start(plan: Plan, opts: RunOptions) -> Result<RunningJob> {
             backend: &crate::state::Backend::new(
                 &plan.job.state_backend,
                 &format!("{}/{}", opts.job.namespace, plan.name),
+                shape.pods.as_ref().map(|p| p.index),
             )?,
             events: &events_tx,
             metrics: &metrics,

@@ -47,7 +47,9 @@ struct Memory {
 }
 
 /// Keys seen, on disk: family [`SEEN`] maps each key (under its key group) to the event time
-/// kept, family [`EXPIRY`] orders them by expiry within each key group.
+/// kept, family [`BY_TIME`] orders them by that time within each key group. Ordered by the
+/// time seen, not by expiry, so that a restore with another `ttl` expires keys as the memory
+/// backend does (it computes expiries from the time and the current `ttl`).
 #[derive(Debug)]
 struct Disk {
     state: DiskState,
@@ -55,9 +57,9 @@ struct Disk {
     next_expiry: Millis,
 }
 
-const FAMILIES: &[&str] = &["seen", "expiry"];
+const FAMILIES: &[&str] = &["seen", "by_time"];
 const SEEN: usize = 0;
-const EXPIRY: usize = 1;
+const BY_TIME: usize = 1;
 
 /// An event time as bytes that sort as the times do.
 fn ordered(t: Millis) -> [u8; 8] {
@@ -69,9 +71,9 @@ fn from_ordered(b: &[u8]) -> Option<Millis> {
     Some((u64::from_be_bytes(b) ^ (1 << 63)) as Millis)
 }
 
-fn expiry_key(expiry: Millis, key: &[u8]) -> Vec<u8> {
+fn time_key(time: Millis, key: &[u8]) -> Vec<u8> {
     let mut k = Vec::with_capacity(8 + key.len());
-    k.extend_from_slice(&ordered(expiry));
+    k.extend_from_slice(&ordered(time));
     k.extend_from_slice(key);
     k
 }
@@ -112,12 +114,11 @@ impl Disk {
         let mut batch = weir_state::Batch::default();
         for (kg, key, ts, old) in rows {
             if let Some(old) = old {
-                batch.delete(EXPIRY, *kg, &expiry_key(old.saturating_add(ttl), key));
+                batch.delete(BY_TIME, *kg, &time_key(*old, key));
             }
             batch.put(SEEN, *kg, key, &ordered(*ts));
-            let expiry = ts.saturating_add(ttl);
-            batch.put(EXPIRY, *kg, &expiry_key(expiry, key), &[]);
-            self.next_expiry = self.next_expiry.min(expiry);
+            batch.put(BY_TIME, *kg, &time_key(*ts, key), &[]);
+            self.next_expiry = self.next_expiry.min(ts.saturating_add(ttl));
         }
         if batch.is_empty() {
             return Ok(());
@@ -125,8 +126,8 @@ impl Disk {
         Ok(self.state.store().write(batch)?)
     }
 
-    /// Forget every key whose expiry is at or below `watermark`.
-    fn expire(&mut self, watermark: Millis) -> Result<()> {
+    /// Forget every key whose expiry (time kept + `ttl`) is at or below `watermark`.
+    fn expire(&mut self, watermark: Millis, ttl: Millis) -> Result<()> {
         if watermark < self.next_expiry {
             return Ok(());
         }
@@ -134,14 +135,15 @@ impl Disk {
         let mut next = Millis::MAX;
         for kg in groups.first..=groups.last {
             let mut batch = weir_state::Batch::default();
-            for entry in self.state.store().scan_from(EXPIRY, kg, &[])? {
+            for entry in self.state.store().scan_from(BY_TIME, kg, &[])? {
                 let (k, _) = entry?;
-                let expiry = from_ordered(&k).ok_or_else(|| corrupt("a short expiry key"))?;
+                let time = from_ordered(&k).ok_or_else(|| corrupt("a short time key"))?;
+                let expiry = time.saturating_add(ttl);
                 if expiry > watermark {
                     next = next.min(expiry);
                     break;
                 }
-                batch.delete(EXPIRY, kg, &k);
+                batch.delete(BY_TIME, kg, &k);
                 batch.delete(SEEN, kg, &k[8..]);
             }
             if !batch.is_empty() {
@@ -257,7 +259,8 @@ impl Operator for Dedup {
                         let old = match pending.get(key) {
                             Some(i) => {
                                 // A later row of the batch replaces the batch's own write;
-                                // the expiry to delete stays the one stored before it.
+                                // the index entry to delete stays the one of the time
+                                // stored before it.
                                 writes[*i].2 = t;
                                 keep.push(true);
                                 continue;
@@ -294,7 +297,7 @@ impl Operator for Dedup {
                 }
                 Ok(())
             }
-            Seen::Disk(d) => d.expire(watermark),
+            Seen::Disk(d) => d.expire(watermark, self.ttl),
         }
     }
 

@@ -23,18 +23,10 @@ use datafusion::arrow::array::RecordBatch;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-pub use crate::checkpoint::state::{DeferredState, KeyedState};
+pub use crate::checkpoint::state::{Capture, DeferredState, KeyedState};
 use crate::error::{Error, Result};
 use crate::ids::Millis;
 use crate::keys::key_group;
-
-/// An operator's state at a barrier, on its way to storage.
-pub enum Capture {
-    /// Encoded per key group, off the task.
-    Keyed(DeferredState),
-    /// A checkpoint of a disk store, whose new table files the uploader sends.
-    Disk(crate::state::disk::DiskCapture),
-}
 
 /// What an operator emits in one call: results for the next operator, and records for its
 /// side output (late records), if it has one.

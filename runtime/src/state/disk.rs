@@ -45,6 +45,9 @@ pub struct DiskCapture {
     pub groups: KeyGroups,
     /// The hard-linked files, removed once uploaded.
     pub checkpoint: LocalCheckpoint,
+    /// The registry's uid when captured: uploads are named with it, and recorded only while
+    /// the registry still has it (a savepoint since may have reset it).
+    pub uid: String,
     /// What the store has uploaded before.
     pub registry: Arc<Mutex<Registry>>,
 }
@@ -150,10 +153,17 @@ impl DiskState {
     pub fn capture(&self) -> Result<DiskCapture> {
         let n = self.captures.fetch_add(1, Ordering::Relaxed);
         let checkpoint = self.store.checkpoint(&format!("capture-{n}"))?;
+        let uid = self
+            .registry
+            .lock()
+            .map_err(|_| crate::error::Error::internal("state upload registry poisoned"))?
+            .uid
+            .clone();
         Ok(DiskCapture {
             operator: self.place.operator.clone(),
             groups: self.place.groups,
             checkpoint,
+            uid,
             registry: Arc::clone(&self.registry),
         })
     }

@@ -31,6 +31,20 @@ pub async fn fetch(
         tokio::fs::create_dir_all(&dir)
             .await
             .map_err(|e| local(&dir, e))?;
+        let names = snap
+            .tables
+            .iter()
+            .map(|t| &t.name)
+            .chain(snap.private.iter().map(|p| &p.name));
+        if let Some(bad) = names
+            .into_iter()
+            .find(|n| n.is_empty() || n.contains('/') || n.starts_with('.'))
+        {
+            return Err(Error::Restore(format!(
+                "state of {}: the checkpoint names a file {bad:?}, which is no file of a store",
+                snap.operator
+            )));
+        }
         for t in &snap.tables {
             let bytes = storage.get(&t.object).await?.ok_or_else(|| {
                 Error::Restore(format!(

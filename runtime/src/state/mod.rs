@@ -14,12 +14,14 @@
 //! | [`files`] | what a checkpoint records of a store: its tables by object, its small files inline |
 //! | [`upload`] | a store's checkpoint to storage, uploading only tables not yet there |
 //! | [`fetch`] | a restored store's files from storage to local disk |
-//! | [`gc`] | which shared tables no retained checkpoint refers to any more |
+//!
+//! Which shared tables no kept checkpoint refers to any more is the checkpoint protocol's
+//! business (`checkpoint/shared_tables.rs`), as is `Capture`, what an operator hands over at
+//! a barrier.
 
 pub mod disk;
 pub mod fetch;
 pub mod files;
-pub mod gc;
 pub mod upload;
 
 use std::path::PathBuf;
@@ -46,13 +48,18 @@ pub struct DiskBackend {
 }
 
 impl Backend {
-    /// The backend `spec` names, its local directory under `<dir>/<job>`.
+    /// The backend `spec` names, its local directory `<dir>/<job>` (`/pod-<i>` when the job
+    /// runs as several pods, which may share a machine). That directory is emptied first:
+    /// state comes from checkpoints, and stores of subtasks this process no longer runs (after
+    /// a rescale) would otherwise stay on disk.
     ///
     /// # Errors
-    /// `memory` is not a quantity (validation refused it already).
+    /// `memory` is not a quantity (validation refused it already); the old directory cannot be
+    /// removed.
     pub fn new(
         spec: &weir_crds::state_backend::StateBackendSpec,
         job: &str,
+        pod: Option<u32>,
     ) -> crate::error::Result<Self> {
         use weir_crds::state_backend::StateBackendKind;
         match spec.kind {
@@ -60,8 +67,22 @@ impl Backend {
             StateBackendKind::Disk => {
                 let bytes = spec.memory_bytes().map_err(crate::error::Error::internal)?;
                 let dir = spec.dir.as_deref().unwrap_or(".weir/state");
+                let mut root = PathBuf::from(dir).join(job);
+                if let Some(i) = pod {
+                    root = root.join(format!("pod-{i}"));
+                }
+                match std::fs::remove_dir_all(&root) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => {
+                        return Err(crate::error::Error::Restore(format!(
+                            "removing old local state {}: {e}",
+                            root.display()
+                        )));
+                    }
+                }
                 Ok(Self::Disk(DiskBackend {
-                    root: PathBuf::from(dir).join(job),
+                    root,
                     budget: weir_state::Budget::new(usize::try_from(bytes).unwrap_or(usize::MAX)),
                 }))
             }

@@ -50,12 +50,14 @@ pub async fn upload(
             });
             continue;
         }
-        let (known, uid) = {
+        let known = {
             let reg = capture
                 .registry
                 .lock()
                 .map_err(|_| Error::internal("state upload registry poisoned"))?;
-            (reg.uploaded.get(&file.name).cloned(), reg.uid.clone())
+            (reg.uid == capture.uid)
+                .then(|| reg.uploaded.get(&file.name).cloned())
+                .flatten()
         };
         if let Some(t) = known {
             tables.push(t);
@@ -64,19 +66,21 @@ pub async fn upload(
         let bytes = read().await?;
         let table = SharedTable {
             name: file.name.clone(),
-            object: format!("{shared_dir}{uid}-{}", file.name),
+            object: format!("{shared_dir}{}-{}", capture.uid, file.name),
             size: bytes.len() as u64,
             crc32: crc32fast::hash(&bytes),
         };
         crate::fault::point("during-state-upload", checkpoint);
         storage.put(&table.object, Bytes::from(bytes)).await?;
         sent.new_bytes += table.size;
-        capture
+        let mut reg = capture
             .registry
             .lock()
-            .map_err(|_| Error::internal("state upload registry poisoned"))?
-            .uploaded
-            .insert(table.name.clone(), table.clone());
+            .map_err(|_| Error::internal("state upload registry poisoned"))?;
+        if reg.uid == capture.uid {
+            reg.uploaded.insert(table.name.clone(), table.clone());
+        }
+        drop(reg);
         tables.push(table);
     }
     Ok((capture.snapshot(tables, private), sent))
@@ -151,9 +155,15 @@ mod tests {
 
         // A savepoint's capture refers to no table: retention may then delete those of the
         // checkpoints before it, so the next checkpoint must not refer to them.
+        // A capture taken before the savepoint and uploaded after it (an attempt that timed
+        // out) must not put its tables back into the registry.
+        let stale = state.capture().unwrap();
         let (frozen, view) = state.frozen(&["f"]).unwrap();
         drop(view);
         drop(frozen);
+        let (stale, _) = upload(&storage, "lineage/shared/", stale, CheckpointId(3))
+            .await
+            .unwrap();
         let (third, sent3) = upload(
             &storage,
             "lineage/shared/",
@@ -173,7 +183,11 @@ mod tests {
         );
         for t in &third.tables {
             assert!(
-                !second.tables.iter().any(|s| s.object == t.object),
+                !second
+                    .tables
+                    .iter()
+                    .chain(&stale.tables)
+                    .any(|s| s.object == t.object),
                 "after a savepoint, table {} still refers to {}",
                 t.name,
                 t.object

@@ -1,5 +1,5 @@
-//! Shared tables no retained checkpoint refers to any more. Pure; retention deletes what it
-//! returns after the checkpoints themselves.
+//! Shared tables (of `disk` state) no kept checkpoint refers to any more: what retention deletes
+//! ([`unreferenced`], pure), and the start-up sweep of uploads no checkpoint completed ([`sweep`]).
 //!
 //! Only tables that a deleted checkpoint referred to are candidates. Such a table that no
 //! newer completed checkpoint refers to had left its store before that checkpoint was taken,
