@@ -97,7 +97,9 @@ image() {
 build() {
   ensure_buildah
   local cargo_profile=(--profile "$PROFILE")
-  cargo build --locked "${cargo_profile[@]}" -p weir-operator -p weir-runtime >&2
+  # WEIR_IMAGE_FEATURES: CI sets `ci-image` (see runtime/Cargo.toml) to reuse the tests' build.
+  cargo build --locked "${cargo_profile[@]}" ${WEIR_IMAGE_FEATURES:+--features "$WEIR_IMAGE_FEATURES"} \
+    -p weir-operator -p weir-runtime >&2
   mkdir -p "$OUT"
   local work
   work=$(mktemp -d)

@@ -89,11 +89,14 @@ cargo test --workspace --all-targets --locked
 cargo test --workspace --doc --locked
 
 # CI checks that the images build, hold what they should (no fault hooks) and start; it
-# builds them in the dev profile, whose dependencies are mostly those the tests compiled
-# (about 40 crates differ in features). A release build compiles every dependency again at
-# opt-level 3, the largest step of a cold run after the tests' build. `make images` (what
-# ships) stays release; WEIR_IMAGE_PROFILE=release here checks that build too.
+# builds them in the dev profile, whose dependencies are those the tests compiled. A release
+# build compiles every dependency again at opt-level 3, the largest step of a cold run after
+# the tests' build. `make images` (what ships) stays release; WEIR_IMAGE_PROFILE=release here
+# checks that build too.
 export WEIR_IMAGE_PROFILE="${WEIR_IMAGE_PROFILE:-dev}"
+# `ci-image` asks for the features the tests' build resolved for shared dependencies (through
+# dev-dependencies), so only Weir's own crates compile again (without the fault hooks).
+export WEIR_IMAGE_FEATURES="${WEIR_IMAGE_FEATURES-ci-image}"
 step "images: build with buildah (profile $WEIR_IMAGE_PROFILE), then run each from its root filesystem"
 docker/images.sh build
 docker/images.sh smoke
