@@ -1,8 +1,9 @@
 //! State on disk (`stateBackend: {type: disk}`): a dedup job killed with `kill -9` at random
 //! moments and restarted at other parallelisms (2 -> 3 -> 1) emits every distinct id exactly
-//! once, against an oracle computed from the generator's definition; its checkpoints upload
-//! table files once and share them; retention deletes exactly the tables no kept checkpoint
-//! refers to, and every kept checkpoint still restores.
+//! once, and a session-window job so treated emits every session once with its count, both
+//! against oracles computed from the generator's definition; checkpoints upload table files
+//! once and share them; retention deletes exactly the tables no kept checkpoint refers to,
+//! and every kept checkpoint still restores.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
 
 mod common;
@@ -73,6 +74,60 @@ sinks:
         state = state.display(),
         out = out.display(),
     )
+}
+
+/// The operators with a store under the local state directory `dir`.
+fn stores(dir: &Path) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if e.file_name() == "store" {
+            out.insert(dir.file_name().unwrap().to_string_lossy().into_owned());
+        } else if e.path().is_dir() {
+            out.extend(stores(&e.path()));
+        }
+    }
+    out
+}
+
+/// Kill the job in `file` at random moments, restarting it at parallelisms 2 -> 3 -> 1 -> 2
+/// (`yaml(parallelism, rate)`), then run it to its end; returns the kills that landed. Checks
+/// that `operator` kept its state in a store under `state` (the killed runs leave theirs).
+fn kill_rescale_and_finish(
+    file: &Path,
+    log: &Path,
+    (state, operator): (&Path, &str),
+    yaml: &dyn Fn(u32, u64) -> String,
+) -> u32 {
+    let mut rng = common::fault_seed();
+    let mut kills = 0;
+    for (run, parallelism) in [2u32, 2, 3, 3, 1, 1, 2, 2].into_iter().enumerate() {
+        std::fs::write(file, yaml(parallelism, 20_000)).unwrap();
+        let mut child = spawn_runtime(file, &[], &[], log);
+        std::thread::sleep(Duration::from_millis(
+            400 + common::xorshift(&mut rng) % 700,
+        ));
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap(); // SIGKILL
+            assert_eq!(child.wait().unwrap().signal(), Some(9), "run {run}");
+            kills += 1;
+        }
+    }
+    assert!(kills >= 6, "only {kills} kills landed while the job ran");
+    let on_disk = stores(state);
+    assert!(
+        on_disk.contains(operator),
+        "{operator} kept no store under {}: {on_disk:?}",
+        state.display()
+    );
+    std::fs::write(file, yaml(2, 1_000_000)).unwrap();
+    run_to_end(file, log, Duration::from_secs(180), true);
+    let text = std::fs::read_to_string(log).unwrap();
+    assert!(
+        text.matches("restoring").count() >= 5,
+        "expected a restore after most kills:\n{}",
+        common::log_tail(log)
+    );
+    kills
 }
 
 /// Run the job in `file` to its end, within `limit`; `ok`: whether it must succeed.
@@ -160,45 +215,9 @@ fn dedup_on_disk_survives_kills_and_rescales_and_shares_its_tables() {
     let state = tmp.path().join("state");
     let log = tmp.path().join("runtime.log");
     let file = tmp.path().join("dedup.yaml");
-    let mut rng = common::fault_seed();
-    let mut kills = 0;
-    for (run, parallelism) in [2u32, 2, 3, 3, 1, 1, 2, 2].into_iter().enumerate() {
-        std::fs::write(
-            &file,
-            job_yaml(
-                "dedup",
-                parallelism,
-                &storage_uri,
-                &s3,
-                &out,
-                &state,
-                20_000,
-            ),
-        )
-        .unwrap();
-        let mut child = spawn_runtime(&file, &[], &[], &log);
-        std::thread::sleep(Duration::from_millis(
-            400 + common::xorshift(&mut rng) % 700,
-        ));
-        if child.try_wait().unwrap().is_none() {
-            child.kill().unwrap(); // SIGKILL
-            assert_eq!(child.wait().unwrap().signal(), Some(9), "run {run}");
-            kills += 1;
-        }
-    }
-    assert!(kills >= 6, "only {kills} kills landed while the job ran");
-    std::fs::write(
-        &file,
-        job_yaml("dedup", 2, &storage_uri, &s3, &out, &state, 1_000_000),
-    )
-    .unwrap();
-    run_to_end(&file, &log, Duration::from_secs(180), true);
-    let text = std::fs::read_to_string(&log).unwrap();
-    assert!(
-        text.matches("restoring").count() >= 5,
-        "expected a restore after most kills:\n{}",
-        common::log_tail(&log)
-    );
+    let kills = kill_rescale_and_finish(&file, &log, (&state, "dedup-0"), &|parallelism, rate| {
+        job_yaml("dedup", parallelism, &storage_uri, &s3, &out, &state, rate)
+    });
 
     let got = output(&out);
     let twice: Vec<_> = got.iter().filter(|(_, n)| **n > 1).take(5).collect();
@@ -253,6 +272,107 @@ fn dedup_on_disk_survives_kills_and_rescales_and_shares_its_tables() {
     for dir in checkpoints.keys() {
         restores(&rt, &storage, *dir, &shared_dir, tmp.path());
     }
+}
+
+const SESSION_USERS: u64 = 3_000;
+const GAP_MS: i64 = 2_000;
+
+/// Sessions per (user, start): (end, records), computed without the engine: each record's
+/// user and event time by the generator's definition (time `START + i ms` less a lag below
+/// 100 ms), and a user's times cut into sessions wherever the next one is `GAP_MS` or more
+/// after the last.
+fn session_oracle() -> BTreeMap<(String, i64), (i64, i64)> {
+    let mut times: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    for i in 0..COUNT {
+        let user = format!("u-{}", common::rnd(1, i) % SESSION_USERS);
+        let ts = common::START_MS + i as i64 - (common::rnd(2, i) % 100) as i64;
+        times.entry(user).or_default().push(ts);
+    }
+    let mut out = BTreeMap::new();
+    for (user, mut ts) in times {
+        ts.sort_unstable();
+        let (mut start, mut last, mut n) = (ts[0], ts[0], 0);
+        for t in ts {
+            if t >= last + GAP_MS {
+                out.insert((user.clone(), start), (last + GAP_MS, n));
+                (start, n) = (t, 0);
+            }
+            last = t;
+            n += 1;
+        }
+        out.insert((user, start), (last + GAP_MS, n));
+    }
+    out
+}
+
+#[test]
+fn session_windows_on_disk_survive_kills_and_rescales() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (storage_uri, s3) = match s3_endpoint("disk_state") {
+        Some(ep) => (
+            format!(
+                "s3://{}/chk",
+                rt.block_on(fresh_bucket(&ep, "disk-sessions"))
+            ),
+            format!("  s3: {{endpoint: \"{ep}\", region: us-east-1, pathStyle: true}}\n"),
+        ),
+        None => (
+            format!("file://{}", tmp.path().join("chk").display()),
+            String::new(),
+        ),
+    };
+    let out = tmp.path().join("out");
+    let state = tmp.path().join("state");
+    let log = tmp.path().join("runtime.log");
+    let file = tmp.path().join("sessions.yaml");
+    let kills = kill_rescale_and_finish(&file, &log, (&state, "window-0"), &|parallelism, rate| {
+        job_yaml("sessions", parallelism, &storage_uri, &s3, &out, &state, rate)
+            .replace(
+                &format!("cardinality: {USERS}"),
+                &format!("cardinality: {SESSION_USERS}"),
+            )
+            .replace(
+                "  - dedup: {keyBy: [user], ttl: 1h}",
+                &format!(
+                    "  - window: {{session: {{gap: {GAP_MS}ms}}, keyBy: [user], aggregates: {{n: count(*)}}}}"
+                ),
+            )
+    });
+    let mut got = BTreeMap::new();
+    let mut twice = Vec::new();
+    for e in std::fs::read_dir(&out).unwrap().flatten() {
+        if e.path().extension().is_none_or(|x| x != "jsonl") {
+            continue;
+        }
+        for line in std::fs::read_to_string(e.path()).unwrap().lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            let key = (
+                v["user"].as_str().unwrap().to_string(),
+                common::parse_ts(v["window_start"].as_str().unwrap()),
+            );
+            let row = (
+                common::parse_ts(v["window_end"].as_str().unwrap()),
+                v["n"].as_i64().unwrap(),
+            );
+            if got.insert(key.clone(), row).is_some() {
+                twice.push(key);
+            }
+        }
+    }
+    let want = session_oracle();
+    let merged = want.values().filter(|(_, n)| *n > 1).count();
+    assert!(
+        merged > 1_000 && want.len() - merged > 1_000,
+        "the oracle should hold both merged and lone sessions: {merged} of {}",
+        want.len()
+    );
+    common::assert_same_rows(
+        &format!("after {kills} kills"),
+        &want,
+        &got,
+        &twice.iter().map(|k| format!("{k:?}")).collect::<Vec<_>>(),
+    );
 }
 
 /// Download checkpoint `id`'s stores as a restore does and open them: every user kept has its

@@ -68,3 +68,16 @@ pub(crate) fn split(stored: &[u8]) -> Option<(u32, &[u8])> {
     let (prefix, key) = stored.split_first_chunk::<PREFIX>()?;
     Some((u32::from_be_bytes(*prefix), key))
 }
+
+/// The smallest key after every key that starts with `prefix` (`None`: there is none, the
+/// prefix being all `0xff`).
+pub(crate) fn successor(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < u8::MAX {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}

@@ -244,6 +244,34 @@ impl Store {
         }))
     }
 
+    /// Entries of `family` in key group `kg` whose key starts with `prefix`, in key order:
+    /// the iterator stops at the prefix's end, not the key group's.
+    ///
+    /// # Errors
+    /// The family is unknown; RocksDB's read errors come with each item.
+    pub fn scan_prefix(
+        &self,
+        family: usize,
+        kg: u32,
+        prefix: &[u8],
+    ) -> Result<impl Iterator<Item = Result<(Vec<u8>, Vec<u8>)>> + '_> {
+        let cf = self.family(family)?;
+        let start = keys::stored(kg, prefix);
+        let mut read = ReadOptions::default();
+        read.set_iterate_upper_bound(
+            keys::successor(&start).unwrap_or_else(|| keys::stored(kg.saturating_add(1), &[])),
+        );
+        let it = self
+            .db
+            .iterator_cf_opt(cf, read, IteratorMode::From(&start, Direction::Forward));
+        Ok(it.map(move |r| {
+            r.map_err(self.err("scan")).and_then(|(k, v)| {
+                let (_, key) = keys::split(&k).ok_or_else(|| self.short_key())?;
+                Ok((key.to_vec(), v.to_vec()))
+            })
+        }))
+    }
+
     fn short_key(&self) -> Error {
         Error::Invalid {
             dir: self.root.clone(),

@@ -57,6 +57,43 @@ fn reads_what_it_wrote_and_deletes() {
 }
 
 #[test]
+fn a_prefix_scan_stops_where_the_prefix_ends() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::create(tmp.path(), FAMILIES, &Budget::new(16 << 20)).unwrap();
+    let mut batch = Batch::default();
+    for key in [
+        &b"a\xff"[..],
+        b"a\xff\x00",
+        b"a\xff\xff",
+        b"b",
+        b"a",
+        b"\xff\xff",
+    ] {
+        batch.put(0, 4, key, b"v");
+    }
+    batch.put(0, 5, b"a\xff\x01", b"other group");
+    store.write(batch).unwrap();
+    let scan = |prefix: &[u8]| -> Vec<Vec<u8>> {
+        store
+            .scan_prefix(0, 4, prefix)
+            .unwrap()
+            .map(|r| r.unwrap().0)
+            .collect()
+    };
+    assert_eq!(
+        scan(b"a\xff"),
+        vec![
+            b"a\xff".to_vec(),
+            b"a\xff\x00".to_vec(),
+            b"a\xff\xff".to_vec()
+        ]
+    );
+    assert_eq!(scan(b"\xff"), vec![b"\xff\xff".to_vec()]);
+    assert_eq!(scan(b"c"), Vec::<Vec<u8>>::new());
+    assert_eq!(scan(b"").len(), 6);
+}
+
+#[test]
 fn a_later_checkpoint_keeps_the_table_files_nothing_changed() {
     let tmp = tempfile::tempdir().unwrap();
     let store = Store::create(tmp.path(), FAMILIES, &Budget::new(16 << 20)).unwrap();

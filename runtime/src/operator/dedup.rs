@@ -362,9 +362,7 @@ impl Operator for Dedup {
             Seen::Disk(d) => d.state.place().clone(),
             memory @ Seen::Memory(_) => {
                 self.seen = memory;
-                return Err(corrupt(
-                    "the checkpoint holds this operator's state on disk (stateBackend type disk); restore it with the disk backend, or from a savepoint, which holds state in a form either backend reads",
-                ));
+                return Err(super::disk_state_refused("dedup"));
             }
         };
         let state = DiskState::restore(place, FAMILIES, fetched)?;

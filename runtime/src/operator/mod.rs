@@ -134,15 +134,25 @@ pub trait Operator: Send {
     /// # Errors
     /// The operator keeps its state in memory, or a store does not open.
     fn restore_disk(&mut self, _fetched: Vec<crate::state::disk::Fetched>) -> Result<()> {
-        Err(Error::State {
-            operator: String::new(),
-            message: "the checkpoint holds this operator's state on disk (stateBackend type disk); restore it with the disk backend, or from a savepoint, which holds state in a form either backend reads".into(),
-        })
+        Err(disk_state_refused(""))
     }
 
     /// Counters since start.
     fn counters(&self) -> OperatorCounters {
         OperatorCounters::default()
+    }
+}
+
+/// Why an operator keeping its state in memory refuses a checkpoint of it on disk, and the
+/// way out.
+#[must_use]
+pub fn disk_state_refused(operator: &str) -> Error {
+    Error::State {
+        operator: operator.to_string(),
+        message: "the checkpoint holds this operator's state on disk (stateBackend type disk); \
+                  restore it with the disk backend, or from a savepoint, which holds state in a \
+                  form either backend reads"
+            .into(),
     }
 }
 

@@ -230,7 +230,11 @@ impl OpPlan {
     /// it in memory whatever the backend.
     #[must_use]
     pub fn keeps_disk_state(&self) -> bool {
-        matches!(self.operation, Operation::Transform(Transform::Dedup(_)))
+        match &self.operation {
+            Operation::Transform(Transform::Dedup(_) | Transform::Window(_)) => true,
+            Operation::GroupBy(..) => self.groups_at_time(),
+            _ => false,
+        }
     }
 
     /// [`Self::instantiate`], with its state on disk at `place` when it has one and
@@ -258,7 +262,7 @@ impl OpPlan {
                 let cfg = top_n::config(spec, &input, &self.path, max_parallelism).map_err(ie)?;
                 return Ok(Box::new(TopN::new(cfg)?));
             }
-            Operation::GroupBy(w, ttl) => return self.group_by(w, *ttl, max_parallelism),
+            Operation::GroupBy(w, ttl) => return self.group_by(w, *ttl, max_parallelism, place),
             Operation::Transform(t) => t,
         };
         Ok(match t {
@@ -272,7 +276,7 @@ impl OpPlan {
                     .map_err(ie)?,
                 Arc::clone(&self.output),
             )),
-            Transform::Window(w) => return self.window(w, max_parallelism),
+            Transform::Window(w) => return self.window(w, max_parallelism, place),
             Transform::Dedup(d) => {
                 let keys = check::columns(&d.key_by, &self.input, &format!("{}.keyBy", self.path))
                     .map_err(|e| ie(format!("{e:?}")))?;
@@ -320,12 +324,13 @@ impl OpPlan {
         w: &weir_crds::WindowSpec,
         ttl: Option<crate::ids::Millis>,
         max_parallelism: u32,
+        place: Option<crate::state::disk::Place>,
     ) -> crate::error::Result<Box<dyn Operator>> {
         let ie = |e: String| crate::error::Error::internal(format!("{}: {e}", self.path));
         let (_, keys, aggregates) =
             check::window_parts(w, &self.input, &self.path).map_err(|e| ie(format!("{e:?}")))?;
         if self.groups_at_time() {
-            return self.window(w, max_parallelism);
+            return self.window(w, max_parallelism, place);
         }
         Ok(Box::new(GroupBy::new(GroupByConfig {
             keys: KeyCodec::new(&self.input, keys)?,
@@ -341,19 +346,23 @@ impl OpPlan {
         &self,
         w: &weir_crds::WindowSpec,
         max_parallelism: u32,
+        place: Option<crate::state::disk::Place>,
     ) -> crate::error::Result<Box<dyn Operator>> {
         let ie = |e: String| crate::error::Error::internal(format!("{}: {e}", self.path));
         let (assigner, keys, aggs) =
             check::window_parts(w, &self.input, &self.path).map_err(|e| ie(format!("{e:?}")))?;
-        Ok(Box::new(WindowOperator::new(WindowConfig {
-            assigner,
-            keys: KeyCodec::new(&self.input, keys)?,
-            time_col: self.time_col.ok_or_else(|| ie("no time column".into()))?,
-            aggregates: aggs,
-            output: Arc::clone(&self.output),
-            side_output: self.side_sink.is_some(),
-            max_parallelism,
-        })?))
+        Ok(Box::new(WindowOperator::new_in(
+            WindowConfig {
+                assigner,
+                keys: KeyCodec::new(&self.input, keys)?,
+                time_col: self.time_col.ok_or_else(|| ie("no time column".into()))?,
+                aggregates: aggs,
+                output: Arc::clone(&self.output),
+                side_output: self.side_sink.is_some(),
+                max_parallelism,
+            },
+            place,
+        )?))
     }
 }
 

@@ -26,6 +26,7 @@ pub const WINDOW_END: &str = "window_end";
 
 pub(crate) mod accumulators;
 mod aligned;
+mod disk;
 mod groups;
 mod session;
 #[cfg(test)]
@@ -43,6 +44,7 @@ use crate::error::Result;
 use crate::expr::CompiledExpr;
 use crate::ids::Millis;
 use crate::keys::KeyCodec;
+use crate::state::disk::Place;
 use accumulators::{Acc, Value};
 use datafusion::arrow::datatypes::SchemaRef;
 
@@ -256,10 +258,23 @@ impl WindowOperator {
     /// # Errors
     /// Arrow's error when a `count_distinct` argument type cannot be row-encoded.
     pub fn new(c: WindowConfig) -> Result<Self> {
+        Self::new_in(c, None)
+    }
+
+    /// A window operator with no state, in memory or, given a place (the `disk` backend), in
+    /// a store there: every geometry then takes the per-key layout, which a key-value store
+    /// holds well; the aligned layout is memory's fast path.
+    ///
+    /// # Errors
+    /// As [`Self::new`]; the store does not open.
+    pub fn new_in(c: WindowConfig, place: Option<Place>) -> Result<Self> {
         let shared = Shared::new(c)?;
-        let inner = match shared.assigner {
-            Assigner::Session { .. } => Layout::Session(session::SessionWindows::new(shared)),
-            Assigner::Tumbling { .. } | Assigner::Sliding { .. } => {
+        let inner = match (shared.assigner, place) {
+            (_, Some(place)) => Layout::Session(session::SessionWindows::on_disk(shared, place)?),
+            (Assigner::Session { .. }, None) => {
+                Layout::Session(session::SessionWindows::new(shared))
+            }
+            (Assigner::Tumbling { .. } | Assigner::Sliding { .. }, None) => {
                 Layout::Aligned(aligned::AlignedWindows::new(shared))
             }
         };
@@ -300,6 +315,10 @@ impl Operator for WindowOperator {
 
     fn restore(&mut self, state: KeyedState) -> Result<()> {
         self.layout_mut().restore(state)
+    }
+
+    fn restore_disk(&mut self, fetched: Vec<crate::state::disk::Fetched>) -> Result<()> {
+        self.layout_mut().restore_disk(fetched)
     }
 
     fn counters(&self) -> OperatorCounters {

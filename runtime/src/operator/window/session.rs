@@ -1,5 +1,11 @@
-//! Session windows: per key, because each key's sessions start and end on their own. A
-//! record opens `[ts, ts + gap)` and merges every window of its key it overlaps.
+//! The per-key layout: windows kept per key, because each key's sessions start and end on
+//! their own. A record opens `[ts, ts + gap)` and merges every window of its key it overlaps.
+//! Tumbling and sliding windows run here too when their state is on disk (the `disk`
+//! backend), where a per-key layout is what a key-value store holds well.
+//!
+//! The windows live in memory or, with the `disk` backend, in a store ([`super::disk`]);
+//! both merge, fire and checkpoint a savepoint alike, so a job moves between them through a
+//! savepoint.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -7,61 +13,141 @@ use std::sync::Arc;
 use datafusion::arrow::array::{Array, AsArray, RecordBatch, TimestampMillisecondArray};
 use datafusion::arrow::datatypes::TimestampMillisecondType;
 
-use super::accumulators::{check_restored, finish};
+use super::accumulators::{Acc, check_restored, finish};
+use super::disk::DiskWindows;
 use super::{KeyWindows, Shared, Window};
 use crate::error::{Error, Result};
 use crate::ids::Millis;
 use crate::operator::{
-    Input, KeyedState, Operator, OperatorCounters, Output, decode_keyed, encode_keyed,
+    Capture, Input, KeyedState, Operator, OperatorCounters, Output, decode_keyed, encode_keyed,
 };
+use crate::state::disk::{Fetched, Place};
 
-/// The session windows of one subtask.
+/// The per-key windows of one subtask.
 pub struct SessionWindows {
     pub(super) shared: Shared,
+    keep: Keep,
+}
+
+enum Keep {
+    Memory(Memory),
+    Disk(DiskWindows),
+}
+
+/// The windows in memory.
+#[derive(Default)]
+struct Memory {
     state: HashMap<Vec<u8>, KeyWindows>,
     /// Fire order: (end, start, key).
     timers: BTreeSet<(Millis, Millis, Vec<u8>)>,
 }
 
-impl SessionWindows {
-    pub(super) fn new(shared: Shared) -> Self {
-        Self {
-            shared,
-            state: HashMap::new(),
-            timers: BTreeSet::new(),
+/// Insert `[start, end)` with `accs` into one key's `windows` if it is not there yet; for
+/// sessions (`merging`), merging every window it overlaps (a session's growth: sliding
+/// windows overlap too, and stay apart). Returns the window's start and the `(start, end)`
+/// of the windows merged away.
+pub(super) fn merge(
+    windows: &mut KeyWindows,
+    (start, end): (Millis, Millis),
+    accs: Vec<Acc>,
+    merging: bool,
+) -> (Millis, Vec<(Millis, Millis)>) {
+    if !merging {
+        windows.entry(start).or_insert(Window { end, accs });
+        return (start, Vec::new());
+    }
+    let overlapping: Vec<Millis> = windows
+        .range(..end)
+        .filter(|(_, w)| w.end > start)
+        .map(|(s, _)| *s)
+        .collect();
+    let (mut new_start, mut new_end, mut accs) = (start, end, accs);
+    let mut removed = Vec::with_capacity(overlapping.len());
+    for s in overlapping {
+        if let Some(w) = windows.remove(&s) {
+            removed.push((s, w.end));
+            new_start = new_start.min(s);
+            new_end = new_end.max(w.end);
+            for (a, b) in accs.iter_mut().zip(w.accs) {
+                a.merge(b);
+            }
         }
     }
+    windows.insert(new_start, Window { end: new_end, accs });
+    (new_start, removed)
+}
 
-    /// Insert or merge a session window `[start, end)` for `key`; returns its final start.
-    fn add_session(&mut self, key: &[u8], start: Millis, end: Millis) -> Millis {
-        let fresh = self.shared.new_accs();
+/// Emit `fired` windows, in the order given: (key, start, window).
+pub(super) fn emit(
+    shared: &Shared,
+    fired: &[(Vec<u8>, Millis, Window)],
+    out: &mut Output,
+) -> Result<()> {
+    if fired.is_empty() {
+        return Ok(());
+    }
+    let mut columns = shared
+        .keys
+        .decode(fired.iter().map(|(k, _, _)| k.as_slice()))?;
+    columns.push(Arc::new(TimestampMillisecondArray::from_iter_values(
+        fired.iter().map(|(_, start, _)| *start),
+    )));
+    columns.push(Arc::new(TimestampMillisecondArray::from_iter_values(
+        fired.iter().map(|(_, _, w)| w.end),
+    )));
+    for (i, a) in shared.aggregates.iter().enumerate() {
+        columns.push(finish(a, fired.iter().map(|(_, _, w)| &w.accs[i])));
+    }
+    out.batches
+        .push(RecordBatch::try_new(Arc::clone(&shared.output), columns)?);
+    Ok(())
+}
+
+/// Whether restored windows fit this job: their keys decode as its key columns and their
+/// accumulators fit its aggregates.
+pub(super) fn check_windows<'a>(
+    shared: &Shared,
+    keys: &[&[u8]],
+    windows: impl Iterator<Item = &'a Window>,
+) -> Result<()> {
+    let wrong = |message| Error::State {
+        operator: "window".into(),
+        message,
+    };
+    if !keys.is_empty() {
+        shared.keys.decode_stored(keys).map_err(wrong)?;
+    }
+    for w in windows {
+        check_restored(&shared.aggregates, &w.accs).map_err(wrong)?;
+    }
+    Ok(())
+}
+
+impl Memory {
+    /// Insert or merge a window `[start, end)` for `key`; returns its final start.
+    fn add(
+        &mut self,
+        key: &[u8],
+        window: (Millis, Millis),
+        fresh: Vec<Acc>,
+        merging: bool,
+    ) -> Millis {
         let windows = match self.state.get_mut(key) {
             Some(w) => w,
             None => self.state.entry(key.to_vec()).or_default(),
         };
-        let overlapping: Vec<Millis> = windows
-            .range(..end)
-            .filter(|(_, w)| w.end > start)
-            .map(|(s, _)| *s)
-            .collect();
-        let (mut new_start, mut new_end, mut accs) = (start, end, fresh);
-        for s in overlapping {
-            if let Some(w) = windows.remove(&s) {
-                self.timers.remove(&(w.end, s, key.to_vec()));
-                new_start = new_start.min(s);
-                new_end = new_end.max(w.end);
-                for (a, b) in accs.iter_mut().zip(w.accs) {
-                    a.merge(b);
-                }
-            }
+        let (new_start, removed) = merge(windows, window, fresh, merging);
+        for (s, e) in removed {
+            self.timers.remove(&(e, s, key.to_vec()));
         }
-        windows.insert(new_start, Window { end: new_end, accs });
-        self.timers.insert((new_end, new_start, key.to_vec()));
+        if let Some(w) = windows.get(&new_start) {
+            self.timers.insert((w.end, new_start, key.to_vec()));
+        }
         new_start
     }
 
-    fn fire(&mut self, watermark: Millis, out: &mut Output) -> Result<()> {
-        let mut fired: Vec<(Vec<u8>, Millis, Window)> = Vec::new();
+    fn fire(&mut self, watermark: Millis) -> Vec<(Vec<u8>, Millis, Window)> {
+        let mut fired = Vec::new();
         while let Some(first) = self.timers.first() {
             if first.0 - 1 > watermark {
                 break;
@@ -80,23 +166,28 @@ impl SessionWindows {
                 self.state.remove(&key);
             }
         }
-        if fired.is_empty() {
-            return Ok(());
+        fired
+    }
+}
+
+impl SessionWindows {
+    /// Per-key windows in memory.
+    pub(super) fn new(shared: Shared) -> Self {
+        Self {
+            shared,
+            keep: Keep::Memory(Memory::default()),
         }
-        let s = &self.shared;
-        let mut columns = s.keys.decode(fired.iter().map(|(k, _, _)| k.as_slice()))?;
-        columns.push(Arc::new(TimestampMillisecondArray::from_iter_values(
-            fired.iter().map(|(_, start, _)| *start),
-        )));
-        columns.push(Arc::new(TimestampMillisecondArray::from_iter_values(
-            fired.iter().map(|(_, _, w)| w.end),
-        )));
-        for (i, a) in s.aggregates.iter().enumerate() {
-            columns.push(finish(a, fired.iter().map(|(_, _, w)| &w.accs[i])));
-        }
-        out.batches
-            .push(RecordBatch::try_new(Arc::clone(&s.output), columns)?);
-        Ok(())
+    }
+
+    /// Per-key windows in a store at `place`.
+    ///
+    /// # Errors
+    /// The store does not open.
+    pub(super) fn on_disk(shared: Shared, place: Place) -> Result<Self> {
+        Ok(Self {
+            shared,
+            keep: Keep::Disk(DiskWindows::create(place)?),
+        })
     }
 }
 
@@ -112,6 +203,12 @@ impl Operator for SessionWindows {
         let values = self.shared.values(&arrays)?;
         let mut late = vec![false; n];
         let mut wins = Vec::new();
+        let max_parallelism = self.shared.max_parallelism;
+        let merging = matches!(self.shared.assigner, super::Assigner::Session { .. });
+        let mut work = match &mut self.keep {
+            Keep::Disk(d) => Some(d.batch()),
+            Keep::Memory(_) => None,
+        };
         for (row, is_late) in late.iter_mut().enumerate() {
             if ts.is_null(row) {
                 continue;
@@ -124,31 +221,63 @@ impl Operator for SessionWindows {
             }
             let key = key_rows.row(row);
             let key = key.as_ref();
-            for &(start, end) in &wins {
-                let start = self.add_session(key, start, end);
-                if let Some(w) = self.state.get_mut(key).and_then(|ws| ws.get_mut(&start)) {
+            for &win in &wins {
+                let fresh = self.shared.new_accs();
+                let window = match (&mut self.keep, &mut work) {
+                    (Keep::Disk(d), Some(work)) => {
+                        let windows = work.windows(d, key, max_parallelism)?;
+                        let (start, _) = merge(windows, win, fresh, merging);
+                        windows.get_mut(&start)
+                    }
+                    (Keep::Memory(m), _) => {
+                        let start = m.add(key, win, fresh, merging);
+                        m.state.get_mut(key).and_then(|ws| ws.get_mut(&start))
+                    }
+                    (Keep::Disk(_), None) => None,
+                };
+                if let Some(w) = window {
                     for (acc, v) in w.accs.iter_mut().zip(&values) {
                         acc.update(v, row);
                     }
                 }
             }
         }
+        if let (Keep::Disk(d), Some(work)) = (&mut self.keep, work) {
+            d.write(work)?;
+        }
         self.shared.late_rows(&batch, late, out)
     }
 
     fn on_watermark(&mut self, watermark: Millis, out: &mut Output) -> Result<()> {
         if self.shared.advance(watermark) {
-            self.fire(watermark, out)?;
+            let fired = match &mut self.keep {
+                Keep::Memory(m) => m.fire(watermark),
+                Keep::Disk(d) => d.fire(watermark)?,
+            };
+            emit(&self.shared, &fired, out)?;
         }
         Ok(())
     }
 
     fn snapshot(&self) -> Result<KeyedState> {
-        encode_keyed(
-            "window",
-            self.shared.max_parallelism,
-            self.state.iter().map(|(k, w)| (k.as_slice(), w)),
-        )
+        match &self.keep {
+            Keep::Memory(m) => encode_keyed(
+                "window",
+                self.shared.max_parallelism,
+                m.state.iter().map(|(k, w)| (k.as_slice(), w)),
+            ),
+            Keep::Disk(d) => d.encode(self.shared.max_parallelism),
+        }
+    }
+
+    fn capture(&self, portable: bool) -> Result<Capture> {
+        match &self.keep {
+            Keep::Disk(d) => d.capture(portable, self.shared.max_parallelism),
+            Keep::Memory(_) => {
+                let state = self.snapshot()?;
+                Ok(Capture::Keyed(Box::new(move || Ok(state))))
+            }
+        }
     }
 
     fn counters(&self) -> OperatorCounters {
@@ -157,25 +286,39 @@ impl Operator for SessionWindows {
 
     fn restore(&mut self, state: KeyedState) -> Result<()> {
         let restored = decode_keyed::<KeyWindows>("window", state)?;
-        let wrong = |message| Error::State {
-            operator: "window".into(),
-            message,
-        };
         let keys: Vec<&[u8]> = restored.iter().map(|(k, _)| k.as_slice()).collect();
-        if !keys.is_empty() {
-            self.shared.keys.decode_stored(&keys).map_err(wrong)?;
-        }
-        for (_, windows) in &restored {
-            for w in windows.values() {
-                check_restored(&self.shared.aggregates, &w.accs).map_err(wrong)?;
+        check_windows(
+            &self.shared,
+            &keys,
+            restored.iter().flat_map(|(_, ws)| ws.values()),
+        )?;
+        match &mut self.keep {
+            Keep::Memory(m) => {
+                for (key, windows) in restored {
+                    for (start, w) in &windows {
+                        m.timers.insert((w.end, *start, key.clone()));
+                    }
+                    m.state.insert(key, windows);
+                }
+                Ok(())
             }
+            Keep::Disk(d) => d.put_all(restored, self.shared.max_parallelism),
         }
-        for (key, windows) in restored {
-            for (start, w) in &windows {
-                self.timers.insert((w.end, *start, key.clone()));
+    }
+
+    fn restore_disk(&mut self, fetched: Vec<Fetched>) -> Result<()> {
+        let place = match std::mem::replace(&mut self.keep, Keep::Memory(Memory::default())) {
+            Keep::Disk(d) => d.into_place(),
+            memory @ Keep::Memory(_) => {
+                self.keep = memory;
+                return Err(crate::operator::disk_state_refused("window"));
             }
-            self.state.insert(key, windows);
-        }
+        };
+        let d = DiskWindows::restored(place, fetched)?;
+        let (keys, windows) = d.sample()?;
+        let keys: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
+        check_windows(&self.shared, &keys, windows.iter())?;
+        self.keep = Keep::Disk(d);
         Ok(())
     }
 }

@@ -348,3 +348,185 @@ fn a_checkpoint_of_an_edited_window_is_refused_naming_what_changed() {
         per_key_op(key_by, 100).restore(state.clone()).unwrap();
     }
 }
+
+fn geometry(assigner: Assigner) -> WindowConfig {
+    let mut c = config(&[0], 100);
+    c.assigner = assigner;
+    c
+}
+
+/// A window operator with its state in a store at `dir`, owning key groups `groups`.
+fn on_disk(
+    assigner: Assigner,
+    dir: &std::path::Path,
+    groups: std::ops::RangeInclusive<u32>,
+) -> WindowOperator {
+    let place = crate::state::disk::Place {
+        dir: dir.to_path_buf(),
+        budget: weir_state::Budget::new(16 << 20),
+        groups: weir_state::KeyGroups::new(groups),
+        operator: "window-0".into(),
+    };
+    let op = WindowOperator::new_in(geometry(assigner), Some(place)).unwrap();
+    assert!(matches!(op.inner, Layout::Session(_)));
+    op
+}
+
+/// The rows of `batch` whose key falls in key groups `groups` (of 16).
+fn rows_in(batch: &RecordBatch, groups: &std::ops::RangeInclusive<u32>) -> RecordBatch {
+    let codec = KeyCodec::new(&input(), vec![0]).unwrap();
+    let rows = codec.rows(batch).unwrap();
+    let keep: datafusion::arrow::array::BooleanArray = (0..batch.num_rows())
+        .map(|r| Some(groups.contains(&crate::keys::key_group(rows.row(r).as_ref(), 16))))
+        .collect();
+    datafusion::arrow::compute::filter_record_batch(batch, &keep).unwrap()
+}
+
+fn decoded(s: crate::operator::KeyedState) -> Vec<(Vec<u8>, super::KeyWindows)> {
+    let mut entries = crate::operator::decode_keyed::<super::KeyWindows>("window", s).unwrap();
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    entries
+}
+
+/// The disk backend's windows against memory's (the aligned layout for tumbling and sliding,
+/// the per-key one for sessions): the same results in the same order and the same late
+/// records, batch by batch; then a checkpoint of the store restored into two subtasks (one
+/// from the store's files, one from the memory backend's checkpoint) that go on giving what
+/// memory's two subtasks give; and a savepoint of each holding what memory's holds.
+/// Mutation: fire timers in key-group order without the final sort, or drop the windows a
+/// session merge removed from the timers, and a comparison below fails.
+fn disk_matches_memory(assigner: Assigner) {
+    let tmp = tempfile::tempdir().unwrap();
+    let schema = geometry(assigner).output;
+    let mut memory = WindowOperator::new(geometry(assigner)).unwrap();
+    let mut disk = on_disk(assigner, &tmp.path().join("one"), 0..=15);
+    let mut fired = 0;
+    for b in 0..20 {
+        let (mut om, mut od) = (Output::default(), Output::default());
+        memory.process(Input::ONLY, batch(b), &mut om).unwrap();
+        disk.process(Input::ONLY, batch(b), &mut od).unwrap();
+        let wm = (b * 200) as i64 - 50;
+        memory.on_watermark(wm, &mut om).unwrap();
+        disk.on_watermark(wm, &mut od).unwrap();
+        assert_eq!(one(&od, &schema), one(&om, &schema), "batch {b}: results");
+        assert_eq!(od.side, om.side, "batch {b}: late records");
+        fired += one(&om, &schema).num_rows();
+    }
+    assert!(fired > 100, "{assigner:?}: only {fired} results fired");
+    assert_eq!(
+        decoded(disk.snapshot().unwrap()),
+        decoded(memory.snapshot().unwrap()),
+        "the state before the checkpoint"
+    );
+
+    let crate::operator::Capture::Disk(capture) = disk.capture(false).unwrap() else {
+        panic!("a checkpoint of disk state hard-links the store");
+    };
+    let download = tmp.path().join("download");
+    std::fs::create_dir_all(&download).unwrap();
+    for f in capture.checkpoint.files() {
+        std::fs::copy(&f.path, download.join(&f.name)).unwrap();
+    }
+    let mem_state = memory.snapshot().unwrap();
+    let halves = [0..=7u32, 8..=15];
+    for (i, h) in halves.iter().enumerate() {
+        let mine = || {
+            mem_state
+                .iter()
+                .filter(|(kg, _)| h.contains(kg))
+                .cloned()
+                .collect()
+        };
+        let mut m = WindowOperator::new(geometry(assigner)).unwrap();
+        m.restore(mine()).unwrap();
+        let mut d = on_disk(assigner, &tmp.path().join(format!("half{i}")), h.clone());
+        if i == 0 {
+            d.restore_disk(vec![crate::state::disk::Fetched {
+                source: weir_state::Source {
+                    dir: download.clone(),
+                    groups: capture.groups,
+                },
+                tables: Vec::new(),
+                reusable: false,
+            }])
+            .unwrap();
+        } else {
+            d.restore(mine()).unwrap();
+        }
+        let mut fired = 0;
+        for b in 20..30 {
+            let part = rows_in(&batch(b), h);
+            let (mut om, mut od) = (Output::default(), Output::default());
+            m.process(Input::ONLY, part.clone(), &mut om).unwrap();
+            d.process(Input::ONLY, part, &mut od).unwrap();
+            let wm = (b * 200) as i64 - 50;
+            m.on_watermark(wm, &mut om).unwrap();
+            d.on_watermark(wm, &mut od).unwrap();
+            assert_eq!(
+                one(&od, &schema),
+                one(&om, &schema),
+                "subtask {i}, batch {b}"
+            );
+            assert_eq!(od.side, om.side, "subtask {i}, batch {b}: late records");
+            fired += one(&om, &schema).num_rows();
+        }
+        assert!(fired > 10, "subtask {i} fired {fired}");
+        let crate::operator::Capture::Keyed(encode) = d.capture(true).unwrap() else {
+            panic!("a savepoint's capture must be portable");
+        };
+        assert_eq!(
+            decoded(encode().unwrap()),
+            decoded(m.snapshot().unwrap()),
+            "subtask {i}: savepoint state"
+        );
+        let (mut om, mut od) = (Output::default(), Output::default());
+        m.on_watermark(i64::MAX, &mut om).unwrap();
+        d.on_watermark(i64::MAX, &mut od).unwrap();
+        assert_eq!(
+            one(&od, &schema),
+            one(&om, &schema),
+            "subtask {i}: the rest"
+        );
+        assert!(
+            decoded(d.snapshot().unwrap()).is_empty(),
+            "fired windows stay"
+        );
+    }
+}
+
+#[test]
+fn session_windows_on_disk_match_memory_across_a_rescale() {
+    disk_matches_memory(Assigner::Session { gap: 30 });
+}
+
+#[test]
+fn tumbling_windows_on_disk_match_memory_across_a_rescale() {
+    disk_matches_memory(Assigner::Tumbling { size: 100 });
+}
+
+#[test]
+fn sliding_windows_on_disk_match_memory_across_a_rescale() {
+    disk_matches_memory(Assigner::Sliding {
+        size: 100,
+        slide: 25,
+    });
+}
+
+/// A window in memory refuses a checkpoint of disk state, naming the way out.
+#[test]
+fn a_window_in_memory_refuses_disk_state() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut memory = WindowOperator::new(geometry(Assigner::Session { gap: 30 })).unwrap();
+    let err = memory
+        .restore_disk(vec![crate::state::disk::Fetched {
+            source: weir_state::Source {
+                dir: tmp.path().to_path_buf(),
+                groups: weir_state::KeyGroups::new(0..=15),
+            },
+            tables: Vec::new(),
+            reusable: false,
+        }])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("savepoint"), "{err}");
+}

@@ -1,0 +1,309 @@
+//! Per-key windows on disk (the `disk` state backend), for the per-key layout in
+//! [`super::session`].
+//!
+//! Family [`WINDOWS`] maps (key, start) to the window's end and accumulators; family
+//! [`TIMERS`] orders (end, start, key) within each key group, so that a watermark finds what
+//! it fires by scanning each group's front. A batch reads each key it touches once, merges in
+//! memory ([`Work`]) and writes the key's windows back in one write.
+
+use std::collections::HashMap;
+
+use super::{KeyWindows, Window};
+use crate::error::{Error, Result};
+use crate::ids::Millis;
+use crate::keys::key_group;
+use crate::operator::{Capture, KeyedState, encode_keyed};
+use crate::state::disk::{DiskState, Fetched, Place};
+
+const FAMILIES: &[&str] = &["windows", "timers"];
+const WINDOWS: usize = 0;
+const TIMERS: usize = 1;
+
+/// The windows of one subtask in a store.
+pub(super) struct DiskWindows {
+    state: DiskState,
+    /// No window ends before this (a lower bound on `end - 1`): watermarks below it need no
+    /// scan.
+    next_fire: Millis,
+}
+
+/// The keys one batch touched: their windows as read, then as merged.
+pub(super) struct Work {
+    keys: HashMap<Vec<u8>, Touched>,
+}
+
+struct Touched {
+    kg: u32,
+    /// `(start, end)` of the windows stored before the batch.
+    before: Vec<(Millis, Millis)>,
+    windows: KeyWindows,
+}
+
+/// A time as bytes that sort as the times do.
+fn ordered(t: Millis) -> [u8; 8] {
+    ((t as u64) ^ (1 << 63)).to_be_bytes()
+}
+
+fn from_ordered(b: &[u8]) -> Option<Millis> {
+    let b: [u8; 8] = b.get(..8)?.try_into().ok()?;
+    Some((u64::from_be_bytes(b) ^ (1 << 63)) as Millis)
+}
+
+fn corrupt(message: impl Into<String>) -> Error {
+    Error::State {
+        operator: "window".into(),
+        message: message.into(),
+    }
+}
+
+/// A key's prefix in [`WINDOWS`]: its length first, so that no key's prefix is another's.
+fn key_prefix(key: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(4 + key.len() + 8);
+    k.extend_from_slice(&u32::try_from(key.len()).unwrap_or(u32::MAX).to_be_bytes());
+    k.extend_from_slice(key);
+    k
+}
+
+fn window_key(key: &[u8], start: Millis) -> Vec<u8> {
+    let mut k = key_prefix(key);
+    k.extend_from_slice(&ordered(start));
+    k
+}
+
+/// The key and start of a [`WINDOWS`] entry.
+fn split_window_key(k: &[u8]) -> Result<(&[u8], Millis)> {
+    let short = || corrupt("a stored window key is cut short");
+    let (len, rest) = k.split_first_chunk::<4>().ok_or_else(short)?;
+    let len = u32::from_be_bytes(*len) as usize;
+    let key = rest.get(..len).ok_or_else(short)?;
+    let start = from_ordered(rest.get(len..).ok_or_else(short)?).ok_or_else(short)?;
+    Ok((key, start))
+}
+
+fn timer_key(end: Millis, start: Millis, key: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(16 + key.len());
+    k.extend_from_slice(&ordered(end));
+    k.extend_from_slice(&ordered(start));
+    k.extend_from_slice(key);
+    k
+}
+
+fn decode_window(v: &[u8]) -> Result<Window> {
+    postcard::from_bytes(v).map_err(|e| corrupt(format!("a stored window does not decode: {e}")))
+}
+
+fn encode_window(w: &Window) -> Result<Vec<u8>> {
+    postcard::to_stdvec(w).map_err(|e| corrupt(e.to_string()))
+}
+
+impl DiskWindows {
+    pub(super) fn create(place: Place) -> Result<Self> {
+        Ok(Self {
+            state: DiskState::create(place, FAMILIES)?,
+            next_fire: Millis::MAX,
+        })
+    }
+
+    /// Start a batch.
+    pub(super) fn batch(&self) -> Work {
+        Work {
+            keys: HashMap::new(),
+        }
+    }
+
+    /// Every window of `key` in key group `kg`, by start.
+    fn read(store: &weir_state::Store, kg: u32, key: &[u8]) -> Result<KeyWindows> {
+        let mut windows = KeyWindows::new();
+        for entry in store.scan_prefix(WINDOWS, kg, &key_prefix(key))? {
+            let (k, v) = entry?;
+            let (_, start) = split_window_key(&k)?;
+            windows.insert(start, decode_window(&v)?);
+        }
+        Ok(windows)
+    }
+
+    /// Write what a batch changed: each touched key's windows replace those it had.
+    pub(super) fn write(&mut self, work: Work) -> Result<()> {
+        let mut batch = weir_state::Batch::default();
+        for (key, t) in work.keys {
+            for (start, end) in &t.before {
+                if !t.windows.contains_key(start) {
+                    batch.delete(WINDOWS, t.kg, &window_key(&key, *start));
+                }
+                batch.delete(TIMERS, t.kg, &timer_key(*end, *start, &key));
+            }
+            for (start, w) in &t.windows {
+                batch.put(WINDOWS, t.kg, &window_key(&key, *start), &encode_window(w)?);
+                batch.put(TIMERS, t.kg, &timer_key(w.end, *start, &key), &[]);
+                self.next_fire = self.next_fire.min(w.end - 1);
+            }
+        }
+        if batch.is_empty() {
+            return Ok(());
+        }
+        Ok(self.state.store().write(batch)?)
+    }
+
+    /// Remove and return every window that `watermark` completes, in the order the memory
+    /// layout fires them: by end, start, key.
+    pub(super) fn fire(&mut self, watermark: Millis) -> Result<Vec<(Vec<u8>, Millis, Window)>> {
+        if watermark < self.next_fire {
+            return Ok(Vec::new());
+        }
+        let groups = self.state.groups();
+        let store = self.state.store();
+        let mut next = Millis::MAX;
+        let mut fired = Vec::new();
+        for kg in groups.first..=groups.last {
+            let mut batch = weir_state::Batch::default();
+            for entry in store.scan_from(TIMERS, kg, &[])? {
+                let (k, _) = entry?;
+                let short = || corrupt("a stored timer is cut short");
+                let end = from_ordered(&k).ok_or_else(short)?;
+                if end - 1 > watermark {
+                    next = next.min(end - 1);
+                    break;
+                }
+                let start = from_ordered(k.get(8..).ok_or_else(short)?).ok_or_else(short)?;
+                let key = k.get(16..).ok_or_else(short)?;
+                let wk = window_key(key, start);
+                let window = store
+                    .get(WINDOWS, kg, &wk)?
+                    .ok_or_else(|| corrupt("a timer without its window"))?;
+                batch.delete(TIMERS, kg, &k);
+                batch.delete(WINDOWS, kg, &wk);
+                fired.push((key.to_vec(), start, decode_window(&window)?));
+            }
+            if !batch.is_empty() {
+                store.write(batch)?;
+            }
+        }
+        self.next_fire = next;
+        fired.sort_by(|a, b| (a.2.end, a.1, &a.0).cmp(&(b.2.end, b.1, &b.0)));
+        Ok(fired)
+    }
+
+    /// Every key's windows, encoded per key group as the memory layout encodes them.
+    fn encode_store(
+        store: &weir_state::Store,
+        groups: weir_state::KeyGroups,
+        max_parallelism: u32,
+    ) -> Result<KeyedState> {
+        let mut keys: Vec<(Vec<u8>, KeyWindows)> = Vec::new();
+        for entry in store.scan(WINDOWS, groups)? {
+            let (_, k, v) = entry?;
+            let (key, start) = split_window_key(&k)?;
+            let window = decode_window(&v)?;
+            match keys.last_mut() {
+                Some((last, windows)) if last.as_slice() == key => {
+                    windows.insert(start, window);
+                }
+                _ => keys.push((key.to_vec(), KeyWindows::from([(start, window)]))),
+            }
+        }
+        encode_keyed(
+            "window",
+            max_parallelism,
+            keys.iter().map(|(k, w)| (k.as_slice(), w)),
+        )
+    }
+
+    pub(super) fn encode(&self, max_parallelism: u32) -> Result<KeyedState> {
+        Self::encode_store(self.state.store(), self.state.groups(), max_parallelism)
+    }
+
+    /// See [`crate::operator::Operator::capture`]: a savepoint encodes a frozen copy off the
+    /// task; a checkpoint hard-links the store for the uploader.
+    pub(super) fn capture(&self, portable: bool, max_parallelism: u32) -> Result<Capture> {
+        if !portable {
+            return Ok(Capture::Disk(self.state.capture()?));
+        }
+        let (checkpoint, store) = self.state.frozen(FAMILIES)?;
+        let groups = self.state.groups();
+        Ok(Capture::Keyed(Box::new(move || {
+            let encoded = Self::encode_store(&store, groups, max_parallelism);
+            drop(store);
+            drop(checkpoint);
+            encoded
+        })))
+    }
+
+    /// Store restored windows (from a savepoint, or a checkpoint of the memory backend).
+    pub(super) fn put_all(
+        &mut self,
+        restored: Vec<(Vec<u8>, KeyWindows)>,
+        max_parallelism: u32,
+    ) -> Result<()> {
+        let mut work = self.batch();
+        for (key, windows) in restored {
+            let kg = key_group(&key, max_parallelism);
+            let before = Self::read(self.state.store(), kg, &key)?
+                .iter()
+                .map(|(s, w)| (*s, w.end))
+                .collect();
+            work.keys.insert(
+                key,
+                Touched {
+                    kg,
+                    before,
+                    windows,
+                },
+            );
+        }
+        self.write(work)
+    }
+
+    /// Where the store lives, closing it (a restored store opens in its place).
+    pub(super) fn into_place(self) -> Place {
+        self.state.place().clone()
+    }
+
+    /// A store restored at `place` from downloaded checkpoints.
+    pub(super) fn restored(place: Place, fetched: Vec<Fetched>) -> Result<Self> {
+        Ok(Self {
+            state: DiskState::restore(place, FAMILIES, fetched)?,
+            // Unknown until a scan: the first watermark looks.
+            next_fire: Millis::MIN,
+        })
+    }
+
+    /// The first stored key and its windows (or nothing): a sample to check a restored
+    /// store against the job.
+    pub(super) fn sample(&self) -> Result<(Vec<Vec<u8>>, Vec<Window>)> {
+        let store = self.state.store();
+        let Some(first) = store.scan(WINDOWS, self.state.groups())?.next() else {
+            return Ok((Vec::new(), Vec::new()));
+        };
+        let (_, k, v) = first?;
+        let (key, _) = split_window_key(&k)?;
+        Ok((vec![key.to_vec()], vec![decode_window(&v)?]))
+    }
+}
+
+impl Work {
+    /// The windows of `key` as this batch has them, read from the store on first touch.
+    pub(super) fn windows(
+        &mut self,
+        disk: &DiskWindows,
+        key: &[u8],
+        max_parallelism: u32,
+    ) -> Result<&mut KeyWindows> {
+        if !self.keys.contains_key(key) {
+            let kg = key_group(key, max_parallelism);
+            let windows = DiskWindows::read(disk.state.store(), kg, key)?;
+            let before = windows.iter().map(|(s, w)| (*s, w.end)).collect();
+            self.keys.insert(
+                key.to_vec(),
+                Touched {
+                    kg,
+                    before,
+                    windows,
+                },
+            );
+        }
+        self.keys
+            .get_mut(key)
+            .map(|t| &mut t.windows)
+            .ok_or_else(|| Error::internal("window batch lost a key"))
+    }
+}
