@@ -157,6 +157,7 @@ fn crd_names_printer_columns_and_status_subresource() {
             "Parallelism",
             "Desired",
             "Last Checkpoint",
+            "State Bytes",
             "Restarts",
             "Age"
         ]

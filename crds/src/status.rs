@@ -147,9 +147,13 @@ pub struct CheckpointStatus {
     /// Completion time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completed_at: Option<Time>,
-    /// State bytes written.
+    /// State bytes the checkpoint holds (what a restore reads).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub size_bytes: Option<u64>,
+    /// State bytes it wrote: with `stateBackend` `disk`, only the files earlier checkpoints
+    /// had not uploaded (incremental checkpoints); otherwise `sizeBytes`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub written_bytes: Option<u64>,
 }
 
 /// Why a savepoint was taken.

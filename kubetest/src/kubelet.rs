@@ -700,6 +700,7 @@ impl FakeRuntime {
                         triggered_at_ms: ms,
                         duration_ms: Some(5),
                         size_bytes: Some(100),
+                        written_bytes: Some(100),
                         alignment_ms: None,
                         path: Some(format!("s3://weir-test/ckpt/{}/chk-{id}", p.name)),
                         error: None,

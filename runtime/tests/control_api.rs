@@ -161,11 +161,13 @@ async fn status_savepoint_metrics_and_stop_work_over_http() {
         "weir_records_out_total{operator=\"source\"}",
         "weir_checkpoint_duration_seconds_bucket",
         "weir_checkpoint_size_bytes",
+        "weir_checkpoint_written_bytes",
         "weir_alignment_seconds_total",
         "weir_backpressure_seconds_total",
         "weir_watermark_timestamp_seconds{task=\"s0-t0\"}",
         // The window's state, per subtask, as its last checkpoint encoded it.
         "weir_operator_state_bytes{operator=\"window-0\",task=\"s1-t0\"}",
+        "weir_operator_state_uploaded_bytes{operator=\"window-0\",task=\"s1-t0\"}",
         "# EOF",
     ] {
         assert!(metrics.contains(name), "missing {name} in:\n{metrics}");

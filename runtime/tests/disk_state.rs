@@ -89,8 +89,9 @@ fn stores(dir: &Path) -> BTreeSet<String> {
     out
 }
 
-/// Kill the job in `file` at random moments, restarting it at parallelisms 2 -> 3 -> 1 -> 2
-/// (`yaml(parallelism, rate)`), then run it to its end; returns the kills that landed. Checks
+/// Kill the job in `file` at random moments after each run's first checkpoint, restarting it
+/// at parallelisms 2 -> 3 -> 1 -> 2 (`yaml(parallelism, records/s)`, slow enough that the job
+/// outlasts the kills), then run it to its end; returns the kills that landed. Checks
 /// that `operator` kept its state in a store under `state` (the killed runs leave theirs).
 fn kill_rescale_and_finish(
     file: &Path,
@@ -101,11 +102,22 @@ fn kill_rescale_and_finish(
     let mut rng = common::fault_seed();
     let mut kills = 0;
     for (run, parallelism) in [2u32, 2, 3, 3, 1, 1, 2, 2].into_iter().enumerate() {
-        std::fs::write(file, yaml(parallelism, 20_000)).unwrap();
+        std::fs::write(file, yaml(parallelism, 5_000)).unwrap();
+        let completed = || {
+            std::fs::read_to_string(log)
+                .unwrap_or_default()
+                .matches("checkpoint completed")
+                .count()
+        };
+        let before = completed();
         let mut child = spawn_runtime(file, &[], &[], log);
-        std::thread::sleep(Duration::from_millis(
-            400 + common::xorshift(&mut rng) % 700,
-        ));
+        // Kill at a random moment after this run's first checkpoint, so that each run
+        // restores what the one before left, however slow the machine.
+        let waiting = std::time::Instant::now();
+        while completed() == before && waiting.elapsed() < Duration::from_secs(30) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::thread::sleep(Duration::from_millis(common::xorshift(&mut rng) % 700));
         if child.try_wait().unwrap().is_none() {
             child.kill().unwrap(); // SIGKILL
             assert_eq!(child.wait().unwrap().signal(), Some(9), "run {run}");
@@ -191,6 +203,21 @@ async fn kept(storage: &Storage) -> (String, BTreeMap<u64, BTreeSet<String>>) {
             .flat_map(|d| d.tables.iter().map(|t| t.object.clone()))
             .collect();
         assert_eq!(tables, in_state, "checkpoint {}", id.0);
+        // Its size counts the tables it refers to, as restoring it reads them.
+        let table_bytes: u64 = r
+            .tasks
+            .iter()
+            .flat_map(|(_, s)| s.disk.iter())
+            .flat_map(|d| d.tables.iter().map(|t| t.size))
+            .sum();
+        let files: u64 = r.metadata.state_files.iter().map(|f| f.size).sum();
+        assert_eq!(
+            r.metadata.state_size(),
+            files + table_bytes,
+            "checkpoint {}",
+            id.0
+        );
+        assert!(r.metadata.written_size() <= r.metadata.state_size());
         out.insert(id.0, tables);
     }
     (shared_dir, out)
@@ -455,6 +482,35 @@ fn retention_deletes_exactly_the_tables_no_kept_checkpoint_refers_to() {
         .matches("checkpoint completed")
         .count();
     assert!(completed >= 8, "only {completed} checkpoints completed");
+    // Incremental: most checkpoints write less than the state they hold.
+    let number = |line: &str, field: &str| -> u64 {
+        let rest = &line[line.find(field).unwrap() + field.len()..];
+        let digits: String = rest
+            .chars()
+            .skip_while(|c| !c.is_ascii_digit())
+            .take_while(char::is_ascii_digit)
+            .collect();
+        digits.parse().unwrap()
+    };
+    let sizes: Vec<(u64, u64)> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains("checkpoint completed"))
+        .map(|l| (number(l, "size_bytes"), number(l, "written_bytes")))
+        .collect();
+    assert!(
+        sizes.iter().all(|(size, written)| written <= size),
+        "{sizes:?}"
+    );
+    let incremental = sizes
+        .iter()
+        .filter(|(size, written)| written * 2 < *size)
+        .count();
+    assert!(
+        incremental * 2 >= sizes.len(),
+        "checkpoints writing less than half their size: {incremental} of {}: {sizes:?}",
+        sizes.len()
+    );
     for id in checkpoints.keys() {
         restores(&rt, &storage, *id, &shared_dir, tmp.path());
     }

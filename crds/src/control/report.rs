@@ -66,8 +66,12 @@ pub struct CheckpointReport {
     pub triggered_at_ms: i64,
     /// Trigger to completion, ms.
     pub duration_ms: Option<u64>,
-    /// State bytes.
+    /// State bytes the checkpoint holds (what a restore reads).
     pub size_bytes: Option<u64>,
+    /// Bytes it wrote: less than `size_bytes` when `disk` state refers to tables earlier
+    /// checkpoints uploaded (incremental checkpoints). Absent from older runtimes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub written_bytes: Option<u64>,
     /// Longest alignment among subtasks, ms.
     pub alignment_ms: Option<u64>,
     /// Directory URI.

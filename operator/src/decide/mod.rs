@@ -155,6 +155,7 @@ impl From<JobReport> for RuntimeView {
                 path: c.path,
                 completed_at: Timestamp::from_millisecond(done_ms).ok().map(Time),
                 size_bytes: c.size_bytes,
+                written_bytes: c.written_bytes,
             }
         });
         Self {

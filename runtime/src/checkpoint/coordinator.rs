@@ -366,9 +366,9 @@ impl Coordinator {
         for (_, c) in &self.tasks {
             let _ = c.send(Control::Commit(id));
         }
-        let size = meta.state_size();
+        let (size, written) = (meta.state_size(), meta.written_size());
         let alignment = p.acks.values().map(|a| a.alignment_ms).max();
-        tracing::info!(checkpoint = %id, kind = ?p.barrier.kind, duration_ms, size_bytes = size, "checkpoint completed");
+        tracing::info!(checkpoint = %id, kind = ?p.barrier.kind, duration_ms, size_bytes = size, written_bytes = written, "checkpoint completed");
         let path = self.up.storage.uri(&dir);
         self.progress.report(Progress::Completed {
             id,
@@ -376,6 +376,7 @@ impl Coordinator {
             triggered_at_ms: p.triggered_at_ms,
             duration_ms,
             size_bytes: size,
+            written_bytes: written,
             alignment_ms: alignment,
             path,
         });

@@ -51,10 +51,25 @@ pub struct CheckpointMetadata {
 }
 
 impl CheckpointMetadata {
-    /// Total bytes of state.
+    /// Bytes of state the checkpoint holds: its state files and the shared tables they refer
+    /// to (what a restore reads).
     #[must_use]
     pub fn state_size(&self) -> u64 {
-        self.state_files.iter().map(|f| f.size).sum()
+        self.state_files
+            .iter()
+            .map(|f| f.size + f.shared_bytes)
+            .sum()
+    }
+
+    /// Bytes this checkpoint wrote: its state files and the shared tables it uploaded (less
+    /// than [`Self::state_size`] when `disk` state refers to tables earlier checkpoints
+    /// uploaded).
+    #[must_use]
+    pub fn written_size(&self) -> u64 {
+        self.state_files
+            .iter()
+            .map(|f| f.size + f.uploaded_bytes)
+            .sum()
     }
 }
 
@@ -74,6 +89,16 @@ pub struct StateFileRef {
     /// state file refers to: retention deletes one only when no kept checkpoint lists it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub shared: Vec<String>,
+    /// Bytes of the `shared` tables.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub shared_bytes: u64,
+    /// Bytes of the `shared` tables this checkpoint uploaded (the others earlier ones did).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub uploaded_bytes: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// A pre-committed sink transaction.
@@ -333,6 +358,8 @@ mod tests {
                 },
                 file: "s0-t1-g3.state".into(),
                 shared: Vec::new(),
+                shared_bytes: 0,
+                uploaded_bytes: 0,
                 size: 10,
                 crc32: 5,
             }],

@@ -40,8 +40,10 @@ pub enum Progress {
         triggered_at_ms: i64,
         /// Trigger to completion, ms.
         duration_ms: u64,
-        /// State bytes.
+        /// State bytes it holds (what a restore reads).
         size_bytes: u64,
+        /// State bytes it wrote (incremental `disk` state refers to earlier uploads).
+        written_bytes: u64,
         /// Longest alignment among subtasks, ms.
         alignment_ms: Option<u64>,
         /// Directory URI.

@@ -44,15 +44,27 @@ pub struct Uploader {
     pub sizes: StateSizes,
 }
 
-/// Told `(operator, task, bytes)` for each operator's encoded state in a snapshot (the job
-/// points it at its metrics; the checkpoint protocol does not know them).
+/// Told `(operator, task, size)` for each operator's state in a snapshot (the job points it
+/// at its metrics; the checkpoint protocol does not know them).
 #[derive(Clone)]
 pub struct StateSizes(pub Arc<dyn StateSizeFn>);
 
-/// What [`StateSizes`] calls: `(operator, task, bytes)`.
-pub trait StateSizeFn: Fn(&str, TaskId, u64) + Send + Sync {}
+/// What [`StateSizes`] calls: `(operator, task, size)`.
+pub trait StateSizeFn: Fn(&str, TaskId, StateSize) + Send + Sync {}
 
-impl<F: Fn(&str, TaskId, u64) + Send + Sync> StateSizeFn for F {}
+impl<F: Fn(&str, TaskId, StateSize) + Send + Sync> StateSizeFn for F {}
+
+/// One operator's state in one subtask at a checkpoint.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StateSize {
+    /// Bytes the checkpoint holds of it (encoded keyed state, or the store's files).
+    pub checkpoint: u64,
+    /// Of those, bytes this checkpoint uploaded: all of keyed state; for a store, the tables
+    /// storage lacked and its small files.
+    pub uploaded: u64,
+    /// A store's size at the barrier: `(table files on local disk, write buffers in memory)`.
+    pub local: Option<(u64, u64)>,
+}
 
 impl StateSizes {
     /// Told nothing.
@@ -107,16 +119,30 @@ impl Uploader {
             // file refers to them.
             let mut keyed = Vec::new();
             let mut shared = Vec::new();
+            let (mut shared_bytes, mut uploaded_bytes) = (0, 0);
             let mut disk_err = None;
             for (id, c) in captured {
                 match c {
                     Capture::Keyed(d) => keyed.push((id, d)),
                     Capture::Disk(d) => {
+                        let local = d.local;
                         let shared_dir = up.layout.shared_dir(&up.job_id);
                         match crate::state::upload::upload(&up.storage, &shared_dir, d, b.id).await
                         {
                             Ok((snap, sent)) => {
-                                (sizes.0)(&id, task, sent.total_bytes);
+                                let tables: u64 = snap.tables.iter().map(|t| t.size).sum();
+                                (sizes.0)(
+                                    &id,
+                                    task,
+                                    StateSize {
+                                        checkpoint: sent.total_bytes,
+                                        // The small files travel in the state file.
+                                        uploaded: sent.total_bytes - tables + sent.new_bytes,
+                                        local: Some(local),
+                                    },
+                                );
+                                shared_bytes += tables;
+                                uploaded_bytes += sent.new_bytes;
                                 shared.extend(snap.tables.iter().map(|t| t.object.clone()));
                                 state.disk.push(snap);
                             }
@@ -148,6 +174,8 @@ impl Uploader {
                             size,
                             crc32,
                             shared,
+                            shared_bytes,
+                            uploaded_bytes,
                         })
                         .map_err(|e| e.to_string())
                 }
@@ -173,8 +201,16 @@ fn encode(
 ) -> Result<Vec<u8>> {
     for (id, encode_operator) in captured {
         let keyed = encode_operator()?;
-        let bytes: usize = keyed.iter().map(|(_, b)| b.len()).sum();
-        (sizes.0)(&id, task, bytes as u64);
+        let bytes = keyed.iter().map(|(_, b)| b.len() as u64).sum();
+        (sizes.0)(
+            &id,
+            task,
+            StateSize {
+                checkpoint: bytes,
+                uploaded: bytes,
+                local: None,
+            },
+        );
         state.operators.push((id, keyed));
     }
     encode_state(&state).map_err(|e| Error::State {

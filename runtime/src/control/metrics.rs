@@ -41,8 +41,11 @@ pub struct Metrics {
     pub last_checkpoint_completed: Gauge<f64, AtomicU64>,
     /// Checkpoint durations, seconds.
     pub checkpoint_duration: Histogram,
-    /// Size of the last completed checkpoint.
+    /// State the last completed checkpoint holds (what a restore reads).
     pub checkpoint_size: Gauge,
+    /// Bytes the last completed checkpoint wrote (less than its size when `disk` state refers
+    /// to tables earlier checkpoints uploaded).
+    pub checkpoint_written: Gauge,
     /// Completed checkpoints.
     pub checkpoints_completed: Counter,
     /// Failed checkpoints.
@@ -63,6 +66,13 @@ pub struct Metrics {
     split_idle: Family<SplitLabel, Gauge>,
     lags: Mutex<BTreeMap<(String, i32), i64>>,
     state_bytes: Family<OperatorTaskLabel, Gauge>,
+    state_uploaded: Family<OperatorTaskLabel, Gauge>,
+    state_disk: Family<OperatorTaskLabel, Gauge>,
+    state_buffered: Family<OperatorTaskLabel, Gauge>,
+    /// The `disk` backend's memory budget, when the job has one: read at scrape time.
+    state_budget: Mutex<Option<weir_state::Budget>>,
+    state_memory: Gauge,
+    state_memory_limit: Gauge,
 }
 
 /// Labels of per-operator, per-subtask gauges.
@@ -114,6 +124,7 @@ impl Metrics {
             last_checkpoint_completed: Gauge::default(),
             checkpoint_duration: Histogram::new(exponential_buckets(0.005, 2.0, 16)),
             checkpoint_size: Gauge::default(),
+            checkpoint_written: Gauge::default(),
             checkpoints_completed: Counter::default(),
             checkpoints_failed: Counter::default(),
             checkpoint_cleanups_failed: Counter::default(),
@@ -129,6 +140,12 @@ impl Metrics {
             split_idle: Family::default(),
             lags: Mutex::new(BTreeMap::new()),
             state_bytes: Family::default(),
+            state_uploaded: Family::default(),
+            state_disk: Family::default(),
+            state_buffered: Family::default(),
+            state_budget: Mutex::new(None),
+            state_memory: Gauge::default(),
+            state_memory_limit: Gauge::default(),
         };
         if let Ok(mut r) = m.registry.lock() {
             r.register(
@@ -213,13 +230,43 @@ impl Metrics {
             );
             r.register(
                 "checkpoint_size_bytes",
-                "State size of the last completed checkpoint",
+                "State the last completed checkpoint holds (what a restore reads)",
                 m.checkpoint_size.clone(),
             );
             r.register(
+                "checkpoint_written_bytes",
+                "Bytes the last completed checkpoint wrote (disk state: the tables it uploaded)",
+                m.checkpoint_written.clone(),
+            );
+            r.register(
                 "operator_state_bytes",
-                "Encoded keyed state of a stateful operator in one subtask, at its last checkpoint",
+                "State of a stateful operator in one subtask in its last checkpoint (encoded, or its store's files)",
                 m.state_bytes.clone(),
+            );
+            r.register(
+                "operator_state_uploaded_bytes",
+                "Bytes of an operator's state in one subtask its last checkpoint uploaded (disk state: new tables only)",
+                m.state_uploaded.clone(),
+            );
+            r.register(
+                "operator_state_disk_bytes",
+                "Table files of an operator's store (disk backend) in one subtask on local disk, at its last checkpoint",
+                m.state_disk.clone(),
+            );
+            r.register(
+                "operator_state_buffered_bytes",
+                "Write buffers of an operator's store (disk backend) in one subtask, at its last checkpoint's barrier",
+                m.state_buffered.clone(),
+            );
+            r.register(
+                "state_memory_bytes",
+                "Memory the disk backend's block cache and write buffers hold in this process",
+                m.state_memory.clone(),
+            );
+            r.register(
+                "state_memory_limit_bytes",
+                "The disk backend's memory budget in this process (stateBackend.memory)",
+                m.state_memory_limit.clone(),
             );
             r.register(
                 "checkpoints_completed",
@@ -240,19 +287,41 @@ impl Metrics {
         m
     }
 
-    /// The encoded size of `operator`'s state in `task` at the checkpoint just taken: set
-    /// once it has held state, so stateless operators do not appear.
-    pub fn set_state_bytes_if_kept(&self, operator: &str, task: &str, bytes: u64) {
+    /// The size of `operator`'s state in `task` at the checkpoint just taken: set once it
+    /// has held state, so stateless operators do not appear.
+    pub fn set_state_size_if_kept(
+        &self,
+        operator: &str,
+        task: &str,
+        size: crate::checkpoint::snapshot::StateSize,
+    ) {
         let label = OperatorTaskLabel {
             operator: operator.to_string(),
             task: task.to_string(),
         };
-        if bytes == 0 && self.state_bytes.get(&label).is_none() {
+        if size.checkpoint == 0 && size.local.is_none() && self.state_bytes.get(&label).is_none() {
             return;
         }
-        self.state_bytes
-            .get_or_create(&label)
-            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+        let set = |family: &Family<OperatorTaskLabel, Gauge>, bytes: u64| {
+            family
+                .get_or_create(&label)
+                .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+        };
+        set(&self.state_bytes, size.checkpoint);
+        set(&self.state_uploaded, size.uploaded);
+        if let Some((disk, buffered)) = size.local {
+            set(&self.state_disk, disk);
+            set(&self.state_buffered, buffered);
+        }
+    }
+
+    /// Report the `disk` backend's memory use against `budget` at every scrape.
+    pub fn watch_state_budget(&self, budget: weir_state::Budget) {
+        self.state_memory_limit
+            .set(i64::try_from(budget.bytes()).unwrap_or(i64::MAX));
+        if let Ok(mut b) = self.state_budget.lock() {
+            *b = Some(budget);
+        }
     }
 
     /// Count records into and out of `operator`.
@@ -330,6 +399,12 @@ impl Metrics {
     pub fn encode(&self) -> String {
         // Gauges read at scrape time rather than written on every watermark.
         self.uptime.set(self.started.elapsed().as_secs_f64());
+        if let Ok(b) = self.state_budget.lock()
+            && let Some(b) = b.as_ref()
+        {
+            self.state_memory
+                .set(i64::try_from(b.used()).unwrap_or(i64::MAX));
+        }
         for (name, wm) in self.task_names.iter().zip(self.watermarks()) {
             if let Some(secs) = seconds(wm) {
                 self.task_watermark
@@ -351,4 +426,66 @@ pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; cha
 /// An event time as Unix seconds; none before the first watermark or at the end of time.
 fn seconds(t: Millis) -> Option<f64> {
     (t != Millis::MIN && t != Millis::MAX).then(|| t as f64 / 1000.0)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+    use super::*;
+    use crate::checkpoint::snapshot::StateSize;
+
+    fn value(text: &str, series: &str) -> Option<i64> {
+        text.lines()
+            .find(|l| l.starts_with(series))
+            .and_then(|l| l.rsplit(' ').next())
+            .map(|v| v.parse().unwrap())
+    }
+
+    #[test]
+    fn disk_state_reports_its_sizes_and_memory_against_the_budget() {
+        let m = Metrics::new(vec!["s1-t0".into()]);
+        // Stateless: nothing; keyed state: checkpoint and uploaded, no local sizes.
+        m.set_state_size_if_kept("t0-filter", "s0-t0", StateSize::default());
+        m.set_state_size_if_kept(
+            "window-0",
+            "s1-t0",
+            StateSize {
+                checkpoint: 300,
+                uploaded: 300,
+                local: None,
+            },
+        );
+        m.set_state_size_if_kept(
+            "dedup-1",
+            "s1-t0",
+            StateSize {
+                checkpoint: 5_000,
+                uploaded: 700,
+                local: Some((4_800, 64)),
+            },
+        );
+        let budget = weir_state::Budget::new(32 << 20);
+        m.watch_state_budget(budget.clone());
+        let text = m.encode();
+        let dedup = |name: &str| {
+            value(
+                &text,
+                &format!("weir_{name}{{operator=\"dedup-1\",task=\"s1-t0\"}}"),
+            )
+        };
+        assert_eq!(dedup("operator_state_bytes"), Some(5_000), "{text}");
+        assert_eq!(dedup("operator_state_uploaded_bytes"), Some(700));
+        assert_eq!(dedup("operator_state_disk_bytes"), Some(4_800));
+        assert_eq!(dedup("operator_state_buffered_bytes"), Some(64));
+        assert!(!text.contains("operator=\"t0-filter\""), "{text}");
+        assert!(!text.contains("weir_operator_state_disk_bytes{operator=\"window-0\""));
+        assert_eq!(
+            value(&text, "weir_state_memory_limit_bytes"),
+            Some(32 << 20)
+        );
+        assert_eq!(
+            value(&text, "weir_state_memory_bytes"),
+            Some(i64::try_from(budget.used()).unwrap())
+        );
+    }
 }

@@ -43,6 +43,7 @@ fn attempt(id: CheckpointId, kind: BarrierKind, at_ms: i64) -> CheckpointReport 
         triggered_at_ms: at_ms,
         duration_ms: None,
         size_bytes: None,
+        written_bytes: None,
         alignment_ms: None,
         path: None,
         error: None,
@@ -118,6 +119,7 @@ impl Report for StatusBoard {
                 triggered_at_ms,
                 duration_ms,
                 size_bytes,
+                written_bytes,
                 alignment_ms,
                 path,
             } => {
@@ -125,7 +127,12 @@ impl Report for StatusBoard {
                 self.metrics
                     .checkpoint_duration
                     .observe(duration_ms as f64 / 1000.0);
-                self.metrics.checkpoint_size.set(size_bytes as i64);
+                self.metrics
+                    .checkpoint_size
+                    .set(i64::try_from(size_bytes).unwrap_or(i64::MAX));
+                self.metrics
+                    .checkpoint_written
+                    .set(i64::try_from(written_bytes).unwrap_or(i64::MAX));
                 self.metrics
                     .last_checkpoint_completed
                     .set((triggered_at_ms as f64 + duration_ms as f64) / 1000.0);
@@ -136,6 +143,7 @@ impl Report for StatusBoard {
                             status: AttemptStatus::Completed,
                             duration_ms: Some(duration_ms),
                             size_bytes: Some(size_bytes),
+                            written_bytes: Some(written_bytes),
                             alignment_ms,
                             path: Some(path),
                             ..attempt(id, kind, triggered_at_ms)

@@ -250,8 +250,8 @@ pub async fn start(plan: Plan, opts: RunOptions) -> Result<RunningJob> {
             let metrics = Arc::clone(&metrics);
             // Stateless operators have no state to report; a stateful one whose state
             // emptied reports 0 rather than its last size.
-            StateSizes(Arc::new(move |op, task, bytes| {
-                metrics.set_state_bytes_if_kept(op, &task.to_string(), bytes);
+            StateSizes(Arc::new(move |op, task, size| {
+                metrics.set_state_size_if_kept(op, &task.to_string(), size);
             }))
         },
     };
@@ -265,6 +265,14 @@ pub async fn start(plan: Plan, opts: RunOptions) -> Result<RunningJob> {
     };
     let forward: Vec<bool> = plan.edges.iter().map(|e| e.forward).collect();
     let grid = Grid::build(&forward, shape.parallelism, &placement);
+    let backend = crate::state::Backend::new(
+        &plan.job.state_backend,
+        &format!("{}/{}", opts.job.namespace, plan.name),
+        shape.pods.as_ref().map(|p| p.index),
+    )?;
+    if let Some(budget) = backend.budget() {
+        metrics.watch_state_budget(budget.clone());
+    }
     let tasks::Spawned {
         handles,
         mut ctrls,
@@ -281,11 +289,7 @@ pub async fn start(plan: Plan, opts: RunOptions) -> Result<RunningJob> {
                 job_id: &begun.job_id,
             },
             uploader: &uploader,
-            backend: &crate::state::Backend::new(
-                &plan.job.state_backend,
-                &format!("{}/{}", opts.job.namespace, plan.name),
-                shape.pods.as_ref().map(|p| p.index),
-            )?,
+            backend: &backend,
             events: &events_tx,
             metrics: &metrics,
         },

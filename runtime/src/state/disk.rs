@@ -36,6 +36,18 @@ pub struct Registry {
     pub uploaded: HashMap<String, SharedTable>,
 }
 
+impl Registry {
+    /// Lock `registry`; a poisoned lock (a panic while it was held) is an internal error.
+    ///
+    /// # Errors
+    /// The lock is poisoned.
+    pub fn lock(registry: &Mutex<Self>) -> Result<std::sync::MutexGuard<'_, Self>> {
+        registry
+            .lock()
+            .map_err(|_| crate::error::Error::internal("state upload registry poisoned"))
+    }
+}
+
 /// A store's checkpoint taken on the task, for the uploader.
 #[derive(Debug)]
 pub struct DiskCapture {
@@ -50,6 +62,8 @@ pub struct DiskCapture {
     pub uid: String,
     /// What the store has uploaded before.
     pub registry: Arc<Mutex<Registry>>,
+    /// The store at the barrier, for metrics: (table files on disk, write buffers).
+    pub local: (u64, u64),
 }
 
 /// A restored store's files on local disk, and where its tables came from.
@@ -152,19 +166,17 @@ impl DiskState {
     /// The store cannot flush or link its files.
     pub fn capture(&self) -> Result<DiskCapture> {
         let n = self.captures.fetch_add(1, Ordering::Relaxed);
+        // Before the checkpoint's flush empties them.
+        let buffered = self.store.memory_bytes();
         let checkpoint = self.store.checkpoint(&format!("capture-{n}"))?;
-        let uid = self
-            .registry
-            .lock()
-            .map_err(|_| crate::error::Error::internal("state upload registry poisoned"))?
-            .uid
-            .clone();
+        let uid = Registry::lock(&self.registry)?.uid.clone();
         Ok(DiskCapture {
             operator: self.place.operator.clone(),
             groups: self.place.groups,
             checkpoint,
             uid,
             registry: Arc::clone(&self.registry),
+            local: (self.store.disk_bytes(), buffered),
         })
     }
 
@@ -179,10 +191,7 @@ impl DiskState {
         // store whole again, under a new uid (an upload under the old names could land just
         // before retention deletes them).
         {
-            let mut reg = self
-                .registry
-                .lock()
-                .map_err(|_| crate::error::Error::internal("state upload registry poisoned"))?;
+            let mut reg = Registry::lock(&self.registry)?;
             reg.uid = uid();
             reg.uploaded.clear();
         }

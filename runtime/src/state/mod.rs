@@ -89,6 +89,15 @@ impl Backend {
         }
     }
 
+    /// The process's memory budget for stores, if the backend is `disk`.
+    #[must_use]
+    pub fn budget(&self) -> Option<&weir_state::Budget> {
+        match self {
+            Self::Memory => None,
+            Self::Disk(d) => Some(&d.budget),
+        }
+    }
+
     /// Where operator `operator` of subtask `task` keeps disk state, if the backend is `disk`.
     #[must_use]
     pub fn place(

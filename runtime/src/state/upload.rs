@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 
-use super::disk::DiskCapture;
+use super::disk::{DiskCapture, Registry};
 use super::files::{DiskSnapshot, PrivateFile, SharedTable};
 use crate::error::{Error, Result};
 use crate::storage::Storage;
@@ -51,10 +51,7 @@ pub async fn upload(
             continue;
         }
         let known = {
-            let reg = capture
-                .registry
-                .lock()
-                .map_err(|_| Error::internal("state upload registry poisoned"))?;
+            let reg = Registry::lock(&capture.registry)?;
             (reg.uid == capture.uid)
                 .then(|| reg.uploaded.get(&file.name).cloned())
                 .flatten()
@@ -73,10 +70,7 @@ pub async fn upload(
         crate::fault::point("during-state-upload", checkpoint);
         storage.put(&table.object, Bytes::from(bytes)).await?;
         sent.new_bytes += table.size;
-        let mut reg = capture
-            .registry
-            .lock()
-            .map_err(|_| Error::internal("state upload registry poisoned"))?;
+        let mut reg = Registry::lock(&capture.registry)?;
         if reg.uid == capture.uid {
             reg.uploaded.insert(table.name.clone(), table.clone());
         }

@@ -167,6 +167,7 @@ impl Fx {
                 path: Some("s3://bucket/weir/ns/sales/lineage-a/chk-4".into()),
                 completed_at: Some(Time(t(0))),
                 size_bytes: Some(100),
+                written_bytes: Some(40),
             }),
             savepoints: vec![],
         });
