@@ -189,6 +189,22 @@ impl Store {
             .map_err(self.err("read"))
     }
 
+    /// The values of many keys of `family` at once, in the order given: one batched read
+    /// (RocksDB's `MultiGet`, which sorts the keys and probes each table once per block),
+    /// faster than as many single reads.
+    ///
+    /// # Errors
+    /// The family is unknown; RocksDB read errors.
+    pub fn get_many(&self, family: usize, keys: &[(u32, &[u8])]) -> Result<Vec<Option<Vec<u8>>>> {
+        let cf = self.family(family)?;
+        let stored: Vec<Vec<u8>> = keys.iter().map(|(kg, k)| keys::stored(*kg, k)).collect();
+        self.db
+            .batched_multi_get_cf(cf, &stored, false)
+            .into_iter()
+            .map(|r| r.map(|v| v.map(|v| v.to_vec())).map_err(self.err("read")))
+            .collect()
+    }
+
     /// Apply `batch`.
     ///
     /// # Errors

@@ -57,6 +57,29 @@ fn reads_what_it_wrote_and_deletes() {
 }
 
 #[test]
+fn reads_many_keys_at_once_in_the_order_asked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::create(tmp.path(), FAMILIES, &Budget::new(16 << 20)).unwrap();
+    let mut batch = Batch::default();
+    batch.put(0, 1, b"b", b"1b");
+    batch.put(0, 2, b"a", b"2a");
+    batch.put(1, 1, b"a", b"other family");
+    store.write(batch).unwrap();
+    let got = store
+        .get_many(0, &[(2, b"a"), (1, b"a"), (1, b"b"), (2, b"a")])
+        .unwrap();
+    assert_eq!(
+        got,
+        vec![
+            Some(b"2a".to_vec()),
+            None,
+            Some(b"1b".to_vec()),
+            Some(b"2a".to_vec())
+        ]
+    );
+}
+
+#[test]
 fn a_prefix_scan_stops_where_the_prefix_ends() {
     let tmp = tempfile::tempdir().unwrap();
     let store = Store::create(tmp.path(), FAMILIES, &Budget::new(16 << 20)).unwrap();
