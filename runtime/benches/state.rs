@@ -1,9 +1,11 @@
-//! The state backends side by side on a dedup of many distinct keys: throughput, peak memory,
-//! and what a checkpoint costs once 1% of the keys changed (bytes written to storage and
-//! time), the `memory` backend's full snapshot against the `disk` backend's incremental one.
+//! The state backends side by side on a dedup (or a session window) over many distinct keys:
+//! throughput, peak memory, and what a checkpoint costs once 1% of the keys changed (bytes
+//! written to storage and time), the `memory` backend's full snapshot against the `disk`
+//! backend's incremental one.
 //!
-//! `cargo bench -p weir-runtime --bench state -- <memory|disk> <keys> [memory budget MiB]`
-//! Run each backend in its own process: peak RSS is the process's.
+//! `cargo bench -p weir-runtime --bench state -- <memory|disk> <keys> [memory budget MiB]
+//! [dedup|session]` Run each backend in its own process: peak RSS is the process's. The
+//! session window counts records per id with a gap no record closes, so its state only grows.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // benchmark: a panic is the report
 
 use std::time::Instant;
@@ -13,7 +15,11 @@ use weir_runtime::source::datagen::Generator;
 use weir_runtime::state::disk::Place;
 use weir_runtime::storage::Storage;
 
-fn plan(keys: u64, seed: u64) -> weir_runtime::plan::Plan {
+fn plan(keys: u64, seed: u64, operator: &str) -> weir_runtime::plan::Plan {
+    let transform = match operator {
+        "session" => "window: {session: {gap: 1000d}, keyBy: [id], aggregates: {n: count(*)}}",
+        _ => "dedup: {keyBy: [id], ttl: 1000d}",
+    };
     let yaml = format!(
         "name: state
 source:
@@ -27,7 +33,7 @@ source:
     - {{name: ts, type: timestamp}}
   eventTime: {{field: ts}}
 transforms:
-  - dedup: {{keyBy: [id], ttl: 1000d}}
+  - {transform}
 sinks:
   - blackhole: {{}}
 ",
@@ -106,6 +112,7 @@ fn main() {
         .and_then(|k| k.parse().ok())
         .unwrap_or(1_000_000);
     let budget_mib: usize = args.get(2).and_then(|k| k.parse().ok()).unwrap_or(256);
+    let operator = args.get(3).map_or("dedup", String::as_str).to_string();
     let tmp = tempfile::tempdir_in(std::env::var("WEIR_BENCH_DIR").unwrap_or_else(|_| ".".into()))
         .unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -115,20 +122,20 @@ fn main() {
             &weir_crds::S3Spec::default(),
         ))
         .unwrap();
-    let p = plan(keys, 1);
+    let p = plan(keys, 1, &operator);
     let op_plan = &p.stages[1].ops[0].op;
     let place = (backend == "disk").then(|| Place {
         dir: tmp.path().join("state"),
         budget: weir_state::Budget::new(budget_mib << 20),
         groups: weir_state::KeyGroups::new(0..=127),
-        operator: "dedup-0".into(),
+        operator: format!("{operator}-0"),
     });
     let mut op = op_plan.instantiate_in(128, place).unwrap();
     // 1.25 records per key: about 71% of keys seen, a quarter of records duplicates.
     let records = keys + keys / 4;
     let (secs, kept) = feed(op.as_mut(), &p, records);
     println!(
-        "{backend} {keys} keys: {records} records in {secs:.1} s = {:.2} M records/s ({kept} kept), peak RSS {} MiB",
+        "{backend} {operator} {keys} keys: {records} records in {secs:.1} s = {:.2} M records/s ({kept} kept), peak RSS {} MiB",
         records as f64 / secs / 1e6,
         peak_rss_mib()
     );
@@ -138,7 +145,7 @@ fn main() {
         full as f64 / 1048576.0
     );
     // 1% of the keys change (new ids from another range).
-    let p2 = plan(keys / 100, 2);
+    let p2 = plan(keys / 100, 2, &operator);
     let spec = p2.job.pipeline.source.datagen.as_ref().unwrap();
     let g = Generator::new(spec, p2.source_schema.clone()).unwrap();
     let mut out = Output::default();
