@@ -102,24 +102,10 @@ fn copy_range(
             })?;
             batch.put_cf(to, crate::keys::stored(kg, &key), value);
             if batch.len() >= COPY_BATCH {
-                flush(store, std::mem::take(&mut batch))?;
+                store.write_raw(std::mem::take(&mut batch))?;
             }
         }
-        flush(store, batch)?;
+        store.write_raw(batch)?;
     }
     Ok(())
-}
-
-fn flush(store: &Store, batch: WriteBatch) -> Result<()> {
-    if batch.is_empty() {
-        return Ok(());
-    }
-    store
-        .raw()
-        .write_opt(batch, store.write_options())
-        .map_err(|source| Error::Db {
-            dir: store.root().to_path_buf(),
-            op: "write restored state",
-            source,
-        })
 }

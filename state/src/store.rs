@@ -217,6 +217,14 @@ impl Store {
                 Op::Delete(f, k) => batch.delete_cf(self.family(f)?, k),
             }
         }
+        self.write_raw(batch)
+    }
+
+    /// Apply a RocksDB batch built against this store's column families (a restore's copy).
+    pub(crate) fn write_raw(&self, batch: WriteBatch) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
         self.db
             .write_opt(batch, &self.write)
             .map_err(self.err("write"))
@@ -363,10 +371,6 @@ impl Store {
 
     pub(crate) fn raw(&self) -> &DB {
         &self.db
-    }
-
-    pub(crate) fn write_options(&self) -> &WriteOptions {
-        &self.write
     }
 }
 
