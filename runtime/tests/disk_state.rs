@@ -142,6 +142,21 @@ fn kill_rescale_and_finish(
     kills
 }
 
+/// Where the job checkpoints, and its `s3:` block: a fresh bucket `bucket` on the real S3
+/// server when the stack runs (CI), local files under `tmp` otherwise.
+fn checkpoint_storage(rt: &tokio::runtime::Runtime, tmp: &Path, bucket: &str) -> (String, String) {
+    match s3_endpoint("disk_state") {
+        Some(ep) => (
+            format!("s3://{}/chk", rt.block_on(fresh_bucket(&ep, bucket))),
+            format!("  s3: {{endpoint: \"{ep}\", region: us-east-1, pathStyle: true}}\n"),
+        ),
+        None => (
+            format!("file://{}", tmp.join("chk").display()),
+            String::new(),
+        ),
+    }
+}
+
 /// Run the job in `file` to its end, within `limit`; `ok`: whether it must succeed.
 fn run_to_end(file: &Path, log: &Path, limit: Duration, ok: bool) {
     let mut child = spawn_runtime(file, &[], &[], log);
@@ -227,17 +242,7 @@ async fn kept(storage: &Storage) -> (String, BTreeMap<u64, BTreeSet<String>>) {
 fn dedup_on_disk_survives_kills_and_rescales_and_shares_its_tables() {
     let tmp = tempfile::tempdir().unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    // The real S3 server when the stack runs (CI); local files otherwise.
-    let (storage_uri, s3) = match s3_endpoint("disk_state") {
-        Some(ep) => (
-            format!("s3://{}/chk", rt.block_on(fresh_bucket(&ep, "disk-state"))),
-            format!("  s3: {{endpoint: \"{ep}\", region: us-east-1, pathStyle: true}}\n"),
-        ),
-        None => (
-            format!("file://{}", tmp.path().join("chk").display()),
-            String::new(),
-        ),
-    };
+    let (storage_uri, s3) = checkpoint_storage(&rt, tmp.path(), "disk-state");
     let out = tmp.path().join("out");
     let state = tmp.path().join("state");
     let log = tmp.path().join("runtime.log");
@@ -336,19 +341,7 @@ fn session_oracle() -> BTreeMap<(String, i64), (i64, i64)> {
 fn session_windows_on_disk_survive_kills_and_rescales() {
     let tmp = tempfile::tempdir().unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let (storage_uri, s3) = match s3_endpoint("disk_state") {
-        Some(ep) => (
-            format!(
-                "s3://{}/chk",
-                rt.block_on(fresh_bucket(&ep, "disk-sessions"))
-            ),
-            format!("  s3: {{endpoint: \"{ep}\", region: us-east-1, pathStyle: true}}\n"),
-        ),
-        None => (
-            format!("file://{}", tmp.path().join("chk").display()),
-            String::new(),
-        ),
-    };
+    let (storage_uri, s3) = checkpoint_storage(&rt, tmp.path(), "disk-sessions");
     let out = tmp.path().join("out");
     let state = tmp.path().join("state");
     let log = tmp.path().join("runtime.log");

@@ -253,19 +253,11 @@ impl Store {
         kg: u32,
         from: &[u8],
     ) -> Result<impl Iterator<Item = Result<(Vec<u8>, Vec<u8>)>> + '_> {
-        let cf = self.family(family)?;
-        let mut read = ReadOptions::default();
-        read.set_iterate_upper_bound(keys::stored(kg.saturating_add(1), &[]));
-        let start = keys::stored(kg, from);
-        let it = self
-            .db
-            .iterator_cf_opt(cf, read, IteratorMode::From(&start, Direction::Forward));
-        Ok(it.map(move |r| {
-            r.map_err(self.err("scan")).and_then(|(k, v)| {
-                let (_, key) = keys::split(&k).ok_or_else(|| self.short_key())?;
-                Ok((key.to_vec(), v.to_vec()))
-            })
-        }))
+        self.scan_between(
+            family,
+            keys::stored(kg, from),
+            keys::stored(kg.saturating_add(1), &[]),
+        )
     }
 
     /// Entries of `family` in key group `kg` whose key starts with `prefix`, in key order:
@@ -279,12 +271,23 @@ impl Store {
         kg: u32,
         prefix: &[u8],
     ) -> Result<impl Iterator<Item = Result<(Vec<u8>, Vec<u8>)>> + '_> {
-        let cf = self.family(family)?;
         let start = keys::stored(kg, prefix);
+        let end =
+            keys::successor(&start).unwrap_or_else(|| keys::stored(kg.saturating_add(1), &[]));
+        self.scan_between(family, start, end)
+    }
+
+    /// Entries of `family` from stored key `start` up to `end` (excluded), without their key
+    /// group.
+    fn scan_between(
+        &self,
+        family: usize,
+        start: Vec<u8>,
+        end: Vec<u8>,
+    ) -> Result<impl Iterator<Item = Result<(Vec<u8>, Vec<u8>)>> + '_> {
+        let cf = self.family(family)?;
         let mut read = ReadOptions::default();
-        read.set_iterate_upper_bound(
-            keys::successor(&start).unwrap_or_else(|| keys::stored(kg.saturating_add(1), &[])),
-        );
+        read.set_iterate_upper_bound(end);
         let it = self
             .db
             .iterator_cf_opt(cf, read, IteratorMode::From(&start, Direction::Forward));
