@@ -4,8 +4,9 @@
 //! backend's incremental one.
 //!
 //! `cargo bench -p weir-runtime --bench state -- <memory|disk> <keys> [memory budget MiB]
-//! [dedup|session]` Run each backend in its own process: peak RSS is the process's. The
-//! session window counts records per id with a gap no record closes, so its state only grows.
+//! [dedup|session|raw]` Run each backend in its own process: peak RSS is the process's. The
+//! session window counts records per id with a gap no record closes, so its state only grows;
+//! `raw` measures the disk store alone (point writes and reads, no operator).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // benchmark: a panic is the report
 
 use std::time::Instant;
@@ -101,6 +102,82 @@ async fn checkpoint(op: &dyn Operator, storage: &Storage, n: u64) -> (u64, f64) 
     }
 }
 
+fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Key `i` of the raw run: a key group and 8 bytes, spread by a hash.
+fn raw_key(i: u64) -> (u32, [u8; 8]) {
+    let h = mix(i);
+    ((h % 128) as u32, h.to_be_bytes())
+}
+
+/// The store alone, without an operator (`raw`): `keys` point writes in batches of 1 000,
+/// then a tenth as many reads of keys present, of keys absent, and of keys present in
+/// batched reads of 1 000: the engine's own figures, to set beside another engine's.
+fn raw(keys: u64, budget_mib: usize, dir: &std::path::Path) {
+    let budget = weir_state::Budget::new(budget_mib << 20);
+    let store = weir_state::Store::create(dir, &["v"], &budget).unwrap();
+    let t = Instant::now();
+    for first in (0..keys).step_by(1000) {
+        let mut w = weir_state::Batch::default();
+        for i in first..(first + 1000).min(keys) {
+            let (kg, k) = raw_key(i);
+            w.put(0, kg, &k, &i.to_le_bytes());
+        }
+        store.write(w).unwrap();
+    }
+    let writes = keys as f64 / t.elapsed().as_secs_f64() / 1e6;
+    let reads = keys / 10;
+    let rate = |t: Instant| reads as f64 / t.elapsed().as_secs_f64() / 1e6;
+    let t = Instant::now();
+    let hits = (0..reads)
+        .filter(|r| {
+            let (kg, k) = raw_key(mix(r ^ 77) % keys);
+            store.get(0, kg, &k).unwrap().is_some()
+        })
+        .count();
+    let present = rate(t);
+    let t = Instant::now();
+    let misses = (0..reads)
+        .filter(|r| {
+            let (kg, k) = raw_key(keys + r);
+            store.get(0, kg, &k).unwrap().is_none()
+        })
+        .count();
+    let absent = rate(t);
+    let t = Instant::now();
+    let mut batched_hits = 0;
+    for first in (0..reads).step_by(1000) {
+        let asked: Vec<(u32, [u8; 8])> = (first..(first + 1000).min(reads))
+            .map(|r| raw_key(mix(r ^ 77) % keys))
+            .collect();
+        let asked: Vec<(u32, &[u8])> = asked.iter().map(|(kg, k)| (*kg, &k[..])).collect();
+        batched_hits += store
+            .get_many(0, &asked)
+            .unwrap()
+            .iter()
+            .filter(|v| v.is_some())
+            .count();
+    }
+    let batched = rate(t);
+    assert_eq!(
+        (hits, misses, batched_hits),
+        (reads as usize, reads as usize, reads as usize)
+    );
+    let t = Instant::now();
+    let checkpoint = store.checkpoint("checkpoint").unwrap();
+    println!(
+        "raw {keys} keys: writes {writes:.2} M/s; reads of present keys {present:.2} M/s, absent {absent:.2} M/s, present in batches of 1000 {batched:.2} M/s; checkpoint {:.2} s ({} MiB); peak RSS {} MiB",
+        t.elapsed().as_secs_f64(),
+        checkpoint.bytes() >> 20,
+        peak_rss_mib()
+    );
+}
+
 fn main() {
     let args: Vec<String> = std::env::args()
         .skip(1)
@@ -115,6 +192,10 @@ fn main() {
     let operator = args.get(3).map_or("dedup", String::as_str).to_string();
     let tmp = tempfile::tempdir_in(std::env::var("WEIR_BENCH_DIR").unwrap_or_else(|_| ".".into()))
         .unwrap();
+    if operator == "raw" {
+        raw(keys, budget_mib, &tmp.path().join("raw"));
+        return;
+    }
     let rt = tokio::runtime::Runtime::new().unwrap();
     let storage = rt
         .block_on(Storage::open(

@@ -6,7 +6,7 @@
 //! local disk ([`Disk`]); both forget keys at the same watermarks and checkpoint a savepoint
 //! in the same format, so a job can move between them through a savepoint.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 
 use datafusion::arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
 use datafusion::arrow::compute::filter_record_batch;
@@ -103,32 +103,6 @@ impl Disk {
                 .map(Some)
                 .ok_or_else(|| corrupt("a stored time is not 8 bytes")),
         }
-    }
-
-    /// What the store holds for each of `keys`, read in one batched lookup.
-    fn first_seen_many<'a>(
-        &self,
-        keys: impl Iterator<Item = &'a [u8]>,
-        max_parallelism: u32,
-    ) -> Result<HashMap<&'a [u8], Option<Millis>>> {
-        let mut distinct = HashSet::new();
-        let asked: Vec<(u32, &[u8])> = keys
-            .filter(|k| distinct.insert(*k))
-            .map(|k| (key_group(k, max_parallelism), k))
-            .collect();
-        let values = self.state.store().get_many(SEEN, &asked)?;
-        asked
-            .into_iter()
-            .zip(values)
-            .map(|((_, k), v)| {
-                let time = v
-                    .map(|v| {
-                        from_ordered(&v).ok_or_else(|| corrupt("a stored time is not 8 bytes"))
-                    })
-                    .transpose()?;
-                Ok((k, time))
-            })
-            .collect()
     }
 
     /// Write `rows` (key group, key, event time kept, the time it replaces).
@@ -253,14 +227,7 @@ impl Operator for Dedup {
             .as_primitive_opt::<TimestampMillisecondType>()
             .ok_or_else(|| Error::internal("dedup time column is not a millisecond timestamp"))?;
         let mut keep = Vec::with_capacity(batch.num_rows());
-        // Disk: what the store holds for the batch's keys, read at once; and the keys this
-        // batch kept, seen by its later rows before the batch is written.
-        let stored = match &self.seen {
-            Seen::Disk(d) => {
-                d.first_seen_many(rows.iter().map(|r| r.data()), self.max_parallelism)?
-            }
-            Seen::Memory(_) => HashMap::new(),
-        };
+        // Disk: the keys this batch kept, seen by its later rows before the batch is written.
         let mut pending: HashMap<Vec<u8>, usize> = HashMap::new();
         let mut writes: Vec<(u32, Vec<u8>, Millis, Option<Millis>)> = Vec::new();
         for row in 0..batch.num_rows() {
@@ -273,10 +240,10 @@ impl Operator for Dedup {
             };
             let dup = match &self.seen {
                 Seen::Memory(m) => self.is_dup(m.seen.get(key).copied(), t),
-                Seen::Disk(_) => {
+                Seen::Disk(d) => {
                     let first = match pending.get(key) {
                         Some(i) => Some(writes[*i].2),
-                        None => stored.get(key).copied().flatten(),
+                        None => d.first_seen(key_group(key, self.max_parallelism), key)?,
                     };
                     self.is_dup(first, t)
                 }
@@ -287,7 +254,7 @@ impl Operator for Dedup {
                 let ttl = self.ttl;
                 match &mut self.seen {
                     Seen::Memory(m) => m.remember(key.to_vec(), t, ttl),
-                    Seen::Disk(_) => {
+                    Seen::Disk(d) => {
                         let kg = key_group(key, self.max_parallelism);
                         let old = match pending.get(key) {
                             Some(i) => {
@@ -298,7 +265,7 @@ impl Operator for Dedup {
                                 keep.push(true);
                                 continue;
                             }
-                            None => stored.get(key).copied().flatten(),
+                            None => d.first_seen(kg, key)?,
                         };
                         pending.insert(key.to_vec(), writes.len());
                         writes.push((kg, key.to_vec(), t, old));
