@@ -435,5 +435,20 @@ fn bad_manifests() -> Vec<(&'static str, String, &'static str)> {
             bad(|s| s["pipeline"]["source"]["onDecodeError"] = json!("skip")),
             "spec.pipeline.source.onDecodeError",
         ),
+        (
+            "Avro without a schema registry",
+            bad(|s| s["pipeline"]["source"]["kafka"]["format"] = json!("avro")),
+            "spec.pipeline.source.kafka",
+        ),
+        (
+            "an unknown state backend",
+            bad(|s| s["stateBackend"] = json!({"type": "rocksdb"})),
+            "spec.stateBackend.type",
+        ),
+        (
+            "a state memory budget that is not a quantity",
+            bad(|s| s["stateBackend"] = json!({"type": "disk", "memory": "256MB"})),
+            "spec.stateBackend.memory",
+        ),
     ]
 }
