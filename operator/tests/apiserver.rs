@@ -367,6 +367,37 @@ async fn flows(assets: &std::path::Path) {
             .contains(&"InvalidSpec".to_string())
     );
 
+    // A SQL script reading a table that does not exist: the CRD cannot parse SQL, so the
+    // operator refuses it, naming the statement, and deploys nothing.
+    let mut badsql = serde_json::to_value(manifest("badsql", "amount > 0")).unwrap();
+    let p = &mut badsql["spec"]["pipeline"];
+    p.as_object_mut().unwrap().remove("transforms");
+    p["source"]["name"] = json!("orders");
+    p["sinks"][0]["kafka"]["name"] = json!("out");
+    p["sql"] = json!("INSERT INTO out\nSELECT store_id, amount FROM nope\n");
+    let badsql: StreamJob = serde_json::from_value(badsql).unwrap();
+    jobs.create(&pp, &badsql).await.unwrap();
+    let c = wait_for("Ready=False on the bad SQL", || async {
+        let s = status(&jobs, "badsql").await;
+        condition(&s, "Ready")
+            .filter(|c| c.status == "False" && c.reason == "InvalidSpec")
+            .cloned()
+    })
+    .await;
+    assert!(
+        c.message.contains("spec.pipeline.sql")
+            && c.message.contains("statement 1")
+            && c.message.contains("table `nope` not found"),
+        "{}",
+        c.message
+    );
+    assert!(!kubelet.running().iter().any(|p| p.starts_with("badsql-")));
+    assert!(
+        event_reasons(&client, "badsql")
+            .await
+            .contains(&"InvalidSpec".to_string())
+    );
+
     // A template asking for privilege is refused, naming the field; nothing is deployed.
     let mut privileged = manifest("privileged", "amount > 0");
     privileged.spec.pod_template = Some(json!({"spec": {"containers": [
