@@ -18,7 +18,7 @@ use super::{
 use crate::error::{Error, Result};
 use crate::ids::Millis;
 use crate::keys::{KeyCodec, key_group};
-use crate::state::disk::{DiskState, Fetched, Place};
+use crate::state::disk::{DiskState, Fetched, Place, from_ordered, ordered};
 
 /// The dedup operator of one subtask.
 #[derive(Debug)]
@@ -60,16 +60,6 @@ struct Disk {
 const FAMILIES: &[&str] = &["seen", "by_time"];
 const SEEN: usize = 0;
 const BY_TIME: usize = 1;
-
-/// An event time as bytes that sort as the times do.
-fn ordered(t: Millis) -> [u8; 8] {
-    ((t as u64) ^ (1 << 63)).to_be_bytes()
-}
-
-fn from_ordered(b: &[u8]) -> Option<Millis> {
-    let b: [u8; 8] = b.get(..8)?.try_into().ok()?;
-    Some((u64::from_be_bytes(b) ^ (1 << 63)) as Millis)
-}
 
 fn time_key(time: Millis, key: &[u8]) -> Vec<u8> {
     let mut k = Vec::with_capacity(8 + key.len());

@@ -10,6 +10,20 @@ use weir_state::{Budget, KeyGroups, LocalCheckpoint, Source, Store};
 use super::files::{DiskSnapshot, SharedTable};
 use crate::error::Result;
 
+/// An event time as 8 bytes that sort as the times do (the sign bit flipped), for keys that
+/// order entries by time.
+#[must_use]
+pub fn ordered(t: crate::ids::Millis) -> [u8; 8] {
+    ((t as u64) ^ (1 << 63)).to_be_bytes()
+}
+
+/// The time [`ordered`] wrote at the start of `b`, if `b` holds 8 bytes.
+#[must_use]
+pub fn from_ordered(b: &[u8]) -> Option<crate::ids::Millis> {
+    let b: [u8; 8] = b.get(..8)?.try_into().ok()?;
+    Some((u64::from_be_bytes(b) ^ (1 << 63)) as crate::ids::Millis)
+}
+
 /// Where one operator of one subtask keeps its store.
 #[derive(Debug, Clone)]
 pub struct Place {

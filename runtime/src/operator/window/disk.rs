@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::ids::Millis;
 use crate::keys::key_group;
 use crate::operator::{Capture, KeyedState, encode_keyed};
-use crate::state::disk::{DiskState, Fetched, Place};
+use crate::state::disk::{DiskState, Fetched, Place, from_ordered, ordered};
 
 const FAMILIES: &[&str] = &["windows", "timers"];
 const WINDOWS: usize = 0;
@@ -37,16 +37,6 @@ struct Touched {
     /// `(start, end)` of the windows stored before the batch.
     before: Vec<(Millis, Millis)>,
     windows: KeyWindows,
-}
-
-/// A time as bytes that sort as the times do.
-fn ordered(t: Millis) -> [u8; 8] {
-    ((t as u64) ^ (1 << 63)).to_be_bytes()
-}
-
-fn from_ordered(b: &[u8]) -> Option<Millis> {
-    let b: [u8; 8] = b.get(..8)?.try_into().ok()?;
-    Some((u64::from_be_bytes(b) ^ (1 << 63)) as Millis)
 }
 
 fn corrupt(message: impl Into<String>) -> Error {
