@@ -724,6 +724,11 @@ fn sink_references(at: &str, s: &crate::pipeline::SinkSpec, refs: &mut Vec<(Stri
                 refs.push((format!("{at}.clickhouse.tls.{f}"), v.to_string()));
             }
         }
+        SinkSpec::Postgres(p) => {
+            for (f, v) in p.env_vars() {
+                refs.push((format!("{at}.postgres.{f}"), v.to_string()));
+            }
+        }
         _ => {}
     }
 }

@@ -24,6 +24,7 @@ pub mod control;
 pub mod duration;
 pub mod locate;
 pub mod pipeline;
+pub mod postgres;
 pub mod sql;
 pub mod state_backend;
 pub mod validate;
@@ -122,6 +123,7 @@ fn fit_for_apiserver(v: &mut serde_json::Value) {
 pub use connectors::*;
 pub use duration::Duration;
 pub use pipeline::*;
+pub use postgres::{PostgresMode, PostgresSinkSpec};
 pub use validate::{
     AggregateFn, FieldError, JobErrors, KAFKA_RAW_COLUMNS, NEXMARK_COLUMNS, load_job,
     parse_aggregate, parse_timestamp_ms, validate,

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::connectors::{ClickHouseSinkSpec, KafkaSinkSpec, KafkaSourceSpec};
 use crate::duration::Duration;
+use crate::postgres::PostgresSinkSpec;
 use crate::state_backend::StateBackendSpec;
 
 /// A whole job as run locally: the pipeline plus its execution settings.
@@ -719,6 +720,8 @@ pub enum SinkSpec {
     /// A ClickHouse table over HTTP; exactly-once through write-ahead, deduplicated inserts.
     #[serde(rename = "clickhouse")]
     ClickHouse(ClickHouseSinkSpec),
+    /// A PostgreSQL table; exactly-once through two-phase commit, or idempotent upserts.
+    Postgres(PostgresSinkSpec),
 }
 
 impl SinkSpec {
@@ -731,6 +734,7 @@ impl SinkSpec {
             Self::File(_) => "file",
             Self::Kafka(_) => "kafka",
             Self::ClickHouse(_) => "clickhouse",
+            Self::Postgres(_) => "postgres",
         }
     }
 
@@ -742,6 +746,7 @@ impl SinkSpec {
             Self::File(f) => f.name.as_deref(),
             Self::Kafka(k) => k.name.as_deref(),
             Self::ClickHouse(c) => c.name.as_deref(),
+            Self::Postgres(c) => c.name.as_deref(),
         }
     }
 }

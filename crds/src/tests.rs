@@ -463,3 +463,69 @@ fn checkpoint_storage_takes_file_s3_azure_and_gcs_uris() {
     assert!(msg.contains("checkpoint.storage"), "{msg}");
     assert!(msg.contains("az:// (Azure Blob Storage)"), "{msg}");
 }
+
+#[test]
+fn postgres_sink_settings_parse_with_defaults_and_mistakes_name_the_field() {
+    let base = "name: pg
+source:
+  file: {path: in.jsonl}
+  schema: [{name: id, type: int64}]
+sinks:
+  - postgres: {url: \"postgres://weir@db:5432/shop\", table: t, passwordEnv: PG_PASSWORD}
+";
+    let job = load_job("job.yaml", base).expect("valid job");
+    match &job.pipeline.sinks[0] {
+        crate::SinkSpec::Postgres(p) => {
+            assert_eq!(p.mode, crate::PostgresMode::Transactional);
+            assert_eq!(p.schema, "public");
+            assert_eq!(p.progress_table, "weir_sink_progress");
+            assert_eq!(p.batch_rows, 5000);
+        }
+        other => panic!("expected postgres, got {other:?}"),
+    }
+    let cases: [(&str, &str); 5] = [
+        (
+            "postgres://weir:secret@db",
+            "the password must not be in the URL",
+        ),
+        (
+            "postgres://weir@db/shop?password=x",
+            "the password must not be in the URL",
+        ),
+        ("mysql://weir@db/shop", "is not a postgres:// URL"),
+        (
+            "postgres://weir@db/shop?sslmode=verify-full",
+            "sslmode=verify-full",
+        ),
+        ("postgres://weir@/shop", "names no host"),
+    ];
+    for (url, expect) in cases {
+        let src = base.replacen("postgres://weir@db:5432/shop", url, 1);
+        let msg = errors(&src).to_string();
+        assert!(
+            msg.contains(expect),
+            "`{url}`: expected `{expect}` in:\n{msg}"
+        );
+        assert!(msg.contains("sinks[0].postgres.url"), "{msg}");
+    }
+    let src = base.replacen(
+        "passwordEnv: PG_PASSWORD}",
+        "mode: transactional}\ncheckpoint: {exactlyOnce: false}",
+        1,
+    );
+    let msg = errors(&src).to_string();
+    assert!(
+        msg.contains("sinks[0].postgres.mode") && msg.contains("use mode: upsert"),
+        "{msg}"
+    );
+    let src = base.replacen(
+        "passwordEnv: PG_PASSWORD}",
+        "batchRows: 0, tls: {certificatePemEnv: C}}",
+        1,
+    );
+    let msg = errors(&src).to_string();
+    assert!(msg.contains("sinks[0].postgres.batchRows"), "{msg}");
+    assert!(msg.contains("sinks[0].postgres.tls"), "{msg}");
+    let src = base.replacen("passwordEnv: PG_PASSWORD}", "password: x}", 1);
+    assert!(errors(&src).to_string().contains("password"));
+}

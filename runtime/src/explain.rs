@@ -66,12 +66,13 @@ pub fn explain(plan: &Plan, parallelism: u32) -> String {
         branch(&mut s, plan, stage, None, 1);
     }
     let _ = writeln!(s, "sinks:");
-    let env = SinkEnv {
-        job_name: plan.name.clone(),
-        parallelism,
-        exactly_once: job.checkpoint.exactly_once,
-    };
     for (id, spec) in &plan.sinks {
+        let env = SinkEnv {
+            sink: id.clone(),
+            job_name: plan.name.clone(),
+            parallelism,
+            exactly_once: job.checkpoint.exactly_once,
+        };
         // The guarantee is the connector's own answer, as `GET /v1/job` reports it.
         let guarantee = serde_json::to_value(connectors::sink(spec, &env).guarantee())
             .ok()
@@ -262,6 +263,7 @@ fn sink_target(s: &SinkSpec) -> String {
         SinkSpec::File(f) => format!(" {}", f.path),
         SinkSpec::Kafka(k) => format!(" topic {}", k.topic),
         SinkSpec::ClickHouse(c) => format!(" table {}", c.table),
+        SinkSpec::Postgres(p) => format!(" table {}.{}", p.schema, p.table),
     }
 }
 

@@ -34,6 +34,7 @@ pub mod kafka;
 pub mod keys;
 pub mod operator;
 pub mod plan;
+pub mod postgres;
 pub mod protobuf;
 mod retry;
 pub mod schema;

@@ -1312,7 +1312,8 @@ fn clickhouse_commits_stay_inside_the_tables_deduplication_window() {
 /// (transactional); killed with SIGKILL twice and finished at another parallelism. Read with
 /// `FINAL`, the table, and the newest committed record of each key in the topic, equal the
 /// counts and maxima the test computes itself from every bid (written by the same job to a
-/// file sink, unaggregated).
+/// file sink, unaggregated). With PostgreSQL: the same result into a table by its primary key in
+/// both modes (transactional: upserts inside the prepared transactions; upsert).
 #[test]
 fn an_updating_group_by_upserts_into_clickhouse_and_kafka_exactly_once_across_kills() {
     let Some(ch) = clickhouse("changelog_upserts") else {
@@ -1321,9 +1322,32 @@ fn an_updating_group_by_upserts_into_clickhouse_and_kafka_exactly_once_across_ki
     let Some(broker) = kafka("changelog_upserts") else {
         return;
     };
+    let pg = common::stack::postgres("changelog_upserts");
     let rt = tokio::runtime::Runtime::new().unwrap();
     let u = unique();
     let table = format!("bids_per_auction_{u}");
+    let (pg_tx, pg_up) = (format!("bids_tx_{u}"), format!("bids_up_{u}"));
+    let (mut pg_sinks, mut pg_sql) = (String::new(), String::new());
+    if let Some(pg) = &pg {
+        let c = rt.block_on(common::stack::pg(pg));
+        for t in [&pg_tx, &pg_up] {
+            rt.block_on(c.batch_execute(&format!(
+                "CREATE TABLE {t} (auction bigint PRIMARY KEY, bids bigint NOT NULL, top bigint NOT NULL)"
+            )))
+            .unwrap();
+        }
+        for (name, t, mode) in [
+            ("pg_tx", &pg_tx, "transactional"),
+            ("pg_up", &pg_up, "upsert"),
+        ] {
+            pg_sinks.push_str(&format!(
+                "  - postgres: {{name: {name}, url: \"{pg}?sslmode=disable\", table: {t}, passwordEnv: WEIR_POSTGRES_PASSWORD, mode: {mode}}}\n"
+            ));
+            pg_sql.push_str(&format!(
+                "  INSERT INTO {name} SELECT bid_auction AS auction, count(*) AS bids, max(bid_price) AS top\n    FROM nexmark WHERE event_type = 2 GROUP BY bid_auction;\n"
+            ));
+        }
+    }
     let topic = format!("bids-per-auction-{u}");
     rt.block_on(create_topic(&broker, &topic, 3));
     rt.block_on(ch_exec(
@@ -1372,14 +1396,14 @@ sinks:
   - clickhouse: {{name: counts, url: \"{ch}\", table: {table}, mode: writeAhead, versionColumn: version}}
   - file: {{name: bids, path: \"{bids}\"}}
   - kafka: {{name: latest, bootstrapServers: \"{broker}\", topic: {topic}, transactionalIdPrefix: changelog-{u}, keyBy: [auction]}}
-sql: |
+{pg_sinks}sql: |
   INSERT INTO counts SELECT bid_auction AS auction, count(*) AS bids, max(bid_price) AS top
     FROM nexmark WHERE event_type = 2 GROUP BY bid_auction;
   INSERT INTO latest SELECT bid_auction AS auction, count(*) AS bids, max(bid_price) AS top
     FROM nexmark WHERE event_type = 2 GROUP BY bid_auction;
   INSERT INTO bids SELECT bid_auction AS auction, bid_price AS price
     FROM nexmark WHERE event_type = 2;
-",
+{pg_sql}",
         chk = dir.join("chk").display(),
         bids = dir.join("bids").display(),
     );
@@ -1395,7 +1419,8 @@ sql: |
         log_tail(&log)
     );
     let mut child = spawn_runtime(&file, &["--parallelism", "3"], &[], &log);
-    let status = wait_exit_within(&mut child, Duration::from_secs(120)).expect("job ends");
+    let status = wait_exit_within(&mut child, Duration::from_secs(120))
+        .unwrap_or_else(|| panic!("the job did not end within 120 s\n{}", log_tail(&log)));
     assert!(status.success(), "{}", log_tail(&log));
 
     // The oracle: every bid the job passed through, aggregated here.
@@ -1469,6 +1494,27 @@ sql: |
         );
     }
     same("topic", &latest);
+    if let Some(pg) = &pg {
+        let c = rt.block_on(common::stack::pg(pg));
+        for t in [&pg_tx, &pg_up] {
+            let rows = rt
+                .block_on(c.query(&format!("SELECT auction, bids, top FROM {t}"), &[]))
+                .unwrap();
+            let got: Counts = rows
+                .iter()
+                .map(|r| (r.get(0), (r.get(1), r.get(2))))
+                .collect();
+            same(&format!("postgres {t}"), &got);
+        }
+        let left = rt.block_on(common::stack::pg_prepared(
+            pg,
+            &format!("weir:changelog-{u}:"),
+        ));
+        assert!(
+            left.is_empty(),
+            "prepared transactions left behind: {left:?}"
+        );
+    }
     let stored = rt.block_on(ch_exec(&ch, &format!("SELECT count() FROM {table}")));
     println!(
         "changelog upserts: {} auctions, {total} bids; clickhouse {} rows stored before FINAL; kafka {} records",

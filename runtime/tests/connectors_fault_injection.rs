@@ -1,12 +1,15 @@
-//! Exactly-once across Kafka -> Weir -> ClickHouse + Kafka under faults: the reference
-//! scenario runs while orders stream in, and is killed with `kill -9` at 30+ random moments
-//! and at the named crash points (after the Kafka pre-commit, after `_metadata` before any
-//! commit, between `_metadata` and the Kafka commit, right after a ClickHouse insert before
-//! the job knows it succeeded); the broker and ClickHouse are each restarted once mid-run.
-//! Afterwards ClickHouse (raw rows for write-ahead mode, FINAL for ReplacingMergeTree) and
-//! the committed records of the output topic must equal the oracle exactly. The same
-//! scenario runs as one process and as three pods (any pod killed; the others must stop by
-//! themselves).
+//! Exactly-once across Kafka -> Weir -> ClickHouse + PostgreSQL + Kafka under faults: the
+//! reference scenario runs while orders stream in, and is killed with `kill -9` at 30+ random
+//! moments and at the named crash points (after the Kafka pre-commit, after `_metadata` before
+//! any commit, between `_metadata` and the Kafka commit, right after a ClickHouse insert before
+//! the job knows it succeeded, after a PostgreSQL `PREPARE TRANSACTION` before the checkpoint
+//! records it, and after the checkpoint completed before `COMMIT PREPARED`); the broker,
+//! ClickHouse and PostgreSQL (an immediate shutdown: a crash) are each restarted once mid-run.
+//! Afterwards ClickHouse (raw rows for write-ahead mode, FINAL for ReplacingMergeTree),
+//! PostgreSQL (raw rows of the transactional table, the upsert table) and the committed records
+//! of the output topic must equal the oracle exactly, and no prepared transaction of the job is
+//! left on the server. The same scenario runs as one process and as three pods (any pod
+//! killed; the others must stop by themselves).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
 
 mod common;
@@ -17,9 +20,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use common::stack::{
-    OwnBroker, assert_sales, ch_sales, clickhouse, create_sales_tables, create_topic,
-    input_producer, kafka, kafka_sales, local_broker, oracle, produce_end_markers, produce_orders,
-    sales_job, stack_script,
+    OwnBroker, assert_sales, ch_sales, clickhouse, create_pg_sales_tables, create_sales_tables,
+    create_topic, input_producer, kafka, kafka_sales, local_broker, oracle, pg_ca, pg_prepared,
+    pg_sales, postgres, produce_end_markers, produce_orders, sales_job, stack_script,
 };
 use common::{Incarnation, fresh_bucket, log_tail, s3_endpoint, unique};
 
@@ -43,9 +46,12 @@ fn three_pods_killed_at_random_never_lose_or_double_a_result() {
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn scenario(test: &str, pods: u32, min_kills: usize, broker_port: u16) {
-    let (Some(s3), Some(shared_kafka), Some(ch)) =
-        (s3_endpoint(test), kafka(test), clickhouse(test))
-    else {
+    let (Some(s3), Some(shared_kafka), Some(ch), Some(pg)) = (
+        s3_endpoint(test),
+        kafka(test),
+        clickhouse(test),
+        postgres(test),
+    ) else {
         return;
     };
     let _one = ONE_AT_A_TIME
@@ -70,10 +76,14 @@ fn scenario(test: &str, pods: u32, min_kills: usize, broker_port: u16) {
     rt.block_on(create_topic(&bootstrap, &input, PARTITIONS));
     rt.block_on(create_topic(&bootstrap, &output, PARTITIONS));
     rt.block_on(create_sales_tables(&ch, &wa, &rmt));
+    let (pg_tx, pg_up) = (format!("f_tx_{u}"), format!("f_up_{u}"));
+    rt.block_on(create_pg_sales_tables(&pg, &pg_tx, &pg_up));
     let sinks = format!(
         "  - clickhouse: {{url: \"{ch}\", table: {wa}, mode: writeAhead, initialBackoff: 100ms, maxBackoff: 1s}}
   - clickhouse: {{url: \"{ch}\", table: {rmt}, mode: replacing, versionColumn: v, initialBackoff: 100ms, maxBackoff: 1s}}
   - kafka: {{bootstrapServers: \"{bootstrap}\", topic: {output}, transactionalIdPrefix: {name}, keyBy: [store_id]}}
+  - postgres: {{url: \"{pg}\", table: {pg_tx}, passwordEnv: WEIR_POSTGRES_PASSWORD, tls: {{caPemEnv: WEIR_TEST_POSTGRES_CA}}, mode: transactional, initialBackoff: 100ms, maxBackoff: 1s}}
+  - postgres: {{url: \"{pg}\", table: {pg_up}, passwordEnv: WEIR_POSTGRES_PASSWORD, tls: {{caPemEnv: WEIR_TEST_POSTGRES_CA}}, mode: upsert, initialBackoff: 100ms, maxBackoff: 1s}}
 "
     );
     let yaml = sales_job(
@@ -123,13 +133,21 @@ fn scenario(test: &str, pods: u32, min_kills: usize, broker_port: u16) {
         "after-metadata",
         "kafka-before-commit",
         "clickhouse-after-insert",
+        "postgres-after-prepare",
+        "postgres-before-commit",
     ];
     let mut random_kills = 0;
     let mut hits: Vec<&str> = Vec::new();
-    let (mut broker_restarted, mut ch_restarted) = (false, false);
+    let (mut broker_restarted, mut ch_restarted, mut pg_restarted) = (false, false, false);
     let mut runs = 0;
     let mut self_exits = 0;
-    let no_env = |_: u32| Vec::new();
+    // Every pod trusts the test CA, which signed the PostgreSQL server's certificate.
+    let ca = pg_ca();
+    let base_env = move || vec![("WEIR_TEST_POSTGRES_CA".to_string(), ca.clone())];
+    let no_env = {
+        let base_env = base_env.clone();
+        move |_: u32| base_env()
+    };
     // The crash points first, while orders still stream in (windows close, rows are written)
     // and before either server restarts: a restarted broker can be too busy to answer for
     // minutes (observed with the local broker on sqlite), and a point tried only then is
@@ -139,7 +157,12 @@ fn scenario(test: &str, pods: u32, min_kills: usize, broker_port: u16) {
             runs += 1;
             // Armed in every pod: `_metadata` is written by pod 0, and the sinks' points are
             // reached by whichever pod's subtasks have output (with few keys, not all do).
-            let env = move |_: u32| vec![("WEIR_CRASH_AT".to_string(), format!("{p}:0"))];
+            let base_env = base_env.clone();
+            let env = move |_: u32| {
+                let mut e = base_env();
+                e.push(("WEIR_CRASH_AT".to_string(), format!("{p}:0")));
+                e
+            };
             let mut inc = Incarnation::start(&job, pods, &[], &env, &log);
             match inc.first_exit(Duration::from_secs(15)) {
                 Some((target, s)) if s.signal() == Some(9) => {
@@ -185,6 +208,12 @@ fn scenario(test: &str, pods: u32, min_kills: usize, broker_port: u16) {
             broker_restarted = true;
             std::thread::sleep(Duration::from_millis(1500));
         }
+        if random_kills == min_kills / 2 && !pg_restarted {
+            println!("crashing and restarting PostgreSQL under the running job");
+            stack_script("postgres.sh", "restart", &[]);
+            pg_restarted = true;
+            std::thread::sleep(Duration::from_millis(1500));
+        }
         if random_kills == 2 * min_kills / 3 && !ch_restarted {
             println!("restarting ClickHouse under the running job");
             stack_script("clickhouse.sh", "restart", &[]);
@@ -219,7 +248,7 @@ fn scenario(test: &str, pods: u32, min_kills: usize, broker_port: u16) {
         }
     }
     println!(
-        "killed at {random_kills} random moments; crash points hit: {hits:?}; broker restarted: {broker_restarted}; clickhouse restarted: {ch_restarted}"
+        "killed at {random_kills} random moments; crash points hit: {hits:?}; broker restarted: {broker_restarted}; clickhouse restarted: {ch_restarted}; postgres restarted: {pg_restarted}"
     );
     assert!(
         random_kills >= min_kills,
@@ -285,4 +314,23 @@ fn scenario(test: &str, pods: u32, min_kills: usize, broker_port: u16) {
         &dups,
     );
     assert_eq!(open, 0, "{context}: transactions left open");
+    let (got, dups) = rt.block_on(pg_sales(&pg, &pg_tx));
+    assert_sales(
+        &format!("{context}: postgres transactional (raw rows)"),
+        &expected,
+        &got,
+        &dups,
+    );
+    let (got, dups) = rt.block_on(pg_sales(&pg, &pg_up));
+    assert_sales(
+        &format!("{context}: postgres upsert"),
+        &expected,
+        &got,
+        &dups,
+    );
+    let left = rt.block_on(pg_prepared(&pg, &format!("weir:{name}:")));
+    assert!(
+        left.is_empty(),
+        "{context}: prepared transactions left behind: {left:?}"
+    );
 }

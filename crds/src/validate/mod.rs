@@ -13,6 +13,7 @@ pub mod expr_limits;
 mod file;
 mod kafka;
 mod nexmark;
+mod postgres;
 mod source;
 pub mod sql;
 pub mod transactional;
@@ -349,6 +350,7 @@ fn check_sink(
     match sink {
         SinkSpec::Kafka(k) => kafka::check_sink(path, k, c, restart_wait, errs),
         SinkSpec::ClickHouse(ch) => clickhouse::check_sink(path, ch, c, errs),
+        SinkSpec::Postgres(pg) => postgres::check_sink(path, pg, c, errs),
         // Nothing to check without I/O (see `file.rs` for the file sink).
         SinkSpec::File(_) | SinkSpec::Stdout { .. } | SinkSpec::Blackhole { .. } => {}
     }

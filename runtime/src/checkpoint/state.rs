@@ -71,6 +71,17 @@ pub enum Committable {
     /// Rows the checkpoint keeps and the sink writes after the checkpoint completes, in blocks
     /// the target deduplicates by a token.
     WriteAhead(WriteAhead),
+    /// A database transaction prepared at pre-commit (PostgreSQL `PREPARE TRANSACTION`),
+    /// committed by its global id from any session, also after a restore.
+    PreparedTransaction(PreparedTransaction),
+}
+
+/// A prepared database transaction.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PreparedTransaction {
+    /// The global transaction id it was prepared under.
+    pub gid: String,
 }
 
 /// A staged file.

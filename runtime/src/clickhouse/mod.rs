@@ -622,7 +622,7 @@ impl PlainSink for ReplacingWriter {
         })
     }
 
-    fn flush(&mut self) -> BoxFuture<'_, Result<()>> {
+    fn flush(&mut self, _checkpoint: CheckpointId) -> BoxFuture<'_, Result<()>> {
         Box::pin(async move {
             if !self.rows.is_empty() {
                 let rows = std::mem::take(&mut self.rows);

@@ -24,7 +24,8 @@ pub(super) type Connectors = BTreeMap<String, Arc<dyn SinkConnector>>;
 /// # Errors
 /// A sink that cannot be reached or whose target does not fit the schema.
 pub(super) async fn prepare(plan: &Plan, parallelism: u32) -> Result<Connectors> {
-    let env = SinkEnv {
+    let env = |sink: &str| SinkEnv {
+        sink: sink.to_string(),
         job_name: plan.name.clone(),
         parallelism,
         exactly_once: plan.job.checkpoint.exactly_once,
@@ -46,7 +47,7 @@ pub(super) async fn prepare(plan: &Plan, parallelism: u32) -> Result<Connectors>
     }
     let mut out = Connectors::new();
     for (id, spec, input) in inputs {
-        let c = connectors::sink(spec, &env);
+        let c = connectors::sink(spec, &env(id));
         c.prepare(&input).await?;
         out.insert(id.clone(), c);
     }

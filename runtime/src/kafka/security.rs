@@ -8,8 +8,6 @@ use std::fmt;
 use std::sync::{Arc, OnceLock};
 
 use rdkafka::ClientConfig;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use weir_crds::{KafkaProtocol, KafkaSecurity, SaslMechanism};
 
 use crate::tls::{TlsPem, env_var};
@@ -152,57 +150,11 @@ impl ClientSecurity {
     }
 }
 
-/// The wire client's TLS: trust the CA bundle given, or the system's, and present the client
-/// certificate when one is given.
+/// The wire client's TLS, from the project's one TLS setup.
 fn build_connector(t: &TlsPem) -> Result<tokio_rustls::TlsConnector, String> {
-    let mut roots = rustls::RootCertStore::empty();
-    match &t.ca {
-        Some(pem) => {
-            let certs = certificates(pem, "tls.caPemEnv")?;
-            for c in certs {
-                roots
-                    .add(c)
-                    .map_err(|e| format!("tls.caPemEnv: a certificate rustls refuses: {e}"))?;
-            }
-        }
-        None => {
-            let found = rustls_native_certs::load_native_certs();
-            for c in found.certs {
-                // A system bundle may hold certificates rustls cannot use; skip those.
-                let _ = roots.add(c);
-            }
-            if roots.is_empty() {
-                return Err("no CA certificates in the system bundle; set tls.caPemEnv".into());
-            }
-        }
-    }
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS settings: {e}"))?
-        .with_root_certificates(roots);
-    let config = match t.identity() {
-        Some((cert, key)) => {
-            let chain = certificates(cert, "tls.certificatePemEnv")?;
-            let key = PrivateKeyDer::from_pem_slice(key.as_bytes())
-                .map_err(|e| format!("tls.keyPemEnv: no private key in the PEM text: {e}"))?;
-            builder
-                .with_client_auth_cert(chain, key)
-                .map_err(|e| format!("tls.certificatePemEnv/keyPemEnv: {e}"))?
-        }
-        None => builder.with_no_client_auth(),
-    };
-    Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
-}
-
-fn certificates(pem: &str, field: &str) -> Result<Vec<CertificateDer<'static>>, String> {
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem.as_bytes())
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("{field}: unreadable PEM: {e}"))?;
-    if certs.is_empty() {
-        return Err(format!("{field}: the PEM text holds no certificate"));
-    }
-    Ok(certs)
+    Ok(tokio_rustls::TlsConnector::from(Arc::new(
+        crate::tls::client_config(t)?,
+    )))
 }
 
 #[cfg(test)]

@@ -958,7 +958,7 @@ impl PlainSink for PlainWriter {
         })
     }
 
-    fn flush(&mut self) -> BoxFuture<'_, Result<()>> {
+    fn flush(&mut self, _checkpoint: CheckpointId) -> BoxFuture<'_, Result<()>> {
         Box::pin(async move {
             if self.track {
                 self.deliveries.drain(&self.topic).await?;

@@ -74,6 +74,8 @@ pub(super) fn sink_takes(spec: &SinkSpec, deletes: bool) -> Result<(), String> {
             "sink `{}` (clickhouse) has no versionColumn, and this statement's result updates (a GROUP BY without a window emits a new row each time a group changes): write it into a ReplacingMergeTree(<version>) table ordered by the result's key and set versionColumn to <version>, so that each key's newest row replaces the older",
             spec.name().unwrap_or("?")
         )),
+        // Upserts and deletes by the table's primary key (checked when the job starts).
+        SinkSpec::Postgres(_) => Ok(()),
         // Upserts by key: the newest record of a key (a compacted topic) is the result.
         SinkSpec::Kafka(k) if !k.key_by.is_empty() => Ok(()),
         SinkSpec::Kafka(_) => Err(format!(

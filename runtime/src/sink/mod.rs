@@ -49,6 +49,9 @@ pub struct SinkContext {
 /// What a connector knows about the job it serves.
 #[derive(Debug, Clone)]
 pub struct SinkEnv {
+    /// The sink's id in the plan (`sink-0`, or its name): part of the identities a sink
+    /// leaves in its target, so two sinks of a job into one database never touch each other's.
+    pub sink: String,
     /// Job name.
     pub job_name: String,
     /// Sink subtasks.
@@ -82,8 +85,9 @@ pub trait TwoPhaseCommitSink: Send {
 pub trait PlainSink: Send {
     /// Write records.
     fn write<'a>(&'a mut self, batch: &'a RecordBatch) -> BoxFuture<'a, Result<()>>;
-    /// Flush on a barrier so that a completed checkpoint implies delivered output.
-    fn flush(&mut self) -> BoxFuture<'_, Result<()>>;
+    /// Flush on checkpoint `checkpoint`'s barrier so that a completed checkpoint implies
+    /// delivered output.
+    fn flush(&mut self, checkpoint: CheckpointId) -> BoxFuture<'_, Result<()>>;
 }
 
 /// One sink subtask.

@@ -10,6 +10,7 @@ use super::{
     Committable, Guarantee, PlainSink, SinkConnector, SinkContext, SinkInstance, json_lines,
 };
 use crate::error::Result;
+use crate::ids::CheckpointId;
 
 /// Connector for `stdout` and `blackhole`.
 #[derive(Debug)]
@@ -34,7 +35,7 @@ impl PlainSink for Stdout {
         })
     }
 
-    fn flush(&mut self) -> BoxFuture<'_, Result<()>> {
+    fn flush(&mut self, _checkpoint: CheckpointId) -> BoxFuture<'_, Result<()>> {
         Box::pin(async move {
             let _ = std::io::stdout().flush();
             Ok(())

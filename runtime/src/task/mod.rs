@@ -301,7 +301,7 @@ impl TaskCore {
                     let c = s.pre_commit().await?;
                     slot.pending.insert(b.id, c);
                 }
-                SinkInstance::Plain(s) => s.flush().await?,
+                SinkInstance::Plain(s) => s.flush(b.id).await?,
             }
             for (chk, c) in &slot.pending {
                 committables.push(SinkCommittable {

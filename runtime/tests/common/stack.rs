@@ -29,6 +29,94 @@ pub fn clickhouse(test: &str) -> Option<String> {
     )
 }
 
+/// The local PostgreSQL (`tests/postgres.sh start`): its URL, without the password, which is
+/// in `WEIR_POSTGRES_PASSWORD`.
+pub fn postgres(test: &str) -> Option<String> {
+    weir_testkit::needs_env(
+        test,
+        "WEIR_POSTGRES_URL",
+        "WEIR_REQUIRE_POSTGRES",
+        "WEIR_POSTGRES_URL is not set (run tests/postgres.sh start; eval \"$(tests/postgres.sh env)\")",
+    )
+}
+
+/// A client of the test database, over TLS with the test CA (tests/tls.sh).
+pub async fn pg(url: &str) -> tokio_postgres::Client {
+    let spec: weir_crds::PostgresSinkSpec = serde_json::from_value(serde_json::json!({
+        "url": url, "table": "unused", "passwordEnv": "WEIR_POSTGRES_PASSWORD",
+        "tls": {"caPemEnv": "WEIR_TEST_POSTGRES_CA"}
+    }))
+    .unwrap();
+    let ca = pg_ca();
+    let endpoint = weir_runtime::postgres::client::Endpoint::new(&spec, |v| {
+        if v == "WEIR_TEST_POSTGRES_CA" {
+            Some(ca.clone())
+        } else {
+            std::env::var(v).ok()
+        }
+    })
+    .unwrap();
+    endpoint.connect().await.unwrap()
+}
+
+/// The test CA's PEM text, which the PostgreSQL server's certificate is signed by.
+pub fn pg_ca() -> String {
+    let dir = std::env::var("WEIR_TLS_DIR").unwrap_or_else(|_| stack_script("tls.sh", "dir", &[]));
+    std::fs::read_to_string(std::path::Path::new(&dir).join("ca.pem")).unwrap()
+}
+
+/// Create the two reference tables in PostgreSQL: one without a key for transactional mode
+/// (a row written twice shows up twice) and one keyed on the result for upsert mode.
+pub async fn create_pg_sales_tables(url: &str, tx: &str, up: &str) {
+    let c = pg(url).await;
+    c.batch_execute(&format!(
+        "CREATE TABLE {tx} (store_id text NOT NULL, window_start timestamp NOT NULL, \
+         window_end timestamp NOT NULL, orders bigint NOT NULL, sales bigint NOT NULL); \
+         CREATE TABLE {up} (store_id text NOT NULL, window_start timestamp NOT NULL, \
+         window_end timestamp NOT NULL, orders bigint NOT NULL, sales bigint NOT NULL, \
+         PRIMARY KEY (store_id, window_start))"
+    ))
+    .await
+    .unwrap();
+}
+
+/// Rows of a PostgreSQL sales table; duplicates are listed, not merged.
+pub async fn pg_sales(url: &str, table: &str) -> (Sales, Vec<String>) {
+    let c = pg(url).await;
+    let rows = c
+        .query(
+            &format!(
+                "SELECT store_id, (extract(epoch FROM window_start) * 1000)::bigint, orders, sales FROM {table}"
+            ),
+            &[],
+        )
+        .await
+        .unwrap();
+    let mut out = Sales::new();
+    let mut dups = Vec::new();
+    for r in rows {
+        let key = (r.get::<_, String>(0), r.get::<_, i64>(1));
+        if out.insert(key.clone(), (r.get(2), r.get(3))).is_some() {
+            dups.push(format!("{key:?}"));
+        }
+    }
+    (out, dups)
+}
+
+/// Prepared transactions left on the server whose id starts with `prefix`.
+pub async fn pg_prepared(url: &str, prefix: &str) -> Vec<String> {
+    let c = pg(url).await;
+    c.query(
+        "SELECT gid FROM pg_prepared_xacts WHERE left(gid, length($1)) = $1",
+        &[&prefix],
+    )
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| r.get(0))
+    .collect()
+}
+
 /// Whether the broker is the local one (its restart script applies, and its read_committed
 /// consumers are known to be wrong).
 pub fn local_broker() -> bool {

@@ -1,0 +1,114 @@
+//! Settings of the PostgreSQL sink. The password and TLS keys are read from environment
+//! variables whose names the manifest gives (the operator fills them from Secret references),
+//! never from the URL.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::Duration;
+use crate::connectors::TlsSpec;
+
+/// Write into a PostgreSQL table.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "!self.url.matches('^postgres(ql)?://[^/@]*:[^/@]*@')",
+    "message": "the password must not be in the URL: name the variable holding it in passwordEnv"
+}]))]
+pub struct PostgresSinkSpec {
+    /// The table name a `sql` pipeline writes to (`INSERT INTO <name>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[A-Za-z_][A-Za-z0-9_]*$"), length(max = 63))]
+    pub name: Option<String>,
+    /// `postgres://user@host:port/database`, optionally with `?sslmode=disable|prefer|require`
+    /// (default `prefer`: TLS whenever the server offers it).
+    #[schemars(regex(pattern = r"^postgres(ql)?://"), length(max = 2048))]
+    pub url: String,
+    /// Target table; its columns are checked against the records before the job starts.
+    pub table: String,
+    /// Schema of the table.
+    #[serde(default = "default_schema")]
+    pub schema: String,
+    /// Environment variable holding the password (filled from a Secret by the operator).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_env: Option<String>,
+    /// TLS: the CA bundle to trust (the system's when absent) and a client certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsSpec>,
+    /// How duplicates are prevented.
+    #[serde(default)]
+    pub mode: PostgresMode,
+    /// Columns of the key that `upsert` mode (and a changelog in either mode) writes by;
+    /// they must be the table's primary key or a unique index. The table's primary key when
+    /// absent.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub primary_key: Vec<String>,
+    /// Prefix of the prepared transactions' ids (`transactional`) and the job's key in the
+    /// progress table (`upsert`): unique among the jobs writing to the database. The job's
+    /// name and the sink's position when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 120))]
+    pub transaction_id_prefix: Option<String>,
+    /// Table (in `schema`) where `upsert` mode records, in the transaction of each write,
+    /// the last checkpoint written per job and subtask; created when missing.
+    #[serde(default = "default_progress_table")]
+    pub progress_table: String,
+    /// Rows per statement.
+    #[serde(default = "default_batch_rows")]
+    #[schemars(range(min = 1))]
+    pub batch_rows: u32,
+    /// First retry delay of a commit; doubles up to `maxBackoff`. A server that is away
+    /// stalls commits (and backpressures the job) rather than dropping rows.
+    #[serde(default = "default_initial_backoff")]
+    pub initial_backoff: Duration,
+    /// Longest retry delay.
+    #[serde(default = "default_max_backoff")]
+    pub max_backoff: Duration,
+}
+
+impl PostgresSinkSpec {
+    /// `(field, variable)` of each environment variable named.
+    #[must_use]
+    pub fn env_vars(&self) -> Vec<(String, &str)> {
+        let mut out = Vec::new();
+        if let Some(p) = &self.password_env {
+            out.push(("passwordEnv".to_string(), p.as_str()));
+        }
+        for (f, v) in self.tls.iter().flat_map(TlsSpec::env_vars) {
+            out.push((format!("tls.{f}"), v));
+        }
+        out
+    }
+}
+
+fn default_schema() -> String {
+    "public".to_string()
+}
+fn default_progress_table() -> String {
+    "weir_sink_progress".to_string()
+}
+fn default_batch_rows() -> u32 {
+    5_000
+}
+fn default_initial_backoff() -> Duration {
+    Duration::from_millis(200)
+}
+fn default_max_backoff() -> Duration {
+    Duration::from_secs(30)
+}
+
+/// How the PostgreSQL sink avoids losing or doubling a row.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum PostgresMode {
+    /// Two-phase commit: each subtask writes a checkpoint's rows in one transaction,
+    /// `PREPARE TRANSACTION` at the barrier, `COMMIT PREPARED` once the checkpoint completes;
+    /// a restore commits what the checkpoint promised and rolls back the rest. Needs
+    /// `max_prepared_transactions` > 0 on the server.
+    #[default]
+    Transactional,
+    /// Idempotent: rows are written at every barrier with `INSERT ... ON CONFLICT (key) DO
+    /// UPDATE`, with a progress row in the same transaction; a replay after a failure writes
+    /// the same final table.
+    Upsert,
+}

@@ -1,0 +1,223 @@
+//! A subtask of a `transactional` PostgreSQL sink: one transaction per checkpoint, prepared
+//! at the barrier and committed when the checkpoint completes (see the module above).
+//!
+//! Appends go to the server as they come. Writes by key (a changelog) wait in memory until
+//! the barrier: a prepared transaction keeps its row locks until `COMMIT PREPARED`, which this
+//! same task runs when the checkpoint completes, so an update of a key that the previous,
+//! still prepared, transaction wrote would wait on a lock only this task can release. By the
+//! barrier the previous checkpoint has completed (one checkpoint is in flight at a time) and
+//! its commit, which the task takes before any input, has run. `lock_timeout` turns any wait
+//! that still cannot end into an error (the job restores) instead of a hang.
+
+use datafusion::arrow::array::RecordBatch;
+use futures::future::BoxFuture;
+use tokio_postgres::Client;
+use tokio_postgres::types::ToSql;
+
+use super::Conn;
+use super::client::{PgError, literal};
+use super::rows::Writer;
+use crate::checkpoint::state::PreparedTransaction;
+use crate::error::Result;
+use crate::ids::CheckpointId;
+use crate::sink::{Committable, TwoPhaseCommitSink};
+
+pub(super) struct Transactional {
+    conn: Conn,
+    writer: std::sync::Arc<Writer>,
+    /// `<prefix>:<subtask>`: the id of checkpoint `n`'s transaction is `<base>:<n>:<generation>`.
+    base: String,
+    generation: u64,
+    /// The connection that writes (and prepares).
+    client: Option<Client>,
+    /// The connection that commits: the writer's is inside the next transaction by then.
+    committer: Option<Client>,
+    txn: CheckpointId,
+    open: bool,
+    /// Batches of a changelog waiting for the barrier.
+    held: Vec<RecordBatch>,
+}
+
+/// Longest wait for a row lock: see the module docs.
+const LOCK_TIMEOUT: &str = "SET lock_timeout = '30s'";
+
+impl Transactional {
+    pub(super) fn new(
+        conn: Conn,
+        writer: std::sync::Arc<Writer>,
+        base: String,
+        generation: u64,
+    ) -> Self {
+        Self {
+            conn,
+            writer,
+            base,
+            generation,
+            client: None,
+            committer: None,
+            txn: CheckpointId(0),
+            open: false,
+            held: Vec::new(),
+        }
+    }
+
+    fn gid(&self) -> String {
+        format!("{}:{}:{}", self.base, self.txn.0, self.generation)
+    }
+
+    async fn writing(&mut self) -> Result<&Client> {
+        if self.client.as_ref().is_none_or(Client::is_closed) {
+            if self.open {
+                // The transaction died with its connection: the checkpoint cannot complete
+                // with these rows, so fail it (the job restores and replays them).
+                return Err(self.conn.err(format!(
+                    "the connection to {} closed inside checkpoint {}'s transaction",
+                    self.conn.endpoint.display, self.txn
+                )));
+            }
+            let c = self.conn.connect().await?;
+            c.batch_execute(LOCK_TIMEOUT).await.map_err(|e| {
+                self.conn
+                    .err(format!("{LOCK_TIMEOUT}: {}", PgError::from(e)))
+            })?;
+            self.client = Some(c);
+        }
+        let c = self
+            .client
+            .as_ref()
+            .ok_or_else(|| crate::error::Error::internal("no postgres connection"))?;
+        if !self.open {
+            c.batch_execute("BEGIN")
+                .await
+                .map_err(|e| self.conn.err(format!("BEGIN: {}", PgError::from(e))))?;
+            self.open = true;
+        }
+        Ok(c)
+    }
+}
+
+impl Transactional {
+    /// Write `batch` into the open transaction (opening it).
+    async fn send(&mut self, batch: &RecordBatch) -> Result<()> {
+        let writer = std::sync::Arc::clone(&self.writer);
+        let writes = writer.writes(batch)?;
+        let conn = self.conn.clone();
+        let client = self.writing().await?;
+        for w in writes {
+            let params: Vec<&(dyn ToSql + Sync)> =
+                w.params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+            client
+                .execute(w.sql, &params)
+                .await
+                .map_err(|e| conn.err(format!("writing rows: {}", PgError::from(e))))?;
+        }
+        Ok(())
+    }
+}
+
+/// The checkpoint a transaction id names (`<prefix>:<subtask>:<checkpoint>:<generation>`).
+pub(super) fn checkpoint_of(gid: &str) -> CheckpointId {
+    CheckpointId(
+        gid.rsplit(':')
+            .nth(1)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0),
+    )
+}
+
+impl TwoPhaseCommitSink for Transactional {
+    fn begin(&mut self, txn: CheckpointId) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async move {
+            // Opened with the first row: a checkpoint without output prepares nothing.
+            self.txn = txn;
+            Ok(())
+        })
+    }
+
+    fn write<'a>(&'a mut self, batch: &'a RecordBatch) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            if batch.num_rows() == 0 {
+                return Ok(());
+            }
+            if self.writer.by_key() {
+                self.held.push(batch.clone());
+                return Ok(());
+            }
+            self.send(batch).await
+        })
+    }
+
+    fn pre_commit(&mut self) -> BoxFuture<'_, Result<Committable>> {
+        Box::pin(async move {
+            for batch in std::mem::take(&mut self.held) {
+                self.send(&batch).await?;
+            }
+            if !self.open {
+                return Ok(Committable::Empty);
+            }
+            let gid = self.gid();
+            let client = self.writing().await?;
+            let result = client
+                .batch_execute(&format!("PREPARE TRANSACTION {}", literal(&gid)))
+                .await;
+            self.open = false;
+            result.map_err(|e| {
+                self.conn
+                    .err(format!("PREPARE TRANSACTION {gid}: {}", PgError::from(e)))
+            })?;
+            // Prepared, not yet recorded by a checkpoint: a restore must roll it back.
+            crate::fault::point("postgres-after-prepare", self.txn);
+            Ok(Committable::PreparedTransaction(PreparedTransaction {
+                gid,
+            }))
+        })
+    }
+
+    fn commit(&mut self, committables: Vec<Committable>) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async move {
+            for c in committables {
+                match c {
+                    Committable::PreparedTransaction(p) => {
+                        // The checkpoint recorded it and completed: a restore must commit it.
+                        crate::fault::point("postgres-before-commit", checkpoint_of(&p.gid));
+                        self.conn
+                            .commit_prepared(&mut self.committer, &p.gid)
+                            .await?;
+                    }
+                    Committable::Empty => {}
+                    other => {
+                        return Err(self.conn.err(format!(
+                            "checkpoint records a committable of another sink: {other:?}"
+                        )));
+                    }
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn abort(&mut self) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async move {
+            self.held.clear();
+            if self.open {
+                self.open = false;
+                if let Some(c) = &self.client {
+                    // Dropping the connection would roll it back too; say it.
+                    let _ = c.batch_execute("ROLLBACK").await;
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_checkpoint_is_read_back_from_the_id() {
+        assert_eq!(checkpoint_of("weir:job:sink-0:3:17:2"), CheckpointId(17));
+        assert_eq!(checkpoint_of("nonsense"), CheckpointId(0));
+    }
+}
