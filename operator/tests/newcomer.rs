@@ -179,7 +179,18 @@ async fn newcomer(assets: &Path, helm: String, kubectl: String) {
     );
 
     // 3. Every StreamJob in examples/ applies as shipped and the operator runs it (the other
-    //    files there are local job files for `weir-runtime run`).
+    //    files there are local job files for `weir-runtime run`), after the Secret that
+    //    examples/store-sales-postgres.yaml tells its reader to create (its pods need it).
+    c.kubectl(&[
+        "create",
+        "secret",
+        "generic",
+        "shop-db",
+        "-n",
+        NS,
+        "--from-literal=password=example",
+        "--from-literal=ca.pem=example",
+    ]);
     let mut names = Vec::new();
     let mut files: Vec<PathBuf> = std::fs::read_dir(repo().join("examples"))
         .unwrap()
@@ -449,6 +460,22 @@ fn bad_manifests() -> Vec<(&'static str, String, &'static str)> {
             "a state memory budget that is not a quantity",
             bad(|s| s["stateBackend"] = json!({"type": "disk", "memory": "256MB"})),
             "spec.stateBackend.memory",
+        ),
+        (
+            "a PostgreSQL password in the URL",
+            bad(|s| {
+                s["pipeline"]["sinks"] = json!([{"postgres": {
+                    "url": "postgres://weir:hunter2@db:5432/shop", "table": "t"}}]);
+            }),
+            "spec.pipeline.sinks[0].postgres",
+        ),
+        (
+            "a PostgreSQL sink with an unknown mode",
+            bad(|s| {
+                s["pipeline"]["sinks"] = json!([{"postgres": {
+                    "url": "postgres://weir@db:5432/shop", "table": "t", "mode": "xa"}}]);
+            }),
+            "spec.pipeline.sinks[0].postgres.mode",
         ),
     ]
 }
