@@ -15,11 +15,15 @@
 #   tests/postgres.sh status       exit 0 when the server answers
 #   tests/postgres.sh env          print `export WEIR_POSTGRES_URL=... WEIR_POSTGRES_PASSWORD=...`
 #   tests/postgres.sh psql ARGS    psql as the superuser on the weir database
+#
+# WEIR_POSTGRES_PORT (9406) and WEIR_POSTGRES_MAX_PREPARED (100) set up another server.
 set -euo pipefail
 
 CACHE="${WEIR_CACHE:-$HOME/.cache/weir}"
 STATE="${WEIR_STACK_DIR:-$CACHE/stack}"
 PORT="${WEIR_POSTGRES_PORT:-9406}"
+# 0 makes a server the transactional sink must refuse (runtime/tests/postgres.rs).
+MAX_PREPARED="${WEIR_POSTGRES_MAX_PREPARED:-100}"
 USER_NAME=weir
 PASSWORD=weir-test
 DATABASE=weir
@@ -87,7 +91,7 @@ listen_addresses = '127.0.0.1'
 port = $PORT
 unix_socket_directories = '$DATA'
 max_connections = 200
-max_prepared_transactions = 100
+max_prepared_transactions = $MAX_PREPARED
 shared_buffers = 64MB
 ssl = on
 ssl_cert_file = 'server.crt'

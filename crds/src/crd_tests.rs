@@ -562,7 +562,15 @@ fn example_manifests_are_accepted_and_valid() {
         }
     }
     seen.sort();
-    assert_eq!(seen, ["large-orders", "store-sales", "store-sales-postgres", "store-sales-sql"]);
+    assert_eq!(
+        seen,
+        [
+            "large-orders",
+            "store-sales",
+            "store-sales-postgres",
+            "store-sales-sql"
+        ]
+    );
 }
 
 #[test]

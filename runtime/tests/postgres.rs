@@ -261,3 +261,56 @@ fn a_commit_waits_out_a_server_that_went_away_and_commits_once() {
     );
     assert_eq!(count(&rt), 1000);
 }
+
+/// A server with `max_prepared_transactions = 0` (PostgreSQL's default) is refused by the
+/// transactional mode before anything runs, saying what to set; upsert mode does not need it.
+#[test]
+fn transactional_mode_refuses_a_server_without_prepared_transactions() {
+    let Some(url) = postgres("postgres_no_prepared") else {
+        return;
+    };
+    let _one = SERVER
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let port = "9407";
+    let env = [
+        ("WEIR_POSTGRES_PORT", port.to_string()),
+        ("WEIR_POSTGRES_MAX_PREPARED", "0".to_string()),
+    ];
+    let other = stack_script("postgres.sh", "start", &env);
+    assert!(other.contains(port), "{other}");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let u = unique();
+    let table = format!("pg_noprep_{u}");
+    let other_plain = format!("{other}?sslmode=disable");
+    let spec = |mode: &str| {
+        serde_json::json!({"url": other_plain, "table": table,
+            "passwordEnv": "WEIR_POSTGRES_PASSWORD", "mode": mode})
+    };
+    let result = rt.block_on(async {
+        let c = common::stack::pg(&other).await;
+        c.batch_execute(&format!(
+            "CREATE TABLE {table} (id bigint PRIMARY KEY, name text)"
+        ))
+        .await
+        .unwrap();
+        let refused = connector(spec("transactional"), &format!("noprep-{u}"))
+            .prepare(&schema())
+            .await;
+        let upsert = connector(spec("upsert"), &format!("noprep-{u}"))
+            .prepare(&schema())
+            .await;
+        (refused, upsert)
+    });
+    stack_script("postgres.sh", "stop", &env);
+    let _ = url;
+    let err = result
+        .0
+        .expect_err("a server without prepared transactions")
+        .to_string();
+    assert!(
+        err.contains("max_prepared_transactions is 0") && err.contains("set it to at least 2"),
+        "{err}"
+    );
+    result.1.unwrap();
+}
