@@ -24,6 +24,7 @@
 
 pub mod client;
 pub mod rows;
+mod session;
 pub mod table;
 mod transactional;
 mod upsert;

@@ -12,28 +12,26 @@
 use datafusion::arrow::array::RecordBatch;
 use futures::future::BoxFuture;
 use tokio_postgres::Client;
-use tokio_postgres::types::ToSql;
 
 use super::Conn;
 use super::client::{PgError, literal};
 use super::rows::Writer;
+use super::session::Session;
 use crate::checkpoint::state::PreparedTransaction;
 use crate::error::Result;
 use crate::ids::CheckpointId;
 use crate::sink::{Committable, TwoPhaseCommitSink};
 
 pub(super) struct Transactional {
-    conn: Conn,
+    /// The connection that writes (and prepares).
+    session: Session,
     writer: std::sync::Arc<Writer>,
     /// `<prefix>:<subtask>`: the id of checkpoint `n`'s transaction is `<base>:<n>:<generation>`.
     base: String,
     generation: u64,
-    /// The connection that writes (and prepares).
-    client: Option<Client>,
     /// The connection that commits: the writer's is inside the next transaction by then.
     committer: Option<Client>,
     txn: CheckpointId,
-    open: bool,
     /// Batches of a changelog waiting for the barrier.
     held: Vec<RecordBatch>,
 }
@@ -49,14 +47,12 @@ impl Transactional {
         generation: u64,
     ) -> Self {
         Self {
-            conn,
+            session: Session::new(conn, Some(LOCK_TIMEOUT)),
             writer,
             base,
             generation,
-            client: None,
             committer: None,
             txn: CheckpointId(0),
-            open: false,
             held: Vec::new(),
         }
     }
@@ -64,54 +60,17 @@ impl Transactional {
     fn gid(&self) -> String {
         format!("{}:{}:{}", self.base, self.txn.0, self.generation)
     }
-
-    async fn writing(&mut self) -> Result<&Client> {
-        if self.client.as_ref().is_none_or(Client::is_closed) {
-            if self.open {
-                // The transaction died with its connection: the checkpoint cannot complete
-                // with these rows, so fail it (the job restores and replays them).
-                return Err(self.conn.err(format!(
-                    "the connection to {} closed inside checkpoint {}'s transaction",
-                    self.conn.endpoint.display, self.txn
-                )));
-            }
-            let c = self.conn.connect().await?;
-            c.batch_execute(LOCK_TIMEOUT).await.map_err(|e| {
-                self.conn
-                    .err(format!("{LOCK_TIMEOUT}: {}", PgError::from(e)))
-            })?;
-            self.client = Some(c);
-        }
-        let c = self
-            .client
-            .as_ref()
-            .ok_or_else(|| crate::error::Error::internal("no postgres connection"))?;
-        if !self.open {
-            c.batch_execute("BEGIN")
-                .await
-                .map_err(|e| self.conn.err(format!("BEGIN: {}", PgError::from(e))))?;
-            self.open = true;
-        }
-        Ok(c)
-    }
 }
 
 impl Transactional {
-    /// Write `batch` into the open transaction (opening it).
+    fn what(&self) -> String {
+        format!("checkpoint {}'s transaction", self.txn)
+    }
+
     async fn send(&mut self, batch: &RecordBatch) -> Result<()> {
+        let what = self.what();
         let writer = std::sync::Arc::clone(&self.writer);
-        let writes = writer.writes(batch)?;
-        let conn = self.conn.clone();
-        let client = self.writing().await?;
-        for w in writes {
-            let params: Vec<&(dyn ToSql + Sync)> =
-                w.params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
-            client
-                .execute(w.sql, &params)
-                .await
-                .map_err(|e| conn.err(format!("writing rows: {}", PgError::from(e))))?;
-        }
-        Ok(())
+        self.session.send(&writer, batch, &what).await
     }
 }
 
@@ -152,17 +111,19 @@ impl TwoPhaseCommitSink for Transactional {
             for batch in std::mem::take(&mut self.held) {
                 self.send(&batch).await?;
             }
-            if !self.open {
+            if !self.session.is_open() {
                 return Ok(Committable::Empty);
             }
             let gid = self.gid();
-            let client = self.writing().await?;
+            let what = self.what();
+            let client = self.session.transaction(&what).await?;
             let result = client
                 .batch_execute(&format!("PREPARE TRANSACTION {}", literal(&gid)))
                 .await;
-            self.open = false;
+            self.session.ended();
             result.map_err(|e| {
-                self.conn
+                self.session
+                    .conn
                     .err(format!("PREPARE TRANSACTION {gid}: {}", PgError::from(e)))
             })?;
             // Prepared, not yet recorded by a checkpoint: a restore must roll it back.
@@ -180,13 +141,14 @@ impl TwoPhaseCommitSink for Transactional {
                     Committable::PreparedTransaction(p) => {
                         // The checkpoint recorded it and completed: a restore must commit it.
                         crate::fault::point("postgres-before-commit", checkpoint_of(&p.gid));
-                        self.conn
+                        self.session
+                            .conn
                             .commit_prepared(&mut self.committer, &p.gid)
                             .await?;
                     }
                     Committable::Empty => {}
                     other => {
-                        return Err(self.conn.err(format!(
+                        return Err(self.session.conn.err(format!(
                             "checkpoint records a committable of another sink: {other:?}"
                         )));
                     }
@@ -199,9 +161,9 @@ impl TwoPhaseCommitSink for Transactional {
     fn abort(&mut self) -> BoxFuture<'_, Result<()>> {
         Box::pin(async move {
             self.held.clear();
-            if self.open {
-                self.open = false;
-                if let Some(c) = &self.client {
+            if self.session.is_open() {
+                self.session.ended();
+                if let Some(c) = self.session.client() {
                     // Dropping the connection would roll it back too; say it.
                     let _ = c.batch_execute("ROLLBACK").await;
                 }

@@ -3,24 +3,24 @@
 
 use datafusion::arrow::array::RecordBatch;
 use futures::future::BoxFuture;
-use tokio_postgres::Client;
-use tokio_postgres::types::ToSql;
 
 use super::Conn;
 use super::client::PgError;
 use super::rows::Writer;
+use super::session::Session;
 use crate::error::Result;
 use crate::ids::CheckpointId;
 use crate::sink::PlainSink;
 
+/// The open transaction, for the error when its connection closes.
+const WHAT: &str = "the transaction of the rows since the last checkpoint";
+
 pub(super) struct Upsert {
-    conn: Conn,
+    session: Session,
     writer: std::sync::Arc<Writer>,
     progress: String,
     prefix: String,
     subtask: u32,
-    client: Option<Client>,
-    open: bool,
 }
 
 impl Upsert {
@@ -32,37 +32,12 @@ impl Upsert {
         subtask: u32,
     ) -> Self {
         Self {
-            conn,
+            session: Session::new(conn, None),
             writer,
             progress,
             prefix,
             subtask,
-            client: None,
-            open: false,
         }
-    }
-
-    async fn writing(&mut self) -> Result<&Client> {
-        if self.client.as_ref().is_none_or(Client::is_closed) {
-            if self.open {
-                return Err(self.conn.err(format!(
-                    "the connection to {} closed before the rows since the last checkpoint were committed",
-                    self.conn.endpoint.display
-                )));
-            }
-            self.client = Some(self.conn.connect().await?);
-        }
-        let c = self
-            .client
-            .as_ref()
-            .ok_or_else(|| crate::error::Error::internal("no postgres connection"))?;
-        if !self.open {
-            c.batch_execute("BEGIN")
-                .await
-                .map_err(|e| self.conn.err(format!("BEGIN: {}", PgError::from(e))))?;
-            self.open = true;
-        }
-        Ok(c)
     }
 }
 
@@ -73,18 +48,7 @@ impl PlainSink for Upsert {
                 return Ok(());
             }
             let writer = std::sync::Arc::clone(&self.writer);
-            let writes = writer.writes(batch)?;
-            let conn = self.conn.clone();
-            let client = self.writing().await?;
-            for w in writes {
-                let params: Vec<&(dyn ToSql + Sync)> =
-                    w.params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
-                client
-                    .execute(w.sql, &params)
-                    .await
-                    .map_err(|e| conn.err(format!("writing rows: {}", PgError::from(e))))?;
-            }
-            Ok(())
+            self.session.send(&writer, batch, WHAT).await
         })
     }
 
@@ -97,14 +61,14 @@ impl PlainSink for Upsert {
             );
             let (prefix, subtask) = (self.prefix.clone(), self.subtask as i32);
             let id = checkpoint.0 as i64;
-            let conn = self.conn.clone();
-            let client = self.writing().await?;
+            let conn = self.session.conn.clone();
+            let client = self.session.transaction(WHAT).await?;
             let done = async {
                 client.execute(&sql, &[&prefix, &subtask, &id]).await?;
                 client.batch_execute("COMMIT").await
             }
             .await;
-            self.open = false;
+            self.session.ended();
             done.map_err(|e| {
                 conn.err(format!(
                     "committing checkpoint {checkpoint}'s rows: {}",
