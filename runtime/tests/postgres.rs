@@ -314,3 +314,87 @@ fn transactional_mode_refuses_a_server_without_prepared_transactions() {
     );
     result.1.unwrap();
 }
+
+/// A changelog in transactional mode: checkpoint 1 upserts a key and is prepared; before its
+/// commit, checkpoint 2 updates the same key. The prepared transaction holds the row's lock
+/// until `COMMIT PREPARED`, which the same subtask runs later, so writing the update at once
+/// would wait for ever: the sink holds a changelog's rows until the barrier instead.
+#[test]
+fn a_changelog_update_of_a_key_still_prepared_does_not_wait_on_its_lock() {
+    use weir_runtime::changelog::{self, Kind};
+    let Some(url) = postgres("postgres_changelog_locks") else {
+        return;
+    };
+    let _one = SERVER
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let u = unique();
+    let table = format!("pg_locks_{u}");
+    rt.block_on(async {
+        pg(&url)
+            .await
+            .batch_execute(&format!(
+                "CREATE TABLE {table} (id bigint PRIMARY KEY, name text)"
+            ))
+            .await
+            .unwrap();
+    });
+    let mut fields: Vec<Field> = schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    fields.push(changelog::field());
+    let log = Arc::new(Schema::new(fields));
+    let change = |name: &str, kinds: &[Kind]| {
+        RecordBatch::try_new(
+            Arc::clone(&log),
+            vec![
+                Arc::new(Int64Array::from(vec![7; kinds.len()])),
+                Arc::new(StringArray::from(vec![Some(name); kinds.len()])),
+                changelog::column(kinds),
+            ],
+        )
+        .unwrap()
+    };
+    let c = connector(
+        serde_json::json!({"url": format!("{url}?sslmode=disable"), "table": table,
+            "passwordEnv": "WEIR_POSTGRES_PASSWORD"}),
+        &format!("locks-{u}"),
+    );
+    rt.block_on(c.prepare(&log)).unwrap();
+    let SinkInstance::TwoPhase(mut s) = c
+        .open(&SinkContext {
+            subtask: 0,
+            parallelism: 1,
+            generation: 1,
+            job_id: "locks".into(),
+        })
+        .unwrap()
+    else {
+        panic!("transactional mode is two-phase")
+    };
+    rt.block_on(async {
+        s.begin(CheckpointId(1)).await.unwrap();
+        s.write(&change("first", &[Kind::Insert])).await.unwrap();
+        let first = s.pre_commit().await.unwrap();
+        s.begin(CheckpointId(2)).await.unwrap();
+        // Checkpoint 1 has not committed yet: its prepared transaction holds id 7's lock.
+        let update = change("second", &[Kind::UpdateBefore, Kind::UpdateAfter]);
+        tokio::time::timeout(Duration::from_secs(10), s.write(&update))
+            .await
+            .expect("the write of checkpoint 2 waited on checkpoint 1's lock")
+            .unwrap();
+        s.commit(vec![first]).await.unwrap();
+        let second = s.pre_commit().await.unwrap();
+        s.commit(vec![second]).await.unwrap();
+        let name: String = pg(&url)
+            .await
+            .query_one(&format!("SELECT name FROM {table} WHERE id = 7"), &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(name, "second");
+    });
+}
