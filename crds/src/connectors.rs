@@ -531,10 +531,12 @@ fn default_user() -> String {
 fn default_block_rows() -> u32 {
     65_536
 }
-fn default_initial_backoff() -> Duration {
+/// First retry delay of a database sink's writes and commits (ClickHouse, PostgreSQL).
+pub(crate) fn default_initial_backoff() -> Duration {
     Duration::from_millis(200)
 }
-fn default_max_backoff() -> Duration {
+/// Longest retry delay of a database sink.
+pub(crate) fn default_max_backoff() -> Duration {
     Duration::from_secs(30)
 }
 

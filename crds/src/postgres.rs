@@ -6,7 +6,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::Duration;
-use crate::connectors::TlsSpec;
+use crate::connectors::{TlsSpec, default_initial_backoff, default_max_backoff};
 
 /// Write into a PostgreSQL table.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -89,12 +89,6 @@ fn default_progress_table() -> String {
 }
 fn default_batch_rows() -> u32 {
     5_000
-}
-fn default_initial_backoff() -> Duration {
-    Duration::from_millis(200)
-}
-fn default_max_backoff() -> Duration {
-    Duration::from_secs(30)
 }
 
 /// How the PostgreSQL sink avoids losing or doubling a row.

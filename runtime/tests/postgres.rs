@@ -16,7 +16,9 @@ use datafusion::arrow::array::{Int64Array, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use weir_crds::SinkSpec;
 use weir_runtime::ids::CheckpointId;
-use weir_runtime::sink::{Committable, SinkConnector, SinkContext, SinkEnv, SinkInstance};
+use weir_runtime::sink::{
+    Committable, SinkConnector, SinkContext, SinkEnv, SinkInstance, TwoPhaseCommitSink,
+};
 
 /// One test at a time: one of them stops the server.
 static SERVER: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -52,6 +54,39 @@ fn connector(spec: serde_json::Value, job: &str) -> Arc<dyn SinkConnector> {
             exactly_once: true,
         },
     )
+}
+
+/// Create `table (id bigint PRIMARY KEY, name text)` on the server at `url`.
+fn keyed_table(rt: &tokio::runtime::Runtime, url: &str, table: &str) {
+    rt.block_on(async {
+        pg(url)
+            .await
+            .batch_execute(&format!(
+                "CREATE TABLE {table} (id bigint PRIMARY KEY, name text)"
+            ))
+            .await
+            .unwrap();
+    });
+}
+
+/// Subtask 0 of one, in incarnation `generation`, of a transactional sink.
+fn two_phase(
+    c: &Arc<dyn SinkConnector>,
+    job: &str,
+    generation: u64,
+) -> Box<dyn TwoPhaseCommitSink> {
+    match c
+        .open(&SinkContext {
+            subtask: 0,
+            parallelism: 1,
+            generation,
+            job_id: job.into(),
+        })
+        .unwrap()
+    {
+        SinkInstance::TwoPhase(s) => s,
+        SinkInstance::Plain(_) => panic!("transactional mode is two-phase"),
+    }
 }
 
 #[test]
@@ -168,15 +203,7 @@ fn a_commit_waits_out_a_server_that_went_away_and_commits_once() {
     let u = unique();
     let table = format!("pg_outage_{u}");
     let job = format!("outage-{u}");
-    rt.block_on(async {
-        pg(&url)
-            .await
-            .batch_execute(&format!(
-                "CREATE TABLE {table} (id bigint PRIMARY KEY, name text)"
-            ))
-            .await
-            .unwrap();
-    });
+    keyed_table(&rt, &url, &table);
     let c = connector(
         serde_json::json!({"url": format!("{url}?sslmode=disable"), "table": table,
             "passwordEnv": "WEIR_POSTGRES_PASSWORD", "initialBackoff": "100ms", "maxBackoff": "500ms"}),
@@ -184,15 +211,7 @@ fn a_commit_waits_out_a_server_that_went_away_and_commits_once() {
     );
     rt.block_on(c.prepare(&schema())).unwrap();
     rt.block_on(c.recover_and_commit(Vec::new())).unwrap();
-    let ctx = SinkContext {
-        subtask: 0,
-        parallelism: 1,
-        generation: 1,
-        job_id: job.clone(),
-    };
-    let SinkInstance::TwoPhase(mut s) = c.open(&ctx).unwrap() else {
-        panic!("transactional mode is two-phase")
-    };
+    let mut s = two_phase(&c, &job, 1);
     let committable: Committable = rt.block_on(async {
         s.begin(CheckpointId(1)).await.unwrap();
         s.write(&batch(0..1000)).await.unwrap();
@@ -235,15 +254,7 @@ fn a_commit_waits_out_a_server_that_went_away_and_commits_once() {
             .is_empty()
     );
     // A checkpoint that never completed: its prepared transaction is rolled back on restore.
-    let SinkInstance::TwoPhase(mut s) = c
-        .open(&SinkContext {
-            generation: 2,
-            ..ctx
-        })
-        .unwrap()
-    else {
-        panic!("transactional mode is two-phase")
-    };
+    let mut s = two_phase(&c, &job, 2);
     rt.block_on(async {
         s.begin(CheckpointId(2)).await.unwrap();
         s.write(&batch(1000..1500)).await.unwrap();
@@ -331,15 +342,7 @@ fn a_changelog_update_of_a_key_still_prepared_does_not_wait_on_its_lock() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let u = unique();
     let table = format!("pg_locks_{u}");
-    rt.block_on(async {
-        pg(&url)
-            .await
-            .batch_execute(&format!(
-                "CREATE TABLE {table} (id bigint PRIMARY KEY, name text)"
-            ))
-            .await
-            .unwrap();
-    });
+    keyed_table(&rt, &url, &table);
     let mut fields: Vec<Field> = schema()
         .fields()
         .iter()
@@ -364,17 +367,7 @@ fn a_changelog_update_of_a_key_still_prepared_does_not_wait_on_its_lock() {
         &format!("locks-{u}"),
     );
     rt.block_on(c.prepare(&log)).unwrap();
-    let SinkInstance::TwoPhase(mut s) = c
-        .open(&SinkContext {
-            subtask: 0,
-            parallelism: 1,
-            generation: 1,
-            job_id: "locks".into(),
-        })
-        .unwrap()
-    else {
-        panic!("transactional mode is two-phase")
-    };
+    let mut s = two_phase(&c, "locks", 1);
     rt.block_on(async {
         s.begin(CheckpointId(1)).await.unwrap();
         s.write(&change("first", &[Kind::Insert])).await.unwrap();
