@@ -144,28 +144,32 @@ impl Endpoint {
     /// # Errors
     /// The connection or the authentication failed.
     pub async fn connect(&self) -> Result<Client, PgError> {
-        let server = self.display.clone();
-        let client = match &self.tls {
+        // The connection's type depends on the TLS connector; both run the same way.
+        Ok(match &self.tls {
             Some(tls) => {
                 let (client, conn) = self.config.connect(tls.clone()).await?;
-                tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(%server, error = %e, "postgres connection ended");
-                    }
-                });
+                self.drive(conn);
                 client
             }
             None => {
                 let (client, conn) = self.config.connect(NoTls).await?;
-                tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(%server, error = %e, "postgres connection ended");
-                    }
-                });
+                self.drive(conn);
                 client
             }
-        };
-        Ok(client)
+        })
+    }
+
+    /// Run a connection's I/O on a task of its own.
+    fn drive(
+        &self,
+        conn: impl std::future::Future<Output = Result<(), tokio_postgres::Error>> + Send + 'static,
+    ) {
+        let server = self.display.clone();
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(%server, error = %e, "postgres connection ended");
+            }
+        });
     }
 }
 

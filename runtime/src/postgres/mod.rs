@@ -345,7 +345,7 @@ impl SinkConnector for PostgresConnector {
             PostgresMode::Upsert => SinkInstance::Plain(Box::new(upsert::Upsert::new(
                 conn,
                 Arc::clone(&t.writer),
-                self.progress_table(),
+                &self.progress_table(),
                 self.prefix.clone(),
                 ctx.subtask,
             ))),

@@ -3,6 +3,8 @@
 //! transaction is an error (its rows are gone with it; the job restores and replays them)
 //! rather than a silent reconnect.
 
+use std::sync::Arc;
+
 use datafusion::arrow::array::RecordBatch;
 use tokio_postgres::Client;
 use tokio_postgres::types::ToSql;
@@ -14,6 +16,8 @@ use crate::error::{Error, Result};
 
 pub(super) struct Session {
     pub(super) conn: Conn,
+    /// How the subtask's records become statements.
+    pub(super) writer: Arc<Writer>,
     /// Run once on every new connection (a session setting).
     setup: Option<&'static str>,
     client: Option<Client>,
@@ -21,9 +25,10 @@ pub(super) struct Session {
 }
 
 impl Session {
-    pub(super) fn new(conn: Conn, setup: Option<&'static str>) -> Self {
+    pub(super) fn new(conn: Conn, writer: Arc<Writer>, setup: Option<&'static str>) -> Self {
         Self {
             conn,
+            writer,
             setup,
             client: None,
             open: false,
@@ -76,12 +81,8 @@ impl Session {
     }
 
     /// Write `batch` into the open transaction (opening it).
-    pub(super) async fn send(
-        &mut self,
-        writer: &Writer,
-        batch: &RecordBatch,
-        what: &str,
-    ) -> Result<()> {
+    pub(super) async fn send(&mut self, batch: &RecordBatch, what: &str) -> Result<()> {
+        let writer = Arc::clone(&self.writer);
         let writes = writer.writes(batch)?;
         let conn = self.conn.clone();
         let client = self.transaction(what).await?;

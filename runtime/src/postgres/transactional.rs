@@ -25,7 +25,6 @@ use crate::sink::{Committable, TwoPhaseCommitSink};
 pub(super) struct Transactional {
     /// The connection that writes (and prepares).
     session: Session,
-    writer: std::sync::Arc<Writer>,
     /// `<prefix>:<subtask>`: the id of checkpoint `n`'s transaction is `<base>:<n>:<generation>`.
     base: String,
     generation: u64,
@@ -47,8 +46,7 @@ impl Transactional {
         generation: u64,
     ) -> Self {
         Self {
-            session: Session::new(conn, Some(LOCK_TIMEOUT)),
-            writer,
+            session: Session::new(conn, writer, Some(LOCK_TIMEOUT)),
             base,
             generation,
             committer: None,
@@ -60,17 +58,14 @@ impl Transactional {
     fn gid(&self) -> String {
         format!("{}:{}:{}", self.base, self.txn.0, self.generation)
     }
-}
 
-impl Transactional {
     fn what(&self) -> String {
         format!("checkpoint {}'s transaction", self.txn)
     }
 
     async fn send(&mut self, batch: &RecordBatch) -> Result<()> {
         let what = self.what();
-        let writer = std::sync::Arc::clone(&self.writer);
-        self.session.send(&writer, batch, &what).await
+        self.session.send(batch, &what).await
     }
 }
 
@@ -98,7 +93,7 @@ impl TwoPhaseCommitSink for Transactional {
             if batch.num_rows() == 0 {
                 return Ok(());
             }
-            if self.writer.by_key() {
+            if self.session.writer.by_key() {
                 self.held.push(batch.clone());
                 return Ok(());
             }

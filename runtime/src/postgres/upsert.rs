@@ -17,24 +17,27 @@ const WHAT: &str = "the transaction of the rows since the last checkpoint";
 
 pub(super) struct Upsert {
     session: Session,
-    writer: std::sync::Arc<Writer>,
-    progress: String,
+    /// The statement that records the subtask's progress (built once).
+    progress_sql: String,
     prefix: String,
     subtask: u32,
 }
 
 impl Upsert {
+    /// A subtask recording its progress in `progress` (quoted) under `prefix`.
     pub(super) fn new(
         conn: Conn,
         writer: std::sync::Arc<Writer>,
-        progress: String,
+        progress: &str,
         prefix: String,
         subtask: u32,
     ) -> Self {
         Self {
-            session: Session::new(conn, None),
-            writer,
-            progress,
+            session: Session::new(conn, writer, None),
+            progress_sql: format!(
+                "INSERT INTO {progress} (sink, subtask, checkpoint) VALUES ($1, $2, $3) \
+                 ON CONFLICT (sink, subtask) DO UPDATE SET checkpoint = EXCLUDED.checkpoint, written_at = now()"
+            ),
             prefix,
             subtask,
         }
@@ -47,18 +50,13 @@ impl PlainSink for Upsert {
             if batch.num_rows() == 0 {
                 return Ok(());
             }
-            let writer = std::sync::Arc::clone(&self.writer);
-            self.session.send(&writer, batch, WHAT).await
+            self.session.send(batch, WHAT).await
         })
     }
 
     fn flush(&mut self, checkpoint: CheckpointId) -> BoxFuture<'_, Result<()>> {
         Box::pin(async move {
-            let sql = format!(
-                "INSERT INTO {} (sink, subtask, checkpoint) VALUES ($1, $2, $3) \
-                 ON CONFLICT (sink, subtask) DO UPDATE SET checkpoint = EXCLUDED.checkpoint, written_at = now()",
-                self.progress
-            );
+            let sql = self.progress_sql.clone();
             let (prefix, subtask) = (self.prefix.clone(), self.subtask as i32);
             let id = checkpoint.0 as i64;
             let conn = self.session.conn.clone();
