@@ -2,7 +2,7 @@
 # The one test command: checks formatting and compiles every target with the lints denied
 # (while the local Kafka broker compiles beside it), installs and starts what the tests need
 # on 127.0.0.1 (a local S3 server, the Azure Blob Storage emulator, a Kafka-protocol broker and
-# a second one requiring SASL, a throwaway CA, ClickHouse with ZooKeeper, PostgreSQL) and the chart tools (helm, kubernetes-validate),
+# a second one requiring SASL, a throwaway CA, ClickHouse with ZooKeeper, PostgreSQL, MariaDB) and the chart tools (helm, kubernetes-validate),
 # checks the chart, runs every test, and builds and smoke-tests the two images
 # (docker/images.sh). Stops the servers on exit.
 set -euo pipefail
@@ -12,7 +12,7 @@ step() { printf '\n==> %s (%ss)\n' "$1" "$SECONDS"; }
 
 # Set before the first start, so a server that did start is stopped when a later one fails.
 nisshi_pid=
-trap 'if [ -n "$nisshi_pid" ]; then kill "$nisshi_pid" 2>/dev/null || true; fi; tests/postgres.sh stop || true; tests/clickhouse.sh stop || true; tests/azurite.sh stop || true; tests/kafka-sasl.sh stop || true; tests/kafka.sh stop || true; tests/s3.sh stop || true' EXIT
+trap 'if [ -n "$nisshi_pid" ]; then kill "$nisshi_pid" 2>/dev/null || true; fi; tests/mysql.sh stop || true; tests/postgres.sh stop || true; tests/clickhouse.sh stop || true; tests/azurite.sh stop || true; tests/kafka-sasl.sh stop || true; tests/kafka.sh stop || true; tests/s3.sh stop || true' EXIT
 
 # The broker is compiled from source on a cold machine (~20 min). It compiles beside the
 # workspace: one cargo build leaves a core idle much of the time (a big crate, a link).
@@ -78,6 +78,11 @@ step "local PostgreSQL (TLS, password authentication, max_prepared_transactions)
 tests/postgres.sh start >/dev/null
 eval "$(tests/postgres.sh env)"
 export WEIR_POSTGRES_URL WEIR_POSTGRES_PASSWORD WEIR_REQUIRE_POSTGRES=1
+
+step "local MariaDB (TLS, password authentication, XA)"
+tests/mysql.sh start >/dev/null
+eval "$(tests/mysql.sh env)"
+export WEIR_MYSQL_URL WEIR_MYSQL_PASSWORD WEIR_REQUIRE_MYSQL=1
 
 step "Helm chart: lint --strict, render, validate offline"
 helm_bin=$(tests/chart.sh check)

@@ -168,14 +168,7 @@ impl SchemaRegistrySpec {
     /// `(field below schemaRegistry, variable)` of each environment variable named.
     #[must_use]
     pub fn env_vars(&self) -> Vec<(String, &str)> {
-        let mut out = Vec::new();
-        if let Some(p) = &self.password_env {
-            out.push(("passwordEnv".to_string(), p.as_str()));
-        }
-        for (f, v) in self.tls.iter().flat_map(TlsSpec::env_vars) {
-            out.push((format!("tls.{f}"), v));
-        }
-        out
+        password_and_tls_vars(self.password_env.as_deref(), self.tls.as_ref())
     }
 }
 
@@ -552,4 +545,48 @@ pub enum ClickHouseMode {
     /// Rows are inserted at every checkpoint barrier; a `ReplacingMergeTree` keyed on the
     /// result key collapses replays (read with `FINAL`).
     Replacing,
+}
+
+/// How a database sink (PostgreSQL, MySQL) avoids losing or doubling a row.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum DatabaseMode {
+    /// Two-phase commit: each subtask writes a checkpoint's rows in one transaction,
+    /// prepares it at the barrier (PostgreSQL `PREPARE TRANSACTION`, MySQL `XA PREPARE`) and
+    /// commits it once the checkpoint completes; a restore commits what the checkpoint
+    /// promised and rolls back the rest. PostgreSQL needs `max_prepared_transactions` > 0.
+    #[default]
+    Transactional,
+    /// Idempotent: rows are written by key (`INSERT ... ON CONFLICT (key) DO UPDATE`,
+    /// MySQL's `ON DUPLICATE KEY UPDATE`) in a transaction that commits at every barrier with
+    /// a progress row; a replay after a failure writes the same final table.
+    Upsert,
+}
+
+/// `(field, variable)` of a connector's password and TLS variables.
+#[must_use]
+pub fn password_and_tls_vars<'a>(
+    password_env: Option<&'a str>,
+    tls: Option<&'a TlsSpec>,
+) -> Vec<(String, &'a str)> {
+    let mut out = Vec::new();
+    if let Some(p) = password_env {
+        out.push(("passwordEnv".to_string(), p));
+    }
+    for (f, v) in tls.iter().flat_map(|t| t.env_vars()) {
+        out.push((format!("tls.{f}"), v));
+    }
+    out
+}
+
+impl DatabaseMode {
+    /// What the mode promises: `upsert` writes a result at least once, and the key makes a
+    /// repeat overwrite the same row, which is exactly-once for the final table only.
+    #[must_use]
+    pub fn guarantee(self) -> crate::control::Guarantee {
+        match self {
+            Self::Transactional => crate::control::Guarantee::ExactlyOnce,
+            Self::Upsert => crate::control::Guarantee::AtLeastOnce,
+        }
+    }
 }

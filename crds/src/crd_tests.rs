@@ -567,6 +567,7 @@ fn example_manifests_are_accepted_and_valid() {
         [
             "large-orders",
             "store-sales",
+            "store-sales-mysql",
             "store-sales-postgres",
             "store-sales-sql"
         ]

@@ -729,6 +729,11 @@ fn sink_references(at: &str, s: &crate::pipeline::SinkSpec, refs: &mut Vec<(Stri
                 refs.push((format!("{at}.postgres.{f}"), v.to_string()));
             }
         }
+        SinkSpec::Mysql(m) => {
+            for (f, v) in m.env_vars() {
+                refs.push((format!("{at}.mysql.{f}"), v.to_string()));
+            }
+        }
         _ => {}
     }
 }

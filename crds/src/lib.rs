@@ -23,6 +23,7 @@ pub mod connectors;
 pub mod control;
 pub mod duration;
 pub mod locate;
+pub mod mysql;
 pub mod pipeline;
 pub mod postgres;
 pub mod sql;
@@ -122,8 +123,9 @@ fn fit_for_apiserver(v: &mut serde_json::Value) {
 
 pub use connectors::*;
 pub use duration::Duration;
+pub use mysql::MysqlSinkSpec;
 pub use pipeline::*;
-pub use postgres::{PostgresMode, PostgresSinkSpec};
+pub use postgres::PostgresSinkSpec;
 pub use validate::{
     AggregateFn, FieldError, JobErrors, KAFKA_RAW_COLUMNS, NEXMARK_COLUMNS, load_job,
     parse_aggregate, parse_timestamp_ms, validate,

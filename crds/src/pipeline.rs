@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::connectors::{ClickHouseSinkSpec, KafkaSinkSpec, KafkaSourceSpec};
 use crate::duration::Duration;
+use crate::mysql::MysqlSinkSpec;
 use crate::postgres::PostgresSinkSpec;
 use crate::state_backend::StateBackendSpec;
 
@@ -722,6 +723,9 @@ pub enum SinkSpec {
     ClickHouse(ClickHouseSinkSpec),
     /// A PostgreSQL table; exactly-once through two-phase commit, or idempotent upserts.
     Postgres(PostgresSinkSpec),
+    /// A MySQL or MariaDB table; exactly-once through XA two-phase commit, or idempotent
+    /// upserts.
+    Mysql(MysqlSinkSpec),
 }
 
 impl SinkSpec {
@@ -735,6 +739,7 @@ impl SinkSpec {
             Self::Kafka(_) => "kafka",
             Self::ClickHouse(_) => "clickhouse",
             Self::Postgres(_) => "postgres",
+            Self::Mysql(_) => "mysql",
         }
     }
 
@@ -747,6 +752,7 @@ impl SinkSpec {
             Self::Kafka(k) => k.name.as_deref(),
             Self::ClickHouse(c) => c.name.as_deref(),
             Self::Postgres(c) => c.name.as_deref(),
+            Self::Mysql(c) => c.name.as_deref(),
         }
     }
 }

@@ -6,7 +6,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::Duration;
-use crate::connectors::{TlsSpec, default_initial_backoff, default_max_backoff};
+use crate::connectors::{
+    DatabaseMode, TlsSpec, default_initial_backoff, default_max_backoff, password_and_tls_vars,
+};
 
 /// Write into a PostgreSQL table.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -37,7 +39,7 @@ pub struct PostgresSinkSpec {
     pub tls: Option<TlsSpec>,
     /// How duplicates are prevented.
     #[serde(default)]
-    pub mode: PostgresMode,
+    pub mode: DatabaseMode,
     /// Columns of the key that `upsert` mode (and a changelog in either mode) writes by;
     /// they must be the table's primary key or a unique index. The table's primary key when
     /// absent.
@@ -70,14 +72,7 @@ impl PostgresSinkSpec {
     /// `(field, variable)` of each environment variable named.
     #[must_use]
     pub fn env_vars(&self) -> Vec<(String, &str)> {
-        let mut out = Vec::new();
-        if let Some(p) = &self.password_env {
-            out.push(("passwordEnv".to_string(), p.as_str()));
-        }
-        for (f, v) in self.tls.iter().flat_map(TlsSpec::env_vars) {
-            out.push((format!("tls.{f}"), v));
-        }
-        out
+        password_and_tls_vars(self.password_env.as_deref(), self.tls.as_ref())
     }
 }
 
@@ -89,20 +84,4 @@ fn default_progress_table() -> String {
 }
 fn default_batch_rows() -> u32 {
     5_000
-}
-
-/// How the PostgreSQL sink avoids losing or doubling a row.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub enum PostgresMode {
-    /// Two-phase commit: each subtask writes a checkpoint's rows in one transaction,
-    /// `PREPARE TRANSACTION` at the barrier, `COMMIT PREPARED` once the checkpoint completes;
-    /// a restore commits what the checkpoint promised and rolls back the rest. Needs
-    /// `max_prepared_transactions` > 0 on the server.
-    #[default]
-    Transactional,
-    /// Idempotent: rows are written at every barrier with `INSERT ... ON CONFLICT (key) DO
-    /// UPDATE`, with a progress row in the same transaction; a replay after a failure writes
-    /// the same final table.
-    Upsert,
 }

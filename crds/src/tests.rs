@@ -465,6 +465,78 @@ fn checkpoint_storage_takes_file_s3_azure_and_gcs_uris() {
 }
 
 #[test]
+fn mysql_sink_settings_parse_with_defaults_and_mistakes_name_the_field() {
+    let base = "name: my
+source:
+  file: {path: in.jsonl}
+  schema: [{name: id, type: int64}]
+sinks:
+  - mysql: {url: \"mysql://weir@db:3306/shop\", table: t, passwordEnv: MY_PASSWORD}
+";
+    let job = load_job("job.yaml", base).expect("valid job");
+    match &job.pipeline.sinks[0] {
+        crate::SinkSpec::Mysql(m) => {
+            assert_eq!(m.mode, crate::DatabaseMode::Transactional);
+            assert_eq!(m.progress_table, "weir_sink_progress");
+            assert_eq!(m.batch_rows, 2000);
+            assert_eq!(
+                m.env_vars(),
+                vec![("passwordEnv".to_string(), "MY_PASSWORD")]
+            );
+        }
+        other => panic!("expected mysql, got {other:?}"),
+    }
+    assert!(
+        load_job(
+            "job.yaml",
+            &base.replacen("mysql://weir@db:3306/shop", "mariadb://weir@db/shop", 1)
+        )
+        .is_ok()
+    );
+    let cases: [(&str, &str); 4] = [
+        (
+            "mysql://weir:secret@db/shop",
+            "the password must not be in the URL",
+        ),
+        ("postgres://weir@db/shop", "is not a mysql:// URL"),
+        (
+            "mysql://weir@db/shop?sslmode=verify-ca",
+            "sslmode=verify-ca",
+        ),
+        ("mysql://weir@/shop", "names no host"),
+    ];
+    for (url, expect) in cases {
+        let src = base.replacen("mysql://weir@db:3306/shop", url, 1);
+        let msg = errors(&src).to_string();
+        assert!(
+            msg.contains(expect),
+            "`{url}`: expected `{expect}` in:\n{msg}"
+        );
+        assert!(msg.contains("sinks[0].mysql.url"), "{msg}");
+    }
+    let src = base.replacen(
+        "passwordEnv: MY_PASSWORD}",
+        "mode: transactional}\ncheckpoint: {exactlyOnce: false}",
+        1,
+    );
+    let msg = errors(&src).to_string();
+    assert!(
+        msg.contains("sinks[0].mysql.mode") && msg.contains("use mode: upsert"),
+        "{msg}"
+    );
+    let src = base.replacen(
+        "passwordEnv: MY_PASSWORD}",
+        &format!("transactionIdPrefix: {}}}", "x".repeat(65)),
+        1,
+    );
+    let msg = errors(&src).to_string();
+    assert!(
+        msg.contains("sinks[0].mysql.transactionIdPrefix") && msg.contains("65 bytes"),
+        "{msg}"
+    );
+}
+
+#[test]
 fn postgres_sink_settings_parse_with_defaults_and_mistakes_name_the_field() {
     let base = "name: pg
 source:
@@ -476,7 +548,7 @@ sinks:
     let job = load_job("job.yaml", base).expect("valid job");
     match &job.pipeline.sinks[0] {
         crate::SinkSpec::Postgres(p) => {
-            assert_eq!(p.mode, crate::PostgresMode::Transactional);
+            assert_eq!(p.mode, crate::DatabaseMode::Transactional);
             assert_eq!(p.schema, "public");
             assert_eq!(p.progress_table, "weir_sink_progress");
             assert_eq!(p.batch_rows, 5000);

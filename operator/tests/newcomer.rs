@@ -180,7 +180,8 @@ async fn newcomer(assets: &Path, helm: String, kubectl: String) {
 
     // 3. Every StreamJob in examples/ applies as shipped and the operator runs it (the other
     //    files there are local job files for `weir-runtime run`), after the Secret that
-    //    examples/store-sales-postgres.yaml tells its reader to create (its pods need it).
+    //    examples/store-sales-postgres.yaml and store-sales-mysql.yaml tell their reader to
+    //    create (their pods need it).
     c.kubectl(&[
         "create",
         "secret",
@@ -476,6 +477,23 @@ fn bad_manifests() -> Vec<(&'static str, String, &'static str)> {
                     "url": "postgres://weir@db:5432/shop", "table": "t", "mode": "xa"}}]);
             }),
             "spec.pipeline.sinks[0].postgres.mode",
+        ),
+        (
+            "a MySQL password in the URL",
+            bad(|s| {
+                s["pipeline"]["sinks"] = json!([{"mysql": {
+                    "url": "mysql://weir:hunter2@db:3306/shop", "table": "t"}}]);
+            }),
+            "spec.pipeline.sinks[0].mysql",
+        ),
+        (
+            "a MySQL XA prefix longer than an XA id holds",
+            bad(|s| {
+                s["pipeline"]["sinks"] = json!([{"mysql": {
+                    "url": "mysql://weir@db:3306/shop", "table": "t",
+                    "transactionIdPrefix": "x".repeat(65)}}]);
+            }),
+            "spec.pipeline.sinks[0].mysql.transactionIdPrefix",
         ),
     ]
 }

@@ -4,10 +4,11 @@
 //! - the broker's own ceiling: producing the input, and reading it back with a plain consumer;
 //! - Kafka -> filter -> 1 min tumbling window -> Kafka, exactly-once vs at-least-once;
 //! - the same into ClickHouse, write-ahead (Replicated table) vs replacing (ReplacingMergeTree);
-//! - latency from produce to visibility in ClickHouse (write-ahead, checkpoint every 1 s), by
-//!   polling the table every 50 ms.
+//! - latency from produce to visibility in ClickHouse (write-ahead, checkpoint every 1 s), and,
+//!   when their URLs are set (`tests/postgres.sh`, `tests/mysql.sh`), in PostgreSQL and MySQL
+//!   tables in both modes, written by the same job: each table polled every 50 ms.
 //!
-//! `cargo bench -p weir-runtime --bench connectors -- [--records N]`
+//! `cargo bench -p weir-runtime --bench connectors -- [--records N] [--latency-only]`
 //!
 //! Each job reads the same pre-produced, bounded input and runs in this process; CPU is this
 //! process's (the job's; the bench's own clients are idle meanwhile).
@@ -202,6 +203,10 @@ fn main() {
     let dir = |name: &str| format!("{}/{name}", tmp.path().display());
     let input = format!("bench-orders-{u}");
     let t0 = 1_700_000_000_000i64;
+    if args.iter().any(|a| a == "--latency-only") {
+        latency(&rt, &bootstrap, &ch_url, &u, &dir("latency"));
+        return;
+    }
 
     println!(
         "connectors: {n} orders on {PARTITIONS} partitions, parallelism 2, checkpoint every 1 s"
@@ -294,15 +299,123 @@ fn main() {
     latency(&rt, &bootstrap, &ch_url, &u, &dir("latency"));
 }
 
+/// A table the latency run polls, and the ids seen there with their latencies.
+struct Watched {
+    what: String,
+    table: Table,
+    seen: std::collections::HashSet<i64>,
+    latencies: Vec<i64>,
+}
+
+enum Table {
+    ClickHouse(String),
+    Postgres(tokio_postgres::Client, String),
+    Mysql(mysql_async::Conn, String),
+}
+
+impl Table {
+    /// Ids visible now among those produced since `since_ms` (ClickHouse: all).
+    async fn ids(&mut self, ch_url: &str, since_ms: i64) -> Vec<i64> {
+        let from = since_ms << 20;
+        match self {
+            Table::ClickHouse(t) => ch(ch_url, &format!("SELECT order_id FROM {t} FORMAT TSV"))
+                .await
+                .lines()
+                .filter_map(|l| l.parse().ok())
+                .collect(),
+            Table::Postgres(c, t) => c
+                .query(
+                    &format!("SELECT order_id FROM {t} WHERE order_id > $1"),
+                    &[&from],
+                )
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.get(0))
+                .collect(),
+            Table::Mysql(c, t) => {
+                use mysql_async::prelude::Queryable;
+                c.exec(
+                    format!("SELECT order_id FROM {t} WHERE order_id > ?"),
+                    (from,),
+                )
+                .await
+                .unwrap()
+            }
+        }
+    }
+}
+
+/// The database sinks whose servers are set up: `(sink lines, tables to poll)`.
+async fn database_sinks(u: &str) -> (String, Vec<Watched>) {
+    let (mut sinks, mut watched) = (String::new(), Vec::new());
+    let watch = |what: String, table: Table| Watched {
+        what,
+        table,
+        seen: Default::default(),
+        latencies: Vec::new(),
+    };
+    if let Ok(url) = std::env::var("WEIR_POSTGRES_URL") {
+        for mode in ["transactional", "upsert"] {
+            let t = format!("bench_latency_pg_{mode}_{u}");
+            let spec: weir_crds::PostgresSinkSpec = serde_json::from_value(serde_json::json!({
+                "url": format!("{url}?sslmode=disable"), "table": t,
+                "passwordEnv": "WEIR_POSTGRES_PASSWORD", "mode": mode}))
+            .unwrap();
+            let c = weir_runtime::postgres::client::Endpoint::new(&spec, |v| std::env::var(v).ok())
+                .unwrap()
+                .connect()
+                .await
+                .unwrap();
+            c.batch_execute(&format!(
+                "CREATE TABLE {t} (order_id bigint PRIMARY KEY, ts timestamp(3) NOT NULL)"
+            ))
+            .await
+            .unwrap();
+            sinks.push_str(&format!(
+                "  - postgres: {{url: \"{url}?sslmode=disable\", table: {t}, passwordEnv: WEIR_POSTGRES_PASSWORD, mode: {mode}}}\n"
+            ));
+            watched.push(watch(format!("postgres {mode}"), Table::Postgres(c, t)));
+        }
+    }
+    if let Ok(url) = std::env::var("WEIR_MYSQL_URL") {
+        for mode in ["transactional", "upsert"] {
+            use mysql_async::prelude::Queryable;
+            let t = format!("bench_latency_my_{mode}_{u}");
+            let spec: weir_crds::MysqlSinkSpec = serde_json::from_value(serde_json::json!({
+                "url": format!("{url}?sslmode=disable"), "table": t,
+                "passwordEnv": "WEIR_MYSQL_PASSWORD", "mode": mode}))
+            .unwrap();
+            let mut c =
+                weir_runtime::mysql::client::Endpoint::new(&spec, |v| std::env::var(v).ok())
+                    .unwrap()
+                    .connect()
+                    .await
+                    .unwrap();
+            c.query_drop(format!(
+                "CREATE TABLE {t} (order_id bigint PRIMARY KEY, ts datetime(3) NOT NULL) ENGINE = InnoDB"
+            ))
+            .await
+            .unwrap();
+            sinks.push_str(&format!(
+                "  - mysql: {{url: \"{url}?sslmode=disable\", table: {t}, passwordEnv: WEIR_MYSQL_PASSWORD, mode: {mode}}}\n"
+            ));
+            watched.push(watch(format!("mysql {mode}"), Table::Mysql(c, t)));
+        }
+    }
+    (sinks, watched)
+}
+
 /// Produce at a steady rate with the wall clock as event time, run a pass-through job into a
-/// write-ahead ClickHouse table, and time when each order becomes visible there.
+/// write-ahead ClickHouse table (and the database sinks set up), and time when each order
+/// becomes visible in each.
 fn latency(rt: &tokio::runtime::Runtime, bootstrap: &str, ch_url: &str, u: &str, dir: &str) {
     const RATE: u64 = 10_000;
     const SECS: u64 = 20;
     let n = RATE * SECS;
     let topic = format!("bench-latency-{u}");
     let table = format!("bench_latency_{u}");
-    rt.block_on(async {
+    let (db_sinks, mut watched) = rt.block_on(async {
         weir_testkit::rd::create_topic(bootstrap, &topic, PARTITIONS)
             .await
             .unwrap();
@@ -310,7 +423,17 @@ fn latency(rt: &tokio::runtime::Runtime, bootstrap: &str, ch_url: &str, u: &str,
             "CREATE TABLE {table} (order_id Int64, ts DateTime) \
              ENGINE = ReplicatedMergeTree('/clickhouse/tables/{{shard}}/{table}', '{{replica}}') ORDER BY order_id"
         )).await;
+        database_sinks(u).await
     });
+    watched.insert(
+        0,
+        Watched {
+            what: "clickhouse".into(),
+            table: Table::ClickHouse(table.clone()),
+            seen: Default::default(),
+            latencies: Vec::new(),
+        },
+    );
     // Event time (ts) is ms since the epoch at produce; ClickHouse keeps seconds, so the
     // produce time is carried in order_id's high bits instead: id = produce_ms * 2^20 + i.
     let yaml = format!(
@@ -324,7 +447,7 @@ source:
   - select: {{order_id: order_id, ts: ts}}
 sinks:
   - clickhouse: {{url: \"{ch_url}\", table: {table}, mode: writeAhead}}
-"
+{db_sinks}"
     );
     let plan = weir_runtime::plan_source("latency.yaml", &yaml).unwrap();
     let job = rt.block_on(start(plan, RunOptions::default())).unwrap();
@@ -358,18 +481,18 @@ sinks:
         }
         p
     });
-    let mut seen = std::collections::HashSet::new();
-    let mut latencies: Vec<i64> = Vec::new();
     let t = Instant::now();
-    while (seen.len() as u64) < n && t.elapsed() < Duration::from_secs(SECS + 60) {
-        let out = rt.block_on(ch(
-            ch_url,
-            &format!("SELECT order_id FROM {table} FORMAT TSV"),
-        ));
-        let visible = now_ms();
-        for id in out.lines().filter_map(|l| l.parse::<i64>().ok()) {
-            if seen.insert(id) {
-                latencies.push(visible - (id >> 20));
+    while watched.iter().any(|w| (w.seen.len() as u64) < n)
+        && t.elapsed() < Duration::from_secs(SECS + 60)
+    {
+        for w in &mut watched {
+            // Rows become visible within seconds of their produce: look back 10 s.
+            let ids = rt.block_on(w.table.ids(ch_url, now_ms() - 10_000));
+            let visible = now_ms();
+            for id in ids {
+                if w.seen.insert(id) {
+                    w.latencies.push(visible - (id >> 20));
+                }
             }
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -381,14 +504,21 @@ sinks:
             .await;
         let _ = job.wait().await;
     });
-    latencies.sort_unstable();
-    let pct = |p: f64| latencies[((latencies.len() - 1) as f64 * p) as usize];
-    println!(
-        "{:<52} p50 {} ms, p99 {} ms, max {} ms ({} of {n} seen)",
-        format!("latency produce -> visible in clickhouse ({RATE}/s)"),
-        pct(0.5),
-        pct(0.99),
-        pct(1.0),
-        latencies.len()
-    );
+    for w in &mut watched {
+        w.latencies.sort_unstable();
+        let l = &w.latencies;
+        let pct = |p: f64| {
+            l.get(((l.len().max(1) - 1) as f64 * p) as usize)
+                .copied()
+                .unwrap_or(-1)
+        };
+        println!(
+            "{:<52} p50 {} ms, p99 {} ms, max {} ms ({} of {n} seen)",
+            format!("latency produce -> visible in {} ({RATE}/s)", w.what),
+            pct(0.5),
+            pct(0.99),
+            pct(1.0),
+            l.len()
+        );
+    }
 }

@@ -133,6 +133,33 @@ pub fn kinds(batch: &RecordBatch) -> Result<Vec<Kind>> {
         .collect()
 }
 
+/// The rows that leave a batch's final table, by key: each key's last change only, split
+/// into deletions and upserts (row numbers, in order). A database statement may not touch a
+/// row twice, and applying only a key's last change gives the same table. A `-U` is followed
+/// by its `+U` (same key), so it writes nothing of its own.
+pub fn last_per_key<K: std::hash::Hash + Eq>(
+    kinds: &[Kind],
+    key: impl Fn(usize) -> K,
+) -> (Vec<usize>, Vec<usize>) {
+    let mut last: std::collections::HashMap<K, (usize, bool)> = std::collections::HashMap::new();
+    for (r, k) in kinds.iter().enumerate() {
+        match k {
+            Kind::Insert | Kind::UpdateAfter => {
+                last.insert(key(r), (r, false));
+            }
+            Kind::Delete => {
+                last.insert(key(r), (r, true));
+            }
+            Kind::UpdateBefore => {}
+        }
+    }
+    let mut chosen: Vec<(usize, bool)> = last.into_values().collect();
+    chosen.sort_unstable();
+    let deletes = chosen.iter().filter(|c| c.1).map(|c| c.0).collect();
+    let upserts = chosen.iter().filter(|c| !c.1).map(|c| c.0).collect();
+    (deletes, upserts)
+}
+
 /// The change-kind column for `kinds`.
 #[must_use]
 pub fn column(kinds: &[Kind]) -> ArrayRef {

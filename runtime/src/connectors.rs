@@ -34,6 +34,7 @@ pub fn sink(spec: &SinkSpec, env: &SinkEnv) -> Arc<dyn SinkConnector> {
         SinkSpec::Kafka(k) => Arc::new(crate::kafka::sink::KafkaSinkConnector::new(k, env)),
         SinkSpec::ClickHouse(c) => Arc::new(crate::clickhouse::ClickHouseConnector::new(c, env)),
         SinkSpec::Postgres(p) => Arc::new(crate::postgres::PostgresConnector::new(p, env)),
+        SinkSpec::Mysql(m) => Arc::new(crate::mysql::MysqlConnector::new(m, env)),
     }
 }
 

@@ -264,6 +264,7 @@ fn sink_target(s: &SinkSpec) -> String {
         SinkSpec::Kafka(k) => format!(" topic {}", k.topic),
         SinkSpec::ClickHouse(c) => format!(" table {}", c.table),
         SinkSpec::Postgres(p) => format!(" table {}.{}", p.schema, p.table),
+        SinkSpec::Mysql(m) => format!(" table {}", m.table),
     }
 }
 

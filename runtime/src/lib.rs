@@ -32,6 +32,7 @@ pub mod ids;
 pub mod job;
 pub mod kafka;
 pub mod keys;
+pub mod mysql;
 pub mod operator;
 pub mod plan;
 pub mod postgres;

@@ -109,25 +109,15 @@ impl fmt::Debug for TlsPem {
 /// PEM text that holds no certificate or key, or one rustls refuses, naming the field.
 pub fn client_config(t: &TlsPem) -> Result<rustls::ClientConfig, String> {
     let mut roots = rustls::RootCertStore::empty();
-    match &t.ca {
-        Some(pem) => {
-            let certs = certificates(pem, "tls.caPemEnv")?;
-            for c in certs {
-                roots
-                    .add(c)
-                    .map_err(|e| format!("tls.caPemEnv: a certificate rustls refuses: {e}"))?;
-            }
+    for c in root_certificates(t)? {
+        // A system bundle may hold certificates rustls cannot use: skip those; a bundle the
+        // user gave must be usable whole.
+        if roots.add(c).is_err() && t.ca.is_some() {
+            return Err("tls.caPemEnv: a certificate rustls refuses".into());
         }
-        None => {
-            let found = rustls_native_certs::load_native_certs();
-            for c in found.certs {
-                // A system bundle may hold certificates rustls cannot use; skip those.
-                let _ = roots.add(c);
-            }
-            if roots.is_empty() {
-                return Err("no CA certificates in the system bundle; set tls.caPemEnv".into());
-            }
-        }
+    }
+    if roots.is_empty() {
+        return Err("no CA certificates in the system bundle; set tls.caPemEnv".into());
     }
     let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider)
@@ -146,6 +136,19 @@ pub fn client_config(t: &TlsPem) -> Result<rustls::ClientConfig, String> {
         None => builder.with_no_client_auth(),
     };
     Ok(config)
+}
+
+/// The certificates a TLS client trusts: the CA bundle given, or the system's. A client
+/// library that builds its own rustls settings (MySQL's) takes these, so it trusts what
+/// [`client_config`] trusts.
+///
+/// # Errors
+/// A CA bundle that holds no certificate or is unreadable.
+pub fn root_certificates(t: &TlsPem) -> Result<Vec<CertificateDer<'static>>, String> {
+    match &t.ca {
+        Some(pem) => certificates(pem, "tls.caPemEnv"),
+        None => Ok(rustls_native_certs::load_native_certs().certs),
+    }
 }
 
 fn certificates(pem: &str, field: &str) -> Result<Vec<CertificateDer<'static>>, String> {

@@ -1312,8 +1312,8 @@ fn clickhouse_commits_stay_inside_the_tables_deduplication_window() {
 /// (transactional); killed with SIGKILL twice and finished at another parallelism. Read with
 /// `FINAL`, the table, and the newest committed record of each key in the topic, equal the
 /// counts and maxima the test computes itself from every bid (written by the same job to a
-/// file sink, unaggregated). With PostgreSQL: the same result into a table by its primary key in
-/// both modes (transactional: upserts inside the prepared transactions; upsert).
+/// file sink, unaggregated). With PostgreSQL and MySQL: the same result into a table by its
+/// primary key in both modes (transactional: upserts inside the prepared transactions; upsert).
 #[test]
 fn an_updating_group_by_upserts_into_clickhouse_and_kafka_exactly_once_across_kills() {
     let Some(ch) = clickhouse("changelog_upserts") else {
@@ -1342,6 +1342,29 @@ fn an_updating_group_by_upserts_into_clickhouse_and_kafka_exactly_once_across_ki
         ] {
             pg_sinks.push_str(&format!(
                 "  - postgres: {{name: {name}, url: \"{pg}?sslmode=disable\", table: {t}, passwordEnv: WEIR_POSTGRES_PASSWORD, mode: {mode}}}\n"
+            ));
+            pg_sql.push_str(&format!(
+                "  INSERT INTO {name} SELECT bid_auction AS auction, count(*) AS bids, max(bid_price) AS top\n    FROM nexmark WHERE event_type = 2 GROUP BY bid_auction;\n"
+            ));
+        }
+    }
+    let my = common::stack::mysql("changelog_upserts");
+    let (my_tx, my_up) = (format!("bids_mtx_{u}"), format!("bids_mup_{u}"));
+    if let Some(my) = &my {
+        for t in [&my_tx, &my_up] {
+            rt.block_on(common::stack::my_run(
+                my,
+                &format!(
+                    "CREATE TABLE {t} (auction bigint PRIMARY KEY, bids bigint NOT NULL, top bigint NOT NULL)"
+                ),
+            ));
+        }
+        for (name, t, mode) in [
+            ("my_tx", &my_tx, "transactional"),
+            ("my_up", &my_up, "upsert"),
+        ] {
+            pg_sinks.push_str(&format!(
+                "  - mysql: {{name: {name}, url: \"{my}?sslmode=disable\", table: {t}, passwordEnv: WEIR_MYSQL_PASSWORD, mode: {mode}}}\n"
             ));
             pg_sql.push_str(&format!(
                 "  INSERT INTO {name} SELECT bid_auction AS auction, count(*) AS bids, max(bid_price) AS top\n    FROM nexmark WHERE event_type = 2 GROUP BY bid_auction;\n"
@@ -1514,6 +1537,26 @@ sinks:
             left.is_empty(),
             "prepared transactions left behind: {left:?}"
         );
+    }
+    if let Some(my) = &my {
+        use mysql_async::prelude::Queryable;
+        for t in [&my_tx, &my_up] {
+            let mut c = rt.block_on(common::stack::my(my));
+            let rows: Vec<(i64, i64, i64)> = rt
+                .block_on(c.query(format!("SELECT auction, bids, top FROM {t}")))
+                .unwrap();
+            let got: Counts = rows.into_iter().map(|(a, b, t)| (a, (b, t))).collect();
+            same(&format!("mysql {t}"), &got);
+        }
+        // The transactional MySQL sink's gtrid: its position among the sinks.
+        let left = rt.block_on(common::stack::my_prepared(
+            my,
+            &format!(
+                "weir:changelog-{u}:sink-{}",
+                if pg.is_some() { 5 } else { 3 }
+            ),
+        ));
+        assert!(left.is_empty(), "XA transactions left prepared: {left:?}");
     }
     let stored = rt.block_on(ch_exec(&ch, &format!("SELECT count() FROM {table}")));
     println!(

@@ -1,14 +1,14 @@
-//! Exactly-once across Kafka -> Weir -> ClickHouse + PostgreSQL + Kafka under faults: the
-//! reference scenario runs while orders stream in, and is killed with `kill -9` at 30+ random
-//! moments and at the named crash points (after the Kafka pre-commit, after `_metadata` before
-//! any commit, between `_metadata` and the Kafka commit, right after a ClickHouse insert before
-//! the job knows it succeeded, after a PostgreSQL `PREPARE TRANSACTION` before the checkpoint
-//! records it, and after the checkpoint completed before `COMMIT PREPARED`); the broker,
-//! ClickHouse and PostgreSQL (an immediate shutdown: a crash) are each restarted once mid-run.
-//! Afterwards ClickHouse (raw rows for write-ahead mode, FINAL for ReplacingMergeTree),
-//! PostgreSQL (raw rows of the transactional table, the upsert table) and the committed records
-//! of the output topic must equal the oracle exactly, and no prepared transaction of the job is
-//! left on the server. The same scenario runs as one process and as three pods (any pod
+//! Exactly-once across Kafka -> Weir -> ClickHouse + PostgreSQL + MySQL + Kafka under faults:
+//! the reference scenario runs while orders stream in, and is killed with `kill -9` at 30+
+//! random moments and at the named crash points (after the Kafka pre-commit, after `_metadata`
+//! before any commit, between `_metadata` and the Kafka commit, right after a ClickHouse insert
+//! before the job knows it succeeded, after a PostgreSQL `PREPARE TRANSACTION` or a MySQL
+//! `XA PREPARE` before the checkpoint records it, and after the checkpoint completed before
+//! `COMMIT PREPARED` or `XA COMMIT`); the broker, ClickHouse, PostgreSQL (an immediate
+//! shutdown) and MariaDB (`kill -9`) are each restarted once mid-run. Afterwards ClickHouse (raw
+//! rows for write-ahead mode, FINAL for ReplacingMergeTree), both databases (raw rows of the
+//! transactional table, the upsert table) and the committed records of the output topic must
+//! equal the oracle exactly, and no prepared transaction of the job is left on either server. The same scenario runs as one process and as three pods (any pod
 //! killed; the others must stop by themselves).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
 
@@ -20,9 +20,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use common::stack::{
-    OwnBroker, assert_sales, ch_sales, clickhouse, create_pg_sales_tables, create_sales_tables,
-    create_topic, input_producer, kafka, kafka_sales, local_broker, oracle, pg_ca, pg_prepared,
-    pg_sales, postgres, produce_end_markers, produce_orders, sales_job, stack_script,
+    OwnBroker, assert_sales, ch_sales, clickhouse, create_my_sales_tables, create_pg_sales_tables,
+    create_sales_tables, create_topic, input_producer, kafka, kafka_sales, local_broker,
+    my_prepared, my_sales, mysql, oracle, pg_ca, pg_prepared, pg_sales, postgres,
+    produce_end_markers, produce_orders, sales_job, stack_script,
 };
 use common::{Incarnation, fresh_bucket, log_tail, s3_endpoint, unique};
 
@@ -46,11 +47,12 @@ fn three_pods_killed_at_random_never_lose_or_double_a_result() {
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn scenario(test: &str, pods: u32, min_kills: usize, broker_port: u16) {
-    let (Some(s3), Some(shared_kafka), Some(ch), Some(pg)) = (
+    let (Some(s3), Some(shared_kafka), Some(ch), Some(pg), Some(my)) = (
         s3_endpoint(test),
         kafka(test),
         clickhouse(test),
         postgres(test),
+        mysql(test),
     ) else {
         return;
     };
@@ -78,12 +80,16 @@ fn scenario(test: &str, pods: u32, min_kills: usize, broker_port: u16) {
     rt.block_on(create_sales_tables(&ch, &wa, &rmt));
     let (pg_tx, pg_up) = (format!("f_tx_{u}"), format!("f_up_{u}"));
     rt.block_on(create_pg_sales_tables(&pg, &pg_tx, &pg_up));
+    let (my_tx, my_up) = (format!("f_mtx_{u}"), format!("f_mup_{u}"));
+    rt.block_on(create_my_sales_tables(&my, &my_tx, &my_up));
     let sinks = format!(
         "  - clickhouse: {{url: \"{ch}\", table: {wa}, mode: writeAhead, initialBackoff: 100ms, maxBackoff: 1s}}
   - clickhouse: {{url: \"{ch}\", table: {rmt}, mode: replacing, versionColumn: v, initialBackoff: 100ms, maxBackoff: 1s}}
   - kafka: {{bootstrapServers: \"{bootstrap}\", topic: {output}, transactionalIdPrefix: {name}, keyBy: [store_id]}}
-  - postgres: {{url: \"{pg}\", table: {pg_tx}, passwordEnv: WEIR_POSTGRES_PASSWORD, tls: {{caPemEnv: WEIR_TEST_POSTGRES_CA}}, mode: transactional, initialBackoff: 100ms, maxBackoff: 1s}}
-  - postgres: {{url: \"{pg}\", table: {pg_up}, passwordEnv: WEIR_POSTGRES_PASSWORD, tls: {{caPemEnv: WEIR_TEST_POSTGRES_CA}}, mode: upsert, initialBackoff: 100ms, maxBackoff: 1s}}
+  - postgres: {{url: \"{pg}\", table: {pg_tx}, passwordEnv: WEIR_POSTGRES_PASSWORD, tls: {{caPemEnv: WEIR_TEST_CA}}, mode: transactional, initialBackoff: 100ms, maxBackoff: 1s}}
+  - postgres: {{url: \"{pg}\", table: {pg_up}, passwordEnv: WEIR_POSTGRES_PASSWORD, tls: {{caPemEnv: WEIR_TEST_CA}}, mode: upsert, initialBackoff: 100ms, maxBackoff: 1s}}
+  - mysql: {{url: \"{my}\", table: {my_tx}, passwordEnv: WEIR_MYSQL_PASSWORD, tls: {{caPemEnv: WEIR_TEST_CA}}, mode: transactional, initialBackoff: 100ms, maxBackoff: 1s}}
+  - mysql: {{url: \"{my}\", table: {my_up}, passwordEnv: WEIR_MYSQL_PASSWORD, tls: {{caPemEnv: WEIR_TEST_CA}}, mode: upsert, initialBackoff: 100ms, maxBackoff: 1s}}
 "
     );
     let yaml = sales_job(
@@ -135,15 +141,18 @@ fn scenario(test: &str, pods: u32, min_kills: usize, broker_port: u16) {
         "clickhouse-after-insert",
         "postgres-after-prepare",
         "postgres-before-commit",
+        "mysql-after-prepare",
+        "mysql-before-commit",
     ];
     let mut random_kills = 0;
     let mut hits: Vec<&str> = Vec::new();
-    let (mut broker_restarted, mut ch_restarted, mut pg_restarted) = (false, false, false);
+    let (mut broker_restarted, mut ch_restarted) = (false, false);
+    let (mut pg_restarted, mut my_restarted) = (false, false);
     let mut runs = 0;
     let mut self_exits = 0;
-    // Every pod trusts the test CA, which signed the PostgreSQL server's certificate.
+    // Every pod trusts the test CA, which signed both database servers' certificates.
     let ca = pg_ca();
-    let base_env = move || vec![("WEIR_TEST_POSTGRES_CA".to_string(), ca.clone())];
+    let base_env = move || vec![("WEIR_TEST_CA".to_string(), ca.clone())];
     let no_env = {
         let base_env = base_env.clone();
         move |_: u32| base_env()
@@ -214,6 +223,12 @@ fn scenario(test: &str, pods: u32, min_kills: usize, broker_port: u16) {
             pg_restarted = true;
             std::thread::sleep(Duration::from_millis(1500));
         }
+        if random_kills == min_kills / 4 && !my_restarted {
+            println!("crashing and restarting MariaDB under the running job");
+            stack_script("mysql.sh", "restart", &[]);
+            my_restarted = true;
+            std::thread::sleep(Duration::from_millis(1500));
+        }
         if random_kills == 2 * min_kills / 3 && !ch_restarted {
             println!("restarting ClickHouse under the running job");
             stack_script("clickhouse.sh", "restart", &[]);
@@ -248,7 +263,7 @@ fn scenario(test: &str, pods: u32, min_kills: usize, broker_port: u16) {
         }
     }
     println!(
-        "killed at {random_kills} random moments; crash points hit: {hits:?}; broker restarted: {broker_restarted}; clickhouse restarted: {ch_restarted}; postgres restarted: {pg_restarted}"
+        "killed at {random_kills} random moments; crash points hit: {hits:?}; broker restarted: {broker_restarted}; clickhouse restarted: {ch_restarted}; postgres restarted: {pg_restarted}; mariadb restarted: {my_restarted}"
     );
     assert!(
         random_kills >= min_kills,
@@ -332,5 +347,20 @@ fn scenario(test: &str, pods: u32, min_kills: usize, broker_port: u16) {
     assert!(
         left.is_empty(),
         "{context}: prepared transactions left behind: {left:?}"
+    );
+    let (got, dups) = rt.block_on(my_sales(&my, &my_tx));
+    assert_sales(
+        &format!("{context}: mysql transactional (raw rows)"),
+        &expected,
+        &got,
+        &dups,
+    );
+    let (got, dups) = rt.block_on(my_sales(&my, &my_up));
+    assert_sales(&format!("{context}: mysql upsert"), &expected, &got, &dups);
+    // The transactional MySQL sink is the job's sixth (`sink-5`): its XA gtrid.
+    let left = rt.block_on(my_prepared(&my, &format!("weir:{name}:sink-5")));
+    assert!(
+        left.is_empty(),
+        "{context}: XA transactions left prepared: {left:?}"
     );
 }

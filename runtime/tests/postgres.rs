@@ -10,50 +10,18 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::db::{batch, schema, two_phase};
 use common::stack::{pg, pg_ca, pg_prepared, postgres, stack_script};
 use common::unique;
-use datafusion::arrow::array::{Int64Array, RecordBatch, StringArray};
-use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use weir_crds::SinkSpec;
 use weir_runtime::ids::CheckpointId;
-use weir_runtime::sink::{
-    Committable, SinkConnector, SinkContext, SinkEnv, SinkInstance, TwoPhaseCommitSink,
-};
+use weir_runtime::sink::{Committable, SinkConnector};
 
 /// One test at a time: one of them stops the server.
 static SERVER: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-fn schema() -> Arc<Schema> {
-    Arc::new(Schema::new(vec![
-        Field::new("id", DataType::Int64, false),
-        Field::new("name", DataType::Utf8, true),
-    ]))
-}
-
-fn batch(ids: std::ops::Range<i64>) -> RecordBatch {
-    RecordBatch::try_new(
-        schema(),
-        vec![
-            Arc::new(Int64Array::from(ids.clone().collect::<Vec<_>>())),
-            Arc::new(StringArray::from(
-                ids.map(|i| Some(format!("n{i}"))).collect::<Vec<_>>(),
-            )),
-        ],
-    )
-    .unwrap()
-}
-
 fn connector(spec: serde_json::Value, job: &str) -> Arc<dyn SinkConnector> {
-    let spec: SinkSpec = serde_json::from_value(serde_json::json!({ "postgres": spec })).unwrap();
-    weir_runtime::connectors::sink(
-        &spec,
-        &SinkEnv {
-            sink: "sink-0".into(),
-            job_name: job.into(),
-            parallelism: 1,
-            exactly_once: true,
-        },
-    )
+    common::db::connector("postgres", spec, job)
 }
 
 /// Create `table (id bigint PRIMARY KEY, name text)` on the server at `url`.
@@ -67,26 +35,6 @@ fn keyed_table(rt: &tokio::runtime::Runtime, url: &str, table: &str) {
             .await
             .unwrap();
     });
-}
-
-/// Subtask 0 of one, in incarnation `generation`, of a transactional sink.
-fn two_phase(
-    c: &Arc<dyn SinkConnector>,
-    job: &str,
-    generation: u64,
-) -> Box<dyn TwoPhaseCommitSink> {
-    match c
-        .open(&SinkContext {
-            subtask: 0,
-            parallelism: 1,
-            generation,
-            job_id: job.into(),
-        })
-        .unwrap()
-    {
-        SinkInstance::TwoPhase(s) => s,
-        SinkInstance::Plain(_) => panic!("transactional mode is two-phase"),
-    }
 }
 
 #[test]
@@ -332,7 +280,7 @@ fn transactional_mode_refuses_a_server_without_prepared_transactions() {
 /// would wait for ever: the sink holds a changelog's rows until the barrier instead.
 #[test]
 fn a_changelog_update_of_a_key_still_prepared_does_not_wait_on_its_lock() {
-    use weir_runtime::changelog::{self, Kind};
+    use weir_runtime::changelog::Kind;
     let Some(url) = postgres("postgres_changelog_locks") else {
         return;
     };
@@ -343,24 +291,8 @@ fn a_changelog_update_of_a_key_still_prepared_does_not_wait_on_its_lock() {
     let u = unique();
     let table = format!("pg_locks_{u}");
     keyed_table(&rt, &url, &table);
-    let mut fields: Vec<Field> = schema()
-        .fields()
-        .iter()
-        .map(|f| f.as_ref().clone())
-        .collect();
-    fields.push(changelog::field());
-    let log = Arc::new(Schema::new(fields));
-    let change = |name: &str, kinds: &[Kind]| {
-        RecordBatch::try_new(
-            Arc::clone(&log),
-            vec![
-                Arc::new(Int64Array::from(vec![7; kinds.len()])),
-                Arc::new(StringArray::from(vec![Some(name); kinds.len()])),
-                changelog::column(kinds),
-            ],
-        )
-        .unwrap()
-    };
+    let log = common::db::changelog_schema();
+    let change = common::db::changes_of_key_7;
     let c = connector(
         serde_json::json!({"url": format!("{url}?sslmode=disable"), "table": table,
             "passwordEnv": "WEIR_POSTGRES_PASSWORD"}),

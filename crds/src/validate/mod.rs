@@ -8,12 +8,12 @@
 //! source's and sink's); this file holds the job-level checks and calls the rest.
 
 mod clickhouse;
+mod database;
 mod datagen;
 pub mod expr_limits;
 mod file;
 mod kafka;
 mod nexmark;
-mod postgres;
 mod source;
 pub mod sql;
 pub mod transactional;
@@ -350,7 +350,8 @@ fn check_sink(
     match sink {
         SinkSpec::Kafka(k) => kafka::check_sink(path, k, c, restart_wait, errs),
         SinkSpec::ClickHouse(ch) => clickhouse::check_sink(path, ch, c, errs),
-        SinkSpec::Postgres(pg) => postgres::check_sink(path, pg, c, errs),
+        SinkSpec::Postgres(pg) => database::check_postgres(path, pg, c, errs),
+        SinkSpec::Mysql(m) => database::check_mysql(path, m, c, errs),
         // Nothing to check without I/O (see `file.rs` for the file sink).
         SinkSpec::File(_) | SinkSpec::Stdout { .. } | SinkSpec::Blackhole { .. } => {}
     }

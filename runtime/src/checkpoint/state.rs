@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::Millis;
+use crate::ids::{CheckpointId, Millis};
 
 /// Position of one split, as stored in a checkpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,8 +80,41 @@ pub enum Committable {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PreparedTransaction {
-    /// The global transaction id it was prepared under.
+    /// The global transaction id it was prepared under:
+    /// `<prefix>:<subtask>:<checkpoint>:<generation>` (the prefix names the sink).
     pub gid: String,
+}
+
+impl PreparedTransaction {
+    /// The id of checkpoint `checkpoint`'s transaction of a sink subtask in the attempt of
+    /// `generation`: a later attempt never reuses an earlier one's id.
+    #[must_use]
+    pub fn new(prefix: &str, subtask: u32, checkpoint: CheckpointId, generation: u64) -> Self {
+        Self {
+            gid: format!("{prefix}:{subtask}:{}:{generation}", checkpoint.0),
+        }
+    }
+
+    /// The sink's prefix and the rest (`<subtask>:<checkpoint>:<generation>`).
+    #[must_use]
+    pub fn split(&self) -> Option<(&str, &str)> {
+        let mut parts = self.gid.rsplitn(4, ':');
+        let (g, c, s, prefix) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+        let rest = &self.gid[prefix.len() + 1..];
+        (!g.is_empty() && !c.is_empty() && !s.is_empty()).then_some((prefix, rest))
+    }
+
+    /// The checkpoint the transaction belongs to (0 for an id not in the format).
+    #[must_use]
+    pub fn checkpoint(&self) -> CheckpointId {
+        CheckpointId(
+            self.gid
+                .rsplit(':')
+                .nth(1)
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0),
+        )
+    }
 }
 
 /// A staged file.
@@ -184,4 +217,22 @@ pub struct WriteAheadData {
     /// copies them in one piece, which keeps a megabyte of rows off the barrier's path).
     #[serde(with = "serde_bytes")]
     pub data: Vec<u8>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_prepared_transaction_id_names_its_sink_and_checkpoint() {
+        let t = PreparedTransaction::new("weir:job:sink-0", 3, CheckpointId(17), 2);
+        assert_eq!(t.gid, "weir:job:sink-0:3:17:2");
+        assert_eq!(t.checkpoint(), CheckpointId(17));
+        assert_eq!(t.split(), Some(("weir:job:sink-0", "3:17:2")));
+        let odd = PreparedTransaction {
+            gid: "nonsense".into(),
+        };
+        assert_eq!(odd.checkpoint(), CheckpointId(0));
+        assert_eq!(odd.split(), None);
+    }
 }

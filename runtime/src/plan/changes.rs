@@ -75,7 +75,7 @@ pub(super) fn sink_takes(spec: &SinkSpec, deletes: bool) -> Result<(), String> {
             spec.name().unwrap_or("?")
         )),
         // Upserts and deletes by the table's primary key (checked when the job starts).
-        SinkSpec::Postgres(_) => Ok(()),
+        SinkSpec::Postgres(_) | SinkSpec::Mysql(_) => Ok(()),
         // Upserts by key: the newest record of a key (a compacted topic) is the result.
         SinkSpec::Kafka(k) if !k.key_by.is_empty() => Ok(()),
         SinkSpec::Kafka(_) => Err(format!(

@@ -1,7 +1,8 @@
 //! PostgreSQL sink.
 //!
 //! `transactional` (exactly-once, two-phase commit): each subtask writes a checkpoint's rows
-//! in one transaction and, at the barrier, `PREPARE TRANSACTION '<prefix>:<subtask>:<checkpoint>:<generation>'`;
+//! in one transaction and, at the barrier, `PREPARE TRANSACTION '<prefix>:<subtask>:<checkpoint>:<generation>'`
+//! ([`PreparedTransaction`](crate::checkpoint::state::PreparedTransaction));
 //! the checkpoint records that id, and once it completes the subtask runs `COMMIT PREPARED`
 //! (on a second connection: the first is already writing the next checkpoint's transaction).
 //! After a crash, [`PostgresConnector::recover_and_commit`] commits the prepared transactions
@@ -37,7 +38,7 @@ use datafusion::arrow::datatypes::SchemaRef;
 use futures::future::BoxFuture;
 use tokio::sync::OnceCell;
 use tokio_postgres::Client;
-use weir_crds::{PostgresMode, PostgresSinkSpec};
+use weir_crds::{DatabaseMode, PostgresSinkSpec};
 
 use crate::error::{Error, Result};
 use crate::sink::{Committable, Guarantee, SinkConnector, SinkContext, SinkEnv, SinkInstance};
@@ -213,16 +214,16 @@ impl PostgresConnector {
             })?;
         let width = crate::changelog::data_width(input);
         let targets = table
-            .targets(input, width)
+            .targets(input, width, table::takes)
             .map_err(|m| self.err(format!("table {}: {m}", self.table())))?;
         let by_key =
-            self.spec.mode == PostgresMode::Upsert || crate::changelog::is_changelog(input);
+            self.spec.mode == DatabaseMode::Upsert || crate::changelog::is_changelog(input);
         let key = if by_key {
             table.key(&self.spec.primary_key).map_err(|m| {
                 self.err(format!(
                     "table {}: {m} ({})",
                     self.table(),
-                    if self.spec.mode == PostgresMode::Upsert {
+                    if self.spec.mode == DatabaseMode::Upsert {
                         "mode upsert writes rows by key"
                     } else {
                         "the records are a changelog, written by key"
@@ -241,7 +242,7 @@ impl PostgresConnector {
         )
         .map_err(|m| self.err(format!("table {}: {m}", self.table())))?;
         match self.spec.mode {
-            PostgresMode::Transactional => {
+            DatabaseMode::Transactional => {
                 let row = client
                     .query_one(
                         "SELECT current_setting('max_prepared_transactions')::int",
@@ -264,7 +265,7 @@ impl PostgresConnector {
                     tracing::warn!(sink = %self.name(), max_prepared_transactions = max, wanted, "max_prepared_transactions is low for this parallelism; a PREPARE may be refused");
                 }
             }
-            PostgresMode::Upsert => {
+            DatabaseMode::Upsert => {
                 client
                     .batch_execute(&format!(
                         "CREATE TABLE IF NOT EXISTS {} (sink text NOT NULL, subtask integer NOT NULL, \
@@ -311,12 +312,7 @@ impl SinkConnector for PostgresConnector {
     }
 
     fn guarantee(&self) -> Guarantee {
-        // Upsert mode writes a result at least once; the key makes a repeat overwrite the
-        // same row, which is exactly-once for the final table.
-        match self.spec.mode {
-            PostgresMode::Transactional => Guarantee::ExactlyOnce,
-            PostgresMode::Upsert => Guarantee::AtLeastOnce,
-        }
+        self.spec.mode.guarantee()
     }
 
     fn prepare<'a>(&'a self, input: &'a SchemaRef) -> BoxFuture<'a, Result<()>> {
@@ -334,15 +330,16 @@ impl SinkConnector for PostgresConnector {
             .ok_or_else(|| Error::internal("postgres sink opened before prepare"))?;
         let conn = self.conn()?;
         Ok(match self.spec.mode {
-            PostgresMode::Transactional => {
+            DatabaseMode::Transactional => {
                 SinkInstance::TwoPhase(Box::new(transactional::Transactional::new(
                     conn,
                     Arc::clone(&t.writer),
-                    format!("{}:{}", self.prefix, ctx.subtask),
+                    self.prefix.clone(),
+                    ctx.subtask,
                     ctx.generation,
                 )))
             }
-            PostgresMode::Upsert => SinkInstance::Plain(Box::new(upsert::Upsert::new(
+            DatabaseMode::Upsert => SinkInstance::Plain(Box::new(upsert::Upsert::new(
                 conn,
                 Arc::clone(&t.writer),
                 &self.progress_table(),
@@ -359,7 +356,7 @@ impl SinkConnector for PostgresConnector {
                 .get()
                 .ok_or_else(|| Error::internal("postgres sink recovered before prepare"))?;
             let client = self.reach(&t.endpoint).await?;
-            if self.spec.mode == PostgresMode::Upsert {
+            if self.spec.mode == DatabaseMode::Upsert {
                 let rows = client
                     .query(
                         &format!(

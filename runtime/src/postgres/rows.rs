@@ -9,7 +9,6 @@
 //! key. Within one batch only the last change of a key is written (a statement may not touch
 //! a row twice), which is the same final table.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
@@ -152,25 +151,12 @@ impl Writer {
         } else {
             vec![Kind::Insert; rows]
         };
-        // The last change of each key wins; `-U` is followed by its `+U` (same key), so it
-        // writes nothing of its own.
-        let mut last: HashMap<Vec<Option<&str>>, (usize, bool)> = HashMap::new();
-        for (r, k) in kinds.iter().enumerate() {
-            let key: Vec<Option<&str>> = self.key.iter().map(|&c| text[c][r].as_deref()).collect();
-            match k {
-                Kind::Insert | Kind::UpdateAfter => {
-                    last.insert(key, (r, false));
-                }
-                Kind::Delete => {
-                    last.insert(key, (r, true));
-                }
-                Kind::UpdateBefore => {}
-            }
-        }
-        let mut chosen: Vec<(usize, bool)> = last.into_values().collect();
-        chosen.sort_unstable();
-        let deletes: Vec<usize> = chosen.iter().filter(|c| c.1).map(|c| c.0).collect();
-        let upserts: Vec<usize> = chosen.iter().filter(|c| !c.1).map(|c| c.0).collect();
+        let (deletes, upserts) = changelog::last_per_key(&kinds, |r| {
+            self.key
+                .iter()
+                .map(|&c| text[c][r].as_deref())
+                .collect::<Vec<_>>()
+        });
         let mut out = Vec::new();
         if let Some(delete) = &self.delete {
             out.extend(self.chunks(delete, &text, &deletes, Some(&self.key)));

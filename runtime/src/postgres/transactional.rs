@@ -25,8 +25,9 @@ use crate::sink::{Committable, TwoPhaseCommitSink};
 pub(super) struct Transactional {
     /// The connection that writes (and prepares).
     session: Session,
-    /// `<prefix>:<subtask>`: the id of checkpoint `n`'s transaction is `<base>:<n>:<generation>`.
-    base: String,
+    /// The sink's prefix of transaction ids.
+    prefix: String,
+    subtask: u32,
     generation: u64,
     /// The connection that commits: the writer's is inside the next transaction by then.
     committer: Option<Client>,
@@ -42,12 +43,14 @@ impl Transactional {
     pub(super) fn new(
         conn: Conn,
         writer: std::sync::Arc<Writer>,
-        base: String,
+        prefix: String,
+        subtask: u32,
         generation: u64,
     ) -> Self {
         Self {
             session: Session::new(conn, writer, Some(LOCK_TIMEOUT)),
-            base,
+            prefix,
+            subtask,
             generation,
             committer: None,
             txn: CheckpointId(0),
@@ -55,8 +58,8 @@ impl Transactional {
         }
     }
 
-    fn gid(&self) -> String {
-        format!("{}:{}:{}", self.base, self.txn.0, self.generation)
+    fn prepared(&self) -> PreparedTransaction {
+        PreparedTransaction::new(&self.prefix, self.subtask, self.txn, self.generation)
     }
 
     fn what(&self) -> String {
@@ -67,16 +70,6 @@ impl Transactional {
         let what = self.what();
         self.session.send(batch, &what).await
     }
-}
-
-/// The checkpoint a transaction id names (`<prefix>:<subtask>:<checkpoint>:<generation>`).
-pub(super) fn checkpoint_of(gid: &str) -> CheckpointId {
-    CheckpointId(
-        gid.rsplit(':')
-            .nth(1)
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0),
-    )
 }
 
 impl TwoPhaseCommitSink for Transactional {
@@ -109,7 +102,8 @@ impl TwoPhaseCommitSink for Transactional {
             if !self.session.is_open() {
                 return Ok(Committable::Empty);
             }
-            let gid = self.gid();
+            let prepared = self.prepared();
+            let gid = prepared.gid.clone();
             let what = self.what();
             let client = self.session.transaction(&what).await?;
             let result = client
@@ -123,9 +117,7 @@ impl TwoPhaseCommitSink for Transactional {
             })?;
             // Prepared, not yet recorded by a checkpoint: a restore must roll it back.
             crate::fault::point("postgres-after-prepare", self.txn);
-            Ok(Committable::PreparedTransaction(PreparedTransaction {
-                gid,
-            }))
+            Ok(Committable::PreparedTransaction(prepared))
         })
     }
 
@@ -135,7 +127,7 @@ impl TwoPhaseCommitSink for Transactional {
                 match c {
                     Committable::PreparedTransaction(p) => {
                         // The checkpoint recorded it and completed: a restore must commit it.
-                        crate::fault::point("postgres-before-commit", checkpoint_of(&p.gid));
+                        crate::fault::point("postgres-before-commit", p.checkpoint());
                         self.session
                             .conn
                             .commit_prepared(&mut self.committer, &p.gid)
@@ -165,16 +157,5 @@ impl TwoPhaseCommitSink for Transactional {
             }
             Ok(())
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_checkpoint_is_read_back_from_the_id() {
-        assert_eq!(checkpoint_of("weir:job:sink-0:3:17:2"), CheckpointId(17));
-        assert_eq!(checkpoint_of("nonsense"), CheckpointId(0));
     }
 }

@@ -18,6 +18,7 @@
 
 pub mod file;
 pub mod stdout;
+pub mod table;
 
 use std::sync::Arc;
 

@@ -44,12 +44,12 @@ pub fn postgres(test: &str) -> Option<String> {
 pub async fn pg(url: &str) -> tokio_postgres::Client {
     let spec: weir_crds::PostgresSinkSpec = serde_json::from_value(serde_json::json!({
         "url": url, "table": "unused", "passwordEnv": "WEIR_POSTGRES_PASSWORD",
-        "tls": {"caPemEnv": "WEIR_TEST_POSTGRES_CA"}
+        "tls": {"caPemEnv": "WEIR_TEST_CA"}
     }))
     .unwrap();
     let ca = pg_ca();
     let endpoint = weir_runtime::postgres::client::Endpoint::new(&spec, |v| {
-        if v == "WEIR_TEST_POSTGRES_CA" {
+        if v == "WEIR_TEST_CA" {
             Some(ca.clone())
         } else {
             std::env::var(v).ok()
@@ -115,6 +115,97 @@ pub async fn pg_prepared(url: &str, prefix: &str) -> Vec<String> {
     .iter()
     .map(|r| r.get(0))
     .collect()
+}
+
+/// The local MariaDB (`tests/mysql.sh start`): its URL, without the password, which is in
+/// `WEIR_MYSQL_PASSWORD`.
+pub fn mysql(test: &str) -> Option<String> {
+    weir_testkit::needs_env(
+        test,
+        "WEIR_MYSQL_URL",
+        "WEIR_REQUIRE_MYSQL",
+        "WEIR_MYSQL_URL is not set (run tests/mysql.sh start; eval \"$(tests/mysql.sh env)\")",
+    )
+}
+
+/// A connection to the test MySQL database, over TLS with the test CA (tests/tls.sh).
+pub async fn my(url: &str) -> mysql_async::Conn {
+    let spec: weir_crds::MysqlSinkSpec = serde_json::from_value(serde_json::json!({
+        "url": format!("{url}?sslmode=require"), "table": "unused", "passwordEnv": "WEIR_MYSQL_PASSWORD",
+        "tls": {"caPemEnv": "WEIR_TEST_MYSQL_CA"}
+    }))
+    .unwrap();
+    let ca = pg_ca();
+    let endpoint = weir_runtime::mysql::client::Endpoint::new(&spec, |v| {
+        if v == "WEIR_TEST_MYSQL_CA" {
+            Some(ca.clone())
+        } else {
+            std::env::var(v).ok()
+        }
+    })
+    .unwrap();
+    endpoint.connect().await.unwrap()
+}
+
+/// Run `sql` (statements separated by `;`) on the test MySQL database.
+pub async fn my_run(url: &str, sql: &str) {
+    use mysql_async::prelude::Queryable;
+    let mut c = my(url).await;
+    c.query_drop(sql).await.unwrap();
+    c.disconnect().await.unwrap();
+}
+
+/// Create the two reference tables in MySQL, as [`create_pg_sales_tables`] does.
+pub async fn create_my_sales_tables(url: &str, tx: &str, up: &str) {
+    my_run(
+        url,
+        &format!(
+            "CREATE TABLE {tx} (store_id varchar(64) NOT NULL, window_start datetime(3) NOT NULL, \
+             window_end datetime(3) NOT NULL, orders bigint NOT NULL, sales bigint NOT NULL) ENGINE = InnoDB; \
+             CREATE TABLE {up} (store_id varchar(64) NOT NULL, window_start datetime(3) NOT NULL, \
+             window_end datetime(3) NOT NULL, orders bigint NOT NULL, sales bigint NOT NULL, \
+             PRIMARY KEY (store_id, window_start)) ENGINE = InnoDB"
+        ),
+    )
+    .await;
+}
+
+/// Rows of a MySQL sales table; duplicates are listed, not merged.
+pub async fn my_sales(url: &str, table: &str) -> (Sales, Vec<String>) {
+    use mysql_async::prelude::Queryable;
+    let mut c = my(url).await;
+    // The session is UTC (the sink's too), so the wall time is the instant.
+    let rows: Vec<(String, i64, i64, i64)> = c
+        .query(format!(
+            "SELECT store_id, CAST(TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', window_start) DIV 1000 AS SIGNED), orders, sales FROM {table}"
+        ))
+        .await
+        .unwrap();
+    c.disconnect().await.unwrap();
+    let mut out = Sales::new();
+    let mut dups = Vec::new();
+    for (store, start, orders, sales) in rows {
+        let key = (store, start);
+        if out.insert(key.clone(), (orders, sales)).is_some() {
+            dups.push(format!("{key:?}"));
+        }
+    }
+    (out, dups)
+}
+
+/// Prepared XA transactions left on the server whose gtrid is `gtrid` (their bquals).
+pub async fn my_prepared(url: &str, gtrid: &str) -> Vec<String> {
+    use mysql_async::prelude::Queryable;
+    let mut c = my(url).await;
+    let rows: Vec<(i64, i64, i64, Vec<u8>)> = c.query("XA RECOVER").await.unwrap();
+    c.disconnect().await.unwrap();
+    rows.into_iter()
+        .filter_map(|(_, g, _, data)| {
+            let g = usize::try_from(g).ok()?;
+            (data.get(..g)? == gtrid.as_bytes())
+                .then(|| String::from_utf8_lossy(&data[g..]).into_owned())
+        })
+        .collect()
 }
 
 /// Whether the broker is the local one (its restart script applies, and its read_committed

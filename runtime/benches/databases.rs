@@ -1,10 +1,11 @@
-//! The PostgreSQL sink on the local server (`tests/postgres.sh start`, then
-//! `eval "$(tests/postgres.sh env)"`): rows/s per mode with a checkpoint every second, against
-//! the server's own bulk-load ceiling (`COPY ... FROM STDIN` of the same rows on one
+//! The database sinks on the local servers (`tests/postgres.sh start`, `tests/mysql.sh start`,
+//! then `eval "$(tests/postgres.sh env)"; eval "$(tests/mysql.sh env)"`): rows/s per mode with
+//! a checkpoint every second, against each server's own bulk-load ceiling (PostgreSQL's
+//! `COPY ... FROM STDIN`, MySQL's `LOAD DATA LOCAL INFILE`, of the same rows on one
 //! connection), and the sink's latency from a row's write to its commit (what a reader waits
-//! beyond the pipeline).
+//! beyond the pipeline). A server whose URL is not set is skipped.
 //!
-//! `cargo bench -p weir-runtime --bench postgres -- [rows] [parallelism]`
+//! `cargo bench -p weir-runtime --bench databases -- [rows] [parallelism]`
 //!
 //! The sink's subtasks run in this process, one task each, as in a job; rows are
 //! pre-built Arrow batches (the pipeline's cost is not measured here).
@@ -65,8 +66,128 @@ fn batches(from: u64, to: u64, part: u64, parts: u64) -> Vec<RecordBatch> {
         .collect()
 }
 
+/// A server under test.
+#[derive(Clone, Copy, PartialEq)]
+enum Db {
+    Postgres,
+    Mysql,
+}
+
+impl Db {
+    fn kind(self) -> &'static str {
+        match self {
+            Db::Postgres => "postgres",
+            Db::Mysql => "mysql",
+        }
+    }
+
+    fn spec(self, url: &str, table: &str, mode: &str) -> SinkSpec {
+        let password = match self {
+            Db::Postgres => "WEIR_POSTGRES_PASSWORD",
+            Db::Mysql => "WEIR_MYSQL_PASSWORD",
+        };
+        serde_json::from_value(serde_json::json!({self.kind(): {
+            "url": format!("{url}?sslmode=disable"), "table": table,
+            "passwordEnv": password, "mode": mode, "batchRows": BATCH
+        }}))
+        .unwrap()
+    }
+
+    /// Create (again) the benchmark table `name`.
+    async fn table(self, url: &str, name: &str) {
+        match self {
+            Db::Postgres => table(&client(url).await, name).await,
+            Db::Mysql => {
+                my_exec(
+                    url,
+                    &format!(
+                        "DROP TABLE IF EXISTS {name}; CREATE TABLE {name} (id bigint PRIMARY KEY, \
+                         store_id varchar(32) NOT NULL, ts datetime(3) NOT NULL, amount bigint NOT NULL) ENGINE = InnoDB"
+                    ),
+                )
+                .await;
+            }
+        }
+    }
+
+    async fn count(self, url: &str, name: &str) -> u64 {
+        let sql = format!("SELECT count(*) FROM {name}");
+        match self {
+            Db::Postgres => {
+                let n: i64 = client(url).await.query_one(&sql, &[]).await.unwrap().get(0);
+                n as u64
+            }
+            Db::Mysql => {
+                use mysql_async::prelude::Queryable;
+                let mut c = my_client(url).await;
+                let n: Option<u64> = c.query_first(sql).await.unwrap();
+                n.unwrap()
+            }
+        }
+    }
+
+    /// The bulk-load ceiling and what it is called.
+    async fn ceiling(self, url: &str, rows: u64) -> (f64, &'static str) {
+        match self {
+            Db::Postgres => (copy(url, rows).await, "COPY FROM STDIN"),
+            Db::Mysql => (load_data(url, rows).await, "LOAD DATA LOCAL INFILE"),
+        }
+    }
+}
+
+async fn my_client(url: &str) -> mysql_async::Conn {
+    let SinkSpec::Mysql(spec) = Db::Mysql.spec(url, "unused", "upsert") else {
+        unreachable!()
+    };
+    weir_runtime::mysql::client::Endpoint::new(&spec, |v| std::env::var(v).ok())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
+}
+
+async fn my_exec(url: &str, sql: &str) {
+    use mysql_async::prelude::Queryable;
+    my_client(url).await.query_drop(sql).await.unwrap();
+}
+
+/// `LOAD DATA LOCAL INFILE` of every row on one connection, streamed from memory: the
+/// server's ceiling for this table.
+async fn load_data(url: &str, rows: u64) -> f64 {
+    use mysql_async::prelude::Queryable;
+    Db::Mysql.table(url, "bench_my_load").await;
+    let mut chunks = Vec::new();
+    let mut text = String::new();
+    for i in 0..rows {
+        use std::fmt::Write;
+        let _ = writeln!(
+            text,
+            "{i}\tstore-{}\t{}\t{}",
+            i % 1000,
+            chrono_text(1_767_225_600_000 + i as i64).replace('T', " "),
+            i % 997
+        );
+        if text.len() > 1 << 20 {
+            chunks.push(Ok(bytes::Bytes::from(std::mem::take(&mut text))));
+        }
+    }
+    chunks.push(Ok(bytes::Bytes::from(text)));
+    let mut c = my_client(url).await;
+    let t = Instant::now();
+    c.set_infile_handler(async move {
+        let s: mysql_async::InfileData = Box::pin(futures::stream::iter(chunks));
+        Ok(s)
+    });
+    c.query_drop(
+        "LOAD DATA LOCAL INFILE 'rows' INTO TABLE bench_my_load (id, store_id, ts, amount)",
+    )
+    .await
+    .unwrap();
+    rows as f64 / t.elapsed().as_secs_f64()
+}
+
 async fn client(url: &str) -> tokio_postgres::Client {
-    let spec = pg_spec(url, "unused", "transactional");
+    let spec = Db::Postgres.spec(url, "unused", "transactional");
     let SinkSpec::Postgres(spec) = spec else {
         unreachable!()
     };
@@ -75,14 +196,6 @@ async fn client(url: &str) -> tokio_postgres::Client {
         .connect()
         .await
         .unwrap()
-}
-
-fn pg_spec(url: &str, table: &str, mode: &str) -> SinkSpec {
-    serde_json::from_value(serde_json::json!({"postgres": {
-        "url": format!("{url}?sslmode=disable"), "table": table,
-        "passwordEnv": "WEIR_POSTGRES_PASSWORD", "mode": mode, "batchRows": BATCH
-    }}))
-    .unwrap()
 }
 
 async fn table(c: &tokio_postgres::Client, name: &str) {
@@ -137,16 +250,16 @@ fn chrono_text(ms: i64) -> String {
 
 /// The sink in `mode` with `parallelism` subtasks, a checkpoint every second; rows/s and the
 /// write-to-commit latencies of its batches (ms, sorted).
-async fn sink(url: &str, mode: &str, rows: u64, parallelism: u32) -> (f64, Vec<f64>) {
-    let name = format!("bench_pg_{mode}");
-    table(&client(url).await, &name).await;
+async fn sink(db: Db, url: &str, mode: &str, rows: u64, parallelism: u32) -> (f64, Vec<f64>) {
+    let name = format!("bench_{}_{mode}", db.kind());
+    db.table(url, &name).await;
     let env = SinkEnv {
         sink: "sink-0".into(),
         job_name: format!("bench-{mode}"),
         parallelism,
         exactly_once: true,
     };
-    let connector = weir_runtime::connectors::sink(&pg_spec(url, &name, mode), &env);
+    let connector = weir_runtime::connectors::sink(&db.spec(url, &name, mode), &env);
     connector.prepare(&schema()).await.unwrap();
     connector.recover_and_commit(Vec::new()).await.unwrap();
     let t = Instant::now();
@@ -206,13 +319,11 @@ async fn sink(url: &str, mode: &str, rows: u64, parallelism: u32) -> (f64, Vec<f
         latencies.extend(t.await.unwrap());
     }
     let rate = rows as f64 / t.elapsed().as_secs_f64();
-    let n: i64 = client(url)
-        .await
-        .query_one(&format!("SELECT count(*) FROM {name}"), &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(n as u64, rows, "{mode}: rows in the table");
+    assert_eq!(
+        db.count(url, &name).await,
+        rows,
+        "{mode}: rows in the table"
+    );
     latencies.sort_by(f64::total_cmp);
     (rate, latencies)
 }
@@ -225,12 +336,6 @@ fn pct(v: &[f64], p: f64) -> f64 {
 }
 
 fn main() {
-    let Ok(url) = std::env::var("WEIR_POSTGRES_URL") else {
-        println!(
-            "SKIPPED: WEIR_POSTGRES_URL is not set (tests/postgres.sh start; eval \"$(tests/postgres.sh env)\")"
-        );
-        return;
-    };
     let args: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with("--"))
@@ -241,17 +346,30 @@ fn main() {
         .unwrap_or(1_000_000);
     let parallelism: u32 = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(2);
     let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        let ceiling = copy(&url, rows).await;
-        println!("COPY FROM STDIN (one connection, the ceiling): {:.0} rows/s", ceiling);
-        for mode in ["transactional", "upsert"] {
-            let (rate, lat) = sink(&url, mode, rows, parallelism).await;
+    for (db, var, script) in [
+        (Db::Postgres, "WEIR_POSTGRES_URL", "postgres"),
+        (Db::Mysql, "WEIR_MYSQL_URL", "mysql"),
+    ] {
+        let Ok(url) = std::env::var(var) else {
             println!(
-                "postgres {mode:<13} p={parallelism}: {rate:.0} rows/s ({:.2} of COPY); write-to-commit latency p50 {:.0} ms, p99 {:.0} ms",
-                rate / ceiling,
-                pct(&lat, 0.5),
-                pct(&lat, 0.99)
+                "SKIPPED {}: {var} is not set (tests/{script}.sh start; eval \"$(tests/{script}.sh env)\")",
+                db.kind()
             );
-        }
-    });
+            continue;
+        };
+        rt.block_on(async {
+            let (ceiling, how) = db.ceiling(&url, rows).await;
+            println!("{} {how} (one connection, the ceiling): {ceiling:.0} rows/s", db.kind());
+            for mode in ["transactional", "upsert"] {
+                let (rate, lat) = sink(db, &url, mode, rows, parallelism).await;
+                println!(
+                    "{} {mode:<13} p={parallelism}: {rate:.0} rows/s ({:.2} of the ceiling); write-to-commit latency p50 {:.0} ms, p99 {:.0} ms",
+                    db.kind(),
+                    rate / ceiling,
+                    pct(&lat, 0.5),
+                    pct(&lat, 0.99)
+                );
+            }
+        });
+    }
 }
