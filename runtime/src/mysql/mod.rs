@@ -259,6 +259,11 @@ impl MysqlConnector {
         } else {
             Vec::new()
         };
+        if !key.is_empty() && table.unique.len() > 1 {
+            // ON DUPLICATE KEY fires on whichever unique index a row collides with, which may
+            // update another row than the key's.
+            tracing::warn!(sink = %self.name(), key = ?key, unique_indexes = ?table.unique, "the table has unique indexes besides the key: a row that collides on another one updates that row (MySQL's ON DUPLICATE KEY UPDATE)");
+        }
         let writer = Writer::new(
             input,
             &ident(&self.spec.table),
