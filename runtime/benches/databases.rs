@@ -5,7 +5,8 @@
 //! connection), and the sink's latency from a row's write to its commit (what a reader waits
 //! beyond the pipeline). A server whose URL is not set is skipped.
 //!
-//! `cargo bench -p weir-runtime --bench databases -- [rows] [parallelism]`
+//! `cargo bench -p weir-runtime --bench databases -- [rows] [parallelism]` (in the test
+//! profile: `cargo test -p weir-runtime --bench databases -- --bench [rows] [parallelism]`)
 //!
 //! The sink's subtasks run in this process, one task each, as in a job; rows are
 //! pre-built Arrow batches (the pipeline's cost is not measured here).
@@ -336,6 +337,12 @@ fn pct(v: &[f64], p: f64) -> f64 {
 }
 
 fn main() {
+    // `cargo test --all-targets` runs this binary too: only `cargo bench` (which passes
+    // `--bench`) or an explicit `--bench` runs the benchmark.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("databases: a benchmark; `cargo bench -p weir-runtime --bench databases` runs it");
+        return;
+    }
     let args: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with("--"))

@@ -54,8 +54,9 @@ impl From<mysql_async::Error> for MyError {
         match e {
             Error::Server(s) => {
                 // 1040 too many connections, 1053 shutting down, 1205 lock wait timeout,
-                // 1213 deadlock, 1927 connection killed.
-                let retriable = matches!(s.code, 1040 | 1053 | 1205 | 1213 | 1927);
+                // 1213 deadlock, 1927 connection killed, 4031 disconnected for inactivity
+                // (MySQL 8.0.24+).
+                let retriable = matches!(s.code, 1040 | 1053 | 1205 | 1213 | 1927 | 4031);
                 Self {
                     message: format!("{} (error {}, SQLSTATE {})", s.message, s.code, s.state),
                     code: Some(s.code),
@@ -169,6 +170,11 @@ impl Endpoint {
         }
         let mut builder = OptsBuilder::from_opts(opts)
             .init(SESSION.to_vec())
+            // A connection that died without the server noticing (a partition, a NAT's idle
+            // timeout) keeps an XA transaction it prepared attached, so neither a commit nor a
+            // rollback from elsewhere can end it until the server drops the session: an hour
+            // at most instead of the default eight. Idle connections it closes are reopened.
+            .wait_timeout(Some(3600_usize))
             .stmt_cache_size(16_usize)
             .tcp_nodelay(true);
         if let Some(var) = &spec.password_env {

@@ -232,6 +232,12 @@ impl MysqlConnector {
                     self.spec.table, endpoint.display
                 ))
             })?;
+        if engine == table::VIEW {
+            return Err(self.err(format!(
+                "{} is a view: the sink writes into an InnoDB table (a view's rows could not be rolled back with its transactions)",
+                self.spec.table
+            )));
+        }
         if !engine.eq_ignore_ascii_case("InnoDB") {
             return Err(self.err(format!(
                 "table {} uses the {engine} engine, which cannot roll back: a failed checkpoint's rows would stay. Use InnoDB (ALTER TABLE {} ENGINE = InnoDB)",
@@ -311,9 +317,14 @@ impl MysqlConnector {
 
     /// Roll back `bqual` of the sink's gtrid, waiting (a while) for a connection the server
     /// still thinks is alive to let go of it.
-    async fn roll_back(&self, conn: &mut Conn, server: &Server, bqual: &str) -> Result<()> {
+    async fn roll_back(
+        &self,
+        conn: &mut Conn,
+        server: &Server,
+        bqual: &str,
+        deadline: tokio::time::Instant,
+    ) -> Result<()> {
         let id = xid(&self.prefix, bqual);
-        let deadline = tokio::time::Instant::now() + ROLLBACK_PATIENCE;
         let mut delays = crate::retry::Backoff::new(server.initial_backoff, server.max_backoff);
         loop {
             match conn.query_drop(format!("XA ROLLBACK {id}")).await {
@@ -346,19 +357,23 @@ impl MysqlConnector {
     }
 }
 
-/// `weir:<job>:<sink>`, shortened to fit a gtrid: the start of the job's name and a hash of
-/// the whole, so two jobs never share it.
+/// `weir:<job>:<sink>`, shortened to fit a gtrid: its start and a hash of the whole, which
+/// is always kept, so two jobs or sinks never share it.
 fn default_prefix(job: &str, sink: &str) -> String {
     let full = format!("weir:{job}:{sink}");
     if full.len() <= MAX_GTRID {
         return full;
     }
     let hash = xxhash_rust::xxh3::xxh3_64(full.as_bytes());
-    let keep: String = job.chars().take(24).collect();
-    format!("weir:{keep}:{sink}:{hash:016x}")
-        .chars()
-        .take(MAX_GTRID)
-        .collect()
+    // 16 hex digits and a colon; the head in whole characters within the rest.
+    let mut head = String::new();
+    for c in full.chars() {
+        if head.len() + c.len_utf8() > MAX_GTRID - 17 {
+            break;
+        }
+        head.push(c);
+    }
+    format!("{head}:{hash:016x}")
 }
 
 impl SinkConnector for MysqlConnector {
@@ -419,7 +434,13 @@ impl SinkConnector for MysqlConnector {
                         (&self.prefix,),
                     )
                     .await
-                    .map_err(|e| self.err(MyError::from(e).message))?;
+                    .map_err(|e| {
+                        self.err(format!(
+                            "progress table {}: {}",
+                            self.spec.progress_table,
+                            MyError::from(e)
+                        ))
+                    })?;
                 for (subtask, checkpoint) in rows {
                     tracing::info!(sink = %self.name(), subtask, checkpoint, "the table holds the writes up to this checkpoint; later ones are replayed as upserts");
                 }
@@ -453,11 +474,14 @@ impl SinkConnector for MysqlConnector {
                 .prepared(&mut conn)
                 .await
                 .map_err(|e| self.err(format!("XA RECOVER: {e}")))?;
+            // One wait for all of them: k transactions held elsewhere delay the start by at
+            // most the patience, not k times it.
+            let deadline = tokio::time::Instant::now() + ROLLBACK_PATIENCE;
             for bqual in listed {
                 if committed.contains(&bqual) {
                     continue;
                 }
-                self.roll_back(&mut conn, &server, &bqual).await?;
+                self.roll_back(&mut conn, &server, &bqual, deadline).await?;
                 tracing::info!(sink = %self.name(), gtrid = %self.prefix, bqual = %bqual, "recovery rolled back an XA transaction of a checkpoint that did not complete");
             }
             let _ = conn.disconnect().await;
@@ -478,5 +502,14 @@ mod tests {
         let b = default_prefix(&format!("{long}b"), "sink-0");
         assert!(a.len() <= MAX_GTRID && b.len() <= MAX_GTRID, "{a} {b}");
         assert_ne!(a, b);
+        // Long sink names differing at their end: the hash still tells them apart.
+        let job = "orders-enrichment-eu-west";
+        let (x, y) = (
+            default_prefix(job, &format!("{}x", "s".repeat(59))),
+            default_prefix(job, &format!("{}y", "s".repeat(59))),
+        );
+        assert!(x.len() <= MAX_GTRID && y.len() <= MAX_GTRID, "{x} {y}");
+        assert_ne!(x, y);
+        assert!(default_prefix(&"é".repeat(40), "sink-0").len() <= MAX_GTRID);
     }
 }

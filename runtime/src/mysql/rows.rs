@@ -247,7 +247,7 @@ fn values(c: &ArrayRef) -> Result<Vec<Value>> {
                 let t = at(v.value(i)).ok_or_else(|| {
                     Error::internal(format!("timestamp {} is out of range", v.value(i)))
                 })?;
-                out.push(datetime(t));
+                out.push(datetime(t)?);
             }
             out
         }
@@ -297,23 +297,32 @@ fn dates(
     (0..n)
         .map(|i| match at(i) {
             None => Ok(Value::NULL),
-            Some(Some(t)) => Ok(datetime(t)),
+            Some(Some(t)) => datetime(t),
             Some(None) => Err(Error::internal("a date out of range")),
         })
         .collect()
 }
 
-fn datetime(t: chrono::NaiveDateTime) -> Value {
+/// A date and time as MySQL's; a year it cannot hold (before 0 or after 9999) is an error
+/// naming the value, never a silently different date.
+fn datetime(t: chrono::NaiveDateTime) -> Result<Value> {
     use chrono::{Datelike, Timelike};
-    Value::Date(
-        u16::try_from(t.year()).unwrap_or(0),
+    let year = u16::try_from(t.year())
+        .ok()
+        .filter(|y| *y <= 9999)
+        .ok_or_else(|| Error::Sink {
+            sink: "mysql".into(),
+            message: format!("a record's date {t}: MySQL holds years 0 to 9999 only"),
+        })?;
+    Ok(Value::Date(
+        year,
         t.month() as u8,
         t.day() as u8,
         t.hour() as u8,
         t.minute() as u8,
         t.second() as u8,
         t.nanosecond() / 1_000,
-    )
+    ))
 }
 
 #[cfg(test)]

@@ -9,6 +9,9 @@ use mysql_async::prelude::Queryable;
 use super::client::MyError;
 pub use crate::sink::table::{Column, Table};
 
+/// What [`describe`] gives as the engine of a view (which has none).
+pub const VIEW: &str = "(view)";
+
 /// The table and its storage engine; `None` when there is no such table in the connection's
 /// database.
 ///
@@ -25,8 +28,7 @@ pub async fn describe(conn: &mut Conn, table: &str) -> Result<Option<(Table, Str
     let Some(engine) = engine else {
         return Ok(None);
     };
-    // A view has no engine; writing through it is the user's choice.
-    let engine = engine.unwrap_or_else(|| "VIEW".into());
+    let engine = engine.unwrap_or_else(|| VIEW.into());
     let rows: Vec<(String, String, String, bool)> = conn
         .exec(
             "SELECT COLUMN_NAME, COLUMN_TYPE, IS_NULLABLE, \

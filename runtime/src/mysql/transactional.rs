@@ -68,7 +68,10 @@ impl Transactional {
     /// Write `batch` into the checkpoint's XA transaction, starting it on an idle (or new)
     /// connection with the first row.
     async fn send(&mut self, batch: &RecordBatch) -> Result<()> {
-        let writes = self.writer.writes(batch)?;
+        let writes = self.writer.writes(batch).map_err(|e| match e {
+            crate::error::Error::Sink { message, .. } => self.server.err(message),
+            other => other,
+        })?;
         if self.writing.is_none() {
             let id = self.server.xid(&self.transaction())?;
             // An idle connection may have died with a server restart unnoticed: one fresh
@@ -78,11 +81,17 @@ impl Transactional {
                 _ => self.server.connect().await?,
             };
             let started = match conn.query_drop(format!("XA START {id}")).await {
-                Err(mysql_async::Error::Io(_) | mysql_async::Error::Driver(_)) => {
+                Err(e) => {
+                    let e = MyError::from(e);
+                    if !e.retriable {
+                        return Err(self
+                            .server
+                            .err(format!("XA START for checkpoint {}: {e}", self.txn)));
+                    }
                     conn = self.server.connect().await?;
                     conn.query_drop(format!("XA START {id}")).await
                 }
-                other => other,
+                ok => ok,
             };
             started.map_err(|e| {
                 self.server.err(format!(
@@ -155,6 +164,27 @@ impl TwoPhaseCommitSink for Transactional {
             // Prepared, not yet recorded by a checkpoint: a restore must roll it back.
             crate::fault::point("mysql-after-prepare", self.txn);
             self.prepared.insert(t.gid.clone(), conn);
+            // Checkpoints that keep failing (a storage outage) leave their transactions
+            // prepared until a later one completes: past the newest two, a transaction lets go
+            // of its connection (it stays prepared and is committed from another), so a
+            // subtask never holds more than three connections.
+            if self.prepared.len() > 2 {
+                let mut older: Vec<(CheckpointId, String)> = self
+                    .prepared
+                    .keys()
+                    .filter(|g| **g != t.gid)
+                    .map(|g| {
+                        let p = PreparedTransaction { gid: g.clone() };
+                        (p.checkpoint(), g.clone())
+                    })
+                    .collect();
+                older.sort_unstable_by_key(|o| std::cmp::Reverse(o.0));
+                for (_, g) in older.into_iter().skip(1) {
+                    if let Some(c) = self.prepared.remove(&g) {
+                        let _ = c.disconnect().await;
+                    }
+                }
+            }
             Ok(Committable::PreparedTransaction(t))
         })
     }
@@ -168,8 +198,12 @@ impl TwoPhaseCommitSink for Transactional {
                         crate::fault::point("mysql-before-commit", p.checkpoint());
                         let mut conn = self.prepared.remove(&p.gid);
                         self.server.commit(&mut conn, &p).await?;
-                        if let Some(c) = conn {
-                            self.idle.push(c);
+                        match conn {
+                            Some(c) if self.idle.is_empty() => self.idle.push(c),
+                            Some(c) => {
+                                let _ = c.disconnect().await;
+                            }
+                            None => {}
                         }
                     }
                     Committable::Empty => {}

@@ -64,9 +64,18 @@ impl Upsert {
             .as_mut()
             .ok_or_else(|| crate::error::Error::internal("no mysql connection"))?;
         if !self.open {
-            conn.query_drop("START TRANSACTION")
-                .await
-                .map_err(|e| server.err(format!("START TRANSACTION: {}", MyError::from(e))))?;
+            // Nothing is lost with a connection outside a transaction: one that the server
+            // closed while idle is replaced once before the write fails.
+            if let Err(e) = conn.query_drop("START TRANSACTION").await {
+                let e = MyError::from(e);
+                if !e.retriable {
+                    return Err(server.err(format!("START TRANSACTION: {e}")));
+                }
+                *conn = server.connect().await?;
+                conn.query_drop("START TRANSACTION")
+                    .await
+                    .map_err(|e| server.err(format!("START TRANSACTION: {}", MyError::from(e))))?;
+            }
             self.open = true;
         }
         Ok(conn)
@@ -85,7 +94,10 @@ impl PlainSink for Upsert {
             if batch.num_rows() == 0 {
                 return Ok(());
             }
-            let writes = self.writer.writes(batch)?;
+            let writes = self.writer.writes(batch).map_err(|e| match e {
+                crate::error::Error::Sink { message, .. } => self.server.err(message),
+                other => other,
+            })?;
             let conn = self.transaction().await?;
             let mut failed = None;
             for w in writes {
