@@ -265,6 +265,23 @@ impl MysqlConnector {
         } else {
             Vec::new()
         };
+        if !key.is_empty() {
+            // Batches keep a key's last change byte by byte; a case- or accent-insensitive
+            // collation makes the server see one key where the records have two.
+            let loose: Vec<(String, String)> = conn
+                .exec(
+                    "SELECT COLUMN_NAME, COLLATION_NAME FROM information_schema.COLUMNS \
+                     WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? \
+                     AND COLLATION_NAME IS NOT NULL AND COLLATION_NAME NOT LIKE '%\\_bin'",
+                    (&self.spec.table,),
+                )
+                .await
+                .map_err(|e| self.err(MyError::from(e).message))?;
+            let loose: Vec<_> = loose.into_iter().filter(|(c, _)| key.contains(c)).collect();
+            if !loose.is_empty() {
+                tracing::warn!(sink = %self.name(), columns = ?loose, "key columns compare case-insensitively on the server: records whose keys differ only in case or accents land in one row (give the key columns a _bin collation to keep them apart)");
+            }
+        }
         if !key.is_empty() && table.unique.len() > 1 {
             // ON DUPLICATE KEY fires on whichever unique index a row collides with, which may
             // update another row than the key's.
