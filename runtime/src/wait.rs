@@ -44,6 +44,16 @@ pub enum Attempt {
 }
 
 impl Attempt {
+    /// `Unreachable` when trying again may help (`retriable`), else `Refused`.
+    #[must_use]
+    pub fn sorted(retriable: bool, message: String) -> Self {
+        if retriable {
+            Self::Unreachable(message)
+        } else {
+            Self::Refused(message)
+        }
+    }
+
     /// What went wrong, whichever kind it was (for callers that do not wait).
     #[must_use]
     pub fn into_message(self) -> String {

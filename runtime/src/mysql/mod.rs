@@ -208,11 +208,7 @@ impl MysqlConnector {
         crate::wait::until_reached("MySQL", &endpoint.display, crate::wait::limit(), || async {
             endpoint.connect().await.map_err(|e| {
                 let message = format!("cannot connect to {}: {e}", endpoint.display);
-                if e.retriable {
-                    crate::wait::Attempt::Unreachable(message)
-                } else {
-                    crate::wait::Attempt::Refused(message)
-                }
+                crate::wait::Attempt::sorted(e.retriable, message)
             })
         })
         .await
@@ -223,7 +219,11 @@ impl MysqlConnector {
         let endpoint =
             Endpoint::new(&self.spec, |v| std::env::var(v).ok()).map_err(|e| self.err(e))?;
         let mut conn = self.reach(&endpoint).await?;
-        let (table, engine) = table::describe(&mut conn, &self.spec.table)
+        let table::Described {
+            table,
+            engine,
+            loose,
+        } = table::describe(&mut conn, &self.spec.table)
             .await
             .map_err(|e| self.err(e.message))?
             .ok_or_else(|| {
@@ -244,43 +244,14 @@ impl MysqlConnector {
                 self.spec.table, self.spec.table
             )));
         }
-        let width = crate::changelog::data_width(input);
-        let targets = table
-            .targets(input, width, table::takes)
+        let crate::sink::table::Fit { targets, key } = table
+            .fit(input, self.spec.mode, &self.spec.primary_key, table::takes)
             .map_err(|m| self.err(format!("table {}: {m}", self.spec.table)))?;
-        let by_key =
-            self.spec.mode == DatabaseMode::Upsert || crate::changelog::is_changelog(input);
-        let key = if by_key {
-            table.key(&self.spec.primary_key).map_err(|m| {
-                self.err(format!(
-                    "table {}: {m} ({})",
-                    self.spec.table,
-                    if self.spec.mode == DatabaseMode::Upsert {
-                        "mode upsert writes rows by key"
-                    } else {
-                        "the records are a changelog, written by key"
-                    }
-                ))
-            })?
-        } else {
-            Vec::new()
-        };
-        if !key.is_empty() {
-            // Batches keep a key's last change byte by byte; a case- or accent-insensitive
-            // collation makes the server see one key where the records have two.
-            let loose: Vec<(String, String)> = conn
-                .exec(
-                    "SELECT COLUMN_NAME, COLLATION_NAME FROM information_schema.COLUMNS \
-                     WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? \
-                     AND COLLATION_NAME IS NOT NULL AND COLLATION_NAME NOT LIKE '%\\_bin'",
-                    (&self.spec.table,),
-                )
-                .await
-                .map_err(|e| self.err(MyError::from(e).message))?;
-            let loose: Vec<_> = loose.into_iter().filter(|(c, _)| key.contains(c)).collect();
-            if !loose.is_empty() {
-                tracing::warn!(sink = %self.name(), columns = ?loose, "key columns compare case-insensitively on the server: records whose keys differ only in case or accents land in one row (give the key columns a _bin collation to keep them apart)");
-            }
+        // Batches keep a key's last change byte by byte; a case- or accent-insensitive
+        // collation makes the server see one key where the records have two.
+        let loose: Vec<_> = loose.into_iter().filter(|(c, _)| key.contains(c)).collect();
+        if !loose.is_empty() {
+            tracing::warn!(sink = %self.name(), columns = ?loose, "key columns compare case-insensitively on the server: records whose keys differ only in case or accents land in one row (give the key columns a _bin collation to keep them apart)");
         }
         if !key.is_empty() && table.unique.len() > 1 {
             // ON DUPLICATE KEY fires on whichever unique index a row collides with, which may

@@ -68,14 +68,7 @@ impl Writer {
         batch_rows: u32,
     ) -> std::result::Result<Self, String> {
         let changelog = changelog::is_changelog(input);
-        let key_idx = key
-            .iter()
-            .map(|k| {
-                targets.iter().position(|c| &c.name == k).ok_or_else(|| {
-                    format!("key column `{k}` is not among the records' columns, so rows cannot be matched by it")
-                })
-            })
-            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let key_idx = crate::sink::table::key_positions(targets, key)?;
         let names: Vec<String> = targets.iter().map(|c| ident(&c.name)).collect();
         let marks = |n: usize| format!("({})", vec!["?"; n].join(", "));
         let upsert = (!key_idx.is_empty()).then(|| {

@@ -12,12 +12,23 @@ pub use crate::sink::table::{Column, Table};
 /// What [`describe`] gives as the engine of a view (which has none).
 pub const VIEW: &str = "(view)";
 
-/// The table and its storage engine; `None` when there is no such table in the connection's
-/// database.
+/// A table as the server's catalog describes it.
+#[derive(Debug, Clone)]
+pub struct Described {
+    /// Columns and keys.
+    pub table: Table,
+    /// Its storage engine ([`VIEW`] for a view).
+    pub engine: String,
+    /// Columns compared by a collation that is not binary (`..._bin`), with that collation:
+    /// `'A'` and `'a'` are one key there.
+    pub loose: Vec<(String, String)>,
+}
+
+/// The table; `None` when there is no such table in the connection's database.
 ///
 /// # Errors
 /// The server's error.
-pub async fn describe(conn: &mut Conn, table: &str) -> Result<Option<(Table, String)>, MyError> {
+pub async fn describe(conn: &mut Conn, table: &str) -> Result<Option<Described>, MyError> {
     let engine: Option<Option<String>> = conn
         .exec_first(
             "SELECT ENGINE FROM information_schema.TABLES \
@@ -29,26 +40,30 @@ pub async fn describe(conn: &mut Conn, table: &str) -> Result<Option<(Table, Str
         return Ok(None);
     };
     let engine = engine.unwrap_or_else(|| VIEW.into());
-    let rows: Vec<(String, String, String, bool)> = conn
+    let rows: Vec<(String, String, String, bool, Option<String>)> = conn
         .exec(
             "SELECT COLUMN_NAME, COLUMN_TYPE, IS_NULLABLE, \
                     COLUMN_DEFAULT IS NOT NULL OR EXTRA LIKE '%auto_increment%' \
                     OR EXTRA LIKE '%GENERATED%' OR EXTRA LIKE '%VIRTUAL%' \
-                    OR EXTRA LIKE '%PERSISTENT%' \
+                    OR EXTRA LIKE '%PERSISTENT%', COLLATION_NAME \
              FROM information_schema.COLUMNS \
              WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
             (table,),
         )
         .await?;
-    let columns = rows
-        .into_iter()
-        .map(|(name, type_name, nullable, has_default)| Column {
+    let mut loose = Vec::new();
+    let mut columns = Vec::with_capacity(rows.len());
+    for (name, type_name, nullable, has_default, collation) in rows {
+        if let Some(c) = collation.filter(|c| !c.ends_with("_bin")) {
+            loose.push((name.clone(), c));
+        }
+        columns.push(Column {
             name,
             type_name,
             not_null: nullable == "NO",
             has_default,
-        })
-        .collect();
+        });
+    }
     let keys: Vec<(String, String)> = conn
         .exec(
             "SELECT INDEX_NAME, COLUMN_NAME FROM information_schema.STATISTICS \
@@ -70,14 +85,15 @@ pub async fn describe(conn: &mut Conn, table: &str) -> Result<Option<(Table, Str
         }
         last = Some(index);
     }
-    Ok(Some((
-        Table {
+    Ok(Some(Described {
+        table: Table {
             columns,
             primary_key,
             unique,
         },
         engine,
-    )))
+        loose,
+    }))
 }
 
 /// Whether a column of type `my` (`COLUMN_TYPE`, e.g. `bigint(20) unsigned`) takes values of

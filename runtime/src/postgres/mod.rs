@@ -185,11 +185,7 @@ impl PostgresConnector {
             || async {
                 endpoint.connect().await.map_err(|e| {
                     let message = format!("cannot connect to {}: {e}", endpoint.display);
-                    if e.retriable {
-                        crate::wait::Attempt::Unreachable(message)
-                    } else {
-                        crate::wait::Attempt::Refused(message)
-                    }
+                    crate::wait::Attempt::sorted(e.retriable, message)
                 })
             },
         )
@@ -212,27 +208,9 @@ impl PostgresConnector {
                     endpoint.display
                 ))
             })?;
-        let width = crate::changelog::data_width(input);
-        let targets = table
-            .targets(input, width, table::takes)
+        let crate::sink::table::Fit { targets, key } = table
+            .fit(input, self.spec.mode, &self.spec.primary_key, table::takes)
             .map_err(|m| self.err(format!("table {}: {m}", self.table())))?;
-        let by_key =
-            self.spec.mode == DatabaseMode::Upsert || crate::changelog::is_changelog(input);
-        let key = if by_key {
-            table.key(&self.spec.primary_key).map_err(|m| {
-                self.err(format!(
-                    "table {}: {m} ({})",
-                    self.table(),
-                    if self.spec.mode == DatabaseMode::Upsert {
-                        "mode upsert writes rows by key"
-                    } else {
-                        "the records are a changelog, written by key"
-                    }
-                ))
-            })?
-        } else {
-            Vec::new()
-        };
         let writer = Writer::new(
             input,
             &self.quoted_table(),

@@ -30,7 +30,46 @@ pub struct Table {
     pub unique: Vec<Vec<String>>,
 }
 
+/// What a sink's records write into the table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fit {
+    /// The table's columns the records write, in the records' order.
+    pub targets: Vec<Column>,
+    /// The columns rows are written by (upserts and deletes); empty when appended.
+    pub key: Vec<String>,
+}
+
 impl Table {
+    /// How records of `input` fit the table for a sink in `mode`: the columns they write
+    /// ([`Table::targets`]), and the key they are written by ([`Table::key`] of `primary_key`)
+    /// when the mode is upsert or the records are a changelog.
+    ///
+    /// # Errors
+    /// A column or the key does not fit, named, with why a key is needed.
+    pub fn fit(
+        &self,
+        input: &Schema,
+        mode: weir_crds::DatabaseMode,
+        primary_key: &[String],
+        takes: impl Fn(&DataType, &str) -> bool,
+    ) -> Result<Fit, String> {
+        let targets = self.targets(input, crate::changelog::data_width(input), takes)?;
+        let upsert = mode == weir_crds::DatabaseMode::Upsert;
+        let key = if upsert || crate::changelog::is_changelog(input) {
+            self.key(primary_key).map_err(|m| {
+                let why = if upsert {
+                    "mode upsert writes rows by key"
+                } else {
+                    "the records are a changelog, written by key"
+                };
+                format!("{m} ({why})")
+            })?
+        } else {
+            Vec::new()
+        };
+        Ok(Fit { targets, key })
+    }
+
     /// The columns the records write, each with the table's type, in the records' order;
     /// `takes` says whether a column of the database's type takes a record type.
     ///
@@ -123,6 +162,22 @@ impl Table {
             ))
         }
     }
+}
+
+/// Where each of the `key` columns sits among `targets` (the columns the records write).
+///
+/// # Errors
+/// A key column the records do not carry, named.
+pub fn key_positions(targets: &[Column], key: &[String]) -> Result<Vec<usize>, String> {
+    key.iter()
+        .map(|k| {
+            targets.iter().position(|c| &c.name == k).ok_or_else(|| {
+                format!(
+                    "key column `{k}` is not among the records' columns, so rows cannot be matched by it"
+                )
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]
