@@ -139,6 +139,13 @@ fn kill_rescale_and_finish(
         "expected a restore after most kills:\n{}",
         common::log_tail(log)
     );
+    // A run restarted at the same parallelism finds its stores' tables where the killed run
+    // left them, and downloads only the rest.
+    assert!(
+        text.contains("restore took tables from the previous run's local state"),
+        "no restart reused the local tables:\n{}",
+        common::log_tail(log)
+    );
     kills
 }
 
@@ -413,7 +420,7 @@ fn restores(
     let into = tmp.join(format!("verify-{id}"));
     let fetched = rt
         .block_on(weir_runtime::state::fetch::fetch(
-            storage, &snaps, &into, shared_dir,
+            storage, &snaps, &into, shared_dir, None,
         ))
         .unwrap();
     let budget = weir_state::Budget::new(16 << 20);

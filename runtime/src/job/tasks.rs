@@ -136,6 +136,8 @@ pub(super) async fn spawn(cx: &Shared<'_>, mut grid: Grid) -> Result<Spawned> {
             let _ = events.send(ev);
         }));
     }
+    // Every store is restored: what the previous run left is linked in or not needed.
+    cx.backend.forget_previous();
     Ok(out)
 }
 
@@ -166,9 +168,15 @@ async fn task_core(
                 _ if on_disk.is_empty() => Ok(()),
                 Some(into) => {
                     let shared = cx.uploader.layout.shared_dir(&cx.uploader.job_id);
-                    let fetched =
-                        crate::state::fetch::fetch(&cx.uploader.storage, &on_disk, &into, &shared)
-                            .await?;
+                    let previous = cx.backend.previous(tid, &op.id);
+                    let fetched = crate::state::fetch::fetch(
+                        &cx.uploader.storage,
+                        &on_disk,
+                        &into,
+                        &shared,
+                        previous.as_deref(),
+                    )
+                    .await?;
                     inst.restore_disk(fetched)
                 }
                 // Refused by the operator, by name, before anything is downloaded.

@@ -388,6 +388,7 @@ fn fetched_copy(op: &dyn Operator, to: &std::path::Path) -> crate::state::disk::
         },
         tables: Vec::new(),
         reusable: false,
+        reused_bytes: 0,
     }
 }
 
@@ -439,6 +440,7 @@ fn dedup_on_disk_keeps_and_forgets_the_same_records_as_in_memory_across_a_rescal
             },
             tables: Vec::new(),
             reusable: false,
+            reused_bytes: 0,
         }])
         .unwrap();
         disks.push(d);

@@ -90,6 +90,8 @@ pub struct Fetched {
     /// Whether those objects belong to the lineage now checkpointing (a checkpoint of
     /// another lineage's objects could be deleted by that lineage's retention).
     pub reusable: bool,
+    /// Bytes of its tables taken from the previous run's local state, not downloaded.
+    pub reused_bytes: u64,
 }
 
 /// One operator's disk state in one subtask.

@@ -60,3 +60,24 @@ impl DiskSnapshot {
                 .sum::<u64>()
     }
 }
+
+/// Size and CRC32 of the local file at `path`, read a megabyte at a time: what a table's
+/// upload records and its download is checked against, without the table in memory.
+///
+/// # Errors
+/// The file cannot be read.
+pub(super) async fn size_and_crc32(path: &std::path::Path) -> std::io::Result<(u64, u32)> {
+    use tokio::io::AsyncReadExt;
+    let mut file = tokio::fs::File::open(path).await?;
+    let mut hasher = crc32fast::Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    loop {
+        let n = file.read(&mut buf).await?;
+        if n == 0 {
+            return Ok((size, hasher.finalize()));
+        }
+        hasher.update(&buf[..n]);
+        size += n as u64;
+    }
+}

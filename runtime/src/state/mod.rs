@@ -45,17 +45,23 @@ pub struct DiskBackend {
     pub root: PathBuf,
     /// Memory every store of the process shares.
     pub budget: weir_state::Budget,
+    /// The local state the process's previous run left (moved aside at start): a restore
+    /// takes a table from here instead of downloading it when the bytes are the same, as
+    /// when a pod restarts on the same volume.
+    pub previous: PathBuf,
 }
 
 impl Backend {
     /// The backend `spec` names, its local directory `<dir>/<job>` (`/pod-<i>` when the job
-    /// runs as several pods, which may share a machine). That directory is emptied first:
-    /// state comes from checkpoints, and stores of subtasks this process no longer runs (after
-    /// a rescale) would otherwise stay on disk.
+    /// runs as several pods, which may share a machine). What that directory holds is moved
+    /// aside (`<dir>/<job>.previous`), for restores to reuse its tables, and removed once the
+    /// tasks are restored ([`Backend::forget_previous`]): state comes from checkpoints, and
+    /// stores of subtasks this process no longer runs (after a rescale) would otherwise stay
+    /// on disk.
     ///
     /// # Errors
     /// `memory` is not a quantity (validation refused it already); the old directory cannot be
-    /// removed.
+    /// moved.
     pub fn new(
         spec: &weir_crds::state_backend::StateBackendSpec,
         job: &str,
@@ -71,21 +77,55 @@ impl Backend {
                 if let Some(i) = pod {
                     root = root.join(format!("pod-{i}"));
                 }
-                match std::fs::remove_dir_all(&root) {
+                let mut name = root.file_name().unwrap_or_default().to_os_string();
+                name.push(".previous");
+                let previous = root.with_file_name(name);
+                let failed = |e: std::io::Error, what: &str| {
+                    crate::error::Error::Restore(format!("{what} {}: {e}", root.display()))
+                };
+                match std::fs::rename(&root, &previous) {
+                    // Nothing new since a run that stopped before its stores existed: what
+                    // is aside stays (every table reused is checked byte for byte anyway).
                     Ok(()) => {}
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => {
-                        return Err(crate::error::Error::Restore(format!(
-                            "removing old local state {}: {e}",
-                            root.display()
-                        )));
+                    Err(_) => {
+                        // The last run's leftovers are in the way: they are older still.
+                        remove_dir(&previous)
+                            .map_err(|e| failed(e, "removing the state before"))?;
+                        std::fs::rename(&root, &previous)
+                            .map_err(|e| failed(e, "moving aside old local state"))?;
                     }
                 }
                 Ok(Self::Disk(DiskBackend {
                     root,
                     budget: weir_state::Budget::new(usize::try_from(bytes).unwrap_or(usize::MAX)),
+                    previous,
                 }))
             }
+        }
+    }
+
+    /// Where the previous run kept the store of `operator` in subtask `task`, if it did.
+    #[must_use]
+    pub fn previous(&self, task: TaskId, operator: &str) -> Option<PathBuf> {
+        match self {
+            Self::Memory => None,
+            Self::Disk(d) => Some(
+                d.previous
+                    .join(format!("{}-{}", task.stage, task.subtask))
+                    .join(operator),
+            )
+            .filter(|p| p.is_dir()),
+        }
+    }
+
+    /// Remove what the previous run left, once every task is restored: what was reused is
+    /// linked into the new stores.
+    pub fn forget_previous(&self) {
+        if let Self::Disk(d) = self
+            && let Err(e) = remove_dir(&d.previous)
+        {
+            tracing::warn!(dir = %d.previous.display(), error = %e, "could not remove the previous run's local state");
         }
     }
 
@@ -118,5 +158,13 @@ impl Backend {
                 operator: operator.to_string(),
             }),
         }
+    }
+}
+
+/// Remove `dir` and everything in it; a directory that is not there is no error.
+fn remove_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    match std::fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
     }
 }

@@ -1,7 +1,5 @@
 //! A store's checkpoint to storage: each table file once, the small files inline.
 
-use bytes::Bytes;
-
 use super::disk::{DiskCapture, Registry};
 use super::files::{DiskSnapshot, PrivateFile, SharedTable};
 use crate::error::{Error, Result};
@@ -60,15 +58,25 @@ pub async fn upload(
             tables.push(t);
             continue;
         }
-        let bytes = read().await?;
+        let (size, crc32) = super::files::size_and_crc32(&file.path)
+            .await
+            .map_err(|e| {
+                Error::internal(format!(
+                    "state of {}: reading {}: {e}",
+                    capture.operator,
+                    file.path.display()
+                ))
+            })?;
         let table = SharedTable {
             name: file.name.clone(),
             object: format!("{shared_dir}{}-{}", capture.uid, file.name),
-            size: bytes.len() as u64,
-            crc32: crc32fast::hash(&bytes),
+            size,
+            crc32,
         };
         crate::fault::point("during-state-upload", checkpoint);
-        storage.put(&table.object, Bytes::from(bytes)).await?;
+        // Streamed from the hard link: a table is never read whole into memory. The link
+        // keeps the bytes the checksum saw (RocksDB never rewrites a table file).
+        storage.put_file(&table.object, &file.path).await?;
         sent.new_bytes += table.size;
         let mut reg = Registry::lock(&capture.registry)?;
         if reg.uid == capture.uid {
@@ -187,5 +195,85 @@ mod tests {
                 t.object
             );
         }
+    }
+
+    /// A restart on the same volume takes the tables from local disk; a local file with the
+    /// same name and size but other bytes (a store numbers anew after a restore) is not taken.
+    #[tokio::test]
+    async fn a_restore_reuses_local_tables_only_when_their_bytes_match() {
+        let tmp = tempfile::tempdir().unwrap();
+        let storage = Storage::open(
+            &format!("file://{}", tmp.path().join("chk").display()),
+            &weir_crds::S3Spec::default(),
+        )
+        .await
+        .unwrap();
+        let place = Place {
+            dir: tmp.path().join("before"),
+            budget: weir_state::Budget::new(16 << 20),
+            groups: weir_state::KeyGroups::new(0..=7),
+            operator: "dedup-0".into(),
+        };
+        let state = DiskState::create(place.clone(), &["f"]).unwrap();
+        let mut b = weir_state::Batch::default();
+        for i in 0..20_000u32 {
+            b.put(0, i % 8, format!("key-{i:08}").as_bytes(), &i.to_le_bytes());
+        }
+        state.store().write(b).unwrap();
+        let (snap, _) = upload(&storage, "s/", state.capture().unwrap(), CheckpointId(1))
+            .await
+            .unwrap();
+        drop(state);
+        let total: u64 = snap.tables.iter().map(|t| t.size).sum();
+        assert!(total > 0);
+
+        let restore = |name: &str, previous: Option<std::path::PathBuf>| {
+            let (storage, snap, tmp) = (storage.clone(), snap.clone(), tmp.path().to_path_buf());
+            let name = name.to_string();
+            async move {
+                let into = tmp.join(&name);
+                std::fs::create_dir_all(&into).unwrap();
+                let fetched = crate::state::fetch::fetch(
+                    &storage,
+                    &[&snap],
+                    &into,
+                    "s/",
+                    previous.as_deref(),
+                )
+                .await
+                .unwrap();
+                let reused = fetched.iter().map(|f| f.reused_bytes).sum::<u64>();
+                let place = Place {
+                    dir: into,
+                    budget: weir_state::Budget::new(16 << 20),
+                    groups: weir_state::KeyGroups::new(0..=7),
+                    operator: "dedup-0".into(),
+                };
+                let restored = DiskState::restore(place, &["f"], fetched).unwrap();
+                let found = restored
+                    .store()
+                    .get(0, 3, b"key-00000003")
+                    .unwrap()
+                    .expect("restored key");
+                assert_eq!(found, 3u32.to_le_bytes());
+                let keys = restored
+                    .store()
+                    .scan(0, weir_state::KeyGroups::new(0..=7))
+                    .unwrap()
+                    .count();
+                assert_eq!(keys, 20_000);
+                reused
+            }
+        };
+        assert_eq!(restore("fresh", None).await, 0);
+        assert_eq!(restore("same-volume", Some(place.dir.clone())).await, total);
+
+        // Same names and sizes, other bytes: downloaded, not taken.
+        let spoiled = tmp.path().join("spoiled");
+        std::fs::create_dir_all(&spoiled).unwrap();
+        for t in &snap.tables {
+            std::fs::write(spoiled.join(&t.name), vec![0x5a; t.size as usize]).unwrap();
+        }
+        assert_eq!(restore("after-spoiled", Some(spoiled)).await, 0);
     }
 }

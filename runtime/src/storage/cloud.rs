@@ -105,6 +105,57 @@ impl CloudStore {
             .map_err(self.err("put", key))
     }
 
+    pub(super) async fn put_file(&self, key: &str, path: &std::path::Path) -> Result<()> {
+        let local = |source| StorageError::Io {
+            op: "read",
+            uri: format!("file://{}", path.display()),
+            source,
+        };
+        let mut file = tokio::fs::File::open(path).await.map_err(local)?;
+        // Buffers up to a part (10 MiB) and sends a multipart upload past that.
+        let mut upload = object_store::buffered::BufWriter::new(
+            Arc::clone(&self.store),
+            Path::from(self.key(key)),
+        );
+        let sent = tokio::io::copy(&mut file, &mut upload).await;
+        let finished = match sent {
+            Ok(_) => tokio::io::AsyncWriteExt::shutdown(&mut upload).await,
+            Err(e) => {
+                let _ = upload.abort().await;
+                Err(e)
+            }
+        };
+        finished.map_err(|e| StorageError::Cloud {
+            op: "put",
+            uri: self.uri(key),
+            message: e.to_string(),
+        })
+    }
+
+    pub(super) async fn get_file(&self, key: &str, path: &std::path::Path) -> Result<bool> {
+        let got = match self.store.get(&Path::from(self.key(key))).await {
+            Ok(r) => r,
+            Err(object_store::Error::NotFound { .. }) => return Ok(false),
+            Err(e) => return Err(self.err("get", key)(e)),
+        };
+        let local = |source| StorageError::Io {
+            op: "write",
+            uri: format!("file://{}", path.display()),
+            source,
+        };
+        let mut file = tokio::fs::File::create(path).await.map_err(local)?;
+        let mut chunks = got.into_stream();
+        while let Some(chunk) = chunks.try_next().await.map_err(self.err("get", key))? {
+            tokio::io::AsyncWriteExt::write_all(&mut file, &chunk)
+                .await
+                .map_err(local)?;
+        }
+        tokio::io::AsyncWriteExt::flush(&mut file)
+            .await
+            .map_err(local)?;
+        Ok(true)
+    }
+
     pub(super) async fn put_if_absent(&self, key: &str, data: Bytes) -> Result<bool> {
         let opts = PutOptions {
             mode: PutMode::Create,

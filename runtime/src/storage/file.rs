@@ -43,28 +43,58 @@ impl FileStore {
         format!("file://{}", self.path(key).display())
     }
 
-    async fn write_tmp(&self, key: &str, data: &Bytes) -> Result<PathBuf> {
+    /// A temporary name beside `key`'s path, its directory made: written, synced, then
+    /// renamed or linked into place, so readers never see part of an object.
+    async fn tmp_for(&self, key: &str) -> Result<PathBuf> {
         let path = self.path(key);
         if let Some(dir) = path.parent() {
             tokio::fs::create_dir_all(dir)
                 .await
                 .map_err(io("create directory", dir))?;
         }
-        let tmp = path.with_file_name(format!(
+        Ok(path.with_file_name(format!(
             ".{}.tmp-{}-{:x}",
             path.file_name().and_then(|n| n.to_str()).unwrap_or("obj"),
             std::process::id(),
             xxhash_rust::xxh3::xxh3_64(format!("{:?}", std::time::SystemTime::now()).as_bytes())
-        ));
-        let file = tokio::fs::File::create(&tmp)
+        )))
+    }
+
+    async fn write_tmp(&self, key: &str, data: &Bytes) -> Result<PathBuf> {
+        let tmp = self.tmp_for(key).await?;
+        let mut file = tokio::fs::File::create(&tmp)
             .await
             .map_err(io("create", &tmp))?;
-        let mut file = file;
         tokio::io::AsyncWriteExt::write_all(&mut file, data)
             .await
             .map_err(io("write", &tmp))?;
         file.sync_all().await.map_err(io("sync", &tmp))?;
         Ok(tmp)
+    }
+
+    pub(super) async fn put_file(&self, key: &str, source: &Path) -> Result<()> {
+        let tmp = self.tmp_for(key).await?;
+        tokio::fs::copy(source, &tmp)
+            .await
+            .map_err(io("copy", source))?;
+        let file = tokio::fs::File::open(&tmp)
+            .await
+            .map_err(io("open", &tmp))?;
+        file.sync_all().await.map_err(io("sync", &tmp))?;
+        let path = self.path(key);
+        tokio::fs::rename(&tmp, &path)
+            .await
+            .map_err(io("rename", &path))?;
+        self.sync_dirs(&path).await
+    }
+
+    pub(super) async fn get_file(&self, key: &str, target: &Path) -> Result<bool> {
+        let path = self.path(key);
+        match tokio::fs::copy(&path, target).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == ErrorKind::NotFound && !path.exists() => Ok(false),
+            Err(e) => Err(io("copy", &path)(e)),
+        }
     }
 
     pub(super) async fn put(&self, key: &str, data: Bytes) -> Result<()> {

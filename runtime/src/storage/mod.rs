@@ -147,6 +147,32 @@ impl Storage {
         }
     }
 
+    /// Write the local file at `path` to `key`, replacing what is there, without holding it
+    /// in memory: state tables are tens of megabytes each and a pod's memory is a budget.
+    ///
+    /// # Errors
+    /// The file cannot be read, or the backend's failure, naming the object.
+    pub async fn put_file(&self, key: &str, path: &std::path::Path) -> Result<()> {
+        match self {
+            Self::File(s) => s.put_file(key, path).await,
+            Self::S3(s) => s.put_file(key, path).await,
+            Self::Cloud(s) => s.put_file(key, path).await,
+        }
+    }
+
+    /// Write `key` to the local file at `path` (replacing it) as it arrives, without holding
+    /// it in memory; `Ok(false)` when there is no such object.
+    ///
+    /// # Errors
+    /// The backend's failure, naming the object, or the file cannot be written.
+    pub async fn get_file(&self, key: &str, path: &std::path::Path) -> Result<bool> {
+        match self {
+            Self::File(s) => s.get_file(key, path).await,
+            Self::S3(s) => s.get_file(key, path).await,
+            Self::Cloud(s) => s.get_file(key, path).await,
+        }
+    }
+
     /// Create `key` only if it does not exist; `Ok(false)` when it already did. Atomic: of
     /// concurrent callers exactly one gets `Ok(true)`.
     ///

@@ -143,6 +143,60 @@ impl S3Store {
             .map_err(err("put", self.uri(key)))
     }
 
+    pub(super) async fn put_file(&self, key: &str, path: &std::path::Path) -> Result<()> {
+        // One PUT streamed from the file: S3 takes up to 5 GiB so, and a state table is far
+        // smaller (RocksDB cuts them at 64 MiB).
+        let body = ByteStream::from_path(path)
+            .await
+            .map_err(|e| StorageError::Io {
+                op: "read",
+                uri: format!("file://{}", path.display()),
+                source: std::io::Error::other(e),
+            })?;
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(self.key(key))
+            .body(body)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(err("put", self.uri(key)))
+    }
+
+    pub(super) async fn get_file(&self, key: &str, path: &std::path::Path) -> Result<bool> {
+        let res = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(self.key(key))
+            .send()
+            .await;
+        let out = match res {
+            Ok(out) => out,
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => {
+                return Ok(false);
+            }
+            Err(e) => return Err(err("get", self.uri(key))(e)),
+        };
+        let mut file = tokio::fs::File::create(path)
+            .await
+            .map_err(|source| StorageError::Io {
+                op: "create",
+                uri: format!("file://{}", path.display()),
+                source,
+            })?;
+        let mut body = out.body.into_async_read();
+        tokio::io::copy(&mut body, &mut file)
+            .await
+            .map_err(|e| StorageError::S3 {
+                op: "read",
+                uri: self.uri(key),
+                message: e.to_string(),
+            })?;
+        Ok(true)
+    }
+
     pub(super) async fn put_if_absent(&self, key: &str, data: Bytes) -> Result<bool> {
         let res = self
             .client

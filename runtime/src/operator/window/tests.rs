@@ -448,6 +448,7 @@ fn disk_matches_memory(assigner: Assigner) {
                 },
                 tables: Vec::new(),
                 reusable: false,
+                reused_bytes: 0,
             }])
             .unwrap();
         } else {
@@ -525,6 +526,7 @@ fn a_window_in_memory_refuses_disk_state() {
             },
             tables: Vec::new(),
             reusable: false,
+            reused_bytes: 0,
         }])
         .unwrap_err()
         .to_string();
