@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use rocksdb::{DB, WriteBatch};
+use rocksdb::{DB, IngestExternalFileOptions, SstFileWriter};
 
 use crate::budget::Budget;
 use crate::error::{Error, Result, io};
@@ -19,8 +19,8 @@ pub struct Source {
     pub groups: KeyGroups,
 }
 
-/// Entries copied per write batch while merging a former subtask's range.
-const COPY_BATCH: usize = 4096;
+/// Bytes per table file a copy writes before it starts another (RocksDB's own target size).
+const COPY_FILE_BYTES: u64 = 64 << 20;
 
 impl Store {
     /// A store under `root` for key groups `groups`, from the checkpoints `sources` (each
@@ -71,7 +71,10 @@ impl Store {
     }
 }
 
-/// Copy the keys of `groups` from `source` (opened read-only) into `store`.
+/// Copy the keys of `groups` from `source` (opened read-only) into `store`: written in key
+/// order straight into table files beside the store, then ingested. Writing them through the
+/// store instead puts the whole range through its write buffers, which a rescale of large
+/// state fills faster than they flush (memory past the budget, and every byte compacted again).
 fn copy_range(
     store: &Store,
     families: &[&str],
@@ -86,6 +89,12 @@ fn copy_range(
             op: "open a restored checkpoint",
             source: source_err,
         })?;
+    let staging = store.root().join("copying");
+    reset_dir(&staging)?;
+    let failed = |dir: &std::path::Path, op: &'static str| {
+        let dir = dir.to_path_buf();
+        move |source| Error::Db { dir, op, source }
+    };
     for name in families {
         let (Some(from), Some(to)) = (db.cf_handle(name), store.raw().cf_handle(name)) else {
             return Err(Error::Invalid {
@@ -93,19 +102,43 @@ fn copy_range(
                 message: format!("the checkpoint has no column family {name}"),
             });
         };
-        let mut batch = WriteBatch::default();
+        let mut files = Vec::new();
+        let mut writer: Option<SstFileWriter<'_>> = None;
         for entry in store::scan(&db, from, groups) {
-            let (kg, key, value) = entry.map_err(|e| Error::Db {
-                dir: source.dir.clone(),
-                op: "read a restored checkpoint",
-                source: e,
-            })?;
-            batch.put_cf(to, crate::keys::stored(kg, &key), value);
-            if batch.len() >= COPY_BATCH {
-                store.write_raw(std::mem::take(&mut batch))?;
+            let (kg, key, value) =
+                entry.map_err(failed(&source.dir, "read a restored checkpoint"))?;
+            let w = match &mut writer {
+                Some(w) => w,
+                None => {
+                    let path = staging.join(format!("{name}-{}.sst", files.len()));
+                    let w = SstFileWriter::create(&opts);
+                    w.open(&path)
+                        .map_err(failed(&path, "create a table to copy into"))?;
+                    files.push(path);
+                    writer.insert(w)
+                }
+            };
+            w.put(crate::keys::stored(kg, &key), value)
+                .map_err(failed(&staging, "write a copied table"))?;
+            if w.file_size() >= COPY_FILE_BYTES {
+                w.finish()
+                    .map_err(failed(&staging, "finish a copied table"))?;
+                writer = None;
             }
         }
-        store.write_raw(batch)?;
+        if let Some(mut w) = writer {
+            w.finish()
+                .map_err(failed(&staging, "finish a copied table"))?;
+        }
+        if !files.is_empty() {
+            let mut ingest = IngestExternalFileOptions::default();
+            ingest.set_move_files(true);
+            store
+                .raw()
+                .ingest_external_file_cf_opts(to, &ingest, files)
+                .map_err(failed(&staging, "ingest copied tables"))?;
+        }
     }
+    std::fs::remove_dir_all(&staging).map_err(io(&staging, "remove"))?;
     Ok(())
 }
