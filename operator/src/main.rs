@@ -85,12 +85,20 @@ async fn main() -> anyhow::Result<()> {
     weir_operator::tls::install_crypto_provider();
     let filter = tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let logs = tracing_subscriber::fmt().with_env_filter(filter);
+    // Colour only for a person at a terminal: a file or a log collector gets plain text.
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()));
     if args.log_format == "json" {
         logs.json().with_current_span(true).init();
     } else {
         logs.init();
     }
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        namespaces = ?args.watch_namespaces,
+        "weir-operator starting"
+    );
     let namespaces: Vec<String> = args
         .watch_namespaces
         .iter()

@@ -19,7 +19,8 @@ fn init_logs(format: LogFormat, quiet: bool) {
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(quiet);
+        // Colour only for a person at a terminal: a file or a log collector gets plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     if format == LogFormat::Json {
         b.json().init();
     } else {
