@@ -195,10 +195,6 @@ impl Dedup {
         })
     }
 
-    fn is_dup(&self, first: Option<Millis>, t: Millis) -> bool {
-        first.is_some_and(|first| t < first.saturating_add(self.ttl))
-    }
-
     fn check_restored_keys(&self, keys: &[&[u8]]) -> Result<()> {
         if keys.is_empty() {
             return Ok(());
@@ -216,57 +212,84 @@ impl Operator for Dedup {
             .column(self.time_col)
             .as_primitive_opt::<TimestampMillisecondType>()
             .ok_or_else(|| Error::internal("dedup time column is not a millisecond timestamp"))?;
-        let mut keep = Vec::with_capacity(batch.num_rows());
-        // Disk: the keys this batch kept, seen by its later rows before the batch is written.
-        let mut pending: HashMap<Vec<u8>, usize> = HashMap::new();
-        let mut writes: Vec<(u32, Vec<u8>, Millis, Option<Millis>)> = Vec::new();
-        for row in 0..batch.num_rows() {
-            let key = rows.row(row);
-            let key = key.as_ref();
-            let t = if ts.is_null(row) {
+        let time = |row: usize| {
+            if ts.is_null(row) {
                 Millis::MIN
             } else {
                 ts.value(row)
-            };
-            let dup = match &self.seen {
-                Seen::Memory(m) => self.is_dup(m.seen.get(key).copied(), t),
-                Seen::Disk(d) => {
-                    let first = match pending.get(key) {
-                        Some(i) => Some(writes[*i].2),
-                        None => d.first_seen(key_group(key, self.max_parallelism), key)?,
-                    };
-                    self.is_dup(first, t)
-                }
-            };
-            if dup {
-                self.counters.duplicates += 1;
-            } else {
-                let ttl = self.ttl;
-                match &mut self.seen {
-                    Seen::Memory(m) => m.remember(key.to_vec(), t, ttl),
-                    Seen::Disk(d) => {
-                        let kg = key_group(key, self.max_parallelism);
-                        let old = match pending.get(key) {
-                            Some(i) => {
-                                // A later row of the batch replaces the batch's own write;
-                                // the index entry to delete stays the one of the time
-                                // stored before it.
-                                writes[*i].2 = t;
-                                keep.push(true);
-                                continue;
-                            }
-                            None => d.first_seen(kg, key)?,
-                        };
-                        pending.insert(key.to_vec(), writes.len());
-                        writes.push((kg, key.to_vec(), t, old));
+            }
+        };
+        let ttl = self.ttl;
+        let mut keep = Vec::with_capacity(batch.num_rows());
+        match &mut self.seen {
+            Seen::Memory(m) => {
+                for row in 0..batch.num_rows() {
+                    let key = rows.row(row);
+                    let t = time(row);
+                    let first = m.seen.get(key.as_ref()).copied();
+                    let dup = first.is_some_and(|first| t < first.saturating_add(ttl));
+                    if !dup {
+                        m.remember(key.as_ref().to_vec(), t, ttl);
                     }
+                    keep.push(!dup);
                 }
             }
-            keep.push(!dup);
+            Seen::Disk(d) => {
+                // Each distinct key of the batch once, read from the store in one batched
+                // read; its later rows see what the batch itself kept.
+                let mut slot_of: HashMap<&[u8], usize> = HashMap::new();
+                let mut slots: Vec<(u32, &[u8])> = Vec::new();
+                let keys: Vec<_> = (0..batch.num_rows()).map(|r| rows.row(r)).collect();
+                let row_slots: Vec<usize> = keys
+                    .iter()
+                    .map(|k| {
+                        let k = k.as_ref();
+                        *slot_of.entry(k).or_insert_with(|| {
+                            slots.push((key_group(k, self.max_parallelism), k));
+                            slots.len() - 1
+                        })
+                    })
+                    .collect();
+                let stored = d
+                    .state
+                    .store()
+                    .get_many(SEEN, &slots)?
+                    .into_iter()
+                    .map(|v| {
+                        v.map(|v| {
+                            from_ordered(&v).ok_or_else(|| corrupt("a stored time is not 8 bytes"))
+                        })
+                        .transpose()
+                    })
+                    .collect::<Result<Vec<Option<Millis>>>>()?;
+                // Per slot: the time kept now, and whether the batch changed it.
+                let mut now: Vec<(Option<Millis>, bool)> =
+                    stored.iter().map(|t| (*t, false)).collect();
+                for (row, &slot) in row_slots.iter().enumerate() {
+                    let t = time(row);
+                    let (first, changed) = &mut now[slot];
+                    let dup = first.is_some_and(|first| t < first.saturating_add(ttl));
+                    if !dup {
+                        *first = Some(t);
+                        *changed = true;
+                    }
+                    keep.push(!dup);
+                }
+                // The index entry to delete is the one of the time stored before the batch.
+                let writes: Vec<(u32, Vec<u8>, Millis, Option<Millis>)> = slots
+                    .iter()
+                    .zip(&now)
+                    .zip(&stored)
+                    .filter_map(|(((kg, k), (t, changed)), old)| {
+                        changed
+                            .then(|| t.map(|t| (*kg, k.to_vec(), t, *old)))
+                            .flatten()
+                    })
+                    .collect();
+                d.remember(&writes, ttl)?;
+            }
         }
-        if let Seen::Disk(d) = &mut self.seen {
-            d.remember(&writes, self.ttl)?;
-        }
+        self.counters.duplicates += keep.iter().filter(|k| !**k).count() as u64;
         let kept = filter_record_batch(&batch, &BooleanArray::from(keep))?;
         if kept.num_rows() > 0 {
             out.batches.push(kept);
