@@ -177,6 +177,20 @@ async fn checkpoint(
     (snaps, new, total, secs)
 }
 
+/// Delete what storage holds that `snaps` do not refer to: retention keeping one checkpoint,
+/// so the run needs about twice the state in disk space, not once per checkpoint.
+async fn prune(storage: &Storage, snaps: &[DiskSnapshot]) {
+    let kept: std::collections::HashSet<&str> = snaps
+        .iter()
+        .flat_map(|s| s.tables.iter().map(|t| t.object.as_str()))
+        .collect();
+    for object in storage.list("shared/").await.unwrap() {
+        if !kept.contains(object.as_str()) {
+            storage.delete_prefix(&object).await.unwrap();
+        }
+    }
+}
+
 /// Restore `parallelism` subtasks from `snaps` at once: each downloads the checkpoints whose
 /// key groups overlap its own and rebuilds its store.
 async fn restore(
@@ -313,6 +327,7 @@ fn main() {
         );
         secs.push(d);
         sent.push(new as f64);
+        rt.block_on(prune(&storage, &s));
         snaps = s;
     }
     secs.sort_by(f64::total_cmp);
@@ -380,8 +395,9 @@ fn main() {
             mib(new),
             gib(total)
         );
-        from = s;
         drop(states);
+        rt.block_on(prune(&storage, &s));
+        from = s;
         for s in 0..parallelism {
             let _ = std::fs::remove_dir_all(tmp.path().join(format!("p{parallelism}-{s}")));
         }

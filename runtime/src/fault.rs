@@ -5,7 +5,9 @@
 //! `during-upload` (some state files written, not all), `before-metadata` (all acks in, no
 //! `_metadata`), `metadata-write` (generation checked, `_metadata` not yet written),
 //! `after-metadata` (committed, sinks not yet told), `after-sink-commit` (a sink subtask
-//! committed, the checkpoint not yet marked as committed). `WEIR_PAUSE_AT` (same
+//! committed, the checkpoint not yet marked as committed), `during-state-upload` (a disk store's
+//! tables partly uploaded), `during-retention` (some shared tables deleted, their checkpoints
+//! not yet). `WEIR_PAUSE_AT` (same
 //! form) stops the process there with SIGSTOP instead, once: a partitioned zombie that goes on
 //! when the test sends SIGCONT.
 //!

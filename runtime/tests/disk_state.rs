@@ -101,6 +101,17 @@ fn kill_rescale_and_finish(
 ) -> u32 {
     let mut rng = common::fault_seed();
     let mut kills = 0;
+    // The moments a random kill rarely hits: a store's tables half uploaded, and retention
+    // half done (some shared tables deleted, their checkpoints not yet).
+    for (parallelism, point) in [(2, "during-state-upload:3"), (3, "during-retention:1")] {
+        std::fs::write(file, yaml(parallelism, 5_000)).unwrap();
+        common::run_until_crash(
+            file,
+            &[("WEIR_CRASH_AT", point)],
+            Duration::from_secs(60),
+            log,
+        );
+    }
     for (run, parallelism) in [2u32, 2, 3, 3, 1, 1, 2, 2].into_iter().enumerate() {
         std::fs::write(file, yaml(parallelism, 5_000)).unwrap();
         let completed = || {
