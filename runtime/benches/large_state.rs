@@ -12,6 +12,10 @@
 //! value the generator gave it last, compared with a scan of each restored store.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // benchmark: a panic is the report
 
+mod common;
+
+use common::mix;
+
 use std::path::Path;
 use std::time::Instant;
 
@@ -25,13 +29,6 @@ use weir_state::{Budget, KeyGroups};
 const MAX_PARALLELISM: u32 = 128;
 const VALUE: usize = 1000;
 const FAMILIES: &[&str] = &["v"];
-
-fn mix(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
 
 /// Key `i`: its key group and 8 bytes, spread by a hash.
 fn key(i: u64) -> (u32, [u8; 8]) {
@@ -237,15 +234,6 @@ fn mib(b: u64) -> f64 {
     b as f64 / (1u64 << 20) as f64
 }
 
-fn peak_rss_mib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map_or(0, |kb| kb / 1024)
-}
-
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i.min(sorted.len() - 1)]
@@ -268,15 +256,8 @@ fn main() {
     let (size_gib, intervals, budget_mib) = (arg(0, 10), arg(1, 10).clamp(1, 100), arg(2, 256));
     let keys = (size_gib << 30) / (VALUE as u64 + 12);
     let budget = Budget::new((budget_mib as usize) << 20);
-    let tmp = tempfile::tempdir_in(std::env::var("WEIR_BENCH_DIR").unwrap_or_else(|_| ".".into()))
-        .unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let storage = rt
-        .block_on(Storage::open(
-            &format!("file://{}", tmp.path().join("storage").display()),
-            &weir_crds::S3Spec::default(),
-        ))
-        .unwrap();
+    let (tmp, storage) = common::scratch(&rt);
     println!(
         "large_state: {keys} keys of {VALUE} bytes ({size_gib} GiB), 2 subtasks, budget {budget_mib} MiB"
     );
@@ -297,7 +278,7 @@ fn main() {
     println!(
         "  built in {:.0} s; peak RSS {} MiB",
         t.elapsed().as_secs_f64(),
-        peak_rss_mib()
+        common::peak_rss_mib() as u64
     );
 
     let (_, full, total, full_s) = rt.block_on(checkpoint(&storage, &states, 1));
@@ -339,7 +320,7 @@ fn main() {
         percentile(&sent, 0.5) / f64::from(1 << 20),
         sent.last().copied().unwrap_or_default() / f64::from(1 << 20),
         gib(full),
-        peak_rss_mib()
+        common::peak_rss_mib() as u64
     );
     drop(states);
 
@@ -386,7 +367,7 @@ fn main() {
             "  restore at parallelism {parallelism} from {} subtasks, every table downloaded: {:.1} s; peak RSS {} MiB",
             from.len(),
             t.elapsed().as_secs_f64(),
-            peak_rss_mib()
+            common::peak_rss_mib() as u64
         );
         check(&states, &expected, &format!("parallelism {parallelism}"));
         let (s, new, total, d) = rt.block_on(checkpoint(&storage, &states, n));

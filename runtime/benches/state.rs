@@ -9,6 +9,10 @@
 //! `raw` measures the disk store alone (point writes and reads, no operator).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // benchmark: a panic is the report
 
+mod common;
+
+use common::mix;
+
 use std::time::Instant;
 
 use weir_runtime::operator::{Capture, Input, Operator, Output};
@@ -41,15 +45,6 @@ sinks:
         max = keys - 1
     );
     weir_runtime::plan_source("state.yaml", &yaml).unwrap()
-}
-
-fn peak_rss_mib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map_or(0, |kb| kb / 1024)
 }
 
 /// The dedup's answer, computed apart from it: a bit per id, so that a record is kept exactly
@@ -132,7 +127,7 @@ fn feed(
                 "{done} records in {:.0} s ({:.2} M/s), peak RSS {} MiB",
                 t.elapsed().as_secs_f64(),
                 done as f64 / t.elapsed().as_secs_f64() / 1e6,
-                peak_rss_mib()
+                common::peak_rss_mib() as u64
             );
         }
     }
@@ -165,13 +160,6 @@ async fn checkpoint(op: &dyn Operator, storage: &Storage, n: u64) -> (u64, f64) 
             (sent.new_bytes, t.elapsed().as_secs_f64())
         }
     }
-}
-
-fn mix(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 /// Key `i` of the raw run: a key group and 8 bytes, spread by a hash.
@@ -239,7 +227,7 @@ fn raw(keys: u64, budget_mib: usize, dir: &std::path::Path) {
         "raw {keys} keys: writes {writes:.2} M/s; reads of present keys {present:.2} M/s, absent {absent:.2} M/s, present in batches of 1000 {batched:.2} M/s; checkpoint {:.2} s ({} MiB); peak RSS {} MiB",
         t.elapsed().as_secs_f64(),
         checkpoint.bytes() >> 20,
-        peak_rss_mib()
+        common::peak_rss_mib() as u64
     );
 }
 
@@ -258,19 +246,12 @@ fn main() {
         .unwrap_or(if smoke { 200_000 } else { 1_000_000 });
     let budget_mib: usize = args.get(2).and_then(|k| k.parse().ok()).unwrap_or(256);
     let operator = args.get(3).map_or("dedup", String::as_str).to_string();
-    let tmp = tempfile::tempdir_in(std::env::var("WEIR_BENCH_DIR").unwrap_or_else(|_| ".".into()))
-        .unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (tmp, storage) = common::scratch(&rt);
     if operator == "raw" {
         raw(keys, budget_mib, &tmp.path().join("raw"));
         return;
     }
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let storage = rt
-        .block_on(Storage::open(
-            &format!("file://{}", tmp.path().join("storage").display()),
-            &weir_crds::S3Spec::default(),
-        ))
-        .unwrap();
     let p = plan(keys, 1, &operator);
     let op_plan = &p.stages[1].ops[0].op;
     let place = (backend == "disk").then(|| Place {
@@ -291,7 +272,7 @@ fn main() {
     println!(
         "{backend} {operator} {keys} keys: {records} records in {secs:.1} s = {:.2} M records/s ({kept} kept{checked}), peak RSS {} MiB",
         records as f64 / secs / 1e6,
-        peak_rss_mib()
+        common::peak_rss_mib() as u64
     );
     let (full, full_s) = rt.block_on(checkpoint(op.as_ref(), &storage, 1));
     println!(
@@ -327,6 +308,6 @@ fn main() {
     println!(
         "{backend}: checkpoint after 1% changed: {:.1} MiB written in {inc_s:.2} s; peak RSS {} MiB",
         inc as f64 / 1048576.0,
-        peak_rss_mib()
+        common::peak_rss_mib() as u64
     );
 }

@@ -145,3 +145,27 @@ impl Checkpoints {
         self.sampler.await.expect("the checkpoint sampler")
     }
 }
+
+/// SplitMix64's finaliser: keys spread evenly over key groups and files from a counter.
+pub fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// A scratch directory under `WEIR_BENCH_DIR` (default `.`: put it on the disk to measure), and
+/// checkpoint storage in it.
+pub fn scratch(
+    rt: &tokio::runtime::Runtime,
+) -> (tempfile::TempDir, weir_runtime::storage::Storage) {
+    let dir = std::env::var("WEIR_BENCH_DIR").unwrap_or_else(|_| ".".into());
+    let tmp = tempfile::tempdir_in(dir).expect("a scratch directory");
+    let storage = rt
+        .block_on(weir_runtime::storage::Storage::open(
+            &format!("file://{}", tmp.path().join("storage").display()),
+            &weir_crds::S3Spec::default(),
+        ))
+        .expect("local storage");
+    (tmp, storage)
+}

@@ -95,21 +95,29 @@ mod tests {
     use crate::ids::CheckpointId;
     use crate::state::disk::{DiskState, Place};
 
-    #[tokio::test]
-    async fn a_checkpoint_uploads_only_the_tables_storage_lacks() {
-        let tmp = tempfile::tempdir().unwrap();
-        let storage = Storage::open(
-            &format!("file://{}", tmp.path().join("chk").display()),
+    async fn local_storage(tmp: &std::path::Path) -> Storage {
+        Storage::open(
+            &format!("file://{}", tmp.join("chk").display()),
             &weir_crds::S3Spec::default(),
         )
         .await
-        .unwrap();
-        let place = Place {
-            dir: tmp.path().join("state"),
+        .unwrap()
+    }
+
+    fn place_at(dir: std::path::PathBuf) -> Place {
+        Place {
+            dir,
             budget: weir_state::Budget::new(16 << 20),
             groups: weir_state::KeyGroups::new(0..=7),
             operator: "dedup-0".into(),
-        };
+        }
+    }
+
+    #[tokio::test]
+    async fn a_checkpoint_uploads_only_the_tables_storage_lacks() {
+        let tmp = tempfile::tempdir().unwrap();
+        let storage = local_storage(tmp.path()).await;
+        let place = place_at(tmp.path().join("state"));
         let state = DiskState::create(place, &["f"]).unwrap();
         let write = |range: std::ops::Range<u32>| {
             let mut b = weir_state::Batch::default();
@@ -202,18 +210,8 @@ mod tests {
     #[tokio::test]
     async fn a_restore_reuses_local_tables_only_when_their_bytes_match() {
         let tmp = tempfile::tempdir().unwrap();
-        let storage = Storage::open(
-            &format!("file://{}", tmp.path().join("chk").display()),
-            &weir_crds::S3Spec::default(),
-        )
-        .await
-        .unwrap();
-        let place = Place {
-            dir: tmp.path().join("before"),
-            budget: weir_state::Budget::new(16 << 20),
-            groups: weir_state::KeyGroups::new(0..=7),
-            operator: "dedup-0".into(),
-        };
+        let storage = local_storage(tmp.path()).await;
+        let place = place_at(tmp.path().join("before"));
         let state = DiskState::create(place.clone(), &["f"]).unwrap();
         let mut b = weir_state::Batch::default();
         for i in 0..20_000u32 {
@@ -243,12 +241,7 @@ mod tests {
                 .await
                 .unwrap();
                 let reused = fetched.iter().map(|f| f.reused_bytes).sum::<u64>();
-                let place = Place {
-                    dir: into,
-                    budget: weir_state::Budget::new(16 << 20),
-                    groups: weir_state::KeyGroups::new(0..=7),
-                    operator: "dedup-0".into(),
-                };
+                let place = place_at(into);
                 let restored = DiskState::restore(place, &["f"], fetched).unwrap();
                 let found = restored
                     .store()

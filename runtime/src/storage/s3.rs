@@ -165,19 +165,8 @@ impl S3Store {
     }
 
     pub(super) async fn get_file(&self, key: &str, path: &std::path::Path) -> Result<bool> {
-        let res = self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(self.key(key))
-            .send()
-            .await;
-        let out = match res {
-            Ok(out) => out,
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => {
-                return Ok(false);
-            }
-            Err(e) => return Err(err("get", self.uri(key))(e)),
+        let Some(out) = self.get_object(key).await? else {
+            return Ok(false);
         };
         let mut file = tokio::fs::File::create(path)
             .await
@@ -219,7 +208,11 @@ impl S3Store {
         }
     }
 
-    pub(super) async fn get(&self, key: &str) -> Result<Option<Bytes>> {
+    /// The object's response, its body not yet read; `None` when there is no such key.
+    async fn get_object(
+        &self,
+        key: &str,
+    ) -> Result<Option<aws_sdk_s3::operation::get_object::GetObjectOutput>> {
         let res = self
             .client
             .get_object()
@@ -228,17 +221,22 @@ impl S3Store {
             .send()
             .await;
         match res {
-            Ok(out) => {
-                let body = out.body.collect().await.map_err(|e| StorageError::S3 {
-                    op: "read",
-                    uri: self.uri(key),
-                    message: e.to_string(),
-                })?;
-                Ok(Some(body.into_bytes()))
-            }
+            Ok(out) => Ok(Some(out)),
             Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
             Err(e) => Err(err("get", self.uri(key))(e)),
         }
+    }
+
+    pub(super) async fn get(&self, key: &str) -> Result<Option<Bytes>> {
+        let Some(out) = self.get_object(key).await? else {
+            return Ok(None);
+        };
+        let body = out.body.collect().await.map_err(|e| StorageError::S3 {
+            op: "read",
+            uri: self.uri(key),
+            message: e.to_string(),
+        })?;
+        Ok(Some(body.into_bytes()))
     }
 
     pub(super) async fn list(&self, prefix: &str) -> Result<Vec<String>> {
