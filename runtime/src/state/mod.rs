@@ -110,12 +110,7 @@ impl Backend {
     pub fn previous(&self, task: TaskId, operator: &str) -> Option<PathBuf> {
         match self {
             Self::Memory => None,
-            Self::Disk(d) => Some(
-                d.previous
-                    .join(format!("{}-{}", task.stage, task.subtask))
-                    .join(operator),
-            )
-            .filter(|p| p.is_dir()),
+            Self::Disk(d) => Some(store_dir(&d.previous, task, operator)).filter(|p| p.is_dir()),
         }
     }
 
@@ -149,16 +144,20 @@ impl Backend {
         match self {
             Self::Memory => None,
             Self::Disk(d) => Some(disk::Place {
-                dir: d
-                    .root
-                    .join(format!("{}-{}", task.stage, task.subtask))
-                    .join(operator),
+                dir: store_dir(&d.root, task, operator),
                 budget: d.budget.clone(),
                 groups,
                 operator: operator.to_string(),
             }),
         }
     }
+}
+
+/// Where operator `operator` of subtask `task` keeps its store under a run's `root`: the
+/// same place in every run, so a restart finds what the last one left.
+fn store_dir(root: &std::path::Path, task: TaskId, operator: &str) -> PathBuf {
+    root.join(format!("{}-{}", task.stage, task.subtask))
+        .join(operator)
 }
 
 /// Remove `dir` and everything in it; a directory that is not there is no error.

@@ -31,15 +31,14 @@ pub async fn upload(
     let mut private = Vec::new();
     let mut sent = Uploaded::default();
     for file in capture.checkpoint.files() {
-        let read = || async {
-            tokio::fs::read(&file.path).await.map_err(|e| {
-                Error::internal(format!(
-                    "state of {}: reading {}: {e}",
-                    capture.operator,
-                    file.path.display()
-                ))
-            })
+        let unreadable = |e: std::io::Error| {
+            Error::internal(format!(
+                "state of {}: reading {}: {e}",
+                capture.operator,
+                file.path.display()
+            ))
         };
+        let read = || async { tokio::fs::read(&file.path).await.map_err(unreadable) };
         sent.total_bytes += file.size;
         if !file.is_table() {
             private.push(PrivateFile {
@@ -60,13 +59,7 @@ pub async fn upload(
         }
         let (size, crc32) = super::files::size_and_crc32(&file.path)
             .await
-            .map_err(|e| {
-                Error::internal(format!(
-                    "state of {}: reading {}: {e}",
-                    capture.operator,
-                    file.path.display()
-                ))
-            })?;
+            .map_err(unreadable)?;
         let table = SharedTable {
             name: file.name.clone(),
             object: format!("{shared_dir}{}-{}", capture.uid, file.name),
