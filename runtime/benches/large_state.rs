@@ -28,7 +28,7 @@ use weir_state::{Budget, KeyGroups};
 
 const MAX_PARALLELISM: u32 = 128;
 const VALUE: usize = 1000;
-const FAMILIES: &[&str] = &["v"];
+const FAMILIES: &[weir_state::Family] = &[weir_state::Family::kept("v")];
 
 /// Key `i`: its key group and 8 bytes, spread by a hash.
 fn key(i: u64) -> (u32, [u8; 8]) {

@@ -4,9 +4,15 @@
 //! backend's incremental one.
 //!
 //! `cargo bench -p weir-runtime --bench state -- <memory|disk> <keys> [memory budget MiB]
-//! [dedup|session|raw]` Run each backend in its own process: peak RSS is the process's. The
-//! session window counts records per id with a gap no record closes, so its state only grows;
-//! `raw` measures the disk store alone (point writes and reads, no operator).
+//! [dedup|session|raw] [uniform|arrivals]` Run each backend in its own process: peak RSS is the
+//! process's. The session window counts records per id with a gap no record closes, so its
+//! state only grows; `raw` measures the disk store alone (point writes and reads, no
+//! operator).
+//!
+//! Ids come `uniform`ly from `0..keys` (1.25 records per key: about 71% of keys seen, every
+//! read and write at a random place in the store), or as `arrivals`, the way order ids reach a
+//! dedup: each of `keys` ids new in increasing order, and one record in five a duplicate (most
+//! of a recent id, one in ten of any earlier one).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // benchmark: a panic is the report
 
 mod common;
@@ -95,25 +101,78 @@ fn ids(b: &datafusion::arrow::array::RecordBatch) -> Vec<i64> {
         .to_vec()
 }
 
-fn feed(
-    op: &mut dyn Operator,
+/// Batches of the `uniform` ids: `records` of them from the datagen source of `plan`.
+fn uniform(
     plan: &weir_runtime::plan::Plan,
     records: u64,
-    mut oracle: Option<&mut Oracle>,
-) -> (f64, u64) {
+) -> impl FnMut() -> Option<datafusion::arrow::array::RecordBatch> {
     let spec = plan.job.pipeline.source.datagen.as_ref().unwrap();
     let g = Generator::new(spec, plan.source_schema.clone()).unwrap();
+    let mut done = 0;
+    move || {
+        let n = 8192.min(records - done);
+        let idx: Vec<u64> = (done..done + n).collect();
+        done += n;
+        (n > 0).then(|| g.batch(&idx).unwrap())
+    }
+}
+
+/// Batches of `arrivals`: ids `0..keys`, each new one the next in order, and one record in five
+/// (chosen by a hash of its position) a duplicate: nine in ten of one of the last 10 000 ids
+/// (a retry), one in ten of any earlier id (a replay, a random read into the whole store).
+/// Event time +1 ms per record.
+fn arrivals(
+    plan: &weir_runtime::plan::Plan,
+    keys: u64,
+) -> impl FnMut() -> Option<datafusion::arrow::array::RecordBatch> {
+    use datafusion::arrow::array::{Int64Array, TimestampMillisecondArray};
+    let schema = plan.source_schema.clone();
+    let (mut next, mut record) = (0u64, 0u64);
+    move || {
+        if next == keys {
+            return None;
+        }
+        let (mut ids, mut times) = (Vec::with_capacity(8192), Vec::with_capacity(8192));
+        while ids.len() < 8192 && next < keys {
+            let h = mix(record);
+            let id = if next > 0 && h.is_multiple_of(5) {
+                let back = if h.is_multiple_of(50) {
+                    next
+                } else {
+                    next.min(10_000)
+                };
+                next - 1 - (h >> 8) % back
+            } else {
+                next += 1;
+                next - 1
+            };
+            ids.push(id as i64);
+            times.push(record as i64);
+            record += 1;
+        }
+        let ts = TimestampMillisecondArray::from(times)
+            .with_data_type(schema.field(1).data_type().clone());
+        let cols = vec![
+            std::sync::Arc::new(Int64Array::from(ids)) as _,
+            std::sync::Arc::new(ts) as _,
+        ];
+        Some(datafusion::arrow::array::RecordBatch::try_new(schema.clone(), cols).unwrap())
+    }
+}
+
+fn feed(
+    op: &mut dyn Operator,
+    mut next: impl FnMut() -> Option<datafusion::arrow::array::RecordBatch>,
+    mut oracle: Option<&mut Oracle>,
+) -> (f64, u64, u64) {
     let mut out = Output::default();
     let mut kept = 0;
     let t = Instant::now();
     let mut done = 0;
     let mut report = Instant::now();
-    while done < records {
-        let n = 8192.min(records - done);
-        let idx: Vec<u64> = (done..done + n).collect();
-        let b = g.batch(&idx).unwrap();
+    while let Some(b) = next() {
         let input = oracle.is_some().then(|| ids(&b));
-        done += n;
+        done += b.num_rows() as u64;
         op.process(Input::ONLY, b, &mut out).unwrap();
         let outs: Vec<_> = out.batches.drain(..).collect();
         kept += outs.iter().map(|b| b.num_rows() as u64).sum::<u64>();
@@ -124,14 +183,15 @@ fn feed(
         if report.elapsed().as_secs() >= 60 {
             report = Instant::now();
             eprintln!(
-                "{done} records in {:.0} s ({:.2} M/s), peak RSS {} MiB",
+                "{done} records in {:.0} s ({:.2} M/s, {:.0} CPU s), peak RSS {} MiB",
                 t.elapsed().as_secs_f64(),
                 done as f64 / t.elapsed().as_secs_f64() / 1e6,
+                common::cpu_seconds(),
                 common::peak_rss_mib() as u64
             );
         }
     }
-    (t.elapsed().as_secs_f64(), kept)
+    (t.elapsed().as_secs_f64(), kept, done)
 }
 
 /// Bytes and seconds of one checkpoint of `op` to `storage`.
@@ -173,7 +233,7 @@ fn raw_key(i: u64) -> (u32, [u8; 8]) {
 /// batched reads of 1 000: the engine's own figures, to set beside another engine's.
 fn raw(keys: u64, budget_mib: usize, dir: &std::path::Path) {
     let budget = weir_state::Budget::new(budget_mib << 20);
-    let store = weir_state::Store::create(dir, &["v"], &budget).unwrap();
+    let store = weir_state::Store::create(dir, &[weir_state::Family::kept("v")], &budget).unwrap();
     let t = Instant::now();
     for first in (0..keys).step_by(1000) {
         let mut w = weir_state::Batch::default();
@@ -246,6 +306,7 @@ fn main() {
         .unwrap_or(if smoke { 200_000 } else { 1_000_000 });
     let budget_mib: usize = args.get(2).and_then(|k| k.parse().ok()).unwrap_or(256);
     let operator = args.get(3).map_or("dedup", String::as_str).to_string();
+    let ids = args.get(4).map_or("uniform", String::as_str).to_string();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let (tmp, storage) = common::scratch(&rt);
     if operator == "raw" {
@@ -261,17 +322,21 @@ fn main() {
         operator: format!("{operator}-0"),
     });
     let mut op = op_plan.instantiate_in(128, place).unwrap();
-    // 1.25 records per key: about 71% of keys seen, a quarter of records duplicates.
-    let records = keys + keys / 4;
     // The session window's output waits for its gap; only the dedup's is checked.
     let mut oracle = (operator == "dedup").then(|| Oracle::new(keys));
-    let (secs, kept) = feed(op.as_mut(), &p, records, oracle.as_mut());
+    let (secs, kept, records) = if ids == "arrivals" {
+        feed(op.as_mut(), arrivals(&p, keys), oracle.as_mut())
+    } else {
+        // 1.25 records per key: about 71% of keys seen, a quarter of records duplicates.
+        feed(op.as_mut(), uniform(&p, keys + keys / 4), oracle.as_mut())
+    };
     let checked = oracle.map_or(String::new(), |o| {
         format!(", every batch equal to the oracle's {} kept", o.kept)
     });
     println!(
-        "{backend} {operator} {keys} keys: {records} records in {secs:.1} s = {:.2} M records/s ({kept} kept{checked}), peak RSS {} MiB",
+        "{backend} {operator} {keys} keys ({ids}): {records} records in {secs:.1} s = {:.2} M records/s, {:.2} M per CPU second ({kept} kept{checked}), peak RSS {} MiB",
         records as f64 / secs / 1e6,
+        records as f64 / common::cpu_seconds() / 1e6,
         common::peak_rss_mib() as u64
     );
     let (full, full_s) = rt.block_on(checkpoint(op.as_ref(), &storage, 1));

@@ -413,9 +413,8 @@ fn session_windows_on_disk_survive_kills_and_rescales() {
     );
 }
 
-/// Download checkpoint `id`'s stores as a restore does and open them: every user kept has its
-/// entry in the time index. (The job's last checkpoints are empty: the end of input takes the watermark
-/// to the end of time, which expires every user.)
+/// Download checkpoint `id`'s stores as a restore does and open them: every user kept holds a
+/// time, and a store marks at most one horizon per key group.
 fn restores(
     rt: &tokio::runtime::Runtime,
     storage: &Storage,
@@ -438,16 +437,29 @@ fn restores(
     for (i, f) in fetched.into_iter().enumerate() {
         let (store, _) = weir_state::Store::restore(
             &into.join(format!("store-{i}")),
-            &["seen", "by_time"],
+            &[
+                weir_state::Family::expiring("seen"),
+                weir_state::Family::kept("horizons"),
+            ],
             &budget,
             f.source.groups,
-            vec![f.source],
+            vec![f.source.clone()],
         )
         .unwrap();
         let all = weir_state::KeyGroups::new(0..=127);
-        let users = store.scan(0, all).unwrap().count();
-        let expiries = store.scan(1, all).unwrap().count();
-        assert_eq!(users, expiries, "checkpoint {id}, store {i}");
+        for user in store.scan(0, all).unwrap() {
+            let (_, _, time) = user.unwrap();
+            assert!(
+                weir_state::from_ordered(&time).is_some(),
+                "checkpoint {id}, store {i}: a user without its time"
+            );
+        }
+        let groups = f.source.groups;
+        let marked = store.scan(1, all).unwrap().count() as u32;
+        assert!(
+            marked <= groups.last - groups.first + 1,
+            "checkpoint {id}, store {i}: {marked} horizons"
+        );
     }
 }
 

@@ -19,6 +19,7 @@
 mod budget;
 mod checkpoint;
 mod error;
+mod family;
 mod keys;
 mod restore;
 mod store;
@@ -28,6 +29,7 @@ mod tests;
 pub use budget::Budget;
 pub use checkpoint::{CheckpointFile, LocalCheckpoint};
 pub use error::{Error, Result};
+pub use family::{Family, from_ordered, ordered};
 pub use keys::KeyGroups;
 pub use restore::Source;
 pub use store::{Batch, Entry, Store};

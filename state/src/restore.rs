@@ -6,6 +6,7 @@ use rocksdb::{DB, IngestExternalFileOptions, SstFileWriter};
 
 use crate::budget::Budget;
 use crate::error::{Error, Result, io};
+use crate::family::Family;
 use crate::keys::KeyGroups;
 use crate::store::{self, Store, options, reset_dir};
 
@@ -33,7 +34,7 @@ impl Store {
     /// A source does not open, or copying fails.
     pub fn restore(
         root: &std::path::Path,
-        families: &[&str],
+        families: &[Family],
         budget: &Budget,
         groups: KeyGroups,
         sources: Vec<Source>,
@@ -77,13 +78,13 @@ impl Store {
 /// state fills faster than they flush (memory past the budget, and every byte compacted again).
 fn copy_range(
     store: &Store,
-    families: &[&str],
+    families: &[Family],
     budget: &Budget,
     source: &Source,
     groups: KeyGroups,
 ) -> Result<()> {
     let opts = options(budget);
-    let db = DB::open_cf_for_read_only(&opts, &source.dir, families.iter().copied(), false)
+    let db = DB::open_cf_for_read_only(&opts, &source.dir, families.iter().map(|f| f.name), false)
         .map_err(|source_err| Error::Db {
             dir: source.dir.clone(),
             op: "open a restored checkpoint",
@@ -95,7 +96,7 @@ fn copy_range(
         let dir = dir.to_path_buf();
         move |source| Error::Db { dir, op, source }
     };
-    for name in families {
+    for Family { name, .. } in families {
         let (Some(from), Some(to)) = (db.cf_handle(name), store.raw().cf_handle(name)) else {
             return Err(Error::Invalid {
                 dir: source.dir.clone(),

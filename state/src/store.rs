@@ -1,7 +1,10 @@
 //! One operator's keyed state in one subtask.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 
+use rocksdb::compaction_filter::Decision;
 use rocksdb::{
     BlockBasedIndexType, BlockBasedOptions, ColumnFamilyDescriptor, DB, DBCompressionType,
     Direction, IteratorMode, Options, ReadOptions, WriteBatch, WriteOptions,
@@ -10,6 +13,7 @@ use rocksdb::{
 use crate::budget::Budget;
 use crate::checkpoint::LocalCheckpoint;
 use crate::error::{Error, Result, io};
+use crate::family::{Family, from_ordered};
 use crate::keys::{self, KeyGroups};
 
 /// The directory under a store's root that holds the live database; checkpoints are its
@@ -22,6 +26,8 @@ pub struct Store {
     root: PathBuf,
     families: Vec<String>,
     write: WriteOptions,
+    /// Entries of expiring families whose leading time is at or below this are dead.
+    horizon: Arc<AtomicI64>,
 }
 
 impl std::fmt::Debug for Store {
@@ -98,7 +104,32 @@ pub(crate) fn options(budget: &Budget) -> Options {
     // Table files are few and large; an unbounded number open keeps their index blocks
     // charged to the cache, not to untracked memory.
     opts.set_max_open_files(-1);
+    // A small bloom filter over each write buffer's keys: most reads of a dedup ask for a key
+    // never seen, and without it each searched every write buffer's skip list, the largest
+    // cost of a dedup write (each search a chain of cache misses).
+    opts.set_memtable_whole_key_filtering(true);
+    opts.set_memtable_prefix_bloom_ratio(0.05);
     opts
+}
+
+/// The options of one family: [`options`], and for an expiring family a compaction filter
+/// that drops entries dead at `horizon`.
+fn family_options(budget: &Budget, family: Family, horizon: &Arc<AtomicI64>) -> Options {
+    let mut opts = options(budget);
+    if family.expires {
+        let horizon = Arc::clone(horizon);
+        opts.set_compaction_filter("weir-expired", move |_level, _key, value: &[u8]| {
+            match from_ordered(value) {
+                Some(t) if t <= horizon.load(Ordering::Relaxed) => Decision::Remove,
+                _ => Decision::Keep,
+            }
+        });
+    }
+    opts
+}
+
+fn names(families: &[Family]) -> Vec<String> {
+    families.iter().map(|f| f.name.to_string()).collect()
 }
 
 impl Store {
@@ -107,17 +138,18 @@ impl Store {
     ///
     /// # Errors
     /// The directory cannot be prepared, or RocksDB does not open.
-    pub fn create(root: &Path, families: &[&str], budget: &Budget) -> Result<Self> {
+    pub fn create(root: &Path, families: &[Family], budget: &Budget) -> Result<Self> {
         reset_dir(root)?;
         Self::open(root, families, budget)
     }
 
-    pub(crate) fn open(root: &Path, families: &[&str], budget: &Budget) -> Result<Self> {
+    pub(crate) fn open(root: &Path, families: &[Family], budget: &Budget) -> Result<Self> {
         let opts = options(budget);
         let dir = root.join(DB_DIR);
+        let horizon = Arc::new(AtomicI64::new(i64::MIN));
         let descriptors = families
             .iter()
-            .map(|f| ColumnFamilyDescriptor::new(*f, options(budget)));
+            .map(|f| ColumnFamilyDescriptor::new(f.name, family_options(budget, *f, &horizon)));
         let db = DB::open_cf_descriptors(&opts, &dir, descriptors).map_err(|source| Error::Db {
             dir: dir.clone(),
             op: "open",
@@ -128,8 +160,9 @@ impl Store {
         Ok(Self {
             db,
             root: root.to_path_buf(),
-            families: families.iter().map(|f| (*f).to_string()).collect(),
+            families: names(families),
             write,
+            horizon,
         })
     }
 
@@ -138,20 +171,22 @@ impl Store {
     ///
     /// # Errors
     /// RocksDB does not open it.
-    pub fn open_read_only(dir: &Path, families: &[&str], budget: &Budget) -> Result<Self> {
+    pub fn open_read_only(dir: &Path, families: &[Family], budget: &Budget) -> Result<Self> {
         let opts = options(budget);
-        let db = DB::open_cf_for_read_only(&opts, dir, families.iter().copied(), false).map_err(
-            |source| Error::Db {
-                dir: dir.to_path_buf(),
-                op: "open read-only",
-                source,
-            },
-        )?;
+        let db =
+            DB::open_cf_for_read_only(&opts, dir, names(families), false).map_err(|source| {
+                Error::Db {
+                    dir: dir.to_path_buf(),
+                    op: "open read-only",
+                    source,
+                }
+            })?;
         Ok(Self {
             db,
             root: dir.to_path_buf(),
-            families: families.iter().map(|f| (*f).to_string()).collect(),
+            families: names(families),
             write: WriteOptions::default(),
+            horizon: Arc::new(AtomicI64::new(i64::MIN)),
         })
     }
 
@@ -175,6 +210,12 @@ impl Store {
                 dir: self.root.clone(),
                 message: format!("no column family {family}"),
             })
+    }
+
+    /// Let compactions drop the entries of expiring families whose leading time is at or
+    /// below `time` (never lowered: a smaller `time` than before changes nothing).
+    pub fn expire_through(&self, time: i64) {
+        self.horizon.fetch_max(time, Ordering::Relaxed);
     }
 
     /// The value of `key` in key group `kg` of `family`.

@@ -2,9 +2,9 @@
 
 use std::collections::BTreeMap;
 
-use crate::{Batch, Budget, KeyGroups, Source, Store};
+use crate::{Batch, Budget, Family, KeyGroups, Source, Store, from_ordered, ordered};
 
-const FAMILIES: &[&str] = &["values", "index"];
+const FAMILIES: &[Family] = &[Family::kept("values"), Family::kept("index")];
 
 fn fill(store: &Store, groups: std::ops::RangeInclusive<u32>, per_group: u32, tag: &str) {
     let mut batch = Batch::default();
@@ -229,4 +229,41 @@ fn restores_another_parallelism_from_each_former_range() {
     )
     .unwrap();
     assert_eq!(contents(&whole, KeyGroups::new(0..=7)), want);
+}
+
+#[test]
+fn compactions_drop_expiring_entries_only_at_or_below_the_horizon() {
+    let tmp = tempfile::tempdir().unwrap();
+    let families = [Family::expiring("seen"), Family::kept("other")];
+    let store = Store::create(tmp.path(), &families, &Budget::new(16 << 20)).unwrap();
+    let mut batch = Batch::default();
+    for t in 0..100i64 {
+        let key = t.to_be_bytes();
+        batch.put(0, 1, &key, &ordered(t));
+        batch.put(1, 1, &key, &ordered(t));
+    }
+    store.write(batch).unwrap();
+    store.expire_through(49);
+    // A lower horizon later changes nothing.
+    store.expire_through(10);
+    store.raw().flush().unwrap();
+    for name in ["seen", "other"] {
+        let cf = store.raw().cf_handle(name).unwrap();
+        store
+            .raw()
+            .compact_range_cf(cf, None::<&[u8]>, None::<&[u8]>);
+    }
+    let times = |family| -> Vec<i64> {
+        store
+            .scan(family, KeyGroups::new(0..=3))
+            .unwrap()
+            .map(|r| from_ordered(&r.unwrap().2).unwrap())
+            .collect()
+    };
+    assert_eq!(times(0), (50..100).collect::<Vec<_>>());
+    assert_eq!(
+        times(1),
+        (0..100).collect::<Vec<_>>(),
+        "a kept family keeps all"
+    );
 }

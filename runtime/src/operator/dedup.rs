@@ -1,5 +1,5 @@
 //! `dedup`: keep the first record of each key; drop later records of that key until `ttl`
-//! of event time has passed since the first. A key is forgotten once the watermark passes
+//! of event time has passed since the first. A key is forgotten once the watermark reaches
 //! `first + ttl`, which bounds state by the key rate times the TTL.
 //!
 //! The keys seen live in memory ([`Memory`]) or, with the `disk` state backend, in a store on
@@ -18,7 +18,7 @@ use super::{
 use crate::error::{Error, Result};
 use crate::ids::Millis;
 use crate::keys::{KeyCodec, key_group};
-use crate::state::disk::{DiskState, Fetched, Place, from_ordered, ordered};
+use crate::state::disk::{DiskState, Family, Fetched, Place, from_ordered, ordered};
 
 /// The dedup operator of one subtask.
 #[derive(Debug)]
@@ -27,6 +27,9 @@ pub struct Dedup {
     time_col: usize,
     ttl: Millis,
     max_parallelism: u32,
+    /// Keys kept at or before this time are forgotten ([`horizon`]), whether or not their
+    /// entries are gone yet.
+    horizon: Option<Millis>,
     seen: Seen,
     counters: OperatorCounters,
 }
@@ -47,32 +50,43 @@ struct Memory {
 }
 
 /// Keys seen, on disk: family [`SEEN`] maps each key (under its key group) to the event time
-/// kept, family [`BY_TIME`] orders them by that time within each key group. Ordered by the
-/// time seen, not by expiry, so that a restore with another `ttl` expires keys as the memory
-/// backend does (it computes expiries from the time and the current `ttl`).
+/// kept. Nothing scans for expired keys: a read treats a key past its expiry as absent, and
+/// compactions drop it (an expiring family), so each record costs one read and at most one
+/// write. Family [`HORIZONS`] holds, per key group, the horizon its last checkpoint was taken
+/// at, so that a restore treats as forgotten exactly the keys the memory backend's checkpoint
+/// leaves out, whatever the `ttl` and watermark after it.
 #[derive(Debug)]
 struct Disk {
     state: DiskState,
-    /// No key expires before this (a lower bound): watermarks below it need no scan.
-    next_expiry: Millis,
+    /// Per key group of the subtask (index: key group minus the first), the horizon its
+    /// restored state was checkpointed at.
+    restored: Vec<Option<Millis>>,
 }
 
-const FAMILIES: &[&str] = &["seen", "by_time"];
+const FAMILIES: &[Family] = &[Family::expiring("seen"), Family::kept("horizons")];
 const SEEN: usize = 0;
-const BY_TIME: usize = 1;
-
-fn time_key(time: Millis, key: &[u8]) -> Vec<u8> {
-    let mut k = Vec::with_capacity(8 + key.len());
-    k.extend_from_slice(&ordered(time));
-    k.extend_from_slice(key);
-    k
-}
+const HORIZONS: usize = 1;
 
 fn corrupt(message: impl Into<String>) -> Error {
     Error::State {
         operator: "dedup".into(),
         message: message.into(),
     }
+}
+
+/// The latest time a key can have been kept at and be forgotten at `watermark`: a key kept at
+/// `first` is forgotten once `first + ttl <= watermark` (saturating), which is once `first` is
+/// at or below this. `None` while no key is; every key at the end of time.
+fn horizon(watermark: Millis, ttl: Millis) -> Option<Millis> {
+    if watermark == Millis::MAX {
+        Some(Millis::MAX)
+    } else {
+        watermark.checked_sub(ttl)
+    }
+}
+
+fn forgotten(first: Millis, horizon: Option<Millis>) -> bool {
+    horizon.is_some_and(|h| first <= h)
 }
 
 impl Memory {
@@ -86,77 +100,67 @@ impl Memory {
 }
 
 impl Disk {
-    fn first_seen(&self, kg: u32, key: &[u8]) -> Result<Option<Millis>> {
-        match self.state.store().get(SEEN, kg, key)? {
-            None => Ok(None),
-            Some(v) => from_ordered(&v)
-                .map(Some)
-                .ok_or_else(|| corrupt("a stored time is not 8 bytes")),
+    fn new(state: DiskState) -> Self {
+        let groups = state.groups();
+        Self {
+            state,
+            restored: vec![None; (groups.last - groups.first + 1) as usize],
         }
     }
 
-    /// Write `rows` (key group, key, event time kept, the time it replaces).
-    fn remember(
-        &mut self,
-        rows: &[(u32, Vec<u8>, Millis, Option<Millis>)],
-        ttl: Millis,
-    ) -> Result<()> {
-        let mut batch = weir_state::Batch::default();
-        for (kg, key, ts, old) in rows {
-            if let Some(old) = old {
-                batch.delete(BY_TIME, *kg, &time_key(*old, key));
-            }
-            batch.put(SEEN, *kg, key, &ordered(*ts));
-            batch.put(BY_TIME, *kg, &time_key(*ts, key), &[]);
-            self.next_expiry = self.next_expiry.min(ts.saturating_add(ttl));
-        }
-        if batch.is_empty() {
+    /// The horizon of key group `kg`: the later of the operator's and the one its state was
+    /// restored at.
+    fn horizon(&self, kg: u32, now: Option<Millis>) -> Option<Millis> {
+        let restored = kg
+            .checked_sub(self.state.groups().first)
+            .and_then(|i| self.restored.get(i as usize))
+            .copied()
+            .flatten();
+        now.max(restored)
+    }
+
+    /// Write `rows` (key group, key, event time kept), in key order: sorted writes land in
+    /// the write buffer's skip list near each other, a sequence of cache hits.
+    fn remember(&mut self, rows: &mut [(u32, &[u8], Millis)]) -> Result<()> {
+        if rows.is_empty() {
             return Ok(());
+        }
+        rows.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        let mut batch = weir_state::Batch::default();
+        for (kg, key, ts) in rows.iter() {
+            batch.put(SEEN, *kg, key, &ordered(*ts));
         }
         Ok(self.state.store().write(batch)?)
     }
 
-    /// Forget every key whose expiry (time kept + `ttl`) is at or below `watermark`.
-    fn expire(&mut self, watermark: Millis, ttl: Millis) -> Result<()> {
-        if watermark < self.next_expiry {
-            return Ok(());
-        }
+    /// Record, per key group, the horizon this checkpoint is taken at.
+    fn mark_horizons(&self, now: Option<Millis>) -> Result<()> {
         let groups = self.state.groups();
-        let mut next = Millis::MAX;
+        let mut batch = weir_state::Batch::default();
         for kg in groups.first..=groups.last {
-            let mut batch = weir_state::Batch::default();
-            for entry in self.state.store().scan_from(BY_TIME, kg, &[])? {
-                let (k, _) = entry?;
-                let time = from_ordered(&k).ok_or_else(|| corrupt("a short time key"))?;
-                let expiry = time.saturating_add(ttl);
-                if expiry > watermark {
-                    next = next.min(expiry);
-                    break;
-                }
-                batch.delete(BY_TIME, kg, &k);
-                batch.delete(SEEN, kg, &k[8..]);
-            }
-            if !batch.is_empty() {
-                self.state.store().write(batch)?;
+            match self.horizon(kg, now) {
+                Some(h) => batch.put(HORIZONS, kg, &[], &ordered(h)),
+                None => batch.delete(HORIZONS, kg, &[]),
             }
         }
-        self.next_expiry = next;
-        Ok(())
+        Ok(self.state.store().write(batch)?)
     }
 
-    /// Every key kept, encoded per key group as the memory backend encodes it.
+    /// Every key kept and not forgotten, encoded per key group as the memory backend encodes
+    /// it.
     fn encode(
         store: &weir_state::Store,
         groups: weir_state::KeyGroups,
         max_parallelism: u32,
+        horizons: impl Fn(u32) -> Option<Millis>,
     ) -> Result<KeyedState> {
         let mut entries: Vec<(Vec<u8>, Millis)> = Vec::new();
         for entry in store.scan(SEEN, groups)? {
-            let (_, key, v) = entry?;
-            entries.push((
-                key,
-                from_ordered(&v).ok_or_else(|| corrupt("a stored time is not 8 bytes"))?,
-            ));
+            let (kg, key, v) = entry?;
+            let first = from_ordered(&v).ok_or_else(|| corrupt("a stored time is not 8 bytes"))?;
+            if !forgotten(first, horizons(kg)) {
+                entries.push((key, first));
+            }
         }
         encode_keyed(
             "dedup",
@@ -180,16 +184,14 @@ impl Dedup {
     ) -> Result<Self> {
         let seen = match place {
             None => Seen::Memory(Memory::default()),
-            Some(place) => Seen::Disk(Disk {
-                state: DiskState::create(place, FAMILIES)?,
-                next_expiry: Millis::MAX,
-            }),
+            Some(place) => Seen::Disk(Disk::new(DiskState::create(place, FAMILIES)?)),
         };
         Ok(Self {
             keys,
             time_col,
             ttl,
             max_parallelism,
+            horizon: None,
             seen,
             counters: OperatorCounters::default(),
         })
@@ -219,16 +221,22 @@ impl Operator for Dedup {
                 ts.value(row)
             }
         };
-        let ttl = self.ttl;
+        let (ttl, horizon) = (self.ttl, self.horizon);
         let mut keep = Vec::with_capacity(batch.num_rows());
         match &mut self.seen {
             Seen::Memory(m) => {
                 for row in 0..batch.num_rows() {
                     let key = rows.row(row);
                     let t = time(row);
-                    let first = m.seen.get(key.as_ref()).copied();
+                    let first = m
+                        .seen
+                        .get(key.as_ref())
+                        .copied()
+                        .filter(|first| !forgotten(*first, horizon));
                     let dup = first.is_some_and(|first| t < first.saturating_add(ttl));
-                    if !dup {
+                    // A record kept but already past its own expiry (late) is not remembered:
+                    // it would be forgotten at once.
+                    if !dup && !forgotten(t, horizon) {
                         m.remember(key.as_ref().to_vec(), t, ttl);
                     }
                     keep.push(!dup);
@@ -250,43 +258,38 @@ impl Operator for Dedup {
                         })
                     })
                     .collect();
-                let stored = d
-                    .state
-                    .store()
-                    .get_many(SEEN, &slots)?
-                    .into_iter()
-                    .map(|v| {
-                        v.map(|v| {
+                let stored = d.state.store().get_many(SEEN, &slots)?;
+                // Per slot: the time kept now (none if forgotten), and whether the batch
+                // changed it.
+                let mut now = Vec::with_capacity(slots.len());
+                for ((kg, _), v) in slots.iter().zip(stored) {
+                    let first = v
+                        .map(|v| {
                             from_ordered(&v).ok_or_else(|| corrupt("a stored time is not 8 bytes"))
                         })
-                        .transpose()
-                    })
-                    .collect::<Result<Vec<Option<Millis>>>>()?;
-                // Per slot: the time kept now, and whether the batch changed it.
-                let mut now: Vec<(Option<Millis>, bool)> =
-                    stored.iter().map(|t| (*t, false)).collect();
+                        .transpose()?
+                        .filter(|first| !forgotten(*first, d.horizon(*kg, horizon)));
+                    now.push((first, false));
+                }
                 for (row, &slot) in row_slots.iter().enumerate() {
                     let t = time(row);
                     let (first, changed) = &mut now[slot];
                     let dup = first.is_some_and(|first| t < first.saturating_add(ttl));
                     if !dup {
-                        *first = Some(t);
-                        *changed = true;
+                        // As in memory, a late record's key is forgotten at once.
+                        *first = (!forgotten(t, d.horizon(slots[slot].0, horizon))).then_some(t);
+                        *changed = first.is_some();
                     }
                     keep.push(!dup);
                 }
-                // The index entry to delete is the one of the time stored before the batch.
-                let writes: Vec<(u32, Vec<u8>, Millis, Option<Millis>)> = slots
+                let mut writes: Vec<(u32, &[u8], Millis)> = slots
                     .iter()
                     .zip(&now)
-                    .zip(&stored)
-                    .filter_map(|(((kg, k), (t, changed)), old)| {
-                        changed
-                            .then(|| t.map(|t| (*kg, k.to_vec(), t, *old)))
-                            .flatten()
+                    .filter_map(|((kg, k), (t, changed))| {
+                        changed.then_some(*t).flatten().map(|t| (*kg, *k, t))
                     })
                     .collect();
-                d.remember(&writes, ttl)?;
+                d.remember(&mut writes)?;
             }
         }
         self.counters.duplicates += keep.iter().filter(|k| !**k).count() as u64;
@@ -298,6 +301,7 @@ impl Operator for Dedup {
     }
 
     fn on_watermark(&mut self, watermark: Millis, _out: &mut Output) -> Result<()> {
+        self.horizon = self.horizon.max(horizon(watermark, self.ttl));
         match &mut self.seen {
             Seen::Memory(m) => {
                 while let Some((expiry, _)) = m.expiries.first() {
@@ -308,10 +312,15 @@ impl Operator for Dedup {
                         m.seen.remove(&key);
                     }
                 }
-                Ok(())
             }
-            Seen::Disk(d) => d.expire(watermark, self.ttl),
+            Seen::Disk(d) => {
+                // Forgotten entries go at their next compaction.
+                if let Some(h) = self.horizon {
+                    d.state.store().expire_through(h);
+                }
+            }
         }
+        Ok(())
     }
 
     fn snapshot(&self) -> Result<KeyedState> {
@@ -321,7 +330,12 @@ impl Operator for Dedup {
                 self.max_parallelism,
                 m.seen.iter().map(|(k, t)| (k.as_slice(), *t)),
             ),
-            Seen::Disk(d) => Disk::encode(d.state.store(), d.state.groups(), self.max_parallelism),
+            Seen::Disk(d) => Disk::encode(
+                d.state.store(),
+                d.state.groups(),
+                self.max_parallelism,
+                |kg| d.horizon(kg, self.horizon),
+            ),
         }
     }
 
@@ -334,14 +348,26 @@ impl Operator for Dedup {
             Seen::Disk(d) if portable => {
                 let (checkpoint, store) = d.state.frozen(FAMILIES)?;
                 let (groups, max_parallelism) = (d.state.groups(), self.max_parallelism);
+                let horizons: Vec<Option<Millis>> = (groups.first..=groups.last)
+                    .map(|kg| d.horizon(kg, self.horizon))
+                    .collect();
                 Ok(Capture::Keyed(Box::new(move || {
-                    let encoded = Disk::encode(&store, groups, max_parallelism);
+                    let at = |kg: u32| {
+                        horizons
+                            .get(kg.saturating_sub(groups.first) as usize)
+                            .copied()
+                            .flatten()
+                    };
+                    let encoded = Disk::encode(&store, groups, max_parallelism, at);
                     drop(store);
                     drop(checkpoint);
                     encoded
                 })))
             }
-            Seen::Disk(d) => Ok(Capture::Disk(d.state.capture()?)),
+            Seen::Disk(d) => {
+                d.mark_horizons(self.horizon)?;
+                Ok(Capture::Disk(d.state.capture()?))
+            }
         }
     }
 
@@ -357,13 +383,11 @@ impl Operator for Dedup {
                 }
             }
             Seen::Disk(d) => {
-                let mut writes = Vec::new();
-                for (k, t) in restored {
-                    let kg = key_group(&k, self.max_parallelism);
-                    let old = d.first_seen(kg, &k)?;
-                    writes.push((kg, k, t, old));
-                }
-                d.remember(&writes, ttl)?;
+                let mut writes: Vec<(u32, &[u8], Millis)> = restored
+                    .iter()
+                    .map(|(k, t)| (key_group(k, self.max_parallelism), k.as_slice(), *t))
+                    .collect();
+                d.remember(&mut writes)?;
             }
         }
         Ok(())
@@ -385,11 +409,19 @@ impl Operator for Dedup {
             let (_, key, _) = first?;
             self.check_restored_keys(&[key.as_slice()])?;
         }
-        self.seen = Seen::Disk(Disk {
-            state,
-            // Unknown until a scan: the first watermark looks.
-            next_expiry: Millis::MIN,
-        });
+        let mut disk = Disk::new(state);
+        let first_group = disk.state.groups().first;
+        for entry in disk.state.store().scan(HORIZONS, disk.state.groups())? {
+            let (kg, _, v) = entry?;
+            let h = from_ordered(&v).ok_or_else(|| corrupt("a stored horizon is not 8 bytes"))?;
+            if let Some(slot) = kg
+                .checked_sub(first_group)
+                .and_then(|i| disk.restored.get_mut(i as usize))
+            {
+                *slot = Some(h);
+            }
+        }
+        self.seen = Seen::Disk(disk);
         Ok(())
     }
 

@@ -6,23 +6,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use weir_state::{Budget, KeyGroups, LocalCheckpoint, Source, Store};
+pub use weir_state::{Family, from_ordered, ordered};
 
 use super::files::{DiskSnapshot, SharedTable};
 use crate::error::Result;
-
-/// An event time as 8 bytes that sort as the times do (the sign bit flipped), for keys that
-/// order entries by time.
-#[must_use]
-pub fn ordered(t: crate::ids::Millis) -> [u8; 8] {
-    ((t as u64) ^ (1 << 63)).to_be_bytes()
-}
-
-/// The time [`ordered`] wrote at the start of `b`, if `b` holds 8 bytes.
-#[must_use]
-pub fn from_ordered(b: &[u8]) -> Option<crate::ids::Millis> {
-    let b: [u8; 8] = b.get(..8)?.try_into().ok()?;
-    Some((u64::from_be_bytes(b) ^ (1 << 63)) as crate::ids::Millis)
-}
 
 /// Where one operator of one subtask keeps its store.
 #[derive(Debug, Clone)]
@@ -120,7 +107,7 @@ impl DiskState {
     ///
     /// # Errors
     /// The store does not open.
-    pub fn create(place: Place, families: &[&str]) -> Result<Self> {
+    pub fn create(place: Place, families: &[Family]) -> Result<Self> {
         let store = Store::create(&place.dir.join("store"), families, &place.budget)?;
         Ok(Self::new(store, place, HashMap::new()))
     }
@@ -129,7 +116,7 @@ impl DiskState {
     ///
     /// # Errors
     /// A checkpoint does not open or copy.
-    pub fn restore(place: Place, families: &[&str], fetched: Vec<Fetched>) -> Result<Self> {
+    pub fn restore(place: Place, families: &[Family], fetched: Vec<Fetched>) -> Result<Self> {
         let sources = fetched.iter().map(|f| f.source.clone()).collect();
         let (store, base) = Store::restore(
             &place.dir.join("store"),
@@ -201,7 +188,7 @@ impl DiskState {
     ///
     /// # Errors
     /// The checkpoint or its opening fails.
-    pub fn frozen(&self, families: &[&str]) -> Result<(LocalCheckpoint, Store)> {
+    pub fn frozen(&self, families: &[Family]) -> Result<(LocalCheckpoint, Store)> {
         // This checkpoint refers to none of the uploaded tables, so once it is kept, retention
         // may delete every table only older checkpoints list: the next checkpoint uploads the
         // store whole again, under a new uid (an upload under the old names could land just

@@ -111,7 +111,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let storage = local_storage(tmp.path()).await;
         let place = place_at(tmp.path().join("state"));
-        let state = DiskState::create(place, &["f"]).unwrap();
+        let state = DiskState::create(place, &[weir_state::Family::kept("f")]).unwrap();
         let write = |range: std::ops::Range<u32>| {
             let mut b = weir_state::Batch::default();
             for i in range {
@@ -161,7 +161,7 @@ mod tests {
         // A capture taken before the savepoint and uploaded after it (an attempt that timed
         // out) must not put its tables back into the registry.
         let stale = state.capture().unwrap();
-        let (frozen, view) = state.frozen(&["f"]).unwrap();
+        let (frozen, view) = state.frozen(&[weir_state::Family::kept("f")]).unwrap();
         drop(view);
         drop(frozen);
         let (stale, _) = upload(&storage, "lineage/shared/", stale, CheckpointId(3))
@@ -205,7 +205,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let storage = local_storage(tmp.path()).await;
         let place = place_at(tmp.path().join("before"));
-        let state = DiskState::create(place.clone(), &["f"]).unwrap();
+        let state = DiskState::create(place.clone(), &[weir_state::Family::kept("f")]).unwrap();
         let mut b = weir_state::Batch::default();
         for i in 0..20_000u32 {
             b.put(0, i % 8, format!("key-{i:08}").as_bytes(), &i.to_le_bytes());
@@ -235,7 +235,8 @@ mod tests {
                 .unwrap();
                 let reused = fetched.iter().map(|f| f.reused_bytes).sum::<u64>();
                 let place = place_at(into);
-                let restored = DiskState::restore(place, &["f"], fetched).unwrap();
+                let restored =
+                    DiskState::restore(place, &[weir_state::Family::kept("f")], fetched).unwrap();
                 let found = restored
                     .store()
                     .get(0, 3, b"key-00000003")

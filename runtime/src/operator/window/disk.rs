@@ -13,9 +13,9 @@ use crate::error::{Error, Result};
 use crate::ids::Millis;
 use crate::keys::key_group;
 use crate::operator::{Capture, KeyedState, encode_keyed};
-use crate::state::disk::{DiskState, Fetched, Place, from_ordered, ordered};
+use crate::state::disk::{DiskState, Family, Fetched, Place, from_ordered, ordered};
 
-const FAMILIES: &[&str] = &["windows", "timers"];
+const FAMILIES: &[Family] = &[Family::kept("windows"), Family::kept("timers")];
 const WINDOWS: usize = 0;
 const TIMERS: usize = 1;
 
