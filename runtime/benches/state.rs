@@ -315,9 +315,10 @@ fn main() {
     }
     let p = plan(keys, 1, &operator);
     let op_plan = &p.stages[1].ops[0].op;
+    let budget = weir_state::Budget::new(budget_mib << 20);
     let place = (backend == "disk").then(|| Place {
         dir: tmp.path().join("state"),
-        budget: weir_state::Budget::new(budget_mib << 20),
+        budget: budget.clone(),
         groups: weir_state::KeyGroups::new(0..=127),
         operator: format!("{operator}-0"),
     });
@@ -375,4 +376,11 @@ fn main() {
         inc as f64 / 1048576.0,
         common::peak_rss_mib() as u64
     );
+    if backend == "disk" {
+        // What of the RSS the store's budget accounts for (block cache and write buffers).
+        println!(
+            "disk: budget in use {} MiB of {budget_mib} MiB",
+            budget.used() >> 20
+        );
+    }
 }
