@@ -85,6 +85,22 @@ fn horizon(watermark: Millis, ttl: Millis) -> Option<Millis> {
     }
 }
 
+/// The horizon of key group `kg` in a subtask whose first key group is `first`: the later of
+/// the operator's (`now`) and the one the group's state was restored at (`restored`).
+fn group_horizon(
+    restored: &[Option<Millis>],
+    first: u32,
+    kg: u32,
+    now: Option<Millis>,
+) -> Option<Millis> {
+    let at = kg
+        .checked_sub(first)
+        .and_then(|i| restored.get(i as usize))
+        .copied()
+        .flatten();
+    now.max(at)
+}
+
 fn forgotten(first: Millis, horizon: Option<Millis>) -> bool {
     horizon.is_some_and(|h| first <= h)
 }
@@ -108,15 +124,8 @@ impl Disk {
         }
     }
 
-    /// The horizon of key group `kg`: the later of the operator's and the one its state was
-    /// restored at.
     fn horizon(&self, kg: u32, now: Option<Millis>) -> Option<Millis> {
-        let restored = kg
-            .checked_sub(self.state.groups().first)
-            .and_then(|i| self.restored.get(i as usize))
-            .copied()
-            .flatten();
-        now.max(restored)
+        group_horizon(&self.restored, self.state.groups().first, kg, now)
     }
 
     /// Write `rows` (key group, key, event time kept), in key order: sorted writes land in
@@ -348,16 +357,9 @@ impl Operator for Dedup {
             Seen::Disk(d) if portable => {
                 let (checkpoint, store) = d.state.frozen(FAMILIES)?;
                 let (groups, max_parallelism) = (d.state.groups(), self.max_parallelism);
-                let horizons: Vec<Option<Millis>> = (groups.first..=groups.last)
-                    .map(|kg| d.horizon(kg, self.horizon))
-                    .collect();
+                let (restored, now) = (d.restored.clone(), self.horizon);
                 Ok(Capture::Keyed(Box::new(move || {
-                    let at = |kg: u32| {
-                        horizons
-                            .get(kg.saturating_sub(groups.first) as usize)
-                            .copied()
-                            .flatten()
-                    };
+                    let at = |kg| group_horizon(&restored, groups.first, kg, now);
                     let encoded = Disk::encode(&store, groups, max_parallelism, at);
                     drop(store);
                     drop(checkpoint);
