@@ -26,6 +26,11 @@ use weir_runtime::source::datagen::Generator;
 use weir_runtime::state::disk::Place;
 use weir_runtime::storage::Storage;
 
+/// The runtime binary's allocator, so that the RSS measured here is the one a job would have.
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn plan(keys: u64, seed: u64, operator: &str) -> weir_runtime::plan::Plan {
     let transform = match operator {
         "session" => "window: {session: {gap: 1000d}, keyBy: [id], aggregates: {n: count(*)}}",

@@ -12,6 +12,13 @@ use weir_runtime::checkpoint::coordinator::{self, Request};
 use weir_runtime::cluster::Pods;
 use weir_runtime::job::{RunOptions, start};
 
+/// jemalloc, not glibc's malloc: the disk backend's block cache is filled by RocksDB's
+/// background threads and emptied by the task's, and glibc's per-thread arenas keep what they
+/// free. The memory budget is a promise about RSS, so the allocator must give pages back.
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn init_logs(format: LogFormat, quiet: bool) {
     let default = if quiet { "warn" } else { "info" };
     let filter = tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG")

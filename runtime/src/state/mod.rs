@@ -14,6 +14,7 @@
 //! | [`files`] | what a checkpoint records of a store: its tables by object, its small files inline |
 //! | [`upload`] | a store's checkpoint to storage, uploading only tables not yet there |
 //! | [`fetch`] | a restored store's files from storage to local disk |
+//! | [`memory_limit`] | the process's cgroup memory limit, which the default budget is sized from |
 //!
 //! Which shared tables no kept checkpoint refers to any more is the checkpoint protocol's
 //! business (`checkpoint/shared_tables.rs`), as is `Capture`, what an operator hands over at
@@ -22,6 +23,7 @@
 pub mod disk;
 pub mod fetch;
 pub mod files;
+pub mod memory_limit;
 pub mod upload;
 
 use std::path::PathBuf;
@@ -71,7 +73,19 @@ impl Backend {
         match spec.kind {
             StateBackendKind::Memory => Ok(Self::Memory),
             StateBackendKind::Disk => {
-                let bytes = spec.memory_bytes().map_err(crate::error::Error::internal)?;
+                let bytes = match spec.memory_bytes().map_err(crate::error::Error::internal)? {
+                    Some(bytes) => bytes,
+                    None => {
+                        let limit = memory_limit::memory_limit();
+                        let bytes = weir_crds::state_backend::default_disk_memory(limit);
+                        tracing::info!(
+                            budget_mib = bytes >> 20,
+                            limit_mib = limit.map(|l| l >> 20),
+                            "disk state memory: 3/8 of the memory limit, 256 MiB without one"
+                        );
+                        bytes
+                    }
+                };
                 let dir = spec.dir.as_deref().unwrap_or(".weir/state");
                 let mut root = PathBuf::from(dir).join(job);
                 if let Some(i) = pod {
