@@ -81,7 +81,7 @@ impl Backend {
                         tracing::info!(
                             budget_mib = bytes >> 20,
                             limit_mib = limit.map(|l| l >> 20),
-                            "disk state memory: 3/8 of the memory limit, 256 MiB without one"
+                            "disk state memory sized from the memory limit (stateBackend.memory not set)"
                         );
                         bytes
                     }
