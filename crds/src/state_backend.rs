@@ -43,9 +43,9 @@ pub enum StateBackendKind {
 pub const DEFAULT_DISK_MEMORY: u64 = 256 << 20;
 
 /// Memory of the `disk` backend where `memory` is not set, given the process's memory limit:
-/// three eighths of it. A heap profile of a 100 M-id dedup found RocksDB's blocks pinned in use
-/// about ten MiB past the budget and the process 60-100 MiB beside it (binary, threads,
-/// allocator); with this default a 500 M-id dedup ran in 512 MiB, the rest page cache.
+/// three eighths of it. A heap profile of a 100 M-id dedup found RocksDB within its budget and
+/// the process about 75 MiB beside it (binary, threads, the allocator's free pages); with this
+/// default a 500 M-id dedup ran in 512 MiB, the rest page cache.
 #[must_use]
 pub fn default_disk_memory(limit: Option<u64>) -> u64 {
     limit.map_or(DEFAULT_DISK_MEMORY, |l| (l / 8 * 3).max(MIN_DISK_MEMORY))
