@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct StateBackendSpec {
     /// `memory` (default): state in the process's memory, every checkpoint writes all of it.
-    /// `disk`: `dedup` and window state in an embedded RocksDB on local disk, bounded in
+    /// `disk`: `dedup`, window and join state in an embedded RocksDB on local disk, bounded in
     /// memory by `memory`, and checkpoints upload only the files written since the previous
     /// one.
     #[serde(default, rename = "type")]

@@ -3,15 +3,18 @@
 //! checkpoint (the state) per query.
 //!
 //! `cargo bench -p weir-runtime --bench nexmark -- [--events N] [--parallelism P]
-//! [--checkpoint 1s] [--only q3|q8]`
+//! [--checkpoint 1s] [--only q3|q8] [--state disk]`
 //!
 //! Each query runs in its own child process (this binary again, with `--child`), so that
 //! its peak RSS and CPU time are its own. "Per core" divides by the process's CPU time
 //! (user + system): what an event costs, whatever the parallelism. Checkpoints go to a
 //! temporary directory every `--checkpoint` (default 1 s), as a running job's would.
+//! `--state disk` runs each query on the `disk` state backend (its default memory budget, a
+//! temporary directory), where operators that can keep state on disk do.
 //!
 //! Under `cargo test` (no `--bench` argument) every query runs once on a few thousand events
-//! and the run is checked to have read them all, so CI knows the benchmark still runs.
+//! on each backend and the run is checked to have read them all, so CI knows the benchmark
+//! still runs.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // benchmark: a panic is the report
 
 mod common;
@@ -38,9 +41,23 @@ fn example(query: &str) -> String {
 }
 
 /// The example's job with `events` events at `parallelism`, checkpointing every
-/// `checkpoint` into `storage`, its sink a blackhole.
-fn job_yaml(query: &str, events: u64, parallelism: u32, checkpoint: &str, storage: &str) -> String {
-    let text = example(query);
+/// `checkpoint` into `storage`, its sink a blackhole; with `disk`, its state on the disk
+/// backend there.
+fn job_yaml(
+    query: &str,
+    events: u64,
+    parallelism: u32,
+    (checkpoint, storage): (&str, &str),
+    disk: Option<&Path>,
+) -> String {
+    let mut text = example(query);
+    if let Some(dir) = disk {
+        let backend = format!(
+            "\nstateBackend:\n  type: disk\n  dir: \"{}\"\n",
+            dir.display()
+        );
+        text = text.replacen("\nsource:", &format!("{backend}source:"), 1);
+    }
     let sink = format!("  - file: {{name: out, path: out/nexmark/{query}}}");
     assert!(text.contains(&sink), "{query}: no `{sink}` to replace");
     text.replace("events: 1000000", &format!("events: {events}"))
@@ -56,10 +73,17 @@ fn job_yaml(query: &str, events: u64, parallelism: u32, checkpoint: &str, storag
 }
 
 /// Run one query in this process and print its `RESULT` line.
-fn child(query: &str, events: u64, parallelism: u32, checkpoint: &str) {
+fn child(query: &str, events: u64, parallelism: u32, checkpoint: &str, disk: bool) {
     let tmp = tempfile::tempdir().unwrap();
-    let storage = format!("file://{}", tmp.path().display());
-    let yaml = job_yaml(query, events, parallelism, checkpoint, &storage);
+    let storage = format!("file://{}", tmp.path().join("checkpoints").display());
+    let state = tmp.path().join("state");
+    let yaml = job_yaml(
+        query,
+        events,
+        parallelism,
+        (checkpoint, &storage),
+        disk.then_some(state.as_path()),
+    );
     let plan = weir_runtime::plan_source(&format!("{query}.yaml"), &yaml).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let cpu0 = cpu_seconds();
@@ -98,21 +122,40 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let checkpoint: String = arg(&args, "--checkpoint").unwrap_or_else(|| "1s".into());
     let parallelism: u32 = arg(&args, "--parallelism").unwrap_or(2);
+    let state: Option<String> = arg(&args, "--state");
+    let disk = match state.as_deref() {
+        None | Some("memory") => false,
+        Some("disk") => true,
+        Some(other) => panic!("--state {other}: memory or disk"),
+    };
     if let Some(q) = arg::<String>(&args, "--child") {
         child(
             &q,
             arg(&args, "--events").unwrap(),
             parallelism,
             &checkpoint,
+            disk,
         );
         return;
     }
     let benching = args.iter().any(|a| a == "--bench");
     let events: u64 = arg(&args, "--events").unwrap_or(if benching { 10_000_000 } else { 20_000 });
     let only: Option<String> = arg(&args, "--only");
+    let states = match state {
+        Some(s) => vec![s],
+        None if benching => vec!["memory".to_string()],
+        None => vec!["memory".to_string(), "disk".to_string()],
+    };
+    for state in &states {
+        run_all((events, parallelism), &checkpoint, state, only.as_deref());
+    }
+}
+
+/// Every query (or those `only` names) on backend `state`, one table.
+fn run_all((events, parallelism): (u64, u32), checkpoint: &str, state: &str, only: Option<&str>) {
     let exe = std::env::current_exe().unwrap();
     println!(
-        "nexmark: {events} events per query, parallelism {parallelism}, checkpoint every {checkpoint}, into a blackhole, {} cores",
+        "nexmark: {events} events per query, parallelism {parallelism}, checkpoint every {checkpoint}, {state} state, into a blackhole, {} cores",
         std::thread::available_parallelism().map_or(0, usize::from)
     );
     println!(
@@ -120,16 +163,14 @@ fn main() {
         "query", "M ev/s", "M ev/s/core", "RSS MiB", "max ckpt MiB"
     );
     for q in QUERIES {
-        if only
-            .as_deref()
-            .is_some_and(|o| !o.split('|').any(|o| o == *q))
-        {
+        if only.is_some_and(|o| !o.split('|').any(|o| o == *q)) {
             continue;
         }
         let out = Command::new(&exe)
             .args(["--child", q, "--events", &events.to_string()])
             .args(["--parallelism", &parallelism.to_string()])
-            .args(["--checkpoint", &checkpoint])
+            .args(["--checkpoint", checkpoint])
+            .args(["--state", state])
             .output()
             .unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);

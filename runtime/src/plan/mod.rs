@@ -226,12 +226,13 @@ impl OpPlan {
         self.instantiate_in(max_parallelism, None)
     }
 
-    /// Whether the operator can keep its state on disk (the `disk` backend); the others keep
-    /// it in memory whatever the backend.
+    /// Whether the operator can keep its state on disk (the `disk` backend); the others (a
+    /// top-N, an updating `GROUP BY`) keep it in memory whatever the backend.
     #[must_use]
     pub fn keeps_disk_state(&self) -> bool {
         match &self.operation {
-            Operation::Transform(Transform::Dedup(_) | Transform::Window(_)) => true,
+            Operation::Transform(Transform::Dedup(_) | Transform::Window(_))
+            | Operation::Join(_) => true,
             Operation::GroupBy(..) => self.groups_at_time(),
             _ => false,
         }
@@ -255,7 +256,7 @@ impl OpPlan {
                 let second = second.ok_or_else(|| ie("a join with one input".into()))?;
                 let cfg = join::config(spec, [&input, &second], &self.path, max_parallelism)
                     .map_err(ie)?;
-                return Ok(Box::new(Join::new(cfg)?));
+                return Ok(Box::new(Join::new(cfg, place)?));
             }
             Operation::TopN(spec) => {
                 let (input, _) = self.inputs();

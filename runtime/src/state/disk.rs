@@ -11,6 +11,26 @@ pub use weir_state::{Family, from_ordered, ordered};
 use super::files::{DiskSnapshot, SharedTable};
 use crate::error::Result;
 
+/// `key` with its length before it (4 bytes, big-endian): the start of a stored key that goes
+/// on after the operator's key (a window's start, a row's sequence number), so that no key's
+/// entries fall within another's prefix scan.
+#[must_use]
+pub fn length_prefixed(key: &[u8], room: usize) -> Vec<u8> {
+    let mut k = Vec::with_capacity(4 + key.len() + room);
+    k.extend_from_slice(&u32::try_from(key.len()).unwrap_or(u32::MAX).to_be_bytes());
+    k.extend_from_slice(key);
+    k
+}
+
+/// The key [`length_prefixed`] wrote at the start of `stored`, and what follows it; `None` if
+/// `stored` is cut short.
+#[must_use]
+pub fn split_length_prefixed(stored: &[u8]) -> Option<(&[u8], &[u8])> {
+    let (len, rest) = stored.split_first_chunk::<4>()?;
+    let len = u32::from_be_bytes(*len) as usize;
+    Some((rest.get(..len)?, rest.get(len..)?))
+}
+
 /// Where one operator of one subtask keeps its store.
 #[derive(Debug, Clone)]
 pub struct Place {

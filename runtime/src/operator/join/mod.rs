@@ -29,16 +29,20 @@
 //! retraction could arrive after its row has expired.
 //!
 //! State is per key, so each side is shuffled by its join keys and a key's rows of both
-//! sides meet in one subtask; a checkpoint stores every kept row under its key's group.
+//! sides meet in one subtask; a checkpoint stores every kept row under its key's group. The
+//! rows live in memory ([`memory`]) or, with the `disk` backend, in a store ([`disk`]);
+//! [`sides`] is what the logic here sees of either.
 //!
 //! Once an input has ended (a bounded source read to its end: a side table in a file),
 //! nothing can join the other input's rows any more, so they are no longer kept: the join
 //! of a stream with a bounded table keeps only the table.
 
-use std::collections::{BTreeSet, HashMap};
+mod disk;
+mod memory;
+mod sides;
 
+use std::collections::HashMap;
 use std::sync::Arc;
-use xxhash_rust::xxh3::Xxh3DefaultBuilder;
 
 use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, RecordBatch, UInt32Array, new_null_array,
@@ -47,12 +51,17 @@ use datafusion::arrow::compute::{filter_record_batch, take};
 use datafusion::arrow::datatypes::{Schema, SchemaRef, TimestampMillisecondType};
 use serde::{Deserialize, Serialize};
 
-use super::{Input, KeyedState, Operator, OperatorCounters, Output, decode_keyed, encode_keyed};
+use super::{
+    Capture, Input, KeyedState, Operator, OperatorCounters, Output, decode_keyed, encode_keyed,
+};
 use crate::changelog::{self, Kind};
 use crate::error::{Error, Result};
 use crate::expr::CompiledExpr;
 use crate::ids::Millis;
 use crate::keys::KeyCodec;
+use crate::state::disk::{DiskState, Fetched, Place};
+use disk::DiskSides;
+use sides::Sides;
 
 /// Which rows without a partner still appear in the output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,102 +135,13 @@ struct Kept {
     matches: u32,
 }
 
-/// One input's kept rows. Keys are interned into slots, so that the expiry index holds a
-/// number rather than a copy of the key, and each key is in it once, at its earliest expiry
-/// (a key's rows are checked together when that comes).
-#[derive(Default)]
-struct Side {
-    /// key -> its slot.
-    ids: hashbrown::HashMap<Vec<u8>, u32, Xxh3DefaultBuilder>,
-    slots: Vec<Slot>,
-    /// Slots no key uses.
-    free: Vec<u32>,
-    /// (expiry, slot): each slot once, at the earliest expiry among its rows.
-    expiries: BTreeSet<(Millis, u32)>,
-}
-
-/// A key's rows.
-#[derive(Default)]
-struct Slot {
-    key: Vec<u8>,
-    /// In arrival order.
-    rows: Vec<Kept>,
-    /// Its entry in [`Side::expiries`].
-    indexed: Option<Millis>,
-}
-
-impl Side {
-    fn get(&self, key: &[u8]) -> Option<&[Kept]> {
-        self.ids
-            .get(key)
-            .map(|&id| self.slots[id as usize].rows.as_slice())
-    }
-
-    fn get_mut(&mut self, key: &[u8]) -> Option<&mut Vec<Kept>> {
-        let id = *self.ids.get(key)?;
-        Some(&mut self.slots[id as usize].rows)
-    }
-
-    /// Keep `kept` under `key`, to expire at `at` (`None`: never).
-    fn push(&mut self, key: &[u8], kept: Kept, at: Option<Millis>) {
-        let id = match self.ids.get(key) {
-            Some(&id) => id,
-            None => {
-                let id = self.free.pop().unwrap_or_else(|| {
-                    self.slots.push(Slot::default());
-                    u32::try_from(self.slots.len() - 1).unwrap_or(u32::MAX)
-                });
-                self.slots[id as usize].key = key.to_vec();
-                self.ids.insert(key.to_vec(), id);
-                id
-            }
-        };
-        let slot = &mut self.slots[id as usize];
-        slot.rows.push(kept);
-        if let Some(at) = at
-            && slot.indexed.is_none_or(|i| at < i)
-        {
-            if let Some(old) = slot.indexed {
-                self.expiries.remove(&(old, id));
-            }
-            self.expiries.insert((at, id));
-            slot.indexed = Some(at);
-        }
-    }
-
-    /// Take one row equal to `row` away from `key`'s; `None` if there is none (it was
-    /// never kept, or expired).
-    fn remove(&mut self, key: &[u8], row: &[u8]) -> Option<Kept> {
-        let id = *self.ids.get(key)?;
-        let slot = &mut self.slots[id as usize];
-        let i = slot.rows.iter().position(|k| k.row == row)?;
-        let kept = slot.rows.remove(i);
-        if slot.rows.is_empty() {
-            if let Some(at) = slot.indexed.take() {
-                self.expiries.remove(&(at, id));
-            }
-            let key = std::mem::take(&mut slot.key);
-            self.ids.remove(&key);
-            self.free.push(id);
-        }
-        Some(kept)
-    }
-
-    /// Every key with its rows.
-    fn iter(&self) -> impl Iterator<Item = (&[u8], &[Kept])> {
-        self.ids
-            .iter()
-            .map(|(k, &id)| (k.as_slice(), self.slots[id as usize].rows.as_slice()))
-    }
-}
-
 /// The join operator of one subtask.
 pub struct Join {
     cfg: JoinConfig,
     keys: [KeyCodec; 2],
     /// Whole rows of each side, to keep them and build output from them.
     rows: [KeyCodec; 2],
-    sides: [Side; 2],
+    sides: Sides,
     watermark: Millis,
     counters: OperatorCounters,
     /// A regular outer join, or one over a changelog: the output is a changelog (see the
@@ -237,11 +157,11 @@ pub struct Join {
 }
 
 impl Join {
-    /// A join with nothing kept.
+    /// A join with nothing kept, in memory or, given a place, on disk.
     ///
     /// # Errors
-    /// A column type Arrow cannot row-encode.
-    pub fn new(cfg: JoinConfig) -> Result<Self> {
+    /// A column type Arrow cannot row-encode; the disk store does not open.
+    pub fn new(cfg: JoinConfig, place: Option<Place>) -> Result<Self> {
         let codec = |side: usize, cols: Vec<usize>| KeyCodec::new(&cfg.inputs[side], cols);
         let logs = [0, 1].map(|s| changelog::is_changelog(&cfg.inputs[s]));
         let data = [0, 1].map(|s| {
@@ -261,6 +181,14 @@ impl Join {
                 "a join over a changelog must be a regular join with a changelog output",
             ));
         }
+        let sides = match place {
+            None => Sides::Memory(Box::default()),
+            Some(place) => Sides::Disk(Box::new(DiskSides::new(
+                DiskState::create(place, disk::FAMILIES)?,
+                Expiry::of(&cfg),
+                cfg.max_parallelism,
+            ))),
+        };
         Ok(Self {
             changelog,
             logs,
@@ -269,7 +197,7 @@ impl Join {
             cfg,
             keys,
             rows,
-            sides: [Side::default(), Side::default()],
+            sides,
             watermark: Millis::MIN,
             counters: OperatorCounters::default(),
         })
@@ -278,7 +206,7 @@ impl Join {
     /// When a row of `side` at `time` can no longer be joined: the watermark at which no
     /// partner can arrive any more (`None`: kept for ever).
     fn expiry(&self, side: usize, time: Millis) -> Option<Millis> {
-        expiry(self.cfg.time, self.cfg.ttl, side, time)
+        Expiry::of(&self.cfg).at(side, time)
     }
 
     /// Whether rows at `a` (side `side`) and `b` (the other side) satisfy the time bound.
@@ -317,7 +245,22 @@ impl Join {
 
     fn keep(&mut self, side: usize, key: &[u8], kept: Kept) {
         let at = self.expiry(side, kept.time);
-        self.sides[side].push(key, kept, at);
+        self.sides.push(side, key, kept, at);
+    }
+
+    /// Read the keys of `batch`'s rows (`keys`, from `side`; but null ones) into `sides`.
+    fn load(
+        &mut self,
+        sides: &[usize],
+        keys: &datafusion::arrow::row::Rows,
+        null_key: &[bool],
+    ) -> Result<()> {
+        for &s in sides {
+            let present = (0..null_key.len()).filter(|r| !null_key[*r]);
+            let rows: Vec<_> = present.map(|r| keys.row(r)).collect();
+            self.sides.load(s, rows.iter().map(AsRef::as_ref))?;
+        }
+        Ok(())
     }
 
     /// Output rows of `pairs` (row of `batch` on `side`, kept row of the other side), left
@@ -360,6 +303,7 @@ impl Join {
         let keys = self.keys[side].rows(batch)?;
         let whole = self.rows[side].rows(batch)?;
         let null_key = self.null_keys(side, batch);
+        self.load(&[side, other], &keys, &null_key)?;
         // Each row out of its side's state. What it made is known when it was kept, when
         // it never could be (a null key), or when the other input has ended (its rows are
         // all still kept, so the pairs are found again). A row that is not there otherwise
@@ -369,7 +313,10 @@ impl Join {
         let removed: Vec<Option<Kept>> = (0..batch.num_rows())
             .map(|r| {
                 (!null_key[r])
-                    .then(|| self.sides[side].remove(keys.row(r).as_ref(), whole.row(r).as_ref()))
+                    .then(|| {
+                        self.sides
+                            .remove(side, keys.row(r).as_ref(), whole.row(r).as_ref())
+                    })
                     .flatten()
             })
             .collect();
@@ -382,7 +329,7 @@ impl Join {
             if null_key[r] || !known[r] {
                 continue;
             }
-            let Some(list) = self.sides[other].get(keys.row(r).as_ref()) else {
+            let Some(list) = self.sides.get(other, keys.row(r).as_ref()) else {
                 continue;
             };
             // Every kept row of the key: a join over a changelog has no time bound
@@ -405,10 +352,7 @@ impl Join {
                     continue;
                 }
                 pairs[r as usize] += 1;
-                if let Some(kept) = self.sides[other]
-                    .get_mut(keys.row(r as usize).as_ref())
-                    .and_then(|l| l.get_mut(k))
-                {
+                if let Some(kept) = self.sides.get_mut(other, keys.row(r as usize).as_ref(), k) {
                     kept.matches = kept.matches.saturating_sub(1);
                     if pad && kept.matches == 0 {
                         alone.push(kept.row.clone());
@@ -435,7 +379,8 @@ impl Join {
             out.batches
                 .push(self.assemble(side, batch, &lone, Kind::Delete)?);
         }
-        self.padded(other, &alone, Kind::Insert, out)
+        self.padded(other, &alone, Kind::Insert, out)?;
+        self.sides.flush()
     }
 
     /// Kept rows of `side`, each padded with nulls for the other side, as changes of kind
@@ -518,7 +463,27 @@ impl Join {
     }
 }
 
-/// See [`Join::expiry`]; free of `self` so that it can be called while a side is borrowed.
+/// What decides when a kept row expires: the time bound, or else `stateTtl`.
+#[derive(Debug, Clone, Copy)]
+struct Expiry {
+    time: Option<TimeBound>,
+    ttl: Option<Millis>,
+}
+
+impl Expiry {
+    fn of(cfg: &JoinConfig) -> Self {
+        Self {
+            time: cfg.time,
+            ttl: cfg.ttl,
+        }
+    }
+
+    /// See [`Join::expiry`].
+    fn at(self, side: usize, t: Millis) -> Option<Millis> {
+        expiry(self.time, self.ttl, side, t)
+    }
+}
+
 fn expiry(time: Option<TimeBound>, ttl: Option<Millis>, side: usize, t: Millis) -> Option<Millis> {
     match (time, ttl) {
         // A left row at t pairs with right rows at [t - hi, t - lo].
@@ -548,6 +513,7 @@ impl Join {
         let keys = self.keys[side].rows(batch)?;
         let times = self.times(side, batch)?;
         let null_key = self.null_keys(side, batch);
+        self.load(&[other], &keys, &null_key)?;
         let bounded = self.cfg.time.is_some();
         // Candidate pairs: (row, the other side's key, index of its kept row).
         let mut cand: Vec<(u32, usize)> = Vec::new();
@@ -561,7 +527,7 @@ impl Join {
             if null_key[r] {
                 continue;
             }
-            let Some(list) = self.sides[other].get(keys.row(r).as_ref()) else {
+            let Some(list) = self.sides.get(other, keys.row(r).as_ref()) else {
                 continue;
             };
             for (k, kept) in list.iter().enumerate() {
@@ -584,10 +550,7 @@ impl Join {
                 if yes {
                     matches[r as usize] += 1;
                     let key = keys.row(r as usize);
-                    if let Some(kept) = self.sides[other]
-                        .get_mut(key.as_ref())
-                        .and_then(|l| l.get_mut(k))
-                    {
+                    if let Some(kept) = self.sides.get_mut(other, key.as_ref(), k) {
                         if retract && kept.matches == 0 {
                             first_match.push(kept.row.clone());
                         }
@@ -637,6 +600,28 @@ impl Join {
             out.batches
                 .push(self.assemble(side, batch, &padded, Kind::Insert)?);
         }
+        self.sides.flush()
+    }
+}
+
+impl Join {
+    /// Restored keys and rows (of each side) must decode as this job's key and row columns:
+    /// a changed query would otherwise join nothing, or decode garbage.
+    fn check_restored(&self, keys: &[&[u8]], rows: [Vec<&[u8]>; 2]) -> Result<()> {
+        let wrong = |message: String| Error::State {
+            operator: "join".into(),
+            message,
+        };
+        if !keys.is_empty() {
+            self.keys[0].decode_stored(keys).map_err(wrong)?;
+        }
+        for (side, rows) in rows.iter().enumerate() {
+            if !rows.is_empty() {
+                self.rows[side]
+                    .decode_stored(rows)
+                    .map_err(|m| wrong(format!("{} input: {m}", ["left", "right"][side])))?;
+            }
+        }
         Ok(())
     }
 }
@@ -669,47 +654,17 @@ impl Operator for Join {
 
     fn on_watermark(&mut self, watermark: Millis, out: &mut Output) -> Result<()> {
         self.watermark = self.watermark.max(watermark);
-        for side in 0..2 {
-            let mut unmatched: Vec<Vec<u8>> = Vec::new();
-            let (time, ttl, wm) = (self.cfg.time, self.cfg.ttl, self.watermark);
+        let gone = self.sides.expire(Expiry::of(&self.cfg), self.watermark)?;
+        for (side, gone) in gone.into_iter().enumerate() {
             // A changelog emitted its unmatched rows when they came.
-            let pad = self.cfg.kind.keeps_unmatched(side) && !self.changelog;
-            let s = &mut self.sides[side];
-            while let Some(&(at, id)) = s.expiries.first() {
-                if at > wm {
-                    break;
-                }
-                s.expiries.pop_first();
-                let slot = &mut s.slots[id as usize];
-                let mut next: Option<Millis> = None;
-                let mut gone = Vec::new();
-                for kept in std::mem::take(&mut slot.rows) {
-                    match expiry(time, ttl, side, kept.time) {
-                        Some(e) if e <= wm => gone.push(kept),
-                        e => {
-                            next = match (next, e) {
-                                (Some(n), Some(e)) => Some(n.min(e)),
-                                (n, e) => n.or(e),
-                            };
-                            slot.rows.push(kept);
-                        }
-                    }
-                }
-                unmatched.extend(
-                    gone.into_iter()
-                        .filter(|k| pad && k.matches == 0)
-                        .map(|k| k.row),
-                );
-                slot.indexed = next;
-                if let Some(n) = next {
-                    s.expiries.insert((n, id));
-                }
-                if slot.rows.is_empty() {
-                    let key = std::mem::take(&mut slot.key);
-                    s.ids.remove(&key);
-                    s.free.push(id);
-                }
+            if !self.cfg.kind.keeps_unmatched(side) || self.changelog {
+                continue;
             }
+            let unmatched: Vec<Vec<u8>> = gone
+                .into_iter()
+                .filter(|k| k.matches == 0)
+                .map(|k| k.row)
+                .collect();
             self.padded(side, &unmatched, Kind::Insert, out)?;
         }
         Ok(())
@@ -721,12 +676,10 @@ impl Operator for Join {
         // The other input's rows can no longer join anything: an outer side's that never
         // did are complete now (a changelog emitted them padded when they came).
         let side = 1 - ended;
-        let gone = std::mem::take(&mut self.sides[side]);
+        let gone = self.sides.take(side)?;
         if self.cfg.kind.keeps_unmatched(side) && !self.changelog {
             let unmatched: Vec<Vec<u8>> = gone
-                .slots
                 .into_iter()
-                .flat_map(|s| s.rows)
                 .filter(|k| k.matches == 0)
                 .map(|k| k.row)
                 .collect();
@@ -746,40 +699,62 @@ impl Operator for Join {
     }
 
     fn snapshot(&self) -> Result<KeyedState> {
+        let m = match &self.sides {
+            Sides::Memory(m) => m,
+            Sides::Disk(d) => {
+                return DiskSides::encode_store(
+                    d.state.store(),
+                    d.state.groups(),
+                    self.cfg.max_parallelism,
+                );
+            }
+        };
         // Borrowed, not copied: a copy would double the state's memory while it is encoded.
         // A slice encodes as the `Vec` that `restore` decodes.
         let mut all: HashMap<&[u8], (&[Kept], &[Kept])> = HashMap::new();
-        for (k, list) in self.sides[0].iter() {
+        for (k, list) in m[0].iter() {
             all.entry(k).or_insert((&[], &[])).0 = list;
         }
-        for (k, list) in self.sides[1].iter() {
+        for (k, list) in m[1].iter() {
             all.entry(k).or_insert((&[], &[])).1 = list;
         }
         encode_keyed("join", self.cfg.max_parallelism, all.into_iter())
     }
 
+    fn capture(&self, portable: bool) -> Result<Capture> {
+        match &self.sides {
+            Sides::Memory(_) => {
+                let state = self.snapshot()?;
+                Ok(Capture::Keyed(Box::new(move || Ok(state))))
+            }
+            Sides::Disk(d) if portable => {
+                let (checkpoint, store) = d.state.frozen(disk::FAMILIES)?;
+                let (groups, max_parallelism) = (d.state.groups(), self.cfg.max_parallelism);
+                Ok(Capture::Keyed(Box::new(move || {
+                    let encoded = DiskSides::encode_store(&store, groups, max_parallelism);
+                    drop(store);
+                    drop(checkpoint);
+                    encoded
+                })))
+            }
+            Sides::Disk(d) => {
+                d.mark()?;
+                Ok(Capture::Disk(d.state.capture()?))
+            }
+        }
+    }
+
     fn restore(&mut self, state: KeyedState) -> Result<()> {
         let restored = decode_keyed::<(Vec<Kept>, Vec<Kept>)>("join", state)?;
-        let wrong = |message: String| Error::State {
-            operator: "join".into(),
-            message,
-        };
         let keys: Vec<&[u8]> = restored.iter().map(|(k, _)| k.as_slice()).collect();
-        if !keys.is_empty() {
-            self.keys[0].decode_stored(&keys).map_err(wrong)?;
-        }
-        for side in 0..2 {
-            let rows: Vec<&[u8]> = restored
+        let rows = [0, 1].map(|side| {
+            restored
                 .iter()
                 .flat_map(|(_, v)| if side == 0 { &v.0 } else { &v.1 })
                 .map(|k| k.row.as_slice())
-                .collect();
-            if !rows.is_empty() {
-                self.rows[side]
-                    .decode_stored(&rows)
-                    .map_err(|m| wrong(format!("{} input: {m}", ["left", "right"][side])))?;
-            }
-        }
+                .collect::<Vec<_>>()
+        });
+        self.check_restored(&keys, rows)?;
         for (key, (left, right)) in restored {
             for kept in left {
                 self.keep(0, &key, kept);
@@ -788,6 +763,27 @@ impl Operator for Join {
                 self.keep(1, &key, kept);
             }
         }
+        self.sides.flush()
+    }
+
+    fn restore_disk(&mut self, fetched: Vec<Fetched>) -> Result<()> {
+        // The empty store made at start closes before the restored one opens in its place.
+        let place = match std::mem::replace(&mut self.sides, Sides::Memory(Box::default())) {
+            Sides::Disk(d) => d.state.place().clone(),
+            memory @ Sides::Memory(_) => {
+                self.sides = memory;
+                return Err(super::disk_state_refused("join"));
+            }
+        };
+        let state = DiskState::restore(place, disk::FAMILIES, fetched)?;
+        let restored = DiskSides::restored(state, Expiry::of(&self.cfg), self.cfg.max_parallelism)?;
+        // The stored keys and rows still decode as this job's columns (a sample: the first of
+        // each side).
+        let first = restored.sample()?;
+        let keys: Vec<&[u8]> = first.iter().flatten().map(|(k, _)| k.as_slice()).collect();
+        let rows = [0, 1].map(|s| first[s].iter().map(|(_, r)| r.as_slice()).collect());
+        self.check_restored(&keys, rows)?;
+        self.sides = Sides::Disk(Box::new(restored));
         Ok(())
     }
 

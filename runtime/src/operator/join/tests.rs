@@ -1,5 +1,5 @@
 //! The join against a nested-loop oracle over the same rows, and its state across a
-//! checkpoint.
+//! checkpoint, with its rows in memory and on disk ([`Backend`]).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
 
 use std::collections::BTreeMap;
@@ -79,6 +79,88 @@ fn config(kind: JoinKind, time: Option<TimeBound>, filter: Option<&str>) -> Join
         time_from: Some(if kind == JoinKind::Right { 1 } else { 0 }),
         ttl: None,
         max_parallelism: 128,
+    }
+}
+
+/// Where a test's join keeps its rows, and how a checkpoint half way is restored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Backend {
+    /// In memory, through its keyed checkpoint.
+    Memory,
+    /// On disk, through a checkpoint of the store's files, as a job restores one.
+    Disk,
+    /// On disk, through a savepoint (the keyed format, encoded from a frozen copy).
+    DiskSavepoint,
+}
+
+const BACKENDS: [Backend; 3] = [Backend::Memory, Backend::Disk, Backend::DiskSavepoint];
+
+/// Makes a test's joins on one backend, each disk store in its own directory.
+struct Joins {
+    backend: Backend,
+    dir: tempfile::TempDir,
+    made: std::cell::Cell<u32>,
+}
+
+impl Joins {
+    fn new(backend: Backend) -> Self {
+        Self {
+            backend,
+            dir: tempfile::tempdir().unwrap(),
+            made: std::cell::Cell::new(0),
+        }
+    }
+
+    fn place(&self) -> Option<crate::state::disk::Place> {
+        let n = self.made.get();
+        self.made.set(n + 1);
+        (self.backend != Backend::Memory).then(|| crate::state::disk::Place {
+            dir: self.dir.path().join(format!("join-{n}")),
+            budget: weir_state::Budget::new(16 << 20),
+            groups: weir_state::KeyGroups::new(0..=127),
+            operator: "join-0".into(),
+        })
+    }
+
+    fn join(&self, cfg: JoinConfig) -> Join {
+        Join::new(cfg, self.place()).unwrap()
+    }
+
+    /// `join` checkpointed and restored into a fresh one made of `cfg`.
+    fn restart(&self, join: &Join, cfg: JoinConfig) -> Join {
+        let mut fresh = self.join(cfg);
+        match (
+            self.backend,
+            join.capture(self.backend == Backend::DiskSavepoint)
+                .unwrap(),
+        ) {
+            (Backend::Disk, crate::operator::Capture::Disk(capture)) => {
+                let download = self
+                    .dir
+                    .path()
+                    .join(format!("download-{}", self.made.get()));
+                std::fs::create_dir_all(&download).unwrap();
+                for f in capture.checkpoint.files() {
+                    std::fs::copy(&f.path, download.join(&f.name)).unwrap();
+                }
+                fresh
+                    .restore_disk(vec![crate::state::disk::Fetched {
+                        source: weir_state::Source {
+                            dir: download,
+                            groups: capture.groups,
+                        },
+                        tables: Vec::new(),
+                        reusable: false,
+                        reused_bytes: 0,
+                    }])
+                    .unwrap();
+            }
+            (Backend::Memory | Backend::DiskSavepoint, crate::operator::Capture::Keyed(encode)) => {
+                fresh.restore(encode().unwrap()).unwrap();
+            }
+            (backend, _) => panic!("{backend:?}: the capture has the wrong form"),
+        }
+        fresh
     }
 }
 
@@ -172,12 +254,13 @@ fn next_part(rng: &mut Rng, at: [usize; 2], len: [usize; 2]) -> (usize, usize) {
 /// at what both sides have passed; optionally checkpoint and restore into a fresh join
 /// half way. Returns everything emitted and the join at the end.
 fn drive(
+    joins: &Joins,
     rng: &mut Rng,
     cfg: impl Fn() -> JoinConfig,
     rows: &[Vec<Row>; 2],
     restore_at: Option<usize>,
 ) -> (Vec<RecordBatch>, Join) {
-    let mut join = Join::new(cfg()).unwrap();
+    let mut join = joins.join(cfg());
     let mut out = Output::default();
     let mut at = [0usize, 0usize];
     let mut steps = 0;
@@ -198,9 +281,7 @@ fn drive(
         join.on_watermark(seen(0).min(seen(1)), &mut out).unwrap();
         steps += 1;
         if restore_at == Some(steps) {
-            let state = join.snapshot().unwrap();
-            join = Join::new(cfg()).unwrap();
-            join.restore(state).unwrap();
+            join = joins.restart(&join, cfg());
             join.on_watermark(seen(0).min(seen(1)), &mut out).unwrap();
         }
     }
@@ -210,6 +291,13 @@ fn drive(
 
 #[test]
 fn interval_joins_of_every_kind_equal_the_nested_loop_oracle() {
+    for backend in BACKENDS {
+        interval_joins_equal_the_oracle(&Joins::new(backend));
+    }
+}
+
+fn interval_joins_equal_the_oracle(joins: &Joins) {
+    let backend = joins.backend;
     let bounds = [
         TimeBound { lo: -5, hi: 0 },
         TimeBound { lo: 0, hi: 0 },
@@ -221,33 +309,39 @@ fn interval_joins_of_every_kind_equal_the_nested_loop_oracle() {
             let rows = rows(&mut rng, 200);
             let cfg = || config(kind, Some(*bound), Some("(lv + rv) % 3 <> 0"));
             let want = oracle(kind, Some(*bound), |l, r| (l + r) % 3 != 0, &rows);
-            let (out, join) = drive(&mut rng, cfg, &rows, None);
-            assert_eq!(pairs(&out), want, "{kind:?} {bound:?}");
+            let (out, join) = drive(joins, &mut rng, cfg, &rows, None);
+            assert_eq!(pairs(&out), want, "{backend:?} {kind:?} {bound:?}");
             assert!(!want.is_empty());
             assert_eq!(join.counters().late_records, 0);
             // Everything expired at the end of time: no state left behind.
-            assert!(join.snapshot().unwrap().is_empty(), "{kind:?} {bound:?}");
+            assert!(
+                join.snapshot().unwrap().is_empty(),
+                "{backend:?} {kind:?} {bound:?}"
+            );
+            assert_eq!(join.sides.count(0) + join.sides.count(1), 0);
             // Through a checkpoint half way, the same.
-            let (out, _) = drive(&mut rng, cfg, &rows, Some(40));
-            assert_eq!(pairs(&out), want, "{kind:?} {bound:?} restored");
+            let (out, _) = drive(joins, &mut rng, cfg, &rows, Some(40));
+            assert_eq!(pairs(&out), want, "{backend:?} {kind:?} {bound:?} restored");
         }
     }
 }
 
 #[test]
 fn a_regular_join_keeps_rows_until_their_ttl_and_inner_pairs_equal_the_oracle() {
+    for backend in BACKENDS {
+        regular_join_keeps_rows_until_their_ttl(&Joins::new(backend));
+    }
+}
+
+fn regular_join_keeps_rows_until_their_ttl(joins: &Joins) {
     let mut rng = Rng(7);
     let rows = rows(&mut rng, 150);
     let cfg = || config(JoinKind::Inner, None, None);
     let want = oracle(JoinKind::Inner, None, |_, _| true, &rows);
-    let (out, join) = drive(&mut rng, cfg, &rows, Some(30));
-    assert_eq!(pairs(&out), want);
+    let (out, join) = drive(joins, &mut rng, cfg, &rows, Some(30));
+    assert_eq!(pairs(&out), want, "{:?}", joins.backend);
     // Without a TTL every row with a key stays.
-    let kept: usize = join
-        .sides
-        .iter()
-        .map(|s| s.iter().map(|(_, rows)| rows.len()).sum::<usize>())
-        .sum();
+    let kept = join.sides.count(0) + join.sides.count(1);
     let with_key = rows.iter().flatten().filter(|r| r.0.is_some()).count();
     assert_eq!(kept, with_key);
 
@@ -256,7 +350,7 @@ fn a_regular_join_keeps_rows_until_their_ttl_and_inner_pairs_equal_the_oracle() 
         ttl: Some(10),
         ..config(JoinKind::Inner, None, None)
     };
-    let (out, join) = drive(&mut rng, ttl, &rows, None);
+    let (out, join) = drive(joins, &mut rng, ttl, &rows, Some(60));
     let got = pairs(&out);
     let near = oracle(
         JoinKind::Inner,
@@ -269,15 +363,15 @@ fn a_regular_join_keeps_rows_until_their_ttl_and_inner_pairs_equal_the_oracle() 
     }
     assert!(got.len() < want.len(), "the TTL dropped nothing");
     assert!(join.snapshot().unwrap().is_empty());
+    assert_eq!(join.sides.count(0) + join.sides.count(1), 0);
 }
 
 #[test]
 fn a_row_behind_the_watermark_is_dropped_and_counted_and_results_hold_the_watermark_back() {
-    let mut join = Join::new(config(
-        JoinKind::Inner,
-        Some(TimeBound { lo: -5, hi: 0 }),
+    let mut join = Join::new(
+        config(JoinKind::Inner, Some(TimeBound { lo: -5, hi: 0 }), None),
         None,
-    ))
+    )
     .unwrap();
     assert_eq!(join.watermark_delay(), 5);
     let mut out = Output::default();
@@ -360,7 +454,14 @@ fn regular_outer_joins_retract_padded_rows_and_equal_the_oracle() {
         .into_iter()
         .enumerate()
     {
-        for restore in [None, Some(25)] {
+        for (restore, backend) in [
+            (None, Backend::Memory),
+            (Some(25), Backend::Memory),
+            (None, Backend::Disk),
+            (Some(25), Backend::Disk),
+            (Some(25), Backend::DiskSavepoint),
+        ] {
+            let joins = Joins::new(backend);
             let mut rng = Rng(u64::try_from(seed + 50).unwrap());
             let rows = rows(&mut rng, 120);
             let cfg = || JoinConfig {
@@ -371,10 +472,10 @@ fn regular_outer_joins_retract_padded_rows_and_equal_the_oracle() {
                 ),
                 ..config(kind, None, None)
             };
-            let (out, _) = drive(&mut rng, cfg, &rows, restore);
+            let (out, _) = drive(&joins, &mut rng, cfg, &rows, restore);
             let (got, deletes) = apply(&out, true);
             let want = oracle(kind, None, |l, r| (l + r) % 3 != 0, &rows);
-            assert_eq!(got, want, "{kind:?}, restore {restore:?}");
+            assert_eq!(got, want, "{backend:?} {kind:?}, restore {restore:?}");
             assert!(deletes > 0, "{kind:?}: no padded row was ever retracted");
         }
     }
@@ -421,7 +522,11 @@ fn change_batch(side: usize, rows: &[(Row, Kind)]) -> RecordBatch {
 #[test]
 fn regular_joins_over_changelogs_equal_the_oracle_over_what_each_input_holds_at_the_end() {
     for (seed, kind) in KINDS.into_iter().enumerate() {
-        for (both, restore) in [(true, None), (true, Some(40)), (false, Some(25))] {
+        for ((both, restore), backend) in [(true, None), (true, Some(40)), (false, Some(25))]
+            .into_iter()
+            .flat_map(|case| BACKENDS.map(|b| (case, b)))
+        {
+            let joins = Joins::new(backend);
             let mut rng = Rng(u64::try_from(seed + 90).unwrap());
             let base = rows(&mut rng, 150);
             let (left, left_end) = changes(&mut rng, &base[0]);
@@ -452,7 +557,7 @@ fn regular_joins_over_changelogs_equal_the_oracle_over_what_each_input_holds_at_
                 ),
                 ..config(kind, None, None)
             };
-            let mut join = Join::new(cfg()).unwrap();
+            let mut join = joins.join(cfg());
             let mut out = Output::default();
             let mut at = [0usize, 0usize];
             let mut steps = 0;
@@ -469,24 +574,19 @@ fn regular_joins_over_changelogs_equal_the_oracle_over_what_each_input_holds_at_
                     .unwrap();
                 steps += 1;
                 if restore == Some(steps) {
-                    let state = join.snapshot().unwrap();
-                    join = Join::new(cfg()).unwrap();
-                    join.restore(state).unwrap();
+                    join = joins.restart(&join, cfg());
                 }
             }
             join.on_watermark(Millis::MAX, &mut out).unwrap();
             let (got, deletes) = apply(&out.batches, false);
             let want = oracle(kind, None, |l, r| (l + r) % 3 != 0, &[left_end, right_end]);
-            assert_eq!(got, want, "{kind:?}, both {both}, restore {restore:?}");
-            assert!(deletes > 0, "{kind:?}: nothing was retracted");
+            let case = format!("{backend:?} {kind:?}, both {both}, restore {restore:?}");
+            assert_eq!(got, want, "{case}");
+            assert!(deletes > 0, "{case}: nothing was retracted");
             // What is kept is what is left of each input (with a key).
-            let kept: usize = join
-                .sides
-                .iter()
-                .map(|s| s.iter().map(|(_, rows)| rows.len()).sum::<usize>())
-                .sum();
+            let kept = join.sides.count(0) + join.sides.count(1);
             let with_key = want_kept(&logs);
-            assert_eq!(kept, with_key, "{kind:?}: rows taken back are still kept");
+            assert_eq!(kept, with_key, "{case}: rows taken back are still kept");
         }
     }
 }
@@ -532,12 +632,17 @@ fn a_kept_row_of_an_older_checkpoint_reads_its_match_as_a_count() {
 /// oracle, for every join kind.
 #[test]
 fn once_an_input_ends_the_other_inputs_rows_are_no_longer_kept() {
-    for (seed, kind) in KINDS.into_iter().enumerate() {
+    for (seed, kind, backend) in KINDS
+        .into_iter()
+        .enumerate()
+        .flat_map(|(s, k)| BACKENDS.map(|b| (s, k, b)))
+    {
+        let joins = Joins::new(backend);
         let mut rng = Rng(u64::try_from(seed).unwrap() + 200);
         let rows = rows(&mut rng, 150);
         let bound = TimeBound { lo: -5, hi: 3 };
         let want = oracle(kind, Some(bound), |_, _| true, &rows);
-        let mut join = Join::new(config(kind, Some(bound), None)).unwrap();
+        let mut join = joins.join(config(kind, Some(bound), None));
         let mut out = Output::default();
         // Half the left rows, then every right row, and the right input ends.
         let half = rows[0].len() / 2;
@@ -546,12 +651,12 @@ fn once_an_input_ends_the_other_inputs_rows_are_no_longer_kept() {
         join.process(Input(1), batch(1, &rows[1]), &mut out)
             .unwrap();
         join.on_input_end(Input(1), &mut out).unwrap();
-        assert!(join.sides[0].iter().next().is_none(), "{kind:?}: left kept");
+        assert_eq!(join.sides.count(0), 0, "{backend:?} {kind:?}: left kept");
         join.process(Input(0), batch(0, &rows[0][half..]), &mut out)
             .unwrap();
-        assert!(join.sides[0].iter().next().is_none(), "{kind:?}: left kept");
+        assert_eq!(join.sides.count(0), 0, "{backend:?} {kind:?}: left kept");
         join.on_watermark(Millis::MAX, &mut out).unwrap();
-        assert_eq!(pairs(&out.batches), want, "{kind:?}");
+        assert_eq!(pairs(&out.batches), want, "{backend:?} {kind:?}");
     }
 }
 
@@ -560,7 +665,12 @@ fn once_an_input_ends_the_other_inputs_rows_are_no_longer_kept() {
 /// applied equals the oracle over what the left holds at the end, for every join kind.
 #[test]
 fn a_changelog_taken_back_after_the_other_input_ended_retracts_what_it_made() {
-    for (seed, kind) in KINDS.into_iter().enumerate() {
+    for (seed, kind, backend) in KINDS
+        .into_iter()
+        .enumerate()
+        .flat_map(|(s, k)| BACKENDS.map(|b| (s, k, b)))
+    {
+        let joins = Joins::new(backend);
         let mut rng = Rng(u64::try_from(seed).unwrap() + 300);
         let base = rows(&mut rng, 150);
         let (left, left_end) = changes(&mut rng, &base[0]);
@@ -571,7 +681,7 @@ fn a_changelog_taken_back_after_the_other_input_ended_retracts_what_it_made() {
             time_from: None,
             ..config(kind, None, None)
         };
-        let mut join = Join::new(cfg).unwrap();
+        let mut join = joins.join(cfg);
         let mut out = Output::default();
         join.process(Input(1), batch(1, &base[1]), &mut out)
             .unwrap();
@@ -580,10 +690,10 @@ fn a_changelog_taken_back_after_the_other_input_ended_retracts_what_it_made() {
             join.process(Input(0), change_batch(0, part), &mut out)
                 .unwrap();
         }
-        assert!(join.sides[0].iter().next().is_none(), "{kind:?}: left kept");
+        assert_eq!(join.sides.count(0), 0, "{backend:?} {kind:?}: left kept");
         let (got, deletes) = apply(&out.batches, false);
         let want = oracle(kind, None, |_, _| true, &[left_end, base[1].clone()]);
-        assert_eq!(got, want, "{kind:?}");
-        assert!(deletes > 0, "{kind:?}: nothing retracted");
+        assert_eq!(got, want, "{backend:?} {kind:?}");
+        assert!(deletes > 0, "{backend:?} {kind:?}: nothing retracted");
     }
 }

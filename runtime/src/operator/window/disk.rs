@@ -13,7 +13,10 @@ use crate::error::{Error, Result};
 use crate::ids::Millis;
 use crate::keys::key_group;
 use crate::operator::{Capture, KeyedState, encode_keyed};
-use crate::state::disk::{DiskState, Family, Fetched, Place, from_ordered, ordered};
+use crate::state::disk::{
+    DiskState, Family, Fetched, Place, from_ordered, length_prefixed, ordered,
+    split_length_prefixed,
+};
 
 const FAMILIES: &[Family] = &[Family::kept("windows"), Family::kept("timers")];
 const WINDOWS: usize = 0;
@@ -46,16 +49,8 @@ fn corrupt(message: impl Into<String>) -> Error {
     }
 }
 
-/// A key's prefix in [`WINDOWS`]: its length first, so that no key's prefix is another's.
-fn key_prefix(key: &[u8]) -> Vec<u8> {
-    let mut k = Vec::with_capacity(4 + key.len() + 8);
-    k.extend_from_slice(&u32::try_from(key.len()).unwrap_or(u32::MAX).to_be_bytes());
-    k.extend_from_slice(key);
-    k
-}
-
 fn window_key(key: &[u8], start: Millis) -> Vec<u8> {
-    let mut k = key_prefix(key);
+    let mut k = length_prefixed(key, 8);
     k.extend_from_slice(&ordered(start));
     k
 }
@@ -63,11 +58,8 @@ fn window_key(key: &[u8], start: Millis) -> Vec<u8> {
 /// The key and start of a [`WINDOWS`] entry.
 fn split_window_key(k: &[u8]) -> Result<(&[u8], Millis)> {
     let short = || corrupt("a stored window key is cut short");
-    let (len, rest) = k.split_first_chunk::<4>().ok_or_else(short)?;
-    let len = u32::from_be_bytes(*len) as usize;
-    let key = rest.get(..len).ok_or_else(short)?;
-    let start = from_ordered(rest.get(len..).ok_or_else(short)?).ok_or_else(short)?;
-    Ok((key, start))
+    let (key, rest) = split_length_prefixed(k).ok_or_else(short)?;
+    Ok((key, from_ordered(rest).ok_or_else(short)?))
 }
 
 fn timer_key(end: Millis, start: Millis, key: &[u8]) -> Vec<u8> {
@@ -104,7 +96,7 @@ impl DiskWindows {
     /// Every window of `key` in key group `kg`, by start.
     fn read(store: &weir_state::Store, kg: u32, key: &[u8]) -> Result<KeyWindows> {
         let mut windows = KeyWindows::new();
-        for entry in store.scan_prefix(WINDOWS, kg, &key_prefix(key))? {
+        for entry in store.scan_prefix(WINDOWS, kg, &length_prefixed(key, 0))? {
             let (k, v) = entry?;
             let (_, start) = split_window_key(&k)?;
             windows.insert(start, decode_window(&v)?);

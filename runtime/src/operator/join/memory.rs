@@ -1,0 +1,145 @@
+//! A join's kept rows in memory (the `memory` state backend).
+
+use std::collections::BTreeSet;
+
+use xxhash_rust::xxh3::Xxh3DefaultBuilder;
+
+use super::{Expiry, Kept};
+use crate::ids::Millis;
+
+/// One input's kept rows. Keys are interned into slots, so that the expiry index holds a
+/// number rather than a copy of the key, and each key is in it once, at its earliest expiry
+/// (a key's rows are checked together when that comes).
+#[derive(Default)]
+pub(super) struct Side {
+    /// key -> its slot.
+    ids: hashbrown::HashMap<Vec<u8>, u32, Xxh3DefaultBuilder>,
+    slots: Vec<Slot>,
+    /// Slots no key uses.
+    free: Vec<u32>,
+    /// (expiry, slot): each slot once, at the earliest expiry among its rows.
+    expiries: BTreeSet<(Millis, u32)>,
+}
+
+/// A key's rows.
+#[derive(Default)]
+struct Slot {
+    key: Vec<u8>,
+    /// In arrival order.
+    rows: Vec<Kept>,
+    /// Its entry in [`Side::expiries`].
+    indexed: Option<Millis>,
+}
+
+impl Side {
+    pub(super) fn get(&self, key: &[u8]) -> Option<&[Kept]> {
+        self.ids
+            .get(key)
+            .map(|&id| self.slots[id as usize].rows.as_slice())
+    }
+
+    pub(super) fn get_mut(&mut self, key: &[u8], k: usize) -> Option<&mut Kept> {
+        let id = *self.ids.get(key)?;
+        self.slots[id as usize].rows.get_mut(k)
+    }
+
+    /// Keep `kept` under `key`, to expire at `at` (`None`: never).
+    pub(super) fn push(&mut self, key: &[u8], kept: Kept, at: Option<Millis>) {
+        let id = match self.ids.get(key) {
+            Some(&id) => id,
+            None => {
+                let id = self.free.pop().unwrap_or_else(|| {
+                    self.slots.push(Slot::default());
+                    u32::try_from(self.slots.len() - 1).unwrap_or(u32::MAX)
+                });
+                self.slots[id as usize].key = key.to_vec();
+                self.ids.insert(key.to_vec(), id);
+                id
+            }
+        };
+        let slot = &mut self.slots[id as usize];
+        slot.rows.push(kept);
+        if let Some(at) = at
+            && slot.indexed.is_none_or(|i| at < i)
+        {
+            if let Some(old) = slot.indexed {
+                self.expiries.remove(&(old, id));
+            }
+            self.expiries.insert((at, id));
+            slot.indexed = Some(at);
+        }
+    }
+
+    /// Take one row equal to `row` away from `key`'s; `None` if there is none (it was
+    /// never kept, or expired).
+    pub(super) fn remove(&mut self, key: &[u8], row: &[u8]) -> Option<Kept> {
+        let id = *self.ids.get(key)?;
+        let slot = &mut self.slots[id as usize];
+        let i = slot.rows.iter().position(|k| k.row == row)?;
+        let kept = slot.rows.remove(i);
+        if slot.rows.is_empty() {
+            self.release(id);
+        }
+        Some(kept)
+    }
+
+    /// Slot `id` holds no row any more.
+    fn release(&mut self, id: u32) {
+        let slot = &mut self.slots[id as usize];
+        if let Some(at) = slot.indexed.take() {
+            self.expiries.remove(&(at, id));
+        }
+        let key = std::mem::take(&mut slot.key);
+        self.ids.remove(&key);
+        self.free.push(id);
+    }
+
+    /// Drop every row of this side (`side`) that `watermark` expires, returning them.
+    pub(super) fn expire(&mut self, side: usize, expiry: Expiry, watermark: Millis) -> Vec<Kept> {
+        let mut gone = Vec::new();
+        while let Some(&(at, id)) = self.expiries.first() {
+            if at > watermark {
+                break;
+            }
+            self.expiries.pop_first();
+            let slot = &mut self.slots[id as usize];
+            slot.indexed = None;
+            let mut next: Option<Millis> = None;
+            for kept in std::mem::take(&mut slot.rows) {
+                match expiry.at(side, kept.time) {
+                    Some(e) if e <= watermark => gone.push(kept),
+                    e => {
+                        next = match (next, e) {
+                            (Some(n), Some(e)) => Some(n.min(e)),
+                            (n, e) => n.or(e),
+                        };
+                        slot.rows.push(kept);
+                    }
+                }
+            }
+            if slot.rows.is_empty() {
+                self.release(id);
+            } else if let Some(n) = next {
+                slot.indexed = Some(n);
+                self.expiries.insert((n, id));
+            }
+        }
+        gone
+    }
+
+    /// Every row, leaving none.
+    pub(super) fn take(&mut self) -> Vec<Kept> {
+        std::mem::take(self)
+            .slots
+            .into_iter()
+            .flat_map(|s| s.rows)
+            .collect()
+    }
+
+    /// Every key with its rows.
+    pub(super) fn iter(&self) -> impl Iterator<Item = (&[u8], &[Kept])> {
+        self.ids
+            .iter()
+            .map(|(k, &id)| (k.as_slice(), self.slots[id as usize].rows.as_slice()))
+    }
+}
