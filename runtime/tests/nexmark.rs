@@ -213,18 +213,31 @@ fn stores(dir: &Path) -> std::collections::BTreeSet<String> {
     out
 }
 
-/// The joins with their rows on disk (`stateBackend: disk`, a 32 MiB budget): a regular inner
-/// join (q3), a window join (q8), a join with a bounded side table (q13), an interval outer
-/// join (`early`), a regular outer join (`people`) and a full join of two updating results
-/// (`traders`), each killed twice with SIGKILL at parallelism 2 and run to its end at 3
-/// (restoring the store's files by key group), equal the oracle. The killed runs' stores are
-/// on disk: the join's state was there, not in memory.
+/// Joins and updating `GROUP BY`s with their state on disk (`stateBackend: disk`, a 32 MiB
+/// budget): a regular inner join (q3), a window join (q8), a join with a bounded side table
+/// (q13), an interval outer join (`early`), a regular outer join (`people`), a full join of two
+/// updating counts (`traders`), a join feeding two updating aggregations (q4) and updating
+/// aggregations with `count(DISTINCT)` and `FILTER` (q15, q16, q17), each killed twice with
+/// SIGKILL at parallelism 2 and run to its end at 3 (restoring the stores' files by key
+/// group), equal the oracle. The killed runs' stores are on disk: the state was there, not in
+/// memory.
 #[test]
-fn joins_on_the_disk_backend_killed_and_rescaled_still_equal_the_oracle() {
+fn joins_and_group_bys_on_the_disk_backend_killed_and_rescaled_still_equal_the_oracle() {
     let tmp = tempfile::tempdir().unwrap();
     let events = dump_events(&tmp.path().join("events"));
     let mut rng = common::fault_seed();
-    for query in ["q3", "q8", "q13", "early", "people", "traders"] {
+    for (query, operator) in [
+        ("q3", "join"),
+        ("q8", "join"),
+        ("q13", "join"),
+        ("early", "join"),
+        ("people", "join"),
+        ("traders", "join"),
+        ("q4", "group"),
+        ("q15", "group"),
+        ("q16", "group"),
+        ("q17", "group"),
+    ] {
         let dir = tmp.path().join(query);
         std::fs::create_dir_all(&dir).unwrap();
         let file = job_file(query, None, 2, &dir);
@@ -241,8 +254,8 @@ fn joins_on_the_disk_backend_killed_and_rescaled_still_equal_the_oracle() {
         kill(&file, &log, &mut rng, 2);
         let killed = stores(&state);
         assert!(
-            killed.iter().any(|s| s.contains("join")),
-            "{query}: no join kept a store under {}: {killed:?}",
+            killed.iter().any(|s| s.contains(operator)),
+            "{query}: no {operator} kept a store under {}: {killed:?}",
             state.display()
         );
         run_to_end_with(&file, &log, &["--parallelism", "3"]);

@@ -15,7 +15,8 @@
 //!
 //! State is each group's accumulators, per key group (so it moves on rescale), kept for as
 //! long as the job runs, or, with `stateTtl` over input that carries event time, until no
-//! row of the group has come for that long ([`super::ttl`]).
+//! row of the group has come for that long ([`super::ttl`]). It lives in memory or, with the
+//! `disk` backend, in a store ([`disk`]) from which each batch reads the groups it touches.
 //!
 //! Replay after a restore is exact: the checkpoint holds every group as of its barrier, which
 //! is what the output committed by that checkpoint last said of it, so the replay's first
@@ -32,11 +33,12 @@ use super::window::Aggregate;
 use super::window::accumulators::{
     Acc, Arguments, Outcome, Value, check_restored, finish_outcomes,
 };
-use super::{Input, KeyedState, Operator, Output, decode_keyed, encode_keyed};
+use super::{Capture, Input, KeyedState, Operator, Output, decode_keyed, encode_keyed};
 use crate::changelog::{self, Kind};
 use crate::error::{Error, Result};
 use crate::ids::Millis;
 use crate::keys::KeyCodec;
+use crate::state::disk::{DiskState, Fetched, Place};
 
 const NAME: &str = "group by";
 
@@ -66,12 +68,15 @@ pub struct GroupBy {
     output: SchemaRef,
     changelog: bool,
     max_parallelism: u32,
-    /// Over inserts only: each group's accumulators.
+    /// Over inserts only: each group's accumulators (on disk: the current batch's groups).
     groups: HashMap<Vec<u8>, Vec<Acc>>,
-    /// Over a changelog: each group's rows and accumulators.
+    /// Over a changelog: each group's rows and accumulators (on disk: the batch's).
     retracting: Option<HashMap<Vec<u8>, Group>>,
-    /// `stateTtl`: the event-time column, and each group's newest row.
+    /// `stateTtl`: the event-time column, and each group's newest row (in memory; on disk
+    /// the store keeps it).
     ttl: Option<(usize, Ttl)>,
+    /// The groups' store, with the `disk` backend.
+    disk: Option<DiskGroups>,
 }
 
 impl std::fmt::Debug for GroupBy {
@@ -83,12 +88,24 @@ impl std::fmt::Debug for GroupBy {
 }
 
 impl GroupBy {
-    /// A `GROUP BY` with no groups yet.
+    /// A `GROUP BY` with no groups yet, in memory or, given a place, on disk.
     ///
     /// # Errors
-    /// Arrow's error when a `count_distinct` argument type cannot be row-encoded.
-    pub fn new(c: GroupByConfig) -> Result<Self> {
+    /// Arrow's error when a `count_distinct` argument type cannot be row-encoded; the disk
+    /// store does not open.
+    pub fn new(c: GroupByConfig, place: Option<Place>) -> Result<Self> {
+        let disk = place
+            .map(|place| {
+                let state = DiskState::create(place, disk::FAMILIES)?;
+                Ok::<_, Error>(DiskGroups::new(
+                    state,
+                    c.max_parallelism,
+                    c.ttl.map(|t| t.1),
+                ))
+            })
+            .transpose()?;
         Ok(Self {
+            disk,
             args: Arguments::new(&c.aggregates)?,
             changelog: changelog::is_changelog(&c.output),
             keys: c.keys,
@@ -165,6 +182,17 @@ impl Operator for GroupBy {
         } else {
             None
         };
+        if let Some(d) = &mut self.disk {
+            let mut seen: HashSet<&[u8]> = HashSet::new();
+            let keys: Vec<&[u8]> = (0..batch.num_rows())
+                .map(|r| key_rows.row(r).data())
+                .filter(|k| seen.insert(k))
+                .collect();
+            match &mut self.retracting {
+                Some(groups) => d.load(&keys, groups)?,
+                None => d.load(&keys, &mut self.groups)?,
+            }
+        }
         // Groups touched, in the order first touched, with their result before this batch
         // (`None`: no such group).
         let mut touched: Vec<(&[u8], Option<Vec<Outcome>>)> = Vec::new();
@@ -186,11 +214,6 @@ impl Operator for GroupBy {
             };
             self.apply(key, &values, row, sign);
         }
-        if let Some((_, ttl)) = &mut self.ttl {
-            for (key, t) in newest {
-                ttl.touch(key, t);
-            }
-        }
         let mut rows: Vec<(&[u8], Vec<Outcome>, Kind)> = Vec::new();
         for (key, before) in touched {
             match (before, self.outcomes(key)) {
@@ -202,6 +225,18 @@ impl Operator for GroupBy {
                 (Some(before), None) => rows.push((key, before, Kind::Delete)),
                 _ => {}
             }
+        }
+        match (&mut self.disk, &mut self.ttl) {
+            (Some(d), _) => match &mut self.retracting {
+                Some(groups) => d.store(groups, &newest)?,
+                None => d.store(&mut self.groups, &newest)?,
+            },
+            (None, Some((_, ttl))) => {
+                for (key, t) in newest {
+                    ttl.touch(key, t);
+                }
+            }
+            (None, None) => {}
         }
         if rows.is_empty() {
             return Ok(());
@@ -220,15 +255,29 @@ impl Operator for GroupBy {
     }
 
     fn on_watermark(&mut self, watermark: Millis, _out: &mut Output) -> Result<()> {
+        if let Some(d) = &mut self.disk {
+            return d.expire(watermark);
+        }
         if let Some((_, ttl)) = &mut self.ttl {
             for key in ttl.expire(watermark) {
                 self.groups.remove(&key);
+                if let Some(groups) = &mut self.retracting {
+                    groups.remove(&key);
+                }
             }
         }
         Ok(())
     }
 
     fn snapshot(&self) -> Result<KeyedState> {
+        if let Some(d) = &self.disk {
+            return encode_store(
+                d.state.store(),
+                d.state.groups(),
+                self.max_parallelism,
+                self.retracting.is_some(),
+            );
+        }
         match &self.retracting {
             Some(groups) => encode_keyed(
                 NAME,
@@ -247,22 +296,36 @@ impl Operator for GroupBy {
         }
     }
 
-    fn restore(&mut self, state: KeyedState) -> Result<()> {
-        let wrong = |message| Error::State {
-            operator: NAME.into(),
-            message,
-        };
-        let check_keys = |keys: Vec<&[u8]>| {
-            if keys.is_empty() {
-                return Ok(());
+    fn capture(&self, portable: bool) -> Result<Capture> {
+        match &self.disk {
+            None => {
+                let state = self.snapshot()?;
+                Ok(Capture::Keyed(Box::new(move || Ok(state))))
             }
-            self.keys.decode_stored(&keys).map(|_| ()).map_err(wrong)
-        };
+            Some(d) if portable => {
+                let (checkpoint, store) = d.state.frozen(disk::FAMILIES)?;
+                let (groups, max_parallelism) = (d.state.groups(), self.max_parallelism);
+                let retracting = self.retracting.is_some();
+                Ok(Capture::Keyed(Box::new(move || {
+                    let encoded = encode_store(&store, groups, max_parallelism, retracting);
+                    drop(store);
+                    drop(checkpoint);
+                    encoded
+                })))
+            }
+            Some(d) => Ok(Capture::Disk(d.state.capture()?)),
+        }
+    }
+
+    fn restore(&mut self, state: KeyedState) -> Result<()> {
         if self.retracting.is_some() {
             let restored = decode_keyed::<Group>(NAME, state)?;
-            check_keys(restored.iter().map(|(k, _)| k.as_slice()).collect())?;
+            self.check_keys(restored.iter().map(|(k, _)| k.as_slice()))?;
             for (_, g) in &restored {
                 retract::check_restored(&self.aggregates, g).map_err(wrong)?;
+            }
+            if let Some(d) = &mut self.disk {
+                return d.put_all(restored.into_iter().map(|(k, g)| (k, g, None)));
             }
             if let Some(groups) = &mut self.retracting {
                 groups.extend(restored);
@@ -270,9 +333,16 @@ impl Operator for GroupBy {
             return Ok(());
         }
         let restored = decode_keyed::<(Vec<Acc>, Option<Millis>)>(NAME, state)?;
-        check_keys(restored.iter().map(|(k, _)| k.as_slice()).collect())?;
+        self.check_keys(restored.iter().map(|(k, _)| k.as_slice()))?;
         for (_, (accs, _)) in &restored {
             check_restored(&self.aggregates, accs).map_err(wrong)?;
+        }
+        if let Some(d) = &mut self.disk {
+            return d.put_all(
+                restored
+                    .into_iter()
+                    .map(|(k, (accs, last))| (k, accs, last)),
+            );
         }
         for (key, (accs, last)) in restored {
             if let (Some((_, ttl)), Some(t)) = (&mut self.ttl, last) {
@@ -282,10 +352,75 @@ impl Operator for GroupBy {
         }
         Ok(())
     }
+
+    fn restore_disk(&mut self, fetched: Vec<Fetched>) -> Result<()> {
+        // The empty store made at start closes before the restored one opens in its place.
+        let Some(place) = self.disk.take().map(|d| d.state.place().clone()) else {
+            return Err(super::disk_state_refused(NAME));
+        };
+        let state = DiskState::restore(place, disk::FAMILIES, fetched)?;
+        let d = DiskGroups::restored(
+            state,
+            self.max_parallelism,
+            self.ttl.as_ref().map(|t| t.1.ttl()),
+        );
+        // The stored keys and accumulators still fit the job (a sample: the first group).
+        if let Some((key, v)) = d.sample()? {
+            self.check_keys(std::iter::once(key.as_slice()))?;
+            if self.retracting.is_some() {
+                let (g, _) = disk::decode::<Group>(&v)?;
+                retract::check_restored(&self.aggregates, &g).map_err(wrong)?;
+            } else {
+                let (accs, _) = disk::decode::<Vec<Acc>>(&v)?;
+                check_restored(&self.aggregates, &accs).map_err(wrong)?;
+            }
+        }
+        self.disk = Some(d);
+        Ok(())
+    }
 }
 
+impl GroupBy {
+    /// Restored keys must decode as the job's key columns: a changed key would otherwise
+    /// miss every stored group.
+    fn check_keys<'k>(&self, keys: impl Iterator<Item = &'k [u8]>) -> Result<()> {
+        let keys: Vec<&[u8]> = keys.collect();
+        if keys.is_empty() {
+            return Ok(());
+        }
+        self.keys.decode_stored(&keys).map(|_| ()).map_err(wrong)
+    }
+}
+
+fn wrong(message: String) -> Error {
+    Error::State {
+        operator: NAME.into(),
+        message,
+    }
+}
+
+/// Every group of a store, encoded as the memory backend's checkpoint holds it: over inserts
+/// each group's accumulators with its newest row's time, over a changelog (`retracting`) its
+/// `Group`.
+fn encode_store(
+    store: &weir_state::Store,
+    groups: weir_state::KeyGroups,
+    max_parallelism: u32,
+    retracting: bool,
+) -> Result<KeyedState> {
+    if retracting {
+        DiskGroups::encode_store(store, groups, max_parallelism, |g: Group, _| g)
+    } else {
+        DiskGroups::encode_store(store, groups, max_parallelism, |accs: Vec<Acc>, t| {
+            (accs, t)
+        })
+    }
+}
+
+mod disk;
 mod retract;
 #[cfg(test)]
 mod tests;
 
+use disk::DiskGroups;
 use retract::{Group, Retractable};

@@ -30,6 +30,82 @@ impl Rng {
     }
 }
 
+/// Where a test's operator keeps its state, and how a checkpoint half way is restored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Backend {
+    /// In memory, through its keyed checkpoint.
+    Memory,
+    /// On disk, through a checkpoint of the store's files, as a job restores one.
+    Disk,
+    /// On disk, through a savepoint (the keyed format, encoded from a frozen copy).
+    DiskSavepoint,
+}
+
+pub(super) const BACKENDS: [Backend; 3] = [Backend::Memory, Backend::Disk, Backend::DiskSavepoint];
+
+/// Places for a test's operators on one backend: each disk store in its own directory,
+/// owning key groups `groups`.
+pub(super) struct Places {
+    pub backend: Backend,
+    groups: std::ops::RangeInclusive<u32>,
+    dir: tempfile::TempDir,
+    made: std::cell::Cell<u32>,
+}
+
+impl Places {
+    pub fn new(backend: Backend, groups: std::ops::RangeInclusive<u32>) -> Self {
+        Self {
+            backend,
+            groups,
+            dir: tempfile::tempdir().unwrap(),
+            made: std::cell::Cell::new(0),
+        }
+    }
+
+    /// Where the next operator keeps its state: nowhere (memory), or a fresh directory.
+    pub fn place(&self) -> Option<crate::state::disk::Place> {
+        let n = self.made.get();
+        self.made.set(n + 1);
+        (self.backend != Backend::Memory).then(|| crate::state::disk::Place {
+            dir: self.dir.path().join(format!("op-{n}")),
+            budget: weir_state::Budget::new(16 << 20),
+            groups: weir_state::KeyGroups::new(self.groups.clone()),
+            operator: "op-0".into(),
+        })
+    }
+
+    /// Checkpoint `from` and restore it into `into` (fresh, made with [`Self::place`]) the
+    /// backend's way.
+    pub fn restore(&self, from: &dyn Operator, into: &mut dyn Operator) {
+        let savepoint = self.backend == Backend::DiskSavepoint;
+        match (self.backend, from.capture(savepoint).unwrap()) {
+            (Backend::Disk, super::Capture::Disk(capture)) => {
+                let n = self.made.get();
+                self.made.set(n + 1);
+                let download = self.dir.path().join(format!("download-{n}"));
+                std::fs::create_dir_all(&download).unwrap();
+                for f in capture.checkpoint.files() {
+                    std::fs::copy(&f.path, download.join(&f.name)).unwrap();
+                }
+                into.restore_disk(vec![crate::state::disk::Fetched {
+                    source: weir_state::Source {
+                        dir: download,
+                        groups: capture.groups,
+                    },
+                    tables: Vec::new(),
+                    reusable: false,
+                    reused_bytes: 0,
+                }])
+                .unwrap();
+            }
+            (Backend::Memory | Backend::DiskSavepoint, super::Capture::Keyed(encode)) => {
+                into.restore(encode().unwrap()).unwrap();
+            }
+            (backend, _) => panic!("{backend:?}: the capture has the wrong form"),
+        }
+    }
+}
+
 fn input_schema() -> SchemaRef {
     crate::schema::source_schema(&[
         weir_crds::FieldSpec {

@@ -227,15 +227,15 @@ impl OpPlan {
     }
 
     /// Whether the operator can keep its state on disk (the `disk` backend); the others (a
-    /// top-N, an updating `GROUP BY`) keep it in memory whatever the backend.
+    /// top-N) keep it in memory whatever the backend.
     #[must_use]
     pub fn keeps_disk_state(&self) -> bool {
-        match &self.operation {
+        matches!(
+            &self.operation,
             Operation::Transform(Transform::Dedup(_) | Transform::Window(_))
-            | Operation::Join(_) => true,
-            Operation::GroupBy(..) => self.groups_at_time(),
-            _ => false,
-        }
+                | Operation::Join(_)
+                | Operation::GroupBy(..)
+        )
     }
 
     /// [`Self::instantiate`], with its state on disk at `place` when it has one and
@@ -333,14 +333,17 @@ impl OpPlan {
         if self.groups_at_time() {
             return self.window(w, max_parallelism, place);
         }
-        Ok(Box::new(GroupBy::new(GroupByConfig {
-            keys: KeyCodec::new(&self.input, keys)?,
-            aggregates,
-            output: Arc::clone(&self.output),
-            max_parallelism,
-            retracting: crate::changelog::is_changelog(&self.input),
-            ttl: ttl.zip(self.time_col).map(|(t, c)| (c, t)),
-        })?))
+        Ok(Box::new(GroupBy::new(
+            GroupByConfig {
+                keys: KeyCodec::new(&self.input, keys)?,
+                aggregates,
+                output: Arc::clone(&self.output),
+                max_parallelism,
+                retracting: crate::changelog::is_changelog(&self.input),
+                ttl: ttl.zip(self.time_col).map(|(t, c)| (c, t)),
+            },
+            place,
+        )?))
     }
 
     fn window(

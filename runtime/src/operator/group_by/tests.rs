@@ -1,7 +1,8 @@
 //! The updating `GROUP BY` against an oracle computed directly: random rows (keys with nulls,
 //! values with nulls) in random batches; its changelog, applied as a multiset (every `-U`
 //! must remove a row emitted before), must equal the groups' results over all the rows,
-//! also when the operator is snapshotted half way and the rest runs on a fresh one.
+//! also when the operator is checkpointed half way and the rest runs on a fresh one, with its
+//! groups in memory and on disk (each of `operator::tests::BACKENDS`).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -14,8 +15,9 @@ use weir_crds::AggregateFn;
 use super::{GroupBy, GroupByConfig};
 use crate::changelog::{self, Kind};
 use crate::expr::CompiledExpr;
+use crate::ids::Millis;
 use crate::keys::KeyCodec;
-use crate::operator::tests::Rng;
+use crate::operator::tests::{BACKENDS, Places, Rng};
 use crate::operator::window::{Aggregate, ValueKind};
 use crate::operator::{Input, Operator, Output};
 
@@ -82,6 +84,30 @@ fn config_over(schema: &SchemaRef, with_aggregates: bool) -> GroupByConfig {
 
 /// One output row: key, count, sum, max, distinct values, avg (bits, so rows compare).
 type Row = (Option<i64>, Vec<Option<i64>>, Option<u64>);
+
+/// A `GROUP BY` of `cfg` on `places`' backend.
+fn make(places: &Places, cfg: GroupByConfig) -> GroupBy {
+    GroupBy::new(cfg, places.place()).unwrap()
+}
+
+/// `op` checkpointed and restored into a fresh one of `cfg`.
+fn restart(places: &Places, op: &GroupBy, cfg: GroupByConfig) -> GroupBy {
+    let mut fresh = make(places, cfg);
+    places.restore(op, &mut fresh);
+    fresh
+}
+
+/// On disk, the groups are in the store between batches, not in the operator's maps.
+fn held_on_disk(op: &GroupBy) {
+    if op.disk.is_some() {
+        assert!(op.groups.is_empty(), "groups left in memory");
+        assert!(
+            op.retracting
+                .as_ref()
+                .is_none_or(std::collections::HashMap::is_empty)
+        );
+    }
+}
 
 fn rows_of(batch: &RecordBatch) -> Vec<(Row, Kind)> {
     let key = batch.column(0).as_primitive::<Int64Type>();
@@ -182,7 +208,8 @@ type Input2 = (Option<i64>, Option<i64>);
 /// equals the groups of the rows still live, and groups whose rows all left are gone.
 #[test]
 fn over_a_changelog_rows_taken_back_leave_their_groups_and_empty_groups_are_deleted() {
-    for seed in 0..20u64 {
+    for (seed, backend) in (0..20u64).flat_map(|s| BACKENDS.map(|b| (s, b))) {
+        let places = Places::new(backend, 0..=15);
         let mut rng = Rng(seed + 100);
         let mut live: Vec<Input2> = Vec::new();
         let mut changes: Vec<(Input2, Kind)> = Vec::new();
@@ -215,15 +242,13 @@ fn over_a_changelog_rows_taken_back_leave_their_groups_and_empty_groups_are_dele
             }
         }
         let schema = changelog_input();
-        let mut op = GroupBy::new(config_over(&schema, true)).unwrap();
+        let mut op = make(&places, config_over(&schema, true));
         let mut table: BTreeMap<Row, usize> = BTreeMap::new();
         let restore_at = usize::try_from(rng.next(changes.len() as u64)).unwrap();
         let (mut at, mut restored) = (0, false);
         while at < changes.len() {
             if at >= restore_at && !restored {
-                let state = op.snapshot().unwrap();
-                op = GroupBy::new(config_over(&schema, true)).unwrap();
-                op.restore(state).unwrap();
+                op = restart(&places, &op, config_over(&schema, true));
                 restored = true;
             }
             let n = (1 + usize::try_from(rng.next(25)).unwrap()).min(changes.len() - at);
@@ -240,15 +265,17 @@ fn over_a_changelog_rows_taken_back_leave_their_groups_and_empty_groups_are_dele
             .unwrap();
             let mut out = Output::default();
             op.process(Input::ONLY, b, &mut out).unwrap();
+            held_on_disk(&op);
             apply(&out, &mut table, seed);
         }
-        assert_eq!(table, oracle(&live), "seed {seed}");
+        assert_eq!(table, oracle(&live), "seed {seed}, {backend:?}");
     }
 }
 
 #[test]
 fn the_changelog_applied_equals_the_groups_computed_directly_across_a_restore() {
-    for seed in 0..20u64 {
+    for (seed, backend) in (0..20u64).flat_map(|s| BACKENDS.map(|b| (s, b))) {
+        let places = Places::new(backend, 0..=15);
         let mut rng = Rng(seed);
         let all: Vec<(Option<i64>, Option<i64>)> = (0..1 + rng.next(300))
             .map(|_| {
@@ -257,30 +284,35 @@ fn the_changelog_applied_equals_the_groups_computed_directly_across_a_restore() 
                 ((k != 6).then_some(k), (v != 11).then_some(v))
             })
             .collect();
-        let mut op = GroupBy::new(config(true)).unwrap();
+        let mut op = make(&places, config(true));
         let mut table: BTreeMap<Row, usize> = BTreeMap::new();
         let restore_at = usize::try_from(rng.next(all.len() as u64)).unwrap();
         let mut at = 0;
         while at < all.len() {
             if at >= restore_at && restore_at > 0 {
-                let state = op.snapshot().unwrap();
-                op = GroupBy::new(config(true)).unwrap();
-                op.restore(state).unwrap();
+                op = restart(&places, &op, config(true));
             }
             let n = (1 + usize::try_from(rng.next(40)).unwrap()).min(all.len() - at);
             let mut out = Output::default();
             op.process(Input::ONLY, batch(&all[at..at + n]), &mut out)
                 .unwrap();
+            held_on_disk(&op);
             at += n;
             apply(&out, &mut table, seed);
         }
-        assert_eq!(table, oracle(&all), "seed {seed}");
+        assert_eq!(table, oracle(&all), "seed {seed}, {backend:?}");
     }
 }
 
 #[test]
 fn an_unchanged_result_emits_nothing_and_distinct_emits_each_group_once_as_inserts() {
-    let mut op = GroupBy::new(config(true)).unwrap();
+    for backend in BACKENDS {
+        unchanged_results_emit_nothing(&Places::new(backend, 0..=15));
+    }
+}
+
+fn unchanged_results_emit_nothing(places: &Places) {
+    let mut op = make(places, config(true));
     let mut out = Output::default();
     op.process(Input::ONLY, batch(&[(Some(1), None)]), &mut out)
         .unwrap();
@@ -295,7 +327,7 @@ fn an_unchanged_result_emits_nothing_and_distinct_emits_each_group_once_as_inser
         [Kind::UpdateBefore, Kind::UpdateAfter]
     );
 
-    let mut distinct = GroupBy::new(config(false)).unwrap();
+    let mut distinct = make(places, config(false));
     let mut keys = Vec::new();
     for b in [
         vec![(Some(1), Some(1)), (Some(2), None), (Some(1), Some(3))],
@@ -309,7 +341,7 @@ fn an_unchanged_result_emits_nothing_and_distinct_emits_each_group_once_as_inser
             keys.extend((0..b.num_rows()).map(|r| k.is_valid(r).then(|| k.value(r))));
         }
     }
-    assert_eq!(keys, [Some(1), Some(2), None]);
+    assert_eq!(keys, [Some(1), Some(2), None], "{:?}", places.backend);
 }
 
 /// `stateTtl`: a group without a row for the TTL of event time (against the watermark) is
@@ -317,7 +349,14 @@ fn an_unchanged_result_emits_nothing_and_distinct_emits_each_group_once_as_inser
 /// survives a restore.
 #[test]
 fn a_group_without_rows_for_the_ttl_is_forgotten_also_after_a_restore() {
+    for backend in BACKENDS {
+        groups_expire_by_ttl(&Places::new(backend, 0..=15));
+    }
+}
+
+fn groups_expire_by_ttl(places: &Places) {
     use datafusion::arrow::array::TimestampMillisecondArray;
+    let backend = places.backend;
 
     let schema: SchemaRef = Arc::new(Schema::new(vec![
         Field::new("k", DataType::Int64, false),
@@ -365,7 +404,7 @@ fn a_group_without_rows_for_the_ttl_is_forgotten_also_after_a_restore() {
             .collect()
     };
     let s = |k: i64, n: i64, c: &str| (k, n, c.to_string());
-    let mut op = GroupBy::new(cfg()).unwrap();
+    let mut op = make(places, cfg());
     assert_eq!(
         run(&mut op, &[(1, 0), (2, 8)]),
         [s(1, 1, "+I"), s(2, 1, "+I")]
@@ -374,15 +413,20 @@ fn a_group_without_rows_for_the_ttl_is_forgotten_also_after_a_restore() {
     assert_eq!(
         run(&mut op, &[(1, 11), (2, 12)]),
         [s(1, 1, "+I"), s(2, 1, "-U"), s(2, 2, "+U")],
-        "key 1 expired at 0 + 5 <= 10, key 2 (newest row at 8) did not"
+        "{backend:?}: key 1 expired at 0 + 5 <= 10, key 2 (newest row at 8) did not"
     );
-    let state = op.snapshot().unwrap();
-    let mut op = GroupBy::new(cfg()).unwrap();
-    op.restore(state).unwrap();
+    let mut op = restart(places, &op, cfg());
     op.on_watermark(16, &mut Output::default()).unwrap();
     assert_eq!(
         run(&mut op, &[(1, 18), (2, 18)]),
         [s(1, 1, "+I"), s(2, 2, "-U"), s(2, 3, "+U")],
-        "after the restore key 1 (newest at 11) expired at 16, key 2 (newest at 12) not yet"
+        "{backend:?}: after the restore key 1 (newest at 11) expired at 16, key 2 (newest at 12) not yet"
     );
+    // Every group expires at the end of time, and leaves nothing behind.
+    op.on_watermark(Millis::MAX, &mut Output::default())
+        .unwrap();
+    assert!(op.snapshot().unwrap().is_empty(), "{backend:?}");
+    if let Some(d) = &op.disk {
+        assert_eq!(d.count(), 0, "{backend:?}: groups left in the store");
+    }
 }

@@ -14,7 +14,7 @@ use super::{Join, JoinConfig, JoinKind, Kept, TimeBound};
 use crate::changelog::{self, Kind};
 use crate::expr::CompiledExpr;
 use crate::ids::Millis;
-use crate::operator::tests::Rng;
+use crate::operator::tests::{BACKENDS, Backend, Places, Rng};
 use crate::operator::{Input, Operator, Output};
 
 fn side_schema(prefix: &str) -> SchemaRef {
@@ -82,84 +82,22 @@ fn config(kind: JoinKind, time: Option<TimeBound>, filter: Option<&str>) -> Join
     }
 }
 
-/// Where a test's join keeps its rows, and how a checkpoint half way is restored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Backend {
-    /// In memory, through its keyed checkpoint.
-    Memory,
-    /// On disk, through a checkpoint of the store's files, as a job restores one.
-    Disk,
-    /// On disk, through a savepoint (the keyed format, encoded from a frozen copy).
-    DiskSavepoint,
-}
-
-const BACKENDS: [Backend; 3] = [Backend::Memory, Backend::Disk, Backend::DiskSavepoint];
-
-/// Makes a test's joins on one backend, each disk store in its own directory.
-struct Joins {
-    backend: Backend,
-    dir: tempfile::TempDir,
-    made: std::cell::Cell<u32>,
-}
+/// Makes a test's joins on one backend.
+struct Joins(Places);
 
 impl Joins {
     fn new(backend: Backend) -> Self {
-        Self {
-            backend,
-            dir: tempfile::tempdir().unwrap(),
-            made: std::cell::Cell::new(0),
-        }
-    }
-
-    fn place(&self) -> Option<crate::state::disk::Place> {
-        let n = self.made.get();
-        self.made.set(n + 1);
-        (self.backend != Backend::Memory).then(|| crate::state::disk::Place {
-            dir: self.dir.path().join(format!("join-{n}")),
-            budget: weir_state::Budget::new(16 << 20),
-            groups: weir_state::KeyGroups::new(0..=127),
-            operator: "join-0".into(),
-        })
+        Self(Places::new(backend, 0..=127))
     }
 
     fn join(&self, cfg: JoinConfig) -> Join {
-        Join::new(cfg, self.place()).unwrap()
+        Join::new(cfg, self.0.place()).unwrap()
     }
 
     /// `join` checkpointed and restored into a fresh one made of `cfg`.
     fn restart(&self, join: &Join, cfg: JoinConfig) -> Join {
         let mut fresh = self.join(cfg);
-        match (
-            self.backend,
-            join.capture(self.backend == Backend::DiskSavepoint)
-                .unwrap(),
-        ) {
-            (Backend::Disk, crate::operator::Capture::Disk(capture)) => {
-                let download = self
-                    .dir
-                    .path()
-                    .join(format!("download-{}", self.made.get()));
-                std::fs::create_dir_all(&download).unwrap();
-                for f in capture.checkpoint.files() {
-                    std::fs::copy(&f.path, download.join(&f.name)).unwrap();
-                }
-                fresh
-                    .restore_disk(vec![crate::state::disk::Fetched {
-                        source: weir_state::Source {
-                            dir: download,
-                            groups: capture.groups,
-                        },
-                        tables: Vec::new(),
-                        reusable: false,
-                        reused_bytes: 0,
-                    }])
-                    .unwrap();
-            }
-            (Backend::Memory | Backend::DiskSavepoint, crate::operator::Capture::Keyed(encode)) => {
-                fresh.restore(encode().unwrap()).unwrap();
-            }
-            (backend, _) => panic!("{backend:?}: the capture has the wrong form"),
-        }
+        self.0.restore(join, &mut fresh);
         fresh
     }
 }
@@ -297,7 +235,7 @@ fn interval_joins_of_every_kind_equal_the_nested_loop_oracle() {
 }
 
 fn interval_joins_equal_the_oracle(joins: &Joins) {
-    let backend = joins.backend;
+    let backend = joins.0.backend;
     let bounds = [
         TimeBound { lo: -5, hi: 0 },
         TimeBound { lo: 0, hi: 0 },
@@ -339,7 +277,7 @@ fn regular_join_keeps_rows_until_their_ttl(joins: &Joins) {
     let cfg = || config(JoinKind::Inner, None, None);
     let want = oracle(JoinKind::Inner, None, |_, _| true, &rows);
     let (out, join) = drive(joins, &mut rng, cfg, &rows, Some(30));
-    assert_eq!(pairs(&out), want, "{:?}", joins.backend);
+    assert_eq!(pairs(&out), want, "{:?}", joins.0.backend);
     // Without a TTL every row with a key stays.
     let kept = join.sides.count(0) + join.sides.count(1);
     let with_key = rows.iter().flatten().filter(|r| r.0.is_some()).count();
