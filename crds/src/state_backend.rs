@@ -9,9 +9,9 @@ use serde::{Deserialize, Serialize};
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct StateBackendSpec {
     /// `memory` (default): state in the process's memory, every checkpoint writes all of it.
-    /// `disk`: `dedup`, window, join and `GROUP BY` state in an embedded RocksDB on local
-    /// disk, bounded in memory by `memory`, and checkpoints upload only the files written
-    /// since the previous one.
+    /// `disk`: every keyed operator's state (dedup, windows, joins, `GROUP BY`, top-N) in an
+    /// embedded RocksDB on local disk, bounded in memory by `memory`, and checkpoints upload
+    /// only the files written since the previous one.
     #[serde(default, rename = "type")]
     pub kind: StateBackendKind,
     /// Local directory for `disk` state. Default `.weir/state` under the working directory:

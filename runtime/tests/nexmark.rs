@@ -213,16 +213,17 @@ fn stores(dir: &Path) -> std::collections::BTreeSet<String> {
     out
 }
 
-/// Joins and updating `GROUP BY`s with their state on disk (`stateBackend: disk`, a 32 MiB
-/// budget): a regular inner join (q3), a window join (q8), a join with a bounded side table
-/// (q13), an interval outer join (`early`), a regular outer join (`people`), a full join of two
-/// updating counts (`traders`), a join feeding two updating aggregations (q4) and updating
-/// aggregations with `count(DISTINCT)` and `FILTER` (q15, q16, q17), each killed twice with
+/// Joins, updating `GROUP BY`s and top-Ns with their state on disk (`stateBackend: disk`, a
+/// 32 MiB budget): a regular inner join (q3), a window join (q8), a join with a bounded side
+/// table (q13), an interval outer join (`early`), a regular outer join (`people`), a full join
+/// of two updating counts (`traders`), a join feeding two updating aggregations (q4), updating
+/// aggregations with `count(DISTINCT)` and `FILTER` (q15, q16, q17), a window top-N (`hot`)
+/// and updating top-Ns (q9 over a join, q18, q19), each killed twice with
 /// SIGKILL at parallelism 2 and run to its end at 3 (restoring the stores' files by key
 /// group), equal the oracle. The killed runs' stores are on disk: the state was there, not in
 /// memory.
 #[test]
-fn joins_and_group_bys_on_the_disk_backend_killed_and_rescaled_still_equal_the_oracle() {
+fn sql_operators_on_the_disk_backend_killed_and_rescaled_still_equal_the_oracle() {
     let tmp = tempfile::tempdir().unwrap();
     let events = dump_events(&tmp.path().join("events"));
     let mut rng = common::fault_seed();
@@ -237,6 +238,10 @@ fn joins_and_group_bys_on_the_disk_backend_killed_and_rescaled_still_equal_the_o
         ("q15", "group"),
         ("q16", "group"),
         ("q17", "group"),
+        ("hot", "top-n"),
+        ("q9", "top-n"),
+        ("q18", "top-n"),
+        ("q19", "top-n"),
     ] {
         let dir = tmp.path().join(query);
         std::fs::create_dir_all(&dir).unwrap();

@@ -16,7 +16,8 @@
 //! State is each group's accumulators, per key group (so it moves on rescale), kept for as
 //! long as the job runs, or, with `stateTtl` over input that carries event time, until no
 //! row of the group has come for that long ([`super::ttl`]). It lives in memory or, with the
-//! `disk` backend, in a store ([`disk`]) from which each batch reads the groups it touches.
+//! `disk` backend, in a store ([`super::keyed_store`]) from which each batch reads the groups it
+//! touches.
 //!
 //! Replay after a restore is exact: the checkpoint holds every group as of its barrier, which
 //! is what the output committed by that checkpoint last said of it, so the replay's first
@@ -76,7 +77,7 @@ pub struct GroupBy {
     /// the store keeps it).
     ttl: Option<(usize, Ttl)>,
     /// The groups' store, with the `disk` backend.
-    disk: Option<DiskGroups>,
+    disk: Option<KeyedStore>,
 }
 
 impl std::fmt::Debug for GroupBy {
@@ -96,8 +97,9 @@ impl GroupBy {
     pub fn new(c: GroupByConfig, place: Option<Place>) -> Result<Self> {
         let disk = place
             .map(|place| {
-                let state = DiskState::create(place, disk::FAMILIES)?;
-                Ok::<_, Error>(DiskGroups::new(
+                let state = DiskState::create(place, keyed_store::FAMILIES)?;
+                Ok::<_, Error>(KeyedStore::new(
+                    NAME,
                     state,
                     c.max_parallelism,
                     c.ttl.map(|t| t.1),
@@ -228,8 +230,8 @@ impl Operator for GroupBy {
         }
         match (&mut self.disk, &mut self.ttl) {
             (Some(d), _) => match &mut self.retracting {
-                Some(groups) => d.store(groups, &newest)?,
-                None => d.store(&mut self.groups, &newest)?,
+                Some(groups) => d.store(groups, &newest, |_| None)?,
+                None => d.store(&mut self.groups, &newest, |_| None)?,
             },
             (None, Some((_, ttl))) => {
                 for (key, t) in newest {
@@ -303,7 +305,7 @@ impl Operator for GroupBy {
                 Ok(Capture::Keyed(Box::new(move || Ok(state))))
             }
             Some(d) if portable => {
-                let (checkpoint, store) = d.state.frozen(disk::FAMILIES)?;
+                let (checkpoint, store) = d.state.frozen(keyed_store::FAMILIES)?;
                 let (groups, max_parallelism) = (d.state.groups(), self.max_parallelism);
                 let retracting = self.retracting.is_some();
                 Ok(Capture::Keyed(Box::new(move || {
@@ -325,7 +327,7 @@ impl Operator for GroupBy {
                 retract::check_restored(&self.aggregates, g).map_err(wrong)?;
             }
             if let Some(d) = &mut self.disk {
-                return d.put_all(restored.into_iter().map(|(k, g)| (k, g, None)));
+                return d.put_all(restored.into_iter().map(|(k, g)| (k, g, None)), |_| None);
             }
             if let Some(groups) = &mut self.retracting {
                 groups.extend(restored);
@@ -342,6 +344,7 @@ impl Operator for GroupBy {
                 restored
                     .into_iter()
                     .map(|(k, (accs, last))| (k, accs, last)),
+                |_| None,
             );
         }
         for (key, (accs, last)) in restored {
@@ -358,8 +361,9 @@ impl Operator for GroupBy {
         let Some(place) = self.disk.take().map(|d| d.state.place().clone()) else {
             return Err(super::disk_state_refused(NAME));
         };
-        let state = DiskState::restore(place, disk::FAMILIES, fetched)?;
-        let d = DiskGroups::restored(
+        let state = DiskState::restore(place, keyed_store::FAMILIES, fetched)?;
+        let d = KeyedStore::restored(
+            NAME,
             state,
             self.max_parallelism,
             self.ttl.as_ref().map(|t| t.1.ttl()),
@@ -368,10 +372,10 @@ impl Operator for GroupBy {
         if let Some((key, v)) = d.sample()? {
             self.check_keys(std::iter::once(key.as_slice()))?;
             if self.retracting.is_some() {
-                let (g, _) = disk::decode::<Group>(&v)?;
+                let (g, _) = d.decode::<Group>(&v)?;
                 retract::check_restored(&self.aggregates, &g).map_err(wrong)?;
             } else {
-                let (accs, _) = disk::decode::<Vec<Acc>>(&v)?;
+                let (accs, _) = d.decode::<Vec<Acc>>(&v)?;
                 check_restored(&self.aggregates, &accs).map_err(wrong)?;
             }
         }
@@ -409,18 +413,17 @@ fn encode_store(
     retracting: bool,
 ) -> Result<KeyedState> {
     if retracting {
-        DiskGroups::encode_store(store, groups, max_parallelism, |g: Group, _| g)
+        KeyedStore::encode_store(NAME, store, groups, max_parallelism, |g: Group, _| g)
     } else {
-        DiskGroups::encode_store(store, groups, max_parallelism, |accs: Vec<Acc>, t| {
+        KeyedStore::encode_store(NAME, store, groups, max_parallelism, |accs: Vec<Acc>, t| {
             (accs, t)
         })
     }
 }
 
-mod disk;
 mod retract;
 #[cfg(test)]
 mod tests;
 
-use disk::DiskGroups;
+use super::keyed_store::{self, KeyedStore};
 use retract::{Group, Retractable};

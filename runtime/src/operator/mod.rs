@@ -9,6 +9,7 @@ pub mod dedup;
 pub mod filter;
 pub mod group_by;
 pub mod join;
+pub mod keyed_store;
 pub mod select;
 pub mod top_n;
 pub mod ttl;

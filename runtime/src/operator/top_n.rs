@@ -19,6 +19,10 @@
 //!
 //! Rows that compare equal on the `ORDER BY` columns are ranked by their whole encoded row,
 //! so a replay after a restore picks the same rows (SQL leaves the choice open).
+//!
+//! Partitions live in memory or, with the `disk` backend, in a store
+//! ([`super::keyed_store`]) from which each batch reads the partitions it touches; a window
+//! top-N's partitions are due at their event time there.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
@@ -28,12 +32,18 @@ use datafusion::arrow::compute::SortOptions;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::row::{RowConverter, SortField};
 
+use super::keyed_store::{self, KeyedStore};
 use super::ttl::Ttl;
-use super::{Input, KeyedState, Operator, OperatorCounters, Output, decode_keyed, encode_keyed};
+use super::{
+    Capture, Input, KeyedState, Operator, OperatorCounters, Output, decode_keyed, encode_keyed,
+};
 use crate::changelog::{self, Kind};
 use crate::error::{Error, Result};
 use crate::ids::Millis;
 use crate::keys::KeyCodec;
+use crate::state::disk::{DiskState, Fetched, Place};
+
+const NAME: &str = "top-n";
 
 /// Everything a top-N needs, as the planner checked it.
 pub struct TopNConfig {
@@ -67,7 +77,7 @@ pub struct TopN {
     keys: KeyCodec,
     rows: KeyCodec,
     sort: RowConverter,
-    /// partition -> its best rows so far, best first.
+    /// partition -> its best rows so far, best first (on disk: the current batch's).
     parts: HashMap<Vec<u8>, Vec<Ranked>>,
     /// (event time, partition), to emit partitions in watermark order.
     due: BTreeSet<(Millis, Vec<u8>)>,
@@ -77,14 +87,16 @@ pub struct TopN {
     ttl: Option<Ttl>,
     /// The input is a changelog: every row of a partition is kept, in order.
     log: bool,
+    /// The partitions' store, with the `disk` backend.
+    disk: Option<KeyedStore>,
 }
 
 impl TopN {
-    /// A top-N with nothing kept.
+    /// A top-N with nothing kept, in memory or, given a place, on disk.
     ///
     /// # Errors
-    /// A column type Arrow cannot row-encode.
-    pub fn new(cfg: TopNConfig) -> Result<Self> {
+    /// A column type Arrow cannot row-encode; the disk store does not open.
+    pub fn new(cfg: TopNConfig, place: Option<Place>) -> Result<Self> {
         let keys = KeyCodec::new(&cfg.input, cfg.partition.clone())?;
         let log = changelog::is_changelog(&cfg.input);
         if log && cfg.time_col.is_some() {
@@ -108,7 +120,15 @@ impl TopN {
                 .collect(),
         )?;
         let ttl = cfg.ttl.map(|(_, t)| Ttl::new(t));
+        let disk = place
+            .map(|place| {
+                let state = DiskState::create(place, keyed_store::FAMILIES)?;
+                let ttl = cfg.ttl.map(|t| t.1);
+                Ok::<_, Error>(KeyedStore::new(NAME, state, cfg.max_parallelism, ttl))
+            })
+            .transpose()?;
         Ok(Self {
+            disk,
             cfg,
             keys,
             rows,
@@ -126,7 +146,8 @@ impl TopN {
         let n = self.cfg.n;
         let time = ranked.2;
         let list = self.parts.entry(key.to_vec()).or_default();
-        if list.is_empty() && self.cfg.time_col.is_some() {
+        // On disk a new partition is due when it is stored (`due`).
+        if list.is_empty() && self.cfg.time_col.is_some() && self.disk.is_none() {
             self.due.insert((time, key.to_vec()));
         }
         let at = list.partition_point(|r| (&r.0, &r.1) <= (&ranked.0, &ranked.1));
@@ -181,6 +202,11 @@ impl TopN {
     }
 }
 
+/// When a window top-N's partition (`list`) is complete: at its rows' event time.
+fn due(time_col: Option<usize>, list: &[Ranked]) -> Option<Millis> {
+    time_col.and(list.first().map(|r| r.2))
+}
+
 fn rank(i: usize) -> i64 {
     i64::try_from(i + 1).unwrap_or(i64::MAX)
 }
@@ -202,6 +228,14 @@ impl Operator for TopN {
         } else {
             None
         };
+        if let Some(d) = &mut self.disk {
+            let mut seen: HashSet<&[u8]> = HashSet::new();
+            let touched: Vec<&[u8]> = (0..batch.num_rows())
+                .map(|r| keys.row(r).data())
+                .filter(|k| seen.insert(k))
+                .collect();
+            d.load(&touched, &mut self.parts)?;
+        }
         // An updating top-N: each touched partition's rows before this batch, in the order
         // first touched.
         let mut before: Vec<(&[u8], Vec<Vec<u8>>)> = Vec::new();
@@ -237,9 +271,9 @@ impl Operator for TopN {
             );
             self.keep(key, ranked);
         }
-        if let Some(ttl) = &mut self.ttl {
-            for (key, t) in newest {
-                ttl.touch(key, t);
+        if let (Some(ttl), None) = (&mut self.ttl, &self.disk) {
+            for (key, t) in &newest {
+                ttl.touch(key, *t);
             }
         }
         let mut rows: Vec<(Vec<u8>, i64, Kind)> = Vec::new();
@@ -261,11 +295,25 @@ impl Operator for TopN {
                 rows.push((o, rank(i), Kind::Delete));
             }
         }
+        if let Some(d) = &mut self.disk {
+            let time_col = self.cfg.time_col;
+            d.store(&mut self.parts, &newest, |l: &Vec<Ranked>| due(time_col, l))?;
+        }
         self.emit(&rows, out)
     }
 
     fn on_watermark(&mut self, watermark: Millis, out: &mut Output) -> Result<()> {
         self.watermark = self.watermark.max(watermark);
+        if let Some(d) = &mut self.disk {
+            d.expire(self.watermark)?;
+            let mut rows: Vec<(Vec<u8>, i64, Kind)> = Vec::new();
+            for (_, _, list) in d.fire::<Vec<Ranked>>(self.watermark)? {
+                for (i, (_, row, _)) in list.into_iter().enumerate() {
+                    rows.push((row, rank(i), Kind::Insert));
+                }
+            }
+            return self.emit(&rows, out);
+        }
         if let Some(ttl) = &mut self.ttl {
             for key in ttl.expire(watermark) {
                 self.parts.remove(&key);
@@ -293,53 +341,78 @@ impl Operator for TopN {
     }
 
     fn snapshot(&self) -> Result<KeyedState> {
+        if let Some(d) = &self.disk {
+            return encode_store(
+                d.state.store(),
+                d.state.groups(),
+                self.cfg.max_parallelism,
+                self.ttl.is_some(),
+            );
+        }
         match &self.ttl {
             // With each partition's newest row, so a restore expires it when this would have.
             Some(ttl) => encode_keyed(
-                "top-n",
+                NAME,
                 self.cfg.max_parallelism,
                 self.parts
                     .iter()
                     .map(|(k, v)| (k.as_slice(), (v, ttl.last(k)))),
             ),
             None => encode_keyed(
-                "top-n",
+                NAME,
                 self.cfg.max_parallelism,
                 self.parts.iter().map(|(k, v)| (k.as_slice(), v)),
             ),
         }
     }
 
-    fn restore(&mut self, state: KeyedState) -> Result<()> {
-        let restored = if self.ttl.is_some() {
-            let with_times = decode_keyed::<(Vec<Ranked>, Option<Millis>)>("top-n", state)?;
-            let mut plain = Vec::with_capacity(with_times.len());
-            for (key, (list, last)) in with_times {
-                if let (Some(ttl), Some(t)) = (&mut self.ttl, last) {
-                    ttl.touch(&key, t);
-                }
-                plain.push((key, list));
+    fn capture(&self, portable: bool) -> Result<Capture> {
+        match &self.disk {
+            None => {
+                let state = self.snapshot()?;
+                Ok(Capture::Keyed(Box::new(move || Ok(state))))
             }
-            plain
+            Some(d) if portable => {
+                let (checkpoint, store) = d.state.frozen(keyed_store::FAMILIES)?;
+                let (groups, max_parallelism) = (d.state.groups(), self.cfg.max_parallelism);
+                let with_times = self.ttl.is_some();
+                Ok(Capture::Keyed(Box::new(move || {
+                    let encoded = encode_store(&store, groups, max_parallelism, with_times);
+                    drop(store);
+                    drop(checkpoint);
+                    encoded
+                })))
+            }
+            Some(d) => Ok(Capture::Disk(d.state.capture()?)),
+        }
+    }
+
+    fn restore(&mut self, state: KeyedState) -> Result<()> {
+        let restored: Vec<(Vec<u8>, Vec<Ranked>, Option<Millis>)> = if self.ttl.is_some() {
+            decode_keyed::<(Vec<Ranked>, Option<Millis>)>(NAME, state)?
+                .into_iter()
+                .map(|(key, (list, last))| (key, list, last))
+                .collect()
         } else {
-            decode_keyed::<Vec<Ranked>>("top-n", state)?
+            decode_keyed::<Vec<Ranked>>(NAME, state)?
+                .into_iter()
+                .map(|(key, list)| (key, list, None))
+                .collect()
         };
-        let wrong = |message: String| Error::State {
-            operator: "top-n".into(),
-            message,
-        };
-        let keys: Vec<&[u8]> = restored.iter().map(|(k, _)| k.as_slice()).collect();
-        if !keys.is_empty() {
-            self.keys.decode_stored(&keys).map_err(wrong)?;
+        self.check_restored(
+            restored.iter().map(|(k, _, _)| k.as_slice()),
+            restored
+                .iter()
+                .flat_map(|(_, v, _)| v.iter().map(|r| r.1.as_slice())),
+        )?;
+        if let Some(d) = &mut self.disk {
+            let time_col = self.cfg.time_col;
+            return d.put_all(restored.into_iter(), |l: &Vec<Ranked>| due(time_col, l));
         }
-        let rows: Vec<&[u8]> = restored
-            .iter()
-            .flat_map(|(_, v)| v.iter().map(|r| r.1.as_slice()))
-            .collect();
-        if !rows.is_empty() {
-            self.rows.decode_stored(&rows).map_err(wrong)?;
-        }
-        for (key, list) in restored {
+        for (key, list, last) in restored {
+            if let (Some(ttl), Some(t)) = (&mut self.ttl, last) {
+                ttl.touch(&key, t);
+            }
             for ranked in list {
                 self.keep(&key, ranked);
             }
@@ -347,8 +420,69 @@ impl Operator for TopN {
         Ok(())
     }
 
+    fn restore_disk(&mut self, fetched: Vec<Fetched>) -> Result<()> {
+        // The empty store made at start closes before the restored one opens in its place.
+        let Some(place) = self.disk.take().map(|d| d.state.place().clone()) else {
+            return Err(super::disk_state_refused(NAME));
+        };
+        let state = DiskState::restore(place, keyed_store::FAMILIES, fetched)?;
+        let ttl = self.cfg.ttl.map(|t| t.1);
+        let d = KeyedStore::restored(NAME, state, self.cfg.max_parallelism, ttl);
+        // The stored keys and rows still fit the job (a sample: the first partition).
+        if let Some((key, v)) = d.sample()? {
+            let (list, _) = d.decode::<Vec<Ranked>>(&v)?;
+            self.check_restored(
+                std::iter::once(key.as_slice()),
+                list.iter().map(|r| r.1.as_slice()),
+            )?;
+        }
+        self.disk = Some(d);
+        Ok(())
+    }
+
     fn counters(&self) -> OperatorCounters {
         self.counters
+    }
+}
+
+impl TopN {
+    /// Restored partition keys and rows must decode as the job's columns: a changed query
+    /// would otherwise rank garbage.
+    fn check_restored<'a>(
+        &self,
+        keys: impl Iterator<Item = &'a [u8]>,
+        rows: impl Iterator<Item = &'a [u8]>,
+    ) -> Result<()> {
+        let wrong = |message: String| Error::State {
+            operator: NAME.into(),
+            message,
+        };
+        let keys: Vec<&[u8]> = keys.collect();
+        if !keys.is_empty() {
+            self.keys.decode_stored(&keys).map_err(wrong)?;
+        }
+        let rows: Vec<&[u8]> = rows.collect();
+        if !rows.is_empty() {
+            self.rows.decode_stored(&rows).map_err(wrong)?;
+        }
+        Ok(())
+    }
+}
+
+/// Every partition of a store, encoded as the memory backend's checkpoint holds it: its rows,
+/// with its newest row's time when `stateTtl` tracks it (`with_times`).
+fn encode_store(
+    store: &weir_state::Store,
+    groups: weir_state::KeyGroups,
+    max_parallelism: u32,
+    with_times: bool,
+) -> Result<KeyedState> {
+    if with_times {
+        KeyedStore::encode_store(NAME, store, groups, max_parallelism, |l: Vec<Ranked>, t| {
+            (l, t)
+        })
+    } else {
+        KeyedStore::encode_store(NAME, store, groups, max_parallelism, |l: Vec<Ranked>, _| l)
     }
 }
 
@@ -364,7 +498,27 @@ mod tests {
     use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef, TimeUnit};
 
     use super::{TopN, TopNConfig};
+    use crate::operator::tests::{BACKENDS, Places};
     use crate::operator::{Input, Operator, Output};
+
+    /// A top-N of `cfg` on `places`' backend.
+    fn make(places: &Places, cfg: TopNConfig) -> TopN {
+        TopN::new(cfg, places.place()).unwrap()
+    }
+
+    /// `op` checkpointed and restored into a fresh one of `cfg`.
+    fn restart(places: &Places, op: &TopN, cfg: TopNConfig) -> TopN {
+        let mut fresh = make(places, cfg);
+        places.restore(op, &mut fresh);
+        fresh
+    }
+
+    /// On disk, the partitions are in the store between batches, not in the operator's map.
+    fn held_on_disk(op: &TopN) {
+        if op.disk.is_some() {
+            assert!(op.parts.is_empty(), "partitions left in memory");
+        }
+    }
 
     fn schema() -> SchemaRef {
         Arc::new(Schema::new(vec![
@@ -441,7 +595,14 @@ mod tests {
 
     #[test]
     fn each_partition_emits_its_best_n_once_the_watermark_passes_its_time() {
-        let mut op = TopN::new(config(2)).unwrap();
+        for backend in BACKENDS {
+            best_n_once_the_watermark_passes(&Places::new(backend, 0..=127));
+        }
+    }
+
+    fn best_n_once_the_watermark_passes(places: &Places) {
+        let backend = places.backend;
+        let mut op = make(places, config(2));
         let mut out = Output::default();
         op.process(
             Input::ONLY,
@@ -456,11 +617,10 @@ mod tests {
         )
         .unwrap();
         op.on_watermark(9, &mut out).unwrap();
+        held_on_disk(&op);
         assert!(out.batches.is_empty(), "nothing is complete before 10");
         // Checkpoint and restore into a fresh operator half way.
-        let state = op.snapshot().unwrap();
-        let mut op = TopN::new(config(2)).unwrap();
-        op.restore(state).unwrap();
+        let mut op = restart(places, &op, config(2));
         op.on_watermark(10, &mut out).unwrap();
         let mut got = rows(&out);
         got.sort_unstable();
@@ -471,7 +631,8 @@ mod tests {
                 (1, 10, Some(7), 2),
                 (1, 10, Some(9), 1),
                 (2, 10, Some(1), 1)
-            ]
+            ],
+            "{backend:?}"
         );
         // A row of a partition already emitted is late.
         op.process(Input::ONLY, batch(&[(1, 10, Some(50))]), &mut out)
@@ -479,8 +640,11 @@ mod tests {
         assert_eq!(op.counters().late_records, 1);
         let mut out = Output::default();
         op.on_watermark(i64::MAX, &mut out).unwrap();
-        assert_eq!(rows(&out), [(1, 20, Some(100), 1)]);
+        assert_eq!(rows(&out), [(1, 20, Some(100), 1)], "{backend:?}");
         assert!(op.snapshot().unwrap().is_empty());
+        if let Some(d) = &op.disk {
+            assert_eq!(d.count(), 0, "partitions left in the store");
+        }
     }
 
     /// An updating top-N (partition without event time) against the top computed directly:
@@ -494,11 +658,14 @@ mod tests {
     #[test]
     fn an_updating_top_n_changelog_applied_equals_the_top_computed_directly() {
         for log in [false, true] {
-            updating_top_n_equals_the_top_computed_directly(log);
+            for backend in BACKENDS {
+                let places = Places::new(backend, 0..=127);
+                updating_top_n_equals_the_top_computed_directly(&places, log);
+            }
         }
     }
 
-    fn updating_top_n_equals_the_top_computed_directly(log: bool) {
+    fn updating_top_n_equals_the_top_computed_directly(places: &Places, log: bool) {
         use std::collections::BTreeMap;
 
         use crate::changelog::{self, Kind};
@@ -565,16 +732,14 @@ mod tests {
                 present.push(*row);
             }
             let all = changes;
-            let mut op = TopN::new(config(n)).unwrap();
+            let mut op = make(places, config(n));
             let restore_at = usize::try_from(rng.next(all.len() as u64)).unwrap();
             let mut table: BTreeMap<Row, usize> = BTreeMap::new();
             let mut at = 0;
             let mut restored = false;
             while at < all.len() {
                 if at >= restore_at && !restored {
-                    let state = op.snapshot().unwrap();
-                    op = TopN::new(config(n)).unwrap();
-                    op.restore(state).unwrap();
+                    op = restart(places, &op, config(n));
                     restored = true;
                 }
                 let k = (1 + usize::try_from(rng.next(30)).unwrap()).min(all.len() - at);
@@ -592,6 +757,7 @@ mod tests {
                 let b = RecordBatch::try_new(Arc::clone(&input), columns).unwrap();
                 let mut out = Output::default();
                 op.process(Input::ONLY, b, &mut out).unwrap();
+                held_on_disk(&op);
                 for b in &out.batches {
                     let col = |i: usize| b.column(i).as_primitive::<Int64Type>().clone();
                     let (g, id, v, rn) = (col(0), col(1), col(2), col(3));
@@ -643,7 +809,8 @@ mod tests {
                         .or_default() += 1;
                 }
             }
-            assert_eq!(table, want, "seed {seed}, n {n}, log {log}");
+            let backend = places.backend;
+            assert_eq!(table, want, "seed {seed}, n {n}, log {log}, {backend:?}");
         }
     }
 
@@ -651,6 +818,12 @@ mod tests {
     /// is forgotten, so its next row takes rank 1 afresh (`+I`), also after a restore.
     #[test]
     fn an_updating_partition_without_rows_for_the_ttl_is_forgotten() {
+        for backend in BACKENDS {
+            partitions_expire_by_ttl(&Places::new(backend, 0..=127));
+        }
+    }
+
+    fn partitions_expire_by_ttl(places: &Places) {
         use crate::changelog;
 
         let mut fields: Vec<Field> = schema()
@@ -689,7 +862,7 @@ mod tests {
                 })
                 .collect()
         };
-        let mut op = TopN::new(cfg()).unwrap();
+        let mut op = make(places, cfg());
         let mut out = Output::default();
         op.process(
             Input::ONLY,
@@ -698,9 +871,7 @@ mod tests {
         )
         .unwrap();
         op.on_watermark(10, &mut out).unwrap();
-        let state = op.snapshot().unwrap();
-        let mut op = TopN::new(cfg()).unwrap();
-        op.restore(state).unwrap();
+        let mut op = restart(places, &op, cfg());
         let mut out = Output::default();
         op.process(
             Input::ONLY,
@@ -710,6 +881,14 @@ mod tests {
         .unwrap();
         // Partition 1 (newest row at 0) expired at 10: its 1 is the top again; partition 2
         // (newest at 8) still holds 9, which 1 does not beat.
-        assert_eq!(kinds(&out), [(1, Some(1), "+I".to_string())]);
+        assert_eq!(
+            kinds(&out),
+            [(1, Some(1), "+I".to_string())],
+            "{:?}",
+            places.backend
+        );
+        // Both expire at the end of time, and leave nothing behind.
+        op.on_watermark(i64::MAX, &mut Output::default()).unwrap();
+        assert!(op.snapshot().unwrap().is_empty(), "{:?}", places.backend);
     }
 }

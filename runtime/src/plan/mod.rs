@@ -226,8 +226,8 @@ impl OpPlan {
         self.instantiate_in(max_parallelism, None)
     }
 
-    /// Whether the operator can keep its state on disk (the `disk` backend); the others (a
-    /// top-N) keep it in memory whatever the backend.
+    /// Whether the operator can keep its state on disk (the `disk` backend): every keyed
+    /// one.
     #[must_use]
     pub fn keeps_disk_state(&self) -> bool {
         matches!(
@@ -235,6 +235,7 @@ impl OpPlan {
             Operation::Transform(Transform::Dedup(_) | Transform::Window(_))
                 | Operation::Join(_)
                 | Operation::GroupBy(..)
+                | Operation::TopN(_)
         )
     }
 
@@ -261,7 +262,7 @@ impl OpPlan {
             Operation::TopN(spec) => {
                 let (input, _) = self.inputs();
                 let cfg = top_n::config(spec, &input, &self.path, max_parallelism).map_err(ie)?;
-                return Ok(Box::new(TopN::new(cfg)?));
+                return Ok(Box::new(TopN::new(cfg, place)?));
             }
             Operation::GroupBy(w, ttl) => return self.group_by(w, *ttl, max_parallelism, place),
             Operation::Transform(t) => t,

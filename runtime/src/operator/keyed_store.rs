@@ -1,0 +1,379 @@
+//! One value per key on disk (the `disk` state backend), read and written a batch at a time:
+//! the groups of an updating `GROUP BY` and the partitions of a top-N, when there are more of
+//! them than memory holds (an aggregation per auction, a top-N per user).
+//!
+//! Family [`VALUES`] maps each key to what the memory backend's checkpoint holds of it, with
+//! the event time of its newest row. A batch reads the keys it touches in one batched read
+//! ([`KeyedStore::load`]) into the operator's own map, which then holds only that batch's
+//! keys; the operator's logic runs on it as in memory, and [`KeyedStore::store`] writes them
+//! back (a key no longer in the map is deleted) and empties the map. With `stateTtl`, family
+//! [`TIMERS`] orders (newest, key) within each key group, one per key, so that a watermark
+//! finds the keys it expires by scanning each group's front. Family [`DUE`] orders (time, key)
+//! for values complete at an event time (a window top-N's partitions), which a watermark
+//! takes out whole ([`KeyedStore::fire`]).
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::{Error, Result};
+use crate::ids::Millis;
+use crate::keys::key_group;
+use crate::operator::{KeyedState, encode_keyed};
+use crate::state::disk::{DiskState, Family, from_ordered, ordered};
+
+/// The store's families.
+pub const FAMILIES: &[Family] = &[
+    Family::kept("values"),
+    Family::kept("timers"),
+    Family::kept("due"),
+];
+const VALUES: usize = 0;
+const TIMERS: usize = 1;
+const DUE: usize = 2;
+
+/// A time, then a key: a timer's or a due value's key.
+fn timer_key(newest: Millis, key: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(8 + key.len());
+    k.extend_from_slice(&ordered(newest));
+    k.extend_from_slice(key);
+    k
+}
+
+/// A stored key and its value.
+pub type KeyAndValue = (Vec<u8>, Vec<u8>);
+
+/// What the store held of a key the batch read.
+#[derive(Clone, Copy)]
+struct Before {
+    /// Stored at all.
+    present: bool,
+    /// Its newest row's event time.
+    newest: Option<Millis>,
+}
+
+/// One operator's values of one subtask in a store.
+pub struct KeyedStore {
+    /// The store.
+    pub state: DiskState,
+    /// The operator, for errors.
+    operator: &'static str,
+    max_parallelism: u32,
+    /// `stateTtl`.
+    ttl: Option<Millis>,
+    /// No group expires before this watermark: lower ones need no scan.
+    next_expiry: Millis,
+    /// No value is due before this watermark.
+    next_due: Millis,
+    /// The keys the current batch read, as stored.
+    before: HashMap<Vec<u8>, Before>,
+}
+
+impl KeyedStore {
+    /// The values of `operator` in `state`, with `stateTtl` `ttl`.
+    #[must_use]
+    pub fn new(
+        operator: &'static str,
+        state: DiskState,
+        max_parallelism: u32,
+        ttl: Option<Millis>,
+    ) -> Self {
+        Self {
+            state,
+            operator,
+            max_parallelism,
+            next_due: Millis::MAX,
+            ttl,
+            next_expiry: Millis::MAX,
+            before: HashMap::new(),
+        }
+    }
+
+    /// A store restored from checkpoints.
+    #[must_use]
+    pub fn restored(
+        operator: &'static str,
+        state: DiskState,
+        max_parallelism: u32,
+        ttl: Option<Millis>,
+    ) -> Self {
+        Self {
+            // Unknown until a scan: the first watermark looks.
+            next_expiry: Millis::MIN,
+            next_due: Millis::MIN,
+            ..Self::new(operator, state, max_parallelism, ttl)
+        }
+    }
+
+    fn corrupt(&self, message: impl Into<String>) -> Error {
+        Error::State {
+            operator: self.operator.into(),
+            message: message.into(),
+        }
+    }
+
+    /// A stored value: the operator's and the event time of its key's newest row.
+    ///
+    /// # Errors
+    /// It does not decode.
+    pub fn decode<G: DeserializeOwned>(&self, v: &[u8]) -> Result<(G, Option<Millis>)> {
+        decode(self.operator, v)
+    }
+
+    /// Read the values of `keys` (distinct) into `groups`.
+    ///
+    /// # Errors
+    /// The store's read fails, or a value does not decode.
+    pub fn load<G: DeserializeOwned>(
+        &mut self,
+        keys: &[&[u8]],
+        groups: &mut HashMap<Vec<u8>, G>,
+    ) -> Result<()> {
+        let at: Vec<(u32, &[u8])> = keys
+            .iter()
+            .map(|k| (key_group(k, self.max_parallelism), *k))
+            .collect();
+        let stored = self.state.store().get_many(VALUES, &at)?;
+        for (key, v) in keys.iter().zip(stored) {
+            let before = match v {
+                Some(v) => {
+                    let (g, newest) = self.decode::<G>(&v)?;
+                    groups.insert(key.to_vec(), g);
+                    Before {
+                        present: true,
+                        newest,
+                    }
+                }
+                None => Before {
+                    present: false,
+                    newest: None,
+                },
+            };
+            self.before.insert(key.to_vec(), before);
+        }
+        Ok(())
+    }
+
+    /// Write back the values the batch read (those no longer in `groups` are deleted), each
+    /// with its newest row's time (`newest`: the batch's, per key), and empty `groups`. A key
+    /// new to the store is due at `due(value)`, if that gives a time.
+    ///
+    /// # Errors
+    /// A value does not encode, or the write fails.
+    pub fn store<G: Serialize>(
+        &mut self,
+        groups: &mut HashMap<Vec<u8>, G>,
+        newest: &HashMap<&[u8], Millis>,
+        due: impl Fn(&G) -> Option<Millis>,
+    ) -> Result<()> {
+        let mut batch = weir_state::Batch::default();
+        for (key, before) in std::mem::take(&mut self.before) {
+            let kg = key_group(&key, self.max_parallelism);
+            let now = newest.get(key.as_slice()).copied().max(before.newest);
+            let timer = |t: Option<Millis>| t.filter(|_| self.ttl.is_some());
+            match groups.remove(&key) {
+                Some(g) => {
+                    batch.put(VALUES, kg, &key, &self.encode(&g, now)?);
+                    if let Some(t) = due(&g).filter(|_| !before.present) {
+                        batch.put(DUE, kg, &timer_key(t, &key), &[]);
+                        self.next_due = self.next_due.min(t);
+                    }
+                    if timer(now) != timer(before.newest) {
+                        if let Some(t) = timer(before.newest) {
+                            batch.delete(TIMERS, kg, &timer_key(t, &key));
+                        }
+                        if let (Some(t), Some(ttl)) = (timer(now), self.ttl) {
+                            batch.put(TIMERS, kg, &timer_key(t, &key), &[]);
+                            self.next_expiry = self.next_expiry.min(t.saturating_add(ttl));
+                        }
+                    }
+                }
+                None if before.present => {
+                    batch.delete(VALUES, kg, &key);
+                    if let Some(t) = timer(before.newest) {
+                        batch.delete(TIMERS, kg, &timer_key(t, &key));
+                    }
+                }
+                None => {}
+            }
+        }
+        groups.clear();
+        if batch.is_empty() {
+            return Ok(());
+        }
+        Ok(self.state.store().write(batch)?)
+    }
+
+    fn encode<G: Serialize>(&self, g: &G, newest: Option<Millis>) -> Result<Vec<u8>> {
+        postcard::to_stdvec(&(g, newest)).map_err(|e| self.corrupt(e.to_string()))
+    }
+
+    /// Put restored values (from a savepoint, or a checkpoint of the memory backend) into the
+    /// store, each with its newest row's time, due as [`Self::store`] says.
+    ///
+    /// # Errors
+    /// As [`Self::store`].
+    pub fn put_all<G: Serialize>(
+        &mut self,
+        restored: impl Iterator<Item = (Vec<u8>, G, Option<Millis>)>,
+        due: impl Fn(&G) -> Option<Millis>,
+    ) -> Result<()> {
+        let mut groups = HashMap::new();
+        let mut newest = HashMap::new();
+        for (key, g, t) in restored {
+            self.before.insert(
+                key.clone(),
+                Before {
+                    present: false,
+                    newest: None,
+                },
+            );
+            if let Some(t) = t {
+                newest.insert(key.clone(), t);
+            }
+            groups.insert(key, g);
+        }
+        let newest = newest.iter().map(|(k, t)| (k.as_slice(), *t)).collect();
+        self.store(&mut groups, &newest, due)
+    }
+
+    /// Delete the values whose newest row is `ttl` or more behind `watermark`.
+    ///
+    /// # Errors
+    /// The store's read or write fails.
+    pub fn expire(&mut self, watermark: Millis) -> Result<()> {
+        let Some(ttl) = self.ttl else {
+            return Ok(());
+        };
+        if watermark < self.next_expiry {
+            return Ok(());
+        }
+        let groups = self.state.groups();
+        let store = self.state.store();
+        let mut next = Millis::MAX;
+        for kg in groups.first..=groups.last {
+            let mut batch = weir_state::Batch::default();
+            for entry in store.scan_from(TIMERS, kg, &[])? {
+                let (k, _) = entry?;
+                let short = || self.corrupt("a stored timer is cut short");
+                let t = from_ordered(&k).ok_or_else(short)?;
+                let at = t.saturating_add(ttl);
+                if at > watermark {
+                    next = next.min(at);
+                    break;
+                }
+                let key = k.get(8..).ok_or_else(short)?;
+                batch.delete(VALUES, kg, key);
+                batch.delete(TIMERS, kg, &k);
+            }
+            if !batch.is_empty() {
+                store.write(batch)?;
+            }
+        }
+        self.next_expiry = next;
+        Ok(())
+    }
+
+    /// Take out every value due at or before `watermark`: (its time, key, value), in order of
+    /// time then key.
+    ///
+    /// # Errors
+    /// The store's read or write fails, or a value does not decode.
+    pub fn fire<G: DeserializeOwned>(
+        &mut self,
+        watermark: Millis,
+    ) -> Result<Vec<(Millis, Vec<u8>, G)>> {
+        if watermark < self.next_due {
+            return Ok(Vec::new());
+        }
+        let groups = self.state.groups();
+        let store = self.state.store();
+        let mut next = Millis::MAX;
+        let mut fired = Vec::new();
+        for kg in groups.first..=groups.last {
+            let mut batch = weir_state::Batch::default();
+            for entry in store.scan_from(DUE, kg, &[])? {
+                let (k, _) = entry?;
+                let short = || self.corrupt("a stored due time is cut short");
+                let t = from_ordered(&k).ok_or_else(short)?;
+                if t > watermark {
+                    next = next.min(t);
+                    break;
+                }
+                let key = k.get(8..).ok_or_else(short)?;
+                batch.delete(DUE, kg, &k);
+                if let Some(v) = store.get(VALUES, kg, key)? {
+                    let (g, newest) = self.decode::<G>(&v)?;
+                    batch.delete(VALUES, kg, key);
+                    if let Some(n) = newest.filter(|_| self.ttl.is_some()) {
+                        batch.delete(TIMERS, kg, &timer_key(n, key));
+                    }
+                    fired.push((t, key.to_vec(), g));
+                }
+            }
+            if !batch.is_empty() {
+                store.write(batch)?;
+            }
+        }
+        self.next_due = next;
+        fired.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        Ok(fired)
+    }
+
+    /// Every value in `store`, encoded per key group as the memory backend encodes it: each
+    /// stored `(value, newest)` as `as_memory` makes it.
+    ///
+    /// # Errors
+    /// The store's read fails, or a value does not decode or encode.
+    pub fn encode_store<G, T>(
+        operator: &str,
+        store: &weir_state::Store,
+        groups: weir_state::KeyGroups,
+        max_parallelism: u32,
+        as_memory: impl Fn(G, Option<Millis>) -> T,
+    ) -> Result<KeyedState>
+    where
+        G: DeserializeOwned,
+        T: Serialize,
+    {
+        let mut all: Vec<(Vec<u8>, T)> = Vec::new();
+        for entry in store.scan(VALUES, groups)? {
+            let (_, key, v) = entry?;
+            let (g, newest) = decode::<G>(operator, &v)?;
+            all.push((key, as_memory(g, newest)));
+        }
+        encode_keyed(
+            operator,
+            max_parallelism,
+            all.iter().map(|(k, t)| (k.as_slice(), t)),
+        )
+    }
+
+    /// The first stored key and value, if any: a sample to check a restored store against
+    /// the job.
+    ///
+    /// # Errors
+    /// The store's read fails.
+    pub fn sample(&self) -> Result<Option<KeyAndValue>> {
+        let store = self.state.store();
+        let first = store.scan(VALUES, self.state.groups())?.next();
+        Ok(first.transpose()?.map(|(_, k, v)| (k, v)))
+    }
+
+    /// How many values are stored (tests).
+    #[cfg(test)]
+    pub fn count(&self) -> usize {
+        self.state
+            .store()
+            .scan(VALUES, self.state.groups())
+            .map_or(0, Iterator::count)
+    }
+}
+
+fn decode<G: DeserializeOwned>(operator: &str, v: &[u8]) -> Result<(G, Option<Millis>)> {
+    postcard::from_bytes(v).map_err(|e| Error::State {
+        operator: operator.into(),
+        message: format!("a stored value does not decode: {e}"),
+    })
+}
