@@ -26,6 +26,11 @@ use std::time::Instant;
 use common::{arg, cpu_seconds, peak_rss_mib};
 use weir_runtime::job::{RunOptions, start};
 
+/// The runtime binary's allocator, so that the RSS measured here is the one a job would have.
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// The queries, by example file name. q20 is left out: without `stateTtl` its regular join
 /// keeps every bid for ever, which measures memory, not the join.
 const QUERIES: &[&str] = &[

@@ -280,11 +280,19 @@ impl DiskSides {
         Ok(gone)
     }
 
-    /// Every row of `side`, leaving none.
-    pub(super) fn take(&mut self, side: usize) -> Result<Vec<Kept>> {
+    /// Drop every row of `side`, returning those `wanted` picks (an outer side's unmatched
+    /// rows, to pad). Streams: a side can be far larger than memory, so the deletes go out
+    /// in bounded writes, and only the rows picked are held.
+    pub(super) fn take(
+        &mut self,
+        side: usize,
+        wanted: impl Fn(&Kept) -> bool,
+    ) -> Result<Vec<Kept>> {
+        const CHUNK: usize = 4096;
         let store = self.state.store();
         let mut taken = Vec::new();
         let mut batch = weir_state::Batch::default();
+        let mut ops = 0;
         for entry in store.scan(side, self.state.groups())? {
             let (kg, k, v) = entry?;
             let kept = decode(&v)?;
@@ -293,7 +301,14 @@ impl DiskSides {
                 batch.delete(TIMERS, kg, &timer_key(at, side, key, seq));
             }
             batch.delete(side, kg, &k);
-            taken.push(kept);
+            ops += 1;
+            if ops == CHUNK {
+                store.write(std::mem::take(&mut batch))?;
+                ops = 0;
+            }
+            if wanted(&kept) {
+                taken.push(kept);
+            }
         }
         if !batch.is_empty() {
             store.write(batch)?;

@@ -676,13 +676,10 @@ impl Operator for Join {
         // The other input's rows can no longer join anything: an outer side's that never
         // did are complete now (a changelog emitted them padded when they came).
         let side = 1 - ended;
-        let gone = self.sides.take(side)?;
-        if self.cfg.kind.keeps_unmatched(side) && !self.changelog {
-            let unmatched: Vec<Vec<u8>> = gone
-                .into_iter()
-                .filter(|k| k.matches == 0)
-                .map(|k| k.row)
-                .collect();
+        let pad = self.cfg.kind.keeps_unmatched(side) && !self.changelog;
+        let gone = self.sides.take(side, |k| pad && k.matches == 0)?;
+        if pad {
+            let unmatched: Vec<Vec<u8>> = gone.into_iter().map(|k| k.row).collect();
             self.padded(side, &unmatched, Kind::Insert, out)?;
         }
         Ok(())

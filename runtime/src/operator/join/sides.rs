@@ -77,11 +77,15 @@ impl Sides {
         }
     }
 
-    /// Every row of `side`, leaving none.
-    pub(super) fn take(&mut self, side: usize) -> Result<Vec<Kept>> {
+    /// Drop every row of `side`, returning those `wanted` picks.
+    pub(super) fn take(
+        &mut self,
+        side: usize,
+        wanted: impl Fn(&Kept) -> bool,
+    ) -> Result<Vec<Kept>> {
         match self {
-            Self::Memory(m) => Ok(m[side].take()),
-            Self::Disk(d) => d.take(side),
+            Self::Memory(m) => Ok(m[side].take().into_iter().filter(|k| wanted(k)).collect()),
+            Self::Disk(d) => d.take(side, wanted),
         }
     }
 
