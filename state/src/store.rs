@@ -72,6 +72,12 @@ impl Batch {
     pub fn is_empty(&self) -> bool {
         self.ops.is_empty()
     }
+
+    /// Writes so far.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.ops.len()
+    }
 }
 
 pub(crate) fn options(budget: &Budget) -> Options {

@@ -42,6 +42,9 @@ fn corrupt(message: impl Into<String>) -> Error {
     }
 }
 
+/// Deletes per write when a scan drops many rows: bounded memory, few writes.
+const CHUNK: usize = 4096;
+
 /// A row's key in its side's family.
 fn row_key(key: &[u8], seq: u64) -> Vec<u8> {
     let mut k = length_prefixed(key, 8);
@@ -246,8 +249,14 @@ impl DiskSides {
         Ok(self.state.store().write(batch)?)
     }
 
-    /// Drop every row that `watermark` expires, returning each side's.
-    pub(super) fn expire(&mut self, watermark: Millis) -> Result<[Vec<Kept>; 2]> {
+    /// Drop every row that `watermark` expires, returning each side's that `wanted` picks
+    /// (an outer side's unmatched rows, to pad). Streams, as [`Self::take`] does: at the end
+    /// of event time every row expires at once.
+    pub(super) fn expire(
+        &mut self,
+        watermark: Millis,
+        wanted: impl Fn(usize, &Kept) -> bool,
+    ) -> Result<[Vec<Kept>; 2]> {
         let mut gone = [Vec::new(), Vec::new()];
         if watermark < self.next_expiry {
             return Ok(gone);
@@ -255,8 +264,8 @@ impl DiskSides {
         let groups = self.state.groups();
         let store = self.state.store();
         let mut next = Millis::MAX;
+        let mut batch = weir_state::Batch::default();
         for kg in groups.first..=groups.last {
-            let mut batch = weir_state::Batch::default();
             for entry in store.scan_from(TIMERS, kg, &[])? {
                 let (k, _) = entry?;
                 let (at, side, key, seq) = split_timer_key(&k)?;
@@ -270,11 +279,17 @@ impl DiskSides {
                     .ok_or_else(|| corrupt("a timer without its row"))?;
                 batch.delete(TIMERS, kg, &k);
                 batch.delete(side, kg, &rk);
-                gone[side].push(decode(&row)?);
+                if batch.len() >= CHUNK {
+                    store.write(std::mem::take(&mut batch))?;
+                }
+                let kept = decode(&row)?;
+                if wanted(side, &kept) {
+                    gone[side].push(kept);
+                }
             }
-            if !batch.is_empty() {
-                store.write(batch)?;
-            }
+        }
+        if !batch.is_empty() {
+            store.write(batch)?;
         }
         self.next_expiry = next;
         Ok(gone)
@@ -288,11 +303,9 @@ impl DiskSides {
         side: usize,
         wanted: impl Fn(&Kept) -> bool,
     ) -> Result<Vec<Kept>> {
-        const CHUNK: usize = 4096;
         let store = self.state.store();
         let mut taken = Vec::new();
         let mut batch = weir_state::Batch::default();
-        let mut ops = 0;
         for entry in store.scan(side, self.state.groups())? {
             let (kg, k, v) = entry?;
             let kept = decode(&v)?;
@@ -301,10 +314,8 @@ impl DiskSides {
                 batch.delete(TIMERS, kg, &timer_key(at, side, key, seq));
             }
             batch.delete(side, kg, &k);
-            ops += 1;
-            if ops == CHUNK {
+            if batch.len() >= CHUNK {
                 store.write(std::mem::take(&mut batch))?;
-                ops = 0;
             }
             if wanted(&kept) {
                 taken.push(kept);

@@ -654,17 +654,14 @@ impl Operator for Join {
 
     fn on_watermark(&mut self, watermark: Millis, out: &mut Output) -> Result<()> {
         self.watermark = self.watermark.max(watermark);
-        let gone = self.sides.expire(Expiry::of(&self.cfg), self.watermark)?;
+        // A changelog emitted its unmatched rows when they came.
+        let pad = [0, 1].map(|side| self.cfg.kind.keeps_unmatched(side) && !self.changelog);
+        let wanted = |side: usize, k: &Kept| pad[side] && k.matches == 0;
+        let gone = self
+            .sides
+            .expire(Expiry::of(&self.cfg), self.watermark, wanted)?;
         for (side, gone) in gone.into_iter().enumerate() {
-            // A changelog emitted its unmatched rows when they came.
-            if !self.cfg.kind.keeps_unmatched(side) || self.changelog {
-                continue;
-            }
-            let unmatched: Vec<Vec<u8>> = gone
-                .into_iter()
-                .filter(|k| k.matches == 0)
-                .map(|k| k.row)
-                .collect();
+            let unmatched: Vec<Vec<u8>> = gone.into_iter().map(|k| k.row).collect();
             self.padded(side, &unmatched, Kind::Insert, out)?;
         }
         Ok(())

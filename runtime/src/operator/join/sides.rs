@@ -66,14 +66,19 @@ impl Sides {
         }
     }
 
-    /// Drop the rows `watermark` expires, returning each side's.
-    pub(super) fn expire(&mut self, expiry: Expiry, watermark: Millis) -> Result<[Vec<Kept>; 2]> {
+    /// Drop the rows `watermark` expires, returning each side's that `wanted` picks.
+    pub(super) fn expire(
+        &mut self,
+        expiry: Expiry,
+        watermark: Millis,
+        wanted: impl Fn(usize, &Kept) -> bool,
+    ) -> Result<[Vec<Kept>; 2]> {
         match self {
-            Self::Memory(m) => Ok([
-                m[0].expire(0, expiry, watermark),
-                m[1].expire(1, expiry, watermark),
-            ]),
-            Self::Disk(d) => d.expire(watermark),
+            Self::Memory(m) => Ok([0, 1].map(|s| {
+                let gone = m[s].expire(s, expiry, watermark);
+                gone.into_iter().filter(|k| wanted(s, k)).collect()
+            })),
+            Self::Disk(d) => d.expire(watermark, wanted),
         }
     }
 
