@@ -76,19 +76,6 @@ sinks:
     )
 }
 
-/// The operators with a store under the local state directory `dir`.
-fn stores(dir: &Path) -> BTreeSet<String> {
-    let mut out = BTreeSet::new();
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        if e.file_name() == "store" {
-            out.insert(dir.file_name().unwrap().to_string_lossy().into_owned());
-        } else if e.path().is_dir() {
-            out.extend(stores(&e.path()));
-        }
-    }
-    out
-}
-
 /// Kill the job in `file` at random moments after each run's first checkpoint, restarting it
 /// at parallelisms 2 -> 3 -> 1 -> 2 (`yaml(parallelism, records/s)`, slow enough that the job
 /// outlasts the kills), then run it to its end; returns the kills that landed. Checks
@@ -136,7 +123,7 @@ fn kill_rescale_and_finish(
         }
     }
     assert!(kills >= 6, "only {kills} kills landed while the job ran");
-    let on_disk = stores(state);
+    let on_disk = common::stores(state);
     assert!(
         on_disk.contains(operator),
         "{operator} kept no store under {}: {on_disk:?}",

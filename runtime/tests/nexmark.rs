@@ -200,19 +200,6 @@ fn several_queries_in_one_job_each_equal_their_oracle() {
     }
 }
 
-/// The local stores under `dir` (the disk backend's directory), by operator.
-fn stores(dir: &Path) -> std::collections::BTreeSet<String> {
-    let mut out = std::collections::BTreeSet::new();
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        if e.file_name() == "store" {
-            out.insert(dir.file_name().unwrap().to_string_lossy().into_owned());
-        } else if e.path().is_dir() {
-            out.extend(stores(&e.path()));
-        }
-    }
-    out
-}
-
 /// Joins, updating `GROUP BY`s and top-Ns with their state on disk (`stateBackend: disk`, a
 /// 32 MiB budget): a regular inner join (q3), a window join (q8), a join with a bounded side
 /// table (q13), an interval outer join (`early`), a regular outer join (`people`), a full join
@@ -257,7 +244,7 @@ fn sql_operators_on_the_disk_backend_killed_and_rescaled_still_equal_the_oracle(
         std::fs::write(&file, text).unwrap();
         let log = dir.join("runtime.log");
         kill(&file, &log, &mut rng, 2);
-        let killed = stores(&state);
+        let killed = common::stores(&state);
         assert!(
             killed.iter().any(|s| s.contains(operator)),
             "{query}: no {operator} kept a store under {}: {killed:?}",

@@ -354,21 +354,17 @@ impl Operator for Dedup {
                 let state = self.snapshot()?;
                 Ok(Capture::Keyed(Box::new(move || Ok(state))))
             }
-            Seen::Disk(d) if portable => {
-                let (checkpoint, store) = d.state.frozen(FAMILIES)?;
-                let (groups, max_parallelism) = (d.state.groups(), self.max_parallelism);
-                let (restored, now) = (d.restored.clone(), self.horizon);
-                Ok(Capture::Keyed(Box::new(move || {
-                    let at = |kg| group_horizon(&restored, groups.first, kg, now);
-                    let encoded = Disk::encode(&store, groups, max_parallelism, at);
-                    drop(store);
-                    drop(checkpoint);
-                    encoded
-                })))
-            }
             Seen::Disk(d) => {
-                d.mark_horizons(self.horizon)?;
-                Ok(Capture::Disk(d.state.capture()?))
+                if !portable {
+                    d.mark_horizons(self.horizon)?;
+                }
+                let max_parallelism = self.max_parallelism;
+                let (restored, now) = (d.restored.clone(), self.horizon);
+                d.state
+                    .capture_as(portable, FAMILIES, move |store, groups| {
+                        let at = |kg| group_horizon(&restored, groups.first, kg, now);
+                        Disk::encode(store, groups, max_parallelism, at)
+                    })
             }
         }
     }

@@ -304,18 +304,14 @@ impl Operator for GroupBy {
                 let state = self.snapshot()?;
                 Ok(Capture::Keyed(Box::new(move || Ok(state))))
             }
-            Some(d) if portable => {
-                let (checkpoint, store) = d.state.frozen(keyed_store::FAMILIES)?;
-                let (groups, max_parallelism) = (d.state.groups(), self.max_parallelism);
-                let retracting = self.retracting.is_some();
-                Ok(Capture::Keyed(Box::new(move || {
-                    let encoded = encode_store(&store, groups, max_parallelism, retracting);
-                    drop(store);
-                    drop(checkpoint);
-                    encoded
-                })))
+            Some(d) => {
+                let (max_parallelism, retracting) =
+                    (self.max_parallelism, self.retracting.is_some());
+                d.state
+                    .capture_as(portable, keyed_store::FAMILIES, move |store, groups| {
+                        encode_store(store, groups, max_parallelism, retracting)
+                    })
             }
-            Some(d) => Ok(Capture::Disk(d.state.capture()?)),
         }
     }
 

@@ -372,18 +372,13 @@ impl Operator for TopN {
                 let state = self.snapshot()?;
                 Ok(Capture::Keyed(Box::new(move || Ok(state))))
             }
-            Some(d) if portable => {
-                let (checkpoint, store) = d.state.frozen(keyed_store::FAMILIES)?;
-                let (groups, max_parallelism) = (d.state.groups(), self.cfg.max_parallelism);
-                let with_times = self.ttl.is_some();
-                Ok(Capture::Keyed(Box::new(move || {
-                    let encoded = encode_store(&store, groups, max_parallelism, with_times);
-                    drop(store);
-                    drop(checkpoint);
-                    encoded
-                })))
+            Some(d) => {
+                let (max_parallelism, with_times) = (self.cfg.max_parallelism, self.ttl.is_some());
+                d.state
+                    .capture_as(portable, keyed_store::FAMILIES, move |store, groups| {
+                        encode_store(store, groups, max_parallelism, with_times)
+                    })
             }
-            Some(d) => Ok(Capture::Disk(d.state.capture()?)),
         }
     }
 

@@ -612,3 +612,17 @@ impl Incarnation {
         }
     }
 }
+
+/// The operators with a store under the disk backend's local state directory `dir` (each
+/// store is a `store` directory under its operator's).
+pub fn stores(dir: &Path) -> std::collections::BTreeSet<String> {
+    let mut out = std::collections::BTreeSet::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if e.file_name() == "store" {
+            out.insert(dir.file_name().unwrap().to_string_lossy().into_owned());
+        } else if e.path().is_dir() {
+            out.extend(stores(&e.path()));
+        }
+    }
+    out
+}

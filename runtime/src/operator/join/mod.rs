@@ -721,19 +721,15 @@ impl Operator for Join {
                 let state = self.snapshot()?;
                 Ok(Capture::Keyed(Box::new(move || Ok(state))))
             }
-            Sides::Disk(d) if portable => {
-                let (checkpoint, store) = d.state.frozen(disk::FAMILIES)?;
-                let (groups, max_parallelism) = (d.state.groups(), self.cfg.max_parallelism);
-                Ok(Capture::Keyed(Box::new(move || {
-                    let encoded = DiskSides::encode_store(&store, groups, max_parallelism);
-                    drop(store);
-                    drop(checkpoint);
-                    encoded
-                })))
-            }
             Sides::Disk(d) => {
-                d.mark()?;
-                Ok(Capture::Disk(d.state.capture()?))
+                if !portable {
+                    d.mark()?;
+                }
+                let max_parallelism = self.cfg.max_parallelism;
+                d.state
+                    .capture_as(portable, disk::FAMILIES, move |store, groups| {
+                        DiskSides::encode_store(store, groups, max_parallelism)
+                    })
             }
         }
     }

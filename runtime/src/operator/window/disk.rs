@@ -197,17 +197,10 @@ impl DiskWindows {
     /// See [`crate::operator::Operator::capture`]: a savepoint encodes a frozen copy off the
     /// task; a checkpoint hard-links the store for the uploader.
     pub(super) fn capture(&self, portable: bool, max_parallelism: u32) -> Result<Capture> {
-        if !portable {
-            return Ok(Capture::Disk(self.state.capture()?));
-        }
-        let (checkpoint, store) = self.state.frozen(FAMILIES)?;
-        let groups = self.state.groups();
-        Ok(Capture::Keyed(Box::new(move || {
-            let encoded = Self::encode_store(&store, groups, max_parallelism);
-            drop(store);
-            drop(checkpoint);
-            encoded
-        })))
+        self.state
+            .capture_as(portable, FAMILIES, move |store, groups| {
+                Self::encode_store(store, groups, max_parallelism)
+            })
     }
 
     /// Store restored windows (from a savepoint, or a checkpoint of the memory backend).
