@@ -360,11 +360,10 @@ impl Operator for Dedup {
                 }
                 let max_parallelism = self.max_parallelism;
                 let (restored, now) = (d.restored.clone(), self.horizon);
-                d.state
-                    .capture_as(portable, FAMILIES, move |store, groups| {
-                        let at = |kg| group_horizon(&restored, groups.first, kg, now);
-                        Disk::encode(store, groups, max_parallelism, at)
-                    })
+                super::capture_store(&d.state, portable, FAMILIES, move |store, groups| {
+                    let at = |kg| group_horizon(&restored, groups.first, kg, now);
+                    Disk::encode(store, groups, max_parallelism, at)
+                })
             }
         }
     }

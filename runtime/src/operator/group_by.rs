@@ -307,10 +307,12 @@ impl Operator for GroupBy {
             Some(d) => {
                 let (max_parallelism, retracting) =
                     (self.max_parallelism, self.retracting.is_some());
-                d.state
-                    .capture_as(portable, keyed_store::FAMILIES, move |store, groups| {
-                        encode_store(store, groups, max_parallelism, retracting)
-                    })
+                super::capture_store(
+                    &d.state,
+                    portable,
+                    keyed_store::FAMILIES,
+                    move |store, groups| encode_store(store, groups, max_parallelism, retracting),
+                )
             }
         }
     }

@@ -144,6 +144,33 @@ pub trait Operator: Send {
     }
 }
 
+/// What an operator keeping its state in `store` hands over at a barrier: for a checkpoint,
+/// hard links for the uploader; for a savepoint (`portable`), a frozen copy of the store that
+/// `encode` turns into keyed state off the task.
+///
+/// # Errors
+/// The store cannot flush, link or open its files.
+pub fn capture_store(
+    store: &crate::state::disk::DiskState,
+    portable: bool,
+    families: &[crate::state::disk::Family],
+    encode: impl FnOnce(&weir_state::Store, weir_state::KeyGroups) -> Result<KeyedState>
+    + Send
+    + 'static,
+) -> Result<Capture> {
+    if !portable {
+        return Ok(Capture::Disk(store.capture()?));
+    }
+    let (checkpoint, frozen) = store.frozen(families)?;
+    let groups = store.groups();
+    Ok(Capture::Keyed(Box::new(move || {
+        let encoded = encode(&frozen, groups);
+        drop(frozen);
+        drop(checkpoint);
+        encoded
+    })))
+}
+
 /// Why an operator keeping its state in memory refuses a checkpoint of it on disk, and the
 /// way out.
 #[must_use]

@@ -374,10 +374,12 @@ impl Operator for TopN {
             }
             Some(d) => {
                 let (max_parallelism, with_times) = (self.cfg.max_parallelism, self.ttl.is_some());
-                d.state
-                    .capture_as(portable, keyed_store::FAMILIES, move |store, groups| {
-                        encode_store(store, groups, max_parallelism, with_times)
-                    })
+                super::capture_store(
+                    &d.state,
+                    portable,
+                    keyed_store::FAMILIES,
+                    move |store, groups| encode_store(store, groups, max_parallelism, with_times),
+                )
             }
         }
     }

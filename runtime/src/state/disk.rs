@@ -203,31 +203,6 @@ impl DiskState {
         })
     }
 
-    /// What an operator hands over at a barrier for this store: for a checkpoint, hard links
-    /// for the uploader ([`Self::capture`]); for a savepoint (`portable`), a frozen copy
-    /// ([`Self::frozen`]) that `encode` turns into keyed state off the task.
-    ///
-    /// # Errors
-    /// The store cannot flush, link or open its files.
-    pub fn capture_as(
-        &self,
-        portable: bool,
-        families: &[Family],
-        encode: impl FnOnce(&Store, KeyGroups) -> Result<crate::operator::KeyedState> + Send + 'static,
-    ) -> Result<crate::operator::Capture> {
-        if !portable {
-            return Ok(crate::operator::Capture::Disk(self.capture()?));
-        }
-        let (checkpoint, store) = self.frozen(families)?;
-        let groups = self.groups();
-        Ok(crate::operator::Capture::Keyed(Box::new(move || {
-            let encoded = encode(&store, groups);
-            drop(store);
-            drop(checkpoint);
-            encoded
-        })))
-    }
-
     /// A read-only view of a fresh checkpoint of the store, for a savepoint's full copy
     /// encoded off the task: the checkpoint (kept alive) and the store opened on it.
     ///

@@ -726,10 +726,9 @@ impl Operator for Join {
                     d.mark()?;
                 }
                 let max_parallelism = self.cfg.max_parallelism;
-                d.state
-                    .capture_as(portable, disk::FAMILIES, move |store, groups| {
-                        DiskSides::encode_store(store, groups, max_parallelism)
-                    })
+                super::capture_store(&d.state, portable, disk::FAMILIES, move |store, groups| {
+                    DiskSides::encode_store(store, groups, max_parallelism)
+                })
             }
         }
     }

@@ -197,10 +197,9 @@ impl DiskWindows {
     /// See [`crate::operator::Operator::capture`]: a savepoint encodes a frozen copy off the
     /// task; a checkpoint hard-links the store for the uploader.
     pub(super) fn capture(&self, portable: bool, max_parallelism: u32) -> Result<Capture> {
-        self.state
-            .capture_as(portable, FAMILIES, move |store, groups| {
-                Self::encode_store(store, groups, max_parallelism)
-            })
+        crate::operator::capture_store(&self.state, portable, FAMILIES, move |store, groups| {
+            Self::encode_store(store, groups, max_parallelism)
+        })
     }
 
     /// Store restored windows (from a savepoint, or a checkpoint of the memory backend).
