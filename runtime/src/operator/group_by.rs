@@ -184,28 +184,25 @@ impl Operator for GroupBy {
         } else {
             None
         };
+        // Groups touched, in the order first touched.
+        let mut seen: HashSet<&[u8]> = HashSet::new();
+        let keys: Vec<&[u8]> = (0..batch.num_rows())
+            .map(|r| key_rows.row(r).data())
+            .filter(|k| seen.insert(k))
+            .collect();
         if let Some(d) = &mut self.disk {
-            let mut seen: HashSet<&[u8]> = HashSet::new();
-            let keys: Vec<&[u8]> = (0..batch.num_rows())
-                .map(|r| key_rows.row(r).data())
-                .filter(|k| seen.insert(k))
-                .collect();
             match &mut self.retracting {
                 Some(groups) => d.load(&keys, groups)?,
                 None => d.load(&keys, &mut self.groups)?,
             }
         }
-        // Groups touched, in the order first touched, with their result before this batch
-        // (`None`: no such group).
-        let mut touched: Vec<(&[u8], Option<Vec<Outcome>>)> = Vec::new();
-        let mut seen: HashSet<&[u8]> = HashSet::new();
+        // Each with its result before this batch (`None`: no such group).
+        let touched: Vec<(&[u8], Option<Vec<Outcome>>)> =
+            keys.iter().map(|k| (*k, self.outcomes(k))).collect();
         let times = super::event_times(&batch, self.ttl.as_ref().map(|t| t.0), NAME)?;
         let mut newest: HashMap<&[u8], Millis> = HashMap::new();
         for row in 0..batch.num_rows() {
             let key = key_rows.row(row).data();
-            if seen.insert(key) {
-                touched.push((key, self.outcomes(key)));
-            }
             if let Some(ts) = times.filter(|ts| ts.is_valid(row)) {
                 let t = newest.entry(key).or_insert(Millis::MIN);
                 *t = (*t).max(ts.value(row));
@@ -356,16 +353,10 @@ impl Operator for GroupBy {
 
     fn restore_disk(&mut self, fetched: Vec<Fetched>) -> Result<()> {
         // The empty store made at start closes before the restored one opens in its place.
-        let Some(place) = self.disk.take().map(|d| d.state.place().clone()) else {
+        let Some(d) = self.disk.take() else {
             return Err(super::disk_state_refused(NAME));
         };
-        let state = DiskState::restore(place, keyed_store::FAMILIES, fetched)?;
-        let d = KeyedStore::restored(
-            NAME,
-            state,
-            self.max_parallelism,
-            self.ttl.as_ref().map(|t| t.1.ttl()),
-        );
+        let d = d.restore(fetched)?;
         // The stored keys and accumulators still fit the job (a sample: the first group).
         if let Some((key, v)) = d.sample()? {
             self.check_keys(std::iter::once(key.as_slice()))?;

@@ -21,7 +21,7 @@ use crate::error::{Error, Result};
 use crate::ids::Millis;
 use crate::keys::key_group;
 use crate::operator::{KeyedState, encode_keyed};
-use crate::state::disk::{DiskState, Family, from_ordered, ordered};
+use crate::state::disk::{DiskState, Family, Fetched, from_ordered, ordered};
 
 /// The store's families.
 pub const FAMILIES: &[Family] = &[
@@ -90,20 +90,28 @@ impl KeyedStore {
         }
     }
 
-    /// A store restored from checkpoints.
-    #[must_use]
-    pub fn restored(
-        operator: &'static str,
-        state: DiskState,
-        max_parallelism: u32,
-        ttl: Option<Millis>,
-    ) -> Self {
-        Self {
+    /// This (empty) store replaced by one restored from the downloaded checkpoints
+    /// `fetched`, at the same place: it closes before the restored one opens there.
+    ///
+    /// # Errors
+    /// A checkpoint does not open or copy.
+    pub fn restore(self, fetched: Vec<Fetched>) -> Result<Self> {
+        let Self {
+            state,
+            operator,
+            max_parallelism,
+            ttl,
+            ..
+        } = self;
+        let place = state.place().clone();
+        drop(state);
+        let state = DiskState::restore(place, FAMILIES, fetched)?;
+        Ok(Self {
             // Unknown until a scan: the first watermark looks.
             next_expiry: Millis::MIN,
             next_due: Millis::MIN,
             ..Self::new(operator, state, max_parallelism, ttl)
-        }
+        })
     }
 
     fn corrupt(&self, message: impl Into<String>) -> Error {

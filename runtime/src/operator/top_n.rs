@@ -228,18 +228,22 @@ impl Operator for TopN {
         } else {
             None
         };
+        // Partitions touched, in the order first touched.
+        let mut seen: HashSet<&[u8]> = HashSet::new();
+        let touched: Vec<&[u8]> = (0..batch.num_rows())
+            .map(|r| keys.row(r).data())
+            .filter(|k| seen.insert(k))
+            .collect();
         if let Some(d) = &mut self.disk {
-            let mut seen: HashSet<&[u8]> = HashSet::new();
-            let touched: Vec<&[u8]> = (0..batch.num_rows())
-                .map(|r| keys.row(r).data())
-                .filter(|k| seen.insert(k))
-                .collect();
             d.load(&touched, &mut self.parts)?;
         }
-        // An updating top-N: each touched partition's rows before this batch, in the order
-        // first touched.
-        let mut before: Vec<(&[u8], Vec<Vec<u8>>)> = Vec::new();
-        let mut seen: HashSet<&[u8]> = HashSet::new();
+        // An updating top-N: each touched partition's rows before this batch (no row of one
+        // is late: lateness needs event time in the partition).
+        let before: Vec<(&[u8], Vec<Vec<u8>>)> = if ts.is_none() {
+            touched.iter().map(|k| (*k, self.held(k))).collect()
+        } else {
+            Vec::new()
+        };
         let ttl_times = super::event_times(&batch, self.cfg.ttl.map(|t| t.0), "top-n")?;
         let mut newest: HashMap<&[u8], Millis> = HashMap::new();
         for r in 0..batch.num_rows() {
@@ -253,9 +257,6 @@ impl Operator for TopN {
                 continue;
             }
             let key = keys.row(r).data();
-            if ts.is_none() && seen.insert(key) {
-                before.push((key, self.held(key)));
-            }
             if kinds.as_ref().is_some_and(|k| k[r].retracts()) {
                 self.take_back(key, sort.row(r).as_ref(), whole.row(r).as_ref());
                 continue;
@@ -419,12 +420,10 @@ impl Operator for TopN {
 
     fn restore_disk(&mut self, fetched: Vec<Fetched>) -> Result<()> {
         // The empty store made at start closes before the restored one opens in its place.
-        let Some(place) = self.disk.take().map(|d| d.state.place().clone()) else {
+        let Some(d) = self.disk.take() else {
             return Err(super::disk_state_refused(NAME));
         };
-        let state = DiskState::restore(place, keyed_store::FAMILIES, fetched)?;
-        let ttl = self.cfg.ttl.map(|t| t.1);
-        let d = KeyedStore::restored(NAME, state, self.cfg.max_parallelism, ttl);
+        let d = d.restore(fetched)?;
         // The stored keys and rows still fit the job (a sample: the first partition).
         if let Some((key, v)) = d.sample()? {
             let (list, _) = d.decode::<Vec<Ranked>>(&v)?;

@@ -44,12 +44,6 @@ impl Ttl {
         }
     }
 
-    /// How long a key is kept after its newest row.
-    #[must_use]
-    pub fn ttl(&self) -> Millis {
-        self.ttl
-    }
-
     /// The last event time of `key`, if it is tracked.
     #[must_use]
     pub fn last(&self, key: &[u8]) -> Option<Millis> {
