@@ -213,6 +213,7 @@ async fn checkpoint(op: &dyn Operator, storage: &Storage, n: u64) -> (u64, f64) 
                 .unwrap();
             (bytes, t.elapsed().as_secs_f64())
         }
+        Capture::Streamed(_) => unreachable!("a checkpoint, not a savepoint"),
         Capture::Disk(c) => {
             let (_, sent) = weir_runtime::state::upload::upload(
                 storage,
@@ -387,5 +388,138 @@ fn main() {
             "disk: budget in use {} MiB of {budget_mib} MiB",
             budget.used() >> 20
         );
+        if operator == "dedup" {
+            let replay = Replay {
+                plan: &p,
+                keys,
+                ids: &ids,
+            };
+            savepoint_and_restore(op, &rt, &storage, tmp.path(), &budget, &replay);
+        }
     }
+}
+
+/// What the dedup was fed, to feed again.
+struct Replay<'a> {
+    plan: &'a weir_runtime::plan::Plan,
+    keys: u64,
+    ids: &'a str,
+}
+
+/// Forget this process's peak RSS so far (`VmHWM`), so that the next reading is one phase's.
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// A savepoint of the dedup's disk state (streamed into parts, as a job stores it), restored
+/// into two subtasks (a rescale from one), each reading only the parts of its key groups; then
+/// checked against the oracle by feeding every id again (each must be a duplicate in the
+/// subtask that owns it) and ids never seen (each must be kept). Peak RSS is measured per
+/// phase: neither the savepoint nor the restore holds the state in memory.
+fn savepoint_and_restore(
+    op: Box<dyn Operator>,
+    rt: &tokio::runtime::Runtime,
+    storage: &Storage,
+    dir: &std::path::Path,
+    budget: &weir_state::Budget,
+    replay: &Replay<'_>,
+) {
+    use weir_runtime::checkpoint::parts::{PartWriter, read};
+    reset_peak_rss();
+    let t = Instant::now();
+    let Capture::Streamed(encode) = op.capture(true).unwrap() else {
+        panic!("a disk dedup's savepoint is not streamed");
+    };
+    let s = storage.clone();
+    let parts = rt
+        .block_on(rt.spawn_blocking(move || {
+            let handle = tokio::runtime::Handle::current();
+            let mut w = PartWriter::new(&s, handle, "sp/", "s1-t0-g1.state", "dedup-1");
+            encode(&mut |kg, piece| w.piece(kg, piece)).unwrap();
+            w.finish().unwrap()
+        }))
+        .unwrap();
+    drop(op);
+    let bytes: u64 = parts.iter().map(|p| p.size).sum();
+    println!(
+        "disk: savepoint {:.1} MiB in {} parts in {:.2} s, peak RSS {} MiB while writing it",
+        bytes as f64 / 1048576.0,
+        parts.len(),
+        t.elapsed().as_secs_f64(),
+        common::peak_rss_mib() as u64
+    );
+
+    reset_peak_rss();
+    let t = Instant::now();
+    let op_plan = &replay.plan.stages[1].ops[0].op;
+    let mut restored: Vec<(std::ops::Range<u32>, Box<dyn Operator>)> = Vec::new();
+    for i in 0..2 {
+        let range = weir_runtime::keys::key_group_range(i, 2, 128);
+        let place = Place {
+            dir: dir.join(format!("restored-{i}")),
+            budget: budget.clone(),
+            groups: weir_state::KeyGroups::new(range.start..=range.end - 1),
+            operator: format!("dedup-1-{i}"),
+        };
+        let mut op = op_plan.instantiate_in(128, Some(place)).unwrap();
+        for part in parts
+            .iter()
+            .filter(|p| p.first_group < range.end && p.last_group >= range.start)
+        {
+            op.restore(rt.block_on(read(storage, "sp/", part, &range)).unwrap())
+                .unwrap();
+        }
+        restored.push((range, op));
+    }
+    println!(
+        "disk: restored into 2 subtasks in {:.2} s, peak RSS {} MiB while restoring",
+        t.elapsed().as_secs_f64(),
+        common::peak_rss_mib() as u64
+    );
+
+    // Every id fed before is a duplicate where it now lives; ids never fed are kept.
+    let codec = weir_runtime::keys::KeyCodec::new(&replay.plan.source_schema, vec![0]).unwrap();
+    let (keys, plan) = (replay.keys, replay.plan);
+    let t = Instant::now();
+    let mut out = Output::default();
+    let mut send = |b: datafusion::arrow::array::RecordBatch, fresh: bool| {
+        let n = b.num_rows();
+        let mut kept = 0;
+        for (i, part) in weir_runtime::keys::partition(&b, &codec, 2, 128).unwrap() {
+            restored[i].1.process(Input::ONLY, part, &mut out).unwrap();
+            kept += out.batches.drain(..).map(|b| b.num_rows()).sum::<usize>();
+        }
+        // Fresh ids are distinct within a batch, so each is kept once.
+        let expected = if fresh { n } else { 0 };
+        assert_eq!(
+            kept, expected,
+            "after the savepoint's restore, a batch of {n} ids gave {kept} (the oracle: {expected})"
+        );
+    };
+    let mut next: Box<dyn FnMut() -> Option<datafusion::arrow::array::RecordBatch>> =
+        if replay.ids == "arrivals" {
+            Box::new(arrivals(plan, keys))
+        } else {
+            Box::new(uniform(plan, keys + keys / 4))
+        };
+    let mut replayed = 0;
+    while let Some(b) = next() {
+        replayed += b.num_rows();
+        send(b, false);
+    }
+    let fresh: Vec<i64> = (0..10_000).map(|i| (3 * keys + i) as i64).collect();
+    let ts = datafusion::arrow::array::TimestampMillisecondArray::from(vec![0; fresh.len()])
+        .with_data_type(plan.source_schema.field(1).data_type().clone());
+    let cols = vec![
+        std::sync::Arc::new(datafusion::arrow::array::Int64Array::from(fresh)) as _,
+        std::sync::Arc::new(ts) as _,
+    ];
+    send(
+        datafusion::arrow::array::RecordBatch::try_new(plan.source_schema.clone(), cols).unwrap(),
+        true,
+    );
+    println!(
+        "disk: the restored subtasks called all {replayed} records fed before duplicates and kept 10000 new ids, as the oracle says ({:.1} s)",
+        t.elapsed().as_secs_f64()
+    );
 }

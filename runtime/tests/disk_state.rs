@@ -568,3 +568,118 @@ fn retention_deletes_exactly_the_tables_no_kept_checkpoint_refers_to() {
         "the refusal should name checkpoint {newest} and table {name}:\n{tail}"
     );
 }
+
+/// A savepoint of state on disk is stored in parts, never whole in memory: each subtask's
+/// dedup state streams into parts beside its state file. The savepoint restores into the
+/// memory backend at parallelism 3 and onto disk at 1, each subtask reading only the parts
+/// holding its key groups, and both runs finish with the oracle's output: every user once.
+/// Mutation: restore only the first part of each subtask, and users come out twice.
+#[test]
+fn a_savepoint_of_disk_state_is_stored_in_parts_and_restores_into_either_backend() {
+    use weir_runtime::checkpoint::coordinator::{Outcome, Request};
+    use weir_runtime::job::{JobArgs, RunOptions, start};
+    // Enough users, with long names, that each subtask's state fills several 4 MiB parts.
+    const USERS_SP: u64 = 600_000;
+    const COUNT_SP: u64 = 1_500_000;
+    const PREFIX: &str = "a-user-whose-name-is-long-enough-to-fill-parts-";
+    let tmp = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (storage_uri, s3) = checkpoint_storage(&rt, tmp.path(), "disk-savepoint");
+    let out = tmp.path().join("out");
+    let state = tmp.path().join("state");
+    let yaml = |backend: &str, out: &Path, rate: u64| {
+        job_yaml("spdedup", 2, &storage_uri, &s3, out, &state, rate)
+            .replace(&format!("count: {COUNT}"), &format!("count: {COUNT_SP}"))
+            .replace(
+                &format!("cardinality: {USERS}, prefix: u-"),
+                &format!("cardinality: {USERS_SP}, prefix: {PREFIX}"),
+            )
+            .replace("type: disk", &format!("type: {backend}"))
+            .replace("interval: 200ms", "interval: 1s")
+    };
+    let run = |yaml: String, opts: RunOptions, savepoint_after: Option<Duration>| {
+        rt.block_on(async move {
+            let plan = weir_runtime::plan_source("spdedup.yaml", &yaml).unwrap();
+            let running = start(plan, opts).await.unwrap();
+            if let Some(after) = savepoint_after {
+                tokio::time::sleep(after).await;
+                running
+                    .requests
+                    .send(Request::Stop { savepoint: true })
+                    .await
+                    .unwrap();
+            }
+            running.wait().await.unwrap()
+        })
+    };
+    let Outcome::Stopped {
+        savepoint: Some(sp),
+    } = run(
+        yaml("disk", &out, 200_000),
+        RunOptions::default(),
+        Some(Duration::from_secs(5)),
+    )
+    else {
+        panic!("no savepoint")
+    };
+    let partial = output(&out).len();
+    assert!(
+        partial > 0,
+        "the savepoint should be part-way: no output yet"
+    );
+
+    // Its state files list parts, several per subtask, each in the savepoint's directory.
+    let s3_spec = weir_crds::S3Spec {
+        endpoint: std::env::var("WEIR_S3_ENDPOINT").ok(),
+        region: Some("us-east-1".into()),
+        path_style: Some(true),
+        ca_pem_env: None,
+    };
+    let r = rt.block_on(restore::from_uri(&sp, &s3_spec)).unwrap();
+    for (task, s) in r.tasks.iter().filter(|(_, s)| !s.parts.is_empty()) {
+        assert!(s.parts.len() >= 2, "{task}: {} parts", s.parts.len());
+        assert!(s.operators.iter().all(|(_, g)| g.is_empty()), "{task}");
+    }
+    let parts: usize = r.tasks.iter().map(|(_, s)| s.parts.len()).sum();
+    assert!(parts >= 4, "{parts} parts in the savepoint");
+    let parts_bytes: u64 = r.metadata.state_files.iter().map(|f| f.parts_bytes).sum();
+    assert!(parts_bytes > 8 << 20, "{parts_bytes} bytes of parts");
+
+    // Two branches from it, each with a copy of the output so far.
+    let out_b = tmp.path().join("out-b");
+    std::fs::create_dir_all(&out_b).unwrap();
+    for e in std::fs::read_dir(&out).unwrap().flatten() {
+        if e.path().is_file() {
+            std::fs::copy(e.path(), out_b.join(e.file_name())).unwrap();
+        }
+    }
+    let want: BTreeSet<String> = (0..COUNT_SP)
+        .map(|i| format!("{PREFIX}{}", common::rnd(1, i) % USERS_SP))
+        .collect();
+    for (backend, p, out) in [("memory", 3u32, &out), ("disk", 1, &out_b)] {
+        let opts = RunOptions {
+            job: JobArgs {
+                parallelism: Some(p),
+                restore_from: Some(sp.clone()),
+                checkpoint_dir: Some(format!("{storage_uri}-{backend}")),
+                ..JobArgs::default()
+            },
+            ..RunOptions::default()
+        };
+        let ended = run(yaml(backend, out, 1_000_000_000), opts, None);
+        assert_eq!(ended, Outcome::Finished, "{backend}");
+        let got = output(out);
+        let twice: Vec<_> = got.iter().filter(|(_, n)| **n > 1).take(3).collect();
+        assert!(
+            twice.is_empty(),
+            "{backend} at {p}: users emitted twice across the savepoint: {twice:?}"
+        );
+        let got: BTreeSet<String> = got.into_keys().collect();
+        assert!(
+            got == want,
+            "{backend} at {p}: {} users emitted, the oracle {}",
+            got.len(),
+            want.len()
+        );
+    }
+}

@@ -131,6 +131,7 @@ pub fn fit(r: &mut Restored, job: &Wanted) -> Result<Vec<String>> {
     for (_, state) in &mut r.tasks {
         state.operators.retain(|(id, _)| !drop_ops.contains(id));
         state.disk.retain(|d| !drop_ops.contains(&d.operator));
+        state.parts.retain(|p| !drop_ops.contains(&p.operator));
     }
     if let Some(stages) = stages {
         for (task, state) in &mut r.tasks {

@@ -418,21 +418,35 @@ impl Coordinator {
         Ok(true)
     }
 
+    /// Copy the object `file` from directory `from` to `to`; returns its bytes.
+    async fn copy(&self, from: &str, to: &str, file: &str) -> Result<Bytes> {
+        let bytes = self
+            .up
+            .storage
+            .get(&Layout::file_in(from, file))
+            .await?
+            .ok_or_else(|| Error::Restore(format!("state file {file} vanished")))?;
+        self.up
+            .storage
+            .put(&Layout::file_in(to, file), bytes.clone())
+            .await?;
+        Ok(bytes)
+    }
+
     /// Copy a completed checkpoint into a self-contained savepoint directory.
     async fn copy_savepoint(&self, meta: &CheckpointMetadata) -> Result<String> {
         let from = self.up.layout.checkpoint_dir(&self.up.job_id, meta.id);
         let to = self.up.layout.savepoint_dir(&self.up.job_id, meta.id);
         for f in &meta.state_files {
-            let bytes = self
-                .up
-                .storage
-                .get(&Layout::file_in(&from, &f.file))
-                .await?
-                .ok_or_else(|| Error::Restore(format!("state file {} vanished", f.file)))?;
-            self.up
-                .storage
-                .put(&Layout::file_in(&to, &f.file), bytes)
-                .await?;
+            let bytes = self.copy(&from, &to, &f.file).await?;
+            // Streamed state: each part it lists, one at a time.
+            if f.parts_bytes > 0 {
+                let state = super::metadata::decode_state(&bytes)
+                    .map_err(|e| Error::Restore(format!("state file {}: {e}", f.file)))?;
+                for part in &state.parts {
+                    self.copy(&from, &to, &part.file).await?;
+                }
+            }
         }
         let bytes = encode_metadata(meta).map_err(|e| Error::internal(e.to_string()))?;
         self.up

@@ -122,6 +122,13 @@ impl Layout {
         format!("{task}-g{generation}.state")
     }
 
+    /// Part `n` of `operator`'s streamed state (`super::parts`) written by the subtask whose
+    /// state file is `state_file`, relative to the same directory.
+    #[must_use]
+    pub fn part_file(state_file: &str, operator: &str, n: usize) -> String {
+        format!("{state_file}.{operator}.{n:05}")
+    }
+
     /// The `_metadata` of the checkpoint or savepoint directory `dir` (`""` for a root).
     #[must_use]
     pub fn metadata_in(dir: &str) -> String {

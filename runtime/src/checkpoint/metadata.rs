@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::BarrierKind;
 use super::compat::{OperatorRecord, SourceRecord};
-use super::state::{Committable, KeyedState, SplitState, WriteAheadData};
+use super::state::{Committable, KeyedState, SplitState, StatePart, WriteAheadData};
 use crate::ids::{CheckpointId, TaskId};
 
 const MAGIC: &str = "WEIR-CHECKPOINT v1";
@@ -57,7 +57,7 @@ impl CheckpointMetadata {
     pub fn state_size(&self) -> u64 {
         self.state_files
             .iter()
-            .map(|f| f.size + f.shared_bytes)
+            .map(|f| f.size + f.shared_bytes + f.parts_bytes)
             .sum()
     }
 
@@ -68,7 +68,7 @@ impl CheckpointMetadata {
     pub fn written_size(&self) -> u64 {
         self.state_files
             .iter()
-            .map(|f| f.size + f.uploaded_bytes)
+            .map(|f| f.size + f.uploaded_bytes + f.parts_bytes)
             .sum()
     }
 }
@@ -95,6 +95,9 @@ pub struct StateFileRef {
     /// Bytes of the `shared` tables this checkpoint uploaded (the others earlier ones did).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub uploaded_bytes: u64,
+    /// Bytes of the parts stored beside the state file (streamed state, listed in it).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub parts_bytes: u64,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -130,6 +133,19 @@ pub struct TaskState {
     /// their uploaded tables. Last, so that state files written before it existed decode
     /// ([`decode_state`] reads them as [`TaskStateV1`]).
     pub disk: Vec<crate::state::files::DiskSnapshot>,
+    /// Keyed state stored beside this file in parts (savepoints of disk state), read one part
+    /// at a time on restore. Last, for the same reason as `disk` ([`TaskStateV2`]).
+    pub parts: Vec<StatePart>,
+}
+
+/// [`TaskState`] as written before `parts` existed.
+#[derive(Deserialize)]
+struct TaskStateV2 {
+    splits: Vec<SplitState>,
+    #[serde(with = "keyed_state_bytes")]
+    operators: Vec<(String, KeyedState)>,
+    write_ahead: Vec<WriteAheadData>,
+    disk: Vec<crate::state::files::DiskSnapshot>,
 }
 
 /// [`TaskState`] as written before `disk` state existed.
@@ -279,17 +295,28 @@ pub fn encode_state(s: &TaskState) -> Result<Vec<u8>, CorruptError> {
 /// # Errors
 /// [`CorruptError::Decode`].
 pub fn decode_state(bytes: &[u8]) -> Result<TaskState, CorruptError> {
-    match postcard::from_bytes(bytes) {
-        Ok(s) => Ok(s),
-        Err(e) => match postcard::take_from_bytes::<TaskStateV1>(bytes) {
-            Ok((v1, [])) => Ok(TaskState {
-                splits: v1.splits,
-                operators: v1.operators,
-                write_ahead: v1.write_ahead,
-                disk: Vec::new(),
-            }),
-            _ => Err(CorruptError::Decode(e.to_string())),
-        },
+    let e = match postcard::from_bytes(bytes) {
+        Ok(s) => return Ok(s),
+        Err(e) => e,
+    };
+    if let Ok((v2, [])) = postcard::take_from_bytes::<TaskStateV2>(bytes) {
+        return Ok(TaskState {
+            splits: v2.splits,
+            operators: v2.operators,
+            write_ahead: v2.write_ahead,
+            disk: v2.disk,
+            parts: Vec::new(),
+        });
+    }
+    match postcard::take_from_bytes::<TaskStateV1>(bytes) {
+        Ok((v1, [])) => Ok(TaskState {
+            splits: v1.splits,
+            operators: v1.operators,
+            write_ahead: v1.write_ahead,
+            disk: Vec::new(),
+            parts: Vec::new(),
+        }),
+        _ => Err(CorruptError::Decode(e.to_string())),
     }
 }
 
@@ -297,8 +324,8 @@ pub fn decode_state(bytes: &[u8]) -> Result<TaskState, CorruptError> {
 mod tests {
     use super::*;
 
-    /// Also: a state file written before `disk` state existed (the same fields without it)
-    /// still decodes.
+    /// Also: state files written before `disk` state and before `parts` existed (the same
+    /// fields without them) still decode.
     #[test]
     fn key_group_bytes_encode_as_the_plain_sequence_they_replaced() {
         #[derive(Serialize)]
@@ -319,6 +346,7 @@ mod tests {
             operators: operators.clone(),
             write_ahead: Vec::new(),
             disk: Vec::new(),
+            parts: Vec::new(),
         };
         let plain = Plain {
             splits: Vec::new(),
@@ -327,11 +355,15 @@ mod tests {
         };
         let bytes = encode_state(&state).expect("encodes");
         let old = postcard::to_stdvec(&plain).expect("encodes");
-        // The new field is one more sequence after the old ones: empty, one byte.
-        assert_eq!(bytes[..bytes.len() - 1], old[..]);
+        // The new fields are two more sequences after the old ones: empty, one byte each.
+        assert_eq!(bytes[..bytes.len() - 2], old[..]);
         assert_eq!(decode_state(&bytes).expect("decodes"), state);
         assert_eq!(
             decode_state(&old).expect("an older state file decodes"),
+            state
+        );
+        assert_eq!(
+            decode_state(&bytes[..bytes.len() - 1]).expect("a file without parts decodes"),
             state
         );
         assert!(
@@ -360,6 +392,7 @@ mod tests {
                 shared: Vec::new(),
                 shared_bytes: 0,
                 uploaded_bytes: 0,
+                parts_bytes: 0,
                 size: 10,
                 crc32: 5,
             }],

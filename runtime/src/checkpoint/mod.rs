@@ -22,6 +22,7 @@
 //! checkpoint to load, skipping corrupt ones), [`retention`] (pure: what to delete),
 //! [`schedule`] (pure: when to trigger, abandon or wait), [`messages`] (what the coordinator
 //! and tasks tell each other), [`snapshot`] (a subtask's state on its way to storage),
+//! [`parts`] (keyed state too large for memory, stored and read in parts),
 //! [`progress`] (what the coordinator reports, for status and metrics to show), [`state`]
 //! (what a checkpoint stores per subtask),
 //! [`coordinator`] (the I/O shell that triggers, collects, commits).
@@ -34,6 +35,7 @@ pub mod fencing;
 pub mod layout;
 pub mod messages;
 pub mod metadata;
+pub mod parts;
 pub mod progress;
 pub mod restore;
 pub mod retention;

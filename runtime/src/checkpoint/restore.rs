@@ -13,7 +13,7 @@ use std::ops::Range;
 
 use super::layout::{Layout, SINKS_COMMITTED};
 use super::metadata::{CheckpointMetadata, TaskState, decode_metadata, decode_state, verify};
-use super::state::{Committable, KeyedState, SplitState};
+use super::state::{Committable, KeyedState, SplitState, StatePart};
 use crate::error::{Error, Result};
 use crate::ids::{CheckpointId, TaskId};
 use crate::storage::Storage;
@@ -27,6 +27,10 @@ pub struct Restored {
     pub metadata: CheckpointMetadata,
     /// State per subtask that wrote it.
     pub tasks: Vec<(TaskId, TaskState)>,
+    /// Where it is: the storage and directory its state parts are read from.
+    pub storage: Storage,
+    /// Its directory within `storage` (a prefix ending in `/`, or `""`).
+    pub dir: String,
 }
 
 impl Restored {
@@ -66,6 +70,19 @@ impl Restored {
             .collect()
     }
 
+    /// Parts of `operator`'s streamed state that hold key groups of `range`, to be read one at
+    /// a time ([`super::parts::read`]).
+    #[must_use]
+    pub fn parts_for(&self, operator: &str, range: &Range<u32>) -> Vec<&StatePart> {
+        self.tasks
+            .iter()
+            .flat_map(|(_, s)| s.parts.iter())
+            .filter(|p| {
+                p.operator == operator && p.first_group < range.end && p.last_group >= range.start
+            })
+            .collect()
+    }
+
     /// Checkpoints of `operator`'s disk stores that hold key groups of `range`.
     #[must_use]
     pub fn disk_for(
@@ -94,6 +111,7 @@ impl Restored {
                     .filter(|(_, g)| !g.is_empty())
                     .map(|(id, _)| id.clone())
                     .chain(s.disk.iter().map(|d| d.operator.clone()))
+                    .chain(s.parts.iter().map(|p| p.operator.clone()))
             })
             .collect();
         ids.sort();
@@ -138,6 +156,18 @@ async fn load_files(storage: &Storage, dir: &str) -> Result<Restored> {
         })?;
         tasks.push((f.task, state));
     }
+    // Parts are read one at a time while restoring; one missing is found before anything is.
+    if tasks.iter().any(|(_, s)| !s.parts.is_empty()) {
+        let listed = storage.list(dir).await?.into_iter().collect();
+        let parts = tasks.iter().flat_map(|(_, s)| s.parts.iter());
+        let missing = super::parts::missing(storage, dir, parts, &listed);
+        if let Some(first) = missing.first() {
+            return Err(Error::Restore(format!(
+                "state part {first} is missing ({} of the parts its state files list)",
+                missing.len()
+            )));
+        }
+    }
     let mut metadata = metadata;
     attach_write_ahead(&mut metadata, &mut tasks)
         .map_err(|m| Error::Restore(format!("checkpoint {}: {m}", storage.uri(dir))))?;
@@ -145,6 +175,8 @@ async fn load_files(storage: &Storage, dir: &str) -> Result<Restored> {
         uri: storage.uri(dir),
         metadata,
         tasks,
+        storage: storage.clone(),
+        dir: dir.to_string(),
     })
 }
 

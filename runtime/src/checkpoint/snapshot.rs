@@ -12,7 +12,8 @@ use super::Barrier;
 use super::layout::Layout;
 use super::messages::{Ack, TaskEvent};
 use super::metadata::{SinkCommittable, StateFileRef, TaskState, encode_state};
-use super::state::{Capture, Committable, DeferredState, WriteAheadData};
+use super::parts::PartWriter;
+use super::state::{Capture, Committable, DeferredState, StreamedState, WriteAheadData};
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
@@ -118,12 +119,14 @@ impl Uploader {
             // Disk stores first: their new tables go to storage on their own, and the state
             // file refers to them.
             let mut keyed = Vec::new();
+            let mut streamed = Vec::new();
             let mut shared = Vec::new();
             let (mut shared_bytes, mut uploaded_bytes) = (0, 0);
             let mut disk_err = None;
             for (id, c) in captured {
                 match c {
                     Capture::Keyed(d) => keyed.push((id, d)),
+                    Capture::Streamed(d) => streamed.push((id, d)),
                     Capture::Disk(d) => {
                         let local = d.local;
                         let shared_dir = up.layout.shared_dir(&up.job_id);
@@ -153,15 +156,24 @@ impl Uploader {
                     }
                 }
             }
+            let parts = Parts {
+                storage: up.storage.clone(),
+                runtime: tokio::runtime::Handle::current(),
+                dir: up.layout.checkpoint_dir(&up.job_id, b.id),
+                state_file: file.clone(),
+            };
             let encoded = match disk_err {
                 Some(e) => Err(e),
-                None => tokio::task::spawn_blocking(move || encode(task, state, keyed, &sizes))
-                    .await
-                    .map_err(|e| format!("encoding the state of {task}: {e}"))
-                    .and_then(|r| r.map_err(|e| e.to_string())),
+                None => tokio::task::spawn_blocking(move || {
+                    let parts_bytes = stream(task, &mut state, streamed, &parts, &sizes)?;
+                    encode(task, state, keyed, &sizes).map(|b| (b, parts_bytes))
+                })
+                .await
+                .map_err(|e| format!("encoding the state of {task}: {e}"))
+                .and_then(|r| r.map_err(|e| e.to_string())),
             };
             let state = match encoded {
-                Ok(bytes) => {
+                Ok((bytes, parts_bytes)) => {
                     let crc32 = crc32fast::hash(&bytes);
                     let size = bytes.len() as u64;
                     crate::fault::point("during-upload", b.id);
@@ -176,6 +188,7 @@ impl Uploader {
                             shared,
                             shared_bytes,
                             uploaded_bytes,
+                            parts_bytes,
                         })
                         .map_err(|e| e.to_string())
                 }
@@ -190,6 +203,50 @@ impl Uploader {
             }));
         });
     }
+}
+
+/// Where a subtask's streamed state goes: parts beside its state file.
+struct Parts {
+    storage: Storage,
+    runtime: tokio::runtime::Handle,
+    dir: String,
+    state_file: String,
+}
+
+/// Stream each operator's state into parts, stored as they fill and listed in `state`; returns
+/// their bytes. Runs on a blocking thread.
+fn stream(
+    task: TaskId,
+    state: &mut TaskState,
+    captured: Vec<(String, StreamedState)>,
+    to: &Parts,
+    sizes: &StateSizes,
+) -> Result<u64> {
+    let mut total = 0;
+    for (id, encode_operator) in captured {
+        let mut writer = PartWriter::new(
+            &to.storage,
+            to.runtime.clone(),
+            &to.dir,
+            &to.state_file,
+            &id,
+        );
+        encode_operator(&mut |kg, piece| writer.piece(kg, piece))?;
+        let parts = writer.finish()?;
+        let bytes = parts.iter().map(|p| p.size).sum();
+        (sizes.0)(
+            &id,
+            task,
+            StateSize {
+                checkpoint: bytes,
+                uploaded: bytes,
+                local: None,
+            },
+        );
+        total += bytes;
+        state.parts.extend(parts);
+    }
+    Ok(total)
 }
 
 /// Encode the captured operator state into `state`, then the whole of it.

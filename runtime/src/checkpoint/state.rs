@@ -42,13 +42,45 @@ pub type KeyedState = Vec<(u32, Vec<u8>)>;
 /// on its task, and this runs off it while records flow again.
 pub type DeferredState = Box<dyn FnOnce() -> crate::error::Result<KeyedState> + Send>;
 
+/// Where streamed keyed state goes: one piece of a key group at a time (a key group may
+/// come in several pieces, each decoding on its own).
+pub type PieceSink<'a> = &'a mut dyn FnMut(u32, Vec<u8>) -> crate::error::Result<()>;
+
+/// Keyed state captured at a barrier that may be larger than memory (a savepoint of a disk
+/// store): encoded off the task into `sink` piece by piece, so that neither the encoding nor
+/// the upload ever holds all of it.
+pub type StreamedState = Box<dyn FnOnce(PieceSink<'_>) -> crate::error::Result<()> + Send>;
+
 /// An operator's state at a barrier, on its way to storage (see
 /// `crate::operator::Operator::capture`).
 pub enum Capture {
     /// Encoded per key group, off the task.
     Keyed(DeferredState),
+    /// Encoded per key group in pieces, off the task, each stored as it is made
+    /// ([`StatePart`]s beside the state file).
+    Streamed(StreamedState),
     /// A checkpoint of a disk store, whose new table files the uploader sends.
     Disk(crate::state::disk::DiskCapture),
+}
+
+/// One object of streamed keyed state (see [`Capture::Streamed`]): pieces of one operator's
+/// key groups `first_group..=last_group`, encoded as [`KeyedState`], stored in the checkpoint's
+/// directory beside the state file that lists it. A restore reads the parts whose key groups it
+/// owns one at a time, so that state larger than memory restores in bounded memory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatePart {
+    /// Operator id.
+    pub operator: String,
+    /// File name, relative to the checkpoint directory.
+    pub file: String,
+    /// First key group it holds pieces of.
+    pub first_group: u32,
+    /// Last key group it holds pieces of.
+    pub last_group: u32,
+    /// Bytes.
+    pub size: u64,
+    /// CRC32 of its bytes.
+    pub crc32: u32,
 }
 
 /// What a pre-committed sink transaction needs to be committed later, possibly by another

@@ -184,16 +184,19 @@ async fn task_core(
             };
             // The checkpoint's CRC held, so state that does not decode or fit was written
             // for another definition of this operator.
-            restored
-                .and_then(|()| inst.restore(r.keyed_for(&op.id, &range)))
-                .map_err(|e| match e {
-                    Error::State { message, .. } => Error::Incompatible {
-                        operator: op.id.clone(),
-                        checkpoint: r.uri.trim_end_matches('/').to_string(),
-                        message,
-                    },
-                    other => other,
-                })?;
+            let restored = match restored.and_then(|()| inst.restore(r.keyed_for(&op.id, &range))) {
+                // Streamed state (a savepoint of a disk store): a part at a time.
+                Ok(()) => restore_parts(r, &op.id, &range, inst.as_mut()).await,
+                Err(e) => Err(e),
+            };
+            restored.map_err(|e| match e {
+                Error::State { message, .. } => Error::Incompatible {
+                    operator: op.id.clone(),
+                    checkpoint: r.uri.trim_end_matches('/').to_string(),
+                    message,
+                },
+                other => other,
+            })?;
         }
         ops.push((op.id.clone(), inst, c.parents.clone()));
         side.push(match &op.side_sink {
@@ -256,4 +259,20 @@ async fn task_core(
         watermark: Millis::MIN,
         idle: false,
     })
+}
+
+/// Hand `operator`'s streamed state in `r` (parts, holding a savepoint of a disk store) to
+/// `inst` one part at a time, each cut to the key groups of `range`: state larger than memory
+/// restores in the memory of one part.
+async fn restore_parts(
+    r: &crate::checkpoint::restore::Restored,
+    operator: &str,
+    range: &std::ops::Range<u32>,
+    inst: &mut dyn crate::operator::Operator,
+) -> Result<()> {
+    for part in r.parts_for(operator, range) {
+        let keyed = crate::checkpoint::parts::read(&r.storage, &r.dir, part, range).await?;
+        inst.restore(keyed)?;
+    }
+    Ok(())
 }

@@ -13,7 +13,8 @@ use datafusion::arrow::compute::filter_record_batch;
 use datafusion::arrow::datatypes::TimestampMillisecondType;
 
 use super::{
-    Capture, Input, KeyedState, Operator, OperatorCounters, Output, decode_keyed, encode_keyed,
+    Capture, Input, KeyedPieces, KeyedState, Operator, OperatorCounters, Output, PieceSink,
+    decode_keyed, encode_keyed,
 };
 use crate::error::{Error, Result};
 use crate::ids::Millis;
@@ -155,27 +156,23 @@ impl Disk {
         Ok(self.state.store().write(batch)?)
     }
 
-    /// Every key kept and not forgotten, encoded per key group as the memory backend encodes
+    /// Every key kept and not forgotten, streamed per key group as the memory backend encodes
     /// it.
     fn encode(
         store: &weir_state::Store,
         groups: weir_state::KeyGroups,
-        max_parallelism: u32,
         horizons: impl Fn(u32) -> Option<Millis>,
-    ) -> Result<KeyedState> {
-        let mut entries: Vec<(Vec<u8>, Millis)> = Vec::new();
+        sink: PieceSink<'_>,
+    ) -> Result<()> {
+        let mut pieces = KeyedPieces::new("dedup", sink);
         for entry in store.scan(SEEN, groups)? {
             let (kg, key, v) = entry?;
             let first = from_ordered(&v).ok_or_else(|| corrupt("a stored time is not 8 bytes"))?;
             if !forgotten(first, horizons(kg)) {
-                entries.push((key, first));
+                pieces.push(kg, &key, &first)?;
             }
         }
-        encode_keyed(
-            "dedup",
-            max_parallelism,
-            entries.iter().map(|(k, t)| (k.as_slice(), *t)),
-        )
+        pieces.finish()
     }
 }
 
@@ -339,12 +336,14 @@ impl Operator for Dedup {
                 self.max_parallelism,
                 m.seen.iter().map(|(k, t)| (k.as_slice(), *t)),
             ),
-            Seen::Disk(d) => Disk::encode(
-                d.state.store(),
-                d.state.groups(),
-                self.max_parallelism,
-                |kg| d.horizon(kg, self.horizon),
-            ),
+            Seen::Disk(d) => super::gather(|sink| {
+                Disk::encode(
+                    d.state.store(),
+                    d.state.groups(),
+                    |kg| d.horizon(kg, self.horizon),
+                    sink,
+                )
+            }),
         }
     }
 
@@ -358,11 +357,10 @@ impl Operator for Dedup {
                 if !portable {
                     d.mark_horizons(self.horizon)?;
                 }
-                let max_parallelism = self.max_parallelism;
                 let (restored, now) = (d.restored.clone(), self.horizon);
-                super::capture_store(&d.state, portable, FAMILIES, move |store, groups| {
+                super::capture_store(&d.state, portable, FAMILIES, move |store, groups, sink| {
                     let at = |kg| group_horizon(&restored, groups.first, kg, now);
-                    Disk::encode(store, groups, max_parallelism, at)
+                    Disk::encode(store, groups, at, sink)
                 })
             }
         }

@@ -270,12 +270,10 @@ impl Operator for GroupBy {
 
     fn snapshot(&self) -> Result<KeyedState> {
         if let Some(d) = &self.disk {
-            return encode_store(
-                d.state.store(),
-                d.state.groups(),
-                self.max_parallelism,
-                self.retracting.is_some(),
-            );
+            let retracting = self.retracting.is_some();
+            return super::gather(|sink| {
+                encode_store(d.state.store(), d.state.groups(), retracting, sink)
+            });
         }
         match &self.retracting {
             Some(groups) => encode_keyed(
@@ -302,13 +300,12 @@ impl Operator for GroupBy {
                 Ok(Capture::Keyed(Box::new(move || Ok(state))))
             }
             Some(d) => {
-                let (max_parallelism, retracting) =
-                    (self.max_parallelism, self.retracting.is_some());
+                let retracting = self.retracting.is_some();
                 super::capture_store(
                     &d.state,
                     portable,
                     keyed_store::FAMILIES,
-                    move |store, groups| encode_store(store, groups, max_parallelism, retracting),
+                    move |store, groups, sink| encode_store(store, groups, retracting, sink),
                 )
             }
         }
@@ -392,21 +389,19 @@ fn wrong(message: String) -> Error {
     }
 }
 
-/// Every group of a store, encoded as the memory backend's checkpoint holds it: over inserts
+/// Every group of a store, streamed as the memory backend's checkpoint holds it: over inserts
 /// each group's accumulators with its newest row's time, over a changelog (`retracting`) its
 /// `Group`.
 fn encode_store(
     store: &weir_state::Store,
     groups: weir_state::KeyGroups,
-    max_parallelism: u32,
     retracting: bool,
-) -> Result<KeyedState> {
+    sink: super::PieceSink<'_>,
+) -> Result<()> {
     if retracting {
-        KeyedStore::encode_store(NAME, store, groups, max_parallelism, |g: Group, _| g)
+        KeyedStore::encode_store(NAME, store, groups, |g: Group, _| g, sink)
     } else {
-        KeyedStore::encode_store(NAME, store, groups, max_parallelism, |accs: Vec<Acc>, t| {
-            (accs, t)
-        })
+        KeyedStore::encode_store(NAME, store, groups, |accs: Vec<Acc>, t| (accs, t), sink)
     }
 }
 

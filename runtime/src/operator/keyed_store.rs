@@ -20,7 +20,7 @@ use serde::de::DeserializeOwned;
 use crate::error::{Error, Result};
 use crate::ids::Millis;
 use crate::keys::key_group;
-use crate::operator::{KeyedState, encode_keyed};
+use crate::operator::{KeyedPieces, PieceSink};
 use crate::state::disk::{DiskState, Family, Fetched, from_ordered, ordered};
 
 /// The store's families.
@@ -329,33 +329,29 @@ impl KeyedStore {
         Ok(fired)
     }
 
-    /// Every value in `store`, encoded per key group as the memory backend encodes it: each
+    /// Every value in `store`, streamed per key group as the memory backend encodes it: each
     /// stored `(value, newest)` as `as_memory` makes it.
     ///
     /// # Errors
-    /// The store's read fails, or a value does not decode or encode.
+    /// The store's read fails, or a value does not decode or encode; what `sink` returns.
     pub fn encode_store<G, T>(
         operator: &str,
         store: &weir_state::Store,
         groups: weir_state::KeyGroups,
-        max_parallelism: u32,
         as_memory: impl Fn(G, Option<Millis>) -> T,
-    ) -> Result<KeyedState>
+        sink: PieceSink<'_>,
+    ) -> Result<()>
     where
         G: DeserializeOwned,
         T: Serialize,
     {
-        let mut all: Vec<(Vec<u8>, T)> = Vec::new();
+        let mut pieces = KeyedPieces::new(operator, sink);
         for entry in store.scan(VALUES, groups)? {
-            let (_, key, v) = entry?;
+            let (kg, key, v) = entry?;
             let (g, newest) = decode::<G>(operator, &v)?;
-            all.push((key, as_memory(g, newest)));
+            pieces.push(kg, &key, &as_memory(g, newest))?;
         }
-        encode_keyed(
-            operator,
-            max_parallelism,
-            all.iter().map(|(k, t)| (k.as_slice(), t)),
-        )
+        pieces.finish()
     }
 
     /// The first stored key and value, if any: a sample to check a restored store against

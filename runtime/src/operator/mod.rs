@@ -24,7 +24,7 @@ use datafusion::arrow::array::RecordBatch;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-pub use crate::checkpoint::state::{Capture, DeferredState, KeyedState};
+pub use crate::checkpoint::state::{Capture, DeferredState, KeyedState, PieceSink};
 use crate::error::{Error, Result};
 use crate::ids::Millis;
 use crate::keys::key_group;
@@ -146,15 +146,16 @@ pub trait Operator: Send {
 
 /// What an operator keeping its state in `store` hands over at a barrier: for a checkpoint,
 /// hard links for the uploader; for a savepoint (`portable`), a frozen copy of the store that
-/// `encode` turns into keyed state off the task.
+/// `encode` streams as keyed state, piece by piece, off the task (a store may be far larger than
+/// memory, so a savepoint of it is never whole in memory).
 ///
 /// # Errors
-/// The store cannot flush, link or open its files.
+/// The store's checkpoint (hard links) fails.
 pub fn capture_store(
     store: &crate::state::disk::DiskState,
     portable: bool,
     families: &[crate::state::disk::Family],
-    encode: impl FnOnce(&weir_state::Store, weir_state::KeyGroups) -> Result<KeyedState>
+    encode: impl FnOnce(&weir_state::Store, weir_state::KeyGroups, PieceSink<'_>) -> Result<()>
     + Send
     + 'static,
 ) -> Result<Capture> {
@@ -163,12 +164,101 @@ pub fn capture_store(
     }
     let (checkpoint, frozen) = store.frozen(families)?;
     let groups = store.groups();
-    Ok(Capture::Keyed(Box::new(move || {
-        let encoded = encode(&frozen, groups);
+    Ok(Capture::Streamed(Box::new(move |sink| {
+        let encoded = encode(&frozen, groups, sink);
         drop(frozen);
         drop(checkpoint);
         encoded
     })))
+}
+
+/// Keyed state a streaming encoder makes, gathered in memory (for `snapshot`, whose caller
+/// wants it whole, and for tests). Several pieces of one key group stay several entries.
+///
+/// # Errors
+/// Whatever `encode` returns.
+pub fn gather(encode: impl FnOnce(PieceSink<'_>) -> Result<()>) -> Result<KeyedState> {
+    let mut all = Vec::new();
+    encode(&mut |kg, bytes| {
+        all.push((kg, bytes));
+        Ok(())
+    })?;
+    Ok(all)
+}
+
+/// How large a piece grows. Unit tests cut key groups into pieces of a few entries, so that
+/// every operator's restore is shown to take a key group in several pieces.
+#[cfg(not(test))]
+const PIECE_BYTES: usize = crate::checkpoint::parts::PIECE_BYTES;
+#[cfg(test)]
+const PIECE_BYTES: usize = 64;
+
+/// Streams per-key entries as [`encode_keyed`] lays them out, a piece at a time: entries of one
+/// key group, in the order given, cut into pieces of about
+/// [`crate::checkpoint::parts::PIECE_BYTES`], each decoding on its own with [`decode_keyed`].
+/// Entries must come grouped by key group, as a store's scan gives them.
+pub struct KeyedPieces<'s, 'o> {
+    operator: &'o str,
+    sink: PieceSink<'s>,
+    group: Option<u32>,
+    entries: u64,
+    buf: Vec<u8>,
+}
+
+impl<'s, 'o> KeyedPieces<'s, 'o> {
+    /// Pieces of `operator`'s state, handed to `sink`.
+    pub fn new(operator: &'o str, sink: PieceSink<'s>) -> Self {
+        Self {
+            operator,
+            sink,
+            group: None,
+            entries: 0,
+            buf: Vec::new(),
+        }
+    }
+
+    /// Add the entry (`key`, `value`) of key group `kg`.
+    ///
+    /// # Errors
+    /// Encoding errors naming the operator; what the sink returns.
+    pub fn push<T: Serialize>(&mut self, kg: u32, key: &[u8], value: &T) -> Result<()> {
+        if self.group != Some(kg) || self.buf.len() >= PIECE_BYTES {
+            self.flush()?;
+            self.group = Some(kg);
+        }
+        let buf = std::mem::take(&mut self.buf);
+        self.buf = postcard::to_extend(&(key, value), buf).map_err(|e| Error::State {
+            operator: self.operator.to_string(),
+            message: e.to_string(),
+        })?;
+        self.entries += 1;
+        Ok(())
+    }
+
+    /// Hand over the last piece.
+    ///
+    /// # Errors
+    /// What the sink returns.
+    pub fn finish(mut self) -> Result<()> {
+        self.flush()
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        let Some(kg) = self.group.filter(|_| self.entries > 0) else {
+            return Ok(());
+        };
+        // A sequence in postcard: its length as a varint, then its elements.
+        let mut piece = Vec::with_capacity(self.buf.len() + 10);
+        let mut n = self.entries;
+        while n >= 0x80 {
+            piece.push((n as u8) | 0x80);
+            n >>= 7;
+        }
+        piece.push(n as u8);
+        piece.append(&mut self.buf);
+        self.entries = 0;
+        (self.sink)(kg, piece)
+    }
 }
 
 /// Why an operator keeping its state in memory refuses a checkpoint of it on disk, and the

@@ -98,8 +98,16 @@ impl Places {
                 }])
                 .unwrap();
             }
-            (Backend::Memory | Backend::DiskSavepoint, super::Capture::Keyed(encode)) => {
+            (Backend::Memory, super::Capture::Keyed(encode)) => {
                 into.restore(encode().unwrap()).unwrap();
+            }
+            // As a job restores parts: a piece at a time. Unit tests cut key groups into
+            // pieces of 64 bytes, so that each operator's test restores some key group from
+            // several pieces.
+            (Backend::DiskSavepoint, super::Capture::Streamed(encode)) => {
+                for piece in super::gather(encode).unwrap() {
+                    into.restore(vec![piece]).unwrap();
+                }
             }
             (backend, _) => panic!("{backend:?}: the capture has the wrong form"),
         }
@@ -539,13 +547,11 @@ fn dedup_on_disk_keeps_and_forgets_the_same_records_as_in_memory_across_a_rescal
         assert_eq!(kept(&dout), kept(&mo), "subtask {i} after the rescale");
         assert!(!kept(&mo).is_empty());
         // A savepoint of the disk state is the memory backend's format.
-        let super::Capture::Keyed(encode) = disks[i].capture(true).unwrap() else {
+        let super::Capture::Streamed(encode) = disks[i].capture(true).unwrap() else {
             panic!("a savepoint's capture must be portable");
         };
-        let mut from_disk = encode().unwrap();
-        let mut from_memory = mems[i].snapshot().unwrap();
-        from_disk.sort();
-        from_memory.sort();
+        let from_disk = entries(super::gather(encode).unwrap());
+        let from_memory = entries(mems[i].snapshot().unwrap());
         assert_eq!(from_disk, from_memory, "subtask {i}: savepoint state");
     }
 }
@@ -575,12 +581,11 @@ fn dedup_on_disk_restores_what_was_forgotten_as_forgotten() {
     memory.restore(mem_state).unwrap();
     let mut disk = dedup_op(ttl, Some(place(&tmp.path().join("two"), 0..=127)));
     disk.restore_disk(vec![copy]).unwrap();
-    let super::Capture::Keyed(encode) = disk.capture(true).unwrap() else {
+    let super::Capture::Streamed(encode) = disk.capture(true).unwrap() else {
         panic!("a savepoint's capture must be portable");
     };
-    let (mut from_disk, mut from_memory) = (encode().unwrap(), memory.snapshot().unwrap());
-    from_disk.sort();
-    from_memory.sort();
+    let from_disk = entries(super::gather(encode).unwrap());
+    let from_memory = entries(memory.snapshot().unwrap());
     assert_eq!(from_disk, from_memory, "savepoint state after the restore");
     // Before any watermark: `a` (kept at 0) is forgotten, `b` (kept at 15) is not.
     let late = batch(&[("a", Some(3), 5), ("b", Some(4), 16)]);
@@ -597,10 +602,59 @@ fn dedup_on_disk_restores_what_was_forgotten_as_forgotten() {
     // `a` at 5, which the disk store, like the run before the restore, forgets at once.)
 }
 
+/// A dedup's keyed state as its entries (key, time kept), sorted: the same state cut into
+/// other pieces compares equal.
+fn entries(state: super::KeyedState) -> Vec<(Vec<u8>, crate::ids::Millis)> {
+    let mut all = super::decode_keyed::<crate::ids::Millis>("dedup", state).unwrap();
+    all.sort();
+    all
+}
+
 fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
     std::fs::create_dir_all(to).unwrap();
     for e in std::fs::read_dir(from).unwrap() {
         let e = e.unwrap();
         std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
+}
+
+/// Pieces decode to the entries `encode_keyed` encodes, and a key group that fits one piece is
+/// byte for byte what `encode_keyed` makes of it (the same format, so either reads the other).
+#[test]
+fn keyed_pieces_are_the_keyed_format_cut_into_pieces() {
+    let keys: Vec<Vec<u8>> = (0..500u32).map(|i| i.to_be_bytes().to_vec()).collect();
+    let mut entries: Vec<(u32, &[u8], (i64, String))> = keys
+        .iter()
+        .map(|k| {
+            let kg = crate::keys::key_group(k, 128);
+            (
+                kg,
+                k.as_slice(),
+                (i64::from(k[3]) - 7, "x".repeat(k[3] as usize % 9)),
+            )
+        })
+        .collect();
+    entries.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+    let pieces = super::gather(|sink| {
+        let mut p = super::KeyedPieces::new("t", sink);
+        for (kg, k, v) in &entries {
+            p.push(*kg, k, v)?;
+        }
+        p.finish()
+    })
+    .unwrap();
+    let whole = super::encode_keyed("t", 128, entries.iter().map(|(_, k, v)| (*k, v))).unwrap();
+    assert!(pieces.len() > whole.len(), "key groups should be cut");
+    let decode = |s| super::decode_keyed::<(i64, String)>("t", s).unwrap();
+    assert_eq!(decode(pieces.clone()), decode(whole.clone()));
+    // Key groups whose entries fit one piece (in unit tests, 64 bytes) are identical.
+    let single: Vec<_> = whole
+        .iter()
+        .filter(|(kg, _)| pieces.iter().filter(|(g, _)| g == kg).count() == 1)
+        .collect();
+    assert!(!single.is_empty());
+    for (kg, bytes) in single {
+        let piece = pieces.iter().find(|(g, _)| g == kg).unwrap();
+        assert_eq!(&piece.1, bytes, "key group {kg}");
     }
 }

@@ -343,12 +343,10 @@ impl Operator for TopN {
 
     fn snapshot(&self) -> Result<KeyedState> {
         if let Some(d) = &self.disk {
-            return encode_store(
-                d.state.store(),
-                d.state.groups(),
-                self.cfg.max_parallelism,
-                self.ttl.is_some(),
-            );
+            let with_times = self.ttl.is_some();
+            return super::gather(|sink| {
+                encode_store(d.state.store(), d.state.groups(), with_times, sink)
+            });
         }
         match &self.ttl {
             // With each partition's newest row, so a restore expires it when this would have.
@@ -374,12 +372,12 @@ impl Operator for TopN {
                 Ok(Capture::Keyed(Box::new(move || Ok(state))))
             }
             Some(d) => {
-                let (max_parallelism, with_times) = (self.cfg.max_parallelism, self.ttl.is_some());
+                let with_times = self.ttl.is_some();
                 super::capture_store(
                     &d.state,
                     portable,
                     keyed_store::FAMILIES,
-                    move |store, groups| encode_store(store, groups, max_parallelism, with_times),
+                    move |store, groups, sink| encode_store(store, groups, with_times, sink),
                 )
             }
         }
@@ -465,20 +463,18 @@ impl TopN {
     }
 }
 
-/// Every partition of a store, encoded as the memory backend's checkpoint holds it: its rows,
-/// with its newest row's time when `stateTtl` tracks it (`with_times`).
+/// Every partition of a store, streamed as the memory backend's checkpoint holds it: its
+/// rows, with its newest row's time when `stateTtl` tracks it (`with_times`).
 fn encode_store(
     store: &weir_state::Store,
     groups: weir_state::KeyGroups,
-    max_parallelism: u32,
     with_times: bool,
-) -> Result<KeyedState> {
+    sink: super::PieceSink<'_>,
+) -> Result<()> {
     if with_times {
-        KeyedStore::encode_store(NAME, store, groups, max_parallelism, |l: Vec<Ranked>, t| {
-            (l, t)
-        })
+        KeyedStore::encode_store(NAME, store, groups, |l: Vec<Ranked>, t| (l, t), sink)
     } else {
-        KeyedStore::encode_store(NAME, store, groups, max_parallelism, |l: Vec<Ranked>, _| l)
+        KeyedStore::encode_store(NAME, store, groups, |l: Vec<Ranked>, _| l, sink)
     }
 }
 

@@ -46,12 +46,15 @@ fn checkpoint_of(p: &Plan) -> Restored {
                 operators,
                 write_ahead: Vec::new(),
                 disk: Vec::new(),
+                parts: Vec::new(),
             };
             (TaskId { stage, subtask: 0 }, state)
         })
         .collect();
     Restored {
         uri: "file:///chk/seven".into(),
+        storage: crate::storage::Storage::File(crate::storage::FileStore::new("/chk/seven")),
+        dir: String::new(),
         metadata: CheckpointMetadata {
             job: "t".into(),
             job_id: "l".into(),

@@ -12,13 +12,13 @@
 //! A batch reads the keys it needs once ([`DiskSides::load`]), changes them in memory
 //! ([`Loaded`]) and writes what changed in one write ([`DiskSides::flush`]).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use super::{Expiry, Kept};
 use crate::error::{Error, Result};
 use crate::ids::Millis;
 use crate::keys::key_group;
-use crate::operator::{KeyedState, encode_keyed};
+use crate::operator::{KeyedPieces, PieceSink};
 use crate::state::disk::{
     DiskState, Family, from_ordered, length_prefixed, ordered, split_length_prefixed,
 };
@@ -338,33 +338,44 @@ impl DiskSides {
         Ok(self.state.store().write(batch)?)
     }
 
-    /// Every kept row, encoded per key group as the memory backend encodes it: each key with
-    /// its left rows and its right rows.
+    /// Every kept row, streamed per key group as the memory backend encodes it: each key with
+    /// its left rows and its right rows. Both sides' scans are in (key group, key) order, so
+    /// they merge one key at a time: memory is one key's rows.
     pub(super) fn encode_store(
         store: &weir_state::Store,
         groups: weir_state::KeyGroups,
-        max_parallelism: u32,
-    ) -> Result<KeyedState> {
-        type Both = (Vec<Kept>, Vec<Kept>);
-        let mut all: BTreeMap<Vec<u8>, Both> = BTreeMap::new();
-        for side in [LEFT, RIGHT] {
-            for entry in store.scan(side, groups)? {
-                let (_, k, v) = entry?;
-                let (key, _) = split_row_key(&k)?;
-                let both = all.entry(key.to_vec()).or_default();
-                let list = if side == LEFT {
-                    &mut both.0
-                } else {
-                    &mut both.1
-                };
-                list.push(decode(&v)?);
+        sink: PieceSink<'_>,
+    ) -> Result<()> {
+        let mut pieces = KeyedPieces::new("join", sink);
+        let mut sides = [
+            KeyRows::new(store.scan(LEFT, groups)?),
+            KeyRows::new(store.scan(RIGHT, groups)?),
+        ];
+        let mut heads = [sides[0].next()?, sides[1].next()?];
+        loop {
+            let take = match (order(&heads[0]), order(&heads[1])) {
+                (None, None) => break,
+                (Some(_), None) => [true, false],
+                (None, Some(_)) => [false, true],
+                (Some(a), Some(b)) => [a <= b, b <= a],
+            };
+            let mut key = None;
+            let mut both: [Vec<Kept>; 2] = [Vec::new(), Vec::new()];
+            for side in [LEFT, RIGHT] {
+                if take[side] {
+                    if let Some((kg, k, rows)) = heads[side].take() {
+                        key = Some((kg, k));
+                        both[side] = rows;
+                    }
+                    heads[side] = sides[side].next()?;
+                }
+            }
+            if let Some((kg, k)) = key {
+                let [left, right] = both;
+                pieces.push(kg, &k, &(left, right))?;
             }
         }
-        encode_keyed(
-            "join",
-            max_parallelism,
-            all.iter().map(|(k, (l, r))| (k.as_slice(), (l, r))),
-        )
+        pieces.finish()
     }
 
     /// The first stored (key, row) of each side: a sample to check a restored store against
@@ -387,5 +398,57 @@ impl DiskSides {
             .store()
             .scan(side, self.state.groups())
             .map_or(0, Iterator::count)
+    }
+}
+
+/// A key (its key group and bytes) with rows of one side.
+type RowsOfKey = (u32, Vec<u8>, Vec<Kept>);
+
+/// Where `head` sorts in the store: by key group, then by the length-prefixed key.
+fn order(head: &Option<RowsOfKey>) -> Option<(u32, usize, &[u8])> {
+    head.as_ref().map(|(kg, k, _)| (*kg, k.len(), k.as_slice()))
+}
+
+/// The rows of one side's scan gathered per key, in the scan's order.
+struct KeyRows<I> {
+    scan: I,
+    /// The first row of the next key, read while finding the end of the previous one.
+    pending: Option<(u32, Vec<u8>, Kept)>,
+}
+
+impl<I: Iterator<Item = weir_state::Result<weir_state::Entry>>> KeyRows<I> {
+    fn new(scan: I) -> Self {
+        Self {
+            scan,
+            pending: None,
+        }
+    }
+
+    fn row(&mut self) -> Result<Option<(u32, Vec<u8>, Kept)>> {
+        if let Some(p) = self.pending.take() {
+            return Ok(Some(p));
+        }
+        let Some(entry) = self.scan.next() else {
+            return Ok(None);
+        };
+        let (kg, k, v) = entry?;
+        let (key, _) = split_row_key(&k)?;
+        Ok(Some((kg, key.to_vec(), decode(&v)?)))
+    }
+
+    /// The next key (key group, key) with all its rows.
+    fn next(&mut self) -> Result<Option<RowsOfKey>> {
+        let Some((kg, key, first)) = self.row()? else {
+            return Ok(None);
+        };
+        let mut rows = vec![first];
+        while let Some((g, k, kept)) = self.row()? {
+            if g != kg || k != key {
+                self.pending = Some((g, k, kept));
+                break;
+            }
+            rows.push(kept);
+        }
+        Ok(Some((kg, key, rows)))
     }
 }

@@ -700,11 +700,9 @@ impl Operator for Join {
         let m = match &self.sides {
             Sides::Memory(m) => m,
             Sides::Disk(d) => {
-                return DiskSides::encode_store(
-                    d.state.store(),
-                    d.state.groups(),
-                    self.cfg.max_parallelism,
-                );
+                return super::gather(|sink| {
+                    DiskSides::encode_store(d.state.store(), d.state.groups(), sink)
+                });
             }
         };
         // Borrowed, not copied: a copy would double the state's memory while it is encoded.
@@ -729,10 +727,7 @@ impl Operator for Join {
                 if !portable {
                     d.mark()?;
                 }
-                let max_parallelism = self.cfg.max_parallelism;
-                super::capture_store(&d.state, portable, disk::FAMILIES, move |store, groups| {
-                    DiskSides::encode_store(store, groups, max_parallelism)
-                })
+                super::capture_store(&d.state, portable, disk::FAMILIES, DiskSides::encode_store)
             }
         }
     }

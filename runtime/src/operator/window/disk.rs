@@ -12,7 +12,7 @@ use super::{KeyWindows, Window};
 use crate::error::{Error, Result};
 use crate::ids::Millis;
 use crate::keys::key_group;
-use crate::operator::{Capture, KeyedState, encode_keyed};
+use crate::operator::{Capture, KeyedPieces, KeyedState, PieceSink};
 use crate::state::disk::{
     DiskState, Family, Fetched, Place, from_ordered, length_prefixed, ordered,
     split_length_prefixed,
@@ -165,41 +165,47 @@ impl DiskWindows {
         Ok(fired)
     }
 
-    /// Every key's windows, encoded per key group as the memory layout encodes them.
+    /// Every key's windows, streamed per key group as the memory layout encodes them (a key's
+    /// windows are adjacent in the store: its key is length-prefixed).
     fn encode_store(
         store: &weir_state::Store,
         groups: weir_state::KeyGroups,
-        max_parallelism: u32,
-    ) -> Result<KeyedState> {
-        let mut keys: Vec<(Vec<u8>, KeyWindows)> = Vec::new();
+        sink: PieceSink<'_>,
+    ) -> Result<()> {
+        let mut pieces = KeyedPieces::new("window", sink);
+        let mut current: Option<(u32, Vec<u8>, KeyWindows)> = None;
         for entry in store.scan(WINDOWS, groups)? {
-            let (_, k, v) = entry?;
+            let (kg, k, v) = entry?;
             let (key, start) = split_window_key(&k)?;
             let window = decode_window(&v)?;
-            match keys.last_mut() {
-                Some((last, windows)) if last.as_slice() == key => {
+            match &mut current {
+                Some((_, last, windows)) if last.as_slice() == key => {
                     windows.insert(start, window);
                 }
-                _ => keys.push((key.to_vec(), KeyWindows::from([(start, window)]))),
+                _ => {
+                    if let Some((kg, key, windows)) = current.take() {
+                        pieces.push(kg, &key, &windows)?;
+                    }
+                    current = Some((kg, key.to_vec(), KeyWindows::from([(start, window)])));
+                }
             }
         }
-        encode_keyed(
-            "window",
-            max_parallelism,
-            keys.iter().map(|(k, w)| (k.as_slice(), w)),
-        )
+        if let Some((kg, key, windows)) = current {
+            pieces.push(kg, &key, &windows)?;
+        }
+        pieces.finish()
     }
 
-    pub(super) fn encode(&self, max_parallelism: u32) -> Result<KeyedState> {
-        Self::encode_store(self.state.store(), self.state.groups(), max_parallelism)
-    }
-
-    /// See [`crate::operator::Operator::capture`]: a savepoint encodes a frozen copy off the
-    /// task; a checkpoint hard-links the store for the uploader.
-    pub(super) fn capture(&self, portable: bool, max_parallelism: u32) -> Result<Capture> {
-        crate::operator::capture_store(&self.state, portable, FAMILIES, move |store, groups| {
-            Self::encode_store(store, groups, max_parallelism)
+    pub(super) fn encode(&self) -> Result<KeyedState> {
+        crate::operator::gather(|sink| {
+            Self::encode_store(self.state.store(), self.state.groups(), sink)
         })
+    }
+
+    /// See [`crate::operator::Operator::capture`]: a savepoint streams a frozen copy off the
+    /// task; a checkpoint hard-links the store for the uploader.
+    pub(super) fn capture(&self, portable: bool) -> Result<Capture> {
+        crate::operator::capture_store(&self.state, portable, FAMILIES, Self::encode_store)
     }
 
     /// Store restored windows (from a savepoint, or a checkpoint of the memory backend).

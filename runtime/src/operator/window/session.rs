@@ -266,13 +266,13 @@ impl Operator for SessionWindows {
                 self.shared.max_parallelism,
                 m.state.iter().map(|(k, w)| (k.as_slice(), w)),
             ),
-            Keep::Disk(d) => d.encode(self.shared.max_parallelism),
+            Keep::Disk(d) => d.encode(),
         }
     }
 
     fn capture(&self, portable: bool) -> Result<Capture> {
         match &self.keep {
-            Keep::Disk(d) => d.capture(portable, self.shared.max_parallelism),
+            Keep::Disk(d) => d.capture(portable),
             Keep::Memory(_) => {
                 let state = self.snapshot()?;
                 Ok(Capture::Keyed(Box::new(move || Ok(state))))

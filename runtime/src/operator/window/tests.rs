@@ -472,11 +472,11 @@ fn disk_matches_memory(assigner: Assigner) {
             fired += one(&om, &schema).num_rows();
         }
         assert!(fired > 10, "subtask {i} fired {fired}");
-        let crate::operator::Capture::Keyed(encode) = d.capture(true).unwrap() else {
+        let crate::operator::Capture::Streamed(encode) = d.capture(true).unwrap() else {
             panic!("a savepoint's capture must be portable");
         };
         assert_eq!(
-            decoded(encode().unwrap()),
+            decoded(crate::operator::gather(encode).unwrap()),
             decoded(m.snapshot().unwrap()),
             "subtask {i}: savepoint state"
         );
