@@ -98,12 +98,10 @@ impl GroupBy {
         let disk = place
             .map(|place| {
                 let state = DiskState::create(place, keyed_store::FAMILIES)?;
-                Ok::<_, Error>(KeyedStore::new(
-                    NAME,
-                    state,
-                    c.max_parallelism,
-                    c.ttl.map(|t| t.1),
-                ))
+                let mut store = KeyedStore::new(NAME, state, c.max_parallelism, c.ttl.map(|t| t.1));
+                // No group is ever due: they may stay in memory until the barrier.
+                store.defer_writes();
+                Ok::<_, Error>(store)
             })
             .transpose()?;
         Ok(Self {
@@ -270,6 +268,7 @@ impl Operator for GroupBy {
 
     fn snapshot(&self) -> Result<KeyedState> {
         if let Some(d) = &self.disk {
+            self.flush(d)?;
             let retracting = self.retracting.is_some();
             return super::gather(|sink| {
                 encode_store(d.state.store(), d.state.groups(), retracting, sink)
@@ -300,6 +299,7 @@ impl Operator for GroupBy {
                 Ok(Capture::Keyed(Box::new(move || Ok(state))))
             }
             Some(d) => {
+                self.flush(d)?;
                 let retracting = self.retracting.is_some();
                 super::capture_store(
                     &d.state,
@@ -371,6 +371,14 @@ impl Operator for GroupBy {
 }
 
 impl GroupBy {
+    /// Write the groups write-back holds in memory to `d`, so that the store holds them all.
+    fn flush(&self, d: &KeyedStore) -> Result<()> {
+        match &self.retracting {
+            Some(groups) => d.flush(groups, |_| None),
+            None => d.flush(&self.groups, |_| None),
+        }
+    }
+
     /// Restored keys must decode as the job's key columns: a changed key would otherwise
     /// miss every stored group.
     fn check_keys<'k>(&self, keys: impl Iterator<Item = &'k [u8]>) -> Result<()> {

@@ -12,6 +12,7 @@
 //! for values complete at an event time (a window top-N's partitions), which a watermark
 //! takes out whole ([`KeyedStore::fire`]).
 
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 
 use serde::Serialize;
@@ -44,14 +45,23 @@ fn timer_key(newest: Millis, key: &[u8]) -> Vec<u8> {
 /// A stored key and its value.
 pub type KeyAndValue = (Vec<u8>, Vec<u8>);
 
-/// What the store held of a key the batch read.
+/// What the store holds of a key in the operator's map, and what is to write of it.
 #[derive(Clone, Copy)]
 struct Before {
     /// Stored at all.
     present: bool,
-    /// Its newest row's event time.
+    /// Its newest row's event time, as stored.
     newest: Option<Millis>,
+    /// The newest row's time since it was last written, if newer rows came.
+    latest: Option<Millis>,
+    /// Touched since it was last written.
+    dirty: bool,
+    /// Its stored size, as read or last written.
+    size: usize,
 }
+
+/// Write-back: at most this many keys stay in the operator's map between batches.
+const WRITE_BACK_KEYS: usize = 65_536;
 
 /// One operator's values of one subtask in a store.
 pub struct KeyedStore {
@@ -63,11 +73,17 @@ pub struct KeyedStore {
     /// `stateTtl`.
     ttl: Option<Millis>,
     /// No group expires before this watermark: lower ones need no scan.
-    next_expiry: Millis,
+    next_expiry: Cell<Millis>,
     /// No value is due before this watermark.
-    next_due: Millis,
-    /// The keys the current batch read, as stored.
-    before: HashMap<Vec<u8>, Before>,
+    next_due: Cell<Millis>,
+    /// The keys in the operator's map, with what the store holds of them. A cell: a barrier
+    /// writes them back through `&self` ([`Self::flush`]).
+    before: RefCell<HashMap<Vec<u8>, Before>>,
+    /// With write-back ([`Self::defer_writes`]), the bytes the operator's map may hold between
+    /// batches, by the values' stored sizes.
+    write_back: Option<usize>,
+    /// The stored sizes of the values in the operator's map, as read or last written.
+    cached_bytes: Cell<usize>,
 }
 
 impl KeyedStore {
@@ -83,10 +99,24 @@ impl KeyedStore {
             state,
             operator,
             max_parallelism,
-            next_due: Millis::MAX,
+            next_due: Cell::new(Millis::MAX),
             ttl,
-            next_expiry: Millis::MAX,
-            before: HashMap::new(),
+            next_expiry: Cell::new(Millis::MAX),
+            before: RefCell::new(HashMap::new()),
+            write_back: None,
+            cached_bytes: Cell::new(0),
+        }
+    }
+
+    /// Keep the values a batch touched in the operator's map after it, written back only when
+    /// the map outgrows a sixteenth of the state memory budget (or 65 536 keys) and at each
+    /// barrier ([`Self::flush`]): a hot group (a `count(DISTINCT)` set, a top-N partition) is
+    /// then read and rewritten once per checkpoint, not once per batch. Only without
+    /// `stateTtl` and for values never due (an updating `GROUP BY` or top-N), whose stored
+    /// timers nothing scans between barriers.
+    pub fn defer_writes(&mut self) {
+        if self.ttl.is_none() {
+            self.write_back = Some(self.state.place().budget.bytes() / 16);
         }
     }
 
@@ -101,17 +131,18 @@ impl KeyedStore {
             operator,
             max_parallelism,
             ttl,
+            write_back,
             ..
         } = self;
         let place = state.place().clone();
         drop(state);
         let state = DiskState::restore(place, FAMILIES, fetched)?;
-        Ok(Self {
-            // Unknown until a scan: the first watermark looks.
-            next_expiry: Millis::MIN,
-            next_due: Millis::MIN,
-            ..Self::new(operator, state, max_parallelism, ttl)
-        })
+        let mut restored = Self::new(operator, state, max_parallelism, ttl);
+        // Unknown until a scan: the first watermark looks.
+        restored.next_expiry.set(Millis::MIN);
+        restored.next_due.set(Millis::MIN);
+        restored.write_back = write_back;
+        Ok(restored)
     }
 
     fn corrupt(&self, message: impl Into<String>) -> Error {
@@ -129,7 +160,7 @@ impl KeyedStore {
         decode(self.operator, v)
     }
 
-    /// Read the values of `keys` (distinct) into `groups`.
+    /// Read the values of `keys` (distinct) into `groups`, those not there already.
     ///
     /// # Errors
     /// The store's read fails, or a value does not decode.
@@ -138,34 +169,40 @@ impl KeyedStore {
         keys: &[&[u8]],
         groups: &mut HashMap<Vec<u8>, G>,
     ) -> Result<()> {
-        let at: Vec<(u32, &[u8])> = keys
-            .iter()
-            .map(|k| (key_group(k, self.max_parallelism), *k))
-            .collect();
-        let stored = self.state.store().get_many(VALUES, &at)?;
-        for (key, v) in keys.iter().zip(stored) {
-            let before = match v {
-                Some(v) => {
-                    let (g, newest) = self.decode::<G>(&v)?;
-                    groups.insert(key.to_vec(), g);
-                    Before {
-                        present: true,
-                        newest,
-                    }
-                }
-                None => Before {
-                    present: false,
-                    newest: None,
-                },
-            };
-            self.before.insert(key.to_vec(), before);
+        let before = self.before.get_mut();
+        let mut at: Vec<(u32, &[u8])> = Vec::with_capacity(keys.len());
+        for k in keys {
+            match before.get_mut(*k) {
+                Some(b) => b.dirty = true,
+                None => at.push((key_group(k, self.max_parallelism), *k)),
+            }
         }
+        let stored = self.state.store().get_many(VALUES, &at)?;
+        let mut read = 0;
+        for ((_, key), v) in at.iter().zip(stored) {
+            let mut b = Before {
+                present: false,
+                newest: None,
+                latest: None,
+                dirty: true,
+                size: 0,
+            };
+            if let Some(v) = v {
+                let (g, newest) = decode::<G>(self.operator, &v)?;
+                groups.insert(key.to_vec(), g);
+                (b.present, b.newest, b.size) = (true, newest, v.len());
+                read += v.len();
+            }
+            before.insert(key.to_vec(), b);
+        }
+        self.cached_bytes.set(self.cached_bytes.get() + read);
         Ok(())
     }
 
-    /// Write back the values the batch read (those no longer in `groups` are deleted), each
-    /// with its newest row's time (`newest`: the batch's, per key), and empty `groups`. A key
-    /// new to the store is due at `due(value)`, if that gives a time.
+    /// The end of a batch: `newest` holds the time of each touched key's newest row. Writes
+    /// the touched values back (those no longer in `groups` are deleted) and empties `groups`,
+    /// unless write-back keeps them there ([`Self::defer_writes`]) and they fit. A key new to
+    /// the store is due at `due(value)`, if that gives a time.
     ///
     /// # Errors
     /// A value does not encode, or the write fails.
@@ -175,38 +212,82 @@ impl KeyedStore {
         newest: &HashMap<&[u8], Millis>,
         due: impl Fn(&G) -> Option<Millis>,
     ) -> Result<()> {
-        let mut batch = weir_state::Batch::default();
-        for (key, before) in std::mem::take(&mut self.before) {
-            let kg = key_group(&key, self.max_parallelism);
-            let now = newest.get(key.as_slice()).copied().max(before.newest);
-            let timer = |t: Option<Millis>| t.filter(|_| self.ttl.is_some());
-            match groups.remove(&key) {
-                Some(g) => {
-                    batch.put(VALUES, kg, &key, &self.encode(&g, now)?);
-                    if let Some(t) = due(&g).filter(|_| !before.present) {
-                        batch.put(DUE, kg, &timer_key(t, &key), &[]);
-                        self.next_due = self.next_due.min(t);
-                    }
-                    if timer(now) != timer(before.newest) {
-                        if let Some(t) = timer(before.newest) {
-                            batch.delete(TIMERS, kg, &timer_key(t, &key));
-                        }
-                        if let (Some(t), Some(ttl)) = (timer(now), self.ttl) {
-                            batch.put(TIMERS, kg, &timer_key(t, &key), &[]);
-                            self.next_expiry = self.next_expiry.min(t.saturating_add(ttl));
-                        }
-                    }
-                }
-                None if before.present => {
-                    batch.delete(VALUES, kg, &key);
-                    if let Some(t) = timer(before.newest) {
-                        batch.delete(TIMERS, kg, &timer_key(t, &key));
-                    }
-                }
-                None => {}
+        let before = self.before.get_mut();
+        for (key, t) in newest {
+            if let Some(b) = before.get_mut(*key) {
+                b.latest = b.latest.max(Some(*t));
             }
         }
+        let keys = before.len();
+        let fits = |limit: usize| keys <= WRITE_BACK_KEYS && self.cached_bytes.get() <= limit;
+        if self.write_back.is_some_and(fits) {
+            return Ok(());
+        }
+        self.flush(groups, due)?;
         groups.clear();
+        self.before.get_mut().clear();
+        self.cached_bytes.set(0);
+        Ok(())
+    }
+
+    /// Write every value touched since it was last written, from `groups` (the operator's
+    /// map; a touched key not in it is deleted), so that the store holds all state: before a
+    /// barrier's capture, and whenever [`Self::store`] empties the map.
+    ///
+    /// # Errors
+    /// A value does not encode, or the write fails.
+    pub fn flush<G: Serialize>(
+        &self,
+        groups: &HashMap<Vec<u8>, G>,
+        due: impl Fn(&G) -> Option<Millis>,
+    ) -> Result<()> {
+        let mut before = self.before.borrow_mut();
+        let mut batch = weir_state::Batch::default();
+        let mut gone = Vec::new();
+        let mut cached = self.cached_bytes.get();
+        let timer = |t: Option<Millis>| t.filter(|_| self.ttl.is_some());
+        for (key, b) in before.iter_mut().filter(|(_, b)| b.dirty) {
+            let kg = key_group(key, self.max_parallelism);
+            let now = b.latest.max(b.newest);
+            match groups.get(key) {
+                Some(g) => {
+                    let value = self.encode(g, now)?;
+                    cached = cached.saturating_sub(b.size) + value.len();
+                    b.size = value.len();
+                    batch.put(VALUES, kg, key, &value);
+                    if let Some(t) = due(g).filter(|_| !b.present) {
+                        batch.put(DUE, kg, &timer_key(t, key), &[]);
+                        self.next_due.set(self.next_due.get().min(t));
+                    }
+                    if timer(now) != timer(b.newest) {
+                        if let Some(t) = timer(b.newest) {
+                            batch.delete(TIMERS, kg, &timer_key(t, key));
+                        }
+                        if let (Some(t), Some(ttl)) = (timer(now), self.ttl) {
+                            batch.put(TIMERS, kg, &timer_key(t, key), &[]);
+                            let at = t.saturating_add(ttl);
+                            self.next_expiry.set(self.next_expiry.get().min(at));
+                        }
+                    }
+                    b.present = true;
+                }
+                None => {
+                    if b.present {
+                        batch.delete(VALUES, kg, key);
+                        if let Some(t) = timer(b.newest) {
+                            batch.delete(TIMERS, kg, &timer_key(t, key));
+                        }
+                    }
+                    cached = cached.saturating_sub(b.size);
+                    gone.push(key.clone());
+                }
+            }
+            (b.newest, b.latest, b.dirty) = (now, None, false);
+        }
+        for key in gone {
+            before.remove(&key);
+        }
+        self.cached_bytes.set(cached);
         if batch.is_empty() {
             return Ok(());
         }
@@ -218,7 +299,8 @@ impl KeyedStore {
     }
 
     /// Put restored values (from a savepoint, or a checkpoint of the memory backend) into the
-    /// store, each with its newest row's time, due as [`Self::store`] says.
+    /// store, each with its newest row's time, due as [`Self::store`] says. Before any batch:
+    /// the operator's map is empty.
     ///
     /// # Errors
     /// As [`Self::store`].
@@ -228,22 +310,24 @@ impl KeyedStore {
         due: impl Fn(&G) -> Option<Millis>,
     ) -> Result<()> {
         let mut groups = HashMap::new();
-        let mut newest = HashMap::new();
+        let before = self.before.get_mut();
         for (key, g, t) in restored {
-            self.before.insert(
+            before.insert(
                 key.clone(),
                 Before {
                     present: false,
                     newest: None,
+                    latest: t,
+                    dirty: true,
+                    size: 0,
                 },
             );
-            if let Some(t) = t {
-                newest.insert(key.clone(), t);
-            }
             groups.insert(key, g);
         }
-        let newest = newest.iter().map(|(k, t)| (k.as_slice(), *t)).collect();
-        self.store(&mut groups, &newest, due)
+        self.flush(&groups, due)?;
+        self.before.get_mut().clear();
+        self.cached_bytes.set(0);
+        Ok(())
     }
 
     /// Delete the values whose newest row is `ttl` or more behind `watermark`.
@@ -254,7 +338,7 @@ impl KeyedStore {
         let Some(ttl) = self.ttl else {
             return Ok(());
         };
-        if watermark < self.next_expiry {
+        if watermark < self.next_expiry.get() {
             return Ok(());
         }
         let groups = self.state.groups();
@@ -279,7 +363,7 @@ impl KeyedStore {
                 store.write(batch)?;
             }
         }
-        self.next_expiry = next;
+        self.next_expiry.set(next);
         Ok(())
     }
 
@@ -292,7 +376,7 @@ impl KeyedStore {
         &mut self,
         watermark: Millis,
     ) -> Result<Vec<(Millis, Vec<u8>, G)>> {
-        if watermark < self.next_due {
+        if watermark < self.next_due.get() {
             return Ok(Vec::new());
         }
         let groups = self.state.groups();
@@ -324,7 +408,7 @@ impl KeyedStore {
                 store.write(batch)?;
             }
         }
-        self.next_due = next;
+        self.next_due.set(next);
         fired.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
         Ok(fired)
     }

@@ -124,7 +124,13 @@ impl TopN {
             .map(|place| {
                 let state = DiskState::create(place, keyed_store::FAMILIES)?;
                 let ttl = cfg.ttl.map(|t| t.1);
-                Ok::<_, Error>(KeyedStore::new(NAME, state, cfg.max_parallelism, ttl))
+                let mut store = KeyedStore::new(NAME, state, cfg.max_parallelism, ttl);
+                // An updating top-N's partitions are never due: they may stay in memory until
+                // the barrier. A window top-N's are fired from the store.
+                if cfg.time_col.is_none() {
+                    store.defer_writes();
+                }
+                Ok::<_, Error>(store)
             })
             .transpose()?;
         Ok(Self {
@@ -343,6 +349,7 @@ impl Operator for TopN {
 
     fn snapshot(&self) -> Result<KeyedState> {
         if let Some(d) = &self.disk {
+            self.flush(d)?;
             let with_times = self.ttl.is_some();
             return super::gather(|sink| {
                 encode_store(d.state.store(), d.state.groups(), with_times, sink)
@@ -372,6 +379,7 @@ impl Operator for TopN {
                 Ok(Capture::Keyed(Box::new(move || Ok(state))))
             }
             Some(d) => {
+                self.flush(d)?;
                 let with_times = self.ttl.is_some();
                 super::capture_store(
                     &d.state,
@@ -440,6 +448,13 @@ impl Operator for TopN {
 }
 
 impl TopN {
+    /// Write the partitions write-back holds in memory to `d`, so that the store holds them
+    /// all.
+    fn flush(&self, d: &KeyedStore) -> Result<()> {
+        let time_col = self.cfg.time_col;
+        d.flush(&self.parts, |l: &Vec<Ranked>| due(time_col, l))
+    }
+
     /// Restored partition keys and rows must decode as the job's columns: a changed query
     /// would otherwise rank garbage.
     fn check_restored<'a>(
@@ -505,11 +520,21 @@ mod tests {
         fresh
     }
 
-    /// On disk, the partitions are in the store between batches, not in the operator's map.
+    /// On disk, write-back keeps few partitions in the operator's map between batches (an
+    /// updating top-N's; a window top-N's are all in the store): a barrier's capture writes
+    /// them to the store, as the restarts through the store's files show.
     fn held_on_disk(op: &TopN) {
-        if op.disk.is_some() {
-            assert!(op.parts.is_empty(), "partitions left in memory");
+        if op.disk.is_none() {
+            return;
         }
+        if op.cfg.time_col.is_some() {
+            assert!(op.parts.is_empty(), "window partitions left in memory");
+        }
+        assert!(
+            op.parts.len() <= 65_536,
+            "{} partitions in memory",
+            op.parts.len()
+        );
     }
 
     fn schema() -> SchemaRef {

@@ -97,15 +97,12 @@ fn restart(places: &Places, op: &GroupBy, cfg: GroupByConfig) -> GroupBy {
     fresh
 }
 
-/// On disk, the groups are in the store between batches, not in the operator's maps.
+/// On disk, write-back keeps few groups in the operator's maps between batches (a barrier's
+/// capture writes them to the store: the restarts through the store's files show it).
 fn held_on_disk(op: &GroupBy) {
     if op.disk.is_some() {
-        assert!(op.groups.is_empty(), "groups left in memory");
-        assert!(
-            op.retracting
-                .as_ref()
-                .is_none_or(std::collections::HashMap::is_empty)
-        );
+        let cached = op.groups.len() + op.retracting.as_ref().map_or(0, |g| g.len());
+        assert!(cached <= 65_536, "{cached} groups in memory");
     }
 }
 
