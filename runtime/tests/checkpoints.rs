@@ -395,25 +395,12 @@ async fn savepoint_at_parallelism_2_restores_at_3_and_at_1_with_identical_result
 
     // Two branches from the same savepoint, each with a copy of the output so far.
     let out_b = tmp.path().join("out-b");
-    std::fs::create_dir_all(&out_b).unwrap();
-    for e in std::fs::read_dir(&job.out_dir).unwrap().flatten() {
-        if e.path().is_file() {
-            std::fs::copy(e.path(), out_b.join(e.file_name())).unwrap();
-        }
-    }
+    common::branch_output(&job.out_dir, &out_b);
     for (p, out) in [(3u32, job.out_dir.clone()), (1, out_b)] {
         let mut branch = job.clone();
         branch.out_dir = out;
         branch.rate = None;
-        let opts = RunOptions {
-            job: JobArgs {
-                parallelism: Some(p),
-                restore_from: Some(sp.clone()),
-                checkpoint_dir: Some(format!("{storage_uri}-p{p}")),
-                ..JobArgs::default()
-            },
-            ..RunOptions::default()
-        };
+        let opts = common::from_savepoint(&sp, p, format!("{storage_uri}-p{p}"));
         assert_eq!(run_job(&branch, opts).await.unwrap(), Outcome::Finished);
         assert_matches_oracle(&branch, &format!("restored at parallelism {p}"));
     }

@@ -577,7 +577,7 @@ fn retention_deletes_exactly_the_tables_no_kept_checkpoint_refers_to() {
 #[test]
 fn a_savepoint_of_disk_state_is_stored_in_parts_and_restores_into_either_backend() {
     use weir_runtime::checkpoint::coordinator::{Outcome, Request};
-    use weir_runtime::job::{JobArgs, RunOptions, start};
+    use weir_runtime::job::{RunOptions, start};
     // Enough users, with long names, that each subtask's state fills several 4 MiB parts.
     const USERS_SP: u64 = 600_000;
     const COUNT_SP: u64 = 1_500_000;
@@ -647,25 +647,12 @@ fn a_savepoint_of_disk_state_is_stored_in_parts_and_restores_into_either_backend
 
     // Two branches from it, each with a copy of the output so far.
     let out_b = tmp.path().join("out-b");
-    std::fs::create_dir_all(&out_b).unwrap();
-    for e in std::fs::read_dir(&out).unwrap().flatten() {
-        if e.path().is_file() {
-            std::fs::copy(e.path(), out_b.join(e.file_name())).unwrap();
-        }
-    }
+    common::branch_output(&out, &out_b);
     let want: BTreeSet<String> = (0..COUNT_SP)
         .map(|i| format!("{PREFIX}{}", common::rnd(1, i) % USERS_SP))
         .collect();
     for (backend, p, out) in [("memory", 3u32, &out), ("disk", 1, &out_b)] {
-        let opts = RunOptions {
-            job: JobArgs {
-                parallelism: Some(p),
-                restore_from: Some(sp.clone()),
-                checkpoint_dir: Some(format!("{storage_uri}-{backend}")),
-                ..JobArgs::default()
-            },
-            ..RunOptions::default()
-        };
+        let opts = common::from_savepoint(&sp, p, format!("{storage_uri}-{backend}"));
         let ended = run(yaml(backend, out, 1_000_000_000), opts, None);
         assert_eq!(ended, Outcome::Finished, "{backend}");
         let got = output(out);

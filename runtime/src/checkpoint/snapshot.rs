@@ -67,6 +67,18 @@ pub struct StateSize {
     pub local: Option<(u64, u64)>,
 }
 
+impl StateSize {
+    /// State encoded and stored whole by this checkpoint (keyed state, inline or in parts).
+    #[must_use]
+    pub fn encoded(bytes: u64) -> Self {
+        Self {
+            checkpoint: bytes,
+            uploaded: bytes,
+            local: None,
+        }
+    }
+}
+
 impl StateSizes {
     /// Told nothing.
     #[must_use]
@@ -234,15 +246,7 @@ fn stream(
         encode_operator(&mut |kg, piece| writer.piece(kg, piece))?;
         let parts = writer.finish()?;
         let bytes = parts.iter().map(|p| p.size).sum();
-        (sizes.0)(
-            &id,
-            task,
-            StateSize {
-                checkpoint: bytes,
-                uploaded: bytes,
-                local: None,
-            },
-        );
+        (sizes.0)(&id, task, StateSize::encoded(bytes));
         total += bytes;
         state.parts.extend(parts);
     }
@@ -259,15 +263,7 @@ fn encode(
     for (id, encode_operator) in captured {
         let keyed = encode_operator()?;
         let bytes = keyed.iter().map(|(_, b)| b.len() as u64).sum();
-        (sizes.0)(
-            &id,
-            task,
-            StateSize {
-                checkpoint: bytes,
-                uploaded: bytes,
-                local: None,
-            },
-        );
+        (sizes.0)(&id, task, StateSize::encoded(bytes));
         state.operators.push((id, keyed));
     }
     encode_state(&state).map_err(|e| Error::State {

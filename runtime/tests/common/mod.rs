@@ -626,3 +626,30 @@ pub fn stores(dir: &Path) -> std::collections::BTreeSet<String> {
     }
     out
 }
+
+/// A second branch of a job's output: a copy of the files in `out` so far, in `to`.
+pub fn branch_output(out: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(out).unwrap().flatten() {
+        if e.path().is_file() {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+/// Run options that restore `savepoint` at `parallelism`, checkpointing to `checkpoint_dir`.
+pub fn from_savepoint(
+    savepoint: &str,
+    parallelism: u32,
+    checkpoint_dir: String,
+) -> weir_runtime::job::RunOptions {
+    weir_runtime::job::RunOptions {
+        job: weir_runtime::job::JobArgs {
+            parallelism: Some(parallelism),
+            restore_from: Some(savepoint.to_string()),
+            checkpoint_dir: Some(checkpoint_dir),
+            ..weir_runtime::job::JobArgs::default()
+        },
+        ..weir_runtime::job::RunOptions::default()
+    }
+}
