@@ -61,7 +61,14 @@ struct Before {
 }
 
 /// Write-back: at most this many keys stay in the operator's map between batches.
-const WRITE_BACK_KEYS: usize = 65_536;
+const WRITE_BACK_KEYS: usize = 16_384;
+
+/// Write-back: the share of the state memory budget the operator's map may hold between
+/// batches, by the values' stored sizes. Decoded, a value takes several times its stored size
+/// (a top-N row is two vectors, each its own allocation): at a sixty-fourth, q19's top-10 per
+/// auction on disk peaked 41 MiB above its RSS without write-back, where a sixteenth added
+/// 330 MiB.
+const WRITE_BACK_SHARE: usize = 64;
 
 /// One operator's values of one subtask in a store.
 pub struct KeyedStore {
@@ -109,14 +116,14 @@ impl KeyedStore {
     }
 
     /// Keep the values a batch touched in the operator's map after it, written back only when
-    /// the map outgrows a sixteenth of the state memory budget (or 65 536 keys) and at each
+    /// the map outgrows a sixty-fourth of the state memory budget (or 16 384 keys) and at each
     /// barrier ([`Self::flush`]): a hot group (a `count(DISTINCT)` set, a top-N partition) is
     /// then read and rewritten once per checkpoint, not once per batch. Only without
     /// `stateTtl` and for values never due (an updating `GROUP BY` or top-N), whose stored
     /// timers nothing scans between barriers.
     pub fn defer_writes(&mut self) {
         if self.ttl.is_none() {
-            self.write_back = Some(self.state.place().budget.bytes() / 16);
+            self.write_back = Some(self.state.place().budget.bytes() / WRITE_BACK_SHARE);
         }
     }
 

@@ -531,7 +531,7 @@ mod tests {
             assert!(op.parts.is_empty(), "window partitions left in memory");
         }
         assert!(
-            op.parts.len() <= 65_536,
+            op.parts.len() <= 16_384,
             "{} partitions in memory",
             op.parts.len()
         );

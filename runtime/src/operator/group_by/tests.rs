@@ -102,7 +102,7 @@ fn restart(places: &Places, op: &GroupBy, cfg: GroupByConfig) -> GroupBy {
 fn held_on_disk(op: &GroupBy) {
     if op.disk.is_some() {
         let cached = op.groups.len() + op.retracting.as_ref().map_or(0, |g| g.len());
-        assert!(cached <= 65_536, "{cached} groups in memory");
+        assert!(cached <= 16_384, "{cached} groups in memory");
     }
 }
 
