@@ -425,7 +425,7 @@ impl Coordinator {
             .storage
             .get(&Layout::file_in(from, file))
             .await?
-            .ok_or_else(|| Error::Restore(format!("state file {file} vanished")))?;
+            .ok_or_else(|| Error::Restore(format!("{file} vanished from {from}")))?;
         self.up
             .storage
             .put(&Layout::file_in(to, file), bytes.clone())

@@ -4,9 +4,11 @@
 //!
 //! Family [`VALUES`] maps each key to what the memory backend's checkpoint holds of it, with
 //! the event time of its newest row. A batch reads the keys it touches in one batched read
-//! ([`KeyedStore::load`]) into the operator's own map, which then holds only that batch's
-//! keys; the operator's logic runs on it as in memory, and [`KeyedStore::store`] writes them
-//! back (a key no longer in the map is deleted) and empties the map. With `stateTtl`, family
+//! ([`KeyedStore::load`]) into the operator's own map; the operator's logic runs on it as in
+//! memory, and [`KeyedStore::store`] writes them back (a key no longer in the map is deleted)
+//! and empties the map, or, with write-back ([`KeyedStore::defer_writes`]), leaves them there
+//! for the next batches until the map outgrows its share or a barrier comes
+//! ([`KeyedStore::flush`]). With `stateTtl`, family
 //! [`TIMERS`] orders (newest, key) within each key group, one per key, so that a watermark
 //! finds the keys it expires by scanning each group's front. Family [`DUE`] orders (time, key)
 //! for values complete at an event time (a window top-N's partitions), which a watermark
