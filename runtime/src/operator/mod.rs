@@ -247,14 +247,13 @@ impl<'s, 'o> KeyedPieces<'s, 'o> {
         let Some(kg) = self.group.filter(|_| self.entries > 0) else {
             return Ok(());
         };
-        // A sequence in postcard: its length as a varint, then its elements.
-        let mut piece = Vec::with_capacity(self.buf.len() + 10);
-        let mut n = self.entries;
-        while n >= 0x80 {
-            piece.push((n as u8) | 0x80);
-            n >>= 7;
-        }
-        piece.push(n as u8);
+        // A sequence in postcard: its length as a varint (as postcard writes any integer),
+        // then its elements.
+        let mut piece = postcard::to_extend(&self.entries, Vec::with_capacity(self.buf.len() + 10))
+            .map_err(|e| Error::State {
+                operator: self.operator.to_string(),
+                message: e.to_string(),
+            })?;
         piece.append(&mut self.buf);
         self.entries = 0;
         (self.sink)(kg, piece)
