@@ -127,7 +127,8 @@ impl Uploader {
         let alignment_ms = alignment.as_millis() as u64;
         tokio::spawn(async move {
             let file = Layout::state_file(task, up.generation);
-            let key = Layout::file_in(&up.layout.checkpoint_dir(&up.job_id, b.id), &file);
+            let dir = up.layout.checkpoint_dir(&up.job_id, b.id);
+            let key = Layout::file_in(&dir, &file);
             // Disk stores first: their new tables go to storage on their own, and the state
             // file refers to them.
             let mut keyed = Vec::new();
@@ -171,7 +172,7 @@ impl Uploader {
             let parts = Parts {
                 storage: up.storage.clone(),
                 runtime: tokio::runtime::Handle::current(),
-                dir: up.layout.checkpoint_dir(&up.job_id, b.id),
+                dir,
                 state_file: file.clone(),
             };
             let encoded = match disk_err {
