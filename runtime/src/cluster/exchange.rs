@@ -91,6 +91,25 @@ impl Exchange {
         events: mpsc::UnboundedSender<TaskEvent>,
         metrics: Arc<Metrics>,
     ) -> Result<(Self, mpsc::Receiver<Joined>)> {
+        let listener = tokio::net::TcpListener::bind(pods.listen)
+            .await
+            .map_err(|e| {
+                Error::internal(format!(
+                    "cannot listen for other pods on {}: {e}",
+                    pods.listen
+                ))
+            })?;
+        Ok(Self::serve_on(listener, pods, events, metrics))
+    }
+
+    /// Serve on a listener already bound to `pods.listen`: tests bind every pod's port
+    /// before any pod starts, so no other test can take a port between choosing and binding.
+    fn serve_on(
+        listener: tokio::net::TcpListener,
+        pods: Arc<Pods>,
+        events: mpsc::UnboundedSender<TaskEvent>,
+        metrics: Arc<Metrics>,
+    ) -> (Self, mpsc::Receiver<Joined>) {
         let (joined, joins) = mpsc::channel(pods.count as usize + 1);
         let ex = Self {
             pods: Arc::clone(&pods),
@@ -100,14 +119,6 @@ impl Exchange {
             events,
             metrics,
         };
-        let listener = tokio::net::TcpListener::bind(pods.listen)
-            .await
-            .map_err(|e| {
-                Error::internal(format!(
-                    "cannot listen for other pods on {}: {e}",
-                    pods.listen
-                ))
-            })?;
         let incoming =
             tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
         let service = FlightServiceServer::new(ex.clone())
@@ -127,7 +138,7 @@ impl Exchange {
             }
         });
         tracing::info!(addr = %ex.pods.listen, pod = ex.pods.index, pods = ex.pods.count, "exchange listening");
-        Ok((ex, joins))
+        (ex, joins)
     }
 
     /// The incarnation's generation is known: data links of it may now be accepted.
@@ -562,29 +573,51 @@ mod tests {
 
     use super::*;
 
-    fn free() -> SocketAddr {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
+    /// `n` pods' ports, bound and held until each pod serves on its own: a port chosen and
+    /// released would be free for a parallel test to take.
+    struct Ports {
+        peers: Vec<SocketAddr>,
+        held: Vec<Option<std::net::TcpListener>>,
     }
 
-    async fn pod(
-        index: u32,
-        peers: &[SocketAddr],
-    ) -> (Exchange, mpsc::UnboundedReceiver<TaskEvent>) {
+    impl Ports {
+        fn bind(n: usize) -> Self {
+            let held: Vec<_> = (0..n)
+                .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+                .collect();
+            Self {
+                peers: held.iter().map(|l| l.local_addr().unwrap()).collect(),
+                held: held.into_iter().map(Some).collect(),
+            }
+        }
+
+        fn pods(&self, index: u32) -> Pods {
+            Pods {
+                index,
+                count: self.peers.len() as u32,
+                peers: self.peers.iter().map(ToString::to_string).collect(),
+                listen: self.peers[index as usize],
+                token: "a-test-token-0123456789".into(),
+                incarnation: "t".into(),
+            }
+        }
+
+        fn serve(
+            &mut self,
+            index: u32,
+            events: mpsc::UnboundedSender<TaskEvent>,
+        ) -> (Exchange, mpsc::Receiver<Joined>) {
+            let held = self.held[index as usize].take().unwrap();
+            held.set_nonblocking(true).unwrap();
+            let listener = tokio::net::TcpListener::from_std(held).unwrap();
+            let pods = Arc::new(self.pods(index));
+            Exchange::serve_on(listener, pods, events, Arc::new(Metrics::new(Vec::new())))
+        }
+    }
+
+    fn pod(ports: &mut Ports, index: u32) -> (Exchange, mpsc::UnboundedReceiver<TaskEvent>) {
         let (events, rx) = mpsc::unbounded_channel();
-        let pods = Pods {
-            index,
-            count: peers.len() as u32,
-            peers: peers.iter().map(ToString::to_string).collect(),
-            listen: peers[index as usize],
-            token: "a-test-token-0123456789".into(),
-            incarnation: "t".into(),
-        };
-        let (ex, _) = Exchange::serve(Arc::new(pods), events, Arc::new(Metrics::new(Vec::new())))
-            .await
-            .unwrap();
+        let (ex, _) = ports.serve(index, events);
         ex.set_generation(4);
         (ex, rx)
     }
@@ -598,9 +631,9 @@ mod tests {
     /// channels are full; once it drains, every message arrives, in order, ending with End.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_stalled_consumer_bounds_what_the_producer_hands_over() {
-        let peers = [free(), free()];
-        let (sender, _e0) = pod(0, &peers).await;
-        let (receiver, _e1) = pod(1, &peers).await;
+        let mut ports = Ports::bind(2);
+        let (sender, _e0) = pod(&mut ports, 0);
+        let (receiver, _e1) = pod(&mut ports, 1);
         let (into_link, from_task) = mpsc::channel(1);
         sender.send(4, 1, 0, 0, 1, from_task);
         let (to_task, mut task_input) = mpsc::channel(1);
@@ -641,9 +674,9 @@ mod tests {
     /// A link with the wrong token or of another generation is refused before any data moves.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn links_without_the_token_or_of_another_generation_are_refused() {
-        let peers = [free(), free()];
-        let (sender, mut events) = pod(0, &peers).await;
-        let (receiver, _e1) = pod(1, &peers).await;
+        let mut ports = Ports::bind(2);
+        let (sender, mut events) = pod(&mut ports, 0);
+        let (receiver, _e1) = pod(&mut ports, 1);
         let (to_task, _task_input) = mpsc::channel(1);
         receiver.expect(1, 0, 0, to_task);
         let (_into_link, from_task) = mpsc::channel(1);
@@ -723,9 +756,9 @@ mod tests {
             ("oversize", vec![oversize], "message length too large"),
         ];
         for (what, frames, want) in cases {
-            let peers = [free(), free()];
-            let (sender, _e0) = pod(0, &peers).await;
-            let (receiver, mut events) = pod(1, &peers).await;
+            let mut ports = Ports::bind(2);
+            let (sender, _e0) = pod(&mut ports, 0);
+            let (receiver, mut events) = pod(&mut ports, 1);
             let (to_task, mut task_input) = mpsc::channel(8);
             receiver.expect(0, 0, 0, to_task);
             let hello = Hello::Data {
@@ -776,21 +809,10 @@ mod tests {
     /// the index, instead of silently replacing the pod that joined first.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_second_join_for_the_same_pod_stops_the_start() {
-        let peers = [free(), free(), free()];
+        let mut ports = Ports::bind(3);
         let (events, _rx) = mpsc::unbounded_channel();
-        let pods = Pods {
-            index: 0,
-            count: 3,
-            peers: peers.iter().map(ToString::to_string).collect(),
-            listen: peers[0],
-            token: "a-test-token-0123456789".into(),
-            incarnation: "t".into(),
-        };
-        let (coordinator, mut joins) =
-            Exchange::serve(Arc::new(pods), events, Arc::new(Metrics::new(Vec::new())))
-                .await
-                .unwrap();
-        let (joiner, _e) = pod(1, &peers).await;
+        let (coordinator, mut joins) = ports.serve(0, events);
+        let (joiner, _e) = pod(&mut ports, 1);
         let hello = Hello::Control {
             incarnation: "t".into(),
             pod: 1,
