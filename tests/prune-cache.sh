@@ -30,6 +30,14 @@ for profile in ("debug", "release"):
                 for root, _, files in os.walk(p):
                     freed += sum(os.path.getsize(os.path.join(root, f)) for f in files)
                 shutil.rmtree(p, ignore_errors=True)
+# Each `--timings` build leaves a dated report beside cargo-timing.html (the latest).
+timings = os.path.join(target, "cargo-timings")
+if os.path.isdir(timings):
+    for f in os.listdir(timings):
+        if f.startswith("cargo-timing-"):
+            p = os.path.join(timings, f)
+            freed += os.path.getsize(p)
+            os.remove(p)
 free = shutil.disk_usage(target).free
 print(f"prune-cache: freed {freed / 1e9:.1f} GB in {target}, {free / 1e9:.1f} GB free")
 PY

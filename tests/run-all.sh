@@ -41,7 +41,8 @@ cargo fmt --all -- --check
 # clippy` (check mode) and again for the tests. A lint fails the build with the same message.
 export RUSTC_WORKSPACE_WRAPPER="$PWD/tests/clippy-rustc.sh"
 step "compile every target: cargo clippy -D warnings + cargo test --no-run (one build: clippy-driver compiles the workspace)"
-cargo test --workspace --all-targets --locked --no-run
+cargo test --workspace --all-targets --locked --no-run --timings
+tests/build-timings.sh 25
 
 step "wait for the broker's install"
 if ! wait "$nisshi_pid"; then
