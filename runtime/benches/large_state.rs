@@ -2,11 +2,14 @@
 //! gigabytes while 1% of it changes per interval, against the full upload of the same state;
 //! then a restore and a rescale (2 -> 3 -> 1), each checked against an oracle.
 //!
-//! `cargo bench -p weir-runtime --bench large_state -- <GiB> [intervals] [memory budget MiB]`
-//! (defaults 10, 10, 256). Values are 1 000 random (incompressible) bytes per key, so the bytes
-//! on disk are the bytes of state. Two subtasks write, checkpoint and restore at once, as two
-//! pods would; storage is a local directory (`WEIR_BENCH_DIR`, default `.`), so the times are
-//! the engine's and the disk's, not a network's.
+//! `cargo bench -p weir-runtime --bench large_state -- <GiB> [intervals] [memory budget MiB]
+//! [interval seconds] [--at-barrier]` (defaults 10, 10, 256, 10). Values are 1 000 random
+//! (incompressible) bytes per key, so the bytes on disk are the bytes of state. Two subtasks
+//! write, checkpoint and restore at once, as two pods would; each interval's writes are spread
+//! over it, while the stores upload their new tables ahead of the barrier as a job's do
+//! (`--at-barrier`: only at the barrier, as before that existed); storage is a local directory
+//! (`WEIR_BENCH_DIR`, default `.`), so the times are the engine's and the disk's, not a
+//! network's.
 //!
 //! The oracle is computed apart from the store: a digest per key group of every key with the
 //! value the generator gave it last, compared with a scan of each restored store.
@@ -17,11 +20,13 @@ mod common;
 use common::mix;
 
 use std::path::Path;
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use weir_runtime::ids::CheckpointId;
 use weir_runtime::keys::key_group_range;
-use weir_runtime::state::disk::{DiskState, Place};
+use weir_runtime::state::ahead::UploadAhead;
+use weir_runtime::state::disk::{DiskState, Place, Registry};
 use weir_runtime::state::files::DiskSnapshot;
 use weir_runtime::storage::Storage;
 use weir_state::{Budget, KeyGroups};
@@ -120,12 +125,19 @@ fn groups(subtask: u32, parallelism: u32) -> KeyGroups {
     KeyGroups::new(r.start..=r.end - 1)
 }
 
-fn place(root: &Path, name: &str, groups: KeyGroups, budget: &Budget) -> Place {
+fn place(
+    root: &Path,
+    name: &str,
+    groups: KeyGroups,
+    budget: &Budget,
+    ahead: Option<&Arc<UploadAhead>>,
+) -> Place {
     Place {
         dir: root.join(name),
         budget: budget.clone(),
         groups,
         operator: "large-0".into(),
+        ahead: ahead.cloned(),
     }
 }
 
@@ -150,13 +162,14 @@ fn write(state: &DiskState, range: std::ops::Range<u64>, version: u64) {
     state.store().write(batch).unwrap();
 }
 
-/// Checkpoint every state at once, as their subtasks would: (snapshots, bytes uploaded,
-/// bytes described, seconds from the barrier to the last upload's end).
+/// Checkpoint every state at once, as their subtasks would: (snapshots, bytes uploaded at the
+/// barrier, bytes described, seconds from the barrier to the last upload's end, bytes uploaded
+/// ahead since the checkpoint before).
 async fn checkpoint(
     storage: &Storage,
     states: &[DiskState],
     n: u64,
-) -> (Vec<DiskSnapshot>, u64, u64, f64) {
+) -> (Vec<DiskSnapshot>, u64, u64, f64, u64) {
     let t = Instant::now();
     let uploads = states.iter().map(|s| {
         let capture = s.capture().unwrap();
@@ -164,28 +177,39 @@ async fn checkpoint(
     });
     let done = futures::future::join_all(uploads).await;
     let secs = t.elapsed().as_secs_f64();
-    let (mut snaps, mut new, mut total) = (Vec::new(), 0, 0);
+    let (mut snaps, mut new, mut total, mut ahead) = (Vec::new(), 0, 0, 0);
     for r in done {
         let (snap, sent) = r.unwrap();
         new += sent.new_bytes;
         total += sent.total_bytes;
+        ahead += sent.ahead_bytes;
         snaps.push(snap);
     }
-    (snaps, new, total, secs)
+    (snaps, new, total, secs, ahead)
 }
 
-/// Delete what storage holds that `snaps` do not refer to: retention keeping one checkpoint,
-/// so the run needs about twice the state in disk space, not once per checkpoint.
-async fn prune(storage: &Storage, snaps: &[DiskSnapshot]) {
-    let kept: std::collections::HashSet<&str> = snaps
-        .iter()
-        .flat_map(|s| s.tables.iter().map(|t| t.object.as_str()))
-        .collect();
-    for object in storage.list("shared/").await.unwrap() {
-        if !kept.contains(object.as_str()) {
-            storage.delete_prefix(&object).await.unwrap();
-        }
+/// Delete the tables `before` refers to and `now` does not: retention keeping one checkpoint
+/// (so the run needs about twice the state in disk space, not once per checkpoint). Tables no
+/// checkpoint refers to yet (uploaded ahead of the next) are not retention's to delete.
+async fn prune(storage: &Storage, before: &[DiskSnapshot], now: &[DiskSnapshot]) {
+    let objects = |snaps: &[DiskSnapshot]| -> std::collections::HashSet<String> {
+        snaps
+            .iter()
+            .flat_map(|s| s.tables.iter().map(|t| t.object.clone()))
+            .collect()
+    };
+    let kept = objects(now);
+    for object in objects(before).difference(&kept) {
+        storage.delete_prefix(object).await.unwrap();
     }
+}
+
+/// Bytes the stores uploaded ahead and deleted because no checkpoint came to hold them.
+fn discarded(states: &[DiskState]) -> u64 {
+    states
+        .iter()
+        .map(|s| Registry::lock(s.registry()).unwrap().discarded_bytes)
+        .sum()
 }
 
 /// Restore `parallelism` subtasks from `snaps` at once: each downloads the checkpoints whose
@@ -197,10 +221,11 @@ async fn restore(
     root: &Path,
     budget: &Budget,
     reuse: Option<&Path>,
+    ahead: Option<&Arc<UploadAhead>>,
 ) -> Vec<DiskState> {
     let subtasks = (0..parallelism).map(|s| {
         let g = groups(s, parallelism);
-        let place = place(root, &format!("p{parallelism}-{s}"), g, budget);
+        let place = place(root, &format!("p{parallelism}-{s}"), g, budget, ahead);
         let mine: Vec<&DiskSnapshot> = snaps
             .iter()
             .filter(|x| x.groups().overlap(&g).is_some())
@@ -254,19 +279,32 @@ fn main() {
         .collect();
     let arg = |i: usize, default: u64| args.get(i).and_then(|a| a.parse().ok()).unwrap_or(default);
     let (size_gib, intervals, budget_mib) = (arg(0, 10), arg(1, 10).clamp(1, 100), arg(2, 256));
+    let interval = Duration::from_secs(arg(3, 10));
+    let at_barrier = std::env::args().any(|a| a == "--at-barrier");
     let keys = (size_gib << 30) / (VALUE as u64 + 12);
     let budget = Budget::new((budget_mib as usize) << 20);
     let rt = tokio::runtime::Runtime::new().unwrap();
+    // Stores start their uploader on the runtime they are created in.
+    let _entered = rt.enter();
     let (tmp, storage) = common::scratch(&rt);
+    let ahead = (!at_barrier).then(|| {
+        Arc::new(UploadAhead {
+            storage: storage.clone(),
+            shared_dir: "shared/".into(),
+            every: weir_runtime::state::ahead::EVERY,
+        })
+    });
+    let ahead = ahead.as_ref();
     println!(
-        "large_state: {keys} keys of {VALUE} bytes ({size_gib} GiB), 2 subtasks, budget {budget_mib} MiB"
+        "large_state: {keys} keys of {VALUE} bytes ({size_gib} GiB), 2 subtasks, budget {budget_mib} MiB, tables uploaded {}",
+        if at_barrier { "at the barrier only" } else { "ahead of the barrier too" }
     );
 
     // Build the state: two subtasks write their halves at once.
     let t = Instant::now();
     let states: Vec<DiskState> = (0..2)
         .map(|s| {
-            let p = place(tmp.path(), &format!("build-{s}"), groups(s, 2), &budget);
+            let p = place(tmp.path(), &format!("build-{s}"), groups(s, 2), &budget, ahead);
             DiskState::create(p, FAMILIES).unwrap()
         })
         .collect();
@@ -281,44 +319,66 @@ fn main() {
         common::peak_rss_mib() as u64
     );
 
-    let (_, full, total, full_s) = rt.block_on(checkpoint(&storage, &states, 1));
+    // The first checkpoint: what the build wrote, whatever went ahead during it included.
+    let (mut snaps, full, total, full_s, full_ahead) =
+        rt.block_on(checkpoint(&storage, &states, 1));
     println!(
-        "  checkpoint 1 (everything new, as a full snapshot writes every time): {:.2} GiB uploaded of {:.2} GiB in {full_s:.1} s",
+        "  checkpoint 1 (everything new, as a full snapshot writes every time): {:.2} GiB uploaded at the barrier in {full_s:.1} s ({:.2} GiB ahead during the build) of {:.2} GiB",
         gib(full),
+        gib(full_ahead),
         gib(total)
     );
 
     let mut secs = Vec::new();
     let mut sent = Vec::new();
-    let mut snaps = Vec::new();
+    let mut sent_ahead = Vec::new();
+    let discarded_before = discarded(&states);
     for n in 1..=intervals {
-        std::thread::scope(|scope| {
-            for s in &states {
-                scope.spawn(|| write(s, changed(n, keys), 1));
+        // The interval's writes, spread over it in twenty slices.
+        let range = changed(n, keys);
+        let slice = (range.end - range.start).div_ceil(20);
+        let started = Instant::now();
+        for i in 0..20u32 {
+            let from = range.start + u64::from(i) * slice;
+            let part = from..(from + slice).min(range.end);
+            std::thread::scope(|scope| {
+                for s in &states {
+                    let part = part.clone();
+                    scope.spawn(move || write(s, part, 1));
+                }
+            });
+            if let Some(wait) = (interval * (i + 1) / 20).checked_sub(started.elapsed()) {
+                std::thread::sleep(wait);
             }
-        });
-        let (s, new, total, d) = rt.block_on(checkpoint(&storage, &states, n + 1));
+        }
+        let (s, new, total, d, ahead) = rt.block_on(checkpoint(&storage, &states, n + 1));
         println!(
-            "  checkpoint {} after {} keys ({:.0} MiB) changed: {:.0} MiB uploaded of {:.2} GiB in {d:.2} s",
+            "  checkpoint {} after {} keys ({:.0} MiB) changed in {:.1} s: {:.0} MiB uploaded at the barrier in {d:.2} s, {:.0} MiB ahead, of {:.2} GiB",
             n + 1,
             keys / 100,
             mib(keys / 100 * VALUE as u64),
+            started.elapsed().as_secs_f64(),
             mib(new),
+            mib(ahead),
             gib(total)
         );
         secs.push(d);
         sent.push(new as f64);
-        rt.block_on(prune(&storage, &s));
+        sent_ahead.push(ahead as f64);
+        rt.block_on(prune(&storage, &snaps, &s));
         snaps = s;
     }
     secs.sort_by(f64::total_cmp);
     sent.sort_by(f64::total_cmp);
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64 / f64::from(1 << 20);
     println!(
-        "  incremental checkpoints: duration p50 {:.2} s, p99 {:.2} s (of {intervals}); uploaded p50 {:.0} MiB, max {:.0} MiB; the full upload: {:.2} GiB in {full_s:.1} s; peak RSS {} MiB",
+        "  incremental checkpoints: duration p50 {:.2} s, p99 {:.2} s (of {intervals}); uploaded at the barrier p50 {:.0} MiB, max {:.0} MiB; ahead mean {:.0} MiB per interval, {:.0} MiB of it deleted unused; the full upload: {:.2} GiB in {full_s:.1} s; peak RSS {} MiB",
         percentile(&secs, 0.5),
         percentile(&secs, 0.99),
         percentile(&sent, 0.5) / f64::from(1 << 20),
         sent.last().copied().unwrap_or_default() / f64::from(1 << 20),
+        mean(&sent_ahead),
+        mib(discarded(&states) - discarded_before),
         gib(full),
         common::peak_rss_mib() as u64
     );
@@ -340,6 +400,7 @@ fn main() {
         tmp.path(),
         &budget,
         Some(tmp.path()),
+        None,
     ));
     println!(
         "  restore at parallelism 2 on the same volume (tables reused from local disk): {:.1} s",
@@ -362,6 +423,7 @@ fn main() {
             tmp.path(),
             &budget,
             None,
+            ahead,
         ));
         println!(
             "  restore at parallelism {parallelism} from {} subtasks, every table downloaded: {:.1} s; peak RSS {} MiB",
@@ -370,14 +432,15 @@ fn main() {
             common::peak_rss_mib() as u64
         );
         check(&states, &expected, &format!("parallelism {parallelism}"));
-        let (s, new, total, d) = rt.block_on(checkpoint(&storage, &states, n));
+        let (s, new, total, d, ahead) = rt.block_on(checkpoint(&storage, &states, n));
         println!(
-            "  its first checkpoint: {:.0} MiB uploaded of {:.2} GiB in {d:.2} s",
+            "  its first checkpoint: {:.0} MiB uploaded at the barrier in {d:.2} s ({:.0} MiB ahead since the restore) of {:.2} GiB",
             mib(new),
+            mib(ahead),
             gib(total)
         );
         drop(states);
-        rt.block_on(prune(&storage, &s));
+        rt.block_on(prune(&storage, &from, &s));
         from = s;
         for s in 0..parallelism {
             let _ = std::fs::remove_dir_all(tmp.path().join(format!("p{parallelism}-{s}")));

@@ -327,6 +327,7 @@ fn main() {
         budget: budget.clone(),
         groups: weir_state::KeyGroups::new(0..=127),
         operator: format!("{operator}-0"),
+        ahead: None,
     });
     let mut op = op_plan.instantiate_in(128, place).unwrap();
     // The session window's output waits for its gap; only the dedup's is checked.
@@ -460,6 +461,7 @@ fn savepoint_and_restore(
             budget: budget.clone(),
             groups: weir_state::KeyGroups::new(range.start..=range.end - 1),
             operator: format!("dedup-1-{i}"),
+            ahead: None,
         };
         let mut op = op_plan.instantiate_in(128, Some(place)).unwrap();
         for part in parts

@@ -32,4 +32,4 @@ pub use error::{Error, Result};
 pub use family::{Family, from_ordered, ordered};
 pub use keys::KeyGroups;
 pub use restore::Source;
-pub use store::{Batch, Entry, Store};
+pub use store::{Batch, Entry, LinkedTable, Store, Tables};

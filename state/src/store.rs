@@ -11,7 +11,7 @@ use rocksdb::{
 };
 
 use crate::budget::Budget;
-use crate::checkpoint::LocalCheckpoint;
+use crate::checkpoint::{CheckpointFile, LocalCheckpoint};
 use crate::error::{Error, Result, io};
 use crate::family::{Family, from_ordered};
 use crate::keys::{self, KeyGroups};
@@ -20,14 +20,104 @@ use crate::keys::{self, KeyGroups};
 /// siblings, so that they can be hard links (same filesystem).
 const DB_DIR: &str = "db";
 
+/// Where [`Tables::link`] puts the links it hands out, beside the database.
+const AHEAD_DIR: &str = "ahead";
+
+/// A store's table files, reached without keeping the store open: once the store is dropped,
+/// every call answers `None`, so a background uploader never holds a closed store's database
+/// (and its lock) open.
+#[derive(Debug, Clone)]
+pub struct Tables {
+    db: std::sync::Weak<DB>,
+    dir: PathBuf,
+    staging: PathBuf,
+}
+
+impl Tables {
+    /// The names of the store's live table files (those its current version holds), with
+    /// their sizes; `None` once the store is closed.
+    ///
+    /// # Errors
+    /// RocksDB cannot list them.
+    pub fn live(&self) -> Result<Option<Vec<(String, u64)>>> {
+        let Some(db) = self.db.upgrade() else {
+            return Ok(None);
+        };
+        let files = db.live_files().map_err(|source| Error::Db {
+            dir: self.dir.clone(),
+            op: "list live files",
+            source,
+        })?;
+        Ok(Some(
+            files
+                .into_iter()
+                .map(|f| (f.name.trim_start_matches('/').to_string(), f.size as u64))
+                .collect(),
+        ))
+    }
+
+    /// A hard link to table `name` that stays readable whatever compaction does to the
+    /// table, removed when dropped; `None` if the table has already left the store (or the
+    /// store is closed).
+    ///
+    /// # Errors
+    /// The link cannot be made for another reason.
+    pub fn link(&self, name: &str) -> Result<Option<LinkedTable>> {
+        if self.db.strong_count() == 0 {
+            return Ok(None);
+        }
+        std::fs::create_dir_all(&self.staging).map_err(io(&self.staging, "create"))?;
+        let path = self.staging.join(name);
+        let _ = std::fs::remove_file(&path);
+        match std::fs::hard_link(self.dir.join(name), &path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io(&path, "link a table")(e)),
+        }
+        let size = std::fs::metadata(&path).map_err(io(&path, "stat"))?.len();
+        Ok(Some(LinkedTable {
+            file: CheckpointFile {
+                name: name.to_string(),
+                path,
+                size,
+            },
+        }))
+    }
+}
+
+/// A link to one table file ([`Tables::link`]), removed when dropped.
+#[derive(Debug)]
+pub struct LinkedTable {
+    /// The table, at the link.
+    pub file: CheckpointFile,
+}
+
+impl Drop for LinkedTable {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.file.path);
+    }
+}
+
 /// A store: one RocksDB database with a column family per kind of state the operator keeps.
 pub struct Store {
-    db: DB,
+    /// Shared only weakly, with [`Tables`]: the store alone keeps the database open.
+    db: Arc<DB>,
     root: PathBuf,
     families: Vec<String>,
     write: WriteOptions,
     /// Entries of expiring families whose leading time is at or below this are dead.
     horizon: Arc<AtomicI64>,
+}
+
+impl Drop for Store {
+    /// Waits for a [`Tables`] call that holds the database for a moment to let go, so that the
+    /// database is closed (and its lock released) once the store is dropped: a store reopened
+    /// at the same place at once (a restore in place) would otherwise find it locked.
+    fn drop(&mut self) {
+        while Arc::strong_count(&self.db) > 1 {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
 }
 
 impl std::fmt::Debug for Store {
@@ -164,7 +254,7 @@ impl Store {
         let mut write = WriteOptions::default();
         write.disable_wal(true);
         Ok(Self {
-            db,
+            db: Arc::new(db),
             root: root.to_path_buf(),
             families: names(families),
             write,
@@ -188,7 +278,7 @@ impl Store {
                 }
             })?;
         Ok(Self {
-            db,
+            db: Arc::new(db),
             root: dir.to_path_buf(),
             families: names(families),
             write: WriteOptions::default(),
@@ -367,6 +457,43 @@ impl Store {
         let cp = rocksdb::checkpoint::Checkpoint::new(&self.db).map_err(self.err("checkpoint"))?;
         cp.create_checkpoint(&dir).map_err(self.err("checkpoint"))?;
         LocalCheckpoint::read(dir)
+    }
+
+    /// Write the write buffers out as table files now (a checkpoint does it anyway).
+    ///
+    /// # Errors
+    /// The flush fails.
+    pub fn flush(&self) -> Result<()> {
+        for f in 0..self.families.len() {
+            self.db
+                .flush_cf(self.family(f)?)
+                .map_err(self.err("flush"))?;
+        }
+        Ok(())
+    }
+
+    /// Compact every family's whole key range into as few tables as compaction makes, now:
+    /// every table the store held before is replaced.
+    ///
+    /// # Errors
+    /// A family is missing.
+    pub fn compact(&self) -> Result<()> {
+        for f in 0..self.families.len() {
+            self.db
+                .compact_range_cf(self.family(f)?, None::<&[u8]>, None::<&[u8]>);
+        }
+        Ok(())
+    }
+
+    /// A handle on the store's table files that does not keep it open, for uploading tables
+    /// between checkpoints ([`Tables`]).
+    #[must_use]
+    pub fn tables(&self) -> Tables {
+        Tables {
+            db: Arc::downgrade(&self.db),
+            dir: Self::db_dir(&self.root),
+            staging: self.root.join(AHEAD_DIR),
+        }
     }
 
     /// Bytes of table files on disk (live and awaiting deletion).

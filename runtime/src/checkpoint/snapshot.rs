@@ -152,13 +152,16 @@ impl Uploader {
                                     task,
                                     StateSize {
                                         checkpoint: sent.total_bytes,
-                                        // The small files travel in the state file.
-                                        uploaded: sent.total_bytes - tables + sent.new_bytes,
+                                        // The small files travel in the state file;
+                                        // tables sent ahead since the last barrier count.
+                                        uploaded: sent.total_bytes - tables
+                                            + sent.new_bytes
+                                            + sent.ahead_bytes,
                                         local: Some(local),
                                     },
                                 );
                                 shared_bytes += tables;
-                                uploaded_bytes += sent.new_bytes;
+                                uploaded_bytes += sent.new_bytes + sent.ahead_bytes;
                                 shared.extend(snap.tables.iter().map(|t| t.object.clone()));
                                 state.disk.push(snap);
                             }

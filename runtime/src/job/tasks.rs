@@ -153,13 +153,22 @@ async fn task_core(
     let range = key_group_range(tid.subtask, shape.parallelism, shape.max_parallelism);
     let mut ops: Vec<Linked> = Vec::new();
     let mut side = Vec::new();
+    let ahead = Arc::new(crate::state::ahead::UploadAhead {
+        storage: cx.uploader.storage.clone(),
+        shared_dir: cx.uploader.layout.shared_dir(&cx.uploader.job_id),
+        every: crate::state::ahead::EVERY,
+    });
     for c in &stage.ops {
         let op = &c.op;
         let groups = weir_state::KeyGroups::new(range.start..=range.end.saturating_sub(1));
         let place = op
             .keeps_disk_state()
             .then(|| cx.backend.place(tid, &op.id, groups))
-            .flatten();
+            .flatten()
+            .map(|p| crate::state::disk::Place {
+                ahead: Some(Arc::clone(&ahead)),
+                ..p
+            });
         let dir = place.as_ref().map(|p| p.dir.clone());
         let mut inst = op.instantiate_in(shape.max_parallelism, place)?;
         if let Some(r) = &cx.begun.restored {

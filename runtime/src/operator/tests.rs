@@ -71,6 +71,7 @@ impl Places {
             budget: weir_state::Budget::new(16 << 20),
             groups: weir_state::KeyGroups::new(self.groups.clone()),
             operator: "op-0".into(),
+            ahead: None,
         })
     }
 
@@ -425,6 +426,7 @@ fn place(
         budget: weir_state::Budget::new(16 << 20),
         groups: weir_state::KeyGroups::new(groups),
         operator: "dedup-0".into(),
+        ahead: None,
     }
 }
 

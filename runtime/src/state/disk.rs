@@ -42,6 +42,8 @@ pub struct Place {
     pub groups: KeyGroups,
     /// Operator (state id).
     pub operator: String,
+    /// Upload the store's tables between checkpoints too (`None`: only at checkpoints).
+    pub ahead: Option<Arc<super::ahead::UploadAhead>>,
 }
 
 /// The tables of a store already in storage, by file name. A store names its tables
@@ -55,6 +57,15 @@ pub struct Registry {
     pub uid: String,
     /// Uploaded tables by file name.
     pub uploaded: HashMap<String, SharedTable>,
+    /// Tables uploaded (or being uploaded) between checkpoints, until they leave the store.
+    pub ahead: HashMap<String, super::ahead::AheadTable>,
+    /// Captures between linking their files and marking them in `ahead`: while any is, no
+    /// table uploaded ahead is deleted.
+    pub capturing: u32,
+    /// Bytes uploaded ahead since the last capture: that checkpoint's upload too.
+    pub ahead_bytes: u64,
+    /// Bytes uploaded ahead and deleted because no checkpoint came to hold them.
+    pub discarded_bytes: u64,
 }
 
 impl Registry {
@@ -85,6 +96,8 @@ pub struct DiskCapture {
     pub registry: Arc<Mutex<Registry>>,
     /// The store at the barrier, for metrics: (table files on disk, write buffers).
     pub local: (u64, u64),
+    /// Bytes uploaded ahead since the capture before: part of this checkpoint's upload.
+    pub ahead_bytes: u64,
 }
 
 /// A restored store's files on local disk, and where its tables came from.
@@ -108,6 +121,8 @@ pub struct DiskState {
     place: Place,
     registry: Arc<Mutex<Registry>>,
     captures: AtomicU64,
+    /// Uploads the store's tables between checkpoints, until this is dropped.
+    _ahead: Option<super::ahead::Running>,
 }
 
 fn uid() -> String {
@@ -154,14 +169,25 @@ impl DiskState {
     }
 
     fn new(store: Store, place: Place, uploaded: HashMap<String, SharedTable>) -> Self {
+        let registry = Arc::new(Mutex::new(Registry {
+            uid: uid(),
+            uploaded,
+            ..Registry::default()
+        }));
+        let ahead = place.ahead.clone().and_then(|to| {
+            super::ahead::start(
+                store.tables(),
+                Arc::clone(&registry),
+                to,
+                place.operator.clone(),
+            )
+        });
         Self {
             store,
             place,
-            registry: Arc::new(Mutex::new(Registry {
-                uid: uid(),
-                uploaded,
-            })),
+            registry,
             captures: AtomicU64::new(0),
+            _ahead: ahead,
         }
     }
 
@@ -169,6 +195,12 @@ impl DiskState {
     #[must_use]
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// What of it is uploaded.
+    #[must_use]
+    pub fn registry(&self) -> &Arc<Mutex<Registry>> {
+        &self.registry
     }
 
     /// Where it lives.
@@ -191,8 +223,20 @@ impl DiskState {
         let n = self.captures.fetch_add(1, Ordering::Relaxed);
         // Before the checkpoint's flush empties them.
         let buffered = self.store.memory_bytes();
-        let checkpoint = self.store.checkpoint(&format!("capture-{n}"))?;
-        let uid = Registry::lock(&self.registry)?.uid.clone();
+        // No table uploaded ahead is deleted between the link and the marks below.
+        Registry::lock(&self.registry)?.capturing += 1;
+        let checkpoint = self.store.checkpoint(&format!("capture-{n}"));
+        let mut reg = Registry::lock(&self.registry)?;
+        reg.capturing -= 1;
+        let checkpoint = checkpoint?;
+        for f in checkpoint.files() {
+            if let Some(a) = reg.ahead.get_mut(&f.name) {
+                a.captured = true;
+            }
+        }
+        let ahead_bytes = std::mem::take(&mut reg.ahead_bytes);
+        let uid = reg.uid.clone();
+        drop(reg);
         Ok(DiskCapture {
             operator: self.place.operator.clone(),
             groups: self.place.groups,
@@ -200,6 +244,7 @@ impl DiskState {
             uid,
             registry: Arc::clone(&self.registry),
             local: (self.store.disk_bytes(), buffered),
+            ahead_bytes,
         })
     }
 
@@ -217,6 +262,9 @@ impl DiskState {
             let mut reg = Registry::lock(&self.registry)?;
             reg.uid = uid();
             reg.uploaded.clear();
+            // Tables uploaded ahead under the old uid and held by no checkpoint stay in
+            // storage until the next start's sweep.
+            reg.ahead.clear();
         }
         let n = self.captures.fetch_add(1, Ordering::Relaxed);
         let checkpoint = self.store.checkpoint(&format!("frozen-{n}"))?;

@@ -20,6 +20,7 @@
 //! business (`checkpoint/shared_tables.rs`), as is `Capture`, what an operator hands over at
 //! a barrier.
 
+pub mod ahead;
 pub mod disk;
 pub mod fetch;
 pub mod files;
@@ -162,6 +163,7 @@ impl Backend {
                 budget: d.budget.clone(),
                 groups,
                 operator: operator.to_string(),
+                ahead: None,
             }),
         }
     }

@@ -12,6 +12,8 @@ pub struct Uploaded {
     pub new_bytes: u64,
     /// Bytes of the whole store it describes.
     pub total_bytes: u64,
+    /// Bytes uploaded for it ahead, between the checkpoint before and its barrier.
+    pub ahead_bytes: u64,
 }
 
 /// Upload what `capture` holds that storage lacks, into `shared_dir` (a prefix ending in
@@ -29,7 +31,10 @@ pub async fn upload(
 ) -> Result<(DiskSnapshot, Uploaded)> {
     let mut tables = Vec::new();
     let mut private = Vec::new();
-    let mut sent = Uploaded::default();
+    let mut sent = Uploaded {
+        ahead_bytes: capture.ahead_bytes,
+        ..Uploaded::default()
+    };
     for file in capture.checkpoint.files() {
         let unreadable = |e: std::io::Error| {
             Error::internal(format!(
@@ -47,12 +52,7 @@ pub async fn upload(
             });
             continue;
         }
-        let known = {
-            let reg = Registry::lock(&capture.registry)?;
-            (reg.uid == capture.uid)
-                .then(|| reg.uploaded.get(&file.name).cloned())
-                .flatten()
-        };
+        let known = uploaded_before(&capture, &file.name).await?;
         if let Some(t) = known {
             tables.push(t);
             continue;
@@ -81,6 +81,24 @@ pub async fn upload(
     Ok((capture.snapshot(tables, private), sent))
 }
 
+/// The upload of table `name` this store made before, waiting for one in flight ahead of the
+/// checkpoint ([`super::ahead`]) rather than sending the same file twice.
+async fn uploaded_before(capture: &DiskCapture, name: &str) -> Result<Option<SharedTable>> {
+    loop {
+        {
+            let reg = Registry::lock(&capture.registry)?;
+            if reg.uid != capture.uid {
+                return Ok(None);
+            }
+            let in_flight = reg.ahead.get(name).is_some_and(|a| !a.done);
+            if !in_flight {
+                return Ok(reg.uploaded.get(name).cloned());
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
@@ -103,6 +121,7 @@ mod tests {
             budget: weir_state::Budget::new(16 << 20),
             groups: weir_state::KeyGroups::new(0..=7),
             operator: "dedup-0".into(),
+            ahead: None,
         }
     }
 

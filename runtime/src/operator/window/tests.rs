@@ -366,6 +366,7 @@ fn on_disk(
         budget: weir_state::Budget::new(16 << 20),
         groups: weir_state::KeyGroups::new(groups),
         operator: "window-0".into(),
+        ahead: None,
     };
     let op = WindowOperator::new_in(geometry(assigner), Some(place)).unwrap();
     assert!(matches!(op.inner, Layout::Session(_)));
