@@ -106,7 +106,11 @@ async fn round(
         to.storage.delete_prefix(&table.object).await?;
         let mut reg = Registry::lock(registry)?;
         reg.discarded_bytes += table.size;
-        tracing::debug!(table = name, bytes = table.size, "deleted a table uploaded ahead that compaction removed before any checkpoint held it");
+        tracing::debug!(
+            table = name,
+            bytes = table.size,
+            "deleted a table uploaded ahead that compaction removed before any checkpoint held it"
+        );
     }
     for name in plan.upload {
         let sent = send(tables, &name, &plan.uid, to).await;
@@ -192,9 +196,9 @@ async fn send(
         return Ok(None);
     };
     let path = &linked.file.path;
-    let (size, crc32) = super::files::size_and_crc32(path).await.map_err(|e| {
-        crate::error::Error::internal(format!("reading {}: {e}", path.display()))
-    })?;
+    let (size, crc32) = super::files::size_and_crc32(path)
+        .await
+        .map_err(|e| crate::error::Error::internal(format!("reading {}: {e}", path.display())))?;
     let table = SharedTable {
         name: name.to_string(),
         object: format!("{}{uid}-{name}", to.shared_dir),
@@ -244,6 +248,20 @@ mod tests {
         state.store().flush().unwrap();
     }
 
+    async fn checkpoint(
+        state: &DiskState,
+        storage: &Storage,
+        n: u64,
+    ) -> (
+        super::super::files::DiskSnapshot,
+        crate::state::upload::Uploaded,
+    ) {
+        let capture = state.capture().unwrap();
+        crate::state::upload::upload(storage, "shared/", capture, CheckpointId(n))
+            .await
+            .unwrap()
+    }
+
     /// Waits until every live table of `state` is uploaded and the round that found the
     /// last one is over; returns the stored objects.
     async fn settled(state: &DiskState, storage: &Storage) -> Vec<String> {
@@ -274,14 +292,7 @@ mod tests {
         write(&state, 0..20_000);
         let stored = settled(&state, &storage).await;
         assert!(!stored.is_empty(), "nothing uploaded ahead");
-        let (snap, sent) = crate::state::upload::upload(
-            &storage,
-            "shared/",
-            state.capture().unwrap(),
-            CheckpointId(1),
-        )
-        .await
-        .unwrap();
+        let (snap, sent) = checkpoint(&state, &storage, 1).await;
         assert_eq!(sent.new_bytes, 0, "the barrier sent tables again");
         assert_eq!(
             sent.ahead_bytes,
@@ -301,21 +312,17 @@ mod tests {
         let (state, storage) = state_uploading_ahead(tmp.path()).await;
         write(&state, 0..20_000);
         settled(&state, &storage).await;
-        let (held, _) = crate::state::upload::upload(
-            &storage,
-            "shared/",
-            state.capture().unwrap(),
-            CheckpointId(1),
-        )
-        .await
-        .unwrap();
+        let (held, _) = checkpoint(&state, &storage, 1).await;
         write(&state, 20_000..40_000);
         let before = settled(&state, &storage).await;
         let unheld: Vec<&String> = before
             .iter()
             .filter(|o| !held.tables.iter().any(|t| &&t.object == o))
             .collect();
-        assert!(!unheld.is_empty(), "the second write uploaded nothing ahead");
+        assert!(
+            !unheld.is_empty(),
+            "the second write uploaded nothing ahead"
+        );
         state.store().compact().unwrap();
         let after = settled(&state, &storage).await;
         for t in &held.tables {
@@ -334,14 +341,7 @@ mod tests {
         let discarded = Registry::lock(state.registry()).unwrap().discarded_bytes;
         assert!(discarded > 0);
         // What compaction wrote is uploaded ahead too: the next barrier sends nothing.
-        let (snap, sent) = crate::state::upload::upload(
-            &storage,
-            "shared/",
-            state.capture().unwrap(),
-            CheckpointId(2),
-        )
-        .await
-        .unwrap();
+        let (snap, sent) = checkpoint(&state, &storage, 2).await;
         assert_eq!(sent.new_bytes, 0);
         assert!(snap.tables.iter().all(|t| after.contains(&t.object)));
     }
