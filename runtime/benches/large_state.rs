@@ -297,14 +297,24 @@ fn main() {
     let ahead = ahead.as_ref();
     println!(
         "large_state: {keys} keys of {VALUE} bytes ({size_gib} GiB), 2 subtasks, budget {budget_mib} MiB, tables uploaded {}",
-        if at_barrier { "at the barrier only" } else { "ahead of the barrier too" }
+        if at_barrier {
+            "at the barrier only"
+        } else {
+            "ahead of the barrier too"
+        }
     );
 
     // Build the state: two subtasks write their halves at once.
     let t = Instant::now();
     let states: Vec<DiskState> = (0..2)
         .map(|s| {
-            let p = place(tmp.path(), &format!("build-{s}"), groups(s, 2), &budget, ahead);
+            let p = place(
+                tmp.path(),
+                &format!("build-{s}"),
+                groups(s, 2),
+                &budget,
+                ahead,
+            );
             DiskState::create(p, FAMILIES).unwrap()
         })
         .collect();
