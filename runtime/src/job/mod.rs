@@ -233,7 +233,8 @@ pub async fn start(plan: Plan, opts: RunOptions) -> Result<RunningJob> {
     )
     .await?;
     // Tables that attempts never completed left behind; on pod 0 only, and before any pod's
-    // subtask can upload (the first barrier comes from pod 0's coordinator, started later).
+    // subtask exists: a disk store uploads tables as soon as it is built (ahead of barriers),
+    // and every store is built after this (the other pods' once pod 0 starts them, below).
     if shape.pods.as_ref().is_none_or(|p| p.index == 0) {
         crate::checkpoint::shared_tables::sweep(&storage, &layout, &begun.job_id).await?;
     }
