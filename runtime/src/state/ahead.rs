@@ -102,6 +102,26 @@ async fn round(
     let Some(plan) = plan(tables, registry)? else {
         return Ok(false);
     };
+    let planned = plan.upload.clone();
+    let done = carry_out(plan, tables, registry, to).await;
+    if done.is_err() {
+        // A table left marked in flight would make the next barrier wait for it for ever.
+        let mut reg = Registry::lock(registry)?;
+        for name in planned {
+            if reg.ahead.get(&name).is_some_and(|a| !a.done) {
+                reg.ahead.remove(&name);
+            }
+        }
+    }
+    done.map(|()| true)
+}
+
+async fn carry_out(
+    plan: Plan,
+    tables: &weir_state::Tables,
+    registry: &Mutex<Registry>,
+    to: &UploadAhead,
+) -> crate::error::Result<()> {
     for (name, table) in plan.discard {
         to.storage.delete_prefix(&table.object).await?;
         let mut reg = Registry::lock(registry)?;
@@ -130,15 +150,10 @@ async fn round(
                     reg.ahead.remove(&name);
                 }
             }
-            (Err(e), _) => {
-                if current {
-                    reg.ahead.remove(&name);
-                }
-                return Err(e);
-            }
+            (Err(e), _) => return Err(e),
         }
     }
-    Ok(true)
+    Ok(())
 }
 
 fn plan(
@@ -296,6 +311,47 @@ mod tests {
         assert_eq!(sent.new_bytes, 0, "the barrier sent tables again");
         assert_eq!(
             sent.ahead_bytes,
+            snap.tables.iter().map(|t| t.size).sum::<u64>()
+        );
+        for t in &snap.tables {
+            let bytes = storage.get(&t.object).await.unwrap().expect("uploaded");
+            assert_eq!(crc32fast::hash(&bytes), t.crc32, "{}", t.name);
+        }
+    }
+
+    /// An upload ahead that fails leaves its tables to the barrier, which uploads them
+    /// instead of waiting for an upload that will never finish.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_upload_ahead_leaves_its_tables_to_the_barrier() {
+        let tmp = tempfile::tempdir().unwrap();
+        // A file where storage's `shared/` directory would go: every upload fails.
+        let blocked = tmp.path().join("chk").join("shared");
+        std::fs::create_dir_all(blocked.parent().unwrap()).unwrap();
+        std::fs::write(&blocked, b"in the way").unwrap();
+        let (state, storage) = state_uploading_ahead(tmp.path()).await;
+        write(&state, 0..20_000);
+        // Until a round has linked a table to send (its staging directory exists) and given
+        // up on it.
+        let staging = tmp.path().join("state").join("store").join("ahead");
+        for _ in 0..500 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let idle = {
+                let reg = Registry::lock(state.registry()).unwrap();
+                reg.uploaded.is_empty() && reg.ahead.is_empty()
+            };
+            if staging.is_dir() && idle {
+                break;
+            }
+        }
+        assert!(staging.is_dir(), "no round tried to upload ahead");
+        std::fs::remove_file(&blocked).unwrap();
+        let (snap, sent) =
+            tokio::time::timeout(Duration::from_secs(20), checkpoint(&state, &storage, 1))
+                .await
+                .expect("the barrier waited for an upload ahead that had failed");
+        assert!(!snap.tables.is_empty());
+        assert_eq!(
+            sent.new_bytes + sent.ahead_bytes,
             snap.tables.iter().map(|t| t.size).sum::<u64>()
         );
         for t in &snap.tables {
