@@ -50,6 +50,8 @@ pub struct RunningJob {
     pub metrics: Arc<Metrics>,
     handle: JoinHandle<Result<Outcome>>,
     tasks: Vec<JoinHandle<()>>,
+    /// Pod 0 of a job with disk state: where to sweep shared tables once the job has ended.
+    sweep: Option<(Storage, Layout, String)>,
 }
 
 impl RunningJob {
@@ -64,6 +66,17 @@ impl RunningJob {
         };
         for t in &self.tasks {
             t.abort();
+        }
+        // Stores upload tables ahead of barriers: those sent after the last checkpoint (the
+        // end of input's last compaction) are in no checkpoint. Once every store is gone, the
+        // start-up sweep's rule applies: delete what no completed checkpoint refers to.
+        if let (Ok(_), Some((storage, layout, job_id))) = (&r, &self.sweep) {
+            for t in self.tasks {
+                let _ = t.await;
+            }
+            if let Err(e) = crate::checkpoint::shared_tables::sweep(storage, layout, job_id).await {
+                tracing::warn!(error = %e, "could not sweep shared state tables at the end; the next start does");
+            }
         }
         let (sent, received) = (
             self.metrics.exchange_sent.get(),
@@ -380,5 +393,7 @@ pub async fn start(plan: Plan, opts: RunOptions) -> Result<RunningJob> {
         metrics,
         handle,
         tasks: handles,
+        sweep: (backend.budget().is_some() && shape.pods.as_ref().is_none_or(|p| p.index == 0))
+            .then(|| (storage.clone(), layout.clone(), begun.job_id.clone())),
     })
 }
