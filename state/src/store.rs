@@ -11,7 +11,7 @@ use rocksdb::{
 };
 
 use crate::budget::Budget;
-use crate::checkpoint::{CheckpointFile, LocalCheckpoint};
+use crate::checkpoint::LocalCheckpoint;
 use crate::error::{Error, Result, io};
 use crate::family::{Family, from_ordered};
 use crate::keys::{self, KeyGroups};
@@ -74,27 +74,20 @@ impl Tables {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(io(&path, "link a table")(e)),
         }
-        let size = std::fs::metadata(&path).map_err(io(&path, "stat"))?.len();
-        Ok(Some(LinkedTable {
-            file: CheckpointFile {
-                name: name.to_string(),
-                path,
-                size,
-            },
-        }))
+        Ok(Some(LinkedTable { path }))
     }
 }
 
 /// A link to one table file ([`Tables::link`]), removed when dropped.
 #[derive(Debug)]
 pub struct LinkedTable {
-    /// The table, at the link.
-    pub file: CheckpointFile,
+    /// Where the link is.
+    pub path: PathBuf,
 }
 
 impl Drop for LinkedTable {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.file.path);
+        let _ = std::fs::remove_file(&self.path);
     }
 }
 

@@ -248,7 +248,8 @@ pub async fn start(plan: Plan, opts: RunOptions) -> Result<RunningJob> {
     // Tables that attempts never completed left behind; on pod 0 only, and before any pod's
     // subtask exists: a disk store uploads tables as soon as it is built (ahead of barriers),
     // and every store is built after this (the other pods' once pod 0 starts them, below).
-    if shape.pods.as_ref().is_none_or(|p| p.index == 0) {
+    let sweeps = shape.pods.as_ref().is_none_or(|p| p.index == 0);
+    if sweeps {
         crate::checkpoint::shared_tables::sweep(&storage, &layout, &begun.job_id).await?;
     }
     // The other pods: where to start, then wait until each has built its tasks.
@@ -393,7 +394,7 @@ pub async fn start(plan: Plan, opts: RunOptions) -> Result<RunningJob> {
         metrics,
         handle,
         tasks: handles,
-        sweep: (backend.budget().is_some() && shape.pods.as_ref().is_none_or(|p| p.index == 0))
+        sweep: (sweeps && backend.budget().is_some())
             .then(|| (storage.clone(), layout.clone(), begun.job_id.clone())),
     })
 }

@@ -210,16 +210,10 @@ async fn send(
     let Some(linked) = tables.link(name)? else {
         return Ok(None);
     };
-    let path = &linked.file.path;
-    let (size, crc32) = super::files::size_and_crc32(path)
+    let path = &linked.path;
+    let table = super::upload::describe(&to.shared_dir, uid, name, path)
         .await
         .map_err(|e| crate::error::Error::internal(format!("reading {}: {e}", path.display())))?;
-    let table = SharedTable {
-        name: name.to_string(),
-        object: format!("{}{uid}-{name}", to.shared_dir),
-        size,
-        crc32,
-    };
     to.storage.put_file(&table.object, path).await?;
     Ok(Some(table))
 }

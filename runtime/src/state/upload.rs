@@ -57,15 +57,9 @@ pub async fn upload(
             tables.push(t);
             continue;
         }
-        let (size, crc32) = super::files::size_and_crc32(&file.path)
+        let table = describe(shared_dir, &capture.uid, &file.name, &file.path)
             .await
             .map_err(unreadable)?;
-        let table = SharedTable {
-            name: file.name.clone(),
-            object: format!("{shared_dir}{}-{}", capture.uid, file.name),
-            size,
-            crc32,
-        };
         crate::fault::point("during-state-upload", checkpoint);
         // Streamed from the hard link: a table is never read whole into memory. The link
         // keeps the bytes the checksum saw (RocksDB never rewrites a table file).
@@ -79,6 +73,27 @@ pub async fn upload(
         tables.push(table);
     }
     Ok((capture.snapshot(tables, private), sent))
+}
+
+/// Table `name` (at `path`) as a store with `uid` stores it in `shared_dir`: its object, size
+/// and CRC32. Uploads at the barrier and ahead of it name a table alike, so that either finds
+/// the other's upload.
+///
+/// # Errors
+/// The file cannot be read.
+pub(super) async fn describe(
+    shared_dir: &str,
+    uid: &str,
+    name: &str,
+    path: &std::path::Path,
+) -> std::io::Result<SharedTable> {
+    let (size, crc32) = super::files::size_and_crc32(path).await?;
+    Ok(SharedTable {
+        name: name.to_string(),
+        object: format!("{shared_dir}{uid}-{name}"),
+        size,
+        crc32,
+    })
 }
 
 /// The upload of table `name` this store made before, waiting for one in flight ahead of the
