@@ -84,12 +84,18 @@ fn copy_range(
     groups: KeyGroups,
 ) -> Result<()> {
     let opts = options(budget);
+    let opened = |op: &'static str| {
+        let dir = source.dir.clone();
+        move |source| Error::Db { dir, op, source }
+    };
+    // A family the job added since the checkpoint was taken is not in it, and starts empty.
+    let held = DB::list_cf(&opts, &source.dir).map_err(opened("list a restored checkpoint"))?;
+    let families: Vec<&Family> = families
+        .iter()
+        .filter(|f| held.iter().any(|h| h == f.name))
+        .collect();
     let db = DB::open_cf_for_read_only(&opts, &source.dir, families.iter().map(|f| f.name), false)
-        .map_err(|source_err| Error::Db {
-            dir: source.dir.clone(),
-            op: "open a restored checkpoint",
-            source: source_err,
-        })?;
+        .map_err(opened("open a restored checkpoint"))?;
     let staging = store.root().join("copying");
     reset_dir(&staging)?;
     let failed = |dir: &std::path::Path, op: &'static str| {

@@ -135,6 +135,8 @@ pub struct Batch {
 enum Op {
     Put(usize, Vec<u8>, Vec<u8>),
     Delete(usize, Vec<u8>),
+    /// Every stored key from the first up to the second (excluded).
+    DeleteRange(usize, Vec<u8>, Vec<u8>),
 }
 
 impl Batch {
@@ -148,6 +150,15 @@ impl Batch {
     /// Remove `key` of key group `kg` from family `family`.
     pub fn delete(&mut self, family: usize, kg: u32, key: &[u8]) {
         self.ops.push(Op::Delete(family, keys::stored(kg, key)));
+    }
+
+    /// Remove every key of key group `kg` in family `family` that starts with `prefix`: one
+    /// range tombstone, however many keys there are.
+    pub fn delete_prefix(&mut self, family: usize, kg: u32, prefix: &[u8]) {
+        let start = keys::stored(kg, prefix);
+        let end =
+            keys::successor(&start).unwrap_or_else(|| keys::stored(kg.saturating_add(1), &[]));
+        self.ops.push(Op::DeleteRange(family, start, end));
     }
 
     /// No writes yet.
@@ -345,6 +356,7 @@ impl Store {
             match op {
                 Op::Put(f, k, v) => batch.put_cf(self.family(f)?, k, v),
                 Op::Delete(f, k) => batch.delete_cf(self.family(f)?, k),
+                Op::DeleteRange(f, from, to) => batch.delete_range_cf(self.family(f)?, from, to),
             }
         }
         self.write_raw(batch)
@@ -405,6 +417,34 @@ impl Store {
         let end =
             keys::successor(&start).unwrap_or_else(|| keys::stored(kg.saturating_add(1), &[]));
         self.scan_between(family, start, end)
+    }
+
+    /// The greatest key of key group `kg` in `family` that starts with `prefix`, with its
+    /// value: the end of a prefix scan without reading the rest.
+    ///
+    /// # Errors
+    /// The family is unknown; RocksDB read errors.
+    pub fn last_in_prefix(
+        &self,
+        family: usize,
+        kg: u32,
+        prefix: &[u8],
+    ) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+        let cf = self.family(family)?;
+        let start = keys::stored(kg, prefix);
+        let end =
+            keys::successor(&start).unwrap_or_else(|| keys::stored(kg.saturating_add(1), &[]));
+        let mut read = ReadOptions::default();
+        read.set_iterate_lower_bound(start);
+        read.set_iterate_upper_bound(end);
+        let last = self.db.iterator_cf_opt(cf, read, IteratorMode::End).next();
+        last.transpose()
+            .map_err(self.err("scan"))?
+            .map(|(k, v)| {
+                let (_, key) = keys::split(&k).ok_or_else(|| self.short_key())?;
+                Ok((key.to_vec(), v.to_vec()))
+            })
+            .transpose()
     }
 
     /// Entries of `family` from stored key `start` up to `end` (excluded), without their key

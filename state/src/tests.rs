@@ -267,3 +267,96 @@ fn compactions_drop_expiring_entries_only_at_or_below_the_horizon() {
         "a kept family keeps all"
     );
 }
+
+/// A job that added a family since its checkpoints were taken restores them, into one store
+/// or across a rescale (a kept checkpoint and a copied one): the new family starts empty.
+#[test]
+fn a_family_added_since_the_checkpoint_starts_empty() {
+    let tmp = tempfile::tempdir().unwrap();
+    let budget = Budget::new(16 << 20);
+    let a = Store::create(&tmp.path().join("a"), FAMILIES, &budget).unwrap();
+    fill(&a, 0..=3, 20, "a");
+    let b = Store::create(&tmp.path().join("b"), FAMILIES, &budget).unwrap();
+    fill(&b, 4..=7, 20, "b");
+    let (ca, cb) = (a.checkpoint("c").unwrap(), b.checkpoint("c").unwrap());
+    let (da, db) = (tmp.path().join("da"), tmp.path().join("db"));
+    download(&ca, &da);
+    download(&cb, &db);
+    let more: &[Family] = &[
+        Family::kept("values"),
+        Family::kept("index"),
+        Family::kept("added"),
+    ];
+    let (restored, base) = Store::restore(
+        &tmp.path().join("r"),
+        more,
+        &budget,
+        KeyGroups::new(0..=7),
+        vec![
+            Source {
+                dir: da,
+                groups: KeyGroups::new(0..=3),
+            },
+            Source {
+                dir: db,
+                groups: KeyGroups::new(4..=7),
+            },
+        ],
+    )
+    .unwrap();
+    assert!(base.is_some());
+    assert_eq!(contents(&restored, KeyGroups::new(0..=7)).len(), 8 * 20);
+    assert_eq!(restored.scan(2, KeyGroups::new(0..=7)).unwrap().count(), 0);
+    let mut batch = Batch::default();
+    batch.put(2, 1, b"x", b"y");
+    restored.write(batch).unwrap();
+    assert_eq!(restored.get(2, 1, b"x").unwrap(), Some(b"y".to_vec()));
+}
+
+/// The last key of a prefix is found without a scan, and a prefix's keys go in one delete;
+/// neither reaches past the prefix or into another key group.
+#[test]
+fn the_last_key_of_a_prefix_and_a_prefix_deleted_whole() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::create(tmp.path(), FAMILIES, &Budget::new(16 << 20)).unwrap();
+    let mut batch = Batch::default();
+    for key in [
+        &b"a"[..],
+        b"a\x00",
+        b"a\x7f",
+        b"a\xff\xff",
+        b"b",
+        b"\xff\xff",
+    ] {
+        batch.put(0, 4, key, key);
+    }
+    batch.put(0, 5, b"a\xff\xff\xff", b"other group");
+    batch.put(0, 3, b"a\xff\xff\xff", b"other group");
+    store.write(batch).unwrap();
+    let last = |prefix: &[u8]| store.last_in_prefix(0, 4, prefix).unwrap().map(|e| e.0);
+    assert_eq!(last(b"a"), Some(b"a\xff\xff".to_vec()));
+    assert_eq!(last(b"a\x7f"), Some(b"a\x7f".to_vec()));
+    assert_eq!(last(b"\xff"), Some(b"\xff\xff".to_vec()));
+    assert_eq!(last(b"c"), None);
+    assert_eq!(last(b""), Some(b"\xff\xff".to_vec()));
+
+    let mut batch = Batch::default();
+    batch.delete_prefix(0, 4, b"a");
+    batch.put(0, 4, b"a\x01", b"after the delete");
+    store.write(batch).unwrap();
+    let left: Vec<Vec<u8>> = store
+        .scan(0, KeyGroups::new(0..=7))
+        .unwrap()
+        .map(|r| r.unwrap().1)
+        .collect();
+    assert_eq!(
+        left,
+        [
+            b"a\xff\xff\xff".to_vec(),
+            b"a\x01".to_vec(),
+            b"b".to_vec(),
+            b"\xff\xff".to_vec(),
+            b"a\xff\xff\xff".to_vec()
+        ]
+    );
+}
