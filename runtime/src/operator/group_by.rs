@@ -17,7 +17,9 @@
 //! long as the job runs, or, with `stateTtl` over input that carries event time, until no
 //! row of the group has come for that long ([`super::ttl`]). It lives in memory or, with the
 //! `disk` backend, in a store ([`super::keyed_store`]) from which each batch reads the groups it
-//! touches.
+//! touches; there the values a `count(DISTINCT)` or an extreme over a changelog holds are each
+//! their own stored key ([`held`]), so a group's stored value stays small however many values
+//! it holds.
 //!
 //! Replay after a restore is exact: the checkpoint holds every group as of its barrier, which
 //! is what the output committed by that checkpoint last said of it, so the replay's first
@@ -78,6 +80,12 @@ pub struct GroupBy {
     ttl: Option<(usize, Ttl)>,
     /// The groups' store, with the `disk` backend.
     disk: Option<KeyedStore>,
+    /// On disk, the values distinct counts and extremes over a changelog hold.
+    held: Option<Held>,
+    /// A new group's accumulators over inserts (on disk, with held values in disk form).
+    fresh: Vec<Acc>,
+    /// A new group's accumulators over a changelog.
+    fresh_retracting: Vec<Retractable>,
 }
 
 impl std::fmt::Debug for GroupBy {
@@ -95,17 +103,32 @@ impl GroupBy {
     /// Arrow's error when a `count_distinct` argument type cannot be row-encoded; the disk
     /// store does not open.
     pub fn new(c: GroupByConfig, place: Option<Place>) -> Result<Self> {
+        let budget = place.as_ref().map(|p| p.budget.bytes());
         let disk = place
             .map(|place| {
                 let state = DiskState::create(place, keyed_store::FAMILIES)?;
                 let mut store = KeyedStore::new(NAME, state, c.max_parallelism, c.ttl.map(|t| t.1));
                 // No group is ever due: they may stay in memory until the barrier.
                 store.defer_writes();
+                store.owns();
                 Ok::<_, Error>(store)
             })
             .transpose()?;
+        let mut held =
+            budget.and_then(|b| Held::new(&c.aggregates, c.retracting, c.max_parallelism, b));
+        let mut fresh: Vec<Acc> = c.aggregates.iter().map(Acc::new).collect();
+        let mut fresh_retracting: Vec<Retractable> =
+            c.aggregates.iter().map(Retractable::new).collect();
+        if let Some(h) = &mut held {
+            let mut none = weir_state::Batch::default();
+            h.take(&[], &mut fresh, &mut none);
+            h.take(&[], &mut fresh_retracting, &mut none);
+        }
         Ok(Self {
             disk,
+            held,
+            fresh,
+            fresh_retracting,
             args: Arguments::new(&c.aggregates)?,
             changelog: changelog::is_changelog(&c.output),
             keys: c.keys,
@@ -132,7 +155,10 @@ impl GroupBy {
     }
 
     /// Add row `row` (its arguments in `values`) to its group, or take it back (`sign` -1).
-    fn apply(&mut self, key: &[u8], values: &[Value<'_>], row: usize, sign: i64) {
+    ///
+    /// # Errors
+    /// On disk, a held value was not read first (an internal error).
+    fn apply(&mut self, key: &[u8], values: &[Value<'_>], row: usize, sign: i64) -> Result<()> {
         if let Some(groups) = &mut self.retracting {
             if !groups.contains_key(key) {
                 if sign < 0 {
@@ -141,34 +167,93 @@ impl GroupBy {
                     tracing::debug!(
                         "a GROUP BY was asked to take back a row of a group it does not hold"
                     );
-                    return;
+                    return Ok(());
                 }
-                let accs = self.aggregates.iter().map(Retractable::new).collect();
+                let accs = self.fresh_retracting.clone();
                 groups.insert(key.to_vec(), Group { rows: 0, accs });
             }
             let Some(g) = groups.get_mut(key) else {
-                return;
+                return Ok(());
             };
             g.rows += sign;
             for (acc, v) in g.accs.iter_mut().zip(values) {
                 acc.update(v, row, sign);
             }
+            if let Some(h) = &mut self.held {
+                h.add(key, values, row, sign, &mut g.accs)?;
+            }
             if g.rows <= 0 {
                 groups.remove(key);
+                if let Some(h) = &mut self.held {
+                    h.drop_group(key);
+                }
             }
-            return;
+            return Ok(());
         }
         // The key is copied only for a new group, not for every row.
         if !self.groups.contains_key(key) {
-            let fresh = self.aggregates.iter().map(Acc::new).collect();
-            self.groups.insert(key.to_vec(), fresh);
+            self.groups.insert(key.to_vec(), self.fresh.clone());
         }
         let Some(accs) = self.groups.get_mut(key) else {
-            return;
+            return Ok(());
         };
         for (acc, v) in accs.iter_mut().zip(values) {
             acc.update(v, row);
         }
+        if let Some(h) = &mut self.held {
+            h.add(key, values, row, 1, accs)?;
+        }
+        Ok(())
+    }
+
+    /// On disk, before a batch's rows apply: groups read in memory form (from a store written
+    /// before values were held apart) move their values out; the held values the rows name
+    /// are read.
+    fn read_held(&mut self, keys: &[&[u8]], rows: &[&[u8]], values: &[Value<'_>]) -> Result<()> {
+        let (Some(h), Some(d)) = (&mut self.held, &self.disk) else {
+            return Ok(());
+        };
+        let mut moved = weir_state::Batch::default();
+        for key in keys {
+            match &mut self.retracting {
+                Some(groups) => {
+                    if let Some(g) = groups.get_mut(*key) {
+                        h.take(key, &mut g.accs, &mut moved);
+                    }
+                }
+                None => {
+                    if let Some(accs) = self.groups.get_mut(*key) {
+                        h.take(key, accs, &mut moved);
+                    }
+                }
+            }
+        }
+        let store = d.state.store();
+        if !moved.is_empty() {
+            store.write(moved)?;
+        }
+        h.read(store, rows, values)
+    }
+
+    /// On disk, after a batch's rows applied: write the held values they changed, and set
+    /// each extreme whose value went to the one now first or last.
+    fn write_held(&mut self) -> Result<()> {
+        let (Some(h), Some(d)) = (&mut self.held, &self.disk) else {
+            return Ok(());
+        };
+        let (groups, retracting) = (&mut self.groups, &mut self.retracting);
+        h.write(d.state.store(), |key, at, value| match retracting {
+            Some(groups) => {
+                if let Some(acc) = groups.get_mut(key).and_then(|g| g.accs.get_mut(at)) {
+                    acc.found(value);
+                }
+            }
+            None => {
+                if let Some(acc) = groups.get_mut(key).and_then(|accs| accs.get_mut(at)) {
+                    acc.found(value);
+                }
+            }
+        })
     }
 }
 
@@ -194,6 +279,12 @@ impl Operator for GroupBy {
                 None => d.load(&keys, &mut self.groups)?,
             }
         }
+        if self.held.is_some() {
+            let rows: Vec<&[u8]> = (0..batch.num_rows())
+                .map(|r| key_rows.row(r).data())
+                .collect();
+            self.read_held(&keys, &rows, &values)?;
+        }
         // Each with its result before this batch (`None`: no such group).
         let touched: Vec<(&[u8], Option<Vec<Outcome>>)> =
             keys.iter().map(|k| (*k, self.outcomes(k))).collect();
@@ -209,8 +300,9 @@ impl Operator for GroupBy {
                 Some(k) if k.retracts() => -1,
                 _ => 1,
             };
-            self.apply(key, &values, row, sign);
+            self.apply(key, &values, row, sign)?;
         }
+        self.write_held()?;
         let mut rows: Vec<(&[u8], Vec<Outcome>, Kind)> = Vec::new();
         for (key, before) in touched {
             match (before, self.outcomes(key)) {
@@ -253,7 +345,14 @@ impl Operator for GroupBy {
 
     fn on_watermark(&mut self, watermark: Millis, _out: &mut Output) -> Result<()> {
         if let Some(d) = &mut self.disk {
-            return d.expire(watermark);
+            let expired = d.expire(watermark)?;
+            if let Some(h) = &mut self.held
+                && expired > 0
+            {
+                // Their held values went with them, in the store only.
+                h.forget();
+            }
+            return Ok(());
         }
         if let Some((_, ttl)) = &mut self.ttl {
             for key in ttl.expire(watermark) {
@@ -270,8 +369,15 @@ impl Operator for GroupBy {
         if let Some(d) = &self.disk {
             self.flush(d)?;
             let retracting = self.retracting.is_some();
+            let holders = self.holders();
             return super::gather(|sink| {
-                encode_store(d.state.store(), d.state.groups(), retracting, sink)
+                encode_store(
+                    d.state.store(),
+                    d.state.groups(),
+                    retracting,
+                    &holders,
+                    sink,
+                )
             });
         }
         match &self.retracting {
@@ -301,11 +407,14 @@ impl Operator for GroupBy {
             Some(d) => {
                 self.flush(d)?;
                 let retracting = self.retracting.is_some();
+                let holders = self.holders();
                 super::capture_store(
                     &d.state,
                     portable,
                     keyed_store::FAMILIES,
-                    move |store, groups, sink| encode_store(store, groups, retracting, sink),
+                    move |store, groups, sink| {
+                        encode_store(store, groups, retracting, &holders, sink)
+                    },
                 )
             }
         }
@@ -319,6 +428,14 @@ impl Operator for GroupBy {
                 retract::check_restored(&self.aggregates, g).map_err(wrong)?;
             }
             if let Some(d) = &mut self.disk {
+                let mut restored = restored;
+                if let Some(h) = &mut self.held {
+                    move_held(
+                        h,
+                        d,
+                        restored.iter_mut().map(|(k, g)| (&k[..], &mut g.accs[..])),
+                    )?;
+                }
                 return d.put_all(restored.into_iter().map(|(k, g)| (k, g, None)), |_| None);
             }
             if let Some(groups) = &mut self.retracting {
@@ -332,6 +449,14 @@ impl Operator for GroupBy {
             check_restored(&self.aggregates, accs).map_err(wrong)?;
         }
         if let Some(d) = &mut self.disk {
+            let mut restored = restored;
+            if let Some(h) = &mut self.held {
+                move_held(
+                    h,
+                    d,
+                    restored.iter_mut().map(|(k, (a, _))| (&k[..], &mut a[..])),
+                )?;
+            }
             return d.put_all(
                 restored
                     .into_iter()
@@ -357,11 +482,23 @@ impl Operator for GroupBy {
         // The stored keys and accumulators still fit the job (a sample: the first group).
         if let Some((key, v)) = d.sample()? {
             self.check_keys(std::iter::once(key.as_slice()))?;
+            // Held values' disk forms are checked as the memory forms they stand for.
+            let holders = self.holders();
             if self.retracting.is_some() {
-                let (g, _) = d.decode::<Group>(&v)?;
+                let (mut g, _) = d.decode::<Group>(&v)?;
+                for &at in &holders {
+                    if let Some(acc) = g.accs.get_mut(at) {
+                        acc.give(Vec::new());
+                    }
+                }
                 retract::check_restored(&self.aggregates, &g).map_err(wrong)?;
             } else {
-                let (accs, _) = d.decode::<Vec<Acc>>(&v)?;
+                let (mut accs, _) = d.decode::<Vec<Acc>>(&v)?;
+                for &at in &holders {
+                    if let Some(acc) = accs.get_mut(at) {
+                        acc.give(Vec::new());
+                    }
+                }
                 check_restored(&self.aggregates, &accs).map_err(wrong)?;
             }
         }
@@ -371,6 +508,14 @@ impl Operator for GroupBy {
 }
 
 impl GroupBy {
+    /// The positions of the aggregates whose values are held apart on disk.
+    fn holders(&self) -> Vec<usize> {
+        self.held
+            .as_ref()
+            .map(|h| h.positions().collect())
+            .unwrap_or_default()
+    }
+
     /// Write the groups write-back holds in memory to `d`, so that the store holds them all.
     fn flush(&self, d: &KeyedStore) -> Result<()> {
         match &self.retracting {
@@ -399,23 +544,55 @@ fn wrong(message: String) -> Error {
 
 /// Every group of a store, streamed as the memory backend's checkpoint holds it: over inserts
 /// each group's accumulators with its newest row's time, over a changelog (`retracting`) its
-/// `Group`.
+/// `Group`; the accumulators at positions `holders` with the values held apart.
 fn encode_store(
     store: &weir_state::Store,
     groups: weir_state::KeyGroups,
     retracting: bool,
+    holders: &[usize],
     sink: super::PieceSink<'_>,
 ) -> Result<()> {
     if retracting {
-        KeyedStore::encode_store(NAME, store, groups, |g: Group, _| g, sink)
+        let as_memory = |kg, key: &[u8], mut g: Group, _| {
+            Held::gather(holders, store, kg, key, &mut g.accs)?;
+            Ok(g)
+        };
+        KeyedStore::encode_store(NAME, store, groups, as_memory, sink)
     } else {
-        KeyedStore::encode_store(NAME, store, groups, |accs: Vec<Acc>, t| (accs, t), sink)
+        let as_memory = |kg, key: &[u8], mut accs: Vec<Acc>, t| {
+            Held::gather(holders, store, kg, key, &mut accs)?;
+            Ok((accs, t))
+        };
+        KeyedStore::encode_store(NAME, store, groups, as_memory, sink)
     }
 }
 
+/// Move the values restored groups (in memory form) hold into the store, leaving their
+/// accumulators in disk form: before the groups themselves are put.
+fn move_held<'g, A: Holds + 'g>(
+    held: &mut Held,
+    d: &KeyedStore,
+    groups: impl Iterator<Item = (&'g [u8], &'g mut [A])>,
+) -> Result<()> {
+    const CHUNK: usize = 65_536;
+    let mut batch = weir_state::Batch::default();
+    for (key, accs) in groups {
+        held.take(key, accs, &mut batch);
+        if batch.len() >= CHUNK {
+            d.state.store().write(std::mem::take(&mut batch))?;
+        }
+    }
+    if !batch.is_empty() {
+        d.state.store().write(batch)?;
+    }
+    Ok(())
+}
+
+mod held;
 mod retract;
 #[cfg(test)]
 mod tests;
 
 use super::keyed_store::{self, KeyedStore};
+use held::{Held, Holds};
 use retract::{Group, Retractable};

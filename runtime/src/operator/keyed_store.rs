@@ -24,17 +24,22 @@ use crate::error::{Error, Result};
 use crate::ids::Millis;
 use crate::keys::key_group;
 use crate::operator::{KeyedPieces, PieceSink};
-use crate::state::disk::{DiskState, Family, Fetched, from_ordered, ordered};
+use crate::state::disk::{DiskState, Family, Fetched, from_ordered, length_prefixed, ordered};
 
 /// The store's families.
 pub const FAMILIES: &[Family] = &[
     Family::kept("values"),
     Family::kept("timers"),
     Family::kept("due"),
+    Family::kept("owned"),
 ];
 const VALUES: usize = 0;
 const TIMERS: usize = 1;
 const DUE: usize = 2;
+/// Entries a value owns, under its key [`length_prefixed`]: the values a `GROUP BY`'s group
+/// holds (`group_by::held`), which the operator writes and which go with the value when it
+/// expires ([`KeyedStore::owns`]).
+pub const OWNED: usize = 3;
 
 /// A time, then a key: a timer's or a due value's key.
 fn timer_key(newest: Millis, key: &[u8]) -> Vec<u8> {
@@ -93,6 +98,8 @@ pub struct KeyedStore {
     write_back: Option<usize>,
     /// The stored sizes of the values in the operator's map, as read or last written.
     cached_bytes: Cell<usize>,
+    /// Values own entries in [`OWNED`]: expiry deletes them too.
+    owns: bool,
 }
 
 impl KeyedStore {
@@ -114,7 +121,14 @@ impl KeyedStore {
             before: RefCell::new(HashMap::new()),
             write_back: None,
             cached_bytes: Cell::new(0),
+            owns: false,
         }
+    }
+
+    /// Values own entries in [`OWNED`] under their key: a value that expires takes them with
+    /// it (one range delete).
+    pub fn owns(&mut self) {
+        self.owns = true;
     }
 
     /// Keep the values a batch touched in the operator's map after it, written back only when
@@ -141,6 +155,7 @@ impl KeyedStore {
             max_parallelism,
             ttl,
             write_back,
+            owns,
             ..
         } = self;
         let place = state.place().clone();
@@ -151,6 +166,7 @@ impl KeyedStore {
         restored.next_expiry.set(Millis::MIN);
         restored.next_due.set(Millis::MIN);
         restored.write_back = write_back;
+        restored.owns = owns;
         Ok(restored)
     }
 
@@ -339,17 +355,19 @@ impl KeyedStore {
         Ok(())
     }
 
-    /// Delete the values whose newest row is `ttl` or more behind `watermark`.
+    /// Delete the values whose newest row is `ttl` or more behind `watermark` (with what they
+    /// own); how many.
     ///
     /// # Errors
     /// The store's read or write fails.
-    pub fn expire(&mut self, watermark: Millis) -> Result<()> {
+    pub fn expire(&mut self, watermark: Millis) -> Result<usize> {
         let Some(ttl) = self.ttl else {
-            return Ok(());
+            return Ok(0);
         };
         if watermark < self.next_expiry.get() {
-            return Ok(());
+            return Ok(0);
         }
+        let mut expired = 0;
         let groups = self.state.groups();
         let store = self.state.store();
         let mut next = Millis::MAX;
@@ -367,13 +385,17 @@ impl KeyedStore {
                 let key = k.get(8..).ok_or_else(short)?;
                 batch.delete(VALUES, kg, key);
                 batch.delete(TIMERS, kg, &k);
+                if self.owns {
+                    batch.delete_prefix(OWNED, kg, &length_prefixed(key, 0));
+                }
+                expired += 1;
             }
             if !batch.is_empty() {
                 store.write(batch)?;
             }
         }
         self.next_expiry.set(next);
-        Ok(())
+        Ok(expired)
     }
 
     /// Take out every value due at or before `watermark`: (its time, key, value), in order of
@@ -423,15 +445,17 @@ impl KeyedStore {
     }
 
     /// Every value in `store`, streamed per key group as the memory backend encodes it: each
-    /// stored `(value, newest)` as `as_memory` makes it.
+    /// stored `(value, newest)` of key `key` in key group `kg` as `as_memory(kg, key, value,
+    /// newest)` makes it.
     ///
     /// # Errors
-    /// The store's read fails, or a value does not decode or encode; what `sink` returns.
+    /// The store's read fails, or a value does not decode or encode; what `sink` or
+    /// `as_memory` returns.
     pub fn encode_store<G, T>(
         operator: &str,
         store: &weir_state::Store,
         groups: weir_state::KeyGroups,
-        as_memory: impl Fn(G, Option<Millis>) -> T,
+        as_memory: impl Fn(u32, &[u8], G, Option<Millis>) -> Result<T>,
         sink: PieceSink<'_>,
     ) -> Result<()>
     where
@@ -442,7 +466,7 @@ impl KeyedStore {
         for entry in store.scan(VALUES, groups)? {
             let (kg, key, v) = entry?;
             let (g, newest) = decode::<G>(operator, &v)?;
-            pieces.push(kg, &key, &as_memory(g, newest))?;
+            pieces.push(kg, &key, &as_memory(kg, &key, g, newest)?)?;
         }
         pieces.finish()
     }
@@ -464,6 +488,15 @@ impl KeyedStore {
         self.state
             .store()
             .scan(VALUES, self.state.groups())
+            .map_or(0, Iterator::count)
+    }
+
+    /// How many entries values own are stored (tests).
+    #[cfg(test)]
+    pub fn owned_count(&self) -> usize {
+        self.state
+            .store()
+            .scan(OWNED, self.state.groups())
             .map_or(0, Iterator::count)
     }
 }

@@ -487,9 +487,15 @@ fn encode_store(
     sink: super::PieceSink<'_>,
 ) -> Result<()> {
     if with_times {
-        KeyedStore::encode_store(NAME, store, groups, |l: Vec<Ranked>, t| (l, t), sink)
+        KeyedStore::encode_store(
+            NAME,
+            store,
+            groups,
+            |_, _, l: Vec<Ranked>, t| Ok((l, t)),
+            sink,
+        )
     } else {
-        KeyedStore::encode_store(NAME, store, groups, |l: Vec<Ranked>, _| l, sink)
+        KeyedStore::encode_store(NAME, store, groups, |_, _, l: Vec<Ranked>, _| Ok(l), sink)
     }
 }
 

@@ -32,15 +32,23 @@ pub enum Retractable {
     ExtremeF { max: bool, held: BTreeMap<i64, i64> },
     /// `count_distinct`: each row-format value, and by how many rows.
     Distinct(HashMap<Vec<u8>, i64>),
+    /// With the `disk` backend, a `min` or `max` whose values are held in the store
+    /// ([`super::held`]): the current extreme, as [`ExtremeI`](Self::ExtremeI) or
+    /// [`ExtremeF`](Self::ExtremeF) keys it.
+    ExtremeOnDisk {
+        max: bool,
+        float: bool,
+        current: Option<i64>,
+    },
 }
 
 /// A float as an integer with the same order (`total_cmp`'s), so floats can key a map.
-fn float_key(x: f64) -> i64 {
+pub(super) fn float_key(x: f64) -> i64 {
     let b = x.to_bits().cast_signed();
     b ^ ((b >> 63).cast_unsigned() >> 1).cast_signed()
 }
 
-fn float_of(k: i64) -> f64 {
+pub(super) fn float_of(k: i64) -> f64 {
     let b = k ^ ((k >> 63).cast_unsigned() >> 1).cast_signed();
     f64::from_bits(b.cast_unsigned())
 }
@@ -144,6 +152,12 @@ impl Retractable {
             Self::ExtremeI { max, held } => Outcome::Int(extreme(*max, held)),
             Self::ExtremeF { max, held } => Outcome::Float(extreme(*max, held).map(float_of)),
             Self::Distinct(held) => Outcome::Int(Some(held.len() as i64)),
+            Self::ExtremeOnDisk {
+                float: true,
+                current,
+                ..
+            } => Outcome::Float(current.map(float_of)),
+            Self::ExtremeOnDisk { current, .. } => Outcome::Int(*current),
         }
     }
 }

@@ -427,3 +427,186 @@ fn groups_expire_by_ttl(places: &Places) {
         assert_eq!(d.count(), 0, "{backend:?}: groups left in the store");
     }
 }
+
+/// One group of many rows over a changelog: `live` holds each live row's value.
+fn one_group_rows(live: &[i64]) -> Vec<Input2> {
+    live.iter().map(|v| (Some(1), Some(*v))).collect()
+}
+
+/// On disk the values a `count(DISTINCT)` and a `max` over a changelog hold are stored apart
+/// from their group (`held`): one group holding thousands of values keeps a small stored
+/// value, and its results stay the oracle's while values come and go (its current maximum
+/// taken back again and again), across restores, with more values than the memory share of
+/// known held values takes (so they are forgotten and read again).
+#[test]
+fn a_group_holding_thousands_of_values_stays_exact_and_small_on_disk() {
+    for backend in BACKENDS {
+        let places = Places::new(backend, 0..=15);
+        let schema = changelog_input();
+        let mut rng = Rng(7);
+        // Each value twice, in random order; then the largest half taken back, largest first,
+        // a copy at a time.
+        let mut adds: Vec<i64> = (0..6_000).chain(0..6_000).collect();
+        for i in (1..adds.len()).rev() {
+            let j = usize::try_from(rng.next(i as u64 + 1)).unwrap();
+            adds.swap(i, j);
+        }
+        let mut changes: Vec<(i64, Kind)> = adds.into_iter().map(|v| (v, Kind::Insert)).collect();
+        changes.extend(
+            (3_000..6_000)
+                .rev()
+                .flat_map(|v| [(v, Kind::Delete), (v, Kind::Delete)]),
+        );
+        let mut op = make(&places, config_over(&schema, true));
+        let mut live: Vec<i64> = Vec::new();
+        let mut table: BTreeMap<Row, usize> = BTreeMap::new();
+        for (i, part) in changes.chunks(700).enumerate() {
+            if i % 7 == 6 {
+                op = restart(&places, &op, config_over(&schema, true));
+            }
+            for (v, kind) in part {
+                if kind.retracts() {
+                    let at = live.iter().position(|x| x == v).unwrap();
+                    live.swap_remove(at);
+                } else {
+                    live.push(*v);
+                }
+            }
+            let b = RecordBatch::try_new(
+                Arc::clone(&schema),
+                vec![
+                    Arc::new(Int64Array::from_iter_values(part.iter().map(|_| 1))),
+                    Arc::new(Int64Array::from_iter_values(part.iter().map(|r| r.0))),
+                    changelog::column(&part.iter().map(|r| r.1).collect::<Vec<_>>()),
+                ],
+            )
+            .unwrap();
+            let mut out = Output::default();
+            op.process(Input::ONLY, b, &mut out).unwrap();
+            apply(&out, &mut table, 7);
+            assert_eq!(
+                table,
+                oracle(&one_group_rows(&live)),
+                "{backend:?}, batch {i}"
+            );
+        }
+        if let Some(d) = &op.disk {
+            op.flush(d).unwrap();
+            let (_, stored) = d.sample().unwrap().unwrap();
+            assert!(
+                stored.len() < 100,
+                "{backend:?}: the group's stored value is {} bytes",
+                stored.len()
+            );
+        }
+    }
+}
+
+/// Over inserts, a `count(DISTINCT)` of thousands of values in a few groups on disk equals
+/// the oracle's across restores, and each group's stored value stays small.
+#[test]
+fn distinct_counts_of_thousands_of_values_stay_exact_and_small_on_disk() {
+    for backend in BACKENDS {
+        let places = Places::new(backend, 0..=15);
+        let mut rng = Rng(11);
+        let all: Vec<(Option<i64>, Option<i64>)> = (0..30_000)
+            .map(|_| {
+                let v = rng.next(12_000).cast_signed();
+                (Some(rng.next(3).cast_signed()), (v != 0).then_some(v))
+            })
+            .collect();
+        let mut op = make(&places, config(true));
+        let mut table: BTreeMap<Row, usize> = BTreeMap::new();
+        for (i, part) in all.chunks(1_000).enumerate() {
+            if i % 9 == 8 {
+                op = restart(&places, &op, config(true));
+            }
+            let mut out = Output::default();
+            op.process(Input::ONLY, batch(part), &mut out).unwrap();
+            apply(&out, &mut table, 11);
+        }
+        assert_eq!(table, oracle(&all), "{backend:?}");
+        if let Some(d) = &op.disk {
+            op.flush(d).unwrap();
+            let (_, stored) = d.sample().unwrap().unwrap();
+            assert!(stored.len() < 100, "{backend:?}: {} bytes", stored.len());
+        }
+    }
+}
+
+/// `stateTtl` on disk: a group that expires takes its held distinct values with it, so the
+/// same value counts again when the group starts over, and nothing is left at the end.
+#[test]
+fn an_expired_group_forgets_its_distinct_values() {
+    use datafusion::arrow::array::TimestampMillisecondArray;
+    for backend in BACKENDS {
+        let places = Places::new(backend, 0..=15);
+        let schema: SchemaRef = Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Int64, false),
+            Field::new("v", DataType::Int64, false),
+            Field::new("ts", crate::schema::timestamp_type(), false),
+        ]));
+        let cfg = || GroupByConfig {
+            keys: KeyCodec::new(&schema, vec![0]).unwrap(),
+            aggregates: vec![Aggregate {
+                func: AggregateFn::CountDistinct,
+                arg: Some(CompiledExpr::compile("v", &schema).unwrap()),
+                kind: ValueKind::Any,
+            }],
+            output: Arc::new(Schema::new(vec![
+                Field::new("k", DataType::Int64, false),
+                Field::new("n", DataType::Int64, true),
+                changelog::field(),
+            ])),
+            max_parallelism: 16,
+            retracting: false,
+            ttl: Some((2, 5)),
+        };
+        let run = |op: &mut GroupBy, rows: &[(i64, i64, i64)]| -> Vec<(i64, String)> {
+            let b = RecordBatch::try_new(
+                Arc::clone(&schema),
+                vec![
+                    Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.0))),
+                    Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.1))),
+                    Arc::new(TimestampMillisecondArray::from_iter_values(
+                        rows.iter().map(|r| r.2),
+                    )),
+                ],
+            )
+            .unwrap();
+            let mut out = Output::default();
+            op.process(Input::ONLY, b, &mut out).unwrap();
+            out.batches
+                .iter()
+                .flat_map(|b| {
+                    let n = b.column(1).as_primitive::<Int64Type>().clone();
+                    let c = b.column(2).as_string::<i32>().clone();
+                    (0..b.num_rows())
+                        .map(move |i| (n.value(i), c.value(i).to_string()))
+                        .collect::<Vec<_>>()
+                })
+                .collect()
+        };
+        let s = |n: i64, c: &str| (n, c.to_string());
+        let mut op = make(&places, cfg());
+        assert_eq!(run(&mut op, &[(1, 7, 0), (1, 8, 0)]), [s(2, "+I")]);
+        op.on_watermark(10, &mut Output::default()).unwrap();
+        assert_eq!(
+            run(&mut op, &[(1, 7, 11)]),
+            [s(1, "+I")],
+            "{backend:?}: the group expired with its values"
+        );
+        let mut op = restart(&places, &op, cfg());
+        assert_eq!(
+            run(&mut op, &[(1, 7, 12), (1, 9, 12)]),
+            [s(1, "-U"), s(2, "+U")],
+            "{backend:?}"
+        );
+        op.on_watermark(Millis::MAX, &mut Output::default())
+            .unwrap();
+        if let Some(d) = &op.disk {
+            assert_eq!(d.count(), 0, "{backend:?}: groups left");
+            assert_eq!(d.owned_count(), 0, "{backend:?}: held values left");
+        }
+    }
+}
