@@ -610,3 +610,65 @@ fn an_expired_group_forgets_its_distinct_values() {
         }
     }
 }
+
+/// A store written before held values were kept apart holds each group's distinct values
+/// inside its stored value: such a group is converted when a batch reads it, and goes on
+/// exactly as memory does.
+/// A group over inserts as a checkpoint holds it.
+type Stored = (
+    Vec<crate::operator::window::accumulators::Acc>,
+    Option<Millis>,
+);
+
+#[test]
+fn a_group_stored_with_its_values_inside_is_converted_when_read() {
+    use crate::operator::window::accumulators::Acc;
+    let first = [(Some(1), Some(1)), (Some(1), Some(2)), (Some(2), Some(5))];
+    let second = [(Some(1), Some(2)), (Some(1), Some(3)), (Some(2), Some(5))];
+    let memory = Places::new(crate::operator::tests::Backend::Memory, 0..=15);
+    let mut m = make(&memory, config(true));
+    m.process(Input::ONLY, batch(&first), &mut Output::default())
+        .unwrap();
+    let old: Vec<(Vec<u8>, Stored)> =
+        crate::operator::decode_keyed("group by", m.snapshot().unwrap()).unwrap();
+    assert!(
+        old.iter()
+            .all(|(_, (accs, _))| matches!(accs[3], Acc::Distinct(_)))
+    );
+
+    let disk = Places::new(crate::operator::tests::Backend::Disk, 0..=15);
+    let mut d = make(&disk, config(true));
+    // As the store of an earlier version holds them: no value held apart.
+    let store = d.disk.as_mut().unwrap();
+    store
+        .put_all(old.into_iter().map(|(k, (a, t))| (k, a, t)), |_| None)
+        .unwrap();
+    assert_eq!(store.owned_count(), 0);
+
+    let (mut from_memory, mut from_disk) = (Output::default(), Output::default());
+    m.process(Input::ONLY, batch(&second), &mut from_memory)
+        .unwrap();
+    d.process(Input::ONLY, batch(&second), &mut from_disk)
+        .unwrap();
+    let rows = |o: &Output| o.batches.iter().flat_map(rows_of).collect::<Vec<_>>();
+    assert_eq!(rows(&from_disk), rows(&from_memory));
+    assert_eq!(rows(&from_disk).len(), 4, "-U and +U of both groups");
+    let store = d.disk.as_ref().unwrap();
+    d.flush(store).unwrap();
+    assert_eq!(
+        store.owned_count(),
+        4,
+        "values 1, 2, 3 of group 1 and 5 of group 2"
+    );
+    let groups = |op: &GroupBy| {
+        let mut g: Vec<(Vec<u8>, Stored)> =
+            crate::operator::decode_keyed("group by", op.snapshot().unwrap()).unwrap();
+        g.sort_by(|a, b| a.0.cmp(&b.0));
+        g
+    };
+    assert_eq!(
+        groups(&d),
+        groups(&m),
+        "the savepoint holds the values again"
+    );
+}
