@@ -82,10 +82,6 @@ pub struct GroupBy {
     disk: Option<KeyedStore>,
     /// On disk, the values distinct counts and extremes over a changelog hold.
     held: Option<Held>,
-    /// A new group's accumulators over inserts (on disk, with held values in disk form).
-    fresh: Vec<Acc>,
-    /// A new group's accumulators over a changelog.
-    fresh_retracting: Vec<Retractable>,
 }
 
 impl std::fmt::Debug for GroupBy {
@@ -114,21 +110,11 @@ impl GroupBy {
                 Ok::<_, Error>(store)
             })
             .transpose()?;
-        let mut held =
+        let held =
             budget.and_then(|b| Held::new(&c.aggregates, c.retracting, c.max_parallelism, b));
-        let mut fresh: Vec<Acc> = c.aggregates.iter().map(Acc::new).collect();
-        let mut fresh_retracting: Vec<Retractable> =
-            c.aggregates.iter().map(Retractable::new).collect();
-        if let Some(h) = &mut held {
-            let mut none = weir_state::Batch::default();
-            h.take(&[], &mut fresh, &mut none);
-            h.take(&[], &mut fresh_retracting, &mut none);
-        }
         Ok(Self {
             disk,
             held,
-            fresh,
-            fresh_retracting,
             args: Arguments::new(&c.aggregates)?,
             changelog: changelog::is_changelog(&c.output),
             keys: c.keys,
@@ -169,7 +155,7 @@ impl GroupBy {
                     );
                     return Ok(());
                 }
-                let accs = self.fresh_retracting.clone();
+                let accs = self.aggregates.iter().map(Retractable::new).collect();
                 groups.insert(key.to_vec(), Group { rows: 0, accs });
             }
             let Some(g) = groups.get_mut(key) else {
@@ -192,7 +178,8 @@ impl GroupBy {
         }
         // The key is copied only for a new group, not for every row.
         if !self.groups.contains_key(key) {
-            self.groups.insert(key.to_vec(), self.fresh.clone());
+            let fresh = self.aggregates.iter().map(Acc::new).collect();
+            self.groups.insert(key.to_vec(), fresh);
         }
         let Some(accs) = self.groups.get_mut(key) else {
             return Ok(());
@@ -206,9 +193,9 @@ impl GroupBy {
         Ok(())
     }
 
-    /// On disk, before a batch's rows apply: groups read in memory form (from a store written
-    /// before values were held apart) move their values out; the held values the rows name
-    /// are read.
+    /// On disk, before a batch's rows apply: the accumulators of the groups it touches that
+    /// have grown to [`held::SPILL`] values move them out of their group; the held values the
+    /// rows name are read.
     fn read_held(&mut self, keys: &[&[u8]], rows: &[&[u8]], values: &[Value<'_>]) -> Result<()> {
         let (Some(h), Some(d)) = (&mut self.held, &self.disk) else {
             return Ok(());
@@ -232,7 +219,17 @@ impl GroupBy {
         if !moved.is_empty() {
             store.write(moved)?;
         }
-        h.read(store, rows, values)
+        let (groups, retracting) = (&self.groups, &self.retracting);
+        h.read(store, rows, values, |key, at| match retracting {
+            Some(groups) => groups
+                .get(key)
+                .and_then(|g| g.accs.get(at))
+                .is_some_and(Holds::on_disk),
+            None => groups
+                .get(key)
+                .and_then(|accs| accs.get(at))
+                .is_some_and(Holds::on_disk),
+        })
     }
 
     /// On disk, after a batch's rows applied: write the held values they changed, and set

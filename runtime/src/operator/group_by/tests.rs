@@ -589,7 +589,13 @@ fn an_expired_group_forgets_its_distinct_values() {
         };
         let s = |n: i64, c: &str| (n, c.to_string());
         let mut op = make(&places, cfg());
-        assert_eq!(run(&mut op, &[(1, 7, 0), (1, 8, 0)]), [s(2, "+I")]);
+        let four: Vec<(i64, i64, i64)> = (7..=10).map(|v| (1, v, 0)).collect();
+        assert_eq!(run(&mut op, &four), [s(4, "+I")]);
+        // Read again with four values: they move out of the group.
+        assert_eq!(run(&mut op, &[(1, 11, 1)]), [s(4, "-U"), s(5, "+U")]);
+        if let Some(d) = &op.disk {
+            assert_eq!(d.owned_count(), 5, "{backend:?}");
+        }
         op.on_watermark(10, &mut Output::default()).unwrap();
         assert_eq!(
             run(&mut op, &[(1, 7, 11)]),
@@ -611,9 +617,9 @@ fn an_expired_group_forgets_its_distinct_values() {
     }
 }
 
-/// A store written before held values were kept apart holds each group's distinct values
-/// inside its stored value: such a group is converted when a batch reads it, and goes on
-/// exactly as memory does.
+/// A group's distinct values start inside its stored value (as stores written before values
+/// were held apart keep them all): a group that has grown to `held::SPILL` values moves them
+/// out when a batch reads it, a smaller one keeps them, and both go on exactly as memory does.
 /// A group over inserts as a checkpoint holds it.
 type Stored = (
     Vec<crate::operator::window::accumulators::Acc>,
@@ -623,8 +629,11 @@ type Stored = (
 #[test]
 fn a_group_stored_with_its_values_inside_is_converted_when_read() {
     use crate::operator::window::accumulators::Acc;
-    let first = [(Some(1), Some(1)), (Some(1), Some(2)), (Some(2), Some(5))];
-    let second = [(Some(1), Some(2)), (Some(1), Some(3)), (Some(2), Some(5))];
+    let first: Vec<_> = (1..=5)
+        .map(|v| (Some(1), Some(v)))
+        .chain([(Some(2), Some(5))])
+        .collect();
+    let second = [(Some(1), Some(2)), (Some(1), Some(6)), (Some(2), Some(5))];
     let memory = Places::new(crate::operator::tests::Backend::Memory, 0..=15);
     let mut m = make(&memory, config(true));
     m.process(Input::ONLY, batch(&first), &mut Output::default())
@@ -657,8 +666,8 @@ fn a_group_stored_with_its_values_inside_is_converted_when_read() {
     d.flush(store).unwrap();
     assert_eq!(
         store.owned_count(),
-        4,
-        "values 1, 2, 3 of group 1 and 5 of group 2"
+        6,
+        "values 1 to 6 of group 1; group 2 (one value) keeps its own"
     );
     let groups = |op: &GroupBy| {
         let mut g: Vec<(Vec<u8>, Stored)> =
