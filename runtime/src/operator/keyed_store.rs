@@ -485,18 +485,20 @@ impl KeyedStore {
     /// How many values are stored (tests).
     #[cfg(test)]
     pub fn count(&self) -> usize {
-        self.state
-            .store()
-            .scan(VALUES, self.state.groups())
-            .map_or(0, Iterator::count)
+        self.count_in(VALUES)
     }
 
     /// How many entries values own are stored (tests).
     #[cfg(test)]
     pub fn owned_count(&self) -> usize {
+        self.count_in(OWNED)
+    }
+
+    #[cfg(test)]
+    fn count_in(&self, family: usize) -> usize {
         self.state
             .store()
-            .scan(OWNED, self.state.groups())
+            .scan(family, self.state.groups())
             .map_or(0, Iterator::count)
     }
 }
