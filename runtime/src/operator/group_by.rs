@@ -100,18 +100,22 @@ impl GroupBy {
     /// store does not open.
     pub fn new(c: GroupByConfig, place: Option<Place>) -> Result<Self> {
         let budget = place.as_ref().map(|p| p.budget.bytes());
+        let held =
+            budget.and_then(|b| Held::new(&c.aggregates, c.retracting, c.max_parallelism, b));
         let disk = place
             .map(|place| {
                 let state = DiskState::create(place, keyed_store::FAMILIES)?;
                 let mut store = KeyedStore::new(NAME, state, c.max_parallelism, c.ttl.map(|t| t.1));
                 // No group is ever due: they may stay in memory until the barrier.
                 store.defer_writes();
-                store.owns();
+                // Without held values, an expiring group has nothing more to delete (a range
+                // delete each would only slow reads).
+                if held.is_some() {
+                    store.owns();
+                }
                 Ok::<_, Error>(store)
             })
             .transpose()?;
-        let held =
-            budget.and_then(|b| Held::new(&c.aggregates, c.retracting, c.max_parallelism, b));
         Ok(Self {
             disk,
             held,
