@@ -9,7 +9,6 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::time::Duration;
 
@@ -99,28 +98,10 @@ fn kill_rescale_and_finish(
             log,
         );
     }
-    for (run, parallelism) in [2u32, 2, 3, 3, 1, 1, 2, 2].into_iter().enumerate() {
+    for parallelism in [2u32, 2, 3, 3, 1, 1, 2, 2] {
         std::fs::write(file, yaml(parallelism, 5_000)).unwrap();
-        let completed = || {
-            std::fs::read_to_string(log)
-                .unwrap_or_default()
-                .matches("checkpoint completed")
-                .count()
-        };
-        let before = completed();
-        let mut child = spawn_runtime(file, &[], &[], log);
-        // Kill at a random moment after this run's first checkpoint, so that each run
-        // restores what the one before left, however slow the machine.
-        let waiting = std::time::Instant::now();
-        while completed() == before && waiting.elapsed() < Duration::from_secs(30) {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        std::thread::sleep(Duration::from_millis(common::xorshift(&mut rng) % 700));
-        if child.try_wait().unwrap().is_none() {
-            child.kill().unwrap(); // SIGKILL
-            assert_eq!(child.wait().unwrap().signal(), Some(9), "run {run}");
-            kills += 1;
-        }
+        // Each run restores what the one before left, however slow the machine.
+        kills += common::kill_after_a_checkpoint(file, log, &mut rng, 1, 0..700);
     }
     assert!(kills >= 6, "only {kills} kills landed while the job ran");
     let on_disk = common::stores(state);

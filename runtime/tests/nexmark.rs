@@ -130,12 +130,31 @@ fn every_query_equals_the_oracle_at_parallelism_1_and_3() {
 /// seconds), then kill it with SIGKILL `times` times at random moments, restarting it in
 /// between.
 fn kill(file: &Path, log: &Path, rng: &mut u64, times: u32) {
+    slow_down(file, times);
+    let kills = common::kill_randomly(file, log, rng, times, 600..1400);
+    assert_eq!(
+        kills,
+        times,
+        "{} ended before it could be killed",
+        file.display()
+    );
+}
+
+/// The generator of the job in `file` at a rate that outlasts `times` kills.
+fn slow_down(file: &Path, times: u32) {
     let text = std::fs::read_to_string(file).unwrap().replace(
         "splits: 8",
         &format!("splits: 8\n    rate: {}", 40_000 / times),
     );
     std::fs::write(file, text).unwrap();
-    let kills = common::kill_randomly(file, log, rng, times, 600..1400);
+}
+
+/// As [`kill`], each kill at a random moment after its run's first checkpoint, so that every
+/// run after the first restores one; at half the rate, so that a run whose first checkpoint
+/// is slow does not end first.
+fn kill_checkpointed(file: &Path, log: &Path, rng: &mut u64, times: u32) {
+    slow_down(file, 2 * times);
+    let kills = common::kill_after_a_checkpoint(file, log, rng, times, 0..600);
     assert_eq!(
         kills,
         times,
@@ -243,7 +262,7 @@ fn sql_operators_on_the_disk_backend_killed_and_rescaled_still_equal_the_oracle(
         );
         std::fs::write(&file, text).unwrap();
         let log = dir.join("runtime.log");
-        kill(&file, &log, &mut rng, 2);
+        kill_checkpointed(&file, &log, &mut rng, 2);
         let killed = common::stores(&state);
         assert!(
             killed.iter().any(|s| s.contains(operator)),

@@ -438,6 +438,47 @@ pub fn kill_randomly(
     kills
 }
 
+/// Run the job in `job_file` and kill it with SIGKILL at a random moment in `delay_ms` after
+/// the run's first completed checkpoint (or after 30 s without one), `times` times: each run
+/// then restores what the one before committed, however slow the machine (a kill at a fixed
+/// delay after start may land before any checkpoint). Returns the kills that landed (a run
+/// may end first).
+pub fn kill_after_a_checkpoint(
+    job_file: &Path,
+    log: &Path,
+    rng: &mut u64,
+    times: u32,
+    delay_ms: std::ops::Range<u64>,
+) -> u32 {
+    use std::os::unix::process::ExitStatusExt;
+    let completed = || {
+        std::fs::read_to_string(log)
+            .unwrap_or_default()
+            .matches("checkpoint completed")
+            .count()
+    };
+    let mut kills = 0;
+    for _ in 0..times {
+        let before = completed();
+        let mut child = spawn_runtime(job_file, &[], &[], log);
+        let waiting = std::time::Instant::now();
+        while completed() == before
+            && waiting.elapsed() < std::time::Duration::from_secs(30)
+            && child.try_wait().unwrap().is_none()
+        {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let delay = delay_ms.start + xorshift(rng) % (delay_ms.end - delay_ms.start).max(1);
+        std::thread::sleep(std::time::Duration::from_millis(delay));
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap();
+            assert_eq!(child.wait().unwrap().signal(), Some(9));
+            kills += 1;
+        }
+    }
+    kills
+}
+
 /// Seed of a fault schedule: `WEIR_FAULT_SEED` to replay one, else fresh (and printed).
 pub fn fault_seed() -> u64 {
     let seed = std::env::var("WEIR_FAULT_SEED")
