@@ -420,22 +420,28 @@ pub fn kill_randomly(
     times: u32,
     delay_ms: std::ops::Range<u64>,
 ) -> u32 {
-    use std::os::unix::process::ExitStatusExt;
     let mut kills = 0;
     for _ in 0..times * 5 {
         if kills == times {
             break;
         }
         let mut child = spawn_runtime(job_file, &[], &[], log);
-        let delay = delay_ms.start + xorshift(rng) % (delay_ms.end - delay_ms.start).max(1);
-        std::thread::sleep(std::time::Duration::from_millis(delay));
-        if child.try_wait().unwrap().is_none() {
-            child.kill().unwrap();
-            assert_eq!(child.wait().unwrap().signal(), Some(9));
-            kills += 1;
-        }
+        kills += u32::from(kill_after(&mut child, rng, &delay_ms));
     }
     kills
+}
+
+/// After a random delay in `delay_ms`, SIGKILL `child` if it still runs; whether it did.
+fn kill_after(child: &mut Child, rng: &mut u64, delay_ms: &std::ops::Range<u64>) -> bool {
+    use std::os::unix::process::ExitStatusExt;
+    let delay = delay_ms.start + xorshift(rng) % (delay_ms.end - delay_ms.start).max(1);
+    std::thread::sleep(std::time::Duration::from_millis(delay));
+    if child.try_wait().unwrap().is_some() {
+        return false;
+    }
+    child.kill().unwrap();
+    assert_eq!(child.wait().unwrap().signal(), Some(9));
+    true
 }
 
 /// Run the job in `job_file` and kill it with SIGKILL at a random moment in `delay_ms` after
@@ -450,7 +456,6 @@ pub fn kill_after_a_checkpoint(
     times: u32,
     delay_ms: std::ops::Range<u64>,
 ) -> u32 {
-    use std::os::unix::process::ExitStatusExt;
     let completed = || {
         std::fs::read_to_string(log)
             .unwrap_or_default()
@@ -468,13 +473,7 @@ pub fn kill_after_a_checkpoint(
         {
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
-        let delay = delay_ms.start + xorshift(rng) % (delay_ms.end - delay_ms.start).max(1);
-        std::thread::sleep(std::time::Duration::from_millis(delay));
-        if child.try_wait().unwrap().is_none() {
-            child.kill().unwrap();
-            assert_eq!(child.wait().unwrap().signal(), Some(9));
-            kills += 1;
-        }
+        kills += u32::from(kill_after(&mut child, rng, &delay_ms));
     }
     kills
 }
