@@ -48,6 +48,9 @@ pub struct AheadTable {
     pub done: bool,
     /// A checkpoint holds it: it is an ordinary shared table now, deleted by retention only.
     pub captured: bool,
+    /// Its bytes count in a checkpoint's uploaded bytes already: the first capture after its
+    /// upload finished took them, or the barrier that waited for it.
+    pub counted: bool,
 }
 
 /// Stops the uploader when the store goes.

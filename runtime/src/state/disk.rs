@@ -235,6 +235,9 @@ impl DiskState {
             }
         }
         let ahead_bytes = std::mem::take(&mut reg.ahead_bytes);
+        for a in reg.ahead.values_mut() {
+            a.counted |= a.done;
+        }
         let uid = reg.uid.clone();
         drop(reg);
         Ok(DiskCapture {

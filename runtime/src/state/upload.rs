@@ -53,7 +53,8 @@ pub async fn upload(
             continue;
         }
         let known = uploaded_before(&capture, &file.name).await?;
-        if let Some(t) = known {
+        if let Some((t, uncounted)) = known {
+            sent.ahead_bytes += uncounted;
             tables.push(t);
             continue;
         }
@@ -97,17 +98,30 @@ pub(super) async fn describe(
 }
 
 /// The upload of table `name` this store made before, waiting for one in flight ahead of the
-/// checkpoint ([`super::ahead`]) rather than sending the same file twice.
-async fn uploaded_before(capture: &DiskCapture, name: &str) -> Result<Option<SharedTable>> {
+/// checkpoint ([`super::ahead`]) rather than sending the same file twice; with the bytes of an
+/// upload ahead that finished after the capture, which this checkpoint counts as its own
+/// (taken from what the next capture would have counted).
+async fn uploaded_before(capture: &DiskCapture, name: &str) -> Result<Option<(SharedTable, u64)>> {
     loop {
         {
-            let reg = Registry::lock(&capture.registry)?;
+            let mut reg = Registry::lock(&capture.registry)?;
             if reg.uid != capture.uid {
                 return Ok(None);
             }
             let in_flight = reg.ahead.get(name).is_some_and(|a| !a.done);
             if !in_flight {
-                return Ok(reg.uploaded.get(name).cloned());
+                let Some(table) = reg.uploaded.get(name).cloned() else {
+                    return Ok(None);
+                };
+                let mut uncounted = 0;
+                if let Some(a) = reg.ahead.get_mut(name)
+                    && !a.counted
+                {
+                    a.counted = true;
+                    uncounted = table.size;
+                    reg.ahead_bytes = reg.ahead_bytes.saturating_sub(table.size);
+                }
+                return Ok(Some((table, uncounted)));
             }
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
