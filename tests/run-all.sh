@@ -25,7 +25,10 @@ nisshi_pid=$!
 # RocksDB's Rust bindings (the disk state backend, crate weir-state) are generated at build
 # time by bindgen, which loads libclang; gcc compiles RocksDB itself.
 step "libclang for bindgen (Debian's libclang-dev)"
-if ! compgen -G "/usr/lib/llvm-*/lib/libclang.so*" >/dev/null && ! compgen -G "/usr/lib/x86_64-linux-gnu/libclang*.so*" >/dev/null; then
+# libclang itself (libclang-N.so), not libclang-cpp, which other packages bring along and
+# bindgen cannot use: a machine with only libclang-cpp14 skipped the install and failed the
+# build 30 minutes in.
+if ! compgen -G "/usr/lib/llvm-*/lib/libclang.so*" >/dev/null && ! compgen -G "/usr/lib/x86_64-linux-gnu/libclang-[0-9]*.so*" >/dev/null; then
   if ! DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends libclang-dev; then
     apt-get update
     DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends libclang-dev
