@@ -22,7 +22,7 @@
 //! (Kafka's transaction protocol v1), a recovery's `EndTxn` for a recorded transaction would
 //! commit whatever a still-running old incarnation had begun next under the same id.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -312,8 +312,9 @@ impl KafkaSinkConnector {
                 Ok(())
             }
             TxnOutcome::Unknown(why) if t.first_offsets.is_empty() => {
-                // Checkpoints from before first offsets were recorded: the old reading of the
-                // answer, said out loud.
+                // Checkpoints from before first offsets were recorded, or a transaction whose
+                // every partition had a retried batch answered without offsets: the old
+                // reading of the answer, said out loud.
                 tracing::warn!(
                     transactional_id = %t.transactional_id, checkpoint = t.checkpoint,
                     end_txn = ?answer, %why,
@@ -644,6 +645,12 @@ impl Encoder {
 struct Deliveries {
     inflight: VecDeque<DeliveryFuture>,
     first_offsets: BTreeMap<i32, i64>,
+    /// Partitions where a delivery came back without a real offset: librdkafka reports a
+    /// batch the broker answered DUPLICATE_SEQUENCE_NUMBER (a retry of a batch it had
+    /// stored) as delivered with offsets counted from the answer's -1, so every offset of
+    /// that batch is made up. The transaction's first offset there is unknown; recovery
+    /// reads its marker in the other partitions (one transaction, one outcome).
+    unknown: BTreeSet<i32>,
 }
 
 impl Deliveries {
@@ -658,8 +665,7 @@ impl Deliveries {
         };
         match f.await {
             Ok(Ok(d)) => {
-                let first = self.first_offsets.entry(d.partition).or_insert(d.offset);
-                *first = (*first).min(d.offset);
+                self.delivered(d.partition, d.offset);
                 Ok(true)
             }
             Ok(Err((e, _))) => Err(err(format!("delivery failed: {e}"))),
@@ -672,9 +678,27 @@ impl Deliveries {
         Ok(())
     }
 
+    fn delivered(&mut self, partition: i32, offset: i64) {
+        if offset < 0 {
+            self.unknown.insert(partition);
+        }
+        let first = self.first_offsets.entry(partition).or_insert(offset);
+        *first = (*first).min(offset);
+    }
+
     fn take_first_offsets(&mut self) -> Vec<FirstOffset> {
+        let unknown = std::mem::take(&mut self.unknown);
+        if !unknown.is_empty() {
+            tracing::warn!(
+                ?unknown,
+                "the broker answered a retried batch without its offsets \
+                 (DUPLICATE_SEQUENCE_NUMBER); recovery reads this transaction's outcome in its \
+                 other partitions"
+            );
+        }
         std::mem::take(&mut self.first_offsets)
             .into_iter()
+            .filter(|(partition, _)| !unknown.contains(partition))
             .map(|(partition, offset)| FirstOffset { partition, offset })
             .collect()
     }
@@ -682,6 +706,7 @@ impl Deliveries {
     fn clear(&mut self) {
         self.inflight.clear();
         self.first_offsets.clear();
+        self.unknown.clear();
     }
 }
 
@@ -965,5 +990,37 @@ impl PlainSink for PlainWriter {
             }
             Ok(())
         })
+    }
+}
+
+#[cfg(test)]
+mod deliveries_tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_answered_without_offsets_leaves_its_partition_out() {
+        let mut d = Deliveries::default();
+        d.delivered(0, 10);
+        // DUPLICATE_SEQUENCE_NUMBER: librdkafka numbers the batch's records -1, 0, 1, ...
+        d.delivered(1, -1);
+        d.delivered(1, 0);
+        d.delivered(1, 1);
+        d.delivered(0, 11);
+        assert_eq!(
+            d.take_first_offsets(),
+            vec![FirstOffset {
+                partition: 0,
+                offset: 10
+            }]
+        );
+        // The next transaction starts clean.
+        d.delivered(1, 40);
+        assert_eq!(
+            d.take_first_offsets(),
+            vec![FirstOffset {
+                partition: 1,
+                offset: 40
+            }]
+        );
     }
 }

@@ -64,7 +64,7 @@ pub async fn read(
     if txn.first_offsets.is_empty() {
         return Ok(TxnOutcome::Unknown(
             "the checkpoint does not record where the transaction's records are (written by \
-             an older runtime)"
+             an older runtime, or the broker answered every retried batch without its offsets)"
                 .into(),
         ));
     }

@@ -399,7 +399,24 @@ pub fn stop_cleanly(child: &mut Child, signal: &str, log: &Path, what: &str) {
 /// The last few KiB of a log, for failure messages.
 pub fn log_tail(log: &Path) -> String {
     let t = std::fs::read_to_string(log).unwrap_or_default();
+    // Without the frames of backtraces (RUST_BACKTRACE in CI): two pods' traces once filled
+    // the whole tail and cut off the error they followed.
+    let t: String = t
+        .lines()
+        .filter(|l| !backtrace_frame(l))
+        .flat_map(|l| [l, "\n"])
+        .collect();
     t[t.floor_char_boundary(t.len().saturating_sub(4000))..].to_string()
+}
+
+/// A line of a printed backtrace (`  12: some::function`, `at ./file.rs:3:5`, its header).
+fn backtrace_frame(line: &str) -> bool {
+    let l = line.trim_start();
+    l.starts_with("at ")
+        || l.eq_ignore_ascii_case("stack backtrace:")
+        || l.starts_with("note: Some details are omitted")
+        || l.split_once(": ")
+            .is_some_and(|(n, _)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// xorshift64: the kill schedule's random numbers.
