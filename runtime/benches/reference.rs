@@ -41,6 +41,8 @@ struct Config {
     s3: bool,
     /// Pin the process to this many cores (`taskset`); `None` lets it use the machine.
     cores: Option<usize>,
+    /// Serve the control API and the web console (unvisited: what a job pays for having it).
+    console: bool,
 }
 
 /// The reference job at parallelism 1 without checkpoints; each configuration changes some of it.
@@ -53,6 +55,7 @@ const BASE: Config = Config {
     window: "2h",
     s3: false,
     cores: None,
+    console: false,
 };
 
 const CONFIGS: &[Config] = &[
@@ -90,6 +93,13 @@ const CONFIGS: &[Config] = &[
         name: "p2, checkpoint every 1s",
         parallelism: 2,
         checkpoint: Some("1s"),
+        ..BASE
+    },
+    Config {
+        name: "p2, checkpoint every 1s, console served",
+        parallelism: 2,
+        checkpoint: Some("1s"),
+        console: true,
         ..BASE
     },
     Config {
@@ -196,7 +206,11 @@ fn child(c: &Config, records: u64) {
     let cpu0 = cpu_seconds();
     let t = Instant::now();
     let (durations, sizes) = rt.block_on(async {
-        let job = start(plan, RunOptions::default()).await.unwrap();
+        let opts = RunOptions {
+            control_addr: c.console.then(|| "127.0.0.1:0".parse().unwrap()),
+            ..RunOptions::default()
+        };
+        let job = start(plan, opts).await.unwrap();
         let sampled = common::Checkpoints::sample(Arc::clone(&job.status));
         let outcome = job.wait().await.unwrap();
         eprintln!("outcome: {outcome:?}");

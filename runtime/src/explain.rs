@@ -132,7 +132,8 @@ fn branch(s: &mut String, plan: &Plan, stage: &StagePlan, parent: Option<usize>,
     }
 }
 
-fn operator(op: &OpPlan) -> String {
+/// One operator as `explain` prints it (the console shows the same words).
+pub(crate) fn operator(op: &OpPlan) -> String {
     let t = match &op.operation {
         Operation::Union => return format!("union all ({})", op.id),
         Operation::Join(j) => return join(op, j),
@@ -257,7 +258,7 @@ fn columns(schema: &SchemaRef) -> String {
 }
 
 /// Where a sink writes, when it writes somewhere named.
-fn sink_target(s: &SinkSpec) -> String {
+pub(crate) fn sink_target(s: &SinkSpec) -> String {
     match s {
         SinkSpec::Stdout { .. } | SinkSpec::Blackhole { .. } => String::new(),
         SinkSpec::File(f) => format!(" {}", f.path),

@@ -23,6 +23,7 @@ pub mod checkpoint;
 pub mod clickhouse;
 pub mod cluster;
 pub mod connectors;
+pub mod console;
 pub mod control;
 pub mod error;
 pub mod explain;

@@ -57,6 +57,8 @@ pub struct Metrics {
     /// Bytes this pod received from other pods' subtasks (multi-pod jobs).
     pub exchange_received: Counter,
     watermarks: Vec<AtomicI64>,
+    /// Nanoseconds each task waited on full channels (by watermark slot).
+    blocked_ns: Vec<AtomicU64>,
     task_names: Vec<String>,
     task_watermark: Family<TaskLabel, Gauge<f64, AtomicU64>>,
     started: Instant,
@@ -131,6 +133,7 @@ impl Metrics {
             exchange_sent: Counter::default(),
             exchange_received: Counter::default(),
             watermarks: tasks.iter().map(|_| AtomicI64::new(Millis::MIN)).collect(),
+            blocked_ns: tasks.iter().map(|_| AtomicU64::new(0)).collect(),
             task_names: tasks,
             task_watermark: Family::default(),
             started: Instant::now(),
@@ -337,14 +340,43 @@ impl Metrics {
         }
     }
 
+    /// Total records into `operator`.
+    #[must_use]
+    pub fn records_in(&self, operator: &str) -> u64 {
+        self.records_in
+            .get(&OperatorLabel {
+                operator: operator.to_string(),
+            })
+            .map_or(0, |c| c.get())
+    }
+
+    /// `operator`'s state as of the last checkpoint, summed over this process's subtasks
+    /// (0 for an operator without state).
+    #[must_use]
+    pub fn state_bytes(&self, operator: &str) -> u64 {
+        self.task_names
+            .iter()
+            .filter_map(|task| {
+                self.state_bytes
+                    .get(&OperatorTaskLabel {
+                        operator: operator.to_string(),
+                        task: task.clone(),
+                    })
+                    .map(|g| u64::try_from(g.get()).unwrap_or(0))
+            })
+            .sum()
+    }
+
     /// Total records out of `operator`.
     #[must_use]
     pub fn records_out(&self, operator: &str) -> u64 {
+        // `get`, not `get_or_create`: reading (the console, the progress line) must not add
+        // a zero series to `/metrics` for an operator that has not counted yet.
         self.records_out
-            .get_or_create(&OperatorLabel {
+            .get(&OperatorLabel {
                 operator: operator.to_string(),
             })
-            .get()
+            .map_or(0, |c| c.get())
     }
 
     /// Records between a source partition's position and its end (last stable offset).
@@ -376,6 +408,27 @@ impl Metrics {
             self.split_watermark.get_or_create(&l).set(secs);
         }
         self.split_idle.get_or_create(&l).set(i64::from(idle));
+    }
+
+    /// Task `slot` waited `waited` on a full channel: backpressure, job-wide and per task.
+    pub fn blocked(&self, slot: usize, waited: std::time::Duration) {
+        self.backpressure.inc_by(waited.as_secs_f64());
+        if let Some(b) = self.blocked_ns.get(slot) {
+            b.fetch_add(
+                u64::try_from(waited.as_nanos()).unwrap_or(u64::MAX),
+                Ordering::Relaxed,
+            );
+        }
+    }
+
+    /// Seconds each task has waited on full channels, with the task's name.
+    #[must_use]
+    pub fn blocked_by_task(&self) -> Vec<(&str, f64)> {
+        self.task_names
+            .iter()
+            .zip(&self.blocked_ns)
+            .map(|(t, b)| (t.as_str(), b.load(Ordering::Relaxed) as f64 / 1e9))
+            .collect()
     }
 
     /// Record a task's output watermark.

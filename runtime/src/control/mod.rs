@@ -18,10 +18,15 @@
 //! Secret) every `/v1` route needs `Authorization: Bearer <token>` and answers `401` without
 //! it; the health and metrics routes never do. See `weir_crds::control::auth`.
 //!
+//! The same listener serves the web console under `/console/` ([`crate::console`]); its
+//! buttons act through the `/v1` routes, and every action (and every refused one) is kept in
+//! the [`actions::ActionLog`] it shows.
+//!
 //! The API is up from the start of `job::start`, so the kubelet's liveness probe passes while
 //! start-up waits for a broker or restores large state; savepoint and stop requests are
 //! refused (`409`) until the job runs.
 
+pub mod actions;
 pub mod metrics;
 pub mod status;
 
@@ -44,6 +49,7 @@ use weir_crds::control::{
 
 use crate::checkpoint::coordinator::Request;
 use crate::ids::{Millis, TaskId};
+use actions::ActionLog;
 use metrics::Metrics;
 use status::{JobReport, JobState};
 
@@ -58,6 +64,8 @@ pub struct ApiState {
     pub requests: mpsc::Sender<Request>,
     /// Task of each watermark slot.
     pub tasks: Arc<Vec<TaskId>>,
+    /// What was asked of the job, for the console.
+    pub actions: Arc<ActionLog>,
     /// Required on `/v1` routes when set.
     token: Option<Arc<ControlToken>>,
     next_savepoint: Arc<AtomicU64>,
@@ -78,14 +86,15 @@ impl ApiState {
             metrics,
             requests,
             tasks: Arc::new(tasks),
+            actions: Arc::new(ActionLog::default()),
             token: token.map(Arc::new),
             next_savepoint: Arc::new(AtomicU64::new(1)),
         }
     }
 }
 
-/// The router.
-pub fn router(state: ApiState) -> Router {
+/// The router; `extra` adds routes of their own state (the console).
+pub fn router(state: ApiState, extra: Router) -> Router {
     let v1 = Router::new()
         .route(routes::JOB, get(job))
         .route(routes::SAVEPOINTS, post(trigger_savepoint))
@@ -98,19 +107,24 @@ pub fn router(state: ApiState) -> Router {
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
         .with_state(state)
+        .merge(extra)
 }
 
-/// Bind `addr` and serve until the process ends.
+/// Bind `addr` and serve the API and `extra` until the process ends.
 ///
 /// # Errors
 /// The bind error, naming the address.
-pub async fn serve(addr: SocketAddr, state: ApiState) -> std::io::Result<SocketAddr> {
+pub async fn serve(
+    addr: SocketAddr,
+    state: ApiState,
+    extra: Router,
+) -> std::io::Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
         std::io::Error::new(e.kind(), format!("control API cannot bind {addr}: {e}"))
     })?;
     let bound = listener.local_addr()?;
     tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, router(state)).await {
+        if let Err(e) = axum::serve(listener, router(state, extra)).await {
             tracing::error!(error = %e, "control API stopped");
         }
     });
@@ -138,6 +152,13 @@ async fn authorize(State(s): State<ApiState>, req: HttpRequest, next: Next) -> R
     } else {
         "this route needs the job's control token (Authorization: Bearer)"
     };
+    if req.method() == axum::http::Method::POST {
+        s.actions.record(
+            &format!("POST {}", req.uri().path()),
+            &format!("refused: {why}"),
+            false,
+        );
+    }
     (
         StatusCode::UNAUTHORIZED,
         [(header::WWW_AUTHENTICATE, "Bearer")],
@@ -146,7 +167,8 @@ async fn authorize(State(s): State<ApiState>, req: HttpRequest, next: Next) -> R
         .into_response()
 }
 
-fn snapshot(s: &ApiState) -> Option<JobReport> {
+/// The report with the live numbers (watermarks, records in, lag) filled in.
+pub(crate) fn snapshot(s: &ApiState) -> Option<JobReport> {
     let mut st = s.status.read().ok()?.clone();
     st.watermarks = s
         .tasks
@@ -180,6 +202,11 @@ async fn job(State(s): State<ApiState>) -> Response {
 
 async fn trigger_savepoint(State(s): State<ApiState>) -> Response {
     if !running(&s) {
+        s.actions.record(
+            "savepoint",
+            "refused: the job is still starting",
+            s.token.is_some(),
+        );
         return (StatusCode::CONFLICT, "job is still starting").into_response();
     }
     let id = format!(
@@ -192,11 +219,20 @@ async fn trigger_savepoint(State(s): State<ApiState>) -> Response {
         status::add_pending_savepoint(&mut st, &id);
     }
     match s.requests.send(Request::Savepoint { id: id.clone() }).await {
-        Ok(()) => (StatusCode::ACCEPTED, Json(SavepointAccepted { id })).into_response(),
+        Ok(()) => {
+            s.actions
+                .record("savepoint", &format!("accepted ({id})"), s.token.is_some());
+            (StatusCode::ACCEPTED, Json(SavepointAccepted { id })).into_response()
+        }
         Err(_) => {
             if let Ok(mut st) = s.status.write() {
                 st.savepoints.retain(|x| x.id != id);
             }
+            s.actions.record(
+                "savepoint",
+                "refused: the job is not running",
+                s.token.is_some(),
+            );
             (StatusCode::CONFLICT, "job is not running").into_response()
         }
     }
@@ -216,19 +252,34 @@ async fn savepoint(State(s): State<ApiState>, Path(id): Path<String>) -> Respons
 
 async fn stop(State(s): State<ApiState>, body: Option<Json<StopRequest>>) -> Response {
     let StopRequest { savepoint } = body.map(|Json(b)| b).unwrap_or_default();
+    let action = if savepoint {
+        "stop with savepoint"
+    } else {
+        "stop"
+    };
+    let authenticated = s.token.is_some();
     if !running(&s) {
+        s.actions
+            .record(action, "refused: the job is still starting", authenticated);
         return (StatusCode::CONFLICT, "job is still starting").into_response();
     }
     match s.requests.send(Request::Stop { savepoint }).await {
-        Ok(()) => (
-            StatusCode::ACCEPTED,
-            Json(StopAccepted {
-                stopping: true,
-                savepoint,
-            }),
-        )
-            .into_response(),
-        Err(_) => (StatusCode::CONFLICT, "job is not running").into_response(),
+        Ok(()) => {
+            s.actions.record(action, "accepted", authenticated);
+            (
+                StatusCode::ACCEPTED,
+                Json(StopAccepted {
+                    stopping: true,
+                    savepoint,
+                }),
+            )
+                .into_response()
+        }
+        Err(_) => {
+            s.actions
+                .record(action, "refused: the job is not running", authenticated);
+            (StatusCode::CONFLICT, "job is not running").into_response()
+        }
     }
 }
 

@@ -27,6 +27,7 @@ use crate::cluster::Pods;
 use crate::cluster::exchange::Exchange;
 use crate::cluster::grid::{Grid, Placement};
 use crate::connectors;
+use crate::console;
 use crate::control::metrics::Metrics;
 use crate::control::status::{JobReport, JobState, SinkReport, StatusBoard};
 use crate::control::{self, ApiState};
@@ -194,21 +195,27 @@ pub async fn start(plan: Plan, opts: RunOptions) -> Result<RunningJob> {
     let (req_tx, req_rx) = mpsc::channel(16);
     // The control API first, so that liveness and readiness answer (and say what start-up
     // waits for) while sinks, sources and storage are reached and state is restored.
+    // The console rides on the same listener and samples its charts' history from here on.
+    let mut sampler = None;
     let control_addr = match opts.control_addr {
-        Some(addr) => Some(
-            control::serve(
-                addr,
-                ApiState::new(
-                    Arc::clone(&status),
-                    Arc::clone(&metrics),
-                    req_tx.clone(),
-                    shape.here.clone(),
-                    opts.control_token.clone(),
-                ),
+        Some(addr) => {
+            let api = ApiState::new(
+                Arc::clone(&status),
+                Arc::clone(&metrics),
+                req_tx.clone(),
+                shape.here.clone(),
+                opts.control_token.clone(),
+            );
+            let history = Arc::new(console::history::History::default());
+            sampler = Some(Arc::clone(&history).record(Arc::clone(&metrics), Arc::clone(&status)));
+            let graph = console::graph::Graph::of(&plan, shape.parallelism);
+            let console = console::router(console::Console::new(api.clone(), graph, history));
+            Some(
+                control::serve(addr, api, console)
+                    .await
+                    .map_err(|e| Error::internal(e.to_string()))?,
             )
-            .await
-            .map_err(|e| Error::internal(e.to_string()))?,
-        ),
+        }
         None => None,
     };
     let (events_tx, events_rx) = mpsc::unbounded_channel();
@@ -289,7 +296,7 @@ pub async fn start(plan: Plan, opts: RunOptions) -> Result<RunningJob> {
         metrics.watch_state_budget(budget.clone());
     }
     let tasks::Spawned {
-        handles,
+        mut handles,
         mut ctrls,
         mut source_ctrls,
     } = tasks::spawn(
@@ -387,6 +394,7 @@ pub async fn start(plan: Plan, opts: RunOptions) -> Result<RunningJob> {
         (None, None) => tokio::spawn(coordinator.run()),
     };
     tracing::info!(job = %plan.name, job_id = %begun.job_id, generation = begun.generation, parallelism = shape.parallelism, pod = ?shape.pods.as_ref().map(|p| p.index), first_checkpoint = %begun.next_id, "job started");
+    handles.extend(sampler);
     Ok(RunningJob {
         control_addr,
         requests: req_tx,

@@ -246,11 +246,17 @@ impl TaskCore {
             Outlet::Shuffle(sh) => {
                 let n = sh.targets.len() as u32;
                 for (t, part) in partition(&batch, &sh.keys, n, sh.max_parallelism)? {
-                    send(&sh.targets[t], Message::Data(part), &self.metrics).await?;
+                    send(
+                        &sh.targets[t],
+                        Message::Data(part),
+                        &self.metrics,
+                        self.slot,
+                    )
+                    .await?;
                 }
                 Ok(())
             }
-            Outlet::Forward(tx) => send(tx, Message::Data(batch), &self.metrics).await,
+            Outlet::Forward(tx) => send(tx, Message::Data(batch), &self.metrics, self.slot).await,
         }
     }
 
@@ -271,7 +277,7 @@ impl TaskCore {
                     Message::Idle => Message::Idle,
                     Message::Data(d) => Message::Data(d.clone()),
                 };
-                send(t, copy, &self.metrics).await?;
+                send(t, copy, &self.metrics, self.slot).await?;
             }
         }
         Ok(())
@@ -356,7 +362,13 @@ impl TaskCore {
     }
 }
 
-async fn send(tx: &mpsc::Sender<Message>, m: Message, metrics: &Metrics) -> Result<()> {
+/// Send `m`; time spent waiting on a full channel counts as task `slot`'s backpressure.
+async fn send(
+    tx: &mpsc::Sender<Message>,
+    m: Message,
+    metrics: &Metrics,
+    slot: usize,
+) -> Result<()> {
     match tx.try_send(m) {
         Ok(()) => Ok(()),
         Err(mpsc::error::TrySendError::Full(m)) => {
@@ -365,7 +377,7 @@ async fn send(tx: &mpsc::Sender<Message>, m: Message, metrics: &Metrics) -> Resu
                 .send(m)
                 .await
                 .map_err(|_| Error::internal("downstream task is gone"));
-            metrics.backpressure.inc_by(t.elapsed().as_secs_f64());
+            metrics.blocked(slot, t.elapsed());
             r
         }
         Err(mpsc::error::TrySendError::Closed(_)) => {
