@@ -2,7 +2,7 @@
 # The one test command: checks formatting and compiles every target with the lints denied
 # (while the local Kafka broker compiles beside it), installs and starts what the tests need
 # on 127.0.0.1 (a local S3 server, the Azure Blob Storage emulator, a Kafka-protocol broker and
-# a second one requiring SASL, a throwaway CA, ClickHouse with ZooKeeper, PostgreSQL, MariaDB) and the chart tools (helm, kubernetes-validate),
+# a second one requiring SASL, a throwaway CA, ClickHouse with ZooKeeper, PostgreSQL, MariaDB), the chart tools (helm, kubernetes-validate) and headless Chromium for the console's browser test,
 # checks the chart, runs every test, and builds and smoke-tests the two images
 # (docker/images.sh). Stops the servers on exit.
 set -euo pipefail
@@ -35,6 +35,17 @@ if ! compgen -G "/usr/lib/llvm-*/lib/libclang.so*" >/dev/null && ! compgen -G "/
   fi
 fi
 
+# The console's browser test drives Debian's headless Chromium through chromedriver; the
+# packages (~20 s) install in the background while the workspace compiles.
+step "chromium + chromedriver for the console's browser test: install in the background, log in $cache/chromium-install.log"
+chromium_pid=
+if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
+  ( DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium chromium-driver \
+    || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium chromium-driver; } ) \
+    >"$cache/chromium-install.log" 2>&1 &
+  chromium_pid=$!
+fi
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
@@ -53,6 +64,10 @@ if ! wait "$nisshi_pid"; then
   echo "nisshi install failed:" >&2; tail -n 40 "$cache/nisshi-install.log" >&2; exit 1
 fi
 nisshi_pid=
+if [ -n "$chromium_pid" ] && ! wait "$chromium_pid"; then
+  echo "chromium install failed:" >&2; tail -n 40 "$cache/chromium-install.log" >&2; exit 1
+fi
+export WEIR_REQUIRE_BROWSER=1
 
 step "local S3 server"
 endpoint=$(tests/s3.sh start)

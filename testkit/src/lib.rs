@@ -6,6 +6,7 @@
 //! COMMIT/ABORT control batches, though. [`read_topic`] therefore reads the raw log and
 //! applies Kafka's visibility rule itself, which gives the same answer on any broker.
 
+pub mod browser;
 pub mod front;
 pub mod rd;
 pub mod s3_proxy;
