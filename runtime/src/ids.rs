@@ -32,3 +32,13 @@ impl fmt::Display for TaskId {
 
 /// Event time and watermarks, in milliseconds since the Unix epoch.
 pub type Millis = i64;
+
+/// Wall-clock now, as [`Millis`] (for reports: when a sample or an action happened).
+#[must_use]
+pub fn now_millis() -> Millis {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| {
+            Millis::try_from(d.as_millis()).unwrap_or(Millis::MAX)
+        })
+}

@@ -53,6 +53,17 @@ sinks:
     )
 }
 
+/// The job's process, killed when the test ends early (a failed assertion), so that no
+/// runtime outlives its test.
+struct Job(std::process::Child);
+
+impl Drop for Job {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 async fn get(url: &str, token: Option<&str>) -> (u16, String) {
     let mut req = reqwest::Client::new().get(url);
     if let Some(t) = token {
@@ -60,6 +71,21 @@ async fn get(url: &str, token: Option<&str>) -> (u16, String) {
     }
     let r = req.send().await.unwrap();
     (r.status().as_u16(), r.text().await.unwrap())
+}
+
+/// Wait until the text of `css` says (or, with `shown` false, stops saying) `needle`;
+/// returns the text.
+async fn until(b: &Browser, css: &str, needle: &str, shown: bool) -> String {
+    let what = format!(
+        "{css} {} {needle:?}",
+        if shown { "to show" } else { "to drop" }
+    );
+    b.wait_for(&what, Duration::from_secs(30), || async {
+        let t = b.text(css).await?;
+        Ok::<_, BrowserError>((t.contains(needle) == shown).then_some(t))
+    })
+    .await
+    .unwrap()
 }
 
 /// A number the page shows in `data-rate`.
@@ -101,12 +127,12 @@ async fn the_console_shows_a_running_job_and_takes_a_savepoint_only_with_the_tok
         .unwrap()
         .port();
     let addr = format!("127.0.0.1:{port}");
-    let mut child = spawn_runtime(
+    let mut child = Job(spawn_runtime(
         &file,
         &["--control-addr", &addr],
         &[("WEIR_CONTROL_TOKEN", TOKEN)],
         &log,
-    );
+    ));
     let base = format!("http://{addr}");
     let t = std::time::Instant::now();
     let ready = || async {
@@ -121,17 +147,8 @@ async fn the_console_shows_a_running_job_and_takes_a_savepoint_only_with_the_tok
     let b = Browser::start(&chromium, &driver).await.unwrap();
     b.goto(&format!("{base}/console/")).await.unwrap();
     let limit = Duration::from_secs(30);
-    b.wait_for("the job shown as running", limit, || async {
-        // The badge's text as drawn (upper case); the state is `running`.
-        Ok::<_, BrowserError>(
-            b.text("#state")
-                .await?
-                .eq_ignore_ascii_case("running")
-                .then_some(()),
-        )
-    })
-    .await
-    .unwrap();
+    // The badge's text as drawn: the state, upper case.
+    until(&b, "#state", "RUNNING", true).await;
     assert_eq!(b.text("#job-name").await.unwrap(), "console-demo");
     // The dataflow: records leave the source, pass the filter and reach the window, each at
     // a rate above zero.
@@ -157,45 +174,17 @@ async fn the_console_shows_a_running_job_and_takes_a_savepoint_only_with_the_tok
             .contains("key groups of [store]"),
         "the shuffle by the window's key is not drawn"
     );
-    b.wait_for("a completed checkpoint", limit, || async {
-        Ok::<_, BrowserError>(
-            b.text("#checkpoints tbody")
-                .await?
-                .contains("restore point")
-                .then_some(()),
-        )
-    })
-    .await
-    .unwrap();
+    until(&b, "#checkpoints tbody", "restore point", true).await;
     // The charts draw the history, sampled every 5 s: two samples make a line.
-    b.wait_for("the throughput chart", limit, || async {
-        Ok::<_, BrowserError>((!b.text("#range-rate").await?.contains("collecting")).then_some(()))
-    })
-    .await
-    .unwrap();
+    until(&b, "#range-rate", "collecting", false).await;
     screenshot(&b, "console-job.png", tmp.path()).await;
 
     // Without the token: refused by the API, said on the page, kept in the action log, and
     // no savepoint is taken.
     b.click("#savepoint").await.unwrap();
-    let refused = b
-        .wait_for("the refusal", limit, || async {
-            let t = b.text("#action-result").await?;
-            Ok::<_, BrowserError>(t.contains("refused").then_some(t))
-        })
-        .await
-        .unwrap();
+    let refused = until(&b, "#action-result", "refused", true).await;
     assert!(refused.contains("401"), "{refused}");
-    b.wait_for("the refusal in the action log", limit, || async {
-        Ok::<_, BrowserError>(
-            b.text("#actions tbody")
-                .await?
-                .contains("refused")
-                .then_some(()),
-        )
-    })
-    .await
-    .unwrap();
+    until(&b, "#actions tbody", "refused", true).await;
     let (code, report) = get(&format!("{base}/v1/job"), Some(TOKEN)).await;
     assert_eq!(code, 200);
     let report: serde_json::Value = serde_json::from_str(&report).unwrap();
@@ -234,5 +223,5 @@ async fn the_console_shows_a_running_job_and_takes_a_savepoint_only_with_the_tok
     );
     screenshot(&b, "console-savepoint.png", tmp.path()).await;
     drop(b);
-    stop_cleanly(&mut child, "TERM", &log, "the console's job");
+    stop_cleanly(&mut child.0, "TERM", &log, "the console's job");
 }

@@ -80,7 +80,7 @@ impl History {
                     .ok()
                     .and_then(|s| s.last_checkpoint.as_ref().and_then(|c| c.duration_ms));
                 self.push(Point {
-                    at_ms: now_ms(),
+                    at_ms: crate::ids::now_millis(),
                     records_per_s,
                     lag: metrics.source_lags().iter().map(|(_, _, l)| *l).sum(),
                     checkpoint_ms,
@@ -95,14 +95,6 @@ impl History {
 pub fn rate(n: u64, over: Duration) -> f64 {
     let secs = over.as_secs_f64();
     if secs > 0.0 { n as f64 / secs } else { 0.0 }
-}
-
-/// Now, ms since epoch.
-#[must_use]
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 #[cfg(test)]

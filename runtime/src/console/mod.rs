@@ -36,7 +36,7 @@ use crate::control::actions::Action;
 use crate::control::status::JobReport;
 use crate::control::{ApiState, snapshot};
 use graph::Graph;
-use history::{History, Point, now_ms, rate};
+use history::{History, Point, rate};
 
 /// Time between live updates of an open page.
 const TICK: Duration = Duration::from_secs(1);
@@ -223,7 +223,7 @@ fn sample(c: &Console, prev: Option<&Previous>) -> Option<(Live, Previous)> {
         .filter(|p| p.at_ms > history_sent)
         .collect();
     let live = Live {
-        at_ms: now_ms(),
+        at_ms: crate::ids::now_millis(),
         job,
         operators,
         backpressure: per_s(backpressure, prev.map(|p| p.backpressure)),

@@ -39,7 +39,7 @@ impl ActionLog {
                 kept.pop_front();
             }
             kept.push_back(Action {
-                at_ms: crate::console::history::now_ms(),
+                at_ms: crate::ids::now_millis(),
                 action: action.to_string(),
                 outcome: outcome.to_string(),
                 authenticated,
