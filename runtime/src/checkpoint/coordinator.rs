@@ -105,12 +105,6 @@ pub struct Coordinator {
     pub progress: Arc<dyn Report>,
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
 impl Coordinator {
     /// Run until the job finishes, is stopped, or fails.
     ///
@@ -252,7 +246,7 @@ impl Coordinator {
         let p = Pending {
             barrier,
             started: Instant::now(),
-            triggered_at_ms: now_ms(),
+            triggered_at_ms: crate::ids::now_millis(),
             acks: BTreeMap::new(),
             savepoint_request,
         };
@@ -312,7 +306,7 @@ impl Coordinator {
             kind: p.barrier.kind,
             parallelism: self.cfg.parallelism,
             max_parallelism: self.cfg.max_parallelism,
-            completed_at_ms: now_ms(),
+            completed_at_ms: crate::ids::now_millis(),
             duration_ms,
             state_files,
             committables,
