@@ -3,7 +3,8 @@
 # 3.10) and kubernetes-validate (PyPI) are installed once into the cache outside the clone.
 #
 #   tests/chart.sh check   lint --strict and render the chart with the default values and
-#                          with watchNamespaces + two replicas + every optional object, then
+#                          with watchNamespaces + two replicas + every optional object (the console and
+#                          its Ingress among them), then
 #                          validate every rendered object against the Kubernetes 1.33 schema
 #                          (strict: unknown fields fail); prints the helm binary's path
 #   tests/chart.sh helm    install when missing; print the helm binary's path
@@ -46,7 +47,11 @@ check() {
   render namespaced --set replicaCount=2 --set 'watchNamespaces={shop,analytics}' \
     --set s3.endpoint=http://minio.storage:9000 --set s3.pathStyle=true \
     --set s3.credentialsSecret=weir-s3 --set metrics.serviceMonitor.enabled=true \
-    --set metrics.podMonitor.enabled=true --set metrics.dashboard.enabled=true
+    --set metrics.podMonitor.enabled=true --set metrics.dashboard.enabled=true \
+    --set console.enabled=true --set console.ingress.enabled=true \
+    --set console.ingress.host=weir.example.com --set console.ingress.className=nginx \
+    --set 'console.ingress.tls[0].secretName=weir-console-tls' \
+    --set 'console.ingress.tls[0].hosts[0]=weir.example.com'
   # A mistyped value must be refused by values.schema.json, naming the key.
   if err=$("$HELM" template weir charts/weir --kube-version "$KUBE_VERSION" \
       --set replicaCount=two 2>&1); then

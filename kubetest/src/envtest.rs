@@ -2,10 +2,11 @@
 //! directory holding `etcd` and `kube-apiserver` (what `setup-envtest use` downloads). No
 //! scheduler, controller-manager or kubelet runs: [`crate::kubelet`] plays the node.
 //!
-//! Authentication is a static token file with two users: an administrator for the test,
-//! and `system:serviceaccount:weir:weir`, the operator's identity, which has no rights but
-//! what the Helm chart's RBAC grants it. So the operator runs against the API with exactly
-//! the chart's permissions.
+//! Authentication is a static token file: an administrator for the test;
+//! `system:serviceaccount:weir:weir`, the operator's identity, which has no rights but what
+//! the Helm chart's RBAC grants it (so the operator runs against the API with exactly the
+//! chart's permissions); and two people with no rights until a test grants them some,
+//! [`PERSON_TOKEN`] and [`STRANGER_TOKEN`] (for the console's authorisation).
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -23,6 +24,13 @@ pub const OPERATOR_TOKEN: &str = "weir-envtest-operator";
 /// The operator's user, as the chart's RoleBindings name it (ServiceAccount `weir` in
 /// namespace `weir`).
 pub const OPERATOR_USER: &str = "system:serviceaccount:weir:weir";
+
+/// A person (`alice`, group `system:authenticated`) with no rights until a test binds some.
+pub const PERSON_TOKEN: &str = "weir-envtest-alice";
+/// Her user name.
+pub const PERSON_USER: &str = "alice";
+/// Another known person (`mallory`) who is never granted anything.
+pub const STRANGER_TOKEN: &str = "weir-envtest-mallory";
 
 pub struct Envtest {
     dir: tempfile::TempDir,
@@ -90,7 +98,9 @@ impl Envtest {
             &tokens,
             format!(
                 "{ADMIN_TOKEN},admin,admin-uid,system:masters\n\
-                 {OPERATOR_TOKEN},{OPERATOR_USER},operator-uid,\"system:serviceaccounts,system:serviceaccounts:weir,system:authenticated\"\n"
+                 {OPERATOR_TOKEN},{OPERATOR_USER},operator-uid,\"system:serviceaccounts,system:serviceaccounts:weir,system:authenticated\"\n\
+                 {PERSON_TOKEN},{PERSON_USER},alice-uid,system:authenticated\n\
+                 {STRANGER_TOKEN},mallory,mallory-uid,system:authenticated\n"
             ),
         )
         .expect("token file");
@@ -183,6 +193,9 @@ impl Envtest {
     /// ServiceAccount (its token, its RBAC), with `args`, a free health/metrics port and its
     /// log in `log`; it is killed when the handle drops.
     pub fn start_operator(&self, bin: &Path, args: &[&str], log: &Path) -> OperatorProcess {
+        // The operator logs to stdout, as a container does; both streams go to the file.
+        let file = std::fs::File::create(log).expect("operator log file");
+        let out = file.try_clone().expect("operator log file");
         OperatorProcess(
             Command::new(bin)
                 .args(args)
@@ -190,8 +203,8 @@ impl Envtest {
                 .arg(format!("--http-addr=127.0.0.1:{}", free_port()))
                 .env("KUBECONFIG", self.kubeconfig(OPERATOR_TOKEN))
                 .env("WEIR_LOG", "info")
-                .stdout(Stdio::null())
-                .stderr(std::fs::File::create(log).expect("operator log file"))
+                .stdout(out)
+                .stderr(file)
                 .spawn()
                 .expect("start weir-operator"),
         )

@@ -28,6 +28,7 @@ impl RuntimeApi for Runtime {
     fn job<'a>(&'a self, _: Endpoint<'a>) -> BoxFuture<'a, Result<RuntimeView, RuntimeError>> {
         Box::pin(async {
             Ok(RuntimeView {
+                progress: Default::default(),
                 job_id: "lineage".into(),
                 state: weir_crds::control::JobState::Running,
                 ..RuntimeView::default()

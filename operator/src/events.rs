@@ -44,6 +44,9 @@ pub enum Reason {
     Finished,
     /// The finalizer runs.
     Deleting,
+    /// A person acted on the job from the web console (who, what); the transition it asks
+    /// for gets its own event when the operator carries it out.
+    ConsoleAction,
 }
 
 impl Reason {
@@ -70,6 +73,7 @@ impl Reason {
             Self::Resumed => "Resumed",
             Self::Finished => "Finished",
             Self::Deleting => "Deleting",
+            Self::ConsoleAction => "ConsoleAction",
         }
     }
 

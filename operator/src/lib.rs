@@ -16,11 +16,14 @@
 //! - [`reconcile`] is the shell; [`controller`] the wiring; [`leader`] the Lease election;
 //! - [`network_policy`] writes the NetworkPolicy that keeps other pods off a job's ports;
 //! - [`rbac`] lists every permission the operator uses (the chart's Roles follow it);
+//! - [`console`] is the web console (job list, job pages, actions checked against the
+//!   person's own Kubernetes rights);
 //! - [`watched`] decodes each watched StreamJob on its own, so one the operator cannot read
 //!   is refused by name instead of stopping the watch.
 
 pub mod act;
 pub mod claims;
+pub mod console;
 pub mod context;
 pub mod controller;
 pub mod decide;

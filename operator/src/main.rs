@@ -74,6 +74,11 @@ struct Args {
     /// NetworkPolicyPeers, e.g. Prometheus.
     #[arg(long, env = "WEIR_NETWORK_POLICY_METRICS_FROM", default_value = "")]
     network_policy_metrics_from: String,
+    /// Address of the web console (`/console/`): the watched jobs, a page per job, and
+    /// savepoint/suspend/resume/restart for people whose Kubernetes token may patch the job.
+    /// Off when unset.
+    #[arg(long, env = "WEIR_CONSOLE_ADDR")]
+    console_addr: Option<SocketAddr>,
     /// Log format: `json` (one object per line, with the job's namespace and name) or `text`.
     #[arg(long, env = "WEIR_LOG_FORMAT", default_value = "json")]
     log_format: String,
@@ -149,6 +154,12 @@ async fn main() -> anyhow::Result<()> {
         ctx = ctx.with_network_policy(policy);
     }
     let ctx = Arc::new(ctx);
+    if let Some(addr) = args.console_addr {
+        let console = weir_operator::console::Console::new(ctx.clone())?;
+        weir_operator::console::serve(addr, console)
+            .await
+            .with_context(|| format!("cannot bind the console's address {addr}"))?;
+    }
     ready.store(true, Ordering::Relaxed);
     if args.leader_election {
         let cfg = LeaseConfig {
@@ -234,11 +245,13 @@ mod tests {
             "--lease-name=weir-operator",
             "--default-s3-path-style=false",
             "--default-s3-endpoint=http://minio:9000",
+            "--console-addr=0.0.0.0:8090",
         ])
         .unwrap();
         assert_eq!(a.watch_namespaces, vec!["shop", "analytics"]);
         assert!(a.leader_election);
         assert_eq!(a.default_s3_path_style, Some(false));
         assert_eq!(a.http_addr.port(), 8080);
+        assert_eq!(a.console_addr.map(|a| a.port()), Some(8090));
     }
 }

@@ -156,6 +156,40 @@ pub async fn observe(ctx: &Context, job: &StreamJob, ns: &str, name: &str) -> Re
     Ok(obs)
 }
 
+/// Where the console reaches the job's report and pages: pod 0 of the current incarnation
+/// (the coordinator of a job of several pods) once it runs, and the job's control token if
+/// the job owns its Secret. `None` while no such pod runs.
+///
+/// # Errors
+/// Listing the pods or reading the Secret failed.
+pub async fn coordinator(
+    client: &Client,
+    job: &StreamJob,
+    ns: &str,
+    name: &str,
+) -> Result<Option<(String, Option<ControlToken>)>> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let list = pods
+        .list(&ListParams::default().labels(&format!("{JOB_LABEL}={name}")))
+        .await
+        .map_err(|e| Error::kube(format!("list pods of {ns}/{name}"), e))?;
+    let incarnation = job.status.as_ref().map_or(0, |s| s.incarnation);
+    let Some(base) = list.items.iter().find_map(|p| {
+        let v = pod_view(p)?;
+        (v.incarnation == incarnation && v.index == 0 && v.phase == PodPhase::Running)
+            .then(|| address(p))
+            .flatten()
+    }) else {
+        return Ok(None);
+    };
+    let uid = job.metadata.uid.clone().unwrap_or_default();
+    let token = read_secret(client, ns, &auth::secret_name(name))
+        .await?
+        .filter(|s| owned_by(s, &uid))
+        .and_then(|s| control_token(&s));
+    Ok(Some((base, token)))
+}
+
 /// A pod as decisions see it; `None` for a pod without our incarnation label (or with an
 /// index label that is not a number). A pod without an index label is pod 0: pods of a
 /// job of one pod have none.

@@ -12,6 +12,8 @@ pub enum Scope {
     JobNamespaces,
     /// Only the operator's own namespace (the leader Lease), and only with leader election.
     OperatorNamespace,
+    /// Cluster-scoped resources (the console's reviews), in a ClusterRole of their own.
+    Cluster,
 }
 
 /// One resource and the verbs the operator uses on it.
@@ -108,6 +110,32 @@ pub const PERMISSIONS: &[Permission] = &[
         resource: "leases",
         verbs: &["get", "create", "update"],
         scope: Scope::OperatorNamespace,
+    },
+];
+
+/// What the web console adds, granted only when the chart's `console.enabled`: reading a job's
+/// Events for its page, and asking the apiserver who a pasted token belongs to (TokenReview)
+/// and whether that person may patch the job (SubjectAccessReview), the same pair
+/// `system:auth-delegator` grants. Its actions patch the StreamJob with the `patch` already
+/// in [`PERMISSIONS`].
+pub const CONSOLE_PERMISSIONS: &[Permission] = &[
+    Permission {
+        group: "events.k8s.io",
+        resource: "events",
+        verbs: &["list"],
+        scope: Scope::JobNamespaces,
+    },
+    Permission {
+        group: "authentication.k8s.io",
+        resource: "tokenreviews",
+        verbs: &["create"],
+        scope: Scope::Cluster,
+    },
+    Permission {
+        group: "authorization.k8s.io",
+        resource: "subjectaccessreviews",
+        verbs: &["create"],
+        scope: Scope::Cluster,
     },
 ];
 

@@ -216,7 +216,7 @@ async fn add_finalizer(api: &Api<Watched>, job: &StreamJob) -> Result<()> {
     Ok(())
 }
 
-fn object_ref(meta: &ObjectMeta) -> ObjectReference {
+pub(crate) fn object_ref(meta: &ObjectMeta) -> ObjectReference {
     ObjectReference {
         api_version: Some(StreamJob::api_version(&()).into_owned()),
         kind: Some(StreamJob::kind(&()).into_owned()),
@@ -244,7 +244,7 @@ async fn write_status(api: &Api<Watched>, name: &str, status: &StreamJobStatus) 
     Ok(())
 }
 
-async fn publish(ctx: &Context, job: &ObjectReference, events: &[Event]) {
+pub(crate) async fn publish(ctx: &Context, job: &ObjectReference, events: &[Event]) {
     let ns = job.namespace.clone().unwrap_or_default();
     let api: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(ctx.client.clone(), &ns);
     for e in events {

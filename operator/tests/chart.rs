@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 
 use serde_json::Value;
 use weir_kubetest::helm;
-use weir_operator::rbac::{PERMISSIONS, Scope};
+use weir_operator::rbac::{CONSOLE_PERMISSIONS, PERMISSIONS, Permission, Scope};
 
 fn helm() -> Option<String> {
     match std::env::var("WEIR_HELM") {
@@ -65,7 +65,11 @@ fn grants(role: &Value) -> Grants {
 }
 
 fn declared(scope: Scope) -> Grants {
-    PERMISSIONS
+    declared_in(PERMISSIONS, scope)
+}
+
+fn declared_in(table: &[Permission], scope: Scope) -> Grants {
+    table
         .iter()
         .filter(|p| p.scope == scope)
         .flat_map(|p| {
@@ -169,6 +173,91 @@ fn watched_namespaces_get_roles_and_nothing_is_cluster_wide() {
         "the Lease needs identity and namespace: {env}"
     );
     assert_eq!(of_kind(&objs, "ServiceMonitor").len(), 1);
+}
+
+/// The console is off by default; on, it gets a flag, a port, a Service, and exactly the
+/// grants `rbac::CONSOLE_PERMISSIONS` lists (the reviews cluster-wide in a ClusterRole of
+/// their own, Events `list` beside the job rules), and an Ingress only when asked.
+#[test]
+fn the_console_is_off_by_default_and_on_adds_only_its_grants() {
+    let Some(helm) = helm() else { return };
+    let off = render(&helm, &[]);
+    assert!(!args(&off).iter().any(|a| a.starts_with("--console-addr")));
+    assert!(
+        !off.iter().any(|o| o["metadata"]["name"]
+            .as_str()
+            .unwrap_or("")
+            .ends_with("-console")),
+        "console objects rendered while off"
+    );
+    for set in [vec![], vec!["--set", "watchNamespaces={shop}"]] {
+        let mut set = set;
+        set.extend(["--set", "console.enabled=true"]);
+        let objs = render(&helm, &set);
+        assert!(
+            args(&objs).contains(&"--console-addr=0.0.0.0:8090".to_string()),
+            "{set:?}"
+        );
+        let d = of_kind(&objs, "Deployment")[0];
+        let ports = &d["spec"]["template"]["spec"]["containers"][0]["ports"];
+        assert!(
+            ports
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p["name"] == "console" && p["containerPort"] == 8090),
+            "{ports}"
+        );
+        let svc = of_kind(&objs, "Service")
+            .into_iter()
+            .find(|s| s["metadata"]["name"] == "weir-console")
+            .expect("a console Service");
+        assert_eq!(svc["spec"]["ports"][0]["targetPort"], "console");
+        let mut jobs = declared(Scope::JobNamespaces);
+        jobs.extend(declared_in(CONSOLE_PERMISSIONS, Scope::JobNamespaces));
+        let cluster_roles = of_kind(&objs, "ClusterRole");
+        let console_role = cluster_roles
+            .iter()
+            .find(|r| r["metadata"]["name"] == "weir-console")
+            .expect("the console's ClusterRole");
+        assert_eq!(
+            grants(console_role),
+            declared_in(CONSOLE_PERMISSIONS, Scope::Cluster)
+        );
+        for role in cluster_roles
+            .iter()
+            .filter(|r| r["metadata"]["name"] != "weir-console")
+            .chain(of_kind(&objs, "Role").iter())
+        {
+            assert_eq!(grants(role), jobs, "{set:?}");
+        }
+        let binding = of_kind(&objs, "ClusterRoleBinding")
+            .into_iter()
+            .find(|b| b["metadata"]["name"] == "weir-console")
+            .expect("the console's ClusterRoleBinding");
+        assert_eq!(binding["roleRef"]["name"], "weir-console");
+        bound_to_operator(binding);
+        assert!(of_kind(&objs, "Ingress").is_empty());
+    }
+    let objs = render(
+        &helm,
+        &[
+            "--set",
+            "console.enabled=true",
+            "--set",
+            "console.ingress.enabled=true",
+            "--set",
+            "console.ingress.host=weir.example.com",
+        ],
+    );
+    let ing = of_kind(&objs, "Ingress")[0];
+    let rule = &ing["spec"]["rules"][0];
+    assert_eq!(rule["host"], "weir.example.com");
+    assert_eq!(rule["http"]["paths"][0]["path"], "/console");
+    assert_eq!(
+        rule["http"]["paths"][0]["backend"]["service"]["name"],
+        "weir-console"
+    );
 }
 
 /// What PodSecurity `restricted` demands of the operator pod.

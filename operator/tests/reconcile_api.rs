@@ -693,6 +693,7 @@ async fn a_pass_with_a_stale_cached_status_decides_from_the_status_last_written(
 async fn savepoint_upgrade_asks_the_runtime_to_stop_with_a_savepoint() {
     let rt = Arc::new(FakeRuntime::default());
     *rt.view.lock().unwrap() = Some(RuntimeView {
+        progress: Default::default(),
         job_id: "lineage-a".into(),
         state: weir_crds::control::JobState::Running,
         ..RuntimeView::default()

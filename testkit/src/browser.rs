@@ -239,6 +239,31 @@ impl Browser {
         .map(drop)
     }
 
+    /// Empty the input matching `css`.
+    ///
+    /// # Errors
+    /// No such element, or the driver's error.
+    pub async fn clear(&self, css: &str) -> Result<(), BrowserError> {
+        let e = self.element(css).await?;
+        self.call(
+            reqwest::Method::POST,
+            &format!("/element/{e}/clear"),
+            Some(json!({})),
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Accept the `confirm()` or `alert()` the page shows now.
+    ///
+    /// # Errors
+    /// No dialog is open, or the driver's error.
+    pub async fn accept_alert(&self) -> Result<(), BrowserError> {
+        self.call(reqwest::Method::POST, "/alert/accept", Some(json!({})))
+            .await
+            .map(drop)
+    }
+
     /// A PNG of the page as it is drawn now.
     ///
     /// # Errors

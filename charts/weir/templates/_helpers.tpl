@@ -65,5 +65,5 @@ any difference.
 {{- end }}
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
-  verbs: ["create"]
+  verbs: {{ if .Values.console.enabled }}["create", "list"]{{ else }}["create"]{{ end }}
 {{- end -}}

@@ -141,6 +141,17 @@ pub struct RuntimeView {
     pub last_checkpoint: Option<weir_crds::CheckpointStatus>,
     /// Savepoint requests of this process.
     pub savepoints: Vec<RuntimeSavepoint>,
+    /// How far the job has got; decisions do not use it, the console shows it.
+    pub progress: Progress,
+}
+
+/// Records read so far and the sources' lag, from one report.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// Records read by every source since this process started.
+    pub records_in: u64,
+    /// Records behind the end of every source partition, summed.
+    pub lag: i64,
 }
 
 impl From<JobReport> for RuntimeView {
@@ -158,7 +169,12 @@ impl From<JobReport> for RuntimeView {
                 written_bytes: c.written_bytes,
             }
         });
+        let progress = Progress {
+            records_in: r.records_in,
+            lag: r.source_lag.iter().map(|l| l.lag.max(0)).sum(),
+        };
         Self {
+            progress,
             job_id: r.job_id,
             state: r.state,
             last_checkpoint,

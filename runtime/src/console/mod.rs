@@ -77,8 +77,9 @@ pub fn router(console: Console) -> Router {
         .with_state(console)
 }
 
-/// No script, style or connection from anywhere but this server; no framing.
-const POLICY: &str = "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'";
+/// No script, style or connection from anywhere but this server; framed only by a page of the
+/// same origin (the operator's console, which proxies this page under its own).
+const POLICY: &str = "default-src 'self'; img-src 'self' data:; frame-ancestors 'self'";
 
 fn asset(body: &'static str, kind: &'static str) -> Response {
     (

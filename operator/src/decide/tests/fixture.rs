@@ -160,6 +160,7 @@ impl Fx {
     /// The runtime (pod 0) reports running: lineage-a, checkpoint 4 at t(0).
     pub(super) fn reports_running(&mut self) {
         self.obs.runtime = Some(RuntimeView {
+            progress: Default::default(),
             job_id: "lineage-a".into(),
             state: JobState::Running,
             last_checkpoint: Some(CheckpointStatus {

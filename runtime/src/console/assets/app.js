@@ -255,13 +255,20 @@ async function act(path, body, what) {
 }
 
 function start() {
-  $("#savepoint").addEventListener("click", () => act("/v1/savepoints", {}, "Savepoint"));
+  // Inside the operator's console the job is acted on there, with Kubernetes authorisation;
+  // this page's own actions (the job's control token) are not offered.
+  if (new URLSearchParams(location.search).has("embedded")) {
+    $("#act").hidden = true;
+    $("#action-result").textContent = "Act on this job from the operator console's job page.";
+    document.body.classList.add("embedded");
+  }
+  $("#savepoint").addEventListener("click", () => act("../v1/savepoints", {}, "Savepoint"));
   $("#stop").addEventListener("click", () => {
-    if (confirm("Stop the job? It takes a final savepoint, commits and exits.")) act("/v1/stop", { savepoint: true }, "Stop");
+    if (confirm("Stop the job? It takes a final savepoint, commits and exits.")) act("../v1/stop", { savepoint: true }, "Stop");
   });
-  fetch("/console/graph").then((r) => r.json()).then((g) => { graph = g; drawGraph(g); if (live) apply(live); });
+  fetch("graph").then((r) => r.json()).then((g) => { graph = g; drawGraph(g); if (live) apply(live); });
   window.addEventListener("resize", () => graph && wire(graph));
-  const events = new EventSource("/console/live");
+  const events = new EventSource("live");
   events.addEventListener("live", (e) => {
     const u = JSON.parse(e.data);
     history.push(...u.history);
