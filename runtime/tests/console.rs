@@ -174,6 +174,18 @@ async fn the_console_shows_a_running_job_and_takes_a_savepoint_only_with_the_tok
             .contains("key groups of [store]"),
         "the shuffle by the window's key is not drawn"
     );
+    // Busy time per subtask: the window's subtasks work on 20 000 records/s, so each is busy
+    // a measurable share of its time, and never more than all of it.
+    let busy = b
+        .wait_for("the window subtasks' busy time", limit, || async {
+            let v = b.attribute("[data-task=s1-t0]", "data-busy").await?;
+            Ok(v.and_then(|v| v.parse::<f64>().ok()).filter(|v| *v > 0.0))
+        })
+        .await
+        .unwrap();
+    assert!(busy <= 1.0, "busy {busy}");
+    // Event time per stage: the window's stage has a watermark behind now.
+    until(&b, ".stage-wm[data-stage=\"1\"]", "behind", true).await;
     until(&b, "#checkpoints tbody", "restore point", true).await;
     // The charts draw the history, sampled every 5 s: two samples make a line.
     until(&b, "#range-rate", "collecting", false).await;

@@ -131,7 +131,9 @@ struct OperatorLive {
     state_bytes: u64,
 }
 
-/// One subtask's share of time waiting on full channels since the update before.
+/// One subtask's time since the update before: waiting on full channels downstream
+/// (backpressure), and working (busy: neither that nor waiting for input), as Flink's
+/// `backPressuredTimeMsPerSecond` and `busyTimeMsPerSecond` count them.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 struct TaskLive {
@@ -139,6 +141,8 @@ struct TaskLive {
     task: String,
     /// Seconds per second, 0 to 1.
     backpressure: f64,
+    /// Seconds per second, 0 to 1.
+    busy: f64,
 }
 
 /// One live update.
@@ -156,6 +160,8 @@ struct Live {
     /// Backpressure of each subtask this process runs.
     tasks: Vec<TaskLive>,
     actions: Vec<Action>,
+    /// Sink transactions pre-committed and not yet committed.
+    in_flight: Vec<crate::control::in_flight::Txn>,
     /// Samples not sent yet on this stream: the whole last hour in the first update.
     history: Vec<Point>,
 }
@@ -167,6 +173,7 @@ struct Previous {
     backpressure: f64,
     alignment: f64,
     blocked: Vec<f64>,
+    idle: Vec<f64>,
     history_sent: i64,
 }
 
@@ -207,13 +214,24 @@ fn sample(c: &Console, prev: Option<&Previous>) -> Option<(Live, Previous)> {
             _ => 0.0,
         }
     };
-    let blocked = metrics.blocked_by_task();
-    let tasks = blocked
+    let waits = metrics.waits_by_task();
+    let tasks = waits
         .iter()
         .enumerate()
-        .map(|(i, (task, secs))| TaskLive {
-            task: (*task).to_string(),
-            backpressure: per_s(*secs, prev.and_then(|p| p.blocked.get(i).copied())).min(1.0),
+        .map(|(i, w)| {
+            let backpressure =
+                per_s(w.blocked, prev.and_then(|p| p.blocked.get(i).copied())).min(1.0);
+            let idle = per_s(w.idle, prev.and_then(|p| p.idle.get(i).copied())).min(1.0);
+            TaskLive {
+                task: w.task.to_string(),
+                backpressure,
+                // Nothing known before the second update: neither busy nor idle.
+                busy: if prev.is_some() {
+                    (1.0 - backpressure - idle).clamp(0.0, 1.0)
+                } else {
+                    0.0
+                },
+            }
         })
         .collect();
     let history_sent = prev.map_or(i64::MIN, |p| p.history_sent);
@@ -231,6 +249,7 @@ fn sample(c: &Console, prev: Option<&Previous>) -> Option<(Live, Previous)> {
         alignment: per_s(alignment, prev.map(|p| p.alignment)),
         tasks,
         actions: c.api.actions.recent(),
+        in_flight: metrics.in_flight.all(),
         history,
     };
     let next = Previous {
@@ -238,7 +257,8 @@ fn sample(c: &Console, prev: Option<&Previous>) -> Option<(Live, Previous)> {
         counts,
         backpressure,
         alignment,
-        blocked: blocked.iter().map(|(_, s)| *s).collect(),
+        blocked: waits.iter().map(|w| w.blocked).collect(),
+        idle: waits.iter().map(|w| w.idle).collect(),
         history_sent: live.history.last().map_or(history_sent, |p| p.at_ms),
     };
     Some((live, next))

@@ -57,8 +57,12 @@ pub struct Metrics {
     /// Bytes this pod received from other pods' subtasks (multi-pod jobs).
     pub exchange_received: Counter,
     watermarks: Vec<AtomicI64>,
+    /// Sink transactions pre-committed and not yet committed, for the console.
+    pub in_flight: super::in_flight::InFlight,
     /// Nanoseconds each task waited on full channels (by watermark slot).
     blocked_ns: Vec<AtomicU64>,
+    /// Nanoseconds each task waited for input (or, a source, for its rate or new data).
+    idle_ns: Vec<AtomicU64>,
     task_names: Vec<String>,
     task_watermark: Family<TaskLabel, Gauge<f64, AtomicU64>>,
     started: Instant,
@@ -133,7 +137,9 @@ impl Metrics {
             exchange_sent: Counter::default(),
             exchange_received: Counter::default(),
             watermarks: tasks.iter().map(|_| AtomicI64::new(Millis::MIN)).collect(),
+            in_flight: super::in_flight::InFlight::default(),
             blocked_ns: tasks.iter().map(|_| AtomicU64::new(0)).collect(),
+            idle_ns: tasks.iter().map(|_| AtomicU64::new(0)).collect(),
             task_names: tasks,
             task_watermark: Family::default(),
             started: Instant::now(),
@@ -421,13 +427,28 @@ impl Metrics {
         }
     }
 
-    /// Seconds each task has waited on full channels, with the task's name.
+    /// Task `slot` waited `waited` with nothing to do (no input, or a source's rate limit).
+    pub fn idle(&self, slot: usize, waited: std::time::Duration) {
+        if let Some(b) = self.idle_ns.get(slot) {
+            b.fetch_add(
+                u64::try_from(waited.as_nanos()).unwrap_or(u64::MAX),
+                Ordering::Relaxed,
+            );
+        }
+    }
+
+    /// Seconds each task has waited on full channels and for input, with the task's name;
+    /// the rest of its time it was busy.
     #[must_use]
-    pub fn blocked_by_task(&self) -> Vec<(&str, f64)> {
+    pub fn waits_by_task(&self) -> Vec<TaskWaits<'_>> {
         self.task_names
             .iter()
-            .zip(&self.blocked_ns)
-            .map(|(t, b)| (t.as_str(), b.load(Ordering::Relaxed) as f64 / 1e9))
+            .zip(self.blocked_ns.iter().zip(&self.idle_ns))
+            .map(|(t, (b, i))| TaskWaits {
+                task: t.as_str(),
+                blocked: b.load(Ordering::Relaxed) as f64 / 1e9,
+                idle: i.load(Ordering::Relaxed) as f64 / 1e9,
+            })
             .collect()
     }
 
@@ -479,6 +500,17 @@ pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; cha
 /// An event time as Unix seconds; none before the first watermark or at the end of time.
 fn seconds(t: Millis) -> Option<f64> {
     (t != Millis::MIN && t != Millis::MAX).then(|| t as f64 / 1000.0)
+}
+
+/// How long one task has waited, in seconds since it started.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TaskWaits<'a> {
+    /// `s<stage>-t<subtask>`.
+    pub task: &'a str,
+    /// On full channels downstream (backpressure).
+    pub blocked: f64,
+    /// For input.
+    pub idle: f64,
 }
 
 #[cfg(test)]

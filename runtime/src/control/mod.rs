@@ -27,6 +27,7 @@
 //! refused (`409`) until the job runs.
 
 pub mod actions;
+pub mod in_flight;
 pub mod metrics;
 pub mod status;
 

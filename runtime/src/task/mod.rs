@@ -301,11 +301,13 @@ impl TaskCore {
         let captured = self.chain.capture(b.kind.is_savepoint())?;
         let subtask = self.id.subtask;
         let mut committables = Vec::new();
+        let metrics = self.metrics.clone();
         for slot in self.slots_mut() {
             match &mut slot.inst {
                 SinkInstance::TwoPhase(s) => {
                     let c = s.pre_commit().await?;
                     slot.pending.insert(b.id, c);
+                    metrics.in_flight.set(&slot.id, subtask, &slot.pending);
                 }
                 SinkInstance::Plain(s) => s.flush(b.id).await?,
             }
@@ -338,6 +340,7 @@ impl TaskCore {
     /// # Errors
     /// Sink commit errors (the job fails; a restore retries the commit).
     pub async fn commit(&mut self, upto: CheckpointId) -> Result<()> {
+        let (metrics, subtask) = (self.metrics.clone(), self.id.subtask);
         for slot in self.slots_mut() {
             let later = slot.pending.split_off(&CheckpointId(upto.0 + 1));
             let done = std::mem::replace(&mut slot.pending, later);
@@ -346,6 +349,7 @@ impl TaskCore {
             }
             if let SinkInstance::TwoPhase(s) = &mut slot.inst {
                 s.commit(done.into_values().collect()).await?;
+                metrics.in_flight.set(&slot.id, subtask, &slot.pending);
                 // Committed, and the checkpoint not yet marked so: a restore replays it.
                 crate::fault::point("after-sink-commit", upto);
             }
@@ -428,7 +432,10 @@ impl SourceTask {
                 }
             }
             if idle {
-                match self.ctrl.recv().await {
+                let waiting = Instant::now();
+                let c = self.ctrl.recv().await;
+                self.core.metrics.idle(self.core.slot, waiting.elapsed());
+                match c {
                     Some(c) => {
                         if self.control(c, &mut idle).await? {
                             return Ok(());
@@ -440,13 +447,20 @@ impl SourceTask {
             }
             if let Some(rate) = self.rate {
                 let due = started + Duration::from_secs_f64(emitted as f64 / rate);
-                if Instant::now() < due {
-                    tokio::select! {
-                        c = self.ctrl.recv() => match c {
-                            Some(c) => if self.control(c, &mut idle).await? { return Ok(()) },
-                            None => return Ok(()),
-                        },
-                        () = tokio::time::sleep_until(due.into()) => {}
+                let waiting = Instant::now();
+                if waiting < due {
+                    let c = tokio::select! {
+                        c = self.ctrl.recv() => Some(c),
+                        () = tokio::time::sleep_until(due.into()) => None,
+                    };
+                    self.core.metrics.idle(self.core.slot, waiting.elapsed());
+                    let stop = match c {
+                        Some(Some(c)) => self.control(c, &mut idle).await?,
+                        Some(None) => true,
+                        None => false,
+                    };
+                    if stop {
+                        return Ok(());
                     }
                     continue;
                 }
@@ -470,12 +484,19 @@ impl SourceTask {
                     // a subtask owning no split) polls idle for ever, its watermark comes from
                     // the restored positions, and splits go idle by the clock.
                     self.source_watermark().await?;
-                    tokio::select! {
-                        c = self.ctrl.recv() => match c {
-                            Some(c) => if self.control(c, &mut idle).await? { return Ok(()) },
-                            None => return Ok(()),
-                        },
-                        () = tokio::time::sleep(IDLE_POLL) => {}
+                    let waiting = Instant::now();
+                    let c = tokio::select! {
+                        c = self.ctrl.recv() => Some(c),
+                        () = tokio::time::sleep(IDLE_POLL) => None,
+                    };
+                    self.core.metrics.idle(self.core.slot, waiting.elapsed());
+                    let stop = match c {
+                        Some(Some(c)) => self.control(c, &mut idle).await?,
+                        Some(None) => true,
+                        None => false,
+                    };
+                    if stop {
+                        return Ok(());
                     }
                 }
                 Poll::Finished => {
@@ -593,6 +614,9 @@ impl StageTask {
                 .map(|i| !event_time.is_ended(i) && !aligner.is_blocked(i))
                 .collect();
             let inputs = &mut self.inputs;
+            // Time until something arrives is idle time (the console's busy time is the rest
+            // after backpressure); read only when a message is taken, so one clock read each.
+            let waiting = Instant::now();
             let next = tokio::select! {
                 biased;
                 c = self.ctrl.recv() => Next::Ctrl(c),
@@ -611,6 +635,7 @@ impl StageTask {
                     TaskPoll::Pending
                 }) => Next::Input(i, m),
             };
+            self.core.metrics.idle(self.core.slot, waiting.elapsed());
             match next {
                 Next::Ctrl(None) => return Ok(()),
                 Next::Ctrl(Some(Control::Commit(id))) => self.core.commit(id).await?,

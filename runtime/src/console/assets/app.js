@@ -35,6 +35,15 @@ const ago = (ms) => {
   return (s / 3600).toFixed(1) + " h ago";
 };
 const duration = (ms) => (ms === null || ms === undefined ? "–" : ms < 1000 ? ms + " ms" : (ms / 1000).toFixed(2) + " s");
+// A span of time as a person reads it: event time can be days behind the clock.
+const span = (ms) => {
+  if (ms === null || ms === undefined) return "–";
+  if (ms < 120 * 1000) return duration(ms);
+  const m = ms / 60000;
+  if (m < 120) return m.toFixed(0) + " min";
+  const h = m / 60;
+  return h < 48 ? h.toFixed(1) + " h" : (h / 24).toFixed(1) + " days";
+};
 const kindText = (k) => (typeof k === "string" ? k : k.stop ? (k.stop.savepoint ? "stop + savepoint" : "stop") : JSON.stringify(k));
 
 let graph = null;
@@ -70,7 +79,8 @@ function drawGraph(g) {
     const ins = g.edges.filter((e) => e.to === s.index).map((e) => `stage ${e.from} by ${e.how}`);
     const node = el("div", { class: "node", id: "stage-" + s.index },
       el("h4", { text: `stage ${s.index} × ${g.parallelism}` }, ins.length ? el("small", { text: " ← " + ins.join(", ") }) : ""),
-      el("div", { class: "subtasks", "data-stage": String(s.index), title: "share of time each subtask waited on a full channel downstream" }));
+      el("div", { class: "subtasks", "data-stage": String(s.index), title: "each subtask's share of time working (busy) and waiting on a full channel downstream (bp: backpressure)" }),
+      el("div", { class: "stage-wm", "data-stage": String(s.index), title: "the event time every operator of this stage has reached: the lowest watermark of its subtasks" }));
     if (s.source) node.append(opRow("source", "source " + s.source, false));
     for (const o of s.operators) node.append(opRow(o.id, o.text, o.stateful));
     columns[depth[s.index]].append(node);
@@ -173,19 +183,20 @@ function apply(u) {
     if (s) s.textContent = bytes(o.stateBytes);
   }
 
-  // Backpressure per subtask, under its stage's header.
+  // Busy time and backpressure per subtask, under its stage's header.
   const byStage = new Map();
   for (const t of u.tasks) {
     const m = /^s(\d+)-t(\d+)$/.exec(t.task);
     if (!m) continue;
     if (!byStage.has(m[1])) byStage.set(m[1], []);
-    byStage.get(m[1]).push(el("span", { class: "subtask" + (t.backpressure > 0.5 ? " hot" : ""), "data-task": t.task },
-      `t${m[2]} ${(t.backpressure * 100).toFixed(0)}%`));
+    const hot = t.backpressure > 0.5 || t.busy > 0.8;
+    byStage.get(m[1]).push(el("span", { class: "subtask" + (hot ? " hot" : ""), "data-task": t.task, "data-busy": String(t.busy), "data-backpressure": String(t.backpressure) },
+      `t${m[2]} busy ${(t.busy * 100).toFixed(0)}% bp ${(t.backpressure * 100).toFixed(0)}%`));
   }
   for (const box of document.querySelectorAll(".subtasks")) {
     box.textContent = "";
     const spans = byStage.get(box.dataset.stage) || [];
-    if (spans.length) box.append("backpressure ", ...spans);
+    if (spans.length) box.append(...spans);
   }
 
   // Checkpoints: newest first; the newest completed is what a restore would use, and the
@@ -211,12 +222,26 @@ function apply(u) {
     el("tr", { class: a.outcome.startsWith("refused") ? "failed" : "" },
       el("td", { text: new Date(a.atMs).toLocaleTimeString() }), el("td", { text: a.action }),
       el("td", { text: a.outcome }), el("td", { text: a.authenticated ? "yes" : "no" }))));
-  fill($("#sinks tbody"), j.sinks.map((s) =>
-    el("tr", {}, el("td", { text: s.id }), el("td", { text: s.name }), el("td", { text: s.guarantee }))));
+  // Event time per stage, and so per operator: the lowest watermark of the stage's subtasks.
+  for (const box of document.querySelectorAll(".stage-wm")) {
+    const marks = j.watermarks.filter((w) => String(w.task.stage) === box.dataset.stage).map((w) => w.watermark);
+    const known = marks.filter((m) => m !== null);
+    box.textContent = !marks.length ? "" : known.length < marks.length ? "event time: none yet"
+      : `event time ${new Date(Math.min(...known)).toISOString().replace(".000Z", "Z")} (${span(u.atMs - Math.min(...known))} behind)`;
+  }
+  const inFlight = u.inFlight || [];
+  fill($("#sinks tbody"), j.sinks.map((s) => {
+    const mine = inFlight.filter((t) => t.sink === s.id);
+    return el("tr", { "data-sink": s.id }, el("td", { text: s.id }), el("td", { text: s.name }), el("td", { text: s.guarantee }),
+      el("td", { class: "in-flight", text: mine.length ? `${mine.length} (oldest #${Math.min(...mine.map((t) => t.checkpoint))})` : "none" }));
+  }));
+  fill($("#in-flight tbody"), inFlight.map((t) =>
+    el("tr", { "data-sink": t.sink }, el("td", { text: t.sink }), el("td", { text: "t" + t.subtask }), el("td", { text: "#" + t.checkpoint }),
+      el("td", { text: t.kind }), el("td", { class: "path", text: t.detail }))));
   fill($("#watermarks tbody"), j.watermarks.map((w) =>
     el("tr", {}, el("td", { text: `s${w.task.stage}-t${w.task.subtask}` }),
       el("td", { text: w.watermark === null ? "none yet" : new Date(w.watermark).toISOString() }),
-      el("td", { text: w.watermark === null ? "–" : duration(u.atMs - w.watermark) }))));
+      el("td", { text: w.watermark === null ? "–" : span(u.atMs - w.watermark) }))));
   fill($("#source-lag tbody"), j.sourceLag.map((l) =>
     el("tr", {}, el("td", { text: l.topic }), el("td", { text: String(l.partition) }), el("td", { text: num(l.lag) }))));
 
