@@ -109,7 +109,7 @@ export WEIR_HELM="$helm_bin" WEIR_REQUIRE_HELM=1
 
 step "cargo test"
 if [ -z "${KUBEBUILDER_ASSETS:-}" ]; then
-  echo "SKIPPED the three apiserver suites (operator/tests/apiserver.rs, operator/tests/newcomer.rs, runtime/tests/whole_system.rs): KUBEBUILDER_ASSETS is not set (no kube-apiserver here)"
+  echo "SKIPPED the four apiserver suites (operator/tests/apiserver.rs, operator/tests/newcomer.rs, runtime/tests/whole_system.rs, runtime/tests/operator_console.rs): KUBEBUILDER_ASSETS is not set (no kube-apiserver here)"
 fi
 if [ -z "${WEIR_SCHEMA_REGISTRY_URL:-}" ]; then
   echo "SKIPPED the schema registry suite (runtime/tests/schema_registry.rs): WEIR_SCHEMA_REGISTRY_URL is not set (no Confluent-compatible registry installs from this project's package registries; see DEVELOPERS.md)"

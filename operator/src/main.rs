@@ -155,7 +155,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let ctx = Arc::new(ctx);
     if let Some(addr) = args.console_addr {
-        let console = weir_operator::console::Console::new(ctx.clone())?;
+        let console = weir_operator::console::Console::new(ctx.clone(), &namespaces)?;
         weir_operator::console::serve(addr, console)
             .await
             .with_context(|| format!("cannot bind the console's address {addr}"))?;

@@ -32,6 +32,7 @@ use weir_testkit::browser::{self, Browser, BrowserError};
 use common::{fresh_bucket, s3_endpoint, unique};
 
 const NS: &str = "analytics";
+const OTHER_NS: &str = "shop";
 const JOB: &str = "clicks";
 
 fn job_resource() -> ApiResource {
@@ -279,6 +280,18 @@ async fn scenario(assets: &Path, s3: &str, chromium: &Path, driver: &Path) {
             }
         }
     });
+    // A second job, in another namespace, created suspended: the list spans namespaces.
+    envtest::create_namespace(&admin, OTHER_NS).await;
+    let mut other = manifest.clone();
+    other["metadata"] = json!({"name": "orders", "namespace": OTHER_NS});
+    other["spec"]["state"] = json!("suspended");
+    other["spec"]["checkpoint"]["s3"] =
+        json!({"endpoint": s3, "region": "us-east-1", "pathStyle": true});
+    let others: Api<DynamicObject> = Api::namespaced_with(admin.clone(), OTHER_NS, &job_resource());
+    others
+        .create(&pp, &serde_json::from_value(other).unwrap())
+        .await
+        .unwrap();
     let jobs: Api<DynamicObject> = Api::namespaced_with(admin.clone(), NS, &job_resource());
     jobs.create(&pp, &serde_json::from_value(manifest).unwrap())
         .await
@@ -309,6 +322,22 @@ async fn scenario(assets: &Path, s3: &str, chromium: &Path, driver: &Path) {
         listed > 1_000.0,
         "listed at {listed}/s, datagen makes 20 000/s"
     );
+    // The other job, in the state its status gives.
+    let other_state = wait_for(
+        "the other job's status",
+        Duration::from_secs(60),
+        || async {
+            let s = others.get("orders").await.ok()?.data["status"]["lifecycleState"].clone();
+            s.as_str().map(String::from)
+        },
+    )
+    .await;
+    until(
+        &b,
+        &format!("tr[data-job=\"{OTHER_NS}/orders\"] td.state"),
+        &other_state,
+    )
+    .await;
     screenshot(&b, "console-jobs.png", &logs).await;
 
     // The runtime's own page through the operator: non-zero rates, its actions withheld.

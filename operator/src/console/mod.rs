@@ -32,14 +32,17 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use kube::api::{Patch, PatchParams};
+use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Api, ResourceExt};
 use weir_crds::StreamJob;
 
+use crate::claims::Directory;
 use crate::context::{Context, MANAGER};
 use crate::events::{Event, Reason};
 use crate::reconcile::{object_ref, publish};
+use crate::watched::Watched;
 use actions::Action;
 use auth::Refusal;
 use view::Rates;
@@ -51,22 +54,49 @@ const TICK: Duration = Duration::from_secs(2);
 #[derive(Clone)]
 pub struct Console {
     ctx: Arc<Context>,
+    /// The console's own cache of StreamJobs: a replica waiting for the leader Lease runs no
+    /// controller, and its console must still list every job.
+    directory: Directory,
     rates: Arc<Rates>,
     /// For the proxied runtime page: no overall timeout, its live updates stream.
     http: reqwest::Client,
 }
 
 impl Console {
-    /// A console over the controller's context (its client, cache of jobs and runtime client).
+    /// A console over the operator's context (its client and runtime client), watching the
+    /// StreamJobs of `namespaces` (all when empty) for itself.
     ///
     /// # Errors
     /// The HTTP client could not be built.
-    pub fn new(ctx: Arc<Context>) -> Result<Self, reqwest::Error> {
+    pub fn new(ctx: Arc<Context>, namespaces: &[String]) -> Result<Self, reqwest::Error> {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(2))
             .build()?;
+        let directory = Directory::default();
+        let scopes: Vec<Option<&String>> = if namespaces.is_empty() {
+            vec![None]
+        } else {
+            namespaces.iter().map(Some).collect()
+        };
+        for ns in scopes {
+            let api: Api<Watched> = match ns {
+                Some(ns) => Api::namespaced(ctx.client.clone(), ns),
+                None => Api::all(ctx.client.clone()),
+            };
+            let (reader, writer) = reflector::store();
+            directory.add(reader);
+            let watch = reflector(writer, watcher(api, watcher::Config::default()))
+                .default_backoff()
+                .touched_objects();
+            tokio::spawn(watch.for_each(|r| async move {
+                if let Err(e) = r {
+                    tracing::debug!(error = %e, "console's StreamJob watch");
+                }
+            }));
+        }
         Ok(Self {
             ctx,
+            directory,
             rates: Arc::default(),
             http,
         })
@@ -165,7 +195,7 @@ async fn style() -> Response {
 
 /// Every readable watched job, sorted by namespace and name.
 async fn jobs(c: &Console) -> Vec<Arc<StreamJob>> {
-    let mut jobs = c.ctx.directory.jobs().await;
+    let mut jobs = c.directory.jobs().await;
     jobs.sort_by_key(|j| (j.namespace(), j.name_any()));
     jobs
 }

@@ -49,12 +49,15 @@ function applyList(u) {
   $("#empty").hidden = u.jobs.length > 0;
   fill("#jobs", u.jobs.map((j) => {
     const link = el("a", { href: `jobs/${encodeURIComponent(j.namespace)}/${encodeURIComponent(j.name)}/`, text: j.name });
-    const ready = j.ready ? el("span", { class: j.ready.status === "True" ? "ok" : "bad", title: j.ready.message, text: j.ready.status === "True" ? "yes" : j.ready.reason }) : "–";
+    // Not ready because a person suspended it is no alarm.
+    const readyClass = !j.ready ? "" : j.ready.status === "True" ? "ok" : j.state === "Suspended" ? "muted" : "bad";
+    const ready = j.ready ? el("span", { class: readyClass, title: j.ready.message, text: j.ready.status === "True" ? "yes" : j.ready.reason }) : "–";
     return el("tr", { "data-job": `${j.namespace}/${j.name}` },
       el("td", { text: j.namespace }), el("td", {}, link),
       el("td", { class: "state", text: j.state }), el("td", {}, ready),
       el("td", { text: j.pods || "–" }),
-      el("td", { text: (j.parallelism ?? "–") + (j.parallelism !== j.desiredParallelism ? ` → ${j.desiredParallelism}` : "") }),
+      el("td", { title: `the spec asks for ${j.desiredParallelism}`, text: j.parallelism === null || j.parallelism === undefined ? "–"
+        : String(j.parallelism) + (j.parallelism !== j.desiredParallelism ? ` → ${j.desiredParallelism}` : "") }),
       el("td", { class: "rate", "data-rate": String(j.recordsPerS ?? 0), text: num(j.recordsPerS) }),
       el("td", { text: num(j.lag) }),
       el("td", { text: ago(j.lastCheckpointAtMs) }),
