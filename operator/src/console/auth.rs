@@ -133,7 +133,130 @@ pub async fn authorize(
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
     use super::*;
+    use http::{Request, Response};
+    use kube::client::Body;
+    use serde_json::{Value, json};
+
+    /// An apiserver that answers the TokenReview with `review` and the SubjectAccessReview
+    /// with `access` (a status code and body each), and hands back what it was sent.
+    fn apiserver(
+        review: (u16, Value),
+        access: (u16, Value),
+    ) -> (Client, tokio::task::JoinHandle<Vec<(String, Value)>>) {
+        let (svc, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let seen = tokio::spawn(async move {
+            let mut seen = Vec::new();
+            while let Some((req, send)) = handle.next_request().await {
+                let path = req.uri().path().to_string();
+                let body = req.into_body().collect_bytes().await.unwrap();
+                seen.push((path.clone(), serde_json::from_slice(&body).unwrap()));
+                let (code, answer) = if path.ends_with("/tokenreviews") {
+                    review.clone()
+                } else {
+                    access.clone()
+                };
+                send.send_response(
+                    Response::builder()
+                        .status(code)
+                        .body(Body::from(answer.to_string().into_bytes()))
+                        .unwrap(),
+                );
+            }
+            seen
+        });
+        (Client::new(svc, "default"), seen)
+    }
+
+    fn reviewed(user: &str) -> (u16, Value) {
+        (
+            201,
+            json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": {},
+                   "status": {"authenticated": true,
+                              "user": {"username": user, "uid": "u-1", "groups": ["devs", "system:authenticated"]}}}),
+        )
+    }
+
+    fn access(allowed: bool) -> (u16, Value) {
+        (
+            201,
+            json!({"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview", "spec": {},
+                   "status": {"allowed": allowed, "reason": if allowed { "" } else { "no RBAC policy matched" }}}),
+        )
+    }
+
+    fn failure(code: u16) -> (u16, Value) {
+        (
+            code,
+            json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": "etcd is down", "code": code}),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_person_allowed_to_patch_the_job_may_act_and_the_review_asks_exactly_that() {
+        let (client, seen) = apiserver(reviewed("alice"), access(true));
+        let caller = authorize(&client, Some("tok"), "patch", "shop", "sales").await;
+        drop(client);
+        assert_eq!(
+            caller,
+            Ok(Caller {
+                user: "alice".into()
+            })
+        );
+        let seen = seen.await.unwrap();
+        assert_eq!(seen.len(), 2, "{seen:?}");
+        assert_eq!(seen[0].1["spec"]["token"], "tok");
+        let sar = &seen[1].1["spec"];
+        assert_eq!(sar["user"], "alice");
+        assert_eq!(sar["groups"], json!(["devs", "system:authenticated"]));
+        assert_eq!(
+            sar["resourceAttributes"],
+            json!({"group": "weir.dev", "resource": "streamjobs", "verb": "patch",
+                   "namespace": "shop", "name": "sales"})
+        );
+    }
+
+    #[tokio::test]
+    async fn refusals_name_why_and_an_unanswered_review_refuses() {
+        // No token: refused before asking anyone.
+        let (client, seen) = apiserver(reviewed("alice"), access(true));
+        let r = authorize(&client, None, "patch", "shop", "sales").await;
+        drop(client);
+        assert!(matches!(r, Err(Refusal::Unauthenticated(_))), "{r:?}");
+        assert!(seen.await.unwrap().is_empty());
+
+        // A token the apiserver does not know.
+        let unknown = (
+            201,
+            json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": {},
+                   "status": {"authenticated": false, "error": "invalid bearer token"}}),
+        );
+        let (client, _) = apiserver(unknown, access(true));
+        let r = authorize(&client, Some("tok"), "patch", "shop", "sales").await;
+        assert!(
+            matches!(&r, Err(Refusal::Unauthenticated(m)) if m.contains("invalid bearer token")),
+            "{r:?}"
+        );
+
+        // A known person without the right.
+        let (client, _) = apiserver(reviewed("mallory"), access(false));
+        let r = authorize(&client, Some("tok"), "patch", "shop", "sales").await;
+        assert!(
+            matches!(&r, Err(Refusal::Forbidden(m)) if m.contains("mallory may not patch") && m.contains("shop/sales")),
+            "{r:?}"
+        );
+
+        // The apiserver cannot answer either review: refused, never allowed.
+        for (review, sar) in [
+            (failure(500), access(true)),
+            (reviewed("alice"), failure(503)),
+        ] {
+            let (client, _) = apiserver(review, sar);
+            let r = authorize(&client, Some("tok"), "patch", "shop", "sales").await;
+            assert!(matches!(r, Err(Refusal::Unavailable(_))), "{r:?}");
+        }
+    }
 
     #[test]
     fn only_a_bearer_header_carries_a_token() {

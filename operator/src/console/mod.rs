@@ -218,13 +218,19 @@ async fn rate_of(c: &Console, job: &StreamJob) -> Option<(Option<f64>, i64)> {
     c.rates.of(&c.ctx.client, c.ctx.runtime.as_ref(), job).await
 }
 
+/// Reports asked of running jobs at once for the list: a slow pod delays its own row, not
+/// every row after it.
+const REPORTS_AT_ONCE: usize = 8;
+
 async fn list_rows(c: &Console) -> Vec<view::JobRow> {
-    let mut rows = Vec::new();
-    for job in jobs(c).await {
-        let rate = rate_of(c, &job).await;
-        rows.push(view::row(&job, rate));
-    }
-    rows
+    futures::stream::iter(jobs(c).await)
+        .map(|job| async move {
+            let rate = rate_of(c, &job).await;
+            view::row(&job, rate)
+        })
+        .buffered(REPORTS_AT_ONCE)
+        .collect()
+        .await
 }
 
 fn every_tick<T, F, Fut>(make: F) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>>
