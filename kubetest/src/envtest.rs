@@ -14,6 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Client;
 use kube::api::{Api, PostParams};
@@ -267,6 +268,37 @@ pub async fn install_crd(client: &Client, crd: &CustomResourceDefinition) {
         },
     )
     .await;
+}
+
+/// What a `helm install` of the chart rendered as `objects` ([`crate::helm::template`] with
+/// `--include-crds`) creates cluster-wide: the CRDs (waited for) and the ClusterRoles and
+/// their bindings. Namespaced objects are the caller's: there is no controller-manager or
+/// node for the operator's Deployment, so tests run the operator binary themselves.
+pub async fn install_cluster_objects(client: &Client, objects: &[serde_json::Value]) {
+    let pp = PostParams::default();
+    for o in objects {
+        match o["kind"].as_str() {
+            Some("CustomResourceDefinition") => {
+                install_crd(client, &serde_json::from_value(o.clone()).expect("CRD")).await;
+            }
+            Some("ClusterRole") => {
+                Api::<ClusterRole>::all(client.clone())
+                    .create(
+                        &pp,
+                        &serde_json::from_value(o.clone()).expect("ClusterRole"),
+                    )
+                    .await
+                    .expect("create the ClusterRole");
+            }
+            Some("ClusterRoleBinding") => {
+                Api::<ClusterRoleBinding>::all(client.clone())
+                    .create(&pp, &serde_json::from_value(o.clone()).expect("binding"))
+                    .await
+                    .expect("create the ClusterRoleBinding");
+            }
+            _ => {}
+        }
+    }
 }
 
 pub async fn create_namespace(client: &Client, name: &str) {

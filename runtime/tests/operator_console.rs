@@ -16,40 +16,27 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::events::v1::Event;
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::Client;
-use kube::api::{Api, ApiResource, DynamicObject, PostParams};
+use kube::api::{Api, DynamicObject, PostParams};
 use serde_json::{Value, json};
 use weir_kubetest::envtest::{self, wait_for};
 use weir_kubetest::{helm, kubelet};
 use weir_testkit::browser::{self, Browser, BrowserError};
 
+use common::page::{rate, screenshot, until};
 use common::{fresh_bucket, s3_endpoint, unique};
 
 const NS: &str = "analytics";
 const OTHER_NS: &str = "shop";
 const JOB: &str = "clicks";
 
-fn job_resource() -> ApiResource {
-    ApiResource {
-        group: "weir.dev".into(),
-        version: "v1alpha1".into(),
-        api_version: "weir.dev/v1alpha1".into(),
-        kind: "StreamJob".into(),
-        plural: "streamjobs".into(),
-    }
-}
-
 async fn status(jobs: &Api<DynamicObject>) -> Value {
-    jobs.get(JOB)
-        .await
-        .map(|j| j.data["status"].clone())
-        .unwrap_or(Value::Null)
+    common::cluster::status(jobs, JOB).await
 }
 
 /// The job's Events: (reason, note).
@@ -63,39 +50,6 @@ async fn events(client: &Client) -> Vec<(String, String)> {
         .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(JOB))
         .map(|e| (e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
         .collect()
-}
-
-/// Wait until the text of `css` holds `needle`; returns the text.
-async fn until(b: &Browser, css: &str, needle: &str) -> String {
-    b.wait_for(
-        &format!("{css} to show {needle:?}"),
-        Duration::from_secs(60),
-        || async {
-            let t = b.text(css).await?;
-            Ok::<_, BrowserError>(t.contains(needle).then_some(t))
-        },
-    )
-    .await
-    .unwrap()
-}
-
-/// A number the page shows in `data-rate`, once above zero.
-async fn rate(b: &Browser, css: &str) -> Result<Option<f64>, BrowserError> {
-    let v = b.attribute(css, "data-rate").await?;
-    Ok(v.and_then(|v| v.parse::<f64>().ok()).filter(|r| *r > 0.0))
-}
-
-async fn screenshot(b: &Browser, name: &str, scratch: &Path) {
-    let png = b.screenshot().await.unwrap();
-    assert!(png.starts_with(b"\x89PNG"), "{name}: not a PNG");
-    let to = if std::env::var_os("WEIR_UPDATE_SCREENSHOTS").is_some() {
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../docs")
-            .join(name)
-    } else {
-        scratch.join(name)
-    };
-    std::fs::write(&to, png).unwrap();
 }
 
 /// Click an action with `token` in the token field (empty: none); the result line's text.
@@ -150,32 +104,11 @@ async fn scenario(assets: &Path, s3: &str, chromium: &Path, driver: &Path) {
         &helm_bin,
         &["--include-crds", "--set", "console.enabled=true"],
     );
-    for o in objects
-        .iter()
-        .filter(|o| o["kind"] == "CustomResourceDefinition")
-    {
-        envtest::install_crd(&admin, &serde_json::from_value(o.clone()).unwrap()).await;
-    }
+    envtest::install_cluster_objects(&admin, &objects).await;
     for ns in ["weir", NS] {
         envtest::create_namespace(&admin, ns).await;
     }
-    for o in &objects {
-        match o["kind"].as_str() {
-            Some("ClusterRole") => {
-                Api::<ClusterRole>::all(admin.clone())
-                    .create(&pp, &serde_json::from_value(o.clone()).unwrap())
-                    .await
-                    .unwrap();
-            }
-            Some("ClusterRoleBinding") => {
-                Api::<ClusterRoleBinding>::all(admin.clone())
-                    .create(&pp, &serde_json::from_value(o.clone()).unwrap())
-                    .await
-                    .unwrap();
-            }
-            _ => {}
-        }
-    }
+
     let console_args: Vec<String> = objects
         .iter()
         .filter(|o| o["kind"] == "Deployment")
@@ -215,24 +148,8 @@ async fn scenario(assets: &Path, s3: &str, chromium: &Path, driver: &Path) {
 
     let u = unique();
     let bucket = fresh_bucket(s3, "operator-console").await;
-    Api::<Secret>::namespaced(admin.clone(), NS)
-        .create(
-            &pp,
-            &serde_json::from_value(json!({"metadata": {"name": "weir-s3"}, "stringData": {
-                "AWS_ACCESS_KEY_ID": std::env::var("AWS_ACCESS_KEY_ID").unwrap(),
-                "AWS_SECRET_ACCESS_KEY": std::env::var("AWS_SECRET_ACCESS_KEY").unwrap()}}))
-            .unwrap(),
-        )
-        .await
-        .unwrap();
-
-    let runtime_bin = PathBuf::from(env!("CARGO_BIN_EXE_weir-runtime"));
-    let operator_bin = runtime_bin.with_file_name("weir-operator");
-    assert!(
-        operator_bin.is_file(),
-        "{} missing: cargo build -p weir-operator",
-        operator_bin.display()
-    );
+    common::cluster::s3_secret(&admin, NS).await;
+    let (runtime_bin, operator_bin) = common::cluster::binaries();
     let logs = std::env::temp_dir().join(format!("weir-operator-console-{u}"));
     println!(
         "operator_console: operator and pod logs in {}",
@@ -287,12 +204,14 @@ async fn scenario(assets: &Path, s3: &str, chromium: &Path, driver: &Path) {
     other["spec"]["state"] = json!("suspended");
     other["spec"]["checkpoint"]["s3"] =
         json!({"endpoint": s3, "region": "us-east-1", "pathStyle": true});
-    let others: Api<DynamicObject> = Api::namespaced_with(admin.clone(), OTHER_NS, &job_resource());
+    let others: Api<DynamicObject> =
+        Api::namespaced_with(admin.clone(), OTHER_NS, &common::cluster::job_resource());
     others
         .create(&pp, &serde_json::from_value(other).unwrap())
         .await
         .unwrap();
-    let jobs: Api<DynamicObject> = Api::namespaced_with(admin.clone(), NS, &job_resource());
+    let jobs: Api<DynamicObject> =
+        Api::namespaced_with(admin.clone(), NS, &common::cluster::job_resource());
     jobs.create(&pp, &serde_json::from_value(manifest).unwrap())
         .await
         .unwrap();
@@ -312,7 +231,7 @@ async fn scenario(assets: &Path, s3: &str, chromium: &Path, driver: &Path) {
     // The list: the job, running, with a rate read from its pod.
     b.goto(&format!("{console}/console/")).await.unwrap();
     let row = format!("tr[data-job=\"{NS}/{JOB}\"]");
-    until(&b, &format!("{row} td.state"), "Running").await;
+    until(&b, &format!("{row} td.state"), "Running", true).await;
     let rate_cell = format!("{row} td.rate");
     let listed = b
         .wait_for("a rate in the list", limit, || rate(&b, &rate_cell))
@@ -336,6 +255,7 @@ async fn scenario(assets: &Path, s3: &str, chromium: &Path, driver: &Path) {
         &b,
         &format!("tr[data-job=\"{OTHER_NS}/orders\"] td.state"),
         &other_state,
+        true,
     )
     .await;
     screenshot(&b, "console-jobs.png", &logs).await;
@@ -369,9 +289,9 @@ async fn scenario(assets: &Path, s3: &str, chromium: &Path, driver: &Path) {
     b.goto(&format!("{console}/console/jobs/{NS}/{JOB}/"))
         .await
         .unwrap();
-    until(&b, "#state", "Running").await;
-    until(&b, "#events tbody", "Deploying").await;
-    until(&b, "#spec", "parallelism: 2").await;
+    until(&b, "#state", "Running", true).await;
+    until(&b, "#events tbody", "Deploying", true).await;
+    until(&b, "#spec", "parallelism: 2", true).await;
     b.wait_for("the job page's rate", limit, || rate(&b, "#rate"))
         .await
         .unwrap();
@@ -419,7 +339,7 @@ async fn scenario(assets: &Path, s3: &str, chromium: &Path, driver: &Path) {
         },
     )
     .await;
-    until(&b, "#savepoints tbody", &path).await;
+    until(&b, "#savepoints tbody", &path, true).await;
     let ev = events(&admin).await;
     assert!(
         ev.iter().any(|(r, n)| r == "ConsoleAction"
@@ -427,7 +347,7 @@ async fn scenario(assets: &Path, s3: &str, chromium: &Path, driver: &Path) {
             && n.contains("alice")),
         "{ev:?}"
     );
-    until(&b, "#events tbody", "ConsoleAction").await;
+    until(&b, "#events tbody", "ConsoleAction", true).await;
     screenshot(&b, "console-job-page.png", &logs).await;
 
     // Suspend and resume from the page.
@@ -438,14 +358,14 @@ async fn scenario(assets: &Path, s3: &str, chromium: &Path, driver: &Path) {
         (s["lifecycleState"] == "Suspended" && kubelet.running().is_empty()).then_some(())
     })
     .await;
-    until(&b, "#state", "Suspended").await;
+    until(&b, "#state", "Suspended", true).await;
     let r = act(&b, "resume", envtest::PERSON_TOKEN, false).await;
     assert!(r.contains("resume requested"), "{r}");
     wait_for("the resume", Duration::from_secs(120), || async {
         (status(&jobs).await["lifecycleState"] == "Running").then_some(())
     })
     .await;
-    until(&b, "#state", "Running").await;
+    until(&b, "#state", "Running", true).await;
     let reasons: Vec<String> = events(&admin).await.into_iter().map(|(r, _)| r).collect();
     for want in ["Suspended", "Resumed"] {
         assert!(

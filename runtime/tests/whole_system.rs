@@ -18,11 +18,9 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::events::v1::Event;
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use kube::Client;
-use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams};
+use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use weir_kubetest::envtest::{self, wait_for};
 use weir_kubetest::{helm, kubelet};
@@ -43,21 +41,8 @@ fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-fn job_resource() -> ApiResource {
-    ApiResource {
-        group: "weir.dev".into(),
-        version: "v1alpha1".into(),
-        api_version: "weir.dev/v1alpha1".into(),
-        kind: "StreamJob".into(),
-        plural: "streamjobs".into(),
-    }
-}
-
 async fn status(jobs: &Api<DynamicObject>) -> Value {
-    jobs.get(JOB)
-        .await
-        .map(|j| j.data["status"].clone())
-        .unwrap_or(Value::Null)
+    common::cluster::status(jobs, JOB).await
 }
 
 /// Waits until the job is Running at an incarnation above `after`, with a checkpoint
@@ -122,31 +107,9 @@ async fn scenario(assets: &Path, s3: &str, kafka: &str, ch: &str) {
     let helm_bin = std::env::var("WEIR_HELM")
         .expect("the whole-system test renders the chart: set WEIR_HELM (tests/chart.sh helm)");
     let objects = helm::template(&helm_bin, &["--include-crds"]);
-    for o in objects
-        .iter()
-        .filter(|o| o["kind"] == "CustomResourceDefinition")
-    {
-        envtest::install_crd(&admin, &serde_json::from_value(o.clone()).unwrap()).await;
-    }
+    envtest::install_cluster_objects(&admin, &objects).await;
     for ns in ["weir", NS] {
         envtest::create_namespace(&admin, ns).await;
-    }
-    for o in &objects {
-        match o["kind"].as_str() {
-            Some("ClusterRole") => {
-                Api::<ClusterRole>::all(admin.clone())
-                    .create(&pp, &serde_json::from_value(o.clone()).unwrap())
-                    .await
-                    .unwrap();
-            }
-            Some("ClusterRoleBinding") => {
-                Api::<ClusterRoleBinding>::all(admin.clone())
-                    .create(&pp, &serde_json::from_value(o.clone()).unwrap())
-                    .await
-                    .unwrap();
-            }
-            _ => {}
-        }
     }
 
     // The stack: topics, table from the example DDL, bucket, S3 credentials Secret.
@@ -172,26 +135,10 @@ async fn scenario(assets: &Path, s3: &str, kafka: &str, ch: &str) {
     )
     .await;
     let bucket = fresh_bucket(s3, "whole-system").await;
-    let secrets: Api<Secret> = Api::namespaced(admin.clone(), NS);
-    secrets
-        .create(
-            &pp,
-            &serde_json::from_value(json!({"metadata": {"name": "weir-s3"}, "stringData": {
-                "AWS_ACCESS_KEY_ID": std::env::var("AWS_ACCESS_KEY_ID").unwrap(),
-                "AWS_SECRET_ACCESS_KEY": std::env::var("AWS_SECRET_ACCESS_KEY").unwrap()}}))
-            .unwrap(),
-        )
-        .await
-        .unwrap();
+    common::cluster::s3_secret(&admin, NS).await;
 
     // The node and the operator (as the chart's ServiceAccount).
-    let runtime_bin = PathBuf::from(env!("CARGO_BIN_EXE_weir-runtime"));
-    let operator_bin = runtime_bin.with_file_name("weir-operator");
-    assert!(
-        operator_bin.is_file(),
-        "{} missing: cargo build -p weir-operator",
-        operator_bin.display()
-    );
+    let (runtime_bin, operator_bin) = common::cluster::binaries();
     // Kept after the test: the operator's and every pod's log, for when it fails.
     let logs = std::env::temp_dir().join(format!("weir-whole-system-{u}"));
     println!("whole_system: operator and pod logs in {}", logs.display());
@@ -234,7 +181,8 @@ async fn scenario(assets: &Path, s3: &str, kafka: &str, ch: &str) {
             k["transactionalIdPrefix"] = json!(format!("k8s-{u}"));
         }
     }
-    let jobs: Api<DynamicObject> = Api::namespaced_with(admin.clone(), NS, &job_resource());
+    let jobs: Api<DynamicObject> =
+        Api::namespaced_with(admin.clone(), NS, &common::cluster::job_resource());
     let job: DynamicObject = serde_json::from_value(manifest).unwrap();
     jobs.create(&pp, &job).await.unwrap();
     let mut inc = running_after(&jobs, 0, "the first deploy to run").await;

@@ -31,6 +31,10 @@ pub mod cli;
 pub mod outcome;
 pub mod report;
 pub mod requests;
+
+/// The script both web consoles load first (`$`, `el`, `num`, `bytes`): the runtime serves it
+/// with its job page, the operator with its own pages, each from its own binary.
+pub const CONSOLE_SCRIPT: &str = include_str!("console.js");
 #[cfg(test)]
 mod tests;
 

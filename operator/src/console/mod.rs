@@ -127,6 +127,7 @@ pub fn router(console: Console) -> Router {
             get(|| async { Redirect::permanent("/console/") }),
         )
         .route("/console/", get(list_page))
+        .route("/console/common.js", get(common_script))
         .route("/console/console.js", get(script))
         .route("/console/console.css", get(style))
         .route("/console/live", get(list_live))
@@ -177,6 +178,13 @@ async fn job_page() -> Response {
 
 async fn job_redirect(Path((ns, name)): Path<(String, String)>) -> Redirect {
     Redirect::permanent(&format!("/console/jobs/{ns}/{name}/"))
+}
+
+async fn common_script() -> Response {
+    asset(
+        weir_crds::control::CONSOLE_SCRIPT,
+        "text/javascript; charset=utf-8",
+    )
 }
 
 async fn script() -> Response {
@@ -343,7 +351,7 @@ async fn act(
 }
 
 /// The runtime page's files and its two feeds, nothing else of the pod's API.
-const PROXIED: &[&str] = &["", "app.js", "app.css", "graph", "live"];
+const PROXIED: &[&str] = &["", "common.js", "app.js", "app.css", "graph", "live"];
 
 async fn proxy_root(
     State(c): State<Console>,

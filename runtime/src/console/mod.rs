@@ -70,6 +70,7 @@ pub fn router(console: Console) -> Router {
             get(|| async { Redirect::permanent("/console/") }),
         )
         .route("/console/", get(index))
+        .route("/console/common.js", get(common_script))
         .route("/console/app.js", get(script))
         .route("/console/app.css", get(style))
         .route("/console/graph", get(graph))
@@ -100,6 +101,13 @@ async fn index() -> Response {
     asset(
         include_str!("assets/index.html"),
         "text/html; charset=utf-8",
+    )
+}
+
+async fn common_script() -> Response {
+    asset(
+        weir_crds::control::CONSOLE_SCRIPT,
+        "text/javascript; charset=utf-8",
     )
 }
 

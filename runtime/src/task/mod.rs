@@ -447,19 +447,8 @@ impl SourceTask {
             }
             if let Some(rate) = self.rate {
                 let due = started + Duration::from_secs_f64(emitted as f64 / rate);
-                let waiting = Instant::now();
-                if waiting < due {
-                    let c = tokio::select! {
-                        c = self.ctrl.recv() => Some(c),
-                        () = tokio::time::sleep_until(due.into()) => None,
-                    };
-                    self.core.metrics.idle(self.core.slot, waiting.elapsed());
-                    let stop = match c {
-                        Some(Some(c)) => self.control(c, &mut idle).await?,
-                        Some(None) => true,
-                        None => false,
-                    };
-                    if stop {
+                if Instant::now() < due {
+                    if self.pause(due, &mut idle).await? {
                         return Ok(());
                     }
                     continue;
@@ -484,18 +473,7 @@ impl SourceTask {
                     // a subtask owning no split) polls idle for ever, its watermark comes from
                     // the restored positions, and splits go idle by the clock.
                     self.source_watermark().await?;
-                    let waiting = Instant::now();
-                    let c = tokio::select! {
-                        c = self.ctrl.recv() => Some(c),
-                        () = tokio::time::sleep(IDLE_POLL) => None,
-                    };
-                    self.core.metrics.idle(self.core.slot, waiting.elapsed());
-                    let stop = match c {
-                        Some(Some(c)) => self.control(c, &mut idle).await?,
-                        Some(None) => true,
-                        None => false,
-                    };
-                    if stop {
+                    if self.pause(Instant::now() + IDLE_POLL, &mut idle).await? {
                         return Ok(());
                     }
                 }
@@ -525,6 +503,22 @@ impl SourceTask {
     }
 
     /// Returns true when the task should end.
+    /// Wait until `until` or the next control message, counting the wait as idle time;
+    /// whether the task must stop.
+    async fn pause(&mut self, until: Instant, idle: &mut bool) -> Result<bool> {
+        let waiting = Instant::now();
+        let c = tokio::select! {
+            c = self.ctrl.recv() => Some(c),
+            () = tokio::time::sleep_until(until.into()) => None,
+        };
+        self.core.metrics.idle(self.core.slot, waiting.elapsed());
+        match c {
+            Some(Some(c)) => self.control(c, idle).await,
+            Some(None) => Ok(true),
+            None => Ok(false),
+        }
+    }
+
     async fn control(&mut self, c: Control, idle: &mut bool) -> Result<bool> {
         match c {
             Control::Trigger(b) => {

@@ -8,7 +8,9 @@ use std::process::{Child, Command, Stdio};
 
 use weir_runtime::storage::Storage;
 
+pub mod cluster;
 pub mod db;
+pub mod page;
 pub mod stack;
 
 /// The local S3 endpoint, or `None` after printing one SKIPPED line. With `WEIR_REQUIRE_S3=1`
