@@ -134,7 +134,7 @@ pub async fn observe(ctx: &Context, job: &StreamJob, ns: &str, name: &str) -> Re
         .observed
         .pods
         .iter()
-        .find(|p| p.incarnation == incarnation && p.index == 0 && p.phase == PodPhase::Running);
+        .find(|p| p.reports_for(incarnation));
     if let Some(addr) = current.and_then(|p| obs.addresses.get(&p.name)) {
         let at = Endpoint {
             base: addr,
@@ -176,9 +176,7 @@ pub async fn coordinator(
     let incarnation = job.status.as_ref().map_or(0, |s| s.incarnation);
     let Some(base) = list.items.iter().find_map(|p| {
         let v = pod_view(p)?;
-        (v.incarnation == incarnation && v.index == 0 && v.phase == PodPhase::Running)
-            .then(|| address(p))
-            .flatten()
+        v.reports_for(incarnation).then(|| address(p)).flatten()
     }) else {
         return Ok(None);
     };

@@ -104,6 +104,13 @@ pub struct PodView {
 }
 
 impl PodView {
+    /// Whether this is the running pod whose report is the job's: pod 0 (in a job of several
+    /// pods, the coordinator) of incarnation `incarnation`.
+    #[must_use]
+    pub fn reports_for(&self, incarnation: u64) -> bool {
+        self.incarnation == incarnation && self.index == 0 && self.phase == PodPhase::Running
+    }
+
     /// The savepoint a stop with savepoint left, once the pod exited with it.
     #[must_use]
     pub fn stop_savepoint(&self) -> Option<&str> {
