@@ -158,6 +158,8 @@ fn crd_names_printer_columns_and_status_subresource() {
             "Desired",
             "Last Checkpoint",
             "State Bytes",
+            "On Disk",
+            "In Memory",
             "Restarts",
             "Age"
         ]

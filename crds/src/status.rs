@@ -154,6 +154,16 @@ pub struct CheckpointStatus {
     /// had not uploaded (incremental checkpoints); otherwise `sizeBytes`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub written_bytes: Option<u64>,
+    /// With `stateBackend` `disk`: state on the pods' local disks when it was taken (the
+    /// stores' table files, summed over subtasks; more than `sizeBytes` until compaction
+    /// drops what expired or moved away).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk_bytes: Option<u64>,
+    /// With `stateBackend` `disk`: state in memory when it was taken (the stores' write
+    /// buffers, summed over subtasks; the block cache, bounded by `stateBackend.memory`, is
+    /// a cache of the disk's). Absent with `memory`, where all state is in memory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_bytes: Option<u64>,
 }
 
 /// Why a savepoint was taken.

@@ -701,6 +701,8 @@ impl FakeRuntime {
                         duration_ms: Some(5),
                         size_bytes: Some(100),
                         written_bytes: Some(100),
+                        disk_bytes: Some(300),
+                        memory_bytes: Some(20),
                         alignment_ms: None,
                         path: Some(format!("s3://weir-test/ckpt/{}/chk-{id}", p.name)),
                         error: None,

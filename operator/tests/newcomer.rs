@@ -257,7 +257,7 @@ async fn newcomer(assets: &Path, helm: String, kubectl: String) {
     assert_eq!(policed, want, "one NetworkPolicy per job");
 
     // 4. kubectl get sj: State, Ready, ready/desired pods, running and desired parallelism,
-    // Last Checkpoint, State Bytes, Restarts.
+    // Last Checkpoint, State Bytes, state On Disk and In Memory (a disk backend's), Restarts.
     let table = c.kubectl(&["get", "sj", "-n", NS]);
     let mut lines = table.lines();
     let header: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
@@ -274,6 +274,10 @@ async fn newcomer(assets: &Path, helm: String, kubectl: String) {
             "CHECKPOINT",
             "STATE",
             "BYTES",
+            "ON",
+            "DISK",
+            "IN",
+            "MEMORY",
             "RESTARTS",
             "AGE"
         ],
@@ -285,15 +289,16 @@ async fn newcomer(assets: &Path, helm: String, kubectl: String) {
         .split_whitespace()
         .collect();
     // store-sales runs on one pod at parallelism 2; the checkpoint column is an age such as
-    // `3s`, then the state the (scripted) runtime reported for it.
+    // `3s`, then the state the (scripted) runtime reported for it: in the checkpoint, on
+    // disk, in memory.
     assert_eq!(
         row[..6],
         ["store-sales", "Running", "True", "1/1", "2", "2"],
         "{table}"
     );
     assert!(row[6].ends_with('s') || row[6].ends_with('m'), "{table}");
-    assert_eq!(row[7], "100", "{table}");
-    assert_eq!(row[8], "0", "{table}");
+    assert_eq!(row[7..10], ["100", "300", "20"], "{table}");
+    assert_eq!(row[10], "0", "{table}");
 
     // 5. kubectl explain prints the doc comments.
     let explained = c.kubectl(&["explain", "streamjob.spec.checkpoint"]);

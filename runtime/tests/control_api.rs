@@ -105,6 +105,9 @@ async fn status_savepoint_metrics_and_stop_work_over_http() {
         "{v}"
     );
     assert!(v["lastCheckpoint"]["durationMs"].is_u64(), "{v}");
+    // State in memory: nothing on local disk to report.
+    assert!(v["lastCheckpoint"]["diskBytes"].is_null(), "{v}");
+    assert!(v["lastCheckpoint"]["memoryBytes"].is_null(), "{v}");
     assert!(
         v["watermarks"]
             .as_array()
@@ -227,6 +230,60 @@ async fn status_savepoint_metrics_and_stop_work_over_http() {
         panic!("expected a stop with savepoint, got {outcome:?}")
     };
     assert!(p.contains("savepoints/sp-"), "{p}");
+}
+
+/// With state on disk, each checkpoint reports what the stores held outside it: table files
+/// on local disk and write buffers, summed over subtasks (what `kubectl get sj` shows).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disk_job_reports_its_state_on_disk_and_in_memory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut job = OrdersJob::new(
+        "disk-api",
+        format!("file://{}", tmp.path().join("chk").display()),
+        tmp.path().join("out"),
+    );
+    job.count = 10_000_000;
+    job.rate = Some(20_000);
+    job.stores = 5_000;
+    job.interval_ms = 200;
+    let yaml = format!(
+        "{}stateBackend: {{type: disk, dir: \"{}\", memory: 64Mi}}\n",
+        job.yaml(),
+        tmp.path().join("state").display()
+    );
+    let plan = weir_runtime::plan_source("disk-api.yaml", &yaml).unwrap();
+    let running = start(
+        plan,
+        RunOptions {
+            control_addr: Some("127.0.0.1:0".parse().unwrap()),
+            ..RunOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let addr = running.control_addr.expect("bound");
+    let mut last = serde_json::Value::Null;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let (code, body) = http(addr, "GET", "/v1/job", "").await;
+        assert_eq!(code, 200);
+        contract::<JobReport>(&body);
+        last = serde_json::from_str(&body).unwrap();
+        if last["lastCheckpoint"]["diskBytes"].as_u64().unwrap_or(0) > 0 {
+            break;
+        }
+    }
+    let c = &last["lastCheckpoint"];
+    let disk = c["diskBytes"].as_u64().unwrap_or(0);
+    assert!(disk > 0, "no state on disk reported: {last}");
+    assert!(c["memoryBytes"].is_u64(), "{last}");
+    assert!(c["sizeBytes"].as_u64().unwrap() > 0, "{last}");
+    let (code, _) = http(addr, "POST", "/v1/stop", "{}").await;
+    assert_eq!(code, 202);
+    tokio::time::timeout(Duration::from_secs(30), running.wait())
+        .await
+        .unwrap()
+        .unwrap();
 }
 
 /// With a control token, every `/v1` route refuses a caller without it or with another one

@@ -183,6 +183,9 @@ async fn scenario(assets: &Path, s3: &str, chromium: &Path, driver: &Path) {
                 "storage": format!("s3://{bucket}/checkpoints"),
                 "s3": {"endpoint": s3, "region": "us-east-1", "pathStyle": true, "credentialsSecret": "weir-s3"}},
             "resources": {"cpu": "1", "memory": "1Gi"},
+            // The window's state on disk, so that the status reports it there.
+            "stateBackend": {"type": "disk", "memory": "64Mi",
+                "dir": logs.join("state").display().to_string()},
             "pipeline": {
                 "source": {
                     "datagen": {"seed": 7, "rate": 20000, "splits": 2, "fields": {
@@ -224,6 +227,17 @@ async fn scenario(assets: &Path, s3: &str, chromium: &Path, driver: &Path) {
         },
     )
     .await;
+    // What `kubectl get sj` shows as On Disk and In Memory, from the pods' own stores.
+    let local = wait_for(
+        "the status to report state on disk",
+        Duration::from_secs(60),
+        || async {
+            let c = status(&jobs).await["lastCheckpoint"].clone();
+            (c["diskBytes"].as_u64()? > 0).then_some(c)
+        },
+    )
+    .await;
+    assert!(local["memoryBytes"].is_u64(), "{local}");
 
     let b = Browser::start(chromium, driver).await.unwrap();
     let limit = Duration::from_secs(60);

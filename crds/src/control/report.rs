@@ -72,6 +72,15 @@ pub struct CheckpointReport {
     /// checkpoints uploaded (incremental checkpoints). Absent from older runtimes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub written_bytes: Option<u64>,
+    /// With `stateBackend` `disk`: the stores' table files on local disk at the barrier,
+    /// summed over subtasks (state larger than memory lives here). Absent with `memory`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk_bytes: Option<u64>,
+    /// With `stateBackend` `disk`: the stores' write buffers at the barrier (state not yet
+    /// flushed to disk), summed over subtasks. The block cache is a cache of `diskBytes`,
+    /// not counted. Absent with `memory`, where all state is in memory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_bytes: Option<u64>,
     /// Longest alignment among subtasks, ms.
     pub alignment_ms: Option<u64>,
     /// Directory URI.

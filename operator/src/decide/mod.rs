@@ -174,6 +174,8 @@ impl From<JobReport> for RuntimeView {
                 completed_at: Timestamp::from_millisecond(done_ms).ok().map(Time),
                 size_bytes: c.size_bytes,
                 written_bytes: c.written_bytes,
+                disk_bytes: c.disk_bytes,
+                memory_bytes: c.memory_bytes,
             }
         });
         let progress = Progress {

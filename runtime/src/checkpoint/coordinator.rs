@@ -18,7 +18,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use super::layout::Layout;
-use super::messages::{Ack, Control, TaskEvent};
+use super::messages::{Ack, Control, LocalState, TaskEvent};
 use super::metadata::{CheckpointMetadata, decode_metadata, encode_metadata};
 use super::progress::{Progress, Report};
 use super::schedule::{self, Facts, Next, Timing};
@@ -362,6 +362,7 @@ impl Coordinator {
         }
         let (size, written) = (meta.state_size(), meta.written_size());
         let alignment = p.acks.values().map(|a| a.alignment_ms).max();
+        let local = LocalState::sum(p.acks.values().map(|a| a.local));
         tracing::info!(checkpoint = %id, kind = ?p.barrier.kind, duration_ms, size_bytes = size, written_bytes = written, "checkpoint completed");
         let path = self.up.storage.uri(&dir);
         self.progress.report(Progress::Completed {
@@ -372,6 +373,7 @@ impl Coordinator {
             size_bytes: size,
             written_bytes: written,
             alignment_ms: alignment,
+            local,
             path,
         });
         if p.barrier.kind.is_savepoint() {

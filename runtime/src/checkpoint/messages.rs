@@ -53,4 +53,28 @@ pub struct Ack {
     pub committables: Vec<SinkCommittable>,
     /// Time spent aligning, ms.
     pub alignment_ms: u64,
+    /// Its `disk` stores at the barrier, summed; `None` without any. (Absent from the acks
+    /// of pods of an older image, which read as `None`.)
+    #[serde(default)]
+    pub local: Option<LocalState>,
+}
+
+/// What a subtask's `disk` stores hold outside the checkpoint at its barrier: the status
+/// reports it so that a user sees state outgrow memory without reading metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LocalState {
+    /// Table files on local disk.
+    pub disk_bytes: u64,
+    /// Write buffers (memtables): state written and not yet flushed to a table file.
+    pub memory_bytes: u64,
+}
+
+impl LocalState {
+    /// The sum of several subtasks' (or stores') local state; `None` when none has any.
+    pub fn sum(states: impl IntoIterator<Item = Option<Self>>) -> Option<Self> {
+        states.into_iter().flatten().reduce(|a, b| Self {
+            disk_bytes: a.disk_bytes + b.disk_bytes,
+            memory_bytes: a.memory_bytes + b.memory_bytes,
+        })
+    }
 }

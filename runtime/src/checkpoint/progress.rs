@@ -3,6 +3,7 @@
 //! protocol does not know how either is shown.
 
 use super::BarrierKind;
+use super::messages::LocalState;
 use crate::ids::CheckpointId;
 
 /// One step of a checkpoint, savepoint or stop.
@@ -46,6 +47,8 @@ pub enum Progress {
         written_bytes: u64,
         /// Longest alignment among subtasks, ms.
         alignment_ms: Option<u64>,
+        /// What the subtasks' `disk` stores held outside it at their barriers, summed.
+        local: Option<LocalState>,
         /// Directory URI.
         path: String,
     },

@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 
 use super::Barrier;
 use super::layout::Layout;
-use super::messages::{Ack, TaskEvent};
+use super::messages::{Ack, LocalState, TaskEvent};
 use super::metadata::{SinkCommittable, StateFileRef, TaskState, encode_state};
 use super::parts::PartWriter;
 use super::state::{Capture, Committable, DeferredState, StreamedState, WriteAheadData};
@@ -135,6 +135,7 @@ impl Uploader {
             let mut streamed = Vec::new();
             let mut shared = Vec::new();
             let (mut shared_bytes, mut uploaded_bytes) = (0, 0);
+            let mut local_state = None;
             let mut disk_err = None;
             for (id, c) in captured {
                 match c {
@@ -142,6 +143,13 @@ impl Uploader {
                     Capture::Streamed(d) => streamed.push((id, d)),
                     Capture::Disk(d) => {
                         let local = d.local;
+                        local_state = LocalState::sum([
+                            local_state,
+                            Some(LocalState {
+                                disk_bytes: local.0,
+                                memory_bytes: local.1,
+                            }),
+                        ]);
                         let shared_dir = up.layout.shared_dir(&up.job_id);
                         match crate::state::upload::upload(&up.storage, &shared_dir, d, b.id).await
                         {
@@ -216,6 +224,7 @@ impl Uploader {
                 state,
                 committables,
                 alignment_ms,
+                local: local_state,
             }));
         });
     }

@@ -44,6 +44,8 @@ fn attempt(id: CheckpointId, kind: BarrierKind, at_ms: i64) -> CheckpointReport 
         duration_ms: None,
         size_bytes: None,
         written_bytes: None,
+        disk_bytes: None,
+        memory_bytes: None,
         alignment_ms: None,
         path: None,
         error: None,
@@ -121,6 +123,7 @@ impl Report for StatusBoard {
                 size_bytes,
                 written_bytes,
                 alignment_ms,
+                local,
                 path,
             } => {
                 self.metrics.checkpoints_completed.inc();
@@ -144,6 +147,8 @@ impl Report for StatusBoard {
                             duration_ms: Some(duration_ms),
                             size_bytes: Some(size_bytes),
                             written_bytes: Some(written_bytes),
+                            disk_bytes: local.map(|l| l.disk_bytes),
+                            memory_bytes: local.map(|l| l.memory_bytes),
                             alignment_ms,
                             path: Some(path),
                             ..attempt(id, kind, triggered_at_ms)

@@ -169,6 +169,8 @@ impl Fx {
                 completed_at: Some(Time(t(0))),
                 size_bytes: Some(100),
                 written_bytes: Some(40),
+                disk_bytes: None,
+                memory_bytes: None,
             }),
             savepoints: vec![],
         });
