@@ -92,6 +92,18 @@ pub trait Operator: Send {
         Ok(())
     }
 
+    /// The input columns it reads to produce output columns `needed` (`None`: all of them),
+    /// so that the operator before it in a chain may leave the others out. `None`: every
+    /// input column (the default, always right).
+    fn reads(&self, _needed: Option<&[usize]>) -> Option<Vec<usize>> {
+        None
+    }
+
+    /// Only output columns `needed` are read after it: it may leave the others null where
+    /// their field allows it, rather than compute or move them (a filter then copies only
+    /// the strings something reads). The default computes everything.
+    fn narrow(&mut self, _needed: &[usize]) {}
+
     /// How far behind its input's watermark the operator's results can lie in event time
     /// (a join pairing a new row with an older one): the watermark after it is held back by
     /// this, so that nothing downstream sees them as late.

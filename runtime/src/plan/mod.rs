@@ -270,6 +270,7 @@ impl OpPlan {
         Ok(match t {
             Transform::Filter(sql) => Box::new(Filter::new(
                 CompiledExpr::compile(sql, &self.input).map_err(ie)?,
+                Arc::clone(&self.input),
             )),
             Transform::Select(cols) => Box::new(Select::new(
                 cols.values()

@@ -52,6 +52,37 @@ pub struct Chain {
     delay: Millis,
 }
 
+/// Tell each operator which of its output columns the operators after it read, last to
+/// first, so that it may leave the others out (a filter before a `SELECT` of a few columns
+/// then copies only those). Whatever leaves the chain (an outlet) is read whole.
+fn narrow(nodes: &mut [Node]) {
+    let mut needed: Vec<Option<Vec<usize>>> = vec![None; nodes.len()];
+    for i in (0..nodes.len()).rev() {
+        let node = &nodes[i];
+        if !node.outlets.is_empty() || node.children.is_empty() {
+            continue;
+        }
+        let mut cols = Vec::new();
+        let read_by_children = node.children.iter().all(|&c| {
+            nodes[c]
+                .op
+                .reads(needed[c].as_deref())
+                .map(|r| cols.extend(r))
+                .is_some()
+        });
+        if read_by_children {
+            cols.sort_unstable();
+            cols.dedup();
+            needed[i] = Some(cols);
+        }
+    }
+    for (node, needed) in nodes.iter_mut().zip(needed) {
+        if let Some(n) = needed {
+            node.op.narrow(&n);
+        }
+    }
+}
+
 impl Chain {
     /// Operators `(id, instance, parents)`, each after what it reads (operators before it,
     /// or `None`: the task's input; several for a union), and outlets by the operator they
@@ -99,6 +130,7 @@ impl Chain {
                     .push(o),
             }
         }
+        narrow(&mut nodes);
         let pending = vec![Vec::new(); nodes.len()];
         let delay = nodes
             .iter()
@@ -383,5 +415,145 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    /// Three columns, `k` never null, `a` and `b` nullable strings.
+    fn three() -> (Arc<Schema>, RecordBatch) {
+        use datafusion::arrow::array::StringArray;
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Int64, false),
+            Field::new("a", DataType::Utf8, true),
+            Field::new("b", DataType::Utf8, true),
+        ]));
+        let batch = RecordBatch::try_new(
+            Arc::clone(&schema),
+            vec![
+                Arc::new(Int64Array::from(vec![1, 2, 3, 4])),
+                Arc::new(StringArray::from(vec!["a1", "a2", "a3", "a4"])),
+                Arc::new(StringArray::from(vec!["b1", "b2", "b3", "b4"])),
+            ],
+        )
+        .expect("batch");
+        (schema, batch)
+    }
+
+    /// Records what reaches it; reads column `a` only.
+    struct ReadsA(Arc<std::sync::Mutex<Vec<RecordBatch>>>);
+
+    impl Operator for ReadsA {
+        fn process(&mut self, _: Input, batch: RecordBatch, out: &mut Output) -> Result<()> {
+            self.0.lock().expect("lock").push(batch.clone());
+            out.batches.push(batch);
+            Ok(())
+        }
+
+        fn reads(&self, _: Option<&[usize]>) -> Option<Vec<usize>> {
+            Some(vec![1])
+        }
+    }
+
+    #[test]
+    fn a_filter_moves_only_the_columns_read_after_it_and_all_of_what_leaves() {
+        use crate::expr::CompiledExpr;
+        use crate::operator::filter::Filter;
+        use crate::operator::select::Select;
+        use datafusion::arrow::array::{Array, AsArray};
+        let (schema, batch) = three();
+        let filter = || {
+            Box::new(Filter::new(
+                CompiledExpr::compile("k % 2 = 0", &schema).expect("predicate"),
+                Arc::clone(&schema),
+            ))
+        };
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        // input ─ filter ─ reads a ─► outlet 0
+        let mut chain = Chain::new(
+            vec![
+                ("filter".into(), filter(), vec![None]),
+                (
+                    "reads".into(),
+                    Box::new(ReadsA(Arc::clone(&seen))),
+                    vec![Some(0)],
+                ),
+            ],
+            &[Some(1)],
+        )
+        .expect("a chain");
+        let metrics = Metrics::new(vec!["t".into()]);
+        chain
+            .push(Input::ONLY, batch.clone(), &metrics)
+            .expect("push");
+        let got = seen.lock().expect("lock").pop().expect("a batch");
+        assert_eq!(got.num_rows(), 2);
+        assert_eq!(
+            got.column(0)
+                .as_primitive::<datafusion::arrow::datatypes::Int64Type>()
+                .values(),
+            &[2, 4]
+        );
+        let a = got.column(1).as_string::<i32>();
+        assert_eq!((a.value(0), a.value(1)), ("a2", "a4"));
+        // `b`: nothing after the filter reads it.
+        assert_eq!(got.column(2).null_count(), 2);
+
+        // The same filter with an outlet right after it: everything is moved.
+        let mut chain = Chain::new(
+            vec![
+                ("filter".into(), filter(), vec![None]),
+                (
+                    "reads".into(),
+                    Box::new(ReadsA(Arc::clone(&seen))),
+                    vec![Some(0)],
+                ),
+            ],
+            &[Some(1), Some(0)],
+        )
+        .expect("a chain");
+        let em = chain
+            .push(Input::ONLY, batch.clone(), &metrics)
+            .expect("push");
+        let (_, whole) = em.out.iter().find(|(o, _)| *o == 1).expect("outlet 1");
+        assert_eq!(whole.column(2).null_count(), 0);
+        assert_eq!(whole.column(2).as_string::<i32>().value(1), "b4");
+
+        // A select of `b` after a select that renames all three: the filter moves `b` (and
+        // `k`, which cannot be null) only; the output is the same as without narrowing.
+        let out_schema = Arc::new(Schema::new(vec![
+            Field::new("key", DataType::Int64, false),
+            Field::new("x", DataType::Utf8, true),
+            Field::new("y", DataType::Utf8, true),
+        ]));
+        let rename = Select::new(
+            ["k", "a", "b"]
+                .iter()
+                .map(|c| CompiledExpr::compile(c, &schema).expect("column"))
+                .collect(),
+            Arc::clone(&out_schema),
+        );
+        let last_schema = Arc::new(Schema::new(vec![Field::new("y", DataType::Utf8, true)]));
+        let last = Select::new(
+            vec![CompiledExpr::compile("y", &out_schema).expect("y")],
+            Arc::clone(&last_schema),
+        );
+        assert_eq!(rename.reads(Some(&[2])), Some(vec![0, 2]));
+        assert_eq!(last.reads(None), Some(vec![2]));
+        let mut chain = Chain::new(
+            vec![
+                ("filter".into(), filter(), vec![None]),
+                ("rename".into(), Box::new(rename), vec![Some(0)]),
+                ("last".into(), Box::new(last), vec![Some(1)]),
+            ],
+            &[Some(2)],
+        )
+        .expect("a chain");
+        let em = chain.push(Input::ONLY, batch, &metrics).expect("push");
+        let ys: Vec<&str> = em.out[0]
+            .1
+            .column(0)
+            .as_string::<i32>()
+            .iter()
+            .flatten()
+            .collect();
+        assert_eq!(ys, ["b2", "b4"]);
     }
 }
