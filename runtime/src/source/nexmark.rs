@@ -143,15 +143,25 @@ impl Draws {
         (self.next() >> 11) as f64 / (1u64 << 53) as f64
     }
 
-    fn word(&mut self, out: &mut String, max_len: u64) {
-        let len = 3 + self.below(max_len.saturating_sub(2));
-        for _ in 0..len {
-            out.push(char::from(b'a' + (self.below(26) as u8)));
+    /// A word of 3 to `max_len` lowercase letters. Up to 13 letters come from one draw, as
+    /// the base-26 digits of its fraction, rather than a draw and a division per letter.
+    fn word(&mut self, out: &mut Vec<u8>, max_len: u64) {
+        let mut left = 3 + self.below(max_len.saturating_sub(2));
+        while left > 0 {
+            let mut x = self.next();
+            for _ in 0..left.min(13) {
+                let t = u128::from(x) * 26;
+                out.push(b'a' + (t >> 64) as u8);
+                x = t as u64;
+            }
+            left = left.saturating_sub(13);
         }
     }
 
+    /// The reference's `round(10^(6u) * 100)`, as `e^(6u ln 10)`: the same distribution for
+    /// a third of the time `powf` takes; positive, so adding a half and truncating rounds.
     fn price(&mut self) -> i64 {
-        (10f64.powf(self.unit() * 6.0) * 100.0).round() as i64
+        ((self.unit() * 6.0 * std::f64::consts::LN_10).exp() * 100.0 + 0.5) as i64
     }
 
     /// A recent person: one of the last `NUM_ACTIVE_PEOPLE`, or one of the next few (as in
@@ -226,145 +236,114 @@ impl NexmarkGenerator {
     /// Arrow errors (none in practice: the columns match the schema).
     pub fn batch(&self, ids: &[u64]) -> Result<RecordBatch> {
         let mut c = Columns::new(ids.len());
-        let mut text = String::new();
-        for &n in ids {
+        for (row, &n) in ids.iter().enumerate() {
             let mut r = Draws::new(self.seed, n);
             let kind = kind_of(n);
             let time = self.time_of(n);
             c.event_type.push(kind);
             match kind {
                 PERSON => {
-                    c.person_id.push(FIRST_PERSON_ID + last_person(n) as i64);
-                    text.clear();
-                    text.push_str(FIRST_NAMES[r.below(FIRST_NAMES.len() as u64) as usize]);
-                    text.push(' ');
-                    text.push_str(LAST_NAMES[r.below(LAST_NAMES.len() as u64) as usize]);
-                    c.person_name.push(&text);
-                    text.clear();
-                    r.word(&mut text, 7);
-                    text.push('@');
-                    r.word(&mut text, 7);
-                    text.push_str(".com");
-                    c.person_email.push(&text);
-                    text.clear();
+                    c.person_id
+                        .set(row, FIRST_PERSON_ID + last_person(n) as i64);
+                    let name = &mut c.person_name;
+                    name.part(FIRST_NAMES[r.below(FIRST_NAMES.len() as u64) as usize]);
+                    name.part(" ");
+                    name.push(row, LAST_NAMES[r.below(LAST_NAMES.len() as u64) as usize]);
+                    let email = &mut c.person_email;
+                    r.word(&mut email.bytes, 7);
+                    email.part("@");
+                    r.word(&mut email.bytes, 7);
+                    email.push(row, ".com");
+                    let card = &mut c.person_card;
                     for g in 0..4 {
                         if g > 0 {
-                            text.push(' ');
+                            card.part(" ");
                         }
-                        push_four_digits(&mut text, r.below(10_000));
+                        card.four_digits(r.below(10_000));
                     }
-                    c.person_card.push(&text);
+                    card.end(row);
                     c.person_city
-                        .push(US_CITIES[r.below(US_CITIES.len() as u64) as usize]);
+                        .push(row, US_CITIES[r.below(US_CITIES.len() as u64) as usize]);
                     c.person_state
-                        .push(US_STATES[r.below(US_STATES.len() as u64) as usize]);
-                    c.auction_absent();
-                    c.bid_absent();
+                        .push(row, US_STATES[r.below(US_STATES.len() as u64) as usize]);
                 }
                 AUCTION => {
-                    c.person_absent();
-                    c.auction_id.push(FIRST_AUCTION_ID + last_auction(n) as i64);
-                    text.clear();
-                    r.word(&mut text, 20);
-                    c.auction_item.push(&text);
-                    text.clear();
-                    r.word(&mut text, 100);
-                    c.auction_description.push(&text);
+                    c.auction_id
+                        .set(row, FIRST_AUCTION_ID + last_auction(n) as i64);
+                    r.word(&mut c.auction_item.bytes, 20);
+                    c.auction_item.end(row);
+                    r.word(&mut c.auction_description.bytes, 100);
+                    c.auction_description.end(row);
                     let initial = r.price();
-                    c.auction_initial_bid.push(initial);
-                    c.auction_reserve.push(initial + r.price());
+                    c.auction_initial_bid.set(row, initial);
+                    c.auction_reserve.set(row, initial + r.price());
                     // Within twice the time the next in-flight auctions take to arrive.
                     let ahead = NUM_IN_FLIGHT_AUCTIONS * TOTAL_PROPORTION / AUCTION_PROPORTION;
                     let horizon = (self.time_of(n + ahead) - time).max(1) as u64;
                     c.auction_expires
-                        .push(time + 1 + r.below(2 * horizon) as i64);
+                        .set(row, time + 1 + r.below(2 * horizon) as i64);
                     let seller = if r.below(HOT_SELLER_RATIO) > 0 {
                         last_person(n) / HOT_ID_STEP * HOT_ID_STEP
                     } else {
                         r.person_near(n)
                     };
-                    c.auction_seller.push(FIRST_PERSON_ID + seller as i64);
+                    c.auction_seller.set(row, FIRST_PERSON_ID + seller as i64);
                     c.auction_category
-                        .push(FIRST_CATEGORY_ID + r.below(NUM_CATEGORIES) as i64);
-                    c.bid_absent();
+                        .set(row, FIRST_CATEGORY_ID + r.below(NUM_CATEGORIES) as i64);
                 }
                 _ => {
-                    c.person_absent();
-                    c.auction_absent();
                     let auction = if r.below(HOT_AUCTION_RATIO) > 0 {
                         last_auction(n) / HOT_ID_STEP * HOT_ID_STEP
                     } else {
                         r.auction_near(n)
                     };
-                    c.bid_auction.push(FIRST_AUCTION_ID + auction as i64);
+                    c.bid_auction.set(row, FIRST_AUCTION_ID + auction as i64);
                     let bidder = if r.below(HOT_BIDDER_RATIO) > 0 {
                         last_person(n) / HOT_ID_STEP * HOT_ID_STEP + 1
                     } else {
                         r.person_near(n)
                     };
-                    c.bid_bidder.push(FIRST_PERSON_ID + bidder as i64);
-                    c.bid_price.push(r.price());
-                    text.clear();
+                    c.bid_bidder.set(row, FIRST_PERSON_ID + bidder as i64);
+                    c.bid_price.set(row, r.price());
+                    let url = &mut c.bid_url;
                     if r.below(2) > 0 {
                         let i = r.below(HOT_CHANNELS.len() as u64) as usize;
-                        c.bid_channel.push(HOT_CHANNELS[i]);
-                        text.push_str("https://www.nexmark.com/hot/item.htm?query=1&channel_id=");
-                        push_decimal(&mut text, i as u64);
+                        c.bid_channel.push(row, HOT_CHANNELS[i]);
+                        url.part("https://www.nexmark.com/hot/item.htm?query=1&channel_id=");
+                        url.decimal(i as u64);
                     } else {
                         let ch = r.below(CHANNELS);
-                        c.bid_channel.push_parts("channel-", ch);
-                        text.push_str("https://www.nexmark.com/");
+                        c.bid_channel.part("channel-");
+                        c.bid_channel.decimal(ch);
+                        c.bid_channel.end(row);
+                        url.part("https://www.nexmark.com/");
                         for _ in 0..3 {
-                            r.word(&mut text, 5);
-                            text.push('/');
+                            r.word(&mut url.bytes, 5);
+                            url.bytes.push(b'/');
                         }
-                        text.push_str("item.htm?query=1&channel_id=");
-                        push_decimal(&mut text, ch);
+                        url.part("item.htm?query=1&channel_id=");
+                        url.decimal(ch);
                     }
-                    c.bid_url.push(&text);
+                    url.end(row);
                 }
             }
             c.date_time.push(time);
-            text.clear();
-            r.word(&mut text, 8);
-            c.extra.push(&text);
+            r.word(&mut c.extra.bytes, 8);
+            c.extra.end(row);
             c.event_id.push(i64::try_from(n).unwrap_or(i64::MAX));
         }
         Ok(RecordBatch::try_new(Arc::clone(&self.schema), c.finish()?)?)
     }
 }
 
-/// The decimal digits of `v`: `digits[start..]`.
-fn decimal(mut v: u64) -> ([u8; 20], usize) {
-    let mut digits = [0u8; 20];
-    let mut start = digits.len();
-    loop {
-        start -= 1;
-        digits[start] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            return (digits, start);
-        }
-    }
-}
-
-/// `v` in decimal, without the allocation `to_string` makes.
-fn push_decimal(out: &mut String, v: u64) {
-    let (digits, start) = decimal(v);
-    out.extend(digits[start..].iter().map(|&d| char::from(d)));
-}
-
-/// `v` (below 10 000) as four digits, zero-padded.
-fn push_four_digits(out: &mut String, v: u64) {
-    for div in [1000, 100, 10, 1] {
-        out.push(char::from(b'0' + (v / div % 10) as u8));
-    }
-}
-
 /// A string column under construction: its offsets and bytes, as Arrow lays them out.
+/// Rows of the other kinds are empty, written when the next value ends (or at the finish),
+/// so they cost nothing per event.
 struct Text {
     offsets: Vec<i32>,
     bytes: Vec<u8>,
+    /// Where the last value ended.
+    last: i32,
 }
 
 impl Text {
@@ -374,34 +353,54 @@ impl Text {
         Self {
             offsets,
             bytes: Vec::with_capacity(bytes),
+            last: 0,
         }
     }
 
-    fn end(&mut self) {
+    /// Ends the value of row `row`, after the empty rows since the last value.
+    fn end(&mut self, row: usize) {
+        self.offsets.resize(row + 1, self.last);
         // A batch holds at most a few thousand events of under 200 bytes each.
-        self.offsets
-            .push(i32::try_from(self.bytes.len()).unwrap_or(i32::MAX));
+        self.last = i32::try_from(self.bytes.len()).unwrap_or(i32::MAX);
+        self.offsets.push(self.last);
     }
 
-    fn push(&mut self, s: &str) {
+    /// Row `row`'s value, whole.
+    fn push(&mut self, row: usize, s: &str) {
+        self.part(s);
+        self.end(row);
+    }
+
+    /// Part of the value being written (which [`Self::end`] ends).
+    fn part(&mut self, s: &str) {
         self.bytes.extend_from_slice(s.as_bytes());
-        self.end();
     }
 
-    /// `prefix` then `v` in decimal.
-    fn push_parts(&mut self, prefix: &str, v: u64) {
-        let (digits, start) = decimal(v);
-        self.bytes.extend_from_slice(prefix.as_bytes());
+    /// `v` in decimal, as part of the value, without the allocation `to_string` makes.
+    fn decimal(&mut self, mut v: u64) {
+        let mut digits = [0u8; 20];
+        let mut start = digits.len();
+        loop {
+            start -= 1;
+            digits[start] = b'0' + (v % 10) as u8;
+            v /= 10;
+            if v == 0 {
+                break;
+            }
+        }
         self.bytes.extend_from_slice(&digits[start..]);
-        self.end();
     }
 
-    /// A row of another kind: no bytes; the kind's validity makes it null.
-    fn absent(&mut self) {
-        self.end();
+    /// `v` (below 10 000) as four digits, zero-padded, as part of the value.
+    fn four_digits(&mut self, v: u64) {
+        for div in [1000, 100, 10, 1] {
+            self.bytes.push(b'0' + (v / div % 10) as u8);
+        }
     }
 
-    fn finish(self, nulls: Option<NullBuffer>) -> Result<ArrayRef> {
+    /// The column of `rows` rows, the last ones empty if no value ended there.
+    fn finish(mut self, rows: usize, nulls: Option<NullBuffer>) -> Result<ArrayRef> {
+        self.offsets.resize(rows + 1, self.last);
         let offsets = OffsetBuffer::new(ScalarBuffer::from(self.offsets));
         Ok(Arc::new(StringArray::try_new(
             offsets,
@@ -411,29 +410,41 @@ impl Text {
     }
 }
 
+/// An integer column of one kind: zero in the other kinds' rows (null by the kind's
+/// validity), set by row.
+struct Slots(Vec<i64>);
+
+impl Slots {
+    fn set(&mut self, row: usize, v: i64) {
+        if let Some(slot) = self.0.get_mut(row) {
+            *slot = v;
+        }
+    }
+}
+
 /// One column per field of `NEXMARK_COLUMNS`, as plain vectors. A kind's own columns hold a
 /// placeholder (0, no bytes) in the other kinds' events and share one validity bitmap, made
 /// once per batch from the event types: appending a null to each of 16 Arrow builders for
 /// every event took a sixth of q0's time.
 struct Columns {
     event_type: Vec<i64>,
-    person_id: Vec<i64>,
+    person_id: Slots,
     person_name: Text,
     person_email: Text,
     person_card: Text,
     person_city: Text,
     person_state: Text,
-    auction_id: Vec<i64>,
+    auction_id: Slots,
     auction_item: Text,
     auction_description: Text,
-    auction_initial_bid: Vec<i64>,
-    auction_reserve: Vec<i64>,
-    auction_expires: Vec<i64>,
-    auction_seller: Vec<i64>,
-    auction_category: Vec<i64>,
-    bid_auction: Vec<i64>,
-    bid_bidder: Vec<i64>,
-    bid_price: Vec<i64>,
+    auction_initial_bid: Slots,
+    auction_reserve: Slots,
+    auction_expires: Slots,
+    auction_seller: Slots,
+    auction_category: Slots,
+    bid_auction: Slots,
+    bid_bidder: Slots,
+    bid_price: Slots,
     bid_channel: Text,
     bid_url: Text,
     date_time: Vec<i64>,
@@ -444,75 +455,36 @@ struct Columns {
 impl Columns {
     fn new(n: usize) -> Self {
         let i = || Vec::with_capacity(n);
+        let slots = || Slots(vec![0; n]);
         // Bytes per row of the kind, times that kind's share of the events (1, 3 and 46 of 50).
         let person = |b: usize| Text::new(n, n * b / 50 + 16);
         let auction = |b: usize| Text::new(n, n * b * 3 / 50 + 16);
         let bid = |b: usize| Text::new(n, n * b * 46 / 50 + 16);
         Self {
             event_type: i(),
-            person_id: i(),
+            person_id: slots(),
             person_name: person(16),
             person_email: person(20),
             person_card: person(19),
             person_city: person(12),
             person_state: person(2),
-            auction_id: i(),
+            auction_id: slots(),
             auction_item: auction(20),
             auction_description: auction(100),
-            auction_initial_bid: i(),
-            auction_reserve: i(),
-            auction_expires: i(),
-            auction_seller: i(),
-            auction_category: i(),
-            bid_auction: i(),
-            bid_bidder: i(),
-            bid_price: i(),
+            auction_initial_bid: slots(),
+            auction_reserve: slots(),
+            auction_expires: slots(),
+            auction_seller: slots(),
+            auction_category: slots(),
+            bid_auction: slots(),
+            bid_bidder: slots(),
+            bid_price: slots(),
             bid_channel: bid(14),
             bid_url: bid(80),
             date_time: i(),
             extra: Text::new(n, n * 8),
             event_id: i(),
         }
-    }
-
-    fn person_absent(&mut self) {
-        self.person_id.push(0);
-        for t in [
-            &mut self.person_name,
-            &mut self.person_email,
-            &mut self.person_card,
-            &mut self.person_city,
-            &mut self.person_state,
-        ] {
-            t.absent();
-        }
-    }
-
-    fn auction_absent(&mut self) {
-        for v in [
-            &mut self.auction_id,
-            &mut self.auction_initial_bid,
-            &mut self.auction_reserve,
-            &mut self.auction_expires,
-            &mut self.auction_seller,
-            &mut self.auction_category,
-        ] {
-            v.push(0);
-        }
-        self.auction_item.absent();
-        self.auction_description.absent();
-    }
-
-    fn bid_absent(&mut self) {
-        for v in [
-            &mut self.bid_auction,
-            &mut self.bid_bidder,
-            &mut self.bid_price,
-        ] {
-            v.push(0);
-        }
-        self.bid_channel.absent();
-        self.bid_url.absent();
     }
 
     fn finish(self) -> Result<Vec<ArrayRef>> {
@@ -524,6 +496,7 @@ impl Columns {
             )))
         };
         let (person, auction, bid) = (of(PERSON), of(AUCTION), of(BID));
+        let rows = kinds.len();
         let int = |v: Vec<i64>, nulls: &Option<NullBuffer>| -> ArrayRef {
             Arc::new(Int64Array::new(ScalarBuffer::from(v), nulls.clone()))
         };
@@ -535,27 +508,27 @@ impl Columns {
         };
         Ok(vec![
             int(self.event_type, &None),
-            int(self.person_id, &person),
-            self.person_name.finish(person.clone())?,
-            self.person_email.finish(person.clone())?,
-            self.person_card.finish(person.clone())?,
-            self.person_city.finish(person.clone())?,
-            self.person_state.finish(person.clone())?,
-            int(self.auction_id, &auction),
-            self.auction_item.finish(auction.clone())?,
-            self.auction_description.finish(auction.clone())?,
-            int(self.auction_initial_bid, &auction),
-            int(self.auction_reserve, &auction),
-            time(self.auction_expires, &auction),
-            int(self.auction_seller, &auction),
-            int(self.auction_category, &auction),
-            int(self.bid_auction, &bid),
-            int(self.bid_bidder, &bid),
-            int(self.bid_price, &bid),
-            self.bid_channel.finish(bid.clone())?,
-            self.bid_url.finish(bid.clone())?,
+            int(self.person_id.0, &person),
+            self.person_name.finish(rows, person.clone())?,
+            self.person_email.finish(rows, person.clone())?,
+            self.person_card.finish(rows, person.clone())?,
+            self.person_city.finish(rows, person.clone())?,
+            self.person_state.finish(rows, person.clone())?,
+            int(self.auction_id.0, &auction),
+            self.auction_item.finish(rows, auction.clone())?,
+            self.auction_description.finish(rows, auction.clone())?,
+            int(self.auction_initial_bid.0, &auction),
+            int(self.auction_reserve.0, &auction),
+            time(self.auction_expires.0, &auction),
+            int(self.auction_seller.0, &auction),
+            int(self.auction_category.0, &auction),
+            int(self.bid_auction.0, &bid),
+            int(self.bid_bidder.0, &bid),
+            int(self.bid_price.0, &bid),
+            self.bid_channel.finish(rows, bid.clone())?,
+            self.bid_url.finish(rows, bid.clone())?,
             time(self.date_time, &None),
-            self.extra.finish(None)?,
+            self.extra.finish(rows, None)?,
             int(self.event_id, &None),
         ])
     }

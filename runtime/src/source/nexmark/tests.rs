@@ -71,6 +71,49 @@ fn the_mix_ids_and_time_follow_the_reference_generator() {
         .as_primitive::<TimestampMillisecondType>();
     assert_eq!(t.value(4_999) - t.value(0), 4_999);
     assert_eq!(t.null_count(), 0);
+    // Each kind's columns hold a value in exactly its events, and text that looks like it;
+    // the other kinds' events are null there.
+    for (i, (name, _)) in weir_crds::NEXMARK_COLUMNS.iter().enumerate() {
+        let kind = match name.split('_').next() {
+            Some("person") => Some(PERSON),
+            Some("auction") => Some(AUCTION),
+            Some("bid") => Some(BID),
+            _ => None,
+        };
+        let c = b.column(i);
+        for row in 0..b.num_rows() {
+            let own = kind.is_none_or(|k| kinds.value(row) == k);
+            assert_eq!(c.is_valid(row), own, "{name} of event {row}");
+            if let (true, Some(text)) = (own, c.as_string_opt::<i32>()) {
+                let v = text.value(row);
+                assert!(v.len() >= 2 && v.is_ascii(), "{name} of event {row}: {v:?}");
+            }
+        }
+    }
+    let urls = b
+        .column_by_name("bid_url")
+        .expect("bid_url")
+        .as_string::<i32>();
+    let channels = b
+        .column_by_name("bid_channel")
+        .expect("bid_channel")
+        .as_string::<i32>();
+    for row in (0..b.num_rows()).filter(|&r| kinds.value(r) == BID) {
+        let (url, channel) = (urls.value(row), channels.value(row));
+        assert!(url.starts_with("https://www.nexmark.com/"), "{url}");
+        let id = url.rsplit("channel_id=").next().expect("an id");
+        match HOT_CHANNELS.iter().position(|h| *h == channel) {
+            Some(i) => assert_eq!(id, i.to_string(), "{channel} {url}"),
+            None => assert_eq!(format!("channel-{id}"), channel, "{url}"),
+        }
+    }
+    let extra = b.column_by_name("extra").expect("extra").as_string::<i32>();
+    for v in extra.iter().flatten() {
+        assert!(
+            (3..=8).contains(&v.len()) && v.bytes().all(|c| c.is_ascii_lowercase()),
+            "{v:?}"
+        );
+    }
 }
 
 #[test]
