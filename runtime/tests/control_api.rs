@@ -18,7 +18,7 @@ use weir_crds::control::{
     TERMINATION_LOG_ENV,
 };
 use weir_runtime::checkpoint::coordinator::Outcome;
-use weir_runtime::job::{RunOptions, start};
+use weir_runtime::job::{RunOptions, RunningJob, start};
 
 /// Minimal HTTP/1.1 client: enough for a handful of requests, no extra dependency.
 async fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
@@ -66,18 +66,23 @@ fn contract<T: DeserializeOwned + Serialize>(body: &str) -> T {
     typed
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn status_savepoint_metrics_and_stop_work_over_http() {
-    let tmp = tempfile::tempdir().unwrap();
+/// The orders job named `name`, endless at 5 000 records/s, checkpointing every 100 ms under
+/// `tmp`.
+fn endless(tmp: &tempfile::TempDir, name: &str) -> OrdersJob {
     let mut job = OrdersJob::new(
-        "api",
+        name,
         format!("file://{}", tmp.path().join("chk").display()),
         tmp.path().join("out"),
     );
     job.count = 10_000_000;
     job.rate = Some(5_000);
     job.interval_ms = 100;
-    let plan = weir_runtime::plan_source("api.yaml", &job.yaml()).unwrap();
+    job
+}
+
+/// Job file `yaml` (`name`.yaml) running in this process, its control API on a free port.
+async fn serve(name: &str, yaml: &str) -> (RunningJob, SocketAddr) {
+    let plan = weir_runtime::plan_source(&format!("{name}.yaml"), yaml).unwrap();
     let running = start(
         plan,
         RunOptions {
@@ -88,6 +93,13 @@ async fn status_savepoint_metrics_and_stop_work_over_http() {
     .await
     .unwrap();
     let addr = running.control_addr.expect("bound");
+    (running, addr)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_savepoint_metrics_and_stop_work_over_http() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (running, addr) = serve("api", &endless(&tmp, "api").yaml()).await;
     assert_eq!(http(addr, "GET", "/healthz", "").await.0, 200);
     assert_eq!(http(addr, "GET", "/readyz", "").await.0, 200);
 
@@ -237,31 +249,15 @@ async fn status_savepoint_metrics_and_stop_work_over_http() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_disk_job_reports_its_state_on_disk_and_in_memory() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut job = OrdersJob::new(
-        "disk-api",
-        format!("file://{}", tmp.path().join("chk").display()),
-        tmp.path().join("out"),
-    );
-    job.count = 10_000_000;
+    let mut job = endless(&tmp, "disk-api");
     job.rate = Some(20_000);
     job.stores = 5_000;
-    job.interval_ms = 200;
     let yaml = format!(
         "{}stateBackend: {{type: disk, dir: \"{}\", memory: 64Mi}}\n",
         job.yaml(),
         tmp.path().join("state").display()
     );
-    let plan = weir_runtime::plan_source("disk-api.yaml", &yaml).unwrap();
-    let running = start(
-        plan,
-        RunOptions {
-            control_addr: Some("127.0.0.1:0".parse().unwrap()),
-            ..RunOptions::default()
-        },
-    )
-    .await
-    .unwrap();
-    let addr = running.control_addr.expect("bound");
+    let (running, addr) = serve("disk-api", &yaml).await;
     let mut last = serde_json::Value::Null;
     for _ in 0..100 {
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -292,14 +288,7 @@ async fn a_disk_job_reports_its_state_on_disk_and_in_memory() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_control_token_locks_the_v1_routes_and_leaves_probes_and_metrics_open() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut job = OrdersJob::new(
-        "locked",
-        format!("file://{}", tmp.path().join("chk").display()),
-        tmp.path().join("out"),
-    );
-    job.count = 10_000_000;
-    job.rate = Some(5_000);
-    job.interval_ms = 100;
+    let job = endless(&tmp, "locked");
     let plan = weir_runtime::plan_source("locked.yaml", &job.yaml()).unwrap();
     let token = ControlToken::new("9f2c-the-operators-token").unwrap();
     let running = start(

@@ -466,19 +466,22 @@ mod tests {
             ))
         };
         let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
-        // input ─ filter ─ reads a ─► outlet 0
-        let mut chain = Chain::new(
-            vec![
-                ("filter".into(), filter(), vec![None]),
-                (
-                    "reads".into(),
-                    Box::new(ReadsA(Arc::clone(&seen))),
-                    vec![Some(0)],
-                ),
-            ],
-            &[Some(1)],
-        )
-        .expect("a chain");
+        // input ─ filter ─ reads a ─► outlets
+        let filter_then_a = |outlets: &[Option<usize>]| {
+            Chain::new(
+                vec![
+                    ("filter".into(), filter(), vec![None]),
+                    (
+                        "reads".into(),
+                        Box::new(ReadsA(Arc::clone(&seen))),
+                        vec![Some(0)],
+                    ),
+                ],
+                outlets,
+            )
+            .expect("a chain")
+        };
+        let mut chain = filter_then_a(&[Some(1)]);
         let metrics = Metrics::new(vec!["t".into()]);
         chain
             .push(Input::ONLY, batch.clone(), &metrics)
@@ -497,18 +500,7 @@ mod tests {
         assert_eq!(got.column(2).null_count(), 2);
 
         // The same filter with an outlet right after it: everything is moved.
-        let mut chain = Chain::new(
-            vec![
-                ("filter".into(), filter(), vec![None]),
-                (
-                    "reads".into(),
-                    Box::new(ReadsA(Arc::clone(&seen))),
-                    vec![Some(0)],
-                ),
-            ],
-            &[Some(1), Some(0)],
-        )
-        .expect("a chain");
+        let mut chain = filter_then_a(&[Some(1), Some(0)]);
         let em = chain
             .push(Input::ONLY, batch.clone(), &metrics)
             .expect("push");
