@@ -35,7 +35,7 @@ use crate::validate::FieldError;
     printcolumn = r#"{"name":"Last Checkpoint","type":"date","jsonPath":".status.lastCheckpoint.completedAt","description":"When the newest checkpoint completed"}"#,
     printcolumn = r#"{"name":"State Bytes","type":"integer","jsonPath":".status.lastCheckpoint.sizeBytes","description":"State the newest checkpoint holds (what a restore reads)"}"#,
     printcolumn = r#"{"name":"On Disk","type":"integer","jsonPath":".status.lastCheckpoint.diskBytes","description":"With stateBackend disk: state on the pods' local disks at the newest checkpoint"}"#,
-    printcolumn = r#"{"name":"In Memory","type":"integer","jsonPath":".status.lastCheckpoint.memoryBytes","description":"With stateBackend disk: state in the stores' write buffers at the newest checkpoint"}"#,
+    printcolumn = r#"{"name":"In Memory","type":"integer","jsonPath":".status.lastCheckpoint.memoryBytes","description":"With stateBackend disk: state in the stores' write buffers at the newest checkpoint's barrier (which it then flushes to disk)"}"#,
     printcolumn = r#"{"name":"Restarts","type":"integer","jsonPath":".status.restarts.count","description":"Automatic restarts"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
     validation = kube::core::Rule::new("duration(self.spec.checkpoint.interval.endsWith('d') ? '0s' : self.spec.checkpoint.interval) < duration(self.spec.checkpoint.timeout.endsWith('d') ? '87600h' : self.spec.checkpoint.timeout)").message("checkpoint.timeout must be longer than checkpoint.interval").field_path(".spec.checkpoint.timeout"),

@@ -160,8 +160,10 @@ pub struct CheckpointStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disk_bytes: Option<u64>,
     /// With `stateBackend` `disk`: state in memory when it was taken (the stores' write
-    /// buffers, summed over subtasks; the block cache, bounded by `stateBackend.memory`, is
-    /// a cache of the disk's). Absent with `memory`, where all state is in memory.
+    /// buffers at the barrier, summed over subtasks, which the checkpoint then flushes to
+    /// disk, so `diskBytes` counts them too; the block cache, bounded by
+    /// `stateBackend.memory`, is a cache of the disk's). Absent with `memory`, where all
+    /// state is in memory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory_bytes: Option<u64>,
 }

@@ -77,8 +77,9 @@ pub struct CheckpointReport {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disk_bytes: Option<u64>,
     /// With `stateBackend` `disk`: the stores' write buffers at the barrier (state not yet
-    /// flushed to disk), summed over subtasks. The block cache is a cache of `diskBytes`,
-    /// not counted. Absent with `memory`, where all state is in memory.
+    /// flushed to disk; the checkpoint then flushes them, so `diskBytes` counts them too),
+    /// summed over subtasks. The block cache is a cache of `diskBytes`, not counted. Absent
+    /// with `memory`, where all state is in memory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory_bytes: Option<u64>,
     /// Longest alignment among subtasks, ms.
