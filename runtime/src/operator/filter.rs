@@ -1,14 +1,12 @@
 //! `filter`: keep rows for which a SQL predicate is true (null counts as false).
 
-use std::sync::Arc;
-
 use datafusion::arrow::array::{
     ArrayRef, AsArray, RecordBatch, RecordBatchOptions, new_null_array,
 };
-use datafusion::arrow::compute::{FilterBuilder, filter_record_batch};
+use datafusion::arrow::compute::FilterBuilder;
 use datafusion::arrow::datatypes::SchemaRef;
 
-use super::{Input, Operator, Output};
+use super::{Input, Operator, Output, produced};
 use crate::error::{Error, Result};
 use crate::expr::CompiledExpr;
 
@@ -33,13 +31,6 @@ impl Filter {
             kept: None,
         }
     }
-
-    /// Whether column `i` must be filtered when output columns `needed` are read: the
-    /// predicate's own are read before filtering, so only `needed` and those that cannot be
-    /// null.
-    fn must_keep(&self, i: usize, needed: &[usize]) -> bool {
-        needed.contains(&i) || !self.schema.field(i).is_nullable()
-    }
 }
 
 impl Operator for Filter {
@@ -51,13 +42,6 @@ impl Operator for Filter {
                 self.predicate.sql
             ))
         })?;
-        let Some(kept) = &self.kept else {
-            let kept = filter_record_batch(&batch, mask)?;
-            if kept.num_rows() > 0 {
-                out.batches.push(kept);
-            }
-            return Ok(());
-        };
         let predicate = FilterBuilder::new(mask).optimize().build();
         let rows = predicate.count();
         if rows == 0 {
@@ -66,17 +50,14 @@ impl Operator for Filter {
         let columns = batch
             .columns()
             .iter()
-            .zip(kept)
-            .map(|(c, &keep)| {
-                if keep {
-                    predicate.filter(c)
-                } else {
-                    Ok(new_null_array(c.data_type(), rows))
-                }
+            .enumerate()
+            .map(|(i, c)| match &self.kept {
+                Some(kept) if !kept[i] => Ok(new_null_array(c.data_type(), rows)),
+                _ => predicate.filter(c),
             })
             .collect::<std::result::Result<Vec<ArrayRef>, _>>()?;
         out.batches.push(RecordBatch::try_new_with_options(
-            Arc::clone(&self.schema),
+            batch.schema(),
             columns,
             &RecordBatchOptions::new().with_row_count(Some(rows)),
         )?);
@@ -84,9 +65,9 @@ impl Operator for Filter {
     }
 
     fn reads(&self, needed: Option<&[usize]>) -> Option<Vec<usize>> {
-        let needed = needed?;
+        let kept = produced(&self.schema, needed?);
         let mut cols: Vec<usize> = (0..self.schema.fields().len())
-            .filter(|&i| self.must_keep(i, needed))
+            .filter(|&i| kept.as_ref().is_none_or(|k| k[i]))
             .chain(self.predicate.columns())
             .collect();
         cols.sort_unstable();
@@ -95,10 +76,6 @@ impl Operator for Filter {
     }
 
     fn narrow(&mut self, needed: &[usize]) {
-        let kept: Vec<bool> = (0..self.schema.fields().len())
-            .map(|i| self.must_keep(i, needed))
-            .collect();
-        // Filtering every column the usual way is the same work.
-        self.kept = kept.contains(&false).then_some(kept);
+        self.kept = produced(&self.schema, needed);
     }
 }

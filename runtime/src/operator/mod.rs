@@ -20,6 +20,7 @@ pub mod window;
 mod tests;
 
 use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::Schema;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -57,6 +58,20 @@ pub struct Input(pub u8);
 impl Input {
     /// The input of a single-input operator (and the first of a two-input one).
     pub const ONLY: Self = Self(0);
+}
+
+/// Which columns of `schema` an operator narrowed to `needed` (see [`Operator::narrow`])
+/// still produces: those read after it, and those that cannot be null. `None` when that is
+/// all of them, so that nothing changes.
+#[must_use]
+pub fn produced(schema: &Schema, needed: &[usize]) -> Option<Vec<bool>> {
+    let produced: Vec<bool> = schema
+        .fields()
+        .iter()
+        .enumerate()
+        .map(|(i, f)| needed.contains(&i) || !f.is_nullable())
+        .collect();
+    produced.contains(&false).then_some(produced)
 }
 
 /// One operator instance in one subtask.

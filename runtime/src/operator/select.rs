@@ -5,7 +5,7 @@ use std::sync::Arc;
 use datafusion::arrow::array::{ArrayRef, RecordBatch, new_null_array};
 use datafusion::arrow::datatypes::SchemaRef;
 
-use super::{Input, Operator, Output};
+use super::{Input, Operator, Output, produced};
 use crate::error::Result;
 use crate::expr::CompiledExpr;
 
@@ -29,12 +29,6 @@ impl Select {
             computed: None,
         }
     }
-
-    /// Whether output column `i` is computed when columns `needed` are read: those, and
-    /// those that cannot be null.
-    fn must_compute(&self, i: usize, needed: &[usize]) -> bool {
-        needed.contains(&i) || !self.schema.field(i).is_nullable()
-    }
 }
 
 impl Operator for Select {
@@ -57,11 +51,12 @@ impl Operator for Select {
     }
 
     fn reads(&self, needed: Option<&[usize]>) -> Option<Vec<usize>> {
+        let computed = needed.and_then(|n| produced(&self.schema, n));
         let mut cols: Vec<usize> = self
             .columns
             .iter()
             .enumerate()
-            .filter(|(i, _)| needed.is_none_or(|n| self.must_compute(*i, n)))
+            .filter(|(i, _)| computed.as_ref().is_none_or(|c| c[*i]))
             .flat_map(|(_, c)| c.columns())
             .collect();
         cols.sort_unstable();
@@ -70,9 +65,6 @@ impl Operator for Select {
     }
 
     fn narrow(&mut self, needed: &[usize]) {
-        let computed: Vec<bool> = (0..self.columns.len())
-            .map(|i| self.must_compute(i, needed))
-            .collect();
-        self.computed = computed.contains(&false).then_some(computed);
+        self.computed = produced(&self.schema, needed);
     }
 }
