@@ -377,18 +377,8 @@ impl Text {
     }
 
     /// `v` in decimal, as part of the value, without the allocation `to_string` makes.
-    fn decimal(&mut self, mut v: u64) {
-        let mut digits = [0u8; 20];
-        let mut start = digits.len();
-        loop {
-            start -= 1;
-            digits[start] = b'0' + (v % 10) as u8;
-            v /= 10;
-            if v == 0 {
-                break;
-            }
-        }
-        self.bytes.extend_from_slice(&digits[start..]);
+    fn decimal(&mut self, v: u64) {
+        self.part(itoa::Buffer::new().format(v));
     }
 
     /// `v` (below 10 000) as four digits, zero-padded, as part of the value.
