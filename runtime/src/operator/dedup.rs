@@ -6,7 +6,9 @@
 //! local disk ([`Disk`]); both forget keys at the same watermarks and checkpoint a savepoint
 //! in the same format, so a job can move between them through a savepoint.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
+
+use foldhash::{HashMap, HashMapExt};
 
 use datafusion::arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
 use datafusion::arrow::compute::filter_record_batch;

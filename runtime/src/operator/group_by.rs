@@ -25,7 +25,7 @@
 //! is what the output committed by that checkpoint last said of it, so the replay's first
 //! `-U` of a group retracts exactly the row the committed output holds.
 
-use std::collections::{HashMap, HashSet};
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, RecordBatch};

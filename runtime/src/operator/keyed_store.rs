@@ -14,8 +14,8 @@
 //! for values complete at an event time (a window top-N's partitions), which a watermark
 //! takes out whole ([`KeyedStore::fire`]).
 
+use foldhash::{HashMap, HashMapExt};
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;

@@ -5,6 +5,7 @@
 //! new stage fed by a key-group shuffle, and keep their state per key group so that it can
 //! move between subtasks on rescale.
 
+pub mod byte_strings;
 pub mod dedup;
 pub mod filter;
 pub mod group_by;
@@ -254,10 +255,13 @@ impl<'s, 'o> KeyedPieces<'s, 'o> {
             self.group = Some(kg);
         }
         let buf = std::mem::take(&mut self.buf);
-        self.buf = postcard::to_extend(&(key, value), buf).map_err(|e| Error::State {
-            operator: self.operator.to_string(),
-            message: e.to_string(),
-        })?;
+        self.buf =
+            postcard::to_extend(&(serde_bytes::Bytes::new(key), value), buf).map_err(|e| {
+                Error::State {
+                    operator: self.operator.to_string(),
+                    message: e.to_string(),
+                }
+            })?;
         self.entries += 1;
         Ok(())
     }
@@ -334,18 +338,20 @@ pub fn encode_keyed<'a, T: Serialize + 'a>(
     max_parallelism: u32,
     entries: impl Iterator<Item = (&'a [u8], T)>,
 ) -> Result<KeyedState> {
-    let mut groups: std::collections::BTreeMap<u32, Vec<(&[u8], T)>> =
+    // Keys as bytes: see `byte_strings`.
+    let mut groups: std::collections::BTreeMap<u32, Vec<(&serde_bytes::Bytes, T)>> =
         std::collections::BTreeMap::new();
     for (k, v) in entries {
         groups
             .entry(key_group(k, max_parallelism))
             .or_default()
-            .push((k, v));
+            .push((serde_bytes::Bytes::new(k), v));
     }
     groups
         .into_iter()
         .map(|(kg, mut group)| {
-            group.sort_by(|a, b| a.0.cmp(b.0));
+            // Keys are unique: an unstable sort gives the one order.
+            group.sort_unstable_by(|a, b| a.0.cmp(b.0));
             postcard::to_stdvec(&group)
                 .map(|b| (kg, b))
                 .map_err(|e| Error::State {
@@ -366,12 +372,12 @@ pub fn decode_keyed<T: DeserializeOwned>(
 ) -> Result<Vec<(Vec<u8>, T)>> {
     let mut out = Vec::new();
     for (kg, bytes) in state {
-        let entries: Vec<(Vec<u8>, T)> =
+        let entries: Vec<(serde_bytes::ByteBuf, T)> =
             postcard::from_bytes(&bytes).map_err(|e| Error::State {
                 operator: operator.to_string(),
                 message: format!("key group {kg}: {e}"),
             })?;
-        out.extend(entries);
+        out.extend(entries.into_iter().map(|(k, v)| (k.into_vec(), v)));
     }
     Ok(out)
 }

@@ -24,7 +24,10 @@
 //! ([`super::keyed_store`]) from which each batch reads the partitions it touches; a window
 //! top-N's partitions are due at their event time there.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::BTreeSet;
+
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, Int64Array, RecordBatch};
@@ -68,8 +71,15 @@ pub struct TopNConfig {
     pub max_parallelism: u32,
 }
 
-/// A kept row: its sort key (then the whole row, to break ties) and its event time.
-type Ranked = (Vec<u8>, Vec<u8>, Millis);
+/// A kept row: its sort key (then the whole row, to break ties) and its event time. Encoded
+/// as the tuple it once was (postcard writes a tuple struct's fields alone), its byte strings
+/// as bytes ([`super::byte_strings`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Ranked(
+    #[serde(with = "serde_bytes")] Vec<u8>,
+    #[serde(with = "serde_bytes")] Vec<u8>,
+    Millis,
+);
 
 /// The top-N operator of one subtask.
 pub struct TopN {
@@ -271,7 +281,7 @@ impl Operator for TopN {
                 let t = newest.entry(key).or_insert(Millis::MIN);
                 *t = (*t).max(tt.value(r));
             }
-            let ranked = (
+            let ranked = Ranked(
                 sort.row(r).as_ref().to_vec(),
                 whole.row(r).as_ref().to_vec(),
                 t,
@@ -315,7 +325,7 @@ impl Operator for TopN {
             d.expire(self.watermark)?;
             let mut rows: Vec<(Vec<u8>, i64, Kind)> = Vec::new();
             for (_, _, list) in d.fire::<Vec<Ranked>>(self.watermark)? {
-                for (i, (_, row, _)) in list.into_iter().enumerate() {
+                for (i, Ranked(_, row, _)) in list.into_iter().enumerate() {
                     rows.push((row, rank(i), Kind::Insert));
                 }
             }
@@ -334,7 +344,7 @@ impl Operator for TopN {
             let Some((_, key)) = self.due.pop_first() else {
                 break;
             };
-            for (i, (_, row, _)) in self
+            for (i, Ranked(_, row, _)) in self
                 .parts
                 .remove(&key)
                 .unwrap_or_default()
@@ -513,6 +523,16 @@ mod tests {
     use super::{TopN, TopNConfig};
     use crate::operator::tests::{BACKENDS, Places};
     use crate::operator::{Input, Operator, Output};
+
+    /// A kept row encodes as the `(sort, row, time)` tuple it was before it was a struct.
+    #[test]
+    fn a_kept_row_is_the_tuple_it_was() {
+        let r = super::Ranked(vec![1, 2], b"row".to_vec(), -5);
+        let bytes = postcard::to_stdvec(&r).unwrap();
+        let tuple = (vec![1u8, 2], b"row".to_vec(), -5i64);
+        assert_eq!(bytes, postcard::to_stdvec(&tuple).unwrap());
+        assert_eq!(postcard::from_bytes::<super::Ranked>(&bytes).unwrap(), r);
+    }
 
     /// A top-N of `cfg` on `places`' backend.
     fn make(places: &Places, cfg: TopNConfig) -> TopN {

@@ -5,7 +5,9 @@
 //! same keys. What expires is dropped without a word downstream (Flink does the same): a
 //! later row of that key starts it again from nothing.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
+
+use foldhash::{HashMap, HashMapExt};
 
 use crate::ids::Millis;
 

@@ -5,7 +5,9 @@
 //! also counts its rows, and is gone when that reaches zero. Their serde form is checkpoint
 //! format.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use foldhash::{HashMap, HashMapExt};
 
 use datafusion::arrow::array::Array;
 
@@ -31,7 +33,7 @@ pub enum Retractable {
     /// Float `min` or `max`, values as order-preserving integers ([`float_key`]).
     ExtremeF { max: bool, held: BTreeMap<i64, i64> },
     /// `count_distinct`: each row-format value, and by how many rows.
-    Distinct(HashMap<Vec<u8>, i64>),
+    Distinct(#[serde(with = "crate::operator::byte_strings::counted")] HashMap<Vec<u8>, i64>),
     /// With the `disk` backend, a `min` or `max` whose values are held in the store
     /// ([`super::held`]): the current extreme, as [`ExtremeI`](Self::ExtremeI) or
     /// [`ExtremeF`](Self::ExtremeF) keys it.

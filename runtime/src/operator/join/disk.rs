@@ -12,7 +12,7 @@
 //! A batch reads the keys it needs once ([`DiskSides::load`]), changes them in memory
 //! ([`Loaded`]) and writes what changed in one write ([`DiskSides::flush`]).
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 
 use super::{Expiry, Kept};
 use crate::error::{Error, Result};

@@ -41,7 +41,7 @@ mod disk;
 mod memory;
 mod sides;
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
@@ -128,6 +128,7 @@ pub struct JoinConfig {
 /// rows are padded).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Kept {
+    #[serde(with = "serde_bytes")]
     row: Vec<u8>,
     time: Millis,
     /// A varint in the checkpoint: one written when this was a `matched: bool` (a byte 0 or

@@ -3,7 +3,7 @@
 //! plain vector, updated a batch at a time by a loop per aggregate, which is what lets the
 //! tumbling and sliding path run at memory speed.
 
-use std::collections::HashSet;
+use foldhash::{HashSet, HashSetExt};
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
@@ -38,7 +38,7 @@ pub enum Acc {
     /// `avg`: sum and count.
     Avg(f64, i64),
     /// `count_distinct`: the row-format values seen.
-    Distinct(HashSet<Vec<u8>>),
+    Distinct(#[serde(with = "crate::operator::byte_strings::set")] HashSet<Vec<u8>>),
 }
 
 /// Whether restored accumulators fit the job's aggregates: as many, and each of the kind its

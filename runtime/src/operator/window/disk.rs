@@ -6,7 +6,7 @@
 //! it fires by scanning each group's front. A batch reads each key it touches once, merges in
 //! memory ([`Work`]) and writes the key's windows back in one write.
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 
 use super::{KeyWindows, Window};
 use crate::error::{Error, Result};

@@ -7,7 +7,9 @@
 //! both merge, fire and checkpoint a savepoint alike, so a job moves between them through a
 //! savepoint.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
+
+use foldhash::HashMap;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, AsArray, RecordBatch, TimestampMillisecondArray};
