@@ -26,7 +26,7 @@ use std::collections::{HashMap, HashSet};
 use datafusion::arrow::array::Array;
 use weir_crds::AggregateFn;
 use weir_state::{Batch, Store};
-use xxhash_rust::xxh3::Xxh3DefaultBuilder;
+use foldhash::fast::RandomState;
 
 use super::retract::{Retractable, float_key};
 use crate::error::Result;
@@ -97,9 +97,9 @@ struct Holder {
     max: bool,
 }
 
-/// The maps here hash byte strings a few times per row: with XXH3, as the join's do (no
-/// hash-flooding concern: the keys are the job's own values, and a slow map only slows it).
-type Map<K, V> = HashMap<K, V, Xxh3DefaultBuilder>;
+/// The maps here hash byte strings a few times per row: with foldhash, as the other
+/// operators' do (XXH3's streaming hasher, used before, is slow on short keys).
+type Map<K, V> = HashMap<K, V, RandomState>;
 
 /// What is known of one group's held values: each value's count as stored (0: not stored).
 #[derive(Debug, Default)]
@@ -122,11 +122,11 @@ pub struct Held {
     known_bytes: usize,
     limit: usize,
     /// Values this batch changed: (group, aggregate and value).
-    changed: HashSet<(Vec<u8>, Vec<u8>), Xxh3DefaultBuilder>,
+    changed: HashSet<(Vec<u8>, Vec<u8>), RandomState>,
     /// Groups whose held values this batch deleted, before its changes.
     dropped: Vec<Vec<u8>>,
     /// Extremes to look up at the end of the batch: (group, holder).
-    lookups: HashSet<(Vec<u8>, usize), Xxh3DefaultBuilder>,
+    lookups: HashSet<(Vec<u8>, usize), RandomState>,
     /// A value's key being built.
     buf: Vec<u8>,
 }
@@ -201,7 +201,7 @@ impl Held {
         values: &[Value<'_>],
         on_disk: impl Fn(&[u8], usize) -> bool,
     ) -> Result<()> {
-        let mut wanted: HashSet<(&[u8], Vec<u8>), Xxh3DefaultBuilder> = HashSet::default();
+        let mut wanted: HashSet<(&[u8], Vec<u8>), RandomState> = HashSet::default();
         for (row, group) in groups.iter().enumerate() {
             for h in 0..self.holders.len() {
                 if !on_disk(group, usize::from(self.holders[h].at)) || !self.suffix(h, values, row)

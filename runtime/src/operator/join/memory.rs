@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 
-use xxhash_rust::xxh3::Xxh3DefaultBuilder;
+use foldhash::fast::RandomState;
 
 use super::{Expiry, Kept};
 use crate::ids::Millis;
@@ -12,8 +12,8 @@ use crate::ids::Millis;
 /// (a key's rows are checked together when that comes).
 #[derive(Default)]
 pub(super) struct Side {
-    /// key -> its slot.
-    ids: hashbrown::HashMap<Vec<u8>, u32, Xxh3DefaultBuilder>,
+    /// key -> its slot (foldhash: XXH3's streaming hasher is slow on short keys).
+    ids: hashbrown::HashMap<Vec<u8>, u32, RandomState>,
     slots: Vec<Slot>,
     /// Slots no key uses.
     free: Vec<u32>,
