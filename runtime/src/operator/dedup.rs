@@ -8,11 +8,10 @@
 
 use std::collections::BTreeSet;
 
-use foldhash::{HashMap, HashMapExt};
-
 use datafusion::arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
 use datafusion::arrow::compute::filter_record_batch;
 use datafusion::arrow::datatypes::TimestampMillisecondType;
+use foldhash::{HashMap, HashMapExt};
 
 use super::{
     Capture, Input, KeyedPieces, KeyedState, Operator, OperatorCounters, Output, PieceSink,

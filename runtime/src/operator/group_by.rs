@@ -25,11 +25,11 @@
 //! is what the output committed by that checkpoint last said of it, so the replay's first
 //! `-U` of a group retracts exactly the row the committed output holds.
 
-use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, RecordBatch};
 use datafusion::arrow::datatypes::SchemaRef;
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 
 use super::ttl::Ttl;
 use super::window::Aggregate;

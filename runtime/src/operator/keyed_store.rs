@@ -14,9 +14,9 @@
 //! for values complete at an event time (a window top-N's partitions), which a watermark
 //! takes out whole ([`KeyedStore::fire`]).
 
-use foldhash::{HashMap, HashMapExt};
 use std::cell::{Cell, RefCell};
 
+use foldhash::{HashMap, HashMapExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 

@@ -7,9 +7,8 @@
 
 use std::collections::BTreeMap;
 
-use foldhash::{HashMap, HashMapExt};
-
 use datafusion::arrow::array::Array;
+use foldhash::{HashMap, HashMapExt};
 
 use serde::{Deserialize, Serialize};
 use weir_crds::AggregateFn;

@@ -41,7 +41,6 @@ mod disk;
 mod memory;
 mod sides;
 
-use foldhash::{HashMap, HashMapExt};
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
@@ -49,6 +48,7 @@ use datafusion::arrow::array::{
 };
 use datafusion::arrow::compute::{filter_record_batch, take};
 use datafusion::arrow::datatypes::{Schema, SchemaRef, TimestampMillisecondType};
+use foldhash::{HashMap, HashMapExt};
 use serde::{Deserialize, Serialize};
 
 use super::{

@@ -3,7 +3,6 @@
 //! plain vector, updated a batch at a time by a loop per aggregate, which is what lets the
 //! tumbling and sliding path run at memory speed.
 
-use foldhash::{HashSet, HashSetExt};
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
@@ -12,6 +11,7 @@ use datafusion::arrow::array::{
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Float64Type, Int64Type};
 use datafusion::arrow::row::{RowConverter, SortField};
+use foldhash::{HashSet, HashSetExt};
 use serde::{Deserialize, Serialize};
 use weir_crds::AggregateFn;
 

@@ -9,11 +9,11 @@
 
 use std::collections::BTreeSet;
 
-use foldhash::HashMap;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, AsArray, RecordBatch, TimestampMillisecondArray};
 use datafusion::arrow::datatypes::TimestampMillisecondType;
+use foldhash::HashMap;
 
 use super::accumulators::{Acc, check_restored, finish};
 use super::disk::DiskWindows;
