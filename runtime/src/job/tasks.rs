@@ -87,13 +87,16 @@ pub(super) async fn spawn(cx: &Shared<'_>, mut grid: Grid) -> Result<Spawned> {
                     .and_then(|e| e.idle_timeout)
                     .map(|d| d.get());
                 out.source_ctrls.push((*tid, ctrl_tx));
-                let reader = source.reader(
+                let mut reader = source.reader(
                     tid.stage,
                     tid.subtask,
                     shape.parallelism,
                     cx.begun.restored.as_ref(),
                     cx.metrics,
                 )?;
+                if let Some(columns) = core.chain.input_columns() {
+                    reader.read_only(columns);
+                }
                 Box::pin(
                     SourceTask {
                         core,

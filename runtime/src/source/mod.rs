@@ -46,6 +46,11 @@ pub trait SourceReader: Send {
     /// A checkpoint holding these positions completed. Sources with an external notion of
     /// progress (Kafka consumer groups) report it here; it never affects what is restored.
     fn checkpoint_completed(&mut self, _splits: &[SplitState]) {}
+
+    /// Only these columns (positions) of its batches are read after the source: a reader
+    /// that makes its records (a generator) may leave the others empty. Readers of records
+    /// that arrive whole ignore it.
+    fn read_only(&mut self, _columns: &[usize]) {}
 }
 
 /// Split ids owned by `subtask`: round-robin, the same rule at every parallelism.

@@ -158,6 +158,16 @@ impl Draws {
         }
     }
 
+    /// The draws [`Self::word`] makes, without the word: a column nothing reads still takes
+    /// them, so that the columns after it in the event hold the same values.
+    fn skip_word(&mut self, max_len: u64) {
+        let mut left = 3 + self.below(max_len.saturating_sub(2));
+        while left > 0 {
+            self.next();
+            left = left.saturating_sub(13);
+        }
+    }
+
     /// The reference's `round(10^(6u) * 100)`, as `e^(6u ln 10)`: the same distribution for
     /// a third of the time `powf` takes; positive, so adding a half and truncating rounds.
     fn price(&mut self) -> i64 {
@@ -205,7 +215,12 @@ pub struct NexmarkGenerator {
     events_per_second: u64,
     /// Events in all, when bounded.
     pub events: Option<u64>,
+    /// Which string columns to write, by position; the others are left empty.
+    written: [bool; COLUMNS],
 }
+
+/// Columns of an event ([`weir_crds::NEXMARK_COLUMNS`]).
+const COLUMNS: usize = weir_crds::NEXMARK_COLUMNS.len();
 
 impl NexmarkGenerator {
     /// A generator for `spec`, emitting `schema` (the validated Nexmark columns).
@@ -216,6 +231,17 @@ impl NexmarkGenerator {
             seed: spec.seed,
             events_per_second: spec.events_per_second.max(1),
             events: spec.events,
+            written: [true; COLUMNS],
+        }
+    }
+
+    /// Only `columns` (positions) are read after the source: string columns not among
+    /// them are left empty (still null in other kinds' events), their values drawn but not
+    /// written, so the columns read hold what they would have. Writing strings is most of
+    /// what an event costs.
+    pub fn read_only(&mut self, columns: &[usize]) {
+        for (i, w) in self.written.iter_mut().enumerate() {
+            *w = columns.contains(&i);
         }
     }
 
@@ -235,7 +261,7 @@ impl NexmarkGenerator {
     /// # Errors
     /// Arrow errors (none in practice: the columns match the schema).
     pub fn batch(&self, ids: &[u64]) -> Result<RecordBatch> {
-        let mut c = Columns::new(ids.len());
+        let mut c = Columns::new(ids.len(), &self.written);
         for (row, &n) in ids.iter().enumerate() {
             let mut r = Draws::new(self.seed, n);
             let kind = kind_of(n);
@@ -250,9 +276,9 @@ impl NexmarkGenerator {
                     name.part(" ");
                     name.push(row, LAST_NAMES[r.below(LAST_NAMES.len() as u64) as usize]);
                     let email = &mut c.person_email;
-                    r.word(&mut email.bytes, 7);
+                    email.word(&mut r, 7);
                     email.part("@");
-                    r.word(&mut email.bytes, 7);
+                    email.word(&mut r, 7);
                     email.push(row, ".com");
                     let card = &mut c.person_card;
                     for g in 0..4 {
@@ -270,9 +296,9 @@ impl NexmarkGenerator {
                 AUCTION => {
                     c.auction_id
                         .set(row, FIRST_AUCTION_ID + last_auction(n) as i64);
-                    r.word(&mut c.auction_item.bytes, 20);
+                    c.auction_item.word(&mut r, 20);
                     c.auction_item.end(row);
-                    r.word(&mut c.auction_description.bytes, 100);
+                    c.auction_description.word(&mut r, 100);
                     c.auction_description.end(row);
                     let initial = r.price();
                     c.auction_initial_bid.set(row, initial);
@@ -318,8 +344,8 @@ impl NexmarkGenerator {
                         c.bid_channel.end(row);
                         url.part("https://www.nexmark.com/");
                         for _ in 0..3 {
-                            r.word(&mut url.bytes, 5);
-                            url.bytes.push(b'/');
+                            url.word(&mut r, 5);
+                            url.part("/");
                         }
                         url.part("item.htm?query=1&channel_id=");
                         url.decimal(ch);
@@ -328,7 +354,7 @@ impl NexmarkGenerator {
                 }
             }
             c.date_time.push(time);
-            r.word(&mut c.extra.bytes, 8);
+            c.extra.word(&mut r, 8);
             c.extra.end(row);
             c.event_id.push(i64::try_from(n).unwrap_or(i64::MAX));
         }
@@ -338,8 +364,10 @@ impl NexmarkGenerator {
 
 /// A string column under construction: its offsets and bytes, as Arrow lays them out.
 /// Rows of the other kinds are empty, written when the next value ends (or at the finish),
-/// so they cost nothing per event.
+/// so they cost nothing per event. A column nothing reads is not written at all: every row
+/// empty.
 struct Text {
+    written: bool,
     offsets: Vec<i32>,
     bytes: Vec<u8>,
     /// Where the last value ended.
@@ -347,18 +375,22 @@ struct Text {
 }
 
 impl Text {
-    fn new(rows: usize, bytes: usize) -> Self {
-        let mut offsets = Vec::with_capacity(rows + 1);
+    fn new(rows: usize, bytes: usize, written: bool) -> Self {
+        let mut offsets = Vec::with_capacity(if written { rows + 1 } else { 1 });
         offsets.push(0);
         Self {
+            written,
             offsets,
-            bytes: Vec::with_capacity(bytes),
+            bytes: Vec::with_capacity(if written { bytes } else { 0 }),
             last: 0,
         }
     }
 
     /// Ends the value of row `row`, after the empty rows since the last value.
     fn end(&mut self, row: usize) {
+        if !self.written {
+            return;
+        }
         self.offsets.resize(row + 1, self.last);
         // A batch holds at most a few thousand events of under 200 bytes each.
         self.last = i32::try_from(self.bytes.len()).unwrap_or(i32::MAX);
@@ -373,16 +405,32 @@ impl Text {
 
     /// Part of the value being written (which [`Self::end`] ends).
     fn part(&mut self, s: &str) {
-        self.bytes.extend_from_slice(s.as_bytes());
+        if self.written {
+            self.bytes.extend_from_slice(s.as_bytes());
+        }
+    }
+
+    /// A word of `r`'s, as part of the value ([`Draws::word`]).
+    fn word(&mut self, r: &mut Draws, max_len: u64) {
+        if self.written {
+            r.word(&mut self.bytes, max_len);
+        } else {
+            r.skip_word(max_len);
+        }
     }
 
     /// `v` in decimal, as part of the value, without the allocation `to_string` makes.
     fn decimal(&mut self, v: u64) {
-        self.part(itoa::Buffer::new().format(v));
+        if self.written {
+            self.part(itoa::Buffer::new().format(v));
+        }
     }
 
     /// `v` (below 10 000) as four digits, zero-padded, as part of the value.
     fn four_digits(&mut self, v: u64) {
+        if !self.written {
+            return;
+        }
         for div in [1000, 100, 10, 1] {
             self.bytes.push(b'0' + (v / div % 10) as u8);
         }
@@ -443,24 +491,25 @@ struct Columns {
 }
 
 impl Columns {
-    fn new(n: usize) -> Self {
+    /// Columns for `n` events, writing the string columns `written` (by position) marks.
+    fn new(n: usize, written: &[bool; COLUMNS]) -> Self {
         let i = || Vec::with_capacity(n);
         let slots = || Slots(vec![0; n]);
         // Bytes per row of the kind, times that kind's share of the events (1, 3 and 46 of 50).
-        let person = |b: usize| Text::new(n, n * b / 50 + 16);
-        let auction = |b: usize| Text::new(n, n * b * 3 / 50 + 16);
-        let bid = |b: usize| Text::new(n, n * b * 46 / 50 + 16);
+        let person = |b: usize, at: usize| Text::new(n, n * b / 50 + 16, written[at]);
+        let auction = |b: usize, at: usize| Text::new(n, n * b * 3 / 50 + 16, written[at]);
+        let bid = |b: usize, at: usize| Text::new(n, n * b * 46 / 50 + 16, written[at]);
         Self {
             event_type: i(),
             person_id: slots(),
-            person_name: person(16),
-            person_email: person(20),
-            person_card: person(19),
-            person_city: person(12),
-            person_state: person(2),
+            person_name: person(16, 2),
+            person_email: person(20, 3),
+            person_card: person(19, 4),
+            person_city: person(12, 5),
+            person_state: person(2, 6),
             auction_id: slots(),
-            auction_item: auction(20),
-            auction_description: auction(100),
+            auction_item: auction(20, 8),
+            auction_description: auction(100, 9),
             auction_initial_bid: slots(),
             auction_reserve: slots(),
             auction_expires: slots(),
@@ -469,10 +518,10 @@ impl Columns {
             bid_auction: slots(),
             bid_bidder: slots(),
             bid_price: slots(),
-            bid_channel: bid(14),
-            bid_url: bid(80),
+            bid_channel: bid(14, 18),
+            bid_url: bid(80, 19),
             date_time: i(),
-            extra: Text::new(n, n * 8),
+            extra: Text::new(n, n * 8, written[21]),
             event_id: i(),
         }
     }
@@ -563,6 +612,10 @@ impl SourceReader for NexmarkReader {
 
     fn snapshot(&self) -> Vec<SplitState> {
         self.splits.snapshot()
+    }
+
+    fn read_only(&mut self, columns: &[usize]) {
+        self.generator.read_only(columns);
     }
 }
 

@@ -50,12 +50,16 @@ pub struct Chain {
     /// How far behind the task's watermark its output's is: the most any operator holds
     /// back, counting those before it.
     delay: Millis,
+    /// The input's columns read, when known (see [`narrow`]).
+    input_columns: Option<Vec<usize>>,
 }
 
 /// Tell each operator which of its output columns the operators after it read, last to
 /// first, so that it may leave the others out (a filter before a `SELECT` of a few columns
-/// then copies only those). Whatever leaves the chain (an outlet) is read whole.
-fn narrow(nodes: &mut [Node]) {
+/// then copies only those). Whatever leaves the chain (an outlet) is read whole. Returns the
+/// columns of the task's input the operators it feeds read, when each of them says and no
+/// outlet takes the input whole: a source may leave the others out.
+fn narrow(nodes: &mut [Node], roots: &[usize], root_outlets: &[usize]) -> Option<Vec<usize>> {
     let mut needed: Vec<Option<Vec<usize>>> = vec![None; nodes.len()];
     for i in (0..nodes.len()).rev() {
         let node = &nodes[i];
@@ -76,11 +80,27 @@ fn narrow(nodes: &mut [Node]) {
             needed[i] = Some(cols);
         }
     }
+    let mut input = Vec::new();
+    let input = (root_outlets.is_empty()
+        && !roots.is_empty()
+        && roots.iter().all(|&r| {
+            nodes[r]
+                .op
+                .reads(needed[r].as_deref())
+                .map(|c| input.extend(c))
+                .is_some()
+        }))
+    .then(|| {
+        input.sort_unstable();
+        input.dedup();
+        input
+    });
     for (node, needed) in nodes.iter_mut().zip(needed) {
         if let Some(n) = needed {
             node.op.narrow(&n);
         }
     }
+    input
 }
 
 impl Chain {
@@ -130,7 +150,7 @@ impl Chain {
                     .push(o),
             }
         }
-        narrow(&mut nodes);
+        let input_columns = narrow(&mut nodes, &roots, &root_outlets);
         let pending = vec![Vec::new(); nodes.len()];
         let delay = nodes
             .iter()
@@ -143,7 +163,15 @@ impl Chain {
             root_outlets,
             pending,
             delay,
+            input_columns,
         })
+    }
+
+    /// The columns (positions) of the task's input that its operators read, when each says
+    /// and no outlet takes the input whole; `None`: all of them.
+    #[must_use]
+    pub fn input_columns(&self) -> Option<&[usize]> {
+        self.input_columns.as_deref()
     }
 
     /// Records arriving on the task's input `input`.
@@ -482,6 +510,8 @@ mod tests {
             .expect("a chain")
         };
         let mut chain = filter_then_a(&[Some(1)]);
+        // The source need make `k` (the predicate's) and `a` only.
+        assert_eq!(chain.input_columns(), Some(&[0, 1][..]));
         let metrics = Metrics::new(vec!["t".into()]);
         chain
             .push(Input::ONLY, batch.clone(), &metrics)
@@ -501,6 +531,9 @@ mod tests {
 
         // The same filter with an outlet right after it: everything is moved.
         let mut chain = filter_then_a(&[Some(1), Some(0)]);
+        assert_eq!(chain.input_columns(), None);
+        // Nor when the input itself leaves whole.
+        assert_eq!(filter_then_a(&[Some(1), None]).input_columns(), None);
         let em = chain
             .push(Input::ONLY, batch.clone(), &metrics)
             .expect("push");
@@ -538,6 +571,7 @@ mod tests {
             &[Some(2)],
         )
         .expect("a chain");
+        assert_eq!(chain.input_columns(), Some(&[0, 2][..]));
         let em = chain.push(Input::ONLY, batch, &metrics).expect("push");
         let ys: Vec<&str> = em.out[0]
             .1
