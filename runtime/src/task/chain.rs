@@ -66,41 +66,31 @@ fn narrow(nodes: &mut [Node], roots: &[usize], root_outlets: &[usize]) -> Option
         if !node.outlets.is_empty() || node.children.is_empty() {
             continue;
         }
-        let mut cols = Vec::new();
-        let read_by_children = node.children.iter().all(|&c| {
-            nodes[c]
-                .op
-                .reads(needed[c].as_deref())
-                .map(|r| cols.extend(r))
-                .is_some()
-        });
-        if read_by_children {
-            cols.sort_unstable();
-            cols.dedup();
-            needed[i] = Some(cols);
-        }
+        needed[i] = read_by(nodes, &needed, &node.children);
     }
-    let mut input = Vec::new();
-    let input = (root_outlets.is_empty()
-        && !roots.is_empty()
-        && roots.iter().all(|&r| {
-            nodes[r]
-                .op
-                .reads(needed[r].as_deref())
-                .map(|c| input.extend(c))
-                .is_some()
-        }))
-    .then(|| {
-        input.sort_unstable();
-        input.dedup();
-        input
-    });
+    let input = if root_outlets.is_empty() && !roots.is_empty() {
+        read_by(nodes, &needed, roots)
+    } else {
+        None
+    };
     for (node, needed) in nodes.iter_mut().zip(needed) {
         if let Some(n) = needed {
             node.op.narrow(&n);
         }
     }
     input
+}
+
+/// The columns `readers` read of what feeds them, each reading of its output what `needed`
+/// says (`None`: all of it); `None` when one of them cannot say.
+fn read_by(nodes: &[Node], needed: &[Option<Vec<usize>>], readers: &[usize]) -> Option<Vec<usize>> {
+    let mut cols = Vec::new();
+    for &r in readers {
+        cols.extend(nodes[r].op.reads(needed[r].as_deref())?);
+    }
+    cols.sort_unstable();
+    cols.dedup();
+    Some(cols)
 }
 
 impl Chain {
