@@ -25,15 +25,14 @@
 //! top-N's partitions are due at their event time there.
 
 use std::collections::BTreeSet;
-
-use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
-use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, Int64Array, RecordBatch};
 use datafusion::arrow::compute::SortOptions;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::row::{RowConverter, SortField};
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
+use serde::{Deserialize, Serialize};
 
 use super::keyed_store::{self, KeyedStore};
 use super::ttl::Ttl;

@@ -495,21 +495,28 @@ impl Columns {
     fn new(n: usize, written: &[bool; COLUMNS]) -> Self {
         let i = || Vec::with_capacity(n);
         let slots = || Slots(vec![0; n]);
+        // Whether the column of that name is written (a name not in the schema: yes).
+        let on = |name: &str| {
+            weir_crds::NEXMARK_COLUMNS
+                .iter()
+                .position(|(c, _)| *c == name)
+                .is_none_or(|i| written[i])
+        };
         // Bytes per row of the kind, times that kind's share of the events (1, 3 and 46 of 50).
-        let person = |b: usize, at: usize| Text::new(n, n * b / 50 + 16, written[at]);
-        let auction = |b: usize, at: usize| Text::new(n, n * b * 3 / 50 + 16, written[at]);
-        let bid = |b: usize, at: usize| Text::new(n, n * b * 46 / 50 + 16, written[at]);
+        let person = |b: usize, name: &str| Text::new(n, n * b / 50 + 16, on(name));
+        let auction = |b: usize, name: &str| Text::new(n, n * b * 3 / 50 + 16, on(name));
+        let bid = |b: usize, name: &str| Text::new(n, n * b * 46 / 50 + 16, on(name));
         Self {
             event_type: i(),
             person_id: slots(),
-            person_name: person(16, 2),
-            person_email: person(20, 3),
-            person_card: person(19, 4),
-            person_city: person(12, 5),
-            person_state: person(2, 6),
+            person_name: person(16, "person_name"),
+            person_email: person(20, "person_email_address"),
+            person_card: person(19, "person_credit_card"),
+            person_city: person(12, "person_city"),
+            person_state: person(2, "person_state"),
             auction_id: slots(),
-            auction_item: auction(20, 8),
-            auction_description: auction(100, 9),
+            auction_item: auction(20, "auction_item_name"),
+            auction_description: auction(100, "auction_description"),
             auction_initial_bid: slots(),
             auction_reserve: slots(),
             auction_expires: slots(),
@@ -518,10 +525,10 @@ impl Columns {
             bid_auction: slots(),
             bid_bidder: slots(),
             bid_price: slots(),
-            bid_channel: bid(14, 18),
-            bid_url: bid(80, 19),
+            bid_channel: bid(14, "bid_channel"),
+            bid_url: bid(80, "bid_url"),
             date_time: i(),
-            extra: Text::new(n, n * 8, written[21]),
+            extra: Text::new(n, n * 8, on("extra")),
             event_id: i(),
         }
     }
