@@ -16,10 +16,10 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray,
+    ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray, new_null_array,
 };
 use datafusion::arrow::buffer::{BooleanBuffer, Buffer, NullBuffer, OffsetBuffer, ScalarBuffer};
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use weir_crds::{FieldSpec, NexmarkSpec};
 
 use super::{CountedSplits, Poll, SourceReader, SplitState};
@@ -215,7 +215,7 @@ pub struct NexmarkGenerator {
     events_per_second: u64,
     /// Events in all, when bounded.
     pub events: Option<u64>,
-    /// Which string columns to write, by position; the others are left empty.
+    /// Which columns to write, by position; the others are left null or empty.
     written: [bool; COLUMNS],
 }
 
@@ -235,10 +235,10 @@ impl NexmarkGenerator {
         }
     }
 
-    /// Only `columns` (positions) are read after the source: string columns not among
-    /// them are left empty (still null in other kinds' events), their values drawn but not
-    /// written, so the columns read hold what they would have. Writing strings is most of
-    /// what an event costs.
+    /// Only `columns` (positions) are read after the source: a kind's own columns not among
+    /// them are null throughout, and `extra` empty; their values are drawn but not written,
+    /// so the columns read hold what they would have. Writing strings is most of what an
+    /// event costs, and Arrow checks every offset of a string column it is given.
     pub fn read_only(&mut self, columns: &[usize]) {
         for (i, w) in self.written.iter_mut().enumerate() {
             *w = columns.contains(&i);
@@ -364,8 +364,9 @@ impl NexmarkGenerator {
 
 /// A string column under construction: its offsets and bytes, as Arrow lays them out.
 /// Rows of the other kinds are empty, written when the next value ends (or at the finish),
-/// so they cost nothing per event. A column nothing reads is not written at all: every row
-/// empty.
+/// so they cost nothing per event. A column nothing reads is not written at all: null in
+/// every row when it may be (a kind's own columns), else empty, so that Arrow need not check
+/// an offset per row of a column nobody looks at.
 struct Text {
     written: bool,
     offsets: Vec<i32>,
@@ -438,6 +439,9 @@ impl Text {
 
     /// The column of `rows` rows, the last ones empty if no value ended there.
     fn finish(mut self, rows: usize, nulls: Option<NullBuffer>) -> Result<ArrayRef> {
+        if !self.written && nulls.is_some() {
+            return Ok(new_null_array(&DataType::Utf8, rows));
+        }
         self.offsets.resize(rows + 1, self.last);
         let offsets = OffsetBuffer::new(ScalarBuffer::from(self.offsets));
         Ok(Arc::new(StringArray::try_new(
@@ -449,7 +453,7 @@ impl Text {
 }
 
 /// An integer column of one kind: zero in the other kinds' rows (null by the kind's
-/// validity), set by row.
+/// validity), set by row. Empty when nothing reads it: the column is then null throughout.
 struct Slots(Vec<i64>);
 
 impl Slots {
@@ -491,10 +495,9 @@ struct Columns {
 }
 
 impl Columns {
-    /// Columns for `n` events, writing the string columns `written` (by position) marks.
+    /// Columns for `n` events, writing the columns `written` (by position) marks.
     fn new(n: usize, written: &[bool; COLUMNS]) -> Self {
         let i = || Vec::with_capacity(n);
-        let slots = || Slots(vec![0; n]);
         // Whether the column of that name is written (a name not in the schema: yes).
         let on = |name: &str| {
             weir_crds::NEXMARK_COLUMNS
@@ -502,29 +505,30 @@ impl Columns {
                 .position(|(c, _)| *c == name)
                 .is_none_or(|i| written[i])
         };
+        let slots = |name: &str| Slots(if on(name) { vec![0; n] } else { Vec::new() });
         // Bytes per row of the kind, times that kind's share of the events (1, 3 and 46 of 50).
         let person = |b: usize, name: &str| Text::new(n, n * b / 50 + 16, on(name));
         let auction = |b: usize, name: &str| Text::new(n, n * b * 3 / 50 + 16, on(name));
         let bid = |b: usize, name: &str| Text::new(n, n * b * 46 / 50 + 16, on(name));
         Self {
             event_type: i(),
-            person_id: slots(),
+            person_id: slots("person_id"),
             person_name: person(16, "person_name"),
             person_email: person(20, "person_email_address"),
             person_card: person(19, "person_credit_card"),
             person_city: person(12, "person_city"),
             person_state: person(2, "person_state"),
-            auction_id: slots(),
+            auction_id: slots("auction_id"),
             auction_item: auction(20, "auction_item_name"),
             auction_description: auction(100, "auction_description"),
-            auction_initial_bid: slots(),
-            auction_reserve: slots(),
-            auction_expires: slots(),
-            auction_seller: slots(),
-            auction_category: slots(),
-            bid_auction: slots(),
-            bid_bidder: slots(),
-            bid_price: slots(),
+            auction_initial_bid: slots("auction_initial_bid"),
+            auction_reserve: slots("auction_reserve"),
+            auction_expires: slots("auction_expires"),
+            auction_seller: slots("auction_seller"),
+            auction_category: slots("auction_category"),
+            bid_auction: slots("bid_auction"),
+            bid_bidder: slots("bid_bidder"),
+            bid_price: slots("bid_price"),
             bid_channel: bid(14, "bid_channel"),
             bid_url: bid(80, "bid_url"),
             date_time: i(),
@@ -543,10 +547,17 @@ impl Columns {
         };
         let (person, auction, bid) = (of(PERSON), of(AUCTION), of(BID));
         let rows = kinds.len();
+        // A kind's column nothing reads was left empty ([`Slots`]): null throughout.
         let int = |v: Vec<i64>, nulls: &Option<NullBuffer>| -> ArrayRef {
+            if v.len() != rows {
+                return new_null_array(&DataType::Int64, rows);
+            }
             Arc::new(Int64Array::new(ScalarBuffer::from(v), nulls.clone()))
         };
         let time = |v: Vec<i64>, nulls: &Option<NullBuffer>| -> ArrayRef {
+            if v.len() != rows {
+                return new_null_array(&crate::schema::timestamp_type(), rows);
+            }
             Arc::new(TimestampMillisecondArray::new(
                 ScalarBuffer::from(v),
                 nulls.clone(),

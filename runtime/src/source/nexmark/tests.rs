@@ -157,10 +157,11 @@ fn the_reader_emits_each_event_once_and_resumes_from_its_positions() {
     assert_eq!(seen, (0..1_000).collect::<Vec<i64>>());
 }
 
-/// Columns nothing reads are left empty, and every column read holds what it holds when all
-/// are written: the draws of a word left out are still made.
+/// Columns nothing reads are left null (a kind's own) or empty (`extra`), and every column
+/// read holds what it holds when all are written: the draws of a word left out are still
+/// made.
 #[test]
-fn columns_left_out_are_empty_and_the_others_unchanged() {
+fn columns_left_out_are_null_or_empty_and_the_others_unchanged() {
     let ids: Vec<u64> = (0..3_000).collect();
     let whole = NexmarkGenerator::new(&spec(3_000), schema())
         .batch(&ids)
@@ -179,14 +180,21 @@ fn columns_left_out_are_empty_and_the_others_unchanged() {
         let part = g.batch(&ids).expect("batch");
         for (i, name) in names.iter().enumerate() {
             let (got, want) = (part.column(i), whole.column(i));
-            assert_eq!(got.nulls(), want.nulls(), "{name}: nulls");
-            match got.as_string_opt::<i32>() {
-                Some(s) if !columns.contains(&i) => {
-                    assert!(s.iter().flatten().all(str::is_empty), "{name} is written");
-                    let written = want.as_string::<i32>();
-                    assert!(written.iter().flatten().any(|v| !v.is_empty()));
-                }
-                _ => assert_eq!(got.as_ref(), want.as_ref(), "{name} read {read:?}"),
+            let of_a_kind = part.schema().field(i).is_nullable();
+            if columns.contains(&i) {
+                assert_eq!(got.as_ref(), want.as_ref(), "{name} read {read:?}");
+            } else if of_a_kind {
+                // A kind's own column nobody reads: null throughout, values or not.
+                assert_eq!(got.null_count(), got.len(), "{name} is written");
+                assert!(want.null_count() < want.len());
+            } else if let Some(s) = got.as_string_opt::<i32>() {
+                // `extra`, which may not be null: empty.
+                assert_eq!(got.nulls(), want.nulls(), "{name}: nulls");
+                assert!(s.iter().flatten().all(str::is_empty), "{name} is written");
+                let written = want.as_string::<i32>();
+                assert!(written.iter().flatten().any(|v| !v.is_empty()));
+            } else {
+                assert_eq!(got.as_ref(), want.as_ref(), "{name}, shared");
             }
         }
     }
