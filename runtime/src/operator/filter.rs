@@ -1,12 +1,10 @@
 //! `filter`: keep rows for which a SQL predicate is true (null counts as false).
 
-use datafusion::arrow::array::{
-    ArrayRef, AsArray, RecordBatch, RecordBatchOptions, new_null_array,
-};
+use datafusion::arrow::array::{ArrayRef, AsArray, RecordBatch, RecordBatchOptions};
 use datafusion::arrow::compute::FilterBuilder;
 use datafusion::arrow::datatypes::SchemaRef;
 
-use super::{Input, Operator, Output, produced};
+use super::{Input, Operator, Output, produced, stand_in};
 use crate::error::{Error, Result};
 use crate::expr::CompiledExpr;
 
@@ -16,8 +14,9 @@ pub struct Filter {
     predicate: CompiledExpr,
     /// What it filters (and emits).
     schema: SchemaRef,
-    /// Per column, whether it is filtered; `None`: all are. Others are emitted null, since
-    /// nothing after the filter reads them (see [`Operator::narrow`]).
+    /// Per column, whether it is filtered; `None`: all are. Others are emitted as stand-ins
+    /// (null, or a default where null is not allowed), since nothing after the filter reads
+    /// them (see [`Operator::narrow`]).
     kept: Option<Vec<bool>>,
 }
 
@@ -47,17 +46,18 @@ impl Operator for Filter {
         if rows == 0 {
             return Ok(());
         }
+        let schema = batch.schema();
         let columns = batch
             .columns()
             .iter()
             .enumerate()
             .map(|(i, c)| match &self.kept {
-                Some(kept) if !kept[i] => Ok(new_null_array(c.data_type(), rows)),
-                _ => predicate.filter(c),
+                Some(kept) if !kept[i] => stand_in(schema.field(i), rows),
+                _ => Ok(predicate.filter(c)?),
             })
-            .collect::<std::result::Result<Vec<ArrayRef>, _>>()?;
+            .collect::<Result<Vec<ArrayRef>>>()?;
         out.batches.push(RecordBatch::try_new_with_options(
-            batch.schema(),
+            schema,
             columns,
             &RecordBatchOptions::new().with_row_count(Some(rows)),
         )?);

@@ -20,8 +20,9 @@ pub mod window;
 #[cfg(test)]
 mod tests;
 
-use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::datatypes::Schema;
+use datafusion::arrow::array::{ArrayRef, RecordBatch, new_null_array};
+use datafusion::arrow::datatypes::{Field, Schema};
+use datafusion::common::ScalarValue;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -62,17 +63,35 @@ impl Input {
 }
 
 /// Which columns of `schema` an operator narrowed to `needed` (see [`Operator::narrow`])
-/// still produces: those read after it, and those that cannot be null. `None` when that is
-/// all of them, so that nothing changes.
+/// still produces: those read after it, and those that cannot be null and have no stand-in
+/// ([`stand_in`]). `None` when that is all of them, so that nothing changes.
 #[must_use]
 pub fn produced(schema: &Schema, needed: &[usize]) -> Option<Vec<bool>> {
     let produced: Vec<bool> = schema
         .fields()
         .iter()
         .enumerate()
-        .map(|(i, f)| needed.contains(&i) || !f.is_nullable())
+        .map(|(i, f)| {
+            // Trying a row of stand-in costs once, at planning.
+            needed.contains(&i) || stand_in(f, 1).is_err()
+        })
         .collect();
     produced.contains(&false).then_some(produced)
+}
+
+/// What fills `rows` rows of `field` that an operator does not produce ([`produced`]):
+/// nulls where the field allows them, else its type's default (zero, empty), which nothing
+/// reads. A `SELECT` thus need not compute the `extra` of a view nothing uses, nor a source
+/// make it.
+///
+/// # Errors
+/// The type has no default, or DataFusion cannot make an array of it (`produced` keeps such
+/// columns).
+pub fn stand_in(field: &Field, rows: usize) -> Result<ArrayRef> {
+    if field.is_nullable() {
+        return Ok(new_null_array(field.data_type(), rows));
+    }
+    Ok(ScalarValue::new_default(field.data_type())?.to_array_of_size(rows)?)
 }
 
 /// One operator instance in one subtask.

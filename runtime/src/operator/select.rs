@@ -2,10 +2,10 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, RecordBatch, new_null_array};
+use datafusion::arrow::array::{ArrayRef, RecordBatch};
 use datafusion::arrow::datatypes::SchemaRef;
 
-use super::{Input, Operator, Output, produced};
+use super::{Input, Operator, Output, produced, stand_in};
 use crate::error::Result;
 use crate::expr::CompiledExpr;
 
@@ -14,8 +14,9 @@ use crate::expr::CompiledExpr;
 pub struct Select {
     columns: Vec<CompiledExpr>,
     schema: SchemaRef,
-    /// Per output column, whether it is computed; `None`: all are. The others are null, as
-    /// nothing after the select reads them (see [`Operator::narrow`]).
+    /// Per output column, whether it is computed; `None`: all are. The others are stand-ins
+    /// (null, or a default where null is not allowed), as nothing after the select reads
+    /// them (see [`Operator::narrow`]).
     computed: Option<Vec<bool>>,
 }
 
@@ -39,9 +40,7 @@ impl Operator for Select {
             .iter()
             .enumerate()
             .map(|(i, c)| match &self.computed {
-                Some(computed) if !computed[i] => {
-                    Ok(new_null_array(self.schema.field(i).data_type(), rows))
-                }
+                Some(computed) if !computed[i] => stand_in(self.schema.field(i), rows),
                 _ => c.eval(&batch),
             })
             .collect::<Result<Vec<ArrayRef>>>()?;

@@ -678,3 +678,36 @@ fn keyed_state_is_the_plain_form_byte_for_byte() {
     let want: Vec<(Vec<u8>, i64)> = plain.iter().map(|(k, n)| (k.to_vec(), *n)).collect();
     assert_eq!(read, want);
 }
+
+/// A column nothing reads is left out where something can stand in for it: null, or the
+/// type's default where null is not allowed; a type with no default is still produced.
+#[test]
+fn stand_ins_are_null_or_a_default_and_a_type_without_one_is_kept() {
+    use datafusion::arrow::datatypes::{Field, Schema};
+    // A union of nothing has no value at all.
+    let none = DataType::Union(
+        datafusion::arrow::datatypes::UnionFields::empty(),
+        datafusion::arrow::datatypes::UnionMode::Sparse,
+    );
+    let schema = Schema::new(vec![
+        Field::new("n", DataType::Utf8, true),
+        Field::new("s", DataType::Utf8, false),
+        Field::new("i", DataType::Int64, false),
+        Field::new("r", none, false),
+        Field::new("read", DataType::Int64, false),
+    ]);
+    assert_eq!(
+        super::produced(&schema, &[4]),
+        Some(vec![false, false, false, true, true])
+    );
+    assert_eq!(super::produced(&schema, &[0, 1, 2, 4]), None);
+    let n = super::stand_in(schema.field(0), 3).unwrap();
+    assert_eq!(n.null_count(), 3);
+    let s = super::stand_in(schema.field(1), 3).unwrap();
+    assert_eq!(s.null_count(), 0);
+    assert!(s.as_string::<i32>().iter().flatten().all(str::is_empty));
+    assert_eq!(s.len(), 3);
+    let i = super::stand_in(schema.field(2), 3).unwrap();
+    assert_eq!(i.as_primitive::<Int64Type>().values(), &[0, 0, 0]);
+    assert!(super::stand_in(schema.field(3), 3).is_err());
+}
