@@ -63,10 +63,30 @@ pub(super) async fn spawn(cx: &Shared<'_>, mut grid: Grid) -> Result<Spawned> {
         ctrls: Vec::new(),
         source_ctrls: Vec::new(),
     };
+    // Later stages first, so that an edge's sender knows what its receiver reads.
+    let mut order: Vec<(usize, &TaskId)> = shape.here.iter().enumerate().collect();
+    order.sort_by_key(|(_, tid)| std::cmp::Reverse(tid.stage));
+    let mut edge_reads = BTreeMap::new();
+    let mut cores = BTreeMap::new();
+    for (slot, tid) in order {
+        let stage = &plan.stages[tid.stage as usize];
+        let core = task_core(cx, *tid, slot, stage, &mut grid, &edge_reads).await?;
+        if let ([e], Some(cols)) = (&stage.inputs[..], core.chain.input_columns())
+            && let Some(edge) = plan.edges.get(*e)
+        {
+            let mut cols = cols.to_vec();
+            cols.extend(&edge.keys);
+            cols.sort_unstable();
+            cols.dedup();
+            edge_reads.insert(*e, cols);
+        }
+        cores.insert(slot, core);
+    }
     for (slot, tid) in shape.here.iter().enumerate() {
         let stage = &plan.stages[tid.stage as usize];
-        let core = task_core(cx, *tid, slot, stage, &mut grid).await?;
-        let mut core = core;
+        let mut core = cores
+            .remove(&slot)
+            .ok_or_else(|| Error::internal(format!("no task {tid:?}")))?;
         core.begin(cx.begun.next_id).await?;
         let (ctrl_tx, ctrl_rx) = mpsc::unbounded_channel::<Control>();
         out.ctrls.push((*tid, ctrl_tx.clone()));
@@ -151,6 +171,7 @@ async fn task_core(
     slot: usize,
     stage: &StagePlan,
     grid: &mut Grid,
+    edge_reads: &BTreeMap<usize, Vec<usize>>,
 ) -> Result<TaskCore> {
     let (plan, shape) = (cx.plan, cx.shape);
     let range = key_group_range(tid.subtask, shape.parallelism, shape.max_parallelism);
@@ -253,7 +274,16 @@ async fn task_core(
         });
     }
     let after: Vec<Option<usize>> = stage.outlets.iter().map(|o| o.after).collect();
-    let chain = Chain::new(ops, &after)?;
+    // What each outlet's receiver reads, when its stage is built here and says.
+    let reads: Vec<Option<Vec<usize>>> = stage
+        .outlets
+        .iter()
+        .map(|o| match o.to {
+            Target::Edge(e) => edge_reads.get(&e).cloned(),
+            Target::Sinks(_) => None,
+        })
+        .collect();
+    let chain = Chain::reading(ops, &after, &reads)?;
     let decode_side = match (&plan.decode_side, tid.stage) {
         (Some((id, _)), 0) => Some(cx.slots.open(id, tid.subtask)?),
         _ => None,

@@ -56,22 +56,29 @@ pub struct Chain {
 
 /// Tell each operator which of its output columns the operators after it read, last to
 /// first, so that it may leave the others out (a filter before a `SELECT` of a few columns
-/// then copies only those). Whatever leaves the chain (an outlet) is read whole. Returns the
-/// columns of the task's input the operators it feeds read, when each of them says and no
-/// outlet takes the input whole: a source may leave the others out.
-fn narrow(nodes: &mut [Node], roots: &[usize], root_outlets: &[usize]) -> Option<Vec<usize>> {
+/// then copies only those). What leaves the chain (an outlet) is read as `outlet_reads` says
+/// (the next stage's operators and the shuffle's keys; `None`: whole). Returns the columns of
+/// the task's input the operators and outlets it feeds read, when each of them says: a
+/// source may leave the others out.
+fn narrow(
+    nodes: &mut [Node],
+    roots: &[usize],
+    root_outlets: &[usize],
+    outlet_reads: &[Option<Vec<usize>>],
+) -> Option<Vec<usize>> {
     let mut needed: Vec<Option<Vec<usize>>> = vec![None; nodes.len()];
     for i in (0..nodes.len()).rev() {
         let node = &nodes[i];
-        if !node.outlets.is_empty() || node.children.is_empty() {
+        if node.outlets.is_empty() && node.children.is_empty() {
             continue;
         }
-        needed[i] = read_by(nodes, &needed, &node.children);
+        needed[i] = read_by(nodes, &needed, &node.children)
+            .and_then(|cols| read_out(outlet_reads, &node.outlets, cols));
     }
-    let input = if root_outlets.is_empty() && !roots.is_empty() {
-        read_by(nodes, &needed, roots)
-    } else {
+    let input = if roots.is_empty() && root_outlets.is_empty() {
         None
+    } else {
+        read_by(nodes, &needed, roots).and_then(|cols| read_out(outlet_reads, root_outlets, cols))
     };
     for (node, needed) in nodes.iter_mut().zip(needed) {
         if let Some(n) = needed {
@@ -93,14 +100,42 @@ fn read_by(nodes: &[Node], needed: &[Option<Vec<usize>>], readers: &[usize]) -> 
     Some(cols)
 }
 
+/// `cols` and the columns `outlets` read, per `outlet_reads`; `None` when one reads all.
+fn read_out(
+    outlet_reads: &[Option<Vec<usize>>],
+    outlets: &[usize],
+    mut cols: Vec<usize>,
+) -> Option<Vec<usize>> {
+    for &o in outlets {
+        cols.extend(outlet_reads.get(o)?.as_deref()?);
+    }
+    cols.sort_unstable();
+    cols.dedup();
+    Some(cols)
+}
+
 impl Chain {
     /// Operators `(id, instance, parents)`, each after what it reads (operators before it,
     /// or `None`: the task's input; several for a union), and outlets by the operator they
-    /// leave after.
+    /// leave after, each read whole.
     ///
     /// # Errors
     /// An operator or outlet after an operator not before it (a planning error).
     pub fn new(ops: Vec<Linked>, outlets_after: &[Option<usize>]) -> Result<Self> {
+        Self::reading(ops, outlets_after, &[])
+    }
+
+    /// As [`Self::new`], outlet `o` taking only the columns `outlet_reads[o]` names (what the
+    /// next stage reads, and the shuffle's keys): the operators before it may leave the
+    /// others out (null, or a default), and so may the source. `None` or no entry: whole.
+    ///
+    /// # Errors
+    /// As [`Self::new`].
+    pub fn reading(
+        ops: Vec<Linked>,
+        outlets_after: &[Option<usize>],
+        outlet_reads: &[Option<Vec<usize>>],
+    ) -> Result<Self> {
         let mut nodes: Vec<Node> = Vec::with_capacity(ops.len());
         let mut roots = Vec::new();
         for (i, (id, op, parents)) in ops.into_iter().enumerate() {
@@ -140,7 +175,7 @@ impl Chain {
                     .push(o),
             }
         }
-        let input_columns = narrow(&mut nodes, &roots, &root_outlets);
+        let input_columns = narrow(&mut nodes, &roots, &root_outlets, outlet_reads);
         let pending = vec![Vec::new(); nodes.len()];
         let delay = nodes
             .iter()
@@ -520,6 +555,34 @@ mod tests {
                 .values(),
             &[0, 0]
         );
+
+        // An outlet after the filter that reads `a` only (the next stage's operators say
+        // so): still only `a` is moved, and the source need make `k` and `a`.
+        let mut chain = Chain::reading(
+            vec![("filter".into(), filter(), vec![None])],
+            &[Some(0)],
+            &[Some(vec![1])],
+        )
+        .expect("a chain");
+        assert_eq!(chain.input_columns(), Some(&[0, 1][..]));
+        let em = chain
+            .push(Input::ONLY, batch.clone(), &metrics)
+            .expect("push");
+        let (_, sent) = em.out.first().expect("outlet 0");
+        let a = sent.column(1).as_string::<i32>();
+        assert_eq!((a.value(0), a.value(1)), ("a2", "a4"));
+        assert_eq!(sent.column(2).null_count(), 2);
+        // The input leaving straight to such an outlet: the source need make `a` only.
+        let straight = Chain::reading(Vec::new(), &[None], &[Some(vec![1])]).expect("a chain");
+        assert_eq!(straight.input_columns(), Some(&[1][..]));
+        // With a second outlet after the filter that reads everything, it moves everything.
+        let both = Chain::reading(
+            vec![("filter".into(), filter(), vec![None])],
+            &[Some(0), Some(0)],
+            &[Some(vec![1]), None],
+        )
+        .expect("a chain");
+        assert_eq!(both.input_columns(), None);
 
         // The same filter with an outlet right after it: everything is moved.
         let mut chain = filter_then_a(&[Some(1), Some(0)]);

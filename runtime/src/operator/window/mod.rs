@@ -214,6 +214,22 @@ impl Shared {
         Ok(())
     }
 
+    /// The input columns it reads: keys, event time and the aggregates' arguments; all of
+    /// them when late records go to the side output, which takes them whole.
+    fn reads(&self) -> Option<Vec<usize>> {
+        if self.side_output {
+            return None;
+        }
+        let mut cols: Vec<usize> = self.keys.columns().to_vec();
+        cols.push(self.time_col);
+        for a in &self.aggregates {
+            cols.extend(a.arg.iter().flat_map(CompiledExpr::columns));
+        }
+        cols.sort_unstable();
+        cols.dedup();
+        Some(cols)
+    }
+
     fn new_accs(&self) -> Vec<Acc> {
         self.aggregates.iter().map(Acc::new).collect()
     }
@@ -303,6 +319,13 @@ impl Operator for WindowOperator {
 
     fn on_watermark(&mut self, watermark: Millis, out: &mut Output) -> Result<()> {
         self.layout_mut().on_watermark(watermark, out)
+    }
+
+    fn reads(&self, _needed: Option<&[usize]>) -> Option<Vec<usize>> {
+        match &self.inner {
+            Layout::Aligned(w) => w.shared.reads(),
+            Layout::Session(w) => w.shared.reads(),
+        }
     }
 
     fn snapshot(&self) -> Result<KeyedState> {

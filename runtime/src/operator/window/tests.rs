@@ -533,3 +533,39 @@ fn a_window_in_memory_refuses_disk_state() {
         .to_string();
     assert!(err.contains("savepoint"), "{err}");
 }
+
+/// A window reads its keys, the event time and its aggregates' arguments, so that a stage
+/// before it may leave the other columns out: its results are the same when they are only
+/// stand-ins. With late records going to a side output, which takes them whole, it reads all.
+#[test]
+fn a_window_reads_keys_time_and_arguments_only() {
+    let without_side = |key_by: &[usize]| {
+        let mut c = config(key_by, 100);
+        c.side_output = false;
+        WindowOperator::new(c).unwrap()
+    };
+    assert_eq!(aligned_op(&[0], 100).reads(None), None);
+    for key_by in [&[0][..], &[1][..]] {
+        let reads = without_side(key_by).reads(None).unwrap();
+        let (mut whole, mut part) = (without_side(key_by), without_side(key_by));
+        let schema = config(key_by, 100).output;
+        let (mut ow, mut op) = (Output::default(), Output::default());
+        for b in 0..10 {
+            let full = batch(b);
+            let columns = (0..full.num_columns())
+                .map(|i| match reads.contains(&i) {
+                    true => Arc::clone(full.column(i)),
+                    false => crate::operator::stand_in(full.schema().field(i), 200).unwrap(),
+                })
+                .collect();
+            let narrowed = RecordBatch::try_new(full.schema(), columns).unwrap();
+            whole.process(Input::ONLY, full, &mut ow).unwrap();
+            part.process(Input::ONLY, narrowed, &mut op).unwrap();
+        }
+        whole.on_watermark(i64::MAX, &mut ow).unwrap();
+        part.on_watermark(i64::MAX, &mut op).unwrap();
+        assert!(one(&ow, &schema).num_rows() > 0);
+        assert_eq!(one(&ow, &schema), one(&op, &schema), "keyed by {key_by:?}");
+    }
+    assert_eq!(without_side(&[1]).reads(None), Some(vec![1, 2, 3, 4]));
+}
