@@ -170,8 +170,14 @@ impl Draws {
 
     /// The reference's `round(10^(6u) * 100)`, as `e^(6u ln 10)`: the same distribution for
     /// a third of the time `powf` takes; positive, so adding a half and truncating rounds.
-    fn price(&mut self) -> i64 {
-        ((self.unit() * 6.0 * std::f64::consts::LN_10).exp() * 100.0 + 0.5) as i64
+    /// When nothing reads it (`needed` false) only its draw is made: the exponential is a
+    /// tenth of an event's cost.
+    fn price(&mut self, needed: bool) -> i64 {
+        let u = self.unit();
+        if !needed {
+            return 0;
+        }
+        ((u * 6.0 * std::f64::consts::LN_10).exp() * 100.0 + 0.5) as i64
     }
 
     /// A recent person: one of the last `NUM_ACTIVE_PEOPLE`, or one of the next few (as in
@@ -300,9 +306,10 @@ impl NexmarkGenerator {
                     c.auction_item.end(row);
                     c.auction_description.word(&mut r, 100);
                     c.auction_description.end(row);
-                    let initial = r.price();
+                    let reserve = c.auction_reserve.written();
+                    let initial = r.price(reserve || c.auction_initial_bid.written());
                     c.auction_initial_bid.set(row, initial);
-                    c.auction_reserve.set(row, initial + r.price());
+                    c.auction_reserve.set(row, initial + r.price(reserve));
                     // Within twice the time the next in-flight auctions take to arrive.
                     let ahead = NUM_IN_FLIGHT_AUCTIONS * TOTAL_PROPORTION / AUCTION_PROPORTION;
                     let horizon = (self.time_of(n + ahead) - time).max(1) as u64;
@@ -330,8 +337,11 @@ impl NexmarkGenerator {
                         r.person_near(n)
                     };
                     c.bid_bidder.set(row, FIRST_PERSON_ID + bidder as i64);
-                    c.bid_price.set(row, r.price());
+                    c.bid_price.set(row, r.price(c.bid_price.written()));
                     let url = &mut c.bid_url;
+                    // The URL's words are the bid's last draws but `extra`'s: when neither is
+                    // read they need not be made (nor skipped).
+                    let last = !url.written && !c.extra.written;
                     if r.below(2) > 0 {
                         let i = r.below(HOT_CHANNELS.len() as u64) as usize;
                         c.bid_channel.push(row, HOT_CHANNELS[i]);
@@ -343,7 +353,7 @@ impl NexmarkGenerator {
                         c.bid_channel.decimal(ch);
                         c.bid_channel.end(row);
                         url.part("https://www.nexmark.com/");
-                        for _ in 0..3 {
+                        for _ in 0..if last { 0 } else { 3 } {
                             url.word(&mut r, 5);
                             url.part("/");
                         }
@@ -354,8 +364,11 @@ impl NexmarkGenerator {
                 }
             }
             c.date_time.push(time);
-            c.extra.word(&mut r, 8);
-            c.extra.end(row);
+            // The event's last draws: none at all when nothing reads them.
+            if c.extra.written {
+                c.extra.word(&mut r, 8);
+                c.extra.end(row);
+            }
             c.event_id.push(i64::try_from(n).unwrap_or(i64::MAX));
         }
         Ok(RecordBatch::try_new(Arc::clone(&self.schema), c.finish()?)?)
@@ -461,6 +474,11 @@ impl Slots {
         if let Some(slot) = self.0.get_mut(row) {
             *slot = v;
         }
+    }
+
+    /// Whether something reads the column.
+    fn written(&self) -> bool {
+        !self.0.is_empty()
     }
 }
 

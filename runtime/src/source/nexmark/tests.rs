@@ -173,6 +173,9 @@ fn columns_left_out_are_null_or_empty_and_the_others_unchanged() {
         vec!["event_type", "person_credit_card", "auction_expires"],
         vec!["bid_url", "auction_description", "date_time"],
         vec!["extra", "person_city", "bid_channel"],
+        // Prices: the reserve is the initial bid plus a second price.
+        vec!["auction_reserve", "bid_price", "auction_seller"],
+        vec!["auction_initial_bid", "auction_category", "bid_bidder"],
     ] {
         let mut g = NexmarkGenerator::new(&spec(3_000), schema());
         let columns: Vec<usize> = read.iter().map(|n| at(n)).collect();
