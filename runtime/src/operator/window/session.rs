@@ -58,6 +58,25 @@ pub(super) fn merge(
         windows.entry(start).or_insert(Window { end, accs });
         return (start, Vec::new());
     }
+    // The common case: the record falls in, or extends, the one session of its key that
+    // started before it (a key's sessions never overlap, so only the last of those can reach
+    // past `start`) and none starts within it. That window grows in place, as merging would
+    // make it, without being taken out and put back.
+    if windows.range(start + 1..end).next().is_none()
+        && let Some((&s, w)) = windows.range_mut(..=start).next_back()
+        && w.end > start
+    {
+        let old = std::mem::replace(&mut w.accs, accs);
+        for (a, b) in w.accs.iter_mut().zip(old) {
+            a.merge(b);
+        }
+        if end <= w.end {
+            return (s, Vec::new());
+        }
+        let removed = vec![(s, w.end)];
+        w.end = end;
+        return (s, removed);
+    }
     let overlapping: Vec<Millis> = windows
         .range(..end)
         .filter(|(_, w)| w.end > start)
@@ -138,12 +157,20 @@ impl Memory {
             Some(w) => w,
             None => self.state.entry(key.to_vec()).or_default(),
         };
+        let existed = windows.contains_key(&window.0);
         let (new_start, removed) = merge(windows, window, fresh, merging);
+        // Nothing merged away and no window new: the timers stand.
+        if removed.is_empty() && (existed || new_start != window.0) {
+            return new_start;
+        }
+        let mut timer = (0, 0, key.to_vec());
         for (s, e) in removed {
-            self.timers.remove(&(e, s, key.to_vec()));
+            (timer.0, timer.1) = (e, s);
+            self.timers.remove(&timer);
         }
         if let Some(w) = windows.get(&new_start) {
-            self.timers.insert((w.end, new_start, key.to_vec()));
+            (timer.0, timer.1) = (w.end, new_start);
+            self.timers.insert(timer);
         }
         new_start
     }
