@@ -71,18 +71,14 @@ pub(super) async fn spawn(cx: &Shared<'_>, mut grid: Grid) -> Result<Spawned> {
     for (slot, tid) in order {
         let stage = &plan.stages[tid.stage as usize];
         let core = task_core(cx, *tid, slot, stage, &mut grid, &edge_reads).await?;
-        for (port, e) in stage.inputs.iter().enumerate() {
-            let Ok(port) = u8::try_from(port) else {
-                continue;
-            };
-            if let (Some(mut cols), Some(edge)) =
-                (core.chain.input_columns_of(Input(port)), plan.edges.get(*e))
-            {
-                cols.extend(&edge.keys);
-                cols.sort_unstable();
-                cols.dedup();
-                edge_reads.insert(*e, cols);
-            }
+        if let ([e], Some(cols)) = (&stage.inputs[..], core.chain.input_columns())
+            && let Some(edge) = plan.edges.get(*e)
+        {
+            let mut cols = cols.to_vec();
+            cols.extend(&edge.keys);
+            cols.sort_unstable();
+            cols.dedup();
+            edge_reads.insert(*e, cols);
         }
         cores.insert(slot, core);
     }

@@ -134,13 +134,6 @@ pub trait Operator: Send {
         None
     }
 
-    /// As [`Self::reads`], of input `input`: the sides of a two-input operator (a join) have
-    /// schemas of their own. The default is `reads`, right for an operator whose inputs
-    /// share one schema.
-    fn reads_input(&self, _input: Input, needed: Option<&[usize]>) -> Option<Vec<usize>> {
-        self.reads(needed)
-    }
-
     /// Only output columns `needed` are read after it: it may leave the others null where
     /// their field allows it, rather than compute or move them (a filter then copies only
     /// the strings something reads). The default computes everything.

@@ -52,10 +52,6 @@ pub struct Chain {
     delay: Millis,
     /// The input's columns read, when known (see [`narrow`]).
     input_columns: Option<Vec<usize>>,
-    /// What is read of each operator's output, when known (see [`narrow`]).
-    needed: Vec<Option<Vec<usize>>>,
-    /// What each outlet reads, when known.
-    outlet_reads: Vec<Option<Vec<usize>>>,
 }
 
 /// Tell each operator which of its output columns the operators after it read, last to
@@ -69,7 +65,7 @@ fn narrow(
     roots: &[usize],
     root_outlets: &[usize],
     outlet_reads: &[Option<Vec<usize>>],
-) -> (Option<Vec<usize>>, Vec<Option<Vec<usize>>>) {
+) -> Option<Vec<usize>> {
     let mut needed: Vec<Option<Vec<usize>>> = vec![None; nodes.len()];
     for i in (0..nodes.len()).rev() {
         let node = &nodes[i];
@@ -79,39 +75,17 @@ fn narrow(
         needed[i] = read_by(nodes, &needed, &node.children)
             .and_then(|cols| read_out(outlet_reads, &node.outlets, cols));
     }
-    let input = input_read(
-        nodes,
-        &needed,
-        roots,
-        root_outlets,
-        outlet_reads,
-        Input::ONLY,
-    );
-    for (node, needed) in nodes.iter_mut().zip(&needed) {
+    let input = if roots.is_empty() && root_outlets.is_empty() {
+        None
+    } else {
+        read_by(nodes, &needed, roots).and_then(|cols| read_out(outlet_reads, root_outlets, cols))
+    };
+    for (node, needed) in nodes.iter_mut().zip(needed) {
         if let Some(n) = needed {
-            node.op.narrow(n);
+            node.op.narrow(&n);
         }
     }
-    (input, needed)
-}
-
-/// The columns of the task's input `port` that the operators and outlets it feeds read.
-fn input_read(
-    nodes: &[Node],
-    needed: &[Option<Vec<usize>>],
-    roots: &[usize],
-    root_outlets: &[usize],
-    outlet_reads: &[Option<Vec<usize>>],
-    port: Input,
-) -> Option<Vec<usize>> {
-    if roots.is_empty() && root_outlets.is_empty() {
-        return None;
-    }
-    let mut cols = Vec::new();
-    for &r in roots {
-        cols.extend(nodes[r].op.reads_input(port, needed[r].as_deref())?);
-    }
-    read_out(outlet_reads, root_outlets, cols)
+    input
 }
 
 /// The columns `readers` read of what feeds them, each reading of its output what `needed`
@@ -201,7 +175,7 @@ impl Chain {
                     .push(o),
             }
         }
-        let (input_columns, needed) = narrow(&mut nodes, &roots, &root_outlets, outlet_reads);
+        let input_columns = narrow(&mut nodes, &roots, &root_outlets, outlet_reads);
         let pending = vec![Vec::new(); nodes.len()];
         let delay = nodes
             .iter()
@@ -215,8 +189,6 @@ impl Chain {
             pending,
             delay,
             input_columns,
-            needed,
-            outlet_reads: outlet_reads.to_vec(),
         })
     }
 
@@ -225,20 +197,6 @@ impl Chain {
     #[must_use]
     pub fn input_columns(&self) -> Option<&[usize]> {
         self.input_columns.as_deref()
-    }
-
-    /// As [`Self::input_columns`], of input `port`: a stage joining two inputs reads
-    /// different columns of each.
-    #[must_use]
-    pub fn input_columns_of(&self, port: Input) -> Option<Vec<usize>> {
-        input_read(
-            &self.nodes,
-            &self.needed,
-            &self.roots,
-            &self.root_outlets,
-            &self.outlet_reads,
-            port,
-        )
     }
 
     /// Records arriving on the task's input `input`.

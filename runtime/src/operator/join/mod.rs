@@ -687,34 +687,6 @@ impl Operator for Join {
         Ok(())
     }
 
-    /// Of each side: its columns read after the join, its keys, its event time and what the
-    /// rest of the condition reads. Rows are kept and output whole all the same, the columns
-    /// nothing reads being stand-ins (see [`super::stand_in`]), which makes them smaller. A
-    /// changelog input is read whole: a row it takes back is found by all its columns.
-    fn reads_input(&self, input: Input, needed: Option<&[usize]>) -> Option<Vec<usize>> {
-        let needed = needed?;
-        let side = usize::from(input.0);
-        if side > 1 || self.logs.iter().any(|l| *l) {
-            return None;
-        }
-        let offset = if side == 0 {
-            0
-        } else {
-            self.data[0].fields().len()
-        };
-        let width = self.data[side].fields().len();
-        let own = |c: usize| (offset..offset + width).contains(&c).then(|| c - offset);
-        let mut cols: Vec<usize> = needed.iter().filter_map(|&c| own(c)).collect();
-        if let Some(f) = &self.cfg.filter {
-            cols.extend(f.columns().into_iter().filter_map(own));
-        }
-        cols.extend(&self.cfg.keys[side]);
-        cols.extend(self.cfg.time_cols[side]);
-        cols.sort_unstable();
-        cols.dedup();
-        Some(cols)
-    }
-
     fn watermark_delay(&self) -> Millis {
         match (self.cfg.time, self.cfg.time_from) {
             // Left time: a left row joined by a right row just after the watermark can lie

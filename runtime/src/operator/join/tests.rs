@@ -635,32 +635,3 @@ fn a_changelog_taken_back_after_the_other_input_ended_retracts_what_it_made() {
         assert!(deletes > 0, "{backend:?} {kind:?}: nothing retracted");
     }
 }
-
-/// What a join reads of each side: the columns read after it, its keys, its times and what
-/// its condition reads, each of its own side; nothing to say when it does not know what is
-/// read after it, or when an input is a changelog (a row taken back is found whole).
-#[test]
-fn a_join_reads_of_each_side_what_its_output_and_condition_need() {
-    let join = Join::new(config(JoinKind::Inner, None, Some("lv < rv")), None).unwrap();
-    // Output: lk lt lv rk rt rv. Only `rt` read after the join.
-    assert_eq!(join.reads_input(Input(0), Some(&[4])), Some(vec![0, 1, 2]));
-    assert_eq!(join.reads_input(Input(1), Some(&[4])), Some(vec![0, 1, 2]));
-    let plain = Join::new(config(JoinKind::Left, None, None), None).unwrap();
-    assert_eq!(plain.reads_input(Input(0), Some(&[4])), Some(vec![0, 1]));
-    assert_eq!(
-        plain.reads_input(Input(1), Some(&[2, 5])),
-        Some(vec![0, 1, 2])
-    );
-    assert_eq!(
-        plain.reads_input(Input(0), Some(&[2, 5])),
-        Some(vec![0, 1, 2])
-    );
-    assert_eq!(plain.reads_input(Input(0), None), None);
-    let mut cfg = config(JoinKind::Inner, None, None);
-    cfg.inputs[1] = with_change(&cfg.inputs[1]);
-    cfg.output = with_change(&cfg.output);
-    cfg.time_from = None;
-    cfg.time_cols = [None, None];
-    let over_a_log = Join::new(cfg, None).unwrap();
-    assert_eq!(over_a_log.reads_input(Input(0), Some(&[0])), None);
-}
