@@ -259,6 +259,22 @@ impl GroupBy {
 }
 
 impl Operator for GroupBy {
+    /// Its keys, its aggregates' arguments and the `stateTtl` time column; over a changelog
+    /// its input whole (the change kind is the last column of a schema it does not keep).
+    fn reads(&self, _needed: Option<&[usize]>) -> Option<Vec<usize>> {
+        if self.retracting.is_some() {
+            return None;
+        }
+        let mut cols: Vec<usize> = self.keys.columns().to_vec();
+        for a in &self.aggregates {
+            cols.extend(a.arg.iter().flat_map(crate::expr::CompiledExpr::columns));
+        }
+        cols.extend(self.ttl.as_ref().map(|t| t.0));
+        cols.sort_unstable();
+        cols.dedup();
+        Some(cols)
+    }
+
     fn process(&mut self, _input: Input, batch: RecordBatch, out: &mut Output) -> Result<()> {
         let key_rows = self.keys.rows(&batch)?;
         let arrays = self.args.eval(&self.aggregates, &batch)?;

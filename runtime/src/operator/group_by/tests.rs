@@ -681,3 +681,37 @@ fn a_group_stored_with_its_values_inside_is_converted_when_read() {
         "the savepoint holds the values again"
     );
 }
+
+/// A `GROUP BY` over inserts reads its keys, its arguments and its `stateTtl` column; over a
+/// changelog everything.
+#[test]
+fn a_group_by_reads_keys_arguments_and_its_ttl_column() {
+    let wide = Arc::new(Schema::new(vec![
+        Field::new("k", DataType::Int64, true),
+        Field::new("x", DataType::Utf8, true),
+        Field::new("v", DataType::Int64, true),
+        Field::new("t", crate::schema::timestamp_type(), true),
+    ]));
+    let mut cfg = config_over(&wide, true);
+    assert_eq!(
+        GroupBy::new(config_over(&wide, true), None)
+            .unwrap()
+            .reads(None),
+        Some(vec![0, 2])
+    );
+    assert_eq!(
+        GroupBy::new(config_over(&wide, false), None)
+            .unwrap()
+            .reads(None),
+        Some(vec![0])
+    );
+    cfg.ttl = Some((3, 1_000));
+    assert_eq!(
+        GroupBy::new(cfg, None).unwrap().reads(None),
+        Some(vec![0, 2, 3])
+    );
+    let plain = GroupBy::new(config(true), None).unwrap();
+    assert_eq!(plain.reads(None), Some(vec![0, 1]));
+    let log = GroupBy::new(config_over(&changelog_input(), true), None).unwrap();
+    assert_eq!(log.reads(None), None);
+}
