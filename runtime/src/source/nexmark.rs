@@ -242,9 +242,10 @@ impl NexmarkGenerator {
     }
 
     /// Only `columns` (positions) are read after the source: a kind's own columns not among
-    /// them are null throughout, and `extra` empty; their values are drawn but not written,
-    /// so the columns read hold what they would have. Writing strings is most of what an
-    /// event costs, and Arrow checks every offset of a string column it is given.
+    /// them are null throughout, and `extra` empty. Their random values are still drawn
+    /// where a later column depends on the draws, so the columns read hold what they would
+    /// have. Writing strings is most of what an event costs, and Arrow checks every offset
+    /// of a string column it is given.
     pub fn read_only(&mut self, columns: &[usize]) {
         for (i, w) in self.written.iter_mut().enumerate() {
             *w = columns.contains(&i);
