@@ -265,14 +265,11 @@ impl Operator for GroupBy {
         if self.retracting.is_some() {
             return None;
         }
-        let mut cols: Vec<usize> = self.keys.columns().to_vec();
-        for a in &self.aggregates {
-            cols.extend(a.arg.iter().flat_map(crate::expr::CompiledExpr::columns));
-        }
-        cols.extend(self.ttl.as_ref().map(|t| t.0));
-        cols.sort_unstable();
-        cols.dedup();
-        Some(cols)
+        Some(super::window::aggregation_reads(
+            &self.keys,
+            &self.aggregates,
+            self.ttl.as_ref().map(|t| t.0),
+        ))
     }
 
     fn process(&mut self, _input: Input, batch: RecordBatch, out: &mut Output) -> Result<()> {

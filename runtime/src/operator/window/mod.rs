@@ -157,6 +157,25 @@ pub struct WindowConfig {
     pub max_parallelism: u32,
 }
 
+/// The input columns an aggregation reads: its keys, its aggregates' arguments and `more`
+/// (its event time), in order, each once. Windows and `GROUP BY` keep only accumulators of
+/// these, so a stage before them may leave the other columns out.
+#[must_use]
+pub fn aggregation_reads(
+    keys: &KeyCodec,
+    aggregates: &[Aggregate],
+    more: Option<usize>,
+) -> Vec<usize> {
+    let mut cols: Vec<usize> = keys.columns().to_vec();
+    for a in aggregates {
+        cols.extend(a.arg.iter().flat_map(CompiledExpr::columns));
+    }
+    cols.extend(more);
+    cols.sort_unstable();
+    cols.dedup();
+    cols
+}
+
 /// The parts both layouts share: what the planner decided, and how arguments are read.
 struct Shared {
     assigner: Assigner,
@@ -220,14 +239,11 @@ impl Shared {
         if self.side_output {
             return None;
         }
-        let mut cols: Vec<usize> = self.keys.columns().to_vec();
-        cols.push(self.time_col);
-        for a in &self.aggregates {
-            cols.extend(a.arg.iter().flat_map(CompiledExpr::columns));
-        }
-        cols.sort_unstable();
-        cols.dedup();
-        Some(cols)
+        Some(aggregation_reads(
+            &self.keys,
+            &self.aggregates,
+            Some(self.time_col),
+        ))
     }
 
     fn new_accs(&self) -> Vec<Acc> {
