@@ -46,17 +46,24 @@ struct Memory {
 
 /// Insert `[start, end)` with `accs` into one key's `windows` if it is not there yet; for
 /// sessions (`merging`), merging every window it overlaps (a session's growth: sliding
-/// windows overlap too, and stay apart). Returns the window's start and the `(start, end)`
-/// of the windows merged away.
+/// windows overlap too, and stay apart). Returns the window's start, the `(start, end)` of
+/// the windows merged away (a window grown in place counts as one, at its old end), and
+/// whether the window was not there before: when neither, its timer stands.
 pub(super) fn merge(
     windows: &mut KeyWindows,
     (start, end): (Millis, Millis),
     accs: Vec<Acc>,
     merging: bool,
-) -> (Millis, Vec<(Millis, Millis)>) {
+) -> (Millis, Vec<(Millis, Millis)>, bool) {
     if !merging {
-        windows.entry(start).or_insert(Window { end, accs });
-        return (start, Vec::new());
+        let added = match windows.entry(start) {
+            std::collections::btree_map::Entry::Vacant(v) => {
+                v.insert(Window { end, accs });
+                true
+            }
+            std::collections::btree_map::Entry::Occupied(_) => false,
+        };
+        return (start, Vec::new(), added);
     }
     // The common case: the record falls in, or extends, the one session of its key that
     // started before it (a key's sessions never overlap, so only the last of those can reach
@@ -71,11 +78,11 @@ pub(super) fn merge(
             a.merge(b);
         }
         if end <= w.end {
-            return (s, Vec::new());
+            return (s, Vec::new(), false);
         }
         let removed = vec![(s, w.end)];
         w.end = end;
-        return (s, removed);
+        return (s, removed, false);
     }
     let overlapping: Vec<Millis> = windows
         .range(..end)
@@ -95,7 +102,7 @@ pub(super) fn merge(
         }
     }
     windows.insert(new_start, Window { end: new_end, accs });
-    (new_start, removed)
+    (new_start, removed, true)
 }
 
 /// Emit `fired` windows, in the order given: (key, start, window).
@@ -157,10 +164,8 @@ impl Memory {
             Some(w) => w,
             None => self.state.entry(key.to_vec()).or_default(),
         };
-        let existed = windows.contains_key(&window.0);
-        let (new_start, removed) = merge(windows, window, fresh, merging);
-        // Nothing merged away and no window new: the timers stand.
-        if removed.is_empty() && (existed || new_start != window.0) {
+        let (new_start, removed, added) = merge(windows, window, fresh, merging);
+        if removed.is_empty() && !added {
             return new_start;
         }
         let mut timer = (0, 0, key.to_vec());
@@ -255,7 +260,7 @@ impl Operator for SessionWindows {
                 let window = match (&mut self.keep, &mut work) {
                     (Keep::Disk(d), Some(work)) => {
                         let windows = work.windows(d, key, max_parallelism)?;
-                        let (start, _) = merge(windows, win, fresh, merging);
+                        let (start, _, _) = merge(windows, win, fresh, merging);
                         windows.get_mut(&start)
                     }
                     (Keep::Memory(m), _) => {
