@@ -92,17 +92,15 @@ impl CountedSplits {
             if s.finished {
                 continue;
             }
-            let mut ids = Vec::with_capacity(self.batch_size as usize);
-            while (ids.len() as u64) < self.batch_size {
-                let i = u64::from(s.split) + s.offset * self.total;
-                if count.is_some_and(|c| i >= c) {
-                    s.finished = true;
-                    break;
-                }
-                ids.push(i);
-                s.offset += 1;
-                s.records += 1;
-            }
+            let first = u64::from(s.split) + s.offset * self.total;
+            // This split's records still below `count`: `first`, `first + total`, ...
+            let left = count.map_or(u64::MAX, |c| c.saturating_sub(first).div_ceil(self.total));
+            let take = left.min(self.batch_size);
+            let total = self.total;
+            let ids: Vec<u64> = (0..take).map(|k| first + k * total).collect();
+            s.offset += take;
+            s.records += take;
+            s.finished = left == take;
             if !ids.is_empty() {
                 self.next = (idx + 1) % n;
                 return Some((&mut self.splits[idx], ids));
