@@ -13,7 +13,8 @@
 //! replaying the events before it; and `extra` is short (the reference pads events to
 //! 100-500 bytes), which makes the generator cheaper, not the queries different.
 
-use std::sync::Arc;
+use std::cell::OnceCell;
+use std::sync::{Arc, OnceLock};
 
 use datafusion::arrow::array::{
     ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray, new_null_array,
@@ -113,88 +114,156 @@ fn last_auction(n: u64) -> u64 {
     epoch * AUCTION_PROPORTION + offset
 }
 
-/// Random values of one event: splitmix64 over (seed, event, draw).
+/// Where each field draws (see [`Draws::at`]), per kind. A field has slots of its own, so a
+/// field nothing reads costs nothing, not even its draws, and the others keep their values. A
+/// word of up to `m` letters takes `1 + ceil(m / 13)` slots (its length, then 13 letters a
+/// draw).
+mod slot {
+    // A person's.
+    pub const FIRST_NAME: u64 = 0;
+    pub const LAST_NAME: u64 = 1;
+    /// Two words of up to 7 letters: 2..=5.
+    pub const EMAIL: u64 = 2;
+    /// Four groups of digits: 6..=9.
+    pub const CARD: u64 = 6;
+    pub const CITY: u64 = 10;
+    pub const STATE: u64 = 11;
+    // An auction's.
+    /// Up to 20 letters: 0..=2.
+    pub const ITEM: u64 = 0;
+    /// Up to 100 letters: 3..=11.
+    pub const DESCRIPTION: u64 = 3;
+    pub const INITIAL_BID: u64 = 12;
+    pub const RESERVE: u64 = 13;
+    pub const EXPIRES: u64 = 14;
+    pub const SELLER_HOT: u64 = 15;
+    pub const SELLER: u64 = 16;
+    pub const CATEGORY: u64 = 17;
+    // A bid's.
+    pub const AUCTION_HOT: u64 = 0;
+    pub const AUCTION: u64 = 1;
+    pub const BIDDER_HOT: u64 = 2;
+    pub const BIDDER: u64 = 3;
+    pub const PRICE: u64 = 4;
+    pub const CHANNEL_HOT: u64 = 5;
+    pub const CHANNEL: u64 = 6;
+    /// Three words of up to 5 letters: 7..=12.
+    pub const URL: u64 = 7;
+    // Every kind's.
+    /// Up to 8 letters: 20..=21.
+    pub const EXTRA: u64 = 20;
+}
+
+/// Spreads event numbers: an odd multiplier, so that distinct events start far apart.
+const EVENT_STEP: u64 = 0x9E37_79B9_7F4A_7C15;
+/// wyrand's increment and mixing constant.
+const SLOT_STEP: u64 = 0xA076_1D64_78BD_642F;
+const MIX: u64 = 0xE703_7ED1_A0B4_28DB;
+
+/// Random values of one event: draw `slot` of event `n` is wyrand's output at
+/// `(seed ^ n)·φ + (slot + 1)·step`, a function of (seed, event, slot) alone. Event numbers
+/// and slots step by different multipliers so that one event's slots are not the next one's
+/// (with a shared step and seed 0, slot 1 of event `n` would be slot 0 of event `n + 1`).
+#[derive(Clone, Copy)]
 struct Draws {
-    state: u64,
+    base: u64,
 }
 
 impl Draws {
     fn new(seed: u64, n: u64) -> Self {
         Self {
-            state: seed ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15),
+            base: (seed ^ n).wrapping_mul(EVENT_STEP),
         }
     }
 
-    fn next(&mut self) -> u64 {
-        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+    /// One 64×64-bit product folded (wyrand's mix): a third of splitmix64's work.
+    fn at(self, slot: u64) -> u64 {
+        let x = self.base.wrapping_add((slot + 1).wrapping_mul(SLOT_STEP));
+        let p = u128::from(x) * u128::from(x ^ MIX);
+        (p >> 64) as u64 ^ p as u64
     }
 
-    /// Uniform in `[0, bound)`; `bound` > 0.
-    fn below(&mut self, bound: u64) -> u64 {
-        self.next() % bound.max(1)
+    /// Uniform in `[0, bound)`: the high word of draw × `bound`, a multiplication where `%`
+    /// would divide (a division was a tenth of an event's cost).
+    fn below(self, slot: u64, bound: u64) -> u64 {
+        ((u128::from(self.at(slot)) * u128::from(bound)) >> 64) as u64
     }
 
-    /// Uniform in `[0, 1)`.
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    /// A word of 3 to `max_len` lowercase letters. Up to 13 letters come from one draw, as
-    /// the base-26 digits of its fraction, rather than a draw and a division per letter.
-    fn word(&mut self, out: &mut Vec<u8>, max_len: u64) {
-        let mut left = 3 + self.below(max_len.saturating_sub(2));
+    /// A word of 3 to `max_len` lowercase letters: its length from `slot`, up to 13 letters
+    /// from each slot after it, as the base-26 digits of the draw's fraction.
+    fn word(self, slot: u64, out: &mut Vec<u8>, max_len: u64) {
+        let mut left = 3 + self.below(slot, max_len.saturating_sub(2));
+        let mut s = slot + 1;
         while left > 0 {
-            let mut x = self.next();
-            for _ in 0..left.min(13) {
+            let take = left.min(13);
+            let mut x = self.at(s);
+            out.extend((0..take).map(|_| {
                 let t = u128::from(x) * 26;
-                out.push(b'a' + (t >> 64) as u8);
                 x = t as u64;
-            }
-            left = left.saturating_sub(13);
+                b'a' + (t >> 64) as u8
+            }));
+            left -= take;
+            s += 1;
         }
     }
 
-    /// The draws [`Self::word`] makes, without the word: a column nothing reads still takes
-    /// them, so that the columns after it in the event hold the same values.
-    fn skip_word(&mut self, max_len: u64) {
-        let mut left = 3 + self.below(max_len.saturating_sub(2));
-        while left > 0 {
-            self.next();
-            left = left.saturating_sub(13);
-        }
-    }
-
-    /// The reference's `round(10^(6u) * 100)`, as `e^(6u ln 10)`: the same distribution for
-    /// a third of the time `powf` takes; positive, so adding a half and truncating rounds.
-    /// When nothing reads it (`needed` false) only its draw is made: the exponential is a
-    /// tenth of an event's cost.
-    fn price(&mut self, needed: bool) -> i64 {
-        let u = self.unit();
-        if !needed {
-            return 0;
-        }
-        ((u * 6.0 * std::f64::consts::LN_10).exp() * 100.0 + 0.5) as i64
+    /// A price in cents, `10^(6u)` dollars for a uniform `u` ([`price_of`]).
+    fn price(self, slot: u64) -> i64 {
+        price_of(self.at(slot))
     }
 
     /// A recent person: one of the last `NUM_ACTIVE_PEOPLE`, or one of the next few (as in
     /// the reference, some bids name a person who does not exist yet).
-    fn person_near(&mut self, n: u64) -> u64 {
+    fn person_near(self, slot: u64, n: u64) -> u64 {
         let people = last_person(n) + 1;
         let active = people.min(NUM_ACTIVE_PEOPLE);
-        let pick = self.below(active + PERSON_ID_LEAD);
+        let pick = self.below(slot, active + PERSON_ID_LEAD);
         people - active + pick
     }
 
     /// A recent auction: one of the last `NUM_IN_FLIGHT_AUCTIONS` (or a few just ahead).
-    fn auction_near(&mut self, n: u64) -> u64 {
+    fn auction_near(self, slot: u64, n: u64) -> u64 {
         let max = last_auction(n);
         let min = max.saturating_sub(NUM_IN_FLIGHT_AUCTIONS);
-        min + self.below(max - min + 1 + AUCTION_ID_LEAD)
+        min + self.below(slot, max - min + 1 + AUCTION_ID_LEAD)
     }
+}
+
+/// A price's step: `10^6` in [`PRICE_STEPS`] steps, as an exponent of `e`.
+const PRICE_STEP: f64 = 6.0 * std::f64::consts::LN_10 / PRICE_STEPS as f64;
+const PRICE_STEPS: usize = 1024;
+
+/// `100 · e^(i · PRICE_STEP)` (cents) for each step `i`, computed when compiling from `e^x`'s
+/// series, whose terms are all positive.
+const PRICE_TABLE: [f64; PRICE_STEPS] = {
+    let mut t = [0.0; PRICE_STEPS];
+    let mut i = 0;
+    while i < PRICE_STEPS {
+        let x = i as f64 * PRICE_STEP;
+        let (mut sum, mut term, mut k) = (1.0, 1.0, 1);
+        while k < 90 {
+            term = term * x / k as f64;
+            sum += term;
+            k += 1;
+        }
+        t[i] = 100.0 * sum;
+        i += 1;
+    }
+    t
+};
+
+/// The reference's `round(10^(6u) · 100)` of the 53-bit fraction `u` of `draw`: its top 10
+/// bits pick a step of [`PRICE_TABLE`], and four terms of a series give `e^(PRICE_STEP · f)`
+/// for the 43 bits below (relative error under 10^-11). It costs a fraction of the C
+/// library's `exp`, and it is only IEEE arithmetic, so that prices are the same on every
+/// machine and C library.
+fn price_of(draw: u64) -> i64 {
+    let step = (draw >> 54) as usize;
+    let t = ((draw >> 11) & ((1 << 43) - 1)) as i64 as f64 * (PRICE_STEP / (1u64 << 43) as f64);
+    // `1 + t + t²/2 + t³/6 + t⁴/24`, in two halves that do not wait for each other.
+    let t2 = t * t;
+    let e = (1.0 + t) + t2 * ((0.5 + t * (1.0 / 6.0)) + t2 * (1.0 / 24.0));
+    (PRICE_TABLE[step] * e + 0.5) as i64
 }
 
 /// The records this source emits: [`weir_crds::NEXMARK_COLUMNS`], a kind's own columns
@@ -223,6 +292,7 @@ pub struct NexmarkGenerator {
     pub events: Option<u64>,
     /// Which columns to write, by position; the others are left null or empty.
     written: [bool; COLUMNS],
+    nulls: OnceLock<NullColumns>,
 }
 
 /// Columns of an event ([`weir_crds::NEXMARK_COLUMNS`]).
@@ -238,6 +308,7 @@ impl NexmarkGenerator {
             events_per_second: spec.events_per_second.max(1),
             events: spec.events,
             written: [true; COLUMNS],
+            nulls: OnceLock::new(),
         }
     }
 
@@ -270,111 +341,67 @@ impl NexmarkGenerator {
     pub fn batch(&self, ids: &[u64]) -> Result<RecordBatch> {
         let mut c = Columns::new(ids.len(), &self.written);
         for (row, &n) in ids.iter().enumerate() {
-            let mut r = Draws::new(self.seed, n);
+            let r = Draws::new(self.seed, n);
             let kind = kind_of(n);
             let time = self.time_of(n);
             c.event_type.push(kind);
             match kind {
-                PERSON => {
-                    c.person_id
-                        .set(row, FIRST_PERSON_ID + last_person(n) as i64);
-                    let name = &mut c.person_name;
-                    name.part(FIRST_NAMES[r.below(FIRST_NAMES.len() as u64) as usize]);
-                    name.part(" ");
-                    name.push(row, LAST_NAMES[r.below(LAST_NAMES.len() as u64) as usize]);
-                    let email = &mut c.person_email;
-                    email.word(&mut r, 7);
-                    email.part("@");
-                    email.word(&mut r, 7);
-                    email.push(row, ".com");
-                    let card = &mut c.person_card;
-                    for g in 0..4 {
-                        if g > 0 {
-                            card.part(" ");
-                        }
-                        card.four_digits(r.below(10_000));
-                    }
-                    card.end(row);
-                    c.person_city
-                        .push(row, US_CITIES[r.below(US_CITIES.len() as u64) as usize]);
-                    c.person_state
-                        .push(row, US_STATES[r.below(US_STATES.len() as u64) as usize]);
-                }
+                PERSON => c.person(row, n, r),
                 AUCTION => {
-                    c.auction_id
-                        .set(row, FIRST_AUCTION_ID + last_auction(n) as i64);
-                    c.auction_item.word(&mut r, 20);
-                    c.auction_item.end(row);
-                    c.auction_description.word(&mut r, 100);
-                    c.auction_description.end(row);
-                    let reserve = c.auction_reserve.written();
-                    let initial = r.price(reserve || c.auction_initial_bid.written());
-                    c.auction_initial_bid.set(row, initial);
-                    c.auction_reserve.set(row, initial + r.price(reserve));
                     // Within twice the time the next in-flight auctions take to arrive.
-                    let ahead = NUM_IN_FLIGHT_AUCTIONS * TOTAL_PROPORTION / AUCTION_PROPORTION;
-                    let horizon = (self.time_of(n + ahead) - time).max(1) as u64;
-                    c.auction_expires
-                        .set(row, time + 1 + r.below(2 * horizon) as i64);
-                    let seller = if r.below(HOT_SELLER_RATIO) > 0 {
-                        last_person(n) / HOT_ID_STEP * HOT_ID_STEP
-                    } else {
-                        r.person_near(n)
-                    };
-                    c.auction_seller.set(row, FIRST_PERSON_ID + seller as i64);
-                    c.auction_category
-                        .set(row, FIRST_CATEGORY_ID + r.below(NUM_CATEGORIES) as i64);
+                    let expires = c.auction_expires.written().then(|| {
+                        let ahead = NUM_IN_FLIGHT_AUCTIONS * TOTAL_PROPORTION / AUCTION_PROPORTION;
+                        let horizon = (self.time_of(n + ahead) - time).max(1) as u64;
+                        time + 1 + r.below(slot::EXPIRES, 2 * horizon) as i64
+                    });
+                    c.auction(row, n, r, expires);
                 }
-                _ => {
-                    let auction = if r.below(HOT_AUCTION_RATIO) > 0 {
-                        last_auction(n) / HOT_ID_STEP * HOT_ID_STEP
-                    } else {
-                        r.auction_near(n)
-                    };
-                    c.bid_auction.set(row, FIRST_AUCTION_ID + auction as i64);
-                    let bidder = if r.below(HOT_BIDDER_RATIO) > 0 {
-                        last_person(n) / HOT_ID_STEP * HOT_ID_STEP + 1
-                    } else {
-                        r.person_near(n)
-                    };
-                    c.bid_bidder.set(row, FIRST_PERSON_ID + bidder as i64);
-                    c.bid_price.set(row, r.price(c.bid_price.written()));
-                    let url = &mut c.bid_url;
-                    // The URL's words are the bid's last draws but `extra`'s: when neither is
-                    // read they need not be made (nor skipped).
-                    let last = !url.written && !c.extra.written;
-                    if r.below(2) > 0 {
-                        let i = r.below(HOT_CHANNELS.len() as u64) as usize;
-                        c.bid_channel.push(row, HOT_CHANNELS[i]);
-                        url.part("https://www.nexmark.com/hot/item.htm?query=1&channel_id=");
-                        url.decimal(i as u64);
-                    } else {
-                        let ch = r.below(CHANNELS);
-                        c.bid_channel.part("channel-");
-                        c.bid_channel.decimal(ch);
-                        c.bid_channel.end(row);
-                        url.part("https://www.nexmark.com/");
-                        for _ in 0..if last { 0 } else { 3 } {
-                            url.word(&mut r, 5);
-                            url.part("/");
-                        }
-                        url.part("item.htm?query=1&channel_id=");
-                        url.decimal(ch);
-                    }
-                    url.end(row);
-                }
+                _ => c.bid(row, n, r),
             }
             c.date_time.push(time);
-            // The event's last draws: none at all when nothing reads them.
-            if c.extra.written {
-                c.extra.word(&mut r, 8);
-                c.extra.end(row);
-            }
+            c.extra.word(r, slot::EXTRA, 8);
+            c.extra.end(row);
             c.event_id.push(i64::try_from(n).unwrap_or(i64::MAX));
         }
-        Ok(RecordBatch::try_new(Arc::clone(&self.schema), c.finish()?)?)
+        let rows = ids.len();
+        let made;
+        let nulls = match self.nulls.get_or_init(|| NullColumns::new(rows)) {
+            n if n.rows >= rows => n,
+            _ => {
+                made = NullColumns::new(rows);
+                &made
+            }
+        };
+        Ok(RecordBatch::try_new(
+            Arc::clone(&self.schema),
+            c.finish(nulls)?,
+        )?)
     }
 }
+
+/// Columns of nulls, one per type, made for the first batch and sliced for each batch no
+/// longer: a column nothing reads then costs neither an allocation nor zeroing per batch.
+#[derive(Debug, Clone)]
+struct NullColumns {
+    rows: usize,
+    int: ArrayRef,
+    text: ArrayRef,
+    time: ArrayRef,
+}
+
+impl NullColumns {
+    fn new(rows: usize) -> Self {
+        Self {
+            rows,
+            int: new_null_array(&DataType::Int64, rows),
+            text: new_null_array(&DataType::Utf8, rows),
+            time: new_null_array(&crate::schema::timestamp_type(), rows),
+        }
+    }
+}
+
+/// A kind's validity, made when first asked for: `None` for a column every event has.
+type Validity<'a> = Option<&'a dyn Fn() -> NullBuffer>;
 
 /// A string column under construction: its offsets and bytes, as Arrow lays them out.
 /// Rows of the other kinds are empty, written when the next value ends (or at the finish),
@@ -425,12 +452,10 @@ impl Text {
         }
     }
 
-    /// A word of `r`'s, as part of the value ([`Draws::word`]).
-    fn word(&mut self, r: &mut Draws, max_len: u64) {
+    /// A word of `r`'s from `slot`, as part of the value ([`Draws::word`]).
+    fn word(&mut self, r: Draws, slot: u64, max_len: u64) {
         if self.written {
-            r.word(&mut self.bytes, max_len);
-        } else {
-            r.skip_word(max_len);
+            r.word(slot, &mut self.bytes, max_len);
         }
     }
 
@@ -451,17 +476,19 @@ impl Text {
         }
     }
 
-    /// The column of `rows` rows, the last ones empty if no value ended there.
-    fn finish(mut self, rows: usize, nulls: Option<NullBuffer>) -> Result<ArrayRef> {
-        if !self.written && nulls.is_some() {
-            return Ok(new_null_array(&DataType::Utf8, rows));
+    /// The column of `rows` rows, the last ones empty if no value ended there: with the
+    /// kind's validity for a kind's own column (`own`), else valid throughout. A kind's own
+    /// column nothing reads is null throughout.
+    fn finish(mut self, rows: usize, own: Validity<'_>, null: &ArrayRef) -> Result<ArrayRef> {
+        if !self.written && own.is_some() {
+            return Ok(null.slice(0, rows));
         }
         self.offsets.resize(rows + 1, self.last);
         let offsets = OffsetBuffer::new(ScalarBuffer::from(self.offsets));
         Ok(Arc::new(StringArray::try_new(
             offsets,
             Buffer::from_vec(self.bytes),
-            nulls,
+            own.map(|nulls| nulls()),
         )?))
     }
 }
@@ -556,56 +583,180 @@ impl Columns {
         }
     }
 
-    fn finish(self) -> Result<Vec<ArrayRef>> {
-        let kinds = &self.event_type;
-        let of = |k: i64| {
-            Some(NullBuffer::new(BooleanBuffer::collect_bool(
-                kinds.len(),
-                |i| kinds[i] == k,
-            )))
-        };
-        let (person, auction, bid) = (of(PERSON), of(AUCTION), of(BID));
-        let rows = kinds.len();
-        // A kind's column nothing reads was left empty ([`Slots`]): null throughout.
-        let int = |v: Vec<i64>, nulls: &Option<NullBuffer>| -> ArrayRef {
-            if v.len() != rows {
-                return new_null_array(&DataType::Int64, rows);
+    /// Person `n`'s own columns, in row `row`.
+    fn person(&mut self, row: usize, n: u64, r: Draws) {
+        self.person_id
+            .set(row, FIRST_PERSON_ID + last_person(n) as i64);
+        let pick = |slot, of: &[&'static str]| of[r.below(slot, of.len() as u64) as usize];
+        let name = &mut self.person_name;
+        if name.written {
+            name.part(pick(slot::FIRST_NAME, &FIRST_NAMES));
+            name.part(" ");
+            name.push(row, pick(slot::LAST_NAME, &LAST_NAMES));
+        }
+        let email = &mut self.person_email;
+        if email.written {
+            email.word(r, slot::EMAIL, 7);
+            email.part("@");
+            email.word(r, slot::EMAIL + 2, 7);
+            email.push(row, ".com");
+        }
+        let card = &mut self.person_card;
+        if card.written {
+            for g in 0..4 {
+                if g > 0 {
+                    card.part(" ");
+                }
+                card.four_digits(r.below(slot::CARD + g, 10_000));
             }
-            Arc::new(Int64Array::new(ScalarBuffer::from(v), nulls.clone()))
+            card.end(row);
+        }
+        if self.person_city.written {
+            self.person_city.push(row, pick(slot::CITY, &US_CITIES));
+        }
+        if self.person_state.written {
+            self.person_state.push(row, pick(slot::STATE, &US_STATES));
+        }
+    }
+
+    /// Auction `n`'s own columns, in row `row`, with its expiry if it is read.
+    fn auction(&mut self, row: usize, n: u64, r: Draws, expires: Option<Millis>) {
+        self.auction_id
+            .set(row, FIRST_AUCTION_ID + last_auction(n) as i64);
+        self.auction_item.word(r, slot::ITEM, 20);
+        self.auction_item.end(row);
+        self.auction_description.word(r, slot::DESCRIPTION, 100);
+        self.auction_description.end(row);
+        let reserve = self.auction_reserve.written();
+        if reserve || self.auction_initial_bid.written() {
+            let initial = r.price(slot::INITIAL_BID);
+            self.auction_initial_bid.set(row, initial);
+            if reserve {
+                self.auction_reserve
+                    .set(row, initial + r.price(slot::RESERVE));
+            }
+        }
+        if let Some(t) = expires {
+            self.auction_expires.set(row, t);
+        }
+        if self.auction_seller.written() {
+            let seller = if r.below(slot::SELLER_HOT, HOT_SELLER_RATIO) > 0 {
+                last_person(n) / HOT_ID_STEP * HOT_ID_STEP
+            } else {
+                r.person_near(slot::SELLER, n)
+            };
+            self.auction_seller
+                .set(row, FIRST_PERSON_ID + seller as i64);
+        }
+        if self.auction_category.written() {
+            let category = r.below(slot::CATEGORY, NUM_CATEGORIES);
+            self.auction_category
+                .set(row, FIRST_CATEGORY_ID + category as i64);
+        }
+    }
+
+    /// Bid `n`'s own columns, in row `row`.
+    fn bid(&mut self, row: usize, n: u64, r: Draws) {
+        if self.bid_auction.written() {
+            let auction = if r.below(slot::AUCTION_HOT, HOT_AUCTION_RATIO) > 0 {
+                last_auction(n) / HOT_ID_STEP * HOT_ID_STEP
+            } else {
+                r.auction_near(slot::AUCTION, n)
+            };
+            self.bid_auction.set(row, FIRST_AUCTION_ID + auction as i64);
+        }
+        if self.bid_bidder.written() {
+            let bidder = if r.below(slot::BIDDER_HOT, HOT_BIDDER_RATIO) > 0 {
+                last_person(n) / HOT_ID_STEP * HOT_ID_STEP + 1
+            } else {
+                r.person_near(slot::BIDDER, n)
+            };
+            self.bid_bidder.set(row, FIRST_PERSON_ID + bidder as i64);
+        }
+        if self.bid_price.written() {
+            self.bid_price.set(row, r.price(slot::PRICE));
+        }
+        let (channel, url) = (&mut self.bid_channel, &mut self.bid_url);
+        if !channel.written && !url.written {
+            return;
+        }
+        if r.below(slot::CHANNEL_HOT, 2) > 0 {
+            let i = r.below(slot::CHANNEL, HOT_CHANNELS.len() as u64) as usize;
+            channel.push(row, HOT_CHANNELS[i]);
+            url.part("https://www.nexmark.com/hot/item.htm?query=1&channel_id=");
+            url.decimal(i as u64);
+        } else {
+            let ch = r.below(slot::CHANNEL, CHANNELS);
+            channel.part("channel-");
+            channel.decimal(ch);
+            channel.end(row);
+            url.part("https://www.nexmark.com/");
+            for w in 0..3 {
+                url.word(r, slot::URL + 2 * w, 5);
+                url.part("/");
+            }
+            url.part("item.htm?query=1&channel_id=");
+            url.decimal(ch);
+        }
+        url.end(row);
+    }
+
+    fn finish(self, nulls: &NullColumns) -> Result<Vec<ArrayRef>> {
+        let event_type = Int64Array::new(ScalarBuffer::from(self.event_type), None);
+        let kinds = event_type.values();
+        let rows = kinds.len();
+        // Each kind's validity, made only if one of its columns is read.
+        let validity = |cell: &OnceCell<NullBuffer>, k: i64| {
+            cell.get_or_init(|| {
+                NullBuffer::new(BooleanBuffer::collect_bool(rows, |i| kinds[i] == k))
+            })
+            .clone()
         };
-        let time = |v: Vec<i64>, nulls: &Option<NullBuffer>| -> ArrayRef {
+        let (p, a, b) = (OnceCell::new(), OnceCell::new(), OnceCell::new());
+        let person: &dyn Fn() -> NullBuffer = &|| validity(&p, PERSON);
+        let auction: &dyn Fn() -> NullBuffer = &|| validity(&a, AUCTION);
+        let bid: &dyn Fn() -> NullBuffer = &|| validity(&b, BID);
+        // A kind's column nothing reads was left empty ([`Slots`]): null throughout.
+        let int = |v: Vec<i64>, own: Validity<'_>| -> ArrayRef {
             if v.len() != rows {
-                return new_null_array(&crate::schema::timestamp_type(), rows);
+                return nulls.int.slice(0, rows);
+            }
+            Arc::new(Int64Array::new(ScalarBuffer::from(v), own.map(|f| f())))
+        };
+        let time = |v: Vec<i64>, own: Validity<'_>| -> ArrayRef {
+            if v.len() != rows {
+                return nulls.time.slice(0, rows);
             }
             Arc::new(TimestampMillisecondArray::new(
                 ScalarBuffer::from(v),
-                nulls.clone(),
+                own.map(|f| f()),
             ))
         };
+        let text = &nulls.text;
         Ok(vec![
-            int(self.event_type, &None),
-            int(self.person_id.0, &person),
-            self.person_name.finish(rows, person.clone())?,
-            self.person_email.finish(rows, person.clone())?,
-            self.person_card.finish(rows, person.clone())?,
-            self.person_city.finish(rows, person.clone())?,
-            self.person_state.finish(rows, person.clone())?,
-            int(self.auction_id.0, &auction),
-            self.auction_item.finish(rows, auction.clone())?,
-            self.auction_description.finish(rows, auction.clone())?,
-            int(self.auction_initial_bid.0, &auction),
-            int(self.auction_reserve.0, &auction),
-            time(self.auction_expires.0, &auction),
-            int(self.auction_seller.0, &auction),
-            int(self.auction_category.0, &auction),
-            int(self.bid_auction.0, &bid),
-            int(self.bid_bidder.0, &bid),
-            int(self.bid_price.0, &bid),
-            self.bid_channel.finish(rows, bid.clone())?,
-            self.bid_url.finish(rows, bid.clone())?,
-            time(self.date_time, &None),
-            self.extra.finish(rows, None)?,
-            int(self.event_id, &None),
+            Arc::new(event_type.clone()),
+            int(self.person_id.0, Some(person)),
+            self.person_name.finish(rows, Some(person), text)?,
+            self.person_email.finish(rows, Some(person), text)?,
+            self.person_card.finish(rows, Some(person), text)?,
+            self.person_city.finish(rows, Some(person), text)?,
+            self.person_state.finish(rows, Some(person), text)?,
+            int(self.auction_id.0, Some(auction)),
+            self.auction_item.finish(rows, Some(auction), text)?,
+            self.auction_description.finish(rows, Some(auction), text)?,
+            int(self.auction_initial_bid.0, Some(auction)),
+            int(self.auction_reserve.0, Some(auction)),
+            time(self.auction_expires.0, Some(auction)),
+            int(self.auction_seller.0, Some(auction)),
+            int(self.auction_category.0, Some(auction)),
+            int(self.bid_auction.0, Some(bid)),
+            int(self.bid_bidder.0, Some(bid)),
+            int(self.bid_price.0, Some(bid)),
+            self.bid_channel.finish(rows, Some(bid), text)?,
+            self.bid_url.finish(rows, Some(bid), text)?,
+            time(self.date_time, None),
+            self.extra.finish(rows, None, text)?,
+            int(self.event_id, None),
         ])
     }
 }

@@ -176,7 +176,11 @@ fn columns_left_out_are_null_or_empty_and_the_others_unchanged() {
         // Prices: the reserve is the initial bid plus a second price.
         vec!["auction_reserve", "bid_price", "auction_seller"],
         vec!["auction_initial_bid", "auction_category", "bid_bidder"],
-    ] {
+    ]
+    .into_iter()
+    // And each column alone.
+    .chain(names.iter().map(|n| vec![*n]))
+    {
         let mut g = NexmarkGenerator::new(&spec(3_000), schema());
         let columns: Vec<usize> = read.iter().map(|n| at(n)).collect();
         g.read_only(&columns);
@@ -199,6 +203,79 @@ fn columns_left_out_are_null_or_empty_and_the_others_unchanged() {
             } else {
                 assert_eq!(got.as_ref(), want.as_ref(), "{name}, shared");
             }
+        }
+    }
+}
+
+/// Prices are `round(10^(6u) · 100)` as the reference computes it with `Math.pow`, to within
+/// a cent or a billionth, over the whole range of draws.
+#[test]
+fn prices_follow_the_reference_formula() {
+    let mut x = 0x1234_5678_9abc_def0_u64;
+    let draws = [0, u64::MAX, 1 << 63, (1 << 54) - 1, 1 << 54]
+        .into_iter()
+        .chain((0..100_000).map(|_| {
+            x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            x
+        }));
+    for d in draws {
+        let u = (d >> 11) as f64 / (1u64 << 53) as f64;
+        let want = (10f64.powf(6.0 * u) * 100.0).round();
+        let got = price_of(d) as f64;
+        assert!(
+            (got - want).abs() <= 1.0_f64.max(want * 1e-9),
+            "draw {d:#x}: {got} against {want}"
+        );
+    }
+    assert_eq!(price_of(0), 100);
+    assert_eq!(price_of(u64::MAX), 100_000_000);
+}
+
+/// No two fields of a kind draw from the same slot, nor any field from `extra`'s: a shared
+/// slot would tie two columns' values together.
+#[test]
+fn each_field_draws_from_slots_of_its_own() {
+    // A word of up to `m` letters takes its length's slot and one per 13 letters.
+    let word = |first: u64, m: u64| first..first + 1 + m.div_ceil(13);
+    let one = |s: u64| s..s + 1;
+    let extra = word(slot::EXTRA, 8);
+    let kinds = [
+        vec![
+            one(slot::FIRST_NAME),
+            one(slot::LAST_NAME),
+            word(slot::EMAIL, 7),
+            word(slot::EMAIL + 2, 7),
+            slot::CARD..slot::CARD + 4,
+            one(slot::CITY),
+            one(slot::STATE),
+        ],
+        vec![
+            word(slot::ITEM, 20),
+            word(slot::DESCRIPTION, 100),
+            one(slot::INITIAL_BID),
+            one(slot::RESERVE),
+            one(slot::EXPIRES),
+            one(slot::SELLER_HOT),
+            one(slot::SELLER),
+            one(slot::CATEGORY),
+        ],
+        vec![
+            one(slot::AUCTION_HOT),
+            one(slot::AUCTION),
+            one(slot::BIDDER_HOT),
+            one(slot::BIDDER),
+            one(slot::PRICE),
+            one(slot::CHANNEL_HOT),
+            one(slot::CHANNEL),
+            word(slot::URL, 5),
+            word(slot::URL + 2, 5),
+            word(slot::URL + 4, 5),
+        ],
+    ];
+    for fields in kinds {
+        let mut taken = BTreeSet::new();
+        for s in fields.into_iter().chain([extra.clone()]).flatten() {
+            assert!(taken.insert(s), "slot {s} twice");
         }
     }
 }
