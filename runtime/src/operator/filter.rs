@@ -4,7 +4,7 @@ use datafusion::arrow::array::{ArrayRef, AsArray, RecordBatch, RecordBatchOption
 use datafusion::arrow::compute::FilterBuilder;
 use datafusion::arrow::datatypes::SchemaRef;
 
-use super::{Input, Operator, Output, produced, stand_in};
+use super::{Input, Operator, Output, StandIns, produced};
 use crate::error::{Error, Result};
 use crate::expr::CompiledExpr;
 
@@ -18,6 +18,7 @@ pub struct Filter {
     /// (null, or a default where null is not allowed), since nothing after the filter reads
     /// them (see [`Operator::narrow`]).
     kept: Option<Vec<bool>>,
+    stand_ins: StandIns,
 }
 
 impl Filter {
@@ -28,6 +29,7 @@ impl Filter {
             predicate,
             schema,
             kept: None,
+            stand_ins: StandIns::default(),
         }
     }
 }
@@ -52,7 +54,7 @@ impl Operator for Filter {
             .iter()
             .enumerate()
             .map(|(i, c)| match &self.kept {
-                Some(kept) if !kept[i] => stand_in(schema.field(i), rows),
+                Some(kept) if !kept[i] => self.stand_ins.get(i, schema.field(i), rows),
                 _ => Ok(predicate.filter(c)?),
             })
             .collect::<Result<Vec<ArrayRef>>>()?;

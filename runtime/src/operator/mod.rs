@@ -20,6 +20,8 @@ pub mod window;
 #[cfg(test)]
 mod tests;
 
+use std::sync::Arc;
+
 use datafusion::arrow::array::{ArrayRef, RecordBatch, new_null_array};
 use datafusion::arrow::datatypes::{Field, Schema};
 use datafusion::common::ScalarValue;
@@ -92,6 +94,34 @@ pub fn stand_in(field: &Field, rows: usize) -> Result<ArrayRef> {
         return Ok(new_null_array(field.data_type(), rows));
     }
     Ok(ScalarValue::new_default(field.data_type())?.to_array_of_size(rows)?)
+}
+
+/// An operator's stand-ins ([`stand_in`]) by column, each made once at the largest batch
+/// yet and sliced for each batch: a column nothing reads then costs neither an allocation
+/// nor zeroing per batch (q0 left 17 columns out, whose fresh null arrays were a twentieth of
+/// its time).
+#[derive(Debug, Default)]
+pub struct StandIns(Vec<Option<ArrayRef>>);
+
+impl StandIns {
+    /// `rows` rows of stand-in for column `i`, of `field`.
+    ///
+    /// # Errors
+    /// As [`stand_in`].
+    pub fn get(&mut self, i: usize, field: &Field, rows: usize) -> Result<ArrayRef> {
+        if self.0.len() <= i {
+            self.0.resize(i + 1, None);
+        }
+        let slot = &mut self.0[i];
+        match slot {
+            Some(made) if made.len() >= rows => Ok(made.slice(0, rows)),
+            _ => {
+                let made = stand_in(field, rows)?;
+                *slot = Some(Arc::clone(&made));
+                Ok(made)
+            }
+        }
+    }
 }
 
 /// One operator instance in one subtask.

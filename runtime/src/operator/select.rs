@@ -5,7 +5,7 @@ use std::sync::Arc;
 use datafusion::arrow::array::{ArrayRef, RecordBatch};
 use datafusion::arrow::datatypes::SchemaRef;
 
-use super::{Input, Operator, Output, produced, stand_in};
+use super::{Input, Operator, Output, StandIns, produced};
 use crate::error::Result;
 use crate::expr::CompiledExpr;
 
@@ -18,6 +18,7 @@ pub struct Select {
     /// (null, or a default where null is not allowed), as nothing after the select reads
     /// them (see [`Operator::narrow`]).
     computed: Option<Vec<bool>>,
+    stand_ins: StandIns,
 }
 
 impl Select {
@@ -28,6 +29,7 @@ impl Select {
             columns,
             schema,
             computed: None,
+            stand_ins: StandIns::default(),
         }
     }
 }
@@ -40,7 +42,7 @@ impl Operator for Select {
             .iter()
             .enumerate()
             .map(|(i, c)| match &self.computed {
-                Some(computed) if !computed[i] => stand_in(self.schema.field(i), rows),
+                Some(computed) if !computed[i] => self.stand_ins.get(i, self.schema.field(i), rows),
                 _ => c.eval(&batch),
             })
             .collect::<Result<Vec<ArrayRef>>>()?;

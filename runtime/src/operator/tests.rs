@@ -710,4 +710,19 @@ fn stand_ins_are_null_or_a_default_and_a_type_without_one_is_kept() {
     let i = super::stand_in(schema.field(2), 3).unwrap();
     assert_eq!(i.as_primitive::<Int64Type>().values(), &[0, 0, 0]);
     assert!(super::stand_in(schema.field(3), 3).is_err());
+    // Kept stand-ins: sliced to each batch's rows, grown when a batch is larger.
+    let mut kept = super::StandIns::default();
+    for rows in [5, 2, 9, 0, 9] {
+        let n = kept.get(0, schema.field(0), rows).unwrap();
+        assert_eq!((n.len(), n.null_count()), (rows, rows));
+        let s = kept.get(1, schema.field(1), rows).unwrap();
+        assert_eq!((s.len(), s.null_count()), (rows, 0));
+        assert!(s.as_string::<i32>().iter().flatten().all(str::is_empty));
+        let i = kept.get(2, schema.field(2), rows).unwrap();
+        assert_eq!(
+            i.as_primitive::<Int64Type>().values().to_vec(),
+            vec![0; rows]
+        );
+    }
+    assert!(kept.get(3, schema.field(3), 3).is_err());
 }
