@@ -116,7 +116,7 @@ fn last_auction(n: u64) -> u64 {
 
 /// Where each field draws (see [`Draws::at`]), per kind. A field has slots of its own, so a
 /// field nothing reads costs nothing, not even its draws, and the others keep their values. A
-/// word of up to `m` letters takes `1 + ceil(m / 13)` slots (its length, then 13 letters a
+/// word of up to `m` letters takes `1 + ceil(m / 8)` slots (its length, then 8 letters a
 /// draw).
 mod slot {
     // A person's.
@@ -129,16 +129,16 @@ mod slot {
     pub const CITY: u64 = 10;
     pub const STATE: u64 = 11;
     // An auction's.
-    /// Up to 20 letters: 0..=2.
+    /// Up to 20 letters: 0..=3.
     pub const ITEM: u64 = 0;
-    /// Up to 100 letters: 3..=11.
-    pub const DESCRIPTION: u64 = 3;
-    pub const INITIAL_BID: u64 = 12;
-    pub const RESERVE: u64 = 13;
-    pub const EXPIRES: u64 = 14;
-    pub const SELLER_HOT: u64 = 15;
-    pub const SELLER: u64 = 16;
-    pub const CATEGORY: u64 = 17;
+    /// Up to 100 letters: 4..=17.
+    pub const DESCRIPTION: u64 = 4;
+    pub const INITIAL_BID: u64 = 18;
+    pub const RESERVE: u64 = 19;
+    pub const EXPIRES: u64 = 20;
+    pub const SELLER_HOT: u64 = 21;
+    pub const SELLER: u64 = 22;
+    pub const CATEGORY: u64 = 23;
     // A bid's.
     pub const AUCTION_HOT: u64 = 0;
     pub const AUCTION: u64 = 1;
@@ -150,8 +150,8 @@ mod slot {
     /// Three words of up to 5 letters: 7..=12.
     pub const URL: u64 = 7;
     // Every kind's.
-    /// Up to 8 letters: 20..=21.
-    pub const EXTRA: u64 = 20;
+    /// Up to 8 letters: 30..=31.
+    pub const EXTRA: u64 = 30;
 }
 
 /// Spreads event numbers: an odd multiplier, so that distinct events start far apart.
@@ -189,22 +189,21 @@ impl Draws {
         ((u128::from(self.at(slot)) * u128::from(bound)) >> 64) as u64
     }
 
-    /// A word of 3 to `max_len` lowercase letters: its length from `slot`, up to 13 letters
-    /// from each slot after it, as the base-26 digits of the draw's fraction.
+    /// A word of 3 to `max_len` lowercase letters: its length from `slot`, then eight
+    /// letters from each slot after it, one per byte of the draw (`b·26/256`: each letter 9
+    /// or 10 chances in 256). The eight are made and stored at once and the word cut to its
+    /// length, so no loop runs per letter.
     fn word(self, slot: u64, out: &mut Vec<u8>, max_len: u64) {
-        let mut left = 3 + self.below(slot, max_len.saturating_sub(2));
-        let mut s = slot + 1;
-        while left > 0 {
-            let take = left.min(13);
-            let mut x = self.at(s);
-            out.extend((0..take).map(|_| {
-                let t = u128::from(x) * 26;
-                x = t as u64;
-                b'a' + (t >> 64) as u8
-            }));
-            left -= take;
-            s += 1;
+        let len = 3 + self.below(slot, max_len.saturating_sub(2)) as usize;
+        let start = out.len();
+        for s in 0..len.div_ceil(8) as u64 {
+            let letters = self
+                .at(slot + 1 + s)
+                .to_le_bytes()
+                .map(|b| b'a' + ((u16::from(b) * 26) >> 8) as u8);
+            out.extend_from_slice(&letters);
         }
+        out.truncate(start + len);
     }
 
     /// A price in cents, `10^(6u)` dollars for a uniform `u` ([`price_of`]).

@@ -235,8 +235,8 @@ fn prices_follow_the_reference_formula() {
 /// slot would tie two columns' values together.
 #[test]
 fn each_field_draws_from_slots_of_its_own() {
-    // A word of up to `m` letters takes its length's slot and one per 13 letters.
-    let word = |first: u64, m: u64| first..first + 1 + m.div_ceil(13);
+    // A word of up to `m` letters takes its length's slot and one per 8 letters.
+    let word = |first: u64, m: u64| first..first + 1 + m.div_ceil(8);
     let one = |s: u64| s..s + 1;
     let extra = word(slot::EXTRA, 8);
     let kinds = [
