@@ -8,10 +8,12 @@
 //! last 1000 persons or a hot one; a seller likewise), prices (`10^(6u)` cents), five
 //! categories, auction expiry within twice the time 100 auctions take to arrive, and event
 //! time advancing `eventsPerSecond` per second from a fixed base. What differs: values come
-//! from a counter-based random function of (seed, event number) instead of Java's
+//! from a counter-based random function of (seed, event number, field) instead of Java's
 //! `Random`, so event `i` is the same at any parallelism and after any restore without
-//! replaying the events before it; and `extra` is short (the reference pads events to
-//! 100-500 bytes), which makes the generator cheaper, not the queries different.
+//! replaying the events before it, and a field nothing reads need not be drawn; prices come
+//! from a table and a series rather than the C library's `pow`, so they are the same on every
+//! machine; and `extra` is short (the reference pads events to 100-500 bytes), which makes the
+//! generator cheaper, not the queries different.
 
 use std::cell::OnceCell;
 use std::sync::{Arc, OnceLock};
@@ -312,10 +314,10 @@ impl NexmarkGenerator {
     }
 
     /// Only `columns` (positions) are read after the source: a kind's own columns not among
-    /// them are null throughout, and `extra` empty. Their random values are still drawn
-    /// where a later column depends on the draws, so the columns read hold what they would
-    /// have. Writing strings is most of what an event costs, and Arrow checks every offset
-    /// of a string column it is given.
+    /// them are null throughout, and `extra` empty. Each field draws from slots of its own,
+    /// so the columns read hold what they would have and the others are not drawn at all.
+    /// Writing strings is most of what an event costs, and Arrow checks every offset of a
+    /// string column it is given.
     pub fn read_only(&mut self, columns: &[usize]) {
         for (i, w) in self.written.iter_mut().enumerate() {
             *w = columns.contains(&i);
