@@ -635,3 +635,37 @@ fn a_changelog_taken_back_after_the_other_input_ended_retracts_what_it_made() {
         assert!(deletes > 0, "{backend:?} {kind:?}: nothing retracted");
     }
 }
+
+/// A key released before its expiry comes (a retraction took its last row), or indexed again
+/// at an earlier expiry, leaves a stale entry in the memory side's expiry heap. When it comes
+/// up it is skipped: a released slot is not freed twice (two later keys would then share it),
+/// and a key's rows still go at their own times.
+#[test]
+fn a_memory_side_skips_expiries_of_keys_released_or_indexed_earlier() {
+    use super::Expiry;
+    use super::memory::Side;
+    let expiry = Expiry {
+        time: None,
+        ttl: Some(4),
+    };
+    let kept = |t: Millis| Kept {
+        row: t.to_le_bytes().to_vec(),
+        time: t,
+        matches: 0,
+    };
+    let times = |gone: Vec<Kept>| gone.iter().map(|k| k.time).collect::<Vec<_>>();
+    let mut side = Side::default();
+    side.push(b"a", kept(1), expiry.at(0, 1));
+    assert!(side.remove(b"a", &1i64.to_le_bytes()).is_some());
+    assert!(side.expire(0, expiry, 5).is_empty());
+    side.push(b"b", kept(6), expiry.at(0, 6));
+    side.push(b"c", kept(7), expiry.at(0, 7));
+    assert_eq!(side.get(b"b").map(<[Kept]>::len), Some(1));
+    assert_eq!(side.get(b"c").map(<[Kept]>::len), Some(1));
+    // An older row of "b" expires first: the key is indexed again, earlier.
+    side.push(b"b", kept(2), expiry.at(0, 2));
+    assert_eq!(times(side.expire(0, expiry, 6)), vec![2]);
+    assert_eq!(times(side.expire(0, expiry, 10)), vec![6]);
+    assert_eq!(times(side.expire(0, expiry, 11)), vec![7]);
+    assert!(side.get(b"b").is_none() && side.get(b"c").is_none());
+}
