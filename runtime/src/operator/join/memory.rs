@@ -3,7 +3,10 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
+use std::hash::BuildHasher;
+
 use foldhash::fast::RandomState;
+use hashbrown::HashTable;
 
 use super::{Expiry, Kept};
 use crate::ids::Millis;
@@ -13,8 +16,11 @@ use crate::ids::Millis;
 /// key's rows are checked together when that comes).
 #[derive(Default)]
 pub(super) struct Side {
-    /// key -> its slot (foldhash: XXH3's streaming hasher is slow on short keys).
-    ids: hashbrown::HashMap<Vec<u8>, u32, RandomState>,
+    /// Each key's slot, found by the key's hash and compared with the slot's key, so that a
+    /// key is stored once, in its slot (foldhash: XXH3's streaming hasher is slow on short
+    /// keys).
+    ids: HashTable<u32>,
+    hasher: RandomState,
     slots: Vec<Slot>,
     /// Slots no key uses.
     free: Vec<u32>,
@@ -37,28 +43,41 @@ struct Slot {
 }
 
 impl Side {
+    /// `key`'s slot and its hash.
+    fn find(&self, key: &[u8]) -> (Option<u32>, u64) {
+        let hash = self.hasher.hash_one(key);
+        let slots = &self.slots;
+        let id = self
+            .ids
+            .find(hash, |&id| slots[id as usize].key == key)
+            .copied();
+        (id, hash)
+    }
+
     pub(super) fn get(&self, key: &[u8]) -> Option<&[Kept]> {
-        self.ids
-            .get(key)
-            .map(|&id| self.slots[id as usize].rows.as_slice())
+        let id = self.find(key).0?;
+        Some(self.slots[id as usize].rows.as_slice())
     }
 
     pub(super) fn get_mut(&mut self, key: &[u8], k: usize) -> Option<&mut Kept> {
-        let id = *self.ids.get(key)?;
+        let id = self.find(key).0?;
         self.slots[id as usize].rows.get_mut(k)
     }
 
     /// Keep `kept` under `key`, to expire at `at` (`None`: never).
     pub(super) fn push(&mut self, key: &[u8], kept: Kept, at: Option<Millis>) {
-        let id = match self.ids.get(key) {
-            Some(&id) => id,
-            None => {
+        let id = match self.find(key) {
+            (Some(id), _) => id,
+            (None, hash) => {
                 let id = self.free.pop().unwrap_or_else(|| {
                     self.slots.push(Slot::default());
                     u32::try_from(self.slots.len() - 1).unwrap_or(u32::MAX)
                 });
                 self.slots[id as usize].key = key.to_vec();
-                self.ids.insert(key.to_vec(), id);
+                let (slots, hasher) = (&self.slots, &self.hasher);
+                self.ids.insert_unique(hash, id, |&id| {
+                    hasher.hash_one(slots[id as usize].key.as_slice())
+                });
                 id
             }
         };
@@ -75,7 +94,7 @@ impl Side {
     /// Take one row equal to `row` away from `key`'s; `None` if there is none (it was
     /// never kept, or expired).
     pub(super) fn remove(&mut self, key: &[u8], row: &[u8]) -> Option<Kept> {
-        let id = *self.ids.get(key)?;
+        let id = self.find(key).0?;
         let slot = &mut self.slots[id as usize];
         let i = slot.rows.iter().position(|k| k.row == row)?;
         let kept = slot.rows.remove(i);
@@ -91,7 +110,10 @@ impl Side {
         // Its entry in `expiries`, if any, is now stale.
         slot.indexed = None;
         let key = std::mem::take(&mut slot.key);
-        self.ids.remove(&key);
+        let hash = self.hasher.hash_one(key.as_slice());
+        if let Ok(entry) = self.ids.find_entry(hash, |&i| i == id) {
+            entry.remove();
+        }
         self.free.push(id);
     }
 
@@ -143,8 +165,9 @@ impl Side {
 
     /// Every key with its rows.
     pub(super) fn iter(&self) -> impl Iterator<Item = (&[u8], &[Kept])> {
-        self.ids
-            .iter()
-            .map(|(k, &id)| (k.as_slice(), self.slots[id as usize].rows.as_slice()))
+        self.ids.iter().map(|&id| {
+            let slot = &self.slots[id as usize];
+            (slot.key.as_slice(), slot.rows.as_slice())
+        })
     }
 }
