@@ -178,7 +178,8 @@ impl Draws {
         }
     }
 
-    /// One 64×64-bit product folded (wyrand's mix): a third of splitmix64's work.
+    /// One 64×64-bit product, its halves folded (wyrand's mix): one multiplication where
+    /// splitmix64 makes two, and no shifts.
     fn at(self, slot: u64) -> u64 {
         let x = self.base.wrapping_add((slot + 1).wrapping_mul(SLOT_STEP));
         let p = u128::from(x) * u128::from(x ^ MIX);
@@ -186,7 +187,7 @@ impl Draws {
     }
 
     /// Uniform in `[0, bound)`: the high word of draw × `bound`, a multiplication where `%`
-    /// would divide (a division was a tenth of an event's cost).
+    /// would divide (the divisions were about a tenth of the generator's time).
     fn below(self, slot: u64, bound: u64) -> u64 {
         ((u128::from(self.at(slot)) * u128::from(bound)) >> 64) as u64
     }
