@@ -16,18 +16,19 @@
 //! generator cheaper, not the queries different.
 
 use std::cell::OnceCell;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray, new_null_array,
+    ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray,
 };
 use datafusion::arrow::buffer::{BooleanBuffer, Buffer, NullBuffer, OffsetBuffer, ScalarBuffer};
-use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::arrow::datatypes::SchemaRef;
 use weir_crds::{FieldSpec, NexmarkSpec};
 
 use super::{CountedSplits, Poll, SourceReader, SplitState};
 use crate::error::Result;
 use crate::ids::Millis;
+use crate::operator::StandIns;
 
 const PERSON_PROPORTION: u64 = 1;
 const AUCTION_PROPORTION: u64 = 3;
@@ -294,7 +295,8 @@ pub struct NexmarkGenerator {
     pub events: Option<u64>,
     /// Which columns to write, by position; the others are left null or empty.
     written: [bool; COLUMNS],
-    nulls: OnceLock<NullColumns>,
+    /// What fills the columns nothing reads (see [`crate::operator::StandIns`]).
+    stand_ins: StandIns,
 }
 
 /// Columns of an event ([`weir_crds::NEXMARK_COLUMNS`]).
@@ -310,7 +312,7 @@ impl NexmarkGenerator {
             events_per_second: spec.events_per_second.max(1),
             events: spec.events,
             written: [true; COLUMNS],
-            nulls: OnceLock::new(),
+            stand_ins: StandIns::default(),
         }
     }
 
@@ -340,7 +342,7 @@ impl NexmarkGenerator {
     ///
     /// # Errors
     /// Arrow errors (none in practice: the columns match the schema).
-    pub fn batch(&self, ids: &[u64]) -> Result<RecordBatch> {
+    pub fn batch(&mut self, ids: &[u64]) -> Result<RecordBatch> {
         let mut c = Columns::new(ids.len(), &self.written);
         for (row, &n) in ids.iter().enumerate() {
             let r = Draws::new(self.seed, n);
@@ -365,40 +367,18 @@ impl NexmarkGenerator {
             c.extra.end(row);
             c.event_id.push(i64::try_from(n).unwrap_or(i64::MAX));
         }
-        let rows = ids.len();
-        let made;
-        let nulls = match self.nulls.get_or_init(|| NullColumns::new(rows)) {
-            n if n.rows >= rows => n,
-            _ => {
-                made = NullColumns::new(rows);
-                &made
-            }
-        };
-        Ok(RecordBatch::try_new(
-            Arc::clone(&self.schema),
-            c.finish(nulls)?,
-        )?)
-    }
-}
-
-/// Columns of nulls, one per type, made for the first batch and sliced for each batch no
-/// longer: a column nothing reads then costs neither an allocation nor zeroing per batch.
-#[derive(Debug, Clone)]
-struct NullColumns {
-    rows: usize,
-    int: ArrayRef,
-    text: ArrayRef,
-    time: ArrayRef,
-}
-
-impl NullColumns {
-    fn new(rows: usize) -> Self {
-        Self {
-            rows,
-            int: new_null_array(&DataType::Int64, rows),
-            text: new_null_array(&DataType::Utf8, rows),
-            time: new_null_array(&crate::schema::timestamp_type(), rows),
-        }
+        // A column nothing reads is a stand-in: null for a kind's own (nullable) column,
+        // empty for `extra`.
+        let columns = c
+            .finish()?
+            .into_iter()
+            .enumerate()
+            .map(|(i, column)| match column {
+                Some(column) => Ok(column),
+                None => self.stand_ins.get(i, self.schema.field(i), ids.len()),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(RecordBatch::try_new(Arc::clone(&self.schema), columns)?)
     }
 }
 
@@ -479,19 +459,19 @@ impl Text {
     }
 
     /// The column of `rows` rows, the last ones empty if no value ended there: with the
-    /// kind's validity for a kind's own column (`own`), else valid throughout. A kind's own
-    /// column nothing reads is null throughout.
-    fn finish(mut self, rows: usize, own: Validity<'_>, null: &ArrayRef) -> Result<ArrayRef> {
-        if !self.written && own.is_some() {
-            return Ok(null.slice(0, rows));
+    /// kind's validity for a kind's own column (`own`), else valid throughout. `None` when
+    /// nothing reads it.
+    fn finish(mut self, rows: usize, own: Validity<'_>) -> Result<Option<ArrayRef>> {
+        if !self.written {
+            return Ok(None);
         }
         self.offsets.resize(rows + 1, self.last);
         let offsets = OffsetBuffer::new(ScalarBuffer::from(self.offsets));
-        Ok(Arc::new(StringArray::try_new(
+        Ok(Some(Arc::new(StringArray::try_new(
             offsets,
             Buffer::from_vec(self.bytes),
             own.map(|nulls| nulls()),
-        )?))
+        )?)))
     }
 }
 
@@ -703,7 +683,8 @@ impl Columns {
         url.end(row);
     }
 
-    fn finish(self, nulls: &NullColumns) -> Result<Vec<ArrayRef>> {
+    /// The columns, in [`weir_crds::NEXMARK_COLUMNS`]' order; `None` for each nothing reads.
+    fn finish(self) -> Result<Vec<Option<ArrayRef>>> {
         let event_type = Int64Array::new(ScalarBuffer::from(self.event_type), None);
         let kinds = event_type.values();
         let rows = kinds.len();
@@ -718,34 +699,31 @@ impl Columns {
         let person: &dyn Fn() -> NullBuffer = &|| validity(&p, PERSON);
         let auction: &dyn Fn() -> NullBuffer = &|| validity(&a, AUCTION);
         let bid: &dyn Fn() -> NullBuffer = &|| validity(&b, BID);
-        // A kind's column nothing reads was left empty ([`Slots`]): null throughout.
-        let int = |v: Vec<i64>, own: Validity<'_>| -> ArrayRef {
-            if v.len() != rows {
-                return nulls.int.slice(0, rows);
-            }
-            Arc::new(Int64Array::new(ScalarBuffer::from(v), own.map(|f| f())))
+        // A kind's column nothing reads was left empty ([`Slots`]).
+        let int = |v: Vec<i64>, own: Validity<'_>| -> Option<ArrayRef> {
+            (v.len() == rows).then(|| {
+                Arc::new(Int64Array::new(ScalarBuffer::from(v), own.map(|f| f()))) as ArrayRef
+            })
         };
-        let time = |v: Vec<i64>, own: Validity<'_>| -> ArrayRef {
-            if v.len() != rows {
-                return nulls.time.slice(0, rows);
-            }
-            Arc::new(TimestampMillisecondArray::new(
-                ScalarBuffer::from(v),
-                own.map(|f| f()),
-            ))
+        let time = |v: Vec<i64>, own: Validity<'_>| -> Option<ArrayRef> {
+            (v.len() == rows).then(|| {
+                Arc::new(TimestampMillisecondArray::new(
+                    ScalarBuffer::from(v),
+                    own.map(|f| f()),
+                )) as ArrayRef
+            })
         };
-        let text = &nulls.text;
         Ok(vec![
-            Arc::new(event_type.clone()),
+            Some(Arc::new(event_type.clone())),
             int(self.person_id.0, Some(person)),
-            self.person_name.finish(rows, Some(person), text)?,
-            self.person_email.finish(rows, Some(person), text)?,
-            self.person_card.finish(rows, Some(person), text)?,
-            self.person_city.finish(rows, Some(person), text)?,
-            self.person_state.finish(rows, Some(person), text)?,
+            self.person_name.finish(rows, Some(person))?,
+            self.person_email.finish(rows, Some(person))?,
+            self.person_card.finish(rows, Some(person))?,
+            self.person_city.finish(rows, Some(person))?,
+            self.person_state.finish(rows, Some(person))?,
             int(self.auction_id.0, Some(auction)),
-            self.auction_item.finish(rows, Some(auction), text)?,
-            self.auction_description.finish(rows, Some(auction), text)?,
+            self.auction_item.finish(rows, Some(auction))?,
+            self.auction_description.finish(rows, Some(auction))?,
             int(self.auction_initial_bid.0, Some(auction)),
             int(self.auction_reserve.0, Some(auction)),
             time(self.auction_expires.0, Some(auction)),
@@ -754,10 +732,10 @@ impl Columns {
             int(self.bid_auction.0, Some(bid)),
             int(self.bid_bidder.0, Some(bid)),
             int(self.bid_price.0, Some(bid)),
-            self.bid_channel.finish(rows, Some(bid), text)?,
-            self.bid_url.finish(rows, Some(bid), text)?,
+            self.bid_channel.finish(rows, Some(bid))?,
+            self.bid_url.finish(rows, Some(bid))?,
             time(self.date_time, None),
-            self.extra.finish(rows, None, text)?,
+            self.extra.finish(rows, None)?,
             int(self.event_id, None),
         ])
     }
