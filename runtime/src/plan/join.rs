@@ -18,7 +18,7 @@ use super::check::Incoming;
 use crate::changelog::is_changelog;
 use crate::expr::CompiledExpr;
 use crate::ids::Millis;
-use crate::operator::join::{JoinConfig, JoinKind, TimeBound};
+use crate::operator::join::{JoinConfig, JoinKind, RowBound, TimeBound};
 
 /// A join as the SQL front end lowers it; names are Weir's column names in each input.
 #[derive(Debug, Clone, PartialEq)]
@@ -58,8 +58,11 @@ pub struct Compare {
 pub(super) struct Resolved {
     /// Key columns of each input.
     pub keys: [Vec<usize>; 2],
-    /// The interval, when the inputs' event-time columns are bounded both ways.
+    /// The interval, when the inputs' event-time columns are bounded both ways (one way
+    /// open where a row bound closes it).
     pub bound: Option<TimeBound>,
+    /// Each side's row bound.
+    pub row_bounds: [Option<RowBound>; 2],
     /// What is checked pair by pair, over the output.
     pub filter: Option<String>,
     /// The output.
@@ -127,6 +130,26 @@ pub(super) fn resolve(
             _ => filter.push(c.sql.clone()),
         }
     }
+    // An input that updates (a changelog) ends in its change kind, which is not a column of
+    // the join's output: the output's own says what each pair does.
+    let logs = [0, 1].map(|s| is_changelog(&inputs[s].schema));
+    let row_bounds = if spec.kind == JoinKind::Inner && !logs.iter().any(|l| *l) {
+        row_bounds(spec, inputs, [lo.is_none(), hi.is_none()])
+    } else {
+        [None, None]
+    };
+    // A way the event times leave open may be closed by each row's own column.
+    let (lo, hi) = match (lo, hi, row_bounds) {
+        (None, Some(hi), [Some(_), _]) => (Some(Millis::MIN), Some(hi)),
+        (Some(lo), None, [_, Some(_)]) => (Some(lo), Some(Millis::MAX)),
+        (None, None, [Some(_), Some(_)]) => (Some(Millis::MIN), Some(Millis::MAX)),
+        _ => (lo, hi),
+    };
+    let row_bounds = if lo.is_some() && hi.is_some() {
+        row_bounds
+    } else {
+        [None, None]
+    };
     let bound = match (lo, hi) {
         (Some(lo), Some(hi)) if lo > hi => {
             errs.push(err(format!(
@@ -142,9 +165,6 @@ pub(super) fn resolve(
             None
         }
     };
-    // An input that updates (a changelog) ends in its change kind, which is not a column of
-    // the join's output: the output's own says what each pair does.
-    let logs = [0, 1].map(|s| is_changelog(&inputs[s].schema));
     let data = |side: usize| crate::changelog::data_width(&inputs[side].schema);
     if bound.is_some() && logs.iter().any(|l| *l) {
         let which = if logs[0] { "left" } else { "right" };
@@ -198,6 +218,9 @@ pub(super) fn resolve(
         }
     }
     let time_from = match (bound, spec.kind) {
+        // A row bound lets a pair come any time before the row's own bound: no event time
+        // the watermark could be held back for.
+        _ if row_bounds.iter().any(Option::is_some) => None,
         (None, _) | (_, JoinKind::Full) => None,
         (Some(_), JoinKind::Right) => Some(1),
         (Some(_), _) => Some(0),
@@ -211,6 +234,7 @@ pub(super) fn resolve(
     Ok(Resolved {
         keys,
         bound,
+        row_bounds,
         filter,
         out: Incoming {
             schema,
@@ -220,6 +244,50 @@ pub(super) fn resolve(
         },
         time_from,
     })
+}
+
+/// Row bounds for the sides whose rows the event times leave unbounded (`open`: left,
+/// right): a comparison of a timestamp column of that side's rows (not its event time) with
+/// the other side's event time that caps the partner's time, `b.t <= a.expires` for a left
+/// row. The comparison stays in the pair-by-pair filter; the bound only says when the row can
+/// go.
+fn row_bounds(spec: &JoinSpec, inputs: [&Incoming; 2], open: [bool; 2]) -> [Option<RowBound>; 2] {
+    use datafusion::arrow::datatypes::{DataType, TimeUnit};
+    let times = [inputs[0].time_col, inputs[1].time_col];
+    let stamp = |side: usize, name: &str| {
+        let i = inputs[side].schema.index_of(name).ok()?;
+        let own = matches!(
+            inputs[side].schema.field(i).data_type(),
+            DataType::Timestamp(TimeUnit::Millisecond, _)
+        );
+        (own && Some(i) != times[side]).then_some(i)
+    };
+    let is_time = |side: usize, name: &str| {
+        times[side].is_some() && inputs[side].schema.index_of(name).ok() == times[side]
+    };
+    let mut out = [None, None];
+    for c in &spec.compares {
+        // left.c - right.t >= lo: a left row pairs with right rows up to left.c - lo.
+        if open[0]
+            && out[0].is_none()
+            && is_time(1, &c.right)
+            && let (Some(col), Some(lo)) = (stamp(0, &c.left), c.lo)
+        {
+            out[0] = Some(RowBound {
+                col,
+                offset: lo.saturating_neg(),
+            });
+        }
+        // left.t - right.c <= hi: a right row pairs with left rows up to right.c + hi.
+        if open[1]
+            && out[1].is_none()
+            && is_time(0, &c.left)
+            && let (Some(col), Some(hi)) = (stamp(1, &c.right), c.hi)
+        {
+            out[1] = Some(RowBound { col, offset: hi });
+        }
+    }
+    out
 }
 
 /// How long join `op` keeps rows, in words for `explain`: by its time bound, by `stateTtl`,
@@ -233,6 +301,37 @@ pub fn retention(op: &super::OpPlan) -> String {
         return String::new();
     };
     match (resolve(spec, [&input, &second], &op.path), spec.ttl) {
+        (
+            Ok(Resolved {
+                bound: Some(b),
+                row_bounds,
+                ..
+            }),
+            _,
+        ) if row_bounds.iter().any(Option::is_some) => {
+            let side = |s: usize, this: &super::check::Incoming, other: &super::check::Incoming| {
+                let name = |i: &super::check::Incoming, c: usize| i.schema.field(c).name().clone();
+                match (row_bounds[s], other.time_col) {
+                    (Some(rb), Some(t)) => format!(
+                        "a {} row until the watermark passes its `{}`{} (the latest `{}` it pairs with)",
+                        ["left", "right"][s],
+                        name(this, rb.col),
+                        offset(rb.offset),
+                        name(other, t),
+                    ),
+                    _ => format!(
+                        "a {} row until the watermark passes its event time{}",
+                        ["left", "right"][s],
+                        offset(if s == 0 { b.lo.saturating_neg() } else { b.hi }),
+                    ),
+                }
+            };
+            format!(
+                "join bounded by a column of the rows: {}, {}; rows behind the watermark dropped as late, output without event time",
+                side(0, &input, &second),
+                side(1, &second, &input)
+            )
+        }
         (
             Ok(Resolved {
                 bound: Some(b),
@@ -253,6 +352,15 @@ pub fn retention(op: &super::OpPlan) -> String {
         }
         (_, Some(ttl)) => format!("regular join: rows kept {ttl} ms of event time (stateTtl)"),
         (_, None) => "regular join: rows kept for ever (no stateTtl)".into(),
+    }
+}
+
+/// ` + 5 ms`, ` - 5 ms`, or nothing for 0.
+fn offset(ms: Millis) -> String {
+    match ms {
+        0 => String::new(),
+        m if m > 0 => format!(" + {m} ms"),
+        m => format!(" - {} ms", m.unsigned_abs()),
     }
 }
 
@@ -278,6 +386,7 @@ pub(super) fn config(
         keys: r.keys,
         time_cols: [inputs[0].time_col, inputs[1].time_col],
         time: r.bound,
+        row_bounds: r.row_bounds,
         filter,
         output: r.out.schema,
         time_from: r.time_from,

@@ -297,6 +297,46 @@ fn a_join_is_a_stage_fed_by_a_shuffle_of_each_input_by_its_keys() {
     );
 }
 
+/// `b.ts BETWEEN a.ts AND a.until`: bounded one way by event time, the other by a column of
+/// the left rows, so left rows go as the watermark passes their `until` and right rows as it
+/// passes their time. Without `until`'s bound, or in an outer join, a regular join as before.
+#[test]
+fn a_join_bounded_by_a_column_of_its_rows_drops_them_as_the_watermark_passes_it() {
+    let join = |kind: &str, cond: &str| {
+        let p = planned(&format!(
+            "{JOIN_SINKS}  INSERT INTO out SELECT a.order_id, b.amount
+    FROM (SELECT *, ts + INTERVAL '1' HOUR AS until FROM orders) a {kind} orders b
+    ON a.store_id = b.store_id AND {cond};\n"
+        ));
+        let op = p.stages[1].ops[0].op.clone();
+        (
+            super::join::retention(&op),
+            op.instantiate(128).expect("a join"),
+        )
+    };
+    let (words, op) = join("JOIN", "b.ts BETWEEN a.ts AND a.until");
+    assert!(
+        words.contains("a left row until the watermark passes its `until` (the latest `ts`")
+            && words.contains("a right row until the watermark passes its event time;"),
+        "{words}"
+    );
+    // A pair may come any time before `until`: no event time to hold the watermark for.
+    assert_eq!(op.watermark_delay(), 0);
+    let (words, _) = join(
+        "JOIN",
+        "b.ts >= a.ts AND b.ts <= a.until + INTERVAL '5' SECOND",
+    );
+    assert!(words.contains("its `until` + 5000 ms"), "{words}");
+    for (kind, cond) in [
+        ("JOIN", "b.ts >= a.ts"),
+        ("JOIN", "b.ts <= a.until"),
+        ("LEFT JOIN", "b.ts BETWEEN a.ts AND a.until"),
+    ] {
+        let (words, _) = join(kind, cond);
+        assert!(words.contains("regular join"), "{kind} {cond}: {words}");
+    }
+}
+
 #[test]
 fn joins_that_cannot_run_on_a_stream_are_refused_saying_why() {
     for (sql, words) in [

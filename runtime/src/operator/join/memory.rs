@@ -8,7 +8,7 @@ use std::hash::BuildHasher;
 use foldhash::fast::RandomState;
 use hashbrown::HashTable;
 
-use super::{Expiry, Kept};
+use super::Kept;
 use crate::ids::Millis;
 
 /// One input's kept rows. Keys are interned into slots, so that the expiry index holds a
@@ -65,7 +65,8 @@ impl Side {
     }
 
     /// Keep `kept` under `key`, to expire at `at` (`None`: never).
-    pub(super) fn push(&mut self, key: &[u8], kept: Kept, at: Option<Millis>) {
+    pub(super) fn push(&mut self, key: &[u8], mut kept: Kept, at: Option<Millis>) {
+        kept.until = at;
         let id = match self.find(key) {
             (Some(id), _) => id,
             (None, hash) => {
@@ -117,8 +118,9 @@ impl Side {
         self.free.push(id);
     }
 
-    /// Drop every row of this side (`side`) that `watermark` expires, returning them.
-    pub(super) fn expire(&mut self, side: usize, expiry: Expiry, watermark: Millis) -> Vec<Kept> {
+    /// Drop every row of this side that `watermark` expires (by when it was to, as kept),
+    /// returning them.
+    pub(super) fn expire(&mut self, watermark: Millis) -> Vec<Kept> {
         let mut gone = Vec::new();
         while let Some(&Reverse((at, id))) = self.expiries.peek() {
             if at > watermark {
@@ -133,7 +135,7 @@ impl Side {
             slot.indexed = None;
             let mut next: Option<Millis> = None;
             for kept in std::mem::take(&mut slot.rows) {
-                match expiry.at(side, kept.time) {
+                match kept.until {
                     Some(e) if e <= watermark => gone.push(kept),
                     e => {
                         next = match (next, e) {

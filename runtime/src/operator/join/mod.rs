@@ -12,6 +12,15 @@
 //!   watermark, so that nothing after it sees the results as late. Rows arriving behind the
 //!   watermark (they could only join rows already dropped) are dropped and counted as late,
 //!   as Flink's interval join does.
+//! - **Bounded by a row's own column**: a condition that bounds `left.t - right.t` one way
+//!   only, with the other way bounded by a timestamp column of the rows themselves against
+//!   the other side's event time (`b.t BETWEEN a.t AND a.expires`: an auction pairs with
+//!   bids up to its own expiry, a bid with auctions that began before it). Each row then
+//!   expires when the watermark passes the last time a partner could have, its own column's
+//!   value for the bounded side, as in an interval join; rows behind the watermark are
+//!   dropped as late too. The output carries no event time (a pair may come any time before
+//!   the row's own bound) and is append-only. Only for an inner join over inserts; otherwise
+//!   it is a regular join, as before.
 //! - **Regular** (no time bound): every row is kept until `stateTtl` of event time has
 //!   passed since it arrived, for ever without one. An outer regular join never learns that
 //!   a row will stay unmatched, so its output is a changelog ([`crate::changelog`]): an outer
@@ -97,6 +106,17 @@ pub struct TimeBound {
     pub hi: Millis,
 }
 
+/// A bound a row sets by a timestamp column of its own: a row of this side pairs only with
+/// the other side's rows at event time `<= row[col] + offset`, so it expires once the
+/// watermark passes that (null: it pairs with nothing and is not kept).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RowBound {
+    /// The column, in this side's input.
+    pub col: usize,
+    /// Added to the column's value.
+    pub offset: Millis,
+}
+
 /// Everything a join needs, as the planner checked it.
 pub struct JoinConfig {
     /// Inner or outer.
@@ -107,8 +127,11 @@ pub struct JoinConfig {
     pub keys: [Vec<usize>; 2],
     /// Event-time column of each input, if it has one (both, for a time bound).
     pub time_cols: [Option<usize>; 2],
-    /// The time bound, for an interval (or window) join.
+    /// The time bound, for an interval (or window) join; one way may be open (`lo` at
+    /// `MIN`, `hi` at `MAX`) where a row bound of the side it would expire closes it.
     pub time: Option<TimeBound>,
+    /// Each side's row bound ([`RowBound`]), with a time bound.
+    pub row_bounds: [Option<RowBound>; 2],
     /// The rest of the join condition, over the output's columns; a pair joins only when it
     /// is true.
     pub filter: Option<CompiledExpr>,
@@ -134,6 +157,12 @@ struct Kept {
     /// A varint in the checkpoint: one written when this was a `matched: bool` (a byte 0 or
     /// 1) reads as 0 or 1 partners, which is all an append-only input ever needed.
     matches: u32,
+    /// When it expires in memory (`None`: never), as it was kept (set by the memory side;
+    /// the disk side keeps it in its timers instead). Not in the checkpoint: a
+    /// restore works it out again from the row and this job's bounds, so a checkpoint
+    /// taken before a bound changed, or by a regular join, restores under the new one.
+    #[serde(skip)]
+    until: Option<Millis>,
 }
 
 /// The join operator of one subtask.
@@ -204,10 +233,52 @@ impl Join {
         })
     }
 
-    /// When a row of `side` at `time` can no longer be joined: the watermark at which no
-    /// partner can arrive any more (`None`: kept for ever).
-    fn expiry(&self, side: usize, time: Millis) -> Option<Millis> {
-        Expiry::of(&self.cfg).at(side, time)
+    /// When each row of `batch` (from `side`, at `times`) can no longer be joined: the
+    /// watermark at which no partner can arrive any more (`None`: kept for ever).
+    fn expiries(
+        &self,
+        side: usize,
+        batch: &RecordBatch,
+        times: &[Millis],
+    ) -> Result<Vec<Option<Millis>>> {
+        let by_time = times.iter().map(|&t| Expiry::of(&self.cfg).at(side, t));
+        let Some(rb) = self.cfg.row_bounds[side] else {
+            return Ok(by_time.collect());
+        };
+        let own = batch
+            .column(rb.col)
+            .as_primitive_opt::<TimestampMillisecondType>()
+            .ok_or_else(|| Error::internal("a join's row bound is not a millisecond timestamp"))?;
+        Ok(by_time
+            .enumerate()
+            .map(|(r, at)| {
+                // Null: the comparison is never true, so nothing pairs with it.
+                let mine = if own.is_null(r) {
+                    Millis::MIN
+                } else {
+                    own.value(r).saturating_add(rb.offset)
+                };
+                Some(at.map_or(mine, |at| at.min(mine)))
+            })
+            .collect())
+    }
+
+    /// [`Self::expiries`] of restored rows of `side`, decoded a chunk at a time.
+    fn restored_expiries(&self, side: usize, kept: &[Kept]) -> Result<Vec<Option<Millis>>> {
+        if self.cfg.row_bounds[side].is_none() {
+            return Ok(kept
+                .iter()
+                .map(|k| Expiry::of(&self.cfg).at(side, k.time))
+                .collect());
+        }
+        let mut out = Vec::with_capacity(kept.len());
+        for chunk in kept.chunks(8192) {
+            let cols = self.rows[side].decode(chunk.iter().map(|k| k.row.as_slice()))?;
+            let batch = RecordBatch::try_new(Arc::clone(&self.data[side]), cols)?;
+            let times: Vec<Millis> = chunk.iter().map(|k| k.time).collect();
+            out.extend(self.expiries(side, &batch, &times)?);
+        }
+        Ok(out)
     }
 
     /// Whether rows at `a` (side `side`) and `b` (the other side) satisfy the time bound.
@@ -244,8 +315,7 @@ impl Join {
             .collect())
     }
 
-    fn keep(&mut self, side: usize, key: &[u8], kept: Kept) {
-        let at = self.expiry(side, kept.time);
+    fn keep(&mut self, side: usize, key: &[u8], kept: Kept, at: Option<Millis>) {
         self.sides.push(side, key, kept, at);
     }
 
@@ -572,6 +642,7 @@ impl Join {
         let n_late = late.iter().filter(|l| **l).count();
         self.counters.late_records += n_late as u64;
         let whole = self.rows[side].rows(batch)?;
+        let expiries = self.expiries(side, batch, &times)?;
         let mut padded: Vec<(u32, Option<&[u8]>)> = Vec::new();
         for r in 0..batch.num_rows() {
             if late[r] {
@@ -579,10 +650,7 @@ impl Join {
             }
             let r32 = u32::try_from(r).map_err(|_| Error::internal("batch too large"))?;
             // Nothing can join a row once the other input has ended.
-            let expired = self.ended[other]
-                || self
-                    .expiry(side, times[r])
-                    .is_some_and(|at| at <= self.watermark);
+            let expired = self.ended[other] || expiries[r].is_some_and(|at| at <= self.watermark);
             if null_key[r] || expired {
                 // Nothing can join it later: it is complete now.
                 if matches[r] == 0 && self.cfg.kind.keeps_unmatched(side) {
@@ -598,8 +666,9 @@ impl Join {
                 row: whole.row(r).as_ref().to_vec(),
                 time: times[r],
                 matches: matches[r],
+                until: None,
             };
-            self.keep(side, keys.row(r).as_ref(), kept);
+            self.keep(side, keys.row(r).as_ref(), kept, expiries[r]);
         }
         if !padded.is_empty() {
             out.batches
@@ -662,9 +731,7 @@ impl Operator for Join {
         // A changelog emitted its unmatched rows when they came.
         let pad = [0, 1].map(|side| self.cfg.kind.keeps_unmatched(side) && !self.changelog);
         let wanted = |side: usize, k: &Kept| pad[side] && k.matches == 0;
-        let gone = self
-            .sides
-            .expire(Expiry::of(&self.cfg), self.watermark, wanted)?;
+        let gone = self.sides.expire(self.watermark, wanted)?;
         for (side, gone) in gone.into_iter().enumerate() {
             let unmatched: Vec<Vec<u8>> = gone.into_iter().map(|k| k.row).collect();
             self.padded(side, &unmatched, Kind::Insert, out)?;
@@ -691,7 +758,7 @@ impl Operator for Join {
         match (self.cfg.time, self.cfg.time_from) {
             // Left time: a left row joined by a right row just after the watermark can lie
             // `-lo` behind it.
-            (Some(b), Some(0)) => (-b.lo).max(0),
+            (Some(b), Some(0)) => b.lo.saturating_neg().max(0),
             (Some(b), Some(_)) => b.hi.max(0),
             _ => 0,
         }
@@ -744,12 +811,12 @@ impl Operator for Join {
                 .collect::<Vec<_>>()
         });
         self.check_restored(&keys, rows)?;
-        for (key, (left, right)) in restored {
-            for kept in left {
-                self.keep(0, &key, kept);
-            }
-            for kept in right {
-                self.keep(1, &key, kept);
+        for (key, sides) in restored {
+            for (side, kept) in [(0, sides.0), (1, sides.1)] {
+                let expiries = self.restored_expiries(side, &kept)?;
+                for (kept, at) in kept.into_iter().zip(expiries) {
+                    self.keep(side, &key, kept, at);
+                }
             }
         }
         self.sides.flush()

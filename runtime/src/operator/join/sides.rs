@@ -2,9 +2,9 @@
 //! join's logic sees one interface: read a batch's keys ([`Sides::load`]), look rows up,
 //! change or take them, keep new ones, and write the batch's changes ([`Sides::flush`]).
 
+use super::Kept;
 use super::disk::DiskSides;
 use super::memory::Side;
-use super::{Expiry, Kept};
 use crate::error::Result;
 use crate::ids::Millis;
 
@@ -69,13 +69,12 @@ impl Sides {
     /// Drop the rows `watermark` expires, returning each side's that `wanted` picks.
     pub(super) fn expire(
         &mut self,
-        expiry: Expiry,
         watermark: Millis,
         wanted: impl Fn(usize, &Kept) -> bool,
     ) -> Result<[Vec<Kept>; 2]> {
         match self {
             Self::Memory(m) => Ok([0, 1].map(|s| {
-                let gone = m[s].expire(s, expiry, watermark);
+                let gone = m[s].expire(watermark);
                 gone.into_iter().filter(|k| wanted(s, k)).collect()
             })),
             Self::Disk(d) => d.expire(watermark, wanted),
