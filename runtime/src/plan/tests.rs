@@ -261,13 +261,29 @@ fn a_join_is_a_stage_fed_by_a_shuffle_of_each_input_by_its_keys() {
     ));
     let s = shape(&p);
     // The source stage filters the left input before it is shuffled (the one-input part
-    // of the WHERE), and shuffles both.
-    assert_eq!(s[0].0, [("filter", vec![None])]);
+    // of the WHERE), narrows the right one to what the statement reads of it (not its
+    // order_id), and shuffles both.
+    assert_eq!(s[0].0, [("filter", vec![None]), ("select", vec![None])]);
+    let columns = |e: usize| -> Vec<String> {
+        p.edges[e]
+            .schema
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect()
+    };
+    assert_eq!(columns(0), ["order_id", "store_id", "amount", "ts"]);
+    assert_eq!(columns(1), ["store_id", "amount", "ts"]);
     assert_eq!(s[1].0, [("join", vec![None]), ("select", vec![Some(0)])]);
     assert_eq!(p.stages[1].inputs, [0, 1]);
     for (e, port) in p.edges.iter().zip([0, 1]) {
         assert_eq!((e.to, e.port, e.forward), (1, port, false));
-        assert_eq!(e.keys, [1], "shuffled by store_id");
+        let keys: Vec<&str> = e
+            .keys
+            .iter()
+            .map(|&k| e.schema.field(k).name().as_str())
+            .collect();
+        assert_eq!(keys, ["store_id"]);
     }
     let Operation::Join(j) = &p.stages[1].ops[0].op.operation else {
         panic!("not a join")
@@ -294,6 +310,50 @@ fn a_join_is_a_stage_fed_by_a_shuffle_of_each_input_by_its_keys() {
     assert_eq!(
         op.instantiate(128).expect("a join").watermark_delay(),
         60_000
+    );
+}
+
+/// A join keeps of each input only what the statement reads of it above the join, its
+/// condition's columns and its timestamps; under a node whose reads are not worked out (a
+/// `ROW_NUMBER()` top-N) it keeps every column.
+#[test]
+fn a_join_keeps_only_the_columns_read_above_it() {
+    let into_join = |sql: &str| {
+        let p = planned(&format!("{JOIN_SINKS}  INSERT INTO out {sql};\n"));
+        let join = p
+            .stages
+            .iter()
+            .position(|s| {
+                s.ops
+                    .first()
+                    .is_some_and(|o| matches!(o.op.operation, Operation::Join(_)))
+            })
+            .expect("a join stage");
+        p.edges
+            .iter()
+            .filter(|e| e.to == join)
+            .map(|e| {
+                e.schema
+                    .fields()
+                    .iter()
+                    .map(|f| f.name().clone())
+                    .collect::<Vec<_>>()
+            })
+            .collect::<Vec<_>>()
+    };
+    let on = "ON a.store_id = b.store_id AND b.ts BETWEEN a.ts AND a.ts + INTERVAL '1' MINUTE";
+    assert_eq!(
+        into_join(&format!(
+            "SELECT a.store_id, max(b.amount) AS top FROM orders a JOIN orders b {on} GROUP BY a.store_id"
+        )),
+        [vec!["store_id", "ts"], vec!["store_id", "amount", "ts"]]
+    );
+    let all = vec!["order_id", "store_id", "amount", "ts"];
+    assert_eq!(
+        into_join(&format!(
+            "SELECT order_id, amount FROM (SELECT a.order_id, b.amount, ROW_NUMBER() OVER (PARTITION BY a.order_id ORDER BY b.amount DESC) AS rn FROM orders a JOIN orders b {on}) WHERE rn <= 1"
+        )),
+        [all.clone(), all]
     );
 }
 

@@ -9,7 +9,7 @@ use datafusion::common::{Column, DFSchemaRef, ScalarValue};
 use datafusion::logical_expr::utils::split_conjunction;
 use datafusion::logical_expr::{BinaryExpr, Expr, Join, JoinType, Operator};
 
-use super::lower::{Context, Lowered, lower_node, to_sql, weir_name};
+use super::lower::{Context, Lowered, lower_node, same_column, to_sql, weir_name};
 use crate::ids::Millis;
 use crate::operator::join::JoinKind;
 use crate::plan::flow::Step;
@@ -41,6 +41,12 @@ pub(super) fn lower(
             "a window table function is only supported under `GROUP BY window_start, window_end, ...`; group each input of the join first"
                 .into(),
         );
+    }
+    if let Some(needed) = cx.join_needs.and_then(|n| n.of_join(join)) {
+        let inputs = [join.left.schema(), join.right.schema()];
+        for (side, schema) in sides.iter_mut().zip(inputs) {
+            narrow(side, schema, needed)?;
+        }
     }
     // The output: the left input's columns, then the right's, each keeping its name unless
     // the left has it already.
@@ -128,6 +134,41 @@ pub(super) fn lower(
         names,
         pending: None,
     })
+}
+
+/// Keep of one input of a join only the columns `needed` (what the statement reads of the
+/// join's output, and its condition's columns) and its timestamps (its event time, and any
+/// column that may bound how long its rows are kept): a select step at the end of its
+/// steps, unless it keeps everything.
+fn narrow(side: &mut Lowered, schema: &DFSchemaRef, needed: &[Column]) -> Result<(), String> {
+    use datafusion::arrow::datatypes::DataType;
+    let kept: Vec<Column> = schema
+        .columns()
+        .into_iter()
+        .zip(schema.fields())
+        .filter(|(c, f)| {
+            matches!(f.data_type(), DataType::Timestamp(..))
+                || needed.iter().any(|n| same_column(c, n))
+        })
+        .map(|(c, _)| c)
+        .collect();
+    let names: Vec<(Column, String)> = side
+        .names
+        .iter()
+        .filter(|(c, _)| kept.iter().any(|k| same_column(k, c)))
+        .cloned()
+        .collect();
+    if names.len() == side.names.len() || names.is_empty() {
+        return Ok(());
+    }
+    let mut select = indexmap::IndexMap::new();
+    for (c, w) in &names {
+        select.insert(w.clone(), to_sql(&Expr::Column(c.clone()), &side.names)?);
+    }
+    side.steps
+        .push(Step::Transform(weir_crds::Transform::Select(select)));
+    side.names = names;
+    Ok(())
 }
 
 /// The one input whose columns `e` reads, if it reads columns of one input only.

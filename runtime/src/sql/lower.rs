@@ -44,6 +44,7 @@ pub struct SourceTable {
 
 /// What a plan node may read: the sources (the job's `source` first, then its `sources`),
 /// window tables and views defined before.
+#[derive(Clone, Copy)]
 pub struct Context<'a> {
     /// The sources, in the plan's order.
     pub sources: &'a [SourceTable],
@@ -53,6 +54,8 @@ pub struct Context<'a> {
     pub views: &'a [(String, LogicalPlan)],
     /// How long a regular join keeps a row (`stateTtl`), in milliseconds of event time.
     pub state_ttl: Option<crate::ids::Millis>,
+    /// What the statement reads of each join's output (set by [`lower`]).
+    pub join_needs: Option<&'a super::needs::JoinNeeds>,
 }
 
 /// Lower `plan`.
@@ -61,7 +64,12 @@ pub struct Context<'a> {
 /// The construct that has no streaming operator, or an expression that cannot be written
 /// back as SQL, in words for the user.
 pub fn lower(plan: &LogicalPlan, cx: &Context<'_>) -> Result<Lowered, String> {
-    let mut out = lower_node(plan, cx)?;
+    let needs = super::needs::JoinNeeds::of(plan);
+    let cx = Context {
+        join_needs: Some(&needs),
+        ..*cx
+    };
+    let mut out = lower_node(plan, &cx)?;
     if let Some(w) = out.pending.take() {
         return Err(format!(
             "a window table function is only supported under `GROUP BY window_start, window_end, ...`; {}({}) here has none",
@@ -374,7 +382,7 @@ fn field_names(schema: &DFSchemaRef) -> Vec<String> {
 
 /// Whether `r`, as an expression refers to it, is column `d` of a node: the same name, and
 /// the same table where both say one.
-fn same_column(d: &Column, r: &Column) -> bool {
+pub(super) fn same_column(d: &Column, r: &Column) -> bool {
     d.name == r.name && (d.relation.is_none() || r.relation.is_none() || d.relation == r.relation)
 }
 

@@ -13,6 +13,7 @@ mod catalog;
 mod group_by;
 mod join;
 mod lower;
+mod needs;
 mod top_n;
 
 #[cfg(test)]
@@ -89,6 +90,7 @@ pub fn lower_script(job: &JobFile, schemas: &[SchemaRef]) -> Result<Lowered, Vec
             windows: &windows,
             views: &views,
             state_ttl: job.pipeline.state_ttl.map(|d| d.as_millis_i64()),
+            join_needs: None,
         };
         let planned = statement(st, &cx);
         match (planned, &st.target) {
