@@ -368,3 +368,41 @@ fn another_max_parallelism_is_refused() {
         .to_string();
     assert!(e.contains("maxParallelism 128, the job has 64"), "{e}");
 }
+
+/// A SQL join keeps of each input only the columns its statement reads, so a statement that
+/// reads another column of it keeps other rows than its checkpoint holds: refused, naming the
+/// join, unless dropped. Reading a column the join already keeps (its condition's) changes
+/// nothing.
+#[test]
+fn a_join_whose_statement_reads_other_columns_is_refused_unless_dropped() {
+    let join = |select: &str| {
+        sql(
+            "",
+            &["pairs"],
+            &format!(
+                "  INSERT INTO pairs SELECT {select} FROM orders a JOIN orders b
+    ON a.store_id = b.store_id AND b.ts BETWEEN a.ts AND a.ts + INTERVAL '1' MINUTE;\n"
+            ),
+        )
+    };
+    let before = join("a.store_id, b.amount");
+    let e = refusal(&before, &join("a.store_id, a.amount AS paid, b.amount"));
+    assert!(e.contains("operator `pairs/join-0`"), "{e}");
+    assert!(e.contains("amount"), "{e}");
+    let r = restore(
+        &before,
+        &join("a.store_id, a.amount AS paid, b.amount"),
+        false,
+        &["pairs/join-0"],
+    )
+    .expect("dropped");
+    assert!(!kept(&r, "pairs/join-0"));
+    let r = restore(
+        &before,
+        &join("a.store_id, b.store_id AS other, b.amount"),
+        false,
+        &[],
+    )
+    .expect("store_id was kept already");
+    assert!(kept(&r, "pairs/join-0"));
+}
