@@ -1,44 +1,15 @@
-//! Serde forms for the byte strings operators keep (keys, rows, distinct values): written as
+//! Serde forms for the byte strings operators keep (keys, rows, distinct values; a
+//! `count(DISTINCT)`'s set has its own, `window::distinct`): written as
 //! bytes, a length and one copy, instead of as a sequence of `u8`, one serializer call per
 //! byte, which took a fifth of the CPU time of queries with large state checkpointed every
 //! second. In postcard, the checkpoint format, both forms are the same bytes, so checkpoints
 //! written before still restore, and these ones restore in a build from before.
 
-use std::collections::{HashMap, HashSet};
-use std::hash::{BuildHasher, Hash};
+use std::collections::HashMap;
+use std::hash::BuildHasher;
 
-use serde::{Deserialize, Deserializer, Serializer};
+use serde::{Deserializer, Serializer};
 use serde_bytes::{ByteBuf, Bytes};
-
-/// A set of byte strings (a `count(DISTINCT)`'s values), of any type that holds bytes.
-pub mod set {
-    use super::{
-        BuildHasher, ByteBuf, Bytes, Deserialize, Deserializer, Hash, HashSet, Serializer,
-    };
-
-    /// # Errors
-    /// The serializer's.
-    pub fn serialize<S: Serializer, T: AsRef<[u8]>, H>(
-        set: &HashSet<T, H>,
-        s: S,
-    ) -> Result<S::Ok, S::Error> {
-        s.collect_seq(set.iter().map(|v| Bytes::new(v.as_ref())))
-    }
-
-    /// # Errors
-    /// The deserializer's.
-    pub fn deserialize<'de, D, T, H>(d: D) -> Result<HashSet<T, H>, D::Error>
-    where
-        D: Deserializer<'de>,
-        T: From<Vec<u8>> + Eq + Hash,
-        H: BuildHasher + Default,
-    {
-        let values = Vec::<ByteBuf>::deserialize(d)?;
-        let mut set = HashSet::with_capacity_and_hasher(values.len(), H::default());
-        set.extend(values.into_iter().map(|v| T::from(v.into_vec())));
-        Ok(set)
-    }
-}
 
 /// A map from byte strings to counts (a retractable `count(DISTINCT)`'s values).
 pub mod counted {
@@ -95,35 +66,13 @@ mod tests {
 
     use serde::{Deserialize, Serialize};
 
-    use super::{counted, set};
-    use crate::operator::window::accumulators::DistinctValue;
-
-    #[derive(Debug, PartialEq, Serialize, Deserialize)]
-    struct Set(#[serde(with = "set")] foldhash::HashSet<DistinctValue>);
+    use super::counted;
 
     #[derive(Debug, PartialEq, Serialize, Deserialize)]
     struct Counted(#[serde(with = "counted")] foldhash::HashMap<Vec<u8>, i64>);
 
     fn values() -> Vec<Vec<u8>> {
         vec![Vec::new(), b"a".to_vec(), vec![0; 200], (0..=255).collect()]
-    }
-
-    #[test]
-    fn sets_read_what_the_plain_form_wrote_and_the_other_way() {
-        let plain: std::collections::HashSet<Vec<u8>> = values().into_iter().collect();
-        let ours = Set(values().into_iter().map(DistinctValue::from_vec).collect());
-        let read: Set = postcard::from_bytes(&postcard::to_stdvec(&plain).unwrap()).unwrap();
-        assert_eq!(read, ours);
-        let back: std::collections::HashSet<Vec<u8>> =
-            postcard::from_bytes(&postcard::to_stdvec(&ours).unwrap()).unwrap();
-        assert_eq!(back, plain);
-        // One value, so one order: the very same bytes.
-        let one: std::collections::HashSet<Vec<u8>> = [b"xyz".to_vec()].into_iter().collect();
-        let ours_one = Set([DistinctValue::from_slice(b"xyz")].into_iter().collect());
-        assert_eq!(
-            postcard::to_stdvec(&one).unwrap(),
-            postcard::to_stdvec(&ours_one).unwrap()
-        );
     }
 
     #[test]

@@ -32,7 +32,7 @@ use super::retract::{Retractable, float_key};
 use crate::error::Result;
 use crate::keys::key_group;
 use crate::operator::window::Aggregate;
-use crate::operator::window::accumulators::{Acc, DistinctValue, Value};
+use crate::operator::window::accumulators::{Acc, Value};
 use crate::state::disk::{from_ordered, length_prefixed, ordered};
 
 /// The family of held values, among the `GROUP BY`'s.
@@ -432,7 +432,7 @@ impl Holds for Acc {
         if set.len() < at_least {
             return None;
         }
-        let values: Vec<(Vec<u8>, i64)> = set.drain().map(|v| (v.into_vec(), 1)).collect();
+        let values: Vec<(Vec<u8>, i64)> = set.drain().into_iter().map(|v| (v, 1)).collect();
         *self = Self::Count(values.len() as i64);
         Some(values)
     }
@@ -443,12 +443,7 @@ impl Holds for Acc {
 
     fn give(&mut self, values: Vec<(Vec<u8>, i64)>) {
         if matches!(self, Self::Count(_)) {
-            *self = Self::Distinct(
-                values
-                    .into_iter()
-                    .map(|(v, _)| DistinctValue::from_vec(v))
-                    .collect(),
-            );
+            *self = Self::Distinct(values.into_iter().map(|(v, _)| v).collect());
         }
     }
 

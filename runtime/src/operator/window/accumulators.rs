@@ -11,18 +11,12 @@ use datafusion::arrow::array::{
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Float64Type, Int64Type};
 use datafusion::arrow::row::{RowConverter, SortField};
-use foldhash::{HashSet, HashSetExt};
 use serde::{Deserialize, Serialize};
 use weir_crds::AggregateFn;
 
+use super::distinct::DistinctSet;
 use super::{Aggregate, ValueKind};
 use crate::error::{Error, Result};
-
-/// A `count(DISTINCT)` value, in Arrow's row format. Values of up to 16 bytes (any number,
-/// date or short string) are kept inline: no allocation per value, and a set's values lie in
-/// its table, where a checkpoint reads them in order rather than one pointer each. Inserting
-/// and checkpointing these sets bound q15 and q16.
-pub type DistinctValue = smallvec::SmallVec<[u8; 16]>;
 
 /// One group's accumulator for one aggregate. Its serde form is checkpoint format.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -44,7 +38,7 @@ pub enum Acc {
     /// `avg`: sum and count.
     Avg(f64, i64),
     /// `count_distinct`: the row-format values seen.
-    Distinct(#[serde(with = "crate::operator::byte_strings::set")] HashSet<DistinctValue>),
+    Distinct(DistinctSet),
 }
 
 /// Whether restored accumulators fit the job's aggregates: as many, and each of the kind its
@@ -100,7 +94,7 @@ impl Acc {
         let int = matches!(a.kind, ValueKind::Int { .. });
         match a.func {
             AggregateFn::Count => Self::Count(0),
-            AggregateFn::CountDistinct => Self::Distinct(HashSet::new()),
+            AggregateFn::CountDistinct => Self::Distinct(DistinctSet::default()),
             AggregateFn::Avg => Self::Avg(0.0, 0),
             AggregateFn::Sum if int => Self::SumI(0),
             AggregateFn::Sum => Self::SumF(0.0),
@@ -117,7 +111,7 @@ impl Acc {
             (Self::Count(c), Value::Star) => *c += 1,
             (Self::Count(c), Value::Valid(valid)) => *c += i64::from(valid.is_valid(row)),
             (Self::Distinct(set), Value::Rows(conv_rows, valid)) if valid.is_valid(row) => {
-                set.insert(DistinctValue::from_slice(conv_rows.row(row).as_ref()));
+                set.insert(conv_rows.row(row).as_ref());
             }
             (acc, Value::Int(a)) if a.is_valid(row) => {
                 let x = a.value(row);
@@ -343,7 +337,7 @@ pub enum Column {
     /// Sums and counts.
     Avg(Vec<(f64, i64)>),
     /// Distinct values.
-    Distinct(Vec<HashSet<DistinctValue>>),
+    Distinct(Vec<DistinctSet>),
 }
 
 /// `f(slot, row)` for each row and its group, the per-aggregate inner loop. Rows where
@@ -394,7 +388,7 @@ impl Column {
             Self::MinI(v) | Self::MaxI(v) => v.resize(groups, None),
             Self::MinF(v) | Self::MaxF(v) => v.resize(groups, None),
             Self::Avg(v) => v.resize(groups, (0.0, 0)),
-            Self::Distinct(v) => v.resize_with(groups, HashSet::new),
+            Self::Distinct(v) => v.resize_with(groups, DistinctSet::default),
         }
     }
 
@@ -408,7 +402,7 @@ impl Column {
             }
             (Self::Count(c), Value::Valid(a)) => each(c, rows, groups, *a, |c, _| *c += 1),
             (Self::Distinct(sets), Value::Rows(conv, a)) => each(sets, rows, groups, *a, |s, r| {
-                s.insert(DistinctValue::from_slice(conv.row(r).as_ref()));
+                s.insert(conv.row(r).as_ref());
             }),
             (Self::SumI(s), Value::Int(a)) => each(s, rows, groups, *a, |s, r| {
                 *s = s.wrapping_add(a.value(r));

@@ -27,6 +27,7 @@ pub const WINDOW_END: &str = "window_end";
 pub(crate) mod accumulators;
 mod aligned;
 mod disk;
+pub(crate) mod distinct;
 mod groups;
 mod session;
 #[cfg(test)]
