@@ -264,7 +264,7 @@ impl Join {
     }
 
     /// [`Self::expiries`] of restored rows of `side`, decoded a chunk at a time.
-    fn restored_expiries(&self, side: usize, kept: &[Kept]) -> Result<Vec<Option<Millis>>> {
+    fn restored_expiries(&self, side: usize, kept: &[&Kept]) -> Result<Vec<Option<Millis>>> {
         if self.cfg.row_bounds[side].is_none() {
             return Ok(kept
                 .iter()
@@ -811,10 +811,22 @@ impl Operator for Join {
                 .collect::<Vec<_>>()
         });
         self.check_restored(&keys, rows)?;
+        // Every side's rows at once, in the order they are kept below: a row bound decodes
+        // them, in chunks rather than once per key.
+        let mut expiries = Vec::with_capacity(2);
+        for side in 0..2 {
+            let all: Vec<&Kept> = restored
+                .iter()
+                .flat_map(|(_, v)| if side == 0 { &v.0 } else { &v.1 })
+                .collect();
+            expiries.push(self.restored_expiries(side, &all)?.into_iter());
+        }
         for (key, sides) in restored {
-            for (side, kept) in [(0, sides.0), (1, sides.1)] {
-                let expiries = self.restored_expiries(side, &kept)?;
-                for (kept, at) in kept.into_iter().zip(expiries) {
+            for (side, list) in [(0, sides.0), (1, sides.1)] {
+                for kept in list {
+                    let at = expiries[side]
+                        .next()
+                        .ok_or_else(|| Error::internal("a restored row without its expiry"))?;
                     self.keep(side, &key, kept, at);
                 }
             }
