@@ -241,7 +241,7 @@ impl Join {
         batch: &RecordBatch,
         times: &[Millis],
     ) -> Result<Vec<Option<Millis>>> {
-        let by_time = times.iter().map(|&t| Expiry::of(&self.cfg).at(side, t));
+        let by_time = self.by_time(side, times.iter().copied());
         let Some(rb) = self.cfg.row_bounds[side] else {
             return Ok(by_time.collect());
         };
@@ -263,13 +263,20 @@ impl Join {
             .collect())
     }
 
+    /// Expiries of rows of `side` at `times` by the time bound or `stateTtl` alone.
+    fn by_time(
+        &self,
+        side: usize,
+        times: impl Iterator<Item = Millis>,
+    ) -> impl Iterator<Item = Option<Millis>> {
+        let expiry = Expiry::of(&self.cfg);
+        times.map(move |t| expiry.at(side, t))
+    }
+
     /// [`Self::expiries`] of restored rows of `side`, decoded a chunk at a time.
     fn restored_expiries(&self, side: usize, kept: &[&Kept]) -> Result<Vec<Option<Millis>>> {
         if self.cfg.row_bounds[side].is_none() {
-            return Ok(kept
-                .iter()
-                .map(|k| Expiry::of(&self.cfg).at(side, k.time))
-                .collect());
+            return Ok(self.by_time(side, kept.iter().map(|k| k.time)).collect());
         }
         let mut out = Vec::with_capacity(kept.len());
         for chunk in kept.chunks(8192) {
@@ -313,10 +320,6 @@ impl Join {
                 }
             })
             .collect())
-    }
-
-    fn keep(&mut self, side: usize, key: &[u8], kept: Kept, at: Option<Millis>) {
-        self.sides.push(side, key, kept, at);
     }
 
     /// Read the keys of `batch`'s rows (`keys`, from `side`; but null ones) into `sides`.
@@ -668,7 +671,8 @@ impl Join {
                 matches: matches[r],
                 until: None,
             };
-            self.keep(side, keys.row(r).as_ref(), kept, expiries[r]);
+            self.sides
+                .push(side, keys.row(r).as_ref(), kept, expiries[r]);
         }
         if !padded.is_empty() {
             out.batches
@@ -827,7 +831,7 @@ impl Operator for Join {
                     let at = expiries[side]
                         .next()
                         .ok_or_else(|| Error::internal("a restored row without its expiry"))?;
-                    self.keep(side, &key, kept, at);
+                    self.sides.push(side, &key, kept, at);
                 }
             }
         }
