@@ -287,7 +287,21 @@ pub fn verify(bytes: &[u8], expected: u32, expected_len: u64) -> Result<(), Corr
 /// # Errors
 /// postcard errors (none for these types in practice).
 pub fn encode_state(s: &TaskState) -> Result<Vec<u8>, CorruptError> {
-    postcard::to_stdvec(s).map_err(|e| CorruptError::Decode(e.to_string()))
+    // The file is mostly key groups and write-ahead rows, copied in whole: a buffer sized for
+    // them up front copies a state of hundreds of MiB once, where a growing one copies it
+    // again at each doubling (and faults in each new buffer's pages).
+    let groups: usize = s
+        .operators
+        .iter()
+        .map(|(id, groups)| id.len() + groups.iter().map(|(_, b)| b.len() + 16).sum::<usize>())
+        .sum();
+    let rows: usize = s
+        .write_ahead
+        .iter()
+        .map(|w| w.sink.len() + w.data.len() + 32)
+        .sum();
+    postcard::to_extend(s, Vec::with_capacity(groups + rows + 4096))
+        .map_err(|e| CorruptError::Decode(e.to_string()))
 }
 
 /// Decode a subtask's state (after [`verify`]).
