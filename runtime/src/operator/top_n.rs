@@ -157,31 +157,69 @@ impl TopN {
         })
     }
 
-    fn keep(&mut self, key: &[u8], ranked: Ranked) {
-        let n = self.cfg.n;
-        let time = ranked.2;
-        let list = self.parts.entry(key.to_vec()).or_default();
+    /// Keep the row (`sort`, `row`) of event time `time` in partition `key` if it ranks in the
+    /// top N (over a changelog: always). With `saved` (an updating top-N), first save there
+    /// the partition's top N as the batch found it, to emit the difference: a partition the
+    /// batch leaves alone is not copied, and a row that does not rank is not even allocated
+    /// (a bid below an auction's ten best, in q19).
+    fn keep<'k>(
+        &mut self,
+        key: &'k [u8],
+        (sort, row, time): (&[u8], &[u8], Millis),
+        saved: Option<&mut Saved<'k>>,
+    ) {
+        let (n, log) = (self.cfg.n, self.log);
+        let ranked = || Ranked(sort.to_vec(), row.to_vec(), time);
         // On disk a new partition is due when it is stored (`due`).
-        if list.is_empty() && self.cfg.time_col.is_some() && self.disk.is_none() {
+        let due = self.cfg.time_col.is_some() && self.disk.is_none();
+        if let Some(list) = self.parts.get_mut(key) {
+            let at = list.partition_point(|r| (r.0.as_slice(), r.1.as_slice()) <= (sort, row));
+            if !log && at >= n {
+                return;
+            }
+            if let Some(saved) = saved {
+                saved.entry(key).or_insert_with(|| best(list, n));
+            }
+            if list.is_empty() && due {
+                self.due.insert((time, key.to_vec()));
+            }
+            list.insert(at, ranked());
+            if !log {
+                list.truncate(n);
+            }
+            return;
+        }
+        if !log && n == 0 {
+            return;
+        }
+        if let Some(saved) = saved {
+            // It held nothing.
+            saved.entry(key).or_default();
+        }
+        if due {
             self.due.insert((time, key.to_vec()));
         }
-        let at = list.partition_point(|r| (&r.0, &r.1) <= (&ranked.0, &ranked.1));
-        if self.log {
-            list.insert(at, ranked);
-        } else if at < n {
-            list.insert(at, ranked);
-            list.truncate(n);
-        }
+        self.parts.insert(key.to_vec(), vec![ranked()]);
     }
 
     /// Take one row of sort key `sort` and whole row `row` out of partition `key`, if it
-    /// holds one (a row expired by `stateTtl` does not).
-    fn take_back(&mut self, key: &[u8], sort: &[u8], row: &[u8]) {
+    /// holds one (a row expired by `stateTtl` does not), saving the partition's top N first as
+    /// [`Self::keep`] does.
+    fn take_back<'k>(
+        &mut self,
+        key: &'k [u8],
+        (sort, row): (&[u8], &[u8]),
+        saved: Option<&mut Saved<'k>>,
+    ) {
+        let n = self.cfg.n;
         let Some(list) = self.parts.get_mut(key) else {
             return;
         };
         if let Ok(i) = list.binary_search_by(|r| (r.0.as_slice(), r.1.as_slice()).cmp(&(sort, row)))
         {
+            if let Some(saved) = saved {
+                saved.entry(key).or_insert_with(|| best(list, n));
+            }
             list.remove(i);
         }
         if list.is_empty() {
@@ -193,7 +231,7 @@ impl TopN {
     fn held(&self, key: &[u8]) -> Vec<Vec<u8>> {
         self.parts
             .get(key)
-            .map(|l| l.iter().take(self.cfg.n).map(|r| r.1.clone()).collect())
+            .map(|l| best(l, self.cfg.n))
             .unwrap_or_default()
     }
 
@@ -215,6 +253,14 @@ impl TopN {
             .push(RecordBatch::try_new(Arc::clone(&self.cfg.output), columns)?);
         Ok(())
     }
+}
+
+/// Partitions an updating top-N's batch changed, with their top N as the batch found them.
+type Saved<'k> = HashMap<&'k [u8], Vec<Vec<u8>>>;
+
+/// The whole rows of `list`'s top `n`, best first.
+fn best(list: &[Ranked], n: usize) -> Vec<Vec<u8>> {
+    list.iter().take(n).map(|r| r.1.clone()).collect()
 }
 
 /// When a window top-N's partition (`list`) is complete: at its rows' event time.
@@ -252,13 +298,9 @@ impl Operator for TopN {
         if let Some(d) = &mut self.disk {
             d.load(&touched, &mut self.parts)?;
         }
-        // An updating top-N: each touched partition's rows before this batch (no row of one
-        // is late: lateness needs event time in the partition).
-        let before: Vec<(&[u8], Vec<Vec<u8>>)> = if ts.is_none() {
-            touched.iter().map(|k| (*k, self.held(k))).collect()
-        } else {
-            Vec::new()
-        };
+        // An updating top-N: the partitions this batch changes, as it found them (no row of
+        // one is late: lateness needs event time in the partition).
+        let mut saved: Option<Saved<'_>> = ts.is_none().then(HashMap::new);
         let ttl_times = super::event_times(&batch, self.cfg.ttl.map(|t| t.0), "top-n")?;
         let mut newest: HashMap<&[u8], Millis> = HashMap::new();
         for r in 0..batch.num_rows() {
@@ -272,20 +314,16 @@ impl Operator for TopN {
                 continue;
             }
             let key = keys.row(r).data();
+            let (s, w) = (sort.row(r), whole.row(r));
             if kinds.as_ref().is_some_and(|k| k[r].retracts()) {
-                self.take_back(key, sort.row(r).as_ref(), whole.row(r).as_ref());
+                self.take_back(key, (s.as_ref(), w.as_ref()), saved.as_mut());
                 continue;
             }
             if let Some(tt) = ttl_times.filter(|tt| tt.is_valid(r)) {
                 let t = newest.entry(key).or_insert(Millis::MIN);
                 *t = (*t).max(tt.value(r));
             }
-            let ranked = Ranked(
-                sort.row(r).as_ref().to_vec(),
-                whole.row(r).as_ref().to_vec(),
-                t,
-            );
-            self.keep(key, ranked);
+            self.keep(key, (s.as_ref(), w.as_ref(), t), saved.as_mut());
         }
         if let (Some(ttl), None) = (&mut self.ttl, &self.disk) {
             for (key, t) in &newest {
@@ -293,7 +331,11 @@ impl Operator for TopN {
             }
         }
         let mut rows: Vec<(Vec<u8>, i64, Kind)> = Vec::new();
-        for (key, old) in before {
+        // In the order the batch first touched them.
+        let changed = touched
+            .iter()
+            .filter_map(|k| Some((*k, saved.as_mut()?.remove(k)?)));
+        for (key, old) in changed.collect::<Vec<_>>() {
             let held = self.held(key);
             let now = held.len();
             for (i, new) in held.into_iter().enumerate() {
@@ -426,8 +468,8 @@ impl Operator for TopN {
             if let (Some(ttl), Some(t)) = (&mut self.ttl, last) {
                 ttl.touch(&key, t);
             }
-            for ranked in list {
-                self.keep(&key, ranked);
+            for Ranked(sort, row, t) in list {
+                self.keep(&key, (&sort, &row, t), None);
             }
         }
         Ok(())
