@@ -24,6 +24,7 @@
 //! ([`super::keyed_store`]) from which each batch reads the partitions it touches; a window
 //! top-N's partitions are due at their event time there.
 
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -161,29 +162,29 @@ impl TopN {
     /// top N (over a changelog: always). With `saved` (an updating top-N), first save there
     /// the partition's top N as the batch found it, to emit the difference: a partition the
     /// batch leaves alone is not copied, and a row that does not rank is not even allocated
-    /// (a bid below an auction's ten best, in q19).
+    /// (a bid below an auction's ten best, in q19). A restored row comes owned and is moved
+    /// in; a row of an input batch is borrowed and copied only if it is kept.
     fn keep<'k>(
         &mut self,
         key: &'k [u8],
-        (sort, row, time): (&[u8], &[u8], Millis),
+        (sort, row, time): (Cow<'_, [u8]>, Cow<'_, [u8]>, Millis),
         saved: Option<&mut Saved<'k>>,
     ) {
         let (n, log) = (self.cfg.n, self.log);
-        let ranked = || Ranked(sort.to_vec(), row.to_vec(), time);
         // On disk a new partition is due when it is stored (`due`).
         let due = self.cfg.time_col.is_some() && self.disk.is_none();
         if let Some(list) = self.parts.get_mut(key) {
-            let at = list.partition_point(|r| (r.0.as_slice(), r.1.as_slice()) <= (sort, row));
+            let at = list.partition_point(|r| (r.0.as_slice(), r.1.as_slice()) <= (&*sort, &*row));
             if !log && at >= n {
                 return;
             }
             if let Some(saved) = saved {
-                saved.entry(key).or_insert_with(|| best(list, n));
+                save(saved, key, list, n);
             }
             if list.is_empty() && due {
                 self.due.insert((time, key.to_vec()));
             }
-            list.insert(at, ranked());
+            list.insert(at, Ranked(sort.into_owned(), row.into_owned(), time));
             if !log {
                 list.truncate(n);
             }
@@ -199,7 +200,10 @@ impl TopN {
         if due {
             self.due.insert((time, key.to_vec()));
         }
-        self.parts.insert(key.to_vec(), vec![ranked()]);
+        self.parts.insert(
+            key.to_vec(),
+            vec![Ranked(sort.into_owned(), row.into_owned(), time)],
+        );
     }
 
     /// Take one row of sort key `sort` and whole row `row` out of partition `key`, if it
@@ -218,7 +222,7 @@ impl TopN {
         if let Ok(i) = list.binary_search_by(|r| (r.0.as_slice(), r.1.as_slice()).cmp(&(sort, row)))
         {
             if let Some(saved) = saved {
-                saved.entry(key).or_insert_with(|| best(list, n));
+                save(saved, key, list, n);
             }
             list.remove(i);
         }
@@ -257,6 +261,12 @@ impl TopN {
 
 /// Partitions an updating top-N's batch changed, with their top N as the batch found them.
 type Saved<'k> = HashMap<&'k [u8], Vec<Vec<u8>>>;
+
+/// Saves partition `key`'s top `n` as the batch found it, before the batch's first change to
+/// it (`list`), so that only partitions a batch changes are copied.
+fn save<'k>(saved: &mut Saved<'k>, key: &'k [u8], list: &[Ranked], n: usize) {
+    saved.entry(key).or_insert_with(|| best(list, n));
+}
 
 /// The whole rows of `list`'s top `n`, best first.
 fn best(list: &[Ranked], n: usize) -> Vec<Vec<u8>> {
@@ -323,7 +333,11 @@ impl Operator for TopN {
                 let t = newest.entry(key).or_insert(Millis::MIN);
                 *t = (*t).max(tt.value(r));
             }
-            self.keep(key, (s.as_ref(), w.as_ref(), t), saved.as_mut());
+            self.keep(
+                key,
+                (s.as_ref().into(), w.as_ref().into(), t),
+                saved.as_mut(),
+            );
         }
         if let (Some(ttl), None) = (&mut self.ttl, &self.disk) {
             for (key, t) in &newest {
@@ -469,7 +483,7 @@ impl Operator for TopN {
                 ttl.touch(&key, t);
             }
             for Ranked(sort, row, t) in list {
-                self.keep(&key, (&sort, &row, t), None);
+                self.keep(&key, (Cow::Owned(sort), Cow::Owned(row), t), None);
             }
         }
         Ok(())
