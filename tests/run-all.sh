@@ -23,15 +23,16 @@ tests/kafka.sh install >"$cache/nisshi-install.log" 2>&1 &
 nisshi_pid=$!
 
 # RocksDB's Rust bindings (the disk state backend, crate weir-state) are generated at build
-# time by bindgen, which loads libclang; gcc compiles RocksDB itself.
-step "libclang for bindgen (Debian's libclang-dev)"
+# time by bindgen, which loads libclang; clang++ compiles RocksDB itself (.cargo/config.toml).
+step "libclang for bindgen and clang++ for RocksDB (Debian's libclang-dev, clang)"
 # libclang itself (libclang-N.so), not libclang-cpp, which other packages bring along and
 # bindgen cannot use: a machine with only libclang-cpp14 skipped the install and failed the
 # build 30 minutes in.
-if ! compgen -G "/usr/lib/llvm-*/lib/libclang.so*" >/dev/null && ! compgen -G "/usr/lib/x86_64-linux-gnu/libclang-[0-9]*.so*" >/dev/null; then
-  if ! DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends libclang-dev; then
+if { ! compgen -G "/usr/lib/llvm-*/lib/libclang.so*" >/dev/null && ! compgen -G "/usr/lib/x86_64-linux-gnu/libclang-[0-9]*.so*" >/dev/null; } \
+  || ! command -v clang++ >/dev/null; then
+  if ! DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends libclang-dev clang; then
     apt-get update
-    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends libclang-dev
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends libclang-dev clang
   fi
 fi
 
