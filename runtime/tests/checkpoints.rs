@@ -746,6 +746,110 @@ async fn a_failing_s3_server_loses_no_acknowledged_checkpoint_and_every_error_is
     assert!(newest.is_some(), "no restorable checkpoint left");
 }
 
+/// The retention pass after a job's last checkpoint is tried again when it fails, as no later
+/// checkpoint would: here its first `DeleteObjects` is answered with every key not deleted,
+/// and the job still ends with exactly `retained` checkpoints and no cleanup failure
+/// reported. Mutation: one attempt after the last checkpoint too (as before), and a third
+/// checkpoint is left behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_after_the_last_checkpoint_is_tried_again() {
+    use weir_testkit::s3_proxy::{Answer, Fault, FaultyS3};
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(ep) = s3_endpoint("retention_after_the_last_checkpoint") else {
+        return;
+    };
+    let bucket = fresh_bucket(&ep, "final-retention").await;
+    let proxy = FaultyS3::start(&ep).await;
+    let storage_uri = format!("s3://{bucket}/checkpoints");
+    let mut job = OrdersJob::new(
+        "final-retention",
+        storage_uri.clone(),
+        tmp.path().join("out"),
+    );
+    job.s3_endpoint = Some(proxy.endpoint.clone());
+    job.count = 10_000_000;
+    job.rate = Some(10_000);
+    // The test takes its checkpoints (savepoints) within a few seconds; a periodic one, every
+    // 25 s (under the 30 s timeout), with a pass of its own, would not come between the fault
+    // and the stop.
+    job.interval_ms = 25_000;
+    job.retained = 2;
+    let storage = Storage::open(&storage_uri, &s3_spec(&ep)).await.unwrap();
+    let layout = Layout::new("local", "final-retention");
+
+    let plan = weir_runtime::plan_source("final-retention.yaml", &job.yaml()).unwrap();
+    let running = start(plan, RunOptions::default()).await.unwrap();
+    let metrics = running.metrics.clone();
+    let newest = || {
+        running
+            .status
+            .read()
+            .unwrap()
+            .last_checkpoint
+            .as_ref()
+            .map_or(0, |c| c.id)
+    };
+    for n in 1..=3 {
+        running
+            .requests
+            .send(Request::Savepoint {
+                id: format!("sp{n}"),
+            })
+            .await
+            .unwrap();
+        let before = newest();
+        for _ in 0..1_500 {
+            if newest() > before {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(newest() > before, "savepoint {n} never completed");
+    }
+    // The pass after the third has deleted the first.
+    let job_id = fencing::latest(&storage, &layout)
+        .await
+        .unwrap()
+        .unwrap()
+        .job_id;
+    let mut completed = Vec::new();
+    for _ in 0..500 {
+        completed = completed_ids(&storage, &layout, &job_id).await;
+        if completed.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(completed.len(), 2, "retention never settled: {completed:?}");
+    proxy.inject(Fault {
+        method: "POST",
+        path_contains: "/".into(),
+        query_contains: Some("delete"),
+        times: 1,
+        answer: Answer::DeleteErrors,
+    });
+    running
+        .requests
+        .send(Request::Stop { savepoint: false })
+        .await
+        .unwrap();
+    assert_eq!(
+        running.wait().await.unwrap(),
+        Outcome::Stopped { savepoint: None }
+    );
+    assert!(
+        proxy.fired().iter().any(|f| f.contains("delete")),
+        "the DeleteObjects fault never fired"
+    );
+    let completed = completed_ids(&storage, &layout, &job_id).await;
+    assert_eq!(completed.len(), 2, "retained 2, found {completed:?}");
+    assert_eq!(
+        metrics.checkpoint_cleanups_failed.get(),
+        0,
+        "a retried pass that succeeded is no failure"
+    );
+}
+
 /// A restore whose reads are cut short (the body stops before its `Content-Length`: a
 /// dropped connection) reads again and restores the newest checkpoint, instead of failing
 /// the start or taking the checkpoint for corrupt (the S3 client's own retries do it: a read

@@ -27,6 +27,9 @@ use super::{Barrier, BarrierKind, fencing, restore, retention};
 use crate::error::{Error, Result};
 use crate::ids::{CheckpointId, TaskId};
 
+/// Tries of the retention pass after a job's last checkpoint, which nothing retries later.
+const FINAL_RETENTION_ATTEMPTS: u32 = 3;
+
 /// Requests from the control API and signal handlers.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub enum Request {
@@ -393,18 +396,35 @@ impl Coordinator {
         let up = self.up.clone();
         let retained = self.cfg.retained;
         let progress = self.progress.clone();
-        let retention = async move {
-            if let Err(e) = apply_retention(&up, retained).await {
-                tracing::warn!(error = %e, "retention cleanup failed; will retry after the next checkpoint");
-                progress.report(Progress::CleanupFailed {
-                    error: e.to_string(),
-                });
-            }
-        };
-        if matches!(
+        let ends = matches!(
             p.barrier.kind,
             BarrierKind::Final | BarrierKind::Stop { .. }
-        ) {
+        );
+        let retention = async move {
+            // After the job's last checkpoint no later one retries a failed pass, and one cut
+            // short leaves old checkpoints (some of their tables gone) beside the retained.
+            let attempts = if ends { FINAL_RETENTION_ATTEMPTS } else { 1 };
+            for attempt in 1..=attempts {
+                match apply_retention(&up, retained).await {
+                    Ok(()) => return,
+                    Err(e) if attempt < attempts => {
+                        tracing::warn!(error = %e, attempt, "retention cleanup failed; retrying before the job ends");
+                        tokio::time::sleep(Duration::from_millis(500 * u64::from(attempt))).await;
+                    }
+                    Err(e) => {
+                        if ends {
+                            tracing::warn!(error = %e, attempts, "retention cleanup failed; the job's next run retries it");
+                        } else {
+                            tracing::warn!(error = %e, "retention cleanup failed; will retry after the next checkpoint");
+                        }
+                        progress.report(Progress::CleanupFailed {
+                            error: e.to_string(),
+                        });
+                    }
+                }
+            }
+        };
+        if ends {
             // The job ends after this one: a spawned cleanup would race the exit and leave
             // more than `retained` checkpoints behind.
             retention.await;
