@@ -172,8 +172,11 @@ fn output(dir: &Path) -> BTreeMap<String, u32> {
     seen
 }
 
-/// Every kept checkpoint of the job's one lineage, with the shared tables it refers to.
-async fn kept(storage: &Storage) -> (String, BTreeMap<u64, BTreeSet<String>>) {
+/// Every kept checkpoint of the job's one lineage, with the shared tables it refers to. One
+/// that does not restore fails the test with every checkpoint id found and the runs' retention
+/// warnings from `log`: whether it was one retention should have deleted (a pass that failed)
+/// or one it keeps (a lost table) is then in the failure message.
+async fn kept(storage: &Storage, log: &Path) -> (String, BTreeMap<u64, BTreeSet<String>>) {
     let all = storage.list("").await.unwrap();
     let shared_dir = all
         .iter()
@@ -182,14 +185,33 @@ async fn kept(storage: &Storage) -> (String, BTreeMap<u64, BTreeSet<String>>) {
                 .map(|i| k[..i + "/shared/".len()].to_string())
         })
         .expect("no table was ever uploaded to a shared/ directory");
-    let mut out = BTreeMap::new();
-    for k in all
+    let metadata: Vec<&String> = all
         .iter()
         .filter(|k| k.ends_with("/_metadata") && k.contains("/chk-"))
-    {
+        .collect();
+    let mut out = BTreeMap::new();
+    for k in &metadata {
         let dir = &k[..k.len() - "_metadata".len()];
         let (id, _) = Layout::parse_checkpoint(k).unwrap();
-        let r = restore::load(storage, dir).await.unwrap();
+        let r = match restore::load(storage, dir).await {
+            Ok(r) => r,
+            Err(e) => {
+                let ids: BTreeSet<u64> = metadata
+                    .iter()
+                    .filter_map(|k| Layout::parse_checkpoint(k).map(|(id, _)| id.0))
+                    .collect();
+                let text = std::fs::read_to_string(log).unwrap_or_default();
+                let warnings: Vec<&str> = text
+                    .lines()
+                    .filter(|l| l.contains("retention cleanup failed"))
+                    .collect();
+                panic!(
+                    "checkpoint {} does not restore: {e}\ncheckpoints with _metadata: {ids:?} \
+                     (retained: 2)\nretention warnings in the runs' log: {warnings:#?}",
+                    id.0
+                );
+            }
+        };
         let tables: BTreeSet<String> = r
             .metadata
             .state_files
@@ -263,7 +285,7 @@ fn dedup_on_disk_survives_kills_and_rescales_and_shares_its_tables() {
             },
         ))
         .unwrap();
-    let (shared_dir, checkpoints) = rt.block_on(kept(&storage));
+    let (shared_dir, checkpoints) = rt.block_on(kept(&storage, &log));
     assert_eq!(checkpoints.len(), 2, "retained: 2");
     let stored: BTreeSet<String> = rt
         .block_on(storage.list(&shared_dir))
@@ -453,7 +475,7 @@ fn retention_deletes_exactly_the_tables_no_kept_checkpoint_refers_to() {
     let storage = rt
         .block_on(Storage::open(&storage_uri, &weir_crds::S3Spec::default()))
         .unwrap();
-    let (shared_dir, checkpoints) = rt.block_on(kept(&storage));
+    let (shared_dir, checkpoints) = rt.block_on(kept(&storage, &log));
     let referenced: BTreeSet<String> = checkpoints.values().flatten().cloned().collect();
     let stored: BTreeSet<String> = rt
         .block_on(storage.list(&shared_dir))
