@@ -665,6 +665,23 @@ async fn starting_from_another_jobs_checkpoint_leaves_that_job_untouched() {
     );
 }
 
+/// A job `name` whose checkpoints go through a fault-injecting proxy in front of the local S3
+/// server, into a fresh bucket: the proxy, the server's endpoint, the storage URI and the
+/// job. `None` (with a SKIPPED line) when there is no S3 server.
+async fn through_faulty_s3(
+    test: &str,
+    name: &str,
+    tmp: &Path,
+) -> Option<(weir_testkit::s3_proxy::FaultyS3, String, String, OrdersJob)> {
+    let ep = s3_endpoint(test)?;
+    let bucket = fresh_bucket(&ep, name).await;
+    let proxy = weir_testkit::s3_proxy::FaultyS3::start(&ep).await;
+    let storage_uri = format!("s3://{bucket}/checkpoints");
+    let mut job = OrdersJob::new(name, storage_uri.clone(), tmp.join("out"));
+    job.s3_endpoint = Some(proxy.endpoint.clone());
+    Some((proxy, ep, storage_uri, job))
+}
+
 /// An S3 server that fails, through a proxy in front of the local one: state-file uploads
 /// answered 503 (the client's retries run out), the answer to the `_metadata` write lost
 /// after the object was stored (a 500 whose retry meets the object: 412), and retention's
@@ -676,16 +693,13 @@ async fn starting_from_another_jobs_checkpoint_leaves_that_job_untouched() {
 /// are not counted; take the 412 as another incarnation's (as before) and the job fails.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_s3_server_loses_no_acknowledged_checkpoint_and_every_error_is_reported() {
-    use weir_testkit::s3_proxy::{Answer, Fault, FaultyS3};
+    use weir_testkit::s3_proxy::{Answer, Fault};
     let tmp = tempfile::tempdir().unwrap();
-    let Some(ep) = s3_endpoint("a_failing_s3_server") else {
+    let Some((proxy, ep, storage_uri, mut job)) =
+        through_faulty_s3("a_failing_s3_server", "failing-s3", tmp.path()).await
+    else {
         return;
     };
-    let bucket = fresh_bucket(&ep, "failing-s3").await;
-    let proxy = FaultyS3::start(&ep).await;
-    let storage_uri = format!("s3://{bucket}/checkpoints");
-    let mut job = OrdersJob::new("failing-s3", storage_uri.clone(), tmp.path().join("out"));
-    job.s3_endpoint = Some(proxy.endpoint.clone());
     job.count = 60_000;
     job.rate = Some(15_000);
     job.interval_ms = 100;
@@ -753,20 +767,17 @@ async fn a_failing_s3_server_loses_no_acknowledged_checkpoint_and_every_error_is
 /// checkpoint is left behind.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retention_after_the_last_checkpoint_is_tried_again() {
-    use weir_testkit::s3_proxy::{Answer, Fault, FaultyS3};
+    use weir_testkit::s3_proxy::{Answer, Fault};
     let tmp = tempfile::tempdir().unwrap();
-    let Some(ep) = s3_endpoint("retention_after_the_last_checkpoint") else {
+    let Some((proxy, ep, storage_uri, mut job)) = through_faulty_s3(
+        "retention_after_the_last_checkpoint",
+        "final-retention",
+        tmp.path(),
+    )
+    .await
+    else {
         return;
     };
-    let bucket = fresh_bucket(&ep, "final-retention").await;
-    let proxy = FaultyS3::start(&ep).await;
-    let storage_uri = format!("s3://{bucket}/checkpoints");
-    let mut job = OrdersJob::new(
-        "final-retention",
-        storage_uri.clone(),
-        tmp.path().join("out"),
-    );
-    job.s3_endpoint = Some(proxy.endpoint.clone());
     job.count = 10_000_000;
     job.rate = Some(10_000);
     // The test takes its checkpoints (savepoints) within a few seconds; a periodic one, every
