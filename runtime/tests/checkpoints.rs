@@ -14,7 +14,7 @@ use weir_runtime::checkpoint::coordinator::{Outcome, Request};
 use weir_runtime::checkpoint::layout::Layout;
 use weir_runtime::checkpoint::metadata::decode_metadata;
 use weir_runtime::checkpoint::{fencing, restore};
-use weir_runtime::job::{JobArgs, RunOptions, start};
+use weir_runtime::job::{JobArgs, RunOptions, RunningJob, start};
 use weir_runtime::storage::Storage;
 
 fn s3_spec(ep: &str) -> weir_crds::S3Spec {
@@ -157,23 +157,34 @@ async fn azure_blob_storage_keeps_the_storage_contract() {
     assert_eq!(st.list("").await.unwrap(), ["b/y", "sp-10/_metadata"]);
 }
 
+/// The id of `running`'s newest completed checkpoint (0 before the first).
+fn newest_checkpoint(running: &RunningJob) -> u64 {
+    running
+        .status
+        .read()
+        .unwrap()
+        .last_checkpoint
+        .as_ref()
+        .map_or(0, |c| c.id)
+}
+
+/// Whether `running` completes checkpoint `id` (or a later one) within `tries` polls 20 ms
+/// apart.
+async fn reaches_checkpoint(running: &RunningJob, id: u64, tries: u32) -> bool {
+    for _ in 0..tries {
+        if newest_checkpoint(running) >= id {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    newest_checkpoint(running) >= id
+}
+
 /// Run until a few checkpoints completed, then stop (final checkpoint, no savepoint).
 async fn run_then_stop(job: &OrdersJob, opts: RunOptions, min_checkpoints: u64) -> Outcome {
     let plan = weir_runtime::plan_source(&format!("{}.yaml", job.name), &job.yaml()).unwrap();
     let running = start(plan, opts).await.unwrap();
-    for _ in 0..600 {
-        let done = running
-            .status
-            .read()
-            .unwrap()
-            .last_checkpoint
-            .as_ref()
-            .map_or(0, |c| c.id);
-        if done >= min_checkpoints {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    reaches_checkpoint(&running, min_checkpoints, 600).await;
     running
         .requests
         .send(Request::Stop { savepoint: false })
@@ -791,16 +802,9 @@ async fn retention_after_the_last_checkpoint_is_tried_again() {
     let plan = weir_runtime::plan_source("final-retention.yaml", &job.yaml()).unwrap();
     let running = start(plan, RunOptions::default()).await.unwrap();
     let metrics = running.metrics.clone();
-    let newest = || {
-        running
-            .status
-            .read()
-            .unwrap()
-            .last_checkpoint
-            .as_ref()
-            .map_or(0, |c| c.id)
-    };
     for n in 1..=3 {
+        // Read before the request, so a savepoint that completes at once is not missed.
+        let before = newest_checkpoint(&running);
         running
             .requests
             .send(Request::Savepoint {
@@ -808,30 +812,28 @@ async fn retention_after_the_last_checkpoint_is_tried_again() {
             })
             .await
             .unwrap();
-        let before = newest();
-        for _ in 0..1_500 {
-            if newest() > before {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        assert!(newest() > before, "savepoint {n} never completed");
+        assert!(
+            reaches_checkpoint(&running, before + 1, 1_500).await,
+            "savepoint {n} never completed"
+        );
     }
-    // The pass after the third has deleted the first.
+    // The pass after the third has deleted the first: its `_metadata`, then (the pass's last
+    // request) the rest of its directory. Waiting only for the `_metadata` to go left that
+    // last request to meet the fault.
     let job_id = fencing::latest(&storage, &layout)
         .await
         .unwrap()
         .unwrap()
         .job_id;
-    let mut completed = Vec::new();
+    let mut dirs = Default::default();
     for _ in 0..500 {
-        completed = completed_ids(&storage, &layout, &job_id).await;
-        if completed.len() == 2 {
+        dirs = restore::list(&storage, &layout, &job_id).await.unwrap();
+        if dirs.len() == 2 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(completed.len(), 2, "retention never settled: {completed:?}");
+    assert_eq!(dirs.len(), 2, "retention never settled: {dirs:?}");
     proxy.inject(Fault {
         method: "POST",
         path_contains: "/".into(),
