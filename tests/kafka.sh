@@ -34,10 +34,18 @@ STATE="${WEIR_STACK_DIR:-$CACHE/stack}"
 TOOLS="$CACHE/tools"
 BIN="$TOOLS/bin/nisshi"
 NISSHI_VERSION="0.7.0-pre.2"
-# What the cached binary was built as: a cache holding another build is rebuilt. The release
-# default (opt-level 3): an opt-level 1 build was tried to save compile time, and its sqlite
-# storage read a backlog so slowly after a restart that fetches timed out for minutes.
-BUILD_STAMP="nisshi $NISSHI_VERSION features=libsql,dynostore opt-level=3"
+# How it is built. Its 448 crates at the release default (opt-level 3) were the largest item
+# of a cold run after the workspace's own build, beside which it compiles. An opt-level 1
+# build of all of it was tried once, and its sqlite storage read a backlog so slowly after a
+# restart that fetches timed out for minutes. So the broker's own crates and SQLite (the C
+# library and its bindings: the storage a restart reads back) stay at opt-level 3, and the
+# rest (the runtime, TLS, HTTP, the command line, telemetry, the scripting engine) at 1.
+OPTIMISED=(nisshi nisshi-broker nisshi-storage nisshi-sans-io nisshi-service nisshi-model
+  nisshi-schema nisshi-topic libsql libsql-ffi libsql-sys)
+PROFILE=(--config 'profile.release.opt-level=1')
+for p in "${OPTIMISED[@]}"; do PROFILE+=(--config "profile.release.package.$p.opt-level=3"); done
+# What the cached binary was built as: a cache holding another build is rebuilt.
+BUILD_STAMP="nisshi $NISSHI_VERSION features=libsql,dynostore opt-level=1 except ${OPTIMISED[*]} at 3"
 PORT="${WEIR_KAFKA_PORT:-9392}"
 ADDR="127.0.0.1:$PORT"
 # A second broker (tests/kafka-sasl.sh) runs under another name, may advertise another
@@ -68,7 +76,7 @@ install() {
   if ! installed; then
     echo "kafka: installing nisshi $NISSHI_VERSION into $TOOLS (takes ~20 min the first time)" >&2
     cargo install nisshi --version "$NISSHI_VERSION" --locked --features libsql,dynostore \
-      --force --root "$TOOLS" --target-dir "$CACHE/nisshi-build" >&2
+      "${PROFILE[@]}" --force --root "$TOOLS" --target-dir "$CACHE/nisshi-build" >&2
     echo "$BUILD_STAMP" >"$TOOLS/nisshi.build"
   fi
   exec 9>&-
