@@ -377,8 +377,11 @@ pub fn event_times<'a>(
     .transpose()
 }
 
-/// Encode per-key entries into [`KeyedState`]: grouped by key group, sorted by key within a
-/// group so that equal state encodes to equal bytes.
+/// Encode per-key entries into [`KeyedState`]: grouped by key group, in the order given
+/// within a group (an operator's map's, hash order). Not sorted by key: nothing reads them in
+/// order, and sorting the keys of a large state (millions, each behind its own pointer) took
+/// several times as long as copying them. So equal state need not encode to equal bytes; compare
+/// it decoded.
 ///
 /// # Errors
 /// Encoding errors, naming `operator`.
@@ -398,9 +401,7 @@ pub fn encode_keyed<'a, T: Serialize + 'a>(
     }
     groups
         .into_iter()
-        .map(|(kg, mut group)| {
-            // Keys are unique: an unstable sort gives the one order.
-            group.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        .map(|(kg, group)| {
             postcard::to_stdvec(&group)
                 .map(|b| (kg, b))
                 .map_err(|e| Error::State {
