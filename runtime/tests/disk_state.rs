@@ -511,10 +511,10 @@ fn retention_deletes_exactly_the_tables_no_kept_checkpoint_refers_to() {
         .filter(|l| l.contains("checkpoint completed"))
         .map(|l| (number(l, "size_bytes"), number(l, "written_bytes")))
         .collect();
-    assert!(
-        sizes.iter().all(|(size, written)| written <= size),
-        "{sizes:?}"
-    );
+    // Not each one: what a checkpoint wrote counts the tables sent ahead of it since the one
+    // before, also those compaction then replaced before the barrier. Slowed down (a busy
+    // machine), compaction has time to rewrite more of the state between two barriers, and a
+    // checkpoint can write more than it holds.
     let incremental = sizes
         .iter()
         .filter(|(size, written)| written * 2 < *size)
