@@ -195,7 +195,7 @@ impl TopN {
         }
         if let Some(saved) = saved {
             // It held nothing.
-            saved.entry(key).or_default();
+            save(saved, key, &[], n);
         }
         if due {
             self.due.insert((time, key.to_vec()));
