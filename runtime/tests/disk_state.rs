@@ -240,7 +240,8 @@ async fn kept(storage: &Storage, log: &Path) -> (String, BTreeMap<u64, BTreeSet<
             "checkpoint {}",
             id.0
         );
-        assert!(r.metadata.written_size() <= r.metadata.state_size());
+        // What it wrote is not bounded by its size: that counts the tables sent ahead of it
+        // since the one before, also those compaction then replaced (see the retention test).
         out.insert(id.0, tables);
     }
     (shared_dir, out)
