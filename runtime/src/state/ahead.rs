@@ -15,6 +15,9 @@
 //! checkpoint is decided under the registry's lock: [`DiskState::capture`] holds it while
 //! RocksDB links the checkpoint's files and marks them, and a round here lists the live
 //! tables under it and deletes nothing while a capture is between its link and its marks.
+//! A capture also records every table it holds (`Registry::held`): its own flush writes one
+//! that no round has seen yet, and a round that uploads it before the barrier's upload gets
+//! to it (the barrier then takes that upload) marks it held from the start.
 //!
 //! [`DiskState::capture`]: super::disk::DiskState::capture
 
@@ -186,6 +189,8 @@ fn plan(
                 discard.push((name, t));
             }
         }
+        // A table that left the store never comes back to be uploaded again.
+        reg.held.retain(|name| live.contains(name));
     }
     let mut upload: Vec<String> = live
         .into_iter()
@@ -194,7 +199,14 @@ fn plan(
     // Oldest first: the lower-numbered tables are the likelier to be in the next checkpoint.
     upload.sort();
     for name in &upload {
-        reg.ahead.insert(name.clone(), AheadTable::default());
+        let captured = reg.held.contains(name);
+        reg.ahead.insert(
+            name.clone(),
+            AheadTable {
+                captured,
+                ..AheadTable::default()
+            },
+        );
     }
     Ok(Some(Plan {
         uid: reg.uid.clone(),
@@ -354,6 +366,51 @@ mod tests {
         for t in &snap.tables {
             let bytes = storage.get(&t.object).await.unwrap().expect("uploaded");
             assert_eq!(crc32fast::hash(&bytes), t.crc32, "{}", t.name);
+        }
+    }
+
+    /// A table the checkpoint's own flush wrote, which a round uploads after the capture and
+    /// the barrier then takes from that upload, stays in storage for that checkpoint when
+    /// compaction later removes it from the store (it was deleted as held by none).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_table_uploaded_ahead_after_its_capture_stays_with_the_checkpoint() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (state, storage) = state_uploading_ahead(tmp.path()).await;
+        write(&state, 0..20_000);
+        settled(&state, &storage).await;
+        // In the write buffer only: the capture's flush makes it a table no round has seen.
+        let mut b = weir_state::Batch::default();
+        for i in 20_000..40_000u32 {
+            b.put(0, i % 8, format!("key-{i:08}").as_bytes(), &[9; 64]);
+        }
+        state.store().write(b).unwrap();
+        let capture = state.capture().unwrap();
+        let flushed: Vec<String> = {
+            let reg = Registry::lock(state.registry()).unwrap();
+            capture
+                .checkpoint
+                .files()
+                .iter()
+                .filter(|f| f.name.ends_with(".sst") && !reg.uploaded.contains_key(&f.name))
+                .map(|f| f.name.clone())
+                .collect()
+        };
+        assert!(!flushed.is_empty(), "the capture flushed no new table");
+        // A round uploads it before the barrier's upload starts, which then takes that upload.
+        settled(&state, &storage).await;
+        let (snap, sent) =
+            crate::state::upload::upload(&storage, "shared/", capture, CheckpointId(1))
+                .await
+                .unwrap();
+        assert_eq!(sent.new_bytes, 0, "the barrier uploaded what a round had");
+        state.store().compact().unwrap();
+        let after = settled(&state, &storage).await;
+        for t in &snap.tables {
+            assert!(
+                after.contains(&t.object),
+                "{} was deleted though checkpoint 1 holds it (flushed by its capture: {flushed:?})",
+                t.object
+            );
         }
     }
 

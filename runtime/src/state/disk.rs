@@ -1,6 +1,6 @@
 //! One operator's disk state in one subtask: its store, and what of it is already uploaded.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -62,6 +62,11 @@ pub struct Registry {
     /// Captures between linking their files and marking them in `ahead`: while any is, no
     /// table uploaded ahead is deleted.
     pub capturing: u32,
+    /// Tables some capture holds that are still in the store, by file name. The checkpoint's
+    /// own flush writes a table no round has seen, and a round may upload it before the
+    /// barrier's upload gets to it (which then takes that upload): the round marks it held,
+    /// or compaction removing it later would have it deleted under the checkpoint.
+    pub held: HashSet<String>,
     /// Bytes uploaded ahead since the last capture: that checkpoint's upload too.
     pub ahead_bytes: u64,
     /// Bytes uploaded ahead and deleted because no checkpoint came to hold them.
@@ -233,6 +238,7 @@ impl DiskState {
             if let Some(a) = reg.ahead.get_mut(&f.name) {
                 a.captured = true;
             }
+            reg.held.insert(f.name.clone());
         }
         let ahead_bytes = std::mem::take(&mut reg.ahead_bytes);
         for a in reg.ahead.values_mut() {
@@ -268,6 +274,7 @@ impl DiskState {
             // Tables uploaded ahead under the old uid and held by no checkpoint stay in
             // storage until the next start's sweep.
             reg.ahead.clear();
+            reg.held.clear();
         }
         let n = self.captures.fetch_add(1, Ordering::Relaxed);
         let checkpoint = self.store.checkpoint(&format!("frozen-{n}"))?;
