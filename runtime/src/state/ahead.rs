@@ -15,9 +15,10 @@
 //! checkpoint is decided under the registry's lock: [`DiskState::capture`] holds it while
 //! RocksDB links the checkpoint's files and marks them, and a round here lists the live
 //! tables under it and deletes nothing while a capture is between its link and its marks.
-//! A capture also records every table it holds (`Registry::held`): its own flush writes one
-//! that no round has seen yet, and a round that uploads it before the barrier's upload gets
-//! to it (the barrier then takes that upload) marks it held from the start.
+//! The marks are the set of every table a capture holds (`Registry::held`), not a flag on a
+//! round's entry: the capture's own flush writes a table no round has seen yet, and a round
+//! may upload it before the barrier's upload gets to it (the barrier then takes that upload).
+//! A round deletes no table in that set.
 //!
 //! [`DiskState::capture`]: super::disk::DiskState::capture
 
@@ -49,8 +50,6 @@ pub struct UploadAhead {
 pub struct AheadTable {
     /// Its upload finished and it is in [`Registry::uploaded`].
     pub done: bool,
-    /// A checkpoint holds it: it is an ordinary shared table now, deleted by retention only.
-    pub captured: bool,
     /// Its bytes count in a checkpoint's uploaded bytes already: the first capture after its
     /// upload finished took them, or the barrier that waited for it.
     pub counted: bool,
@@ -175,16 +174,17 @@ fn plan(
     let live: HashSet<String> = live.into_iter().map(|(name, _)| name).collect();
     let mut discard = Vec::new();
     if reg.capturing == 0 {
-        let gone: Vec<(String, AheadTable)> = reg
+        let gone: Vec<String> = reg
             .ahead
             .iter()
             .filter(|(name, a)| a.done && !live.contains(*name))
-            .map(|(n, a)| (n.clone(), *a))
+            .map(|(name, _)| name.clone())
             .collect();
-        for (name, a) in gone {
+        for name in gone {
             reg.ahead.remove(&name);
+            // A table a checkpoint holds is an ordinary shared table: retention alone deletes it.
             if let Some(t) = reg.uploaded.remove(&name)
-                && !a.captured
+                && !reg.held.contains(&name)
             {
                 discard.push((name, t));
             }
@@ -199,14 +199,7 @@ fn plan(
     // Oldest first: the lower-numbered tables are the likelier to be in the next checkpoint.
     upload.sort();
     for name in &upload {
-        let captured = reg.held.contains(name);
-        reg.ahead.insert(
-            name.clone(),
-            AheadTable {
-                captured,
-                ..AheadTable::default()
-            },
-        );
+        reg.ahead.insert(name.clone(), AheadTable::default());
     }
     Ok(Some(Plan {
         uid: reg.uid.clone(),

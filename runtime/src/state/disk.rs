@@ -59,13 +59,13 @@ pub struct Registry {
     pub uploaded: HashMap<String, SharedTable>,
     /// Tables uploaded (or being uploaded) between checkpoints, until they leave the store.
     pub ahead: HashMap<String, super::ahead::AheadTable>,
-    /// Captures between linking their files and marking them in `ahead`: while any is, no
+    /// Captures between linking their files and recording them in `held`: while any is, no
     /// table uploaded ahead is deleted.
     pub capturing: u32,
     /// Tables some capture holds that are still in the store, by file name. The checkpoint's
     /// own flush writes a table no round has seen, and a round may upload it before the
-    /// barrier's upload gets to it (which then takes that upload): the round marks it held,
-    /// or compaction removing it later would have it deleted under the checkpoint.
+    /// barrier's upload gets to it (which then takes that upload): the round must not delete
+    /// it when compaction removes it later, or the checkpoint would refer to a missing object.
     pub held: HashSet<String>,
     /// Bytes uploaded ahead since the last capture: that checkpoint's upload too.
     pub ahead_bytes: u64,
@@ -235,9 +235,6 @@ impl DiskState {
         reg.capturing -= 1;
         let checkpoint = checkpoint?;
         for f in checkpoint.files() {
-            if let Some(a) = reg.ahead.get_mut(&f.name) {
-                a.captured = true;
-            }
             reg.held.insert(f.name.clone());
         }
         let ahead_bytes = std::mem::take(&mut reg.ahead_bytes);
