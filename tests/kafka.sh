@@ -60,26 +60,22 @@ mkdir -p "$STATE"
 
 installed() { [ -x "$BIN" ] && [ "$(cat "$TOOLS/nisshi.build" 2>/dev/null)" = "$BUILD_STAMP" ]; }
 
-install() {
-  if installed; then return; fi
-  # Serialise our own installs, and wait for one started by hand (same command) to finish
-  # rather than compiling a second copy into the same target dir.
-  mkdir -p "$CACHE"
-  exec 9>"$CACHE/nisshi-install.lock"
-  flock 9
+install() { once_locked "$CACHE/nisshi-install.lock" installed build; }
+
+build() {
+  # Wait for an install started by hand (the same command) rather than compiling a second
+  # copy into the same target dir.
   local waited=0
   while pgrep -f "cargo install nisshi" >/dev/null; do
     if [ "$waited" -eq 0 ]; then echo "kafka: waiting for a running 'cargo install nisshi' to finish" >&2; fi
     waited=$((waited + 1))
     sleep 5
   done
-  if ! installed; then
-    echo "kafka: installing nisshi $NISSHI_VERSION into $TOOLS (takes ~20 min the first time)" >&2
-    cargo install nisshi --version "$NISSHI_VERSION" --locked --features libsql,dynostore \
-      "${PROFILE[@]}" --force --root "$TOOLS" --target-dir "$CACHE/nisshi-build" >&2
-    echo "$BUILD_STAMP" >"$TOOLS/nisshi.build"
-  fi
-  exec 9>&-
+  if installed; then return; fi
+  echo "kafka: installing nisshi $NISSHI_VERSION into $TOOLS (takes ~20 min the first time)" >&2
+  cargo install nisshi --version "$NISSHI_VERSION" --locked --features libsql,dynostore \
+    "${PROFILE[@]}" --force --root "$TOOLS" --target-dir "$CACHE/nisshi-build" >&2
+  echo "$BUILD_STAMP" >"$TOOLS/nisshi.build"
 }
 
 running() {

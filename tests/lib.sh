@@ -12,3 +12,17 @@ terminate() {
   kill -9 "$pid" 2>/dev/null || true
   while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
 }
+
+# once_locked LOCKFILE CHECK INSTALL: run the function INSTALL unless the function CHECK
+# succeeds, one caller at a time. Tests and scripts started side by side on a fresh machine
+# all find a tool missing at once: one installs while the others wait on LOCKFILE, then find
+# it there. INSTALL runs in a subshell holding the lock (its variables do not come back).
+once_locked() {
+  local lock=$1 check=$2 install=$3
+  if "$check"; then return 0; fi
+  mkdir -p "$(dirname "$lock")"
+  (
+    flock 9
+    "$check" || "$install"
+  ) 9>"$lock"
+}

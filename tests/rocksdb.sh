@@ -17,6 +17,8 @@
 # Measured on this 2-core machine: 81 s, 2.5 CPU minutes (the crate's way: 24).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=tests/lib.sh
+source tests/lib.sh
 cache="${WEIR_CACHE:-$HOME/.cache/weir}/rocksdb"
 # Four pieces: two run at a time on CI's two cores, and a piece's headers are parsed once.
 pieces=4
@@ -46,30 +48,29 @@ cxx=clang++
 key=$( { basename "$rocksdb"; basename "$lz4"; basename "$zstd"; "$cxx" --version | head -n 1
   echo "${flags[*]}" "$pieces"; } | sha256sum | cut -c1-16)
 out="$cache/$key"
-if [ -f "$out/librocksdb.a" ]; then echo "$out"; exit 0; fi
+built() { [ -f "$out/librocksdb.a" ]; }
 
-mkdir -p "$cache"
-exec 9>"$cache/build.lock"
-flock 9
-if [ -f "$out/librocksdb.a" ]; then echo "$out"; exit 0; fi
-work="$cache/$key.tmp"
-rm -rf "$work"
-mkdir -p "$work"
-start=$SECONDS
-# The crate's source list, less the version file it replaces with its own (as its build.rs).
-mapfile -t sources < <(grep -v '^util/build_version.cc$' "$rocksdb/rocksdb_lib_sources.txt" | sed '/^\s*$/d')
-per=$(( (${#sources[@]} + pieces - 1) / pieces ))
-for ((i = 0; i < pieces; i++)); do
-  for src in "${sources[@]:i*per:per}"; do
-    printf '#include "%s/rocksdb/%s"\n' "$rocksdb" "$src"
-  done >"$work/unity$i.cc"
-done
-printf '#include "%s/build_version.cc"\n' "$rocksdb" >"$work/version.cc"
-# Two at a time, one per core; a failure names its piece and keeps its log.
-ls "$work"/*.cc | xargs -P 2 -I{} sh -c \
-  "$cxx $(printf '%q ' "${flags[@]}") -c {} -o {}.o >{}.log 2>&1 || { echo 'tests/rocksdb.sh: compiling {} failed:' >&2; tail -n 30 {}.log >&2; exit 255; }"
-ar rcs "$work/librocksdb.a" "$work"/*.o
-rm -f "$work"/*.o
-mv "$work" "$out"
-echo "tests/rocksdb.sh: built $out/librocksdb.a in $((SECONDS - start)) s (${#sources[@]} sources in $pieces pieces)" >&2
+build() {
+  local work="$cache/$key.tmp" start=$SECONDS per i src
+  rm -rf "$work"
+  mkdir -p "$work"
+  # The crate's source list, less the version file it replaces with its own (as its build.rs).
+  mapfile -t sources < <(grep -v '^util/build_version.cc$' "$rocksdb/rocksdb_lib_sources.txt" | sed '/^\s*$/d')
+  per=$(( (${#sources[@]} + pieces - 1) / pieces ))
+  for ((i = 0; i < pieces; i++)); do
+    for src in "${sources[@]:i*per:per}"; do
+      printf '#include "%s/rocksdb/%s"\n' "$rocksdb" "$src"
+    done >"$work/unity$i.cc"
+  done
+  printf '#include "%s/build_version.cc"\n' "$rocksdb" >"$work/version.cc"
+  # Two at a time, one per core; a failure names its piece and keeps its log.
+  ls "$work"/*.cc | xargs -P 2 -I{} sh -c \
+    "$cxx $(printf '%q ' "${flags[@]}") -c {} -o {}.o >{}.log 2>&1 || { echo 'tests/rocksdb.sh: compiling {} failed:' >&2; tail -n 30 {}.log >&2; exit 255; }"
+  ar rcs "$work/librocksdb.a" "$work"/*.o
+  rm -f "$work"/*.o
+  mv "$work" "$out"
+  echo "tests/rocksdb.sh: built $out/librocksdb.a in $((SECONDS - start)) s (${#sources[@]} sources in $pieces pieces)" >&2
+}
+
+once_locked "$cache/build.lock" built build
 echo "$out"
