@@ -18,7 +18,7 @@ use sqlparser::ast::{
 };
 use sqlparser::dialect::GenericDialect;
 use sqlparser::parser::Parser;
-use sqlparser::tokenizer::{Token, Tokenizer};
+use sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
 
 /// A place in the script: 1-based line and column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -183,9 +183,14 @@ pub const WINDOW_PREFIX: &str = "__weir_window_";
 ///
 /// # Errors
 /// Every problem found: a syntax error (one, where parsing stopped), statements that are not
-/// `INSERT INTO <sink> SELECT ...`, window calls with wrong arguments.
+/// `INSERT INTO <sink> SELECT ...`, window calls with wrong arguments. A statement whose tree
+/// could be deeper than [`MAX_DEPTH`] is refused before it is parsed, with nothing else.
 pub fn parse(script: &str) -> Result<Vec<Statement>, Vec<SqlError>> {
-    let (text, partitions) = blank_table_keywords(script)?;
+    let tokens = Tokenizer::new(&GenericDialect {}, script)
+        .tokenize_with_location()
+        .map_err(|e| vec![parse_error(&e.to_string())])?;
+    depth::check(&tokens)?;
+    let (text, partitions) = blank_table_keywords(script, &tokens);
     let statements = Parser::new(&GenericDialect {})
         .try_with_sql(&text)
         .and_then(|mut p| p.parse_statements())
@@ -517,10 +522,7 @@ fn table_factor(name: &str, alias: Option<sqlparser::ast::TableAlias>) -> TableF
 /// `TABLE t` inside a window call becomes `t` and `PARTITION BY ...` inside `SESSION(...)`
 /// is blanked (its columns returned), with spaces of the same length so every position stays
 /// where the user wrote it.
-fn blank_table_keywords(script: &str) -> Result<(String, Partitions), Vec<SqlError>> {
-    let tokens = Tokenizer::new(&GenericDialect {}, script)
-        .tokenize_with_location()
-        .map_err(|e| vec![parse_error(&e.to_string())])?;
+fn blank_table_keywords(script: &str, tokens: &[TokenWithSpan]) -> (String, Partitions) {
     let significant: Vec<_> = tokens
         .iter()
         .filter(|t| !matches!(t.token, Token::Whitespace(_)))
@@ -596,7 +598,7 @@ fn blank_table_keywords(script: &str) -> Result<(String, Partitions), Vec<SqlErr
             text.replace_range(a..b, &blank);
         }
     }
-    Ok((text, partitions))
+    (text, partitions)
 }
 
 /// `PARTITION BY` columns of each `SESSION` call, by the position of its name.
@@ -702,6 +704,9 @@ fn object_name(n: &ObjectName) -> String {
         .collect::<Vec<_>>()
         .join(".")
 }
+
+mod depth;
+pub use depth::MAX_DEPTH;
 
 #[cfg(test)]
 mod tests;

@@ -351,6 +351,49 @@ fn sql_problems_name_the_field_statement_and_file_line() {
 }
 
 #[test]
+fn a_statement_too_deep_to_walk_is_refused_at_its_file_line_and_a_deep_one_within_the_bound_loads()
+{
+    // Loaded on a 2 MiB stack, as the operator validates on a tokio worker: a walk of the
+    // over-deep statement would abort the process instead of returning this error.
+    let run = |sql: String| {
+        std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(move || {
+                let src = sql_job(&sql);
+                (load_job("job.yaml", &src).err(), src)
+            })
+            .expect("spawn")
+            .join()
+            .expect("no panic")
+    };
+    let ors = |n: usize| vec!["amount > 1"; n].join(" OR ");
+    let (e, src) = run(format!(
+        "INSERT INTO out\nSELECT * FROM orders\nWHERE {}",
+        ors(5_000)
+    ));
+    let e = e.expect("refused");
+    let line = src
+        .lines()
+        .position(|l| l.contains("INSERT INTO"))
+        .expect("line")
+        + 1;
+    assert_eq!(e.errors.len(), 1, "{e}");
+    assert_eq!(e.errors[0].path, "sql");
+    assert_eq!(e.errors[0].line, Some(line), "{e}");
+    assert!(
+        e.errors[0]
+            .message
+            .contains("statement 1 (line 1, column 1): is nested up to 10000 levels deep"),
+        "{e}"
+    );
+    let (e, _) = run(format!(
+        "INSERT INTO out\nSELECT * FROM orders\nWHERE {}",
+        ors(crate::sql::MAX_DEPTH / 2 - 1)
+    ));
+    assert!(e.is_none(), "{e:?}");
+}
+
+#[test]
 fn a_with_query_may_not_shadow_the_source_a_window_reads() {
     // Inside TUMBLE, `TABLE orders` is the source whatever WITH says; refusing the shadowing
     // name is the only way the two readings cannot differ.

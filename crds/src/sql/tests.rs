@@ -150,3 +150,114 @@ fn line_comments_are_found_by_the_tokenizer_not_by_text() {
     assert!(super::has_line_comment("SELECT 1 -- one\n"));
     assert!(!super::has_line_comment("SELECT '--' AS x /* -- */"));
 }
+
+/// Runs `f` on a thread with a 2 MiB stack, what a tokio worker or a test thread gets, so a
+/// walk that recursed too deep aborts the test binary rather than passing on a larger stack.
+fn on_a_small_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn(f)
+        .expect("spawn")
+        .join()
+        .expect("no panic")
+}
+
+/// The depth bound of the one statement `sql`, read off the refusal at a bound of zero:
+/// `parse` refuses above [`super::MAX_DEPTH`], so shapes are measured by their message.
+fn refused_depth(sql: &str) -> Option<usize> {
+    let errs = parse(sql).err()?;
+    let m = &errs.first()?.message;
+    m.strip_prefix("is nested up to ")?
+        .split(' ')
+        .next()?
+        .parse()
+        .ok()
+}
+
+#[test]
+fn a_chain_deeper_than_the_bound_is_refused_naming_the_statement_before_any_walk() {
+    // Parsed, 100 000 ORs built a tree whose source positions alone overflowed the stack.
+    let ors = vec!["a = 1"; 100_000].join(" OR ");
+    let script =
+        format!("INSERT INTO o SELECT * FROM s;\n\nINSERT INTO o SELECT * FROM s WHERE {ors};");
+    let errs = on_a_small_stack(move || parse(&script).expect_err("too deep"));
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert_eq!(errs[0].statement, Some(2));
+    assert_eq!(errs[0].at, Some(Pos { line: 3, column: 1 }));
+    // 100 000 `=` and 99 999 `OR` in one expression, plus the statement's own level.
+    assert!(
+        errs[0]
+            .message
+            .starts_with("is nested up to 200000 levels deep"),
+        "{}",
+        errs[0].message
+    );
+    assert!(errs[0].message.contains("IN ("), "{}", errs[0].message);
+}
+
+#[test]
+fn the_bound_adds_nested_groups_chains_and_set_operations() {
+    let over = super::MAX_DEPTH;
+    // Chains inside parentheses inside chains: each group adds its own depth once.
+    let inner = vec!["a"; over / 2].join(" + ");
+    let nested = format!("INSERT INTO o SELECT * FROM s WHERE ({inner}) = 1 AND ({inner}) = 2");
+    assert_eq!(refused_depth(&nested), None, "siblings do not add up");
+    // Two runs of pluses and the `+` between them, two groups, `=`, the statement.
+    let deeper = format!("INSERT INTO o SELECT * FROM s WHERE (({inner}) + {inner}) = 1");
+    assert_eq!(refused_depth(&deeper), Some(2 * (over / 2 - 1) + 5));
+    // CASE ... END is a group; its branches are siblings.
+    let case = format!(
+        "INSERT INTO o SELECT * FROM s WHERE {inner} + CASE WHEN {inner} > 0 THEN {inner} ELSE 0 END > 0"
+    );
+    // Pluses, `+`, CASE, `=`; the group: pluses, `>`, its level; the statement.
+    assert_eq!(refused_depth(&case), Some(2 * (over / 2 - 1) + 6));
+    // Each UNION, JOIN or comma between tables nests the query one level deeper (`ALL`
+    // counts as an operator: an over-estimate by one).
+    let unions = vec!["SELECT a FROM s"; over + 1].join(" UNION ALL ");
+    assert_eq!(
+        refused_depth(&format!("INSERT INTO o {unions}")),
+        Some(over + 2)
+    );
+    let joins = vec!["s"; over + 1].join(" JOIN ");
+    assert_eq!(
+        refused_depth(&format!("INSERT INTO o SELECT a FROM {joins} ON true")),
+        Some(over + 1)
+    );
+    let commas = vec!["s"; over + 1].join(", ");
+    assert_eq!(
+        refused_depth(&format!("INSERT INTO o SELECT a FROM {commas} WHERE a, b")),
+        Some(over + 1),
+        "only commas between FROM and the next clause join"
+    );
+    // Strings and quoted names hold no operators.
+    let quoted =
+        format!("INSERT INTO o SELECT '{inner}{inner}{inner}' AS \"{inner}{inner}\" FROM s");
+    assert_eq!(refused_depth(&quoted), None);
+}
+
+#[test]
+fn statements_at_the_bound_parse_on_a_small_stack() {
+    // The deepest shapes within the bound: one chain, and chains in nested groups.
+    let terms = super::MAX_DEPTH / 2 - 1;
+    let ors = vec!["a = 1"; terms].join(" OR ");
+    let chain = format!("INSERT INTO o SELECT * FROM s WHERE {ors}");
+    let nested = format!(
+        "INSERT INTO o SELECT * FROM s WHERE {}",
+        (0..16).fold("a".to_string(), |e, _| format!(
+            "({e}{})",
+            " + a".repeat(super::MAX_DEPTH / 16 - 3)
+        ))
+    );
+    let unions = format!(
+        "INSERT INTO o {}",
+        vec!["SELECT a FROM s"; super::MAX_DEPTH - 1].join(" UNION ALL ")
+    );
+    for sql in [chain, nested, unions] {
+        on_a_small_stack(move || {
+            let st = parse(&sql).expect("within the bound");
+            // The walks the operator and the runtime make: reading, printing, dropping.
+            let _ = st[0].tables_read();
+            let _ = st[0].query.to_string();
+        });
+    }
+}
