@@ -84,6 +84,12 @@ fn dump_events(dir: &Path) -> PathBuf {
 }
 
 fn oracle(events: &Path, query: &str, out: &Path) -> String {
+    oracle_each(events, &[(query, out.to_path_buf())]).remove(0)
+}
+
+/// Each `(query, output)` against its oracle in one process: the events are loaded once, a
+/// query named twice is run once. One report per pair, in order.
+fn oracle_each(events: &Path, checks: &[(&str, PathBuf)]) -> Vec<String> {
     let python = Command::new(repo().join("tests/duckdb.sh"))
         .arg("python")
         .output()
@@ -94,20 +100,27 @@ fn oracle(events: &Path, query: &str, out: &Path) -> String {
         String::from_utf8_lossy(&python.stderr)
     );
     let python = String::from_utf8_lossy(&python.stdout).trim().to_string();
-    let res = Command::new(python)
-        .arg(repo().join("tests/nexmark/oracle.py"))
-        .arg(events)
-        .arg(repo().join(format!("tests/nexmark/oracle/{query}.sql")))
-        .arg(out)
-        .output()
-        .expect("oracle");
-    let report = String::from_utf8_lossy(&res.stdout).trim().to_string();
+    let mut cmd = Command::new(python);
+    cmd.arg(repo().join("tests/nexmark/oracle.py")).arg(events);
+    for (query, out) in checks {
+        cmd.arg(repo().join(format!("tests/nexmark/oracle/{query}.sql")))
+            .arg(out);
+    }
+    let res = cmd.output().expect("oracle");
+    let stdout = String::from_utf8_lossy(&res.stdout);
+    let reports: Vec<String> = stdout.lines().map(|l| l.trim().to_string()).collect();
+    let named: Vec<String> = checks
+        .iter()
+        .zip(&reports)
+        .map(|((q, out), r)| format!("{q} ({}): {r}", out.display()))
+        .collect();
     assert!(
-        res.status.success(),
-        "{query} differs from the oracle: {report}\n{}",
+        res.status.success() && reports.len() == checks.len(),
+        "differs from the oracle:\n{}\n{}",
+        named.join("\n"),
         String::from_utf8_lossy(&res.stderr)
     );
-    report
+    reports
 }
 
 #[test]
@@ -115,12 +128,15 @@ fn every_query_equals_the_oracle_at_parallelism_1_and_3() {
     let tmp = tempfile::tempdir().unwrap();
     let events = dump_events(&tmp.path().join("events"));
     for query in QUERIES {
+        let mut outs = Vec::new();
         for parallelism in [1, 3] {
             let dir = tmp.path().join(format!("{query}-p{parallelism}"));
             std::fs::create_dir_all(&dir).unwrap();
             let file = job_file(query, None, parallelism, &dir);
             run_to_end(&file, &dir.join("runtime.log"));
-            let report = oracle(&events, query, &dir.join("out"));
+            outs.push((query, dir.join("out")));
+        }
+        for (report, parallelism) in oracle_each(&events, &outs).iter().zip([1, 3]) {
             println!("{query} at parallelism {parallelism}: {report}");
         }
     }
@@ -212,8 +228,11 @@ fn several_queries_in_one_job_each_equal_their_oracle() {
             kill(&file, &log, &mut rng, 4);
         }
         run_to_end(&file, &log);
-        for sink in TOGETHER {
-            let report = oracle(&events, sink, &dir.join("out").join(sink));
+        let outs: Vec<(&str, PathBuf)> = TOGETHER
+            .iter()
+            .map(|sink| (*sink, dir.join("out").join(sink)))
+            .collect();
+        for (report, sink) in oracle_each(&events, &outs).iter().zip(TOGETHER) {
             println!("together, {sink}, killed {killed}: {report}");
         }
     }

@@ -2,14 +2,15 @@
 compared row by row with what Weir committed (a changelog applied first: the table it
 comes to).
 
-    oracle.py EVENTS_DIR QUERY_SQL WEIR_OUTPUT_DIR
+    oracle.py EVENTS_DIR QUERY_SQL WEIR_OUTPUT_DIR [QUERY_SQL WEIR_OUTPUT_DIR ...]
 
 EVENTS_DIR holds the events (the file sink's part-*.jsonl of `SELECT * FROM nexmark`),
 QUERY_SQL the query in DuckDB's dialect over the views `person`, `auction` and `bid`
 (written for the oracle, not derived from Weir's SQL), WEIR_OUTPUT_DIR the job's output.
-Prints one JSON line {rows, missing, extra, wrong} and exits 1 when they differ: rows
-compare as multisets; a row that differs from an expected one only in its non-key columns
-counts as wrong rather than as missing plus extra.
+Prints one JSON line {rows, missing, extra, wrong} per pair, in order, and exits 1 when any
+differ: rows compare as multisets; a row that differs from an expected one only in its
+non-key columns counts as wrong rather than as missing plus extra. The events are loaded
+once, and a query named twice (one query's output at two parallelisms) is run once.
 """
 
 import datetime
@@ -100,7 +101,26 @@ def weir_rows(out_dir, names):
 
 
 def main():
-    events_dir, query_file, out_dir = sys.argv[1:4]
+    args = sys.argv[1:]
+    if len(args) < 3 or len(args) % 2 == 0:
+        sys.exit(__doc__)
+    events_dir, pairs = args[0], list(zip(args[1::2], args[2::2]))
+    con = events(events_dir)
+    expected = {}
+    failed = False
+    for query_file, out_dir in pairs:
+        if query_file not in expected:
+            expected[query_file] = run_query(con, query_file)
+        names, want = expected[query_file]
+        report, ok = compare(names, want, out_dir)
+        print(json.dumps(report, default=str))
+        failed |= not ok
+    sys.exit(1 if failed else 0)
+
+
+def events(events_dir):
+    """A DuckDB connection holding the events as table `nexmark`, its views and q13's side
+    table."""
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
     files = sorted(glob.glob(os.path.join(events_dir, "part-*.jsonl")))
@@ -121,10 +141,19 @@ def main():
         f"CREATE VIEW side_input AS SELECT * FROM read_json({side!r}, "
         "format = 'newline_delimited', columns = {'key': 'BIGINT', 'value': 'VARCHAR'})"
     )
+    return con
+
+
+def run_query(con, query_file):
+    """The oracle's result: its column names and its rows as a multiset."""
     with open(query_file, encoding="utf-8") as f:
         cur = con.execute(f.read())
     names = [d[0] for d in cur.description]
-    want = Counter(tuple(canon(v) for v in row) for row in cur.fetchall())
+    return names, Counter(tuple(canon(v) for v in row) for row in cur.fetchall())
+
+
+def compare(names, want, out_dir):
+    """The report for one output directory, and whether it equals the oracle."""
     got, unmatched, changes = weir_rows(out_dir, names)
     missing = want - got
     extra = got - want
@@ -148,8 +177,7 @@ def main():
     if missing or extra:
         report["first_missing"] = [list(r) for r in list(missing)[:3]]
         report["first_extra"] = [list(r) for r in list(extra)[:3]]
-    print(json.dumps(report, default=str))
-    sys.exit(0 if not (missing or extra or unmatched) else 1)
+    return report, not (missing or extra or unmatched)
 
 
 if __name__ == "__main__":
