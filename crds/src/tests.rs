@@ -276,6 +276,16 @@ fn sql_job(sql: &str) -> String {
     format!("{}{sinks}sql: |\n{body}", &head[..cut])
 }
 
+/// The message of `e`'s one error, after checking it is on field `sql` at the file line
+/// holding `needle`.
+fn one_sql_error_at<'a>(e: &'a JobErrors, src: &str, needle: &str) -> &'a str {
+    let line = src.lines().position(|l| l.contains(needle)).expect("line") + 1;
+    assert_eq!(e.errors.len(), 1, "{e}");
+    assert_eq!(e.errors[0].path, "sql");
+    assert_eq!(e.errors[0].line, Some(line), "{e}");
+    &e.errors[0].message
+}
+
 const WINDOW_SQL: &str = "INSERT INTO out
 SELECT store_id, window_start, window_end, count(*) AS orders
 FROM TABLE(TUMBLE(TABLE orders, DESCRIPTOR(ts), INTERVAL '10' SECOND))
@@ -294,21 +304,9 @@ fn sql_problems_name_the_field_statement_and_file_line() {
     // A table the pipeline does not have: the statement's line 3 is the file's.
     let src = sql_job(&WINDOW_SQL.replace("TABLE orders", "TABLE ordres"));
     let e = errors(&src);
-    let line = src
-        .lines()
-        .position(|l| l.contains("ordres"))
-        .expect("line")
-        + 1;
-    assert_eq!(e.errors.len(), 1, "{e}");
-    assert_eq!(e.errors[0].path, "sql");
-    assert_eq!(e.errors[0].line, Some(line), "{e}");
-    assert!(
-        e.errors[0]
-            .message
-            .contains("statement 1 (line 3, column 12)"),
-        "{e}"
-    );
-    assert!(e.errors[0].message.contains("`ordres` not found"), "{e}");
+    let message = one_sql_error_at(&e, &src, "ordres");
+    assert!(message.contains("statement 1 (line 3, column 12)"), "{e}");
+    assert!(message.contains("`ordres` not found"), "{e}");
     // A sink nobody writes, a sink without a name, a duplicate name, sql beside transforms.
     let src = sql_job(WINDOW_SQL).replace(
         "  - file: {name: out, path: out}\n",
@@ -372,17 +370,8 @@ fn a_statement_too_deep_to_walk_is_refused_at_its_file_line_and_a_deep_one_withi
         ors(5_000)
     ));
     let e = e.expect("refused");
-    let line = src
-        .lines()
-        .position(|l| l.contains("INSERT INTO"))
-        .expect("line")
-        + 1;
-    assert_eq!(e.errors.len(), 1, "{e}");
-    assert_eq!(e.errors[0].path, "sql");
-    assert_eq!(e.errors[0].line, Some(line), "{e}");
     assert!(
-        e.errors[0]
-            .message
+        one_sql_error_at(&e, &src, "INSERT INTO")
             .contains("statement 1 (line 1, column 1): is nested up to 10000 levels deep"),
         "{e}"
     );

@@ -26,6 +26,11 @@ fn job(sql: &str) -> (JobFile, SchemaRef) {
     (job, schema)
 }
 
+/// The source's schema, as every query here reads it.
+fn orders_schema() -> SchemaRef {
+    job("INSERT INTO out SELECT * FROM orders").1
+}
+
 fn lower(sql: &str) -> Result<Vec<Transform>, Vec<FieldError>> {
     let (job, schema) = job(sql);
     super::lower_script(&job, std::slice::from_ref(&schema)).map(first)
@@ -310,13 +315,7 @@ fn the_longest_or_chain_the_script_bound_allows_lowers_compiles_and_runs_on_a_sm
             let [Transform::Filter(f)] = got.as_slice() else {
                 panic!("{got:?}")
             };
-            let schema = source_schema(
-                &job("INSERT INTO out SELECT * FROM orders")
-                    .0
-                    .pipeline
-                    .source
-                    .schema,
-            );
+            let schema = orders_schema();
             let e = crate::expr::CompiledExpr::compile(f, &schema)
                 .expect("compiles within the expression limits");
             // order_id 0..400; every other column zero, cast to its type.
@@ -404,13 +403,7 @@ fn a_cast_to_varchar_is_the_string_type_sinks_read() {
     let [Transform::Select(s)] = got.as_slice() else {
         panic!("{got:?}")
     };
-    let schema = source_schema(
-        &job("INSERT INTO out SELECT * FROM orders")
-            .0
-            .pipeline
-            .source
-            .schema,
-    );
+    let schema = orders_schema();
     let e = crate::expr::CompiledExpr::compile(&s["s"], &schema).expect("compiles");
     assert_eq!(e.data_type, datafusion::arrow::datatypes::DataType::Utf8);
 }
