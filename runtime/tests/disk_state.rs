@@ -160,6 +160,21 @@ fn run_to_end(file: &Path, log: &Path, limit: Duration, ok: bool) {
 }
 
 /// Users in the committed output, with how often each appears.
+/// Lines in the file sink's committed files under `dir`, without parsing them.
+fn committed_lines(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "jsonl"))
+        .map(|e| {
+            std::fs::read(e.path())
+                .map(|b| b.iter().filter(|&&c| c == b'\n').count())
+                .unwrap_or(0)
+        })
+        .sum()
+}
+
 fn output(dir: &Path) -> BTreeMap<String, u32> {
     let mut seen = BTreeMap::new();
     for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
@@ -590,6 +605,9 @@ fn a_savepoint_of_disk_state_is_stored_in_parts_and_restores_into_either_backend
     const USERS_SP: u64 = 600_000;
     const COUNT_SP: u64 = 1_500_000;
     const PREFIX: &str = "a-user-whose-name-is-long-enough-to-fill-parts-";
+    // About two fifths of the users the generator emits by its end (about 550 000): enough
+    // that each subtask's state fills several parts, and still part-way through the input.
+    const SAVEPOINT_USERS: usize = 250_000;
     let tmp = tempfile::tempdir().unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let (storage_uri, s3) = checkpoint_storage(&rt, tmp.path(), "disk-savepoint");
@@ -605,12 +623,23 @@ fn a_savepoint_of_disk_state_is_stored_in_parts_and_restores_into_either_backend
             .replace("type: disk", &format!("type: {backend}"))
             .replace("interval: 200ms", "interval: 1s")
     };
-    let run = |yaml: String, opts: RunOptions, savepoint_after: Option<Duration>| {
+    // The savepoint is taken once `users` distinct users are in the output (so at least as
+    // many are in its state), not after a fixed time: a machine busy with other work runs the
+    // job slower, and a savepoint taken by the clock would then hold too little state.
+    let run = |yaml: String, opts: RunOptions, savepoint_at: Option<(&Path, usize)>| {
         rt.block_on(async move {
             let plan = weir_runtime::plan_source("spdedup.yaml", &yaml).unwrap();
             let running = start(plan, opts).await.unwrap();
-            if let Some(after) = savepoint_after {
-                tokio::time::sleep(after).await;
+            if let Some((out, users)) = savepoint_at {
+                let waiting = std::time::Instant::now();
+                while committed_lines(out) < users {
+                    assert!(
+                        waiting.elapsed() < Duration::from_secs(120),
+                        "{} of {users} users in the output after 120 s",
+                        committed_lines(out)
+                    );
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
                 running
                     .requests
                     .send(Request::Stop { savepoint: true })
@@ -625,16 +654,12 @@ fn a_savepoint_of_disk_state_is_stored_in_parts_and_restores_into_either_backend
     } = run(
         yaml("disk", &out, 200_000),
         RunOptions::default(),
-        Some(Duration::from_secs(5)),
+        Some((&out, SAVEPOINT_USERS)),
     )
     else {
         panic!("no savepoint")
     };
     let partial = output(&out).len();
-    assert!(
-        partial > 0,
-        "the savepoint should be part-way: no output yet"
-    );
 
     // Its state files list parts, several per subtask, each in the savepoint's directory.
     let s3_spec = weir_crds::S3Spec {
@@ -659,6 +684,11 @@ fn a_savepoint_of_disk_state_is_stored_in_parts_and_restores_into_either_backend
     let want: BTreeSet<String> = (0..COUNT_SP)
         .map(|i| format!("{PREFIX}{}", common::rnd(1, i) % USERS_SP))
         .collect();
+    assert!(
+        partial >= SAVEPOINT_USERS && partial < want.len(),
+        "the savepoint should be part-way: {partial} of {} users before it",
+        want.len()
+    );
     for (backend, p, out) in [("memory", 3u32, &out), ("disk", 1, &out_b)] {
         let opts = common::from_savepoint(&sp, p, format!("{storage_uri}-{backend}"));
         let ended = run(yaml(backend, out, 1_000_000_000), opts, None);
