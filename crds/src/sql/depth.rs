@@ -14,6 +14,7 @@
 //! `CASE ... END`) adds its own depth once, wherever it sits in the expression. A comma or a
 //! clause keyword starts a sibling expression, which does not add to the one before it.
 
+use sqlparser::keywords::Keyword;
 use sqlparser::tokenizer::{Token, TokenWithSpan};
 
 use super::{Pos, SqlError, pos_of};
@@ -74,53 +75,79 @@ impl Group {
     }
 }
 
-/// Keywords that start a new expression beside the one before: clauses, `CASE`'s branches,
-/// `AS` (an alias, or the type of a `CAST`).
-const STARTS_EXPRESSION: &[&str] = &[
-    "SELECT",
-    "FROM",
-    "WHERE",
-    "GROUP",
-    "HAVING",
-    "ORDER",
-    "QUALIFY",
-    "WINDOW",
-    "LIMIT",
-    "OFFSET",
-    "ON",
-    "USING",
-    "WHEN",
-    "THEN",
-    "ELSE",
-    "AS",
-    "INSERT",
-    "INTO",
-    "WITH",
-    "VALUES",
-    "PARTITION",
+/// Clauses after `FROM`: each starts a new expression, and after one a comma no longer joins
+/// tables.
+const ENDS_FROM: &[Keyword] = &[
+    Keyword::SELECT,
+    Keyword::WHERE,
+    Keyword::GROUP,
+    Keyword::HAVING,
+    Keyword::ORDER,
+    Keyword::QUALIFY,
+    Keyword::WINDOW,
+    Keyword::LIMIT,
+    Keyword::OFFSET,
 ];
-/// Clauses after which a comma no longer joins tables.
-const ENDS_FROM: &[&str] = &[
-    "SELECT", "WHERE", "GROUP", "HAVING", "ORDER", "QUALIFY", "WINDOW", "LIMIT", "OFFSET",
+/// The other keywords that start a new expression beside the one before: `CASE`'s branches,
+/// join conditions, `AS` (an alias, or the type of a `CAST`). `FROM` does too, and starts a
+/// list in which a comma joins tables.
+const STARTS_EXPRESSION: &[Keyword] = &[
+    Keyword::ON,
+    Keyword::USING,
+    Keyword::WHEN,
+    Keyword::THEN,
+    Keyword::ELSE,
+    Keyword::AS,
+    Keyword::INSERT,
+    Keyword::INTO,
+    Keyword::WITH,
+    Keyword::VALUES,
+    Keyword::PARTITION,
 ];
 /// Keywords that nest the query before them one level deeper.
-const CHAINS_QUERIES: &[&str] = &["UNION", "INTERSECT", "EXCEPT", "JOIN"];
+const CHAINS_QUERIES: &[Keyword] = &[
+    Keyword::UNION,
+    Keyword::INTERSECT,
+    Keyword::EXCEPT,
+    Keyword::JOIN,
+];
 /// Keywords that are (or belong to) an operator in an expression.
-const OPERATOR_WORDS: &[&str] = &[
-    "AND", "OR", "NOT", "IS", "LIKE", "ILIKE", "SIMILAR", "BETWEEN", "IN", "COLLATE", "AT",
-    "ESCAPE", "DIV", "XOR", "REGEXP", "RLIKE", "OVERLAPS", "ANY", "ALL", "SOME",
+const OPERATOR_WORDS: &[Keyword] = &[
+    Keyword::AND,
+    Keyword::OR,
+    Keyword::NOT,
+    Keyword::IS,
+    Keyword::LIKE,
+    Keyword::ILIKE,
+    Keyword::SIMILAR,
+    Keyword::BETWEEN,
+    Keyword::IN,
+    Keyword::COLLATE,
+    Keyword::AT,
+    Keyword::ESCAPE,
+    Keyword::DIV,
+    Keyword::XOR,
+    Keyword::REGEXP,
+    Keyword::RLIKE,
+    Keyword::OVERLAPS,
+    Keyword::ANY,
+    Keyword::ALL,
+    Keyword::SOME,
 ];
 
-/// `Ok` when every statement of the tokenised script is within [`MAX_DEPTH`].
-///
-/// # Errors
-/// One error per statement over the bound, at the statement's first token.
-pub(super) fn check(tokens: &[TokenWithSpan]) -> Result<(), Vec<SqlError>> {
-    let mut errs = Vec::new();
-    let mut stack = vec![Group::new(Closer::Statement)];
-    let mut statement = 0usize;
-    let mut start: Option<Pos> = None;
-    let mut finish = |stack: &mut Vec<Group>, start: &mut Option<Pos>, statement: &mut usize| {
+/// The statements read so far, and the errors of those over the bound.
+#[derive(Default)]
+struct Statements {
+    /// How many statements have ended.
+    count: usize,
+    /// The first token of the statement being read, once it has one.
+    start: Option<Pos>,
+    errs: Vec<SqlError>,
+}
+
+impl Statements {
+    /// End the statement being read: close what it left open and measure it.
+    fn finish(&mut self, stack: &mut Vec<Group>) {
         // Unclosed groups are the parser's to name; their depth still counts.
         while stack.len() > 1 {
             if let Some(g) = stack.pop() {
@@ -129,29 +156,39 @@ pub(super) fn check(tokens: &[TokenWithSpan]) -> Result<(), Vec<SqlError>> {
         }
         let root = std::mem::replace(&mut stack[0], Group::new(Closer::Statement));
         let depth = root.depth();
-        if let Some(at) = start.take() {
-            *statement += 1;
-            if depth > MAX_DEPTH {
-                errs.push(SqlError {
-                    statement: Some(*statement),
-                    at: Some(at),
-                    message: format!(
-                        "is nested up to {depth} levels deep (operators chained in one expression, parentheses, joins and set operations); at most {MAX_DEPTH} are allowed: a list of alternatives reads better as `x IN (a, b, ...)`, and a long expression can be split over views (`CREATE VIEW`)"
-                    ),
-                });
-            }
+        let Some(at) = self.start.take() else {
+            return; // nothing but whitespace since the last `;`
+        };
+        self.count += 1;
+        if depth > MAX_DEPTH {
+            self.errs.push(SqlError {
+                statement: Some(self.count),
+                at: Some(at),
+                message: format!(
+                    "is nested up to {depth} levels deep (operators chained in one expression, parentheses, joins and set operations); at most {MAX_DEPTH} are allowed: a list of alternatives reads better as `x IN (a, b, ...)`, and a long expression can be split over views (`CREATE VIEW`)"
+                ),
+            });
         }
-    };
+    }
+}
+
+/// `Ok` when every statement of the tokenised script is within [`MAX_DEPTH`].
+///
+/// # Errors
+/// One error per statement over the bound, at the statement's first token.
+pub(super) fn check(tokens: &[TokenWithSpan]) -> Result<(), Vec<SqlError>> {
+    let mut statements = Statements::default();
+    let mut stack = vec![Group::new(Closer::Statement)];
     for t in tokens {
         let token = &t.token;
         if matches!(token, Token::Whitespace(_) | Token::EOF) {
             continue;
         }
         if *token == Token::SemiColon && stack.len() == 1 {
-            finish(&mut stack, &mut start, &mut statement);
+            statements.finish(&mut stack);
             continue;
         }
-        start.get_or_insert(pos_of(t.span.start));
+        statements.start.get_or_insert(pos_of(t.span.start));
         let Some(top) = stack.last_mut() else {
             break;
         };
@@ -168,34 +205,40 @@ pub(super) fn check(tokens: &[TokenWithSpan]) -> Result<(), Vec<SqlError>> {
                 }
                 top.end_expression();
             }
-            Token::Word(w) if w.quote_style.is_none() => {
-                let is = |list: &[&str]| list.iter().any(|k| w.value.eq_ignore_ascii_case(k));
-                if w.value.eq_ignore_ascii_case("CASE") {
+            // A quoted word is a name, and the tokenizer gives it no keyword.
+            Token::Word(w) => match w.keyword {
+                Keyword::CASE => {
                     top.run += 1;
                     stack.push(Group::new(Closer::End));
-                } else if w.value.eq_ignore_ascii_case("END") {
-                    close(&mut stack, Closer::End);
-                } else if is(CHAINS_QUERIES) {
-                    top.chain += 1;
-                    top.in_from = w.value.eq_ignore_ascii_case("JOIN");
-                    top.end_expression();
-                } else if is(STARTS_EXPRESSION) {
-                    if w.value.eq_ignore_ascii_case("FROM") {
-                        top.in_from = true;
-                    } else if is(ENDS_FROM) {
-                        top.in_from = false;
-                    }
-                    top.end_expression();
-                } else if is(OPERATOR_WORDS) {
-                    top.run += 1;
                 }
-            }
+                Keyword::END => close(&mut stack, Closer::End),
+                k if CHAINS_QUERIES.contains(&k) => {
+                    top.chain += 1;
+                    top.in_from = k == Keyword::JOIN;
+                    top.end_expression();
+                }
+                Keyword::FROM => {
+                    top.in_from = true;
+                    top.end_expression();
+                }
+                k if ENDS_FROM.contains(&k) => {
+                    top.in_from = false;
+                    top.end_expression();
+                }
+                k if STARTS_EXPRESSION.contains(&k) => top.end_expression(),
+                k if OPERATOR_WORDS.contains(&k) => top.run += 1,
+                _ => {}
+            },
             other if is_operator(other) => top.run += 1,
             _ => {}
         }
     }
-    finish(&mut stack, &mut start, &mut statement);
-    if errs.is_empty() { Ok(()) } else { Err(errs) }
+    statements.finish(&mut stack);
+    if statements.errs.is_empty() {
+        Ok(())
+    } else {
+        Err(statements.errs)
+    }
 }
 
 /// Close the innermost group if `closer` ends it; a stray closer is the parser's to name.
