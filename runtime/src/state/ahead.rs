@@ -371,23 +371,27 @@ mod tests {
         let (state, storage) = state_uploading_ahead(tmp.path()).await;
         write(&state, 0..20_000);
         settled(&state, &storage).await;
-        // In the write buffer only: the capture's flush makes it a table no round has seen.
+        // The tables before the write, not those no round has uploaded yet: a round every
+        // 20 ms can upload the capture's table before the test reads the registry (seen
+        // with other suites loading the machine).
+        let before: Vec<String> = (state.store().tables().live().unwrap().unwrap())
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        // In the write buffer only: the capture's flush makes it a new table.
         let mut b = weir_state::Batch::default();
         for i in 20_000..40_000u32 {
             b.put(0, i % 8, format!("key-{i:08}").as_bytes(), &[9; 64]);
         }
         state.store().write(b).unwrap();
         let capture = state.capture().unwrap();
-        let flushed: Vec<String> = {
-            let reg = Registry::lock(state.registry()).unwrap();
-            capture
-                .checkpoint
-                .files()
-                .iter()
-                .filter(|f| f.name.ends_with(".sst") && !reg.uploaded.contains_key(&f.name))
-                .map(|f| f.name.clone())
-                .collect()
-        };
+        let flushed: Vec<String> = capture
+            .checkpoint
+            .files()
+            .iter()
+            .filter(|f| f.name.ends_with(".sst") && !before.contains(&f.name))
+            .map(|f| f.name.clone())
+            .collect();
         assert!(!flushed.is_empty(), "the capture flushed no new table");
         // A round uploads it before the barrier's upload starts, which then takes that upload.
         settled(&state, &storage).await;
