@@ -92,10 +92,9 @@ fn kill_rescale_and_finish(
     // Slower than the runs below, so that input remains until the crash point is reached even
     // when a restore at a new parallelism is slow to checkpoint: at 5 000 records/s what the
     // first run left lasted 11 s, and one run met a 16 s first checkpoint after a rescale and
-    // finished before retention deleted anything.
-    // The limit only guards against a hang: with other suites running beside it, one
-    // restore at 3 took 40 s to its first checkpoint and 53 s to its second, and had not yet
-    // reached retention at 60 s.
+    // finished before retention deleted anything. The time limit only guards against a hang:
+    // with other suites running beside this one, a restore at 3 took 40 s to its first
+    // checkpoint and had not reached retention at 60 s.
     for (parallelism, point) in [(2, "during-state-upload:3"), (3, "during-retention:1")] {
         std::fs::write(file, yaml(parallelism, 2_000)).unwrap();
         common::run_until_crash(
@@ -162,7 +161,6 @@ fn run_to_end(file: &Path, log: &Path, limit: Duration, ok: bool) {
     );
 }
 
-/// Users in the committed output, with how often each appears.
 /// Lines in the file sink's committed files under `dir`, without parsing them.
 fn committed_lines(dir: &Path) -> usize {
     std::fs::read_dir(dir)
@@ -178,6 +176,7 @@ fn committed_lines(dir: &Path) -> usize {
         .sum()
 }
 
+/// Users in the committed output, with how often each appears.
 fn output(dir: &Path) -> BTreeMap<String, u32> {
     let mut seen = BTreeMap::new();
     for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
