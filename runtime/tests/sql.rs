@@ -77,7 +77,10 @@ fn the_sql_form_restored_after_kill_dash_nine_equals_the_oracle() {
     let file = job.write(tmp.path());
     let log = tmp.path().join("runtime.log");
     let mut rng = common::fault_seed();
-    let kills = common::kill_randomly(&file, &log, &mut rng, 4, 700..1600);
+    let fresh = [tmp.path().join("chk"), tmp.path().join("out")];
+    let kills = common::until_every_kill_lands(&log, &fresh, 4, || {
+        common::kill_randomly(&file, &log, &mut rng, 4, 700..1600)
+    });
     assert_eq!(
         kills,
         4,
