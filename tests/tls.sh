@@ -8,7 +8,8 @@
 set -euo pipefail
 CACHE="${WEIR_CACHE:-$HOME/.cache/weir}"
 STATE="${WEIR_STACK_DIR:-$CACHE/stack}"
-DIR="$STATE/tls"
+# WEIR_TLS_DIR: another stack directory's certificates (a test's own server uses the shared CA).
+DIR="${WEIR_TLS_DIR:-$STATE/tls}"
 
 make() {
   mkdir -p "$DIR"

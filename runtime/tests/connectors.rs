@@ -522,12 +522,12 @@ fn a_broker_down_at_start_up_is_waited_for_out_loud() {
     }
     let rt = tokio::runtime::Runtime::new().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let own = common::stack::OwnBroker::start(&dir.path().join("stack"), 9398);
+    let own = common::stack::OwnServer::kafka(&dir.path().join("stack"), 9398);
     let u = unique();
     let (input, count) = (format!("orders-down-{u}"), 3_000);
     rt.block_on(async {
-        create_topic(&own.bootstrap, &input, PARTITIONS).await;
-        let p = input_producer(&own.bootstrap);
+        create_topic(&own.address, &input, PARTITIONS).await;
+        let p = input_producer(&own.address);
         produce_orders(&p, &input, 0..count, PARTITIONS, STORES).await;
         produce_end_markers(&p, &input, count, PARTITIONS).await;
     });
@@ -538,7 +538,7 @@ fn a_broker_down_at_start_up_is_waited_for_out_loud() {
         &job,
         sales_job(
             &format!("down-{u}"),
-            &own.bootstrap,
+            &own.address,
             &input,
             &format!("file://{}/chk", dir.path().display()),
             &st.s3,
@@ -562,7 +562,7 @@ fn a_broker_down_at_start_up_is_waited_for_out_loud() {
         &[("WEIR_WAIT_TIMEOUT", "60s")],
         &log,
     );
-    let waiting = format!("waiting for Kafka at {}", own.bootstrap);
+    let waiting = format!("waiting for Kafka at {}", own.address);
     let lines = || {
         std::fs::read_to_string(&log)
             .unwrap_or_default()

@@ -5,7 +5,8 @@
 //! before the job knows it succeeded, after a PostgreSQL `PREPARE TRANSACTION` or a MySQL
 //! `XA PREPARE` before the checkpoint records it, and after the checkpoint completed before
 //! `COMMIT PREPARED` or `XA COMMIT`); the broker, ClickHouse, PostgreSQL (an immediate
-//! shutdown) and MariaDB (`kill -9`) are each restarted once mid-run. Afterwards ClickHouse (raw
+//! shutdown) and MariaDB (`kill -9`), each started for this test alone, are each restarted once
+//! mid-run. Afterwards ClickHouse (raw
 //! rows for write-ahead mode, FINAL for ReplacingMergeTree), both databases (raw rows of the
 //! transactional table, the upsert table) and the committed records of the output topic must
 //! equal the oracle exactly, and no prepared transaction of the job is left on either server. The same scenario runs as one process and as three pods (any pod
@@ -20,10 +21,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use common::stack::{
-    OwnBroker, assert_sales, ch_sales, clickhouse, create_my_sales_tables, create_pg_sales_tables,
+    OwnServer, assert_sales, ch_sales, clickhouse, create_my_sales_tables, create_pg_sales_tables,
     create_sales_tables, create_topic, input_producer, kafka, kafka_sales, local_broker,
     my_prepared, my_sales, mysql, oracle, pg_ca, pg_prepared, pg_sales, postgres,
-    produce_end_markers, produce_orders, sales_job, stack_script,
+    produce_end_markers, produce_orders, sales_job,
 };
 use common::{Incarnation, fresh_bucket, log_tail, s3_endpoint, unique};
 
@@ -43,11 +44,11 @@ fn three_pods_killed_at_random_never_lose_or_double_a_result() {
     scenario("connectors_fault_injection_pods", 3, 20, 9404);
 }
 
-/// One scenario at a time: each restarts the shared ClickHouse, and each wants the cores.
+/// One scenario at a time: each starts the same servers of its own, and each wants the cores.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn scenario(test: &str, pods: u32, min_kills: usize, broker_port: u16) {
-    let (Some(s3), Some(shared_kafka), Some(ch), Some(pg), Some(my)) = (
+    let (Some(s3), Some(shared_kafka), Some(_), Some(_), Some(_)) = (
         s3_endpoint(test),
         kafka(test),
         clickhouse(test),
@@ -63,8 +64,19 @@ fn scenario(test: &str, pods: u32, min_kills: usize, broker_port: u16) {
     // sqlite storage, started for this test alone. Against KAFKA_BOOTSTRAP (a real cluster)
     // the broker is not restarted; say so.
     let stack_dir = tempfile::tempdir().unwrap();
-    let own = local_broker().then(|| OwnBroker::start(stack_dir.path(), broker_port));
-    let bootstrap = own.as_ref().map_or(shared_kafka, |b| b.bootstrap.clone());
+    let own = local_broker().then(|| OwnServer::kafka(stack_dir.path(), broker_port));
+    let bootstrap = own.as_ref().map_or(shared_kafka, |b| b.address.clone());
+    // ClickHouse and the two databases are this test's own as well, as the local scripts start
+    // them: it crashes each under the running job, and the suites of the other test lane use
+    // the shared ones meanwhile.
+    let own_ch = OwnServer::clickhouse(stack_dir.path(), 9412);
+    let own_pg = OwnServer::postgres(stack_dir.path(), 9417);
+    let own_my = OwnServer::mysql(stack_dir.path(), 9418);
+    let (ch, pg, my) = (
+        own_ch.address.clone(),
+        own_pg.address.clone(),
+        own_my.address.clone(),
+    );
     if own.is_none() {
         println!("NOTE: KAFKA_BOOTSTRAP is a real cluster; the broker-restart step is skipped");
     }
@@ -234,19 +246,19 @@ fn scenario(test: &str, pods: u32, min_kills: usize, broker_port: u16) {
         }
         if random_kills == min_kills / 2 && !pg_restarted {
             println!("crashing and restarting PostgreSQL under the running job");
-            stack_script("postgres.sh", "restart", &[]);
+            own_pg.restart();
             pg_restarted = true;
             std::thread::sleep(Duration::from_millis(1500));
         }
         if random_kills == min_kills / 4 && !my_restarted {
             println!("crashing and restarting MariaDB under the running job");
-            stack_script("mysql.sh", "restart", &[]);
+            own_my.restart();
             my_restarted = true;
             std::thread::sleep(Duration::from_millis(1500));
         }
         if random_kills == 2 * min_kills / 3 && !ch_restarted {
             println!("restarting ClickHouse under the running job");
-            stack_script("clickhouse.sh", "restart", &[]);
+            own_ch.restart();
             ch_restarted = true;
             std::thread::sleep(Duration::from_millis(1500));
         }

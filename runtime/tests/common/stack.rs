@@ -61,8 +61,12 @@ pub async fn pg(url: &str) -> tokio_postgres::Client {
 
 /// The test CA's PEM text, which the PostgreSQL server's certificate is signed by.
 pub fn pg_ca() -> String {
-    let dir = std::env::var("WEIR_TLS_DIR").unwrap_or_else(|_| stack_script("tls.sh", "dir", &[]));
-    std::fs::read_to_string(std::path::Path::new(&dir).join("ca.pem")).unwrap()
+    std::fs::read_to_string(std::path::Path::new(&tls_dir()).join("ca.pem")).unwrap()
+}
+
+/// The shared stack's certificates (`tests/tls.sh dir`), which every test server presents.
+fn tls_dir() -> String {
+    std::env::var("WEIR_TLS_DIR").unwrap_or_else(|_| stack_script("tls.sh", "dir", &[]))
 }
 
 /// Create the two reference tables in PostgreSQL: one without a key for transactional mode
@@ -547,41 +551,90 @@ pub fn stack_script(script: &str, arg: &str, env: &[(&str, String)]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-/// A broker of this test's own, on persistent (sqlite) storage so that it can be restarted
-/// under a running job; stopped when dropped.
-pub struct OwnBroker {
+/// A server of one test's own, started by its stack script (`tests/<script>`) on ports of its
+/// own with its state under `dir`, and stopped when dropped. A test that stops, crashes or
+/// restarts a server needs one: the shared servers serve every other suite, and
+/// `tests/run-all.sh` runs two lanes of suites at once. It trusts the shared test CA.
+pub struct OwnServer {
+    script: &'static str,
     env: Vec<(&'static str, String)>,
-    pub bootstrap: String,
+    /// What the script's `start` printed: the address or URL clients use.
+    pub address: String,
 }
 
-impl OwnBroker {
-    pub fn start(dir: &std::path::Path, port: u16) -> Self {
-        let env = vec![
-            ("WEIR_KAFKA_PORT", port.to_string()),
-            ("WEIR_STACK_DIR", dir.display().to_string()),
-            ("WEIR_KAFKA_STORAGE", "sqlite".to_string()),
-        ];
-        let bootstrap = stack_script("kafka.sh", "start", &env);
-        Self { env, bootstrap }
+impl OwnServer {
+    fn start(
+        script: &'static str,
+        dir: &std::path::Path,
+        mut env: Vec<(&'static str, String)>,
+    ) -> Self {
+        env.push(("WEIR_STACK_DIR", dir.display().to_string()));
+        env.push(("WEIR_TLS_DIR", tls_dir()));
+        let address = stack_script(script, "start", &env);
+        Self {
+            script,
+            env,
+            address,
+        }
     }
 
+    /// A Kafka broker on persistent (sqlite) storage, so that a restart keeps its log.
+    pub fn kafka(dir: &std::path::Path, port: u16) -> Self {
+        let env = vec![
+            ("WEIR_KAFKA_PORT", port.to_string()),
+            ("WEIR_KAFKA_STORAGE", "sqlite".to_string()),
+        ];
+        Self::start("kafka.sh", dir, env)
+    }
+
+    /// PostgreSQL on `port` (its URL, without the password, which is the shared server's).
+    pub fn postgres(dir: &std::path::Path, port: u16) -> Self {
+        Self::start(
+            "postgres.sh",
+            dir,
+            vec![("WEIR_POSTGRES_PORT", port.to_string())],
+        )
+    }
+
+    /// MariaDB on `port` (its URL, without the password, which is the shared server's).
+    pub fn mysql(dir: &std::path::Path, port: u16) -> Self {
+        Self::start("mysql.sh", dir, vec![("WEIR_MYSQL_PORT", port.to_string())])
+    }
+
+    /// ClickHouse with a ZooKeeper of its own, on five ports from `first` (HTTP first).
+    pub fn clickhouse(dir: &std::path::Path, first: u16) -> Self {
+        let env = [
+            "WEIR_CLICKHOUSE_HTTP_PORT",
+            "WEIR_CLICKHOUSE_TCP_PORT",
+            "WEIR_CLICKHOUSE_INTERSERVER_PORT",
+            "WEIR_CLICKHOUSE_HTTPS_PORT",
+            "WEIR_ZOOKEEPER_PORT",
+        ]
+        .into_iter()
+        .zip(first..)
+        .map(|(name, port)| (name, port.to_string()))
+        .collect();
+        Self::start("clickhouse.sh", dir, env)
+    }
+
+    /// Crash or stop the server and start it again, on the same state.
     pub fn restart(&self) {
-        stack_script("kafka.sh", "restart", &self.env);
+        stack_script(self.script, "restart", &self.env);
     }
 
     pub fn stop(&self) {
-        stack_script("kafka.sh", "stop", &self.env);
+        stack_script(self.script, "stop", &self.env);
     }
 
-    /// Start again after [`OwnBroker::stop`], on the same storage.
+    /// Start again after [`OwnServer::stop`], on the same state.
     pub fn resume(&self) {
-        stack_script("kafka.sh", "start", &self.env);
+        stack_script(self.script, "start", &self.env);
     }
 }
 
-impl Drop for OwnBroker {
+impl Drop for OwnServer {
     fn drop(&mut self) {
-        let _ = std::panic::catch_unwind(|| stack_script("kafka.sh", "stop", &self.env));
+        let _ = std::panic::catch_unwind(|| stack_script(self.script, "stop", &self.env));
     }
 }
 
