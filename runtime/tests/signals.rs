@@ -72,7 +72,17 @@ sinks: [{blackhole: {}}]
     .unwrap();
     let log = tmp.path().join("log");
     let mut job = spawn_runtime(&file, &[], &[], &log);
-    std::thread::sleep(Duration::from_secs(2));
+    // Start-up is waiting for the broker once it says so (its signal handler is installed
+    // before): a fixed delay instead could signal a process slowed by a busy machine before
+    // that.
+    let t = std::time::Instant::now();
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("waiting for Kafka at 127.0.0.1:1")
+    {
+        assert!(t.elapsed() < Duration::from_secs(60), "{}", log_tail(&log));
+        std::thread::sleep(Duration::from_millis(10));
+    }
     signal(&job, "TERM");
     assert!(
         wait_exit_within(&mut job, Duration::from_secs(2)).is_none(),
