@@ -9,7 +9,7 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::{SEED, START, fresh_bucket, s3_endpoint, spawn_runtime, wait_exit_within};
@@ -163,13 +163,9 @@ fn run_to_end(file: &Path, log: &Path, limit: Duration, ok: bool) {
 
 /// Lines in the file sink's committed files under `dir`, without parsing them.
 fn committed_lines(dir: &Path) -> usize {
-    std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|e| e.path().extension().is_some_and(|x| x == "jsonl"))
-        .map(|e| {
-            std::fs::read(e.path())
+    committed_files(dir)
+        .map(|path| {
+            std::fs::read(path)
                 .map(|b| b.iter().filter(|&&c| c == b'\n').count())
                 .unwrap_or(0)
         })
@@ -179,11 +175,8 @@ fn committed_lines(dir: &Path) -> usize {
 /// Users in the committed output, with how often each appears.
 fn output(dir: &Path) -> BTreeMap<String, u32> {
     let mut seen = BTreeMap::new();
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        if e.path().extension().is_none_or(|x| x != "jsonl") {
-            continue;
-        }
-        for line in std::fs::read_to_string(e.path()).unwrap().lines() {
+    for path in committed_files(dir) {
+        for line in std::fs::read_to_string(path).unwrap().lines() {
             let v: serde_json::Value = serde_json::from_str(line).unwrap();
             *seen
                 .entry(v["user"].as_str().unwrap().to_string())
@@ -191,6 +184,17 @@ fn output(dir: &Path) -> BTreeMap<String, u32> {
         }
     }
     seen
+}
+
+/// The file sink's committed output files under `dir` (those not yet committed wait in its
+/// `.pending/` directory, which this does not descend into).
+fn committed_files(dir: &Path) -> impl Iterator<Item = PathBuf> {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
 }
 
 /// Every kept checkpoint of the job's one lineage, with the shared tables it refers to. One

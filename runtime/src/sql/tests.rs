@@ -19,11 +19,23 @@ sinks:
 ";
 
 fn job(sql: &str) -> (JobFile, SchemaRef) {
+    job_with(HEAD, sql)
+}
+
+/// The job file `head` (everything before its `sql:`) with `sql` as its script, and its
+/// source's schema: tests that change the sinks or the schema start from another head.
+fn job_with(head: &str, sql: &str) -> (JobFile, SchemaRef) {
     let indented: String = sql.lines().map(|l| format!("  {l}\n")).collect();
-    let src = format!("{HEAD}sql: |\n{indented}");
+    let src = format!("{head}sql: |\n{indented}");
     let job = load_job("t.yaml", &src).expect("valid job");
     let schema = source_schema(&job.pipeline.source.schema);
     (job, schema)
+}
+
+/// `sql` lowered as the script of the job file `head`.
+fn lower_with(head: &str, sql: &str) -> Result<super::Lowered, Vec<FieldError>> {
+    let (job, schema) = job_with(head, sql);
+    super::lower_script(&job, std::slice::from_ref(&schema))
 }
 
 /// The source's schema, as every query here reads it.
@@ -32,8 +44,7 @@ fn orders_schema() -> SchemaRef {
 }
 
 fn lower(sql: &str) -> Result<Vec<Transform>, Vec<FieldError>> {
-    let (job, schema) = job(sql);
-    super::lower_script(&job, std::slice::from_ref(&schema)).map(first)
+    lower_with(HEAD, sql).map(first)
 }
 
 /// The first statement's transforms (it has no union).
@@ -202,13 +213,8 @@ fn what_has_no_streaming_operator_yet_is_refused_by_name() {
 #[test]
 fn each_statement_is_a_branch_of_its_own_result() {
     let q = "SELECT * FROM orders WHERE amount > 0";
-    let two_sinks = |sql: &str| {
-        let head = HEAD.replace("sinks:\n", "sinks:\n  - file: {name: out2, path: out2}\n");
-        let src = format!("{head}sql: |\n  {}\n", sql.replace('\n', "\n  "));
-        let job = load_job("t.yaml", &src).expect("valid job");
-        let schema = source_schema(&job.pipeline.source.schema);
-        super::lower_script(&job, std::slice::from_ref(&schema))
-    };
+    let head = HEAD.replace("sinks:\n", "sinks:\n  - file: {name: out2, path: out2}\n");
+    let two_sinks = |sql: &str| lower_with(&head, sql);
     let ok = two_sinks(&format!("INSERT INTO out {q};\nINSERT INTO out2 {q};"))
         .expect("same query twice");
     let got: Vec<(Vec<Transform>, Vec<String>, usize)> = ok
@@ -284,11 +290,11 @@ fn an_output_column_without_a_name_is_refused_naming_it() {
 fn identical_windowed_statements_for_two_sinks_are_one_result() {
     let q = "SELECT store_id, window_start, window_end, count(*) AS n FROM TABLE(TUMBLE(TABLE orders, DESCRIPTOR(ts), INTERVAL '1' MINUTE)) GROUP BY store_id, window_start, window_end";
     let head = HEAD.replace("sinks:\n", "sinks:\n  - file: {name: out2, path: out2}\n");
-    let src = format!("{head}sql: |\n  INSERT INTO out {q};\n  INSERT INTO out2 {q};\n");
-    let job = load_job("t.yaml", &src).expect("valid job");
-    let schema = source_schema(&job.pipeline.source.schema);
-    let lowered =
-        super::lower_script(&job, std::slice::from_ref(&schema)).expect("one result for two sinks");
+    let lowered = lower_with(
+        &head,
+        &format!("INSERT INTO out {q};\nINSERT INTO out2 {q};"),
+    )
+    .expect("one result for two sinks");
     assert_eq!(lowered.branches.len(), 2);
     assert_eq!(lowered.branches[0].steps, lowered.branches[1].steps);
     assert_eq!(lowered.branches[0].steps.len(), 2, "{lowered:?}");
@@ -343,18 +349,13 @@ fn the_longest_or_chain_the_script_bound_allows_lowers_compiles_and_runs_on_a_sm
 #[test]
 fn columns_keep_their_case_and_tables_do_not() {
     let head = HEAD.replace("store_id", "storeId");
-    let lower_with = |sql: &str| {
-        let src = format!("{head}sql: |\n  {}\n", sql.replace('\n', "\n  "));
-        let job = load_job("t.yaml", &src).expect("valid job");
-        let schema = source_schema(&job.pipeline.source.schema);
-        super::lower_script(&job, std::slice::from_ref(&schema)).map(first)
-    };
-    let got = lower_with(
+    let lower_camel = |sql: &str| lower_with(&head, sql).map(first);
+    let got = lower_camel(
         "CREATE VIEW \"Big\" AS SELECT * FROM Orders WHERE amount > 1;\nINSERT INTO \"OUT\" SELECT storeId FROM big",
     )
     .expect("quoted and unquoted table names are one name");
     assert_eq!(got.len(), 2, "{got:?}");
-    let got = lower_with(
+    let got = lower_camel(
         "INSERT INTO out SELECT storeId, window_start, window_end, count(*) AS n FROM TABLE(SESSION(TABLE orders PARTITION BY storeId, DESCRIPTOR(ts), INTERVAL '1' MINUTE)) GROUP BY storeId, window_start, window_end",
     )
     .expect("a camel-case partition column is the GROUP BY key");
