@@ -705,7 +705,7 @@ fn object_name(n: &ObjectName) -> String {
         .join(".")
 }
 
-mod depth;
+pub(crate) mod depth;
 pub use depth::MAX_DEPTH;
 
 #[cfg(test)]

@@ -112,7 +112,7 @@ const CHAINS_QUERIES: &[Keyword] = &[
     Keyword::JOIN,
 ];
 /// Keywords that are (or belong to) an operator in an expression.
-const OPERATOR_WORDS: &[Keyword] = &[
+pub(crate) const OPERATOR_WORDS: &[Keyword] = &[
     Keyword::AND,
     Keyword::OR,
     Keyword::NOT,
@@ -260,7 +260,7 @@ fn fold(stack: &mut [Group], g: Group) {
 
 /// Whether a token (other than a word) joins operands: everything but literals, names and
 /// punctuation. An unknown token counts, which can only over-estimate.
-fn is_operator(t: &Token) -> bool {
+pub(crate) fn is_operator(t: &Token) -> bool {
     !matches!(
         t,
         Token::Number(..)

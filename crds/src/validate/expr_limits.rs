@@ -1,4 +1,5 @@
-//! Size limits on a SQL expression, checked on its text before any parser sees it.
+//! Size limits on a SQL expression, checked on its text and tokens before any parser builds
+//! a tree from it.
 //!
 //! Parsers and planners walk an expression by recursion. `NOT NOT NOT ...`, `((((...))))` or
 //! `a + a + a + ...` ten thousand times is accepted by the apiserver as a plain string, yet
@@ -8,7 +9,11 @@
 //! The limits are far above any expression a person writes and far below any depth that
 //! matters.
 
+use sqlparser::dialect::GenericDialect;
+use sqlparser::tokenizer::{Token, Tokenizer};
+
 use super::FieldError;
+use crate::sql::depth::{OPERATOR_WORDS, is_operator};
 
 /// Longest expression, in bytes.
 pub const MAX_LEN: usize = 4096;
@@ -60,52 +65,34 @@ struct Shape {
     operators: usize,
 }
 
-/// Deepest parenthesis nesting and operator count, outside string literals and quoted
-/// identifiers. Unbalanced text is left for the parser to name.
+/// Deepest parenthesis nesting and operator count, read off sqlparser's tokens, which is what
+/// the parser reads next: a string literal, a quoted name or a comment holds no operator. The
+/// operators are those the depth bound of SQL scripts counts (`sql::depth`). Text the
+/// tokenizer refuses (an unclosed quote) is left for the parser, which refuses it the same
+/// way before it builds anything; unbalanced parentheses likewise.
 fn shape(sql: &str) -> Shape {
-    const WORDS: &[&str] = &["and", "or", "not", "is", "like", "ilike", "between", "in"];
     let mut s = Shape::default();
+    let Ok(tokens) = Tokenizer::new(&GenericDialect {}, sql).tokenize() else {
+        return s;
+    };
     let mut depth = 0usize;
-    let mut chars = sql.chars().peekable();
-    let mut in_symbol = false;
-    while let Some(c) = chars.next() {
-        let symbol = matches!(
-            c,
-            '+' | '-' | '*' | '/' | '%' | '<' | '>' | '=' | '!' | '|' | '&' | '^' | '~'
-        );
-        if symbol && !in_symbol {
-            s.operators += 1;
-        }
-        in_symbol = symbol;
-        match c {
-            '(' => {
+    for token in &tokens {
+        match token {
+            Token::LParen => {
                 depth += 1;
                 s.nesting = s.nesting.max(depth);
             }
-            ')' => depth = depth.saturating_sub(1),
-            '\'' | '"' | '`' => {
-                // A quote inside is written twice, which reads as leaving and re-entering.
-                for d in chars.by_ref() {
-                    if d == c {
-                        break;
-                    }
-                }
-            }
-            c if c.is_alphabetic() || c == '_' => {
-                let mut word = String::from(c);
-                while let Some(&d) = chars.peek() {
-                    if d.is_alphanumeric() || d == '_' {
-                        word.push(d);
-                        chars.next();
-                    } else {
-                        break;
-                    }
-                }
-                if WORDS.iter().any(|w| word.eq_ignore_ascii_case(w)) {
-                    s.operators += 1;
-                }
-            }
-            _ => {}
+            Token::RParen => depth = depth.saturating_sub(1),
+            Token::Word(w) => s.operators += usize::from(OPERATOR_WORDS.contains(&w.keyword)),
+            Token::Whitespace(_)
+            | Token::EOF
+            | Token::Comma
+            | Token::SemiColon
+            | Token::LBracket
+            | Token::RBracket
+            | Token::LBrace
+            | Token::RBrace => {}
+            other => s.operators += usize::from(is_operator(other)),
         }
     }
     s
@@ -140,6 +127,11 @@ mod tests {
         );
         assert_eq!(shape("a<>b").operators, 1);
         assert_eq!(shape("Android").operators, 0);
+        // A comment holds nothing (a scan of characters counted its `--`, `((`, `+` and
+        // `NOT`), nor does a literal with a quote written twice; a comma is no operator.
+        assert_eq!(shape("a -- ((+ NOT\n+ b").operators, 1);
+        assert_eq!(shape("'it''s (((' = x").operators, 1);
+        assert_eq!(shape("coalesce(a, b, c)").operators, 0);
     }
 
     #[test]
