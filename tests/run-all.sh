@@ -125,7 +125,36 @@ fi
 if [ -z "${WEIR_SCHEMA_REGISTRY_URL:-}" ]; then
   echo "SKIPPED the schema registry suite (runtime/tests/schema_registry.rs): WEIR_SCHEMA_REGISTRY_URL is not set (no Confluent-compatible registry installs from this project's package registries; see DEVELOPERS.md)"
 fi
-cargo test --workspace --all-targets --locked
+# Two lanes. The suites spend much of their time waiting (on a killed process's restart, a
+# checkpoint interval, a server), which left the two cores about half idle, so the three
+# longest fault-injection suites run beside the rest: `cargo test` runs one test binary at a
+# time. Both lanes together are every target `--all-targets` names; the lane beside prints
+# its output when both are done, and either failing fails the run.
+beside=(connectors_fault_injection disk_state pods)
+beside_args=() rest_args=()
+for t in "${beside[@]}"; do beside_args+=(--test "$t"); done
+mapfile -t suites < <(cargo metadata --no-deps --format-version 1 --locked | python3 -c '
+import json, sys
+print("\n".join(sorted({t["name"] for p in json.load(sys.stdin)["packages"]
+                        for t in p["targets"] if "test" in t["kind"]})))')
+for t in "${beside[@]}"; do
+  [[ " ${suites[*]} " == *" $t "* ]] || { echo "run-all.sh: no test suite named $t" >&2; exit 1; }
+done
+for t in "${suites[@]}"; do
+  [[ " ${beside[*]} " == *" $t "* ]] || rest_args+=(--test "$t")
+done
+cargo test --workspace --locked "${beside_args[@]}" >"$cache/tests-beside.log" 2>&1 &
+beside_pid=$!
+rest_status=0
+cargo test --workspace --locked --lib --bins --benches --examples "${rest_args[@]}" || rest_status=$?
+beside_status=0
+wait "$beside_pid" || beside_status=$?
+step "the suites run beside the others: ${beside[*]}"
+cat "$cache/tests-beside.log"
+if [ "$rest_status" -ne 0 ] || [ "$beside_status" -ne 0 ]; then
+  echo "cargo test failed (the other suites: exit $rest_status; ${beside[*]}: exit $beside_status)" >&2
+  exit 1
+fi
 cargo test --workspace --doc --locked
 
 # CI checks that the images build, hold what they should (no fault hooks) and start; it
