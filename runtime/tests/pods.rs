@@ -317,18 +317,7 @@ fn a_stopped_coordinator_completes_nothing_once_its_successor_started() {
     }
     // The successor starts while A's pod 0 is stopped, and completes checkpoints.
     let mut b = Incarnation::start(&file, 3, &[], &|_| Vec::new(), &log_b);
-    let t = Instant::now();
-    while !std::fs::read_to_string(&log_b)
-        .unwrap_or_default()
-        .contains("checkpoint completed")
-    {
-        assert!(
-            t.elapsed() < Duration::from_secs(60),
-            "B never checkpointed\n{}",
-            log_tail(&log_b)
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    common::wait_for_line(&log_b, "checkpoint completed", Duration::from_secs(60));
     signal(a0, "CONT");
     let a0_status = common::wait_exit_within(&mut a.pods[0], Duration::from_secs(60));
     let a_text = std::fs::read_to_string(&log_a).unwrap();

@@ -39,14 +39,7 @@ sinks: [{{blackhole: {{}}}}]
     let mut job = spawn_runtime(&file, &[], &[], &log);
     // The first line start-up logs; the job is not running yet. (A signal before the
     // process has read its job file still meets the default action.)
-    let t = std::time::Instant::now();
-    while !std::fs::read_to_string(&log)
-        .unwrap_or_default()
-        .contains("claimed storage generation")
-    {
-        assert!(t.elapsed() < Duration::from_secs(30), "{}", log_tail(&log));
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    common::wait_for_line(&log, "claimed storage generation", Duration::from_secs(30));
     stop_cleanly(&mut job, "TERM", &log, "the job stopped during start-up");
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(
@@ -75,14 +68,11 @@ sinks: [{blackhole: {}}]
     // Start-up is waiting for the broker once it says so (its signal handler is installed
     // before): a fixed delay instead could signal a process slowed by a busy machine before
     // that.
-    let t = std::time::Instant::now();
-    while !std::fs::read_to_string(&log)
-        .unwrap_or_default()
-        .contains("waiting for Kafka at 127.0.0.1:1")
-    {
-        assert!(t.elapsed() < Duration::from_secs(60), "{}", log_tail(&log));
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    common::wait_for_line(
+        &log,
+        "waiting for Kafka at 127.0.0.1:1",
+        Duration::from_secs(60),
+    );
     signal(&job, "TERM");
     assert!(
         wait_exit_within(&mut job, Duration::from_secs(2)).is_none(),

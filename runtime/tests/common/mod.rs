@@ -540,6 +540,24 @@ pub fn until_every_kill_lands(
     }
 }
 
+/// Wait until `log` holds `text`, at most `limit` (a failure shows the log's end). Polls
+/// every millisecond: a test that signals a process at a point of its start-up acts soon
+/// after the line.
+pub fn wait_for_line(log: &Path, text: &str, limit: std::time::Duration) {
+    let t = std::time::Instant::now();
+    while !std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .contains(text)
+    {
+        assert!(
+            t.elapsed() < limit,
+            "no `{text}` within {limit:?}\n{}",
+            log_tail(log)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
 /// Seed of a fault schedule: `WEIR_FAULT_SEED` to replay one, else fresh (and printed).
 pub fn fault_seed() -> u64 {
     let seed = std::env::var("WEIR_FAULT_SEED")
