@@ -31,7 +31,9 @@ if [ "$(id -u)" = 0 ]; then
   DATA="${WEIR_MYSQL_DIR:-/var/tmp/weir-stack-mysql-$PORT}"
 else
   RUN_AS=
-  DATA="${WEIR_MYSQL_DIR:-$STATE/mysql}"
+  # A server on another port (a test's own) keeps its data apart, as under /var/tmp above.
+  apart=; [ "$PORT" = 9408 ] || apart="-$PORT"
+  DATA="${WEIR_MYSQL_DIR:-$STATE/mysql$apart}"
 fi
 DB="$DATA/db"
 SOCKET="$DATA/mysqld.sock"

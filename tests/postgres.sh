@@ -34,7 +34,9 @@ if [ "$(id -u)" = 0 ]; then
   DATA="${WEIR_POSTGRES_DIR:-/var/tmp/weir-stack-postgres-$PORT}"
 else
   RUN_AS=
-  DATA="${WEIR_POSTGRES_DIR:-$STATE/postgres}"
+  # A server on another port (a test's own) keeps its data apart, as under /var/tmp above.
+  apart=; [ "$PORT" = 9406 ] || apart="-$PORT"
+  DATA="${WEIR_POSTGRES_DIR:-$STATE/postgres$apart}"
 fi
 LOG="$DATA/server.log"
 

@@ -147,7 +147,7 @@ fn every_query_equals_the_oracle_at_parallelism_1_and_3() {
 /// between. A schedule whose input ran out before its kills starts again from nothing.
 fn kill(file: &Path, log: &Path, rng: &mut u64, times: u32) {
     slow_down(file, times);
-    let kills = common::until_every_kill_lands(log, &fresh(file), times, || {
+    let kills = common::until_every_kill_lands(log, &leftovers(file), times, || {
         common::kill_randomly(file, log, rng, times, 600..1400)
     });
     assert_eq!(
@@ -160,7 +160,7 @@ fn kill(file: &Path, log: &Path, rng: &mut u64, times: u32) {
 
 /// What a run of the job in `file` leaves (its checkpoints, output and disk state), removed
 /// when a kill schedule starts again from nothing.
-fn fresh(file: &Path) -> Vec<PathBuf> {
+fn leftovers(file: &Path) -> Vec<PathBuf> {
     let dir = file.parent().expect("a job file in its directory");
     ["chk", "out", "state"].map(|d| dir.join(d)).to_vec()
 }
@@ -179,7 +179,7 @@ fn slow_down(file: &Path, times: u32) {
 /// is slow does not end first.
 fn kill_checkpointed(file: &Path, log: &Path, rng: &mut u64, times: u32) {
     slow_down(file, 2 * times);
-    let kills = common::until_every_kill_lands(log, &fresh(file), times, || {
+    let kills = common::until_every_kill_lands(log, &leftovers(file), times, || {
         common::kill_after_a_checkpoint(file, log, rng, times, 0..600)
     });
     assert_eq!(

@@ -77,8 +77,8 @@ fn the_sql_form_restored_after_kill_dash_nine_equals_the_oracle() {
     let file = job.write(tmp.path());
     let log = tmp.path().join("runtime.log");
     let mut rng = common::fault_seed();
-    let fresh = [tmp.path().join("chk"), tmp.path().join("out")];
-    let kills = common::until_every_kill_lands(&log, &fresh, 4, || {
+    let leftovers = [tmp.path().join("chk"), tmp.path().join("out")];
+    let kills = common::until_every_kill_lands(&log, &leftovers, 4, || {
         common::kill_randomly(&file, &log, &mut rng, 4, 700..1600)
     });
     assert_eq!(

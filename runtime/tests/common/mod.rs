@@ -508,12 +508,12 @@ pub fn kill_after_a_checkpoint(
 /// A run that reads its whole input before its kill comes ended correctly, but the test
 /// asked for kills it did not get; on a loaded machine (a busy CI host, the other test lane)
 /// a slow start or first checkpoint makes that happen now and then. Such an attempt is not
-/// a failure of what the test checks, so it starts again: `fresh` (the job's checkpoints,
+/// a failure of what the test checks, so it starts again: `leftovers` (the job's checkpoints,
 /// output and state) removed, and `log` moved aside under `<log>.attempt-N`, where a
 /// failure's report can still be read.
 pub fn until_every_kill_lands(
     log: &Path,
-    fresh: &[PathBuf],
+    leftovers: &[PathBuf],
     times: u32,
     mut schedule: impl FnMut() -> u32,
 ) -> u32 {
@@ -528,7 +528,7 @@ pub fn until_every_kill_lands(
              starting again from nothing",
             log.display()
         );
-        for path in fresh {
+        for path in leftovers {
             if path.exists() {
                 std::fs::remove_dir_all(path).unwrap();
             }
@@ -541,8 +541,8 @@ pub fn until_every_kill_lands(
 }
 
 /// Wait until `log` holds `text`, at most `limit` (a failure shows the log's end). Polls
-/// every millisecond: a test that signals a process at a point of its start-up acts soon
-/// after the line.
+/// every 5 ms: a test that signals a process at a point of its start-up acts soon after the
+/// line.
 pub fn wait_for_line(log: &Path, text: &str, limit: std::time::Duration) {
     let t = std::time::Instant::now();
     while !std::fs::read_to_string(log)
@@ -554,7 +554,7 @@ pub fn wait_for_line(log: &Path, text: &str, limit: std::time::Duration) {
             "no `{text}` within {limit:?}\n{}",
             log_tail(log)
         );
-        std::thread::sleep(std::time::Duration::from_millis(1));
+        std::thread::sleep(std::time::Duration::from_millis(5));
     }
 }
 

@@ -552,9 +552,11 @@ pub fn stack_script(script: &str, arg: &str, env: &[(&str, String)]) -> String {
 }
 
 /// A server of one test's own, started by its stack script (`tests/<script>`) on ports of its
-/// own with its state under `dir`, and stopped when dropped. A test that stops, crashes or
-/// restarts a server needs one: the shared servers serve every other suite, and
-/// `tests/run-all.sh` runs two lanes of suites at once. It trusts the shared test CA.
+/// own with its state apart from the shared server's (under `dir`; as root, PostgreSQL's and
+/// MariaDB's data go to the scripts' per-port directories under `/var/tmp`), and stopped when
+/// dropped. A test that stops, crashes or restarts a server needs one: the shared servers
+/// serve every other suite, and `tests/run-all.sh` runs two lanes of suites at once. It
+/// presents the shared test CA's certificate.
 pub struct OwnServer {
     script: &'static str,
     env: Vec<(&'static str, String)>,
@@ -566,8 +568,22 @@ impl OwnServer {
     fn start(
         script: &'static str,
         dir: &std::path::Path,
-        mut env: Vec<(&'static str, String)>,
+        given: Vec<(&'static str, String)>,
     ) -> Self {
+        // The scripts' other settings, emptied (each then takes its default) so that none
+        // set in this process's environment points the server at the shared one's data.
+        let mut env: Vec<(&'static str, String)> = [
+            "WEIR_POSTGRES_DIR",
+            "WEIR_POSTGRES_MAX_PREPARED",
+            "WEIR_MYSQL_DIR",
+            "WEIR_KAFKA_NAME",
+            "WEIR_KAFKA_ADVERTISED",
+            "WEIR_KAFKA_AUTH",
+        ]
+        .into_iter()
+        .map(|name| (name, String::new()))
+        .collect();
+        env.extend(given);
         env.push(("WEIR_STACK_DIR", dir.display().to_string()));
         env.push(("WEIR_TLS_DIR", tls_dir()));
         let address = stack_script(script, "start", &env);
@@ -587,7 +603,8 @@ impl OwnServer {
         Self::start("kafka.sh", dir, env)
     }
 
-    /// PostgreSQL on `port` (its URL, without the password, which is the shared server's).
+    /// PostgreSQL on `port`; the address is its URL, and the password is the same as the
+    /// shared server's (`WEIR_POSTGRES_PASSWORD`).
     pub fn postgres(dir: &std::path::Path, port: u16) -> Self {
         Self::start(
             "postgres.sh",
@@ -596,7 +613,8 @@ impl OwnServer {
         )
     }
 
-    /// MariaDB on `port` (its URL, without the password, which is the shared server's).
+    /// MariaDB on `port`; the address is its URL, and the password is the same as the
+    /// shared server's (`WEIR_MYSQL_PASSWORD`).
     pub fn mysql(dir: &std::path::Path, port: u16) -> Self {
         Self::start("mysql.sh", dir, vec![("WEIR_MYSQL_PORT", port.to_string())])
     }
