@@ -6,10 +6,11 @@
 //! `XA PREPARE` before the checkpoint records it, and after the checkpoint completed before
 //! `COMMIT PREPARED` or `XA COMMIT`); the broker (the local one), ClickHouse, PostgreSQL (an
 //! immediate shutdown) and MariaDB (`kill -9`), servers started for this test alone, are each
-//! restarted once mid-run. Afterwards ClickHouse (raw rows for write-ahead mode, FINAL for ReplacingMergeTree), both databases (raw rows of the
-//! transactional table, the upsert table) and the committed records of the output topic must
-//! equal the oracle exactly, and no prepared transaction of the job is left on either server. The same scenario runs as one process and as three pods (any pod
-//! killed; the others must stop by themselves).
+//! restarted once mid-run. Afterwards ClickHouse (raw rows for write-ahead mode, FINAL for
+//! ReplacingMergeTree), both databases (raw rows of the transactional table, the upsert table)
+//! and the committed records of the output topic must equal the oracle exactly, and no
+//! prepared transaction of the job is left on either server. The same scenario runs as one
+//! process and as three pods (any pod killed; the others must stop by themselves).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
 
 mod common;
