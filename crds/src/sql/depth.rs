@@ -258,12 +258,22 @@ fn fold(stack: &mut [Group], g: Group) {
     }
 }
 
-/// Whether a token (other than a word) joins operands: everything but literals, names and
-/// punctuation. An unknown token counts, which can only over-estimate.
+/// Whether a token (other than a word) joins operands: everything but literals, names,
+/// whitespace and the punctuation that groups or separates (parentheses, brackets, braces,
+/// commas). An unknown token counts, which can only over-estimate.
 pub(crate) fn is_operator(t: &Token) -> bool {
     !matches!(
         t,
-        Token::Number(..)
+        Token::Whitespace(_)
+            | Token::EOF
+            | Token::Comma
+            | Token::LParen
+            | Token::RParen
+            | Token::LBracket
+            | Token::RBracket
+            | Token::LBrace
+            | Token::RBrace
+            | Token::Number(..)
             | Token::Char(_)
             | Token::Placeholder(_)
             | Token::Word(_)

@@ -84,14 +84,8 @@ fn shape(sql: &str) -> Shape {
             }
             Token::RParen => depth = depth.saturating_sub(1),
             Token::Word(w) => s.operators += usize::from(OPERATOR_WORDS.contains(&w.keyword)),
-            Token::Whitespace(_)
-            | Token::EOF
-            | Token::Comma
-            | Token::SemiColon
-            | Token::LBracket
-            | Token::RBracket
-            | Token::LBrace
-            | Token::RBrace => {}
+            // A statement's end to the script walk; here only a stray character.
+            Token::SemiColon => {}
             other => s.operators += usize::from(is_operator(other)),
         }
     }
