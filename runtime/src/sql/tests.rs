@@ -22,6 +22,11 @@ fn job(sql: &str) -> (JobFile, SchemaRef) {
     job_with(HEAD, sql)
 }
 
+/// [`HEAD`] with a second file sink, `out2`.
+fn two_sinks_head() -> String {
+    HEAD.replace("sinks:\n", "sinks:\n  - file: {name: out2, path: out2}\n")
+}
+
 /// The job file `head` (everything before its `sql:`) with `sql` as its script, and its
 /// source's schema: tests that change the sinks or the schema start from another head.
 fn job_with(head: &str, sql: &str) -> (JobFile, SchemaRef) {
@@ -213,7 +218,7 @@ fn what_has_no_streaming_operator_yet_is_refused_by_name() {
 #[test]
 fn each_statement_is_a_branch_of_its_own_result() {
     let q = "SELECT * FROM orders WHERE amount > 0";
-    let head = HEAD.replace("sinks:\n", "sinks:\n  - file: {name: out2, path: out2}\n");
+    let head = two_sinks_head();
     let two_sinks = |sql: &str| lower_with(&head, sql);
     let ok = two_sinks(&format!("INSERT INTO out {q};\nINSERT INTO out2 {q};"))
         .expect("same query twice");
@@ -289,9 +294,8 @@ fn an_output_column_without_a_name_is_refused_naming_it() {
 #[test]
 fn identical_windowed_statements_for_two_sinks_are_one_result() {
     let q = "SELECT store_id, window_start, window_end, count(*) AS n FROM TABLE(TUMBLE(TABLE orders, DESCRIPTOR(ts), INTERVAL '1' MINUTE)) GROUP BY store_id, window_start, window_end";
-    let head = HEAD.replace("sinks:\n", "sinks:\n  - file: {name: out2, path: out2}\n");
     let lowered = lower_with(
-        &head,
+        &two_sinks_head(),
         &format!("INSERT INTO out {q};\nINSERT INTO out2 {q};"),
     )
     .expect("one result for two sinks");
