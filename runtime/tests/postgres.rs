@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::db::{batch, schema, two_phase};
-use common::stack::{pg, pg_ca, pg_prepared, postgres, stack_script};
+use common::stack::{OwnServer, pg, pg_ca, pg_prepared, postgres, stack_script};
 use common::unique;
 use weir_crds::SinkSpec;
 use weir_runtime::ids::CheckpointId;
@@ -231,13 +231,10 @@ fn transactional_mode_refuses_a_server_without_prepared_transactions() {
     let _one = SERVER
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let port = "9407";
-    let env = [
-        ("WEIR_POSTGRES_PORT", port.to_string()),
-        ("WEIR_POSTGRES_MAX_PREPARED", "0".to_string()),
-    ];
-    let other = stack_script("postgres.sh", "start", &env);
-    assert!(other.contains(port), "{other}");
+    let dir = tempfile::tempdir().unwrap();
+    let own = OwnServer::postgres_with_max_prepared(dir.path(), 9407, 0);
+    let other = own.address.clone();
+    assert!(other.contains("9407"), "{other}");
     let rt = tokio::runtime::Runtime::new().unwrap();
     let u = unique();
     let table = format!("pg_noprep_{u}");
@@ -261,7 +258,7 @@ fn transactional_mode_refuses_a_server_without_prepared_transactions() {
             .await;
         (refused, upsert)
     });
-    stack_script("postgres.sh", "stop", &env);
+    drop(own);
     let _ = url;
     let err = result
         .0

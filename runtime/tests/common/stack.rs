@@ -613,6 +613,16 @@ impl OwnServer {
         )
     }
 
+    /// PostgreSQL on `port` with `max_prepared_transactions` at `max_prepared` (0 makes a
+    /// server the transactional sink must refuse).
+    pub fn postgres_with_max_prepared(dir: &std::path::Path, port: u16, max_prepared: u32) -> Self {
+        let env = vec![
+            ("WEIR_POSTGRES_PORT", port.to_string()),
+            ("WEIR_POSTGRES_MAX_PREPARED", max_prepared.to_string()),
+        ];
+        Self::start("postgres.sh", dir, env)
+    }
+
     /// MariaDB on `port`; the address is its URL, and the password is the same as the
     /// shared server's (`WEIR_MYSQL_PASSWORD`).
     pub fn mysql(dir: &std::path::Path, port: u16) -> Self {
