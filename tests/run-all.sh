@@ -143,6 +143,10 @@ done
 for t in "${suites[@]}"; do
   [[ " ${beside[*]} " == *" $t "* ]] || rest_args+=(--test "$t")
 done
+# A fault-injection test whose kills came after its input ended starts again from nothing
+# (`until_every_kill_lands` in runtime/tests/common); each such attempt is listed at the end.
+export WEIR_TEST_RETRIES="$cache/test-retries.log"
+: >"$WEIR_TEST_RETRIES"
 cargo test --workspace --locked "${beside_args[@]}" >"$cache/tests-beside.log" 2>&1 &
 beside_pid=$!
 rest_status=0
@@ -156,6 +160,12 @@ if [ "$rest_status" -ne 0 ] || [ "$beside_status" -ne 0 ]; then
   exit 1
 fi
 cargo test --workspace --doc --locked
+if [ -s "$WEIR_TEST_RETRIES" ]; then
+  echo "tests that needed another attempt ($(wc -l <"$WEIR_TEST_RETRIES")):"
+  cat "$WEIR_TEST_RETRIES"
+else
+  echo "no fault-injection test needed another attempt"
+fi
 
 # CI checks that the images build, hold what they should (no fault hooks) and start; it
 # builds them in the dev profile, whose dependencies are those the tests compiled. A release

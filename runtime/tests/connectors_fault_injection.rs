@@ -63,15 +63,14 @@ fn scenario(test: &str, pods: u32, min_kills: usize, broker_port: u16) {
     // The broker restart needs a broker that keeps its log across restarts: the local one on
     // sqlite storage, started for this test alone. Against KAFKA_BOOTSTRAP (a real cluster)
     // the broker is not restarted; say so.
-    let stack_dir = tempfile::tempdir().unwrap();
-    let own = local_broker().then(|| OwnServer::kafka(stack_dir.path(), broker_port));
+    let own = local_broker().then(|| OwnServer::kafka(broker_port));
     let bootstrap = own.as_ref().map_or(shared_kafka, |b| b.address.clone());
     // ClickHouse and the two databases are this test's own as well, as the local scripts start
     // them: it crashes each under the running job, and the suites of the other test lane use
     // the shared ones meanwhile.
-    let own_ch = OwnServer::clickhouse(stack_dir.path(), 9412);
-    let own_pg = OwnServer::postgres(stack_dir.path(), 9417);
-    let own_my = OwnServer::mysql(stack_dir.path(), 9418);
+    let own_ch = OwnServer::clickhouse(9412);
+    let own_pg = OwnServer::postgres(9417);
+    let own_my = OwnServer::mysql(9418);
     let (ch, pg, my) = (
         own_ch.address.clone(),
         own_pg.address.clone(),

@@ -231,8 +231,7 @@ fn transactional_mode_refuses_a_server_without_prepared_transactions() {
     let _one = SERVER
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let dir = tempfile::tempdir().unwrap();
-    let own = OwnServer::postgres_with_max_prepared(dir.path(), 9407, 0);
+    let own = OwnServer::postgres_with_max_prepared(9407, 0);
     let other = own.address.clone();
     assert!(other.contains("9407"), "{other}");
     let rt = tokio::runtime::Runtime::new().unwrap();

@@ -552,11 +552,16 @@ pub fn stack_script(script: &str, arg: &str, env: &[(&str, String)]) -> String {
 }
 
 /// A server of one test's own, started by its stack script (`tests/<script>`) on ports of its
-/// own with its state apart from the shared server's (under `dir`; as root, PostgreSQL's and
-/// MariaDB's data go to the scripts' per-port directories under `/var/tmp`), and stopped when
-/// dropped. A test that stops, crashes or restarts a server needs one: the shared servers
-/// serve every other suite, and `tests/run-all.sh` runs two lanes of suites at once. It
-/// presents the shared test CA's certificate.
+/// own with its state apart from the shared server's, and stopped when dropped. A test that
+/// stops, crashes or restarts a server needs one: the shared servers serve every other suite,
+/// and `tests/run-all.sh` runs two lanes of suites at once. It presents the shared test CA's
+/// certificate.
+///
+/// Its state lives in one directory per script and port under the cache ([`own_dir`]; as
+/// root, PostgreSQL's and MariaDB's data go to the scripts' per-port directories under
+/// `/var/tmp`), the same in every run: a test binary killed outright never drops its servers,
+/// and the next run finds their pid files there, stops them and starts afresh, where a
+/// temporary directory would have lost them and left the port taken.
 pub struct OwnServer {
     script: &'static str,
     env: Vec<(&'static str, String)>,
@@ -565,11 +570,8 @@ pub struct OwnServer {
 }
 
 impl OwnServer {
-    fn start(
-        script: &'static str,
-        dir: &std::path::Path,
-        given: Vec<(&'static str, String)>,
-    ) -> Self {
+    fn start(script: &'static str, port: u16, given: Vec<(&'static str, String)>) -> Self {
+        let dir = own_dir(script, port);
         // The scripts' other settings, emptied (each then takes its default) so that none
         // set in this process's environment points the server at the shared one's data.
         let mut env: Vec<(&'static str, String)> = [
@@ -586,6 +588,16 @@ impl OwnServer {
         env.extend(given);
         env.push(("WEIR_STACK_DIR", dir.display().to_string()));
         env.push(("WEIR_TLS_DIR", tls_dir()));
+        // What an earlier run left running here (it was killed before it could stop it),
+        // then its state: every run starts from an empty server.
+        let _ = std::panic::catch_unwind(|| stack_script(script, "stop", &env));
+        match std::fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                panic!("removing {}: {e}", dir.display())
+            }
+            _ => {}
+        }
+        std::fs::create_dir_all(&dir).unwrap();
         let address = stack_script(script, "start", &env);
         Self {
             script,
@@ -595,42 +607,46 @@ impl OwnServer {
     }
 
     /// A Kafka broker on persistent (sqlite) storage, so that a restart keeps its log.
-    pub fn kafka(dir: &std::path::Path, port: u16) -> Self {
+    pub fn kafka(port: u16) -> Self {
         let env = vec![
             ("WEIR_KAFKA_PORT", port.to_string()),
             ("WEIR_KAFKA_STORAGE", "sqlite".to_string()),
         ];
-        Self::start("kafka.sh", dir, env)
+        Self::start("kafka.sh", port, env)
     }
 
     /// PostgreSQL on `port`; the address is its URL, and the password is the same as the
     /// shared server's (`WEIR_POSTGRES_PASSWORD`).
-    pub fn postgres(dir: &std::path::Path, port: u16) -> Self {
+    pub fn postgres(port: u16) -> Self {
         Self::start(
             "postgres.sh",
-            dir,
+            port,
             vec![("WEIR_POSTGRES_PORT", port.to_string())],
         )
     }
 
     /// PostgreSQL on `port` with `max_prepared_transactions` at `max_prepared` (0 makes a
     /// server the transactional sink must refuse).
-    pub fn postgres_with_max_prepared(dir: &std::path::Path, port: u16, max_prepared: u32) -> Self {
+    pub fn postgres_with_max_prepared(port: u16, max_prepared: u32) -> Self {
         let env = vec![
             ("WEIR_POSTGRES_PORT", port.to_string()),
             ("WEIR_POSTGRES_MAX_PREPARED", max_prepared.to_string()),
         ];
-        Self::start("postgres.sh", dir, env)
+        Self::start("postgres.sh", port, env)
     }
 
     /// MariaDB on `port`; the address is its URL, and the password is the same as the
     /// shared server's (`WEIR_MYSQL_PASSWORD`).
-    pub fn mysql(dir: &std::path::Path, port: u16) -> Self {
-        Self::start("mysql.sh", dir, vec![("WEIR_MYSQL_PORT", port.to_string())])
+    pub fn mysql(port: u16) -> Self {
+        Self::start(
+            "mysql.sh",
+            port,
+            vec![("WEIR_MYSQL_PORT", port.to_string())],
+        )
     }
 
     /// ClickHouse with a ZooKeeper of its own, on five ports from `first` (HTTP first).
-    pub fn clickhouse(dir: &std::path::Path, first: u16) -> Self {
+    pub fn clickhouse(first: u16) -> Self {
         let env = [
             "WEIR_CLICKHOUSE_HTTP_PORT",
             "WEIR_CLICKHOUSE_TCP_PORT",
@@ -642,7 +658,7 @@ impl OwnServer {
         .zip(first..)
         .map(|(name, port)| (name, port.to_string()))
         .collect();
-        Self::start("clickhouse.sh", dir, env)
+        Self::start("clickhouse.sh", first, env)
     }
 
     /// Crash or stop the server and start it again, on the same state.
@@ -658,6 +674,20 @@ impl OwnServer {
     pub fn resume(&self) {
         stack_script(self.script, "start", &self.env);
     }
+}
+
+/// Where an own server of `script` on `port` keeps its state: under the cache the scripts
+/// use (`WEIR_CACHE`, else `~/.cache/weir`), so that a later run finds it.
+fn own_dir(script: &str, port: u16) -> std::path::PathBuf {
+    let cache = std::env::var_os("WEIR_CACHE")
+        .filter(|c| !c.is_empty())
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/weir")
+        });
+    cache
+        .join("own-servers")
+        .join(format!("{}-{port}", script.trim_end_matches(".sh")))
 }
 
 impl Drop for OwnServer {
