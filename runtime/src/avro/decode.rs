@@ -8,7 +8,7 @@ use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::compute::concat_batches;
 use datafusion::arrow::datatypes::SchemaRef;
 
-use super::schema::{check_timestamps, reader_schema, record_full_name};
+use super::schema::{check_size, check_timestamps, reader_schema, record_full_name};
 use crate::schema_registry::{Registered, Registry, RegistryError, SchemaType, readable};
 use crate::source::json::Decoded;
 
@@ -84,6 +84,10 @@ impl AvroDecoder {
                 return Ok(());
             }
         };
+        if let Err(e) = check_size(&schema) {
+            self.unreadable.insert(id, format!("schema id {id}: {e}"));
+            return Ok(());
+        }
         let name = match record_full_name(&schema) {
             Ok(n) => n,
             Err(e) => {

@@ -181,3 +181,63 @@ fn a_writer_timestamp_in_microseconds_is_refused_not_read_as_milliseconds() {
     assert_eq!(out.bad.len(), 1);
     assert!(out.bad[0].1.contains("timestamp-micros"), "{:?}", out.bad);
 }
+
+/// Record `A0` of one long, and `A<k>` of two fields of type `A<k-1>` (written out in full
+/// the first time, by name the second), `levels` deep: a few kilobytes that expand to 2^levels.
+fn doubling_schema(levels: usize) -> String {
+    let mut t =
+        r#"{"type":"record","name":"A0","fields":[{"name":"v","type":"long"}]}"#.to_string();
+    for k in 1..levels {
+        t = format!(
+            r#"{{"type":"record","name":"A{k}","fields":[{{"name":"l","type":{t}}},{{"name":"r","type":"A{}"}}]}}"#,
+            k - 1
+        );
+    }
+    // The top-level record the job reads: its `id` and `name`, and the tree it skips.
+    format!(
+        r#"{{"type":"record","name":"Order","namespace":"shop","fields":[
+        {{"name":"id","type":"long"}},{{"name":"name","type":"string"}},{{"name":"tree","type":{t}}}]}}"#
+    )
+}
+
+/// A writer schema that doubles with every level would have the decoder build 2^30 nodes to
+/// skip the field: it is refused before anything is built, and its records follow the
+/// policy, named, while the other schemas' records decode.
+#[test]
+fn a_writer_schema_that_expands_without_bound_is_refused_before_the_decoder_builds_it() {
+    let mut d = decoder();
+    let started = std::time::Instant::now();
+    // 30 levels: three levels of JSON each, within serde_json's 128.
+    d.accept(9, Ok(Some(avro(&doubling_schema(30))))).unwrap();
+    let recursive = r#"{"type":"record","name":"Order","namespace":"shop","fields":[
+        {"name":"id","type":"long"},{"name":"name","type":"string"},
+        {"name":"next","type":["null","Order"]}]}"#;
+    d.accept(10, Ok(Some(avro(recursive)))).unwrap();
+    let out = d
+        .decode(&[framed(9, &[2]), v1(1, "a"), framed(10, &[2])])
+        .unwrap();
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    assert_eq!(rows(&out.data), vec![(1, "a".to_string(), None)]);
+    let why: Vec<(usize, &str)> = out.bad.iter().map(|(i, m)| (*i, m.as_str())).collect();
+    assert_eq!(why.len(), 2, "{why:?}");
+    assert_eq!(why[0].0, 0);
+    assert!(
+        why[0]
+            .1
+            .contains("schema id 9: the schema comes to more than 100000 types"),
+        "{why:?}"
+    );
+    assert_eq!(why[1].0, 2);
+    assert!(
+        why[1].1.contains("schema id 10: type `Order` holds itself"),
+        "{why:?}"
+    );
+}
+
+/// Named types used a few times each, as real schemas use them, are well within the bound.
+#[test]
+fn a_schema_reusing_its_named_types_a_few_times_is_read() {
+    crate::avro::schema::check_size(&doubling_schema(12)).expect("2^12 types");
+    let e = crate::avro::schema::check_size(&doubling_schema(18)).expect_err("2^18 types");
+    assert!(e.contains("more than 100000"), "{e}");
+}

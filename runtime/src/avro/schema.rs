@@ -90,6 +90,140 @@ pub fn record_full_name(writer: &str) -> Result<String, String> {
     })
 }
 
+/// Types a writer schema may come to once each use of a named type is written out in full.
+/// The decoder copies a named type for each field that uses it (to skip the fields the job
+/// does not read), so a schema of a few kilobytes, each record using the one before twice,
+/// would make it build 2^40 nodes. A real schema of thousands of fields is far below this.
+pub const MAX_EXPANDED_TYPES: u64 = 100_000;
+
+/// The Avro primitive type names, which are never references to a named type.
+const PRIMITIVES: &[&str] = &[
+    "null", "boolean", "int", "long", "float", "double", "bytes", "string",
+];
+
+/// Refuses a writer schema whose named types, written out where they are used, would come to
+/// more than [`MAX_EXPANDED_TYPES`] types, or that holds a record within itself (Arrow
+/// columns cannot hold one), before the decoder builds anything from it.
+///
+/// # Errors
+/// Text that is not JSON; which of the two it is.
+pub fn check_size(writer: &str) -> Result<(), String> {
+    let v: Value =
+        serde_json::from_str(writer).map_err(|e| format!("the schema is not JSON: {e}"))?;
+    let mut sizes = Sizes::default();
+    let n = sizes.of(&v, "")?;
+    if n > MAX_EXPANDED_TYPES {
+        return Err(format!(
+            "the schema comes to more than {MAX_EXPANDED_TYPES} types once each use of a named type is written out (a type used twice counts twice, so types that each use the one before more than once double with every level); it is not read"
+        ));
+    }
+    Ok(())
+}
+
+/// The expanded size of each named type, as [`check_size`] walks a schema in order (Avro
+/// defines a name before any use of it).
+#[derive(Default)]
+struct Sizes {
+    /// Full name to its expanded size; `None` while its own fields are walked.
+    named: std::collections::HashMap<String, Option<u64>>,
+}
+
+impl Sizes {
+    /// Expanded size of type `t` in namespace `ns`, saturating above the bound.
+    fn of(&mut self, t: &Value, ns: &str) -> Result<u64, String> {
+        match t {
+            Value::String(name) if PRIMITIVES.contains(&name.as_str()) => Ok(1),
+            Value::String(name) => {
+                let full = if name.contains('.') || ns.is_empty() {
+                    name.clone()
+                } else {
+                    format!("{ns}.{name}")
+                };
+                let found = self
+                    .named
+                    .get(&full)
+                    .or_else(|| self.named.get(name))
+                    .copied();
+                match found {
+                    Some(Some(n)) => Ok(n),
+                    Some(None) => Err(format!(
+                        "type `{name}` holds itself; a recursive type cannot be read into columns"
+                    )),
+                    // Not defined before its use: the decoder refuses it, by name.
+                    None => Ok(1),
+                }
+            }
+            Value::Array(branches) => {
+                let mut n = 1u64;
+                for b in branches {
+                    n = n.saturating_add(self.of(b, ns)?);
+                    if n > MAX_EXPANDED_TYPES {
+                        break;
+                    }
+                }
+                Ok(n)
+            }
+            Value::Object(o) => match o.get("type") {
+                Some(Value::String(kind)) if matches!(kind.as_str(), "record" | "error") => {
+                    let name = o.get("name").and_then(Value::as_str).unwrap_or_default();
+                    let own_ns = match o.get("namespace").and_then(Value::as_str) {
+                        Some(n) => n.to_string(),
+                        None => match name.rsplit_once('.') {
+                            Some((n, _)) => n.to_string(),
+                            None => ns.to_string(),
+                        },
+                    };
+                    let full = if name.contains('.') || own_ns.is_empty() {
+                        name.to_string()
+                    } else {
+                        format!("{own_ns}.{name}")
+                    };
+                    self.named.insert(full.clone(), None);
+                    let mut n = 1u64;
+                    for f in o
+                        .get("fields")
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                    {
+                        if let Some(ft) = f.get("type") {
+                            n = n.saturating_add(self.of(ft, &own_ns)?);
+                        }
+                        if n > MAX_EXPANDED_TYPES {
+                            break;
+                        }
+                    }
+                    self.named.insert(full, Some(n));
+                    Ok(n)
+                }
+                Some(Value::String(kind)) if matches!(kind.as_str(), "enum" | "fixed") => {
+                    if let Some(name) = o.get("name").and_then(Value::as_str) {
+                        let full = match o.get("namespace").and_then(Value::as_str) {
+                            Some(n) if !n.is_empty() && !name.contains('.') => {
+                                format!("{n}.{name}")
+                            }
+                            _ if !ns.is_empty() && !name.contains('.') => format!("{ns}.{name}"),
+                            _ => name.to_string(),
+                        };
+                        self.named.insert(full, Some(1));
+                    }
+                    Ok(1)
+                }
+                Some(Value::String(kind)) if kind == "array" => {
+                    Ok(1u64.saturating_add(o.get("items").map_or(Ok(0), |i| self.of(i, ns))?))
+                }
+                Some(Value::String(kind)) if kind == "map" => {
+                    Ok(1u64.saturating_add(o.get("values").map_or(Ok(0), |i| self.of(i, ns))?))
+                }
+                // A primitive with attributes (a logical type), or a type nested as an object.
+                Some(inner @ (Value::Object(_) | Value::Array(_))) => self.of(inner, ns),
+                _ => Ok(1),
+            },
+            _ => Ok(1),
+        }
+    }
+}
+
 /// Refuses a writer schema whose field for a timestamp column is not milliseconds: Avro
 /// resolution looks at the primitive only, so `timestamp-micros` (or a `date`'s days) would
 /// read as milliseconds, off by a factor, and move event time and watermarks with it.
