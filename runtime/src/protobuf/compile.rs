@@ -21,11 +21,60 @@ impl FileResolver for Registered {
     }
 }
 
+/// Blocks (`message`, `enum`, `oneof`, option values in braces) within one another a
+/// registered `.proto` may have. The compiler recurses once per level without a bound of its
+/// own, so a registered file nested a few thousand levels deep would overflow the source
+/// task's stack and abort the process; no schema written by a person comes near.
+pub const MAX_BLOCK_NESTING: usize = 100;
+
+/// `Err` when `text` nests blocks deeper than [`MAX_BLOCK_NESTING`]; braces in strings and
+/// comments are not blocks.
+fn check_nesting(text: &str) -> Result<(), String> {
+    let b = text.as_bytes();
+    let (mut depth, mut i) = (0usize, 0usize);
+    while i < b.len() {
+        match b[i] {
+            q @ (b'"' | b'\'') => {
+                i += 1;
+                while i < b.len() && b[i] != q {
+                    i += if b[i] == b'\\' { 2 } else { 1 };
+                }
+            }
+            b'/' if b.get(i + 1) == Some(&b'/') => {
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'/' if b.get(i + 1) == Some(&b'*') => {
+                i += 2;
+                while i < b.len() && !(b[i] == b'*' && b.get(i + 1) == Some(&b'/')) {
+                    i += 1;
+                }
+                i += 1;
+            }
+            b'{' | b'[' | b'(' | b'<' => {
+                depth += 1;
+                if depth > MAX_BLOCK_NESTING {
+                    return Err(format!(
+                        "the schema nests blocks more than {MAX_BLOCK_NESTING} levels deep; it is not read"
+                    ));
+                }
+            }
+            b'}' | b']' | b')' | b'>' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        i += 1;
+    }
+    Ok(())
+}
+
 /// Compiles `.proto` text (which may import Google's well-known types).
 ///
 /// # Errors
-/// The compiler's message: a syntax error, an unknown type, an import of another file.
+/// Blocks nested too deep ([`MAX_BLOCK_NESTING`]); the compiler's message: a syntax error, an
+/// unknown type, an import of another file.
 pub fn proto_file(text: &str) -> Result<FileDescriptor, String> {
+    check_nesting(text)?;
     let mut resolver = ChainFileResolver::new();
     resolver.add(GoogleFileResolver::new());
     resolver.add(Registered(text.to_string()));
@@ -113,4 +162,48 @@ pub fn sink_proto(columns: &Schema, name: &str) -> Result<String, String> {
     Ok(format!(
         "syntax = \"proto3\";\n\npackage weir;\n\n{import}message {name} {{\n{fields}}}\n"
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{MAX_BLOCK_NESTING, proto_file};
+
+    fn nested(levels: usize) -> String {
+        let mut t = String::from("syntax = \"proto3\";\n");
+        for i in 0..levels {
+            t.push_str(&format!("message M{i} {{ int64 v{i} = 1;\n"));
+        }
+        t.push_str(&"}".repeat(levels));
+        t
+    }
+
+    /// On a task's stack (2 MiB), a file nested 20 000 messages deep aborted the process
+    /// inside the compiler; it is now an error, and a file at the bound compiles.
+    #[test]
+    fn a_registered_file_nested_deeper_than_the_bound_is_refused_on_a_small_stack() {
+        let got = std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(|| {
+                (
+                    proto_file(&nested(20_000)).map(|_| ()),
+                    proto_file(&nested(MAX_BLOCK_NESTING)).map(|_| ()),
+                )
+            })
+            .expect("spawn")
+            .join()
+            .expect("no abort, no panic");
+        let e = got.0.expect_err("refused");
+        assert!(e.contains("more than 100 levels"), "{e}");
+        got.1.expect("the bound itself compiles");
+    }
+
+    /// Braces in strings and comments are text, not blocks.
+    #[test]
+    fn braces_in_strings_and_comments_are_not_nesting() {
+        let braces = "{".repeat(MAX_BLOCK_NESTING * 2);
+        let text = format!(
+            "syntax = \"proto3\";\n// {braces}\n/* {braces} */\nmessage M {{ string s = 1 [json_name = \"{braces}\"]; }}\n"
+        );
+        proto_file(&text).expect("compiles");
+    }
 }
