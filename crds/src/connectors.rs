@@ -58,7 +58,7 @@ pub struct KafkaSourceSpec {
     pub bounded: bool,
     /// Records read per poll at most.
     #[serde(default = "default_max_batch")]
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = 1048576))]
     pub max_batch_size: u32,
     /// How the client connects: TLS and SASL.
     #[serde(default)]

@@ -454,11 +454,11 @@ pub struct DatagenSpec {
     /// Independent splits the stream is cut into (record `i` belongs to split `i mod splits`);
     /// the unit of source parallelism.
     #[serde(default = "default_splits")]
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = 65536))]
     pub splits: u32,
     /// Rows per emitted batch.
     #[serde(default = "default_batch_size")]
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = 1048576))]
     pub batch_size: u32,
     /// How each schema field is generated: `{sequence: {}}`, `{key: ...}`, `{uniform: ...}`,
     /// `{bernoulli: ...}` or `{eventTime: ...}`.
@@ -490,11 +490,11 @@ pub struct NexmarkSpec {
     /// Independent splits the stream is cut into (event `i` belongs to split `i mod splits`);
     /// the unit of source parallelism.
     #[serde(default = "default_splits")]
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = 65536))]
     pub splits: u32,
     /// Events per emitted batch.
     #[serde(default = "default_batch_size")]
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = 1048576))]
     pub batch_size: u32,
 }
 
@@ -509,6 +509,14 @@ fn default_splits() -> u32 {
 fn default_batch_size() -> u32 {
     1024
 }
+
+/// Most rows a source emits in one batch (`batchSize`, `maxBatchSize`): a batch is allocated
+/// whole, so a mistyped size would ask for gigabytes at the first read. Far more than any
+/// operator gains from.
+pub const MAX_BATCH_SIZE: u32 = 1 << 20;
+
+/// Most splits a generator may be cut into: every subtask lists the splits it owns.
+pub const MAX_SPLITS: u32 = 1 << 16;
 
 /// How one generated field gets its value.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -567,7 +575,7 @@ pub struct FileSourceSpec {
     pub path: String,
     /// Lines per emitted batch.
     #[serde(default = "default_batch_size")]
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = 1048576))]
     pub batch_size: u32,
 }
 
@@ -653,6 +661,12 @@ pub struct SlidingSpec {
     /// Distance between window starts.
     pub slide: Duration,
 }
+
+/// Most windows one record may enter: a sliding window's (or `HOP`'s) size over its slide.
+/// Each is a window of its own to update, and the batch lists its rows per window, so a
+/// slide typed in the wrong unit (`1d` slid by `1ms`: 86 million windows a record) would
+/// exhaust memory at the first batch. A day slid by a minute and a half is within it.
+pub const MAX_WINDOWS_PER_RECORD: i64 = 1_000;
 
 /// Session window geometry.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]

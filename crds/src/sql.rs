@@ -428,6 +428,12 @@ fn window_call(fname: &str, args: &[&Expr]) -> Result<Option<Call>, String> {
                     "HOP: the size ({size_ms} ms) must be a multiple of the slide ({slide_ms} ms)"
                 ));
             }
+            if let Some(n) = crate::validate::transforms::windows_per_record(*size_ms, *slide_ms) {
+                return Err(format!(
+                    "HOP: a slide of {slide_ms} ms and a size of {size_ms} ms put each record in {n} windows; at most {}: make the slide larger",
+                    crate::pipeline::MAX_WINDOWS_PER_RECORD
+                ));
+            }
             WindowKind::Hop {
                 slide_ms: *slide_ms,
                 size_ms: *size_ms,

@@ -633,3 +633,51 @@ sinks:
     let src = base.replacen("passwordEnv: PG_PASSWORD}", "password: x}", 1);
     assert!(errors(&src).to_string().contains("password"));
 }
+
+/// A batch is allocated whole at the first read: a size typed a few digits too long is
+/// refused with the bound, in the field's words and at its line, as the CRD's schema
+/// refuses it at `kubectl apply`.
+#[test]
+fn batch_sizes_and_splits_above_their_bounds_are_refused_with_the_bound() {
+    use crate::pipeline::{MAX_BATCH_SIZE, MAX_SPLITS};
+    let src = GOOD.replace(
+        "    count: 1000\n",
+        "    count: 1000\n    batchSize: 4294967295\n    splits: 70000\n",
+    );
+    let e = errors(&src).to_string();
+    assert!(
+        e.contains(&format!(
+            "source.datagen.batchSize (line 8): must be between 1 and {MAX_BATCH_SIZE}"
+        )),
+        "{e}"
+    );
+    assert!(
+        e.contains(&format!(
+            "source.datagen.splits (line 9): must be between 1 and {MAX_SPLITS}"
+        )),
+        "{e}"
+    );
+    let at_bound = GOOD.replace(
+        "    count: 1000\n",
+        &format!("    count: 1000\n    batchSize: {MAX_BATCH_SIZE}\n    splits: {MAX_SPLITS}\n"),
+    );
+    load_job("job.yaml", &at_bound).expect("the bounds themselves are allowed");
+    // The CRD's schema says the same.
+    let schema =
+        serde_json::to_value(schemars::schema_for!(crate::pipeline::DatagenSpec)).expect("schema");
+    assert_eq!(schema["properties"]["batchSize"]["maximum"], MAX_BATCH_SIZE);
+    assert_eq!(schema["properties"]["splits"]["maximum"], MAX_SPLITS);
+}
+
+/// A sliding window's slide in the wrong unit would put every record in millions of windows.
+#[test]
+fn a_sliding_window_putting_a_record_in_too_many_windows_is_refused() {
+    let src = GOOD.replace("tumbling: 10s", "sliding: {size: 1d, slide: 1ms}");
+    let e = errors(&src).to_string();
+    assert!(
+        e.contains("window.sliding.slide (line 20): puts each record in 86400000 windows (size over slide); at most 1000"),
+        "{e}"
+    );
+    let src = GOOD.replace("tumbling: 10s", "sliding: {size: 1000s, slide: 1s}");
+    load_job("job.yaml", &src).expect("1000 windows a record are allowed");
+}

@@ -74,6 +74,17 @@ fn statements_other_than_insert_and_bad_window_calls_are_refused() {
         errs[0].message.contains("multiple of the slide"),
         "{errs:?}"
     );
+    // A day slid by a millisecond: 86 400 000 windows a record.
+    let errs = parse("INSERT INTO a SELECT * FROM TABLE(HOP(TABLE t, DESCRIPTOR(ts), INTERVAL '1' MILLISECOND, INTERVAL '1' DAY))")
+        .expect_err("bad");
+    assert!(
+        errs[0]
+            .message
+            .contains("in 86400000 windows; at most 1000"),
+        "{errs:?}"
+    );
+    parse("INSERT INTO a SELECT * FROM TABLE(HOP(TABLE t, DESCRIPTOR(ts), INTERVAL '1' SECOND, INTERVAL '1000' SECOND))")
+        .expect("1000 windows a record are allowed");
     let errs = parse("INSERT INTO a SELECT * FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '1' FORTNIGHT))")
         .expect_err("bad");
     assert!(!errs.is_empty());

@@ -8,16 +8,17 @@ use crate::pipeline::{DatagenSpec, FieldGenerator, FieldType, SourceSpec};
 /// The generator's settings and its `fields` against `source.schema`, both ways: every
 /// schema field needs a generator, and every generator a schema field of a type it produces.
 pub(super) fn check_source(d: &DatagenSpec, src: &SourceSpec, errs: &mut Vec<FieldError>) {
-    if d.splits == 0 {
+    use crate::pipeline::{MAX_BATCH_SIZE, MAX_SPLITS};
+    if d.splits == 0 || d.splits > MAX_SPLITS {
         errs.push(FieldError::new(
             "source.datagen.splits",
-            "must be at least 1",
+            format!("must be between 1 and {MAX_SPLITS}"),
         ));
     }
-    if d.batch_size == 0 {
+    if d.batch_size == 0 || d.batch_size > MAX_BATCH_SIZE {
         errs.push(FieldError::new(
             "source.datagen.batchSize",
-            "must be at least 1",
+            format!("must be between 1 and {MAX_BATCH_SIZE}"),
         ));
     }
     if d.rate == Some(0) {

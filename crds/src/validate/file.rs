@@ -6,10 +6,10 @@ use crate::pipeline::FileSourceSpec;
 
 /// The file source's settings.
 pub(super) fn check_source(f: &FileSourceSpec, errs: &mut Vec<FieldError>) {
-    if f.batch_size == 0 {
+    if f.batch_size == 0 || f.batch_size > crate::pipeline::MAX_BATCH_SIZE {
         errs.push(FieldError::new(
             "source.file.batchSize",
-            "must be at least 1",
+            format!("must be between 1 and {}", crate::pipeline::MAX_BATCH_SIZE),
         ));
     }
 }

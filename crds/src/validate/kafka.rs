@@ -148,10 +148,10 @@ pub(super) fn check_source(k: &KafkaSourceSpec, src: &SourceSpec, errs: &mut Vec
         errs.push(FieldError::new(format!("{base}.topic"), "is empty"));
     }
     check_security(&k.security, &k.properties, base, errs);
-    if k.max_batch_size == 0 {
+    if k.max_batch_size == 0 || k.max_batch_size > crate::pipeline::MAX_BATCH_SIZE {
         errs.push(FieldError::new(
             format!("{base}.maxBatchSize"),
-            "must be at least 1",
+            format!("must be between 1 and {}", crate::pipeline::MAX_BATCH_SIZE),
         ));
     }
     match (k.starting_offsets, &k.starting_timestamp) {

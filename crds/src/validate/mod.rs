@@ -17,7 +17,7 @@ mod nexmark;
 mod source;
 pub mod sql;
 pub mod transactional;
-mod transforms;
+pub(crate) mod transforms;
 
 use std::fmt;
 

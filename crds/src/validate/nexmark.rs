@@ -36,18 +36,27 @@ pub const NEXMARK_COLUMNS: [(&str, FieldType); 23] = [
 
 /// The generator's settings, and `source.schema` equal to [`NEXMARK_COLUMNS`].
 pub(super) fn check_source(n: &NexmarkSpec, src: &SourceSpec, errs: &mut Vec<FieldError>) {
+    use crate::pipeline::{MAX_BATCH_SIZE, MAX_SPLITS};
     for (field, bad, why) in [
-        ("splits", n.splits == 0, "must be at least 1"),
-        ("batchSize", n.batch_size == 0, "must be at least 1"),
+        (
+            "splits",
+            n.splits == 0 || n.splits > MAX_SPLITS,
+            format!("must be between 1 and {MAX_SPLITS}"),
+        ),
+        (
+            "batchSize",
+            n.batch_size == 0 || n.batch_size > MAX_BATCH_SIZE,
+            format!("must be between 1 and {MAX_BATCH_SIZE}"),
+        ),
         (
             "eventsPerSecond",
             n.events_per_second == 0,
-            "must be at least 1",
+            "must be at least 1".to_string(),
         ),
         (
             "rate",
             n.rate == Some(0),
-            "must be at least 1 (omit it for no limit)",
+            "must be at least 1 (omit it for no limit)".to_string(),
         ),
     ] {
         if bad {

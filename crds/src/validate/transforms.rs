@@ -108,6 +108,15 @@ fn check_window(path: &str, w: &WindowSpec, has_event_time: bool, errs: &mut Vec
                 format!("{path}.sliding.slide"),
                 "must not exceed size",
             ));
+        } else if let Some(n) = windows_per_record(s.size.as_millis_i64(), s.slide.as_millis_i64())
+        {
+            errs.push(FieldError::new(
+                format!("{path}.sliding.slide"),
+                format!(
+                    "puts each record in {n} windows (size over slide); at most {}: make the slide larger",
+                    crate::pipeline::MAX_WINDOWS_PER_RECORD
+                ),
+            ));
         }
     }
     if w.session.as_ref().is_some_and(|s| zero(s.gap)) {
@@ -178,4 +187,11 @@ pub fn parse_aggregate(s: &str) -> Result<(AggregateFn, Option<String>), String>
         (_, "*") => Err(format!("`{s}`: only count takes *")),
         (_, a) => Ok((f, Some(a.to_string()))),
     }
+}
+
+/// How many windows a record of a sliding window of `size` slid by `slide` (milliseconds,
+/// both above 0) enters, when that is over [`crate::pipeline::MAX_WINDOWS_PER_RECORD`].
+pub(crate) fn windows_per_record(size: i64, slide: i64) -> Option<i64> {
+    let n = size / slide.max(1);
+    (n > crate::pipeline::MAX_WINDOWS_PER_RECORD).then_some(n)
 }

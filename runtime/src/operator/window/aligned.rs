@@ -212,6 +212,10 @@ impl Operator for AlignedWindows {
 
         // Rows of each window the batch touches, in row order: (start, end, rows).
         let mut per_window: Vec<(Millis, Millis, Vec<u32>)> = Vec::new();
+        // Where each window's rows are in `per_window`, by start: a row of a sliding window
+        // enters size/slide windows, and finding each by a scan of the list cost the square
+        // of that per row.
+        let mut slot: foldhash::HashMap<Millis, usize> = foldhash::HashMap::default();
         let mut late = vec![false; n];
         let mut wins = Vec::new();
         let mut last = 0usize;
@@ -238,13 +242,13 @@ impl Operator for AlignedWindows {
                     continue;
                 }
                 open = true;
-                last = match per_window.iter().position(|(s, _, _)| *s == start) {
-                    Some(i) => i,
-                    None => {
-                        per_window.push((start, end, Vec::with_capacity(n)));
-                        per_window.len() - 1
-                    }
-                };
+                last = *slot.entry(start).or_insert_with(|| {
+                    // One window per row (tumbling) takes most of the batch's rows; of many
+                    // (sliding), each takes a share.
+                    let rows = if wins.len() == 1 { n } else { 0 };
+                    per_window.push((start, end, Vec::with_capacity(rows)));
+                    per_window.len() - 1
+                });
                 per_window[last].2.push(row as u32);
             }
             *is_late = !open;
