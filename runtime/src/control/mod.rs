@@ -7,7 +7,7 @@
 //! | route | |
 //! |---|---|
 //! | `GET /v1/job` | `JobReport`: state, parallelism, watermarks, checkpoint history, savepoints, sinks |
-//! | `POST /v1/savepoints` | trigger a savepoint; `202` `SavepointAccepted` (`{"id": …}`) |
+//! | `POST /v1/savepoints` | trigger a savepoint; `202` `SavepointAccepted` (`{"id": …}`); `429` while [`MAX_PENDING_SAVEPOINTS`] wait |
 //! | `GET /v1/savepoints/{id}` | `SavepointReport`: `pending`, `completed` (with `path`) or `failed` (with `error`) |
 //! | `POST /v1/stop` | optional `StopRequest` (`{"savepoint": true}`); final checkpoint (or savepoint), commit, exit 0; `202` `StopAccepted` |
 //! | `GET /healthz` | the process serves requests |
@@ -201,6 +201,12 @@ async fn job(State(s): State<ApiState>) -> Response {
     }
 }
 
+/// Savepoint requests that may wait at once; more are refused (`429`) until one is taken.
+/// Each is a savepoint of all of the job's state, written to storage: a client repeating its
+/// request, or anyone who reaches an API without a token, would otherwise queue them without
+/// end.
+pub const MAX_PENDING_SAVEPOINTS: usize = 4;
+
 async fn trigger_savepoint(State(s): State<ApiState>) -> Response {
     if !running(&s) {
         s.actions.record(
@@ -215,9 +221,33 @@ async fn trigger_savepoint(State(s): State<ApiState>) -> Response {
         s.next_savepoint.fetch_add(1, Ordering::Relaxed)
     );
     // Listed as pending before the coordinator hears of it, so that a client polling
-    // `GET /v1/savepoints/{id}` right after the 202 never gets a 404 for the id it was given.
-    if let Ok(mut st) = s.status.write() {
+    // `GET /v1/savepoints/{id}` right after the 202 never gets a 404 for the id it was given;
+    // counted under the same lock, so that requests at once cannot all pass the bound.
+    let waiting = s.status.write().ok().and_then(|mut st| {
+        let waiting = st
+            .savepoints
+            .iter()
+            .filter(|x| x.status == weir_crds::control::SavepointState::Pending)
+            .count();
+        if waiting >= MAX_PENDING_SAVEPOINTS {
+            return Some(waiting);
+        }
         status::add_pending_savepoint(&mut st, &id);
+        None
+    });
+    if let Some(waiting) = waiting {
+        s.actions.record(
+            "savepoint",
+            &format!("refused: {waiting} savepoint requests are waiting already"),
+            s.token.is_some(),
+        );
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "{waiting} savepoint requests are waiting already (at most {MAX_PENDING_SAVEPOINTS}); ask again once one has completed (GET /v1/savepoints/{{id}})"
+            ),
+        )
+            .into_response();
     }
     match s.requests.send(Request::Savepoint { id: id.clone() }).await {
         Ok(()) => {
@@ -313,4 +343,96 @@ async fn metrics(State(s): State<ApiState>) -> Response {
         s.metrics.encode(),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, RwLock};
+
+    use axum::extract::State;
+    use axum::http::StatusCode;
+    use tokio::sync::mpsc;
+
+    use super::status::{JobReport, JobState};
+    use super::{ApiState, MAX_PENDING_SAVEPOINTS, trigger_savepoint};
+    use crate::control::metrics::Metrics;
+
+    /// A running job's report, with no checkpoint yet.
+    fn test_report() -> JobReport {
+        JobReport {
+            name: "t".into(),
+            job_id: String::new(),
+            generation: 1,
+            state: JobState::Running,
+            parallelism: 1,
+            max_parallelism: 128,
+            restored_from: None,
+            last_checkpoint: None,
+            checkpoints: Vec::new(),
+            savepoints: Vec::new(),
+            sinks: Vec::new(),
+            watermarks: Vec::new(),
+            source_lag: Vec::new(),
+            records_in: 0,
+            failure: None,
+        }
+    }
+
+    /// Requests beyond the bound are refused while the coordinator has taken none; the
+    /// coordinator's queue never holds more than the bound.
+    #[tokio::test]
+    async fn savepoint_requests_beyond_the_bound_wait_for_none_and_are_refused() {
+        let report = test_report();
+        let (tx, mut rx) = mpsc::channel(16);
+        let state = ApiState::new(
+            Arc::new(RwLock::new(report)),
+            Arc::new(Metrics::new(Vec::new())),
+            tx,
+            Vec::new(),
+            None,
+        );
+        let mut codes = Vec::new();
+        for _ in 0..MAX_PENDING_SAVEPOINTS + 3 {
+            codes.push(trigger_savepoint(State(state.clone())).await.status());
+        }
+        let mut want = vec![StatusCode::ACCEPTED; MAX_PENDING_SAVEPOINTS];
+        want.extend([StatusCode::TOO_MANY_REQUESTS; 3]);
+        assert_eq!(codes, want);
+        let mut queued = 0;
+        while rx.try_recv().is_ok() {
+            queued += 1;
+        }
+        assert_eq!(queued, MAX_PENDING_SAVEPOINTS);
+        let refused = state
+            .actions
+            .recent()
+            .iter()
+            .filter(|a| a.outcome.starts_with("refused: 4 savepoint requests"))
+            .count();
+        assert_eq!(refused, 3);
+    }
+
+    /// The list of savepoint requests keeps every pending one and the newest finished ones.
+    #[test]
+    fn finished_savepoint_requests_beyond_those_kept_are_forgotten_oldest_first() {
+        use super::status::{KEPT_FINISHED_SAVEPOINTS, add_pending_savepoint};
+        use weir_crds::control::{SavepointReport, SavepointState};
+        let report = |id: usize, status| SavepointReport {
+            id: format!("sp-req-{id}"),
+            status,
+            path: None,
+            checkpoint: None,
+            error: None,
+        };
+        let mut st = test_report();
+        st.savepoints.push(report(0, SavepointState::Pending));
+        for i in 1..=KEPT_FINISHED_SAVEPOINTS + 20 {
+            st.savepoints.push(report(i, SavepointState::Completed));
+        }
+        add_pending_savepoint(&mut st, "sp-req-new");
+        let ids: Vec<&str> = st.savepoints.iter().map(|x| x.id.as_str()).collect();
+        assert_eq!(ids.len(), KEPT_FINISHED_SAVEPOINTS + 2);
+        assert_eq!(ids[..2], ["sp-req-0", "sp-req-21"]);
+        assert_eq!(ids[ids.len() - 1], "sp-req-new");
+    }
 }

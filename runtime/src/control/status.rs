@@ -184,6 +184,7 @@ impl Report for StatusBoard {
                     Some(e) => *e = info,
                     None => s.savepoints.push(info),
                 }
+                forget_old_savepoints(s);
             }),
             Progress::CleanupFailed { .. } => {
                 self.metrics.checkpoint_cleanups_failed.inc();
@@ -205,4 +206,26 @@ pub fn add_pending_savepoint(s: &mut JobReport, id: &str) {
             error: None,
         });
     }
+    forget_old_savepoints(s);
+}
+
+/// Finished savepoint requests kept for `GET /v1/savepoints/{id}` and the console, the
+/// newest: a job that runs for months, savepointed every hour, would otherwise report a list
+/// that only grows.
+pub const KEPT_FINISHED_SAVEPOINTS: usize = 100;
+
+/// Drop the oldest finished savepoint requests beyond [`KEPT_FINISHED_SAVEPOINTS`]; pending
+/// ones always stay.
+fn forget_old_savepoints(s: &mut JobReport) {
+    let finished = s
+        .savepoints
+        .iter()
+        .filter(|x| x.status != SavepointState::Pending)
+        .count();
+    let mut over = finished.saturating_sub(KEPT_FINISHED_SAVEPOINTS);
+    s.savepoints.retain(|x| {
+        let drop = over > 0 && x.status != SavepointState::Pending;
+        over -= usize::from(drop);
+        !drop
+    });
 }
