@@ -56,6 +56,28 @@ pub struct Context<'a> {
     pub state_ttl: Option<crate::ids::Millis>,
     /// What the statement reads of each join's output (set by [`lower`]).
     pub join_needs: Option<&'a super::needs::JoinNeeds>,
+    /// How much of the statement has been lowered so far (set by [`lower`]).
+    pub budget: Option<&'a Budget>,
+}
+
+/// Plan nodes one statement may lower, its views inlined. Each read of a view lowers the
+/// view's plan again, so a script a few lines long (each view reading the one before twice)
+/// would otherwise lower 2^n nodes; a person's statement lowers a few dozen.
+pub const MAX_NODES: usize = 10_000;
+
+/// How deep lowering may recurse: plan nodes within one another, the plans of the views
+/// read inlined. The token bound (`weir_crds::sql::MAX_DEPTH`) keeps each statement
+/// shallow, but a chain of views, each reading the one before, lowers as one plan as deep as
+/// all of them together. [`lower_node`] grows the stack as it goes, so this bounds what the
+/// steps built from the plan (and the walks over them) can be, not the stack; a chain at
+/// this depth lowers on a 2 MiB thread stack in an unoptimised build (`sql::tests`).
+pub const MAX_NESTING: usize = 512;
+
+/// What lowering one statement has used of [`MAX_NODES`] and [`MAX_NESTING`].
+#[derive(Debug, Default)]
+pub struct Budget {
+    nodes: std::cell::Cell<usize>,
+    nesting: std::cell::Cell<usize>,
 }
 
 /// Lower `plan`.
@@ -65,8 +87,10 @@ pub struct Context<'a> {
 /// back as SQL, in words for the user.
 pub fn lower(plan: &LogicalPlan, cx: &Context<'_>) -> Result<Lowered, String> {
     let needs = super::needs::JoinNeeds::of(plan);
+    let budget = Budget::default();
     let cx = Context {
         join_needs: Some(&needs),
+        budget: Some(&budget),
         ..*cx
     };
     let mut out = lower_node(plan, &cx)?;
@@ -92,7 +116,36 @@ pub fn lower(plan: &LogicalPlan, cx: &Context<'_>) -> Result<Lowered, String> {
     Ok(out)
 }
 
+/// Lower `plan` and what it reads, within the statement's [`Budget`]. Every recursion of
+/// lowering passes through here, which grows the stack when little is left: in an
+/// unoptimised build a level takes about 18 KiB, so a 2 MiB task stack held only about a
+/// hundred levels.
+#[recursive::recursive]
 pub(super) fn lower_node(plan: &LogicalPlan, cx: &Context<'_>) -> Result<Lowered, String> {
+    let Some(budget) = cx.budget else {
+        return lower_one(plan, cx);
+    };
+    let nodes = budget.nodes.get() + 1;
+    if nodes > MAX_NODES {
+        return Err(format!(
+            "lowers to more than {MAX_NODES} plan nodes once the views it reads are inlined (a view read twice is inlined twice, so views that each read the one before more than once double with every level); read such views once, or write the query without them"
+        ));
+    }
+    budget.nodes.set(nodes);
+    let nesting = budget.nesting.get() + 1;
+    if nesting > MAX_NESTING {
+        return Err(format!(
+            "is nested more than {MAX_NESTING} plan nodes deep once the views it reads are inlined (a chain of views, each reading the one before, is one query as deep as all of them); merge some of the views"
+        ));
+    }
+    budget.nesting.set(nesting);
+    let out = lower_one(plan, cx);
+    budget.nesting.set(nesting - 1);
+    out
+}
+
+/// Lower one plan node (its inputs through [`lower_node`]).
+fn lower_one(plan: &LogicalPlan, cx: &Context<'_>) -> Result<Lowered, String> {
     let windows = cx.windows;
     match plan {
         LogicalPlan::TableScan(scan) => {

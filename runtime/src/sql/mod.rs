@@ -50,6 +50,18 @@ pub struct Lowered {
 /// Every problem found, as errors at the job's `sql` field carrying the statement, line and
 /// column in the script.
 pub fn lower_script(job: &JobFile, schemas: &[SchemaRef]) -> Result<Lowered, Vec<FieldError>> {
+    // A statement may be as deep as the script's token bound allows (`weir_crds::sql::
+    // MAX_DEPTH`), and more than DataFusion walks it: cloning, rewriting and dropping its
+    // syntax tree recurse once per level, at several KiB a level in an unoptimised build, which
+    // overflowed a 2 MiB task stack at the bound. So planning runs on a stack of its own when
+    // less than `STACK_LEFT` is left.
+    const STACK_LEFT: usize = 16 << 20;
+    const STACK: usize = 64 << 20;
+    stacker::maybe_grow(STACK_LEFT, STACK, || lower_script_here(job, schemas))
+}
+
+/// [`lower_script`], on whatever stack it was given.
+fn lower_script_here(job: &JobFile, schemas: &[SchemaRef]) -> Result<Lowered, Vec<FieldError>> {
     let script = job.pipeline.sql.as_deref().unwrap_or_default();
     let statements =
         weir_crds::sql::parse(script).map_err(|e| e.iter().map(at_sql).collect::<Vec<_>>())?;
@@ -91,6 +103,7 @@ pub fn lower_script(job: &JobFile, schemas: &[SchemaRef]) -> Result<Lowered, Vec
             views: &views,
             state_ttl: job.pipeline.state_ttl.map(|d| d.as_millis_i64()),
             join_needs: None,
+            budget: None,
         };
         let planned = statement(st, &cx);
         match (planned, &st.target) {

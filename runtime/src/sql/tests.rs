@@ -465,3 +465,109 @@ GROUP BY shop, window_start, window_end",
     };
     assert_eq!(w.key_by, ["shop"]);
 }
+
+/// A chain of `n` views, each filtering the one before, and a statement reading the last.
+fn view_chain(n: usize) -> String {
+    let mut sql = String::from("CREATE VIEW v0 AS SELECT * FROM orders WHERE amount > 0;\n");
+    for i in 1..n {
+        sql.push_str(&format!(
+            "CREATE VIEW v{i} AS SELECT order_id, store_id, amount + 1 AS amount, ts FROM v{} WHERE amount > {i};\n",
+            i - 1
+        ));
+    }
+    sql.push_str(&format!("INSERT INTO out SELECT * FROM v{}", n - 1));
+    sql
+}
+
+#[test]
+fn views_that_double_with_every_level_are_refused_by_their_size_at_once() {
+    let mut sql = String::from("CREATE VIEW v0 AS SELECT * FROM orders WHERE amount > 0;\n");
+    for i in 1..40 {
+        sql.push_str(&format!(
+            "CREATE VIEW v{i} AS SELECT * FROM v{0} UNION ALL SELECT * FROM v{0};\n",
+            i - 1
+        ));
+    }
+    sql.push_str("INSERT INTO out SELECT * FROM v39");
+    // Inlined, the last statement would be 2^40 scans: refused at the first view over the
+    // bound, and the statements reading it not lowered at all.
+    let errs = lower_with(HEAD, &sql).expect_err("refused");
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    let e = &errs[0];
+    let nodes = super::lower::MAX_NODES;
+    assert!(
+        e.message.contains(&format!("more than {nodes} plan nodes")),
+        "{e:?}"
+    );
+    // v11 reads 2^11 scans of the source, each under a filter and a projection, with the
+    // unions and projections between: over 10 000.
+    assert!(e.message.starts_with("statement 12 (line 12,"), "{e:?}");
+}
+
+#[test]
+fn a_chain_of_views_deeper_than_lowering_allows_is_refused_on_a_small_stack() {
+    let sql = view_chain(2_000);
+    // A tokio worker's stack: lowering that recursed without a bound would abort here.
+    let errs = std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn(move || lower_with(HEAD, &sql).expect_err("refused"))
+        .expect("spawn")
+        .join()
+        .expect("no panic");
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    let nesting = super::lower::MAX_NESTING;
+    assert!(
+        errs[0]
+            .message
+            .contains(&format!("nested more than {nesting} plan nodes deep")),
+        "{errs:?}"
+    );
+}
+
+#[test]
+fn the_longest_chain_of_views_lowering_allows_lowers_on_a_small_stack() {
+    // Each view adds a scan, a filter and a projection: the longest chain within the bound.
+    let n = super::lower::MAX_NESTING / 3 - 1;
+    let sql = view_chain(n);
+    let steps = std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn(move || lower_with(HEAD, &sql).map(first).expect("lowers"))
+        .expect("spawn")
+        .join()
+        .expect("no panic");
+    // A filter and a select per view, the first view's `SELECT *` a filter alone.
+    assert_eq!(steps.len(), 2 * n - 1, "{:?}", &steps[..4]);
+    assert!(
+        lower_with(HEAD, &view_chain(n + 2)).is_err(),
+        "two views more are over the bound: the chain tested is the longest"
+    );
+}
+
+/// A statement at the script's token bound (a `UNION ALL` of as many queries as it allows)
+/// is within the lowering bound too: no statement refused there is accepted by the parser.
+#[test]
+fn the_longest_union_the_token_bound_allows_is_within_the_lowering_bound() {
+    let queries = weir_crds::sql::MAX_DEPTH - 1;
+    let sql = format!(
+        "INSERT INTO out {}",
+        vec!["SELECT * FROM orders WHERE amount > 0"; queries].join(" UNION ALL ")
+    );
+    let lowered = std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn(move || lower_with(HEAD, &sql).expect("lowers"))
+        .expect("spawn")
+        .join()
+        .expect("no panic");
+    // Unions within unions, a filter at every leaf.
+    fn filters(steps: &[Step]) -> usize {
+        steps
+            .iter()
+            .map(|s| match s {
+                Step::Union(inputs) => inputs.iter().map(|i| filters(i)).sum(),
+                Step::Transform(Transform::Filter(_)) => 1,
+                _ => 0,
+            })
+            .sum()
+    }
+    assert_eq!(filters(&lowered.branches[0].steps), queries);
+}
