@@ -359,23 +359,9 @@ mod tests {
 
     /// A running job's report, with no checkpoint yet.
     fn test_report() -> JobReport {
-        JobReport {
-            name: "t".into(),
-            job_id: String::new(),
-            generation: 1,
-            state: JobState::Running,
-            parallelism: 1,
-            max_parallelism: 128,
-            restored_from: None,
-            last_checkpoint: None,
-            checkpoints: Vec::new(),
-            savepoints: Vec::new(),
-            sinks: Vec::new(),
-            watermarks: Vec::new(),
-            source_lag: Vec::new(),
-            records_in: 0,
-            failure: None,
-        }
+        let mut r = super::status::initializing("t", 1, 128);
+        r.state = JobState::Running;
+        r
     }
 
     /// Requests beyond the bound are refused while the coordinator has taken none; the

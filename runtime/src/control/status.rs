@@ -194,6 +194,28 @@ impl Report for StatusBoard {
     }
 }
 
+/// The report of job `name` before it has started.
+#[must_use]
+pub fn initializing(name: &str, parallelism: u32, max_parallelism: u32) -> JobReport {
+    JobReport {
+        name: name.to_string(),
+        job_id: String::new(),
+        generation: 0,
+        state: JobState::Initializing,
+        parallelism,
+        max_parallelism,
+        restored_from: None,
+        last_checkpoint: None,
+        checkpoints: Vec::new(),
+        savepoints: Vec::new(),
+        sinks: Vec::new(),
+        watermarks: Vec::new(),
+        source_lag: Vec::new(),
+        records_in: 0,
+        failure: None,
+    }
+}
+
 /// Lists savepoint request `id` as pending unless it is listed already (the control API lists
 /// it when it accepts the request, the coordinator reports it when it takes it up).
 pub fn add_pending_savepoint(s: &mut JobReport, id: &str) {

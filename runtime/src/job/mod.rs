@@ -162,23 +162,7 @@ impl Shape {
 
 /// The report of a job that has not started yet.
 fn initializing(name: &str, shape: &Shape) -> JobReport {
-    JobReport {
-        name: name.to_string(),
-        job_id: String::new(),
-        generation: 0,
-        state: JobState::Initializing,
-        parallelism: shape.parallelism,
-        max_parallelism: shape.max_parallelism,
-        restored_from: None,
-        last_checkpoint: None,
-        checkpoints: Vec::new(),
-        savepoints: Vec::new(),
-        sinks: Vec::new(),
-        watermarks: Vec::new(),
-        source_lag: Vec::new(),
-        records_in: 0,
-        failure: None,
-    }
+    crate::control::status::initializing(name, shape.parallelism, shape.max_parallelism)
 }
 
 /// Start `plan`.
