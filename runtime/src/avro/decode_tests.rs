@@ -183,13 +183,14 @@ fn a_writer_timestamp_in_microseconds_is_refused_not_read_as_milliseconds() {
 }
 
 /// Record `A0` of one long, and `A<k>` of two fields of type `A<k-1>` (written out in full
-/// the first time, by name the second), `levels` deep: a few kilobytes that expand to 2^levels.
+/// the first time, by name the second, in the object form `{"type": "A<k-1>"}`), `levels`
+/// deep: a few kilobytes that expand to 2^levels.
 fn doubling_schema(levels: usize) -> String {
     let mut t =
         r#"{"type":"record","name":"A0","fields":[{"name":"v","type":"long"}]}"#.to_string();
     for k in 1..levels {
         t = format!(
-            r#"{{"type":"record","name":"A{k}","fields":[{{"name":"l","type":{t}}},{{"name":"r","type":"A{}"}}]}}"#,
+            r#"{{"type":"record","name":"A{k}","fields":[{{"name":"l","type":{t}}},{{"name":"r","type":{{"type":"A{}"}}}}]}}"#,
             k - 1
         );
     }

@@ -166,13 +166,13 @@ impl Sizes {
             Value::Object(o) => match o.get("type") {
                 Some(Value::String(kind)) if matches!(kind.as_str(), "record" | "error") => {
                     let name = o.get("name").and_then(Value::as_str).unwrap_or_default();
-                    let own_ns = match o.get("namespace").and_then(Value::as_str) {
-                        Some(n) => n.to_string(),
-                        None => match name.rsplit_once('.') {
-                            Some((n, _)) => n.to_string(),
-                            None => ns.to_string(),
-                        },
-                    };
+                    // As arrow-avro resolves the names its fields use: the record's own
+                    // namespace, else the enclosing one.
+                    let own_ns = o
+                        .get("namespace")
+                        .and_then(Value::as_str)
+                        .unwrap_or(ns)
+                        .to_string();
                     let full = if name.contains('.') || own_ns.is_empty() {
                         name.to_string()
                     } else {
@@ -215,7 +215,10 @@ impl Sizes {
                 Some(Value::String(kind)) if kind == "map" => {
                     Ok(1u64.saturating_add(o.get("values").map_or(Ok(0), |i| self.of(i, ns))?))
                 }
-                // A primitive with attributes (a logical type), or a type nested as an object.
+                // A primitive with attributes (a logical type), or a reference written as an
+                // object (`{"type": "A"}`, which arrow-avro resolves by name like `"A"`).
+                Some(name @ Value::String(_)) => self.of(name, ns),
+                // A type nested as an object.
                 Some(inner @ (Value::Object(_) | Value::Array(_))) => self.of(inner, ns),
                 _ => Ok(1),
             },
