@@ -680,4 +680,8 @@ fn a_sliding_window_putting_a_record_in_too_many_windows_is_refused() {
     );
     let src = GOOD.replace("tumbling: 10s", "sliding: {size: 1000s, slide: 1s}");
     load_job("job.yaml", &src).expect("1000 windows a record are allowed");
+    // A slide that does not divide the size puts some records in one window more.
+    let src = GOOD.replace("tumbling: 10s", "sliding: {size: 2001ms, slide: 2ms}");
+    let e = errors(&src).to_string();
+    assert!(e.contains("puts each record in 1001 windows"), "{e}");
 }

@@ -192,6 +192,9 @@ pub fn parse_aggregate(s: &str) -> Result<(AggregateFn, Option<String>), String>
 /// How many windows a record of a sliding window of `size` slid by `slide` (milliseconds,
 /// both above 0) enters, when that is over [`crate::pipeline::MAX_WINDOWS_PER_RECORD`].
 pub(crate) fn windows_per_record(size: i64, slide: i64) -> Option<i64> {
-    let n = size / slide.max(1);
+    // Rounded up: a window starts every `slide`, so when the slide does not divide the size
+    // some records are in one more.
+    let slide = slide.max(1);
+    let n = size / slide + i64::from(size % slide != 0);
     (n > crate::pipeline::MAX_WINDOWS_PER_RECORD).then_some(n)
 }
