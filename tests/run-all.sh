@@ -155,17 +155,18 @@ beside_status=0
 wait "$beside_pid" || beside_status=$?
 step "the suites run beside the others: ${beside[*]}"
 cat "$cache/tests-beside.log"
-if [ "$rest_status" -ne 0 ] || [ "$beside_status" -ne 0 ]; then
-  echo "cargo test failed (the other suites: exit $rest_status; ${beside[*]}: exit $beside_status)" >&2
-  exit 1
-fi
-cargo test --workspace --doc --locked
+# Listed before a failure ends the run too: retries matter most when a run fails.
 if [ -s "$WEIR_TEST_RETRIES" ]; then
   echo "tests that needed another attempt ($(wc -l <"$WEIR_TEST_RETRIES")):"
   cat "$WEIR_TEST_RETRIES"
 else
   echo "no fault-injection test needed another attempt"
 fi
+if [ "$rest_status" -ne 0 ] || [ "$beside_status" -ne 0 ]; then
+  echo "cargo test failed (the other suites: exit $rest_status; ${beside[*]}: exit $beside_status)" >&2
+  exit 1
+fi
+cargo test --workspace --doc --locked
 
 # CI checks that the images build, hold what they should (no fault hooks) and start; it
 # builds them in the dev profile, whose dependencies are those the tests compiled. A release

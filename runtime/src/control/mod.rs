@@ -201,7 +201,7 @@ async fn job(State(s): State<ApiState>) -> Response {
     }
 }
 
-/// Savepoint requests that may wait at once; more are refused (`429`) until one is taken.
+/// Savepoint requests that may wait at once; more are refused (`429`) until one has completed.
 /// Each is a savepoint of all of the job's state, written to storage: a client repeating its
 /// request, or anyone who reaches an API without a token, would otherwise queue them without
 /// end.
@@ -223,18 +223,21 @@ async fn trigger_savepoint(State(s): State<ApiState>) -> Response {
     // Listed as pending before the coordinator hears of it, so that a client polling
     // `GET /v1/savepoints/{id}` right after the 202 never gets a 404 for the id it was given;
     // counted under the same lock, so that requests at once cannot all pass the bound.
-    let waiting = s.status.write().ok().and_then(|mut st| {
+    let waiting = {
+        let mut st = s
+            .status
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let waiting = st
             .savepoints
             .iter()
             .filter(|x| x.status == weir_crds::control::SavepointState::Pending)
             .count();
-        if waiting >= MAX_PENDING_SAVEPOINTS {
-            return Some(waiting);
+        if waiting < MAX_PENDING_SAVEPOINTS {
+            status::add_pending_savepoint(&mut st, &id);
         }
-        status::add_pending_savepoint(&mut st, &id);
-        None
-    });
+        Some(waiting).filter(|&w| w >= MAX_PENDING_SAVEPOINTS)
+    };
     if let Some(waiting) = waiting {
         s.actions.record(
             "savepoint",

@@ -21,8 +21,8 @@ impl FileResolver for Registered {
     }
 }
 
-/// Blocks (`message`, `enum`, `oneof`, option values in braces) within one another a
-/// registered `.proto` may have. The compiler recurses once per level without a bound of its
+/// Blocks within one another a registered `.proto` may have: braces (`message`, `enum`,
+/// `oneof`, option values), brackets, parentheses and angle brackets (`map<...>`) alike. The compiler recurses once per level without a bound of its
 /// own, so a registered file nested a few thousand levels deep would overflow the source
 /// task's stack and abort the process; no schema written by a person comes near.
 pub const MAX_BLOCK_NESTING: usize = 100;

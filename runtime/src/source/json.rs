@@ -16,8 +16,8 @@ use datafusion::arrow::json::ReaderBuilder;
 
 use crate::error::Result;
 
-/// Arrays and objects within one another a record may have, as serde_json allows by
-/// default.
+/// Arrays and objects within one another a record may have (serde_json's default limit is of
+/// the same size). Counted over the whole record, fields the job does not read included.
 pub const MAX_NESTING: usize = 128;
 
 /// Whether `record` nests arrays and objects deeper than [`MAX_NESTING`]. Most records hold

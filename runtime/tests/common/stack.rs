@@ -589,7 +589,8 @@ impl OwnServer {
         env.push(("WEIR_STACK_DIR", dir.display().to_string()));
         env.push(("WEIR_TLS_DIR", tls_dir()));
         // What an earlier run left running here (it was killed before it could stop it),
-        // then its state: every run starts from an empty server.
+        // then its state here (as root, PostgreSQL's and MariaDB's data directories under
+        // `/var/tmp` stay, as they always have: tests use tables of names of their own).
         let _ = std::panic::catch_unwind(|| stack_script(script, "stop", &env));
         match std::fs::remove_dir_all(&dir) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
