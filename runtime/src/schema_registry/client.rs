@@ -104,6 +104,26 @@ const SCHEMA_NOT_FOUND: i64 = 40403;
 
 const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
 
+/// Longest answer read from the registry. A schema is a few KiB (Confluent's registry keeps
+/// each in a Kafka record, at most 1 MiB by default); a longer answer, whatever sent it, is
+/// refused rather than read into the source's memory.
+pub const MAX_ANSWER: usize = 8 << 20;
+
+/// `resp`'s body, or `None` once it is longer than [`MAX_ANSWER`].
+async fn read_at_most(mut resp: reqwest::Response) -> reqwest::Result<Option<String>> {
+    if resp.content_length().is_some_and(|n| n > MAX_ANSWER as u64) {
+        return Ok(None);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await? {
+        if body.len() + chunk.len() > MAX_ANSWER {
+            return Ok(None);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Some(String::from_utf8_lossy(&body).into_owned()))
+}
+
 impl Registry {
     /// The registry `spec` describes; secrets read with `lookup`, `field` is where `spec`
     /// sits in the job file.
@@ -174,8 +194,14 @@ impl Registry {
                         && !matches!(resp.status().as_u16(), 408 | 429) =>
                 {
                     let status = resp.status();
-                    match resp.text().await {
-                        Ok(body) => return Ok((status, body)),
+                    match read_at_most(resp).await {
+                        Ok(Some(body)) => return Ok((status, body)),
+                        Ok(None) => {
+                            return Err(self.refused(format!(
+                                "answered HTTP {status} with more than {} MiB; a schema is far smaller",
+                                MAX_ANSWER >> 20
+                            )));
+                        }
                         Err(e) => format!(
                             "HTTP {status}, body unreadable: {}",
                             crate::error::chain(&e)
@@ -347,7 +373,36 @@ fn url_segment(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::url_segment;
+    use super::{MAX_ANSWER, Registry, RegistryError, url_segment};
+
+    /// A registry (or anything at its address) answering with more than the bound is
+    /// refused, naming it, without reading the answer into memory.
+    #[tokio::test]
+    async fn an_answer_longer_than_the_bound_is_refused() {
+        let big = "x".repeat(MAX_ANSWER + 1);
+        let app = axum::Router::new().route(
+            "/schemas/ids/{id}",
+            axum::routing::get(move || {
+                let big = big.clone();
+                async move { big }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("address");
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let spec: weir_crds::SchemaRegistrySpec =
+            serde_json::from_value(serde_json::json!({"url": format!("http://{addr}")}))
+                .expect("spec");
+        let registry = Registry::from_spec(&spec, "schemaRegistry", |_| None).expect("registry");
+        match registry.schema_by_id(1).await {
+            Err(RegistryError::Refused { message, .. }) => {
+                assert!(message.contains("more than 8 MiB"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 
     #[test]
     fn subjects_are_escaped_as_one_path_segment() {
