@@ -9,6 +9,9 @@ use datafusion::arrow::compute::concat_batches;
 use datafusion::arrow::datatypes::SchemaRef;
 
 use super::schema::{check_size, check_timestamps, reader_schema, record_full_name};
+
+/// Unreadable schema ids remembered at most (see `AvroDecoder::refuse`).
+pub const MAX_UNREADABLE_IDS: usize = 4096;
 use crate::schema_registry::{Registered, Registry, RegistryError, SchemaType, readable};
 use crate::source::json::Decoded;
 
@@ -65,6 +68,16 @@ impl AvroDecoder {
             .map_err(|e| e.to_string())
     }
 
+    /// Records why schema `id` cannot be read. Ids are the records' to choose, so the list is
+    /// emptied once it holds [`MAX_UNREADABLE_IDS`]: an id seen again is looked up again,
+    /// where the list would otherwise grow with every id a stream of bad records names.
+    fn refuse(&mut self, id: u32, why: String) {
+        if self.unreadable.len() >= MAX_UNREADABLE_IDS {
+            self.unreadable.clear();
+        }
+        self.unreadable.insert(id, why);
+    }
+
     /// Fetches schema `id` and decides whether the job can read it.
     fn learn(&mut self, id: u32) -> Result<(), RegistryError> {
         let fetched = self.registry.schema_by_id_blocking(id);
@@ -80,23 +93,23 @@ impl AvroDecoder {
         let schema = match readable(id, fetched, &SchemaType::Avro, self.registry.url())? {
             Ok(schema) => schema,
             Err(why) => {
-                self.unreadable.insert(id, why);
+                self.refuse(id, why);
                 return Ok(());
             }
         };
         if let Err(e) = check_size(&schema) {
-            self.unreadable.insert(id, format!("schema id {id}: {e}"));
+            self.refuse(id, format!("schema id {id}: {e}"));
             return Ok(());
         }
         let name = match record_full_name(&schema) {
             Ok(n) => n,
             Err(e) => {
-                self.unreadable.insert(id, format!("schema id {id}: {e}"));
+                self.refuse(id, format!("schema id {id}: {e}"));
                 return Ok(());
             }
         };
         if let Err(e) = check_timestamps(&schema, &self.target) {
-            self.unreadable.insert(
+            self.refuse(
                 id,
                 format!("schema id {id} cannot be read as the source's schema: {e}"),
             );
@@ -107,7 +120,7 @@ impl AvroDecoder {
         if let Err(e) = self.build(std::iter::once(&id)) {
             self.readable.remove(&id);
             tracing::warn!(schema_id = id, error = %e, "a writer schema the job cannot read");
-            self.unreadable.insert(
+            self.refuse(
                 id,
                 format!("schema id {id} cannot be read as the source's schema: {e}"),
             );

@@ -242,3 +242,17 @@ fn a_schema_reusing_its_named_types_a_few_times_is_read() {
     let e = crate::avro::schema::check_size(&doubling_schema(18)).expect_err("2^18 types");
     assert!(e.contains("more than 100000"), "{e}");
 }
+
+/// Schema ids are the records' to choose: the ids remembered as unreadable stay bounded
+/// however many a stream of bad records names.
+#[test]
+fn unreadable_schema_ids_are_remembered_up_to_a_bound() {
+    let mut d = decoder();
+    for id in 100..100 + 3 * super::MAX_UNREADABLE_IDS as u32 {
+        d.accept(id, Ok(None)).unwrap();
+    }
+    assert!(d.unreadable.len() <= super::MAX_UNREADABLE_IDS);
+    // Those readable stay.
+    let out = d.decode(&[v1(1, "a")]).unwrap();
+    assert_eq!(rows(&out.data), vec![(1, "a".to_string(), None)]);
+}

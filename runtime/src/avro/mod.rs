@@ -16,7 +16,7 @@ mod decode;
 mod encode;
 mod schema;
 
-pub use decode::AvroDecoder;
+pub use decode::{AvroDecoder, MAX_UNREADABLE_IDS};
 pub use encode::AvroEncoder;
 pub use schema::{check_timestamps, reader_schema, record_name, writer_schema};
 

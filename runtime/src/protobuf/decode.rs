@@ -233,8 +233,10 @@ pub struct ProtobufDecoder {
     target: SchemaRef,
     /// Compiled files by schema id, or why the id's records cannot be read.
     files: HashMap<u32, Result<FileDescriptor, String>>,
-    /// Reading plans by schema id and message path, or why that message cannot be read.
-    plans: HashMap<(u32, Vec<usize>), Result<Plan, String>>,
+    /// Reading plans by schema id and message path. Only plans that read are kept: the path
+    /// is the record's to choose (up to 100 indexes), so keeping why each one failed would
+    /// grow without bound under a stream of bad records; a failure is cheap to find again.
+    plans: HashMap<(u32, Vec<usize>), Plan>,
 }
 
 impl ProtobufDecoder {
@@ -259,6 +261,12 @@ impl ProtobufDecoder {
             readable(id, fetched, &SchemaType::Protobuf, self.registry.url())?.and_then(|schema| {
                 proto_file(&schema).map_err(|e| format!("schema id {id} does not compile: {e}"))
             });
+        // As the Avro decoder's unreadable ids: bounded, since the ids are the records'.
+        if file.is_err()
+            && self.files.values().filter(|f| f.is_err()).count() >= crate::avro::MAX_UNREADABLE_IDS
+        {
+            self.files.retain(|_, f| f.is_ok());
+        }
         self.files.insert(id, file);
         Ok(())
     }
@@ -274,14 +282,12 @@ impl ProtobufDecoder {
                     }),
                 Some(Err(e)) => Err(e.clone()),
                 None => Err(format!("schema id {id} is unknown")),
-            };
+            }?;
             self.plans.insert(key.clone(), plan);
         }
-        match self.plans.get(&key) {
-            Some(Ok(p)) => Ok(p),
-            Some(Err(e)) => Err(e.clone()),
-            None => Err(format!("schema id {id} is unknown")),
-        }
+        self.plans
+            .get(&key)
+            .ok_or_else(|| format!("schema id {id} is unknown"))
     }
 
     /// Decode `records`, each one framed Protobuf value.

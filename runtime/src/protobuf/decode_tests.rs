@@ -237,3 +237,25 @@ fn a_sinks_messages_read_back_as_the_rows_written() {
         ]
     );
 }
+
+/// A message path is the record's to choose: records naming paths the schema lacks are each
+/// bad, and none of them leaves anything behind in the decoder.
+#[test]
+fn bad_message_paths_leave_no_plan_behind() {
+    let mut d = decoder();
+    // Paths of two indexes (a zigzag count of 2, then each index zigzagged): [a, b] with a
+    // in 1..61 and b in 0..16, none of which the schema has (`Refund`, at 1, nests nothing).
+    let values: Vec<Vec<u8>> = (1u8..61)
+        .flat_map(|a| (0u8..16).map(move |b| framed(1, &[4, 2 * a, 2 * b], &[])))
+        .chain(std::iter::once(framed(1, &[0], &order(1, "a", None, None))))
+        .collect();
+    let out = d.decode(&values).unwrap();
+    assert_eq!(out.bad.len(), 960);
+    assert!(
+        out.bad[0].1.contains("no message at index path"),
+        "{:?}",
+        out.bad[0]
+    );
+    assert_eq!(out.data.num_rows(), 1);
+    assert_eq!(d.plans.len(), 1, "only the plan that reads is kept");
+}
