@@ -10,9 +10,11 @@ pub mod browser;
 pub mod front;
 pub mod rd;
 pub mod s3_proxy;
+mod task_stack;
 pub mod varint;
 mod verify;
 
+pub use task_stack::{TASK_STACK, on_a_task_stack};
 pub use verify::{
     CommittedRecord, OpenTransaction, PartitionReport, SETTLE_TIMEOUT, TopicReport, VerifyError,
     committed_records, read_cluster_topic, read_cluster_topic_settled, read_topic,

@@ -181,17 +181,12 @@ mod tests {
     /// inside the compiler; it is now an error, and a file at the bound compiles.
     #[test]
     fn a_registered_file_nested_deeper_than_the_bound_is_refused_on_a_small_stack() {
-        let got = std::thread::Builder::new()
-            .stack_size(2 << 20)
-            .spawn(|| {
-                (
-                    proto_file(&nested(20_000)).map(|_| ()),
-                    proto_file(&nested(MAX_BLOCK_NESTING)).map(|_| ()),
-                )
-            })
-            .expect("spawn")
-            .join()
-            .expect("no abort, no panic");
+        let got = weir_testkit::on_a_task_stack(|| {
+            (
+                proto_file(&nested(20_000)).map(|_| ()),
+                proto_file(&nested(MAX_BLOCK_NESTING)).map(|_| ()),
+            )
+        });
         let e = got.0.expect_err("refused");
         assert!(e.contains("more than 100 levels"), "{e}");
         got.1.expect("the bound itself compiles");

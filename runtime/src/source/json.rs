@@ -176,12 +176,8 @@ mod tests {
             nested(100_000),
             r#"{"n": 2, "s": "[[[[ not brackets: a string"}"#.to_string(),
         ];
-        let decoded = std::thread::Builder::new()
-            .stack_size(2 << 20)
-            .spawn(move || decoder().decode(&records).expect("decodes"))
-            .expect("spawn")
-            .join()
-            .expect("no abort, no panic");
+        let decoded =
+            weir_testkit::on_a_task_stack(move || decoder().decode(&records).expect("decodes"));
         assert_eq!(decoded.bad.len(), 1, "{:?}", decoded.bad);
         assert_eq!(decoded.bad[0].0, 1);
         assert!(

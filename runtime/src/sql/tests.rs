@@ -318,35 +318,30 @@ fn the_longest_or_chain_the_script_bound_allows_lowers_compiles_and_runs_on_a_sm
         ors.join(" OR ")
     );
     // A tokio worker's stack: a walk that recursed per operator would abort the binary here.
-    let passed = std::thread::Builder::new()
-        .stack_size(2 << 20)
-        .spawn(move || {
-            let got = lower(&sql).expect("lowers");
-            let [Transform::Filter(f)] = got.as_slice() else {
-                panic!("{got:?}")
-            };
-            let schema = orders_schema();
-            let e = crate::expr::CompiledExpr::compile(f, &schema)
-                .expect("compiles within the expression limits");
-            // order_id 0..400; every other column zero, cast to its type.
-            let cols: Vec<Arc<dyn Array>> = schema
-                .fields()
-                .iter()
-                .map(|field| {
-                    let ids = Int64Array::from_iter_values(
-                        (0..400).map(|i| if field.name() == "order_id" { i } else { 0 }),
-                    );
-                    cast(&ids, field.data_type()).expect("cast")
-                })
-                .collect();
-            let batch = RecordBatch::try_new(schema, cols).expect("batch");
-            let mask = e.eval(&batch).expect("evaluates");
-            let mask = mask.as_boolean();
-            (0..mask.len()).filter(|&i| mask.value(i)).count()
-        })
-        .expect("spawn")
-        .join()
-        .expect("no panic");
+    let passed = weir_testkit::on_a_task_stack(move || {
+        let got = lower(&sql).expect("lowers");
+        let [Transform::Filter(f)] = got.as_slice() else {
+            panic!("{got:?}")
+        };
+        let schema = orders_schema();
+        let e = crate::expr::CompiledExpr::compile(f, &schema)
+            .expect("compiles within the expression limits");
+        // order_id 0..400; every other column zero, cast to its type.
+        let cols: Vec<Arc<dyn Array>> = schema
+            .fields()
+            .iter()
+            .map(|field| {
+                let ids = Int64Array::from_iter_values(
+                    (0..400).map(|i| if field.name() == "order_id" { i } else { 0 }),
+                );
+                cast(&ids, field.data_type()).expect("cast")
+            })
+            .collect();
+        let batch = RecordBatch::try_new(schema, cols).expect("batch");
+        let mask = e.eval(&batch).expect("evaluates");
+        let mask = mask.as_boolean();
+        (0..mask.len()).filter(|&i| mask.value(i)).count()
+    });
     assert_eq!(passed, terms, "rows 0..{terms} pass the filter, no other");
 }
 
@@ -508,12 +503,7 @@ fn views_that_double_with_every_level_are_refused_by_their_size_at_once() {
 fn a_chain_of_views_deeper_than_lowering_allows_is_refused_on_a_small_stack() {
     let sql = view_chain(2_000);
     // A tokio worker's stack: lowering that recursed without a bound would abort here.
-    let errs = std::thread::Builder::new()
-        .stack_size(2 << 20)
-        .spawn(move || lower_with(HEAD, &sql).expect_err("refused"))
-        .expect("spawn")
-        .join()
-        .expect("no panic");
+    let errs = weir_testkit::on_a_task_stack(move || lower_with(HEAD, &sql).expect_err("refused"));
     assert_eq!(errs.len(), 1, "{errs:?}");
     let nesting = super::lower::MAX_NESTING;
     assert!(
@@ -529,12 +519,8 @@ fn the_longest_chain_of_views_lowering_allows_lowers_on_a_small_stack() {
     // Each view adds a scan, a filter and a projection: the longest chain within the bound.
     let n = super::lower::MAX_NESTING / 3 - 1;
     let sql = view_chain(n);
-    let steps = std::thread::Builder::new()
-        .stack_size(2 << 20)
-        .spawn(move || lower_with(HEAD, &sql).map(first).expect("lowers"))
-        .expect("spawn")
-        .join()
-        .expect("no panic");
+    let steps =
+        weir_testkit::on_a_task_stack(move || lower_with(HEAD, &sql).map(first).expect("lowers"));
     // A filter and a select per view, the first view's `SELECT *` a filter alone.
     assert_eq!(steps.len(), 2 * n - 1, "{:?}", &steps[..4]);
     assert!(
@@ -552,12 +538,7 @@ fn the_longest_union_the_token_bound_allows_is_within_the_lowering_bound() {
         "INSERT INTO out {}",
         vec!["SELECT * FROM orders WHERE amount > 0"; queries].join(" UNION ALL ")
     );
-    let lowered = std::thread::Builder::new()
-        .stack_size(2 << 20)
-        .spawn(move || lower_with(HEAD, &sql).expect("lowers"))
-        .expect("spawn")
-        .join()
-        .expect("no panic");
+    let lowered = weir_testkit::on_a_task_stack(move || lower_with(HEAD, &sql).expect("lowers"));
     // Unions within unions, a filter at every leaf.
     fn filters(steps: &[Step]) -> usize {
         steps
