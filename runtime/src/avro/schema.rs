@@ -84,10 +84,11 @@ pub fn record_full_name(writer: &str) -> Result<String, String> {
         .get("name")
         .and_then(Value::as_str)
         .ok_or("the record has no name")?;
-    Ok(match v.get("namespace").and_then(Value::as_str) {
-        Some(ns) if !ns.is_empty() && !name.contains('.') => format!("{ns}.{name}"),
-        _ => name.to_string(),
-    })
+    let ns = v
+        .get("namespace")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    Ok(full_name(name, ns))
 }
 
 /// Types a writer schema may come to once each use of a named type is written out in full.
@@ -120,6 +121,16 @@ pub fn check_size(writer: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The full name of type `name` in namespace `ns`: a dotted name is full already, as is any
+/// name in the null namespace.
+fn full_name(name: &str, ns: &str) -> String {
+    if name.contains('.') || ns.is_empty() {
+        name.to_string()
+    } else {
+        format!("{ns}.{name}")
+    }
+}
+
 /// The expanded size of each named type, as [`check_size`] walks a schema in order (Avro
 /// defines a name before any use of it).
 #[derive(Default)]
@@ -134,14 +145,9 @@ impl Sizes {
         match t {
             Value::String(name) if PRIMITIVES.contains(&name.as_str()) => Ok(1),
             Value::String(name) => {
-                let full = if name.contains('.') || ns.is_empty() {
-                    name.clone()
-                } else {
-                    format!("{ns}.{name}")
-                };
                 let found = self
                     .named
-                    .get(&full)
+                    .get(&full_name(name, ns))
                     .or_else(|| self.named.get(name))
                     .copied();
                 match found {
@@ -173,11 +179,7 @@ impl Sizes {
                         .and_then(Value::as_str)
                         .unwrap_or(ns)
                         .to_string();
-                    let full = if name.contains('.') || own_ns.is_empty() {
-                        name.to_string()
-                    } else {
-                        format!("{own_ns}.{name}")
-                    };
+                    let full = full_name(name, &own_ns);
                     self.named.insert(full.clone(), None);
                     let mut n = 1u64;
                     for f in o
@@ -198,22 +200,14 @@ impl Sizes {
                 }
                 Some(Value::String(kind)) if matches!(kind.as_str(), "enum" | "fixed") => {
                     if let Some(name) = o.get("name").and_then(Value::as_str) {
-                        let full = match o.get("namespace").and_then(Value::as_str) {
-                            Some(n) if !n.is_empty() && !name.contains('.') => {
-                                format!("{n}.{name}")
-                            }
-                            _ if !ns.is_empty() && !name.contains('.') => format!("{ns}.{name}"),
-                            _ => name.to_string(),
-                        };
-                        self.named.insert(full, Some(1));
+                        let own_ns = o.get("namespace").and_then(Value::as_str).unwrap_or(ns);
+                        self.named.insert(full_name(name, own_ns), Some(1));
                     }
                     Ok(1)
                 }
-                Some(Value::String(kind)) if kind == "array" => {
-                    Ok(1u64.saturating_add(o.get("items").map_or(Ok(0), |i| self.of(i, ns))?))
-                }
-                Some(Value::String(kind)) if kind == "map" => {
-                    Ok(1u64.saturating_add(o.get("values").map_or(Ok(0), |i| self.of(i, ns))?))
+                Some(Value::String(kind)) if matches!(kind.as_str(), "array" | "map") => {
+                    let inner = if kind == "array" { "items" } else { "values" };
+                    Ok(1u64.saturating_add(o.get(inner).map_or(Ok(0), |i| self.of(i, ns))?))
                 }
                 // A primitive with attributes (a logical type), or a reference written as an
                 // object (`{"type": "A"}`, which arrow-avro resolves by name like `"A"`).

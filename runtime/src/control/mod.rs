@@ -233,10 +233,11 @@ async fn trigger_savepoint(State(s): State<ApiState>) -> Response {
             .iter()
             .filter(|x| x.status == weir_crds::control::SavepointState::Pending)
             .count();
-        if waiting < MAX_PENDING_SAVEPOINTS {
+        let full = waiting >= MAX_PENDING_SAVEPOINTS;
+        if !full {
             status::add_pending_savepoint(&mut st, &id);
         }
-        Some(waiting).filter(|&w| w >= MAX_PENDING_SAVEPOINTS)
+        full.then_some(waiting)
     };
     if let Some(waiting) = waiting {
         s.actions.record(
